@@ -1,0 +1,96 @@
+import { createPublicKey, generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import { isProtocolError } from "../../src/protocol/errors.js";
+import {
+  importPublicIdentity, keyBindingBytes, signProof, verifyProof, type PrivateIdentity,
+} from "../../src/protocol/keys.js";
+import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
+
+let alice: PrivateIdentity;
+let mallory: PrivateIdentity;
+beforeAll(async () => {
+  alice = await fixtureIdentity("alice");
+  mallory = await fixtureIdentity("mallory");
+});
+
+function spki(k: Parameters<typeof createPublicKey>[0]): Buffer {
+  return createPublicKey(k).export({ format: "der", type: "spki" });
+}
+
+function presented(encPrivate: Parameters<typeof createPublicKey>[0], username = "alice") {
+  const encSpki = spki(encPrivate);
+  return { username, sigSpki: alice.sigSpki, encSpki, encKeySig: sign(null, keyBindingBytes(username, encSpki), alice.sigPrivate) };
+}
+
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (isProtocolError(e)) return `${e.code}: ${e.message}`;
+    throw e;
+  }
+  return "accepted";
+}
+
+describe("peer key checks (PROTOCOL.md Identity)", () => {
+  it("accepts a well-formed identity and computes fingerprints", () => {
+    const id = importPublicIdentity(alice);
+    expect(id.sigFpr.length).toBe(32);
+    expect(id.encFpr.equals(alice.encFpr)).toBe(true);
+  });
+
+  it("refuses an RSA key below 2048 bits", () => {
+    const [, weak] = fixtureKeys("weak");
+    expect(refusal(() => importPublicIdentity(presented(weak!)))).toMatch(/^bad-key: RSA key of 1024 bits is too weak/);
+  });
+
+  it("accepts 2048 bits (the floor)", () => {
+    const [, small] = fixtureKeys("small");
+    expect(refusal(() => importPublicIdentity(presented(small!)))).toBe("accepted");
+  });
+
+  it("refuses a public exponent other than 65537", () => {
+    const [e3] = fixtureKeys("rsa-e3");
+    expect(refusal(() => importPublicIdentity(presented(e3!)))).toMatch(/^bad-key: RSA public exponent must be 65537/);
+  });
+
+  it("refuses keys of the wrong type in either slot", () => {
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    expect(refusal(() => importPublicIdentity(presented(ec.privateKey)))).toMatch(/^bad-key: encryption key must be RSA/);
+    expect(refusal(() => importPublicIdentity({ ...alice, sigSpki: alice.encSpki }))).toMatch(/^bad-key: signing key must be Ed25519/);
+    const pss = generateKeyPairSync("rsa-pss", { modulusLength: 2048 });
+    expect(refusal(() => importPublicIdentity(presented(pss.privateKey)))).toMatch(/^bad-key: encryption key must be RSA, not rsa-pss/);
+  });
+
+  it("refuses garbage and non-canonical encodings", () => {
+    expect(refusal(() => importPublicIdentity({ ...alice, encSpki: randomBytes(300) }))).toMatch(/^bad-key/);
+    expect(refusal(() => importPublicIdentity({ ...alice, encSpki: Buffer.concat([alice.encSpki, Buffer.from([0])]) }))).toMatch(/^bad-key/);
+    expect(refusal(() => importPublicIdentity({ ...alice, encSpki: Buffer.alloc(0) }))).toMatch(/^bad-key/);
+  });
+
+  it("refuses an encryption key the signing key did not vouch for (relay swaps the RSA key)", () => {
+    expect(refusal(() => importPublicIdentity({ ...alice, encSpki: mallory.encSpki }))).toMatch(/^bad-key-binding/);
+    // A binding made for another username does not transfer.
+    const forBob = sign(null, keyBindingBytes("bob", alice.encSpki), alice.sigPrivate);
+    expect(refusal(() => importPublicIdentity({ ...alice, encKeySig: forBob }))).toMatch(/^bad-key-binding/);
+  });
+
+  it("refuses a username outside the policy", () => {
+    expect(refusal(() => importPublicIdentity({ ...alice, username: "../alice" }))).toMatch(/^malformed/);
+  });
+});
+
+describe("proof of possession (PROTOCOL.md Session)", () => {
+  const relayId = Buffer.alloc(16, 7);
+  const nonce = Buffer.alloc(32, 9);
+
+  it("verifies for the right challenge only", () => {
+    const proof = signProof(alice, relayId, nonce);
+    expect(verifyProof(alice, relayId, nonce, proof)).toBe(true);
+    expect(verifyProof(alice, Buffer.alloc(16, 8), nonce, proof)).toBe(false); // another relay
+    expect(verifyProof(alice, relayId, Buffer.alloc(32, 1), proof)).toBe(false); // an old nonce
+    expect(verifyProof({ ...alice, username: "alicia" }, relayId, nonce, proof)).toBe(false);
+    expect(verifyProof(alice, relayId, nonce, signProof(mallory, relayId, nonce))).toBe(false);
+    expect(verifyProof(alice, relayId, nonce, proof.subarray(1))).toBe(false);
+  });
+});

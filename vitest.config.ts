@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts", "test/**/*.test.tsx"],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Two cores: RSA-heavy files and real-process tests share them.
+    maxWorkers: 2,
+    reporters: ["default"],
+  },
+});

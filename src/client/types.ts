@@ -1,0 +1,131 @@
+// The client session as the UI sees it. The TUI depends only on this interface (tests use a
+// fake); src/client/chat-client.ts implements it over grpc-js.
+
+export type ConnectionStatus =
+  | { readonly state: "connecting"; readonly attempt: number }
+  | { readonly state: "connected"; readonly sinceMs: number }
+  | { readonly state: "reconnecting"; readonly attempt: number; readonly retryAtMs: number; readonly reason: string }
+  /** Will not retry by itself (e.g. username taken, bad key): reason says why. */
+  | { readonly state: "failed"; readonly reason: string }
+  | { readonly state: "closed" };
+
+export type PeerTrust = "unverified" | "verified" | "key-changed";
+
+export interface PeerView {
+  readonly username: string;
+  readonly online: boolean;
+  readonly trust: PeerTrust;
+  /** True for the local user's own entry. */
+  readonly you: boolean;
+}
+
+export interface RoomView {
+  readonly room: string;
+  readonly members: readonly string[];
+}
+
+export type MessageState = "pending" | "accepted" | "failed";
+export type MessageKind = "text" | "action";
+
+export interface ChatMessage {
+  /** Hex of the 16-byte message id. Unique: the UI may key on it. */
+  readonly id: string;
+  readonly conversationId: string;
+  readonly from: string;
+  readonly kind: MessageKind;
+  /** Already sanitised for the terminal (may contain \n and \t). */
+  readonly text: string;
+  readonly sentAtMs: number;
+  readonly receivedAtMs: number;
+  readonly own: boolean;
+  /** Own messages only. */
+  readonly state?: MessageState;
+  readonly failure?: string;
+  /** Own messages: recipients who were offline and will get it later. */
+  readonly queuedFor?: readonly string[];
+  /** A message before this one from the same sender in this conversation may be missing. */
+  readonly gap?: boolean;
+}
+
+export type NoticeLevel = "info" | "warn" | "error";
+
+export type SessionEvent =
+  | { readonly type: "connection"; readonly status: ConnectionStatus }
+  /** The whole directory (after welcome). */
+  | { readonly type: "directory"; readonly peers: readonly PeerView[] }
+  /** One peer was added or changed (presence, trust). */
+  | { readonly type: "peer"; readonly peer: PeerView }
+  /** The rooms I belong to (after welcome, join, leave). */
+  | { readonly type: "rooms"; readonly rooms: readonly RoomView[] }
+  | {
+      readonly type: "room-event"; readonly room: string; readonly kind: "joined" | "left";
+      readonly username: string; readonly members: readonly string[]; readonly atMs: number;
+    }
+  /** A new message: incoming, or my own as soon as I send it (state "pending"). */
+  | { readonly type: "message"; readonly message: ChatMessage }
+  /** The delivery state of one of my messages changed. */
+  | {
+      readonly type: "message-state"; readonly conversationId: string; readonly id: string;
+      readonly state: MessageState; readonly failure?: string; readonly queuedFor?: readonly string[];
+    }
+  /** A peer's keys changed: their messages are held and sending to them is blocked until /trust. */
+  | { readonly type: "key-change"; readonly username: string; readonly conversationId: string; readonly held: number }
+  /** An envelope could not be verified and was dropped (reason is logged, not shown). */
+  | { readonly type: "refused"; readonly conversationId: string; readonly from: string }
+  /** Anything else worth a line, optionally in one conversation (else the current one). */
+  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string };
+
+export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+
+export interface VerifyInfo {
+  readonly username: string;
+  readonly trust: PeerTrust;
+  /** 12 groups of 5 digits, the same on both sides. */
+  readonly safetyNumber: string;
+  /** With a pending key change: the safety number of the new keys. */
+  readonly pendingSafetyNumber?: string;
+}
+
+export interface RoomListing {
+  readonly joined: readonly RoomView[];
+  readonly all: readonly { readonly room: string; readonly memberCount: number }[];
+}
+
+export interface SessionSnapshot {
+  readonly connection: ConnectionStatus;
+  readonly peers: readonly PeerView[];
+  readonly rooms: readonly RoomView[];
+}
+
+export interface ChatSession {
+  /** My username. */
+  readonly me: string;
+  /** host:port of the relay, for the status line. */
+  readonly serverLabel: string;
+  /** Receives every event from now on; returns the unsubscribe function. */
+  subscribe(listener: (event: SessionEvent) => void): () => void;
+  snapshot(): SessionSnapshot;
+  /**
+   * Seals and sends text to a conversation ("lobby", "#room", "dm:a:b"). On success the message
+   * was emitted as a "message" event in state pending; errors are sentences for the user
+   * (e.g. "bob's key changed: compare safety numbers with /verify bob, then /trust bob").
+   */
+  send(conversationId: string, text: string, kind?: MessageKind): Outcome<{ readonly id: string }>;
+  /** Sends a failed message again (as a new message with the same text). */
+  retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
+  joinRoom(room: string): Promise<Outcome<RoomView>>;
+  leaveRoom(room: string): Promise<Outcome>;
+  listRooms(): Promise<Outcome<RoomListing>>;
+  members(room: string): Promise<Outcome<readonly string[]>>;
+  /** My own key fingerprints, formatted for reading aloud. */
+  fingerprint(): string;
+  verifyInfo(username: string): Outcome<VerifyInfo>;
+  /** Marks a peer verified, accepting a pending key change (and releasing held messages). */
+  trust(username: string): Outcome<string>;
+  close(): Promise<void>;
+}
+
+/** The DM conversation id between me and a peer (same rule as src/protocol/names.ts). */
+export function dmIdFor(me: string, peer: string): string {
+  return me < peer ? `dm:${me}:${peer}` : `dm:${peer}:${me}`;
+}

@@ -1,0 +1,859 @@
+// The chat session over grpc-js: connect, prove, keep the directory and the TOFU pins, seal and
+// send through a durable outbox, open what arrives (PROTOCOL.md §7.3), ack, and reconnect with
+// backoff. Implements the ChatSession interface the TUI uses; no React here.
+import type { ChannelCredentials } from "@grpc/grpc-js";
+import {
+  Envelope as WireEnvelope, ErrorCode, RoomEventKind, SendStatus,
+  type DirectoryEntry, type Delivery, type RoomInfo, type SendResult, type SessionRequest, type SessionResponse,
+  type Welcome,
+} from "../gen/securechat/v1/chat.js";
+import { envelopeFromWire, envelopeToWire } from "../protocol/codec.js";
+import {
+  chainHasGap, envelopeHash, openEnvelope, sealEnvelope, type MessageBody, type SealRecipient,
+  type SenderKeyLookup,
+} from "../protocol/envelope.js";
+import { isProtocolError } from "../protocol/errors.js";
+import { DEFAULT_LIMITS, shapeLimitsOf, type Limits } from "../protocol/limits.js";
+import { importPublicIdentity, NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity, type PublicIdentity } from "../protocol/keys.js";
+import { nullLogger, type Logger } from "../protocol/log.js";
+import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
+import { safetyNumber } from "../protocol/safety-number.js";
+import type { ClientStateStore } from "./state-store.js";
+import { grpcStatus, isServiceError, openSessionStream, type SessionStream } from "./transport.js";
+import type { PinnedPeer, TrustStore } from "./trust-store.js";
+import {
+  dmIdFor, type ChatMessage, type ChatSession, type ConnectionStatus, type MessageKind, type Outcome, type PeerTrust,
+  type PeerView, type RoomListing, type RoomView, type SessionEvent, type SessionSnapshot, type VerifyInfo,
+} from "./types.js";
+
+export const CLIENT_VERSION = "secure-chat/0.1.0";
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
+const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
+
+export interface ReconnectPolicy {
+  /** First delay; doubles per attempt. */
+  readonly initialMs: number;
+  /** Cap of the delay (PROTOCOL: 30 s). */
+  readonly maxMs: number;
+}
+
+export const DEFAULT_RECONNECT: ReconnectPolicy = { initialMs: 1_000, maxMs: 30_000 };
+
+export interface ChatClientOptions {
+  readonly identity: PrivateIdentity;
+  /** host:port of the relay. */
+  readonly server: string;
+  readonly trust: TrustStore;
+  readonly state: ClientStateStore;
+  readonly logger?: Logger;
+  readonly clock?: () => number;
+  readonly credentials?: ChannelCredentials;
+  /** false: do not reconnect (tests of single sessions). */
+  readonly reconnect?: ReconnectPolicy | false;
+  /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
+  readonly beforeConnect?: (attempt: number) => Promise<void>;
+  readonly random?: () => number;
+}
+
+/** A session-ending condition that retrying will not fix. */
+class FatalSessionError extends Error {}
+
+interface PendingRequest {
+  readonly resolve: (frame: SessionResponse["frame"]) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Backoff with jitter: attempt 1 waits ~initial, doubling, capped, each scaled by 0.5-1.0. */
+export function backoffDelay(attempt: number, policy: ReconnectPolicy, random: () => number = Math.random): number {
+  const exp = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp * (0.5 + 0.5 * random()));
+}
+
+/** The user-facing sentence for a relay refusal. */
+export function describeRefusal(code: ErrorCode, detail: string): string {
+  const d = sanitizeLine(detail).slice(0, 300);
+  const generic: Partial<Record<ErrorCode, string>> = {
+    [ErrorCode.ERROR_CODE_RATE_LIMITED]: "sending too fast; wait a moment and retry",
+    [ErrorCode.ERROR_CODE_QUEUE_FULL]: "a recipient's offline queue is full",
+    [ErrorCode.ERROR_CODE_TEXT_TOO_LARGE]: "message too large for this relay",
+    [ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS]: "too many recipients for this relay",
+    [ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY]: "a recipient's key changed on the relay",
+    [ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT]: "unknown recipient",
+    [ErrorCode.ERROR_CODE_NOT_A_MEMBER]: "not a member of that room",
+    [ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE]: "the relay cannot store messages right now",
+  };
+  return d.length > 0 ? d : generic[code] ?? "refused by the relay";
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString("hex");
+}
+
+function groups(h: string, size = 4): string {
+  return h.match(new RegExp(`.{1,${size}}`, "g"))?.join(" ") ?? h;
+}
+
+export class ChatClient implements ChatSession {
+  readonly me: string;
+  readonly serverLabel: string;
+
+  private readonly identity: PrivateIdentity;
+  private readonly trustStore: TrustStore;
+  private readonly state: ClientStateStore;
+  private readonly log: Logger;
+  private readonly clock: () => number;
+  private readonly random: () => number;
+  private readonly reconnectPolicy: ReconnectPolicy | false;
+  private readonly opts: ChatClientOptions;
+
+  private readonly listeners = new Set<(e: SessionEvent) => void>();
+  private connection: ConnectionStatus = { state: "connecting", attempt: 0 };
+  private stream: SessionStream | undefined;
+  private authenticated = false;
+  private closed = false;
+  private runPromise: Promise<void> | undefined;
+  private wakeRetry: (() => void) | undefined;
+  private readonly online = new Map<string, boolean>();
+  private readonly rooms = new Map<string, string[]>();
+  private limits: Limits = DEFAULT_LIMITS;
+  private nextRequestId = 1;
+  private readonly requests = new Map<number, PendingRequest>();
+  private readonly pendingJoins = new Map<string, PendingRequest>();
+  private readonly pendingLeaves = new Map<string, PendingRequest>();
+  private connectedWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Refused messages by id, so the user can retry them. */
+  private readonly failed = new Map<string, { conversationId: string; text: string; kind: MessageKind }>();
+
+  constructor(o: ChatClientOptions) {
+    this.opts = o;
+    this.identity = o.identity;
+    this.me = o.identity.username;
+    this.serverLabel = o.server;
+    this.trustStore = o.trust;
+    this.state = o.state;
+    this.log = o.logger ?? nullLogger;
+    this.clock = o.clock ?? Date.now;
+    this.random = o.random ?? Math.random;
+    this.reconnectPolicy = o.reconnect ?? DEFAULT_RECONNECT;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Lifecycle
+  // ------------------------------------------------------------------------------------------
+
+  /** Starts connecting (and reconnecting) in the background. Idempotent. */
+  start(): void {
+    if (this.runPromise === undefined) this.runPromise = this.run();
+  }
+
+  /** Resolves once a session is authenticated; rejects when it fails for good or times out. */
+  waitConnected(timeoutMs = 30_000): Promise<void> {
+    if (this.connection.state === "connected") return Promise.resolve();
+    if (this.connection.state === "failed") return Promise.reject(new Error(this.connection.reason));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.connectedWaiters = this.connectedWaiters.filter((w) => w.resolve !== done);
+        reject(new Error("timed out connecting to the relay"));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.connectedWaiters.push({ resolve: done, reject: (e) => { clearTimeout(timer); reject(e); } });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wakeRetry?.();
+    this.stream?.close();
+    await this.runPromise?.catch(() => {});
+    this.failRequests("the session was closed");
+    this.setConnection({ state: "closed" });
+    await this.trustStore.flush();
+    this.state.close();
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.closed) {
+      attempt++;
+      this.setConnection({ state: "connecting", attempt });
+      let reason = "the relay closed the connection";
+      let connectedThisTime = false;
+      try {
+        await this.opts.beforeConnect?.(attempt);
+        connectedThisTime = await this.runSession();
+      } catch (e) {
+        if (e instanceof FatalSessionError) {
+          this.log.warn("session.fatal", { reason: e.message });
+          this.setConnection({ state: "failed", reason: e.message });
+          return;
+        }
+        reason = this.describeStreamError(e);
+        this.log.info("session.ended", { reason });
+      } finally {
+        this.stream?.close();
+        this.stream = undefined;
+        this.authenticated = false;
+        this.failRequests("the connection to the relay was lost");
+      }
+      if (this.closed) return;
+      if (this.reconnectPolicy === false) {
+        this.setConnection({ state: "failed", reason });
+        return;
+      }
+      if (connectedThisTime) attempt = 1;
+      const delay = backoffDelay(attempt, this.reconnectPolicy, this.random);
+      this.setConnection({ state: "reconnecting", attempt, retryAtMs: this.clock() + delay, reason });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wakeRetry = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeRetry = undefined;
+    }
+  }
+
+  private describeStreamError(e: unknown): string {
+    if (isServiceError(e)) {
+      if (e.code === grpcStatus.UNAVAILABLE) return "relay unreachable";
+      if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
+      return sanitizeLine(e.details || e.message).slice(0, 200);
+    }
+    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 200);
+  }
+
+  /** One stream from hello to its end. Returns whether it got authenticated. */
+  private async runSession(): Promise<boolean> {
+    const stream = openSessionStream({
+      address: this.opts.server,
+      maxReceiveBytes: MAX_RECEIVE_BYTES,
+      ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+    });
+    this.stream = stream;
+    const frames = stream.frames[Symbol.asyncIterator]();
+    const id = this.identity;
+    const handshakeTimer = setTimeout(() => stream.close(), HANDSHAKE_TIMEOUT_MS);
+    try {
+      await stream.send({
+        frame: {
+          $case: "hello",
+          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: 1 },
+        },
+      });
+      const challenge = await this.nextFrame(frames);
+      if (challenge?.$case !== "challenge") throw new Error("the relay did not send a challenge");
+      const { relayId, nonce } = challenge.value;
+      if (relayId.length !== RELAY_ID_BYTES || nonce.length !== NONCE_BYTES) throw new Error("the relay sent a malformed challenge");
+      await stream.send({ frame: { $case: "proof", value: { signature: signProof(id, relayId, nonce) } } });
+      const welcome = await this.nextFrame(frames);
+      if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
+      clearTimeout(handshakeTimer);
+      this.onWelcome(welcome.value);
+    } catch (e) {
+      clearTimeout(handshakeTimer);
+      throw this.classifyHandshakeError(e);
+    }
+    this.authenticated = true;
+    this.setConnection({ state: "connected", sinceMs: this.clock() });
+    await this.resendOutbox();
+    for (;;) {
+      const next = await frames.next();
+      if (next.done) break;
+      await this.onFrame(next.value);
+    }
+    return true;
+  }
+
+  private async nextFrame(frames: AsyncIterator<SessionResponse>): Promise<SessionResponse["frame"]> {
+    const r = await frames.next();
+    if (r.done) throw new Error("the relay ended the session during the handshake");
+    return r.value.frame;
+  }
+
+  private classifyHandshakeError(e: unknown): Error {
+    if (isServiceError(e)) {
+      const details = sanitizeLine(e.details || "").slice(0, 200);
+      switch (e.code) {
+        case grpcStatus.ALREADY_EXISTS:
+          return new FatalSessionError(details || `the username '${this.me}' is taken on this relay by another key`);
+        case grpcStatus.UNAUTHENTICATED:
+        case grpcStatus.INVALID_ARGUMENT:
+        case grpcStatus.PERMISSION_DENIED:
+          return new FatalSessionError(details || "the relay refused this identity");
+        default:
+          return e;
+      }
+    }
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Incoming frames
+  // ------------------------------------------------------------------------------------------
+
+  private onWelcome(w: Welcome): void {
+    if (w.limits) {
+      this.limits = {
+        maxFrameBytes: w.limits.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
+        maxRecipients: w.limits.maxRecipients || DEFAULT_LIMITS.maxRecipients,
+        maxTextBytes: w.limits.maxTextBytes || DEFAULT_LIMITS.maxTextBytes,
+        retentionMs: w.limits.retentionMs || DEFAULT_LIMITS.retentionMs,
+        messagesPerSecond: w.limits.messagesPerSecond || DEFAULT_LIMITS.messagesPerSecond,
+        burst: w.limits.burst || DEFAULT_LIMITS.burst,
+      };
+    }
+    this.online.clear();
+    for (const entry of w.directory) this.observeDirectoryEntry(entry, false);
+    this.online.set(this.me, true);
+    this.rooms.clear();
+    for (const r of w.rooms) this.rooms.set(r.room, [...r.members]);
+    this.state.prune(this.clock());
+    this.emit({ type: "directory", peers: this.peerViews() });
+    this.emit({ type: "rooms", rooms: this.roomViews() });
+    this.log.info("session.welcome", { users: w.directory.length, rooms: w.rooms.length, queued: w.queued });
+  }
+
+  private async onFrame(f: SessionResponse): Promise<void> {
+    const frame = f.frame;
+    if (frame === undefined) return;
+    switch (frame.$case) {
+      case "deliver":
+        await this.onDeliveries(frame.value.items);
+        return;
+      case "sendResult":
+        this.onSendResult(frame.value);
+        return;
+      case "presence": {
+        const { username, online } = frame.value;
+        if (!isValidUsername(username) || username === this.me) return;
+        this.online.set(username, online);
+        const view = this.peerView(username);
+        if (view) this.emit({ type: "peer", peer: view });
+        return;
+      }
+      case "directory":
+        if (frame.value.entry) {
+          this.observeDirectoryEntry(frame.value.entry, true);
+        }
+        return;
+      case "roomEvent":
+        this.onRoomEvent(frame.value);
+        return;
+      case "roomList":
+      case "memberList":
+      case "error": {
+        const pending = this.requests.get(frame.value.requestId);
+        if (pending) {
+          this.requests.delete(frame.value.requestId);
+          clearTimeout(pending.timer);
+          pending.resolve(frame);
+        } else if (frame.$case === "error") {
+          this.emit({ type: "notice", level: "warn", text: `relay: ${describeRefusal(frame.value.code, frame.value.detail)}` });
+        }
+        return;
+      }
+      case "notice":
+        this.emit({ type: "notice", level: "info", text: `relay: ${sanitizeLine(frame.value.text).slice(0, 300)}` });
+        return;
+      case "pong":
+      case "challenge":
+      case "welcome":
+        return;
+      default: {
+        const never: never = frame;
+        return never;
+      }
+    }
+  }
+
+  /** Pins on first sight, flags key changes, tracks presence (PROTOCOL.md §6). */
+  private observeDirectoryEntry(entry: DirectoryEntry, live: boolean): void {
+    let identity: PublicIdentity;
+    try {
+      identity = importPublicIdentity(entry);
+    } catch (e) {
+      this.log.warn("directory.invalid-entry", { user: isValidUsername(entry.username) ? entry.username : "(invalid)", reason: (e as Error).message });
+      if (isValidUsername(entry.username)) {
+        this.emit({ type: "notice", level: "warn", text: `the relay sent invalid keys for ${entry.username}; they were ignored` });
+      }
+      return;
+    }
+    const name = identity.username;
+    if (name === this.me) {
+      if (!identity.sigFpr.equals(this.identity.sigFpr) || !identity.encFpr.equals(this.identity.encFpr)) {
+        this.emit({ type: "notice", level: "error", text: "the relay lists keys for you that are not yours: it may be attacking you" });
+      }
+      return;
+    }
+    this.online.set(name, entry.online);
+    const result = this.trustStore.observe(identity);
+    if (result === "key-changed") {
+      this.log.warn("peer.key-changed", { user: name });
+      this.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: this.state.heldCount(name) });
+    } else if (result === "change-withdrawn") {
+      this.emit({ type: "notice", level: "info", text: `the relay shows ${name}'s original keys again; the key change was withdrawn`, conversationId: dmIdFor(this.me, name) });
+    }
+    if (live) {
+      const view = this.peerView(name);
+      if (view) this.emit({ type: "peer", peer: view });
+    }
+  }
+
+  private onRoomEvent(ev: { room: string; kind: RoomEventKind; username: string; members: string[]; atMs: number }): void {
+    if (checkRoomName(ev.room).ok !== true || !isValidUsername(ev.username)) return;
+    const members = ev.members.filter(isValidUsername);
+    const kind = ev.kind === RoomEventKind.ROOM_EVENT_KIND_JOINED ? "joined" : ev.kind === RoomEventKind.ROOM_EVENT_KIND_LEFT ? "left" : undefined;
+    if (kind === undefined) return;
+    if (kind === "left" && ev.username === this.me) this.rooms.delete(ev.room);
+    else this.rooms.set(ev.room, members);
+    this.emit({ type: "room-event", room: ev.room, kind, username: ev.username, members, atMs: ev.atMs || this.clock() });
+    this.emit({ type: "rooms", rooms: this.roomViews() });
+    if (ev.username === this.me) {
+      const waiting = kind === "joined" ? this.pendingJoins.get(ev.room) : this.pendingLeaves.get(ev.room);
+      if (waiting) {
+        clearTimeout(waiting.timer);
+        (kind === "joined" ? this.pendingJoins : this.pendingLeaves).delete(ev.room);
+        waiting.resolve(undefined);
+      }
+    }
+  }
+
+  private async onDeliveries(items: Delivery[]): Promise<void> {
+    const acks: number[] = [];
+    for (const item of items) {
+      this.processDelivery(item.conversationId, item.envelope);
+      acks.push(item.seq);
+    }
+    if (acks.length > 0 && this.stream) {
+      await this.stream.send({ frame: { $case: "ack", value: { seqs: acks } } }).catch(() => {});
+    }
+  }
+
+  private senderKey = (username: string): SenderKeyLookup => {
+    const pin = this.trustStore.get(username);
+    return pin ? { kind: "pinned", sigKey: pin.identity.sigKey, sigFpr: pin.identity.sigFpr } : { kind: "unknown" };
+  };
+
+  /** Opens one delivered envelope; every outcome is handled here (shown, held or refused). */
+  private processDelivery(deliveredInto: string, wire: WireEnvelope | undefined, fromHold = false): "shown" | "held" | "dropped" {
+    let envelope;
+    try {
+      envelope = envelopeFromWire(wire);
+    } catch (e) {
+      this.log.warn("envelope.refused", { code: "malformed", into: sanitizeLine(deliveredInto).slice(0, 80) });
+      this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, undefined), from: "unknown sender" });
+      return "dropped";
+    }
+    const sender = isValidUsername(envelope.header.sender) ? envelope.header.sender : "unknown sender";
+    try {
+      const opened = openEnvelope(envelope, {
+        me: this.identity,
+        deliveredInto,
+        nowMs: this.clock(),
+        maxAgeMs: this.limits.retentionMs,
+        senderKey: this.senderKey,
+        seen: (id) => this.state.hasSeen(id),
+        limits: shapeLimitsOf(this.limits),
+      });
+      const h = opened.header;
+      // Open step 9: record the id and the chain; flag a gap.
+      const gap = chainHasGap(opened.conversation, h.prev, this.state.lastHash(h.conversationId, h.sender));
+      this.state.recordOpened(h.messageId, h.sentAtMs, h.conversationId, h.sender, opened.hash);
+      const message: ChatMessage = {
+        id: hex(h.messageId),
+        conversationId: h.conversationId,
+        from: h.sender,
+        kind: opened.body.kind,
+        text: opened.body.text,
+        sentAtMs: h.sentAtMs,
+        receivedAtMs: this.clock(),
+        own: false,
+        ...(gap ? { gap: true } : {}),
+      };
+      if (gap) this.log.warn("envelope.gap", { conversation: h.conversationId, from: h.sender });
+      this.emit({ type: "message", message });
+      return "shown";
+    } catch (e) {
+      const code = isProtocolError(e) ? e.code : "internal";
+      if (code === "replay") {
+        // At-least-once delivery: a redelivered envelope we already showed. Nothing to show.
+        this.log.debug("envelope.duplicate", { from: sender });
+        return "dropped";
+      }
+      if (code === "key-changed" && !fromHold) {
+        const pin = this.trustStore.get(sender);
+        if (pin?.pending && pin.pending.sigFpr.equals(envelope.header.senderSigFpr)) {
+          this.state.hold(sender, deliveredInto, Buffer.from(WireEnvelope.encode(envelopeToWire(envelope)).finish()), this.clock());
+          this.log.warn("envelope.held", { from: sender });
+          this.emit({ type: "key-change", username: sender, conversationId: this.displayConversation(deliveredInto, sender), held: this.state.heldCount(sender) });
+          return "held";
+        }
+      }
+      this.log.warn("envelope.refused", { code, from: sender, reason: e instanceof Error ? e.message : String(e) });
+      this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
+      return "dropped";
+    }
+  }
+
+  /** Where to show a line about an envelope: its conversation if valid and mine, else the lobby. */
+  private displayConversation(deliveredInto: string, sender: string | undefined): string {
+    const conv = parseConversationId(deliveredInto);
+    if (conv === undefined) return sender && sender !== "unknown sender" && sender !== this.me ? dmIdFor(this.me, sender) : "lobby";
+    if (conv.kind === "dm" && !conv.members.includes(this.me)) return "lobby";
+    return conv.id;
+  }
+
+  private onSendResult(r: SendResult): void {
+    const id = hex(r.messageId);
+    const entry = this.state.outboxGet(r.messageId);
+    if (entry === undefined) return; // already settled (a duplicate answer after a resend)
+    this.state.outboxRemove(r.messageId);
+    if (r.status === SendStatus.SEND_STATUS_ACCEPTED) {
+      const queuedFor = r.queuedFor.filter(isValidUsername);
+      this.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "accepted", ...(queuedFor.length ? { queuedFor } : {}) });
+      return;
+    }
+    // Refused: roll my chain head back if this envelope was the head, so the next message does
+    // not point at one nobody received.
+    try {
+      const env = envelopeFromWire(WireEnvelope.decode(entry.envelope));
+      if (this.state.ownHead(entry.conversationId).equals(envelopeHash(env))) this.state.setOwnHead(entry.conversationId, env.header.prev);
+    } catch {
+      // Our own bytes always decode; nothing to roll back otherwise.
+    }
+    const failure = describeRefusal(r.code, r.detail);
+    this.failed.set(id, { conversationId: entry.conversationId, text: entry.text, kind: entry.kind });
+    this.log.info("send.refused", { code: ErrorCode[r.code] ?? r.code, conversation: entry.conversationId });
+    this.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "failed", failure });
+  }
+
+  private async resendOutbox(): Promise<void> {
+    for (const entry of this.state.outbox()) {
+      if (!this.stream) return;
+      await this.stream.send({ frame: { $case: "send", value: { envelope: WireEnvelope.decode(entry.envelope) } } }).catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // ChatSession
+  // ------------------------------------------------------------------------------------------
+
+  subscribe(listener: (event: SessionEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  snapshot(): SessionSnapshot {
+    return { connection: this.connection, peers: this.peerViews(), rooms: this.roomViews() };
+  }
+
+  /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
+  pendingMessages(): ChatMessage[] {
+    return this.state.outbox().map((e) => ({
+      id: hex(e.id), conversationId: e.conversationId, from: this.me, kind: e.kind, text: e.text,
+      sentAtMs: e.sentAtMs, receivedAtMs: e.createdAtMs, own: true, state: "pending" as const,
+    }));
+  }
+
+  send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined) return { ok: false, error: `unknown conversation '${sanitizeLine(conversationId).slice(0, 40)}'` };
+    const normalized = text.replace(/\r\n?/g, "\n");
+    if (normalized.trim().length === 0) return { ok: false, error: "nothing to send" };
+    if (!normalized.isWellFormed()) return { ok: false, error: "the message contains invalid characters" };
+    const bytes = Buffer.byteLength(normalized, "utf8");
+    if (bytes > this.limits.maxTextBytes) {
+      return { ok: false, error: `the message is ${bytes} bytes; this relay accepts at most ${this.limits.maxTextBytes}` };
+    }
+    const recipients = this.recipientsFor(conv);
+    if (!recipients.ok) return recipients;
+    if (recipients.value.list.length + 1 > this.limits.maxRecipients) {
+      return { ok: false, error: `${recipients.value.list.length + 1} recipients; this relay allows at most ${this.limits.maxRecipients}` };
+    }
+    const body: MessageBody = { kind, text: normalized };
+    const now = this.clock();
+    const sealed = sealEnvelope({
+      sender: this.identity,
+      conversationId: conv.id,
+      recipients: recipients.value.list,
+      body,
+      prev: this.state.ownHead(conv.id),
+      sentAtMs: now,
+      limits: shapeLimitsOf(this.limits),
+    });
+    const wire = envelopeToWire(sealed.envelope);
+    const id = hex(sealed.envelope.header.messageId);
+    this.state.addOutgoing(
+      { id: sealed.envelope.header.messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind, text: normalized, createdAtMs: now, sentAtMs: now },
+      sealed.hash,
+    );
+    this.emit({
+      type: "message",
+      message: { id, conversationId: conv.id, from: this.me, kind, text: normalized, sentAtMs: now, receivedAtMs: now, own: true, state: "pending" },
+    });
+    if (recipients.value.skipped.length > 0) {
+      this.emit({
+        type: "notice", level: "warn", conversationId: conv.id,
+        text: `not sent to ${recipients.value.skipped.join(", ")}: their keys changed (see /verify)`,
+      });
+    }
+    if (this.authenticated && this.stream) {
+      this.stream.send({ frame: { $case: "send", value: { envelope: wire } } }).catch(() => {
+        // Stays in the outbox; resent with the same id after reconnecting.
+      });
+    }
+    return { ok: true, value: { id } };
+  }
+
+  /** Sends a failed message's text again, as a new message (new id, current keys and chain). */
+  retry(conversationId: string, id: string): Outcome<{ id: string }> {
+    const failed = this.failed.get(id);
+    if (failed === undefined || failed.conversationId !== conversationId) return { ok: false, error: "that message has not failed (or is too old to retry)" };
+    const outcome = this.send(conversationId, failed.text, failed.kind);
+    if (outcome.ok) this.failed.delete(id);
+    return outcome;
+  }
+
+  private recipientsFor(conv: Conversation): Outcome<{ list: SealRecipient[]; skipped: string[] }> {
+    const toRecipient = (pin: PinnedPeer): SealRecipient => ({ username: pin.identity.username, encKey: pin.identity.encKey, encFpr: pin.identity.encFpr });
+    const blocked = (name: string) => `${name}'s key changed: compare safety numbers with /verify ${name}, then /trust ${name} to send again`;
+    switch (conv.kind) {
+      case "dm": {
+        const peer = conv.members[0] === this.me ? conv.members[1] : conv.members[0];
+        if (!conv.members.includes(this.me)) return { ok: false, error: "that is not one of your conversations" };
+        const pin = this.trustStore.get(peer);
+        if (pin === undefined) return { ok: false, error: `no user '${peer}' on this relay` };
+        if (pin.pending) return { ok: false, error: blocked(peer) };
+        return { ok: true, value: { list: [toRecipient(pin)], skipped: [] } };
+      }
+      case "room": {
+        const members = this.rooms.get(conv.room);
+        if (members === undefined) return { ok: false, error: `you are not in ${conv.room}: /join ${conv.room} first` };
+        const list: SealRecipient[] = [];
+        for (const m of members) {
+          if (m === this.me) continue;
+          const pin = this.trustStore.get(m);
+          if (pin === undefined) return { ok: false, error: `no keys known for ${m} yet; try again in a moment` };
+          if (pin.pending) return { ok: false, error: blocked(m) };
+          list.push(toRecipient(pin));
+        }
+        return { ok: true, value: { list, skipped: [] } };
+      }
+      case "lobby": {
+        const list: SealRecipient[] = [];
+        const skipped: string[] = [];
+        for (const [name, isOnline] of this.online) {
+          if (!isOnline || name === this.me) continue;
+          const pin = this.trustStore.get(name);
+          if (pin === undefined) continue;
+          if (pin.pending) skipped.push(name);
+          else list.push(toRecipient(pin));
+        }
+        return { ok: true, value: { list, skipped: skipped.sort() } };
+      }
+      default: {
+        const never: never = conv;
+        return never;
+      }
+    }
+  }
+
+  async joinRoom(room: string): Promise<Outcome<RoomView>> {
+    const check = checkRoomName(room);
+    if (!check.ok) return { ok: false, error: check.reason };
+    if (this.rooms.has(room)) return { ok: true, value: { room, members: this.rooms.get(room) ?? [] } };
+    const requestId = this.nextRequestId++;
+    const answer = await this.request(requestId, { $case: "joinRoom", value: { requestId, room } }, this.pendingJoins, room);
+    if (!answer.ok) return answer;
+    return { ok: true, value: { room, members: this.rooms.get(room) ?? [] } };
+  }
+
+  async leaveRoom(room: string): Promise<Outcome> {
+    const check = checkRoomName(room);
+    if (!check.ok) return { ok: false, error: check.reason };
+    if (!this.rooms.has(room)) return { ok: false, error: `you are not in ${room}` };
+    const requestId = this.nextRequestId++;
+    const answer = await this.request(requestId, { $case: "leaveRoom", value: { requestId, room } }, this.pendingLeaves, room);
+    return answer.ok ? { ok: true, value: undefined } : answer;
+  }
+
+  async listRooms(): Promise<Outcome<RoomListing>> {
+    const requestId = this.nextRequestId++;
+    const answer = await this.request(requestId, { $case: "listRooms", value: { requestId } });
+    if (!answer.ok) return answer;
+    const f = answer.value;
+    if (f?.$case !== "roomList") return { ok: false, error: "unexpected answer from the relay" };
+    const roomOk = (r: RoomInfo) => checkRoomName(r.room).ok;
+    return {
+      ok: true,
+      value: {
+        joined: f.value.joined.filter(roomOk).map((r) => ({ room: r.room, members: r.members.filter(isValidUsername) })),
+        all: f.value.all.filter((r) => checkRoomName(r.room).ok).map((r) => ({ room: r.room, memberCount: r.memberCount })),
+      },
+    };
+  }
+
+  async members(room: string): Promise<Outcome<readonly string[]>> {
+    const check = checkRoomName(room);
+    if (!check.ok) return { ok: false, error: check.reason };
+    const requestId = this.nextRequestId++;
+    const answer = await this.request(requestId, { $case: "listMembers", value: { requestId, room } });
+    if (!answer.ok) return answer;
+    const f = answer.value;
+    if (f?.$case !== "memberList") return { ok: false, error: "unexpected answer from the relay" };
+    return { ok: true, value: f.value.members.filter(isValidUsername) };
+  }
+
+  /**
+   * Sends a request frame and waits for its answer: a frame with its request id, or (join and
+   * leave) the room event about me. A RequestError with the id becomes { ok: false }.
+   */
+  private request(
+    requestId: number,
+    frame: NonNullable<SessionRequest["frame"]>,
+    byRoom?: Map<string, PendingRequest>,
+    room?: string,
+  ): Promise<Outcome<SessionResponse["frame"]>> {
+    if (!this.authenticated || !this.stream) return Promise.resolve({ ok: false, error: "not connected to the relay" });
+    const stream = this.stream;
+    return new Promise((resolve) => {
+      const finish = (o: Outcome<SessionResponse["frame"]>) => {
+        clearTimeout(timer);
+        this.requests.delete(requestId);
+        if (byRoom && room !== undefined) byRoom.delete(room);
+        resolve(o);
+      };
+      const timer = setTimeout(() => finish({ ok: false, error: "the relay did not answer in time" }), REQUEST_TIMEOUT_MS);
+      const pending: PendingRequest = {
+        timer,
+        resolve: (f) => {
+          if (f?.$case === "error") finish({ ok: false, error: describeRefusal(f.value.code, f.value.detail) });
+          else finish({ ok: true, value: f });
+        },
+      };
+      this.requests.set(requestId, pending);
+      if (byRoom && room !== undefined) byRoom.set(room, pending);
+      stream.send({ frame }).catch(() => finish({ ok: false, error: "the connection to the relay was lost" }));
+    });
+  }
+
+  private failRequests(reason: string): void {
+    const all = new Set<PendingRequest>([...this.requests.values(), ...this.pendingJoins.values(), ...this.pendingLeaves.values()]);
+    this.requests.clear();
+    this.pendingJoins.clear();
+    this.pendingLeaves.clear();
+    for (const p of all) {
+      clearTimeout(p.timer);
+      p.resolve({ $case: "error", value: { requestId: 0, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: reason } });
+    }
+  }
+
+  fingerprint(): string {
+    return `signing key ${groups(hex(this.identity.sigFpr).slice(0, 32))} · encryption key ${groups(hex(this.identity.encFpr).slice(0, 32))}`;
+  }
+
+  verifyInfo(username: string): Outcome<VerifyInfo> {
+    if (username === this.me) return { ok: false, error: "that is you: use /fingerprint to see your own keys" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const pin = this.trustStore.get(username);
+    if (pin === undefined) return { ok: false, error: `no keys known for ${username}` };
+    return {
+      ok: true,
+      value: {
+        username,
+        trust: this.trustOf(pin),
+        safetyNumber: safetyNumber(this.identity, pin.identity),
+        ...(pin.pending ? { pendingSafetyNumber: safetyNumber(this.identity, pin.pending) } : {}),
+      },
+    };
+  }
+
+  trust(username: string): Outcome<string> {
+    if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const before = this.trustStore.get(username);
+    if (before === undefined) return { ok: false, error: `no keys known for ${username}` };
+    const hadChange = before.pending !== undefined;
+    this.trustStore.trust(username);
+    let released = 0;
+    if (hadChange) {
+      for (const held of this.state.heldFor(username)) {
+        this.state.releaseHeld(held.rowId);
+        let wire: WireEnvelope | undefined;
+        try {
+          wire = WireEnvelope.decode(held.envelope);
+        } catch {
+          wire = undefined;
+        }
+        if (this.processDelivery(held.deliveredInto, wire, true) === "shown") released++;
+      }
+    }
+    const view = this.peerView(username);
+    if (view) this.emit({ type: "peer", peer: view });
+    this.log.info("peer.trusted", { user: username, keyChange: hadChange });
+    if (hadChange) {
+      return { ok: true, value: `${username}'s new key is now trusted and marked verified${released ? `; ${released} held message${released === 1 ? "" : "s"} shown` : ""}` };
+    }
+    return { ok: true, value: `${username} is now marked verified` };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Views
+  // ------------------------------------------------------------------------------------------
+
+  private trustOf(pin: PinnedPeer): PeerTrust {
+    if (pin.pending) return "key-changed";
+    return pin.verified ? "verified" : "unverified";
+  }
+
+  private peerView(username: string): PeerView | undefined {
+    if (username === this.me) return { username, online: this.authenticated, trust: "verified", you: true };
+    const pin = this.trustStore.get(username);
+    if (pin === undefined) return undefined;
+    return { username, online: this.online.get(username) === true, trust: this.trustOf(pin), you: false };
+  }
+
+  private peerViews(): PeerView[] {
+    const names = new Set<string>([this.me, ...this.online.keys()]);
+    return [...names].sort().flatMap((n) => {
+      const v = this.peerView(n);
+      return v ? [v] : [];
+    });
+  }
+
+  private roomViews(): RoomView[] {
+    return [...this.rooms].sort(([a], [b]) => (a < b ? -1 : 1)).map(([room, members]) => ({ room, members }));
+  }
+
+  private setConnection(status: ConnectionStatus): void {
+    this.connection = status;
+    this.emit({ type: "connection", status });
+    if (status.state === "connected") {
+      const waiters = this.connectedWaiters;
+      this.connectedWaiters = [];
+      for (const w of waiters) w.resolve();
+    } else if (status.state === "failed" || status.state === "closed") {
+      const waiters = this.connectedWaiters;
+      this.connectedWaiters = [];
+      for (const w of waiters) w.reject(new Error(status.state === "failed" ? status.reason : "the session was closed"));
+    }
+  }
+
+  private emit(e: SessionEvent): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(e);
+      } catch (err) {
+        this.log.error("listener.failed", { event: e.type, reason: (err as Error).message });
+      }
+    }
+  }
+}

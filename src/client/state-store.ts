@@ -1,0 +1,187 @@
+// The client's durable protocol state (PROTOCOL.md §7.5): `<username>_state.db` (node:sqlite,
+// 0600) beside the key file. Seen ids stop replays across restarts; chain heads detect dropped
+// messages; the outbox survives a crash so pending messages are resent with the same id; held
+// envelopes wait for the user's decision on a key change.
+import { closeSync, constants, openSync } from "node:fs";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { MAX_AGE_MS, MAX_FUTURE_SKEW_MS, ZERO_HASH } from "../protocol/envelope.js";
+import type { MessageKind } from "./types.js";
+
+export interface OutboxEntry {
+  readonly id: Buffer;
+  readonly conversationId: string;
+  /** Wire bytes of the sealed Envelope. */
+  readonly envelope: Buffer;
+  readonly kind: MessageKind;
+  readonly text: string;
+  readonly createdAtMs: number;
+  readonly sentAtMs: number;
+}
+
+export interface HeldEntry {
+  readonly rowId: number;
+  readonly sender: string;
+  readonly deliveredInto: string;
+  readonly envelope: Buffer;
+  readonly receivedAtMs: number;
+}
+
+/** Creates the file 0600 before SQLite opens it (SQLite gives -wal/-shm the same mode). */
+function touchPrivate(path: string): void {
+  try {
+    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
+  } catch (e) {
+    throw new Error(`cannot open client state '${path}': ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export class ClientStateStore {
+  private readonly db: DatabaseSync;
+  private readonly q: Record<string, StatementSync>;
+
+  private constructor(path: string) {
+    if (path !== ":memory:") touchPrivate(path);
+    this.db = new DatabaseSync(path);
+    this.db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, sent_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS seen_by_time ON seen(sent_at_ms);
+      CREATE TABLE IF NOT EXISTS chain (conversation_id TEXT NOT NULL, sender TEXT NOT NULL, last_hash BLOB NOT NULL,
+        PRIMARY KEY (conversation_id, sender)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS own_chain (conversation_id TEXT PRIMARY KEY, head BLOB NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS outbox (message_id BLOB PRIMARY KEY, conversation_id TEXT NOT NULL, envelope BLOB NOT NULL,
+        kind TEXT NOT NULL, text TEXT NOT NULL, created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS held (row_id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, delivered_into TEXT NOT NULL,
+        envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL);
+    `);
+    const p = (sql: string) => this.db.prepare(sql);
+    this.q = {
+      hasSeen: p("SELECT 1 AS x FROM seen WHERE message_id = ?"),
+      markSeen: p("INSERT OR IGNORE INTO seen (message_id, sent_at_ms) VALUES (?, ?)"),
+      pruneSeen: p("DELETE FROM seen WHERE sent_at_ms < ?"),
+      lastHash: p("SELECT last_hash FROM chain WHERE conversation_id = ? AND sender = ?"),
+      setLastHash: p("INSERT INTO chain (conversation_id, sender, last_hash) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET last_hash = excluded.last_hash"),
+      ownHead: p("SELECT head FROM own_chain WHERE conversation_id = ?"),
+      setOwnHead: p("INSERT INTO own_chain (conversation_id, head) VALUES (?, ?) ON CONFLICT DO UPDATE SET head = excluded.head"),
+      outboxAdd: p("INSERT OR REPLACE INTO outbox (message_id, conversation_id, envelope, kind, text, created_at_ms, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      outboxRemove: p("DELETE FROM outbox WHERE message_id = ?"),
+      outboxGet: p("SELECT * FROM outbox WHERE message_id = ?"),
+      outboxAll: p("SELECT * FROM outbox ORDER BY created_at_ms, rowid"),
+      holdAdd: p("INSERT INTO held (sender, delivered_into, envelope, received_at_ms) VALUES (?, ?, ?, ?)"),
+      heldFor: p("SELECT * FROM held WHERE sender = ? ORDER BY row_id"),
+      heldCount: p("SELECT COUNT(*) AS n FROM held WHERE sender = ?"),
+      holdRemove: p("DELETE FROM held WHERE row_id = ?"),
+    };
+  }
+
+  /** Opens (creating 0600) the state database at path, or an in-memory one for tests. */
+  static open(path: string): ClientStateStore {
+    return new ClientStateStore(path);
+  }
+
+  hasSeen(messageId: Uint8Array): boolean {
+    return this.q["hasSeen"]!.get(messageId) !== undefined;
+  }
+
+  /** Open step 9: the id is seen and the sender's chain in this conversation moves on. */
+  recordOpened(messageId: Uint8Array, sentAtMs: number, conversationId: string, sender: string, hash: Uint8Array): void {
+    this.db.exec("BEGIN");
+    try {
+      this.q["markSeen"]!.run(messageId, sentAtMs);
+      this.q["setLastHash"]!.run(conversationId, sender, hash);
+      this.db.exec("COMMIT");
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  markSeen(messageId: Uint8Array, sentAtMs: number): void {
+    this.q["markSeen"]!.run(messageId, sentAtMs);
+  }
+
+  lastHash(conversationId: string, sender: string): Buffer | undefined {
+    const row = this.q["lastHash"]!.get(conversationId, sender) as { last_hash: Uint8Array } | undefined;
+    return row === undefined ? undefined : Buffer.from(row.last_hash);
+  }
+
+  ownHead(conversationId: string): Buffer {
+    const row = this.q["ownHead"]!.get(conversationId) as { head: Uint8Array } | undefined;
+    return row === undefined ? ZERO_HASH : Buffer.from(row.head);
+  }
+
+  setOwnHead(conversationId: string, head: Uint8Array): void {
+    this.q["setOwnHead"]!.run(conversationId, head);
+  }
+
+  /** Sealing a message moves my chain head and queues it, atomically. */
+  addOutgoing(entry: OutboxEntry, newHead: Uint8Array): void {
+    this.db.exec("BEGIN");
+    try {
+      this.q["outboxAdd"]!.run(entry.id, entry.conversationId, entry.envelope, entry.kind, entry.text, entry.createdAtMs, entry.sentAtMs);
+      this.q["setOwnHead"]!.run(entry.conversationId, newHead);
+      this.q["markSeen"]!.run(entry.id, entry.sentAtMs);
+      this.db.exec("COMMIT");
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  outboxRemove(messageId: Uint8Array): void {
+    this.q["outboxRemove"]!.run(messageId);
+  }
+
+  outboxGet(messageId: Uint8Array): OutboxEntry | undefined {
+    const r = this.q["outboxGet"]!.get(messageId) as Record<string, unknown> | undefined;
+    return r === undefined ? undefined : rowToOutbox(r);
+  }
+
+  outbox(): OutboxEntry[] {
+    return (this.q["outboxAll"]!.all() as Record<string, unknown>[]).map(rowToOutbox);
+  }
+
+  hold(sender: string, deliveredInto: string, envelope: Uint8Array, receivedAtMs: number): void {
+    this.q["holdAdd"]!.run(sender, deliveredInto, envelope, receivedAtMs);
+  }
+
+  heldFor(sender: string): HeldEntry[] {
+    return (this.q["heldFor"]!.all(sender) as Record<string, unknown>[]).map((r) => ({
+      rowId: Number(r["row_id"]),
+      sender: String(r["sender"]),
+      deliveredInto: String(r["delivered_into"]),
+      envelope: Buffer.from(r["envelope"] as Uint8Array),
+      receivedAtMs: Number(r["received_at_ms"]),
+    }));
+  }
+
+  heldCount(sender: string): number {
+    return Number((this.q["heldCount"]!.get(sender) as { n: number }).n);
+  }
+
+  releaseHeld(rowId: number): void {
+    this.q["holdRemove"]!.run(rowId);
+  }
+
+  /** Forgets seen ids older than any envelope that could still be accepted. */
+  prune(nowMs: number): void {
+    this.q["pruneSeen"]!.run(nowMs - MAX_AGE_MS - MAX_FUTURE_SKEW_MS);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+function rowToOutbox(r: Record<string, unknown>): OutboxEntry {
+  return {
+    id: Buffer.from(r["message_id"] as Uint8Array),
+    conversationId: String(r["conversation_id"]),
+    envelope: Buffer.from(r["envelope"] as Uint8Array),
+    kind: r["kind"] === "action" ? "action" : "text",
+    text: String(r["text"]),
+    createdAtMs: Number(r["created_at_ms"]),
+    sentAtMs: Number(r["sent_at_ms"]),
+  };
+}

@@ -1,0 +1,32 @@
+// Submitting a line: parse it, carry it out against the session, and decide what happens to
+// the input (cleared when done; kept when it needs fixing, e.g. a usage error or a send the
+// session refused).
+import { useCallback } from "react";
+import type { ChatSession } from "../../client/types.js";
+import type { Logger } from "../../protocol/log.js";
+import { executeCommand, type InputFate } from "../controller/execute-command.js";
+import { parseInput } from "../state/commands.js";
+import type { Action } from "../state/reducer.js";
+import type { TuiState } from "../state/state.js";
+
+export interface UseCommandsOptions {
+  readonly session: ChatSession;
+  /** The latest state (read when a line is submitted). */
+  readonly getState: () => TuiState;
+  readonly dispatch: (action: Action) => void;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  readonly quit: () => void;
+}
+
+export function useCommands({ session, getState, dispatch, clock, logger, quit }: UseCommandsOptions): (line: string) => InputFate {
+  return useCallback((line: string): InputFate => {
+    const state = getState();
+    const parsed = parseInput(line);
+    const fate: InputFate = parsed.ok
+      ? executeCommand(parsed.command, { session, state, dispatch, now: clock, logger, quit })
+      : (dispatch({ type: "notice", level: "error", text: parsed.error, atMs: clock(), conversationId: state.current }), "keep");
+    if (fate === "clear") dispatch({ type: "input-clear" });
+    return fate;
+  }, [session, getState, dispatch, clock, logger, quit]);
+}

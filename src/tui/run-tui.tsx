@@ -1,0 +1,101 @@
+// The entry point of the full-screen UI: renders the App on the alternate screen and settles
+// with the exit code once the user has left, the session is closed and Ink has restored the
+// terminal. The bin (main.tsx) builds the session and everything else and calls this.
+import { render } from "ink";
+import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
+import { nullLogger, type Logger } from "../protocol/log.js";
+import { App } from "./App.js";
+import { closeSession, CLOSE_DEADLINE_MS } from "./hooks/useQuit.js";
+import type { StartupNotice } from "./state/reducer.js";
+
+export interface RunTuiOptions {
+  readonly session: ChatSession;
+  readonly stdin?: NodeJS.ReadableStream;
+  readonly stdout?: NodeJS.WritableStream;
+  readonly stderr?: NodeJS.WritableStream;
+  /** Milliseconds since the epoch; defaults to Date.now. */
+  readonly clock?: () => number;
+  /**
+   * The terminal bell on a DM, a mention of my name, or a key change: true (default) writes BEL
+   * to stdout, false turns it off, a function replaces it.
+   */
+  readonly bell?: boolean | (() => void);
+  /** Where the UI logs (never the terminal: that would corrupt the screen). */
+  readonly logger?: Logger;
+  /** Lines shown in the lobby at start, e.g. that keys were created or a relay is hosted here. */
+  readonly notices?: readonly (string | StartupNotice)[];
+  /** My messages still waiting for the relay from an earlier run, shown as pending. */
+  readonly pending?: readonly ChatMessage[];
+  /** Aborting leaves cleanly, as /quit does (wire SIGTERM and SIGHUP to it). */
+  readonly signal?: AbortSignal;
+}
+
+function isTty(stream: unknown): boolean {
+  return typeof stream === "object" && stream !== null && (stream as { isTTY?: unknown }).isTTY === true;
+}
+
+/** One sentence when stdin or stdout is not a terminal (the UI needs both), else undefined. */
+export function assertInteractiveTerminal(stdin: unknown, stdout: unknown): string | undefined {
+  const missing = [isTty(stdin) ? undefined : "stdin", isTty(stdout) ? undefined : "stdout"].filter((s) => s !== undefined);
+  if (missing.length === 0) return undefined;
+  return `chat-tui needs an interactive terminal, but ${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not a terminal: run it directly in a terminal window, not through a pipe, a redirect or a non-interactive job.`;
+}
+
+function toNotice(n: string | StartupNotice): StartupNotice {
+  return typeof n === "string" ? { level: "info" as NoticeLevel, text: n } : n;
+}
+
+/**
+ * Runs the chat UI until the user leaves (/quit, /exit, Ctrl-C, Ctrl-D, or `signal`). Resolves
+ * with the exit code: 0 after a clean close, 1 when the session failed to close in time or the
+ * UI itself failed (the error is logged; the terminal is restored either way).
+ */
+export async function runTui(options: RunTuiOptions): Promise<number> {
+  const stdin = options.stdin ?? process.stdin;
+  const stdout = options.stdout ?? process.stdout;
+  const stderr = options.stderr ?? process.stderr;
+  const notTerminal = assertInteractiveTerminal(stdin, stdout);
+  if (notTerminal !== undefined) throw new Error(notTerminal);
+
+  const logger = options.logger ?? nullLogger;
+  const clock = options.clock ?? Date.now;
+  const bell = typeof options.bell === "function"
+    ? options.bell
+    : options.bell === false
+      ? () => {}
+      : () => {
+          stdout.write("\u0007");
+        };
+
+  const instance = render(
+    <App
+      session={options.session}
+      clock={clock}
+      bell={bell}
+      logger={logger}
+      notices={(options.notices ?? []).map(toNotice)}
+      pending={options.pending ?? []}
+      {...(options.signal ? { signal: options.signal } : {})}
+    />,
+    {
+      stdin,
+      stdout,
+      stderr,
+      alternateScreen: true,
+      exitOnCtrlC: false,
+      // Both streams are terminals (checked above); without this Ink would fall back to
+      // non-interactive output whenever a CI variable is set, e.g. in the tmux end-to-end test.
+      interactive: true,
+    },
+  );
+
+  try {
+    const result = await instance.waitUntilExit();
+    return typeof result === "number" ? result : 0;
+  } catch (e) {
+    // A render error: Ink has unmounted and restored the terminal; close the session too.
+    logger.error("tui.crashed", { reason: e instanceof Error ? e.message : String(e) });
+    await closeSession(options.session, logger, CLOSE_DEADLINE_MS);
+    return 1;
+  }
+}

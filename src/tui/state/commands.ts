@@ -1,0 +1,183 @@
+// Parses one submitted input line into a command. Pure: no session, no state. Errors are one
+// sentence for the user, with the usage or a hint.
+import { checkRoomName, checkUsername } from "../../protocol/names.js";
+
+export type Command =
+  /** Plain text for the current conversation. */
+  | { readonly kind: "say"; readonly text: string }
+  | { readonly kind: "msg"; readonly user: string; readonly text: string }
+  | { readonly kind: "me"; readonly action: string }
+  | { readonly kind: "query"; readonly user: string }
+  | { readonly kind: "switch"; readonly target: string }
+  | { readonly kind: "lobby" }
+  | { readonly kind: "close" }
+  | { readonly kind: "users" }
+  | { readonly kind: "help" }
+  | { readonly kind: "fingerprint" }
+  | { readonly kind: "verify"; readonly user: string }
+  | { readonly kind: "trust"; readonly user: string }
+  | { readonly kind: "join"; readonly room: string }
+  | { readonly kind: "leave"; readonly room?: string }
+  | { readonly kind: "rooms" }
+  | { readonly kind: "members"; readonly room?: string }
+  | { readonly kind: "retry" }
+  | { readonly kind: "quit" }
+  /** A blank line: nothing to do. */
+  | { readonly kind: "nothing" };
+
+export type ParseResult = { readonly ok: true; readonly command: Command } | { readonly ok: false; readonly error: string };
+
+export interface CommandHelp {
+  readonly name: string;
+  readonly usage: string;
+  readonly summary: string;
+}
+
+/** Every command, in the order /help lists them. The parser accepts exactly these names. */
+export const COMMANDS: readonly CommandHelp[] = [
+  { name: "msg", usage: "/msg <user> <text>", summary: "send a private message and open the conversation with that user" },
+  { name: "query", usage: "/query <user>", summary: "open the private conversation with a user" },
+  { name: "me", usage: "/me <action>", summary: "say what you are doing: * alice waves" },
+  { name: "switch", usage: "/switch <name|number>", summary: "go to an open conversation: lobby, #room, @user or its number" },
+  { name: "lobby", usage: "/lobby", summary: "go back to the lobby (everyone online)" },
+  { name: "close", usage: "/close", summary: "close the current conversation (not the lobby; rooms stay joined)" },
+  { name: "users", usage: "/users", summary: "list known users, who is online and whom you have verified" },
+  { name: "join", usage: "/join #room", summary: "join a room (it is created if nobody is in it)" },
+  { name: "leave", usage: "/leave [#room]", summary: "leave a room (default: the current one)" },
+  { name: "rooms", usage: "/rooms", summary: "list rooms" },
+  { name: "members", usage: "/members [#room]", summary: "list the members of a room (default: the current one)" },
+  { name: "fingerprint", usage: "/fingerprint", summary: "show your own key fingerprints" },
+  { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
+  { name: "trust", usage: "/trust <user>", summary: "mark a user verified after comparing safety numbers (accepts changed keys)" },
+  { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again" },
+  { name: "help", usage: "/help", summary: "this list" },
+  { name: "quit", usage: "/quit", summary: "leave (also /exit)" },
+];
+
+const ALIASES: Readonly<Record<string, string>> = { exit: "quit" };
+
+/** Keys, for /help. */
+export const KEYS: readonly { readonly keys: string; readonly summary: string }[] = [
+  { keys: "Enter", summary: "send the line" },
+  { keys: "Left / Right, Home / End, Ctrl-A / Ctrl-E", summary: "move in the line" },
+  { keys: "Backspace / Delete", summary: "delete before / under the cursor" },
+  { keys: "Ctrl-N / Ctrl-P", summary: "next / previous conversation" },
+  { keys: "Ctrl-C, Ctrl-D", summary: "leave" },
+];
+
+/** The help text, one line per command and key. */
+export function helpLines(): string[] {
+  const width = Math.max(...COMMANDS.map((c) => c.usage.length), ...KEYS.map((k) => k.keys.length));
+  return [
+    "Commands (text without a leading / goes to the current conversation; start with // to send a line beginning with /):",
+    ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
+    "Keys:",
+    ...KEYS.map((k) => `  ${k.keys.padEnd(width)}  ${k.summary}`),
+  ];
+}
+
+function usageOf(name: string): string {
+  return COMMANDS.find((c) => c.name === name)?.usage ?? `/${name}`;
+}
+
+/** Levenshtein distance, for "did you mean" on a mistyped command. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row.push(Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost));
+    }
+    prev = row;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function unknownCommand(name: string): string {
+  const names = [...COMMANDS.map((c) => c.name), ...Object.keys(ALIASES)];
+  const close = names
+    .map((n) => ({ n, d: distance(name, n) }))
+    .filter(({ n, d }) => d <= (n.length <= 3 ? 1 : 2))
+    .sort((x, y) => x.d - y.d)[0];
+  const hint = close ? `did you mean /${close.n}? ` : "";
+  return `unknown command /${name}: ${hint}type /help for the list (start with // to send a line beginning with /)`;
+}
+
+/** A username argument: "@" allowed in front, case folded (usernames are lower-case). */
+function userArg(raw: string, command: string): ParseResult | string {
+  const user = raw.replace(/^@/, "").toLowerCase();
+  const check = checkUsername(user);
+  if (!check.ok) return { ok: false, error: `/${command}: '${raw}' is not a username (${check.reason})` };
+  return user;
+}
+
+/** A room argument: the "#" may be left out ("/join ops"), case folded. */
+function roomArg(raw: string, command: string): ParseResult | string {
+  const room = (raw.startsWith("#") ? raw : `#${raw}`).toLowerCase();
+  const check = checkRoomName(room);
+  if (!check.ok) return { ok: false, error: `/${command}: '${raw}' is not a room name (${check.reason})` };
+  return room;
+}
+
+const ok = (command: Command): ParseResult => ({ ok: true, command });
+const usage = (name: string, what: string): ParseResult => ({ ok: false, error: `/${name} ${what} — usage: ${usageOf(name)}` });
+
+/** Parses one line of input. */
+export function parseInput(line: string): ParseResult {
+  if (line.trim() === "") return ok({ kind: "nothing" });
+  if (!line.startsWith("/")) return ok({ kind: "say", text: line });
+  if (line.startsWith("//")) return ok({ kind: "say", text: line.slice(1) });
+
+  const match = /^\/(\S*)(?:\s+([\s\S]*))?$/.exec(line);
+  const word = (match?.[1] ?? "").toLowerCase();
+  const rest = (match?.[2] ?? "").trim();
+  if (word === "") return { ok: false, error: "a lone / is not a command: type /help for the list (start with // to send a line beginning with /)" };
+  const name = ALIASES[word] ?? word;
+  const args = rest === "" ? [] : rest.split(/\s+/);
+
+  switch (name) {
+    case "msg": {
+      const m = /^(\S+)\s+([\s\S]*\S[\s\S]*)$/.exec(rest);
+      if (rest === "") return usage(name, "needs a user and a message");
+      if (!m) return usage(name, `needs a message for ${rest}`);
+      const user = userArg(m[1] ?? "", name);
+      return typeof user === "string" ? ok({ kind: "msg", user, text: m[2] ?? "" }) : user;
+    }
+    case "me":
+      return rest === "" ? usage(name, "needs an action") : ok({ kind: "me", action: rest });
+    case "query":
+    case "verify":
+    case "trust": {
+      if (args.length !== 1) return usage(name, args.length === 0 ? "needs a user" : "takes one user");
+      const user = userArg(args[0] ?? "", name);
+      return typeof user === "string" ? ok({ kind: name, user }) : user;
+    }
+    case "switch":
+      if (args.length !== 1) return usage(name, args.length === 0 ? "needs a conversation" : "takes one conversation");
+      return ok({ kind: "switch", target: (args[0] ?? "").toLowerCase() });
+    case "join": {
+      if (args.length !== 1) return usage(name, args.length === 0 ? "needs a room" : "takes one room");
+      const room = roomArg(args[0] ?? "", name);
+      return typeof room === "string" ? ok({ kind: "join", room }) : room;
+    }
+    case "leave":
+    case "members": {
+      if (args.length > 1) return usage(name, "takes at most one room");
+      if (args.length === 0) return ok({ kind: name });
+      const room = roomArg(args[0] ?? "", name);
+      return typeof room === "string" ? ok({ kind: name, room }) : room;
+    }
+    case "lobby":
+    case "close":
+    case "users":
+    case "help":
+    case "fingerprint":
+    case "rooms":
+    case "retry":
+    case "quit":
+      return args.length === 0 ? ok({ kind: name }) : usage(name, "takes no arguments");
+    default:
+      return { ok: false, error: unknownCommand(word) };
+  }
+}

@@ -1,0 +1,204 @@
+// Turns scrollback entries into terminal rows for a given width, and picks the rows that fit:
+// walking back from the newest entry, so the cost follows the height of the pane, not the
+// length of the conversation.
+import type { ChatMessage, NoticeLevel, VerifyInfo } from "../../client/types.js";
+import type { Entry } from "../state/state.js";
+import { padEndToWidth, stringWidth, wrapText } from "./cell-width.js";
+import { fitSegments, seg, type Row, type Segment } from "./row.js";
+import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
+import { formatClock } from "./time.js";
+
+export interface ScrollbackContext {
+  readonly width: number;
+  readonly me: string;
+  /** Nicks are padded to this many cells so messages line up. */
+  readonly nickWidth: number;
+  readonly formatTime?: (ms: number) => string;
+}
+
+const TIME_WIDTH = 5; // "HH:MM"
+/** Fewer text cells than this beside the nick, and the text goes on its own rows below. */
+const MIN_TEXT_WIDTH = 10;
+const NICK_WIDTH_MIN = 4;
+const NICK_WIDTH_MAX = 12;
+
+/** The nick column width for a set of names: the longest, within 4..12 cells. */
+export function nickColumnWidth(names: readonly string[]): number {
+  const longest = names.reduce((w, n) => Math.max(w, stringWidth(n)), 0);
+  return Math.min(NICK_WIDTH_MAX, Math.max(NICK_WIDTH_MIN, longest));
+}
+
+const LEVEL_MARK: Readonly<Record<NoticeLevel, { readonly mark: string; readonly style: SegmentStyle }>> = {
+  info: { mark: "--", style: STYLE.info },
+  warn: { mark: "⚠", style: STYLE.warn },
+  error: { mark: "✗", style: STYLE.error },
+};
+
+class RowBuilder {
+  readonly rows: Row[] = [];
+  constructor(private readonly keyPrefix: string, readonly width: number) {}
+
+  push(segments: readonly Segment[]): void {
+    const fitted = fitSegments(segments, this.width);
+    // An empty Text renders no line at all in Ink: keep every row at least one cell.
+    this.rows.push({ key: `${this.keyPrefix}.${this.rows.length}`, segments: fitted.length === 0 ? [seg(" ")] : fitted });
+  }
+
+  /**
+   * `lead` on the first row, then `text` wrapped beside it; continuation rows are indented to
+   * where the text starts. When the lead leaves too little room, the text starts on the next row.
+   */
+  block(lead: readonly Segment[], text: string, style?: SegmentStyle, tail?: readonly Segment[]): void {
+    const leadWidth = lead.reduce((w, s) => w + stringWidth(s.text), 0);
+    const beside = this.width - leadWidth >= MIN_TEXT_WIDTH;
+    const indent = beside ? leadWidth : Math.min(2, this.width - 1);
+    const lines = wrapText(text, Math.max(1, this.width - indent));
+    const pad = " ".repeat(indent);
+    if (!beside) this.push(lead);
+    lines.forEach((line, i) => {
+      const start = i === 0 && beside ? [...lead] : [seg(pad)];
+      this.push([...start, seg(line, style)]);
+    });
+    if (tail && tail.length > 0) this.appendTail(tail, indent);
+  }
+
+  /** Appends segments to the last row when they fit there, else wraps them on rows of their own. */
+  private appendTail(tail: readonly Segment[], indent: number): void {
+    const last = this.rows.at(-1);
+    const tailWidth = tail.reduce((w, s) => w + stringWidth(s.text), 0);
+    const lastWidth = last ? last.segments.reduce((w, s) => w + stringWidth(s.text), 0) : 0;
+    if (last && lastWidth + tailWidth <= this.width) {
+      this.rows[this.rows.length - 1] = { key: last.key, segments: [...last.segments, ...tail] };
+      return;
+    }
+    const pad = " ".repeat(indent);
+    for (const s of tail) {
+      for (const line of wrapText(s.text.trimStart(), Math.max(1, this.width - indent))) this.push([seg(pad), seg(line, s.style)]);
+    }
+  }
+}
+
+function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
+  return seg(`${(ctx.formatTime ?? formatClock)(ms)} `, STYLE.time);
+}
+
+function stateTail(m: ChatMessage): Segment[] {
+  if (!m.own || m.state === undefined) return [];
+  switch (m.state) {
+    case "pending":
+      return [seg(" …", STYLE.pending)];
+    case "accepted":
+      return m.queuedFor && m.queuedFor.length > 0
+        ? [seg(" ✓", STYLE.ok), seg(` queued for ${m.queuedFor.join(", ")}`, STYLE.pending)]
+        : [seg(" ✓", STYLE.ok)];
+    case "failed":
+      return [seg(` ✗ ${m.failure ?? "not sent"} (/retry to send again)`, STYLE.error)];
+  }
+}
+
+function messageRows(b: RowBuilder, m: ChatMessage, ctx: ScrollbackContext): void {
+  if (m.gap) {
+    b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${m.from} may be missing`, STYLE.warn);
+  }
+  const nick = nickStyle(m.from, ctx.me);
+  if (m.kind === "action") {
+    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m));
+    return;
+  }
+  const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  ")];
+  b.block(lead, m.text, undefined, stateTail(m));
+}
+
+function noticeRows(b: RowBuilder, atMs: number, level: NoticeLevel, text: string, ctx: ScrollbackContext): void {
+  const { mark, style } = LEVEL_MARK[level];
+  b.block([timeSeg(atMs, ctx), seg(`${mark} `, style)], text, style);
+}
+
+function safetyNumberRows(b: RowBuilder, number: string, indent: number): void {
+  const groups = number.split(/\s+/).filter((g) => g !== "");
+  // Two rows of six groups when they fit, else three of four.
+  const perRow = indent + 6 * 6 - 1 <= b.width ? 6 : 4;
+  for (let i = 0; i < groups.length; i += perRow) {
+    b.push([seg(" ".repeat(indent)), seg(groups.slice(i, i + perRow).join(" "), STYLE.strong)]);
+  }
+}
+
+function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: ScrollbackContext): void {
+  const user = info.username;
+  const indent = TIME_WIDTH + 1 + 3;
+  if (info.trust === "key-changed" && info.pendingSafetyNumber !== undefined) {
+    b.block([timeSeg(atMs, ctx), seg("⚠ ", STYLE.alarm)], `${user}'s keys changed. Safety number with ${user}'s NEW keys:`, STYLE.alarm);
+    safetyNumberRows(b, info.pendingSafetyNumber, indent);
+    b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
+      `Compare it with ${user} over another channel you trust (in person, or a call where you know the voice). ` +
+        `If every digit matches, type /trust ${user} to accept the new keys and see the held messages. ` +
+        `If it does not match, do not trust: someone may be intercepting.`);
+    return;
+  }
+  const state = info.trust === "verified" ? "verified ✓" : "not verified yet";
+  b.block([timeSeg(atMs, ctx), seg("-- ", STYLE.info)], `Safety number with ${user} (${state}):`, STYLE.strong);
+  safetyNumberRows(b, info.safetyNumber, indent);
+  const next = info.trust === "verified"
+    ? `You have verified ${user}. If ${user}'s keys ever change, you will be warned here and sending will stop until you check again.`
+    : `Compare these 60 digits with ${user} over another channel you trust (in person, or a call where you know the voice); ${user} sees the same number. ` +
+      `If every digit matches, type /trust ${user}. If not, do not trust: someone may be intercepting.`;
+  b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.ok)], next);
+}
+
+function keyChangeRows(b: RowBuilder, atMs: number, user: string, held: number, ctx: ScrollbackContext): void {
+  const lead = [timeSeg(atMs, ctx), seg("⚠ ", STYLE.alarm)];
+  const heldText = held === 0 ? "" : held === 1 ? ` 1 message from ${user} is held.` : ` ${held} messages from ${user} are held.`;
+  b.block(lead, `WARNING: ${user}'s keys have changed.${heldText} Sending to ${user} is blocked until you decide.`, STYLE.alarm);
+  b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
+    `A new device or a reinstall does this — and so does someone intercepting. ` +
+      `Type /verify ${user} and compare the safety number with ${user} over another channel; only if it matches, type /trust ${user}.`,
+    STYLE.alarm);
+}
+
+/** The rows of one entry at the context's width. */
+export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
+  const b = new RowBuilder(String(entry.seq), Math.max(1, ctx.width));
+  switch (entry.kind) {
+    case "message":
+      messageRows(b, entry.message, ctx);
+      break;
+    case "notice":
+      noticeRows(b, entry.atMs, entry.level, entry.text, ctx);
+      break;
+    case "refused":
+      b.block([timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${entry.from} could not be verified and was dropped`, STYLE.warn);
+      break;
+    case "key-change":
+      keyChangeRows(b, entry.atMs, entry.username, entry.held, ctx);
+      break;
+    case "room-event":
+      b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], `${entry.username} ${entry.change} ${entry.room}`, STYLE.info);
+      break;
+    case "verify":
+      verifyRows(b, entry.atMs, entry.info, ctx);
+      break;
+  }
+  return b.rows;
+}
+
+/**
+ * The last `height` rows of the conversation, `offset` rows up from the bottom (0 = the newest
+ * rows; a scrolled view passes how far it is scrolled). Only entries that reach the window are
+ * laid out.
+ */
+export function tailRows(entries: readonly Entry[], ctx: ScrollbackContext, height: number, offset = 0): Row[] {
+  if (height <= 0) return [];
+  const need = height + Math.max(0, offset);
+  const chunks: Row[][] = [];
+  let count = 0;
+  for (let i = entries.length - 1; i >= 0 && count < need; i--) {
+    const entry = entries[i];
+    if (entry === undefined) continue;
+    const rows = entryRows(entry, ctx);
+    chunks.push(rows);
+    count += rows.length;
+  }
+  const all = chunks.reverse().flat();
+  const end = Math.max(0, all.length - Math.max(0, offset));
+  return all.slice(Math.max(0, end - height), end);
+}

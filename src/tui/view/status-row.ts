@@ -1,0 +1,87 @@
+// The status line: product, who and where, the connection state (with a live reconnect
+// countdown), and the conversation bar with unread counts. The bar always shows the current
+// conversation; others are dropped farthest-first when the line is too narrow.
+import type { ConnectionStatus } from "../../client/types.js";
+import type { Conversation, TuiState } from "../state/state.js";
+import { stringWidth } from "./cell-width.js";
+import { fitSegments, seg, type Row, type Segment } from "./row.js";
+import { STYLE } from "./style.js";
+
+/** The connection state as a short label; `nowMs` drives the reconnect countdown. */
+export function connectionSegments(status: ConnectionStatus, nowMs: number): Segment[] {
+  switch (status.state) {
+    case "connecting":
+      return [seg(status.attempt > 1 ? `◌ connecting (attempt ${status.attempt})…` : "◌ connecting…", STYLE.warn)];
+    case "connected":
+      return [seg("● connected", STYLE.ok)];
+    case "reconnecting": {
+      const seconds = Math.max(0, Math.ceil((status.retryAtMs - nowMs) / 1000));
+      const when = seconds > 0 ? `reconnecting in ${seconds}s` : "reconnecting…";
+      return [seg(`↻ ${when}`, STYLE.warn), seg(` (${status.reason})`, STYLE.info)];
+    }
+    case "failed":
+      return [seg(`✗ failed: ${status.reason}`, STYLE.alarm)];
+    case "closed":
+      return [seg("○ closed", STYLE.info)];
+  }
+}
+
+function barItem(c: Conversation, index: number, current: boolean): Segment[] {
+  const label = seg(`${index + 1}:${c.title}`, current ? STYLE.current : undefined);
+  if (c.unread === 0 && c.highlights === 0) return [label];
+  const count = c.unread > 0 ? String(c.unread) : "";
+  const bang = c.highlights > 0 ? "!" : "";
+  return [label, seg(` (${count}${bang})`, c.highlights > 0 ? STYLE.alarm : STYLE.strong)];
+}
+
+const widthOf = (segments: readonly Segment[]): number => segments.reduce((w, s) => w + stringWidth(s.text), 0);
+
+/** The conversation bar within `width` cells: "1:lobby  2:#ops (3)  3:@bob (1!)". */
+export function conversationBar(state: TuiState, width: number): Segment[] {
+  const items = state.order.flatMap((id, index) => {
+    const c = state.conversations[id];
+    return c ? [{ id, index, segments: barItem(c, index, id === state.current), hidden: c }] : [];
+  });
+  const currentIndex = Math.max(0, items.findIndex((i) => i.id === state.current));
+  const shown = [...items];
+  const total = (list: typeof items, hiddenCount: number): number =>
+    list.reduce((w, i) => w + widthOf(i.segments), 0) + 2 * Math.max(0, list.length - 1) + (hiddenCount > 0 ? 2 + String(hiddenCount).length + 2 : 0);
+  let hidden: Conversation[] = [];
+  while (shown.length > 1 && total(shown, hidden.length) > width) {
+    // Drop the item farthest from the current conversation.
+    let far = 0;
+    shown.forEach((item, i) => {
+      if (Math.abs(item.index - currentIndex) > Math.abs((shown[far]?.index ?? 0) - currentIndex)) far = i;
+    });
+    const [removed] = shown.splice(far, 1);
+    if (removed) hidden = [...hidden, removed.hidden];
+  }
+  const out: Segment[] = [];
+  shown.forEach((item, i) => {
+    if (i > 0) out.push(seg("  "));
+    out.push(...item.segments);
+  });
+  if (hidden.length > 0) {
+    const activity = hidden.some((c) => c.highlights > 0) ? STYLE.alarm : hidden.some((c) => c.unread > 0) ? STYLE.strong : STYLE.info;
+    out.push(seg(`  +${hidden.length}`, activity));
+  }
+  return fitSegments(out, width);
+}
+
+/** The whole status line at `width` cells. */
+export function statusRow(state: TuiState, nowMs: number, width: number): Row {
+  const left: Segment[] = [
+    seg("secure-chat", STYLE.strong),
+    seg(`  ${state.me}@${state.serverLabel}  `),
+    ...(state.quitting ? [seg("leaving…", STYLE.info)] : connectionSegments(state.connection, nowMs)),
+  ];
+  const leftWidth = widthOf(left);
+  const barRoom = width - leftWidth - 3;
+  if (barRoom < 8) {
+    // Too narrow for both: the connection state matters more, the prompt names the conversation.
+    return { key: "status", segments: fitSegments(left, width) };
+  }
+  const bar = conversationBar(state, barRoom);
+  const gap = Math.max(3, width - leftWidth - widthOf(bar));
+  return { key: "status", segments: fitSegments([...left, seg(" ".repeat(gap)), ...bar], width) };
+}

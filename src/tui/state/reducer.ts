@@ -63,7 +63,8 @@ function target(state: TuiState, id: string | undefined): { state: TuiState; id:
 function updateConversation(state: TuiState, id: string, update: (c: Conversation) => Conversation): TuiState {
   const conversation = state.conversations[id];
   if (conversation === undefined) return state;
-  return { ...state, conversations: { ...state.conversations, [id]: update(conversation) } };
+  const updated = update(conversation);
+  return updated === conversation ? state : { ...state, conversations: { ...state.conversations, [id]: updated } };
 }
 
 /** Appends an entry (built with the next sequence number) to conversation `id`. */
@@ -76,7 +77,7 @@ function append(state: TuiState, id: string | undefined, build: (seq: number) =>
 
 function focus(state: TuiState, id: string): TuiState {
   if (state.conversations[id] === undefined) return state;
-  const focused = { ...state, current: id };
+  const focused = state.current === id ? state : { ...state, current: id };
   return updateConversation(focused, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
 }
 
@@ -204,6 +205,10 @@ function close(state: TuiState, id: string): TuiState {
   return focus(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
 }
 
+function withInput(state: TuiState, input: TuiState["input"]): TuiState {
+  return input === state.input ? state : { ...state, input };
+}
+
 export function reducer(state: TuiState, action: Action): TuiState {
   switch (action.type) {
     case "session":
@@ -220,15 +225,15 @@ export function reducer(state: TuiState, action: Action): TuiState {
     case "verify-info":
       return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }));
     case "input-insert":
-      return { ...state, input: insertText(state.input, action.text) };
+      return withInput(state, insertText(state.input, action.text));
     case "input-backspace":
-      return { ...state, input: backspace(state.input) };
+      return withInput(state, backspace(state.input));
     case "input-delete":
-      return { ...state, input: deleteForward(state.input) };
+      return withInput(state, deleteForward(state.input));
     case "input-move":
-      return { ...state, input: moveCursor(state.input, action.move) };
+      return withInput(state, moveCursor(state.input, action.move));
     case "input-clear":
-      return { ...state, input: EMPTY_INPUT };
+      return withInput(state, EMPTY_INPUT);
     case "open-conversation": {
       const opened = ensureConversation(state, action.id);
       return action.focus ? focus(opened, action.id) : opened;
@@ -238,7 +243,7 @@ export function reducer(state: TuiState, action: Action): TuiState {
     case "close-conversation":
       return close(state, action.id);
     case "quitting":
-      return { ...state, quitting: true };
+      return state.quitting ? state : { ...state, quitting: true };
     default:
       return assertNever(action);
   }

@@ -1,0 +1,327 @@
+import { describe, expect, test } from "vitest";
+import type { ChatMessage, PeerView } from "../../src/client/types.js";
+import { mentions, shouldRing } from "../../src/tui/state/attention.js";
+import { backspace, cleanInsert, deleteForward, insertText, moveCursor, splitTyped } from "../../src/tui/state/input-buffer.js";
+import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
+import type { Entry, TuiState } from "../../src/tui/state/state.js";
+import { expandTabs, stringWidth, truncateToWidth, wrapLine, wrapText } from "../../src/tui/view/cell-width.js";
+import { inputView } from "../../src/tui/view/input-view.js";
+import { computeLayout, SIDEBAR_MIN_COLUMNS } from "../../src/tui/view/layout.js";
+import { rowText, rowWidth } from "../../src/tui/view/row.js";
+import { entryRows, nickColumnWidth, tailRows, type ScrollbackContext } from "../../src/tui/view/scrollback-rows.js";
+import { sidebarRows, sortPeers } from "../../src/tui/view/sidebar-rows.js";
+import { connectionSegments, conversationBar, statusRow } from "../../src/tui/view/status-row.js";
+import { nickStyle, STYLE } from "../../src/tui/view/style.js";
+
+const T0 = 1_700_000_000_000;
+const ctx: ScrollbackContext = { width: 60, me: "alice", nickWidth: 5, formatTime: () => "12:34" };
+
+function message(extra: Partial<ChatMessage> = {}): Entry {
+  return {
+    kind: "message",
+    seq: 1,
+    message: { id: "01", conversationId: "lobby", from: "bob", kind: "text", text: "hello", sentAtMs: T0, receivedAtMs: T0, own: false, ...extra },
+  };
+}
+const texts = (entry: Entry, c: ScrollbackContext = ctx): string[] => entryRows(entry, c).map(rowText);
+/** The rows as one line of words: for checking wording regardless of where it wrapped. */
+const flat = (rows: readonly string[]): string => rows.map((r) => r.trim()).join(" ");
+
+describe("cell widths and wrapping", () => {
+  test("wide CJK and emoji take two cells, combining marks none", () => {
+    expect(stringWidth("abc")).toBe(3);
+    expect(stringWidth("漢字")).toBe(4);
+    expect(stringWidth("👍")).toBe(2);
+    expect(stringWidth("e\u0301")).toBe(1);
+    expect(stringWidth("✓ ⚠ ● …")).toBe(7);
+  });
+
+  test("tabs expand to the next stop", () => {
+    expect(expandTabs("a\tb")).toBe("a   b");
+    expect(expandTabs("\tx\t")).toBe("    x   ");
+    expect(expandTabs("漢\tx")).toBe("漢  x");
+  });
+
+  test("wraps at spaces, breaks words only when they are too long", () => {
+    expect(wrapLine("the quick brown fox", 10)).toEqual(["the quick", "brown fox"]);
+    expect(wrapLine("abcdefghijkl", 5)).toEqual(["abcde", "fghij", "kl"]);
+    expect(wrapLine("", 5)).toEqual([""]);
+    expect(wrapLine("漢字漢字漢字", 5)).toEqual(["漢字", "漢字", "漢字"]);
+    expect(wrapText("one\n\tindented", 20)).toEqual(["one", "    indented"]);
+    for (const row of wrapText("a long line of words that must wrap somewhere sensible, with 漢字 too", 9)) {
+      expect(stringWidth(row)).toBeLessThanOrEqual(9);
+    }
+  });
+
+  test("truncates with an ellipsis", () => {
+    expect(truncateToWidth("abcdef", 4)).toBe("abc…");
+    expect(truncateToWidth("abc", 4)).toBe("abc");
+    expect(truncateToWidth("漢字漢字", 5)).toBe("漢字…");
+  });
+});
+
+describe("scrollback rows", () => {
+  test("a message: time, padded nick, text", () => {
+    expect(texts(message())).toEqual(["12:34 bob    hello"]);
+  });
+
+  test("multi-line text is indented under the text column, tabs expanded", () => {
+    expect(texts(message({ text: "first\nsecond\n\tthird" }))).toEqual([
+      "12:34 bob    first",
+      "             second",
+      "                 third",
+    ]);
+  });
+
+  test("long text wraps to the width, continuation aligned", () => {
+    const rows = entryRows(message({ text: "word ".repeat(30).trim() }), ctx);
+    expect(rows.length).toBeGreaterThan(2);
+    for (const r of rows) expect(rowWidth(r)).toBeLessThanOrEqual(60);
+    expect(rowText(rows[1]!)).toMatch(/^ {13}word/);
+  });
+
+  test("my messages carry their delivery state", () => {
+    const mine = { from: "alice", own: true } as const;
+    expect(texts(message({ ...mine, state: "pending" }))).toEqual(["12:34 alice  hello …"]);
+    expect(texts(message({ ...mine, state: "accepted" }))).toEqual(["12:34 alice  hello ✓"]);
+    expect(texts(message({ ...mine, state: "accepted", queuedFor: ["carol"] }))).toEqual(["12:34 alice  hello ✓ queued for carol"]);
+    expect(texts(message({ ...mine, state: "failed", failure: "rate limited" }))).toEqual(["12:34 alice  hello ✗ rate limited (/retry to send again)"]);
+    const narrow = texts(message({ ...mine, state: "failed", failure: "the relay refused the message" }), { ...ctx, width: 30 });
+    expect(narrow[0]).toBe("12:34 alice  hello");
+    expect(flat(narrow.slice(1))).toBe("✗ the relay refused the message (/retry to send again)");
+  });
+
+  test("actions read as * nick does something", () => {
+    expect(texts(message({ kind: "action", text: "waves" }))).toEqual(["12:34 * bob waves"]);
+  });
+
+  test("a gap is a warning line before the message", () => {
+    expect(texts(message({ gap: true }))).toEqual(["12:34 ⚠ a message from bob may be missing", "12:34 bob    hello"]);
+  });
+
+  test("notices, refused envelopes and room events are one line each", () => {
+    expect(texts({ kind: "notice", seq: 1, atMs: T0, level: "info", text: "hi" })).toEqual(["12:34 -- hi"]);
+    expect(texts({ kind: "notice", seq: 1, atMs: T0, level: "warn", text: "careful" })).toEqual(["12:34 ⚠ careful"]);
+    expect(texts({ kind: "notice", seq: 1, atMs: T0, level: "error", text: "no" })).toEqual(["12:34 ✗ no"]);
+    expect(texts({ kind: "refused", seq: 1, atMs: T0, from: "bob" }, { ...ctx, width: 80 })).toEqual(["12:34 ⚠ a message from bob could not be verified and was dropped"]);
+    expect(texts({ kind: "room-event", seq: 1, atMs: T0, room: "#ops", username: "bob", change: "joined" })).toEqual(["12:34 -- bob joined #ops"]);
+  });
+
+  test("a key change is loud and says what to do", () => {
+    const rows = entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "bob", held: 2 }, ctx);
+    const text = flat(rows.map(rowText));
+    expect(text).toContain("WARNING: bob's keys have changed. 2 messages from bob are held. Sending to bob is blocked");
+    expect(text).toContain("/verify bob");
+    expect(text).toContain("/trust bob");
+    // Every row's text is red and bold.
+    for (const row of rows) expect(row.segments.filter((s) => s.text.trim() !== "" && !/^\d\d:\d\d $/.test(s.text)).every((s) => s.style === STYLE.alarm)).toBe(true);
+  });
+
+  test("/verify shows the safety number in groups and the next step", () => {
+    const number = "12345 67890 12345 67890 12345 67890 11111 22222 33333 44444 55555 66666";
+    const text = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "unverified", safetyNumber: number } }, { ...ctx, width: 80 });
+    expect(text).toContain("         12345 67890 12345 67890 12345 67890");
+    expect(text).toContain("         11111 22222 33333 44444 55555 66666");
+    expect(flat(text)).toContain("Compare these 60 digits with bob");
+    expect(flat(text)).toContain("If every digit matches, type /trust bob.");
+    const changed = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "key-changed", safetyNumber: number, pendingSafetyNumber: number } }, { ...ctx, width: 80 });
+    expect(flat(changed)).toContain("bob's keys changed. Safety number with bob's NEW keys:");
+    expect(flat(changed)).toContain("type /trust bob to accept the new keys");
+  });
+
+  test("rows never exceed the width, even when tiny", () => {
+    for (const width of [1, 5, 12, 25]) {
+      for (const entry of [message({ text: "a fairly long message" }), { kind: "key-change", seq: 1, atMs: T0, username: "bob", held: 1 } as const]) {
+        for (const row of entryRows(entry, { ...ctx, width })) expect(rowWidth(row)).toBeLessThanOrEqual(width);
+      }
+    }
+  });
+
+  test("tailRows gives the newest rows that fit, and an offset scrolls up", () => {
+    const entries: Entry[] = Array.from({ length: 10 }, (_, i) => ({ ...message({ id: String(i), text: `m${i}` }), seq: i + 1 }));
+    expect(tailRows(entries, ctx, 3).map(rowText)).toEqual(["12:34 bob    m7", "12:34 bob    m8", "12:34 bob    m9"]);
+    expect(tailRows(entries, ctx, 2, 3).map(rowText)).toEqual(["12:34 bob    m5", "12:34 bob    m6"]);
+    expect(tailRows(entries, ctx, 50)).toHaveLength(10);
+    expect(tailRows(entries, ctx, 0)).toEqual([]);
+    // A multi-row message cut at the top shows its last rows.
+    expect(tailRows([message({ text: "a\nb\nc" })], ctx, 2).map(rowText)).toEqual(["             b", "             c"]);
+  });
+
+  test("tailRows reads only the entries that reach the window, however long the conversation", () => {
+    const base = message();
+    let reads = 0;
+    const big = new Proxy(Array.from({ length: 100_000 }, (_, i) => ({ ...base, seq: i + 1 })), {
+      get(target, prop, receiver) {
+        if (typeof prop === "string" && /^\d+$/.test(prop)) reads++;
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    expect(tailRows(big, ctx, 40)).toHaveLength(40);
+    expect(reads).toBeLessThanOrEqual(40);
+  });
+
+  test("the nick column fits the longest name within 4..12 cells", () => {
+    expect(nickColumnWidth(["al"])).toBe(4);
+    expect(nickColumnWidth(["alice", "bob"])).toBe(5);
+    expect(nickColumnWidth(["a-very-long-username-indeed"])).toBe(12);
+  });
+});
+
+describe("nick colours", () => {
+  test("stable per name, distinct for me", () => {
+    expect(nickStyle("bob", "alice")).toEqual(nickStyle("bob", "alice"));
+    expect(nickStyle("alice", "alice")).toEqual({ bold: true });
+    const looks = new Set(["bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory"].map((n) => JSON.stringify(nickStyle(n, "alice"))));
+    expect(looks.size).toBeGreaterThan(3);
+    for (const n of ["bob", "carol", "dave"]) {
+      const style = nickStyle(n, "alice");
+      expect(["cyan", "green", "magenta", "blue"]).toContain(style.color);
+    }
+  });
+});
+
+describe("layout", () => {
+  test("the sidebar shows from 60 columns and hides below", () => {
+    expect(computeLayout(100, 30)).toEqual({ columns: 100, rows: 30, sidebarWidth: 22, scrollbackWidth: 77, bodyHeight: 28 });
+    expect(computeLayout(SIDEBAR_MIN_COLUMNS, 24).sidebarWidth).toBe(18);
+    expect(computeLayout(SIDEBAR_MIN_COLUMNS - 1, 24)).toMatchObject({ sidebarWidth: 0, scrollbackWidth: 59 });
+    expect(computeLayout(300, 24).sidebarWidth).toBe(28);
+  });
+
+  test("tiny terminals still get a valid layout", () => {
+    expect(computeLayout(10, 2)).toMatchObject({ sidebarWidth: 0, bodyHeight: 0 });
+    expect(computeLayout(0, 0)).toMatchObject({ columns: 1, rows: 1, bodyHeight: 0 });
+  });
+});
+
+describe("status line", () => {
+  const text = (segments: { text: string }[]): string => segments.map((s) => s.text).join("");
+
+  test("names each connection state; the reconnect countdown follows the clock", () => {
+    expect(text(connectionSegments({ state: "connecting", attempt: 1 }, T0))).toBe("◌ connecting…");
+    expect(text(connectionSegments({ state: "connecting", attempt: 3 }, T0))).toBe("◌ connecting (attempt 3)…");
+    expect(text(connectionSegments({ state: "connected", sinceMs: T0 }, T0))).toBe("● connected");
+    const reconnecting = { state: "reconnecting", attempt: 2, retryAtMs: T0 + 5_000, reason: "connection refused" } as const;
+    expect(text(connectionSegments(reconnecting, T0))).toBe("↻ reconnecting in 5s (connection refused)");
+    expect(text(connectionSegments(reconnecting, T0 + 3_200))).toBe("↻ reconnecting in 2s (connection refused)");
+    expect(text(connectionSegments(reconnecting, T0 + 6_000))).toBe("↻ reconnecting… (connection refused)");
+    expect(text(connectionSegments({ state: "failed", reason: "username taken" }, T0))).toBe("✗ failed: username taken");
+    expect(text(connectionSegments({ state: "closed" }, T0))).toBe("○ closed");
+  });
+
+  function stateWith(...ids: string[]): TuiState {
+    let s = createInitialState({ me: "alice", serverLabel: "127.0.0.1:50051", snapshot: { connection: { state: "connected", sinceMs: T0 }, peers: [], rooms: [] }, atMs: T0 });
+    for (const id of ids) s = reducer(s, { type: "open-conversation", id, focus: false });
+    return s;
+  }
+
+  test("the bar numbers conversations and shows unread counts, ! for DMs and mentions", () => {
+    let s = stateWith("#ops");
+    s = reducer(s, { type: "session", atMs: T0, event: { type: "message", message: { id: "1", conversationId: "dm:alice:bob", from: "bob", kind: "text", text: "hi", sentAtMs: T0, receivedAtMs: T0, own: false } } });
+    s = reducer(s, { type: "session", atMs: T0, event: { type: "message", message: { id: "2", conversationId: "#ops", from: "bob", kind: "text", text: "x", sentAtMs: T0, receivedAtMs: T0, own: false } } });
+    expect(text(conversationBar(s, 100))).toBe("1:lobby  2:#ops (1)  3:@bob (1!)");
+    expect(rowText(statusRow(s, T0, 100))).toMatch(/^secure-chat {2}alice@127\.0\.0\.1:50051 {2}● connected +1:lobby {2}2:#ops \(1\) {2}3:@bob \(1!\)$/);
+    expect(rowWidth(statusRow(s, T0, 100))).toBe(100);
+  });
+
+  test("a narrow bar keeps the current conversation and counts the rest", () => {
+    let s = stateWith("#one", "#two", "#three", "#four");
+    s = reducer(s, { type: "open-conversation", id: "#four", focus: true });
+    const bar = text(conversationBar(s, 20));
+    expect(bar).toContain("5:#four");
+    expect(bar).toMatch(/\+\d$/);
+    expect(stringWidth(bar)).toBeLessThanOrEqual(20);
+  });
+
+  test("a very narrow status line keeps the connection state", () => {
+    const row = statusRow(stateWith("#ops"), T0, 50);
+    expect(rowText(row)).toContain("● connected");
+    expect(rowWidth(row)).toBeLessThanOrEqual(50);
+  });
+});
+
+describe("sidebar", () => {
+  const peers: PeerView[] = [
+    { username: "zed", online: false, trust: "unverified", you: false },
+    { username: "bob", online: true, trust: "verified", you: false },
+    { username: "mallory", online: true, trust: "key-changed", you: false },
+    { username: "alice", online: true, trust: "verified", you: true },
+    { username: "carol", online: true, trust: "unverified", you: false },
+  ];
+
+  test("online first, me first among them, then by name; offline last", () => {
+    expect(sortPeers(peers).map((p) => p.username)).toEqual(["alice", "bob", "carol", "mallory", "zed"]);
+  });
+
+  test("marks me, verified peers and key changes", () => {
+    expect(sidebarRows(peers, "alice", 24, 10).map(rowText)).toEqual([
+      "users · 4 online",
+      "● alice (you)",
+      "● bob ✓",
+      "● carol",
+      "● mallory ⚠ key changed",
+      "○ zed",
+    ]);
+    const mallory = sidebarRows(peers, "alice", 24, 10)[4];
+    expect(mallory?.segments.at(-1)?.style).toBe(STYLE.alarm);
+  });
+
+  test("too many users for the height: the rest are counted", () => {
+    const rows = sidebarRows(peers, "alice", 24, 4).map(rowText);
+    expect(rows).toEqual(["users · 4 online", "● alice (you)", "● bob ✓", "+3 more (/users)"]);
+  });
+});
+
+describe("input line", () => {
+  test("shows prompt, text and the cursor", () => {
+    expect(inputView("[lobby] > ", { text: "hello", cursor: 5 }, 40)).toEqual({ prompt: "[lobby] > ", before: "hello", atCursor: " ", after: "" });
+    expect(inputView("[lobby] > ", { text: "hello", cursor: 1 }, 40)).toEqual({ prompt: "[lobby] > ", before: "h", atCursor: "e", after: "llo" });
+  });
+
+  test("scrolls sideways to keep the cursor visible; newlines show as ↵", () => {
+    const long = "x".repeat(100) + "END";
+    const v = inputView("> ", { text: long, cursor: long.length }, 20);
+    expect(v.before.endsWith("END")).toBe(true);
+    expect(stringWidth(v.prompt + v.before + v.atCursor + v.after)).toBeLessThanOrEqual(20);
+    expect(inputView("> ", { text: "a\nb", cursor: 0 }, 20)).toMatchObject({ atCursor: "a", after: "↵b" });
+  });
+});
+
+describe("input editing", () => {
+  test("moves and deletes whole code points", () => {
+    let b = insertText({ text: "", cursor: 0 }, "a👍b");
+    expect(b).toEqual({ text: "a👍b", cursor: 4 });
+    b = moveCursor(b, "left");
+    b = moveCursor(b, "left");
+    expect(b.cursor).toBe(1);
+    expect(deleteForward(b)).toEqual({ text: "ab", cursor: 1 });
+    expect(backspace(moveCursor(b, "right"))).toEqual({ text: "ab", cursor: 1 });
+    expect(backspace({ text: "x", cursor: 0 })).toEqual({ text: "x", cursor: 0 });
+  });
+
+  test("typed chunks split into text and Enter; pastes keep newlines and lose controls", () => {
+    expect(splitTyped("hi\r")).toEqual([{ kind: "text", text: "hi" }, { kind: "submit" }]);
+    expect(splitTyped("a\r\nb")).toEqual([{ kind: "text", text: "a" }, { kind: "submit" }, { kind: "text", text: "b" }]);
+    expect(cleanInsert("one\r\ntwo\rthree\u001b[31m\u0007")).toBe("one\ntwo\nthree[31m");
+  });
+});
+
+describe("attention", () => {
+  test("mentions are whole names", () => {
+    expect(mentions("hey alice!", "alice")).toBe(true);
+    expect(mentions("@alice ping", "alice")).toBe(true);
+    expect(mentions("ALICE: hi", "alice")).toBe(true);
+    expect(mentions("malice", "alice")).toBe(false);
+    expect(mentions("alice_bot says", "alice")).toBe(false);
+  });
+
+  test("the bell rings for DMs, mentions and key changes from others", () => {
+    const m = (extra: Partial<ChatMessage>): ChatMessage => ({ id: "1", conversationId: "lobby", from: "bob", kind: "text", text: "hi", sentAtMs: T0, receivedAtMs: T0, own: false, ...extra });
+    expect(shouldRing({ type: "message", message: m({ conversationId: "dm:alice:bob" }) }, "alice")).toBe(true);
+    expect(shouldRing({ type: "message", message: m({ text: "alice?" }) }, "alice")).toBe(true);
+    expect(shouldRing({ type: "message", message: m({}) }, "alice")).toBe(false);
+    expect(shouldRing({ type: "message", message: m({ conversationId: "dm:alice:bob", from: "alice", own: true }) }, "alice")).toBe(false);
+    expect(shouldRing({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0 }, "alice")).toBe(true);
+    expect(shouldRing({ type: "peer", peer: { username: "bob", online: true, trust: "unverified", you: false } }, "alice")).toBe(false);
+  });
+});

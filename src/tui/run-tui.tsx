@@ -30,6 +30,9 @@ export interface RunTuiOptions {
   readonly signal?: AbortSignal;
 }
 
+const LEAVE_ALTERNATE_SCREEN = "\u001b[?1049l";
+const SHOW_CURSOR = "\u001b[?25h";
+
 function isTty(stream: unknown): boolean {
   return typeof stream === "object" && stream !== null && (stream as { isTTY?: unknown }).isTTY === true;
 }
@@ -67,27 +70,37 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
           stdout.write("\u0007");
         };
 
-  const instance = render(
-    <App
-      session={options.session}
-      clock={clock}
-      bell={bell}
-      logger={logger}
-      notices={(options.notices ?? []).map(toNotice)}
-      pending={options.pending ?? []}
-      {...(options.signal ? { signal: options.signal } : {})}
-    />,
-    {
-      stdin,
-      stdout,
-      stderr,
-      alternateScreen: true,
-      exitOnCtrlC: false,
-      // Both streams are terminals (checked above); without this Ink would fall back to
-      // non-interactive output whenever a CI variable is set, e.g. in the tmux end-to-end test.
-      interactive: true,
-    },
-  );
+  let instance: ReturnType<typeof render>;
+  try {
+    instance = render(
+      <App
+        session={options.session}
+        clock={clock}
+        bell={bell}
+        logger={logger}
+        notices={(options.notices ?? []).map(toNotice)}
+        pending={options.pending ?? []}
+        {...(options.signal ? { signal: options.signal } : {})}
+      />,
+      {
+        stdin,
+        stdout,
+        stderr,
+        alternateScreen: true,
+        exitOnCtrlC: false,
+        // Both streams are terminals (checked above); without this Ink would fall back to
+        // non-interactive output whenever a CI variable is set, e.g. in the tmux end-to-end test.
+        interactive: true,
+      },
+    );
+  } catch (e) {
+    // Ink failed while starting, possibly after switching screens: switch back and show the
+    // cursor (best effort), so the user's shell is usable, then let the caller report it.
+    stdout.write(`${LEAVE_ALTERNATE_SCREEN}${SHOW_CURSOR}`);
+    logger.error("tui.start-failed", { reason: e instanceof Error ? e.message : String(e) });
+    await closeSession(options.session, logger, CLOSE_DEADLINE_MS);
+    throw e;
+  }
 
   try {
     const result = await instance.waitUntilExit();

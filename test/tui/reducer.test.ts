@@ -66,6 +66,13 @@ describe("sending", () => {
     expect(messages(s, "lobby")[0]).toMatchObject({ state: "failed", failure: "rate limited" });
   });
 
+  test("a retried failure is marked once", () => {
+    const m = msg({ conversationId: "lobby", from: "alice", text: "x", state: "failed", failure: "no" });
+    const s = run(start(), ev({ type: "message", message: m }), { type: "message-retried", conversationId: "lobby", id: m.id });
+    expect(entries(s, "lobby")[0]).toMatchObject({ kind: "message", retried: true });
+    expect(run(s, { type: "message-retried", conversationId: "lobby", id: m.id })).toBe(s);
+  });
+
   test("a state change for an unknown message or conversation changes nothing", () => {
     const s = start();
     expect(run(s, ev({ type: "message-state", conversationId: "lobby", id: "ff", state: "accepted" }))).toBe(s);

@@ -86,6 +86,7 @@ describe("scrollback rows", () => {
     expect(texts(message({ ...mine, state: "accepted" }))).toEqual(["12:34 alice  hello ✓"]);
     expect(texts(message({ ...mine, state: "accepted", queuedFor: ["carol"] }))).toEqual(["12:34 alice  hello ✓ queued for carol"]);
     expect(texts(message({ ...mine, state: "failed", failure: "rate limited" }))).toEqual(["12:34 alice  hello ✗ rate limited (/retry to send again)"]);
+    expect(texts({ ...message({ ...mine, state: "failed", failure: "rate limited" }), retried: true } as Entry)).toEqual(["12:34 alice  hello ✗ rate limited (sent again below)"]);
     const narrow = texts(message({ ...mine, state: "failed", failure: "the relay refused the message" }), { ...ctx, width: 30 });
     expect(narrow[0]).toBe("12:34 alice  hello");
     expect(flat(narrow.slice(1))).toBe("✗ the relay refused the message (/retry to send again)");
@@ -264,6 +265,8 @@ describe("sidebar", () => {
     ]);
     const mallory = sidebarRows(peers, "alice", 24, 10)[4];
     expect(mallory?.segments.at(-1)?.style).toBe(STYLE.alarm);
+    // In a narrow column the warning shortens rather than being cut off.
+    expect(rowText(sidebarRows(peers, "alice", 16, 10)[4]!)).toBe("● mallory ⚠");
   });
 
   test("too many users for the height: the rest are counted", () => {

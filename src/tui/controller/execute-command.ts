@@ -21,7 +21,10 @@ export interface CommandContext {
   readonly quit: () => void;
 }
 
-/** What the input line should do after a command: clear, or keep the text so it can be fixed. */
+/**
+ * What the input line should do after a command: clear, or keep the text when a message the
+ * user wrote was not sent (so it is not lost and can be fixed or sent again).
+ */
 export type InputFate = "clear" | "keep";
 
 /** Finds an open conversation by "lobby", "#room", "@user", "user" or its 1-based number. */
@@ -94,7 +97,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
     case "query": {
       if (command.user === state.me) {
         say("error", "that is you: /query needs someone else's name");
-        return "keep";
+        return "clear";
       }
       if (!state.peers.some((p) => p.username === command.user)) {
         say("warn", `no user named ${command.user} is known yet; messages will fail until they have connected once`);
@@ -106,7 +109,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const id = resolveConversation(state, command.target);
       if (id === undefined) {
         say("error", `no open conversation '${command.target}': use its number, lobby, #room or @user (see the bar at the top right)`);
-        return "keep";
+        return "clear";
       }
       dispatch({ type: "open-conversation", id, focus: true });
       return "clear";
@@ -134,7 +137,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const outcome = session.verifyInfo(command.user);
       if (!outcome.ok) {
         say("error", outcome.error);
-        return "keep";
+        return "clear";
       }
       dispatch({ type: "verify-info", info: outcome.value, atMs: now(), conversationId: here });
       return "clear";
@@ -143,7 +146,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const outcome = session.trust(command.user);
       if (!outcome.ok) {
         say("error", outcome.error);
-        return "keep";
+        return "clear";
       }
       say("info", outcome.value);
       return "clear";
@@ -160,7 +163,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const room = command.room ?? currentRoom();
       if (room === undefined) {
         say("error", "/leave without a room works inside a room — usage: /leave [#room]");
-        return "keep";
+        return "clear";
       }
       later(`/leave ${room}`, () => session.leaveRoom(room), () => {
         dispatch({ type: "close-conversation", id: room });
@@ -182,7 +185,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const room = command.room ?? currentRoom();
       if (room === undefined) {
         say("error", "/members without a room works inside a room — usage: /members [#room]");
-        return "keep";
+        return "clear";
       }
       later(`/members ${room}`, () => session.members(room), (members) => {
         say("info", `${room}: ${members.length} member${members.length === 1 ? "" : "s"}: ${members.join(", ")}`);
@@ -194,14 +197,15 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       let failedId: string | undefined;
       for (let i = entries.length - 1; i >= 0 && failedId === undefined; i--) {
         const e = entries[i];
-        if (e?.kind === "message" && e.message.own && e.message.state === "failed") failedId = e.message.id;
+        if (e?.kind === "message" && e.message.own && e.message.state === "failed" && !e.retried) failedId = e.message.id;
       }
       if (failedId === undefined) {
         say("error", "no failed message of yours in this conversation to send again");
         return "clear";
       }
       const outcome = session.retry(here, failedId);
-      if (!outcome.ok) say("error", outcome.error);
+      if (outcome.ok) dispatch({ type: "message-retried", conversationId: here, id: failedId });
+      else say("error", outcome.error);
       return "clear";
     }
     case "quit":

@@ -1,6 +1,6 @@
 // Submitting a line: parse it, carry it out against the session, and decide what happens to
-// the input (cleared when done; kept when it needs fixing, e.g. a usage error or a send the
-// session refused).
+// the input (cleared when done; kept when it needs fixing: a line that does not parse, or a
+// message the session refused to send).
 import { useCallback } from "react";
 import type { ChatSession } from "../../client/types.js";
 import type { Logger } from "../../protocol/log.js";

@@ -29,6 +29,8 @@ export function keyAction(typed: string, key: Key): Action | "quit" | "submit" |
         return { type: "input-move", move: "home" };
       case "e":
         return { type: "input-move", move: "end" };
+      case "u":
+        return { type: "input-clear" };
     }
   }
   if (key.return) return "submit";

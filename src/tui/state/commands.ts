@@ -61,6 +61,7 @@ export const KEYS: readonly { readonly keys: string; readonly summary: string }[
   { keys: "Enter", summary: "send the line" },
   { keys: "Left / Right, Home / End, Ctrl-A / Ctrl-E", summary: "move in the line" },
   { keys: "Backspace / Delete", summary: "delete before / under the cursor" },
+  { keys: "Ctrl-U", summary: "clear the line" },
   { keys: "Ctrl-N / Ctrl-P", summary: "next / previous conversation" },
   { keys: "Ctrl-C, Ctrl-D", summary: "leave" },
 ];

@@ -33,6 +33,8 @@ export type Action =
   | { readonly type: "open-conversation"; readonly id: string; readonly focus: boolean }
   | { readonly type: "cycle-conversation"; readonly delta: 1 | -1 }
   | { readonly type: "close-conversation"; readonly id: string }
+  /** A failed message of mine was sent again (as a new message): /retry moves on to older ones. */
+  | { readonly type: "message-retried"; readonly conversationId: string; readonly id: string }
   | { readonly type: "quitting" };
 
 function assertNever(value: never): never {
@@ -242,6 +244,15 @@ export function reducer(state: TuiState, action: Action): TuiState {
       return cycle(state, action.delta);
     case "close-conversation":
       return close(state, action.id);
+    case "message-retried":
+      return updateConversation(state, action.conversationId, (c) => {
+        const i = c.entries.findLastIndex((e) => e.kind === "message" && e.message.id === action.id);
+        const entry = c.entries[i];
+        if (entry?.kind !== "message" || entry.retried) return c;
+        const entries = [...c.entries];
+        entries[i] = { ...entry, retried: true };
+        return { ...c, entries };
+      });
     case "quitting":
       return state.quitting ? state : { ...state, quitting: true };
     default:

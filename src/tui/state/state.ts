@@ -6,7 +6,8 @@ import type { InputBuffer } from "./input-buffer.js";
 
 /** One item in a conversation's scrollback. `seq` is unique in the whole state (React keys). */
 export type Entry =
-  | { readonly kind: "message"; readonly seq: number; readonly message: ChatMessage }
+  /** `retried`: a failed message of mine that /retry has sent again as a new message. */
+  | { readonly kind: "message"; readonly seq: number; readonly message: ChatMessage; readonly retried?: true }
   | { readonly kind: "notice"; readonly seq: number; readonly atMs: number; readonly level: NoticeLevel; readonly text: string }
   /** An envelope that failed verification and was dropped. */
   | { readonly kind: "refused"; readonly seq: number; readonly atMs: number; readonly from: string }

@@ -82,7 +82,7 @@ function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
   return seg(`${(ctx.formatTime ?? formatClock)(ms)} `, STYLE.time);
 }
 
-function stateTail(m: ChatMessage): Segment[] {
+function stateTail(m: ChatMessage, retried: boolean): Segment[] {
   if (!m.own || m.state === undefined) return [];
   switch (m.state) {
     case "pending":
@@ -92,21 +92,21 @@ function stateTail(m: ChatMessage): Segment[] {
         ? [seg(" ✓", STYLE.ok), seg(` queued for ${m.queuedFor.join(", ")}`, STYLE.pending)]
         : [seg(" ✓", STYLE.ok)];
     case "failed":
-      return [seg(` ✗ ${m.failure ?? "not sent"} (/retry to send again)`, STYLE.error)];
+      return [seg(` ✗ ${m.failure ?? "not sent"} ${retried ? "(sent again below)" : "(/retry to send again)"}`, STYLE.error)];
   }
 }
 
-function messageRows(b: RowBuilder, m: ChatMessage, ctx: ScrollbackContext): void {
+function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: ScrollbackContext): void {
   if (m.gap) {
     b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${m.from} may be missing`, STYLE.warn);
   }
   const nick = nickStyle(m.from, ctx.me);
   if (m.kind === "action") {
-    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m));
+    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried));
     return;
   }
   const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  ")];
-  b.block(lead, m.text, undefined, stateTail(m));
+  b.block(lead, m.text, undefined, stateTail(m, retried));
 }
 
 function noticeRows(b: RowBuilder, atMs: number, level: NoticeLevel, text: string, ctx: ScrollbackContext): void {
@@ -160,7 +160,7 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
   const b = new RowBuilder(String(entry.seq), Math.max(1, ctx.width));
   switch (entry.kind) {
     case "message":
-      messageRows(b, entry.message, ctx);
+      messageRows(b, entry.message, entry.retried === true, ctx);
       break;
     case "notice":
       noticeRows(b, entry.atMs, entry.level, entry.text, ctx);

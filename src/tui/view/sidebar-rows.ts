@@ -1,7 +1,7 @@
 // The users sidebar: online first, then known offline users; me marked "(you)"; verified peers
 // with a green ✓, a key change with a loud red ⚠.
 import type { PeerView } from "../../client/types.js";
-import { fitSegments, seg, type Row, type Segment } from "./row.js";
+import { fitSegments, rowWidth, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle } from "./style.js";
 
 /** Online before offline; me first within my group; then by name. */
@@ -13,14 +13,18 @@ export function sortPeers(peers: readonly PeerView[]): PeerView[] {
   });
 }
 
-export function peerSegments(p: PeerView, me: string): Segment[] {
+export function peerSegments(p: PeerView, me: string, width = Number.POSITIVE_INFINITY): Segment[] {
   const out: Segment[] = [
     seg(p.online ? "● " : "○ ", p.online ? STYLE.ok : STYLE.info),
     seg(p.username, p.online ? nickStyle(p.username, me) : STYLE.info),
   ];
   if (p.you) out.push(seg(" (you)", STYLE.info));
   else if (p.trust === "verified") out.push(seg(" ✓", STYLE.ok));
-  else if (p.trust === "key-changed") out.push(seg(" ⚠ key changed", STYLE.alarm));
+  else if (p.trust === "key-changed") {
+    // The warning must survive a narrow column: shorten the words before the name is cut.
+    const full = [...out, seg(" ⚠ key changed", STYLE.alarm)];
+    return rowWidth({ key: "", segments: full }) <= width ? full : [...out, seg(" ⚠", STYLE.alarm)];
+  }
   return out;
 }
 
@@ -33,7 +37,7 @@ export function sidebarRows(peers: readonly PeerView[], me: string, width: numbe
   const room = height - 1;
   const fits = sorted.length <= room;
   const shown = fits ? sorted : sorted.slice(0, Math.max(0, room - 1));
-  for (const p of shown) rows.push({ key: `peer:${p.username}`, segments: fitSegments(peerSegments(p, me), width) });
+  for (const p of shown) rows.push({ key: `peer:${p.username}`, segments: fitSegments(peerSegments(p, me, width), width) });
   if (!fits && room >= 1) {
     const rest = sorted.slice(shown.length);
     const alarm = rest.some((p) => p.trust === "key-changed");

@@ -55,9 +55,9 @@ export function renderApp(session: FakeSession, options: RenderAppOptions = {}):
       {...(options.signal ? { signal: options.signal } : {})}
     />,
     {
-      stdin: stdin as unknown as NodeJS.ReadStream,
-      stdout: stdout as unknown as NodeJS.WriteStream,
-      stderr: stderr as unknown as NodeJS.WriteStream,
+      stdin: stdin.stream,
+      stdout: stdout.stream,
+      stderr: stderr.stream,
       debug: true,
       exitOnCtrlC: false,
       patchConsole: false,

@@ -39,6 +39,11 @@ export class FakeStdin extends EventEmitter {
     return this.buffered.shift() ?? null;
   }
 
+  /** This fake, typed as the stream Ink and runTui take. */
+  get stream(): NodeJS.ReadStream {
+    return this as unknown as NodeJS.ReadStream;
+  }
+
   setEncoding(): this {
     return this;
   }
@@ -81,6 +86,11 @@ export class FakeStdout extends EventEmitter {
     return true;
   }
 
+  /** This fake, typed as the stream Ink and runTui take. */
+  get stream(): NodeJS.WriteStream {
+    return this as unknown as NodeJS.WriteStream;
+  }
+
   resize(columns: number, rows: number): void {
     this.columns = columns;
     this.rows = rows;
@@ -106,5 +116,7 @@ export const KEY = {
   ctrlD: "\u0004",
   ctrlN: "\u000E",
   ctrlP: "\u0010",
+  ctrlA: "\u0001",
+  ctrlU: "\u0015",
   paste: (text: string) => `\u001B[200~${text}\u001B[201~`,
 } as const;

@@ -180,8 +180,20 @@ describe("peers, rooms and the connection", () => {
   test("directory replaces the peers; a peer event adds or updates one", () => {
     let s = run(start(), ev({ type: "directory", peers: [ME, peer("dave")] }));
     expect(s.peers.map((p) => p.username)).toEqual(["alice", "dave"]);
+    expect(run(s, ev({ type: "directory", peers: [ME, peer("dave")] })).peers).toEqual(s.peers);
     s = run(s, ev({ type: "peer", peer: peer("dave", { online: false, trust: "verified" }) }), ev({ type: "peer", peer: peer("erin") }));
     expect(s.peers).toEqual([ME, peer("dave", { online: false, trust: "verified" }), peer("erin")]);
+  });
+
+  test("my own entry always exists and is online exactly while connected", () => {
+    let s = run(start(), ev({ type: "directory", peers: [peer("bob")] }));
+    expect(s.peers).toEqual([ME, peer("bob")]);
+    s = run(s, ev({ type: "peer", peer: { ...ME, online: false } }));
+    expect(s.peers.find((p) => p.you)?.online).toBe(true);
+    s = run(s, ev({ type: "connection", status: { state: "reconnecting", attempt: 1, retryAtMs: T0, reason: "lost" } }));
+    expect(s.peers.find((p) => p.you)).toEqual({ ...ME, online: false });
+    s = run(s, ev({ type: "connection", status: { state: "connected", sinceMs: T0 } }));
+    expect(s.peers.find((p) => p.you)).toEqual(ME);
   });
 
   test("rooms open their conversations; room events update members and show a line", () => {

@@ -234,10 +234,19 @@ describe("status line", () => {
     expect(stringWidth(bar)).toBeLessThanOrEqual(20);
   });
 
-  test("a very narrow status line keeps the connection state", () => {
-    const row = statusRow(stateWith("#ops"), T0, 50);
-    expect(rowText(row)).toContain("● connected");
-    expect(rowWidth(row)).toBeLessThanOrEqual(50);
+  test("a narrow status line drops the product name and server before the bar, never the connection state", () => {
+    const s = reducer(stateWith("#ops"), { type: "session", atMs: T0, event: { type: "message", message: { id: "1", conversationId: "dm:alice:bob", from: "bob", kind: "text", text: "hi", sentAtMs: T0, receivedAtMs: T0, own: false } } });
+    expect(rowText(statusRow(s, T0, 50))).toMatch(/^alice {2}● connected +1:lobby {2}2:#ops {2}3:@bob \(1!\)$/);
+    expect(rowText(statusRow(s, T0, 64))).toMatch(/^alice@127\.0\.0\.1:50051 {2}● connected +1:lobby {2}2:#ops {2}3:@bob \(1!\)$/);
+    // Short of room, quiet conversations go first: the DM with a highlight stays in sight.
+    expect(text(conversationBar(s, 24))).toBe("1:lobby  3:@bob (1!)  +1");
+    expect(rowText(statusRow(s, T0, 44))).toMatch(/^● connected +1:lobby {2}2:#ops {2}3:@bob \(1!\)$/);
+    expect(rowText(statusRow(s, T0, 36))).toMatch(/^alice {2}● connected +1:lobby {2}\+2$/);
+    for (const width of [10, 20, 30, 40, 50, 64, 80]) {
+      const row = statusRow(s, T0, width);
+      expect(rowWidth(row)).toBeLessThanOrEqual(width);
+      if (width >= 12) expect(rowText(row)).toContain("● connected");
+    }
   });
 });
 

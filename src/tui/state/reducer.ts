@@ -97,6 +97,20 @@ function upsertPeer(peers: readonly PeerView[], peer: PeerView): readonly PeerVi
   return next;
 }
 
+/**
+ * My own entry in the user list always exists and is online exactly while the connection is up:
+ * that is the truth about my presence, whatever a directory snapshot taken mid-handshake says.
+ */
+function withSelf(state: TuiState): TuiState {
+  const online = state.connection.state === "connected";
+  const i = state.peers.findIndex((p) => p.username === state.me);
+  const current = state.peers[i];
+  if (current !== undefined && current.online === online && current.you) return state;
+  const self: PeerView = current ? { ...current, online, you: true } : { username: state.me, online, trust: "verified", you: true };
+  const peers = current ? state.peers.map((p, j) => (j === i ? self : p)) : [self, ...state.peers];
+  return { ...state, peers };
+}
+
 function receiveMessage(state: TuiState, message: ChatMessage): TuiState {
   const t = target(state, message.conversationId);
   const seq = t.state.nextSeq;
@@ -164,11 +178,11 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {
   switch (event.type) {
     case "connection":
-      return { ...state, connection: event.status };
+      return withSelf({ ...state, connection: event.status });
     case "directory":
-      return { ...state, peers: event.peers };
+      return withSelf({ ...state, peers: event.peers });
     case "peer":
-      return { ...state, peers: upsertPeer(state.peers, event.peer) };
+      return withSelf({ ...state, peers: upsertPeer(state.peers, event.peer) });
     case "rooms":
       return openRooms({ ...state, rooms: event.rooms }, event.rooms);
     case "room-event":
@@ -219,7 +233,7 @@ export function reducer(state: TuiState, action: Action): TuiState {
       return action.events.reduce((s, e) => sessionEvent(s, e.event, e.atMs), state);
     case "snapshot":
       return openRooms(
-        { ...state, connection: action.snapshot.connection, peers: action.snapshot.peers, rooms: action.snapshot.rooms },
+        withSelf({ ...state, connection: action.snapshot.connection, peers: action.snapshot.peers, rooms: action.snapshot.rooms }),
         action.snapshot.rooms,
       );
     case "notice":

@@ -45,15 +45,20 @@ export function conversationBar(state: TuiState, width: number): Segment[] {
   const currentIndex = Math.max(0, items.findIndex((i) => i.id === state.current));
   const shown = [...items];
   const total = (list: typeof items, hiddenCount: number): number =>
-    list.reduce((w, i) => w + widthOf(i.segments), 0) + 2 * Math.max(0, list.length - 1) + (hiddenCount > 0 ? 2 + String(hiddenCount).length + 2 : 0);
+    list.reduce((w, i) => w + widthOf(i.segments), 0) + 2 * Math.max(0, list.length - 1) + (hiddenCount > 0 ? 3 + String(hiddenCount).length : 0);
   let hidden: Conversation[] = [];
+  const activity = (c: Conversation): number => (c.highlights > 0 ? 2 : c.unread > 0 ? 1 : 0);
   while (shown.length > 1 && total(shown, hidden.length) > width) {
-    // Drop the item farthest from the current conversation.
-    let far = 0;
+    // Drop the quietest conversation, farthest from the current one first; never the current.
+    let drop = -1;
     shown.forEach((item, i) => {
-      if (Math.abs(item.index - currentIndex) > Math.abs((shown[far]?.index ?? 0) - currentIndex)) far = i;
+      if (item.id === state.current) return;
+      const best = shown[drop];
+      const quieter = best === undefined || activity(item.hidden) < activity(best.hidden)
+        || (activity(item.hidden) === activity(best.hidden) && Math.abs(item.index - currentIndex) > Math.abs(best.index - currentIndex));
+      if (quieter) drop = i;
     });
-    const [removed] = shown.splice(far, 1);
+    const [removed] = shown.splice(drop, 1);
     if (removed) hidden = [...hidden, removed.hidden];
   }
   const out: Segment[] = [];
@@ -68,20 +73,27 @@ export function conversationBar(state: TuiState, width: number): Segment[] {
   return fitSegments(out, width);
 }
 
+/** Fewer cells than this for the bar, and the left part drops its least useful words first. */
+const MIN_BAR_WIDTH = 14;
+
 /** The whole status line at `width` cells. */
 export function statusRow(state: TuiState, nowMs: number, width: number): Row {
-  const left: Segment[] = [
-    seg("secure-chat", STYLE.strong),
-    seg(`  ${state.me}@${state.serverLabel}  `),
-    ...(state.quitting ? [seg("leaving…", STYLE.info)] : connectionSegments(state.connection, nowMs)),
+  const connection = state.quitting ? [seg("leaving…", STYLE.info)] : connectionSegments(state.connection, nowMs);
+  // From the most to the least complete; the connection state is kept in every one.
+  const variants: Segment[][] = [
+    [seg("secure-chat", STYLE.strong), seg(`  ${state.me}@${state.serverLabel}  `), ...connection],
+    [seg(`${state.me}@${state.serverLabel}  `), ...connection],
+    [seg(`${state.me}  `), ...connection],
+    connection,
   ];
-  const leftWidth = widthOf(left);
-  const barRoom = width - leftWidth - 3;
-  if (barRoom < 8) {
-    // Too narrow for both: the connection state matters more, the prompt names the conversation.
-    return { key: "status", segments: fitSegments(left, width) };
-  }
+  // The richest left part beside which the whole bar fits; else one that leaves it some room.
+  const fullBar = widthOf(conversationBar(state, Number.POSITIVE_INFINITY));
+  const left = variants.find((v) => width - widthOf(v) - 2 >= fullBar)
+    ?? variants.find((v) => width - widthOf(v) - 2 >= MIN_BAR_WIDTH)
+    ?? connection;
+  const barRoom = width - widthOf(left) - 2;
+  if (barRoom < 6) return { key: "status", segments: fitSegments(left, width) };
   const bar = conversationBar(state, barRoom);
-  const gap = Math.max(3, width - leftWidth - widthOf(bar));
+  const gap = Math.max(2, width - widthOf(left) - widthOf(bar));
   return { key: "status", segments: fitSegments([...left, seg(" ".repeat(gap)), ...bar], width) };
 }

@@ -34,6 +34,9 @@ describe("cell widths and wrapping", () => {
     expect(stringWidth("👍")).toBe(2);
     expect(stringWidth("e\u0301")).toBe(1);
     expect(stringWidth("✓ ⚠ ● …")).toBe(7);
+    // A text symbol with VS16 is drawn as a two-cell emoji, as Ink measures it.
+    expect(stringWidth("⚠\uFE0F")).toBe(2);
+    expect(wrapLine("⚠\uFE0F⚠\uFE0F⚠\uFE0F", 4)).toEqual(["⚠\uFE0F⚠\uFE0F", "⚠\uFE0F"]);
   });
 
   test("tabs expand to the next stop", () => {

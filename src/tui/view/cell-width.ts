@@ -38,10 +38,37 @@ export function codePointWidth(cp: number): 0 | 1 | 2 {
   return 1;
 }
 
+export interface Cluster {
+  readonly text: string;
+  readonly width: number;
+}
+
+/**
+ * Splits text into what the terminal draws as one unit: a code point with the zero-width ones
+ * that follow it (combining marks, variation selectors; control characters such as tab and
+ * newline stay units of their own). A text-style symbol followed by
+ * VS16 (U+FE0F, "⚠️") is drawn as a two-cell emoji.
+ */
+export function clusters(text: string): Cluster[] {
+  const out: Cluster[] = [];
+  for (const ch of text) {
+    const cp = ch.codePointAt(0) ?? 0;
+    const w = codePointWidth(cp);
+    const last = out[out.length - 1];
+    const control = cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
+    if (w === 0 && !control && last !== undefined) {
+      out[out.length - 1] = { text: last.text + ch, width: cp === 0xfe0f && last.width === 1 ? 2 : last.width };
+    } else {
+      out.push({ text: ch, width: w });
+    }
+  }
+  return out;
+}
+
 /** Cells a string takes on one terminal line. */
 export function stringWidth(text: string): number {
   let width = 0;
-  for (const ch of text) width += codePointWidth(ch.codePointAt(0) ?? 0);
+  for (const c of clusters(text)) width += c.width;
   return width;
 }
 
@@ -50,14 +77,14 @@ export function expandTabs(line: string, tabSize = 4): string {
   if (!line.includes("\t")) return line;
   let out = "";
   let column = 0;
-  for (const ch of line) {
-    if (ch === "\t") {
+  for (const c of clusters(line)) {
+    if (c.text === "\t") {
       const spaces = tabSize - (column % tabSize);
       out += " ".repeat(spaces);
       column += spaces;
     } else {
-      out += ch;
-      column += codePointWidth(ch.codePointAt(0) ?? 0);
+      out += c.text;
+      column += c.width;
     }
   }
   return out;
@@ -67,11 +94,10 @@ export function expandTabs(line: string, tabSize = 4): string {
 export function takeWidth(text: string, width: number): string {
   let out = "";
   let used = 0;
-  for (const ch of text) {
-    const w = codePointWidth(ch.codePointAt(0) ?? 0);
-    if (used + w > width) break;
-    out += ch;
-    used += w;
+  for (const c of clusters(text)) {
+    if (used + c.width > width) break;
+    out += c.text;
+    used += c.width;
   }
   return out;
 }
@@ -95,15 +121,14 @@ function hardSplit(word: string, width: number): string[] {
   const pieces: string[] = [];
   let piece = "";
   let used = 0;
-  for (const ch of word) {
-    const w = codePointWidth(ch.codePointAt(0) ?? 0);
-    if (used + w > width && piece !== "") {
+  for (const c of clusters(word)) {
+    if (used + c.width > width && piece !== "") {
       pieces.push(piece);
       piece = "";
       used = 0;
     }
-    piece += ch;
-    used += w;
+    piece += c.text;
+    used += c.width;
   }
   if (piece !== "") pieces.push(piece);
   return pieces;

@@ -1,7 +1,7 @@
 // The input line: prompt, then the text with a visible cursor, scrolled sideways so the cursor
 // always shows. Newlines (from a paste) show as ↵ and tabs as →, one cell each.
 import type { InputBuffer } from "../state/input-buffer.js";
-import { codePointWidth, stringWidth, truncateToWidth } from "./cell-width.js";
+import { clusters, stringWidth, truncateToWidth } from "./cell-width.js";
 
 export interface InputView {
   readonly prompt: string;
@@ -18,9 +18,11 @@ function displayChar(ch: string): string {
 export function inputView(prompt: string, input: InputBuffer, width: number): InputView {
   const shownPrompt = truncateToWidth(prompt, Math.max(0, Math.floor(width / 2)));
   const room = Math.max(1, width - stringWidth(shownPrompt));
-  const chars = Array.from(input.text, displayChar);
-  const cursorIndex = Array.from(input.text.slice(0, input.cursor)).length;
-  const cells = chars.map((c) => Math.max(1, codePointWidth(c.codePointAt(0) ?? 0)));
+  // Work in drawn units, so the cursor never splits a character from its combining marks.
+  const units = clusters(input.text);
+  const chars = units.map((u) => displayChar(u.text));
+  const cursorIndex = clusters(input.text.slice(0, input.cursor)).length;
+  const cells = units.map((u) => Math.max(1, u.width));
   const cursorCells = cursorIndex < chars.length ? (cells[cursorIndex] ?? 1) : 1;
 
   // Walk left from the cursor while it fits (keeping the cursor cell), then right.

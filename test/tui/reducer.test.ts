@@ -204,6 +204,10 @@ describe("peers, rooms and the connection", () => {
     expect(entries(s, "#ops").at(-1)).toMatchObject({ kind: "room-event", username: "carol", change: "joined", room: "#ops" });
     s = run(s, ev({ type: "room-event", room: "#ops", kind: "left", username: "alice", members: ["bob", "carol"], atMs: T0 + 2 }));
     expect(s.rooms).toEqual([]);
+    // After /leave closed the room, the relay's confirmation does not reopen it.
+    s = run(s, { type: "close-conversation", id: "#ops" },
+      ev({ type: "room-event", room: "#ops", kind: "left", username: "alice", members: ["bob"], atMs: T0 + 3 }));
+    expect(s.order).toEqual(["lobby"]);
   });
 
   test("connection status follows the session", () => {

@@ -170,6 +170,10 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
     if (event.kind === "left") rooms = rooms.filter((r) => r.room !== event.room);
     else if (!rooms.some((r) => r.room === event.room)) rooms = [...rooms, { room: event.room, members: event.members }];
   }
+  // My own leave confirmed after /leave closed the room: do not open it again just to say so.
+  if (event.username === state.me && event.kind === "left" && state.conversations[event.room] === undefined) {
+    return { ...state, rooms };
+  }
   return append({ ...state, rooms }, event.room, (seq) => ({
     kind: "room-event", seq, atMs: event.atMs, room: event.room, username: event.username, change: event.kind,
   }));

@@ -256,12 +256,13 @@ export class ChatClient implements ChatSession {
       const welcome = await this.nextFrame(frames);
       if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
       clearTimeout(handshakeTimer);
+      // Authenticated from here: my own directory entry shows me online.
+      this.authenticated = true;
       this.onWelcome(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);
       throw this.classifyHandshakeError(e);
     }
-    this.authenticated = true;
     this.setConnection({ state: "connected", sinceMs: this.clock() });
     await this.resendOutbox();
     for (;;) {
@@ -545,6 +546,11 @@ export class ChatClient implements ChatSession {
   // ------------------------------------------------------------------------------------------
   // ChatSession
   // ------------------------------------------------------------------------------------------
+
+  /** Shows a line from the application itself (e.g. "now hosting the relay"). */
+  announce(level: "info" | "warn" | "error", text: string): void {
+    this.emit({ type: "notice", level, text });
+  }
 
   subscribe(listener: (event: SessionEvent) => void): () => void {
     this.listeners.add(listener);

@@ -1,0 +1,81 @@
+// What chat-tui does before the full-screen UI starts: where files go, the passphrase prompt on
+// the terminal, and the probe that decides whether a relay already answers on 127.0.0.1:50051.
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { connect } from "node:net";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { jsonLineLogger, type LogLevel, type Logger } from "../protocol/log.js";
+
+export const DEFAULT_PORT = 50051;
+export const LOCAL_HOST = "127.0.0.1";
+
+/** $XDG_STATE_HOME/secure-chat, else ~/.local/state/secure-chat. */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env["XDG_STATE_HOME"];
+  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".local", "state"), "secure-chat");
+}
+
+/** A logger appending JSON lines to a file (the TUI never writes logs to the terminal). */
+export function fileLogger(path: string, level: LogLevel): { logger: Logger; stream: WriteStream } {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const stream = createWriteStream(path, { flags: "a", mode: 0o600 });
+  stream.on("error", () => {
+    // A full disk or a removed directory must not crash the chat; logs are best effort.
+  });
+  return { logger: jsonLineLogger((line) => stream.write(line), level), stream };
+}
+
+/** Splits host:port; IPv6 literals in brackets are accepted. */
+export function parseServerAddress(s: string): { host: string; port: number } | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s.trim());
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!, port };
+}
+
+/** True when something accepts TCP connections at host:port (within timeoutMs). */
+export function somethingListens(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (v: boolean) => {
+      socket.removeAllListeners();
+      socket.destroy();
+      resolve(v);
+    };
+    socket.setTimeout(timeoutMs, () => done(true)); // something swallowed the SYN: not "nothing"
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+/**
+ * Reads a passphrase from the terminal without echoing it. Ctrl-C aborts (rejects).
+ */
+export function promptHidden(prompt: string, stdin: NodeJS.ReadStream, stdout: NodeJS.WriteStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    stdout.write(prompt);
+    const wasRaw = stdin.isRaw;
+    stdin.setRawMode(true);
+    stdin.resume();
+    let value = "";
+    const finish = (err?: Error) => {
+      stdin.off("data", onData);
+      stdin.setRawMode(wasRaw);
+      stdin.pause();
+      stdout.write("\n");
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString("utf8")) {
+        if (ch === "\r" || ch === "\n") return finish();
+        if (ch === "\u0003") return finish(new Error("cancelled"));
+        if (ch === "\u0004" && value.length === 0) return finish(new Error("cancelled"));
+        if (ch === "\u007f" || ch === "\b") value = [...value].slice(0, -1).join("");
+        else if (ch >= " ") value += ch;
+      }
+    };
+    stdin.on("data", onData);
+  });
+}

@@ -1,0 +1,64 @@
+// Runs the real chat-relay binary (dist/server/main.js) and learns its port from its JSON log.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { waitUntil } from "./wait.js";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const RELAY_BIN = join(ROOT, "dist", "server", "main.js");
+export const TUI_BIN = join(ROOT, "dist", "tui", "main.js");
+
+export function assertBuilt(): void {
+  if (!existsSync(RELAY_BIN) || !existsSync(TUI_BIN)) throw new Error("dist/ is missing: run npm run build (npm test does it first)");
+}
+
+export interface RelayProcess {
+  readonly port: number;
+  readonly proc: ChildProcess;
+  /** Parsed JSON log lines so far. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** Sends a signal and waits for the exit code (null when killed by the signal). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startRelayProcess(dataDir: string, extraArgs: string[] = [], port = 0): Promise<RelayProcess> {
+  assertBuilt();
+  const proc = spawn(process.execPath, [RELAY_BIN, "--host", "127.0.0.1", "--port", String(port), "--data-dir", dataDir, ...extraArgs], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let buffered = "";
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) => proc.on("exit", (code) => { exited = code; resolve(code); }));
+  const onText = (d: Buffer) => {
+    buffered += d.toString("utf8");
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ text: line });
+      }
+    }
+  };
+  proc.stderr.on("data", onText);
+  proc.stdout.on("data", onText);
+  const bound = await waitUntil(() => {
+    if (exited !== undefined) throw new Error(`chat-relay exited with ${exited}: ${JSON.stringify(logs)}`);
+    const start = logs.find((l) => typeof l["port"] === "number" && String(l["event"] ?? "").includes("start"));
+    return start ? Number(start["port"]) : undefined;
+  }, "chat-relay to log its port", 15_000);
+  return {
+    port: bound,
+    proc,
+    logs,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (exited !== undefined) return exited;
+      proc.kill(signal);
+      return exit;
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// Drives real terminals: each test gets its own tmux server (-L socket), so nothing touches the
+// user's tmux. send-keys -l types literally; capture-pane -p reads the screen.
+import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { waitUntil } from "./wait.js";
+
+export function tmuxAvailable(): boolean {
+  return spawnSync("tmux", ["-V"]).status === 0;
+}
+
+export class Tmux {
+  readonly socket = `sc-test-${process.pid}-${randomBytes(4).toString("hex")}`;
+
+  private run(args: string[]): string {
+    return execFileSync("tmux", ["-L", this.socket, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  }
+
+  private readonly statusDir = mkdtempSync(join(tmpdir(), "sc-tmux-"));
+
+  private statusFile(name: string): string {
+    return join(this.statusDir, `${name}.status`);
+  }
+
+  /**
+   * Starts `command` in a new detached session of the given size. A wrapping shell writes the
+   * program's exit status to a file (tmux's #{pane_dead_status} is not always filled in) and the
+   * pane stays open afterwards so its last screen can still be read.
+   */
+  start(name: string, command: string, o: { width?: number; height?: number; env?: Record<string, string>; cwd?: string } = {}): void {
+    const env = Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`).join(" ");
+    const args = ["new-session", "-d", "-s", name, "-x", String(o.width ?? 120), "-y", String(o.height ?? 32)];
+    if (o.cwd) args.push("-c", o.cwd);
+    const script = `env TERM=xterm-256color ${env} ${command}; echo $? > ${shellQuote(this.statusFile(name))}`;
+    args.push(`sh -c ${shellQuote(script)}`);
+    this.run(args);
+    this.run(["set-option", "-t", name, "remain-on-exit", "on"]);
+  }
+
+  /** Types text literally (no key names interpreted). */
+  type(name: string, text: string): void {
+    this.run(["send-keys", "-t", name, "-l", text]);
+  }
+
+  /** Sends key names: Enter, C-c, C-n, PPage, M-1, ... */
+  keys(name: string, ...keys: string[]): void {
+    this.run(["send-keys", "-t", name, ...keys]);
+  }
+
+  /** Pastes text as a bracketed paste (as a terminal does when the app enabled it). */
+  paste(name: string, text: string): void {
+    const buffer = `b${randomBytes(3).toString("hex")}`;
+    this.run(["set-buffer", "-b", buffer, text]);
+    this.run(["paste-buffer", "-p", "-d", "-b", buffer, "-t", name]);
+  }
+
+  resize(name: string, width: number, height: number): void {
+    this.run(["resize-window", "-t", name, "-x", String(width), "-y", String(height)]);
+  }
+
+  screen(name: string): string {
+    return this.run(["capture-pane", "-p", "-t", name]);
+  }
+
+  /** The program's exit status once it has exited, else undefined. */
+  exitStatus(name: string): number | undefined {
+    if (!existsSync(this.statusFile(name))) return undefined;
+    const text = readFileSync(this.statusFile(name), "utf8").trim();
+    return text === "" ? undefined : Number(text);
+  }
+
+  async waitForScreen(name: string, test: RegExp | ((s: string) => boolean), timeoutMs = 15_000): Promise<string> {
+    const pred = typeof test === "function" ? test : (s: string) => test.test(s);
+    let last = "";
+    try {
+      return await waitUntil(() => {
+        last = this.screen(name);
+        return pred(last) ? last : undefined;
+      }, `screen of ${name} to match ${String(test)}`, timeoutMs, 50);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- screen of ${name} ---\n${last}\n---`);
+    }
+  }
+
+  async waitForExit(name: string, timeoutMs = 10_000): Promise<number> {
+    return waitUntil(() => this.exitStatus(name), `${name} to exit`, timeoutMs, 50);
+  }
+
+  kill(): void {
+    spawnSync("tmux", ["-L", this.socket, "kill-server"]);
+    rmSync(this.statusDir, { recursive: true, force: true });
+  }
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}

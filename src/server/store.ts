@@ -1,0 +1,473 @@
+// The relay's durable state in one SQLite file (node:sqlite, synchronous API).
+//
+// What lives here: the relay's stable identity (relay_id), username bindings (first key wins,
+// forever, unless an operator releases the name), the per-recipient delivery queue, the
+// de-duplication record of accepted (sender, message_id) pairs, and room membership.
+//
+// The queue is normalised on purpose: one `envelopes` row holds the wire bytes once, and one
+// `queue` row per recipient points at it. Storing a copy per recipient (the obvious schema)
+// would write ~100 MB for a single message to a 500-member room (each envelope carries one
+// 384-byte RSA wrap per member); here that message costs one blob plus 499 small rows.
+//
+// Everything runs synchronously on the event loop. Statements are prepared once; multi-row
+// writes run in one transaction so an envelope is either queued for every recipient or for none.
+import { randomBytes } from "node:crypto";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { RELAY_ID_BYTES } from "../protocol/keys.js";
+
+/** A bound username and the keys that own it. */
+export interface UserRecord {
+  readonly username: string;
+  readonly sigSpki: Buffer;
+  readonly encSpki: Buffer;
+  readonly encKeySig: Buffer;
+  readonly sigFpr: Buffer;
+  readonly encFpr: Buffer;
+  readonly createdAtMs: number;
+}
+
+export type BindOutcome =
+  /** The name was free and now belongs to these keys. */
+  | { readonly kind: "bound"; readonly user: UserRecord }
+  /** The name already belongs to exactly these keys. */
+  | { readonly kind: "same"; readonly user: UserRecord }
+  /** The name belongs to another key. */
+  | { readonly kind: "taken"; readonly user: UserRecord };
+
+/** One envelope to store, and who gets a queue row for it. */
+export interface EnqueueRequest {
+  readonly sender: string;
+  readonly messageId: Buffer;
+  readonly conversationId: string;
+  /** The wire `Envelope` protobuf bytes, delivered unchanged. */
+  readonly envelope: Uint8Array;
+  /** Recipients that get a queue row (never the sender). May be empty (lobby, nobody online). */
+  readonly recipients: readonly string[];
+}
+
+export interface QueuedItem {
+  readonly seq: number;
+  readonly conversationId: string;
+  readonly envelope: Buffer;
+}
+
+export interface RoomSummaryRecord {
+  readonly room: string;
+  readonly memberCount: number;
+}
+
+export interface PurgeResult {
+  readonly queueRows: number;
+  readonly envelopes: number;
+  readonly acceptedIds: number;
+}
+
+export interface RelayStore {
+  readonly relayId: Buffer;
+  getUser(username: string): UserRecord | undefined;
+  listUsers(): UserRecord[];
+  /** First key wins: binds a free name, or reports who owns it. Atomic. */
+  bindUser(user: Omit<UserRecord, "createdAtMs">): BindOutcome;
+  /**
+   * Operator action: forgets the binding so a new key can claim the name, with the name's
+   * queued envelopes and room memberships (all of which belong to the old key). A running
+   * relay sees the release at the name's next handshake.
+   */
+  releaseUser(username: string): boolean;
+
+  /** True when (sender, messageId) was accepted before (a resend). */
+  wasAccepted(sender: string, messageId: Buffer): boolean;
+  /**
+   * Records the id as accepted and queues the envelope for its recipients, in one transaction.
+   * Returns false (and stores nothing) when the id was already accepted.
+   */
+  enqueue(req: EnqueueRequest): boolean;
+  /** Number of undelivered (unacked) rows for a recipient. */
+  queueDepth(recipient: string): number;
+  /** Up to `limit` rows after `afterSeq`, in seq order, stopping once `maxBytes` is reached (at least one row). */
+  fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[];
+  /** Deletes the recipient's rows with these seqs (others' rows are untouched); returns how many. */
+  ack(recipient: string, seqs: readonly number[]): number;
+  /** Drops queue rows, envelopes and accepted ids older than the cutoff. */
+  purgeOlderThan(cutoffMs: number): PurgeResult;
+
+  /** Adds a member (creating the room); false when already a member. */
+  joinRoom(room: string, username: string): boolean;
+  /** Removes a member (deleting an empty room); false when not a member. */
+  leaveRoom(room: string, username: string): boolean;
+  isMember(room: string, username: string): boolean;
+  roomMembers(room: string): string[];
+  roomsOf(username: string): string[];
+  allRooms(): RoomSummaryRecord[];
+
+  close(): void;
+}
+
+export interface OpenStoreOptions {
+  readonly clock?: () => number;
+  /** How long a writer waits for another connection's lock (e.g. `chat-relay users release` while running). */
+  readonly busyTimeoutMs?: number;
+}
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS users (
+  username      TEXT PRIMARY KEY,
+  sig_spki      BLOB NOT NULL,
+  enc_spki      BLOB NOT NULL,
+  enc_key_sig   BLOB NOT NULL,
+  sig_fpr       BLOB NOT NULL,
+  enc_fpr       BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS envelopes (
+  id              INTEGER PRIMARY KEY,
+  conversation_id TEXT NOT NULL,
+  sender          TEXT NOT NULL,
+  message_id      BLOB NOT NULL,
+  envelope        BLOB NOT NULL,
+  refs            INTEGER NOT NULL,
+  created_at_ms   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS envelopes_by_time ON envelopes (created_at_ms);
+CREATE TABLE IF NOT EXISTS queue (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  recipient     TEXT NOT NULL,
+  envelope_id   INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq);
+CREATE INDEX IF NOT EXISTS queue_by_time ON queue (created_at_ms);
+CREATE TABLE IF NOT EXISTS accepted (
+  sender         TEXT NOT NULL,
+  message_id     BLOB NOT NULL,
+  accepted_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (sender, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS accepted_by_time ON accepted (accepted_at_ms);
+CREATE TABLE IF NOT EXISTS rooms (
+  room          TEXT PRIMARY KEY,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS room_members (
+  room         TEXT NOT NULL,
+  username     TEXT NOT NULL,
+  joined_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (room, username)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members (username, room);
+`;
+
+type Row = Record<string, unknown>;
+
+function buf(v: unknown): Buffer {
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new TypeError("expected a BLOB column");
+}
+
+function num(v: unknown): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  throw new TypeError("expected an INTEGER column");
+}
+
+function str(v: unknown): string {
+  if (typeof v === "string") return v;
+  throw new TypeError("expected a TEXT column");
+}
+
+function userFromRow(r: Row): UserRecord {
+  return {
+    username: str(r.username),
+    sigSpki: buf(r.sig_spki),
+    encSpki: buf(r.enc_spki),
+    encKeySig: buf(r.enc_key_sig),
+    sigFpr: buf(r.sig_fpr),
+    encFpr: buf(r.enc_fpr),
+    createdAtMs: num(r.created_at_ms),
+  };
+}
+
+/**
+ * Opens (creating if needed) the relay database at `path`. Throws the underlying error when the
+ * file cannot be opened or written; the caller turns that into a startup sentence.
+ */
+export function openStore(path: string, options: OpenStoreOptions = {}): RelayStore {
+  const clock = options.clock ?? Date.now;
+  const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
+  try {
+    // WAL: readers (the `users list` command, delivery reads) never block the writer, and a
+    // commit is one sequential append instead of a rewrite of the page in place.
+    db.exec("PRAGMA journal_mode = WAL");
+    // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §7.4) and
+    // the sender drops it from its outbox on that answer. In WAL mode NORMAL syncs only at
+    // checkpoints, so an OS crash or power loss could lose envelopes already answered ACCEPTED.
+    // FULL syncs the WAL on every commit: one fsync per accepted envelope (all its recipients
+    // are one transaction), which is the price of keeping that promise.
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = OFF");
+    db.exec(SCHEMA);
+    const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
+    if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    else if (num(version?.user_version) !== SCHEMA_VERSION) {
+      throw new Error(`database schema version ${String(version?.user_version)} is not supported (expected ${SCHEMA_VERSION})`);
+    }
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return new SqliteStore(db, clock);
+}
+
+/** Every statement the store runs, prepared once when the database opens. */
+function prepareStatements(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    metaGet: p("SELECT value FROM meta WHERE key = ?"),
+    metaPut: p("INSERT INTO meta (key, value) VALUES (?, ?)"),
+    userGet: p("SELECT * FROM users WHERE username = ?"),
+    userList: p("SELECT * FROM users ORDER BY username"),
+    userInsert: p(`INSERT INTO users (username, sig_spki, enc_spki, enc_key_sig, sig_fpr, enc_fpr, created_at_ms)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    userDelete: p("DELETE FROM users WHERE username = ?"),
+    acceptedGet: p("SELECT 1 AS hit FROM accepted WHERE sender = ? AND message_id = ?"),
+    acceptedPut: p("INSERT INTO accepted (sender, message_id, accepted_at_ms) VALUES (?, ?, ?)"),
+    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?)`),
+    queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
+    queueCount: p("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?"),
+    queueFetch: p(`SELECT q.seq AS seq, e.conversation_id AS conversation_id, e.envelope AS envelope
+                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id
+                   WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
+    queueOne: p("SELECT envelope_id FROM queue WHERE seq = ? AND recipient = ?"),
+    queueDelete: p("DELETE FROM queue WHERE seq = ?"),
+    queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
+    envelopeUnref: p("UPDATE envelopes SET refs = refs - 1 WHERE id = ?"),
+    envelopeDrop: p("DELETE FROM envelopes WHERE id = ? AND refs <= 0"),
+    purgeQueue: p("DELETE FROM queue WHERE created_at_ms < ?"),
+    purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ?"),
+    purgeAccepted: p("DELETE FROM accepted WHERE accepted_at_ms < ?"),
+    roomGet: p("SELECT 1 AS hit FROM rooms WHERE room = ?"),
+    roomPut: p("INSERT INTO rooms (room, created_at_ms) VALUES (?, ?)"),
+    roomDelete: p("DELETE FROM rooms WHERE room = ?"),
+    memberGet: p("SELECT 1 AS hit FROM room_members WHERE room = ? AND username = ?"),
+    memberPut: p("INSERT INTO room_members (room, username, joined_at_ms) VALUES (?, ?, ?)"),
+    memberDelete: p("DELETE FROM room_members WHERE room = ? AND username = ?"),
+    membersOf: p("SELECT username FROM room_members WHERE room = ? ORDER BY username"),
+    memberCount: p("SELECT COUNT(*) AS n FROM room_members WHERE room = ?"),
+    roomsOf: p("SELECT room FROM room_members WHERE username = ? ORDER BY room"),
+    roomsAll: p(`SELECT r.room AS room, COUNT(m.username) AS n FROM rooms r
+                 LEFT JOIN room_members m ON m.room = r.room GROUP BY r.room ORDER BY r.room`),
+  };
+}
+
+class SqliteStore implements RelayStore {
+  readonly relayId: Buffer;
+  private readonly s: ReturnType<typeof prepareStatements>;
+  /**
+   * Queue depth per recipient, loaded lazily from the database and kept in step with enqueue
+   * and ack, so the per-recipient cap costs no COUNT(*) on every send (a 500-member room would
+   * otherwise count 500 indexes per message).
+   */
+  private readonly depth = new Map<string, number>();
+
+  constructor(private readonly db: DatabaseSync, private readonly clock: () => number) {
+    this.s = prepareStatements(db);
+    this.relayId = this.loadRelayId();
+  }
+
+  /** The relay's identity for proofs: 16 random bytes made once per data dir, then stable. */
+  private loadRelayId(): Buffer {
+    return this.transaction(() => {
+      const row = this.s.metaGet.get("relay_id") as Row | undefined;
+      if (row !== undefined) {
+        const id = buf(row.value);
+        if (id.length !== RELAY_ID_BYTES) throw new Error(`stored relay_id has ${id.length} bytes, expected ${RELAY_ID_BYTES}`);
+        return Buffer.from(id);
+      }
+      const id = randomBytes(RELAY_ID_BYTES);
+      this.s.metaPut.run("relay_id", id);
+      return id;
+    });
+  }
+
+  /** Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade deadlocks). */
+  private transaction<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const out = fn();
+      this.db.exec("COMMIT");
+      return out;
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  getUser(username: string): UserRecord | undefined {
+    const r = this.s.userGet.get(username) as Row | undefined;
+    return r === undefined ? undefined : userFromRow(r);
+  }
+
+  listUsers(): UserRecord[] {
+    return (this.s.userList.all() as Row[]).map(userFromRow);
+  }
+
+  bindUser(u: Omit<UserRecord, "createdAtMs">): BindOutcome {
+    return this.transaction((): BindOutcome => {
+      const existing = this.getUser(u.username);
+      if (existing !== undefined) {
+        const same = existing.sigSpki.equals(u.sigSpki) && existing.encSpki.equals(u.encSpki);
+        return { kind: same ? "same" : "taken", user: existing };
+      }
+      const createdAtMs = this.clock();
+      this.s.userInsert.run(u.username, u.sigSpki, u.encSpki, u.encKeySig, u.sigFpr, u.encFpr, createdAtMs);
+      return { kind: "bound", user: { ...u, createdAtMs } };
+    });
+  }
+
+  releaseUser(username: string): boolean {
+    const released = this.transaction(() => {
+      if (this.s.userDelete.run(username).changes === 0) return false;
+      // Envelopes queued for the old key cannot be opened by a new one: drop them.
+      for (const row of this.s.queueOfRecipient.all(username) as Row[]) {
+        const envelopeId = num(row.envelope_id);
+        this.s.queueDelete.run(num(row.seq));
+        this.s.envelopeUnref.run(envelopeId);
+        this.s.envelopeDrop.run(envelopeId);
+      }
+      // A new owner of the name must not inherit the old owner's rooms.
+      for (const room of this.roomsOf(username)) this.leaveRoomLocked(room, username);
+      return true;
+    });
+    this.depth.delete(username);
+    return released;
+  }
+
+  wasAccepted(sender: string, messageId: Buffer): boolean {
+    return this.s.acceptedGet.get(sender, messageId) !== undefined;
+  }
+
+  enqueue(req: EnqueueRequest): boolean {
+    const now = this.clock();
+    const stored = this.transaction(() => {
+      if (this.wasAccepted(req.sender, req.messageId)) return false;
+      this.s.acceptedPut.run(req.sender, req.messageId, now);
+      if (req.recipients.length === 0) return true;
+      const envelopeId = this.s.envelopePut.run(
+        req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
+      ).lastInsertRowid;
+      const put = this.s.queuePut;
+      for (const r of req.recipients) put.run(r, envelopeId, now);
+      return true;
+    });
+    if (stored) {
+      for (const r of req.recipients) {
+        const d = this.depth.get(r);
+        if (d !== undefined) this.depth.set(r, d + 1);
+      }
+    }
+    return stored;
+  }
+
+  queueDepth(recipient: string): number {
+    let d = this.depth.get(recipient);
+    if (d === undefined) {
+      d = num((this.s.queueCount.get(recipient) as Row).n);
+      this.depth.set(recipient, d);
+    }
+    return d;
+  }
+
+  fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
+    const out: QueuedItem[] = [];
+    let bytes = 0;
+    for (const r of this.s.queueFetch.iterate(recipient, afterSeq, limit) as Iterable<Row>) {
+      const envelope = buf(r.envelope);
+      if (out.length > 0 && bytes + envelope.length > maxBytes) break;
+      bytes += envelope.length;
+      out.push({ seq: num(r.seq), conversationId: str(r.conversation_id), envelope });
+    }
+    return out;
+  }
+
+  ack(recipient: string, seqs: readonly number[]): number {
+    if (seqs.length === 0) return 0;
+    const deleted = this.transaction(() => {
+      let n = 0;
+      for (const seq of seqs) {
+        // Only the recipient's own rows: a client cannot delete someone else's deliveries.
+        const row = this.s.queueOne.get(seq, recipient) as Row | undefined;
+        if (row === undefined) continue;
+        const envelopeId = num(row.envelope_id);
+        this.s.queueDelete.run(seq);
+        this.s.envelopeUnref.run(envelopeId);
+        this.s.envelopeDrop.run(envelopeId);
+        n++;
+      }
+      return n;
+    });
+    const d = this.depth.get(recipient);
+    if (d !== undefined) this.depth.set(recipient, Math.max(0, d - deleted));
+    return deleted;
+  }
+
+  purgeOlderThan(cutoffMs: number): PurgeResult {
+    const result = this.transaction((): PurgeResult => ({
+      // An envelope and all its queue rows share one created_at_ms, so dropping both by time
+      // never leaves a queue row pointing at a missing envelope.
+      queueRows: Number(this.s.purgeQueue.run(cutoffMs).changes),
+      envelopes: Number(this.s.purgeEnvelopes.run(cutoffMs).changes),
+      acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes),
+    }));
+    if (result.queueRows > 0) this.depth.clear();
+    return result;
+  }
+
+  joinRoom(room: string, username: string): boolean {
+    return this.transaction(() => {
+      if (this.s.memberGet.get(room, username) !== undefined) return false;
+      const now = this.clock();
+      if (this.s.roomGet.get(room) === undefined) this.s.roomPut.run(room, now);
+      this.s.memberPut.run(room, username, now);
+      return true;
+    });
+  }
+
+  leaveRoom(room: string, username: string): boolean {
+    return this.transaction(() => this.leaveRoomLocked(room, username));
+  }
+
+  /** leaveRoom's body, for callers already inside a transaction. */
+  private leaveRoomLocked(room: string, username: string): boolean {
+    if (this.s.memberDelete.run(room, username).changes === 0) return false;
+    // An empty room disappears, so the room list does not fill with ghosts.
+    if (num((this.s.memberCount.get(room) as Row).n) === 0) this.s.roomDelete.run(room);
+    return true;
+  }
+
+  isMember(room: string, username: string): boolean {
+    return this.s.memberGet.get(room, username) !== undefined;
+  }
+
+  roomMembers(room: string): string[] {
+    return (this.s.membersOf.all(room) as Row[]).map((r) => str(r.username));
+  }
+
+  roomsOf(username: string): string[] {
+    return (this.s.roomsOf.all(username) as Row[]).map((r) => str(r.room));
+  }
+
+  allRooms(): RoomSummaryRecord[] {
+    return (this.s.roomsAll.all() as Row[]).map((r) => ({ room: str(r.room), memberCount: num(r.n) }));
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

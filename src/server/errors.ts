@@ -1,0 +1,87 @@
+// The relay's error kinds and their mapping to gRPC statuses and protocol ErrorCodes, in one
+// place. Two kinds cross the wire:
+//   - SessionEnd: the stream ends with a gRPC status (details = one sentence) and a trailer
+//     `securechat-error-code` naming the ErrorCode, so clients can tell "username taken" (do not
+//     retry) from "relay shutting down" (retry) without parsing sentences;
+//   - Refusal: one request is refused (SendResult REFUSED or RequestError); the session goes on.
+// Anything else is a relay bug: the client sees INTERNAL "internal relay error", never a stack.
+import { Metadata, status as GrpcStatus, type StatusObject } from "@grpc/grpc-js";
+import { ErrorCode, errorCodeToJSON } from "../gen/securechat/v1/chat.js";
+import { isProtocolError } from "../protocol/errors.js";
+
+/** Trailer carrying the ErrorCode name (e.g. "ERROR_CODE_USERNAME_TAKEN") of a session-ending status. */
+export const ERROR_CODE_TRAILER = "securechat-error-code";
+
+/** Ends the session with a gRPC status. `message` is the sentence the client sees. */
+export class SessionEnd extends Error {
+  constructor(readonly grpcCode: GrpcStatus, readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = "SessionEnd";
+  }
+}
+
+/** Refuses one request; the session continues. `message` is the sentence the client sees. */
+export class Refusal extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = "Refusal";
+  }
+}
+
+/** The ways a session ends, each with its status, code and sentence. */
+export const sessionEnd = {
+  malformedFrame: (why: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: ${why}`),
+  outOfOrder: (why: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, why),
+  badProtocolVersion: (v: number) =>
+    new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `protocol version ${v} is not supported: this relay speaks version 1`),
+  usernameInvalid: (reason: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_USERNAME_INVALID, reason),
+  badKey: (reason: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_KEY, reason),
+  proofInvalid: (reason: string) => new SessionEnd(GrpcStatus.UNAUTHENTICATED, ErrorCode.ERROR_CODE_PROOF_INVALID, reason),
+  usernameTaken: (name: string) =>
+    new SessionEnd(GrpcStatus.ALREADY_EXISTS, ErrorCode.ERROR_CODE_USERNAME_TAKEN, `username '${name}' is taken by another key`),
+  handshakeTimeout: (ms: number) =>
+    new SessionEnd(GrpcStatus.DEADLINE_EXCEEDED, ErrorCode.ERROR_CODE_BAD_FRAME, `handshake not completed within ${ms / 1000} seconds`),
+  relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
+  replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
+  shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
+  slowConsumer: () =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_SLOW_CONSUMER, "the client reads too slowly; its envelopes stay queued"),
+  tooManyAcks: (n: number, max: number) =>
+    new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: an Ack carries ${n} seqs (limit ${max})`),
+} as const;
+
+/** The status a stream ends with, for any error thrown while serving it. */
+export function statusOf(err: unknown): StatusObject {
+  if (err instanceof SessionEnd) return statusFor(err.grpcCode, err.message, err.code);
+  return statusFor(GrpcStatus.INTERNAL, "internal relay error");
+}
+
+export function statusFor(code: GrpcStatus, details: string, errorCode?: ErrorCode): StatusObject {
+  const metadata = new Metadata();
+  if (errorCode !== undefined) metadata.set(ERROR_CODE_TRAILER, errorCodeToJSON(errorCode));
+  return { code, details, metadata };
+}
+
+/** A short, stable reason for logs: the ErrorCode name, or the error's class for bugs. */
+export function logReasonOf(err: unknown): string {
+  if (err instanceof SessionEnd || err instanceof Refusal) return errorCodeToJSON(err.code);
+  if (isProtocolError(err)) return `protocol:${err.code}`;
+  return err instanceof Error ? err.name : "unknown";
+}
+
+/** Handshake: a presented identity failed importPublicIdentity. */
+export function handshakeEndOf(err: unknown): SessionEnd {
+  if (isProtocolError(err, "bad-key")) return sessionEnd.badKey(err.message);
+  if (isProtocolError(err, "bad-key-binding")) return sessionEnd.proofInvalid(err.message);
+  if (isProtocolError(err, "malformed")) return sessionEnd.usernameInvalid(err.message);
+  if (err instanceof SessionEnd) return err;
+  return sessionEnd.badKey("the presented keys could not be checked");
+}
+
+/** SendEnvelope: a ProtocolError from the shape checks. Recipient counts are checked before. */
+export function envelopeRefusalOf(err: unknown): Refusal {
+  if (err instanceof Refusal) return err;
+  if (isProtocolError(err, "too-large")) return new Refusal(ErrorCode.ERROR_CODE_TEXT_TOO_LARGE, `message too large: ${err.message}`);
+  if (isProtocolError(err)) return new Refusal(ErrorCode.ERROR_CODE_BAD_ENVELOPE, `malformed envelope: ${err.message}`);
+  throw err;
+}

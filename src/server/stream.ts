@@ -1,0 +1,132 @@
+// The one adapter between grpc-js and the relay: a bidi call becomes an AsyncIterable of raw
+// incoming frames, an AbortSignal that fires when the stream is over, and a send() that honours
+// backpressure. Nothing else in the relay touches the grpc-js duplex.
+//
+// Backpressure both ways:
+//   - in: at most READ_HIGH_WATER frames wait for the session; beyond that the call is paused,
+//     so HTTP/2 flow control pushes back on a client that sends faster than it is served;
+//   - out: send() writes at once and, when write() reports a full buffer, resolves only after
+//     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
+//     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected.
+import { once } from "node:events";
+import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
+import { sessionEnd, statusOf } from "./errors.js";
+import { MAX_PENDING_FRAMES } from "./limits.js";
+
+/** Incoming frames buffered before the call is paused. */
+const READ_HIGH_WATER = 4;
+
+export interface FrameStream extends AsyncIterable<Buffer> {
+  /** Aborted once the stream is over: the client went away, or end() was called. */
+  readonly signal: AbortSignal;
+  /** The client's address, for logs. */
+  readonly peer: string;
+  /**
+   * Queues one encoded SessionResponse. Resolves true once grpc-js has room for more (at once,
+   * or after 'drain'), false when the stream is over. Never rejects.
+   */
+  send(frame: Uint8Array): Promise<boolean>;
+  /** Ends the stream with this status (OK: a clean end). Later calls do nothing. */
+  end(status: StatusObject): void;
+  /** True after end() or once the client went away. */
+  readonly closed: boolean;
+}
+
+/** Raw bytes in, raw bytes out: the service definition does no (de)serialisation. */
+export type RawDuplex = ServerDuplexStream<Buffer, Uint8Array>;
+
+export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: number } = {}): FrameStream {
+  const maxPending = options.maxPendingFrames ?? MAX_PENDING_FRAMES;
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const inbox: Buffer[] = [];
+  let readEnded = false;
+  let ended = false;
+  let waiter: ((r: IteratorResult<Buffer>) => void) | undefined;
+
+  const wake = (): void => {
+    const w = waiter;
+    if (w === undefined) return;
+    const value = inbox.shift();
+    if (value !== undefined) {
+      waiter = undefined;
+      w({ value, done: false });
+    } else if (readEnded || signal.aborted) {
+      waiter = undefined;
+      w({ value: undefined, done: true });
+    }
+  };
+
+  const gone = (reason: string): void => {
+    if (!signal.aborted) controller.abort(new Error(reason));
+    wake();
+  };
+
+  call.on("data", (frame: Buffer) => {
+    if (signal.aborted) return;
+    inbox.push(frame);
+    if (inbox.length >= READ_HIGH_WATER) call.pause();
+    wake();
+  });
+  // The client half-closed: no more frames, but we may still write (and then end with OK).
+  call.on("end", () => {
+    readEnded = true;
+    wake();
+  });
+  // The client went away (RST_STREAM, connection lost, keepalive timeout, deadline).
+  call.on("cancelled", () => gone("cancelled"));
+  call.on("close", () => gone("closed"));
+  // grpc-js turns an emitted error into the call's status; here it only means "over".
+  call.on("error", () => gone("error"));
+
+  const next = (): Promise<IteratorResult<Buffer>> => {
+    const value = inbox.shift();
+    if (value !== undefined) {
+      if (inbox.length < READ_HIGH_WATER && call.isPaused() && !signal.aborted) call.resume();
+      return Promise.resolve({ value, done: false });
+    }
+    if (readEnded || signal.aborted) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => {
+      waiter = resolve;
+      if (call.isPaused()) call.resume();
+    });
+  };
+
+  const stream: FrameStream = {
+    signal,
+    peer: call.getPeer(),
+    get closed() {
+      return ended || signal.aborted;
+    },
+    [Symbol.asyncIterator]: () => ({ next }),
+    async send(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return false;
+      if (call.writableLength >= maxPending) {
+        stream.end(statusOf(sessionEnd.slowConsumer()));
+        return false;
+      }
+      if (call.write(frame)) return true;
+      try {
+        await once(call, "drain", { signal });
+        return true;
+      } catch {
+        return false; // aborted while waiting: the stream is over
+      }
+    },
+    end(status: StatusObject): void {
+      if (ended) return;
+      ended = true;
+      if (!signal.aborted && !call.cancelled && !call.destroyed && !call.writableEnded) {
+        if (status.code === GrpcStatus.OK) {
+          call.end(status.metadata);
+        } else {
+          // grpc-js's documented way to end a server stream with a status: emit it as an
+          // error; the call flushes what was written, then sends the status as trailers.
+          call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
+        }
+      }
+      gone("ended");
+    },
+  };
+  return stream;
+}

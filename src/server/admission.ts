@@ -1,0 +1,125 @@
+// PROTOCOL.md §9: the checks every SendEnvelope passes before the relay stores it, in the
+// spec's order. Each failure is a Refusal naming its reason; the session goes on. The relay
+// reads only the header (it routes by it) and verifies the signature; it never sees content.
+import { ErrorCode, type Envelope } from "../gen/securechat/v1/chat.js";
+import { bytesEqual } from "../protocol/bytes.js";
+import { envelopeFromWire } from "../protocol/codec.js";
+import { SUITE_V1, validateEnvelopeShape, verifyEnvelopeSignature, type SealedEnvelope } from "../protocol/envelope.js";
+import { shapeLimitsOf } from "../protocol/limits.js";
+import type { Conversation } from "../protocol/names.js";
+import type { Directory, DirectoryUser } from "./directory.js";
+import { envelopeRefusalOf, Refusal } from "./errors.js";
+import type { RelayLimits } from "./limits.js";
+import type { RelayStore } from "./store.js";
+
+export interface AdmissionContext {
+  /** The session's user, as bound. */
+  readonly user: DirectoryUser;
+  readonly directory: Directory;
+  readonly store: RelayStore;
+  readonly isOnline: (username: string) => boolean;
+  readonly limits: RelayLimits;
+}
+
+export type Admission =
+  /** A resend of an id accepted before: answer ACCEPTED again, store nothing. */
+  | { readonly kind: "duplicate"; readonly envelope: SealedEnvelope }
+  | {
+      readonly kind: "accept";
+      readonly envelope: SealedEnvelope;
+      readonly conversation: Conversation;
+      /** Who gets a queue row: every recipient but the sender (lobby: only those online). */
+      readonly rows: readonly string[];
+      /** Rows for recipients who are offline now (DMs and rooms): they get it on reconnect. */
+      readonly queuedFor: readonly string[];
+    };
+
+const refuse = (code: ErrorCode, detail: string): never => {
+  throw new Refusal(code, detail);
+};
+
+/** Runs §9's checks on one envelope. Throws Refusal; returns what to store. */
+export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): Admission {
+  const { user, limits } = ctx;
+  const me = user.username;
+
+  // Shape, with the relay's own limits. The recipient count is checked first so that an
+  // oversized list is reported as such rather than as a generic size error.
+  let envelope: SealedEnvelope;
+  let conversation: Conversation;
+  try {
+    envelope = envelopeFromWire(w);
+    const n = envelope.header.recipients.length;
+    if (n > limits.maxRecipients) {
+      refuse(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${n} recipients is more than this relay's limit of ${limits.maxRecipients}`);
+    }
+    conversation = validateEnvelopeShape(envelope, shapeLimitsOf(limits));
+  } catch (e) {
+    throw envelopeRefusalOf(e);
+  }
+  const h = envelope.header;
+
+  // The suite is exactly v1: no negotiation, no downgrade.
+  if (h.suite !== SUITE_V1) refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE, `unsupported suite '${h.suite.slice(0, 64)}'`);
+
+  // The sender is the session's user, with the key bound to that name.
+  if (h.sender !== me) refuse(ErrorCode.ERROR_CODE_FORGED_SENDER, `the envelope claims sender '${h.sender}' but this session is '${me}'`);
+  if (!bytesEqual(h.senderSigFpr, user.record.sigFpr)) {
+    refuse(ErrorCode.ERROR_CODE_FORGED_SENDER, `the envelope names a signing key that is not the one bound to '${me}'`);
+  }
+  // The signature verifies under that key (before anything is stored or looked up further).
+  if (!verifyEnvelopeSignature(envelope, user.sigKey)) refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
+
+  // A resend of an accepted id (the client retries after a reconnect): accepted once, stored once.
+  if (ctx.store.wasAccepted(me, h.messageId)) return { kind: "duplicate", envelope };
+
+  // Every recipient is bound, and was sealed to under its current key.
+  for (const r of h.recipients) {
+    const bound = ctx.directory.get(r.username);
+    if (bound === undefined) refuse(ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT, `no user '${r.username}' is known to this relay`);
+    else if (!bytesEqual(r.encFpr, bound.record.encFpr)) {
+      refuse(ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY, `the envelope is sealed to a key that is not '${r.username}''s current key`);
+    }
+  }
+
+  // The conversation's rules.
+  const others = h.recipients.map((r) => r.username).filter((u) => u !== me);
+  let rows: string[];
+  switch (conversation.kind) {
+    case "dm":
+      // The shape check already made the recipients exactly the DM's two members, and the
+      // sender is me; this keeps the rule explicit should either check ever change.
+      if (!conversation.members.includes(me)) refuse(ErrorCode.ERROR_CODE_BAD_RECIPIENTS, `${conversation.id} is not a conversation of '${me}'`);
+      rows = others;
+      break;
+    case "room": {
+      if (!ctx.store.isMember(conversation.room, me)) refuse(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of ${conversation.room}`);
+      const members = ctx.store.roomMembers(conversation.room);
+      const named = h.recipients.map((r) => r.username);
+      // Both lists are sorted and unique, so equal sets means equal arrays.
+      if (members.length !== named.length || members.some((m, i) => m !== named[i])) {
+        refuse(ErrorCode.ERROR_CODE_BAD_RECIPIENTS, `the recipients are not exactly the members of ${conversation.room} (membership may have changed: refresh it)`);
+      }
+      rows = others;
+      break;
+    }
+    case "lobby":
+      // The lobby reaches whoever of the named users is online now; nobody waits for it.
+      rows = others.filter((u) => ctx.isOnline(u));
+      break;
+    default: {
+      const unreachable: never = conversation;
+      throw new Error(`unknown conversation kind ${String(unreachable)}`);
+    }
+  }
+
+  // Each recipient's durable queue has room.
+  for (const r of rows) {
+    if (ctx.store.queueDepth(r) >= limits.maxQueuePerUser) {
+      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL, `the queue for '${r}' is full (${limits.maxQueuePerUser} undelivered envelopes); try again later`);
+    }
+  }
+
+  const queuedFor = conversation.kind === "lobby" ? [] : rows.filter((u) => !ctx.isOnline(u));
+  return { kind: "accept", envelope, conversation, rows, queuedFor };
+}

@@ -1,0 +1,80 @@
+// The delivery pump of one online recipient: reads that user's queue in seq order and writes
+// DeliverBatch frames that coalesce whatever is waiting (the per-write cost dominates grpc-js
+// CPU, so ten queued envelopes go out as one frame, not ten).
+//
+// Memory stays bounded: the database is the queue. The pump holds no envelopes between writes,
+// keeps at most DELIVERY_WINDOW unacked seqs in flight, and waits for 'drain' when the client
+// reads slowly. A new session starts from the oldest unacked row again (at-least-once; clients
+// drop duplicates by message id).
+import type { Logger } from "../protocol/log.js";
+import { encodeDeliverBatch } from "./frames.js";
+import { DELIVERY_WINDOW, MAX_BATCH_ITEMS } from "./limits.js";
+import type { RelayStore } from "./store.js";
+import type { FrameStream } from "./stream.js";
+
+export interface DeliveryPumpOptions {
+  readonly username: string;
+  readonly store: RelayStore;
+  readonly stream: FrameStream;
+  /** Envelope bytes coalesced into one batch (one envelope is always allowed). */
+  readonly maxBatchBytes: number;
+  readonly logger: Logger;
+  readonly window?: number;
+}
+
+export class DeliveryPump {
+  private lastSentSeq = 0;
+  private readonly inFlight = new Set<number>();
+  private running = false;
+  private started = false;
+  private readonly window: number;
+
+  constructor(private readonly o: DeliveryPumpOptions) {
+    this.window = o.window ?? DELIVERY_WINDOW;
+  }
+
+  /** Starts delivering (after Welcome was written). */
+  start(): void {
+    this.started = true;
+    this.kick();
+  }
+
+  /** Something was queued for this user, or the window opened: deliver what is waiting. */
+  kick(): void {
+    if (!this.started || this.running || this.o.stream.closed) return;
+    this.running = true;
+    void this.run().finally(() => {
+      this.running = false;
+    });
+  }
+
+  /** The client processed these seqs (the rows are already deleted): they leave the window. */
+  acked(seqs: readonly number[]): void {
+    for (const s of seqs) this.inFlight.delete(s);
+    this.kick();
+  }
+
+  /**
+   * Writes batches until the queue is drained, the window is full or the stream is over. A
+   * kick during an await is not lost: the loop re-reads the queue after every write.
+   */
+  private async run(): Promise<void> {
+    const { store, stream, username } = this.o;
+    try {
+      while (!stream.closed) {
+        const room = this.window - this.inFlight.size;
+        if (room <= 0) return;
+        const items = store.fetchQueue(username, this.lastSentSeq, Math.min(room, MAX_BATCH_ITEMS), this.o.maxBatchBytes);
+        const last = items.at(-1);
+        if (last === undefined) return;
+        for (const item of items) this.inFlight.add(item.seq);
+        this.lastSentSeq = last.seq;
+        this.o.logger.debug("deliver.batch", { user: username, items: items.length });
+        if (!(await stream.send(encodeDeliverBatch(items)))) return;
+      }
+    } catch (e) {
+      // A storage error must not kill the process; the rows stay queued for the next session.
+      this.o.logger.error("deliver.failed", { user: username, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}

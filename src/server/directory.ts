@@ -1,0 +1,64 @@
+// Every bound user, in memory: what Welcome lists and what SendEnvelope checks run against.
+// The database is the truth (store.ts); this is its read cache, updated at each binding.
+// Signing keys are parsed lazily, on a user's first envelope, so a relay with many bound users
+// but few active ones does not hold a KeyObject per user.
+import type { KeyObject } from "node:crypto";
+import type * as wire from "../gen/securechat/v1/chat.js";
+import { importSigningKey } from "../protocol/keys.js";
+import type { RelayStore, UserRecord } from "./store.js";
+
+export class DirectoryUser {
+  private key: KeyObject | undefined;
+
+  constructor(readonly record: UserRecord, key?: KeyObject) {
+    this.key = key;
+  }
+
+  get username(): string {
+    return this.record.username;
+  }
+
+  /** The bound Ed25519 key, for envelope signatures. */
+  get sigKey(): KeyObject {
+    this.key ??= importSigningKey(this.record.sigSpki);
+    return this.key;
+  }
+
+  toWire(online: boolean): wire.DirectoryEntry {
+    const r = this.record;
+    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online };
+  }
+}
+
+export class Directory {
+  private readonly users = new Map<string, DirectoryUser>();
+
+  static load(store: RelayStore): Directory {
+    const d = new Directory();
+    for (const u of store.listUsers()) d.users.set(u.username, new DirectoryUser(u));
+    return d;
+  }
+
+  get(username: string): DirectoryUser | undefined {
+    return this.users.get(username);
+  }
+
+  /** Records a binding (new, or the same keys seen again); returns the cached entry. */
+  put(record: UserRecord, sigKey: KeyObject): DirectoryUser {
+    const current = this.users.get(record.username);
+    if (current !== undefined && current.record.sigSpki.equals(record.sigSpki) && current.record.encSpki.equals(record.encSpki)) {
+      return current;
+    }
+    const u = new DirectoryUser(record, sigKey);
+    this.users.set(record.username, u);
+    return u;
+  }
+
+  all(): IterableIterator<DirectoryUser> {
+    return this.users.values();
+  }
+
+  get size(): number {
+    return this.users.size;
+  }
+}

@@ -1,0 +1,266 @@
+// The relay's composition root: opens the store, builds the gRPC server with raw-bytes
+// (de)serialisers, serves sessions, purges expired envelopes, and shuts down in order.
+// All IO is injected (host, port, data dir, logger, clock), so tests run it on 127.0.0.1:0.
+import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Server, ServerCredentials, type ChannelOptions, type ServiceDefinition,
+} from "@grpc/grpc-js";
+import { ChatServiceService } from "../gen/securechat/v1/chat.js";
+import type { Logger } from "../protocol/log.js";
+import { Directory } from "./directory.js";
+import { sessionEnd, statusOf } from "./errors.js";
+import { encodeResponse } from "./frames.js";
+import { HANDSHAKE_TIMEOUT_MS, resolveLimits, type RelayLimits } from "./limits.js";
+import { Rooms } from "./rooms.js";
+import { Router } from "./router.js";
+import { serveSession, type SessionDeps } from "./session.js";
+import { openStore, type PurgeResult, type RelayStore } from "./store.js";
+import { adaptStream, type RawDuplex } from "./stream.js";
+import { RELAY_VERSION } from "./version.js";
+
+export { defaultRelayDataDir } from "./paths.js";
+
+export interface StartRelayOptions {
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+  /** Holds relay.db; created 0700 when missing. */
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly limits?: Partial<RelayLimits>;
+  /** Milliseconds since the epoch; injected by tests (rate limits, retention). */
+  readonly clock?: () => number;
+  /** PEM certificate chain and key: serve TLS instead of plaintext. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  readonly handshakeTimeoutMs?: number;
+  /** How long shutdown waits for streams to close before forcing them. */
+  readonly shutdownGraceMs?: number;
+}
+
+export interface RunningRelay {
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  /** The relay's stable identity, bound into every proof of possession. */
+  readonly relayId: Buffer;
+  readonly limits: RelayLimits;
+  /** Drops undelivered envelopes older than the retention (also runs periodically). */
+  purgeExpired(): PurgeResult;
+  /** Stops accepting, ends live streams with UNAVAILABLE, closes the server and the store. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+/** A startup problem, as one sentence for the operator (port in use, unwritable data dir). */
+export class RelayStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "RelayStartError";
+  }
+}
+
+/**
+ * The service with identity (de)serialisers: the session decodes frames itself (frames.ts), so a
+ * malformed frame ends that one stream with INVALID_ARGUMENT "malformed frame: ..." rather than
+ * grpc-js's INTERNAL "Error deserializing request".
+ */
+const RAW_SESSION_SERVICE: ServiceDefinition = {
+  session: {
+    path: ChatServiceService.session.path,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+/**
+ * Largest frame the relay itself writes. Deliveries stay within maxFrameBytes plus a few bytes
+ * of framing (the pump's byte budget); the Welcome grows with the directory (~0.6 KB per bound
+ * user). This only guards against building an absurd frame; clients size their own receive
+ * limit (grpc-js defaults to 4 MiB).
+ */
+const MAX_SEND_BYTES = 64 * 1024 * 1024;
+const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
+const MAX_PURGE_INTERVAL_MS = 60 * 60 * 1000;
+
+function channelOptions(limits: RelayLimits): ChannelOptions {
+  return {
+    // PROTOCOL.md §10: a bigger frame ends the stream with RESOURCE_EXHAUSTED. grpc-js checks
+    // the length prefix before buffering the message, so an oversized frame costs no memory;
+    // the client sees "Received message larger than max (N vs maxFrameBytes)".
+    "grpc.max_receive_message_length": limits.maxFrameBytes,
+    "grpc.max_send_message_length": MAX_SEND_BYTES,
+    // The relay pings each connection after 30 s without activity and drops it when no answer
+    // comes within 10 s: a client whose network vanished goes offline (presence, its pump
+    // stops) within ~40 s instead of holding a session until TCP gives up (minutes).
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    // Clients ping every ~15 s so they notice a dead network in ~30 s. The relay must accept
+    // pings that often, also on an idle connection (no data in flight) and between calls
+    // (e.g. while a client reconnects). grpc-js's server does not police client pings today;
+    // these state the policy for gRPC implementations (and proxies) that do, which would
+    // otherwise answer a 15 s ping with GOAWAY "too_many_pings" (their default is 5 min).
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  };
+}
+
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EROFS":
+      return "the file system is read-only";
+    case "ENOTDIR":
+      return "a part of the path is not a directory";
+    case "ENOSPC":
+      return "the disk is full";
+    default:
+      return e instanceof Error ? e.message : String(e);
+  }
+}
+
+function describeBindError(host: string, port: number, e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (msg.includes("EADDRINUSE")) return `cannot listen on ${host}:${port}: the port is already in use`;
+  if (msg.includes("EACCES")) return `cannot listen on ${host}:${port}: permission denied (ports below 1024 need privileges)`;
+  if (msg.includes("EADDRNOTAVAIL")) return `cannot listen on ${host}:${port}: that address does not belong to this machine`;
+  return `cannot listen on ${host}:${port}: ${msg}`;
+}
+
+function openDataDir(dataDir: string, clock: () => number): RelayStore {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (e) {
+    throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
+  }
+  try {
+    return openStore(join(dataDir, "relay.db"), { clock });
+  } catch (e) {
+    throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
+  }
+}
+
+function bind(server: Server, host: string, port: number, creds: ServerCredentials): Promise<number> {
+  const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, bound) => {
+      if (err !== null) reject(new RelayStartError(describeBindError(host, port, err), { cause: err }));
+      else resolve(bound);
+    });
+  });
+}
+
+export async function startRelay(options: StartRelayOptions): Promise<RunningRelay> {
+  const { logger } = options;
+  const limits = resolveLimits(options.limits);
+  const clock = options.clock ?? Date.now;
+  const store = openDataDir(options.dataDir, clock);
+  const router = new Router();
+  const deps: SessionDeps = {
+    store,
+    directory: Directory.load(store),
+    router,
+    rooms: new Rooms({ store, router, limits, clock, logger }),
+    limits,
+    logger,
+    clock,
+    relayVersion: RELAY_VERSION,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+  };
+
+  let stopping = false;
+  const running = new Set<Promise<void>>();
+  const server = new Server(channelOptions(limits));
+  server.addService(RAW_SESSION_SERVICE, {
+    session: (call: RawDuplex) => {
+      const stream = adaptStream(call);
+      if (stopping) {
+        stream.end(statusOf(sessionEnd.shuttingDown()));
+        return;
+      }
+      if (router.streamCount >= limits.maxSessions) {
+        logger.warn("session.refused", { peer: stream.peer, reason: "relay-full", sessions: router.streamCount });
+        stream.end(statusOf(sessionEnd.relayFull()));
+        return;
+      }
+      router.trackStream(stream);
+      const served = serveSession(stream, deps).finally(() => {
+        router.untrackStream(stream);
+        running.delete(served);
+      });
+      running.add(served);
+    },
+  });
+
+  const creds = options.tls === undefined
+    ? ServerCredentials.createInsecure()
+    : ServerCredentials.createSsl(null, [{ cert_chain: options.tls.cert, private_key: options.tls.key }], false);
+  let port: number;
+  try {
+    port = await bind(server, options.host, options.port, creds);
+  } catch (e) {
+    server.forceShutdown();
+    store.close();
+    throw e;
+  }
+
+  const purgeExpired = (): PurgeResult => {
+    const result = store.purgeOlderThan(clock() - limits.retentionMs);
+    if (result.queueRows > 0 || result.acceptedIds > 0) logger.info("queue.purged", { ...result });
+    return result;
+  };
+  const purgeSafely = (): void => {
+    try {
+      purgeExpired();
+    } catch (e) {
+      logger.error("queue.purge_failed", { error: e instanceof Error ? e.message : String(e) });
+    }
+  };
+  purgeSafely();
+  // One timer for the whole relay (none per session); unref'd so it never keeps the process up.
+  const purgeTimer = setInterval(purgeSafely, Math.min(MAX_PURGE_INTERVAL_MS, Math.max(1000, Math.floor(limits.retentionMs / 4))));
+  purgeTimer.unref();
+
+  logger.info("relay.start", {
+    host: options.host, port, tls: options.tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
+  });
+
+  let stopped: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    stopped ??= (async () => {
+      stopping = true;
+      clearInterval(purgeTimer);
+      logger.info("relay.stopping", { sessions: router.streamCount });
+      const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+      // 1. Stop accepting: listeners close and every connection gets GOAWAY (streams already
+      //    open carry on); the callback fires once every connection has closed.
+      const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      // 2. End live streams: a Notice first, then UNAVAILABLE (clients reconnect later).
+      const notice = encodeResponse({ $case: "notice", value: { text: "relay shutting down" } });
+      router.endAll(statusOf(sessionEnd.shuttingDown()), (s) => void s.stream.send(notice));
+      // 3. Wait for connections to close, up to the grace period; 4. then force them.
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), graceMs);
+      });
+      if ((await Promise.race([drained.then(() => "drained" as const), graceOver])) === "timeout") {
+        logger.warn("relay.force_shutdown", { sessions: router.streamCount });
+        server.forceShutdown();
+      }
+      clearTimeout(timer);
+      // Sessions finish their bookkeeping (presence, logs) before the store closes under them.
+      await Promise.allSettled([...running]);
+      store.close();
+      logger.info("relay.stop", {});
+    })();
+    return stopped;
+  };
+
+  return { port, relayId: Buffer.from(store.relayId), limits, purgeExpired, shutdown };
+}

@@ -1,0 +1,306 @@
+// One client stream, as a state machine: handshake (Hello -> Challenge -> Proof), binding,
+// Welcome, then requests until the stream ends. PROTOCOL.md §8 is the contract.
+//
+// Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
+// client that stops reading also stops being read (no unbounded buffering either way).
+import { randomBytes } from "node:crypto";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import {
+  Envelope, ErrorCode, SendStatus, type Ack, type SendEnvelope, type SendResult, type Welcome,
+} from "../gen/securechat/v1/chat.js";
+import { importPublicIdentity, NONCE_BYTES, verifyProof, type PublicIdentity } from "../protocol/keys.js";
+import type { Logger } from "../protocol/log.js";
+import { checkUsername } from "../protocol/names.js";
+import { admitEnvelope } from "./admission.js";
+import { DeliveryPump } from "./delivery.js";
+import type { Directory, DirectoryUser } from "./directory.js";
+import {
+  handshakeEndOf, logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf,
+} from "./errors.js";
+import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
+import { limitsToWire, MAX_ACK_SEQS, TokenBucket, type RelayLimits } from "./limits.js";
+import type { Rooms } from "./rooms.js";
+import type { RoutedSession, Router } from "./router.js";
+import type { RelayStore } from "./store.js";
+import type { FrameStream } from "./stream.js";
+
+export interface SessionDeps {
+  readonly store: RelayStore;
+  readonly directory: Directory;
+  readonly router: Router;
+  readonly rooms: Rooms;
+  readonly limits: RelayLimits;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  readonly relayVersion: string;
+  readonly handshakeTimeoutMs: number;
+}
+
+type FrameIterator = AsyncIterator<Buffer>;
+
+/** The stream ended (client gone, or the relay ended it) while we waited for a frame. */
+class StreamOver extends Error {
+  constructor() {
+    super("stream over");
+    this.name = "StreamOver";
+  }
+}
+
+async function nextFrame(frames: FrameIterator): Promise<RequestFrame | undefined> {
+  const r = await frames.next();
+  return r.done === true ? undefined : decodeRequest(r.value);
+}
+
+/** A handshake frame: the stream being over (or half-closed by the client) ends the handshake. */
+async function handshakeFrame(stream: FrameStream, frames: FrameIterator): Promise<RequestFrame> {
+  const f = await nextFrame(frames);
+  if (f !== undefined) return f;
+  if (stream.closed) throw new StreamOver();
+  throw sessionEnd.outOfOrder("the client closed its side of the stream before the handshake completed");
+}
+
+/** Serves one stream from its first frame to its end. Never throws. */
+export async function serveSession(stream: FrameStream, deps: SessionDeps): Promise<void> {
+  const { logger } = deps;
+  const openedAt = performance.now();
+  const frames = stream[Symbol.asyncIterator]();
+  let session: AuthenticatedSession | undefined;
+  let claimed: string | undefined;
+  let reason = "client-closed";
+  try {
+    const identity = await handshake(stream, frames, deps, (name) => {
+      claimed = name;
+    });
+    session = establish(stream, identity, deps);
+    await session.serve(frames);
+    if (session.wasReplaced) reason = "replaced";
+    else if (stream.signal.aborted) reason = String((stream.signal.reason as Error | undefined)?.message ?? "closed");
+    stream.end(statusFor(GrpcStatus.OK, "OK"));
+  } catch (e) {
+    reason = e instanceof StreamOver ? (stream.signal.reason as Error | undefined)?.message ?? "closed" : logReasonOf(e);
+    if (!(e instanceof SessionEnd) && !(e instanceof StreamOver)) {
+      // A relay bug: log it (no stack to the client), end the stream with INTERNAL.
+      logger.error("session.failed", { user: session?.username ?? claimed, error: e instanceof Error ? e.message : String(e) });
+    }
+    if (session === undefined) logger.info("handshake.refused", { peer: stream.peer, user: claimed, reason });
+    stream.end(statusOf(e));
+  } finally {
+    if (session !== undefined) {
+      deps.router.detach(session);
+      logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
+    }
+  }
+}
+
+/**
+ * Hello -> Challenge -> Proof, with the checks of §8 in order: frame order; username policy;
+ * keys and the key binding; the proof. The timer ends the stream after handshakeTimeoutMs.
+ */
+async function handshake(
+  stream: FrameStream, frames: FrameIterator, deps: SessionDeps, onClaim: (name: string) => void,
+): Promise<PublicIdentity> {
+  const timer = setTimeout(() => stream.end(statusOf(sessionEnd.handshakeTimeout(deps.handshakeTimeoutMs))), deps.handshakeTimeoutMs);
+  try {
+    const first = await handshakeFrame(stream, frames);
+    if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
+    const hello = first.value;
+    onClaim(hello.username.slice(0, 64));
+    if (hello.protocolVersion !== 1) throw sessionEnd.badProtocolVersion(hello.protocolVersion);
+    const name = checkUsername(hello.username);
+    if (!name.ok) throw sessionEnd.usernameInvalid(name.reason);
+    let identity: PublicIdentity;
+    try {
+      identity = importPublicIdentity(hello);
+    } catch (e) {
+      throw handshakeEndOf(e);
+    }
+
+    const nonce = randomBytes(NONCE_BYTES);
+    await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
+
+    const second = await handshakeFrame(stream, frames);
+    if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
+    if (!verifyProof(identity, deps.store.relayId, nonce, second.value.signature)) {
+      throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge");
+    }
+    return identity;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * After a valid proof: bind the name (first key wins), announce a new binding to everyone
+ * online before this user can send, register the session (replacing an older one), Welcome,
+ * then start deliveries.
+ */
+function establish(stream: FrameStream, identity: PublicIdentity, deps: SessionDeps): AuthenticatedSession {
+  const { store, directory, router } = deps;
+  if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
+  const outcome = store.bindUser({
+    username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki,
+    encKeySig: identity.encKeySig, sigFpr: identity.sigFpr, encFpr: identity.encFpr,
+  });
+  if (outcome.kind === "taken") throw sessionEnd.usernameTaken(identity.username);
+  const user = directory.put(outcome.user, identity.sigKey);
+  if (outcome.kind === "bound") {
+    deps.logger.info("user.bound", { user: user.username });
+    router.broadcastDirectory(user, true);
+  }
+
+  const session = new AuthenticatedSession(stream, user, deps);
+  router.attach(session);
+  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount });
+  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps) }));
+  session.pump.start();
+  return session;
+}
+
+function welcomeFor(user: DirectoryUser, deps: SessionDeps): Welcome {
+  const { directory, router, store, limits } = deps;
+  return {
+    username: user.username,
+    directory: [...directory.all()].map((u) => u.toWire(router.isOnline(u.username))),
+    rooms: deps.rooms.infoFor(user.username),
+    queued: store.queueDepth(user.username),
+    limits: limitsToWire(limits),
+    serverTimeMs: deps.clock(),
+    relayVersion: deps.relayVersion,
+  };
+}
+
+class AuthenticatedSession implements RoutedSession {
+  readonly pump: DeliveryPump;
+  private readonly bucket: TokenBucket;
+  wasReplaced = false;
+
+  constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
+    const { limits } = deps;
+    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
+    this.pump = new DeliveryPump({
+      username: user.username, store: deps.store, stream, logger: deps.logger,
+      // Keep a batch within what a client must accept anyway: one maximal frame.
+      maxBatchBytes: limits.maxFrameBytes,
+    });
+  }
+
+  get username(): string {
+    return this.user.username;
+  }
+
+  replaced(): void {
+    this.wasReplaced = true;
+    const err = sessionEnd.replaced();
+    void this.stream.send(encodeResponse({ $case: "error", value: { requestId: 0, code: err.code, detail: err.message } }));
+    this.stream.end(statusOf(err));
+  }
+
+  async serve(frames: FrameIterator): Promise<void> {
+    for (;;) {
+      const frame = await nextFrame(frames);
+      if (frame === undefined) return;
+      await this.handle(frame);
+    }
+  }
+
+  private async reply(frame: ResponseFrame): Promise<void> {
+    await this.stream.send(encodeResponse(frame));
+  }
+
+  private async handle(frame: RequestFrame): Promise<void> {
+    switch (frame.$case) {
+      case "hello":
+      case "proof":
+        throw sessionEnd.outOfOrder(`${frame.$case === "hello" ? "Hello" : "Proof"} is only valid at the start of a session`);
+      case "send":
+        return this.reply({ $case: "sendResult", value: this.send(frame.value) });
+      case "ack":
+        return this.ack(frame.value);
+      case "ping":
+        return this.reply({ $case: "pong", value: { nonce: frame.value.nonce, serverTimeMs: this.deps.clock() } });
+      case "joinRoom":
+      case "leaveRoom":
+      case "listRooms":
+      case "listMembers":
+        return this.roomRequest(frame);
+      default: {
+        const unreachable: never = frame;
+        throw new Error(`unhandled frame ${String(unreachable)}`);
+      }
+    }
+  }
+
+  /** SendEnvelope: rate, §9's checks, then one transaction for every recipient's row. */
+  private send(req: SendEnvelope): SendResult {
+    const { deps } = this;
+    const rawId = req.envelope?.header?.messageId;
+    const messageId = rawId !== undefined && rawId.length <= 64 ? rawId : Buffer.alloc(0);
+    try {
+      // The token is taken before any check, so refused envelopes count too: otherwise a flood
+      // of invalid envelopes would cost the relay a signature verification each, unlimited.
+      if (!this.bucket.take(deps.clock())) {
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
+          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} envelopes per second (bursts of ${deps.limits.burst})`);
+      }
+      const admission = admitEnvelope(req.envelope, {
+        user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
+        isOnline: (u) => deps.router.isOnline(u),
+      });
+      if (admission.kind === "duplicate") {
+        deps.logger.info("send.duplicate", { user: this.username });
+        return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
+      }
+      const h = admission.envelope.header;
+      const bytes = Envelope.encode(req.envelope!).finish();
+      try {
+        deps.store.enqueue({
+          sender: this.username, messageId: h.messageId, conversationId: h.conversationId, envelope: bytes, recipients: admission.rows,
+        });
+      } catch (e) {
+        deps.logger.error("store.failed", { user: this.username, error: e instanceof Error ? e.message : String(e) });
+        throw new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, "the relay could not store the envelope; nothing was accepted, try again later");
+      }
+      deps.router.wake(admission.rows);
+      deps.logger.info("send.accepted", {
+        user: this.username, conversation: admission.conversation.kind, recipients: h.recipients.length,
+        stored: admission.rows.length, queued: admission.queuedFor.length, bytes: bytes.length,
+      });
+      return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...admission.queuedFor] };
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      deps.logger.info("send.refused", { user: this.username, code: logReasonOf(e), detail: e.message });
+      return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
+    }
+  }
+
+  /** Ack: deletes this user's rows (never anyone else's) and opens the delivery window. */
+  private ack(req: Ack): void {
+    if (req.seqs.length > MAX_ACK_SEQS) throw sessionEnd.tooManyAcks(req.seqs.length, MAX_ACK_SEQS);
+    const deleted = this.deps.store.ack(this.username, req.seqs);
+    this.deps.logger.debug("ack", { user: this.username, seqs: req.seqs.length, deleted });
+    this.pump.acked(req.seqs);
+  }
+
+  private async roomRequest(frame: Extract<RequestFrame, { $case: "joinRoom" | "leaveRoom" | "listRooms" | "listMembers" }>): Promise<void> {
+    const { rooms } = this.deps;
+    const requestId = frame.value.requestId;
+    try {
+      if (!this.bucket.take(this.deps.clock())) {
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED, "too many requests: slow down");
+      }
+      switch (frame.$case) {
+        case "joinRoom":
+          return rooms.join(this.username, frame.value);
+        case "leaveRoom":
+          return rooms.leave(this.username, frame.value);
+        case "listRooms":
+          return await this.reply(rooms.list(this.username, frame.value));
+        case "listMembers":
+          return await this.reply(rooms.members(this.username, frame.value));
+      }
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
+    }
+  }
+}

@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// chat-relay: the bin shim. Parses arguments, starts the relay (relay.ts) or runs an operator
+// command on its data dir (users-command.ts), and owns the process: signals and exit codes
+// live here and nowhere else.
+import { readFileSync } from "node:fs";
+import { logVerbosity, setLogger, setLogVerbosity } from "@grpc/grpc-js";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { isLogLevel, jsonLineLogger, type LogLevel } from "../protocol/log.js";
+import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.js";
+import { defaultRelayDataDir } from "./paths.js";
+import { RelayStartError, startRelay } from "./relay.js";
+import { formatUserList, listBoundUsers, releaseUsername } from "./users-command.js";
+import { RELAY_VERSION } from "./version.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function fail(message: string): number {
+  process.stderr.write(`chat-relay: ${message}\n`);
+  return 1;
+}
+
+interface RunArgs {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logLevel: LogLevel;
+  readonly limits: Partial<RelayLimits>;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+}
+
+function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) throw new RelayStartError("--tls-cert and --tls-key go together: give both or neither");
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new RelayStartError(`cannot read the TLS ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  return { cert: read(certPath, "certificate"), key: read(keyPath, "key") };
+}
+
+async function runRelay(a: RunArgs): Promise<number> {
+  const logger = jsonLineLogger((line) => process.stderr.write(line), a.logLevel);
+  // grpc-js writes its own plain-text lines to stderr (e.g. "E No address added" next to our
+  // sentence about a busy port). Route them into the JSON log at debug level instead.
+  setLogger({ error: (...args: unknown[]) => logger.debug("grpc", { message: args.map(String).join(" ") }) });
+  setLogVerbosity(a.logLevel === "debug" ? logVerbosity.INFO : logVerbosity.ERROR);
+  let relay;
+  try {
+    const tls = readTls(a.tlsCert, a.tlsKey);
+    relay = await startRelay({
+      host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
+    });
+  } catch (e) {
+    if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
+    throw e;
+  }
+  const shownHost = a.host.includes(":") ? `[${a.host}]` : a.host;
+  logger.info("relay.listening", { address: `${shownHost}:${relay.port}`, dataDir: a.dataDir });
+
+  // First SIGINT/SIGTERM: orderly shutdown, exit 0. A second one while that runs: exit now.
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  const forceExit = (): void => {
+    process.stderr.write("chat-relay: second signal, exiting without waiting for sessions\n");
+    process.exit(130);
+  };
+  process.once("SIGINT", forceExit);
+  process.once("SIGTERM", forceExit);
+  logger.info("relay.signal", { signal });
+  await relay.shutdown();
+  return 0;
+}
+
+function usersList(dataDir: string): number {
+  try {
+    process.stdout.write(formatUserList(listBoundUsers(dataDir)));
+    return 0;
+  } catch (e) {
+    if (e instanceof RelayStartError) return fail(e.message);
+    throw e;
+  }
+}
+
+function usersRelease(dataDir: string, name: string): number {
+  try {
+    if (!releaseUsername(dataDir, name)) return fail(`username '${name}' is not bound on this relay`);
+    process.stdout.write(`released '${name}': the next key to connect with this name will own it (peers will see a key change)\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof RelayStartError) return fail(e.message);
+    throw e;
+  }
+}
+
+async function main(): Promise<number> {
+  let exitCode = 0;
+  const d = DEFAULT_RELAY_LIMITS;
+  await yargs(hideBin(process.argv))
+    .scriptName("chat-relay")
+    .usage("$0 [options]\n\nThe secure-chat relay: routes end-to-end encrypted envelopes it cannot read.")
+    .option("data-dir", {
+      type: "string", global: true, default: defaultRelayDataDir(), defaultDescription: "$XDG_STATE_HOME/secure-chat/relay",
+      describe: "where the relay keeps its database (created 0700)",
+    })
+    .command(
+      "$0",
+      "run the relay",
+      (y) => y
+        .option("port", { type: "number", default: 50051, describe: "TCP port to listen on (0: any free port)" })
+        .option("host", { type: "string", default: "0.0.0.0", describe: "address to listen on" })
+        .option("log-level", { type: "string", default: "info", choices: ["debug", "info", "warn", "error"], describe: "least severe log level written to stderr" })
+        .option("tls-cert", { type: "string", describe: "PEM certificate chain: serve TLS (with --tls-key)" })
+        .option("tls-key", { type: "string", describe: "PEM private key for --tls-cert" })
+        .option("max-frame-bytes", { type: "number", default: d.maxFrameBytes, describe: "largest frame accepted" })
+        .option("max-recipients", { type: "number", default: d.maxRecipients, describe: "recipients per envelope (largest room)" })
+        .option("max-text-bytes", { type: "number", default: d.maxTextBytes, describe: "UTF-8 bytes of text per message" })
+        .option("retention-days", { type: "number", default: d.retentionMs / DAY_MS, describe: "days undelivered envelopes are kept" })
+        .option("rate", { type: "number", default: d.messagesPerSecond, describe: "envelopes per second per session (sustained)" })
+        .option("burst", { type: "number", default: d.burst, describe: "envelopes a session may send at once" })
+        .option("max-sessions", { type: "number", default: d.maxSessions, describe: "sessions at once" })
+        .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user" })
+        .check((argv) => {
+          if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new Error("--port must be an integer from 0 to 65535");
+          return true;
+        }),
+      async (argv) => {
+        const logLevel = isLogLevel(argv.logLevel) ? argv.logLevel : "info";
+        exitCode = await runRelay({
+          host: argv.host,
+          port: argv.port,
+          dataDir: argv.dataDir,
+          logLevel,
+          tlsCert: argv.tlsCert,
+          tlsKey: argv.tlsKey,
+          limits: {
+            maxFrameBytes: argv.maxFrameBytes,
+            maxRecipients: argv.maxRecipients,
+            maxTextBytes: argv.maxTextBytes,
+            retentionMs: Math.round(argv.retentionDays * DAY_MS),
+            messagesPerSecond: argv.rate,
+            burst: argv.burst,
+            maxSessions: argv.maxSessions,
+            maxQueuePerUser: argv.maxQueue,
+          },
+        });
+      },
+    )
+    .command("users", "operator commands on bound usernames", (y) => y
+      .command("list", "list bound usernames with key fingerprints and when they were bound", {}, (argv) => {
+        exitCode = usersList(String(argv.dataDir));
+      })
+      .command("release <name>", "forget a username's key so a new key can claim it", (yy) =>
+        yy.positional("name", { type: "string", demandOption: true, describe: "the username to release" }), (argv) => {
+        exitCode = usersRelease(String(argv.dataDir), argv.name);
+      })
+      .demandCommand(1, "name a users command: list or release <name>"))
+    .strict()
+    .help()
+    .alias("h", "help")
+    .version(RELAY_VERSION)
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .parseAsync();
+  return exitCode;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    // A bug, not an operator error: one line, no stack trace on the terminal.
+    process.stderr.write(`chat-relay: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,128 @@
+// Starts a real relay in-process on 127.0.0.1:0 with a temp data dir, collects its log lines,
+// tracks the raw sessions a test opens, and cleans everything up.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { jsonLineLogger, type LogLevel } from "../../src/protocol/log.js";
+import type { RelayLimits } from "../../src/server/limits.js";
+import { startRelay, type RunningRelay } from "../../src/server/relay.js";
+import { RawSession } from "./raw-session.js";
+import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
+
+export interface TestRelayOptions {
+  readonly limits?: Partial<RelayLimits>;
+  readonly clock?: () => number;
+  /** Reuse a data dir (restart tests); otherwise a fresh temp dir, removed by cleanup(). */
+  readonly dataDir?: string;
+  readonly handshakeTimeoutMs?: number;
+  readonly shutdownGraceMs?: number;
+  readonly logLevel?: LogLevel;
+}
+
+export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
+
+export class TestRelay {
+  readonly logs: LogLine[] = [];
+  private readonly sessions = new Set<RawSession>();
+  private relay: RunningRelay | undefined;
+  private readonly ownsDataDir: boolean;
+  readonly dataDir: string;
+
+  private constructor(private readonly options: TestRelayOptions) {
+    this.ownsDataDir = options.dataDir === undefined;
+    this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sc-relay-test-"));
+  }
+
+  static async start(options: TestRelayOptions = {}): Promise<TestRelay> {
+    const t = new TestRelay(options);
+    await t.startRelay();
+    return t;
+  }
+
+  private async startRelay(): Promise<void> {
+    const logger = jsonLineLogger((line) => this.logs.push(JSON.parse(line) as LogLine), this.options.logLevel ?? "debug");
+    this.relay = await startRelay({
+      host: "127.0.0.1",
+      port: 0,
+      dataDir: this.dataDir,
+      logger,
+      ...(this.options.limits ? { limits: this.options.limits } : {}),
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      ...(this.options.handshakeTimeoutMs ? { handshakeTimeoutMs: this.options.handshakeTimeoutMs } : {}),
+      ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),
+    });
+  }
+
+  get running(): RunningRelay {
+    if (this.relay === undefined) throw new Error("the relay is not running");
+    return this.relay;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.running.port}`;
+  }
+
+  /** A new session (not yet greeted), closed by cleanup(). */
+  open(): RawSession {
+    const s = new RawSession(this.address);
+    this.sessions.add(s);
+    return s;
+  }
+
+  /** A new session that completed the handshake as `id`. */
+  async connect(id: PrivateIdentity): Promise<RawSession & { welcome: Welcome }> {
+    const s = this.open();
+    const welcome = await s.handshake(id);
+    return Object.assign(s, { welcome });
+  }
+
+  /** Log lines with this event name. */
+  events(event: string): LogLine[] {
+    return this.logs.filter((l) => l.event === event);
+  }
+
+  /** Waits (polling, with a deadline) for a log line of this event matching pred. */
+  async waitForLog(event: string, pred: (l: LogLine) => boolean = () => true, timeoutMs = 5000): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.logs.find((l) => l.event === event && pred(l));
+      if (hit !== undefined) return hit;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for log event ${event}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Closes a session and waits until the relay has let it go (presence is offline). */
+  async disconnect(session: RawSession, username: string): Promise<void> {
+    const before = this.events("session.close").filter((l) => l.user === username).length;
+    session.close();
+    await this.waitForLog("session.close", (l) => l.user === username && this.events("session.close").filter((x) => x.user === username).length > before);
+  }
+
+  /** Closes every session this harness opened. */
+  closeSessions(): void {
+    for (const s of this.sessions) s.close();
+    this.sessions.clear();
+  }
+
+  /** Shuts the relay down (sessions see UNAVAILABLE); the data dir stays. */
+  async stop(): Promise<void> {
+    const r = this.relay;
+    this.relay = undefined;
+    await r?.shutdown();
+  }
+
+  /** Stops and starts again on the same data dir (a new port). */
+  async restart(): Promise<void> {
+    this.closeSessions();
+    await this.stop();
+    await this.startRelay();
+  }
+
+  async cleanup(): Promise<void> {
+    this.closeSessions();
+    await this.stop();
+    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

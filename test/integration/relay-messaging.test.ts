@@ -1,0 +1,174 @@
+// Messaging through a real relay on 127.0.0.1:0: DMs, the lobby, late joiners, offline queues,
+// acks and resends. Clients are protocol-level raw sessions; envelopes are sealed and opened
+// with src/protocol, so these tests also show the relay never alters what it carries.
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import { importPublicIdentity, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { openStore } from "../../src/server/store.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { openDelivery, seal } from "../helpers/raw-session.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+import { join } from "node:path";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let dave: PrivateIdentity;
+let relay: TestRelay;
+
+beforeAll(async () => {
+  [alice, bob, carol, dave] = await Promise.all([
+    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("dave"),
+  ]);
+});
+
+afterEach(async () => {
+  await relay?.cleanup();
+});
+
+/** Rows waiting in the relay's queue for `user`, read from the database itself. */
+function queuedRows(dataDir: string, user: string): number {
+  const store = openStore(join(dataDir, "relay.db"));
+  try {
+    return store.queueDepth(user);
+  } finally {
+    store.close();
+  }
+}
+
+describe("relay messaging", () => {
+  it("carries a DM from alice to bob and a lobby message to everyone online, never back to its sender", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    const c = await relay.connect(carol);
+    // alice saw both arrive before anything else happens.
+    await a.next("presence", (p) => p.username === "bob" && p.online);
+    await a.next("presence", (p) => p.username === "carol" && p.online);
+
+    const dm = seal(alice, "dm:alice:bob", [bob], "hi bob");
+    const dmResult = await a.sendAccepted(dm);
+    expect(dmResult.queuedFor).toEqual([]);
+    const [d] = await b.deliveries(1);
+    expect(d!.conversationId).toBe("dm:alice:bob");
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("hi bob");
+    b.ack([d!.seq]);
+
+    const lobby = seal(alice, "lobby", [bob, carol], "hello everyone");
+    await a.sendAccepted(lobby);
+    const [lb] = await b.deliveries(1);
+    const [lc] = await c.deliveries(1);
+    expect(openDelivery(lb!, bob, [alice]).body.text).toBe("hello everyone");
+    expect(openDelivery(lc!, carol, [alice]).body.text).toBe("hello everyone");
+    expect(lb!.conversationId).toBe("lobby");
+
+    // The sender is a recipient of its own envelopes (to read its history) but the relay never
+    // hands them back: after a round trip nothing was delivered to alice.
+    await a.barrier();
+    expect(a.has("deliver")).toBe(false);
+    expect(queuedRows(relay.dataDir, "alice")).toBe(0);
+  });
+
+  it("lets a user who joins later be reached at once: peers get the directory entry and presence first", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    const d = await relay.connect(dave);
+    expect(d.welcome.directory.map((e) => [e.username, e.online])).toEqual([["alice", true], ["dave", true]]);
+
+    // alice learns dave's keys from the DirectoryEvent and seals to exactly those.
+    const entry = (await a.next("directory", (ev) => ev.entry?.username === "dave")).entry!;
+    await a.next("presence", (p) => p.username === "dave" && p.online);
+    const daveKeys = importPublicIdentity(entry);
+    expect(daveKeys.encFpr.equals(dave.encFpr)).toBe(true);
+
+    await a.sendAccepted(seal(alice, "dm:alice:dave", [daveKeys], "welcome, dave"));
+    const [got] = await d.deliveries(1);
+    expect(openDelivery(got!, dave, [alice]).body.text).toBe("welcome, dave");
+  });
+
+  it("queues DMs for an offline user, delivers them in order in one batch on connect, and deletes them on ack", async () => {
+    relay = await TestRelay.start();
+    const first = await relay.connect(bob); // binds bob
+    const a = await relay.connect(alice);
+    first.close();
+    await a.next("presence", (p) => p.username === "bob" && !p.online);
+
+    const texts = ["one", "two", "three"];
+    for (const t of texts) {
+      const r = await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], t));
+      expect(r.queuedFor).toEqual(["bob"]);
+    }
+    expect(queuedRows(relay.dataDir, "bob")).toBe(3);
+
+    const b = await relay.connect(bob);
+    expect(b.welcome.queued).toBe(3);
+    // Coalesced: what was queued goes out as one DeliverBatch, oldest first.
+    const batch = await b.next("deliver");
+    expect(batch.items.map((i) => openDelivery(i, bob, [alice]).body.text)).toEqual(texts);
+    const seqs = batch.items.map((i) => i.seq);
+    expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
+
+    b.ack(seqs);
+    await b.barrier(); // the ack was processed before the pong
+    expect(queuedRows(relay.dataDir, "bob")).toBe(0);
+    b.close();
+    await a.next("presence", (p) => p.username === "bob" && !p.online);
+
+    // Reconnecting shows nothing twice.
+    const again = await relay.connect(bob);
+    expect(again.welcome.queued).toBe(0);
+    await again.barrier();
+    expect(again.has("deliver")).toBe(false);
+  });
+
+  it("redelivers unacked envelopes after a reconnect (at least once)", async () => {
+    relay = await TestRelay.start();
+    const b1 = await relay.connect(bob);
+    const a = await relay.connect(alice);
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "are you there?"));
+    const [d1] = await b1.deliveries(1);
+    b1.close(); // without acking
+    await a.next("presence", (p) => p.username === "bob" && !p.online);
+
+    const b2 = await relay.connect(bob);
+    expect(b2.welcome.queued).toBe(1);
+    const [d2] = await b2.deliveries(1);
+    expect(d2!.seq).toBe(d1!.seq);
+    expect(openDelivery(d2!, bob, [alice]).body.text).toBe("are you there?");
+  });
+
+  it("answers a resend of the same message id ACCEPTED again and stores it once", async () => {
+    relay = await TestRelay.start();
+    await relay.disconnect(await relay.connect(bob), "bob"); // bob is bound, and offline
+    const a = await relay.connect(alice);
+
+    const env = seal(alice, "dm:alice:bob", [bob], "only once");
+    const r1 = await a.send(env);
+    const r2 = await a.send(env);
+    expect(r1.status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    expect(r2.status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    expect(Buffer.from(r2.messageId).equals(env.header.messageId)).toBe(true);
+    expect(queuedRows(relay.dataDir, "bob")).toBe(1);
+
+    const b = await relay.connect(bob);
+    expect(b.welcome.queued).toBe(1);
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("only once");
+    await b.barrier();
+    expect(b.has("deliver")).toBe(false);
+  });
+
+  it("reaches only the online users of the lobby; nobody queues lobby messages", async () => {
+    relay = await TestRelay.start();
+    await relay.disconnect(await relay.connect(carol), "carol"); // bound, and offline
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    await a.next("presence", (p) => p.username === "bob" && p.online);
+    const r = await a.sendAccepted(seal(alice, "lobby", [bob, carol], "who is here?"));
+    expect(r.queuedFor).toEqual([]);
+    await b.deliveries(1);
+    expect(queuedRows(relay.dataDir, "carol")).toBe(0);
+    const c = await relay.connect(carol);
+    expect(c.welcome.queued).toBe(0);
+  });
+});

@@ -1,0 +1,149 @@
+// Real ChatClient sessions against a real relay on 127.0.0.1:0: everything a user does in the
+// first version, end to end below the UI.
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { releaseUsername } from "../../src/server/users-command.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let fakeBob: PrivateIdentity;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  [alice, bob, carol, fakeBob] = await Promise.all([
+    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("mallory", "bob"),
+  ]);
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function relay(): Promise<TestRelay> {
+  const r = await TestRelay.start();
+  cleanups.push(() => r.cleanup());
+  return r;
+}
+
+async function client(id: PrivateIdentity, r: TestRelay, o: Parameters<typeof TestClient.start>[2] = {}): Promise<TestClient> {
+  const c = await TestClient.start(id, r.running.port, o);
+  cleanups.push(() => c.close());
+  return c;
+}
+
+describe("ChatClient against a real relay", () => {
+  it("talks to everyone, privately, and back; states go pending -> accepted", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob online");
+
+    const lobby = a.client.send("lobby", "hello everyone");
+    expect(lobby.ok).toBe(true);
+    if (!lobby.ok) return;
+    expect(a.messages("lobby")[0]).toMatchObject({ text: "hello everyone", own: true, state: "pending" });
+    await a.waitForState(lobby.value.id, "accepted");
+    expect((await b.waitForMessage("hello everyone")).conversationId).toBe("lobby");
+
+    const dm = a.client.send("dm:alice:bob", "just for you");
+    expect(dm.ok).toBe(true);
+    const got = await b.waitForMessage("just for you");
+    expect(got).toMatchObject({ from: "alice", conversationId: "dm:alice:bob" });
+    expect(got.gap).toBeUndefined(); // the first message of a DM chain: nothing missing
+    b.client.send("dm:alice:bob", "thanks!");
+    expect((await a.waitForMessage("thanks!")).from).toBe("bob");
+    // Nobody sees their own message come back from the relay.
+    expect(a.messages().filter((m) => !m.own).map((m) => m.text)).toEqual(["thanks!"]);
+  });
+
+  it("reaches a user who joins later at once", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const c = await client(carol, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && e.peer.online, "alice learns of carol");
+    const sent = a.client.send("dm:alice:carol", "welcome carol");
+    expect(sent.ok).toBe(true);
+    await c.waitForMessage("welcome carol");
+  });
+
+  it("sanitises what a peer sends before anyone displays it", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "bob online");
+    a.client.send("dm:alice:bob", "\x1b[2J\x1b]0;pwned\x07hi\u202e");
+    const m = await b.waitFor((e) => e.type === "message" && !e.message.own, "bob receives");
+    expect(m.type === "message" && m.message.text).toBe("\uFFFD[2J\uFFFD]0;pwned\uFFFDhi\uFFFD");
+  });
+
+  it("shows safety numbers that match on both sides and marks a peer verified", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob", "alice knows bob");
+    await b.waitFor((e) => e.type === "directory" && e.peers.some((p) => p.username === "alice"), "bob knows alice");
+    const va = a.client.verifyInfo("bob");
+    const vb = b.client.verifyInfo("alice");
+    expect(va.ok && vb.ok).toBe(true);
+    if (!va.ok || !vb.ok) return;
+    expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
+    expect(va.value.safetyNumber).toBe(vb.value.safetyNumber);
+    expect(va.value.trust).toBe("unverified");
+    expect(a.client.trust("bob")).toEqual({ ok: true, value: "bob is now marked verified" });
+    expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("verified");
+  });
+
+  it("never accepts a changed key silently: warns, holds, blocks sending, releases on /trust", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "bob online");
+    a.client.send("dm:alice:bob", "before");
+    await b.waitForMessage("before");
+    await b.close();
+
+    // The operator releases the name and someone else claims "bob" with other keys.
+    expect(releaseUsername(r.dataDir, "bob")).toBe(true);
+    const nb = await client(fakeBob, r);
+    const change = await a.waitFor((e) => e.type === "key-change" && e.username === "bob", "alice warned of bob's key change");
+    expect(change).toMatchObject({ conversationId: "dm:alice:bob" });
+    expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
+
+    const blocked = a.client.send("dm:alice:bob", "are you still bob?");
+    expect(blocked).toEqual({ ok: false, error: "bob's key changed: compare safety numbers with /verify bob, then /trust bob to send again" });
+
+    await nb.waitFor((e) => e.type === "directory", "new bob welcomed");
+    nb.client.send("dm:alice:bob", "it is me, new laptop");
+    await a.waitFor((e) => e.type === "key-change" && e.held === 1, "the message is held");
+    expect(a.messages().some((m) => m.text === "it is me, new laptop")).toBe(false);
+
+    const v = a.client.verifyInfo("bob");
+    expect(v.ok && v.value.pendingSafetyNumber !== undefined && v.value.pendingSafetyNumber !== v.value.safetyNumber).toBe(true);
+    const t = a.client.trust("bob");
+    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified; 1 held message shown" });
+    expect(a.messages().find((m) => m.text === "it is me, new laptop")?.from).toBe("bob");
+    const after = a.client.send("dm:alice:bob", "ok, welcome back");
+    expect(after.ok).toBe(true);
+    await nb.waitForMessage("ok, welcome back");
+  });
+
+  it("refuses a second key for a bound name with a clear, final error", async () => {
+    const r = await relay();
+    await client(bob, r);
+    await expect(TestClient.start(fakeBob, r.running.port)).rejects.toThrow(/taken/);
+  });
+
+  it("tells the user when the relay refuses (too large) without sending anything", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const huge = "x".repeat(70 * 1024);
+    expect(a.client.send("lobby", huge)).toEqual({ ok: false, error: `the message is ${huge.length} bytes; this relay accepts at most 65536` });
+    expect(a.client.send("dm:alice:zed", "hi")).toEqual({ ok: false, error: "no user 'zed' on this relay" });
+    expect(a.client.send("#ops", "hi")).toEqual({ ok: false, error: "you are not in #ops: /join #ops first" });
+    expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: "nothing to send" });
+  });
+});

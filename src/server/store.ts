@@ -327,6 +327,9 @@ class SqliteStore implements RelayStore {
       }
       const createdAtMs = this.clock();
       this.s.userInsert.run(u.username, u.sigSpki, u.encSpki, u.encKeySig, u.sigFpr, u.encFpr, createdAtMs);
+      // The name may have been released by `chat-relay users release` in another process,
+      // which dropped its queue: a cached depth would be stale.
+      this.depth.delete(u.username);
       return { kind: "bound", user: { ...u, createdAtMs } };
     });
   }

@@ -3,7 +3,9 @@
 // write raw bytes for malformed-frame tests. The stream's requests are serialised here, so one
 // code path writes both well-formed and hostile frames.
 import { sign, type KeyObject } from "node:crypto";
-import { Client, credentials, Metadata, status as GrpcStatus, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
+import {
+  Client, credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type StatusObject,
+} from "@grpc/grpc-js";
 import {
   ChatServiceService, SessionRequest, SessionResponse, SendStatus, type Delivery, type Envelope, type Hello,
   type SendResult, type Welcome,
@@ -39,9 +41,9 @@ export class RawSession {
   private readonly client: Client;
   private readonly call: ClientDuplexStream<Uint8Array, SessionResponse>;
 
-  constructor(readonly address: string) {
+  constructor(readonly address: string, creds: ChannelCredentials = credentials.createInsecure(), options: ChannelOptions = {}) {
     // A connection of its own per session, as real clients have (no shared subchannel).
-    this.client = new Client(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+    this.client = new Client(address, creds, { "grpc.use_local_subchannel_pool": 1, ...options });
     this.call = this.client.makeBidiStreamRequest(
       ChatServiceService.session.path,
       (bytes: Uint8Array) => Buffer.from(bytes),

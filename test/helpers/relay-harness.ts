@@ -1,6 +1,7 @@
 // Starts a real relay in-process on 127.0.0.1:0 with a temp data dir, collects its log lines,
 // tracks the raw sessions a test opens, and cleans everything up.
 import { mkdtempSync, rmSync } from "node:fs";
+import { credentials } from "@grpc/grpc-js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -18,6 +19,8 @@ export interface TestRelayOptions {
   readonly handshakeTimeoutMs?: number;
   readonly shutdownGraceMs?: number;
   readonly logLevel?: LogLevel;
+  /** Serve TLS with this PEM certificate and key; sessions then trust exactly that certificate. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
@@ -51,6 +54,7 @@ export class TestRelay {
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.handshakeTimeoutMs ? { handshakeTimeoutMs: this.options.handshakeTimeoutMs } : {}),
       ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
     });
   }
 
@@ -65,7 +69,11 @@ export class TestRelay {
 
   /** A new session (not yet greeted), closed by cleanup(). */
   open(): RawSession {
-    const s = new RawSession(this.address);
+    const tls = this.options.tls;
+    const s = tls === undefined
+      ? new RawSession(this.address)
+      // The certificate names localhost; the relay listens on 127.0.0.1 (SNI may not be an IP).
+      : new RawSession(this.address, credentials.createSsl(tls.cert), { "grpc.ssl_target_name_override": "localhost" });
     this.sessions.add(s);
     return s;
   }

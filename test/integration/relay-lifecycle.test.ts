@@ -1,0 +1,185 @@
+// The relay's life around the sessions: orderly shutdown, startup failures as sentences, the
+// operator's users commands, retention, and TLS.
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { nullLogger } from "../../src/protocol/log.js";
+import { defaultRelayDataDir, RelayStartError, startRelay } from "../../src/server/relay.js";
+import { formatUserList, listBoundUsers, releaseUsername } from "../../src/server/users-command.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { openDelivery, RawSession, seal } from "../helpers/raw-session.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let malloryAsBob: PrivateIdentity;
+let relay: TestRelay;
+const scratch: string[] = [];
+
+beforeAll(async () => {
+  [alice, bob, malloryAsBob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("mallory", "bob")]);
+});
+
+afterEach(async () => {
+  await relay?.cleanup();
+  for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "sc-relay-life-"));
+  scratch.push(d);
+  return d;
+}
+
+// A self-signed test certificate for localhost / 127.0.0.1 (P-256, valid until 2126). Test only.
+const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIBnDCCAUGgAwIBAgIUXhp9XtCITlqP+vfUw0iUap34bk0wCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNTIwMDM0MloYDzIxMjYxMTAx
+MjAwMzQyWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARoMGB1zSViRik8SBb/HX9LPHdlwl7+hY7qqeeGo9DE1r/+SakLhYj6
++HInGvQTZjVQFYMpWoP792+BqrxgKnbZo28wbTAdBgNVHQ4EFgQUX2UsKIYpIDBA
+8by+7rfw1eTGUkQwHwYDVR0jBBgwFoAUX2UsKIYpIDBA8by+7rfw1eTGUkQwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI
+zj0EAwIDSQAwRgIhAKmA1/Svr6UUXUXlQh8p4qNaJuKGv/OcA2OtOCVwt0q9AiEA
+t3JUjhc8DXhWc/M4Ekg1Ga3r5SlQg4ZdWUGwe/Osi5s=
+-----END CERTIFICATE-----
+`;
+const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJr0Cp5GTNZlijZCD
+UaUPjEwmKm5P3mHEUveo+yaXDbWhRANCAARoMGB1zSViRik8SBb/HX9LPHdlwl7+
+hY7qqeeGo9DE1r/+SakLhYj6+HInGvQTZjVQFYMpWoP792+BqrxgKnbZ
+-----END PRIVATE KEY-----
+`;
+
+describe("relay lifecycle", () => {
+  it("shuts down in order: a Notice, then UNAVAILABLE for live and handshaking streams; new ones are refused", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    const half = relay.open();
+    half.hello(bob);
+    await half.next("challenge");
+    const address = relay.address;
+
+    await relay.stop();
+    expect((await a.next("notice")).text).toBe("relay shutting down");
+    const end = await a.status();
+    expect({ code: GrpcStatus[end.code], details: end.details, errorCode: end.errorCode })
+      .toEqual({ code: "UNAVAILABLE", details: "relay shutting down", errorCode: "ERROR_CODE_SHUTTING_DOWN" });
+    expect(GrpcStatus[(await half.status()).code]).toBe("UNAVAILABLE");
+    expect(relay.events("relay.stop")).toHaveLength(1);
+    expect(relay.events("relay.force_shutdown")).toHaveLength(0);
+    expect(relay.logs.map((l) => l.event).filter((e) => e.startsWith("relay."))).toEqual(["relay.start", "relay.stopping", "relay.stop"]);
+
+    const late = new RawSession(address);
+    late.hello(alice);
+    expect(GrpcStatus[(await late.status()).code]).toBe("UNAVAILABLE");
+    late.close();
+  });
+
+  it("keeps the queue across a restart: accepted means stored", async () => {
+    relay = await TestRelay.start();
+    await relay.disconnect(await relay.connect(bob), "bob");
+    const a = await relay.connect(alice);
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "survives restarts"));
+    await relay.restart();
+    const b = await relay.connect(bob);
+    expect(b.welcome.queued).toBe(1);
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("survives restarts");
+  });
+
+  it("reports startup problems as one sentence: port in use, unusable data dir", async () => {
+    relay = await TestRelay.start();
+    const dir = tempDir();
+    await expect(startRelay({ host: "127.0.0.1", port: relay.running.port, dataDir: join(dir, "second"), logger: nullLogger }))
+      .rejects.toThrow(new RelayStartError(`cannot listen on 127.0.0.1:${relay.running.port}: the port is already in use`));
+    const file = join(dir, "not-a-dir");
+    writeFileSync(file, "x");
+    await expect(startRelay({ host: "127.0.0.1", port: 0, dataDir: join(file, "relay"), logger: nullLogger }))
+      .rejects.toThrow(new RelayStartError(`cannot use data directory ${join(file, "relay")}: a part of the path is not a directory`));
+    await expect(startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "x"), logger: nullLogger, limits: { burst: 0 } }))
+      .rejects.toThrow(/limit burst must be a positive integer/);
+  });
+
+  it("lists bound users and releases a name: a new key may claim it, without the old key's queue or rooms", async () => {
+    relay = await TestRelay.start();
+    const oldBob = await relay.connect(bob);
+    oldBob.write({ $case: "joinRoom", value: { requestId: 1, room: "#old" } });
+    await oldBob.next("roomEvent");
+    await relay.disconnect(oldBob, "bob");
+    const a = await relay.connect(alice);
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "for the old key"));
+
+    // Beside the running relay (WAL lets both open the database).
+    const users = listBoundUsers(relay.dataDir);
+    expect(users.map((u) => u.username)).toEqual(["alice", "bob"]);
+    expect(users[1]!.sigFpr.equals(bob.sigFpr)).toBe(true);
+    const table = formatUserList(users);
+    expect(table).toContain(bob.sigFpr.toString("hex"));
+    expect(table).toContain(alice.encFpr.toString("hex"));
+    expect(table.split("\n")[0]).toMatch(/^USERNAME/);
+
+    expect(releaseUsername(relay.dataDir, "bob")).toBe(true);
+    expect(releaseUsername(relay.dataDir, "bob")).toBe(false);
+    expect(() => releaseUsername(relay.dataDir, "../bob")).toThrow(/must start with a lower-case letter/);
+
+    const newBob = await relay.connect(malloryAsBob);
+    expect(newBob.welcome.queued).toBe(0);
+    expect(newBob.welcome.rooms).toEqual([]);
+    // Peers learn the new key as a directory change: the client's key-change flow takes it from there.
+    const changed = await a.next("directory", (ev) => ev.entry?.username === "bob");
+    expect(changed.entry!.sigSpki.equals(malloryAsBob.sigSpki)).toBe(true);
+    // The old key is now the stranger.
+    const old = relay.open();
+    await old.handshake(bob).catch(() => undefined);
+    expect(GrpcStatus[(await old.status()).code]).toBe("ALREADY_EXISTS");
+    expect(listBoundUsers(relay.dataDir)[1]!.sigFpr.equals(malloryAsBob.sigFpr)).toBe(true);
+    expect(() => listBoundUsers(join(tempDir(), "nothing-here"))).toThrow(/no relay database in/);
+  });
+
+  it("drops undelivered envelopes older than the retention", async () => {
+    let now = 1_767_225_600_000;
+    relay = await TestRelay.start({ clock: () => now, limits: { retentionMs: 60_000 } });
+    await relay.disconnect(await relay.connect(bob), "bob");
+    const a = await relay.connect(alice);
+    const old = seal(alice, "dm:alice:bob", [bob], "too late");
+    await a.sendAccepted(old);
+    now += 30_000;
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "just in time"));
+    now += 40_000; // the first is 70 s old, the second 40 s
+
+    expect(relay.running.purgeExpired()).toEqual({ queueRows: 1, envelopes: 1, acceptedIds: 1 });
+    const b = await relay.connect(bob);
+    expect(b.welcome.queued).toBe(1);
+    expect(b.welcome.limits?.retentionMs).toBe(60_000);
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("just in time");
+    // The purged id may be sent again (it is a new delivery, not a duplicate).
+    expect((await a.send(old)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+  });
+
+  it("serves TLS when given a certificate and key", async () => {
+    relay = await TestRelay.start({ tls: { cert: Buffer.from(TEST_CERT), key: Buffer.from(TEST_KEY) } });
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "over TLS"));
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("over TLS");
+    expect(relay.events("relay.start")[0]).toMatchObject({ tls: true });
+    // A plaintext client cannot talk to it.
+    const plain = new RawSession(relay.address);
+    plain.hello(alice);
+    expect(GrpcStatus[(await plain.status()).code]).toBe("UNAVAILABLE");
+    plain.close();
+  });
+
+  it("puts its data under $XDG_STATE_HOME, else ~/.local/state", () => {
+    expect(defaultRelayDataDir({ XDG_STATE_HOME: "/xdg/state" }, "/home/u")).toBe("/xdg/state/secure-chat/relay");
+    expect(defaultRelayDataDir({}, "/home/u")).toBe("/home/u/.local/state/secure-chat/relay");
+    expect(defaultRelayDataDir({ XDG_STATE_HOME: "relative/path" }, "/home/u")).toBe("/home/u/.local/state/secure-chat/relay");
+  });
+});

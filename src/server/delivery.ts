@@ -43,9 +43,7 @@ export class DeliveryPump {
   kick(): void {
     if (!this.started || this.running || this.o.stream.closed) return;
     this.running = true;
-    void this.run().finally(() => {
-      this.running = false;
-    });
+    void this.run();
   }
 
   /** The client processed these seqs (the rows are already deleted): they leave the window. */
@@ -60,6 +58,9 @@ export class DeliveryPump {
    */
   private async run(): Promise<void> {
     const { store, stream, username } = this.o;
+    // `running` is cleared in this function's own finally, in the same turn as the last
+    // (empty) fetch: were it cleared in a later callback, a row queued in between would find
+    // the pump "running" and wait for the next kick.
     try {
       while (!stream.closed) {
         const room = this.window - this.inFlight.size;
@@ -75,6 +76,8 @@ export class DeliveryPump {
     } catch (e) {
       // A storage error must not kill the process; the rows stay queued for the next session.
       this.o.logger.error("deliver.failed", { user: username, error: e instanceof Error ? e.message : String(e) });
+    } finally {
+      this.running = false;
     }
   }
 }

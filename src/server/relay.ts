@@ -11,7 +11,7 @@ import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
-import { HANDSHAKE_TIMEOUT_MS, resolveLimits, type RelayLimits } from "./limits.js";
+import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, resolveLimits, type RelayLimits } from "./limits.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
@@ -34,6 +34,8 @@ export interface StartRelayOptions {
   /** PEM certificate chain and key: serve TLS instead of plaintext. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
   readonly handshakeTimeoutMs?: number;
+  /** Unacked deliveries in flight per session (default DELIVERY_WINDOW). */
+  readonly deliveryWindow?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
 }
@@ -172,6 +174,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     clock,
     relayVersion: RELAY_VERSION,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
   };
 
   let stopping = false;

@@ -34,6 +34,7 @@ export interface SessionDeps {
   readonly clock: () => number;
   readonly relayVersion: string;
   readonly handshakeTimeoutMs: number;
+  readonly deliveryWindow: number;
 }
 
 type FrameIterator = AsyncIterator<Buffer>;
@@ -178,7 +179,7 @@ class AuthenticatedSession implements RoutedSession {
     const { limits } = deps;
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
-      username: user.username, store: deps.store, stream, logger: deps.logger,
+      username: user.username, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
       maxBatchBytes: limits.maxFrameBytes,
     });

@@ -43,6 +43,22 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
   let readEnded = false;
   let ended = false;
   let waiter: ((r: IteratorResult<Buffer>) => void) | undefined;
+  // One shared wait for 'drain', however many writers are waiting (a pump, a reply and any
+  // number of broadcasts): a listener each would pile up on a slow client's call.
+  let drained: Promise<boolean> | undefined;
+  const waitForDrain = (): Promise<boolean> => {
+    drained ??= once(call, "drain", { signal }).then(
+      () => {
+        drained = undefined;
+        return true;
+      },
+      () => {
+        drained = undefined;
+        return false; // aborted while waiting: the stream is over
+      },
+    );
+    return drained;
+  };
 
   const wake = (): void => {
     const w = waiter;
@@ -99,19 +115,14 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
       return ended || signal.aborted;
     },
     [Symbol.asyncIterator]: () => ({ next }),
-    async send(frame: Uint8Array): Promise<boolean> {
-      if (stream.closed) return false;
+    send(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return Promise.resolve(false);
       if (call.writableLength >= maxPending) {
         stream.end(statusOf(sessionEnd.slowConsumer()));
-        return false;
+        return Promise.resolve(false);
       }
-      if (call.write(frame)) return true;
-      try {
-        await once(call, "drain", { signal });
-        return true;
-      } catch {
-        return false; // aborted while waiting: the stream is over
-      }
+      if (call.write(frame)) return Promise.resolve(true);
+      return waitForDrain();
     },
     end(status: StatusObject): void {
       if (ended) return;

@@ -18,6 +18,7 @@ export interface TestRelayOptions {
   readonly dataDir?: string;
   readonly handshakeTimeoutMs?: number;
   readonly shutdownGraceMs?: number;
+  readonly deliveryWindow?: number;
   readonly logLevel?: LogLevel;
   /** Serve TLS with this PEM certificate and key; sessions then trust exactly that certificate. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
@@ -55,6 +56,7 @@ export class TestRelay {
       ...(this.options.handshakeTimeoutMs ? { handshakeTimeoutMs: this.options.handshakeTimeoutMs } : {}),
       ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),
       ...(this.options.tls ? { tls: this.options.tls } : {}),
+      ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
     });
   }
 

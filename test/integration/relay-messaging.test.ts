@@ -171,4 +171,50 @@ describe("relay messaging", () => {
     const c = await relay.connect(carol);
     expect(c.welcome.queued).toBe(0);
   });
+
+  it("keeps at most the delivery window unacked in flight; acks open it again and nothing is lost", async () => {
+    relay = await TestRelay.start({ deliveryWindow: 4 });
+    const b = await relay.connect(bob);
+    const a = await relay.connect(alice);
+    const texts = Array.from({ length: 10 }, (_, i) => `m${i}`);
+    for (const t of texts) await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], t));
+
+    const received: number[] = [];
+    const drain = (): void => {
+      for (const f of b.inbox.splice(0)) if (f.$case === "deliver") received.push(...f.value.items.map((i) => i.seq));
+    };
+    await b.barrier();
+    drain();
+    expect(received).toHaveLength(4);
+
+    b.ack(received.slice(0, 2));
+    await b.barrier();
+    drain();
+    expect(received).toHaveLength(6);
+
+    b.ack(received.slice(2));
+    await b.barrier();
+    drain();
+    expect(received).toHaveLength(10);
+    expect(new Set(received).size).toBe(10);
+    expect([...received].sort((x, y) => x - y)).toEqual(received);
+    b.ack(received.slice(6));
+    await b.barrier();
+    expect(queuedRows(relay.dataDir, "bob")).toBe(0);
+  });
+
+  it("deletes only the acking user's own rows", async () => {
+    relay = await TestRelay.start();
+    await relay.disconnect(await relay.connect(bob), "bob");
+    const a = await relay.connect(alice);
+    const c = await relay.connect(carol);
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "for bob only"));
+    // carol guesses bob's seqs and acks them.
+    c.ack(Array.from({ length: 50 }, (_, i) => i + 1));
+    await c.barrier();
+    expect(queuedRows(relay.dataDir, "bob")).toBe(1);
+    const b = await relay.connect(bob);
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("for bob only");
+  });
 });

@@ -7,10 +7,31 @@ import type * as wire from "../gen/securechat/v1/chat.js";
 import { importSigningKey } from "../protocol/keys.js";
 import type { RelayStore, UserRecord } from "./store.js";
 
+/**
+ * A copy of b in an allocation of its own. Small Buffers are carved out of Node's shared pool
+ * (64 KiB slabs on Node 24), and a 44-byte key kept for the relay's lifetime would pin its
+ * whole slab: measured, that was ~64 KB per user bound at runtime.
+ */
+function ownCopy(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}
+
 export class DirectoryUser {
   private key: KeyObject | undefined;
+  readonly record: UserRecord;
 
-  constructor(readonly record: UserRecord, key?: KeyObject) {
+  constructor(record: UserRecord, key?: KeyObject) {
+    this.record = {
+      username: record.username,
+      sigSpki: ownCopy(record.sigSpki),
+      encSpki: ownCopy(record.encSpki),
+      encKeySig: ownCopy(record.encKeySig),
+      sigFpr: ownCopy(record.sigFpr),
+      encFpr: ownCopy(record.encFpr),
+      createdAtMs: record.createdAtMs,
+    };
     this.key = key;
   }
 

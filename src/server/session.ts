@@ -69,10 +69,9 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps): Prom
   let claimed: string | undefined;
   let reason = "client-closed";
   try {
-    const identity = await handshake(stream, frames, deps, (name) => {
+    session = await authenticate(stream, frames, deps, (name) => {
       claimed = name;
     });
-    session = establish(stream, identity, deps);
     await session.serve(frames);
     if (session.wasReplaced) reason = "replaced";
     else if (stream.signal.aborted) reason = String((stream.signal.reason as Error | undefined)?.message ?? "closed");
@@ -91,6 +90,18 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps): Prom
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }
+}
+
+/**
+ * The handshake and the binding, in a frame of their own: the presented identity (whose small
+ * Buffers come from Node's shared pool and would pin a 64 KiB slab each) is garbage once this
+ * returns, instead of living in serveSession's frame for the whole session.
+ */
+async function authenticate(
+  stream: FrameStream, frames: FrameIterator, deps: SessionDeps, onClaim: (name: string) => void,
+): Promise<AuthenticatedSession> {
+  const identity = await handshake(stream, frames, deps, onClaim);
+  return establish(stream, identity, deps);
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
-import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, resolveLimits, type RelayLimits } from "./limits.js";
+import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, resolveLimits, type RelayLimits } from "./limits.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
@@ -36,6 +36,8 @@ export interface StartRelayOptions {
   readonly handshakeTimeoutMs?: number;
   /** Unacked deliveries in flight per session (default DELIVERY_WINDOW). */
   readonly deliveryWindow?: number;
+  /** Frames buffered for a client that does not read before it is disconnected (default MAX_PENDING_FRAMES). */
+  readonly maxPendingFrames?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
 }
@@ -182,7 +184,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const server = new Server(channelOptions(limits));
   server.addService(RAW_SESSION_SERVICE, {
     session: (call: RawDuplex) => {
-      const stream = adaptStream(call);
+      const stream = adaptStream(call, { maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES });
       if (stopping) {
         stream.end(statusOf(sessionEnd.shuttingDown()));
         return;

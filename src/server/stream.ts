@@ -10,7 +10,7 @@
 //     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected.
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
-import { sessionEnd, statusOf } from "./errors.js";
+import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
 
 /** Incoming frames buffered before the call is paused. */
@@ -127,7 +127,10 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
     end(status: StatusObject): void {
       if (ended) return;
       ended = true;
-      if (!signal.aborted && !call.cancelled && !call.destroyed && !call.writableEnded) {
+      const clientGone = signal.aborted;
+      // The reason logs show for this stream's end: the ErrorCode when there is one.
+      gone(String(status.metadata.get(ERROR_CODE_TRAILER)[0] ?? GrpcStatus[status.code]));
+      if (!clientGone && !call.cancelled && !call.destroyed && !call.writableEnded) {
         if (status.code === GrpcStatus.OK) {
           call.end(status.metadata);
         } else {
@@ -136,7 +139,6 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
           call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
         }
       }
-      gone("ended");
     },
   };
   return stream;

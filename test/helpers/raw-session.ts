@@ -198,6 +198,12 @@ export class RawSession {
     await this.next("pong", (p) => p.nonce === nonce);
   }
 
+  /** Stops reading from the relay (HTTP/2 flow control then pushes back on it), or resumes. */
+  pauseReading(paused: boolean): void {
+    if (paused) this.call.pause();
+    else this.call.resume();
+  }
+
   /** Half-closes our side: the relay ends the call with OK. */
   end(): void {
     this.call.end();

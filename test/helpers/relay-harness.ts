@@ -19,6 +19,7 @@ export interface TestRelayOptions {
   readonly handshakeTimeoutMs?: number;
   readonly shutdownGraceMs?: number;
   readonly deliveryWindow?: number;
+  readonly maxPendingFrames?: number;
   readonly logLevel?: LogLevel;
   /** Serve TLS with this PEM certificate and key; sessions then trust exactly that certificate. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
@@ -57,6 +58,7 @@ export class TestRelay {
       ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),
       ...(this.options.tls ? { tls: this.options.tls } : {}),
       ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
+      ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
     });
   }
 

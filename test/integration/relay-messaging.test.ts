@@ -6,7 +6,7 @@ import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import { importPublicIdentity, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { openStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, seal } from "../helpers/raw-session.js";
+import { openDelivery, seal, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { join } from "node:path";
 
@@ -217,4 +217,38 @@ describe("relay messaging", () => {
     const [d] = await b.deliveries(1);
     expect(openDelivery(d!, bob, [alice]).body.text).toBe("for bob only");
   });
+
+  it("disconnects a client that stops reading once its buffer is full (SLOW_CONSUMER); its envelopes stay queued", async () => {
+    relay = await TestRelay.start({ maxPendingFrames: 16, limits: { messagesPerSecond: 1_000_000, burst: 1_000_000 } });
+    const a = await relay.connect(alice);
+    await joinRoom(a, "#busy");
+    const b = await relay.connect(bob);
+    a.pauseReading(true);
+    await b.sendAccepted(seal(bob, "dm:alice:bob", [alice], "read me later"));
+
+    // bob's joins and leaves each write a RoomEvent to alice without waiting for her; once the
+    // HTTP/2 windows and her 16-frame buffer are full, the relay lets her go.
+    let ops = 0;
+    while (!relay.events("session.close").some((l) => l.user === "alice")) {
+      b.write({ $case: ops % 2 === 0 ? "joinRoom" : "leaveRoom", value: { requestId: ops, room: "#busy" } });
+      if (++ops % 50 === 0) await b.barrier();
+      expect(ops).toBeLessThan(20_000);
+    }
+    expect(relay.events("session.close").find((l) => l.user === "alice")).toMatchObject({ reason: "ERROR_CODE_SLOW_CONSUMER" });
+    a.pauseReading(false);
+    const end = await a.status();
+    expect({ code: end.code, details: end.details, errorCode: end.errorCode })
+      .toEqual({ code: 8, details: "the client reads too slowly; its envelopes stay queued", errorCode: "ERROR_CODE_SLOW_CONSUMER" });
+    await b.barrier(); // bob was never affected
+
+    const again = await relay.connect(alice);
+    expect(again.welcome.queued).toBe(1);
+    const [d] = await again.deliveries(1);
+    expect(openDelivery(d!, alice, [bob]).body.text).toBe("read me later");
+  });
 });
+
+async function joinRoom(s: RawSession, room: string): Promise<void> {
+  s.write({ $case: "joinRoom", value: { requestId: 0, room } });
+  await s.next("roomEvent", (e) => e.room === room);
+}

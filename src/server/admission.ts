@@ -27,6 +27,8 @@ export type Admission =
   | {
       readonly kind: "accept";
       readonly envelope: SealedEnvelope;
+      /** The envelope as it came on the wire: what is stored and delivered. */
+      readonly wire: Envelope;
       readonly conversation: Conversation;
       /** Who gets a queue row: every recipient but the sender (lobby: only those online). */
       readonly rows: readonly string[];
@@ -45,6 +47,7 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
 
   // Shape, with the relay's own limits. The recipient count is checked first so that an
   // oversized list is reported as such rather than as a generic size error.
+  if (w === undefined) throw new Refusal(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "malformed envelope: envelope or its header is missing");
   let envelope: SealedEnvelope;
   let conversation: Conversation;
   try {
@@ -121,5 +124,5 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
   }
 
   const queuedFor = conversation.kind === "lobby" ? [] : rows.filter((u) => !ctx.isOnline(u));
-  return { kind: "accept", envelope, conversation, rows, queuedFor };
+  return { kind: "accept", envelope, wire: w, conversation, rows, queuedFor };
 }

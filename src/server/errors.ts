@@ -14,7 +14,7 @@ export const ERROR_CODE_TRAILER = "securechat-error-code";
 
 /** Ends the session with a gRPC status. `message` is the sentence the client sees. */
 export class SessionEnd extends Error {
-  constructor(readonly grpcCode: GrpcStatus, readonly code: ErrorCode, message: string) {
+  constructor(readonly grpcCode: GrpcStatus, readonly code: ErrorCode, message: string, readonly logReason?: string) {
     super(message);
     this.name = "SessionEnd";
   }
@@ -40,7 +40,7 @@ export const sessionEnd = {
   usernameTaken: (name: string) =>
     new SessionEnd(GrpcStatus.ALREADY_EXISTS, ErrorCode.ERROR_CODE_USERNAME_TAKEN, `username '${name}' is taken by another key`),
   handshakeTimeout: (ms: number) =>
-    new SessionEnd(GrpcStatus.DEADLINE_EXCEEDED, ErrorCode.ERROR_CODE_BAD_FRAME, `handshake not completed within ${ms / 1000} seconds`),
+    new SessionEnd(GrpcStatus.DEADLINE_EXCEEDED, ErrorCode.ERROR_CODE_BAD_FRAME, `handshake not completed within ${ms / 1000} seconds`, "handshake-timeout"),
   relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
   replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
   shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
@@ -64,7 +64,8 @@ export function statusFor(code: GrpcStatus, details: string, errorCode?: ErrorCo
 
 /** A short, stable reason for logs: the ErrorCode name, or the error's class for bugs. */
 export function logReasonOf(err: unknown): string {
-  if (err instanceof SessionEnd || err instanceof Refusal) return errorCodeToJSON(err.code);
+  if (err instanceof SessionEnd) return err.logReason ?? errorCodeToJSON(err.code);
+  if (err instanceof Refusal) return errorCodeToJSON(err.code);
   if (isProtocolError(err)) return `protocol:${err.code}`;
   return err instanceof Error ? err.name : "unknown";
 }

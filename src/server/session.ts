@@ -111,7 +111,12 @@ async function authenticate(
 async function handshake(
   stream: FrameStream, frames: FrameIterator, deps: SessionDeps, onClaim: (name: string) => void,
 ): Promise<PublicIdentity> {
-  const timer = setTimeout(() => stream.end(statusOf(sessionEnd.handshakeTimeout(deps.handshakeTimeoutMs))), deps.handshakeTimeoutMs);
+  const timeout = sessionEnd.handshakeTimeout(deps.handshakeTimeoutMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stream.end(statusOf(timeout));
+  }, deps.handshakeTimeoutMs);
   try {
     const first = await handshakeFrame(stream, frames);
     if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
@@ -136,6 +141,9 @@ async function handshake(
       throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge");
     }
     return identity;
+  } catch (e) {
+    // The timer ended the stream under a pending read: report the timeout, not "stream over".
+    throw timedOut && e instanceof StreamOver ? timeout : e;
   } finally {
     clearTimeout(timer);
   }
@@ -209,9 +217,9 @@ class AuthenticatedSession implements RoutedSession {
 
   async serve(frames: FrameIterator): Promise<void> {
     for (;;) {
-      const frame = await nextFrame(frames);
-      if (frame === undefined) return;
-      await this.handle(frame);
+      const r = await frames.next();
+      if (r.done === true) return;
+      await this.handle(decodeRequest(r.value), r.value.length);
     }
   }
 
@@ -219,13 +227,13 @@ class AuthenticatedSession implements RoutedSession {
     await this.stream.send(encodeResponse(frame));
   }
 
-  private async handle(frame: RequestFrame): Promise<void> {
+  private async handle(frame: RequestFrame, frameBytes: number): Promise<void> {
     switch (frame.$case) {
       case "hello":
       case "proof":
         throw sessionEnd.outOfOrder(`${frame.$case === "hello" ? "Hello" : "Proof"} is only valid at the start of a session`);
       case "send":
-        return this.reply({ $case: "sendResult", value: this.send(frame.value) });
+        return this.reply({ $case: "sendResult", value: this.send(frame.value, frameBytes) });
       case "ack":
         return this.ack(frame.value);
       case "ping":
@@ -243,7 +251,7 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /** SendEnvelope: rate, §9's checks, then one transaction for every recipient's row. */
-  private send(req: SendEnvelope): SendResult {
+  private send(req: SendEnvelope, frameBytes: number): SendResult {
     const { deps } = this;
     const rawId = req.envelope?.header?.messageId;
     const messageId = rawId !== undefined && rawId.length <= 64 ? rawId : Buffer.alloc(0);
@@ -259,11 +267,11 @@ class AuthenticatedSession implements RoutedSession {
         isOnline: (u) => deps.router.isOnline(u),
       });
       if (admission.kind === "duplicate") {
-        deps.logger.info("send.duplicate", { user: this.username });
+        deps.logger.info("send.duplicate", { user: this.username, frameBytes });
         return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
       }
       const h = admission.envelope.header;
-      const bytes = Envelope.encode(req.envelope!).finish();
+      const bytes = Envelope.encode(admission.wire).finish();
       try {
         deps.store.enqueue({
           sender: this.username, messageId: h.messageId, conversationId: h.conversationId, envelope: bytes, recipients: admission.rows,
@@ -275,12 +283,12 @@ class AuthenticatedSession implements RoutedSession {
       deps.router.wake(admission.rows);
       deps.logger.info("send.accepted", {
         user: this.username, conversation: admission.conversation.kind, recipients: h.recipients.length,
-        stored: admission.rows.length, queued: admission.queuedFor.length, bytes: bytes.length,
+        stored: admission.rows.length, queued: admission.queuedFor.length, frameBytes,
       });
       return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...admission.queuedFor] };
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
-      deps.logger.info("send.refused", { user: this.username, code: logReasonOf(e), detail: e.message });
+      deps.logger.info("send.refused", { user: this.username, code: logReasonOf(e), detail: e.message, frameBytes });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
   }

@@ -183,6 +183,7 @@ describe("relay handshake", () => {
     await stalled.next("challenge");
     expectEnd(await silent.status(), GrpcStatus.DEADLINE_EXCEEDED, /handshake not completed within 0.3 seconds/);
     expectEnd(await stalled.status(), GrpcStatus.DEADLINE_EXCEEDED, /handshake not completed/);
+    expect(relay.events("handshake.refused").map((l) => l.reason)).toEqual(["handshake-timeout", "handshake-timeout"]);
     // A prompt client is unaffected by the timer.
     expect((await relay.connect(bob)).welcome.username).toBe("bob");
   });

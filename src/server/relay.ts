@@ -1,7 +1,7 @@
 // The relay's composition root: opens the store, builds the gRPC server with raw-bytes
 // (de)serialisers, serves sessions, purges expired envelopes, and shuts down in order.
 // All IO is injected (host, port, data dir, logger, clock), so tests run it on 127.0.0.1:0.
-import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import {
   Server, ServerCredentials, type ChannelOptions, type ServiceDefinition,
@@ -143,8 +143,12 @@ function openDataDir(dataDir: string, clock: () => number): RelayStore {
   } catch (e) {
     throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
+  const dbPath = join(dataDir, "relay.db");
   try {
-    return openStore(join(dataDir, "relay.db"), { clock });
+    // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
+    // the database holds who talks to whom, even if never what they say.
+    closeSync(openSync(dbPath, "a", 0o600));
+    return openStore(dbPath, { clock });
   } catch (e) {
     throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }

@@ -1,6 +1,6 @@
 // The relay's life around the sessions: orderly shutdown, startup failures as sentences, the
 // operator's users commands, retention, and TLS.
-import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
@@ -82,6 +82,7 @@ describe("relay lifecycle", () => {
 
   it("keeps the queue across a restart: accepted means stored", async () => {
     relay = await TestRelay.start();
+    expect(statSync(join(relay.dataDir, "relay.db")).mode & 0o777).toBe(0o600);
     await relay.disconnect(await relay.connect(bob), "bob");
     const a = await relay.connect(alice);
     await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "survives restarts"));

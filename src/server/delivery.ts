@@ -3,8 +3,8 @@
 // CPU, so ten queued envelopes go out as one frame, not ten).
 //
 // Memory stays bounded: the database is the queue. The pump holds no envelopes between writes,
-// keeps at most DELIVERY_WINDOW unacked seqs in flight, and waits for 'drain' when the client
-// reads slowly. A new session starts from the oldest unacked row again (at-least-once; clients
+// keeps at most DELIVERY_WINDOW unacked seqs in flight, and writes the next batch only once the
+// previous one was handed to HTTP/2, so a client that reads slowly slows its own pump. A new session starts from the oldest unacked row again (at-least-once; clients
 // drop duplicates by message id).
 import type { Logger } from "../protocol/log.js";
 import { encodeDeliverBatch } from "./frames.js";
@@ -71,7 +71,9 @@ export class DeliveryPump {
         for (const item of items) this.inFlight.add(item.seq);
         this.lastSentSeq = last.seq;
         this.o.logger.debug("deliver.batch", { user: username, items: items.length });
-        if (!(await stream.send(encodeDeliverBatch(items)))) return;
+        // Flushed, not merely buffered: a client that reads slowly holds at most one batch in
+        // the relay's memory (plus what HTTP/2 flow control lets through), never a backlog.
+        if (!(await stream.sendFlushed(encodeDeliverBatch(items)))) return;
       }
     } catch (e) {
       // A storage error must not kill the process; the rows stay queued for the next session.

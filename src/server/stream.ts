@@ -26,6 +26,14 @@ export interface FrameStream extends AsyncIterable<Buffer> {
    * or after 'drain'), false when the stream is over. Never rejects.
    */
   send(frame: Uint8Array): Promise<boolean>;
+  /**
+   * Writes one frame and resolves once grpc-js has handed it to HTTP/2 (which holds it until
+   * the client's flow-control window admits it): true, or false when the stream is over. A
+   * writer that awaits this keeps at most one frame in the call's buffer, where send() lets
+   * up to the buffer's high-water mark (16 frames) pile up; delivery batches use it, since
+   * each may be up to max frame bytes.
+   */
+  sendFlushed(frame: Uint8Array): Promise<boolean>;
   /** Ends the stream with this status (OK: a clean end). Later calls do nothing. */
   end(status: StatusObject): void;
   /** True after end() or once the client went away. */
@@ -123,6 +131,18 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
       }
       if (call.write(frame)) return Promise.resolve(true);
       return waitForDrain();
+    },
+    sendFlushed(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return Promise.resolve(false);
+      return new Promise((resolve) => {
+        // grpc-js drops the write callback of a cancelled call, so the abort also settles it.
+        const onAbort = (): void => resolve(false);
+        signal.addEventListener("abort", onAbort, { once: true });
+        call.write(frame, (err: Error | null | undefined) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(err == null && !signal.aborted);
+        });
+      });
     },
     end(status: StatusObject): void {
       if (ended) return;

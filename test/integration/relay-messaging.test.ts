@@ -218,6 +218,26 @@ describe("relay messaging", () => {
     expect(openDelivery(d!, bob, [alice]).body.text).toBe("for bob only");
   });
 
+  it("stops writing to a client that does not read (backpressure); the rest waits in the database", async () => {
+    relay = await TestRelay.start({ limits: { messagesPerSecond: 1000, burst: 1000 } });
+    const b = await relay.connect(bob);
+    const a = await relay.connect(alice);
+    b.pauseReading(true);
+    const n = 80; // 80 envelopes of ~60 KB: ~5 MB, far more than HTTP/2 windows and socket buffers hold
+    for (let i = 0; i < n; i++) await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], `${i}:`.padEnd(60_000, "x")));
+    await a.barrier();
+    const written = (): number[] => relay.events("deliver.batch").filter((l) => l.user === "bob").map((l) => Number(l.items));
+    // The pump wrote only what the transport accepted, then waited; it did not buffer the rest.
+    const whilePaused = written().reduce((x, y) => x + y, 0);
+    expect(whilePaused).toBeLessThan(n);
+
+    b.pauseReading(false);
+    const got = await b.deliveries(n, 15_000);
+    expect(got.map((d) => openDelivery(d, bob, [alice]).body.text.split(":")[0])).toEqual(Array.from({ length: n }, (_, i) => String(i)));
+    // Once the client reads again, what waited goes out coalesced: fewer writes than envelopes.
+    expect(written().length).toBeLessThan(n);
+  });
+
   it("disconnects a client that stops reading once its buffer is full (SLOW_CONSUMER); its envelopes stay queued", async () => {
     relay = await TestRelay.start({ maxPendingFrames: 16, limits: { messagesPerSecond: 1_000_000, burst: 1_000_000 } });
     const a = await relay.connect(alice);

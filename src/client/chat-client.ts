@@ -221,6 +221,16 @@ export class ChatClient implements ChatSession {
     }
   }
 
+  /** Errors after the handshake that retrying would only repeat. */
+  private classifySessionError(e: unknown): unknown {
+    if (isServiceError(e) && e.code === grpcStatus.ABORTED) {
+      // Another session of the same user took over (SESSION_REPLACED). Reconnecting would take
+      // it back, and the two would replace each other forever.
+      return new FatalSessionError(`another session of ${this.me} replaced this one (did you start chat-tui ${this.me} twice?)`);
+    }
+    return e;
+  }
+
   private describeStreamError(e: unknown): string {
     if (isServiceError(e)) {
       if (e.code === grpcStatus.UNAVAILABLE) return "relay unreachable";
@@ -264,11 +274,15 @@ export class ChatClient implements ChatSession {
       throw this.classifyHandshakeError(e);
     }
     this.setConnection({ state: "connected", sinceMs: this.clock() });
-    await this.resendOutbox();
-    for (;;) {
-      const next = await frames.next();
-      if (next.done) break;
-      await this.onFrame(next.value);
+    try {
+      await this.resendOutbox();
+      for (;;) {
+        const next = await frames.next();
+        if (next.done) break;
+        await this.onFrame(next.value);
+      }
+    } catch (e) {
+      throw this.classifySessionError(e);
     }
     return true;
   }

@@ -147,3 +147,14 @@ describe("ChatClient against a real relay", () => {
     expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: "nothing to send" });
   });
 });
+
+describe("two sessions of one user", () => {
+  it("the older one stops for good instead of fighting the newer one", async () => {
+    const r = await relay();
+    const first = await client(alice, r, { reconnect: { initialMs: 20, maxMs: 50 } });
+    const second = await client(alice, r, { reconnect: { initialMs: 20, maxMs: 50 } });
+    const failed = await first.waitFor((e) => e.type === "connection" && e.status.state === "failed", "the first session gives up");
+    expect(failed.type === "connection" && failed.status.state === "failed" && failed.status.reason).toMatch(/another session of alice replaced this one/);
+    expect(second.client.snapshot().connection.state).toBe("connected");
+  });
+});

@@ -553,7 +553,7 @@ export interface Envelope {
 
 /** Every field is signed and is AES-GCM associated data. */
 export interface EnvelopeHeader {
-  /** Exactly "securechat/v1/rsa3072-oaep-sha256+aes256gcm+ed25519". */
+  /** Exactly "securechat/v1/rsa-oaep-sha256+aes-256-gcm+ed25519". */
   suite: string;
   /** "lobby", "#room" or "dm:<a>:<b>" with a < b. */
   conversationId: string;

@@ -1,11 +1,10 @@
 // Trust on first use (PROTOCOL.md §6): `<username>_known_peers.json` beside the key file, 0600.
 // Each peer is pinned to the keys first seen for them; a later different key is never accepted
 // silently but kept as a pending change until the user trusts it after comparing safety numbers.
-import { constants } from "node:fs";
-import { lstat, open, readFile, rename, unlink } from "node:fs/promises";
+import { lstat, readFile, rename, unlink } from "node:fs/promises";
 import { importPublicIdentity, type PublicIdentity } from "../protocol/keys.js";
 import { isValidUsername } from "../protocol/names.js";
-import { checkPrivateFileMode, KeyStoreError } from "./key-store.js";
+import { checkPrivateFileMode, KeyStoreError, writeNewPrivateFile } from "./key-store.js";
 
 export interface PinnedPeer {
   readonly identity: PublicIdentity;
@@ -150,12 +149,6 @@ export class TrustStore {
 async function writeAtomicPrivate(path: string, text: string): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
   await unlink(tmp).catch(() => {});
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    await fh.writeFile(text, "utf8");
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await writeNewPrivateFile(tmp, text);
   await rename(tmp, path);
 }

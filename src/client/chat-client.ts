@@ -20,7 +20,7 @@ import { checkRoomName, isValidUsername, parseConversationId, type Conversation 
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { safetyNumber } from "../protocol/safety-number.js";
 import type { ClientStateStore } from "./state-store.js";
-import { grpcStatus, isServiceError, openSessionStream, type SessionStream } from "./transport.js";
+import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
 import {
   dmIdFor, type ChatMessage, type ChatSession, type ConnectionStatus, type MessageKind, type Outcome, type PeerTrust,
@@ -50,7 +50,10 @@ export interface ChatClientOptions {
   readonly state: ClientStateStore;
   readonly logger?: Logger;
   readonly clock?: () => number;
+  /** TLS credentials (chat-tui --tls / --ca); plaintext when absent. */
   readonly credentials?: ChannelCredentials;
+  /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
+  readonly keepalive?: KeepalivePolicy;
   /** false: do not reconnect (tests of single sessions). */
   readonly reconnect?: ReconnectPolicy | false;
   /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
@@ -246,6 +249,7 @@ export class ChatClient implements ChatSession {
       address: this.opts.server,
       maxReceiveBytes: MAX_RECEIVE_BYTES,
       ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+      ...(this.opts.keepalive ? { keepalive: this.opts.keepalive } : {}),
     });
     this.stream = stream;
     const frames = stream.frames[Symbol.asyncIterator]();

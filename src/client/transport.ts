@@ -3,15 +3,28 @@
 import { credentials as grpcCredentials, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatServiceClient, type SessionRequest, type SessionResponse } from "../gen/securechat/v1/chat.js";
 
+/** How often the client pings the relay, and how long it waits for the answer. */
+export interface KeepalivePolicy {
+  readonly timeMs: number;
+  readonly timeoutMs: number;
+}
+
+// Ping the relay every 15 s even when idle, and give up on the connection when a ping is not
+// answered within 10 s: a dead network (cable pulled, laptop lid closed, a NAT that forgot us)
+// is detected in about 25 s, then the session reconnects with backoff. The relay permits pings
+// every 10 s (its grpc.http2.min_ping_interval_without_data_ms), so 15 s never trips its
+// too-many-pings guard.
+export const DEFAULT_KEEPALIVE: KeepalivePolicy = { timeMs: 15_000, timeoutMs: 10_000 };
+
 /** Channel options, each chosen for a chat stream that must notice a dead network quickly. */
-export function channelOptions(maxReceiveBytes: number): Record<string, number> {
+export function channelOptions(maxReceiveBytes: number, keepalive: KeepalivePolicy = DEFAULT_KEEPALIVE): Record<string, number> {
   return {
-    // Ping the relay every 15 s even when idle, and give up on the connection when a ping is not
-    // answered within 10 s: a dead network (cable pulled, laptop lid closed) is detected in
-    // about 25 s, then the session reconnects with backoff.
-    "grpc.keepalive_time_ms": 15_000,
-    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_time_ms": keepalive.timeMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.keepalive_permit_without_calls": 1,
+    // Each session owns its TCP connection: grpc-js would otherwise share one between clients
+    // of the same process (tests, bots), and a drop of one would silently be a drop of all.
+    "grpc.use_local_subchannel_pool": 1,
     // A delivery frame may carry several envelopes; the relay bounds its batches below this.
     "grpc.max_receive_message_length": maxReceiveBytes,
     // Our own loop reconnects with jittered backoff; keep the channel's retries short so a
@@ -34,10 +47,11 @@ export interface OpenStreamOptions {
   readonly address: string;
   readonly credentials?: ChannelCredentials;
   readonly maxReceiveBytes: number;
+  readonly keepalive?: KeepalivePolicy;
 }
 
 export function openSessionStream(o: OpenStreamOptions): SessionStream {
-  const client = new ChatServiceClient(o.address, o.credentials ?? grpcCredentials.createInsecure(), channelOptions(o.maxReceiveBytes));
+  const client = new ChatServiceClient(o.address, o.credentials ?? grpcCredentials.createInsecure(), channelOptions(o.maxReceiveBytes, o.keepalive));
   const call: ClientDuplexStream<SessionRequest, SessionResponse> = client.session();
   let closed = false;
   // Errors surface through the async iterator; this listener only keeps an 'error' without a

@@ -3,7 +3,8 @@
 // opens the stores, decides where the relay is (hosting one in-process when none answers on
 // 127.0.0.1:50051 and no --server was given), then hands a ChatClient to runTui. This is the only
 // file of the client that touches the relay's code, and only to host it for zero-setup use.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
@@ -61,6 +62,8 @@ async function main(): Promise<number> {
     .option("passphrase", { type: "boolean", default: false, describe: "protect a newly created key with a passphrase (asked on the terminal)" })
     .option("log-file", { type: "string", describe: `log file (default ${join(defaultStateDir(), "<username>.log")})` })
     .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, default: "info" as const })
+    .option("tls", { type: "boolean", default: false, describe: "connect with TLS, checking the relay's certificate against the system's CAs" })
+    .option("ca", { type: "string", describe: "PEM file of the CA (or self-signed certificate) that signed the relay's certificate; implies --tls" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
     .example("$0 alice", "chat as alice on this machine (starts a local relay if needed)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
@@ -84,6 +87,21 @@ async function main(): Promise<number> {
   if (argv.server !== undefined) {
     server = parseServerAddress(argv.server);
     if (server === undefined) return fail(`--server must be host:port, e.g. 127.0.0.1:${DEFAULT_PORT}`, 2);
+  }
+
+  let channelCredentials: ChannelCredentials | undefined;
+  if (argv.tls || argv.ca !== undefined) {
+    if (server === undefined) return fail("--tls and --ca need --server (the local relay chat-tui hosts has no certificate)", 2);
+    let ca: Buffer | undefined;
+    if (argv.ca !== undefined) {
+      try {
+        ca = readFileSync(argv.ca);
+      } catch (e) {
+        return fail(`cannot read --ca ${argv.ca}: ${(e as Error).message}`, 2);
+      }
+      if (!ca.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) return fail(`--ca ${argv.ca} is not a PEM certificate`, 2);
+    }
+    channelCredentials = credentials.createSsl(ca ?? null);
   }
 
   const logPath = argv.logFile ?? join(defaultStateDir(), `${username}.log`);
@@ -141,6 +159,7 @@ async function main(): Promise<number> {
     trust,
     state,
     logger,
+    ...(channelCredentials ? { credentials: channelCredentials } : {}),
     // In zero-setup mode, when the relay went away (its host quit), take over hosting.
     ...(host ? { beforeConnect: async (attempt: number) => {
       if (attempt > 1 && (await host.ensure())) {

@@ -9,13 +9,23 @@ export interface RecordingProxy {
   recorded(): Buffer;
   /** Destroys all live connections (both sides), like a network drop. */
   dropAll(): void;
+  /**
+   * Live connections stay open but silently stop carrying bytes, like a dead network path
+   * (no FIN, no RST): only keepalive can notice. New connections work normally.
+   */
+  freezeAll(): void;
+  /** How many connections the proxy has accepted so far. */
+  connections(): number;
   close(): Promise<void>;
 }
 
 export async function startRecordingProxy(targetHost: string, targetPort: number): Promise<RecordingProxy> {
   const chunks: Buffer[] = [];
   const sockets = new Set<Socket>();
+  const frozen = new WeakSet<Socket>();
+  let accepted = 0;
   const server = createServer((client) => {
+    accepted++;
     const upstream = connect({ host: targetHost, port: targetPort });
     sockets.add(client);
     sockets.add(upstream);
@@ -26,10 +36,12 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
       sockets.delete(upstream);
     };
     client.on("data", (d: Buffer) => {
+      if (frozen.has(client)) return;
       chunks.push(Buffer.from(d));
       upstream.write(d);
     });
     upstream.on("data", (d: Buffer) => {
+      if (frozen.has(upstream)) return;
       chunks.push(Buffer.from(d));
       client.write(d);
     });
@@ -48,6 +60,10 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
       for (const s of sockets) s.destroy();
       sockets.clear();
     },
+    freezeAll: () => {
+      for (const s of sockets) frozen.add(s);
+    },
+    connections: () => accepted,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

@@ -1,0 +1,90 @@
+// Every refusal by the relay reaches the sender as a failed message with a specific sentence
+// (what the TUI shows as "✗ reason"), and the session goes on.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { SessionEvent } from "../../src/client/types.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestRelay, type TestRelayOptions } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+beforeAll(async () => {
+  [alice, bob, carol] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol")]);
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<TestClient[]> {
+  const relay = await TestRelay.start({ limits });
+  cleanups.push(() => relay.cleanup());
+  const dir = mkdtempSync(join(tmpdir(), "sc-refusals-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const clients: TestClient[] = [];
+  for (const id of ids) {
+    const c = await TestClient.start(id, relay.running.port, { dir });
+    cleanups.push(() => c.close());
+    clients.push(c);
+  }
+  return clients;
+}
+
+function failures(c: TestClient): Array<SessionEvent & { type: "message-state" }> {
+  return c.events.filter((e): e is SessionEvent & { type: "message-state" } => e.type === "message-state" && e.state === "failed");
+}
+
+describe("refusals reach the sender", () => {
+  it("rate limit: the extra messages fail with a sentence, later ones go through", async () => {
+    const [a, b] = await setup({ messagesPerSecond: 1, burst: 3 }, alice, bob);
+    await a!.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "bob online");
+    for (let i = 0; i < 5; i++) a!.client.send("dm:alice:bob", `fast ${i}`);
+    await waitUntil(() => failures(a!).length === 2, "two refusals");
+    expect(failures(a!)[0]!.failure).toMatch(/too fast|rate/i);
+    await waitUntil(() => b!.messages().length === 3, "three delivered");
+    // A failed message can be retried; once the bucket refills (1 token/s) the retry is accepted.
+    let current = failures(a!)[0]!.id;
+    await waitUntil(() => {
+      const state = a!.events.filter((e) => e.type === "message-state" && e.id === current).at(-1);
+      if (state?.type === "message-state" && state.state === "accepted") return true;
+      if (state?.type === "message-state" && state.state === "failed") {
+        const r = a!.client.retry("dm:alice:bob", current);
+        if (r.ok) current = r.value.id;
+      }
+      return false;
+    }, "a retried message accepted", 8_000, 200);
+    expect(b!.messages().map((m) => m.text)).toContain("fast 3");
+  });
+
+  it("full queue: names the recipient whose queue is full", async () => {
+    const [a, , c] = await setup({ maxQueuePerUser: 2 }, alice, bob, carol);
+    await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && e.peer.online, "carol online");
+    await c!.close(); // carol goes away; her queue fills
+    await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && !e.peer.online, "carol away");
+    for (let i = 0; i < 3; i++) a!.client.send("dm:alice:carol", `for later ${i}`);
+    await waitUntil(() => failures(a!).length === 1, "one refusal");
+    expect(failures(a!)[0]!.failure).toMatch(/queue for 'carol' is full/);
+    // Everyone else keeps chatting.
+    const ok = a!.client.send("dm:alice:bob", "still here");
+    expect(ok.ok).toBe(true);
+    if (ok.ok) await a!.waitForState(ok.value.id, "accepted");
+  });
+
+  it("too many recipients: refused locally with the relay's limit before anything is sent", async () => {
+    const [a] = await setup({ maxRecipients: 2 }, alice, bob, carol);
+    await waitUntil(() => a!.client.snapshot().peers.filter((p) => p.online).length === 3, "presence settled");
+    expect(a!.client.send("lobby", "to all three")).toEqual({ ok: false, error: "3 recipients; this relay allows at most 2" });
+  });
+
+  it("text too large for this relay: refused locally, naming the relay's limit", async () => {
+    const [a] = await setup({ maxTextBytes: 100 }, alice, bob);
+    expect(a!.client.send("dm:alice:bob", "y".repeat(101))).toEqual({ ok: false, error: "the message is 101 bytes; this relay accepts at most 100" });
+  });
+});

@@ -6,15 +6,13 @@
 // hashes with Ed25519.
 // Open: the ten checks of PROTOCOL.md "Open", in that order. Every refusal is a ProtocolError
 // whose code names the failed check; the caller shows users one generic line and logs the code.
-import {
-  constants, createCipheriv, createDecipheriv, createHmac, privateDecrypt, publicEncrypt, randomBytes,
-  sign, verify, type KeyObject,
-} from "node:crypto";
+import { createHmac, randomBytes, type KeyObject } from "node:crypto";
 import { bytesEqual, decodeUtf8Strict } from "./bytes.js";
 import { encodeFields, hashFields, sha256 } from "./encoding.js";
 import { ProtocolError } from "./errors.js";
 import { FINGERPRINT_BYTES, type PrivateIdentity } from "./keys.js";
 import { isValidUsername, parseConversationId, type Conversation } from "./names.js";
+import { aesGcmDecrypt, aesGcmEncrypt, ed25519Sign, ed25519Verify, rsaOaepUnwrap, rsaOaepWrap } from "./primitives.js";
 import { sanitizeText } from "./sanitize.js";
 
 /** The only suite of protocol v1. No negotiation: anything else is refused (Open step 1). */
@@ -237,7 +235,7 @@ export function validateEnvelopeShape(e: SealedEnvelope, limits: ShapeLimits = D
 
 /** Verifies the sender's signature (Open step 5; the relay runs it too). */
 export function verifyEnvelopeSignature(e: SealedEnvelope, senderSigKey: KeyObject): boolean {
-  return verify(null, signedBytes(e), senderSigKey, e.signature);
+  return ed25519Verify(senderSigKey, signedBytes(e), e.signature);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,11 +265,6 @@ export interface SealInput {
 export interface Sealed {
   readonly envelope: SealedEnvelope;
   readonly hash: Buffer;
-}
-
-function oaepEncrypt(key: KeyObject, label: Buffer, data: Buffer): Buffer {
-  // oaepHash sets both the OAEP digest and (OpenSSL's default) the MGF1 digest to SHA-256.
-  return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: label }, data);
 }
 
 /** Seals a message for its recipients (PROTOCOL.md "Seal"). */
@@ -311,18 +304,15 @@ export function sealEnvelope(input: SealInput): Sealed {
     keyCommitment: keyCommitment(contentKey, messageId),
   };
   const headerBytes = encodeHeader(header);
-  const cipher = createCipheriv("aes-256-gcm", contentKey, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(headerBytes);
-  const ciphertext = Buffer.concat([cipher.update(padded), cipher.final()]);
-  const tag = cipher.getAuthTag();
+  const { ciphertext, tag } = aesGcmEncrypt(contentKey, iv, headerBytes, padded);
   const hHash = sha256(headerBytes);
   const wraps: KeyWrap[] = recipients.map((r) => ({
     username: r.username,
-    wrappedKey: oaepEncrypt(r.encKey, wrapLabel(hHash, r.username, r.encFpr), contentKey),
+    wrappedKey: rsaOaepWrap(r.encKey, wrapLabel(hHash, r.username, r.encFpr), contentKey),
   }));
   contentKey.fill(0);
   const unsigned = { header, ciphertext, tag, wraps };
-  const signature = sign(null, signedBytes(unsigned), sender.sigPrivate);
+  const signature = ed25519Sign(sender.sigPrivate, signedBytes(unsigned));
   const envelope: SealedEnvelope = { ...unsigned, signature };
   validateEnvelopeShape(envelope, input.limits ?? DEFAULT_SHAPE_LIMITS);
   return { envelope, hash: envelopeHash(envelope) };
@@ -408,10 +398,7 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   const hHash = sha256(hBytes);
   let contentKey: Buffer;
   try {
-    contentKey = privateDecrypt(
-      { key: me.encPrivate, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: wrapLabel(hHash, me.username, me.encFpr) },
-      e.wraps[myIndex]!.wrappedKey,
-    );
+    contentKey = rsaOaepUnwrap(me.encPrivate, wrapLabel(hHash, me.username, me.encFpr), e.wraps[myIndex]!.wrappedKey);
   } catch (err) {
     fail("unwrap-failed", "my key wrap does not decrypt", err);
   }
@@ -424,12 +411,7 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   // 8. AES-256-GCM with a full 16-byte tag; plaintext only after the tag verified; unpad; UTF-8.
   let padded: Buffer;
   try {
-    const decipher = createDecipheriv("aes-256-gcm", contentKey, h.iv, { authTagLength: TAG_BYTES });
-    decipher.setAAD(hBytes);
-    decipher.setAuthTag(e.tag);
-    const head = decipher.update(e.ciphertext);
-    const tail = decipher.final(); // throws on a bad tag, before anything is returned
-    padded = Buffer.concat([head, tail]);
+    padded = aesGcmDecrypt(contentKey, h.iv, hBytes, e.ciphertext, e.tag);
   } catch (err) {
     fail("decrypt-failed", "content does not authenticate", err);
   } finally {

@@ -1,12 +1,11 @@
 // Identity keys (PROTOCOL.md "Identity"): an Ed25519 signing key that vouches for an RSA
 // encryption key, fingerprints, and the session's proof of possession. Pure: no files.
-import {
-  createPrivateKey, createPublicKey, generateKeyPair, sign, verify, type KeyObject,
-} from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import { encodeFields, sha256 } from "./encoding.js";
 import { ProtocolError } from "./errors.js";
 import { assertUsername, checkUsername } from "./names.js";
+import { ed25519Sign, ed25519Verify } from "./primitives.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -118,7 +117,7 @@ export function importPublicIdentity(input: PublicIdentityInput): PublicIdentity
   if (!(input.encKeySig instanceof Uint8Array) || input.encKeySig.length !== 64) {
     throw new ProtocolError("bad-key-binding", "key binding signature must be 64 bytes");
   }
-  const ok = verify(null, keyBindingBytes(input.username, input.encSpki), sigKey, input.encKeySig);
+  const ok = ed25519Verify(sigKey, keyBindingBytes(input.username, input.encSpki), input.encKeySig);
   if (!ok) throw new ProtocolError("bad-key-binding", `the signing key of '${input.username}' does not vouch for this encryption key`);
   const sigSpki = Buffer.from(input.sigSpki);
   const encSpki = Buffer.from(input.encSpki);
@@ -146,7 +145,7 @@ export function identityFromPrivateKeys(username: string, sigPrivate: KeyObject,
   const sigSpki = createPublicKey(sigPrivate).export({ format: "der", type: "spki" });
   const encSpki = createPublicKey(encPrivate).export({ format: "der", type: "spki" });
   // Ed25519 is deterministic, so the binding is the same every time it is rebuilt.
-  const encKeySig = sign(null, keyBindingBytes(username, encSpki), sigPrivate);
+  const encKeySig = ed25519Sign(sigPrivate, keyBindingBytes(username, encSpki));
   const pub = importPublicIdentity({ username, sigSpki, encSpki, encKeySig });
   return { ...pub, sigPrivate, encPrivate };
 }
@@ -195,12 +194,12 @@ export function proofBytes(p: ProofInput): Buffer {
 
 export function signProof(identity: PrivateIdentity, relayId: Uint8Array, nonce: Uint8Array): Buffer {
   const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki });
-  return sign(null, bytes, identity.sigPrivate);
+  return ed25519Sign(identity.sigPrivate, bytes);
 }
 
 /** True when signature proves possession of identity's signing key for this challenge. */
 export function verifyProof(identity: PublicIdentity, relayId: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
   const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki });
-  return verify(null, bytes, identity.sigKey, signature);
+  return ed25519Verify(identity.sigKey, bytes, signature);
 }

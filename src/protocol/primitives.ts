@@ -1,0 +1,81 @@
+// The three primitives of suite v1 with exactly the parameters PROTOCOL.md §2 fixes, in one
+// place: seal/open use these functions and the Wycheproof vectors test these functions.
+import {
+  constants, createCipheriv, createDecipheriv, privateDecrypt, publicEncrypt, sign, verify, type KeyObject,
+} from "node:crypto";
+
+export const AES_KEY_BYTES = 32;
+export const GCM_IV_BYTES = 12;
+export const GCM_TAG_BYTES = 16;
+
+function bytes(name: string, b: unknown, len?: number): asserts b is Uint8Array {
+  if (!(b instanceof Uint8Array)) throw new TypeError(`${name} must be bytes`);
+  if (len !== undefined && b.length !== len) throw new RangeError(`${name} must be ${len} bytes, not ${b.length}`);
+}
+
+/**
+ * AES-256-GCM encryption (NIST SP 800-38D) with a 96-bit IV and a 128-bit tag.
+ * The caller guarantees the IV is never reused under one key (v1 draws a fresh key per message).
+ */
+export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): { ciphertext: Buffer; tag: Buffer } {
+  bytes("key", key, AES_KEY_BYTES);
+  bytes("iv", iv, GCM_IV_BYTES);
+  bytes("aad", aad);
+  bytes("plaintext", plaintext);
+  const cipher = createCipheriv("aes-256-gcm", key, iv, { authTagLength: GCM_TAG_BYTES });
+  cipher.setAAD(aad);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { ciphertext, tag: cipher.getAuthTag() };
+}
+
+/**
+ * AES-256-GCM decryption. The tag must be exactly 16 bytes (Node would otherwise accept a
+ * truncated tag, SP 800-38D §5.2.1.2), and no plaintext is returned unless it verifies.
+ * Throws on any failure.
+ */
+export function aesGcmDecrypt(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array): Buffer {
+  bytes("key", key, AES_KEY_BYTES);
+  bytes("iv", iv, GCM_IV_BYTES);
+  bytes("aad", aad);
+  bytes("ciphertext", ciphertext);
+  bytes("tag", tag, GCM_TAG_BYTES);
+  const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: GCM_TAG_BYTES });
+  decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  const head = decipher.update(ciphertext);
+  const tail = decipher.final(); // throws on a bad tag: `head` is discarded with the exception
+  return Buffer.concat([head, tail]);
+}
+
+/**
+ * RSAES-OAEP encryption (RFC 8017 §7.1) with SHA-256 and MGF1-SHA-256 (Node's `oaepHash` sets
+ * the OAEP digest, and OpenSSL's MGF1 digest follows it) and the given label.
+ */
+export function rsaOaepWrap(publicKey: KeyObject, label: Uint8Array, data: Uint8Array): Buffer {
+  bytes("label", label);
+  bytes("data", data);
+  return publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: label }, data);
+}
+
+/**
+ * RSAES-OAEP decryption (RFC 8017 §7.1.2), same parameters. Never PKCS#1 v1.5. Throws on any
+ * failure (wrong key, wrong label, malformed padding) without saying which.
+ */
+export function rsaOaepUnwrap(privateKey: KeyObject, label: Uint8Array, wrapped: Uint8Array): Buffer {
+  bytes("label", label);
+  bytes("wrapped", wrapped);
+  return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: label }, wrapped);
+}
+
+/** Ed25519 signature (RFC 8032 §5.1.6, pure Ed25519: no prehash, no context). */
+export function ed25519Sign(privateKey: KeyObject, message: Uint8Array): Buffer {
+  bytes("message", message);
+  return sign(null, message, privateKey);
+}
+
+/** Ed25519 verification (RFC 8032 §5.1.7). False (never a throw) for a malformed signature. */
+export function ed25519Verify(publicKey: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
+  bytes("message", message);
+  if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
+  return verify(null, message, publicKey, signature);
+}

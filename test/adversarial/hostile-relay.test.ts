@@ -1,0 +1,221 @@
+// The relay is the attacker (PROTOCOL.md §1): a real ChatClient against a relay that substitutes
+// keys, replays, reflects, re-addresses, drops, tampers and sends garbage. Each attack is refused
+// with the right reason, nothing forged is shown, and honest messages keep arriving.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Envelope as WireEnvelope } from "../../src/gen/securechat/v1/chat.js";
+import { envelopeToWire } from "../../src/protocol/codec.js";
+import { sealEnvelope, ZERO_HASH, type SealedEnvelope } from "../../src/protocol/envelope.js";
+import type { PrivateIdentity, PublicIdentity } from "../../src/protocol/keys.js";
+import { safetyNumber } from "../../src/protocol/safety-number.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { forgeEnvelope } from "../helpers/forge.js";
+import { directoryEntry, HostileRelay, type HostileSession } from "../helpers/hostile-relay.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let mallory: PrivateIdentity;
+let malloryAsBob: PrivateIdentity;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+beforeAll(async () => {
+  [alice, bob, carol, mallory, malloryAsBob] = await Promise.all([
+    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("mallory"), fixtureIdentity("mallory", "bob"),
+  ]);
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A hostile relay with the given directory, and alice's real client connected to it. */
+async function aliceAgainst(directory: PublicIdentity[]): Promise<{ relay: HostileRelay; s: HostileSession; a: TestClient }> {
+  const relay = await HostileRelay.start();
+  cleanups.push(() => relay.stop());
+  relay.directory = [directoryEntry(alice), ...directory.map((d) => directoryEntry(d))];
+  const dir = mkdtempSync(join(tmpdir(), "sc-hostile-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const a = await TestClient.start(alice, relay.port, { dir, reconnect: { initialMs: 20, maxMs: 100 } });
+  cleanups.push(() => a.close());
+  return { relay, s: await relay.session(), a };
+}
+
+let clock = Date.now();
+function sealed(from: PrivateIdentity, conv: string, to: PublicIdentity[], text: string, prev: Buffer = ZERO_HASH): { envelope: SealedEnvelope; hash: Buffer } {
+  return sealEnvelope({ sender: from, conversationId: conv, recipients: to, body: { kind: "text", text }, prev, sentAtMs: clock++ });
+}
+
+const shown = (a: TestClient) => a.messages().filter((m) => !m.own).map((m) => m.text);
+const refusedCount = (a: TestClient) => a.events.filter((e) => e.type === "refused").length;
+
+/** After an attack, an honest message from bob still arrives: nothing lost for honest users. */
+async function honestStillWorks(s: HostileSession, a: TestClient, text = `honest ${clock}`): Promise<void> {
+  const seq = s.deliver("dm:alice:bob", sealed(bob, "dm:alice:bob", [alice], text, lastBobHash(a)).envelope);
+  await s.waitForAck(seq[0]!);
+  await a.waitForMessage(text);
+}
+
+// Bob's chain in dm:alice:bob, as far as these tests sealed it (so honest messages show no gap).
+const chains = new WeakMap<TestClient, Buffer>();
+function lastBobHash(a: TestClient): Buffer {
+  return chains.get(a) ?? ZERO_HASH;
+}
+
+describe("key substitution by the relay", () => {
+  it("at first contact: the relay's fake bob is pinned, but the safety number exposes it", async () => {
+    const { a } = await aliceAgainst([malloryAsBob]);
+    const v = a.client.verifyInfo("bob");
+    expect(v.ok).toBe(true);
+    // What alice would read to the real bob differs from what the real bob computes.
+    if (v.ok) expect(v.value.safetyNumber).not.toBe(safetyNumber(alice, bob));
+    expect(v.ok && v.value.safetyNumber).toBe(safetyNumber(alice, malloryAsBob));
+  });
+
+  it("swapping only the encryption key is refused outright (the signing key did not vouch for it)", async () => {
+    const { a } = await aliceAgainst([{ ...bob, encSpki: mallory.encSpki }]);
+    await a.waitFor((e) => e.type === "notice" && /invalid keys for bob/.test(e.text), "alice warned");
+    expect(a.client.send("dm:alice:bob", "hi")).toEqual({ ok: false, error: "no user 'bob' on this relay" });
+  });
+
+  it("after pinning: a new key is a loud key change, its messages are held and sending is blocked", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    s.send({ $case: "directory", value: { entry: directoryEntry(malloryAsBob) } });
+    await a.waitFor((e) => e.type === "key-change" && e.username === "bob", "key change shown");
+    expect(a.client.send("dm:alice:bob", "secret")).toMatchObject({ ok: false, error: expect.stringMatching(/bob's key changed/) });
+    const seq = s.deliver("dm:alice:bob", sealed(malloryAsBob, "dm:alice:bob", [alice], "trust me, I'm bob").envelope);
+    await s.waitForAck(seq[0]!);
+    expect(shown(a)).toEqual([]);
+    expect(s.sent()).toEqual([]); // nothing was sealed to the new key
+  });
+});
+
+describe("impersonation and forgery", () => {
+  it("refuses an envelope that claims bob but is signed by mallory", async () => {
+    const { s, a } = await aliceAgainst([bob, mallory]);
+    const forged = forgeEnvelope({ sender: malloryAsBob, conversationId: "dm:alice:bob", recipients: [alice, bob], sentAtMs: clock++ });
+    const withBobsFpr = { ...forged, header: { ...forged.header, senderSigFpr: bob.sigFpr } };
+    s.deliver("dm:alice:bob", forged, withBobsFpr);
+    await waitUntil(() => refusedCount(a) === 2, "both refused");
+    expect(shown(a)).toEqual([]);
+    await honestStillWorks(s, a);
+  });
+});
+
+describe("replay, reflection and re-addressing", () => {
+  it("shows a replayed envelope once, whenever it comes back", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    const e = sealed(bob, "dm:alice:bob", [alice], "pay carol 10");
+    chains.set(a, e.hash);
+    s.deliver("dm:alice:bob", e.envelope);
+    await a.waitForMessage("pay carol 10");
+    const again = s.deliver("dm:alice:bob", e.envelope, e.envelope);
+    await s.waitForAck(again[1]!);
+    expect(shown(a)).toEqual(["pay carol 10"]);
+    await honestStillWorks(s, a);
+  });
+
+  it("refuses alice's own envelope reflected back to her", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    const sent = a.client.send("dm:alice:bob", "my own words");
+    expect(sent.ok).toBe(true);
+    const own = await waitUntil(() => s.sent()[0], "alice's envelope at the relay");
+    s.deliverWire("dm:alice:bob", own);
+    await waitUntil(() => refusedCount(a) === 1, "reflection refused");
+    expect(shown(a)).toEqual([]);
+  });
+
+  it("refuses a DM or room message re-addressed to another conversation or recipient", async () => {
+    const { s, a } = await aliceAgainst([bob, carol]);
+    // bob -> carol DM, handed to alice.
+    s.deliver("dm:bob:carol", sealed(bob, "dm:bob:carol", [carol], "for carol only").envelope);
+    // bob's #ops message (alice is a member) delivered as if it belonged to #dev.
+    s.deliver("#dev", sealed(bob, "#ops", [alice, carol], "ops talk").envelope);
+    // bob's DM to alice delivered into the lobby.
+    s.deliver("lobby", sealed(bob, "dm:alice:bob", [alice], "private").envelope);
+    await waitUntil(() => refusedCount(a) === 3, "three refusals");
+    expect(shown(a)).toEqual([]);
+    await honestStillWorks(s, a);
+  });
+});
+
+describe("dropped messages", () => {
+  it("shows a gap when the relay drops one envelope of a DM", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    const m1 = sealed(bob, "dm:alice:bob", [alice], "one");
+    const m2 = sealed(bob, "dm:alice:bob", [alice], "two", m1.hash);
+    const m3 = sealed(bob, "dm:alice:bob", [alice], "three", m2.hash);
+    s.deliver("dm:alice:bob", m1.envelope, m3.envelope); // "two" never arrives
+    const three = await a.waitForMessage("three");
+    expect(three.gap).toBe(true);
+    expect(a.messages().find((m) => m.text === "one")?.gap).toBeUndefined();
+  });
+});
+
+describe("tampering", () => {
+  it("refuses every single-byte change anywhere in an envelope's fields", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    const e = sealed(bob, "dm:alice:bob", [alice], "untouchable").envelope;
+    const wire = Buffer.from(WireEnvelope.encode(envelopeToWire(e)).finish());
+    const variants: WireEnvelope[] = [];
+    let undecodable = 0;
+    for (let pos = 0; pos < wire.length; pos++) {
+      const bad = Buffer.from(wire);
+      bad[pos]! ^= 0x01;
+      try {
+        variants.push(WireEnvelope.decode(bad));
+      } catch {
+        undecodable++; // the client's transport refuses these before the protocol sees them
+      }
+    }
+    for (let i = 0; i < variants.length; i += 200) s.deliverWire("dm:alice:bob", ...variants.slice(i, i + 200));
+    await waitUntil(() => s.acked().length >= variants.length, "every variant processed", 30_000);
+    // At most one variant can show: a re-framing that parses to the very same envelope.
+    expect(shown(a).length).toBeLessThanOrEqual(1);
+    expect(shown(a).every((t) => t === "untouchable")).toBe(true);
+    expect(variants.length + undecodable).toBe(wire.length);
+    await honestStillWorks(s, a);
+  }, 60_000);
+
+  it("refuses invalid UTF-8 and neutralises escape and bidi sequences in text", async () => {
+    const { s, a } = await aliceAgainst([bob]);
+    const raw = Buffer.alloc(256);
+    raw.writeUInt32BE(4, 0);
+    raw[4] = 0x01;
+    raw[5] = 0xff; raw[6] = 0xfe; raw[7] = 0x41; // not UTF-8
+    s.deliver("dm:alice:bob", forgeEnvelope({ sender: bob, conversationId: "dm:alice:bob", recipients: [alice, bob], plaintext: raw, sentAtMs: clock++ }));
+    await waitUntil(() => refusedCount(a) === 1, "invalid UTF-8 refused");
+    const nasty = sealed(bob, "dm:alice:bob", [alice], "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\u202egnp.exe");
+    s.deliver("dm:alice:bob", nasty.envelope);
+    const m = await waitUntil(() => a.messages().find((x) => !x.own), "the message");
+    expect(m.text).not.toMatch(/[\x1b\x07\u202e]/);
+  });
+
+  it("ignores directory entries whose names carry escapes or break the policy", async () => {
+    const { a } = await aliceAgainst([{ ...bob, username: "bob\x1b[31m" } as PublicIdentity, { ...carol, username: "Carol" } as PublicIdentity]);
+    expect(a.client.snapshot().peers.map((p) => p.username)).toEqual(["alice"]);
+  });
+});
+
+describe("garbage from the relay", () => {
+  it("survives truncated and invalid frames: reconnects and carries on", async () => {
+    const { relay, s, a } = await aliceAgainst([bob]);
+    const frame = Buffer.from(WireEnvelope.encode(envelopeToWire(sealed(bob, "dm:alice:bob", [alice], "cut").envelope)).finish());
+    s.sendRaw(frame.subarray(0, 17)); // not a SessionResponse
+    await a.waitFor((e) => e.type === "connection" && e.status.state === "reconnecting", "the client drops the broken stream");
+    const s2 = await relay.session(1);
+    await honestStillWorks(s2, a);
+  });
+
+  it("survives an oversized frame (over the client's 16 MiB limit)", async () => {
+    const { relay, s, a } = await aliceAgainst([bob]);
+    s.sendRaw(Buffer.alloc(17 * 1024 * 1024, 0x0a));
+    await a.waitFor((e) => e.type === "connection" && e.status.state === "reconnecting", "the client refuses the frame");
+    const s2 = await relay.session(1);
+    await honestStillWorks(s2, a);
+  });
+});

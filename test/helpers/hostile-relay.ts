@@ -1,0 +1,123 @@
+// A relay under the attacker's control: it speaks the protocol well enough for a real ChatClient
+// to connect (it never checks proofs), then lets a test push any frame — or raw bytes — and see
+// what the client sends back. Used to show the client refuses what a malicious relay can do.
+import { randomBytes } from "node:crypto";
+import {
+  Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition,
+} from "@grpc/grpc-js";
+import {
+  ChatServiceService, Envelope, SessionRequest, SessionResponse, type DirectoryEntry, type Hello,
+} from "../../src/gen/securechat/v1/chat.js";
+import { envelopeToWire } from "../../src/protocol/codec.js";
+import type { SealedEnvelope } from "../../src/protocol/envelope.js";
+import type { PublicIdentity } from "../../src/protocol/keys.js";
+import { waitUntil } from "./wait.js";
+
+// Raw bytes both ways, so tests can send frames no honest encoder would produce.
+const RAW_SERVICE: ServiceDefinition = {
+  session: {
+    path: ChatServiceService.session.path,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+export function directoryEntry(id: PublicIdentity, online = true): DirectoryEntry {
+  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online };
+}
+
+export class HostileSession {
+  readonly received: SessionRequest[] = [];
+  hello: Hello | undefined;
+  private seq = 1;
+
+  constructor(readonly call: ServerDuplexStream<Buffer, Buffer>) {}
+
+  send(frame: SessionResponse["frame"]): void {
+    this.call.write(Buffer.from(SessionResponse.encode({ frame }).finish()));
+  }
+
+  sendRaw(bytes: Uint8Array): void {
+    this.call.write(Buffer.from(bytes));
+  }
+
+  /** Delivers sealed envelopes into a conversation (the relay's claim); returns the seqs used. */
+  deliver(conversationId: string, ...envelopes: SealedEnvelope[]): number[] {
+    return this.deliverWire(conversationId, ...envelopes.map(envelopeToWire));
+  }
+
+  /** Delivers wire envelopes, however malformed. */
+  deliverWire(conversationId: string, ...envelopes: Envelope[]): number[] {
+    const items = envelopes.map((envelope) => ({ seq: this.seq++, conversationId, envelope }));
+    this.send({ $case: "deliver", value: { items } });
+    return items.map((i) => i.seq);
+  }
+
+  /** Seqs the client acknowledged. */
+  acked(): number[] {
+    return this.received.flatMap((r) => (r.frame?.$case === "ack" ? r.frame.value.seqs : []));
+  }
+
+  async waitForAck(seq: number): Promise<void> {
+    await waitUntil(() => this.acked().includes(seq), `the client to ack ${seq}`);
+  }
+
+  /** Envelopes the client handed over for delivery. */
+  sent(): Envelope[] {
+    return this.received.flatMap((r) => (r.frame?.$case === "send" && r.frame.value.envelope ? [r.frame.value.envelope] : []));
+  }
+
+  end(code = status.UNAVAILABLE, details = "hostile relay hangs up"): void {
+    this.call.emit("error", { code, details });
+  }
+}
+
+export class HostileRelay {
+  readonly sessions: HostileSession[] = [];
+  /** What the Welcome says; set before a client connects. */
+  directory: DirectoryEntry[] = [];
+  private readonly server = new Server();
+  port = 0;
+
+  static async start(): Promise<HostileRelay> {
+    const r = new HostileRelay();
+    r.server.addService(RAW_SERVICE, { session: (call: ServerDuplexStream<Buffer, Buffer>) => r.serve(call) });
+    r.port = await new Promise<number>((resolve, reject) =>
+      r.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    return r;
+  }
+
+  private serve(call: ServerDuplexStream<Buffer, Buffer>): void {
+    const s = new HostileSession(call);
+    this.sessions.push(s);
+    call.on("error", () => {});
+    call.on("data", (b: Buffer) => {
+      const req = SessionRequest.decode(b);
+      s.received.push(req);
+      if (req.frame?.$case === "hello") {
+        s.hello = req.frame.value;
+        s.send({ $case: "challenge", value: { relayId: randomBytes(16), nonce: randomBytes(32) } });
+      } else if (req.frame?.$case === "proof") {
+        // A hostile relay accepts anything and hands out whatever directory it likes.
+        s.send({
+          $case: "welcome",
+          value: { username: s.hello?.username ?? "", directory: this.directory, rooms: [], queued: 0, serverTimeMs: Date.now(), relayVersion: "hostile" },
+        });
+      } else if (req.frame?.$case === "send" && req.frame.value.envelope?.header) {
+        s.send({ $case: "sendResult", value: { messageId: req.frame.value.envelope.header.messageId, status: 1, code: 0, detail: "", queuedFor: [] } });
+      }
+    });
+  }
+
+  async session(index = 0): Promise<HostileSession> {
+    return waitUntil(() => (this.sessions[index]?.received.some((r) => r.frame?.$case === "proof") ? this.sessions[index] : undefined), `hostile session ${index}`);
+  }
+
+  async stop(): Promise<void> {
+    this.server.forceShutdown();
+  }
+}

@@ -11,6 +11,8 @@
 //
 // Everything runs synchronously on the event loop. Statements are prepared once; multi-row
 // writes run in one transaction so an envelope is either queued for every recipient or for none.
+// Envelopes are written in batches (enqueueBatch): the group committer (group-commit.ts) hands
+// over everything admitted since the last commit, and one transaction, one fsync, stores it all.
 import { randomBytes } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { RELAY_ID_BYTES } from "../protocol/keys.js";
@@ -45,6 +47,13 @@ export interface EnqueueRequest {
   readonly recipients: readonly string[];
 }
 
+/** What enqueueBatch did with one request. */
+export type EnqueueOutcome =
+  /** Recorded as accepted and queued for its recipients. */
+  | "stored"
+  /** (sender, messageId) was accepted before, or earlier in the same batch: nothing stored. */
+  | "duplicate";
+
 export interface QueuedItem {
   readonly seq: number;
   readonly conversationId: string;
@@ -78,10 +87,16 @@ export interface RelayStore {
   /** True when (sender, messageId) was accepted before (a resend). */
   wasAccepted(sender: string, messageId: Buffer): boolean;
   /**
-   * Records the id as accepted and queues the envelope for its recipients, in one transaction.
-   * Returns false (and stores nothing) when the id was already accepted.
+   * Records each id as accepted and queues each envelope for its recipients, all in ONE
+   * transaction (one fsync for the whole batch), in the order given. Outcomes are in the same
+   * order. Throws when the transaction fails (disk full, I/O error): then nothing of the batch
+   * is stored.
    */
+  enqueueBatch(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+  /** enqueueBatch of one request; false when the id was already accepted. */
   enqueue(req: EnqueueRequest): boolean;
+  /** The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. */
+  lastSeq(): number;
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
   /** Up to `limit` rows after `afterSeq`, in seq order, stopping once `maxBytes` is reached (at least one row). */
@@ -107,7 +122,22 @@ export interface OpenStoreOptions {
   readonly clock?: () => number;
   /** How long a writer waits for another connection's lock (e.g. `chat-relay users release` while running). */
   readonly busyTimeoutMs?: number;
+  /**
+   * Caps the database at about this many bytes (SQLite's max_page_count): writes beyond it fail
+   * with SQLITE_FULL, exactly as on a full disk. Operators use it as a quota; tests use it to
+   * fill the "disk" on purpose.
+   */
+  readonly maxBytes?: number;
 }
+
+/** SQLite's primary result code of an error thrown by node:sqlite (e.g. 13 = SQLITE_FULL), if any. */
+export function sqliteErrorCode(e: unknown): number | undefined {
+  const code = (e as { errcode?: unknown } | undefined)?.errcode;
+  return typeof code === "number" ? code & 0xff : undefined;
+}
+
+export const SQLITE_IOERR = 10;
+export const SQLITE_FULL = 13;
 
 const SCHEMA_VERSION = 1;
 
@@ -207,11 +237,15 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
     // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §7.4) and
     // the sender drops it from its outbox on that answer. In WAL mode NORMAL syncs only at
     // checkpoints, so an OS crash or power loss could lose envelopes already answered ACCEPTED.
-    // FULL syncs the WAL on every commit: one fsync per accepted envelope (all its recipients
-    // are one transaction), which is the price of keeping that promise.
+    // FULL syncs the WAL on every commit. Group commit keeps that affordable: one commit (one
+    // fsync) stores every envelope admitted since the previous one, from all sessions.
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
+    if (options.maxBytes !== undefined) {
+      const pageSize = num((db.prepare("PRAGMA page_size").get() as Row).page_size);
+      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+    }
     const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
     if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     else if (num(version?.user_version) !== SCHEMA_VERSION) {
@@ -241,6 +275,8 @@ function prepareStatements(db: DatabaseSync) {
                     VALUES (?, ?, ?, ?, ?, ?)`),
     queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
     queueCount: p("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?"),
+    // AUTOINCREMENT keeps the highest seq ever used here, even after its row was deleted.
+    lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
     queueFetch: p(`SELECT q.seq AS seq, e.conversation_id AS conversation_id, e.envelope AS envelope
                    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
                    WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
@@ -296,7 +332,12 @@ class SqliteStore implements RelayStore {
     });
   }
 
-  /** Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade deadlocks). */
+  /**
+   * Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade
+   * deadlocks). On any failure, COMMIT included, nothing of it stays: SQLite rolls a transaction
+   * back by itself after some errors (SQLITE_FULL, I/O errors), otherwise we do; the original
+   * error is what the caller sees.
+   */
   private transaction<T>(fn: () => T): T {
     this.db.exec("BEGIN IMMEDIATE");
     try {
@@ -304,7 +345,13 @@ class SqliteStore implements RelayStore {
       this.db.exec("COMMIT");
       return out;
     } catch (e) {
-      this.db.exec("ROLLBACK");
+      if (this.db.isTransaction) {
+        try {
+          this.db.exec("ROLLBACK");
+        } catch {
+          // The connection is broken beyond a rollback; SQLite discards the transaction anyway.
+        }
+      }
       throw e;
     }
   }
@@ -356,26 +403,39 @@ class SqliteStore implements RelayStore {
     return this.s.acceptedGet.get(sender, messageId) !== undefined;
   }
 
-  enqueue(req: EnqueueRequest): boolean {
+  enqueueBatch(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
+    if (reqs.length === 0) return [];
     const now = this.clock();
-    const stored = this.transaction(() => {
-      if (this.wasAccepted(req.sender, req.messageId)) return false;
+    const outcomes = this.transaction(() => reqs.map((req): EnqueueOutcome => {
+      // Also catches a repeat inside this batch: the earlier row is visible in the transaction.
+      if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
       this.s.acceptedPut.run(req.sender, req.messageId, now);
-      if (req.recipients.length === 0) return true;
+      if (req.recipients.length === 0) return "stored";
       const envelopeId = this.s.envelopePut.run(
         req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
       ).lastInsertRowid;
       const put = this.s.queuePut;
       for (const r of req.recipients) put.run(r, envelopeId, now);
-      return true;
-    });
-    if (stored) {
+      return "stored";
+    }));
+    // Only after the commit: a failed batch leaves the cached depths as they were.
+    reqs.forEach((req, i) => {
+      if (outcomes[i] !== "stored") return;
       for (const r of req.recipients) {
         const d = this.depth.get(r);
         if (d !== undefined) this.depth.set(r, d + 1);
       }
-    }
-    return stored;
+    });
+    return outcomes;
+  }
+
+  enqueue(req: EnqueueRequest): boolean {
+    return this.enqueueBatch([req])[0] === "stored";
+  }
+
+  lastSeq(): number {
+    const row = this.s.lastSeq.get() as Row | undefined;
+    return row === undefined ? 0 : num(row.seq);
   }
 
   queueDepth(recipient: string): number {

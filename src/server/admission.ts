@@ -18,11 +18,15 @@ export interface AdmissionContext {
   readonly directory: Directory;
   readonly store: RelayStore;
   readonly isOnline: (username: string) => boolean;
+  /** This user accepted this id before, or it waits for its commit: a resend. */
+  readonly isResend: (messageId: Buffer) => boolean;
+  /** Undelivered envelopes for a recipient: stored, plus those waiting for the next commit. */
+  readonly queueDepth: (username: string) => number;
   readonly limits: RelayLimits;
 }
 
 export type Admission =
-  /** A resend of an id accepted before: answer ACCEPTED again, store nothing. */
+  /** A resend of an id accepted before (or waiting for its commit): answer as the first copy, store nothing. */
   | { readonly kind: "duplicate"; readonly envelope: SealedEnvelope }
   | {
       readonly kind: "accept";
@@ -74,7 +78,7 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
   if (!verifyEnvelopeSignature(envelope, user.sigKey)) refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
 
   // A resend of an accepted id (the client retries after a reconnect): accepted once, stored once.
-  if (ctx.store.wasAccepted(me, h.messageId)) return { kind: "duplicate", envelope };
+  if (ctx.isResend(h.messageId)) return { kind: "duplicate", envelope };
 
   // Every recipient is bound, and was sealed to under its current key.
   for (const r of h.recipients) {
@@ -118,8 +122,9 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
 
   // Each recipient's durable queue has room.
   for (const r of rows) {
-    if (ctx.store.queueDepth(r) >= limits.maxQueuePerUser) {
-      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL, `the queue for '${r}' is full (${limits.maxQueuePerUser} undelivered envelopes); try again later`);
+    if (ctx.queueDepth(r) >= limits.maxQueuePerUser) {
+      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
+        `the queue for '${r}' is full (${limits.maxQueuePerUser} messages wait for delivery, the most this relay keeps); try again once '${r}' has caught up`);
     }
   }
 

@@ -46,6 +46,11 @@ export class DeliveryPump {
     void this.run();
   }
 
+  /** A commit queued `count` rows for this user: deliver them. */
+  arrived(count: number): void {
+    if (count > 0) this.kick();
+  }
+
   /** The client processed these seqs (the rows are already deleted): they leave the window. */
   acked(seqs: readonly number[]): void {
     for (const s of seqs) this.inFlight.delete(s);

@@ -8,6 +8,7 @@
 import { Metadata, status as GrpcStatus, type StatusObject } from "@grpc/grpc-js";
 import { ErrorCode, errorCodeToJSON } from "../gen/securechat/v1/chat.js";
 import { isProtocolError } from "../protocol/errors.js";
+import { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode } from "./store.js";
 
 /** Trailer carrying the ErrorCode name (e.g. "ERROR_CODE_USERNAME_TAKEN") of a session-ending status. */
 export const ERROR_CODE_TRAILER = "securechat-error-code";
@@ -77,6 +78,23 @@ export function handshakeEndOf(err: unknown): SessionEnd {
   if (isProtocolError(err, "malformed")) return sessionEnd.usernameInvalid(err.message);
   if (err instanceof SessionEnd) return err;
   return sessionEnd.badKey("the presented keys could not be checked");
+}
+
+/**
+ * SendEnvelope: the commit that was to store the envelope failed, so nothing of its batch was
+ * stored. The sentence says why when SQLite does (full disk or quota, I/O error).
+ */
+export function storageRefusalOf(err: unknown): Refusal {
+  const code = sqliteErrorCode(err);
+  const why = code === SQLITE_FULL ? "its storage is full"
+    : code === SQLITE_IOERR ? "it could not write to its disk"
+    : "its storage failed";
+  return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, `the relay could not store the message because ${why}; it was not sent, try again later`);
+}
+
+/** The relay is stopping and stores nothing more. */
+export function shuttingDownRefusal(): Refusal {
+  return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, "the relay is shutting down and did not store the message; it was not sent, try again later");
 }
 
 /** SendEnvelope: a ProtocolError from the shape checks. Recipient counts are checked before. */

@@ -24,6 +24,12 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
 export const DELIVERY_WINDOW = 512;
 /** Envelopes coalesced into one DeliverBatch write at most. */
 export const MAX_BATCH_ITEMS = 128;
+/**
+ * SendEnvelopes of one session waiting for their group commit (session.ts). Reaching either
+ * bound, the session stops reading until their answers went out.
+ */
+export const MAX_SENDS_IN_FLIGHT = 64;
+export const MAX_SEND_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 /** Seqs accepted in one Ack frame: a few windows' worth. */
 export const MAX_ACK_SEQS = 4 * DELIVERY_WINDOW;
 /** Rooms one user may belong to: each membership is durable state the user makes the relay keep. */

@@ -1,5 +1,6 @@
 // The relay's composition root: opens the store, builds the gRPC server with raw-bytes
-// (de)serialisers, serves sessions, purges expired envelopes, and shuts down in order.
+// (de)serialisers, serves sessions, commits envelopes in groups,
+// purges expired envelopes, and shuts down in order.
 // All IO is injected (host, port, data dir, logger, clock), so tests run it on 127.0.0.1:0.
 import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
+import { GroupCommitter, type CommitMode } from "./group-commit.js";
 import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, resolveLimits, type RelayLimits } from "./limits.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
@@ -40,6 +42,26 @@ export interface StartRelayOptions {
   readonly maxPendingFrames?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
+  /** Caps relay.db at about this many bytes; beyond it senders get STORAGE_UNAVAILABLE, as on a full disk. */
+  readonly maxDatabaseBytes?: number;
+  /**
+   * "group" (the default): one transaction per batch of envelopes. "per-envelope": one
+   * transaction, one fsync, per envelope; for the benchmark that measures what group commit buys.
+   */
+  readonly commitMode?: CommitMode;
+}
+
+/** What the relay holds right now, for tests, benchmarks and operators. */
+export interface RelayStats {
+  /** Streams open (handshaking or authenticated). */
+  readonly sessions: number;
+  /** Users with an authenticated session. */
+  readonly online: number;
+  /** Group commits so far, the envelopes they stored, the largest batch, and failed commits. */
+  readonly commits: number;
+  readonly committedEnvelopes: number;
+  readonly largestBatch: number;
+  readonly failedCommits: number;
 }
 
 export interface RunningRelay {
@@ -50,6 +72,7 @@ export interface RunningRelay {
   readonly limits: RelayLimits;
   /** Drops undelivered envelopes older than the retention (also runs periodically). */
   purgeExpired(): PurgeResult;
+  stats(): RelayStats;
   /** Stops accepting, ends live streams with UNAVAILABLE, closes the server and the store. Idempotent. */
   shutdown(): Promise<void>;
 }
@@ -136,7 +159,7 @@ function describeBindError(host: string, port: number, e: unknown): string {
   return `cannot listen on ${host}:${port}: ${msg}`;
 }
 
-function openDataDir(dataDir: string, clock: () => number): RelayStore {
+function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined): RelayStore {
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
@@ -148,7 +171,7 @@ function openDataDir(dataDir: string, clock: () => number): RelayStore {
     // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
     // the database holds who talks to whom, even if never what they say.
     closeSync(openSync(dbPath, "a", 0o600));
-    return openStore(dbPath, { clock });
+    return openStore(dbPath, { clock, ...(maxBytes === undefined ? {} : { maxBytes }) });
   } catch (e) {
     throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
@@ -168,13 +191,19 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const { logger } = options;
   const limits = resolveLimits(options.limits);
   const clock = options.clock ?? Date.now;
-  const store = openDataDir(options.dataDir, clock);
+  const store = openDataDir(options.dataDir, clock, options.maxDatabaseBytes);
   const router = new Router();
+  const committer = new GroupCommitter({
+    store, logger, ...(options.commitMode === undefined ? {} : { mode: options.commitMode }),
+    // Deliveries start only once the rows are committed.
+    onCommitted: (rows) => router.delivered(rows),
+  });
   const deps: SessionDeps = {
     store,
     directory: Directory.load(store),
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
+    committer,
     limits,
     logger,
     clock,
@@ -263,7 +292,9 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
         server.forceShutdown();
       }
       clearTimeout(timer);
-      // Sessions finish their bookkeeping (presence, logs) before the store closes under them.
+      // Sessions finish their bookkeeping (presence, logs) before the store closes under them;
+      // envelopes still waiting for their group commit are committed (and answered) first.
+      committer.close();
       await Promise.allSettled([...running]);
       store.close();
       logger.info("relay.stop", {});
@@ -271,5 +302,14 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     return stopped;
   };
 
-  return { port, relayId: Buffer.from(store.relayId), limits, purgeExpired, shutdown };
+  const stats = (): RelayStats => ({
+    sessions: router.streamCount,
+    online: router.onlineCount,
+    commits: committer.stats.commits,
+    committedEnvelopes: committer.stats.envelopes,
+    largestBatch: committer.stats.largestBatch,
+    failedCommits: committer.stats.failedCommits,
+  });
+
+  return { port, relayId: Buffer.from(store.relayId), limits, purgeExpired, stats, shutdown };
 }

@@ -83,9 +83,9 @@ export class Router {
     }
   }
 
-  /** Rows were queued for these users: wake the pumps of those online. */
-  wake(usernames: Iterable<string>): void {
-    for (const u of usernames) this.online.get(u)?.pump.kick();
+  /** A commit queued rows for these users (count per user): the pumps of those online deliver them. */
+  delivered(rowsPerUser: ReadonlyMap<string, number>): void {
+    for (const [u, n] of rowsPerUser) this.online.get(u)?.pump.arrived(n);
   }
 
   /** Shutdown: ends every stream (handshaking ones too), after running `beforeEnd` on authenticated ones. */

@@ -2,7 +2,12 @@
 // Welcome, then requests until the stream ends. PROTOCOL.md §8 is the contract.
 //
 // Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
-// client that stops reading also stops being read (no unbounded buffering either way).
+// client that stops reading also stops being read (no unbounded buffering either way). The one
+// exception is a run of SendEnvelopes: each is checked at once, in order, and handed to the
+// group commit, and the next frames are read while it waits for its transaction; the answers
+// still go out in frame order, and any other frame waits for the answers before it. A client
+// that sends a burst (an outbox after a reconnect) thus gets one commit for the burst, not one
+// per envelope. MAX_SENDS_IN_FLIGHT bounds what one session holds while commits are pending.
 import { randomBytes } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
@@ -14,11 +19,14 @@ import { checkUsername } from "../protocol/names.js";
 import { admitEnvelope } from "./admission.js";
 import { DeliveryPump } from "./delivery.js";
 import type { Directory, DirectoryUser } from "./directory.js";
+import type { GroupCommitter } from "./group-commit.js";
 import {
   handshakeEndOf, logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf,
 } from "./errors.js";
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
-import { limitsToWire, MAX_ACK_SEQS, TokenBucket, type RelayLimits } from "./limits.js";
+import {
+  limitsToWire, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket, type RelayLimits,
+} from "./limits.js";
 import type { Rooms } from "./rooms.js";
 import type { RoutedSession, Router } from "./router.js";
 import type { RelayStore } from "./store.js";
@@ -29,6 +37,7 @@ export interface SessionDeps {
   readonly directory: Directory;
   readonly router: Router;
   readonly rooms: Rooms;
+  readonly committer: GroupCommitter;
   readonly limits: RelayLimits;
   readonly logger: Logger;
   readonly clock: () => number;
@@ -218,22 +227,48 @@ class AuthenticatedSession implements RoutedSession {
   async serve(frames: FrameIterator): Promise<void> {
     for (;;) {
       const r = await frames.next();
-      if (r.done === true) return;
-      await this.handle(decodeRequest(r.value), r.value.length);
+      if (r.done === true) break;
+      const frame = decodeRequest(r.value);
+      if (frame.$case === "send") {
+        this.answerInOrder(this.send(frame.value, r.value.length), r.value.length);
+        if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT || this.sendBytesInFlight >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers;
+      } else {
+        // Answered after the sends before it: e.g. a Pong follows their SendResults.
+        await this.answers;
+        await this.handle(frame);
+      }
     }
+    await this.answers;
+  }
+
+  /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
+  private answers: Promise<void> = Promise.resolve();
+  private sendsInFlight = 0;
+  private sendBytesInFlight = 0;
+
+  private answerInOrder(result: Promise<SendResult>, frameBytes: number): void {
+    this.sendsInFlight++;
+    this.sendBytesInFlight += frameBytes;
+    const answered = this.answers.then(async () => {
+      const value = await result;
+      this.sendsInFlight--;
+      this.sendBytesInFlight -= frameBytes;
+      await this.reply({ $case: "sendResult", value });
+    });
+    // Whoever awaits `answers` next sees a failure; this only keeps it from counting as unhandled.
+    answered.catch(() => {});
+    this.answers = answered;
   }
 
   private async reply(frame: ResponseFrame): Promise<void> {
     await this.stream.send(encodeResponse(frame));
   }
 
-  private async handle(frame: RequestFrame, frameBytes: number): Promise<void> {
+  private async handle(frame: Exclude<RequestFrame, { $case: "send" }>): Promise<void> {
     switch (frame.$case) {
       case "hello":
       case "proof":
         throw sessionEnd.outOfOrder(`${frame.$case === "hello" ? "Hello" : "Proof"} is only valid at the start of a session`);
-      case "send":
-        return this.reply({ $case: "sendResult", value: this.send(frame.value, frameBytes) });
       case "ack":
         return this.ack(frame.value);
       case "ping":
@@ -250,9 +285,13 @@ class AuthenticatedSession implements RoutedSession {
     }
   }
 
-  /** SendEnvelope: rate, §9's checks, then one transaction for every recipient's row. */
-  private send(req: SendEnvelope, frameBytes: number): SendResult {
+  /**
+   * SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group commit.
+   * Resolves with the answer once the envelope is stored for every recipient, or refused.
+   */
+  private async send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
     const { deps } = this;
+    const me = this.username;
     const rawId = req.envelope?.header?.messageId;
     const messageId = rawId !== undefined && rawId.length <= 64 ? rawId : Buffer.alloc(0);
     try {
@@ -260,35 +299,40 @@ class AuthenticatedSession implements RoutedSession {
       // of invalid envelopes would cost the relay a signature verification each, unlimited.
       if (!this.bucket.take(deps.clock())) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} envelopes per second (bursts of ${deps.limits.burst})`);
+          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} envelopes per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
       }
       const admission = admitEnvelope(req.envelope, {
         user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
         isOnline: (u) => deps.router.isOnline(u),
+        isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
+        queueDepth: (u) => deps.store.queueDepth(u) + deps.committer.pendingFor(u),
       });
       if (admission.kind === "duplicate") {
-        deps.logger.info("send.duplicate", { user: this.username, frameBytes });
+        // A resend of an envelope still waiting for its commit shares that commit's outcome.
+        const first = deps.committer.whenCommitted(me, admission.envelope.header.messageId);
+        const outcome = first === undefined ? undefined : await first;
+        if (outcome !== undefined && !outcome.ok) throw outcome.refusal;
+        deps.logger.info("send.duplicate", { user: me, frameBytes });
         return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
       }
       const h = admission.envelope.header;
-      const bytes = Envelope.encode(admission.wire).finish();
-      try {
-        deps.store.enqueue({
-          sender: this.username, messageId: h.messageId, conversationId: h.conversationId, envelope: bytes, recipients: admission.rows,
-        });
-      } catch (e) {
-        deps.logger.error("store.failed", { user: this.username, error: e instanceof Error ? e.message : String(e) });
-        throw new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, "the relay could not store the envelope; nothing was accepted, try again later");
+      const committed = await deps.committer.submit({
+        sender: me, messageId: h.messageId, conversationId: h.conversationId,
+        envelope: Envelope.encode(admission.wire).finish(), recipients: admission.rows,
+      });
+      if (!committed.ok) throw committed.refusal;
+      if (committed.duplicate) {
+        deps.logger.info("send.duplicate", { user: me, frameBytes });
+        return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
       }
-      deps.router.wake(admission.rows);
       deps.logger.info("send.accepted", {
-        user: this.username, conversation: admission.conversation.kind, recipients: h.recipients.length,
+        user: me, conversation: admission.conversation.kind, recipients: h.recipients.length,
         stored: admission.rows.length, queued: admission.queuedFor.length, frameBytes,
       });
       return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...admission.queuedFor] };
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
-      deps.logger.info("send.refused", { user: this.username, code: logReasonOf(e), detail: e.message, frameBytes });
+      deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
   }

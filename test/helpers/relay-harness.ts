@@ -7,12 +7,13 @@ import { join } from "node:path";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { jsonLineLogger, type LogLevel } from "../../src/protocol/log.js";
 import type { RelayLimits } from "../../src/server/limits.js";
+import type { CommitMode } from "../../src/server/group-commit.js";
 import { startRelay, type RunningRelay } from "../../src/server/relay.js";
 import { RawSession } from "./raw-session.js";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
 
 export interface TestRelayOptions {
-  readonly limits?: Partial<RelayLimits>;
+  readonly limits?: Partial<RelayLimits> | undefined;
   readonly clock?: () => number;
   /** Reuse a data dir (restart tests); otherwise a fresh temp dir, removed by cleanup(). */
   readonly dataDir?: string;
@@ -23,6 +24,9 @@ export interface TestRelayOptions {
   readonly logLevel?: LogLevel;
   /** Serve TLS with this PEM certificate and key; sessions then trust exactly that certificate. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** Cap relay.db (a "full disk" on purpose). */
+  readonly maxDatabaseBytes?: number;
+  readonly commitMode?: CommitMode;
 }
 
 export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
@@ -59,6 +63,8 @@ export class TestRelay {
       ...(this.options.tls ? { tls: this.options.tls } : {}),
       ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
       ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
+      ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
+      ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
     });
   }
 

@@ -189,7 +189,7 @@ describe("relay refusals", () => {
     await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "1"));
     await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "2"));
     expectRefused(await a.send(seal(alice, "dm:alice:bob", [bob], "3")), ErrorCode.ERROR_CODE_QUEUE_FULL,
-      /the queue for 'bob' is full \(2 undelivered envelopes\)/);
+      /^the queue for 'bob' is full \(2 messages wait for delivery, the most this relay keeps\); try again once 'bob' has caught up$/);
     await stillWorks(a, alice, c, carol, "carol's queue has room");
 
     // Once bob reads and acks, there is room again.

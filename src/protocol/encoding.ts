@@ -8,7 +8,7 @@
 // their 8-byte big-endian form; strings are UTF-8; lists are a u32be count field followed by
 // their elements' fields. Because every field carries its length, no two different field
 // sequences under one label can encode to the same bytes.
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { u32be, u64be, utf8 } from "./bytes.js";
 
 export type Field = Uint8Array | string | { readonly u64: number } | { readonly u32: number };
@@ -22,20 +22,26 @@ function fieldBytes(f: Field): Uint8Array {
   return u32be(f.u32);
 }
 
-/** Encodes a label and fields as described above. */
+/** Encodes a label and fields as described above, into one buffer (this runs for every envelope). */
 export function encodeFields(label: string, fields: readonly Field[]): Buffer {
   if (!label.startsWith(LABEL_PREFIX)) throw new Error(`label must start with ${LABEL_PREFIX}: ${label}`);
-  const parts: Uint8Array[] = [];
   const l = utf8(label);
-  parts.push(u32be(l.length), l);
-  for (const f of fields) {
-    const b = fieldBytes(f);
-    parts.push(u32be(b.length), b);
+  const bytes = fields.map(fieldBytes);
+  let total = 4 + l.length;
+  for (const b of bytes) total += 4 + b.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = out.writeUInt32BE(l.length, 0);
+  at += l.copy(out, at);
+  for (const b of bytes) {
+    at = out.writeUInt32BE(b.length, at);
+    out.set(b, at);
+    at += b.length;
   }
-  return Buffer.concat(parts);
+  return out;
 }
 
 export function sha256(...parts: readonly Uint8Array[]): Buffer {
+  if (parts.length === 1) return hash("sha256", parts[0]!, "buffer");
   const h = createHash("sha256");
   for (const p of parts) h.update(p);
   return h.digest();

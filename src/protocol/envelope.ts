@@ -6,13 +6,13 @@
 // hashes with Ed25519.
 // Open: the ten checks of PROTOCOL.md "Open", in that order. Every refusal is a ProtocolError
 // whose code names the failed check; the caller shows users one generic line and logs the code.
-import { createHmac, randomBytes, type KeyObject } from "node:crypto";
+import { randomBytes, type KeyObject } from "node:crypto";
 import { bytesEqual, decodeUtf8Strict } from "./bytes.js";
 import { encodeFields, hashFields, sha256 } from "./encoding.js";
 import { ProtocolError } from "./errors.js";
 import { FINGERPRINT_BYTES, type PrivateIdentity } from "./keys.js";
 import { isValidUsername, parseConversationId, type Conversation } from "./names.js";
-import { aesGcmDecrypt, aesGcmEncrypt, ed25519Sign, ed25519Verify, rsaOaepUnwrap, rsaOaepWrap } from "./primitives.js";
+import { aesGcmDecrypt, aesGcmEncrypt, ed25519Sign, ed25519Verify, hmacSha256, rsaOaepUnwrap, rsaOaepWrap } from "./primitives.js";
 import { sanitizeText } from "./sanitize.js";
 
 /** The only suite of protocol v1. No negotiation: anything else is refused (Open step 1). */
@@ -99,7 +99,7 @@ export function wrapLabel(hHash: Uint8Array, username: string, encFpr: Uint8Arra
 
 /** Commitment to the content key, so every recipient provably decrypts with the same key. */
 export function keyCommitment(contentKey: Uint8Array, messageId: Uint8Array): Buffer {
-  return createHmac("sha256", contentKey).update(encodeFields("securechat/v1/key-commitment", [messageId])).digest();
+  return hmacSha256(contentKey, encodeFields("securechat/v1/key-commitment", [messageId]));
 }
 
 export function contentHash(ciphertext: Uint8Array, tag: Uint8Array): Buffer {
@@ -110,14 +110,17 @@ export function wrapsHash(wraps: readonly KeyWrap[]): Buffer {
   return hashFields("securechat/v1/wraps", [{ u32: wraps.length }, ...wraps.flatMap((w) => [w.username, w.wrappedKey])]);
 }
 
-/** The bytes the sender signs (PROTOCOL.md "Signature"). */
-export function signedBytes(e: Pick<SealedEnvelope, "header" | "ciphertext" | "tag" | "wraps">): Buffer {
-  return encodeFields("securechat/v1/msg", [headerHash(e.header), contentHash(e.ciphertext, e.tag), wrapsHash(e.wraps)]);
+/**
+ * The bytes the sender signs (PROTOCOL.md "Signature"). hHash may be passed when the caller
+ * already has headerHash(e.header).
+ */
+export function signedBytes(e: Pick<SealedEnvelope, "header" | "ciphertext" | "tag" | "wraps">, hHash: Uint8Array = headerHash(e.header)): Buffer {
+  return encodeFields("securechat/v1/msg", [hHash, contentHash(e.ciphertext, e.tag), wrapsHash(e.wraps)]);
 }
 
 /** The envelope's identity in the sender's chain: what the next envelope's prev holds. */
-export function envelopeHash(e: SealedEnvelope): Buffer {
-  return hashFields("securechat/v1/envelope", [signedBytes(e), e.signature]);
+export function envelopeHash(e: SealedEnvelope, signed: Uint8Array = signedBytes(e)): Buffer {
+  return hashFields("securechat/v1/envelope", [signed, e.signature]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +277,9 @@ export function sealEnvelope(input: SealInput): Sealed {
   if (conv === undefined) throw new ProtocolError("malformed", `invalid conversation id: ${input.conversationId}`);
   if (!isBytes(input.prev, HASH_BYTES)) throw new ProtocolError("malformed", "prev must be 32 bytes");
   if (!Number.isSafeInteger(input.sentAtMs) || input.sentAtMs <= 0) throw new ProtocolError("malformed", "sentAtMs must be a positive integer");
-  const messageId = input.messageId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(input.messageId);
+  // One draw from the CSPRNG for the message id, the content key and the IV.
+  const random = randomBytes(MESSAGE_ID_BYTES + CONTENT_KEY_BYTES + IV_BYTES);
+  const messageId = Buffer.from(input.messageId ?? random.subarray(0, MESSAGE_ID_BYTES));
   if (messageId.length !== MESSAGE_ID_BYTES) throw new ProtocolError("malformed", "message id must be 16 bytes");
 
   const byName = new Map<string, SealRecipient>();
@@ -289,8 +294,8 @@ export function sealEnvelope(input: SealInput): Sealed {
   const recipients = [...byName.values()].sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0));
 
   const padded = padBody(input.body);
-  const contentKey = randomBytes(CONTENT_KEY_BYTES);
-  const iv = randomBytes(IV_BYTES);
+  const contentKey = random.subarray(MESSAGE_ID_BYTES, MESSAGE_ID_BYTES + CONTENT_KEY_BYTES);
+  const iv = Buffer.from(random.subarray(MESSAGE_ID_BYTES + CONTENT_KEY_BYTES));
   const header: EnvelopeHeader = {
     suite: SUITE_V1,
     conversationId: input.conversationId,
@@ -312,10 +317,11 @@ export function sealEnvelope(input: SealInput): Sealed {
   }));
   contentKey.fill(0);
   const unsigned = { header, ciphertext, tag, wraps };
-  const signature = ed25519Sign(sender.sigPrivate, signedBytes(unsigned));
+  const toSign = signedBytes(unsigned, hHash);
+  const signature = ed25519Sign(sender.sigPrivate, toSign);
   const envelope: SealedEnvelope = { ...unsigned, signature };
   validateEnvelopeShape(envelope, input.limits ?? DEFAULT_SHAPE_LIMITS);
-  return { envelope, hash: envelopeHash(envelope) };
+  return { envelope, hash: envelopeHash(envelope, toSign) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,8 +390,12 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   if (pinned.kind === "unknown") fail("unknown-sender", `no key known for sender ${h.sender}`);
   if (!bytesEqual(h.senderSigFpr, pinned.sigFpr)) fail("key-changed", `${h.sender} signed with a key that differs from the pinned one`);
 
-  // 5. The signature verifies, before any RSA decryption.
-  if (!verifyEnvelopeSignature(e, pinned.sigKey)) fail("bad-signature", "signature does not verify");
+  // 5. The signature verifies, before any RSA decryption. (The header is encoded once here and
+  // reused as the AEAD's associated data and for the chain hash.)
+  const hBytes = encodeHeader(h);
+  const hHash = sha256(hBytes);
+  const signed = signedBytes(e, hHash);
+  if (!ed25519Verify(pinned.sigKey, signed, e.signature)) fail("bad-signature", "signature does not verify");
 
   // 6. Fresh: never seen, not from the future, not older than the retention window.
   if (ctx.seen(h.messageId)) fail("replay", "message id seen before");
@@ -394,8 +404,6 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   if (h.sentAtMs < ctx.nowMs - maxAge) fail("expired", "older than the retention window");
 
   // 7. Unwrap my slot with the label bound to this header and me; K is 32 bytes; commitment.
-  const hBytes = encodeHeader(h);
-  const hHash = sha256(hBytes);
   let contentKey: Buffer;
   try {
     contentKey = rsaOaepUnwrap(me.encPrivate, wrapLabel(hHash, me.username, me.encFpr), e.wraps[myIndex]!.wrappedKey);
@@ -420,7 +428,7 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   const body = unpadBody(padded);
 
   // 10. Sanitise for the terminal. (Step 9 is the caller's: record the id, check the chain.)
-  return { header: h, conversation: conv, body: { kind: body.kind, text: sanitizeText(body.text) }, hash: envelopeHash(e) };
+  return { header: h, conversation: conv, body: { kind: body.kind, text: sanitizeText(body.text) }, hash: envelopeHash(e, signed) };
 }
 
 /**

@@ -4,8 +4,15 @@
 //
 // Memory stays bounded: the database is the queue. The pump holds no envelopes between writes,
 // keeps at most DELIVERY_WINDOW unacked seqs in flight, and writes the next batch only once the
-// previous one was handed to HTTP/2, so a client that reads slowly slows its own pump. A new session starts from the oldest unacked row again (at-least-once; clients
-// drop duplicates by message id).
+// previous one was handed to HTTP/2, so a client that reads slowly slows its own pump. A new
+// session starts from the oldest unacked row again (at-least-once; clients drop duplicates by
+// message id).
+//
+// The outgoing queue: envelopes that arrived while this session is online and are not yet
+// written to it. A reader that falls more than maxOutgoing behind cannot keep up with what it
+// is sent; it is disconnected (SLOW_CONSUMER) rather than kept half-served, and since the
+// envelopes wait in the database, it loses nothing. The backlog queued before the session
+// started (catching up after a week away) does not count: only live traffic can make it slow.
 import type { Logger } from "../protocol/log.js";
 import { encodeDeliverBatch } from "./frames.js";
 import { DELIVERY_WINDOW, MAX_BATCH_ITEMS } from "./limits.js";
@@ -20,6 +27,10 @@ export interface DeliveryPumpOptions {
   readonly maxBatchBytes: number;
   readonly logger: Logger;
   readonly window?: number;
+  /** The outgoing queue's limit (envelopes; see above). */
+  readonly maxOutgoing: number;
+  /** Called once when the outgoing queue overflows, with a few words on why. */
+  readonly onSlowConsumer: (why: string) => void;
 }
 
 export class DeliveryPump {
@@ -28,9 +39,30 @@ export class DeliveryPump {
   private running = false;
   private started = false;
   private readonly window: number;
+  /** Rows with a seq above this were queued after the session started (live traffic). */
+  private readonly startSeq: number;
+  /** Live envelopes that arrived and were not written yet: the outgoing queue's length. */
+  private outgoing = 0;
 
   constructor(private readonly o: DeliveryPumpOptions) {
     this.window = o.window ?? DELIVERY_WINDOW;
+    this.startSeq = o.store.lastSeq();
+  }
+
+  /** Envelopes waiting to be written to this session that arrived while it was online. */
+  get outgoingLength(): number {
+    return this.outgoing;
+  }
+
+  /** `count` rows were committed for this user: deliver them, unless the reader is too far behind. */
+  arrived(count: number): void {
+    this.outgoing += count;
+    if (this.outgoing > this.o.maxOutgoing && !this.o.stream.closed) {
+      this.o.logger.warn("deliver.slow_consumer", { user: this.o.username, outgoing: this.outgoing, limit: this.o.maxOutgoing });
+      this.o.onSlowConsumer(`more than ${this.o.maxOutgoing} messages were waiting for it`);
+      return;
+    }
+    this.kick();
   }
 
   /** Starts delivering (after Welcome was written). */
@@ -44,11 +76,6 @@ export class DeliveryPump {
     if (!this.started || this.running || this.o.stream.closed) return;
     this.running = true;
     void this.run();
-  }
-
-  /** A commit queued `count` rows for this user: deliver them. */
-  arrived(count: number): void {
-    if (count > 0) this.kick();
   }
 
   /** The client processed these seqs (the rows are already deleted): they leave the window. */
@@ -73,7 +100,10 @@ export class DeliveryPump {
         const items = store.fetchQueue(username, this.lastSentSeq, Math.min(room, MAX_BATCH_ITEMS), this.o.maxBatchBytes);
         const last = items.at(-1);
         if (last === undefined) return;
-        for (const item of items) this.inFlight.add(item.seq);
+        for (const item of items) {
+          this.inFlight.add(item.seq);
+          if (item.seq > this.startSeq) this.outgoing = Math.max(0, this.outgoing - 1);
+        }
         this.lastSentSeq = last.seq;
         this.o.logger.debug("deliver.batch", { user: username, items: items.length });
         // Flushed, not merely buffered: a client that reads slowly holds at most one batch in

@@ -45,8 +45,9 @@ export const sessionEnd = {
   relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
   replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
   shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
-  slowConsumer: () =>
-    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_SLOW_CONSUMER, "the client reads too slowly; its envelopes stay queued"),
+  slowConsumer: (why: string) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_SLOW_CONSUMER,
+      `disconnected because this client reads too slowly (${why}); nothing is lost: its messages stay queued for the next connection`),
   tooManyAcks: (n: number, max: number) =>
     new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: an Ack carries ${n} seqs (limit ${max})`),
 } as const;

@@ -8,12 +8,21 @@ export interface RelayLimits extends Limits {
   readonly maxSessions: number;
   /** Undelivered envelopes waiting for one recipient; beyond it senders get QUEUE_FULL. */
   readonly maxQueuePerUser: number;
+  /**
+   * The per-recipient outgoing queue: envelopes that arrived for an online reader while it was
+   * connected and are not yet written to it. A reader further behind than this cannot keep up
+   * and is disconnected (SLOW_CONSUMER); the envelopes stay queued durably, and it catches up
+   * when it reconnects. What was queued before it connected (catching up) does not count.
+   */
+  readonly maxOutgoing: number;
 }
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   ...DEFAULT_LIMITS,
   maxSessions: 10_000,
   maxQueuePerUser: 10_000,
+  // Two delivery windows: a reader that processes and acks as envelopes come stays near zero.
+  maxOutgoing: 1_024,
 };
 
 /**

@@ -125,7 +125,11 @@ async function main(): Promise<number> {
         .option("rate", { type: "number", default: d.messagesPerSecond, describe: "envelopes per second per session (sustained)" })
         .option("burst", { type: "number", default: d.burst, describe: "envelopes a session may send at once" })
         .option("max-sessions", { type: "number", default: d.maxSessions, describe: "sessions at once" })
-        .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user" })
+        .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user; beyond it senders are told the user's queue is full" })
+        .option("max-outgoing", {
+          type: "number", default: d.maxOutgoing,
+          describe: "envelopes an online reader may fall behind before it is disconnected as too slow (they stay queued)",
+        })
         .check((argv) => {
           if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new Error("--port must be an integer from 0 to 65535");
           return true;
@@ -148,6 +152,7 @@ async function main(): Promise<number> {
             burst: argv.burst,
             maxSessions: argv.maxSessions,
             maxQueuePerUser: argv.maxQueue,
+            maxOutgoing: argv.maxOutgoing,
           },
         });
       },

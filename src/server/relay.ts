@@ -18,7 +18,7 @@ import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { openStore, type PurgeResult, type RelayStore } from "./store.js";
-import { adaptStream, type RawDuplex } from "./stream.js";
+import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
 import { RELAY_VERSION } from "./version.js";
 
 export { defaultRelayDataDir } from "./paths.js";
@@ -57,6 +57,8 @@ export interface RelayStats {
   readonly sessions: number;
   /** Users with an authenticated session. */
   readonly online: number;
+  /** Bytes written to streams that HTTP/2 has not taken yet (slow readers make this grow). */
+  readonly outgoingBytes: number;
   /** Group commits so far, the envelopes they stored, the largest batch, and failed commits. */
   readonly commits: number;
   readonly committedEnvelopes: number;
@@ -198,6 +200,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     // Deliveries start only once the rows are committed.
     onCommitted: (rows) => router.delivered(rows),
   });
+  const outgoing: OutgoingBytes = { bytes: 0 };
   const deps: SessionDeps = {
     store,
     directory: Directory.load(store),
@@ -217,7 +220,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const server = new Server(channelOptions(limits));
   server.addService(RAW_SESSION_SERVICE, {
     session: (call: RawDuplex) => {
-      const stream = adaptStream(call, { maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES });
+      const stream = adaptStream(call, { maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES, outgoing });
       if (stopping) {
         stream.end(statusOf(sessionEnd.shuttingDown()));
         return;
@@ -305,6 +308,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const stats = (): RelayStats => ({
     sessions: router.streamCount,
     online: router.onlineCount,
+    outgoingBytes: outgoing.bytes,
     commits: committer.stats.commits,
     committedEnvelopes: committer.stats.envelopes,
     largestBatch: committer.stats.largestBatch,

@@ -210,6 +210,8 @@ class AuthenticatedSession implements RoutedSession {
       username: user.username, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
       maxBatchBytes: limits.maxFrameBytes,
+      maxOutgoing: limits.maxOutgoing,
+      onSlowConsumer: (why) => stream.end(statusOf(sessionEnd.slowConsumer(why))),
     });
   }
 

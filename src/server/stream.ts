@@ -38,12 +38,28 @@ export interface FrameStream extends AsyncIterable<Buffer> {
   end(status: StatusObject): void;
   /** True after end() or once the client went away. */
   readonly closed: boolean;
+  /**
+   * Bytes of frames written to this stream that HTTP/2 has not taken yet (its flow-control
+   * window is shut when the client does not read): what a slow reader makes the relay hold.
+   */
+  readonly bufferedBytes: number;
 }
 
 /** Raw bytes in, raw bytes out: the service definition does no (de)serialisation. */
 export type RawDuplex = ServerDuplexStream<Buffer, Uint8Array>;
 
-export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: number } = {}): FrameStream {
+/** Bytes held in the outgoing buffers of every stream of a relay, ended ones included until grpc-js lets go. */
+export interface OutgoingBytes {
+  bytes: number;
+}
+
+export interface AdaptStreamOptions {
+  readonly maxPendingFrames?: number;
+  /** A relay-wide tally this stream adds its buffered bytes to. */
+  readonly outgoing?: OutgoingBytes;
+}
+
+export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): FrameStream {
   const maxPending = options.maxPendingFrames ?? MAX_PENDING_FRAMES;
   const controller = new AbortController();
   const signal = controller.signal;
@@ -51,6 +67,31 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
   let readEnded = false;
   let ended = false;
   let waiter: ((r: IteratorResult<Buffer>) => void) | undefined;
+  const tally = options.outgoing ?? { bytes: 0 };
+  let buffered = 0;
+  let released = false;
+  /** Writes one frame, counting its bytes until grpc-js has handed them to HTTP/2. */
+  const write = (frame: Uint8Array, done?: (ok: boolean) => void): boolean => {
+    const n = frame.byteLength;
+    if (!released) {
+      buffered += n;
+      tally.bytes += n;
+    }
+    return call.write(frame, (err: Error | null | undefined) => {
+      if (!released) {
+        buffered -= n;
+        tally.bytes -= n;
+      }
+      done?.(err == null);
+    });
+  };
+  // A call that was cancelled or closed drops its pending writes (and their callbacks).
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    tally.bytes -= buffered;
+    buffered = 0;
+  };
   // One shared wait for 'drain', however many writers are waiting (a pump, a reply and any
   // number of broadcasts): a listener each would pile up on a slow client's call.
   let drained: Promise<boolean> | undefined;
@@ -98,8 +139,14 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
     wake();
   });
   // The client went away (RST_STREAM, connection lost, keepalive timeout, deadline).
-  call.on("cancelled", () => gone("cancelled"));
-  call.on("close", () => gone("closed"));
+  call.on("cancelled", () => {
+    release();
+    gone("cancelled");
+  });
+  call.on("close", () => {
+    release();
+    gone("closed");
+  });
   // grpc-js turns an emitted error into the call's status; here it only means "over".
   call.on("error", () => gone("error"));
 
@@ -122,14 +169,17 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
     get closed() {
       return ended || signal.aborted;
     },
+    get bufferedBytes() {
+      return buffered;
+    },
     [Symbol.asyncIterator]: () => ({ next }),
     send(frame: Uint8Array): Promise<boolean> {
       if (stream.closed) return Promise.resolve(false);
       if (call.writableLength >= maxPending) {
-        stream.end(statusOf(sessionEnd.slowConsumer()));
+        stream.end(statusOf(sessionEnd.slowConsumer(`more than ${maxPending} updates were waiting for it`)));
         return Promise.resolve(false);
       }
-      if (call.write(frame)) return Promise.resolve(true);
+      if (write(frame)) return Promise.resolve(true);
       return waitForDrain();
     },
     sendFlushed(frame: Uint8Array): Promise<boolean> {
@@ -138,9 +188,9 @@ export function adaptStream(call: RawDuplex, options: { maxPendingFrames?: numbe
         // grpc-js drops the write callback of a cancelled call, so the abort also settles it.
         const onAbort = (): void => resolve(false);
         signal.addEventListener("abort", onAbort, { once: true });
-        call.write(frame, (err: Error | null | undefined) => {
+        write(frame, (ok) => {
           signal.removeEventListener("abort", onAbort);
-          resolve(err == null && !signal.aborted);
+          resolve(ok && !signal.aborted);
         });
       });
     },

@@ -258,7 +258,11 @@ describe("relay messaging", () => {
     a.pauseReading(false);
     const end = await a.status();
     expect({ code: end.code, details: end.details, errorCode: end.errorCode })
-      .toEqual({ code: 8, details: "the client reads too slowly; its envelopes stay queued", errorCode: "ERROR_CODE_SLOW_CONSUMER" });
+      .toEqual({
+        code: 8,
+        details: "disconnected because this client reads too slowly (more than 16 updates were waiting for it); nothing is lost: its messages stay queued for the next connection",
+        errorCode: "ERROR_CODE_SLOW_CONSUMER",
+      });
     await b.barrier(); // bob was never affected
 
     const again = await relay.connect(alice);

@@ -1,5 +1,5 @@
 // The relay's composition root: opens the store, builds the gRPC server with raw-bytes
-// (de)serialisers, serves sessions, commits envelopes in groups,
+// (de)serialisers, serves sessions and the health service, commits envelopes in groups,
 // purges expired envelopes, and shuts down in order.
 // All IO is injected (host, port, data dir, logger, clock), so tests run it on 127.0.0.1:0.
 import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
@@ -13,6 +13,7 @@ import { Directory } from "./directory.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
 import { GroupCommitter, type CommitMode } from "./group-commit.js";
+import { HEALTH_SERVICE_DEFINITION, RelayHealth } from "./health.js";
 import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, resolveLimits, type RelayLimits } from "./limits.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
@@ -200,6 +201,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     // Deliveries start only once the rows are committed.
     onCommitted: (rows) => router.delivered(rows),
   });
+  const health = new RelayHealth();
   const outgoing: OutgoingBytes = { bytes: 0 };
   const deps: SessionDeps = {
     store,
@@ -218,6 +220,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   let stopping = false;
   const running = new Set<Promise<void>>();
   const server = new Server(channelOptions(limits));
+  server.addService(HEALTH_SERVICE_DEFINITION, health.implementation());
   server.addService(RAW_SESSION_SERVICE, {
     session: (call: RawDuplex) => {
       const stream = adaptStream(call, { maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES, outgoing });
@@ -276,6 +279,9 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const shutdown = (): Promise<void> => {
     stopped ??= (async () => {
       stopping = true;
+      // 0. Health checks say NOT_SERVING from now on (watchers hear it at once), so probes and
+      //    load balancers stop sending clients here.
+      health.stopServing();
       clearInterval(purgeTimer);
       logger.info("relay.stopping", { sessions: router.streamCount });
       const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
@@ -285,6 +291,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       // 2. End live streams: a Notice first, then UNAVAILABLE (clients reconnect later).
       const notice = encodeResponse({ $case: "notice", value: { text: "relay shutting down" } });
       router.endAll(statusOf(sessionEnd.shuttingDown()), (s) => void s.stream.send(notice));
+      //    Health watches end too: they would otherwise hold every connection open.
+      health.endWatches(statusOf(sessionEnd.shuttingDown()));
       // 3. Wait for connections to close, up to the grace period; 4. then force them.
       let timer: NodeJS.Timeout | undefined;
       const graceOver = new Promise<"timeout">((resolve) => {

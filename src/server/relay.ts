@@ -50,6 +50,15 @@ export interface StartRelayOptions {
    * transaction, one fsync, per envelope; for the benchmark that measures what group commit buys.
    */
   readonly commitMode?: CommitMode;
+  /** Keepalive pings to clients (default KEEPALIVE): tests shorten them to see a dead client go. */
+  readonly keepalive?: KeepaliveOptions;
+}
+
+export interface KeepaliveOptions {
+  /** Interval between the relay's pings on each connection. */
+  readonly timeMs: number;
+  /** How long a ping may go unanswered before the connection is dropped. */
+  readonly timeoutMs: number;
 }
 
 /** What the relay holds right now, for tests, benchmarks and operators. */
@@ -115,23 +124,34 @@ const MAX_SEND_BYTES = 64 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
 const MAX_PURGE_INTERVAL_MS = 60 * 60 * 1000;
 
-function channelOptions(limits: RelayLimits): ChannelOptions {
+/**
+ * The relay's keepalive. Clients (src/client/transport.ts) ping every 15 s and give up after
+ * 10 s without an answer, so a client notices a dead network in about 25 s; the relay pings
+ * every 30 s and drops a connection whose ping goes unanswered for 10 s, so a client whose
+ * network vanished goes offline (presence, its pump stops, its session slot frees) within
+ * ~40 s instead of holding a session until TCP gives up (many minutes).
+ */
+export const KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 };
+
+/** The gRPC server options of the relay (exported for the test that checks them against the client's). */
+export function channelOptions(limits: RelayLimits, keepalive: KeepaliveOptions = KEEPALIVE): ChannelOptions {
   return {
     // PROTOCOL.md §10: a bigger frame ends the stream with RESOURCE_EXHAUSTED. grpc-js checks
     // the length prefix before buffering the message, so an oversized frame costs no memory;
     // the client sees "Received message larger than max (N vs maxFrameBytes)".
     "grpc.max_receive_message_length": limits.maxFrameBytes,
     "grpc.max_send_message_length": MAX_SEND_BYTES,
-    // The relay pings each connection after 30 s without activity and drops it when no answer
-    // comes within 10 s: a client whose network vanished goes offline (presence, its pump
-    // stops) within ~40 s instead of holding a session until TCP gives up (minutes).
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.keepalive_timeout_ms": 10_000,
-    // Clients ping every ~15 s so they notice a dead network in ~30 s. The relay must accept
-    // pings that often, also on an idle connection (no data in flight) and between calls
-    // (e.g. while a client reconnects). grpc-js's server does not police client pings today;
-    // these state the policy for gRPC implementations (and proxies) that do, which would
-    // otherwise answer a 15 s ping with GOAWAY "too_many_pings" (their default is 5 min).
+    // grpc-js's server pings every connection every keepalive_time_ms, busy or idle (it restarts
+    // the timer on each answer), and destroys the connection when an answer takes longer than
+    // keepalive_timeout_ms: that is how a dead client is detected (its streams see 'cancelled').
+    "grpc.keepalive_time_ms": keepalive.timeMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+    // The client side of keepalive: clients ping every 15 s, also with no call in flight (while
+    // they reconnect). The relay must allow that. grpc-js's server (1.14) does not police client
+    // pings at all, so these two change nothing for it today; they state the policy for any
+    // gRPC server or proxy that does (gRPC C++/Go, Envoy), whose defaults (one ping per 5 min,
+    // none without calls) would answer a 15 s ping with GOAWAY "too_many_pings". 10 s leaves
+    // room below the client's 15 s. Tested: test/integration/relay-keepalive.test.ts.
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
   };
@@ -219,7 +239,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
 
   let stopping = false;
   const running = new Set<Promise<void>>();
-  const server = new Server(channelOptions(limits));
+  const server = new Server(channelOptions(limits, options.keepalive ?? KEEPALIVE));
   server.addService(HEALTH_SERVICE_DEFINITION, health.implementation());
   server.addService(RAW_SESSION_SERVICE, {
     session: (call: RawDuplex) => {

@@ -8,7 +8,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { jsonLineLogger, type LogLevel } from "../../src/protocol/log.js";
 import type { RelayLimits } from "../../src/server/limits.js";
 import type { CommitMode } from "../../src/server/group-commit.js";
-import { startRelay, type RunningRelay } from "../../src/server/relay.js";
+import { startRelay, type KeepaliveOptions, type RunningRelay } from "../../src/server/relay.js";
 import { RawSession } from "./raw-session.js";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
 
@@ -27,6 +27,8 @@ export interface TestRelayOptions {
   /** Cap relay.db (a "full disk" on purpose). */
   readonly maxDatabaseBytes?: number;
   readonly commitMode?: CommitMode;
+  /** The relay's keepalive pings (short ones let a test see a dead client dropped). */
+  readonly keepalive?: KeepaliveOptions;
 }
 
 export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
@@ -65,6 +67,7 @@ export class TestRelay {
       ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
       ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
+      ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),
     });
   }
 

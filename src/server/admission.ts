@@ -4,6 +4,7 @@
 import { ErrorCode, type Envelope } from "../gen/securechat/v1/chat.js";
 import { bytesEqual } from "../protocol/bytes.js";
 import { envelopeFromWire } from "../protocol/codec.js";
+import { isProtocolError } from "../protocol/errors.js";
 import { SUITE_V1, validateEnvelopeShape, verifyEnvelopeSignature, type SealedEnvelope } from "../protocol/envelope.js";
 import { shapeLimitsOf } from "../protocol/limits.js";
 import type { Conversation } from "../protocol/names.js";
@@ -58,10 +59,15 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
     envelope = envelopeFromWire(w);
     const n = envelope.header.recipients.length;
     if (n > limits.maxRecipients) {
-      refuse(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${n} recipients is more than this relay's limit of ${limits.maxRecipients}`);
+      refuse(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `this message has ${n} recipients, more than this relay's limit of ${limits.maxRecipients}`);
     }
     conversation = validateEnvelopeShape(envelope, shapeLimitsOf(limits));
   } catch (e) {
+    if (isProtocolError(e, "too-large")) {
+      // The relay sees only the padded ciphertext; the limit users know is the text's.
+      refuse(ErrorCode.ERROR_CODE_TEXT_TOO_LARGE,
+        `message too large: this relay takes at most ${limits.maxTextBytes} bytes of text per message (this one's encrypted body is ${w.ciphertext.length} bytes)`);
+    }
     throw envelopeRefusalOf(e);
   }
   const h = envelope.header;
@@ -85,7 +91,8 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
     const bound = ctx.directory.get(r.username);
     if (bound === undefined) refuse(ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT, `no user '${r.username}' is known to this relay`);
     else if (!bytesEqual(r.encFpr, bound.record.encFpr)) {
-      refuse(ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY, `the envelope is sealed to a key that is not '${r.username}''s current key`);
+      refuse(ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY,
+        `the message was encrypted to a key that '${r.username}' no longer has on this relay; refresh the directory and check their safety number`);
     }
   }
 

@@ -301,7 +301,7 @@ class AuthenticatedSession implements RoutedSession {
       // of invalid envelopes would cost the relay a signature verification each, unlimited.
       if (!this.bucket.take(deps.clock())) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} envelopes per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
+          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} messages per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
       }
       const admission = admitEnvelope(req.envelope, {
         user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
@@ -352,7 +352,8 @@ class AuthenticatedSession implements RoutedSession {
     const requestId = frame.value.requestId;
     try {
       if (!this.bucket.take(this.deps.clock())) {
-        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED, "too many requests: slow down");
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
+          `too many requests: this relay accepts ${this.deps.limits.messagesPerSecond} per second (bursts of ${this.deps.limits.burst}); wait a moment and try again`);
       }
       switch (frame.$case) {
         case "joinRoom":

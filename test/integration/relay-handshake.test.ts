@@ -209,13 +209,17 @@ describe("relay handshake", () => {
     await relay.waitForLog("session.close", (l) => l.user === "alice" && l.reason === "replaced");
   });
 
-  it("refuses streams beyond maxSessions with RESOURCE_EXHAUSTED, and admits again once one closes", async () => {
+  it("refuses streams beyond maxSessions with RESOURCE_EXHAUSTED, serves the others meanwhile, and admits again once one closes", async () => {
     relay = await TestRelay.start({ limits: { maxSessions: 2 } });
     const a = await relay.connect(alice);
-    await relay.connect(bob);
+    const b = await relay.connect(bob);
     const third = relay.open();
     third.hello(alice);
-    expectEnd(await third.status(), GrpcStatus.RESOURCE_EXHAUSTED, /^relay is full/, "ERROR_CODE_TOO_MANY_SESSIONS");
+    expectEnd(await third.status(), GrpcStatus.RESOURCE_EXHAUSTED, /^relay is full: too many sessions, try again later$/, "ERROR_CODE_TOO_MANY_SESSIONS");
+    // The two admitted sessions never noticed.
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "still two of us"));
+    const [d] = await b.deliveries(1);
+    expect(openDelivery(d!, bob, [alice]).body.text).toBe("still two of us");
     await relay.disconnect(a, "alice");
     expect((await relay.connect(alice)).welcome.username).toBe("alice");
   });

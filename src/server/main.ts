@@ -28,6 +28,7 @@ interface RunArgs {
   readonly limits: Partial<RelayLimits>;
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
+  readonly maxDatabaseBytes: number | undefined;
 }
 
 function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
@@ -54,6 +55,7 @@ async function runRelay(a: RunArgs): Promise<number> {
     const tls = readTls(a.tlsCert, a.tlsKey);
     relay = await startRelay({
       host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
+      ...(a.maxDatabaseBytes === undefined ? {} : { maxDatabaseBytes: a.maxDatabaseBytes }),
     });
   } catch (e) {
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
@@ -130,8 +132,13 @@ async function main(): Promise<number> {
           type: "number", default: d.maxOutgoing,
           describe: "envelopes an online reader may fall behind before it is disconnected as too slow (they stay queued)",
         })
+        .option("max-db-mb", {
+          type: "number", describe: "cap the relay database at this many MiB; beyond it senders are told the relay's storage is full (default: no cap)",
+        })
         .check((argv) => {
           if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new Error("--port must be an integer from 0 to 65535");
+          const maxDbMb: unknown = argv.maxDbMb;
+          if (maxDbMb !== undefined && !(typeof maxDbMb === "number" && maxDbMb > 0)) throw new Error("--max-db-mb must be a positive number of MiB");
           return true;
         }),
       async (argv) => {
@@ -143,6 +150,7 @@ async function main(): Promise<number> {
           logLevel,
           tlsCert: argv.tlsCert,
           tlsKey: argv.tlsKey,
+          maxDatabaseBytes: argv.maxDbMb === undefined ? undefined : Math.round(argv.maxDbMb * 1024 * 1024),
           limits: {
             maxFrameBytes: argv.maxFrameBytes,
             maxRecipients: argv.maxRecipients,

@@ -1,8 +1,10 @@
 // The relay's life around the sessions: orderly shutdown, startup failures as sentences, the
 // operator's users commands, retention, and TLS.
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
@@ -28,6 +30,9 @@ afterEach(async () => {
   await relay?.cleanup();
   for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+
+/** The built bin (npm test builds first). */
+const RELAY_BIN = fileURLToPath(new URL("../../dist/server/main.js", import.meta.url));
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), "sc-relay-life-"));
@@ -176,6 +181,21 @@ describe("relay lifecycle", () => {
     plain.hello(alice);
     expect(GrpcStatus[(await plain.status()).code]).toBe("UNAVAILABLE");
     plain.close();
+  });
+
+  it("chat-relay --help shows every limit flag with its default: 30 days of retention, 10,000 per queue", () => {
+    const help = execFileSync(process.execPath, [RELAY_BIN, "--help"], { encoding: "utf8" }).replace(/\s+/g, " ");
+    for (const [flag, dflt] of [
+      ["--retention-days", "30"], ["--max-queue", "10000"], ["--max-frame-bytes", "1048576"], ["--max-recipients", "500"],
+      ["--max-text-bytes", "65536"], ["--rate", "20"], ["--burst", "60"], ["--max-sessions", "10000"], ["--max-outgoing", "1024"],
+    ] as const) {
+      expect(help).toMatch(new RegExp(`${flag} (?:(?!--).)*\\[default: ${dflt}\\]`));
+    }
+    expect(help).toMatch(/--max-db-mb cap the relay database at this many MiB/);
+    // A bad value is one sentence and exit code 1, before anything starts.
+    const bad = spawnSync(process.execPath, [RELAY_BIN, "--max-db-mb", "-3", "--data-dir", tempDir()], { encoding: "utf8" });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--max-db-mb must be a positive number of MiB/);
   });
 
   it("puts its data under $XDG_STATE_HOME, else ~/.local/state", () => {

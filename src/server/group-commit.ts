@@ -58,7 +58,7 @@ export class GroupCommitter {
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
-  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0 };
+  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0 };
 
   constructor(private readonly o: GroupCommitterOptions) {
     this.mode = o.mode ?? "group";
@@ -117,6 +117,7 @@ export class GroupCommitter {
     try {
       outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
     } catch (e) {
+      this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;
       const refusal = storageRefusalOf(e);
       this.o.logger.error("store.commit_failed", {
@@ -125,10 +126,12 @@ export class GroupCommitter {
       for (const p of batch) p.settle({ ok: false, refusal });
       return;
     }
+    const ms = performance.now() - started;
+    this.stats.commitMs += ms;
     this.stats.commits++;
     this.stats.envelopes += batch.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
-    this.o.logger.debug("store.commit", { envelopes: batch.length, ms: Math.round((performance.now() - started) * 100) / 100 });
+    this.o.logger.debug("store.commit", { envelopes: batch.length, ms: Math.round(ms * 100) / 100 });
 
     const rows = new Map<string, number>();
     batch.forEach((p, i) => {

@@ -74,6 +74,8 @@ export interface RelayStats {
   readonly committedEnvelopes: number;
   readonly largestBatch: number;
   readonly failedCommits: number;
+  /** Time spent in commits (the event loop is blocked meanwhile: node:sqlite is synchronous). */
+  readonly commitMs: number;
 }
 
 export interface RunningRelay {
@@ -341,6 +343,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     committedEnvelopes: committer.stats.envelopes,
     largestBatch: committer.stats.largestBatch,
     failedCommits: committer.stats.failedCommits,
+    commitMs: committer.stats.commitMs,
   });
 
   return { port, relayId: Buffer.from(store.relayId), limits, purgeExpired, stats, shutdown };

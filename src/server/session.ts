@@ -202,6 +202,10 @@ class AuthenticatedSession implements RoutedSession {
   readonly pump: DeliveryPump;
   private readonly bucket: TokenBucket;
   wasReplaced = false;
+  /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
+  private answers: Promise<void> = Promise.resolve();
+  private sendsInFlight = 0;
+  private sendBytesInFlight = 0;
 
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
     const { limits } = deps;
@@ -242,11 +246,6 @@ class AuthenticatedSession implements RoutedSession {
     }
     await this.answers;
   }
-
-  /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
-  private answers: Promise<void> = Promise.resolve();
-  private sendsInFlight = 0;
-  private sendBytesInFlight = 0;
 
   private answerInOrder(result: Promise<SendResult>, frameBytes: number): void {
     this.sendsInFlight++;

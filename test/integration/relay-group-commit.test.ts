@@ -195,13 +195,17 @@ describe("group commit, through the relay", () => {
     expect(stats.largestBatch).toBeGreaterThan(1);
   });
 
-  it("answers a resend that arrives while the first copy waits for its commit ACCEPTED, and stores it once", async () => {
+  it("answers a resend that arrives while the first copy waits for its commit ACCEPTED, stores it once, and answers in frame order", async () => {
     relay = await TestRelay.start();
     await relay.disconnect(await relay.connect(bob), "bob");
     const a = await relay.connect(alice);
     const env = envelopeToWire(seal(alice, "dm:alice:bob", [bob], "twice in a row"));
     a.write({ $case: "send", value: { envelope: env } });
     a.write({ $case: "send", value: { envelope: env } });
+    a.write({ $case: "ping", value: { nonce: 7 } });
+    // Frames after a send are answered after it: the Pong follows both SendResults.
+    await a.next("pong", (p) => p.nonce === 7);
+    expect(a.inbox.map((f) => f.$case)).toEqual(["sendResult", "sendResult"]);
     const [r1, r2] = [await a.next("sendResult"), await a.next("sendResult")];
     expect([r1.status, r2.status]).toEqual([SendStatus.SEND_STATUS_ACCEPTED, SendStatus.SEND_STATUS_ACCEPTED]);
     expect(relay.events("send.accepted")).toHaveLength(1);

@@ -1,7 +1,11 @@
 // The entry point of the full-screen UI: renders the App on the alternate screen and settles
 // with the exit code once the user has left, the session is closed and Ink has restored the
 // terminal. The bin (main.tsx) builds the session and everything else and calls this.
+// First, before ink and react load: their production build unless NODE_ENV says otherwise. (This
+// file has no JSX on purpose: the compiler would put the react/jsx-runtime import above this one.)
+import "./production-mode.js";
 import { render } from "ink";
+import { createElement } from "react";
 import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { App } from "./App.js";
@@ -28,7 +32,19 @@ export interface RunTuiOptions {
   readonly pending?: readonly ChatMessage[];
   /** Aborting leaves cleanly, as /quit does (wire SIGTERM and SIGHUP to it). */
   readonly signal?: AbortSignal;
+  /**
+   * Mouse wheel scrolling from the start (default off: while the terminal reports the mouse, a
+   * plain drag no longer selects text). /mouse turns it on and off while running.
+   */
+  readonly mouse?: boolean;
 }
+
+/**
+ * Frames per second at most (Ink's default is 30). A key is drawn at once unless a frame was
+ * drawn less than 1/MAX_FPS s before, then at the end of that interval; incoming messages are
+ * drawn at most every EVENT_FRAME_MS (useChatSession), so keys rarely wait at all.
+ */
+export const MAX_FPS = 120;
 
 const LEAVE_ALTERNATE_SCREEN = "\u001b[?1049l";
 const SHOW_CURSOR = "\u001b[?25h";
@@ -73,21 +89,23 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
   let instance: ReturnType<typeof render>;
   try {
     instance = render(
-      <App
-        session={options.session}
-        clock={clock}
-        bell={bell}
-        logger={logger}
-        notices={(options.notices ?? []).map(toNotice)}
-        pending={options.pending ?? []}
-        {...(options.signal ? { signal: options.signal } : {})}
-      />,
+      createElement(App, {
+        session: options.session,
+        clock,
+        bell,
+        logger,
+        notices: (options.notices ?? []).map(toNotice),
+        pending: options.pending ?? [],
+        mouse: options.mouse ?? false,
+        ...(options.signal ? { signal: options.signal } : {}),
+      }),
       {
         stdin,
         stdout,
         stderr,
         alternateScreen: true,
         exitOnCtrlC: false,
+        maxFps: MAX_FPS,
         // Both streams are terminals (checked above); without this Ink would fall back to
         // non-interactive output whenever a CI variable is set, e.g. in the tmux end-to-end test.
         interactive: true,

@@ -39,10 +39,11 @@ describe("the screen", () => {
     const lines = a.lines();
     expect(lines).toHaveLength(12);
     expect(lines[0]).toMatch(/^secure-chat {2}alice@127\.0\.0\.1:50051 {2}● connected +1:lobby$/);
-    expect(lines[1]).toMatch(/│ users · 2 online$/);
-    expect(lines[2]).toMatch(/│ ● alice \(you\)$/);
-    expect(lines[3]).toMatch(/│ ● bob$/);
-    expect(lines[4]).toMatch(/│ ○ carol$/);
+    expect(lines[1]).toBe("lobby — everyone online reads it · 2 online");
+    expect(lines[2]).toMatch(/│ users · 2 online$/);
+    expect(lines[3]).toMatch(/│ ● alice \(you\)$/);
+    expect(lines[4]).toMatch(/│ ● bob$/);
+    expect(lines[5]).toMatch(/│ ○ carol$/);
     expect(a.frame()).toContain("Nothing here yet. What you type goes to everyone online");
     expect(inputLine(a)).toBe("[lobby] >");
   });
@@ -126,7 +127,9 @@ describe("sending", () => {
     const session = new FakeSession();
     const a = await open(session);
     a.press(KEY.paste("line one\nline two"));
-    await waitFor(() => expect(inputLine(a)).toBe("[lobby] > line one↵line two"));
+    // The input box grows a row; nothing is sent yet.
+    await waitFor(() => expect(a.lines().slice(-2)).toEqual(["[lobby] > line one", "          line two"]));
+    expect(session.callsOf("send")).toEqual([]);
     a.press(KEY.enter);
     await waitFor(() => expect(session.callsOf("send").map((c) => c.text)).toEqual(["line one\nline two"]));
     await waitFor(() => {
@@ -353,10 +356,10 @@ describe("errors and help", () => {
   });
 
   test("/help lists the commands and keys", async () => {
-    const a = await open(new FakeSession(), { rows: 40, columns: 120 });
+    const a = await open(new FakeSession(), { rows: 80, columns: 160 });
     enter(a, "/help");
     await see(a, "Commands");
-    for (const text of ["/msg <user> <text>", "/verify <user>", "/trust <user>", "/join #room", "/quit", "Ctrl-N / Ctrl-P", "Ctrl-C, Ctrl-D", "Ctrl-U"]) {
+    for (const text of ["/msg <user> <text>", "/verify <user>", "/trust <user>", "/join #room", "/clear", "/me <action>", "/quit", "Ctrl-N / Ctrl-P", "PgUp / PgDn", "Alt-1 … Alt-9", "Alt-Enter", "Ctrl-U"]) {
       expect(a.frame()).toContain(text);
     }
   });
@@ -366,9 +369,10 @@ describe("errors and help", () => {
     const a = await open(session, { rows: 8 });
     for (let i = 0; i < 200; i++) session.receive("bob", `message number ${i}`, { conversationId: "lobby" });
     await see(a, "message number 199");
+    // Status line, header and input take three of the eight rows.
     const shown = a.lines().filter((l) => l.includes("message number"));
-    expect(shown).toHaveLength(6);
-    expect(shown[0]).toContain("message number 194");
+    expect(shown).toHaveLength(5);
+    expect(shown[0]).toContain("message number 195");
     expect(a.lines()).toHaveLength(8);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { COMMANDS, helpLines, parseInput, type Command } from "../../src/tui/state/commands.js";
+import { COMMANDS, helpLines, KEYS, parseInput, type Command } from "../../src/tui/state/commands.js";
 
 function command(line: string): Command {
   const r = parseInput(line);
@@ -136,9 +136,23 @@ test("/help lists every command the parser knows, and the keys", () => {
     expect(help).toContain(c.usage);
     // Every listed command parses (with a plausible argument where it needs one).
     const sample = c.usage.replace("<user>", "bob").replace("<text>", "hi").replace("<action>", "waves")
-      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").trim();
+      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").trim();
     expect(parseInput(sample).ok, sample).toBe(true);
   }
-  for (const key of ["Enter", "Ctrl-N / Ctrl-P", "Ctrl-C, Ctrl-D", "Backspace", "Left / Right"]) expect(help).toContain(key);
+  for (const key of KEYS.flatMap((g) => g.keys)) expect(help).toContain(key.keys);
+  // Every key the issue asks for is documented.
+  for (const key of [
+    "Enter", "Alt-Enter", "Tab / Shift-Tab", "Up / Down", "Ctrl-A / Ctrl-E", "Ctrl-W", "Ctrl-U", "Alt-B / Alt-F", "PgUp / PgDn",
+    "Ctrl-Home / Ctrl-End", "Alt-1 … Alt-9", "Ctrl-N / Ctrl-P", "Alt-A", "Alt-U", "Alt-R", "mouse wheel", "Ctrl-C",
+  ]) expect(help).toContain(key);
   expect(help).toContain("/exit");
+});
+
+test("/clear and /mouse", () => {
+  expect(command("/clear")).toEqual({ kind: "clear" });
+  expect(command("/mouse")).toEqual({ kind: "mouse" });
+  expect(command("/mouse on")).toEqual({ kind: "mouse", on: true });
+  expect(command("/mouse OFF")).toEqual({ kind: "mouse", on: false });
+  expect(error("/mouse sideways")).toBe("/mouse takes on or off, not 'sideways' — usage: /mouse [on|off]");
+  expect(error("/clear all")).toBe("/clear takes no arguments — usage: /clear");
 });

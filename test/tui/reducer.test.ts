@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import type { ChatMessage, PeerView, SessionEvent } from "../../src/client/types.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
+import { listToArray } from "../../src/tui/state/chunked-list.js";
 import { currentConversation, type Entry, type TuiState } from "../../src/tui/state/state.js";
 
 const T0 = 1_700_000_000_000;
@@ -24,7 +25,10 @@ function msg(extra: Partial<ChatMessage> & Pick<ChatMessage, "conversationId" | 
 
 const ev = (event: SessionEvent, atMs = T0): Action => ({ type: "session", event, atMs });
 const run = (state: TuiState, ...actions: Action[]): TuiState => actions.reduce(reducer, state);
-const entries = (s: TuiState, id: string): readonly Entry[] => s.conversations[id]?.entries ?? [];
+const entries = (s: TuiState, id: string): readonly Entry[] => {
+  const list = s.conversations[id]?.entries;
+  return list === undefined ? [] : listToArray(list);
+};
 const messages = (s: TuiState, id: string): ChatMessage[] => entries(s, id).flatMap((e) => (e.kind === "message" ? [e.message] : []));
 
 describe("start", () => {
@@ -272,7 +276,7 @@ describe("batches and input", () => {
     expect(s.input).toEqual({ text: "Jello", cursor: 1 });
     s = run(s, { type: "input-move", move: "end" }, { type: "input-backspace" }, { type: "input-move", move: "right" });
     expect(s.input).toEqual({ text: "Jell", cursor: 4 });
-    expect(run(s, { type: "input-clear" }).input).toEqual({ text: "", cursor: 0 });
+    expect(run(s, { type: "input-kill", kill: "to-start" }).input).toEqual({ text: "", cursor: 0 });
   });
 
   test("quitting is remembered", () => {

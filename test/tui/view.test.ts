@@ -7,11 +7,12 @@ import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { expandTabs, stringWidth, truncateToWidth, wrapLine, wrapText } from "../../src/tui/view/cell-width.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 import { computeLayout, SIDEBAR_MIN_COLUMNS } from "../../src/tui/view/layout.js";
+import { maxInputRows } from "../../src/tui/view/input-view.js";
 import { rowText, rowWidth } from "../../src/tui/view/row.js";
-import { entryRows, nickColumnWidth, tailRows, type ScrollbackContext } from "../../src/tui/view/scrollback-rows.js";
+import { entryRows, nickColumnWidth, type ScrollbackContext } from "../../src/tui/view/scrollback-rows.js";
 import { sidebarRows, sortPeers } from "../../src/tui/view/sidebar-rows.js";
 import { connectionSegments, conversationBar, statusRow } from "../../src/tui/view/status-row.js";
-import { nickStyle, STYLE } from "../../src/tui/view/style.js";
+import { NICK_PALETTE, nickStyle, STYLE } from "../../src/tui/view/style.js";
 
 const T0 = 1_700_000_000_000;
 const ctx: ScrollbackContext = { width: 60, me: "alice", nickWidth: 5, formatTime: () => "12:34" };
@@ -141,29 +142,6 @@ describe("scrollback rows", () => {
     }
   });
 
-  test("tailRows gives the newest rows that fit, and an offset scrolls up", () => {
-    const entries: Entry[] = Array.from({ length: 10 }, (_, i) => ({ ...message({ id: String(i), text: `m${i}` }), seq: i + 1 }));
-    expect(tailRows(entries, ctx, 3).map(rowText)).toEqual(["12:34 bob    m7", "12:34 bob    m8", "12:34 bob    m9"]);
-    expect(tailRows(entries, ctx, 2, 3).map(rowText)).toEqual(["12:34 bob    m5", "12:34 bob    m6"]);
-    expect(tailRows(entries, ctx, 50)).toHaveLength(10);
-    expect(tailRows(entries, ctx, 0)).toEqual([]);
-    // A multi-row message cut at the top shows its last rows.
-    expect(tailRows([message({ text: "a\nb\nc" })], ctx, 2).map(rowText)).toEqual(["             b", "             c"]);
-  });
-
-  test("tailRows reads only the entries that reach the window, however long the conversation", () => {
-    const base = message();
-    let reads = 0;
-    const big = new Proxy(Array.from({ length: 100_000 }, (_, i) => ({ ...base, seq: i + 1 })), {
-      get(target, prop, receiver) {
-        if (typeof prop === "string" && /^\d+$/.test(prop)) reads++;
-        return Reflect.get(target, prop, receiver);
-      },
-    });
-    expect(tailRows(big, ctx, 40)).toHaveLength(40);
-    expect(reads).toBeLessThanOrEqual(40);
-  });
-
   test("the nick column fits the longest name within 4..12 cells", () => {
     expect(nickColumnWidth(["al"])).toBe(4);
     expect(nickColumnWidth(["alice", "bob"])).toBe(5);
@@ -172,29 +150,74 @@ describe("scrollback rows", () => {
 });
 
 describe("nick colours", () => {
-  test("stable per name, distinct for me", () => {
+  /** sRGB of an xterm-256 colour of the 6x6x6 cube (16..231). */
+  function xtermRgb(n: number): [number, number, number] {
+    const level = [0, 95, 135, 175, 215, 255];
+    const i = n - 16;
+    return [level[Math.floor(i / 36)] ?? 0, level[Math.floor(i / 6) % 6] ?? 0, level[i % 6] ?? 0];
+  }
+  /** WCAG 2 relative luminance. */
+  function luminance([r, g, b]: [number, number, number]): number {
+    const lin = (c: number) => {
+      const v = c / 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  }
+
+  test("stable per name, from the palette, bold default colour for me", () => {
     expect(nickStyle("bob", "alice")).toEqual(nickStyle("bob", "alice"));
     expect(nickStyle("alice", "alice")).toEqual({ bold: true });
-    const looks = new Set(["bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory"].map((n) => JSON.stringify(nickStyle(n, "alice"))));
-    expect(looks.size).toBeGreaterThan(3);
-    for (const n of ["bob", "carol", "dave"]) {
-      const style = nickStyle(n, "alice");
-      expect(["cyan", "green", "magenta", "blue"]).toContain(style.color);
+    const palette = NICK_PALETTE.map((n) => `ansi256(${n})`);
+    const names = ["bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy"];
+    for (const n of names) expect(palette).toContain(nickStyle(n, "alice").color);
+    expect(new Set(names.map((n) => nickStyle(n, "alice").color)).size).toBeGreaterThan(6);
+  });
+
+  test("every nick colour is readable on a black and on a white background (contrast >= 3.5)", () => {
+    for (const n of NICK_PALETTE) {
+      const l = luminance(xtermRgb(n));
+      const onBlack = (l + 0.05) / 0.05;
+      const onWhite = 1.05 / (l + 0.05);
+      expect(Math.min(onBlack, onWhite), `colour ${n}`).toBeGreaterThanOrEqual(3.5);
+      // And none is red, which is kept for warnings: red dominates neither channel alone.
+      const [r, g, b] = xtermRgb(n);
+      expect(r > 0 && g === 0 && b === 0, `colour ${n} is pure red`).toBe(false);
     }
   });
 });
 
 describe("layout", () => {
   test("the sidebar shows from 60 columns and hides below", () => {
-    expect(computeLayout(100, 30)).toEqual({ columns: 100, rows: 30, sidebarWidth: 22, scrollbackWidth: 77, bodyHeight: 28 });
+    expect(computeLayout(100, 30)).toEqual({ columns: 100, rows: 30, sidebarWidth: 22, scrollbackWidth: 77, headerHeight: 1, bodyHeight: 27, inputHeight: 1 });
     expect(computeLayout(SIDEBAR_MIN_COLUMNS, 24).sidebarWidth).toBe(18);
     expect(computeLayout(SIDEBAR_MIN_COLUMNS - 1, 24)).toMatchObject({ sidebarWidth: 0, scrollbackWidth: 59 });
     expect(computeLayout(300, 24).sidebarWidth).toBe(28);
   });
 
+  test("Alt-U's choice: hidden on a wide terminal, shown on a narrow one down to 40 columns", () => {
+    expect(computeLayout(100, 30, { sidebar: false })).toMatchObject({ sidebarWidth: 0, scrollbackWidth: 100 });
+    expect(computeLayout(50, 30, { sidebar: true })).toMatchObject({ sidebarWidth: 18, scrollbackWidth: 31 });
+    expect(computeLayout(39, 30, { sidebar: true })).toMatchObject({ sidebarWidth: 0 });
+  });
+
+  test("the input box takes the rows it needs, the scrollback the rest; the header goes below 8 rows", () => {
+    expect(computeLayout(80, 24, { inputRows: 3 })).toMatchObject({ headerHeight: 1, inputHeight: 3, bodyHeight: 19 });
+    expect(computeLayout(40, 10, { inputRows: 3 })).toMatchObject({ headerHeight: 1, inputHeight: 3, bodyHeight: 5 });
+    expect(computeLayout(40, 7, { inputRows: 1 })).toMatchObject({ headerHeight: 0, inputHeight: 1, bodyHeight: 5 });
+    expect(maxInputRows(10)).toBe(3);
+    expect(maxInputRows(24)).toBe(8);
+    expect(maxInputRows(5)).toBe(1);
+  });
+
   test("tiny terminals still get a valid layout", () => {
     expect(computeLayout(10, 2)).toMatchObject({ sidebarWidth: 0, bodyHeight: 0 });
     expect(computeLayout(0, 0)).toMatchObject({ columns: 1, rows: 1, bodyHeight: 0 });
+    for (const [c, r] of [[40, 10], [41, 11], [20, 5], [200, 60]] as const) {
+      const l = computeLayout(c, r, { inputRows: 8 });
+      expect(1 + l.headerHeight + l.bodyHeight + l.inputHeight).toBeLessThanOrEqual(Math.max(2, r));
+      expect(l.scrollbackWidth + (l.sidebarWidth > 0 ? l.sidebarWidth + 1 : 0)).toBe(c);
+    }
   });
 });
 
@@ -287,18 +310,45 @@ describe("sidebar", () => {
   });
 });
 
-describe("input line", () => {
-  test("shows prompt, text and the cursor", () => {
-    expect(inputView("[lobby] > ", { text: "hello", cursor: 5 }, 40)).toEqual({ prompt: "[lobby] > ", before: "hello", atCursor: " ", after: "" });
-    expect(inputView("[lobby] > ", { text: "hello", cursor: 1 }, 40)).toEqual({ prompt: "[lobby] > ", before: "h", atCursor: "e", after: "llo" });
+describe("input box", () => {
+  const texts = (v: ReturnType<typeof inputView>) => v.rows.map((r) => r.lead + r.before + (r.atCursor ?? "") + r.after);
+
+  test("shows prompt, text and where the cursor is", () => {
+    expect(inputView("[lobby] > ", { text: "hello", cursor: 5 }, 40).rows).toEqual([
+      { key: "input.0", lead: "[lobby] > ", before: "hello", atCursor: " ", after: "" },
+    ]);
+    expect(inputView("[lobby] > ", { text: "hello", cursor: 1 }, 40).rows).toEqual([
+      { key: "input.0", lead: "[lobby] > ", before: "h", atCursor: "e", after: "llo" },
+    ]);
   });
 
-  test("scrolls sideways to keep the cursor visible; newlines show as ↵", () => {
-    const long = "x".repeat(100) + "END";
-    const v = inputView("> ", { text: long, cursor: long.length }, 20);
-    expect(v.before.endsWith("END")).toBe(true);
-    expect(stringWidth(v.prompt + v.before + v.atCursor + v.after)).toBeLessThanOrEqual(20);
-    expect(inputView("> ", { text: "a\nb", cursor: 0 }, 20)).toMatchObject({ atCursor: "a", after: "↵b" });
+  test("a long line wraps onto rows indented under the text", () => {
+    const v = inputView("> ", { text: "abcdefghijklmnopqrstuvwxyz", cursor: 26 }, 12, 5);
+    expect(texts(v)).toEqual(["> abcdefghij", "  klmnopqrst", "  uvwxyz "]);
+    for (const row of texts(v)) expect(stringWidth(row)).toBeLessThanOrEqual(12);
+  });
+
+  test("newlines start rows; the cursor at the end of a full row moves to the next", () => {
+    expect(texts(inputView("> ", { text: "one\ntwo", cursor: 0 }, 20, 5))).toEqual(["> one", "  two"]);
+    expect(inputView("> ", { text: "one\ntwo", cursor: 3 }, 20, 5).rows[0]).toMatchObject({ before: "one", atCursor: " " });
+    const full = inputView("> ", { text: "abcd", cursor: 4 }, 6, 5);
+    expect(full.rows.map((r) => r.atCursor)).toEqual([undefined, " "]);
+  });
+
+  test("more rows than allowed: the window follows the cursor and says how many are above", () => {
+    const text = Array.from({ length: 10 }, (_, i) => `line ${i}`).join("\n");
+    const end = inputView("[#ops] > ", { text, cursor: text.length }, 30, 3);
+    expect(end.rows).toHaveLength(3);
+    expect(end.rows.map((r) => r.before + (r.atCursor ?? "") + r.after)).toEqual(["line 7", "line 8", "line 9 "]);
+    expect(end.rows[0]?.lead.trim()).toBe("↑7");
+    const start = inputView("[#ops] > ", { text, cursor: 0 }, 30, 3);
+    expect(start.rows[0]?.lead).toBe("[#ops] > ");
+  });
+
+  test("wide characters and tabs take their cells", () => {
+    const v = inputView("> ", { text: "漢字漢字漢\tx", cursor: 0 }, 8, 5);
+    for (const row of texts(v)) expect(stringWidth(row)).toBeLessThanOrEqual(8);
+    expect(texts(v).join("|")).toContain("→x");
   });
 });
 

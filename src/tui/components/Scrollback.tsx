@@ -1,23 +1,25 @@
-// The messages of the current conversation: only the rows that fit, newest at the bottom.
+// The messages of the current conversation: only the rows that fit. Following the newest rows
+// by default; scrolled up, the view stays where the user put it and its last row says how much
+// is below ("-- more below (N) --").
 import { Box, Text } from "ink";
-import { useMemo } from "react";
+import { memo, useMemo } from "react";
 import type { Conversation } from "../state/state.js";
-import { tailRows } from "../view/scrollback-rows.js";
+import { moreBelowRow } from "../view/paste-rows.js";
+import { scrollbackWindow, type WindowContext } from "../view/scrollback-window.js";
 import { STYLE } from "../view/style.js";
 import { Line } from "./Line.js";
+import { Rows } from "./Rows.js";
 
 export interface ScrollbackProps {
   readonly conversation: Conversation;
-  readonly me: string;
-  readonly nickWidth: number;
-  readonly width: number;
+  readonly context: WindowContext;
   readonly height: number;
 }
 
 function emptyHint(conversation: Conversation): string {
   switch (conversation.kind) {
     case "lobby":
-      return "Nothing here yet. What you type goes to everyone online; /help lists the commands.";
+      return "Nothing here yet. What you type goes to everyone online; /help lists the commands and keys.";
     case "room":
       return `Nothing in ${conversation.title} yet. What you type goes to its members.`;
     case "dm":
@@ -25,21 +27,30 @@ function emptyHint(conversation: Conversation): string {
   }
 }
 
-export function Scrollback({ conversation, me, nickWidth, width, height }: ScrollbackProps) {
-  // Recomputed when messages or the size change, not on every keystroke.
-  const rows = useMemo(
-    () => tailRows(conversation.entries, { width, me, nickWidth }, height),
-    [conversation.entries, width, me, nickWidth, height],
+// No overflow clipping: the rows are laid out to fit the pane exactly, and clipping would make
+// Ink cut every row of every frame again.
+export const Scrollback = memo(function Scrollback({ conversation, context, height }: ScrollbackProps) {
+  const { entries, readMarker, scroll } = conversation;
+  // Recomputed when messages, the position or the size change, not on every keystroke.
+  const view = useMemo(
+    () => scrollbackWindow({ entries, readMarker, scroll }, context, height),
+    [entries, readMarker, scroll, context, height],
   );
+  const width = context.width;
   return (
-    <Box flexDirection="column" width={width} height={height} justifyContent="flex-end" overflow="hidden">
-      {rows.length === 0 && height > 0 ? (
+    <Box flexDirection="column" width={width} height={height} justifyContent={view.more ? "flex-start" : "flex-end"}>
+      {view.rows.length === 0 && height > 0 ? (
         <Text wrap="truncate" {...STYLE.info}>
           {emptyHint(conversation)}
         </Text>
       ) : (
-        rows.map((row) => <Line key={row.key} row={row} />)
+        <Rows rows={view.rows} />
       )}
+      {view.more ? (
+        <Box marginTop={Math.max(0, height - 1 - view.rows.length)}>
+          <Line row={moreBelowRow(view.more.below, view.more.fresh, width)} />
+        </Box>
+      ) : null}
     </Box>
   );
-}
+});

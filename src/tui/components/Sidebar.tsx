@@ -1,8 +1,9 @@
 // Who is around: online users first, verified ones marked, key changes loud.
 import { Box } from "ink";
+import { memo } from "react";
 import type { PeerView } from "../../client/types.js";
 import { sidebarRows } from "../view/sidebar-rows.js";
-import { Line } from "./Line.js";
+import { Rows } from "./Rows.js";
 
 export interface SidebarProps {
   readonly peers: readonly PeerView[];
@@ -12,7 +13,7 @@ export interface SidebarProps {
   readonly height: number;
 }
 
-export function Sidebar({ peers, me, width, height }: SidebarProps) {
+export const Sidebar = memo(function Sidebar({ peers, me, width, height }: SidebarProps) {
   // Border (1) and padding (1) come off the width.
   const rows = sidebarRows(peers, me, width - 2, height);
   return (
@@ -20,7 +21,6 @@ export function Sidebar({ peers, me, width, height }: SidebarProps) {
       flexDirection="column"
       width={width}
       height={height}
-      overflow="hidden"
       borderStyle="single"
       borderTop={false}
       borderRight={false}
@@ -28,9 +28,7 @@ export function Sidebar({ peers, me, width, height }: SidebarProps) {
       borderDimColor
       paddingLeft={1}
     >
-      {rows.map((row) => (
-        <Line key={row.key} row={row} />
-      ))}
+      <Rows rows={rows} />
     </Box>
   );
-}
+});

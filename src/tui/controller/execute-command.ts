@@ -3,6 +3,7 @@
 // ok false, a rejected promise) becomes an error line in the conversation the command came from.
 import { dmIdFor, type ChatSession, type Outcome } from "../../client/types.js";
 import type { Logger } from "../../protocol/log.js";
+import { listFindLastIndex, listGet } from "../state/chunked-list.js";
 import type { Command } from "../state/commands.js";
 import { helpLines } from "../state/commands.js";
 import { LOBBY_ID, describeConversation } from "../state/conversations.js";
@@ -153,9 +154,9 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
     }
     case "join": {
       const room = command.room;
+      // The session's own room event says "you joined #ops — members: …" in the room.
       later(`/join ${room}`, () => session.joinRoom(room), (view) => {
         dispatch({ type: "open-conversation", id: view.room, focus: true });
-        say("info", `you joined ${view.room} — members: ${view.members.join(", ")}`, view.room);
       });
       return "clear";
     }
@@ -193,12 +194,11 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "clear";
     }
     case "retry": {
-      const entries = state.conversations[here]?.entries ?? [];
-      let failedId: string | undefined;
-      for (let i = entries.length - 1; i >= 0 && failedId === undefined; i--) {
-        const e = entries[i];
-        if (e?.kind === "message" && e.message.own && e.message.state === "failed" && !e.retried) failedId = e.message.id;
-      }
+      const entries = state.conversations[here]?.entries;
+      const failed = entries === undefined
+        ? undefined
+        : listGet(entries, listFindLastIndex(entries, (e) => e.kind === "message" && e.message.own && e.message.state === "failed" && !e.retried));
+      const failedId = failed?.kind === "message" ? failed.message.id : undefined;
       if (failedId === undefined) {
         say("error", "no failed message of yours in this conversation to send again");
         return "clear";
@@ -206,6 +206,17 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const outcome = session.retry(here, failedId);
       if (outcome.ok) dispatch({ type: "message-retried", conversationId: here, id: failedId });
       else say("error", outcome.error);
+      return "clear";
+    }
+    case "clear":
+      dispatch({ type: "clear-conversation", id: here });
+      return "clear";
+    case "mouse": {
+      const on = command.on ?? !state.mouse;
+      dispatch({ type: "set-mouse", on });
+      say("info", on
+        ? "mouse wheel scrolling is on: to select text, hold Shift while dragging (/mouse off turns it off)"
+        : "mouse wheel scrolling is off: the terminal selects text as usual");
       return "clear";
     }
     case "quit":

@@ -1,12 +1,17 @@
 // Where React meets the session: the UI state, fed by the session's events. Events are
-// stamped with the local clock and folded into one dispatch per tick, so a burst (a queue
-// delivered after reconnecting) costs one render, not one per message.
+// stamped with the local clock and folded into one dispatch, so a burst (a queue delivered
+// after reconnecting) costs one render, not one per message. Incoming events are drawn at most
+// every EVENT_FRAME_MS: a busy room then never fills the frame budget, and a key the user
+// presses is drawn at once instead of waiting behind message frames.
 import { useLayoutEffect, useState, useSyncExternalStore } from "react";
 import type { ChatMessage, ChatSession, SessionEvent } from "../../client/types.js";
 import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { createStore } from "../state/store.js";
+
+/** Session events are folded and drawn at most this often (a new message shows within it). */
+export const EVENT_FRAME_MS = 50;
 
 export interface UseChatSessionOptions {
   readonly session: ChatSession;
@@ -15,6 +20,7 @@ export interface UseChatSessionOptions {
   readonly bell: () => void;
   readonly notices?: readonly StartupNotice[];
   readonly pending?: readonly ChatMessage[];
+  readonly mouse?: boolean;
 }
 
 export interface ChatState {
@@ -34,6 +40,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       snapshot: options.session.snapshot(),
       ...(options.notices ? { notices: options.notices } : {}),
       ...(options.pending ? { pending: options.pending } : {}),
+      ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
       atMs: options.clock(),
     })));
   const state = useSyncExternalStore(store.subscribe, store.getState);
@@ -43,9 +50,11 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
   // the same tick as the snapshot above: no event can fall between the two.
   useLayoutEffect(() => {
     let queue: { event: SessionEvent; atMs: number }[] = [];
-    let scheduled: NodeJS.Immediate | undefined;
+    let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+    let lastFlush = Number.NEGATIVE_INFINITY;
     const flush = (): void => {
       scheduled = undefined;
+      lastFlush = performance.now();
       const events = queue;
       queue = [];
       if (events.some((e) => shouldRing(e.event, session.me))) bell();
@@ -55,11 +64,18 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
     };
     const unsubscribe = session.subscribe((event) => {
       queue.push({ event, atMs: clock() });
-      scheduled ??= setImmediate(flush);
+      if (scheduled !== undefined) return;
+      // The first event after a quiet spell is drawn at the next tick; within a busy spell, at
+      // the end of the current event frame.
+      const wait = lastFlush + EVENT_FRAME_MS - performance.now();
+      scheduled = wait <= 0 ? setImmediate(flush) : setTimeout(flush, wait);
     });
     return () => {
       unsubscribe();
-      if (scheduled !== undefined) clearImmediate(scheduled);
+      if (scheduled !== undefined) {
+        clearImmediate(scheduled as NodeJS.Immediate);
+        clearTimeout(scheduled as NodeJS.Timeout);
+      }
     };
   }, [session, clock, bell, dispatch]);
 

@@ -1,66 +1,187 @@
-// Keys and pastes. Typed text and editing keys become reducer actions; Enter submits; a
-// bracketed paste is inserted whole (newlines included), so a multi-line paste is one message.
+// Keys, pastes and the mouse wheel. What a key does is decided by a pure function (keyOutcome)
+// over Ink's parsed key and a little of the screen's state; this hook carries it out. A bracketed
+// paste arrives whole (newlines included), so a multi-line paste is one message; a large one is
+// held until the user answers y / e / n.
 import { useInput, usePaste, type Key } from "ink";
+import type { Command } from "../state/commands.js";
 import { splitTyped } from "../state/input-buffer.js";
-import type { Action } from "../state/reducer.js";
+import type { Action, Viewport } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
+
+/** Rows one notch of the mouse wheel scrolls. */
+export const WHEEL_ROWS = 3;
+
+/** What the screen looks like when a key arrives (the layout belongs to the App). */
+export interface KeyContext {
+  readonly viewport: Viewport;
+  readonly sidebarShown: boolean;
+}
+
+export type KeyOutcome =
+  | { readonly kind: "action"; readonly action: Action }
+  | { readonly kind: "quit" }
+  /** Enter: carry out the line. */
+  | { readonly kind: "submit" }
+  /** "y" to a large paste: put it in the line and send. */
+  | { readonly kind: "paste-send" }
+  | { readonly kind: "run"; readonly command: Command }
+  /** Typed text (several keystrokes may come as one chunk, Enter included). */
+  | { readonly kind: "type"; readonly text: string }
+  | { readonly kind: "ignore" };
+
+const act = (action: Action): KeyOutcome => ({ kind: "action", action });
+const IGNORE: KeyOutcome = { kind: "ignore" };
+
+/** An SGR mouse report ("ESC [ < b ; x ; y M", ESC already taken off by Ink). */
+const MOUSE_REPORT = /^\[<(\d+);\d+;\d+[Mm]$/;
+
+function mouseOutcome(button: number, ctx: KeyContext): KeyOutcome {
+  // Shift, Alt and Ctrl add 4, 8 and 16; 64 is wheel up, 65 wheel down; the rest are clicks.
+  const base = button & ~(4 | 8 | 16);
+  if (base === 64) return act({ type: "scroll", move: { rows: -WHEEL_ROWS }, viewport: ctx.viewport });
+  if (base === 65) return act({ type: "scroll", move: { rows: WHEEL_ROWS }, viewport: ctx.viewport });
+  return IGNORE;
+}
+
+/** What a key press does, given the state and the screen. */
+export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyContext): KeyOutcome {
+  const mouse = MOUSE_REPORT.exec(typed);
+  if (mouse) return state.pendingPaste ? IGNORE : mouseOutcome(Number(mouse[1]), ctx);
+
+  // A large paste waits for its answer; nothing else is typed meanwhile.
+  if (state.pendingPaste) {
+    if (key.ctrl && typed === "c") return { kind: "quit" };
+    if (key.ctrl || key.meta) return IGNORE;
+    if (key.escape) return act({ type: "paste-answer", answer: "drop" });
+    switch (typed.toLowerCase()) {
+      case "y":
+        return { kind: "paste-send" };
+      case "e":
+        return act({ type: "paste-answer", answer: "insert" });
+      case "n":
+        return act({ type: "paste-answer", answer: "drop" });
+      default:
+        return IGNORE;
+    }
+  }
+
+  const scroll = (move: Extract<Action, { type: "scroll" }>["move"]): KeyOutcome => act({ type: "scroll", move, viewport: ctx.viewport });
+  // Keys with a modifier first: Ctrl-Home is not Home.
+  if ((key.ctrl || key.meta) && key.home) return scroll("top");
+  if ((key.ctrl || key.meta) && key.end) return scroll("bottom");
+  if ((key.ctrl || key.meta) && key.leftArrow) return act({ type: "input-move", move: "word-left" });
+  if ((key.ctrl || key.meta) && key.rightArrow) return act({ type: "input-move", move: "word-right" });
+  if (key.meta && key.return) return act({ type: "input-insert", text: "\n" });
+  if (key.meta && key.backspace) return act({ type: "input-kill", kill: "word-back" });
+
+  if (key.ctrl) {
+    switch (typed) {
+      case "c":
+        return { kind: "quit" };
+      case "d":
+        return state.input.text === "" ? { kind: "quit" } : act({ type: "input-delete" });
+      case "n":
+        return act({ type: "cycle-conversation", delta: 1 });
+      case "p":
+        return act({ type: "cycle-conversation", delta: -1 });
+      case "a":
+        return act({ type: "input-move", move: "home" });
+      case "e":
+        return act({ type: "input-move", move: "end" });
+      case "u":
+        return act({ type: "input-kill", kill: "to-start" });
+      case "k":
+        return act({ type: "input-kill", kill: "to-end" });
+      case "w":
+        return act({ type: "input-kill", kill: "word-back" });
+      default:
+        return IGNORE;
+    }
+  }
+
+  if (key.meta && !key.escape) {
+    if (/^[1-9]$/.test(typed)) return act({ type: "focus-index", index: Number(typed) - 1 });
+    switch (typed.toLowerCase()) {
+      case "0":
+        return act({ type: "focus-index", index: 9 });
+      case "a":
+        return act({ type: "next-active" });
+      case "u":
+        return act({ type: "toggle-sidebar", shown: ctx.sidebarShown });
+      case "r":
+        return { kind: "run", command: { kind: "retry" } };
+      case "b":
+        return act({ type: "input-move", move: "word-left" });
+      case "f":
+        return act({ type: "input-move", move: "word-right" });
+      case "d":
+        return act({ type: "input-kill", kill: "word-forward" });
+      default:
+        return IGNORE;
+    }
+  }
+
+  if (key.return) return { kind: "submit" };
+  if (key.tab) return act({ type: "complete", direction: key.shift ? -1 : 1 });
+  if (key.pageUp) return scroll("page-up");
+  if (key.pageDown) return scroll("page-down");
+  if (key.upArrow) return act({ type: "input-up" });
+  if (key.downArrow) return act({ type: "input-down" });
+  if (key.leftArrow) return act({ type: "input-move", move: "left" });
+  if (key.rightArrow) return act({ type: "input-move", move: "right" });
+  if (key.home) return act({ type: "input-move", move: "home" });
+  if (key.end) return act({ type: "input-move", move: "end" });
+  if (key.backspace) return act({ type: "input-backspace" });
+  if (key.delete) return act({ type: "input-delete" });
+  if (key.escape) return scroll("bottom");
+  if (typed === "") return IGNORE;
+  return { kind: "type", text: typed };
+}
 
 export interface UseKeyboardOptions {
   /** The latest state: several keys can arrive in one chunk, before React re-renders. */
   readonly getState: () => TuiState;
+  /** The screen as last drawn. */
+  readonly getContext: () => KeyContext;
   readonly dispatch: (action: Action) => void;
-  /** Submits a line (the command runner clears the input when it is done with it). */
+  /** Carries out a line (the command runner clears the input when it is done with it). */
   readonly submit: (line: string) => void;
+  readonly run: (command: Command) => void;
   readonly quit: () => void;
 }
 
-/** What a key press does: an action, leaving, submitting the line, or nothing. */
-export function keyAction(typed: string, key: Key): Action | "quit" | "submit" | undefined {
-  if (key.ctrl) {
-    switch (typed) {
-      case "c":
-      case "d":
-        return "quit";
-      case "n":
-        return { type: "cycle-conversation", delta: 1 };
-      case "p":
-        return { type: "cycle-conversation", delta: -1 };
-      case "a":
-        return { type: "input-move", move: "home" };
-      case "e":
-        return { type: "input-move", move: "end" };
-      case "u":
-        return { type: "input-clear" };
-    }
-  }
-  if (key.return) return "submit";
-  if (key.backspace) return { type: "input-backspace" };
-  if (key.delete) return { type: "input-delete" };
-  if (key.leftArrow) return { type: "input-move", move: "left" };
-  if (key.rightArrow) return { type: "input-move", move: "right" };
-  if (key.home) return { type: "input-move", move: "home" };
-  if (key.end) return { type: "input-move", move: "end" };
-  return undefined;
-}
-
-export function useKeyboard({ getState, dispatch, submit, quit }: UseKeyboardOptions): void {
+export function useKeyboard({ getState, getContext, dispatch, submit, run, quit }: UseKeyboardOptions): void {
   // Input stays active (raw mode) while leaving, so a Ctrl-C pressed while the session closes
   // cannot turn into a SIGINT that kills the process halfway; keys are just ignored then.
   useInput((typed, key) => {
-    if (getState().quitting) return;
-    const action = keyAction(typed, key);
-    if (action === "quit") return quit();
-    if (action === "submit") return submit(getState().input.text);
-    if (action !== undefined) return dispatch(action);
-    if (key.ctrl || key.meta || key.escape || key.tab || typed === "") return;
-    // Several keystrokes can arrive as one chunk ("hi\r"): replay them in order.
-    for (const part of splitTyped(typed)) {
-      if (part.kind === "text") dispatch({ type: "input-insert", text: part.text });
-      else submit(getState().input.text);
+    const state = getState();
+    if (state.quitting) return;
+    const outcome = keyOutcome(typed, key, state, getContext());
+    switch (outcome.kind) {
+      case "action":
+        return dispatch(outcome.action);
+      case "quit":
+        return quit();
+      case "submit":
+        return void submit(state.input.text);
+      case "paste-send":
+        dispatch({ type: "paste-answer", answer: "insert" });
+        return void submit(getState().input.text);
+      case "run":
+        return run(outcome.command);
+      case "type":
+        // Several keystrokes can arrive as one chunk ("hi\r"): replay them in order.
+        for (const part of splitTyped(outcome.text)) {
+          if (part.kind === "text") dispatch({ type: "input-insert", text: part.text });
+          else submit(getState().input.text);
+        }
+        return;
+      case "ignore":
+        return;
     }
   });
 
   usePaste((text) => {
-    if (!getState().quitting) dispatch({ type: "input-insert", text });
+    if (!getState().quitting) dispatch({ type: "paste", text });
   });
 }

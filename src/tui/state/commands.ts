@@ -1,6 +1,7 @@
 // Parses one submitted input line into a command. Pure: no session, no state. Errors are one
 // sentence for the user, with the usage or a hint.
 import { checkRoomName, checkUsername } from "../../protocol/names.js";
+import { LARGE_PASTE_BYTES, LARGE_PASTE_LINES } from "./paste.js";
 
 export type Command =
   /** Plain text for the current conversation. */
@@ -21,6 +22,9 @@ export type Command =
   | { readonly kind: "rooms" }
   | { readonly kind: "members"; readonly room?: string }
   | { readonly kind: "retry" }
+  | { readonly kind: "clear" }
+  /** Mouse wheel scrolling on or off; without an argument, toggles. */
+  | { readonly kind: "mouse"; readonly on?: boolean }
   | { readonly kind: "quit" }
   /** A blank line: nothing to do. */
   | { readonly kind: "nothing" };
@@ -49,31 +53,70 @@ export const COMMANDS: readonly CommandHelp[] = [
   { name: "fingerprint", usage: "/fingerprint", summary: "show your own key fingerprints" },
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
   { name: "trust", usage: "/trust <user>", summary: "mark a user verified after comparing safety numbers (accepts changed keys)" },
-  { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again" },
+  { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again (also Alt-R)" },
+  { name: "clear", usage: "/clear", summary: "clear this conversation's scrollback on your screen" },
+  { name: "mouse", usage: "/mouse [on|off]", summary: "scroll with the mouse wheel (off by default: while on, hold Shift to select text)" },
   { name: "help", usage: "/help", summary: "this list" },
   { name: "quit", usage: "/quit", summary: "leave (also /exit)" },
 ];
 
 const ALIASES: Readonly<Record<string, string>> = { exit: "quit" };
 
-/** Keys, for /help. */
-export const KEYS: readonly { readonly keys: string; readonly summary: string }[] = [
-  { keys: "Enter", summary: "send the line" },
-  { keys: "Left / Right, Home / End, Ctrl-A / Ctrl-E", summary: "move in the line" },
-  { keys: "Backspace / Delete", summary: "delete before / under the cursor" },
-  { keys: "Ctrl-U", summary: "clear the line" },
-  { keys: "Ctrl-N / Ctrl-P", summary: "next / previous conversation" },
-  { keys: "Ctrl-C, Ctrl-D", summary: "leave" },
+/** Every name the parser accepts (for Tab completion). */
+export const COMMAND_NAMES: readonly string[] = [...COMMANDS.map((c) => c.name), ...Object.keys(ALIASES)];
+
+export interface KeyHelp {
+  readonly keys: string;
+  readonly summary: string;
+}
+
+/** Keys, for /help, grouped as it shows them. */
+export const KEYS: readonly { readonly group: string; readonly keys: readonly KeyHelp[] }[] = [
+  {
+    group: "Typing",
+    keys: [
+      { keys: "Enter", summary: "send the line" },
+      { keys: "Alt-Enter", summary: "new line inside the message (a pasted text keeps its lines and is sent as one message)" },
+      { keys: "Tab / Shift-Tab", summary: "complete a command, user or room; press again for the next / previous match" },
+      { keys: "Up / Down", summary: "earlier / later lines you sent in this conversation (in a multi-line message: move between its lines)" },
+      { keys: "Left / Right", summary: "move by a character" },
+      { keys: "Alt-B / Alt-F, Ctrl-Left / Ctrl-Right", summary: "move by a word" },
+      { keys: "Home / End, Ctrl-A / Ctrl-E", summary: "start / end of the line (press again: of the whole message)" },
+      { keys: "Backspace / Delete", summary: "delete before / under the cursor" },
+      { keys: "Ctrl-W / Alt-D", summary: "delete the word before / after the cursor" },
+      { keys: "Ctrl-U / Ctrl-K", summary: "delete everything before / after the cursor" },
+      { keys: `a paste over ${LARGE_PASTE_LINES} lines or ${LARGE_PASTE_BYTES / 1024} KB`, summary: "asks first: y sends it, e puts it in the line to edit, n or Esc drops it" },
+    ],
+  },
+  {
+    group: "Reading",
+    keys: [
+      { keys: "PgUp / PgDn", summary: "scroll the conversation a page up / down (new messages do not move what you read)" },
+      { keys: "Ctrl-Home / Ctrl-End", summary: "oldest / newest message (also Alt-Home / Alt-End; Esc goes to the newest)" },
+      { keys: "mouse wheel", summary: "scroll, after /mouse on" },
+    ],
+  },
+  {
+    group: "Conversations",
+    keys: [
+      { keys: "Alt-1 … Alt-9", summary: "go to conversation 1 … 9 of the bar at the top" },
+      { keys: "Ctrl-N / Ctrl-P", summary: "next / previous conversation" },
+      { keys: "Alt-A", summary: "next conversation with activity (mentions of you and DMs first)" },
+      { keys: "Alt-U", summary: "show / hide the users sidebar (it hides by itself when the terminal is narrow)" },
+      { keys: "Alt-R", summary: "send your last failed message here again (/retry)" },
+      { keys: "Ctrl-C, or Ctrl-D on an empty line", summary: "leave" },
+    ],
+  },
 ];
 
 /** The help text, one line per command and key. */
 export function helpLines(): string[] {
-  const width = Math.max(...COMMANDS.map((c) => c.usage.length), ...KEYS.map((k) => k.keys.length));
+  const keys = KEYS.flatMap((g) => g.keys);
+  const width = Math.max(...COMMANDS.map((c) => c.usage.length), ...keys.map((k) => k.keys.length));
   return [
     "Commands (text without a leading / goes to the current conversation; start with // to send a line beginning with /):",
     ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
-    "Keys:",
-    ...KEYS.map((k) => `  ${k.keys.padEnd(width)}  ${k.summary}`),
+    ...KEYS.flatMap((g) => [`Keys — ${g.group.toLowerCase()}:`, ...g.keys.map((k) => `  ${k.keys.padEnd(width)}  ${k.summary}`)]),
   ];
 }
 
@@ -171,6 +214,13 @@ export function parseInput(line: string): ParseResult {
       const room = roomArg(args[0] ?? "", name);
       return typeof room === "string" ? ok({ kind: name, room }) : room;
     }
+    case "mouse": {
+      if (args.length > 1) return usage(name, "takes on or off");
+      const arg = args[0]?.toLowerCase();
+      if (arg === undefined) return ok({ kind: "mouse" });
+      if (arg === "on" || arg === "off") return ok({ kind: "mouse", on: arg === "on" });
+      return usage(name, `takes on or off, not '${args[0] ?? ""}'`);
+    }
     case "lobby":
     case "close":
     case "users":
@@ -178,6 +228,7 @@ export function parseInput(line: string): ParseResult {
     case "fingerprint":
     case "rooms":
     case "retry":
+    case "clear":
     case "quit":
       return args.length === 0 ? ok({ kind: name }) : usage(name, "takes no arguments");
     default:

@@ -55,25 +55,123 @@ export function deleteForward(buf: InputBuffer): InputBuffer {
   return { text: buf.text.slice(0, buf.cursor) + buf.text.slice(to), cursor: buf.cursor };
 }
 
-export type CursorMove = "left" | "right" | "home" | "end";
+export type CursorMove = "left" | "right" | "home" | "end" | "word-left" | "word-right" | "up" | "down";
 
+const isSpace = (ch: string | undefined): boolean => ch !== undefined && /\s/.test(ch);
+
+/** Start of the word before index (readline's backward-word): skip spaces, then the word. */
+export function wordStart(text: string, index: number): number {
+  let i = index;
+  while (i > 0 && isSpace(text[i - 1])) i = prevBoundary(text, i);
+  while (i > 0 && !isSpace(text[i - 1])) i = prevBoundary(text, i);
+  return i;
+}
+
+/** End of the word after index (readline's forward-word). */
+export function wordEnd(text: string, index: number): number {
+  let i = index;
+  while (i < text.length && isSpace(text[i])) i = nextBoundary(text, i);
+  while (i < text.length && !isSpace(text[i])) i = nextBoundary(text, i);
+  return i;
+}
+
+function lineStart(text: string, index: number): number {
+  return text.lastIndexOf("\n", index - 1) + 1;
+}
+
+function lineEnd(text: string, index: number): number {
+  const nl = text.indexOf("\n", index);
+  return nl === -1 ? text.length : nl;
+}
+
+/** The index `column` code points into the line that starts at `start` (clamped to the line). */
+function atColumn(text: string, start: number, column: number): number {
+  const end = lineEnd(text, start);
+  let i = start;
+  for (let c = 0; c < column && i < end; c++) i = nextBoundary(text, i);
+  return i;
+}
+
+function columnOf(text: string, index: number): number {
+  return [...text.slice(lineStart(text, index), index)].length;
+}
+
+/** True when the cursor is on the first (or, for "down", last) line of a multi-line input. */
+export function onEdgeLine(buf: InputBuffer, edge: "up" | "down"): boolean {
+  return edge === "up" ? !buf.text.slice(0, buf.cursor).includes("\n") : !buf.text.slice(buf.cursor).includes("\n");
+}
+
+/**
+ * Moves the cursor. Home and End go to the start or end of the current line of a multi-line
+ * input, and a second press to the start or end of the whole input; up and down move between
+ * the lines of a multi-line input.
+ */
 export function moveCursor(buf: InputBuffer, move: CursorMove): InputBuffer {
+  const { text } = buf;
   let cursor: number;
   switch (move) {
     case "left":
-      cursor = prevBoundary(buf.text, buf.cursor);
+      cursor = prevBoundary(text, buf.cursor);
       break;
     case "right":
-      cursor = nextBoundary(buf.text, buf.cursor);
+      cursor = nextBoundary(text, buf.cursor);
       break;
-    case "home":
-      cursor = 0;
+    case "home": {
+      const start = lineStart(text, buf.cursor);
+      cursor = start === buf.cursor ? 0 : start;
       break;
-    case "end":
-      cursor = buf.text.length;
+    }
+    case "end": {
+      const end = lineEnd(text, buf.cursor);
+      cursor = end === buf.cursor ? text.length : end;
+      break;
+    }
+    case "word-left":
+      cursor = wordStart(text, buf.cursor);
+      break;
+    case "word-right":
+      cursor = wordEnd(text, buf.cursor);
+      break;
+    case "up": {
+      const start = lineStart(text, buf.cursor);
+      cursor = start === 0 ? buf.cursor : atColumn(text, lineStart(text, start - 1), columnOf(text, buf.cursor));
+      break;
+    }
+    case "down": {
+      const end = lineEnd(text, buf.cursor);
+      cursor = end === text.length ? buf.cursor : atColumn(text, end + 1, columnOf(text, buf.cursor));
+      break;
+    }
+  }
+  return cursor === buf.cursor ? buf : { text, cursor };
+}
+
+export type Kill = "word-back" | "word-forward" | "to-start" | "to-end";
+
+/**
+ * Deletes a stretch of the input: the word before the cursor (Ctrl-W), the word after it
+ * (Alt-D), everything before the cursor (Ctrl-U) or everything after it (Ctrl-K).
+ */
+export function kill(buf: InputBuffer, what: Kill): InputBuffer {
+  const { text, cursor } = buf;
+  let from = cursor;
+  let to = cursor;
+  switch (what) {
+    case "word-back":
+      from = wordStart(text, cursor);
+      break;
+    case "word-forward":
+      to = wordEnd(text, cursor);
+      break;
+    case "to-start":
+      from = 0;
+      break;
+    case "to-end":
+      to = text.length;
       break;
   }
-  return cursor === buf.cursor ? buf : { text: buf.text, cursor };
+  if (from === to) return buf;
+  return { text: text.slice(0, from) + text.slice(to), cursor: from };
 }
 
 export type TypedPart = { readonly kind: "text"; readonly text: string } | { readonly kind: "submit" };

@@ -1,11 +1,20 @@
-// The UI's one reducer: session events, local notices, input editing and conversation
-// switching. Pure (time comes in on the actions), total over its action union, and it never
-// throws on odd input: an event for an unknown conversation opens it, one with an invalid
-// conversation id lands in the current conversation.
+// The UI's one reducer: session events, local notices, input editing (with history, completion
+// and paste), scrolling, and conversation switching. Pure (time comes in on the actions, the
+// pane size on scroll actions), total over its action union, and it never throws on odd input:
+// an event for an unknown conversation opens it, one with an invalid conversation id lands in
+// the current conversation.
 import type { ChatMessage, NoticeLevel, PeerView, RoomView, SessionEvent, SessionSnapshot, VerifyInfo } from "../../client/types.js";
+import { scrollbackContext, scrollPosition, type ScrollMove } from "../view/scrollback-window.js";
 import { mentions } from "./attention.js";
+import { emptyList, inBatch, listAppend, listFindLastIndex, listGet, listLast, listSet, type ChunkedList } from "./chunked-list.js";
+import { COMMAND_NAMES } from "./commands.js";
+import { applyCompletion, findCompletions, type CompletionSources } from "./completion.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
-import { EMPTY_INPUT, backspace, deleteForward, insertText, moveCursor, type CursorMove } from "./input-buffer.js";
+import { pasteSize } from "./paste.js";
+import {
+  EMPTY_INPUT, backspace, cleanInsert, deleteForward, insertText, kill, moveCursor, onEdgeLine,
+  type CursorMove, type InputBuffer, type Kill,
+} from "./input-buffer.js";
 import { emptyConversation, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** A notice to show at start (e.g. "created new keys in ~/.config/secure-chat"). */
@@ -13,6 +22,15 @@ export interface StartupNotice {
   readonly level: NoticeLevel;
   readonly text: string;
 }
+
+/** The scrollback pane, as the screen last drew it (scrolling moves by its rows). */
+export interface Viewport {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** Lines kept in each conversation's input history. */
+export const HISTORY_LIMIT = 500;
 
 export type Action =
   /** Every session event, stamped with the local time it arrived. */
@@ -28,11 +46,31 @@ export type Action =
   | { readonly type: "input-backspace" }
   | { readonly type: "input-delete" }
   | { readonly type: "input-move"; readonly move: CursorMove }
-  | { readonly type: "input-clear" }
+  | { readonly type: "input-kill"; readonly kill: Kill }
+  /** Up / Down: between the lines of a multi-line input, else through the history. */
+  | { readonly type: "input-up" }
+  | { readonly type: "input-down" }
+  /** Tab (1) / Shift-Tab (-1). */
+  | { readonly type: "complete"; readonly direction: 1 | -1 }
+  /** A line typed in `conversationId` was carried out: into the history, out of the input. */
+  | { readonly type: "input-submitted"; readonly conversationId: string; readonly text: string }
+  /** A bracketed paste: inserted, or held for a yes/no when it is large. */
+  | { readonly type: "paste"; readonly text: string }
+  | { readonly type: "paste-answer"; readonly answer: "insert" | "drop" }
+  | { readonly type: "scroll"; readonly move: ScrollMove; readonly viewport: Viewport }
   /** Opens a conversation (DM, room) if needed; `focus` makes it current. */
   | { readonly type: "open-conversation"; readonly id: string; readonly focus: boolean }
+  /** Alt-1..9: the conversation at that 0-based place in the bar. */
+  | { readonly type: "focus-index"; readonly index: number }
   | { readonly type: "cycle-conversation"; readonly delta: 1 | -1 }
+  /** Alt-A: the next conversation with something addressed to me, else with unread messages. */
+  | { readonly type: "next-active" }
   | { readonly type: "close-conversation"; readonly id: string }
+  /** /clear: forget a conversation's scrollback (on this screen only). */
+  | { readonly type: "clear-conversation"; readonly id: string }
+  /** Alt-U: hide the users sidebar if it is `shown`, else show it. */
+  | { readonly type: "toggle-sidebar"; readonly shown: boolean }
+  | { readonly type: "set-mouse"; readonly on: boolean }
   /** A failed message of mine was sent again (as a new message): /retry moves on to older ones. */
   | { readonly type: "message-retried"; readonly conversationId: string; readonly id: string }
   | { readonly type: "quitting" };
@@ -73,14 +111,37 @@ function updateConversation(state: TuiState, id: string, update: (c: Conversatio
 function append(state: TuiState, id: string | undefined, build: (seq: number) => Entry): TuiState {
   const t = target(state, id);
   const seq = t.state.nextSeq;
-  const next = updateConversation(t.state, t.id, (c) => ({ ...c, entries: [...c.entries, build(seq)] }));
+  const next = updateConversation(t.state, t.id, (c) => ({ ...c, entries: listAppend(c.entries, build(seq)) }));
   return { ...next, nextSeq: seq + 1 };
 }
 
+function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Readonly<Record<string, T>> {
+  if (!(key in record)) return record;
+  const { [key]: _gone, ...rest } = record;
+  return rest;
+}
+
+/** Arriving in `id`: its own half-typed line comes back, its unread counts go. */
+function arrive(state: TuiState, id: string): TuiState {
+  const { recall: _recall, completion: _completion, pendingPaste: _paste, ...rest } = state;
+  const next: TuiState = { ...rest, current: id, input: state.drafts[id] ?? EMPTY_INPUT, drafts: withoutKey(state.drafts, id) };
+  return updateConversation(next, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
+}
+
+/**
+ * Makes `id` current. Leaving a conversation puts the unread ruler after its newest entry and
+ * parks the half-typed line there; arriving restores that conversation's own half-typed line.
+ */
 function focus(state: TuiState, id: string): TuiState {
   if (state.conversations[id] === undefined) return state;
-  const focused = state.current === id ? state : { ...state, current: id };
-  return updateConversation(focused, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
+  if (state.current === id) {
+    return updateConversation(state, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
+  }
+  const leaving = state.current;
+  const lastSeq = state.conversations[leaving] ? listLast(state.conversations[leaving].entries)?.seq : undefined;
+  const marked = lastSeq === undefined ? state : updateConversation(state, leaving, (c) => ({ ...c, readMarker: lastSeq }));
+  const drafts = state.input.text === "" ? withoutKey(state.drafts, leaving) : { ...state.drafts, [leaving]: state.input };
+  return arrive({ ...marked, drafts }, id);
 }
 
 function openRooms(state: TuiState, rooms: readonly RoomView[]): TuiState {
@@ -116,32 +177,44 @@ function receiveMessage(state: TuiState, message: ChatMessage): TuiState {
   const seq = t.state.nextSeq;
   const unseen = !message.own && t.id !== t.state.current;
   const highlighted = unseen && (t.id.startsWith("dm:") || mentions(message.text, state.me));
-  const next = updateConversation(t.state, t.id, (c) => ({
-    ...c,
-    entries: [...c.entries, { kind: "message", seq, message }],
-    unread: unseen ? c.unread + 1 : c.unread,
-    highlights: highlighted ? c.highlights + 1 : c.highlights,
-  }));
+  const next = updateConversation(t.state, t.id, (c) => {
+    const updated: Conversation = {
+      ...c,
+      entries: listAppend(c.entries, { kind: "message", seq, message }),
+      unread: unseen ? c.unread + 1 : c.unread,
+      highlights: highlighted ? c.highlights + 1 : c.highlights,
+    };
+    // Sending is the end of reading history: my own message brings the view back down.
+    if (!message.own || updated.scroll === undefined) return updated;
+    const { scroll: _scroll, ...following } = updated;
+    return following;
+  });
   return { ...next, nextSeq: seq + 1 };
+}
+
+/** Recent messages are at the end: look at the newest ones only. */
+const STATE_SEARCH_LIMIT = 10_000;
+
+function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
+  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id, STATE_SEARCH_LIMIT);
+  const entry = listGet(entries, i);
+  if (entry?.kind !== "message") return entries;
+  const updated = update(entry);
+  return updated === entry ? entries : listSet(entries, i, updated);
 }
 
 function updateMessageState(state: TuiState, event: Extract<SessionEvent, { type: "message-state" }>): TuiState {
   return updateConversation(state, event.conversationId, (c) => {
-    // Recent messages are at the end: search backwards.
-    for (let i = c.entries.length - 1; i >= 0; i--) {
-      const entry = c.entries[i];
-      if (entry?.kind !== "message" || entry.message.id !== event.id) continue;
+    const entries = replaceMessage(c.entries, event.id, (entry) => {
       const { failure: _oldFailure, queuedFor: _oldQueued, ...rest } = entry.message;
       let message: ChatMessage = { ...rest, state: event.state };
       const failure = event.failure ?? (event.state === "failed" ? entry.message.failure : undefined);
       if (failure !== undefined) message = { ...message, failure };
       const queuedFor = event.queuedFor ?? entry.message.queuedFor;
       if (queuedFor !== undefined && event.state !== "failed") message = { ...message, queuedFor };
-      const entries = [...c.entries];
-      entries[i] = { ...entry, message };
-      return { ...c, entries };
-    }
-    return c;
+      return { ...entry, message };
+    });
+    return entries === c.entries ? c : { ...c, entries };
   });
 }
 
@@ -165,17 +238,20 @@ function keyChange(state: TuiState, event: Extract<SessionEvent, { type: "key-ch
 }
 
 function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-event" }>): TuiState {
+  const mine = event.username === state.me;
   let rooms = state.rooms.map((r) => (r.room === event.room ? { room: r.room, members: event.members } : r));
-  if (event.username === state.me) {
+  if (mine) {
     if (event.kind === "left") rooms = rooms.filter((r) => r.room !== event.room);
     else if (!rooms.some((r) => r.room === event.room)) rooms = [...rooms, { room: event.room, members: event.members }];
   }
   // My own leave confirmed after /leave closed the room: do not open it again just to say so.
-  if (event.username === state.me && event.kind === "left" && state.conversations[event.room] === undefined) {
+  if (mine && event.kind === "left" && state.conversations[event.room] === undefined) {
     return { ...state, rooms };
   }
+  // My own join is one line that names the members ("you joined #ops — members: alice, bob").
   return append({ ...state, rooms }, event.room, (seq) => ({
     kind: "room-event", seq, atMs: event.atMs, room: event.room, username: event.username, change: event.kind,
+    ...(mine && event.kind === "joined" ? { members: event.members } : {}),
   }));
 }
 
@@ -206,6 +282,102 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
   }
 }
 
+// --- the input line ------------------------------------------------------------------------
+
+/** The input after an edit: history browsing stays, a Tab cycle ends. */
+function edit(state: TuiState, input: InputBuffer): TuiState {
+  if (input === state.input && state.completion === undefined) return state;
+  const { completion: _completion, ...rest } = state;
+  return { ...rest, input };
+}
+
+function recallHistory(state: TuiState, direction: "older" | "newer"): TuiState {
+  const history = state.history[state.current] ?? [];
+  const { recall: _recall, completion: _completion, ...rest } = state;
+  if (direction === "older") {
+    const index = state.recall === undefined ? 0 : state.recall.index + 1;
+    const line = history[history.length - 1 - index];
+    if (line === undefined) return state;
+    return { ...rest, input: { text: line, cursor: line.length }, recall: { index, draft: state.recall?.draft ?? state.input } };
+  }
+  if (state.recall === undefined) return state;
+  const index = state.recall.index - 1;
+  if (index < 0) return { ...rest, input: state.recall.draft };
+  const line = history[history.length - 1 - index] ?? "";
+  return { ...rest, input: { text: line, cursor: line.length }, recall: { index, draft: state.recall.draft } };
+}
+
+function upDown(state: TuiState, edge: "up" | "down"): TuiState {
+  if (!onEdgeLine(state.input, edge)) return edit(state, moveCursor(state.input, edge));
+  return recallHistory(state, edge === "up" ? "older" : "newer");
+}
+
+/** Names Tab offers, from what the state knows. */
+export function completionSources(state: TuiState): CompletionSources {
+  const speakers: string[] = [];
+  const entries = state.conversations[state.current]?.entries;
+  if (entries !== undefined) {
+    for (let i = entries.length - 1; i >= 0 && i >= entries.length - 200; i--) {
+      const e = listGet(entries, i);
+      if (e?.kind === "message" && !e.message.own && !speakers.includes(e.message.from)) speakers.push(e.message.from);
+    }
+  }
+  const rooms = new Set([...state.rooms.map((r) => r.room), ...state.order.filter((id) => id.startsWith("#"))]);
+  return {
+    commands: COMMAND_NAMES,
+    users: state.peers.filter((p) => p.username !== state.me).map((p) => p.username),
+    recentSpeakers: speakers,
+    rooms: [...rooms],
+    conversations: state.order.flatMap((id) => {
+      const title = state.conversations[id]?.title;
+      return title === undefined ? [] : [title];
+    }),
+  };
+}
+
+function complete(state: TuiState, direction: 1 | -1): TuiState {
+  const running = state.completion;
+  if (running !== undefined) {
+    const n = running.candidates.length;
+    const index = (((running.index + direction) % n) + n) % n;
+    const input = applyCompletion(state.input, running.start, state.input.cursor, running.candidates[index] ?? "", running.suffix);
+    return { ...state, input, completion: { ...running, index } };
+  }
+  const match = findCompletions(state.input, completionSources(state));
+  if (match === undefined) return state;
+  const index = direction === 1 ? 0 : match.candidates.length - 1;
+  const input = applyCompletion(state.input, match.start, state.input.cursor, match.candidates[index] ?? "", match.suffix);
+  // A single candidate is final: the next Tab starts afresh (e.g. on the command's argument).
+  if (match.candidates.length === 1) return edit(state, input);
+  return { ...state, input, completion: { start: match.start, candidates: match.candidates, index, suffix: match.suffix } };
+}
+
+function submitted(state: TuiState, conversationId: string, text: string): TuiState {
+  const previous = state.history[conversationId] ?? [];
+  const keep = text.trim() !== "" && previous.at(-1) !== text;
+  const history = keep ? { ...state.history, [conversationId]: [...previous, text].slice(-HISTORY_LIMIT) } : state.history;
+  const { recall: _recall, completion: _completion, ...rest } = state;
+  return conversationId === state.current
+    ? { ...rest, history, input: EMPTY_INPUT }
+    : { ...rest, history, drafts: withoutKey(state.drafts, conversationId) };
+}
+
+function paste(state: TuiState, raw: string): TuiState {
+  const text = cleanInsert(raw);
+  const size = pasteSize(text);
+  if (size.large) {
+    return { ...state, pendingPaste: { text, lines: size.lines, bytes: size.bytes, conversationId: state.current } };
+  }
+  return edit(state, insertText(state.input, text));
+}
+
+function pasteAnswer(state: TuiState, answer: "insert" | "drop"): TuiState {
+  const pending = state.pendingPaste;
+  if (pending === undefined) return state;
+  const { pendingPaste: _paste, ...rest } = state;
+  return answer === "drop" ? rest : edit(rest, insertText(state.input, pending.text));
+}
+
 // --- the reducer ---------------------------------------------------------------------------
 
 function cycle(state: TuiState, delta: 1 | -1): TuiState {
@@ -215,18 +387,44 @@ function cycle(state: TuiState, delta: 1 | -1): TuiState {
   return id === undefined ? state : focus(state, id);
 }
 
+/** The next conversation after the current one (wrapping) with highlights, else with unread messages. */
+function nextActive(state: TuiState): TuiState {
+  const start = state.order.indexOf(state.current);
+  const after = [...state.order.slice(start + 1), ...state.order.slice(0, Math.max(0, start))];
+  const pick = after.find((id) => (state.conversations[id]?.highlights ?? 0) > 0)
+    ?? after.find((id) => (state.conversations[id]?.unread ?? 0) > 0);
+  return pick === undefined ? state : focus(state, pick);
+}
+
 function close(state: TuiState, id: string): TuiState {
   if (id === LOBBY_ID || state.conversations[id] === undefined) return state;
   const i = state.order.indexOf(id);
   const order = state.order.filter((x) => x !== id);
   const { [id]: _closed, ...conversations } = state.conversations;
-  const next = { ...state, conversations, order };
+  const next = { ...state, conversations, order, drafts: withoutKey(state.drafts, id) };
   if (state.current !== id) return next;
-  return focus(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
+  // The closed conversation's half-typed line goes with it.
+  return arrive(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
 }
 
-function withInput(state: TuiState, input: TuiState["input"]): TuiState {
-  return input === state.input ? state : { ...state, input };
+function clearConversation(state: TuiState, id: string): TuiState {
+  return updateConversation(state, id, (c) => {
+    const { scroll: _scroll, readMarker: _marker, ...rest } = c;
+    return { ...rest, entries: emptyList<Entry>(), unread: 0, highlights: 0 };
+  });
+}
+
+function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState {
+  return updateConversation(state, state.current, (c) => {
+    const position = scrollPosition(c, scrollbackContext(state, viewport.width), viewport.height, move);
+    if (position === undefined) {
+      if (c.scroll === undefined) return c;
+      const { scroll: _scroll, ...following } = c;
+      return following;
+    }
+    const same = c.scroll !== undefined && c.scroll.top === position.top && c.scroll.skip === position.skip && c.scroll.seen === position.seen;
+    return same ? c : { ...c, scroll: position };
+  });
 }
 
 export function reducer(state: TuiState, action: Action): TuiState {
@@ -234,7 +432,7 @@ export function reducer(state: TuiState, action: Action): TuiState {
     case "session":
       return sessionEvent(state, action.event, action.atMs);
     case "session-batch":
-      return action.events.reduce((s, e) => sessionEvent(s, e.event, e.atMs), state);
+      return inBatch(() => action.events.reduce((s, e) => sessionEvent(s, e.event, e.atMs), state));
     case "snapshot":
       return openRooms(
         withSelf({ ...state, connection: action.snapshot.connection, peers: action.snapshot.peers, rooms: action.snapshot.rooms }),
@@ -245,31 +443,53 @@ export function reducer(state: TuiState, action: Action): TuiState {
     case "verify-info":
       return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }));
     case "input-insert":
-      return withInput(state, insertText(state.input, action.text));
+      return edit(state, insertText(state.input, action.text));
     case "input-backspace":
-      return withInput(state, backspace(state.input));
+      return edit(state, backspace(state.input));
     case "input-delete":
-      return withInput(state, deleteForward(state.input));
+      return edit(state, deleteForward(state.input));
     case "input-move":
-      return withInput(state, moveCursor(state.input, action.move));
-    case "input-clear":
-      return withInput(state, EMPTY_INPUT);
+      return edit(state, moveCursor(state.input, action.move));
+    case "input-kill":
+      return edit(state, kill(state.input, action.kill));
+    case "input-up":
+      return upDown(state, "up");
+    case "input-down":
+      return upDown(state, "down");
+    case "complete":
+      return complete(state, action.direction);
+    case "input-submitted":
+      return submitted(state, action.conversationId, action.text);
+    case "paste":
+      return paste(state, action.text);
+    case "paste-answer":
+      return pasteAnswer(state, action.answer);
+    case "scroll":
+      return scroll(state, action.move, action.viewport);
     case "open-conversation": {
       const opened = ensureConversation(state, action.id);
       return action.focus ? focus(opened, action.id) : opened;
     }
+    case "focus-index": {
+      const id = state.order[action.index];
+      return id === undefined ? state : focus(state, id);
+    }
     case "cycle-conversation":
       return cycle(state, action.delta);
+    case "next-active":
+      return nextActive(state);
     case "close-conversation":
       return close(state, action.id);
+    case "clear-conversation":
+      return clearConversation(state, action.id);
+    case "toggle-sidebar":
+      return { ...state, sidebar: !action.shown };
+    case "set-mouse":
+      return state.mouse === action.on ? state : { ...state, mouse: action.on };
     case "message-retried":
       return updateConversation(state, action.conversationId, (c) => {
-        const i = c.entries.findLastIndex((e) => e.kind === "message" && e.message.id === action.id);
-        const entry = c.entries[i];
-        if (entry?.kind !== "message" || entry.retried) return c;
-        const entries = [...c.entries];
-        entries[i] = { ...entry, retried: true };
-        return { ...c, entries };
+        const entries = replaceMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
+        return entries === c.entries ? c : { ...c, entries };
       });
     case "quitting":
       return state.quitting ? state : { ...state, quitting: true };
@@ -286,6 +506,8 @@ export interface InitialStateOptions {
   readonly notices?: readonly StartupNotice[];
   /** My messages still waiting for the relay from an earlier run (shown as pending). */
   readonly pending?: readonly ChatMessage[];
+  /** Mouse wheel scrolling from the start. */
+  readonly mouse?: boolean;
   readonly atMs: number;
 }
 
@@ -302,6 +524,9 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     order: [LOBBY_ID],
     current: LOBBY_ID,
     input: EMPTY_INPUT,
+    drafts: {},
+    history: {},
+    mouse: options.mouse ?? false,
     quitting: false,
     nextSeq: 1,
   };

@@ -1,10 +1,13 @@
-// The whole UI state: one value, changed only by the reducer. Messages live per conversation,
-// so switching, unread counts and (later) per-conversation scrollback need no re-filtering.
+// The whole UI state: one value, changed only by the reducer. Messages live per conversation
+// (in a chunked list, so a conversation of 100,000 messages appends cheaply), each with its own
+// scroll position and unread ruler; the input line has its history per conversation, and a
+// half-typed line stays with the conversation it was typed in.
 import type { ChatMessage, ConnectionStatus, NoticeLevel, PeerView, RoomView, VerifyInfo } from "../../client/types.js";
+import { emptyList, type ChunkedList } from "./chunked-list.js";
 import { LOBBY_ID, type ConversationKind } from "./conversations.js";
 import type { InputBuffer } from "./input-buffer.js";
 
-/** One item in a conversation's scrollback. `seq` is unique in the whole state (React keys). */
+/** One item in a conversation's scrollback. `seq` is unique in the whole state and grows. */
 export type Entry =
   /** `retried`: a failed message of mine that /retry has sent again as a new message. */
   | { readonly kind: "message"; readonly seq: number; readonly message: ChatMessage; readonly retried?: true }
@@ -13,12 +16,26 @@ export type Entry =
   | { readonly kind: "refused"; readonly seq: number; readonly atMs: number; readonly from: string }
   /** A peer's keys changed: their messages are held, sending to them is blocked. */
   | { readonly kind: "key-change"; readonly seq: number; readonly atMs: number; readonly username: string; readonly held: number }
+  /** Someone joined or left a room; `members` is kept for my own joins ("you joined #ops — members: …"). */
   | {
       readonly kind: "room-event"; readonly seq: number; readonly atMs: number;
       readonly room: string; readonly username: string; readonly change: "joined" | "left";
+      readonly members?: readonly string[];
     }
   /** The answer to /verify: the safety number and what to do with it. */
   | { readonly kind: "verify"; readonly seq: number; readonly atMs: number; readonly info: VerifyInfo };
+
+/**
+ * Where a conversation is scrolled to, anchored at the top of the view: new messages arrive
+ * below and never move it. `top` is an entry index, `skip` how many of that entry's rows are
+ * above the view.
+ */
+export interface ScrollPosition {
+  readonly top: number;
+  readonly skip: number;
+  /** How many entries the conversation had when the user scrolled up (the rest arrived since). */
+  readonly seen: number;
+}
 
 export interface Conversation {
   readonly id: string;
@@ -26,11 +43,41 @@ export interface Conversation {
   /** "lobby", "#ops", "@bob". */
   readonly title: string;
   readonly peer?: string;
-  readonly entries: readonly Entry[];
+  readonly entries: ChunkedList<Entry>;
   /** Incoming messages since the user last looked at this conversation. */
   readonly unread: number;
   /** Of those, the ones addressed to me: DMs, mentions of my name, key changes. */
   readonly highlights: number;
+  /** The seq of the newest entry when the user last left: the unread ruler goes after it. */
+  readonly readMarker?: number;
+  /** Undefined while following the newest messages. */
+  readonly scroll?: ScrollPosition;
+}
+
+/** Walking through earlier lines with Up / Down: how far back, and the line being typed before. */
+export interface Recall {
+  /** 0 is the newest line of the history. */
+  readonly index: number;
+  readonly draft: InputBuffer;
+}
+
+/** Tab completion in progress: repeated Tab cycles through `candidates`. */
+export interface Completion {
+  /** Where the completed word starts in the input. */
+  readonly start: number;
+  readonly candidates: readonly string[];
+  readonly index: number;
+  /** What follows the candidate (" ", ": "). */
+  readonly suffix: string;
+}
+
+/** A paste too large to send without asking. */
+export interface PendingPaste {
+  readonly text: string;
+  readonly lines: number;
+  readonly bytes: number;
+  /** Where it would go. */
+  readonly conversationId: string;
 }
 
 export interface TuiState {
@@ -43,18 +90,35 @@ export interface TuiState {
   /** Open conversations in bar order; the lobby is always first and never closed. */
   readonly order: readonly string[];
   readonly current: string;
+  /** The line being typed in the current conversation. */
   readonly input: InputBuffer;
+  /** Half-typed lines of the other conversations, restored on switching back. */
+  readonly drafts: Readonly<Record<string, InputBuffer>>;
+  /** Lines sent from each conversation, oldest first (Up / Down). */
+  readonly history: Readonly<Record<string, readonly string[]>>;
+  readonly recall?: Recall;
+  readonly completion?: Completion;
+  readonly pendingPaste?: PendingPaste;
+  /** The user's choice for the users sidebar (Alt-U); undefined: shown when the terminal is wide enough. */
+  readonly sidebar?: boolean;
+  /** Mouse wheel scrolling (the terminal reports the mouse, so selecting text needs Shift). */
+  readonly mouse: boolean;
   /** The user asked to leave; the session is closing. */
   readonly quitting: boolean;
   readonly nextSeq: number;
 }
 
 export function emptyConversation(id: string, kind: ConversationKind, title: string, peer?: string): Conversation {
-  const base = { id, kind, title, entries: [], unread: 0, highlights: 0 };
+  const base = { id, kind, title, entries: emptyList<Entry>(), unread: 0, highlights: 0 };
   return peer === undefined ? base : { ...base, peer };
 }
 
 export function currentConversation(state: TuiState): Conversation {
   // The reducer keeps `current` pointing at an open conversation; the lobby always exists.
   return state.conversations[state.current] ?? state.conversations[LOBBY_ID] ?? emptyConversation(LOBBY_ID, "lobby", LOBBY_ID);
+}
+
+/** The time an entry is shown with (a message: when its sender sent it). */
+export function entryTime(entry: Entry): number {
+  return entry.kind === "message" ? entry.message.sentAtMs : entry.atMs;
 }

@@ -1,12 +1,13 @@
-// Turns scrollback entries into terminal rows for a given width, and picks the rows that fit:
-// walking back from the newest entry, so the cost follows the height of the pane, not the
-// length of the conversation.
+// Turns one scrollback entry into terminal rows for a given width: time, nick and wrapped text,
+// delivery marks, warnings; plus the rows drawn between entries (a day separator, the unread
+// ruler). Which entries are laid out at all is decided by scrollback-window.ts.
 import type { ChatMessage, NoticeLevel, VerifyInfo } from "../../client/types.js";
+import { mentionPattern } from "../state/attention.js";
 import type { Entry } from "../state/state.js";
 import { padEndToWidth, stringWidth, wrapText } from "./cell-width.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
-import { formatClock } from "./time.js";
+import { formatClock, formatDay } from "./time.js";
 
 export interface ScrollbackContext {
   readonly width: number;
@@ -14,6 +15,8 @@ export interface ScrollbackContext {
   /** Nicks are padded to this many cells so messages line up. */
   readonly nickWidth: number;
   readonly formatTime?: (ms: number) => string;
+  /** The day separator's label (default: "Tuesday 25 November 2026"). */
+  readonly formatDay?: (ms: number) => string;
 }
 
 const TIME_WIDTH = 5; // "HH:MM"
@@ -48,7 +51,7 @@ class RowBuilder {
    * `lead` on the first row, then `text` wrapped beside it; continuation rows are indented to
    * where the text starts. When the lead leaves too little room, the text starts on the next row.
    */
-  block(lead: readonly Segment[], text: string, style?: SegmentStyle, tail?: readonly Segment[]): void {
+  block(lead: readonly Segment[], text: string, style?: SegmentStyle, tail?: readonly Segment[], decorate?: (line: string) => Segment[]): void {
     const leadWidth = lead.reduce((w, s) => w + stringWidth(s.text), 0);
     const beside = this.width - leadWidth >= MIN_TEXT_WIDTH;
     const indent = beside ? leadWidth : Math.min(2, this.width - 1);
@@ -57,7 +60,7 @@ class RowBuilder {
     if (!beside) this.push(lead);
     lines.forEach((line, i) => {
       const start = i === 0 && beside ? [...lead] : [seg(pad)];
-      this.push([...start, seg(line, style)]);
+      this.push([...start, ...(decorate ? decorate(line) : [seg(line, style)])]);
     });
     if (tail && tail.length > 0) this.appendTail(tail, indent);
   }
@@ -100,13 +103,35 @@ function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: Scrol
   if (m.gap) {
     b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${m.from} may be missing`, STYLE.warn);
   }
-  const nick = nickStyle(m.from, ctx.me);
+  // Someone else naming me: their nick stands out and my name is marked in the text.
+  const pattern = m.own ? undefined : mentionPattern(ctx.me);
+  const mentioned = pattern !== undefined && pattern.test(m.text);
+  const nick = mentioned ? STYLE.mentionNick : nickStyle(m.from, ctx.me);
+  const decorate = mentioned && pattern ? (line: string) => markMentions(line, pattern) : undefined;
   if (m.kind === "action") {
-    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried));
+    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
     return;
   }
   const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  ")];
-  b.block(lead, m.text, undefined, stateTail(m, retried));
+  b.block(lead, m.text, undefined, stateTail(m, retried), decorate);
+}
+
+/** A wrapped line with every mention of my name marked (a name cut by wrapping stays plain). */
+function markMentions(line: string, pattern: RegExp): Segment[] {
+  const out: Segment[] = [];
+  const global = new RegExp(pattern.source, "gi");
+  let last = 0;
+  for (const match of line.matchAll(global)) {
+    // The pattern includes the character before the name (start, or a non-name character).
+    const lead = match[1] ?? "";
+    const from = (match.index ?? 0) + lead.length;
+    const to = (match.index ?? 0) + match[0].length;
+    if (from > last) out.push(seg(line.slice(last, from)));
+    out.push(seg(line.slice(from, to), STYLE.mention));
+    last = to;
+  }
+  if (last < line.length || out.length === 0) out.push(seg(line.slice(last)));
+  return out;
 }
 
 function noticeRows(b: RowBuilder, atMs: number, level: NoticeLevel, text: string, ctx: ScrollbackContext): void {
@@ -171,9 +196,14 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
     case "key-change":
       keyChangeRows(b, entry.atMs, entry.username, entry.held, ctx);
       break;
-    case "room-event":
-      b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], `${entry.username} ${entry.change} ${entry.room}`, STYLE.info);
+    case "room-event": {
+      const mine = entry.username === ctx.me;
+      const text = mine && entry.change === "joined" && entry.members !== undefined
+        ? `you joined ${entry.room} — members: ${entry.members.join(", ")}`
+        : `${mine ? "you" : entry.username} ${entry.change} ${entry.room}`;
+      b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], text, STYLE.info);
       break;
+    }
     case "verify":
       verifyRows(b, entry.atMs, entry.info, ctx);
       break;
@@ -181,24 +211,20 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
   return b.rows;
 }
 
-/**
- * The last `height` rows of the conversation, `offset` rows up from the bottom (0 = the newest
- * rows; a scrolled view passes how far it is scrolled). Only entries that reach the window are
- * laid out.
- */
-export function tailRows(entries: readonly Entry[], ctx: ScrollbackContext, height: number, offset = 0): Row[] {
-  if (height <= 0) return [];
-  const need = height + Math.max(0, offset);
-  const chunks: Row[][] = [];
-  let count = 0;
-  for (let i = entries.length - 1; i >= 0 && count < need; i--) {
-    const entry = entries[i];
-    if (entry === undefined) continue;
-    const rows = entryRows(entry, ctx);
-    chunks.push(rows);
-    count += rows.length;
-  }
-  const all = chunks.reverse().flat();
-  const end = Math.max(0, all.length - Math.max(0, offset));
-  return all.slice(Math.max(0, end - height), end);
+/** A full-width rule with a label: "── Tuesday 25 November 2026 ──────". */
+function labelledRule(key: string, label: string, width: number, style: SegmentStyle): Row {
+  const w = Math.max(1, width);
+  const text = `── ${label} `;
+  const fill = Math.max(0, w - stringWidth(text));
+  return { key, segments: fitSegments([seg(text + "─".repeat(fill), style)], w) };
+}
+
+/** The row that starts a new day, before the first entry of that day. */
+export function dayRow(key: string, atMs: number, ctx: ScrollbackContext): Row {
+  return labelledRule(key, (ctx.formatDay ?? formatDay)(atMs), ctx.width, STYLE.info);
+}
+
+/** The unread ruler: what is below it arrived after the user last left the conversation. */
+export function rulerRow(key: string, ctx: ScrollbackContext): Row {
+  return labelledRule(key, "unread", ctx.width, STYLE.ruler);
 }

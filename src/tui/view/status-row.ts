@@ -1,7 +1,8 @@
 // The status line: product, who and where, the connection state (with a live reconnect
-// countdown), and the conversation bar with unread counts. The bar always shows the current
-// conversation; others are dropped farthest-first when the line is too narrow.
-import type { ConnectionStatus } from "../../client/types.js";
+// countdown), and the conversation bar with unread and mention counts and the trust of each DM
+// peer. The bar always shows the current conversation; others are dropped quietest and
+// farthest first when the line is too narrow, and counted in a "+N".
+import type { ConnectionStatus, PeerTrust } from "../../client/types.js";
 import type { Conversation, TuiState } from "../state/state.js";
 import { stringWidth } from "./cell-width.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
@@ -26,21 +27,37 @@ export function connectionSegments(status: ConnectionStatus, nowMs: number): Seg
   }
 }
 
-function barItem(c: Conversation, index: number, current: boolean): Segment[] {
+/** A DM peer's trust as a mark after the title: ✓ verified, ⚠ key changed. */
+export function trustMark(trust: PeerTrust | undefined): Segment[] {
+  if (trust === "verified") return [seg("✓", STYLE.ok)];
+  if (trust === "key-changed") return [seg("⚠", STYLE.alarm)];
+  return [];
+}
+
+/**
+ * The counts after a title: "(5)" unread messages; "(5,2!)" of which 2 are for me (mentions,
+ * DMs, key changes); "(2!)" when all are.
+ */
+export function countSegments(unread: number, highlights: number): Segment[] {
+  if (unread === 0 && highlights === 0) return [];
+  if (highlights === 0) return [seg(` (${unread})`, STYLE.strong)];
+  if (highlights >= unread) return [seg(` (${highlights}!)`, STYLE.alarm)];
+  return [seg(` (${unread},`, STYLE.strong), seg(`${highlights}!`, STYLE.alarm), seg(")", STYLE.strong)];
+}
+
+function barItem(c: Conversation, index: number, current: boolean, trust: PeerTrust | undefined): Segment[] {
   const label = seg(`${index + 1}:${c.title}`, current ? STYLE.current : undefined);
-  if (c.unread === 0 && c.highlights === 0) return [label];
-  const count = c.unread > 0 ? String(c.unread) : "";
-  const bang = c.highlights > 0 ? "!" : "";
-  return [label, seg(` (${count}${bang})`, c.highlights > 0 ? STYLE.alarm : STYLE.strong)];
+  return [label, ...(c.kind === "dm" ? trustMark(trust) : []), ...countSegments(c.unread, c.highlights)];
 }
 
 const widthOf = (segments: readonly Segment[]): number => segments.reduce((w, s) => w + stringWidth(s.text), 0);
 
 /** The conversation bar within `width` cells: "1:lobby  2:#ops (3)  3:@bob (1!)". */
 export function conversationBar(state: TuiState, width: number): Segment[] {
+  const trust = new Map(state.peers.map((p) => [p.username, p.trust]));
   const items = state.order.flatMap((id, index) => {
     const c = state.conversations[id];
-    return c ? [{ id, index, segments: barItem(c, index, id === state.current), hidden: c }] : [];
+    return c ? [{ id, index, segments: barItem(c, index, id === state.current, c.peer === undefined ? undefined : trust.get(c.peer)), hidden: c }] : [];
   });
   const currentIndex = Math.max(0, items.findIndex((i) => i.id === state.current));
   const shown = [...items];

@@ -1,14 +1,17 @@
-// Colours and marks. Named ANSI colours only (every terminal theme maps them to something
-// readable on its own background); yellow and bright colours are avoided for nicks because
-// they vanish on light backgrounds. Red is kept for warnings.
+// Colours and marks. Nick colours come from a hash of the name into a palette of xterm-256
+// colours picked to be readable on both dark and light backgrounds (each has a WCAG contrast ratio
+// of at least 3.5:1 against black and against white; the tests check it), and none of them is red,
+// which is kept for warnings. My own nick is bold in the terminal's default colour, which no one
+// else gets.
 import type { TextProps } from "ink";
 
-export type SegmentStyle = Pick<TextProps, "color" | "bold" | "dimColor" | "inverse" | "italic" | "underline">;
+export type SegmentStyle = Pick<TextProps, "color" | "backgroundColor" | "bold" | "dimColor" | "inverse" | "italic" | "underline">;
 
-const NICK_COLOURS = ["cyan", "green", "magenta", "blue"] as const;
+/** xterm-256 colour numbers: blues, teals, greens, olive, violets, magenta, brown; all mid-luminance. */
+export const NICK_PALETTE = [27, 28, 29, 30, 31, 32, 62, 63, 64, 97, 98, 100, 128, 130, 133, 163] as const;
 
 /** FNV-1a over the UTF-16 code units: stable across runs and machines. */
-function hash(text: string): number {
+export function nickHash(text: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
@@ -17,15 +20,14 @@ function hash(text: string): number {
   return h;
 }
 
-/**
- * The style of a nick: a colour from a hash of the name (four colours, each plain or bold: eight
- * looks); my own nick in bold default colour, which no one else gets.
- */
+export function nickColour(nick: string): string {
+  return `ansi256(${NICK_PALETTE[nickHash(nick) % NICK_PALETTE.length] ?? 30})`;
+}
+
+/** The style of a nick: its hashed colour; mine bold in the default colour. */
 export function nickStyle(nick: string, me: string): SegmentStyle {
   if (nick === me) return { bold: true };
-  const h = hash(nick);
-  const color = NICK_COLOURS[h % NICK_COLOURS.length] ?? "cyan";
-  return (h >>> 8) % 2 === 0 ? { color } : { color, bold: true };
+  return { color: nickColour(nick) };
 }
 
 export const STYLE = {
@@ -38,4 +40,15 @@ export const STYLE = {
   pending: { dimColor: true },
   strong: { bold: true },
   current: { inverse: true },
+  /** A message that mentions me: its nick stands out like this. */
+  mentionNick: { inverse: true, bold: true },
+  /** My name inside someone's message. */
+  mention: { bold: true, underline: true },
+  /** The unread ruler. */
+  ruler: { color: "magenta" },
+  /** The "-- more below --" marker. */
+  more: { inverse: true },
+  moreNew: { inverse: true, bold: true },
+  /** The conversation header. */
+  header: { bold: true },
 } as const satisfies Record<string, SegmentStyle>;

@@ -1,0 +1,58 @@
+// The conversation header under the status line: what this conversation is and, for a DM, the
+// peer's presence and trust in words (verified, not verified yet, or a key change that blocks
+// sending, with what to do about it). Also the input prompt, which says when sending is blocked.
+import type { PeerView } from "../../client/types.js";
+import { promptFor } from "../state/conversations.js";
+import type { Conversation, TuiState } from "../state/state.js";
+import { fitSegments, seg, type Row, type Segment } from "./row.js";
+import { STYLE } from "./style.js";
+
+function peerOf(state: TuiState, conversation: Conversation): PeerView | undefined {
+  return conversation.peer === undefined ? undefined : state.peers.find((p) => p.username === conversation.peer);
+}
+
+/** True when sending in this conversation is blocked until the user decides about a key change. */
+export function sendingBlocked(state: TuiState, conversation: Conversation): boolean {
+  return peerOf(state, conversation)?.trust === "key-changed";
+}
+
+function headerSegments(state: TuiState, conversation: Conversation): Segment[] {
+  const title = seg(conversation.title, STYLE.header);
+  switch (conversation.kind) {
+    case "lobby": {
+      const online = state.peers.filter((p) => p.online).length;
+      return [title, seg(` — everyone online reads it · ${online} online`, STYLE.info)];
+    }
+    case "room": {
+      const members = state.rooms.find((r) => r.room === conversation.id)?.members;
+      if (members === undefined) return [title, seg(" — you are not in this room (/join to enter it)", STYLE.info)];
+      return [title, seg(` — ${members.length} member${members.length === 1 ? "" : "s"}: ${members.join(", ")}`, STYLE.info)];
+    }
+    case "dm": {
+      const name = conversation.peer ?? conversation.title.slice(1);
+      const peer = peerOf(state, conversation);
+      if (peer === undefined) return [title, seg(` — ${name} is unknown here: messages fail until ${name} has connected once`, STYLE.warn)];
+      const presence = peer.online ? seg(" ● online", STYLE.ok) : seg(" ○ offline (messages wait for them)", STYLE.info);
+      switch (peer.trust) {
+        case "key-changed":
+          return [
+            seg(`${conversation.title} ⚠ KEY CHANGED — sending is blocked: /verify ${name}, compare the number with ${name}, then /trust ${name}`, STYLE.alarm),
+          ];
+        case "verified":
+          return [title, seg(" ✓ verified", STYLE.ok), presence];
+        case "unverified":
+          return [title, seg(` · not verified (/verify ${name})`, STYLE.info), presence];
+      }
+    }
+  }
+}
+
+export function headerRow(state: TuiState, conversation: Conversation, width: number): Row {
+  return { key: "header", segments: fitSegments(headerSegments(state, conversation), Math.max(1, width)) };
+}
+
+/** The prompt: "[#ops] > ", and "[@bob ⚠ blocked] > " while a key change blocks sending. */
+export function promptOf(state: TuiState, conversation: Conversation): { readonly text: string; readonly blocked: boolean } {
+  const blocked = sendingBlocked(state, conversation);
+  return { text: promptFor(blocked ? `${conversation.title} ⚠ blocked` : conversation.title), blocked };
+}

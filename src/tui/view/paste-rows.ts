@@ -8,8 +8,11 @@ import { STYLE } from "./style.js";
 
 /** "⚠ Paste of 57 lines, 6.1 KB for #ops — y: send it · e: edit first · n: drop it", wrapped. */
 export function pasteQuestionRows(paste: PendingPaste, title: string, width: number, maxRows: number): Row[] {
-  const text = `⚠ Paste of ${describeSize(paste)} for ${title} — y: send it as one message · e: edit it first · n: drop it`;
-  const lines = wrapText(text, Math.max(1, width));
+  const full = `⚠ Paste of ${describeSize(paste)} for ${title} — y: send it as one message · e: edit it first · n: drop it`;
+  // Short of room, the answers matter more than the words around them.
+  const short = `⚠ Paste ${describeSize(paste)}? y send · e edit · n drop`;
+  const fullLines = wrapText(full, Math.max(1, width));
+  const lines = fullLines.length <= maxRows ? fullLines : wrapText(short, Math.max(1, width));
   const shown = lines.slice(0, Math.max(1, maxRows));
   return shown.map((line, i) => ({ key: `paste.${i}`, segments: fitSegments([seg(line, STYLE.alarm)], Math.max(1, width)) }));
 }

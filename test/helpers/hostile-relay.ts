@@ -105,7 +105,7 @@ export class HostileRelay {
         // A hostile relay accepts anything and hands out whatever directory it likes.
         s.send({
           $case: "welcome",
-          value: { username: s.hello?.username ?? "", directory: this.directory, rooms: [], queued: 0, serverTimeMs: Date.now(), relayVersion: "hostile" },
+          value: { username: s.hello?.username ?? "", directory: this.directory, rooms: [], queued: 0, limits: undefined, serverTimeMs: Date.now(), relayVersion: "hostile" },
         });
       } else if (req.frame?.$case === "send" && req.frame.value.envelope?.header) {
         s.send({ $case: "sendResult", value: { messageId: req.frame.value.envelope.header.messageId, status: 1, code: 0, detail: "", queuedFor: [] } });

@@ -13,13 +13,13 @@ import { useChatSession } from "./hooks/useChatSession.js";
 import { useClock } from "./hooks/useClock.js";
 import { useCommands } from "./hooks/useCommands.js";
 import { useKeyboard, type KeyContext } from "./hooks/useKeyboard.js";
-import { useMouseReporting } from "./hooks/useMouseReporting.js";
+import { useMouseWheel } from "./hooks/useMouseWheel.js";
 import { useQuit } from "./hooks/useQuit.js";
 import type { StartupNotice } from "./state/reducer.js";
 import { currentConversation } from "./state/state.js";
 import { headerRow, promptOf } from "./view/header-row.js";
 import { inputView, maxInputRows } from "./view/input-view.js";
-import { computeLayout } from "./view/layout.js";
+import { computeLayout, sidebarShown } from "./view/layout.js";
 import { pasteQuestionRows } from "./view/paste-rows.js";
 import { scrollbackContext } from "./view/scrollback-window.js";
 
@@ -43,7 +43,6 @@ export function App({ session, clock, bell, logger, notices, pending, mouse, sig
   const nowMs = useClock({ clock, active: state.connection.state === "reconnecting" });
   const quit = useQuit({ session, dispatch, logger, ...(signal ? { signal } : {}) });
   const { submit, run } = useCommands({ session, getState, dispatch, clock, logger, quit });
-  useMouseReporting(state.mouse);
 
   const conversation = currentConversation(state);
   const prompt = promptOf(state, conversation);
@@ -54,9 +53,16 @@ export function App({ session, clock, bell, logger, notices, pending, mouse, sig
   const context = useMemo(() => scrollbackContext({ me: state.me, peers: state.peers }, layout.scrollbackWidth), [state.me, state.peers, layout.scrollbackWidth]);
 
   // Keys act on the screen as last drawn (scrolling moves by the pane's rows).
-  const keyContext = useRef<KeyContext>({ viewport: { width: 1, height: 0 }, sidebarShown: false });
-  keyContext.current = { viewport: { width: layout.scrollbackWidth, height: layout.bodyHeight }, sidebarShown: layout.sidebarWidth > 0 };
+  const keyContext = useRef<KeyContext>({ viewport: { width: 1, height: 0 }, sidebarShown: false, sidebarAutomatic: false });
+  keyContext.current = {
+    viewport: { width: layout.scrollbackWidth, height: layout.bodyHeight },
+    sidebarShown: layout.sidebarWidth > 0,
+    sidebarAutomatic: sidebarShown(layout.columns, undefined),
+  };
   useKeyboard({ getState, getContext: () => keyContext.current, dispatch, submit, run, quit });
+  useMouseWheel(state.mouse, (rows) => {
+    if (!getState().pendingPaste) dispatch({ type: "scroll", move: { rows }, viewport: keyContext.current.viewport });
+  });
 
   return (
     <Box flexDirection="column" width={layout.columns} height={layout.rows}>

@@ -2,6 +2,7 @@
 // Ctrl-K), Home / End within a multi-line input, and moving between its lines.
 import { describe, expect, test } from "vitest";
 import { kill, moveCursor, onEdgeLine, wordEnd, wordStart, type InputBuffer } from "../../src/tui/state/input-buffer.js";
+import { splitMouseReports, WHEEL_ROWS } from "../../src/tui/state/mouse-reports.js";
 
 /** "hello |world" → { text: "hello world", cursor: 6 } */
 const at = (marked: string): InputBuffer => ({ text: marked.replace("|", ""), cursor: marked.indexOf("|") });
@@ -57,5 +58,13 @@ describe("multi-line input", () => {
     expect(onEdgeLine(at("a\nb|"), "up")).toBe(false);
     expect(onEdgeLine(at("a\nb|"), "down")).toBe(true);
     expect(onEdgeLine(at("a|\nb"), "down")).toBe(false);
+  });
+});
+
+describe("mouse reports", () => {
+  test("wheel notches are taken out of the input; clicks are dropped; keys stay", () => {
+    expect(splitMouseReports("abc")).toEqual({ rest: "abc", wheel: [] });
+    expect(splitMouseReports("\u001b[<64;10;5M")).toEqual({ rest: "", wheel: [-WHEEL_ROWS] });
+    expect(splitMouseReports("x\u001b[<65;1;1My\u001b[<0;3;4M\u001b[<0;3;4mz\u001b[<80;2;2M")).toEqual({ rest: "xyz", wheel: [WHEEL_ROWS, -WHEEL_ROWS] });
   });
 });

@@ -233,8 +233,12 @@ describe("unread tracking", () => {
 describe("screen choices", () => {
   test("Alt-U hides a shown sidebar and shows a hidden one; /mouse", () => {
     const s = start();
-    expect(run(s, { type: "toggle-sidebar", shown: true }).sidebar).toBe(false);
-    expect(run(s, { type: "toggle-sidebar", shown: false }).sidebar).toBe(true);
+    const hidden = run(s, { type: "toggle-sidebar", shown: true, automatic: true });
+    expect(hidden.sidebar).toBe(false);
+    // Shown again where it would show anyway: back to automatic (it hides when the terminal narrows).
+    expect(run(hidden, { type: "toggle-sidebar", shown: false, automatic: true }).sidebar).toBeUndefined();
+    // Shown on a narrow terminal: the user's choice.
+    expect(run(s, { type: "toggle-sidebar", shown: false, automatic: false }).sidebar).toBe(true);
     expect(s.mouse).toBe(false);
     expect(run(s, { type: "set-mouse", on: true }).mouse).toBe(true);
     expect(run(s, { type: "set-mouse", on: false })).toBe(s);

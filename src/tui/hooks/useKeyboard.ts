@@ -1,20 +1,19 @@
-// Keys, pastes and the mouse wheel. What a key does is decided by a pure function (keyOutcome)
-// over Ink's parsed key and a little of the screen's state; this hook carries it out. A bracketed
-// paste arrives whole (newlines included), so a multi-line paste is one message; a large one is
-// held until the user answers y / e / n.
+// Keys and pastes. What a key does is decided by a pure function (keyOutcome) over Ink's parsed
+// key and a little of the screen's state; this hook carries it out. A bracketed paste arrives
+// whole (newlines included), so a multi-line paste is one message; a large one is held until the
+// user answers y / e / n. (The mouse wheel comes through useMouseWheel.)
 import { useInput, usePaste, type Key } from "ink";
 import type { Command } from "../state/commands.js";
 import { splitTyped } from "../state/input-buffer.js";
 import type { Action, Viewport } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 
-/** Rows one notch of the mouse wheel scrolls. */
-export const WHEEL_ROWS = 3;
-
 /** What the screen looks like when a key arrives (the layout belongs to the App). */
 export interface KeyContext {
   readonly viewport: Viewport;
   readonly sidebarShown: boolean;
+  /** Whether the sidebar would show at this width without the user's choice. */
+  readonly sidebarAutomatic: boolean;
 }
 
 export type KeyOutcome =
@@ -32,22 +31,8 @@ export type KeyOutcome =
 const act = (action: Action): KeyOutcome => ({ kind: "action", action });
 const IGNORE: KeyOutcome = { kind: "ignore" };
 
-/** An SGR mouse report ("ESC [ < b ; x ; y M", ESC already taken off by Ink). */
-const MOUSE_REPORT = /^\[<(\d+);\d+;\d+[Mm]$/;
-
-function mouseOutcome(button: number, ctx: KeyContext): KeyOutcome {
-  // Shift, Alt and Ctrl add 4, 8 and 16; 64 is wheel up, 65 wheel down; the rest are clicks.
-  const base = button & ~(4 | 8 | 16);
-  if (base === 64) return act({ type: "scroll", move: { rows: -WHEEL_ROWS }, viewport: ctx.viewport });
-  if (base === 65) return act({ type: "scroll", move: { rows: WHEEL_ROWS }, viewport: ctx.viewport });
-  return IGNORE;
-}
-
 /** What a key press does, given the state and the screen. */
 export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyContext): KeyOutcome {
-  const mouse = MOUSE_REPORT.exec(typed);
-  if (mouse) return state.pendingPaste ? IGNORE : mouseOutcome(Number(mouse[1]), ctx);
-
   // A large paste waits for its answer; nothing else is typed meanwhile.
   if (state.pendingPaste) {
     if (key.ctrl && typed === "c") return { kind: "quit" };
@@ -107,7 +92,7 @@ export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyCon
       case "a":
         return act({ type: "next-active" });
       case "u":
-        return act({ type: "toggle-sidebar", shown: ctx.sidebarShown });
+        return act({ type: "toggle-sidebar", shown: ctx.sidebarShown, automatic: ctx.sidebarAutomatic });
       case "r":
         return { kind: "run", command: { kind: "retry" } };
       case "b":

@@ -68,8 +68,11 @@ export type Action =
   | { readonly type: "close-conversation"; readonly id: string }
   /** /clear: forget a conversation's scrollback (on this screen only). */
   | { readonly type: "clear-conversation"; readonly id: string }
-  /** Alt-U: hide the users sidebar if it is `shown`, else show it. */
-  | { readonly type: "toggle-sidebar"; readonly shown: boolean }
+  /**
+   * Alt-U: hide the users sidebar if it is `shown`, else show it. Showing it where the terminal
+   * is wide enough anyway goes back to automatic (it hides again when the terminal narrows).
+   */
+  | { readonly type: "toggle-sidebar"; readonly shown: boolean; readonly automatic: boolean }
   | { readonly type: "set-mouse"; readonly on: boolean }
   /** A failed message of mine was sent again (as a new message): /retry moves on to older ones. */
   | { readonly type: "message-retried"; readonly conversationId: string; readonly id: string }
@@ -482,8 +485,12 @@ export function reducer(state: TuiState, action: Action): TuiState {
       return close(state, action.id);
     case "clear-conversation":
       return clearConversation(state, action.id);
-    case "toggle-sidebar":
-      return { ...state, sidebar: !action.shown };
+    case "toggle-sidebar": {
+      if (action.shown) return { ...state, sidebar: false };
+      if (!action.automatic) return { ...state, sidebar: true };
+      const { sidebar: _choice, ...automatic } = state;
+      return automatic;
+    }
     case "set-mouse":
       return state.mouse === action.on ? state : { ...state, mouse: action.on };
     case "message-retried":

@@ -44,7 +44,7 @@ export interface RunTuiOptions {
  * drawn less than 1/MAX_FPS s before, then at the end of that interval; incoming messages are
  * drawn at most every EVENT_FRAME_MS (useChatSession), so keys rarely wait at all.
  */
-export const MAX_FPS = 120;
+export const MAX_FPS = 250;
 
 const LEAVE_ALTERNATE_SCREEN = "\u001b[?1049l";
 const SHOW_CURSOR = "\u001b[?25h";

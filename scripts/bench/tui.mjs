@@ -1,0 +1,155 @@
+// The terminal UI with a big history (issue 4's targets): with 100,000 messages in the
+// conversation on screen, a keystroke reaches the screen in < 16 ms (p99), scrolling a page in
+// < 30 ms (p99), the process stays under 250 MB RSS; cold start to the first frame < 500 ms.
+//
+// Latency and memory: each run is a fresh process (_tui-driver.mjs) driving the real runTui and
+// App from dist/ through Ink's real renderer on fake 120x40 TTY streams; a key's time runs from
+// its bytes arriving on stdin to the end of the frame written for it. Node runs with the flags
+// of dist/tui/main.js's shebang, so the memory figure is the bin's (BENCH_TUI_NODE_FLAGS="..."
+// tries other flags instead, e.g. before changing the shebang).
+//
+// Cold start: the real bin (dist/tui/main.js, with a committed test key, a fresh key directory
+// and a real relay started here) in a pseudo-terminal made by script(1); the time runs from
+// spawning it to the first frame on the terminal (its status line), and on to "● connected".
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const BIN = join(root, "dist", "tui", "main.js");
+const MESSAGES = 100_000;
+
+export const name = "tui";
+export const description = `chat UI with ${MESSAGES.toLocaleString("en")} messages on screen: key and page latency (stdin to frame written), peak RSS, cold start of the bin to its first frame`;
+
+/** The node flags in the bin's shebang ("#!/usr/bin/env -S node --flag" → ["--flag"]). */
+function binNodeFlags() {
+  const first = readFileSync(BIN, "utf8").split("\n", 1)[0] ?? "";
+  const words = first.replace(/^#!\s*/, "").split(/\s+/).filter((w) => w !== "");
+  const node = words.findIndex((w) => /(^|\/)node$/.test(w));
+  return node === -1 ? [] : words.slice(node + 1);
+}
+
+/** As a user runs it: no NODE_ENV (the UI then runs React's production build). */
+function withoutNodeEnv(env) {
+  const { NODE_ENV: _unset, ...rest } = env;
+  return rest;
+}
+
+function runDriver(args, nodeFlags) {
+  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-driver.mjs"), ...args], {
+    encoding: "utf8",
+    env: withoutNodeEnv({ ...process.env, FORCE_COLOR: "2" }),
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 300_000,
+  });
+  const line = child.stdout.split("\n").find((l) => l.startsWith("{"));
+  if (child.status !== 0 || line === undefined) throw new Error(`tui driver failed (${child.status}): ${child.stderr.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+/** Spawns the bin in a pty and times the first frame and the connection. */
+async function coldStart(port) {
+  const dir = mkdtempSync(join(tmpdir(), "sc-bench-tui-"));
+  const keys = join(dir, "keys");
+  mkdirSync(keys, { mode: 0o700 });
+  copyFileSync(join(root, "test", "fixtures", "keys", "alice.pem"), join(keys, "alice_key.pem"));
+  chmodSync(join(keys, "alice_key.pem"), 0o600);
+  const command = `stty cols 120 rows 40; exec ${BIN} alice --server 127.0.0.1:${port} --key-dir ${keys} --log-file ${join(dir, "alice.log")} --no-bell`;
+  const started = performance.now();
+  const child = spawn("script", ["-qfec", command, "/dev/null"], {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: withoutNodeEnv({ ...process.env, TERM: "xterm-256color", XDG_STATE_HOME: join(dir, "state") }),
+  });
+  let output = "";
+  let firstFrame;
+  let connected;
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`chat-tui did not draw and connect in time; it wrote: ${JSON.stringify(output.slice(-500))}`)), 20_000);
+      child.stdout.on("data", (chunk) => {
+        output += chunk.toString("utf8");
+        firstFrame ??= output.includes("secure-chat") ? performance.now() - started : undefined;
+        connected ??= output.includes("● connected") ? performance.now() - started : undefined;
+        if (firstFrame !== undefined && connected !== undefined) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`chat-tui exited (${code}) early: ${JSON.stringify(output.slice(-500))}`)));
+    });
+  } finally {
+    child.stdin.write("\u0003"); // Ctrl-C through the pty: leave as a user would
+    const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))]);
+    if (!done) child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { firstFrame, connected };
+}
+
+export async function run({ runs, quick, log }) {
+  const override = process.env.BENCH_TUI_NODE_FLAGS;
+  const flags = override === undefined ? binNodeFlags() : override.split(/\s+/).filter((f) => f !== "");
+  const args = ["--messages", String(MESSAGES), "--keys", quick ? "100" : "300", "--pages", quick ? "20" : "60"];
+  const drives = [];
+  for (let i = 0; i < runs; i++) {
+    const r = runDriver(args, flags);
+    log(`run ${i + 1}: key p50 ${r.key.p50.toFixed(1)} p99 ${r.key.p99.toFixed(1)} ms, page p99 ${r.page.p99.toFixed(1)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB (young generation ${r.newSpaceMb.toFixed(0)} MB), 100k burst drawn in ${r.loadMs.toFixed(0)} ms`);
+    drives.push(r);
+  }
+
+  const cold = [];
+  if (spawnSync("script", ["--version"]).status === 0) {
+    const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
+    const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
+    const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-tui-relay-"));
+    const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir, logger: nullLogger });
+    try {
+      for (let i = 0; i < runs; i++) {
+        const c = await coldStart(relay.port);
+        log(`cold start ${i + 1}: first frame ${c.firstFrame.toFixed(0)} ms, connected ${c.connected.toFixed(0)} ms`);
+        cold.push(c);
+      }
+    } finally {
+      await relay.shutdown();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  } else {
+    log("script(1) is not installed: cold start not measured");
+  }
+
+  const source = override === undefined ? "the bin's shebang" : "BENCH_TUI_NODE_FLAGS";
+  const flagNote = flags.length === 0 ? `node without flags (${source} has none)` : `node ${flags.join(" ")} (from ${source})`;
+  const rows = [
+    {
+      metric: "keystroke → frame p99", unit: "ms", better: "lower", target: 16, values: drives.map((r) => r.key.p99),
+      note: `${drives[0]?.key.n ?? 0} keys per run, 25 ms apart, 120x40, ${MESSAGES.toLocaleString("en")} messages; the last 20 while messages arrive and the view is scrolled to the top`,
+    },
+    { metric: "keystroke → frame p50", unit: "ms", better: "lower", values: drives.map((r) => r.key.p50) },
+    {
+      metric: "page (PgUp/PgDn) → frame p99", unit: "ms", better: "lower", target: 30, values: drives.map((r) => r.page.p99),
+      note: `${drives[0]?.page.n ?? 0} pages per run: up from the newest, then down from the oldest`,
+    },
+    { metric: "page → frame p50", unit: "ms", better: "lower", values: drives.map((r) => r.page.p50) },
+    { metric: "Ctrl-Home to the oldest → frame", unit: "ms", better: "lower", values: drives.map((r) => r.topMs) },
+    { metric: "100k-message burst → frame", unit: "ms", better: "lower", values: drives.map((r) => r.loadMs) },
+    {
+      metric: "peak RSS", unit: "MB", better: "lower", target: 250, values: drives.map((r) => r.peakRssMb),
+      note: `${flagNote}; V8's young generation reached ${Math.max(...drives.map((r) => r.newSpaceMb)).toFixed(0)} MB`,
+    },
+  ];
+  if (cold.length > 0) {
+    rows.push(
+      {
+        metric: "cold start → first frame", unit: "ms", better: "lower", target: 500, values: cold.map((c) => c.firstFrame),
+        note: "dist/tui/main.js in a pty (script), fresh key dir with a test key, real relay on 127.0.0.1",
+      },
+      { metric: "cold start → connected", unit: "ms", better: "lower", values: cold.map((c) => c.connected) },
+    );
+  }
+  return rows;
+}

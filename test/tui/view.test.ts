@@ -274,6 +274,16 @@ describe("status line", () => {
       if (width >= 12) expect(rowText(row)).toContain("● connected");
     }
   });
+
+  test("the reconnect countdown stays in sight down to 40 columns, with many conversations open", () => {
+    let s = stateWith("#one", "#two", "#three");
+    s = reducer(s, { type: "session", atMs: T0, event: { type: "connection", status: { state: "reconnecting", attempt: 3, retryAtMs: T0 + 7_000, reason: "connection refused" } } });
+    for (const width of [40, 60, 100]) {
+      const row = rowText(statusRow(s, T0, width));
+      expect(row, `${width}`).toContain("↻ reconnecting in 7s");
+      expect(stringWidth(row)).toBeLessThanOrEqual(width);
+    }
+  });
 });
 
 describe("sidebar", () => {

@@ -183,6 +183,22 @@ describe("scrolling", () => {
     }
   });
 
+  test("a position the pane has outgrown (the terminal grew) moves from what is drawn", () => {
+    const s = run(start(), ...numbered(100), scroll("page-up"));
+    // Drawn 60 rows high, the view reaches the newest rows: it is drawn as the bottom...
+    const tall = { width: WIDTH, height: 60 };
+    const c = s.conversations["lobby"]!;
+    expect(scrollbackWindow(c, scrollbackContext(s, WIDTH), 60).more).toBeUndefined();
+    // ...so PgUp moves a page (58 rows) up from the bottom (m040..m099 drawn), which reaches
+    // the very start; from the stale position (top m082) it would have shown m024 onwards.
+    const up = run(s, { type: "scroll", move: "page-up", viewport: tall });
+    const { rows, more } = screen(up, "lobby", 60);
+    expect(rows[0]).toMatch(/^── /);
+    expect(rows[1]).toBe("m000");
+    expect(rows.at(-1)).toBe("m057");
+    expect(more).toEqual({ below: 42, fresh: 0 });
+  });
+
   test("/clear empties the conversation and its position", () => {
     const s = run(start(), ...numbered(100), scroll("page-up"), { type: "clear-conversation", id: "lobby" });
     expect(s.conversations["lobby"]).toMatchObject({ entries: { length: 0 }, unread: 0 });

@@ -169,7 +169,10 @@ export function scrollPosition(conversation: ScrollbackSource, ctx: WindowContex
     at = { top: 0, skip: 0 };
   } else {
     const delta = move === "page-up" ? -pageRows(height) : move === "page-down" ? pageRows(height) : move.rows;
-    at = conversation.scroll === undefined ? followTop(conversation, ctx, height) : clampPosition(conversation, ctx, conversation.scroll);
+    // Where the view is as drawn: a stored position so near the end that the pane shows the
+    // newest rows anyway (say, after the terminal grew) is the bottom.
+    const stored = conversation.scroll === undefined ? undefined : clampPosition(conversation, ctx, conversation.scroll);
+    at = stored !== undefined && rowsFrom(conversation, ctx, stored, height - 1) > height - 1 ? stored : followTop(conversation, ctx, height);
     if (at === undefined) return undefined;
     let { top, skip } = at;
     if (delta < 0) {

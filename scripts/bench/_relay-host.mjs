@@ -1,7 +1,13 @@
-// Bench helper: runs a relay in its own process so the load generator does not share its CPU.
-//   node --expose-gc _relay-host.mjs relay '{"limits":{...}}'   the real relay (dist/), durability on
-//   node --expose-gc _relay-host.mjs ceiling                    a minimal grpc-js forwarder
-// Prints one JSON line {"port": N} when listening; answers IPC {cmd:"mem"} with memory after a GC.
+// Bench helper: runs a relay in its own process so the load generator does not share its event
+// loop (node:sqlite's commits block it, and the clients' work would otherwise be counted as
+// the relay's). Started by startRelayChild() in _lib.mjs:
+//   node --expose-gc _relay-host.mjs relay '{"limits":{...},"commitMode":"group"}'
+//        the real relay (dist/), on a fresh data dir removed at stop; options go to startRelay
+//   node --expose-gc _relay-host.mjs ceiling
+//        a minimal grpc-js forwarder: the ceiling of this stack
+// Talks over IPC only: sends {ready, port} when listening, then answers {cmd, id} requests:
+//   mem   -> memory after forced GCs        stats -> relay.stats() (or the ceiling's stream
+//   stop  -> shuts down and exits                     count) and this process's CPU time
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -11,21 +17,24 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const mode = process.argv[2] ?? "relay";
 const opts = JSON.parse(process.argv[3] ?? "{}");
 let stop = async () => {};
+let stats = () => ({});
+let port;
 
 if (mode === "relay") {
   const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
-  const { jsonLineLogger } = await import(join(root, "dist", "protocol", "log.js"));
+  const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
   const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-relay-"));
-  const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir, logger: jsonLineLogger(() => {}, "error"), ...opts });
+  const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir, logger: nullLogger, ...opts });
   stop = async () => {
     await relay.shutdown();
     rmSync(dataDir, { recursive: true, force: true });
   };
-  console.log(JSON.stringify({ port: relay.port }));
+  stats = () => relay.stats();
+  port = relay.port;
 } else if (mode === "ceiling") {
-  // The ceiling of this stack: one bidi method that forwards every frame it receives to every
-  // other open stream, as raw bytes, honouring backpressure (a source is paused while any
-  // destination's buffer is full). No parsing, no checks, no storage.
+  // The ceiling of this stack: one bidi method that forwards every frame it receives, as raw
+  // bytes, to every other open stream, honouring backpressure (a source is paused while any
+  // destination's buffer is full). No parsing, no checks, no storage, no answers.
   const grpc = await import("@grpc/grpc-js");
   const streams = new Set();
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024, "grpc.max_send_message_length": 64 * 1024 * 1024 });
@@ -57,18 +66,29 @@ if (mode === "relay") {
       call.on("error", done);
     },
   });
-  const port = await new Promise((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  port = await new Promise((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   stop = async () => server.forceShutdown();
-  console.log(JSON.stringify({ port }));
+  stats = () => ({ sessions: streams.size });
+} else {
+  throw new Error(`unknown mode ${mode}: relay or ceiling`);
 }
 
 process.on("message", async (m) => {
+  const reply = (value) => process.send({ id: m.id, ...value });
   if (m?.cmd === "mem") {
     for (let i = 0; i < 3; i++) globalThis.gc?.();
     const u = process.memoryUsage();
-    process.send({ rss: u.rss, heapUsed: u.heapUsed, external: u.external, arrayBuffers: u.arrayBuffers });
+    reply({ rss: u.rss, heapUsed: u.heapUsed, external: u.external, arrayBuffers: u.arrayBuffers });
+  } else if (m?.cmd === "stats") {
+    const cpu = process.cpuUsage();
+    reply({ stats: stats(), cpuMs: (cpu.user + cpu.system) / 1000 });
   } else if (m?.cmd === "stop") {
     await stop();
-    process.exit(0);
+    // process.exit() would skip writing a --cpu-prof profile; the loop is empty now.
+    // A handle left open by a bug must not keep the bench waiting: exit anyway after 5 s.
+    process.disconnect();
+    process.exitCode = 0;
+    setTimeout(() => process.exit(0), 5000).unref();
   }
 });
+process.send({ ready: true, port });

@@ -1,7 +1,7 @@
 // Scale: memory of the relay per idle connected session at 1,000 and 5,000 sessions (target
 // under 100 KB each) and the time for all of them to connect. The relay runs in its own process;
 // memory is read there after forced GCs (RSS and live heap + external, both reported).
-import { benchSession, identities, startRelayChild } from "./_lib.mjs";
+import { connect, identities, startRelayChild } from "./_lib.mjs";
 
 export const name = "relay-scale";
 export const description = "relay memory per idle session, connect time for 1,000 and 5,000 sessions";
@@ -14,9 +14,7 @@ async function connectAll(port, ids) {
   const worker = async () => {
     while (next < ids.length) {
       const id = ids[next++];
-      const s = await benchSession(port, id);
-      await s.welcome;
-      sessions.push(s);
+      sessions.push(await connect(port, id));
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
@@ -26,7 +24,7 @@ async function connectAll(port, ids) {
 export async function run({ runs, quick, log }) {
   const rows = [];
   for (const n of quick ? [1000] : [1000, 5000]) {
-    const ids = await identities(n);
+    const ids = identities(n);
     const rss = [];
     const live = [];
     const seconds = [];

@@ -166,6 +166,11 @@ describe("scrolling", () => {
     expect(screen(s).rows.at(-1)).toMatch(/alice +mine …$/);
   });
 
+  test("carrying out a command brings the view down too, where its answer shows", () => {
+    const s = run(start(), ...numbered(100), scroll("page-up"), { type: "input-submitted", conversationId: "lobby", text: "/users" });
+    expect(s.conversations["lobby"]?.scroll).toBeUndefined();
+  });
+
   test("each conversation keeps its own position", () => {
     let s = run(start(), ...numbered(100), ...numbered(50, 0, "#ops"), scroll("page-up"));
     const lobby = screen(s).rows;

@@ -355,14 +355,23 @@ function complete(state: TuiState, direction: 1 | -1): TuiState {
   return { ...state, input, completion: { start: match.start, candidates: match.candidates, index, suffix: match.suffix } };
 }
 
+/**
+ * A line was carried out: it joins the history, leaves the input, and the conversation goes back
+ * to its newest rows (where the message, or the command's answer, shows).
+ */
 function submitted(state: TuiState, conversationId: string, text: string): TuiState {
   const previous = state.history[conversationId] ?? [];
   const keep = text.trim() !== "" && previous.at(-1) !== text;
   const history = keep ? { ...state.history, [conversationId]: [...previous, text].slice(-HISTORY_LIMIT) } : state.history;
   const { recall: _recall, completion: _completion, ...rest } = state;
-  return conversationId === state.current
+  const cleared: TuiState = conversationId === state.current
     ? { ...rest, history, input: EMPTY_INPUT }
     : { ...rest, history, drafts: withoutKey(state.drafts, conversationId) };
+  return updateConversation(cleared, conversationId, (c) => {
+    if (c.scroll === undefined) return c;
+    const { scroll: _scroll, ...following } = c;
+    return following;
+  });
 }
 
 function paste(state: TuiState, raw: string): TuiState {

@@ -47,6 +47,8 @@ if (mode === "relay") {
   server.addService(service, {
     session(call) {
       streams.add(call);
+      // Every blocked source waits on this stream's 'drain': up to one listener per stream.
+      call.setMaxListeners(0);
       let blocked = 0;
       const unblock = () => {
         if (--blocked === 0) call.resume();

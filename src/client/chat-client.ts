@@ -1,6 +1,7 @@
 // The chat session over grpc-js: connect, prove, keep the directory and the TOFU pins, seal and
 // send through a durable outbox, open what arrives (PROTOCOL.md §7.3), ack, and reconnect with
 // backoff. Implements the ChatSession interface the TUI uses; no React here.
+import { randomBytes } from "node:crypto";
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import {
   Envelope as WireEnvelope, ErrorCode, RoomEventKind, SendStatus,
@@ -9,12 +10,12 @@ import {
 } from "../gen/securechat/v1/chat.js";
 import { envelopeFromWire, envelopeToWire } from "../protocol/codec.js";
 import {
-  chainHasGap, envelopeHash, openEnvelope, sealEnvelope, type MessageBody, type SealRecipient,
+  chainHasGap, envelopeHash, MESSAGE_ID_BYTES, openEnvelope, sealEnvelope, type MessageBody, type SealRecipient,
   type SenderKeyLookup,
 } from "../protocol/envelope.js";
 import { isProtocolError } from "../protocol/errors.js";
 import { DEFAULT_LIMITS, shapeLimitsOf, type Limits } from "../protocol/limits.js";
-import { importPublicIdentity, NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity, type PublicIdentity } from "../protocol/keys.js";
+import { importPublicIdentity, keyTag, NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity, type PublicIdentity } from "../protocol/keys.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -30,6 +31,9 @@ import {
 export const CLIENT_VERSION = "secure-chat/0.1.0";
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 10_000;
+/** Up to this many users online, everyone's keys are fetched at once (beyond: when first needed). */
+const PREFETCH_MAX_ONLINE = 100;
+const LOOKUP_ATTEMPTS = 5;
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
 const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
 
@@ -91,6 +95,10 @@ export function describeRefusal(code: ErrorCode, detail: string): string {
   return d.length > 0 ? d : generic[code] ?? "refused by the relay";
 }
 
+function blockedByKeyChange(name: string): string {
+  return `${name}'s key changed: compare safety numbers with /verify ${name}, then /trust ${name} to send again`;
+}
+
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
 }
@@ -119,7 +127,21 @@ export class ChatClient implements ChatSession {
   private closed = false;
   private runPromise: Promise<void> | undefined;
   private wakeRetry: (() => void) | undefined;
+  /** Presence and key tags as the relay's light directory entries show them. */
   private readonly online = new Map<string, boolean>();
+  private readonly keyTags = new Map<string, Buffer>();
+  /** Key lookups in flight, by username (joined, never repeated). */
+  private readonly lookups = new Map<string, Promise<void>>();
+  /** Names the relay answered a key lookup without: it does not know them. */
+  private readonly notFound = new Set<string>();
+  /** Names whose keys from the relay failed the checks (bad binding, weak key): never sealed to. */
+  private readonly invalidKeys = new Set<string>();
+  /** Senders whose keys were re-fetched this session because an envelope named an unknown key. */
+  private readonly refreshedSenders = new Set<string>();
+  /** Delivery batches are opened one at a time, in the order they came. */
+  private deliveryChain: Promise<void> = Promise.resolve();
+  /** Seals run one at a time, in the order send() was called (each needs the previous chain head). */
+  private sendChain: Promise<void> = Promise.resolve();
   private readonly rooms = new Map<string, string[]>();
   private limits: Limits = DEFAULT_LIMITS;
   private nextRequestId = 1;
@@ -272,6 +294,7 @@ export class ChatClient implements ChatSession {
       clearTimeout(handshakeTimer);
       // Authenticated from here: my own directory entry shows me online.
       this.authenticated = true;
+      this.refreshedSenders.clear();
       this.onWelcome(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);
@@ -330,7 +353,7 @@ export class ChatClient implements ChatSession {
       };
     }
     this.online.clear();
-    for (const entry of w.directory) this.observeDirectoryEntry(entry, false);
+    for (const entry of w.directory) this.observeLightEntry(entry, false);
     this.online.set(this.me, true);
     this.rooms.clear();
     for (const r of w.rooms) this.rooms.set(r.room, [...r.members]);
@@ -338,36 +361,41 @@ export class ChatClient implements ChatSession {
     this.emit({ type: "directory", peers: this.peerViews() });
     this.emit({ type: "rooms", rooms: this.roomViews() });
     this.log.info("session.welcome", { users: w.directory.length, rooms: w.rooms.length, queued: w.queued });
+    this.prefetch([...this.online.keys()]);
   }
 
   private async onFrame(f: SessionResponse): Promise<void> {
     const frame = f.frame;
     if (frame === undefined) return;
     switch (frame.$case) {
-      case "deliver":
-        await this.onDeliveries(frame.value.items);
+      case "deliver": {
+        // Deliveries are processed one batch at a time, in order, on their own chain: opening one
+        // may wait for a sender's keys (a LookupKeys answer), which this frame loop must stay free
+        // to read. The relay's window of unacked deliveries bounds how many can queue up here.
+        const items = frame.value.items;
+        this.deliveryChain = this.deliveryChain.then(() => this.onDeliveries(items)).catch((e: unknown) => {
+          this.log.error("deliver.failed", { reason: e instanceof Error ? e.message : String(e) });
+        });
         return;
+      }
       case "sendResult":
         this.onSendResult(frame.value);
         return;
-      case "presence": {
-        const { username, online } = frame.value;
-        if (!isValidUsername(username) || username === this.me) return;
-        this.online.set(username, online);
-        const view = this.peerView(username);
-        if (view) this.emit({ type: "peer", peer: view });
+      case "directoryUpdate": {
+        const joined: string[] = [];
+        for (const entry of frame.value.entries) {
+          if (entry.online && this.online.get(entry.username) !== true) joined.push(entry.username);
+          this.observeLightEntry(entry, true);
+        }
+        this.prefetch(joined);
         return;
       }
-      case "directory":
-        if (frame.value.entry) {
-          this.observeDirectoryEntry(frame.value.entry, true);
-        }
-        return;
       case "roomEvent":
         this.onRoomEvent(frame.value);
         return;
       case "roomList":
       case "memberList":
+      case "keyList":
       case "error": {
         const pending = this.requests.get(frame.value.requestId);
         if (pending) {
@@ -393,26 +421,126 @@ export class ChatClient implements ChatSession {
     }
   }
 
-  /** Pins on first sight, flags key changes, tracks presence (PROTOCOL.md §6). */
-  private observeDirectoryEntry(entry: DirectoryEntry, live: boolean): void {
+  /**
+   * A light directory entry: presence and the key tag. When the tag no longer matches the keys
+   * pinned for that user (nor a pending change), their keys are fetched again, so a key change
+   * surfaces at once. The tag is only a hint: every security check uses the pinned keys.
+   */
+  private observeLightEntry(entry: DirectoryEntry, live: boolean): void {
+    const name = entry.username;
+    if (!isValidUsername(name)) {
+      this.log.warn("directory.invalid-entry", { reason: "invalid username" });
+      return;
+    }
+    if (name === this.me) {
+      if (entry.keyTag.length > 0 && !entry.keyTag.equals(keyTag(this.identity.sigFpr, this.identity.encFpr))) {
+        this.emit({ type: "notice", level: "error", text: "the relay lists keys for you that are not yours: it may be attacking you" });
+      }
+      return;
+    }
+    this.online.set(name, entry.online);
+    if (entry.keyTag.length > 0) this.keyTags.set(name, Buffer.from(entry.keyTag));
+    if (this.trustStore.get(name) !== undefined && this.needsKeys(name)) void this.ensureKeys([name]);
+    if (live) {
+      const view = this.peerView(name);
+      if (view) this.emit({ type: "peer", peer: view });
+    }
+  }
+
+  /** Keys are needed when none are pinned, or the relay's tag matches neither the pin nor a pending change. */
+  private needsKeys(name: string): boolean {
+    const pin = this.trustStore.get(name);
+    if (pin === undefined) return true;
+    const tag = this.keyTags.get(name);
+    if (tag === undefined) return false;
+    if (tag.equals(keyTag(pin.identity.sigFpr, pin.identity.encFpr))) return false;
+    return !(pin.pending && tag.equals(keyTag(pin.pending.sigFpr, pin.pending.encFpr)));
+  }
+
+  /** Small directories are fetched up front, so /verify and first messages need no round trip. */
+  private prefetch(names: readonly string[]): void {
+    let online = 0;
+    for (const v of this.online.values()) if (v) online++;
+    if (online > PREFETCH_MAX_ONLINE) return;
+    const missing = names.filter((n) => n !== this.me && this.trustStore.get(n) === undefined);
+    if (missing.length > 0) void this.ensureKeys(missing).catch(() => {});
+  }
+
+  /**
+   * Makes sure the keys of these users are pinned (fetching them with LookupKeys when needed),
+   * waiting for a connection first. `refresh` fetches even when a pin exists (a sender signed
+   * with an unknown key; the relay said a recipient's key is stale).
+   */
+  private async ensureKeys(names: readonly string[], refresh = false): Promise<void> {
+    const need = [...new Set(names)].filter((n) => n !== this.me && isValidUsername(n) && (refresh || this.needsKeys(n)));
+    if (need.length === 0) return;
+    const waits: Promise<void>[] = [];
+    const fresh: string[] = [];
+    for (const n of need) {
+      const inFlight = this.lookups.get(n);
+      if (inFlight) waits.push(inFlight);
+      else fresh.push(n);
+    }
+    for (let i = 0; i < fresh.length; i += this.limits.maxRecipients) {
+      const chunk = fresh.slice(i, i + this.limits.maxRecipients);
+      const p = this.lookupChunk(chunk);
+      for (const n of chunk) this.lookups.set(n, p);
+      waits.push(p);
+    }
+    await Promise.all(waits);
+  }
+
+  /**
+   * One LookupKeys round trip. A lookup lost with the connection (or refused for going too fast)
+   * is asked again once connected, a few times: a message waiting for these keys must not fail
+   * because the network blinked.
+   */
+  private async lookupChunk(names: string[]): Promise<void> {
+    try {
+      let answer: Outcome<SessionResponse["frame"]> | undefined;
+      for (let attempt = 1; attempt <= LOOKUP_ATTEMPTS; attempt++) {
+        await this.untilConnected();
+        const requestId = this.nextRequestId++;
+        answer = await this.request(requestId, { $case: "lookupKeys", value: { requestId, usernames: names } });
+        if (answer.ok || this.closed) break;
+        this.log.info("keys.lookup-retry", { users: names.length, attempt, reason: answer.error });
+        if (this.authenticated) await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+      if (answer === undefined || !answer.ok) {
+        this.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? answer.error : "no answer" });
+        return;
+      }
+      if (answer.value?.$case !== "keyList") return;
+      const asked = new Set(names);
+      for (const entry of answer.value.value.entries) {
+        if (!asked.has(entry.username)) continue;
+        asked.delete(entry.username);
+        this.notFound.delete(entry.username);
+        this.observeKeys(entry);
+      }
+      for (const missing of asked) this.notFound.add(missing);
+    } finally {
+      for (const n of names) this.lookups.delete(n);
+    }
+  }
+
+  /** Keys from the relay: pinned on first sight, a different key becomes a pending change (PROTOCOL.md §6). */
+  private observeKeys(entry: DirectoryEntry): void {
     let identity: PublicIdentity;
     try {
       identity = importPublicIdentity(entry);
     } catch (e) {
-      this.log.warn("directory.invalid-entry", { user: isValidUsername(entry.username) ? entry.username : "(invalid)", reason: (e as Error).message });
+      if (isValidUsername(entry.username)) this.invalidKeys.add(entry.username);
+      this.log.warn("directory.invalid-keys", { user: isValidUsername(entry.username) ? entry.username : "(invalid)", reason: (e as Error).message });
       if (isValidUsername(entry.username)) {
         this.emit({ type: "notice", level: "warn", text: `the relay sent invalid keys for ${entry.username}; they were ignored` });
       }
       return;
     }
     const name = identity.username;
-    if (name === this.me) {
-      if (!identity.sigFpr.equals(this.identity.sigFpr) || !identity.encFpr.equals(this.identity.encFpr)) {
-        this.emit({ type: "notice", level: "error", text: "the relay lists keys for you that are not yours: it may be attacking you" });
-      }
-      return;
-    }
-    this.online.set(name, entry.online);
+    if (name === this.me) return;
+    this.invalidKeys.delete(name);
+    this.keyTags.set(name, keyTag(identity.sigFpr, identity.encFpr));
     const result = this.trustStore.observe(identity);
     if (result === "key-changed") {
       this.log.warn("peer.key-changed", { user: name });
@@ -420,10 +548,16 @@ export class ChatClient implements ChatSession {
     } else if (result === "change-withdrawn") {
       this.emit({ type: "notice", level: "info", text: `the relay shows ${name}'s original keys again; the key change was withdrawn`, conversationId: dmIdFor(this.me, name) });
     }
-    if (live) {
-      const view = this.peerView(name);
-      if (view) this.emit({ type: "peer", peer: view });
-    }
+    const view = this.peerView(name);
+    if (view) this.emit({ type: "peer", peer: view });
+  }
+
+  /** Resolves when a session is authenticated; rejects when the client fails for good or closes. */
+  private untilConnected(): Promise<void> {
+    if (this.authenticated) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error("the session was closed"));
+    if (this.connection.state === "failed") return Promise.reject(new Error(this.connection.reason));
+    return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
   }
 
   private onRoomEvent(ev: { room: string; kind: RoomEventKind; username: string; members: string[]; atMs: number }): void {
@@ -448,12 +582,29 @@ export class ChatClient implements ChatSession {
   private async onDeliveries(items: Delivery[]): Promise<void> {
     const acks: number[] = [];
     for (const item of items) {
+      await this.prepareSender(item.envelope);
       this.processDelivery(item.conversationId, item.envelope);
       acks.push(item.seq);
     }
     if (acks.length > 0 && this.stream) {
       await this.stream.send({ frame: { $case: "ack", value: { seqs: acks } } }).catch(() => {});
     }
+  }
+
+  /**
+   * Before opening: fetch the sender's keys when none are pinned, or when the envelope names a
+   * signing key that is neither the pinned one nor a known pending change (a key change the
+   * directory has not shown us, e.g. from a user who is offline now). At most once per sender
+   * per session, so forged envelopes cannot make the client look keys up without end.
+   */
+  private async prepareSender(wire: WireEnvelope | undefined): Promise<void> {
+    const h = wire?.header;
+    if (h === undefined || !isValidUsername(h.sender) || h.sender === this.me) return;
+    const pin = this.trustStore.get(h.sender);
+    if (pin !== undefined && (pin.identity.sigFpr.equals(h.senderSigFpr) || pin.pending?.sigFpr.equals(h.senderSigFpr) === true)) return;
+    if (pin !== undefined && this.refreshedSenders.has(h.sender)) return;
+    this.refreshedSenders.add(h.sender);
+    await this.ensureKeys([h.sender], true).catch(() => {});
   }
 
   private senderKey = (username: string): SenderKeyLookup => {
@@ -541,10 +692,14 @@ export class ChatClient implements ChatSession {
       return;
     }
     // Refused: roll my chain head back if this envelope was the head, so the next message does
-    // not point at one nobody received.
+    // not point at one nobody received. A stale recipient key means someone's keys changed on the
+    // relay: fetch them, so the key change shows.
     try {
       const env = envelopeFromWire(WireEnvelope.decode(entry.envelope));
       if (this.state.ownHead(entry.conversationId).equals(envelopeHash(env))) this.state.setOwnHead(entry.conversationId, env.header.prev);
+      if (r.code === ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY) {
+        void this.ensureKeys(env.header.recipients.map((x) => x.username), true).catch(() => {});
+      }
     } catch {
       // Our own bytes always decode; nothing to roll back otherwise.
     }
@@ -597,44 +752,107 @@ export class ChatClient implements ChatSession {
     if (bytes > this.limits.maxTextBytes) {
       return { ok: false, error: `the message is ${bytes} bytes; this relay accepts at most ${this.limits.maxTextBytes}` };
     }
-    const recipients = this.recipientsFor(conv);
-    if (!recipients.ok) return recipients;
-    if (recipients.value.list.length + 1 > this.limits.maxRecipients) {
-      return { ok: false, error: `${recipients.value.list.length + 1} recipients; this relay allows at most ${this.limits.maxRecipients}` };
-    }
-    const body: MessageBody = { kind, text: normalized };
+    const early = this.checkAddressable(conv);
+    if (!early.ok) return early;
+    // The id is fixed now, so the pending line and the sealed envelope are the same message.
+    const messageId = randomBytes(MESSAGE_ID_BYTES);
+    const id = hex(messageId);
     const now = this.clock();
-    const sealed = sealEnvelope({
-      sender: this.identity,
-      conversationId: conv.id,
-      recipients: recipients.value.list,
-      body,
-      prev: this.state.ownHead(conv.id),
-      sentAtMs: now,
-      limits: shapeLimitsOf(this.limits),
-    });
-    const wire = envelopeToWire(sealed.envelope);
-    const id = hex(sealed.envelope.header.messageId);
-    this.state.addOutgoing(
-      { id: sealed.envelope.header.messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind, text: normalized, createdAtMs: now, sentAtMs: now },
-      sealed.hash,
-    );
     this.emit({
       type: "message",
       message: { id, conversationId: conv.id, from: this.me, kind, text: normalized, sentAtMs: now, receivedAtMs: now, own: true, state: "pending" },
     });
-    if (recipients.value.skipped.length > 0) {
-      this.emit({
-        type: "notice", level: "warn", conversationId: conv.id,
-        text: `not sent to ${recipients.value.skipped.join(", ")}: their keys changed (see /verify)`,
-      });
-    }
-    if (this.authenticated && this.stream) {
-      this.stream.send({ frame: { $case: "send", value: { envelope: wire } } }).catch(() => {
-        // Stays in the outbox; resent with the same id after reconnecting.
-      });
-    }
+    const body: MessageBody = { kind, text: normalized };
+    this.sendChain = this.sendChain.then(() => this.sealAndQueue(conv, body, messageId, now));
     return { ok: true, value: { id } };
+  }
+
+  /** What send() can refuse at once, without the relay. */
+  private checkAddressable(conv: Conversation): Outcome {
+    switch (conv.kind) {
+      case "dm": {
+        if (!conv.members.includes(this.me)) return { ok: false, error: "that is not one of your conversations" };
+        const peer = conv.members[0] === this.me ? conv.members[1] : conv.members[0];
+        if (this.trustStore.get(peer)?.pending) return { ok: false, error: blockedByKeyChange(peer) };
+        return { ok: true, value: undefined };
+      }
+      case "room":
+        if (!this.rooms.has(conv.room)) return { ok: false, error: `you are not in ${conv.room}: /join ${conv.room} first` };
+        return { ok: true, value: undefined };
+      case "lobby":
+        return { ok: true, value: undefined };
+      default: {
+        const never: never = conv;
+        return never;
+      }
+    }
+  }
+
+  /**
+   * The second half of send(), one message at a time in send order: fetch missing keys, seal,
+   * store in the outbox (it survives a crash), then write if connected. A failure becomes the
+   * message's "failed" state with a sentence, and the message can be retried.
+   */
+  private async sealAndQueue(conv: Conversation, body: MessageBody, messageId: Buffer, now: number): Promise<void> {
+    const id = hex(messageId);
+    try {
+      const names = this.recipientNames(conv);
+      // The lobby reaches whom we can reach now: while disconnected it is sealed to the known
+      // online users (it must not wait unsealed: quitting would lose it).
+      if (conv.kind !== "lobby" || this.authenticated) await this.ensureKeys(names);
+      const recipients = this.recipientsFor(conv);
+      if (!recipients.ok) throw new Error(recipients.error);
+      if (recipients.value.list.length + 1 > this.limits.maxRecipients) {
+        throw new Error(`${recipients.value.list.length + 1} recipients; this relay allows at most ${this.limits.maxRecipients}`);
+      }
+      const sealed = sealEnvelope({
+        sender: this.identity,
+        conversationId: conv.id,
+        recipients: recipients.value.list,
+        body,
+        prev: this.state.ownHead(conv.id),
+        sentAtMs: now,
+        messageId,
+        limits: shapeLimitsOf(this.limits),
+      });
+      const wire = envelopeToWire(sealed.envelope);
+      this.state.addOutgoing(
+        { id: messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind: body.kind, text: body.text, createdAtMs: now, sentAtMs: now },
+        sealed.hash,
+      );
+      if (recipients.value.skipped.length > 0) {
+        this.emit({
+          type: "notice", level: "warn", conversationId: conv.id,
+          text: `not sent to ${recipients.value.skipped.join(", ")}: their keys changed (see /verify)`,
+        });
+      }
+      if (this.authenticated && this.stream) {
+        this.stream.send({ frame: { $case: "send", value: { envelope: wire } } }).catch(() => {
+          // Stays in the outbox; resent with the same id after reconnecting.
+        });
+      }
+    } catch (e) {
+      const failure = sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
+      this.failed.set(id, { conversationId: conv.id, text: body.text, kind: body.kind });
+      this.log.info("send.failed-locally", { conversation: conv.kind, reason: failure });
+      this.emit({ type: "message-state", conversationId: conv.id, id, state: "failed", failure });
+    }
+  }
+
+  /** Who a message to this conversation goes to (besides me). */
+  private recipientNames(conv: Conversation): string[] {
+    switch (conv.kind) {
+      case "dm":
+        return conv.members.filter((m) => m !== this.me);
+      case "room":
+        return (this.rooms.get(conv.room) ?? []).filter((m) => m !== this.me);
+      case "lobby":
+        return [...this.online].filter(([n, on]) => on && n !== this.me).map(([n]) => n);
+      default: {
+        const never: never = conv;
+        return never;
+      }
+    }
   }
 
   /** Sends a failed message's text again, as a new message (new id, current keys and chain). */
@@ -646,48 +864,27 @@ export class ChatClient implements ChatSession {
     return outcome;
   }
 
+  /** The recipients' pinned keys; a pending key change blocks DMs and rooms and skips lobby members. */
   private recipientsFor(conv: Conversation): Outcome<{ list: SealRecipient[]; skipped: string[] }> {
     const toRecipient = (pin: PinnedPeer): SealRecipient => ({ username: pin.identity.username, encKey: pin.identity.encKey, encFpr: pin.identity.encFpr });
-    const blocked = (name: string) => `${name}'s key changed: compare safety numbers with /verify ${name}, then /trust ${name} to send again`;
-    switch (conv.kind) {
-      case "dm": {
-        const peer = conv.members[0] === this.me ? conv.members[1] : conv.members[0];
-        if (!conv.members.includes(this.me)) return { ok: false, error: "that is not one of your conversations" };
-        const pin = this.trustStore.get(peer);
-        if (pin === undefined) return { ok: false, error: `no user '${peer}' on this relay` };
-        if (pin.pending) return { ok: false, error: blocked(peer) };
-        return { ok: true, value: { list: [toRecipient(pin)], skipped: [] } };
+    const list: SealRecipient[] = [];
+    const skipped: string[] = [];
+    for (const name of this.recipientNames(conv)) {
+      const pin = this.trustStore.get(name);
+      if (conv.kind === "lobby") {
+        if (pin === undefined) continue; // keys not known yet: cannot be reached
+        if (pin.pending) skipped.push(name);
+        else list.push(toRecipient(pin));
+        continue;
       }
-      case "room": {
-        const members = this.rooms.get(conv.room);
-        if (members === undefined) return { ok: false, error: `you are not in ${conv.room}: /join ${conv.room} first` };
-        const list: SealRecipient[] = [];
-        for (const m of members) {
-          if (m === this.me) continue;
-          const pin = this.trustStore.get(m);
-          if (pin === undefined) return { ok: false, error: `no keys known for ${m} yet; try again in a moment` };
-          if (pin.pending) return { ok: false, error: blocked(m) };
-          list.push(toRecipient(pin));
-        }
-        return { ok: true, value: { list, skipped: [] } };
+      if (pin === undefined) {
+        if (this.invalidKeys.has(name)) return { ok: false, error: `the relay sent invalid keys for ${name}: not sending (it may be attacking you)` };
+        return { ok: false, error: conv.kind === "dm" ? `no user '${name}' on this relay` : `no keys known for ${name}; try again in a moment` };
       }
-      case "lobby": {
-        const list: SealRecipient[] = [];
-        const skipped: string[] = [];
-        for (const [name, isOnline] of this.online) {
-          if (!isOnline || name === this.me) continue;
-          const pin = this.trustStore.get(name);
-          if (pin === undefined) continue;
-          if (pin.pending) skipped.push(name);
-          else list.push(toRecipient(pin));
-        }
-        return { ok: true, value: { list, skipped: skipped.sort() } };
-      }
-      default: {
-        const never: never = conv;
-        return never;
-      }
+      if (pin.pending) return { ok: false, error: blockedByKeyChange(name) };
+      list.push(toRecipient(pin));
     }
+    return { ok: true, value: { list, skipped: skipped.sort() } };
   }
 
   async joinRoom(room: string): Promise<Outcome<RoomView>> {
@@ -788,7 +985,11 @@ export class ChatClient implements ChatSession {
     if (username === this.me) return { ok: false, error: "that is you: use /fingerprint to see your own keys" };
     if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
     const pin = this.trustStore.get(username);
-    if (pin === undefined) return { ok: false, error: `no keys known for ${username}` };
+    if (pin === undefined) {
+      if (this.notFound.has(username)) return { ok: false, error: `no user '${username}' on this relay` };
+      void this.ensureKeys([username]).catch(() => {});
+      return { ok: false, error: `fetching ${username}'s keys from the relay; run /verify ${username} again in a moment` };
+    }
     return {
       ok: true,
       value: {
@@ -841,12 +1042,15 @@ export class ChatClient implements ChatSession {
   private peerView(username: string): PeerView | undefined {
     if (username === this.me) return { username, online: this.authenticated, trust: "verified", you: true };
     const pin = this.trustStore.get(username);
-    if (pin === undefined) return undefined;
-    return { username, online: this.online.get(username) === true, trust: this.trustOf(pin), you: false };
+    const online = this.online.get(username) === true;
+    // Someone the directory shows whose keys were not fetched yet: nothing is pinned, so unverified.
+    if (pin === undefined) return this.online.has(username) ? { username, online, trust: "unverified", you: false } : undefined;
+    return { username, online, trust: this.trustOf(pin), you: false };
   }
 
+  /** Me, everyone the directory shows, and everyone pinned before (known, maybe offline). */
   private peerViews(): PeerView[] {
-    const names = new Set<string>([this.me, ...this.online.keys()]);
+    const names = new Set<string>([this.me, ...this.online.keys(), ...this.trustStore.all().keys()]);
     return [...names].sort().flatMap((n) => {
       const v = this.peerView(n);
       return v ? [v] : [];

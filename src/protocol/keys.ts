@@ -2,7 +2,7 @@
 // encryption key, fingerprints, and the session's proof of possession. Pure: no files.
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
-import { encodeFields, sha256 } from "./encoding.js";
+import { encodeFields, hashFields, sha256 } from "./encoding.js";
 import { ProtocolError } from "./errors.js";
 import { assertUsername, checkUsername } from "./names.js";
 import { ed25519Sign, ed25519Verify } from "./primitives.js";
@@ -43,6 +43,16 @@ export interface PrivateIdentity extends PublicIdentity {
 export function fingerprint(spki: Uint8Array): Buffer {
   if (!(spki instanceof Uint8Array) || spki.length === 0) throw new TypeError("spki must be non-empty bytes");
   return sha256(spki);
+}
+
+export const KEY_TAG_BYTES = 8;
+
+/**
+ * A short tag of a user's two keys, carried in light directory entries so clients notice a key
+ * change without receiving every user's keys. A hint only: all security checks use fingerprints.
+ */
+export function keyTag(sigFpr: Uint8Array, encFpr: Uint8Array): Buffer {
+  return hashFields("securechat/v1/key-tag", [sigFpr, encFpr]).subarray(0, KEY_TAG_BYTES);
 }
 
 /** The bytes the signing key signs to vouch for the encryption key. */

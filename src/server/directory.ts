@@ -4,7 +4,7 @@
 // but few active ones does not hold a KeyObject per user.
 import type { KeyObject } from "node:crypto";
 import type * as wire from "../gen/securechat/v1/chat.js";
-import { importSigningKey } from "../protocol/keys.js";
+import { importSigningKey, keyTag } from "../protocol/keys.js";
 import type { RelayStore, UserRecord } from "./store.js";
 
 /**
@@ -18,9 +18,13 @@ function ownCopy(b: Buffer): Buffer {
   return c;
 }
 
+const NO_BYTES = Buffer.alloc(0);
+
 export class DirectoryUser {
   private key: KeyObject | undefined;
   readonly record: UserRecord;
+  /** Changes when the keys change (light directory entries carry it). */
+  readonly keyTag: Buffer;
 
   constructor(record: UserRecord, key?: KeyObject) {
     this.record = {
@@ -32,6 +36,7 @@ export class DirectoryUser {
       encFpr: ownCopy(record.encFpr),
       createdAtMs: record.createdAtMs,
     };
+    this.keyTag = ownCopy(keyTag(record.sigFpr, record.encFpr));
     this.key = key;
   }
 
@@ -45,9 +50,15 @@ export class DirectoryUser {
     return this.key;
   }
 
+  /** A light entry: name, presence and key tag, no keys (Welcome, DirectoryUpdate). */
+  toLightWire(online: boolean): wire.DirectoryEntry {
+    return { username: this.record.username, sigSpki: NO_BYTES, encSpki: NO_BYTES, encKeySig: NO_BYTES, online, keyTag: this.keyTag };
+  }
+
+  /** The full entry with the keys (KeyList). */
   toWire(online: boolean): wire.DirectoryEntry {
     const r = this.record;
-    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online };
+    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online, keyTag: this.keyTag };
   }
 }
 

@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
-  Envelope, ErrorCode, SendStatus, type Ack, type SendEnvelope, type SendResult, type Welcome,
+  Envelope, ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
 } from "../gen/securechat/v1/chat.js";
 import { importPublicIdentity, NONCE_BYTES, verifyProof, type PublicIdentity } from "../protocol/keys.js";
 import type { Logger } from "../protocol/log.js";
@@ -174,7 +174,7 @@ function establish(stream: FrameStream, identity: PublicIdentity, deps: SessionD
   const user = directory.put(outcome.user, identity.sigKey);
   if (outcome.kind === "bound") {
     deps.logger.info("user.bound", { user: user.username });
-    router.broadcastDirectory(user, true);
+    router.announceBinding(user, true);
   }
 
   const session = new AuthenticatedSession(stream, user, deps);
@@ -185,12 +185,24 @@ function establish(stream: FrameStream, identity: PublicIdentity, deps: SessionD
   return session;
 }
 
+/**
+ * Welcome lists light entries (no keys) for everyone online and every member of my rooms:
+ * O(online) small entries, where full keys for every bound user made a connect storm O(N^2)
+ * in bytes. Clients fetch keys with LookupKeys when they need them.
+ */
 function welcomeFor(user: DirectoryUser, deps: SessionDeps): Welcome {
   const { directory, router, store, limits } = deps;
+  const rooms = deps.rooms.infoFor(user.username);
+  const names = new Set<string>(router.onlineNames());
+  names.add(user.username);
+  for (const r of rooms) for (const m of r.members) names.add(m);
   return {
     username: user.username,
-    directory: [...directory.all()].map((u) => u.toWire(router.isOnline(u.username))),
-    rooms: deps.rooms.infoFor(user.username),
+    directory: [...names].flatMap((n) => {
+      const u = directory.get(n);
+      return u === undefined ? [] : [u.toLightWire(router.isOnline(n))];
+    }),
+    rooms,
     queued: store.queueDepth(user.username),
     limits: limitsToWire(limits),
     serverTimeMs: deps.clock(),
@@ -201,6 +213,8 @@ function welcomeFor(user: DirectoryUser, deps: SessionDeps): Welcome {
 class AuthenticatedSession implements RoutedSession {
   readonly pump: DeliveryPump;
   private readonly bucket: TokenBucket;
+  /** Key lookups have their own bucket: fetching keys must not eat into the sending allowance. */
+  private readonly lookupBucket: TokenBucket;
   wasReplaced = false;
   /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
   private answers: Promise<void> = Promise.resolve();
@@ -210,6 +224,7 @@ class AuthenticatedSession implements RoutedSession {
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
     const { limits } = deps;
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
+    this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
       username: user.username, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
@@ -279,11 +294,35 @@ class AuthenticatedSession implements RoutedSession {
       case "listRooms":
       case "listMembers":
         return this.roomRequest(frame);
+      case "lookupKeys":
+        return this.lookupKeys(frame.value);
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);
       }
     }
+  }
+
+  /**
+   * LookupKeys: the full entries of the names asked for that are bound (others are left out).
+   * Rate-limited by a bucket of its own (as fast as sends), so it cannot be used to make the
+   * relay write keys without bound.
+   */
+  private async lookupKeys(req: LookupKeys): Promise<void> {
+    const { deps } = this;
+    const fail = (code: ErrorCode, detail: string) => this.reply({ $case: "error", value: { requestId: req.requestId, code, detail } });
+    if (!this.lookupBucket.take(deps.clock())) {
+      return fail(ErrorCode.ERROR_CODE_RATE_LIMITED, `looking up keys too fast: this relay allows ${deps.limits.messagesPerSecond} requests per second; wait a moment`);
+    }
+    if (req.usernames.length > deps.limits.maxRecipients) {
+      return fail(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${deps.limits.maxRecipients} users, not ${req.usernames.length}`);
+    }
+    const entries = [...new Set(req.usernames)].flatMap((n) => {
+      const u = deps.directory.get(n);
+      return u === undefined ? [] : [u.toWire(deps.router.isOnline(n))];
+    });
+    deps.logger.debug("keys.lookup", { user: this.username, asked: req.usernames.length, found: entries.length });
+    await this.reply({ $case: "keyList", value: { requestId: req.requestId, entries } });
   }
 
   /**

@@ -69,7 +69,10 @@ function lastBobHash(a: TestClient): Buffer {
 describe("key substitution by the relay", () => {
   it("at first contact: the relay's fake bob is pinned, but the safety number exposes it", async () => {
     const { a } = await aliceAgainst([malloryAsBob]);
-    const v = a.client.verifyInfo("bob");
+    const v = await waitUntil(() => {
+      const r = a.client.verifyInfo("bob");
+      return r.ok ? r : undefined;
+    }, "bob's keys fetched and pinned");
     expect(v.ok).toBe(true);
     // What alice would read to the real bob differs from what the real bob computes.
     if (v.ok) expect(v.value.safetyNumber).not.toBe(safetyNumber(alice, bob));
@@ -77,14 +80,22 @@ describe("key substitution by the relay", () => {
   });
 
   it("swapping only the encryption key is refused outright (the signing key did not vouch for it)", async () => {
-    const { a } = await aliceAgainst([{ ...bob, encSpki: mallory.encSpki }]);
+    const { s, a } = await aliceAgainst([{ ...bob, encSpki: mallory.encSpki }]);
     await a.waitFor((e) => e.type === "notice" && /invalid keys for bob/.test(e.text), "alice warned");
-    expect(a.client.send("dm:alice:bob", "hi")).toEqual({ ok: false, error: "no user 'bob' on this relay" });
+    const sent = a.client.send("dm:alice:bob", "hi");
+    expect(sent.ok).toBe(true);
+    if (sent.ok) {
+      expect(await a.waitForState(sent.value.id, "failed")).toMatchObject({ failure: expect.stringMatching(/invalid keys for bob: not sending/) });
+    }
+    expect(s.sent()).toEqual([]); // nothing was ever sealed to the swapped key
   });
 
   it("after pinning: a new key is a loud key change, its messages are held and sending is blocked", async () => {
-    const { s, a } = await aliceAgainst([bob]);
-    s.send({ $case: "directory", value: { entry: directoryEntry(malloryAsBob) } });
+    const { relay, s, a } = await aliceAgainst([bob]);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.trust === "unverified", "bob pinned");
+    await waitUntil(() => a.client.verifyInfo("bob").ok, "bob's keys fetched");
+    relay.directory = [directoryEntry(alice), directoryEntry(malloryAsBob)];
+    relay.announce("bob");
     await a.waitFor((e) => e.type === "key-change" && e.username === "bob", "key change shown");
     expect(a.client.send("dm:alice:bob", "secret")).toMatchObject({ ok: false, error: expect.stringMatching(/bob's key changed/) });
     const seq = s.deliver("dm:alice:bob", sealed(malloryAsBob, "dm:alice:bob", [alice], "trust me, I'm bob").envelope);

@@ -10,7 +10,7 @@ import {
 } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { SealedEnvelope } from "../../src/protocol/envelope.js";
-import type { PublicIdentity } from "../../src/protocol/keys.js";
+import { fingerprint, keyTag, type PublicIdentity } from "../../src/protocol/keys.js";
 import { waitUntil } from "./wait.js";
 
 // Raw bytes both ways, so tests can send frames no honest encoder would produce.
@@ -26,8 +26,19 @@ const RAW_SERVICE: ServiceDefinition = {
   },
 };
 
+/** The full entry (with keys) the hostile relay serves for a user, keys however wrong. */
 export function directoryEntry(id: PublicIdentity, online = true): DirectoryEntry {
-  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online };
+  let tag: Buffer = Buffer.alloc(0);
+  try {
+    tag = keyTag(fingerprint(id.sigSpki), fingerprint(id.encSpki));
+  } catch {
+    // An entry too broken to tag: the client sees no tag.
+  }
+  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online, keyTag: tag };
+}
+
+function light(e: DirectoryEntry): DirectoryEntry {
+  return { ...e, sigSpki: Buffer.alloc(0), encSpki: Buffer.alloc(0), encKeySig: Buffer.alloc(0) };
 }
 
 export class HostileSession {
@@ -78,7 +89,11 @@ export class HostileSession {
 
 export class HostileRelay {
   readonly sessions: HostileSession[] = [];
-  /** What the Welcome says; set before a client connects. */
+  /**
+   * The relay's directory, full entries: the Welcome shows them light (as the real relay does)
+   * and LookupKeys answers with these keys, whatever they are. Set before a client connects;
+   * change it and announce() to play a key change.
+   */
   directory: DirectoryEntry[] = [];
   private readonly server = new Server();
   port = 0;
@@ -105,12 +120,21 @@ export class HostileRelay {
         // A hostile relay accepts anything and hands out whatever directory it likes.
         s.send({
           $case: "welcome",
-          value: { username: s.hello?.username ?? "", directory: this.directory, rooms: [], queued: 0, limits: undefined, serverTimeMs: Date.now(), relayVersion: "hostile" },
+          value: { username: s.hello?.username ?? "", directory: this.directory.map(light), rooms: [], queued: 0, limits: undefined, serverTimeMs: Date.now(), relayVersion: "hostile" },
         });
+      } else if (req.frame?.$case === "lookupKeys") {
+        const asked = new Set(req.frame.value.usernames);
+        s.send({ $case: "keyList", value: { requestId: req.frame.value.requestId, entries: this.directory.filter((e) => asked.has(e.username)) } });
       } else if (req.frame?.$case === "send" && req.frame.value.envelope?.header) {
         s.send({ $case: "sendResult", value: { messageId: req.frame.value.envelope.header.messageId, status: 1, code: 0, detail: "", queuedFor: [] } });
       }
     });
+  }
+
+  /** Tells every session the directory changed for these users (light entries, as the real relay). */
+  announce(...usernames: string[]): void {
+    const entries = this.directory.filter((e) => usernames.includes(e.username)).map(light);
+    for (const s of this.sessions) s.send({ $case: "directoryUpdate", value: { entries } });
   }
 
   async session(index = 0): Promise<HostileSession> {

@@ -7,7 +7,7 @@ import {
   Client, credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type StatusObject,
 } from "@grpc/grpc-js";
 import {
-  ChatServiceService, SessionRequest, SessionResponse, SendStatus, type Delivery, type Envelope, type Hello,
+  ChatServiceService, SessionRequest, SessionResponse, SendStatus, type Delivery, type DirectoryEntry, type Envelope, type Hello,
   type SendResult, type Welcome,
 } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeFromWire, envelopeToWire } from "../../src/protocol/codec.js";
@@ -34,6 +34,10 @@ const DEFAULT_WAIT_MS = 5000;
 export class RawSession {
   /** Every frame received and not yet taken by next(), oldest first. */
   readonly inbox: ResponseFrame[] = [];
+  /** The latest directory entry seen for each user in DirectoryUpdates (updates are coalesced). */
+  readonly presence = new Map<string, DirectoryEntry>();
+  /** Every directory entry seen in DirectoryUpdates, in order. */
+  readonly presenceLog: DirectoryEntry[] = [];
   /** Resolves when the call ends, with the status the client saw. */
   readonly ended: Promise<EndStatus>;
   private endStatus: EndStatus | undefined;
@@ -52,6 +56,12 @@ export class RawSession {
     );
     this.call.on("data", (r: SessionResponse) => {
       if (r.frame !== undefined) this.inbox.push(r.frame);
+      if (r.frame?.$case === "directoryUpdate") {
+        for (const e of r.frame.value.entries) {
+          this.presence.set(e.username, e);
+          this.presenceLog.push(e);
+        }
+      }
       this.notify();
     });
     this.ended = new Promise((resolve) => {
@@ -125,6 +135,36 @@ export class RawSession {
   /** True when a frame of this case (matching pred) is in the inbox now. */
   has<C extends ResponseCase>(c: C, pred: (v: ResponseOf<C>) => boolean = () => true): boolean {
     return this.inbox.some((f) => f.$case === c && pred(f.value as ResponseOf<C>));
+  }
+
+  /**
+   * Waits until the DirectoryUpdates seen so far show `username` with this presence; returns the
+   * entry. (Updates are coalesced: one may carry several users, so this tracks state.)
+   */
+  async nextPresence(username: string, online: boolean, timeoutMs = DEFAULT_WAIT_MS): Promise<DirectoryEntry> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = this.presence.get(username);
+      if (e !== undefined && e.online === online) return e;
+      if (this.endStatus !== undefined) throw new Error(`stream ended while waiting for ${username} ${online ? "online" : "offline"}`);
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${username} to be ${online ? "online" : "offline"}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { this.waiters.delete(w); resolve(); }, 50);
+        const w = () => { clearTimeout(t); this.waiters.delete(w); resolve(); };
+        this.waiters.add(w);
+      });
+    }
+  }
+
+  /** Whether any DirectoryUpdate so far showed `username` with this presence. */
+  sawPresence(username: string, online: boolean): boolean {
+    return this.presenceLog.some((e) => e.username === username && e.online === online);
+  }
+
+  /** Asks for users' keys (LookupKeys) and returns the answer's entries. */
+  async lookupKeys(usernames: string[], requestId = 777): Promise<DirectoryEntry[]> {
+    this.write({ $case: "lookupKeys", value: { requestId, usernames } });
+    return (await this.next("keyList", (k) => k.requestId === requestId)).entries;
   }
 
   /** Waits for the call to end, up to timeoutMs. */

@@ -11,11 +11,12 @@ let alice: PrivateIdentity;
 let bob: PrivateIdentity;
 let carol: PrivateIdentity;
 let fakeBob: PrivateIdentity;
+let fixtureDave: PrivateIdentity;
 const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  [alice, bob, carol, fakeBob] = await Promise.all([
-    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("mallory", "bob"),
+  [alice, bob, carol, fakeBob, fixtureDave] = await Promise.all([
+    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("mallory", "bob"), fixtureIdentity("dave"),
   ]);
 });
 
@@ -142,7 +143,13 @@ describe("ChatClient against a real relay", () => {
     const a = await client(alice, r);
     const huge = "x".repeat(70 * 1024);
     expect(a.client.send("lobby", huge)).toEqual({ ok: false, error: `the message is ${huge.length} bytes; this relay accepts at most 65536` });
-    expect(a.client.send("dm:alice:zed", "hi")).toEqual({ ok: false, error: "no user 'zed' on this relay" });
+    // An unknown user is found out by asking the relay for their keys: the message fails then.
+    const toZed = a.client.send("dm:alice:zed", "hi");
+    expect(toZed.ok).toBe(true);
+    if (toZed.ok) {
+      const failed = await a.waitForState(toZed.value.id, "failed");
+      expect(failed).toMatchObject({ failure: "no user 'zed' on this relay" });
+    }
     expect(a.client.send("#ops", "hi")).toEqual({ ok: false, error: "you are not in #ops: /join #ops first" });
     expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: "nothing to send" });
   });
@@ -156,5 +163,20 @@ describe("two sessions of one user", () => {
     const failed = await first.waitFor((e) => e.type === "connection" && e.status.state === "failed", "the first session gives up");
     expect(failed.type === "connection" && failed.status.state === "failed" && failed.status.reason).toMatch(/another session of alice replaced this one/);
     expect(second.client.snapshot().connection.state).toBe("connected");
+  });
+});
+
+describe("keys fetched when needed", () => {
+  it("sends a first DM to someone offline the client has never seen (keys looked up, message queued)", async () => {
+    const r = await relay();
+    const d = await client(fixtureDave, r);
+    await d.close();
+    const a = await client(alice, r);
+    expect(a.client.snapshot().peers.map((p) => p.username)).toEqual(["alice"]); // dave is offline: not listed
+    const sent = a.client.send("dm:alice:dave", "are you around?");
+    expect(sent.ok).toBe(true);
+    if (sent.ok) expect(await a.waitForState(sent.value.id, "accepted")).toMatchObject({ queuedFor: ["dave"] });
+    const v = a.client.verifyInfo("dave");
+    expect(v.ok && v.value.trust).toBe("unverified"); // pinned on first fetch
   });
 });

@@ -5,8 +5,7 @@ import { createPublicKey, randomBytes } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
-import type { PrivateIdentity } from "../../src/protocol/keys.js";
-import { signProof } from "../../src/protocol/keys.js";
+import { keyTag, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { handMadeHello, openDelivery, seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
@@ -59,7 +58,11 @@ describe("relay handshake", () => {
     const owner = await relay.connect(alice);
     expect(owner.welcome.username).toBe("alice");
     expect(owner.welcome.directory.map((e) => e.username)).toEqual(["alice"]);
-    expect(owner.welcome.directory[0]!.sigSpki.equals(alice.sigSpki)).toBe(true);
+    // Light entries: the key tag of the bound keys, the keys themselves only on request.
+    expect(owner.welcome.directory[0]!.keyTag.equals(keyTag(alice.sigFpr, alice.encFpr))).toBe(true);
+    expect(owner.welcome.directory[0]!.sigSpki.length).toBe(0);
+    const [keys] = await owner.lookupKeys(["alice"]);
+    expect(keys!.sigSpki.equals(alice.sigSpki)).toBe(true);
   });
 
   it("ends the stream with INVALID_ARGUMENT on frames out of order", async () => {
@@ -192,7 +195,7 @@ describe("relay handshake", () => {
     relay = await TestRelay.start();
     const b = await relay.connect(bob);
     const old = await relay.connect(alice);
-    await b.next("presence", (p) => p.username === "alice" && p.online);
+    await b.nextPresence("alice", true);
 
     const fresh = await relay.connect(alice);
     const notice = await old.next("error");
@@ -205,7 +208,7 @@ describe("relay handshake", () => {
     const [d] = await b.deliveries(1);
     expect(openDelivery(d!, bob, [alice]).body.text).toBe("new device, same me");
     await b.barrier();
-    expect(b.has("presence", (p) => p.username === "alice")).toBe(false);
+    expect(b.sawPresence("alice", false)).toBe(false);
     await relay.waitForLog("session.close", (l) => l.user === "alice" && l.reason === "replaced");
   });
 

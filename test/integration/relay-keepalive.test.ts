@@ -51,12 +51,12 @@ describe("relay keepalive", () => {
     const b = await relay.connect(bob); // direct: healthy
     const a = new RawSession(`127.0.0.1:${proxy.port}`);
     await a.handshake(alice);
-    await b.next("presence", (p) => p.username === "alice" && p.online);
+    await b.nextPresence("alice", true);
 
     // alice's path goes silent: no FIN, no RST, no bytes. Only the relay's pings can tell.
     proxy.freezeAll();
     await relay.waitForLog("session.close", (l) => l.user === "alice", 10_000);
-    await b.next("presence", (p) => p.username === "alice" && !p.online, 10_000);
+    await b.nextPresence("alice", false, 10_000);
 
     // bob, answering the same pings, stayed; the relay still serves him.
     await b.barrier();

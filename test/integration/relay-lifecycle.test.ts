@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
-import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { keyTag, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { defaultRelayDataDir, RelayStartError, startRelay } from "../../src/server/relay.js";
 import { formatUserList, listBoundUsers, releaseUsername } from "../../src/server/users-command.js";
@@ -136,9 +136,12 @@ describe("relay lifecycle", () => {
     const newBob = await relay.connect(malloryAsBob);
     expect(newBob.welcome.queued).toBe(0);
     expect(newBob.welcome.rooms).toEqual([]);
-    // Peers learn the new key as a directory change: the client's key-change flow takes it from there.
-    const changed = await a.next("directory", (ev) => ev.entry?.username === "bob");
-    expect(changed.entry!.sigSpki.equals(malloryAsBob.sigSpki)).toBe(true);
+    // Peers see a new key tag for bob; the keys they then fetch are the new ones, and the client's
+    // key-change flow takes it from there.
+    const changed = await a.next("directoryUpdate", (u) => u.entries.some((e) => e.username === "bob" && e.keyTag.equals(keyTag(malloryAsBob.sigFpr, malloryAsBob.encFpr))));
+    expect(changed.entries.find((e) => e.username === "bob")!.sigSpki.length).toBe(0);
+    const [fetched] = await a.lookupKeys(["bob"]);
+    expect(fetched!.sigSpki.equals(malloryAsBob.sigSpki)).toBe(true);
     // The old key is now the stranger.
     const old = relay.open();
     await old.handshake(bob).catch(() => undefined);

@@ -3,7 +3,7 @@
 // with src/protocol, so these tests also show the relay never alters what it carries.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
-import { importPublicIdentity, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { importPublicIdentity, keyTag, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { openStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { openDelivery, seal, type RawSession } from "../helpers/raw-session.js";
@@ -43,8 +43,8 @@ describe("relay messaging", () => {
     const b = await relay.connect(bob);
     const c = await relay.connect(carol);
     // alice saw both arrive before anything else happens.
-    await a.next("presence", (p) => p.username === "bob" && p.online);
-    await a.next("presence", (p) => p.username === "carol" && p.online);
+    await a.nextPresence("bob", true);
+    await a.nextPresence("carol", true);
 
     const dm = seal(alice, "dm:alice:bob", [bob], "hi bob");
     const dmResult = await a.sendAccepted(dm);
@@ -69,16 +69,18 @@ describe("relay messaging", () => {
     expect(queuedRows(relay.dataDir, "alice")).toBe(0);
   });
 
-  it("lets a user who joins later be reached at once: peers get the directory entry and presence first", async () => {
+  it("lets a user who joins later be reached at once: peers see the light entry, then fetch the keys", async () => {
     relay = await TestRelay.start();
     const a = await relay.connect(alice);
     const d = await relay.connect(dave);
-    expect(d.welcome.directory.map((e) => [e.username, e.online])).toEqual([["alice", true], ["dave", true]]);
+    expect(d.welcome.directory.map((e) => [e.username, e.online]).sort()).toEqual([["alice", true], ["dave", true]]);
 
-    // alice learns dave's keys from the DirectoryEvent and seals to exactly those.
-    const entry = (await a.next("directory", (ev) => ev.entry?.username === "dave")).entry!;
-    await a.next("presence", (p) => p.username === "dave" && p.online);
-    const daveKeys = importPublicIdentity(entry);
+    // alice sees dave come online (a light entry with his key tag), fetches his keys, seals to them.
+    const light = await a.nextPresence("dave", true);
+    expect(light.keyTag.equals(keyTag(dave.sigFpr, dave.encFpr))).toBe(true);
+    expect(light.encSpki.length).toBe(0);
+    const [entry] = await a.lookupKeys(["dave", "nobody"]);
+    const daveKeys = importPublicIdentity(entry!);
     expect(daveKeys.encFpr.equals(dave.encFpr)).toBe(true);
 
     await a.sendAccepted(seal(alice, "dm:alice:dave", [daveKeys], "welcome, dave"));
@@ -91,7 +93,7 @@ describe("relay messaging", () => {
     const first = await relay.connect(bob); // binds bob
     const a = await relay.connect(alice);
     first.close();
-    await a.next("presence", (p) => p.username === "bob" && !p.online);
+    await a.nextPresence("bob", false);
 
     const texts = ["one", "two", "three"];
     for (const t of texts) {
@@ -112,7 +114,7 @@ describe("relay messaging", () => {
     await b.barrier(); // the ack was processed before the pong
     expect(queuedRows(relay.dataDir, "bob")).toBe(0);
     b.close();
-    await a.next("presence", (p) => p.username === "bob" && !p.online);
+    await a.nextPresence("bob", false);
 
     // Reconnecting shows nothing twice.
     const again = await relay.connect(bob);
@@ -128,7 +130,7 @@ describe("relay messaging", () => {
     await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "are you there?"));
     const [d1] = await b1.deliveries(1);
     b1.close(); // without acking
-    await a.next("presence", (p) => p.username === "bob" && !p.online);
+    await a.nextPresence("bob", false);
 
     const b2 = await relay.connect(bob);
     expect(b2.welcome.queued).toBe(1);
@@ -163,7 +165,7 @@ describe("relay messaging", () => {
     await relay.disconnect(await relay.connect(carol), "carol"); // bound, and offline
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);
-    await a.next("presence", (p) => p.username === "bob" && p.online);
+    await a.nextPresence("bob", true);
     const r = await a.sendAccepted(seal(alice, "lobby", [bob, carol], "who is here?"));
     expect(r.queuedFor).toEqual([]);
     await b.deliveries(1);

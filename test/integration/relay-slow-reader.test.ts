@@ -45,7 +45,7 @@ describe("slow readers", () => {
     const slow = await relay.connect(bob);
     const a = await relay.connect(alice);
     const c = await relay.connect(carol);
-    await a.next("presence", (p) => p.username === "carol" && p.online);
+    await a.nextPresence("carol", true);
     slow.pauseReading(true);
 
     // alice and carol each send ~30 KB DMs to bob, side by side, until the relay lets him go.

@@ -80,7 +80,11 @@ describe("refusals reach the sender", () => {
   it("too many recipients: refused locally with the relay's limit before anything is sent", async () => {
     const [a] = await setup({ maxRecipients: 2 }, alice, bob, carol);
     await waitUntil(() => a!.client.snapshot().peers.filter((p) => p.online).length === 3, "presence settled");
-    expect(a!.client.send("lobby", "to all three")).toEqual({ ok: false, error: "3 recipients; this relay allows at most 2" });
+    const sent = a!.client.send("lobby", "to all three");
+    expect(sent.ok).toBe(true);
+    // Refused before sealing: the relay never sees it.
+    await waitUntil(() => failures(a!).length === 1, "refused locally");
+    expect(failures(a!)[0]!.failure).toBe("3 recipients; this relay allows at most 2");
   });
 
   it("text too large for this relay: refused locally, naming the relay's limit", async () => {

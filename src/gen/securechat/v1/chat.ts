@@ -310,6 +310,7 @@ export interface SessionRequest {
     | { $case: "listRooms"; value: ListRooms }
     | { $case: "listMembers"; value: ListMembers }
     | { $case: "ping"; value: Ping }
+    | { $case: "lookupKeys"; value: LookupKeys }
     | undefined;
 }
 
@@ -368,6 +369,17 @@ export interface ListMembers {
   room: string;
 }
 
+/**
+ * Asks for the public keys of users. Directory entries are light (no keys): clients fetch keys
+ * when they first need them (to seal to a user or verify one), so a connect storm of N users
+ * does not move N^2 keys (PROTOCOL.md §8).
+ */
+export interface LookupKeys {
+  requestId: number;
+  /** At most the relay's max_recipients names. */
+  usernames: string[];
+}
+
 /** Application-level liveness probe; answered with Pong. */
 export interface Ping {
   nonce: number;
@@ -380,14 +392,14 @@ export interface SessionResponse {
     | { $case: "welcome"; value: Welcome }
     | { $case: "deliver"; value: DeliverBatch }
     | { $case: "sendResult"; value: SendResult }
-    | { $case: "presence"; value: PresenceEvent }
-    | { $case: "directory"; value: DirectoryEvent }
     | { $case: "roomEvent"; value: RoomEvent }
     | { $case: "roomList"; value: RoomList }
     | { $case: "memberList"; value: MemberList }
     | { $case: "error"; value: RequestError }
     | { $case: "pong"; value: Pong }
     | { $case: "notice"; value: Notice }
+    | { $case: "directoryUpdate"; value: DirectoryUpdate }
+    | { $case: "keyList"; value: KeyList }
     | undefined;
 }
 
@@ -405,7 +417,7 @@ export interface Challenge {
 /** The session is authenticated. */
 export interface Welcome {
   username: string;
-  /** Every user the relay knows, with keys and online state. Clients pin and verify these. */
+  /** Light entries (no keys) for every user online now and every member of my rooms. */
   directory: DirectoryEntry[];
   /** Rooms this user belongs to, each with its members. */
   rooms: RoomInfo[];
@@ -429,13 +441,35 @@ export interface Limits {
   burst: number;
 }
 
-/** A user and their public keys as the relay has them bound. */
+/**
+ * A user as the relay has them bound. In Welcome and DirectoryUpdate the keys are left out
+ * (light entries); KeyList carries them.
+ */
 export interface DirectoryEntry {
   username: string;
   sigSpki: Buffer;
   encSpki: Buffer;
   encKeySig: Buffer;
   online: boolean;
+  /**
+   * First 8 bytes of SHA-256(enc("securechat/v1/key-tag", sig_fpr, enc_fpr)): it changes when
+   * the user's keys change. Only a hint to fetch keys again; never trusted for security.
+   */
+  keyTag: Buffer;
+}
+
+/**
+ * Directory changes since the last update, coalesced per event-loop turn: users who came online
+ * or went offline, newly bound users, and users whose keys changed (a new key_tag).
+ */
+export interface DirectoryUpdate {
+  entries: DirectoryEntry[];
+}
+
+/** Answer to LookupKeys: entries with keys for the names the relay knows (others are left out). */
+export interface KeyList {
+  requestId: number;
+  entries: DirectoryEntry[];
 }
 
 /** Envelopes queued for this client, oldest first. */
@@ -461,20 +495,6 @@ export interface SendResult {
   detail: string;
   /** Recipients that were offline; the envelope waits durably for them. */
   queuedFor: string[];
-}
-
-/** A user came online or went offline. */
-export interface PresenceEvent {
-  username: string;
-  online: boolean;
-}
-
-/**
- * A user was added to the directory or their keys changed (after an operator released the
- * name). Clients never accept a changed key silently (PROTOCOL.md "Key change").
- */
-export interface DirectoryEvent {
-  entry: DirectoryEntry | undefined;
 }
 
 /** A room membership change. */
@@ -620,6 +640,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "ping":
         Ping.encode(message.frame.value, writer.uint32(74).fork()).join();
         break;
+      case "lookupKeys":
+        LookupKeys.encode(message.frame.value, writer.uint32(82).fork()).join();
+        break;
     }
     return writer;
   },
@@ -709,6 +732,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.frame = { $case: "ping", value: Ping.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.frame = { $case: "lookupKeys", value: LookupKeys.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -749,6 +780,10 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "listMembers", value: ListMembers.fromJSON(object.list_members) }
         : isSet(object.ping)
         ? { $case: "ping", value: Ping.fromJSON(object.ping) }
+        : isSet(object.lookupKeys)
+        ? { $case: "lookupKeys", value: LookupKeys.fromJSON(object.lookupKeys) }
+        : isSet(object.lookup_keys)
+        ? { $case: "lookupKeys", value: LookupKeys.fromJSON(object.lookup_keys) }
         : undefined,
     };
   },
@@ -773,6 +808,8 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.listMembers = ListMembers.toJSON(message.frame.value);
     } else if (message.frame?.$case === "ping") {
       obj.ping = Ping.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "lookupKeys") {
+      obj.lookupKeys = LookupKeys.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -834,6 +871,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "ping": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "ping", value: Ping.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "lookupKeys": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "lookupKeys", value: LookupKeys.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1575,6 +1618,97 @@ export const ListMembers: MessageFns<ListMembers> = {
   },
 };
 
+function createBaseLookupKeys(): LookupKeys {
+  return { requestId: 0, usernames: [] };
+}
+
+export const LookupKeys: MessageFns<LookupKeys> = {
+  encode(message: LookupKeys, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.usernames) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LookupKeys {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLookupKeys();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usernames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LookupKeys {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      usernames: globalThis.Array.isArray(object?.usernames)
+        ? object.usernames.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LookupKeys): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.usernames?.length) {
+      obj.usernames = message.usernames;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LookupKeys>): LookupKeys {
+    return LookupKeys.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LookupKeys>): LookupKeys {
+    const message = createBaseLookupKeys();
+    message.requestId = object.requestId ?? 0;
+    message.usernames = object.usernames?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBasePing(): Ping {
   return { nonce: 0 };
 }
@@ -1661,12 +1795,6 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "sendResult":
         SendResult.encode(message.frame.value, writer.uint32(34).fork()).join();
         break;
-      case "presence":
-        PresenceEvent.encode(message.frame.value, writer.uint32(42).fork()).join();
-        break;
-      case "directory":
-        DirectoryEvent.encode(message.frame.value, writer.uint32(50).fork()).join();
-        break;
       case "roomEvent":
         RoomEvent.encode(message.frame.value, writer.uint32(58).fork()).join();
         break;
@@ -1684,6 +1812,12 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         break;
       case "notice":
         Notice.encode(message.frame.value, writer.uint32(98).fork()).join();
+        break;
+      case "directoryUpdate":
+        DirectoryUpdate.encode(message.frame.value, writer.uint32(106).fork()).join();
+        break;
+      case "keyList":
+        KeyList.encode(message.frame.value, writer.uint32(114).fork()).join();
         break;
     }
     return writer;
@@ -1734,22 +1868,6 @@ export const SessionResponse: MessageFns<SessionResponse> = {
             message.frame = { $case: "sendResult", value: SendResult.decode(reader, reader.uint32()) };
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.frame = { $case: "presence", value: PresenceEvent.decode(reader, reader.uint32()) };
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.frame = { $case: "directory", value: DirectoryEvent.decode(reader, reader.uint32()) };
-            continue;
-          }
           case 7: {
             if (tag !== 58) {
               break;
@@ -1798,6 +1916,22 @@ export const SessionResponse: MessageFns<SessionResponse> = {
             message.frame = { $case: "notice", value: Notice.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.frame = { $case: "directoryUpdate", value: DirectoryUpdate.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.frame = { $case: "keyList", value: KeyList.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1822,10 +1956,6 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         ? { $case: "sendResult", value: SendResult.fromJSON(object.sendResult) }
         : isSet(object.send_result)
         ? { $case: "sendResult", value: SendResult.fromJSON(object.send_result) }
-        : isSet(object.presence)
-        ? { $case: "presence", value: PresenceEvent.fromJSON(object.presence) }
-        : isSet(object.directory)
-        ? { $case: "directory", value: DirectoryEvent.fromJSON(object.directory) }
         : isSet(object.roomEvent)
         ? { $case: "roomEvent", value: RoomEvent.fromJSON(object.roomEvent) }
         : isSet(object.room_event)
@@ -1844,6 +1974,14 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         ? { $case: "pong", value: Pong.fromJSON(object.pong) }
         : isSet(object.notice)
         ? { $case: "notice", value: Notice.fromJSON(object.notice) }
+        : isSet(object.directoryUpdate)
+        ? { $case: "directoryUpdate", value: DirectoryUpdate.fromJSON(object.directoryUpdate) }
+        : isSet(object.directory_update)
+        ? { $case: "directoryUpdate", value: DirectoryUpdate.fromJSON(object.directory_update) }
+        : isSet(object.keyList)
+        ? { $case: "keyList", value: KeyList.fromJSON(object.keyList) }
+        : isSet(object.key_list)
+        ? { $case: "keyList", value: KeyList.fromJSON(object.key_list) }
         : undefined,
     };
   },
@@ -1858,10 +1996,6 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       obj.deliver = DeliverBatch.toJSON(message.frame.value);
     } else if (message.frame?.$case === "sendResult") {
       obj.sendResult = SendResult.toJSON(message.frame.value);
-    } else if (message.frame?.$case === "presence") {
-      obj.presence = PresenceEvent.toJSON(message.frame.value);
-    } else if (message.frame?.$case === "directory") {
-      obj.directory = DirectoryEvent.toJSON(message.frame.value);
     } else if (message.frame?.$case === "roomEvent") {
       obj.roomEvent = RoomEvent.toJSON(message.frame.value);
     } else if (message.frame?.$case === "roomList") {
@@ -1874,6 +2008,10 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       obj.pong = Pong.toJSON(message.frame.value);
     } else if (message.frame?.$case === "notice") {
       obj.notice = Notice.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "directoryUpdate") {
+      obj.directoryUpdate = DirectoryUpdate.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "keyList") {
+      obj.keyList = KeyList.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1905,18 +2043,6 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "sendResult": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "sendResult", value: SendResult.fromPartial(object.frame.value) };
-        }
-        break;
-      }
-      case "presence": {
-        if (object.frame?.value !== undefined && object.frame?.value !== null) {
-          message.frame = { $case: "presence", value: PresenceEvent.fromPartial(object.frame.value) };
-        }
-        break;
-      }
-      case "directory": {
-        if (object.frame?.value !== undefined && object.frame?.value !== null) {
-          message.frame = { $case: "directory", value: DirectoryEvent.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1953,6 +2079,18 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "notice": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "notice", value: Notice.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "directoryUpdate": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "directoryUpdate", value: DirectoryUpdate.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "keyList": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "keyList", value: KeyList.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -2403,6 +2541,7 @@ function createBaseDirectoryEntry(): DirectoryEntry {
     encSpki: Buffer.alloc(0),
     encKeySig: Buffer.alloc(0),
     online: false,
+    keyTag: Buffer.alloc(0),
   };
 }
 
@@ -2422,6 +2561,9 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     }
     if (message.online !== false) {
       writer.uint32(40).bool(message.online);
+    }
+    if (message.keyTag.length !== 0) {
+      writer.uint32(50).bytes(message.keyTag);
     }
     return writer;
   },
@@ -2479,6 +2621,14 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
             message.online = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keyTag = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2510,6 +2660,11 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
         ? Buffer.from(bytesFromBase64(object.enc_key_sig))
         : Buffer.alloc(0),
       online: isSet(object.online) ? globalThis.Boolean(object.online) : false,
+      keyTag: isSet(object.keyTag)
+        ? Buffer.from(bytesFromBase64(object.keyTag))
+        : isSet(object.key_tag)
+        ? Buffer.from(bytesFromBase64(object.key_tag))
+        : Buffer.alloc(0),
     };
   },
 
@@ -2530,6 +2685,9 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     if (message.online !== false) {
       obj.online = message.online;
     }
+    if (message.keyTag.length !== 0) {
+      obj.keyTag = base64FromBytes(message.keyTag);
+    }
     return obj;
   },
 
@@ -2543,6 +2701,169 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     message.encSpki = object.encSpki ?? Buffer.alloc(0);
     message.encKeySig = object.encKeySig ?? Buffer.alloc(0);
     message.online = object.online ?? false;
+    message.keyTag = object.keyTag ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseDirectoryUpdate(): DirectoryUpdate {
+  return { entries: [] };
+}
+
+export const DirectoryUpdate: MessageFns<DirectoryUpdate> = {
+  encode(message: DirectoryUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      DirectoryEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DirectoryUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDirectoryUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(DirectoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DirectoryUpdate {
+    return {
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => DirectoryEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DirectoryUpdate): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => DirectoryEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DirectoryUpdate>): DirectoryUpdate {
+    return DirectoryUpdate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DirectoryUpdate>): DirectoryUpdate {
+    const message = createBaseDirectoryUpdate();
+    message.entries = object.entries?.map((e) => DirectoryEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseKeyList(): KeyList {
+  return { requestId: 0, entries: [] };
+}
+
+export const KeyList: MessageFns<KeyList> = {
+  encode(message: KeyList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.entries) {
+      DirectoryEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(DirectoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyList {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => DirectoryEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: KeyList): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => DirectoryEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KeyList>): KeyList {
+    return KeyList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KeyList>): KeyList {
+    const message = createBaseKeyList();
+    message.requestId = object.requestId ?? 0;
+    message.entries = object.entries?.map((e) => DirectoryEntry.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2858,160 +3179,6 @@ export const SendResult: MessageFns<SendResult> = {
     message.code = object.code ?? 0;
     message.detail = object.detail ?? "";
     message.queuedFor = object.queuedFor?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBasePresenceEvent(): PresenceEvent {
-  return { username: "", online: false };
-}
-
-export const PresenceEvent: MessageFns<PresenceEvent> = {
-  encode(message: PresenceEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.username !== "") {
-      writer.uint32(10).string(message.username);
-    }
-    if (message.online !== false) {
-      writer.uint32(16).bool(message.online);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PresenceEvent {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePresenceEvent();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.username = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.online = reader.bool();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PresenceEvent {
-    return {
-      username: isSet(object.username) ? globalThis.String(object.username) : "",
-      online: isSet(object.online) ? globalThis.Boolean(object.online) : false,
-    };
-  },
-
-  toJSON(message: PresenceEvent): unknown {
-    const obj: any = {};
-    if (message.username !== "") {
-      obj.username = message.username;
-    }
-    if (message.online !== false) {
-      obj.online = message.online;
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<PresenceEvent>): PresenceEvent {
-    return PresenceEvent.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<PresenceEvent>): PresenceEvent {
-    const message = createBasePresenceEvent();
-    message.username = object.username ?? "";
-    message.online = object.online ?? false;
-    return message;
-  },
-};
-
-function createBaseDirectoryEvent(): DirectoryEvent {
-  return { entry: undefined };
-}
-
-export const DirectoryEvent: MessageFns<DirectoryEvent> = {
-  encode(message: DirectoryEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.entry !== undefined) {
-      DirectoryEntry.encode(message.entry, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): DirectoryEvent {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDirectoryEvent();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.entry = DirectoryEntry.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): DirectoryEvent {
-    return { entry: isSet(object.entry) ? DirectoryEntry.fromJSON(object.entry) : undefined };
-  },
-
-  toJSON(message: DirectoryEvent): unknown {
-    const obj: any = {};
-    if (message.entry !== undefined) {
-      obj.entry = DirectoryEntry.toJSON(message.entry);
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<DirectoryEvent>): DirectoryEvent {
-    return DirectoryEvent.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<DirectoryEvent>): DirectoryEvent {
-    const message = createBaseDirectoryEvent();
-    message.entry = (object.entry !== undefined && object.entry !== null)
-      ? DirectoryEntry.fromPartial(object.entry)
-      : undefined;
     return message;
   },
 };

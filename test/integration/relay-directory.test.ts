@@ -1,0 +1,84 @@
+// The directory at scale (PROTOCOL.md §8): light entries (name, presence, key tag) in Welcome
+// and DirectoryUpdate, coalesced so a connect storm is not N^2 frames; keys only on LookupKeys.
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
+import { keyTag, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let dave: PrivateIdentity;
+let relay: TestRelay | undefined;
+
+beforeAll(async () => {
+  [alice, bob, carol, dave] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("dave")]);
+});
+afterEach(async () => {
+  await relay?.cleanup();
+  relay = undefined;
+});
+
+describe("light directory", () => {
+  it("Welcome lists who is online and my rooms' members, without keys; not offline strangers", async () => {
+    relay = await TestRelay.start();
+    const b = await relay.connect(bob);
+    b.write({ $case: "joinRoom", value: { requestId: 1, room: "#ops" } });
+    await b.next("roomEvent", (e) => e.username === "bob");
+    await relay.disconnect(b, "bob");
+    const d = await relay.connect(dave); // bound, then offline: a stranger to alice
+    await relay.disconnect(d, "dave");
+    await relay.connect(carol); // online
+    const a = await relay.connect(alice);
+    a.write({ $case: "joinRoom", value: { requestId: 2, room: "#ops" } });
+    await a.next("roomEvent", (e) => e.username === "alice");
+
+    const again = relay.open();
+    const w = await again.handshake(alice); // replaces the session: a fresh Welcome
+    const entries = new Map(w.directory.map((e) => [e.username, e]));
+    expect([...entries.keys()].sort()).toEqual(["alice", "bob", "carol"]); // bob: a member of my room
+    expect(entries.get("bob")!.online).toBe(false);
+    expect(entries.get("carol")!.online).toBe(true);
+    for (const e of entries.values()) expect(e.sigSpki.length + e.encSpki.length + e.encKeySig.length).toBe(0);
+    expect(entries.get("carol")!.keyTag.equals(keyTag(carol.sigFpr, carol.encFpr))).toBe(true);
+  });
+
+  it("LookupKeys answers the keys of known names, leaves the others out, and refuses oversized asks", async () => {
+    relay = await TestRelay.start({ limits: { maxRecipients: 3 } });
+    await relay.connect(bob);
+    const a = await relay.connect(alice);
+    const found = await a.lookupKeys(["bob", "zed", "bob"]);
+    expect(found.map((e) => e.username)).toEqual(["bob"]);
+    expect(found[0]!.encSpki.equals(bob.encSpki)).toBe(true);
+    expect(found[0]!.online).toBe(true);
+    a.write({ $case: "lookupKeys", value: { requestId: 9, usernames: ["a1", "a2", "a3", "a4"] } });
+    const err = await a.next("error", (e) => e.requestId === 9);
+    expect(err.code).toBe(ErrorCode.ERROR_CODE_BAD_FRAME);
+    expect(err.detail).toBe("a key lookup may name at most 3 users, not 4");
+  });
+
+  it("rate-limits lookups in a bucket of their own, leaving sends alone", async () => {
+    relay = await TestRelay.start({ limits: { messagesPerSecond: 1, burst: 2 } });
+    const a = await relay.connect(alice);
+    await a.lookupKeys(["bob"], 1);
+    await a.lookupKeys(["bob"], 2);
+    a.write({ $case: "lookupKeys", value: { requestId: 3, usernames: ["bob"] } });
+    expect((await a.next("error", (e) => e.requestId === 3)).code).toBe(ErrorCode.ERROR_CODE_RATE_LIMITED);
+  });
+
+  it("coalesces what changes within a moment into one update for everyone", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    await Promise.all([bob, carol, dave].map((id) => relay!.connect(id)));
+    // Three joins, far fewer frames: each update carries every change since the last one.
+    const seen = new Set<string>();
+    let frames = 0;
+    while (seen.size < 3) {
+      const u = await a.next("directoryUpdate");
+      frames++;
+      for (const e of u.entries) if (e.online) seen.add(e.username);
+    }
+    expect(frames).toBeLessThan(3);
+  });
+});

@@ -14,7 +14,12 @@ async function connectAll(port, ids) {
   const worker = async () => {
     while (next < ids.length) {
       const id = ids[next++];
-      sessions.push(await connect(port, id));
+      const s = await connect(port, id);
+      // Idle from here: the load generator neither decodes directory updates nor keeps the
+      // Welcome (each lists everyone online: N clients holding them is O(N^2) here, not there).
+      s.onRaw = () => {};
+      s.welcome = undefined;
+      sessions.push(s);
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));

@@ -23,11 +23,13 @@ export { gen };
 /**
  * Starts the relay ("relay", options passed to startRelay) or the ceiling ("ceiling") in a child
  * process. Resolves with {port, pid, mem(), stats(), stop()}. `execArgv` adds node flags to the
- * child (e.g. ["--cpu-prof", "--cpu-prof-dir", dir] to profile it).
+ * child (e.g. ["--cpu-prof", "--cpu-prof-dir", dir] to profile it); `gc: true` exposes gc() so
+ * mem() can collect before it measures (only memory benchmarks need it; the others run the
+ * child with node's defaults).
  */
-export async function startRelayChild(mode, opts = {}, { execArgv = [] } = {}) {
+export async function startRelayChild(mode, opts = {}, { execArgv = [], gc = false } = {}) {
   const child = fork(join(root, "scripts", "bench", "_relay-host.mjs"), [mode, JSON.stringify(opts)], {
-    execArgv: ["--expose-gc", ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: [...(gc ? ["--expose-gc"] : []), ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const exited = once(child, "exit");
   const { port } = await new Promise((resolve, reject) => {
@@ -52,7 +54,7 @@ export async function startRelayChild(mode, opts = {}, { execArgv = [] } = {}) {
   return {
     port,
     pid: child.pid,
-    /** Memory of the child after forced GCs. */
+    /** Memory of the child, after forced GCs when started with gc: true. */
     async mem() {
       const { id, ...m } = await ask("mem");
       return m;

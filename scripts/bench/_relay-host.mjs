@@ -1,13 +1,14 @@
 // Bench helper: runs a relay in its own process so the load generator does not share its event
 // loop (node:sqlite's commits block it, and the clients' work would otherwise be counted as
 // the relay's). Started by startRelayChild() in _lib.mjs:
-//   node --expose-gc _relay-host.mjs relay '{"limits":{...},"commitMode":"group"}'
+//   node [--expose-gc] _relay-host.mjs relay '{"limits":{...},"commitMode":"group"}'
 //        the real relay (dist/), on a fresh data dir removed at stop; options go to startRelay
-//   node --expose-gc _relay-host.mjs ceiling
+//   node [--expose-gc] _relay-host.mjs ceiling
 //        a minimal grpc-js forwarder: the ceiling of this stack
 // Talks over IPC only: sends {ready, port} when listening, then answers {cmd, id} requests:
-//   mem   -> memory after forced GCs        stats -> relay.stats() (or the ceiling's stream
-//   stop  -> shuts down and exits                     count) and this process's CPU time
+//   mem   -> memory (after forced GCs when started with --expose-gc)
+//   stats -> relay.stats() (the ceiling: its stream count) and this process's CPU time
+//   stop  -> shuts down and exits
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";

@@ -34,7 +34,7 @@ export async function run({ runs, quick, log }) {
     const live = [];
     const seconds = [];
     for (let r = 0; r < runs; r++) {
-      const relay = await startRelayChild("relay", { limits: { maxSessions: 20_000 } });
+      const relay = await startRelayChild("relay", { limits: { maxSessions: 20_000 } }, { gc: true });
       const before = await relay.mem();
       const t0 = performance.now();
       const sessions = await connectAll(relay.port, ids);

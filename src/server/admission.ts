@@ -35,7 +35,7 @@ export type Admission =
       /** The envelope as it came on the wire: what is stored and delivered. */
       readonly wire: Envelope;
       readonly conversation: Conversation;
-      /** Who gets a queue row: every recipient but the sender (lobby: only those online). */
+      /** Who gets a queue row: every recipient but the sender. */
       readonly rows: readonly string[];
       /** Rows for recipients who are offline now (DMs and rooms): they get it on reconnect. */
       readonly queuedFor: readonly string[];
@@ -118,8 +118,10 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
       break;
     }
     case "lobby":
-      // The lobby reaches whoever of the named users is online now; nobody waits for it.
-      rows = others.filter((u) => ctx.isOnline(u));
+      // The sender sealed the lobby message to the users online when it sent it: each of them
+      // gets it, like a room message, even one who is offline by the time it reaches the relay
+      // (a resend after a relay restart races the recipients' own reconnects).
+      rows = others;
       break;
     default: {
       const unreachable: never = conversation;
@@ -135,6 +137,6 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
     }
   }
 
-  const queuedFor = conversation.kind === "lobby" ? [] : rows.filter((u) => !ctx.isOnline(u));
+  const queuedFor = rows.filter((u) => !ctx.isOnline(u));
   return { kind: "accept", envelope, wire: w, conversation, rows, queuedFor };
 }

@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// chat-tui: the bin shim and composition root. It parses arguments, loads (or creates) the key,
+// chat-tui's composition root (main.ts loads it): it parses arguments, loads (or creates) the key,
 // opens the stores, decides where the relay is (hosting one in-process when none answers on
 // 127.0.0.1:50051 and no --server was given), then hands a ChatClient to runTui. This is the only
 // file of the client that touches the relay's code, and only to host it for zero-setup use.
@@ -14,7 +13,7 @@ import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
 import type { LogLevel, Logger } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
-import { defaultRelayDataDir, startRelay, type RunningRelay } from "../server/relay.js";
+import type { RunningRelay } from "../server/relay.js";
 import { runTui } from "./run-tui.js";
 import { DEFAULT_PORT, defaultStateDir, fileLogger, LOCAL_HOST, parseServerAddress, promptHidden, somethingListens } from "./startup.js";
 
@@ -36,6 +35,8 @@ class LocalRelayHost {
   async ensure(): Promise<boolean> {
     if (this.relay || (await somethingListens(LOCAL_HOST, DEFAULT_PORT))) return false;
     try {
+      // Loaded only when hosting: most starts connect to a relay and need none of its code.
+      const { defaultRelayDataDir, startRelay } = await import("../server/relay.js");
       this.relay = await startRelay({ host: LOCAL_HOST, port: DEFAULT_PORT, dataDir: defaultRelayDataDir(), logger: this.logger });
       return true;
     } catch (e) {
@@ -64,6 +65,7 @@ async function main(): Promise<number> {
     .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, default: "info" as const })
     .option("tls", { type: "boolean", default: false, describe: "connect with TLS, checking the relay's certificate against the system's CAs" })
     .option("ca", { type: "string", describe: "PEM file of the CA (or self-signed certificate) that signed the relay's certificate; implies --tls" })
+    .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
     .example("$0 alice", "chat as alice on this machine (starts a local relay if needed)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
@@ -176,7 +178,7 @@ async function main(): Promise<number> {
   for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) process.once(sig, () => leave.abort());
   let code: number;
   try {
-    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, logger, notices, pending: client.pendingMessages(), signal: leave.signal });
+    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, pending: client.pendingMessages(), signal: leave.signal });
   } finally {
     await client.close();
     await host?.stop();

@@ -76,6 +76,21 @@ if (mode === "relay") {
   throw new Error(`unknown mode ${mode}: relay or ceiling`);
 }
 
+let stopping = false;
+/** Stops the server and lets the process end (a --cpu-prof profile is written on the way out). */
+const shutdown = async () => {
+  if (stopping) return;
+  stopping = true;
+  await stop();
+  // A handle left open by a bug must not keep the process alive: exit anyway after 5 s.
+  if (process.connected) process.disconnect();
+  process.exitCode = 0;
+  setTimeout(() => process.exit(0), 5000).unref();
+};
+// The parent went away without asking (killed, crashed, out of memory): do not linger as an
+// orphan holding a port, a data dir and memory.
+process.on("disconnect", () => void shutdown());
+
 process.on("message", async (m) => {
   const reply = (value) => process.send({ id: m.id, ...value });
   if (m?.cmd === "mem") {
@@ -86,12 +101,8 @@ process.on("message", async (m) => {
     const cpu = process.cpuUsage();
     reply({ stats: stats(), cpuMs: (cpu.user + cpu.system) / 1000 });
   } else if (m?.cmd === "stop") {
-    await stop();
-    // process.exit() would skip writing a --cpu-prof profile; the loop is empty now.
-    // A handle left open by a bug must not keep the bench waiting: exit anyway after 5 s.
-    process.disconnect();
-    process.exitCode = 0;
-    setTimeout(() => process.exit(0), 5000).unref();
+    // Not process.exit(): that would skip writing a --cpu-prof profile.
+    await shutdown();
   }
 });
 process.send({ ready: true, port });

@@ -12,7 +12,9 @@ import { encodeFields, hashFields, sha256 } from "./encoding.js";
 import { ProtocolError } from "./errors.js";
 import { FINGERPRINT_BYTES, type PrivateIdentity } from "./keys.js";
 import { isValidUsername, parseConversationId, type Conversation } from "./names.js";
-import { aesGcmDecrypt, aesGcmEncrypt, ed25519Sign, ed25519Verify, hmacSha256, rsaOaepUnwrap, rsaOaepWrap } from "./primitives.js";
+import {
+  aesGcmDecrypt, aesGcmEncrypt, ed25519Sign, ed25519Verify, ed25519VerifyAsync, hmacSha256, rsaOaepUnwrap, rsaOaepWrap,
+} from "./primitives.js";
 import { sanitizeText } from "./sanitize.js";
 
 /** The only suite of protocol v1. No negotiation: anything else is refused (Open step 1). */
@@ -239,6 +241,11 @@ export function validateEnvelopeShape(e: SealedEnvelope, limits: ShapeLimits = D
 /** Verifies the sender's signature (Open step 5; the relay runs it too). */
 export function verifyEnvelopeSignature(e: SealedEnvelope, senderSigKey: KeyObject): boolean {
   return ed25519Verify(senderSigKey, signedBytes(e), e.signature);
+}
+
+/** verifyEnvelopeSignature on the thread pool (the relay verifies off its event loop). */
+export function verifyEnvelopeSignatureAsync(e: SealedEnvelope, senderSigKey: KeyObject): Promise<boolean> {
+  return ed25519VerifyAsync(senderSigKey, signedBytes(e), e.signature);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -73,6 +73,19 @@ export function ed25519Sign(privateKey: KeyObject, message: Uint8Array): Buffer 
   return sign(null, message, privateKey);
 }
 
+/**
+ * Ed25519 verification on libuv's thread pool (same check as ed25519Verify): a relay verifying
+ * every envelope keeps its event loop free for I/O. Resolves false, never rejects, for a bad or
+ * malformed signature.
+ */
+export function ed25519VerifyAsync(publicKey: KeyObject, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  bytes("message", message);
+  if (!(signature instanceof Uint8Array) || signature.length !== 64) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    verify(null, message, publicKey, signature, (err, ok) => resolve(err === null && ok));
+  });
+}
+
 /** Ed25519 verification (RFC 8032 §5.1.7). False (never a throw) for a malformed signature. */
 export function ed25519Verify(publicKey: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
   bytes("message", message);

@@ -45,8 +45,26 @@ const refuse = (code: ErrorCode, detail: string): never => {
   throw new Refusal(code, detail);
 };
 
+/** An envelope past the checks that need no state and no signature (admission's first half). */
+export interface Prechecked {
+  readonly wire: Envelope;
+  readonly envelope: SealedEnvelope;
+  readonly conversation: Conversation;
+}
+
 /** Runs §9's checks on one envelope. Throws Refusal; returns what to store. */
 export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): Admission {
+  const pre = precheckEnvelope(w, ctx);
+  if (!verifyEnvelopeSignature(pre.envelope, ctx.user.sigKey)) refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
+  return completeAdmission(pre, ctx);
+}
+
+/**
+ * §9's checks up to the signature: shape with the relay's limits, suite, and that the sender is
+ * the session's user with its bound key. The caller then verifies the signature (the relay does
+ * it on the thread pool) and runs completeAdmission, in frame order.
+ */
+export function precheckEnvelope(w: Envelope | undefined, ctx: Pick<AdmissionContext, "user" | "limits">): Prechecked {
   const { user, limits } = ctx;
   const me = user.username;
 
@@ -80,8 +98,18 @@ export function admitEnvelope(w: Envelope | undefined, ctx: AdmissionContext): A
   if (!bytesEqual(h.senderSigFpr, user.record.sigFpr)) {
     refuse(ErrorCode.ERROR_CODE_FORGED_SENDER, `the envelope names a signing key that is not the one bound to '${me}'`);
   }
-  // The signature verifies under that key (before anything is stored or looked up further).
-  if (!verifyEnvelopeSignature(envelope, user.sigKey)) refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
+  return { wire: w, envelope, conversation };
+}
+
+/**
+ * §9's checks after the signature verified: resends, recipients, the conversation's rules and
+ * queue caps. Runs in frame order (it reads what earlier envelopes left pending).
+ */
+export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admission {
+  const { limits } = ctx;
+  const me = ctx.user.username;
+  const { envelope, conversation, wire: w } = pre;
+  const h = envelope.header;
 
   // A resend of an accepted id (the client retries after a reconnect): accepted once, stored once.
   if (ctx.isResend(h.messageId)) return { kind: "duplicate", envelope };

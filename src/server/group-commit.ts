@@ -18,7 +18,10 @@
 //   - queue caps count what waits for the commit (pendingFor), not only what is stored.
 import type { Logger } from "../protocol/log.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
-import type { EnqueueRequest, RelayStore } from "./store.js";
+import type { AckRequest, EnqueueRequest, RelayStore } from "./store.js";
+
+/** Longest a commit waits for envelopes whose signatures are still being checked. */
+const LINGER_MS = 2;
 
 /** How a submitted envelope ended: stored (or found stored before), or refused for its whole batch. */
 export type CommitResult =
@@ -55,6 +58,11 @@ export class GroupCommitter {
   /** Rows `batch` will add per recipient, for queue caps. */
   private readonly pendingRows = new Map<string, number>();
   private scheduled: NodeJS.Immediate | undefined;
+  /** Acks waiting for the next transaction (with the envelopes, or alone without an fsync). */
+  private acks: AckRequest[] = [];
+  /** Envelopes being admitted (their signatures are checked on the thread pool). */
+  private admitting = 0;
+  private linger: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
@@ -92,8 +100,46 @@ export class GroupCommitter {
     this.byKey.set(key, p);
     for (const r of req.recipients) this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
     if (this.mode === "per-envelope") this.commit();
-    else this.scheduled ??= setImmediate(() => this.commit());
+    else this.schedule();
     return result;
+  }
+
+  /**
+   * A session started admitting an envelope (its signature is being checked). While any are,
+   * the next commit waits for them, up to LINGER_MS: an fsync costs the same for one envelope
+   * as for fifty, and the checks finish on the thread pool, each in a callback of its own.
+   */
+  admissionStarted(): void {
+    this.admitting++;
+  }
+
+  /** That admission was submitted or refused. */
+  admissionEnded(): void {
+    this.admitting = Math.max(0, this.admitting - 1);
+    if (this.admitting === 0 && (this.batch.length > 0 || this.acks.length > 0)) this.schedule(true);
+  }
+
+  private schedule(now = false): void {
+    if (this.mode === "per-envelope") return;
+    if (this.admitting === 0 || now) {
+      if (this.linger !== undefined) clearTimeout(this.linger);
+      this.linger = undefined;
+      this.scheduled ??= setImmediate(() => this.commit());
+    } else {
+      this.linger ??= setTimeout(() => this.commit(), LINGER_MS);
+    }
+  }
+
+  /**
+   * Deletes a recipient's processed deliveries with the next transaction. Acks need no fsync of
+   * their own: a lost one means a redelivery, which clients drop by id (PROTOCOL.md §7.4), and a
+   * relay under load used to spend most of its time fsyncing one transaction per Ack frame.
+   */
+  ack(recipient: string, seqs: readonly number[]): void {
+    if (seqs.length === 0) return;
+    this.acks.push({ recipient, seqs });
+    if (this.mode === "per-envelope") this.commit();
+    else this.schedule();
   }
 
   /** Commits what is waiting now, then refuses later submissions (shutdown, before the store closes). */
@@ -106,8 +152,22 @@ export class GroupCommitter {
   private commit(): void {
     if (this.scheduled !== undefined) clearImmediate(this.scheduled);
     this.scheduled = undefined;
+    if (this.linger !== undefined) clearTimeout(this.linger);
+    this.linger = undefined;
     const batch = this.batch;
-    if (batch.length === 0) return;
+    const acks = this.acks;
+    this.acks = [];
+    if (batch.length === 0) {
+      if (acks.length > 0) {
+        try {
+          this.o.store.ackBatch(acks);
+        } catch (e) {
+          // The rows stay and are delivered again (clients drop duplicates); nothing is lost.
+          this.o.logger.warn("store.ack_failed", { acks: acks.length, error: e instanceof Error ? e.message : String(e) });
+        }
+      }
+      return;
+    }
     this.batch = [];
     this.byKey.clear();
     this.pendingRows.clear();
@@ -115,7 +175,7 @@ export class GroupCommitter {
     const started = performance.now();
     let outcomes;
     try {
-      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
+      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req), acks);
     } catch (e) {
       this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;

@@ -13,10 +13,11 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
   Envelope, ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
 } from "../gen/securechat/v1/chat.js";
+import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
 import { importPublicIdentity, NONCE_BYTES, verifyProof, type PublicIdentity } from "../protocol/keys.js";
 import type { Logger } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
-import { admitEnvelope } from "./admission.js";
+import { completeAdmission, precheckEnvelope } from "./admission.js";
 import { DeliveryPump } from "./delivery.js";
 import type { Directory, DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
@@ -219,6 +220,8 @@ class AuthenticatedSession implements RoutedSession {
   /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
   private answers: Promise<void> = Promise.resolve();
   private sendsInFlight = 0;
+  /** The in-order second half of admissions (after each signature check). */
+  private admissions: Promise<void> = Promise.resolve();
   private sendBytesInFlight = 0;
 
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
@@ -341,12 +344,32 @@ class AuthenticatedSession implements RoutedSession {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} messages per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
       }
-      const admission = admitEnvelope(req.envelope, {
-        user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
-        isOnline: (u) => deps.router.isOnline(u),
-        isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-        queueDepth: (u) => deps.store.queueDepth(u) + deps.committer.pendingFor(u),
+      const pre = precheckEnvelope(req.envelope, { user: this.user, limits: deps.limits });
+      // The signature is checked on the thread pool (it was a third of the relay's time on the
+      // event loop), overlapping with later frames. What follows runs in frame order, so the
+      // group commit, and so each recipient's queue, sees this session's envelopes as sent.
+      const verified = verifyEnvelopeSignatureAsync(pre.envelope, this.user.sigKey);
+      deps.committer.admissionStarted();
+      const turn = this.admissions.then(async () => {
+        if (!(await verified)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
+        const admission = completeAdmission(pre, {
+          user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
+          isOnline: (u) => deps.router.isOnline(u),
+          isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
+          queueDepth: (u) => deps.store.queueDepth(u) + deps.committer.pendingFor(u),
+        });
+        if (admission.kind === "duplicate") return { admission, committed: undefined };
+        const h = admission.envelope.header;
+        // Submitted inside the turn (the order); its commit is awaited outside it (the batch).
+        const committed = deps.committer.submit({
+          sender: me, messageId: h.messageId, conversationId: h.conversationId,
+          envelope: Envelope.encode(admission.wire).finish(), recipients: admission.rows,
+        });
+        return { admission, committed };
       });
+      this.admissions = turn.then(() => {}, () => {});
+      void turn.then(() => deps.committer.admissionEnded(), () => deps.committer.admissionEnded());
+      const { admission, committed: committing } = await turn;
       if (admission.kind === "duplicate") {
         // A resend of an envelope still waiting for its commit shares that commit's outcome.
         const first = deps.committer.whenCommitted(me, admission.envelope.header.messageId);
@@ -356,10 +379,7 @@ class AuthenticatedSession implements RoutedSession {
         return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
       }
       const h = admission.envelope.header;
-      const committed = await deps.committer.submit({
-        sender: me, messageId: h.messageId, conversationId: h.conversationId,
-        envelope: Envelope.encode(admission.wire).finish(), recipients: admission.rows,
-      });
+      const committed = await committing!;
       if (!committed.ok) throw committed.refusal;
       if (committed.duplicate) {
         deps.logger.info("send.duplicate", { user: me, frameBytes });
@@ -380,8 +400,10 @@ class AuthenticatedSession implements RoutedSession {
   /** Ack: deletes this user's rows (never anyone else's) and opens the delivery window. */
   private ack(req: Ack): void {
     if (req.seqs.length > MAX_ACK_SEQS) throw sessionEnd.tooManyAcks(req.seqs.length, MAX_ACK_SEQS);
-    const deleted = this.deps.store.ack(this.username, req.seqs);
-    this.deps.logger.debug("ack", { user: this.username, seqs: req.seqs.length, deleted });
+    // The rows go with the next group commit (no fsync of their own): a lost ack only means a
+    // redelivery, which clients drop by message id. The window opens at once.
+    this.deps.committer.ack(this.username, req.seqs);
+    this.deps.logger.debug("ack", { user: this.username, seqs: req.seqs.length });
     this.pump.acked(req.seqs);
   }
 

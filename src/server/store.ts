@@ -60,6 +60,12 @@ export interface QueuedItem {
   readonly envelope: Buffer;
 }
 
+/** A recipient's processed deliveries, to delete. */
+export interface AckRequest {
+  readonly recipient: string;
+  readonly seqs: readonly number[];
+}
+
 export interface RoomSummaryRecord {
   readonly room: string;
   readonly memberCount: number;
@@ -92,7 +98,12 @@ export interface RelayStore {
    * order. Throws when the transaction fails (disk full, I/O error): then nothing of the batch
    * is stored.
    */
-  enqueueBatch(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+  enqueueBatch(reqs: readonly EnqueueRequest[], acks?: readonly AckRequest[]): EnqueueOutcome[];
+  /**
+   * Acks alone, in one transaction that does not wait for an fsync (synchronous=NORMAL): a lost
+   * ack only means a redelivery, which clients drop by id; the next FULL commit makes it durable.
+   */
+  ackBatch(acks: readonly AckRequest[]): number;
   /** enqueueBatch of one request; false when the id was already accepted. */
   enqueue(req: EnqueueRequest): boolean;
   /** The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. */
@@ -280,7 +291,9 @@ function prepareStatements(db: DatabaseSync) {
     queueFetch: p(`SELECT q.seq AS seq, e.conversation_id AS conversation_id, e.envelope AS envelope
                    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
                    WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
-    queueOne: p("SELECT envelope_id FROM queue WHERE seq = ? AND recipient = ?"),
+    // Only the recipient's own rows: a client cannot delete someone else's deliveries.
+    queueTake: p("DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING envelope_id"),
+    envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
     queueDelete: p("DELETE FROM queue WHERE seq = ?"),
     queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
     envelopeUnref: p("UPDATE envelopes SET refs = refs - 1 WHERE id = ?"),
@@ -403,10 +416,71 @@ class SqliteStore implements RelayStore {
     return this.s.acceptedGet.get(sender, messageId) !== undefined;
   }
 
-  enqueueBatch(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
-    if (reqs.length === 0) return [];
+  enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
+    if (reqs.length === 0) {
+      this.ackBatch(acks);
+      return [];
+    }
     const now = this.clock();
-    const outcomes = this.transaction(() => reqs.map((req): EnqueueOutcome => {
+    let acked = new Map<string, number>();
+    const outcomes = this.transaction(() => {
+      const o = this.enqueueLocked(reqs, now);
+      acked = this.ackLocked(acks);
+      return o;
+    });
+    this.applyAcked(acked);
+    return this.afterEnqueue(reqs, outcomes);
+  }
+
+  ackBatch(acks: readonly AckRequest[]): number {
+    if (acks.every((a) => a.seqs.length === 0)) return 0;
+    let acked = new Map<string, number>();
+    this.db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      this.transaction(() => {
+        acked = this.ackLocked(acks);
+      });
+    } finally {
+      this.db.exec("PRAGMA synchronous = FULL");
+    }
+    return this.applyAcked(acked);
+  }
+
+  /** Deletes acked rows (set-wise per envelope); returns how many rows per recipient. In a transaction. */
+  private ackLocked(acks: readonly AckRequest[]): Map<string, number> {
+    const perRecipient = new Map<string, number>();
+    const unref = new Map<number, number>();
+    for (const { recipient, seqs } of acks) {
+      let n = 0;
+      for (const seq of seqs) {
+        const row = this.s.queueTake.get(seq, recipient) as Row | undefined;
+        if (row === undefined) continue;
+        const id = num(row.envelope_id);
+        unref.set(id, (unref.get(id) ?? 0) + 1);
+        n++;
+      }
+      if (n > 0) perRecipient.set(recipient, (perRecipient.get(recipient) ?? 0) + n);
+    }
+    for (const [id, by] of unref) {
+      this.s.envelopeUnrefBy.run(by, id);
+      this.s.envelopeDrop.run(id);
+    }
+    return perRecipient;
+  }
+
+  /** After a commit: the cached queue depths drop by what was acked. */
+  private applyAcked(acked: ReadonlyMap<string, number>): number {
+    let total = 0;
+    for (const [r, n] of acked) {
+      total += n;
+      const d = this.depth.get(r);
+      if (d !== undefined) this.depth.set(r, Math.max(0, d - n));
+    }
+    return total;
+  }
+
+  private enqueueLocked(reqs: readonly EnqueueRequest[], now: number): EnqueueOutcome[] {
+    return reqs.map((req): EnqueueOutcome => {
       // Also catches a repeat inside this batch: the earlier row is visible in the transaction.
       if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
       this.s.acceptedPut.run(req.sender, req.messageId, now);
@@ -417,8 +491,11 @@ class SqliteStore implements RelayStore {
       const put = this.s.queuePut;
       for (const r of req.recipients) put.run(r, envelopeId, now);
       return "stored";
-    }));
-    // Only after the commit: a failed batch leaves the cached depths as they were.
+    });
+  }
+
+  /** Only after the commit: a failed batch leaves the cached depths as they were. */
+  private afterEnqueue(reqs: readonly EnqueueRequest[], outcomes: EnqueueOutcome[]): EnqueueOutcome[] {
     reqs.forEach((req, i) => {
       if (outcomes[i] !== "stored") return;
       for (const r of req.recipients) {
@@ -461,23 +538,7 @@ class SqliteStore implements RelayStore {
 
   ack(recipient: string, seqs: readonly number[]): number {
     if (seqs.length === 0) return 0;
-    const deleted = this.transaction(() => {
-      let n = 0;
-      for (const seq of seqs) {
-        // Only the recipient's own rows: a client cannot delete someone else's deliveries.
-        const row = this.s.queueOne.get(seq, recipient) as Row | undefined;
-        if (row === undefined) continue;
-        const envelopeId = num(row.envelope_id);
-        this.s.queueDelete.run(seq);
-        this.s.envelopeUnref.run(envelopeId);
-        this.s.envelopeDrop.run(envelopeId);
-        n++;
-      }
-      return n;
-    });
-    const d = this.depth.get(recipient);
-    if (d !== undefined) this.depth.set(recipient, Math.max(0, d - deleted));
-    return deleted;
+    return this.applyAcked(this.transaction(() => this.ackLocked([{ recipient, seqs }])));
   }
 
   purgeOlderThan(cutoffMs: number): PurgeResult {

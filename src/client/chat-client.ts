@@ -15,25 +15,24 @@ import {
 } from "../protocol/envelope.js";
 import { isProtocolError } from "../protocol/errors.js";
 import { DEFAULT_LIMITS, shapeLimitsOf, type Limits } from "../protocol/limits.js";
-import { importPublicIdentity, keyTag, NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity, type PublicIdentity } from "../protocol/keys.js";
+import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { safetyNumber } from "../protocol/safety-number.js";
+import { KeyDirectory } from "./key-directory.js";
 import type { ClientStateStore } from "./state-store.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
 import {
-  dmIdFor, type ChatMessage, type ChatSession, type ConnectionStatus, type MessageKind, type Outcome, type PeerTrust,
-  type PeerView, type RoomListing, type RoomView, type SessionEvent, type SessionSnapshot, type VerifyInfo,
+  dmIdFor, type ChatMessage, type ChatSession, type ConnectionStatus, type MessageKind, type Outcome,
+  type RoomListing, type RoomView, type SessionEvent, type SessionSnapshot, type VerifyInfo,
 } from "./types.js";
 
 export const CLIENT_VERSION = "secure-chat/0.1.0";
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 10_000;
-/** Up to this many users online, everyone's keys are fetched at once (beyond: when first needed). */
-const PREFETCH_MAX_ONLINE = 100;
-const LOOKUP_ATTEMPTS = 5;
+
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
 const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
 
@@ -127,15 +126,8 @@ export class ChatClient implements ChatSession {
   private closed = false;
   private runPromise: Promise<void> | undefined;
   private wakeRetry: (() => void) | undefined;
-  /** Presence and key tags as the relay's light directory entries show them. */
-  private readonly online = new Map<string, boolean>();
-  private readonly keyTags = new Map<string, Buffer>();
-  /** Key lookups in flight, by username (joined, never repeated). */
-  private readonly lookups = new Map<string, Promise<void>>();
-  /** Names the relay answered a key lookup without: it does not know them. */
-  private readonly notFound = new Set<string>();
-  /** Names whose keys from the relay failed the checks (bad binding, weak key): never sealed to. */
-  private readonly invalidKeys = new Set<string>();
+  /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
+  private readonly directory: KeyDirectory;
   /** Senders whose keys were re-fetched this session because an envelope named an unknown key. */
   private readonly refreshedSenders = new Set<string>();
   /** Delivery batches are opened one at a time, in the order they came. */
@@ -163,6 +155,17 @@ export class ChatClient implements ChatSession {
     this.clock = o.clock ?? Date.now;
     this.random = o.random ?? Math.random;
     this.reconnectPolicy = o.reconnect ?? DEFAULT_RECONNECT;
+    this.directory = new KeyDirectory({
+      me: o.identity,
+      trust: o.trust,
+      log: this.log,
+      lookup: (usernames) => this.lookupKeys(usernames),
+      alive: () => !this.closed && this.connection.state !== "failed",
+      connected: () => this.authenticated,
+      maxPerLookup: () => this.limits.maxRecipients,
+      heldCount: (u) => this.state.heldCount(u),
+      emit: (e) => this.emit(e),
+    });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -352,16 +355,15 @@ export class ChatClient implements ChatSession {
         burst: w.limits.burst || DEFAULT_LIMITS.burst,
       };
     }
-    this.online.clear();
-    for (const entry of w.directory) this.observeLightEntry(entry, false);
-    this.online.set(this.me, true);
+    this.directory.reset();
+    for (const entry of w.directory) this.directory.observeLight(entry, false);
     this.rooms.clear();
     for (const r of w.rooms) this.rooms.set(r.room, [...r.members]);
     this.state.prune(this.clock());
-    this.emit({ type: "directory", peers: this.peerViews() });
+    this.emit({ type: "directory", peers: this.directory.peerViews() });
     this.emit({ type: "rooms", rooms: this.roomViews() });
     this.log.info("session.welcome", { users: w.directory.length, rooms: w.rooms.length, queued: w.queued });
-    this.prefetch([...this.online.keys()]);
+    this.directory.prefetch(this.directory.othersOnline());
   }
 
   private async onFrame(f: SessionResponse): Promise<void> {
@@ -384,10 +386,10 @@ export class ChatClient implements ChatSession {
       case "directoryUpdate": {
         const joined: string[] = [];
         for (const entry of frame.value.entries) {
-          if (entry.online && this.online.get(entry.username) !== true) joined.push(entry.username);
-          this.observeLightEntry(entry, true);
+          if (entry.online && !this.directory.isOnline(entry.username)) joined.push(entry.username);
+          this.directory.observeLight(entry, true);
         }
-        this.prefetch(joined);
+        this.directory.prefetch(joined);
         return;
       }
       case "roomEvent":
@@ -421,135 +423,18 @@ export class ChatClient implements ChatSession {
     }
   }
 
-  /**
-   * A light directory entry: presence and the key tag. When the tag no longer matches the keys
-   * pinned for that user (nor a pending change), their keys are fetched again, so a key change
-   * surfaces at once. The tag is only a hint: every security check uses the pinned keys.
-   */
-  private observeLightEntry(entry: DirectoryEntry, live: boolean): void {
-    const name = entry.username;
-    if (!isValidUsername(name)) {
-      this.log.warn("directory.invalid-entry", { reason: "invalid username" });
-      return;
-    }
-    if (name === this.me) {
-      if (entry.keyTag.length > 0 && !entry.keyTag.equals(keyTag(this.identity.sigFpr, this.identity.encFpr))) {
-        this.emit({ type: "notice", level: "error", text: "the relay lists keys for you that are not yours: it may be attacking you" });
-      }
-      return;
-    }
-    this.online.set(name, entry.online);
-    if (entry.keyTag.length > 0) this.keyTags.set(name, Buffer.from(entry.keyTag));
-    if (this.trustStore.get(name) !== undefined && this.needsKeys(name)) void this.ensureKeys([name]);
-    if (live) {
-      const view = this.peerView(name);
-      if (view) this.emit({ type: "peer", peer: view });
-    }
-  }
-
-  /** Keys are needed when none are pinned, or the relay's tag matches neither the pin nor a pending change. */
-  private needsKeys(name: string): boolean {
-    const pin = this.trustStore.get(name);
-    if (pin === undefined) return true;
-    const tag = this.keyTags.get(name);
-    if (tag === undefined) return false;
-    if (tag.equals(keyTag(pin.identity.sigFpr, pin.identity.encFpr))) return false;
-    return !(pin.pending && tag.equals(keyTag(pin.pending.sigFpr, pin.pending.encFpr)));
-  }
-
-  /** Small directories are fetched up front, so /verify and first messages need no round trip. */
-  private prefetch(names: readonly string[]): void {
-    let online = 0;
-    for (const v of this.online.values()) if (v) online++;
-    if (online > PREFETCH_MAX_ONLINE) return;
-    const missing = names.filter((n) => n !== this.me && this.trustStore.get(n) === undefined);
-    if (missing.length > 0) void this.ensureKeys(missing).catch(() => {});
-  }
-
-  /**
-   * Makes sure the keys of these users are pinned (fetching them with LookupKeys when needed),
-   * waiting for a connection first. `refresh` fetches even when a pin exists (a sender signed
-   * with an unknown key; the relay said a recipient's key is stale).
-   */
-  private async ensureKeys(names: readonly string[], refresh = false): Promise<void> {
-    const need = [...new Set(names)].filter((n) => n !== this.me && isValidUsername(n) && (refresh || this.needsKeys(n)));
-    if (need.length === 0) return;
-    const waits: Promise<void>[] = [];
-    const fresh: string[] = [];
-    for (const n of need) {
-      const inFlight = this.lookups.get(n);
-      if (inFlight) waits.push(inFlight);
-      else fresh.push(n);
-    }
-    for (let i = 0; i < fresh.length; i += this.limits.maxRecipients) {
-      const chunk = fresh.slice(i, i + this.limits.maxRecipients);
-      const p = this.lookupChunk(chunk);
-      for (const n of chunk) this.lookups.set(n, p);
-      waits.push(p);
-    }
-    await Promise.all(waits);
-  }
-
-  /**
-   * One LookupKeys round trip. A lookup lost with the connection (or refused for going too fast)
-   * is asked again once connected, a few times: a message waiting for these keys must not fail
-   * because the network blinked.
-   */
-  private async lookupChunk(names: string[]): Promise<void> {
+  /** One LookupKeys round trip (KeyDirectory decides when, and retries). */
+  private async lookupKeys(usernames: string[]): Promise<Outcome<readonly DirectoryEntry[]>> {
     try {
-      let answer: Outcome<SessionResponse["frame"]> | undefined;
-      for (let attempt = 1; attempt <= LOOKUP_ATTEMPTS; attempt++) {
-        await this.untilConnected();
-        const requestId = this.nextRequestId++;
-        answer = await this.request(requestId, { $case: "lookupKeys", value: { requestId, usernames: names } });
-        if (answer.ok || this.closed) break;
-        this.log.info("keys.lookup-retry", { users: names.length, attempt, reason: answer.error });
-        if (this.authenticated) await new Promise((r) => setTimeout(r, 250 * attempt));
-      }
-      if (answer === undefined || !answer.ok) {
-        this.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? answer.error : "no answer" });
-        return;
-      }
-      if (answer.value?.$case !== "keyList") return;
-      const asked = new Set(names);
-      for (const entry of answer.value.value.entries) {
-        if (!asked.has(entry.username)) continue;
-        asked.delete(entry.username);
-        this.notFound.delete(entry.username);
-        this.observeKeys(entry);
-      }
-      for (const missing of asked) this.notFound.add(missing);
-    } finally {
-      for (const n of names) this.lookups.delete(n);
-    }
-  }
-
-  /** Keys from the relay: pinned on first sight, a different key becomes a pending change (PROTOCOL.md §6). */
-  private observeKeys(entry: DirectoryEntry): void {
-    let identity: PublicIdentity;
-    try {
-      identity = importPublicIdentity(entry);
+      await this.untilConnected();
     } catch (e) {
-      if (isValidUsername(entry.username)) this.invalidKeys.add(entry.username);
-      this.log.warn("directory.invalid-keys", { user: isValidUsername(entry.username) ? entry.username : "(invalid)", reason: (e as Error).message });
-      if (isValidUsername(entry.username)) {
-        this.emit({ type: "notice", level: "warn", text: `the relay sent invalid keys for ${entry.username}; they were ignored` });
-      }
-      return;
+      return { ok: false, error: (e as Error).message };
     }
-    const name = identity.username;
-    if (name === this.me) return;
-    this.invalidKeys.delete(name);
-    this.keyTags.set(name, keyTag(identity.sigFpr, identity.encFpr));
-    const result = this.trustStore.observe(identity);
-    if (result === "key-changed") {
-      this.log.warn("peer.key-changed", { user: name });
-      this.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: this.state.heldCount(name) });
-    } else if (result === "change-withdrawn") {
-      this.emit({ type: "notice", level: "info", text: `the relay shows ${name}'s original keys again; the key change was withdrawn`, conversationId: dmIdFor(this.me, name) });
-    }
-    const view = this.peerView(name);
-    if (view) this.emit({ type: "peer", peer: view });
+    const requestId = this.nextRequestId++;
+    const answer = await this.request(requestId, { $case: "lookupKeys", value: { requestId, usernames } });
+    if (!answer.ok) return answer;
+    if (answer.value?.$case !== "keyList") return { ok: false, error: "unexpected answer from the relay" };
+    return { ok: true, value: answer.value.value.entries };
   }
 
   /** Resolves when a session is authenticated; rejects when the client fails for good or closes. */
@@ -604,7 +489,7 @@ export class ChatClient implements ChatSession {
     if (pin !== undefined && (pin.identity.sigFpr.equals(h.senderSigFpr) || pin.pending?.sigFpr.equals(h.senderSigFpr) === true)) return;
     if (pin !== undefined && this.refreshedSenders.has(h.sender)) return;
     this.refreshedSenders.add(h.sender);
-    await this.ensureKeys([h.sender], true).catch(() => {});
+    await this.directory.ensure([h.sender], true).catch(() => {});
   }
 
   private senderKey = (username: string): SenderKeyLookup => {
@@ -698,7 +583,7 @@ export class ChatClient implements ChatSession {
       const env = envelopeFromWire(WireEnvelope.decode(entry.envelope));
       if (this.state.ownHead(entry.conversationId).equals(envelopeHash(env))) this.state.setOwnHead(entry.conversationId, env.header.prev);
       if (r.code === ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY) {
-        void this.ensureKeys(env.header.recipients.map((x) => x.username), true).catch(() => {});
+        void this.directory.ensure(env.header.recipients.map((x) => x.username), true).catch(() => {});
       }
     } catch {
       // Our own bytes always decode; nothing to roll back otherwise.
@@ -731,7 +616,7 @@ export class ChatClient implements ChatSession {
   }
 
   snapshot(): SessionSnapshot {
-    return { connection: this.connection, peers: this.peerViews(), rooms: this.roomViews() };
+    return { connection: this.connection, peers: this.directory.peerViews(), rooms: this.roomViews() };
   }
 
   /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
@@ -799,7 +684,7 @@ export class ChatClient implements ChatSession {
       const names = this.recipientNames(conv);
       // The lobby reaches whom we can reach now: while disconnected it is sealed to the known
       // online users (it must not wait unsealed: quitting would lose it).
-      if (conv.kind !== "lobby" || this.authenticated) await this.ensureKeys(names);
+      if (conv.kind !== "lobby" || this.authenticated) await this.directory.ensure(names);
       const recipients = this.recipientsFor(conv);
       if (!recipients.ok) throw new Error(recipients.error);
       if (recipients.value.list.length + 1 > this.limits.maxRecipients) {
@@ -847,7 +732,7 @@ export class ChatClient implements ChatSession {
       case "room":
         return (this.rooms.get(conv.room) ?? []).filter((m) => m !== this.me);
       case "lobby":
-        return [...this.online].filter(([n, on]) => on && n !== this.me).map(([n]) => n);
+        return this.directory.othersOnline();
       default: {
         const never: never = conv;
         return never;
@@ -878,7 +763,7 @@ export class ChatClient implements ChatSession {
         continue;
       }
       if (pin === undefined) {
-        if (this.invalidKeys.has(name)) return { ok: false, error: `the relay sent invalid keys for ${name}: not sending (it may be attacking you)` };
+        if (this.directory.hasInvalidKeys(name)) return { ok: false, error: `the relay sent invalid keys for ${name}: not sending (it may be attacking you)` };
         return { ok: false, error: conv.kind === "dm" ? `no user '${name}' on this relay` : `no keys known for ${name}; try again in a moment` };
       }
       if (pin.pending) return { ok: false, error: blockedByKeyChange(name) };
@@ -986,15 +871,15 @@ export class ChatClient implements ChatSession {
     if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
     const pin = this.trustStore.get(username);
     if (pin === undefined) {
-      if (this.notFound.has(username)) return { ok: false, error: `no user '${username}' on this relay` };
-      void this.ensureKeys([username]).catch(() => {});
+      if (this.directory.isUnknown(username)) return { ok: false, error: `no user '${username}' on this relay` };
+      void this.directory.ensure([username]).catch(() => {});
       return { ok: false, error: `fetching ${username}'s keys from the relay; run /verify ${username} again in a moment` };
     }
     return {
       ok: true,
       value: {
         username,
-        trust: this.trustOf(pin),
+        trust: this.directory.trustOf(pin),
         safetyNumber: safetyNumber(this.identity, pin.identity),
         ...(pin.pending ? { pendingSafetyNumber: safetyNumber(this.identity, pin.pending) } : {}),
       },
@@ -1021,8 +906,7 @@ export class ChatClient implements ChatSession {
         if (this.processDelivery(held.deliveredInto, wire, true) === "shown") released++;
       }
     }
-    const view = this.peerView(username);
-    if (view) this.emit({ type: "peer", peer: view });
+    this.directory.emitPeer(username);
     this.log.info("peer.trusted", { user: username, keyChange: hadChange });
     if (hadChange) {
       return { ok: true, value: `${username}'s new key is now trusted and marked verified${released ? `; ${released} held message${released === 1 ? "" : "s"} shown` : ""}` };
@@ -1033,29 +917,6 @@ export class ChatClient implements ChatSession {
   // ------------------------------------------------------------------------------------------
   // Views
   // ------------------------------------------------------------------------------------------
-
-  private trustOf(pin: PinnedPeer): PeerTrust {
-    if (pin.pending) return "key-changed";
-    return pin.verified ? "verified" : "unverified";
-  }
-
-  private peerView(username: string): PeerView | undefined {
-    if (username === this.me) return { username, online: this.authenticated, trust: "verified", you: true };
-    const pin = this.trustStore.get(username);
-    const online = this.online.get(username) === true;
-    // Someone the directory shows whose keys were not fetched yet: nothing is pinned, so unverified.
-    if (pin === undefined) return this.online.has(username) ? { username, online, trust: "unverified", you: false } : undefined;
-    return { username, online, trust: this.trustOf(pin), you: false };
-  }
-
-  /** Me, everyone the directory shows, and everyone pinned before (known, maybe offline). */
-  private peerViews(): PeerView[] {
-    const names = new Set<string>([this.me, ...this.online.keys(), ...this.trustStore.all().keys()]);
-    return [...names].sort().flatMap((n) => {
-      const v = this.peerView(n);
-      return v ? [v] : [];
-    });
-  }
 
   private roomViews(): RoomView[] {
     return [...this.rooms].sort(([a], [b]) => (a < b ? -1 : 1)).map(([room, members]) => ({ room, members }));

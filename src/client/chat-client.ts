@@ -20,8 +20,10 @@ import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { safetyNumber } from "../protocol/safety-number.js";
+import { AtRestCipher } from "./at-rest.js";
+import { MessageHistory } from "./history.js";
 import { KeyDirectory } from "./key-directory.js";
-import type { ClientStateStore } from "./state-store.js";
+import type { ClientStateStore, OutboxEntry } from "./state-store.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
 import {
@@ -57,6 +59,8 @@ export interface ChatClientOptions {
   readonly credentials?: ChannelCredentials;
   /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
   readonly keepalive?: KeepalivePolicy;
+  /** Keep the messages shown in the state database (text encrypted at rest); default true. */
+  readonly history?: boolean;
   /** false: do not reconnect (tests of single sessions). */
   readonly reconnect?: ReconnectPolicy | false;
   /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
@@ -128,6 +132,10 @@ export class ChatClient implements ChatSession {
   private wakeRetry: (() => void) | undefined;
   /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
   private readonly directory: KeyDirectory;
+  /** Seals the text kept on disk (outbox, history). */
+  private readonly atRest: AtRestCipher;
+  /** What the screen shows again at the next start (undefined with history off). */
+  private readonly history: MessageHistory | undefined;
   /** Senders whose keys were re-fetched this session because an envelope named an unknown key. */
   private readonly refreshedSenders = new Set<string>();
   /** Delivery batches are opened one at a time, in the order they came. */
@@ -155,6 +163,8 @@ export class ChatClient implements ChatSession {
     this.clock = o.clock ?? Date.now;
     this.random = o.random ?? Math.random;
     this.reconnectPolicy = o.reconnect ?? DEFAULT_RECONNECT;
+    this.atRest = new AtRestCipher(o.identity);
+    this.history = o.history === false ? undefined : new MessageHistory(o.state, this.atRest, this.log);
     this.directory = new KeyDirectory({
       me: o.identity,
       trust: o.trust,
@@ -589,7 +599,7 @@ export class ChatClient implements ChatSession {
       // Our own bytes always decode; nothing to roll back otherwise.
     }
     const failure = describeRefusal(r.code, r.detail);
-    this.failed.set(id, { conversationId: entry.conversationId, text: entry.text, kind: entry.kind });
+    this.failed.set(id, { conversationId: entry.conversationId, text: this.outboxText(entry), kind: entry.kind });
     this.log.info("send.refused", { code: ErrorCode[r.code] ?? r.code, conversation: entry.conversationId });
     this.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "failed", failure });
   }
@@ -619,10 +629,42 @@ export class ChatClient implements ChatSession {
     return { connection: this.connection, peers: this.directory.peerViews(), rooms: this.roomViews() };
   }
 
+  /**
+   * What to show at start: the kept history (newest messages of each conversation, my pending
+   * ones included), or with history off, my messages still waiting for the relay.
+   */
+  backlog(): ChatMessage[] {
+    const pending = this.pendingMessages();
+    if (this.history === undefined) return pending;
+    let kept: ChatMessage[];
+    try {
+      kept = this.history.recent();
+    } catch (err) {
+      this.log.warn("history.read-failed", { reason: err instanceof Error ? err.message : String(err) });
+      return pending;
+    }
+    // The outbox is the truth about what is unsent: a kept "pending" that is no longer there was
+    // settled while its state change could not be written; unsent ones the history lacks are added.
+    const unsent = new Set(pending.map((m) => m.id));
+    const settled = kept.map((m): ChatMessage => (m.own && m.state === "pending" && !unsent.has(m.id)
+      ? { ...m, state: "failed", failure: "its delivery was not confirmed before the app closed" } : m));
+    const ids = new Set(kept.map((m) => m.id));
+    return [...settled, ...pending.filter((m) => !ids.has(m.id))];
+  }
+
+  /** Forgets a conversation's history on this machine (the relay keeps none). */
+  forgetHistory(conversationId: string): void {
+    try {
+      this.history?.forget(conversationId);
+    } catch (err) {
+      this.log.warn("history.forget-failed", { reason: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
   /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
   pendingMessages(): ChatMessage[] {
     return this.state.outbox().map((e) => ({
-      id: hex(e.id), conversationId: e.conversationId, from: this.me, kind: e.kind, text: e.text,
+      id: hex(e.id), conversationId: e.conversationId, from: this.me, kind: e.kind, text: this.outboxText(e),
       sentAtMs: e.sentAtMs, receivedAtMs: e.createdAtMs, own: true, state: "pending" as const,
     }));
   }
@@ -702,7 +744,8 @@ export class ChatClient implements ChatSession {
       });
       const wire = envelopeToWire(sealed.envelope);
       this.state.addOutgoing(
-        { id: messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind: body.kind, text: body.text, createdAtMs: now, sentAtMs: now },
+        { id: messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind: body.kind,
+          text: this.atRest.seal("outbox", conv.id, messageId, body.text), createdAtMs: now, sentAtMs: now },
         sealed.hash,
       );
       if (recipients.value.skipped.length > 0) {
@@ -922,6 +965,24 @@ export class ChatClient implements ChatSession {
     return [...this.rooms].sort(([a], [b]) => (a < b ? -1 : 1)).map(([room, members]) => ({ room, members }));
   }
 
+  /** An unsent message's text, opened from the outbox. */
+  private outboxText(e: OutboxEntry): string {
+    if (typeof e.text === "string") return e.text;
+    return this.atRest.open("outbox", e.conversationId, e.id, e.text) ?? "[text unreadable: sealed under another key]";
+  }
+
+  /** Every message shown, and every change of my messages' state, goes to the history. */
+  private remember(e: SessionEvent): void {
+    if (this.history === undefined || this.closed) return;
+    try {
+      if (e.type === "message") this.history.record(e.message);
+      else if (e.type === "message-state") this.history.setState(e.id, e.state, e.failure, e.queuedFor);
+    } catch (err) {
+      // A full disk must not stop the chat; the message is on screen, only not kept.
+      this.log.warn("history.write-failed", { reason: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
   private setConnection(status: ConnectionStatus): void {
     this.connection = status;
     this.emit({ type: "connection", status });
@@ -937,6 +998,7 @@ export class ChatClient implements ChatSession {
   }
 
   private emit(e: SessionEvent): void {
+    this.remember(e);
     for (const l of [...this.listeners]) {
       try {
         l(e);

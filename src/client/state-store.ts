@@ -1,7 +1,8 @@
 // The client's durable protocol state (PROTOCOL.md §7.5): `<username>_state.db` (node:sqlite,
 // 0600) beside the key file. Seen ids stop replays across restarts; chain heads detect dropped
 // messages; the outbox survives a crash so pending messages are resent with the same id; held
-// envelopes wait for the user's decision on a key change.
+// envelopes wait for the user's decision on a key change; the history (text encrypted at rest)
+// is what the screen shows again at the next start.
 import { closeSync, constants, openSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { MAX_AGE_MS, MAX_FUTURE_SKEW_MS, ZERO_HASH } from "../protocol/envelope.js";
@@ -13,9 +14,26 @@ export interface OutboxEntry {
   /** Wire bytes of the sealed Envelope. */
   readonly envelope: Buffer;
   readonly kind: MessageKind;
-  readonly text: string;
+  /** The text encrypted at rest (at-rest.ts); a string in files written before it was. */
+  readonly text: Buffer | string;
   readonly createdAtMs: number;
   readonly sentAtMs: number;
+}
+
+/** One message of the local history; `sealed` is its text encrypted at rest (at-rest.ts). */
+export interface HistoryRow {
+  readonly messageId: Buffer;
+  readonly conversationId: string;
+  readonly sender: string;
+  readonly own: boolean;
+  readonly kind: MessageKind;
+  readonly sentAtMs: number;
+  readonly receivedAtMs: number;
+  readonly state?: string;
+  readonly failure?: string;
+  readonly queuedFor?: readonly string[];
+  readonly gap: boolean;
+  readonly sealed: Buffer;
 }
 
 export interface HeldEntry {
@@ -45,6 +63,7 @@ export class ClientStateStore {
     this.db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
+      PRAGMA secure_delete = ON; -- what /clear forgets is overwritten, not left in free pages
       CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, sent_at_ms INTEGER NOT NULL) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS seen_by_time ON seen(sent_at_ms);
       CREATE TABLE IF NOT EXISTS chain (conversation_id TEXT NOT NULL, sender TEXT NOT NULL, last_hash BLOB NOT NULL,
@@ -54,6 +73,11 @@ export class ClientStateStore {
         kind TEXT NOT NULL, text TEXT NOT NULL, created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS held (row_id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, delivered_into TEXT NOT NULL,
         envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS history (row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE,
+        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
+        gap INTEGER NOT NULL, sealed BLOB NOT NULL);
+      CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
     `);
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
@@ -72,6 +96,15 @@ export class ClientStateStore {
       heldFor: p("SELECT * FROM held WHERE sender = ? ORDER BY row_id"),
       heldCount: p("SELECT COUNT(*) AS n FROM held WHERE sender = ?"),
       holdRemove: p("DELETE FROM held WHERE row_id = ?"),
+      historyAdd: p(`INSERT OR IGNORE INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
+        state, failure, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ?"),
+      historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
+      historyRecent: p(`SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY row_id DESC) AS newer
+        FROM history) WHERE newer <= ? ORDER BY row_id`),
+      historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
+      historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
+        WHERE conversation_id = ? ORDER BY row_id DESC LIMIT 1 OFFSET ?)`),
     };
   }
 
@@ -164,6 +197,49 @@ export class ClientStateStore {
     this.q["holdRemove"]!.run(rowId);
   }
 
+  /** Keeps a message for the history shown at the next start (the text arrives already sealed). */
+  historyAdd(r: HistoryRow): void {
+    this.q["historyAdd"]!.run(
+      r.messageId, r.conversationId, r.sender, r.own ? 1 : 0, r.kind, r.sentAtMs, r.receivedAtMs,
+      r.state ?? null, r.failure ?? null, r.queuedFor === undefined ? null : r.queuedFor.join(","), r.gap ? 1 : 0, r.sealed,
+    );
+  }
+
+  historySetState(messageId: Uint8Array, state: string, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
+    this.q["historyState"]!.run(state, failure ?? null, queuedFor === undefined ? null : queuedFor.join(","), messageId);
+  }
+
+  /** The newest `perConversation` rows of every conversation, in the order they were kept. */
+  historyRecent(perConversation: number): HistoryRow[] {
+    return (this.q["historyRecent"]!.all(perConversation) as Record<string, unknown>[]).map((r) => ({
+      messageId: Buffer.from(r["message_id"] as Uint8Array),
+      conversationId: String(r["conversation_id"]),
+      sender: String(r["sender"]),
+      own: Number(r["own"]) === 1,
+      kind: r["kind"] === "action" ? "action" : "text",
+      sentAtMs: Number(r["sent_at_ms"]),
+      receivedAtMs: Number(r["received_at_ms"]),
+      ...(r["state"] === null ? {} : { state: String(r["state"]) }),
+      ...(r["failure"] === null ? {} : { failure: String(r["failure"]) }),
+      ...(r["queued_for"] === null || r["queued_for"] === "" ? {} : { queuedFor: String(r["queued_for"]).split(",") }),
+      gap: Number(r["gap"]) === 1,
+      sealed: Buffer.from(r["sealed"] as Uint8Array),
+    }));
+  }
+
+  /** Keeps only the newest `perConversation` rows of every conversation. */
+  historyTrim(perConversation: number): void {
+    for (const c of this.q["historyConversations"]!.all() as Record<string, unknown>[]) {
+      const id = String(c["conversation_id"]);
+      this.q["historyTrim"]!.run(id, id, perConversation);
+    }
+  }
+
+  /** Forgets a conversation's history on this machine. */
+  historyForget(conversationId: string): void {
+    this.q["historyForget"]!.run(conversationId);
+  }
+
   /** Forgets seen ids older than any envelope that could still be accepted. */
   prune(nowMs: number): void {
     this.q["pruneSeen"]!.run(nowMs - MAX_AGE_MS - MAX_FUTURE_SKEW_MS);
@@ -180,7 +256,7 @@ function rowToOutbox(r: Record<string, unknown>): OutboxEntry {
     conversationId: String(r["conversation_id"]),
     envelope: Buffer.from(r["envelope"] as Uint8Array),
     kind: r["kind"] === "action" ? "action" : "text",
-    text: String(r["text"]),
+    text: r["text"] instanceof Uint8Array ? Buffer.from(r["text"]) : String(r["text"]),
     createdAtMs: Number(r["created_at_ms"]),
     sentAtMs: Number(r["sent_at_ms"]),
   };

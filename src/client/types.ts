@@ -122,6 +122,8 @@ export interface ChatSession {
   verifyInfo(username: string): Outcome<VerifyInfo>;
   /** Marks a peer verified, accepting a pending key change (and releasing held messages). */
   trust(username: string): Outcome<string>;
+  /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
+  forgetHistory(conversationId: string): void;
   close(): Promise<void>;
 }
 

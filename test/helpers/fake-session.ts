@@ -25,7 +25,8 @@ export type FakeCall =
   | { readonly method: "retry"; readonly conversationId: string; readonly id: string }
   | { readonly method: "joinRoom" | "leaveRoom" | "members"; readonly room: string }
   | { readonly method: "listRooms" | "fingerprint" | "snapshot" | "close" }
-  | { readonly method: "verifyInfo" | "trust"; readonly username: string };
+  | { readonly method: "verifyInfo" | "trust"; readonly username: string }
+  | { readonly method: "forgetHistory"; readonly conversationId: string };
 
 export interface FakeSessionOptions {
   readonly me?: string;
@@ -267,6 +268,10 @@ export class FakeSession implements ChatSession {
     const hadChange = peer.trust === "key-changed";
     this.setPeer({ username, trust: "verified" satisfies PeerTrust });
     return ok(hadChange ? `${username}'s new key is now trusted and marked verified` : `${username} is now marked verified`);
+  }
+
+  forgetHistory(conversationId: string): void {
+    this.calls.push({ method: "forgetHistory", conversationId });
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,80 @@
+// The local history: every message shown (and every one I sent) is kept in the client's state
+// database, so the conversation is still there after a restart. The text is encrypted at rest
+// (at-rest.ts); metadata (who, when, which conversation) is stored in the clear, as the relay
+// sees it anyway.
+import type { Logger } from "../protocol/log.js";
+import type { AtRestCipher } from "./at-rest.js";
+import type { ClientStateStore, HistoryRow } from "./state-store.js";
+import type { ChatMessage, MessageState } from "./types.js";
+
+/** Messages per conversation kept, and shown again at start (older ones are dropped at start). */
+export const BACKLOG_PER_CONVERSATION = 5_000;
+
+const STATES: ReadonlySet<string> = new Set<MessageState>(["pending", "accepted", "failed"]);
+
+export class MessageHistory {
+  constructor(private readonly store: ClientStateStore, private readonly cipher: AtRestCipher, private readonly log: Logger) {}
+
+  /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
+  record(m: ChatMessage): void {
+    const messageId = Buffer.from(m.id, "hex");
+    this.store.historyAdd({
+      messageId,
+      conversationId: m.conversationId,
+      sender: m.from,
+      own: m.own,
+      kind: m.kind,
+      sentAtMs: m.sentAtMs,
+      receivedAtMs: m.receivedAtMs,
+      ...(m.state === undefined ? {} : { state: m.state }),
+      ...(m.failure === undefined ? {} : { failure: m.failure }),
+      ...(m.queuedFor === undefined ? {} : { queuedFor: m.queuedFor }),
+      gap: m.gap === true,
+      sealed: this.cipher.seal("history", m.conversationId, messageId, m.text),
+    });
+  }
+
+  setState(id: string, state: MessageState, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
+    this.store.historySetState(Buffer.from(id, "hex"), state, failure, queuedFor);
+  }
+
+  /**
+   * The newest messages of every conversation, in the order they came; unreadable rows are
+   * skipped. Older rows are dropped here, so the file does not grow without end.
+   */
+  recent(perConversation: number = BACKLOG_PER_CONVERSATION): ChatMessage[] {
+    this.store.historyTrim(perConversation);
+    const out: ChatMessage[] = [];
+    let unreadable = 0;
+    for (const r of this.store.historyRecent(perConversation)) {
+      const m = this.open(r);
+      if (m === undefined) unreadable++;
+      else out.push(m);
+    }
+    if (unreadable > 0) this.log.warn("history.unreadable", { rows: unreadable });
+    return out;
+  }
+
+  forget(conversationId: string): void {
+    this.store.historyForget(conversationId);
+  }
+
+  private open(r: HistoryRow): ChatMessage | undefined {
+    const text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed);
+    if (text === undefined) return undefined; // sealed under another key (the user re-keyed) or damaged
+    return {
+      id: r.messageId.toString("hex"),
+      conversationId: r.conversationId,
+      from: r.sender,
+      kind: r.kind,
+      text,
+      sentAtMs: r.sentAtMs,
+      receivedAtMs: r.receivedAtMs,
+      own: r.own,
+      ...(r.state !== undefined && STATES.has(r.state) ? { state: r.state as MessageState } : {}),
+      ...(r.failure === undefined ? {} : { failure: r.failure }),
+      ...(r.queuedFor === undefined ? {} : { queuedFor: r.queuedFor }),
+      ...(r.gap ? { gap: true } : {}),
+    };
+  }
+}

@@ -1,0 +1,150 @@
+// The local history and the outbox text, encrypted at rest (PROTOCOL.md §7.5): what is kept comes
+// back after a restart, and nothing of it is readable from the file without the key file.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { DatabaseSync } from "node:sqlite";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AtRestCipher, atRestKey } from "../../src/client/at-rest.js";
+import { MessageHistory } from "../../src/client/history.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import type { ChatMessage } from "../../src/client/types.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { nullLogger, type Logger } from "../../src/protocol/log.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+
+let alice: PrivateIdentity;
+let mallory: PrivateIdentity;
+let dir: string;
+beforeAll(async () => {
+  [alice, mallory] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("mallory", "alice")]);
+});
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "sc-history-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+function message(extra: Partial<ChatMessage> & Pick<ChatMessage, "conversationId" | "text">): ChatMessage {
+  n++;
+  return { id: n.toString(16).padStart(32, "0"), from: "bob", kind: "text", sentAtMs: 1000 + n, receivedAtMs: 2000 + n, own: false, ...extra };
+}
+
+/** Everything SQLite wrote for the database: the file and its write-ahead log. */
+function fileBytes(path: string): Buffer {
+  return Buffer.concat([path, `${path}-wal`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+}
+
+function recordingLogger(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { ...nullLogger, warnings, warn: (event: string) => void warnings.push(event) };
+}
+
+describe("at-rest cipher", () => {
+  const id = Buffer.alloc(16, 7);
+
+  it("opens what it sealed, only in the same place, conversation and message, under the same key", () => {
+    const c = new AtRestCipher(alice);
+    const sealed = c.seal("history", "dm:alice:bob", id, "meet at 9 ☕");
+    expect(sealed.includes(Buffer.from("meet at 9"))).toBe(false);
+    expect(c.open("history", "dm:alice:bob", id, sealed)).toBe("meet at 9 ☕");
+    expect(c.open("outbox", "dm:alice:bob", id, sealed)).toBeUndefined();
+    expect(c.open("history", "lobby", id, sealed)).toBeUndefined();
+    expect(c.open("history", "dm:alice:bob", Buffer.alloc(16, 8), sealed)).toBeUndefined();
+    expect(new AtRestCipher(mallory).open("history", "dm:alice:bob", id, sealed)).toBeUndefined();
+    const flipped = Buffer.from(sealed);
+    flipped[flipped.length - 1]! ^= 1;
+    expect(c.open("history", "dm:alice:bob", id, flipped)).toBeUndefined();
+    expect(c.open("history", "dm:alice:bob", id, sealed.subarray(0, 27))).toBeUndefined();
+  });
+
+  it("seals the same text differently each time (fresh IV)", () => {
+    const c = new AtRestCipher(alice);
+    expect(c.seal("history", "lobby", id, "x").equals(c.seal("history", "lobby", id, "x"))).toBe(false);
+  });
+
+  it("derives one key per identity, from the signing key", () => {
+    expect(atRestKey(alice).equals(atRestKey(alice))).toBe(true);
+    expect(atRestKey(alice).equals(atRestKey(mallory))).toBe(false);
+    expect(atRestKey(alice)).toHaveLength(32);
+  });
+
+  it("refuses text that is not a string", () => {
+    expect(() => new AtRestCipher(alice).seal("history", "lobby", id, 42 as unknown as string)).toThrow(TypeError);
+  });
+});
+
+describe("message history", () => {
+  it("comes back after a restart, with states, and the file holds no text in the clear", () => {
+    const path = join(dir, "alice_state.db");
+    let store = ClientStateStore.open(path);
+    let history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const said = message({ conversationId: "lobby", text: "the deploy is at noon" });
+    const mine = message({ conversationId: "dm:alice:bob", from: "alice", own: true, text: "private: my pin is 4711", state: "pending" });
+    const action = message({ conversationId: "#ops", kind: "action", text: "restarts the database", gap: true });
+    for (const m of [said, mine, action]) history.record(m);
+    history.record({ ...said, text: "a replay of the same id is ignored" });
+    history.setState(mine.id, "accepted", undefined, ["bob"]);
+    store.close();
+
+    const bytes = fileBytes(path);
+    for (const secret of ["the deploy is at noon", "my pin is 4711", "restarts the database"]) expect(bytes.includes(Buffer.from(secret))).toBe(false);
+
+    store = ClientStateStore.open(path);
+    history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const back = history.recent();
+    expect(back).toHaveLength(3);
+    expect(back.find((m) => m.id === said.id)).toEqual(said);
+    expect(back.find((m) => m.id === mine.id)).toEqual({ ...mine, state: "accepted", queuedFor: ["bob"] });
+    expect(back.find((m) => m.id === action.id)).toEqual(action);
+    store.close();
+  });
+
+  it("keeps the newest messages of each conversation and drops older ones from the file", () => {
+    const store = ClientStateStore.open(":memory:");
+    const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const lobby = Array.from({ length: 5 }, (_, i) => message({ conversationId: "lobby", text: `lobby ${i}` }));
+    const dm = message({ conversationId: "dm:alice:bob", text: "only one" });
+    for (const m of [...lobby.slice(0, 2), dm, ...lobby.slice(2)]) history.record(m);
+    // In the order they came, across conversations.
+    expect(history.recent(3).map((m) => m.text)).toEqual(["only one", "lobby 2", "lobby 3", "lobby 4"]);
+    // The trimmed rows are gone, not only hidden.
+    expect(history.recent(10).map((m) => m.text)).toEqual(["only one", "lobby 2", "lobby 3", "lobby 4"]);
+    store.close();
+  });
+
+  it("forgets a conversation (/clear), and the others stay", () => {
+    const store = ClientStateStore.open(":memory:");
+    const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    history.record(message({ conversationId: "lobby", text: "public" }));
+    history.record(message({ conversationId: "dm:alice:bob", text: "private" }));
+    history.forget("dm:alice:bob");
+    expect(history.recent().map((m) => m.text)).toEqual(["public"]);
+    store.close();
+  });
+
+  it("skips rows swapped between messages, or sealed under another key, and says so in the log", () => {
+    const path = join(dir, "alice_state.db");
+    const store = ClientStateStore.open(path);
+    const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const a = message({ conversationId: "lobby", text: "first" });
+    const b = message({ conversationId: "lobby", text: "second" });
+    const c = message({ conversationId: "lobby", text: "third" });
+    for (const m of [a, b, c]) history.record(m);
+    store.close();
+
+    // Someone with the file but not the key moves the text of "first" onto "second".
+    const raw = new DatabaseSync(path);
+    raw.prepare("UPDATE history SET sealed = (SELECT sealed FROM history WHERE message_id = ?) WHERE message_id = ?")
+      .run(Buffer.from(a.id, "hex"), Buffer.from(b.id, "hex"));
+    raw.close();
+
+    const reopened = ClientStateStore.open(path);
+    const log = recordingLogger();
+    expect(new MessageHistory(reopened, new AtRestCipher(alice), log).recent().map((m) => m.text)).toEqual(["first", "third"]);
+    expect(log.warnings).toEqual(["history.unreadable"]);
+    // Another key file (e.g. after re-keying) reads none of it.
+    expect(new MessageHistory(reopened, new AtRestCipher(mallory), nullLogger).recent()).toEqual([]);
+    reopened.close();
+  });
+});

@@ -1,0 +1,123 @@
+// The client's kept history and unsent messages across a restart, against a real relay
+// (PROTOCOL.md §7.5): what was on screen comes back, nothing of it is in the file in the clear,
+// and --no-history keeps none.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ChatClient } from "../../src/client/chat-client.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import { TrustStore } from "../../src/client/trust-store.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "sc-client-history-"));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function relay(): Promise<TestRelay> {
+  const r = await TestRelay.start();
+  cleanups.push(() => r.cleanup());
+  return r;
+}
+
+/** Everything SQLite wrote for the database: the file and its write-ahead log. */
+function fileBytes(path: string): Buffer {
+  return Buffer.concat([path, `${path}-wal`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+}
+
+/** A client on the same files as before a restart, not connected: what the TUI shows at start. */
+async function restarted(id: PrivateIdentity, dir: string, history = true): Promise<ChatClient> {
+  const state = ClientStateStore.open(join(dir, `${id.username}_state.db`));
+  const trust = await TrustStore.open(join(dir, `${id.username}_known_peers.json`));
+  const client = new ChatClient({ identity: id, server: "127.0.0.1:1", trust, state, reconnect: false, history });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+describe("history across a restart", () => {
+  it("shows the conversations again, with my messages' states, and keeps no text in the clear", async () => {
+    const r = await relay();
+    const dir = tempDir();
+    const statePath = join(dir, "alice_state.db");
+    const a = await TestClient.start(alice, r.running.port, { dir, statePath });
+    const b = await TestClient.start(bob, r.running.port);
+    cleanups.push(() => b.close());
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob online");
+
+    const hello = a.client.send("lobby", "hello everyone, the deploy is at noon");
+    expect(hello.ok).toBe(true);
+    if (!hello.ok) return;
+    await a.waitForState(hello.value.id, "accepted");
+    b.client.send("dm:alice:bob", "psst: the vault code is 4711");
+    await a.waitForMessage("psst: the vault code is 4711");
+    await a.close();
+
+    const bytes = fileBytes(statePath);
+    for (const secret of ["the deploy is at noon", "the vault code is 4711"]) expect(bytes.includes(Buffer.from(secret))).toBe(false);
+
+    const again = await restarted(alice, dir);
+    const backlog = again.backlog();
+    expect(backlog.map((m) => [m.conversationId, m.from, m.text, m.own, m.state])).toEqual([
+      ["lobby", "alice", "hello everyone, the deploy is at noon", true, "accepted"],
+      ["dm:alice:bob", "bob", "psst: the vault code is 4711", false, undefined],
+    ]);
+
+    // /clear forgets a conversation for good.
+    again.forgetHistory("dm:alice:bob");
+    expect(again.backlog().map((m) => m.conversationId)).toEqual(["lobby"]);
+  });
+
+  it("keeps an unsent message's text sealed in the outbox and shows it pending after the restart", async () => {
+    const r = await relay();
+    const dir = tempDir();
+    const statePath = join(dir, "alice_state.db");
+    const b = await TestClient.start(bob, r.running.port);
+    cleanups.push(() => b.close());
+    const a = await TestClient.start(alice, r.running.port, { dir, statePath });
+    await r.stop();
+    await a.waitFor((e) => e.type === "connection" && e.status.state !== "connected", "alice sees the relay go");
+    const sent = a.client.send("lobby", "written while the relay was down");
+    expect(sent.ok).toBe(true);
+    await a.close();
+
+    expect(fileBytes(statePath).includes(Buffer.from("written while the relay was down"))).toBe(false);
+    const store = ClientStateStore.open(statePath);
+    expect(store.outbox().map((e) => Buffer.isBuffer(e.text))).toEqual([true]);
+    store.close();
+
+    const again = await restarted(alice, dir);
+    expect(again.backlog().map((m) => [m.text, m.state])).toEqual([["written while the relay was down", "pending"]]);
+  });
+
+  it("with history off, shows only unsent messages and keeps nothing else", async () => {
+    const r = await relay();
+    const dir = tempDir();
+    const statePath = join(dir, "alice_state.db");
+    const a = await TestClient.start(alice, r.running.port, { dir, statePath, history: false });
+    const hello = a.client.send("lobby", "not kept");
+    if (!hello.ok) throw new Error(hello.error);
+    await a.waitForState(hello.value.id, "accepted");
+    await a.close();
+
+    expect((await restarted(alice, dir, false)).backlog()).toEqual([]);
+    // Turning it on later finds nothing from the run that had it off.
+    expect((await restarted(alice, dir, true)).backlog()).toEqual([]);
+  });
+});

@@ -24,16 +24,16 @@ export interface AppProps {
   readonly bell: () => void;
   readonly logger: Logger;
   readonly notices?: readonly StartupNotice[];
-  readonly pending?: readonly ChatMessage[];
+  readonly backlog?: readonly ChatMessage[];
   /** Mouse wheel scrolling from the start (/mouse toggles it). */
   readonly mouse?: boolean;
   readonly signal?: AbortSignal;
 }
 
-export function App({ session, clock, bell, logger, notices, pending, mouse, signal }: AppProps) {
+export function App({ session, clock, bell, logger, notices, backlog, mouse, signal }: AppProps) {
   const { columns, rows } = useWindowSize();
   const { state, getState, dispatch } = useChatSession({
-    session, clock, bell, ...(notices ? { notices } : {}), ...(pending ? { pending } : {}), ...(mouse !== undefined ? { mouse } : {}),
+    session, clock, bell, ...(notices ? { notices } : {}), ...(backlog ? { backlog } : {}), ...(mouse !== undefined ? { mouse } : {}),
   });
   const nowMs = useClock({ clock, active: state.connection.state === "reconnecting" });
   const quit = useQuit({ session, dispatch, logger, ...(signal ? { signal } : {}) });

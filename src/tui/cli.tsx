@@ -67,6 +67,7 @@ async function main(): Promise<number> {
     .option("ca", { type: "string", describe: "PEM file of the CA (or self-signed certificate) that signed the relay's certificate; implies --tls" })
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
+    .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps none" })
     .example("$0 alice", "chat as alice on this machine (starts a local relay if needed)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
     .strict()
@@ -161,6 +162,7 @@ async function main(): Promise<number> {
     trust,
     state,
     logger,
+    history: argv.history,
     ...(channelCredentials ? { credentials: channelCredentials } : {}),
     // In zero-setup mode, when the relay went away (its host quit), take over hosting.
     ...(host ? { beforeConnect: async (attempt: number) => {
@@ -178,7 +180,7 @@ async function main(): Promise<number> {
   for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) process.once(sig, () => leave.abort());
   let code: number;
   try {
-    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, pending: client.pendingMessages(), signal: leave.signal });
+    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, backlog: client.backlog(), signal: leave.signal });
   } finally {
     await client.close();
     await host?.stop();

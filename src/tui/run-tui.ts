@@ -28,8 +28,11 @@ export interface RunTuiOptions {
   readonly logger?: Logger;
   /** Lines shown in the lobby at start, e.g. that keys were created or a relay is hosted here. */
   readonly notices?: readonly (string | StartupNotice)[];
-  /** My messages still waiting for the relay from an earlier run, shown as pending. */
-  readonly pending?: readonly ChatMessage[];
+  /**
+   * Messages from earlier runs, shown again at start (the kept history, my unsent messages
+   * among them as pending); they do not count as unread.
+   */
+  readonly backlog?: readonly ChatMessage[];
   /** Aborting leaves cleanly, as /quit does (wire SIGTERM and SIGHUP to it). */
   readonly signal?: AbortSignal;
   /**
@@ -95,7 +98,7 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
         bell,
         logger,
         notices: (options.notices ?? []).map(toNotice),
-        pending: options.pending ?? [],
+        backlog: options.backlog ?? [],
         mouse: options.mouse ?? false,
         ...(options.signal ? { signal: options.signal } : {}),
       }),

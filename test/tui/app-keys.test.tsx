@@ -183,7 +183,7 @@ describe("scrollback", () => {
     expect(rows[ruler + 1]).toContain("missed 000");
   });
 
-  test("/clear empties this conversation on screen", async () => {
+  test("/clear empties this conversation on screen and forgets its history", async () => {
     const session = new FakeSession({ peers: ["bob"] });
     const a = await open(session);
     lobbyMessages(session, 3);
@@ -191,6 +191,7 @@ describe("scrollback", () => {
     enter(a, "/clear");
     await notOnScreen(a, "msg 002");
     await seeOnScreen(a, "Nothing here yet.");
+    expect(session.callsOf("forgetHistory")).toEqual([{ method: "forgetHistory", conversationId: "lobby" }]);
   });
 });
 

@@ -32,19 +32,27 @@ const entries = (s: TuiState, id: string): readonly Entry[] => {
 const messages = (s: TuiState, id: string): ChatMessage[] => entries(s, id).flatMap((e) => (e.kind === "message" ? [e.message] : []));
 
 describe("start", () => {
-  test("opens the lobby with the snapshot, startup notices and pending messages", () => {
+  test("opens the lobby with the snapshot, the backlog of earlier runs, then startup notices", () => {
     const pending = msg({ conversationId: "dm:alice:bob", from: "alice", text: "sent before a restart", state: "pending" });
+    const earlier = msg({ conversationId: "lobby", from: "bob", own: false, text: "said yesterday" });
+    const bobsDm = msg({ conversationId: "dm:alice:bob", from: "bob", own: false, text: "read last time" });
     const s = start({
       snapshot: { connection: { state: "connecting", attempt: 1 }, peers: [ME, peer("bob")], rooms: [{ room: "#ops", members: ["alice", "bob"] }] },
       notices: [{ level: "info", text: "created your keys" }],
-      pending: [pending],
+      backlog: [earlier, bobsDm, pending],
     });
     expect(s.current).toBe("lobby");
     expect(s.order).toEqual(["lobby", "#ops", "dm:alice:bob"]);
     expect(s.connection).toEqual({ state: "connecting", attempt: 1 });
-    expect(entries(s, "lobby")).toEqual([{ kind: "notice", seq: 1, atMs: T0, level: "info", text: "created your keys" }]);
-    expect(messages(s, "dm:alice:bob")).toEqual([pending]);
+    // The notice is news of this start: below the history.
+    expect(entries(s, "lobby")).toEqual([
+      { kind: "message", seq: 1, message: earlier },
+      { kind: "notice", seq: 4, atMs: T0, level: "info", text: "created your keys" },
+    ]);
+    expect(messages(s, "dm:alice:bob")).toEqual([bobsDm, pending]);
+    // History is not news: nothing counts as unread or for me.
     expect(s.conversations["dm:alice:bob"]?.unread).toBe(0);
+    expect(s.conversations["dm:alice:bob"]?.highlights).toBe(0);
   });
 });
 

@@ -121,7 +121,7 @@ describe("runTui", () => {
       id: "ab".repeat(16), conversationId: "lobby", from: "alice", kind: "text", text: "from before the restart",
       sentAtMs: Date.now(), receivedAtMs: Date.now(), own: true, state: "pending",
     };
-    const run = start(session, { notices: ["Created your keys in /tmp/x/alice_key.pem"], pending: [pending] });
+    const run = start(session, { notices: ["Created your keys in /tmp/x/alice_key.pem"], backlog: [pending] });
     await run.ready();
     await waitFor(() => expect(run.stdout.text()).toContain("-- Created your keys in /tmp/x/alice_key.pem"));
     expect(run.stdout.text()).toContain("from before the restart …");

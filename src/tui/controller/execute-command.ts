@@ -209,6 +209,8 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "clear";
     }
     case "clear":
+      // On screen and in the kept history: a cleared conversation does not come back at restart.
+      session.forgetHistory(here);
       dispatch({ type: "clear-conversation", id: here });
       return "clear";
     case "mouse": {

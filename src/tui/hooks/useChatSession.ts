@@ -19,7 +19,7 @@ export interface UseChatSessionOptions {
   /** Called (at most once per burst) for a DM, a mention, or a key change. */
   readonly bell: () => void;
   readonly notices?: readonly StartupNotice[];
-  readonly pending?: readonly ChatMessage[];
+  readonly backlog?: readonly ChatMessage[];
   readonly mouse?: boolean;
 }
 
@@ -39,7 +39,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       serverLabel: options.session.serverLabel,
       snapshot: options.session.snapshot(),
       ...(options.notices ? { notices: options.notices } : {}),
-      ...(options.pending ? { pending: options.pending } : {}),
+      ...(options.backlog ? { backlog: options.backlog } : {}),
       ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
       atMs: options.clock(),
     })));

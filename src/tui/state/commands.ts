@@ -54,7 +54,7 @@ export const COMMANDS: readonly CommandHelp[] = [
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
   { name: "trust", usage: "/trust <user>", summary: "mark a user verified after comparing safety numbers (accepts changed keys)" },
   { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again (also Alt-R)" },
-  { name: "clear", usage: "/clear", summary: "clear this conversation's scrollback on your screen" },
+  { name: "clear", usage: "/clear", summary: "clear this conversation (screen and kept history)" },
   { name: "mouse", usage: "/mouse [on|off]", summary: "scroll with the mouse wheel (off by default: while on, hold Shift to select text)" },
   { name: "help", usage: "/help", summary: "this list" },
   { name: "quit", usage: "/quit", summary: "leave (also /exit)" },

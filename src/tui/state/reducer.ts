@@ -175,10 +175,11 @@ function withSelf(state: TuiState): TuiState {
   return { ...state, peers };
 }
 
-function receiveMessage(state: TuiState, message: ChatMessage): TuiState {
+function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
   const t = target(state, message.conversationId);
   const seq = t.state.nextSeq;
-  const unseen = !message.own && t.id !== t.state.current;
+  // What was already seen in an earlier run is history, not news.
+  const unseen = !message.own && o.backlog !== true && t.id !== t.state.current;
   const highlighted = unseen && (t.id.startsWith("dm:") || mentions(message.text, state.me));
   const next = updateConversation(t.state, t.id, (c) => {
     const updated: Conversation = {
@@ -520,14 +521,14 @@ export interface InitialStateOptions {
   readonly snapshot: SessionSnapshot;
   /** Shown in the lobby, in order. */
   readonly notices?: readonly StartupNotice[];
-  /** My messages still waiting for the relay from an earlier run (shown as pending). */
-  readonly pending?: readonly ChatMessage[];
+  /** Messages from earlier runs (the kept history, my unsent ones as pending): not unread. */
+  readonly backlog?: readonly ChatMessage[];
   /** Mouse wheel scrolling from the start. */
   readonly mouse?: boolean;
   readonly atMs: number;
 }
 
-/** The state at start: the session's snapshot, startup notices in the lobby, pending messages. */
+/** The state at start: the session's snapshot, the backlog, then startup notices in the lobby. */
 export function createInitialState(options: InitialStateOptions): TuiState {
   const { me, serverLabel, snapshot, atMs } = options;
   const base: TuiState = {
@@ -547,7 +548,7 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     nextSeq: 1,
   };
   const withSnapshot = reducer(base, { type: "snapshot", snapshot });
-  const withNotices = (options.notices ?? []).reduce(
-    (s, n) => reducer(s, { type: "notice", level: n.level, text: n.text, atMs, conversationId: LOBBY_ID }), withSnapshot);
-  return (options.pending ?? []).reduce((s, message) => receiveMessage(s, message), withNotices);
+  const withBacklog = (options.backlog ?? []).reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
+  return (options.notices ?? []).reduce(
+    (s, n) => reducer(s, { type: "notice", level: n.level, text: n.text, atMs, conversationId: LOBBY_ID }), withBacklog);
 }

@@ -14,7 +14,7 @@ export interface RenderAppOptions {
   readonly rows?: number;
   readonly clock?: () => number;
   readonly notices?: readonly StartupNotice[];
-  readonly pending?: readonly ChatMessage[];
+  readonly backlog?: readonly ChatMessage[];
   readonly signal?: AbortSignal;
 }
 
@@ -51,7 +51,7 @@ export function renderApp(session: FakeSession, options: RenderAppOptions = {}):
       bell={() => bells.push(clock())}
       logger={nullLogger}
       {...(options.notices ? { notices: options.notices } : {})}
-      {...(options.pending ? { pending: options.pending } : {})}
+      {...(options.backlog ? { backlog: options.backlog } : {})}
       {...(options.signal ? { signal: options.signal } : {})}
     />,
     {

@@ -7,7 +7,8 @@
 // group commit, and the next frames are read while it waits for its transaction; the answers
 // still go out in frame order, and any other frame waits for the answers before it. A client
 // that sends a burst (an outbox after a reconnect) thus gets one commit for the burst, not one
-// per envelope. MAX_SENDS_IN_FLIGHT bounds what one session holds while commits are pending.
+// per envelope. Acks have no answer, so they are taken at once and never wait for the sends.
+// MAX_SENDS_IN_FLIGHT bounds what one session holds while commits are pending.
 import { randomBytes } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
@@ -256,6 +257,10 @@ class AuthenticatedSession implements RoutedSession {
       if (frame.$case === "send") {
         this.answerInOrder(this.send(frame.value, r.value.length), r.value.length);
         if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT || this.sendBytesInFlight >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers;
+      } else if (frame.$case === "ack") {
+        // An ack has no answer to keep in order: taken at once, it does not stall the pipeline
+        // of sends (a client that sends and receives acks between its sends all the time).
+        this.ack(frame.value);
       } else {
         // Answered after the sends before it: e.g. a Pong follows their SendResults.
         await this.answers;
@@ -283,13 +288,11 @@ class AuthenticatedSession implements RoutedSession {
     await this.stream.send(encodeResponse(frame));
   }
 
-  private async handle(frame: Exclude<RequestFrame, { $case: "send" }>): Promise<void> {
+  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "ack" }>): Promise<void> {
     switch (frame.$case) {
       case "hello":
       case "proof":
         throw sessionEnd.outOfOrder(`${frame.$case === "hello" ? "Hello" : "Proof"} is only valid at the start of a session`);
-      case "ack":
-        return this.ack(frame.value);
       case "ping":
         return this.reply({ $case: "pong", value: { nonce: frame.value.nonce, serverTimeMs: this.deps.clock() } });
       case "joinRoom":

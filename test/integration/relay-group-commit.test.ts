@@ -220,6 +220,37 @@ describe("group commit, through the relay", () => {
     expect(b.has("deliver")).toBe(false);
   });
 
+  it("takes acks at once: a session that acks between its sends keeps its sends in one commit", async () => {
+    relay = await TestRelay.start({ limits: { messagesPerSecond: 1000, burst: 1000 } });
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    await a.nextPresence("bob", true);
+    const n = 12;
+    for (let i = 0; i < n; i++) await b.send(seal(bob, "dm:alice:bob", [alice], `to alice ${i}`));
+    const got = await a.deliveries(n);
+    const before = relay.running.stats();
+
+    // A chatting client: each send followed by an ack of something it received, written at once.
+    const mine = Array.from({ length: n }, (_, i) => seal(alice, "dm:alice:bob", [bob], `to bob ${i}`));
+    mine.forEach((e, i) => {
+      a.write({ $case: "send", value: { envelope: envelopeToWire(e) } });
+      a.ack([got[i]!.seq]);
+    });
+    const answers = [];
+    for (let i = 0; i < n; i++) answers.push(await a.next("sendResult"));
+    expect(answers.map((r) => r.status)).toEqual(Array(n).fill(SendStatus.SEND_STATUS_ACCEPTED));
+    const after = relay.running.stats();
+    // An ack waiting for the sends before it would cut the run into one commit per envelope.
+    expect(after.committedEnvelopes - before.committedEnvelopes).toBe(n);
+    expect(after.commits - before.commits).toBeLessThan(n / 2);
+    // And the acks took effect: nothing is delivered to alice again after she reconnects.
+    await a.barrier();
+    a.close();
+    const again = await relay.connect(alice);
+    expect(again.welcome.queued).toBe(0);
+    expect((await b.deliveries(n)).map((d) => openDelivery(d, bob, [alice]).body.text)).toEqual(mine.map((_, i) => `to bob ${i}`));
+  });
+
   it("on a full disk refuses with STORAGE_UNAVAILABLE, stores nothing half, keeps serving, and stores again once there is room", async () => {
     relay = await TestRelay.start({ maxDatabaseBytes: 640 * 1024, limits: { messagesPerSecond: 1000, burst: 1000 } });
     await relay.disconnect(await relay.connect(bob), "bob");

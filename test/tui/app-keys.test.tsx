@@ -110,7 +110,7 @@ describe("scrollback", () => {
     await notOnScreen(a, "more below");
   });
 
-  test("Home and End edit the line; Ctrl-Home / Alt-Home jump to the oldest message, PgDn and Esc come back", async () => {
+  test("Home and End edit the line (scroll when it is empty); Ctrl-Home / Alt-Home jump to the oldest message, Esc comes back", async () => {
     const session = new FakeSession({ peers: ["bob"] });
     const a = await open(session, { columns: 80, rows: 12 });
     lobbyMessages(session, 40);
@@ -136,6 +136,11 @@ describe("scrollback", () => {
     await seeOnScreen(a, "more below");
     a.press(KEY.enter);
     await seeOnScreen(a, ">abc< …");
+    await notOnScreen(a, "more below");
+    // With nothing typed, Home and End scroll to the ends.
+    a.press(KEY.home);
+    await seeOnScreen(a, "msg 000");
+    a.press(KEY.end);
     await notOnScreen(a, "more below");
   });
 

@@ -27,9 +27,12 @@ describe("keys", () => {
     expect(action("", { escape: true })).toMatchObject({ type: "scroll", move: "bottom" });
   });
 
-  test("Home / End without a modifier stay in the input line", () => {
-    expect(action("", { home: true })).toEqual({ type: "input-move", move: "home" });
-    expect(action("", { end: true })).toEqual({ type: "input-move", move: "end" });
+  test("Home / End move in a typed line, and scroll to the ends when nothing is typed", () => {
+    const typing = reducer(state, { type: "input-insert", text: "half a sentence" });
+    expect(action("", { home: true }, typing)).toEqual({ type: "input-move", move: "home" });
+    expect(action("", { end: true }, typing)).toEqual({ type: "input-move", move: "end" });
+    expect(action("", { home: true })).toEqual({ type: "scroll", move: "top", viewport: ctx.viewport });
+    expect(action("", { end: true })).toEqual({ type: "scroll", move: "bottom", viewport: ctx.viewport });
   });
 
   test("conversations: Alt-digits, Ctrl-N / Ctrl-P, Alt-A; the sidebar: Alt-U; retry: Alt-R", () => {

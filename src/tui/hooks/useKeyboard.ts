@@ -114,8 +114,10 @@ export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyCon
   if (key.downArrow) return act({ type: "input-down" });
   if (key.leftArrow) return act({ type: "input-move", move: "left" });
   if (key.rightArrow) return act({ type: "input-move", move: "right" });
-  if (key.home) return act({ type: "input-move", move: "home" });
-  if (key.end) return act({ type: "input-move", move: "end" });
+  // Home / End move in the line being typed; with nothing typed they go to the top and the
+  // bottom of the scrollback (Ctrl-Home / Ctrl-End always do).
+  if (key.home) return state.input.text === "" ? scroll("top") : act({ type: "input-move", move: "home" });
+  if (key.end) return state.input.text === "" ? scroll("bottom") : act({ type: "input-move", move: "end" });
   if (key.backspace) return act({ type: "input-backspace" });
   if (key.delete) return act({ type: "input-delete" });
   if (key.escape) return scroll("bottom");

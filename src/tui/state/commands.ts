@@ -92,7 +92,7 @@ export const KEYS: readonly { readonly group: string; readonly keys: readonly Ke
     group: "Reading",
     keys: [
       { keys: "PgUp / PgDn", summary: "scroll the conversation a page up / down (new messages do not move what you read)" },
-      { keys: "Ctrl-Home / Ctrl-End", summary: "oldest / newest message (also Alt-Home / Alt-End; Esc goes to the newest)" },
+      { keys: "Ctrl-Home / Ctrl-End", summary: "oldest / newest message (also Home / End with nothing typed, Alt-Home / Alt-End; Esc: newest)" },
       { keys: "mouse wheel", summary: "scroll, after /mouse on" },
     ],
   },

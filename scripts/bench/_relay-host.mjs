@@ -22,6 +22,8 @@ let stats = () => ({});
 let port;
 
 if (mode === "relay") {
+  // As the bin does, before anything starts libuv's pool (src/server/thread-pool.ts).
+  await import(join(root, "dist", "server", "thread-pool.js"));
   const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
   const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
   const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-relay-"));

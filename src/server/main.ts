@@ -2,6 +2,7 @@
 // chat-relay: the bin shim. Parses arguments, starts the relay (relay.ts) or runs an operator
 // command on its data dir (users-command.ts), and owns the process: signals and exit codes
 // live here and nowhere else.
+import "./thread-pool.js"; // first: sizes libuv's pool before anything starts it
 import { readFileSync } from "node:fs";
 import { logVerbosity, setLogger, setLogVerbosity } from "@grpc/grpc-js";
 import yargs from "yargs";

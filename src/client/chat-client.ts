@@ -648,6 +648,10 @@ export class ChatClient implements ChatSession {
     const unsent = new Set(pending.map((m) => m.id));
     const settled = kept.map((m): ChatMessage => (m.own && m.state === "pending" && !unsent.has(m.id)
       ? { ...m, state: "failed", failure: "its delivery was not confirmed before the app closed" } : m));
+    // Failed ones can be retried (/retry) after the restart too.
+    for (const m of settled) {
+      if (m.own && m.state === "failed") this.failed.set(m.id, { conversationId: m.conversationId, text: m.text, kind: m.kind });
+    }
     const ids = new Set(kept.map((m) => m.id));
     return [...settled, ...pending.filter((m) => !ids.has(m.id))];
   }

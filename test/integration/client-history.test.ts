@@ -12,6 +12,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -104,6 +105,28 @@ describe("history across a restart", () => {
 
     const again = await restarted(alice, dir);
     expect(again.backlog().map((m) => [m.text, m.state])).toEqual([["written while the relay was down", "pending"]]);
+  });
+
+  it("shows a refused message as failed after the restart, and it can still be retried", async () => {
+    const r = await TestRelay.start({ limits: { messagesPerSecond: 1, burst: 1 } });
+    cleanups.push(() => r.cleanup());
+    const dir = tempDir();
+    const a = await TestClient.start(alice, r.running.port, { dir, statePath: join(dir, "alice_state.db") });
+    const first = a.client.send("lobby", "first");
+    const second = a.client.send("lobby", "second, too fast");
+    if (!first.ok || !second.ok) throw new Error("not sent");
+    await a.waitForState(second.value.id, "failed");
+    await a.close();
+
+    const again = await restarted(alice, dir);
+    const failed = again.backlog().find((m) => m.id === second.value.id);
+    expect(failed).toMatchObject({ text: "second, too fast", state: "failed" });
+    expect(failed?.failure).toMatch(/too fast/);
+    const retried = again.retry("lobby", second.value.id);
+    expect(retried.ok).toBe(true);
+    // Sealed and in the outbox, waiting for the relay.
+    await waitUntil(() => again.pendingMessages().length === 1, "the retried message in the outbox");
+    expect(again.pendingMessages().map((m) => m.text)).toEqual(["second, too fast"]);
   });
 
   it("with history off, shows only unsent messages and keeps nothing else", async () => {

@@ -3,7 +3,7 @@
 // counts, and the keys that jump between conversations.
 import { describe, expect, test } from "vitest";
 import type { ChatMessage, PeerView, SessionEvent } from "../../src/client/types.js";
-import { listFrom } from "../../src/tui/state/chunked-list.js";
+import { listFrom, listLast } from "../../src/tui/state/chunked-list.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
 import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { rowText } from "../../src/tui/view/row.js";
@@ -109,6 +109,22 @@ describe("the window", () => {
     expect(rowsAt(c, 3, ctx).map(rowText)[0]).toMatch(/^── unread/);
     // No ruler above the very first entry: there is nothing old above it.
     expect(scrollbackWindow({ entries: listFrom(entries), readMarker: 0 }, ctx, 20).rows.map(rowText).some((r) => r.includes("unread"))).toBe(false);
+  });
+
+  test("writing in a conversation moves the ruler below my own message", () => {
+    const open = (id: string): Action => ({ type: "open-conversation", id, focus: true });
+    const left = run(start(), ...numbered(3), open("#ops"), open("lobby"));
+    expect(left.conversations["lobby"]?.readMarker).toBe(listLast(left.conversations["lobby"]!.entries)?.seq);
+    const s = run(left, incoming("lobby", "my reply", { from: "alice", own: true, state: "pending" }));
+    const mine = listLast(s.conversations["lobby"]!.entries)!;
+    expect(s.conversations["lobby"]?.readMarker).toBe(mine.seq);
+    expect(screen(s).rows.some((r) => r.includes("unread"))).toBe(false);
+    // What others write after I left again is below the ruler.
+    const later = run(s, open("#ops"), incoming("lobby", "news"), open("lobby"));
+    const rows = screen(later).rows;
+    const ruler = rows.findIndex((r) => r.startsWith("── unread"));
+    expect(rows[ruler - 1]).toContain("my reply");
+    expect(rows[ruler + 1]).toContain("news");
   });
 });
 

@@ -188,9 +188,12 @@ function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: bo
       unread: unseen ? c.unread + 1 : c.unread,
       highlights: highlighted ? c.highlights + 1 : c.highlights,
     };
+    if (!message.own) return updated;
+    // Writing means what came before was read: the unread ruler moves below my own message.
+    const read = updated.readMarker === undefined ? updated : { ...updated, readMarker: seq };
     // Sending is the end of reading history: my own message brings the view back down.
-    if (!message.own || updated.scroll === undefined) return updated;
-    const { scroll: _scroll, ...following } = updated;
+    if (read.scroll === undefined) return read;
+    const { scroll: _scroll, ...following } = read;
     return following;
   });
   return { ...next, nextSeq: seq + 1 };

@@ -551,7 +551,12 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     nextSeq: 1,
   };
   const withSnapshot = reducer(base, { type: "snapshot", snapshot });
-  const withBacklog = (options.backlog ?? []).reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
+  const backlogged = (options.backlog ?? []).reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
+  // The user left each conversation when they quit: what arrives now goes below the unread ruler.
+  const withBacklog = Object.keys(backlogged.conversations).reduce((s, id) => {
+    const last = listLast(s.conversations[id]!.entries)?.seq;
+    return last === undefined ? s : updateConversation(s, id, (c) => ({ ...c, readMarker: last }));
+  }, backlogged);
   return (options.notices ?? []).reduce(
     (s, n) => reducer(s, { type: "notice", level: n.level, text: n.text, atMs, conversationId: LOBBY_ID }), withBacklog);
 }

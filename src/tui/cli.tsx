@@ -67,7 +67,7 @@ async function main(): Promise<number> {
     .option("ca", { type: "string", describe: "PEM file of the CA (or self-signed certificate) that signed the relay's certificate; implies --tls" })
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
-    .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps none" })
+    .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
     .example("$0 alice", "chat as alice on this machine (starts a local relay if needed)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
     .strict()

@@ -1,0 +1,57 @@
+// The relay's hand-written DeliverBatch encoder (src/server/frames.ts) makes exactly the bytes a
+// protobuf writer makes, for any items, and a real client decodes them.
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { Envelope, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
+import { envelopeToWire } from "../../src/protocol/codec.js";
+import { encodeDeliverBatch } from "../../src/server/frames.js";
+import type { QueuedItem } from "../../src/server/store.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { seal } from "../helpers/raw-session.js";
+
+/** The same frame through @bufbuild/protobuf's general writer (what the relay used before). */
+function reference(items: readonly QueuedItem[]): Buffer {
+  const w = new BinaryWriter();
+  w.uint32((3 << 3) | 2).fork();
+  for (const item of items) {
+    w.uint32((1 << 3) | 2).fork();
+    w.uint32(1 << 3).uint64(item.seq);
+    w.uint32((2 << 3) | 2).string(item.conversationId);
+    w.uint32((3 << 3) | 2).bytes(item.envelope);
+    w.join();
+  }
+  w.join();
+  return Buffer.from(w.finish());
+}
+
+const anyItem: fc.Arbitrary<QueuedItem> = fc.record({
+  seq: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  conversationId: fc.string({ unit: "grapheme", maxLength: 80 }),
+  envelope: fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 70_000 }).map((n) => new Uint8Array(n).fill(7))).map((b) => Buffer.from(b)),
+});
+
+describe("encodeDeliverBatch", () => {
+  it("equals the general protobuf writer's bytes for any items", () => {
+    fc.assert(fc.property(fc.array(anyItem, { maxLength: 8 }), (items) => {
+      expect(encodeDeliverBatch(items).equals(reference(items))).toBe(true);
+    }), { numRuns: 300 });
+  });
+
+  it("decodes as the client decodes it, envelope byte for byte", async () => {
+    const [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
+    const wire = Buffer.from(Envelope.encode(envelopeToWire(seal(alice, "dm:alice:bob", [bob], "hello"))).finish());
+    const frame = encodeDeliverBatch([{ seq: 2 ** 40, conversationId: "dm:alice:bob", envelope: wire }, { seq: 7, conversationId: "#ops", envelope: wire }]);
+    const decoded = SessionResponse.decode(frame).frame;
+    expect(decoded?.$case).toBe("deliver");
+    if (decoded?.$case !== "deliver") return;
+    expect(decoded.value.items.map((i) => [i.seq, i.conversationId])).toEqual([[2 ** 40, "dm:alice:bob"], [7, "#ops"]]);
+    expect(Buffer.from(Envelope.encode(decoded.value.items[0]!.envelope!).finish()).equals(wire)).toBe(true);
+  });
+
+  it("refuses a seq that is not a non-negative safe integer", () => {
+    for (const seq of [-1, 1.5, 2 ** 53]) {
+      expect(() => encodeDeliverBatch([{ seq, conversationId: "lobby", envelope: Buffer.alloc(1) }])).toThrow(RangeError);
+    }
+  });
+});

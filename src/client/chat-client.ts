@@ -792,7 +792,15 @@ export class ChatClient implements ChatSession {
     const failed = this.failed.get(id);
     if (failed === undefined || failed.conversationId !== conversationId) return { ok: false, error: "that message has not failed (or is too old to retry)" };
     const outcome = this.send(conversationId, failed.text, failed.kind);
-    if (outcome.ok) this.failed.delete(id);
+    if (outcome.ok) {
+      this.failed.delete(id);
+      // The new message carries the text from now on; the failed one is not kept to be retried again.
+      try {
+        this.history?.remove(id);
+      } catch (err) {
+        this.log.warn("history.write-failed", { reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
     return outcome;
   }
 

@@ -55,6 +55,11 @@ export class MessageHistory {
     return out;
   }
 
+  /** Drops one message: a failed one, sent again as a new message, is not shown twice. */
+  remove(id: string): void {
+    this.store.historyRemove(Buffer.from(id, "hex"));
+  }
+
   forget(conversationId: string): void {
     this.store.historyForget(conversationId);
   }

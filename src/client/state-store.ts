@@ -103,6 +103,7 @@ export class ClientStateStore {
       historyRecent: p(`SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY row_id DESC) AS newer
         FROM history) WHERE newer <= ? ORDER BY row_id`),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
+      historyRemove: p("DELETE FROM history WHERE message_id = ?"),
       historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
         WHERE conversation_id = ? ORDER BY row_id DESC LIMIT 1 OFFSET ?)`),
     };
@@ -233,6 +234,11 @@ export class ClientStateStore {
       const id = String(c["conversation_id"]);
       this.q["historyTrim"]!.run(id, id, perConversation);
     }
+  }
+
+  /** Forgets one message (a failed one that was sent again as a new message). */
+  historyRemove(messageId: Uint8Array): void {
+    this.q["historyRemove"]!.run(messageId);
   }
 
   /** Forgets a conversation's history on this machine. */

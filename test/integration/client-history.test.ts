@@ -127,6 +127,8 @@ describe("history across a restart", () => {
     // Sealed and in the outbox, waiting for the relay.
     await waitUntil(() => again.pendingMessages().length === 1, "the retried message in the outbox");
     expect(again.pendingMessages().map((m) => m.text)).toEqual(["second, too fast"]);
+    // Once retried, the failed copy is gone: the next start shows the text once, pending.
+    expect(again.backlog().filter((m) => m.text === "second, too fast").map((m) => [m.id === second.value.id, m.state])).toEqual([[false, "pending"]]);
   });
 
   it("with history off, shows only unsent messages and keeps nothing else", async () => {

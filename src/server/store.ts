@@ -131,6 +131,8 @@ export interface RelayStore {
 
 export interface OpenStoreOptions {
   readonly clock?: () => number;
+  /** Memory for recently stored envelopes' bytes, delivered from there (default 32 MiB). */
+  readonly recentEnvelopeBytes?: number;
   /** How long a writer waits for another connection's lock (e.g. `chat-relay users release` while running). */
   readonly busyTimeoutMs?: number;
   /**
@@ -151,6 +153,9 @@ export const SQLITE_IOERR = 10;
 export const SQLITE_FULL = 13;
 
 const SCHEMA_VERSION = 1;
+
+/** Memory for the bytes of recently stored envelopes, delivered from there (SqliteStore.recent). */
+const RECENT_BYTES = 32 * 1024 * 1024;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -266,7 +271,7 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
     db.close();
     throw e;
   }
-  return new SqliteStore(db, clock);
+  return new SqliteStore(db, clock, options.recentEnvelopeBytes ?? RECENT_BYTES);
 }
 
 /** Every statement the store runs, prepared once when the database opens. */
@@ -288,9 +293,12 @@ function prepareStatements(db: DatabaseSync) {
     queueCount: p("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?"),
     // AUTOINCREMENT keeps the highest seq ever used here, even after its row was deleted.
     lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
-    queueFetch: p(`SELECT q.seq AS seq, e.conversation_id AS conversation_id, e.envelope AS envelope
+    // Not the envelope bytes: recent ones are in memory (SqliteStore.recent), the rest are
+    // read one by one (a 40 KB blob spans a chain of overflow pages that the join would read).
+    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id
                    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
                    WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
+    envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
     // Only the recipient's own rows: a client cannot delete someone else's deliveries.
     queueTake: p("DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING envelope_id"),
     envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
@@ -324,8 +332,17 @@ class SqliteStore implements RelayStore {
    * otherwise count 500 indexes per message).
    */
   private readonly depth = new Map<string, number>();
+  /**
+   * The bytes of recently stored envelopes by row id, oldest first, at most RECENT_BYTES in all:
+   * a room message goes to every member from memory instead of being read back from SQLite once
+   * per member. Entries enter only after their commit and leave when the row is dropped.
+   */
+  private readonly recent = new Map<number, Buffer>();
+  private recentBytes = 0;
+  /** Rows stored by the transaction in progress, cached once it commits. */
+  private storing: Array<[number, Uint8Array]> = [];
 
-  constructor(private readonly db: DatabaseSync, private readonly clock: () => number) {
+  constructor(private readonly db: DatabaseSync, private readonly clock: () => number, private readonly recentBudget: number) {
     this.s = prepareStatements(db);
     this.relayId = this.loadRelayId();
   }
@@ -402,7 +419,7 @@ class SqliteStore implements RelayStore {
         const envelopeId = num(row.envelope_id);
         this.s.queueDelete.run(num(row.seq));
         this.s.envelopeUnref.run(envelopeId);
-        this.s.envelopeDrop.run(envelopeId);
+        this.dropIfUnreferenced(envelopeId);
       }
       // A new owner of the name must not inherit the old owner's rooms.
       for (const room of this.roomsOf(username)) this.leaveRoomLocked(room, username);
@@ -410,6 +427,30 @@ class SqliteStore implements RelayStore {
     });
     this.depth.delete(username);
     return released;
+  }
+
+  private remember(id: number, bytes: Uint8Array): void {
+    this.forget(id);
+    const envelope = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.recent.set(id, envelope);
+    this.recentBytes += envelope.length;
+    for (const [oldest, bytes] of this.recent) {
+      if (this.recentBytes <= this.recentBudget) break;
+      this.recent.delete(oldest);
+      this.recentBytes -= bytes.length;
+    }
+  }
+
+  private forget(id: number): void {
+    const bytes = this.recent.get(id);
+    if (bytes === undefined) return;
+    this.recent.delete(id);
+    this.recentBytes -= bytes.length;
+  }
+
+  /** Drops an envelope whose last queue row is gone (in a transaction). */
+  private dropIfUnreferenced(id: number): void {
+    if (this.s.envelopeDrop.run(id).changes > 0) this.forget(id);
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
@@ -423,11 +464,17 @@ class SqliteStore implements RelayStore {
     }
     const now = this.clock();
     let acked = new Map<string, number>();
-    const outcomes = this.transaction(() => {
-      const o = this.enqueueLocked(reqs, now);
-      acked = this.ackLocked(acks);
-      return o;
-    });
+    let outcomes: EnqueueOutcome[];
+    try {
+      outcomes = this.transaction(() => {
+        const o = this.enqueueLocked(reqs, now);
+        acked = this.ackLocked(acks);
+        return o;
+      });
+      for (const [id, envelope] of this.storing) this.remember(id, envelope);
+    } finally {
+      this.storing = [];
+    }
     this.applyAcked(acked);
     return this.afterEnqueue(reqs, outcomes);
   }
@@ -463,7 +510,7 @@ class SqliteStore implements RelayStore {
     }
     for (const [id, by] of unref) {
       this.s.envelopeUnrefBy.run(by, id);
-      this.s.envelopeDrop.run(id);
+      this.dropIfUnreferenced(id);
     }
     return perRecipient;
   }
@@ -488,6 +535,7 @@ class SqliteStore implements RelayStore {
       const envelopeId = this.s.envelopePut.run(
         req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
       ).lastInsertRowid;
+      this.storing.push([Number(envelopeId), Buffer.from(req.envelope)]); // a copy: the frame buffer is not ours
       const put = this.s.queuePut;
       for (const r of req.recipients) put.run(r, envelopeId, now);
       return "stored";
@@ -528,7 +576,12 @@ class SqliteStore implements RelayStore {
     const out: QueuedItem[] = [];
     let bytes = 0;
     for (const r of this.s.queueFetch.iterate(recipient, afterSeq, limit) as Iterable<Row>) {
-      const envelope = buf(r.envelope);
+      const id = num(r.envelope_id);
+      let envelope = this.recent.get(id);
+      if (envelope === undefined) {
+        envelope = buf((this.s.envelopeBytes.get(id) as Row).envelope);
+        this.remember(id, envelope);
+      }
       if (out.length > 0 && bytes + envelope.length > maxBytes) break;
       bytes += envelope.length;
       out.push({ seq: num(r.seq), conversationId: str(r.conversation_id), envelope });
@@ -550,6 +603,10 @@ class SqliteStore implements RelayStore {
       acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes),
     }));
     if (result.queueRows > 0) this.depth.clear();
+    if (result.envelopes > 0) {
+      this.recent.clear();
+      this.recentBytes = 0;
+    }
     return result;
   }
 

@@ -752,6 +752,14 @@ export class ChatClient implements ChatSession {
           text: this.atRest.seal("outbox", conv.id, messageId, body.text), createdAtMs: now, sentAtMs: now },
         sealed.hash,
       );
+      if (conv.kind === "lobby" && recipients.value.list.length === 0 && recipients.value.skipped.length === 0) {
+        this.emit({
+          type: "notice", level: "warn", conversationId: conv.id,
+          text: this.authenticated
+            ? "nobody else is online, so nobody will read that: the lobby reaches people online when you send; use /msg or a room for people who are away"
+            : "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait",
+        });
+      }
       if (recipients.value.skipped.length > 0) {
         this.emit({
           type: "notice", level: "warn", conversationId: conv.id,

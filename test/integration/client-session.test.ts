@@ -153,6 +153,23 @@ describe("ChatClient against a real relay", () => {
     expect(a.client.send("#ops", "hi")).toEqual({ ok: false, error: "you are not in #ops: /join #ops first" });
     expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: "nothing to send" });
   });
+
+  it("says so when a lobby message reaches nobody, and not when someone is online", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const alone = a.client.send("lobby", "anyone here?");
+    if (!alone.ok) throw new Error(alone.error);
+    const notice = await a.waitFor((e) => e.type === "notice" && e.conversationId === "lobby", "a notice in the lobby");
+    expect(notice).toMatchObject({ level: "warn", text: expect.stringMatching(/^nobody else is online, so nobody will read that/) });
+    await a.waitForState(alone.value.id, "accepted");
+
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob online");
+    const heard = a.client.send("lobby", "hi bob");
+    if (!heard.ok) throw new Error(heard.error);
+    await b.waitForMessage("hi bob");
+    expect(a.events.filter((e) => e.type === "notice" && e.conversationId === "lobby")).toHaveLength(1);
+  });
 });
 
 describe("two sessions of one user", () => {

@@ -27,9 +27,15 @@ export { gen };
  * mem() can collect before it measures (only memory benchmarks need it; the others run the
  * child with node's defaults).
  */
+/**
+ * Node flags of the chat-relay bin (its shebang, src/server/main.ts), for the relay and, to
+ * compare like with like, the ceiling. test/unit/relay-bin.test.ts keeps the two in step.
+ */
+export const RELAY_NODE_FLAGS = ["--max-semi-space-size=8"];
+
 export async function startRelayChild(mode, opts = {}, { execArgv = [], gc = false } = {}) {
   const child = fork(join(root, "scripts", "bench", "_relay-host.mjs"), [mode, JSON.stringify(opts)], {
-    execArgv: [...(gc ? ["--expose-gc"] : []), ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: [...(gc ? ["--expose-gc"] : []), ...RELAY_NODE_FLAGS, ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const exited = once(child, "exit");
   const { port } = await new Promise((resolve, reject) => {

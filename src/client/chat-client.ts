@@ -213,6 +213,12 @@ export class ChatClient implements ChatSession {
     this.failRequests("the session was closed");
     this.setConnection({ state: "closed" });
     await this.trustStore.flush();
+    // Older history goes at the end of a session, not at the start where it would delay the screen.
+    try {
+      this.history?.trim();
+    } catch (err) {
+      this.log.warn("history.trim-failed", { reason: err instanceof Error ? err.message : String(err) });
+    }
     this.state.close();
   }
 

@@ -100,8 +100,7 @@ export class ClientStateStore {
         state, failure, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ?"),
       historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
-      historyRecent: p(`SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY conversation_id ORDER BY row_id DESC) AS newer
-        FROM history) WHERE newer <= ? ORDER BY row_id`),
+      historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
       historyRemove: p("DELETE FROM history WHERE message_id = ?"),
       historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
@@ -210,9 +209,9 @@ export class ClientStateStore {
     this.q["historyState"]!.run(state, failure ?? null, queuedFor === undefined ? null : queuedFor.join(","), messageId);
   }
 
-  /** The newest `perConversation` rows of every conversation, in the order they were kept. */
-  historyRecent(perConversation: number): HistoryRow[] {
-    return (this.q["historyRecent"]!.all(perConversation) as Record<string, unknown>[]).map((r) => ({
+  /** The newest `total` rows, in the order they were kept (historyTrim bounds each conversation). */
+  historyRecent(total: number): HistoryRow[] {
+    return (this.q["historyRecent"]!.all(total) as Record<string, unknown>[]).map((r) => ({
       messageId: Buffer.from(r["message_id"] as Uint8Array),
       conversationId: String(r["conversation_id"]),
       sender: String(r["sender"]),

@@ -100,16 +100,18 @@ describe("message history", () => {
     store.close();
   });
 
-  it("keeps the newest messages of each conversation and drops older ones from the file", () => {
+  it("shows the newest messages in the order they came, and trimming keeps the newest of each conversation", () => {
     const store = ClientStateStore.open(":memory:");
     const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
     const lobby = Array.from({ length: 5 }, (_, i) => message({ conversationId: "lobby", text: `lobby ${i}` }));
     const dm = message({ conversationId: "dm:alice:bob", text: "only one" });
     for (const m of [...lobby.slice(0, 2), dm, ...lobby.slice(2)]) history.record(m);
-    // In the order they came, across conversations.
-    expect(history.recent(3).map((m) => m.text)).toEqual(["only one", "lobby 2", "lobby 3", "lobby 4"]);
-    // The trimmed rows are gone, not only hidden.
-    expect(history.recent(10).map((m) => m.text)).toEqual(["only one", "lobby 2", "lobby 3", "lobby 4"]);
+    // In the order they came, across conversations; at most `total`, the newest.
+    expect(history.recent().map((m) => m.text)).toEqual(["lobby 0", "lobby 1", "only one", "lobby 2", "lobby 3", "lobby 4"]);
+    expect(history.recent(2).map((m) => m.text)).toEqual(["lobby 3", "lobby 4"]);
+    history.trim(3);
+    // The trimmed rows are gone from the file; the other conversation keeps its one.
+    expect(history.recent().map((m) => m.text)).toEqual(["only one", "lobby 2", "lobby 3", "lobby 4"]);
     store.close();
   });
 

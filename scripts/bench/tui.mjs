@@ -51,13 +51,42 @@ function runDriver(args, nodeFlags) {
   return JSON.parse(line);
 }
 
+/** Kept history for the cold start: 20 conversations of 500 messages (the most kept per conversation). */
+const HISTORY_CONVERSATIONS = 20;
+
+/** Writes a full history into alice's state database, as earlier sessions would have. */
+async function fillHistory(keys) {
+  const { decodeKeyFile } = await import(join(root, "dist", "protocol", "keyfile.js"));
+  const { ClientStateStore } = await import(join(root, "dist", "client", "state-store.js"));
+  const { MessageHistory, BACKLOG_PER_CONVERSATION } = await import(join(root, "dist", "client", "history.js"));
+  const { AtRestCipher } = await import(join(root, "dist", "client", "at-rest.js"));
+  const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
+  const alice = await decodeKeyFile("alice", readFileSync(join(keys, "alice_key.pem"), "utf8"));
+  const store = ClientStateStore.open(join(keys, "alice_state.db"));
+  const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+  const now = Date.now();
+  let n = 0;
+  for (let i = 0; i < BACKLOG_PER_CONVERSATION; i++) {
+    for (let c = 0; c < HISTORY_CONVERSATIONS; c++) {
+      const from = c === 0 ? "bob" : `user${c}`;
+      history.record({
+        id: (n++).toString(16).padStart(32, "0"), conversationId: c === 0 ? "lobby" : `dm:alice:${from}`, from, kind: "text",
+        text: `message ${i} in conversation ${c}: a line of ordinary chat text`, sentAtMs: now - 1000, receivedAtMs: now - 1000, own: false,
+      });
+    }
+  }
+  store.close();
+  return n;
+}
+
 /** Spawns the bin in a pty and times the first frame and the connection. */
-async function coldStart(port) {
+async function coldStart(port, { history = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "sc-bench-tui-"));
   const keys = join(dir, "keys");
   mkdirSync(keys, { mode: 0o700 });
   copyFileSync(join(root, "test", "fixtures", "keys", "alice.pem"), join(keys, "alice_key.pem"));
   chmodSync(join(keys, "alice_key.pem"), 0o600);
+  if (history) await fillHistory(keys);
   const command = `stty cols 120 rows 40; exec ${BIN} alice --server 127.0.0.1:${port} --key-dir ${keys} --log-file ${join(dir, "alice.log")} --no-bell`;
   const started = performance.now();
   const child = spawn("script", ["-qfec", command, "/dev/null"], {
@@ -103,6 +132,7 @@ export async function run({ runs, quick, log }) {
   }
 
   const cold = [];
+  const coldKept = [];
   if (spawnSync("script", ["--version"]).status === 0) {
     const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
     const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
@@ -113,6 +143,11 @@ export async function run({ runs, quick, log }) {
         const c = await coldStart(relay.port);
         log(`cold start ${i + 1}: first frame ${c.firstFrame.toFixed(0)} ms, connected ${c.connected.toFixed(0)} ms`);
         cold.push(c);
+      }
+      for (let i = 0; i < runs; i++) {
+        const c = await coldStart(relay.port, { history: true });
+        log(`cold start with a full history ${i + 1}: first frame ${c.firstFrame.toFixed(0)} ms, connected ${c.connected.toFixed(0)} ms`);
+        coldKept.push(c);
       }
     } finally {
       await relay.shutdown();
@@ -149,6 +184,10 @@ export async function run({ runs, quick, log }) {
         note: "dist/tui/main.js in a pty (script), fresh key dir with a test key, real relay on 127.0.0.1",
       },
       { metric: "cold start → connected", unit: "ms", better: "lower", values: cold.map((c) => c.connected) },
+      {
+        metric: "cold start, full history → first frame", unit: "ms", better: "lower", target: 500, values: coldKept.map((c) => c.firstFrame),
+        note: `the same with ${HISTORY_CONVERSATIONS} conversations of kept history (the newest 5,000 messages are shown)`,
+      },
     );
   }
   return rows;

@@ -4,7 +4,7 @@ import { mentions, shouldRing } from "../../src/tui/state/attention.js";
 import { backspace, cleanInsert, deleteForward, insertText, moveCursor, splitTyped } from "../../src/tui/state/input-buffer.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { Entry, TuiState } from "../../src/tui/state/state.js";
-import { expandTabs, stringWidth, truncateToWidth, wrapLine, wrapText } from "../../src/tui/view/cell-width.js";
+import { expandTabs, stringWidth, truncateToWidth, wrapHanging, wrapLine, wrapText } from "../../src/tui/view/cell-width.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 import { computeLayout, SIDEBAR_MIN_COLUMNS } from "../../src/tui/view/layout.js";
 import { maxInputRows } from "../../src/tui/view/input-view.js";
@@ -54,6 +54,17 @@ describe("cell widths and wrapping", () => {
     expect(wrapText("one\n\tindented", 20)).toEqual(["one", "    indented"]);
     for (const row of wrapText("a long line of words that must wrap somewhere sensible, with 漢字 too", 9)) {
       expect(stringWidth(row)).toBeLessThanOrEqual(9);
+    }
+  });
+
+  test("wraps the app's indented lists with hanging indents, and plain text as before", () => {
+    const help = "Keys:\n  Alt-A — next conversation with activity (mentions first)";
+    expect(wrapHanging(help, 30)).toEqual(["Keys:", "  Alt-A — next conversation", "    with activity (mentions", "    first)"]);
+    expect(wrapHanging("no indent here, so plain wrapping", 16)).toEqual(wrapText("no indent here, so plain wrapping", 16));
+    // Too narrow for the extra indent: plain wrapping.
+    expect(wrapHanging("  a b c d e f g h i j k l m n", 13)).toEqual(wrapText("  a b c d e f g h i j k l m n", 13));
+    for (const row of wrapHanging("  漢字 and words that wrap, more and more of them, in a list item", 20)) {
+      expect(stringWidth(row)).toBeLessThanOrEqual(20);
     }
   });
 

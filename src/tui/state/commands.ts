@@ -109,14 +109,16 @@ export const KEYS: readonly { readonly group: string; readonly keys: readonly Ke
   },
 ];
 
-/** The help text, one line per command and key. */
+/**
+ * The help text, one line per command and key: "what — what it does". Not a padded table: the
+ * key column would take half of an 80-column screen beside the sidebar, leaving each summary a
+ * few words per row.
+ */
 export function helpLines(): string[] {
-  const keys = KEYS.flatMap((g) => g.keys);
-  const width = Math.max(...COMMANDS.map((c) => c.usage.length), ...keys.map((k) => k.keys.length));
   return [
     "Commands (text without a leading / goes to the current conversation; start with // to send a line beginning with /):",
-    ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
-    ...KEYS.flatMap((g) => [`Keys — ${g.group.toLowerCase()}:`, ...g.keys.map((k) => `  ${k.keys.padEnd(width)}  ${k.summary}`)]),
+    ...COMMANDS.map((c) => `  ${c.usage} — ${c.summary}`),
+    ...KEYS.flatMap((g) => [`Keys — ${g.group.toLowerCase()}:`, ...g.keys.map((k) => `  ${k.keys} — ${k.summary}`)]),
   ];
 }
 

@@ -184,3 +184,20 @@ export function wrapLine(line: string, width: number): string[] {
 export function wrapText(text: string, width: number, tabSize = 4): string[] {
   return text.split("\n").flatMap((line) => wrapLine(expandTabs(line, tabSize), width));
 }
+
+/**
+ * wrapText with hanging indents, for the app's own lists (/help, /users): a line that starts
+ * with two or more spaces is an item, and its continuation rows sit two cells further in than
+ * the item, so each item reads as one block. Falls back to plain wrapping when that would leave
+ * fewer than 12 cells.
+ */
+export function wrapHanging(text: string, width: number, tabSize = 4): string[] {
+  return text.split("\n").flatMap((raw) => {
+    const line = expandTabs(raw, tabSize);
+    const lead = /^ {2,}/.exec(line)?.[0].length ?? 0;
+    const indent = lead + 2;
+    if (lead === 0 || width - indent < 12) return wrapLine(line, width);
+    const rows = wrapLine(line.slice(lead), width - indent);
+    return rows.map((row, i) => " ".repeat(i === 0 ? lead : indent) + row);
+  });
+}

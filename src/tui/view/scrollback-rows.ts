@@ -4,7 +4,7 @@
 import type { ChatMessage, NoticeLevel, VerifyInfo } from "../../client/types.js";
 import { mentionPattern } from "../state/attention.js";
 import type { Entry } from "../state/state.js";
-import { padEndToWidth, stringWidth, wrapText } from "./cell-width.js";
+import { padEndToWidth, stringWidth, wrapHanging, wrapText } from "./cell-width.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
 import { formatClock, formatDay } from "./time.js";
@@ -51,11 +51,14 @@ class RowBuilder {
    * `lead` on the first row, then `text` wrapped beside it; continuation rows are indented to
    * where the text starts. When the lead leaves too little room, the text starts on the next row.
    */
-  block(lead: readonly Segment[], text: string, style?: SegmentStyle, tail?: readonly Segment[], decorate?: (line: string) => Segment[]): void {
+  block(
+    lead: readonly Segment[], text: string, style?: SegmentStyle, tail?: readonly Segment[], decorate?: (line: string) => Segment[],
+    wrap: (text: string, width: number) => string[] = wrapText,
+  ): void {
     const leadWidth = lead.reduce((w, s) => w + stringWidth(s.text), 0);
     const beside = this.width - leadWidth >= MIN_TEXT_WIDTH;
     const indent = beside ? leadWidth : Math.min(2, this.width - 1);
-    const lines = wrapText(text, Math.max(1, this.width - indent));
+    const lines = wrap(text, Math.max(1, this.width - indent));
     const pad = " ".repeat(indent);
     if (!beside) this.push(lead);
     lines.forEach((line, i) => {
@@ -136,7 +139,8 @@ function markMentions(line: string, pattern: RegExp): Segment[] {
 
 function noticeRows(b: RowBuilder, atMs: number, level: NoticeLevel, text: string, ctx: ScrollbackContext): void {
   const { mark, style } = LEVEL_MARK[level];
-  b.block([timeSeg(atMs, ctx), seg(`${mark} `, style)], text, style);
+  // Notices are the app's own text: its indented lists wrap with hanging indents.
+  b.block([timeSeg(atMs, ctx), seg(`${mark} `, style)], text, style, undefined, undefined, wrapHanging);
 }
 
 function safetyNumberRows(b: RowBuilder, number: string, indent: number): void {

@@ -340,7 +340,7 @@ class SqliteStore implements RelayStore {
   private readonly recent = new Map<number, Buffer>();
   private recentBytes = 0;
   /** Rows stored by the transaction in progress, cached once it commits. */
-  private storing: Array<[number, Uint8Array]> = [];
+  private storing: Array<[number, Buffer]> = [];
 
   constructor(private readonly db: DatabaseSync, private readonly clock: () => number, private readonly recentBudget: number) {
     this.s = prepareStatements(db);
@@ -429,15 +429,14 @@ class SqliteStore implements RelayStore {
     return released;
   }
 
-  private remember(id: number, bytes: Uint8Array): void {
+  private remember(id: number, envelope: Buffer): void {
     this.forget(id);
-    const envelope = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.recent.set(id, envelope);
     this.recentBytes += envelope.length;
-    for (const [oldest, bytes] of this.recent) {
+    for (const [oldest, evicted] of this.recent) {
       if (this.recentBytes <= this.recentBudget) break;
       this.recent.delete(oldest);
-      this.recentBytes -= bytes.length;
+      this.recentBytes -= evicted.length;
     }
   }
 
@@ -579,7 +578,9 @@ class SqliteStore implements RelayStore {
       const id = num(r.envelope_id);
       let envelope = this.recent.get(id);
       if (envelope === undefined) {
-        envelope = buf((this.s.envelopeBytes.get(id) as Row).envelope);
+        const row = this.s.envelopeBytes.get(id) as Row | undefined;
+        if (row === undefined) continue; // the join just found it (one synchronous call): skip, never crash
+        envelope = buf(row.envelope);
         this.remember(id, envelope);
       }
       if (out.length > 0 && bytes + envelope.length > maxBytes) break;

@@ -17,7 +17,12 @@ export const BACKLOG_TOTAL = 5_000;
 
 const STATES: ReadonlySet<string> = new Set<MessageState>(["pending", "accepted", "failed"]);
 
+/** A long session trims every this many kept messages, so a flood cannot grow the file for days. */
+const TRIM_EVERY = 1_000;
+
 export class MessageHistory {
+  private recordedSinceTrim = 0;
+
   constructor(private readonly store: ClientStateStore, private readonly cipher: AtRestCipher, private readonly log: Logger) {}
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
@@ -37,6 +42,7 @@ export class MessageHistory {
       gap: m.gap === true,
       sealed: this.cipher.seal("history", m.conversationId, messageId, m.text),
     });
+    if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
   }
 
   setState(id: string, state: MessageState, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
@@ -58,6 +64,7 @@ export class MessageHistory {
 
   /** Keeps only the newest `perConversation` messages of each conversation, so the file does not grow without end. */
   trim(perConversation: number = BACKLOG_PER_CONVERSATION): void {
+    this.recordedSinceTrim = 0;
     this.store.historyTrim(perConversation);
   }
 

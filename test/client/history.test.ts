@@ -115,6 +115,17 @@ describe("message history", () => {
     store.close();
   });
 
+  it("trims by itself during a long session: a flood does not grow the file without end", () => {
+    const store = ClientStateStore.open(":memory:");
+    const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    for (let i = 0; i < 1_600; i++) history.record(message({ conversationId: "lobby", text: `flood ${i}` }));
+    // Trimmed to the newest 500 at the 1,000th message; 600 more since.
+    const kept = history.recent(10_000);
+    expect(kept).toHaveLength(1_100);
+    expect(kept[0]?.text).toBe("flood 500");
+    store.close();
+  });
+
   it("forgets a conversation (/clear), and the others stay", () => {
     const store = ClientStateStore.open(":memory:");
     const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);

@@ -301,6 +301,8 @@ function prepareStatements(db: DatabaseSync) {
     envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
     // Only the recipient's own rows: a client cannot delete someone else's deliveries.
     queueTake: p("DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING envelope_id"),
+    // One statement for an Ack frame's seqs (a JSON array of integers), not one per seq.
+    queueTakeMany: p("DELETE FROM queue WHERE recipient = ? AND seq IN (SELECT value FROM json_each(?)) RETURNING envelope_id"),
     envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
     queueDelete: p("DELETE FROM queue WHERE seq = ?"),
     queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
@@ -498,8 +500,10 @@ class SqliteStore implements RelayStore {
     const unref = new Map<number, number>();
     for (const { recipient, seqs } of acks) {
       let n = 0;
-      for (const seq of seqs) {
-        const row = this.s.queueTake.get(seq, recipient) as Row | undefined;
+      const rows = seqs.length === 1
+        ? [this.s.queueTake.get(seqs[0]!, recipient) as Row | undefined]
+        : (this.s.queueTakeMany.all(recipient, JSON.stringify(seqs.filter(Number.isSafeInteger))) as Row[]);
+      for (const row of rows) {
         if (row === undefined) continue;
         const id = num(row.envelope_id);
         unref.set(id, (unref.get(id) ?? 0) + 1);

@@ -196,6 +196,25 @@ describe("delivery reads, from memory and from the file", () => {
   });
 });
 
+describe("acks", () => {
+  it("delete only the acking recipient's own rows, each once, whatever seqs an Ack frame names", () => {
+    const store = tempStore();
+    store.enqueueBatch([req("alice", ["bob", "carol"]), req("alice", ["bob"]), req("dave", ["carol"])]);
+    const bobs = store.fetchQueue("bob", 0, 10, 1 << 20).map((q) => q.seq);
+    const carols = store.fetchQueue("carol", 0, 10, 1 << 20).map((q) => q.seq);
+    expect([bobs.length, carols.length]).toEqual([2, 2]);
+    // bob names carol's rows, his first row twice, and seqs that do not exist.
+    expect(store.ackBatch([{ recipient: "bob", seqs: [...carols, bobs[0]!, bobs[0]!, 999_999, -1] }])).toBe(1);
+    expect(store.fetchQueue("bob", 0, 10, 1 << 20).map((q) => q.seq)).toEqual([bobs[1]]);
+    expect(store.fetchQueue("carol", 0, 10, 1 << 20).map((q) => q.seq)).toEqual(carols);
+    expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([1, 2]);
+    // A single seq takes the one-row path; the envelope shared with carol stays until she acks.
+    expect(store.ackBatch([{ recipient: "bob", seqs: [bobs[1]!] }])).toBe(1);
+    expect(store.ackBatch([{ recipient: "carol", seqs: carols }])).toBe(2);
+    expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([0, 0]);
+  });
+});
+
 describe("group commit, through the relay", () => {
   it("commits bursts from many sessions together; every member gets every envelope once, in each sender's order", async () => {
     relay = await TestRelay.start({ limits: { messagesPerSecond: 10_000, burst: 10_000 } });

@@ -7,7 +7,7 @@ import type { AtRestCipher } from "./at-rest.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
 import type { ChatMessage, MessageState } from "./types.js";
 
-/** Messages kept per conversation (older ones are dropped when the session closes). */
+/** Messages kept per conversation (older ones are dropped every 1,000 kept messages and when the session closes). */
 export const BACKLOG_PER_CONVERSATION = 500;
 /**
  * Messages shown at start, the newest of all conversations: opening each costs ~18 µs (a

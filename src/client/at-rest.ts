@@ -5,6 +5,7 @@
 // table, the conversation and the message id): rows cannot be swapped undetected.
 import { hkdfSync, randomBytes } from "node:crypto";
 import { encodeFields } from "../protocol/encoding.js";
+import { MESSAGE_ID_BYTES } from "../protocol/envelope.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
 import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTES } from "../protocol/primitives.js";
 
@@ -28,6 +29,7 @@ export class AtRestCipher {
 
   /** iv ‖ tag ‖ ciphertext of the UTF-8 text. */
   seal(place: AtRestPlace, conversationId: string, messageId: Uint8Array, text: string): Buffer {
+    checkPlace(place, conversationId, messageId);
     if (typeof text !== "string") throw new TypeError("text must be a string");
     const iv = randomBytes(GCM_IV_BYTES);
     const { ciphertext, tag } = aesGcmEncrypt(this.key, iv, aad(place, conversationId, messageId), Buffer.from(text, "utf8"));
@@ -36,6 +38,7 @@ export class AtRestCipher {
 
   /** The text, or undefined when the bytes were sealed under another key, elsewhere, or damaged. */
   open(place: AtRestPlace, conversationId: string, messageId: Uint8Array, sealed: Uint8Array): string | undefined {
+    checkPlace(place, conversationId, messageId);
     if (!(sealed instanceof Uint8Array) || sealed.length < GCM_IV_BYTES + GCM_TAG_BYTES) return undefined;
     try {
       const iv = sealed.subarray(0, GCM_IV_BYTES);
@@ -46,6 +49,12 @@ export class AtRestCipher {
       return undefined;
     }
   }
+}
+
+function checkPlace(place: AtRestPlace, conversationId: string, messageId: Uint8Array): void {
+  if (place !== "history" && place !== "outbox") throw new TypeError(`unknown at-rest place: ${String(place)}`);
+  if (typeof conversationId !== "string" || conversationId === "") throw new TypeError("conversationId must be a non-empty string");
+  if (!(messageId instanceof Uint8Array) || messageId.length !== MESSAGE_ID_BYTES) throw new TypeError(`messageId must be ${MESSAGE_ID_BYTES} bytes`);
 }
 
 function aad(place: AtRestPlace, conversationId: string, messageId: Uint8Array): Buffer {

@@ -994,7 +994,11 @@ export class ChatClient implements ChatSession {
   /** An unsent message's text, opened from the outbox. */
   private outboxText(e: OutboxEntry): string {
     if (typeof e.text === "string") return e.text;
-    return this.atRest.open("outbox", e.conversationId, e.id, e.text) ?? "[text unreadable: sealed under another key]";
+    try {
+      return this.atRest.open("outbox", e.conversationId, e.id, e.text) ?? "[text unreadable: sealed under another key]";
+    } catch {
+      return "[text unreadable: the stored row is damaged]";
+    }
   }
 
   /** Every message shown, and every change of my messages' state, goes to the history. */

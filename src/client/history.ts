@@ -78,7 +78,12 @@ export class MessageHistory {
   }
 
   private open(r: HistoryRow): ChatMessage | undefined {
-    const text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed);
+    let text: string | undefined;
+    try {
+      text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed);
+    } catch {
+      return undefined; // a damaged row (e.g. an id of the wrong length): skipped like one that does not open
+    }
     if (text === undefined) return undefined; // sealed under another key (the user re-keyed) or damaged
     return {
       id: r.messageId.toString("hex"),

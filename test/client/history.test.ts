@@ -63,14 +63,26 @@ describe("at-rest cipher", () => {
     expect(c.seal("history", "lobby", id, "x").equals(c.seal("history", "lobby", id, "x"))).toBe(false);
   });
 
+  it("derives the key as PROTOCOL.md §7.5 says (known answer, computed with an independent HKDF)", () => {
+    // HKDF-SHA256(ikm = alice's Ed25519 PKCS#8 DER, salt = empty, info = "securechat/v1/at-rest-key"),
+    // computed with Python's hmac/hashlib from RFC 5869: a change here would make every kept history unreadable.
+    expect(alice.sigPrivate.export({ format: "der", type: "pkcs8" }).toString("hex"))
+      .toBe("302e020100300506032b6570042204204e1301c9281abe9840ac10e935cfb0202f65fceb908f46848d1903ca0f38094c");
+    expect(atRestKey(alice).toString("hex")).toBe("8f6c5592ab7db55a66a491cebcdf424d9d3219483a70c58ca46c31232a29684a");
+  });
+
   it("derives one key per identity, from the signing key", () => {
     expect(atRestKey(alice).equals(atRestKey(alice))).toBe(true);
     expect(atRestKey(alice).equals(atRestKey(mallory))).toBe(false);
     expect(atRestKey(alice)).toHaveLength(32);
   });
 
-  it("refuses text that is not a string", () => {
-    expect(() => new AtRestCipher(alice).seal("history", "lobby", id, 42 as unknown as string)).toThrow(TypeError);
+  it("checks its arguments first", () => {
+    const c = new AtRestCipher(alice);
+    expect(() => c.seal("history", "lobby", id, 42 as unknown as string)).toThrow(TypeError);
+    expect(() => c.seal("history", "lobby", Buffer.alloc(15), "x")).toThrow(/16 bytes/);
+    expect(() => c.seal("history", "", id, "x")).toThrow(/conversationId/);
+    expect(() => c.open("elsewhere" as "history", "lobby", id, Buffer.alloc(40))).toThrow(/place/);
   });
 });
 
@@ -156,6 +168,11 @@ describe("message history", () => {
     const log = recordingLogger();
     expect(new MessageHistory(reopened, new AtRestCipher(alice), log).recent().map((m) => m.text)).toEqual(["first", "third"]);
     expect(log.warnings).toEqual(["history.unreadable"]);
+    // A damaged row (an id of the wrong length) is skipped too, not the whole history.
+    const damage = new DatabaseSync(path);
+    damage.prepare("UPDATE history SET message_id = ? WHERE message_id = ?").run(Buffer.alloc(3), Buffer.from(c.id, "hex"));
+    damage.close();
+    expect(new MessageHistory(reopened, new AtRestCipher(alice), nullLogger).recent().map((m) => m.text)).toEqual(["first"]);
     // Another key file (e.g. after re-keying) reads none of it.
     expect(new MessageHistory(reopened, new AtRestCipher(mallory), nullLogger).recent()).toEqual([]);
     reopened.close();

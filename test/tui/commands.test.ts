@@ -148,6 +148,11 @@ test("/help lists every command the parser knows, and the keys", () => {
   expect(help).toContain("/exit");
 });
 
+test("/search needs its text and keeps it whole", () => {
+  expect(command("/search deploy at noon")).toEqual({ kind: "search", text: "deploy at noon" });
+  expect(error("/search")).toBe("/search needs the text to look for — usage: /search <text>");
+});
+
 test("/clear and /mouse", () => {
   expect(command("/clear")).toEqual({ kind: "clear" });
   expect(command("/mouse")).toEqual({ kind: "mouse" });

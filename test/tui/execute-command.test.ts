@@ -3,9 +3,11 @@
 import { describe, expect, test } from "vitest";
 import { nullLogger } from "../../src/protocol/log.js";
 import { executeCommand, resolveConversation, type CommandContext } from "../../src/tui/controller/execute-command.js";
+import { listFrom } from "../../src/tui/state/chunked-list.js";
 import { parseInput } from "../../src/tui/state/commands.js";
+import { searchMessages } from "../../src/tui/state/search.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
-import type { TuiState } from "../../src/tui/state/state.js";
+import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { FakeSession } from "../helpers/fake-session.js";
 import { waitFor } from "./helpers/wait-for.js";
 
@@ -39,6 +41,39 @@ function setup(session = new FakeSession({ peers: ["bob"] })) {
   const notices = () => actions.flatMap((a) => (a.type === "notice" ? [`${a.level}: ${a.text}`] : []));
   return { session, run, actions, notices, warnings, quits: () => quits, state: () => state };
 }
+
+describe("/search", () => {
+  test("lists the newest matching messages of this conversation, case-insensitively, oldest first", () => {
+    const session = new FakeSession({ peers: ["bob"], now: () => T0 });
+    const t = setup(session);
+    for (let i = 0; i < 40; i++) session.receive("bob", i % 2 === 0 ? `Deploy step ${i}` : `other ${i}`, { conversationId: "lobby" });
+    session.receive("bob", "deploy in the DM only");
+    session.receive("bob", "a long one about the deploy\nwith a second line", { conversationId: "lobby" });
+    t.run("/search DEPLOY");
+    const [head, ...lines] = (t.notices().at(-1) ?? "").split("\n");
+    // 20 steps and the long one match in the lobby: the newest 20 are listed, oldest first.
+    expect(head).toBe('info: 21 messages in lobby contain "DEPLOY"; the newest 20:');
+    expect(lines).toHaveLength(20);
+    expect(lines[0]).toMatch(/bob: Deploy step 2$/);
+    expect(lines.at(-1)).toMatch(/^ {2}\d{4}-\d\d-\d\d \d\d:\d\d bob: a long one about the deploy …$/);
+    expect(lines.some((l) => l.includes("DM only"))).toBe(false);
+  });
+
+  test("shows actions as actions, and refuses an empty text", () => {
+    const entries = listFrom<Entry>([
+      { kind: "notice", seq: 1, atMs: T0, level: "info", text: "a notice about waves is not a message" },
+      { kind: "message", seq: 2, message: { id: "01", conversationId: "lobby", from: "bob", kind: "action", text: "waves", sentAtMs: T0, receivedAtMs: T0, own: false } },
+    ]);
+    expect(searchMessages(entries, "WAVES", () => "12:00")).toEqual({ lines: ["  12:00 * bob waves"], total: 1 });
+    expect(() => searchMessages(entries, "  ", () => "12:00")).toThrow(TypeError);
+  });
+
+  test("says so when nothing matches", () => {
+    const t = setup();
+    t.run("/search nothing like this");
+    expect(t.notices()).toEqual(['info: no message in lobby contains "nothing like this"']);
+  });
+});
 
 describe("executeCommand", () => {
   test("a session call that throws or rejects becomes an error line and a log entry", async () => {

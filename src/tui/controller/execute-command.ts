@@ -6,10 +6,12 @@ import type { Logger } from "../../protocol/log.js";
 import { listFindLastIndex, listGet } from "../state/chunked-list.js";
 import type { Command } from "../state/commands.js";
 import { helpLines } from "../state/commands.js";
+import { searchMessages } from "../state/search.js";
 import { LOBBY_ID, describeConversation } from "../state/conversations.js";
 import type { Action } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
+import { formatStamp } from "../view/time.js";
 
 export interface CommandContext {
   readonly session: ChatSession;
@@ -206,6 +208,20 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const outcome = session.retry(here, failedId);
       if (outcome.ok) dispatch({ type: "message-retried", conversationId: here, id: failedId });
       else say("error", outcome.error);
+      return "clear";
+    }
+    case "search": {
+      const conversation = state.conversations[here];
+      if (conversation === undefined) return "clear";
+      const found = searchMessages(conversation.entries, command.text, formatStamp);
+      const what = `"${command.text}"`;
+      if (found.total === 0) say("info", `no message in ${conversation.title} contains ${what}`);
+      else {
+        const head = found.total > found.lines.length
+          ? `${found.total} messages in ${conversation.title} contain ${what}; the newest ${found.lines.length}:`
+          : `${found.total} message${found.total === 1 ? "" : "s"} in ${conversation.title} contain${found.total === 1 ? "s" : ""} ${what}:`;
+        say("info", [head, ...found.lines].join("\n"));
+      }
       return "clear";
     }
     case "clear":

@@ -23,6 +23,8 @@ export type Command =
   | { readonly kind: "members"; readonly room?: string }
   | { readonly kind: "retry" }
   | { readonly kind: "clear" }
+  /** The messages of this conversation containing the text. */
+  | { readonly kind: "search"; readonly text: string }
   /** Mouse wheel scrolling on or off; without an argument, toggles. */
   | { readonly kind: "mouse"; readonly on?: boolean }
   | { readonly kind: "quit" }
@@ -54,6 +56,7 @@ export const COMMANDS: readonly CommandHelp[] = [
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
   { name: "trust", usage: "/trust <user>", summary: "mark a user verified after comparing safety numbers (accepts changed keys)" },
   { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again (also Alt-R)" },
+  { name: "search", usage: "/search <text>", summary: "list this conversation's messages that contain the text (the newest 20)" },
   { name: "clear", usage: "/clear", summary: "clear this conversation (screen and kept history)" },
   { name: "mouse", usage: "/mouse [on|off]", summary: "scroll with the mouse wheel (off by default: while on, hold Shift to select text)" },
   { name: "help", usage: "/help", summary: "this list" },
@@ -194,6 +197,8 @@ export function parseInput(line: string): ParseResult {
     }
     case "me":
       return rest === "" ? usage(name, "needs an action") : ok({ kind: "me", action: rest });
+    case "search":
+      return rest === "" ? usage(name, "needs the text to look for") : ok({ kind: "search", text: rest });
     case "query":
     case "verify":
     case "trust": {

@@ -24,3 +24,9 @@ export function formatDay(ms: number): string {
   const d = new Date(ms);
   return `${DAYS[d.getDay()] ?? ""} ${d.getDate()} ${MONTHS[d.getMonth()] ?? ""} ${d.getFullYear()}`;
 }
+
+/** "2026-11-25 14:02" in local time: a compact, unambiguous stamp for lists (/search). */
+export function formatStamp(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${formatClock(ms)}`;
+}

@@ -59,7 +59,9 @@ export class ClientStateStore {
 
   private constructor(path: string) {
     if (path !== ":memory:") touchPrivate(path);
-    this.db = new DatabaseSync(path);
+    // A second chat-tui of the same user (which replaces the first's session) shares this file:
+    // a write waits briefly for the other's lock instead of failing with SQLITE_BUSY.
+    this.db = new DatabaseSync(path, { timeout: 2_000 });
     this.db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,5 +49,26 @@ describe("client state (PROTOCOL.md §7.5)", () => {
     expect(s.hasSeen(Buffer.alloc(16, 1))).toBe(false);
     expect(s.hasSeen(Buffer.alloc(16, 2))).toBe(true);
     s.close();
+  });
+
+  it("waits for another process's write lock instead of failing (two chat-tui of one user)", async () => {
+    const path = join(dir, "alice_state.db");
+    ClientStateStore.open(path).close();
+    // Another process takes the write lock and holds it for 300 ms.
+    const holder = spawn(process.execPath, ["-e", `
+      const { DatabaseSync } = require("node:sqlite");
+      const db = new DatabaseSync(${JSON.stringify(path)});
+      db.exec("BEGIN IMMEDIATE");
+      process.stdout.write("locked\\n");
+      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 300);
+    `], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => holder.stdout.on("data", (d: Buffer) => { if (d.toString().includes("locked")) resolve(); }));
+    const s = ClientStateStore.open(path);
+    const started = Date.now();
+    s.recordOpened(Buffer.alloc(16, 3), 1000, "lobby", "bob", Buffer.alloc(32, 4));
+    expect(Date.now() - started).toBeGreaterThan(100); // it did wait for the lock
+    expect(s.hasSeen(Buffer.alloc(16, 3))).toBe(true);
+    s.close();
+    await new Promise((resolve) => holder.on("exit", resolve));
   });
 });

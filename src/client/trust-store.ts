@@ -57,27 +57,7 @@ export class TrustStore {
       if (e instanceof KeyStoreError) throw e;
       throw new KeyStoreError(`cannot read '${path}': ${(e as Error).message}`, { cause: e });
     }
-    let parsed: StoredFile;
-    try {
-      parsed = JSON.parse(text) as StoredFile;
-      if (parsed.version !== 1 || typeof parsed.peers !== "object" || parsed.peers === null) throw new Error("unknown format");
-    } catch (e) {
-      throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
-    }
-    for (const [username, p] of Object.entries(parsed.peers)) {
-      if (!isValidUsername(username)) throw new KeyStoreError(`'${path}' names an invalid user '${username}'`);
-      try {
-        const pin: PinnedPeer = {
-          identity: fromStored(username, p),
-          verified: p.verified === true,
-          pinnedAtMs: Number(p.pinnedAtMs) || 0,
-          ...(p.pending ? { pending: fromStored(username, p.pending) } : {}),
-        };
-        store.peers.set(username, pin);
-      } catch (e) {
-        throw new KeyStoreError(`'${path}' holds unusable keys for '${username}': ${(e as Error).message}`, { cause: e });
-      }
-    }
+    for (const [username, pin] of parsePins(path, text)) store.peers.set(username, pin);
     return store;
   }
 
@@ -128,6 +108,33 @@ export class TrustStore {
   }
 
   private persist(): void {
+    // Writes are serialised and atomic (temp file, fsync, rename), so a crash never leaves a
+    // half-written pin file.
+    this.writing = this.writing.then(async () => {
+      await this.adoptPinsFromDisk();
+      await writeAtomicPrivate(this.path, this.serialize());
+    }).catch(() => {
+      // A failed write is retried by the next change; the in-memory pins stay authoritative.
+    });
+  }
+
+  /**
+   * Another chat-tui of the same user (a second terminal) writes this file too: pins it added
+   * since this one read the file are taken in before writing, so a write never drops a pin
+   * (a dropped pin would mean a silent trust-on-first-use again). For a peer both know, this
+   * process's view is written.
+   */
+  private async adoptPinsFromDisk(): Promise<void> {
+    let pins: Map<string, PinnedPeer>;
+    try {
+      pins = parsePins(this.path, await readFile(this.path, "utf8"));
+    } catch {
+      return; // no file yet, or one this process will replace with its own view
+    }
+    for (const [username, pin] of pins) if (!this.peers.has(username)) this.peers.set(username, pin);
+  }
+
+  private serialize(): string {
     const snapshot: StoredFile = { version: 1, peers: {} };
     for (const [username, p] of [...this.peers].sort(([a], [b]) => (a < b ? -1 : 1))) {
       snapshot.peers[username] = {
@@ -137,13 +144,34 @@ export class TrustStore {
         ...(p.pending ? { pending: toStored(p.pending) } : {}),
       };
     }
-    const text = `${JSON.stringify(snapshot, null, 2)}\n`;
-    // Writes are serialised and atomic (temp file, fsync, rename), so a crash never leaves a
-    // half-written pin file.
-    this.writing = this.writing.then(() => writeAtomicPrivate(this.path, text)).catch(() => {
-      // A failed write is retried by the next change; the in-memory pins stay authoritative.
-    });
+    return `${JSON.stringify(snapshot, null, 2)}\n`;
   }
+}
+
+/** The pins of a known_peers file; throws a KeyStoreError naming what is wrong. */
+function parsePins(path: string, text: string): Map<string, PinnedPeer> {
+  let parsed: StoredFile;
+  try {
+    parsed = JSON.parse(text) as StoredFile;
+    if (parsed.version !== 1 || typeof parsed.peers !== "object" || parsed.peers === null) throw new Error("unknown format");
+  } catch (e) {
+    throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
+  }
+  const pins = new Map<string, PinnedPeer>();
+  for (const [username, p] of Object.entries(parsed.peers)) {
+    if (!isValidUsername(username)) throw new KeyStoreError(`'${path}' names an invalid user '${username}'`);
+    try {
+      pins.set(username, {
+        identity: fromStored(username, p),
+        verified: p.verified === true,
+        pinnedAtMs: Number(p.pinnedAtMs) || 0,
+        ...(p.pending ? { pending: fromStored(username, p.pending) } : {}),
+      });
+    } catch (e) {
+      throw new KeyStoreError(`'${path}' holds unusable keys for '${username}': ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return pins;
 }
 
 async function writeAtomicPrivate(path: string, text: string): Promise<void> {

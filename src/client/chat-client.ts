@@ -662,6 +662,11 @@ export class ChatClient implements ChatSession {
     return [...settled, ...pending.filter((m) => !ids.has(m.id))];
   }
 
+  /** Kept messages the last backlog() could not open (sealed under another key, or damaged). */
+  unreadableHistory(): number {
+    return this.history?.unreadable ?? 0;
+  }
+
   /** Forgets a conversation's history on this machine (the relay keeps none). */
   forgetHistory(conversationId: string): void {
     try {

@@ -22,6 +22,8 @@ const TRIM_EVERY = 1_000;
 
 export class MessageHistory {
   private recordedSinceTrim = 0;
+  /** Rows the last recent() could not open (another key, or damaged). */
+  unreadable = 0;
 
   constructor(private readonly store: ClientStateStore, private readonly cipher: AtRestCipher, private readonly log: Logger) {}
 
@@ -59,6 +61,7 @@ export class MessageHistory {
       else out.push(m);
     }
     if (unreadable > 0) this.log.warn("history.unreadable", { rows: unreadable });
+    this.unreadable = unreadable;
     return out;
   }
 

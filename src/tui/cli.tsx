@@ -180,7 +180,12 @@ async function main(): Promise<number> {
   for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) process.once(sig, () => leave.abort());
   let code: number;
   try {
-    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, backlog: client.backlog(), signal: leave.signal });
+    const backlog = client.backlog();
+    const unreadable = client.unreadableHistory();
+    if (unreadable > 0) {
+      notices.push(`${unreadable} kept message${unreadable === 1 ? "" : "s"} could not be opened with this key file and ${unreadable === 1 ? "is" : "are"} not shown: sealed under another key (a key made anew?), or damaged.`);
+    }
+    code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, backlog, signal: leave.signal });
   } finally {
     await client.close();
     await host?.stop();

@@ -166,8 +166,10 @@ describe("message history", () => {
 
     const reopened = ClientStateStore.open(path);
     const log = recordingLogger();
-    expect(new MessageHistory(reopened, new AtRestCipher(alice), log).recent().map((m) => m.text)).toEqual(["first", "third"]);
+    const afterSwap = new MessageHistory(reopened, new AtRestCipher(alice), log);
+    expect(afterSwap.recent().map((m) => m.text)).toEqual(["first", "third"]);
     expect(log.warnings).toEqual(["history.unreadable"]);
+    expect(afterSwap.unreadable).toBe(1); // the client says so at start
     // A damaged row (an id of the wrong length) is skipped too, not the whole history.
     const damage = new DatabaseSync(path);
     damage.prepare("UPDATE history SET message_id = ? WHERE message_id = ?").run(Buffer.alloc(3), Buffer.from(c.id, "hex"));

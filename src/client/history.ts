@@ -2,7 +2,10 @@
 // database, so the conversation is still there after a restart. The text is encrypted at rest
 // (at-rest.ts); metadata (who, when, which conversation) is stored in the clear, as the relay
 // sees it anyway.
+import type { Field } from "../protocol/encoding.js";
 import type { Logger } from "../protocol/log.js";
+import { isValidUsername, parseConversationId } from "../protocol/names.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
 import type { ChatMessage, MessageState } from "./types.js";
@@ -16,6 +19,11 @@ export const BACKLOG_PER_CONVERSATION = 500;
 export const BACKLOG_TOTAL = 5_000;
 
 const STATES: ReadonlySet<string> = new Set<MessageState>(["pending", "accepted", "failed"]);
+
+/** Who said it, whether it was me, how and when: bound to the sealed text (PROTOCOL.md §7.5). */
+function boundFields(sender: string, own: boolean, kind: string, sentAtMs: number): Field[] {
+  return [sender, own ? "own" : "peer", kind, { u64: Math.max(0, Math.trunc(sentAtMs)) }];
+}
 
 /** A long session trims every this many kept messages, so a flood cannot grow the file for days. */
 const TRIM_EVERY = 1_000;
@@ -42,7 +50,7 @@ export class MessageHistory {
       ...(m.failure === undefined ? {} : { failure: m.failure }),
       ...(m.queuedFor === undefined ? {} : { queuedFor: m.queuedFor }),
       gap: m.gap === true,
-      sealed: this.cipher.seal("history", m.conversationId, messageId, m.text),
+      sealed: this.cipher.seal("history", m.conversationId, messageId, m.text, boundFields(m.from, m.own, m.kind, m.sentAtMs)),
     });
     if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
   }
@@ -83,11 +91,13 @@ export class MessageHistory {
   private open(r: HistoryRow): ChatMessage | undefined {
     let text: string | undefined;
     try {
-      text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed);
+      text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed, boundFields(r.sender, r.own, r.kind, r.sentAtMs));
     } catch {
       return undefined; // a damaged row (e.g. an id of the wrong length): skipped like one that does not open
     }
-    if (text === undefined) return undefined; // sealed under another key (the user re-keyed) or damaged
+    if (text === undefined) return undefined; // sealed under another key (the user re-keyed), moved, or altered
+    // The unsealed fields (states) are only shown: keep them to what the app itself writes.
+    if (!isValidUsername(r.sender) || parseConversationId(r.conversationId) === undefined) return undefined;
     return {
       id: r.messageId.toString("hex"),
       conversationId: r.conversationId,
@@ -98,8 +108,8 @@ export class MessageHistory {
       receivedAtMs: r.receivedAtMs,
       own: r.own,
       ...(r.state !== undefined && STATES.has(r.state) ? { state: r.state as MessageState } : {}),
-      ...(r.failure === undefined ? {} : { failure: r.failure }),
-      ...(r.queuedFor === undefined ? {} : { queuedFor: r.queuedFor }),
+      ...(r.failure === undefined ? {} : { failure: sanitizeLine(r.failure).slice(0, 300) }),
+      ...(r.queuedFor === undefined ? {} : { queuedFor: r.queuedFor.filter(isValidUsername) }),
       ...(r.gap ? { gap: true } : {}),
     };
   }

@@ -170,6 +170,27 @@ describe("message history", () => {
     expect(afterSwap.recent().map((m) => m.text)).toEqual(["first", "third"]);
     expect(log.warnings).toEqual(["history.unreadable"]);
     expect(afterSwap.unreadable).toBe(1); // the client says so at start
+    // Attributing "first" to someone else, or calling it my own, is found out too.
+    const relabel = new DatabaseSync(path);
+    relabel.prepare("UPDATE history SET sender = 'mallory' WHERE message_id = ?").run(Buffer.from(a.id, "hex"));
+    relabel.close();
+    expect(new MessageHistory(reopened, new AtRestCipher(alice), nullLogger).recent().map((m) => m.text)).toEqual(["third"]);
+    const back = new DatabaseSync(path);
+    back.prepare("UPDATE history SET sender = 'bob' WHERE message_id = ?").run(Buffer.from(a.id, "hex"));
+    back.prepare("UPDATE history SET own = 1 WHERE message_id = ?").run(Buffer.from(c.id, "hex"));
+    back.close();
+    expect(new MessageHistory(reopened, new AtRestCipher(alice), nullLogger).recent().map((m) => m.text)).toEqual(["first"]);
+    const restore = new DatabaseSync(path);
+    restore.prepare("UPDATE history SET own = 0 WHERE message_id = ?").run(Buffer.from(c.id, "hex"));
+    restore.close();
+    // The unsealed state fields are shown only as the app writes them: no escape sequences.
+    const inject = new DatabaseSync(path);
+    inject.prepare("UPDATE history SET state = 'failed', failure = ?, queued_for = ? WHERE message_id = ?")
+      .run("\u001b]0;owned\u0007refused\u001b[2J", "bob,../etc,\u001b[31m", Buffer.from(a.id, "hex"));
+    inject.close();
+    const shown = new MessageHistory(reopened, new AtRestCipher(alice), nullLogger).recent().find((m) => m.id === a.id);
+    expect(shown?.failure).not.toMatch(/\u001b|\u0007/);
+    expect(shown?.queuedFor).toEqual(["bob"]);
     // A damaged row (an id of the wrong length) is skipped too, not the whole history.
     const damage = new DatabaseSync(path);
     damage.prepare("UPDATE history SET message_id = ? WHERE message_id = ?").run(Buffer.alloc(3), Buffer.from(c.id, "hex"));

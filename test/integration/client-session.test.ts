@@ -6,6 +6,7 @@ import { releaseUsername } from "../../src/server/users-command.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -85,10 +86,12 @@ describe("ChatClient against a real relay", () => {
     const r = await relay();
     const a = await client(alice, r);
     const b = await client(bob, r);
+    // Presence comes first; the keys follow from a lookup (under load, later): until then
+    // /verify answers "fetching bob's keys ... run /verify bob again".
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob", "alice knows bob");
     await b.waitFor((e) => e.type === "directory" && e.peers.some((p) => p.username === "alice"), "bob knows alice");
-    const va = a.client.verifyInfo("bob");
-    const vb = b.client.verifyInfo("alice");
+    const va = await waitUntil(() => { const v = a.client.verifyInfo("bob"); return v.ok ? v : undefined; }, "alice has bob's keys");
+    const vb = await waitUntil(() => { const v = b.client.verifyInfo("alice"); return v.ok ? v : undefined; }, "bob has alice's keys");
     expect(va.ok && vb.ok).toBe(true);
     if (!va.ok || !vb.ok) return;
     expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);

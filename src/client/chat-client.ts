@@ -960,6 +960,22 @@ export class ChatClient implements ChatSession {
     };
   }
 
+  async verify(username: string): Promise<Outcome<VerifyInfo>> {
+    if (isValidUsername(username) && username !== this.me && this.trustStore.get(username) === undefined && !this.directory.isUnknown(username)) {
+      try {
+        await this.directory.ensure([username]);
+      } catch (err) {
+        this.log.info("verify.fetch-failed", { reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    const answer = this.verifyInfo(username);
+    // Still nothing pinned (offline relay, or the lookup failed): say why instead of "run again".
+    if (!answer.ok && this.trustStore.get(username) === undefined && !this.directory.isUnknown(username) && isValidUsername(username) && username !== this.me) {
+      return { ok: false, error: `${username}'s keys could not be fetched from the relay (${this.authenticated ? "no answer" : "not connected"}); try /verify ${username} again later` };
+    }
+    return answer;
+  }
+
   trust(username: string): Outcome<string> {
     if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
     if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };

@@ -120,6 +120,8 @@ export interface ChatSession {
   /** My own key fingerprints, formatted for reading aloud. */
   fingerprint(): string;
   verifyInfo(username: string): Outcome<VerifyInfo>;
+  /** verifyInfo, after fetching the user's keys from the relay when none are pinned yet (/verify). */
+  verify(username: string): Promise<Outcome<VerifyInfo>>;
   /** Marks a peer verified, accepting a pending key change (and releasing held messages). */
   trust(username: string): Outcome<string>;
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */

@@ -25,7 +25,7 @@ export type FakeCall =
   | { readonly method: "retry"; readonly conversationId: string; readonly id: string }
   | { readonly method: "joinRoom" | "leaveRoom" | "members"; readonly room: string }
   | { readonly method: "listRooms" | "fingerprint" | "snapshot" | "close" }
-  | { readonly method: "verifyInfo" | "trust"; readonly username: string }
+  | { readonly method: "verifyInfo" | "verify" | "trust"; readonly username: string }
   | { readonly method: "forgetHistory"; readonly conversationId: string };
 
 export interface FakeSessionOptions {
@@ -258,6 +258,11 @@ export class FakeSession implements ChatSession {
     if (peer === undefined) return err(`no keys known for ${username}`);
     const info: VerifyInfo = { username, trust: peer.trust, safetyNumber: fakeSafetyNumber(this.me, username) };
     return ok(peer.trust === "key-changed" ? { ...info, pendingSafetyNumber: fakeSafetyNumber(this.me, username, "new") } : info);
+  }
+
+  async verify(username: string): Promise<Outcome<VerifyInfo>> {
+    this.calls.push({ method: "verify", username });
+    return this.verifyInfo(username);
   }
 
   trust(username: string): Outcome<string> {

@@ -6,7 +6,6 @@ import { releaseUsername } from "../../src/server/users-command.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
-import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -86,12 +85,11 @@ describe("ChatClient against a real relay", () => {
     const r = await relay();
     const a = await client(alice, r);
     const b = await client(bob, r);
-    // Presence comes first; the keys follow from a lookup (under load, later): until then
-    // /verify answers "fetching bob's keys ... run /verify bob again".
+    // Presence comes first and the keys follow from a lookup; /verify (verify()) waits for that
+    // lookup when it is still running, so asking right away works.
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob", "alice knows bob");
     await b.waitFor((e) => e.type === "directory" && e.peers.some((p) => p.username === "alice"), "bob knows alice");
-    const va = await waitUntil(() => { const v = a.client.verifyInfo("bob"); return v.ok ? v : undefined; }, "alice has bob's keys");
-    const vb = await waitUntil(() => { const v = b.client.verifyInfo("alice"); return v.ok ? v : undefined; }, "bob has alice's keys");
+    const [va, vb] = await Promise.all([a.client.verify("bob"), b.client.verify("alice")]);
     expect(va.ok && vb.ok).toBe(true);
     if (!va.ok || !vb.ok) return;
     expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
@@ -198,5 +196,19 @@ describe("keys fetched when needed", () => {
     if (sent.ok) expect(await a.waitForState(sent.value.id, "accepted")).toMatchObject({ queuedFor: ["dave"] });
     const v = a.client.verifyInfo("dave");
     expect(v.ok && v.value.trust).toBe("unverified"); // pinned on first fetch
+  });
+
+  it("/verify of someone not fetched yet looks the keys up; offline, it says why it cannot", async () => {
+    const r = await relay();
+    const d = await client(fixtureDave, r);
+    await d.close();
+    const a = await client(alice, r);
+    expect(a.client.verifyInfo("dave")).toMatchObject({ ok: false, error: expect.stringMatching(/^fetching dave's keys/) });
+    const v = await a.client.verify("dave");
+    expect(v.ok && v.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
+    expect(await a.client.verify("zed")).toEqual({ ok: false, error: "no user 'zed' on this relay" });
+    await r.stop();
+    await a.waitFor((e) => e.type === "connection" && e.status.state !== "connected", "alice sees the relay go");
+    expect(await a.client.verify("carol")).toEqual({ ok: false, error: "carol's keys could not be fetched from the relay (not connected); try /verify carol again later" });
   });
 });

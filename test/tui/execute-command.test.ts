@@ -90,13 +90,15 @@ describe("executeCommand", () => {
     expect(t.warnings).toEqual(["tui.command-failed", "tui.command-failed"]);
   });
 
-  test("only a refused message keeps the input", () => {
+  test("only a refused message keeps the input", async () => {
     const t = setup(new FakeSession({ peers: [{ username: "bob", trust: "key-changed" }] }));
     expect(t.run("/msg bob hi")).toBe("keep");
     expect(t.run("/msg alice hi")).toBe("keep");
     expect(t.run("/verify zed")).toBe("clear");
     expect(t.run("/switch nowhere")).toBe("clear");
-    expect(t.notices()).toHaveLength(4);
+    // /verify answers once the keys were looked up.
+    await waitFor(() => expect(t.notices()).toHaveLength(4));
+    expect(t.notices()).toContain("error: no keys known for zed");
   });
 
   test("/query of an unknown user warns but opens the conversation", () => {

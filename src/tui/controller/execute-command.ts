@@ -136,15 +136,10 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
     case "fingerprint":
       say("info", `your key fingerprints: ${session.fingerprint()}\nPeers see these when they /verify you; the safety number you compare with them is shown by /verify <user>.`);
       return "clear";
-    case "verify": {
-      const outcome = session.verifyInfo(command.user);
-      if (!outcome.ok) {
-        say("error", outcome.error);
-        return "clear";
-      }
-      dispatch({ type: "verify-info", info: outcome.value, atMs: now(), conversationId: here });
+    case "verify":
+      // Keys not fetched yet (a peer who just appeared) are looked up first: one /verify is enough.
+      later("/verify", () => session.verify(command.user), (info) => dispatch({ type: "verify-info", info, atMs: now(), conversationId: here }));
       return "clear";
-    }
     case "trust": {
       const outcome = session.trust(command.user);
       if (!outcome.ok) {

@@ -243,6 +243,19 @@ describe("key changes", () => {
     expect(pointer?.kind === "notice" && pointer.text).toContain("/verify bob, then /trust bob");
   });
 
+  test("the same change again (a message held since) updates the warning, not a second one", () => {
+    const s = run(start(),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0 }, T0 + 1),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 1 }, T0 + 2));
+    expect(entries(s, "dm:alice:bob")).toEqual([{ kind: "key-change", seq: 1, atMs: T0 + 1, username: "bob", held: 1 }]);
+    expect(entries(s, "lobby").filter((e) => e.kind === "notice")).toHaveLength(1);
+    expect(s.conversations["dm:alice:bob"]?.highlights).toBe(1);
+    // After /trust and a later change, it is a new warning.
+    const later = run(s, ev({ type: "peer", peer: peer("bob", { trust: "verified" }) }),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0 }, T0 + 3));
+    expect(entries(later, "dm:alice:bob").filter((e) => e.kind === "key-change")).toHaveLength(2);
+  });
+
   test("in the conversation I am looking at, the warning is not repeated", () => {
     const s = run(start(), { type: "open-conversation", id: "dm:alice:bob", focus: true },
       ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0 }));

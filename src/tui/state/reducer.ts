@@ -226,6 +226,18 @@ function updateMessageState(state: TuiState, event: Extract<SessionEvent, { type
 }
 
 function keyChange(state: TuiState, event: Extract<SessionEvent, { type: "key-change" }>, atMs: number): TuiState {
+  // The same change again (a message of theirs held since): the warning already shown says how
+  // many are held now, instead of a second warning.
+  const known = state.peers.find((p) => p.username === event.username)?.trust === "key-changed";
+  const here = state.conversations[event.conversationId];
+  if (known && here !== undefined) {
+    const i = listFindLastIndex(here.entries, (e) => e.kind === "key-change" && e.username === event.username, STATE_SEARCH_LIMIT);
+    const shown = listGet(here.entries, i);
+    if (shown?.kind === "key-change") {
+      if (shown.held === event.held) return state;
+      return updateConversation(state, event.conversationId, (c) => ({ ...c, entries: listSet(c.entries, i, { ...shown, held: event.held }) }));
+    }
+  }
   // Mark the peer at once, so the sidebar shows it even before the session's peer event.
   const peers = state.peers.map((p) => (p.username === event.username ? { ...p, trust: "key-changed" as const } : p));
   let next = append({ ...state, peers }, event.conversationId, (seq) => ({

@@ -985,6 +985,8 @@ export class ChatClient implements ChatSession {
     this.trustStore.trust(username);
     let released = 0;
     if (hadChange) {
+      // A new key is usually a new device: its chains start from zeros, which is not a gap (§6).
+      this.state.forgetChains(username);
       for (const held of this.state.heldFor(username)) {
         this.state.releaseHeld(held.rowId);
         let wire: WireEnvelope | undefined;

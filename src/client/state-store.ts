@@ -88,6 +88,7 @@ export class ClientStateStore {
       pruneSeen: p("DELETE FROM seen WHERE sent_at_ms < ?"),
       lastHash: p("SELECT last_hash FROM chain WHERE conversation_id = ? AND sender = ?"),
       setLastHash: p("INSERT INTO chain (conversation_id, sender, last_hash) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET last_hash = excluded.last_hash"),
+      forgetChains: p("DELETE FROM chain WHERE sender = ?"),
       ownHead: p("SELECT head FROM own_chain WHERE conversation_id = ?"),
       setOwnHead: p("INSERT INTO own_chain (conversation_id, head) VALUES (?, ?) ON CONFLICT DO UPDATE SET head = excluded.head"),
       outboxAdd: p("INSERT OR REPLACE INTO outbox (message_id, conversation_id, envelope, kind, text, created_at_ms, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"),
@@ -139,6 +140,11 @@ export class ClientStateStore {
   lastHash(conversationId: string, sender: string): Buffer | undefined {
     const row = this.q["lastHash"]!.get(conversationId, sender) as { last_hash: Uint8Array } | undefined;
     return row === undefined ? undefined : Buffer.from(row.last_hash);
+  }
+
+  /** Forgets a sender's chains in every conversation (their accepted new key starts afresh, §6). */
+  forgetChains(sender: string): void {
+    this.q["forgetChains"]!.run(sender);
   }
 
   ownHead(conversationId: string): Buffer {

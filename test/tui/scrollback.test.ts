@@ -111,6 +111,18 @@ describe("the window", () => {
     expect(scrollbackWindow({ entries: listFrom(entries), readMarker: 0 }, ctx, 20).rows.map(rowText).some((r) => r.includes("unread"))).toBe(false);
   });
 
+  test("the ruler does not stand above only the answers to my own commands", () => {
+    const open = (id: string): Action => ({ type: "open-conversation", id, focus: true });
+    const notice = (text: string): Action => ({ type: "notice", level: "info", text, atMs: T0, conversationId: "lobby" });
+    const back = run(start(), ...numbered(3), open("#ops"), open("lobby"), notice("you left #ops"));
+    expect(back.conversations["lobby"]?.readMarker).toBe(listLast(back.conversations["lobby"]!.entries)?.seq);
+    expect(screen(back).rows.some((r) => r.startsWith("── unread"))).toBe(false);
+    // News first, then a notice: the ruler stays above the news.
+    const news = run(start(), ...numbered(3), open("#ops"), incoming("lobby", "news"), open("lobby"), notice("ok"));
+    const rows = screen(news).rows;
+    expect(rows[rows.findIndex((r) => r.startsWith("── unread")) + 1]).toContain("news");
+  });
+
   test("writing in a conversation moves the ruler below my own message", () => {
     const open = (id: string): Action => ({ type: "open-conversation", id, focus: true });
     const left = run(start(), ...numbered(3), open("#ops"), open("lobby"));

@@ -111,10 +111,18 @@ function updateConversation(state: TuiState, id: string, update: (c: Conversatio
 }
 
 /** Appends an entry (built with the next sequence number) to conversation `id`. */
-function append(state: TuiState, id: string | undefined, build: (seq: number) => Entry): TuiState {
+/**
+ * Appends an entry to a conversation. `quiet` entries (notices, room events, verify blocks) are
+ * not news: when nothing is below the unread ruler yet, the ruler moves past them, so it never
+ * stands above only the answers to my own commands.
+ */
+function append(state: TuiState, id: string | undefined, build: (seq: number) => Entry, quiet = false): TuiState {
   const t = target(state, id);
   const seq = t.state.nextSeq;
-  const next = updateConversation(t.state, t.id, (c) => ({ ...c, entries: listAppend(c.entries, build(seq)) }));
+  const next = updateConversation(t.state, t.id, (c) => {
+    const atEnd = quiet && c.readMarker !== undefined && c.readMarker === listLast(c.entries)?.seq;
+    return { ...c, entries: listAppend(c.entries, build(seq)), ...(atEnd ? { readMarker: seq } : {}) };
+  });
   return { ...next, nextSeq: seq + 1 };
 }
 
@@ -271,7 +279,7 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
   return append({ ...state, rooms }, event.room, (seq) => ({
     kind: "room-event", seq, atMs: event.atMs, room: event.room, username: event.username, change: event.kind,
     ...(mine && event.kind === "joined" ? { members: event.members } : {}),
-  }));
+  }), mine);
 }
 
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {
@@ -295,7 +303,7 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
     case "refused":
       return append(state, event.conversationId, (seq) => ({ kind: "refused", seq, atMs, from: event.from }));
     case "notice":
-      return append(state, event.conversationId, (seq) => ({ kind: "notice", seq, atMs, level: event.level, text: event.text }));
+      return append(state, event.conversationId, (seq) => ({ kind: "notice", seq, atMs, level: event.level, text: event.text }), true);
     default:
       return assertNever(event);
   }
@@ -467,9 +475,9 @@ export function reducer(state: TuiState, action: Action): TuiState {
         action.snapshot.rooms,
       );
     case "notice":
-      return append(state, action.conversationId, (seq) => ({ kind: "notice", seq, atMs: action.atMs, level: action.level, text: action.text }));
+      return append(state, action.conversationId, (seq) => ({ kind: "notice", seq, atMs: action.atMs, level: action.level, text: action.text }), true);
     case "verify-info":
-      return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }));
+      return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }), true);
     case "input-insert":
       return edit(state, insertText(state.input, action.text));
     case "input-backspace":

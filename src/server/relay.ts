@@ -311,7 +311,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       //    open carry on); the callback fires once every connection has closed.
       const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       // 2. End live streams: a Notice first, then UNAVAILABLE (clients reconnect later).
-      const notice = encodeResponse({ $case: "notice", value: { text: "relay shutting down" } });
+      // Shown to users as "relay: …": a sentence for people, not a status.
+      const notice = encodeResponse({ $case: "notice", value: { text: "it is shutting down; you will be reconnected when it is back (messages are kept)" } });
       router.endAll(statusOf(sessionEnd.shuttingDown()), (s) => void s.stream.send(notice));
       //    Health watches end too: they would otherwise hold every connection open.
       health.endWatches(statusOf(sessionEnd.shuttingDown()));

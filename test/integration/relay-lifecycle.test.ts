@@ -70,7 +70,7 @@ describe("relay lifecycle", () => {
     const address = relay.address;
 
     await relay.stop();
-    expect((await a.next("notice")).text).toBe("relay shutting down");
+    expect((await a.next("notice")).text).toBe("it is shutting down; you will be reconnected when it is back (messages are kept)");
     const end = await a.status();
     expect({ code: GrpcStatus[end.code], details: end.details, errorCode: end.errorCode })
       .toEqual({ code: "UNAVAILABLE", details: "relay shutting down", errorCode: "ERROR_CODE_SHUTTING_DOWN" });

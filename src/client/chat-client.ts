@@ -214,11 +214,7 @@ export class ChatClient implements ChatSession {
     this.setConnection({ state: "closed" });
     await this.trustStore.flush();
     // Older history goes at the end of a session, not at the start where it would delay the screen.
-    try {
-      this.history?.trim();
-    } catch (err) {
-      this.log.warn("history.trim-failed", { reason: err instanceof Error ? err.message : String(err) });
-    }
+    this.history?.trim();
     this.state.close();
   }
 
@@ -642,13 +638,7 @@ export class ChatClient implements ChatSession {
   backlog(): ChatMessage[] {
     const pending = this.pendingMessages();
     if (this.history === undefined) return pending;
-    let kept: ChatMessage[];
-    try {
-      kept = this.history.recent();
-    } catch (err) {
-      this.log.warn("history.read-failed", { reason: err instanceof Error ? err.message : String(err) });
-      return pending;
-    }
+    const kept = this.history.recent();
     // The outbox is the truth about what is unsent: a kept "pending" that is no longer there was
     // settled while its state change could not be written; unsent ones the history lacks are added.
     const unsent = new Set(pending.map((m) => m.id));
@@ -669,11 +659,7 @@ export class ChatClient implements ChatSession {
 
   /** Forgets a conversation's history on this machine (the relay keeps none). */
   forgetHistory(conversationId: string): void {
-    try {
-      this.history?.forget(conversationId);
-    } catch (err) {
-      this.log.warn("history.forget-failed", { reason: err instanceof Error ? err.message : String(err) });
-    }
+    this.history?.forget(conversationId);
   }
 
   /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
@@ -814,11 +800,7 @@ export class ChatClient implements ChatSession {
     if (outcome.ok) {
       this.failed.delete(id);
       // The new message carries the text from now on; the failed one is not kept to be retried again.
-      try {
-        this.history?.remove(id);
-      } catch (err) {
-        this.log.warn("history.write-failed", { reason: err instanceof Error ? err.message : String(err) });
-      }
+      this.history?.remove(id);
     }
     return outcome;
   }
@@ -961,20 +943,23 @@ export class ChatClient implements ChatSession {
   }
 
   async verify(username: string): Promise<Outcome<VerifyInfo>> {
-    if (isValidUsername(username) && username !== this.me && this.trustStore.get(username) === undefined && !this.directory.isUnknown(username)) {
+    // Someone real whose keys are not pinned yet: look them up (before, and again after, the lookup).
+    const unfetched = (): boolean =>
+      isValidUsername(username) && username !== this.me && this.trustStore.get(username) === undefined && !this.directory.isUnknown(username);
+    if (unfetched()) {
       try {
         await this.directory.ensure([username]);
       } catch (err) {
         this.log.info("verify.fetch-failed", { reason: err instanceof Error ? err.message : String(err) });
       }
     }
-    const answer = this.verifyInfo(username);
     // Still nothing pinned (offline relay, or the lookup failed): say why instead of "run again".
-    if (!answer.ok && this.trustStore.get(username) === undefined && !this.directory.isUnknown(username) && isValidUsername(username) && username !== this.me) {
+    if (unfetched()) {
       return { ok: false, error: `${username}'s keys could not be fetched from the relay (${this.authenticated ? "no answer" : "not connected"}); try /verify ${username} again later` };
     }
-    return answer;
+    return this.verifyInfo(username);
   }
+
 
   trust(username: string): Outcome<string> {
     if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
@@ -1027,13 +1012,8 @@ export class ChatClient implements ChatSession {
   /** Every message shown, and every change of my messages' state, goes to the history. */
   private remember(e: SessionEvent): void {
     if (this.history === undefined || this.closed) return;
-    try {
-      if (e.type === "message") this.history.record(e.message);
-      else if (e.type === "message-state") this.history.setState(e.id, e.state, e.failure, e.queuedFor);
-    } catch (err) {
-      // A full disk must not stop the chat; the message is on screen, only not kept.
-      this.log.warn("history.write-failed", { reason: err instanceof Error ? err.message : String(err) });
-    }
+    if (e.type === "message") this.history.record(e.message);
+    else if (e.type === "message-state") this.history.setState(e.id, e.state, e.failure, e.queuedFor);
   }
 
   private setConnection(status: ConnectionStatus): void {

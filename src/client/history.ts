@@ -1,5 +1,6 @@
 // The local history: every message shown (and every one I sent) is kept in the client's state
-// database, so the conversation is still there after a restart. The text is encrypted at rest
+// database, so the conversation is still there after a restart. It never stops the chat: a write
+// that fails (a full disk) is logged and the message stays on screen, only not kept. The text is encrypted at rest
 // (at-rest.ts); metadata (who, when, which conversation) is stored in the clear, as the relay
 // sees it anyway.
 import type { Field } from "../protocol/encoding.js";
@@ -37,6 +38,11 @@ export class MessageHistory {
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
   record(m: ChatMessage): void {
+    this.safely("history.write-failed", () => this.add(m));
+    if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
+  }
+
+  private add(m: ChatMessage): void {
     const messageId = Buffer.from(m.id, "hex");
     this.store.historyAdd({
       messageId,
@@ -52,18 +58,21 @@ export class MessageHistory {
       gap: m.gap === true,
       sealed: this.cipher.seal("history", m.conversationId, messageId, m.text, boundFields(m.from, m.own, m.kind, m.sentAtMs)),
     });
-    if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
   }
 
   setState(id: string, state: MessageState, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
-    this.store.historySetState(Buffer.from(id, "hex"), state, failure, queuedFor);
+    this.safely("history.write-failed", () => this.store.historySetState(Buffer.from(id, "hex"), state, failure, queuedFor));
   }
 
-  /** The newest `total` messages, in the order they came; unreadable rows are skipped. */
+  /**
+   * The newest `total` messages, in the order they came; unreadable rows are skipped (and
+   * counted in `unreadable`). None when the file cannot be read.
+   */
   recent(total: number = BACKLOG_TOTAL): ChatMessage[] {
     const out: ChatMessage[] = [];
     let unreadable = 0;
-    for (const r of this.store.historyRecent(total)) {
+    const rows = this.safely("history.read-failed", () => this.store.historyRecent(total)) ?? [];
+    for (const r of rows) {
       const m = this.open(r);
       if (m === undefined) unreadable++;
       else out.push(m);
@@ -76,16 +85,26 @@ export class MessageHistory {
   /** Keeps only the newest `perConversation` messages of each conversation, so the file does not grow without end. */
   trim(perConversation: number = BACKLOG_PER_CONVERSATION): void {
     this.recordedSinceTrim = 0;
-    this.store.historyTrim(perConversation);
+    this.safely("history.trim-failed", () => this.store.historyTrim(perConversation));
   }
 
   /** Drops one message: a failed one, sent again as a new message, is not shown twice. */
   remove(id: string): void {
-    this.store.historyRemove(Buffer.from(id, "hex"));
+    this.safely("history.write-failed", () => this.store.historyRemove(Buffer.from(id, "hex")));
   }
 
   forget(conversationId: string): void {
-    this.store.historyForget(conversationId);
+    this.safely("history.forget-failed", () => this.store.historyForget(conversationId));
+  }
+
+  /** Runs a file operation; a failure is logged under `event`, and the chat goes on. */
+  private safely<T>(event: string, run: () => T): T | undefined {
+    try {
+      return run();
+    } catch (err) {
+      this.log.warn(event, { reason: err instanceof Error ? err.message : String(err) });
+      return undefined;
+    }
   }
 
   private open(r: HistoryRow): ChatMessage | undefined {

@@ -1,6 +1,6 @@
 // The local history and the outbox text, encrypted at rest (PROTOCOL.md §7.5): what is kept comes
 // back after a restart, and nothing of it is readable from the file without the key file.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger, type Logger } from "../../src/protocol/log.js";
 import { fixtureIdentity } from "../helpers/identities.js";
+import { sqliteFileBytes } from "../helpers/sqlite-bytes.js";
 
 let alice: PrivateIdentity;
 let mallory: PrivateIdentity;
@@ -30,10 +31,6 @@ function message(extra: Partial<ChatMessage> & Pick<ChatMessage, "conversationId
   return { id: n.toString(16).padStart(32, "0"), from: "bob", kind: "text", sentAtMs: 1000 + n, receivedAtMs: 2000 + n, own: false, ...extra };
 }
 
-/** Everything SQLite wrote for the database: the file and its write-ahead log. */
-function fileBytes(path: string): Buffer {
-  return Buffer.concat([path, `${path}-wal`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
-}
 
 function recordingLogger(): Logger & { warnings: string[] } {
   const warnings: string[] = [];
@@ -99,7 +96,7 @@ describe("message history", () => {
     history.setState(mine.id, "accepted", undefined, ["bob"]);
     store.close();
 
-    const bytes = fileBytes(path);
+    const bytes = sqliteFileBytes(path);
     for (const secret of ["the deploy is at noon", "my pin is 4711", "restarts the database"]) expect(bytes.includes(Buffer.from(secret))).toBe(false);
 
     store = ClientStateStore.open(path);

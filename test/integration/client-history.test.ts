@@ -1,7 +1,7 @@
 // The client's kept history and unsent messages across a restart, against a real relay
 // (PROTOCOL.md §7.5): what was on screen comes back, nothing of it is in the file in the clear,
 // and --no-history keeps none.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { TrustStore } from "../../src/client/trust-store.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
+import { sqliteFileBytes } from "../helpers/sqlite-bytes.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -38,10 +39,6 @@ async function relay(): Promise<TestRelay> {
   return r;
 }
 
-/** Everything SQLite wrote for the database: the file and its write-ahead log. */
-function fileBytes(path: string): Buffer {
-  return Buffer.concat([path, `${path}-wal`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
-}
 
 /** A client on the same files as before a restart, not connected: what the TUI shows at start. */
 async function restarted(id: PrivateIdentity, dir: string, history = true): Promise<ChatClient> {
@@ -70,7 +67,7 @@ describe("history across a restart", () => {
     await a.waitForMessage("psst: the vault code is 4711");
     await a.close();
 
-    const bytes = fileBytes(statePath);
+    const bytes = sqliteFileBytes(statePath);
     for (const secret of ["the deploy is at noon", "the vault code is 4711"]) expect(bytes.includes(Buffer.from(secret))).toBe(false);
 
     const again = await restarted(alice, dir);
@@ -98,7 +95,7 @@ describe("history across a restart", () => {
     expect(sent.ok).toBe(true);
     await a.close();
 
-    expect(fileBytes(statePath).includes(Buffer.from("written while the relay was down"))).toBe(false);
+    expect(sqliteFileBytes(statePath).includes(Buffer.from("written while the relay was down"))).toBe(false);
     const store = ClientStateStore.open(statePath);
     expect(store.outbox().map((e) => Buffer.isBuffer(e.text))).toEqual([true]);
     store.close();

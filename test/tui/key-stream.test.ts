@@ -5,7 +5,7 @@
 import { describe, expect, test } from "vitest";
 import { inkKey, NO_KEY } from "../../src/tui/input/ink-key.js";
 import { key, type InputEvent } from "../../src/tui/input/key-parser.js";
-import { createKeyStream, ESCAPE_MS, HOLD_MS, PASTE_GAP_MS, type KeyStream } from "../../src/tui/input/key-stream.js";
+import { createKeyStream, ESCAPE_MS, HOLD_MIN_CHARS, HOLD_MS, PASTE_GAP_MS, type KeyStream } from "../../src/tui/input/key-stream.js";
 import { keyOutcome, type KeyContext } from "../../src/tui/hooks/useKeyboard.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
@@ -54,14 +54,26 @@ describe("keys over time", () => {
     expect(stream.expire(200 + ESCAPE_MS)).toEqual([key("escape")]);
   });
 
-  test("a line and Enter typed by hand sends: key by key, or as one chunk (then after HOLD_MS)", () => {
+  test("a line and Enter typed by hand sends: key by key, or as one chunk", () => {
     expect(run([[0, "h"], [120, "i"], [260, "\r"]])).toEqual([text("h"), text("i"), ENTER]);
     const stream = createKeyStream();
-    expect(stream.push("hi there\r", 0)).toEqual([]);
-    expect(stream.deadline()).toBe(HOLD_MS);
-    expect(stream.expire(HOLD_MS)).toEqual([text("hi there"), ENTER]);
-    // A key pressed later is not part of it.
+    expect(stream.push("hi there\r", 0)).toEqual([text("hi there"), ENTER]);
+    expect(stream.deadline()).toBeUndefined();
     expect(run([[0, "one\r"], [300, "two\r"]])).toEqual([text("one"), ENTER, text("two"), ENTER]);
+  });
+
+  test("a busy client reading the Enter of one line with the next line: the Enter still sends", () => {
+    // tmux send-keys "one" Enter, then "two" Enter: the client was busy and read "\rtwo" at once.
+    expect(run([[0, "one"], [30, "\rtwo"], [60, "\r"]])).toEqual([text("one"), ENTER, text("two"), ENTER]);
+  });
+
+  test("one long line and Enter in a read waits HOLD_MS: a paste cut right after its first line stays one paste", () => {
+    const long = "x".repeat(HOLD_MIN_CHARS + 1);
+    const stream = createKeyStream();
+    expect(stream.push(`${long}\r`, 0)).toEqual([]);
+    expect(stream.deadline()).toBe(HOLD_MS);
+    expect(stream.expire(HOLD_MS)).toEqual([text(long), ENTER]);
+    expect(run([[0, `${long}\r`], [2, "second\rthird"]])).toEqual([paste(`${long}\nsecond\nthird`)]);
   });
 
   test("several lines in one chunk are one paste; Tab inside it is a tab", () => {
@@ -71,7 +83,7 @@ describe("keys over time", () => {
   });
 
   test("a paste cut into chunks that come within PASTE_GAP_MS is one paste, even cut right after a line", () => {
-    expect(run([[0, "one\r"], [1, "two\rthree\r"], [3, "four"]])).toEqual([paste("one\ntwo\nthree\nfour")]);
+    expect(run([[0, "one\rtwo"], [1, "\rthree\r"], [3, "four"]])).toEqual([paste("one\ntwo\nthree\nfour")]);
     expect(run([[0, "a\rb"], [PASTE_GAP_MS - 1, "c\rd"], [PASTE_GAP_MS * 3, "x"]])).toEqual([paste("a\nbc\nd"), text("x")]);
   });
 
@@ -84,12 +96,15 @@ describe("keys over time", () => {
   test("a 200-line paste without brackets is never 200 messages, however the reads cut it", () => {
     const lines = Array.from({ length: 200 }, (_, i) => `line ${String(i).padStart(3, "0")} of the pasted text`);
     const bytes = Buffer.from(lines.join("\r"), "utf8");
-    for (let cut = 1; cut < bytes.length; cut += 7) {
+    for (let cut = 1; cut < bytes.length; cut++) {
       const events = joinText(run([[0, bytes.subarray(0, cut)], [2, bytes.subarray(cut)]]));
-      // At most the part of the first line before the cut is typed; the rest is one paste.
-      expect(events.filter((e) => e.kind === "key"), `cut at ${cut}`).toEqual([]);
+      // At most the first line goes on its own (when the first read ends right at its line
+      // break); the rest is one paste.
+      const first = (lines[0] as string).length;
+      const enters = events.filter((e) => e.kind === "key");
+      expect(enters.length, `cut at ${cut}`).toBeLessThanOrEqual(cut === first || cut === first + 1 ? 1 : 0);
       expect(events.filter((e) => e.kind === "paste")).toHaveLength(1);
-      const all = events.map((e) => (e.kind === "text" || e.kind === "paste" ? e.text : "")).join("");
+      const all = events.map((e) => (e.kind === "text" || e.kind === "paste" ? e.text : e.kind === "key" ? "\n" : "")).join("");
       expect(all).toBe(lines.join("\n"));
     }
     // In 4 KB reads, as a pty delivers it.

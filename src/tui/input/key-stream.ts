@@ -7,17 +7,21 @@
 //    fast "typing" with line breaks inside. Nobody types a line, Enter and more text within one
 //    read or a few milliseconds, so such input is a paste: it comes out as one paste event (and
 //    is then one message, or asks when large, as a bracketed paste does), never as one message
-//    per line. Precisely, a run of text, Enter and Tab in one chunk is a paste when an Enter in
-//    it is followed by more; a run of one line and Enter at the end of a chunk waits HOLD_MS in
-//    case the next chunk continues it; a paste takes in the chunks that follow within
-//    PASTE_GAP_MS. A line and Enter typed by hand (or as the last keys of a chunk) still send.
-//    Inside a paste, Tab is a tab; outside, every key acts, Tab completes.
+//    per line. Precisely, a run of text, Enter and Tab in one chunk is a paste when it has text
+//    before an Enter and anything after it (an Enter that starts the run is the Enter key: the
+//    end of a line typed before, read together with the next keys by a busy client); a paste
+//    takes in the chunks that follow within PASTE_GAP_MS; a read that is one long line
+//    (HOLD_MIN_CHARS or more) and Enter waits HOLD_MS in case it is the first piece of a paste
+//    cut by the terminal's buffer. A line and Enter typed by hand (or as the last keys of a
+//    chunk) still send. Inside a paste, Tab is a tab; outside, every key acts, Tab completes.
 import { createKeyParser, type InputEvent, type KeyParser } from "./key-parser.js";
 
 /** How long an ESC at the end of a chunk waits for the rest of a sequence before it is Esc. */
 export const ESCAPE_MS = 40;
-/** How long a chunk ending in one line and Enter waits for a continuation (then it sends). */
+/** How long a chunk of one long line and Enter waits for a continuation (then it sends). */
 export const HOLD_MS = 10;
+/** A line this long in one read is no typing: it may be a paste's first piece. */
+export const HOLD_MIN_CHARS = 256;
 /** A paste without brackets takes in what arrives this soon after its last chunk. */
 export const PASTE_GAP_MS = 40;
 /** A bracketed paste whose end marker never comes is delivered after this much quiet. */
@@ -54,9 +58,10 @@ function multiLine(run: readonly InputEvent[]): boolean {
   return firstBreak >= 0 && firstBreak < run.length - 1;
 }
 
-/** One line and the Enter that ends it: typed fast, or the first piece of a paste. */
-function lineAndEnter(run: readonly InputEvent[]): boolean {
-  return run.length >= 2 && isEnter(run[run.length - 1] as InputEvent) && !run.slice(0, -1).some(isEnter) && run.some((e) => e.kind === "text");
+/** One long line and the Enter that ends it: the first piece of a paste, cut after its first line? */
+function longLineAndEnter(run: readonly InputEvent[]): boolean {
+  if (run.length < 2 || !isEnter(run[run.length - 1] as InputEvent) || run.slice(0, -1).some(isEnter)) return false;
+  return textOf(run).length > HOLD_MIN_CHARS;
 }
 
 export interface KeyStream {
@@ -109,7 +114,8 @@ export function createKeyStream(timing: Partial<KeyStreamTiming> = {}): KeyStrea
     if (i < events.length || !continuing) release(out);
     while (i < events.length) {
       const e = events[i] as InputEvent;
-      if (!pasteable(e)) {
+      // Not pasteable, or an Enter before any text of this chunk: a key.
+      if (!pasteable(e) || isEnter(e)) {
         out.push(e);
         i++;
         continue;
@@ -121,7 +127,7 @@ export function createKeyStream(timing: Partial<KeyStreamTiming> = {}): KeyStrea
       if (multiLine(run)) {
         if (last) pasting = { text: textOf(run), atMs: nowMs };
         else out.push({ kind: "paste", text: textOf(run) });
-      } else if (last && lineAndEnter(run)) {
+      } else if (last && longLineAndEnter(run)) {
         held = { run, atMs: nowMs };
       } else {
         out.push(...run);

@@ -80,6 +80,18 @@ describe("a paste without bracketed paste", () => {
     await waitFor(() => expect(sent(session)).toEqual([`${lines.join("\n")}\n`]));
   });
 
+  test("what is pasted while a large paste asks joins it: nothing replaced, nothing slips into the line", async () => {
+    const session = new FakeSession();
+    const a = await open(session, { columns: 120 });
+    const big = Array.from({ length: 30 }, (_, i) => `pasted line ${i}`).join("\n");
+    a.press(KEY.paste(big));
+    await waitFor(() => expect(a.frame()).toContain("⚠ Paste of 30 lines"));
+    a.press(KEY.paste("\nthe rest\nof it"));
+    await waitFor(() => expect(a.frame()).toContain("⚠ Paste of 32 lines"));
+    a.type("y");
+    await waitFor(() => expect(sent(session)).toEqual([`${big}\nthe rest\nof it`]));
+  });
+
   test("a line and Enter typed by hand still send", async () => {
     const session = new FakeSession();
     const a = await open(session);

@@ -298,8 +298,10 @@ export function createKeyParser(): KeyParser {
   const decoder = new TextDecoder("utf-8");
   /** An unfinished escape sequence (or bytes of one) carried into the next chunk. */
   let pending = "";
-  /** Inside a bracketed paste: what has arrived of it so far. */
-  let paste: string | undefined;
+  /** Inside a bracketed paste: what has arrived of it so far, its length, and its end. */
+  let paste: string[] | undefined;
+  let pasteLength = 0;
+  let pasteTail = "";
   /** A CR ended the last chunk: an LF starting the next one belongs to it (CRLF is one Enter). */
   let afterCr = false;
 
@@ -314,17 +316,22 @@ export function createKeyParser(): KeyParser {
     };
     while (i < s.length) {
       if (paste !== undefined) {
-        // Look for the end marker, which may have been cut between chunks.
-        const from = paste.length;
-        const joined = paste + s.slice(i);
-        const endAt = joined.indexOf(PASTE_END, Math.max(0, from - PASTE_END.length));
-        if (endAt < 0) {
-          paste = joined;
+        // Look for the end marker, which may have been cut between chunks: in the last few
+        // characters of the paste so far and this chunk (a long paste is not searched again).
+        const rest = s.slice(i);
+        const window = pasteTail + rest;
+        const at = window.indexOf(PASTE_END);
+        if (at < 0) {
+          paste.push(rest);
+          pasteLength += rest.length;
+          pasteTail = window.slice(-(PASTE_END.length - 1));
           return;
         }
-        out.push({ kind: "paste", text: normalisePaste(joined.slice(0, endAt)) });
+        const whole = paste.join("") + rest;
+        const markerStart = pasteLength - pasteTail.length + at;
+        out.push({ kind: "paste", text: normalisePaste(whole.slice(0, markerStart)) });
+        i += markerStart + PASTE_END.length - pasteLength;
         paste = undefined;
-        i = i + (endAt - from) + PASTE_END.length;
         continue;
       }
       const code = s.charCodeAt(i);
@@ -336,7 +343,9 @@ export function createKeyParser(): KeyParser {
           return;
         }
         if (parsed.paste) {
-          paste = "";
+          paste = [];
+          pasteLength = 0;
+          pasteTail = "";
         } else if (parsed.event !== undefined) {
           out.push(parsed.event);
         }
@@ -388,7 +397,7 @@ export function createKeyParser(): KeyParser {
       const out: InputEvent[] = [];
       if (paste !== undefined) {
         // The terminal never sent the end marker: deliver what came rather than swallow input.
-        const text = paste;
+        const text = paste.join("");
         paste = undefined;
         if (text !== "") out.push({ kind: "paste", text: normalisePaste(text) });
         return out;

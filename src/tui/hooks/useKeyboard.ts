@@ -7,7 +7,6 @@
 import type { Key } from "ink";
 import { inkKey, NO_KEY } from "../input/ink-key.js";
 import type { Command } from "../state/commands.js";
-import { splitTyped } from "../state/input-buffer.js";
 import type { Action, Viewport } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { WHEEL_ROWS } from "../state/mouse-reports.js";
@@ -29,7 +28,7 @@ export type KeyOutcome =
   /** "y" to a large paste: put it in the line and send. */
   | { readonly kind: "paste-send" }
   | { readonly kind: "run"; readonly command: Command }
-  /** Typed text (several keystrokes may come as one chunk, Enter included). */
+  /** Typed text (several printable characters may come in one read). */
   | { readonly kind: "type"; readonly text: string }
   /** Ctrl-L: clear the terminal and draw the whole screen again. */
   | { readonly kind: "redraw" }
@@ -170,12 +169,8 @@ export function useKeyboard({ getState, getContext, dispatch, submit, run, quit,
       case "run":
         return run(outcome.command);
       case "type":
-        // Text never holds a line break from the parser; kept safe for any caller.
-        for (const part of splitTyped(outcome.text)) {
-          if (part.kind === "text") dispatch({ type: "input-insert", text: part.text });
-          else submit(getState().input.text);
-        }
-        return;
+        // Printable text only: the key parser gives Enter and the other keys as keys.
+        return dispatch({ type: "input-insert", text: outcome.text });
       case "redraw":
         return redraw();
       case "ignore":

@@ -1,6 +1,7 @@
 // The chat screen: it only composes. State and effects live in the hooks, layout and text in
 // pure view functions, drawing in the components.
-import { Box, useWindowSize } from "ink";
+import { Box, useStdout, useWindowSize } from "ink";
+import { useCallback, useState } from "react";
 import type { ChatMessage, ChatSession } from "../client/types.js";
 import type { Logger } from "../protocol/log.js";
 import { ConversationHeader } from "./components/ConversationHeader.js";
@@ -28,9 +29,18 @@ export interface AppProps {
   /** Mouse wheel scrolling from the start (/mouse toggles it). */
   readonly mouse?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * Ctrl-L: forget what the terminal shows and clear it (runTui passes Ink's instance.clear plus
+   * a clear-screen); the App then draws the whole frame again. Without it, the screen is
+   * cleared directly.
+   */
+  readonly clearScreen?: () => void;
 }
 
-export function App({ session, clock, bell, logger, notices, backlog, mouse, signal }: AppProps) {
+/** Cursor home, erase the screen (not the scrollback: CSI 3J would lose the user's history). */
+export const CLEAR_SCREEN = "\u001b[H\u001b[2J";
+
+export function App({ session, clock, bell, logger, notices, backlog, mouse, signal, clearScreen }: AppProps) {
   const { columns, rows } = useWindowSize();
   const { state, getState, dispatch } = useChatSession({
     session, clock, bell, ...(notices ? { notices } : {}), ...(backlog ? { backlog } : {}), ...(mouse !== undefined ? { mouse } : {}),
@@ -40,10 +50,20 @@ export function App({ session, clock, bell, logger, notices, backlog, mouse, sig
   const { submit, run } = useCommands({ session, getState, dispatch, clock, logger, quit });
   const screen = useScreen(state, columns, rows);
   const { layout, keys } = screen;
-  useKeyboard({ getState, getContext: () => keys.current, dispatch, submit, run, quit });
-  useMouseWheel(state.mouse, (delta) => {
-    if (!getState().pendingPaste) dispatch({ type: "scroll", move: { rows: delta }, viewport: keys.current.viewport });
-  });
+  const { stdout } = useStdout();
+  // Bumped by Ctrl-L so React commits and Ink draws the (cleared) frame whole.
+  const [, setRepaints] = useState(0);
+  const redraw = useCallback(() => {
+    if (clearScreen) clearScreen();
+    else stdout.write(CLEAR_SCREEN);
+    setRepaints((n) => n + 1);
+  }, [clearScreen, stdout]);
+  const wheel = useCallback((delta: number) => {
+    const now = getState();
+    if (now.mouse && !now.pendingPaste) dispatch({ type: "scroll", move: { rows: delta }, viewport: keys.current.viewport });
+  }, [getState, dispatch, keys]);
+  useKeyboard({ getState, getContext: () => keys.current, dispatch, submit, run, quit, redraw, wheel });
+  useMouseWheel(state.mouse);
 
   return (
     <Box flexDirection="column" width={layout.columns} height={layout.rows}>

@@ -8,7 +8,7 @@ import { render } from "ink";
 import { createElement } from "react";
 import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
-import { App } from "./App.js";
+import { App, CLEAR_SCREEN } from "./App.js";
 import { closeSession, CLOSE_DEADLINE_MS } from "./hooks/useQuit.js";
 import type { StartupNotice } from "./state/reducer.js";
 
@@ -100,6 +100,12 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
         notices: (options.notices ?? []).map(toNotice),
         backlog: options.backlog ?? [],
         mouse: options.mouse ?? false,
+        // Ctrl-L: Ink forgets the frame it drew (the next one is written whole), and the
+        // terminal is cleared of whatever else was written on it.
+        clearScreen: () => {
+          instance.clear();
+          stdout.write(CLEAR_SCREEN);
+        },
         ...(options.signal ? { signal: options.signal } : {}),
       }),
       {

@@ -45,6 +45,8 @@ describe("relay killed -9 under real terminals", () => {
     for (const i of [1, 2, 3]) {
       tmux.type("alice", `before the crash ${i}`);
       tmux.keys("alice", "Enter");
+      // At a person's pace: lines typed faster than the client reads are one paste.
+      await tmux.waitForScreen("alice", (s) => s.includes(`before the crash ${i}`) && /\] >\s*$/.test(s));
     }
     await tmux.waitForScreen("bob", (s) => s.includes("before the crash 3"));
     await tmux.waitForScreen("alice", (s) => count(s, "✓") >= 3);
@@ -54,6 +56,7 @@ describe("relay killed -9 under real terminals", () => {
     for (const i of [4, 5]) {
       tmux.type("alice", `while it was down ${i}`);
       tmux.keys("alice", "Enter");
+      await tmux.waitForScreen("alice", (s) => s.includes(`while it was down ${i}`) && /\] >\s*$/.test(s));
     }
     await tmux.waitForScreen("alice", (s) => s.includes("while it was down 5"));
 

@@ -83,13 +83,20 @@ describe("the terminal UI through the real binaries", () => {
   });
 
   it("scrolling back while messages arrive keeps the view still and shows the more-below marker", async () => {
-    for (let i = 0; i < 40; i++) say("bob", `scroll ${String(i).padStart(2, "0")}`);
+    for (let i = 0; i < 40; i++) {
+      say("bob", `scroll ${String(i).padStart(2, "0")}`);
+      // At a person's pace: lines typed faster than the client reads are one paste.
+      await tmux.waitForScreen("bob", (s) => s.includes(`scroll ${String(i).padStart(2, "0")}`) && /\] >\s*$/.test(s));
+    }
     await tmux.waitForScreen("alice", (s) => s.includes("scroll 39"));
     tmux.keys("alice", "PPage");
     const before = await tmux.waitForScreen("alice", /-- more below \(\d+\) --/);
     expect(before).not.toContain("scroll 39");
     const still = (s: string) => rows(s).filter((l) => !l.includes("more below"));
-    for (let i = 0; i < 3; i++) say("bob", `arrived while reading ${i}`);
+    for (let i = 0; i < 3; i++) {
+      say("bob", `arrived while reading ${i}`);
+      await tmux.waitForScreen("bob", (s) => s.includes(`arrived while reading ${i}`) && /\] >\s*$/.test(s));
+    }
     await tmux.waitForScreen("bob", (s) => s.includes("arrived while reading 2 ✓"));
     const after = await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/);
     // Everything but the marker row is exactly as it was.

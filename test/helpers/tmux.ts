@@ -56,6 +56,21 @@ export class Tmux {
     this.run(["paste-buffer", "-p", "-d", "-b", buffer, "-t", name]);
   }
 
+  /**
+   * Pastes text as a terminal without bracketed paste does: the bytes as if typed fast, each
+   * line break a CR, in as few writes as tmux makes.
+   */
+  pasteUnbracketed(name: string, text: string): void {
+    const buffer = `b${randomBytes(3).toString("hex")}`;
+    this.run(["set-buffer", "-b", buffer, text]);
+    this.run(["paste-buffer", "-d", "-b", buffer, "-t", name]);
+  }
+
+  /** The terminal device of a pane (writing to it scribbles on that screen, as `wall` does). */
+  tty(name: string): string {
+    return this.run(["display-message", "-p", "-t", name, "#{pane_tty}"]).trim();
+  }
+
   resize(name: string, width: number, height: number): void {
     this.run(["resize-window", "-t", name, "-x", String(width), "-y", String(height)]);
   }

@@ -91,11 +91,17 @@ describe("sending", () => {
     await waitFor(() => expect(lineWith(a, "hello everyone")).toMatch(/alice {2}hello everyone ✓/));
   });
 
-  test("keys typed in one chunk (fast typing) still send the right line", async () => {
+  test("a line and Enter in one chunk (fast typing) sends; several lines in one chunk are a paste, one message", async () => {
     const session = new FakeSession();
     const a = await open(session);
-    a.type("first\rsecond\r");
-    await waitFor(() => expect(session.callsOf("send").map((c) => c.text)).toEqual(["first", "second"]));
+    a.type("first\r");
+    await waitFor(() => expect(session.callsOf("send").map((c) => c.text)).toEqual(["first"]));
+    // Nobody types a line, Enter and another line within one read: that is a paste without
+    // bracketed paste, and it waits in the input as one message, as a bracketed paste does.
+    a.type("second\rthird");
+    await waitFor(() => expect(a.lines().slice(-2)).toEqual(["[lobby] > second", "          third"]));
+    a.press(KEY.enter);
+    await waitFor(() => expect(session.callsOf("send").map((c) => c.text)).toEqual(["first", "second\nthird"]));
   });
 
   test("editing: Backspace, Left/Right, Home/End, Delete", async () => {

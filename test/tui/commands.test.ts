@@ -143,7 +143,7 @@ test("/help lists every command the parser knows, and the keys", () => {
   // Every key the issue asks for is documented.
   for (const key of [
     "Enter", "Alt-Enter", "Tab / Shift-Tab", "Up / Down", "Ctrl-A / Ctrl-E", "Ctrl-W", "Ctrl-U", "Alt-B / Alt-F", "PgUp / PgDn",
-    "Ctrl-Home / Ctrl-End", "Alt-1 … Alt-9", "Ctrl-N / Ctrl-P", "Alt-A", "Alt-U", "Alt-R", "mouse wheel", "Ctrl-C",
+    "Ctrl-Home / Ctrl-End", "Alt-1 … Alt-9", "Ctrl-N / Ctrl-P", "Alt-A", "Alt-U", "Alt-R", "mouse wheel", "Ctrl-C", "Alt-J", "Ctrl-L",
   ]) expect(help).toContain(key);
   expect(help).toContain("/exit");
 });

@@ -2,7 +2,7 @@
 // Ctrl-K), Home / End within a multi-line input, and moving between its lines.
 import { describe, expect, test } from "vitest";
 import { kill, moveCursor, onEdgeLine, wordEnd, wordStart, type InputBuffer } from "../../src/tui/state/input-buffer.js";
-import { splitMouseReports, WHEEL_ROWS } from "../../src/tui/state/mouse-reports.js";
+import { parseKeys } from "../../src/tui/input/key-parser.js";
 
 /** "hello |world" → { text: "hello world", cursor: 6 } */
 const at = (marked: string): InputBuffer => ({ text: marked.replace("|", ""), cursor: marked.indexOf("|") });
@@ -63,8 +63,10 @@ describe("multi-line input", () => {
 
 describe("mouse reports", () => {
   test("wheel notches are taken out of the input; clicks are dropped; keys stay", () => {
-    expect(splitMouseReports("abc")).toEqual({ rest: "abc", wheel: [] });
-    expect(splitMouseReports("\u001b[<64;10;5M")).toEqual({ rest: "", wheel: [-WHEEL_ROWS] });
-    expect(splitMouseReports("x\u001b[<65;1;1My\u001b[<0;3;4M\u001b[<0;3;4mz\u001b[<80;2;2M")).toEqual({ rest: "xyz", wheel: [WHEEL_ROWS, -WHEEL_ROWS] });
+    expect(parseKeys("abc")).toEqual([{ kind: "text", text: "abc" }]);
+    expect(parseKeys("\u001b[<64;10;5M")).toEqual([{ kind: "wheel", direction: -1 }]);
+    expect(parseKeys("x\u001b[<65;1;1My\u001b[<0;3;4M\u001b[<0;3;4mz\u001b[<80;2;2M")).toEqual([
+      { kind: "text", text: "x" }, { kind: "wheel", direction: 1 }, { kind: "text", text: "y" }, { kind: "text", text: "z" }, { kind: "wheel", direction: -1 },
+    ]);
   });
 });

@@ -45,6 +45,12 @@ describe("keys", () => {
     expect(action("r", { meta: true })).toEqual({ kind: "run", command: { kind: "retry" } });
   });
 
+  test("Alt-J and Alt-Shift-U go up to the unread ruler; Ctrl-L redraws", () => {
+    expect(action("j", { meta: true })).toEqual({ type: "scroll", move: "unread", viewport: ctx.viewport });
+    expect(action("U", { meta: true, shift: true })).toEqual({ type: "scroll", move: "unread", viewport: ctx.viewport });
+    expect(action("l", { ctrl: true })).toEqual({ kind: "redraw" });
+  });
+
   test("editing", () => {
     expect(action("\r", { return: true, meta: true })).toEqual({ type: "input-insert", text: "\n" });
     expect(action("\r", { return: true })).toEqual({ kind: "submit" });

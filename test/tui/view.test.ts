@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import type { ChatMessage, PeerView } from "../../src/client/types.js";
 import { mentions, shouldRing } from "../../src/tui/state/attention.js";
-import { backspace, cleanInsert, deleteForward, insertText, moveCursor, splitTyped } from "../../src/tui/state/input-buffer.js";
+import { backspace, cleanInsert, deleteForward, insertText, moveCursor } from "../../src/tui/state/input-buffer.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { expandTabs, stringWidth, truncateToWidth, wrapHanging, wrapLine, wrapText } from "../../src/tui/view/cell-width.js";
@@ -385,9 +385,7 @@ describe("input editing", () => {
     expect(backspace({ text: "x", cursor: 0 })).toEqual({ text: "x", cursor: 0 });
   });
 
-  test("typed chunks split into text and Enter; pastes keep newlines and lose controls", () => {
-    expect(splitTyped("hi\r")).toEqual([{ kind: "text", text: "hi" }, { kind: "submit" }]);
-    expect(splitTyped("a\r\nb")).toEqual([{ kind: "text", text: "a" }, { kind: "submit" }, { kind: "text", text: "b" }]);
+  test("pastes keep newlines and lose controls (typed chunks are split by the key parser)", () => {
     expect(cleanInsert("one\r\ntwo\rthree\u001b[31m\u0007")).toBe("one\ntwo\nthree[31m");
   });
 });

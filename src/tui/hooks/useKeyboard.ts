@@ -1,12 +1,16 @@
-// Keys and pastes. What a key does is decided by a pure function (keyOutcome) over Ink's parsed
-// key and a little of the screen's state; this hook carries it out. A bracketed paste arrives
-// whole (newlines included), so a multi-line paste is one message; a large one is held until the
-// user answers y / e / n. (The mouse wheel comes through useMouseWheel.)
-import { useInput, usePaste, type Key } from "ink";
+// Keys and pastes. Every key of every chunk comes in order from useTerminalInput (the key parser);
+// what a key does is decided by a pure function (keyOutcome) over the key, in Ink's Key shape,
+// and a little of the screen's state; this hook carries it out. A paste (bracketed, or fast
+// multi-line input without brackets) arrives whole, newlines included, so a multi-line paste is
+// one message; a large one is held until the user answers y / e / n. The mouse wheel's reports
+// come through here too (useMouseWheel only turns the terminal's reporting on and off).
+import type { Key } from "ink";
+import { inkKey, NO_KEY } from "../input/ink-key.js";
 import type { Command } from "../state/commands.js";
-import { splitTyped } from "../state/input-buffer.js";
 import type { Action, Viewport } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
+import { WHEEL_ROWS } from "../state/mouse-reports.js";
+import { useTerminalInput } from "./useTerminalInput.js";
 
 /** What the screen looks like when a key arrives (the layout belongs to the App). */
 export interface KeyContext {
@@ -24,8 +28,10 @@ export type KeyOutcome =
   /** "y" to a large paste: put it in the line and send. */
   | { readonly kind: "paste-send" }
   | { readonly kind: "run"; readonly command: Command }
-  /** Typed text (several keystrokes may come as one chunk, Enter included). */
+  /** Typed text (several printable characters may come in one read). */
   | { readonly kind: "type"; readonly text: string }
+  /** Ctrl-L: clear the terminal and draw the whole screen again. */
+  | { readonly kind: "redraw" }
   | { readonly kind: "ignore" };
 
 const act = (action: Action): KeyOutcome => ({ kind: "action", action });
@@ -63,6 +69,8 @@ export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyCon
     switch (typed) {
       case "c":
         return { kind: "quit" };
+      case "l":
+        return { kind: "redraw" };
       case "d":
         return state.input.text === "" ? { kind: "quit" } : act({ type: "input-delete" });
       case "n":
@@ -86,6 +94,9 @@ export function keyOutcome(typed: string, key: Key, state: TuiState, ctx: KeyCon
 
   if (key.meta && !key.escape) {
     if (/^[1-9]$/.test(typed)) return act({ type: "focus-index", index: Number(typed) - 1 });
+    // Alt-J, and Alt-Shift-U (weechat's Alt-U, which here shows / hides the sidebar): up to
+    // where the unread ruler is.
+    if (typed === "U" || typed.toLowerCase() === "j") return scroll("unread");
     switch (typed.toLowerCase()) {
       case "0":
         return act({ type: "focus-index", index: 9 });
@@ -135,14 +146,15 @@ export interface UseKeyboardOptions {
   readonly submit: (line: string) => void;
   readonly run: (command: Command) => void;
   readonly quit: () => void;
+  /** Ctrl-L: clear the terminal and repaint the whole screen. */
+  readonly redraw: () => void;
+  /** The mouse wheel turned, `rows` rows (negative: up). */
+  readonly wheel: (rows: number) => void;
 }
 
-export function useKeyboard({ getState, getContext, dispatch, submit, run, quit }: UseKeyboardOptions): void {
-  // Input stays active (raw mode) while leaving, so a Ctrl-C pressed while the session closes
-  // cannot turn into a SIGINT that kills the process halfway; keys are just ignored then.
-  useInput((typed, key) => {
+export function useKeyboard({ getState, getContext, dispatch, submit, run, quit, redraw, wheel }: UseKeyboardOptions): void {
+  const onKey = (typed: string, key: Key): void => {
     const state = getState();
-    if (state.quitting) return;
     const outcome = keyOutcome(typed, key, state, getContext());
     switch (outcome.kind) {
       case "action":
@@ -157,18 +169,30 @@ export function useKeyboard({ getState, getContext, dispatch, submit, run, quit 
       case "run":
         return run(outcome.command);
       case "type":
-        // Several keystrokes can arrive as one chunk ("hi\r"): replay them in order.
-        for (const part of splitTyped(outcome.text)) {
-          if (part.kind === "text") dispatch({ type: "input-insert", text: part.text });
-          else submit(getState().input.text);
-        }
-        return;
+        // Printable text only: the key parser gives Enter and the other keys as keys.
+        return dispatch({ type: "input-insert", text: outcome.text });
+      case "redraw":
+        return redraw();
       case "ignore":
         return;
     }
-  });
+  };
 
-  usePaste((text) => {
-    if (!getState().quitting) dispatch({ type: "paste", text });
+  // Input stays active (raw mode) while leaving, so a Ctrl-C pressed while the session closes
+  // cannot turn into a SIGINT that kills the process halfway; keys are just ignored then.
+  useTerminalInput((event) => {
+    if (getState().quitting) return;
+    switch (event.kind) {
+      case "text":
+        return onKey(event.text, NO_KEY);
+      case "key": {
+        const { typed, key } = inkKey(event);
+        return onKey(typed, key);
+      }
+      case "paste":
+        return dispatch({ type: "paste", text: event.text });
+      case "wheel":
+        return wheel(event.direction * WHEEL_ROWS);
+    }
   });
 }

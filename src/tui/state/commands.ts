@@ -96,6 +96,8 @@ export const KEYS: readonly { readonly group: string; readonly keys: readonly Ke
     keys: [
       { keys: "PgUp / PgDn", summary: "scroll the conversation a page up / down (new messages do not move what you read)" },
       { keys: "Ctrl-Home / Ctrl-End", summary: "oldest / newest message (also Home / End with nothing typed, Alt-Home / Alt-End; Esc: newest)" },
+      { keys: "Alt-J (or Alt-Shift-U)", summary: "up to the unread ruler, where you left this conversation" },
+      { keys: "Ctrl-L", summary: "clear the terminal and draw the whole screen again" },
       { keys: "mouse wheel", summary: "scroll, after /mouse on" },
     ],
   },

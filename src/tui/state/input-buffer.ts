@@ -173,19 +173,3 @@ export function kill(buf: InputBuffer, what: Kill): InputBuffer {
   if (from === to) return buf;
   return { text: text.slice(0, from) + text.slice(to), cursor: from };
 }
-
-export type TypedPart = { readonly kind: "text"; readonly text: string } | { readonly kind: "submit" };
-
-/**
- * Splits one chunk of typed input into text and Enter presses. A terminal may deliver several
- * keystrokes as one chunk ("hi\r" when typing fast); a real paste arrives through bracketed
- * paste instead and keeps its newlines.
- */
-export function splitTyped(chunk: string): TypedPart[] {
-  const parts: TypedPart[] = [];
-  for (const [i, piece] of chunk.split(/\r\n|\r|\n/).entries()) {
-    if (i > 0) parts.push({ kind: "submit" });
-    if (piece !== "") parts.push({ kind: "text", text: piece });
-  }
-  return parts;
-}

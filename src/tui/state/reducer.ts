@@ -399,10 +399,13 @@ function submitted(state: TuiState, conversationId: string, text: string): TuiSt
 }
 
 function paste(state: TuiState, raw: string): TuiState {
-  const text = cleanInsert(raw);
+  // While a paste waits for its answer, what is pasted next joins it (the rest of a paste that
+  // came in pieces), never replacing it or slipping into the line behind the question.
+  const pending = state.pendingPaste;
+  const text = cleanInsert((pending?.text ?? "") + raw);
   const size = pasteSize(text);
   if (size.large) {
-    return { ...state, pendingPaste: { text, lines: size.lines, bytes: size.bytes, conversationId: state.current } };
+    return { ...state, pendingPaste: { text, lines: size.lines, bytes: size.bytes, conversationId: pending?.conversationId ?? state.current } };
   }
   return edit(state, insertText(state.input, text));
 }

@@ -139,7 +139,8 @@ export function scrollbackWindow(conversation: ScrollbackSource, ctx: WindowCont
 
 // --- moving ------------------------------------------------------------------------------------
 
-export type ScrollMove = "page-up" | "page-down" | "top" | "bottom" | { readonly rows: number };
+/** "unread": up to the unread ruler (Alt-J), which then heads the view. */
+export type ScrollMove = "page-up" | "page-down" | "top" | "bottom" | "unread" | { readonly rows: number };
 
 /** Rows a page moves: the pane less one row kept for context and one for the marker. */
 export function pageRows(height: number): number {
@@ -156,6 +157,21 @@ function followTop(conversation: ScrollbackSource, ctx: WindowContext, height: n
   return undefined;
 }
 
+/** The index of the entry the unread ruler stands above, if the conversation shows one. */
+export function rulerIndex(conversation: ScrollbackSource): number | undefined {
+  const marker = conversation.readMarker;
+  if (marker === undefined) return undefined;
+  // The unread part is at the end: walk back to the newest entry the user had seen.
+  for (let i = conversation.entries.length - 1; i > 0; i--) {
+    const prev = listGet(conversation.entries, i - 1);
+    if (prev !== undefined && prev.seq <= marker) {
+      const entry = listGet(conversation.entries, i);
+      return entry !== undefined && entry.seq > marker ? i : undefined;
+    }
+  }
+  return undefined;
+}
+
 /**
  * The scroll position after a move in a pane `height` rows high; undefined means following
  * the newest messages (reached by moving down to the end, or when everything fits anyway).
@@ -167,6 +183,11 @@ export function scrollPosition(conversation: ScrollbackSource, ctx: WindowContex
   let at: { top: number; skip: number } | undefined;
   if (move === "top") {
     at = { top: 0, skip: 0 };
+  } else if (move === "unread") {
+    const index = rulerIndex(conversation);
+    // No ruler: the view stays where it is.
+    if (index === undefined) return conversation.scroll;
+    at = { top: index, skip: 0 };
   } else {
     const delta = move === "page-up" ? -pageRows(height) : move === "page-down" ? pageRows(height) : move.rows;
     // Where the view is as drawn: a stored position so near the end that the pane shows the

@@ -11,6 +11,7 @@
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
+import { receiveLimit } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
 
 /** Incoming frames buffered before the call is paused. */
@@ -43,6 +44,11 @@ export interface FrameStream extends AsyncIterable<Buffer> {
    * window is shut when the client does not read): what a slow reader makes the relay hold.
    */
   readonly bufferedBytes: number;
+  /**
+   * The handshake is over (the proof verified): frames up to max_frame_bytes are accepted from
+   * now on, where before only preAuthFrameBytes were (PROTOCOL.md §8).
+   */
+  authenticated(): void;
 }
 
 /** Raw bytes in, raw bytes out: the service definition does no (de)serialisation. */
@@ -57,6 +63,14 @@ export interface AdaptStreamOptions {
   readonly maxPendingFrames?: number;
   /** A relay-wide tally this stream adds its buffered bytes to. */
   readonly outgoing?: OutgoingBytes;
+  /**
+   * The largest frame accepted before authenticated() (default: no lower limit), refused by
+   * grpc-js at the frame's length prefix, before it is buffered; then maxFrameBytes.
+   */
+  readonly preAuthFrameBytes?: number;
+  readonly maxFrameBytes?: number;
+  /** Called once when grpc-js's internals for preAuthFrameBytes are missing (an upgrade moved them). */
+  readonly onReceiveLimitUnavailable?: () => void;
 }
 
 export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): FrameStream {
@@ -127,6 +141,17 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     wake();
   };
 
+  // Before the proof, frames are small (PROTOCOL.md §8): a bigger one ends the call at its
+  // length prefix; grpc-js sends the status (RESOURCE_EXHAUSTED) with this sentence.
+  let authenticated = false;
+  const limit = options.preAuthFrameBytes === undefined ? undefined : receiveLimit(call, options.preAuthFrameBytes, (declared, max) => {
+    if (authenticated) return undefined; // max_frame_bytes: grpc-js's own words, as before
+    const err = sessionEnd.preAuthFrameTooLarge(declared, max);
+    gone(err.logReason ?? "frame-too-large");
+    return err.message;
+  });
+  if (limit !== undefined && !limit.enforced) options.onReceiveLimitUnavailable?.();
+
   call.on("data", (frame: Buffer) => {
     if (signal.aborted) return;
     inbox.push(frame);
@@ -171,6 +196,10 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     },
     get bufferedBytes() {
       return buffered;
+    },
+    authenticated(): void {
+      authenticated = true;
+      if (options.maxFrameBytes !== undefined) limit?.set(options.maxFrameBytes);
     },
     [Symbol.asyncIterator]: () => ({ next }),
     send(frame: Uint8Array): Promise<boolean> {

@@ -55,7 +55,7 @@ export const sessionEnd = {
       "source-busy"),
   keyNameLimit: (owned: readonly string[], limit: number) =>
     new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_KEY_NAME_LIMIT,
-      `this key already owns ${limit === 1 ? "the username" : "the usernames"} ${owned.slice(0, 3).map((n) => `'${n}'`).join(", ")}${owned.length > 3 ? ", ..." : ""} ` +
+      `this key already owns ${owned.length === 1 ? "the username" : "the usernames"} ${owned.slice(0, 3).map((n) => `'${n}'`).join(", ")}${owned.length > 3 ? ", ..." : ""} ` +
       `on this relay, and a key may own ${limit === 1 ? "only one" : `at most ${limit}`}; connect as ${owned.length === 1 ? `'${owned[0]}'` : "one of them"}, or make a new key for a new name`),
   registrationLimited: (retryAfterMs: number) =>
     new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_RATE_LIMITED,

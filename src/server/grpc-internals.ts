@@ -10,6 +10,7 @@
 // size (session.ts) still refuses big frames, only after grpc-js has received them.
 // test/adversarial/relay-flood.test.ts sends a Hello that only declares 1 MiB and fails if
 // the refusal does not come at the length prefix.
+import { constants as http2 } from "node:http2";
 import type { RawDuplex } from "./stream.js";
 
 interface GrpcDecoder {
@@ -17,8 +18,17 @@ interface GrpcDecoder {
   write(data: Buffer): Buffer[];
 }
 
+interface Http2StreamLike {
+  readonly closed: boolean;
+  readonly destroyed: boolean;
+  close(code: number): void;
+  once(event: "close", listener: () => void): unknown;
+}
+
 interface GrpcBaseCall {
   decoder: GrpcDecoder;
+  /** The call's HTTP/2 stream. */
+  stream?: unknown;
   /** Checked against a compressed message's decompressed size. */
   maxReceiveMessageSize: number;
 }
@@ -70,4 +80,25 @@ export function receiveLimit(
   };
   set(maxBytes);
   return { enforced: true, set };
+}
+
+/**
+ * Resets the call's HTTP/2 stream (RST_STREAM NO_ERROR) when the client has not closed it
+ * `afterMs` after the relay sent its status. grpc-js ends only its own side, and a client that
+ * never closes its side (a flooder) would keep every refused stream, with its memory and a slot
+ * of the connection's max concurrent streams, for the connection's lifetime. RFC 9113 §8.1
+ * allows the reset once the response is complete; honest clients close first and never see it.
+ */
+export function resetIfLeftOpen(call: RawDuplex, afterMs: number): void {
+  const raw = (call as unknown as { call?: Partial<GrpcBaseCall> }).call?.stream;
+  if (typeof raw !== "object" || raw === null) return;
+  const s = raw as Partial<Http2StreamLike>;
+  if (typeof s.close !== "function" || typeof s.once !== "function" || typeof s.closed !== "boolean") return;
+  if (s.closed) return;
+  const stream = s as Http2StreamLike;
+  const timer = setTimeout(() => {
+    if (!stream.closed && !stream.destroyed) stream.close(http2.NGHTTP2_NO_ERROR);
+  }, afterMs);
+  timer.unref();
+  stream.once("close", () => clearTimeout(timer));
 }

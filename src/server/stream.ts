@@ -11,11 +11,13 @@
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
-import { receiveLimit } from "./grpc-internals.js";
+import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
+/** How long an ended stream may stay open from the client's side before it is reset. */
+const RESET_ENDED_AFTER_MS = 2000;
 
 export interface FrameStream extends AsyncIterable<Buffer> {
   /** Aborted once the stream is over: the client went away, or end() was called. */
@@ -148,6 +150,7 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     if (authenticated) return undefined; // max_frame_bytes: grpc-js's own words, as before
     const err = sessionEnd.preAuthFrameTooLarge(declared, max);
     gone(err.logReason ?? "frame-too-large");
+    resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
     return err.message;
   });
   if (limit !== undefined && !limit.enforced) options.onReceiveLimitUnavailable?.();
@@ -237,6 +240,7 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
           // error; the call flushes what was written, then sends the status as trailers.
           call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
         }
+        resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
       }
     },
   };

@@ -106,6 +106,23 @@ describe("handshake flood", () => {
     expect(relay.running.stats().sessions).toBe(5);
   });
 
+  it("a refused stream that its client never closes is reset, so it holds neither memory nor a slot of its connection", async () => {
+    const relay = await relayWith({ handshakeTimeoutMs: 60_000, limits: { maxStreamsPerConnection: 4, maxHandshakesPerAddress: 1 } });
+    const conn = await Http2Connection.open(relay.running.port);
+    cleanups.push(() => conn.close());
+    const streams = Array.from({ length: 4 }, () => conn.stream());
+    for (const s of streams) s.writeRaw(Buffer.alloc(0));
+    // One is pending; three are refused, and this client never closes its side of them.
+    await waitUntil(() => streams.filter((s) => s.isEnded).length === 3, "three refusals");
+    const refused = streams.filter((s) => s.isEnded);
+    await waitUntil(() => refused.every((s) => s.closed), "the relay resets the refused streams", 5000);
+    // Their slots on the connection are free again: a new stream is served (and refused, the
+    // address's one handshake being taken) instead of waiting for a slot.
+    const more = conn.stream();
+    more.writeRaw(Buffer.alloc(0));
+    expectEnd(await more.status(3000), GrpcStatus.RESOURCE_EXHAUSTED, /^too many handshakes from your address/);
+  });
+
   it("from the flooder's own address, a newcomer is told why, in a sentence, and gets in once the flood's share frees", async () => {
     const relay = await relayWith({ handshakeTimeoutMs: 60_000, limits: { maxHandshakesPerAddress: 4 } });
     const flood = Array.from({ length: 4 }, () => relay.open());

@@ -63,6 +63,8 @@ export class Http2SessionStream {
   readonly inbox: ResponseFrame[] = [];
   readonly ended: Promise<EndStatus>;
   private endStatus: EndStatus | undefined;
+  /** True once the HTTP/2 stream is closed on both sides (ended by both, or reset). */
+  closed = false;
   private pending = Buffer.alloc(0);
   private readonly waiters = new Set<() => void>();
 
@@ -102,6 +104,10 @@ export class Http2SessionStream {
       this.notify();
     });
     req.on("error", () => {});
+    req.on("close", () => {
+      this.closed = true;
+      this.notify();
+    });
     req.on("close", () => finish({ code: GrpcStatus.CANCELLED, details: `stream closed (HTTP/2 code ${req.rstCode ?? "none"})`, errorCode: undefined }));
   }
 

@@ -159,7 +159,7 @@ async function main(): Promise<number> {
           const maxDbMb: unknown = argv.maxDbMb;
           if (maxDbMb !== undefined && !(typeof maxDbMb === "number" && maxDbMb > 0)) throw new Error("--max-db-mb must be a positive number of MiB");
           const handshakeTimeout: unknown = argv.handshakeTimeout;
-          if (!(typeof handshakeTimeout === "number" && handshakeTimeout > 0 && handshakeTimeout <= 600)) throw new Error("--handshake-timeout must be a number of seconds from 0 to 600");
+          if (!(typeof handshakeTimeout === "number" && handshakeTimeout > 0 && handshakeTimeout <= 600)) throw new Error("--handshake-timeout must be a number of seconds above 0 and at most 600");
           return true;
         }),
       async (argv) => {

@@ -28,7 +28,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { once } from "node:events";
 import { identities, percentile, root, startRelayChild } from "./_lib.mjs";
-import { handshakeOn, openConnection } from "./_http2-raw.mjs";
+import { grpcPrefix, handshakeOn, openConnection, SESSION_HEADERS } from "./_http2-raw.mjs";
 
 export const name = "handshake-flood";
 export const description = "honest connect time and relay RSS under a handshake flood from one process";
@@ -172,11 +172,57 @@ async function oneRun(ids, floodMs, log) {
   }
 }
 
+/**
+ * What one pending handshake costs the relay: PENDING_PROBE streams held in their handshake (the
+ * relay's budgets lifted to hold them all from this one address), RSS and live heap after forced
+ * GCs, before and after, per stream. `heavy`: each stream also carries 60 KiB of request headers
+ * and a frame declaring 4 KiB of which 4,000 bytes came: the most a stranger can make it hold.
+ */
+const PENDING_PROBE = 512;
+async function pendingCost(heavy) {
+  const relay = await startRelayChild("relay", {
+    handshakeTimeoutMs: 120_000, limits: { maxPendingHandshakes: PENDING_PROBE, maxHandshakesPerAddress: PENDING_PROBE },
+  }, { gc: true });
+  const sessions = [];
+  try {
+    const before = await relay.mem();
+    const headers = heavy ? { ...SESSION_HEADERS, "x-pad": "p".repeat(60 * 1024) } : SESSION_HEADERS;
+    for (let c = 0; c < PENDING_PROBE / STREAMS_PER_CONNECTION; c++) {
+      const session = await openConnection(relay.port, "127.0.0.1");
+      sessions.push(session);
+      for (let i = 0; i < STREAMS_PER_CONNECTION; i++) {
+        const req = session.request(headers);
+        req.on("error", () => {});
+        if (heavy) req.write(Buffer.concat([grpcPrefix(4096), Buffer.alloc(4000, 0x62)]));
+      }
+    }
+    const deadline = Date.now() + 60_000;
+    while ((await relay.stats()).stats.handshakes < PENDING_PROBE) {
+      if (Date.now() > deadline) throw new Error("the probe's handshakes did not all arrive");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 500)); // the partial frames reach the decoders
+    const after = await relay.mem();
+    return { rssKib: (after.rss - before.rss) / PENDING_PROBE / 1024, liveKib: (after.heapUsed + after.external - before.heapUsed - before.external) / PENDING_PROBE / 1024 };
+  } finally {
+    for (const s of sessions) s.destroy();
+    await relay.stop();
+  }
+}
+
 export async function run({ runs, quick, log }) {
   const ids = identities(HONEST_USERS, "honest");
   const floodMs = quick ? 5_000 : 12_000; // more than two handshake timeouts (5 s) when not quick
   const r = [];
   for (let i = 0; i < runs; i++) r.push(await oneRun(ids, floodMs, log));
+  const costs = { idle: [], heavy: [] };
+  for (let i = 0; i < runs; i++) {
+    for (const kind of ["idle", "heavy"]) {
+      const c = await pendingCost(kind === "heavy");
+      log(`${PENDING_PROBE} pending handshakes (${kind}): +${c.rssKib.toFixed(1)} KiB RSS, +${c.liveKib.toFixed(1)} KiB live heap+external each`);
+      costs[kind].push(c);
+    }
+  }
   const col = (k) => r.map((x) => x[k]);
   const boundMb = (MAX_PENDING * PER_HANDSHAKE_KIB) / 1024;
   const perSourceMb = (PER_SOURCE * PER_HANDSHAKE_KIB) / 1024;
@@ -190,6 +236,10 @@ export async function run({ runs, quick, log }) {
     { metric: "flood streams opened per second", unit: "/s", values: col("streamsPerSecond"), better: "higher" },
     { metric: "handshakes pending at the relay (max seen)", unit: "count", values: col("maxPending"), better: "lower", target: PER_SOURCE + HONEST_CONCURRENCY,
       note: `the flooder's address holds at most maxHandshakesPerAddress (${PER_SOURCE}), plus the ${HONEST_CONCURRENCY} honest ones in flight; relay-wide at most ${MAX_PENDING}` },
+    { metric: "relay RSS per pending handshake, idle", unit: "KiB", values: costs.idle.map((c) => c.rssKib), better: "lower", target: PER_HANDSHAKE_KIB },
+    { metric: "relay RSS per pending handshake, 60 KiB headers + 4 KiB partial frame", unit: "KiB", values: costs.heavy.map((c) => c.rssKib), better: "lower", target: PER_HANDSHAKE_KIB,
+      note: `${PENDING_PROBE} streams held in their handshake, after forced GCs; the bound counts ${PER_HANDSHAKE_KIB} KiB each` },
+    { metric: "relay live heap+external per pending handshake, 60 KiB headers + 4 KiB partial frame", unit: "KiB", values: costs.heavy.map((c) => c.liveKib), better: "lower" },
     { metric: "relay peak RSS under flood", unit: "MB", values: col("peakMb"), better: "lower" },
     { metric: "relay peak RSS growth under flood", unit: "MB", values: col("growthMb"), better: "lower", target: Math.round(boundMb),
       note: `bound: ${MAX_PENDING} pending handshakes x ${PER_HANDSHAKE_KIB} KiB = ${boundMb.toFixed(0)} MiB over the relay before the flood, whatever the sources; from one source ${PER_SOURCE} x ${PER_HANDSHAKE_KIB} KiB = ${perSourceMb.toFixed(1)} MiB plus its connections` },

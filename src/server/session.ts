@@ -81,7 +81,7 @@ async function handshakeFrame(stream: FrameStream, frames: FrameIterator): Promi
 
 /** Where a stream comes from, and its place in the handshake budget (handshake-budget.ts). */
 export interface StreamAdmission {
-  /** The source address (an IPv6 /64), as the budgets count it. */
+  /** The source address (IPv4, or an IPv6 /64), as the budgets count it. */
   readonly source: string;
   /** Given back as soon as the handshake is over, whatever its outcome. */
   readonly ticket: HandshakeTicket;

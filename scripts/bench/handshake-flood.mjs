@@ -137,8 +137,10 @@ async function oneRun(ids, floodMs, log) {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const [{ rss }, { stats }] = await Promise.all([relay.mem(), relay.stats()]);
-        polledPeak = Math.max(polledPeak, rss);
+        // Not relay.mem(): with gc exposed it forces collections, which would slow the relay.
+        const { stats } = await relay.stats();
+        const rssKib = procKib(relay.pid, "VmRSS");
+        if (rssKib !== undefined) polledPeak = Math.max(polledPeak, rssKib * 1024);
         maxPending = Math.max(maxPending, stats.handshakes);
         await new Promise((r) => setTimeout(r, 100));
       }

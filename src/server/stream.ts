@@ -16,7 +16,7 @@ import { MAX_PENDING_FRAMES } from "./limits.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
-/** How long an ended stream may stay open from the client's side before it is reset. */
+/** How long a stream ended before authentication may stay open from the client's side before it is reset. */
 const RESET_ENDED_AFTER_MS = 2000;
 
 export interface FrameStream extends AsyncIterable<Buffer> {
@@ -240,7 +240,9 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
           // error; the call flushes what was written, then sends the status as trailers.
           call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
         }
-        resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
+        // A stranger's stream (refused, timed out) must not linger; an authenticated one may
+        // still be draining to a slow reader, whose status would be lost to a reset.
+        if (!authenticated) resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
       }
     },
   };

@@ -6,6 +6,7 @@
 //   - sealRoom: real sealed envelopes, encoded as SendEnvelope frames before any clock starts;
 //   - percentile.
 import { fork } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -80,7 +81,18 @@ export async function startRelayChild(mode, opts = {}, { execArgv = [], gc = fal
   };
 }
 
-/** n identities named u0000.. from the fixture key pairs (a key may own several names). */
+/**
+ * Relay limits for benchmarks whose many users all come from 127.0.0.1: the per-address
+ * registration bucket and handshake share (PROTOCOL.md §10) would otherwise shed a connect storm
+ * from one address, which is what they are for.
+ */
+export const MANY_USERS_FROM_LOOPBACK = { registrationBurst: 1_000_000, registrationsPerHour: 1_000_000_000, maxHandshakesPerAddress: 512 };
+
+/**
+ * n identities named u0000.., each with a signing key of its own (a relay binds one name per
+ * signing key) and an RSA key from the fixtures (RSA keys are slow to make; the relay does not
+ * care whether two names share one).
+ */
 export function identities(n, prefix = "u") {
   const pairs = ["alice", "bob", "carol", "dave", "mallory"].map((f) => {
     const pem = readFileSync(join(root, "test", "fixtures", "keys", `${f}.pem`), "utf8");
@@ -89,7 +101,7 @@ export function identities(n, prefix = "u") {
   });
   return Array.from({ length: n }, (_, i) => {
     const p = pairs[i % pairs.length];
-    return keys.identityFromPrivateKeys(`${prefix}${String(i).padStart(4, "0")}`, p.sig, p.enc);
+    return keys.identityFromPrivateKeys(`${prefix}${String(i).padStart(4, "0")}`, generateKeyPairSync("ed25519").privateKey, p.enc);
   });
 }
 

@@ -98,7 +98,7 @@ process.on("message", async (m) => {
   if (m?.cmd === "mem") {
     for (let i = 0; i < 3; i++) globalThis.gc?.();
     const u = process.memoryUsage();
-    reply({ rss: u.rss, heapUsed: u.heapUsed, external: u.external, arrayBuffers: u.arrayBuffers });
+    reply({ rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers });
   } else if (m?.cmd === "stats") {
     const cpu = process.cpuUsage();
     reply({ stats: stats(), cpuMs: (cpu.user + cpu.system) / 1000 });

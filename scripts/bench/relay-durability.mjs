@@ -9,7 +9,7 @@
 // commit's fsync blocks, is not the clients' one. The clients are lean raw gRPC sessions
 // (_lib.mjs BenchClient: handshake, send, ack). Each keeps WINDOW sends unanswered at most (a
 // closed loop, as a chat client's outbox is) and acks each batch.
-import { ACCEPTED, connect, identities, joinAll, percentile, sealRoom, startRelayChild } from "./_lib.mjs";
+import { ACCEPTED, connect, identities, joinAll, percentile, sealRoom, startRelayChild, MANY_USERS_FROM_LOOPBACK } from "./_lib.mjs";
 
 export const name = "relay-durability";
 export const description = "group commit vs one transaction per envelope: 10 clients in one room, every envelope to every member";
@@ -71,7 +71,7 @@ async function measure(commitMode, ids, sealed) {
   const relay = await startRelayChild("relay", {
     commitMode,
     // The load is the point: no rate limit, no slow-consumer cut-off.
-    limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, maxOutgoing: 1_000_000 },
+    limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, maxOutgoing: 1_000_000, ...MANY_USERS_FROM_LOOPBACK },
   });
   const clients = [];
   try {
@@ -98,7 +98,7 @@ async function measure(commitMode, ids, sealed) {
 }
 
 export async function run({ runs, quick, log }) {
-  // K users; the fixture keys are reused under K names (the relay binds names, not keys).
+  // K users, each with a signing key of its own.
   const ids = identities(K, "user");
 
   // Sealed before any clock starts, once: each measurement uses a fresh relay, so the same

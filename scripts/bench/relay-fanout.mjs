@@ -29,7 +29,7 @@
 //   BENCH_FANOUT_WINDOW=N     envelopes in flight instead of the plan's
 //   BENCH_RELAY_PROF=<dir>    a V8 CPU profile (--cpu-prof) of each relay child, written to <dir>
 import { mkdirSync } from "node:fs";
-import { BenchClient, connect, gen, identities, joinAll, percentile, sealRoom, startRelayChild, ACCEPTED } from "./_lib.mjs";
+import { BenchClient, connect, gen, identities, joinAll, percentile, sealRoom, startRelayChild, ACCEPTED, MANY_USERS_FROM_LOOPBACK } from "./_lib.mjs";
 
 export const name = "relay-fanout";
 export const description = "K clients in one room, every envelope to every member: the relay (durable) vs a bare grpc-js forwarder";
@@ -174,7 +174,7 @@ async function waitFor(what, fn, timeoutMs = 30_000) {
 async function measure(mode, ids, sealed, window) {
   const prof = process.env.BENCH_RELAY_PROF;
   if (prof && mode === "relay") mkdirSync(prof, { recursive: true });
-  const child = await startRelayChild(mode, mode === "relay" ? { limits: { messagesPerSecond: 1_000_000, burst: 1_000_000 } } : {}, {
+  const child = await startRelayChild(mode, mode === "relay" ? { limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, ...MANY_USERS_FROM_LOOPBACK } } : {}, {
     execArgv: prof && mode === "relay" ? ["--cpu-prof", "--cpu-prof-dir", prof] : [],
   });
   const clients = [];

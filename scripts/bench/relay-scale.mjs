@@ -11,7 +11,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, identities, startRelayChild } from "./_lib.mjs";
+import { connect, identities, MANY_USERS_FROM_LOOPBACK, startRelayChild } from "./_lib.mjs";
 
 export const name = "relay-scale";
 export const description = "relay memory per idle session, connect time for 1,000 and 5,000 sessions";
@@ -66,7 +66,7 @@ export async function run({ runs, quick, log }) {
     const m = { firstRss: [], firstLive: [], firstS: [], againRss: [], againLive: [], againS: [] };
     for (let r = 0; r < runs; r++) {
       const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-scale-"));
-      const opts = { dataDir, limits: { maxSessions: 20_000 } };
+      const opts = { dataDir, limits: { maxSessions: 20_000, ...MANY_USERS_FROM_LOOPBACK } };
       const relay = await startRelayChild("relay", opts, { gc: true });
       const first = await storm(relay, ids);
       for (const s of first.sessions) s.close();

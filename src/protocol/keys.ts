@@ -208,7 +208,7 @@ export function signProof(identity: PrivateIdentity, relayId: Uint8Array, nonce:
 }
 
 /** True when signature proves possession of identity's signing key for this challenge. */
-export function verifyProof(identity: PublicIdentity, relayId: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
+export function verifyProof(identity: Pick<PublicIdentity, "username" | "sigSpki" | "encSpki" | "sigKey">, relayId: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
   const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki });
   return ed25519Verify(identity.sigKey, bytes, signature);

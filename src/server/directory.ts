@@ -12,9 +12,9 @@ import type { RelayStore, UserRecord } from "./store.js";
  * (64 KiB slabs on Node 24), and a 44-byte key kept for the relay's lifetime would pin its
  * whole slab: measured, that was ~64 KB per user bound at runtime.
  */
-function ownCopy(b: Buffer): Buffer {
+export function ownCopy(b: Uint8Array): Buffer {
   const c = Buffer.allocUnsafeSlow(b.length);
-  b.copy(c);
+  c.set(b);
   return c;
 }
 

@@ -42,6 +42,24 @@ export const sessionEnd = {
     new SessionEnd(GrpcStatus.ALREADY_EXISTS, ErrorCode.ERROR_CODE_USERNAME_TAKEN, `username '${name}' is taken by another key`),
   handshakeTimeout: (ms: number) =>
     new SessionEnd(GrpcStatus.DEADLINE_EXCEEDED, ErrorCode.ERROR_CODE_BAD_FRAME, `handshake not completed within ${ms / 1000} seconds`, "handshake-timeout"),
+  preAuthFrameTooLarge: (bytes: number, limit: number) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
+      `frame too large: before the handshake completes this relay accepts frames of at most ${limit} bytes, and this one has ${bytes}`,
+      "pre-auth-frame-too-large"),
+  handshakesBusy: (limit: number) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS,
+      `relay is busy: ${limit} handshakes are in progress, the most it takes at once; try again in a moment`, "handshakes-busy"),
+  sourceBusy: (limit: number) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS,
+      `too many handshakes from your address: ${limit} are in progress, the most this relay takes from one address; try again in a moment`,
+      "source-busy"),
+  keyNameLimit: (owned: readonly string[], limit: number) =>
+    new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_KEY_NAME_LIMIT,
+      `this key already owns ${owned.length === 1 ? "the username" : "the usernames"} ${owned.slice(0, 3).map((n) => `'${n}'`).join(", ")}${owned.length > 3 ? ", ..." : ""} ` +
+      `on this relay, and a key may own ${limit === 1 ? "only one" : `at most ${limit}`}; connect as ${owned.length === 1 ? `'${owned[0]}'` : "one of them"}, or make a new key for a new name`),
+  registrationLimited: (retryAfterMs: number) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_RATE_LIMITED,
+      `too many new usernames were registered from your address; try again in ${describeWait(retryAfterMs)}`, "registration-limited"),
   relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
   replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
   shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
@@ -51,6 +69,14 @@ export const sessionEnd = {
   tooManyAcks: (n: number, max: number) =>
     new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: an Ack carries ${n} seqs (limit ${max})`),
 } as const;
+
+/** "40 seconds", "3 minutes": a wait as people say it. */
+function describeWait(ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  if (s < 90) return `${s} second${s === 1 ? "" : "s"}`;
+  const m = Math.ceil(s / 60);
+  return `${m} minutes`;
+}
 
 /** The status a stream ends with, for any error thrown while serving it. */
 export function statusOf(err: unknown): StatusObject {

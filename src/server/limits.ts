@@ -4,8 +4,34 @@ import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 
 /** The protocol limits advertised in Welcome, plus the relay-only ones. */
 export interface RelayLimits extends Limits {
-  /** Streams open at once (handshaking or authenticated). More are refused: "relay is full". */
+  /**
+   * Authenticated sessions at once. A stream still in its handshake does not count (it has its
+   * own budget below); a new user beyond this is refused after its proof: "relay is full".
+   */
   readonly maxSessions: number;
+  /**
+   * Handshakes in progress at once, relay-wide (PROTOCOL.md §8): streams that have not yet
+   * proven a key. Beyond it new streams are refused at once with "relay is busy". With the
+   * per-address cap, the pre-authentication frame limit and the handshake timeout this bounds
+   * what strangers can make the relay hold (README "Security model").
+   */
+  readonly maxPendingHandshakes: number;
+  /** Handshakes in progress at once from one source address (IPv4, or an IPv6 /64). */
+  readonly maxHandshakesPerAddress: number;
+  /**
+   * HTTP/2 streams at once on one connection (grpc.max_concurrent_streams). A client needs one
+   * (its session stream); the rest is room for a health check or a reconnect that overlaps.
+   */
+  readonly maxStreamsPerConnection: number;
+  /**
+   * Usernames one signing key may own (PROTOCOL.md §8). Bindings made before this limit existed
+   * all keep working; only new bindings beyond it are refused.
+   */
+  readonly maxNamesPerKey: number;
+  /** New usernames one source address may register at once (the token bucket's size)... */
+  readonly registrationBurst: number;
+  /** ...and per hour, sustained (the bucket's refill). */
+  readonly registrationsPerHour: number;
   /** Undelivered envelopes waiting for one recipient; beyond it senders get QUEUE_FULL. */
   readonly maxQueuePerUser: number;
   /**
@@ -20,6 +46,12 @@ export interface RelayLimits extends Limits {
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   ...DEFAULT_LIMITS,
   maxSessions: 10_000,
+  maxPendingHandshakes: 512,
+  maxHandshakesPerAddress: 32,
+  maxStreamsPerConnection: 16,
+  maxNamesPerKey: 1,
+  registrationBurst: 10,
+  registrationsPerHour: 60,
   maxQueuePerUser: 10_000,
   // Two delivery windows: a reader that processes and acks as envelopes come stays near zero.
   maxOutgoing: 1_024,
@@ -50,8 +82,14 @@ export const MAX_ROOMS_PER_USER = 256;
  * room events) that are written without waiting.
  */
 export const MAX_PENDING_FRAMES = 4096;
-/** PROTOCOL.md §8: the handshake must complete within 10 seconds. */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** PROTOCOL.md §8: the handshake (Hello to a verified Proof) must complete within 5 seconds. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * PROTOCOL.md §8/§10: the largest frame a stream may send before its proof is verified. An
+ * honest Hello is under 1.5 KiB (an 8192-bit RSA key is the largest part) and a Proof ~70 bytes;
+ * the full max_frame_bytes (1 MiB) is allowed only once the peer has proven its key.
+ */
+export const PRE_AUTH_MAX_FRAME_BYTES = 4096;
 
 function positiveInt(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`limit ${name} must be a positive integer, not ${v}`);
@@ -101,5 +139,16 @@ export class TokenBucket {
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
+  }
+
+  /** Milliseconds until a token will be there (0: one is there now). */
+  msUntilToken(nowMs: number): number {
+    const tokens = Math.min(this.burst, this.tokens + (Math.max(0, nowMs - this.lastMs) * this.ratePerSecond) / 1000);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * 1000) / this.ratePerSecond);
+  }
+
+  /** True when the bucket has refilled completely: it then holds no information worth keeping. */
+  isFull(nowMs: number): boolean {
+    return this.tokens + (Math.max(0, nowMs - this.lastMs) * this.ratePerSecond) / 1000 >= this.burst;
   }
 }

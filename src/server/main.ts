@@ -13,7 +13,7 @@ import { logVerbosity, setLogger, setLogVerbosity } from "@grpc/grpc-js";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { isLogLevel, jsonLineLogger, type LogLevel } from "../protocol/log.js";
-import { DEFAULT_RELAY_LIMITS, type RelayLimits } from "./limits.js";
+import { DEFAULT_RELAY_LIMITS, HANDSHAKE_TIMEOUT_MS, type RelayLimits } from "./limits.js";
 import { defaultRelayDataDir } from "./paths.js";
 import { RelayStartError, startRelay } from "./relay.js";
 import { formatUserList, listBoundUsers, releaseUsername } from "./users-command.js";
@@ -35,6 +35,7 @@ interface RunArgs {
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
   readonly maxDatabaseBytes: number | undefined;
+  readonly handshakeTimeoutMs: number;
 }
 
 function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
@@ -62,6 +63,7 @@ async function runRelay(a: RunArgs): Promise<number> {
     relay = await startRelay({
       host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
       ...(a.maxDatabaseBytes === undefined ? {} : { maxDatabaseBytes: a.maxDatabaseBytes }),
+      handshakeTimeoutMs: a.handshakeTimeoutMs,
     });
   } catch (e) {
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
@@ -132,7 +134,18 @@ async function main(): Promise<number> {
         .option("retention-days", { type: "number", default: d.retentionMs / DAY_MS, describe: "days undelivered envelopes are kept" })
         .option("rate", { type: "number", default: d.messagesPerSecond, describe: "envelopes per second per session (sustained)" })
         .option("burst", { type: "number", default: d.burst, describe: "envelopes a session may send at once" })
-        .option("max-sessions", { type: "number", default: d.maxSessions, describe: "sessions at once" })
+        .option("max-sessions", { type: "number", default: d.maxSessions, describe: "authenticated sessions at once" })
+        .option("max-handshakes", {
+          type: "number", default: d.maxPendingHandshakes, describe: "handshakes in progress at once (streams that have not proven a key; they take no session slot)",
+        })
+        .option("max-handshakes-per-address", {
+          type: "number", default: d.maxHandshakesPerAddress, describe: "handshakes in progress at once from one source address (IPv6: one /64)",
+        })
+        .option("max-streams-per-connection", { type: "number", default: d.maxStreamsPerConnection, describe: "HTTP/2 streams at once on one connection" })
+        .option("handshake-timeout", { type: "number", default: HANDSHAKE_TIMEOUT_MS / 1000, describe: "seconds a client has to complete the handshake" })
+        .option("names-per-key", { type: "number", default: d.maxNamesPerKey, describe: "usernames one signing key may own (existing bindings are kept)" })
+        .option("registration-burst", { type: "number", default: d.registrationBurst, describe: "new usernames one source address may register at once" })
+        .option("registrations-per-hour", { type: "number", default: d.registrationsPerHour, describe: "new usernames per source address per hour, sustained" })
         .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user; beyond it senders are told the user's queue is full" })
         .option("max-outgoing", {
           type: "number", default: d.maxOutgoing,
@@ -145,6 +158,8 @@ async function main(): Promise<number> {
           if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new Error("--port must be an integer from 0 to 65535");
           const maxDbMb: unknown = argv.maxDbMb;
           if (maxDbMb !== undefined && !(typeof maxDbMb === "number" && maxDbMb > 0)) throw new Error("--max-db-mb must be a positive number of MiB");
+          const handshakeTimeout: unknown = argv.handshakeTimeout;
+          if (!(typeof handshakeTimeout === "number" && handshakeTimeout > 0 && handshakeTimeout <= 600)) throw new Error("--handshake-timeout must be a number of seconds above 0 and at most 600");
           return true;
         }),
       async (argv) => {
@@ -157,6 +172,7 @@ async function main(): Promise<number> {
           tlsCert: argv.tlsCert,
           tlsKey: argv.tlsKey,
           maxDatabaseBytes: argv.maxDbMb === undefined ? undefined : Math.round(argv.maxDbMb * 1024 * 1024),
+          handshakeTimeoutMs: Math.round(argv.handshakeTimeout * 1000),
           limits: {
             maxFrameBytes: argv.maxFrameBytes,
             maxRecipients: argv.maxRecipients,
@@ -165,6 +181,12 @@ async function main(): Promise<number> {
             messagesPerSecond: argv.rate,
             burst: argv.burst,
             maxSessions: argv.maxSessions,
+            maxPendingHandshakes: argv.maxHandshakes,
+            maxHandshakesPerAddress: argv.maxHandshakesPerAddress,
+            maxStreamsPerConnection: argv.maxStreamsPerConnection,
+            maxNamesPerKey: argv.namesPerKey,
+            registrationBurst: argv.registrationBurst,
+            registrationsPerHour: argv.registrationsPerHour,
             maxQueuePerUser: argv.maxQueue,
             maxOutgoing: argv.maxOutgoing,
           },

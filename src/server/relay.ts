@@ -13,8 +13,12 @@ import { Directory } from "./directory.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
 import { GroupCommitter, type CommitMode } from "./group-commit.js";
+import { HandshakeBudget, sourceOf } from "./handshake-budget.js";
 import { HEALTH_SERVICE_DEFINITION, RelayHealth } from "./health.js";
-import { DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, resolveLimits, type RelayLimits } from "./limits.js";
+import {
+  DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
+} from "./limits.js";
+import { RegistrationLimiter } from "./registrations.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
@@ -65,6 +69,10 @@ export interface KeepaliveOptions {
 export interface RelayStats {
   /** Streams open (handshaking or authenticated). */
   readonly sessions: number;
+  /** Streams still in their handshake (their own budget: maxPendingHandshakes). */
+  readonly handshakes: number;
+  /** Streams refused at once because a handshake budget (relay-wide or per source) was used up. */
+  readonly shedHandshakes: number;
   /** Users with an authenticated session. */
   readonly online: number;
   /** Bytes written to streams that HTTP/2 has not taken yet (slow readers make this grow). */
@@ -124,6 +132,7 @@ const RAW_SESSION_SERVICE: ServiceDefinition = {
  */
 const MAX_SEND_BYTES = 64 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
+const SHED_LOG_MS = 10_000;
 const MAX_PURGE_INTERVAL_MS = 60 * 60 * 1000;
 
 /**
@@ -143,6 +152,9 @@ export function channelOptions(limits: RelayLimits, keepalive: KeepaliveOptions 
     // the client sees "Received message larger than max (N vs maxFrameBytes)".
     "grpc.max_receive_message_length": limits.maxFrameBytes,
     "grpc.max_send_message_length": MAX_SEND_BYTES,
+    // PROTOCOL.md §10: streams at once on one HTTP/2 connection. A client needs one; a stranger
+    // who wants more handshakes must open more connections, each counted against its address.
+    "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
     // grpc-js's server pings every connection every keepalive_time_ms, busy or idle (it restarts
     // the timer on each answer), and destroys the connection when an answer takes longer than
     // keepalive_timeout_ms: that is how a dead client is detected (its streams see 'cancelled').
@@ -225,6 +237,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   });
   const health = new RelayHealth();
   const outgoing: OutgoingBytes = { bytes: 0 };
+  const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
   const deps: SessionDeps = {
     store,
     directory: Directory.load(store),
@@ -237,6 +250,36 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     relayVersion: RELAY_VERSION,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
+    registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
+  };
+
+  // Streams shed by the handshake budget are logged as a count, at most every SHED_LOG_MS: a
+  // flood must not become a flood of log lines.
+  let shed = 0;
+  let shedSinceLog = 0;
+  let shedLoggedAt = -Infinity;
+  const noteShed = (source: string, reason: string): void => {
+    shed++;
+    shedSinceLog++;
+    const now = performance.now();
+    if (now - shedLoggedAt < SHED_LOG_MS) return;
+    logger.warn("handshake.shed", { refused: shedSinceLog, lastSource: source, reason, pending: handshakes.pending });
+    shedLoggedAt = now;
+    shedSinceLog = 0;
+  };
+  let warnedReceiveLimit = false;
+  const streamOptions = {
+    maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES,
+    outgoing,
+    preAuthFrameBytes: PRE_AUTH_MAX_FRAME_BYTES,
+    maxFrameBytes: limits.maxFrameBytes,
+    onReceiveLimitUnavailable: () => {
+      if (warnedReceiveLimit) return;
+      warnedReceiveLimit = true;
+      logger.warn("relay.pre_auth_limit_degraded", {
+        detail: "this grpc-js version does not let the relay refuse a big frame at its length prefix; big pre-authentication frames are refused once received",
+      });
+    },
   };
 
   let stopping = false;
@@ -245,18 +288,23 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   server.addService(HEALTH_SERVICE_DEFINITION, health.implementation());
   server.addService(RAW_SESSION_SERVICE, {
     session: (call: RawDuplex) => {
-      const stream = adaptStream(call, { maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES, outgoing });
+      const stream = adaptStream(call, streamOptions);
       if (stopping) {
         stream.end(statusOf(sessionEnd.shuttingDown()));
         return;
       }
-      if (router.streamCount >= limits.maxSessions) {
-        logger.warn("session.refused", { peer: stream.peer, reason: "relay-full", sessions: router.streamCount });
-        stream.end(statusOf(sessionEnd.relayFull()));
+      // A stream starts in the handshake budget, never in a session slot (the session cap is
+      // checked once the peer has proven its key: session.ts).
+      const source = sourceOf(stream.peer);
+      const admitted = handshakes.enter(source);
+      if (admitted.kind !== "admitted") {
+        const refusal = admitted.kind === "source-busy" ? sessionEnd.sourceBusy(admitted.limit) : sessionEnd.handshakesBusy(admitted.limit);
+        noteShed(source, admitted.kind);
+        stream.end(statusOf(refusal));
         return;
       }
       router.trackStream(stream);
-      const served = serveSession(stream, deps).finally(() => {
+      const served = serveSession(stream, deps, { source, ticket: admitted.ticket }).finally(() => {
         router.untrackStream(stream);
         running.delete(served);
       });
@@ -338,6 +386,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
 
   const stats = (): RelayStats => ({
     sessions: router.streamCount,
+    handshakes: handshakes.pending,
+    shedHandshakes: shed,
     online: router.onlineCount,
     outgoingBytes: outgoing.bytes,
     commits: committer.stats.commits,

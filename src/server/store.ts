@@ -83,6 +83,8 @@ export interface RelayStore {
   listUsers(): UserRecord[];
   /** First key wins: binds a free name, or reports who owns it. Atomic. */
   bindUser(user: Omit<UserRecord, "createdAtMs">): BindOutcome;
+  /** The usernames bound to this signing key (by its fingerprint), oldest first. */
+  namesOfKey(sigFpr: Buffer): string[];
   /**
    * Operator action: forgets the binding so a new key can claim the name, with the name's
    * queued envelopes and room memberships (all of which belong to the old key). A running
@@ -171,6 +173,8 @@ CREATE TABLE IF NOT EXISTS users (
   enc_fpr       BLOB NOT NULL,
   created_at_ms INTEGER NOT NULL
 ) STRICT;
+-- One username per signing key is checked against this (PROTOCOL.md §8).
+CREATE INDEX IF NOT EXISTS users_by_sig_fpr ON users (sig_fpr);
 CREATE TABLE IF NOT EXISTS envelopes (
   id              INTEGER PRIMARY KEY,
   conversation_id TEXT NOT NULL,
@@ -285,6 +289,7 @@ function prepareStatements(db: DatabaseSync) {
     userInsert: p(`INSERT INTO users (username, sig_spki, enc_spki, enc_key_sig, sig_fpr, enc_fpr, created_at_ms)
                    VALUES (?, ?, ?, ?, ?, ?, ?)`),
     userDelete: p("DELETE FROM users WHERE username = ?"),
+    usersOfKey: p("SELECT username FROM users WHERE sig_fpr = ? ORDER BY created_at_ms, username"),
     acceptedGet: p("SELECT 1 AS hit FROM accepted WHERE sender = ? AND message_id = ?"),
     acceptedPut: p("INSERT INTO accepted (sender, message_id, accepted_at_ms) VALUES (?, ?, ?)"),
     envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms)
@@ -411,6 +416,10 @@ class SqliteStore implements RelayStore {
       this.depth.delete(u.username);
       return { kind: "bound", user: { ...u, createdAtMs } };
     });
+  }
+
+  namesOfKey(sigFpr: Buffer): string[] {
+    return (this.s.usersOfKey.all(sigFpr) as Row[]).map((r) => str(r.username));
   }
 
   releaseUser(username: string): boolean {

@@ -11,10 +11,13 @@
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
+import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
+/** How long a stream ended before authentication may stay open from the client's side before it is reset. */
+const RESET_ENDED_AFTER_MS = 2000;
 
 export interface FrameStream extends AsyncIterable<Buffer> {
   /** Aborted once the stream is over: the client went away, or end() was called. */
@@ -43,6 +46,11 @@ export interface FrameStream extends AsyncIterable<Buffer> {
    * window is shut when the client does not read): what a slow reader makes the relay hold.
    */
   readonly bufferedBytes: number;
+  /**
+   * The handshake is over (the proof verified): frames up to max_frame_bytes are accepted from
+   * now on, where before only preAuthFrameBytes were (PROTOCOL.md §8).
+   */
+  authenticated(): void;
 }
 
 /** Raw bytes in, raw bytes out: the service definition does no (de)serialisation. */
@@ -57,6 +65,14 @@ export interface AdaptStreamOptions {
   readonly maxPendingFrames?: number;
   /** A relay-wide tally this stream adds its buffered bytes to. */
   readonly outgoing?: OutgoingBytes;
+  /**
+   * The largest frame accepted before authenticated() (default: no lower limit), refused by
+   * grpc-js at the frame's length prefix, before it is buffered; then maxFrameBytes.
+   */
+  readonly preAuthFrameBytes?: number;
+  readonly maxFrameBytes?: number;
+  /** Called once when grpc-js's internals for preAuthFrameBytes are missing (an upgrade moved them). */
+  readonly onReceiveLimitUnavailable?: () => void;
 }
 
 export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): FrameStream {
@@ -127,6 +143,18 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     wake();
   };
 
+  // Before the proof, frames are small (PROTOCOL.md §8): a bigger one ends the call at its
+  // length prefix; grpc-js sends the status (RESOURCE_EXHAUSTED) with this sentence.
+  let authenticated = false;
+  const limit = options.preAuthFrameBytes === undefined ? undefined : receiveLimit(call, options.preAuthFrameBytes, (declared, max) => {
+    if (authenticated) return undefined; // max_frame_bytes: grpc-js's own words, as before
+    const err = sessionEnd.preAuthFrameTooLarge(declared, max);
+    gone(err.logReason ?? "frame-too-large");
+    resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
+    return err.message;
+  });
+  if (limit !== undefined && !limit.enforced) options.onReceiveLimitUnavailable?.();
+
   call.on("data", (frame: Buffer) => {
     if (signal.aborted) return;
     inbox.push(frame);
@@ -172,6 +200,10 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     get bufferedBytes() {
       return buffered;
     },
+    authenticated(): void {
+      authenticated = true;
+      if (options.maxFrameBytes !== undefined) limit?.set(options.maxFrameBytes);
+    },
     [Symbol.asyncIterator]: () => ({ next }),
     send(frame: Uint8Array): Promise<boolean> {
       if (stream.closed) return Promise.resolve(false);
@@ -208,6 +240,9 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
           // error; the call flushes what was written, then sends the status as trailers.
           call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
         }
+        // A stranger's stream (refused, timed out) must not linger; an authenticated one may
+        // still be draining to a slow reader, whose status would be lost to a reset.
+        if (!authenticated) resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
       }
     },
   };

@@ -24,9 +24,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, RoomEventKind, SendStatus, SessionRequest, type Delivery, type Envelope, type Welcome } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeFromWire, envelopeToWire } from "../../src/protocol/codec.js";
 import { SUITE_V1, validateEnvelopeShape, verifyEnvelopeSignature, type SealedEnvelope } from "../../src/protocol/envelope.js";
-import { importPublicIdentity, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { importSigningKey, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { checkRoomName, checkUsername } from "../../src/protocol/names.js";
-import { MAX_ACK_SEQS } from "../../src/server/limits.js";
+import { MAX_ACK_SEQS, PRE_AUTH_MAX_FRAME_BYTES } from "../../src/server/limits.js";
 import { resign } from "../helpers/forge.js";
 import {
   FuzzTally, fuzzParams, fuzzSeed, frameInputArb, oddString, realise, validRoomName, type FrameInput,
@@ -148,13 +148,18 @@ function helloFrame(id: PrivateIdentity, username = id.username): Uint8Array {
   });
 }
 
-/** What the relay must do with a first frame: challenge an acceptable Hello, end the rest. */
-function helloAcceptable(d: ReturnType<typeof decodeAsRelay>): boolean {
+/**
+ * What the relay must do with a first frame: challenge an acceptable Hello, end the rest.
+ * Acceptable before the proof (PROTOCOL.md §8): small enough, version 1, a valid username and
+ * an Ed25519 signing key. The RSA key and the key binding are checked only after the proof.
+ */
+function helloAcceptable(bytes: Uint8Array, d: ReturnType<typeof decodeAsRelay>): boolean {
+  if (bytes.length > PRE_AUTH_MAX_FRAME_BYTES) return false;
   if (d.kind !== "frame" || d.frame.$case !== "hello") return false;
   const h = d.frame.value;
   if (h.protocolVersion !== 1 || !checkUsername(h.username).ok) return false;
   try {
-    importPublicIdentity(h);
+    importSigningKey(h.sigSpki);
     return true;
   } catch {
     return false;
@@ -182,12 +187,13 @@ describe("the relay under fuzzed frames", () => {
           const r = await frameOrEnd(s, "challenge", () => true, DEADLINE_MS).catch((e: Error) => failWith(how, `no answer: ${e.message}`));
           const d = decodeAsRelay(bytes);
           tally.add("first frame", r.ended === undefined ? "challenged" : ending(r.ended));
-          if (helloAcceptable(d)) {
+          if (helloAcceptable(bytes, d)) {
             if (r.ended !== undefined) failWith(how, `an acceptable Hello was not challenged: ${GrpcStatus[r.ended.code]} ${r.ended.details}`);
           } else {
             if (r.ended === undefined) failWith(how, `challenged a first frame that is not an acceptable Hello (${d.kind === "frame" ? d.frame.$case : d.kind})`);
             else {
-              const allowed = d.kind === "frame" && d.frame.$case === "hello" ? [GrpcStatus.INVALID_ARGUMENT, GrpcStatus.UNAUTHENTICATED] : [GrpcStatus.INVALID_ARGUMENT];
+              const allowed = bytes.length > PRE_AUTH_MAX_FRAME_BYTES ? [GrpcStatus.RESOURCE_EXHAUSTED]
+                : d.kind === "frame" && d.frame.$case === "hello" ? [GrpcStatus.INVALID_ARGUMENT, GrpcStatus.UNAUTHENTICATED] : [GrpcStatus.INVALID_ARGUMENT];
               const bad = cleanEnd(r.ended, allowed);
               if (bad) failWith(how, bad);
             }
@@ -229,7 +235,8 @@ describe("the relay under fuzzed frames", () => {
           } else if (r.ended === undefined) {
             failWith(how, "welcomed a session whose second frame is not the honest proof");
           } else {
-            const allowed = d.kind === "frame" && d.frame.$case === "proof" ? [GrpcStatus.UNAUTHENTICATED] : [GrpcStatus.INVALID_ARGUMENT];
+            const allowed = bytes.length > PRE_AUTH_MAX_FRAME_BYTES ? [GrpcStatus.RESOURCE_EXHAUSTED]
+              : d.kind === "frame" && d.frame.$case === "proof" ? [GrpcStatus.UNAUTHENTICATED] : [GrpcStatus.INVALID_ARGUMENT];
             const bad = cleanEnd(r.ended, allowed);
             if (bad) failWith(how, bad);
           }

@@ -31,6 +31,9 @@ export interface TestRelayOptions {
   readonly keepalive?: KeepaliveOptions;
 }
 
+/** Registrations per source address in tests: high enough that no suite meets it by accident. */
+export const TEST_REGISTRATION_LIMITS = { registrationBurst: 100_000, registrationsPerHour: 3_600_000 } as const;
+
 export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
 
 export class TestRelay {
@@ -58,7 +61,9 @@ export class TestRelay {
       port: 0,
       dataDir: this.dataDir,
       logger,
-      ...(this.options.limits ? { limits: this.options.limits } : {}),
+      // Every test client comes from 127.0.0.1, and tests bind names by the dozen: lift the
+      // per-address registration limit unless a test sets its own (relay-flood tests do).
+      limits: { ...TEST_REGISTRATION_LIMITS, ...this.options.limits },
       ...(this.options.clock ? { clock: this.options.clock } : {}),
       ...(this.options.handshakeTimeoutMs ? { handshakeTimeoutMs: this.options.handshakeTimeoutMs } : {}),
       ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),

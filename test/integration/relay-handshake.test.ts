@@ -1,23 +1,24 @@
 // The session handshake against a real relay (PROTOCOL.md §8): frame order, username policy,
 // key strength and binding, proof of possession, durable first-key-wins binding, replacement,
 // the handshake deadline and the session cap.
-import { createPublicKey, randomBytes } from "node:crypto";
+import { createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
-import { keyTag, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { keyTag, proofBytes, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { handMadeHello, openDelivery, seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
+let carol: PrivateIdentity;
 let malloryAsAlice: PrivateIdentity;
 let relay: TestRelay;
 
 beforeAll(async () => {
-  [alice, bob, malloryAsAlice] = await Promise.all([
-    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("mallory", "alice"),
+  [alice, bob, carol, malloryAsAlice] = await Promise.all([
+    fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("mallory", "alice"),
   ]);
 });
 
@@ -130,23 +131,33 @@ describe("relay handshake", () => {
     const [weakSig, weakRsa] = fixtureKeys("weak");
     const [e3Rsa] = fixtureKeys("rsa-e3");
     const spki = (k: Parameters<typeof createPublicKey>[0]) => createPublicKey(k).export({ format: "der", type: "spki" });
-    const cases: Array<[string, ReturnType<typeof handMadeHello>, GrpcStatus, RegExp, string]> = [
-      ["RSA-1024", handMadeHello("weakling", weakSig!, spki(weakSig!), spki(weakRsa!)), GrpcStatus.INVALID_ARGUMENT, /1024 bits is too weak/, "ERROR_CODE_BAD_KEY"],
-      ["RSA with e = 3", handMadeHello("exponent", weakSig!, spki(weakSig!), spki(e3Rsa!)), GrpcStatus.INVALID_ARGUMENT, /exponent must be 65537/, "ERROR_CODE_BAD_KEY"],
-      ["an RSA key as the signing key", handMadeHello("swapped", weakSig!, spki(weakRsa!), spki(weakRsa!)), GrpcStatus.INVALID_ARGUMENT, /signing key must be Ed25519/, "ERROR_CODE_BAD_KEY"],
-      ["garbage SPKI", { ...handMadeHello("garbage", weakSig!, spki(weakSig!), spki(weakRsa!)), encSpki: randomBytes(300) }, GrpcStatus.INVALID_ARGUMENT, /not a valid SubjectPublicKeyInfo/, "ERROR_CODE_BAD_KEY"],
+    // The last element: the private signing key that signs the proof. PROTOCOL.md §8: the RSA key
+    // and the key binding are looked at only once the proof verified, so those cases prove
+    // first; a signing key that is not Ed25519 is refused at the Hello (no challenge).
+    const cases: Array<[string, ReturnType<typeof handMadeHello>, GrpcStatus, RegExp, string, KeyObject | undefined]> = [
+      ["RSA-1024", handMadeHello("weakling", weakSig!, spki(weakSig!), spki(weakRsa!)), GrpcStatus.INVALID_ARGUMENT, /1024 bits is too weak/, "ERROR_CODE_BAD_KEY", weakSig],
+      ["RSA with e = 3", handMadeHello("exponent", weakSig!, spki(weakSig!), spki(e3Rsa!)), GrpcStatus.INVALID_ARGUMENT, /exponent must be 65537/, "ERROR_CODE_BAD_KEY", weakSig],
+      ["an RSA key as the signing key", handMadeHello("swapped", weakSig!, spki(weakRsa!), spki(weakRsa!)), GrpcStatus.INVALID_ARGUMENT, /signing key must be Ed25519/, "ERROR_CODE_BAD_KEY", undefined],
+      ["garbage SPKI", { ...handMadeHello("garbage", weakSig!, spki(weakSig!), spki(weakRsa!)), encSpki: randomBytes(300) }, GrpcStatus.INVALID_ARGUMENT, /not a valid SubjectPublicKeyInfo/, "ERROR_CODE_BAD_KEY", weakSig],
       // alice's signing key never vouched for bob's encryption key.
       ["a key binding that does not verify", { ...handMadeHello("alice", alice.sigPrivate, alice.sigSpki, alice.encSpki), encSpki: bob.encSpki },
-        GrpcStatus.UNAUTHENTICATED, /does not vouch for this encryption key/, "ERROR_CODE_PROOF_INVALID"],
+        GrpcStatus.UNAUTHENTICATED, /does not vouch for this encryption key/, "ERROR_CODE_PROOF_INVALID", alice.sigPrivate],
     ];
-    for (const [what, hello, code, details, errorCode] of cases) {
+    for (const [what, hello, code, details, errorCode, prover] of cases) {
       const s = relay.open();
       s.hello(hello);
+      if (prover !== undefined) {
+        const ch = await s.next("challenge");
+        const bytes = proofBytes({ relayId: ch.relayId, nonce: ch.nonce, username: hello.username, sigSpki: hello.sigSpki, encSpki: hello.encSpki });
+        s.write({ $case: "proof", value: { signature: sign(null, bytes, prover) } });
+      }
       const end = await s.status();
       expect({ what, code: GrpcStatus[end.code], details: end.details, errorCode: end.errorCode })
         .toEqual({ what, code: GrpcStatus[code], details: expect.stringMatching(details), errorCode });
-      expect(s.has("challenge")).toBe(false);
+      if (prover === undefined) expect(s.has("challenge")).toBe(false);
     }
+    // Nothing was bound by the refused keys: alice can still claim her name.
+    expect((await relay.connect(alice)).welcome.username).toBe("alice");
   });
 
   it("refuses reserved, malformed and path-traversal usernames before looking at keys", async () => {
@@ -216,14 +227,19 @@ describe("relay handshake", () => {
     relay = await TestRelay.start({ limits: { maxSessions: 2 } });
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);
+    // A third user is refused once it has proven its key (a stream in its handshake takes no
+    // session slot: PROTOCOL.md §8); nothing of it is bound.
     const third = relay.open();
-    third.hello(alice);
+    await expect(third.handshake(carol)).rejects.toThrow(/relay is full/);
     expectEnd(await third.status(), GrpcStatus.RESOURCE_EXHAUSTED, /^relay is full: too many sessions, try again later$/, "ERROR_CODE_TOO_MANY_SESSIONS");
-    // The two admitted sessions never noticed.
+    // A user replacing its own session takes no new slot.
+    const again = await relay.connect(bob);
+    await b.next("error");
+    // Alice's session never noticed.
     await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "still two of us"));
-    const [d] = await b.deliveries(1);
+    const [d] = await again.deliveries(1);
     expect(openDelivery(d!, bob, [alice]).body.text).toBe("still two of us");
     await relay.disconnect(a, "alice");
-    expect((await relay.connect(alice)).welcome.username).toBe("alice");
+    expect((await relay.connect(carol)).welcome.username).toBe("carol");
   });
 });

@@ -91,7 +91,9 @@ describe("relay health service", () => {
   });
 
   it("caps watchers at MAX_HEALTH_WATCHERS with RESOURCE_EXHAUSTED, and forgets those that go away", async () => {
-    relay = await TestRelay.start();
+    // Every watch here shares one connection: allow that many streams on it (the relay's
+    // default per connection is far lower, PROTOCOL.md §10).
+    relay = await TestRelay.start({ limits: { maxStreamsPerConnection: MAX_HEALTH_WATCHERS + 8 } });
     const c = healthClient(relay.address);
     const watches = Array.from({ length: MAX_HEALTH_WATCHERS }, () => watch(c, ""));
     await waitUntil(() => watches.every((w) => w.seen.length === 1), "every Watch answers");

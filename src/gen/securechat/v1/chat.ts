@@ -158,6 +158,8 @@ export enum ErrorCode {
   ERROR_CODE_SHUTTING_DOWN = 22,
   /** ERROR_CODE_BAD_TIMESTAMP - The envelope's timestamp is too far from the relay's clock. */
   ERROR_CODE_BAD_TIMESTAMP = 23,
+  /** ERROR_CODE_KEY_NAME_LIMIT - The signing key already owns as many usernames as the relay allows (PROTOCOL.md §8). */
+  ERROR_CODE_KEY_NAME_LIMIT = 24,
   UNRECOGNIZED = -1,
 }
 
@@ -235,6 +237,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 23:
     case "ERROR_CODE_BAD_TIMESTAMP":
       return ErrorCode.ERROR_CODE_BAD_TIMESTAMP;
+    case 24:
+    case "ERROR_CODE_KEY_NAME_LIMIT":
+      return ErrorCode.ERROR_CODE_KEY_NAME_LIMIT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -292,6 +297,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_SHUTTING_DOWN";
     case ErrorCode.ERROR_CODE_BAD_TIMESTAMP:
       return "ERROR_CODE_BAD_TIMESTAMP";
+    case ErrorCode.ERROR_CODE_KEY_NAME_LIMIT:
+      return "ERROR_CODE_KEY_NAME_LIMIT";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

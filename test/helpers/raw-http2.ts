@@ -1,0 +1,184 @@
+// gRPC spoken by hand over node:http2, for what a grpc-js client cannot do:
+//   - connect from a chosen source address (127.0.0.2, 127.0.0.3, ... are all loopback on
+//     Linux): the relay's per-address budgets see honest users apart from a flooder on 127.0.0.1,
+//     as they would on a real network;
+//   - open many streams on ONE connection (grpc-js's max concurrent streams is per connection);
+//   - write bytes that are not whole gRPC messages (a length prefix that declares 1 MiB, then
+//     nothing), to see where the relay refuses them.
+// Frames are SessionRequest/SessionResponse, each behind gRPC's 5-byte prefix (flag, u32 length).
+import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
+import { connect as netConnect } from "node:net";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { SessionRequest, SessionResponse, type Welcome } from "../../src/gen/securechat/v1/chat.js";
+import { signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
+import type { EndStatus, RequestFrame, ResponseCase, ResponseFrame, ResponseOf } from "./raw-session.js";
+
+const SESSION_PATH = "/securechat.v1.ChatService/Session";
+
+/** The 5-byte gRPC message prefix: not compressed, then the length, big-endian. */
+export function grpcPrefix(length: number): Buffer {
+  const p = Buffer.alloc(5);
+  p.writeUInt32BE(length, 1);
+  return p;
+}
+
+export function grpcMessage(frame: RequestFrame): Buffer {
+  const body = SessionRequest.encode({ frame }).finish();
+  return Buffer.concat([grpcPrefix(body.length), body]);
+}
+
+/** One HTTP/2 connection to the relay, from `localAddress` when given. */
+export class Http2Connection {
+  private constructor(readonly session: ClientHttp2Session) {}
+
+  static async open(port: number, localAddress?: string, host = "127.0.0.1"): Promise<Http2Connection> {
+    const session = h2connect(`http://${host}:${port}`, {
+      createConnection: () => netConnect({ host, port, ...(localAddress === undefined ? {} : { localAddress }) }),
+    });
+    session.on("error", () => {}); // a refused or reset connection shows in the streams' statuses
+    await new Promise<void>((resolve, reject) => {
+      session.once("connect", () => resolve());
+      session.once("error", reject);
+    });
+    return new Http2Connection(session);
+  }
+
+  /** Opens a Session stream on this connection. */
+  stream(): Http2SessionStream {
+    return new Http2SessionStream(this.session.request({
+      [constants.HTTP2_HEADER_METHOD]: "POST",
+      [constants.HTTP2_HEADER_PATH]: SESSION_PATH,
+      [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+      [constants.HTTP2_HEADER_TE]: "trailers",
+    }));
+  }
+
+  close(): void {
+    this.session.destroy();
+  }
+}
+
+/** One Session stream: raw bytes or frames out, decoded frames and the final status in. */
+export class Http2SessionStream {
+  readonly inbox: ResponseFrame[] = [];
+  readonly ended: Promise<EndStatus>;
+  private endStatus: EndStatus | undefined;
+  /** True once the HTTP/2 stream is closed on both sides (ended by both, or reset). */
+  closed = false;
+  private pending = Buffer.alloc(0);
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly req: ClientHttp2Stream) {
+    let resolveEnd: (s: EndStatus) => void = () => {};
+    this.ended = new Promise((resolve) => {
+      resolveEnd = resolve;
+    });
+    const finish = (s: EndStatus): void => {
+      if (this.endStatus !== undefined) return;
+      this.endStatus = s;
+      resolveEnd(s);
+      this.notify();
+    };
+    const fromHeaders = (h: IncomingHttpHeaders): void => {
+      const code = h["grpc-status"];
+      if (code === undefined) return;
+      const message = h["grpc-message"];
+      const errorCode = h["securechat-error-code"];
+      finish({
+        code: Number(code) as GrpcStatus,
+        details: typeof message === "string" ? decodeURIComponent(message) : "",
+        errorCode: typeof errorCode === "string" ? errorCode : undefined,
+      });
+    };
+    req.on("response", fromHeaders); // a trailers-only answer
+    req.on("trailers", fromHeaders);
+    req.on("data", (chunk: Buffer) => {
+      this.pending = Buffer.concat([this.pending, chunk]);
+      while (this.pending.length >= 5) {
+        const n = this.pending.readUInt32BE(1);
+        if (this.pending.length < 5 + n) break;
+        const r = SessionResponse.decode(this.pending.subarray(5, 5 + n));
+        this.pending = this.pending.subarray(5 + n);
+        if (r.frame !== undefined) this.inbox.push(r.frame);
+      }
+      this.notify();
+    });
+    req.on("error", () => {});
+    req.on("close", () => {
+      this.closed = true;
+      this.notify();
+    });
+    req.on("close", () => finish({ code: GrpcStatus.CANCELLED, details: `stream closed (HTTP/2 code ${req.rstCode ?? "none"})`, errorCode: undefined }));
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  get isEnded(): boolean {
+    return this.endStatus !== undefined;
+  }
+
+  writeRaw(bytes: Uint8Array): void {
+    this.req.write(bytes);
+  }
+
+  write(frame: RequestFrame): void {
+    this.writeRaw(grpcMessage(frame));
+  }
+
+  /** The first frame of this case, waiting up to timeoutMs; fails early if the stream ends. */
+  async next<C extends ResponseCase>(c: C, timeoutMs = 5000): Promise<ResponseOf<C>> {
+    const value = await new Promise<unknown>((resolve, reject) => {
+      const check = (): void => {
+        const i = this.inbox.findIndex((f) => f.$case === c);
+        if (i >= 0) {
+          done();
+          resolve(this.inbox.splice(i, 1)[0]!.value);
+        } else if (this.endStatus !== undefined) {
+          done();
+          reject(new Error(`stream ended (${GrpcStatus[this.endStatus.code]}: ${this.endStatus.details}) while waiting for ${c}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${c}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+    return value as ResponseOf<C>;
+  }
+
+  /** Hello -> Challenge -> Proof -> Welcome. */
+  async handshake(id: PrivateIdentity, timeoutMs = 5000): Promise<Welcome> {
+    this.write({
+      $case: "hello",
+      value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: "raw-http2/test", protocolVersion: 1 },
+    });
+    const ch = await this.next("challenge", timeoutMs);
+    this.write({ $case: "proof", value: { signature: signProof(id, ch.relayId, ch.nonce) } });
+    return this.next("welcome", timeoutMs);
+  }
+
+  /** The status the stream ended with, waiting up to timeoutMs. */
+  async status(timeoutMs = 5000): Promise<EndStatus> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for the stream to end`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.ended, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  close(): void {
+    this.req.close(constants.NGHTTP2_CANCEL);
+  }
+}

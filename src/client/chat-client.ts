@@ -527,7 +527,7 @@ export class ChatClient implements ChatSession {
         nowMs: this.clock(),
         maxAgeMs: this.limits.retentionMs,
         senderKey: this.senderKey,
-        seen: (id) => this.state.hasSeen(id),
+        seen: (id, sender) => this.state.hasSeen(id, sender),
         limits: shapeLimitsOf(this.limits),
       });
       const h = opened.header;
@@ -748,6 +748,7 @@ export class ChatClient implements ChatSession {
         { id: messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind: body.kind,
           text: this.atRest.seal("outbox", conv.id, messageId, body.text), createdAtMs: now, sentAtMs: now },
         sealed.hash,
+        this.me,
       );
       if (conv.kind === "lobby" && recipients.value.list.length === 0 && recipients.value.skipped.length === 0) {
         this.emit({

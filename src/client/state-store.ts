@@ -66,8 +66,12 @@ export class ClientStateStore {
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
       PRAGMA secure_delete = ON; -- what /clear forgets is overwritten, not left in free pages
-      CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, sent_at_ms INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS seen_by_time ON seen(sent_at_ms);
+      -- Seen ids are keyed by (sender, id): ids are chosen by senders, so one peer reusing
+      -- another's id must not make the other's message a "replay" (PROTOCOL.md §7.3 step 6).
+      -- Rows from the older id-only table keep sender '' and count for every sender until pruned.
+      CREATE TABLE IF NOT EXISTS seen_from (sender TEXT NOT NULL, message_id BLOB NOT NULL, sent_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (sender, message_id)) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS seen_from_by_time ON seen_from(sent_at_ms);
       CREATE TABLE IF NOT EXISTS chain (conversation_id TEXT NOT NULL, sender TEXT NOT NULL, last_hash BLOB NOT NULL,
         PRIMARY KEY (conversation_id, sender)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS own_chain (conversation_id TEXT PRIMARY KEY, head BLOB NOT NULL) WITHOUT ROWID;
@@ -81,11 +85,12 @@ export class ClientStateStore {
         gap INTEGER NOT NULL, sealed BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
     `);
+    migrateSeen(this.db);
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
-      hasSeen: p("SELECT 1 AS x FROM seen WHERE message_id = ?"),
-      markSeen: p("INSERT OR IGNORE INTO seen (message_id, sent_at_ms) VALUES (?, ?)"),
-      pruneSeen: p("DELETE FROM seen WHERE sent_at_ms < ?"),
+      hasSeen: p("SELECT 1 AS x FROM seen_from WHERE message_id = ? AND sender IN (?, '')"),
+      markSeen: p("INSERT OR IGNORE INTO seen_from (sender, message_id, sent_at_ms) VALUES (?, ?, ?)"),
+      pruneSeen: p("DELETE FROM seen_from WHERE sent_at_ms < ?"),
       lastHash: p("SELECT last_hash FROM chain WHERE conversation_id = ? AND sender = ?"),
       setLastHash: p("INSERT INTO chain (conversation_id, sender, last_hash) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET last_hash = excluded.last_hash"),
       forgetChains: p("DELETE FROM chain WHERE sender = ?"),
@@ -116,15 +121,16 @@ export class ClientStateStore {
     return new ClientStateStore(path);
   }
 
-  hasSeen(messageId: Uint8Array): boolean {
-    return this.q["hasSeen"]!.get(messageId) !== undefined;
+  /** Whether this sender's message id was seen (ids are per sender: §7.3 step 6). */
+  hasSeen(messageId: Uint8Array, sender: string): boolean {
+    return this.q["hasSeen"]!.get(messageId, sender) !== undefined;
   }
 
   /** Open step 9: the id is seen and the sender's chain in this conversation moves on. */
   recordOpened(messageId: Uint8Array, sentAtMs: number, conversationId: string, sender: string, hash: Uint8Array): void {
     this.db.exec("BEGIN");
     try {
-      this.q["markSeen"]!.run(messageId, sentAtMs);
+      this.q["markSeen"]!.run(sender, messageId, sentAtMs);
       this.q["setLastHash"]!.run(conversationId, sender, hash);
       this.db.exec("COMMIT");
     } catch (e) {
@@ -133,8 +139,8 @@ export class ClientStateStore {
     }
   }
 
-  markSeen(messageId: Uint8Array, sentAtMs: number): void {
-    this.q["markSeen"]!.run(messageId, sentAtMs);
+  markSeen(messageId: Uint8Array, sender: string, sentAtMs: number): void {
+    this.q["markSeen"]!.run(sender, messageId, sentAtMs);
   }
 
   lastHash(conversationId: string, sender: string): Buffer | undefined {
@@ -156,13 +162,13 @@ export class ClientStateStore {
     this.q["setOwnHead"]!.run(conversationId, head);
   }
 
-  /** Sealing a message moves my chain head and queues it, atomically. */
-  addOutgoing(entry: OutboxEntry, newHead: Uint8Array): void {
+  /** Sealing a message moves my chain head and queues it, atomically (its id is seen as mine). */
+  addOutgoing(entry: OutboxEntry, newHead: Uint8Array, me: string): void {
     this.db.exec("BEGIN");
     try {
       this.q["outboxAdd"]!.run(entry.id, entry.conversationId, entry.envelope, entry.kind, entry.text, entry.createdAtMs, entry.sentAtMs);
       this.q["setOwnHead"]!.run(entry.conversationId, newHead);
-      this.q["markSeen"]!.run(entry.id, entry.sentAtMs);
+      this.q["markSeen"]!.run(me, entry.id, entry.sentAtMs);
       this.db.exec("COMMIT");
     } catch (e) {
       this.db.exec("ROLLBACK");
@@ -261,6 +267,16 @@ export class ClientStateStore {
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/** Moves seen ids of the older id-only table (kept as sender '', matching every sender) once. */
+function migrateSeen(db: DatabaseSync): void {
+  const old = db.prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'seen'").get();
+  if (old === undefined) return;
+  db.exec(`BEGIN;
+    INSERT OR IGNORE INTO seen_from (sender, message_id, sent_at_ms) SELECT '', message_id, sent_at_ms FROM seen;
+    DROP TABLE seen;
+    COMMIT;`);
 }
 
 function rowToOutbox(r: Record<string, unknown>): OutboxEntry {

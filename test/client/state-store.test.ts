@@ -19,16 +19,16 @@ describe("client state (PROTOCOL.md §7.5)", () => {
     const h = Buffer.alloc(32, 2);
     let s = ClientStateStore.open(path);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    expect(s.hasSeen(id)).toBe(false);
+    expect(s.hasSeen(id, "bob")).toBe(false);
     s.recordOpened(id, 1000, "dm:alice:bob", "bob", h);
     expect(s.ownHead("dm:alice:bob").equals(ZERO_HASH)).toBe(true);
-    s.addOutgoing({ id: Buffer.alloc(16, 9), conversationId: "lobby", envelope: Buffer.from("env"), kind: "text", text: "hi", createdAtMs: 5, sentAtMs: 5 }, Buffer.alloc(32, 7));
+    s.addOutgoing({ id: Buffer.alloc(16, 9), conversationId: "lobby", envelope: Buffer.from("env"), kind: "text", text: "hi", createdAtMs: 5, sentAtMs: 5 }, Buffer.alloc(32, 7), "alice");
     s.hold("carol", "#ops", Buffer.from("held"), 10);
     s.close();
 
     s = ClientStateStore.open(path);
-    expect(s.hasSeen(id)).toBe(true);
-    expect(s.hasSeen(Buffer.alloc(16, 9))).toBe(true); // my own ids count as seen (reflection)
+    expect(s.hasSeen(id, "bob")).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 9), "alice")).toBe(true); // my own ids count as seen (reflection)
     expect(s.lastHash("dm:alice:bob", "bob")?.equals(h)).toBe(true);
     expect(s.ownHead("lobby").equals(Buffer.alloc(32, 7))).toBe(true);
     expect(s.outbox().map((e) => e.text)).toEqual(["hi"]);
@@ -43,11 +43,11 @@ describe("client state (PROTOCOL.md §7.5)", () => {
 
   it("prunes seen ids only once they are too old to be accepted anyway", () => {
     const s = ClientStateStore.open(":memory:");
-    s.markSeen(Buffer.alloc(16, 1), 1_000);
-    s.markSeen(Buffer.alloc(16, 2), 2 * MAX_AGE_MS);
+    s.markSeen(Buffer.alloc(16, 1), "bob", 1_000);
+    s.markSeen(Buffer.alloc(16, 2), "bob", 2 * MAX_AGE_MS);
     s.prune(2 * MAX_AGE_MS);
-    expect(s.hasSeen(Buffer.alloc(16, 1))).toBe(false);
-    expect(s.hasSeen(Buffer.alloc(16, 2))).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 1), "bob")).toBe(false);
+    expect(s.hasSeen(Buffer.alloc(16, 2), "bob")).toBe(true);
     s.close();
   });
 
@@ -66,7 +66,7 @@ describe("client state (PROTOCOL.md §7.5)", () => {
     // Without a busy timeout this write throws "database is locked" at once.
     const s = ClientStateStore.open(path);
     s.recordOpened(Buffer.alloc(16, 3), 1000, "lobby", "bob", Buffer.alloc(32, 4));
-    expect(s.hasSeen(Buffer.alloc(16, 3))).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 3), "bob")).toBe(true);
     s.close();
     await new Promise((resolve) => holder.on("exit", resolve));
   });

@@ -66,7 +66,7 @@ export function sanitizeText(text: string): string {
           continue;
         }
       }
-      const modifier = emoji && EMOJI_MODIFIER.test(ch);
+      const modifier: boolean = emoji && EMOJI_MODIFIER.test(ch);
       emoji = PICTOGRAPHIC.test(ch) || modifier;
       selectable = modifier ? undefined : EMOJI.test(ch) ? "emoji" : IDEOGRAPHIC.test(ch) ? "ideograph" : undefined;
       continue;

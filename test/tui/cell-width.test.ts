@@ -4,7 +4,6 @@ import fc from "fast-check";
 import stringWidthOfInk from "string-width";
 import { describe, expect, it } from "vitest";
 import { clusters, codePointWidth, stringWidth } from "../../src/tui/view/cell-width.js";
-import { sanitizeText } from "../../src/protocol/sanitize.js";
 
 describe("cell widths by Unicode property", () => {
   it("default-ignorable code points and bidi controls take no cell", () => {

@@ -487,7 +487,7 @@ export class ChatClient implements ChatSession {
     const acks: number[] = [];
     for (const item of items) {
       await this.prepareSender(item.envelope);
-      this.processDelivery(item.conversationId, item.envelope);
+      this.processDelivery(item.conversationId, item.envelope, false, item.relayTimeMs);
       acks.push(item.seq);
     }
     if (acks.length > 0 && this.stream) {
@@ -517,7 +517,7 @@ export class ChatClient implements ChatSession {
   };
 
   /** Opens one delivered envelope; every outcome is handled here (shown, held or refused). */
-  private processDelivery(deliveredInto: string, wire: WireEnvelope | undefined, fromHold = false): "shown" | "held" | "replay" | "dropped" {
+  private processDelivery(deliveredInto: string, wire: WireEnvelope | undefined, fromHold = false, relayTimeMs = 0): "shown" | "held" | "replay" | "dropped" {
     let envelope;
     try {
       envelope = envelopeFromWire(wire);
@@ -550,6 +550,7 @@ export class ChatClient implements ChatSession {
         text: opened.body.text,
         sentAtMs: h.sentAtMs,
         receivedAtMs: this.clock(),
+        ...(Number.isSafeInteger(relayTimeMs) && relayTimeMs > 0 ? { relayAtMs: relayTimeMs } : {}),
         own: false,
         ...(gap ? { gap: true } : {}),
       };

@@ -35,8 +35,15 @@ export interface ChatMessage {
   readonly kind: MessageKind;
   /** Already sanitised for the terminal (may contain \n and \t). */
   readonly text: string;
+  /** The sender's claimed time (signed, but the sender's clock). */
   readonly sentAtMs: number;
   readonly receivedAtMs: number;
+  /**
+   * Incoming: when the relay accepted the envelope, by the relay's clock (unsigned; absent from
+   * older relays and for messages held and released later). The screen shows it where it
+   * differs from sentAtMs by more than a minute.
+   */
+  readonly relayAtMs?: number;
   readonly own: boolean;
   /** Own messages only. */
   readonly state?: MessageState;

@@ -160,3 +160,21 @@ describe("a key change in a room", () => {
     expect(await m.deliveries(1)).toHaveLength(1); // carol receives again
   });
 });
+
+describe("the relay's time", () => {
+  it("comes with each delivery: when the relay accepted the envelope, beside the sender's claim", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    // bob's clock is two minutes slow: his claimed sent_at is two minutes before the relay's.
+    const b = await TestClient.start(bob, r.running.port, { clock: () => Date.now() - 120_000 });
+    cleanups.push(() => b.close());
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "bob online");
+    const before = Date.now();
+    expect(b.client.send("dm:alice:bob", "what time is it?").ok).toBe(true);
+    const got = await a.waitForMessage("what time is it?");
+    const after = Date.now();
+    expect(got.relayAtMs).toBeGreaterThanOrEqual(before - 1_000);
+    expect(got.relayAtMs).toBeLessThanOrEqual(after);
+    expect(got.relayAtMs! - got.sentAtMs).toBeGreaterThan(110_000);
+  });
+});

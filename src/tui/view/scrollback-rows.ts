@@ -20,6 +20,8 @@ export interface ScrollbackContext {
 }
 
 const TIME_WIDTH = 5; // "HH:MM"
+/** Beyond this difference between the relay's time and the sender's claim, both are shown. */
+const CLOCK_SKEW_SHOWN_MS = 60_000;
 /** Fewer text cells than this beside the nick, and the text goes on its own rows below. */
 const MIN_TEXT_WIDTH = 10;
 const NICK_WIDTH_MIN = 4;
@@ -111,11 +113,16 @@ function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: Scrol
   const mentioned = pattern !== undefined && pattern.test(m.text);
   const nick = mentioned ? STYLE.mentionNick : nickStyle(m.from, ctx.me);
   const decorate = mentioned && pattern ? (line: string) => markMentions(line, pattern) : undefined;
+  // The relay's time where the sender's claimed time is off by more than a minute: "12:01 bob
+  // (sent 11:40) …" (a wrong clock, or a message held back; the claimed time is only the sender's).
+  const skewed = m.relayAtMs !== undefined && Math.abs(m.relayAtMs - m.sentAtMs) > CLOCK_SKEW_SHOWN_MS;
+  const time = timeSeg(skewed ? m.relayAtMs! : m.sentAtMs, ctx);
+  const claimed = skewed ? [seg(`(sent ${(ctx.formatTime ?? formatClock)(m.sentAtMs)}) `, STYLE.time)] : [];
   if (m.kind === "action") {
-    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
+    b.block([time, ...claimed, seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
     return;
   }
-  const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  ")];
+  const lead = [time, seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  "), ...claimed];
   b.block(lead, m.text, undefined, stateTail(m, retried), decorate);
 }
 

@@ -542,7 +542,7 @@ export class ChatClient implements ChatSession {
       // Open step 9: record the id and the chain; flag a gap.
       const gap = chainHasGap(opened.conversation, h.prev, this.state.lastHash(h.conversationId, h.sender));
       this.state.recordOpened(h.messageId, h.sentAtMs, h.conversationId, h.sender, opened.hash);
-      const message: ChatMessage = {
+      let message: ChatMessage = {
         id: hex(h.messageId),
         conversationId: h.conversationId,
         from: h.sender,
@@ -555,6 +555,12 @@ export class ChatClient implements ChatSession {
         ...(gap ? { gap: true } : {}),
       };
       if (gap) this.log.warn("envelope.gap", { conversation: h.conversationId, from: h.sender });
+      // A room message may leave members out (§9): say who, so nobody assumes they read it.
+      if (opened.conversation.kind === "room") {
+        const named = new Set(h.recipients.map((r) => r.username));
+        const notFor = (this.rooms.get(opened.conversation.room) ?? []).filter((m) => !named.has(m));
+        if (notFor.length > 0) message = { ...message, notFor };
+      }
       this.emit({ type: "message", message });
       return "shown";
     } catch (e) {

@@ -52,6 +52,11 @@ export interface ChatMessage {
   readonly queuedFor?: readonly string[];
   /** A message before this one from the same sender in this conversation may be missing. */
   readonly gap?: boolean;
+  /**
+   * Incoming room messages: members of the room (as this client knows it) the sender left out of
+   * the signed recipients (e.g. one whose key change the sender has not decided on).
+   */
+  readonly notFor?: readonly string[];
 }
 
 export type NoticeLevel = "info" | "warn" | "error";

@@ -142,7 +142,9 @@ describe("a key change in a room", () => {
     expect(sent.ok).toBe(true);
     if (!sent.ok) return;
     await a.waitForState(sent.value.id, "accepted");
-    await b.waitForMessage("the room goes on");
+    const atBob = await b.waitForMessage("the room goes on");
+    // bob sees that carol (a member, as far as he knows) was left out of it.
+    expect(atBob.notFor).toEqual(["carol"]);
     await a.waitFor((e) => e.type === "notice" && e.conversationId === "#ops" && e.text.startsWith("not sent to carol: their keys changed"), "says carol was left out");
     // The new carol got nothing of it.
     await m.barrier();

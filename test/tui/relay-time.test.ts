@@ -27,3 +27,9 @@ describe("relay time", () => {
     expect(entryRows(message({ sentAtMs: T - 21 * 60_000 }), ctx).map(rowText)).toEqual(["11:40 bob    hello"]);
   });
 });
+
+describe("a room message that left members out", () => {
+  it("says who did not receive it", () => {
+    expect(entryRows(message({ conversationId: "#ops", notFor: ["carol"] }), ctx).map(rowText)).toEqual(["12:01 bob    hello (not sent to carol)"]);
+  });
+});

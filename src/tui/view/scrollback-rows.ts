@@ -91,6 +91,7 @@ function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
 }
 
 function stateTail(m: ChatMessage, retried: boolean): Segment[] {
+  if (!m.own && m.notFor !== undefined && m.notFor.length > 0) return [seg(` (not sent to ${m.notFor.join(", ")})`, STYLE.pending)];
   if (!m.own || m.state === undefined) return [];
   switch (m.state) {
     case "pending":

@@ -233,8 +233,8 @@ export class TrustStore {
     const chunk = buf.subarray(0, bytesRead);
     const end = chunk.lastIndexOf(0x0a) + 1; // complete lines only
     if (end === 0) return;
-    const parsed = parseLines(this.path, chunk.subarray(0, end).toString("utf8"), false);
-    for (const [username, pin] of parsed.pins) if (!this.peers.has(username)) this.peers.set(username, pin);
+    const parsed = parseLines(this.path, chunk.subarray(0, end).toString("utf8"), false, (u) => this.peers.has(u));
+    for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
     this.lines += parsed.lines;
     this.readUpTo += end;
   }
@@ -242,8 +242,9 @@ export class TrustStore {
   /** Rewrites the file with one line per peer (after taking in pins only the file has). */
   private async rewriteFile(): Promise<void> {
     try {
-      const parsed = parsePins(this.path, await readFile(this.path, "utf8"));
-      for (const [username, pin] of parsed.pins) if (!this.peers.has(username)) this.peers.set(username, pin);
+      // Only peers this process does not know are turned into keys: the rest is JSON to skip.
+      const parsed = parsePins(this.path, await readFile(this.path, "utf8"), (u) => this.peers.has(u));
+      for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
     } catch {
       // No file yet, or one this process replaces with its own view.
     }
@@ -260,12 +261,12 @@ export class TrustStore {
 interface ParsedPins { pins: Map<string, PinnedPeer>; lines: number; readUpTo: number; version: 1 | 2 }
 
 /** The pins of a known_peers file (either format); throws a KeyStoreError naming what is wrong. */
-function parsePins(path: string, text: string): ParsedPins {
+function parsePins(path: string, text: string, skip: (username: string) => boolean = () => false): ParsedPins {
   if (text.startsWith(FORMAT_LINE.slice(0, 12))) {
     const firstEnd = text.indexOf("\n") + 1;
     // A last line without its newline is a write cut short by a crash: it was never complete.
     const end = text.endsWith("\n") ? text.length : text.lastIndexOf("\n") + 1;
-    const parsed = parseLines(path, text.slice(firstEnd, Math.max(firstEnd, end)), true);
+    const parsed = parseLines(path, text.slice(firstEnd, Math.max(firstEnd, end)), true, skip);
     return { ...parsed, readUpTo: Buffer.byteLength(text.slice(0, Math.max(firstEnd, end))), version: 2 };
   }
   let parsed: StoredFileV1;
@@ -276,12 +277,15 @@ function parsePins(path: string, text: string): ParsedPins {
     throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
   }
   const pins = new Map<string, PinnedPeer>();
-  for (const [username, p] of Object.entries(parsed.peers)) pins.set(username, pinOf(path, username, p));
-  return { pins, lines: pins.size, readUpTo: Buffer.byteLength(text), version: 1 };
+  for (const [username, p] of Object.entries(parsed.peers)) if (!skip(username)) pins.set(username, pinOf(path, username, p));
+  return { pins, lines: Object.keys(parsed.peers).length, readUpTo: Buffer.byteLength(text), version: 1 };
 }
 
-/** Record lines: the last line of each user wins, and only that one is turned into keys. */
-function parseLines(path: string, text: string, strict: boolean): { pins: Map<string, PinnedPeer>; lines: number } {
+/**
+ * Record lines: the last line of each user wins, and only that one is turned into keys (never
+ * for users `skip` names: importing keys checks signatures, the costly part of reading).
+ */
+function parseLines(path: string, text: string, strict: boolean, skip: (username: string) => boolean = () => false): { pins: Map<string, PinnedPeer>; lines: number } {
   const last = new Map<string, StoredLine>();
   let lines = 0;
   for (const raw of text.split("\n")) {
@@ -298,7 +302,7 @@ function parseLines(path: string, text: string, strict: boolean): { pins: Map<st
     last.set(line.user, line);
   }
   const pins = new Map<string, PinnedPeer>();
-  for (const [username, p] of last) pins.set(username, pinOf(path, username, p));
+  for (const [username, p] of last) if (!skip(username)) pins.set(username, pinOf(path, username, p));
   return { pins, lines };
 }
 

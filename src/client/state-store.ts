@@ -79,13 +79,11 @@ export class ClientStateStore {
         kind TEXT NOT NULL, text TEXT NOT NULL, created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS held (row_id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, delivered_into TEXT NOT NULL,
         envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS history (row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE,
-        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
-        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
-        gap INTEGER NOT NULL, sealed BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS history (${HISTORY_COLUMNS});
       CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
     `);
     migrateSeen(this.db);
+    migrateHistory(this.db);
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
       hasSeen: p("SELECT 1 AS x FROM seen_from WHERE message_id = ? AND sender IN (?, '')"),
@@ -106,11 +104,11 @@ export class ClientStateStore {
       holdRemove: p("DELETE FROM held WHERE row_id = ?"),
       historyAdd: p(`INSERT OR IGNORE INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
         state, failure, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ?"),
+      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ? AND own = 1"),
       historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
-      historyRemove: p("DELETE FROM history WHERE message_id = ?"),
+      historyRemove: p("DELETE FROM history WHERE message_id = ? AND own = 1"),
       historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
         WHERE conversation_id = ? ORDER BY row_id DESC LIMIT 1 OFFSET ?)`),
     };
@@ -267,6 +265,29 @@ export class ClientStateStore {
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/**
+ * History rows are unique per (sender, message id), like seen ids: a peer reusing another's id
+ * must not keep the other's message out of the history.
+ */
+const HISTORY_COLUMNS = `row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL,
+        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
+        gap INTEGER NOT NULL, sealed BLOB NOT NULL, UNIQUE (sender, message_id)`;
+
+/** Rebuilds a history table of the older shape (message_id unique on its own) once. */
+function migrateHistory(db: DatabaseSync): void {
+  const row = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() as { sql: string } | undefined;
+  if (row === undefined || row.sql.includes("UNIQUE (sender, message_id)")) return;
+  db.exec(`BEGIN;
+    CREATE TABLE history_by_sender (${HISTORY_COLUMNS});
+    INSERT INTO history_by_sender SELECT row_id, message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
+      state, failure, queued_for, gap, sealed FROM history;
+    DROP TABLE history;
+    ALTER TABLE history_by_sender RENAME TO history;
+    CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
+    COMMIT;`);
 }
 
 /** Moves seen ids of the older id-only table (kept as sender '', matching every sender) once. */

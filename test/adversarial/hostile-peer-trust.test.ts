@@ -54,6 +54,9 @@ describe("the replay table is keyed by (sender, id)", () => {
     expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent" });
     const shown = await a.waitForMessage("hello from my new laptop");
     expect(shown).toMatchObject({ from: "bob", id: heldId.toString("hex") });
+    // Both are kept for the next start, too: the history is per (sender, id) as well.
+    expect(a.client.backlog().filter((x) => x.id === heldId.toString("hex")).map((x) => [x.from, x.text]))
+      .toEqual([["mallory", "nothing to see"], ["bob", "hello from my new laptop"]]);
     // And a real replay of bob's message (same sender, same id) is still refused.
     const before = a.messages().length;
     await nb.sendAccepted(seal(newBob, "dm:alice:bob", [alice], "hello again, same id", { messageId: heldId }));

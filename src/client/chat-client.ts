@@ -573,7 +573,7 @@ export class ChatClient implements ChatSession {
       if (code === "key-changed" && !fromHold) {
         const pin = this.trustStore.get(sender);
         if (pin?.pending && pin.pending.sigFpr.equals(envelope.header.senderSigFpr)) {
-          this.state.hold(sender, deliveredInto, Buffer.from(WireEnvelope.encode(envelopeToWire(envelope)).finish()), this.clock());
+          this.state.hold(sender, deliveredInto, Buffer.from(WireEnvelope.encode(envelopeToWire(envelope)).finish()), this.clock(), relayTimeMs);
           this.log.warn("envelope.held", { from: sender });
           this.emit({ type: "key-change", username: sender, conversationId: this.displayConversation(deliveredInto, sender), held: this.state.heldCount(sender) });
           return "held";
@@ -1049,7 +1049,7 @@ export class ChatClient implements ChatSession {
     let discarded = 0;
     for (const { h, wire } of held) {
       this.state.releaseHeld(h.rowId);
-      const outcome = this.processDelivery(h.deliveredInto, wire, true);
+      const outcome = this.processDelivery(h.deliveredInto, wire, true, h.relayTimeMs);
       if (outcome === "shown") shown++;
       else if (outcome !== "replay") discarded++; // a replay is a redelivered copy of one shown
     }

@@ -42,6 +42,8 @@ export interface HeldEntry {
   readonly deliveredInto: string;
   readonly envelope: Buffer;
   readonly receivedAtMs: number;
+  /** The relay's time the envelope came with (0: none). */
+  readonly relayTimeMs: number;
 }
 
 /** Creates the file 0600 before SQLite opens it (SQLite gives -wal/-shm the same mode). */
@@ -78,12 +80,15 @@ export class ClientStateStore {
       CREATE TABLE IF NOT EXISTS outbox (message_id BLOB PRIMARY KEY, conversation_id TEXT NOT NULL, envelope BLOB NOT NULL,
         kind TEXT NOT NULL, text TEXT NOT NULL, created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS held (row_id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, delivered_into TEXT NOT NULL,
-        envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL);
+        envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL, relay_time_ms INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS history (${HISTORY_COLUMNS});
       CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
     `);
     migrateSeen(this.db);
     migrateHistory(this.db);
+    // Held envelopes keep the relay's time they came with (a column files written before lack).
+    const heldColumns = this.db.prepare("SELECT name FROM pragma_table_info('held')").all() as { name: string }[];
+    if (!heldColumns.some((c) => c.name === "relay_time_ms")) this.db.exec("ALTER TABLE held ADD COLUMN relay_time_ms INTEGER NOT NULL DEFAULT 0");
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
       hasSeen: p("SELECT 1 AS x FROM seen_from WHERE message_id = ? AND sender IN (?, '')"),
@@ -98,7 +103,7 @@ export class ClientStateStore {
       outboxRemove: p("DELETE FROM outbox WHERE message_id = ?"),
       outboxGet: p("SELECT * FROM outbox WHERE message_id = ?"),
       outboxAll: p("SELECT * FROM outbox ORDER BY created_at_ms, rowid"),
-      holdAdd: p("INSERT INTO held (sender, delivered_into, envelope, received_at_ms) VALUES (?, ?, ?, ?)"),
+      holdAdd: p("INSERT INTO held (sender, delivered_into, envelope, received_at_ms, relay_time_ms) VALUES (?, ?, ?, ?, ?)"),
       heldFor: p("SELECT * FROM held WHERE sender = ? ORDER BY row_id"),
       heldCount: p("SELECT COUNT(*) AS n FROM held WHERE sender = ?"),
       holdRemove: p("DELETE FROM held WHERE row_id = ?"),
@@ -187,8 +192,8 @@ export class ClientStateStore {
     return (this.q["outboxAll"]!.all() as Record<string, unknown>[]).map(rowToOutbox);
   }
 
-  hold(sender: string, deliveredInto: string, envelope: Uint8Array, receivedAtMs: number): void {
-    this.q["holdAdd"]!.run(sender, deliveredInto, envelope, receivedAtMs);
+  hold(sender: string, deliveredInto: string, envelope: Uint8Array, receivedAtMs: number, relayTimeMs = 0): void {
+    this.q["holdAdd"]!.run(sender, deliveredInto, envelope, receivedAtMs, relayTimeMs);
   }
 
   heldFor(sender: string): HeldEntry[] {
@@ -198,6 +203,7 @@ export class ClientStateStore {
       deliveredInto: String(r["delivered_into"]),
       envelope: Buffer.from(r["envelope"] as Uint8Array),
       receivedAtMs: Number(r["received_at_ms"]),
+      relayTimeMs: Number(r["relay_time_ms"] ?? 0),
     }));
   }
 

@@ -40,8 +40,7 @@ export interface ChatMessage {
   readonly receivedAtMs: number;
   /**
    * Incoming: when the relay accepted the envelope, by the relay's clock (unsigned; absent from
-   * older relays and for messages held and released later). The screen shows it where it
-   * differs from sentAtMs by more than a minute.
+   * older relays). The screen shows it where it differs from sentAtMs by more than a minute.
    */
   readonly relayAtMs?: number;
   readonly own: boolean;

@@ -116,6 +116,8 @@ describe("/trust names the keys it accepts", () => {
     expect(accepted).toEqual({ ok: true, value: "continuing with bob's new key, NOT verified (compare with /verify bob when you can); 2 held messages shown, in the order sent" });
     expect(trustOf(a, "bob")).toBe("unverified");
     expect(a.messages("dm:alice:bob").map((m) => m.text)).toEqual(["written first", "written second"]);
+    // Released messages keep the relay's time they came with.
+    expect(a.messages("dm:alice:bob").every((m) => m.relayAtMs !== undefined && m.relayAtMs >= now - 60_000)).toBe(true);
     expect(a.messages().some((m) => m.text.includes("first new key"))).toBe(false);
     expect(a.client.acceptNewKeys("bob").ok).toBe(false); // nothing pending any more
     expect(a.client.send("dm:alice:bob", "welcome, unverified bob").ok).toBe(true);

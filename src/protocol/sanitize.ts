@@ -27,8 +27,8 @@ const PICTOGRAPHIC = /\p{Extended_Pictographic}/u;
 const EMOJI = /\p{Emoji}/u;
 const EMOJI_MODIFIER = /\p{Emoji_Modifier}/u;
 const IDEOGRAPHIC = /\p{Ideographic}/u;
-/** Anything a fast path cannot pass as is. */
-const NOT_PLAIN = /[^\u0020-\u007E\n\t]/;
+/** Anything the code point walk below may change: text without it passes as is (fast path). */
+const SUSPECT = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029\uFFF9-\uFFFB\uD800-\uDFFF\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
 
 const ZWJ = 0x200d;
 const BLACK_FLAG = 0x1f3f4;
@@ -37,7 +37,7 @@ const FLAG_TAGS: readonly string[] = ["gbeng", "gbsct", "gbwls"].map((s) => [...
 
 /** Returns text with every unsafe code point replaced by U+FFFD. Idempotent. */
 export function sanitizeText(text: string): string {
-  if (!NOT_PLAIN.test(text)) return text;
+  if (!SUSPECT.test(text)) return text;
   let out = "";
   // What the last kept code point was: an emoji (a joiner or selector may follow), a base that
   // takes one variation selector, or neither.

@@ -19,7 +19,7 @@ import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "..
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
-import { safetyNumber } from "../protocol/safety-number.js";
+import { digitsNameKeys, safetyHalfGroups, safetyNumber, TRUST_GROUPS } from "../protocol/safety-number.js";
 import { AtRestCipher } from "./at-rest.js";
 import { MessageHistory } from "./history.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -99,7 +99,7 @@ export function describeRefusal(code: ErrorCode, detail: string): string {
 }
 
 function blockedByKeyChange(name: string): string {
-  return `${name}'s key changed: compare safety numbers with /verify ${name}, then /trust ${name} to send again`;
+  return `${name}'s key changed: compare safety numbers with /verify ${name} (it shows the /trust command), or /accept ${name} to continue unverified`;
 }
 
 function hex(b: Uint8Array): string {
@@ -174,6 +174,13 @@ export class ChatClient implements ChatSession {
       connected: () => this.authenticated,
       maxPerLookup: () => this.limits.maxRecipients,
       heldCount: (u) => this.state.heldCount(u),
+      discardHeld: (u) => {
+        const held = this.state.heldFor(u);
+        for (const h of held) this.state.releaseHeld(h.rowId);
+        if (held.length > 0) this.log.warn("held.discarded", { from: u, count: held.length });
+        return held.length;
+      },
+      roomsWith: (u) => [...this.rooms].filter(([, members]) => members.includes(u)).map(([room]) => room),
       emit: (e) => this.emit(e),
     });
   }
@@ -480,7 +487,7 @@ export class ChatClient implements ChatSession {
     const acks: number[] = [];
     for (const item of items) {
       await this.prepareSender(item.envelope);
-      this.processDelivery(item.conversationId, item.envelope);
+      this.processDelivery(item.conversationId, item.envelope, false, item.relayTimeMs);
       acks.push(item.seq);
     }
     if (acks.length > 0 && this.stream) {
@@ -510,12 +517,13 @@ export class ChatClient implements ChatSession {
   };
 
   /** Opens one delivered envelope; every outcome is handled here (shown, held or refused). */
-  private processDelivery(deliveredInto: string, wire: WireEnvelope | undefined, fromHold = false): "shown" | "held" | "dropped" {
+  private processDelivery(deliveredInto: string, wire: WireEnvelope | undefined, fromHold = false, relayTimeMs = 0): "shown" | "held" | "replay" | "dropped" {
     let envelope;
     try {
       envelope = envelopeFromWire(wire);
     } catch (e) {
       this.log.warn("envelope.refused", { code: "malformed", into: sanitizeLine(deliveredInto).slice(0, 80) });
+      if (fromHold) return "dropped";
       this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, undefined), from: "unknown sender" });
       return "dropped";
     }
@@ -527,14 +535,14 @@ export class ChatClient implements ChatSession {
         nowMs: this.clock(),
         maxAgeMs: this.limits.retentionMs,
         senderKey: this.senderKey,
-        seen: (id) => this.state.hasSeen(id),
+        seen: (id, sender) => this.state.hasSeen(id, sender),
         limits: shapeLimitsOf(this.limits),
       });
       const h = opened.header;
       // Open step 9: record the id and the chain; flag a gap.
       const gap = chainHasGap(opened.conversation, h.prev, this.state.lastHash(h.conversationId, h.sender));
       this.state.recordOpened(h.messageId, h.sentAtMs, h.conversationId, h.sender, opened.hash);
-      const message: ChatMessage = {
+      let message: ChatMessage = {
         id: hex(h.messageId),
         conversationId: h.conversationId,
         from: h.sender,
@@ -542,10 +550,17 @@ export class ChatClient implements ChatSession {
         text: opened.body.text,
         sentAtMs: h.sentAtMs,
         receivedAtMs: this.clock(),
+        ...(Number.isSafeInteger(relayTimeMs) && relayTimeMs > 0 ? { relayAtMs: relayTimeMs } : {}),
         own: false,
         ...(gap ? { gap: true } : {}),
       };
       if (gap) this.log.warn("envelope.gap", { conversation: h.conversationId, from: h.sender });
+      // A room message may leave members out (§9): say who, so nobody assumes they read it.
+      if (opened.conversation.kind === "room") {
+        const named = new Set(h.recipients.map((r) => r.username));
+        const notFor = (this.rooms.get(opened.conversation.room) ?? []).filter((m) => !named.has(m));
+        if (notFor.length > 0) message = { ...message, notFor };
+      }
       this.emit({ type: "message", message });
       return "shown";
     } catch (e) {
@@ -553,19 +568,20 @@ export class ChatClient implements ChatSession {
       if (code === "replay") {
         // At-least-once delivery: a redelivered envelope we already showed. Nothing to show.
         this.log.debug("envelope.duplicate", { from: sender });
-        return "dropped";
+        return "replay";
       }
       if (code === "key-changed" && !fromHold) {
         const pin = this.trustStore.get(sender);
         if (pin?.pending && pin.pending.sigFpr.equals(envelope.header.senderSigFpr)) {
-          this.state.hold(sender, deliveredInto, Buffer.from(WireEnvelope.encode(envelopeToWire(envelope)).finish()), this.clock());
+          this.state.hold(sender, deliveredInto, Buffer.from(WireEnvelope.encode(envelopeToWire(envelope)).finish()), this.clock(), relayTimeMs);
           this.log.warn("envelope.held", { from: sender });
           this.emit({ type: "key-change", username: sender, conversationId: this.displayConversation(deliveredInto, sender), held: this.state.heldCount(sender) });
           return "held";
         }
       }
-      this.log.warn("envelope.refused", { code, from: sender, reason: e instanceof Error ? e.message : String(e) });
-      this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
+      this.log.warn("envelope.refused", { code, from: sender, held: fromHold, reason: e instanceof Error ? e.message : String(e) });
+      // Released held envelopes that fail are counted in one sentence by releaseHeld.
+      if (!fromHold) this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
       return "dropped";
     }
   }
@@ -748,6 +764,7 @@ export class ChatClient implements ChatSession {
         { id: messageId, conversationId: conv.id, envelope: Buffer.from(WireEnvelope.encode(wire).finish()), kind: body.kind,
           text: this.atRest.seal("outbox", conv.id, messageId, body.text), createdAtMs: now, sentAtMs: now },
         sealed.hash,
+        this.me,
       );
       if (conv.kind === "lobby" && recipients.value.list.length === 0 && recipients.value.skipped.length === 0) {
         this.emit({
@@ -760,7 +777,7 @@ export class ChatClient implements ChatSession {
       if (recipients.value.skipped.length > 0) {
         this.emit({
           type: "notice", level: "warn", conversationId: conv.id,
-          text: `not sent to ${recipients.value.skipped.join(", ")}: their keys changed (see /verify)`,
+          text: `not sent to ${recipients.value.skipped.join(", ")}: ${recipients.value.skipped.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet (/verify ${recipients.value.skipped[0]}, then /trust or /accept)`,
         });
       }
       if (this.authenticated && this.stream) {
@@ -805,13 +822,19 @@ export class ChatClient implements ChatSession {
     return outcome;
   }
 
-  /** The recipients' pinned keys; a pending key change blocks DMs and rooms and skips lobby members. */
+  /** The recipients' pinned keys; a pending key change blocks a DM and skips that member in rooms and the lobby. */
   private recipientsFor(conv: Conversation): Outcome<{ list: SealRecipient[]; skipped: string[] }> {
     const toRecipient = (pin: PinnedPeer): SealRecipient => ({ username: pin.identity.username, encKey: pin.identity.encKey, encFpr: pin.identity.encFpr });
     const list: SealRecipient[] = [];
     const skipped: string[] = [];
     for (const name of this.recipientNames(conv)) {
       const pin = this.trustStore.get(name);
+      // A room goes on when one member's keys changed: sealed to the others, and that member
+      // does not receive it until the user decides (the relay takes a subset of members, §9).
+      if (conv.kind === "room" && pin?.pending) {
+        skipped.push(name);
+        continue;
+      }
       if (conv.kind === "lobby") {
         if (pin === undefined) continue; // keys not known yet: cannot be reached
         if (pin.pending) skipped.push(name);
@@ -938,6 +961,7 @@ export class ChatClient implements ChatSession {
         trust: this.directory.trustOf(pin),
         safetyNumber: safetyNumber(this.identity, pin.identity),
         ...(pin.pending ? { pendingSafetyNumber: safetyNumber(this.identity, pin.pending) } : {}),
+        confirmGroups: safetyHalfGroups(pin.pending ?? pin.identity).slice(0, TRUST_GROUPS),
       },
     };
   }
@@ -961,34 +985,81 @@ export class ChatClient implements ChatSession {
   }
 
 
-  trust(username: string): Outcome<string> {
+  /**
+   * /trust <user> <groups>: the user compared safety numbers and names what they compared, so
+   * a key that changed since /verify (or was never shown) is refused, not accepted (§6).
+   */
+  trust(username: string, groups: readonly string[]): Outcome<string> {
     if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
     if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
     const before = this.trustStore.get(username);
-    if (before === undefined) return { ok: false, error: `no keys known for ${username}` };
-    const hadChange = before.pending !== undefined;
-    this.trustStore.trust(username);
-    let released = 0;
-    if (hadChange) {
-      // A new key is usually a new device: its chains start from zeros, which is not a gap (§6).
-      this.state.forgetChains(username);
-      for (const held of this.state.heldFor(username)) {
-        this.state.releaseHeld(held.rowId);
-        let wire: WireEnvelope | undefined;
-        try {
-          wire = WireEnvelope.decode(held.envelope);
-        } catch {
-          wire = undefined;
-        }
-        if (this.processDelivery(held.deliveredInto, wire, true) === "shown") released++;
-      }
+    if (before === undefined) return { ok: false, error: `no keys known for ${username}: run /verify ${username} first` };
+    const keys = before.pending ?? before.identity;
+    if (groups.length === 0) {
+      return { ok: false, error: `/trust needs the digits you compared: /verify ${username} shows the exact command (/trust ${username} followed by ${TRUST_GROUPS} groups of digits)` };
     }
+    if (!digitsNameKeys(groups, this.identity, keys)) {
+      return {
+        ok: false,
+        error: `those digits do not match ${username}'s ${before.pending ? "new " : ""}keys as they are now (they may have changed since you ran /verify): nothing was trusted; run /verify ${username} again and compare`,
+      };
+    }
+    const hadChange = before.pending !== undefined;
+    if (this.trustStore.trust(username, keys) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: run /verify ${username} again` };
+    const released = hadChange ? this.releaseHeld(username) : "";
     this.directory.emitPeer(username);
     this.log.info("peer.trusted", { user: username, keyChange: hadChange });
-    if (hadChange) {
-      return { ok: true, value: `${username}'s new key is now trusted and marked verified${released ? `; ${released} held message${released === 1 ? "" : "s"} shown` : ""}` };
+    if (hadChange) return { ok: true, value: `${username}'s new key is now trusted and marked verified ✓${released}` };
+    return { ok: true, value: `${username} is now marked verified ✓` };
+  }
+
+  /** /accept <user>: continue with a peer's new keys without comparing them (not verified). */
+  acceptNewKeys(username: string): Outcome<string> {
+    if (username === this.me) return { ok: false, error: "that is you: your own keys need no accepting" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const before = this.trustStore.get(username);
+    if (before?.pending === undefined) {
+      return { ok: false, error: `${username}'s keys have not changed: nothing to accept (/verify ${username} to compare safety numbers)` };
     }
-    return { ok: true, value: `${username} is now marked verified` };
+    if (this.trustStore.accept(username, before.pending) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: nothing was accepted` };
+    const released = this.releaseHeld(username);
+    this.directory.emitPeer(username);
+    this.log.info("peer.accepted", { user: username });
+    return { ok: true, value: `continuing with ${username}'s new key, NOT verified (compare with /verify ${username} when you can)${released}` };
+  }
+
+  /**
+   * After a key change was accepted: the peer's chains start again (a new key is usually a new
+   * device, whose chains start from zeros: not a gap, §6), and the held envelopes are opened in
+   * the order they were sent. Returns the sentence part saying what was shown and discarded.
+   */
+  private releaseHeld(username: string): string {
+    this.state.forgetChains(username);
+    const held = this.state.heldFor(username).map((h) => {
+      let wire: WireEnvelope | undefined;
+      try {
+        wire = WireEnvelope.decode(h.envelope);
+      } catch {
+        wire = undefined;
+      }
+      return { h, wire, sentAtMs: Number(wire?.header?.sentAtMs ?? 0) };
+    });
+    held.sort((a, b) => a.sentAtMs - b.sentAtMs || a.h.rowId - b.h.rowId);
+    let shown = 0;
+    let discarded = 0;
+    for (const { h, wire } of held) {
+      this.state.releaseHeld(h.rowId);
+      const outcome = this.processDelivery(h.deliveredInto, wire, true, h.relayTimeMs);
+      if (outcome === "shown") shown++;
+      else if (outcome !== "replay") discarded++; // a replay is a redelivered copy of one shown
+    }
+    if (discarded > 0) this.log.warn("held.discarded", { from: username, count: discarded });
+    const parts: string[] = [];
+    if (shown > 0) parts.push(`${shown} held message${shown === 1 ? "" : "s"} shown, in the order sent`);
+    if (discarded > 0) {
+      parts.push(`${discarded} held message${discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
+    }
+    return parts.length > 0 ? `; ${parts.join("; ")}` : "";
   }
 
   // ------------------------------------------------------------------------------------------

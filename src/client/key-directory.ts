@@ -27,6 +27,10 @@ export interface KeyDirectoryOptions {
   readonly maxPerLookup: () => number;
   /** Envelopes held for a user because of a key change (for the warning). */
   readonly heldCount: (username: string) => number;
+  /** Drops a user's held envelopes (signed by a pending key that is gone); returns how many. */
+  readonly discardHeld: (username: string) => number;
+  /** The rooms I am in that this user is a member of (a key change is shown there too). */
+  readonly roomsWith: (username: string) => readonly string[];
   readonly emit: (event: SessionEvent) => void;
 }
 
@@ -182,14 +186,29 @@ export class KeyDirectory {
     if (name === this.me) return;
     this.invalid.delete(name);
     this.keyTags.set(name, keyTag(identity.sigFpr, identity.encFpr));
+    const before = this.o.trust.get(name);
     const result = this.o.trust.observe(identity);
-    if (result === "key-changed") {
+    if (result === "key-changed" && before?.pending === undefined) {
       this.o.log.warn("peer.key-changed", { user: name });
       this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: this.o.heldCount(name) });
+      this.noticeInRooms(name, `${name}'s keys changed: the room goes on, but ${name} does not receive what you send here, and ${name}'s messages here are held, until you decide (/verify ${name}, then /trust or /accept)`);
+    } else if (result === "key-replaced") {
+      // Every replacement of a pending key is a fresh warning; what was held under the replaced
+      // key can never be shown (it is not signed by any key the user could accept).
+      const discarded = this.o.discardHeld(name);
+      this.o.log.warn("peer.key-replaced", { user: name, discarded });
+      this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: 0, replaced: true, discarded });
+      this.noticeInRooms(name, `${name}'s keys changed AGAIN before you decided: compare again with /verify ${name}`);
     } else if (result === "change-withdrawn") {
-      this.o.emit({ type: "notice", level: "info", text: `the relay shows ${name}'s original keys again; the key change was withdrawn`, conversationId: dmIdFor(this.me, name) });
+      const discarded = this.o.discardHeld(name);
+      const dropped = discarded === 0 ? "" : `; ${discarded} message${discarded === 1 ? "" : "s"} signed by the withdrawn key ${discarded === 1 ? "was" : "were"} discarded`;
+      this.o.emit({ type: "notice", level: "info", text: `the relay shows ${name}'s original keys again; the key change was withdrawn${dropped}`, conversationId: dmIdFor(this.me, name) });
     }
     this.emitPeer(name);
+  }
+
+  private noticeInRooms(name: string, text: string): void {
+    for (const room of this.o.roomsWith(name)) this.o.emit({ type: "notice", level: "warn", text, conversationId: room });
   }
 
   trustOf(pin: PinnedPeer): PeerTrust {

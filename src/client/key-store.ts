@@ -5,7 +5,7 @@ import { chmod, lstat, mkdir, open, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { ProtocolError } from "../protocol/errors.js";
-import { decodeKeyFile, encodeKeyFile, keyFileIsEncrypted } from "../protocol/keyfile.js";
+import { checkKeyFileParameters, decodeKeyFile, encodeKeyFile, keyFileIsEncrypted } from "../protocol/keyfile.js";
 import { generateIdentity, type PrivateIdentity } from "../protocol/keys.js";
 import { checkUsername } from "../protocol/names.js";
 
@@ -122,6 +122,12 @@ export async function loadOrCreateIdentity(o: LoadIdentityOptions): Promise<Load
   const text = await readFile(path, "utf8");
   let passphrase: string | undefined;
   if (keyFileIsEncrypted(text)) {
+    // The file's scrypt parameters are checked before anyone is asked for a passphrase (§4.3).
+    try {
+      checkKeyFileParameters(text);
+    } catch (e) {
+      throw new KeyStoreError(`cannot use '${path}': ${(e as Error).message}`, { cause: e });
+    }
     if (o.getPassphrase === undefined) throw new KeyStoreError(`'${path}' is protected by a passphrase and none was given`);
     passphrase = await o.getPassphrase();
   }

@@ -42,6 +42,8 @@ export interface HeldEntry {
   readonly deliveredInto: string;
   readonly envelope: Buffer;
   readonly receivedAtMs: number;
+  /** The relay's time the envelope came with (0: none). */
+  readonly relayTimeMs: number;
 }
 
 /** Creates the file 0600 before SQLite opens it (SQLite gives -wal/-shm the same mode). */
@@ -66,26 +68,32 @@ export class ClientStateStore {
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
       PRAGMA secure_delete = ON; -- what /clear forgets is overwritten, not left in free pages
-      CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, sent_at_ms INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS seen_by_time ON seen(sent_at_ms);
+      -- Seen ids are keyed by (sender, id): ids are chosen by senders, so one peer reusing
+      -- another's id must not make the other's message a "replay" (PROTOCOL.md §7.3 step 6).
+      -- Rows from the older id-only table keep sender '' and count for every sender until pruned.
+      CREATE TABLE IF NOT EXISTS seen_from (sender TEXT NOT NULL, message_id BLOB NOT NULL, sent_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (sender, message_id)) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS seen_from_by_time ON seen_from(sent_at_ms);
       CREATE TABLE IF NOT EXISTS chain (conversation_id TEXT NOT NULL, sender TEXT NOT NULL, last_hash BLOB NOT NULL,
         PRIMARY KEY (conversation_id, sender)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS own_chain (conversation_id TEXT PRIMARY KEY, head BLOB NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS outbox (message_id BLOB PRIMARY KEY, conversation_id TEXT NOT NULL, envelope BLOB NOT NULL,
         kind TEXT NOT NULL, text TEXT NOT NULL, created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS held (row_id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, delivered_into TEXT NOT NULL,
-        envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS history (row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE,
-        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
-        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
-        gap INTEGER NOT NULL, sealed BLOB NOT NULL);
+        envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL, relay_time_ms INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE IF NOT EXISTS history (${HISTORY_COLUMNS});
       CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
     `);
+    migrateSeen(this.db);
+    migrateHistory(this.db);
+    // Held envelopes keep the relay's time they came with (a column files written before lack).
+    const heldColumns = this.db.prepare("SELECT name FROM pragma_table_info('held')").all() as { name: string }[];
+    if (!heldColumns.some((c) => c.name === "relay_time_ms")) this.db.exec("ALTER TABLE held ADD COLUMN relay_time_ms INTEGER NOT NULL DEFAULT 0");
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
-      hasSeen: p("SELECT 1 AS x FROM seen WHERE message_id = ?"),
-      markSeen: p("INSERT OR IGNORE INTO seen (message_id, sent_at_ms) VALUES (?, ?)"),
-      pruneSeen: p("DELETE FROM seen WHERE sent_at_ms < ?"),
+      hasSeen: p("SELECT 1 AS x FROM seen_from WHERE message_id = ? AND sender IN (?, '')"),
+      markSeen: p("INSERT OR IGNORE INTO seen_from (sender, message_id, sent_at_ms) VALUES (?, ?, ?)"),
+      pruneSeen: p("DELETE FROM seen_from WHERE sent_at_ms < ?"),
       lastHash: p("SELECT last_hash FROM chain WHERE conversation_id = ? AND sender = ?"),
       setLastHash: p("INSERT INTO chain (conversation_id, sender, last_hash) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET last_hash = excluded.last_hash"),
       forgetChains: p("DELETE FROM chain WHERE sender = ?"),
@@ -95,17 +103,17 @@ export class ClientStateStore {
       outboxRemove: p("DELETE FROM outbox WHERE message_id = ?"),
       outboxGet: p("SELECT * FROM outbox WHERE message_id = ?"),
       outboxAll: p("SELECT * FROM outbox ORDER BY created_at_ms, rowid"),
-      holdAdd: p("INSERT INTO held (sender, delivered_into, envelope, received_at_ms) VALUES (?, ?, ?, ?)"),
+      holdAdd: p("INSERT INTO held (sender, delivered_into, envelope, received_at_ms, relay_time_ms) VALUES (?, ?, ?, ?, ?)"),
       heldFor: p("SELECT * FROM held WHERE sender = ? ORDER BY row_id"),
       heldCount: p("SELECT COUNT(*) AS n FROM held WHERE sender = ?"),
       holdRemove: p("DELETE FROM held WHERE row_id = ?"),
       historyAdd: p(`INSERT OR IGNORE INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
         state, failure, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ?"),
+      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ? AND own = 1"),
       historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
-      historyRemove: p("DELETE FROM history WHERE message_id = ?"),
+      historyRemove: p("DELETE FROM history WHERE message_id = ? AND own = 1"),
       historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
         WHERE conversation_id = ? ORDER BY row_id DESC LIMIT 1 OFFSET ?)`),
     };
@@ -116,15 +124,16 @@ export class ClientStateStore {
     return new ClientStateStore(path);
   }
 
-  hasSeen(messageId: Uint8Array): boolean {
-    return this.q["hasSeen"]!.get(messageId) !== undefined;
+  /** Whether this sender's message id was seen (ids are per sender: §7.3 step 6). */
+  hasSeen(messageId: Uint8Array, sender: string): boolean {
+    return this.q["hasSeen"]!.get(messageId, sender) !== undefined;
   }
 
   /** Open step 9: the id is seen and the sender's chain in this conversation moves on. */
   recordOpened(messageId: Uint8Array, sentAtMs: number, conversationId: string, sender: string, hash: Uint8Array): void {
     this.db.exec("BEGIN");
     try {
-      this.q["markSeen"]!.run(messageId, sentAtMs);
+      this.q["markSeen"]!.run(sender, messageId, sentAtMs);
       this.q["setLastHash"]!.run(conversationId, sender, hash);
       this.db.exec("COMMIT");
     } catch (e) {
@@ -133,8 +142,8 @@ export class ClientStateStore {
     }
   }
 
-  markSeen(messageId: Uint8Array, sentAtMs: number): void {
-    this.q["markSeen"]!.run(messageId, sentAtMs);
+  markSeen(messageId: Uint8Array, sender: string, sentAtMs: number): void {
+    this.q["markSeen"]!.run(sender, messageId, sentAtMs);
   }
 
   lastHash(conversationId: string, sender: string): Buffer | undefined {
@@ -156,13 +165,13 @@ export class ClientStateStore {
     this.q["setOwnHead"]!.run(conversationId, head);
   }
 
-  /** Sealing a message moves my chain head and queues it, atomically. */
-  addOutgoing(entry: OutboxEntry, newHead: Uint8Array): void {
+  /** Sealing a message moves my chain head and queues it, atomically (its id is seen as mine). */
+  addOutgoing(entry: OutboxEntry, newHead: Uint8Array, me: string): void {
     this.db.exec("BEGIN");
     try {
       this.q["outboxAdd"]!.run(entry.id, entry.conversationId, entry.envelope, entry.kind, entry.text, entry.createdAtMs, entry.sentAtMs);
       this.q["setOwnHead"]!.run(entry.conversationId, newHead);
-      this.q["markSeen"]!.run(entry.id, entry.sentAtMs);
+      this.q["markSeen"]!.run(me, entry.id, entry.sentAtMs);
       this.db.exec("COMMIT");
     } catch (e) {
       this.db.exec("ROLLBACK");
@@ -183,8 +192,8 @@ export class ClientStateStore {
     return (this.q["outboxAll"]!.all() as Record<string, unknown>[]).map(rowToOutbox);
   }
 
-  hold(sender: string, deliveredInto: string, envelope: Uint8Array, receivedAtMs: number): void {
-    this.q["holdAdd"]!.run(sender, deliveredInto, envelope, receivedAtMs);
+  hold(sender: string, deliveredInto: string, envelope: Uint8Array, receivedAtMs: number, relayTimeMs = 0): void {
+    this.q["holdAdd"]!.run(sender, deliveredInto, envelope, receivedAtMs, relayTimeMs);
   }
 
   heldFor(sender: string): HeldEntry[] {
@@ -194,6 +203,7 @@ export class ClientStateStore {
       deliveredInto: String(r["delivered_into"]),
       envelope: Buffer.from(r["envelope"] as Uint8Array),
       receivedAtMs: Number(r["received_at_ms"]),
+      relayTimeMs: Number(r["relay_time_ms"] ?? 0),
     }));
   }
 
@@ -261,6 +271,39 @@ export class ClientStateStore {
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/**
+ * History rows are unique per (sender, message id), like seen ids: a peer reusing another's id
+ * must not keep the other's message out of the history.
+ */
+const HISTORY_COLUMNS = `row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL,
+        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
+        gap INTEGER NOT NULL, sealed BLOB NOT NULL, UNIQUE (sender, message_id)`;
+
+/** Rebuilds a history table of the older shape (message_id unique on its own) once. */
+function migrateHistory(db: DatabaseSync): void {
+  const row = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'history'").get() as { sql: string } | undefined;
+  if (row === undefined || row.sql.includes("UNIQUE (sender, message_id)")) return;
+  db.exec(`BEGIN;
+    CREATE TABLE history_by_sender (${HISTORY_COLUMNS});
+    INSERT INTO history_by_sender SELECT row_id, message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
+      state, failure, queued_for, gap, sealed FROM history;
+    DROP TABLE history;
+    ALTER TABLE history_by_sender RENAME TO history;
+    CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
+    COMMIT;`);
+}
+
+/** Moves seen ids of the older id-only table (kept as sender '', matching every sender) once. */
+function migrateSeen(db: DatabaseSync): void {
+  const old = db.prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'seen'").get();
+  if (old === undefined) return;
+  db.exec(`BEGIN;
+    INSERT OR IGNORE INTO seen_from (sender, message_id, sent_at_ms) SELECT '', message_id, sent_at_ms FROM seen;
+    DROP TABLE seen;
+    COMMIT;`);
 }
 
 function rowToOutbox(r: Record<string, unknown>): OutboxEntry {

@@ -1,7 +1,16 @@
 // Trust on first use (PROTOCOL.md §6): `<username>_known_peers.json` beside the key file, 0600.
 // Each peer is pinned to the keys first seen for them; a later different key is never accepted
-// silently but kept as a pending change until the user trusts it after comparing safety numbers.
-import { lstat, readFile, rename, unlink } from "node:fs/promises";
+// silently but kept as a pending change until the user decides: /trust (compared, verified) or
+// /accept (continue with the new key, not verified).
+//
+// The file is a journal: a first line naming the format, then one JSON object per line, each
+// the whole record of one peer; the last line for a peer wins. A change appends one line (one
+// write and one fdatasync for all changes made meanwhile), so a pin write costs O(1) whatever
+// the number of peers; once the lines outnumber the peers twice over, the file is rewritten
+// with one line per peer (temp file, fsync, rename), which amortises to O(1) as well. Files of
+// the older format (one JSON document, version 1) are read and rewritten in the new one.
+import { constants } from "node:fs";
+import { lstat, open, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
 import { importPublicIdentity, type PublicIdentity } from "../protocol/keys.js";
 import { isValidUsername } from "../protocol/names.js";
 import { checkPrivateFileMode, KeyStoreError, writeNewPrivateFile } from "./key-store.js";
@@ -16,7 +25,12 @@ export interface PinnedPeer {
 
 interface StoredKeys { sigSpki: string; encSpki: string; encKeySig: string }
 interface StoredPeer extends StoredKeys { verified: boolean; pinnedAtMs: number; pending?: StoredKeys }
-interface StoredFile { version: 1; peers: Record<string, StoredPeer> }
+interface StoredFileV1 { version: 1; peers: Record<string, StoredPeer> }
+interface StoredLine extends StoredPeer { user: string }
+
+const FORMAT_LINE = `${JSON.stringify({ version: 2, format: "secure-chat known_peers: one JSON object per line; the last line for a user wins" })}\n`;
+/** Lines beyond twice the peers (plus this slack) trigger a rewrite with one line per peer. */
+const COMPACT_SLACK = 64;
 
 function toStored(id: PublicIdentity): StoredKeys {
   return { sigSpki: id.sigSpki.toString("base64"), encSpki: id.encSpki.toString("base64"), encKeySig: id.encKeySig.toString("base64") };
@@ -31,16 +45,41 @@ function fromStored(username: string, s: StoredKeys): PublicIdentity {
   });
 }
 
+function lineOf(username: string, p: PinnedPeer): string {
+  const line: StoredLine = {
+    user: username,
+    ...toStored(p.identity),
+    verified: p.verified,
+    pinnedAtMs: p.pinnedAtMs,
+    ...(p.pending ? { pending: toStored(p.pending) } : {}),
+  };
+  return `${JSON.stringify(line)}\n`;
+}
+
 export function sameKeys(a: PublicIdentity, b: PublicIdentity): boolean {
   return a.sigFpr.equals(b.sigFpr) && a.encFpr.equals(b.encFpr);
 }
 
-/** What observing a directory entry did to the pin. */
-export type ObserveResult = "pinned-new" | "unchanged" | "key-changed" | "change-withdrawn";
+/**
+ * What observing a directory entry did to the pin. "key-replaced": a pending change was
+ * replaced by yet another key (a fresh warning; what was held under the replaced key can never
+ * be released).
+ */
+export type ObserveResult = "pinned-new" | "unchanged" | "key-changed" | "key-replaced" | "change-withdrawn";
 
 export class TrustStore {
   private readonly peers = new Map<string, PinnedPeer>();
   private writing: Promise<void> = Promise.resolve();
+  /** Peers changed since the last write (written together by the next one). */
+  private readonly dirty = new Set<string>();
+  private writeScheduled = false;
+  /** Record lines in the file as far as this process knows (its own and others' appends). */
+  private lines = 0;
+  /** The file this process last read or wrote (inode), and how far it has read it. */
+  private inode = -1;
+  private readUpTo = 0;
+  /** The next write rewrites the whole file (no file yet, the older format, a failed write). */
+  private rewrite = true;
 
   private constructor(readonly path: string, private readonly clock: () => number) {}
 
@@ -52,12 +91,17 @@ export class TrustStore {
       const st = await lstat(path);
       checkPrivateFileMode(path, st);
       text = await readFile(path, "utf8");
+      store.inode = st.ino;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return store;
       if (e instanceof KeyStoreError) throw e;
       throw new KeyStoreError(`cannot read '${path}': ${(e as Error).message}`, { cause: e });
     }
-    for (const [username, pin] of parsePins(path, text)) store.peers.set(username, pin);
+    const parsed = parsePins(path, text);
+    for (const [username, pin] of parsed.pins) store.peers.set(username, pin);
+    store.lines = parsed.lines;
+    store.readUpTo = parsed.readUpTo;
+    store.rewrite = parsed.version === 1;
     return store;
   }
 
@@ -74,31 +118,47 @@ export class TrustStore {
    * becomes (or replaces) a pending change; the pinned key showing again withdraws the change.
    */
   observe(identity: PublicIdentity): ObserveResult {
-    const pin = this.peers.get(identity.username);
+    const name = identity.username;
+    const pin = this.peers.get(name);
     if (pin === undefined) {
-      this.peers.set(identity.username, { identity, verified: false, pinnedAtMs: this.clock() });
-      this.persist();
+      this.set(name, { identity, verified: false, pinnedAtMs: this.clock() });
       return "pinned-new";
     }
     if (sameKeys(pin.identity, identity)) {
       if (pin.pending === undefined) return "unchanged";
-      this.peers.set(identity.username, { identity: pin.identity, verified: pin.verified, pinnedAtMs: pin.pinnedAtMs });
-      this.persist();
+      this.set(name, { identity: pin.identity, verified: pin.verified, pinnedAtMs: pin.pinnedAtMs });
       return "change-withdrawn";
     }
     if (pin.pending !== undefined && sameKeys(pin.pending, identity)) return "key-changed";
-    this.peers.set(identity.username, { ...pin, pending: identity });
-    this.persist();
-    return "key-changed";
+    this.set(name, { ...pin, pending: identity });
+    return pin.pending === undefined ? "key-changed" : "key-replaced";
   }
 
-  /** Accepts the pending keys (if any) and marks the peer verified. */
-  trust(username: string): PinnedPeer | undefined {
+  /**
+   * The user compared safety numbers: the pending keys (if any) become the pin, marked
+   * verified. `expected` must be the keys the user compared (the caller checked the digits
+   * against them); when the pending keys are no longer those, nothing changes.
+   */
+  trust(username: string, expected?: PublicIdentity): PinnedPeer | undefined {
     const pin = this.peers.get(username);
     if (pin === undefined) return undefined;
-    const next: PinnedPeer = { identity: pin.pending ?? pin.identity, verified: true, pinnedAtMs: pin.pending ? this.clock() : pin.pinnedAtMs };
-    this.peers.set(username, next);
-    this.persist();
+    const keys = pin.pending ?? pin.identity;
+    if (expected !== undefined && !sameKeys(keys, expected)) return undefined;
+    const next: PinnedPeer = { identity: keys, verified: true, pinnedAtMs: pin.pending ? this.clock() : pin.pinnedAtMs };
+    this.set(username, next);
+    return next;
+  }
+
+  /**
+   * Continue with the new keys without having compared them: the pending keys become the pin,
+   * marked not verified. Only when the pending keys are still `expected` (if given).
+   */
+  accept(username: string, expected?: PublicIdentity): PinnedPeer | undefined {
+    const pin = this.peers.get(username);
+    if (pin?.pending === undefined) return undefined;
+    if (expected !== undefined && !sameKeys(pin.pending, expected)) return undefined;
+    const next: PinnedPeer = { identity: pin.pending, verified: false, pinnedAtMs: this.clock() };
+    this.set(username, next);
     return next;
   }
 
@@ -107,71 +167,157 @@ export class TrustStore {
     return this.writing;
   }
 
-  private persist(): void {
-    // Writes are serialised and atomic (temp file, fsync, rename), so a crash never leaves a
-    // half-written pin file.
-    this.writing = this.writing.then(async () => {
-      await this.adoptPinsFromDisk();
-      await writeAtomicPrivate(this.path, this.serialize());
-    }).catch(() => {
-      // A failed write is retried by the next change; the in-memory pins stay authoritative.
+  private set(username: string, pin: PinnedPeer): void {
+    this.peers.set(username, pin);
+    this.dirty.add(username);
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    // Writes are serialised; every change made while one is on its way goes in the next.
+    this.writing = this.writing.then(() => {
+      this.writeScheduled = false;
+      return this.writeDirty();
     });
+  }
+
+  private async writeDirty(): Promise<void> {
+    const names = [...this.dirty];
+    this.dirty.clear();
+    try {
+      if (this.rewrite || this.lines > 2 * this.peers.size + COMPACT_SLACK) await this.rewriteFile();
+      else await this.append(names);
+    } catch {
+      // The in-memory pins stay authoritative; the next change rewrites the whole file.
+      this.rewrite = true;
+    }
+  }
+
+  /** Appends the changed peers' lines, after taking in what another process appended. */
+  private async append(names: readonly string[]): Promise<void> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return this.rewriteFile();
+      throw e;
+    }
+    try {
+      const st = await fh.stat();
+      if (st.ino !== this.inode) {
+        // Another process rewrote the file: take its pins in, then write every peer of ours.
+        await fh.close().catch(() => {});
+        return await this.rewriteFile();
+      }
+      await this.adoptAppended(fh, st.size);
+      const text = names.flatMap((n) => {
+        const pin = this.peers.get(n);
+        return pin ? [lineOf(n, pin)] : [];
+      }).join("");
+      await fh.write(text);
+      await fh.datasync();
+      this.lines += names.length;
+    } finally {
+      await fh.close().catch(() => {});
+    }
   }
 
   /**
    * Another chat-tui of the same user (a second terminal) writes this file too: pins it added
-   * since this one read the file are taken in before writing, so a write never drops a pin
-   * (a dropped pin would mean a silent trust-on-first-use again). For a peer both know, this
-   * process's view is written.
+   * since this one last read are taken in before writing, so a write never drops a pin (a
+   * dropped pin would mean a silent trust-on-first-use again). For a peer both know, this
+   * process's view is kept. Reads only what was appended since the last read.
    */
-  private async adoptPinsFromDisk(): Promise<void> {
-    let pins: Map<string, PinnedPeer>;
-    try {
-      pins = parsePins(this.path, await readFile(this.path, "utf8"));
-    } catch {
-      return; // no file yet, or one this process will replace with its own view
-    }
-    for (const [username, pin] of pins) if (!this.peers.has(username)) this.peers.set(username, pin);
+  private async adoptAppended(fh: FileHandle, size: number): Promise<void> {
+    if (size <= this.readUpTo) return;
+    const buf = Buffer.alloc(size - this.readUpTo);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, this.readUpTo);
+    const chunk = buf.subarray(0, bytesRead);
+    const end = chunk.lastIndexOf(0x0a) + 1; // complete lines only
+    if (end === 0) return;
+    const parsed = parseLines(this.path, chunk.subarray(0, end).toString("utf8"), false, (u) => this.peers.has(u));
+    for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
+    this.lines += parsed.lines;
+    this.readUpTo += end;
   }
 
-  private serialize(): string {
-    const snapshot: StoredFile = { version: 1, peers: {} };
-    for (const [username, p] of [...this.peers].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      snapshot.peers[username] = {
-        ...toStored(p.identity),
-        verified: p.verified,
-        pinnedAtMs: p.pinnedAtMs,
-        ...(p.pending ? { pending: toStored(p.pending) } : {}),
-      };
+  /** Rewrites the file with one line per peer (after taking in pins only the file has). */
+  private async rewriteFile(): Promise<void> {
+    try {
+      // Only peers this process does not know are turned into keys: the rest is JSON to skip.
+      const parsed = parsePins(this.path, await readFile(this.path, "utf8"), (u) => this.peers.has(u));
+      for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
+    } catch {
+      // No file yet, or one this process replaces with its own view.
     }
-    return `${JSON.stringify(snapshot, null, 2)}\n`;
+    const text = FORMAT_LINE + [...this.peers].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, p]) => lineOf(n, p)).join("");
+    await writeAtomicPrivate(this.path, text);
+    const st = await lstat(this.path);
+    this.inode = st.ino;
+    this.readUpTo = Buffer.byteLength(text);
+    this.lines = this.peers.size;
+    this.rewrite = false;
   }
 }
 
-/** The pins of a known_peers file; throws a KeyStoreError naming what is wrong. */
-function parsePins(path: string, text: string): Map<string, PinnedPeer> {
-  let parsed: StoredFile;
+interface ParsedPins { pins: Map<string, PinnedPeer>; lines: number; readUpTo: number; version: 1 | 2 }
+
+/** The pins of a known_peers file (either format); throws a KeyStoreError naming what is wrong. */
+function parsePins(path: string, text: string, skip: (username: string) => boolean = () => false): ParsedPins {
+  if (text.startsWith(FORMAT_LINE.slice(0, 12))) {
+    const firstEnd = text.indexOf("\n") + 1;
+    // A last line without its newline is a write cut short by a crash: it was never complete.
+    const end = text.endsWith("\n") ? text.length : text.lastIndexOf("\n") + 1;
+    const parsed = parseLines(path, text.slice(firstEnd, Math.max(firstEnd, end)), true, skip);
+    return { ...parsed, readUpTo: Buffer.byteLength(text.slice(0, Math.max(firstEnd, end))), version: 2 };
+  }
+  let parsed: StoredFileV1;
   try {
-    parsed = JSON.parse(text) as StoredFile;
+    parsed = JSON.parse(text) as StoredFileV1;
     if (parsed.version !== 1 || typeof parsed.peers !== "object" || parsed.peers === null) throw new Error("unknown format");
   } catch (e) {
     throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
   }
   const pins = new Map<string, PinnedPeer>();
-  for (const [username, p] of Object.entries(parsed.peers)) {
-    if (!isValidUsername(username)) throw new KeyStoreError(`'${path}' names an invalid user '${username}'`);
+  for (const [username, p] of Object.entries(parsed.peers)) if (!skip(username)) pins.set(username, pinOf(path, username, p));
+  return { pins, lines: Object.keys(parsed.peers).length, readUpTo: Buffer.byteLength(text), version: 1 };
+}
+
+/**
+ * Record lines: the last line of each user wins, and only that one is turned into keys (never
+ * for users `skip` names: importing keys checks signatures, the costly part of reading).
+ */
+function parseLines(path: string, text: string, strict: boolean, skip: (username: string) => boolean = () => false): { pins: Map<string, PinnedPeer>; lines: number } {
+  const last = new Map<string, StoredLine>();
+  let lines = 0;
+  for (const raw of text.split("\n")) {
+    if (raw === "") continue;
+    let line: StoredLine;
     try {
-      pins.set(username, {
-        identity: fromStored(username, p),
-        verified: p.verified === true,
-        pinnedAtMs: Number(p.pinnedAtMs) || 0,
-        ...(p.pending ? { pending: fromStored(username, p.pending) } : {}),
-      });
+      line = JSON.parse(raw) as StoredLine;
+      if (typeof line !== "object" || line === null || typeof line.user !== "string") throw new Error("a line without a user");
     } catch (e) {
-      throw new KeyStoreError(`'${path}' holds unusable keys for '${username}': ${(e as Error).message}`, { cause: e });
+      if (!strict) continue; // another process's line read mid-way: taken in at the next rewrite
+      throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
     }
+    lines++;
+    last.set(line.user, line);
   }
-  return pins;
+  const pins = new Map<string, PinnedPeer>();
+  for (const [username, p] of last) if (!skip(username)) pins.set(username, pinOf(path, username, p));
+  return { pins, lines };
+}
+
+function pinOf(path: string, username: string, p: StoredPeer): PinnedPeer {
+  if (!isValidUsername(username)) throw new KeyStoreError(`'${path}' names an invalid user '${username}'`);
+  try {
+    return {
+      identity: fromStored(username, p),
+      verified: p.verified === true,
+      pinnedAtMs: Number(p.pinnedAtMs) || 0,
+      ...(p.pending ? { pending: fromStored(username, p.pending) } : {}),
+    };
+  } catch (e) {
+    throw new KeyStoreError(`'${path}' holds unusable keys for '${username}': ${(e as Error).message}`, { cause: e });
+  }
 }
 
 async function writeAtomicPrivate(path: string, text: string): Promise<void> {

@@ -35,8 +35,14 @@ export interface ChatMessage {
   readonly kind: MessageKind;
   /** Already sanitised for the terminal (may contain \n and \t). */
   readonly text: string;
+  /** The sender's claimed time (signed, but the sender's clock). */
   readonly sentAtMs: number;
   readonly receivedAtMs: number;
+  /**
+   * Incoming: when the relay accepted the envelope, by the relay's clock (unsigned; absent from
+   * older relays). The screen shows it where it differs from sentAtMs by more than a minute.
+   */
+  readonly relayAtMs?: number;
   readonly own: boolean;
   /** Own messages only. */
   readonly state?: MessageState;
@@ -45,6 +51,11 @@ export interface ChatMessage {
   readonly queuedFor?: readonly string[];
   /** A message before this one from the same sender in this conversation may be missing. */
   readonly gap?: boolean;
+  /**
+   * Incoming room messages: members of the room (as this client knows it) the sender left out of
+   * the signed recipients (e.g. one whose key change the sender has not decided on).
+   */
+  readonly notFor?: readonly string[];
 }
 
 export type NoticeLevel = "info" | "warn" | "error";
@@ -68,8 +79,15 @@ export type SessionEvent =
       readonly type: "message-state"; readonly conversationId: string; readonly id: string;
       readonly state: MessageState; readonly failure?: string; readonly queuedFor?: readonly string[];
     }
-  /** A peer's keys changed: their messages are held and sending to them is blocked until /trust. */
-  | { readonly type: "key-change"; readonly username: string; readonly conversationId: string; readonly held: number }
+  /**
+   * A peer's keys changed: their messages are held and sending to them is blocked until /trust
+   * or /accept. `replaced`: a pending change was replaced by yet another key (a fresh warning);
+   * `discarded`: messages held under the replaced key, which can never be shown.
+   */
+  | {
+      readonly type: "key-change"; readonly username: string; readonly conversationId: string; readonly held: number;
+      readonly replaced?: boolean; readonly discarded?: number;
+    }
   /** An envelope could not be verified and was dropped (reason is logged, not shown). */
   | { readonly type: "refused"; readonly conversationId: string; readonly from: string }
   /** Anything else worth a line, optionally in one conversation (else the current one). */
@@ -84,6 +102,11 @@ export interface VerifyInfo {
   readonly safetyNumber: string;
   /** With a pending key change: the safety number of the new keys. */
   readonly pendingSafetyNumber?: string;
+  /**
+   * What `/trust <user> …` must name to accept the keys shown (the pending ones when there is a
+   * change): the first groups of the peer's half of that safety number.
+   */
+  readonly confirmGroups: readonly string[];
 }
 
 export interface RoomListing {
@@ -122,8 +145,14 @@ export interface ChatSession {
   verifyInfo(username: string): Outcome<VerifyInfo>;
   /** verifyInfo, after fetching the user's keys from the relay when none are pinned yet (/verify). */
   verify(username: string): Promise<Outcome<VerifyInfo>>;
-  /** Marks a peer verified, accepting a pending key change (and releasing held messages). */
-  trust(username: string): Outcome<string>;
+  /**
+   * Marks a peer verified after the user compared safety numbers: `groups` are the digits the
+   * user typed (VerifyInfo.confirmGroups, or the whole number); refused when they do not name
+   * the keys pending (or pinned) now. Accepts a pending key change and releases held messages.
+   */
+  trust(username: string, groups: readonly string[]): Outcome<string>;
+  /** Continues with a peer's new keys without comparing them (marked not verified); releases held messages. */
+  acceptNewKeys(username: string): Outcome<string>;
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
   forgetHistory(conversationId: string): void;
   close(): Promise<void>;

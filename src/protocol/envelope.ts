@@ -348,7 +348,8 @@ export interface OpenContext {
   /** Envelopes older than this are refused; the client keeps seen ids at least this long. */
   readonly maxAgeMs?: number;
   readonly senderKey: (username: string) => SenderKeyLookup;
-  readonly seen: (messageId: Buffer) => boolean;
+  /** Whether this sender's id was seen: ids are chosen by senders, so they are unique per sender only. */
+  readonly seen: (messageId: Buffer, sender: string) => boolean;
   readonly limits?: ShapeLimits;
 }
 
@@ -405,7 +406,7 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
   if (!ed25519Verify(pinned.sigKey, signed, e.signature)) fail("bad-signature", "signature does not verify");
 
   // 6. Fresh: never seen, not from the future, not older than the retention window.
-  if (ctx.seen(h.messageId)) fail("replay", "message id seen before");
+  if (ctx.seen(h.messageId, h.sender)) fail("replay", "message id seen before from this sender");
   if (h.sentAtMs > ctx.nowMs + MAX_FUTURE_SKEW_MS) fail("future-timestamp", "sent more than 5 minutes in the future");
   const maxAge = Math.min(ctx.maxAgeMs ?? MAX_AGE_MS, MAX_AGE_MS);
   if (h.sentAtMs < ctx.nowMs - maxAge) fail("expired", "older than the retention window");

@@ -25,6 +25,38 @@ const HEADER_BYTES = 4 + 1 + 4 + 4 + SALT_BYTES + IV_BYTES;
 
 interface ScryptParams { readonly logN: number; readonly r: number; readonly p: number }
 
+/**
+ * Bounds on the scrypt parameters a key file may ask for (PROTOCOL.md §4.3): the file is input,
+ * and scrypt needs 128 * N * r bytes of memory and time in proportion to N * r * p, so a
+ * tampered file could otherwise demand up to 16 GiB and minutes of CPU before the passphrase
+ * is even checked. log2(N) 17-20, r 1-16, p 1-4, and 128 * N * r at most 1 GiB.
+ */
+export const SCRYPT_LIMITS = { minLogN: 17, maxLogN: 20, maxR: 16, maxP: 4, maxMemoryBytes: 2 ** 30 } as const;
+
+/** Throws a ProtocolError with a sentence when the parameters are outside SCRYPT_LIMITS. */
+function checkScryptParams(params: ScryptParams): void {
+  const { logN, r, p } = params;
+  const memoryMiB = (128 * 2 ** logN * r) / 2 ** 20;
+  if (logN < SCRYPT_LIMITS.minLogN) {
+    throw new ProtocolError("bad-keyfile", `the key file's scrypt cost N = 2^${logN} is below the minimum 2^${SCRYPT_LIMITS.minLogN}: refusing a weakly protected key`);
+  }
+  if (logN > SCRYPT_LIMITS.maxLogN || r < 1 || r > SCRYPT_LIMITS.maxR || p < 1 || p > SCRYPT_LIMITS.maxP || 128 * 2 ** logN * r > SCRYPT_LIMITS.maxMemoryBytes) {
+    throw new ProtocolError("bad-keyfile",
+      `the key file asks scrypt for N = 2^${logN}, r = ${r}, p = ${p} (${memoryMiB >= 1 ? Math.round(memoryMiB) : memoryMiB.toFixed(2)} MiB of memory); ` +
+      `at most N = 2^${SCRYPT_LIMITS.maxLogN}, r = ${SCRYPT_LIMITS.maxR}, p = ${SCRYPT_LIMITS.maxP} and ${SCRYPT_LIMITS.maxMemoryBytes / 2 ** 20} MiB are accepted, so the file was damaged or tampered with`);
+  }
+}
+
+/** The scrypt parameters of an encrypted key file's text, checked, without deriving anything. */
+export function checkKeyFileParameters(text: string): void {
+  if (!keyFileIsEncrypted(text)) return;
+  const block = parsePemBlocks(text).find((b) => b.label === ENCRYPTED_LABEL);
+  if (block === undefined || block.der.length < HEADER_BYTES + TAG_BYTES + 1 || !block.der.subarray(0, 4).equals(MAGIC)) {
+    throw new ProtocolError("bad-keyfile", "the encrypted key block is damaged");
+  }
+  checkScryptParams({ logN: block.der.readUInt8(4), r: block.der.readUInt32BE(5), p: block.der.readUInt32BE(9) });
+}
+
 function deriveKey(passphrase: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   const N = 2 ** params.logN;
   // scrypt needs 128 * N * r bytes; allow that plus headroom (Node's default cap is 32 MiB).
@@ -97,8 +129,9 @@ export async function encodeKeyFile(identity: PrivateIdentity, options: { passph
   if (options.passphrase === undefined) return comment + plain;
   if (options.passphrase.length === 0) throw new ProtocolError("bad-passphrase", "an empty passphrase protects nothing");
   const logN = options.scryptLogN ?? SCRYPT_LOG_N;
-  if (logN < SCRYPT_LOG_N || logN > 22) throw new RangeError(`scrypt log2(N) must be between ${SCRYPT_LOG_N} and 22`);
+  if (logN < SCRYPT_LOG_N || logN > SCRYPT_LIMITS.maxLogN) throw new RangeError(`scrypt log2(N) must be between ${SCRYPT_LOG_N} and ${SCRYPT_LIMITS.maxLogN}`);
   const params: ScryptParams = { logN, r: SCRYPT_R, p: SCRYPT_P };
+  checkScryptParams(params);
   const salt = randomBytes(SALT_BYTES);
   const iv = randomBytes(IV_BYTES);
   const header = Buffer.alloc(HEADER_BYTES);
@@ -132,9 +165,7 @@ export async function decodeKeyFile(username: string, text: string, options: { p
   const der = block.der;
   const params: ScryptParams = { logN: der.readUInt8(4), r: der.readUInt32BE(5), p: der.readUInt32BE(9) };
   // Bound the work a crafted file can demand, and refuse parameters below the N >= 2^17 floor.
-  if (params.logN < SCRYPT_LOG_N || params.logN > 22 || params.r < 1 || params.r > 32 || params.p < 1 || params.p > 16) {
-    throw new ProtocolError("bad-keyfile", "the key file's scrypt parameters are out of range");
-  }
+  checkScryptParams(params);
   const header = der.subarray(0, HEADER_BYTES);
   const salt = der.subarray(13, 13 + SALT_BYTES);
   const iv = der.subarray(13 + SALT_BYTES, HEADER_BYTES);

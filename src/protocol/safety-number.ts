@@ -75,3 +75,29 @@ export function formatSafetyNumber(digits: string): string {
 export function safetyNumber(a: SafetyNumberParty, b: SafetyNumberParty): string {
   return formatSafetyNumber(safetyNumberDigits(a, b));
 }
+
+/**
+ * How many groups `/trust <user> <groups>` needs: the first groups of the peer's half (the 30
+ * digits that come from the peer's keys; the other half is the user's own and never changes).
+ * Three groups are 15 digits: a relay that wants another key to pass must find one whose half
+ * starts with them, about 10^15 tries of 5200 SHA-512 each.
+ */
+export const TRUST_GROUPS = 3;
+
+/** The 30 digits of one side (the peer's half of the safety number), as 6 groups of 5. */
+export function safetyHalfGroups(p: SafetyNumberParty): string[] {
+  assertUsername(p.username);
+  return half(SAFETY_VERSION, safetyKeyBytes(p), Buffer.from(p.username, "utf8"), SAFETY_ITERATIONS).match(/\d{5}/g)!;
+}
+
+/**
+ * Whether the digits a user typed name the keys of `peer`: at least TRUST_GROUPS leading groups
+ * of the peer's half, or the whole 60-digit safety number of the pair.
+ */
+export function digitsNameKeys(typed: readonly string[], me: SafetyNumberParty, peer: SafetyNumberParty): boolean {
+  const digits = typed.join("");
+  if (!/^\d+$/.test(digits)) return false;
+  if (digits.length === 60) return digits === safetyNumberDigits(me, peer);
+  if (digits.length < TRUST_GROUPS * 5 || digits.length > 30 || digits.length % 5 !== 0) return false;
+  return safetyHalfGroups(peer).join("").startsWith(digits);
+}

@@ -136,11 +136,13 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
       break;
     case "room": {
       if (!ctx.store.isMember(conversation.room, me)) refuse(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of ${conversation.room}`);
-      const members = ctx.store.roomMembers(conversation.room);
-      const named = h.recipients.map((r) => r.username);
-      // Both lists are sorted and unique, so equal sets means equal arrays.
-      if (members.length !== named.length || members.some((m, i) => m !== named[i])) {
-        refuse(ErrorCode.ERROR_CODE_BAD_RECIPIENTS, `the recipients are not exactly the members of ${conversation.room} (membership may have changed: refresh it)`);
+      // Every recipient is a member. A sender may leave members out: a client seals to the
+      // others while one member's key change waits for its user's decision (PROTOCOL.md §9);
+      // the recipients are signed, so every reader can see who was left out.
+      const members = new Set(ctx.store.roomMembers(conversation.room));
+      const stranger = h.recipients.find((r) => !members.has(r.username));
+      if (stranger !== undefined) {
+        refuse(ErrorCode.ERROR_CODE_BAD_RECIPIENTS, `'${stranger.username}' is not a member of ${conversation.room} (membership may have changed: refresh it)`);
       }
       rows = others;
       break;

@@ -33,6 +33,7 @@ const TAG_BATCH_ITEMS = (1 << 3) | 2; // DeliverBatch.items: repeated Delivery
 const TAG_DELIVERY_SEQ = (1 << 3) | 0; // Delivery.seq: uint64
 const TAG_DELIVERY_CONVERSATION = (2 << 3) | 2; // Delivery.conversation_id: string
 const TAG_DELIVERY_ENVELOPE = (3 << 3) | 2; // Delivery.envelope: Envelope
+const TAG_DELIVERY_RELAY_TIME = (4 << 3) | 0; // Delivery.relay_time_ms: uint64 (left out when 0)
 
 /** Bytes of a varint (protobuf base-128) encoding of a non-negative safe integer. */
 function varintSize(n: number): number {
@@ -61,12 +62,20 @@ function writeVarint(out: Buffer, at: number, n: number): number {
  * once (a general protobuf writer copied a 40 KB room envelope three times per recipient).
  * The bytes equal what ts-proto's SessionResponse.encode makes (test/unit/frames.test.ts).
  */
+/** The relay's acceptance time of a queued item, or 0 when it has none (the field is left out). */
+function relayTime(item: QueuedItem): number {
+  const t = item.relayTimeMs ?? 0;
+  return Number.isSafeInteger(t) && t > 0 ? t : 0;
+}
+
 export function encodeDeliverBatch(items: readonly QueuedItem[]): Buffer {
   const conversations = items.map((item) => Buffer.from(item.conversationId, "utf8"));
   const itemSizes = items.map((item, i) => {
     if (!Number.isSafeInteger(item.seq) || item.seq < 0) throw new RangeError(`delivery seq must be a non-negative integer, got ${item.seq}`);
     const conv = conversations[i]!;
-    return 1 + varintSize(item.seq) + 1 + varintSize(conv.length) + conv.length + 1 + varintSize(item.envelope.length) + item.envelope.length;
+    const time = relayTime(item);
+    return 1 + varintSize(item.seq) + 1 + varintSize(conv.length) + conv.length + 1 + varintSize(item.envelope.length) + item.envelope.length +
+      (time > 0 ? 1 + varintSize(time) : 0);
   });
   const batchSize = itemSizes.reduce((sum, size) => sum + 1 + varintSize(size) + size, 0);
   const out = Buffer.allocUnsafe(1 + varintSize(batchSize) + batchSize);
@@ -85,6 +94,11 @@ export function encodeDeliverBatch(items: readonly QueuedItem[]): Buffer {
     at = writeVarint(out, at, item.envelope.length);
     out.set(item.envelope, at);
     at += item.envelope.length;
+    const time = relayTime(item);
+    if (time > 0) {
+      out[at++] = TAG_DELIVERY_RELAY_TIME;
+      at = writeVarint(out, at, time);
+    }
   });
   if (at !== out.length) throw new Error(`DeliverBatch encoding wrote ${at} of ${out.length} bytes`);
   return out;

@@ -58,6 +58,8 @@ export interface QueuedItem {
   readonly seq: number;
   readonly conversationId: string;
   readonly envelope: Buffer;
+  /** When the relay accepted the envelope (its queue row's time), shown by clients beside sent_at. */
+  readonly relayTimeMs?: number;
 }
 
 /** A recipient's processed deliveries, to delete. */
@@ -300,7 +302,7 @@ function prepareStatements(db: DatabaseSync) {
     lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
     // Not the envelope bytes: recent ones are in memory (SqliteStore.recent), the rest are
     // read one by one (a 40 KB blob spans a chain of overflow pages that the join would read).
-    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id
+    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id, q.created_at_ms AS created_at_ms
                    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
                    WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
     envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
@@ -598,7 +600,7 @@ class SqliteStore implements RelayStore {
       }
       if (out.length > 0 && bytes + envelope.length > maxBytes) break;
       bytes += envelope.length;
-      out.push({ seq: num(r.seq), conversationId: str(r.conversation_id), envelope });
+      out.push({ seq: num(r.seq), conversationId: str(r.conversation_id), envelope, relayTimeMs: num(r.created_at_ms) });
     }
     return out;
   }

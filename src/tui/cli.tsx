@@ -15,7 +15,7 @@ import type { LogLevel, Logger } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
 import type { RunningRelay } from "../server/relay.js";
 import { runTui } from "./run-tui.js";
-import { DEFAULT_PORT, defaultStateDir, fileLogger, LOCAL_HOST, parseServerAddress, promptHidden, somethingListens } from "./startup.js";
+import { DEFAULT_PORT, defaultStateDir, fileLogger, LOCAL_HOST, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
 
 function fail(message: string, code = 1): number {
   process.stderr.write(`chat-tui: ${message}\n`);
@@ -60,7 +60,7 @@ async function main(): Promise<number> {
       y.positional("username", { type: "string", demandOption: true, describe: "1-32 of a-z 0-9 _ -, starting with a letter" }))
     .option("server", { type: "string", describe: `relay host:port (default ${LOCAL_HOST}:${DEFAULT_PORT}; hosts one there if none answers)` })
     .option("key-dir", { type: "string", describe: `directory of <username>_key.pem (default ${defaultKeyDir()})` })
-    .option("passphrase", { type: "boolean", default: false, describe: "protect a newly created key with a passphrase (asked on the terminal)" })
+    .option("passphrase", { type: "boolean", default: false, describe: "protect a newly created key with a passphrase (asked on the terminal, unless SECURECHAT_PASSPHRASE is set: then it is the passphrase)" })
     .option("log-file", { type: "string", describe: `log file (default ${join(defaultStateDir(), "<username>.log")})` })
     .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, default: "info" as const })
     .option("tls", { type: "boolean", default: false, describe: "connect with TLS, checking the relay's certificate against the system's CAs" })
@@ -113,15 +113,17 @@ async function main(): Promise<number> {
   const keyPath = userFilePath(keyDir, username, "_key.pem");
   const creating = !existsSync(keyPath);
 
-  let newPassphrase: string | undefined;
-  if (creating && argv.passphrase) {
-    const first = await promptHidden(`New passphrase for ${keyPath}: `, stdin, stdout);
-    const second = await promptHidden("Repeat it: ", stdin, stdout);
-    if (first !== second) return fail("the two passphrases differ; nothing was created");
-    if (first.length === 0) return fail("an empty passphrase protects nothing; run without --passphrase for an unprotected key");
-    newPassphrase = first;
+  // SECURECHAT_PASSPHRASE protects a new key and opens a protected one; the terminal is then
+  // never asked (planPassphrase says exactly how).
+  const passphrase = await planPassphrase({
+    creating, flag: argv.passphrase, env: process.env["SECURECHAT_PASSPHRASE"], keyPath, ask: (q) => promptHidden(q, stdin, stdout),
+  });
+  if (!passphrase.ok) return fail(passphrase.error);
+  const newPassphrase = passphrase.plan.newPassphrase;
+  if (creating) {
+    stdout.write(`secure-chat: creating your keys (Ed25519 signing + RSA-3072 encryption) in ${keyPath}` +
+      `${newPassphrase === undefined ? "" : ", protected by your passphrase"} ...\n`);
   }
-  if (creating) stdout.write(`secure-chat: creating your keys (Ed25519 signing + RSA-3072 encryption) in ${keyPath} ...\n`);
 
   let loaded;
   try {
@@ -129,7 +131,7 @@ async function main(): Promise<number> {
       keyDir,
       username,
       ...(newPassphrase !== undefined ? { newPassphrase } : {}),
-      getPassphrase: async () => process.env["SECURECHAT_PASSPHRASE"] ?? promptHidden(`Passphrase for ${keyPath}: `, stdin, stdout),
+      getPassphrase: passphrase.plan.unlock,
     });
   } catch (e) {
     if (e instanceof KeyStoreError) return fail(e.message);

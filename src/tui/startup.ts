@@ -79,3 +79,40 @@ export function promptHidden(prompt: string, stdin: NodeJS.ReadStream, stdout: N
     stdin.on("data", onData);
   });
 }
+
+export interface PassphrasePlan {
+  /** Protects a key created now (undefined: the new key is not protected). */
+  readonly newPassphrase?: string;
+  /** Opens an existing protected key. */
+  readonly unlock: () => Promise<string>;
+}
+
+/**
+ * Where the passphrase comes from (README, chat-tui options): SECURECHAT_PASSPHRASE, when set,
+ * is the passphrase, for a new key (it is protected with it, --passphrase or not) and for an
+ * existing protected one, and the terminal is never asked; otherwise --passphrase asks twice on
+ * the terminal for a new key, and a protected key is unlocked by asking once. A set but empty
+ * variable is refused: it would protect nothing. Returns a sentence for the user on refusal.
+ */
+export async function planPassphrase(o: {
+  readonly creating: boolean;
+  readonly flag: boolean;
+  readonly env: string | undefined;
+  readonly keyPath: string;
+  readonly ask: (prompt: string) => Promise<string>;
+}): Promise<{ ok: true; plan: PassphrasePlan } | { ok: false; error: string }> {
+  if (o.env !== undefined) {
+    if (o.env.length === 0) {
+      return { ok: false, error: "SECURECHAT_PASSPHRASE is set but empty: an empty passphrase protects nothing (unset it to be asked, or to create an unprotected key)" };
+    }
+    const env = o.env;
+    return { ok: true, plan: { ...(o.creating ? { newPassphrase: env } : {}), unlock: async () => env } };
+  }
+  const unlock = () => o.ask(`Passphrase for ${o.keyPath}: `);
+  if (!o.creating || !o.flag) return { ok: true, plan: { unlock } };
+  const first = await o.ask(`New passphrase for ${o.keyPath}: `);
+  const second = await o.ask("Repeat it: ");
+  if (first !== second) return { ok: false, error: "the two passphrases differ; nothing was created" };
+  if (first.length === 0) return { ok: false, error: "an empty passphrase protects nothing; run without --passphrase for an unprotected key" };
+  return { ok: true, plan: { newPassphrase: first, unlock } };
+}

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -19,16 +20,16 @@ describe("client state (PROTOCOL.md §7.5)", () => {
     const h = Buffer.alloc(32, 2);
     let s = ClientStateStore.open(path);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    expect(s.hasSeen(id)).toBe(false);
+    expect(s.hasSeen(id, "bob")).toBe(false);
     s.recordOpened(id, 1000, "dm:alice:bob", "bob", h);
     expect(s.ownHead("dm:alice:bob").equals(ZERO_HASH)).toBe(true);
-    s.addOutgoing({ id: Buffer.alloc(16, 9), conversationId: "lobby", envelope: Buffer.from("env"), kind: "text", text: "hi", createdAtMs: 5, sentAtMs: 5 }, Buffer.alloc(32, 7));
+    s.addOutgoing({ id: Buffer.alloc(16, 9), conversationId: "lobby", envelope: Buffer.from("env"), kind: "text", text: "hi", createdAtMs: 5, sentAtMs: 5 }, Buffer.alloc(32, 7), "alice");
     s.hold("carol", "#ops", Buffer.from("held"), 10);
     s.close();
 
     s = ClientStateStore.open(path);
-    expect(s.hasSeen(id)).toBe(true);
-    expect(s.hasSeen(Buffer.alloc(16, 9))).toBe(true); // my own ids count as seen (reflection)
+    expect(s.hasSeen(id, "bob")).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 9), "alice")).toBe(true); // my own ids count as seen (reflection)
     expect(s.lastHash("dm:alice:bob", "bob")?.equals(h)).toBe(true);
     expect(s.ownHead("lobby").equals(Buffer.alloc(32, 7))).toBe(true);
     expect(s.outbox().map((e) => e.text)).toEqual(["hi"]);
@@ -43,11 +44,11 @@ describe("client state (PROTOCOL.md §7.5)", () => {
 
   it("prunes seen ids only once they are too old to be accepted anyway", () => {
     const s = ClientStateStore.open(":memory:");
-    s.markSeen(Buffer.alloc(16, 1), 1_000);
-    s.markSeen(Buffer.alloc(16, 2), 2 * MAX_AGE_MS);
+    s.markSeen(Buffer.alloc(16, 1), "bob", 1_000);
+    s.markSeen(Buffer.alloc(16, 2), "bob", 2 * MAX_AGE_MS);
     s.prune(2 * MAX_AGE_MS);
-    expect(s.hasSeen(Buffer.alloc(16, 1))).toBe(false);
-    expect(s.hasSeen(Buffer.alloc(16, 2))).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 1), "bob")).toBe(false);
+    expect(s.hasSeen(Buffer.alloc(16, 2), "bob")).toBe(true);
     s.close();
   });
 
@@ -66,8 +67,37 @@ describe("client state (PROTOCOL.md §7.5)", () => {
     // Without a busy timeout this write throws "database is locked" at once.
     const s = ClientStateStore.open(path);
     s.recordOpened(Buffer.alloc(16, 3), 1000, "lobby", "bob", Buffer.alloc(32, 4));
-    expect(s.hasSeen(Buffer.alloc(16, 3))).toBe(true);
+    expect(s.hasSeen(Buffer.alloc(16, 3), "bob")).toBe(true);
     s.close();
     await new Promise((resolve) => holder.on("exit", resolve));
+  });
+
+  it("keys seen ids and history rows by (sender, id), and upgrades files of the id-only shape", () => {
+    const path = join(dir, "alice_state.db");
+    // A file of the older shape, with one seen id and one history row.
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE seen (message_id BLOB PRIMARY KEY, sent_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE history (row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE,
+        conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
+        gap INTEGER NOT NULL, sealed BLOB NOT NULL);`);
+    old.prepare("INSERT INTO seen VALUES (?, ?)").run(Buffer.alloc(16, 1), 1000);
+    old.prepare(`INSERT INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms, gap, sealed)
+      VALUES (?, 'lobby', 'bob', 0, 'text', 1, 1, 0, ?)`).run(Buffer.alloc(16, 2), Buffer.from("x"));
+    old.close();
+    chmodSync(path, 0o600);
+
+    const s = ClientStateStore.open(path);
+    // An id of the older table counts for every sender until it is pruned.
+    expect(s.hasSeen(Buffer.alloc(16, 1), "carol")).toBe(true);
+    const id = Buffer.alloc(16, 5);
+    s.recordOpened(id, 1000, "lobby", "mallory", Buffer.alloc(32, 1));
+    expect(s.hasSeen(id, "mallory")).toBe(true);
+    expect(s.hasSeen(id, "bob")).toBe(false); // mallory's use of the id does not spend bob's
+    const row = (sender: string) => ({ messageId: Buffer.alloc(16, 2), conversationId: "lobby", sender, own: false, kind: "text" as const, sentAtMs: 2, receivedAtMs: 2, gap: false, sealed: Buffer.from(sender) });
+    s.historyAdd(row("mallory"));
+    s.historyAdd(row("bob")); // the same (sender, id) as the migrated row: kept once
+    expect(s.historyRecent(10).map((r) => r.sender)).toEqual(["bob", "mallory"]);
+    s.close();
   });
 });

@@ -25,7 +25,8 @@ export type FakeCall =
   | { readonly method: "retry"; readonly conversationId: string; readonly id: string }
   | { readonly method: "joinRoom" | "leaveRoom" | "members"; readonly room: string }
   | { readonly method: "listRooms" | "fingerprint" | "snapshot" | "close" }
-  | { readonly method: "verifyInfo" | "verify" | "trust"; readonly username: string }
+  | { readonly method: "verifyInfo" | "verify" | "acceptNewKeys"; readonly username: string }
+  | { readonly method: "trust"; readonly username: string; readonly groups: readonly string[] }
   | { readonly method: "forgetHistory"; readonly conversationId: string };
 
 export interface FakeSessionOptions {
@@ -187,7 +188,7 @@ export class FakeSession implements ChatSession {
       const peer = conversationId.split(":").find((n, i) => i > 0 && n !== this.me);
       const view = peer === undefined ? undefined : this.peers.get(peer);
       if (peer === undefined || view === undefined) return err(`no keys known for ${peer ?? "that user"}: they have never connected to this relay`);
-      if (view.trust === "key-changed") return err(`${peer}'s key changed: compare safety numbers with /verify ${peer}, then /trust ${peer}`);
+      if (view.trust === "key-changed") return err(`${peer}'s key changed: compare safety numbers with /verify ${peer} (it shows the /trust command), or /accept ${peer} to continue unverified`);
     } else if (conversationId.startsWith("#")) {
       if (!this.rooms.get(conversationId)?.includes(this.me)) return err(`you are not in ${conversationId}: /join ${conversationId} first`);
     } else if (conversationId !== "lobby") {
@@ -256,7 +257,7 @@ export class FakeSession implements ChatSession {
     if (username === this.me) return err("that is you: use /fingerprint to see your own keys");
     const peer = this.peers.get(username);
     if (peer === undefined) return err(`no keys known for ${username}`);
-    const info: VerifyInfo = { username, trust: peer.trust, safetyNumber: fakeSafetyNumber(this.me, username) };
+    const info: VerifyInfo = { username, trust: peer.trust, safetyNumber: fakeSafetyNumber(this.me, username), confirmGroups: fakeConfirmGroups(username, peer.trust) };
     return ok(peer.trust === "key-changed" ? { ...info, pendingSafetyNumber: fakeSafetyNumber(this.me, username, "new") } : info);
   }
 
@@ -265,14 +266,26 @@ export class FakeSession implements ChatSession {
     return this.verifyInfo(username);
   }
 
-  trust(username: string): Outcome<string> {
-    this.calls.push({ method: "trust", username });
+  /** Like the real one: the groups must be the ones verifyInfo names for the keys now. */
+  trust(username: string, groups: readonly string[]): Outcome<string> {
+    this.calls.push({ method: "trust", username, groups });
     if (username === this.me) return err("you cannot trust yourself");
     const peer = this.peers.get(username);
     if (peer === undefined) return err(`no keys known for ${username}`);
+    if (groups.join(" ") !== fakeConfirmGroups(username, peer.trust).join(" ")) {
+      return err(`those digits do not match ${username}'s keys as they are now: nothing was trusted; run /verify ${username} again and compare`);
+    }
     const hadChange = peer.trust === "key-changed";
     this.setPeer({ username, trust: "verified" satisfies PeerTrust });
-    return ok(hadChange ? `${username}'s new key is now trusted and marked verified` : `${username} is now marked verified`);
+    return ok(hadChange ? `${username}'s new key is now trusted and marked verified ✓` : `${username} is now marked verified ✓`);
+  }
+
+  acceptNewKeys(username: string): Outcome<string> {
+    this.calls.push({ method: "acceptNewKeys", username });
+    const peer = this.peers.get(username);
+    if (peer?.trust !== "key-changed") return err(`${username}'s keys have not changed: nothing to accept`);
+    this.setPeer({ username, trust: "unverified" satisfies PeerTrust });
+    return ok(`continuing with ${username}'s new key, NOT verified`);
   }
 
   forgetHistory(conversationId: string): void {
@@ -305,4 +318,10 @@ export class FakeSession implements ChatSession {
     if (!sent) throw new Error(`no sent message ${id}`);
     return sent;
   }
+}
+
+/** The groups the fake's /verify names: different for a changed key. */
+export function fakeConfirmGroups(username: string, trust: PeerTrust): string[] {
+  const seed = [...`${username}${trust === "key-changed" ? "/new" : ""}`].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 100000, 7);
+  return [0, 1, 2].map((i) => String((seed * (i + 3) + 12345 * i) % 100000).padStart(5, "0"));
 }

@@ -61,9 +61,12 @@ export class HostileSession {
     return this.deliverWire(conversationId, ...envelopes.map(envelopeToWire));
   }
 
+  /** The relay time the next deliveries claim (0: none, as an older relay sends). */
+  relayTimeMs = 0;
+
   /** Delivers wire envelopes, however malformed. */
   deliverWire(conversationId: string, ...envelopes: Envelope[]): number[] {
-    const items = envelopes.map((envelope) => ({ seq: this.seq++, conversationId, envelope }));
+    const items = envelopes.map((envelope) => ({ seq: this.seq++, conversationId, envelope, relayTimeMs: this.relayTimeMs }));
     this.send({ $case: "deliver", value: { items } });
     return items.map((i) => i.seq);
   }

@@ -95,7 +95,7 @@ describe("ChatClient against a real relay", () => {
     expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
     expect(va.value.safetyNumber).toBe(vb.value.safetyNumber);
     expect(va.value.trust).toBe("unverified");
-    expect(a.client.trust("bob")).toEqual({ ok: true, value: "bob is now marked verified" });
+    expect(va.ok && a.client.trust("bob", va.value.confirmGroups)).toEqual({ ok: true, value: "bob is now marked verified ✓" });
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("verified");
   });
 
@@ -118,7 +118,7 @@ describe("ChatClient against a real relay", () => {
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
 
     const blocked = a.client.send("dm:alice:bob", "are you still bob?");
-    expect(blocked).toEqual({ ok: false, error: "bob's key changed: compare safety numbers with /verify bob, then /trust bob to send again" });
+    expect(blocked).toEqual({ ok: false, error: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified" });
 
     await nb.waitFor((e) => e.type === "directory", "new bob welcomed");
     nb.client.send("dm:alice:bob", "it is me, new laptop");
@@ -127,8 +127,8 @@ describe("ChatClient against a real relay", () => {
 
     const v = a.client.verifyInfo("bob");
     expect(v.ok && v.value.pendingSafetyNumber !== undefined && v.value.pendingSafetyNumber !== v.value.safetyNumber).toBe(true);
-    const t = a.client.trust("bob");
-    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified; 1 held message shown" });
+    const t = a.client.trust("bob", v.ok ? v.value.confirmGroups : []);
+    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent" });
     const released = a.messages().find((m) => m.text === "it is me, new laptop");
     expect(released?.from).toBe("bob");
     // The new device's chain starts from zeros: after /trust that is not a missing message.

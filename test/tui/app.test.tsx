@@ -1,7 +1,7 @@
 // The whole screen, rendered in-process against the fake session: what the user types reaches
 // the session, and what the session says reaches the screen.
 import { afterEach, describe, expect, test } from "vitest";
-import { FakeSession, fakeSafetyNumber } from "../helpers/fake-session.js";
+import { FakeSession, fakeConfirmGroups, fakeSafetyNumber } from "../helpers/fake-session.js";
 import { renderApp, type RenderAppOptions, type RenderedApp } from "./helpers/render-app.js";
 import { KEY } from "./helpers/terminal.js";
 import { waitFor } from "./helpers/wait-for.js";
@@ -158,7 +158,7 @@ describe("sending", () => {
     const session = new FakeSession({ peers: [{ username: "bob", trust: "key-changed" }] });
     const a = await open(session);
     enter(a, "/msg bob are you there?");
-    await see(a, "✗ bob's key changed: compare safety numbers with /verify bob, then /trust bob");
+    await see(a, "✗ bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified");
     expect(inputLine(a)).toBe("[lobby] > /msg bob are you there?");
     expect(session.sent.size).toBe(0);
   });
@@ -287,10 +287,10 @@ describe("receiving", () => {
     const a = await open(session, { columns: 120 });
     session.changeKeys("bob", 1);
     await seeOnScreen(a, "│ ● bob ⚠ key changed");
-    await see(a, "bob's keys changed — see @bob: /verify bob, then /trust bob if the safety number matches");
+    await see(a, "bob's keys changed — see @bob: /verify bob shows the safety number and the exact /trust command");
     a.press(KEY.ctrlN);
     await see(a, "⚠ WARNING: bob's keys have changed. 1 message from bob is held.");
-    expect(words(a)).toContain("Type /verify bob and compare the safety number with bob over another channel; only if it matches, type /trust bob.");
+    expect(words(a)).toContain("Type /verify bob: it shows the safety number to compare with bob over another channel and the exact /trust command; /accept bob goes on with the new key without comparing (not verified).");
   });
 });
 
@@ -304,9 +304,16 @@ describe("trust commands", () => {
     expect(a.frame()).toContain(groups.slice(0, 6).join(" "));
     expect(a.frame()).toContain(groups.slice(6).join(" "));
     expect(words(a)).toContain("Compare these 60 digits with bob over another channel you trust");
-    expect(words(a)).toContain("If every digit matches, type /trust bob.");
+    const digits = fakeConfirmGroups("bob", "unverified").join(" ");
+    expect(words(a)).toContain(`If every digit matches, type /trust bob ${digits}.`);
     enter(a, "/trust bob");
-    await see(a, "bob is now marked verified");
+    await see(a, "✗ /trust needs the digits you compared: /verify bob shows the exact command");
+    a.press(KEY.ctrlU);
+    enter(a, "/trust bob 12345 12345 12345");
+    await see(a, "✗ those digits do not match bob's keys as they are now");
+    a.press(KEY.ctrlU);
+    enter(a, `/trust bob ${digits}`);
+    await see(a, "bob is now marked verified ✓");
     await seeOnScreen(a, "│ ● bob ✓");
   });
 
@@ -314,7 +321,7 @@ describe("trust commands", () => {
     const a = await open(new FakeSession());
     enter(a, "/verify zed");
     await see(a, "✗ no keys known for zed");
-    enter(a, "/trust zed");
+    enter(a, "/trust zed 12345 12345 12345");
     await waitFor(() => expect(words(a).match(/no keys known for zed/g)).toHaveLength(2));
     expect(inputLine(a)).toBe("[lobby] >");
   });

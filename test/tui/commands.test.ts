@@ -55,12 +55,26 @@ describe("/msg", () => {
 });
 
 describe("commands with one user", () => {
-  test.each(["query", "verify", "trust"] as const)("/%s <user>", (name) => {
+  test.each(["query", "verify", "accept"] as const)("/%s <user>", (name) => {
     expect(command(`/${name} bob`)).toEqual({ kind: name, user: "bob" });
     expect(command(`/${name} @carol`)).toEqual({ kind: name, user: "carol" });
     expect(error(`/${name}`)).toBe(`/${name} needs a user — usage: /${name} <user>`);
     expect(error(`/${name} bob carol`)).toBe(`/${name} takes one user — usage: /${name} <user>`);
     expect(error(`/${name} b@d!`)).toContain("is not a username");
+  });
+});
+
+describe("/trust names what it accepts (issue 9 §3)", () => {
+  test("takes a user and the digits compared, as /verify shows them", () => {
+    expect(command("/trust bob 15934 19362 71065")).toEqual({ kind: "trust", user: "bob", groups: ["15934", "19362", "71065"] });
+    expect(command("/trust @carol 15934 19362 71065 04117")).toEqual({ kind: "trust", user: "carol", groups: ["15934", "19362", "71065", "04117"] });
+  });
+
+  test("without digits it is refused with the way to get them", () => {
+    expect(error("/trust")).toBe("/trust needs a user and the digits you compared (/verify <user> shows the exact command) — usage: /trust <user> <digits>");
+    expect(error("/trust bob")).toBe("/trust needs the digits you compared: /verify bob shows the exact command — usage: /trust <user> <digits>");
+    expect(error("/trust bob yes")).toContain("takes a user and groups of digits");
+    expect(error("/trust b@d! 12345")).toContain("is not a username");
   });
 });
 
@@ -135,7 +149,7 @@ test("/help lists every command the parser knows, and the keys", () => {
   for (const c of COMMANDS) {
     expect(help).toContain(c.usage);
     // Every listed command parses (with a plausible argument where it needs one).
-    const sample = c.usage.replace("<user>", "bob").replace("<text>", "hi").replace("<action>", "waves")
+    const sample = c.usage.replace("<user>", "bob").replace("<digits>", "12345 67890 12345").replace("<text>", "hi").replace("<action>", "waves")
       .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").trim();
     expect(parseInput(sample).ok, sample).toBe(true);
   }

@@ -154,3 +154,18 @@ describe("resolveConversation", () => {
     expect(resolveConversation(s, "carol")).toBeUndefined();
   });
 });
+
+describe("/trust and /accept (issue 9 §3)", () => {
+  test("/trust passes the digits typed to the session and says what it did; /accept is a separate, unverified step", () => {
+    const t = setup(new FakeSession({ peers: [{ username: "bob", trust: "key-changed" }] }));
+    t.run("/trust bob 11111 22222 33333");
+    expect(t.session.callsOf("trust")).toEqual([{ method: "trust", username: "bob", groups: ["11111", "22222", "33333"] }]);
+    expect(t.notices().at(-1)).toMatch(/^error: those digits do not match bob's keys/);
+    expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
+    t.run("/accept bob");
+    expect(t.notices().at(-1)).toBe("warn: continuing with bob's new key, NOT verified");
+    expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("unverified");
+    t.run("/accept bob");
+    expect(t.notices().at(-1)).toBe("error: bob's keys have not changed: nothing to accept");
+  });
+});

@@ -241,7 +241,7 @@ describe("key changes", () => {
     expect(s.conversations["dm:alice:bob"]?.highlights).toBe(1);
     const pointer = entries(s, "lobby").at(-1);
     expect(pointer).toMatchObject({ kind: "notice", level: "warn" });
-    expect(pointer?.kind === "notice" && pointer.text).toContain("/verify bob, then /trust bob");
+    expect(pointer?.kind === "notice" && pointer.text).toContain("/verify bob shows the safety number and the exact /trust command");
   });
 
   test("the same change again (a message held since) updates the warning, not a second one", () => {
@@ -255,6 +255,26 @@ describe("key changes", () => {
     const later = run(s, ev({ type: "peer", peer: peer("bob", { trust: "verified" }) }),
       ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0 }, T0 + 3));
     expect(entries(later, "dm:alice:bob").filter((e) => e.kind === "key-change")).toHaveLength(2);
+  });
+
+  test("a pending key replaced by yet another is a fresh warning every time (issue 9 §3)", () => {
+    const s = run(start(),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 1 }, T0 + 1),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0, replaced: true, discarded: 1 }, T0 + 2),
+      ev({ type: "key-change", username: "bob", conversationId: "dm:alice:bob", held: 0, replaced: true, discarded: 0 }, T0 + 3));
+    expect(entries(s, "dm:alice:bob")).toEqual([
+      { kind: "key-change", seq: 1, atMs: T0 + 1, username: "bob", held: 1 },
+      { kind: "key-change", seq: 3, atMs: T0 + 2, username: "bob", held: 0, replaced: true, discarded: 1 },
+      { kind: "key-change", seq: 5, atMs: T0 + 3, username: "bob", held: 0, replaced: true, discarded: 0 },
+    ]);
+    const pointers = entries(s, "lobby").filter((e) => e.kind === "notice");
+    expect(pointers).toHaveLength(3);
+    expect(pointers[1]?.kind === "notice" && pointers[1].text).toContain("bob's keys changed AGAIN");
+  });
+
+  test("in a room, the warning says the room goes on", () => {
+    const s = run(start(), ev({ type: "key-change", username: "carol", conversationId: "#ops", held: 1 }, T0 + 1));
+    expect(entries(s, "#ops")).toEqual([{ kind: "key-change", seq: 1, atMs: T0 + 1, username: "carol", held: 1, inRoom: true }]);
   });
 
   test("in the conversation I am looking at, the warning is not repeated", () => {
@@ -276,7 +296,7 @@ describe("notices", () => {
   test("UI notices and verify blocks; every entry gets a unique sequence number", () => {
     const s = run(start(),
       { type: "notice", level: "error", text: "unknown command /x", atMs: T0 },
-      { type: "verify-info", info: { username: "bob", trust: "unverified", safetyNumber: "1 2" }, atMs: T0 },
+      { type: "verify-info", info: { username: "bob", trust: "unverified", safetyNumber: "1 2", confirmGroups: ["11111", "22222", "33333"] }, atMs: T0 },
       { type: "notice", level: "info", text: "in a DM", atMs: T0, conversationId: "dm:alice:bob" });
     expect(entries(s, "lobby").map((e) => [e.kind, e.seq])).toEqual([["notice", 1], ["verify", 2]]);
     expect(entries(s, "dm:alice:bob").map((e) => e.seq)).toEqual([3]);

@@ -41,7 +41,7 @@ describe("the DM header and prompt", () => {
   test("a key change: loud, says sending is blocked and what to do; the prompt says blocked", () => {
     const s = withBob("key-changed");
     const row = header(s);
-    expect(rowText(row)).toBe("@bob ⚠ KEY CHANGED — sending is blocked: /verify bob, compare the number with bob, then /trust bob");
+    expect(rowText(row)).toBe("@bob ⚠ KEY CHANGED — sending is blocked: /verify bob, compare the number with bob, then /trust (or /accept bob)");
     expect(row.segments.every((seg) => seg.style === STYLE.alarm)).toBe(true);
     expect(promptOf(s, currentConversation(s))).toEqual({ text: "[@bob ⚠ blocked] > ", blocked: true });
   });

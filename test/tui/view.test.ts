@@ -128,21 +128,33 @@ describe("scrollback rows", () => {
     const text = flat(rows.map(rowText));
     expect(text).toContain("WARNING: bob's keys have changed. 2 messages from bob are held. Sending to bob is blocked");
     expect(text).toContain("/verify bob");
-    expect(text).toContain("/trust bob");
+    expect(text).toContain("/trust command");
+    expect(text).toContain("/accept bob goes on with the new key without comparing (not verified)");
     // Every row's text is red and bold.
     for (const row of rows) expect(row.segments.filter((s) => s.text.trim() !== "" && !/^\d\d:\d\d $/.test(s.text)).every((s) => s.style === STYLE.alarm)).toBe(true);
   });
 
+  test("a key change in a room says the room goes on without that member; a replaced pending key says so", () => {
+    const room = flat(entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "carol", held: 1, inRoom: true }, ctx).map(rowText));
+    expect(room).toContain("WARNING: carol's keys have changed. 1 message from carol is held. The room goes on: carol does not receive what you send here until you decide.");
+    const again = flat(entryRows({ kind: "key-change", seq: 2, atMs: T0, username: "bob", held: 0, replaced: true, discarded: 2 }, ctx).map(rowText));
+    expect(again).toContain("WARNING: bob's keys changed AGAIN before you decided: the relay now shows yet another key. 2 messages held under the replaced key were discarded");
+  });
+
   test("/verify shows the safety number in groups and the next step", () => {
     const number = "12345 67890 12345 67890 12345 67890 11111 22222 33333 44444 55555 66666";
-    const text = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "unverified", safetyNumber: number } }, { ...ctx, width: 80 });
+    const confirmGroups = ["11111", "22222", "33333"];
+    const text = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "unverified", safetyNumber: number, confirmGroups } }, { ...ctx, width: 80 });
     expect(text).toContain("         12345 67890 12345 67890 12345 67890");
     expect(text).toContain("         11111 22222 33333 44444 55555 66666");
     expect(flat(text)).toContain("Compare these 60 digits with bob");
-    expect(flat(text)).toContain("If every digit matches, type /trust bob.");
-    const changed = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "key-changed", safetyNumber: number, pendingSafetyNumber: number } }, { ...ctx, width: 80 });
+    // The exact next command, naming the digits compared (issue 9 §3).
+    expect(flat(text)).toContain("If every digit matches, type /trust bob 11111 22222 33333.");
+    const changed = texts({ kind: "verify", seq: 1, atMs: T0, info: { username: "bob", trust: "key-changed", safetyNumber: number, pendingSafetyNumber: number, confirmGroups } }, { ...ctx, width: 80 });
     expect(flat(changed)).toContain("bob's keys changed. Safety number with bob's NEW keys:");
-    expect(flat(changed)).toContain("type /trust bob to accept the new keys");
+    expect(flat(changed)).toContain("type /trust bob 11111 22222 33333 to accept the new keys as verified ✓");
+    // Going on without comparing is its own, separate step.
+    expect(flat(changed)).toContain("type /accept bob (not verified)");
   });
 
   test("rows never exceed the width, even when tiny", () => {

@@ -19,6 +19,7 @@ function reference(items: readonly QueuedItem[]): Buffer {
     w.uint32(1 << 3).uint64(item.seq);
     w.uint32((2 << 3) | 2).string(item.conversationId);
     w.uint32((3 << 3) | 2).bytes(item.envelope);
+    if (item.relayTimeMs !== undefined && item.relayTimeMs > 0) w.uint32(4 << 3).uint64(item.relayTimeMs);
     w.join();
   }
   w.join();
@@ -29,6 +30,7 @@ const anyItem: fc.Arbitrary<QueuedItem> = fc.record({
   seq: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
   conversationId: fc.string({ unit: "grapheme", maxLength: 80 }),
   envelope: fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 70_000 }).map((n) => new Uint8Array(n).fill(7))).map((b) => Buffer.from(b)),
+  relayTimeMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), fc.constant(1_767_225_600_000)),
 });
 
 describe("encodeDeliverBatch", () => {
@@ -41,11 +43,11 @@ describe("encodeDeliverBatch", () => {
   it("decodes as the client decodes it, envelope byte for byte", async () => {
     const [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
     const wire = Buffer.from(Envelope.encode(envelopeToWire(seal(alice, "dm:alice:bob", [bob], "hello"))).finish());
-    const frame = encodeDeliverBatch([{ seq: 2 ** 40, conversationId: "dm:alice:bob", envelope: wire }, { seq: 7, conversationId: "#ops", envelope: wire }]);
+    const frame = encodeDeliverBatch([{ seq: 2 ** 40, conversationId: "dm:alice:bob", envelope: wire, relayTimeMs: 1_767_225_600_123 }, { seq: 7, conversationId: "#ops", envelope: wire }]);
     const decoded = SessionResponse.decode(frame).frame;
     expect(decoded?.$case).toBe("deliver");
     if (decoded?.$case !== "deliver") return;
-    expect(decoded.value.items.map((i) => [i.seq, i.conversationId])).toEqual([[2 ** 40, "dm:alice:bob"], [7, "#ops"]]);
+    expect(decoded.value.items.map((i) => [i.seq, i.conversationId, i.relayTimeMs])).toEqual([[2 ** 40, "dm:alice:bob", 1_767_225_600_123], [7, "#ops", 0]]);
     expect(Buffer.from(Envelope.encode(decoded.value.items[0]!.envelope!).finish()).equals(wire)).toBe(true);
   });
 

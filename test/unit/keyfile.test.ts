@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { isProtocolError } from "../../src/protocol/errors.js";
-import { decodeKeyFile, encodeKeyFile, keyFileIsEncrypted } from "../../src/protocol/keyfile.js";
+import { checkKeyFileParameters, decodeKeyFile, encodeKeyFile, keyFileIsEncrypted } from "../../src/protocol/keyfile.js";
 import { fixtureIdentity, fixturePem } from "../helpers/identities.js";
 
 async function code(p: Promise<unknown>): Promise<string> {
@@ -43,7 +43,7 @@ describe("key file format (PROTOCOL.md Key file)", () => {
 
   it("refuses weak scrypt parameters and empty passphrases", async () => {
     const alice = await fixtureIdentity("alice");
-    await expect(encodeKeyFile(alice, { passphrase: "x", scryptLogN: 14 })).rejects.toThrow(/between 17 and 22/);
+    await expect(encodeKeyFile(alice, { passphrase: "x", scryptLogN: 14 })).rejects.toThrow(/between 17 and 20/);
     expect(await code(encodeKeyFile(alice, { passphrase: "" }))).toBe("bad-passphrase");
   });
 
@@ -53,5 +53,32 @@ describe("key file format (PROTOCOL.md Key file)", () => {
     expect(await code(decodeKeyFile("alice", one))).toBe("bad-keyfile");
     expect(await code(decodeKeyFile("alice", fixturePem("weak")))).toBe("bad-keyfile");
     expect(await code(decodeKeyFile("alice", "-----BEGIN SECURECHAT ENCRYPTED KEYS-----\nAAAA\n-----END SECURECHAT ENCRYPTED KEYS-----", { passphrase: "x" }))).toBe("bad-keyfile");
+  });
+
+  it("refuses scrypt parameters a tampered file uses to demand huge memory or time, before deriving (PROTOCOL.md §4.3)", async () => {
+    const alice = await fixtureIdentity("alice");
+    const text = await encodeKeyFile(alice, { passphrase: "correct horse" });
+    const withParams = (logN: number, r: number, p: number): string => {
+      const b64 = text.split("\n").filter((l) => /^[A-Za-z0-9+/=]+$/.test(l)).join("");
+      const blob = Buffer.from(b64, "base64");
+      blob.writeUInt8(logN, 4);
+      blob.writeUInt32BE(r, 5);
+      blob.writeUInt32BE(p, 9);
+      return text.replace(/-----BEGIN SECURECHAT ENCRYPTED KEYS-----[\s\S]*-----END SECURECHAT ENCRYPTED KEYS-----/,
+        `-----BEGIN SECURECHAT ENCRYPTED KEYS-----\n${blob.toString("base64")}\n-----END SECURECHAT ENCRYPTED KEYS-----`);
+    };
+    // 16 GiB (N = 2^22, r = 32): refused at once with a sentence, no derivation attempted.
+    const huge = withParams(22, 32, 1);
+    expect(() => checkKeyFileParameters(huge)).toThrow(
+      "the key file asks scrypt for N = 2^22, r = 32, p = 1 (16384 MiB of memory); at most N = 2^20, r = 16, p = 4 and 1024 MiB are accepted, so the file was damaged or tampered with");
+    const started = Date.now();
+    expect(await code(decodeKeyFile("alice", huge, { passphrase: "correct horse" }))).toBe("bad-keyfile");
+    expect(Date.now() - started).toBeLessThan(5_000); // nothing was derived (a 16 GiB scrypt would fail or run for minutes)
+    for (const [logN, r, p] of [[21, 8, 1], [20, 16, 1], [17, 8, 5], [17, 17, 1], [17, 0, 1], [17, 8, 0], [16, 8, 1]] as const) {
+      expect(() => checkKeyFileParameters(withParams(logN, r, p)), `${logN} ${r} ${p}`).toThrow(/scrypt/);
+    }
+    // Within the limits: accepted (then the AEAD decides).
+    expect(() => checkKeyFileParameters(withParams(20, 8, 1))).not.toThrow();
+    expect(() => checkKeyFileParameters(withParams(17, 8, 4))).not.toThrow();
   });
 });

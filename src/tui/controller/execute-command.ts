@@ -42,7 +42,7 @@ function describeUsers(state: TuiState): string {
   const peers = sortPeers(state.peers);
   if (peers.length === 0) return "no users known yet";
   const lines = peers.map((p) => {
-    const trust = p.you ? "you" : p.trust === "verified" ? "verified ✓" : p.trust === "key-changed" ? "KEY CHANGED ⚠ — /verify, then /trust" : "not verified (/verify)";
+    const trust = p.you ? "you" : p.trust === "verified" ? "verified ✓" : p.trust === "key-changed" ? "KEY CHANGED ⚠ — /verify, then /trust or /accept" : "not verified (/verify)";
     return `  ${p.online ? "●" : "○"} ${p.username.padEnd(14)} ${p.online ? "online " : "offline"}  ${trust}`;
   });
   const online = peers.filter((p) => p.online).length;
@@ -140,13 +140,14 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       // Keys not fetched yet (a peer who just appeared) are looked up first: one /verify is enough.
       later("/verify", () => session.verify(command.user), (info) => dispatch({ type: "verify-info", info, atMs: now(), conversationId: here }));
       return "clear";
-    case "trust": {
-      const outcome = session.trust(command.user);
+    case "trust":
+    case "accept": {
+      const outcome = command.kind === "trust" ? session.trust(command.user, command.groups) : session.acceptNewKeys(command.user);
       if (!outcome.ok) {
         say("error", outcome.error);
         return "clear";
       }
-      say("info", outcome.value);
+      say(command.kind === "trust" ? "info" : "warn", outcome.value);
       return "clear";
     }
     case "join": {

@@ -16,7 +16,10 @@ export type Command =
   | { readonly kind: "help" }
   | { readonly kind: "fingerprint" }
   | { readonly kind: "verify"; readonly user: string }
-  | { readonly kind: "trust"; readonly user: string }
+  /** The digits the user compared: the groups /verify shows in its /trust command. */
+  | { readonly kind: "trust"; readonly user: string; readonly groups: readonly string[] }
+  /** Continue with a changed key without comparing (not verified). */
+  | { readonly kind: "accept"; readonly user: string }
   | { readonly kind: "join"; readonly room: string }
   | { readonly kind: "leave"; readonly room?: string }
   | { readonly kind: "rooms" }
@@ -54,7 +57,8 @@ export const COMMANDS: readonly CommandHelp[] = [
   { name: "members", usage: "/members [#room]", summary: "list the members of a room (default: the current one)" },
   { name: "fingerprint", usage: "/fingerprint", summary: "show your own key fingerprints" },
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
-  { name: "trust", usage: "/trust <user>", summary: "mark a user verified after comparing safety numbers (accepts changed keys)" },
+  { name: "trust", usage: "/trust <user> <digits>", summary: "mark a user verified ✓: name the digits you compared (/verify shows the exact command); accepts a changed key" },
+  { name: "accept", usage: "/accept <user>", summary: "continue with a user's changed key without comparing (NOT verified); shows held messages" },
   { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again (also Alt-R)" },
   { name: "search", usage: "/search <text>", summary: "list this conversation's messages that contain the text (the newest 20)" },
   { name: "clear", usage: "/clear", summary: "clear this conversation (screen and kept history)" },
@@ -201,9 +205,18 @@ export function parseInput(line: string): ParseResult {
       return rest === "" ? usage(name, "needs an action") : ok({ kind: "me", action: rest });
     case "search":
       return rest === "" ? usage(name, "needs the text to look for") : ok({ kind: "search", text: rest });
+    case "trust": {
+      if (args.length === 0) return usage(name, "needs a user and the digits you compared (/verify <user> shows the exact command)");
+      const user = userArg(args[0] ?? "", name);
+      if (typeof user !== "string") return user;
+      const groups = args.slice(1);
+      if (groups.length === 0) return usage(name, `needs the digits you compared: /verify ${user} shows the exact command`);
+      if (!groups.every((g) => /^\d+$/.test(g))) return usage(name, "takes a user and groups of digits, as /verify shows them");
+      return ok({ kind: "trust", user, groups });
+    }
     case "query":
     case "verify":
-    case "trust": {
+    case "accept": {
       if (args.length !== 1) return usage(name, args.length === 0 ? "needs a user" : "takes one user");
       const user = userArg(args[0] ?? "", name);
       return typeof user === "string" ? ok({ kind: name, user }) : user;

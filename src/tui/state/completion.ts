@@ -23,7 +23,7 @@ export interface CompletionMatch {
   readonly suffix: string;
 }
 
-const USER_ARG = new Set(["msg", "query", "verify", "trust"]);
+const USER_ARG = new Set(["msg", "query", "verify", "trust", "accept"]);
 const ROOM_ARG = new Set(["join", "leave", "members"]);
 
 function matching(prefix: string, options: readonly string[]): string[] {

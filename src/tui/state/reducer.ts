@@ -238,7 +238,8 @@ function keyChange(state: TuiState, event: Extract<SessionEvent, { type: "key-ch
   // many are held now, instead of a second warning.
   const known = state.peers.find((p) => p.username === event.username)?.trust === "key-changed";
   const here = state.conversations[event.conversationId];
-  if (known && here !== undefined) {
+  // A pending key replaced by yet another is always a fresh warning.
+  if (known && here !== undefined && event.replaced !== true) {
     const i = listFindLastIndex(here.entries, (e) => e.kind === "key-change" && e.username === event.username, STATE_SEARCH_LIMIT);
     const shown = listGet(here.entries, i);
     if (shown?.kind === "key-change") {
@@ -250,6 +251,8 @@ function keyChange(state: TuiState, event: Extract<SessionEvent, { type: "key-ch
   const peers = state.peers.map((p) => (p.username === event.username ? { ...p, trust: "key-changed" as const } : p));
   let next = append({ ...state, peers }, event.conversationId, (seq) => ({
     kind: "key-change", seq, atMs, username: event.username, held: event.held,
+    ...(event.conversationId.startsWith("#") ? { inRoom: true } : {}),
+    ...(event.replaced === true ? { replaced: true, discarded: event.discarded ?? 0 } : {}),
   }));
   const t = target(state, event.conversationId);
   if (t.id !== next.current) {
@@ -258,7 +261,7 @@ function keyChange(state: TuiState, event: Extract<SessionEvent, { type: "key-ch
     const where = next.conversations[t.id]?.title ?? event.conversationId;
     next = append(next, next.current, (seq) => ({
       kind: "notice", seq, atMs, level: "warn",
-      text: `${event.username}'s keys changed — see ${where}: /verify ${event.username}, then /trust ${event.username} if the safety number matches`,
+      text: `${event.username}'s keys changed${event.replaced === true ? " AGAIN" : ""} — see ${where}: /verify ${event.username} shows the safety number and the exact /trust command`,
     }));
   }
   return next;

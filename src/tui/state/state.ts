@@ -14,8 +14,15 @@ export type Entry =
   | { readonly kind: "notice"; readonly seq: number; readonly atMs: number; readonly level: NoticeLevel; readonly text: string }
   /** An envelope that failed verification and was dropped. */
   | { readonly kind: "refused"; readonly seq: number; readonly atMs: number; readonly from: string }
-  /** A peer's keys changed: their messages are held, sending to them is blocked. */
-  | { readonly kind: "key-change"; readonly seq: number; readonly atMs: number; readonly username: string; readonly held: number }
+  /**
+   * A peer's keys changed: their messages are held, sending to them is blocked (in a room:
+   * they do not receive, the room goes on). `replaced`: a pending change replaced by yet another
+   * key; `discarded`: messages held under the replaced key, dropped.
+   */
+  | {
+      readonly kind: "key-change"; readonly seq: number; readonly atMs: number; readonly username: string; readonly held: number;
+      readonly inRoom?: boolean; readonly replaced?: boolean; readonly discarded?: number;
+    }
   /** Someone joined or left a room; `members` is kept for my own joins ("you joined #ops — members: …"). */
   | {
       readonly kind: "room-event"; readonly seq: number; readonly atMs: number;

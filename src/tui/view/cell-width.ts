@@ -6,6 +6,11 @@
 
 const COMBINING = /\p{M}/u;
 const EMOJI_PRESENTATION = /\p{Emoji_Presentation}/u;
+/** Drawn as nothing: zero-width characters, bidi controls, tags, selectors (the sanitiser replaces most of them). */
+const IGNORABLE = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
+const PICTOGRAPHIC = /\p{Extended_Pictographic}/u;
+const EMOJI_MODIFIER = /\p{Emoji_Modifier}/u;
+const isRegionalIndicator = (cp: number): boolean => cp >= 0x1f1e6 && cp <= 0x1f1ff;
 
 /** [first, last] code point ranges that are East Asian Wide or Fullwidth. */
 const WIDE_RANGES: readonly (readonly [number, number])[] = [
@@ -27,9 +32,11 @@ const WIDE_RANGES: readonly (readonly [number, number])[] = [
 /** Cells one code point takes: 0, 1 or 2. */
 export function codePointWidth(cp: number): 0 | 1 | 2 {
   if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
-  if (cp < 0x300) return 1; // fast path: ASCII and Latin-1
-  if ((cp >= 0xfe00 && cp <= 0xfe0f) || (cp >= 0xe0100 && cp <= 0xe01ef)) return 0; // variation selectors
+  if (cp < 0x300) return cp === 0xad ? 0 : 1; // fast path: ASCII and Latin-1 (the soft hyphen is ignorable)
   const ch = String.fromCodePoint(cp);
+  // Default-ignorable code points (ZWJ, variation selectors, tags, Hangul fillers, bidi marks)
+  // take no cell, whatever range they sit in.
+  if (IGNORABLE.test(ch)) return 0;
   if (COMBINING.test(ch)) return 0;
   for (const [first, last] of WIDE_RANGES) {
     if (cp >= first && cp <= last) return 2;
@@ -51,11 +58,23 @@ export interface Cluster {
  */
 export function clusters(text: string): Cluster[] {
   const out: Cluster[] = [];
+  // An emoji ZWJ sequence (👨‍👩‍👧), an emoji with a skin tone (👍🏽) and a flag (two regional
+  // indicators, 🇫🇷) are drawn as one two-cell emoji, as Ink's string-width measures them.
+  let joinNext = false;
+  let openFlag = false;
   for (const ch of text) {
     const cp = ch.codePointAt(0) ?? 0;
     const w = codePointWidth(cp);
     const last = out[out.length - 1];
     const control = cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
+    if (last !== undefined && ((joinNext && PICTOGRAPHIC.test(ch)) || (last.width === 2 && EMOJI_MODIFIER.test(ch)) || (openFlag && isRegionalIndicator(cp)))) {
+      out[out.length - 1] = { text: last.text + ch, width: last.width };
+      joinNext = false;
+      openFlag = false;
+      continue;
+    }
+    joinNext = cp === 0x200d && last !== undefined && last.width === 2;
+    openFlag = isRegionalIndicator(cp);
     if (w === 0 && !control && last !== undefined) {
       out[out.length - 1] = { text: last.text + ch, width: cp === 0xfe0f && last.width === 1 ? 2 : last.width };
     } else {

@@ -36,7 +36,7 @@ function headerSegments(state: TuiState, conversation: Conversation): Segment[] 
       switch (peer.trust) {
         case "key-changed":
           return [
-            seg(`${conversation.title} ⚠ KEY CHANGED — sending is blocked: /verify ${name}, compare the number with ${name}, then /trust ${name}`, STYLE.alarm),
+            seg(`${conversation.title} ⚠ KEY CHANGED — sending is blocked: /verify ${name}, compare the number with ${name}, then /trust (or /accept ${name})`, STYLE.alarm),
           ];
         case "verified":
           return [title, seg(" ✓ verified", STYLE.ok), presence];

@@ -20,6 +20,8 @@ export interface ScrollbackContext {
 }
 
 const TIME_WIDTH = 5; // "HH:MM"
+/** Beyond this difference between the relay's time and the sender's claim, both are shown. */
+const CLOCK_SKEW_SHOWN_MS = 60_000;
 /** Fewer text cells than this beside the nick, and the text goes on its own rows below. */
 const MIN_TEXT_WIDTH = 10;
 const NICK_WIDTH_MIN = 4;
@@ -89,6 +91,7 @@ function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
 }
 
 function stateTail(m: ChatMessage, retried: boolean): Segment[] {
+  if (!m.own && m.notFor !== undefined && m.notFor.length > 0) return [seg(` (not sent to ${m.notFor.join(", ")})`, STYLE.pending)];
   if (!m.own || m.state === undefined) return [];
   switch (m.state) {
     case "pending":
@@ -111,11 +114,16 @@ function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: Scrol
   const mentioned = pattern !== undefined && pattern.test(m.text);
   const nick = mentioned ? STYLE.mentionNick : nickStyle(m.from, ctx.me);
   const decorate = mentioned && pattern ? (line: string) => markMentions(line, pattern) : undefined;
+  // The relay's time where the sender's claimed time is off by more than a minute: "12:01 bob
+  // (sent 11:40) …" (a wrong clock, or a message held back; the claimed time is only the sender's).
+  const skewed = m.relayAtMs !== undefined && Math.abs(m.relayAtMs - m.sentAtMs) > CLOCK_SKEW_SHOWN_MS;
+  const time = timeSeg(skewed ? m.relayAtMs! : m.sentAtMs, ctx);
+  const claimed = skewed ? [seg(`(sent ${(ctx.formatTime ?? formatClock)(m.sentAtMs)}) `, STYLE.time)] : [];
   if (m.kind === "action") {
-    b.block([timeSeg(m.sentAtMs, ctx), seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
+    b.block([time, ...claimed, seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
     return;
   }
-  const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  ")];
+  const lead = [time, seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  "), ...claimed];
   b.block(lead, m.text, undefined, stateTail(m, retried), decorate);
 }
 
@@ -155,13 +163,16 @@ function safetyNumberRows(b: RowBuilder, number: string, indent: number): void {
 function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: ScrollbackContext): void {
   const user = info.username;
   const indent = TIME_WIDTH + 1 + 3;
+  const trustCommand = `/trust ${user} ${info.confirmGroups.join(" ")}`;
   if (info.trust === "key-changed" && info.pendingSafetyNumber !== undefined) {
     b.block([timeSeg(atMs, ctx), seg("⚠ ", STYLE.alarm)], `${user}'s keys changed. Safety number with ${user}'s NEW keys:`, STYLE.alarm);
     safetyNumberRows(b, info.pendingSafetyNumber, indent);
     b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
       `Compare it with ${user} over another channel you trust (in person, or a call where you know the voice). ` +
-        `If every digit matches, type /trust ${user} to accept the new keys and see the held messages. ` +
-        `If it does not match, do not trust: someone may be intercepting.`);
+        `If every digit matches, type ${trustCommand} to accept the new keys as verified ✓ and see the held messages ` +
+        `(the digits are the start of ${user}'s half of the number, so a key that changes after this is refused). ` +
+        `To go on with the new keys without comparing, type /accept ${user} (not verified). ` +
+        `If the number does not match, do neither: someone may be intercepting.`);
     return;
   }
   const state = info.trust === "verified" ? "verified ✓" : "not verified yet";
@@ -170,17 +181,28 @@ function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: Scrollba
   const next = info.trust === "verified"
     ? `You have verified ${user}. If ${user}'s keys ever change, you will be warned here and sending will stop until you check again.`
     : `Compare these 60 digits with ${user} over another channel you trust (in person, or a call where you know the voice); ${user} sees the same number. ` +
-      `If every digit matches, type /trust ${user}. If not, do not trust: someone may be intercepting.`;
+      `If every digit matches, type ${trustCommand}. If not, do not trust: someone may be intercepting.`;
   b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.ok)], next);
 }
 
-function keyChangeRows(b: RowBuilder, atMs: number, user: string, held: number, ctx: ScrollbackContext): void {
-  const lead = [timeSeg(atMs, ctx), seg("⚠ ", STYLE.alarm)];
+function keyChangeRows(b: RowBuilder, entry: Extract<Entry, { kind: "key-change" }>, ctx: ScrollbackContext): void {
+  const { username: user, held } = entry;
+  const lead = [timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.alarm)];
   const heldText = held === 0 ? "" : held === 1 ? ` 1 message from ${user} is held.` : ` ${held} messages from ${user} are held.`;
-  b.block(lead, `WARNING: ${user}'s keys have changed.${heldText} Sending to ${user} is blocked until you decide.`, STYLE.alarm);
+  const discarded = entry.discarded ?? 0;
+  const discardedText = discarded === 0 ? ""
+    : ` ${discarded} message${discarded === 1 ? "" : "s"} held under the replaced key ${discarded === 1 ? "was" : "were"} discarded (no key you could accept signed ${discarded === 1 ? "it" : "them"}).`;
+  const what = entry.replaced === true
+    ? `WARNING: ${user}'s keys changed AGAIN before you decided: the relay now shows yet another key.${discardedText}`
+    : `WARNING: ${user}'s keys have changed.${heldText}`;
+  const effect = entry.inRoom === true
+    ? ` The room goes on: ${user} does not receive what you send here until you decide.`
+    : ` Sending to ${user} is blocked until you decide.`;
+  b.block(lead, what + effect, STYLE.alarm);
   b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
     `A new device or a reinstall does this — and so does someone intercepting. ` +
-      `Type /verify ${user} and compare the safety number with ${user} over another channel; only if it matches, type /trust ${user}.`,
+      `Type /verify ${user}: it shows the safety number to compare with ${user} over another channel and the exact /trust command; ` +
+      `/accept ${user} goes on with the new key without comparing (not verified).`,
     STYLE.alarm);
 }
 
@@ -198,7 +220,7 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
       b.block([timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${entry.from} could not be verified and was dropped`, STYLE.warn);
       break;
     case "key-change":
-      keyChangeRows(b, entry.atMs, entry.username, entry.held, ctx);
+      keyChangeRows(b, entry, ctx);
       break;
     case "room-event": {
       const mine = entry.username === ctx.me;

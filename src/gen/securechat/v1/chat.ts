@@ -490,7 +490,15 @@ export interface Delivery {
   seq: number;
   /** The conversation the relay delivers into; the client checks it equals the header's. */
   conversationId: string;
-  envelope: Envelope | undefined;
+  envelope:
+    | Envelope
+    | undefined;
+  /**
+   * When the relay accepted (stored) this envelope, ms since the Unix epoch, by the relay's
+   * clock; 0 when unknown. Unsigned and only displayed: the client shows it where it differs
+   * from the sender's claimed sent_at_ms by more than a minute (PROTOCOL.md §7.4).
+   */
+  relayTimeMs: number;
 }
 
 /** Outcome of one SendEnvelope. */
@@ -2943,7 +2951,7 @@ export const DeliverBatch: MessageFns<DeliverBatch> = {
 };
 
 function createBaseDelivery(): Delivery {
-  return { seq: 0, conversationId: "", envelope: undefined };
+  return { seq: 0, conversationId: "", envelope: undefined, relayTimeMs: 0 };
 }
 
 export const Delivery: MessageFns<Delivery> = {
@@ -2956,6 +2964,9 @@ export const Delivery: MessageFns<Delivery> = {
     }
     if (message.envelope !== undefined) {
       Envelope.encode(message.envelope, writer.uint32(26).fork()).join();
+    }
+    if (message.relayTimeMs !== 0) {
+      writer.uint32(32).uint64(message.relayTimeMs);
     }
     return writer;
   },
@@ -2997,6 +3008,14 @@ export const Delivery: MessageFns<Delivery> = {
             message.envelope = Envelope.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.relayTimeMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3018,6 +3037,11 @@ export const Delivery: MessageFns<Delivery> = {
         ? globalThis.String(object.conversation_id)
         : "",
       envelope: isSet(object.envelope) ? Envelope.fromJSON(object.envelope) : undefined,
+      relayTimeMs: isSet(object.relayTimeMs)
+        ? globalThis.Number(object.relayTimeMs)
+        : isSet(object.relay_time_ms)
+        ? globalThis.Number(object.relay_time_ms)
+        : 0,
     };
   },
 
@@ -3032,6 +3056,9 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.envelope !== undefined) {
       obj.envelope = Envelope.toJSON(message.envelope);
     }
+    if (message.relayTimeMs !== 0) {
+      obj.relayTimeMs = Math.round(message.relayTimeMs);
+    }
     return obj;
   },
 
@@ -3045,6 +3072,7 @@ export const Delivery: MessageFns<Delivery> = {
     message.envelope = (object.envelope !== undefined && object.envelope !== null)
       ? Envelope.fromPartial(object.envelope)
       : undefined;
+    message.relayTimeMs = object.relayTimeMs ?? 0;
     return message;
   },
 };

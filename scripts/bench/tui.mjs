@@ -141,9 +141,9 @@ async function wireAndMemory(port, nodeFlags) {
 
     // Warm up the message path (bob's key gets pinned, his first line may bring a notice).
     for (const text of ["warm up 1", "warm up 2"]) {
-      tui.mark();
+      const before = tui.bytes;
       peers.bob.send("lobby", text);
-      await tui.waitFor((o) => o.includes(text), `"${text}"`);
+      await tui.waitFor(() => tui.bytes > before, `the frame for "${text}"`);
       await tui.settle();
     }
 

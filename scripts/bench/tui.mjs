@@ -25,18 +25,31 @@ const MESSAGES = 100_000;
 export const name = "tui";
 export const description = `chat UI with ${MESSAGES.toLocaleString("en")} messages on screen: key and page latency (stdin to frame written), peak RSS, cold start of the bin to its first frame`;
 
-/** The node flags in the bin's shebang ("#!/usr/bin/env -S node --flag" → ["--flag"]). */
-function binNodeFlags() {
+/**
+ * The node flags and environment in the bin's shebang
+ * ("#!/usr/bin/env -S VAR=1 node --flag" → flags ["--flag"], env {VAR: "1"}).
+ */
+function binLaunch() {
   const first = readFileSync(BIN, "utf8").split("\n", 1)[0] ?? "";
   const words = first.replace(/^#!\s*/, "").split(/\s+/).filter((w) => w !== "");
   const node = words.findIndex((w) => /(^|\/)node$/.test(w));
-  return node === -1 ? [] : words.slice(node + 1);
+  if (node === -1) return { flags: [], env: {} };
+  const env = Object.fromEntries(words.slice(0, node).filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w)).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+  return { flags: words.slice(node + 1), env };
 }
 
-function runDriver(args, nodeFlags) {
+/** The idle RSS of a hello-world Ink app with the same node flags: the floor of the stack. */
+function runFloor(nodeFlags, binEnv) {
+  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-floor.mjs")], { encoding: "utf8", env: withoutNodeEnv({ ...process.env, ...binEnv }), timeout: 60_000 });
+  const line = child.stdout.split("\n").find((l) => l.startsWith("{"));
+  if (child.status !== 0 || line === undefined) throw new Error(`floor measurement failed (${child.status}): ${child.stderr.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+function runDriver(args, nodeFlags, binEnv) {
   const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-driver.mjs"), ...args], {
     encoding: "utf8",
-    env: withoutNodeEnv({ ...process.env, FORCE_COLOR: "2" }),
+    env: withoutNodeEnv({ ...process.env, ...binEnv, FORCE_COLOR: "2" }),
     maxBuffer: 16 * 1024 * 1024,
     timeout: 300_000,
   });
@@ -130,8 +143,9 @@ async function wireAndMemory(port, nodeFlags) {
   const tui = new PtyTui({ port, dir, keys, columns: WIRE_COLUMNS, rows: WIRE_ROWS, nodeFlags });
   try {
     await tui.waitFor((o) => o.includes("● connected"), "the connection");
-    // Idle: the backlog drawn, the session settled. RSS is sampled over two more seconds.
-    await tui.settle(1_000, 20_000);
+    // Idle: the backlog drawn, the session settled, nothing drawn for 3 s (the client collects
+    // its garbage after 2 s of quiet). RSS is sampled over two more seconds.
+    await tui.settle(3_000, 30_000);
     const samples = [];
     for (let i = 0; i < 10; i++) {
       samples.push(tui.rssMb());
@@ -177,14 +191,16 @@ async function wireAndMemory(port, nodeFlags) {
 
 export async function run({ runs, quick, log }) {
   const override = process.env.BENCH_TUI_NODE_FLAGS;
-  const flags = override === undefined ? binNodeFlags() : override.split(/\s+/).filter((f) => f !== "");
+  const launch = binLaunch();
+  const flags = override === undefined ? launch.flags : override.split(/\s+/).filter((f) => f !== "");
+  const binEnv = override === undefined ? launch.env : {};
   const args = ["--messages", String(MESSAGES), "--keys", quick ? "100" : "300", "--pages", quick ? "20" : "60"];
   // BENCH_TUI_SKIP_DRIVER=1 measures only the bin in a pty (quicker, while working on it).
   const skipDriver = process.env.BENCH_TUI_SKIP_DRIVER === "1";
   const ptyFlags = override === undefined ? undefined : flags;
   const drives = [];
   for (let i = 0; i < (skipDriver ? 0 : runs); i++) {
-    const r = runDriver(args, flags);
+    const r = runDriver(args, flags, binEnv);
     log(`run ${i + 1}: key p50 ${r.key.p50.toFixed(1)} p99 ${r.key.p99.toFixed(1)} ms, page p99 ${r.page.p99.toFixed(1)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB (young generation ${r.newSpaceMb.toFixed(0)} MB), 100k burst drawn in ${r.loadMs.toFixed(0)} ms`);
     drives.push(r);
   }
@@ -192,6 +208,8 @@ export async function run({ runs, quick, log }) {
   const cold = [];
   const coldKept = [];
   const wire = [];
+  const floors = [];
+  for (let i = 0; i < runs; i++) floors.push(runFloor(flags, binEnv).rssMb);
   if (spawnSync("script", ["--version"]).status === 0) {
     const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
     const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
@@ -222,7 +240,8 @@ export async function run({ runs, quick, log }) {
   }
 
   const source = override === undefined ? "the bin's shebang" : "BENCH_TUI_NODE_FLAGS";
-  const flagNote = flags.length === 0 ? `node without flags (${source} has none)` : `node ${flags.join(" ")} (from ${source})`;
+  const envNote = Object.entries(binEnv).map(([k, v]) => `${k}=${v} `).join("");
+  const flagNote = flags.length === 0 ? `${envNote}node without flags (${source} has none)` : `${envNote}node ${flags.join(" ")} (from ${source})`;
   const rows = drives.length === 0 ? [] : [
     {
       metric: "keystroke → frame p99", unit: "ms", better: "lower", target: 16, values: drives.map((r) => r.key.p99),
@@ -262,7 +281,11 @@ export async function run({ runs, quick, log }) {
       },
       {
         metric: "idle RSS, 5,000 kept messages shown", unit: "MB", better: "lower", target: 80, values: wire.map((w) => w.idleRssMb),
-        note: "the bin once started, connected and quiet (median of 10 samples over 2 s, from /proc)",
+        note: "the bin once started, connected and quiet for 3 s (median of 10 samples over 2 s, from /proc)",
+      },
+      {
+        metric: "idle RSS of a hello-world Ink app", unit: "MB", better: "lower", values: floors,
+        note: "the floor under the figure above: Node 24 + React + Ink 8 (yoga's WebAssembly) showing two lines, same node flags, collected once",
       },
     );
   }

@@ -10,6 +10,7 @@ import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { App } from "./App.js";
 import { FrameStdout } from "./terminal/frame-stdout.js";
+import { idleMemory } from "./terminal/idle-memory.js";
 import { closeSession, CLOSE_DEADLINE_MS } from "./hooks/useQuit.js";
 import type { StartupNotice } from "./state/reducer.js";
 
@@ -90,8 +91,10 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
           stdout.write("\u0007");
         };
 
-  // Ink draws on a model of the screen; only the cells that changed reach the terminal.
-  const screen = new FrameStdout(stdout);
+  // Ink draws on a model of the screen; only the cells that changed reach the terminal. Once
+  // nothing has been drawn for a while, the garbage of the busy spell is collected.
+  const idle = idleMemory({ onCollect: (ms) => logger.debug("tui.idle-collect", { ms: Math.round(ms) }) });
+  const screen = new FrameStdout(stdout, () => idle.activity());
   let instance: ReturnType<typeof render>;
   try {
     instance = render(
@@ -125,6 +128,7 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
   } catch (e) {
     // Ink failed while starting, possibly after switching screens: switch back and show the
     // cursor (best effort), so the user's shell is usable, then let the caller report it.
+    idle.stop();
     screen.close();
     stdout.write(`${LEAVE_ALTERNATE_SCREEN}${SHOW_CURSOR}`);
     logger.error("tui.start-failed", { reason: e instanceof Error ? e.message : String(e) });
@@ -141,6 +145,7 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
     await closeSession(options.session, logger, CLOSE_DEADLINE_MS);
     return 1;
   } finally {
+    idle.stop();
     screen.close();
   }
 }

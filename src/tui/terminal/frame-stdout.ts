@@ -15,9 +15,13 @@ export class FrameStdout extends EventEmitter {
   /** Bytes written to the terminal (tests and the benchmark read it). */
   bytesWritten = 0;
 
-  constructor(target: NodeJS.WritableStream) {
+  readonly #onWrite: (() => void) | undefined;
+
+  /** `onWrite` is called after each write to the terminal (a sign of activity). */
+  constructor(target: NodeJS.WritableStream, onWrite?: () => void) {
     super();
     this.#target = target;
+    this.#onWrite = onWrite;
     this.#model = new ScreenModel(this.columns, this.rows);
     target.on("resize", this.#onResize);
   }
@@ -75,6 +79,7 @@ export class FrameStdout extends EventEmitter {
     if (out === "") return;
     this.bytesWritten += Buffer.byteLength(out);
     this.#target.write(out);
+    this.#onWrite?.();
   }
 
   #onResize = (): void => {

@@ -11,6 +11,8 @@ import { runInNewContext } from "node:vm";
 
 /** Quiet time after the last frame before collecting. */
 export const IDLE_MS = 2_000;
+/** A timer this late means the event loop was busy (a burst being taken in): not idle. */
+const BUSY_LATENESS_MS = 100;
 
 type GcFunction = (options?: { type?: "major" | "minor"; execution?: "sync" | "async"; flavor?: "regular" | "last-resort" }) => void;
 
@@ -40,24 +42,33 @@ export interface IdleMemory {
 export function idleMemory(options: { readonly idleMs?: number; readonly onCollect?: (ms: number) => void } = {}): IdleMemory {
   const idleMs = options.idleMs ?? IDLE_MS;
   let timer: NodeJS.Timeout | undefined;
+  let due = 0;
   let stopped = false;
+  const arm = (): void => {
+    due = performance.now() + idleMs;
+    if (timer !== undefined) timer.refresh();
+    else {
+      timer = setTimeout(collect, idleMs);
+      // Never keeps the process alive on its own.
+      timer.unref();
+    }
+  };
   const collect = (): void => {
     timer = undefined;
+    if (stopped) return;
+    if (performance.now() - due > BUSY_LATENESS_MS) {
+      arm();
+      return;
+    }
     const gc = collector();
-    if (gc === undefined || stopped) return;
+    if (gc === undefined) return;
     const started = performance.now();
     gc({ type: "major", execution: "sync", flavor: "last-resort" });
     options.onCollect?.(performance.now() - started);
   };
   return {
     activity() {
-      if (stopped) return;
-      if (timer !== undefined) timer.refresh();
-      else {
-        timer = setTimeout(collect, idleMs);
-        // Never keeps the process alive on its own.
-        timer.unref();
-      }
+      if (!stopped) arm();
     },
     stop() {
       stopped = true;

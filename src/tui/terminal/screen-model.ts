@@ -129,6 +129,9 @@ export class ScreenModel {
   #synchronized = false;
   /** The model has changed since the last diff. */
   #dirty = false;
+  /** Rows of the model written since the last diff (the others still match the terminal). */
+  #touched: Uint8Array;
+  #allTouched = true;
   /** Output already due (passed-through sequences, diffs made before them). */
   #out = "";
   /** An escape sequence cut between two writes. */
@@ -145,6 +148,7 @@ export class ScreenModel {
     this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
     this.#real = undefined;
     this.#marginBottom = this.#rows - 1;
+    this.#touched = new Uint8Array(this.#rows);
   }
 
   get columns(): number {
@@ -197,6 +201,7 @@ export class ScreenModel {
     this.#col = Math.min(this.#col, c);
     this.#marginTop = 0;
     this.#marginBottom = r - 1;
+    this.#touched = new Uint8Array(r);
     this.invalidate();
   }
 
@@ -204,6 +209,7 @@ export class ScreenModel {
   invalidate(): void {
     this.#real = undefined;
     this.#dirty = true;
+    this.#allTouched = true;
   }
 
   /**
@@ -475,6 +481,7 @@ export class ScreenModel {
         this.#diff();
         this.#out += `${ESC}[?${p}${set ? "h" : "l"}`;
         this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+        this.#allTouched = true;
         // Entering: the terminal shows an empty screen. Leaving: the shell's screen, which the
         // model does not know.
         this.#real = set ? Array.from({ length: this.#rows }, () => blankLine(this.#columns)) : undefined;
@@ -505,6 +512,7 @@ export class ScreenModel {
   /** Scrolls rows top..bottom of the model by `by` rows (positive: up). */
   #scroll(top: number, bottom: number, by: number): void {
     scrollLines(this.#model, top, bottom, by, this.#columns);
+    this.#touched.fill(1, top, bottom + 1);
     this.#dirty = true;
   }
 
@@ -522,6 +530,7 @@ export class ScreenModel {
       this.#lineFeed();
     }
     const line = this.#model[this.#row] as Line;
+    this.#touched[this.#row] = 1;
     const x = this.#col;
     // Overwriting half of a wide character blanks its other half.
     if (line.widths[x] === 0 && x > 0) this.#blank(line, x - 1);
@@ -560,6 +569,7 @@ export class ScreenModel {
 
   #eraseLine(mode: number): void {
     const line = this.#model[this.#row] as Line;
+    this.#touched[this.#row] = 1;
     const x = Math.min(this.#col, this.#columns - 1);
     if (mode === 0) this.#eraseCells(line, x, this.#columns - 1);
     else if (mode === 1) this.#eraseCells(line, 0, x);
@@ -570,11 +580,14 @@ export class ScreenModel {
     if (mode === 0) {
       this.#eraseLine(0);
       for (let r = this.#row + 1; r < this.#rows; r++) this.#model[r] = blankLine(this.#columns);
+      this.#touched.fill(1, this.#row);
     } else if (mode === 1) {
       this.#eraseLine(1);
       for (let r = 0; r < this.#row; r++) this.#model[r] = blankLine(this.#columns);
+      this.#touched.fill(1, 0, this.#row + 1);
     } else {
       this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+      this.#allTouched = true;
       // A whole-screen clear is how a program asks for a clean screen (Ctrl-L): repaint it all.
       this.#real = undefined;
     }
@@ -616,22 +629,30 @@ export class ScreenModel {
       real = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
       this.#real = real;
     }
-    const plan = this.#scrollPlan(real);
+    if (this.#allTouched) this.#touched.fill(1);
+    this.#allTouched = false;
+    const touched = this.#touched;
+    let count = 0;
+    for (let y = 0; y < this.#rows; y++) count += touched[y] as number;
+    const plan = count > MIN_SCROLL_GAIN ? this.#scrollPlan(real) : undefined;
     if (plan === undefined) {
-      for (let y = 0; y < this.#rows; y++) body += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
+      for (let y = 0; y < this.#rows; y++) if (touched[y]) body += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
     } else {
       // Scrolling costs a repaint of what moved with the band but should not have (a sidebar
       // beside it): take whichever way writes fewer bytes.
       const start = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
       const direct = real.map((l) => ({ chars: [...l.chars], styles: [...l.styles], widths: [...l.widths] }));
       let directBody = "";
-      for (let y = 0; y < this.#rows; y++) directBody += this.#diffLine(y, this.#model[y] as Line, direct[y] as Line);
+      for (let y = 0; y < this.#rows; y++) if (touched[y]) directBody += this.#diffLine(y, this.#model[y] as Line, direct[y] as Line);
       const afterDirect = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
       this.#realRow = start.row;
       this.#realCol = start.col;
       this.#realStyle = start.style;
       let scrolledBody = this.#applyScroll(real, plan);
-      for (let y = 0; y < this.#rows; y++) scrolledBody += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
+      // The terminal's rows in the band moved: compare them all.
+      for (let y = 0; y < this.#rows; y++) {
+        if (touched[y] || (y >= plan.top && y <= plan.bottom)) scrolledBody += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
+      }
       if (directBody.length <= scrolledBody.length) {
         this.#real = direct;
         this.#realRow = afterDirect.row;
@@ -642,6 +663,7 @@ export class ScreenModel {
         body += scrolledBody;
       }
     }
+    touched.fill(0);
     if (this.#cursorVisible) {
       body += this.#moveTo(this.#row, Math.min(this.#col, this.#columns - 1));
       if (this.#realCursorVisible !== true) body += `${ESC}[?25h`;

@@ -17,14 +17,24 @@ let relay: RelayProcess;
 const tmux = new Tmux();
 const WIDTH = 120;
 const HEIGHT = 35;
+/** Slow on a loaded machine: many screens are waited for, each until it stops changing. */
+const LONG = 120_000;
 
 function tui(name: string): string {
   return `${process.execPath} ${TUI_BIN} ${name} --server 127.0.0.1:${relay.port} --key-dir ${join(dir, "keys")} --log-file ${join(dir, `${name}.log`)} --no-bell`;
 }
 
-function say(name: string, line: string): void {
+/**
+ * Sends a line and waits until the sender's input is empty again, so that lines typed in quick
+ * succession are not taken for one pasted text.
+ */
+async function say(name: string, line: string): Promise<void> {
   tmux.type(name, line);
   tmux.keys(name, "Enter");
+  await tmux.waitForScreen(name, (s) => {
+    const lines = s.replace(/\n+$/, "").split("\n");
+    return /\] > *$/.test(lines.at(-1) ?? "") && lines.slice(0, -1).some((l) => l.includes(line));
+  }, 30_000);
 }
 
 /**
@@ -49,7 +59,7 @@ function styledScreen(name: string): string {
 async function steadyScreen(name: string): Promise<string> {
   let last = styledScreen(name);
   let same = 0;
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 30_000;
   while (same < 3) {
     if (Date.now() > deadline) throw new Error(`the screen of ${name} kept changing`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -65,7 +75,7 @@ async function repainted(name: string): Promise<string> {
   tmux.resize(name, WIDTH - 7, HEIGHT - 3);
   await steadyScreen(name);
   tmux.resize(name, WIDTH, HEIGHT);
-  await tmux.waitForScreen(name, /│ users · 2 online/);
+  await tmux.waitForScreen(name, /│ users · 2 online/, 30_000);
   return steadyScreen(name);
 }
 
@@ -82,9 +92,9 @@ beforeAll(async () => {
   const env = { XDG_STATE_HOME: join(dir, "state") };
   tmux.start("alice", tui("alice"), { width: WIDTH, height: HEIGHT, env });
   tmux.start("bob", tui("bob"), { width: WIDTH, height: HEIGHT, env });
-  await tmux.waitForScreen("alice", /│ users · 2 online/);
-  await tmux.waitForScreen("bob", /│ users · 2 online/);
-});
+  await tmux.waitForScreen("alice", /│ users · 2 online/, 60_000);
+  await tmux.waitForScreen("bob", /│ users · 2 online/, 60_000);
+}, LONG);
 
 afterAll(async () => {
   for (const name of ["alice", "bob"]) {
@@ -101,29 +111,33 @@ afterAll(async () => {
 });
 
 describe("chat-tui sends only changes, and the terminal still shows the right screen", () => {
-  it("after arriving messages, typing, paging and wide characters", async () => {
-    for (let i = 0; i < 45; i++) say("bob", `line ${String(i).padStart(2, "0")} ${i % 7 === 0 ? "漢字 café 👍 " : ""}the canary looks fine`);
-    await tmux.waitForScreen("alice", (s) => s.includes("line 44"));
+  it("after arriving messages, typing and wide characters", async () => {
+    for (let i = 0; i < 45; i++) await say("bob", `line ${String(i).padStart(2, "0")} ${i % 7 === 0 ? "漢字 café 👍 " : ""}the canary looks fine`);
+    await tmux.waitForScreen("alice", (s) => s.includes("line 44"), 60_000);
     tmux.type("alice", "half a thought, ");
     tmux.keys("alice", "BSpace", "BSpace", "Left", "Left");
     tmux.type("alice", "漢");
     await tmux.waitForScreen("alice", /half a thoug漢ht/);
     const typed = await steadyScreen("alice");
     expect(await repainted("alice")).toBe(typed);
+  }, LONG);
 
+  it("after paging up and down while messages arrive", async () => {
     tmux.keys("alice", "PPage");
     await tmux.waitForScreen("alice", /-- more below/);
     tmux.keys("alice", "PPage");
-    for (let i = 0; i < 3; i++) say("bob", `while reading ${i}`);
-    await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/);
+    for (let i = 0; i < 3; i++) await say("bob", `while reading ${i}`);
+    await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/, 60_000);
     tmux.keys("alice", "NPage");
     const paged = await steadyScreen("alice");
     expect(await repainted("alice")).toBe(paged);
+  }, LONG);
 
+  it("back at the bottom, with messages pushing the pane up", async () => {
     tmux.keys("alice", "C-End");
-    for (let i = 0; i < 5; i++) say("bob", `at the bottom ${i}`);
-    await tmux.waitForScreen("alice", (s) => s.includes("at the bottom 4") && !s.includes("more below"));
+    for (let i = 0; i < 5; i++) await say("bob", `at the bottom ${i}`);
+    await tmux.waitForScreen("alice", (s) => s.includes("at the bottom 4") && !s.includes("more below"), 60_000);
     const bottom = await steadyScreen("alice");
     expect(await repainted("alice")).toBe(bottom);
-  });
+  }, LONG);
 });

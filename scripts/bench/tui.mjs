@@ -11,38 +11,45 @@
 // Cold start: the real bin (dist/tui/main.js, with a committed test key, a fresh key directory
 // and a real relay started here) in a pseudo-terminal made by script(1); the time runs from
 // spawning it to the first frame on the terminal (its status line), and on to "● connected".
-import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { BIN, freshKeyDir, PtyTui, removeDir, root, withoutNodeEnv } from "./_tui-pty.mjs";
+
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..", "..");
-const BIN = join(root, "dist", "tui", "main.js");
 const MESSAGES = 100_000;
 
 export const name = "tui";
 export const description = `chat UI with ${MESSAGES.toLocaleString("en")} messages on screen: key and page latency (stdin to frame written), peak RSS, cold start of the bin to its first frame`;
 
-/** The node flags in the bin's shebang ("#!/usr/bin/env -S node --flag" → ["--flag"]). */
-function binNodeFlags() {
+/**
+ * The node flags and environment in the bin's shebang
+ * ("#!/usr/bin/env -S VAR=1 node --flag" → flags ["--flag"], env {VAR: "1"}).
+ */
+function binLaunch() {
   const first = readFileSync(BIN, "utf8").split("\n", 1)[0] ?? "";
   const words = first.replace(/^#!\s*/, "").split(/\s+/).filter((w) => w !== "");
   const node = words.findIndex((w) => /(^|\/)node$/.test(w));
-  return node === -1 ? [] : words.slice(node + 1);
+  if (node === -1) return { flags: [], env: {} };
+  const env = Object.fromEntries(words.slice(0, node).filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w)).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+  return { flags: words.slice(node + 1), env };
 }
 
-/** As a user runs it: no NODE_ENV (the UI then runs React's production build). */
-function withoutNodeEnv(env) {
-  const { NODE_ENV: _unset, ...rest } = env;
-  return rest;
+/** The idle RSS of a hello-world Ink app with the same node flags: the floor of the stack. */
+function runFloor(nodeFlags, binEnv) {
+  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-floor.mjs")], { encoding: "utf8", env: withoutNodeEnv({ ...process.env, ...binEnv }), timeout: 60_000 });
+  const line = child.stdout.split("\n").find((l) => l.startsWith("{"));
+  if (child.status !== 0 || line === undefined) throw new Error(`floor measurement failed (${child.status}): ${child.stderr.slice(-2000)}`);
+  return JSON.parse(line);
 }
 
-function runDriver(args, nodeFlags) {
+function runDriver(args, nodeFlags, binEnv) {
   const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-driver.mjs"), ...args], {
     encoding: "utf8",
-    env: withoutNodeEnv({ ...process.env, FORCE_COLOR: "2" }),
+    env: withoutNodeEnv({ ...process.env, ...binEnv, FORCE_COLOR: "2" }),
     maxBuffer: 16 * 1024 * 1024,
     timeout: 300_000,
   });
@@ -80,59 +87,129 @@ async function fillHistory(keys) {
 }
 
 /** Spawns the bin in a pty and times the first frame and the connection. */
-async function coldStart(port, { history = false } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "sc-bench-tui-"));
-  const keys = join(dir, "keys");
-  mkdirSync(keys, { mode: 0o700 });
-  copyFileSync(join(root, "test", "fixtures", "keys", "alice.pem"), join(keys, "alice_key.pem"));
-  chmodSync(join(keys, "alice_key.pem"), 0o600);
+async function coldStart(port, { history = false, nodeFlags } = {}) {
+  const { dir, keys } = freshKeyDir();
   if (history) await fillHistory(keys);
-  const command = `stty cols 120 rows 40; exec ${BIN} alice --server 127.0.0.1:${port} --key-dir ${keys} --log-file ${join(dir, "alice.log")} --no-bell`;
-  const started = performance.now();
-  const child = spawn("script", ["-qfec", command, "/dev/null"], {
-    stdio: ["pipe", "pipe", "pipe"],
-    env: withoutNodeEnv({ ...process.env, TERM: "xterm-256color", XDG_STATE_HOME: join(dir, "state") }),
-  });
-  let output = "";
-  let firstFrame;
-  let connected;
-  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const tui = new PtyTui({ port, dir, keys, columns: 120, rows: 40, nodeFlags });
   try {
-    await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`chat-tui did not draw and connect in time; it wrote: ${JSON.stringify(output.slice(-500))}`)), 20_000);
-      child.stdout.on("data", (chunk) => {
-        output += chunk.toString("utf8");
-        firstFrame ??= output.includes("secure-chat") ? performance.now() - started : undefined;
-        connected ??= output.includes("● connected") ? performance.now() - started : undefined;
-        if (firstFrame !== undefined && connected !== undefined) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.on("exit", (code) => reject(new Error(`chat-tui exited (${code}) early: ${JSON.stringify(output.slice(-500))}`)));
-    });
+    const firstFrame = (await tui.waitFor((o) => o.includes("secure-chat"), "the first frame")) - tui.startedAt;
+    const connected = (await tui.waitFor((o) => o.includes("● connected"), "the connection")) - tui.startedAt;
+    return { firstFrame, connected };
   } finally {
-    child.stdin.write("\u0003"); // Ctrl-C through the pty: leave as a user would
-    const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))]);
-    if (!done) child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    await tui.quit();
+    removeDir(dir);
   }
-  return { firstFrame, connected };
+}
+
+/** A second and third user online in the lobby (the sidebar lists three), as ChatClients. */
+async function startPeers(port) {
+  const { decodeKeyFile } = await import(join(root, "dist", "protocol", "keyfile.js"));
+  const { ChatClient } = await import(join(root, "dist", "client", "chat-client.js"));
+  const { TrustStore } = await import(join(root, "dist", "client", "trust-store.js"));
+  const { ClientStateStore } = await import(join(root, "dist", "client", "state-store.js"));
+  const dir = mkdtempSync(join(tmpdir(), "sc-bench-tui-peers-"));
+  const peers = [];
+  for (const name of ["bob", "carol"]) {
+    const identity = await decodeKeyFile(name, readFileSync(join(root, "test", "fixtures", "keys", `${name}.pem`), "utf8"));
+    const trust = await TrustStore.open(join(dir, `${name}_known_peers.json`));
+    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state: ClientStateStore.open(":memory:"), history: false, reconnect: false });
+    client.start();
+    await client.waitConnected(15_000);
+    peers.push(client);
+  }
+  return {
+    bob: peers[0],
+    async close() {
+      for (const p of peers) await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const WIRE_COLUMNS = 120;
+const WIRE_ROWS = 35;
+const TYPED = "the deploy is done, give it a minute before";
+const ARRIVING = 20;
+
+/**
+ * The bin at 120x35 with 5,000 kept messages shown and three users online: its RSS once idle,
+ * then the bytes it writes to the terminal for each typed character and for each arriving
+ * message (a lobby line from bob, one at a time, each drawn before the next comes).
+ */
+async function wireAndMemory(port, nodeFlags) {
+  const { dir, keys } = freshKeyDir();
+  await fillHistory(keys);
+  const peers = await startPeers(port);
+  const tui = new PtyTui({ port, dir, keys, columns: WIRE_COLUMNS, rows: WIRE_ROWS, nodeFlags });
+  try {
+    await tui.waitFor((o) => o.includes("● connected"), "the connection");
+    // Idle: the backlog drawn, the session settled, nothing drawn for 3 s (the client collects
+    // its garbage after 2 s of quiet). RSS is sampled over two more seconds.
+    await tui.settle(3_000, 30_000);
+    const samples = [];
+    for (let i = 0; i < 10; i++) {
+      samples.push(tui.rssMb());
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const idleRssMb = samples.sort((a, b) => a - b)[samples.length >> 1];
+
+    // Warm up the message path (bob's key gets pinned, his first line may bring a notice).
+    for (const text of ["warm up 1", "warm up 2"]) {
+      const before = tui.bytes;
+      peers.bob.send("lobby", text);
+      await tui.waitFor(() => tui.bytes > before, `the frame for "${text}"`);
+      await tui.settle();
+    }
+
+    let start = tui.mark();
+    for (const ch of TYPED) {
+      const before = tui.bytes;
+      tui.type(ch);
+      await tui.waitFor(() => tui.bytes > before, `the frame for "${ch}"`);
+      await tui.settle(60);
+    }
+    const perKey = (tui.bytes - start) / TYPED.length;
+    tui.type("\u0015"); // Ctrl-U: an empty line again
+    await tui.settle();
+
+    start = tui.mark();
+    for (let i = 0; i < ARRIVING; i++) {
+      const text = `status ${String(i).padStart(2, "0")}: the canary looks fine, latency back to normal`;
+      const before = tui.bytes;
+      peers.bob.send("lobby", text);
+      await tui.waitFor(() => tui.bytes > before, `the frame for message ${i}`);
+      await tui.settle();
+    }
+    const perMessage = (tui.bytes - start) / ARRIVING;
+    return { idleRssMb, perKey, perMessage };
+  } finally {
+    await tui.quit();
+    await peers.close();
+    removeDir(dir);
+  }
 }
 
 export async function run({ runs, quick, log }) {
   const override = process.env.BENCH_TUI_NODE_FLAGS;
-  const flags = override === undefined ? binNodeFlags() : override.split(/\s+/).filter((f) => f !== "");
+  const launch = binLaunch();
+  const flags = override === undefined ? launch.flags : override.split(/\s+/).filter((f) => f !== "");
+  const binEnv = override === undefined ? launch.env : {};
   const args = ["--messages", String(MESSAGES), "--keys", quick ? "100" : "300", "--pages", quick ? "20" : "60"];
+  // BENCH_TUI_SKIP_DRIVER=1 measures only the bin in a pty (quicker, while working on it).
+  const skipDriver = process.env.BENCH_TUI_SKIP_DRIVER === "1";
+  const ptyFlags = override === undefined ? undefined : flags;
   const drives = [];
-  for (let i = 0; i < runs; i++) {
-    const r = runDriver(args, flags);
+  for (let i = 0; i < (skipDriver ? 0 : runs); i++) {
+    const r = runDriver(args, flags, binEnv);
     log(`run ${i + 1}: key p50 ${r.key.p50.toFixed(1)} p99 ${r.key.p99.toFixed(1)} ms, page p99 ${r.page.p99.toFixed(1)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB (young generation ${r.newSpaceMb.toFixed(0)} MB), 100k burst drawn in ${r.loadMs.toFixed(0)} ms`);
     drives.push(r);
   }
 
   const cold = [];
   const coldKept = [];
+  const wire = [];
+  const floors = [];
+  for (let i = 0; i < runs; i++) floors.push(runFloor(flags, binEnv).rssMb);
   if (spawnSync("script", ["--version"]).status === 0) {
     const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
     const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
@@ -140,14 +217,19 @@ export async function run({ runs, quick, log }) {
     const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir, logger: nullLogger });
     try {
       for (let i = 0; i < runs; i++) {
-        const c = await coldStart(relay.port);
+        const c = await coldStart(relay.port, { nodeFlags: ptyFlags });
         log(`cold start ${i + 1}: first frame ${c.firstFrame.toFixed(0)} ms, connected ${c.connected.toFixed(0)} ms`);
         cold.push(c);
       }
       for (let i = 0; i < runs; i++) {
-        const c = await coldStart(relay.port, { history: true });
+        const c = await coldStart(relay.port, { history: true, nodeFlags: ptyFlags });
         log(`cold start with a full history ${i + 1}: first frame ${c.firstFrame.toFixed(0)} ms, connected ${c.connected.toFixed(0)} ms`);
         coldKept.push(c);
+      }
+      for (let i = 0; i < runs; i++) {
+        const w = await wireAndMemory(relay.port, ptyFlags);
+        log(`wire and memory ${i + 1}: ${w.perKey.toFixed(0)} bytes per typed character, ${w.perMessage.toFixed(0)} bytes per arriving message, idle RSS ${w.idleRssMb.toFixed(0)} MB`);
+        wire.push(w);
       }
     } finally {
       await relay.shutdown();
@@ -158,8 +240,9 @@ export async function run({ runs, quick, log }) {
   }
 
   const source = override === undefined ? "the bin's shebang" : "BENCH_TUI_NODE_FLAGS";
-  const flagNote = flags.length === 0 ? `node without flags (${source} has none)` : `node ${flags.join(" ")} (from ${source})`;
-  const rows = [
+  const envNote = Object.entries(binEnv).map(([k, v]) => `${k}=${v} `).join("");
+  const flagNote = flags.length === 0 ? `${envNote}node without flags (${source} has none)` : `${envNote}node ${flags.join(" ")} (from ${source})`;
+  const rows = drives.length === 0 ? [] : [
     {
       metric: "keystroke → frame p99", unit: "ms", better: "lower", target: 16, values: drives.map((r) => r.key.p99),
       note: `${drives[0]?.key.n ?? 0} keys per run, 25 ms apart, 120x40, ${MESSAGES.toLocaleString("en")} messages; the last 20 while messages arrive and the view is scrolled to the top`,
@@ -187,6 +270,22 @@ export async function run({ runs, quick, log }) {
       {
         metric: "cold start, full history → first frame", unit: "ms", better: "lower", target: 500, values: coldKept.map((c) => c.firstFrame),
         note: `the same with ${HISTORY_CONVERSATIONS} conversations of kept history (the newest 5,000 messages are shown)`,
+      },
+      {
+        metric: "bytes to the terminal per typed character", unit: "B", better: "lower", target: 300, values: wire.map((w) => w.perKey),
+        note: `the bin in a pty at ${WIRE_COLUMNS}x${WIRE_ROWS}, kept history on screen, 3 users online; ${TYPED.length} characters typed one at a time, each frame written before the next key`,
+      },
+      {
+        metric: "bytes to the terminal per arriving message", unit: "B", better: "lower", target: 300, values: wire.map((w) => w.perMessage),
+        note: `${ARRIVING} lobby lines from another user, each drawn before the next arrives (the view follows the newest rows)`,
+      },
+      {
+        metric: "idle RSS, 5,000 kept messages shown", unit: "MB", better: "lower", target: 80, values: wire.map((w) => w.idleRssMb),
+        note: "the bin once started, connected and quiet for 3 s (median of 10 samples over 2 s, from /proc)",
+      },
+      {
+        metric: "idle RSS of a hello-world Ink app", unit: "MB", better: "lower", values: floors,
+        note: "the floor under the figure above: Node 24 + React + Ink 8 (yoga's WebAssembly) showing two lines, same node flags, collected once",
       },
     );
   }

@@ -8,7 +8,9 @@ import { render } from "ink";
 import { createElement } from "react";
 import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
-import { App, CLEAR_SCREEN } from "./App.js";
+import { App } from "./App.js";
+import { FrameStdout } from "./terminal/frame-stdout.js";
+import { idleMemory } from "./terminal/idle-memory.js";
 import { closeSession, CLOSE_DEADLINE_MS } from "./hooks/useQuit.js";
 import type { StartupNotice } from "./state/reducer.js";
 
@@ -89,6 +91,10 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
           stdout.write("\u0007");
         };
 
+  // Ink draws on a model of the screen; only the cells that changed reach the terminal. Once
+  // nothing has been drawn for a while, the garbage of the busy spell is collected.
+  const idle = idleMemory({ onCollect: (ms) => logger.debug("tui.idle-collect", { ms: Math.round(ms) }) });
+  const screen = new FrameStdout(stdout, () => idle.activity());
   let instance: ReturnType<typeof render>;
   try {
     instance = render(
@@ -100,21 +106,20 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
         notices: (options.notices ?? []).map(toNotice),
         backlog: options.backlog ?? [],
         mouse: options.mouse ?? false,
-        // Ctrl-L: Ink forgets the frame it drew (the next one is written whole), and the
-        // terminal is cleared of whatever else was written on it.
-        clearScreen: () => {
-          instance.clear();
-          stdout.write(CLEAR_SCREEN);
-        },
+        // Ctrl-L: the screen model forgets what the terminal shows, so the next frame clears it
+        // and paints every cell again (whatever else was written on it is gone).
+        clearScreen: () => screen.invalidate(),
         ...(options.signal ? { signal: options.signal } : {}),
       }),
       {
         stdin,
-        stdout,
+        stdout: screen as unknown as NodeJS.WriteStream,
         stderr,
         alternateScreen: true,
         exitOnCtrlC: false,
         maxFps: MAX_FPS,
+        // Ink sends only the lines that changed; the screen model then finds the cells.
+        incrementalRendering: true,
         // Both streams are terminals (checked above); without this Ink would fall back to
         // non-interactive output whenever a CI variable is set, e.g. in the tmux end-to-end test.
         interactive: true,
@@ -123,6 +128,8 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
   } catch (e) {
     // Ink failed while starting, possibly after switching screens: switch back and show the
     // cursor (best effort), so the user's shell is usable, then let the caller report it.
+    idle.stop();
+    screen.close();
     stdout.write(`${LEAVE_ALTERNATE_SCREEN}${SHOW_CURSOR}`);
     logger.error("tui.start-failed", { reason: e instanceof Error ? e.message : String(e) });
     await closeSession(options.session, logger, CLOSE_DEADLINE_MS);
@@ -137,5 +144,8 @@ export async function runTui(options: RunTuiOptions): Promise<number> {
     logger.error("tui.crashed", { reason: e instanceof Error ? e.message : String(e) });
     await closeSession(options.session, logger, CLOSE_DEADLINE_MS);
     return 1;
+  } finally {
+    idle.stop();
+    screen.close();
   }
 }

@@ -91,7 +91,7 @@ describe("runTui", () => {
     run.stdin.write(key);
     await expect(run.exit).resolves.toBe(0);
     expect(session.closed).toBe(true);
-    expect(run.stdout.writes).toContain(LEAVE_ALT_SCREEN);
+    expect(run.stdout.writes.join("")).toContain(LEAVE_ALT_SCREEN);
   });
 
   test("an aborted signal leaves cleanly", async () => {
@@ -112,7 +112,7 @@ describe("runTui", () => {
     await run.ready();
     run.stdin.write(KEY.ctrlC);
     await expect(run.exit).resolves.toBe(1);
-    expect(run.stdout.writes).toContain(LEAVE_ALT_SCREEN);
+    expect(run.stdout.writes.join("")).toContain(LEAVE_ALT_SCREEN);
   });
 
   test("shows startup notices and my pending messages", async () => {
@@ -165,7 +165,7 @@ describe("runTui", () => {
     await expect(run.exit).resolves.toBe(1);
     expect(errors).toContain("tui.crashed");
     expect(session.closed).toBe(true);
-    expect(run.stdout.writes).toContain(LEAVE_ALT_SCREEN);
+    expect(run.stdout.writes.join("")).toContain(LEAVE_ALT_SCREEN);
   });
 });
 

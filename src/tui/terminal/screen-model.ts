@@ -1,0 +1,795 @@
+// A double-buffered terminal screen, as curses keeps one: everything the renderer (Ink) writes
+// is played onto a model of the screen (a grid of cells with their styles), and only what differs
+// from what the real terminal shows is sent to it. A typed character then costs a few bytes
+// instead of a repaint; a new message at the bottom of the scrollback becomes one scroll of the
+// rows above it (a scroll region) plus the rows that really changed, instead of a repaint of the
+// whole pane.
+//
+// Pure: text in, text out, no IO (frame-stdout.ts connects it to the terminal). It understands
+// the part of ECMA-48 / xterm that a renderer writes: printable text (wide characters take two
+// cells, measured as the layout measures them), CR, LF, BS, TAB, cursor moves (CUU, CUD, CUF,
+// CUB, CNL, CPL, CHA, CUP, VPA), erasing (ED, EL), SGR, scrolling (SU, SD, RI), save/restore
+// cursor, cursor visibility, synchronized output (mode 2026) and the alternate screen. Anything
+// else (other mode switches, OSC, BEL) is passed through in order.
+import { clusters } from "../view/cell-width.js";
+
+/** One row of the grid: parallel arrays, one entry per cell. */
+interface Line {
+  /** The grapheme drawn in the cell; "" for the right half of a wide character. */
+  readonly chars: string[];
+  /** The SGR parameters in effect ("" for the default style). */
+  readonly styles: string[];
+  /** 1 or 2 for a cell that starts a character; 0 for the right half of a wide one. */
+  readonly widths: number[];
+}
+
+function blankLine(columns: number): Line {
+  return { chars: new Array<string>(columns).fill(" "), styles: new Array<string>(columns).fill(""), widths: new Array<number>(columns).fill(1) };
+}
+
+/** Current graphic rendition, kept as attributes so it can be written as one canonical SGR. */
+interface Rendition {
+  bold: boolean;
+  dim: boolean;
+  italic: boolean;
+  underline: boolean;
+  blink: boolean;
+  inverse: boolean;
+  hidden: boolean;
+  strike: boolean;
+  fg: string;
+  bg: string;
+}
+
+const plain = (): Rendition => ({ bold: false, dim: false, italic: false, underline: false, blink: false, inverse: false, hidden: false, strike: false, fg: "", bg: "" });
+
+function renditionKey(r: Rendition): string {
+  const parts: string[] = [];
+  if (r.bold) parts.push("1");
+  if (r.dim) parts.push("2");
+  if (r.italic) parts.push("3");
+  if (r.underline) parts.push("4");
+  if (r.blink) parts.push("5");
+  if (r.inverse) parts.push("7");
+  if (r.hidden) parts.push("8");
+  if (r.strike) parts.push("9");
+  if (r.fg !== "") parts.push(r.fg);
+  if (r.bg !== "") parts.push(r.bg);
+  return parts.join(";");
+}
+
+/** Applies SGR parameters (already split on ';') to a rendition. */
+function applySgr(r: Rendition, params: readonly string[]): void {
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i] === "" ? 0 : Number(params[i]);
+    if (p === 0) Object.assign(r, plain());
+    else if (p === 1) r.bold = true;
+    else if (p === 2) r.dim = true;
+    else if (p === 3) r.italic = true;
+    else if (p === 4) r.underline = true;
+    else if (p === 5) r.blink = true;
+    else if (p === 7) r.inverse = true;
+    else if (p === 8) r.hidden = true;
+    else if (p === 9) r.strike = true;
+    else if (p === 21 || p === 22) { r.bold = false; r.dim = false; }
+    else if (p === 23) r.italic = false;
+    else if (p === 24) r.underline = false;
+    else if (p === 25) r.blink = false;
+    else if (p === 27) r.inverse = false;
+    else if (p === 28) r.hidden = false;
+    else if (p === 29) r.strike = false;
+    else if ((p >= 30 && p <= 37) || (p >= 90 && p <= 97)) r.fg = String(p);
+    else if (p === 39) r.fg = "";
+    else if ((p >= 40 && p <= 47) || (p >= 100 && p <= 107)) r.bg = String(p);
+    else if (p === 49) r.bg = "";
+    else if (p === 38 || p === 48) {
+      // 38;5;n or 38;2;r;g;b (and the same for the background).
+      const mode = params[i + 1];
+      const count = mode === "5" ? 2 : mode === "2" ? 4 : 0;
+      if (count === 0) break;
+      const value = params.slice(i, i + 1 + count).join(";");
+      if (p === 38) r.fg = value;
+      else r.bg = value;
+      i += count;
+    }
+  }
+}
+
+const ESC = "\u001b";
+const SYNC_BEGIN = `${ESC}[?2026h`;
+const SYNC_END = `${ESC}[?2026l`;
+/** Equal cells shorter than this between two changes are rewritten rather than jumped over. */
+const GAP = 8;
+/** Fewer rows gained than this and a scroll is not worth its bytes. */
+const MIN_SCROLL_GAIN = 2;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+export class ScreenModel {
+  #columns: number;
+  #rows: number;
+  /** What the renderer has drawn. */
+  #model: Line[];
+  /** What the terminal shows; undefined when unknown (at start, after a resize or a clear). */
+  #real: Line[] | undefined;
+  #row = 0;
+  #col = 0;
+  #saved: { row: number; col: number } = { row: 0, col: 0 };
+  /** The scroll region (DECSTBM), inclusive rows. */
+  #marginTop = 0;
+  #marginBottom: number;
+  #rendition = plain();
+  #style = "";
+  #cursorVisible = true;
+  // The terminal's own state as last written.
+  #realRow = -1;
+  #realCol = -1;
+  #realStyle: string | undefined;
+  #realCursorVisible: boolean | undefined;
+  /** Inside a synchronized update (mode 2026): the diff waits for its end. */
+  #synchronized = false;
+  /** The model has changed since the last diff. */
+  #dirty = false;
+  /** Rows of the model written since the last diff (the others still match the terminal). */
+  #touched: Uint8Array;
+  #allTouched = true;
+  /** Output already due (passed-through sequences, diffs made before them). */
+  #out = "";
+  /** An escape sequence cut between two writes. */
+  #pending = "";
+  /**
+   * After leaving the alternate screen the model steps aside: what follows (showing the cursor,
+   * the shell's screen) goes to the terminal as written, until the alternate screen is entered again.
+   */
+  #transparent = false;
+
+  constructor(columns: number, rows: number) {
+    this.#columns = Math.max(1, columns);
+    this.#rows = Math.max(1, rows);
+    this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+    this.#real = undefined;
+    this.#marginBottom = this.#rows - 1;
+    this.#touched = new Uint8Array(this.#rows);
+  }
+
+  get columns(): number {
+    return this.#columns;
+  }
+
+  get rows(): number {
+    return this.#rows;
+  }
+
+  /** The model's text, one string per row, without styles (tests and debugging). */
+  text(): string[] {
+    return this.#model.map((l) => l.chars.join(""));
+  }
+
+  /** Each row's cells as "text|style" pairs, for comparing two screens exactly (tests). */
+  cells(): string[] {
+    return this.#model.map((l) => l.chars.map((c, x) => `${c}\u0002${l.styles[x]}\u0002${l.widths[x]}`).join("\u0003"));
+  }
+
+  /** Where the cursor is and whether it shows (tests). */
+  cursor(): { row: number; col: number; visible: boolean } {
+    return { row: this.#row, col: this.#col, visible: this.#cursorVisible };
+  }
+
+  /**
+   * The terminal changed size: the model keeps what fits (as the renderer expects, it redraws
+   * next), and the terminal's content is unknown now (terminals differ in what they keep), so
+   * the next diff repaints everything.
+   */
+  resize(columns: number, rows: number): void {
+    const c = Math.max(1, columns);
+    const r = Math.max(1, rows);
+    this.#model = Array.from({ length: r }, (_, i) => {
+      const old = this.#model[i];
+      const line = blankLine(c);
+      if (old === undefined) return line;
+      for (let x = 0; x < Math.min(c, this.#columns); x++) {
+        line.chars[x] = old.chars[x] as string;
+        line.styles[x] = old.styles[x] as string;
+        line.widths[x] = old.widths[x] as number;
+      }
+      // A wide character cut in half at the new edge.
+      if (c < this.#columns && line.widths[c - 1] === 2) this.#blank(line, c - 1);
+      return line;
+    });
+    this.#columns = c;
+    this.#rows = r;
+    this.#row = Math.min(this.#row, r - 1);
+    this.#col = Math.min(this.#col, c);
+    this.#marginTop = 0;
+    this.#marginBottom = r - 1;
+    this.#touched = new Uint8Array(r);
+    this.invalidate();
+  }
+
+  /** Forget what the terminal shows: the next diff repaints the whole screen. */
+  invalidate(): void {
+    this.#real = undefined;
+    this.#dirty = true;
+    this.#allTouched = true;
+  }
+
+  /**
+   * Plays renderer output onto the model. Returns what must go to the terminal now: the diff at
+   * the end of a synchronized update, and sequences passed through (with the diff before them).
+   * Outside a synchronized update the diff waits for flush().
+   */
+  write(data: string): string {
+    if (this.#transparent) {
+      if (!data.includes(`${ESC}[?1049h`)) return data;
+      const at = data.indexOf(`${ESC}[?1049h`);
+      this.#transparent = false;
+      return data.slice(0, at) + this.write(data.slice(at));
+    }
+    const text = this.#pending + data;
+    this.#pending = "";
+    this.#parse(text);
+    if (this.#transparent && this.#pending !== "") {
+      this.#out += this.#pending;
+      this.#pending = "";
+    }
+    const out = this.#out;
+    this.#out = "";
+    return out;
+  }
+
+  /** Whether a diff is waiting for flush(). */
+  get needsFlush(): boolean {
+    return this.#dirty && !this.#synchronized && !this.#transparent;
+  }
+
+  /** The diff between the model and the terminal (empty when nothing changed). */
+  flush(): string {
+    if (!this.#transparent) this.#diff();
+    const out = this.#out;
+    this.#out = "";
+    return out;
+  }
+
+  // --- parsing ---------------------------------------------------------------------------------
+
+  #parse(text: string): void {
+    let i = 0;
+    let textStart = -1;
+    const n = text.length;
+    while (i < n) {
+      if (this.#transparent) {
+        if (textStart >= 0) this.#print(text.slice(textStart, i));
+        this.#out += this.write(text.slice(i));
+        return;
+      }
+      const code = text.charCodeAt(i);
+      if (code >= 0x20 && code !== 0x7f) {
+        if (textStart < 0) textStart = i;
+        i++;
+        continue;
+      }
+      if (textStart >= 0) {
+        this.#print(text.slice(textStart, i));
+        textStart = -1;
+      }
+      if (code === 0x1b) {
+        const end = this.#escape(text, i);
+        if (end < 0) {
+          this.#pending = text.slice(i);
+          return;
+        }
+        i = end;
+        continue;
+      }
+      this.#control(code);
+      i++;
+    }
+    if (textStart >= 0) this.#print(text.slice(textStart));
+  }
+
+  #control(code: number): void {
+    switch (code) {
+      case 0x0a: // LF: the tty's output processing (ONLCR) makes it CR LF
+        this.#col = 0;
+        this.#lineFeed();
+        return;
+      case 0x0d:
+        this.#col = 0;
+        return;
+      case 0x08:
+        this.#col = Math.max(0, Math.min(this.#col, this.#columns - 1) - 1);
+        return;
+      case 0x09:
+        this.#col = Math.min(this.#columns - 1, (Math.floor(this.#col / 8) + 1) * 8);
+        return;
+      case 0x07: // BEL: passed through, in order
+        this.#passThrough("\u0007");
+        return;
+      default:
+        return; // other C0 controls draw nothing
+    }
+  }
+
+  /** Parses one escape sequence starting at `start`; returns the index after it, or -1 when cut off. */
+  #escape(text: string, start: number): number {
+    const next = text[start + 1];
+    if (next === undefined) return -1;
+    if (next === "[") {
+      let i = start + 2;
+      while (i < text.length) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x40 && c <= 0x7e) break;
+        i++;
+      }
+      if (i >= text.length) return -1;
+      this.#csi(text.slice(start + 2, i), text[i] as string, text.slice(start, i + 1));
+      return i + 1;
+    }
+    if (next === "]" || next === "P" || next === "_" || next === "^") {
+      // OSC / DCS / APC / PM: up to BEL or ST; passed through whole.
+      for (let i = start + 2; i < text.length; i++) {
+        if (text[i] === "\u0007") {
+          this.#passThrough(text.slice(start, i + 1));
+          return i + 1;
+        }
+        if (text[i] === ESC) {
+          if (i + 1 >= text.length) return -1;
+          if (text[i + 1] === "\\") {
+            this.#passThrough(text.slice(start, i + 2));
+            return i + 2;
+          }
+        }
+      }
+      return -1;
+    }
+    switch (next) {
+      case "7":
+        this.#saved = { row: this.#row, col: this.#col };
+        return start + 2;
+      case "8":
+        this.#row = this.#saved.row;
+        this.#col = this.#saved.col;
+        return start + 2;
+      case "M": // RI: up one row, scrolling down at the top margin
+        if (this.#row === this.#marginTop) this.#scroll(this.#marginTop, this.#marginBottom, -1);
+        else this.#row = Math.max(0, this.#row - 1);
+        return start + 2;
+      case "D": // IND
+        this.#lineFeed();
+        return start + 2;
+      case "E": // NEL
+        this.#col = 0;
+        this.#lineFeed();
+        return start + 2;
+      case "c": // RIS: the terminal resets itself
+        this.#passThrough(text.slice(start, start + 2));
+        this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+        this.#row = 0;
+        this.#col = 0;
+        this.#rendition = plain();
+        this.#style = "";
+        this.invalidate();
+        return start + 2;
+      default: {
+        // Two-byte sequences (keypad modes, charsets with one more byte): passed through.
+        const length = next === "(" || next === ")" || next === "#" ? 3 : 2;
+        if (start + length > text.length) return -1;
+        this.#passThrough(text.slice(start, start + length));
+        return start + length;
+      }
+    }
+  }
+
+  #csi(body: string, final: string, whole: string): void {
+    const prefix = /^[<=>?]/.test(body) ? (body[0] as string) : "";
+    const params = (prefix === "" ? body : body.slice(1)).split(";");
+    const num = (i: number, fallback: number): number => {
+      const v = Number(params[i] === "" || params[i] === undefined ? NaN : params[i]);
+      return Number.isFinite(v) ? v : fallback;
+    };
+    if (prefix === "?" && (final === "h" || final === "l")) {
+      this.#privateModes(params, final === "h", whole);
+      return;
+    }
+    if (prefix !== "" || /[ -/]/.test(body)) {
+      this.#passThrough(whole);
+      return;
+    }
+    const n = Math.max(1, num(0, 1));
+    const clampCol = (): number => Math.min(this.#col, this.#columns - 1);
+    switch (final) {
+      case "m":
+        applySgr(this.#rendition, params);
+        this.#style = renditionKey(this.#rendition);
+        return;
+      case "A":
+        this.#row = Math.max(0, this.#row - n);
+        this.#col = clampCol();
+        return;
+      case "B":
+        this.#row = Math.min(this.#rows - 1, this.#row + n);
+        this.#col = clampCol();
+        return;
+      case "C":
+        this.#col = Math.min(this.#columns - 1, this.#col + n);
+        return;
+      case "D":
+        this.#col = Math.max(0, clampCol() - n);
+        return;
+      case "E":
+        this.#row = Math.min(this.#rows - 1, this.#row + n);
+        this.#col = 0;
+        return;
+      case "F":
+        this.#row = Math.max(0, this.#row - n);
+        this.#col = 0;
+        return;
+      case "G":
+      case "`":
+        this.#col = Math.min(this.#columns - 1, n - 1);
+        return;
+      case "d":
+        this.#row = Math.min(this.#rows - 1, n - 1);
+        return;
+      case "H":
+      case "f":
+        this.#row = Math.min(this.#rows - 1, Math.max(1, num(0, 1)) - 1);
+        this.#col = Math.min(this.#columns - 1, Math.max(1, num(1, 1)) - 1);
+        return;
+      case "J":
+        this.#eraseDisplay(num(0, 0));
+        return;
+      case "K":
+        this.#eraseLine(num(0, 0));
+        return;
+      case "S":
+        this.#scroll(this.#marginTop, this.#marginBottom, n);
+        return;
+      case "T":
+        this.#scroll(this.#marginTop, this.#marginBottom, -n);
+        return;
+      case "r": {
+        // DECSTBM: the renderer never sets margins, but a model that plays our own output back
+        // (the tests) must follow them. The cursor goes to the top left.
+        const top = Math.max(1, num(0, 1)) - 1;
+        const bottom = Math.min(this.#rows, num(1, this.#rows)) - 1;
+        if (top < bottom) {
+          this.#marginTop = top;
+          this.#marginBottom = bottom;
+        } else {
+          this.#marginTop = 0;
+          this.#marginBottom = this.#rows - 1;
+        }
+        this.#row = 0;
+        this.#col = 0;
+        return;
+      }
+      default:
+        this.#passThrough(whole);
+    }
+  }
+
+  #privateModes(params: readonly string[], set: boolean, whole: string): void {
+    const rest: string[] = [];
+    for (const p of params) {
+      if (p === "25") {
+        this.#cursorVisible = set;
+        this.#dirty = true;
+      } else if (p === "2026") {
+        this.#synchronized = set;
+        if (!set) this.#diff();
+      } else if (p === "1049" || p === "1047" || p === "47") {
+        this.#diff();
+        this.#out += `${ESC}[?${p}${set ? "h" : "l"}`;
+        this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+        this.#allTouched = true;
+        // Entering: the terminal shows an empty screen. Leaving: the shell's screen, which the
+        // model does not know.
+        this.#real = set ? Array.from({ length: this.#rows }, () => blankLine(this.#columns)) : undefined;
+        this.#realRow = -1;
+        this.#realCol = -1;
+        if (p === "1049") this.#realCursorVisible = undefined;
+        if (!set && p === "1049") this.#transparent = true;
+      } else {
+        rest.push(p);
+      }
+    }
+    if (rest.length > 0) this.#passThrough(rest.length === params.length ? whole : `${ESC}[?${rest.join(";")}${set ? "h" : "l"}`);
+  }
+
+  /** Sequences the model does not draw go out in order: the diff so far first. */
+  #passThrough(sequence: string): void {
+    if (!this.#synchronized) this.#diff();
+    this.#out += sequence;
+  }
+
+  // --- drawing into the model ------------------------------------------------------------------
+
+  #lineFeed(): void {
+    if (this.#row === this.#marginBottom) this.#scroll(this.#marginTop, this.#marginBottom, 1);
+    else this.#row = Math.min(this.#rows - 1, this.#row + 1);
+  }
+
+  /** Scrolls rows top..bottom of the model by `by` rows (positive: up). */
+  #scroll(top: number, bottom: number, by: number): void {
+    scrollLines(this.#model, top, bottom, by, this.#columns);
+    this.#touched.fill(1, top, bottom + 1);
+    this.#dirty = true;
+  }
+
+  #blank(line: Line, x: number): void {
+    line.chars[x] = " ";
+    line.styles[x] = "";
+    line.widths[x] = 1;
+  }
+
+  /** Puts one character of width 1 or 2 at the cursor. */
+  #put(ch: string, width: number): void {
+    if (this.#col + width > this.#columns) {
+      // Autowrap: past the last column, the character goes to the start of the next row.
+      this.#col = 0;
+      this.#lineFeed();
+    }
+    const line = this.#model[this.#row] as Line;
+    this.#touched[this.#row] = 1;
+    const x = this.#col;
+    // Overwriting half of a wide character blanks its other half.
+    if (line.widths[x] === 0 && x > 0) this.#blank(line, x - 1);
+    const end = x + width - 1;
+    if (line.widths[end] === 2 && end + 1 < this.#columns) this.#blank(line, end + 1);
+    if (width === 2 && line.widths[x + 1] === 2 && x + 2 < this.#columns) this.#blank(line, x + 2);
+    line.chars[x] = ch;
+    line.styles[x] = this.#style;
+    line.widths[x] = width;
+    if (width === 2) {
+      line.chars[x + 1] = "";
+      line.styles[x + 1] = this.#style;
+      line.widths[x + 1] = 0;
+    }
+    this.#col += width;
+  }
+
+  #print(text: string): void {
+    this.#dirty = true;
+    if (PRINTABLE_ASCII.test(text)) {
+      for (let i = 0; i < text.length; i++) this.#put(text[i] as string, 1);
+      return;
+    }
+    for (const c of clusters(text)) {
+      if (c.width === 0) continue;
+      this.#put(c.text, c.width);
+    }
+  }
+
+  #eraseCells(line: Line, from: number, to: number): void {
+    if (from > 0 && line.widths[from] === 0) this.#blank(line, from - 1);
+    if (to + 1 < this.#columns && line.widths[to + 1] === 0) this.#blank(line, to + 1);
+    for (let x = from; x <= to; x++) this.#blank(line, x);
+    this.#dirty = true;
+  }
+
+  #eraseLine(mode: number): void {
+    const line = this.#model[this.#row] as Line;
+    this.#touched[this.#row] = 1;
+    const x = Math.min(this.#col, this.#columns - 1);
+    if (mode === 0) this.#eraseCells(line, x, this.#columns - 1);
+    else if (mode === 1) this.#eraseCells(line, 0, x);
+    else this.#eraseCells(line, 0, this.#columns - 1);
+  }
+
+  #eraseDisplay(mode: number): void {
+    if (mode === 0) {
+      this.#eraseLine(0);
+      for (let r = this.#row + 1; r < this.#rows; r++) this.#model[r] = blankLine(this.#columns);
+      this.#touched.fill(1, this.#row);
+    } else if (mode === 1) {
+      this.#eraseLine(1);
+      for (let r = 0; r < this.#row; r++) this.#model[r] = blankLine(this.#columns);
+      this.#touched.fill(1, 0, this.#row + 1);
+    } else {
+      this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+      this.#allTouched = true;
+      // A whole-screen clear is how a program asks for a clean screen (Ctrl-L): repaint it all.
+      this.#real = undefined;
+    }
+    this.#dirty = true;
+  }
+
+  // --- the diff --------------------------------------------------------------------------------
+
+  #moveTo(row: number, col: number): string {
+    if (row === this.#realRow && col === this.#realCol) return "";
+    const s = row === this.#realRow ? `${ESC}[${col + 1}G` : col === 0 ? `${ESC}[${row + 1}H` : `${ESC}[${row + 1};${col + 1}H`;
+    this.#realRow = row;
+    this.#realCol = col;
+    return s;
+  }
+
+  #styleTo(style: string): string {
+    if (style === this.#realStyle) return "";
+    const from = this.#realStyle;
+    this.#realStyle = style;
+    if (style === "") return `${ESC}[0m`;
+    // From the default style nothing needs resetting first.
+    return from === "" ? `${ESC}[${style}m` : `${ESC}[0;${style}m`;
+  }
+
+  #same(m: Line, r: Line, x: number): boolean {
+    return m.chars[x] === r.chars[x] && m.styles[x] === r.styles[x] && m.widths[x] === r.widths[x];
+  }
+
+  #diff(): void {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    let body = "";
+    let real = this.#real;
+    if (real === undefined) {
+      body += `${this.#styleTo("")}${ESC}[H${ESC}[2J`;
+      this.#realRow = 0;
+      this.#realCol = 0;
+      real = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
+      this.#real = real;
+    }
+    if (this.#allTouched) this.#touched.fill(1);
+    this.#allTouched = false;
+    const touched = this.#touched;
+    let count = 0;
+    for (let y = 0; y < this.#rows; y++) count += touched[y] as number;
+    const plan = count > MIN_SCROLL_GAIN ? this.#scrollPlan(real) : undefined;
+    if (plan === undefined) {
+      for (let y = 0; y < this.#rows; y++) if (touched[y]) body += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
+    } else {
+      // Scrolling costs a repaint of what moved with the band but should not have (a sidebar
+      // beside it): take whichever way writes fewer bytes.
+      const start = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
+      const direct = real.map((l) => ({ chars: [...l.chars], styles: [...l.styles], widths: [...l.widths] }));
+      let directBody = "";
+      for (let y = 0; y < this.#rows; y++) if (touched[y]) directBody += this.#diffLine(y, this.#model[y] as Line, direct[y] as Line);
+      const afterDirect = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
+      this.#realRow = start.row;
+      this.#realCol = start.col;
+      this.#realStyle = start.style;
+      let scrolledBody = this.#applyScroll(real, plan);
+      // The terminal's rows in the band moved: compare them all.
+      for (let y = 0; y < this.#rows; y++) {
+        if (touched[y] || (y >= plan.top && y <= plan.bottom)) scrolledBody += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
+      }
+      if (directBody.length <= scrolledBody.length) {
+        this.#real = direct;
+        this.#realRow = afterDirect.row;
+        this.#realCol = afterDirect.col;
+        this.#realStyle = afterDirect.style;
+        body += directBody;
+      } else {
+        body += scrolledBody;
+      }
+    }
+    touched.fill(0);
+    if (this.#cursorVisible) {
+      body += this.#moveTo(this.#row, Math.min(this.#col, this.#columns - 1));
+      if (this.#realCursorVisible !== true) body += `${ESC}[?25h`;
+      this.#realCursorVisible = true;
+    } else if (this.#realCursorVisible !== false) {
+      body += `${ESC}[?25l`;
+      this.#realCursorVisible = false;
+    }
+    // Leave the terminal in the default style, so nothing written after us inherits a colour.
+    body += this.#styleTo("");
+    if (body !== "") this.#out += `${SYNC_BEGIN}${body}${SYNC_END}`;
+  }
+
+  /** Rewrites the cells of row `y` that differ; runs of few equal cells are rewritten too. */
+  #diffLine(y: number, m: Line, r: Line): string {
+    let s = "";
+    const cols = this.#columns;
+    let x = 0;
+    while (x < cols) {
+      if (this.#same(m, r, x)) {
+        x++;
+        continue;
+      }
+      let start = x;
+      if (m.widths[start] === 0 && start > 0) start--;
+      let last = x;
+      for (let j = x + 1; j < cols && j - last <= GAP; j++) if (!this.#same(m, r, j)) last = j;
+      if (m.widths[last] === 2 && last + 1 < cols) last++;
+      // Blank to the end of the row: erase it instead of writing spaces.
+      let lastInk = cols - 1;
+      while (lastInk >= start && m.chars[lastInk] === " " && m.styles[lastInk] === "") lastInk--;
+      const erase = lastInk < last && cols - 1 - lastInk > 3;
+      const to = erase ? lastInk : last;
+      s += this.#moveTo(y, start);
+      for (let c = start; c <= to; c++) {
+        const w = m.widths[c] as number;
+        r.chars[c] = m.chars[c] as string;
+        r.styles[c] = m.styles[c] as string;
+        r.widths[c] = w;
+        if (w === 0) continue;
+        s += this.#styleTo(m.styles[c] as string) + (m.chars[c] as string);
+        this.#realCol += w;
+      }
+      if (erase) {
+        s += this.#moveTo(y, lastInk + 1) + this.#styleTo("") + `${ESC}[K`;
+        for (let c = lastInk + 1; c < cols; c++) this.#blank(r, c);
+        x = cols;
+      } else {
+        x = to + 1;
+      }
+      // Past the last column the terminal's cursor waits to wrap: its position is not known.
+      if (this.#realCol >= cols) this.#realRow = -1;
+    }
+    return s;
+  }
+
+  /**
+   * When a band of rows moved up or down (new messages pushed the scrollback up, a page was
+   * scrolled), scrolls that band on the terminal in one operation. Rows are compared by their
+   * left half, so a band still counts as moved when a column beside it (the sidebar) did not.
+   */
+  #scrollPlan(real: readonly Line[]): ScrollPlan | undefined {
+    const rows = this.#rows;
+    const half = Math.max(1, Math.floor(this.#columns / 2));
+    const key = (l: Line): string => `${l.chars.slice(0, half).join("")}\u0000${l.styles.slice(0, half).join("\u0001")}`;
+    const modelKeys = this.#model.map(key);
+    const realKeys = real.map(key);
+    let changed = 0;
+    for (let y = 0; y < rows; y++) if (modelKeys[y] !== realKeys[y]) changed++;
+    if (changed < MIN_SCROLL_GAIN + 1) return undefined;
+    let best = { gain: 0, by: 0, top: 0, bottom: 0 };
+    for (let by = -(rows - 2); by <= rows - 2; by++) {
+      if (by === 0) continue;
+      let runStart = -1;
+      let gain = 0;
+      for (let y = 0; y <= rows; y++) {
+        const source = y + by;
+        const matches = y < rows && source >= 0 && source < rows && modelKeys[y] === realKeys[source];
+        if (matches) {
+          if (runStart < 0) {
+            runStart = y;
+            gain = 0;
+          }
+          if (modelKeys[y] !== realKeys[y]) gain++;
+          continue;
+        }
+        if (runStart >= 0 && gain > best.gain) {
+          // Model rows runStart..y-1 come from real rows runStart+by..y-1+by.
+          const top = by > 0 ? runStart : runStart + by;
+          const bottom = by > 0 ? y - 1 + by : y - 1;
+          best = { gain, by, top, bottom };
+        }
+        runStart = -1;
+      }
+    }
+    if (best.gain < MIN_SCROLL_GAIN) return undefined;
+    return { by: best.by, top: best.top, bottom: best.bottom };
+  }
+
+  /** Scrolls the band on the terminal (and in `real`, its copy here). */
+  #applyScroll(real: Line[], { by, top, bottom }: ScrollPlan): string {
+    let s = this.#styleTo(""); // rows scrolled in take the current background
+    s += `${ESC}[${top + 1};${bottom + 1}r`;
+    if (by > 0) s += `${ESC}[${bottom + 1}H${"\n".repeat(by)}`;
+    else s += `${ESC}[${top + 1}H${`${ESC}M`.repeat(-by)}`;
+    s += `${ESC}[r`;
+    // Setting and resetting the margins leaves the cursor at the top left.
+    this.#realRow = 0;
+    this.#realCol = 0;
+    scrollLines(real, top, bottom, by, this.#columns);
+    return s;
+  }
+}
+
+/** Rows top..bottom (inclusive) move by `by` rows, up when positive. */
+interface ScrollPlan {
+  readonly by: number;
+  readonly top: number;
+  readonly bottom: number;
+}
+
+/** Scrolls lines[top..bottom] by `by` rows (positive: up), filling with blank rows. */
+function scrollLines(lines: Line[], top: number, bottom: number, by: number, columns: number): void {
+  const band = lines.slice(top, bottom + 1);
+  const count = Math.min(Math.abs(by), band.length);
+  const blanks = Array.from({ length: count }, () => blankLine(columns));
+  const moved = by > 0 ? [...band.slice(count), ...blanks] : [...blanks, ...band.slice(0, band.length - count)];
+  lines.splice(top, band.length, ...moved);
+}

@@ -19,6 +19,7 @@ import {
   DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
 } from "./limits.js";
 import { RegistrationLimiter } from "./registrations.js";
+import { SendsInFlight } from "./resends.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
@@ -244,6 +245,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
     committer,
+    resends: new SendsInFlight(),
     limits,
     logger,
     clock,

@@ -35,6 +35,7 @@ import {
 import type { Rooms } from "./rooms.js";
 import type { RoutedSession, Router } from "./router.js";
 import type { RegistrationLimiter } from "./registrations.js";
+import type { SendsInFlight } from "./resends.js";
 import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 
@@ -44,6 +45,8 @@ export interface SessionDeps {
   readonly router: Router;
   readonly rooms: Rooms;
   readonly committer: GroupCommitter;
+  /** First copies of (sender, message id) being admitted, relay-wide (resends share their answer). */
+  readonly resends: SendsInFlight;
   readonly limits: RelayLimits;
   readonly logger: Logger;
   readonly clock: () => number;
@@ -405,10 +408,35 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /**
-   * SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group commit.
-   * Resolves with the answer once the envelope is stored for every recipient, or refused.
+   * SendEnvelope. A resend of an id this user got accepted (stored, or still being admitted by
+   * this or an older session) is answered as the first copy, before any limit (PROTOCOL.md §7.4):
+   * a limit must never make the sender show as failed a message its recipients have. Anything
+   * else is a new send (sendNew).
    */
-  private async send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
+  private send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
+    const { deps } = this;
+    const me = this.username;
+    const h = req.envelope?.header;
+    if (h === undefined || h.sender !== me) return this.sendNew(req, frameBytes);
+    const first = deps.resends.lookup(me, h.messageId);
+    if (first !== undefined) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight" });
+      return first.then((r) => ({ ...r, messageId: h.messageId }));
+    }
+    if (h.messageId.length > 0 && h.messageId.length <= 64 && deps.store.wasAccepted(me, Buffer.from(h.messageId))) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored" });
+      return Promise.resolve({ messageId: h.messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
+    }
+    const answer = this.sendNew(req, frameBytes);
+    deps.resends.track(me, h.messageId, answer);
+    return answer;
+  }
+
+  /**
+   * A new SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group
+   * commit. Resolves with the answer once the envelope is stored for every recipient, or refused.
+   */
+  private async sendNew(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
     const { deps } = this;
     const me = this.username;
     const rawId = req.envelope?.header?.messageId;

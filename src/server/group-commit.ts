@@ -15,7 +15,12 @@
 //   - (sender, message_id) is stored once: the store checks ids inside the transaction, and a
 //     resend that arrives while the first copy waits for its commit shares that commit's fate
 //     (whenCommitted), so it is never answered ACCEPTED for an envelope that then fails;
-//   - queue caps count what waits for the commit (pendingFor), not only what is stored.
+//   - queue caps count what waits for the commit (pendingFor), not only what is stored;
+//   - acks are committed in a transaction of their own, before the envelopes': a batch that
+//     fails (a full disk) never takes the acks down with it, so recipients who read free space
+//     and a full relay drains by itself (issue 16). Acks that fail are kept for the next commit;
+//   - a batch is committed early once it holds maxBatchBytes, so one transaction (and so the
+//     WAL) stays within the database budget's WAL allowance.
 import type { Logger } from "../protocol/log.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
 import type { AckRequest, EnqueueRequest, RelayStore } from "./store.js";
@@ -40,7 +45,17 @@ export interface GroupCommitterOptions {
   readonly mode?: CommitMode;
   /** After each successful commit: how many rows each recipient got (wakes their pumps). */
   readonly onCommitted: (rowsPerRecipient: ReadonlyMap<string, number>) => void;
+  /** Envelope bytes in one batch beyond which it is committed at once (default: no limit). */
+  readonly maxBatchBytes?: number;
+  /**
+   * A commit failed for lack of space or an I/O error: free what can be freed (the disk
+   * reserve, disk-budget.ts). True when something was freed; the acks are then retried at once.
+   */
+  readonly onStorageFull?: () => boolean;
 }
+
+/** Ack seqs kept for a retry after a failed ack commit, at most (older ones are dropped: redelivered). */
+const MAX_RETRY_ACK_SEQS = 65_536;
 
 interface Pending {
   readonly req: EnqueueRequest;
@@ -57,6 +72,8 @@ export class GroupCommitter {
   private readonly byKey = new Map<string, Pending>();
   /** Rows `batch` will add per recipient, for queue caps. */
   private readonly pendingRows = new Map<string, number>();
+  /** Envelope bytes in `batch`. */
+  private batchBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
   /** Acks waiting for the next transaction (with the envelopes, or alone without an fsync). */
   private acks: AckRequest[] = [];
@@ -66,7 +83,7 @@ export class GroupCommitter {
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
-  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0 };
+  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0, ackCommits: 0, failedAckCommits: 0 };
 
   constructor(private readonly o: GroupCommitterOptions) {
     this.mode = o.mode ?? "group";
@@ -99,7 +116,8 @@ export class GroupCommitter {
     this.batch.push(p);
     this.byKey.set(key, p);
     for (const r of req.recipients) this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
-    if (this.mode === "per-envelope") this.commit();
+    this.batchBytes += req.envelope.length;
+    if (this.mode === "per-envelope" || this.batchBytes >= (this.o.maxBatchBytes ?? Infinity)) this.commit();
     else this.schedule();
     return result;
   }
@@ -155,27 +173,17 @@ export class GroupCommitter {
     if (this.linger !== undefined) clearTimeout(this.linger);
     this.linger = undefined;
     const batch = this.batch;
-    const acks = this.acks;
-    this.acks = [];
-    if (batch.length === 0) {
-      if (acks.length > 0) {
-        try {
-          this.o.store.ackBatch(acks);
-        } catch (e) {
-          // The rows stay and are delivered again (clients drop duplicates); nothing is lost.
-          this.o.logger.warn("store.ack_failed", { acks: acks.length, error: e instanceof Error ? e.message : String(e) });
-        }
-      }
-      return;
-    }
+    this.commitAcks();
+    if (batch.length === 0) return;
     this.batch = [];
     this.byKey.clear();
     this.pendingRows.clear();
+    this.batchBytes = 0;
 
     const started = performance.now();
     let outcomes;
     try {
-      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req), acks);
+      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
     } catch (e) {
       this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;
@@ -184,6 +192,7 @@ export class GroupCommitter {
         envelopes: batch.length, error: e instanceof Error ? e.message : String(e),
       });
       for (const p of batch) p.settle({ ok: false, refusal });
+      this.o.onStorageFull?.();
       return;
     }
     const ms = performance.now() - started;
@@ -200,5 +209,34 @@ export class GroupCommitter {
     });
     batch.forEach((p, i) => p.settle({ ok: true, duplicate: outcomes[i] === "duplicate" }));
     if (rows.size > 0) this.o.onCommitted(rows);
+  }
+
+  /**
+   * The waiting acks, in their own transaction (no fsync: the envelopes' commit or the next one
+   * makes them durable). When it fails for lack of space, the reserve is freed and it is tried
+   * once more; acks that still fail wait for the next commit (a lost ack is only a redelivery).
+   */
+  private commitAcks(): void {
+    const acks = this.acks;
+    this.acks = [];
+    if (acks.length === 0) return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.o.store.ackBatch(acks);
+        this.stats.ackCommits++;
+        return;
+      } catch (e) {
+        this.stats.failedAckCommits++;
+        this.o.logger.warn("store.ack_failed", { acks: acks.length, attempt, error: e instanceof Error ? e.message : String(e) });
+        if (attempt === 0 && this.o.onStorageFull?.() === true) continue;
+        // Kept for the next commit, newest last, within a bound (older ones: redelivered).
+        const kept = [...acks, ...this.acks];
+        let seqs = 0;
+        let from = kept.length;
+        while (from > 0 && seqs + kept[from - 1]!.seqs.length <= MAX_RETRY_ACK_SEQS) seqs += kept[--from]!.seqs.length;
+        this.acks = kept.slice(from);
+        return;
+      }
+    }
   }
 }

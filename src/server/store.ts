@@ -147,6 +147,14 @@ export interface OpenStoreOptions {
   readonly maxBytes?: number;
 }
 
+/**
+ * The part of a database cap (OpenStoreOptions.maxBytes) left to the write-ahead log: 1/8 of it,
+ * at least 64 KiB, at most 64 MiB. A group commit stays under a quarter of it.
+ */
+export function walAllowanceFor(maxBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 8)));
+}
+
 /** SQLite's primary result code of an error thrown by node:sqlite (e.g. 13 = SQLITE_FULL), if any. */
 export function sqliteErrorCode(e: unknown): number | undefined {
   const code = (e as { errcode?: unknown } | undefined)?.errcode;
@@ -265,8 +273,18 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
     if (options.maxBytes !== undefined) {
+      // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
+      // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds
+      // half the allowance and truncated back to that at its next reset, and the group committer
+      // keeps a transaction under a quarter of it (walAllowanceFor), so file + WAL stay within
+      // the cap. Deletes (acks) need no new pages in the file: they go through when it is full.
       const pageSize = num((db.prepare("PRAGMA page_size").get() as Row).page_size);
-      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+      const wal = walAllowanceFor(options.maxBytes);
+      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor((options.maxBytes - wal) / pageSize))}`);
+      // SQLite's default checkpoint point (1,000 pages) when the allowance is larger.
+      const checkpointAt = Math.min(1000 * pageSize, Math.floor(wal / 2));
+      db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
+      db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
     const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
     if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);

@@ -23,7 +23,7 @@
 //     WAL) stays within the database budget's WAL allowance.
 import type { Logger } from "../protocol/log.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
-import type { AckRequest, EnqueueRequest, RelayStore } from "./store.js";
+import type { AckRequest, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 
 /** Longest a commit waits for envelopes whose signatures are still being checked. */
 const LINGER_MS = 2;
@@ -72,6 +72,9 @@ export class GroupCommitter {
   private readonly byKey = new Map<string, Pending>();
   /** Rows `batch` will add per recipient, for queue caps. */
   private readonly pendingRows = new Map<string, number>();
+  /** Envelope bytes `batch` will add per recipient, and per (recipient, sender). */
+  private readonly pendingBytes = new Map<string, number>();
+  private readonly pendingFromSender = new Map<string, { count: number; bytes: number }>();
   /** Envelope bytes in `batch`. */
   private batchBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
@@ -92,6 +95,12 @@ export class GroupCommitter {
   /** Rows waiting for the next commit for this recipient (they count towards its queue cap). */
   pendingFor(recipient: string): number {
     return this.pendingRows.get(recipient) ?? 0;
+  }
+
+  /** What `batch` adds to a recipient's queue: in all, and from one sender (queue caps, shares). */
+  pendingUsage(recipient: string, sender: string): QueueUsage {
+    const s = this.pendingFromSender.get(`${recipient}\u0000${sender}`);
+    return { count: this.pendingFor(recipient), bytes: this.pendingBytes.get(recipient) ?? 0, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
   }
 
   /** The outcome of a submission of (sender, messageId) still waiting for its commit, if any. */
@@ -115,7 +124,18 @@ export class GroupCommitter {
     const p: Pending = { req, key, settle, result };
     this.batch.push(p);
     this.byKey.set(key, p);
-    for (const r of req.recipients) this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
+    const bytes = req.envelope.length;
+    for (const r of req.recipients) {
+      this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
+      this.pendingBytes.set(r, (this.pendingBytes.get(r) ?? 0) + bytes);
+      const k = `${r}\u0000${req.sender}`;
+      const s = this.pendingFromSender.get(k);
+      if (s === undefined) this.pendingFromSender.set(k, { count: 1, bytes });
+      else {
+        s.count++;
+        s.bytes += bytes;
+      }
+    }
     this.batchBytes += req.envelope.length;
     if (this.mode === "per-envelope" || this.batchBytes >= (this.o.maxBatchBytes ?? Infinity)) this.commit();
     else this.schedule();
@@ -178,6 +198,8 @@ export class GroupCommitter {
     this.batch = [];
     this.byKey.clear();
     this.pendingRows.clear();
+    this.pendingBytes.clear();
+    this.pendingFromSender.clear();
     this.batchBytes = 0;
 
     const started = performance.now();

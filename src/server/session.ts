@@ -12,7 +12,7 @@
 import { randomBytes, type KeyObject } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
-  Envelope, ErrorCode, SendStatus, type Ack, type Hello, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
+  ErrorCode, SendStatus, type Ack, type Hello, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
 } from "../gen/securechat/v1/chat.js";
 import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
 import {
@@ -460,14 +460,22 @@ class AuthenticatedSession implements RoutedSession {
           user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
           isOnline: (u) => deps.router.isOnline(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueDepth: (u) => deps.store.queueDepth(u) + deps.committer.pendingFor(u),
+          queueUsage: (u) => {
+            const stored = deps.store.queueUsage(u, me);
+            const pending = deps.committer.pendingUsage(u, me);
+            return {
+              count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
+              senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
+            };
+          },
+          nowMs: deps.clock(),
         });
         if (admission.kind === "duplicate") return { admission, committed: undefined };
         const h = admission.envelope.header;
         // Submitted inside the turn (the order); its commit is awaited outside it (the batch).
         const committed = deps.committer.submit({
           sender: me, messageId: h.messageId, conversationId: h.conversationId,
-          envelope: Envelope.encode(admission.wire).finish(), recipients: admission.rows,
+          envelope: admission.bytes, recipients: admission.rows,
         });
         return { admission, committed };
       });

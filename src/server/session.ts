@@ -32,10 +32,10 @@ import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } 
 import {
   limitsToWire, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, PRE_AUTH_MAX_FRAME_BYTES, TokenBucket, type RelayLimits,
 } from "./limits.js";
-import type { Rooms } from "./rooms.js";
-import type { RoutedSession, Router } from "./router.js";
 import type { RegistrationLimiter } from "./registrations.js";
 import type { SendsInFlight } from "./resends.js";
+import type { Rooms } from "./rooms.js";
+import type { RoutedSession, Router } from "./router.js";
 import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 

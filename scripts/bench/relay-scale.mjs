@@ -65,26 +65,37 @@ async function storm(relay, ids) {
  * in native memory, mostly the malloc heap ([heap] in /proc/<pid>/smaps) that Node's HTTP/2
  * (nghttp2 and the per-connection read/write buffers) allocates during the burst and glibc keeps
  * afterwards. A bare grpc-js forwarder (_relay-host.mjs ceiling), given a burst of its own,
- * grows the same way: 142 KB per idle session, 408 KB after the burst (200 sessions, 5 frames
- * each to all others). So it is bounded by the burst's high-water mark per connection, not a
- * leak: a second burst does not add to it.
+ * grows the same way (measured by hand, 200 sessions, 5 frames from each to all others: 142 KB
+ * per idle session, 408 KB after the burst), so most of it is grpc-js/Node HTTP/2 and glibc,
+ * not the relay's own state; MALLOC_ARENA_MAX and lower malloc trim/mmap thresholds did not
+ * change it.
  */
 const ROOM_SIZE = 10;
-const BUSY_PER_MEMBER = 2;
+const BUSY_PER_MEMBER = 3;
 
-async function busyBurst(relay, sessions, before) {
+/**
+ * The burst's envelopes, sealed before any session connects: sealing blocks the load
+ * generator's event loop for seconds, and sessions that cannot answer the relay's keepalive
+ * pings meanwhile are (rightly) dropped, which once stalled the burst.
+ */
+async function sealBurst(ids) {
   const groups = [];
-  for (let g = 0; g * ROOM_SIZE < sessions.length; g++) groups.push(sessions.slice(g * ROOM_SIZE, (g + 1) * ROOM_SIZE).map((s) => ({ s, id: s.identity })));
+  for (let g = 0; g * ROOM_SIZE < ids.length; g++) groups.push(ids.slice(g * ROOM_SIZE, (g + 1) * ROOM_SIZE));
+  return Promise.all(groups.map((g, gi) => sealRoom(g, `#busy${gi}`, BUSY_PER_MEMBER, "busy").then((frames) => ({ ids: g, frames }))));
+}
+
+async function busyBurst(relay, sessions, sealedGroups, before) {
+  const byName = new Map(sessions.map((s) => [s.identity.username, s]));
+  const groups = sealedGroups.map(({ ids, frames }) => ids.map((id, k) => ({ s: byName.get(id.username), frames: frames[k] })));
   for (const { s } of groups.flat()) s.onRaw = s.liveOnRaw;
   await Promise.all(groups.map((g, gi) => joinAll(g.map((m) => m.s), `#busy${gi}`)));
-  const sealed = await Promise.all(groups.map((g, gi) => sealRoom(g.map((m) => m.id), `#busy${gi}`, BUSY_PER_MEMBER, "busy")));
   let delivered = 0;
   let refused = 0;
   for (const { s } of groups.flat()) s.onSendResult = (r) => { if (r.status !== ACCEPTED) refused++; };
   const expected = groups.reduce((n, g) => n + g.length * BUSY_PER_MEMBER * (g.length - 1), 0);
   for (const { s } of groups.flat()) s.onDeliver = (items) => { delivered += items.length; };
   const t0 = performance.now();
-  groups.forEach((g, gi) => g.forEach((m, k) => { for (const e of sealed[gi][k]) m.s.write(e.frame); }));
+  for (const g of groups) for (const m of g) for (const e of m.frames) m.s.write(e.frame);
   const deadline = Date.now() + 300_000;
   while (delivered < expected) {
     if (Date.now() > deadline || refused > 0) throw new Error(`busy burst: ${delivered} of ${expected} deliveries, ${refused} envelopes refused`);
@@ -114,6 +125,7 @@ export async function run({ runs, quick, log }) {
     const ids = identities(n);
     const m = { firstRss: [], firstLive: [], firstS: [], againRss: [], againLive: [], againS: [], busyRss: [], busyLive: [] };
     let busyNote = "";
+    const burst = n === 1000 ? await sealBurst(ids) : undefined;
     for (let r = 0; r < runs; r++) {
       const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-scale-"));
       const opts = { dataDir, limits: { maxSessions: 20_000, ...MANY_USERS_FROM_LOOPBACK } };
@@ -126,8 +138,8 @@ export async function run({ runs, quick, log }) {
       const again = await storm(restarted, ids);
       // The busy burst at 1,000 sessions only: the figure is per session, and at 5,000 it would
       // take minutes of sealing and delivering for the same answer.
-      if (n === 1000) {
-        const busy = await busyBurst(restarted, again.sessions, again.before);
+      if (burst !== undefined) {
+        const busy = await busyBurst(restarted, again.sessions, burst, again.before);
         m.busyRss.push(busy.rss); m.busyLive.push(busy.live);
         busyNote = `rooms of ${ROOM_SIZE}, ${BUSY_PER_MEMBER} envelopes from each member at once: ${busy.deliveries} deliveries, all acked (${busy.seconds.toFixed(1)} s)`;
         log(`${n} sessions after a busy burst: +${busy.rss.toFixed(0)} KB RSS / +${busy.live.toFixed(1)} KB live per session; ${busyNote}`);

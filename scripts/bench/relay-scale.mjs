@@ -38,7 +38,7 @@ async function connectAll(port, ids) {
   return sessions;
 }
 
-async function storm(relay, ids) {
+export async function storm(relay, ids) {
   const before = await relay.mem();
   const t0 = performance.now();
   const sessions = await connectAll(relay.port, ids);
@@ -78,13 +78,13 @@ const BUSY_PER_MEMBER = 3;
  * generator's event loop for seconds, and sessions that cannot answer the relay's keepalive
  * pings meanwhile are (rightly) dropped, which once stalled the burst.
  */
-async function sealBurst(ids) {
+export async function sealBurst(ids) {
   const groups = [];
   for (let g = 0; g * ROOM_SIZE < ids.length; g++) groups.push(ids.slice(g * ROOM_SIZE, (g + 1) * ROOM_SIZE));
   return Promise.all(groups.map((g, gi) => sealRoom(g, `#busy${gi}`, BUSY_PER_MEMBER, "busy").then((frames) => ({ ids: g, frames }))));
 }
 
-async function busyBurst(relay, sessions, sealedGroups, before) {
+export async function busyBurst(relay, sessions, sealedGroups, before) {
   const byName = new Map(sessions.map((s) => [s.identity.username, s]));
   const groups = sealedGroups.map(({ ids, frames }) => ids.map((id, k) => ({ s: byName.get(id.username), frames: frames[k] })));
   for (const { s } of groups.flat()) s.onRaw = s.liveOnRaw;

@@ -144,7 +144,7 @@ export async function run({ runs, quick, log }) {
       // minutes for the same answer), on a relay of its own, as the idle figure is measured.
       if (burst !== undefined) {
         const busyDir = mkdtempSync(join(tmpdir(), "sc-bench-busy-"));
-        const busyRelay = await startRelayChild("relay", { dataDir: busyDir, limits: { maxSessions: 20_000 } }, { gc: true });
+        const busyRelay = await startRelayChild("relay", { dataDir: busyDir, limits: { maxSessions: 20_000, ...MANY_USERS_FROM_LOOPBACK } }, { gc: true });
         const connected = await storm(busyRelay, ids);
         const busy = await busyBurst(busyRelay, connected.sessions, burst, connected.before);
         for (const s of connected.sessions) s.close();

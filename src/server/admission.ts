@@ -1,7 +1,7 @@
 // PROTOCOL.md §9: the checks every SendEnvelope passes before the relay stores it, in the
 // spec's order. Each failure is a Refusal naming its reason; the session goes on. The relay
 // reads only the header (it routes by it) and verifies the signature; it never sees content.
-import { ErrorCode, type Envelope } from "../gen/securechat/v1/chat.js";
+import { Envelope, ErrorCode } from "../gen/securechat/v1/chat.js";
 import { bytesEqual } from "../protocol/bytes.js";
 import { envelopeFromWire } from "../protocol/codec.js";
 import { isProtocolError } from "../protocol/errors.js";
@@ -10,8 +10,8 @@ import { shapeLimitsOf } from "../protocol/limits.js";
 import type { Conversation } from "../protocol/names.js";
 import type { Directory, DirectoryUser } from "./directory.js";
 import { envelopeRefusalOf, Refusal } from "./errors.js";
-import type { RelayLimits } from "./limits.js";
-import type { RelayStore } from "./store.js";
+import { MAX_FUTURE_SKEW_MS, type RelayLimits } from "./limits.js";
+import type { QueueUsage, RelayStore } from "./store.js";
 
 export interface AdmissionContext {
   /** The session's user, as bound. */
@@ -21,9 +21,14 @@ export interface AdmissionContext {
   readonly isOnline: (username: string) => boolean;
   /** This user accepted this id before, or it waits for its commit: a resend. */
   readonly isResend: (messageId: Buffer) => boolean;
-  /** Undelivered envelopes for a recipient: stored, plus those waiting for the next commit. */
-  readonly queueDepth: (username: string) => number;
+  /**
+   * A recipient's queue (stored, plus what waits for the next commit): in all, and what this
+   * session's user has in it.
+   */
+  readonly queueUsage: (username: string) => QueueUsage;
   readonly limits: RelayLimits;
+  /** The relay's clock now (sent_at_ms is checked against it). */
+  readonly nowMs: number;
 }
 
 export type Admission =
@@ -34,12 +39,28 @@ export type Admission =
       readonly envelope: SealedEnvelope;
       /** The envelope as it came on the wire: what is stored and delivered. */
       readonly wire: Envelope;
+      /** `wire` encoded: the bytes stored (and counted against the queue caps). */
+      readonly bytes: Uint8Array;
       readonly conversation: Conversation;
       /** Who gets a queue row: every recipient but the sender. */
       readonly rows: readonly string[];
       /** Rows for recipients who are offline now (DMs and rooms): they get it on reconnect. */
       readonly queuedFor: readonly string[];
     };
+
+/** A duration in the largest unit that keeps it at 2 or more: "90 seconds", "3 hours", "30 days". */
+function duration(ms: number): string {
+  for (const [unit, size] of [["days", 86_400_000], ["hours", 3_600_000], ["minutes", 60_000]] as const) {
+    if (ms >= 2 * size) return `${Math.floor(ms / size)} ${unit}`;
+  }
+  return `${Math.floor(ms / 1000)} seconds`;
+}
+/** A byte count for people: "512 bytes", "12 KiB", "3.5 MiB". */
+function byteSize(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MiB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${bytes} bytes`;
+}
 
 const refuse = (code: ErrorCode, detail: string): never => {
   throw new Refusal(code, detail);
@@ -112,17 +133,39 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
   const h = envelope.header;
 
   // A resend of an accepted id (the client retries after a reconnect): accepted once, stored once.
+  // (session.ts answers most resends before any limit; this catches the rest.)
   if (ctx.isResend(h.messageId)) return { kind: "duplicate", envelope };
 
-  // Every recipient is bound, and was sealed to under its current key.
-  for (const r of h.recipients) {
+  // The sender's clock is close enough to the relay's: not from the future, not older than the
+  // retention (it would be purged before delivery, and recipients refuse it: §7.3 step 6).
+  const ahead = h.sentAtMs - ctx.nowMs;
+  if (ahead > MAX_FUTURE_SKEW_MS) {
+    refuse(ErrorCode.ERROR_CODE_BAD_TIMESTAMP,
+      `the message is dated ${duration(ahead)} ahead of the relay's clock (at most ${duration(MAX_FUTURE_SKEW_MS)} are allowed); check this computer's clock`);
+  }
+  if (-ahead > limits.retentionMs) {
+    refuse(ErrorCode.ERROR_CODE_BAD_TIMESTAMP,
+      `the message is dated ${duration(-ahead)} before the relay's clock, older than the ${duration(limits.retentionMs)} this relay keeps messages (this computer's clock is wrong, or the message waited too long to be sent)`);
+  }
+
+  // Every recipient is bound, was sealed to under its current key, and got a wrap of exactly
+  // its RSA modulus' length (an RSA-OAEP ciphertext always is: RFC 8017 §7.1.1). The shape
+  // check allows 256-1024 bytes for any key; a longer wrap is bytes the relay would store for
+  // nothing.
+  h.recipients.forEach((r, i) => {
     const bound = ctx.directory.get(r.username);
     if (bound === undefined) refuse(ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT, `no user '${r.username}' is known to this relay`);
     else if (!bytesEqual(r.encFpr, bound.record.encFpr)) {
       refuse(ErrorCode.ERROR_CODE_STALE_RECIPIENT_KEY,
         `the message was encrypted to a key that '${r.username}' no longer has on this relay; refresh the directory and check their safety number`);
+    } else {
+      const got = envelope.wraps[i]?.wrappedKey.length ?? 0;
+      if (got !== bound.wrapBytes) {
+        refuse(ErrorCode.ERROR_CODE_BAD_ENVELOPE,
+          `the key wrap for '${r.username}' is ${got} bytes, but an RSA-OAEP wrap for their ${bound.wrapBytes * 8}-bit key is exactly ${bound.wrapBytes} bytes`);
+      }
     }
-  }
+  });
 
   // The conversation's rules.
   const others = h.recipients.map((r) => r.username).filter((u) => u !== me);
@@ -148,10 +191,11 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
       break;
     }
     case "lobby":
-      // The sender sealed the lobby message to the users online when it sent it: each of them
-      // gets it, like a room message, even one who is offline by the time it reaches the relay
-      // (a resend after a relay restart races the recipients' own reconnects).
-      rows = others;
+      // The lobby is for whoever is here: rows only for recipients online now. Naming offline
+      // users (any bound name) once made the relay keep lobby messages for them for 30 days:
+      // a disk flood with throwaway recipients (issue 9). An offline recipient is skipped, not
+      // refused: the sender sealed to those online when it sent, and some may have left since.
+      rows = others.filter((u) => ctx.isOnline(u));
       break;
     default: {
       const unreachable: never = conversation;
@@ -159,14 +203,26 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
     }
   }
 
-  // Each recipient's durable queue has room.
+  // Each recipient's durable queue has room: this sender's share of it first (so a flooder is
+  // told about its own share, and others still get through), then the whole queue.
+  const bytes = Envelope.encode(w).finish();
+  const envelopeBytes = bytes.length;
   for (const r of rows) {
-    if (ctx.queueDepth(r) >= limits.maxQueuePerUser) {
+    const q = ctx.queueUsage(r);
+    if (q.senderCount >= limits.maxQueuePerSender || q.senderBytes + envelopeBytes > limits.maxQueueBytesPerSender) {
+      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
+        `you already have ${q.senderCount} messages (${byteSize(q.senderBytes)}) waiting for '${r}', the most one sender may have in a queue on this relay (${limits.maxQueuePerSender} messages, ${byteSize(limits.maxQueueBytesPerSender)}); try again once '${r}' has caught up`);
+    }
+    if (q.count >= limits.maxQueuePerUser) {
       refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
         `the queue for '${r}' is full (${limits.maxQueuePerUser} messages wait for delivery, the most this relay keeps); try again once '${r}' has caught up`);
+    }
+    if (q.bytes + envelopeBytes > limits.maxQueueBytesPerUser) {
+      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
+        `the queue for '${r}' is full (${byteSize(q.bytes)} wait for delivery, and this relay keeps at most ${byteSize(limits.maxQueueBytesPerUser)} per user); try again once '${r}' has caught up`);
     }
   }
 
   const queuedFor = rows.filter((u) => !ctx.isOnline(u));
-  return { kind: "accept", envelope, wire: w, conversation, rows, queuedFor };
+  return { kind: "accept", envelope, wire: w, bytes, conversation, rows, queuedFor };
 }

@@ -2,7 +2,7 @@
 // The database is the truth (store.ts); this is its read cache, updated at each binding.
 // Signing keys are parsed lazily, on a user's first envelope, so a relay with many bound users
 // but few active ones does not hold a KeyObject per user.
-import type { KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as wire from "../gen/securechat/v1/chat.js";
 import { importSigningKey, keyTag } from "../protocol/keys.js";
 import type { RelayStore, UserRecord } from "./store.js";
@@ -22,6 +22,7 @@ const NO_BYTES = Buffer.alloc(0);
 
 export class DirectoryUser {
   private key: KeyObject | undefined;
+  private wrapLength: number | undefined;
   readonly record: UserRecord;
   /** Changes when the keys change (light directory entries carry it). */
   readonly keyTag: Buffer;
@@ -42,6 +43,15 @@ export class DirectoryUser {
 
   get username(): string {
     return this.record.username;
+  }
+
+  /**
+   * Bytes of an RSA-OAEP wrap for this user: exactly the modulus length of the bound encryption
+   * key (RFC 8017 §7.1.1), parsed once, on the first envelope addressed to this user.
+   */
+  get wrapBytes(): number {
+    this.wrapLength ??= Math.ceil((createPublicKey({ key: this.record.encSpki, format: "der", type: "spki" }).asymmetricKeyDetails?.modulusLength ?? 0) / 8);
+    return this.wrapLength;
   }
 
   /** The bound Ed25519 key, for envelope signatures. */

@@ -15,10 +15,15 @@
 //   - (sender, message_id) is stored once: the store checks ids inside the transaction, and a
 //     resend that arrives while the first copy waits for its commit shares that commit's fate
 //     (whenCommitted), so it is never answered ACCEPTED for an envelope that then fails;
-//   - queue caps count what waits for the commit (pendingFor), not only what is stored.
+//   - queue caps count what waits for the commit (pendingFor), not only what is stored;
+//   - acks are committed in a transaction of their own, before the envelopes': a batch that
+//     fails (a full disk) never takes the acks down with it, so recipients who read free space
+//     and a full relay drains by itself (issue 16). Acks that fail are kept for the next commit;
+//   - a batch is committed early once it holds maxBatchBytes, so one transaction (and so the
+//     WAL) stays within the database budget's WAL allowance.
 import type { Logger } from "../protocol/log.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
-import type { AckRequest, EnqueueRequest, RelayStore } from "./store.js";
+import type { AckRequest, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 
 /** Longest a commit waits for envelopes whose signatures are still being checked. */
 const LINGER_MS = 2;
@@ -40,7 +45,17 @@ export interface GroupCommitterOptions {
   readonly mode?: CommitMode;
   /** After each successful commit: how many rows each recipient got (wakes their pumps). */
   readonly onCommitted: (rowsPerRecipient: ReadonlyMap<string, number>) => void;
+  /** Envelope bytes in one batch beyond which it is committed at once (default: no limit). */
+  readonly maxBatchBytes?: number;
+  /**
+   * A commit failed for lack of space or an I/O error: free what can be freed (the disk
+   * reserve, disk-budget.ts). True when something was freed; the acks are then retried at once.
+   */
+  readonly onStorageFull?: () => boolean;
 }
+
+/** Ack seqs kept for a retry after a failed ack commit, at most (older ones are dropped: redelivered). */
+const MAX_RETRY_ACK_SEQS = 65_536;
 
 interface Pending {
   readonly req: EnqueueRequest;
@@ -57,6 +72,11 @@ export class GroupCommitter {
   private readonly byKey = new Map<string, Pending>();
   /** Rows `batch` will add per recipient, for queue caps. */
   private readonly pendingRows = new Map<string, number>();
+  /** Envelope bytes `batch` will add per recipient, and per (recipient, sender). */
+  private readonly pendingBytes = new Map<string, number>();
+  private readonly pendingFromSender = new Map<string, { count: number; bytes: number }>();
+  /** Envelope bytes in `batch`. */
+  private batchBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
   /** Acks waiting for the next transaction (with the envelopes, or alone without an fsync). */
   private acks: AckRequest[] = [];
@@ -66,7 +86,7 @@ export class GroupCommitter {
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
-  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0 };
+  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0, ackCommits: 0, failedAckCommits: 0 };
 
   constructor(private readonly o: GroupCommitterOptions) {
     this.mode = o.mode ?? "group";
@@ -75,6 +95,12 @@ export class GroupCommitter {
   /** Rows waiting for the next commit for this recipient (they count towards its queue cap). */
   pendingFor(recipient: string): number {
     return this.pendingRows.get(recipient) ?? 0;
+  }
+
+  /** What `batch` adds to a recipient's queue: in all, and from one sender (queue caps, shares). */
+  pendingUsage(recipient: string, sender: string): QueueUsage {
+    const s = this.pendingFromSender.get(`${recipient}\u0000${sender}`);
+    return { count: this.pendingFor(recipient), bytes: this.pendingBytes.get(recipient) ?? 0, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
   }
 
   /** The outcome of a submission of (sender, messageId) still waiting for its commit, if any. */
@@ -98,8 +124,20 @@ export class GroupCommitter {
     const p: Pending = { req, key, settle, result };
     this.batch.push(p);
     this.byKey.set(key, p);
-    for (const r of req.recipients) this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
-    if (this.mode === "per-envelope") this.commit();
+    const bytes = req.envelope.length;
+    for (const r of req.recipients) {
+      this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
+      this.pendingBytes.set(r, (this.pendingBytes.get(r) ?? 0) + bytes);
+      const k = `${r}\u0000${req.sender}`;
+      const s = this.pendingFromSender.get(k);
+      if (s === undefined) this.pendingFromSender.set(k, { count: 1, bytes });
+      else {
+        s.count++;
+        s.bytes += bytes;
+      }
+    }
+    this.batchBytes += req.envelope.length;
+    if (this.mode === "per-envelope" || this.batchBytes >= (this.o.maxBatchBytes ?? Infinity)) this.commit();
     else this.schedule();
     return result;
   }
@@ -155,27 +193,19 @@ export class GroupCommitter {
     if (this.linger !== undefined) clearTimeout(this.linger);
     this.linger = undefined;
     const batch = this.batch;
-    const acks = this.acks;
-    this.acks = [];
-    if (batch.length === 0) {
-      if (acks.length > 0) {
-        try {
-          this.o.store.ackBatch(acks);
-        } catch (e) {
-          // The rows stay and are delivered again (clients drop duplicates); nothing is lost.
-          this.o.logger.warn("store.ack_failed", { acks: acks.length, error: e instanceof Error ? e.message : String(e) });
-        }
-      }
-      return;
-    }
+    this.commitAcks();
+    if (batch.length === 0) return;
     this.batch = [];
     this.byKey.clear();
     this.pendingRows.clear();
+    this.pendingBytes.clear();
+    this.pendingFromSender.clear();
+    this.batchBytes = 0;
 
     const started = performance.now();
     let outcomes;
     try {
-      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req), acks);
+      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
     } catch (e) {
       this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;
@@ -184,6 +214,7 @@ export class GroupCommitter {
         envelopes: batch.length, error: e instanceof Error ? e.message : String(e),
       });
       for (const p of batch) p.settle({ ok: false, refusal });
+      this.o.onStorageFull?.();
       return;
     }
     const ms = performance.now() - started;
@@ -200,5 +231,34 @@ export class GroupCommitter {
     });
     batch.forEach((p, i) => p.settle({ ok: true, duplicate: outcomes[i] === "duplicate" }));
     if (rows.size > 0) this.o.onCommitted(rows);
+  }
+
+  /**
+   * The waiting acks, in their own transaction (no fsync: the envelopes' commit or the next one
+   * makes them durable). When it fails for lack of space, the reserve is freed and it is tried
+   * once more; acks that still fail wait for the next commit (a lost ack is only a redelivery).
+   */
+  private commitAcks(): void {
+    const acks = this.acks;
+    this.acks = [];
+    if (acks.length === 0) return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.o.store.ackBatch(acks);
+        this.stats.ackCommits++;
+        return;
+      } catch (e) {
+        this.stats.failedAckCommits++;
+        this.o.logger.warn("store.ack_failed", { acks: acks.length, attempt, error: e instanceof Error ? e.message : String(e) });
+        if (attempt === 0 && this.o.onStorageFull?.() === true) continue;
+        // Kept for the next commit, newest last, within a bound (older ones: redelivered).
+        const kept = [...acks, ...this.acks];
+        let seqs = 0;
+        let from = kept.length;
+        while (from > 0 && seqs + kept[from - 1]!.seqs.length <= MAX_RETRY_ACK_SEQS) seqs += kept[--from]!.seqs.length;
+        this.acks = kept.slice(from);
+        return;
+      }
+    }
   }
 }

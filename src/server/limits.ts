@@ -34,6 +34,14 @@ export interface RelayLimits extends Limits {
   readonly registrationsPerHour: number;
   /** Undelivered envelopes waiting for one recipient; beyond it senders get QUEUE_FULL. */
   readonly maxQueuePerUser: number;
+  /** Bytes of undelivered envelopes waiting for one recipient (each counted whole, as downloaded). */
+  readonly maxQueueBytesPerUser: number;
+  /**
+   * One sender's share of one recipient's queue, in envelopes and in bytes: beyond it that sender
+   * (only) gets QUEUE_FULL, so a flood from one user cannot lock everyone else out of a mailbox.
+   */
+  readonly maxQueuePerSender: number;
+  readonly maxQueueBytesPerSender: number;
   /**
    * The per-recipient outgoing queue: envelopes that arrived for an online reader while it was
    * connected and are not yet written to it. A reader further behind than this cannot keep up
@@ -53,6 +61,10 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   registrationBurst: 10,
   registrationsPerHour: 60,
   maxQueuePerUser: 10_000,
+  maxQueueBytesPerUser: 256 * 1024 * 1024,
+  // A tenth of the envelopes and an eighth of the bytes: at least ten senders to fill a mailbox.
+  maxQueuePerSender: 1_000,
+  maxQueueBytesPerSender: 32 * 1024 * 1024,
   // Two delivery windows: a reader that processes and acks as envelopes come stays near zero.
   maxOutgoing: 1_024,
 };
@@ -82,6 +94,13 @@ export const MAX_ROOMS_PER_USER = 256;
  * room events) that are written without waiting.
  */
 export const MAX_PENDING_FRAMES = 4096;
+/**
+ * PROTOCOL.md §9: how far an envelope's sent_at_ms may be ahead of the relay's clock. Past it the
+ * envelope is refused (BAD_TIMESTAMP); recipients refuse beyond 5 minutes of their own clock
+ * (§7.3), so this leaves room for the relay's clock and theirs to differ by as much again. An
+ * envelope may be as old as the retention (an outbox resent after a long outage), not older.
+ */
+export const MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
 /** PROTOCOL.md §8: the handshake (Hello to a verified Proof) must complete within 5 seconds. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /**

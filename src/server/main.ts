@@ -20,6 +20,7 @@ import { formatUserList, listBoundUsers, releaseUsername } from "./users-command
 import { RELAY_VERSION } from "./version.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const MIB = 1024 * 1024;
 
 function fail(message: string): number {
   process.stderr.write(`chat-relay: ${message}\n`);
@@ -147,12 +148,19 @@ async function main(): Promise<number> {
         .option("registration-burst", { type: "number", default: d.registrationBurst, describe: "new usernames one source address may register at once" })
         .option("registrations-per-hour", { type: "number", default: d.registrationsPerHour, describe: "new usernames per source address per hour, sustained" })
         .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user; beyond it senders are told the user's queue is full" })
+        .option("max-queue-mb", { type: "number", default: d.maxQueueBytesPerUser / MIB, describe: "MiB of undelivered envelopes kept per user" })
+        .option("max-queue-per-sender", {
+          type: "number", default: d.maxQueuePerSender, describe: "envelopes one sender may have waiting in one user's queue (so no sender can fill it for everyone)",
+        })
+        .option("max-queue-per-sender-mb", { type: "number", default: d.maxQueueBytesPerSender / MIB, describe: "MiB one sender may have waiting in one user's queue" })
         .option("max-outgoing", {
           type: "number", default: d.maxOutgoing,
           describe: "envelopes an online reader may fall behind before it is disconnected as too slow (they stay queued)",
         })
         .option("max-db-mb", {
-          type: "number", describe: "cap the relay database at this many MiB; beyond it senders are told the relay's storage is full (default: no cap)",
+          type: "number",
+          describe: "cap the relay database (with its write-ahead log) at this many MiB; beyond it senders are told the relay's storage is full "
+            + "(default: half the disk's free space at start plus what the database takes, at least 64 MiB, at most 8 GiB)",
         })
         .check((argv) => {
           if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new Error("--port must be an integer from 0 to 65535");
@@ -188,6 +196,9 @@ async function main(): Promise<number> {
             registrationBurst: argv.registrationBurst,
             registrationsPerHour: argv.registrationsPerHour,
             maxQueuePerUser: argv.maxQueue,
+            maxQueueBytesPerUser: Math.round(argv.maxQueueMb * MIB),
+            maxQueuePerSender: argv.maxQueuePerSender,
+            maxQueueBytesPerSender: Math.round(argv.maxQueuePerSenderMb * MIB),
             maxOutgoing: argv.maxOutgoing,
           },
         });

@@ -10,6 +10,7 @@ import {
 import { ChatServiceService } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
+import { databaseBytes, defaultBudget, DiskReserve, fsSpace, reserveBytesFor, type DefaultBudget, type FsSpace } from "./disk-budget.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
 import { GroupCommitter, type CommitMode } from "./group-commit.js";
@@ -19,10 +20,11 @@ import {
   DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
 } from "./limits.js";
 import { RegistrationLimiter } from "./registrations.js";
+import { SendsInFlight } from "./resends.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
-import { openStore, type PurgeResult, type RelayStore } from "./store.js";
+import { openStore, walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
 import { RELAY_VERSION } from "./version.js";
 
@@ -47,8 +49,13 @@ export interface StartRelayOptions {
   readonly maxPendingFrames?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
-  /** Caps relay.db at about this many bytes; beyond it senders get STORAGE_UNAVAILABLE, as on a full disk. */
+  /**
+   * Caps relay.db and its WAL at about this many bytes; beyond it senders get STORAGE_UNAVAILABLE,
+   * as on a full disk. Default: computed from the free space at start (disk-budget.ts).
+   */
   readonly maxDatabaseBytes?: number;
+  /** The file system's free space, for the default budget and the reserve (tests fake a full disk). */
+  readonly fsSpace?: (dir: string) => FsSpace;
   /**
    * "group" (the default): one transaction per batch of envelopes. "per-envelope": one
    * transaction, one fsync, per envelope; for the benchmark that measures what group commit buys.
@@ -196,7 +203,14 @@ function describeBindError(host: string, port: number, e: unknown): string {
   return `cannot listen on ${host}:${port}: ${msg}`;
 }
 
-function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined): RelayStore {
+interface OpenedDataDir {
+  readonly store: RelayStore;
+  /** The database budget in bytes (file + WAL), and how it was chosen. */
+  readonly budget: number;
+  readonly budgetRule: string;
+}
+
+function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined, space: (dir: string) => FsSpace): OpenedDataDir {
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
@@ -204,15 +218,26 @@ function openDataDir(dataDir: string, clock: () => number, maxBytes: number | un
     throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
   const dbPath = join(dataDir, "relay.db");
+  let budget: DefaultBudget = { bytes: maxBytes ?? 0, rule: "--max-db-mb" };
+  if (maxBytes === undefined) {
+    try {
+      budget = defaultBudget(space(dataDir).freeBytes, databaseBytes(dbPath));
+    } catch (e) {
+      throw new RelayStartError(`cannot read the free space of ${dataDir} to size the database budget (set --max-db-mb): ${describeFsError(e)}`, { cause: e });
+    }
+  }
   try {
     // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
     // the database holds who talks to whom, even if never what they say.
     closeSync(openSync(dbPath, "a", 0o600));
-    return openStore(dbPath, { clock, ...(maxBytes === undefined ? {} : { maxBytes }) });
+    return { store: openStore(dbPath, { clock, maxBytes: budget.bytes }), budget: budget.bytes, budgetRule: budget.rule };
   } catch (e) {
     throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
 }
+
+/** Least time between two attempts to write the disk reserve again. */
+const RESERVE_RETRY_MS = 10_000;
 
 function bind(server: Server, host: string, port: number, creds: ServerCredentials): Promise<number> {
   const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
@@ -228,12 +253,34 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const { logger } = options;
   const limits = resolveLimits(options.limits);
   const clock = options.clock ?? Date.now;
-  const store = openDataDir(options.dataDir, clock, options.maxDatabaseBytes);
+  const space = options.fsSpace ?? fsSpace;
+  const { store, budget, budgetRule } = openDataDir(options.dataDir, clock, options.maxDatabaseBytes, space);
+  // A full disk must still let acks through (they free space): disk-budget.ts.
+  const reserve = new DiskReserve(options.dataDir, reserveBytesFor(budget), space);
+  reserve.restore();
+  let reserveTriedAt = 0;
   const router = new Router();
   const committer = new GroupCommitter({
     store, logger, ...(options.commitMode === undefined ? {} : { mode: options.commitMode }),
-    // Deliveries start only once the rows are committed.
-    onCommitted: (rows) => router.delivered(rows),
+    // Deliveries start only once the rows are committed; a released reserve is written again
+    // once the disk has room (checked at most every RESERVE_RETRY_MS).
+    onCommitted: (rows) => {
+      router.delivered(rows);
+      const now = Date.now();
+      if (!reserve.held && now - reserveTriedAt >= RESERVE_RETRY_MS) {
+        reserveTriedAt = now;
+        if (reserve.restore()) logger.info("store.reserve_restored", { bytes: reserve.bytes });
+      }
+    },
+    maxBatchBytes: Math.floor(walAllowanceFor(budget) / 4),
+    onStorageFull: () => {
+      const freed = reserve.release();
+      if (freed) {
+        reserveTriedAt = Date.now();
+        logger.warn("store.reserve_released", { bytes: reserve.bytes, reason: "a commit failed for lack of space: acks can still free it" });
+      }
+      return freed;
+    },
   });
   const health = new RelayHealth();
   const outgoing: OutgoingBytes = { bytes: 0 };
@@ -244,6 +291,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
     committer,
+    resends: new SendsInFlight(),
     limits,
     logger,
     clock,
@@ -330,6 +378,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     return result;
   };
   const purgeSafely = (): void => {
+    if (!reserve.held && reserve.restore()) logger.info("store.reserve_restored", { bytes: reserve.bytes });
     try {
       purgeExpired();
     } catch (e) {
@@ -343,6 +392,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
 
   logger.info("relay.start", {
     host: options.host, port, tls: options.tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
+    dbBudgetMb: Math.round((budget / (1024 * 1024)) * 10) / 10, dbBudgetRule: budgetRule, diskReserve: reserve.held,
   });
 
   let stopped: Promise<void> | undefined;

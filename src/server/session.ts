@@ -12,7 +12,7 @@
 import { randomBytes, type KeyObject } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import {
-  Envelope, ErrorCode, SendStatus, type Ack, type Hello, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
+  ErrorCode, SendStatus, type Ack, type Hello, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
 } from "../gen/securechat/v1/chat.js";
 import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
 import {
@@ -32,9 +32,10 @@ import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } 
 import {
   limitsToWire, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, PRE_AUTH_MAX_FRAME_BYTES, TokenBucket, type RelayLimits,
 } from "./limits.js";
+import type { RegistrationLimiter } from "./registrations.js";
+import type { SendsInFlight } from "./resends.js";
 import type { Rooms } from "./rooms.js";
 import type { RoutedSession, Router } from "./router.js";
-import type { RegistrationLimiter } from "./registrations.js";
 import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 
@@ -44,6 +45,8 @@ export interface SessionDeps {
   readonly router: Router;
   readonly rooms: Rooms;
   readonly committer: GroupCommitter;
+  /** First copies of (sender, message id) being admitted, relay-wide (resends share their answer). */
+  readonly resends: SendsInFlight;
   readonly limits: RelayLimits;
   readonly logger: Logger;
   readonly clock: () => number;
@@ -405,10 +408,35 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /**
-   * SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group commit.
-   * Resolves with the answer once the envelope is stored for every recipient, or refused.
+   * SendEnvelope. A resend of an id this user got accepted (stored, or still being admitted by
+   * this or an older session) is answered as the first copy, before any limit (PROTOCOL.md §7.4):
+   * a limit must never make the sender show as failed a message its recipients have. Anything
+   * else is a new send (sendNew).
    */
-  private async send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
+  private send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
+    const { deps } = this;
+    const me = this.username;
+    const h = req.envelope?.header;
+    if (h === undefined || h.sender !== me) return this.sendNew(req, frameBytes);
+    const first = deps.resends.lookup(me, h.messageId);
+    if (first !== undefined) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight" });
+      return first.then((r) => ({ ...r, messageId: h.messageId }));
+    }
+    if (h.messageId.length > 0 && h.messageId.length <= 64 && deps.store.wasAccepted(me, Buffer.from(h.messageId))) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored" });
+      return Promise.resolve({ messageId: h.messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
+    }
+    const answer = this.sendNew(req, frameBytes);
+    deps.resends.track(me, h.messageId, answer);
+    return answer;
+  }
+
+  /**
+   * A new SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group
+   * commit. Resolves with the answer once the envelope is stored for every recipient, or refused.
+   */
+  private async sendNew(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
     const { deps } = this;
     const me = this.username;
     const rawId = req.envelope?.header?.messageId;
@@ -432,14 +460,22 @@ class AuthenticatedSession implements RoutedSession {
           user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
           isOnline: (u) => deps.router.isOnline(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueDepth: (u) => deps.store.queueDepth(u) + deps.committer.pendingFor(u),
+          queueUsage: (u) => {
+            const stored = deps.store.queueUsage(u, me);
+            const pending = deps.committer.pendingUsage(u, me);
+            return {
+              count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
+              senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
+            };
+          },
+          nowMs: deps.clock(),
         });
         if (admission.kind === "duplicate") return { admission, committed: undefined };
         const h = admission.envelope.header;
         // Submitted inside the turn (the order); its commit is awaited outside it (the batch).
         const committed = deps.committer.submit({
           sender: me, messageId: h.messageId, conversationId: h.conversationId,
-          envelope: Envelope.encode(admission.wire).finish(), recipients: admission.rows,
+          envelope: admission.bytes, recipients: admission.rows,
         });
         return { admission, committed };
       });

@@ -54,6 +54,13 @@ export type EnqueueOutcome =
   /** (sender, messageId) was accepted before, or earlier in the same batch: nothing stored. */
   | "duplicate";
 
+export interface QueueUsage {
+  readonly count: number;
+  readonly bytes: number;
+  readonly senderCount: number;
+  readonly senderBytes: number;
+}
+
 export interface QueuedItem {
   readonly seq: number;
   readonly conversationId: string;
@@ -114,6 +121,11 @@ export interface RelayStore {
   lastSeq(): number;
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
+  /**
+   * A recipient's queue: rows and envelope bytes in all, and those from one sender (each row
+   * counts its envelope's full size: what the recipient will download). For the per-sender share.
+   */
+  queueUsage(recipient: string, sender: string): QueueUsage;
   /** Up to `limit` rows after `afterSeq`, in seq order, stopping once `maxBytes` is reached (at least one row). */
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[];
   /** Deletes the recipient's rows with these seqs (others' rows are untouched); returns how many. */
@@ -145,6 +157,14 @@ export interface OpenStoreOptions {
    * fill the "disk" on purpose.
    */
   readonly maxBytes?: number;
+}
+
+/**
+ * The part of a database cap (OpenStoreOptions.maxBytes) left to the write-ahead log: 1/8 of it,
+ * at least 64 KiB, at most 64 MiB. A group commit stays under a quarter of it.
+ */
+export function walAllowanceFor(maxBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 8)));
 }
 
 /** SQLite's primary result code of an error thrown by node:sqlite (e.g. 13 = SQLITE_FULL), if any. */
@@ -265,8 +285,18 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
     if (options.maxBytes !== undefined) {
+      // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
+      // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds
+      // half the allowance and truncated back to that at its next reset, and the group committer
+      // keeps a transaction under a quarter of it (walAllowanceFor), so file + WAL stay within
+      // the cap. Deletes (acks) need no new pages in the file: they go through when it is full.
       const pageSize = num((db.prepare("PRAGMA page_size").get() as Row).page_size);
-      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+      const wal = walAllowanceFor(options.maxBytes);
+      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor((options.maxBytes - wal) / pageSize))}`);
+      // SQLite's default checkpoint point (1,000 pages) when the allowance is larger.
+      const checkpointAt = Math.min(1000 * pageSize, Math.floor(wal / 2));
+      db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
+      db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
     const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
     if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
@@ -297,7 +327,11 @@ function prepareStatements(db: DatabaseSync) {
     envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms)
                     VALUES (?, ?, ?, ?, ?, ?)`),
     queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
-    queueCount: p("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?"),
+    // A recipient's queue per sender: rows and envelope bytes (length() of a blob reads its
+    // record header, not its overflow pages).
+    queueUsage: p(`SELECT e.sender AS sender, COUNT(*) AS n, SUM(length(e.envelope)) AS b
+                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id WHERE q.recipient = ? GROUP BY e.sender`),
+    envelopeMeta: p("SELECT sender, length(envelope) AS b FROM envelopes WHERE id = ?"),
     // AUTOINCREMENT keeps the highest seq ever used here, even after its row was deleted.
     lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
     // Not the envelope bytes: recent ones are in memory (SqliteStore.recent), the rest are
@@ -332,15 +366,51 @@ function prepareStatements(db: DatabaseSync) {
   };
 }
 
+/** A row an ack deleted: whose queue, who sent its envelope, the envelope's size. */
+interface AckedRow {
+  readonly recipient: string;
+  readonly sender: string | undefined;
+  readonly bytes: number;
+}
+
+/** One recipient's queue usage, in all and per sender. */
+class CachedUsage {
+  count = 0;
+  bytes = 0;
+  readonly bySender = new Map<string, { count: number; bytes: number }>();
+
+  add(sender: string, bytes: number, rows = 1): void {
+    this.count += rows;
+    this.bytes += bytes; // the bytes of all `rows`
+    const s = this.bySender.get(sender);
+    if (s === undefined) this.bySender.set(sender, { count: rows, bytes });
+    else {
+      s.count += rows;
+      s.bytes += bytes;
+    }
+  }
+
+  remove(sender: string | undefined, bytes: number): void {
+    this.count = Math.max(0, this.count - 1);
+    this.bytes = Math.max(0, this.bytes - bytes);
+    if (sender === undefined) return;
+    const s = this.bySender.get(sender);
+    if (s === undefined) return;
+    s.count--;
+    s.bytes -= bytes;
+    if (s.count <= 0) this.bySender.delete(sender);
+  }
+}
+
 class SqliteStore implements RelayStore {
   readonly relayId: Buffer;
   private readonly s: ReturnType<typeof prepareStatements>;
   /**
-   * Queue depth per recipient, loaded lazily from the database and kept in step with enqueue
-   * and ack, so the per-recipient cap costs no COUNT(*) on every send (a 500-member room would
-   * otherwise count 500 indexes per message).
+   * Queue usage per recipient (rows and bytes, in all and per sender), loaded lazily from the
+   * database and kept in step with enqueue and ack, so the queue caps cost no COUNT(*) on every
+   * send (a 500-member room would otherwise count 500 indexes per message).
    */
-  private readonly depth = new Map<string, number>();
+  private readonly depth = new Map<string, CachedUsage>();
   /**
    * The bytes of recently stored envelopes by row id, oldest first, at most RECENT_BYTES in all:
    * a room message goes to every member from memory instead of being read back from SQLite once
@@ -475,7 +545,7 @@ class SqliteStore implements RelayStore {
       return [];
     }
     const now = this.clock();
-    let acked = new Map<string, number>();
+    let acked: AckedRow[] = [];
     let outcomes: EnqueueOutcome[];
     try {
       outcomes = this.transaction(() => {
@@ -493,7 +563,7 @@ class SqliteStore implements RelayStore {
 
   ackBatch(acks: readonly AckRequest[]): number {
     if (acks.every((a) => a.seqs.length === 0)) return 0;
-    let acked = new Map<string, number>();
+    let acked: AckedRow[] = [];
     this.db.exec("PRAGMA synchronous = NORMAL");
     try {
       this.transaction(() => {
@@ -506,11 +576,10 @@ class SqliteStore implements RelayStore {
   }
 
   /** Deletes acked rows (set-wise per envelope); returns how many rows per recipient. In a transaction. */
-  private ackLocked(acks: readonly AckRequest[]): Map<string, number> {
-    const perRecipient = new Map<string, number>();
+  private ackLocked(acks: readonly AckRequest[]): AckedRow[] {
+    const taken: Array<[string, number]> = [];
     const unref = new Map<number, number>();
     for (const { recipient, seqs } of acks) {
-      let n = 0;
       const rows = seqs.length === 1
         ? [this.s.queueTake.get(seqs[0]!, recipient) as Row | undefined]
         : (this.s.queueTakeMany.all(recipient, JSON.stringify(seqs.filter(Number.isSafeInteger))) as Row[]);
@@ -518,26 +587,24 @@ class SqliteStore implements RelayStore {
         if (row === undefined) continue;
         const id = num(row.envelope_id);
         unref.set(id, (unref.get(id) ?? 0) + 1);
-        n++;
+        taken.push([recipient, id]);
       }
-      if (n > 0) perRecipient.set(recipient, (perRecipient.get(recipient) ?? 0) + n);
     }
+    // Who sent each envelope and its size, before it may be dropped: for the cached usage.
+    const meta = new Map<number, { sender: string; bytes: number }>();
     for (const [id, by] of unref) {
+      const m = this.s.envelopeMeta.get(id) as Row | undefined;
+      if (m !== undefined) meta.set(id, { sender: str(m.sender), bytes: num(m.b) });
       this.s.envelopeUnrefBy.run(by, id);
       this.dropIfUnreferenced(id);
     }
-    return perRecipient;
+    return taken.map(([recipient, id]) => ({ recipient, sender: meta.get(id)?.sender, bytes: meta.get(id)?.bytes ?? 0 }));
   }
 
-  /** After a commit: the cached queue depths drop by what was acked. */
-  private applyAcked(acked: ReadonlyMap<string, number>): number {
-    let total = 0;
-    for (const [r, n] of acked) {
-      total += n;
-      const d = this.depth.get(r);
-      if (d !== undefined) this.depth.set(r, Math.max(0, d - n));
-    }
-    return total;
+  /** After a commit: the cached usage drops by what was acked. Returns the rows acked. */
+  private applyAcked(acked: readonly AckedRow[]): number {
+    for (const a of acked) this.depth.get(a.recipient)?.remove(a.sender, a.bytes);
+    return acked.length;
   }
 
   private enqueueLocked(reqs: readonly EnqueueRequest[], now: number): EnqueueOutcome[] {
@@ -560,10 +627,7 @@ class SqliteStore implements RelayStore {
   private afterEnqueue(reqs: readonly EnqueueRequest[], outcomes: EnqueueOutcome[]): EnqueueOutcome[] {
     reqs.forEach((req, i) => {
       if (outcomes[i] !== "stored") return;
-      for (const r of req.recipients) {
-        const d = this.depth.get(r);
-        if (d !== undefined) this.depth.set(r, d + 1);
-      }
+      for (const r of req.recipients) this.depth.get(r)?.add(req.sender, req.envelope.length);
     });
     return outcomes;
   }
@@ -578,12 +642,23 @@ class SqliteStore implements RelayStore {
   }
 
   queueDepth(recipient: string): number {
-    let d = this.depth.get(recipient);
-    if (d === undefined) {
-      d = num((this.s.queueCount.get(recipient) as Row).n);
-      this.depth.set(recipient, d);
+    return this.usageOf(recipient).count;
+  }
+
+  queueUsage(recipient: string, sender: string): QueueUsage {
+    const u = this.usageOf(recipient);
+    const s = u.bySender.get(sender);
+    return { count: u.count, bytes: u.bytes, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
+  }
+
+  private usageOf(recipient: string): CachedUsage {
+    let u = this.depth.get(recipient);
+    if (u === undefined) {
+      u = new CachedUsage();
+      for (const r of this.s.queueUsage.iterate(recipient) as Iterable<Row>) u.add(str(r.sender), num(r.b ?? 0), num(r.n));
+      this.depth.set(recipient, u);
     }
-    return d;
+    return u;
   }
 
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {

@@ -299,19 +299,30 @@ describe("the relay under fuzzed frames", () => {
       }
     }
 
+    /** Ids of mallory's envelopes the relay accepted: a resend of one is ACCEPTED again, before any check (§7.4). */
+    const acceptedIds = new Set<string>();
+    const resendOf = (w: Envelope | undefined): boolean =>
+      w?.header?.sender === "mallory" && acceptedIds.has(Buffer.from(w.header.messageId).toString("hex"));
+
     /**
      * What the relay may accept from mallory (§9), modelled independently: the shape holds, the
-     * suite is v1, it is hers and verifies, every recipient is bound under the key named, and a
-     * room message names only members of a room she is in (she may leave members out: §9).
+     * suite is v1, it is hers and verifies, every recipient is bound under the key named and has
+     * a wrap of its RSA modulus' length, a room message names only members of a room she is in
+     * (she may leave members out: §9), and sent_at is at most 10 minutes ahead of now and within
+     * the retention.
      */
     function withinRules(w: Envelope | undefined): boolean {
       try {
         const x = envelopeFromWire(w);
         const conv = validateEnvelopeShape(x);
-        const bound = new Map([alice, bob, carol, dave, mallory].map((i) => [i.username, i.encFpr]));
+        const ids = [alice, bob, carol, dave, mallory];
+        const bound = new Map(ids.map((i) => [i.username, i.encFpr]));
+        const wrapBytes = new Map(ids.map((i) => [i.username, (i.encKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8]));
         const names = x.header.recipients.map((r) => r.username);
+        const now = Date.now();
         return x.header.suite === SUITE_V1 && x.header.sender === "mallory" && verifyEnvelopeSignature(x, mallory.sigKey)
-          && x.header.recipients.every((r) => bound.get(r.username)?.equals(r.encFpr) === true)
+          && x.header.recipients.every((r, i) => bound.get(r.username)?.equals(r.encFpr) === true && x.wraps[i]?.wrappedKey.length === wrapBytes.get(r.username))
+          && x.header.sentAtMs <= now + 10 * 60_000 && x.header.sentAtMs >= now - relay.running.limits.retentionMs
           && (conv.kind !== "room" || (rooms.has(conv.room) && names.every((n) => rooms.get(conv.room)?.includes(n) === true)));
       } catch {
         return false;
@@ -359,7 +370,7 @@ describe("the relay under fuzzed frames", () => {
       if (d.kind !== "frame") return;
       const answers = s.inbox.splice(0);
       // The verdict on a send is taken against the rooms as they were when it was checked.
-      const accepted = d.frame.$case === "send" ? accepts(d.frame.value.envelope) : false;
+      const accepted = d.frame.$case === "send" ? resendOf(d.frame.value.envelope) || accepts(d.frame.value.envelope) : false;
       trackRooms(answers);
       const f = d.frame;
       const result = answers.find((a) => a.$case === "sendResult" || a.$case === "error");
@@ -372,6 +383,7 @@ describe("the relay under fuzzed frames", () => {
           const res = results[0]!;
           if (res.status === SendStatus.SEND_STATUS_ACCEPTED) {
             if (!accepted) failWith(how, "ACCEPTED an envelope outside the rules (not as mallory signed it, or breaking §9)");
+            if (f.value.envelope?.header?.sender === "mallory") acceptedIds.add(Buffer.from(f.value.envelope.header.messageId).toString("hex"));
           } else {
             if (res.status !== SendStatus.SEND_STATUS_REFUSED) failWith(how, `SendResult status ${res.status}`);
             if (!ENVELOPE_REFUSALS.has(res.code)) failWith(how, `refused with ${ErrorCode[res.code]}: ${res.detail}`);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { jsonLineLogger, type LogLevel } from "../../src/protocol/log.js";
 import type { RelayLimits } from "../../src/server/limits.js";
+import type { FsSpace } from "../../src/server/disk-budget.js";
 import type { CommitMode } from "../../src/server/group-commit.js";
 import { startRelay, type KeepaliveOptions, type RunningRelay } from "../../src/server/relay.js";
 import { RawSession } from "./raw-session.js";
@@ -29,6 +30,8 @@ export interface TestRelayOptions {
   readonly commitMode?: CommitMode;
   /** The relay's keepalive pings (short ones let a test see a dead client dropped). */
   readonly keepalive?: KeepaliveOptions;
+  /** The file system's free space as the relay sees it (default budget, disk reserve). */
+  readonly fsSpace?: (dir: string) => FsSpace;
 }
 
 /** Registrations per source address in tests: high enough that no suite meets it by accident. */
@@ -73,6 +76,7 @@ export class TestRelay {
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
       ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
       ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),
+      ...(this.options.fsSpace ? { fsSpace: this.options.fsSpace } : {}),
     });
   }
 

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import { keyTag, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { defaultRelayDataDir, RelayStartError, startRelay } from "../../src/server/relay.js";
@@ -151,14 +151,14 @@ describe("relay lifecycle", () => {
   });
 
   it("drops undelivered envelopes older than the retention", async () => {
-    let now = 1_767_225_600_000;
+    let now = Date.now();
     relay = await TestRelay.start({ clock: () => now, limits: { retentionMs: 60_000 } });
     await relay.disconnect(await relay.connect(bob), "bob");
     const a = await relay.connect(alice);
-    const old = seal(alice, "dm:alice:bob", [bob], "too late");
+    const old = seal(alice, "dm:alice:bob", [bob], "too late", { sentAtMs: now });
     await a.sendAccepted(old);
     now += 30_000;
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "just in time"));
+    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "just in time", { sentAtMs: now }));
     now += 40_000; // the first is 70 s old, the second 40 s
 
     expect(relay.running.purgeExpired()).toEqual({ queueRows: 1, envelopes: 1, acceptedIds: 1 });
@@ -167,8 +167,11 @@ describe("relay lifecycle", () => {
     expect(b.welcome.limits?.retentionMs).toBe(60_000);
     const [d] = await b.deliveries(1);
     expect(openDelivery(d!, bob, [alice]).body.text).toBe("just in time");
-    // The purged id may be sent again (it is a new delivery, not a duplicate).
-    expect((await a.send(old)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    // The purged id is not answered as a duplicate: sent again, it is checked as new, and is
+    // now older than the retention (§9: BAD_TIMESTAMP).
+    const again = await a.send(old);
+    expect([again.status, again.code]).toEqual([SendStatus.SEND_STATUS_REFUSED, ErrorCode.ERROR_CODE_BAD_TIMESTAMP]);
+    expect(again.detail).toMatch(/^the message is dated 70 seconds before the relay's clock, older than the 60 seconds this relay keeps messages/);
   });
 
   it("serves TLS when given a certificate and key", async () => {
@@ -191,10 +194,11 @@ describe("relay lifecycle", () => {
     for (const [flag, dflt] of [
       ["--retention-days", "30"], ["--max-queue", "10000"], ["--max-frame-bytes", "1048576"], ["--max-recipients", "500"],
       ["--max-text-bytes", "65536"], ["--rate", "20"], ["--burst", "60"], ["--max-sessions", "10000"], ["--max-outgoing", "1024"],
+      ["--max-queue-mb", "256"], ["--max-queue-per-sender", "1000"], ["--max-queue-per-sender-mb", "32"],
     ] as const) {
       expect(help).toMatch(new RegExp(`${flag} (?:(?!--).)*\\[default: ${dflt}\\]`));
     }
-    expect(help).toMatch(/--max-db-mb cap the relay database at this many MiB/);
+    expect(help).toMatch(/--max-db-mb cap the relay database \(with its write-ahead log\) at this many MiB; .* \(default: half the disk's free space at start plus what the database takes, at least 64 MiB, at most 8 GiB\)/);
     // A bad value is one sentence and exit code 1, before anything starts.
     const bad = spawnSync(process.execPath, [RELAY_BIN, "--max-db-mb", "-3", "--data-dir", tempDir()], { encoding: "utf8" });
     expect(bad.status).toBe(1);

@@ -218,7 +218,7 @@ describe("the relay under fuzzed frames", () => {
         try {
           s.hello(dave);
           const ch = await s.next("challenge", () => true, DEADLINE_MS);
-          const signature = signProof(dave, ch.relayId, ch.nonce);
+          const signature = signProof(dave, ch.relayId, ch.nonce, s.channelBinding);
           const bases = [
             { name: "proof", bytes: encode({ $case: "proof", value: { signature } }) },
             { name: "hello(dave)", bytes: helloFrame(dave) },
@@ -551,7 +551,9 @@ describe("the relay under fuzzed frames", () => {
       body: fc.uint8Array({ maxLength: 64 }),
       prefixBytes: fc.integer({ min: 0, max: 5 }),
     });
-    const h2Session = h2connect(`http://${relay.address}`);
+    // Over TLS like every session, trusting the relay's own certificate.
+    const tls = relay.running.tls!;
+    const h2Session = h2connect(`https://${relay.address}`, { ca: tls.certPem, servername: "localhost", checkServerIdentity: () => undefined });
     try {
       await fc.assert(
         fc.asyncProperty(framing, async ({ flag, length, body, prefixBytes }) => {

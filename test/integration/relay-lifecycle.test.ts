@@ -68,6 +68,7 @@ describe("relay lifecycle", () => {
     half.hello(bob);
     await half.next("challenge");
     const address = relay.address;
+    const transport = relay.transport;
 
     await relay.stop();
     expect((await a.next("notice")).text).toBe("it is shutting down; you will be reconnected when it is back (messages are kept)");
@@ -79,7 +80,7 @@ describe("relay lifecycle", () => {
     expect(relay.events("relay.force_shutdown")).toHaveLength(0);
     expect(relay.logs.map((l) => l.event).filter((e) => e.startsWith("relay."))).toEqual(["relay.start", "relay.stopping", "relay.stop"]);
 
-    const late = new RawSession(address);
+    const late = new RawSession(address, transport);
     late.hello(alice);
     expect(GrpcStatus[(await late.status()).code]).toBe("UNAVAILABLE");
     late.close();

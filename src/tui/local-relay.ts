@@ -121,6 +121,7 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
   // stdout and stderr (it logs JSON lines to stderr).
   const log = openSync(logFile, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o600);
   let exited = false;
+  let childPid: number | undefined;
   try {
     const child = spawn(process.execPath, [
       ...RELAY_NODE_FLAGS, o.relayBin ?? RELAY_BIN, "--host", LOCAL_RELAY_HOST, "--port", String(port), "--data-dir", dir,
@@ -131,6 +132,7 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
     child.on("error", () => {
       exited = true;
     });
+    childPid = child.pid;
     child.unref();
   } finally {
     closeSync(log);
@@ -139,7 +141,7 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
   for (;;) {
     // Ours, or the one that won a race with ours (ours then exits: the data dir is locked).
     const up = runningLocalRelay(dir);
-    if (up !== undefined && (await o.listens(LOCAL_RELAY_HOST, up.port))) return found(up, !exited);
+    if (up !== undefined && (await o.listens(LOCAL_RELAY_HOST, up.port))) return found(up, up.pid === childPid);
     if (Date.now() > deadline || (exited && readPid(dir) === undefined)) {
       throw new Error(`the local relay did not start (see ${logFile}); to run one by hand: chat-relay --data-dir '${dir}'`);
     }

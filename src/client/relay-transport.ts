@@ -2,7 +2,7 @@
 // checked against a CA (--ca, or the system's CAs with --tls), or plaintext only when the user
 // asked for it. Each connection attempt gets its own credentials, which record the certificate
 // the relay presented so the proof of possession can bind it.
-import { checkServerIdentity as defaultCheckServerIdentity, connect as tlsConnect, type PeerCertificate } from "node:tls";
+import { checkServerIdentity as defaultCheckServerIdentity, connect as tlsConnect, createSecureContext, type PeerCertificate } from "node:tls";
 import { isIP } from "node:net";
 import { credentials as grpcCredentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../protocol/keys.js";
@@ -123,8 +123,8 @@ export async function prepareChannel(transport: RelayTransport, address: string)
   }
   const pinned = pin;
   // Checked again on the connection itself: the probe's answer proves nothing about this one.
-  // OpenSSL first requires the chain to end at the pinned certificate (the only root given);
-  // this then requires the leaf to be exactly it.
+  // The pinned certificate is the only trust anchor, accepted as one even when it is not
+  // self-signed (a CA-issued leaf: allowPartialTrustChain); then the leaf must be exactly it.
   const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
     const raw = Buffer.from(cert.raw);
     if (certificateFingerprint(raw) !== pinned.sha256) return new Error(`the relay at ${address} presented a certificate other than the pinned one`);
@@ -133,7 +133,9 @@ export async function prepareChannel(transport: RelayTransport, address: string)
   };
   const { host } = splitAddress(address);
   return {
-    credentials: grpcCredentials.createSsl(Buffer.from(certificatePem(pinned.certificate)), null, null, { checkServerIdentity }),
+    credentials: grpcCredentials.createFromSecureContext(
+      createSecureContext({ ca: certificatePem(pinned.certificate), allowPartialTrustChain: true }), { checkServerIdentity },
+    ),
     // The pin, not the name, identifies the relay; an IP literal cannot be sent as SNI.
     options: isIP(host) === 0 ? {} : { "grpc.ssl_target_name_override": SNI_FOR_IP },
     binding,

@@ -81,6 +81,8 @@ export interface SelfSignedOptions {
   readonly commonName: string;
   /** Extra DNS names for subjectAltName (e.g. "localhost"). */
   readonly dnsNames?: readonly string[];
+  /** IPv4 addresses for subjectAltName (e.g. "127.0.0.1"), so a CA-style check of them passes. */
+  readonly ipv4Addresses?: readonly string[];
   readonly notBefore: Date;
   readonly notAfter?: Date;
   /** 16 random bytes when absent (RFC 5280 §4.1.2.2: positive, at most 20 octets). */
@@ -105,13 +107,18 @@ export function selfSignedCertificate(o: SelfSignedOptions): Buffer {
   // (the uncompressed point is the last 65 bytes of a P-256 SPKI).
   const keyId = createHash("sha1").update(spki.subarray(spki.length - 65)).digest();
   const dns = [o.commonName, ...(o.dnsNames ?? [])];
+  const ips = (o.ipv4Addresses ?? []).map((ip) => {
+    const parts = ip.split(".").map(Number);
+    if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new TypeError(`not an IPv4 address: ${ip}`);
+    return tlv(0x87, Buffer.from(parts)); // iPAddress [7]
+  });
   const extensions = sequence(
     // A self-signed certificate is its own trust anchor: OpenSSL accepts it as the root given
     // to the client (the pin), which is how clients trust it.
     extension(BASIC_CONSTRAINTS, true, sequence(tlv(0x01, Buffer.from([0xff])))),
     // digitalSignature (bit 0) and keyCertSign (bit 5): 1000 0100, 2 unused bits.
     extension(KEY_USAGE, true, bitString(Buffer.from([0x84]), 2)),
-    extension(SUBJECT_ALT_NAME, false, sequence(...dns.map((n) => tlv(0x82, Buffer.from(n, "ascii"))))),
+    extension(SUBJECT_ALT_NAME, false, sequence(...dns.map((n) => tlv(0x82, Buffer.from(n, "ascii"))), ...ips)), // dNSName [2]
     extension(SUBJECT_KEY_IDENTIFIER, false, octetString(keyId)),
   );
   const tbs = sequence(

@@ -121,7 +121,7 @@ export function loadOrCreateTlsIdentity(dataDir: string, clock: () => number = D
   if (!haveKey) {
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     // Valid from an hour ago: a client whose clock is a little behind must not see "not yet valid".
-    const der = selfSignedCertificate({ privateKey, publicKey, commonName: "secure-chat-relay", dnsNames: ["localhost"], notBefore: new Date(clock() - 3600_000) });
+    const der = selfSignedCertificate({ privateKey, publicKey, commonName: "secure-chat-relay", dnsNames: ["localhost"], ipv4Addresses: ["127.0.0.1"], notBefore: new Date(clock() - 3600_000) });
     try {
       // The key first: a certificate without its key is useless; a key without a certificate
       // is reported above with what to do.

@@ -137,6 +137,21 @@ describe("known_relays (trust on first use of the relay's certificate)", () => {
     expect((await KnownRelays.open(file)).get(relay.address)!.sha256).toBe(relay.running.tls!.fingerprint);
   });
 
+  it("pins a relay whose certificate a CA issued (not self-signed) just the same", async () => {
+    const relay = await TestRelay.start({ tls: { cert: readFileSync(join(FIXTURES, "ca-issued-chain.pem")), key: readFileSync(join(FIXTURES, "ca-issued-key.pem")) } });
+    cleanups.push(() => relay.cleanup());
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await (await TestClient.start(alice, relay.running.port, { dir })).close(); // pin, then on the pin
+    expect((await KnownRelays.open(join(dir, "alice_known_relays.json"))).get(relay.address)!.sha256).toBe(relay.running.tls!.fingerprint);
+  });
+
+  it("a default client facing a plaintext relay says so instead of connecting in the clear", async () => {
+    const relay = await TestRelay.start({ plaintext: true });
+    cleanups.push(() => relay.cleanup());
+    await expect(TestClient.start(alice, relay.running.port, { dir: tempDir() }))
+      .rejects.toThrow(`the relay at ${relay.address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`);
+  });
+
   it("refuses a known_relays file others can read, and one whose hash was edited", async () => {
     const dir = tempDir();
     const file = join(dir, "alice_known_relays.json");

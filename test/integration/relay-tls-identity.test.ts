@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { nullLogger } from "../../src/protocol/log.js";
 import { startRelay } from "../../src/server/relay.js";
 import { CERT_FILE, KEY_FILE, loadOrCreateTlsIdentity } from "../../src/server/tls-identity.js";
+import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
@@ -33,6 +34,18 @@ describe("the relay's own certificate", () => {
       expect(relay.running.tls!.fingerprint).toBe(first.fingerprint);
       expect(relay.running.tls!.created).toBe(false);
       expect((await relay.connect(await fixtureIdentity("alice"))).welcome.username).toBe("alice");
+    } finally {
+      await relay.cleanup();
+    }
+  });
+
+  it("can also be checked as a CA (chat-tui --ca relay-cert.pem) on 127.0.0.1", async () => {
+    const relay = await TestRelay.start();
+    try {
+      const c = await TestClient.start(await fixtureIdentity("alice"), relay.running.port, {
+        transport: { kind: "ca", ca: readFileSync(join(relay.dataDir, CERT_FILE)) },
+      });
+      await c.close();
     } finally {
       await relay.cleanup();
     }

@@ -9,7 +9,7 @@ const notBefore = new Date(Date.UTC(2026, 11, 6, 12, 0, 0));
 
 describe("selfSignedCertificate", () => {
   it("is a v3 certificate OpenSSL parses, self-issued, signed by its own P-256 key, valid until 9999", () => {
-    const der = selfSignedCertificate({ ...kp, commonName: "secure-chat-relay", dnsNames: ["localhost"], notBefore, serial: Buffer.from("80aa", "hex") });
+    const der = selfSignedCertificate({ ...kp, commonName: "secure-chat-relay", dnsNames: ["localhost"], ipv4Addresses: ["127.0.0.1"], notBefore, serial: Buffer.from("80aa", "hex") });
     const x = new X509Certificate(der);
     expect(x.subject).toBe("CN=secure-chat-relay");
     expect(x.issuer).toBe("CN=secure-chat-relay");
@@ -17,7 +17,8 @@ describe("selfSignedCertificate", () => {
     expect(x.checkIssued(x)).toBe(true);
     expect(x.ca).toBe(true);
     expect(x.serialNumber.toLowerCase()).toBe("80aa"); // a leading 0x00 keeps it positive in DER
-    expect(x.subjectAltName).toBe("DNS:secure-chat-relay, DNS:localhost");
+    expect(x.subjectAltName).toBe("DNS:secure-chat-relay, DNS:localhost, IP Address:127.0.0.1");
+    expect(x.checkIP("127.0.0.1")).toBe("127.0.0.1");
     expect(new Date(x.validFrom).getTime()).toBe(notBefore.getTime()); // UTCTime before 2050
     expect(new Date(x.validTo).getTime()).toBe(NO_EXPIRY.getTime()); // GeneralizedTime from 2050
     expect(x.publicKey.export({ type: "spki", format: "der" })).toEqual(kp.publicKey.export({ type: "spki", format: "der" }));
@@ -41,5 +42,6 @@ describe("selfSignedCertificate", () => {
     expect(() => selfSignedCertificate({ ...kp, commonName: "r\n", notBefore })).toThrow("commonName");
     expect(() => selfSignedCertificate({ ...kp, commonName: "r", notBefore, serial: Buffer.alloc(21, 1) })).toThrow("serial");
     expect(() => selfSignedCertificate({ ...kp, commonName: "r", notBefore, notAfter: notBefore })).toThrow("notAfter");
+    expect(() => selfSignedCertificate({ ...kp, commonName: "r", notBefore, ipv4Addresses: ["::1"] })).toThrow("IPv4");
   });
 });

@@ -31,6 +31,7 @@ export interface PreparedChannel {
 /** The name sent as SNI when the address is an IP literal (SNI may not carry an IP, RFC 6066 §3). */
 const SNI_FOR_IP = "secure-chat-relay";
 const PROBE_TIMEOUT_MS = 10_000;
+const UNREACHABLE = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EADDRNOTAVAIL"]);
 
 export function splitAddress(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(":");
@@ -66,6 +67,8 @@ export function presentedCertificate(address: string, timeoutMs = PROBE_TIMEOUT_
       // A plaintext relay answers a ClientHello with bytes that are not TLS.
       if (e.code === "ERR_SSL_WRONG_VERSION_NUMBER" || e.code === "ECONNRESET" && /TLS|socket disconnected/i.test(e.message) || /wrong version number|packet length too long/i.test(e.message)) {
         finish(new Error(`the relay at ${address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`));
+      } else if (UNREACHABLE.has(e.code ?? "")) {
+        finish(new Error("relay unreachable")); // as a failed gRPC connection says it
       } else finish(e);
     });
   });

@@ -32,11 +32,12 @@ export function processAlive(pid: number): boolean {
   }
   // A relay that exited but whose parent (the chat-tui that started it) has not reaped it yet is
   // a zombie: gone for our purposes. Linux says so in /proc; elsewhere kill(0) is the answer.
+  if (process.platform !== "linux") return true;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
-    return true;
+    return false; // gone between the two looks
   }
 }
 

@@ -66,12 +66,20 @@ function readPid(dir: string): PidFile | undefined {
   }
 }
 
+/** The same test as chat-relay's lock (src/server/pid-lock.ts, which the TUI may not import). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // An exited relay nobody has reaped yet (a container whose init does not reap) is a zombie.
+  if (process.platform !== "linux") return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false; // gone between the two looks
   }
 }
 
@@ -111,7 +119,7 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
     ({ address: `${LOCAL_RELAY_HOST}:${r.port}`, port: r.port, pid: r.pid, dataDir: dir, logFile, started });
 
   const running = runningLocalRelay(dir);
-  if (running !== undefined) return found(running, false);
+  if (running !== undefined && (await o.listens(LOCAL_RELAY_HOST, running.port))) return found(running, false);
   // Someone else's relay (chat-relay run by hand, another data dir) already answers there: use it.
   if (await o.listens(LOCAL_RELAY_HOST, port)) return { foreign: true, address: `${LOCAL_RELAY_HOST}:${port}` };
 

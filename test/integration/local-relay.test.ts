@@ -33,7 +33,13 @@ async function run(args: string[]): Promise<{ status: number; stdout: string; st
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  // Exited but not reaped (its starter is gone and this container's init may not reap): gone.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

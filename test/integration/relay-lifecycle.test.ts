@@ -196,9 +196,9 @@ describe("relay lifecycle", () => {
       expect(help).toMatch(new RegExp(`${flag} (?:(?!--).)*\\[default: ${dflt}\\]`));
     }
     expect(help).toMatch(/--max-db-mb cap the relay database at this many MiB/);
-    // A bad value is one sentence and exit code 1, before anything starts.
+    // A bad value is one sentence and exit code 2 (a bad invocation), before anything starts.
     const bad = spawnSync(process.execPath, [RELAY_BIN, "--max-db-mb", "-3", "--data-dir", tempDir()], { encoding: "utf8" });
-    expect(bad.status).toBe(1);
+    expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--max-db-mb must be a positive number of MiB/);
   });
 

@@ -65,7 +65,7 @@ export function presentedCertificate(address: string, timeoutMs = PROBE_TIMEOUT_
     });
     socket.once("error", (e: NodeJS.ErrnoException) => {
       // A plaintext relay answers a ClientHello with bytes that are not TLS.
-      if (e.code === "ERR_SSL_WRONG_VERSION_NUMBER" || e.code === "ECONNRESET" && /TLS|socket disconnected/i.test(e.message) || /wrong version number|packet length too long/i.test(e.message)) {
+      if (e.code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number|packet length too long/i.test(e.message)) {
         finish(new Error(`the relay at ${address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`));
       } else if (UNREACHABLE.has(e.code ?? "")) {
         finish(new Error("relay unreachable")); // as a failed gRPC connection says it

@@ -158,7 +158,7 @@ async function main(): Promise<number> {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }
   if (argv.insecurePlaintext) {
-    notices.push({ level: "warn", text: "Connected without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
+    notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
   }
   // Zero-setup: this machine's relay, a process of its own (local-relay.ts).
   let address: string;

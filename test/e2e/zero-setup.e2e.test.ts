@@ -140,11 +140,20 @@ describe("the zero-setup relay is this machine's chat-relay, in a process of its
     await tmux.waitForScreen("alice-again", (s) => s.includes("room still here 77b2"));
     expect(relayPid()).toBe(pid); // one relay all along
 
+    // The relay dies (kill -9): the running chat-tuis start it again on the same data dir.
+    process.kill(pid!, "SIGKILL"); // the relay this test's first chat-tui started
+    const second = await waitUntil(() => {
+      const p = relayPid();
+      return p !== undefined && p !== pid && alive(p) ? p : undefined;
+    }, "a chat-tui to start the relay again", 60_000);
+    say("bob", "after the crash 3c3c");
+    await tmux.waitForScreen("alice-again", (s) => s.includes("after the crash 3c3c"), 60_000);
+
     // Stopping it is one command; it says so and is gone.
     for (const name of ["alice-again", "bob", "carol"]) tmux.keys(name, "C-c");
     for (const name of ["alice-again", "bob", "carol"]) expect(await tmux.waitForExit(name, 20_000)).toBe(0);
     const out = execFileSync(process.execPath, [RELAY_BIN, "stop", "--data-dir", relayDir], { encoding: "utf8", timeout: 20_000 });
-    expect(out).toBe(`stopped the relay (pid ${pid}) of ${relayDir}\n`);
-    expect(alive(pid!)).toBe(false);
+    expect(out).toBe(`stopped the relay (pid ${second}) of ${relayDir}\n`);
+    expect(alive(second)).toBe(false);
   }, 300_000);
 });

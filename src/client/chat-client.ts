@@ -344,6 +344,11 @@ export class ChatClient implements ChatSession {
       this.onWelcome(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);
+      // A pinned relay that now shows another certificate fails here (TLS): say so, for good.
+      if (isServiceError(e) && e.code === grpcStatus.UNAVAILABLE) {
+        const refusal = await channel.refusal();
+        if (refusal !== undefined) throw new FatalSessionError(refusal);
+      }
       throw this.classifyHandshakeError(e);
     }
     this.setConnection({ state: "connected", sinceMs: this.clock() });

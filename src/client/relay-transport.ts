@@ -26,7 +26,14 @@ export interface PreparedChannel {
   readonly options: Readonly<Record<string, string | number>>;
   /** The channel binding of this connection, known once TLS is up (or at once in plaintext). */
   binding(): Buffer | undefined;
+  /**
+   * After the connection failed before the handshake: the sentence refusing a changed
+   * certificate, when that is why (a pinned relay now showing another one), else undefined.
+   */
+  refusal(): Promise<string | undefined>;
 }
+
+const NO_REFUSAL = (): Promise<undefined> => Promise.resolve(undefined);
 
 /** The name sent as SNI when the address is an IP literal (SNI may not carry an IP, RFC 6066 §3). */
 const SNI_FOR_IP = "secure-chat-relay";
@@ -97,7 +104,7 @@ export function normalizeSha256(s: string): string | undefined {
  */
 export async function prepareChannel(transport: RelayTransport, address: string): Promise<PreparedChannel> {
   if (transport.kind === "plaintext") {
-    return { credentials: grpcCredentials.createInsecure(), options: {}, binding: () => PLAINTEXT_CHANNEL_BINDING };
+    return { credentials: grpcCredentials.createInsecure(), options: {}, binding: () => PLAINTEXT_CHANNEL_BINDING, refusal: NO_REFUSAL };
   }
   let seen: Buffer | undefined;
   const binding = (): Buffer | undefined => (seen === undefined ? undefined : tlsChannelBinding(seen));
@@ -108,12 +115,23 @@ export async function prepareChannel(transport: RelayTransport, address: string)
       if (err === undefined) seen = Buffer.from(cert.raw);
       return err;
     };
-    return { credentials: grpcCredentials.createSsl(transport.ca ?? null, null, null, { checkServerIdentity }), options: {}, binding };
+    return { credentials: grpcCredentials.createSsl(transport.ca ?? null, null, null, { checkServerIdentity }), options: {}, binding, refusal: NO_REFUSAL };
   }
 
+  let pin = transport.pins.get(address);
+  // Already pinned (the usual reconnect): connect straight on the pin; only when that fails is
+  // the relay asked which certificate it shows (refusal() below).
+  if (pin === undefined || (transport.acceptSha256 !== undefined && pin.sha256 !== transport.acceptSha256)) {
+    pin = await pinFirstOrAccepted(transport, address, pin);
+  }
+  return pinnedChannel(address, pin);
+}
+
+/** First contact (trust on first use), or the user accepting a new certificate by its SHA-256. */
+async function pinFirstOrAccepted(transport: Extract<RelayTransport, { kind: "pinned" }>, address: string, old: RelayPin | undefined): Promise<RelayPin> {
   const presented = await presentedCertificate(address);
   const presentedSha256 = certificateFingerprint(presented);
-  let pin = transport.pins.get(address);
+  let pin = old;
   if (transport.acceptSha256 !== undefined && presentedSha256 === transport.acceptSha256 && pin?.sha256 !== presentedSha256) {
     pin = await transport.pins.pin(address, presented);
   } else if (pin === undefined) {
@@ -124,7 +142,21 @@ export async function prepareChannel(transport: RelayTransport, address: string)
   } else if (pin.sha256 !== presentedSha256) {
     throw new RelayCertificateRefused(certificateChangedSentence(address, pin, presentedSha256));
   }
-  const pinned = pin;
+  return pin;
+}
+
+function pinnedChannel(address: string, pinned: RelayPin): PreparedChannel {
+  let seen: Buffer | undefined;
+  const binding = (): Buffer | undefined => (seen === undefined ? undefined : tlsChannelBinding(seen));
+  const refusal = async (): Promise<string | undefined> => {
+    let presentedSha256: string;
+    try {
+      presentedSha256 = certificateFingerprint(await presentedCertificate(address));
+    } catch {
+      return undefined; // unreachable, or not TLS: the connection error says enough
+    }
+    return presentedSha256 === pinned.sha256 ? undefined : certificateChangedSentence(address, pinned, presentedSha256);
+  };
   // Checked again on the connection itself: the probe's answer proves nothing about this one.
   // The pinned certificate is the only trust anchor, accepted as one even when it is not
   // self-signed (a CA-issued leaf: allowPartialTrustChain); then the leaf must be exactly it.
@@ -142,5 +174,6 @@ export async function prepareChannel(transport: RelayTransport, address: string)
     // The pin, not the name, identifies the relay; an IP literal cannot be sent as SNI.
     options: isIP(host) === 0 ? {} : { "grpc.ssl_target_name_override": SNI_FOR_IP },
     binding,
+    refusal,
   };
 }

@@ -171,7 +171,7 @@ const failWith = (how: string, why: string): never => {
 };
 
 describe("the relay under fuzzed frames", () => {
-  it("before Hello: an acceptable Hello is challenged, anything else ends the stream clearly", async () => {
+  it("before Hello: an acceptable Hello is challenged, anything else ends the stream clearly", { timeout: 90_000 }, async () => {
     const bases = [
       { name: "hello(dave)", bytes: helloFrame(dave) },
       { name: "hello(mallory)", bytes: helloFrame(mallory) },
@@ -211,7 +211,7 @@ describe("the relay under fuzzed frames", () => {
     expect([...first.keys()].length).toBeGreaterThanOrEqual(3);
   });
 
-  it("instead of the Proof: only the honest signature is welcomed, anything else ends the stream clearly", async () => {
+  it("instead of the Proof: only the honest signature is welcomed, anything else ends the stream clearly", { timeout: 90_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(frameInputArb, async (input: FrameInput) => {
         const s = relay.open();
@@ -419,7 +419,7 @@ describe("the relay under fuzzed frames", () => {
     const isValidAsSigned = (e: Envelope | undefined): boolean =>
       validEnvelopes.some((v) => canonicalEnvelope(v).equals(canonicalEnvelope(e))) && withinRules(e);
 
-    it("mutated frames of every kind: answered in order or ended clearly; only the envelope as signed is accepted", async () => {
+    it("mutated frames of every kind: answered in order or ended clearly; only the envelope as signed is accepted", { timeout: 90_000 }, async () => {
       await fc.assert(
         fc.asyncProperty(frameInputArb, async (input: FrameInput) => {
           const { bytes, how } = realise(input, bases);

@@ -65,7 +65,7 @@ describe("--version and --help", () => {
 });
 
 describe("--log-file", () => {
-  it("refuses a symlink (O_NOFOLLOW) and a directory others can write, naming the option", () => {
+  it("refuses a symlink (O_NOFOLLOW) and a directory others can write, naming the option", { timeout: 120_000 }, () => {
     const logs = join(dir, "logs");
     mkdirSync(logs, { mode: 0o700 });
     const target = join(dir, "elsewhere.txt");

@@ -178,7 +178,7 @@ export class BenchClient {
     }));
     const c = await challenge;
     const welcome = this.next("welcome");
-    this.write(encodeRequest({ $case: "proof", value: { signature: keys.signProof(id, c.relayId, c.nonce) } }));
+    this.write(encodeRequest({ $case: "proof", value: { signature: keys.signProof(id, c.relayId, c.nonce, keys.PLAINTEXT_CHANNEL_BINDING) } }));
     return welcome;
   }
 

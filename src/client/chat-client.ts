@@ -2,7 +2,6 @@
 // send through a durable outbox, open what arrives (PROTOCOL.md §7.3), ack, and reconnect with
 // backoff. Implements the ChatSession interface the TUI uses; no React here.
 import { randomBytes } from "node:crypto";
-import type { ChannelCredentials } from "@grpc/grpc-js";
 import {
   Envelope as WireEnvelope, ErrorCode, RoomEventKind, SendStatus,
   type DirectoryEntry, type Delivery, type RoomInfo, type SendResult, type SessionRequest, type SessionResponse,
@@ -16,6 +15,8 @@ import {
 import { isProtocolError } from "../protocol/errors.js";
 import { DEFAULT_LIMITS, shapeLimitsOf, type Limits } from "../protocol/limits.js";
 import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
+import { KnownRelays } from "./known-relays.js";
+import { prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -51,12 +52,17 @@ export interface ChatClientOptions {
   readonly identity: PrivateIdentity;
   /** host:port of the relay. */
   readonly server: string;
+  /** How the status line names the relay (default: `server`). */
+  readonly serverLabel?: string;
   readonly trust: TrustStore;
   readonly state: ClientStateStore;
   readonly logger?: Logger;
   readonly clock?: () => number;
-  /** TLS credentials (chat-tui --tls / --ca); plaintext when absent. */
-  readonly credentials?: ChannelCredentials;
+  /**
+   * How to reach the relay (PROTOCOL.md §8). Default: TLS with the relay's certificate pinned on
+   * first use, in memory only; chat-tui passes its known_relays file.
+   */
+  readonly transport?: RelayTransport;
   /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
   readonly keepalive?: KeepalivePolicy;
   /** Keep the messages shown in the state database (text encrypted at rest); default true. */
@@ -122,6 +128,7 @@ export class ChatClient implements ChatSession {
   private readonly random: () => number;
   private readonly reconnectPolicy: ReconnectPolicy | false;
   private readonly opts: ChatClientOptions;
+  private readonly transport: RelayTransport;
 
   private readonly listeners = new Set<(e: SessionEvent) => void>();
   private connection: ConnectionStatus = { state: "connecting", attempt: 0 };
@@ -156,13 +163,17 @@ export class ChatClient implements ChatSession {
     this.opts = o;
     this.identity = o.identity;
     this.me = o.identity.username;
-    this.serverLabel = o.server;
+    this.serverLabel = o.serverLabel ?? o.server;
     this.trustStore = o.trust;
     this.state = o.state;
     this.log = o.logger ?? nullLogger;
     this.clock = o.clock ?? Date.now;
     this.random = o.random ?? Math.random;
     this.reconnectPolicy = o.reconnect ?? DEFAULT_RECONNECT;
+    this.transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
+    if (this.transport.kind === "plaintext") {
+      this.log.warn("session.plaintext", { message: "connecting without TLS (--insecure-plaintext): anyone on the path can read metadata and hijack the session" });
+    }
     this.atRest = new AtRestCipher(o.identity);
     this.history = o.history === false ? undefined : new MessageHistory(o.state, this.atRest, this.log);
     this.directory = new KeyDirectory({
@@ -289,10 +300,19 @@ export class ChatClient implements ChatSession {
 
   /** One stream from hello to its end. Returns whether it got authenticated. */
   private async runSession(): Promise<boolean> {
+    let channel;
+    try {
+      channel = await prepareChannel(this.transport, this.opts.server);
+    } catch (e) {
+      // A changed certificate is refused for good (the sentence says how to accept it).
+      if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.message);
+      throw e;
+    }
     const stream = openSessionStream({
       address: this.opts.server,
       maxReceiveBytes: MAX_RECEIVE_BYTES,
-      ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+      credentials: channel.credentials,
+      extraOptions: channel.options,
       ...(this.opts.keepalive ? { keepalive: this.opts.keepalive } : {}),
     });
     this.stream = stream;
@@ -310,7 +330,11 @@ export class ChatClient implements ChatSession {
       if (challenge?.$case !== "challenge") throw new Error("the relay did not send a challenge");
       const { relayId, nonce } = challenge.value;
       if (relayId.length !== RELAY_ID_BYTES || nonce.length !== NONCE_BYTES) throw new Error("the relay sent a malformed challenge");
-      await stream.send({ frame: { $case: "proof", value: { signature: signProof(id, relayId, nonce) } } });
+      // The proof binds the certificate this connection presented (§8): a man in the middle
+      // with another certificate cannot pass it on to the relay.
+      const binding = channel.binding();
+      if (binding === undefined) throw new Error("the TLS connection to the relay presented no certificate");
+      await stream.send({ frame: { $case: "proof", value: { signature: signProof(id, relayId, nonce, binding) } } });
       const welcome = await this.nextFrame(frames);
       if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
       clearTimeout(handshakeTimer);
@@ -320,6 +344,11 @@ export class ChatClient implements ChatSession {
       this.onWelcome(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);
+      // A pinned relay that now shows another certificate fails here (TLS): say so, for good.
+      if (isServiceError(e) && e.code === grpcStatus.UNAVAILABLE) {
+        const refusal = await channel.refusal();
+        if (refusal !== undefined) throw new FatalSessionError(refusal);
+      }
       throw this.classifyHandshakeError(e);
     }
     this.setConnection({ state: "connected", sinceMs: this.clock() });

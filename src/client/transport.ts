@@ -48,10 +48,14 @@ export interface OpenStreamOptions {
   readonly credentials?: ChannelCredentials;
   readonly maxReceiveBytes: number;
   readonly keepalive?: KeepalivePolicy;
+  /** Extra channel options of the transport (e.g. the TLS name override for a pinned relay). */
+  readonly extraOptions?: Readonly<Record<string, string | number>>;
 }
 
 export function openSessionStream(o: OpenStreamOptions): SessionStream {
-  const client = new ChatServiceClient(o.address, o.credentials ?? grpcCredentials.createInsecure(), channelOptions(o.maxReceiveBytes, o.keepalive));
+  const client = new ChatServiceClient(o.address, o.credentials ?? grpcCredentials.createInsecure(), {
+    ...channelOptions(o.maxReceiveBytes, o.keepalive), ...o.extraOptions,
+  });
   const call: ClientDuplexStream<SessionRequest, SessionResponse> = client.session();
   let closed = false;
   // Errors surface through the async iterator; this listener only keeps an 'error' without a

@@ -186,6 +186,20 @@ export function importPrivateKeyPem(pem: string): KeyObject {
 
 export const RELAY_ID_BYTES = 16;
 export const NONCE_BYTES = 32;
+/** Length of a TLS channel binding: SHA-256 of the relay's certificate (PROTOCOL.md §8). */
+export const CHANNEL_BINDING_BYTES = 32;
+/** The channel binding of a plaintext session (both sides chose --insecure-plaintext): empty. */
+export const PLAINTEXT_CHANNEL_BINDING: Buffer = Buffer.alloc(0);
+
+/**
+ * The channel binding of a TLS session (PROTOCOL.md §8): SHA-256 of the DER of the relay's leaf
+ * certificate, as the client saw it in the handshake and as the relay knows its own. A man in the
+ * middle terminating TLS with another certificate makes the two sides compute different values.
+ */
+export function tlsChannelBinding(certificateDer: Uint8Array): Buffer {
+  if (!(certificateDer instanceof Uint8Array) || certificateDer.length === 0) throw new ProtocolError("malformed", "a certificate is needed for a TLS channel binding");
+  return sha256(certificateDer);
+}
 
 export interface ProofInput {
   readonly relayId: Uint8Array;
@@ -193,23 +207,28 @@ export interface ProofInput {
   readonly username: string;
   readonly sigSpki: Uint8Array;
   readonly encSpki: Uint8Array;
+  /** tlsChannelBinding(relay certificate), or PLAINTEXT_CHANNEL_BINDING without TLS. */
+  readonly channelBinding: Uint8Array;
 }
 
 export function proofBytes(p: ProofInput): Buffer {
   if (p.relayId.length !== RELAY_ID_BYTES) throw new ProtocolError("malformed", `relay id must be ${RELAY_ID_BYTES} bytes`);
   if (p.nonce.length !== NONCE_BYTES) throw new ProtocolError("malformed", `challenge nonce must be ${NONCE_BYTES} bytes`);
+  if (p.channelBinding.length !== 0 && p.channelBinding.length !== CHANNEL_BINDING_BYTES) {
+    throw new ProtocolError("malformed", `channel binding must be empty (plaintext) or ${CHANNEL_BINDING_BYTES} bytes`);
+  }
   assertUsername(p.username);
-  return encodeFields("securechat/v1/proof", [p.relayId, p.nonce, p.username, p.sigSpki, p.encSpki]);
+  return encodeFields("securechat/v1/proof", [p.relayId, p.nonce, p.username, p.sigSpki, p.encSpki, p.channelBinding]);
 }
 
-export function signProof(identity: PrivateIdentity, relayId: Uint8Array, nonce: Uint8Array): Buffer {
-  const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki });
+export function signProof(identity: PrivateIdentity, relayId: Uint8Array, nonce: Uint8Array, channelBinding: Uint8Array): Buffer {
+  const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki, channelBinding });
   return ed25519Sign(identity.sigPrivate, bytes);
 }
 
-/** True when signature proves possession of identity's signing key for this challenge. */
-export function verifyProof(identity: Pick<PublicIdentity, "username" | "sigSpki" | "encSpki" | "sigKey">, relayId: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
+/** True when signature proves possession of identity's signing key for this challenge over this channel. */
+export function verifyProof(identity: Pick<PublicIdentity, "username" | "sigSpki" | "encSpki" | "sigKey">, relayId: Uint8Array, nonce: Uint8Array, channelBinding: Uint8Array, signature: Uint8Array): boolean {
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
-  const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki });
+  const bytes = proofBytes({ relayId, nonce, username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki, channelBinding });
   return ed25519Verify(identity.sigKey, bytes, signature);
 }

@@ -8,7 +8,12 @@
 // relay-scale; ~70 KB with the flag), with no loss of throughput in relay-fanout. The flag cannot
 // be set from inside the process; the benchmark's relay host runs with the same flags.
 import "./thread-pool.js"; // first: sizes libuv's pool before anything starts it
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { CERT_FILE } from "./tls-identity.js";
+import { DataDirLocked, lockDataDir, processAlive, readPidFile } from "./pid-lock.js";
+import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { certificateFingerprint } from "../protocol/x509.js";
 import { logVerbosity, setLogger, setLogVerbosity } from "@grpc/grpc-js";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
@@ -18,14 +23,18 @@ import { defaultRelayDataDir } from "./paths.js";
 import { RelayStartError, startRelay } from "./relay.js";
 import { formatUserList, listBoundUsers, releaseUsername } from "./users-command.js";
 import { RELAY_VERSION } from "./version.js";
+import { usageSentence } from "../protocol/usage.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MIB = 1024 * 1024;
 
-function fail(message: string): number {
+function fail(message: string, code = 1): number {
   process.stderr.write(`chat-relay: ${message}\n`);
-  return 1;
+  return code;
 }
+
+/** Exit status of a bad invocation (an unknown option, a bad value): one sentence, like chat-tui. */
+const USAGE_ERROR = 2;
 
 interface RunArgs {
   readonly host: string;
@@ -37,6 +46,7 @@ interface RunArgs {
   readonly tlsKey: string | undefined;
   readonly maxDatabaseBytes: number | undefined;
   readonly handshakeTimeoutMs: number;
+  readonly plaintext: boolean;
 }
 
 function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
@@ -59,19 +69,35 @@ async function runRelay(a: RunArgs): Promise<number> {
   setLogger({ error: (...args: unknown[]) => logger.debug("grpc", { message: args.map(String).join(" ") }) });
   setLogVerbosity(a.logLevel === "debug" ? logVerbosity.INFO : logVerbosity.ERROR);
   let relay;
+  let lock;
   try {
+    if (a.plaintext && (a.tlsCert !== undefined || a.tlsKey !== undefined)) {
+      return fail("--insecure-plaintext and --tls-cert/--tls-key exclude each other: choose TLS or plaintext", USAGE_ERROR);
+    }
     const tls = readTls(a.tlsCert, a.tlsKey);
+    // One relay per data dir (relay.pid); startRelay creates the dir, so make sure it exists first.
+    mkdirSync(a.dataDir, { recursive: true, mode: 0o700 });
+    lock = lockDataDir(a.dataDir);
     relay = await startRelay({
       host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
+      ...(a.plaintext ? { plaintext: true } : {}),
       ...(a.maxDatabaseBytes === undefined ? {} : { maxDatabaseBytes: a.maxDatabaseBytes }),
       handshakeTimeoutMs: a.handshakeTimeoutMs,
     });
+    lock.listening(a.host, relay.port);
   } catch (e) {
+    lock?.release();
+    if (e instanceof DataDirLocked) return fail(e.message, 3);
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM" || code === "ENOTDIR" || code === "EROFS") return fail(`cannot use data directory ${a.dataDir}: ${(e as Error).message}`);
     throw e;
   }
   const shownHost = a.host.includes(":") ? `[${a.host}]` : a.host;
-  logger.info("relay.listening", { address: `${shownHost}:${relay.port}`, dataDir: a.dataDir });
+  logger.info("relay.listening", {
+    address: `${shownHost}:${relay.port}`, dataDir: a.dataDir, pid: process.pid,
+    ...(relay.tls === undefined ? { tls: false } : { tls: true, certSha256: relay.tls.fingerprint }),
+  });
 
   // First SIGINT/SIGTERM: orderly shutdown, exit 0. A second one while that runs: exit now.
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -86,6 +112,39 @@ async function runRelay(a: RunArgs): Promise<number> {
   process.once("SIGTERM", forceExit);
   logger.info("relay.signal", { signal });
   await relay.shutdown();
+  lock.release();
+  return 0;
+}
+
+/** chat-relay stop: SIGTERM to the relay holding the data dir, then wait until it is gone. */
+async function stopRelay(dataDir: string): Promise<number> {
+  const holder = readPidFile(dataDir);
+  if (holder === undefined || !processAlive(holder.pid)) return fail(`no relay is running on the data dir ${dataDir}`);
+  try {
+    process.kill(holder.pid, "SIGTERM");
+  } catch (e) {
+    return fail(`cannot signal the relay (pid ${holder.pid}): ${(e as Error).message}`);
+  }
+  const deadline = Date.now() + 15_000;
+  while (processAlive(holder.pid)) {
+    if (Date.now() > deadline) return fail(`the relay (pid ${holder.pid}) did not stop within 15 s; kill -9 ${holder.pid} ends it at once (queued messages are safe on disk)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.stdout.write(`stopped the relay (pid ${holder.pid}) of ${dataDir}\n`);
+  return 0;
+}
+
+/** chat-relay fingerprint: the SHA-256 clients pin, to compare when they report a change. */
+function printFingerprint(dataDir: string): number {
+  const path = join(dataDir, CERT_FILE);
+  let der: Buffer;
+  try {
+    der = new X509Certificate(readFileSync(path)).raw;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return fail(code === "ENOENT" ? `no certificate in ${dataDir} yet: it is created on the relay's first start` : `cannot read ${path}: ${(e as Error).message}`);
+  }
+  process.stdout.write(`${certificateFingerprint(der)}\n`);
   return 0;
 }
 
@@ -129,6 +188,10 @@ async function main(): Promise<number> {
         .option("log-level", { type: "string", default: "info", choices: ["debug", "info", "warn", "error"], describe: "least severe log level written to stderr" })
         .option("tls-cert", { type: "string", describe: "PEM certificate chain: serve TLS (with --tls-key)" })
         .option("tls-key", { type: "string", describe: "PEM private key for --tls-cert" })
+        .option("insecure-plaintext", {
+          type: "boolean", default: false,
+          describe: "serve without TLS (clients must say --insecure-plaintext too): anyone on the network path can then hijack sessions",
+        })
         .option("max-frame-bytes", { type: "number", default: d.maxFrameBytes, describe: "largest frame accepted" })
         .option("max-recipients", { type: "number", default: d.maxRecipients, describe: "recipients per envelope (largest room)" })
         .option("max-text-bytes", { type: "number", default: d.maxTextBytes, describe: "UTF-8 bytes of text per message" })
@@ -179,6 +242,7 @@ async function main(): Promise<number> {
           logLevel,
           tlsCert: argv.tlsCert,
           tlsKey: argv.tlsKey,
+          plaintext: argv.insecurePlaintext,
           maxDatabaseBytes: argv.maxDbMb === undefined ? undefined : Math.round(argv.maxDbMb * 1024 * 1024),
           handshakeTimeoutMs: Math.round(argv.handshakeTimeout * 1000),
           limits: {
@@ -213,11 +277,23 @@ async function main(): Promise<number> {
         exitCode = usersRelease(String(argv.dataDir), argv.name);
       })
       .demandCommand(1, "name a users command: list or release <name>"))
+    .command("stop", "stop the relay running on this data dir (as the zero-setup relay chat-tui starts)", {}, async (argv) => {
+      exitCode = await stopRelay(String(argv.dataDir));
+    })
+    .command("fingerprint", "print the SHA-256 of this relay's TLS certificate (what clients pin)", {}, (argv) => {
+      exitCode = printFingerprint(String(argv.dataDir));
+    })
     .strict()
     .help()
     .alias("h", "help")
-    .version(RELAY_VERSION)
+    .version(`chat-relay ${RELAY_VERSION}`)
     .wrap(Math.min(100, process.stdout.columns || 100))
+    // A bad invocation is one sentence naming the option, exit 2; not the whole help.
+    .fail((msg: string | undefined, err: Error | undefined) => {
+      if (err !== undefined && msg === undefined) throw err; // a bug in a command handler, not a usage error
+      process.stderr.write(`chat-relay: ${usageSentence(msg ?? String(err), process.argv, "name the username to release: chat-relay users release <name>")} (chat-relay --help lists the options)\n`);
+      process.exit(USAGE_ERROR);
+    })
     .parseAsync();
   return exitCode;
 }

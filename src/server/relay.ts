@@ -26,7 +26,9 @@ import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { openStore, walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
+import { loadOrCreateTlsIdentity, TlsIdentityError, tlsIdentityFromPem, type RelayTlsIdentity } from "./tls-identity.js";
 import { RELAY_VERSION } from "./version.js";
+import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../protocol/keys.js";
 
 export { defaultRelayDataDir } from "./paths.js";
 
@@ -40,8 +42,13 @@ export interface StartRelayOptions {
   readonly limits?: Partial<RelayLimits>;
   /** Milliseconds since the epoch; injected by tests (rate limits, retention). */
   readonly clock?: () => number;
-  /** PEM certificate chain and key: serve TLS instead of plaintext. */
+  /**
+   * PEM certificate chain and key to serve TLS with. Without it (and without plaintext) the relay
+   * serves TLS with its own self-signed certificate, created in the data dir on first start.
+   */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** Serve plaintext (chat-relay --insecure-plaintext): anyone on the path can hijack sessions. */
+  readonly plaintext?: boolean;
   readonly handshakeTimeoutMs?: number;
   /** Unacked deliveries in flight per session (default DELIVERY_WINDOW). */
   readonly deliveryWindow?: number;
@@ -98,6 +105,8 @@ export interface RunningRelay {
   readonly port: number;
   /** The relay's stable identity, bound into every proof of possession. */
   readonly relayId: Buffer;
+  /** The certificate served (undefined in plaintext): clients pin it and bind their proofs to it. */
+  readonly tls: RelayTlsIdentity | undefined;
   readonly limits: RelayLimits;
   /** Drops undelivered envelopes older than the retention (also runs periodically). */
   purgeExpired(): PurgeResult;
@@ -253,8 +262,19 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const { logger } = options;
   const limits = resolveLimits(options.limits);
   const clock = options.clock ?? Date.now;
+  if (options.plaintext === true && options.tls !== undefined) throw new RelayStartError("a relay serves either TLS or plaintext, not both");
   const space = options.fsSpace ?? fsSpace;
   const { store, budget, budgetRule } = openDataDir(options.dataDir, clock, options.maxDatabaseBytes, space);
+  let tls: RelayTlsIdentity | undefined;
+  try {
+    tls = options.plaintext === true ? undefined
+      : options.tls !== undefined ? tlsIdentityFromPem(options.tls.cert, options.tls.key, "--tls-cert/--tls-key")
+      : loadOrCreateTlsIdentity(options.dataDir, clock);
+  } catch (e) {
+    store.close();
+    if (e instanceof TlsIdentityError) throw new RelayStartError(e.message, { cause: e });
+    throw e;
+  }
   // A full disk must still let acks through (they free space): disk-budget.ts.
   const reserve = new DiskReserve(options.dataDir, reserveBytesFor(budget), space);
   reserve.restore();
@@ -299,6 +319,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
+    channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
   };
 
   // Streams shed by the handshake budget are logged as a count, at most every SHED_LOG_MS: a
@@ -360,9 +381,9 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     },
   });
 
-  const creds = options.tls === undefined
+  const creds = tls === undefined
     ? ServerCredentials.createInsecure()
-    : ServerCredentials.createSsl(null, [{ cert_chain: options.tls.cert, private_key: options.tls.key }], false);
+    : ServerCredentials.createSsl(null, [{ cert_chain: tls.certPem, private_key: tls.keyPem }], false);
   let port: number;
   try {
     port = await bind(server, options.host, options.port, creds);
@@ -391,9 +412,13 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   purgeTimer.unref();
 
   logger.info("relay.start", {
-    host: options.host, port, tls: options.tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
+    host: options.host, port, tls: tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
     dbBudgetMb: Math.round((budget / (1024 * 1024)) * 10) / 10, dbBudgetRule: budgetRule, diskReserve: reserve.held,
+    ...(tls === undefined ? {} : { certSha256: tls.fingerprint, certCreated: tls.created }),
   });
+  if (tls === undefined) {
+    logger.warn("relay.plaintext", { message: "serving without TLS (--insecure-plaintext): anyone on the network path can read metadata and hijack sessions" });
+  }
 
   let stopped: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -447,5 +472,5 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     commitMs: committer.stats.commitMs,
   });
 
-  return { port, relayId: Buffer.from(store.relayId), limits, purgeExpired, stats, shutdown };
+  return { port, relayId: Buffer.from(store.relayId), tls, limits, purgeExpired, stats, shutdown };
 }

@@ -55,6 +55,11 @@ export interface SessionDeps {
   readonly deliveryWindow: number;
   /** New usernames per source address and time (§8). */
   readonly registrations: RegistrationLimiter;
+  /**
+   * What the client's proof must bind (PROTOCOL.md §8): SHA-256 of this relay's TLS certificate,
+   * or empty when the relay serves plaintext.
+   */
+  readonly channelBinding: Uint8Array;
 }
 
 type FrameIterator = AsyncIterator<Buffer>;
@@ -193,8 +198,10 @@ async function handshake(
 
     const second = await handshakeFrame(stream, frames);
     if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
-    if (!verifyProof(claim, deps.store.relayId, nonce, second.value.signature)) {
-      throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge");
+    if (!verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)) {
+      // Also what a client sees behind a TLS-terminating man in the middle: it signed the
+      // certificate it was shown, which is not this relay's.
+      throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge and certificate");
     }
     return claim;
   } catch (e) {

@@ -1,55 +1,37 @@
 // chat-tui's composition root (main.ts loads it): it parses arguments, loads (or creates) the key,
-// opens the stores, decides where the relay is (hosting one in-process when none answers on
-// 127.0.0.1:50051 and no --server was given), then hands a ChatClient to runTui. This is the only
-// file of the client that touches the relay's code, and only to host it for zero-setup use.
+// opens the stores, decides where the relay is (this machine's relay, started as a process of its
+// own when none runs and no --server was given: local-relay.ts), how to reach it (TLS pinned on
+// first use by default), then hands a ChatClient to runTui. It never imports the relay's code.
 import { existsSync, readFileSync } from "node:fs";
-import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ChatClient, CLIENT_VERSION } from "../client/chat-client.js";
 import { defaultKeyDir, KeyStoreError, loadOrCreateIdentity, userFilePath } from "../client/key-store.js";
+import { KnownRelays } from "../client/known-relays.js";
+import { normalizeSha256, type RelayTransport } from "../client/relay-transport.js";
 import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
-import type { LogLevel, Logger } from "../protocol/log.js";
+import type { LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
-import type { RunningRelay } from "../server/relay.js";
+import { usageSentence } from "../protocol/usage.js";
+import { ensureLocalRelay, localRelayDir, localRelayPort, type LocalRelay } from "./local-relay.js";
 import { runTui } from "./run-tui.js";
-import { DEFAULT_PORT, defaultStateDir, fileLogger, LOCAL_HOST, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
+import type { StartupNotice } from "./state/reducer.js";
+import { defaultStateDir, fileLogger, LogFileError, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
 
 function fail(message: string, code = 1): number {
   process.stderr.write(`chat-tui: ${message}\n`);
   return code;
 }
 
-/** Zero-setup: host a relay on 127.0.0.1:50051 when nothing answers there. */
-class LocalRelayHost {
-  private relay: RunningRelay | undefined;
-  constructor(private readonly logger: Logger) {}
+/** Exit status of a bad invocation: one sentence naming the option, as chat-relay does. */
+const USAGE_ERROR = 2;
 
-  get hosting(): boolean {
-    return this.relay !== undefined;
-  }
-
-  /** Returns true when this process started hosting now. */
-  async ensure(): Promise<boolean> {
-    if (this.relay || (await somethingListens(LOCAL_HOST, DEFAULT_PORT))) return false;
-    try {
-      // Loaded only when hosting: most starts connect to a relay and need none of its code.
-      const { defaultRelayDataDir, startRelay } = await import("../server/relay.js");
-      this.relay = await startRelay({ host: LOCAL_HOST, port: DEFAULT_PORT, dataDir: defaultRelayDataDir(), logger: this.logger });
-      return true;
-    } catch (e) {
-      // Another chat-tui won the race to host: connect to theirs.
-      this.logger.info("local-relay.not-started", { reason: (e as Error).message });
-      return false;
-    }
-  }
-
-  async stop(): Promise<void> {
-    await this.relay?.shutdown();
-    this.relay = undefined;
-  }
+/** The notice that says where this machine's relay runs and how to stop it. */
+function localRelayNotice(r: LocalRelay): string {
+  return `${r.started ? "Started" : "Using"} this machine's relay on ${r.address} (pid ${r.pid}, data in ${r.dataDir}, log ${r.logFile}). ` +
+    `It keeps running when you quit, so nothing queued is lost; to stop it: chat-relay stop --data-dir '${r.dataDir}' (or kill ${r.pid}).`;
 }
 
 async function main(): Promise<number> {
@@ -58,57 +40,76 @@ async function main(): Promise<number> {
     .usage("$0 <username> [options]\n\nEnd-to-end encrypted chat in your terminal. Your keys are created on first run.")
     .command("$0 <username>", "start chatting as <username>", (y) =>
       y.positional("username", { type: "string", demandOption: true, describe: "1-32 of a-z 0-9 _ -, starting with a letter" }))
-    .option("server", { type: "string", describe: `relay host:port (default ${LOCAL_HOST}:${DEFAULT_PORT}; hosts one there if none answers)` })
+    .option("server", { type: "string", describe: `relay host:port (default: this machine's relay on 127.0.0.1:${localRelayPort()}, started in the background if none runs)` })
     .option("key-dir", { type: "string", describe: `directory of <username>_key.pem (default ${defaultKeyDir()})` })
     .option("passphrase", { type: "boolean", default: false, describe: "protect a newly created key with a passphrase (asked on the terminal, unless SECURECHAT_PASSPHRASE is set: then it is the passphrase)" })
     .option("log-file", { type: "string", describe: `log file (default ${join(defaultStateDir(), "<username>.log")})` })
-    .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, default: "info" as const })
-    .option("tls", { type: "boolean", default: false, describe: "connect with TLS, checking the relay's certificate against the system's CAs" })
-    .option("ca", { type: "string", describe: "PEM file of the CA (or self-signed certificate) that signed the relay's certificate; implies --tls" })
+    .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, default: "info" as const, describe: "least severe event written to the log file" })
+    .option("tls", { type: "boolean", default: false, describe: "check the relay's certificate against the system's CAs instead of pinning it on first use" })
+    .option("ca", { type: "string", describe: "check the relay's certificate against this PEM file (its CA, or the certificate itself) instead of pinning it" })
+    .option("accept-relay-cert", {
+      type: "string", describe: "pin the relay's certificate with this SHA-256 (from chat-relay fingerprint), replacing an older pin; refused if the relay shows another",
+    })
+    .option("insecure-plaintext", {
+      type: "boolean", default: false, describe: "connect without TLS (only to a relay run with --insecure-plaintext): anyone on the path can hijack the session",
+    })
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
     .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
-    .example("$0 alice", "chat as alice on this machine (starts a local relay if needed)")
+    .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
     .strict()
     .help()
     .alias("h", "help")
-    .version(CLIENT_VERSION)
+    .version(`chat-tui ${CLIENT_VERSION.replace(/^secure-chat\//, "")}`)
+    .fail((msg: string | undefined, err: Error | undefined) => {
+      if (err !== undefined && msg === undefined) throw err;
+      process.stderr.write(`chat-tui: ${usageSentence(msg ?? String(err), process.argv, "name the user to chat as, e.g. chat-tui alice")} (chat-tui --help lists the options)\n`);
+      process.exit(USAGE_ERROR);
+    })
     .parseAsync();
 
   const username = String(argv.username);
   const nameCheck = checkUsername(username);
   if (!nameCheck.ok) return fail(`invalid username '${username}': ${nameCheck.reason}`, 2);
 
+
+  let server: { host: string; port: number } | undefined;
+  if (argv.server !== undefined) {
+    server = parseServerAddress(argv.server);
+    if (server === undefined) return fail(`--server must be host:port, e.g. 127.0.0.1:50051`, 2);
+  }
+
+  const modes = [argv.tls ? "--tls" : undefined, argv.ca !== undefined ? "--ca" : undefined, argv.insecurePlaintext ? "--insecure-plaintext" : undefined, argv.acceptRelayCert !== undefined ? "--accept-relay-cert" : undefined].filter((m) => m !== undefined);
+  if (modes.length > 1) return fail(`${modes.join(" and ")} exclude each other: choose one way to check the relay`, USAGE_ERROR);
+  let acceptSha256: string | undefined;
+  if (argv.acceptRelayCert !== undefined) {
+    acceptSha256 = normalizeSha256(argv.acceptRelayCert);
+    if (acceptSha256 === undefined) return fail("--accept-relay-cert must be a SHA-256 of 64 hex digits, as chat-relay fingerprint prints it", USAGE_ERROR);
+  }
+  let ca: Buffer | undefined;
+  if (argv.ca !== undefined) {
+    try {
+      ca = readFileSync(argv.ca);
+    } catch (e) {
+      return fail(`cannot read --ca ${argv.ca}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`, USAGE_ERROR);
+    }
+    if (!ca.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) return fail(`--ca ${argv.ca} is not a PEM certificate`, USAGE_ERROR);
+  }
+
+  const logPath = argv.logFile ?? join(defaultStateDir(), `${username}.log`);
+  let logger, logStream;
+  try {
+    ({ logger, stream: logStream } = fileLogger(logPath, argv.logLevel as LogLevel));
+  } catch (e) {
+    if (e instanceof LogFileError) return fail(`${argv.logFile === undefined ? "the log file" : "--log-file"} ${logPath} cannot be used: ${e.message}`, USAGE_ERROR);
+    throw e;
+  }
   const stdin = process.stdin;
   const stdout = process.stdout;
   if (!stdin.isTTY || !stdout.isTTY) {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
-
-  let server: { host: string; port: number } | undefined;
-  if (argv.server !== undefined) {
-    server = parseServerAddress(argv.server);
-    if (server === undefined) return fail(`--server must be host:port, e.g. 127.0.0.1:${DEFAULT_PORT}`, 2);
-  }
-
-  let channelCredentials: ChannelCredentials | undefined;
-  if (argv.tls || argv.ca !== undefined) {
-    if (server === undefined) return fail("--tls and --ca need --server (the local relay chat-tui hosts has no certificate)", 2);
-    let ca: Buffer | undefined;
-    if (argv.ca !== undefined) {
-      try {
-        ca = readFileSync(argv.ca);
-      } catch (e) {
-        return fail(`cannot read --ca ${argv.ca}: ${(e as Error).message}`, 2);
-      }
-      if (!ca.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) return fail(`--ca ${argv.ca} is not a PEM certificate`, 2);
-    }
-    channelCredentials = credentials.createSsl(ca ?? null);
-  }
-
-  const logPath = argv.logFile ?? join(defaultStateDir(), `${username}.log`);
-  const { logger, stream: logStream } = fileLogger(logPath, argv.logLevel as LogLevel);
   const keyDir = argv.keyDir ?? defaultKeyDir();
   const keyPath = userFilePath(keyDir, username, "_key.pem");
   const creating = !existsSync(keyPath);
@@ -140,41 +141,76 @@ async function main(): Promise<number> {
 
   let trust: TrustStore;
   let state: ClientStateStore;
+  let knownRelays: KnownRelays;
   try {
     trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"));
+    knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
   } catch (e) {
     return fail((e as Error).message);
   }
+  const transport: RelayTransport = argv.insecurePlaintext ? { kind: "plaintext" }
+    : argv.tls || ca !== undefined ? { kind: "ca", ...(ca === undefined ? {} : { ca }) }
+    : { kind: "pinned", pins: knownRelays, ...(acceptSha256 === undefined ? {} : { acceptSha256 }) };
 
-  const notices: string[] = [];
+  const notices: Array<string | StartupNotice> = [];
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }
-  const host = server === undefined ? new LocalRelayHost(logger) : undefined;
-  if (host && (await host.ensure())) {
-    notices.push(`No relay answered on ${LOCAL_HOST}:${DEFAULT_PORT}, so this chat-tui is hosting one there. Others on this machine join with chat-tui <name>; if you quit, another running chat-tui takes over.`);
+  if (argv.insecurePlaintext) {
+    notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
   }
-  const address = server ? `${server.host}:${server.port}` : `${LOCAL_HOST}:${DEFAULT_PORT}`;
+  // Zero-setup: this machine's relay, a process of its own (local-relay.ts).
+  let address: string;
+  let serverLabel: string;
+  if (server !== undefined) {
+    address = `${server.host}:${server.port}`;
+    serverLabel = address;
+  } else {
+    let local;
+    try {
+      local = await ensureLocalRelay({ dir: localRelayDir(), port: localRelayPort(), listens: (h, p) => somethingListens(h, p) });
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    address = local.address;
+    if ("foreign" in local) {
+      serverLabel = address;
+      logger.info("local-relay.foreign", { address });
+    } else {
+      serverLabel = `${address} (local relay, pid ${local.pid})`;
+      notices.push(localRelayNotice(local));
+      logger.info("local-relay", { address, pid: local.pid, started: local.started, dataDir: local.dataDir });
+    }
+  }
+  const localDir = server === undefined ? localRelayDir() : undefined;
 
   let client: ChatClient | undefined;
   client = new ChatClient({
     identity: loaded.identity,
     server: address,
+    serverLabel,
     trust,
     state,
     logger,
     history: argv.history,
-    ...(channelCredentials ? { credentials: channelCredentials } : {}),
-    // In zero-setup mode, when the relay went away (its host quit), take over hosting.
-    ...(host ? { beforeConnect: async (attempt: number) => {
-      if (attempt > 1 && (await host.ensure())) {
-        logger.info("local-relay.took-over", { port: DEFAULT_PORT });
-        client?.announce("info", `The relay on ${LOCAL_HOST}:${DEFAULT_PORT} went away, so this chat-tui hosts it now; queued messages are kept.`);
+    transport,
+    // Zero-setup: when this machine's relay went away (stopped, or crashed), start it again on the
+    // same data dir; whatever it had queued is still there.
+    ...(localDir !== undefined ? { beforeConnect: async (attempt: number) => {
+      if (attempt <= 1) return;
+      try {
+        const again = await ensureLocalRelay({ dir: localDir, port: localRelayPort(), listens: (h, p) => somethingListens(h, p) });
+        if (!("foreign" in again) && again.started) {
+          logger.info("local-relay.restarted", { pid: again.pid });
+          client?.announce("info", `This machine's relay had stopped, so it was started again (pid ${again.pid}); queued messages are kept.`);
+        }
+      } catch (e) {
+        logger.warn("local-relay.restart-failed", { reason: (e as Error).message });
       }
     } } : {}),
   });
-  logger.info("tui.start", { user: username, server: address, hosting: host?.hosting ?? false });
+  logger.info("tui.start", { user: username, server: address, transport: transport.kind });
   client.start();
   // A terminal closing (SIGHUP) or a kill (SIGTERM, SIGINT from outside) leaves as /quit does:
   // the session closes and the terminal is restored.
@@ -190,7 +226,6 @@ async function main(): Promise<number> {
     code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, backlog, signal: leave.signal });
   } finally {
     await client.close();
-    await host?.stop();
     logger.info("tui.stop", { user: username });
     await new Promise<void>((resolve) => logStream.end(resolve));
   }

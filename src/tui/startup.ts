@@ -1,6 +1,6 @@
 // What chat-tui does before the full-screen UI starts: where files go, the passphrase prompt on
 // the terminal, and the probe that decides whether a relay already answers on 127.0.0.1:50051.
-import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { chmodSync, closeSync, constants as fsConstants, createWriteStream, fstatSync, lstatSync, mkdirSync, openSync, type WriteStream } from "node:fs";
 import { connect } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -15,10 +15,67 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".local", "state"), "secure-chat");
 }
 
+/** A log file that cannot be used, as one sentence (the caller names the option). */
+export class LogFileError extends Error {}
+
+function fsReason(e: unknown): string {
+  switch ((e as NodeJS.ErrnoException).code) {
+    case "ELOOP": return "it is a symbolic link (log files are never opened through one)";
+    case "EACCES": case "EPERM": return "permission denied";
+    case "EISDIR": return "it is a directory";
+    case "ENOTDIR": return "a part of the path is not a directory";
+    case "EROFS": return "the file system is read-only";
+    case "ENOSPC": return "the disk is full";
+    default: return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/**
+ * The directory of a log file, as the key directory is checked: created 0700 when missing; one
+ * that others may write is refused (they could replace the file, or plant a link, under us).
+ */
+export function checkLogDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new LogFileError(`cannot create the directory ${dir}: ${fsReason(e)}`);
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new LogFileError(`${dir} is not a directory`);
+  // Sticky shared directories (/tmp) are the classic place for a planted symlink: refuse them too.
+  if ((st.mode & 0o022) !== 0) {
+    throw new LogFileError(`the directory ${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): choose a private one, or chmod 700 '${dir}'`);
+  }
+  if (typeof process.getuid === "function" && st.uid !== process.getuid() && st.uid !== 0) {
+    throw new LogFileError(`the directory ${dir} belongs to another user (uid ${st.uid})`);
+  }
+}
+
+/**
+ * Opens a log file for appending: never through a symlink (O_NOFOLLOW), created 0600, a regular
+ * file, in a directory others cannot write. Throws LogFileError with the reason.
+ */
+export function openLogFile(path: string): number {
+  checkLogDirectory(dirname(path));
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw new LogFileError(`cannot open ${path}: ${fsReason(e)}`);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new LogFileError(`${path} is not a regular file`);
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(path, 0o600);
+  return fd;
+}
+
 /** A logger appending JSON lines to a file (the TUI never writes logs to the terminal). */
 export function fileLogger(path: string, level: LogLevel): { logger: Logger; stream: WriteStream } {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const stream = createWriteStream(path, { flags: "a", mode: 0o600 });
+  const fd = openLogFile(path);
+  const stream = createWriteStream(path, { fd, flags: "a" });
   stream.on("error", () => {
     // A full disk or a removed directory must not crash the chat; logs are best effort.
   });

@@ -48,7 +48,7 @@ async function relayWith(options: Parameters<typeof TestRelay.start>[0]): Promis
 
 /** A connection from `source` (a loopback address other than the flooder's). */
 async function connectionFrom(relay: TestRelay, source: string): Promise<Http2Connection> {
-  const c = await Http2Connection.open(relay.running.port, source);
+  const c = await Http2Connection.open(relay.running.port, source, undefined, relay.running.tls);
   cleanups.push(() => c.close());
   return c;
 }
@@ -95,7 +95,7 @@ describe("handshake flood", () => {
 
   it("one HTTP/2 connection holds at most maxStreamsPerConnection streams", async () => {
     const relay = await relayWith({ handshakeTimeoutMs: 60_000, limits: { maxStreamsPerConnection: 4, maxHandshakesPerAddress: 32 } });
-    const conn = await Http2Connection.open(relay.running.port);
+    const conn = await Http2Connection.open(relay.running.port, undefined, undefined, relay.running.tls);
     cleanups.push(() => conn.close());
     const streams = Array.from({ length: 12 }, () => conn.stream());
     for (const s of streams) s.writeRaw(Buffer.alloc(0));
@@ -108,7 +108,7 @@ describe("handshake flood", () => {
 
   it("a refused stream that its client never closes is reset, so it holds neither memory nor a slot of its connection", async () => {
     const relay = await relayWith({ handshakeTimeoutMs: 60_000, limits: { maxStreamsPerConnection: 4, maxHandshakesPerAddress: 1 } });
-    const conn = await Http2Connection.open(relay.running.port);
+    const conn = await Http2Connection.open(relay.running.port, undefined, undefined, relay.running.tls);
     cleanups.push(() => conn.close());
     const streams = Array.from({ length: 4 }, () => conn.stream());
     for (const s of streams) s.writeRaw(Buffer.alloc(0));
@@ -138,7 +138,7 @@ describe("handshake flood", () => {
 describe("oversized and slow handshakes", () => {
   it("a Hello that declares more than the pre-authentication limit is refused at its length prefix, before the relay receives it", async () => {
     const relay = await relayWith({ handshakeTimeoutMs: 60_000 });
-    const conn = await Http2Connection.open(relay.running.port);
+    const conn = await Http2Connection.open(relay.running.port, undefined, undefined, relay.running.tls);
     cleanups.push(() => conn.close());
     const s = conn.stream();
     // 5 bytes declaring a 1 MiB message, then 1 KiB of it and nothing more: a relay that waited
@@ -174,7 +174,7 @@ describe("oversized and slow handshakes", () => {
   it("a handshake that does not complete within 5 seconds (the default) is ended, and gives its place back", async () => {
     const relay = await relayWith({});
     const silent = relay.open();
-    const conn = await Http2Connection.open(relay.running.port);
+    const conn = await Http2Connection.open(relay.running.port, undefined, undefined, relay.running.tls);
     cleanups.push(() => conn.close());
     // A slowloris: the Hello's first bytes, then nothing.
     const trickle = conn.stream();

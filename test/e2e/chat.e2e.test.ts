@@ -65,8 +65,12 @@ describe("two people chatting through the real binaries", () => {
 
     const wire = proxy.recorded();
     expect(wire.length).toBeGreaterThan(1000);
-    // Routing metadata is visible to the relay (usernames), content is not.
-    expect(wire.includes(Buffer.from("alice"))).toBe(true);
+    // TLS by default (the relay's certificate pinned on first use): not even the routing
+    // metadata the relay sees (usernames, the protocol's labels) is visible on the path.
+    expect(wire[0]).toBe(0x16); // the first connection opens with a TLS handshake record
+    for (const metadata of ["alice", "bob", "securechat.v1.ChatService"]) {
+      expect(wire.includes(Buffer.from(metadata)), `"${metadata}" on the wire`).toBe(false);
+    }
     for (const secret of [lobbyText, dmText, reply, "secret plan", "over and out"]) {
       expect(wire.includes(Buffer.from(secret, "utf8")), `plaintext "${secret}" on the wire`).toBe(false);
     }

@@ -171,7 +171,7 @@ const failWith = (how: string, why: string): never => {
 };
 
 describe("the relay under fuzzed frames", () => {
-  it("before Hello: an acceptable Hello is challenged, anything else ends the stream clearly", async () => {
+  it("before Hello: an acceptable Hello is challenged, anything else ends the stream clearly", { timeout: 90_000 }, async () => {
     const bases = [
       { name: "hello(dave)", bytes: helloFrame(dave) },
       { name: "hello(mallory)", bytes: helloFrame(mallory) },
@@ -211,14 +211,14 @@ describe("the relay under fuzzed frames", () => {
     expect([...first.keys()].length).toBeGreaterThanOrEqual(3);
   });
 
-  it("instead of the Proof: only the honest signature is welcomed, anything else ends the stream clearly", async () => {
+  it("instead of the Proof: only the honest signature is welcomed, anything else ends the stream clearly", { timeout: 90_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(frameInputArb, async (input: FrameInput) => {
         const s = relay.open();
         try {
           s.hello(dave);
           const ch = await s.next("challenge", () => true, DEADLINE_MS);
-          const signature = signProof(dave, ch.relayId, ch.nonce);
+          const signature = signProof(dave, ch.relayId, ch.nonce, s.channelBinding);
           const bases = [
             { name: "proof", bytes: encode({ $case: "proof", value: { signature } }) },
             { name: "hello(dave)", bytes: helloFrame(dave) },
@@ -431,7 +431,7 @@ describe("the relay under fuzzed frames", () => {
     const isValidAsSigned = (e: Envelope | undefined): boolean =>
       validEnvelopes.some((v) => canonicalEnvelope(v).equals(canonicalEnvelope(e))) && withinRules(e);
 
-    it("mutated frames of every kind: answered in order or ended clearly; only the envelope as signed is accepted", async () => {
+    it("mutated frames of every kind: answered in order or ended clearly; only the envelope as signed is accepted", { timeout: 90_000 }, async () => {
       await fc.assert(
         fc.asyncProperty(frameInputArb, async (input: FrameInput) => {
           const { bytes, how } = realise(input, bases);
@@ -563,7 +563,9 @@ describe("the relay under fuzzed frames", () => {
       body: fc.uint8Array({ maxLength: 64 }),
       prefixBytes: fc.integer({ min: 0, max: 5 }),
     });
-    const h2Session = h2connect(`http://${relay.address}`);
+    // Over TLS like every session, trusting the relay's own certificate.
+    const tls = relay.running.tls!;
+    const h2Session = h2connect(`https://${relay.address}`, { ca: tls.certPem, servername: "localhost", checkServerIdentity: () => undefined });
     try {
       await fc.assert(
         fc.asyncProperty(framing, async ({ flag, length, body, prefixBytes }) => {

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChatClient, type ChatClientOptions } from "../../src/client/chat-client.js";
+import { KnownRelays } from "../../src/client/known-relays.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
 import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
@@ -20,7 +21,10 @@ export class TestClient {
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), `sc-client-${identity.username}-`));
     const trust = o.trust ?? (await TrustStore.open(join(dir, `${identity.username}_known_peers.json`)));
     const state = o.state ?? ClientStateStore.open(o.statePath ?? ":memory:");
-    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state, reconnect: false, ...o });
+    // The default path of chat-tui: TLS, the relay's certificate pinned on first use in a
+    // known_relays file beside known_peers.
+    const transport = o.transport ?? { kind: "pinned" as const, pins: await KnownRelays.open(join(dir, `${identity.username}_known_relays.json`)) };
+    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state, reconnect: false, transport, ...o });
     const t = new TestClient(client, o.dir === undefined ? dir : undefined);
     client.start();
     await client.waitConnected(15_000);

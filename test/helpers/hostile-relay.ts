@@ -2,6 +2,8 @@
 // to connect (it never checks proofs), then lets a test push any frame — or raw bytes — and see
 // what the client sends back. Used to show the client refuses what a malicious relay can do.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition,
 } from "@grpc/grpc-js";
@@ -90,6 +92,13 @@ export class HostileSession {
   }
 }
 
+// It serves TLS with a certificate of its own, as any relay does by default: clients pin it on
+// first use, so what is tested here is what a relay the client trusts at the TLS level can do.
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "tls");
+const HOSTILE_TLS = ServerCredentials.createSsl(null, [{
+  cert_chain: readFileSync(join(FIXTURES, "relay-cert.pem")), private_key: readFileSync(join(FIXTURES, "relay-key.pem")),
+}], false);
+
 export class HostileRelay {
   readonly sessions: HostileSession[] = [];
   /**
@@ -105,7 +114,7 @@ export class HostileRelay {
     const r = new HostileRelay();
     r.server.addService(RAW_SERVICE, { session: (call: ServerDuplexStream<Buffer, Buffer>) => r.serve(call) });
     r.port = await new Promise<number>((resolve, reject) =>
-      r.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+      r.server.bindAsync("127.0.0.1:0", HOSTILE_TLS, (err, port) => (err ? reject(err) : resolve(port))));
     return r;
   }
 

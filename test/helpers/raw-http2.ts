@@ -8,9 +8,10 @@
 // Frames are SessionRequest/SessionResponse, each behind gRPC's 5-byte prefix (flag, u32 length).
 import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { connect as netConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { SessionRequest, SessionResponse, type Welcome } from "../../src/gen/securechat/v1/chat.js";
-import { signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { PLAINTEXT_CHANNEL_BINDING, signProof, tlsChannelBinding, type PrivateIdentity } from "../../src/protocol/keys.js";
 import type { EndStatus, RequestFrame, ResponseCase, ResponseFrame, ResponseOf } from "./raw-session.js";
 
 const SESSION_PATH = "/securechat.v1.ChatService/Session";
@@ -29,23 +30,32 @@ export function grpcMessage(frame: RequestFrame): Buffer {
 
 /** One HTTP/2 connection to the relay, from `localAddress` when given. */
 export class Http2Connection {
-  private constructor(readonly session: ClientHttp2Session) {}
+  private constructor(readonly session: ClientHttp2Session, readonly channelBinding: Uint8Array) {}
 
-  static async open(port: number, localAddress?: string, host = "127.0.0.1"): Promise<Http2Connection> {
-    const session = h2connect(`http://${host}:${port}`, {
-      createConnection: () => netConnect({ host, port, ...(localAddress === undefined ? {} : { localAddress }) }),
-    });
+  /**
+   * `tls`: the relay's certificate (relay.running.tls), trusted as a pinned client trusts it; the
+   * connection is then TLS, as every default session is, and proofs bind that certificate.
+   */
+  static async open(port: number, localAddress?: string, host = "127.0.0.1", tls?: { readonly certPem: Buffer; readonly certDer: Buffer }): Promise<Http2Connection> {
+    const source = localAddress === undefined ? {} : { localAddress };
+    const session = tls === undefined
+      ? h2connect(`http://${host}:${port}`, { createConnection: () => netConnect({ host, port, ...source }) })
+      : h2connect(`https://${host}:${port}`, {
+        createConnection: () => tlsConnect({
+          host, port, ...source, ca: tls.certPem, servername: "secure-chat-relay", ALPNProtocols: ["h2"], checkServerIdentity: () => undefined,
+        }),
+      });
     session.on("error", () => {}); // a refused or reset connection shows in the streams' statuses
     await new Promise<void>((resolve, reject) => {
       session.once("connect", () => resolve());
       session.once("error", reject);
     });
-    return new Http2Connection(session);
+    return new Http2Connection(session, tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer));
   }
 
   /** Opens a Session stream on this connection. */
   stream(): Http2SessionStream {
-    return new Http2SessionStream(this.session.request({
+    return new Http2SessionStream(this.channelBinding, this.session.request({
       [constants.HTTP2_HEADER_METHOD]: "POST",
       [constants.HTTP2_HEADER_PATH]: SESSION_PATH,
       [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
@@ -68,7 +78,7 @@ export class Http2SessionStream {
   private pending = Buffer.alloc(0);
   private readonly waiters = new Set<() => void>();
 
-  constructor(private readonly req: ClientHttp2Stream) {
+  constructor(readonly channelBinding: Uint8Array, private readonly req: ClientHttp2Stream) {
     let resolveEnd: (s: EndStatus) => void = () => {};
     this.ended = new Promise((resolve) => {
       resolveEnd = resolve;
@@ -161,7 +171,7 @@ export class Http2SessionStream {
       value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: "raw-http2/test", protocolVersion: 1 },
     });
     const ch = await this.next("challenge", timeoutMs);
-    this.write({ $case: "proof", value: { signature: signProof(id, ch.relayId, ch.nonce) } });
+    this.write({ $case: "proof", value: { signature: signProof(id, ch.relayId, ch.nonce, this.channelBinding) } });
     return this.next("welcome", timeoutMs);
   }
 

@@ -14,7 +14,36 @@ import { envelopeFromWire, envelopeToWire } from "../../src/protocol/codec.js";
 import {
   openEnvelope, sealEnvelope, ZERO_HASH, type OpenedEnvelope, type SealedEnvelope, type SealInput, type SealRecipient,
 } from "../../src/protocol/envelope.js";
-import { keyBindingBytes, signProof, type PrivateIdentity, type PublicIdentity } from "../../src/protocol/keys.js";
+import {
+  keyBindingBytes, PLAINTEXT_CHANNEL_BINDING, signProof, tlsChannelBinding, type PrivateIdentity, type PublicIdentity,
+} from "../../src/protocol/keys.js";
+import { certificateFingerprint } from "../../src/protocol/x509.js";
+
+/** How a RawSession reaches the relay: credentials, channel options, and what its proof binds. */
+export interface RawTransport {
+  readonly creds: ChannelCredentials;
+  readonly options: ChannelOptions;
+  /** The channel binding of PROTOCOL.md §8 (SHA-256 of the relay certificate, or empty). */
+  readonly channelBinding: Uint8Array;
+}
+
+export const PLAINTEXT_TRANSPORT: RawTransport = { creds: credentials.createInsecure(), options: {}, channelBinding: PLAINTEXT_CHANNEL_BINDING };
+
+/**
+ * TLS trusting exactly this certificate (as a client that pinned it does): it is the only root,
+ * and the leaf must be it. The proof binds it.
+ */
+export function pinnedTransport(certPem: Buffer, certDer: Buffer): RawTransport {
+  const sha = certificateFingerprint(certDer);
+  return {
+    creds: credentials.createSsl(certPem, null, null, {
+      checkServerIdentity: (_host, cert) => (certificateFingerprint(cert.raw) === sha ? undefined : new Error("not the pinned certificate")),
+    }),
+    // SNI may not be an IP literal; the name is not what is checked.
+    options: { "grpc.ssl_target_name_override": "secure-chat-relay" },
+    channelBinding: tlsChannelBinding(certDer),
+  };
+}
 
 export type RequestFrame = NonNullable<SessionRequest["frame"]>;
 export type ResponseFrame = NonNullable<SessionResponse["frame"]>;
@@ -45,9 +74,13 @@ export class RawSession {
   private readonly client: Client;
   private readonly call: ClientDuplexStream<Uint8Array, SessionResponse>;
 
-  constructor(readonly address: string, creds: ChannelCredentials = credentials.createInsecure(), options: ChannelOptions = {}) {
+  /** What this session's proof binds (PROTOCOL.md §8). */
+  readonly channelBinding: Uint8Array;
+
+  constructor(readonly address: string, transport: RawTransport = PLAINTEXT_TRANSPORT) {
+    this.channelBinding = transport.channelBinding;
     // A connection of its own per session, as real clients have (no shared subchannel).
-    this.client = new Client(address, creds, { "grpc.use_local_subchannel_pool": 1, ...options });
+    this.client = new Client(address, transport.creds, { "grpc.use_local_subchannel_pool": 1, ...transport.options });
     this.call = this.client.makeBidiStreamRequest(
       ChatServiceService.session.path,
       (bytes: Uint8Array) => Buffer.from(bytes),
@@ -194,7 +227,7 @@ export class RawSession {
   async handshake(id: PrivateIdentity): Promise<Welcome> {
     this.hello(id);
     const challenge = await this.next("challenge");
-    this.write({ $case: "proof", value: { signature: signProof(id, challenge.relayId, challenge.nonce) } });
+    this.write({ $case: "proof", value: { signature: signProof(id, challenge.relayId, challenge.nonce, this.channelBinding) } });
     return this.next("welcome");
   }
 
@@ -257,8 +290,8 @@ export class RawSession {
 }
 
 /** Opens a session and completes the handshake. */
-export async function connect(address: string, id: PrivateIdentity): Promise<{ session: RawSession; welcome: Welcome }> {
-  const session = new RawSession(address);
+export async function connect(address: string, id: PrivateIdentity, transport: RawTransport = PLAINTEXT_TRANSPORT): Promise<{ session: RawSession; welcome: Welcome }> {
+  const session = new RawSession(address, transport);
   const welcome = await session.handshake(id);
   return { session, welcome };
 }

@@ -1,7 +1,6 @@
 // Starts a real relay in-process on 127.0.0.1:0 with a temp data dir, collects its log lines,
 // tracks the raw sessions a test opens, and cleans everything up.
 import { mkdtempSync, rmSync } from "node:fs";
-import { credentials } from "@grpc/grpc-js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -10,7 +9,7 @@ import type { RelayLimits } from "../../src/server/limits.js";
 import type { FsSpace } from "../../src/server/disk-budget.js";
 import type { CommitMode } from "../../src/server/group-commit.js";
 import { startRelay, type KeepaliveOptions, type RunningRelay } from "../../src/server/relay.js";
-import { RawSession } from "./raw-session.js";
+import { PLAINTEXT_TRANSPORT, pinnedTransport, RawSession, type RawTransport } from "./raw-session.js";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
 
 export interface TestRelayOptions {
@@ -23,8 +22,13 @@ export interface TestRelayOptions {
   readonly deliveryWindow?: number;
   readonly maxPendingFrames?: number;
   readonly logLevel?: LogLevel;
-  /** Serve TLS with this PEM certificate and key; sessions then trust exactly that certificate. */
+  /**
+   * Serve TLS with this PEM certificate and key. Without it the relay serves TLS with its own
+   * self-signed certificate (the zero-setup default); either way sessions pin exactly that one.
+   */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** Serve plaintext (--insecure-plaintext); only tests of that mode. */
+  readonly plaintext?: boolean;
   /** Cap relay.db (a "full disk" on purpose). */
   readonly maxDatabaseBytes?: number;
   readonly commitMode?: CommitMode;
@@ -71,6 +75,7 @@ export class TestRelay {
       ...(this.options.handshakeTimeoutMs ? { handshakeTimeoutMs: this.options.handshakeTimeoutMs } : {}),
       ...(this.options.shutdownGraceMs ? { shutdownGraceMs: this.options.shutdownGraceMs } : {}),
       ...(this.options.tls ? { tls: this.options.tls } : {}),
+      ...(this.options.plaintext ? { plaintext: true } : {}),
       ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
       ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
@@ -89,13 +94,15 @@ export class TestRelay {
     return `127.0.0.1:${this.running.port}`;
   }
 
+  /** How an honest client that pinned this relay's certificate reaches it (plaintext if it serves that). */
+  get transport(): RawTransport {
+    const tls = this.running.tls;
+    return tls === undefined ? PLAINTEXT_TRANSPORT : pinnedTransport(tls.certPem, tls.certDer);
+  }
+
   /** A new session (not yet greeted), closed by cleanup(). */
   open(): RawSession {
-    const tls = this.options.tls;
-    const s = tls === undefined
-      ? new RawSession(this.address)
-      // The certificate names localhost; the relay listens on 127.0.0.1 (SNI may not be an IP).
-      : new RawSession(this.address, credentials.createSsl(tls.cert), { "grpc.ssl_target_name_override": "localhost" });
+    const s = new RawSession(this.address, this.transport);
     this.sessions.add(s);
     return s;
   }

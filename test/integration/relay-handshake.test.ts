@@ -107,19 +107,24 @@ describe("relay handshake", () => {
 
   it("refuses a bad proof with UNAUTHENTICATED", async () => {
     relay = await TestRelay.start();
+    const binding = relay.transport.channelBinding;
     const proofs: Array<[string, (relayId: Buffer, nonce: Buffer) => Buffer]> = [
       ["random bytes", () => randomBytes(64)],
-      ["a proof for another relay", (_r, nonce) => signProof(alice, randomBytes(16), nonce)],
-      ["a proof for another challenge", (relayId) => signProof(alice, relayId, randomBytes(32))],
-      ["bob's key signing alice's challenge", (relayId, nonce) => signProof(bob, relayId, nonce)],
-      ["a truncated signature", (relayId, nonce) => signProof(alice, relayId, nonce).subarray(0, 63)],
+      ["a proof for another relay", (_r, nonce) => signProof(alice, randomBytes(16), nonce, binding)],
+      ["a proof for another challenge", (relayId) => signProof(alice, relayId, randomBytes(32), binding)],
+      ["bob's key signing alice's challenge", (relayId, nonce) => signProof(bob, relayId, nonce, binding)],
+      ["a truncated signature", (relayId, nonce) => signProof(alice, relayId, nonce, binding).subarray(0, 63)],
+      // PROTOCOL.md §8: the proof binds the certificate the client saw; a man in the middle's
+      // certificate, or a plaintext path, gives another binding.
+      ["a proof over another certificate", (relayId, nonce) => signProof(alice, relayId, nonce, randomBytes(32))],
+      ["a proof over plaintext", (relayId, nonce) => signProof(alice, relayId, nonce, Buffer.alloc(0))],
     ];
     for (const [what, makeProof] of proofs) {
       const s = relay.open();
       await proveWith(s, alice, makeProof);
       const end = await s.status();
       expect({ what, code: GrpcStatus[end.code], details: end.details })
-        .toEqual({ what, code: "UNAUTHENTICATED", details: "the proof of possession does not verify for this relay's challenge" });
+        .toEqual({ what, code: "UNAUTHENTICATED", details: "the proof of possession does not verify for this relay's challenge and certificate" });
       expect(end.errorCode).toBe("ERROR_CODE_PROOF_INVALID");
     }
     // Nothing was bound by the failed attempts: alice can still claim her name.
@@ -148,7 +153,7 @@ describe("relay handshake", () => {
       s.hello(hello);
       if (prover !== undefined) {
         const ch = await s.next("challenge");
-        const bytes = proofBytes({ relayId: ch.relayId, nonce: ch.nonce, username: hello.username, sigSpki: hello.sigSpki, encSpki: hello.encSpki });
+        const bytes = proofBytes({ relayId: ch.relayId, nonce: ch.nonce, username: hello.username, sigSpki: hello.sigSpki, encSpki: hello.encSpki, channelBinding: s.channelBinding });
         s.write({ $case: "proof", value: { signature: sign(null, bytes, prover) } });
       }
       const end = await s.status();

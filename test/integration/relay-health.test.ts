@@ -2,7 +2,7 @@
 // Kubernetes and load balancers ask. Check answers SERVING while the relay runs and NOT_FOUND
 // for a name it does not have; Watch streams the status, says NOT_SERVING when shutdown begins,
 // then ends, without holding the orderly shutdown up.
-import { Client, credentials, Metadata, status as GrpcStatus, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { Client, Metadata, status as GrpcStatus, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   HealthCheckResponse_ServingStatus as ServingStatus, HealthClient, type HealthCheckResponse,
@@ -20,8 +20,9 @@ afterEach(async () => {
   relay = undefined;
 });
 
-function healthClient(address: string): HealthClient {
-  const c = new HealthClient(address, credentials.createInsecure());
+/** Health checks go over the relay's TLS, as a probe configured with its certificate does. */
+function healthClient(r: TestRelay): HealthClient {
+  const c = new HealthClient(r.address, r.transport.creds, r.transport.options);
   clients.push(c);
   return c;
 }
@@ -48,7 +49,7 @@ function watch(c: HealthClient, service: string) {
 describe("relay health service", () => {
   it("answers Check with SERVING for the relay and its chat service, NOT_FOUND for other names", async () => {
     relay = await TestRelay.start();
-    const c = healthClient(relay.address);
+    const c = healthClient(relay);
     expect((await check(c, "")).status).toBe(ServingStatus.SERVING);
     expect((await check(c, "securechat.v1.ChatService")).status).toBe(ServingStatus.SERVING);
     const err = await check(c, "payments.v1.Ledger").then(() => undefined, (e: ServiceError) => e);
@@ -59,7 +60,7 @@ describe("relay health service", () => {
   it("speaks the standard wire format: an empty request is answered with the bytes 08 01 (status SERVING)", async () => {
     relay = await TestRelay.start();
     // Raw bytes in and out, as any health client built from the standard proto sends them.
-    const raw = new Client(relay.address, credentials.createInsecure());
+    const raw = new Client(relay.address, relay.transport.creds, relay.transport.options);
     clients.push(raw);
     const bytes = await new Promise<Buffer>((resolve, reject) => {
       raw.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new Metadata(), {},
@@ -70,7 +71,7 @@ describe("relay health service", () => {
 
   it("streams SERVING on Watch, NOT_SERVING when shutdown begins, then ends the call; shutdown is not held up", async () => {
     relay = await TestRelay.start({ shutdownGraceMs: 20_000 });
-    const c = healthClient(relay.address);
+    const c = healthClient(relay);
     const whole = watch(c, "");
     const unknown = watch(c, "nope.v1.Nothing");
     await waitUntil(() => whole.seen.length === 1 && unknown.seen.length === 1, "the first Watch answers");
@@ -94,7 +95,7 @@ describe("relay health service", () => {
     // Every watch here shares one connection: allow that many streams on it (the relay's
     // default per connection is far lower, PROTOCOL.md §10).
     relay = await TestRelay.start({ limits: { maxStreamsPerConnection: MAX_HEALTH_WATCHERS + 8 } });
-    const c = healthClient(relay.address);
+    const c = healthClient(relay);
     const watches = Array.from({ length: MAX_HEALTH_WATCHERS }, () => watch(c, ""));
     await waitUntil(() => watches.every((w) => w.seen.length === 1), "every Watch answers");
     const extra = watch(c, "");

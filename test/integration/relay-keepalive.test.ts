@@ -49,7 +49,7 @@ describe("relay keepalive", () => {
     relay = await TestRelay.start({ keepalive: { timeMs: 200, timeoutMs: 1000 } });
     proxy = await startRecordingProxy("127.0.0.1", relay.running.port);
     const b = await relay.connect(bob); // direct: healthy
-    const a = new RawSession(`127.0.0.1:${proxy.port}`);
+    const a = new RawSession(`127.0.0.1:${proxy.port}`, relay.transport);
     await a.handshake(alice);
     await b.nextPresence("alice", true);
 

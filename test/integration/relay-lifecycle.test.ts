@@ -68,6 +68,7 @@ describe("relay lifecycle", () => {
     half.hello(bob);
     await half.next("challenge");
     const address = relay.address;
+    const transport = relay.transport;
 
     await relay.stop();
     expect((await a.next("notice")).text).toBe("it is shutting down; you will be reconnected when it is back (messages are kept)");
@@ -79,7 +80,7 @@ describe("relay lifecycle", () => {
     expect(relay.events("relay.force_shutdown")).toHaveLength(0);
     expect(relay.logs.map((l) => l.event).filter((e) => e.startsWith("relay."))).toEqual(["relay.start", "relay.stopping", "relay.stop"]);
 
-    const late = new RawSession(address);
+    const late = new RawSession(address, transport);
     late.hello(alice);
     expect(GrpcStatus[(await late.status()).code]).toBe("UNAVAILABLE");
     late.close();
@@ -199,9 +200,9 @@ describe("relay lifecycle", () => {
       expect(help).toMatch(new RegExp(`${flag} (?:(?!--).)*\\[default: ${dflt}\\]`));
     }
     expect(help).toMatch(/--max-db-mb cap the relay database \(with its write-ahead log\) at this many MiB; .* \(default: half the disk's free space at start plus what the database takes, at least 64 MiB, at most 8 GiB\)/);
-    // A bad value is one sentence and exit code 1, before anything starts.
+    // A bad value is one sentence and exit code 2 (a bad invocation), before anything starts.
     const bad = spawnSync(process.execPath, [RELAY_BIN, "--max-db-mb", "-3", "--data-dir", tempDir()], { encoding: "utf8" });
-    expect(bad.status).toBe(1);
+    expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--max-db-mb must be a positive number of MiB/);
   });
 

@@ -4,7 +4,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { credentials } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -202,14 +201,14 @@ describe("TLS (chat-tui --ca)", () => {
     const relay = await TestRelay.start({ tls: { cert, key: readFileSync(join(fixtures, "relay-key.pem")) } });
     cleanups.push(() => relay.cleanup());
     const port = relay.running.port;
-    const a = await client(alice, port, { credentials: credentials.createSsl(cert), reconnect: false });
-    const b = await client(bob, port, { credentials: credentials.createSsl(cert), reconnect: false });
+    const a = await client(alice, port, { transport: { kind: "ca", ca: cert }, reconnect: false });
+    const b = await client(bob, port, { transport: { kind: "ca", ca: cert }, reconnect: false });
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob");
     a.client.send("dm:alice:bob", "over TLS");
     await b.waitForMessage("over TLS");
     // The system CAs do not know this self-signed relay: the session fails with a reason.
-    await expect(client(carol, port, { credentials: credentials.createSsl(), reconnect: false })).rejects.toThrow();
+    await expect(client(carol, port, { transport: { kind: "ca" }, reconnect: false })).rejects.toThrow();
     // Plaintext against a TLS relay fails too.
-    await expect(client(carol, port, { reconnect: false })).rejects.toThrow();
+    await expect(client(carol, port, { transport: { kind: "plaintext" }, reconnect: false })).rejects.toThrow();
   });
 });

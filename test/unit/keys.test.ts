@@ -1,9 +1,25 @@
-import { createPublicKey, generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { isProtocolError } from "../../src/protocol/errors.js";
 import {
-  importPublicIdentity, keyBindingBytes, signProof, verifyProof, type PrivateIdentity,
+  importPublicIdentity, keyBindingBytes, PLAINTEXT_CHANNEL_BINDING, proofBytes, signProof, tlsChannelBinding, verifyProof,
+  type PrivateIdentity,
 } from "../../src/protocol/keys.js";
+
+/**
+ * PROTOCOL.md §11, computed by an independent implementation (Python hashlib): relay_id 07x16,
+ * nonce 09x32, username alice, sig_spki 0bx44, enc_spki 0cx20, certificate DER 30 82.
+ */
+const PROOF_VECTOR = {
+  binding: "9df0692e6d29b2a40631cd75ea0ce46206374edcb7a7950ce3180025c7088a00",
+  proofBytesSha256: "c47975fac5085c38f3e04493f3739affec5a7c5b73f5812dcbb6424693770933",
+};
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 
 let alice: PrivateIdentity;
@@ -84,13 +100,43 @@ describe("proof of possession (PROTOCOL.md Session)", () => {
   const relayId = Buffer.alloc(16, 7);
   const nonce = Buffer.alloc(32, 9);
 
+  const binding = tlsChannelBinding(Buffer.from("a relay certificate"));
+
   it("verifies for the right challenge only", () => {
-    const proof = signProof(alice, relayId, nonce);
-    expect(verifyProof(alice, relayId, nonce, proof)).toBe(true);
-    expect(verifyProof(alice, Buffer.alloc(16, 8), nonce, proof)).toBe(false); // another relay
-    expect(verifyProof(alice, relayId, Buffer.alloc(32, 1), proof)).toBe(false); // an old nonce
-    expect(verifyProof({ ...alice, username: "alicia" }, relayId, nonce, proof)).toBe(false);
-    expect(verifyProof(alice, relayId, nonce, signProof(mallory, relayId, nonce))).toBe(false);
-    expect(verifyProof(alice, relayId, nonce, proof.subarray(1))).toBe(false);
+    const proof = signProof(alice, relayId, nonce, binding);
+    expect(verifyProof(alice, relayId, nonce, binding, proof)).toBe(true);
+    expect(verifyProof(alice, Buffer.alloc(16, 8), nonce, binding, proof)).toBe(false); // another relay
+    expect(verifyProof(alice, relayId, Buffer.alloc(32, 1), binding, proof)).toBe(false); // an old nonce
+    expect(verifyProof({ ...alice, username: "alicia" }, relayId, nonce, binding, proof)).toBe(false);
+    expect(verifyProof(alice, relayId, nonce, binding, signProof(mallory, relayId, nonce, binding))).toBe(false);
+    expect(verifyProof(alice, relayId, nonce, binding, proof.subarray(1))).toBe(false);
+  });
+
+  it("binds the relay certificate the client saw (a man in the middle's certificate, or plaintext, does not verify)", () => {
+    const proof = signProof(alice, relayId, nonce, binding);
+    expect(verifyProof(alice, relayId, nonce, tlsChannelBinding(Buffer.from("another certificate")), proof)).toBe(false);
+    expect(verifyProof(alice, relayId, nonce, PLAINTEXT_CHANNEL_BINDING, proof)).toBe(false);
+    const plain = signProof(alice, relayId, nonce, PLAINTEXT_CHANNEL_BINDING);
+    expect(verifyProof(alice, relayId, nonce, PLAINTEXT_CHANNEL_BINDING, plain)).toBe(true);
+    expect(verifyProof(alice, relayId, nonce, binding, plain)).toBe(false);
+    expect(() => signProof(alice, relayId, nonce, Buffer.alloc(31))).toThrow(/channel binding/);
+  });
+
+  it("matches the known-answer vector of PROTOCOL.md §11", () => {
+    // Independent of the code under test: enc() written out by hand.
+    const certificate = Buffer.from("3082", "hex");
+    const expectBinding = createHash("sha256").update(certificate).digest();
+    expect(tlsChannelBinding(certificate)).toEqual(expectBinding);
+    const field = (b: Buffer): Buffer => Buffer.concat([u32(b.length), b]);
+    const manual = Buffer.concat([
+      field(Buffer.from("securechat/v1/proof")), field(relayId), field(nonce), field(Buffer.from("alice")),
+      field(alice.sigSpki), field(alice.encSpki), field(expectBinding),
+    ]);
+    const bytes = proofBytes({ relayId, nonce, username: "alice", sigSpki: alice.sigSpki, encSpki: alice.encSpki, channelBinding: expectBinding });
+    expect(bytes).toEqual(manual);
+    expect(expectBinding.toString("hex")).toBe(PROOF_VECTOR.binding);
+    expect(createHash("sha256").update(proofBytes({
+      relayId, nonce, username: "alice", sigSpki: Buffer.alloc(44, 0x0b), encSpki: Buffer.alloc(20, 0x0c), channelBinding: expectBinding,
+    })).digest("hex")).toBe(PROOF_VECTOR.proofBytesSha256);
   });
 });

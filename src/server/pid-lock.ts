@@ -1,0 +1,120 @@
+// One relay per data dir: chat-relay holds `relay.pid` in its data dir while it runs. The file
+// is created with O_EXCL (two relays racing to start on the same dir: one wins, the other is told
+// who holds it), names the pid and, once the port is bound, the address, so that chat-tui's
+// zero-setup start finds the running relay and `chat-relay stop` knows whom to signal. A lock
+// whose process is gone (a crash, a reboot) is taken over.
+import { closeSync, constants as fsConstants, openSync, readFileSync, renameSync, unlinkSync, writeSync, fsyncSync } from "node:fs";
+import { join } from "node:path";
+
+export const PID_FILE = "relay.pid";
+
+export interface PidFileContents {
+  readonly pid: number;
+  /** Set once the relay listens. */
+  readonly host?: string;
+  readonly port?: number;
+  readonly startedAtMs: number;
+}
+
+export class DataDirLocked extends Error {
+  constructor(readonly holder: PidFileContents, dataDir: string) {
+    super(`another relay (pid ${holder.pid}${holder.port === undefined ? "" : `, port ${holder.port}`}) already uses the data dir ${dataDir}; stop it with: chat-relay stop --data-dir '${dataDir}'`);
+  }
+}
+
+/** True when a process with this pid exists (ours or not: EPERM still means it exists). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A relay that exited but whose parent (the chat-tui that started it) has not reaped it yet is
+  // a zombie: gone for our purposes. Linux says so in /proc; elsewhere kill(0) is the answer.
+  if (process.platform !== "linux") return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false; // gone between the two looks
+  }
+}
+
+/** The pid file of a data dir, or undefined when there is none (or it is unreadable garbage). */
+export function readPidFile(dataDir: string): PidFileContents | undefined {
+  try {
+    const fd = openSync(join(dataDir, PID_FILE), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      const v = JSON.parse(readFileSync(fd, "utf8")) as Partial<PidFileContents>;
+      if (typeof v.pid !== "number") return undefined;
+      return {
+        pid: v.pid, startedAtMs: Number(v.startedAtMs) || 0,
+        ...(typeof v.host === "string" ? { host: v.host } : {}), ...(typeof v.port === "number" ? { port: v.port } : {}),
+      };
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+function write(fd: number, c: PidFileContents): void {
+  writeSync(fd, `${JSON.stringify(c)}\n`);
+  fsyncSync(fd);
+}
+
+export interface DataDirLock {
+  /** Records the address once bound (atomically: readers see the old or the new file). */
+  listening(host: string, port: number): void;
+  release(): void;
+}
+
+/** Takes the data dir's lock or throws DataDirLocked naming the live holder. */
+export function lockDataDir(dataDir: string, clock: () => number = Date.now): DataDirLock {
+  const path = join(dataDir, PID_FILE);
+  const mine: PidFileContents = { pid: process.pid, startedAtMs: clock() };
+  for (let attempt = 0; ; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 3) throw e;
+      const holder = readPidFile(dataDir);
+      if (holder !== undefined && holder.pid !== process.pid && processAlive(holder.pid)) throw new DataDirLocked(holder, dataDir);
+      if (holder === undefined && attempt === 0) {
+        // Being written this very moment by a relay starting alongside: look again once.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+        continue;
+      }
+      unlinkSync(path); // stale: its relay is gone
+      continue;
+    }
+    try {
+      write(fd, mine);
+    } finally {
+      closeSync(fd);
+    }
+    break;
+  }
+  let released = false;
+  return {
+    listening(host, port) {
+      const tmp = `${path}.${process.pid}.tmp`;
+      const fd = openSync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW, 0o600);
+      try {
+        write(fd, { ...mine, host, port });
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+    },
+    release() {
+      if (released) return;
+      released = true;
+      // Only our own lock: never remove one a later relay took over.
+      if (readPidFile(dataDir)?.pid === process.pid) unlinkSync(path);
+    },
+  };
+}

@@ -1,0 +1,168 @@
+// Issue 9 §4, PROTOCOL.md §8: nobody on the path can hijack a session on the default path.
+// A man in the middle that terminates TLS with a certificate of its own (or speaks plaintext to
+// the client, as an on-path injector without TLS) and relays frames to the real relay would,
+// without the channel binding, get the victim's session accepted and then inject frames in the
+// victim's name: an Ack that deletes the victim's queued messages, a LeaveRoom. With the proof
+// bound to the relay's certificate, the relay refuses the session before any of that.
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { KnownRelays } from "../../src/client/known-relays.js";
+import type { RelayTransport } from "../../src/client/relay-transport.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { certificateFingerprint, selfSignedCertificate } from "../../src/protocol/x509.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { startMitmProxy, type MitmProxy } from "../helpers/mitm-proxy.js";
+import { openDelivery, seal } from "../helpers/raw-session.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "tls");
+const MITM_TLS = { cert: readFileSync(join(FIXTURES, "relay-cert.pem")), key: readFileSync(join(FIXTURES, "relay-key.pem")) };
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+const cleanups: Array<() => Promise<void> | void> = [];
+
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "sc-mitm-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** alice is in #ops and away; bob has a DM queued for her. Returns the relay. */
+async function sceneWithQueuedDm(): Promise<TestRelay> {
+  const relay = await TestRelay.start();
+  cleanups.push(() => relay.cleanup());
+  const a = await relay.connect(alice);
+  a.write({ $case: "joinRoom", value: { requestId: 1, room: "#ops" } });
+  await a.next("roomEvent", (e) => e.username === "alice");
+  await relay.disconnect(a, "alice");
+  const b = await relay.connect(bob);
+  await b.sendAccepted(seal(bob, "dm:alice:bob", [alice], "queued for alice"));
+  return relay;
+}
+
+/** What the real relay still holds for alice: her queued DM, and her place in #ops. */
+async function aliceLostNothing(relay: TestRelay): Promise<void> {
+  const a = await relay.connect(alice);
+  expect(a.welcome.rooms.find((r) => r.room === "#ops")?.members).toContain("alice");
+  const [d] = await a.deliveries(1);
+  expect(openDelivery(d!, alice, [bob]).body.text).toBe("queued for alice");
+}
+
+async function mitm(relay: TestRelay, serve: "plaintext" | "tls"): Promise<MitmProxy> {
+  const proxy = await startMitmProxy({
+    relayAddress: relay.address, relayTransport: relay.transport, serve: serve === "tls" ? MITM_TLS : "plaintext", room: "#ops",
+  });
+  cleanups.push(() => proxy.close());
+  return proxy;
+}
+
+describe("a man in the middle between a client and the relay", () => {
+  it("terminating TLS with its own certificate: the client (first contact, so it pins the proxy) is refused by the relay; nothing is injected", async () => {
+    const relay = await sceneWithQueuedDm();
+    const proxy = await mitm(relay, "tls");
+    // The default path: TLS, pinned on first use — here the attacker's certificate gets pinned.
+    await expect(TestClient.start(alice, proxy.port, { dir: tempDir() }))
+      .rejects.toThrow("the proof of possession does not verify for this relay's challenge and certificate");
+    expect(proxy.upstreamEnds).toEqual(["the proof of possession does not verify for this relay's challenge and certificate"]);
+    expect(proxy.fromRelay).toEqual(["challenge"]); // never a Welcome, never a delivery
+    expect(proxy.injected).toEqual([]);
+    await aliceLostNothing(relay);
+  });
+
+  it("speaking plaintext to a client that asked for it: the relay (on TLS) refuses the proof; the queue and rooms are intact", async () => {
+    const relay = await sceneWithQueuedDm();
+    const proxy = await mitm(relay, "plaintext");
+    const plaintext: RelayTransport = { kind: "plaintext" };
+    await expect(TestClient.start(alice, proxy.port, { dir: tempDir(), transport: plaintext }))
+      .rejects.toThrow("the proof of possession does not verify for this relay's challenge and certificate");
+    expect(proxy.fromRelay).toEqual(["challenge"]);
+    expect(proxy.injected).toEqual([]);
+    await aliceLostNothing(relay);
+  });
+
+  it("a client that pinned the relay refuses the proxy's certificate before any frame, with the sentence that says how to accept a real change", async () => {
+    const relay = await sceneWithQueuedDm();
+    const proxy = await mitm(relay, "tls");
+    const dir = tempDir();
+    const pins = await KnownRelays.open(join(dir, "alice_known_relays.json"));
+    // alice pinned the real relay at this address earlier; now the attacker answers there.
+    await pins.pin(`127.0.0.1:${proxy.port}`, relay.running.tls!.certDer);
+    const attackerSha = certificateFingerprint(Buffer.from(MITM_TLS.cert.toString().replace(/-----[^-]+-----|\s/g, ""), "base64"));
+    const refused = TestClient.start(alice, proxy.port, { dir, transport: { kind: "pinned", pins } });
+    await expect(refused).rejects.toThrow(`presented a certificate (SHA-256 ${attackerSha}) other than the one pinned`);
+    await expect(refused).rejects.toThrow(`accept it with --accept-relay-cert ${attackerSha}`);
+    expect(proxy.fromRelay).toEqual([]); // the gRPC stream was never opened
+    expect(pins.get(`127.0.0.1:${proxy.port}`)!.sha256).toBe(relay.running.tls!.fingerprint); // the pin stands
+    await aliceLostNothing(relay);
+  });
+});
+
+describe("known_relays (trust on first use of the relay's certificate)", () => {
+  it("pins on first use (0600), connects again on the pin, refuses another certificate, and accepts it only with its exact SHA-256", async () => {
+    const relay = await TestRelay.start();
+    cleanups.push(() => relay.cleanup());
+    const dir = tempDir();
+    const file = join(dir, "alice_known_relays.json");
+    const first = await TestClient.start(alice, relay.running.port, { dir });
+    await first.close();
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect((await KnownRelays.open(file)).get(relay.address)!.sha256).toBe(relay.running.tls!.fingerprint);
+    const again = await TestClient.start(alice, relay.running.port, { dir });
+    await again.close();
+
+    // The pin names another certificate (say the operator regenerated it): refused.
+    const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const otherCert = selfSignedCertificate({ ...other, commonName: "secure-chat-relay", notBefore: new Date() });
+    await (await KnownRelays.open(file)).pin(relay.address, otherCert);
+    await expect(TestClient.start(alice, relay.running.port, { dir })).rejects.toThrow(`--accept-relay-cert ${relay.running.tls!.fingerprint}`);
+    // Accepting some other fingerprint than the one shown is refused too.
+    const wrong = { kind: "pinned" as const, pins: await KnownRelays.open(file), acceptSha256: "ab".repeat(32) };
+    await expect(TestClient.start(alice, relay.running.port, { dir, transport: wrong })).rejects.toThrow("presented a certificate");
+    // The exact fingerprint (as chat-relay fingerprint prints it): connects, and re-pins.
+    const accept = { kind: "pinned" as const, pins: await KnownRelays.open(file), acceptSha256: relay.running.tls!.fingerprint };
+    const accepted = await TestClient.start(alice, relay.running.port, { dir, transport: accept });
+    await accepted.close();
+    expect((await KnownRelays.open(file)).get(relay.address)!.sha256).toBe(relay.running.tls!.fingerprint);
+  });
+
+  it("pins a relay whose certificate a CA issued (not self-signed) just the same", async () => {
+    const relay = await TestRelay.start({ tls: { cert: readFileSync(join(FIXTURES, "ca-issued-chain.pem")), key: readFileSync(join(FIXTURES, "ca-issued-key.pem")) } });
+    cleanups.push(() => relay.cleanup());
+    const dir = tempDir();
+    for (let i = 0; i < 2; i++) await (await TestClient.start(alice, relay.running.port, { dir })).close(); // pin, then on the pin
+    expect((await KnownRelays.open(join(dir, "alice_known_relays.json"))).get(relay.address)!.sha256).toBe(relay.running.tls!.fingerprint);
+  });
+
+  it("a default client facing a plaintext relay says so instead of connecting in the clear", async () => {
+    const relay = await TestRelay.start({ plaintext: true });
+    cleanups.push(() => relay.cleanup());
+    await expect(TestClient.start(alice, relay.running.port, { dir: tempDir() }))
+      .rejects.toThrow(`the relay at ${relay.address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`);
+  });
+
+  it("refuses a known_relays file others can read, and one whose hash was edited", async () => {
+    const dir = tempDir();
+    const file = join(dir, "alice_known_relays.json");
+    const kp = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    await (await KnownRelays.open(file)).pin("relay.example.org:50051", selfSignedCertificate({ ...kp, commonName: "x", notBefore: new Date() }));
+    const { chmodSync, writeFileSync } = await import("node:fs");
+    chmodSync(file, 0o644);
+    await expect(KnownRelays.open(file)).rejects.toThrow("chmod 600");
+    chmodSync(file, 0o600);
+    const text = readFileSync(file, "utf8").replace(/"sha256": "[0-9a-f]{64}"/, `"sha256": "${"00".repeat(32)}"`);
+    writeFileSync(file, text);
+    await expect(KnownRelays.open(file)).rejects.toThrow("does not match its SHA-256");
+  });
+});

@@ -24,6 +24,7 @@ import { AtRestCipher } from "./at-rest.js";
 import { ReconnectBackoff, sleepUntil } from "./backoff.js";
 import { MessageHistory } from "./history.js";
 import { KeyDirectory } from "./key-directory.js";
+import { describeNotARelay } from "./not-a-relay.js";
 import { OutboxPump } from "./outbox-pump.js";
 import { SendPacer } from "./pacer.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
@@ -73,6 +74,16 @@ export interface ChatClientOptions {
 
 /** A session-ending condition that retrying will not fix. */
 class FatalSessionError extends Error {}
+
+/**
+ * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
+ * relay's operator releases the name, and the client, retrying with backoff, then claims it.
+ */
+class NameTakenError extends Error {
+  constructor(me: string) {
+    super(`the name '${me}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release ${me} (retrying until then)`);
+  }
+}
 
 interface PendingRequest {
   readonly resolve: (frame: SessionResponse["frame"]) => void;
@@ -133,6 +144,8 @@ export class ChatClient implements ChatSession {
   private closed = false;
   private runPromise: Promise<void> | undefined;
   private wakeRetry: (() => void) | undefined;
+  /** Why the previous attempt ended (a repeated "name taken" is not said again). */
+  private lastEndReason: string | undefined;
   /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
   private readonly directory: KeyDirectory;
   /** Seals the text kept on disk (outbox, history). */
@@ -255,6 +268,11 @@ export class ChatClient implements ChatSession {
         }
         reason = this.describeStreamError(e);
         this.log.info("session.ended", { reason });
+        // Said once in the conversation too: the status line has little room for what to do.
+        if (e instanceof NameTakenError && this.lastEndReason !== reason) {
+          this.emit({ type: "notice", level: "error", text: e.message });
+        }
+        this.lastEndReason = reason;
       } finally {
         this.stream?.close();
         this.stream = undefined;
@@ -294,7 +312,7 @@ export class ChatClient implements ChatSession {
       if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
       return sanitizeLine(e.details || e.message).slice(0, 200);
     }
-    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 200);
+    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
   }
 
   /** One stream from hello to its end. Returns whether it got authenticated. */
@@ -327,10 +345,14 @@ export class ChatClient implements ChatSession {
       // Authenticated from here: my own directory entry shows me online.
       this.authenticated = true;
       this.backoff.welcomed();
+      this.lastEndReason = undefined;
       this.refreshedSenders.clear();
       this.onWelcome(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);
+      // Something else on the port (an HTTP or SSH server, an echo): say so, and stop retrying.
+      const foreign = await describeNotARelay(e, this.opts.server);
+      if (foreign !== undefined) throw new FatalSessionError(foreign);
       throw this.classifyHandshakeError(e);
     }
     this.setConnection({ state: "connected", sinceMs: this.clock() });
@@ -358,7 +380,7 @@ export class ChatClient implements ChatSession {
       const details = sanitizeLine(e.details || "").slice(0, 200);
       switch (e.code) {
         case grpcStatus.ALREADY_EXISTS:
-          return new FatalSessionError(details || `the username '${this.me}' is taken on this relay by another key`);
+          return new NameTakenError(this.me);
         case grpcStatus.UNAUTHENTICATED:
         case grpcStatus.INVALID_ARGUMENT:
         case grpcStatus.PERMISSION_DENIED:

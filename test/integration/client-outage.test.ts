@@ -4,6 +4,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { releaseUsername } from "../../src/server/users-command.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { startRecordingProxy, type RecordingProxy } from "../helpers/recording-proxy.js";
@@ -186,4 +187,28 @@ describe("the outbox drains at the relay's pace", () => {
     expectExactlyOnceInOrder(received(b, "s"), "s", 7);
     expect(failures(a)).toEqual([]);
   }, 60_000);
+});
+
+describe("a name taken by another key (a lost key)", () => {
+  it("says what to do, keeps trying with backoff, and connects once the operator released the name", async () => {
+    const { relay } = await setup({});
+    const oldBob = await client(bob, relay.running.port);
+    await oldBob.client.close();
+    const newKey = await fixtureIdentity("mallory", "bob"); // bob's new key, after losing the old one
+    const nb = await TestClient.begin(newKey, relay.running.port, { reconnect: { initialMs: 50, maxMs: 400 } });
+    cleanups.push(() => nb.close());
+    const taken = await nb.waitFor((e) => e.type === "connection" && e.status.state === "reconnecting", "bob's new key is refused");
+    expect(taken).toMatchObject({
+      status: { reason: "the name 'bob' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release bob (retrying until then)" },
+    });
+    // Said once in the conversation, not at every attempt.
+    await waitUntil(() => nb.events.filter((e) => e.type === "connection" && e.status.state === "reconnecting").length >= 3, "three attempts");
+    expect(nb.events.filter((e) => e.type === "notice" && e.level === "error" && /chat-relay users release bob/.test(e.text)).length).toBe(1);
+    expect(nb.events.some((e) => e.type === "connection" && e.status.state === "failed")).toBe(false);
+    // The operator runs `chat-relay users release bob` on the relay's data dir (the same function).
+    expect(releaseUsername(relay.dataDir, "bob")).toBe(true);
+    await nb.client.waitConnected(10_000);
+    const a = await client(alice, relay.running.port);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees the new bob");
+  }, 30_000);
 });

@@ -263,6 +263,8 @@ export class ChatClient implements ChatSession {
       } catch (e) {
         if (e instanceof FatalSessionError) {
           this.log.warn("session.fatal", { reason: e.message });
+          // In the conversation too: the status line may be too narrow for the whole sentence.
+          this.emit({ type: "notice", level: "error", text: e.message });
           this.setConnection({ state: "failed", reason: e.message });
           return;
         }

@@ -36,8 +36,9 @@ async function identify(e: ServiceError, address: string): Promise<string | unde
   if (e.code === grpcStatus.UNIMPLEMENTED) return "a gRPC server without the secure-chat service answered";
   // An HTTP/2 server whose answer is not gRPC: its body read as gRPC framing.
   if (e.code === grpcStatus.RESOURCE_EXHAUSTED && /larger than max/.test(details)) return "an HTTP/2 server answered, but not with gRPC";
-  // The connection could not be set up as HTTP/2: look at what is there.
-  if (e.code === grpcStatus.UNAVAILABLE && /Protocol error/i.test(details)) return probe(address);
+  // The connection could not be set up as HTTP/2 (plaintext), or the TLS handshake met something
+  // that is not TLS (a TLS client): look at what is there.
+  if (e.code === grpcStatus.UNAVAILABLE && /Protocol error|wrong version number|unexpected message|packet length too long/i.test(details)) return probe(address);
   return undefined;
 }
 

@@ -3,7 +3,7 @@
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttp2Server } from "node:http2";
-import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, Server as GrpcServer, ServerCredentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ChatClient } from "../../src/client/chat-client.js";
 import { probe } from "../../src/client/not-a-relay.js";
@@ -13,7 +13,7 @@ import type { ConnectionStatus } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -45,12 +45,12 @@ async function listen(server: TcpServer | ReturnType<typeof createHttpServer> | 
 }
 
 /** A reconnecting client (as chat-tui runs it); resolves with the state it settles in. */
-async function connectTo(port: number): Promise<{ status: ConnectionStatus; client: ChatClient; seen: ConnectionStatus[] }> {
+async function connectTo(port: number, credentials?: ChannelCredentials): Promise<{ status: ConnectionStatus; client: ChatClient; seen: ConnectionStatus[] }> {
   const dir = mkdtempSync(join(tmpdir(), "sc-notrelay-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const client = new ChatClient({
     identity: alice, server: `127.0.0.1:${port}`, trust: await TrustStore.open(join(dir, "alice_known_peers.json")),
-    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 },
+    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 }, ...(credentials ? { credentials } : {}),
   });
   cleanups.push(() => client.close());
   const seen: ConnectionStatus[] = [];
@@ -75,6 +75,12 @@ describe("something that is not a relay on the port", () => {
     const { status, seen } = await connectTo(port);
     expectNamed(status, port, /an HTTP\/1 server answers there: "HTTP\/1\.1 400 Bad Request"/);
     expect(seen.filter((s) => s.state === "reconnecting")).toEqual([]);
+  });
+
+  it("an HTTP/1 server, for a client that speaks TLS", async () => {
+    const port = await listen(createHttpServer((_q, s) => s.end("hello")));
+    const { status } = await connectTo(port, grpcCredentials.createSsl());
+    expectNamed(status, port, /an HTTP\/1 server answers there/);
   });
 
   it("an SSH server (it speaks first)", async () => {
@@ -133,6 +139,11 @@ describe("something that is not a relay on the port", () => {
       void Promise.resolve(last()).then(() => resolve());
     });
     expect(await probe(`127.0.0.1:${closed}`)).toBeUndefined();
+    // A relay that serves TLS, probed in plaintext: it answers with a TLS alert, not a verdict.
+    const fixtures = join(import.meta.dirname, "..", "fixtures", "tls");
+    const tlsRelay = await TestRelay.start({ tls: { cert: readFileSync(join(fixtures, "relay-cert.pem")), key: readFileSync(join(fixtures, "relay-key.pem")) } });
+    cleanups.push(() => tlsRelay.cleanup());
+    expect(await probe(tlsRelay.address)).toBeUndefined();
     // A server that accepts and says nothing, even to the HTTP/2 preface.
     const silent = await listen(createTcpServer((c) => c.on("error", () => {})));
     expect(await probe(`127.0.0.1:${silent}`)).toBeUndefined();

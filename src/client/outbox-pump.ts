@@ -28,7 +28,9 @@ export class OutboxPump {
   private queue: Queued[] = [];
   private readonly inFlight = new Map<string, Queued & { readonly sentAtMs: number }>();
   private nextOrder = 0;
-  private looping = false;
+  /** Each session's writes run in a loop of their own: one stuck on a dead stream cannot stall the next. */
+  private generation = 0;
+  private loopingGeneration = -1;
   /**
    * After a "too fast" answer this session, one message at a time: the relay counts differently
    * from what it advertised, and with several in flight a refused one could be overtaken by an
@@ -50,6 +52,7 @@ export class OutboxPump {
 
   /** The session ended: what was not answered stays in the outbox for the next one. */
   stop(): void {
+    this.generation++;
     this.stream = undefined;
     this.queue = [];
     this.inFlight.clear();
@@ -101,16 +104,18 @@ export class OutboxPump {
   }
 
   private kick(): void {
-    if (this.looping) return;
-    this.looping = true;
-    void this.loop().finally(() => {
-      this.looping = false;
+    const generation = this.generation;
+    if (this.loopingGeneration === generation) return;
+    this.loopingGeneration = generation;
+    void this.loop(generation).finally(() => {
+      if (this.loopingGeneration !== generation) return;
+      this.loopingGeneration = -1;
       if (this.stream !== undefined && this.queue.length > 0) this.kick();
     });
   }
 
-  private async loop(): Promise<void> {
-    while (this.stream !== undefined && this.queue.length > 0) {
+  private async loop(generation: number): Promise<void> {
+    while (generation === this.generation && this.stream !== undefined && this.queue.length > 0) {
       if (this.oneAtATime && this.inFlight.size > 0) {
         await this.sleep(1_000); // woken by the answer
         continue;

@@ -130,6 +130,28 @@ describe("the outbox drains at the relay's pace", () => {
     expect(rateRefusals(relay)).toBe(0);
   }, 60_000);
 
+  // The issue's own scenario (29-39 refusals before). Whether the old client was refused here
+  // depends on how fast the relay reads (on a loaded machine it reads slower than its rate); the
+  // small-limits test above is the one that fails deterministically without pacing.
+  it("100 messages typed while the relay was unreachable, at the relay's default limits (20/s, burst 60)", async () => {
+    const { relay, proxy } = await setup({});
+    const a = await client(alice, proxy.port);
+    const b = await client(bob, relay.running.port);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob");
+    const ids = sendAll(a, "dm:alice:bob", "o", 0, 1);
+    await a.waitForState(ids[0]!, "accepted");
+    proxy.setDown(true);
+    await a.waitFor((e) => e.type === "connection" && e.status.state === "reconnecting", "alice notices the outage");
+    ids.push(...sendAll(a, "dm:alice:bob", "o", 1, 100));
+    await waitUntil(() => a.client.pendingMessages().length === 100, "all 100 sealed into the outbox");
+    proxy.setDown(false);
+    await waitUntil(() => ids.every((id) => accepted(a).has(id)), "all 101 accepted", 30_000);
+    await waitUntil(() => received(b, "o").length >= 101, "bob has them all");
+    expectExactlyOnceInOrder(received(b, "o"), "o", 101);
+    expect(failures(a)).toEqual([]);
+    expect(rateRefusals(relay)).toBe(0);
+  }, 60_000);
+
   it("200 quick lines are delivered without a refusal, shown pending until the relay has them", async () => {
     const { relay } = await setup({ limits: { messagesPerSecond: 60, burst: 20 } });
     const a = await client(alice, relay.running.port);

@@ -7,8 +7,8 @@
 // reads a frame, not when the client wrote it: frames written evenly can be read bunched (the
 // network, a relay busy with a commit). A client bucket (r', b') whose frames are read up to J
 // seconds late stays within the relay's (r, b) when r' <= r and b' + r' * J <= b. So the client
-// uses r' = 0.9 r (the slack refills the margin during a long drain), lowered further when the
-// relay's burst is too small to absorb JITTER_MS at that rate, and b' = b - r' * J.
+// uses r' = 0.9 r (the slack refills the margin during a long drain), lowered (down to r / 2)
+// when the relay's burst is too small to absorb JITTER_MS at that rate, and b' = b - r' * J.
 // If the relay says "too fast" anyway (its clock runs slow, a bucket shared with something the
 // client does not see), the pacer stops sending for a while, growing the pause while the relay
 // keeps refusing; nothing is ever shown as failed for it (chat-client resends the message).
@@ -17,6 +17,16 @@
 export const PACE_RATE_FRACTION = 0.9;
 /** How late the relay may read a frame (compared with the others) without refusing it. */
 export const JITTER_MS = 250;
+
+/** The client's bucket for a relay's (rate, burst), and how much read jitter it absorbs. */
+export function paceFor(ratePerSecond: number, burst: number): { readonly ratePerSecond: number; readonly burst: number; readonly jitterMs: number } {
+  const b = Math.floor(burst);
+  const fraction = ratePerSecond * PACE_RATE_FRACTION;
+  // With a burst of 1 no margin is possible: pacing at 0.9 r, and "too fast" answers, do the rest.
+  const rate = b >= 2 ? Math.min(fraction, Math.max(ratePerSecond / 2, ((b - 1) * 1000) / JITTER_MS)) : fraction;
+  const clientBurst = Math.max(1, Math.floor(b - (rate * JITTER_MS) / 1000));
+  return { ratePerSecond: rate, burst: clientBurst, jitterMs: ((b - clientBurst) * 1000) / rate };
+}
 /** Longest pause after the relay said "too fast" again and again. */
 export const MAX_TOO_FAST_PAUSE_MS = 10_000;
 
@@ -40,11 +50,9 @@ export class SendPacer {
    */
   reset(ratePerSecond: number, burst: number): void {
     if (!(ratePerSecond > 0) || !(burst >= 1)) throw new RangeError(`the relay's rate (${ratePerSecond}) and burst (${burst}) must be positive`);
-    const b = Math.floor(burst);
-    // With a burst of 1 no margin is possible: pacing at 0.9 r, and "too fast" answers, do the rest.
-    const ratePerMs = (ratePerSecond * PACE_RATE_FRACTION) / 1000;
-    this.ratePerMs = b >= 2 ? Math.min(ratePerMs, (b - 1) / JITTER_MS) : ratePerMs;
-    this.burst = Math.max(1, Math.floor(b - this.ratePerMs * JITTER_MS));
+    const pace = paceFor(ratePerSecond, burst);
+    this.ratePerMs = pace.ratePerSecond / 1000;
+    this.burst = pace.burst;
     this.tokens = this.burst;
     this.lastMs = this.clock();
     this.pausedUntilMs = 0;

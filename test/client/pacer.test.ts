@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelay } from "../../src/client/chat-client.js";
 import { ReconnectBackoff, sleepUntil } from "../../src/client/backoff.js";
-import { JITTER_MS, MAX_TOO_FAST_PAUSE_MS, SendPacer } from "../../src/client/pacer.js";
+import { JITTER_MS, MAX_TOO_FAST_PAUSE_MS, paceFor, SendPacer } from "../../src/client/pacer.js";
 import { TokenBucket } from "../../src/server/limits.js";
 
 /** A seeded generator, so every run is the same. */
@@ -17,16 +17,24 @@ function lcg(seed: number): () => number {
 }
 
 describe("SendPacer", () => {
-  for (const [rate, burst] of [[2, 3], [20, 60], [5, 1], [1, 2], [100, 10]] as const) {
+  it("absorbs 250 ms of read jitter at the defaults and at small limits; never paces below half the rate", () => {
+    expect(paceFor(20, 60)).toEqual({ ratePerSecond: 18, burst: 55, jitterMs: 277.77777777777777 });
+    expect(paceFor(2, 3)).toMatchObject({ ratePerSecond: 1.8, burst: 2 });
+    expect(paceFor(2, 3).jitterMs).toBeGreaterThanOrEqual(JITTER_MS);
+    expect(paceFor(1000, 2)).toMatchObject({ ratePerSecond: 500, burst: 1 });
+  });
+
+  for (const [rate, burst] of [[2, 3], [20, 60], [5, 1], [1, 2], [100, 10], [1000, 2], [12, 4]] as const) {
     it(`a long drain at rate ${rate}/s burst ${burst} is never refused by the relay's bucket, with arrival jitter`, () => {
       let now = 1_000_000;
       const pacer = new SendPacer(() => now);
       pacer.reset(rate, burst);
       const relay = new TokenBucket(rate, burst, now);
       const random = lcg(rate * 1000 + burst);
-      // Frames are read after 5 ms plus up to JITTER_MS (bunched); with a burst of 1 there is no
-      // room for bunching, only for a tenth of a token's time.
-      const jitterMs = burst >= 2 ? JITTER_MS : 100 / rate;
+      // Frames are read after 5 ms plus up to the jitter the client's margin absorbs (JITTER_MS
+      // unless the burst is too small for it); with a burst of 1, a tenth of a token's time.
+      const pace = paceFor(rate, burst);
+      const jitterMs = burst >= 2 ? pace.jitterMs : 100 / rate;
       let refused = 0;
       let lastArrival = 0;
       const sends = 400;
@@ -40,9 +48,9 @@ describe("SendPacer", () => {
         if (!relay.take(arrival)) refused++;
       }
       expect(refused).toBe(0);
-      // And it is not slower than needed: 0.9 of the rate, or what the burst can absorb.
-      const pace = burst >= 2 ? Math.min(rate * 0.9, (burst - 1) / (JITTER_MS / 1000)) : rate * 0.9;
-      expect(now - 1_000_000).toBeLessThanOrEqual(Math.ceil((sends / pace) * 1000) + 1000);
+      // And it is not slower than needed: at least half the rate.
+      expect(pace.ratePerSecond).toBeGreaterThanOrEqual(rate / 2);
+      expect(now - 1_000_000).toBeLessThanOrEqual(Math.ceil((sends / pace.ratePerSecond) * 1000) + 1000);
     });
   }
 

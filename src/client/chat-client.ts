@@ -245,6 +245,8 @@ export class ChatClient implements ChatSession {
     this.stream?.close();
     await this.runPromise?.catch(() => {});
     this.failRequests("the session was closed");
+    // Messages sent just before closing are sealed into the outbox (sent at the next start).
+    await this.sendChain.catch(() => {});
     this.setConnection({ state: "closed" });
     await this.trustStore.flush();
     // Older history goes at the end of a session, not at the start where it would delay the screen.
@@ -749,7 +751,9 @@ export class ChatClient implements ChatSession {
       message: { id, conversationId: conv.id, from: this.me, kind, text: normalized, sentAtMs: now, receivedAtMs: now, own: true, state: "pending" },
     });
     const body: MessageBody = { kind, text: normalized };
-    this.sendChain = this.sendChain.then(() => this.sealAndQueue(conv, body, messageId, now));
+    // One event-loop turn between seals: a burst of sends (a paste, a script) must not starve
+    // the stream's keepalive answers and incoming frames while it is sealed.
+    this.sendChain = this.sendChain.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.sealAndQueue(conv, body, messageId, now));
     return { ok: true, value: { id } };
   }
 

@@ -81,7 +81,7 @@ async function expectAllThrough(a: TestClient, b: TestClient, ta: ReturnType<typ
 }
 
 describe("typing at 4 messages/s through repeated outages", () => {
-  it("a relay killed -9 three times: 0 refusals, nothing lost, nothing twice, in order", async () => {
+  it("a relay killed -9 twice: 0 refusals, nothing lost, nothing twice, in order", async () => {
     dir = tempDir();
     const dataDir = join(dir, "relay");
     const args = ["--rate", String(RATE), "--burst", String(BURST)];
@@ -100,7 +100,7 @@ describe("typing at 4 messages/s through repeated outages", () => {
     await b.waitFor((e) => e.type === "peer" && e.peer.username === "alice" && e.peer.online, "bob sees alice");
     const ta = typist(a, "dm:alice:bob", "a");
     const tb = typist(b, "dm:alice:bob", "b");
-    for (let outage = 1; outage <= 3; outage++) {
+    for (let outage = 1; outage <= 2; outage++) {
       // The backlog of the last outage drained, and alice typed on while connected.
       const start = ta.ids.length;
       await waitUntil(() => ta.ids.length >= start + 4 && ta.ids.slice(0, start).every((id) => accepted(a).has(id)), `alice's backlog delivered before outage ${outage}`, 30_000);

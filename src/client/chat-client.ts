@@ -22,8 +22,12 @@ import { checkRoomName, isValidUsername, parseConversationId, type Conversation 
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { digitsNameKeys, safetyHalfGroups, safetyNumber, TRUST_GROUPS } from "../protocol/safety-number.js";
 import { AtRestCipher } from "./at-rest.js";
+import { ReconnectBackoff, sleepUntil } from "./backoff.js";
 import { MessageHistory } from "./history.js";
 import { KeyDirectory } from "./key-directory.js";
+import { describeNotARelay } from "./not-a-relay.js";
+import { OutboxPump } from "./outbox-pump.js";
+import { SendPacer } from "./pacer.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
@@ -76,6 +80,16 @@ export interface ChatClientOptions {
 
 /** A session-ending condition that retrying will not fix. */
 class FatalSessionError extends Error {}
+
+/**
+ * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
+ * relay's operator releases the name, and the client, retrying with backoff, then claims it.
+ */
+class NameTakenError extends Error {
+  constructor(me: string) {
+    super(`the name '${me}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release ${me} (retrying until then)`);
+  }
+}
 
 interface PendingRequest {
   readonly resolve: (frame: SessionResponse["frame"]) => void;
@@ -137,6 +151,8 @@ export class ChatClient implements ChatSession {
   private closed = false;
   private runPromise: Promise<void> | undefined;
   private wakeRetry: (() => void) | undefined;
+  /** Why the previous attempt ended (a repeated "name taken" is not said again). */
+  private lastEndReason: string | undefined;
   /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
   private readonly directory: KeyDirectory;
   /** Seals the text kept on disk (outbox, history). */
@@ -158,6 +174,12 @@ export class ChatClient implements ChatSession {
   private connectedWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   /** Refused messages by id, so the user can retry them. */
   private readonly failed = new Map<string, { conversationId: string; text: string; kind: MessageKind }>();
+  /** Failed attempts since the last session that reached Welcome, and the wait they earn. */
+  private readonly backoff: ReconnectBackoff;
+  /** The relay's rate and burst, kept by the client (sends and room requests spend its tokens). */
+  private readonly pacer: SendPacer;
+  /** Writes the outbox at that pace, in order; "too fast" answers go back into it. */
+  private readonly pump: OutboxPump;
 
   constructor(o: ChatClientOptions) {
     this.opts = o;
@@ -175,6 +197,11 @@ export class ChatClient implements ChatSession {
       this.log.warn("session.plaintext", { message: "connecting without TLS (--insecure-plaintext): anyone on the path can read metadata and hijack the session" });
     }
     this.atRest = new AtRestCipher(o.identity);
+    const policy = this.reconnectPolicy;
+    this.backoff = new ReconnectBackoff((n) => (policy === false ? 0 : backoffDelay(n, policy, this.random)));
+    this.pacer = new SendPacer(this.clock);
+    this.pacer.reset(this.limits.messagesPerSecond, this.limits.burst); // until a Welcome says
+    this.pump = new OutboxPump({ pacer: this.pacer, envelopeOf: (id) => this.state.outboxGet(id)?.envelope, log: this.log });
     this.history = o.history === false ? undefined : new MessageHistory(o.state, this.atRest, this.log);
     this.directory = new KeyDirectory({
       me: o.identity,
@@ -229,6 +256,8 @@ export class ChatClient implements ChatSession {
     this.stream?.close();
     await this.runPromise?.catch(() => {});
     this.failRequests("the session was closed");
+    // Messages sent just before closing are sealed into the outbox (sent at the next start).
+    await this.sendChain.catch(() => {});
     this.setConnection({ state: "closed" });
     await this.trustStore.flush();
     // Older history goes at the end of a session, not at the start where it would delay the screen.
@@ -237,27 +266,33 @@ export class ChatClient implements ChatSession {
   }
 
   private async run(): Promise<void> {
-    let attempt = 0;
     while (!this.closed) {
-      attempt++;
+      const attempt = this.backoff.attempt;
       this.setConnection({ state: "connecting", attempt });
       let reason = "the relay closed the connection";
-      let connectedThisTime = false;
       try {
         await this.opts.beforeConnect?.(attempt);
-        connectedThisTime = await this.runSession();
+        await this.runSession();
       } catch (e) {
         if (e instanceof FatalSessionError) {
           this.log.warn("session.fatal", { reason: e.message });
+          // In the conversation too: the status line may be too narrow for the whole sentence.
+          this.emit({ type: "notice", level: "error", text: e.message });
           this.setConnection({ state: "failed", reason: e.message });
           return;
         }
         reason = this.describeStreamError(e);
         this.log.info("session.ended", { reason });
+        // Said once in the conversation too: the status line has little room for what to do.
+        if (e instanceof NameTakenError && this.lastEndReason !== reason) {
+          this.emit({ type: "notice", level: "error", text: e.message });
+        }
+        this.lastEndReason = reason;
       } finally {
         this.stream?.close();
         this.stream = undefined;
         this.authenticated = false;
+        this.pump.stop();
         this.failRequests("the connection to the relay was lost");
       }
       if (this.closed) return;
@@ -265,16 +300,13 @@ export class ChatClient implements ChatSession {
         this.setConnection({ state: "failed", reason });
         return;
       }
-      if (connectedThisTime) attempt = 1;
-      const delay = backoffDelay(attempt, this.reconnectPolicy, this.random);
-      this.setConnection({ state: "reconnecting", attempt, retryAtMs: this.clock() + delay, reason });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.wakeRetry = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      // Counted from the last session that reached Welcome, however it ended (backoff.ts).
+      const next = this.backoff.next();
+      const retryAtMs = this.clock() + next.delayMs;
+      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason });
+      const sleep = sleepUntil(retryAtMs, this.clock);
+      this.wakeRetry = sleep.wake;
+      await sleep.done;
       this.wakeRetry = undefined;
     }
   }
@@ -295,7 +327,7 @@ export class ChatClient implements ChatSession {
       if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
       return sanitizeLine(e.details || e.message).slice(0, 200);
     }
-    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 200);
+    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
   }
 
   /** One stream from hello to its end. Returns whether it got authenticated. */
@@ -340,6 +372,8 @@ export class ChatClient implements ChatSession {
       clearTimeout(handshakeTimer);
       // Authenticated from here: my own directory entry shows me online.
       this.authenticated = true;
+      this.backoff.welcomed();
+      this.lastEndReason = undefined;
       this.refreshedSenders.clear();
       this.onWelcome(welcome.value);
     } catch (e) {
@@ -349,6 +383,9 @@ export class ChatClient implements ChatSession {
         const refusal = await channel.refusal();
         if (refusal !== undefined) throw new FatalSessionError(refusal);
       }
+      // Something else on the port (an HTTP or SSH server, an echo): say so, and stop retrying.
+      const foreign = await describeNotARelay(e, this.opts.server);
+      if (foreign !== undefined) throw new FatalSessionError(foreign);
       throw this.classifyHandshakeError(e);
     }
     this.setConnection({ state: "connected", sinceMs: this.clock() });
@@ -376,7 +413,7 @@ export class ChatClient implements ChatSession {
       const details = sanitizeLine(e.details || "").slice(0, 200);
       switch (e.code) {
         case grpcStatus.ALREADY_EXISTS:
-          return new FatalSessionError(details || `the username '${this.me}' is taken on this relay by another key`);
+          return new NameTakenError(this.me);
         case grpcStatus.UNAUTHENTICATED:
         case grpcStatus.INVALID_ARGUMENT:
         case grpcStatus.PERMISSION_DENIED:
@@ -627,6 +664,14 @@ export class ChatClient implements ChatSession {
     const id = hex(r.messageId);
     const entry = this.state.outboxGet(r.messageId);
     if (entry === undefined) return; // already settled (a duplicate answer after a resend)
+    if (r.status === SendStatus.SEND_STATUS_REFUSED && r.code === ErrorCode.ERROR_CODE_RATE_LIMITED) {
+      // Not a failure: the relay will take it a moment later. It stays pending in the outbox and
+      // goes back to its place in the queue (outbox-pump.ts).
+      const pauseMs = this.pump.tooFast(r.messageId);
+      this.log.info("send.too-fast", { conversation: entry.conversationId, pauseMs });
+      return;
+    }
+    this.pump.settled(r.messageId, r.status === SendStatus.SEND_STATUS_ACCEPTED);
     this.state.outboxRemove(r.messageId);
     if (r.status === SendStatus.SEND_STATUS_ACCEPTED) {
       const queuedFor = r.queuedFor.filter(isValidUsername);
@@ -651,11 +696,10 @@ export class ChatClient implements ChatSession {
     this.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "failed", failure });
   }
 
+  /** After Welcome: every unsent message, oldest first, at the pace the relay allows. */
   private async resendOutbox(): Promise<void> {
-    for (const entry of this.state.outbox()) {
-      if (!this.stream) return;
-      await this.stream.send({ frame: { $case: "send", value: { envelope: WireEnvelope.decode(entry.envelope) } } }).catch(() => {});
-    }
+    if (!this.stream) return;
+    this.pump.start(this.stream, this.state.outbox().map((e) => e.id), this.limits);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -736,7 +780,9 @@ export class ChatClient implements ChatSession {
       message: { id, conversationId: conv.id, from: this.me, kind, text: normalized, sentAtMs: now, receivedAtMs: now, own: true, state: "pending" },
     });
     const body: MessageBody = { kind, text: normalized };
-    this.sendChain = this.sendChain.then(() => this.sealAndQueue(conv, body, messageId, now));
+    // One event-loop turn between seals: a burst of sends (a paste, a script) must not starve
+    // the stream's keepalive answers and incoming frames while it is sealed.
+    this.sendChain = this.sendChain.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.sealAndQueue(conv, body, messageId, now));
     return { ok: true, value: { id } };
   }
 
@@ -809,11 +855,9 @@ export class ChatClient implements ChatSession {
           text: `not sent to ${recipients.value.skipped.join(", ")}: ${recipients.value.skipped.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet (/verify ${recipients.value.skipped[0]}, then /trust or /accept)`,
         });
       }
-      if (this.authenticated && this.stream) {
-        this.stream.send({ frame: { $case: "send", value: { envelope: wire } } }).catch(() => {
-          // Stays in the outbox; resent with the same id after reconnecting.
-        });
-      }
+      // Written at the relay's pace after those before it; offline, it waits in the outbox and
+      // the next Welcome sends it with the same id.
+      if (this.authenticated) this.pump.push(messageId);
     } catch (e) {
       const failure = sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
       this.failed.set(id, { conversationId: conv.id, text: body.text, kind: body.kind });
@@ -955,7 +999,9 @@ export class ChatClient implements ChatSession {
       };
       this.requests.set(requestId, pending);
       if (byRoom && room !== undefined) byRoom.set(room, pending);
-      stream.send({ frame }).catch(() => finish({ ok: false, error: "the connection to the relay was lost" }));
+      // Room requests draw on the relay's send bucket (§9): they wait for a token like sends do.
+      const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.pacer.acquire(() => this.stream === stream);
+      turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: "the connection to the relay was lost" }));
     });
   }
 

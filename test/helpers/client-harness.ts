@@ -18,6 +18,13 @@ export class TestClient {
   }
 
   static async start(identity: PrivateIdentity, port: number, o: Partial<ChatClientOptions> & { dir?: string; statePath?: string } = {}): Promise<TestClient> {
+    const t = await TestClient.begin(identity, port, o);
+    await t.client.waitConnected(15_000);
+    return t;
+  }
+
+  /** Starts connecting without waiting for the session (for clients that may not get in). */
+  static async begin(identity: PrivateIdentity, port: number, o: Partial<ChatClientOptions> & { dir?: string; statePath?: string } = {}): Promise<TestClient> {
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), `sc-client-${identity.username}-`));
     const trust = o.trust ?? (await TrustStore.open(join(dir, `${identity.username}_known_peers.json`)));
     const state = o.state ?? ClientStateStore.open(o.statePath ?? ":memory:");
@@ -27,7 +34,6 @@ export class TestClient {
     const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state, reconnect: false, transport, ...o });
     const t = new TestClient(client, o.dir === undefined ? dir : undefined);
     client.start();
-    await client.waitConnected(15_000);
     return t;
   }
 

@@ -14,6 +14,16 @@ export interface RecordingProxy {
    * (no FIN, no RST): only keepalive can notice. New connections work normally.
    */
   freezeAll(): void;
+  /**
+   * An outage: while down, live connections are cut and new ones are closed at once (the relay
+   * is unreachable); back up, connections work normally again.
+   */
+  setDown(down: boolean): void;
+  /**
+   * Live connections keep carrying the client's frames to the relay but lose everything the relay
+   * answers (its SendResults are lost, as in a drop right after the relay stored a message).
+   */
+  muteAnswers(): void;
   /** How many connections the proxy has accepted so far. */
   connections(): number;
   close(): Promise<void>;
@@ -23,9 +33,15 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
   const chunks: Buffer[] = [];
   const sockets = new Set<Socket>();
   const frozen = new WeakSet<Socket>();
+  const muted = new WeakSet<Socket>();
   let accepted = 0;
+  let down = false;
   const server = createServer((client) => {
     accepted++;
+    if (down) {
+      client.destroy();
+      return;
+    }
     const upstream = connect({ host: targetHost, port: targetPort });
     sockets.add(client);
     sockets.add(upstream);
@@ -41,7 +57,7 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
       upstream.write(d);
     });
     upstream.on("data", (d: Buffer) => {
-      if (frozen.has(upstream)) return;
+      if (frozen.has(upstream) || muted.has(upstream)) return;
       chunks.push(Buffer.from(d));
       client.write(d);
     });
@@ -62,6 +78,16 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
     },
     freezeAll: () => {
       for (const s of sockets) frozen.add(s);
+    },
+    setDown: (d: boolean) => {
+      down = d;
+      if (d) {
+        for (const s of sockets) s.destroy();
+        sockets.clear();
+      }
+    },
+    muteAnswers: () => {
+      for (const s of sockets) muted.add(s);
     },
     connections: () => accepted,
     close: () =>

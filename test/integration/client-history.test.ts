@@ -105,27 +105,32 @@ describe("history across a restart", () => {
   });
 
   it("shows a refused message as failed after the restart, and it can still be retried", async () => {
-    const r = await TestRelay.start({ limits: { messagesPerSecond: 1, burst: 1 } });
+    // bob is away and his queue holds one envelope: the second message is refused (QUEUE_FULL).
+    const r = await TestRelay.start({ limits: { maxQueuePerUser: 1 } });
     cleanups.push(() => r.cleanup());
     const dir = tempDir();
+    const b = await TestClient.start(bob, r.running.port);
     const a = await TestClient.start(alice, r.running.port, { dir, statePath: join(dir, "alice_state.db") });
-    const first = a.client.send("lobby", "first");
-    const second = a.client.send("lobby", "second, too fast");
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob");
+    await b.close();
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && !e.peer.online, "bob away");
+    const first = a.client.send("dm:alice:bob", "first");
+    const second = a.client.send("dm:alice:bob", "second, no room");
     if (!first.ok || !second.ok) throw new Error("not sent");
     await a.waitForState(second.value.id, "failed");
     await a.close();
 
     const again = await restarted(alice, dir);
     const failed = again.backlog().find((m) => m.id === second.value.id);
-    expect(failed).toMatchObject({ text: "second, too fast", state: "failed" });
-    expect(failed?.failure).toMatch(/too fast/);
-    const retried = again.retry("lobby", second.value.id);
+    expect(failed).toMatchObject({ text: "second, no room", state: "failed" });
+    expect(failed?.failure).toMatch(/queue for 'bob' is full/);
+    const retried = again.retry("dm:alice:bob", second.value.id);
     expect(retried.ok).toBe(true);
     // Sealed and in the outbox, waiting for the relay.
     await waitUntil(() => again.pendingMessages().length === 1, "the retried message in the outbox");
-    expect(again.pendingMessages().map((m) => m.text)).toEqual(["second, too fast"]);
+    expect(again.pendingMessages().map((m) => m.text)).toEqual(["second, no room"]);
     // Once retried, the failed copy is gone: the next start shows the text once, pending.
-    expect(again.backlog().filter((m) => m.text === "second, too fast").map((m) => [m.id === second.value.id, m.state])).toEqual([[false, "pending"]]);
+    expect(again.backlog().filter((m) => m.text === "second, no room").map((m) => [m.id === second.value.id, m.state])).toEqual([[false, "pending"]]);
   });
 
   it("with history off, shows only unsent messages and keeps nothing else", async () => {

@@ -115,9 +115,16 @@ describe("other commands", () => {
     expect(error("/switch")).toBe("/switch needs a conversation — usage: /switch <name|number>");
   });
 
-  test.each(["lobby", "close", "users", "help", "fingerprint", "retry", "quit"] as const)("/%s takes no arguments", (name) => {
+  test.each(["lobby", "close", "users", "help", "fingerprint", "quit"] as const)("/%s takes no arguments", (name) => {
     expect(command(`/${name}`)).toEqual({ kind: name });
     expect(error(`/${name} please`)).toBe(`/${name} takes no arguments — usage: ${COMMANDS.find((c) => c.name === name)?.usage}`);
+  });
+
+  test("/retry takes nothing (the newest failure) or all", () => {
+    expect(command("/retry")).toEqual({ kind: "retry" });
+    expect(command("/retry all")).toEqual({ kind: "retry", all: true });
+    expect(command("/retry ALL")).toEqual({ kind: "retry", all: true });
+    expect(error("/retry please")).toBe("/retry takes nothing or all, not 'please' — usage: /retry [all]");
   });
 
   test("/exit is /quit", () => {
@@ -150,7 +157,7 @@ test("/help lists every command the parser knows, and the keys", () => {
     expect(help).toContain(c.usage);
     // Every listed command parses (with a plausible argument where it needs one).
     const sample = c.usage.replace("<user>", "bob").replace("<digits>", "12345 67890 12345").replace("<text>", "hi").replace("<action>", "waves")
-      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").trim();
+      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").replace("[all]", "all").trim();
     expect(parseInput(sample).ok, sample).toBe(true);
   }
   for (const key of KEYS.flatMap((g) => g.keys)) expect(help).toContain(key.keys);

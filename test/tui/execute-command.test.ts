@@ -137,6 +137,30 @@ describe("executeCommand", () => {
     expect(t.run("/retry")).toBe("clear");
     expect(t.notices().at(-1)).toBe("error: no failed message of yours in this conversation to send again");
   });
+
+  test("/retry all sends every failed message of the current conversation again, oldest first, once", () => {
+    const t = setup();
+    for (const text of ["one", "two", "three", "fine"]) t.run(text);
+    const [one, two, three] = [...t.session.sent.keys()];
+    t.session.fail(one!, "rate limited");
+    t.session.fail(three!, "rate limited");
+    t.session.fail(two!, "rate limited");
+    expect(t.run("/retry all")).toBe("clear");
+    expect(t.session.callsOf("retry")).toEqual([
+      { method: "retry", conversationId: "lobby", id: one },
+      { method: "retry", conversationId: "lobby", id: two },
+      { method: "retry", conversationId: "lobby", id: three },
+    ]);
+    expect(t.notices().at(-1)).toBe("info: 3 failed messages sent again, in their order");
+    // Each was sent again once: another /retry all (or /retry) finds nothing left.
+    expect(t.run("/retry all")).toBe("clear");
+    expect(t.run("/retry")).toBe("clear");
+    expect(t.session.callsOf("retry")).toHaveLength(3);
+    expect(t.notices().slice(-2)).toEqual([
+      "error: no failed message of yours in this conversation to send again",
+      "error: no failed message of yours in this conversation to send again",
+    ]);
+  });
 });
 
 describe("resolveConversation", () => {

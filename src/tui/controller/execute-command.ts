@@ -3,7 +3,7 @@
 // ok false, a rejected promise) becomes an error line in the conversation the command came from.
 import { dmIdFor, type ChatSession, type Outcome } from "../../client/types.js";
 import type { Logger } from "../../protocol/log.js";
-import { listFindLastIndex, listGet } from "../state/chunked-list.js";
+import { listFindLastIndex, listGet, listToArray } from "../state/chunked-list.js";
 import type { Command } from "../state/commands.js";
 import { helpLines } from "../state/commands.js";
 import { searchMessages } from "../state/search.js";
@@ -77,6 +77,28 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "keep";
     }
     return "clear";
+  };
+  /** /retry all: every failed message of mine here that was not sent again yet, oldest first. */
+  const retryAll = (): void => {
+    const entries = state.conversations[here]?.entries;
+    const failed = entries === undefined ? [] : listToArray(entries).flatMap((e) =>
+      (e.kind === "message" && e.message.own && e.message.state === "failed" && !e.retried ? [e.message.id] : []));
+    if (failed.length === 0) {
+      say("error", "no failed message of yours in this conversation to send again");
+      return;
+    }
+    let sent = 0;
+    for (const id of failed) {
+      const outcome = session.retry(here, id);
+      if (!outcome.ok) {
+        // The same reason would stop the rest (e.g. a key change): say it once and keep them.
+        say("error", `${outcome.error}${sent > 0 ? ` (${sent} of ${failed.length} sent again)` : ""}`);
+        return;
+      }
+      dispatch({ type: "message-retried", conversationId: here, id });
+      sent++;
+    }
+    say("info", `${sent} failed message${sent === 1 ? "" : "s"} sent again, in their order`);
   };
   const currentRoom = (): string | undefined => (describeConversation(here, state.me)?.kind === "room" ? here : undefined);
 
@@ -192,6 +214,10 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "clear";
     }
     case "retry": {
+      if (command.all === true) {
+        retryAll();
+        return "clear";
+      }
       const entries = state.conversations[here]?.entries;
       const failed = entries === undefined
         ? undefined

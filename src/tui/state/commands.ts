@@ -24,7 +24,8 @@ export type Command =
   | { readonly kind: "leave"; readonly room?: string }
   | { readonly kind: "rooms" }
   | { readonly kind: "members"; readonly room?: string }
-  | { readonly kind: "retry" }
+  /** `all`: every failed message of this conversation, oldest first (default: the newest one). */
+  | { readonly kind: "retry"; readonly all?: boolean }
   | { readonly kind: "clear" }
   /** The messages of this conversation containing the text. */
   | { readonly kind: "search"; readonly text: string }
@@ -59,7 +60,7 @@ export const COMMANDS: readonly CommandHelp[] = [
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
   { name: "trust", usage: "/trust <user> <digits>", summary: "mark a user verified ✓: name the digits you compared (/verify shows the exact command); accepts a changed key" },
   { name: "accept", usage: "/accept <user>", summary: "continue with a user's changed key without comparing (NOT verified); shows held messages" },
-  { name: "retry", usage: "/retry", summary: "send your last failed message in this conversation again (also Alt-R)" },
+  { name: "retry", usage: "/retry [all]", summary: "send your last failed message in this conversation again (also Alt-R); all: every failed one, in order" },
   { name: "search", usage: "/search <text>", summary: "list this conversation's messages that contain the text (the newest 20)" },
   { name: "clear", usage: "/clear", summary: "clear this conversation (screen and kept history)" },
   { name: "mouse", usage: "/mouse [on|off]", summary: "scroll with the mouse wheel (off by default: while on, hold Shift to select text)" },
@@ -243,13 +244,15 @@ export function parseInput(line: string): ParseResult {
       if (arg === "on" || arg === "off") return ok({ kind: "mouse", on: arg === "on" });
       return usage(name, `takes on or off, not '${args[0] ?? ""}'`);
     }
+    case "retry":
+      if (args.length === 1 && args[0]?.toLowerCase() === "all") return ok({ kind: "retry", all: true });
+      return args.length === 0 ? ok({ kind: "retry" }) : usage(name, `takes nothing or all, not '${args.join(" ")}'`);
     case "lobby":
     case "close":
     case "users":
     case "help":
     case "fingerprint":
     case "rooms":
-    case "retry":
     case "clear":
     case "quit":
       return args.length === 0 ? ok({ kind: name }) : usage(name, "takes no arguments");

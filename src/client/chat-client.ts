@@ -16,7 +16,7 @@ import { isProtocolError } from "../protocol/errors.js";
 import { DEFAULT_LIMITS, shapeLimitsOf, type Limits } from "../protocol/limits.js";
 import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
 import { KnownRelays } from "./known-relays.js";
-import { prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
+import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { checkRoomName, isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -25,7 +25,7 @@ import { AtRestCipher } from "./at-rest.js";
 import { ReconnectBackoff, sleepUntil } from "./backoff.js";
 import { MessageHistory } from "./history.js";
 import { KeyDirectory } from "./key-directory.js";
-import { describeNotARelay } from "./not-a-relay.js";
+import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
 import { OutboxPump } from "./outbox-pump.js";
 import { SendPacer } from "./pacer.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
@@ -338,6 +338,10 @@ export class ChatClient implements ChatSession {
     } catch (e) {
       // A changed certificate is refused for good (the sentence says how to accept it).
       if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.message);
+      // The TLS first contact met something: name it when it is not a relay, and stop retrying.
+      if (e instanceof NotTlsError) {
+        throw new FatalSessionError((await describeNotARelayByProbe(this.opts.server)) ?? e.message);
+      }
       throw e;
     }
     const stream = openSessionStream({

@@ -21,7 +21,18 @@ const H2_PREFACE = Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 /** The sentence for a server that is not a relay, or undefined when that is not certain. */
 export async function describeNotARelay(error: unknown, address: string): Promise<string | undefined> {
   if (!isServiceError(error)) return undefined;
-  const what = await identify(error, address);
+  return notARelaySentence(address, await identify(error, address));
+}
+
+/**
+ * The same verdict when the TLS first contact (trust on first use) already failed, before any
+ * gRPC call: only the raw probe can tell what answers there.
+ */
+export async function describeNotARelayByProbe(address: string): Promise<string | undefined> {
+  return notARelaySentence(address, await probe(address));
+}
+
+function notARelaySentence(address: string, what: string | undefined): string | undefined {
   return what === undefined ? undefined : `${address} is not a secure-chat relay (${what}): check the address (--server host:port)`;
 }
 

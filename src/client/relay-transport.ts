@@ -19,6 +19,8 @@ export type RelayTransport =
 
 /** A refusal that retrying cannot fix (the certificate changed): the session stops with this sentence. */
 export class RelayCertificateRefused extends Error {}
+/** The server answered the TLS first contact with something that is not TLS. */
+export class NotTlsError extends Error {}
 
 /** Everything one connection attempt needs. */
 export interface PreparedChannel {
@@ -72,8 +74,9 @@ export function presentedCertificate(address: string, timeoutMs = PROBE_TIMEOUT_
     });
     socket.once("error", (e: NodeJS.ErrnoException) => {
       // A plaintext relay answers a ClientHello with bytes that are not TLS.
-      if (e.code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number|packet length too long/i.test(e.message)) {
-        finish(new Error(`the relay at ${address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`));
+      // Something else (HTTP/1, SSH, an echo) fails the TLS handshake the same way.
+      if ((e.code ?? "").startsWith("ERR_SSL_") || /wrong version number|packet length too long|unexpected message|record layer/i.test(e.message)) {
+        finish(new NotTlsError(`${address} does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too; otherwise check the address (--server host:port)`));
       } else if (UNREACHABLE.has(e.code ?? "")) {
         finish(new Error("relay unreachable")); // as a failed gRPC connection says it
       } else finish(e);

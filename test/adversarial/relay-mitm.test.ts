@@ -149,7 +149,7 @@ describe("known_relays (trust on first use of the relay's certificate)", () => {
     const relay = await TestRelay.start({ plaintext: true });
     cleanups.push(() => relay.cleanup());
     await expect(TestClient.start(alice, relay.running.port, { dir: tempDir() }))
-      .rejects.toThrow(`the relay at ${relay.address} does not speak TLS (if it runs with --insecure-plaintext, so must chat-tui)`);
+      .rejects.toThrow(`${relay.address} does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too`);
   });
 
   it("refuses a known_relays file others can read, and one whose hash was edited", async () => {

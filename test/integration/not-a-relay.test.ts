@@ -3,10 +3,12 @@
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttp2Server } from "node:http2";
-import { credentials as grpcCredentials, Server as GrpcServer, ServerCredentials, type ChannelCredentials } from "@grpc/grpc-js";
+import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ChatClient } from "../../src/client/chat-client.js";
 import { probe } from "../../src/client/not-a-relay.js";
+import { KnownRelays } from "../../src/client/known-relays.js";
+import type { RelayTransport } from "../../src/client/relay-transport.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
 import type { ConnectionStatus } from "../../src/client/types.js";
@@ -45,12 +47,15 @@ async function listen(server: TcpServer | ReturnType<typeof createHttpServer> | 
 }
 
 /** A reconnecting client (as chat-tui runs it); resolves with the state it settles in. */
-async function connectTo(port: number, credentials?: ChannelCredentials): Promise<{ status: ConnectionStatus; client: ChatClient; seen: ConnectionStatus[] }> {
+const PLAINTEXT: RelayTransport = { kind: "plaintext" };
+const pinned = (): RelayTransport => ({ kind: "pinned", pins: KnownRelays.inMemory() });
+
+async function connectTo(port: number, transport: RelayTransport = PLAINTEXT): Promise<{ status: ConnectionStatus; client: ChatClient; seen: ConnectionStatus[] }> {
   const dir = mkdtempSync(join(tmpdir(), "sc-notrelay-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const client = new ChatClient({
     identity: alice, server: `127.0.0.1:${port}`, trust: await TrustStore.open(join(dir, "alice_known_peers.json")),
-    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 }, ...(credentials ? { credentials } : {}),
+    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 }, transport,
   });
   cleanups.push(() => client.close());
   const seen: ConnectionStatus[] = [];
@@ -79,7 +84,7 @@ describe("something that is not a relay on the port", () => {
 
   it("an HTTP/1 server, for a client that speaks TLS", async () => {
     const port = await listen(createHttpServer((_q, s) => s.end("hello")));
-    const { status } = await connectTo(port, grpcCredentials.createSsl());
+    const { status } = await connectTo(port, { kind: "ca" });
     expectNamed(status, port, /an HTTP\/1 server answers there/);
   });
 
@@ -126,11 +131,32 @@ describe("something that is not a relay on the port", () => {
     expectNamed((await connectTo(port)).status, port, /a gRPC server without the secure-chat service/);
   });
 
+  it("the default client (TLS, pinned on first use) names them too, and stops retrying", async () => {
+    const http = await listen(createHttpServer((_q, s) => s.end("hello")));
+    expectNamed((await connectTo(http, pinned())).status, http, /an HTTP\/1 server answers there/);
+    const ssh = await listen(createTcpServer((c) => {
+      c.on("error", () => {});
+      c.write("SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n");
+    }));
+    expectNamed((await connectTo(ssh, pinned())).status, ssh, /an SSH server answers there/);
+    // A plaintext HTTP/2 server might be a relay run with --insecure-plaintext: say both.
+    const h2 = createHttp2Server();
+    h2.on("stream", (st) => {
+      st.respond({ ":status": 404 });
+      st.end();
+    });
+    const p = await listen(h2);
+    const { status, seen } = await connectTo(p, pinned());
+    expect(status.state).toBe("failed");
+    if (status.state === "failed") expect(status.reason).toMatch(/does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too/);
+    expect(seen.filter((x) => x.state === "reconnecting")).toEqual([]);
+  });
+
   it("a real relay, a relay that is down and a silent port are not called 'not a relay'", async () => {
     const relay = await TestRelay.start();
     cleanups.push(() => relay.cleanup());
     expect(await probe(relay.address)).toBeUndefined();
-    const { status } = await connectTo(relay.running.port);
+    const { status } = await connectTo(relay.running.port, pinned());
     expect(status.state).toBe("connected");
     // Nothing listening: the client keeps trying (the relay may come back).
     const closed = await listen(createTcpServer());

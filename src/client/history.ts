@@ -82,6 +82,36 @@ export class MessageHistory {
     return out;
   }
 
+  /**
+   * Older kept messages of one conversation, oldest first: the `limit` kept just before message
+   * `beforeId` (the newest ones when it is undefined or not kept). Scrolling past the top of a
+   * conversation, and reopening a closed one, read these pages. Unreadable rows are skipped.
+   */
+  page(conversationId: string, beforeId: string | undefined, limit: number): ChatMessage[] {
+    if (!Number.isInteger(limit) || limit <= 0) throw new RangeError("history page size must be a positive integer");
+    if (beforeId !== undefined && !/^[0-9a-f]+$/.test(beforeId)) throw new TypeError("history page: message id must be hex");
+    const before = beforeId === undefined ? undefined : Buffer.from(beforeId, "hex");
+    const rows = this.safely("history.read-failed", () => this.store.historyPage(conversationId, before, limit)) ?? [];
+    return rows.flatMap((r) => this.open(r) ?? []);
+  }
+
+  /**
+   * Every kept message whose text contains `needle` (case-insensitive), oldest first, from all
+   * conversations. The texts are sealed at rest, so each kept row is opened to look at it: the
+   * per-conversation bound (BACKLOG_PER_CONVERSATION) keeps that to a few thousand rows.
+   */
+  search(needle: string): ChatMessage[] {
+    if (typeof needle !== "string" || needle.trim() === "") throw new TypeError("search text must not be empty");
+    const wanted = needle.toLowerCase();
+    const rows = this.safely("history.read-failed", () => this.store.historyAll()) ?? [];
+    const out: ChatMessage[] = [];
+    for (const r of rows) {
+      const m = this.open(r);
+      if (m !== undefined && m.text.toLowerCase().includes(wanted)) out.push(m);
+    }
+    return out;
+  }
+
   /** Keeps only the newest `perConversation` messages of each conversation, so the file does not grow without end. */
   trim(perConversation: number = BACKLOG_PER_CONVERSATION): void {
     this.recordedSinceTrim = 0;

@@ -63,15 +63,16 @@ export function searchEverywhere(
 ): SearchResult {
   if (typeof needle !== "string" || needle.trim() === "") throw new TypeError("search text must not be empty");
   const wanted = needle.toLowerCase();
-  const byId = new Map<string, ChatMessage>();
-  for (const m of kept) if (m.text.toLowerCase().includes(wanted)) byId.set(m.id, m);
+  // By time sent; messages sent in the same millisecond in the order they arrived (entry seq).
+  const byId = new Map<string, { readonly m: ChatMessage; readonly order: number }>();
+  for (const m of kept) if (m.text.toLowerCase().includes(wanted)) byId.set(m.id, { m, order: Number.NEGATIVE_INFINITY });
   for (const entries of open) {
     for (let i = 0; i < entries.length; i++) {
       const e = listGet(entries, i);
-      if (e?.kind === "message" && e.message.text.toLowerCase().includes(wanted)) byId.set(e.message.id, e.message);
+      if (e?.kind === "message" && e.message.text.toLowerCase().includes(wanted)) byId.set(e.message.id, { m: e.message, order: e.seq });
     }
   }
-  const all = [...byId.values()].sort((a, b) => a.sentAtMs - b.sentAtMs);
+  const all = [...byId.values()].sort((a, b) => a.m.sentAtMs - b.m.sentAtMs || a.order - b.order || 0).map((x) => x.m);
   const lines = all.slice(-limit).map((m) => {
     const firstLine = m.text.split("\n", 1)[0] ?? "";
     const more = firstLine.length > SHOWN_CHARS || m.text.includes("\n") ? " …" : "";

@@ -73,7 +73,7 @@ export function scopedSidebarRows(scope: SidebarScope, peers: readonly PeerView[
     case "lobby": {
       const online = peers.filter((p) => p.online);
       const offline = peers.length - online.length;
-      return sidebarRows(online, me, width, height, `online · ${online.length}`, offline > 0 ? `○ ${offline} offline (/users)` : undefined);
+      return sidebarRows(online, me, width, height, undefined, offline > 0 ? `○ ${offline} offline (/users)` : undefined);
     }
     case "room": {
       if (scope.members === undefined) return sidebarRows([], me, width, height, `${scope.room} · not joined`);

@@ -78,6 +78,9 @@ export interface ChatClientOptions {
   readonly random?: () => number;
 }
 
+/** After a welcome, the caught-up count is given once deliveries have been quiet this long. */
+const CATCH_UP_QUIET_MS = 5_000;
+
 /** A session-ending condition that retrying will not fix. */
 class FatalSessionError extends Error {}
 
@@ -181,7 +184,7 @@ export class ChatClient implements ChatSession {
   /** Writes the outbox at that pace, in order; "too fast" answers go back into it. */
   private readonly pump: OutboxPump;
   /** Counting the queued deliveries after a welcome, for the "caught-up" event. */
-  private catchUp: { remaining: number; shown: number; reconnect: boolean } | undefined;
+  private catchUp: { remaining: number; shown: number; reconnect: boolean; timer?: NodeJS.Timeout } | undefined;
   private welcomedBefore = false;
   /** /away: the text of the automatic reply, and who has had it since it was set. */
   private away: { text: string; answered: Set<string> } | undefined;
@@ -299,6 +302,8 @@ export class ChatClient implements ChatSession {
         this.authenticated = false;
         this.pump.stop();
         this.failRequests("the connection to the relay was lost");
+        clearTimeout(this.catchUp?.timer);
+        this.catchUp = undefined;
       }
       if (this.closed) return;
       if (this.reconnectPolicy === false) {
@@ -667,9 +672,17 @@ export class ChatClient implements ChatSession {
   }
 
   /** Once the deliveries the welcome announced are all opened: one "caught-up" event. */
-  private settleCatchUp(): void {
+  private settleCatchUp(force = false): void {
     const c = this.catchUp;
-    if (c === undefined || c.remaining > 0) return;
+    if (c === undefined) return;
+    clearTimeout(c.timer);
+    if (c.remaining > 0 && !force) {
+      // The count is the relay's queue depth at the welcome: should fewer come (one expired in
+      // between), the line still comes once deliveries have been quiet for a while.
+      c.timer = setTimeout(() => this.settleCatchUp(true), CATCH_UP_QUIET_MS);
+      c.timer.unref();
+      return;
+    }
     this.catchUp = undefined;
     this.emit({ type: "caught-up", count: c.shown, reconnect: c.reconnect });
   }

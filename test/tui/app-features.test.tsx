@@ -27,7 +27,6 @@ function enter(a: RenderedApp, line: string): void {
 
 const words = (a: RenderedApp): string => a.lines().map((l) => l.replace(/ *│.*$/, "").trim()).filter((l) => l !== "").join(" ");
 const see = (a: RenderedApp, text: string) => waitFor(() => expect(words(a)).toContain(text));
-const seeOnScreen = (a: RenderedApp, text: string) => waitFor(() => expect(a.frame()).toContain(text));
 /** The sidebar column, rows joined. */
 const sidebar = (a: RenderedApp): string[] => a.lines().flatMap((l) => (l.includes("│") ? [l.replace(/^.*│ ?/, "").trim()] : [])).filter((l) => l !== "");
 

@@ -69,6 +69,14 @@ describe("presence lines (§3)", () => {
     expect(s.conversations.lobby!.unread).toBe(0);
   });
 
+  test("the list after a reconnect says who went offline meanwhile; at start nobody 'comes online'", () => {
+    const atStart = start({ snapshot: { connection: { state: "connecting", attempt: 1 }, peers: [ME, peer("bob", { online: false })], rooms: [] } });
+    let s = run(atStart, ev({ type: "directory", peers: [ME, peer("bob"), peer("carol")] }));
+    expect(entries(s, "lobby")).toHaveLength(0);
+    s = run(s, ev({ type: "directory", peers: [ME, peer("bob", { online: false }), peer("carol")] }));
+    expect(entries(s, "lobby").flatMap((e) => (e.kind === "presence" ? [`${e.username} ${e.change}`] : []))).toEqual(["bob offline"]);
+  });
+
   test("after a reconnect: 'reconnected, 12 messages caught up'; at the first connection only when something waited", () => {
     let s = run(start(), ev({ type: "caught-up", count: 0, reconnect: false }));
     expect(entries(s, "lobby")).toHaveLength(0);
@@ -125,6 +133,9 @@ describe("sidebar (§3)", () => {
       "users · 3 online", "● alice (you)", "● bob ✓", "● mallory ⚠ key changed", "○ 1 offline (/users)",
     ]);
     expect(texts(scopedSidebarRows({ kind: "dm", peer: "carol" }, peers, "alice", 30, 10))).toEqual(["@carol and you", "● alice (you)", "○ carol"]);
+    // While my connection is down I am offline, and still listed.
+    const down = [{ ...ME, online: false }, peer("bob")];
+    expect(texts(scopedSidebarRows({ kind: "lobby" }, down, "alice", 30, 10))).toEqual(["users · 1 online", "● bob", "○ alice (you)"]);
   });
 });
 

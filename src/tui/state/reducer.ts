@@ -359,8 +359,13 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
   switch (event.type) {
     case "connection":
       return withSelf({ ...state, connection: event.status });
-    case "directory":
-      return withSelf({ ...state, peers: event.peers });
+    case "directory": {
+      // The whole list again (a reconnect): who was online and is not any more went offline
+      // meanwhile. (Who came meanwhile gets no line: at start everyone would "come online".)
+      const now = new Set(event.peers.filter((p) => p.online).map((p) => p.username));
+      const gone = state.peers.filter((p) => p.online && !p.you && p.username !== state.me && !now.has(p.username));
+      return gone.reduce((s, p) => presenceLine(s, p.username, "offline", atMs), withSelf({ ...state, peers: event.peers }));
+    }
     case "peer": {
       const before = state.peers.find((p) => p.username === event.peer.username);
       const next = withSelf({ ...state, peers: upsertPeer(state.peers, event.peer) });

@@ -71,7 +71,8 @@ function viewOf(peers: readonly PeerView[], me: string, username: string): PeerV
 export function scopedSidebarRows(scope: SidebarScope, peers: readonly PeerView[], me: string, width: number, height: number): Row[] {
   switch (scope.kind) {
     case "lobby": {
-      const online = peers.filter((p) => p.online);
+      // Me too while my connection is down: the list says who I am.
+      const online = peers.filter((p) => p.online || p.you);
       const offline = peers.length - online.length;
       return sidebarRows(online, me, width, height, undefined, offline > 0 ? `○ ${offline} offline (/users)` : undefined);
     }

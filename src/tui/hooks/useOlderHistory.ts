@@ -41,7 +41,8 @@ export function useOlderHistory({ session, conversation, paneRows, dispatch, log
   const before = wanted ? oldestMessageId(conversation) : undefined;
   const id = conversation.id;
   useEffect(() => {
-    if (!wanted) return;
+    // A session that keeps no history (or a test double without it) has nothing to read.
+    if (!wanted || session.olderHistory === undefined) return;
     let messages: readonly ChatMessage[] = [];
     try {
       messages = session.olderHistory?.(id, before, HISTORY_PAGE) ?? [];

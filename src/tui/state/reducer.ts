@@ -115,7 +115,8 @@ function ensureConversation(state: TuiState, id: string): TuiState {
 
 /** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
 function widerNick(width: number, name: string): number {
-  return Math.max(width, nickColumnWidth([name]));
+  // Usernames are ASCII (one cell per character): most messages need no measuring at all.
+  return name.length <= width ? width : Math.max(width, nickColumnWidth([name]));
 }
 
 /** Where a line for `id` goes: that conversation if the id is valid, else the current one. */

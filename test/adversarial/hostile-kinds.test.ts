@@ -53,11 +53,13 @@ describe("hostile message kinds", () => {
   it("an away bob answers mallory's DM once, and never answers her away replies", async () => {
     const { b, m } = await scene();
     b.client.setAway("out");
+    const own = () => b.events.filter((e) => e.type === "message" && e.message.own);
     for (let i = 0; i < 3; i++) await m.sendAccepted(envelope("dm:bob:mallory", "away", `mallory is away too ${i}`));
+    await waitUntil(() => b.messages("dm:bob:mallory").find((x) => x.text === "mallory is away too 2"), "bob shows mallory's away replies");
+    expect(own()).toEqual([]);
     await m.sendAccepted(envelope("dm:bob:mallory", "text", "a real question"));
     await m.sendAccepted(envelope("dm:bob:mallory", "text", "and another"));
     await waitUntil(() => b.messages("dm:bob:mallory").find((x) => x.text === "and another"), "bob shows mallory's DMs");
-    const own = () => b.events.filter((e) => e.type === "message" && e.message.own);
     await waitUntil(() => (own().length >= 1 ? true : undefined), "bob's one automatic reply");
     const replies = own().map((e) => (e.type === "message" ? [e.message.kind, e.message.text] : []));
     expect(replies).toEqual([["away", "out"]]);

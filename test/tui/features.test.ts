@@ -153,6 +153,13 @@ describe("topics (§4)", () => {
     expect(shouldRing({ type: "message", message: msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "alice" }) }, "alice")).toBe(false);
   });
 
+  test("a topic delivered late does not replace a newer one", () => {
+    const s = run(start(),
+      ev({ type: "message", message: msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "newer", sentAtMs: T0 + 10 }) }),
+      ev({ type: "message", message: msg({ conversationId: "#ops", from: "carol", kind: "topic", text: "older", sentAtMs: T0 }) }));
+    expect(s.conversations["#ops"]!.topic?.text).toBe("newer");
+  });
+
   test("the topic comes back from the kept history at start", () => {
     const s = start({ backlog: [msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "kept topic" })] });
     expect(s.conversations["#ops"]!.topic?.text).toBe("kept topic");

@@ -226,7 +226,8 @@ function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: bo
       unread: counted ? c.unread + 1 : c.unread,
       highlights: highlighted ? c.highlights + 1 : c.highlights,
       nickWidth: widerNick(c.nickWidth, message.from),
-      ...(message.kind === "topic" ? { topic: topicOf(message) } : {}),
+      // The newest topic wins, also when an older one is delivered late (a queue after a reconnect).
+      ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
     };
     if (!message.own) return updated;
     // Writing means what came before was read: the unread ruler moves below my own message.

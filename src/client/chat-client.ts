@@ -78,6 +78,9 @@ export interface ChatClientOptions {
   readonly random?: () => number;
 }
 
+/** After a welcome, the caught-up count is given once deliveries have been quiet this long. */
+const CATCH_UP_QUIET_MS = 5_000;
+
 /** A session-ending condition that retrying will not fix. */
 class FatalSessionError extends Error {}
 
@@ -180,6 +183,11 @@ export class ChatClient implements ChatSession {
   private readonly pacer: SendPacer;
   /** Writes the outbox at that pace, in order; "too fast" answers go back into it. */
   private readonly pump: OutboxPump;
+  /** Counting the queued deliveries after a welcome, for the "caught-up" event. */
+  private catchUp: { remaining: number; shown: number; reconnect: boolean; timer?: NodeJS.Timeout } | undefined;
+  private welcomedBefore = false;
+  /** /away: the text of the automatic reply, and who has had it since it was set. */
+  private away: { text: string; answered: Set<string> } | undefined;
 
   constructor(o: ChatClientOptions) {
     this.opts = o;
@@ -294,6 +302,8 @@ export class ChatClient implements ChatSession {
         this.authenticated = false;
         this.pump.stop();
         this.failRequests("the connection to the relay was lost");
+        clearTimeout(this.catchUp?.timer);
+        this.catchUp = undefined;
       }
       if (this.closed) return;
       if (this.reconnectPolicy === false) {
@@ -452,6 +462,9 @@ export class ChatClient implements ChatSession {
     this.emit({ type: "directory", peers: this.directory.peerViews() });
     this.emit({ type: "rooms", rooms: this.roomViews() });
     this.log.info("session.welcome", { users: w.directory.length, rooms: w.rooms.length, queued: w.queued });
+    this.catchUp = { remaining: w.queued, shown: 0, reconnect: this.welcomedBefore };
+    this.welcomedBefore = true;
+    this.settleCatchUp();
     this.directory.prefetch(this.directory.othersOnline());
   }
 
@@ -557,8 +570,13 @@ export class ChatClient implements ChatSession {
     const acks: number[] = [];
     for (const item of items) {
       await this.prepareSender(item.envelope);
-      this.processDelivery(item.conversationId, item.envelope, false, item.relayTimeMs);
+      const outcome = this.processDelivery(item.conversationId, item.envelope, false, item.relayTimeMs);
       acks.push(item.seq);
+      if (this.catchUp !== undefined) {
+        this.catchUp.remaining--;
+        if (outcome === "shown") this.catchUp.shown++;
+        this.settleCatchUp();
+      }
     }
     if (acks.length > 0 && this.stream) {
       await this.stream.send({ frame: { $case: "ack", value: { seqs: acks } } }).catch(() => {});
@@ -632,6 +650,7 @@ export class ChatClient implements ChatSession {
         if (notFor.length > 0) message = { ...message, notFor };
       }
       this.emit({ type: "message", message });
+      this.answerWhileAway(h.conversationId, h.sender, opened.body.kind);
       return "shown";
     } catch (e) {
       const code = isProtocolError(e) ? e.code : "internal";
@@ -654,6 +673,36 @@ export class ChatClient implements ChatSession {
       if (!fromHold) this.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
       return "dropped";
     }
+  }
+
+  /** Once the deliveries the welcome announced are all opened: one "caught-up" event. */
+  private settleCatchUp(force = false): void {
+    const c = this.catchUp;
+    if (c === undefined) return;
+    clearTimeout(c.timer);
+    if (c.remaining > 0 && !force) {
+      // The count is the relay's queue depth at the welcome: should fewer come (one expired in
+      // between), the line still comes once deliveries have been quiet for a while.
+      c.timer = setTimeout(() => this.settleCatchUp(true), CATCH_UP_QUIET_MS);
+      c.timer.unref();
+      return;
+    }
+    this.catchUp = undefined;
+    this.emit({ type: "caught-up", count: c.shown, reconnect: c.reconnect });
+  }
+
+  /**
+   * While away, the first DM from each person gets one automatic reply of kind "away" (sealed
+   * like any message). Replies to "away" messages are never sent, so two away users cannot
+   * answer each other without end.
+   */
+  private answerWhileAway(conversationId: string, sender: string, kind: MessageKind): void {
+    const away = this.away;
+    if (away === undefined || (kind !== "text" && kind !== "action") || away.answered.has(sender)) return;
+    if (parseConversationId(conversationId)?.kind !== "dm") return;
+    away.answered.add(sender);
+    const sent = this.send(conversationId, away.text, "away");
+    if (!sent.ok) this.log.info("away.reply-failed", { reason: sent.error });
   }
 
   /** Where to show a line about an envelope: its conversation if valid and mine, else the lobby. */
@@ -742,7 +791,65 @@ export class ChatClient implements ChatSession {
       if (m.own && m.state === "failed") this.failed.set(m.id, { conversationId: m.conversationId, text: m.text, kind: m.kind });
     }
     const ids = new Set(kept.map((m) => m.id));
-    return [...settled, ...pending.filter((m) => !ids.has(m.id))];
+    // A DM with someone this client never pinned (a typo in /msg, a user who never connected)
+    // does not come back at start, unless a message of mine still waits in it.
+    const known = settled.filter((m) => unsent.has(m.id) || this.knownPeerOf(m.conversationId));
+    return [...known, ...pending.filter((m) => !ids.has(m.id))];
+  }
+
+  /** False for a DM whose other member has no pin here; true for every other conversation. */
+  private knownPeerOf(conversationId: string): boolean {
+    const conv = parseConversationId(conversationId);
+    if (conv?.kind !== "dm") return true;
+    const peer = conv.members.find((n) => n !== this.me) ?? this.me;
+    return peer === this.me || this.trustStore.get(peer) !== undefined;
+  }
+
+  reconnectNow(): Outcome<string> {
+    if (this.closed) return { ok: false, error: "the session is closed" };
+    switch (this.connection.state) {
+      case "connected":
+        return { ok: false, error: "already connected to the relay" };
+      case "failed":
+        // The run loop gave up (e.g. another session took over): the user asks to try again.
+        this.runPromise = this.run();
+        return { ok: true, value: "connecting to the relay again" };
+      case "reconnecting":
+        this.wakeRetry?.();
+        return { ok: true, value: "reconnecting now instead of waiting" };
+      default:
+        return { ok: true, value: "already connecting to the relay" };
+    }
+  }
+
+  olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {
+    return this.history?.page(conversationId, beforeId, limit) ?? [];
+  }
+
+  searchHistory(text: string): readonly ChatMessage[] {
+    return this.history?.search(text) ?? [];
+  }
+
+  setAway(text: string | undefined): void {
+    this.away = text === undefined ? undefined : { text, answered: new Set() };
+  }
+
+  loadSetting(name: string): string | undefined {
+    try {
+      return this.state.settingGet(name);
+    } catch (e) {
+      this.log.warn("settings.read-failed", { reason: e instanceof Error ? e.message : String(e) });
+      return undefined;
+    }
+  }
+
+  saveSetting(name: string, value: string): void {
+    try {
+      this.state.settingSet(name, value);
+    } catch (e) {
+      // A full disk: the setting holds for this run, only not kept.
+      this.log.warn("settings.write-failed", { reason: e instanceof Error ? e.message : String(e) });
+    }
   }
 
   /** Kept messages the last backlog() could not open (sealed under another key, or damaged). */
@@ -775,6 +882,8 @@ export class ChatClient implements ChatSession {
     }
     const early = this.checkAddressable(conv);
     if (!early.ok) return early;
+    if (kind === "topic" && conv.kind !== "room") return { ok: false, error: "a topic belongs to a room: /topic works inside a room" };
+    if (kind === "away" && conv.kind !== "dm") return { ok: false, error: "an away reply goes to one person" };
     // The id is fixed now, so the pending line and the sealed envelope are the same message.
     const messageId = randomBytes(MESSAGE_ID_BYTES);
     const id = hex(messageId);

@@ -26,6 +26,9 @@ function boundFields(sender: string, own: boolean, kind: string, sentAtMs: numbe
   return [sender, own ? "own" : "peer", kind, { u64: Math.max(0, Math.trunc(sentAtMs)) }];
 }
 
+/** Reads one history page may take when rows do not open (another key), before it gives up. */
+const MAX_PAGE_READS = 20;
+
 /** A long session trims every this many kept messages, so a flood cannot grow the file for days. */
 const TRIM_EVERY = 1_000;
 
@@ -79,6 +82,46 @@ export class MessageHistory {
     }
     if (unreadable > 0) this.log.warn("history.unreadable", { rows: unreadable });
     this.unreadable = unreadable;
+    return out;
+  }
+
+  /**
+   * Older kept messages of one conversation, oldest first: the `limit` kept just before message
+   * `beforeId` (the newest ones when it is undefined or not kept). Scrolling past the top of a
+   * conversation, and reopening a closed one, read these pages. Unreadable rows are skipped; a
+   * page has fewer than `limit` messages only when it reached the oldest kept one.
+   */
+  page(conversationId: string, beforeId: string | undefined, limit: number): ChatMessage[] {
+    if (!Number.isInteger(limit) || limit <= 0) throw new RangeError("history page size must be a positive integer");
+    if (beforeId !== undefined && !/^[0-9a-f]+$/.test(beforeId)) throw new TypeError("history page: message id must be hex");
+    let before: Uint8Array | undefined = beforeId === undefined ? undefined : Buffer.from(beforeId, "hex");
+    let out: ChatMessage[] = [];
+    // Rows that do not open (sealed under another key) are skipped and the read goes on further
+    // back, so a page is short only at the start of the kept history (which ends the paging).
+    for (let reads = 0; out.length < limit && reads < MAX_PAGE_READS; reads++) {
+      const want = limit - out.length;
+      const rows = this.safely("history.read-failed", () => this.store.historyPage(conversationId, before, want)) ?? [];
+      out = [...rows.flatMap((r) => this.open(r) ?? []), ...out];
+      if (rows.length < want || rows[0] === undefined) break;
+      before = rows[0].messageId;
+    }
+    return out;
+  }
+
+  /**
+   * Every kept message whose text contains `needle` (case-insensitive), oldest first, from all
+   * conversations. The texts are sealed at rest, so each kept row is opened to look at it: the
+   * per-conversation bound (BACKLOG_PER_CONVERSATION) keeps that to a few thousand rows.
+   */
+  search(needle: string): ChatMessage[] {
+    if (typeof needle !== "string" || needle.trim() === "") throw new TypeError("search text must not be empty");
+    const wanted = needle.toLowerCase();
+    const rows = this.safely("history.read-failed", () => this.store.historyAll()) ?? [];
+    const out: ChatMessage[] = [];
+    for (const r of rows) {
+      const m = this.open(r);
+      if (m !== undefined && m.text.toLowerCase().includes(wanted)) out.push(m);
+    }
     return out;
   }
 

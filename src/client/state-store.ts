@@ -55,6 +55,24 @@ function touchPrivate(path: string): void {
   }
 }
 
+/** A history row as SQLite returns it, typed (the kind is one the app writes, else "text"). */
+function historyRow(r: Record<string, unknown>): HistoryRow {
+  return {
+    messageId: Buffer.from(r["message_id"] as Uint8Array),
+    conversationId: String(r["conversation_id"]),
+    sender: String(r["sender"]),
+    own: Number(r["own"]) === 1,
+    kind: r["kind"] === "action" || r["kind"] === "topic" || r["kind"] === "away" ? r["kind"] : "text",
+    sentAtMs: Number(r["sent_at_ms"]),
+    receivedAtMs: Number(r["received_at_ms"]),
+    ...(r["state"] === null ? {} : { state: String(r["state"]) }),
+    ...(r["failure"] === null ? {} : { failure: String(r["failure"]) }),
+    ...(r["queued_for"] === null || r["queued_for"] === "" ? {} : { queuedFor: String(r["queued_for"]).split(",") }),
+    gap: Number(r["gap"]) === 1,
+    sealed: Buffer.from(r["sealed"] as Uint8Array),
+  };
+}
+
 export class ClientStateStore {
   private readonly db: DatabaseSync;
   private readonly q: Record<string, StatementSync>;
@@ -83,6 +101,7 @@ export class ClientStateStore {
         envelope BLOB NOT NULL, received_at_ms INTEGER NOT NULL, relay_time_ms INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS history (${HISTORY_COLUMNS});
       CREATE INDEX IF NOT EXISTS history_by_conversation ON history(conversation_id, row_id);
+      CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     `);
     migrateSeen(this.db);
     migrateHistory(this.db);
@@ -114,6 +133,12 @@ export class ClientStateStore {
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
       historyRemove: p("DELETE FROM history WHERE message_id = ? AND own = 1"),
+      historyRowId: p("SELECT row_id FROM history WHERE conversation_id = ? AND message_id = ? ORDER BY row_id DESC LIMIT 1"),
+      historyBefore: p(`SELECT * FROM (SELECT * FROM history WHERE conversation_id = ? AND row_id < ?
+        ORDER BY row_id DESC LIMIT ?) ORDER BY row_id`),
+      historyAll: p("SELECT * FROM history ORDER BY row_id"),
+      settingGet: p("SELECT value FROM settings WHERE name = ?"),
+      settingSet: p("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value"),
       historyTrim: p(`DELETE FROM history WHERE conversation_id = ? AND row_id <= (SELECT row_id FROM history
         WHERE conversation_id = ? ORDER BY row_id DESC LIMIT 1 OFFSET ?)`),
     };
@@ -229,20 +254,32 @@ export class ClientStateStore {
 
   /** The newest `total` rows, in the order they were kept (historyTrim bounds each conversation). */
   historyRecent(total: number): HistoryRow[] {
-    return (this.q["historyRecent"]!.all(total) as Record<string, unknown>[]).map((r) => ({
-      messageId: Buffer.from(r["message_id"] as Uint8Array),
-      conversationId: String(r["conversation_id"]),
-      sender: String(r["sender"]),
-      own: Number(r["own"]) === 1,
-      kind: r["kind"] === "action" ? "action" : "text",
-      sentAtMs: Number(r["sent_at_ms"]),
-      receivedAtMs: Number(r["received_at_ms"]),
-      ...(r["state"] === null ? {} : { state: String(r["state"]) }),
-      ...(r["failure"] === null ? {} : { failure: String(r["failure"]) }),
-      ...(r["queued_for"] === null || r["queued_for"] === "" ? {} : { queuedFor: String(r["queued_for"]).split(",") }),
-      gap: Number(r["gap"]) === 1,
-      sealed: Buffer.from(r["sealed"] as Uint8Array),
-    }));
+    return (this.q["historyRecent"]!.all(total) as Record<string, unknown>[]).map(historyRow);
+  }
+
+  /**
+   * One page of a conversation's kept rows, oldest first: the `limit` rows kept just before the
+   * row of message `beforeId` (the newest ones when `beforeId` is undefined or not kept).
+   */
+  historyPage(conversationId: string, beforeId: Uint8Array | undefined, limit: number): HistoryRow[] {
+    const at = beforeId === undefined ? undefined : (this.q["historyRowId"]!.get(conversationId, beforeId) as { row_id: number } | undefined);
+    const before = at === undefined ? Number.MAX_SAFE_INTEGER : Number(at.row_id);
+    return (this.q["historyBefore"]!.all(conversationId, before, limit) as Record<string, unknown>[]).map(historyRow);
+  }
+
+  /** Every kept row, oldest first (/search; each conversation is bounded by historyTrim). */
+  historyAll(): HistoryRow[] {
+    return (this.q["historyAll"]!.all() as Record<string, unknown>[]).map(historyRow);
+  }
+
+  /** A small named setting of the UI (JSON text), undefined when never written. */
+  settingGet(name: string): string | undefined {
+    const row = this.q["settingGet"]!.get(name) as { value: string } | undefined;
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  settingSet(name: string, value: string): void {
+    this.q["settingSet"]!.run(name, value);
   }
 
   /** Keeps only the newest `perConversation` rows of every conversation. */
@@ -311,7 +348,7 @@ function rowToOutbox(r: Record<string, unknown>): OutboxEntry {
     id: Buffer.from(r["message_id"] as Uint8Array),
     conversationId: String(r["conversation_id"]),
     envelope: Buffer.from(r["envelope"] as Uint8Array),
-    kind: r["kind"] === "action" ? "action" : "text",
+    kind: r["kind"] === "action" || r["kind"] === "topic" || r["kind"] === "away" ? r["kind"] : "text",
     text: r["text"] instanceof Uint8Array ? Buffer.from(r["text"]) : String(r["text"]),
     createdAtMs: Number(r["created_at_ms"]),
     sentAtMs: Number(r["sent_at_ms"]),

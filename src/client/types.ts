@@ -25,7 +25,8 @@ export interface RoomView {
 }
 
 export type MessageState = "pending" | "accepted" | "failed";
-export type MessageKind = "text" | "action";
+/** "topic": a room topic set with /topic; "away": an automatic reply while its sender is away. */
+export type MessageKind = "text" | "action" | "topic" | "away";
 
 export interface ChatMessage {
   /** Hex of the 16-byte message id. Unique: the UI may key on it. */
@@ -90,6 +91,11 @@ export type SessionEvent =
     }
   /** An envelope could not be verified and was dropped (reason is logged, not shown). */
   | { readonly type: "refused"; readonly conversationId: string; readonly from: string }
+  /**
+   * The relay welcomed the session and everything it had queued for me has been opened: `count`
+   * messages were shown. `reconnect` is false for the first connection of this run.
+   */
+  | { readonly type: "caught-up"; readonly count: number; readonly reconnect: boolean }
   /** Anything else worth a line, optionally in one conversation (else the current one). */
   | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string };
 
@@ -156,6 +162,22 @@ export interface ChatSession {
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
   forgetHistory(conversationId: string): void;
   close(): Promise<void>;
+  // Optional: a session without them (history off, a test double) simply lacks the feature.
+  /** Connects now instead of after the backoff (/reconnect); the sentence says what happens. */
+  reconnectNow?(): Outcome<string>;
+  /** Kept messages of a conversation just before message `beforeId` (the newest when undefined), oldest first. */
+  olderHistory?(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[];
+  /** Every kept message (all conversations) containing the text, oldest first. */
+  searchHistory?(text: string): readonly ChatMessage[];
+  /**
+   * Away (/away): while set, a DM from someone gets one automatic, end-to-end encrypted reply
+   * (kind "away") with this text per person; undefined is back. Nothing is sent to the relay
+   * in the clear.
+   */
+  setAway?(text: string | undefined): void;
+  /** A small named UI setting kept on this machine (JSON text), and writing it. */
+  loadSetting?(name: string): string | undefined;
+  saveSetting?(name: string, value: string): void;
 }
 
 /** The DM conversation id between me and a peer (same rule as src/protocol/names.ts). */

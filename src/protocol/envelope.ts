@@ -68,14 +68,17 @@ export interface SealedEnvelope {
   readonly signature: Buffer;
 }
 
-/** What a message says. "action" is /me. */
-export type BodyKind = "text" | "action";
+/**
+ * What a message says. "action" is /me; "topic" sets a room's topic (/topic); "away" is an
+ * automatic reply to a DM while its recipient is away (/away), never answered automatically.
+ */
+export type BodyKind = "text" | "action" | "topic" | "away";
 export interface MessageBody {
   readonly kind: BodyKind;
   readonly text: string;
 }
 
-const BODY_KIND_BYTE: Record<BodyKind, number> = { text: 0x01, action: 0x02 };
+const BODY_KIND_BYTE: Record<BodyKind, number> = { text: 0x01, action: 0x02, topic: 0x03, away: 0x04 };
 
 // ---------------------------------------------------------------------------------------------
 // Encodings (PROTOCOL.md "Encoding"): every hash and signature input is built here, from fields.
@@ -434,6 +437,11 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
     contentKey.fill(0);
   }
   const body = unpadBody(padded);
+  // A topic belongs to a room and an away reply to a DM (PROTOCOL.md §7.2 step 1): elsewhere the
+  // kind is refused, so a sender cannot set a "topic" in the lobby or auto-answer a room.
+  if ((body.kind === "topic" && conv.kind !== "room") || (body.kind === "away" && conv.kind !== "dm")) {
+    throw new ProtocolError("bad-body", `a ${body.kind} message is not allowed in a ${conv.kind} conversation`);
+  }
 
   // 10. Sanitise for the terminal. (Step 9 is the caller's: record the id, check the chain.)
   return { header: h, conversation: conv, body: { kind: body.kind, text: sanitizeText(body.text) }, hash: envelopeHash(e, signed) };

@@ -14,6 +14,7 @@ import { useClock } from "./hooks/useClock.js";
 import { useCommands } from "./hooks/useCommands.js";
 import { useKeyboard } from "./hooks/useKeyboard.js";
 import { useMouseWheel } from "./hooks/useMouseWheel.js";
+import { useOlderHistory } from "./hooks/useOlderHistory.js";
 import { useQuit } from "./hooks/useQuit.js";
 import { useScreen } from "./hooks/useScreen.js";
 import type { StartupNotice } from "./state/reducer.js";
@@ -62,6 +63,7 @@ export function App({ session, clock, bell, logger, notices, backlog, mouse, sig
     const now = getState();
     if (now.mouse && !now.pendingPaste) dispatch({ type: "scroll", move: { rows: delta }, viewport: keys.current.viewport });
   }, [getState, dispatch, keys]);
+  useOlderHistory({ session, conversation: screen.conversation, paneRows: layout.bodyHeight, dispatch, logger });
   useKeyboard({ getState, getContext: () => keys.current, dispatch, submit, run, quit, redraw, wheel });
   useMouseWheel(state.mouse);
 
@@ -71,7 +73,18 @@ export function App({ session, clock, bell, logger, notices, backlog, mouse, sig
       {layout.headerHeight > 0 ? <ConversationHeader row={headerRow(state, screen.conversation, layout.columns)} width={layout.columns} /> : null}
       <Box flexDirection="row" height={layout.bodyHeight} gap={layout.sidebarWidth > 0 ? 1 : 0}>
         <Scrollback conversation={screen.conversation} context={screen.context} height={layout.bodyHeight} />
-        {layout.sidebarWidth > 0 ? <Sidebar peers={state.peers} me={state.me} width={layout.sidebarWidth} height={layout.bodyHeight} /> : null}
+        {layout.sidebarWidth > 0 ? (
+          <Sidebar
+            peers={state.peers}
+            me={state.me}
+            kind={screen.conversation.kind}
+            room={screen.conversation.id}
+            members={state.rooms.find((r) => r.room === screen.conversation.id)?.members}
+            peer={screen.conversation.peer}
+            width={layout.sidebarWidth}
+            height={layout.bodyHeight}
+          />
+        ) : null}
       </Box>
       <InputLine
         view={screen.input}

@@ -198,3 +198,40 @@ describe("message history", () => {
     reopened.close();
   });
 });
+
+describe("older pages and search (issue 10 §4)", () => {
+  it("reads a conversation page by page before a message, skips rows of another key, and searches every conversation", () => {
+    const store = ClientStateStore.open(join(dir, "alice_state.db"));
+    const h = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const lobby = Array.from({ length: 5 }, (_, i) => message({ conversationId: "lobby", text: `lobby ${i}` }));
+    for (const m of lobby) h.record(m);
+    h.record(message({ conversationId: "#ops", text: "Lobby is elsewhere", kind: "topic" }));
+    // A row sealed under another key (a re-keyed user) is skipped, not shown as garbage.
+    new MessageHistory(store, new AtRestCipher(mallory), nullLogger).record(message({ conversationId: "lobby", text: "lobby sealed by another key" }));
+
+    // The newest row does not open: the page reads on, and is full.
+    expect(h.page("lobby", undefined, 2).map((m) => m.text)).toEqual(["lobby 3", "lobby 4"]);
+    expect(h.page("lobby", lobby[4]!.id, 2).map((m) => m.text)).toEqual(["lobby 2", "lobby 3"]);
+    expect(h.page("lobby", lobby[0]!.id, 2)).toEqual([]);
+    // An id that is not kept reads from the newest.
+    expect(h.page("lobby", "ff".repeat(16), 10).map((m) => m.text)).toEqual(lobby.map((m) => m.text));
+    expect(h.search("LOBBY").map((m) => [m.conversationId, m.kind, m.text])).toEqual([
+      ...lobby.map((m) => ["lobby", "text", m.text]), ["#ops", "topic", "Lobby is elsewhere"],
+    ]);
+    expect(() => h.search(" ")).toThrow(TypeError);
+    expect(() => h.page("lobby", undefined, -1)).toThrow(RangeError);
+    store.close();
+  });
+
+  it("keeps the UI settings beside the history", () => {
+    const path = join(dir, "alice_state.db");
+    const store = ClientStateStore.open(path);
+    expect(store.settingGet("tui")).toBeUndefined();
+    store.settingSet("tui", '{"highlights":["deploy"]}');
+    store.settingSet("tui", '{"highlights":["release"]}');
+    store.close();
+    const again = ClientStateStore.open(path);
+    expect(again.settingGet("tui")).toBe('{"highlights":["release"]}');
+    again.close();
+  });
+});

@@ -134,18 +134,19 @@ describe("the terminal UI through the real binaries", () => {
   });
 
   it("a narrow terminal hides the sidebar; widening brings it back; 40x10 still works", async () => {
-    await tmux.waitForScreen("alice", /│ users · 2 online/);
+    // In the DM with bob, the sidebar shows the two of them.
+    await tmux.waitForScreen("alice", /│ @bob and you/);
     tmux.resize("alice", 50, 20);
     // Redrawn for the new size: no sidebar, nothing left over from the wide screen.
     const narrow = await tmux.waitForScreen("alice", (s) => !s.includes("│") && /^@bob · /m.test(s) && /\[@bob\] >/.test(s));
     expect(rows(narrow)).toHaveLength(20);
-    expect(narrow).not.toContain("users ·");
+    expect(narrow).not.toContain("@bob and you");
     tmux.resize("alice", 40, 10);
     const tiny = await tmux.waitForScreen("alice", (s) => /● connected/.test(s) && /\[@bob\] >/.test(s));
     for (const line of rows(tiny)) expect([...line].length).toBeLessThanOrEqual(40);
     say("alice", "still usable at 40x10");
     await tmux.waitForScreen("bob", (s) => s.includes("still usable at 40x10"));
     tmux.resize("alice", WIDTH, HEIGHT);
-    await tmux.waitForScreen("alice", /│ users · 2 online/);
+    await tmux.waitForScreen("alice", /│ @bob and you/);
   });
 });

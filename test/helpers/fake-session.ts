@@ -27,7 +27,12 @@ export type FakeCall =
   | { readonly method: "listRooms" | "fingerprint" | "snapshot" | "close" }
   | { readonly method: "verifyInfo" | "verify" | "acceptNewKeys"; readonly username: string }
   | { readonly method: "trust"; readonly username: string; readonly groups: readonly string[] }
-  | { readonly method: "forgetHistory"; readonly conversationId: string };
+  | { readonly method: "forgetHistory"; readonly conversationId: string }
+  | { readonly method: "reconnectNow" }
+  | { readonly method: "olderHistory"; readonly conversationId: string; readonly beforeId: string | undefined; readonly limit: number }
+  | { readonly method: "searchHistory"; readonly text: string }
+  | { readonly method: "setAway"; readonly text: string | undefined }
+  | { readonly method: "saveSetting"; readonly name: string; readonly value: string };
 
 export interface FakeSessionOptions {
   readonly me?: string;
@@ -76,6 +81,12 @@ export class FakeSession implements ChatSession {
   private readonly listeners = new Set<(event: SessionEvent) => void>();
   private readonly now: () => number;
   private nextId = 1;
+  /** The kept history older pages and /search read (oldest first), as a test sets it. */
+  kept: ChatMessage[] = [];
+  /** Kept UI settings by name. */
+  readonly settings = new Map<string, string>();
+  /** /away's text while away. */
+  away: string | undefined;
   /** Set to make close() wait until the test resolves it. */
   closeGate: Promise<void> | undefined;
 
@@ -290,6 +301,38 @@ export class FakeSession implements ChatSession {
 
   forgetHistory(conversationId: string): void {
     this.calls.push({ method: "forgetHistory", conversationId });
+  }
+
+  reconnectNow(): Outcome<string> {
+    this.calls.push({ method: "reconnectNow" });
+    return this.connection.state === "connected" ? err("already connected to the relay") : ok("reconnecting now instead of waiting");
+  }
+
+  olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {
+    this.calls.push({ method: "olderHistory", conversationId, beforeId, limit });
+    const mine = this.kept.filter((m) => m.conversationId === conversationId);
+    const end = beforeId === undefined ? mine.length : Math.max(0, mine.findIndex((m) => m.id === beforeId));
+    const stop = beforeId !== undefined && !mine.some((m) => m.id === beforeId) ? mine.length : end;
+    return mine.slice(Math.max(0, stop - limit), stop);
+  }
+
+  searchHistory(text: string): readonly ChatMessage[] {
+    this.calls.push({ method: "searchHistory", text });
+    return this.kept.filter((m) => m.text.toLowerCase().includes(text.toLowerCase()));
+  }
+
+  setAway(text: string | undefined): void {
+    this.calls.push({ method: "setAway", text });
+    this.away = text;
+  }
+
+  loadSetting(name: string): string | undefined {
+    return this.settings.get(name);
+  }
+
+  saveSetting(name: string, value: string): void {
+    this.calls.push({ method: "saveSetting", name, value });
+    this.settings.set(name, value);
   }
 
   async close(): Promise<void> {

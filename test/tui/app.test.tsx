@@ -43,7 +43,8 @@ describe("the screen", () => {
     expect(lines[2]).toMatch(/│ users · 2 online$/);
     expect(lines[3]).toMatch(/│ ● alice \(you\)$/);
     expect(lines[4]).toMatch(/│ ● bob$/);
-    expect(lines[5]).toMatch(/│ ○ carol$/);
+    // The lobby's sidebar lists who is online and counts the others (/users lists them).
+    expect(lines[5]).toMatch(/│ ○ 1 offline \(\/users\)$/);
     expect(a.frame()).toContain("Nothing here yet. What you type goes to everyone online");
     expect(inputLine(a)).toBe("[lobby] >");
   });

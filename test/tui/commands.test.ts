@@ -115,7 +115,7 @@ describe("other commands", () => {
     expect(error("/switch")).toBe("/switch needs a conversation — usage: /switch <name|number>");
   });
 
-  test.each(["lobby", "close", "users", "help", "fingerprint", "quit"] as const)("/%s takes no arguments", (name) => {
+  test.each(["lobby", "close", "users", "help", "fingerprint", "reconnect", "mute"] as const)("/%s takes no arguments", (name) => {
     expect(command(`/${name}`)).toEqual({ kind: name });
     expect(error(`/${name} please`)).toBe(`/${name} takes no arguments — usage: ${COMMANDS.find((c) => c.name === name)?.usage}`);
   });
@@ -127,8 +127,11 @@ describe("other commands", () => {
     expect(error("/retry please")).toBe("/retry takes nothing or all, not 'please' — usage: /retry [all]");
   });
 
-  test("/exit is /quit", () => {
+  test("/exit is /quit; /quit and /away take an optional text", () => {
     expect(command("/exit")).toEqual({ kind: "quit" });
+    expect(command("/quit  off to lunch ")).toEqual({ kind: "quit", text: "off to lunch" });
+    expect(command("/away")).toEqual({ kind: "away" });
+    expect(command("/away in a meeting")).toEqual({ kind: "away", text: "in a meeting" });
   });
 });
 
@@ -157,7 +160,8 @@ test("/help lists every command the parser knows, and the keys", () => {
     expect(help).toContain(c.usage);
     // Every listed command parses (with a plausible argument where it needs one).
     const sample = c.usage.replace("<user>", "bob").replace("<digits>", "12345 67890 12345").replace("<text>", "hi").replace("<action>", "waves")
-      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").replace("[all]", "all").trim();
+      .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").replace("[all]", "all")
+      .replace("[add|remove <word>]", "add deploy").replace(/\[(\w+)\|[^\]]*\]/, "$1").replace("[text]", "").trim();
     expect(parseInput(sample).ok, sample).toBe(true);
   }
   for (const key of KEYS.flatMap((g) => g.keys)) expect(help).toContain(key.keys);

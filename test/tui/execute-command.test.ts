@@ -43,7 +43,7 @@ function setup(session = new FakeSession({ peers: ["bob"] })) {
 }
 
 describe("/search", () => {
-  test("lists the newest matching messages of this conversation, case-insensitively, oldest first", () => {
+  test("lists the newest matching messages of every conversation, case-insensitively, oldest first, each with its conversation", () => {
     const session = new FakeSession({ peers: ["bob"], now: () => T0 });
     const t = setup(session);
     for (let i = 0; i < 40; i++) session.receive("bob", i % 2 === 0 ? `Deploy step ${i}` : `other ${i}`, { conversationId: "lobby" });
@@ -51,12 +51,13 @@ describe("/search", () => {
     session.receive("bob", "a long one about the deploy\nwith a second line", { conversationId: "lobby" });
     t.run("/search DEPLOY");
     const [head, ...lines] = (t.notices().at(-1) ?? "").split("\n");
-    // 20 steps and the long one match in the lobby: the newest 20 are listed, oldest first.
-    expect(head).toBe('info: 21 messages in lobby contain "DEPLOY"; the newest 20:');
+    // 20 steps and the long one in the lobby, one in the DM: the newest 20 are listed, oldest first.
+    expect(head).toBe('info: 22 messages contain "DEPLOY"; the newest 20:');
     expect(lines).toHaveLength(20);
-    expect(lines[0]).toMatch(/bob: Deploy step 2$/);
-    expect(lines.at(-1)).toMatch(/^ {2}\d{4}-\d\d-\d\d \d\d:\d\d bob: a long one about the deploy …$/);
-    expect(lines.some((l) => l.includes("DM only"))).toBe(false);
+    expect(lines[0]).toMatch(/lobby bob: Deploy step 4$/);
+    expect(lines.filter((l) => /\d lobby bob: /.test(l))).toHaveLength(19);
+    expect(lines.filter((l) => /\d @bob bob: deploy in the DM only$/.test(l))).toHaveLength(1);
+    expect(lines.at(-1)).toMatch(/^ {2}\d{4}-\d\d-\d\d \d\d:\d\d lobby bob: a long one about the deploy …$/);
   });
 
   test("shows actions as actions, and refuses an empty text", () => {
@@ -71,7 +72,7 @@ describe("/search", () => {
   test("says so when nothing matches", () => {
     const t = setup();
     t.run("/search nothing like this");
-    expect(t.notices()).toEqual(['info: no message in lobby contains "nothing like this"']);
+    expect(t.notices()).toEqual(['info: no message in any conversation contains "nothing like this"']);
   });
 });
 

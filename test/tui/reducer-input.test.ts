@@ -100,8 +100,10 @@ describe("Tab completion", () => {
     expect(s.input.text).toBe("/members ");
     s = run(s, tab);
     expect(s.input.text).toBe("/mouse ");
-    s = run(s, tab, tab);
-    expect(s.input.text).toBe("/me "); // round again
+    s = run(s, tab, tab, tab);
+    expect(s.input.text).toBe("/me "); // round again (past /msg and /mute)
+    s = run(s, shiftTab);
+    expect(s.input.text).toBe("/mute ");
     s = run(s, shiftTab);
     expect(s.input.text).toBe("/msg ");
     // Another key ends the cycle: the next Tab completes the next word.

@@ -141,6 +141,20 @@ describe("seal and open", () => {
     for (const me of [bob, carol]) expect(openEnvelope(room, ctxFor(me, "#ops")).body).toEqual({ kind: "action", text: "waves" });
   });
 
+  it("carries a room topic and a DM away reply, and refuses either kind anywhere else (§7.2 step 1)", () => {
+    const topic = sealEnvelope({
+      sender: alice, conversationId: "#ops", recipients: [bob], body: { kind: "topic", text: "deploy friday" }, prev: ZERO_HASH, sentAtMs: NOW,
+    }).envelope;
+    expect(openEnvelope(topic, ctxFor(bob, "#ops")).body).toEqual({ kind: "topic", text: "deploy friday" });
+    expect(openEnvelope(dm("back at 3", { body: { kind: "away", text: "back at 3" } }), ctxFor(bob, "dm:alice:bob")).body.kind).toBe("away");
+    // A topic in a DM or the lobby, an away reply in a room or the lobby: refused as a bad body.
+    expectRefused(() => openEnvelope(dm("t", { body: { kind: "topic", text: "t" } }), ctxFor(bob, "dm:alice:bob")), "bad-body");
+    for (const [kind, conversationId] of [["topic", "lobby"], ["away", "#ops"], ["away", "lobby"]] as const) {
+      const e = sealEnvelope({ sender: alice, conversationId, recipients: [bob], body: { kind, text: "x" }, prev: ZERO_HASH, sentAtMs: NOW }).envelope;
+      expectRefused(() => openEnvelope(e, ctxFor(bob, conversationId)), "bad-body");
+    }
+  });
+
   it("encrypts one ciphertext for all recipients, padded to 256 bytes", () => {
     const e = sealEnvelope({
       sender: alice, conversationId: "lobby", recipients: [bob, carol, mallory], body: { kind: "text", text: "x".repeat(300) },

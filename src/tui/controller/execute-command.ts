@@ -1,17 +1,33 @@
 // Carries out a parsed command against the session and reports back through actions. This is
 // the one place commands meet the ChatSession; it never throws: every failure (an Outcome with
 // ok false, a rejected promise) becomes an error line in the conversation the command came from.
-import { dmIdFor, type ChatSession, type Outcome } from "../../client/types.js";
+import { dmIdFor, type ChatMessage, type ChatSession, type Outcome } from "../../client/types.js";
 import type { Logger } from "../../protocol/log.js";
 import { listFindLastIndex, listGet, listToArray } from "../state/chunked-list.js";
 import type { Command } from "../state/commands.js";
 import { helpLines } from "../state/commands.js";
-import { searchMessages } from "../state/search.js";
+import { searchEverywhere } from "../state/search.js";
+import { MAX_HIGHLIGHTS, notifyLevel, presenceFilter, type NotifyLevel, type PresenceFilter } from "../state/settings.js";
 import { LOBBY_ID, describeConversation } from "../state/conversations.js";
 import type { Action } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
 import { formatStamp } from "../view/time.js";
+
+/** How long /quit <text> waits for the relay to take the goodbye before leaving anyway. */
+export const QUIT_WAIT_MS = 3_000;
+
+const NOTIFY_WORDS: Readonly<Record<NotifyLevel, string>> = {
+  all: "every message counts as unread",
+  mentions: "only DMs, mentions of you and highlight words count (and ring)",
+  none: "muted: nothing counts as unread or rings (/mute again or /notify all to undo)",
+};
+
+const FILTER_WORDS: Readonly<Record<PresenceFilter, string>> = {
+  all: "all shown",
+  smart: "shown only for people who spoke here in the last 5 minutes",
+  none: "hidden",
+};
 
 export interface CommandContext {
   readonly session: ChatSession;
@@ -70,7 +86,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       },
     );
   };
-  const send = (conversationId: string, text: string, kind: "text" | "action"): InputFate => {
+  const send = (conversationId: string, text: string, kind: "text" | "action" | "topic"): InputFate => {
     const outcome = session.send(conversationId, text, kind);
     if (!outcome.ok) {
       say("error", outcome.error);
@@ -233,15 +249,22 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "clear";
     }
     case "search": {
-      const conversation = state.conversations[here];
-      if (conversation === undefined) return "clear";
-      const found = searchMessages(conversation.entries, command.text, formatStamp);
+      // Every open conversation and the whole kept history (closed conversations included).
+      let kept: readonly ChatMessage[] = [];
+      try {
+        kept = session.searchHistory?.(command.text) ?? [];
+      } catch (e) {
+        ctx.logger.warn("tui.search-history-failed", { reason: e instanceof Error ? e.message : String(e) });
+      }
+      const open = state.order.flatMap((id) => (state.conversations[id] ? [state.conversations[id].entries] : []));
+      const titleOf = (id: string): string => state.conversations[id]?.title ?? describeConversation(id, state.me)?.title ?? id;
+      const found = searchEverywhere(open, kept, command.text, formatStamp, titleOf);
       const what = `"${command.text}"`;
-      if (found.total === 0) say("info", `no message in ${conversation.title} contains ${what}`);
+      if (found.total === 0) say("info", `no message in any conversation contains ${what}`);
       else {
         const head = found.total > found.lines.length
-          ? `${found.total} messages in ${conversation.title} contain ${what}; the newest ${found.lines.length}:`
-          : `${found.total} message${found.total === 1 ? "" : "s"} in ${conversation.title} contain${found.total === 1 ? "s" : ""} ${what}:`;
+          ? `${found.total} messages contain ${what}; the newest ${found.lines.length}:`
+          : `${found.total} message${found.total === 1 ? "" : "s"} contain${found.total === 1 ? "s" : ""} ${what}:`;
         say("info", [head, ...found.lines].join("\n"));
       }
       return "clear";
@@ -259,9 +282,104 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
         : "mouse wheel scrolling is off: the terminal selects text as usual");
       return "clear";
     }
-    case "quit":
-      ctx.quit();
+    case "quit": {
+      if (command.text === undefined) {
+        ctx.quit();
+        return "clear";
+      }
+      // The goodbye goes to the lobby, sealed like any message; leave once the relay took it
+      // (or after QUIT_WAIT_MS: then it stays in the outbox and is sent at the next start).
+      const sent = session.send(LOBBY_ID, `quit: ${command.text}`, "action");
+      if (!sent.ok) {
+        ctx.quit();
+        return "clear";
+      }
+      let done = false;
+      const leave = (): void => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        clearTimeout(timer);
+        ctx.quit();
+      };
+      const unsubscribe = session.subscribe((e) => {
+        if (e.type === "message-state" && e.id === sent.value.id && e.state !== "pending") leave();
+      });
+      const timer = setTimeout(leave, QUIT_WAIT_MS);
       return "clear";
+    }
+    case "reconnect": {
+      const outcome = session.reconnectNow?.() ?? { ok: false as const, error: "this session cannot reconnect on request" };
+      say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : outcome.error);
+      return "clear";
+    }
+    case "away":
+      session.setAway?.(command.text);
+      dispatch(command.text === undefined ? { type: "set-away" } : { type: "set-away", text: command.text });
+      say("info", command.text === undefined
+        ? "you are back: DMs no longer get an automatic reply"
+        : `you are away: the first DM from each person gets one automatic reply "${command.text}", encrypted like any message (the relay sees only that a message was sent); /away alone: back`);
+      return "clear";
+    case "topic": {
+      const room = currentRoom();
+      if (room === undefined) {
+        say("error", "/topic works inside a room: a topic is shown to that room's members");
+        return command.text === undefined ? "clear" : "keep";
+      }
+      if (command.text === undefined) {
+        const topic = state.conversations[room]?.topic;
+        say("info", topic === undefined ? `${room} has no topic yet: /topic <text> sets one` : `topic of ${room} (set by ${topic.by} ${formatStamp(topic.atMs)}): ${topic.text}`);
+        return "clear";
+      }
+      return send(room, command.text, "topic");
+    }
+    case "filter": {
+      const title = state.conversations[here]?.title ?? here;
+      if (command.filter === undefined) {
+        say("info", `presence lines in ${title}: ${FILTER_WORDS[presenceFilter(state.settings, here)]} (/filter all|smart|none)`);
+        return "clear";
+      }
+      dispatch({ type: "set-filter", conversationId: here, filter: command.filter });
+      say("info", `presence lines in ${title}: ${FILTER_WORDS[command.filter]}`);
+      return "clear";
+    }
+    case "notify":
+    case "mute": {
+      const title = state.conversations[here]?.title ?? here;
+      const current = notifyLevel(state.settings, here);
+      const level = command.kind === "mute" ? (current === "none" ? "all" : "none") : command.level;
+      if (level === undefined) {
+        say("info", `notify level of ${title}: ${NOTIFY_WORDS[current]} (/notify all|mentions|none)`);
+        return "clear";
+      }
+      dispatch({ type: "set-notify", conversationId: here, level });
+      say("info", `${title}: ${NOTIFY_WORDS[level]}`);
+      return "clear";
+    }
+    case "highlight": {
+      const words = state.settings.highlights;
+      if (command.op === "list") {
+        say("info", words.length === 0
+          ? "no highlight words: your name is always one; /highlight add <word> adds another"
+          : `highlight words (besides your name): ${words.join(", ")}`);
+        return "clear";
+      }
+      if (command.op === "add") {
+        if (words.includes(command.word)) say("info", `'${command.word}' is already a highlight word`);
+        else if (words.length >= MAX_HIGHLIGHTS) say("error", `at most ${MAX_HIGHLIGHTS} highlight words: /highlight remove one first`);
+        else {
+          dispatch({ type: "highlight", op: "add", word: command.word });
+          say("info", `'${command.word}' now counts as a mention of you`);
+        }
+        return "clear";
+      }
+      if (!words.includes(command.word)) say("error", `'${command.word}' is not a highlight word (/highlight lists them)`);
+      else {
+        dispatch({ type: "highlight", op: "remove", word: command.word });
+        say("info", `'${command.word}' is no longer a highlight word`);
+      }
+      return "clear";
+    }
     default: {
       const unhandled: never = command;
       throw new Error(`unhandled command ${JSON.stringify(unhandled)}`);

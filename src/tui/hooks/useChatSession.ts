@@ -3,12 +3,13 @@
 // after reconnecting) costs one render, not one per message. Incoming events are drawn at most
 // every EVENT_FRAME_MS: a busy room then never fills the frame budget, and a key the user
 // presses is drawn at once instead of waiting behind message frames.
-import { useLayoutEffect, useState, useSyncExternalStore } from "react";
+import { useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore } from "react";
 import type { ChatMessage, ChatSession, SessionEvent } from "../../client/types.js";
 import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { createStore } from "../state/store.js";
+import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
 
 /** Session events are folded and drawn at most this often (a new message shows within it). */
 export const EVENT_FRAME_MS = 50;
@@ -41,10 +42,19 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       ...(options.notices ? { notices: options.notices } : {}),
       ...(options.backlog ? { backlog: options.backlog } : {}),
       ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
+      settings: parseSettings(options.session.loadSetting?.(SETTINGS_NAME)),
       atMs: options.clock(),
     })));
   const state = useSyncExternalStore(store.subscribe, store.getState);
   const { dispatch, getState } = store;
+
+  // Settings changed by a command (or by closing / reopening a conversation) are kept at once.
+  const keptSettings = useRef(state.settings);
+  useEffect(() => {
+    if (keptSettings.current === state.settings) return;
+    keptSettings.current = state.settings;
+    session.saveSetting?.(SETTINGS_NAME, serializeSettings(state.settings));
+  }, [session, state.settings]);
 
   // A layout effect runs inside Ink's synchronous first render, so the subscription starts in
   // the same tick as the snapshot above: no event can fall between the two.
@@ -57,7 +67,8 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       lastFlush = performance.now();
       const events = queue;
       queue = [];
-      if (events.some((e) => shouldRing(e.event, session.me))) bell();
+      const settings = getState().settings;
+      if (events.some((e) => shouldRing(e.event, session.me, settings))) bell();
       const first = events[0];
       if (events.length === 1 && first) dispatch({ type: "session", event: first.event, atMs: first.atMs });
       else if (events.length > 1) dispatch({ type: "session-batch", events });
@@ -77,7 +88,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
         clearTimeout(scheduled as NodeJS.Timeout);
       }
     };
-  }, [session, clock, bell, dispatch]);
+  }, [session, clock, bell, dispatch, getState]);
 
   return { state, getState, dispatch };
 }

@@ -31,7 +31,14 @@ export function useScreen(state: TuiState, columns: number, rows: number): Scree
   const input = useMemo(() => inputView(prompt.text, state.input, width, maxRows), [prompt.text, state.input, width, maxRows]);
   const question = state.pendingPaste ? pasteQuestionRows(state.pendingPaste, conversation.title, width, maxRows) : undefined;
   const layout = computeLayout(columns, rows, { inputRows: question?.length ?? input.rows.length, sidebar: state.sidebar });
-  const context = useMemo(() => scrollbackContext({ me: state.me, peers: state.peers }, layout.scrollbackWidth), [state.me, state.peers, layout.scrollbackWidth]);
+  // Per conversation: its own nick column, presence filter and my highlight words.
+  const { settings } = state;
+  const nickWidth = conversation.nickWidth;
+  const conversationId = conversation.id;
+  const context = useMemo(
+    () => scrollbackContext({ me: state.me, settings }, layout.scrollbackWidth, { id: conversationId, nickWidth }),
+    [state.me, settings, conversationId, nickWidth, layout.scrollbackWidth],
+  );
   const keys = useRef<KeyContext>({ viewport: { width: 1, height: 0 }, sidebarShown: false, sidebarAutomatic: false });
   keys.current = {
     viewport: { width: layout.scrollbackWidth, height: layout.bodyHeight },

@@ -2,6 +2,7 @@
 // sentence for the user, with the usage or a hint.
 import { checkRoomName, checkUsername } from "../../protocol/names.js";
 import { LARGE_PASTE_BYTES, LARGE_PASTE_LINES } from "./paste.js";
+import { NOTIFY_LEVELS, PRESENCE_FILTERS, checkHighlightWord, type NotifyLevel, type PresenceFilter } from "./settings.js";
 
 export type Command =
   /** Plain text for the current conversation. */
@@ -31,9 +32,28 @@ export type Command =
   | { readonly kind: "search"; readonly text: string }
   /** Mouse wheel scrolling on or off; without an argument, toggles. */
   | { readonly kind: "mouse"; readonly on?: boolean }
-  | { readonly kind: "quit" }
+  /** `text`: a goodbye sent to the lobby before leaving (end-to-end encrypted like any message). */
+  | { readonly kind: "quit"; readonly text?: string }
+  /** Connect now instead of after the backoff. */
+  | { readonly kind: "reconnect" }
+  /** Away with an automatic reply to DMs (`text`), or back (no text). */
+  | { readonly kind: "away"; readonly text?: string }
+  /** Set the room's topic, or show it (no text). */
+  | { readonly kind: "topic"; readonly text?: string }
+  /** Which presence lines this conversation shows, or show the setting (no argument). */
+  | { readonly kind: "filter"; readonly filter?: PresenceFilter }
+  /** How loud this conversation is, or show it (no argument). */
+  | { readonly kind: "notify"; readonly level?: NotifyLevel }
+  /** Mute this conversation (notify none), or unmute it when muted. */
+  | { readonly kind: "mute" }
+  /** List, add or remove extra words that count as mentions of me. */
+  | { readonly kind: "highlight"; readonly op: "list" }
+  | { readonly kind: "highlight"; readonly op: "add" | "remove"; readonly word: string }
   /** A blank line: nothing to do. */
   | { readonly kind: "nothing" };
+
+/** A topic is one line of at most this many characters. */
+export const MAX_TOPIC_CHARS = 300;
 
 export type ParseResult = { readonly ok: true; readonly command: Command } | { readonly ok: false; readonly error: string };
 
@@ -46,29 +66,39 @@ export interface CommandHelp {
 /** Every command, in the order /help lists them. The parser accepts exactly these names. */
 export const COMMANDS: readonly CommandHelp[] = [
   { name: "msg", usage: "/msg <user> <text>", summary: "send a private message and open the conversation with that user" },
-  { name: "query", usage: "/query <user>", summary: "open the private conversation with a user" },
+  { name: "query", usage: "/query <user>", summary: "open the private conversation with a user (also /q)" },
   { name: "me", usage: "/me <action>", summary: "say what you are doing: * alice waves" },
-  { name: "switch", usage: "/switch <name|number>", summary: "go to an open conversation: lobby, #room, @user or its number" },
+  { name: "switch", usage: "/switch <name|number>", summary: "go to an open conversation: lobby, #room, @user or its number (also /win, /buffer)" },
   { name: "lobby", usage: "/lobby", summary: "go back to the lobby (everyone online)" },
-  { name: "close", usage: "/close", summary: "close the current conversation (not the lobby; rooms stay joined)" },
+  { name: "close", usage: "/close", summary: "close the current conversation (not the lobby; rooms stay joined; it stays closed after a restart until you reopen it or a message arrives; also /wc)" },
   { name: "users", usage: "/users", summary: "list known users, who is online and whom you have verified" },
-  { name: "join", usage: "/join #room", summary: "join a room (it is created if nobody is in it)" },
-  { name: "leave", usage: "/leave [#room]", summary: "leave a room (default: the current one)" },
+  { name: "join", usage: "/join #room", summary: "join a room (it is created if nobody is in it; also /j)" },
+  { name: "leave", usage: "/leave [#room]", summary: "leave a room (default: the current one; also /part)" },
   { name: "rooms", usage: "/rooms", summary: "list rooms" },
-  { name: "members", usage: "/members [#room]", summary: "list the members of a room (default: the current one)" },
+  { name: "members", usage: "/members [#room]", summary: "list the members of a room (default: the current one; also /names)" },
+  { name: "topic", usage: "/topic [text]", summary: "set this room's topic (encrypted to its members, like a message), or show it" },
   { name: "fingerprint", usage: "/fingerprint", summary: "show your own key fingerprints" },
   { name: "verify", usage: "/verify <user>", summary: "show the safety number to compare with a user" },
   { name: "trust", usage: "/trust <user> <digits>", summary: "mark a user verified ✓: name the digits you compared (/verify shows the exact command); accepts a changed key" },
   { name: "accept", usage: "/accept <user>", summary: "continue with a user's changed key without comparing (NOT verified); shows held messages" },
   { name: "retry", usage: "/retry [all]", summary: "send your last failed message in this conversation again (also Alt-R); all: every failed one, in order" },
-  { name: "search", usage: "/search <text>", summary: "list this conversation's messages that contain the text (the newest 20)" },
+  { name: "search", usage: "/search <text>", summary: "find the text in every conversation and the whole kept history (the newest 20 hits, each with its conversation)" },
   { name: "clear", usage: "/clear", summary: "clear this conversation (screen and kept history)" },
+  { name: "notify", usage: "/notify [all|mentions|none]", summary: "what counts as unread here and rings: every message, only DMs and mentions, or nothing" },
+  { name: "mute", usage: "/mute", summary: "mute this conversation (/notify none); again to unmute" },
+  { name: "highlight", usage: "/highlight [add|remove <word>]", summary: "extra words that count as mentions of you (kept on this machine); alone: list them" },
+  { name: "filter", usage: "/filter [all|smart|none]", summary: "join/leave and online/offline lines here: all, only of people who spoke in the last 5 minutes (smart), or none" },
+  { name: "away", usage: "/away [text]", summary: "away: a DM gets one automatic encrypted reply with the text per person; alone: back" },
+  { name: "reconnect", usage: "/reconnect", summary: "connect to the relay now instead of waiting for the next retry" },
   { name: "mouse", usage: "/mouse [on|off]", summary: "scroll with the mouse wheel (off by default: while on, hold Shift to select text)" },
   { name: "help", usage: "/help", summary: "this list" },
-  { name: "quit", usage: "/quit", summary: "leave (also /exit)" },
+  { name: "quit", usage: "/quit [text]", summary: "leave (also /exit); with text, first say goodbye in the lobby (* alice quit: text)" },
 ];
 
-const ALIASES: Readonly<Record<string, string>> = { exit: "quit" };
+/** irssi and weechat names for the same commands. */
+const ALIASES: Readonly<Record<string, string>> = {
+  exit: "quit", j: "join", part: "leave", q: "query", names: "members", win: "switch", buffer: "switch", wc: "close",
+};
 
 /** Every name the parser accepts (for Tab completion). */
 export const COMMAND_NAMES: readonly string[] = [...COMMANDS.map((c) => c.name), ...Object.keys(ALIASES)];
@@ -109,7 +139,7 @@ export const KEYS: readonly { readonly group: string; readonly keys: readonly Ke
   {
     group: "Conversations",
     keys: [
-      { keys: "Alt-1 … Alt-9", summary: "go to conversation 1 … 9 of the bar at the top" },
+      { keys: "Alt-1 … Alt-9, Alt-0", summary: "go to conversation 1 … 9 of the bar at the top (Alt-0: the 10th)" },
       { keys: "Ctrl-N / Ctrl-P", summary: "next / previous conversation" },
       { keys: "Alt-A", summary: "next conversation with activity (mentions of you and DMs first)" },
       { keys: "Alt-U", summary: "show / hide the users sidebar (it hides by itself when the terminal is narrow)" },
@@ -247,6 +277,33 @@ export function parseInput(line: string): ParseResult {
     case "retry":
       if (args.length === 1 && args[0]?.toLowerCase() === "all") return ok({ kind: "retry", all: true });
       return args.length === 0 ? ok({ kind: "retry" }) : usage(name, `takes nothing or all, not '${args.join(" ")}'`);
+    case "quit":
+      return ok(rest === "" ? { kind: "quit" } : { kind: "quit", text: rest });
+    case "away":
+      return ok(rest === "" ? { kind: "away" } : { kind: "away", text: rest });
+    case "topic":
+      if (rest === "") return ok({ kind: "topic" });
+      if (rest.includes("\n")) return usage(name, "takes one line");
+      if ([...rest].length > MAX_TOPIC_CHARS) return usage(name, `takes at most ${MAX_TOPIC_CHARS} characters`);
+      return ok({ kind: "topic", text: rest });
+    case "filter":
+    case "notify": {
+      if (args.length > 1) return usage(name, "takes one setting");
+      const arg = args[0]?.toLowerCase();
+      const allowed: readonly string[] = name === "filter" ? PRESENCE_FILTERS : NOTIFY_LEVELS;
+      if (arg === undefined) return ok({ kind: name });
+      if (!allowed.includes(arg)) return usage(name, `takes ${allowed.join(", ")}, not '${args[0] ?? ""}'`);
+      return ok(name === "filter" ? { kind: "filter", filter: arg as PresenceFilter } : { kind: "notify", level: arg as NotifyLevel });
+    }
+    case "highlight": {
+      const op = args[0]?.toLowerCase();
+      if (op === undefined) return ok({ kind: "highlight", op: "list" });
+      if (op !== "add" && op !== "remove") return usage(name, `takes add or remove, not '${args[0] ?? ""}'`);
+      if (args.length !== 2) return usage(name, args.length === 1 ? `${op} needs a word` : "takes one word (no spaces)");
+      const checked = checkHighlightWord(args[1] ?? "");
+      if (!checked.ok) return usage(name, checked.reason);
+      return ok({ kind: "highlight", op, word: checked.word });
+    }
     case "lobby":
     case "close":
     case "users":
@@ -254,7 +311,8 @@ export function parseInput(line: string): ParseResult {
     case "fingerprint":
     case "rooms":
     case "clear":
-    case "quit":
+    case "reconnect":
+    case "mute":
       return args.length === 0 ? ok({ kind: name }) : usage(name, "takes no arguments");
     default:
       return { ok: false, error: unknownCommand(word) };

@@ -6,7 +6,8 @@
 import type { ChatMessage, NoticeLevel, PeerView, RoomView, SessionEvent, SessionSnapshot, VerifyInfo } from "../../client/types.js";
 import { scrollbackContext, scrollPosition, type ScrollMove } from "../view/scrollback-window.js";
 import { mentions } from "./attention.js";
-import { emptyList, inBatch, listAppend, listFindLastIndex, listGet, listLast, listSet, type ChunkedList } from "./chunked-list.js";
+import { nickColumnWidth } from "../view/scrollback-rows.js";
+import { emptyList, inBatch, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList } from "./chunked-list.js";
 import { COMMAND_NAMES } from "./commands.js";
 import { applyCompletion, findCompletions, type CompletionSources } from "./completion.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
@@ -15,7 +16,11 @@ import {
   EMPTY_INPUT, backspace, cleanInsert, deleteForward, insertText, kill, moveCursor, onEdgeLine,
   type CursorMove, type InputBuffer, type Kill,
 } from "./input-buffer.js";
-import { emptyConversation, type Conversation, type Entry, type TuiState } from "./state.js";
+import {
+  DEFAULT_SETTINGS, SMART_WINDOW_MS, notifyLevel, withClosed, withFilter, withNotify,
+  type NotifyLevel, type PresenceFilter, type UiSettings,
+} from "./settings.js";
+import { emptyConversation, entryTime, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** A notice to show at start (e.g. "created new keys in ~/.config/secure-chat"). */
 export interface StartupNotice {
@@ -76,6 +81,16 @@ export type Action =
   | { readonly type: "set-mouse"; readonly on: boolean }
   /** A failed message of mine was sent again (as a new message): /retry moves on to older ones. */
   | { readonly type: "message-retried"; readonly conversationId: string; readonly id: string }
+  /** Older kept messages of a conversation, oldest first (scrolling past the top, reopening); `done`: none older. */
+  | { readonly type: "older-history"; readonly conversationId: string; readonly messages: readonly ChatMessage[]; readonly done: boolean }
+  /** /notify, /mute: how loud a conversation is. */
+  | { readonly type: "set-notify"; readonly conversationId: string; readonly level: NotifyLevel }
+  /** /filter: which presence lines a conversation shows. */
+  | { readonly type: "set-filter"; readonly conversationId: string; readonly filter: PresenceFilter }
+  /** /highlight add|remove: an extra word that counts as a mention of me. */
+  | { readonly type: "highlight"; readonly op: "add" | "remove"; readonly word: string }
+  /** /away [text]: away with that automatic reply, or back (undefined). */
+  | { readonly type: "set-away"; readonly text?: string }
   | { readonly type: "quitting" };
 
 function assertNever(value: never): never {
@@ -91,9 +106,17 @@ function ensureConversation(state: TuiState, id: string): TuiState {
   if (ref === undefined) return state;
   return {
     ...state,
-    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer) },
+    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, nickColumnWidth([state.me])) },
     order: [...state.order, id],
+    // Open again (a new message, or the user): a restart shows it again too.
+    settings: withClosed(state.settings, id, false),
   };
+}
+
+/** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
+function widerNick(width: number, name: string): number {
+  // Usernames are ASCII (one cell per character): most messages need no measuring at all.
+  return name.length <= width ? width : Math.max(width, nickColumnWidth([name]));
 }
 
 /** Where a line for `id` goes: that conversation if the id is valid, else the current one. */
@@ -134,8 +157,12 @@ function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Readon
 
 /** Arriving in `id`: its own half-typed line comes back, its unread counts go. */
 function arrive(state: TuiState, id: string): TuiState {
-  const { recall: _recall, completion: _completion, pendingPaste: _paste, ...rest } = state;
-  const next: TuiState = { ...rest, current: id, input: state.drafts[id] ?? EMPTY_INPUT, drafts: withoutKey(state.drafts, id) };
+  const { recall: _recall, completion: _completion, pendingPaste: _paste, draftRestored: _restored, ...rest } = state;
+  const draft = state.drafts[id];
+  const next: TuiState = {
+    ...rest, current: id, input: draft ?? EMPTY_INPUT, drafts: withoutKey(state.drafts, id),
+    ...(draft !== undefined && draft.text !== "" ? { draftRestored: true as const } : {}),
+  };
   return updateConversation(next, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
 }
 
@@ -155,8 +182,9 @@ function focus(state: TuiState, id: string): TuiState {
   return arrive({ ...marked, drafts }, id);
 }
 
+/** Opens the rooms I am in, except those the user closed (rooms stay joined when closed). */
 function openRooms(state: TuiState, rooms: readonly RoomView[]): TuiState {
-  return rooms.reduce((s, r) => ensureConversation(s, r.room), state);
+  return rooms.reduce((s, r) => (s.settings.closed.includes(r.room) ? s : ensureConversation(s, r.room)), state);
 }
 
 // --- session events ------------------------------------------------------------------------
@@ -186,15 +214,20 @@ function withSelf(state: TuiState): TuiState {
 function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
   const t = target(state, message.conversationId);
   const seq = t.state.nextSeq;
-  // What was already seen in an earlier run is history, not news.
-  const unseen = !message.own && o.backlog !== true && t.id !== t.state.current;
-  const highlighted = unseen && (t.id.startsWith("dm:") || mentions(message.text, state.me));
+  // What was already seen in an earlier run is history, not news; a muted conversation counts nothing.
+  const level = notifyLevel(t.state.settings, t.id);
+  const unseen = !message.own && o.backlog !== true && t.id !== t.state.current && level !== "none";
+  const highlighted = unseen && message.kind !== "topic" && (t.id.startsWith("dm:") || mentions(message.text, state.me, state.settings.highlights));
+  const counted = unseen && (level === "all" || highlighted);
   const next = updateConversation(t.state, t.id, (c) => {
     const updated: Conversation = {
       ...c,
       entries: listAppend(c.entries, { kind: "message", seq, message }),
-      unread: unseen ? c.unread + 1 : c.unread,
+      unread: counted ? c.unread + 1 : c.unread,
       highlights: highlighted ? c.highlights + 1 : c.highlights,
+      nickWidth: widerNick(c.nickWidth, message.from),
+      // The newest topic wins, also when an older one is delivered late (a queue after a reconnect).
+      ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
     };
     if (!message.own) return updated;
     // Writing means what came before was read: the unread ruler moves below my own message.
@@ -205,6 +238,42 @@ function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: bo
     return following;
   });
   return { ...next, nextSeq: seq + 1 };
+}
+
+function topicOf(m: ChatMessage): NonNullable<Conversation["topic"]> {
+  return { text: m.text, by: m.from, atMs: m.sentAtMs };
+}
+
+/**
+ * Whether `username` spoke in the conversation within SMART_WINDOW_MS before `atMs` (the smart
+ * filter shows presence lines only for them). Looks back through the newest entries only.
+ */
+function spokeRecently(c: Conversation | undefined, username: string, atMs: number): boolean {
+  if (c === undefined) return false;
+  const since = atMs - SMART_WINDOW_MS;
+  for (let i = c.entries.length - 1, looked = 0; i >= 0 && looked < 2_000; i--, looked++) {
+    const e = listGet(c.entries, i);
+    if (e === undefined) continue;
+    if (entryTime(e) < since) return false;
+    if (e.kind === "message" && e.message.from === username) return true;
+  }
+  return false;
+}
+
+/** "bob came online" / "bob went offline", in the lobby. */
+function presenceLine(state: TuiState, username: string, change: "online" | "offline", atMs: number): TuiState {
+  const quiet = !spokeRecently(state.conversations[LOBBY_ID], username, atMs);
+  return append(state, LOBBY_ID, (seq) => ({ kind: "presence", seq, atMs, username, change, ...(quiet ? { quiet: true as const } : {}) }), true);
+}
+
+/** After a (re)connection: how many queued messages came in, in the lobby. */
+function caughtUp(state: TuiState, count: number, reconnect: boolean, atMs: number): TuiState {
+  if (!reconnect && count === 0) return state;
+  const n = `${count} message${count === 1 ? "" : "s"}`;
+  const text = reconnect
+    ? count === 0 ? "reconnected, nothing missed" : `reconnected, ${n} caught up`
+    : `${n} arrived while you were away`;
+  return append(state, LOBBY_ID, (seq) => ({ kind: "notice", seq, atMs, level: "info", text }), true);
 }
 
 /** Recent messages are at the end: look at the newest ones only. */
@@ -274,25 +343,39 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
     if (event.kind === "left") rooms = rooms.filter((r) => r.room !== event.room);
     else if (!rooms.some((r) => r.room === event.room)) rooms = [...rooms, { room: event.room, members: event.members }];
   }
-  // My own leave confirmed after /leave closed the room: do not open it again just to say so.
-  if (mine && event.kind === "left" && state.conversations[event.room] === undefined) {
+  // My own leave confirmed after /leave closed the room: do not open it again just to say so;
+  // nor a room the user closed just because someone else came or went.
+  if (state.conversations[event.room] === undefined && (!mine || event.kind === "left")) {
     return { ...state, rooms };
   }
+  const quiet = !mine && !spokeRecently(state.conversations[event.room], event.username, event.atMs);
   // My own join is one line that names the members ("you joined #ops — members: alice, bob").
   return append({ ...state, rooms }, event.room, (seq) => ({
     kind: "room-event", seq, atMs: event.atMs, room: event.room, username: event.username, change: event.kind,
     ...(mine && event.kind === "joined" ? { members: event.members } : {}),
-  }), mine);
+    ...(quiet ? { quiet: true as const } : {}),
+  }), true);
 }
 
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {
   switch (event.type) {
     case "connection":
       return withSelf({ ...state, connection: event.status });
-    case "directory":
-      return withSelf({ ...state, peers: event.peers });
-    case "peer":
-      return withSelf({ ...state, peers: upsertPeer(state.peers, event.peer) });
+    case "directory": {
+      // The whole list again (a reconnect): who was online and is not any more went offline
+      // meanwhile. (Who came meanwhile gets no line: at start everyone would "come online".)
+      const now = new Set(event.peers.filter((p) => p.online).map((p) => p.username));
+      const gone = state.peers.filter((p) => p.online && !p.you && p.username !== state.me && !now.has(p.username));
+      return gone.reduce((s, p) => presenceLine(s, p.username, "offline", atMs), withSelf({ ...state, peers: event.peers }));
+    }
+    case "peer": {
+      const before = state.peers.find((p) => p.username === event.peer.username);
+      const next = withSelf({ ...state, peers: upsertPeer(state.peers, event.peer) });
+      if (event.peer.you || event.peer.username === state.me || (before?.online ?? false) === event.peer.online) return next;
+      return presenceLine(next, event.peer.username, event.peer.online ? "online" : "offline", atMs);
+    }
+    case "caught-up":
+      return caughtUp(state, event.count, event.reconnect, atMs);
     case "rooms":
       return openRooms({ ...state, rooms: event.rooms }, event.rooms);
     case "room-event":
@@ -443,7 +526,7 @@ function close(state: TuiState, id: string): TuiState {
   const i = state.order.indexOf(id);
   const order = state.order.filter((x) => x !== id);
   const { [id]: _closed, ...conversations } = state.conversations;
-  const next = { ...state, conversations, order, drafts: withoutKey(state.drafts, id) };
+  const next = { ...state, conversations, order, drafts: withoutKey(state.drafts, id), settings: withClosed(state.settings, id, true) };
   if (state.current !== id) return next;
   // The closed conversation's half-typed line goes with it.
   return arrive(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
@@ -458,7 +541,7 @@ function clearConversation(state: TuiState, id: string): TuiState {
 
 function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState {
   return updateConversation(state, state.current, (c) => {
-    const position = scrollPosition(c, scrollbackContext(state, viewport.width), viewport.height, move);
+    const position = scrollPosition(c, scrollbackContext(state, viewport.width, c), viewport.height, move);
     if (position === undefined) {
       if (c.scroll === undefined) return c;
       const { scroll: _scroll, ...following } = c;
@@ -469,7 +552,63 @@ function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState
   });
 }
 
+/** Older messages go in front: their seqs count down below every other, so the unread ruler stays right. */
+function prependOlder(state: TuiState, id: string, messages: readonly ChatMessage[], done: boolean): TuiState {
+  const c = state.conversations[id];
+  if (c === undefined) return state;
+  // The page may overlap what is shown (the backlog at start): only the ids not shown yet.
+  const shown = new Set<string>();
+  for (let i = 0; i < c.entries.length && i < messages.length + 1_000; i++) {
+    const e = listGet(c.entries, i);
+    if (e?.kind === "message") shown.add(e.message.id);
+  }
+  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(m.id));
+  if (fresh.length === 0) return updateConversation(state, id, (x) => (x.olderDone ? x : { ...x, olderDone: true }));
+  const first = state.olderSeq - fresh.length + 1;
+  const older: Entry[] = fresh.map((message, i) => ({ kind: "message", seq: first + i, message }));
+  const topic = [...fresh].reverse().find((m) => m.kind === "topic");
+  const next = updateConversation(state, id, (x) => {
+    const { olderDone: _done, ...rest } = x;
+    return {
+      ...rest,
+      entries: listFrom([...older, ...listToArray(x.entries)]),
+      nickWidth: fresh.reduce((w, m) => widerNick(w, m.from), x.nickWidth),
+      // The view stays where it was: the scroll position counts entries from the top.
+      ...(x.scroll === undefined ? {} : { scroll: { top: x.scroll.top + fresh.length, skip: x.scroll.skip, seen: x.scroll.seen + fresh.length } }),
+      ...(x.topic === undefined && topic !== undefined ? { topic: topicOf(topic) } : {}),
+      ...(done ? { olderDone: true as const } : {}),
+    };
+  });
+  return { ...next, olderSeq: first - 1 };
+}
+
+/**
+ * Typing "/" as the first key in a restored draft starts a command on a clean line: the draft
+ * is set aside in the input history (Up brings it back), so a command is never glued to old text.
+ */
+function setDraftAside(state: TuiState, text: string): TuiState {
+  const previous = state.history[state.current] ?? [];
+  const history = { ...state.history, [state.current]: [...previous, state.input.text].slice(-HISTORY_LIMIT) };
+  const { draftRestored: _restored, recall: _recall, completion: _completion, ...rest } = state;
+  // The prompt says where it went ("(↑ draft)") until the line is sent, emptied or recalled.
+  return { ...rest, history, input: insertText(EMPTY_INPUT, text), draftAside: true };
+}
+
 export function reducer(state: TuiState, action: Action): TuiState {
+  let next = reduce(state, action);
+  // A restored draft stops being "the draft" once it is edited (or sent) in place.
+  if (next.draftRestored && state.draftRestored && next.current === state.current && next.input !== state.input) {
+    const { draftRestored: _restored, ...edited } = next;
+    next = edited;
+  }
+  if (next.draftAside && state.draftAside && (next.current !== state.current || next.input.text === "" || next.recall !== undefined)) {
+    const { draftAside: _aside, ...done } = next;
+    next = done;
+  }
+  return next;
+}
+
+function reduce(state: TuiState, action: Action): TuiState {
   switch (action.type) {
     case "session":
       return sessionEvent(state, action.event, action.atMs);
@@ -485,6 +624,9 @@ export function reducer(state: TuiState, action: Action): TuiState {
     case "verify-info":
       return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }), true);
     case "input-insert":
+      if (state.draftRestored && action.text.startsWith("/") && state.input.cursor === state.input.text.length) {
+        return setDraftAside(state, action.text);
+      }
       return edit(state, insertText(state.input, action.text));
     case "input-backspace":
       return edit(state, backspace(state.input));
@@ -537,11 +679,35 @@ export function reducer(state: TuiState, action: Action): TuiState {
         const entries = replaceMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
         return entries === c.entries ? c : { ...c, entries };
       });
+    case "older-history":
+      return prependOlder(state, action.conversationId, action.messages, action.done);
+    case "set-notify":
+      return withSettings(state, withNotify(state.settings, action.conversationId, action.level));
+    case "set-filter":
+      return withSettings(state, withFilter(state.settings, action.conversationId, action.filter));
+    case "highlight": {
+      const has = state.settings.highlights.includes(action.word);
+      if (action.op === "add" ? has : !has) return state;
+      const highlights = action.op === "add" ? [...state.settings.highlights, action.word] : state.settings.highlights.filter((w) => w !== action.word);
+      return withSettings(state, { ...state.settings, highlights });
+    }
+    case "set-away": {
+      if (action.text === undefined) {
+        if (state.away === undefined) return state;
+        const { away: _away, ...back } = state;
+        return back;
+      }
+      return state.away === action.text ? state : { ...state, away: action.text };
+    }
     case "quitting":
       return state.quitting ? state : { ...state, quitting: true };
     default:
       return assertNever(action);
   }
+}
+
+function withSettings(state: TuiState, settings: UiSettings): TuiState {
+  return settings === state.settings ? state : { ...state, settings };
 }
 
 export interface InitialStateOptions {
@@ -554,6 +720,8 @@ export interface InitialStateOptions {
   readonly backlog?: readonly ChatMessage[];
   /** Mouse wheel scrolling from the start. */
   readonly mouse?: boolean;
+  /** The kept settings (notify levels, filters, highlights, closed conversations). */
+  readonly settings?: UiSettings;
   readonly atMs: number;
 }
 
@@ -566,7 +734,7 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     connection: snapshot.connection,
     peers: [],
     rooms: [],
-    conversations: { [LOBBY_ID]: emptyConversation(LOBBY_ID, "lobby", LOBBY_ID) },
+    conversations: { [LOBBY_ID]: emptyConversation(LOBBY_ID, "lobby", LOBBY_ID, undefined, nickColumnWidth([me])) },
     order: [LOBBY_ID],
     current: LOBBY_ID,
     input: EMPTY_INPUT,
@@ -575,9 +743,14 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     mouse: options.mouse ?? false,
     quitting: false,
     nextSeq: 1,
+    olderSeq: 0,
+    settings: options.settings ?? DEFAULT_SETTINGS,
   };
   const withSnapshot = reducer(base, { type: "snapshot", snapshot });
-  const backlogged = (options.backlog ?? []).reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
+  // A conversation the user closed stays closed at start (my unsent messages still show).
+  const closed = new Set(base.settings.closed);
+  const backlog = (options.backlog ?? []).filter((m) => !closed.has(m.conversationId) || (m.own && m.state === "pending"));
+  const backlogged = backlog.reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
   // The user left each conversation when they quit: what arrives now goes below the unread ruler.
   const withBacklog = Object.keys(backlogged.conversations).reduce((s, id) => {
     const last = listLast(s.conversations[id]!.entries)?.seq;

@@ -6,6 +6,7 @@ import type { ChatMessage, ConnectionStatus, NoticeLevel, PeerView, RoomView, Ve
 import { emptyList, type ChunkedList } from "./chunked-list.js";
 import { LOBBY_ID, type ConversationKind } from "./conversations.js";
 import type { InputBuffer } from "./input-buffer.js";
+import type { UiSettings } from "./settings.js";
 
 /** One item in a conversation's scrollback. `seq` is unique in the whole state and grows. */
 export type Entry =
@@ -23,11 +24,19 @@ export type Entry =
       readonly kind: "key-change"; readonly seq: number; readonly atMs: number; readonly username: string; readonly held: number;
       readonly inRoom?: boolean; readonly replaced?: boolean; readonly discarded?: number;
     }
-  /** Someone joined or left a room; `members` is kept for my own joins ("you joined #ops — members: …"). */
+  /**
+   * Someone joined or left a room; `members` is kept for my own joins ("you joined #ops — members: …").
+   * `quiet`: that person had not spoken here recently (the smart filter hides the line).
+   */
   | {
       readonly kind: "room-event"; readonly seq: number; readonly atMs: number;
       readonly room: string; readonly username: string; readonly change: "joined" | "left";
-      readonly members?: readonly string[];
+      readonly members?: readonly string[]; readonly quiet?: true;
+    }
+  /** Someone came online or went offline (in the lobby); `quiet` as for room events. */
+  | {
+      readonly kind: "presence"; readonly seq: number; readonly atMs: number;
+      readonly username: string; readonly change: "online" | "offline"; readonly quiet?: true;
     }
   /** The answer to /verify: the safety number and what to do with it. */
   | { readonly kind: "verify"; readonly seq: number; readonly atMs: number; readonly info: VerifyInfo };
@@ -59,6 +68,12 @@ export interface Conversation {
   readonly readMarker?: number;
   /** Undefined while following the newest messages. */
   readonly scroll?: ScrollPosition;
+  /** The nick column's width in this conversation (its own speakers and me, 4..12 cells). */
+  readonly nickWidth: number;
+  /** The room's topic: the newest topic message seen (/topic). */
+  readonly topic?: { readonly text: string; readonly by: string; readonly atMs: number };
+  /** No older kept history to load (scrolling past the top has read it all). */
+  readonly olderDone?: true;
 }
 
 /** Walking through earlier lines with Up / Down: how far back, and the line being typed before. */
@@ -99,6 +114,14 @@ export interface TuiState {
   readonly current: string;
   /** The line being typed in the current conversation. */
   readonly input: InputBuffer;
+  /** The input is a half-typed line restored on arriving, not edited since: shown "(draft)". */
+  readonly draftRestored?: true;
+  /** A restored draft was set aside in the input history because a command was started over it. */
+  readonly draftAside?: true;
+  /** /away: the text of the automatic reply while away. */
+  readonly away?: string;
+  /** Notify levels, presence filters, highlight words, closed conversations (kept across runs). */
+  readonly settings: UiSettings;
   /** Half-typed lines of the other conversations, restored on switching back. */
   readonly drafts: Readonly<Record<string, InputBuffer>>;
   /** Lines sent from each conversation, oldest first (Up / Down). */
@@ -113,10 +136,12 @@ export interface TuiState {
   /** The user asked to leave; the session is closing. */
   readonly quitting: boolean;
   readonly nextSeq: number;
+  /** The seq given to the newest of the older entries loaded next (counts down, below every other). */
+  readonly olderSeq: number;
 }
 
-export function emptyConversation(id: string, kind: ConversationKind, title: string, peer?: string): Conversation {
-  const base = { id, kind, title, entries: emptyList<Entry>(), unread: 0, highlights: 0 };
+export function emptyConversation(id: string, kind: ConversationKind, title: string, peer?: string, nickWidth = 4): Conversation {
+  const base = { id, kind, title, entries: emptyList<Entry>(), unread: 0, highlights: 0, nickWidth };
   return peer === undefined ? base : { ...base, peer };
 }
 

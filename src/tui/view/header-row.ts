@@ -25,8 +25,10 @@ function headerSegments(state: TuiState, conversation: Conversation): Segment[] 
     }
     case "room": {
       const members = state.rooms.find((r) => r.room === conversation.id)?.members;
-      if (members === undefined) return [title, seg(" — you are not in this room (/join to enter it)", STYLE.info)];
-      return [title, seg(` — ${members.length} member${members.length === 1 ? "" : "s"}: ${members.join(", ")}`, STYLE.info)];
+      // The topic first (it says what the room is for); the first line of it only.
+      const topic = conversation.topic === undefined ? [] : [seg(` — ${conversation.topic.text.split("\n", 1)[0] ?? ""}`, STYLE.strong)];
+      if (members === undefined) return [title, ...topic, seg(" — you are not in this room (/join to enter it)", STYLE.info)];
+      return [title, ...topic, seg(` — ${members.length} member${members.length === 1 ? "" : "s"}: ${members.join(", ")}`, STYLE.info)];
     }
     case "dm": {
       const name = conversation.peer ?? conversation.title.slice(1);
@@ -51,8 +53,14 @@ export function headerRow(state: TuiState, conversation: Conversation, width: nu
   return { key: "header", segments: fitSegments(headerSegments(state, conversation), Math.max(1, width)) };
 }
 
-/** The prompt: "[#ops] > ", and "[@bob ⚠ blocked] > " while a key change blocks sending. */
+/**
+ * The prompt: "[#ops] > ", "[@bob ⚠ blocked] > " while a key change blocks sending, "[#ops]
+ * (draft) > " while the input is a half-typed line restored on arriving, and "[#ops] (↑ draft) > "
+ * once a command typed over it has set it aside in the history.
+ */
 export function promptOf(state: TuiState, conversation: Conversation): { readonly text: string; readonly blocked: boolean } {
   const blocked = sendingBlocked(state, conversation);
-  return { text: promptFor(blocked ? `${conversation.title} ⚠ blocked` : conversation.title), blocked };
+  const text = promptFor(blocked ? `${conversation.title} ⚠ blocked` : conversation.title);
+  const mark = state.draftRestored ? "(draft) " : state.draftAside ? "(↑ draft) " : "";
+  return { text: mark === "" ? text : text.replace(/> $/, `${mark}> `), blocked };
 }

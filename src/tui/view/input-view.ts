@@ -46,7 +46,7 @@ function displayUnit(text: string): string {
   return text === "\t" ? "→" : text;
 }
 
-/** Splits the text into rows of at most `width` cells. */
+/** Splits the text into rows of at most `width` cells, breaking after spaces where it can. */
 function visualRows(text: string, width: number): VisualRow[] {
   const rows: VisualRow[] = [{ units: [], start: 0, end: 0, byNewline: false }];
   let used = 0;
@@ -63,9 +63,22 @@ function visualRows(text: string, width: number): VisualRow[] {
     }
     const w = Math.max(1, c.width);
     if (used + w > width && row.units.length > 0) {
-      row.end = at;
-      rows.push({ units: [], start: at, end: at, byNewline: false });
-      used = 0;
+      // Wrap at a word boundary: the word being typed moves whole to the next row, after the
+      // row's last space. A word wider than the row is still cut where the row ends.
+      let space = -1;
+      if (c.text !== " ") {
+        for (let j = row.units.length - 1; j >= 0; j--) {
+          if (row.units[j]?.text === " ") {
+            space = j;
+            break;
+          }
+        }
+      }
+      const moved = space >= 0 ? row.units.splice(space + 1) : [];
+      const start = moved[0]?.at ?? at;
+      row.end = start;
+      rows.push({ units: moved, start, end: start, byNewline: false });
+      used = moved.reduce((sum, u) => sum + u.width, 0);
     }
     (rows[rows.length - 1] as VisualRow).units.push({ text: displayUnit(c.text), width: w, at });
     used += w;

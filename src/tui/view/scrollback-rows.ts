@@ -8,6 +8,7 @@ import { padEndToWidth, stringWidth, wrapHanging, wrapText } from "./cell-width.
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
 import { formatClock, formatDay } from "./time.js";
+import type { PresenceFilter } from "../state/settings.js";
 
 export interface ScrollbackContext {
   readonly width: number;
@@ -17,6 +18,17 @@ export interface ScrollbackContext {
   readonly formatTime?: (ms: number) => string;
   /** The day separator's label (default: "Tuesday 25 November 2026"). */
   readonly formatDay?: (ms: number) => string;
+  /** Which presence lines show (/filter); default all. */
+  readonly presence?: PresenceFilter;
+  /** Extra words marked like my name (/highlight). */
+  readonly highlights?: readonly string[];
+}
+
+/** True for a presence line (online/offline, joined/left) of someone else that the filter hides. */
+export function hiddenByFilter(entry: Entry, ctx: ScrollbackContext): boolean {
+  if (entry.kind !== "presence" && entry.kind !== "room-event") return false;
+  if (entry.username === ctx.me || ctx.presence === undefined || ctx.presence === "all") return false;
+  return ctx.presence === "none" || entry.quiet === true;
 }
 
 const TIME_WIDTH = 5; // "HH:MM"
@@ -109,8 +121,19 @@ function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: Scrol
   if (m.gap) {
     b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${m.from} may be missing`, STYLE.warn);
   }
-  // Someone else naming me: their nick stands out and my name is marked in the text.
-  const pattern = m.own ? undefined : mentionPattern(ctx.me);
+  if (m.kind === "topic") {
+    const who = m.own ? "you" : m.from;
+    b.block([timeSeg(m.sentAtMs, ctx), seg("-- ", STYLE.info)], `${who} set the topic: ${m.text}`, STYLE.strong, stateTail(m, retried));
+    return;
+  }
+  if (m.kind === "away") {
+    const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nickStyle(m.from, ctx.me)), seg("  ")];
+    const what = m.own ? "automatic reply (you are away): " : "is away (automatic reply): ";
+    b.block(lead, `${what}${m.text}`, STYLE.info, stateTail(m, retried));
+    return;
+  }
+  // Someone else naming me (or a highlight word): their nick stands out and the words are marked.
+  const pattern = m.own ? undefined : mentionPattern(ctx.me, ctx.highlights);
   const mentioned = pattern !== undefined && pattern.test(m.text);
   const nick = mentioned ? STYLE.mentionNick : nickStyle(m.from, ctx.me);
   const decorate = mentioned && pattern ? (line: string) => markMentions(line, pattern) : undefined;
@@ -230,6 +253,10 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
       b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], text, STYLE.info);
       break;
     }
+    case "presence":
+      b.block([timeSeg(entry.atMs, ctx), seg(entry.change === "online" ? "→ " : "← ", entry.change === "online" ? STYLE.ok : STYLE.info)],
+        `${entry.username} ${entry.change === "online" ? "came online" : "went offline"}`, STYLE.info);
+      break;
     case "verify":
       verifyRows(b, entry.atMs, entry.info, ctx);
       break;

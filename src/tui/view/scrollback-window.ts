@@ -7,8 +7,9 @@ import type { PeerView } from "../../client/types.js";
 import { listGet } from "../state/chunked-list.js";
 import { entryTime, type Conversation, type Entry, type ScrollPosition } from "../state/state.js";
 import type { Row } from "./row.js";
-import { dayRow, entryRows, nickColumnWidth, rulerRow, type ScrollbackContext } from "./scrollback-rows.js";
+import { dayRow, entryRows, hiddenByFilter, nickColumnWidth, rulerRow, type ScrollbackContext } from "./scrollback-rows.js";
 import { localDay } from "./time.js";
+import { presenceFilter, type UiSettings } from "../state/settings.js";
 
 /** What the window needs of a conversation. */
 export interface ScrollbackSource {
@@ -22,9 +23,24 @@ export interface WindowContext extends ScrollbackContext {
   readonly dayOf?: (ms: number) => number;
 }
 
-/** The layout context for a conversation drawn `width` cells wide. */
-export function scrollbackContext(state: { readonly me: string; readonly peers: readonly PeerView[] }, width: number): WindowContext {
-  return { width: Math.max(1, width), me: state.me, nickWidth: nickColumnWidth([state.me, ...state.peers.map((p) => p.username)]) };
+/**
+ * The layout context for a conversation drawn `width` cells wide: its own nick column width,
+ * presence filter and my highlight words. Without a conversation, the nick column fits every
+ * known user.
+ */
+export function scrollbackContext(
+  state: { readonly me: string; readonly peers?: readonly PeerView[]; readonly settings?: UiSettings },
+  width: number,
+  conversation?: Pick<Conversation, "id" | "nickWidth">,
+): WindowContext {
+  const nickWidth = conversation?.nickWidth ?? nickColumnWidth([state.me, ...(state.peers ?? []).map((p) => p.username)]);
+  const presence = conversation !== undefined && state.settings !== undefined ? presenceFilter(state.settings, conversation.id) : "all";
+  const highlights = state.settings?.highlights ?? [];
+  return {
+    width: Math.max(1, width), me: state.me, nickWidth,
+    ...(presence === "all" ? {} : { presence }),
+    ...(highlights.length === 0 ? {} : { highlights }),
+  };
 }
 
 // --- laying out one entry, with what goes before it ------------------------------------------
@@ -42,7 +58,8 @@ const cache = new Map<Entry, Cached>();
 
 function sameContext(a: WindowContext, b: WindowContext): boolean {
   return a === b || (a.width === b.width && a.me === b.me && a.nickWidth === b.nickWidth
-    && a.formatTime === b.formatTime && a.formatDay === b.formatDay && a.dayOf === b.dayOf);
+    && a.formatTime === b.formatTime && a.formatDay === b.formatDay && a.dayOf === b.dayOf
+    && a.presence === b.presence && a.highlights === b.highlights);
 }
 
 /**
@@ -65,8 +82,11 @@ export function rowsAt(conversation: ScrollbackSource, index: number, ctx: Windo
   }
   const rows: Row[] = [];
   if (ruler) rows.push(rulerRow(`${entry.seq}.ruler`, ctx));
-  if (day) rows.push(dayRow(`${entry.seq}.day`, entryTime(entry), ctx));
-  rows.push(...entryRows(entry, ctx));
+  // A presence line the filter hides takes no rows (its day separator goes with it; the ruler stays).
+  if (!hiddenByFilter(entry, ctx)) {
+    if (day) rows.push(dayRow(`${entry.seq}.day`, entryTime(entry), ctx));
+    rows.push(...entryRows(entry, ctx));
+  }
   cache.delete(entry);
   cache.set(entry, { ctx, day, ruler, rows });
   if (cache.size > CACHE_LIMIT) {

@@ -95,7 +95,8 @@ const MIN_BAR_WIDTH = 14;
 
 /** The whole status line at `width` cells. */
 export function statusRow(state: TuiState, nowMs: number, width: number): Row {
-  const connection = state.quitting ? [seg("leaving…", STYLE.info)] : connectionSegments(state.connection, nowMs);
+  const away = state.away === undefined || state.quitting ? [] : [seg("  away", STYLE.warn)];
+  const connection = [...(state.quitting ? [seg("leaving…", STYLE.info)] : connectionSegments(state.connection, nowMs)), ...away];
   // From the most to the least complete; the connection state is kept in every one.
   const variants: Segment[][] = [
     [seg("secure-chat", STYLE.strong), seg(`  ${state.me}@${state.serverLabel}  `), ...connection],

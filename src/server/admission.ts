@@ -19,6 +19,8 @@ export interface AdmissionContext {
   readonly directory: Directory;
   readonly store: RelayStore;
   readonly isOnline: (username: string) => boolean;
+  /** Lobby recipients a lobby envelope is stored for: online, or seen within the grace (§9). */
+  readonly inLobby: (username: string) => boolean;
   /** This user accepted this id before, or it waits for its commit: a resend. */
   readonly isResend: (messageId: Buffer) => boolean;
   /**
@@ -191,11 +193,12 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
       break;
     }
     case "lobby":
-      // The lobby is for whoever is here: rows only for recipients online now. Naming offline
+      // The lobby is for whoever is here: rows only for recipients online now, or seen online
+      // within the grace period (a reconnect, a relay restart: lobby-audience.ts). Naming offline
       // users (any bound name) once made the relay keep lobby messages for them for 30 days:
       // a disk flood with throwaway recipients (issue 9). An offline recipient is skipped, not
       // refused: the sender sealed to those online when it sent, and some may have left since.
-      rows = others.filter((u) => ctx.isOnline(u));
+      rows = others.filter((u) => ctx.inLobby(u));
       break;
     default: {
       const unreachable: never = conversation;

@@ -43,6 +43,13 @@ export interface RelayLimits extends Limits {
   readonly maxQueuePerSender: number;
   readonly maxQueueBytesPerSender: number;
   /**
+   * Lobby envelopes are stored only for users online at admission, or seen online within this
+   * many ms (PROTOCOL.md §9): a reconnect, or a relay restart (the first this-many ms after a
+   * start on a data dir with users), does not lose lobby messages sealed to people who were
+   * there, while users long gone cannot be made to keep lobby messages (issue 9 §2).
+   */
+  readonly lobbyGraceMs: number;
+  /**
    * The per-recipient outgoing queue: envelopes that arrived for an online reader while it was
    * connected and are not yet written to it. A reader further behind than this cannot keep up
    * and is disconnected (SLOW_CONSUMER); the envelopes stay queued durably, and it catches up
@@ -65,6 +72,7 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   // A tenth of the envelopes and an eighth of the bytes: at least ten senders to fill a mailbox.
   maxQueuePerSender: 1_000,
   maxQueueBytesPerSender: 32 * 1024 * 1024,
+  lobbyGraceMs: 120_000,
   // Two delivery windows: a reader that processes and acks as envelopes come stays near zero.
   maxOutgoing: 1_024,
 };
@@ -118,7 +126,10 @@ function positiveInt(name: string, v: number): number {
 /** Fills in defaults and checks every limit is a positive integer. */
 export function resolveLimits(partial: Partial<RelayLimits> = {}): RelayLimits {
   const l: RelayLimits = { ...DEFAULT_RELAY_LIMITS, ...partial };
-  for (const [k, v] of Object.entries(l)) positiveInt(k, v as number);
+  for (const [k, v] of Object.entries(l)) {
+    if (k === "lobbyGraceMs" && v === 0) continue; // no grace: online at admission only
+    positiveInt(k, v as number);
+  }
   // uint32 fields of the wire Limits message.
   for (const k of ["maxFrameBytes", "maxRecipients", "maxTextBytes", "messagesPerSecond", "burst"] as const) {
     if (l[k] > 0xffff_ffff) throw new RangeError(`limit ${k} does not fit in 32 bits`);

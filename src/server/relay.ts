@@ -21,6 +21,7 @@ import {
 } from "./limits.js";
 import { RegistrationLimiter } from "./registrations.js";
 import { SendsInFlight } from "./resends.js";
+import { LobbyAudience } from "./lobby-audience.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
@@ -305,9 +306,10 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const health = new RelayHealth();
   const outgoing: OutgoingBytes = { bytes: 0 };
   const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
+  const directory = Directory.load(store);
   const deps: SessionDeps = {
     store,
-    directory: Directory.load(store),
+    directory,
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
     committer,
@@ -319,6 +321,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
+    lobby: new LobbyAudience(limits.lobbyGraceMs, clock, (u) => router.isOnline(u), directory.size > 0),
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
   };
 

@@ -32,6 +32,7 @@ import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } 
 import {
   limitsToWire, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, PRE_AUTH_MAX_FRAME_BYTES, TokenBucket, type RelayLimits,
 } from "./limits.js";
+import type { LobbyAudience } from "./lobby-audience.js";
 import type { RegistrationLimiter } from "./registrations.js";
 import type { SendsInFlight } from "./resends.js";
 import type { Rooms } from "./rooms.js";
@@ -55,6 +56,8 @@ export interface SessionDeps {
   readonly deliveryWindow: number;
   /** New usernames per source address and time (§8). */
   readonly registrations: RegistrationLimiter;
+  /** Who lobby envelopes are stored for (§9). */
+  readonly lobby: LobbyAudience;
   /**
    * What the client's proof must bind (PROTOCOL.md §8): SHA-256 of this relay's TLS certificate,
    * or empty when the relay serves plaintext.
@@ -123,6 +126,7 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
     admission.ticket.leave();
     if (session !== undefined) {
       deps.router.detach(session);
+      if (!deps.router.isOnline(session.username)) deps.lobby.wentOffline(session.username);
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }
@@ -466,6 +470,7 @@ class AuthenticatedSession implements RoutedSession {
         const admission = completeAdmission(pre, {
           user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
           isOnline: (u) => deps.router.isOnline(u),
+          inLobby: (u) => deps.lobby.includes(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
           queueUsage: (u) => {
             const stored = deps.store.queueUsage(u, me);

@@ -2,6 +2,9 @@
 // (PROTOCOL.md §7.4), mailbox floods, disk budgets, lobby and wrap checks, timestamps (§9).
 // Each test runs a real relay with small limits and speaks raw frames (test/helpers/raw-session).
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, SendStatus, type SendResult } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
@@ -172,7 +175,8 @@ describe("mailbox flood: each sender gets a bounded share of a recipient's queue
 
 describe("lobby and wraps (§9)", () => {
   it("a lobby message is stored only for users online now, whatever it names", async () => {
-    const relay = await relayWith({ limits: { messagesPerSecond: 10_000, burst: 10_000 } });
+    // No grace: alice and carol left a moment ago (the grace is its own test below).
+    const relay = await relayWith({ limits: { messagesPerSecond: 10_000, burst: 10_000, lobbyGraceMs: 0 } });
     await relay.disconnect(await relay.connect(alice), "alice");
     await relay.disconnect(await relay.connect(carol), "carol");
     const b = await relay.connect(bob);
@@ -187,6 +191,28 @@ describe("lobby and wraps (§9)", () => {
       const s = await relay.connect(who);
       expect(s.welcome.queued).toBe(0);
     }
+  });
+
+  it("within the grace, a reader who just dropped off (or a relay that just restarted) still gets lobby messages; long gone ones do not", async () => {
+    let now = Date.now();
+    const dataDir = mkdtempSync(join(tmpdir(), "sc-lobby-grace-"));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const options = { dataDir, clock: () => now, limits: { messagesPerSecond: 10_000, burst: 10_000, lobbyGraceMs: 60_000 } };
+    const relay = await relayWith(options);
+    await relay.disconnect(await relay.connect(alice), "alice");
+    await relay.disconnect(await relay.connect(carol), "carol");
+    now += 30_000; // alice and carol left 30 s ago: within the grace
+    let m = await relay.connect(mallory);
+    expect((await m.send(seal(mallory, "lobby", [alice, carol], "a moment ago"))).queuedFor.sort()).toEqual(["alice", "carol"]);
+    now += 60_000; // 90 s: beyond it
+    expect((await m.send(seal(mallory, "lobby", [alice, carol], "long gone"))).queuedFor).toEqual([]);
+    // A relay restarted on the same data dir cannot know who was online before: for one grace
+    // period every named recipient counts (a lobby message resent after the restart is kept).
+    await relay.restart();
+    m = await relay.connect(mallory);
+    expect((await m.send(seal(mallory, "lobby", [alice, carol], "after the restart"))).queuedFor.sort()).toEqual(["alice", "carol"]);
+    now += 61_000;
+    expect((await m.send(seal(mallory, "lobby", [alice, carol], "later"))).queuedFor).toEqual([]);
   });
 
   it("a wrap must be exactly the recipient's RSA modulus length", async () => {

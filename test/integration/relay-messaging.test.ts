@@ -161,7 +161,7 @@ describe("relay messaging", () => {
   });
 
   it("stores a lobby message only for the recipients online when it arrives (issue 9: no lobby rows for offline users)", async () => {
-    relay = await TestRelay.start();
+    relay = await TestRelay.start({ limits: { lobbyGraceMs: 0 } }); // carol left a moment ago: no grace here
     await relay.disconnect(await relay.connect(carol), "carol"); // sealed to her while she was online, say
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);

@@ -14,7 +14,7 @@ import { headerRow, promptOf } from "../../src/tui/view/header-row.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 import { rowText } from "../../src/tui/view/row.js";
 import { entryRows } from "../../src/tui/view/scrollback-rows.js";
-import { scrollbackContext, scrollbackWindow } from "../../src/tui/view/scrollback-window.js";
+import { scrollbackContext, scrollbackWindow, scrollLayout } from "../../src/tui/view/scrollback-window.js";
 import { scopedSidebarRows } from "../../src/tui/view/sidebar-rows.js";
 import { statusRow } from "../../src/tui/view/status-row.js";
 
@@ -287,7 +287,7 @@ describe("older history and closed conversations (§4)", () => {
   test("a scrolled view stays on the same entries when older ones come in front", () => {
     let s = start();
     for (let i = 0; i < 60; i++) s = run(s, ev({ type: "message", message: msg({ conversationId: "lobby", from: "bob", text: `m${i}` }) }));
-    s = run(s, { type: "scroll", move: "top", viewport: { width: 80, height: 10 } });
+    s = run(s, { type: "scroll", move: "top", viewport: { width: 80, height: 10, layout: scrollLayout } });
     expect(s.conversations.lobby!.scroll).toMatchObject({ top: 0, skip: 0 });
     expect(wantsOlder(s.conversations.lobby!, 10)).toBe(true);
     const messagesShown = (x: TuiState) => shown(x, "lobby", 80, 10).filter((r) => / m\d+$/.test(r));
@@ -297,7 +297,7 @@ describe("older history and closed conversations (§4)", () => {
     // The same first message on top (the day separator above it went to the older one).
     expect(messagesShown(s)[0]).toBe(before[0]);
     expect(messagesShown(s).slice(0, before.length)).toEqual(before);
-    s = run(s, { type: "scroll", move: { rows: -1 }, viewport: { width: 80, height: 10 } });
+    s = run(s, { type: "scroll", move: { rows: -1 }, viewport: { width: 80, height: 10, layout: scrollLayout } });
     expect(shown(s, "lobby", 80, 10)[0]).toContain("older");
   });
 

@@ -9,6 +9,7 @@ import { createKeyStream, ESCAPE_MS, HOLD_MIN_CHARS, HOLD_MS, PASTE_GAP_MS, type
 import { keyOutcome, type KeyContext } from "../../src/tui/hooks/useKeyboard.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
+import { scrollLayout } from "../../src/tui/view/scrollback-window.js";
 
 const text = (t: string): InputEvent => ({ kind: "text", text: t });
 const paste = (t: string): InputEvent => ({ kind: "paste", text: t });
@@ -120,7 +121,7 @@ describe("keys over time", () => {
 
 // --- every bound key and its effect, the input cut at every byte ---------------------------------
 
-const ctx: KeyContext = { viewport: { width: 80, height: 20 }, sidebarShown: true, sidebarAutomatic: true };
+const ctx: KeyContext = { viewport: { width: 80, height: 20, layout: scrollLayout }, sidebarShown: true, sidebarAutomatic: true };
 const initial: TuiState = createInitialState({
   me: "alice", serverLabel: "x",
   snapshot: { connection: { state: "connected", sinceMs: 0 }, peers: [{ username: "bob", online: true, verified: false } as never], rooms: [] },

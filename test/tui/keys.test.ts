@@ -4,6 +4,7 @@ import { describe, expect, test } from "vitest";
 import { keyOutcome, type KeyContext } from "../../src/tui/hooks/useKeyboard.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
+import { scrollLayout } from "../../src/tui/view/scrollback-window.js";
 
 const NO_KEY: Key = {
   upArrow: false, downArrow: false, leftArrow: false, rightArrow: false, pageDown: false, pageUp: false, home: false, end: false,
@@ -11,7 +12,7 @@ const NO_KEY: Key = {
   super: false, hyper: false, capsLock: false, numLock: false,
 };
 const key = (k: Partial<Key> = {}): Key => ({ ...NO_KEY, ...k });
-const ctx: KeyContext = { viewport: { width: 80, height: 20 }, sidebarShown: true, sidebarAutomatic: true };
+const ctx: KeyContext = { viewport: { width: 80, height: 20, layout: scrollLayout }, sidebarShown: true, sidebarAutomatic: true };
 const state: TuiState = createInitialState({ me: "alice", serverLabel: "x", snapshot: { connection: { state: "connected", sinceMs: 0 }, peers: [], rooms: [] }, atMs: 0 });
 const action = (typed: string, k: Partial<Key>, s = state) => {
   const o = keyOutcome(typed, key(k), s, ctx);

@@ -7,7 +7,7 @@ import { listFrom, listLast } from "../../src/tui/state/chunked-list.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
 import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { rowText } from "../../src/tui/view/row.js";
-import { pageRows, rowsAt, scrollbackContext, scrollbackWindow, scrollPosition, type WindowContext } from "../../src/tui/view/scrollback-window.js";
+import { pageRows, rowsAt, scrollbackContext, scrollbackWindow, scrollLayout, scrollPosition, type WindowContext } from "../../src/tui/view/scrollback-window.js";
 
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
@@ -33,7 +33,7 @@ const numbered = (n: number, from = 0, id = "lobby"): Action[] => Array.from({ l
 
 const WIDTH = 40;
 const HEIGHT = 10;
-const viewport = { width: WIDTH, height: HEIGHT };
+const viewport = { width: WIDTH, height: HEIGHT, layout: scrollLayout };
 const scroll = (move: Extract<Action, { type: "scroll" }>["move"]): Action => ({ type: "scroll", move, viewport });
 
 /** The message texts on screen (other rows as their text), and the marker. */
@@ -219,7 +219,7 @@ describe("scrolling", () => {
   test("a position the pane has outgrown (the terminal grew) moves from what is drawn", () => {
     const s = run(start(), ...numbered(100), scroll("page-up"));
     // Drawn 60 rows high, the view reaches the newest rows: it is drawn as the bottom...
-    const tall = { width: WIDTH, height: 60 };
+    const tall = { width: WIDTH, height: 60, layout: scrollLayout };
     const c = s.conversations["lobby"]!;
     expect(scrollbackWindow(c, scrollbackContext(s, WIDTH), 60).more).toBeUndefined();
     // ...so PgUp moves a page (58 rows) up from the bottom (m040..m099 drawn), which reaches

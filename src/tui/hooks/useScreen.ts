@@ -9,7 +9,7 @@ import { inputView, maxInputRows, type InputView } from "../view/input-view.js";
 import { computeLayout, sidebarShown, type Layout } from "../view/layout.js";
 import { pasteQuestionRows } from "../view/paste-rows.js";
 import type { Row } from "../view/row.js";
-import { scrollbackContext, type WindowContext } from "../view/scrollback-window.js";
+import { scrollbackContext, scrollLayout, type WindowContext } from "../view/scrollback-window.js";
 import type { KeyContext } from "./useKeyboard.js";
 
 export interface Screen {
@@ -39,9 +39,9 @@ export function useScreen(state: TuiState, columns: number, rows: number): Scree
     () => scrollbackContext({ me: state.me, settings }, layout.scrollbackWidth, { id: conversationId, nickWidth }),
     [state.me, settings, conversationId, nickWidth, layout.scrollbackWidth],
   );
-  const keys = useRef<KeyContext>({ viewport: { width: 1, height: 0 }, sidebarShown: false, sidebarAutomatic: false });
+  const keys = useRef<KeyContext>({ viewport: { width: 1, height: 0, layout: scrollLayout }, sidebarShown: false, sidebarAutomatic: false });
   keys.current = {
-    viewport: { width: layout.scrollbackWidth, height: layout.bodyHeight },
+    viewport: { width: layout.scrollbackWidth, height: layout.bodyHeight, layout: scrollLayout },
     sidebarShown: layout.sidebarWidth > 0,
     sidebarAutomatic: sidebarShown(layout.columns, undefined),
   };

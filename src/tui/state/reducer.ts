@@ -4,9 +4,8 @@
 // an event for an unknown conversation opens it, one with an invalid conversation id lands in
 // the current conversation.
 import type { ChatMessage, NoticeLevel, PeerView, RoomView, SessionEvent, SessionSnapshot, VerifyInfo } from "../../client/types.js";
-import { scrollbackContext, scrollPosition, type ScrollMove } from "../view/scrollback-window.js";
 import { mentions } from "./attention.js";
-import { nickColumnWidth } from "../view/scrollback-rows.js";
+import { moveScroll, usernameColumnWidth, type ScrollLayout, type ScrollMove } from "./scroll.js";
 import { emptyList, inBatch, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList } from "./chunked-list.js";
 import { COMMAND_NAMES } from "./commands.js";
 import { applyCompletion, findCompletions, type CompletionSources } from "./completion.js";
@@ -32,6 +31,8 @@ export interface StartupNotice {
 export interface Viewport {
   readonly width: number;
   readonly height: number;
+  /** How many rows an entry takes in this pane (view/scrollback-window.ts's `scrollLayout`). */
+  readonly layout: ScrollLayout;
 }
 
 /** Lines kept in each conversation's input history. */
@@ -106,7 +107,7 @@ function ensureConversation(state: TuiState, id: string): TuiState {
   if (ref === undefined) return state;
   return {
     ...state,
-    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, nickColumnWidth([state.me])) },
+    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, usernameColumnWidth([state.me])) },
     order: [...state.order, id],
     // Open again (a new message, or the user): a restart shows it again too.
     settings: withClosed(state.settings, id, false),
@@ -116,7 +117,7 @@ function ensureConversation(state: TuiState, id: string): TuiState {
 /** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
 function widerNick(width: number, name: string): number {
   // Usernames are ASCII (one cell per character): most messages need no measuring at all.
-  return name.length <= width ? width : Math.max(width, nickColumnWidth([name]));
+  return name.length <= width ? width : Math.max(width, usernameColumnWidth([name]));
 }
 
 /** Where a line for `id` goes: that conversation if the id is valid, else the current one. */
@@ -541,7 +542,7 @@ function clearConversation(state: TuiState, id: string): TuiState {
 
 function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState {
   return updateConversation(state, state.current, (c) => {
-    const position = scrollPosition(c, scrollbackContext(state, viewport.width, c), viewport.height, move);
+    const position = moveScroll(c, viewport.layout(state, c, viewport.width), viewport.height, move);
     if (position === undefined) {
       if (c.scroll === undefined) return c;
       const { scroll: _scroll, ...following } = c;
@@ -734,7 +735,7 @@ export function createInitialState(options: InitialStateOptions): TuiState {
     connection: snapshot.connection,
     peers: [],
     rooms: [],
-    conversations: { [LOBBY_ID]: emptyConversation(LOBBY_ID, "lobby", LOBBY_ID, undefined, nickColumnWidth([me])) },
+    conversations: { [LOBBY_ID]: emptyConversation(LOBBY_ID, "lobby", LOBBY_ID, undefined, usernameColumnWidth([me])) },
     order: [LOBBY_ID],
     current: LOBBY_ID,
     input: EMPTY_INPUT,

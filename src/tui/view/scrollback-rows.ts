@@ -9,6 +9,7 @@ import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
 import { formatClock, formatDay } from "./time.js";
 import type { PresenceFilter } from "../state/settings.js";
+import { clampNickWidth } from "../state/scroll.js";
 
 export interface ScrollbackContext {
   readonly width: number;
@@ -36,13 +37,10 @@ const TIME_WIDTH = 5; // "HH:MM"
 const CLOCK_SKEW_SHOWN_MS = 60_000;
 /** Fewer text cells than this beside the nick, and the text goes on its own rows below. */
 const MIN_TEXT_WIDTH = 10;
-const NICK_WIDTH_MIN = 4;
-const NICK_WIDTH_MAX = 12;
 
 /** The nick column width for a set of names: the longest, within 4..12 cells. */
 export function nickColumnWidth(names: readonly string[]): number {
-  const longest = names.reduce((w, n) => Math.max(w, stringWidth(n)), 0);
-  return Math.min(NICK_WIDTH_MAX, Math.max(NICK_WIDTH_MIN, longest));
+  return clampNickWidth(names.reduce((w, n) => Math.max(w, stringWidth(n)), 0));
 }
 
 const LEVEL_MARK: Readonly<Record<NoticeLevel, { readonly mark: string; readonly style: SegmentStyle }>> = {

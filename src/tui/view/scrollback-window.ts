@@ -10,13 +10,9 @@ import type { Row } from "./row.js";
 import { dayRow, entryRows, hiddenByFilter, nickColumnWidth, rulerRow, type ScrollbackContext } from "./scrollback-rows.js";
 import { localDay } from "./time.js";
 import { presenceFilter, type UiSettings } from "../state/settings.js";
+import { clampPosition, moveScroll, type ScrollbackSource, type ScrollLayout, type ScrollMove } from "../state/scroll.js";
 
-/** What the window needs of a conversation. */
-export interface ScrollbackSource {
-  readonly entries: Conversation["entries"];
-  readonly readMarker?: number | undefined;
-  readonly scroll?: ScrollPosition | undefined;
-}
+export { pageRows, rulerIndex, type ScrollbackSource, type ScrollMove } from "../state/scroll.js";
 
 export interface WindowContext extends ScrollbackContext {
   /** Day number of a time, for day separators (default: the local calendar day). */
@@ -117,20 +113,6 @@ function tail(conversation: ScrollbackSource, ctx: WindowContext, height: number
   return all.slice(Math.max(0, all.length - height));
 }
 
-/** A position with its entry and row inside the conversation (positions outlive a resize). */
-function clampPosition(conversation: ScrollbackSource, ctx: WindowContext, p: Pick<ScrollPosition, "top" | "skip">): { top: number; skip: number } {
-  const top = Math.min(Math.max(0, p.top), conversation.entries.length - 1);
-  const rows = rowsAt(conversation, top, ctx).length;
-  return { top, skip: Math.min(Math.max(0, p.skip), Math.max(0, rows - 1)) };
-}
-
-/** How many rows there are from a position to the end, counting no further than `limit`. */
-function rowsFrom(conversation: ScrollbackSource, ctx: WindowContext, p: { top: number; skip: number }, limit: number): number {
-  let count = -p.skip;
-  for (let i = p.top; i < conversation.entries.length && count <= limit; i++) count += rowsAt(conversation, i, ctx).length;
-  return count;
-}
-
 /**
  * The rows to draw in a pane `height` rows high. While scrolled up, the last row of the pane is
  * left for the "more below" marker (`more` says what it counts).
@@ -139,7 +121,7 @@ export function scrollbackWindow(conversation: ScrollbackSource, ctx: WindowCont
   if (height <= 0 || conversation.entries.length === 0) return { rows: [] };
   const scroll = conversation.scroll;
   if (scroll === undefined || height < 2) return { rows: tail(conversation, ctx, height) };
-  const { top, skip } = clampPosition(conversation, ctx, scroll);
+  const { top, skip } = clampPosition(conversation, (index) => rowsAt(conversation, index, ctx).length, scroll);
   const content = height - 1;
   const length = conversation.entries.length;
   const rows: Row[] = [];
@@ -158,82 +140,18 @@ export function scrollbackWindow(conversation: ScrollbackSource, ctx: WindowCont
 }
 
 // --- moving ------------------------------------------------------------------------------------
+// The arithmetic is state/scroll.ts; here it gets this layout's row measure.
 
-/** "unread": up to the unread ruler (Alt-J), which then heads the view. */
-export type ScrollMove = "page-up" | "page-down" | "top" | "bottom" | "unread" | { readonly rows: number };
-
-/** Rows a page moves: the pane less one row kept for context and one for the marker. */
-export function pageRows(height: number): number {
-  return Math.max(1, height - 2);
-}
-
-/** Where the top of the view is while following the newest rows; undefined when all fits. */
-function followTop(conversation: ScrollbackSource, ctx: WindowContext, height: number): { top: number; skip: number } | undefined {
-  let count = 0;
-  for (let i = conversation.entries.length - 1; i >= 0; i--) {
-    count += rowsAt(conversation, i, ctx).length;
-    if (count >= height) return { top: i, skip: count - height };
-  }
-  return undefined;
-}
-
-/** The index of the entry the unread ruler stands above, if the conversation shows one. */
-export function rulerIndex(conversation: ScrollbackSource): number | undefined {
-  const marker = conversation.readMarker;
-  if (marker === undefined) return undefined;
-  // The unread part is at the end: walk back to the newest entry the user had seen.
-  for (let i = conversation.entries.length - 1; i > 0; i--) {
-    const prev = listGet(conversation.entries, i - 1);
-    if (prev !== undefined && prev.seq <= marker) {
-      const entry = listGet(conversation.entries, i);
-      return entry !== undefined && entry.seq > marker ? i : undefined;
-    }
-  }
-  return undefined;
-}
+/** The row layout's measure, for the reducer's scroll actions (it rides on their viewport). */
+export const scrollLayout: ScrollLayout = (state, conversation, width) => {
+  const ctx = scrollbackContext(state, width, conversation);
+  return (index) => rowsAt(conversation, index, ctx).length;
+};
 
 /**
- * The scroll position after a move in a pane `height` rows high; undefined means following
- * the newest messages (reached by moving down to the end, or when everything fits anyway).
+ * The scroll position after a move in a pane `height` rows high, laid out with `ctx`;
+ * undefined means following the newest messages.
  */
 export function scrollPosition(conversation: ScrollbackSource, ctx: WindowContext, height: number, move: ScrollMove): ScrollPosition | undefined {
-  const length = conversation.entries.length;
-  if (height < 2 || length === 0 || move === "bottom") return undefined;
-  const seen = conversation.scroll?.seen ?? length;
-  let at: { top: number; skip: number } | undefined;
-  if (move === "top") {
-    at = { top: 0, skip: 0 };
-  } else if (move === "unread") {
-    const index = rulerIndex(conversation);
-    // No ruler: the view stays where it is.
-    if (index === undefined) return conversation.scroll;
-    at = { top: index, skip: 0 };
-  } else {
-    const delta = move === "page-up" ? -pageRows(height) : move === "page-down" ? pageRows(height) : move.rows;
-    // Where the view is as drawn: a stored position so near the end that the pane shows the
-    // newest rows anyway (say, after the terminal grew) is the bottom.
-    const stored = conversation.scroll === undefined ? undefined : clampPosition(conversation, ctx, conversation.scroll);
-    at = stored !== undefined && rowsFrom(conversation, ctx, stored, height - 1) > height - 1 ? stored : followTop(conversation, ctx, height);
-    if (at === undefined) return undefined;
-    let { top, skip } = at;
-    if (delta < 0) {
-      skip += delta;
-      while (skip < 0 && top > 0) {
-        top--;
-        skip += rowsAt(conversation, top, ctx).length;
-      }
-      skip = Math.max(0, skip);
-    } else {
-      skip += delta;
-      while (top < length && skip >= rowsAt(conversation, top, ctx).length) {
-        skip -= rowsAt(conversation, top, ctx).length;
-        top++;
-      }
-      if (top >= length) return undefined;
-    }
-    at = { top, skip };
-  }
-  // Near enough to the end that the pane shows it all: follow again.
-  if (rowsFrom(conversation, ctx, at, height) <= height) return undefined;
-  return { top: at.top, skip: at.skip, seen };
+  return moveScroll(conversation, (index) => rowsAt(conversation, index, ctx).length, height, move);
 }

@@ -128,7 +128,9 @@ describe("keys in a real terminal, while messages arrive", () => {
     expect(tmux.screen("alice")).not.toContain("✗");
   });
 
-  it("Ctrl-L repaints a screen something scribbled on", async () => {
+  // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
+  // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
+  it("Ctrl-L repaints a screen something scribbled on", { retry: 1 }, async () => {
     await tmux.waitForScreen("alice", (s) => inputRow(s) === "[lobby] >");
     writeFileSync(tmux.tty("alice"), "\u001b[5;10HSCRIBBLED ON THE SCREEN\u001b[12;3HMORE SCRIBBLE");
     await tmux.waitForScreen("alice", /SCRIBBLED ON THE SCREEN/);

@@ -67,7 +67,9 @@ describe("light directory", () => {
     expect((await a.next("error", (e) => e.requestId === 3)).code).toBe(ErrorCode.ERROR_CODE_RATE_LIMITED);
   });
 
-  it("coalesces what changes within a moment into one update for everyone", async () => {
+  // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
+  // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
+  it("coalesces what changes within a moment into one update for everyone", { retry: 1 }, async () => {
     relay = await TestRelay.start();
     const a = await relay.connect(alice);
     // TLS and the challenge first, then the three proofs at once: the joins land together

@@ -242,7 +242,9 @@ describe("relay messaging", () => {
   });
 
   // Over TLS more bytes fit in the buffers on the way, so filling them takes more operations.
-  it("disconnects a client that stops reading once its buffer is full (SLOW_CONSUMER); its envelopes stay queued", { timeout: 90_000 }, async () => {
+  // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
+  // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
+  it("disconnects a client that stops reading once its buffer is full (SLOW_CONSUMER); its envelopes stay queued", { timeout: 90_000, retry: 1 }, async () => {
     relay = await TestRelay.start({ maxPendingFrames: 16, limits: { messagesPerSecond: 1_000_000, burst: 1_000_000 } });
     const a = await relay.connect(alice);
     await joinRoom(a, "#busy");

@@ -101,7 +101,9 @@ describe("the relay is killed -9 while clients send", () => {
 });
 
 describe("network faults between client and relay", () => {
-  it("survives dropped TCP connections with no message lost or duplicated", async () => {
+  // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
+  // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
+  it("survives dropped TCP connections with no message lost or duplicated", { retry: 1, timeout: 60_000 }, async () => {
     dir = tempDir();
     const relay = await TestRelay.start();
     cleanups.push(() => relay.cleanup());
@@ -125,7 +127,7 @@ describe("network faults between client and relay", () => {
     // least one (the second may hit him while he is still reconnecting from the first).
     expect(connects(a)).toBeGreaterThanOrEqual(3);
     expect(connects(b)).toBeGreaterThanOrEqual(2);
-  }, 60_000);
+  });
 
   it("detects a silent network path with keepalive and recovers", async () => {
     dir = tempDir();

@@ -57,7 +57,9 @@ function bobProcess(port: number, dir: string): { proc: ChildProcessWithoutNullS
 const accepted = (c: TestClient) => new Set(c.events.flatMap((e) => (e.type === "message-state" && e.state === "accepted" ? [e.id] : [])));
 
 describe("a client that freezes", () => {
-  it("is dropped by the relay's keepalive; on waking it gets every message once, in order", async () => {
+  // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
+  // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
+  it("is dropped by the relay's keepalive; on waking it gets every message once, in order", { retry: 1, timeout: 60_000 }, async () => {
     const dir = tempDir();
     // Short relay pings so the test sees the frozen client dropped in about two seconds (not
     // shorter: alice shares this process's event loop, and a loaded machine stalls it for 300 ms).
@@ -87,7 +89,7 @@ describe("a client that freezes", () => {
     expect(got.map((m) => m.text)).toEqual(Array.from({ length: 120 }, (_, i) => `while frozen ${i}`));
     expect(new Set(got.map((m) => m.id)).size).toBe(120);
     expect(got.some((m) => m.gap)).toBe(false);
-  }, 60_000);
+  });
 });
 
 describe("a relay whose disk is full", () => {

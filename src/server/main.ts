@@ -10,7 +10,8 @@
 import "./thread-pool.js"; // first: sizes libuv's pool before anything starts it
 import { mkdirSync, readFileSync } from "node:fs";
 import { CERT_FILE } from "./tls-identity.js";
-import { DataDirLocked, lockDataDir, processAlive, readPidFile } from "./pid-lock.js";
+import { processAlive, readPidFile } from "../common/pid-file.js";
+import { DataDirLocked, lockDataDir } from "./pid-lock.js";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { certificateFingerprint } from "../protocol/x509.js";

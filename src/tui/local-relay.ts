@@ -12,15 +12,15 @@
 // two chat-tui racing to start it end with one relay (chat-relay locks the data dir, and the
 // loser's child exits while the chat-tui reads the winner's pid file).
 import { spawn } from "node:child_process";
-import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, chmodSync } from "node:fs";
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, chmodSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { processAlive, readPidFile } from "../common/pid-file.js";
 import { checkLogDirectory } from "./startup.js";
 
 export const LOCAL_RELAY_HOST = "127.0.0.1";
 export const DEFAULT_LOCAL_PORT = 50051;
-const PID_FILE = "relay.pid"; // written by chat-relay (src/server/pid-lock.ts)
 export const RELAY_LOG_FILE = "relay.log";
 const START_DEADLINE_MS = 20_000;
 
@@ -50,43 +50,10 @@ export interface LocalRelay {
   readonly started: boolean;
 }
 
-interface PidFile { pid: number; port?: number }
-
-function readPid(dir: string): PidFile | undefined {
-  try {
-    const fd = openSync(join(dir, PID_FILE), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-    try {
-      const v = JSON.parse(readFileSync(fd, "utf8")) as Partial<PidFile>;
-      return typeof v.pid === "number" ? { pid: v.pid, ...(typeof v.port === "number" ? { port: v.port } : {}) } : undefined;
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-}
-
-/** The same test as chat-relay's lock (src/server/pid-lock.ts, which the TUI may not import). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-  // An exited relay nobody has reaped yet (a container whose init does not reap) is a zombie.
-  if (process.platform !== "linux") return true;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false; // gone between the two looks
-  }
-}
-
 /** The relay running on this data dir, if one is up and listening. */
 export function runningLocalRelay(dir: string): { pid: number; port: number } | undefined {
-  const p = readPid(dir);
-  return p !== undefined && p.port !== undefined && alive(p.pid) ? { pid: p.pid, port: p.port } : undefined;
+  const p = readPidFile(dir);
+  return p !== undefined && p.port !== undefined && processAlive(p.pid) ? { pid: p.pid, port: p.port } : undefined;
 }
 
 /** The data dir: created 0700; refused when others may write it (they could swap the relay's files). */
@@ -150,7 +117,7 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
     // Ours, or the one that won a race with ours (ours then exits: the data dir is locked).
     const up = runningLocalRelay(dir);
     if (up !== undefined && (await o.listens(LOCAL_RELAY_HOST, up.port))) return found(up, up.pid === childPid);
-    if (Date.now() > deadline || (exited && readPid(dir) === undefined)) {
+    if (Date.now() > deadline || (exited && readPidFile(dir) === undefined)) {
       throw new Error(`the local relay did not start (see ${logFile}); to run one by hand: chat-relay --data-dir '${dir}'`);
     }
     await new Promise((r) => setTimeout(r, 50));

@@ -12,6 +12,7 @@
 // cursor, cursor visibility, synchronized output (mode 2026) and the alternate screen. Anything
 // else (other mode switches, OSC, BEL) is passed through in order.
 import { clusters } from "../view/cell-width.js";
+import { applySgr, plain, renditionKey } from "./sgr.js";
 
 /** One row of the grid: parallel arrays, one entry per cell. */
 interface Line {
@@ -25,74 +26,6 @@ interface Line {
 
 function blankLine(columns: number): Line {
   return { chars: new Array<string>(columns).fill(" "), styles: new Array<string>(columns).fill(""), widths: new Array<number>(columns).fill(1) };
-}
-
-/** Current graphic rendition, kept as attributes so it can be written as one canonical SGR. */
-interface Rendition {
-  bold: boolean;
-  dim: boolean;
-  italic: boolean;
-  underline: boolean;
-  blink: boolean;
-  inverse: boolean;
-  hidden: boolean;
-  strike: boolean;
-  fg: string;
-  bg: string;
-}
-
-const plain = (): Rendition => ({ bold: false, dim: false, italic: false, underline: false, blink: false, inverse: false, hidden: false, strike: false, fg: "", bg: "" });
-
-function renditionKey(r: Rendition): string {
-  const parts: string[] = [];
-  if (r.bold) parts.push("1");
-  if (r.dim) parts.push("2");
-  if (r.italic) parts.push("3");
-  if (r.underline) parts.push("4");
-  if (r.blink) parts.push("5");
-  if (r.inverse) parts.push("7");
-  if (r.hidden) parts.push("8");
-  if (r.strike) parts.push("9");
-  if (r.fg !== "") parts.push(r.fg);
-  if (r.bg !== "") parts.push(r.bg);
-  return parts.join(";");
-}
-
-/** Applies SGR parameters (already split on ';') to a rendition. */
-function applySgr(r: Rendition, params: readonly string[]): void {
-  for (let i = 0; i < params.length; i++) {
-    const p = params[i] === "" ? 0 : Number(params[i]);
-    if (p === 0) Object.assign(r, plain());
-    else if (p === 1) r.bold = true;
-    else if (p === 2) r.dim = true;
-    else if (p === 3) r.italic = true;
-    else if (p === 4) r.underline = true;
-    else if (p === 5) r.blink = true;
-    else if (p === 7) r.inverse = true;
-    else if (p === 8) r.hidden = true;
-    else if (p === 9) r.strike = true;
-    else if (p === 21 || p === 22) { r.bold = false; r.dim = false; }
-    else if (p === 23) r.italic = false;
-    else if (p === 24) r.underline = false;
-    else if (p === 25) r.blink = false;
-    else if (p === 27) r.inverse = false;
-    else if (p === 28) r.hidden = false;
-    else if (p === 29) r.strike = false;
-    else if ((p >= 30 && p <= 37) || (p >= 90 && p <= 97)) r.fg = String(p);
-    else if (p === 39) r.fg = "";
-    else if ((p >= 40 && p <= 47) || (p >= 100 && p <= 107)) r.bg = String(p);
-    else if (p === 49) r.bg = "";
-    else if (p === 38 || p === 48) {
-      // 38;5;n or 38;2;r;g;b (and the same for the background).
-      const mode = params[i + 1];
-      const count = mode === "5" ? 2 : mode === "2" ? 4 : 0;
-      if (count === 0) break;
-      const value = params.slice(i, i + 1 + count).join(";");
-      if (p === 38) r.fg = value;
-      else r.bg = value;
-      i += count;
-    }
-  }
 }
 
 const ESC = "\u001b";

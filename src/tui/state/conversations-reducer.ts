@@ -77,7 +77,6 @@ export function updateConversation(state: TuiState, id: string, update: (c: Conv
   return updated === conversation ? state : { ...state, conversations: { ...state.conversations, [id]: updated } };
 }
 
-/** Appends an entry (built with the next sequence number) to conversation `id`. */
 /**
  * Appends an entry to a conversation. `quiet` entries (notices, room events, verify blocks) are
  * not news: when nothing is below the unread ruler yet, the ruler moves past them, so it never

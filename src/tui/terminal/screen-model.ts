@@ -5,6 +5,10 @@
 // rows above it (a scroll region) plus the rows that really changed, instead of a repaint of the
 // whole pane.
 //
+// This file is the first half: the parser that plays the renderer's output onto the model.
+// screen-diff.ts (ScreenDiff) keeps what the terminal shows and plans the bytes that bring it to
+// the model; screen-grid.ts is the grid both keep.
+//
 // Pure: text in, text out, no IO (frame-stdout.ts connects it to the terminal). It understands
 // the part of ECMA-48 / xterm that a renderer writes: printable text (wide characters take two
 // cells, measured as the layout measures them), CR, LF, BS, TAB, cursor moves (CUU, CUD, CUF,
@@ -13,28 +17,10 @@
 // else (other mode switches, OSC, BEL) is passed through in order.
 import { clusters } from "../view/cell-width.js";
 import { applySgr, plain, renditionKey } from "./sgr.js";
-
-/** One row of the grid: parallel arrays, one entry per cell. */
-interface Line {
-  /** The grapheme drawn in the cell; "" for the right half of a wide character. */
-  readonly chars: string[];
-  /** The SGR parameters in effect ("" for the default style). */
-  readonly styles: string[];
-  /** 1 or 2 for a cell that starts a character; 0 for the right half of a wide one. */
-  readonly widths: number[];
-}
-
-function blankLine(columns: number): Line {
-  return { chars: new Array<string>(columns).fill(" "), styles: new Array<string>(columns).fill(""), widths: new Array<number>(columns).fill(1) };
-}
+import { ScreenDiff } from "./screen-diff.js";
+import { blankCell, blankLine, scrollLines, type Line } from "./screen-grid.js";
 
 const ESC = "\u001b";
-const SYNC_BEGIN = `${ESC}[?2026h`;
-const SYNC_END = `${ESC}[?2026l`;
-/** Equal cells shorter than this between two changes are rewritten rather than jumped over. */
-const GAP = 8;
-/** Fewer rows gained than this and a scroll is not worth its bytes. */
-const MIN_SCROLL_GAIN = 2;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 export class ScreenModel {
@@ -42,8 +28,8 @@ export class ScreenModel {
   #rows: number;
   /** What the renderer has drawn. */
   #model: Line[];
-  /** What the terminal shows; undefined when unknown (at start, after a resize or a clear). */
-  #real: Line[] | undefined;
+  /** What the terminal shows, and the diff that brings it to the model. */
+  #terminal = new ScreenDiff();
   #row = 0;
   #col = 0;
   #saved: { row: number; col: number } = { row: 0, col: 0 };
@@ -53,11 +39,6 @@ export class ScreenModel {
   #rendition = plain();
   #style = "";
   #cursorVisible = true;
-  // The terminal's own state as last written.
-  #realRow = -1;
-  #realCol = -1;
-  #realStyle: string | undefined;
-  #realCursorVisible: boolean | undefined;
   /** Inside a synchronized update (mode 2026): the diff waits for its end. */
   #synchronized = false;
   /** The model has changed since the last diff. */
@@ -79,7 +60,6 @@ export class ScreenModel {
     this.#columns = Math.max(1, columns);
     this.#rows = Math.max(1, rows);
     this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
-    this.#real = undefined;
     this.#marginBottom = this.#rows - 1;
     this.#touched = new Uint8Array(this.#rows);
   }
@@ -125,7 +105,7 @@ export class ScreenModel {
         line.widths[x] = old.widths[x] as number;
       }
       // A wide character cut in half at the new edge.
-      if (c < this.#columns && line.widths[c - 1] === 2) this.#blank(line, c - 1);
+      if (c < this.#columns && line.widths[c - 1] === 2) blankCell(line, c - 1);
       return line;
     });
     this.#columns = c;
@@ -140,7 +120,7 @@ export class ScreenModel {
 
   /** Forget what the terminal shows: the next diff repaints the whole screen. */
   invalidate(): void {
-    this.#real = undefined;
+    this.#terminal.forget();
     this.#dirty = true;
     this.#allTouched = true;
   }
@@ -417,10 +397,7 @@ export class ScreenModel {
         this.#allTouched = true;
         // Entering: the terminal shows an empty screen. Leaving: the shell's screen, which the
         // model does not know.
-        this.#real = set ? Array.from({ length: this.#rows }, () => blankLine(this.#columns)) : undefined;
-        this.#realRow = -1;
-        this.#realCol = -1;
-        if (p === "1049") this.#realCursorVisible = undefined;
+        this.#terminal.switchedScreen(set, p === "1049", this.#rows, this.#columns);
         if (!set && p === "1049") this.#transparent = true;
       } else {
         rest.push(p);
@@ -449,11 +426,6 @@ export class ScreenModel {
     this.#dirty = true;
   }
 
-  #blank(line: Line, x: number): void {
-    line.chars[x] = " ";
-    line.styles[x] = "";
-    line.widths[x] = 1;
-  }
 
   /** Puts one character of width 1 or 2 at the cursor. */
   #put(ch: string, width: number): void {
@@ -466,10 +438,10 @@ export class ScreenModel {
     this.#touched[this.#row] = 1;
     const x = this.#col;
     // Overwriting half of a wide character blanks its other half.
-    if (line.widths[x] === 0 && x > 0) this.#blank(line, x - 1);
+    if (line.widths[x] === 0 && x > 0) blankCell(line, x - 1);
     const end = x + width - 1;
-    if (line.widths[end] === 2 && end + 1 < this.#columns) this.#blank(line, end + 1);
-    if (width === 2 && line.widths[x + 1] === 2 && x + 2 < this.#columns) this.#blank(line, x + 2);
+    if (line.widths[end] === 2 && end + 1 < this.#columns) blankCell(line, end + 1);
+    if (width === 2 && line.widths[x + 1] === 2 && x + 2 < this.#columns) blankCell(line, x + 2);
     line.chars[x] = ch;
     line.styles[x] = this.#style;
     line.widths[x] = width;
@@ -494,9 +466,9 @@ export class ScreenModel {
   }
 
   #eraseCells(line: Line, from: number, to: number): void {
-    if (from > 0 && line.widths[from] === 0) this.#blank(line, from - 1);
-    if (to + 1 < this.#columns && line.widths[to + 1] === 0) this.#blank(line, to + 1);
-    for (let x = from; x <= to; x++) this.#blank(line, x);
+    if (from > 0 && line.widths[from] === 0) blankCell(line, from - 1);
+    if (to + 1 < this.#columns && line.widths[to + 1] === 0) blankCell(line, to + 1);
+    for (let x = from; x <= to; x++) blankCell(line, x);
     this.#dirty = true;
   }
 
@@ -522,207 +494,20 @@ export class ScreenModel {
       this.#model = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
       this.#allTouched = true;
       // A whole-screen clear is how a program asks for a clean screen (Ctrl-L): repaint it all.
-      this.#real = undefined;
+      this.#terminal.forget();
     }
     this.#dirty = true;
   }
 
-  // --- the diff --------------------------------------------------------------------------------
+  // --- the diff (screen-diff.ts) --------------------------------------------------------------
 
-  #moveTo(row: number, col: number): string {
-    if (row === this.#realRow && col === this.#realCol) return "";
-    const s = row === this.#realRow ? `${ESC}[${col + 1}G` : col === 0 ? `${ESC}[${row + 1}H` : `${ESC}[${row + 1};${col + 1}H`;
-    this.#realRow = row;
-    this.#realCol = col;
-    return s;
-  }
-
-  #styleTo(style: string): string {
-    if (style === this.#realStyle) return "";
-    const from = this.#realStyle;
-    this.#realStyle = style;
-    if (style === "") return `${ESC}[0m`;
-    // From the default style nothing needs resetting first.
-    return from === "" ? `${ESC}[${style}m` : `${ESC}[0;${style}m`;
-  }
-
-  #same(m: Line, r: Line, x: number): boolean {
-    return m.chars[x] === r.chars[x] && m.styles[x] === r.styles[x] && m.widths[x] === r.widths[x];
-  }
-
+  /** Sends the terminal what differs from the model, if the model changed. */
   #diff(): void {
     if (!this.#dirty) return;
     this.#dirty = false;
-    let body = "";
-    let real = this.#real;
-    if (real === undefined) {
-      body += `${this.#styleTo("")}${ESC}[H${ESC}[2J`;
-      this.#realRow = 0;
-      this.#realCol = 0;
-      real = Array.from({ length: this.#rows }, () => blankLine(this.#columns));
-      this.#real = real;
-    }
     if (this.#allTouched) this.#touched.fill(1);
     this.#allTouched = false;
-    const touched = this.#touched;
-    let count = 0;
-    for (let y = 0; y < this.#rows; y++) count += touched[y] as number;
-    const plan = count > MIN_SCROLL_GAIN ? this.#scrollPlan(real) : undefined;
-    if (plan === undefined) {
-      for (let y = 0; y < this.#rows; y++) if (touched[y]) body += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
-    } else {
-      // Scrolling costs a repaint of what moved with the band but should not have (a sidebar
-      // beside it): take whichever way writes fewer bytes.
-      const start = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
-      const direct = real.map((l) => ({ chars: [...l.chars], styles: [...l.styles], widths: [...l.widths] }));
-      let directBody = "";
-      for (let y = 0; y < this.#rows; y++) if (touched[y]) directBody += this.#diffLine(y, this.#model[y] as Line, direct[y] as Line);
-      const afterDirect = { row: this.#realRow, col: this.#realCol, style: this.#realStyle };
-      this.#realRow = start.row;
-      this.#realCol = start.col;
-      this.#realStyle = start.style;
-      let scrolledBody = this.#applyScroll(real, plan);
-      // The terminal's rows in the band moved: compare them all.
-      for (let y = 0; y < this.#rows; y++) {
-        if (touched[y] || (y >= plan.top && y <= plan.bottom)) scrolledBody += this.#diffLine(y, this.#model[y] as Line, real[y] as Line);
-      }
-      if (directBody.length <= scrolledBody.length) {
-        this.#real = direct;
-        this.#realRow = afterDirect.row;
-        this.#realCol = afterDirect.col;
-        this.#realStyle = afterDirect.style;
-        body += directBody;
-      } else {
-        body += scrolledBody;
-      }
-    }
-    touched.fill(0);
-    if (this.#cursorVisible) {
-      body += this.#moveTo(this.#row, Math.min(this.#col, this.#columns - 1));
-      if (this.#realCursorVisible !== true) body += `${ESC}[?25h`;
-      this.#realCursorVisible = true;
-    } else if (this.#realCursorVisible !== false) {
-      body += `${ESC}[?25l`;
-      this.#realCursorVisible = false;
-    }
-    // Leave the terminal in the default style, so nothing written after us inherits a colour.
-    body += this.#styleTo("");
-    if (body !== "") this.#out += `${SYNC_BEGIN}${body}${SYNC_END}`;
+    this.#out += this.#terminal.diff(this.#model, this.#columns, this.#touched, { row: this.#row, col: this.#col, visible: this.#cursorVisible });
+    this.#touched.fill(0);
   }
-
-  /** Rewrites the cells of row `y` that differ; runs of few equal cells are rewritten too. */
-  #diffLine(y: number, m: Line, r: Line): string {
-    let s = "";
-    const cols = this.#columns;
-    let x = 0;
-    while (x < cols) {
-      if (this.#same(m, r, x)) {
-        x++;
-        continue;
-      }
-      let start = x;
-      if (m.widths[start] === 0 && start > 0) start--;
-      let last = x;
-      for (let j = x + 1; j < cols && j - last <= GAP; j++) if (!this.#same(m, r, j)) last = j;
-      if (m.widths[last] === 2 && last + 1 < cols) last++;
-      // Blank to the end of the row: erase it instead of writing spaces.
-      let lastInk = cols - 1;
-      while (lastInk >= start && m.chars[lastInk] === " " && m.styles[lastInk] === "") lastInk--;
-      const erase = lastInk < last && cols - 1 - lastInk > 3;
-      const to = erase ? lastInk : last;
-      s += this.#moveTo(y, start);
-      for (let c = start; c <= to; c++) {
-        const w = m.widths[c] as number;
-        r.chars[c] = m.chars[c] as string;
-        r.styles[c] = m.styles[c] as string;
-        r.widths[c] = w;
-        if (w === 0) continue;
-        s += this.#styleTo(m.styles[c] as string) + (m.chars[c] as string);
-        this.#realCol += w;
-      }
-      if (erase) {
-        s += this.#moveTo(y, lastInk + 1) + this.#styleTo("") + `${ESC}[K`;
-        for (let c = lastInk + 1; c < cols; c++) this.#blank(r, c);
-        x = cols;
-      } else {
-        x = to + 1;
-      }
-      // Past the last column the terminal's cursor waits to wrap: its position is not known.
-      if (this.#realCol >= cols) this.#realRow = -1;
-    }
-    return s;
-  }
-
-  /**
-   * When a band of rows moved up or down (new messages pushed the scrollback up, a page was
-   * scrolled), scrolls that band on the terminal in one operation. Rows are compared by their
-   * left half, so a band still counts as moved when a column beside it (the sidebar) did not.
-   */
-  #scrollPlan(real: readonly Line[]): ScrollPlan | undefined {
-    const rows = this.#rows;
-    const half = Math.max(1, Math.floor(this.#columns / 2));
-    const key = (l: Line): string => `${l.chars.slice(0, half).join("")}\u0000${l.styles.slice(0, half).join("\u0001")}`;
-    const modelKeys = this.#model.map(key);
-    const realKeys = real.map(key);
-    let changed = 0;
-    for (let y = 0; y < rows; y++) if (modelKeys[y] !== realKeys[y]) changed++;
-    if (changed < MIN_SCROLL_GAIN + 1) return undefined;
-    let best = { gain: 0, by: 0, top: 0, bottom: 0 };
-    for (let by = -(rows - 2); by <= rows - 2; by++) {
-      if (by === 0) continue;
-      let runStart = -1;
-      let gain = 0;
-      for (let y = 0; y <= rows; y++) {
-        const source = y + by;
-        const matches = y < rows && source >= 0 && source < rows && modelKeys[y] === realKeys[source];
-        if (matches) {
-          if (runStart < 0) {
-            runStart = y;
-            gain = 0;
-          }
-          if (modelKeys[y] !== realKeys[y]) gain++;
-          continue;
-        }
-        if (runStart >= 0 && gain > best.gain) {
-          // Model rows runStart..y-1 come from real rows runStart+by..y-1+by.
-          const top = by > 0 ? runStart : runStart + by;
-          const bottom = by > 0 ? y - 1 + by : y - 1;
-          best = { gain, by, top, bottom };
-        }
-        runStart = -1;
-      }
-    }
-    if (best.gain < MIN_SCROLL_GAIN) return undefined;
-    return { by: best.by, top: best.top, bottom: best.bottom };
-  }
-
-  /** Scrolls the band on the terminal (and in `real`, its copy here). */
-  #applyScroll(real: Line[], { by, top, bottom }: ScrollPlan): string {
-    let s = this.#styleTo(""); // rows scrolled in take the current background
-    s += `${ESC}[${top + 1};${bottom + 1}r`;
-    if (by > 0) s += `${ESC}[${bottom + 1}H${"\n".repeat(by)}`;
-    else s += `${ESC}[${top + 1}H${`${ESC}M`.repeat(-by)}`;
-    s += `${ESC}[r`;
-    // Setting and resetting the margins leaves the cursor at the top left.
-    this.#realRow = 0;
-    this.#realCol = 0;
-    scrollLines(real, top, bottom, by, this.#columns);
-    return s;
-  }
-}
-
-/** Rows top..bottom (inclusive) move by `by` rows, up when positive. */
-interface ScrollPlan {
-  readonly by: number;
-  readonly top: number;
-  readonly bottom: number;
-}
-
-/** Scrolls lines[top..bottom] by `by` rows (positive: up), filling with blank rows. */
-function scrollLines(lines: Line[], top: number, bottom: number, by: number, columns: number): void {
-  const band = lines.slice(top, bottom + 1);
-  const count = Math.min(Math.abs(by), band.length);
-  const blanks = Array.from({ length: count }, () => blankLine(columns));
-  const moved = by > 0 ? [...band.slice(count), ...blanks] : [...blanks, ...band.slice(0, band.length - count)];
-  lines.splice(top, band.length, ...moved);
 }

@@ -1,0 +1,299 @@
+// The conversations slice of the reducer: the scrollback of each conversation (appending lines,
+// receiving messages, their delivery states, older history in front), unread counts and the
+// unread ruler, scrolling, and opening, switching, closing and clearing conversations. The other
+// slices append their lines through `append` and `receiveMessage` here. Pure, like the reducer.
+import type { ChatMessage, NoticeLevel, SessionEvent, VerifyInfo } from "../../client/types.js";
+import { assertNever } from "./assert-never.js";
+import { mentions } from "./attention.js";
+import { moveScroll, usernameColumnWidth, type ScrollLayout, type ScrollMove } from "./scroll.js";
+import { emptyList, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList } from "./chunked-list.js";
+import { LOBBY_ID, describeConversation } from "./conversations.js";
+import { EMPTY_INPUT } from "./input-buffer.js";
+import { notifyLevel, withClosed } from "./settings.js";
+import { emptyConversation, type Conversation, type Entry, type TuiState } from "./state.js";
+
+/** The scrollback pane, as the screen last drew it (scrolling moves by its rows). */
+export interface Viewport {
+  readonly width: number;
+  readonly height: number;
+  /** How many rows an entry takes in this pane (view/scrollback-window.ts's `scrollLayout`). */
+  readonly layout: ScrollLayout;
+}
+
+/** The actions of this slice (see `Action` in reducer.ts). */
+export type ConversationAction =
+  /** A line from the UI itself: command output, usage errors, send failures. */
+  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly atMs: number; readonly conversationId?: string }
+  | { readonly type: "verify-info"; readonly info: VerifyInfo; readonly atMs: number; readonly conversationId?: string }
+  | { readonly type: "scroll"; readonly move: ScrollMove; readonly viewport: Viewport }
+  /** Opens a conversation (DM, room) if needed; `focus` makes it current. */
+  | { readonly type: "open-conversation"; readonly id: string; readonly focus: boolean }
+  /** Alt-1..9: the conversation at that 0-based place in the bar. */
+  | { readonly type: "focus-index"; readonly index: number }
+  | { readonly type: "cycle-conversation"; readonly delta: 1 | -1 }
+  /** Alt-A: the next conversation with something addressed to me, else with unread messages. */
+  | { readonly type: "next-active" }
+  | { readonly type: "close-conversation"; readonly id: string }
+  /** /clear: forget a conversation's scrollback (on this screen only). */
+  | { readonly type: "clear-conversation"; readonly id: string }
+  /** A failed message of mine was sent again (as a new message): /retry moves on to older ones. */
+  | { readonly type: "message-retried"; readonly conversationId: string; readonly id: string }
+  /** Older kept messages of a conversation, oldest first (scrolling past the top, reopening); `done`: none older. */
+  | { readonly type: "older-history"; readonly conversationId: string; readonly messages: readonly ChatMessage[]; readonly done: boolean };
+
+// --- conversations -------------------------------------------------------------------------
+
+/** Returns the state with conversation `id` open (created at the end of the bar if new). */
+export function ensureConversation(state: TuiState, id: string): TuiState {
+  if (state.conversations[id] !== undefined) return state;
+  const ref = describeConversation(id, state.me);
+  if (ref === undefined) return state;
+  return {
+    ...state,
+    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, usernameColumnWidth([state.me])) },
+    order: [...state.order, id],
+    // Open again (a new message, or the user): a restart shows it again too.
+    settings: withClosed(state.settings, id, false),
+  };
+}
+
+/** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
+function widerNick(width: number, name: string): number {
+  // Usernames are ASCII (one cell per character): most messages need no measuring at all.
+  return name.length <= width ? width : Math.max(width, usernameColumnWidth([name]));
+}
+
+/** Where a line for `id` goes: that conversation if the id is valid, else the current one. */
+export function target(state: TuiState, id: string | undefined): { state: TuiState; id: string } {
+  if (id === undefined) return { state, id: state.current };
+  const opened = ensureConversation(state, id);
+  return opened.conversations[id] === undefined ? { state, id: state.current } : { state: opened, id };
+}
+
+export function updateConversation(state: TuiState, id: string, update: (c: Conversation) => Conversation): TuiState {
+  const conversation = state.conversations[id];
+  if (conversation === undefined) return state;
+  const updated = update(conversation);
+  return updated === conversation ? state : { ...state, conversations: { ...state.conversations, [id]: updated } };
+}
+
+/**
+ * Appends an entry to a conversation. `quiet` entries (notices, room events, verify blocks) are
+ * not news: when nothing is below the unread ruler yet, the ruler moves past them, so it never
+ * stands above only the answers to my own commands.
+ */
+export function append(state: TuiState, id: string | undefined, build: (seq: number) => Entry, quiet = false): TuiState {
+  const t = target(state, id);
+  const seq = t.state.nextSeq;
+  const next = updateConversation(t.state, t.id, (c) => {
+    const atEnd = quiet && c.readMarker !== undefined && c.readMarker === listLast(c.entries)?.seq;
+    return { ...c, entries: listAppend(c.entries, build(seq)), ...(atEnd ? { readMarker: seq } : {}) };
+  });
+  return { ...next, nextSeq: seq + 1 };
+}
+
+export function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Readonly<Record<string, T>> {
+  if (!(key in record)) return record;
+  const { [key]: _gone, ...rest } = record;
+  return rest;
+}
+
+/** Arriving in `id`: its own half-typed line comes back, its unread counts go. */
+function arrive(state: TuiState, id: string): TuiState {
+  const { recall: _recall, completion: _completion, pendingPaste: _paste, draftRestored: _restored, ...rest } = state;
+  const draft = state.drafts[id];
+  const next: TuiState = {
+    ...rest, current: id, input: draft ?? EMPTY_INPUT, drafts: withoutKey(state.drafts, id),
+    ...(draft !== undefined && draft.text !== "" ? { draftRestored: true as const } : {}),
+  };
+  return updateConversation(next, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
+}
+
+/**
+ * Makes `id` current. Leaving a conversation puts the unread ruler after its newest entry and
+ * parks the half-typed line there; arriving restores that conversation's own half-typed line.
+ */
+function focus(state: TuiState, id: string): TuiState {
+  if (state.conversations[id] === undefined) return state;
+  if (state.current === id) {
+    return updateConversation(state, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
+  }
+  const leaving = state.current;
+  const lastSeq = state.conversations[leaving] ? listLast(state.conversations[leaving].entries)?.seq : undefined;
+  const marked = lastSeq === undefined ? state : updateConversation(state, leaving, (c) => ({ ...c, readMarker: lastSeq }));
+  const drafts = state.input.text === "" ? withoutKey(state.drafts, leaving) : { ...state.drafts, [leaving]: state.input };
+  return arrive({ ...marked, drafts }, id);
+}
+
+export function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
+  const t = target(state, message.conversationId);
+  const seq = t.state.nextSeq;
+  // What was already seen in an earlier run is history, not news; a muted conversation counts nothing.
+  const level = notifyLevel(t.state.settings, t.id);
+  const unseen = !message.own && o.backlog !== true && t.id !== t.state.current && level !== "none";
+  const highlighted = unseen && message.kind !== "topic" && (t.id.startsWith("dm:") || mentions(message.text, state.me, state.settings.highlights));
+  const counted = unseen && (level === "all" || highlighted);
+  const next = updateConversation(t.state, t.id, (c) => {
+    const updated: Conversation = {
+      ...c,
+      entries: listAppend(c.entries, { kind: "message", seq, message }),
+      unread: counted ? c.unread + 1 : c.unread,
+      highlights: highlighted ? c.highlights + 1 : c.highlights,
+      nickWidth: widerNick(c.nickWidth, message.from),
+      // The newest topic wins, also when an older one is delivered late (a queue after a reconnect).
+      ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
+    };
+    if (!message.own) return updated;
+    // Writing means what came before was read: the unread ruler moves below my own message.
+    const read = updated.readMarker === undefined ? updated : { ...updated, readMarker: seq };
+    // Sending is the end of reading history: my own message brings the view back down.
+    if (read.scroll === undefined) return read;
+    const { scroll: _scroll, ...following } = read;
+    return following;
+  });
+  return { ...next, nextSeq: seq + 1 };
+}
+
+function topicOf(m: ChatMessage): NonNullable<Conversation["topic"]> {
+  return { text: m.text, by: m.from, atMs: m.sentAtMs };
+}
+
+
+/** Recent messages are at the end: look at the newest ones only. */
+export const STATE_SEARCH_LIMIT = 10_000;
+
+function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
+  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id, STATE_SEARCH_LIMIT);
+  const entry = listGet(entries, i);
+  if (entry?.kind !== "message") return entries;
+  const updated = update(entry);
+  return updated === entry ? entries : listSet(entries, i, updated);
+}
+
+export function updateMessageState(state: TuiState, event: Extract<SessionEvent, { type: "message-state" }>): TuiState {
+  return updateConversation(state, event.conversationId, (c) => {
+    const entries = replaceMessage(c.entries, event.id, (entry) => {
+      const { failure: _oldFailure, queuedFor: _oldQueued, ...rest } = entry.message;
+      let message: ChatMessage = { ...rest, state: event.state };
+      const failure = event.failure ?? (event.state === "failed" ? entry.message.failure : undefined);
+      if (failure !== undefined) message = { ...message, failure };
+      const queuedFor = event.queuedFor ?? entry.message.queuedFor;
+      if (queuedFor !== undefined && event.state !== "failed") message = { ...message, queuedFor };
+      return { ...entry, message };
+    });
+    return entries === c.entries ? c : { ...c, entries };
+  });
+}
+
+function cycle(state: TuiState, delta: 1 | -1): TuiState {
+  const i = state.order.indexOf(state.current);
+  const n = state.order.length;
+  const id = state.order[(((i + delta) % n) + n) % n];
+  return id === undefined ? state : focus(state, id);
+}
+
+/** The next conversation after the current one (wrapping) with highlights, else with unread messages. */
+function nextActive(state: TuiState): TuiState {
+  const start = state.order.indexOf(state.current);
+  const after = [...state.order.slice(start + 1), ...state.order.slice(0, Math.max(0, start))];
+  const pick = after.find((id) => (state.conversations[id]?.highlights ?? 0) > 0)
+    ?? after.find((id) => (state.conversations[id]?.unread ?? 0) > 0);
+  return pick === undefined ? state : focus(state, pick);
+}
+
+function close(state: TuiState, id: string): TuiState {
+  if (id === LOBBY_ID || state.conversations[id] === undefined) return state;
+  const i = state.order.indexOf(id);
+  const order = state.order.filter((x) => x !== id);
+  const { [id]: _closed, ...conversations } = state.conversations;
+  const next = { ...state, conversations, order, drafts: withoutKey(state.drafts, id), settings: withClosed(state.settings, id, true) };
+  if (state.current !== id) return next;
+  // The closed conversation's half-typed line goes with it.
+  return arrive(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
+}
+
+function clearConversation(state: TuiState, id: string): TuiState {
+  return updateConversation(state, id, (c) => {
+    const { scroll: _scroll, readMarker: _marker, ...rest } = c;
+    return { ...rest, entries: emptyList<Entry>(), unread: 0, highlights: 0 };
+  });
+}
+
+function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState {
+  return updateConversation(state, state.current, (c) => {
+    const position = moveScroll(c, viewport.layout(state, c, viewport.width), viewport.height, move);
+    if (position === undefined) {
+      if (c.scroll === undefined) return c;
+      const { scroll: _scroll, ...following } = c;
+      return following;
+    }
+    const same = c.scroll !== undefined && c.scroll.top === position.top && c.scroll.skip === position.skip && c.scroll.seen === position.seen;
+    return same ? c : { ...c, scroll: position };
+  });
+}
+
+/** Older messages go in front: their seqs count down below every other, so the unread ruler stays right. */
+function prependOlder(state: TuiState, id: string, messages: readonly ChatMessage[], done: boolean): TuiState {
+  const c = state.conversations[id];
+  if (c === undefined) return state;
+  // The page may overlap what is shown (the backlog at start): only the ids not shown yet.
+  const shown = new Set<string>();
+  for (let i = 0; i < c.entries.length && i < messages.length + 1_000; i++) {
+    const e = listGet(c.entries, i);
+    if (e?.kind === "message") shown.add(e.message.id);
+  }
+  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(m.id));
+  if (fresh.length === 0) return updateConversation(state, id, (x) => (x.olderDone ? x : { ...x, olderDone: true }));
+  const first = state.olderSeq - fresh.length + 1;
+  const older: Entry[] = fresh.map((message, i) => ({ kind: "message", seq: first + i, message }));
+  const topic = [...fresh].reverse().find((m) => m.kind === "topic");
+  const next = updateConversation(state, id, (x) => {
+    const { olderDone: _done, ...rest } = x;
+    return {
+      ...rest,
+      entries: listFrom([...older, ...listToArray(x.entries)]),
+      nickWidth: fresh.reduce((w, m) => widerNick(w, m.from), x.nickWidth),
+      // The view stays where it was: the scroll position counts entries from the top.
+      ...(x.scroll === undefined ? {} : { scroll: { top: x.scroll.top + fresh.length, skip: x.scroll.skip, seen: x.scroll.seen + fresh.length } }),
+      ...(x.topic === undefined && topic !== undefined ? { topic: topicOf(topic) } : {}),
+      ...(done ? { olderDone: true as const } : {}),
+    };
+  });
+  return { ...next, olderSeq: first - 1 };
+}
+
+export function reduceConversations(state: TuiState, action: ConversationAction): TuiState {
+  switch (action.type) {
+    case "notice":
+      return append(state, action.conversationId, (seq) => ({ kind: "notice", seq, atMs: action.atMs, level: action.level, text: action.text }), true);
+    case "verify-info":
+      return append(state, action.conversationId, (seq) => ({ kind: "verify", seq, atMs: action.atMs, info: action.info }), true);
+    case "scroll":
+      return scroll(state, action.move, action.viewport);
+    case "open-conversation": {
+      const opened = ensureConversation(state, action.id);
+      return action.focus ? focus(opened, action.id) : opened;
+    }
+    case "focus-index": {
+      const id = state.order[action.index];
+      return id === undefined ? state : focus(state, id);
+    }
+    case "cycle-conversation":
+      return cycle(state, action.delta);
+    case "next-active":
+      return nextActive(state);
+    case "close-conversation":
+      return close(state, action.id);
+    case "clear-conversation":
+      return clearConversation(state, action.id);
+    case "message-retried":
+      return updateConversation(state, action.conversationId, (c) => {
+        const entries = replaceMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
+        return entries === c.entries ? c : { ...c, entries };
+      });
+    case "older-history":
+      return prependOlder(state, action.conversationId, action.messages, action.done);
+    default:
+      return assertNever(action);
+  }
+}

@@ -1,6 +1,8 @@
 // The command registry is the one source of /help, parsing and completion: the help lists exactly
 // its commands, every usage line parses (each alternative of it), every name and alias is taken
 // once, and Tab completes arguments as each command's file says.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, test } from "vitest";
 import { helpLines } from "../../src/tui/commands/help-lines.js";
 import { COMMAND_NAMES, COMMANDS, commandNamed, completionOf } from "../../src/tui/commands/index.js";
@@ -89,4 +91,35 @@ describe("the command registry", () => {
       ["accept", "join", "leave", "members", "msg", "query", "switch", "trust", "verify"],
     );
   });
+});
+
+/** Every import path reached from `files`, following relative imports (type-only ones too). */
+function reachedFrom(files: readonly string[]): { files: Set<string>; external: Set<string> } {
+  const reached = new Set<string>();
+  const external = new Set<string>();
+  const visit = (file: string): void => {
+    if (reached.has(file)) return;
+    reached.add(file);
+    for (const m of readFileSync(file, "utf8").matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gms)) {
+      const spec = m[1] ?? "";
+      if (!spec.startsWith(".")) {
+        external.add(spec);
+        continue;
+      }
+      const ts = resolve(dirname(file), spec).replace(/\.js$/, ".ts");
+      visit(existsSync(ts) ? ts : ts.replace(/\.ts$/, ".tsx"));
+    }
+  };
+  files.forEach(visit);
+  return { files: reached, external };
+}
+
+test("state/ reads the registry, and reaches no view through it, not even by a type (the linter checks one import at a time)", () => {
+  const tui = join(import.meta.dirname, "../../src/tui");
+  const state = readdirSync(join(tui, "state")).filter((f) => f.endsWith(".ts")).map((f) => join(tui, "state", f));
+  const { files, external } = reachedFrom(state);
+  const names = [...files].map((f) => relative(tui, f));
+  expect(names).toContain("commands/index.ts");
+  expect(names.filter((f) => /^(view|components|hooks|controller|input)\//.test(f))).toEqual([]);
+  expect([...external].filter((x) => /^(ink|react)(\/|$)/.test(x))).toEqual([]);
 });

@@ -2,8 +2,9 @@
 // what a key does is decided by the keymap (keyOutcome in src/tui/input/keymap.ts) over the key,
 // in Ink's Key shape, and a little of the screen's state; this hook carries it out. A paste
 // (bracketed, or fast multi-line input without brackets) arrives whole, newlines included, so a
-// multi-line paste is one message; a large one is held until the user answers y / e / n. The mouse wheel's reports
-// come through here too (useMouseWheel only turns the terminal's reporting on and off).
+// multi-line paste is one message; a large one is held until the user answers y / e / n. The
+// mouse wheel's reports come through here too (useMouseWheel only turns the terminal's reporting
+// on and off).
 import type { Key } from "ink";
 import { inkKey, NO_KEY } from "../input/ink-key.js";
 import { keyOutcome, wheelOutcome, type KeyContext, type KeyOutcome } from "../input/keymap.js";

@@ -1,5 +1,8 @@
 import { describe, expect, test } from "vitest";
-import { COMMANDS, helpLines, KEYS, parseInput, type Command } from "../../src/tui/state/commands.js";
+import { helpLines } from "../../src/tui/commands/help-lines.js";
+import { COMMANDS } from "../../src/tui/commands/index.js";
+import { KEYMAP as KEYS } from "../../src/tui/input/keymap.js";
+import { parseInput, type Command } from "../../src/tui/state/commands.js";
 
 function command(line: string): Command {
   const r = parseInput(line);

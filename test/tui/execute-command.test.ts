@@ -2,7 +2,8 @@
 // (actions) come back, including failures of the asynchronous room calls.
 import { describe, expect, test } from "vitest";
 import { nullLogger } from "../../src/protocol/log.js";
-import { executeCommand, resolveConversation, type CommandContext } from "../../src/tui/controller/execute-command.js";
+import { resolveConversation } from "../../src/tui/commands/switch.js";
+import { executeCommand, type CommandContext } from "../../src/tui/controller/execute-command.js";
 import { listFrom } from "../../src/tui/state/chunked-list.js";
 import { parseInput } from "../../src/tui/state/commands.js";
 import { searchMessages } from "../../src/tui/state/search.js";

@@ -6,7 +6,7 @@ import { describe, expect, test } from "vitest";
 import { inkKey, NO_KEY } from "../../src/tui/input/ink-key.js";
 import { key, type InputEvent } from "../../src/tui/input/key-parser.js";
 import { createKeyStream, ESCAPE_MS, HOLD_MIN_CHARS, HOLD_MS, PASTE_GAP_MS, type KeyStream } from "../../src/tui/input/key-stream.js";
-import { keyOutcome, type KeyContext } from "../../src/tui/hooks/useKeyboard.js";
+import { keyOutcome, type KeyContext } from "../../src/tui/input/keymap.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
 import { scrollLayout } from "../../src/tui/view/scrollback-window.js";

@@ -1,7 +1,7 @@
 // What each key does (keyOutcome), as Ink parses it; the app tests press the real bytes.
 import type { Key } from "ink";
 import { describe, expect, test } from "vitest";
-import { keyOutcome, type KeyContext } from "../../src/tui/hooks/useKeyboard.js";
+import { keyOutcome, type KeyContext } from "../../src/tui/input/keymap.js";
 import { createInitialState, reducer } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
 import { scrollLayout } from "../../src/tui/view/scrollback-window.js";

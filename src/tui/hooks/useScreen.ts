@@ -10,7 +10,7 @@ import { computeLayout, sidebarShown, type Layout } from "../view/layout.js";
 import { pasteQuestionRows } from "../view/paste-rows.js";
 import type { Row } from "../view/row.js";
 import { scrollbackContext, scrollLayout, type WindowContext } from "../view/scrollback-window.js";
-import type { KeyContext } from "./useKeyboard.js";
+import type { KeyContext } from "../input/keymap.js";
 
 export interface Screen {
   readonly conversation: Conversation;

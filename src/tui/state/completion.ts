@@ -1,6 +1,7 @@
 // Tab completion: what the word before the cursor could become. Commands at the start of the
 // line; usernames, rooms and conversations where a command takes one; elsewhere nicks (people
 // who spoke here recently first), "#rooms" and "@users". Pure: the reducer applies and cycles.
+import { completionOf } from "../commands/index.js";
 import type { InputBuffer } from "./input-buffer.js";
 
 export interface CompletionSources {
@@ -22,9 +23,6 @@ export interface CompletionMatch {
   readonly candidates: readonly string[];
   readonly suffix: string;
 }
-
-const USER_ARG = new Set(["msg", "query", "verify", "trust", "accept"]);
-const ROOM_ARG = new Set(["join", "leave", "members"]);
 
 function matching(prefix: string, options: readonly string[]): string[] {
   const p = prefix.toLowerCase();
@@ -53,16 +51,18 @@ export function findCompletions(input: InputBuffer, sources: CompletionSources):
   if (start === 0 && word.startsWith("/") && !word.startsWith("//")) {
     return found(matching(word.slice(1), sorted(sources.commands)).map((c) => `/${c}`), " ");
   }
-  // The first argument of a command that takes a user, a room or a conversation.
+  // The first argument of a command that takes a user, a room or a conversation (each command's
+  // file says which: `completes`).
   const command = /^\/(\S+) +$/.exec(before.slice(0, start))?.[1]?.toLowerCase();
-  if (command !== undefined && USER_ARG.has(command)) {
+  const argument = command === undefined ? undefined : completionOf(command);
+  if (argument === "user") {
     return found(matching(word.replace(/^@/, ""), [...sources.recentSpeakers, ...sorted(sources.users)]), " ");
   }
-  if (command !== undefined && ROOM_ARG.has(command)) {
+  if (argument === "room") {
     const bare = word.startsWith("#") ? word : `#${word}`;
     return found(matching(bare, sorted(sources.rooms)), " ");
   }
-  if (command === "switch") {
+  if (argument === "conversation") {
     return found(matching(word, sources.conversations), " ");
   }
   if (word === "") return undefined;

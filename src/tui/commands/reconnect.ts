@@ -1,0 +1,17 @@
+// /reconnect: connect now instead of after the backoff.
+import { noArguments, type CommandSpec } from "./command.js";
+
+/** Connect now instead of after the backoff. */
+export type ReconnectCommand = { readonly kind: "reconnect" };
+
+export const reconnect: CommandSpec<ReconnectCommand> = {
+  name: "reconnect",
+  usage: "/reconnect",
+  summary: "connect to the relay now instead of waiting for the next retry",
+  parse: noArguments({ kind: "reconnect" }),
+  run(_command, { session, say }) {
+    const outcome = session.reconnectNow?.() ?? { ok: false as const, error: "this session cannot reconnect on request" };
+    say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : outcome.error);
+    return "clear";
+  },
+};

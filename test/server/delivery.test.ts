@@ -115,7 +115,9 @@ function setup(o: Partial<DeliveryPumpOptions> & { queued?: number } = {}) {
   const log = (level: string) => (event: string, fields?: LogFields) => {
     logged.push({ level, event, fields });
   };
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+  const logger: Logger = {
+    log: (level, event, fields) => log(level)(event, fields), debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"),
+  };
   const slow: string[] = [];
   const pump = new DeliveryPump({
     username: "bob", store: queue.store, stream: io.stream, maxBatchBytes: 1_000_000, logger, maxOutgoing: 1000,

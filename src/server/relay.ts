@@ -291,7 +291,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
         return;
       }
       // A stream starts in the handshake budget, never in a session slot (the session cap is
-      // checked once the peer has proven its key: session.ts).
+      // checked once the peer has proven its key: handshake.ts).
       const source = sourceOf(stream.peer);
       const admitted = handshakes.enter(source);
       if (admitted.kind !== "admitted") {

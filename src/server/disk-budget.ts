@@ -7,7 +7,7 @@
 // relay never fills a disk it shares with its host by itself; the ceiling, so that a relay on a
 // large disk does not keep gigabytes of a stranger's flood for 30 days by default.
 //
-// The WAL counts (store.ts): the database file is held to the budget minus a WAL allowance, the
+// The WAL counts (store/schema.ts): the database file is held to the budget minus a WAL allowance, the
 // WAL is checkpointed and truncated within that allowance, and a group commit is kept smaller
 // than it.
 //

@@ -7,7 +7,7 @@
 //
 // Feature-detected: if a grpc-js upgrade moves these fields, receiveLimit() reports that it
 // cannot enforce the limit, the relay logs it once, and the session's own check of each frame's
-// size (session.ts) still refuses big frames, only after grpc-js has received them.
+// size (handshake.ts) still refuses big frames, only after grpc-js has received them.
 // test/adversarial/relay-flood.test.ts sends a Hello that only declares 1 MiB and fails if
 // the refusal does not come at the length prefix.
 import { constants as http2 } from "node:http2";

@@ -4,7 +4,7 @@
 // the whole budget: honest users from other addresses still get in during a flood.
 //
 // Per HTTP/2 connection the bound is grpc-js's max concurrent streams (relay.ts); per stream,
-// the pre-authentication frame limit (stream.ts) and the handshake timeout (session.ts).
+// the pre-authentication frame limit (stream.ts) and the handshake timeout (handshake.ts).
 import { isIPv6 } from "node:net";
 
 /**

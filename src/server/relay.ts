@@ -1,16 +1,15 @@
 // The relay's composition root: opens the store, builds the gRPC server with raw-bytes
 // (de)serialisers, serves sessions and the health service, commits envelopes in groups,
-// purges expired envelopes, and shuts down in order.
+// purges expired envelopes, and shuts down in order. Opening the data dir and binding the port
+// (each failure one sentence: RelayStartError) are in startup.ts.
 // All IO is injected (host, port, data dir, logger, clock), so tests run it on 127.0.0.1:0.
-import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
-import { join } from "node:path";
 import {
   Server, ServerCredentials, type ChannelOptions, type ServiceDefinition,
 } from "@grpc/grpc-js";
 import { ChatServiceService } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
-import { databaseBytes, defaultBudget, DiskReserve, fsSpace, reserveBytesFor, type DefaultBudget, type FsSpace } from "./disk-budget.js";
+import { DiskReserve, fsSpace, reserveBytesFor, type FsSpace } from "./disk-budget.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
 import { GroupCommitter, type CommitMode } from "./group-commit.js";
@@ -25,13 +24,15 @@ import { LobbyAudience } from "./lobby-audience.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { serveSession, type SessionDeps } from "./session.js";
-import { openStore, walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
+import { bind, openDataDir, RelayStartError } from "./startup.js";
+import { walAllowanceFor, type PurgeResult } from "./store.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
 import { loadOrCreateTlsIdentity, TlsIdentityError, tlsIdentityFromPem, type RelayTlsIdentity } from "./tls-identity.js";
 import { RELAY_VERSION } from "./version.js";
 import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../protocol/keys.js";
 
 export { defaultRelayDataDir } from "./paths.js";
+export { RelayStartError } from "./startup.js";
 
 export interface StartRelayOptions {
   readonly host: string;
@@ -116,14 +117,6 @@ export interface RunningRelay {
   shutdown(): Promise<void>;
 }
 
-/** A startup problem, as one sentence for the operator (port in use, unwritable data dir). */
-export class RelayStartError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "RelayStartError";
-  }
-}
-
 /**
  * The service with identity (de)serialisers: the session decodes frames itself (frames.ts), so a
  * malformed frame ends that one stream with INVALID_ARGUMENT "malformed frame: ..." rather than
@@ -188,76 +181,8 @@ export function channelOptions(limits: RelayLimits, keepalive: KeepaliveOptions 
   };
 }
 
-function describeFsError(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case "EACCES":
-    case "EPERM":
-      return "permission denied";
-    case "EROFS":
-      return "the file system is read-only";
-    case "ENOTDIR":
-      return "a part of the path is not a directory";
-    case "ENOSPC":
-      return "the disk is full";
-    default:
-      return e instanceof Error ? e.message : String(e);
-  }
-}
-
-function describeBindError(host: string, port: number, e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  if (msg.includes("EADDRINUSE")) return `cannot listen on ${host}:${port}: the port is already in use`;
-  if (msg.includes("EACCES")) return `cannot listen on ${host}:${port}: permission denied (ports below 1024 need privileges)`;
-  if (msg.includes("EADDRNOTAVAIL")) return `cannot listen on ${host}:${port}: that address does not belong to this machine`;
-  return `cannot listen on ${host}:${port}: ${msg}`;
-}
-
-interface OpenedDataDir {
-  readonly store: RelayStore;
-  /** The database budget in bytes (file + WAL), and how it was chosen. */
-  readonly budget: number;
-  readonly budgetRule: string;
-}
-
-function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined, space: (dir: string) => FsSpace): OpenedDataDir {
-  try {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
-  } catch (e) {
-    throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
-  }
-  const dbPath = join(dataDir, "relay.db");
-  let budget: DefaultBudget = { bytes: maxBytes ?? 0, rule: "--max-db-mb" };
-  if (maxBytes === undefined) {
-    try {
-      budget = defaultBudget(space(dataDir).freeBytes, databaseBytes(dbPath));
-    } catch (e) {
-      throw new RelayStartError(`cannot read the free space of ${dataDir} to size the database budget (set --max-db-mb): ${describeFsError(e)}`, { cause: e });
-    }
-  }
-  try {
-    // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
-    // the database holds who talks to whom, even if never what they say.
-    closeSync(openSync(dbPath, "a", 0o600));
-    return { store: openStore(dbPath, { clock, maxBytes: budget.bytes }), budget: budget.bytes, budgetRule: budget.rule };
-  } catch (e) {
-    throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
-  }
-}
-
 /** Least time between two attempts to write the disk reserve again. */
 const RESERVE_RETRY_MS = 10_000;
-
-function bind(server: Server, host: string, port: number, creds: ServerCredentials): Promise<number> {
-  const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, creds, (err, bound) => {
-      if (err !== null) reject(new RelayStartError(describeBindError(host, port, err), { cause: err }));
-      else resolve(bound);
-    });
-  });
-}
 
 export async function startRelay(options: StartRelayOptions): Promise<RunningRelay> {
   const { logger } = options;
@@ -366,7 +291,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
         return;
       }
       // A stream starts in the handshake budget, never in a session slot (the session cap is
-      // checked once the peer has proven its key: session.ts).
+      // checked once the peer has proven its key: handshake.ts).
       const source = sourceOf(stream.peer);
       const admitted = handshakes.enter(source);
       if (admitted.kind !== "admitted") {

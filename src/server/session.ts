@@ -9,93 +9,33 @@
 // that sends a burst (an outbox after a reconnect) thus gets one commit for the burst, not one
 // per envelope. Acks have no answer, so they are taken at once and never wait for the sends.
 // MAX_SENDS_IN_FLIGHT bounds what one session holds while commits are pending.
-import { randomBytes, type KeyObject } from "node:crypto";
+//
+// The handshake (Hello, Challenge, Proof, binding, Welcome) is in handshake.ts.
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import {
-  ErrorCode, SendStatus, type Ack, type Hello, type LookupKeys, type SendEnvelope, type SendResult, type Welcome,
-} from "../gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendResult } from "../gen/securechat/v1/chat.js";
 import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
-import {
-  fingerprint, importPublicIdentity, importSigningKey, NONCE_BYTES, verifyProof, type PublicIdentity,
-} from "../protocol/keys.js";
-import type { Logger } from "../protocol/log.js";
-import { checkUsername } from "../protocol/names.js";
 import { completeAdmission, precheckEnvelope } from "./admission.js";
 import { DeliveryPump } from "./delivery.js";
-import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
+import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
-import type { HandshakeTicket } from "./handshake-budget.js";
-import {
-  handshakeEndOf, logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf,
-} from "./errors.js";
+import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
+import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
-import {
-  limitsToWire, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, PRE_AUTH_MAX_FRAME_BYTES, TokenBucket, type RelayLimits,
-} from "./limits.js";
+import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
-import type { RegistrationLimiter } from "./registrations.js";
 import type { SendsInFlight } from "./resends.js";
-import type { Rooms } from "./rooms.js";
-import type { RoutedSession, Router } from "./router.js";
-import type { RelayStore } from "./store.js";
+import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
 
-export interface SessionDeps {
-  readonly store: RelayStore;
-  readonly directory: Directory;
-  readonly router: Router;
-  readonly rooms: Rooms;
+export type { StreamAdmission } from "./handshake.js";
+
+export interface SessionDeps extends HandshakeDeps {
   readonly committer: GroupCommitter;
   /** First copies of (sender, message id) being admitted, relay-wide (resends share their answer). */
   readonly resends: SendsInFlight;
-  readonly limits: RelayLimits;
-  readonly logger: Logger;
-  readonly clock: () => number;
-  readonly relayVersion: string;
-  readonly handshakeTimeoutMs: number;
   readonly deliveryWindow: number;
-  /** New usernames per source address and time (§8). */
-  readonly registrations: RegistrationLimiter;
   /** Who lobby envelopes are stored for (§9). */
   readonly lobby: LobbyAudience;
-  /**
-   * What the client's proof must bind (PROTOCOL.md §8): SHA-256 of this relay's TLS certificate,
-   * or empty when the relay serves plaintext.
-   */
-  readonly channelBinding: Uint8Array;
-}
-
-type FrameIterator = AsyncIterator<Buffer>;
-
-/** The stream ended (client gone, or the relay ended it) while we waited for a frame. */
-class StreamOver extends Error {
-  constructor() {
-    super("stream over");
-    this.name = "StreamOver";
-  }
-}
-
-/**
- * A handshake frame: the stream being over (or half-closed by the client) ends the handshake.
- * Frames before the proof are small (§8); grpc-js already refuses a bigger one at its length
- * prefix (stream.ts), this check stands should that ever not be in force.
- */
-async function handshakeFrame(stream: FrameStream, frames: FrameIterator): Promise<RequestFrame> {
-  const r = await frames.next();
-  if (r.done !== true) {
-    if (r.value.length > PRE_AUTH_MAX_FRAME_BYTES) throw sessionEnd.preAuthFrameTooLarge(r.value.length, PRE_AUTH_MAX_FRAME_BYTES);
-    return decodeRequest(r.value);
-  }
-  if (stream.closed) throw new StreamOver();
-  throw sessionEnd.outOfOrder("the client closed its side of the stream before the handshake completed");
-}
-
-/** Where a stream comes from, and its place in the handshake budget (handshake-budget.ts). */
-export interface StreamAdmission {
-  /** The source address (IPv4, or an IPv6 /64), as the budgets count it. */
-  readonly source: string;
-  /** Given back as soon as the handshake is over, whatever its outcome. */
-  readonly ticket: HandshakeTicket;
 }
 
 /** Serves one stream from its first frame to its end. Never throws. */
@@ -109,7 +49,7 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
   try {
     session = await authenticate(stream, frames, deps, admission, (name) => {
       claimed = name;
-    });
+    }, (s, user) => new AuthenticatedSession(s, user, deps));
     await session.serve(frames);
     if (session.wasReplaced) reason = "replaced";
     else if (stream.signal.aborted) reason = String((stream.signal.reason as Error | undefined)?.message ?? "closed");
@@ -130,173 +70,6 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }
-}
-
-/**
- * The handshake and the binding, in a frame of their own: what the Hello carried is garbage
- * once this returns, instead of living in serveSession's frame for the whole session.
- */
-async function authenticate(
-  stream: FrameStream, frames: FrameIterator, deps: SessionDeps, admission: StreamAdmission, onClaim: (name: string) => void,
-): Promise<AuthenticatedSession> {
-  const claim = await handshake(stream, frames, deps, onClaim);
-  // Proven: the stream leaves the handshake budget and may send full-size frames.
-  admission.ticket.leave();
-  stream.authenticated();
-  return establish(stream, claim, deps, admission.source);
-}
-
-/**
- * What the relay keeps of a Hello until the Proof: the parsed fields it needs, each copied into
- * an allocation of its own (a decoded field is a view into the frame and would keep the whole
- * frame, or the 64 KiB pool slab it was cut from, alive for the handshake).
- */
-interface Claim {
-  readonly username: string;
-  readonly sigSpki: Buffer;
-  readonly encSpki: Buffer;
-  readonly encKeySig: Buffer;
-  /** The Ed25519 key: needed to check the proof, and cheap to parse (unlike the RSA key). */
-  readonly sigKey: KeyObject;
-}
-
-/** The Hello's cheap checks (§8 step 4): version, username policy, the signing key's type. */
-function claimOf(hello: Hello, onClaim: (name: string) => void): Claim {
-  onClaim(hello.username.slice(0, 64));
-  if (hello.protocolVersion !== 1) throw sessionEnd.badProtocolVersion(hello.protocolVersion);
-  const name = checkUsername(hello.username);
-  if (!name.ok) throw sessionEnd.usernameInvalid(name.reason);
-  let sigKey: KeyObject;
-  try {
-    sigKey = importSigningKey(hello.sigSpki);
-  } catch (e) {
-    throw handshakeEndOf(e);
-  }
-  return {
-    username: hello.username, sigSpki: ownCopy(hello.sigSpki), encSpki: ownCopy(hello.encSpki), encKeySig: ownCopy(hello.encKeySig), sigKey,
-  };
-}
-
-/**
- * Hello -> Challenge -> Proof. Before the proof the relay does only cheap work: frame size and
- * order, username policy, parsing the 32-byte Ed25519 key, one signature check. The RSA key,
- * the key binding and any durable write wait until the peer has proven its signing key
- * (establish). The timer ends the stream after handshakeTimeoutMs.
- */
-async function handshake(
-  stream: FrameStream, frames: FrameIterator, deps: SessionDeps, onClaim: (name: string) => void,
-): Promise<Claim> {
-  const timeout = sessionEnd.handshakeTimeout(deps.handshakeTimeoutMs);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    stream.end(statusOf(timeout));
-  }, deps.handshakeTimeoutMs);
-  try {
-    const first = await handshakeFrame(stream, frames);
-    if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
-    const claim = claimOf(first.value, onClaim);
-
-    const nonce = randomBytes(NONCE_BYTES);
-    await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
-
-    const second = await handshakeFrame(stream, frames);
-    if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
-    if (!verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)) {
-      // Also what a client sees behind a TLS-terminating man in the middle: it signed the
-      // certificate it was shown, which is not this relay's.
-      throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge and certificate");
-    }
-    return claim;
-  } catch (e) {
-    // The timer ended the stream under a pending read: report the timeout, not "stream over".
-    throw timedOut && e instanceof StreamOver ? timeout : e;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * After a valid proof: the session cap, then the binding (bindName), announce a new binding to
- * everyone online before this user can send, register the session (replacing an older one),
- * Welcome, then start deliveries.
- */
-function establish(stream: FrameStream, claim: Claim, deps: SessionDeps, source: string): AuthenticatedSession {
-  const { router, limits } = deps;
-  if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
-  // A user replacing their own session takes no new slot.
-  if (!router.isOnline(claim.username) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
-  const user = bindName(claim, deps, source);
-
-  const session = new AuthenticatedSession(stream, user, deps);
-  router.attach(session);
-  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount });
-  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps) }));
-  session.pump.start();
-  return session;
-}
-
-/**
- * The binding of the username (§8 step 4), cheapest refusals first: a returning user's keys are
- * compared with the bound ones (checked when they were bound: no RSA work again); a name owned
- * by another key is refused; a new name is refused when this key already owns its share of
- * names, or this source registered too many lately; only then are the RSA key and the key
- * binding checked, and the name bound durably (first key wins). All synchronous: no other
- * handshake can bind between the checks and the write.
- */
-function bindName(claim: Claim, deps: SessionDeps, source: string): DirectoryUser {
-  const { store, directory, router, limits } = deps;
-  const existing = store.getUser(claim.username);
-  if (existing !== undefined) {
-    if (!existing.sigSpki.equals(claim.sigSpki) || !existing.encSpki.equals(claim.encSpki)) throw sessionEnd.usernameTaken(claim.username);
-    return directory.put(existing, claim.sigKey);
-  }
-  const owned = store.namesOfKey(fingerprint(claim.sigSpki));
-  if (owned.length >= limits.maxNamesPerKey) throw sessionEnd.keyNameLimit(owned, limits.maxNamesPerKey);
-  const registration = deps.registrations.take(source, deps.clock());
-  if (!registration.ok) throw sessionEnd.registrationLimited(registration.retryAfterMs);
-  let identity: PublicIdentity;
-  try {
-    identity = importPublicIdentity(claim);
-  } catch (e) {
-    throw handshakeEndOf(e);
-  }
-  const outcome = store.bindUser({
-    username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki,
-    encKeySig: identity.encKeySig, sigFpr: identity.sigFpr, encFpr: identity.encFpr,
-  });
-  if (outcome.kind === "taken") throw sessionEnd.usernameTaken(identity.username);
-  const user = directory.put(outcome.user, identity.sigKey);
-  if (outcome.kind === "bound") {
-    deps.logger.info("user.bound", { user: user.username, source });
-    router.announceBinding(user, true);
-  }
-  return user;
-}
-
-/**
- * Welcome lists light entries (no keys) for everyone online and every member of my rooms:
- * O(online) small entries, where full keys for every bound user made a connect storm O(N^2)
- * in bytes. Clients fetch keys with LookupKeys when they need them.
- */
-function welcomeFor(user: DirectoryUser, deps: SessionDeps): Welcome {
-  const { directory, router, store, limits } = deps;
-  const rooms = deps.rooms.infoFor(user.username);
-  const names = new Set<string>(router.onlineNames());
-  names.add(user.username);
-  for (const r of rooms) for (const m of r.members) names.add(m);
-  return {
-    username: user.username,
-    directory: [...names].flatMap((n) => {
-      const u = directory.get(n);
-      return u === undefined ? [] : [u.toLightWire(router.isOnline(n))];
-    }),
-    rooms,
-    queued: store.queueDepth(user.username),
-    limits: limitsToWire(limits),
-    serverTimeMs: deps.clock(),
-    relayVersion: deps.relayVersion,
-  };
 }
 
 class AuthenticatedSession implements RoutedSession {
@@ -366,8 +139,12 @@ class AuthenticatedSession implements RoutedSession {
       this.sendBytesInFlight -= frameBytes;
       await this.reply({ $case: "sendResult", value });
     });
-    // Whoever awaits `answers` next sees a failure; this only keeps it from counting as unhandled.
-    answered.catch(() => {});
+    // Whoever awaits `answers` next sees a failure and ends the session with it. A failure is a
+    // relay bug (a refusal is an answer, and stream.send never rejects); a session that ends for
+    // another reason first (a malformed frame) never awaits it, so it is logged here, not dropped.
+    answered.catch((e: unknown) => {
+      this.deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
+    });
     this.answers = answered;
   }
 

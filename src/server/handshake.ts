@@ -1,0 +1,250 @@
+// The handshake of one client stream (PROTOCOL.md §8): Hello -> Challenge -> Proof, the binding
+// of the username, then Welcome. Before the proof the relay does only cheap work; the RSA key,
+// the key binding and any durable write wait until the peer has proven its signing key.
+//
+// What follows the handshake (the authenticated session, session.ts) is made by a function the
+// caller passes in (OpenSession), so this file does not import session.ts, which imports it.
+import { randomBytes, type KeyObject } from "node:crypto";
+import type { Hello, Welcome } from "../gen/securechat/v1/chat.js";
+import {
+  fingerprint, importPublicIdentity, importSigningKey, NONCE_BYTES, verifyProof, type PublicIdentity,
+} from "../protocol/keys.js";
+import type { Logger } from "../protocol/log.js";
+import { checkUsername } from "../protocol/names.js";
+import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
+import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
+import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
+import type { HandshakeTicket } from "./handshake-budget.js";
+import { limitsToWire, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
+import type { RegistrationLimiter } from "./registrations.js";
+import type { Rooms } from "./rooms.js";
+import type { RoutedSession, Router } from "./router.js";
+import type { RelayStore } from "./store.js";
+import type { FrameStream } from "./stream.js";
+
+/** What the handshake needs of the relay (SessionDeps, in session.ts, adds what the session needs). */
+export interface HandshakeDeps {
+  readonly store: RelayStore;
+  readonly directory: Directory;
+  readonly router: Router;
+  readonly rooms: Rooms;
+  readonly limits: RelayLimits;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  readonly relayVersion: string;
+  readonly handshakeTimeoutMs: number;
+  /** New usernames per source address and time (§8). */
+  readonly registrations: RegistrationLimiter;
+  /**
+   * What the client's proof must bind (PROTOCOL.md §8): SHA-256 of this relay's TLS certificate,
+   * or empty when the relay serves plaintext.
+   */
+  readonly channelBinding: Uint8Array;
+}
+
+/**
+ * Makes the session of a proven, bound user (session.ts: AuthenticatedSession). The handshake
+ * registers it with the router, writes Welcome, then starts its deliveries.
+ */
+export type OpenSession<S extends RoutedSession> = (stream: FrameStream, user: DirectoryUser) => S;
+
+export type FrameIterator = AsyncIterator<Buffer>;
+
+/** The stream ended (client gone, or the relay ended it) while we waited for a frame. */
+export class StreamOver extends Error {
+  constructor() {
+    super("stream over");
+    this.name = "StreamOver";
+  }
+}
+
+/**
+ * A handshake frame: the stream being over (or half-closed by the client) ends the handshake.
+ * Frames before the proof are small (§8); grpc-js already refuses a bigger one at its length
+ * prefix (stream.ts), this check stands should that ever not be in force.
+ */
+async function handshakeFrame(stream: FrameStream, frames: FrameIterator): Promise<RequestFrame> {
+  const r = await frames.next();
+  if (r.done !== true) {
+    if (r.value.length > PRE_AUTH_MAX_FRAME_BYTES) throw sessionEnd.preAuthFrameTooLarge(r.value.length, PRE_AUTH_MAX_FRAME_BYTES);
+    return decodeRequest(r.value);
+  }
+  if (stream.closed) throw new StreamOver();
+  throw sessionEnd.outOfOrder("the client closed its side of the stream before the handshake completed");
+}
+
+/** Where a stream comes from, and its place in the handshake budget (handshake-budget.ts). */
+export interface StreamAdmission {
+  /** The source address (IPv4, or an IPv6 /64), as the budgets count it. */
+  readonly source: string;
+  /** Given back as soon as the handshake is over, whatever its outcome. */
+  readonly ticket: HandshakeTicket;
+}
+
+/**
+ * The handshake and the binding, in a frame of their own: what the Hello carried is garbage
+ * once this returns, instead of living in serveSession's frame for the whole session.
+ */
+export async function authenticate<S extends RoutedSession>(
+  stream: FrameStream, frames: FrameIterator, deps: HandshakeDeps, admission: StreamAdmission, onClaim: (name: string) => void,
+  open: OpenSession<S>,
+): Promise<S> {
+  const claim = await handshake(stream, frames, deps, onClaim);
+  // Proven: the stream leaves the handshake budget and may send full-size frames.
+  admission.ticket.leave();
+  stream.authenticated();
+  return establish(stream, claim, deps, admission.source, open);
+}
+
+/**
+ * What the relay keeps of a Hello until the Proof: the parsed fields it needs, each copied into
+ * an allocation of its own (a decoded field is a view into the frame and would keep the whole
+ * frame, or the 64 KiB pool slab it was cut from, alive for the handshake).
+ */
+interface Claim {
+  readonly username: string;
+  readonly sigSpki: Buffer;
+  readonly encSpki: Buffer;
+  readonly encKeySig: Buffer;
+  /** The Ed25519 key: needed to check the proof, and cheap to parse (unlike the RSA key). */
+  readonly sigKey: KeyObject;
+}
+
+/** The Hello's cheap checks (§8 step 4): version, username policy, the signing key's type. */
+function claimOf(hello: Hello, onClaim: (name: string) => void): Claim {
+  onClaim(hello.username.slice(0, 64));
+  if (hello.protocolVersion !== 1) throw sessionEnd.badProtocolVersion(hello.protocolVersion);
+  const name = checkUsername(hello.username);
+  if (!name.ok) throw sessionEnd.usernameInvalid(name.reason);
+  let sigKey: KeyObject;
+  try {
+    sigKey = importSigningKey(hello.sigSpki);
+  } catch (e) {
+    throw handshakeEndOf(e);
+  }
+  return {
+    username: hello.username, sigSpki: ownCopy(hello.sigSpki), encSpki: ownCopy(hello.encSpki), encKeySig: ownCopy(hello.encKeySig), sigKey,
+  };
+}
+
+/**
+ * Hello -> Challenge -> Proof. Before the proof the relay does only cheap work: frame size and
+ * order, username policy, parsing the 32-byte Ed25519 key, one signature check. The RSA key,
+ * the key binding and any durable write wait until the peer has proven its signing key
+ * (establish). The timer ends the stream after handshakeTimeoutMs.
+ */
+async function handshake(
+  stream: FrameStream, frames: FrameIterator, deps: HandshakeDeps, onClaim: (name: string) => void,
+): Promise<Claim> {
+  const timeout = sessionEnd.handshakeTimeout(deps.handshakeTimeoutMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stream.end(statusOf(timeout));
+  }, deps.handshakeTimeoutMs);
+  try {
+    const first = await handshakeFrame(stream, frames);
+    if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
+    const claim = claimOf(first.value, onClaim);
+
+    const nonce = randomBytes(NONCE_BYTES);
+    await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
+
+    const second = await handshakeFrame(stream, frames);
+    if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
+    if (!verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)) {
+      // Also what a client sees behind a TLS-terminating man in the middle: it signed the
+      // certificate it was shown, which is not this relay's.
+      throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge and certificate");
+    }
+    return claim;
+  } catch (e) {
+    // The timer ended the stream under a pending read: report the timeout, not "stream over".
+    throw timedOut && e instanceof StreamOver ? timeout : e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * After a valid proof: the session cap, then the binding (bindName), announce a new binding to
+ * everyone online before this user can send, register the session (replacing an older one),
+ * Welcome, then start deliveries.
+ */
+function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, deps: HandshakeDeps, source: string, open: OpenSession<S>): S {
+  const { router, limits } = deps;
+  if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
+  // A user replacing their own session takes no new slot.
+  if (!router.isOnline(claim.username) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
+  const user = bindName(claim, deps, source);
+
+  const session = open(stream, user);
+  router.attach(session);
+  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount });
+  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps) }));
+  session.pump.start();
+  return session;
+}
+
+/**
+ * The binding of the username (§8 step 4), cheapest refusals first: a returning user's keys are
+ * compared with the bound ones (checked when they were bound: no RSA work again); a name owned
+ * by another key is refused; a new name is refused when this key already owns its share of
+ * names, or this source registered too many lately; only then are the RSA key and the key
+ * binding checked, and the name bound durably (first key wins). All synchronous: no other
+ * handshake can bind between the checks and the write.
+ */
+function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryUser {
+  const { store, directory, router, limits } = deps;
+  const existing = store.getUser(claim.username);
+  if (existing !== undefined) {
+    if (!existing.sigSpki.equals(claim.sigSpki) || !existing.encSpki.equals(claim.encSpki)) throw sessionEnd.usernameTaken(claim.username);
+    return directory.put(existing, claim.sigKey);
+  }
+  const owned = store.namesOfKey(fingerprint(claim.sigSpki));
+  if (owned.length >= limits.maxNamesPerKey) throw sessionEnd.keyNameLimit(owned, limits.maxNamesPerKey);
+  const registration = deps.registrations.take(source, deps.clock());
+  if (!registration.ok) throw sessionEnd.registrationLimited(registration.retryAfterMs);
+  let identity: PublicIdentity;
+  try {
+    identity = importPublicIdentity(claim);
+  } catch (e) {
+    throw handshakeEndOf(e);
+  }
+  const outcome = store.bindUser({
+    username: identity.username, sigSpki: identity.sigSpki, encSpki: identity.encSpki,
+    encKeySig: identity.encKeySig, sigFpr: identity.sigFpr, encFpr: identity.encFpr,
+  });
+  if (outcome.kind === "taken") throw sessionEnd.usernameTaken(identity.username);
+  const user = directory.put(outcome.user, identity.sigKey);
+  if (outcome.kind === "bound") {
+    deps.logger.info("user.bound", { user: user.username, source });
+    router.announceBinding(user, true);
+  }
+  return user;
+}
+
+/**
+ * Welcome lists light entries (no keys) for everyone online and every member of my rooms:
+ * O(online) small entries, where full keys for every bound user made a connect storm O(N^2)
+ * in bytes. Clients fetch keys with LookupKeys when they need them.
+ */
+function welcomeFor(user: DirectoryUser, deps: HandshakeDeps): Welcome {
+  const { directory, router, store, limits } = deps;
+  const rooms = deps.rooms.infoFor(user.username);
+  const names = new Set<string>(router.onlineNames());
+  names.add(user.username);
+  for (const r of rooms) for (const m of r.members) names.add(m);
+  return {
+    username: user.username,
+    directory: [...names].flatMap((n) => {
+      const u = directory.get(n);
+      return u === undefined ? [] : [u.toLightWire(router.isOnline(n))];
+    }),
+    rooms,
+    queued: store.queueDepth(user.username),
+    limits: limitsToWire(limits),
+    serverTimeMs: deps.clock(),
+    relayVersion: deps.relayVersion,
+  };
+}

@@ -1,0 +1,84 @@
+// What startRelay does before it serves, each turned into one sentence for the operator when it
+// fails (RelayStartError): the data directory and its database (with the disk budget), and the
+// bind of the listening address.
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
+import { join } from "node:path";
+import type { Server, ServerCredentials } from "@grpc/grpc-js";
+import { databaseBytes, defaultBudget, type DefaultBudget, type FsSpace } from "./disk-budget.js";
+import { openStore, type RelayStore } from "./store.js";
+
+/** A startup problem, as one sentence for the operator (port in use, unwritable data dir). */
+export class RelayStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "RelayStartError";
+  }
+}
+
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EROFS":
+      return "the file system is read-only";
+    case "ENOTDIR":
+      return "a part of the path is not a directory";
+    case "ENOSPC":
+      return "the disk is full";
+    default:
+      return e instanceof Error ? e.message : String(e);
+  }
+}
+
+function describeBindError(host: string, port: number, e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (msg.includes("EADDRINUSE")) return `cannot listen on ${host}:${port}: the port is already in use`;
+  if (msg.includes("EACCES")) return `cannot listen on ${host}:${port}: permission denied (ports below 1024 need privileges)`;
+  if (msg.includes("EADDRNOTAVAIL")) return `cannot listen on ${host}:${port}: that address does not belong to this machine`;
+  return `cannot listen on ${host}:${port}: ${msg}`;
+}
+
+export interface OpenedDataDir {
+  readonly store: RelayStore;
+  /** The database budget in bytes (file + WAL), and how it was chosen. */
+  readonly budget: number;
+  readonly budgetRule: string;
+}
+
+export function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined, space: (dir: string) => FsSpace): OpenedDataDir {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (e) {
+    throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
+  }
+  const dbPath = join(dataDir, "relay.db");
+  let budget: DefaultBudget = { bytes: maxBytes ?? 0, rule: "--max-db-mb" };
+  if (maxBytes === undefined) {
+    try {
+      budget = defaultBudget(space(dataDir).freeBytes, databaseBytes(dbPath));
+    } catch (e) {
+      throw new RelayStartError(`cannot read the free space of ${dataDir} to size the database budget (set --max-db-mb): ${describeFsError(e)}`, { cause: e });
+    }
+  }
+  try {
+    // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
+    // the database holds who talks to whom, even if never what they say.
+    closeSync(openSync(dbPath, "a", 0o600));
+    return { store: openStore(dbPath, { clock, maxBytes: budget.bytes }), budget: budget.bytes, budgetRule: budget.rule };
+  } catch (e) {
+    throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
+  }
+}
+
+export function bind(server: Server, host: string, port: number, creds: ServerCredentials): Promise<number> {
+  const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, bound) => {
+      if (err !== null) reject(new RelayStartError(describeBindError(host, port, err), { cause: err }));
+      else resolve(bound);
+    });
+  });
+}

@@ -1,0 +1,195 @@
+// The relay database's file-level part: the schema, the pragmas that make a commit durable and
+// keep the file within its cap, the schema version, one way to run a transaction, and the
+// relay's stable identity (relay_id). The tables' own code is in bindings.ts, queues.ts and
+// rooms.ts; src/server/store.ts puts them together behind RelayStore.
+import { randomBytes } from "node:crypto";
+import { DatabaseSync } from "node:sqlite";
+import { RELAY_ID_BYTES } from "../../protocol/keys.js";
+
+/**
+ * The part of a database cap (OpenStoreOptions.maxBytes) left to the write-ahead log: 1/8 of it,
+ * at least 64 KiB, at most 64 MiB. A group commit stays under a quarter of it.
+ */
+export function walAllowanceFor(maxBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 8)));
+}
+
+/** SQLite's primary result code of an error thrown by node:sqlite (e.g. 13 = SQLITE_FULL), if any. */
+export function sqliteErrorCode(e: unknown): number | undefined {
+  const code = (e as { errcode?: unknown } | undefined)?.errcode;
+  return typeof code === "number" ? code & 0xff : undefined;
+}
+
+export const SQLITE_IOERR = 10;
+export const SQLITE_FULL = 13;
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS users (
+  username      TEXT PRIMARY KEY,
+  sig_spki      BLOB NOT NULL,
+  enc_spki      BLOB NOT NULL,
+  enc_key_sig   BLOB NOT NULL,
+  sig_fpr       BLOB NOT NULL,
+  enc_fpr       BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+-- One username per signing key is checked against this (PROTOCOL.md §8).
+CREATE INDEX IF NOT EXISTS users_by_sig_fpr ON users (sig_fpr);
+CREATE TABLE IF NOT EXISTS envelopes (
+  id              INTEGER PRIMARY KEY,
+  conversation_id TEXT NOT NULL,
+  sender          TEXT NOT NULL,
+  message_id      BLOB NOT NULL,
+  envelope        BLOB NOT NULL,
+  refs            INTEGER NOT NULL,
+  created_at_ms   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS envelopes_by_time ON envelopes (created_at_ms);
+CREATE TABLE IF NOT EXISTS queue (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  recipient     TEXT NOT NULL,
+  envelope_id   INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq);
+CREATE INDEX IF NOT EXISTS queue_by_time ON queue (created_at_ms);
+CREATE TABLE IF NOT EXISTS accepted (
+  sender         TEXT NOT NULL,
+  message_id     BLOB NOT NULL,
+  accepted_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (sender, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS accepted_by_time ON accepted (accepted_at_ms);
+CREATE TABLE IF NOT EXISTS rooms (
+  room          TEXT PRIMARY KEY,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS room_members (
+  room         TEXT NOT NULL,
+  username     TEXT NOT NULL,
+  joined_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (room, username)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members (username, room);
+`;
+
+export type Row = Record<string, unknown>;
+
+export function buf(v: unknown): Buffer {
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new TypeError("expected a BLOB column");
+}
+
+export function num(v: unknown): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  throw new TypeError("expected an INTEGER column");
+}
+
+export function str(v: unknown): string {
+  if (typeof v === "string") return v;
+  throw new TypeError("expected a TEXT column");
+}
+
+/** Runs fn in one transaction; what throws rolls it back. */
+export type Transaction = <T>(fn: () => T) => T;
+
+/** What every part of the store shares: the connection, the clock, and the transaction. */
+export interface StoreContext {
+  readonly db: DatabaseSync;
+  readonly clock: () => number;
+  readonly transaction: Transaction;
+}
+
+/**
+ * Opens (creating if needed) the relay database at `path` with its pragmas and schema. Throws the
+ * underlying error when the file cannot be opened or written, or its schema is another version.
+ */
+export function openDatabase(path: string, options: { readonly busyTimeoutMs?: number; readonly maxBytes?: number }): DatabaseSync {
+  const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
+  try {
+    // WAL: readers (the `users list` command, delivery reads) never block the writer, and a
+    // commit is one sequential append instead of a rewrite of the page in place.
+    db.exec("PRAGMA journal_mode = WAL");
+    // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §7.4) and
+    // the sender drops it from its outbox on that answer. In WAL mode NORMAL syncs only at
+    // checkpoints, so an OS crash or power loss could lose envelopes already answered ACCEPTED.
+    // FULL syncs the WAL on every commit. Group commit keeps that affordable: one commit (one
+    // fsync) stores every envelope admitted since the previous one, from all sessions.
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = OFF");
+    db.exec(SCHEMA);
+    if (options.maxBytes !== undefined) {
+      // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
+      // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds
+      // half the allowance and truncated back to that at its next reset, and the group committer
+      // keeps a transaction under a quarter of it (walAllowanceFor), so file + WAL stay within
+      // the cap. Deletes (acks) need no new pages in the file: they go through when it is full.
+      const pageSize = num((db.prepare("PRAGMA page_size").get() as Row).page_size);
+      const wal = walAllowanceFor(options.maxBytes);
+      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor((options.maxBytes - wal) / pageSize))}`);
+      // SQLite's default checkpoint point (1,000 pages) when the allowance is larger.
+      const checkpointAt = Math.min(1000 * pageSize, Math.floor(wal / 2));
+      db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
+      db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
+    }
+    const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
+    if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    else if (num(version?.user_version) !== SCHEMA_VERSION) {
+      throw new Error(`database schema version ${String(version?.user_version)} is not supported (expected ${SCHEMA_VERSION})`);
+    }
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
+}
+
+/**
+ * Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade
+ * deadlocks). On any failure, COMMIT included, nothing of it stays: SQLite rolls a transaction
+ * back by itself after some errors (SQLITE_FULL, I/O errors), otherwise we do; the original
+ * error is what the caller sees.
+ */
+export function transactionOn(db: DatabaseSync): Transaction {
+  return <T>(fn: () => T): T => {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const out = fn();
+      db.exec("COMMIT");
+      return out;
+    } catch (e) {
+      if (db.isTransaction) {
+        try {
+          db.exec("ROLLBACK");
+        } catch {
+          // The connection is broken beyond a rollback; SQLite discards the transaction anyway.
+        }
+      }
+      throw e;
+    }
+  };
+}
+
+/** The relay's identity for proofs: 16 random bytes made once per data dir, then stable. */
+export function loadRelayId(db: DatabaseSync, transaction: Transaction): Buffer {
+  const metaGet = db.prepare("SELECT value FROM meta WHERE key = ?");
+  const metaPut = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+  return transaction(() => {
+    const row = metaGet.get("relay_id") as Row | undefined;
+    if (row !== undefined) {
+      const id = buf(row.value);
+      if (id.length !== RELAY_ID_BYTES) throw new Error(`stored relay_id has ${id.length} bytes, expected ${RELAY_ID_BYTES}`);
+      return Buffer.from(id);
+    }
+    const id = randomBytes(RELAY_ID_BYTES);
+    metaPut.run("relay_id", id);
+    return id;
+  });
+}

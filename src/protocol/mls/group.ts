@@ -197,8 +197,16 @@ export class MlsGroup {
     const checker = new CredentialChecker(options.trust);
     const impl = await suiteImpl();
     const found = kp;
+    // ts-mls keeps the HPKE private key it is given as the group's leaf key (same Uint8Array):
+    // hand it copies, so overwriting the store's copy (destroyKeyPackage) cannot break the group.
+    const privateKeys = {
+      initPrivateKey: new Uint8Array(found.privateKeys.initPrivateKey),
+      hpkePrivateKey: new Uint8Array(found.privateKeys.hpkePrivateKey),
+      signaturePrivateKey: client.signaturePrivateKey,
+    };
     const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
-      joinGroup(msg.welcome, found.keyPackage, found.privateKeys, emptyPskIndex, impl, undefined, undefined, clientConfig(checker)));
+      joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, undefined, undefined, clientConfig(checker)));
+    privateKeys.initPrivateKey.fill(0);
     const conv = conversationOfGroupId(state.groupContext.groupId);
     const group = new MlsGroup(client, state, checker, conv);
     group.checkDmMembers();
@@ -616,19 +624,28 @@ function describeCommit(tree: RatchetTree, committerLeaf: number | undefined, pr
 
 /**
  * Completes a change once the commit is applied: leaf indexes of the added members, and for an
- * external commit the joiner (the new leaf whose key was not in the old tree) as committer.
+ * external commit the joiner as committer. New leaves are recognised by their encryption key
+ * (always fresh, even when a member rejoins with the same signature key: a resync).
  */
 function resolveChange(change: MembershipChange, oldTree: RatchetTree, newTree: RatchetTree): MembershipChange {
-  const oldKeys = new Set(membersOf(oldTree).map((m) => Buffer.from(m.signatureKey).toString("hex")));
-  const fresh = membersOf(newTree).filter((m) => !oldKeys.has(Buffer.from(m.signatureKey).toString("hex")));
-  const byKey = new Map(fresh.map((m) => [Buffer.from(m.signatureKey).toString("hex"), m]));
-  const added = change.added.map((a) => byKey.get(Buffer.from(a.signatureKey).toString("hex")) ?? a);
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+  const oldKeys = new Set<string>();
+  for (let i = 0; i < oldTree.length; i += 2) {
+    const n = oldTree[i];
+    if (n?.nodeType === "leaf") oldKeys.add(hex(n.leaf.hpkePublicKey));
+  }
+  const fresh: { member: MlsMember; hpke: string }[] = [];
+  for (let i = 0; i < newTree.length; i += 2) {
+    const n = newTree[i];
+    if (n?.nodeType === "leaf" && !oldKeys.has(hex(n.leaf.hpkePublicKey))) fresh.push({ member: memberOf(n.leaf, i / 2), hpke: hex(n.leaf.hpkePublicKey) });
+  }
+  const addedKeys = new Set(change.added.map((a) => hex(a.signatureKey)));
+  const added = change.added.map((a) => fresh.find((f) => hex(f.member.signatureKey) === hex(a.signatureKey))?.member ?? a);
   let committer = change.committer;
   if (change.external) {
-    const addedKeys = new Set(added.map((a) => Buffer.from(a.signatureKey).toString("hex")));
-    const joiner = fresh.find((m) => !addedKeys.has(Buffer.from(m.signatureKey).toString("hex")));
+    const joiner = fresh.find((f) => !addedKeys.has(hex(f.member.signatureKey)) || change.added.length === 0);
     if (joiner === undefined) throw new MlsProtocolError("malformed", "external commit added no member");
-    committer = joiner;
+    committer = joiner.member;
   }
   return { ...change, added, committer };
 }

@@ -80,7 +80,7 @@ describe("add, remove, leave", () => {
     expect(seen.change.committer.username).toBe("bob");
     expect(seen.change.added.map((m) => m.username)).toEqual(["carol"]);
     expect(seen.change.added[0]!.leafIndex).toBeGreaterThanOrEqual(0);
-    const { group: gc, usedKeyPackage, lastResort } = await MlsGroup.joinFromWelcome(carol.client, pending.welcome!, lookup(carol));
+    const { group: gc, usedKeyPackage, lastResort } = await MlsGroup.joinFromWelcome(carol.client, pending.welcome!, pending.ratchetTree!, lookup(carol));
     expect(Buffer.from(usedKeyPackage).equals(Buffer.from(kp.ref))).toBe(true);
     expect(lastResort).toBe(false);
     expect(gc.members().map((m) => m.username).sort()).toEqual(["alice", "bob", "carol"]);
@@ -171,7 +171,7 @@ describe("commit ordering (first commit for an epoch wins)", () => {
     const retry = await gb!.addMembers([kp.keyPackage]);
     gb!.confirmCommit();
     await deliver(retry.commit, [ga!, gc!]);
-    const { group: gd } = await MlsGroup.joinFromWelcome(dave.client, retry.welcome!, lookup(dave));
+    const { group: gd } = await MlsGroup.joinFromWelcome(dave.client, retry.welcome!, retry.ratchetTree!, lookup(dave));
     const auth = Buffer.from(ga!.epochAuthenticator);
     for (const g of [gb!, gc!, gd]) expect(Buffer.from(g.epochAuthenticator).equals(auth)).toBe(true);
     expect(app(await gd.process(await gc!.encrypt(text("hi dave"))))).toEqual({ from: "carol", text: "hi dave" });

@@ -39,7 +39,7 @@ export async function groupOf(conversationId: string, creator: Person, others: r
   const pending = await g.addMembers(kps.map((k) => k.keyPackage));
   g.confirmCommit();
   const joined = [];
-  for (const o of others) joined.push((await MlsGroup.joinFromWelcome(o.client, pending.welcome!, lookup(o))).group);
+  for (const o of others) joined.push((await MlsGroup.joinFromWelcome(o.client, pending.welcome!, pending.ratchetTree!, lookup(o))).group);
   return [g, ...joined];
 }
 

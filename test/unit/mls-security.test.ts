@@ -10,6 +10,7 @@ import {
   type ClientState, type Credential,
 } from "ts-mls";
 import { defaultClientConfig } from "ts-mls/clientConfig.js";
+import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../../src/protocol/encoding.js";
 import { fingerprint } from "../../src/protocol/keys.js";
 import {
@@ -126,16 +127,16 @@ describe("forward secrecy: used keys are deleted", () => {
     const p = await ga!.addMembers([kp.keyPackage]);
     ga!.confirmCommit();
     const stored = bob.store.get(Buffer.from(kp.ref).toString("hex"))!;
-    await MlsGroup.joinFromWelcome(bob.client, p.welcome!, lookup(bob));
+    await MlsGroup.joinFromWelcome(bob.client, p.welcome!, p.ratchetTree!, lookup(bob));
     expect(stored.privateKeys.initPrivateKey.every((b) => b === 0)).toBe(true);
     expect(stored.privateKeys.hpkePrivateKey.every((b) => b === 0)).toBe(true);
     // A relay serving the used KeyPackage again: the Welcome made with it does not open.
     const [gx] = await groupOf("#other", alice, []);
     const p2 = await gx!.addMembers([kp.keyPackage]);
-    expect(await code(MlsGroup.joinFromWelcome(bob.client, p2.welcome!, lookup(bob)))).toBe("decrypt-failed");
+    expect(await code(MlsGroup.joinFromWelcome(bob.client, p2.welcome!, p2.ratchetTree!, lookup(bob)))).toBe("decrypt-failed");
     // The client deletes it from its store: then the Welcome is not even for it.
     bob.store.delete(Buffer.from(kp.ref).toString("hex"));
-    expect(await code(MlsGroup.joinFromWelcome(bob.client, p2.welcome!, lookup(bob)))).toBe("not-for-me");
+    expect(await code(MlsGroup.joinFromWelcome(bob.client, p2.welcome!, p2.ratchetTree!, lookup(bob)))).toBe("not-for-me");
   });
 
   it("a last-resort KeyPackage is kept after use (and says so)", async () => {
@@ -145,7 +146,7 @@ describe("forward secrecy: used keys are deleted", () => {
     expect(kp.lastResort).toBe(true);
     const p = await ga!.addMembers([kp.keyPackage]);
     ga!.confirmCommit();
-    const res = await MlsGroup.joinFromWelcome(bob.client, p.welcome!, lookup(bob));
+    const res = await MlsGroup.joinFromWelcome(bob.client, p.welcome!, p.ratchetTree!, lookup(bob));
     expect(res.lastResort).toBe(true);
     const stored = bob.store.get(Buffer.from(kp.ref).toString("hex"))!;
     expect(stored.privateKeys.hpkePrivateKey.some((b) => b !== 0)).toBe(true);
@@ -204,10 +205,31 @@ describe("Welcomes", () => {
     const kp = await keyPackageOf(bob);
     await keyPackageOf(dave); // dave has KeyPackages, none of them in this Welcome
     const p = await ga!.addMembers([kp.keyPackage]);
-    expect(await code(MlsGroup.joinFromWelcome(dave.client, p.welcome!, lookup(dave)))).toBe("not-for-me");
+    expect(await code(MlsGroup.joinFromWelcome(dave.client, p.welcome!, p.ratchetTree!, lookup(dave)))).toBe("not-for-me");
     // Dave claiming Bob's KeyPackage ref with his own keys does not open it either.
     const daveKp = [...dave.store.values()][0]!;
-    expect(await code(MlsGroup.joinFromWelcome(dave.client, p.welcome!, () => daveKp))).toBe("decrypt-failed");
+    expect(await code(MlsGroup.joinFromWelcome(dave.client, p.welcome!, p.ratchetTree!, () => daveKp))).toBe("decrypt-failed");
+  });
+});
+
+describe("the ratchet tree beside a Welcome", () => {
+  it("a tree other than the one the committer signed (another epoch, or a damaged one) is refused", async () => {
+    const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
+    const [ga] = await groupOf("#ops", alice, [bob]);
+    const kp = await keyPackageOf(carol);
+    const p = await ga!.addMembers([kp.keyPackage]);
+    // The tree of the previous add (a relay serving a stale tree): refused by the tree hash.
+    const [gx] = await groupOf("#ops", alice, []);
+    const kp2 = await keyPackageOf(bob);
+    const other = await gx!.addMembers([kp2.keyPackage]);
+    expect(await code(MlsGroup.joinFromWelcome(carol.client, p.welcome!, other.ratchetTree!, lookup(carol)))).not.toBe("none");
+    const damaged = new Uint8Array(p.ratchetTree!);
+    damaged[damaged.length - 5]! ^= 1;
+    expect(await code(MlsGroup.joinFromWelcome(carol.client, p.welcome!, damaged, lookup(carol)))).not.toBe("none");
+    expect(await code(MlsGroup.joinFromWelcome(carol.client, p.welcome!, new Uint8Array(0), lookup(carol)))).toBe("malformed");
+    // The genuine tree works after all that (nothing was consumed by the refusals).
+    const { group } = await MlsGroup.joinFromWelcome(carol.client, p.welcome!, p.ratchetTree!, lookup(carol));
+    expect(group.members().map((m) => m.username)).toEqual(["alice", "bob", "carol"]);
   });
 });
 
@@ -263,11 +285,10 @@ describe("identity binding: forged credentials are refused", () => {
     const carolStored = [...carol.store.values()][0]!;
     const res = await createCommit({ state, cipherSuite: impl }, {
       extraProposals: [{ proposalType: "add", add: { keyPackage: forged.publicPackage } }, { proposalType: "add", add: { keyPackage: carolStored.keyPackage } }],
-      ratchetTreeExtension: true,
     });
     const welcome = encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: res.welcome! });
     void carolKp;
-    expect(await code(MlsGroup.joinFromWelcome(carol.client, welcome, lookup(carol)))).toBe("bad-credential");
+    expect(await code(MlsGroup.joinFromWelcome(carol.client, welcome, encodeRatchetTree(res.newState.ratchetTree), lookup(carol)))).toBe("bad-credential");
   });
 
   it("a self-consistent credential for 'bob' under another identity key is refused by the trust hook (pin)", async () => {

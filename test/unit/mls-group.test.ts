@@ -109,6 +109,8 @@ describe("add, remove, leave", () => {
     expect(atCarol!.removedMe).toBe(true);
     expect(gc!.active).toBe(false);
     expect(await code(gc!.encrypt(text("still here?")))).toBe("not-a-member");
+    // Its secrets were overwritten: nothing is left to serialise.
+    expect(await code(() => gc!.serialize())).toBe("not-a-member");
     expect(gb!.members().map((m) => m.username)).toEqual(["alice", "bob"]);
   });
 

@@ -519,6 +519,8 @@ export class MlsGroup {
     zero(res.consumed);
     const finalChange = resolveChange(change, before.ratchetTree, this.state.ratchetTree);
     const removedMe = this.state.groupActiveState.kind === "removedFromGroup";
+    // Removed (or my leave was committed): nothing of this group may be read again; overwrite its secrets.
+    if (removedMe) this.destroy();
     return { kind: "commit", change: finalChange, epoch: this.epoch, removedMe, discardedPendingCommit };
   }
 

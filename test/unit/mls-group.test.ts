@@ -6,6 +6,9 @@ import {
   type Incoming, type MlsErrorCode,
 } from "../../src/protocol/mls/index.js";
 import { deliver, groupOf, keyPackageOf, lookup, person, text } from "./mls-helpers.js";
+import { decodeMlsMessage, defaultCapabilities, defaultLifetime, encodeMlsMessage, generateKeyPackageWithKey, joinGroupExternal } from "ts-mls";
+import { MLS_SUITE } from "../../src/protocol/mls/index.js";
+import { suiteImpl } from "../../src/protocol/mls/suite.js";
 
 async function code(p: Promise<unknown> | (() => unknown)): Promise<MlsErrorCode | "none" | "other"> {
   try {
@@ -58,12 +61,29 @@ describe("two and three members talking", () => {
     expect(c.length - a.length).toBe(256);
   });
 
-  it("a DM group refuses a third user (creation by an outsider, add of an outsider)", async () => {
+  it("a DM group refuses a third user (creation by an outsider, add of an outsider, external join)", async () => {
     const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
     expect(await code(MlsGroup.create(carol.client, "dm:alice:bob"))).toBe("bad-argument");
-    const [ga] = await groupOf("dm:alice:bob", alice, [bob]);
+    const [ga, gb] = await groupOf("dm:alice:bob", alice, [bob]);
     const kp = await keyPackageOf(carol);
     expect(await code(ga!.addMembers([kp.keyPackage]))).toBe("bad-key-package");
+    // Carol got the DM's GroupInfo (a relay handing it out) and commits an external join:
+    // her own client refuses to be in it, and the two members refuse her commit.
+    const info = await ga!.groupInfo();
+    expect(await code(MlsGroup.joinExternal(carol.client, info))).toBe("refused-change");
+    // A modified client of Carol's (the library directly) commits anyway: both members refuse it.
+    const impl = await suiteImpl();
+    const gi = decodeMlsMessage(info, 0)![0];
+    if (gi.wireformat !== "mls_group_info") throw new Error("expected a GroupInfo");
+    const ckp = await generateKeyPackageWithKey(carol.client.credential, { ...defaultCapabilities(), ciphersuites: [MLS_SUITE] }, defaultLifetime, [],
+      { signKey: carol.client.signaturePrivateKey, publicKey: carol.client.signaturePublicKey }, impl);
+    const ext = await joinGroupExternal(gi.groupInfo, ckp.publicPackage, ckp.privatePackage, false, impl);
+    const commit = encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: ext.publicMessage });
+    const epoch = ga!.epoch;
+    expect(await code(ga!.process(commit))).toBe("refused-change");
+    expect(await code(gb!.process(commit))).toBe("refused-change");
+    expect(ga!.epoch).toBe(epoch);
+    expect(app(await gb!.process(await ga!.encrypt(text("just us"))))).toEqual({ from: "alice", text: "just us" });
   });
 });
 

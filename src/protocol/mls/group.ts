@@ -485,11 +485,9 @@ export class MlsGroup {
         if (!ok) policyRefused = true;
         return ok ? "accept" : "reject";
       }
+      // The change is judged once applied (below), when an external joiner is known too:
+      // ts-mls never changes the state it was given, so refusing then costs nothing.
       change = describeCommit(before.ratchetTree, incoming.senderLeafIndex, incoming.proposals, sender);
-      if (!this.dmAllows(change) || (policy !== undefined && !policy(change))) {
-        policyRefused = true;
-        return "reject";
-      }
       return acceptAll(incoming);
     };
 
@@ -513,11 +511,13 @@ export class MlsGroup {
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
+    const finalChange = resolveChange(change, before.ratchetTree, res.newState.ratchetTree);
+    if (!this.dmAllows(finalChange)) throw new MlsProtocolError("refused-change", `${this.conversation.id} holds only its two users; a change bringing in someone else was refused`);
+    if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
     const discardedPendingCommit = this.pending !== undefined;
     this.pending = undefined;
     this.state = res.newState;
     zero(res.consumed);
-    const finalChange = resolveChange(change, before.ratchetTree, this.state.ratchetTree);
     const removedMe = this.state.groupActiveState.kind === "removedFromGroup";
     // Removed (or my leave was committed): nothing of this group may be read again; overwrite its secrets.
     if (removedMe) this.destroy();
@@ -593,7 +593,7 @@ export class MlsGroup {
   private dmAllows(change: MembershipChange): boolean {
     if (this.conversation.kind !== "dm") return true;
     const allowed = this.conversation.members;
-    return change.added.every((m) => allowed.includes(m.username));
+    return change.added.every((m) => allowed.includes(m.username)) && allowed.includes(change.committer.username);
   }
 
   private checkDmMembers(): void {

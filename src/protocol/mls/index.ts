@@ -12,3 +12,7 @@ export {
   MlsGroup, makeGroupId, conversationOfGroupId,
   type MlsMember, type MembershipChange, type ChangePolicy, type GroupOptions, type Incoming, type PendingCommit,
 } from "./group.js";
+export {
+  encodeAppData, decodeAppData, appHash, chainGap, unacknowledged, ZERO_APP_HASH,
+  type AppData, type AppKind, type AppSeen,
+} from "./app-data.js";

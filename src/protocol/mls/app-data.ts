@@ -1,0 +1,160 @@
+// The application data inside an MLS application message (proto/PROTOCOL-v2.md §8): v1's
+// message kinds, an id for de-duplication, the sender's clock, the sender's chain (`prev`) and
+// what the sender has seen from each peer (`seen`), so that a dropped message — the last one of
+// a DM included — is shown within one further exchange.
+//
+//   app = enc("securechat/v1/app", u8 kind, text, message_id[16], u64 sent_at_ms, prev[32],
+//             u32 n, peer_1, seen_1[32], ..., peer_n, seen_n[32])
+//
+// The wrapper (MlsGroup.encrypt) pads it to a multiple of 256 bytes; MLS authenticates the
+// sender, so none of this needs a signature of its own.
+import { decodeUtf8Strict, utf8 } from "../bytes.js";
+import { encodeFields, hashFields, type Field } from "../encoding.js";
+import { checkUsername, type Conversation } from "../names.js";
+import { MlsProtocolError } from "./errors.js";
+
+export const APP_LABEL = "securechat/v1/app";
+export const APP_HASH_LABEL = "securechat/v1/app-hash";
+export const MESSAGE_ID_BYTES = 16;
+export const APP_HASH_BYTES = 32;
+/** Largest text (UTF-8 bytes), as v1's limit. */
+export const APP_TEXT_MAX = 64 * 1024;
+/** Most peers a `seen` list may name (a room's member cap). */
+export const APP_SEEN_MAX = 1000;
+
+export type AppKind = "text" | "action" | "topic" | "away";
+const KIND_CODES: Record<AppKind, number> = { text: 1, action: 2, topic: 3, away: 4 };
+const KIND_NAMES = new Map(Object.entries(KIND_CODES).map(([k, v]) => [v, k as AppKind]));
+
+export interface AppSeen {
+  readonly username: string;
+  /** appHash of the last message seen from that peer in this group. */
+  readonly hash: Uint8Array;
+}
+
+export interface AppData {
+  readonly kind: AppKind;
+  readonly text: string;
+  readonly messageId: Uint8Array;
+  readonly sentAtMs: number;
+  /** appHash of the sender's previous message in this group; 32 zero bytes at first. */
+  readonly prev: Uint8Array;
+  /** Sorted by username, unique, never the sender. */
+  readonly seen: readonly AppSeen[];
+}
+
+export const ZERO_APP_HASH: Uint8Array = new Uint8Array(APP_HASH_BYTES);
+
+function kindAllowed(kind: AppKind, conv: Conversation): boolean {
+  if (kind === "topic") return conv.kind === "room";
+  if (kind === "away") return conv.kind === "dm";
+  return true;
+}
+
+function checkData(d: AppData, conv: Conversation, sender: string | undefined): void {
+  if (d === null || typeof d !== "object") throw new MlsProtocolError("bad-argument", "application data is missing");
+  if (!(d.kind in KIND_CODES)) throw new MlsProtocolError("malformed", `unknown message kind ${String(d.kind)}`);
+  if (!kindAllowed(d.kind, conv)) throw new MlsProtocolError("malformed", `a ${d.kind} message is not allowed in ${conv.id}`);
+  if (typeof d.text !== "string" || utf8(d.text).length > APP_TEXT_MAX) throw new MlsProtocolError("malformed", `text must be a string of at most ${APP_TEXT_MAX} bytes`);
+  if (!(d.messageId instanceof Uint8Array) || d.messageId.length !== MESSAGE_ID_BYTES) throw new MlsProtocolError("malformed", `message id must be ${MESSAGE_ID_BYTES} bytes`);
+  if (!Number.isSafeInteger(d.sentAtMs) || d.sentAtMs < 0) throw new MlsProtocolError("malformed", "sent_at_ms must be a non-negative integer");
+  if (!(d.prev instanceof Uint8Array) || d.prev.length !== APP_HASH_BYTES) throw new MlsProtocolError("malformed", `prev must be ${APP_HASH_BYTES} bytes`);
+  if (!Array.isArray(d.seen) || d.seen.length > APP_SEEN_MAX) throw new MlsProtocolError("malformed", `seen must list at most ${APP_SEEN_MAX} peers`);
+  let last = "";
+  for (const s of d.seen) {
+    const c = checkUsername(s?.username);
+    if (!c.ok) throw new MlsProtocolError("malformed", `seen names an invalid user: ${c.reason}`);
+    if (s.username <= last) throw new MlsProtocolError("malformed", "seen must be sorted by username, without repeats");
+    if (s.username === sender) throw new MlsProtocolError("malformed", "seen must not name the sender");
+    if (!(s.hash instanceof Uint8Array) || s.hash.length !== APP_HASH_BYTES) throw new MlsProtocolError("malformed", `seen hashes must be ${APP_HASH_BYTES} bytes`);
+    last = s.username;
+  }
+}
+
+/** Encodes application data after checking it (the sender's side). */
+export function encodeAppData(d: AppData, conv: Conversation, sender: string): Uint8Array {
+  checkData(d, conv, sender);
+  const fields: Field[] = [new Uint8Array([KIND_CODES[d.kind]]), d.text, d.messageId, { u64: d.sentAtMs }, d.prev, { u32: d.seen.length }];
+  for (const s of d.seen) fields.push(s.username, s.hash);
+  return new Uint8Array(encodeFields(APP_LABEL, fields));
+}
+
+/** Decodes application data strictly (the receiver's side); any deviation is "malformed". */
+export function decodeAppData(bytes: Uint8Array, conv: Conversation, sender: string): AppData {
+  if (!(bytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "application data must be bytes");
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const take = (): Buffer => {
+    if (at + 4 > b.length) throw new MlsProtocolError("malformed", "application data is truncated");
+    const len = b.readUInt32BE(at);
+    at += 4;
+    if (len > b.length - at) throw new MlsProtocolError("malformed", "application data is truncated");
+    const f = b.subarray(at, at + len);
+    at += len;
+    return f;
+  };
+  const fixed = (n: number, what: string): Buffer => {
+    const f = take();
+    if (f.length !== n) throw new MlsProtocolError("malformed", `${what} must be ${n} bytes`);
+    return f;
+  };
+  const text = (f: Buffer, what: string): string => {
+    try {
+      return decodeUtf8Strict(f);
+    } catch (e) {
+      throw new MlsProtocolError("malformed", `${what} is not valid UTF-8`, { cause: e });
+    }
+  };
+  if (!take().equals(utf8(APP_LABEL))) throw new MlsProtocolError("malformed", "application data has the wrong label");
+  const kind = KIND_NAMES.get(fixed(1, "kind")[0]!);
+  if (kind === undefined) throw new MlsProtocolError("malformed", "unknown message kind");
+  const body = text(take(), "text");
+  const messageId = new Uint8Array(fixed(MESSAGE_ID_BYTES, "message id"));
+  const sentAt = fixed(8, "sent_at_ms").readBigUInt64BE(0);
+  if (sentAt > BigInt(Number.MAX_SAFE_INTEGER)) throw new MlsProtocolError("malformed", "sent_at_ms is out of range");
+  const prev = new Uint8Array(fixed(APP_HASH_BYTES, "prev"));
+  const n = fixed(4, "seen count").readUInt32BE(0);
+  if (n > APP_SEEN_MAX) throw new MlsProtocolError("malformed", `seen must list at most ${APP_SEEN_MAX} peers`);
+  const seen: AppSeen[] = [];
+  for (let i = 0; i < n; i++) seen.push({ username: text(take(), "seen username"), hash: new Uint8Array(fixed(APP_HASH_BYTES, "seen hash")) });
+  if (at !== b.length) throw new MlsProtocolError("malformed", `application data has ${b.length - at} trailing bytes`);
+  const d: AppData = { kind, text: body, messageId, sentAtMs: Number(sentAt), prev, seen };
+  checkData(d, conv, sender);
+  return d;
+}
+
+/**
+ * The hash that chains a sender's messages and that `seen` acknowledges: over the group, the
+ * sender (as MLS authenticated it) and the encoded application data.
+ */
+export function appHash(groupId: Uint8Array, sender: string, appBytes: Uint8Array): Buffer {
+  if (!(groupId instanceof Uint8Array) || !(appBytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "appHash takes bytes");
+  return hashFields(APP_HASH_LABEL, [groupId, sender, appBytes]);
+}
+
+/**
+ * Gap check of a sender's chain (PROTOCOL-v2.md §8): true when `prev` is not the last hash seen
+ * from that sender. In a group I joined after the sender had spoken, nothing seen yet means no
+ * gap can be told; in a DM (and a group I was in from its start) zeros are expected first.
+ */
+export function chainGap(lastSeen: Uint8Array | undefined, prev: Uint8Array, joinedLate: boolean): boolean {
+  if (lastSeen === undefined) return joinedLate ? false : !Buffer.from(prev).equals(Buffer.from(ZERO_APP_HASH));
+  return !Buffer.from(prev).equals(Buffer.from(lastSeen));
+}
+
+/**
+ * Which of my sent messages a peer has not acknowledged although it has sent `afterCount`
+ * messages since the relay accepted them (§8: two means one full exchange, the first reply may
+ * have crossed my message). `sent` is my messages in order with the number of messages I had
+ * received from that peer when the relay accepted each; `ackedUpTo` is the index in `sent` of
+ * the newest message the peer's latest `seen` names (-1 for none); `peerCount` is how many
+ * messages I have received from the peer so far.
+ */
+export function unacknowledged(sent: readonly { readonly peerCountAtAccept: number }[], ackedUpTo: number, peerCount: number): number[] {
+  if (!Number.isInteger(ackedUpTo) || ackedUpTo < -1 || ackedUpTo >= sent.length) throw new MlsProtocolError("bad-argument", "ackedUpTo is out of range");
+  const lost: number[] = [];
+  for (let i = ackedUpTo + 1; i < sent.length; i++) {
+    if (peerCount - sent[i]!.peerCountAtAccept >= 2) lost.push(i);
+  }
+  return lost;
+}

@@ -1,0 +1,33 @@
+// The MLS layer's one error type (proto/PROTOCOL-v2.md "Errors"). Like ProtocolError (v1):
+// `code` is stable and machine-readable, `message` is one sentence for logs. ts-mls's own
+// errors are wrapped (as `cause`) so callers never depend on the library's error classes.
+
+export type MlsErrorCode =
+  | "malformed"          // bytes that do not decode as the MLS object expected, or are too large
+  | "bad-argument"       // a caller passed something of the wrong type or size
+  | "bad-credential"     // a credential that does not parse, or whose identity signature fails
+  | "untrusted-identity" // a credential that verifies but names an identity key the caller refused
+  | "wrong-group"        // a message for another group than the one it was given to
+  | "wrong-epoch"        // a handshake message for an epoch other than the current one
+  | "epoch-expired"      // an application message for an epoch whose keys were deleted
+  | "not-for-me"         // a Welcome that holds no secrets for any of my KeyPackages
+  | "not-a-member"       // I was removed (or left): the group can no longer be used
+  | "refused-change"     // a commit or proposal the caller's policy refused
+  | "bad-key-package"    // a KeyPackage of the wrong suite, expired, or whose credential fails
+  | "decrypt-failed"     // a message that does not open (keys deleted, forged, or not mine)
+  | "no-pending-commit"  // confirm/discard without a pending commit
+  | "pending-commit"     // a second commit while one waits for the relay's answer
+  | "bad-state";         // a serialised state that does not restore
+
+export class MlsProtocolError extends Error {
+  readonly code: MlsErrorCode;
+  constructor(code: MlsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "MlsProtocolError";
+    this.code = code;
+  }
+}
+
+export function isMlsProtocolError(e: unknown, code?: MlsErrorCode): e is MlsProtocolError {
+  return e instanceof MlsProtocolError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,720 @@
+// One conversation's MLS group (proto/PROTOCOL-v2.md "Conversations are groups" and the
+// sections cited below): create, add (commit + Welcome), join from a Welcome or by external
+// commit, remove, leave, self-update, encrypt/decrypt, process handshake messages, serialise
+// and restore, delete used keys. Bytes in, bytes out: no network, no files.
+//
+// Pitfalls of ts-mls 1.6.4 this class absorbs:
+// - createCommit returns the NEXT epoch's state at once (there is no "pending commit"): the
+//   old state must be kept until the relay accepts the commit (first commit for an epoch wins,
+//   PROTOCOL-v2.md "Commit ordering"). MlsGroup keeps it as `pending` until confirmCommit().
+// - `consumed` secrets are Uint8Arrays shared with the old state: they are zeroed only when
+//   that state is dropped for good (never while a pending commit could still be discarded).
+// - processPrivateMessage does not say who sent an application message: the sender's leaf is
+//   read from the sender data (decryptSenderData, the same key ts-mls uses, so the leaf whose
+//   signature ts-mls then verifies is the one reported).
+// - encodeGroupState leaves out the client configuration (authentication service, retention):
+//   restore() puts ours back, so a restored group checks credentials exactly as before.
+import { randomBytes } from "node:crypto";
+import {
+  acceptAll, createApplicationMessage, createCommit, createGroup, createGroupInfoWithExternalPubAndRatchetTree,
+  createProposal, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeGroupState, encodeMlsMessage,
+  generateKeyPackageWithKey, joinGroup, joinGroupExternal, processMessage,
+  type ClientState, type IncomingMessageCallback, type LeafNode, type MLSMessage, type Proposal, type ProposalWithSender,
+  type RatchetTree,
+} from "ts-mls";
+import { decryptSenderData } from "ts-mls/privateMessage.js";
+import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { encodeFields } from "../encoding.js";
+import { parseConversationId, type Conversation } from "../names.js";
+import { checkKeyPackage, decodeKeyPackage, decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
+import { CredentialChecker, verifyCredential, type TrustHook, type VerifiedIdentity } from "./credential.js";
+import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
+import { decodeFields } from "./fields.js";
+import { clientConfig, MLS_MAX_MESSAGE_BYTES, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
+
+/** A member as the group's tree shows it, with its verified identity. */
+export interface MlsMember extends VerifiedIdentity {
+  readonly leafIndex: number;
+  /** The member's MLS signature public key (the leaf's). */
+  readonly signatureKey: Uint8Array;
+}
+
+/** A membership change made by a commit: shown in the conversation as a line naming `committer`. */
+export interface MembershipChange {
+  /** Who committed (for an external join, the joiner). */
+  readonly committer: MlsMember;
+  readonly added: readonly MlsMember[];
+  readonly removed: readonly MlsMember[];
+  /** The commit was an external join (PROTOCOL-v2.md "The lobby"). */
+  readonly external: boolean;
+}
+
+/** The caller's rule for changes (e.g. only a room's creator may remove others). */
+export type ChangePolicy = (change: MembershipChange) => boolean;
+
+export interface GroupOptions {
+  /** Decides about each identity key a credential names (TOFU pins, PROTOCOL.md §6). */
+  readonly trust?: TrustHook;
+}
+
+export type Incoming =
+  | { readonly kind: "application"; readonly sender: MlsMember; readonly plaintext: Buffer; readonly epoch: bigint }
+  | { readonly kind: "commit"; readonly change: MembershipChange; readonly epoch: bigint; readonly removedMe: boolean; readonly discardedPendingCommit: boolean }
+  | { readonly kind: "proposal"; readonly sender: MlsMember; readonly removes: readonly MlsMember[] };
+
+/** A commit waiting for the relay's answer (PROTOCOL-v2.md "Commit ordering"). */
+export interface PendingCommit {
+  /** MLSMessage to send to the group (through the relay's ordered queue). */
+  readonly commit: Uint8Array;
+  /** MLSMessage(Welcome) for the added members; undefined when nobody is added. */
+  readonly welcome: Uint8Array | undefined;
+  /**
+   * The new epoch's ratchet tree (RFC 9420 §12.4.3.3), for the joiners, beside the Welcome: the
+   * relay keeps one copy for all of them. A joiner checks it against the tree hash in the signed
+   * GroupInfo, so the relay cannot change it. (Inside the Welcome it would be hashed into every
+   * joiner's HPKE context: O(n^2), 6.5 s of CPU for 499 joiners instead of 2.5 s.)
+   */
+  readonly ratchetTree: Uint8Array | undefined;
+  /** The epoch this commit creates. */
+  readonly epoch: bigint;
+}
+
+const GROUP_ID_RANDOM_BYTES = 16;
+const STATE_LABEL = "securechat/v1/mls-group-state";
+const STATE_VERSION = "1";
+
+/**
+ * group_id = UTF-8(conversation id) || 0x00 || 16 random bytes (PROTOCOL-v2.md "Group ids").
+ * The group id is part of the GroupContext every member agrees on, so the conversation a
+ * group belongs to cannot be changed by the relay: a joiner reads it from the (signed) GroupInfo.
+ */
+export function makeGroupId(conversationId: string): Uint8Array {
+  if (parseConversationId(conversationId) === undefined) throw new MlsProtocolError("bad-argument", `'${String(conversationId)}' is not a conversation id`);
+  return new Uint8Array(Buffer.concat([Buffer.from(conversationId, "utf8"), Buffer.from([0]), randomBytes(GROUP_ID_RANDOM_BYTES)]));
+}
+
+/** The conversation a group id names; throws MlsProtocolError("malformed") for anything else. */
+export function conversationOfGroupId(groupId: Uint8Array): Conversation {
+  const b = Buffer.from(groupId);
+  const sep = b.length - GROUP_ID_RANDOM_BYTES - 1;
+  if (sep < 1 || b[sep] !== 0) throw new MlsProtocolError("malformed", "group id is not a secure-chat group id");
+  const conv = parseConversationId(b.subarray(0, sep).toString("utf8"));
+  if (conv === undefined || !Buffer.from(conv.id, "utf8").equals(b.subarray(0, sep))) throw new MlsProtocolError("malformed", "group id names no valid conversation");
+  return conv;
+}
+
+/** Pads application data like v1 (§7.2): u32be(len) || data || zeros, to a multiple of 256 bytes. */
+function pad(data: Uint8Array): Uint8Array {
+  const total = 4 + data.length;
+  const out = Buffer.alloc(total + paddingFor(total));
+  out.writeUInt32BE(data.length, 0);
+  out.set(data, 4);
+  return out;
+}
+
+function unpad(padded: Uint8Array): Buffer {
+  const b = Buffer.from(padded.buffer, padded.byteOffset, padded.byteLength);
+  if (b.length < 256 || b.length % 256 !== 0) throw new MlsProtocolError("malformed", "application data is not padded to a multiple of 256 bytes");
+  const len = b.readUInt32BE(0);
+  if (len > b.length - 4) throw new MlsProtocolError("malformed", "application data length is out of range");
+  if (b.length !== 4 + len + paddingFor(4 + len)) throw new MlsProtocolError("malformed", "application data has the wrong amount of padding");
+  for (let i = 4 + len; i < b.length; i++) if (b[i] !== 0) throw new MlsProtocolError("malformed", "application data padding is not zero");
+  return Buffer.from(b.subarray(4, 4 + len));
+}
+
+function zero(secrets: readonly Uint8Array[]): void {
+  for (const s of secrets) s.fill(0);
+}
+
+function leafAt(tree: RatchetTree, leafIndex: number): LeafNode | undefined {
+  const node = tree[leafIndex * 2];
+  return node?.nodeType === "leaf" ? node.leaf : undefined;
+}
+
+/**
+ * Verified identities of leaves, by leaf object: ts-mls shares unchanged leaves between states,
+ * and every leaf was checked by the authentication service when it entered the tree, so one
+ * verification per leaf is enough (it was 15% of opening a message).
+ */
+const verifiedLeaves = new WeakMap<LeafNode, VerifiedIdentity>();
+
+function memberOf(leaf: LeafNode, leafIndex: number): MlsMember {
+  let id = verifiedLeaves.get(leaf);
+  if (id === undefined) {
+    id = verifyCredential(leaf.credential, leaf.signaturePublicKey);
+    verifiedLeaves.set(leaf, id);
+  }
+  return { ...id, leafIndex, signatureKey: leaf.signaturePublicKey };
+}
+
+function membersOf(tree: RatchetTree): MlsMember[] {
+  const out: MlsMember[] = [];
+  for (let i = 0; i < tree.length; i += 2) {
+    const n = tree[i];
+    if (n?.nodeType === "leaf") out.push(memberOf(n.leaf, i / 2));
+  }
+  return out;
+}
+
+function asPrivateMessageBytes(msg: MLSMessage): Uint8Array {
+  return encodeMlsMessage(msg);
+}
+
+export class MlsGroup {
+  private state: ClientState;
+  private pending: { state: ClientState; consumed: Uint8Array[]; epoch: bigint } | undefined;
+  private destroyed = false;
+
+  private constructor(
+    readonly client: MlsClient,
+    state: ClientState,
+    private readonly checker: CredentialChecker,
+    readonly conversation: Conversation,
+  ) {
+    this.state = state;
+  }
+
+  // ---- construction ----------------------------------------------------------------------
+
+  /** Creates a new group for a conversation, with the creator as its only member (epoch 0). */
+  static async create(client: MlsClient, conversationId: string, options: GroupOptions = {}): Promise<MlsGroup> {
+    checkClient(client);
+    const groupId = makeGroupId(conversationId);
+    const conv = conversationOfGroupId(groupId);
+    if (conv.kind === "dm" && !conv.members.includes(client.username)) throw new MlsProtocolError("bad-argument", `${client.username} is not a member of ${conv.id}`);
+    const checker = new CredentialChecker(options.trust);
+    const impl = await suiteImpl();
+    const caps = defaultCapabilities();
+    const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
+      client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
+      { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
+    );
+    const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
+      createGroup(groupId, publicPackage, privatePackage, [], impl, clientConfig(checker)));
+    privatePackage.initPrivateKey.fill(0);
+    return new MlsGroup(client, state, checker, conv);
+  }
+
+  /**
+   * Joins from a Welcome and the ratchet tree sent beside it (PROTOCOL-v2.md "Joining"). The
+   * tree is checked against the tree hash of the GroupInfo the committer signed. `lookup` returns the stored KeyPackage a
+   * Welcome names (by KeyPackageRef); a Welcome naming none of ours is refused ("not-for-me").
+   * The result says which KeyPackage was used: a one-time one has had its private keys
+   * overwritten here and must be deleted from the store; a last-resort one must be replaced.
+   */
+  static async joinFromWelcome(client: MlsClient, welcomeBytes: Uint8Array, ratchetTreeBytes: Uint8Array, lookup: (ref: Uint8Array) => StoredKeyPackage | undefined, options: GroupOptions = {}): Promise<{ group: MlsGroup; usedKeyPackage: Uint8Array; lastResort: boolean }> {
+    checkClient(client);
+    if (typeof lookup !== "function") throw new MlsProtocolError("bad-argument", "a KeyPackage lookup function is needed");
+    const ratchetTree = decodeTree(ratchetTreeBytes);
+    const msg = decodeMls(welcomeBytes, "Welcome");
+    if (msg.wireformat !== "mls_welcome") throw new MlsProtocolError("malformed", `expected a Welcome, got ${msg.wireformat}`);
+    if (msg.welcome.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
+    let kp: StoredKeyPackage | undefined;
+    for (const s of msg.welcome.secrets) {
+      kp = lookup(s.newMember);
+      if (kp !== undefined) break;
+    }
+    if (kp === undefined) throw new MlsProtocolError("not-for-me", "this Welcome is for none of my KeyPackages (nobody added me with it)");
+    const checker = new CredentialChecker(options.trust);
+    const impl = await suiteImpl();
+    const found = kp;
+    // ts-mls keeps the HPKE private key it is given as the group's leaf key (same Uint8Array):
+    // hand it copies, so overwriting the store's copy (destroyKeyPackage) cannot break the group.
+    const privateKeys = {
+      initPrivateKey: new Uint8Array(found.privateKeys.initPrivateKey),
+      hpkePrivateKey: new Uint8Array(found.privateKeys.hpkePrivateKey),
+      signaturePrivateKey: client.signaturePrivateKey,
+    };
+    const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
+      joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
+    privateKeys.initPrivateKey.fill(0);
+    const conv = conversationOfGroupId(state.groupContext.groupId);
+    const group = new MlsGroup(client, state, checker, conv);
+    group.checkDmMembers();
+    if (!found.lastResort) destroyKeyPackage(found);
+    return { group, usedKeyPackage: found.ref, lastResort: found.lastResort };
+  }
+
+  /**
+   * Joins by external commit from a GroupInfo (PROTOCOL-v2.md "The lobby"). `resync` replaces
+   * my old leaf when I was a member before (a client that missed commits while offline). The
+   * commit must reach the group through the relay's ordered queue; until the relay accepts it,
+   * the returned group is not usable (the caller keeps it only if ACCEPTED).
+   */
+  static async joinExternal(client: MlsClient, groupInfoBytes: Uint8Array, options: GroupOptions & { resync?: boolean; expectConversation?: string } = {}): Promise<{ group: MlsGroup; commit: Uint8Array }> {
+    checkClient(client);
+    const msg = decodeMls(groupInfoBytes, "GroupInfo");
+    if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
+    if (msg.groupInfo.groupContext.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `GroupInfo uses ${msg.groupInfo.groupContext.cipherSuite}, not ${MLS_SUITE}`);
+    const conv = conversationOfGroupId(msg.groupInfo.groupContext.groupId);
+    if (options.expectConversation !== undefined && conv.id !== options.expectConversation) {
+      throw new MlsProtocolError("wrong-group", `GroupInfo is for ${conv.id}, not ${options.expectConversation}`);
+    }
+    const checker = new CredentialChecker(options.trust);
+    const impl = await suiteImpl();
+    const caps = defaultCapabilities();
+    const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
+      client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
+      { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
+    );
+    const res = await wrap(checker, "bad-credential", "the GroupInfo could not be joined", () =>
+      joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, options.resync === true, impl, undefined, clientConfig(checker)));
+    privatePackage.initPrivateKey.fill(0);
+    const group = new MlsGroup(client, res.newState, checker, conv);
+    group.checkDmMembers();
+    return { group, commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: res.publicMessage }) };
+  }
+
+  /** Restores a group serialised by serialize(), for this client, with the given trust hook. */
+  static restore(client: MlsClient, bytes: Uint8Array, options: GroupOptions = {}): MlsGroup {
+    checkClient(client);
+    let f: Buffer[];
+    try {
+      f = decodeFields(bytes, STATE_LABEL, 2, "MLS group state");
+    } catch (e) {
+      throw new MlsProtocolError("bad-state", (e as Error).message, { cause: e });
+    }
+    const [version, encoded] = f as [Buffer, Buffer];
+    if (version.toString() !== STATE_VERSION) throw new MlsProtocolError("bad-state", `MLS group state version ${version.toString()} is not supported`);
+    let decoded: ReturnType<typeof decodeGroupState>;
+    try {
+      decoded = decodeGroupState(new Uint8Array(encoded), 0);
+    } catch (e) {
+      throw new MlsProtocolError("bad-state", "MLS group state does not decode", { cause: e });
+    }
+    if (decoded === undefined || decoded[1] !== encoded.length) throw new MlsProtocolError("bad-state", "MLS group state does not decode");
+    const checker = new CredentialChecker(options.trust);
+    const state: ClientState = { ...decoded[0], clientConfig: clientConfig(checker) };
+    const me = leafAt(state.ratchetTree, state.privatePath.leafIndex);
+    if (state.groupActiveState.kind === "active" && (me === undefined || !Buffer.from(me.signaturePublicKey).equals(Buffer.from(client.signaturePublicKey)))) {
+      throw new MlsProtocolError("bad-state", "MLS group state belongs to another MLS client");
+    }
+    return new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
+  }
+
+  // ---- what the group is -----------------------------------------------------------------
+
+  get groupId(): Uint8Array { return this.state.groupContext.groupId; }
+  get epoch(): bigint { return this.state.groupContext.epoch; }
+  get myLeafIndex(): number { return this.state.privatePath.leafIndex; }
+  /** False once I was removed or left: the group can then only be deleted. */
+  get active(): boolean { return this.state.groupActiveState.kind === "active"; }
+  get hasPendingCommit(): boolean { return this.pending !== undefined; }
+  /** RFC 9420 §8.7 epoch authenticator: equal for all members of the same epoch (fork check). */
+  get epochAuthenticator(): Uint8Array { return this.state.keySchedule.epochAuthenticator; }
+
+  /** Every member with its verified identity, in leaf order. */
+  members(): MlsMember[] {
+    return membersOf(this.state.ratchetTree);
+  }
+
+  member(username: string): MlsMember | undefined {
+    return this.members().find((m) => m.username === username);
+  }
+
+  // ---- changes (each returns a pending commit: send it, then confirm or discard) --------
+
+  /**
+   * Adds members from their KeyPackages (PROTOCOL-v2.md "Adding"): each is checked (suite,
+   * lifetime, credential, the expected username when given, not already a member) before one
+   * commit adds them all. The Welcome carries the ratchet tree.
+   */
+  async addMembers(keyPackages: readonly Uint8Array[], options: { expectUsernames?: readonly string[]; nowS?: number } = {}): Promise<PendingCommit> {
+    this.checkUsable();
+    if (!Array.isArray(keyPackages) || keyPackages.length === 0) throw new MlsProtocolError("bad-argument", "addMembers needs at least one KeyPackage");
+    if (options.expectUsernames !== undefined && options.expectUsernames.length !== keyPackages.length) {
+      throw new MlsProtocolError("bad-argument", "expectUsernames must name one user per KeyPackage");
+    }
+    const now = options.nowS ?? Math.floor(Date.now() / 1000);
+    const present = new Set(this.members().map((m) => m.username));
+    const proposals: Proposal[] = [];
+    keyPackages.forEach((bytes, i) => {
+      const kp = decodeKeyPackage(bytes);
+      const id = checkKeyPackage(kp, options.expectUsernames?.[i], now);
+      if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
+      if (present.has(id.username)) throw new MlsProtocolError("bad-key-package", `'${id.username}' is already a member of ${this.conversation.id}`);
+      if (this.conversation.kind === "dm" && !this.conversation.members.includes(id.username)) {
+        throw new MlsProtocolError("bad-key-package", `'${id.username}' is not a member of ${this.conversation.id}`);
+      }
+      present.add(id.username);
+      proposals.push({ proposalType: "add", add: { keyPackage: kp } });
+    });
+    return this.commit(proposals, true);
+  }
+
+  /** Removes members by username (PROTOCOL-v2.md "Removing"); not myself (use proposeLeave). */
+  async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
+    this.checkUsable();
+    if (!Array.isArray(usernames) || usernames.length === 0) throw new MlsProtocolError("bad-argument", "removeMembers needs at least one username");
+    const members = this.members();
+    const proposals: Proposal[] = [];
+    for (const name of new Set(usernames)) {
+      if (name === this.client.username) throw new MlsProtocolError("bad-argument", "to leave a group, propose to leave (a member commits it)");
+      const m = members.find((x) => x.username === name);
+      if (m === undefined) throw new MlsProtocolError("bad-argument", `'${String(name)}' is not a member of ${this.conversation.id}`);
+      proposals.push({ proposalType: "remove", remove: { removed: m.leafIndex } });
+    }
+    return this.commit(proposals, false);
+  }
+
+  /**
+   * Commits my new keys (PROTOCOL-v2.md "Update policy"): a full update path, which heals a
+   * compromise of my past state (post-compromise security) and, once processed by everyone,
+   * lets them delete the old epoch's secrets. Also commits proposals received since the last
+   * commit (e.g. someone's leave).
+   */
+  async selfUpdate(): Promise<PendingCommit> {
+    this.checkUsable();
+    return this.commit([], false);
+  }
+
+  /** Commits the proposals received (a leave), with an update path. Same as selfUpdate. */
+  async commitPendingProposals(): Promise<PendingCommit> {
+    return this.selfUpdate();
+  }
+
+  /**
+   * Proposes my own removal (PROTOCOL-v2.md "Leaving"): MLS does not let a member commit its own
+   * removal, so another member commits this proposal (any member who receives it does so at
+   * once). Returns the proposal message to send to the group.
+   */
+  async proposeLeave(): Promise<Uint8Array> {
+    this.checkUsable();
+    if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is waiting for the relay's answer");
+    const impl = await suiteImpl();
+    const res = await wrap(this.checker, "bad-argument", "the leave proposal could not be made", () =>
+      createProposal(this.state, false, { proposalType: "remove", remove: { removed: this.myLeafIndex } }, impl));
+    this.state = res.newState;
+    zero(res.consumed);
+    return asPrivateMessageBytes(res.message);
+  }
+
+  /** The relay accepted my pending commit: move to its epoch and delete the old epoch's keys. */
+  confirmCommit(): void {
+    if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit to confirm");
+    const p = this.pending;
+    this.pending = undefined;
+    this.state = p.state;
+    zero(p.consumed);
+  }
+
+  /** The relay refused my pending commit (another won the epoch): forget it; the state stays. */
+  discardCommit(): void {
+    if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit to discard");
+    this.pending = undefined;
+  }
+
+  // ---- messages --------------------------------------------------------------------------
+
+  /** Encrypts application data for the group (PROTOCOL-v2.md "Application messages"). */
+  async encrypt(plaintext: Uint8Array): Promise<Uint8Array> {
+    this.checkUsable();
+    if (!(plaintext instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "plaintext must be bytes");
+    const impl = await suiteImpl();
+    const res = await wrap(this.checker, "bad-argument", "the message could not be encrypted", () =>
+      createApplicationMessage(this.state, pad(plaintext), impl));
+    this.state = res.newState;
+    zero(res.consumed);
+    return encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: res.privateMessage });
+  }
+
+  /**
+   * Processes a message of this group (PROTOCOL-v2.md "Receiving"), in the relay's order:
+   * an application message (decrypted, sender verified), a commit (applied; the membership
+   * change it made is returned, and refused when `policy` says no), or a proposal (kept for
+   * the next commit). Checks first: the group id, the epoch (a handshake message only for the
+   * current epoch; an application message for the current or the one retained past epoch).
+   * Refusals leave the state unchanged.
+   */
+  async process(bytes: Uint8Array, policy?: ChangePolicy): Promise<Incoming> {
+    this.checkUsable();
+    if (policy !== undefined && typeof policy !== "function") throw new MlsProtocolError("bad-argument", "policy must be a function");
+    const msg = decodeMls(bytes, "MLS message");
+    if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") {
+      throw new MlsProtocolError("malformed", `expected a group message, got ${msg.wireformat}`);
+    }
+    const groupId = msg.wireformat === "mls_private_message" ? msg.privateMessage.groupId : msg.publicMessage.content.groupId;
+    const epoch = msg.wireformat === "mls_private_message" ? msg.privateMessage.epoch : msg.publicMessage.content.epoch;
+    const contentType = msg.wireformat === "mls_private_message" ? msg.privateMessage.contentType : msg.publicMessage.content.contentType;
+    if (!Buffer.from(groupId).equals(Buffer.from(this.groupId))) throw new MlsProtocolError("wrong-group", `message is for another group than ${this.conversation.id}'s`);
+    const current = this.epoch;
+    if (contentType !== "application" && epoch !== current) {
+      throw new MlsProtocolError("wrong-epoch", `a ${contentType} for epoch ${epoch} while the group is at epoch ${current} (refused: only the current epoch can change)`);
+    }
+    if (contentType === "application" && msg.wireformat !== "mls_private_message") throw new MlsProtocolError("malformed", "application data must be encrypted");
+    if (epoch > current) throw new MlsProtocolError("wrong-epoch", `message for future epoch ${epoch} (the group is at ${current})`);
+
+    const impl = await suiteImpl();
+    // Who sent it: for a private message, from the sender data of its epoch.
+    let sender: MlsMember | undefined;
+    if (msg.wireformat === "mls_private_message") {
+      const pm = msg.privateMessage;
+      const past = epoch < current ? this.state.historicalReceiverData.get(epoch) : undefined;
+      if (epoch < current && past === undefined) throw new MlsProtocolError("epoch-expired", `message for epoch ${epoch}, whose keys were deleted (the group is at ${current})`);
+      const sds = past?.senderDataSecret ?? this.state.keySchedule.senderDataSecret;
+      const tree = past?.ratchetTree ?? this.state.ratchetTree;
+      let sd: Awaited<ReturnType<typeof decryptSenderData>>;
+      try {
+        sd = await decryptSenderData(pm, sds, impl);
+      } catch (e) {
+        throw new MlsProtocolError("decrypt-failed", "message sender data does not open", { cause: e });
+      }
+      const leaf = sd === undefined ? undefined : leafAt(tree, sd.leafIndex);
+      if (sd === undefined || leaf === undefined) throw new MlsProtocolError("decrypt-failed", "message names no member as its sender");
+      if (sd.leafIndex === this.myLeafIndex) throw new MlsProtocolError("decrypt-failed", "message claims to come from me (a reflection)");
+      sender = memberOf(leaf, sd.leafIndex);
+    } else {
+      const s = msg.publicMessage.content.sender;
+      if (s.senderType === "member") {
+        const leaf = leafAt(this.state.ratchetTree, s.leafIndex);
+        if (leaf === undefined) throw new MlsProtocolError("decrypt-failed", "message names no member as its sender");
+        sender = memberOf(leaf, s.leafIndex);
+      } else if (s.senderType !== "new_member_commit") {
+        throw new MlsProtocolError("refused-change", `messages from ${s.senderType} senders are not used by secure-chat`);
+      }
+    }
+
+    const before = this.state;
+    let change: MembershipChange | undefined;
+    let policyRefused = false;
+    const callback: IncomingMessageCallback = (incoming) => {
+      if (incoming.kind === "proposal") {
+        // Only self-removal (leave) proposals are used; anything else is refused.
+        const p = incoming.proposal.proposal;
+        const ok = p.proposalType === "remove" && p.remove.removed === incoming.proposal.senderLeafIndex;
+        if (!ok) policyRefused = true;
+        return ok ? "accept" : "reject";
+      }
+      // The change is judged once applied (below), when an external joiner is known too:
+      // ts-mls never changes the state it was given, so refusing then costs nothing.
+      change = describeCommit(before.ratchetTree, incoming.senderLeafIndex, incoming.proposals, sender);
+      return acceptAll(incoming);
+    };
+
+    const res = await wrap(this.checker, "decrypt-failed", `a ${contentType} message could not be processed`, () =>
+      processMessage(msg, this.state, emptyPskIndex, callback, impl));
+    if (policyRefused) {
+      throw new MlsProtocolError("refused-change", contentType === "commit" ? "the change was refused by this conversation's rules" : "this proposal is not allowed (only leaving is)");
+    }
+    if (res.kind === "applicationMessage") {
+      if (sender === undefined) throw new MlsProtocolError("malformed", "application data without a sender");
+      const plaintext = unpad(res.message);
+      this.state = res.newState;
+      zero(res.consumed);
+      return { kind: "application", sender, plaintext, epoch };
+    }
+    if (contentType === "proposal") {
+      this.state = res.newState;
+      zero(res.consumed);
+      if (sender === undefined) throw new MlsProtocolError("malformed", "proposal without a sender");
+      return { kind: "proposal", sender, removes: [sender] };
+    }
+    // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
+    if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
+    const finalChange = resolveChange(change, before.ratchetTree, res.newState.ratchetTree);
+    if (!this.dmAllows(finalChange)) throw new MlsProtocolError("refused-change", `${this.conversation.id} holds only its two users; a change bringing in someone else was refused`);
+    if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
+    const discardedPendingCommit = this.pending !== undefined;
+    this.pending = undefined;
+    this.state = res.newState;
+    zero(res.consumed);
+    const removedMe = this.state.groupActiveState.kind === "removedFromGroup";
+    // Removed (or my leave was committed): nothing of this group may be read again; overwrite its secrets.
+    if (removedMe) this.destroy();
+    return { kind: "commit", change: finalChange, epoch: this.epoch, removedMe, discardedPendingCommit };
+  }
+
+  /**
+   * The GroupInfo for external joins (PROTOCOL-v2.md "The lobby"), with the external public key
+   * and the ratchet tree, signed by me. The relay keeps the newest one per group.
+   */
+  async groupInfo(): Promise<Uint8Array> {
+    this.checkUsable();
+    const impl = await suiteImpl();
+    const gi = await createGroupInfoWithExternalPubAndRatchetTree(this.state, [], impl);
+    return encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo: gi });
+  }
+
+  // ---- storage and deletion --------------------------------------------------------------
+
+  /**
+   * The group state for the durable store (encrypt it at rest, PROTOCOL.md §7.5). A pending
+   * commit is not included: after a restart the commit is sent again only if it was accepted
+   * (then confirm before serialising) — otherwise it is made again.
+   */
+  serialize(): Uint8Array {
+    this.checkNotDestroyed();
+    return new Uint8Array(encodeFields(STATE_LABEL, [STATE_VERSION, encodeGroupState(this.state)]));
+  }
+
+  /**
+   * Deletes the retained past epoch's secrets (PROTOCOL-v2.md "Key deletion"): call once no
+   * message of the previous epoch can still arrive (every member has been heard from in this
+   * epoch, or an hour passed).
+   */
+  forgetPastEpochs(): void {
+    this.checkNotDestroyed();
+    const consumed: Uint8Array[] = [];
+    for (const data of this.state.historicalReceiverData.values()) consumed.push(...secretTreeValues(data.secretTree), data.senderDataSecret);
+    this.state = { ...this.state, historicalReceiverData: new Map() };
+    zero(consumed);
+  }
+
+  /** Overwrites every secret this object holds (after a removal, or when the conversation is deleted). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.forgetPastEpochs();
+    const s = this.state;
+    zero([...secretTreeValues(s.secretTree), ...Object.values(s.keySchedule).filter((v): v is Uint8Array => v instanceof Uint8Array)]);
+    zero(s.privatePath.privateKeys !== undefined ? Object.values(s.privatePath.privateKeys) : []);
+    this.pending = undefined;
+    this.destroyed = true;
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private async commit(proposals: Proposal[], withWelcome: boolean): Promise<PendingCommit> {
+    if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is already waiting for the relay's answer (confirm or discard it first)");
+    const impl = await suiteImpl();
+    const res = await wrap(this.checker, "bad-key-package", "the commit could not be made", () =>
+      createCommit({ state: this.state, cipherSuite: impl }, { extraProposals: proposals, ratchetTreeExtension: false }));
+    if (withWelcome && res.welcome === undefined) throw new MlsProtocolError("bad-argument", "the commit made no Welcome");
+    const epoch = res.newState.groupContext.epoch;
+    this.pending = { state: res.newState, consumed: res.consumed, epoch };
+    return {
+      commit: encodeMlsMessage(res.commit),
+      welcome: res.welcome === undefined ? undefined : encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: res.welcome }),
+      ratchetTree: res.welcome === undefined ? undefined : encodeRatchetTree(res.newState.ratchetTree),
+      epoch,
+    };
+  }
+
+  /** A DM's group only ever holds its two users (PROTOCOL-v2.md "Direct messages"). */
+  private dmAllows(change: MembershipChange): boolean {
+    if (this.conversation.kind !== "dm") return true;
+    const allowed = this.conversation.members;
+    return change.added.every((m) => allowed.includes(m.username)) && allowed.includes(change.committer.username);
+  }
+
+  private checkDmMembers(): void {
+    if (this.conversation.kind !== "dm") return;
+    for (const m of this.members()) {
+      if (!this.conversation.members.includes(m.username)) throw new MlsProtocolError("refused-change", `${this.conversation.id} has a member '${m.username}' who is not one of its two users`);
+    }
+  }
+
+  private checkNotDestroyed(): void {
+    if (this.destroyed) throw new MlsProtocolError("not-a-member", "this group was destroyed");
+  }
+
+  private checkUsable(): void {
+    this.checkNotDestroyed();
+    if (!this.active) throw new MlsProtocolError("not-a-member", `I am no longer a member of ${this.conversation.id}`);
+  }
+}
+
+/** Decodes a ratchet tree sent beside a Welcome; its tree hash is checked by the join. */
+function decodeTree(bytes: Uint8Array): RatchetTree {
+  if (!(bytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "the ratchet tree must be bytes");
+  if (bytes.length === 0 || bytes.length > MLS_MAX_MESSAGE_BYTES) throw new MlsProtocolError("malformed", `ratchet tree is empty or larger than ${MLS_MAX_MESSAGE_BYTES} bytes`);
+  let decoded: ReturnType<typeof decodeRatchetTree>;
+  try {
+    decoded = decodeRatchetTree(bytes, 0);
+  } catch (e) {
+    throw new MlsProtocolError("malformed", "ratchet tree does not decode", { cause: e });
+  }
+  if (decoded === undefined || decoded[1] !== bytes.length) throw new MlsProtocolError("malformed", "ratchet tree does not decode");
+  return decoded[0];
+}
+
+function checkClient(client: MlsClient): void {
+  if (client?.credential?.credentialType !== "basic" || !(client.signaturePrivateKey instanceof Uint8Array)) {
+    throw new MlsProtocolError("bad-argument", "an MlsClient is needed");
+  }
+}
+
+function describeCommit(tree: RatchetTree, committerLeaf: number | undefined, proposals: readonly ProposalWithSender[], sender: MlsMember | undefined): MembershipChange {
+  const added: MlsMember[] = [];
+  const removed: MlsMember[] = [];
+  let external = false;
+  for (const { proposal } of proposals) {
+    if (proposal.proposalType === "add") {
+      const leaf = proposal.add.keyPackage.leafNode;
+      added.push({ ...verifyCredential(leaf.credential, leaf.signaturePublicKey), leafIndex: -1, signatureKey: leaf.signaturePublicKey });
+    } else if (proposal.proposalType === "remove") {
+      const leaf = leafAt(tree, proposal.remove.removed);
+      if (leaf !== undefined) removed.push(memberOf(leaf, proposal.remove.removed));
+    } else if (proposal.proposalType === "external_init") {
+      external = true;
+    }
+  }
+  let committer: MlsMember | undefined = committerLeaf !== undefined ? (() => {
+    const leaf = leafAt(tree, committerLeaf);
+    return leaf === undefined ? undefined : memberOf(leaf, committerLeaf);
+  })() : sender;
+  if (committer === undefined) {
+    // An external commit: the committer is the joiner, known only after the commit is applied;
+    // its credential was checked by ts-mls (authentication service) when the path was validated.
+    committer = { username: "", identitySpki: Buffer.alloc(0), identityFpr: Buffer.alloc(0), leafIndex: -1, signatureKey: new Uint8Array(0) };
+  }
+  return { committer, added, removed, external };
+}
+
+/**
+ * Completes a change once the commit is applied: leaf indexes of the added members, and for an
+ * external commit the joiner as committer. New leaves are recognised by their encryption key
+ * (always fresh, even when a member rejoins with the same signature key: a resync).
+ */
+function resolveChange(change: MembershipChange, oldTree: RatchetTree, newTree: RatchetTree): MembershipChange {
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+  const oldKeys = new Set<string>();
+  for (let i = 0; i < oldTree.length; i += 2) {
+    const n = oldTree[i];
+    if (n?.nodeType === "leaf") oldKeys.add(hex(n.leaf.hpkePublicKey));
+  }
+  const fresh: { member: MlsMember; hpke: string }[] = [];
+  for (let i = 0; i < newTree.length; i += 2) {
+    const n = newTree[i];
+    if (n?.nodeType === "leaf" && !oldKeys.has(hex(n.leaf.hpkePublicKey))) fresh.push({ member: memberOf(n.leaf, i / 2), hpke: hex(n.leaf.hpkePublicKey) });
+  }
+  const addedKeys = new Set(change.added.map((a) => hex(a.signatureKey)));
+  const added = change.added.map((a) => fresh.find((f) => hex(f.member.signatureKey) === hex(a.signatureKey))?.member ?? a);
+  let committer = change.committer;
+  if (change.external) {
+    const joiner = fresh.find((f) => !addedKeys.has(hex(f.member.signatureKey)) || change.added.length === 0);
+    if (joiner === undefined) throw new MlsProtocolError("malformed", "external commit added no member");
+    committer = joiner.member;
+  }
+  return { ...change, added, committer };
+}
+
+function secretTreeValues(tree: unknown): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > 8 || v === null || v === undefined) return;
+    if (v instanceof Uint8Array) { out.push(v); return; }
+    if (v instanceof Map) { for (const x of v.values()) walk(x, depth + 1); return; }
+    if (Array.isArray(v)) { for (const x of v) walk(x, depth + 1); return; }
+    if (typeof v === "object") for (const x of Object.values(v)) walk(x, depth + 1);
+  };
+  walk(tree, 0);
+  return out;
+}
+
+
+
+/**
+ * Runs a ts-mls call and turns its failures into MlsProtocolError: a credential refusal keeps
+ * its own reason (from the CredentialChecker), anything else gets `code` and `what`.
+ */
+async function wrap<T>(checker: CredentialChecker, code: MlsErrorCode, what: string, f: () => Promise<T>): Promise<T> {
+  checker.takeRefusal();
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof MlsProtocolError) throw e;
+    const refusal = checker.takeRefusal();
+    if (refusal !== undefined) throw new MlsProtocolError(refusal.code, refusal.message, { cause: e });
+    throw new MlsProtocolError(code, `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  }
+}

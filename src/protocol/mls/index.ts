@@ -1,0 +1,18 @@
+// Protocol v2 on MLS (RFC 9420) — proto/PROTOCOL-v2.md. The thin, typed layer over ts-mls that
+// secure-chat uses: identities, KeyPackages, groups. Pure: bytes in, bytes out.
+export { MLS_SUITE, MLS_MAX_MESSAGE_BYTES, KEY_RETENTION, KEY_PACKAGE_LIFETIME_S, LAST_RESORT_LIFETIME_S } from "./suite.js";
+export { MlsProtocolError, isMlsProtocolError, type MlsErrorCode } from "./errors.js";
+export { makeCredential, verifyCredential, leafKeyBindingBytes, type VerifiedIdentity, type TrustHook } from "./credential.js";
+export {
+  createMlsClient, serializeMlsClient, restoreMlsClient, generateKeyPackage, restoreKeyPackage, destroyKeyPackage,
+  decodeKeyPackage, checkKeyPackage, isLastResort,
+  type IdentityKey, type MlsClient, type GeneratedKeyPackage, type StoredKeyPackage,
+} from "./client.js";
+export {
+  MlsGroup, makeGroupId, conversationOfGroupId,
+  type MlsMember, type MembershipChange, type ChangePolicy, type GroupOptions, type Incoming, type PendingCommit,
+} from "./group.js";
+export {
+  encodeAppData, decodeAppData, appHash, chainGap, unacknowledged, ZERO_APP_HASH,
+  type AppData, type AppKind, type AppSeen,
+} from "./app-data.js";

@@ -9,7 +9,7 @@ import { isValidUsername, parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
-import type { ChatMessage, MessageState } from "./types.js";
+import type { ChatMessage, MessageState, SessionEvent } from "./types.js";
 
 /** Messages kept per conversation (older ones are dropped every 1,000 kept messages and when the session closes). */
 export const BACKLOG_PER_CONVERSATION = 500;
@@ -38,6 +38,16 @@ export class MessageHistory {
   unreadable = 0;
 
   constructor(private readonly store: ClientStateStore, private readonly cipher: AtRestCipher, private readonly log: Logger) {}
+
+  /**
+   * The session's events as the history sees them: every message shown, and every change of my
+   * messages' state. The session subscribes this before any UI, and unsubscribes it when it
+   * starts closing (nothing is written after that).
+   */
+  readonly onEvent = (e: SessionEvent): void => {
+    if (e.type === "message") this.record(e.message);
+    else if (e.type === "message-state") this.setState(e.id, e.state, e.failure, e.queuedFor);
+  };
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
   record(m: ChatMessage): void {

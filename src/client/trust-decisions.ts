@@ -1,0 +1,139 @@
+// The user's decisions about a peer's keys (PROTOCOL.md §5, §6): /verify shows the safety
+// number (fetching the keys first when none are pinned), /trust marks the keys verified only when
+// the digits typed name the keys pinned (or pending) now, /accept continues with a changed key
+// unverified. Accepting a change releases the messages held under the new key.
+import type { PrivateIdentity } from "../protocol/keys.js";
+import type { Logger } from "../protocol/log.js";
+import { isValidUsername } from "../protocol/names.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
+import { digitsNameKeys, safetyHalfGroups, safetyNumber, TRUST_GROUPS } from "../protocol/safety-number.js";
+import type { KeyDirectory } from "./key-directory.js";
+import type { TrustStore } from "./trust-store.js";
+import type { Outcome, VerifyInfo } from "./types.js";
+
+export interface TrustDecisionsOptions {
+  readonly identity: PrivateIdentity;
+  readonly trust: TrustStore;
+  readonly directory: KeyDirectory;
+  readonly log: Logger;
+  /** True while a session is authenticated. */
+  readonly connected: () => boolean;
+  /** Opens the envelopes held for a user whose new key was accepted. */
+  readonly releaseHeld: (username: string) => { readonly shown: number; readonly discarded: number };
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString("hex");
+}
+
+function groups(h: string, size = 4): string {
+  return h.match(new RegExp(`.{1,${size}}`, "g"))?.join(" ") ?? h;
+}
+
+/** The sentence part saying what releasing held messages showed and discarded. */
+function releasedText(r: { readonly shown: number; readonly discarded: number }): string {
+  const parts: string[] = [];
+  if (r.shown > 0) parts.push(`${r.shown} held message${r.shown === 1 ? "" : "s"} shown, in the order sent`);
+  if (r.discarded > 0) {
+    parts.push(`${r.discarded} held message${r.discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
+  }
+  return parts.length > 0 ? `; ${parts.join("; ")}` : "";
+}
+
+export class TrustDecisions {
+  private readonly me: string;
+
+  constructor(private readonly o: TrustDecisionsOptions) {
+    this.me = o.identity.username;
+  }
+
+  fingerprint(): string {
+    const id = this.o.identity;
+    return `signing key ${groups(hex(id.sigFpr).slice(0, 32))} · encryption key ${groups(hex(id.encFpr).slice(0, 32))}`;
+  }
+
+  verifyInfo(username: string): Outcome<VerifyInfo> {
+    if (username === this.me) return { ok: false, error: "that is you: use /fingerprint to see your own keys" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const pin = this.o.trust.get(username);
+    if (pin === undefined) {
+      if (this.o.directory.isUnknown(username)) return { ok: false, error: `no user '${username}' on this relay` };
+      this.o.directory.ensure([username]).catch((e: unknown) => {
+        // The answer below already says to ask again; a failed fetch is said by the next /verify.
+        this.o.log.info("verify.fetch-failed", { reason: e instanceof Error ? e.message : String(e) });
+      });
+      return { ok: false, error: `fetching ${username}'s keys from the relay; run /verify ${username} again in a moment` };
+    }
+    return {
+      ok: true,
+      value: {
+        username,
+        trust: this.o.directory.trustOf(pin),
+        safetyNumber: safetyNumber(this.o.identity, pin.identity),
+        ...(pin.pending ? { pendingSafetyNumber: safetyNumber(this.o.identity, pin.pending) } : {}),
+        confirmGroups: safetyHalfGroups(pin.pending ?? pin.identity).slice(0, TRUST_GROUPS),
+      },
+    };
+  }
+
+  async verify(username: string): Promise<Outcome<VerifyInfo>> {
+    // Someone real whose keys are not pinned yet: look them up (before, and again after, the lookup).
+    const unfetched = (): boolean =>
+      isValidUsername(username) && username !== this.me && this.o.trust.get(username) === undefined && !this.o.directory.isUnknown(username);
+    if (unfetched()) {
+      try {
+        await this.o.directory.ensure([username]);
+      } catch (err) {
+        this.o.log.info("verify.fetch-failed", { reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    // Still nothing pinned (offline relay, or the lookup failed): say why instead of "run again".
+    if (unfetched()) {
+      return { ok: false, error: `${username}'s keys could not be fetched from the relay (${this.o.connected() ? "no answer" : "not connected"}); try /verify ${username} again later` };
+    }
+    return this.verifyInfo(username);
+  }
+
+  /**
+   * /trust <user> <groups>: the user compared safety numbers and names what they compared, so
+   * a key that changed since /verify (or was never shown) is refused, not accepted (§6).
+   */
+  trust(username: string, digits: readonly string[]): Outcome<string> {
+    if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const before = this.o.trust.get(username);
+    if (before === undefined) return { ok: false, error: `no keys known for ${username}: run /verify ${username} first` };
+    const keys = before.pending ?? before.identity;
+    if (digits.length === 0) {
+      return { ok: false, error: `/trust needs the digits you compared: /verify ${username} shows the exact command (/trust ${username} followed by ${TRUST_GROUPS} groups of digits)` };
+    }
+    if (!digitsNameKeys(digits, this.o.identity, keys)) {
+      return {
+        ok: false,
+        error: `those digits do not match ${username}'s ${before.pending ? "new " : ""}keys as they are now (they may have changed since you ran /verify): nothing was trusted; run /verify ${username} again and compare`,
+      };
+    }
+    const hadChange = before.pending !== undefined;
+    if (this.o.trust.trust(username, keys) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: run /verify ${username} again` };
+    const released = hadChange ? releasedText(this.o.releaseHeld(username)) : "";
+    this.o.directory.emitPeer(username);
+    this.o.log.info("peer.trusted", { user: username, keyChange: hadChange });
+    if (hadChange) return { ok: true, value: `${username}'s new key is now trusted and marked verified ✓${released}` };
+    return { ok: true, value: `${username} is now marked verified ✓` };
+  }
+
+  /** /accept <user>: continue with a peer's new keys without comparing them (not verified). */
+  acceptNewKeys(username: string): Outcome<string> {
+    if (username === this.me) return { ok: false, error: "that is you: your own keys need no accepting" };
+    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    const before = this.o.trust.get(username);
+    if (before?.pending === undefined) {
+      return { ok: false, error: `${username}'s keys have not changed: nothing to accept (/verify ${username} to compare safety numbers)` };
+    }
+    if (this.o.trust.accept(username, before.pending) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: nothing was accepted` };
+    const released = releasedText(this.o.releaseHeld(username));
+    this.o.directory.emitPeer(username);
+    this.o.log.info("peer.accepted", { user: username });
+    return { ok: true, value: `continuing with ${username}'s new key, NOT verified (compare with /verify ${username} when you can)${released}` };
+  }
+}

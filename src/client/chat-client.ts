@@ -23,7 +23,8 @@ import { KnownRelays } from "./known-relays.js";
 import { Outbox } from "./outbox.js";
 import { OutboxPump } from "./outbox-pump.js";
 import { SendPacer } from "./pacer.js";
-import { DEFAULT_RECONNECT, RelayConnection, type ReconnectPolicy } from "./relay-connection.js";
+import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
+import { RelayConnection } from "./relay-connection.js";
 import type { RelayTransport } from "./relay-transport.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
@@ -34,7 +35,8 @@ import type {
   ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, VerifyInfo,
 } from "./types.js";
 
-export { backoffDelay, CLIENT_VERSION, DEFAULT_RECONNECT, type ReconnectPolicy } from "./relay-connection.js";
+export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
+export { CLIENT_VERSION } from "./relay-connection.js";
 export { describeRefusal } from "./errors.js";
 
 export interface ChatClientOptions {

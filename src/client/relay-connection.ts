@@ -6,11 +6,11 @@
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
 import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
 import type { Logger } from "../protocol/log.js";
-import { sanitizeLine } from "../protocol/sanitize.js";
-import { ReconnectBackoff, sleepUntil } from "./backoff.js";
+import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
 import { describeRefusal } from "./errors.js";
 import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
 import type { SendPacer } from "./pacer.js";
+import { classifyHandshakeError, classifySessionError, describeStreamError, FatalSessionError, NameTakenError } from "./session-end.js";
 import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-requests.js";
 import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
@@ -22,34 +22,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
 const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
-
-export interface ReconnectPolicy {
-  /** First delay; doubles per attempt. */
-  readonly initialMs: number;
-  /** Cap of the delay (PROTOCOL: 30 s). */
-  readonly maxMs: number;
-}
-
-export const DEFAULT_RECONNECT: ReconnectPolicy = { initialMs: 1_000, maxMs: 30_000 };
-
-/** Backoff with jitter: attempt 1 waits ~initial, doubling, capped, each scaled by 0.5-1.0. */
-export function backoffDelay(attempt: number, policy: ReconnectPolicy, random: () => number = Math.random): number {
-  const exp = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(exp * (0.5 + 0.5 * random()));
-}
-
-/** A session-ending condition that retrying will not fix. */
-class FatalSessionError extends Error {}
-
-/**
- * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
- * relay's operator releases the name, and the client, retrying with backoff, then claims it.
- */
-class NameTakenError extends Error {
-  constructor(me: string) {
-    super(`the name '${me}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release ${me} (retrying until then)`);
-  }
-}
 
 /** What the session does with a connection's life. */
 export interface ConnectionHooks {
@@ -211,7 +183,7 @@ export class RelayConnection {
           this.setConnection({ state: "failed", reason: e.message });
           return;
         }
-        reason = this.describeStreamError(e);
+        reason = describeStreamError(e);
         this.o.log.info("session.ended", { reason });
         // Said once in the conversation too: the status line has little room for what to do.
         if (e instanceof NameTakenError && this.lastEndReason !== reason) {
@@ -239,25 +211,6 @@ export class RelayConnection {
       await sleep.done;
       this.wakeRetry = undefined;
     }
-  }
-
-  /** Errors after the handshake that retrying would only repeat. */
-  private classifySessionError(e: unknown): unknown {
-    if (isServiceError(e) && e.code === grpcStatus.ABORTED) {
-      // Another session of the same user took over (SESSION_REPLACED). Reconnecting would take
-      // it back, and the two would replace each other forever.
-      return new FatalSessionError(`another session of ${this.me} replaced this one (did you start chat-tui ${this.me} twice?)`);
-    }
-    return e;
-  }
-
-  private describeStreamError(e: unknown): string {
-    if (isServiceError(e)) {
-      if (e.code === grpcStatus.UNAVAILABLE) return "relay unreachable";
-      if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
-      return sanitizeLine(e.details || e.message).slice(0, 200);
-    }
-    return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
   }
 
   /** One stream from hello to its end. */
@@ -320,7 +273,7 @@ export class RelayConnection {
       // Something else on the port (an HTTP or SSH server, an echo): say so, and stop retrying.
       const foreign = await describeNotARelay(e, server);
       if (foreign !== undefined) throw new FatalSessionError(foreign);
-      throw this.classifyHandshakeError(e);
+      throw classifyHandshakeError(e, this.me);
     }
     this.setConnection({ state: "connected", sinceMs: this.o.clock() });
     try {
@@ -331,7 +284,7 @@ export class RelayConnection {
         await this.onFrame(next.value);
       }
     } catch (e) {
-      throw this.classifySessionError(e);
+      throw classifySessionError(e, this.me);
     }
   }
 
@@ -339,23 +292,6 @@ export class RelayConnection {
     const r = await frames.next();
     if (r.done) throw new Error("the relay ended the session during the handshake");
     return r.value.frame;
-  }
-
-  private classifyHandshakeError(e: unknown): Error {
-    if (isServiceError(e)) {
-      const details = sanitizeLine(e.details || "").slice(0, 200);
-      switch (e.code) {
-        case grpcStatus.ALREADY_EXISTS:
-          return new NameTakenError(this.me);
-        case grpcStatus.UNAUTHENTICATED:
-        case grpcStatus.INVALID_ARGUMENT:
-        case grpcStatus.PERMISSION_DENIED:
-          return new FatalSessionError(details || "the relay refused this identity");
-        default:
-          return e;
-      }
-    }
-    return e instanceof Error ? e : new Error(String(e));
   }
 
   /** Answers go to the request waiting for them; everything else to the session. */

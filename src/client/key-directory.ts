@@ -93,7 +93,12 @@ export class KeyDirectory {
     }
     this.online.set(name, entry.online);
     if (entry.keyTag.length > 0) this.keyTags.set(name, Buffer.from(entry.keyTag));
-    if (this.o.trust.get(name) !== undefined && this.needsKeys(name)) void this.ensure([name]);
+    if (this.o.trust.get(name) !== undefined && this.needsKeys(name)) {
+      this.ensure([name]).catch((e: unknown) => {
+        // The key change then surfaces at the next lookup (a send, a delivery, /verify).
+        this.o.log.warn("keys.refresh-failed", { users: 1, reason: e instanceof Error ? e.message : String(e) });
+      });
+    }
     if (live) this.emitPeer(name);
   }
 
@@ -113,7 +118,11 @@ export class KeyDirectory {
     for (const v of this.online.values()) if (v) online++;
     if (online > PREFETCH_MAX_ONLINE) return;
     const missing = names.filter((n) => n !== this.me && this.o.trust.get(n) === undefined);
-    if (missing.length > 0) void this.ensure(missing).catch(() => {});
+    if (missing.length === 0) return;
+    this.ensure(missing).catch((e: unknown) => {
+      // Only a head start: whatever needs these keys later (a send, /verify) fetches them again.
+      this.o.log.warn("keys.prefetch-failed", { users: missing.length, reason: e instanceof Error ? e.message : String(e) });
+    });
   }
 
   /**

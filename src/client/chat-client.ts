@@ -279,7 +279,7 @@ export class ChatClient implements ChatSession {
     if (parseConversationId(conversationId)?.kind !== "dm") return;
     away.answered.add(sender);
     const sent = this.send(conversationId, away.text, "away");
-    if (!sent.ok) this.log.info("away.reply-failed", { reason: sent.error });
+    if (!sent.ok) this.log.info("away.reply-failed", { reason: sent.error.kind });
   }
 
   // --- ChatSession -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import { importPublicIdentity, keyTag, type PrivateIdentity, type PublicIdentity
 import type { Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
+import { describeClientError } from "./errors.js";
 import { dmIdFor, type Outcome, type PeerTrust, type PeerView, type SessionEvent } from "./types.js";
 
 /** Up to this many users online, everyone's keys are fetched at once (beyond: when first needed). */
@@ -159,11 +160,11 @@ export class KeyDirectory {
       for (let attempt = 1; attempt <= LOOKUP_ATTEMPTS; attempt++) {
         answer = await this.o.lookup(names);
         if (answer.ok || !this.o.alive()) break;
-        this.o.log.info("keys.lookup-retry", { users: names.length, attempt, reason: answer.error });
+        this.o.log.info("keys.lookup-retry", { users: names.length, attempt, reason: describeClientError(answer.error) });
         if (this.o.connected()) await new Promise((r) => setTimeout(r, 250 * attempt));
       }
       if (answer === undefined || !answer.ok) {
-        this.o.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? answer.error : "no answer" });
+        this.o.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? describeClientError(answer.error) : "no answer" });
         return;
       }
       const asked = new Set(names);

@@ -12,7 +12,7 @@ import type { Logger } from "../protocol/log.js";
 import { isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
-import { describeRefusal } from "./errors.js";
+import { describeClientError, describeRefusal, type ClientError } from "./errors.js";
 import type { KeyDirectory } from "./key-directory.js";
 import type { OutboxPump } from "./outbox-pump.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
@@ -39,12 +39,15 @@ export interface OutboxOptions {
   readonly emit: (event: SessionEvent) => void;
 }
 
-function blockedByKeyChange(name: string): string {
-  return `${name}'s key changed: compare safety numbers with /verify ${name} (it shows the /trust command), or /accept ${name} to continue unverified`;
-}
-
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
+}
+
+/** A message that cannot be sealed (a recipient's keys, too many recipients): it fails with this. */
+class LocalFailure extends Error {
+  constructor(readonly error: ClientError) {
+    super(describeClientError(error));
+  }
 }
 
 export class Outbox {
@@ -76,19 +79,19 @@ export class Outbox {
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
     const conv = parseConversationId(conversationId);
-    if (conv === undefined) return { ok: false, error: `unknown conversation '${sanitizeLine(conversationId).slice(0, 40)}'` };
+    if (conv === undefined) return { ok: false, error: { kind: "unknown-conversation", conversationId: sanitizeLine(conversationId).slice(0, 40) } };
     const normalized = text.replace(/\r\n?/g, "\n");
-    if (normalized.trim().length === 0) return { ok: false, error: "nothing to send" };
-    if (!normalized.isWellFormed()) return { ok: false, error: "the message contains invalid characters" };
+    if (normalized.trim().length === 0) return { ok: false, error: { kind: "empty-message" } };
+    if (!normalized.isWellFormed()) return { ok: false, error: { kind: "invalid-characters" } };
     const bytes = Buffer.byteLength(normalized, "utf8");
     const maxTextBytes = this.o.limits().maxTextBytes;
     if (bytes > maxTextBytes) {
-      return { ok: false, error: `the message is ${bytes} bytes; this relay accepts at most ${maxTextBytes}` };
+      return { ok: false, error: { kind: "too-large", bytes, max: maxTextBytes } };
     }
     const early = this.checkAddressable(conv);
     if (!early.ok) return early;
-    if (kind === "topic" && conv.kind !== "room") return { ok: false, error: "a topic belongs to a room: /topic works inside a room" };
-    if (kind === "away" && conv.kind !== "dm") return { ok: false, error: "an away reply goes to one person" };
+    if (kind === "topic" && conv.kind !== "room") return { ok: false, error: { kind: "topic-outside-room" } };
+    if (kind === "away" && conv.kind !== "dm") return { ok: false, error: { kind: "away-outside-dm" } };
     // The id is fixed now, so the pending line and the sealed envelope are the same message.
     const messageId = randomBytes(MESSAGE_ID_BYTES);
     const id = hex(messageId);
@@ -107,7 +110,7 @@ export class Outbox {
   /** Sends a failed message's text again, as a new message (new id, current keys and chain). */
   retry(conversationId: string, id: string): Outcome<{ id: string }> {
     const failed = this.failed.get(id);
-    if (failed === undefined || failed.conversationId !== conversationId) return { ok: false, error: "that message has not failed (or is too old to retry)" };
+    if (failed === undefined || failed.conversationId !== conversationId) return { ok: false, error: { kind: "not-failed" } };
     const outcome = this.send(conversationId, failed.text, failed.kind);
     if (outcome.ok) {
       this.failed.delete(id);
@@ -121,13 +124,13 @@ export class Outbox {
   private checkAddressable(conv: Conversation): Outcome {
     switch (conv.kind) {
       case "dm": {
-        if (!conv.members.includes(this.me)) return { ok: false, error: "that is not one of your conversations" };
+        if (!conv.members.includes(this.me)) return { ok: false, error: { kind: "not-your-conversation" } };
         const peer = conv.members[0] === this.me ? conv.members[1] : conv.members[0];
-        if (this.o.trust.get(peer)?.pending) return { ok: false, error: blockedByKeyChange(peer) };
+        if (this.o.trust.get(peer)?.pending) return { ok: false, error: { kind: "key-changed", username: peer } };
         return { ok: true, value: undefined };
       }
       case "room":
-        if (!this.o.inRoom(conv.room)) return { ok: false, error: `you are not in ${conv.room}: /join ${conv.room} first` };
+        if (!this.o.inRoom(conv.room)) return { ok: false, error: { kind: "not-a-member", room: conv.room, action: "send" } };
         return { ok: true, value: undefined };
       case "lobby":
         return { ok: true, value: undefined };
@@ -151,10 +154,10 @@ export class Outbox {
       // online users (it must not wait unsealed: quitting would lose it).
       if (conv.kind !== "lobby" || this.o.connected()) await this.o.directory.ensure(names);
       const recipients = this.recipientsFor(conv);
-      if (!recipients.ok) throw new Error(recipients.error);
+      if (!recipients.ok) throw new LocalFailure(recipients.error);
       const limits = this.o.limits();
       if (recipients.value.list.length + 1 > limits.maxRecipients) {
-        throw new Error(`${recipients.value.list.length + 1} recipients; this relay allows at most ${limits.maxRecipients}`);
+        throw new LocalFailure({ kind: "too-many-recipients", count: recipients.value.list.length + 1, max: limits.maxRecipients });
       }
       const sealed = sealEnvelope({
         sender: this.o.identity,
@@ -191,7 +194,7 @@ export class Outbox {
       // the next Welcome sends it with the same id.
       if (this.o.connected()) this.o.pump.push(messageId);
     } catch (e) {
-      const failure = sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
+      const failure = sanitizeLine(e instanceof LocalFailure ? describeClientError(e.error) : e instanceof Error ? e.message : String(e)).slice(0, 300);
       this.failed.set(id, { conversationId: conv.id, text: body.text, kind: body.kind });
       this.o.log.info("send.failed-locally", { conversation: conv.kind, reason: failure });
       this.o.emit({ type: "message-state", conversationId: conv.id, id, state: "failed", failure });
@@ -234,10 +237,10 @@ export class Outbox {
         continue;
       }
       if (pin === undefined) {
-        if (this.o.directory.hasInvalidKeys(name)) return { ok: false, error: `the relay sent invalid keys for ${name}: not sending (it may be attacking you)` };
-        return { ok: false, error: conv.kind === "dm" ? `no user '${name}' on this relay` : `no keys known for ${name}; try again in a moment` };
+        if (this.o.directory.hasInvalidKeys(name)) return { ok: false, error: { kind: "invalid-keys", username: name } };
+        return { ok: false, error: conv.kind === "dm" ? { kind: "unknown-user", username: name } : { kind: "keys-not-fetched", username: name, why: "try-again" } };
       }
-      if (pin.pending) return { ok: false, error: blockedByKeyChange(name) };
+      if (pin.pending) return { ok: false, error: { kind: "key-changed", username: name } };
       list.push(toRecipient(pin));
     }
     return { ok: true, value: { list, skipped: skipped.sort() } };

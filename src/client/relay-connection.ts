@@ -7,7 +7,7 @@ import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from ".
 import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
-import { describeRefusal } from "./errors.js";
+import { refused } from "./errors.js";
 import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
 import type { SendPacer } from "./pacer.js";
 import { classifyHandshakeError, classifySessionError, describeStreamError, FatalSessionError, NameTakenError } from "./session-end.js";
@@ -137,10 +137,10 @@ export class RelayConnection {
 
   /** /reconnect: connect now instead of after the backoff; the sentence says what happens. */
   reconnectNow(): Outcome<string> {
-    if (this.closed) return { ok: false, error: "the session is closed" };
+    if (this.closed) return { ok: false, error: { kind: "closed" } };
     switch (this.status.state) {
       case "connected":
-        return { ok: false, error: "already connected to the relay" };
+        return { ok: false, error: { kind: "already-connected" } };
       case "failed":
         // The run loop gave up (e.g. another session took over): the user asks to try again.
         this.runPromise = this.run();
@@ -324,22 +324,22 @@ export class RelayConnection {
     const requestId = this.requests.newId();
     const frame = build(requestId);
     const stream = this.stream;
-    if (!this.authenticated || !stream) return Promise.resolve({ ok: false, error: "not connected to the relay" });
+    if (!this.authenticated || !stream) return Promise.resolve({ ok: false, error: { kind: "not-connected" } });
     return new Promise((resolve) => {
       const finish = (o: Outcome<ResponseFrame>) => {
         clearTimeout(timer);
         this.requests.delete(requestId);
         resolve(o);
       };
-      const timer = setTimeout(() => finish({ ok: false, error: "the relay did not answer in time" }), REQUEST_TIMEOUT_MS);
+      const timer = setTimeout(() => finish({ ok: false, error: { kind: "no-answer" } }), REQUEST_TIMEOUT_MS);
       const answered = (f: ResponseFrame): void => {
-        if (f?.$case === "error") finish({ ok: false, error: describeRefusal(f.value.code, f.value.detail) });
+        if (f?.$case === "error") finish({ ok: false, error: refused(f.value.code, f.value.detail) });
         else finish({ ok: true, value: f });
       };
       this.requests.add(requestId, answered, timer, room);
       // Room requests draw on the relay's send bucket (§9): they wait for a token like sends do.
       const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.o.pacer.acquire(() => this.stream === stream);
-      turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: "the connection to the relay was lost" }));
+      turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: { kind: "connection-lost" } }));
     });
   }
 
@@ -347,12 +347,13 @@ export class RelayConnection {
   async lookupKeys(usernames: string[]): Promise<Outcome<readonly DirectoryEntry[]>> {
     try {
       await this.untilConnected();
-    } catch (e) {
-      return { ok: false, error: (e as Error).message };
+    } catch {
+      // Closed, or failed for good: the directory stops asking (its alive() says so).
+      return { ok: false, error: { kind: this.closed ? "closed" : "not-connected" } };
     }
     const answer = await this.request((requestId) => ({ $case: "lookupKeys", value: { requestId, usernames } }));
     if (!answer.ok) return answer;
-    if (answer.value?.$case !== "keyList") return { ok: false, error: "unexpected answer from the relay" };
+    if (answer.value?.$case !== "keyList") return { ok: false, error: { kind: "unexpected-answer" } };
     return { ok: true, value: answer.value.value.entries };
   }
 }

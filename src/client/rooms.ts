@@ -64,7 +64,7 @@ export class Rooms {
 
   async join(room: string): Promise<Outcome<RoomView>> {
     const check = checkRoomName(room);
-    if (!check.ok) return { ok: false, error: check.reason };
+    if (!check.ok) return { ok: false, error: { kind: "invalid-room", room, reason: check.reason } };
     if (this.rooms.has(room)) return { ok: true, value: { room, members: this.membersOf(room) } };
     const answer = await this.o.connection.request((requestId) => ({ $case: "joinRoom", value: { requestId, room } }), { room, kind: "joined" });
     if (!answer.ok) return answer;
@@ -73,8 +73,8 @@ export class Rooms {
 
   async leave(room: string): Promise<Outcome> {
     const check = checkRoomName(room);
-    if (!check.ok) return { ok: false, error: check.reason };
-    if (!this.rooms.has(room)) return { ok: false, error: `you are not in ${room}` };
+    if (!check.ok) return { ok: false, error: { kind: "invalid-room", room, reason: check.reason } };
+    if (!this.rooms.has(room)) return { ok: false, error: { kind: "not-a-member", room, action: "leave" } };
     const answer = await this.o.connection.request((requestId) => ({ $case: "leaveRoom", value: { requestId, room } }), { room, kind: "left" });
     return answer.ok ? { ok: true, value: undefined } : answer;
   }
@@ -83,7 +83,7 @@ export class Rooms {
     const answer = await this.o.connection.request((requestId) => ({ $case: "listRooms", value: { requestId } }));
     if (!answer.ok) return answer;
     const f = answer.value;
-    if (f?.$case !== "roomList") return { ok: false, error: "unexpected answer from the relay" };
+    if (f?.$case !== "roomList") return { ok: false, error: { kind: "unexpected-answer" } };
     const roomOk = (r: RoomInfo) => checkRoomName(r.room).ok;
     return {
       ok: true,
@@ -96,11 +96,11 @@ export class Rooms {
 
   async members(room: string): Promise<Outcome<readonly string[]>> {
     const check = checkRoomName(room);
-    if (!check.ok) return { ok: false, error: check.reason };
+    if (!check.ok) return { ok: false, error: { kind: "invalid-room", room, reason: check.reason } };
     const answer = await this.o.connection.request((requestId) => ({ $case: "listMembers", value: { requestId, room } }));
     if (!answer.ok) return answer;
     const f = answer.value;
-    if (f?.$case !== "memberList") return { ok: false, error: "unexpected answer from the relay" };
+    if (f?.$case !== "memberList") return { ok: false, error: { kind: "unexpected-answer" } };
     return { ok: true, value: f.value.members.filter(isValidUsername) };
   }
 }

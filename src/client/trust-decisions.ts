@@ -53,16 +53,16 @@ export class TrustDecisions {
   }
 
   verifyInfo(username: string): Outcome<VerifyInfo> {
-    if (username === this.me) return { ok: false, error: "that is you: use /fingerprint to see your own keys" };
-    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    if (username === this.me) return { ok: false, error: { kind: "self", action: "verify" } };
+    if (!isValidUsername(username)) return { ok: false, error: { kind: "invalid-username", name: sanitizeLine(username).slice(0, 40) } };
     const pin = this.o.trust.get(username);
     if (pin === undefined) {
-      if (this.o.directory.isUnknown(username)) return { ok: false, error: `no user '${username}' on this relay` };
+      if (this.o.directory.isUnknown(username)) return { ok: false, error: { kind: "unknown-user", username } };
       this.o.directory.ensure([username]).catch((e: unknown) => {
         // The answer below already says to ask again; a failed fetch is said by the next /verify.
         this.o.log.info("verify.fetch-failed", { reason: e instanceof Error ? e.message : String(e) });
       });
-      return { ok: false, error: `fetching ${username}'s keys from the relay; run /verify ${username} again in a moment` };
+      return { ok: false, error: { kind: "keys-not-fetched", username, why: "fetching" } };
     }
     return {
       ok: true,
@@ -89,7 +89,7 @@ export class TrustDecisions {
     }
     // Still nothing pinned (offline relay, or the lookup failed): say why instead of "run again".
     if (unfetched()) {
-      return { ok: false, error: `${username}'s keys could not be fetched from the relay (${this.o.connected() ? "no answer" : "not connected"}); try /verify ${username} again later` };
+      return { ok: false, error: { kind: "keys-not-fetched", username, why: this.o.connected() ? "no-answer" : "not-connected" } };
     }
     return this.verifyInfo(username);
   }
@@ -99,22 +99,17 @@ export class TrustDecisions {
    * a key that changed since /verify (or was never shown) is refused, not accepted (§6).
    */
   trust(username: string, digits: readonly string[]): Outcome<string> {
-    if (username === this.me) return { ok: false, error: "you cannot trust yourself" };
-    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    if (username === this.me) return { ok: false, error: { kind: "self", action: "trust" } };
+    if (!isValidUsername(username)) return { ok: false, error: { kind: "invalid-username", name: sanitizeLine(username).slice(0, 40) } };
     const before = this.o.trust.get(username);
-    if (before === undefined) return { ok: false, error: `no keys known for ${username}: run /verify ${username} first` };
+    if (before === undefined) return { ok: false, error: { kind: "keys-not-fetched", username, why: "not-pinned" } };
     const keys = before.pending ?? before.identity;
-    if (digits.length === 0) {
-      return { ok: false, error: `/trust needs the digits you compared: /verify ${username} shows the exact command (/trust ${username} followed by ${TRUST_GROUPS} groups of digits)` };
-    }
+    if (digits.length === 0) return { ok: false, error: { kind: "digits-missing", username, groups: TRUST_GROUPS } };
     if (!digitsNameKeys(digits, this.o.identity, keys)) {
-      return {
-        ok: false,
-        error: `those digits do not match ${username}'s ${before.pending ? "new " : ""}keys as they are now (they may have changed since you ran /verify): nothing was trusted; run /verify ${username} again and compare`,
-      };
+      return { ok: false, error: { kind: "digits-mismatch", username, newKeys: before.pending !== undefined } };
     }
     const hadChange = before.pending !== undefined;
-    if (this.o.trust.trust(username, keys) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: run /verify ${username} again` };
+    if (this.o.trust.trust(username, keys) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "trust" } };
     const released = hadChange ? releasedText(this.o.releaseHeld(username)) : "";
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.trusted", { user: username, keyChange: hadChange });
@@ -124,13 +119,11 @@ export class TrustDecisions {
 
   /** /accept <user>: continue with a peer's new keys without comparing them (not verified). */
   acceptNewKeys(username: string): Outcome<string> {
-    if (username === this.me) return { ok: false, error: "that is you: your own keys need no accepting" };
-    if (!isValidUsername(username)) return { ok: false, error: `'${sanitizeLine(username).slice(0, 40)}' is not a valid username` };
+    if (username === this.me) return { ok: false, error: { kind: "self", action: "accept" } };
+    if (!isValidUsername(username)) return { ok: false, error: { kind: "invalid-username", name: sanitizeLine(username).slice(0, 40) } };
     const before = this.o.trust.get(username);
-    if (before?.pending === undefined) {
-      return { ok: false, error: `${username}'s keys have not changed: nothing to accept (/verify ${username} to compare safety numbers)` };
-    }
-    if (this.o.trust.accept(username, before.pending) === undefined) return { ok: false, error: `${username}'s keys changed meanwhile: nothing was accepted` };
+    if (before?.pending === undefined) return { ok: false, error: { kind: "no-key-change", username } };
+    if (this.o.trust.accept(username, before.pending) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "accept" } };
     const released = releasedText(this.o.releaseHeld(username));
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.accepted", { user: username });

@@ -1,5 +1,6 @@
 // The client session as the UI sees it. The TUI depends only on this interface (tests use a
 // fake); src/client/chat-client.ts implements it over grpc-js.
+import type { ClientError } from "./errors.js";
 
 export type ConnectionStatus =
   | { readonly state: "connecting"; readonly attempt: number }
@@ -99,7 +100,8 @@ export type SessionEvent =
   /** Anything else worth a line, optionally in one conversation (else the current one). */
   | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string };
 
-export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+/** A failure is a ClientError (src/client/errors.ts): a kind and its data; the UI writes the sentence. */
+export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ClientError };
 
 export interface VerifyInfo {
   readonly username: string;
@@ -136,8 +138,8 @@ export interface ChatSession {
   snapshot(): SessionSnapshot;
   /**
    * Seals and sends text to a conversation ("lobby", "#room", "dm:a:b"). On success the message
-   * was emitted as a "message" event in state pending; errors are sentences for the user
-   * (e.g. "bob's key changed: compare safety numbers with /verify bob, then /trust bob").
+   * was emitted as a "message" event in state pending; errors are ClientErrors (e.g.
+   * { kind: "key-changed", username: "bob" }).
    */
   send(conversationId: string, text: string, kind?: MessageKind): Outcome<{ readonly id: string }>;
   /** Sends a failed message again (as a new message with the same text). */

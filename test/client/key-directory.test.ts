@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KeyDirectory, PREFETCH_MAX_ONLINE } from "../../src/client/key-directory.js";
 import { TrustStore } from "../../src/client/trust-store.js";
+import type { ClientError } from "../../src/client/errors.js";
 import type { Outcome, SessionEvent } from "../../src/client/types.js";
-import type { DirectoryEntry } from "../../src/gen/securechat/v1/chat.js";
+import { ErrorCode, type DirectoryEntry } from "../../src/gen/securechat/v1/chat.js";
 import { keyTag, type PrivateIdentity, type PublicIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { fixtureIdentity } from "../helpers/identities.js";
@@ -48,7 +49,7 @@ interface Rig {
   /** What the fake relay serves, by name. */
   readonly served: Map<string, DirectoryEntry>;
   /** Answers still to come from the fake relay before it serves `served` (failures first). */
-  readonly failures: string[];
+  readonly failures: ClientError[];
   /** Lookups in flight wait for this to be called (coalescing tests). */
   release: () => void;
   held: number;
@@ -129,7 +130,7 @@ describe("fetching and pinning", () => {
   it("asks again when a lookup is refused or lost, then pins", async () => {
     const r = await rig();
     r.served.set("bob", full(bob));
-    r.failures.push("the connection to the relay was lost", "sending too fast; wait a moment and retry");
+    r.failures.push({ kind: "connection-lost" }, { kind: "refused", code: ErrorCode.ERROR_CODE_RATE_LIMITED, detail: "sending too fast" });
     await r.dir.ensure(["bob"]);
     expect(r.asked).toEqual([["bob"], ["bob"], ["bob"]]);
     expect(r.trust.get("bob")).toBeDefined();
@@ -138,7 +139,7 @@ describe("fetching and pinning", () => {
   it("gives up after five attempts without pinning anything", async () => {
     const r = await rig();
     r.served.set("bob", full(bob));
-    r.failures.push(...Array.from({ length: 5 }, () => "the relay did not answer in time"));
+    r.failures.push(...Array.from({ length: 5 }, (): ClientError => ({ kind: "no-answer" })));
     await r.dir.ensure(["bob"]);
     expect(r.asked).toHaveLength(5);
     expect(r.trust.get("bob")).toBeUndefined();

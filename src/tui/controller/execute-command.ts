@@ -12,6 +12,7 @@ import { LOBBY_ID, describeConversation } from "../state/conversations.js";
 import type { Action } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
+import { errorText } from "./error-text.js";
 import { formatStamp } from "../view/time.js";
 
 /** How long /quit <text> waits for the relay to take the goodbye before leaving anyway. */
@@ -79,7 +80,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       promise = Promise.reject(e);
     }
     promise.then(
-      (outcome) => (outcome.ok ? done(outcome.value) : say("error", outcome.error)),
+      (outcome) => (outcome.ok ? done(outcome.value) : say("error", errorText(outcome.error))),
       (e: unknown) => {
         ctx.logger.warn("tui.command-failed", { command: what, reason: e instanceof Error ? e.message : String(e) });
         say("error", `${what} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -89,7 +90,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
   const send = (conversationId: string, text: string, kind: "text" | "action" | "topic"): InputFate => {
     const outcome = session.send(conversationId, text, kind);
     if (!outcome.ok) {
-      say("error", outcome.error);
+      say("error", errorText(outcome.error));
       return "keep";
     }
     return "clear";
@@ -108,7 +109,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       const outcome = session.retry(here, id);
       if (!outcome.ok) {
         // The same reason would stop the rest (e.g. a key change): say it once and keep them.
-        say("error", `${outcome.error}${sent > 0 ? ` (${sent} of ${failed.length} sent again)` : ""}`);
+        say("error", `${errorText(outcome.error)}${sent > 0 ? ` (${sent} of ${failed.length} sent again)` : ""}`);
         return;
       }
       dispatch({ type: "message-retried", conversationId: here, id });
@@ -182,7 +183,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
     case "accept": {
       const outcome = command.kind === "trust" ? session.trust(command.user, command.groups) : session.acceptNewKeys(command.user);
       if (!outcome.ok) {
-        say("error", outcome.error);
+        say("error", errorText(outcome.error));
         return "clear";
       }
       say(command.kind === "trust" ? "info" : "warn", outcome.value);
@@ -245,7 +246,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       }
       const outcome = session.retry(here, failedId);
       if (outcome.ok) dispatch({ type: "message-retried", conversationId: here, id: failedId });
-      else say("error", outcome.error);
+      else say("error", errorText(outcome.error));
       return "clear";
     }
     case "search": {
@@ -309,8 +310,9 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
       return "clear";
     }
     case "reconnect": {
-      const outcome = session.reconnectNow?.() ?? { ok: false as const, error: "this session cannot reconnect on request" };
-      say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : outcome.error);
+      const outcome = session.reconnectNow?.();
+      if (outcome === undefined) say("error", "this session cannot reconnect on request");
+      else say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : errorText(outcome.error));
       return "clear";
     }
     case "away":

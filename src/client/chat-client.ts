@@ -32,7 +32,7 @@ import type { KeepalivePolicy } from "./transport.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type {
-  ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, VerifyInfo,
+  ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, TrustResult, VerifyInfo,
 } from "./types.js";
 
 export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
@@ -371,11 +371,11 @@ export class ChatClient implements ChatSession {
     return this.decisions.verify(username);
   }
 
-  trust(username: string, groups: readonly string[]): Outcome<string> {
+  trust(username: string, groups: readonly string[]): Outcome<TrustResult> {
     return this.decisions.trust(username, groups);
   }
 
-  acceptNewKeys(username: string): Outcome<string> {
+  acceptNewKeys(username: string): Outcome<TrustResult> {
     return this.decisions.acceptNewKeys(username);
   }
 

@@ -4,6 +4,7 @@
 // sentence for logs, for a message's failure line, and for callers without a UI of their own.
 import { ErrorCode } from "../gen/securechat/v1/chat.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
+import type { NoticeAbout } from "./types.js";
 
 export type ClientError =
   // The connection
@@ -117,6 +118,26 @@ export function describeClientError(e: ClientError): string {
     case "no-key-change": return `${e.username}'s keys have not changed: nothing to accept`;
     default: {
       const never: never = e;
+      return never;
+    }
+  }
+}
+
+/** The client's plain sentence for a notice about something the UI may word with its own hints. */
+export function describeNotice(about: NoticeAbout): string {
+  switch (about.kind) {
+    case "nobody-online":
+      return about.connected
+        ? "nobody else is online, so nobody will read that: the lobby reaches people online when you send"
+        : "not connected, and nobody was known to be online, so nobody will read that";
+    case "not-sent-to":
+      return `not sent to ${about.usernames.join(", ")}: ${about.usernames.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet`;
+    case "room-key-changed":
+      return about.again
+        ? `${about.username}'s keys changed AGAIN before you decided: compare again`
+        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide`;
+    default: {
+      const never: never = about;
       return never;
     }
   }

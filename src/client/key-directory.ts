@@ -7,7 +7,7 @@ import { importPublicIdentity, keyTag, type PrivateIdentity, type PublicIdentity
 import type { Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
-import { describeClientError } from "./errors.js";
+import { describeClientError, describeNotice } from "./errors.js";
 import { dmIdFor, type Outcome, type PeerTrust, type PeerView, type SessionEvent } from "./types.js";
 
 /** Up to this many users online, everyone's keys are fetched at once (beyond: when first needed). */
@@ -201,14 +201,14 @@ export class KeyDirectory {
     if (result === "key-changed" && before?.pending === undefined) {
       this.o.log.warn("peer.key-changed", { user: name });
       this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: this.o.heldCount(name) });
-      this.noticeInRooms(name, `${name}'s keys changed: the room goes on, but ${name} does not receive what you send here, and ${name}'s messages here are held, until you decide (/verify ${name}, then /trust or /accept)`);
+      this.noticeInRooms(name, false);
     } else if (result === "key-replaced") {
       // Every replacement of a pending key is a fresh warning; what was held under the replaced
       // key can never be shown (it is not signed by any key the user could accept).
       const discarded = this.o.discardHeld(name);
       this.o.log.warn("peer.key-replaced", { user: name, discarded });
       this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: 0, replaced: true, discarded });
-      this.noticeInRooms(name, `${name}'s keys changed AGAIN before you decided: compare again with /verify ${name}`);
+      this.noticeInRooms(name, true);
     } else if (result === "change-withdrawn") {
       const discarded = this.o.discardHeld(name);
       const dropped = discarded === 0 ? "" : `; ${discarded} message${discarded === 1 ? "" : "s"} signed by the withdrawn key ${discarded === 1 ? "was" : "were"} discarded`;
@@ -217,8 +217,10 @@ export class KeyDirectory {
     this.emitPeer(name);
   }
 
-  private noticeInRooms(name: string, text: string): void {
-    for (const room of this.o.roomsWith(name)) this.o.emit({ type: "notice", level: "warn", text, conversationId: room });
+  /** A key change is said in every room shared with that user too (they are left out there until decided). */
+  private noticeInRooms(name: string, again: boolean): void {
+    const about = { kind: "room-key-changed", username: name, again } as const;
+    for (const room of this.o.roomsWith(name)) this.o.emit({ type: "notice", level: "warn", text: describeNotice(about), conversationId: room, about });
   }
 
   trustOf(pin: PinnedPeer): PeerTrust {

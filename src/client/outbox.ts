@@ -12,12 +12,12 @@ import type { Logger } from "../protocol/log.js";
 import { isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
-import { describeClientError, describeRefusal, type ClientError } from "./errors.js";
+import { describeClientError, describeNotice, describeRefusal, type ClientError } from "./errors.js";
 import type { KeyDirectory } from "./key-directory.js";
 import type { OutboxPump } from "./outbox-pump.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
-import type { ChatMessage, MessageKind, Outcome, SessionEvent } from "./types.js";
+import type { ChatMessage, MessageKind, NoticeAbout, Outcome, SessionEvent } from "./types.js";
 
 export interface OutboxOptions {
   readonly identity: PrivateIdentity;
@@ -176,20 +176,11 @@ export class Outbox {
         sealed.hash,
         this.me,
       );
+      const warn = (about: NoticeAbout): void => this.o.emit({ type: "notice", level: "warn", conversationId: conv.id, text: describeNotice(about), about });
       if (conv.kind === "lobby" && recipients.value.list.length === 0 && recipients.value.skipped.length === 0) {
-        this.o.emit({
-          type: "notice", level: "warn", conversationId: conv.id,
-          text: this.o.connected()
-            ? "nobody else is online, so nobody will read that: the lobby reaches people online when you send; use /msg or a room for people who are away"
-            : "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait",
-        });
+        warn({ kind: "nobody-online", connected: this.o.connected() });
       }
-      if (recipients.value.skipped.length > 0) {
-        this.o.emit({
-          type: "notice", level: "warn", conversationId: conv.id,
-          text: `not sent to ${recipients.value.skipped.join(", ")}: ${recipients.value.skipped.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet (/verify ${recipients.value.skipped[0]}, then /trust or /accept)`,
-        });
-      }
+      if (recipients.value.skipped.length > 0) warn({ kind: "not-sent-to", usernames: recipients.value.skipped });
       // Written at the relay's pace after those before it; offline, it waits in the outbox and
       // the next Welcome sends it with the same id.
       if (this.o.connected()) this.o.pump.push(messageId);

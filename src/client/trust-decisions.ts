@@ -9,7 +9,7 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import { digitsNameKeys, safetyHalfGroups, safetyNumber, TRUST_GROUPS } from "../protocol/safety-number.js";
 import type { KeyDirectory } from "./key-directory.js";
 import type { TrustStore } from "./trust-store.js";
-import type { Outcome, VerifyInfo } from "./types.js";
+import type { Outcome, TrustResult, VerifyInfo } from "./types.js";
 
 export interface TrustDecisionsOptions {
   readonly identity: PrivateIdentity;
@@ -28,16 +28,6 @@ function hex(b: Uint8Array): string {
 
 function groups(h: string, size = 4): string {
   return h.match(new RegExp(`.{1,${size}}`, "g"))?.join(" ") ?? h;
-}
-
-/** The sentence part saying what releasing held messages showed and discarded. */
-function releasedText(r: { readonly shown: number; readonly discarded: number }): string {
-  const parts: string[] = [];
-  if (r.shown > 0) parts.push(`${r.shown} held message${r.shown === 1 ? "" : "s"} shown, in the order sent`);
-  if (r.discarded > 0) {
-    parts.push(`${r.discarded} held message${r.discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
-  }
-  return parts.length > 0 ? `; ${parts.join("; ")}` : "";
 }
 
 export class TrustDecisions {
@@ -98,7 +88,7 @@ export class TrustDecisions {
    * /trust <user> <groups>: the user compared safety numbers and names what they compared, so
    * a key that changed since /verify (or was never shown) is refused, not accepted (§6).
    */
-  trust(username: string, digits: readonly string[]): Outcome<string> {
+  trust(username: string, digits: readonly string[]): Outcome<TrustResult> {
     if (username === this.me) return { ok: false, error: { kind: "self", action: "trust" } };
     if (!isValidUsername(username)) return { ok: false, error: { kind: "invalid-username", name: sanitizeLine(username).slice(0, 40) } };
     const before = this.o.trust.get(username);
@@ -110,23 +100,22 @@ export class TrustDecisions {
     }
     const hadChange = before.pending !== undefined;
     if (this.o.trust.trust(username, keys) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "trust" } };
-    const released = hadChange ? releasedText(this.o.releaseHeld(username)) : "";
+    const released = hadChange ? this.o.releaseHeld(username) : { shown: 0, discarded: 0 };
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.trusted", { user: username, keyChange: hadChange });
-    if (hadChange) return { ok: true, value: `${username}'s new key is now trusted and marked verified ✓${released}` };
-    return { ok: true, value: `${username} is now marked verified ✓` };
+    return { ok: true, value: { username, verified: true, keyChange: hadChange, ...released } };
   }
 
   /** /accept <user>: continue with a peer's new keys without comparing them (not verified). */
-  acceptNewKeys(username: string): Outcome<string> {
+  acceptNewKeys(username: string): Outcome<TrustResult> {
     if (username === this.me) return { ok: false, error: { kind: "self", action: "accept" } };
     if (!isValidUsername(username)) return { ok: false, error: { kind: "invalid-username", name: sanitizeLine(username).slice(0, 40) } };
     const before = this.o.trust.get(username);
     if (before?.pending === undefined) return { ok: false, error: { kind: "no-key-change", username } };
     if (this.o.trust.accept(username, before.pending) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "accept" } };
-    const released = releasedText(this.o.releaseHeld(username));
+    const released = this.o.releaseHeld(username);
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.accepted", { user: username });
-    return { ok: true, value: `continuing with ${username}'s new key, NOT verified (compare with /verify ${username} when you can)${released}` };
+    return { ok: true, value: { username, verified: false, keyChange: true, ...released } };
   }
 }

@@ -62,6 +62,18 @@ export interface ChatMessage {
 
 export type NoticeLevel = "info" | "warn" | "error";
 
+/**
+ * What a notice is about, as data, for the notices a UI may word with its own hints; the
+ * notice's `text` is the client's plain sentence for it (no UI commands).
+ */
+export type NoticeAbout =
+  /** A lobby message reached nobody: nobody else was online (or known online, while disconnected). */
+  | { readonly kind: "nobody-online"; readonly connected: boolean }
+  /** A room or lobby message left out these members: their keys changed and no decision was made. */
+  | { readonly kind: "not-sent-to"; readonly usernames: readonly string[] }
+  /** A member of this room changed keys (`again`: while a change was still pending). */
+  | { readonly kind: "room-key-changed"; readonly username: string; readonly again: boolean };
+
 export type SessionEvent =
   | { readonly type: "connection"; readonly status: ConnectionStatus }
   /** The whole directory (after welcome). */
@@ -98,7 +110,7 @@ export type SessionEvent =
    */
   | { readonly type: "caught-up"; readonly count: number; readonly reconnect: boolean }
   /** Anything else worth a line, optionally in one conversation (else the current one). */
-  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string };
+  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string; readonly about?: NoticeAbout };
 
 /** A failure is a ClientError (src/client/errors.ts): a kind and its data; the UI writes the sentence. */
 export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ClientError };
@@ -115,6 +127,18 @@ export interface VerifyInfo {
    * change): the first groups of the peer's half of that safety number.
    */
   readonly confirmGroups: readonly string[];
+}
+
+/** What /trust or /accept did: the keys now pinned for `username`, and the held messages released. */
+export interface TrustResult {
+  readonly username: string;
+  /** true: trusted after comparing (/trust); false: accepted without comparing (/accept). */
+  readonly verified: boolean;
+  /** A pending key change was decided (held messages were released). */
+  readonly keyChange: boolean;
+  /** Held messages shown, in the order sent, and those discarded (not signed by the accepted key, or no longer valid). */
+  readonly shown: number;
+  readonly discarded: number;
 }
 
 export interface RoomListing {
@@ -158,9 +182,9 @@ export interface ChatSession {
    * user typed (VerifyInfo.confirmGroups, or the whole number); refused when they do not name
    * the keys pending (or pinned) now. Accepts a pending key change and releases held messages.
    */
-  trust(username: string, groups: readonly string[]): Outcome<string>;
+  trust(username: string, groups: readonly string[]): Outcome<TrustResult>;
   /** Continues with a peer's new keys without comparing them (marked not verified); releases held messages. */
-  acceptNewKeys(username: string): Outcome<string>;
+  acceptNewKeys(username: string): Outcome<TrustResult>;
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
   forgetHistory(conversationId: string): void;
   close(): Promise<void>;

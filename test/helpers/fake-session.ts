@@ -17,6 +17,7 @@ import {
   type RoomView,
   type SessionEvent,
   type SessionSnapshot,
+  type TrustResult,
   type VerifyInfo,
 } from "../../src/client/types.js";
 import { refused, type ClientError } from "../../src/client/errors.js";
@@ -280,7 +281,7 @@ export class FakeSession implements ChatSession {
   }
 
   /** Like the real one: the groups must be the ones verifyInfo names for the keys now. */
-  trust(username: string, groups: readonly string[]): Outcome<string> {
+  trust(username: string, groups: readonly string[]): Outcome<TrustResult> {
     this.calls.push({ method: "trust", username, groups });
     if (username === this.me) return err({ kind: "self", action: "trust" });
     const peer = this.peers.get(username);
@@ -290,15 +291,15 @@ export class FakeSession implements ChatSession {
     }
     const hadChange = peer.trust === "key-changed";
     this.setPeer({ username, trust: "verified" satisfies PeerTrust });
-    return ok(hadChange ? `${username}'s new key is now trusted and marked verified ✓` : `${username} is now marked verified ✓`);
+    return ok({ username, verified: true, keyChange: hadChange, shown: 0, discarded: 0 });
   }
 
-  acceptNewKeys(username: string): Outcome<string> {
+  acceptNewKeys(username: string): Outcome<TrustResult> {
     this.calls.push({ method: "acceptNewKeys", username });
     const peer = this.peers.get(username);
     if (peer?.trust !== "key-changed") return err({ kind: "no-key-change", username });
     this.setPeer({ username, trust: "unverified" satisfies PeerTrust });
-    return ok(`continuing with ${username}'s new key, NOT verified`);
+    return ok({ username, verified: false, keyChange: true, shown: 0, discarded: 0 });
   }
 
   forgetHistory(conversationId: string): void {

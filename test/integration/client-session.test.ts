@@ -96,7 +96,7 @@ describe("ChatClient against a real relay", () => {
     expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
     expect(va.value.safetyNumber).toBe(vb.value.safetyNumber);
     expect(va.value.trust).toBe("unverified");
-    expect(va.ok && a.client.trust("bob", va.value.confirmGroups)).toEqual({ ok: true, value: "bob is now marked verified ✓" });
+    expect(va.ok && a.client.trust("bob", va.value.confirmGroups)).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: false, shown: 0, discarded: 0 } });
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("verified");
   });
 
@@ -129,7 +129,7 @@ describe("ChatClient against a real relay", () => {
     const v = a.client.verifyInfo("bob");
     expect(v.ok && v.value.pendingSafetyNumber !== undefined && v.value.pendingSafetyNumber !== v.value.safetyNumber).toBe(true);
     const t = a.client.trust("bob", v.ok ? v.value.confirmGroups : []);
-    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent" });
+    expect(t).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: true, shown: 1, discarded: 0 } });
     const released = a.messages().find((m) => m.text === "it is me, new laptop");
     expect(released?.from).toBe("bob");
     // The new device's chain starts from zeros: after /trust that is not a missing message.

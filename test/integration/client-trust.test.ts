@@ -66,7 +66,7 @@ describe("/trust names the keys it accepts", () => {
     expect(a.client.trust("bob", v.confirmGroups.slice(0, 2)).ok).toBe(false);
     expect(trustOf(a, "bob")).toBe("unverified");
 
-    expect(a.client.trust("bob", [...v.confirmGroups])).toEqual({ ok: true, value: "bob is now marked verified ✓" });
+    expect(a.client.trust("bob", [...v.confirmGroups])).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: false, shown: 0, discarded: 0 } });
     expect(trustOf(a, "bob")).toBe("verified");
     // The whole 60-digit number works too.
     expect(a.client.trust("bob", v.safetyNumber.split(" ")).ok).toBe(true);
@@ -114,7 +114,7 @@ describe("/trust names the keys it accepts", () => {
 
     // Continue without comparing: its own step, never "verified".
     const accepted = a.client.acceptNewKeys("bob");
-    expect(accepted).toEqual({ ok: true, value: "continuing with bob's new key, NOT verified (compare with /verify bob when you can); 2 held messages shown, in the order sent" });
+    expect(accepted).toEqual({ ok: true, value: { username: "bob", verified: false, keyChange: true, shown: 2, discarded: 0 } });
     expect(trustOf(a, "bob")).toBe("unverified");
     expect(a.messages("dm:alice:bob").map((m) => m.text)).toEqual(["written first", "written second"]);
     // Released messages keep the relay's time they came with.

@@ -1,9 +1,10 @@
 // The TUI's sentences for the client's typed errors are the ones the client used to write itself
 // (before issue 11 moved them here): the screen text did not change, hints and all.
 import { describe, expect, it } from "vitest";
-import { describeClientError, type ClientError } from "../../src/client/errors.js";
+import { describeClientError, describeNotice, type ClientError } from "../../src/client/errors.js";
+import type { NoticeAbout } from "../../src/client/types.js";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
-import { errorText } from "../../src/tui/controller/error-text.js";
+import { errorText, noticeText, trustText, withUiText } from "../../src/tui/controller/error-text.js";
 
 const SENTENCES: ReadonlyArray<readonly [ClientError, string]> = [
   [{ kind: "not-connected" }, "not connected to the relay"],
@@ -53,5 +54,43 @@ describe("errorText", () => {
 
   it("the client's own sentences name no UI command", () => {
     for (const [error] of SENTENCES) expect(describeClientError(error)).not.toMatch(/\/[a-z]+\b/);
+  });
+});
+
+describe("trustText", () => {
+  it("says what /trust and /accept did, as the client used to", () => {
+    expect(trustText({ username: "bob", verified: true, keyChange: false, shown: 0, discarded: 0 })).toBe("bob is now marked verified ✓");
+    expect(trustText({ username: "bob", verified: true, keyChange: true, shown: 1, discarded: 0 }))
+      .toBe("bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent");
+    expect(trustText({ username: "bob", verified: false, keyChange: true, shown: 2, discarded: 1 }))
+      .toBe("continuing with bob's new key, NOT verified (compare with /verify bob when you can); 2 held messages shown, in the order sent; 1 held message was discarded: not signed by the key you accepted, or no longer valid");
+    expect(trustText({ username: "bob", verified: false, keyChange: true, shown: 0, discarded: 3 }))
+      .toBe("continuing with bob's new key, NOT verified (compare with /verify bob when you can); 3 held messages were discarded: not signed by the key you accepted, or no longer valid");
+  });
+});
+
+const NOTICES: ReadonlyArray<readonly [NoticeAbout, string]> = [
+  [{ kind: "nobody-online", connected: true }, "nobody else is online, so nobody will read that: the lobby reaches people online when you send; use /msg or a room for people who are away"],
+  [{ kind: "nobody-online", connected: false }, "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait"],
+  [{ kind: "not-sent-to", usernames: ["carol"] }, "not sent to carol: their keys changed and you have not decided yet (/verify carol, then /trust or /accept)"],
+  [{ kind: "not-sent-to", usernames: ["bob", "carol"] }, "not sent to bob, carol: each one's keys changed and you have not decided yet (/verify bob, then /trust or /accept)"],
+  [{ kind: "room-key-changed", username: "carol", again: false }, "carol's keys changed: the room goes on, but carol does not receive what you send here, and carol's messages here are held, until you decide (/verify carol, then /trust or /accept)"],
+  [{ kind: "room-key-changed", username: "carol", again: true }, "carol's keys changed AGAIN before you decided: compare again with /verify carol"],
+];
+
+describe("noticeText", () => {
+  it.each(NOTICES)("%j reads as before", (about, sentence) => {
+    expect(noticeText(about)).toBe(sentence);
+    // The client's own sentence is the same, without the UI's commands.
+    expect(describeNotice(about)).not.toMatch(/\/[a-z]+\b/);
+    expect(sentence.startsWith(describeNotice(about))).toBe(true);
+  });
+
+  it("the screen gets the UI's sentence for a notice about something known, and other events as they are", () => {
+    const about: NoticeAbout = { kind: "not-sent-to", usernames: ["carol"] };
+    expect(withUiText({ type: "notice", level: "warn", text: describeNotice(about), conversationId: "#ops", about }))
+      .toEqual({ type: "notice", level: "warn", text: noticeText(about), conversationId: "#ops", about });
+    const plain = { type: "notice", level: "info", text: "relay: hello" } as const;
+    expect(withUiText(plain)).toBe(plain);
   });
 });

@@ -1,7 +1,47 @@
-// The sentences chat-tui shows for the client's errors (src/client/errors.ts), with the hints
-// that name this UI's commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The
-// client says what went wrong as data; what to type about it is the UI's business.
+// The sentences chat-tui shows for what the client reports as data: its errors
+// (src/client/errors.ts) and the outcome of a trust decision, with the hints that name this UI's
+// commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The client says what
+// happened; what to type about it is the UI's business.
 import { describeClientError, describeRefusal, type ClientError } from "../../client/errors.js";
+import type { NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
+
+/** The UI's sentence for a notice the client reports as data (the same text as before issue 11). */
+export function noticeText(about: NoticeAbout): string {
+  switch (about.kind) {
+    case "nobody-online":
+      return about.connected
+        ? "nobody else is online, so nobody will read that: the lobby reaches people online when you send; use /msg or a room for people who are away"
+        : "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait";
+    case "not-sent-to":
+      return `not sent to ${about.usernames.join(", ")}: ${about.usernames.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet (/verify ${about.usernames[0] ?? ""}, then /trust or /accept)`;
+    case "room-key-changed":
+      return about.again
+        ? `${about.username}'s keys changed AGAIN before you decided: compare again with /verify ${about.username}`
+        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide (/verify ${about.username}, then /trust or /accept)`;
+    default: {
+      const never: never = about;
+      return never;
+    }
+  }
+}
+
+/** A session event as the screen words it: a notice about something known gets the UI's sentence. */
+export function withUiText(event: SessionEvent): SessionEvent {
+  return event.type === "notice" && event.about !== undefined ? { ...event, text: noticeText(event.about) } : event;
+}
+
+/** What /trust or /accept did, with the held messages it released. */
+export function trustText(r: TrustResult): string {
+  const parts: string[] = [];
+  if (r.shown > 0) parts.push(`${r.shown} held message${r.shown === 1 ? "" : "s"} shown, in the order sent`);
+  if (r.discarded > 0) {
+    parts.push(`${r.discarded} held message${r.discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
+  }
+  const released = parts.length > 0 ? `; ${parts.join("; ")}` : "";
+  if (!r.verified) return `continuing with ${r.username}'s new key, NOT verified (compare with /verify ${r.username} when you can)${released}`;
+  if (r.keyChange) return `${r.username}'s new key is now trusted and marked verified ✓${released}`;
+  return `${r.username} is now marked verified ✓`;
+}
 
 export function errorText(e: ClientError): string {
   switch (e.kind) {

@@ -12,7 +12,7 @@ import { LOBBY_ID, describeConversation } from "../state/conversations.js";
 import type { Action } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
-import { errorText } from "./error-text.js";
+import { errorText, trustText } from "./error-text.js";
 import { formatStamp } from "../view/time.js";
 
 /** How long /quit <text> waits for the relay to take the goodbye before leaving anyway. */
@@ -186,7 +186,7 @@ export function executeCommand(command: Command, ctx: CommandContext): InputFate
         say("error", errorText(outcome.error));
         return "clear";
       }
-      say(command.kind === "trust" ? "info" : "warn", outcome.value);
+      say(command.kind === "trust" ? "info" : "warn", trustText(outcome.value));
       return "clear";
     }
     case "join": {

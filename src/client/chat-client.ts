@@ -24,7 +24,7 @@ import { Outbox } from "./outbox.js";
 import { OutboxPump } from "./outbox-pump.js";
 import { SendPacer } from "./pacer.js";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
-import { RelayConnection } from "./relay-connection.js";
+import { limitsOf, RelayConnection } from "./relay-connection.js";
 import type { RelayTransport } from "./relay-transport.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
@@ -205,16 +205,7 @@ export class ChatClient implements ChatSession {
   // --- what the relay says -----------------------------------------------------------------
 
   private onWelcome(w: Welcome): void {
-    if (w.limits) {
-      this.limits = {
-        maxFrameBytes: w.limits.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
-        maxRecipients: w.limits.maxRecipients || DEFAULT_LIMITS.maxRecipients,
-        maxTextBytes: w.limits.maxTextBytes || DEFAULT_LIMITS.maxTextBytes,
-        retentionMs: w.limits.retentionMs || DEFAULT_LIMITS.retentionMs,
-        messagesPerSecond: w.limits.messagesPerSecond || DEFAULT_LIMITS.messagesPerSecond,
-        burst: w.limits.burst || DEFAULT_LIMITS.burst,
-      };
-    }
+    if (w.limits) this.limits = limitsOf(w.limits);
     this.directory.reset();
     for (const entry of w.directory) this.directory.observeLight(entry, false);
     this.rooms.welcome(w.rooms);
@@ -235,15 +226,9 @@ export class ChatClient implements ChatSession {
       case "sendResult":
         this.outbox.onSendResult(frame.value);
         return;
-      case "directoryUpdate": {
-        const joined: string[] = [];
-        for (const entry of frame.value.entries) {
-          if (entry.online && !this.directory.isOnline(entry.username)) joined.push(entry.username);
-          this.directory.observeLight(entry, true);
-        }
-        this.directory.prefetch(joined);
+      case "directoryUpdate":
+        this.directory.update(frame.value.entries);
         return;
-      }
       case "roomEvent":
         this.rooms.onRoomEvent(frame.value);
         return;
@@ -305,21 +290,7 @@ export class ChatClient implements ChatSession {
   backlog(): ChatMessage[] {
     const pending = this.outbox.pendingMessages();
     if (this.history === undefined) return pending;
-    const kept = this.history.recent();
-    // The outbox is the truth about what is unsent: a kept "pending" that is no longer there was
-    // settled while its state change could not be written; unsent ones the history lacks are added.
-    const unsent = new Set(pending.map((m) => m.id));
-    const settled = kept.map((m): ChatMessage => (m.own && m.state === "pending" && !unsent.has(m.id)
-      ? { ...m, state: "failed", failure: "its delivery was not confirmed before the app closed" } : m));
-    // Failed ones can be retried (/retry) after the restart too.
-    for (const m of settled) {
-      if (m.own && m.state === "failed") this.outbox.rememberFailed(m);
-    }
-    const ids = new Set(kept.map((m) => m.id));
-    // A DM with someone this client never pinned (a typo in /msg, a user who never connected)
-    // does not come back at start, unless a message of mine still waits in it.
-    const known = settled.filter((m) => unsent.has(m.id) || this.knownPeerOf(m.conversationId));
-    return [...known, ...pending.filter((m) => !ids.has(m.id))];
+    return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => this.outbox.rememberFailed(m));
   }
 
   /** False for a DM whose other member has no pin here; true for every other conversation. */

@@ -103,6 +103,16 @@ export class KeyDirectory {
     if (live) this.emitPeer(name);
   }
 
+  /** A DirectoryUpdate: presence and tags change; who came online is prefetched in small directories. */
+  update(entries: readonly DirectoryEntry[]): void {
+    const joined: string[] = [];
+    for (const entry of entries) {
+      if (entry.online && !this.isOnline(entry.username)) joined.push(entry.username);
+      this.observeLight(entry, true);
+    }
+    this.prefetch(joined);
+  }
+
   /** Keys are needed when none are pinned, or the relay's tag matches neither the pin nor a pending change. */
   needsKeys(name: string): boolean {
     const pin = this.o.trust.get(name);

@@ -5,6 +5,7 @@
 // answer to a request goes to `hooks.frame`.
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
 import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
+import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
 import { refused } from "./errors.js";
@@ -49,6 +50,18 @@ export interface RelayConnectionOptions {
   /** The relay's send bucket, which room requests draw on like sends (§9). */
   readonly pacer: SendPacer;
   readonly hooks: ConnectionHooks;
+}
+
+/** The limits a Welcome advertises (PROTOCOL.md §10); a zero field keeps the default. */
+export function limitsOf(l: NonNullable<Welcome["limits"]>): Limits {
+  return {
+    maxFrameBytes: l.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
+    maxRecipients: l.maxRecipients || DEFAULT_LIMITS.maxRecipients,
+    maxTextBytes: l.maxTextBytes || DEFAULT_LIMITS.maxTextBytes,
+    retentionMs: l.retentionMs || DEFAULT_LIMITS.retentionMs,
+    messagesPerSecond: l.messagesPerSecond || DEFAULT_LIMITS.messagesPerSecond,
+    burst: l.burst || DEFAULT_LIMITS.burst,
+  };
 }
 
 export class RelayConnection {

@@ -12,7 +12,7 @@ import type { Logger } from "../protocol/log.js";
 import { isValidUsername, parseConversationId, type Conversation } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
-import { describeClientError, describeNotice, describeRefusal, type ClientError } from "./errors.js";
+import { describeClientError, describeNotice, describeRefusal, refused, type ClientError } from "./errors.js";
 import type { KeyDirectory } from "./key-directory.js";
 import type { OutboxPump } from "./outbox-pump.js";
 import type { ClientStateStore, OutboxEntry } from "./state-store.js";
@@ -188,7 +188,7 @@ export class Outbox {
       const failure = sanitizeLine(e instanceof LocalFailure ? describeClientError(e.error) : e instanceof Error ? e.message : String(e)).slice(0, 300);
       this.failed.set(id, { conversationId: conv.id, text: body.text, kind: body.kind });
       this.o.log.info("send.failed-locally", { conversation: conv.kind, reason: failure });
-      this.o.emit({ type: "message-state", conversationId: conv.id, id, state: "failed", failure });
+      this.o.emit({ type: "message-state", conversationId: conv.id, id, state: "failed", failure, ...(e instanceof LocalFailure ? { error: e.error } : {}) });
     }
   }
 
@@ -275,7 +275,7 @@ export class Outbox {
     const failure = describeRefusal(r.code, r.detail);
     this.failed.set(id, { conversationId: entry.conversationId, text: this.outboxText(entry), kind: entry.kind });
     this.o.log.info("send.refused", { code: ErrorCode[r.code] ?? r.code, conversation: entry.conversationId });
-    this.o.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "failed", failure });
+    this.o.emit({ type: "message-state", conversationId: entry.conversationId, id, state: "failed", failure, error: refused(r.code, r.detail) });
   }
 
   /** An unsent message's text, opened from the outbox. */

@@ -92,6 +92,8 @@ export type SessionEvent =
   | {
       readonly type: "message-state"; readonly conversationId: string; readonly id: string;
       readonly state: MessageState; readonly failure?: string; readonly queuedFor?: readonly string[];
+      /** Why it failed, as data (`failure` is the client's plain sentence for it, the one kept in the history). */
+      readonly error?: ClientError;
     }
   /**
    * A peer's keys changed: their messages are held and sending to them is blocked until /trust

@@ -92,5 +92,8 @@ describe("noticeText", () => {
       .toEqual({ type: "notice", level: "warn", text: noticeText(about), conversationId: "#ops", about });
     const plain = { type: "notice", level: "info", text: "relay: hello" } as const;
     expect(withUiText(plain)).toBe(plain);
+    const error: ClientError = { kind: "key-changed", username: "bob" };
+    expect(withUiText({ type: "message-state", conversationId: "dm:alice:bob", id: "01", state: "failed", failure: describeClientError(error), error }))
+      .toMatchObject({ failure: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified" });
   });
 });

@@ -25,9 +25,14 @@ export function noticeText(about: NoticeAbout): string {
   }
 }
 
-/** A session event as the screen words it: a notice about something known gets the UI's sentence. */
+/**
+ * A session event as the screen words it: a notice about something known, and a failure with
+ * its reason as data, get the UI's sentence.
+ */
 export function withUiText(event: SessionEvent): SessionEvent {
-  return event.type === "notice" && event.about !== undefined ? { ...event, text: noticeText(event.about) } : event;
+  if (event.type === "notice" && event.about !== undefined) return { ...event, text: noticeText(event.about) };
+  if (event.type === "message-state" && event.error !== undefined) return { ...event, failure: errorText(event.error) };
+  return event;
 }
 
 /** What /trust or /accept did, with the held messages it released. */

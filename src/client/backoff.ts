@@ -42,3 +42,18 @@ export function sleepUntil(atMs: number, clock: () => number): { readonly done: 
   });
   return { done, wake };
 }
+
+export interface ReconnectPolicy {
+  /** First delay; doubles per attempt. */
+  readonly initialMs: number;
+  /** Cap of the delay (PROTOCOL: 30 s). */
+  readonly maxMs: number;
+}
+
+export const DEFAULT_RECONNECT: ReconnectPolicy = { initialMs: 1_000, maxMs: 30_000 };
+
+/** Backoff with jitter: attempt 1 waits ~initial, doubling, capped, each scaled by 0.5-1.0. */
+export function backoffDelay(attempt: number, policy: ReconnectPolicy, random: () => number = Math.random): number {
+  const exp = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp * (0.5 + 0.5 * random()));
+}

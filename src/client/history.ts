@@ -9,7 +9,7 @@ import { isValidUsername, parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
-import type { ChatMessage, MessageState } from "./types.js";
+import type { ChatMessage, MessageState, SessionEvent } from "./types.js";
 
 /** Messages kept per conversation (older ones are dropped every 1,000 kept messages and when the session closes). */
 export const BACKLOG_PER_CONVERSATION = 500;
@@ -38,6 +38,39 @@ export class MessageHistory {
   unreadable = 0;
 
   constructor(private readonly store: ClientStateStore, private readonly cipher: AtRestCipher, private readonly log: Logger) {}
+
+  /**
+   * The session's events as the history sees them: every message shown, and every change of my
+   * messages' state. The session subscribes this before any UI, and unsubscribes it when it
+   * starts closing (nothing is written after that).
+   */
+  readonly onEvent = (e: SessionEvent): void => {
+    if (e.type === "message") this.record(e.message);
+    else if (e.type === "message-state") this.setState(e.id, e.state, e.failure, e.queuedFor);
+  };
+
+  /**
+   * What to show at start: the newest kept messages of each conversation, reconciled with the
+   * outbox (`pending`, my messages still unsent, the truth about what is unsent). `knownPeer`
+   * says whether a conversation's peer is known; `failed` learns each failed message of mine
+   * (they can be retried after the restart too).
+   */
+  backlog(pending: readonly ChatMessage[], knownPeer: (conversationId: string) => boolean, failed: (m: ChatMessage) => void): ChatMessage[] {
+    const kept = this.recent();
+    // A kept "pending" that is no longer in the outbox was settled while its state change could
+    // not be written; unsent ones the history lacks are added.
+    const unsent = new Set(pending.map((m) => m.id));
+    const settled = kept.map((m): ChatMessage => (m.own && m.state === "pending" && !unsent.has(m.id)
+      ? { ...m, state: "failed", failure: "its delivery was not confirmed before the app closed" } : m));
+    for (const m of settled) {
+      if (m.own && m.state === "failed") failed(m);
+    }
+    const ids = new Set(kept.map((m) => m.id));
+    // A DM with someone this client never pinned (a typo in /msg, a user who never connected)
+    // does not come back at start, unless a message of mine still waits in it.
+    const known = settled.filter((m) => unsent.has(m.id) || knownPeer(m.conversationId));
+    return [...known, ...pending.filter((m) => !ids.has(m.id))];
+  }
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
   record(m: ChatMessage): void {

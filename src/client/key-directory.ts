@@ -7,6 +7,7 @@ import { importPublicIdentity, keyTag, type PrivateIdentity, type PublicIdentity
 import type { Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
 import type { PinnedPeer, TrustStore } from "./trust-store.js";
+import { describeClientError, describeNotice } from "./errors.js";
 import { dmIdFor, type Outcome, type PeerTrust, type PeerView, type SessionEvent } from "./types.js";
 
 /** Up to this many users online, everyone's keys are fetched at once (beyond: when first needed). */
@@ -93,8 +94,23 @@ export class KeyDirectory {
     }
     this.online.set(name, entry.online);
     if (entry.keyTag.length > 0) this.keyTags.set(name, Buffer.from(entry.keyTag));
-    if (this.o.trust.get(name) !== undefined && this.needsKeys(name)) void this.ensure([name]);
+    if (this.o.trust.get(name) !== undefined && this.needsKeys(name)) {
+      this.ensure([name]).catch((e: unknown) => {
+        // The key change then surfaces at the next lookup (a send, a delivery, /verify).
+        this.o.log.warn("keys.refresh-failed", { users: 1, reason: e instanceof Error ? e.message : String(e) });
+      });
+    }
     if (live) this.emitPeer(name);
+  }
+
+  /** A DirectoryUpdate: presence and tags change; who came online is prefetched in small directories. */
+  update(entries: readonly DirectoryEntry[]): void {
+    const joined: string[] = [];
+    for (const entry of entries) {
+      if (entry.online && !this.isOnline(entry.username)) joined.push(entry.username);
+      this.observeLight(entry, true);
+    }
+    this.prefetch(joined);
   }
 
   /** Keys are needed when none are pinned, or the relay's tag matches neither the pin nor a pending change. */
@@ -113,7 +129,11 @@ export class KeyDirectory {
     for (const v of this.online.values()) if (v) online++;
     if (online > PREFETCH_MAX_ONLINE) return;
     const missing = names.filter((n) => n !== this.me && this.o.trust.get(n) === undefined);
-    if (missing.length > 0) void this.ensure(missing).catch(() => {});
+    if (missing.length === 0) return;
+    this.ensure(missing).catch((e: unknown) => {
+      // Only a head start: whatever needs these keys later (a send, /verify) fetches them again.
+      this.o.log.warn("keys.prefetch-failed", { users: missing.length, reason: e instanceof Error ? e.message : String(e) });
+    });
   }
 
   /**
@@ -150,11 +170,11 @@ export class KeyDirectory {
       for (let attempt = 1; attempt <= LOOKUP_ATTEMPTS; attempt++) {
         answer = await this.o.lookup(names);
         if (answer.ok || !this.o.alive()) break;
-        this.o.log.info("keys.lookup-retry", { users: names.length, attempt, reason: answer.error });
+        this.o.log.info("keys.lookup-retry", { users: names.length, attempt, reason: describeClientError(answer.error) });
         if (this.o.connected()) await new Promise((r) => setTimeout(r, 250 * attempt));
       }
       if (answer === undefined || !answer.ok) {
-        this.o.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? answer.error : "no answer" });
+        this.o.log.warn("keys.lookup-failed", { users: names.length, reason: answer?.ok === false ? describeClientError(answer.error) : "no answer" });
         return;
       }
       const asked = new Set(names);
@@ -191,14 +211,14 @@ export class KeyDirectory {
     if (result === "key-changed" && before?.pending === undefined) {
       this.o.log.warn("peer.key-changed", { user: name });
       this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: this.o.heldCount(name) });
-      this.noticeInRooms(name, `${name}'s keys changed: the room goes on, but ${name} does not receive what you send here, and ${name}'s messages here are held, until you decide (/verify ${name}, then /trust or /accept)`);
+      this.noticeInRooms(name, false);
     } else if (result === "key-replaced") {
       // Every replacement of a pending key is a fresh warning; what was held under the replaced
       // key can never be shown (it is not signed by any key the user could accept).
       const discarded = this.o.discardHeld(name);
       this.o.log.warn("peer.key-replaced", { user: name, discarded });
       this.o.emit({ type: "key-change", username: name, conversationId: dmIdFor(this.me, name), held: 0, replaced: true, discarded });
-      this.noticeInRooms(name, `${name}'s keys changed AGAIN before you decided: compare again with /verify ${name}`);
+      this.noticeInRooms(name, true);
     } else if (result === "change-withdrawn") {
       const discarded = this.o.discardHeld(name);
       const dropped = discarded === 0 ? "" : `; ${discarded} message${discarded === 1 ? "" : "s"} signed by the withdrawn key ${discarded === 1 ? "was" : "were"} discarded`;
@@ -207,8 +227,10 @@ export class KeyDirectory {
     this.emitPeer(name);
   }
 
-  private noticeInRooms(name: string, text: string): void {
-    for (const room of this.o.roomsWith(name)) this.o.emit({ type: "notice", level: "warn", text, conversationId: room });
+  /** A key change is said in every room shared with that user too (they are left out there until decided). */
+  private noticeInRooms(name: string, again: boolean): void {
+    const about = { kind: "room-key-changed", username: name, again } as const;
+    for (const room of this.o.roomsWith(name)) this.o.emit({ type: "notice", level: "warn", text: describeNotice(about), conversationId: room, about });
   }
 
   trustOf(pin: PinnedPeer): PeerTrust {

@@ -1,7 +1,7 @@
 // The key file on disk (PROTOCOL.md §4.3): `<username>_key.pem` in a 0700 directory, created
 // 0600 with O_EXCL, refused when group or others can read it (as OpenSSH does).
 import { constants, type Stats } from "node:fs";
-import { chmod, lstat, mkdir, open, readFile, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { ProtocolError } from "../protocol/errors.js";
@@ -60,7 +60,32 @@ export async function ensureKeyDir(keyDir: string): Promise<void> {
   if ((st.mode & 0o022) !== 0) {
     throw new KeyStoreError(`key directory '${keyDir}' is writable by others (mode ${modeString(st.mode)}). Run: chmod 700 '${keyDir}'`);
   }
-  if ((st.mode & 0o077) !== 0) await chmod(keyDir, 0o700).catch(() => {});
+  if ((st.mode & 0o077) !== 0) {
+    // Readable by others (not writable: refused above). Tightened to 0700 so others cannot list
+    // whose keys are here; a directory we may not chmod (another owner) is refused like a
+    // writable one, with the command that fixes it.
+    try {
+      await chmod(keyDir, 0o700);
+    } catch (e) {
+      throw new KeyStoreError(
+        `key directory '${keyDir}' is readable by others (mode ${modeString(st.mode)}) and could not be made private: ${(e as Error).message}. Run: chmod 700 '${keyDir}'`,
+        { cause: e },
+      );
+    }
+  }
+}
+
+/**
+ * Removes the temporary file a crashed write may have left behind. None there is the usual case;
+ * any other failure is said here, since the write that follows (O_EXCL) would fail on it anyway.
+ */
+export async function removeStaleFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new KeyStoreError(`cannot remove the leftover temporary file '${path}': ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Creates a file that only the owner can read and write, failing if it exists (O_EXCL). */

@@ -3,9 +3,9 @@
 // One entry per server address (host:port as given): the relay's TLS certificate, whose SHA-256
 // the client also binds into its proof of possession (PROTOCOL.md §8).
 import { randomBytes } from "node:crypto";
-import { lstat, readFile, rename, unlink } from "node:fs/promises";
+import { lstat, readFile, rename } from "node:fs/promises";
 import { certificateFingerprint } from "../protocol/x509.js";
-import { checkPrivateFileMode, KeyStoreError, writeNewPrivateFile } from "./key-store.js";
+import { checkPrivateFileMode, KeyStoreError, removeStaleFile, writeNewPrivateFile } from "./key-store.js";
 
 export interface RelayPin {
   /** DER of the certificate the relay presented when it was pinned. */
@@ -106,7 +106,7 @@ function parse(path: string, text: string): Map<string, RelayPin> {
 
 async function writeAtomicPrivate(path: string, text: string): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await unlink(tmp).catch(() => {});
+  await removeStaleFile(tmp);
   await writeNewPrivateFile(tmp, text);
   await rename(tmp, path);
 }

@@ -8,10 +8,9 @@
 import { connect, type Socket } from "node:net";
 import type { ServiceError } from "@grpc/grpc-js";
 import { sanitizeLine } from "../protocol/sanitize.js";
+import { ERROR_CODE_TRAILER as RELAY_TRAILER } from "./session-end.js";
 import { grpcStatus, isServiceError } from "./transport.js";
 
-/** The trailer our relay puts on every session-ending status (src/server/errors.ts). */
-const RELAY_TRAILER = "securechat-error-code";
 /** How long the raw probe waits for a server that speaks first, then for an answer. */
 const BANNER_WAIT_MS = 300;
 const ANSWER_WAIT_MS = 1_500;

@@ -10,10 +10,11 @@
 // with one line per peer (temp file, fsync, rename), which amortises to O(1) as well. Files of
 // the older format (one JSON document, version 1) are read and rewritten in the new one.
 import { constants } from "node:fs";
-import { lstat, open, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
+import { lstat, open, readFile, rename, type FileHandle } from "node:fs/promises";
 import { importPublicIdentity, type PublicIdentity } from "../protocol/keys.js";
+import { nullLogger, type Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
-import { checkPrivateFileMode, KeyStoreError, writeNewPrivateFile } from "./key-store.js";
+import { checkPrivateFileMode, KeyStoreError, removeStaleFile, writeNewPrivateFile } from "./key-store.js";
 
 export interface PinnedPeer {
   readonly identity: PublicIdentity;
@@ -81,11 +82,11 @@ export class TrustStore {
   /** The next write rewrites the whole file (no file yet, the older format, a failed write). */
   private rewrite = true;
 
-  private constructor(readonly path: string, private readonly clock: () => number) {}
+  private constructor(readonly path: string, private readonly clock: () => number, private readonly log: Logger) {}
 
   /** Loads the file (refusing loose permissions) or starts empty when it does not exist. */
-  static async open(path: string, clock: () => number = Date.now): Promise<TrustStore> {
-    const store = new TrustStore(path, clock);
+  static async open(path: string, clock: () => number = Date.now, log: Logger = nullLogger): Promise<TrustStore> {
+    const store = new TrustStore(path, clock, log);
     let text: string;
     try {
       const st = await lstat(path);
@@ -185,8 +186,9 @@ export class TrustStore {
     try {
       if (this.rewrite || this.lines > 2 * this.peers.size + COMPACT_SLACK) await this.rewriteFile();
       else await this.append(names);
-    } catch {
+    } catch (e) {
       // The in-memory pins stay authoritative; the next change rewrites the whole file.
+      this.log.warn("trust.write-failed", { peers: names.length, reason: e instanceof Error ? e.message : String(e) });
       this.rewrite = true;
     }
   }
@@ -204,7 +206,7 @@ export class TrustStore {
       const st = await fh.stat();
       if (st.ino !== this.inode) {
         // Another process rewrote the file: take its pins in, then write every peer of ours.
-        await fh.close().catch(() => {});
+        await this.closeFile(fh);
         return await this.rewriteFile();
       }
       await this.adoptAppended(fh, st.size);
@@ -216,7 +218,20 @@ export class TrustStore {
       await fh.datasync();
       this.lines += names.length;
     } finally {
-      await fh.close().catch(() => {});
+      await this.closeFile(fh);
+    }
+  }
+
+  /**
+   * Best effort: by the time the file is closed its lines are synced (or the write already
+   * failed, and that error is the one that matters); a failing close loses nothing, so it is
+   * only logged. Closing twice (after the rewrite branch) is a no-op.
+   */
+  private async closeFile(fh: FileHandle): Promise<void> {
+    try {
+      await fh.close();
+    } catch (e) {
+      this.log.warn("trust.close-failed", { reason: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -322,7 +337,7 @@ function pinOf(path: string, username: string, p: StoredPeer): PinnedPeer {
 
 async function writeAtomicPrivate(path: string, text: string): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
-  await unlink(tmp).catch(() => {});
+  await removeStaleFile(tmp);
   await writeNewPrivateFile(tmp, text);
   await rename(tmp, path);
 }

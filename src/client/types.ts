@@ -1,5 +1,6 @@
 // The client session as the UI sees it. The TUI depends only on this interface (tests use a
 // fake); src/client/chat-client.ts implements it over grpc-js.
+import type { ClientError } from "./errors.js";
 
 export type ConnectionStatus =
   | { readonly state: "connecting"; readonly attempt: number }
@@ -61,6 +62,18 @@ export interface ChatMessage {
 
 export type NoticeLevel = "info" | "warn" | "error";
 
+/**
+ * What a notice is about, as data, for the notices a UI may word with its own hints; the
+ * notice's `text` is the client's plain sentence for it (no UI commands).
+ */
+export type NoticeAbout =
+  /** A lobby message reached nobody: nobody else was online (or known online, while disconnected). */
+  | { readonly kind: "nobody-online"; readonly connected: boolean }
+  /** A room or lobby message left out these members: their keys changed and no decision was made. */
+  | { readonly kind: "not-sent-to"; readonly usernames: readonly string[] }
+  /** A member of this room changed keys (`again`: while a change was still pending). */
+  | { readonly kind: "room-key-changed"; readonly username: string; readonly again: boolean };
+
 export type SessionEvent =
   | { readonly type: "connection"; readonly status: ConnectionStatus }
   /** The whole directory (after welcome). */
@@ -79,6 +92,8 @@ export type SessionEvent =
   | {
       readonly type: "message-state"; readonly conversationId: string; readonly id: string;
       readonly state: MessageState; readonly failure?: string; readonly queuedFor?: readonly string[];
+      /** Why it failed, as data (`failure` is the client's plain sentence for it, the one kept in the history). */
+      readonly error?: ClientError;
     }
   /**
    * A peer's keys changed: their messages are held and sending to them is blocked until /trust
@@ -97,9 +112,10 @@ export type SessionEvent =
    */
   | { readonly type: "caught-up"; readonly count: number; readonly reconnect: boolean }
   /** Anything else worth a line, optionally in one conversation (else the current one). */
-  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string };
+  | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string; readonly about?: NoticeAbout };
 
-export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+/** A failure is a ClientError (src/client/errors.ts): a kind and its data; the UI writes the sentence. */
+export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ClientError };
 
 export interface VerifyInfo {
   readonly username: string;
@@ -113,6 +129,18 @@ export interface VerifyInfo {
    * change): the first groups of the peer's half of that safety number.
    */
   readonly confirmGroups: readonly string[];
+}
+
+/** What /trust or /accept did: the keys now pinned for `username`, and the held messages released. */
+export interface TrustResult {
+  readonly username: string;
+  /** true: trusted after comparing (/trust); false: accepted without comparing (/accept). */
+  readonly verified: boolean;
+  /** A pending key change was decided (held messages were released). */
+  readonly keyChange: boolean;
+  /** Held messages shown, in the order sent, and those discarded (not signed by the accepted key, or no longer valid). */
+  readonly shown: number;
+  readonly discarded: number;
 }
 
 export interface RoomListing {
@@ -136,8 +164,8 @@ export interface ChatSession {
   snapshot(): SessionSnapshot;
   /**
    * Seals and sends text to a conversation ("lobby", "#room", "dm:a:b"). On success the message
-   * was emitted as a "message" event in state pending; errors are sentences for the user
-   * (e.g. "bob's key changed: compare safety numbers with /verify bob, then /trust bob").
+   * was emitted as a "message" event in state pending; errors are ClientErrors (e.g.
+   * { kind: "key-changed", username: "bob" }).
    */
   send(conversationId: string, text: string, kind?: MessageKind): Outcome<{ readonly id: string }>;
   /** Sends a failed message again (as a new message with the same text). */
@@ -156,9 +184,9 @@ export interface ChatSession {
    * user typed (VerifyInfo.confirmGroups, or the whole number); refused when they do not name
    * the keys pending (or pinned) now. Accepts a pending key change and releases held messages.
    */
-  trust(username: string, groups: readonly string[]): Outcome<string>;
+  trust(username: string, groups: readonly string[]): Outcome<TrustResult>;
   /** Continues with a peer's new keys without comparing them (marked not verified); releases held messages. */
-  acceptNewKeys(username: string): Outcome<string>;
+  acceptNewKeys(username: string): Outcome<TrustResult>;
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
   forgetHistory(conversationId: string): void;
   close(): Promise<void>;

@@ -143,7 +143,7 @@ async function main(): Promise<number> {
   let state: ClientStateStore;
   let knownRelays: KnownRelays;
   try {
-    trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"));
+    trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"), Date.now, logger);
     knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
   } catch (e) {

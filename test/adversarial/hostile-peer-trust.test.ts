@@ -9,6 +9,7 @@ import { fixtureIdentity } from "../helpers/identities.js";
 import { seal } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
+import { describeClientError } from "../../src/client/errors.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -49,9 +50,9 @@ describe("the replay table is keyed by (sender, id)", () => {
     await a.waitForMessage("nothing to see");
 
     const v = await a.client.verify("bob");
-    if (!v.ok) throw new Error(v.error);
+    if (!v.ok) throw new Error(describeClientError(v.error));
     const t = a.client.trust("bob", [...v.value.confirmGroups]);
-    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent" });
+    expect(t).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: true, shown: 1, discarded: 0 } });
     const shown = await a.waitForMessage("hello from my new laptop");
     expect(shown).toMatchObject({ from: "bob", id: heldId.toString("hex") });
     // Both are kept for the next start, too: the history is per (sender, id) as well.

@@ -17,8 +17,11 @@ import {
   type RoomView,
   type SessionEvent,
   type SessionSnapshot,
+  type TrustResult,
   type VerifyInfo,
 } from "../../src/client/types.js";
+import { refused, type ClientError } from "../../src/client/errors.js";
+import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 
 export type FakeCall =
   | { readonly method: "send"; readonly conversationId: string; readonly text: string; readonly kind: MessageKind }
@@ -54,7 +57,7 @@ interface Sent {
 }
 
 const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
-const err = (error: string): Outcome<never> => ({ ok: false, error });
+const err = (error: ClientError): Outcome<never> => ({ ok: false, error });
 
 /** A deterministic 60-digit safety number for a pair of names (order-independent). */
 export function fakeSafetyNumber(a: string, b: string, salt = ""): string {
@@ -193,17 +196,17 @@ export class FakeSession implements ChatSession {
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ readonly id: string }> {
     this.calls.push({ method: "send", conversationId, text, kind });
-    if (this.closed) return err("the session was closed");
-    if (text.trim() === "") return err("nothing to send");
+    if (this.closed) return err({ kind: "closed" });
+    if (text.trim() === "") return err({ kind: "empty-message" });
     if (conversationId.startsWith("dm:")) {
       const peer = conversationId.split(":").find((n, i) => i > 0 && n !== this.me);
       const view = peer === undefined ? undefined : this.peers.get(peer);
-      if (peer === undefined || view === undefined) return err(`no keys known for ${peer ?? "that user"}: they have never connected to this relay`);
-      if (view.trust === "key-changed") return err(`${peer}'s key changed: compare safety numbers with /verify ${peer} (it shows the /trust command), or /accept ${peer} to continue unverified`);
+      if (peer === undefined || view === undefined) return err({ kind: "unknown-user", username: peer ?? "that user" });
+      if (view.trust === "key-changed") return err({ kind: "key-changed", username: peer });
     } else if (conversationId.startsWith("#")) {
-      if (!this.rooms.get(conversationId)?.includes(this.me)) return err(`you are not in ${conversationId}: /join ${conversationId} first`);
+      if (!this.rooms.get(conversationId)?.includes(this.me)) return err({ kind: "not-a-member", room: conversationId, action: "send" });
     } else if (conversationId !== "lobby") {
-      return err(`unknown conversation '${conversationId}'`);
+      return err({ kind: "unknown-conversation", conversationId });
     }
     const id = this.newId();
     this.sent.set(id, { id, conversationId, text, kind, state: "pending" });
@@ -219,7 +222,7 @@ export class FakeSession implements ChatSession {
     this.calls.push({ method: "retry", conversationId, id });
     const failed = this.sent.get(id);
     if (failed === undefined || failed.state !== "failed" || failed.conversationId !== conversationId) {
-      return err("that message has not failed (or is too old to retry)");
+      return err({ kind: "not-failed" });
     }
     return this.send(conversationId, failed.text, failed.kind);
   }
@@ -238,7 +241,7 @@ export class FakeSession implements ChatSession {
   async leaveRoom(room: string): Promise<Outcome> {
     this.calls.push({ method: "leaveRoom", room });
     const members = this.rooms.get(room);
-    if (!members?.includes(this.me)) return err(`you are not in ${room}`);
+    if (!members?.includes(this.me)) return err({ kind: "not-a-member", room, action: "leave" });
     const rest = members.filter((m) => m !== this.me);
     this.rooms.set(room, rest);
     this.emit({ type: "room-event", room, kind: "left", username: this.me, members: rest, atMs: this.now() });
@@ -255,7 +258,7 @@ export class FakeSession implements ChatSession {
   async members(room: string): Promise<Outcome<readonly string[]>> {
     this.calls.push({ method: "members", room });
     const members = this.rooms.get(room);
-    return members && members.length > 0 ? ok([...members]) : err(`no room named ${room}`);
+    return members && members.length > 0 ? ok([...members]) : err(refused(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `no room named ${room}`));
   }
 
   fingerprint(): string {
@@ -265,9 +268,9 @@ export class FakeSession implements ChatSession {
 
   verifyInfo(username: string): Outcome<VerifyInfo> {
     this.calls.push({ method: "verifyInfo", username });
-    if (username === this.me) return err("that is you: use /fingerprint to see your own keys");
+    if (username === this.me) return err({ kind: "self", action: "verify" });
     const peer = this.peers.get(username);
-    if (peer === undefined) return err(`no keys known for ${username}`);
+    if (peer === undefined) return err({ kind: "keys-not-fetched", username, why: "not-pinned" });
     const info: VerifyInfo = { username, trust: peer.trust, safetyNumber: fakeSafetyNumber(this.me, username), confirmGroups: fakeConfirmGroups(username, peer.trust) };
     return ok(peer.trust === "key-changed" ? { ...info, pendingSafetyNumber: fakeSafetyNumber(this.me, username, "new") } : info);
   }
@@ -278,25 +281,25 @@ export class FakeSession implements ChatSession {
   }
 
   /** Like the real one: the groups must be the ones verifyInfo names for the keys now. */
-  trust(username: string, groups: readonly string[]): Outcome<string> {
+  trust(username: string, groups: readonly string[]): Outcome<TrustResult> {
     this.calls.push({ method: "trust", username, groups });
-    if (username === this.me) return err("you cannot trust yourself");
+    if (username === this.me) return err({ kind: "self", action: "trust" });
     const peer = this.peers.get(username);
-    if (peer === undefined) return err(`no keys known for ${username}`);
+    if (peer === undefined) return err({ kind: "keys-not-fetched", username, why: "not-pinned" });
     if (groups.join(" ") !== fakeConfirmGroups(username, peer.trust).join(" ")) {
-      return err(`those digits do not match ${username}'s keys as they are now: nothing was trusted; run /verify ${username} again and compare`);
+      return err({ kind: "digits-mismatch", username, newKeys: false });
     }
     const hadChange = peer.trust === "key-changed";
     this.setPeer({ username, trust: "verified" satisfies PeerTrust });
-    return ok(hadChange ? `${username}'s new key is now trusted and marked verified ✓` : `${username} is now marked verified ✓`);
+    return ok({ username, verified: true, keyChange: hadChange, shown: 0, discarded: 0 });
   }
 
-  acceptNewKeys(username: string): Outcome<string> {
+  acceptNewKeys(username: string): Outcome<TrustResult> {
     this.calls.push({ method: "acceptNewKeys", username });
     const peer = this.peers.get(username);
-    if (peer?.trust !== "key-changed") return err(`${username}'s keys have not changed: nothing to accept`);
+    if (peer?.trust !== "key-changed") return err({ kind: "no-key-change", username });
     this.setPeer({ username, trust: "unverified" satisfies PeerTrust });
-    return ok(`continuing with ${username}'s new key, NOT verified`);
+    return ok({ username, verified: false, keyChange: true, shown: 0, discarded: 0 });
   }
 
   forgetHistory(conversationId: string): void {
@@ -305,7 +308,7 @@ export class FakeSession implements ChatSession {
 
   reconnectNow(): Outcome<string> {
     this.calls.push({ method: "reconnectNow" });
-    return this.connection.state === "connected" ? err("already connected to the relay") : ok("reconnecting now instead of waiting");
+    return this.connection.state === "connected" ? err({ kind: "already-connected" }) : ok("reconnecting now instead of waiting");
   }
 
   olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {

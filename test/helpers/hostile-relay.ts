@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition,
+  Metadata, Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition,
 } from "@grpc/grpc-js";
 import {
   ChatServiceService, Envelope, SessionRequest, SessionResponse, type DirectoryEntry, type Hello,
@@ -87,8 +87,11 @@ export class HostileSession {
     return this.received.flatMap((r) => (r.frame?.$case === "send" && r.frame.value.envelope ? [r.frame.value.envelope] : []));
   }
 
-  end(code = status.UNAVAILABLE, details = "hostile relay hangs up"): void {
-    this.call.emit("error", { code, details });
+  /** Ends the stream with a status; `errorCode` (e.g. "ERROR_CODE_USERNAME_TAKEN") goes in the relay's trailer. */
+  end(code = status.UNAVAILABLE, details = "hostile relay hangs up", errorCode?: string): void {
+    const metadata = new Metadata();
+    if (errorCode !== undefined) metadata.set("securechat-error-code", errorCode);
+    this.call.emit("error", { code, details, metadata });
   }
 }
 
@@ -107,6 +110,8 @@ export class HostileRelay {
    * change it and announce() to play a key change.
    */
   directory: DirectoryEntry[] = [];
+  /** Set to end every session at its Hello with this status (and trailer), instead of a Challenge. */
+  refuseHello: { readonly code: status; readonly details: string; readonly errorCode?: string } | undefined;
   private readonly server = new Server();
   port = 0;
 
@@ -127,6 +132,10 @@ export class HostileRelay {
       s.received.push(req);
       if (req.frame?.$case === "hello") {
         s.hello = req.frame.value;
+        if (this.refuseHello !== undefined) {
+          s.end(this.refuseHello.code, this.refuseHello.details, this.refuseHello.errorCode);
+          return;
+        }
         s.send({ $case: "challenge", value: { relayId: randomBytes(16), nonce: randomBytes(32) } });
       } else if (req.frame?.$case === "proof") {
         // A hostile relay accepts anything and hands out whatever directory it likes.

@@ -16,6 +16,7 @@ import { fixtureIdentity } from "../helpers/identities.js";
 import { startRecordingProxy } from "../helpers/recording-proxy.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
+import { describeClientError } from "../../src/client/errors.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -53,7 +54,7 @@ describe("topics and away replies", () => {
     expect(sent.ok).toBe(true);
     const got = await b.waitFor((e): e is Extract<SessionEvent, { type: "message" }> => e.type === "message" && e.message.kind === "topic", "bob gets the topic");
     expect(got.message).toMatchObject({ conversationId: "#ops", from: "alice", kind: "topic", text: "deploy friday 16:00" });
-    expect(a.client.send("lobby", "not here", "topic")).toEqual({ ok: false, error: "a topic belongs to a room: /topic works inside a room" });
+    expect(a.client.send("lobby", "not here", "topic")).toEqual({ ok: false, error: { kind: "topic-outside-room" } });
     expect(a.client.send("dm:alice:bob", "nor here", "topic").ok).toBe(false);
   });
 
@@ -83,7 +84,7 @@ describe("topics and away replies", () => {
     a.client.send("dm:alice:bob", "third");
     await b.waitForMessage("third");
     const end = b.client.send("dm:alice:bob", "end");
-    if (!end.ok) throw new Error(end.error);
+    if (!end.ok) throw new Error(describeClientError(end.error));
     await a.waitForMessage("end");
     expect(awaysFrom(a, "bob")).toBe(1);
   });
@@ -99,14 +100,14 @@ describe("reconnecting", () => {
     const b = await client(bob, r.running.port);
     await a.waitFor((e) => e.type === "caught-up", "the first connection");
     expect(a.events.find((e) => e.type === "caught-up")).toEqual({ type: "caught-up", count: 0, reconnect: false });
-    expect(a.client.reconnectNow()).toEqual({ ok: false, error: "already connected to the relay" });
+    expect(a.client.reconnectNow()).toEqual({ ok: false, error: { kind: "already-connected" } });
 
     proxy.dropAll();
     await a.waitFor((e) => e.type === "connection" && e.status.state === "reconnecting", "alice notices the drop");
     await b.waitFor((e) => e.type === "peer" && e.peer.username === "alice" && !e.peer.online, "bob sees alice offline");
     for (const text of ["one", "two", "three"]) {
       const s = b.client.send("dm:alice:bob", text);
-      if (!s.ok) throw new Error(s.error);
+      if (!s.ok) throw new Error(describeClientError(s.error));
       await b.waitForState(s.value.id, "accepted");
     }
     expect(a.client.reconnectNow()).toEqual({ ok: true, value: "reconnecting now instead of waiting" });
@@ -126,7 +127,7 @@ describe("the kept history", () => {
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob");
     for (let i = 0; i < 7; i++) {
       const s = a.client.send("lobby", `lobby ${i}${i === 5 ? " needle" : ""}`);
-      if (!s.ok) throw new Error(s.error);
+      if (!s.ok) throw new Error(describeClientError(s.error));
       await a.waitForState(s.value.id, "accepted");
     }
     b.client.send("dm:alice:bob", "a NEEDLE in the dm");
@@ -156,10 +157,10 @@ describe("the kept history", () => {
     await waitUntil(() => a.events.find((e) => e.type === "caught-up"), "alice connected");
     // A typo'd name: the message fails (no such user) and is kept as failed.
     const typo = a.client.send("dm:alice:bobb", "hi bob?");
-    if (!typo.ok) throw new Error(typo.error);
+    if (!typo.ok) throw new Error(describeClientError(typo.error));
     await a.waitForState(typo.value.id, "failed");
     const kept = a.client.send("lobby", "kept");
-    if (!kept.ok) throw new Error(kept.error);
+    if (!kept.ok) throw new Error(describeClientError(kept.error));
     await a.waitFor((e) => e.type === "message-state" && e.id === kept.value.id, "the lobby message settled");
     await a.close();
 

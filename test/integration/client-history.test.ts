@@ -14,6 +14,7 @@ import { fixtureIdentity } from "../helpers/identities.js";
 import { sqliteFileBytes } from "../helpers/sqlite-bytes.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
+import { describeClientError } from "../../src/client/errors.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -139,7 +140,7 @@ describe("history across a restart", () => {
     const statePath = join(dir, "alice_state.db");
     const a = await TestClient.start(alice, r.running.port, { dir, statePath, history: false });
     const hello = a.client.send("lobby", "not kept");
-    if (!hello.ok) throw new Error(hello.error);
+    if (!hello.ok) throw new Error(describeClientError(hello.error));
     await a.waitForState(hello.value.id, "accepted");
     await a.close();
 

@@ -6,6 +6,7 @@ import { releaseUsername } from "../../src/server/users-command.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { describeClientError } from "../../src/client/errors.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -95,7 +96,7 @@ describe("ChatClient against a real relay", () => {
     expect(va.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
     expect(va.value.safetyNumber).toBe(vb.value.safetyNumber);
     expect(va.value.trust).toBe("unverified");
-    expect(va.ok && a.client.trust("bob", va.value.confirmGroups)).toEqual({ ok: true, value: "bob is now marked verified ✓" });
+    expect(va.ok && a.client.trust("bob", va.value.confirmGroups)).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: false, shown: 0, discarded: 0 } });
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("verified");
   });
 
@@ -118,7 +119,7 @@ describe("ChatClient against a real relay", () => {
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
 
     const blocked = a.client.send("dm:alice:bob", "are you still bob?");
-    expect(blocked).toEqual({ ok: false, error: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified" });
+    expect(blocked).toEqual({ ok: false, error: { kind: "key-changed", username: "bob" } });
 
     await nb.waitFor((e) => e.type === "directory", "new bob welcomed");
     nb.client.send("dm:alice:bob", "it is me, new laptop");
@@ -128,7 +129,7 @@ describe("ChatClient against a real relay", () => {
     const v = a.client.verifyInfo("bob");
     expect(v.ok && v.value.pendingSafetyNumber !== undefined && v.value.pendingSafetyNumber !== v.value.safetyNumber).toBe(true);
     const t = a.client.trust("bob", v.ok ? v.value.confirmGroups : []);
-    expect(t).toEqual({ ok: true, value: "bob's new key is now trusted and marked verified ✓; 1 held message shown, in the order sent" });
+    expect(t).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: true, shown: 1, discarded: 0 } });
     const released = a.messages().find((m) => m.text === "it is me, new laptop");
     expect(released?.from).toBe("bob");
     // The new device's chain starts from zeros: after /trust that is not a missing message.
@@ -148,7 +149,7 @@ describe("ChatClient against a real relay", () => {
     const r = await relay();
     const a = await client(alice, r);
     const huge = "x".repeat(70 * 1024);
-    expect(a.client.send("lobby", huge)).toEqual({ ok: false, error: `the message is ${huge.length} bytes; this relay accepts at most 65536` });
+    expect(a.client.send("lobby", huge)).toEqual({ ok: false, error: { kind: "too-large", bytes: huge.length, max: 65536 } });
     // An unknown user is found out by asking the relay for their keys: the message fails then.
     const toZed = a.client.send("dm:alice:zed", "hi");
     expect(toZed.ok).toBe(true);
@@ -156,15 +157,15 @@ describe("ChatClient against a real relay", () => {
       const failed = await a.waitForState(toZed.value.id, "failed");
       expect(failed).toMatchObject({ failure: "no user 'zed' on this relay" });
     }
-    expect(a.client.send("#ops", "hi")).toEqual({ ok: false, error: "you are not in #ops: /join #ops first" });
-    expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: "nothing to send" });
+    expect(a.client.send("#ops", "hi")).toEqual({ ok: false, error: { kind: "not-a-member", room: "#ops", action: "send" } });
+    expect(a.client.send("lobby", "   ")).toEqual({ ok: false, error: { kind: "empty-message" } });
   });
 
   it("says so when a lobby message reaches nobody, and not when someone is online", async () => {
     const r = await relay();
     const a = await client(alice, r);
     const alone = a.client.send("lobby", "anyone here?");
-    if (!alone.ok) throw new Error(alone.error);
+    if (!alone.ok) throw new Error(describeClientError(alone.error));
     const notice = await a.waitFor((e) => e.type === "notice" && e.conversationId === "lobby", "a notice in the lobby");
     expect(notice).toMatchObject({ level: "warn", text: expect.stringMatching(/^nobody else is online, so nobody will read that/) });
     await a.waitForState(alone.value.id, "accepted");
@@ -172,7 +173,7 @@ describe("ChatClient against a real relay", () => {
     const b = await client(bob, r);
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "alice sees bob online");
     const heard = a.client.send("lobby", "hi bob");
-    if (!heard.ok) throw new Error(heard.error);
+    if (!heard.ok) throw new Error(describeClientError(heard.error));
     await b.waitForMessage("hi bob");
     expect(a.events.filter((e) => e.type === "notice" && e.conversationId === "lobby")).toHaveLength(1);
   });
@@ -208,12 +209,12 @@ describe("keys fetched when needed", () => {
     const d = await client(fixtureDave, r);
     await d.close();
     const a = await client(alice, r);
-    expect(a.client.verifyInfo("dave")).toMatchObject({ ok: false, error: expect.stringMatching(/^fetching dave's keys/) });
+    expect(a.client.verifyInfo("dave")).toEqual({ ok: false, error: { kind: "keys-not-fetched", username: "dave", why: "fetching" } });
     const v = await a.client.verify("dave");
     expect(v.ok && v.value.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/);
-    expect(await a.client.verify("zed")).toEqual({ ok: false, error: "no user 'zed' on this relay" });
+    expect(await a.client.verify("zed")).toEqual({ ok: false, error: { kind: "unknown-user", username: "zed" } });
     await r.stop();
     await a.waitFor((e) => e.type === "connection" && e.status.state !== "connected", "alice sees the relay go");
-    expect(await a.client.verify("carol")).toEqual({ ok: false, error: "carol's keys could not be fetched from the relay (not connected); try /verify carol again later" });
+    expect(await a.client.verify("carol")).toEqual({ ok: false, error: { kind: "keys-not-fetched", username: "carol", why: "not-connected" } });
   });
 });

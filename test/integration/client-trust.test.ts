@@ -9,6 +9,7 @@ import { fixtureIdentity } from "../helpers/identities.js";
 import { seal } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
+import { describeClientError } from "../../src/client/errors.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -58,14 +59,14 @@ describe("/trust names the keys it accepts", () => {
 
     const none = a.client.trust("bob", []);
     expect(none.ok).toBe(false);
-    expect(!none.ok && none.error).toContain("/verify bob shows the exact command");
+    expect(!none.ok && none.error).toEqual({ kind: "digits-missing", username: "bob", groups: 3 });
     const wrong = a.client.trust("bob", ["00000", "00000", "00000"]);
-    expect(wrong).toEqual({ ok: false, error: "those digits do not match bob's keys as they are now (they may have changed since you ran /verify): nothing was trusted; run /verify bob again and compare" });
+    expect(wrong).toEqual({ ok: false, error: { kind: "digits-mismatch", username: "bob", newKeys: false } });
     // Too few groups bind too little: refused even when they are right.
     expect(a.client.trust("bob", v.confirmGroups.slice(0, 2)).ok).toBe(false);
     expect(trustOf(a, "bob")).toBe("unverified");
 
-    expect(a.client.trust("bob", [...v.confirmGroups])).toEqual({ ok: true, value: "bob is now marked verified ✓" });
+    expect(a.client.trust("bob", [...v.confirmGroups])).toEqual({ ok: true, value: { username: "bob", verified: true, keyChange: false, shown: 0, discarded: 0 } });
     expect(trustOf(a, "bob")).toBe("verified");
     // The whole 60-digit number works too.
     expect(a.client.trust("bob", v.safetyNumber.split(" ")).ok).toBe(true);
@@ -85,7 +86,7 @@ describe("/trust names the keys it accepts", () => {
     await m1.sendAccepted(seal(fakeBob, "dm:alice:bob", [alice], "again from the first new key"));
     await a.waitFor((e) => e.type === "key-change" && e.username === "bob" && e.held === 2, "two messages held");
     const shown = await a.client.verify("bob");
-    if (!shown.ok) throw new Error(shown.error);
+    if (!shown.ok) throw new Error(describeClientError(shown.error));
     expect(shown.value.confirmGroups).toEqual(safetyHalfGroups(fakeBob).slice(0, 3));
 
     // The relay serves yet another key before alice decides.
@@ -99,10 +100,10 @@ describe("/trust names the keys it accepts", () => {
     // alice types what she compared: the digits of the first new key. Refused, nothing trusted.
     const t = a.client.trust("bob", [...shown.value.confirmGroups]);
     expect(t.ok).toBe(false);
-    expect(!t.ok && t.error).toMatch(/do not match bob's new keys as they are now \(they may have changed since you ran \/verify\)/);
+    expect(!t.ok && t.error).toEqual({ kind: "digits-mismatch", username: "bob", newKeys: true });
     expect(trustOf(a, "bob")).toBe("key-changed");
     expect(a.client.send("dm:alice:bob", "hello?")).toEqual({
-      ok: false, error: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified",
+      ok: false, error: { kind: "key-changed", username: "bob" },
     });
 
     // Held messages are released in the order they were sent, not the order they came in.
@@ -113,7 +114,7 @@ describe("/trust names the keys it accepts", () => {
 
     // Continue without comparing: its own step, never "verified".
     const accepted = a.client.acceptNewKeys("bob");
-    expect(accepted).toEqual({ ok: true, value: "continuing with bob's new key, NOT verified (compare with /verify bob when you can); 2 held messages shown, in the order sent" });
+    expect(accepted).toEqual({ ok: true, value: { username: "bob", verified: false, keyChange: true, shown: 2, discarded: 0 } });
     expect(trustOf(a, "bob")).toBe("unverified");
     expect(a.messages("dm:alice:bob").map((m) => m.text)).toEqual(["written first", "written second"]);
     // Released messages keep the relay's time they came with.

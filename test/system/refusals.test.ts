@@ -77,6 +77,6 @@ describe("refusals reach the sender", () => {
 
   it("text too large for this relay: refused locally, naming the relay's limit", async () => {
     const [a] = await setup({ maxTextBytes: 100 }, alice, bob);
-    expect(a!.client.send("dm:alice:bob", "y".repeat(101))).toEqual({ ok: false, error: "the message is 101 bytes; this relay accepts at most 100" });
+    expect(a!.client.send("dm:alice:bob", "y".repeat(101))).toEqual({ ok: false, error: { kind: "too-large", bytes: 101, max: 100 } });
   });
 });

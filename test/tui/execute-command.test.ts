@@ -100,7 +100,7 @@ describe("executeCommand", () => {
     expect(t.run("/switch nowhere")).toBe("clear");
     // /verify answers once the keys were looked up.
     await waitFor(() => expect(t.notices()).toHaveLength(4));
-    expect(t.notices()).toContain("error: no keys known for zed");
+    expect(t.notices()).toContain("error: no keys known for zed: run /verify zed first");
   });
 
   test("/query of an unknown user warns but opens the conversation", () => {
@@ -189,9 +189,9 @@ describe("/trust and /accept (issue 9 §3)", () => {
     expect(t.notices().at(-1)).toMatch(/^error: those digits do not match bob's keys/);
     expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
     t.run("/accept bob");
-    expect(t.notices().at(-1)).toBe("warn: continuing with bob's new key, NOT verified");
+    expect(t.notices().at(-1)).toBe("warn: continuing with bob's new key, NOT verified (compare with /verify bob when you can)");
     expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("unverified");
     t.run("/accept bob");
-    expect(t.notices().at(-1)).toBe("error: bob's keys have not changed: nothing to accept");
+    expect(t.notices().at(-1)).toBe("error: bob's keys have not changed: nothing to accept (/verify bob to compare safety numbers)");
   });
 });

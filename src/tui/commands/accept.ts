@@ -1,5 +1,6 @@
 // /accept <user>: continue with a changed key without comparing (not verified).
 import { oneUser, type CommandSpec } from "./command.js";
+import { errorText, trustText } from "./error-text.js";
 
 /** Continue with a changed key without comparing (not verified). */
 export type AcceptCommand = { readonly kind: "accept"; readonly user: string };
@@ -13,10 +14,10 @@ export const accept: CommandSpec<AcceptCommand> = {
   run(command, { say, session }) {
     const outcome = session.acceptNewKeys(command.user);
     if (!outcome.ok) {
-      say("error", outcome.error);
+      say("error", errorText(outcome.error));
       return "clear";
     }
-    say("warn", outcome.value);
+    say("warn", trustText(outcome.value));
     return "clear";
   },
 };

@@ -1,5 +1,6 @@
 // /reconnect: connect now instead of after the backoff.
 import { noArguments, type CommandSpec } from "./command.js";
+import { errorText } from "./error-text.js";
 
 /** Connect now instead of after the backoff. */
 export type ReconnectCommand = { readonly kind: "reconnect" };
@@ -10,8 +11,9 @@ export const reconnect: CommandSpec<ReconnectCommand> = {
   summary: "connect to the relay now instead of waiting for the next retry",
   parse: noArguments({ kind: "reconnect" }),
   run(_command, { session, say }) {
-    const outcome = session.reconnectNow?.() ?? { ok: false as const, error: "this session cannot reconnect on request" };
-    say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : outcome.error);
+    const outcome = session.reconnectNow?.();
+    if (outcome === undefined) say("error", "this session cannot reconnect on request");
+    else say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : errorText(outcome.error));
     return "clear";
   },
 };

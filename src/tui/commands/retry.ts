@@ -1,6 +1,7 @@
 // /retry [all] (also Alt-R): send my last failed message here again; all: every failed one, in order.
 import { listFindLastIndex, listGet, listToArray } from "../state/chunked-list.js";
 import { ok, type CommandSpec, type RunContext } from "./command.js";
+import { errorText } from "./error-text.js";
 
 /** `all`: every failed message of this conversation, oldest first (default: the newest one). */
 export type RetryCommand = { readonly kind: "retry"; readonly all?: boolean };
@@ -19,7 +20,7 @@ function retryAll({ here, state, session, dispatch, say }: RunContext): void {
     const outcome = session.retry(here, id);
     if (!outcome.ok) {
       // The same reason would stop the rest (e.g. a key change): say it once and keep them.
-      say("error", `${outcome.error}${sent > 0 ? ` (${sent} of ${failed.length} sent again)` : ""}`);
+      say("error", `${errorText(outcome.error)}${sent > 0 ? ` (${sent} of ${failed.length} sent again)` : ""}`);
       return;
     }
     dispatch({ type: "message-retried", conversationId: here, id });
@@ -53,7 +54,7 @@ export const retry: CommandSpec<RetryCommand> = {
     }
     const outcome = session.retry(here, failedId);
     if (outcome.ok) dispatch({ type: "message-retried", conversationId: here, id: failedId });
-    else say("error", outcome.error);
+    else say("error", errorText(outcome.error));
     return "clear";
   },
 };

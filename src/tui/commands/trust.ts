@@ -1,5 +1,6 @@
 // /trust <user> <digits>: mark a user verified, naming the digits compared (/verify shows them).
 import { ok, userArg, type CommandSpec } from "./command.js";
+import { errorText, trustText } from "./error-text.js";
 
 /** The digits the user compared: the groups /verify shows in its /trust command. */
 export type TrustCommand = { readonly kind: "trust"; readonly user: string; readonly groups: readonly string[] };
@@ -21,10 +22,10 @@ export const trust: CommandSpec<TrustCommand> = {
   run(command, { say, session }) {
     const outcome = session.trust(command.user, command.groups);
     if (!outcome.ok) {
-      say("error", outcome.error);
+      say("error", errorText(outcome.error));
       return "clear";
     }
-    say("info", outcome.value);
+    say("info", trustText(outcome.value));
     return "clear";
   },
 };

@@ -15,6 +15,7 @@ import type { Action } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
 import { formatStamp } from "../view/time.js";
+import { errorText } from "../commands/error-text.js";
 
 export type { InputFate } from "../commands/command.js";
 
@@ -44,7 +45,7 @@ function runContext(ctx: CommandContext): RunContext {
       promise = Promise.reject(e);
     }
     promise.then(
-      (outcome) => (outcome.ok ? done(outcome.value) : say("error", outcome.error)),
+      (outcome) => (outcome.ok ? done(outcome.value) : say("error", errorText(outcome.error))),
       (e: unknown) => {
         ctx.logger.warn("tui.command-failed", { command: what, reason: e instanceof Error ? e.message : String(e) });
         say("error", `${what} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -54,7 +55,7 @@ function runContext(ctx: CommandContext): RunContext {
   const send = (conversationId: string, text: string, kind: "text" | "action" | "topic"): InputFate => {
     const outcome = session.send(conversationId, text, kind);
     if (!outcome.ok) {
-      say("error", outcome.error);
+      say("error", errorText(outcome.error));
       return "keep";
     }
     return "clear";

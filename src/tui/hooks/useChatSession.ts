@@ -10,6 +10,7 @@ import { createInitialState, reducer, type Action, type StartupNotice } from "..
 import type { TuiState } from "../state/state.js";
 import { createStore } from "../state/store.js";
 import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
+import { withUiText } from "../commands/error-text.js";
 
 /** Session events are folded and drawn at most this often (a new message shows within it). */
 export const EVENT_FRAME_MS = 50;
@@ -74,7 +75,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       else if (events.length > 1) dispatch({ type: "session-batch", events });
     };
     const unsubscribe = session.subscribe((event) => {
-      queue.push({ event, atMs: clock() });
+      queue.push({ event: withUiText(event), atMs: clock() });
       if (scheduled !== undefined) return;
       // The first event after a quiet spell is drawn at the next tick; within a busy spell, at
       // the end of the current event frame.

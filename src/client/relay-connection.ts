@@ -1,0 +1,372 @@
+// The client's connection to the relay (PROTOCOL.md §8): the run loop that connects and
+// reconnects with backoff, the handshake (hello, challenge, proof bound to the TLS certificate,
+// welcome), the connection status the UI shows, and the one table of requests waiting for the
+// relay's answers. What the frames mean is the session's business: every frame that is not an
+// answer to a request goes to `hooks.frame`.
+import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
+import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
+import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
+import type { Logger } from "../protocol/log.js";
+import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
+import { refused } from "./errors.js";
+import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
+import type { SendPacer } from "./pacer.js";
+import { classifyHandshakeError, classifySessionError, describeStreamError, FatalSessionError, NameTakenError } from "./session-end.js";
+import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-requests.js";
+import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
+import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
+import type { ConnectionStatus, Outcome, SessionEvent } from "./types.js";
+
+export const CLIENT_VERSION = "secure-chat/0.1.0";
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
+const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
+
+/** What the session does with a connection's life. */
+export interface ConnectionHooks {
+  /** The relay welcomed a session: authenticated from here, before the status says connected. */
+  readonly welcomed: (welcome: Welcome) => void;
+  /** The status says connected: the outbox goes out on this stream. */
+  readonly connected: (stream: SessionStream) => void;
+  /** A frame from the relay that is not an answer to a request. Frames are handled in order. */
+  readonly frame: (frame: NonNullable<SessionResponse["frame"]>) => Promise<void>;
+  /** The session ended, however: what belongs to one session is dropped. */
+  readonly ended: () => void;
+  readonly emit: (event: SessionEvent) => void;
+}
+
+export interface RelayConnectionOptions {
+  readonly identity: PrivateIdentity;
+  readonly server: string;
+  readonly transport: RelayTransport;
+  readonly keepalive: KeepalivePolicy | undefined;
+  readonly reconnect: ReconnectPolicy | false;
+  readonly beforeConnect: ((attempt: number) => Promise<void>) | undefined;
+  readonly clock: () => number;
+  readonly random: () => number;
+  readonly log: Logger;
+  /** The relay's send bucket, which room requests draw on like sends (§9). */
+  readonly pacer: SendPacer;
+  readonly hooks: ConnectionHooks;
+}
+
+/** The limits a Welcome advertises (PROTOCOL.md §10); a zero field keeps the default. */
+export function limitsOf(l: NonNullable<Welcome["limits"]>): Limits {
+  return {
+    maxFrameBytes: l.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
+    maxRecipients: l.maxRecipients || DEFAULT_LIMITS.maxRecipients,
+    maxTextBytes: l.maxTextBytes || DEFAULT_LIMITS.maxTextBytes,
+    retentionMs: l.retentionMs || DEFAULT_LIMITS.retentionMs,
+    messagesPerSecond: l.messagesPerSecond || DEFAULT_LIMITS.messagesPerSecond,
+    burst: l.burst || DEFAULT_LIMITS.burst,
+  };
+}
+
+export class RelayConnection {
+  private readonly me: string;
+  private status: ConnectionStatus = { state: "connecting", attempt: 0 };
+  private stream: SessionStream | undefined;
+  private authenticated = false;
+  private closed = false;
+  private runPromise: Promise<void> | undefined;
+  private wakeRetry: (() => void) | undefined;
+  /** Why the previous attempt ended (a repeated "name taken" is not said again). */
+  private lastEndReason: string | undefined;
+  private connectedWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Failed attempts since the last session that reached Welcome, and the wait they earn. */
+  private readonly backoff: ReconnectBackoff;
+  private readonly requests = new PendingRequests();
+
+  constructor(private readonly o: RelayConnectionOptions) {
+    this.me = o.identity.username;
+    const policy = o.reconnect;
+    this.backoff = new ReconnectBackoff((n) => (policy === false ? 0 : backoffDelay(n, policy, o.random)));
+  }
+
+  get connection(): ConnectionStatus {
+    return this.status;
+  }
+
+  /** True while a session is authenticated (between Welcome and its end). */
+  get isAuthenticated(): boolean {
+    return this.authenticated;
+  }
+
+  /** The stream of the authenticated session, if any. */
+  get current(): SessionStream | undefined {
+    return this.authenticated ? this.stream : undefined;
+  }
+
+  /** False once closed or failed for good. */
+  alive(): boolean {
+    return !this.closed && this.status.state !== "failed";
+  }
+
+  /** Starts connecting (and reconnecting) in the background. Idempotent. */
+  start(): void {
+    if (this.runPromise === undefined) this.runPromise = this.run();
+  }
+
+  /** Resolves once a session is authenticated; rejects when it fails for good or times out. */
+  waitConnected(timeoutMs: number): Promise<void> {
+    if (this.status.state === "connected") return Promise.resolve();
+    if (this.status.state === "failed") return Promise.reject(new Error(this.status.reason));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.connectedWaiters = this.connectedWaiters.filter((w) => w.resolve !== done);
+        reject(new Error("timed out connecting to the relay"));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.connectedWaiters.push({ resolve: done, reject: (e) => { clearTimeout(timer); reject(e); } });
+    });
+  }
+
+  /** Resolves when a session is authenticated; rejects when the client fails for good or closes. */
+  untilConnected(): Promise<void> {
+    if (this.authenticated) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error("the session was closed"));
+    if (this.status.state === "failed") return Promise.reject(new Error(this.status.reason));
+    return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
+  }
+
+  /** Stops: ends the stream and the run loop, and answers every waiting request. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wakeRetry?.();
+    this.stream?.close();
+    try {
+      await this.runPromise;
+    } catch (e) {
+      // run() handles its own errors; anything here is a bug worth a line in the log.
+      this.o.log.error("session.run-failed", { reason: e instanceof Error ? e.message : String(e) });
+    }
+    this.requests.failAll("the session was closed");
+  }
+
+  /** /reconnect: connect now instead of after the backoff; the sentence says what happens. */
+  reconnectNow(): Outcome<string> {
+    if (this.closed) return { ok: false, error: { kind: "closed" } };
+    switch (this.status.state) {
+      case "connected":
+        return { ok: false, error: { kind: "already-connected" } };
+      case "failed":
+        // The run loop gave up (e.g. another session took over): the user asks to try again.
+        this.runPromise = this.run();
+        return { ok: true, value: "connecting to the relay again" };
+      case "reconnecting":
+        this.wakeRetry?.();
+        return { ok: true, value: "reconnecting now instead of waiting" };
+      default:
+        return { ok: true, value: "already connecting to the relay" };
+    }
+  }
+
+  setConnection(status: ConnectionStatus): void {
+    this.status = status;
+    this.o.hooks.emit({ type: "connection", status });
+    if (status.state === "connected") {
+      const waiters = this.connectedWaiters;
+      this.connectedWaiters = [];
+      for (const w of waiters) w.resolve();
+    } else if (status.state === "failed" || status.state === "closed") {
+      const waiters = this.connectedWaiters;
+      this.connectedWaiters = [];
+      for (const w of waiters) w.reject(new Error(status.state === "failed" ? status.reason : "the session was closed"));
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      const attempt = this.backoff.attempt;
+      this.setConnection({ state: "connecting", attempt });
+      let reason = "the relay closed the connection";
+      try {
+        await this.o.beforeConnect?.(attempt);
+        await this.runSession();
+      } catch (e) {
+        if (e instanceof FatalSessionError) {
+          this.o.log.warn("session.fatal", { reason: e.message });
+          // In the conversation too: the status line may be too narrow for the whole sentence.
+          this.o.hooks.emit({ type: "notice", level: "error", text: e.message });
+          this.setConnection({ state: "failed", reason: e.message });
+          return;
+        }
+        reason = describeStreamError(e);
+        this.o.log.info("session.ended", { reason });
+        // Said once in the conversation too: the status line has little room for what to do.
+        if (e instanceof NameTakenError && this.lastEndReason !== reason) {
+          this.o.hooks.emit({ type: "notice", level: "error", text: e.message });
+        }
+        this.lastEndReason = reason;
+      } finally {
+        this.stream?.close();
+        this.stream = undefined;
+        this.authenticated = false;
+        this.o.hooks.ended();
+        this.requests.failAll("the connection to the relay was lost");
+      }
+      if (this.closed) return;
+      if (this.o.reconnect === false) {
+        this.setConnection({ state: "failed", reason });
+        return;
+      }
+      // Counted from the last session that reached Welcome, however it ended (backoff.ts).
+      const next = this.backoff.next();
+      const retryAtMs = this.o.clock() + next.delayMs;
+      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason });
+      const sleep = sleepUntil(retryAtMs, this.o.clock);
+      this.wakeRetry = sleep.wake;
+      await sleep.done;
+      this.wakeRetry = undefined;
+    }
+  }
+
+  /** One stream from hello to its end. */
+  private async runSession(): Promise<void> {
+    const server = this.o.server;
+    let channel;
+    try {
+      channel = await prepareChannel(this.o.transport, server);
+    } catch (e) {
+      // A changed certificate is refused for good (the sentence says how to accept it).
+      if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.message);
+      // The TLS first contact met something: name it when it is not a relay, and stop retrying.
+      if (e instanceof NotTlsError) {
+        throw new FatalSessionError((await describeNotARelayByProbe(server)) ?? e.message);
+      }
+      throw e;
+    }
+    const stream = openSessionStream({
+      address: server,
+      maxReceiveBytes: MAX_RECEIVE_BYTES,
+      credentials: channel.credentials,
+      extraOptions: channel.options,
+      ...(this.o.keepalive ? { keepalive: this.o.keepalive } : {}),
+    });
+    this.stream = stream;
+    const frames = stream.frames[Symbol.asyncIterator]();
+    const id = this.o.identity;
+    const handshakeTimer = setTimeout(() => stream.close(), HANDSHAKE_TIMEOUT_MS);
+    try {
+      await stream.send({
+        frame: {
+          $case: "hello",
+          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: 1 },
+        },
+      });
+      const challenge = await this.nextFrame(frames);
+      if (challenge?.$case !== "challenge") throw new Error("the relay did not send a challenge");
+      const { relayId, nonce } = challenge.value;
+      if (relayId.length !== RELAY_ID_BYTES || nonce.length !== NONCE_BYTES) throw new Error("the relay sent a malformed challenge");
+      // The proof binds the certificate this connection presented (§8): a man in the middle
+      // with another certificate cannot pass it on to the relay.
+      const binding = channel.binding();
+      if (binding === undefined) throw new Error("the TLS connection to the relay presented no certificate");
+      await stream.send({ frame: { $case: "proof", value: { signature: signProof(id, relayId, nonce, binding) } } });
+      const welcome = await this.nextFrame(frames);
+      if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
+      clearTimeout(handshakeTimer);
+      // Authenticated from here: my own directory entry shows me online.
+      this.authenticated = true;
+      this.backoff.welcomed();
+      this.lastEndReason = undefined;
+      this.o.hooks.welcomed(welcome.value);
+    } catch (e) {
+      clearTimeout(handshakeTimer);
+      // A pinned relay that now shows another certificate fails here (TLS): say so, for good.
+      if (isServiceError(e) && e.code === grpcStatus.UNAVAILABLE) {
+        const refusal = await channel.refusal();
+        if (refusal !== undefined) throw new FatalSessionError(refusal);
+      }
+      // Something else on the port (an HTTP or SSH server, an echo): say so, and stop retrying.
+      const foreign = await describeNotARelay(e, server);
+      if (foreign !== undefined) throw new FatalSessionError(foreign);
+      throw classifyHandshakeError(e, this.me);
+    }
+    this.setConnection({ state: "connected", sinceMs: this.o.clock() });
+    try {
+      this.o.hooks.connected(stream);
+      for (;;) {
+        const next = await frames.next();
+        if (next.done) break;
+        await this.onFrame(next.value);
+      }
+    } catch (e) {
+      throw classifySessionError(e, this.me);
+    }
+  }
+
+  private async nextFrame(frames: AsyncIterator<SessionResponse>): Promise<SessionResponse["frame"]> {
+    const r = await frames.next();
+    if (r.done) throw new Error("the relay ended the session during the handshake");
+    return r.value.frame;
+  }
+
+  /** Answers go to the request waiting for them; everything else to the session. */
+  private async onFrame(f: SessionResponse): Promise<void> {
+    const frame = f.frame;
+    if (frame === undefined) return;
+    switch (frame.$case) {
+      case "roomList":
+      case "memberList":
+      case "keyList":
+      case "error":
+        if (this.requests.answer(frame.value.requestId, frame)) return;
+        break;
+      default:
+        break;
+    }
+    await this.o.hooks.frame(frame);
+  }
+
+  /** The room event about me in `room`: settles the join or leave waiting for it. */
+  roomEvent(room: string, kind: "joined" | "left"): void {
+    this.requests.roomEvent(room, kind);
+  }
+
+  /**
+   * Sends a request frame and waits for its answer: a frame with its request id, or (join and
+   * leave) the room event about me. A RequestError with the id becomes { ok: false }.
+   */
+  request(build: (requestId: number) => NonNullable<SessionRequest["frame"]>, room?: RoomWait): Promise<Outcome<ResponseFrame>> {
+    const requestId = this.requests.newId();
+    const frame = build(requestId);
+    const stream = this.stream;
+    if (!this.authenticated || !stream) return Promise.resolve({ ok: false, error: { kind: "not-connected" } });
+    return new Promise((resolve) => {
+      const finish = (o: Outcome<ResponseFrame>) => {
+        clearTimeout(timer);
+        this.requests.delete(requestId);
+        resolve(o);
+      };
+      const timer = setTimeout(() => finish({ ok: false, error: { kind: "no-answer" } }), REQUEST_TIMEOUT_MS);
+      const answered = (f: ResponseFrame): void => {
+        if (f?.$case === "error") finish({ ok: false, error: refused(f.value.code, f.value.detail) });
+        else finish({ ok: true, value: f });
+      };
+      this.requests.add(requestId, answered, timer, room);
+      // Room requests draw on the relay's send bucket (§9): they wait for a token like sends do.
+      const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.o.pacer.acquire(() => this.stream === stream);
+      turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: { kind: "connection-lost" } }));
+    });
+  }
+
+  /** One LookupKeys round trip, waiting for a connection first (KeyDirectory decides when, and retries). */
+  async lookupKeys(usernames: string[]): Promise<Outcome<readonly DirectoryEntry[]>> {
+    try {
+      await this.untilConnected();
+    } catch {
+      // Closed, or failed for good: the directory stops asking (its alive() says so).
+      return { ok: false, error: { kind: this.closed ? "closed" : "not-connected" } };
+    }
+    const answer = await this.request((requestId) => ({ $case: "lookupKeys", value: { requestId, usernames } }));
+    if (!answer.ok) return answer;
+    if (answer.value?.$case !== "keyList") return { ok: false, error: { kind: "unexpected-answer" } };
+    return { ok: true, value: answer.value.value.entries };
+  }
+}

@@ -1,0 +1,108 @@
+// Why a session ended, and what the client does about it (PROTOCOL.md §8, "Ending a session"):
+// retry with backoff, retry while saying the name is taken, or stop for good. The relay names
+// the reason in the `securechat-error-code` trailer of every status it ends a stream with; the
+// client decides from that trailer, and from the gRPC status code only when the trailer is
+// absent (an older relay, or a proxy in between that ended the call itself).
+import type { ServiceError } from "@grpc/grpc-js";
+import { ErrorCode, errorCodeFromJSON } from "../gen/securechat/v1/chat.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
+import { grpcStatus, isServiceError } from "./transport.js";
+
+/** The trailer naming the ErrorCode of a status the relay ended the stream with (its enum name). */
+export const ERROR_CODE_TRAILER = "securechat-error-code";
+
+/** A session-ending condition that retrying will not fix. */
+export class FatalSessionError extends Error {}
+
+/**
+ * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
+ * relay's operator releases the name, and the client, retrying with backoff, then claims it.
+ */
+export class NameTakenError extends Error {
+  constructor(me: string) {
+    super(`the name '${me}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release ${me} (retrying until then)`);
+  }
+}
+
+/**
+ * The ErrorCode in the status's trailer; undefined when there is none (not our relay, or a
+ * proxy answered) or it names no code this client knows.
+ */
+export function relayErrorCode(e: ServiceError): ErrorCode | undefined {
+  const value = e.metadata?.get(ERROR_CODE_TRAILER)[0];
+  if (typeof value !== "string") return undefined;
+  const code = errorCodeFromJSON(value);
+  return code === ErrorCode.UNRECOGNIZED || code === ErrorCode.ERROR_CODE_UNSPECIFIED ? undefined : code;
+}
+
+/** Codes that end a session for a reason retrying cannot fix (the identity was refused, or replaced). */
+const FINAL: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.ERROR_CODE_USERNAME_INVALID,
+  ErrorCode.ERROR_CODE_BAD_KEY,
+  ErrorCode.ERROR_CODE_PROOF_INVALID,
+  ErrorCode.ERROR_CODE_KEY_NAME_LIMIT,
+]);
+
+/** Codes of a passing condition (busy, full, shutting down, too slow): retried with backoff. */
+const PASSING: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS,
+  ErrorCode.ERROR_CODE_RATE_LIMITED,
+  ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
+  ErrorCode.ERROR_CODE_SHUTTING_DOWN,
+  ErrorCode.ERROR_CODE_SLOW_CONSUMER,
+  ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
+]);
+
+function detailsOf(e: ServiceError): string {
+  return sanitizeLine(e.details || "").slice(0, 200);
+}
+
+/** A session that ended before Welcome: name taken, refused for good, or worth another try. */
+export function classifyHandshakeError(e: unknown, me: string): Error {
+  if (isServiceError(e)) {
+    const code = relayErrorCode(e);
+    if (code === ErrorCode.ERROR_CODE_USERNAME_TAKEN) return new NameTakenError(me);
+    if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
+    if (code !== undefined && FINAL.has(code)) return new FatalSessionError(detailsOf(e) || "the relay refused this identity");
+    if (code !== undefined && PASSING.has(code)) return e;
+    // No trailer, or one that does not decide (BAD_FRAME: a malformed frame, or too slow a handshake).
+    switch (e.code) {
+      case grpcStatus.ALREADY_EXISTS:
+        return new NameTakenError(me);
+      case grpcStatus.UNAUTHENTICATED:
+      case grpcStatus.INVALID_ARGUMENT:
+      case grpcStatus.PERMISSION_DENIED:
+        return new FatalSessionError(detailsOf(e) || "the relay refused this identity");
+      default:
+        return e;
+    }
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** A session that ended after Welcome: only a replacement by another session is final. */
+export function classifySessionError(e: unknown, me: string): unknown {
+  if (!isServiceError(e)) return e;
+  const code = relayErrorCode(e);
+  if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
+  if (code === undefined && e.code === grpcStatus.ABORTED) return replaced(me);
+  return e;
+}
+
+/**
+ * Another session of the same user took over (SESSION_REPLACED). Reconnecting would take it
+ * back, and the two would replace each other forever.
+ */
+function replaced(me: string): FatalSessionError {
+  return new FatalSessionError(`another session of ${me} replaced this one (did you start chat-tui ${me} twice?)`);
+}
+
+/** The short reason the status line shows while reconnecting. */
+export function describeStreamError(e: unknown): string {
+  if (isServiceError(e)) {
+    if (e.code === grpcStatus.UNAVAILABLE) return "relay unreachable";
+    if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
+    return sanitizeLine(e.details || e.message).slice(0, 200);
+  }
+  return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
+}

@@ -1,0 +1,112 @@
+// The sentences chat-tui shows for what the client reports as data: its errors
+// (src/client/errors.ts) and the outcome of a trust decision, with the hints that name this UI's
+// commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The client says what
+// happened; what to type about it is the UI's business.
+import { describeClientError, describeRefusal, type ClientError } from "../../client/errors.js";
+import type { NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
+
+/** The UI's sentence for a notice the client reports as data (the same text as before issue 11). */
+export function noticeText(about: NoticeAbout): string {
+  switch (about.kind) {
+    case "nobody-online":
+      return about.connected
+        ? "nobody else is online, so nobody will read that: the lobby reaches people online when you send; use /msg or a room for people who are away"
+        : "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait";
+    case "not-sent-to":
+      return `not sent to ${about.usernames.join(", ")}: ${about.usernames.length === 1 ? "their keys" : "each one's keys"} changed and you have not decided yet (/verify ${about.usernames[0] ?? ""}, then /trust or /accept)`;
+    case "room-key-changed":
+      return about.again
+        ? `${about.username}'s keys changed AGAIN before you decided: compare again with /verify ${about.username}`
+        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide (/verify ${about.username}, then /trust or /accept)`;
+    default: {
+      const never: never = about;
+      return never;
+    }
+  }
+}
+
+/**
+ * A session event as the screen words it: a notice about something known, and a failure with
+ * its reason as data, get the UI's sentence.
+ */
+export function withUiText(event: SessionEvent): SessionEvent {
+  if (event.type === "notice" && event.about !== undefined) return { ...event, text: noticeText(event.about) };
+  if (event.type === "message-state" && event.error !== undefined) return { ...event, failure: errorText(event.error) };
+  return event;
+}
+
+/** What /trust or /accept did, with the held messages it released. */
+export function trustText(r: TrustResult): string {
+  const parts: string[] = [];
+  if (r.shown > 0) parts.push(`${r.shown} held message${r.shown === 1 ? "" : "s"} shown, in the order sent`);
+  if (r.discarded > 0) {
+    parts.push(`${r.discarded} held message${r.discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
+  }
+  const released = parts.length > 0 ? `; ${parts.join("; ")}` : "";
+  if (!r.verified) return `continuing with ${r.username}'s new key, NOT verified (compare with /verify ${r.username} when you can)${released}`;
+  if (r.keyChange) return `${r.username}'s new key is now trusted and marked verified ✓${released}`;
+  return `${r.username} is now marked verified ✓`;
+}
+
+export function errorText(e: ClientError): string {
+  switch (e.kind) {
+    case "refused":
+      return describeRefusal(e.code, e.detail);
+    case "key-changed":
+      return `${e.username}'s key changed: compare safety numbers with /verify ${e.username} (it shows the /trust command), or /accept ${e.username} to continue unverified`;
+    case "not-a-member":
+      return e.action === "send" ? `you are not in ${e.room}: /join ${e.room} first` : `you are not in ${e.room}`;
+    case "topic-outside-room":
+      return "a topic belongs to a room: /topic works inside a room";
+    case "keys-not-fetched":
+      switch (e.why) {
+        case "fetching":
+          return `fetching ${e.username}'s keys from the relay; run /verify ${e.username} again in a moment`;
+        case "no-answer":
+        case "not-connected":
+          return `${e.username}'s keys could not be fetched from the relay (${e.why === "no-answer" ? "no answer" : "not connected"}); try /verify ${e.username} again later`;
+        case "not-pinned":
+          return `no keys known for ${e.username}: run /verify ${e.username} first`;
+        case "try-again":
+          return describeClientError(e);
+        default: {
+          const never: never = e.why;
+          return never;
+        }
+      }
+    case "self":
+      return e.action === "verify" ? "that is you: use /fingerprint to see your own keys" : describeClientError(e);
+    case "digits-missing":
+      return `/trust needs the digits you compared: /verify ${e.username} shows the exact command (/trust ${e.username} followed by ${e.groups} groups of digits)`;
+    case "digits-mismatch":
+      return `those digits do not match ${e.username}'s ${e.newKeys ? "new " : ""}keys as they are now (they may have changed since you ran /verify): nothing was trusted; run /verify ${e.username} again and compare`;
+    case "keys-changed-meanwhile":
+      return e.action === "trust" ? `${e.username}'s keys changed meanwhile: run /verify ${e.username} again` : describeClientError(e);
+    case "no-key-change":
+      return `${e.username}'s keys have not changed: nothing to accept (/verify ${e.username} to compare safety numbers)`;
+    // No hint to add: the client's plain sentence is the one shown.
+    case "not-connected":
+    case "closed":
+    case "already-connected":
+    case "no-answer":
+    case "connection-lost":
+    case "unexpected-answer":
+    case "invalid-username":
+    case "invalid-room":
+    case "unknown-conversation":
+    case "empty-message":
+    case "invalid-characters":
+    case "too-large":
+    case "not-your-conversation":
+    case "away-outside-dm":
+    case "not-failed":
+    case "unknown-user":
+    case "invalid-keys":
+    case "too-many-recipients":
+      return describeClientError(e);
+    default: {
+      const never: never = e;
+      return never;
+    }
+  }
+}

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import type { ChatMessage } from "../../src/client/types.js";
 import { sanitizeText } from "../../src/protocol/sanitize.js";
 import type { Entry } from "../../src/tui/state/state.js";
-import { clusters, expandTabs, padEndToWidth, stringWidth, takeWidth, truncateToWidth, wrapHanging, wrapText } from "../../src/tui/view/cell-width.js";
+import { clusters, expandTabs, mayJoin, padEndToWidth, stringWidth, takeWidth, truncateToWidth, wrapHanging, wrapText } from "../../src/tui/view/cell-width.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 import { fitSegments, rowText, seg } from "../../src/tui/view/row.js";
 import { entryRows } from "../../src/tui/view/scrollback-rows.js";
@@ -87,6 +87,40 @@ describe("measure: ours equals Ink's (string-width), on hard strings", () => {
     for (const [name, raw] of Object.entries(HARD)) {
       if (name.includes("sanitiser") || name.includes("smuggling")) continue;
       expect(sanitizeText(raw), name).toBe(raw);
+    }
+  });
+});
+
+describe("measure without a segmenter call, where Intl.Segmenter would give one cluster per code point", () => {
+  it("text of code points that mayJoin() lets through is cut by Intl.Segmenter one code point at a time", () => {
+    // Joins happen between neighbours (a mark after a letter, a prepended letter before one, two
+    // regional indicators, jamo): "a" c c "a" shows each kind, for every code point c. Checked
+    // against the running Node's ICU, so a Unicode update that adds joining code points fails here.
+    const wrong: string[] = [];
+    let block = "";
+    const check = (): void => {
+      for (const { segment } of graphemes.segment(block)) if ([...segment].length !== 1) wrong.push(segment);
+      block = "";
+    };
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      const c = String.fromCodePoint(cp);
+      if (mayJoin(c)) continue;
+      block += `a${c}${c}`;
+      if (block.length > 30_000) check();
+    }
+    check();
+    expect(wrong.map((s) => [...s].map((c) => c.codePointAt(0)?.toString(16)).join(" "))).toEqual([]);
+  });
+
+  it("widths agree with string-width over the code points of planes 0 and 1 (and a sample of the others), a block at a time", { timeout: 60_000 }, () => {
+    for (let start = 0; start <= 0x10ffff; start += 0x1000) {
+      let text = "";
+      // Not ESC and CSI: string-width strips escape sequences from a whole string; the
+      // sanitiser has replaced both before text reaches the layout.
+      const step = start < 0x20000 ? 1 : 251;
+      for (let cp = start; cp < start + 0x1000; cp += step) if (cp !== 0x1b && cp !== 0x9b) text += `a${String.fromCodePoint(cp)} `;
+      expect(stringWidth(text), start.toString(16)).toBe(inkStringWidth(text));
+      expect(clusters(text).reduce((w, u) => w + u.width, 0), start.toString(16)).toBe(inkStringWidth(text));
     }
   });
 });

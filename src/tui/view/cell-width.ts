@@ -13,16 +13,47 @@ import inkStringWidth from "string-width";
 const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 /** Printable ASCII only: one cluster and one cell per character, no segmenting needed (the hot path). */
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+/**
+ * Code points that UAX #29 may join with a neighbour into one cluster: CR (CR LF), marks and
+ * other extenders, format characters (ZWJ, tags, prepended concatenation marks), emoji modifiers,
+ * regional indicators, Hangul jamo, the spacing marks that are letters (Thai and Lao SARA AM) and
+ * the prepended letters (Unicode 17, as Node 24's ICU segments). Text without any is one cluster per code point, so it is measured a code
+ * point at a time (each by string-width) without a segmenter call, which costs ~20 µs whatever
+ * the length. test/tui/measure.test.ts checks this set against Intl.Segmenter for every code point.
+ */
+const MAY_JOIN = /[\r\p{M}\p{Grapheme_Extend}\p{Cf}\p{Emoji_Modifier}\p{Regional_Indicator}\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff\u0e33\u0eb3\u0d4e\u{111c2}\u{111c3}\u{1193f}\u{11941}\u{11a3a}\u{11a84}-\u{11a89}\u{11d46}\u{11f02}\u{113d1}\u{16d63}-\u{16d6a}]/u;
 
-/** Widths of the clusters met so far, beyond ASCII. Bounded: cleared when full (peers choose the text). */
+/**
+ * Widths of single code points met so far, by pages of 4,096 code points (255: not measured
+ * yet). A string-width call costs a segmenter call (~20 µs), so each code point is measured once
+ * per process; all of Unicode would take 1.1 MB.
+ */
+const codePointPages = new Map<number, Uint8Array>();
+const UNMEASURED = 255;
+/** Widths of the longer clusters met so far. Bounded: cleared when full (peers choose the text). */
 const clusterWidths = new Map<string, number>();
 const MAX_CACHED_CLUSTERS = 4096;
 
+/** True when text may hold a cluster of more than one code point (so it is cut by Intl.Segmenter). */
+export function mayJoin(text: string): boolean {
+  return MAY_JOIN.test(text);
+}
+
 /** Cells one grapheme cluster takes, as string-width (and so Ink) measures it. */
 function clusterWidth(cluster: string): number {
-  if (cluster.length === 1) {
-    const code = cluster.charCodeAt(0);
-    if (code >= 0x20 && code < 0x7f) return 1;
+  const cp = cluster.codePointAt(0) ?? 0;
+  if (cluster.length === 1 || (cluster.length === 2 && cp > 0xffff)) {
+    if (cp >= 0x20 && cp < 0x7f) return 1;
+    let page = codePointPages.get(cp >> 12);
+    if (page === undefined) {
+      page = new Uint8Array(4096).fill(UNMEASURED);
+      codePointPages.set(cp >> 12, page);
+    }
+    const known = page[cp & 0xfff] ?? UNMEASURED;
+    if (known !== UNMEASURED) return known;
+    const width = inkStringWidth(cluster);
+    if (width < UNMEASURED) page[cp & 0xfff] = width;
+    return width;
   }
   let width = clusterWidths.get(cluster);
   if (width === undefined) {
@@ -46,6 +77,10 @@ export interface Cluster {
 export function clusters(text: string): Cluster[] {
   if (PRINTABLE_ASCII.test(text)) return Array.from(text, (ch) => ({ text: ch, width: 1 }));
   const out: Cluster[] = [];
+  if (!MAY_JOIN.test(text)) {
+    for (const ch of text) out.push({ text: ch, width: clusterWidth(ch) });
+    return out;
+  }
   for (const { segment } of segmenter.segment(text)) out.push({ text: segment, width: clusterWidth(segment) });
   return out;
 }
@@ -54,6 +89,10 @@ export function clusters(text: string): Cluster[] {
 export function stringWidth(text: string): number {
   if (PRINTABLE_ASCII.test(text)) return text.length;
   let width = 0;
+  if (!MAY_JOIN.test(text)) {
+    for (const ch of text) width += clusterWidth(ch);
+    return width;
+  }
   for (const { segment } of segmenter.segment(text)) width += clusterWidth(segment);
   return width;
 }
@@ -158,8 +197,11 @@ function hardSplit(units: readonly Cluster[], width: number): Array<{ text: stri
  */
 export function wrapLine(line: string, width: number): string[] {
   const limit = Math.max(1, width);
-  if (stringWidth(line) <= limit) return [line];
+  if (PRINTABLE_ASCII.test(line) && line.length <= limit) return [line];
   const units = clusters(line);
+  let total = 0;
+  for (const u of units) total += u.width;
+  if (total <= limit) return [line];
   const rows: string[] = [];
   let row = "";
   let rowWidth = 0;

@@ -1,48 +1,68 @@
 // Terminal cell widths, tab expansion and wrapping: the scrollback lays out its own rows so it
 // knows exactly how many fit (and renders only those), instead of letting Ink wrap and measure
-// thousands of lines. This is a small wcwidth: wide East Asian ranges and emoji take two cells,
-// combining marks and variation selectors none. Peer text is sanitised before it gets here, so
-// there are no control characters to measure.
+// thousands of lines.
+//
+// The measure is Ink's own: text is cut into grapheme clusters with Intl.Segmenter (what a
+// terminal draws as one unit: a ZWJ family, a flag, a keycap, a letter with its accents, a Hangul
+// syllable made of jamo) and each cluster is measured by string-width, the package (and version)
+// Ink measures and places text with. So a row we lay out to fit N cells is N cells for Ink too,
+// and nothing here keeps its own table of wide ranges. Peer text is sanitised before it gets here
+// (src/protocol/sanitize.ts), so the only control characters left are newline and tab.
+import inkStringWidth from "string-width";
 
-const COMBINING = /\p{M}/u;
-const EMOJI_PRESENTATION = /\p{Emoji_Presentation}/u;
-/** Drawn as nothing: zero-width characters, bidi controls, tags, selectors (the sanitiser replaces most of them). */
-const IGNORABLE = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
-const PICTOGRAPHIC = /\p{Extended_Pictographic}/u;
-const EMOJI_MODIFIER = /\p{Emoji_Modifier}/u;
-const isRegionalIndicator = (cp: number): boolean => cp >= 0x1f1e6 && cp <= 0x1f1ff;
+const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/** Printable ASCII only: one cluster and one cell per character, no segmenting needed (the hot path). */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+/**
+ * Code points that UAX #29 may join with a neighbour into one cluster: CR (CR LF), marks and
+ * other extenders, format characters (ZWJ, tags, prepended concatenation marks), emoji modifiers,
+ * regional indicators, Hangul jamo, the spacing marks that are letters (Thai and Lao SARA AM) and
+ * the prepended letters (Unicode 17, as Node 24's ICU segments). Text without any is one cluster
+ * per code point, so it is measured a code point at a time (each by string-width) without a
+ * segmenter call, which costs ~20 µs whatever the length. test/tui/measure.test.ts checks this
+ * set against Intl.Segmenter for every code point, so an ICU update that joins more fails there.
+ */
+const MAY_JOIN = /[\r\p{M}\p{Grapheme_Extend}\p{Cf}\p{Emoji_Modifier}\p{Regional_Indicator}\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff\u0e33\u0eb3\u0d4e\u{111c2}\u{111c3}\u{1193f}\u{11941}\u{11a3a}\u{11a84}-\u{11a89}\u{11d46}\u{11f02}\u{113d1}\u{16d63}-\u{16d6a}]/u;
 
-/** [first, last] code point ranges that are East Asian Wide or Fullwidth. */
-const WIDE_RANGES: readonly (readonly [number, number])[] = [
-  [0x1100, 0x115f], // Hangul Jamo initial consonants
-  [0x2e80, 0x303e], // CJK radicals, Kangxi, ideographic description, CJK symbols and punctuation
-  [0x3041, 0x33ff], // Hiragana, Katakana, Bopomofo, Hangul compatibility Jamo, CJK compatibility
-  [0x3400, 0x4dbf], // CJK extension A
-  [0x4e00, 0x9fff], // CJK unified ideographs
-  [0xa000, 0xa4cf], // Yi
-  [0xac00, 0xd7a3], // Hangul syllables
-  [0xf900, 0xfaff], // CJK compatibility ideographs
-  [0xfe30, 0xfe4f], // CJK compatibility forms
-  [0xff00, 0xff60], // Fullwidth forms
-  [0xffe0, 0xffe6], // Fullwidth signs
-  [0x20000, 0x2fffd], // CJK extensions B-F
-  [0x30000, 0x3fffd], // CJK extension G and later
-];
+/**
+ * Widths of single code points met so far, by pages of 4,096 code points (255: not measured
+ * yet). A string-width call costs a segmenter call (~20 µs), so each code point is measured once
+ * per process; all of Unicode would take 1.1 MB.
+ */
+const codePointPages = new Map<number, Uint8Array>();
+const UNMEASURED = 255;
+/** Widths of the longer clusters met so far. Bounded: cleared when full (peers choose the text). */
+const clusterWidths = new Map<string, number>();
+const MAX_CACHED_CLUSTERS = 4096;
 
-/** Cells one code point takes: 0, 1 or 2. */
-export function codePointWidth(cp: number): 0 | 1 | 2 {
-  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
-  if (cp < 0x300) return cp === 0xad ? 0 : 1; // fast path: ASCII and Latin-1 (the soft hyphen is ignorable)
-  const ch = String.fromCodePoint(cp);
-  // Default-ignorable code points (ZWJ, variation selectors, tags, Hangul fillers, bidi marks)
-  // take no cell, whatever range they sit in.
-  if (IGNORABLE.test(ch)) return 0;
-  if (COMBINING.test(ch)) return 0;
-  for (const [first, last] of WIDE_RANGES) {
-    if (cp >= first && cp <= last) return 2;
+/** True when text may hold a cluster of more than one code point (so it is cut by Intl.Segmenter). */
+export function mayJoin(text: string): boolean {
+  return MAY_JOIN.test(text);
+}
+
+/** Cells one grapheme cluster takes, as string-width (and so Ink) measures it. */
+function clusterWidth(cluster: string): number {
+  const cp = cluster.codePointAt(0) ?? 0;
+  if (cluster.length === 1 || (cluster.length === 2 && cp > 0xffff)) {
+    if (cp >= 0x20 && cp < 0x7f) return 1;
+    let page = codePointPages.get(cp >> 12);
+    if (page === undefined) {
+      page = new Uint8Array(4096).fill(UNMEASURED);
+      codePointPages.set(cp >> 12, page);
+    }
+    const known = page[cp & 0xfff] ?? UNMEASURED;
+    if (known !== UNMEASURED) return known;
+    const width = inkStringWidth(cluster);
+    if (width < UNMEASURED) page[cp & 0xfff] = width;
+    return width;
   }
-  if (EMOJI_PRESENTATION.test(ch)) return 2;
-  return 1;
+  let width = clusterWidths.get(cluster);
+  if (width === undefined) {
+    width = inkStringWidth(cluster);
+    if (clusterWidths.size >= MAX_CACHED_CLUSTERS) clusterWidths.clear();
+    clusterWidths.set(cluster, width);
+  }
+  return width;
 }
 
 export interface Cluster {
@@ -51,43 +71,30 @@ export interface Cluster {
 }
 
 /**
- * Splits text into what the terminal draws as one unit: a code point with the zero-width ones
- * that follow it (combining marks, variation selectors; control characters such as tab and
- * newline stay units of their own). A text-style symbol followed by
- * VS16 (U+FE0F, "⚠️") is drawn as a two-cell emoji.
+ * Splits text into grapheme clusters (Unicode UAX #29, by Intl.Segmenter), each with the cells it
+ * takes: 0 (newline, tab, a lone zero-width character), 1 or 2. Control characters such as tab
+ * and newline are clusters of their own.
  */
 export function clusters(text: string): Cluster[] {
+  if (PRINTABLE_ASCII.test(text)) return Array.from(text, (ch) => ({ text: ch, width: 1 }));
   const out: Cluster[] = [];
-  // An emoji ZWJ sequence (👨‍👩‍👧), an emoji with a skin tone (👍🏽) and a flag (two regional
-  // indicators, 🇫🇷) are drawn as one two-cell emoji, as Ink's string-width measures them.
-  let joinNext = false;
-  let openFlag = false;
-  for (const ch of text) {
-    const cp = ch.codePointAt(0) ?? 0;
-    const w = codePointWidth(cp);
-    const last = out[out.length - 1];
-    const control = cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
-    if (last !== undefined && ((joinNext && PICTOGRAPHIC.test(ch)) || (last.width === 2 && EMOJI_MODIFIER.test(ch)) || (openFlag && isRegionalIndicator(cp)))) {
-      out[out.length - 1] = { text: last.text + ch, width: last.width };
-      joinNext = false;
-      openFlag = false;
-      continue;
-    }
-    joinNext = cp === 0x200d && last !== undefined && last.width === 2;
-    openFlag = isRegionalIndicator(cp);
-    if (w === 0 && !control && last !== undefined) {
-      out[out.length - 1] = { text: last.text + ch, width: cp === 0xfe0f && last.width === 1 ? 2 : last.width };
-    } else {
-      out.push({ text: ch, width: w });
-    }
+  if (!MAY_JOIN.test(text)) {
+    for (const ch of text) out.push({ text: ch, width: clusterWidth(ch) });
+    return out;
   }
+  for (const { segment } of segmenter.segment(text)) out.push({ text: segment, width: clusterWidth(segment) });
   return out;
 }
 
-/** Cells a string takes on one terminal line. */
+/** Cells a string takes on one terminal line: the sum of its clusters' widths (equal to string-width's). */
 export function stringWidth(text: string): number {
+  if (PRINTABLE_ASCII.test(text)) return text.length;
   let width = 0;
-  for (const c of clusters(text)) width += c.width;
+  if (!MAY_JOIN.test(text)) {
+    for (const ch of text) width += clusterWidth(ch);
+    return width;
+  }
+  for (const { segment } of segmenter.segment(text)) width += clusterWidth(segment);
   return width;
 }
 
@@ -109,8 +116,9 @@ export function expandTabs(line: string, tabSize = 4): string {
   return out;
 }
 
-/** The longest prefix of text that takes at most `width` cells. */
+/** The longest prefix of text that takes at most `width` cells (never cutting a cluster). */
 export function takeWidth(text: string, width: number): string {
+  if (PRINTABLE_ASCII.test(text)) return text.slice(0, Math.max(0, width));
   let out = "";
   let used = 0;
   for (const c of clusters(text)) {
@@ -135,44 +143,76 @@ export function padEndToWidth(text: string, width: number): string {
   return missing > 0 ? text + " ".repeat(missing) : text;
 }
 
+/** A run of plain spaces, or a run of other clusters (a word), with its width. */
+interface Token {
+  readonly text: string;
+  readonly width: number;
+  readonly spaces: boolean;
+  readonly units: readonly Cluster[];
+}
+
+/** Cuts a line into words and runs of spaces, cluster by cluster (a space with a mark on it is part of a word). */
+function tokens(units: readonly Cluster[]): Token[] {
+  const out: Token[] = [];
+  let start = 0;
+  while (start < units.length) {
+    const spaces = units[start]?.text === " ";
+    let end = start;
+    let text = "";
+    let width = 0;
+    while (end < units.length && (units[end]?.text === " ") === spaces) {
+      const u = units[end] as Cluster;
+      text += u.text;
+      width += u.width;
+      end++;
+    }
+    out.push({ text, width, spaces, units: units.slice(start, end) });
+    start = end;
+  }
+  return out;
+}
+
 /** Splits one word that is wider than the line into pieces of at most `width` cells. */
-function hardSplit(word: string, width: number): string[] {
-  const pieces: string[] = [];
+function hardSplit(units: readonly Cluster[], width: number): Array<{ text: string; width: number }> {
+  const pieces: Array<{ text: string; width: number }> = [];
   let piece = "";
   let used = 0;
-  for (const c of clusters(word)) {
+  for (const c of units) {
     if (used + c.width > width && piece !== "") {
-      pieces.push(piece);
+      pieces.push({ text: piece, width: used });
       piece = "";
       used = 0;
     }
     piece += c.text;
     used += c.width;
   }
-  if (piece !== "") pieces.push(piece);
+  if (piece !== "") pieces.push({ text: piece, width: used });
   return pieces;
 }
 
 /**
  * Wraps one line (no newlines; tabs already expanded) to rows of at most `width` cells,
- * breaking at spaces where it can and inside words only when a word is wider than a row.
- * An empty line is one empty row. Spaces at a break are dropped.
+ * breaking at spaces where it can and inside words only when a word is wider than a row (and
+ * then between clusters, never inside one). An empty line is one empty row. Spaces at a break
+ * are dropped.
  */
 export function wrapLine(line: string, width: number): string[] {
   const limit = Math.max(1, width);
-  if (stringWidth(line) <= limit) return [line];
+  if (PRINTABLE_ASCII.test(line) && line.length <= limit) return [line];
+  const units = clusters(line);
+  let total = 0;
+  for (const u of units) total += u.width;
+  if (total <= limit) return [line];
   const rows: string[] = [];
   let row = "";
   let rowWidth = 0;
-  for (const token of line.split(/( +)/)) {
-    if (token === "") continue;
-    const tokenWidth = stringWidth(token);
-    if (rowWidth + tokenWidth <= limit) {
-      row += token;
-      rowWidth += tokenWidth;
+  for (const token of tokens(units)) {
+    if (rowWidth + token.width <= limit) {
+      row += token.text;
+      rowWidth += token.width;
       continue;
     }
-    if (token.startsWith(" ")) {
+    if (token.spaces) {
       // A run of spaces at the break: end the row here, drop the spaces.
       if (row !== "") rows.push(row);
       row = "";
@@ -180,20 +220,20 @@ export function wrapLine(line: string, width: number): string[] {
       continue;
     }
     if (row !== "") {
-      rows.push(row.trimEnd());
+      rows.push(row.replace(/ +$/, ""));
       row = "";
       rowWidth = 0;
     }
-    if (tokenWidth <= limit) {
-      row = token;
-      rowWidth = tokenWidth;
+    if (token.width <= limit) {
+      row = token.text;
+      rowWidth = token.width;
       continue;
     }
-    const pieces = hardSplit(token, limit);
-    const last = pieces.pop() ?? "";
-    rows.push(...pieces);
-    row = last;
-    rowWidth = stringWidth(last);
+    const pieces = hardSplit(token.units, limit);
+    const last = pieces.pop() ?? { text: "", width: 0 };
+    for (const p of pieces) rows.push(p.text);
+    row = last.text;
+    rowWidth = last.width;
   }
   if (row !== "" || rows.length === 0) rows.push(row);
   return rows;

@@ -88,10 +88,11 @@ export const MAX_BATCH_ITEMS = 128;
 /**
  * Envelope bytes coalesced into one DeliverBatch write at most (one envelope is always allowed,
  * up to max frame bytes). A pump writes one batch and waits until it was sent, so this bounds
- * the delivery bytes the relay holds for a reader: about one HTTP/2 flow-control window (a
- * client's is 64 KiB by default), which is all the reader can take before it reads anyway.
+ * the delivery bytes the relay holds for a reader: two HTTP/2 flow-control windows (a client's
+ * is 64 KiB by default; it cannot take more before it reads anyway), room for two envelopes of
+ * 60 KB to still go out as one write.
  */
-export const DELIVERY_WRITE_BYTES = 64 * 1024;
+export const DELIVERY_WRITE_BYTES = 128 * 1024;
 /**
  * Delivery bytes written and not yet sent, relay-wide (write-budget.ts): a fan-out to
  * thousands of readers is paced through this instead of holding a batch for each at once.

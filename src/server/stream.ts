@@ -7,7 +7,8 @@
 //     so HTTP/2 flow control pushes back on a client that sends faster than it is served;
 //   - out: send() writes at once and, when write() reports a full buffer, resolves only after
 //     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
-//     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected.
+//     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected. Deliveries
+//     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget.
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";

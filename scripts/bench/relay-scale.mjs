@@ -71,14 +71,14 @@ export async function storm(relay, ids) {
  * change it.
  *
  * Then (issue 16, write budget): the relay held one whole batch per reader unsent at the peak
- * (~50 MiB sampled at 400 sessions, 117 MB at 1,000). Delivery writes are now at most 128 KiB
- * per reader and 8 MiB relay-wide (plus writes set aside for stalled readers): the sampled
- * peak fell to 8.6-16 MiB and peak RSS by ~10%, deliveries/s unchanged; RSS per session after
- * the burst did not move beyond the noise (400 sessions, load average 20-25 on 2 cores: 241-500
- * KB before, 306-411 KB after; MALLOC_ARENA_MAX=1 did not help consistently either). So what
- * stays is not bytes the relay holds but malloc heap left by the burst's transient buffers
- * (each recipient's frame is encoded, then copied again by grpc-js for its length prefix, and
- * freed only when V8 collects the Buffer).
+ * (125 MiB sampled at 1,000 sessions). Delivery writes are now at most 128 KiB per reader and
+ * 8 MiB relay-wide (plus writes set aside for stalled readers): the sampled peak is 8.0 MiB,
+ * deliveries/s 4039 -> 4600 (noise), but RSS per session after the burst did not move beyond
+ * the noise (medians of 3, --quick: 251 -> 242 KB; at 400 sessions on a loaded machine, peak
+ * RSS fell ~10%; MALLOC_ARENA_MAX=1 did not help consistently). So what stays is not bytes the
+ * relay holds but malloc heap left by the burst's transient buffers (each recipient's frame is
+ * encoded, then copied again by grpc-js for its length prefix, and freed only when V8 collects
+ * the Buffer).
  */
 const ROOM_SIZE = 10;
 const BUSY_PER_MEMBER = 3;

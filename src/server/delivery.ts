@@ -4,7 +4,10 @@
 //
 // Memory stays bounded: the database is the queue. The pump holds no envelopes between writes,
 // keeps at most DELIVERY_WINDOW unacked seqs in flight, and writes the next batch only once the
-// previous one was handed to HTTP/2, so a client that reads slowly slows its own pump. A new
+// previous one was sent, so a client that reads slowly slows its own pump. A batch holds at
+// most DELIVERY_WRITE_BYTES of envelopes (or one bigger envelope): that, not a whole frame
+// (1 MiB), is what the relay holds for one reader at a time; the relay-wide write budget
+// (write-budget.ts, taken in stream.sendFlushed) paces a fan-out to many readers. A new
 // session starts from the oldest unacked row again (at-least-once; clients drop duplicates by
 // message id).
 //
@@ -15,7 +18,7 @@
 // started (catching up after a week away) does not count: only live traffic can make it slow.
 import type { Logger } from "../protocol/log.js";
 import { encodeDeliverBatch } from "./frames.js";
-import { DELIVERY_WINDOW, MAX_BATCH_ITEMS } from "./limits.js";
+import { DELIVERY_WINDOW, DELIVERY_WRITE_BYTES, MAX_BATCH_ITEMS } from "./limits.js";
 import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 
@@ -23,7 +26,10 @@ export interface DeliveryPumpOptions {
   readonly username: string;
   readonly store: RelayStore;
   readonly stream: FrameStream;
-  /** Envelope bytes coalesced into one batch (one envelope is always allowed). */
+  /**
+   * Envelope bytes coalesced into one batch (one envelope is always allowed); DELIVERY_WRITE_BYTES
+   * at most, whatever is given.
+   */
   readonly maxBatchBytes: number;
   readonly logger: Logger;
   readonly window?: number;
@@ -44,8 +50,11 @@ export class DeliveryPump {
   /** Live envelopes that arrived and were not written yet: the outgoing queue's length. */
   private outgoing = 0;
 
+  private readonly batchBytes: number;
+
   constructor(private readonly o: DeliveryPumpOptions) {
     this.window = o.window ?? DELIVERY_WINDOW;
+    this.batchBytes = Math.min(o.maxBatchBytes, DELIVERY_WRITE_BYTES);
     this.startSeq = o.store.lastSeq();
   }
 
@@ -97,7 +106,7 @@ export class DeliveryPump {
       while (!stream.closed) {
         const room = this.window - this.inFlight.size;
         if (room <= 0) return;
-        const items = store.fetchQueue(username, this.lastSentSeq, Math.min(room, MAX_BATCH_ITEMS), this.o.maxBatchBytes);
+        const items = store.fetchQueue(username, this.lastSentSeq, Math.min(room, MAX_BATCH_ITEMS), this.batchBytes);
         const last = items.at(-1);
         if (last === undefined) return;
         for (const item of items) {
@@ -107,7 +116,7 @@ export class DeliveryPump {
         this.lastSentSeq = last.seq;
         this.o.logger.debug("deliver.batch", { user: username, items: items.length });
         // Flushed, not merely buffered: a client that reads slowly holds at most one batch in
-        // the relay's memory (plus what HTTP/2 flow control lets through), never a backlog.
+        // the relay's memory (DELIVERY_WRITE_BYTES or one envelope), never a backlog.
         if (!(await stream.sendFlushed(encodeDeliverBatch(items)))) return;
       }
     } catch (e) {

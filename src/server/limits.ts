@@ -86,6 +86,25 @@ export const DELIVERY_WINDOW = 512;
 /** Envelopes coalesced into one DeliverBatch write at most. */
 export const MAX_BATCH_ITEMS = 128;
 /**
+ * Envelope bytes coalesced into one DeliverBatch write at most (one envelope is always allowed,
+ * up to max frame bytes). A pump writes one batch and waits until it was sent, so this bounds
+ * the delivery bytes the relay holds for a reader: two HTTP/2 flow-control windows (a client's
+ * is 64 KiB by default; it cannot take more before it reads anyway), room for two envelopes of
+ * 60 KB to still go out as one write.
+ */
+export const DELIVERY_WRITE_BYTES = 128 * 1024;
+/**
+ * Delivery bytes written and not yet sent, relay-wide (write-budget.ts): a fan-out to
+ * thousands of readers is paced through this instead of holding a batch for each at once.
+ */
+export const DELIVERY_BUDGET_BYTES = 8 * 1024 * 1024;
+/**
+ * How long one delivery write may hold its share of that budget while other writers wait:
+ * past it, its reader counts as not reading and the write is set aside (still bounded by
+ * DELIVERY_WRITE_BYTES), so a reader that stops cannot stall everyone's deliveries.
+ */
+export const DELIVERY_STALL_MS = 2_000;
+/**
  * SendEnvelopes of one session waiting for their group commit (session.ts). Reaching either
  * bound, the session stops reading until their answers went out.
  */

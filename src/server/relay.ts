@@ -16,7 +16,7 @@ import { GroupCommitter, type CommitMode } from "./group-commit.js";
 import { HandshakeBudget, sourceOf } from "./handshake-budget.js";
 import { HEALTH_SERVICE_DEFINITION, RelayHealth } from "./health.js";
 import {
-  DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
+  DELIVERY_BUDGET_BYTES, DELIVERY_STALL_MS, DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
 } from "./limits.js";
 import { RegistrationLimiter } from "./registrations.js";
 import { SendsInFlight } from "./resends.js";
@@ -27,6 +27,7 @@ import { serveSession, type SessionDeps } from "./session.js";
 import { bind, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult } from "./store.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
+import { WriteBudget } from "./write-budget.js";
 import { loadOrCreateTlsIdentity, TlsIdentityError, tlsIdentityFromPem, type RelayTlsIdentity } from "./tls-identity.js";
 import { RELAY_VERSION } from "./version.js";
 import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../protocol/keys.js";
@@ -56,6 +57,8 @@ export interface StartRelayOptions {
   readonly deliveryWindow?: number;
   /** Frames buffered for a client that does not read before it is disconnected (default MAX_PENDING_FRAMES). */
   readonly maxPendingFrames?: number;
+  /** Delivery bytes in flight relay-wide, and how long one write may hold them while others wait (write-budget.ts). */
+  readonly writeBudget?: { readonly limitBytes: number; readonly stallMs: number };
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
   /**
@@ -93,6 +96,9 @@ export interface RelayStats {
   readonly online: number;
   /** Bytes written to streams that HTTP/2 has not taken yet (slow readers make this grow). */
   readonly outgoingBytes: number;
+  /** Delivery bytes in flight counted against the relay-wide write budget, and those set aside as stalled. */
+  readonly deliveryBytesInFlight: number;
+  readonly stalledDeliveryBytes: number;
   /** Group commits so far, the envelopes they stored, the largest batch, and failed commits. */
   readonly commits: number;
   readonly committedEnvelopes: number;
@@ -230,6 +236,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   });
   const health = new RelayHealth();
   const outgoing: OutgoingBytes = { bytes: 0 };
+  const writeBudget = new WriteBudget(options.writeBudget ?? { limitBytes: DELIVERY_BUDGET_BYTES, stallMs: DELIVERY_STALL_MS });
   const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
   const directory = Directory.load(store);
   const deps: SessionDeps = {
@@ -268,6 +275,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const streamOptions = {
     maxPendingFrames: options.maxPendingFrames ?? MAX_PENDING_FRAMES,
     outgoing,
+    writeBudget,
     preAuthFrameBytes: PRE_AUTH_MAX_FRAME_BYTES,
     maxFrameBytes: limits.maxFrameBytes,
     onReceiveLimitUnavailable: () => {
@@ -393,6 +401,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     shedHandshakes: shed,
     online: router.onlineCount,
     outgoingBytes: outgoing.bytes,
+    deliveryBytesInFlight: writeBudget.inFlightBytes,
+    stalledDeliveryBytes: writeBudget.stalledBytes,
     commits: committer.stats.commits,
     committedEnvelopes: committer.stats.envelopes,
     largestBatch: committer.stats.largestBatch,

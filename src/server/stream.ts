@@ -7,12 +7,14 @@
 //     so HTTP/2 flow control pushes back on a client that sends faster than it is served;
 //   - out: send() writes at once and, when write() reports a full buffer, resolves only after
 //     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
-//     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected.
+//     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected. Deliveries
+//     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget.
 import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
+import type { WriteBudget } from "./write-budget.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
@@ -34,7 +36,8 @@ export interface FrameStream extends AsyncIterable<Buffer> {
    * the client's flow-control window admits it): true, or false when the stream is over. A
    * writer that awaits this keeps at most one frame in the call's buffer, where send() lets
    * up to the buffer's high-water mark (16 frames) pile up; delivery batches use it, since
-   * each may be up to max frame bytes.
+   * each may be up to max frame bytes. With a relay-wide write budget, the frame first waits
+   * for its share of it (write-budget.ts), given back once the frame was sent.
    */
   sendFlushed(frame: Uint8Array): Promise<boolean>;
   /** Ends the stream with this status (OK: a clean end). Later calls do nothing. */
@@ -65,6 +68,8 @@ export interface AdaptStreamOptions {
   readonly maxPendingFrames?: number;
   /** A relay-wide tally this stream adds its buffered bytes to. */
   readonly outgoing?: OutgoingBytes;
+  /** The relay-wide budget sendFlushed() frames (deliveries) take their bytes from. */
+  readonly writeBudget?: WriteBudget;
   /**
    * The largest frame accepted before authenticated() (default: no lower limit), refused by
    * grpc-js at the frame's length prefix, before it is buffered; then maxFrameBytes.
@@ -214,14 +219,24 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
       if (write(frame)) return Promise.resolve(true);
       return waitForDrain();
     },
-    sendFlushed(frame: Uint8Array): Promise<boolean> {
-      if (stream.closed) return Promise.resolve(false);
+    async sendFlushed(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return false;
+      const lease = await options.writeBudget?.acquire(frame.byteLength, signal);
+      if (options.writeBudget !== undefined && lease === undefined) return false; // over while waiting
+      if (stream.closed) {
+        lease?.release();
+        return false;
+      }
       return new Promise((resolve) => {
         // grpc-js drops the write callback of a cancelled call, so the abort also settles it.
-        const onAbort = (): void => resolve(false);
+        const onAbort = (): void => {
+          lease?.release();
+          resolve(false);
+        };
         signal.addEventListener("abort", onAbort, { once: true });
         write(frame, (ok) => {
           signal.removeEventListener("abort", onAbort);
+          lease?.release();
           resolve(ok && !signal.aborted);
         });
       });

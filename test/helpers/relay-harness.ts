@@ -21,6 +21,8 @@ export interface TestRelayOptions {
   readonly shutdownGraceMs?: number;
   readonly deliveryWindow?: number;
   readonly maxPendingFrames?: number;
+  /** The relay-wide delivery write budget (write-budget.ts). */
+  readonly writeBudget?: { readonly limitBytes: number; readonly stallMs: number };
   readonly logLevel?: LogLevel;
   /**
    * Serve TLS with this PEM certificate and key. Without it the relay serves TLS with its own
@@ -78,6 +80,7 @@ export class TestRelay {
       ...(this.options.plaintext ? { plaintext: true } : {}),
       ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
       ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
+      ...(this.options.writeBudget ? { writeBudget: this.options.writeBudget } : {}),
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
       ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
       ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),

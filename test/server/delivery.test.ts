@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { Envelope, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
 import type { LogFields, Logger } from "../../src/protocol/log.js";
 import { DeliveryPump, type DeliveryPumpOptions } from "../../src/server/delivery.js";
-import { MAX_BATCH_ITEMS } from "../../src/server/limits.js";
+import { DELIVERY_WRITE_BYTES, MAX_BATCH_ITEMS } from "../../src/server/limits.js";
 import type { QueuedItem, RelayStore } from "../../src/server/store.js";
 import type { FrameStream } from "../../src/server/stream.js";
 import { waitUntil } from "../helpers/wait.js";
@@ -139,7 +139,8 @@ describe("DeliveryPump", () => {
     pump.start();
     await waitUntil(() => io.batches.length === 1, "the first batch");
     expect(io.batches).toEqual([[1, 2, 3, 4, 5]]);
-    expect(queue.fetches[0]).toEqual({ afterSeq: 0, limit: MAX_BATCH_ITEMS, maxBytes: 1_000_000 });
+    expect(queue.fetches[0]).toEqual({ afterSeq: 0, limit: MAX_BATCH_ITEMS, maxBytes: DELIVERY_WRITE_BYTES });
+    // A pump asked for 1 MB batches writes at most DELIVERY_WRITE_BYTES at a time (the write budget, issue 16).
   });
 
   it("keeps at most `window` unacked seqs in flight; an ack opens the window again", async () => {
@@ -156,7 +157,7 @@ describe("DeliveryPump", () => {
     await waitUntil(() => io.batches.length === 2, "the second batch");
     expect(io.batches[1]).toEqual([4, 5]);
     // Fetches ask for no more rows than the window has room for, after the last seq sent.
-    expect(queue.fetches.at(-1)).toEqual({ afterSeq: 3, limit: 2, maxBytes: 1_000_000 });
+    expect(queue.fetches.at(-1)).toEqual({ afterSeq: 3, limit: 2, maxBytes: DELIVERY_WRITE_BYTES });
     pump.acked([3, 4, 5]);
     await waitUntil(() => io.delivered.length === 7, "all seven");
     expect(io.delivered).toEqual([1, 2, 3, 4, 5, 6, 7]);

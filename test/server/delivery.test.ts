@@ -139,8 +139,8 @@ describe("DeliveryPump", () => {
     pump.start();
     await waitUntil(() => io.batches.length === 1, "the first batch");
     expect(io.batches).toEqual([[1, 2, 3, 4, 5]]);
-    expect(queue.fetches[0]).toEqual({ afterSeq: 0, limit: MAX_BATCH_ITEMS, maxBytes: DELIVERY_WRITE_BYTES });
     // A pump asked for 1 MB batches writes at most DELIVERY_WRITE_BYTES at a time (the write budget, issue 16).
+    expect(queue.fetches[0]).toEqual({ afterSeq: 0, limit: MAX_BATCH_ITEMS, maxBytes: DELIVERY_WRITE_BYTES });
   });
 
   it("keeps at most `window` unacked seqs in flight; an ack opens the window again", async () => {

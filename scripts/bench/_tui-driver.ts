@@ -13,7 +13,8 @@
 import type { PeerTrust } from "../../src/client/types.js";
 import { runTui } from "../../src/tui/run-tui.js";
 import { FakeSession } from "../../test/helpers/fake-session.js";
-import { BenchStdin, BenchStdout } from "./_tui-terminal.js";
+import { FakeStdin } from "../../test/tui/helpers/terminal.js";
+import { BenchStdout } from "./_tui-terminal.js";
 
 // What dist/tui/main.js loads besides the UI.
 await import("../../src/client/chat-client.js");
@@ -58,7 +59,7 @@ const SENDERS = Array.from({ length: 30 }, (_, i) => `user${String(i).padStart(2
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-const stdin = new BenchStdin();
+const stdin = new FakeStdin();
 const stdout = new BenchStdout(COLUMNS, ROWS);
 const stderr = new BenchStdout(COLUMNS, ROWS);
 const session = new FakeSession({

@@ -4,7 +4,8 @@
 // Prints one JSON object: {rssMb}.
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { BenchStdin, BenchStdout } from "./_tui-terminal.js";
+import { FakeStdin } from "../../test/tui/helpers/terminal.js";
+import { BenchStdout } from "./_tui-terminal.js";
 
 process.env.NODE_ENV = "production";
 const { render, Text, Box } = await import("ink");
@@ -12,7 +13,7 @@ const { createElement } = await import("react");
 
 const instance = render(createElement(Box, { flexDirection: "column" }, createElement(Text, null, "hello"), createElement(Text, null, "world")), {
   stdout: new BenchStdout(120, 35).stream,
-  stdin: new BenchStdin().stream,
+  stdin: new FakeStdin().stream,
   stderr: new BenchStdout(120, 35).stream,
   interactive: true,
   alternateScreen: true,

@@ -1,53 +1,9 @@
-// Fake terminal streams for driving the real chat UI in-process in the benchmark: a TTY stdin
-// that Ink reads keys from (write() delivers them synchronously, as a keypress does), and a TTY
+// The fake terminal's stdout for driving the real chat UI in-process in the benchmark: a TTY
 // stdout that timestamps every write (the frame writes end the measurement). Unlike the tests'
-// (test/tui/helpers/terminal.ts), they keep only what the measurement reads.
+// FakeStdout (test/tui/helpers/terminal.ts) it keeps only what the measurement reads; the
+// benchmark's stdin is the tests' FakeStdin (write() delivers a key synchronously, as a
+// keypress does).
 import { EventEmitter } from "node:events";
-
-export class BenchStdin extends EventEmitter {
-  isTTY = true;
-  isRaw = false;
-  #buffered: string[] = [];
-
-  write(data: string): void {
-    this.#buffered.push(data);
-    this.emit("readable");
-  }
-
-  read(): string | null {
-    return this.#buffered.shift() ?? null;
-  }
-
-  setEncoding(): this {
-    return this;
-  }
-
-  setRawMode(mode: boolean): this {
-    this.isRaw = mode;
-    return this;
-  }
-
-  resume(): this {
-    return this;
-  }
-
-  pause(): this {
-    return this;
-  }
-
-  ref(): this {
-    return this;
-  }
-
-  unref(): this {
-    return this;
-  }
-
-  /** This fake, typed as the stream Ink and runTui take. */
-  get stream(): NodeJS.ReadStream {
-    return this as unknown as NodeJS.ReadStream;
-  }
-}
 
 export class BenchStdout extends EventEmitter {
   isTTY = true;

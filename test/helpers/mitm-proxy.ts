@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Client, Metadata, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from "@grpc/grpc-js";
 import { SessionRequest, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
 import type { RawTransport } from "./raw-session.js";
-import { RAW_SESSION_SERVICE, SESSION_PATH } from "./raw-service.js";
+import { RAW_SESSION_SERVICE } from "./raw-service.js";
 
 export interface MitmProxy {
   readonly port: number;
@@ -41,7 +41,8 @@ export async function startMitmProxy(o: MitmOptions): Promise<MitmProxy> {
     session: (down: ServerDuplexStream<Buffer, Buffer>) => {
       const client = new Client(o.relayAddress, o.relayTransport.creds, { "grpc.use_local_subchannel_pool": 1, ...o.relayTransport.options });
       upstreams.push(client);
-      const up: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(SESSION_PATH, (b: Buffer) => b, (b: Buffer) => b, new Metadata());
+      const raw = RAW_SESSION_SERVICE.session;
+      const up: ClientDuplexStream<Uint8Array, Buffer> = client.makeBidiStreamRequest(raw.path, raw.requestSerialize, raw.responseDeserialize, new Metadata());
       let hijacked = false;
       up.on("data", (b: Buffer) => {
         const frame = SessionResponse.decode(b).frame;

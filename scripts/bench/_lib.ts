@@ -186,6 +186,7 @@ export class BenchClient extends RawSession {
   constructor(port: number) {
     super(`127.0.0.1:${port}`, BENCH_TRANSPORT);
     this.keepFrames = false;
+    this.copyWrites = false;
     this.waitMs = 30_000;
   }
 

@@ -44,23 +44,19 @@ describe("two people chatting through the real binaries", () => {
     await tmux.waitForScreen("alice", /bob/);
 
     const lobbyText = "hello everyone from alice 7f3a";
-    tmux.type("alice", lobbyText);
-    tmux.keys("alice", "Enter");
+    tmux.say("alice", lobbyText);
     await tmux.waitForScreen("bob", (s) => s.includes(lobbyText));
     await tmux.waitForScreen("alice", (s) => s.includes(lobbyText) && s.includes("✓"));
 
     const dmText = "psst bob, the secret plan 9c2e";
-    tmux.type("alice", `/msg bob ${dmText}`);
-    tmux.keys("alice", "Enter");
+    tmux.say("alice", `/msg bob ${dmText}`);
     await tmux.waitForScreen("alice", (s) => s.includes(dmText));
     // bob opens the conversation with alice and sees the DM.
-    tmux.type("bob", "/query alice");
-    tmux.keys("bob", "Enter");
+    tmux.say("bob", "/query alice");
     await tmux.waitForScreen("bob", (s) => s.includes(dmText));
 
     const reply = "got it alice, over and out 51d0";
-    tmux.type("bob", reply);
-    tmux.keys("bob", "Enter");
+    tmux.say("bob", reply);
     await tmux.waitForScreen("alice", (s) => s.includes(reply));
 
     const wire = proxy.recorded();
@@ -75,8 +71,7 @@ describe("two people chatting through the real binaries", () => {
       expect(wire.includes(Buffer.from(secret, "utf8")), `plaintext "${secret}" on the wire`).toBe(false);
     }
 
-    tmux.type("alice", "/quit");
-    tmux.keys("alice", "Enter");
+    tmux.say("alice", "/quit");
     expect(await tmux.waitForExit("alice")).toBe(0);
     tmux.keys("bob", "C-c");
     expect(await tmux.waitForExit("bob")).toBe(0);

@@ -2,12 +2,12 @@
 // is not a relay; chat-tui with a new key for a taken name says what the operator runs, and gets
 // in by itself once the real `chat-relay users release` ran. Real binaries in tmux.
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_DIR } from "../helpers/identities.js";
+import { installFixtureKey } from "../helpers/identities.js";
 import { RELAY_BIN, startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 
@@ -19,9 +19,7 @@ const tmux = new Tmux();
 /** A key dir holding `fixture`'s key as `<name>_key.pem`. */
 function keyDir(sub: string, name: string, fixture: string): string {
   const keys = join(dir, sub);
-  mkdirSync(keys, { mode: 0o700, recursive: true });
-  copyFileSync(join(FIXTURE_DIR, `${fixture}.pem`), join(keys, `${name}_key.pem`));
-  chmodSync(join(keys, `${name}_key.pem`), 0o600);
+  installFixtureKey(keys, name, fixture);
   return keys;
 }
 

@@ -43,8 +43,7 @@ describe("relay killed -9 under real terminals", () => {
     await tmux.waitForScreen("bob", /● alice/, 60_000);
 
     for (const i of [1, 2, 3]) {
-      tmux.type("alice", `before the crash ${i}`);
-      tmux.keys("alice", "Enter");
+      tmux.say("alice", `before the crash ${i}`);
       // At a person's pace: lines typed faster than the client reads are one paste.
       await tmux.waitForScreen("alice", (s) => s.includes(`before the crash ${i}`) && /\] >\s*$/.test(s));
     }
@@ -54,8 +53,7 @@ describe("relay killed -9 under real terminals", () => {
     expect(await relay.stop("SIGKILL")).toBe(null);
     await tmux.waitForScreen("alice", /reconnecting/);
     for (const i of [4, 5]) {
-      tmux.type("alice", `while it was down ${i}`);
-      tmux.keys("alice", "Enter");
+      tmux.say("alice", `while it was down ${i}`);
       await tmux.waitForScreen("alice", (s) => s.includes(`while it was down ${i}`) && /\] >\s*$/.test(s));
     }
     await tmux.waitForScreen("alice", (s) => s.includes("while it was down 5"));

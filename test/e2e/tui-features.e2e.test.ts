@@ -1,11 +1,11 @@
 // Presence lines, room topics and /away through the real binaries: the real relay and three
 // real chat-tui in tmux, each under its own HOME and state directory (issue 10 §3, §4). The
 // committed test keys are used, so no RSA key is generated.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_DIR } from "../helpers/identities.js";
+import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 
@@ -24,23 +24,13 @@ function start(name: string): void {
   tmux.start(name, tui(name), { width: 120, height: 30, env: { HOME: home, XDG_STATE_HOME: join(home, "state") } });
 }
 
-function say(name: string, line: string): void {
-  tmux.type(name, line);
-  tmux.keys(name, "Enter");
-}
-
 /** The scrollback column (the sidebar cut off), rows joined with newlines. */
 const scrollback = (screen: string): string => screen.split("\n").map((l) => l.replace(/ *│.*$/, "").trimEnd()).join("\n");
 
 beforeAll(async () => {
   if (!tmuxAvailable()) throw new Error("tmux is required for the end-to-end tests (.ci/run installs it)");
   dir = mkdtempSync(join(tmpdir(), "sc-tui-features-e2e-"));
-  for (const name of USERS) {
-    const keys = join(dir, "home", name, "keys");
-    mkdirSync(keys, { recursive: true, mode: 0o700 });
-    copyFileSync(join(FIXTURE_DIR, `${name}.pem`), join(keys, `${name}_key.pem`));
-    chmodSync(join(keys, `${name}_key.pem`), 0o600);
-  }
+  for (const name of USERS) installFixtureKey(join(dir, "home", name, "keys"), name);
   relay = await startRelayProcess(join(dir, "relay"));
   start("alice");
   start("bob");
@@ -49,15 +39,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of USERS) {
-    try {
-      tmux.keys(name, "C-c");
-      await tmux.waitForExit(name, 5_000);
-    } catch {
-      // Already gone, or stuck: the tmux server is killed below either way.
-    }
-  }
-  tmux.kill();
+  await tmux.quitAll(USERS);
   await relay?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -68,44 +50,44 @@ describe("presence, topics and away through the real binaries", () => {
     const online = await tmux.waitForScreen("alice", (s) => /\d\d:\d\d → carol came online/.test(scrollback(s)));
     expect(online).toMatch(/│ ● carol/);
     await tmux.waitForScreen("carol", /│ ● alice/);
-    say("carol", "/quit gone for the day");
+    tmux.say("carol", "/quit gone for the day");
     await tmux.waitForExit("carol", 10_000);
     const gone = await tmux.waitForScreen("alice", (s) => /\d\d:\d\d ← carol went offline/.test(scrollback(s)));
     expect(scrollback(gone)).toMatch(/\d\d:\d\d \* carol quit: gone for the day/);
     // The goodbye came before the offline line.
     expect(scrollback(gone).indexOf("carol quit: gone for the day")).toBeLessThan(scrollback(gone).indexOf("carol went offline"));
     // Bob hides such lines in his lobby: /filter none.
-    say("bob", "/filter none");
+    tmux.say("bob", "/filter none");
     await tmux.waitForScreen("bob", /presence lines in lobby: hidden/);
     await tmux.waitForScreen("bob", (s) => !s.includes("carol went offline"));
   });
 
   it("a room topic travels encrypted to the members and stands in the room's header", async () => {
-    say("alice", "/j #feat");
+    tmux.say("alice", "/j #feat");
     await tmux.waitForScreen("alice", /\[#feat\] >/);
-    say("bob", "/j #feat");
+    tmux.say("bob", "/j #feat");
     await tmux.waitForScreen("bob", /\[#feat\] >/);
     await tmux.waitForScreen("alice", /bob joined #feat/);
     // The room's sidebar lists its members.
     await tmux.waitForScreen("alice", /│ #feat · 2 · 2 online/);
-    say("alice", "/topic release at noon, freeze from 11");
+    tmux.say("alice", "/topic release at noon, freeze from 11");
     const bob = await tmux.waitForScreen("bob", (s) => s.includes("alice set the topic: release at noon, freeze from 11"));
     expect(bob.split("\n")[1]).toContain("#feat — release at noon, freeze from 11 — 2 members: alice, bob");
     await tmux.waitForScreen("alice", /you set the topic: release at noon, freeze from 11 ✓/);
   });
 
   it("/away answers a DM once, automatically, and the status line says away", async () => {
-    say("bob", "/away at lunch until 2");
+    tmux.say("bob", "/away at lunch until 2");
     await tmux.waitForScreen("bob", (s) => /● connected {2}away/.test(s.split("\n")[0] ?? ""));
-    say("alice", "/msg bob are you there?");
+    tmux.say("alice", "/msg bob are you there?");
     const reply = await tmux.waitForScreen("alice", (s) => s.includes("is away (automatic reply): at lunch until 2"));
     expect(scrollback(reply)).toMatch(/\d\d:\d\d bob +is away \(automatic reply\): at lunch until 2/);
-    say("bob", "/q alice");
+    tmux.say("bob", "/q alice");
     await tmux.waitForScreen("bob", /automatic reply \(you are away\): at lunch until 2 ✓/);
     // A second DM gets no second reply.
-    say("alice", "ok, later then");
+    tmux.say("alice", "ok, later then");
     await tmux.waitForScreen("bob", /ok, later then/);
-    say("bob", "/away");
+    tmux.say("bob", "/away");
     await tmux.waitForScreen("bob", (s) => !/away/.test(s.split("\n")[0] ?? ""));
     const after = await tmux.waitForScreen("alice", /ok, later then ✓/);
     expect(after.match(/is away \(automatic reply\)/g)).toHaveLength(1);

@@ -4,12 +4,12 @@
 // lost; a paste without bracketed paste (tmux paste-buffer without -p) is one message, or asks
 // when large, never a message per line; Ctrl-L repaints a screen something scribbled on; Alt-J
 // goes up to the unread ruler.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestClient } from "../helpers/client-harness.js";
-import { FIXTURE_DIR, fixtureIdentity } from "../helpers/identities.js";
+import { fixtureIdentity, installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 
@@ -44,12 +44,7 @@ async function whileBusy<T>(during: () => Promise<T>): Promise<T> {
 beforeAll(async () => {
   if (!tmuxAvailable()) throw new Error("tmux is required for the end-to-end tests (.ci/run installs it)");
   dir = mkdtempSync(join(tmpdir(), "sc-keys-e2e-"));
-  for (const name of ["alice", "bob"]) {
-    const keys = join(dir, name, "keys");
-    mkdirSync(keys, { recursive: true, mode: 0o700 });
-    copyFileSync(join(FIXTURE_DIR, `${name}.pem`), join(keys, `${name}_key.pem`));
-    chmodSync(join(keys, `${name}_key.pem`), 0o600);
-  }
+  for (const name of ["alice", "bob"]) installFixtureKey(join(dir, name, "keys"), name);
   relay = await startRelayProcess(join(dir, "relay"), ["--rate", "100", "--burst", "200"]);
   for (const name of ["alice", "bob"]) {
     const home = join(dir, name, "home");
@@ -65,15 +60,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const name of ["alice", "bob"]) {
-    try {
-      tmux.keys(name, "C-c");
-      await tmux.waitForExit(name, 5_000);
-    } catch {
-      // Already gone, or stuck: the tmux server is killed below either way.
-    }
-  }
-  tmux.kill();
+  await tmux.quitAll(["alice", "bob"]);
   await carol?.close();
   await relay?.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -3,11 +3,11 @@
 // message; reading history while messages arrive keeps the view still under a "more below"
 // marker; the conversation keys show each conversation's own history; a narrow terminal hides
 // the sidebar. The committed test keys are used, so no RSA key is generated.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_DIR } from "../helpers/identities.js";
+import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 
@@ -21,24 +21,13 @@ function tui(name: string): string {
   return `${process.execPath} ${TUI_BIN} ${name} --server 127.0.0.1:${relay.port} --key-dir ${join(dir, "keys")} --log-file ${join(dir, `${name}.log`)} --no-bell`;
 }
 
-/** Types a line and presses Enter. */
-function say(name: string, line: string): void {
-  tmux.type(name, line);
-  tmux.keys(name, "Enter");
-}
-
 /** The screen's rows, right-trimmed (capture-pane ends every row with a newline). */
 const rows = (screen: string): string[] => screen.replace(/\n$/, "").split("\n").map((l) => l.trimEnd());
 
 beforeAll(async () => {
   if (!tmuxAvailable()) throw new Error("tmux is required for the end-to-end tests (.ci/run installs it)");
   dir = mkdtempSync(join(tmpdir(), "sc-tui-e2e-"));
-  const keys = join(dir, "keys");
-  mkdirSync(keys, { mode: 0o700 });
-  for (const name of ["alice", "bob"]) {
-    copyFileSync(join(FIXTURE_DIR, `${name}.pem`), join(keys, `${name}_key.pem`));
-    chmodSync(join(keys, `${name}_key.pem`), 0o600);
-  }
+  for (const name of ["alice", "bob"]) installFixtureKey(join(dir, "keys"), name);
   relay = await startRelayProcess(join(dir, "relay"));
   const env = { XDG_STATE_HOME: join(dir, "state") };
   tmux.start("alice", tui("alice"), { width: WIDTH, height: HEIGHT, env });
@@ -51,15 +40,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ["alice", "bob"]) {
-    try {
-      tmux.keys(name, "C-c");
-      await tmux.waitForExit(name, 5_000);
-    } catch {
-      // Already gone, or stuck: the tmux server is killed below either way.
-    }
-  }
-  tmux.kill();
+  await tmux.quitAll(["alice", "bob"]);
   await relay?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -84,7 +65,7 @@ describe("the terminal UI through the real binaries", () => {
 
   it("scrolling back while messages arrive keeps the view still and shows the more-below marker", async () => {
     for (let i = 0; i < 40; i++) {
-      say("bob", `scroll ${String(i).padStart(2, "0")}`);
+      tmux.say("bob", `scroll ${String(i).padStart(2, "0")}`);
       // At a person's pace: lines typed faster than the client reads are one paste.
       await tmux.waitForScreen("bob", (s) => s.includes(`scroll ${String(i).padStart(2, "0")}`) && /\] >\s*$/.test(s));
     }
@@ -94,7 +75,7 @@ describe("the terminal UI through the real binaries", () => {
     expect(before).not.toContain("scroll 39");
     const still = (s: string) => rows(s).filter((l) => !l.includes("more below"));
     for (let i = 0; i < 3; i++) {
-      say("bob", `arrived while reading ${i}`);
+      tmux.say("bob", `arrived while reading ${i}`);
       await tmux.waitForScreen("bob", (s) => s.includes(`arrived while reading ${i}`) && /\] >\s*$/.test(s));
     }
     await tmux.waitForScreen("bob", (s) => s.includes("arrived while reading 2 ✓"));
@@ -108,14 +89,14 @@ describe("the terminal UI through the real binaries", () => {
   });
 
   it("switching conversations with the keys shows each one's own history", async () => {
-    say("alice", "/join #e2e");
+    tmux.say("alice", "/join #e2e");
     await tmux.waitForScreen("alice", /\[#e2e\] >/);
     tmux.keys("alice", "M-1");
     await tmux.waitForScreen("alice", /\[lobby\] >/);
-    say("bob", "/join #e2e");
+    tmux.say("bob", "/join #e2e");
     await tmux.waitForScreen("bob", /\[#e2e\] >/);
-    say("bob", "room hello e2e");
-    say("bob", "/msg alice dm hello e2e");
+    tmux.say("bob", "room hello e2e");
+    tmux.say("bob", "/msg alice dm hello e2e");
     // Unread counts in alice's bar: the room's message, the DM addressed to her.
     await tmux.waitForScreen("alice", /1:lobby {2}2:#e2e \(1\) {2}3:@bob \(1!\)/);
     tmux.keys("alice", "M-2");
@@ -144,7 +125,7 @@ describe("the terminal UI through the real binaries", () => {
     tmux.resize("alice", 40, 10);
     const tiny = await tmux.waitForScreen("alice", (s) => /● connected/.test(s) && /\[@bob\] >/.test(s));
     for (const line of rows(tiny)) expect([...line].length).toBeLessThanOrEqual(40);
-    say("alice", "still usable at 40x10");
+    tmux.say("alice", "still usable at 40x10");
     await tmux.waitForScreen("bob", (s) => s.includes("still usable at 40x10"));
     tmux.resize("alice", WIDTH, HEIGHT);
     await tmux.waitForScreen("alice", /│ @bob and you/);

@@ -3,11 +3,11 @@
 // paging up and down and a resize, tmux's screen, colours included, is exactly the screen the
 // client paints from scratch (it repaints everything after a resize).
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_DIR } from "../helpers/identities.js";
+import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 import { ScreenModel } from "../../src/tui/terminal/screen-model.js";
@@ -29,8 +29,7 @@ function tui(name: string): string {
  * succession are not taken for one pasted text.
  */
 async function say(name: string, line: string): Promise<void> {
-  tmux.type(name, line);
-  tmux.keys(name, "Enter");
+  tmux.say(name, line);
   await tmux.waitForScreen(name, (s) => {
     const lines = s.replace(/\n+$/, "").split("\n");
     return /\] > *$/.test(lines.at(-1) ?? "") && lines.slice(0, -1).some((l) => l.includes(line));
@@ -82,12 +81,7 @@ async function repainted(name: string): Promise<string> {
 beforeAll(async () => {
   if (!tmuxAvailable()) throw new Error("tmux is required for the end-to-end tests (.ci/run installs it)");
   dir = mkdtempSync(join(tmpdir(), "sc-tui-wire-"));
-  const keys = join(dir, "keys");
-  mkdirSync(keys, { mode: 0o700 });
-  for (const name of ["alice", "bob"]) {
-    copyFileSync(join(FIXTURE_DIR, `${name}.pem`), join(keys, `${name}_key.pem`));
-    chmodSync(join(keys, `${name}_key.pem`), 0o600);
-  }
+  for (const name of ["alice", "bob"]) installFixtureKey(join(dir, "keys"), name);
   relay = await startRelayProcess(join(dir, "relay"));
   const env = { XDG_STATE_HOME: join(dir, "state") };
   tmux.start("alice", tui("alice"), { width: WIDTH, height: HEIGHT, env });
@@ -97,15 +91,7 @@ beforeAll(async () => {
 }, LONG);
 
 afterAll(async () => {
-  for (const name of ["alice", "bob"]) {
-    try {
-      tmux.keys(name, "C-c");
-      await tmux.waitForExit(name, 5_000);
-    } catch {
-      // Already gone, or stuck: the tmux server is killed below either way.
-    }
-  }
-  tmux.kill();
+  await tmux.quitAll(["alice", "bob"]);
   await relay?.stop();
   rmSync(dir, { recursive: true, force: true });
 });

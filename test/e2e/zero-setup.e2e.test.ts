@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RELAY_BIN, TUI_BIN } from "../helpers/relay-process.js";
+import { processAlive, RELAY_BIN, TUI_BIN } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -36,21 +36,6 @@ function relayPid(): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // Exited but not reaped (its starter is gone and this container's init may not reap): gone.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 /** chat-tui with no --server, as a new user types it, under a HOME of its own. */
 function start(name: string, session: string = name): void {
   const home = join(dir, `home-${name}`);
@@ -64,11 +49,6 @@ function start(name: string, session: string = name): void {
   tmux.start(session, `${process.execPath} ${TUI_BIN} ${name} --no-bell`, { env, width: 140, height: 34 });
 }
 
-function say(name: string, text: string): void {
-  tmux.type(name, text);
-  tmux.keys(name, "Enter");
-}
-
 beforeAll(async () => {
   if (!tmuxAvailable()) throw new Error("tmux is required for the end-to-end tests (.ci/run installs it)");
   dir = mkdtempSync(join(tmpdir(), "sc-zero-setup-"));
@@ -79,7 +59,7 @@ beforeAll(async () => {
 afterAll(() => {
   tmux.kill();
   const pid = relayPid();
-  if (pid !== undefined && alive(pid)) {
+  if (pid !== undefined && processAlive(pid)) {
     try {
       execFileSync(process.execPath, [RELAY_BIN, "stop", "--data-dir", relayDir], { stdio: "ignore", timeout: 20_000 });
     } catch {
@@ -104,39 +84,39 @@ describe("the zero-setup relay is this machine's chat-relay, in a process of its
     start("bob");
     await tmux.waitForScreen("bob", /connected/, 60_000);
     await tmux.waitForScreen("bob", (s) => s.includes("Using this machine's relay") && s.includes(`pid ${pid}`));
-    say("alice", "/join #ops");
+    tmux.say("alice", "/join #ops");
     await tmux.waitForScreen("alice", /#ops/);
-    say("bob", "/join #ops");
+    tmux.say("bob", "/join #ops");
     await tmux.waitForScreen("alice", (s) => s.includes("bob") && s.includes("joined"));
-    say("alice", "ops room is open 4e1c");
+    tmux.say("alice", "ops room is open 4e1c");
     await tmux.waitForScreen("bob", (s) => s.includes("ops room is open 4e1c"));
 
     // alice, who started the relay, leaves. The relay does not.
-    say("alice", "/quit");
+    tmux.say("alice", "/quit");
     expect(await tmux.waitForExit("alice", 20_000)).toBe(0);
-    expect(alive(pid!)).toBe(true);
+    expect(processAlive(pid!)).toBe(true);
 
     // bob keeps the room and can write to alice, who is away: the DM is queued, not refused.
-    say("bob", "room still here 77b2");
+    tmux.say("bob", "room still here 77b2");
     await tmux.waitForScreen("bob", (s) => s.includes("room still here 77b2") && !s.includes("✗"));
-    say("bob", "/msg alice for when you are back 5d9a");
+    tmux.say("bob", "/msg alice for when you are back 5d9a");
     await tmux.waitForScreen("bob", (s) => s.includes("for when you are back 5d9a") && s.includes("queued for alice"), 20_000);
 
     // carol, under a third HOME, finds the same relay and the same room.
     start("carol");
     await tmux.waitForScreen("carol", /connected/, 60_000);
     await tmux.waitForScreen("carol", (s) => s.includes(`pid ${pid}`));
-    say("carol", "/join #ops");
-    say("bob", "/switch #ops");
+    tmux.say("carol", "/join #ops");
+    tmux.say("bob", "/switch #ops");
     await tmux.waitForScreen("bob", (s) => s.includes("carol") && s.includes("joined"));
 
     // alice comes back: her DM from bob and the room message she missed are there.
     start("alice", "alice-again");
     await tmux.waitForScreen("alice-again", /connected/, 60_000);
     await tmux.waitForScreen("alice-again", (s) => s.includes(`pid ${pid}`));
-    say("alice-again", "/query bob");
+    tmux.say("alice-again", "/query bob");
     await tmux.waitForScreen("alice-again", (s) => s.includes("for when you are back 5d9a"), 20_000);
-    say("alice-again", "/switch #ops");
+    tmux.say("alice-again", "/switch #ops");
     await tmux.waitForScreen("alice-again", (s) => s.includes("room still here 77b2"));
     expect(relayPid()).toBe(pid); // one relay all along
 
@@ -144,9 +124,9 @@ describe("the zero-setup relay is this machine's chat-relay, in a process of its
     process.kill(pid!, "SIGKILL"); // the relay this test's first chat-tui started
     const second = await waitUntil(() => {
       const p = relayPid();
-      return p !== undefined && p !== pid && alive(p) ? p : undefined;
+      return p !== undefined && p !== pid && processAlive(p) ? p : undefined;
     }, "a chat-tui to start the relay again", 60_000);
-    say("bob", "after the crash 3c3c");
+    tmux.say("bob", "after the crash 3c3c");
     await tmux.waitForScreen("alice-again", (s) => s.includes("after the crash 3c3c"), 60_000);
 
     // Stopping it is one command; it says so and is gone.
@@ -154,6 +134,6 @@ describe("the zero-setup relay is this machine's chat-relay, in a process of its
     for (const name of ["alice-again", "bob", "carol"]) expect(await tmux.waitForExit(name, 20_000)).toBe(0);
     const out = execFileSync(process.execPath, [RELAY_BIN, "stop", "--data-dir", relayDir], { encoding: "utf8", timeout: 20_000 });
     expect(out).toBe(`stopped the relay (pid ${second}) of ${relayDir}\n`);
-    expect(alive(second)).toBe(false);
+    expect(processAlive(second)).toBe(false);
   }, 300_000);
 });

@@ -5,28 +5,16 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  Metadata, Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition,
+  Metadata, Server, ServerCredentials, status, type ServerDuplexStream,
 } from "@grpc/grpc-js";
 import {
-  ChatServiceService, Envelope, SessionRequest, SessionResponse, type DirectoryEntry, type Hello,
+  Envelope, SessionRequest, SessionResponse, type DirectoryEntry, type Hello,
 } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { SealedEnvelope } from "../../src/protocol/envelope.js";
 import { fingerprint, keyTag, type PublicIdentity } from "../../src/protocol/keys.js";
+import { RAW_SESSION_SERVICE } from "./raw-service.js";
 import { waitUntil } from "./wait.js";
-
-// Raw bytes both ways, so tests can send frames no honest encoder would produce.
-const RAW_SERVICE: ServiceDefinition = {
-  session: {
-    path: ChatServiceService.session.path,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (b: Buffer) => b,
-    requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (b: Buffer) => b,
-    responseDeserialize: (b: Buffer) => b,
-  },
-};
 
 /** The full entry (with keys) the hostile relay serves for a user, keys however wrong. */
 export function directoryEntry(id: PublicIdentity, online = true): DirectoryEntry {
@@ -117,7 +105,7 @@ export class HostileRelay {
 
   static async start(): Promise<HostileRelay> {
     const r = new HostileRelay();
-    r.server.addService(RAW_SERVICE, { session: (call: ServerDuplexStream<Buffer, Buffer>) => r.serve(call) });
+    r.server.addService(RAW_SESSION_SERVICE, { session: (call: ServerDuplexStream<Buffer, Buffer>) => r.serve(call) });
     r.port = await new Promise<number>((resolve, reject) =>
       r.server.bindAsync("127.0.0.1:0", HOSTILE_TLS, (err, port) => (err ? reject(err) : resolve(port))));
     return r;

@@ -1,12 +1,12 @@
 // Committed test identities (test/fixtures/keys, made by scripts/make-fixture-keys.mjs).
-import { readFileSync } from "node:fs";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { decodeKeyFile } from "../../src/protocol/keyfile.js";
 import { importPrivateKeyPem, type PrivateIdentity } from "../../src/protocol/keys.js";
 import type { KeyObject } from "node:crypto";
+import { REPO_ROOT } from "./paths.js";
 
-export const FIXTURE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "keys");
+export const FIXTURE_DIR = join(REPO_ROOT, "test", "fixtures", "keys");
 
 export type FixtureName = "alice" | "bob" | "carol" | "dave" | "mallory";
 
@@ -31,4 +31,16 @@ export async function fixtureIdentity(name: FixtureName, username: string = name
 export function fixtureKeys(name: string): KeyObject[] {
   const text = fixturePem(name);
   return [...text.matchAll(/-----BEGIN PRIVATE KEY-----[\s\S]*?-----END PRIVATE KEY-----/g)].map((m) => importPrivateKeyPem(m[0]));
+}
+
+/**
+ * Puts the committed key `fixture` into `keysDir` as chat-tui keeps the key of `name`
+ * (<name>_key.pem, mode 0600; the directory is made 0700 when missing), so a real chat-tui
+ * starts without making an RSA key.
+ */
+export function installFixtureKey(keysDir: string, name: string, fixture: string = name): void {
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  const file = join(keysDir, `${name}_key.pem`);
+  copyFileSync(join(FIXTURE_DIR, `${fixture}.pem`), file);
+  chmodSync(file, 0o600);
 }

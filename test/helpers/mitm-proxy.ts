@@ -5,17 +5,10 @@
 // delivers anything, an Ack of those seqs (deleting the victim's queued messages) and a
 // LeaveRoom of the victim's room (acting as the victim).
 import { randomBytes } from "node:crypto";
-import { Client, Metadata, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream, type ServiceDefinition } from "@grpc/grpc-js";
-import { ChatServiceService, SessionRequest, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
+import { Client, Metadata, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from "@grpc/grpc-js";
+import { SessionRequest, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
 import type { RawTransport } from "./raw-session.js";
-
-const RAW: ServiceDefinition = {
-  session: {
-    path: ChatServiceService.session.path, requestStream: true, responseStream: true,
-    requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b,
-  },
-};
+import { RAW_SESSION_SERVICE } from "./raw-service.js";
 
 export interface MitmProxy {
   readonly port: number;
@@ -44,11 +37,12 @@ export async function startMitmProxy(o: MitmOptions): Promise<MitmProxy> {
   const upstreamEnds: string[] = [];
   const upstreams: Client[] = [];
   const server = new Server();
-  server.addService(RAW, {
+  server.addService(RAW_SESSION_SERVICE, {
     session: (down: ServerDuplexStream<Buffer, Buffer>) => {
       const client = new Client(o.relayAddress, o.relayTransport.creds, { "grpc.use_local_subchannel_pool": 1, ...o.relayTransport.options });
       upstreams.push(client);
-      const up: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(ChatServiceService.session.path, (b: Buffer) => b, (b: Buffer) => b, new Metadata());
+      const raw = RAW_SESSION_SERVICE.session;
+      const up: ClientDuplexStream<Uint8Array, Buffer> = client.makeBidiStreamRequest(raw.path, raw.requestSerialize, raw.responseDeserialize, new Metadata());
       let hijacked = false;
       up.on("data", (b: Buffer) => {
         const frame = SessionResponse.decode(b).frame;

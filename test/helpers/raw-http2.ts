@@ -10,11 +10,18 @@ import { connect as h2connect, constants, type ClientHttp2Session, type ClientHt
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { SessionRequest, SessionResponse, type Welcome } from "../../src/gen/securechat/v1/chat.js";
-import { PLAINTEXT_CHANNEL_BINDING, signProof, tlsChannelBinding, type PrivateIdentity } from "../../src/protocol/keys.js";
-import type { EndStatus, RequestFrame, ResponseCase, ResponseFrame, ResponseOf } from "./raw-session.js";
+import { SessionRequest, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
+import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../../src/protocol/keys.js";
+import { FrameInbox, type RequestFrame } from "./raw-frames.js";
+import { SESSION_PATH } from "./raw-service.js";
 
-const SESSION_PATH = "/securechat.v1.ChatService/Session";
+/** The request headers of a Session call. */
+export const SESSION_HEADERS = {
+  [constants.HTTP2_HEADER_METHOD]: "POST",
+  [constants.HTTP2_HEADER_PATH]: SESSION_PATH,
+  [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+  [constants.HTTP2_HEADER_TE]: "trailers",
+} as const;
 
 /** The 5-byte gRPC message prefix: not compressed, then the length, big-endian. */
 export function grpcPrefix(length: number): Buffer {
@@ -55,12 +62,7 @@ export class Http2Connection {
 
   /** Opens a Session stream on this connection. */
   stream(): Http2SessionStream {
-    return new Http2SessionStream(this.channelBinding, this.session.request({
-      [constants.HTTP2_HEADER_METHOD]: "POST",
-      [constants.HTTP2_HEADER_PATH]: SESSION_PATH,
-      [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
-      [constants.HTTP2_HEADER_TE]: "trailers",
-    }));
+    return new Http2SessionStream(this.channelBinding, this.session.request(SESSION_HEADERS));
   }
 
   close(): void {
@@ -69,32 +71,20 @@ export class Http2Connection {
 }
 
 /** One Session stream: raw bytes or frames out, decoded frames and the final status in. */
-export class Http2SessionStream {
-  readonly inbox: ResponseFrame[] = [];
-  readonly ended: Promise<EndStatus>;
-  private endStatus: EndStatus | undefined;
+export class Http2SessionStream extends FrameInbox {
+  readonly clientVersion = "raw-http2/test";
   /** True once the HTTP/2 stream is closed on both sides (ended by both, or reset). */
   closed = false;
   private pending = Buffer.alloc(0);
-  private readonly waiters = new Set<() => void>();
 
   constructor(readonly channelBinding: Uint8Array, private readonly req: ClientHttp2Stream) {
-    let resolveEnd: (s: EndStatus) => void = () => {};
-    this.ended = new Promise((resolve) => {
-      resolveEnd = resolve;
-    });
-    const finish = (s: EndStatus): void => {
-      if (this.endStatus !== undefined) return;
-      this.endStatus = s;
-      resolveEnd(s);
-      this.notify();
-    };
+    super();
     const fromHeaders = (h: IncomingHttpHeaders): void => {
       const code = h["grpc-status"];
       if (code === undefined) return;
       const message = h["grpc-message"];
       const errorCode = h["securechat-error-code"];
-      finish({
+      this.markEnded({
         code: Number(code) as GrpcStatus,
         details: typeof message === "string" ? decodeURIComponent(message) : "",
         errorCode: typeof errorCode === "string" ? errorCode : undefined,
@@ -109,7 +99,7 @@ export class Http2SessionStream {
         if (this.pending.length < 5 + n) break;
         const r = SessionResponse.decode(this.pending.subarray(5, 5 + n));
         this.pending = this.pending.subarray(5 + n);
-        if (r.frame !== undefined) this.inbox.push(r.frame);
+        if (r.frame !== undefined) this.receive(r.frame);
       }
       this.notify();
     });
@@ -118,15 +108,7 @@ export class Http2SessionStream {
       this.closed = true;
       this.notify();
     });
-    req.on("close", () => finish({ code: GrpcStatus.CANCELLED, details: `stream closed (HTTP/2 code ${req.rstCode ?? "none"})`, errorCode: undefined }));
-  }
-
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  get isEnded(): boolean {
-    return this.endStatus !== undefined;
+    req.on("close", () => this.markEnded({ code: GrpcStatus.CANCELLED, details: `stream closed (HTTP/2 code ${req.rstCode ?? "none"})`, errorCode: undefined }));
   }
 
   writeRaw(bytes: Uint8Array): void {
@@ -135,57 +117,6 @@ export class Http2SessionStream {
 
   write(frame: RequestFrame): void {
     this.writeRaw(grpcMessage(frame));
-  }
-
-  /** The first frame of this case, waiting up to timeoutMs; fails early if the stream ends. */
-  async next<C extends ResponseCase>(c: C, timeoutMs = 5000): Promise<ResponseOf<C>> {
-    const value = await new Promise<unknown>((resolve, reject) => {
-      const check = (): void => {
-        const i = this.inbox.findIndex((f) => f.$case === c);
-        if (i >= 0) {
-          done();
-          resolve(this.inbox.splice(i, 1)[0]!.value);
-        } else if (this.endStatus !== undefined) {
-          done();
-          reject(new Error(`stream ended (${GrpcStatus[this.endStatus.code]}: ${this.endStatus.details}) while waiting for ${c}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${c}`));
-      }, timeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
-    return value as ResponseOf<C>;
-  }
-
-  /** Hello -> Challenge -> Proof -> Welcome. */
-  async handshake(id: PrivateIdentity, timeoutMs = 5000): Promise<Welcome> {
-    this.write({
-      $case: "hello",
-      value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: "raw-http2/test", protocolVersion: 1 },
-    });
-    const ch = await this.next("challenge", timeoutMs);
-    this.write({ $case: "proof", value: { signature: signProof(id, ch.relayId, ch.nonce, this.channelBinding) } });
-    return this.next("welcome", timeoutMs);
-  }
-
-  /** The status the stream ended with, waiting up to timeoutMs. */
-  async status(timeoutMs = 5000): Promise<EndStatus> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for the stream to end`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.ended, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   close(): void {

@@ -3,21 +3,23 @@
 // write raw bytes for malformed-frame tests. The stream's requests are serialised here, so one
 // code path writes both well-formed and hostile frames.
 import { sign, type KeyObject } from "node:crypto";
+import { once } from "node:events";
 import {
   Client, credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type StatusObject,
 } from "@grpc/grpc-js";
 import {
-  ChatServiceService, SessionRequest, SessionResponse, SendStatus, type Delivery, type DirectoryEntry, type Envelope, type Hello,
-  type SendResult, type Welcome,
+  SessionRequest, SessionResponse, SendStatus, type Delivery, type DirectoryEntry, type Envelope, type SendResult, type Welcome,
 } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeFromWire, envelopeToWire } from "../../src/protocol/codec.js";
 import {
   openEnvelope, sealEnvelope, ZERO_HASH, type OpenedEnvelope, type SealedEnvelope, type SealInput, type SealRecipient,
 } from "../../src/protocol/envelope.js";
 import {
-  keyBindingBytes, PLAINTEXT_CHANNEL_BINDING, signProof, tlsChannelBinding, type PrivateIdentity, type PublicIdentity,
+  keyBindingBytes, PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding, type PrivateIdentity, type PublicIdentity,
 } from "../../src/protocol/keys.js";
 import { certificateFingerprint } from "../../src/protocol/x509.js";
+import { FrameInbox, type RequestFrame, type ResponseFrame } from "./raw-frames.js";
+import { RAW_SESSION_SERVICE } from "./raw-service.js";
 
 /** How a RawSession reaches the relay: credentials, channel options, and what its proof binds. */
 export interface RawTransport {
@@ -45,76 +47,71 @@ export function pinnedTransport(certPem: Buffer, certDer: Buffer): RawTransport 
   };
 }
 
-export type RequestFrame = NonNullable<SessionRequest["frame"]>;
-export type ResponseFrame = NonNullable<SessionResponse["frame"]>;
-export type ResponseCase = ResponseFrame["$case"];
-export type ResponseOf<C extends ResponseCase> = Extract<ResponseFrame, { $case: C }>["value"];
+export type { EndStatus, RequestFrame, ResponseCase, ResponseFrame, ResponseOf } from "./raw-frames.js";
 
-/** How a call ended, as the client saw it. */
-export interface EndStatus {
-  readonly code: GrpcStatus;
-  readonly details: string;
-  /** The relay's `securechat-error-code` trailer, when it sent one. */
-  readonly errorCode: string | undefined;
-}
-
-const DEFAULT_WAIT_MS = 5000;
-
-export class RawSession {
-  /** Every frame received and not yet taken by next(), oldest first. */
-  readonly inbox: ResponseFrame[] = [];
+export class RawSession extends FrameInbox {
   /** The latest directory entry seen for each user in DirectoryUpdates (updates are coalesced). */
   readonly presence = new Map<string, DirectoryEntry>();
   /** Every directory entry seen in DirectoryUpdates, in order. */
   readonly presenceLog: DirectoryEntry[] = [];
-  /** Resolves when the call ends, with the status the client saw. */
-  readonly ended: Promise<EndStatus>;
-  private endStatus: EndStatus | undefined;
-  private readonly waiters = new Set<() => void>();
+  clientVersion = "raw-session/test";
+  /**
+   * What happens to each message received, as raw bytes with the time it arrived: by default it
+   * is decoded and kept (receive()). The benchmarks replace it: the ceiling forwards
+   * SessionRequests, not SessionResponses, and idle sessions skip the work.
+   */
+  onRaw: (bytes: Buffer, at: number) => void = (bytes, at) => this.decode(bytes, at);
+  /**
+   * Whether a write copies its bytes: true, so a caller may reuse or change them at once (the
+   * fuzzers do), since grpc-js frames a message only a tick after write(). The benchmarks write
+   * frames they never change, and skip the copy.
+   */
+  copyWrites = true;
   private readonly client: Client;
-  private readonly call: ClientDuplexStream<Uint8Array, SessionResponse>;
+  private readonly call: ClientDuplexStream<Uint8Array, Buffer>;
 
   /** What this session's proof binds (PROTOCOL.md §8). */
   readonly channelBinding: Uint8Array;
 
   constructor(readonly address: string, transport: RawTransport = PLAINTEXT_TRANSPORT) {
+    super();
     this.channelBinding = transport.channelBinding;
     // A connection of its own per session, as real clients have (no shared subchannel).
     this.client = new Client(address, transport.creds, { "grpc.use_local_subchannel_pool": 1, ...transport.options });
-    this.call = this.client.makeBidiStreamRequest(
-      ChatServiceService.session.path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => SessionResponse.decode(bytes),
-      new Metadata(),
-    );
-    this.call.on("data", (r: SessionResponse) => {
-      if (r.frame !== undefined) this.inbox.push(r.frame);
-      if (r.frame?.$case === "directoryUpdate") {
-        for (const e of r.frame.value.entries) {
-          this.presence.set(e.username, e);
-          this.presenceLog.push(e);
-        }
-      }
-      this.notify();
-    });
-    this.ended = new Promise((resolve) => {
-      this.call.on("status", (s: StatusObject) => {
-        const code = s.metadata.get("securechat-error-code")[0];
-        this.endStatus = { code: s.code, details: s.details, errorCode: typeof code === "string" ? code : undefined };
-        resolve(this.endStatus);
-        this.notify();
-      });
+    const raw = RAW_SESSION_SERVICE.session;
+    const serialize = (bytes: Uint8Array): Buffer => (this.copyWrites ? Buffer.from(bytes) : raw.requestSerialize(bytes));
+    this.call = this.client.makeBidiStreamRequest(raw.path, serialize, raw.responseDeserialize, new Metadata());
+    this.call.on("data", (bytes: Buffer) => this.onRaw(bytes, performance.now()));
+    this.call.on("status", (s: StatusObject) => {
+      const code = s.metadata.get("securechat-error-code")[0];
+      this.markEnded({ code: s.code, details: s.details, errorCode: typeof code === "string" ? code : undefined });
     });
     // The status event carries the outcome; an 'error' without a listener would throw.
     this.call.on("error", () => {});
   }
 
-  get isEnded(): boolean {
-    return this.endStatus !== undefined;
+  /** Decodes one SessionResponse and receives its frame; bytes that are none end the call. */
+  private decode(bytes: Buffer, at: number): void {
+    let r: SessionResponse;
+    try {
+      r = SessionResponse.decode(bytes);
+    } catch (e) {
+      this.markEnded({ code: GrpcStatus.INTERNAL, details: `the relay sent a message that is not a SessionResponse: ${(e as Error).message}`, errorCode: undefined });
+      this.close();
+      return;
+    }
+    if (r.frame !== undefined) this.receive(r.frame, at);
   }
 
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
+  /** One frame arrived, at `at` (performance.now()). */
+  protected override receive(frame: ResponseFrame, _at?: number): void {
+    if (frame.$case === "directoryUpdate" && this.keepFrames) {
+      for (const e of frame.value.entries) {
+        this.presence.set(e.username, e);
+        this.presenceLog.push(e);
+      }
+    }
+    super.receive(frame);
   }
 
   /** Writes one well-formed frame. */
@@ -122,69 +119,33 @@ export class RawSession {
     this.writeRaw(SessionRequest.encode({ frame }).finish());
   }
 
-  /** Writes arbitrary bytes as one gRPC message. */
-  writeRaw(bytes: Uint8Array): void {
-    this.call.write(bytes);
-  }
-
   /**
-   * Takes the first frame of this case (and matching `pred`) out of the inbox, waiting for one
-   * up to timeoutMs. Fails early, with the status, if the call ends first.
+   * Writes arbitrary bytes as one gRPC message. False when grpc-js's buffer is full: whoever
+   * honours backpressure (the benchmarks) waits for drained() before writing more.
    */
-  async next<C extends ResponseCase>(c: C, pred: (v: ResponseOf<C>) => boolean = () => true, timeoutMs = DEFAULT_WAIT_MS): Promise<ResponseOf<C>> {
-    // The inbox holds a union; a frame of case C carries a ResponseOf<C> by construction.
-    const matches = (f: ResponseFrame): boolean => f.$case === c && pred(f.value as ResponseOf<C>);
-    const take = (): { value: unknown } | undefined => {
-      const i = this.inbox.findIndex(matches);
-      return i < 0 ? undefined : { value: this.inbox.splice(i, 1)[0]!.value };
-    };
-    const now = take();
-    if (now !== undefined) return now.value as ResponseOf<C>;
-    const value = await new Promise<unknown>((resolve, reject) => {
-      const check = (): void => {
-        const v = take();
-        if (v !== undefined) {
-          finish();
-          resolve(v.value);
-        } else if (this.endStatus !== undefined) {
-          finish();
-          reject(new Error(`stream ended (${GrpcStatus[this.endStatus.code]}: ${this.endStatus.details}) while waiting for ${c}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${c}; inbox: ${this.inbox.map((f) => f.$case).join(", ") || "empty"}`));
-      }, timeoutMs);
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
-    return value as ResponseOf<C>;
+  writeRaw(bytes: Uint8Array): boolean {
+    return this.call.write(bytes);
   }
 
-  /** True when a frame of this case (matching pred) is in the inbox now. */
-  has<C extends ResponseCase>(c: C, pred: (v: ResponseOf<C>) => boolean = () => true): boolean {
-    return this.inbox.some((f) => f.$case === c && pred(f.value as ResponseOf<C>));
+  /** Resolves at grpc-js's next 'drain'. */
+  async drained(): Promise<void> {
+    await once(this.call, "drain");
   }
 
   /**
    * Waits until the DirectoryUpdates seen so far show `username` with this presence; returns the
    * entry. (Updates are coalesced: one may carry several users, so this tracks state.)
    */
-  async nextPresence(username: string, online: boolean, timeoutMs = DEFAULT_WAIT_MS): Promise<DirectoryEntry> {
+  async nextPresence(username: string, online: boolean, timeoutMs = this.waitMs): Promise<DirectoryEntry> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const e = this.presence.get(username);
       if (e !== undefined && e.online === online) return e;
-      if (this.endStatus !== undefined) throw new Error(`stream ended while waiting for ${username} ${online ? "online" : "offline"}`);
+      if (this.isEnded) throw new Error(`stream ended while waiting for ${username} ${online ? "online" : "offline"}`);
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${username} to be ${online ? "online" : "offline"}`);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(() => { this.waiters.delete(w); resolve(); }, 50);
-        const w = () => { clearTimeout(t); this.waiters.delete(w); resolve(); };
-        this.waiters.add(w);
+        const t = setTimeout(() => { stop(); resolve(); }, 50);
+        const stop = this.watch(() => { clearTimeout(t); stop(); resolve(); });
       });
     }
   }
@@ -198,37 +159,6 @@ export class RawSession {
   async lookupKeys(usernames: string[], requestId = 777): Promise<DirectoryEntry[]> {
     this.write({ $case: "lookupKeys", value: { requestId, usernames } });
     return (await this.next("keyList", (k) => k.requestId === requestId)).entries;
-  }
-
-  /** Waits for the call to end, up to timeoutMs. */
-  async status(timeoutMs = DEFAULT_WAIT_MS): Promise<EndStatus> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for the stream to end`)), timeoutMs);
-    });
-    try {
-      return await Promise.race([this.ended, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  hello(id: Pick<PublicIdentity, "username" | "sigSpki" | "encSpki" | "encKeySig">, over: Partial<Hello> = {}): void {
-    this.write({
-      $case: "hello",
-      value: {
-        username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig,
-        clientVersion: "raw-session/test", protocolVersion: 1, ...over,
-      },
-    });
-  }
-
-  /** Hello -> Challenge -> Proof -> Welcome. */
-  async handshake(id: PrivateIdentity): Promise<Welcome> {
-    this.hello(id);
-    const challenge = await this.next("challenge");
-    this.write({ $case: "proof", value: { signature: signProof(id, challenge.relayId, challenge.nonce, this.channelBinding) } });
-    return this.next("welcome");
   }
 
   /** Sends an envelope and waits for its SendResult (matched by message id). */
@@ -251,7 +181,7 @@ export class RawSession {
   }
 
   /** Collects deliveries from DeliverBatch frames until `count` arrived. */
-  async deliveries(count: number, timeoutMs = DEFAULT_WAIT_MS): Promise<Delivery[]> {
+  async deliveries(count: number, timeoutMs = this.waitMs): Promise<Delivery[]> {
     const out: Delivery[] = [];
     while (out.length < count) {
       const batch = await this.next("deliver", () => true, timeoutMs);

@@ -1,16 +1,32 @@
 // Runs the real chat-relay binary (dist/server/main.js) and learns its port from its JSON log.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT } from "./paths.js";
 import { waitUntil } from "./wait.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const ROOT = REPO_ROOT;
 export const RELAY_BIN = join(ROOT, "dist", "server", "main.js");
 export const TUI_BIN = join(ROOT, "dist", "tui", "main.js");
 
 export function assertBuilt(): void {
   if (!existsSync(RELAY_BIN) || !existsSync(TUI_BIN)) throw new Error("dist/ is missing: run npm run build (npm test does it first)");
+}
+
+/** Whether process `pid` is running (a zombie, exited but not reaped, counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // Exited but not reaped (its starter is gone and this container's init may not reap): gone.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 export interface RelayProcess {

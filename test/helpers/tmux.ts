@@ -44,6 +44,12 @@ export class Tmux {
     this.run(["send-keys", "-t", name, "-l", text]);
   }
 
+  /** Types a line and presses Enter (a chat line or a /command). */
+  say(name: string, line: string): void {
+    this.type(name, line);
+    this.keys(name, "Enter");
+  }
+
   /** Sends key names: Enter, C-c, C-n, PPage, M-1, ... */
   keys(name: string, ...keys: string[]): void {
     this.run(["send-keys", "-t", name, ...keys]);
@@ -101,6 +107,23 @@ export class Tmux {
 
   async waitForExit(name: string, timeoutMs = 10_000): Promise<number> {
     return waitUntil(() => this.exitStatus(name), `${name} to exit`, timeoutMs, 50);
+  }
+
+  /**
+   * The end of a test file: each named program is left as a user leaves it (Ctrl-C), waiting up
+   * to timeoutMs for it to exit, then the tmux server is killed (with whatever is already gone
+   * or stuck).
+   */
+  async quitAll(names: readonly string[], timeoutMs = 5_000): Promise<void> {
+    for (const name of names) {
+      try {
+        this.keys(name, "C-c");
+        await this.waitForExit(name, timeoutMs);
+      } catch {
+        // Already gone, or stuck: the tmux server is killed below either way.
+      }
+    }
+    this.kill();
   }
 
   kill(): void {

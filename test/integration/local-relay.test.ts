@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureLocalRelay, runningLocalRelay } from "../../src/tui/local-relay.js";
 import { somethingListens } from "../../src/tui/startup.js";
-import { assertBuilt, RELAY_BIN } from "../helpers/relay-process.js";
+import { assertBuilt, processAlive, RELAY_BIN } from "../helpers/relay-process.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -27,21 +27,6 @@ async function run(args: string[]): Promise<{ status: number; stdout: string; st
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
     return { status: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // Exited but not reaped (its starter is gone and this container's init may not reap): gone.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
   }
 }
 
@@ -72,7 +57,7 @@ describe("this machine's relay", () => {
 
     const out = (await run(["stop", "--data-dir", dir])).stdout;
     expect(out).toBe(`stopped the relay (pid ${a.pid}) of ${dir}\n`);
-    expect(alive(a.pid)).toBe(false);
+    expect(processAlive(a.pid)).toBe(false);
     expect(runningLocalRelay(dir)).toBeUndefined();
     const again = await run(["stop", "--data-dir", dir]);
     expect({ status: again.status, stderr: again.stderr }).toEqual({ status: 1, stderr: `chat-relay: no relay is running on the data dir ${dir}\n` });

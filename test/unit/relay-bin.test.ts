@@ -10,6 +10,6 @@ it("the benchmark's relay host uses the bin's node flags", async () => {
   const shebang = read("../../src/server/main.ts").split("\n")[0]!;
   expect(shebang).toMatch(/^#!\/usr\/bin\/env -S node( --[a-z-]+=\d+)+$/);
   const flags = shebang.replace("#!/usr/bin/env -S node", "").trim().split(" ");
-  const lib = (await import("../../scripts/bench/_lib.mjs" as string)) as { RELAY_NODE_FLAGS: string[] };
-  expect(lib.RELAY_NODE_FLAGS).toEqual(flags);
+  const { RELAY_NODE_FLAGS } = await import("../../scripts/bench/_lib.js");
+  expect(RELAY_NODE_FLAGS).toEqual(flags);
 });

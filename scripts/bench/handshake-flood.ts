@@ -2,7 +2,7 @@
 // the relay with handshakes, and how much memory the relay holds meanwhile.
 //
 // Three processes on this machine: the relay (real, dist/, its default admission limits), the
-// flooder (_flooder.mjs: CONNECTIONS HTTP/2 connections from 127.0.0.1, every stream idle, stalled
+// flooder (_flooder.ts: CONNECTIONS HTTP/2 connections from 127.0.0.1, every stream idle, stalled
 // after its Hello, a slowloris Hello declaring 1 MiB, or a 64 KiB Hello, each replaced the
 // moment it ends), and this one, where honest users connect from 127.0.0.2-127.0.0.9.
 // Addresses: on loopback every process is 127.0.0.1 unless it binds another 127/8 address, and
@@ -24,11 +24,16 @@
 // are at most maxPendingHandshakes (512) of them relay-wide, maxHandshakesPerAddress (32) from
 // this flooder. The target is the relay-wide bound, which holds whatever the sources.
 import { fork } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { once } from "node:events";
-import { identities, percentile, root, startRelayChild } from "./_lib.mjs";
-import { grpcPrefix, handshakeOn, openConnection, SESSION_HEADERS } from "./_http2-raw.mjs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { grpcPrefix, Http2Connection, SESSION_HEADERS } from "../../test/helpers/raw-http2.js";
+import { identities, percentile, startRelayChild, type Row, type RunOptions } from "./_lib.js";
+import type { FloodStats, FlooderOptions } from "./_flooder.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 export const name = "handshake-flood";
 export const description = "honest connect time and relay RSS under a handshake flood from one process";
@@ -45,9 +50,12 @@ const PER_SOURCE = 32; // DEFAULT_RELAY_LIMITS.maxHandshakesPerAddress
 /** RSS the churn of refused streams leaves on top of what is held (see the peak RSS row's note). */
 const CHURN_SLACK_MB = 48;
 
-const sourceOf = (i) => `127.0.0.${2 + (i % HONEST_SOURCES)}`;
+/** How long an honest handshake may take under the flood before it counts as refused. */
+const HANDSHAKE_WAIT_MS = 30_000;
 
-function procKib(pid, field) {
+const sourceOf = (i: number): string => `127.0.0.${2 + (i % HONEST_SOURCES)}`;
+
+function procKib(pid: number, field: string): number | undefined {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m === null ? undefined : Number(m[1]);
@@ -57,7 +65,7 @@ function procKib(pid, field) {
 }
 
 /** Resets the child's peak RSS (Linux: /proc/<pid>/clear_refs "5"); false when not possible. */
-function resetPeak(pid) {
+function resetPeak(pid: number): boolean {
   try {
     writeFileSync(`/proc/${pid}/clear_refs`, "5");
     return true;
@@ -67,25 +75,27 @@ function resetPeak(pid) {
 }
 
 /** Honest connects until `until()` is false: each on a fresh connection from its source. */
-async function honestConnects(port, ids, until) {
-  const latencies = [];
-  const failures = [];
+async function honestConnects(port: number, ids: readonly PrivateIdentity[], until: () => boolean): Promise<{ latencies: number[]; failures: string[] }> {
+  const latencies: number[] = [];
+  const failures: string[] = [];
   let next = 0;
   const worker = async () => {
     while (until()) {
       const i = next++;
-      const id = ids[i % ids.length];
+      const id = ids[i % ids.length]!;
       const t0 = performance.now();
-      let session;
+      let connection: Http2Connection | undefined;
       try {
-        session = await openConnection(port, sourceOf(i));
-        const { stream } = await handshakeOn(session, id);
+        connection = await Http2Connection.open(port, sourceOf(i));
+        const stream = connection.stream();
+        stream.waitMs = HANDSHAKE_WAIT_MS;
+        await stream.handshake(id);
         latencies.push(performance.now() - t0);
         stream.close();
       } catch (e) {
-        failures.push(e.message);
+        failures.push((e as Error).message);
       } finally {
-        session?.destroy();
+        connection?.close();
       }
     }
   };
@@ -94,35 +104,38 @@ async function honestConnects(port, ids, until) {
   return { latencies, failures };
 }
 
-async function startFlooder(port) {
-  const child = fork(join(root, "scripts", "bench", "_flooder.mjs"), [JSON.stringify({ port, connections: CONNECTIONS, streamsPerConnection: STREAMS_PER_CONNECTION })], {
+async function startFlooder(port: number): Promise<{ stop(): Promise<FloodStats> }> {
+  const options: FlooderOptions = { port, connections: CONNECTIONS, streamsPerConnection: STREAMS_PER_CONNECTION };
+  const child = fork(join(here, "_flooder.js"), [JSON.stringify(options)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  await new Promise((resolve, reject) => {
-    child.once("message", resolve);
+  await new Promise<void>((resolve, reject) => {
+    child.once("message", () => resolve());
     child.once("exit", (code) => reject(new Error(`flooder exited with ${code} before starting`)));
   });
   return {
     async stop() {
       const answer = once(child, "message");
       child.send({ cmd: "stop" });
-      const [{ stats }] = await answer;
+      const [{ stats }] = (await answer) as [{ stats: FloodStats }];
       await once(child, "exit");
       return stats;
     },
   };
 }
 
-async function oneRun(ids, floodMs, log) {
+async function oneRun(ids: readonly PrivateIdentity[], floodMs: number, log: RunOptions["log"]) {
   // The bench registers its honest users from loopback addresses in a burst: lift only the
   // registration bucket; every handshake budget stays at its default.
   const relay = await startRelayChild("relay", { limits: { registrationBurst: 1_000_000, registrationsPerHour: 1_000_000_000 } }, { gc: true });
   try {
     for (let i = 0; i < ids.length; i++) {
-      const session = await openConnection(relay.port, sourceOf(i));
-      const { stream } = await handshakeOn(session, ids[i]);
+      const connection = await Http2Connection.open(relay.port, sourceOf(i));
+      const stream = connection.stream();
+      stream.waitMs = HANDSHAKE_WAIT_MS;
+      await stream.handshake(ids[i]!);
       stream.close();
-      session.destroy();
+      connection.close();
     }
     // Quiet: the same connects without a flood.
     let quietUntil = performance.now() + 2000;
@@ -188,19 +201,19 @@ async function oneRun(ids, floodMs, log) {
  * and a frame declaring 4 KiB of which 4,000 bytes came: the most a stranger can make it hold.
  */
 const PENDING_PROBE = 512;
-async function pendingCost(heavy) {
+async function pendingCost(heavy: boolean): Promise<{ rssKib: number; liveKib: number }> {
   const relay = await startRelayChild("relay", {
     handshakeTimeoutMs: 120_000, limits: { maxPendingHandshakes: PENDING_PROBE, maxHandshakesPerAddress: PENDING_PROBE },
   }, { gc: true });
-  const sessions = [];
+  const connections: Http2Connection[] = [];
   try {
     const before = await relay.mem();
     const headers = heavy ? { ...SESSION_HEADERS, "x-pad": "p".repeat(60 * 1024) } : SESSION_HEADERS;
     for (let c = 0; c < PENDING_PROBE / STREAMS_PER_CONNECTION; c++) {
-      const session = await openConnection(relay.port, "127.0.0.1");
-      sessions.push(session);
+      const connection = await Http2Connection.open(relay.port, "127.0.0.1");
+      connections.push(connection);
       for (let i = 0; i < STREAMS_PER_CONNECTION; i++) {
-        const req = session.request(headers);
+        const req = connection.session.request(headers);
         req.on("error", () => {});
         if (heavy) req.write(Buffer.concat([grpcPrefix(4096), Buffer.alloc(4000, 0x62)]));
       }
@@ -214,25 +227,25 @@ async function pendingCost(heavy) {
     const after = await relay.mem();
     return { rssKib: (after.rss - before.rss) / PENDING_PROBE / 1024, liveKib: (after.heapUsed + after.external - before.heapUsed - before.external) / PENDING_PROBE / 1024 };
   } finally {
-    for (const s of sessions) s.destroy();
+    for (const c of connections) c.close();
     await relay.stop();
   }
 }
 
-export async function run({ runs, quick, log }) {
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
   const ids = identities(HONEST_USERS, "honest");
   const floodMs = quick ? 5_000 : 12_000; // more than two handshake timeouts (5 s) when not quick
-  const r = [];
+  const r: Array<Awaited<ReturnType<typeof oneRun>>> = [];
   for (let i = 0; i < runs; i++) r.push(await oneRun(ids, floodMs, log));
-  const costs = { idle: [], heavy: [] };
+  const costs: Record<"idle" | "heavy", Array<{ rssKib: number; liveKib: number }>> = { idle: [], heavy: [] };
   for (let i = 0; i < runs; i++) {
-    for (const kind of ["idle", "heavy"]) {
+    for (const kind of ["idle", "heavy"] as const) {
       const c = await pendingCost(kind === "heavy");
       log(`${PENDING_PROBE} pending handshakes (${kind}): +${c.rssKib.toFixed(1)} KiB RSS, +${c.liveKib.toFixed(1)} KiB live heap+external each`);
       costs[kind].push(c);
     }
   }
-  const col = (k) => r.map((x) => x[k]);
+  const col = (k: Exclude<keyof (typeof r)[number], never>): number[] => r.map((x) => x[k]);
   const boundMb = (MAX_PENDING * PER_HANDSHAKE_KIB) / 1024;
   const perSourceMb = (PER_SOURCE * PER_HANDSHAKE_KIB) / 1024;
   return [

@@ -6,7 +6,7 @@
 //     rate limits raised for the load; and
 //   - the ceiling: a minimal grpc-js relay, one bidi stream per client that forwards every
 //     frame it receives to every other stream as raw bytes, honouring backpressure
-//     (_relay-host.mjs). No parsing, checks, storage, acks or answers: what grpc-js and
+//     (_relay-host.ts). No parsing, checks, storage, acks or answers: what grpc-js and
 //     HTTP/2 alone cost.
 // Both run in a child process; the load generator (all K clients) runs here.
 //
@@ -29,7 +29,12 @@
 //   BENCH_FANOUT_WINDOW=N     envelopes in flight instead of the plan's
 //   BENCH_RELAY_PROF=<dir>    a V8 CPU profile (--cpu-prof) of each relay child, written to <dir>
 import { mkdirSync } from "node:fs";
-import { BenchClient, connect, gen, identities, joinAll, percentile, sealRoom, startRelayChild, ACCEPTED, MANY_USERS_FROM_LOOPBACK } from "./_lib.mjs";
+import { SessionRequest } from "../../src/gen/securechat/v1/chat.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import {
+  BenchClient, connect, identities, joinAll, percentile, sealRoom, startRelayChild, ACCEPTED, MANY_USERS_FROM_LOOPBACK, type Row, type RunOptions,
+  type SealedFrame,
+} from "./_lib.js";
 
 export const name = "relay-fanout";
 export const description = "K clients in one room, every envelope to every member: the relay (durable) vs a bare grpc-js forwarder";
@@ -57,31 +62,37 @@ const DEADLINE_MS = 180_000;
  * is full, and its latency counts from the moment it is written. Receivers report each
  * delivery to onDelivered(hex, at). `done` resolves once every member got every envelope.
  */
-function load(clients, sets, window) {
+interface Load {
+  onDelivered(hex: string, at: number): void;
+  fail(e: Error): void;
+  readonly done: Promise<{ seconds: number; delivered: number; latencies: Float64Array }>;
+}
+
+function load(clients: readonly BenchClient[], sets: readonly SealedFrame[][], window: number): Load {
   const k = clients.length;
   const expected = sets.reduce((n, s) => n + s.length, 0) * (k - 1);
   const latencies = new Float64Array(expected);
-  const byHex = new Map();
-  const next = new Array(k).fill(0);
-  const queued = Array.from({ length: k }, () => []);
-  const draining = new Array(k).fill(false);
+  const byHex = new Map<string, { count: number; sentAt: number }>();
+  const next: number[] = new Array<number>(k).fill(0);
+  const queued = Array.from({ length: k }, (): SealedFrame[] => []);
+  const draining: boolean[] = new Array<boolean>(k).fill(false);
   let turn = 0;
   let inFlight = 0;
   let delivered = 0;
   let lastAt = 0;
-  let fail;
-  let finish;
-  const finished = new Promise((resolve, reject) => {
+  let fail: (e: Error) => void = () => {};
+  let finish = (): void => {};
+  const finished = new Promise<void>((resolve, reject) => {
     finish = resolve;
     fail = reject;
   });
 
   /** Writes client s's queued frames until grpc-js asks it to wait. */
-  const flush = (s) => {
-    while (!draining[s] && queued[s].length > 0) {
-      const e = queued[s].shift();
+  const flush = (s: number): void => {
+    while (!draining[s] && queued[s]!.length > 0) {
+      const e = queued[s]!.shift()!;
       byHex.set(e.hex, { count: 0, sentAt: performance.now() });
-      const drained = clients[s].write(e.frame);
+      const drained = clients[s]!.writeFrame(e.frame);
       if (drained !== undefined) {
         draining[s] = true;
         drained.then(() => {
@@ -92,22 +103,22 @@ function load(clients, sets, window) {
     }
   };
   /** Fills the window, one envelope per sender in turn. */
-  const fill = () => {
+  const fill = (): void => {
     for (let tried = 0; inFlight < window && tried < k; ) {
       const s = turn;
       turn = (turn + 1) % k;
-      if (next[s] >= sets[s].length) {
+      if (next[s]! >= sets[s]!.length) {
         tried++;
         continue;
       }
       tried = 0;
       inFlight++;
-      queued[s].push(sets[s][next[s]++]);
+      queued[s]!.push(sets[s]![next[s]!++]!);
       flush(s);
     }
   };
 
-  const onDelivered = (hex, at) => {
+  const onDelivered = (hex: string, at: number): void => {
     const rec = byHex.get(hex);
     if (rec === undefined) {
       fail(new Error(`a delivery of an envelope not in flight: ${hex}`));
@@ -128,7 +139,7 @@ function load(clients, sets, window) {
   fill();
   return {
     onDelivered,
-    fail: (e) => fail(e),
+    fail: (e: Error) => fail(e),
     done: finished.then(() => {
       clearTimeout(timer);
       latencies.sort();
@@ -140,29 +151,31 @@ function load(clients, sets, window) {
   };
 }
 
-const hexOf = (id) => Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString("hex");
+const hexOf = (id: Uint8Array): string => Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString("hex");
 
 /** Points every client's receive path at the current load. */
-function wire(mode, clients, current) {
+type Mode = "relay" | "ceiling";
+
+function wire(mode: Mode, clients: readonly BenchClient[], current: { load?: Load }): void {
   for (const c of clients) {
     if (mode === "relay") {
       c.onDeliver = (items, at) => {
-        for (const item of items) current.load.onDelivered(hexOf(item.envelope.header.messageId), at);
+        for (const item of items) current.load!.onDelivered(hexOf(item.envelope!.header!.messageId), at);
       };
       c.onSendResult = (r) => {
-        if (r.status !== ACCEPTED) current.load.fail(new Error(`the relay refused an envelope: code ${r.code}: ${r.detail}`));
+        if (r.status !== ACCEPTED) current.load!.fail(new Error(`the relay refused an envelope: code ${r.code}: ${r.detail}`));
       };
     } else {
       // The ceiling forwards the senders' SessionRequest frames as they are.
       c.onRaw = (raw, at) => {
-        const f = gen.SessionRequest.decode(raw).frame;
-        if (f?.$case === "send") current.load.onDelivered(hexOf(f.value.envelope.header.messageId), at);
+        const f = SessionRequest.decode(raw).frame;
+        if (f?.$case === "send") current.load!.onDelivered(hexOf(f.value.envelope!.header!.messageId), at);
       };
     }
   }
 }
 
-async function waitFor(what, fn, timeoutMs = 30_000) {
+async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -171,13 +184,13 @@ async function waitFor(what, fn, timeoutMs = 30_000) {
 }
 
 /** One measurement of one mode on a fresh child: connect, warm up, measure; CPU of both sides. */
-async function measure(mode, ids, sealed, window) {
+async function measure(mode: Mode, ids: readonly PrivateIdentity[], sealed: { warm: SealedFrame[][]; main: SealedFrame[][] }, window: number) {
   const prof = process.env.BENCH_RELAY_PROF;
   if (prof && mode === "relay") mkdirSync(prof, { recursive: true });
   const child = await startRelayChild(mode, mode === "relay" ? { limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, ...MANY_USERS_FROM_LOOPBACK } } : {}, {
     execArgv: prof && mode === "relay" ? ["--cpu-prof", "--cpu-prof-dir", prof] : [],
   });
-  const clients = [];
+  const clients: BenchClient[] = [];
   try {
     if (mode === "relay") {
       for (const id of ids) clients.push(await connect(child.port, id));
@@ -186,7 +199,7 @@ async function measure(mode, ids, sealed, window) {
       for (let i = 0; i < ids.length; i++) clients.push(new BenchClient(child.port));
       await waitFor(`${ids.length} streams at the ceiling`, async () => (await child.stats()).stats.sessions === ids.length);
     }
-    const current = {};
+    const current: { load?: Load } = {};
     wire(mode, clients, current);
     current.load = load(clients, sealed.warm, window);
     await current.load.done;
@@ -204,7 +217,9 @@ async function measure(mode, ids, sealed, window) {
       seconds: res.seconds,
       childCpu: (after.cpuMs - before.cpuMs) / (res.seconds * 1000),
       parentCpu: (cpu1.user + cpu1.system) / 1000 / (res.seconds * 1000),
-      ...(mode === "relay" ? { envelopesPerCommit: (after.stats.committedEnvelopes - before.stats.committedEnvelopes) / Math.max(1, after.stats.commits - before.stats.commits) } : {}),
+      envelopesPerCommit: "commits" in after.stats && "commits" in before.stats
+        ? (after.stats.committedEnvelopes - before.stats.committedEnvelopes) / Math.max(1, after.stats.commits - before.stats.commits)
+        : undefined,
     };
   } finally {
     for (const c of clients) c.close();
@@ -212,8 +227,10 @@ async function measure(mode, ids, sealed, window) {
   }
 }
 
-export async function run({ runs, quick, log }) {
-  const rows = [];
+type Measurement = Awaited<ReturnType<typeof measure>>;
+
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
+  const rows: Row[] = [];
   const only = process.env.BENCH_FANOUT_K?.split(",").map(Number);
   for (const plan of PLAN) {
     if (only && !only.includes(plan.k)) continue;
@@ -225,14 +242,14 @@ export async function run({ runs, quick, log }) {
     // for the relay), so the same envelopes are new to it every time.
     const t0 = performance.now();
     const sealed = { warm: await sealRoom(ids, ROOM, warm, "warm"), main: await sealRoom(ids, ROOM, m, "fanout") };
-    const bytes = sealed.main[0][0].frame.length;
+    const bytes = sealed.main[0]![0]!.frame.length;
     log(`K=${k}: sealed ${k} x ${m + warm} envelopes for ${k} recipients (${(bytes / 1024).toFixed(1)} KB per frame) in ${((performance.now() - t0) / 1000).toFixed(1)} s; `
       + `${k * (k - 1) * m} deliveries per measurement, window ${window} envelopes`);
 
-    const res = { relay: [], ceiling: [] };
+    const res: Record<Mode, Measurement[]> = { relay: [], ceiling: [] };
     for (let r = 0; r < runs; r++) {
       // Alternate which goes first, so drift hits both alike.
-      for (const mode of r % 2 === 0 ? ["relay", "ceiling"] : ["ceiling", "relay"]) {
+      for (const mode of r % 2 === 0 ? ["relay", "ceiling"] as const : ["ceiling", "relay"] as const) {
         const x = await measure(mode, ids, sealed, window);
         res[mode].push(x);
         log(`K=${k} run ${r + 1} ${mode.padEnd(7)}: ${x.deliveriesPerSecond.toFixed(0)} deliveries/s in ${x.seconds.toFixed(1)} s, p50 ${x.p50.toFixed(1)} ms, p99 ${x.p99.toFixed(1)} ms; `
@@ -240,9 +257,10 @@ export async function run({ runs, quick, log }) {
           + (x.envelopesPerCommit === undefined ? "" : `; ${x.envelopesPerCommit.toFixed(1)} envelopes/commit`));
       }
     }
-    const col = (rs, key) => rs.map((x) => x[key]);
-    const ratio = (key) => res.relay.map((x, i) => x[key] / res.ceiling[i][key]);
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    type Figure = "deliveriesPerSecond" | "p50" | "p99" | "seconds" | "childCpu" | "parentCpu";
+    const col = (rs: readonly Measurement[], key: Figure): number[] => rs.map((x) => x[key]);
+    const ratio = (key: Figure): number[] => res.relay.map((x, i) => x[key] / res.ceiling[i]![key]);
+    const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     // When the clients' process is saturated in the ceiling's runs, the load generator (one
     // event loop decoding every delivery), not the forwarder, bounds the ceiling: say so.
     const generatorBound = median(col(res.ceiling, "parentCpu")) >= 0.9

@@ -7,22 +7,19 @@
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const dist = (p) => import(join(root, "dist", p));
+import { join } from "node:path";
+import { TrustStore } from "../../src/client/trust-store.js";
+import { identityFromPrivateKeys } from "../../src/protocol/keys.js";
+import type { Row, RunOptions } from "./_lib.js";
 
 export const name = "pins";
 export const description = "known_peers pin writes at 10,000 known users (append + fdatasync, amortised rewrites)";
 
-export async function run({ runs, quick, log }) {
-  const { TrustStore } = await dist("client/trust-store.js");
-  const { identityFromPrivateKeys } = await dist("protocol/keys.js");
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
   const { privateKey: rsa } = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 65537 });
   const people = quick ? 2_000 : 10_000;
   const writes = quick ? 300 : 1_500;
-  const identity = (username) => identityFromPrivateKeys(username, generateKeyPairSync("ed25519").privateKey, rsa);
+  const identity = (username: string) => identityFromPrivateKeys(username, generateKeyPairSync("ed25519").privateKey, rsa);
   const known = Array.from({ length: people }, (_, i) => identity(`u${i}`));
   // Before measuring, every known user's keys change once (in one burst: one append), so the file
   // holds about twice as many lines as peers and the measured writes trigger a rewrite of the
@@ -30,12 +27,12 @@ export async function run({ runs, quick, log }) {
   // per ~10,000 writes, so this overstates the amortised cost).
   const changedOnce = Array.from({ length: people }, (_, i) => identity(`u${i}`));
   // Measured: a tenth are new users; the rest change one known user's pending keys back and forth.
-  const changed = [identity("u1"), identity("u1")];
-  const fresh = Array.from({ length: writes }, (_, i) => (i % 10 === 0 ? identity(`new${i}`) : changed[i % 2]));
+  const changed = [identity("u1"), identity("u1")] as const;
+  const fresh = Array.from({ length: writes }, (_, i) => (i % 10 === 0 ? identity(`new${i}`) : changed[i % 2 === 0 ? 0 : 1]));
 
-  const meanMs = [];
-  const p99Ms = [];
-  const openMs = [];
+  const meanMs: number[] = [];
+  const p99Ms: number[] = [];
+  const openMs: number[] = [];
   for (let r = 0; r < runs; r++) {
     const dir = mkdtempSync(join(tmpdir(), "sc-bench-pins-"));
     try {
@@ -48,7 +45,7 @@ export async function run({ runs, quick, log }) {
       const t0 = performance.now();
       const store = await TrustStore.open(path);
       openMs.push(performance.now() - t0);
-      const each = [];
+      const each: number[] = [];
       const inode = statSync(path).ino;
       for (const id of fresh) {
         const t = performance.now();
@@ -58,7 +55,7 @@ export async function run({ runs, quick, log }) {
       }
       each.sort((a, b) => a - b);
       meanMs.push(each.reduce((s, v) => s + v, 0) / each.length);
-      p99Ms.push(each[Math.floor(each.length * 0.99)]);
+      p99Ms.push(each[Math.floor(each.length * 0.99)]!);
       const rewritten = statSync(path).ino !== inode;
       if (!rewritten) throw new Error("bench: the measured writes did not include a rewrite of the file");
       log(`run ${r + 1}: ${people} pinned, ${writes} writes (the file was rewritten once), ${(statSync(path).size / 2 ** 20).toFixed(1)} MiB`);

@@ -3,18 +3,17 @@
 //   seal(N) = N+1 RSA-OAEP wraps (the N recipients and the sender) + 1 Ed25519 signature + 1 AES-GCM
 //   open    = 1 Ed25519 verify + 1 RSA-OAEP unwrap + 1 AES-GCM
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const dist = (p) => import(join(root, "dist", p));
+import * as env from "../../src/protocol/envelope.js";
+import { decodeKeyFile } from "../../src/protocol/keyfile.js";
+import * as prim from "../../src/protocol/primitives.js";
+import { fixturePem } from "../../test/helpers/identities.js";
+import type { Row, RunOptions } from "./_lib.js";
 
 export const name = "crypto";
 export const description = "seal/open vs the bare primitives (RSA-OAEP-3072, Ed25519, AES-256-GCM)";
 
 /** Runs fn repeatedly for about `ms` and returns microseconds per call. */
-function timePerOp(fn, ms) {
+function timePerOp(fn: () => void, ms: number): number {
   for (let i = 0; i < 20; i++) fn(); // warm-up
   let n = 0;
   const start = performance.now();
@@ -27,21 +26,17 @@ function timePerOp(fn, ms) {
   return ((now - start) * 1000) / n;
 }
 
-export async function run({ runs, quick }) {
-  const { decodeKeyFile } = await dist("protocol/keyfile.js");
-  const env = await dist("protocol/envelope.js");
-  const prim = await dist("protocol/primitives.js");
-  const pem = (n) => readFileSync(join(root, "test", "fixtures", "keys", `${n}.pem`), "utf8");
-  const alice = await decodeKeyFile("alice", pem("alice"));
-  const others = await Promise.all(["bob", "carol", "dave", "mallory"].map((n) => decodeKeyFile(n, pem(n))));
+export async function run({ runs, quick }: RunOptions): Promise<Row[]> {
+  const alice = await decodeKeyFile("alice", fixturePem("alice"));
+  const others = await Promise.all(["bob", "carol", "dave", "mallory"].map((n) => decodeKeyFile(n, fixturePem(n))));
   // 100 distinct recipients (names); keys reused from the fixtures (the cost per wrap is the same).
   const recipients = Array.from({ length: 100 }, (_, i) => {
-    const k = others[i % others.length];
+    const k = others[i % others.length]!;
     return { username: `u${String(i).padStart(3, "0")}`, encKey: k.encKey, encFpr: k.encFpr };
   });
-  const body = { kind: "text", text: "x".repeat(200) };
+  const body = { kind: "text", text: "x".repeat(200) } as const;
   const budget = quick ? 150 : 600;
-  const rows = [];
+  const rows: Row[] = [];
   const label = randomBytes(100);
   const key = randomBytes(32);
   const iv = randomBytes(12);
@@ -51,9 +46,9 @@ export async function run({ runs, quick }) {
 
   for (const n of [1, 10, 100]) {
     const to = recipients.slice(0, n);
-    const sealUs = [];
-    const primUs = [];
-    const ratios = [];
+    const sealUs: number[] = [];
+    const primUs: number[] = [];
+    const ratios: number[] = [];
     for (let r = 0; r < runs; r++) {
       const s = timePerOp(() => env.sealEnvelope({ sender: alice, conversationId: "#bench", recipients: to, body, prev: env.ZERO_HASH, sentAtMs: Date.now() }), budget);
       // The same keys seal wraps to: the sender's and each recipient's.
@@ -73,22 +68,22 @@ export async function run({ runs, quick }) {
   }
 
   // Open, by bob, of a 10-recipient room message.
-  const bob = others[0];
+  const bob = others[0]!;
   const room = env.sealEnvelope({ sender: alice, conversationId: "#bench", recipients: [bob, ...recipients.slice(0, 9)], body, prev: env.ZERO_HASH, sentAtMs: Date.now() });
   const ctx = {
     me: bob, deliveredInto: "#bench", nowMs: Date.now(),
-    senderKey: () => ({ kind: "pinned", sigKey: alice.sigKey, sigFpr: alice.sigFpr }),
+    senderKey: () => ({ kind: "pinned", sigKey: alice.sigKey, sigFpr: alice.sigFpr }) as const,
     seen: () => false,
   };
-  const myWrap = room.envelope.wraps.find((w) => w.username === "bob").wrappedKey;
+  const myWrap = room.envelope.wraps.find((w) => w.username === "bob")!.wrappedKey;
   const hHash = env.headerHash(room.envelope.header);
   const wrapLabel = env.wrapLabel(hHash, "bob", bob.encFpr);
   const signed = env.signedBytes(room.envelope);
   const aadBytes = env.encodeHeader(room.envelope.header);
   const k = prim.rsaOaepUnwrap(bob.encPrivate, wrapLabel, myWrap);
-  const openUs = [];
-  const openPrimUs = [];
-  const openRatios = [];
+  const openUs: number[] = [];
+  const openPrimUs: number[] = [];
+  const openRatios: number[] = [];
   for (let r = 0; r < runs; r++) {
     const o = timePerOp(() => env.openEnvelope(room.envelope, ctx), budget);
     const p = timePerOp(() => {

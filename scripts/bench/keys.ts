@@ -3,29 +3,25 @@
 // end marker is looked for only near each read's start, so a long paste costs linear time); a
 // 200-line paste without bracketed paste through the key stream, in 4 KB reads.
 import { performance } from "node:perf_hooks";
-import { pathToFileURL } from "node:url";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const { createKeyParser } = await import(pathToFileURL(join(root, "dist", "tui", "input", "key-parser.js")).href);
-const { createKeyStream } = await import(pathToFileURL(join(root, "dist", "tui", "input", "key-stream.js")).href);
+import { createKeyParser } from "../../src/tui/input/key-parser.js";
+import { createKeyStream } from "../../src/tui/input/key-stream.js";
+import type { Row, RunOptions } from "./_lib.js";
 
 export const name = "keys";
 export const description = "key parser: typing with control keys, a 1 MB bracketed paste, a 200-line unbracketed paste";
 
 const TYPING = "hello wörld\u0017there\u0001[\u0005]\u001bb\u001bf\u001bd\u001b[D\u007f\u001b[1;5D\u001b[3~\u001b[H<\u001b[F>\u001b\r日本\u001b[A\u001b[B\u0015\u000b @b\t\u001b[Z\u001b[<64;10;5M";
 
-function chunks(text, size) {
-  const out = [];
+function chunks(text: string, size: number): string[] {
+  const out: string[] = [];
   for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
   return out;
 }
 
-export async function run({ runs, quick }) {
-  const typingMB = [];
-  const pasteMs = [];
-  const unbracketedMs = [];
+export async function run({ runs, quick }: RunOptions): Promise<Row[]> {
+  const typingMB: number[] = [];
+  const pasteMs: number[] = [];
+  const unbracketedMs: number[] = [];
   const typing = chunks(TYPING.repeat(quick ? 2_000 : 20_000), 16);
   const typingBytes = Buffer.byteLength(typing.join(""));
   const paste = chunks(`\u001b[200~${"pasted text line\r".repeat(1_048_576 / 17)}\u001b[201~`, 4096);

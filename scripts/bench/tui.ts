@@ -2,8 +2,8 @@
 // conversation on screen, a keystroke reaches the screen in < 16 ms (p99), scrolling a page in
 // < 30 ms (p99), the process stays under 250 MB RSS; cold start to the first frame < 500 ms.
 //
-// Latency and memory: each run is a fresh process (_tui-driver.mjs) driving the real runTui and
-// App from dist/ through Ink's real renderer on fake 120x40 TTY streams; a key's time runs from
+// Latency and memory: each run is a fresh process (_tui-driver.ts) driving the real runTui and
+// App through Ink's real renderer on fake 120x40 TTY streams; a key's time runs from
 // its bytes arriving on stdin to the end of the frame written for it. Node runs with the flags
 // of dist/tui/main.js's shebang, so the memory figure is the bin's (BENCH_TUI_NODE_FLAGS="..."
 // tries other flags instead, e.g. before changing the shebang).
@@ -16,8 +16,17 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-
-import { BIN, freshKeyDir, PtyTui, removeDir, root, withoutNodeEnv } from "./_tui-pty.mjs";
+import { AtRestCipher } from "../../src/client/at-rest.js";
+import { ChatClient } from "../../src/client/chat-client.js";
+import { BACKLOG_PER_CONVERSATION, MessageHistory } from "../../src/client/history.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import { TrustStore } from "../../src/client/trust-store.js";
+import { decodeKeyFile } from "../../src/protocol/keyfile.js";
+import { nullLogger } from "../../src/protocol/log.js";
+import { startRelay } from "../../src/server/relay.js";
+import { fixturePem } from "../../test/helpers/identities.js";
+import type { Row, RunOptions } from "./_lib.js";
+import { BIN, freshKeyDir, PtyTui, removeDir, withoutNodeEnv } from "./_tui-pty.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MESSAGES = 100_000;
@@ -29,7 +38,7 @@ export const description = `chat UI with ${MESSAGES.toLocaleString("en")} messag
  * The node flags and environment in the bin's shebang
  * ("#!/usr/bin/env -S VAR=1 node --flag" → flags ["--flag"], env {VAR: "1"}).
  */
-function binLaunch() {
+function binLaunch(): { flags: string[]; env: Record<string, string> } {
   const first = readFileSync(BIN, "utf8").split("\n", 1)[0] ?? "";
   const words = first.replace(/^#!\s*/, "").split(/\s+/).filter((w) => w !== "");
   const node = words.findIndex((w) => /(^|\/)node$/.test(w));
@@ -39,15 +48,32 @@ function binLaunch() {
 }
 
 /** The idle RSS of a hello-world Ink app with the same node flags: the floor of the stack. */
-function runFloor(nodeFlags, binEnv) {
-  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-floor.mjs")], { encoding: "utf8", env: withoutNodeEnv({ ...process.env, ...binEnv }), timeout: 60_000 });
+function runFloor(nodeFlags: readonly string[], binEnv: Record<string, string>): { rssMb: number } {
+  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-floor.js")], { encoding: "utf8", env: withoutNodeEnv({ ...process.env, ...binEnv }), timeout: 60_000 });
   const line = child.stdout.split("\n").find((l) => l.startsWith("{"));
   if (child.status !== 0 || line === undefined) throw new Error(`floor measurement failed (${child.status}): ${child.stderr.slice(-2000)}`);
-  return JSON.parse(line);
+  return JSON.parse(line) as { rssMb: number };
 }
 
-function runDriver(args, nodeFlags, binEnv) {
-  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-driver.mjs"), ...args], {
+/** What one driver run prints (_tui-driver.ts). */
+interface DriverResult {
+  readonly exitCode: number;
+  readonly messages: number;
+  readonly firstFrameMs: number;
+  readonly loadMs: number;
+  readonly key: { readonly n: number; readonly p50: number; readonly p99: number; readonly max: number };
+  readonly page: { readonly n: number; readonly p50: number; readonly p99: number; readonly max: number };
+  readonly topMs: number;
+  readonly bottomMs: number;
+  readonly rssMb: number;
+  readonly peakRssMb: number;
+  readonly heapUsedMb: number;
+  readonly newSpaceMb: number;
+  readonly frameBytes: number;
+}
+
+function runDriver(args: readonly string[], nodeFlags: readonly string[], binEnv: Record<string, string>): DriverResult {
+  const child = spawnSync(process.execPath, [...nodeFlags, join(here, "_tui-driver.js"), ...args], {
     encoding: "utf8",
     env: withoutNodeEnv({ ...process.env, ...binEnv, FORCE_COLOR: "2" }),
     maxBuffer: 16 * 1024 * 1024,
@@ -55,19 +81,14 @@ function runDriver(args, nodeFlags, binEnv) {
   });
   const line = child.stdout.split("\n").find((l) => l.startsWith("{"));
   if (child.status !== 0 || line === undefined) throw new Error(`tui driver failed (${child.status}): ${child.stderr.slice(-2000)}`);
-  return JSON.parse(line);
+  return JSON.parse(line) as DriverResult;
 }
 
 /** Kept history for the cold start: 20 conversations of 500 messages (the most kept per conversation). */
 const HISTORY_CONVERSATIONS = 20;
 
 /** Writes a full history into alice's state database, as earlier sessions would have. */
-async function fillHistory(keys) {
-  const { decodeKeyFile } = await import(join(root, "dist", "protocol", "keyfile.js"));
-  const { ClientStateStore } = await import(join(root, "dist", "client", "state-store.js"));
-  const { MessageHistory, BACKLOG_PER_CONVERSATION } = await import(join(root, "dist", "client", "history.js"));
-  const { AtRestCipher } = await import(join(root, "dist", "client", "at-rest.js"));
-  const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
+async function fillHistory(keys: string): Promise<number> {
   const alice = await decodeKeyFile("alice", readFileSync(join(keys, "alice_key.pem"), "utf8"));
   const store = ClientStateStore.open(join(keys, "alice_state.db"));
   const history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
@@ -87,7 +108,7 @@ async function fillHistory(keys) {
 }
 
 /** Spawns the bin in a pty and times the first frame and the connection. */
-async function coldStart(port, { history = false, nodeFlags } = {}) {
+async function coldStart(port: number, { history = false, nodeFlags }: { history?: boolean; nodeFlags: readonly string[] | undefined }): Promise<{ firstFrame: number; connected: number }> {
   const { dir, keys } = freshKeyDir();
   if (history) await fillHistory(keys);
   const tui = new PtyTui({ port, dir, keys, columns: 120, rows: 40, nodeFlags });
@@ -102,15 +123,11 @@ async function coldStart(port, { history = false, nodeFlags } = {}) {
 }
 
 /** A second and third user online in the lobby (the sidebar lists three), as ChatClients. */
-async function startPeers(port) {
-  const { decodeKeyFile } = await import(join(root, "dist", "protocol", "keyfile.js"));
-  const { ChatClient } = await import(join(root, "dist", "client", "chat-client.js"));
-  const { TrustStore } = await import(join(root, "dist", "client", "trust-store.js"));
-  const { ClientStateStore } = await import(join(root, "dist", "client", "state-store.js"));
+async function startPeers(port: number): Promise<{ bob: ChatClient; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "sc-bench-tui-peers-"));
-  const peers = [];
+  const peers: ChatClient[] = [];
   for (const name of ["bob", "carol"]) {
-    const identity = await decodeKeyFile(name, readFileSync(join(root, "test", "fixtures", "keys", `${name}.pem`), "utf8"));
+    const identity = await decodeKeyFile(name, fixturePem(name));
     const trust = await TrustStore.open(join(dir, `${name}_known_peers.json`));
     const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state: ClientStateStore.open(":memory:"), history: false, reconnect: false });
     client.start();
@@ -118,7 +135,7 @@ async function startPeers(port) {
     peers.push(client);
   }
   return {
-    bob: peers[0],
+    bob: peers[0]!,
     async close() {
       for (const p of peers) await p.close();
       rmSync(dir, { recursive: true, force: true });
@@ -136,7 +153,7 @@ const ARRIVING = 20;
  * then the bytes it writes to the terminal for each typed character and for each arriving
  * message (a lobby line from bob, one at a time, each drawn before the next comes).
  */
-async function wireAndMemory(port, nodeFlags) {
+async function wireAndMemory(port: number, nodeFlags: readonly string[] | undefined): Promise<{ idleRssMb: number; perKey: number; perMessage: number }> {
   const { dir, keys } = freshKeyDir();
   await fillHistory(keys);
   const peers = await startPeers(port);
@@ -146,12 +163,12 @@ async function wireAndMemory(port, nodeFlags) {
     // Idle: the backlog drawn, the session settled, nothing drawn for 3 s (the client collects
     // its garbage after 2 s of quiet). RSS is sampled over two more seconds.
     await tui.settle(3_000, 30_000);
-    const samples = [];
+    const samples: number[] = [];
     for (let i = 0; i < 10; i++) {
       samples.push(tui.rssMb());
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    const idleRssMb = samples.sort((a, b) => a - b)[samples.length >> 1];
+    const idleRssMb = samples.sort((a, b) => a - b)[samples.length >> 1]!;
 
     // Warm up the message path (bob's key gets pinned, his first line may bring a notice).
     for (const text of ["warm up 1", "warm up 2"]) {
@@ -189,7 +206,7 @@ async function wireAndMemory(port, nodeFlags) {
   }
 }
 
-export async function run({ runs, quick, log }) {
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
   const override = process.env.BENCH_TUI_NODE_FLAGS;
   const launch = binLaunch();
   const flags = override === undefined ? launch.flags : override.split(/\s+/).filter((f) => f !== "");
@@ -198,21 +215,19 @@ export async function run({ runs, quick, log }) {
   // BENCH_TUI_SKIP_DRIVER=1 measures only the bin in a pty (quicker, while working on it).
   const skipDriver = process.env.BENCH_TUI_SKIP_DRIVER === "1";
   const ptyFlags = override === undefined ? undefined : flags;
-  const drives = [];
+  const drives: DriverResult[] = [];
   for (let i = 0; i < (skipDriver ? 0 : runs); i++) {
     const r = runDriver(args, flags, binEnv);
     log(`run ${i + 1}: key p50 ${r.key.p50.toFixed(1)} p99 ${r.key.p99.toFixed(1)} ms, page p99 ${r.page.p99.toFixed(1)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB (young generation ${r.newSpaceMb.toFixed(0)} MB), 100k burst drawn in ${r.loadMs.toFixed(0)} ms`);
     drives.push(r);
   }
 
-  const cold = [];
-  const coldKept = [];
-  const wire = [];
-  const floors = [];
+  const cold: Array<{ firstFrame: number; connected: number }> = [];
+  const coldKept: Array<{ firstFrame: number; connected: number }> = [];
+  const wire: Array<{ idleRssMb: number; perKey: number; perMessage: number }> = [];
+  const floors: number[] = [];
   for (let i = 0; i < runs; i++) floors.push(runFloor(flags, binEnv).rssMb);
   if (spawnSync("script", ["--version"]).status === 0) {
-    const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
-    const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
     const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-tui-relay-"));
     const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir, logger: nullLogger });
     try {
@@ -242,7 +257,7 @@ export async function run({ runs, quick, log }) {
   const source = override === undefined ? "the bin's shebang" : "BENCH_TUI_NODE_FLAGS";
   const envNote = Object.entries(binEnv).map(([k, v]) => `${k}=${v} `).join("");
   const flagNote = flags.length === 0 ? `${envNote}node without flags (${source} has none)` : `${envNote}node ${flags.join(" ")} (from ${source})`;
-  const rows = drives.length === 0 ? [] : [
+  const rows: Row[] = drives.length === 0 ? [] : [
     {
       metric: "keystroke → frame p99", unit: "ms", better: "lower", target: 16, values: drives.map((r) => r.key.p99),
       note: `${drives[0]?.key.n ?? 0} keys per run, 25 ms apart, 120x40, ${MESSAGES.toLocaleString("en")} messages; the last 20 while messages arrive and the view is scrolled to the top`,

@@ -11,34 +11,47 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ACCEPTED, connect, identities, joinAll, MANY_USERS_FROM_LOOPBACK, sealRoom, startRelayChild } from "./_lib.mjs";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import type { RelayStats } from "../../src/server/relay.js";
+import {
+  ACCEPTED, connect, identities, joinAll, MANY_USERS_FROM_LOOPBACK, sealRoom, startRelayChild, type BenchClient, type RelayChild, type Row,
+  type RunOptions, type SealedFrame,
+} from "./_lib.js";
+import type { MemoryFigures } from "./_relay-host.js";
 
 export const name = "relay-scale";
 export const description = "relay memory per idle session and after a busy burst, connect time for 1,000 and 5,000 sessions";
 
 const CONCURRENCY = 200;
 
-async function connectAll(port, ids) {
-  const sessions = [];
+/** A connected session, idle, and what the busy burst needs to bring it back. */
+interface ScaleSession {
+  readonly client: BenchClient;
+  /** Sessions finish connecting in any order. */
+  readonly identity: PrivateIdentity;
+  /** Its receive path before it went idle, for the busy burst, which reads and acks. */
+  readonly liveOnRaw: BenchClient["onRaw"];
+}
+
+async function connectAll(port: number, ids: readonly PrivateIdentity[]): Promise<ScaleSession[]> {
+  const sessions: ScaleSession[] = [];
   let next = 0;
-  const worker = async () => {
+  const worker = async (): Promise<void> => {
     while (next < ids.length) {
-      const id = ids[next++];
+      const id = ids[next++]!;
       const s = await connect(port, id);
-      s.liveOnRaw = s.onRaw; // for the busy burst, which reads and acks
-      s.identity = id; // sessions finish in any order
+      sessions.push({ client: s, identity: id, liveOnRaw: s.onRaw });
       // Idle from here: the load generator neither decodes directory updates nor keeps the
       // Welcome (each lists everyone online: N clients holding them is O(N^2) here, not there).
       s.onRaw = () => {};
       s.welcome = undefined;
-      sessions.push(s);
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   return sessions;
 }
 
-export async function storm(relay, ids) {
+export async function storm(relay: RelayChild<RelayStats>, ids: readonly PrivateIdentity[]) {
   const before = await relay.mem();
   const t0 = performance.now();
   const sessions = await connectAll(relay.port, ids);
@@ -88,16 +101,21 @@ const BUSY_PER_MEMBER = 3;
  * generator's event loop for seconds, and sessions that cannot answer the relay's keepalive
  * pings meanwhile are (rightly) dropped, which once stalled the burst.
  */
-export async function sealBurst(ids) {
-  const groups = [];
+export async function sealBurst(ids: readonly PrivateIdentity[]): Promise<Array<{ ids: PrivateIdentity[]; frames: SealedFrame[][] }>> {
+  const groups: PrivateIdentity[][] = [];
   for (let g = 0; g * ROOM_SIZE < ids.length; g++) groups.push(ids.slice(g * ROOM_SIZE, (g + 1) * ROOM_SIZE));
   return Promise.all(groups.map((g, gi) => sealRoom(g, `#busy${gi}`, BUSY_PER_MEMBER, "busy").then((frames) => ({ ids: g, frames }))));
 }
 
-export async function busyBurst(relay, sessions, sealedGroups, before) {
+export async function busyBurst(
+  relay: RelayChild<RelayStats>, sessions: readonly ScaleSession[], sealedGroups: Awaited<ReturnType<typeof sealBurst>>, before: MemoryFigures,
+) {
   const byName = new Map(sessions.map((s) => [s.identity.username, s]));
-  const groups = sealedGroups.map(({ ids, frames }) => ids.map((id, k) => ({ s: byName.get(id.username), frames: frames[k] })));
-  for (const { s } of groups.flat()) s.onRaw = s.liveOnRaw;
+  const groups = sealedGroups.map(({ ids, frames }) => ids.map((id, k) => {
+    const session = byName.get(id.username)!;
+    return { s: session.client, liveOnRaw: session.liveOnRaw, frames: frames[k]! };
+  }));
+  for (const { s, liveOnRaw } of groups.flat()) s.onRaw = liveOnRaw;
   await Promise.all(groups.map((g, gi) => joinAll(g.map((m) => m.s), `#busy${gi}`)));
   let delivered = 0;
   let refused = 0;
@@ -105,7 +123,7 @@ export async function busyBurst(relay, sessions, sealedGroups, before) {
   const expected = groups.reduce((n, g) => n + g.length * BUSY_PER_MEMBER * (g.length - 1), 0);
   for (const { s } of groups.flat()) s.onDeliver = (items) => { delivered += items.length; };
   const t0 = performance.now();
-  for (const g of groups) for (const m of g) for (const e of m.frames) m.s.write(e.frame);
+  for (const g of groups) for (const m of g) for (const e of m.frames) m.s.writeRaw(e.frame);
   const deadline = Date.now() + 300_000;
   // Bytes written to streams and not yet sent (relay.stats().outgoingBytes), sampled: what the
   // burst makes the relay hold at once (issue 16: 117 MB at 1,000 sessions before the write
@@ -133,7 +151,7 @@ export async function busyBurst(relay, sessions, sealedGroups, before) {
   };
 }
 
-async function untilEmpty(relay) {
+async function untilEmpty(relay: RelayChild<RelayStats>): Promise<void> {
   const deadline = Date.now() + 60_000;
   while ((await relay.stats()).stats.online > 0) {
     if (Date.now() > deadline) throw new Error("sessions did not close");
@@ -141,11 +159,14 @@ async function untilEmpty(relay) {
   }
 }
 
-export async function run({ runs, quick, log }) {
-  const rows = [];
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
+  const rows: Row[] = [];
   for (const n of quick ? [1000] : [1000, 5000]) {
     const ids = identities(n);
-    const m = { firstRss: [], firstLive: [], firstS: [], againRss: [], againLive: [], againS: [], busyRss: [], busyLive: [], busyHeld: [], busyRate: [] };
+    const m = {
+      firstRss: [] as number[], firstLive: [] as number[], firstS: [] as number[], againRss: [] as number[], againLive: [] as number[], againS: [] as number[],
+      busyRss: [] as number[], busyLive: [] as number[], busyHeld: [] as number[], busyRate: [] as number[],
+    };
     let busyNote = "";
     const burst = n === 1000 ? await sealBurst(ids) : undefined;
     for (let r = 0; r < runs; r++) {
@@ -153,12 +174,12 @@ export async function run({ runs, quick, log }) {
       const opts = { dataDir, limits: { maxSessions: 20_000, ...MANY_USERS_FROM_LOOPBACK } };
       const relay = await startRelayChild("relay", opts, { gc: true });
       const first = await storm(relay, ids);
-      for (const s of first.sessions) s.close();
+      for (const s of first.sessions) s.client.close();
       await untilEmpty(relay);
       await relay.stop();
       const restarted = await startRelayChild("relay", opts, { gc: true });
       const again = await storm(restarted, ids);
-      for (const s of again.sessions) s.close();
+      for (const s of again.sessions) s.client.close();
       await restarted.stop();
       // The busy burst at 1,000 sessions only (the figure is per session; at 5,000 it would take
       // minutes for the same answer), on a relay of its own, as the idle figure is measured.
@@ -167,7 +188,7 @@ export async function run({ runs, quick, log }) {
         const busyRelay = await startRelayChild("relay", { dataDir: busyDir, limits: { maxSessions: 20_000, ...MANY_USERS_FROM_LOOPBACK } }, { gc: true });
         const connected = await storm(busyRelay, ids);
         const busy = await busyBurst(busyRelay, connected.sessions, burst, connected.before);
-        for (const s of connected.sessions) s.close();
+        for (const s of connected.sessions) s.client.close();
         await busyRelay.stop();
         rmSync(busyDir, { recursive: true, force: true });
         m.busyRss.push(busy.rss); m.busyLive.push(busy.live); m.busyHeld.push(busy.peakHeld / 2 ** 20); m.busyRate.push(busy.deliveries / busy.seconds);

@@ -1,9 +1,9 @@
 // Bench helper: runs a relay in its own process so the load generator does not share its event
 // loop (node:sqlite's commits block it, and the clients' work would otherwise be counted as
-// the relay's). Started by startRelayChild() in _lib.mjs:
-//   node [--expose-gc] _relay-host.mjs relay '{"limits":{...},"commitMode":"group"}'
-//        the real relay (dist/), on a fresh data dir removed at stop; options go to startRelay
-//   node [--expose-gc] _relay-host.mjs ceiling
+// the relay's). Started by startRelayChild() in _lib.ts:
+//   node [--expose-gc] _relay-host.js relay '{"limits":{...},"commitMode":"group"}'
+//        the real relay, on a fresh data dir removed at stop; options go to startRelay
+//   node [--expose-gc] _relay-host.js ceiling
 //        a minimal grpc-js forwarder: the ceiling of this stack
 // Talks over IPC only: sends {ready, port} when listening, then answers {cmd, id} requests:
 //   mem   -> memory (after forced GCs when started with --expose-gc)
@@ -11,21 +11,51 @@
 //   stop  -> shuts down and exits
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import type { RelayStats } from "../../src/server/relay.js";
+import type { RelayChildOptions } from "./_lib.js";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** What the parent asks (id 0: stop, no answer). */
+export interface HostRequest {
+  readonly cmd: "mem" | "stats" | "stop";
+  readonly id: number;
+}
+
+/** Memory of the host process, in bytes. */
+export interface MemoryFigures {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+}
+
+/** What the ceiling counts: its open streams. */
+export interface CeilingStats {
+  readonly sessions: number;
+}
+
+/** What the host sends: {ready, port} once listening, then one answer per request, by id. */
+export interface HostReply {
+  readonly id?: number;
+  readonly ready?: true;
+  readonly port?: number;
+  readonly memory?: MemoryFigures;
+  readonly stats?: RelayStats | CeilingStats;
+  readonly cpuMs?: number;
+}
+
 const mode = process.argv[2] ?? "relay";
-const opts = JSON.parse(process.argv[3] ?? "{}");
-let stop = async () => {};
-let stats = () => ({});
-let port;
+const opts = JSON.parse(process.argv[3] ?? "{}") as RelayChildOptions;
+let stop = async (): Promise<void> => {};
+let stats = (): RelayStats | CeilingStats => ({ sessions: 0 });
+let port: number;
 
 if (mode === "relay") {
   // As the bin does, before anything starts libuv's pool (src/server/thread-pool.ts).
-  await import(join(root, "dist", "server", "thread-pool.js"));
-  const { startRelay } = await import(join(root, "dist", "server", "relay.js"));
-  const { nullLogger } = await import(join(root, "dist", "protocol", "log.js"));
+  await import("../../src/server/thread-pool.js");
+  const { startRelay } = await import("../../src/server/relay.js");
+  const { nullLogger } = await import("../../src/protocol/log.js");
   const dataDir = mkdtempSync(join(tmpdir(), "sc-bench-relay-"));
   // Plaintext (--insecure-plaintext): these figures are the relay's own work; TLS, the product's
   // default, adds a handshake per connection and symmetric crypto per byte on top.
@@ -41,24 +71,19 @@ if (mode === "relay") {
   // bytes, to every other open stream, honouring backpressure (a source is paused while any
   // destination's buffer is full). No parsing, no checks, no storage, no answers.
   const grpc = await import("@grpc/grpc-js");
-  const streams = new Set();
+  const { RAW_SESSION_SERVICE } = await import("../../test/helpers/raw-service.js");
+  const streams = new Set<import("@grpc/grpc-js").ServerDuplexStream<Buffer, Buffer>>();
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024, "grpc.max_send_message_length": 64 * 1024 * 1024 });
-  const service = {
-    session: {
-      path: "/securechat.v1.ChatService/Session", requestStream: true, responseStream: true,
-      requestSerialize: (b) => b, requestDeserialize: (b) => b, responseSerialize: (b) => b, responseDeserialize: (b) => b,
-    },
-  };
-  server.addService(service, {
-    session(call) {
+  server.addService(RAW_SESSION_SERVICE, {
+    session(call: import("@grpc/grpc-js").ServerDuplexStream<Buffer, Buffer>) {
       streams.add(call);
       // Every blocked source waits on this stream's 'drain': up to one listener per stream.
       call.setMaxListeners(0);
       let blocked = 0;
-      const unblock = () => {
+      const unblock = (): void => {
         if (--blocked === 0) call.resume();
       };
-      call.on("data", (frame) => {
+      call.on("data", (frame: Buffer) => {
         for (const s of streams) {
           if (s === call) continue;
           if (!s.write(frame)) {
@@ -67,13 +92,15 @@ if (mode === "relay") {
           }
         }
       });
-      const done = () => streams.delete(call);
+      const done = (): void => {
+        streams.delete(call);
+      };
       call.on("end", () => { done(); call.end(); });
       call.on("cancelled", done);
       call.on("error", done);
     },
   });
-  port = await new Promise((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
   stop = async () => server.forceShutdown();
   stats = () => ({ sessions: streams.size });
 } else {
@@ -82,7 +109,7 @@ if (mode === "relay") {
 
 let stopping = false;
 /** Stops the server and lets the process end (a --cpu-prof profile is written on the way out). */
-const shutdown = async () => {
+const shutdown = async (): Promise<void> => {
   if (stopping) return;
   stopping = true;
   await stop();
@@ -95,18 +122,21 @@ const shutdown = async () => {
 // orphan holding a port, a data dir and memory.
 process.on("disconnect", () => void shutdown());
 
-process.on("message", async (m) => {
-  const reply = (value) => process.send({ id: m.id, ...value });
+const send = (reply: HostReply): void => {
+  process.send?.(reply);
+};
+process.on("message", (m: HostRequest) => {
   if (m?.cmd === "mem") {
-    for (let i = 0; i < 3; i++) globalThis.gc?.();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    for (let i = 0; i < 3; i++) gc?.();
     const u = process.memoryUsage();
-    reply({ rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers });
+    send({ id: m.id, memory: { rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers } });
   } else if (m?.cmd === "stats") {
     const cpu = process.cpuUsage();
-    reply({ stats: stats(), cpuMs: (cpu.user + cpu.system) / 1000 });
+    send({ id: m.id, stats: stats(), cpuMs: (cpu.user + cpu.system) / 1000 });
   } else if (m?.cmd === "stop") {
     // Not process.exit(): that would skip writing a --cpu-prof profile.
-    await shutdown();
+    void shutdown();
   }
 });
-process.send({ ready: true, port });
+send({ ready: true, port });

@@ -5,11 +5,16 @@
 // dir. Reported: deliveries per second, p50/p99 latency from the sender's write to the
 // recipient's receipt, and the ratio of the two throughputs.
 //
-// The relay runs in a child process (_lib.mjs startRelayChild) so that its event loop, which a
+// The relay runs in a child process (_lib.ts startRelayChild) so that its event loop, which a
 // commit's fsync blocks, is not the clients' one. The clients are lean raw gRPC sessions
-// (_lib.mjs BenchClient: handshake, send, ack). Each keeps WINDOW sends unanswered at most (a
+// (_lib.ts BenchClient: handshake, send, ack). Each keeps WINDOW sends unanswered at most (a
 // closed loop, as a chat client's outbox is) and acks each batch.
-import { ACCEPTED, connect, identities, joinAll, percentile, sealRoom, startRelayChild, MANY_USERS_FROM_LOOPBACK } from "./_lib.mjs";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import type { StartRelayOptions } from "../../src/server/relay.js";
+import {
+  ACCEPTED, connect, identities, joinAll, percentile, sealRoom, startRelayChild, MANY_USERS_FROM_LOOPBACK, type BenchClient, type Row, type RunOptions,
+  type SealedFrame,
+} from "./_lib.js";
 
 export const name = "relay-durability";
 export const description = "group commit vs one transaction per envelope: 10 clients in one room, every envelope to every member";
@@ -22,32 +27,32 @@ const ROOM = "#bench";
  * Every client sends its envelopes of `sets`, keeping at most `window` unanswered; resolves once
  * every member got every envelope, with the elapsed time and each delivery's latency.
  */
-async function load(clients, sets, window) {
+async function load(clients: readonly BenchClient[], sets: readonly SealedFrame[][], window: number): Promise<{ seconds: number; delivered: number; latencies: number[] }> {
   const expected = sets.reduce((n, set) => n + set.length, 0) * (K - 1);
-  const sentAt = new Map();
-  const latencies = [];
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
   let delivered = 0;
   let refused = 0;
-  let done;
-  const finished = new Promise((resolve) => {
+  let done = (): void => {};
+  const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
   for (const c of clients) {
     c.onDeliver = (items, at) => {
-      for (const item of items) latencies.push(at - sentAt.get(Buffer.from(item.envelope.header.messageId).toString("hex")));
+      for (const item of items) latencies.push(at - sentAt.get(Buffer.from(item.envelope!.header!.messageId).toString("hex"))!);
       delivered += items.length;
       if (delivered >= expected) done();
     };
   }
   const started = performance.now();
-  await Promise.all(clients.map((c, k) => new Promise((resolve) => {
-    const mine = sets[k];
+  await Promise.all(clients.map((c, k) => new Promise<void>((resolve) => {
+    const mine = sets[k]!;
     let next = 0;
     let answered = 0;
     const sendOne = () => {
-      const w = mine[next++];
+      const w = mine[next++]!;
       sentAt.set(w.hex, performance.now());
-      c.write(w.frame);
+      c.writeRaw(w.frame);
     };
     c.onSendResult = (r) => {
       if (r.status !== ACCEPTED) refused++;
@@ -67,13 +72,13 @@ async function load(clients, sets, window) {
  * One measurement on a fresh relay in this mode: the saturating load (WINDOW unanswered per
  * client), then a light one (each client sends one envelope at a time, as people type).
  */
-async function measure(commitMode, ids, sealed) {
+async function measure(commitMode: CommitMode, ids: readonly PrivateIdentity[], sealed: Sealed) {
   const relay = await startRelayChild("relay", {
     commitMode,
     // The load is the point: no rate limit, no slow-consumer cut-off.
     limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, maxOutgoing: 1_000_000, ...MANY_USERS_FROM_LOOPBACK },
   });
-  const clients = [];
+  const clients: BenchClient[] = [];
   try {
     for (const id of ids) clients.push(await connect(relay.port, id));
     // Everyone joins, and waits until the room has all K members: then every seal is current.
@@ -97,7 +102,16 @@ async function measure(commitMode, ids, sealed) {
   }
 }
 
-export async function run({ runs, quick, log }) {
+type CommitMode = NonNullable<StartRelayOptions["commitMode"]>;
+
+interface Sealed {
+  readonly heavy: SealedFrame[][];
+  readonly light: SealedFrame[][];
+}
+
+type Measurement = Awaited<ReturnType<typeof measure>>;
+
+export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
   // K users, each with a signing key of its own.
   const ids = identities(K, "user");
 
@@ -106,13 +120,13 @@ export async function run({ runs, quick, log }) {
   const m = quick ? 60 : 200;
   const light = quick ? 10 : 20;
   const sealStarted = performance.now();
-  const sealed = { heavy: await sealRoom(ids, ROOM, m, "heavy"), light: await sealRoom(ids, ROOM, light, "light") };
+  const sealed: Sealed = { heavy: await sealRoom(ids, ROOM, m, "heavy"), light: await sealRoom(ids, ROOM, light, "light") };
   log(`sealed ${K} x ${m + light} envelopes for ${K} recipients in ${((performance.now() - sealStarted) / 1000).toFixed(1)} s; ${K * (K - 1) * m} deliveries per measurement under load`);
 
-  const results = { group: [], "per-envelope": [] };
+  const results: Record<CommitMode, Measurement[]> = { group: [], "per-envelope": [] };
   for (let r = 0; r < runs; r++) {
     // Alternate which mode goes first, so drift (disk caches, CPU clocks) hits both alike.
-    const order = r % 2 === 0 ? ["group", "per-envelope"] : ["per-envelope", "group"];
+    const order: CommitMode[] = r % 2 === 0 ? ["group", "per-envelope"] : ["per-envelope", "group"];
     for (const mode of order) {
       const res = await measure(mode, ids, sealed);
       results[mode].push(res);
@@ -124,9 +138,9 @@ export async function run({ runs, quick, log }) {
 
   const g = results.group;
   const p = results["per-envelope"];
-  const col = (rs, k) => rs.map((x) => x[k]);
-  const rows = [];
-  for (const [label, rs] of [["group commit", g], ["per-envelope commit", p]]) {
+  const col = (rs: readonly Measurement[], k: keyof Measurement): number[] => rs.map((x) => x[k]);
+  const rows: Row[] = [];
+  for (const [label, rs] of [["group commit", g], ["per-envelope commit", p]] as const) {
     rows.push(
       { metric: `${label}: deliveries/s (loaded)`, unit: "1/s", values: col(rs, "deliveriesPerSecond"), better: "higher" },
       { metric: `${label}: send->delivery p50 (loaded)`, unit: "ms", values: col(rs, "p50"), better: "lower" },
@@ -138,7 +152,7 @@ export async function run({ runs, quick, log }) {
     );
   }
   rows.push({
-    metric: "group / per-envelope deliveries/s (loaded)", unit: "ratio", values: g.map((x, i) => x.deliveriesPerSecond / p[i].deliveriesPerSecond),
+    metric: "group / per-envelope deliveries/s (loaded)", unit: "ratio", values: g.map((x, i) => x.deliveriesPerSecond / p[i]!.deliveriesPerSecond),
     better: "higher", target: 1,
     note: `${K} clients in one room; loaded: ${m} envelopes each, at most ${WINDOW} unanswered per client; one at a time: ${light} each, `
       + "sent after the previous one's answer. Both modes fsync every commit (synchronous=FULL); the relay runs in its own process.",

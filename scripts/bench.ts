@@ -19,6 +19,7 @@ import { root, type Row, type Suite } from "./bench/_lib.js";
 import * as crypto from "./bench/crypto.js";
 import * as handshakeFlood from "./bench/handshake-flood.js";
 import * as keys from "./bench/keys.js";
+import * as mls from "./bench/mls.js";
 import * as pins from "./bench/pins.js";
 import * as relayDurability from "./bench/relay-durability.js";
 import * as relayFanout from "./bench/relay-fanout.js";
@@ -26,7 +27,7 @@ import * as relayScale from "./bench/relay-scale.js";
 import * as tui from "./bench/tui.js";
 
 /** Every suite, in the order they run. */
-const SUITES: readonly Suite[] = [crypto, handshakeFlood, keys, pins, relayDurability, relayFanout, relayScale, tui];
+const SUITES: readonly Suite[] = [crypto, handshakeFlood, keys, mls, pins, relayDurability, relayFanout, relayScale, tui];
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {

@@ -203,6 +203,11 @@ describe("MlsKeyStore: deletion that holds on disk", () => {
     const p2 = await gx.addMembers([kp.keyPackage]);
     expect(await code(bob.store.joinFromWelcome(bob.client, p2.welcome!, p2.ratchetTree!))).toBe("not-for-me");
     expect(bob.store.conversations()).toEqual(["#ops"]);
+    // Deleted on its own (the relay dropped it): its freed pages are zeroed, not left as they were.
+    const spareSealed = sealedRow(dbPath, "SELECT sealed FROM key_packages WHERE ref = ?", Buffer.from(spare.ref));
+    expect(bob.store.deleteKeyPackage(spare.ref)).toBe(true);
+    expect(bob.store.deleteKeyPackage(spare.ref)).toBe(false);
+    expect(filesHolding(bob.dir, spareSealed)).toEqual([]);
   });
 
   it("a last-resort KeyPackage is kept after use and replaced (on disk) by the next one", async () => {

@@ -1,4 +1,4 @@
-// The client's durable MLS key store (proto/PROTOCOL-v2.md "Client storage"): `<username>_mls.db`
+// The client's durable MLS key store (proto/PROTOCOL-v2.md §7 "Client storage"): `<username>_mls.db`
 // (node:sqlite, 0600) beside the key file and `<username>_state.db`. It keeps this client's MLS
 // signature key and credential, the private parts of its KeyPackages (one-time and last-resort)
 // and each group's state, every one sealed at rest (AES-256-GCM under a key derived like the

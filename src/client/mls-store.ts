@@ -117,8 +117,13 @@ export class MlsKeyStore {
       if (mode.journal_mode !== "delete") throw new MlsStoreError(`the MLS store '${path}' could not leave journal mode ${mode.journal_mode} (another process holds it open in WAL mode)`);
       // secure_delete zeroes only what is freed while it is on: free pages written by anything
       // else (a crash between a WAL checkpoint and this open, an older writer) are dropped by
-      // rebuilding the file, which is small (a few KB per group).
-      this.db.exec("VACUUM");
+      // rebuilding the file, which is small (a few KB per group). When another chat-tui of this
+      // user holds it busy, that one rebuilt it at its own open and zeroes what it frees: skip.
+      try {
+        this.db.exec("VACUUM");
+      } catch (e) {
+        if (!/locked|busy/i.test((e as Error).message)) throw e;
+      }
       const schema = this.db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: string };
       if (schema.value !== SCHEMA_VERSION) throw new MlsStoreError(`the MLS store '${path}' has schema ${schema.value}, this client knows ${SCHEMA_VERSION}`);
     } catch (e) {

@@ -173,6 +173,7 @@ export class MlsKeyStore {
     const bytes = serializeMlsClient(fresh);
     this.q["clientAdd"]!.run(this.identity.username, this.seal("client", this.identity.username, bytes));
     bytes.fill(0);
+    fresh.signaturePrivateKey.fill(0); // the kept one is used (another process may have stored first)
     const kept = this.readClient();
     if (kept === undefined) throw new MlsStoreError("the MLS client was not kept by the store");
     return kept;

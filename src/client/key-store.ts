@@ -24,7 +24,7 @@ export class KeyStoreError extends Error {
 }
 
 /** Path of a per-user file in the key directory; the username is validated first. */
-export function userFilePath(keyDir: string, username: string, suffix: "_key.pem" | "_known_peers.json" | "_known_relays.json" | "_state.db"): string {
+export function userFilePath(keyDir: string, username: string, suffix: "_key.pem" | "_known_peers.json" | "_known_relays.json" | "_state.db" | "_mls.db"): string {
   const c = checkUsername(username);
   if (!c.ok) throw new KeyStoreError(`invalid username '${username}': ${c.reason}`);
   return join(keyDir, `${username}${suffix}`);

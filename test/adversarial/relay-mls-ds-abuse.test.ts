@@ -56,18 +56,18 @@ describe("MLS Delivery Service abuse", () => {
     // The wrapper will not make mallory a DM group of others; any GroupInfo naming dm:alice:bob
     // (here one of alice's) sent by mallory's session would squat the conversation's group.
     const dm = await MlsGroup.create((await mlsPerson(alice)).client, "dm:alice:bob");
-    const r = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await dm.groupInfo() } }, "groupInfoResult");
+    const r = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await dm.groupInfo()) } }, "groupInfoResult");
     expect(r).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_BAD_CONVERSATION, detail: "you are not a party of dm:alice:bob; you cannot create its group" } });
 
     // alice's room; mallory tries to replace its GroupInfo with one of her own group at the same epoch.
     const pa = await mlsPerson(alice);
     const ga = await MlsGroup.create(pa.client, "#ops");
-    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await ga.groupInfo() } }, "groupInfoResult");
-    const replaced = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await ga.groupInfo() } }, "groupInfoResult");
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
+    const replaced = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
     expect(replaced).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_FORGED_SENDER, detail: "only alice, whose commit made epoch 0, may publish its GroupInfo" } });
     // mallory's own group for #ops (another id) cannot take the conversation either.
     const mine = await MlsGroup.create(pm.client, "#ops");
-    const taken = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await mine.groupInfo() } }, "groupInfoResult");
+    const taken = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await mine.groupInfo()) } }, "groupInfoResult");
     expect(taken).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_BAD_CONVERSATION } });
     // A commit sent with a GroupInfo of another group (to plant it as #ops's) is refused whole.
     const upd = await ga.selfUpdate();

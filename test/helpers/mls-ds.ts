@@ -57,8 +57,8 @@ export async function must<C extends Answer>(s: RawSession, frame: RequestFrame,
 }
 
 /** Sends a commit (with the new epoch's GroupInfo when given); resolves with its CommitResult. */
-export async function sendCommit(s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = Buffer.alloc(0)): Promise<ResponseOf<"commitResult">> {
+export async function sendCommit(s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0)): Promise<ResponseOf<"commitResult">> {
   const requestId = nextRequestId++;
-  s.write({ $case: "sendCommit", value: { requestId, commit, groupInfo } });
+  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo) } });
   return s.next("commitResult", (r) => r.requestId === requestId);
 }

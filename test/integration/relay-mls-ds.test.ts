@@ -39,7 +39,7 @@ async function opsGroup(a: RawSession, b: RawSession, c: RawSession, people: { a
   await publish(b, [await makeKeyPackage(people.bob)]);
   await publish(c, [await makeKeyPackage(people.carol)]);
   const ga = await MlsGroup.create(people.alice.client, "#ops");
-  const created = await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await ga.groupInfo() } }, "groupInfoResult");
+  const created = await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
   expect(created).toMatchObject({ groupInfoEpoch: 0, currentEpoch: 0 });
   const kps = await claim(a, ["bob", "carol"]);
   expect(kps.missing).toEqual([]);
@@ -48,7 +48,7 @@ async function opsGroup(a: RawSession, b: RawSession, c: RawSession, people: { a
   expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
   ga.confirmCommit();
   // The committer publishes the new epoch's GroupInfo (for external joins).
-  await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await ga.groupInfo() } }, "groupInfoResult");
+  await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
   const gb = (await MlsGroup.joinFromWelcome(people.bob.client, pending.welcome!, pending.ratchetTree!, lookupOf(people.bob))).group;
   const gc = (await MlsGroup.joinFromWelcome(people.carol.client, pending.welcome!, pending.ratchetTree!, lookupOf(people.carol))).group;
   return { ga, gb, gc, groupId: Buffer.from(ga.groupId) };
@@ -170,7 +170,7 @@ describe("groups and commits", () => {
     const r2 = await sendCommit(loser.s, retry.commit);
     expect(r2).toMatchObject({ accepted: true, epoch: 2, currentEpoch: 3 });
     loser.g.confirmCommit();
-    await must(loser.s, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await loser.g.groupInfo() } }, "groupInfoResult");
+    await must(loser.s, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await loser.g.groupInfo()) } }, "groupInfoResult");
 
     // alice fetches both commits in order and ends in the same epoch as the others.
     const all = await must(a, { $case: "fetchCommits", value: { requestId: 0, groupId, fromEpoch: 1 } }, "commitList");
@@ -209,11 +209,11 @@ describe("groups and commits", () => {
     const upd = await gb.selfUpdate();
     expect(await sendCommit(b, upd.commit, await ga.groupInfo())).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE });
     // Only the committer of the current epoch replaces its GroupInfo.
-    const notMine = await ask(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await gb.groupInfo() } }, "groupInfoResult");
+    const notMine = await ask(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await gb.groupInfo()) } }, "groupInfoResult");
     expect(notMine).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_FORGED_SENDER, detail: "only alice, whose commit made epoch 1, may publish its GroupInfo" } });
     // A second group for a conversation that has one.
     const dup = await MlsGroup.create(people.bob.client, "#ops");
-    const taken = await ask(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: await dup.groupInfo() } }, "groupInfoResult");
+    const taken = await ask(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await dup.groupInfo()) } }, "groupInfoResult");
     expect(taken).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_BAD_CONVERSATION } });
     const unknown = await ask(c, { $case: "fetchGroupInfo", value: { requestId: 0, groupId: Buffer.alloc(0), conversationId: "#nowhere" } }, "groupInfoResult");
     expect(unknown).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_UNKNOWN_GROUP, detail: "this relay keeps no group for #nowhere" } });

@@ -19,13 +19,13 @@ import { checkKeyPackage, decodeKeyPackage, decodeMls, isLastResort } from "../p
 import { isMlsProtocolError } from "../protocol/mls/errors.js";
 import { conversationOfGroupId } from "../protocol/mls/group.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
-import { dmPeer, parseConversationId } from "../protocol/names.js";
+import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import type { RelayLimits } from "./limits.js";
 import type { RelayStore } from "./store.js";
-import type { StoredKeyPackageInput } from "./store/mls.js";
+import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
 
 /** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
 export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
@@ -35,6 +35,8 @@ export const MAX_ONE_TIME_KEY_PACKAGES = 100;
 export const MAX_CLAIM_USERS = 100;
 /** Groups one user may create (each is durable state the user makes the relay keep). */
 export const MAX_GROUPS_PER_USER = 1000;
+/** Usernames one commit's membership hint may name (added and removed together). */
+export const MAX_HINT_NAMES = 1000;
 /** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
 export const MAX_COMMITS_PER_FETCH = 64;
 
@@ -173,6 +175,7 @@ export class MlsDeliveryService {
     let groupId: Buffer;
     let epoch: number;
     let groupInfo: Buffer | undefined;
+    let hint: MembershipHint;
     try {
       const msg = mls(() => decodeMls(req.commit, "the commit"));
       if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
@@ -180,6 +183,8 @@ export class MlsDeliveryService {
       if (framing.contentType !== "commit") throw bad(`the commit is a ${framing.contentType} message, not a commit`);
       groupId = Buffer.from(framing.groupId);
       epoch = epochNumber(framing.epoch, "the commit");
+      const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
+      hint = this.checkHint(groupId, external, req.added, req.removed);
       if (req.groupInfo.length > 0) {
         const gi = this.parseGroupInfo(req.groupInfo);
         if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
@@ -189,11 +194,13 @@ export class MlsDeliveryService {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
     }
-    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, Buffer.from(req.commit), groupInfo);
+    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, Buffer.from(req.commit), groupInfo, hint);
     switch (out.kind) {
       case "accepted":
         this.d.logger.info("mls.commit.accepted", { user: me, epoch, bytes: req.commit.length });
         return { requestId: req.requestId, accepted: true, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", groupId, epoch, currentEpoch: epoch + 1, winner: "" };
+      case "not-a-member":
+        return refuse(new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record; join it by external commit or ask a member to add you"), groupId, epoch);
       case "unknown-group":
         return refuse(new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id; publish its GroupInfo first"), groupId, epoch);
       case "future-epoch":
@@ -206,11 +213,14 @@ export class MlsDeliveryService {
     }
   }
 
-  /** FetchCommits: accepted commits from an epoch on, bounded by count and half a frame of bytes. */
-  fetchCommits(req: FetchCommits): ResponseFrame {
+  /** FetchCommits (members by the hint only): accepted commits from an epoch on, bounded by count and half a frame of bytes. */
+  fetchCommits(user: DirectoryUser, req: FetchCommits): ResponseFrame {
     const groupId = Buffer.from(req.groupId);
     const g = this.d.store.mls.group(groupId);
     if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id");
+    if (!this.d.store.mls.isGroupMember(groupId, user.record.username)) {
+      throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record");
+    }
     const from = req.fromEpoch > Number.MAX_SAFE_INTEGER ? Number.MAX_SAFE_INTEGER : req.fromEpoch;
     const rows = this.d.store.mls.commitsFrom(groupId, from, MAX_COMMITS_PER_FETCH + 1);
     const budget = Math.floor(this.d.limits.maxFrameBytes / 2);
@@ -222,6 +232,23 @@ export class MlsDeliveryService {
       commits.push({ epoch: r.epoch, commit: r.commit, sender: r.sender });
     }
     return { $case: "commitList", value: { requestId: req.requestId, groupId, commits, currentEpoch: g.epoch, more: commits.length < rows.length } };
+  }
+
+  /**
+   * The membership hint of a commit: valid, distinct usernames, at most MAX_HINT_NAMES, nobody
+   * both added and removed; in a DM group only its two users. Unsigned: it decides delivery and
+   * who may commit, never who can read (the tree does).
+   */
+  private checkHint(groupId: Buffer, external: boolean, added: readonly string[], removed: readonly string[]): MembershipHint {
+    if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
+    const all = [...added, ...removed];
+    if (!all.every((u) => isValidUsername(u))) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit's added or removed names include an invalid username");
+    if (new Set(all).size !== all.length) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit names a user twice in added and removed");
+    const conv = mls(() => conversationOfGroupId(groupId));
+    if (conv.kind === "dm" && !added.every((u) => conv.members.includes(u))) {
+      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `a DM group holds only ${conv.members.join(" and ")}`);
+    }
+    return { external, added, removed };
   }
 
   private groupInfoResult(requestId: number, groupId: Buffer): ResponseFrame {

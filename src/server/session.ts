@@ -345,7 +345,7 @@ class AuthenticatedSession implements RoutedSession {
         case "sendCommit":
           return await this.reply({ $case: "commitResult", value: this.mlsDs.sendCommit(this.user, frame.value) });
         case "fetchCommits":
-          return await this.reply(this.mlsDs.fetchCommits(frame.value));
+          return await this.reply(this.mlsDs.fetchCommits(this.user, frame.value));
       }
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;

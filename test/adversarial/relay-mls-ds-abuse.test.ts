@@ -1,12 +1,13 @@
 // Hostile users against the relay's MLS Delivery Service (PROTOCOL-v2.md §6.1): a session may
 // publish KeyPackages for its own user and identity key only, create only groups of
-// conversations it can be in, and replace only the GroupInfo of an epoch its own commit made.
+// conversations it can be in, replace only the GroupInfo of an epoch its own commit made, and
+// commit to (or fetch the commits of) a group only as a member by the relay's hint.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { ask, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
+import { ask, lookupOf, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -69,11 +70,45 @@ describe("MLS Delivery Service abuse", () => {
     const mine = await MlsGroup.create(pm.client, "#ops");
     const taken = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await mine.groupInfo()) } }, "groupInfoResult");
     expect(taken).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_BAD_CONVERSATION } });
-    // A commit sent with a GroupInfo of another group (to plant it as #ops's) is refused whole.
+    // An outsider cannot take an epoch of alice's group (here with a genuine commit of alice's
+    // she got hold of: the relay cannot tell who made it, it knows who sends it), nor read its commits.
     const upd = await ga.selfUpdate();
+    expect(await sendCommit(m, upd.commit)).toMatchObject({
+      accepted: false, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER,
+      detail: "you are not a member of this group by the relay's record; join it by external commit or ask a member to add you",
+    });
+    const peek = await ask(m, { $case: "fetchCommits", value: { requestId: 0, groupId: Buffer.from(ga.groupId), fromEpoch: 0 } }, "commitList");
+    expect(peek).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_NOT_A_MEMBER } });
+    // A commit sent with a GroupInfo of another group (to plant it as #ops's) is refused whole.
     expect(await sendCommit(a, upd.commit, await mine.groupInfo())).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE });
     const gi = await must(a, { $case: "fetchGroupInfo", value: { requestId: 0, groupId: Buffer.alloc(0), conversationId: "#ops" } }, "groupInfoResult");
     expect(Buffer.from(gi.groupId).equals(Buffer.from(ga.groupId))).toBe(true);
     expect(gi.currentEpoch).toBe(0);
+    // alice's own commit still takes epoch 0.
+    expect(await sendCommit(a, upd.commit)).toMatchObject({ accepted: true, epoch: 0 });
+  });
+
+  it("a DM group's membership hint names only its two users; a removed member may no longer commit", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    const m = await relay.connect(mallory);
+    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
+    await must(b, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pb)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    const ga = await MlsGroup.create(pa.client, "dm:alice:bob");
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
+    const kp = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"] } }, "keyPackageList");
+    const add = await ga.addMembers([kp.entries[0]!.keyPackage], { expectUsernames: ["bob"] });
+    // alice's client would never say so, but a hint naming mallory in a DM is refused.
+    expect(await sendCommit(a, add.commit, undefined, { added: ["bob", "mallory"] })).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_CONVERSATION });
+    expect(await sendCommit(a, add.commit, undefined, { added: ["bob"] })).toMatchObject({ accepted: true, epoch: 0 });
+    ga.confirmCommit();
+    // mallory is no member; bob is, until a commit removes him from the hint.
+    const gb = (await MlsGroup.joinFromWelcome(pb.client, add.welcome!, add.ratchetTree!, lookupOf(pb))).group;
+    const ub = await gb.selfUpdate();
+    expect(await sendCommit(m, ub.commit)).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
+    const ua = await ga.selfUpdate();
+    expect(await sendCommit(a, ua.commit, undefined, { removed: ["bob"] })).toMatchObject({ accepted: true, epoch: 1 });
+    expect(await sendCommit(b, ub.commit)).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
   });
 });

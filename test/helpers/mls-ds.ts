@@ -57,8 +57,10 @@ export async function must<C extends Answer>(s: RawSession, frame: RequestFrame,
 }
 
 /** Sends a commit (with the new epoch's GroupInfo when given); resolves with its CommitResult. */
-export async function sendCommit(s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0)): Promise<ResponseOf<"commitResult">> {
+export async function sendCommit(
+  s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0), hint: { added?: string[]; removed?: string[] } = {},
+): Promise<ResponseOf<"commitResult">> {
   const requestId = nextRequestId++;
-  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo) } });
+  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo), added: hint.added ?? [], removed: hint.removed ?? [] } });
   return s.next("commitResult", (r) => r.requestId === requestId);
 }

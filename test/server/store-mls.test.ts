@@ -74,26 +74,35 @@ describe("groups and commits", () => {
     expect(s.groupsCreatedBy("alice")).toBe(1);
   });
 
-  it("accepts the first commit for the current epoch only, with its GroupInfo, and lists commits in order", () => {
+  it("accepts the first commit for the current epoch only, from members by the hint, with its GroupInfo, and lists commits in order", () => {
     const s = store.mls;
     s.createGroup(group(1, "#ops"));
-    expect(s.acceptCommit(gid(9), 0, "bob", Buffer.from("c"))).toEqual({ kind: "unknown-group" });
-    expect(s.acceptCommit(gid(1), 1, "bob", Buffer.from("c"))).toEqual({ kind: "future-epoch", current: 0 });
-    expect(s.acceptCommit(gid(1), 0, "bob", Buffer.from("b0"), Buffer.from("gi-b@1"))).toEqual({ kind: "accepted", epoch: 0 });
-    expect(s.acceptCommit(gid(1), 0, "carol", Buffer.from("c0"), Buffer.from("gi-c@1"))).toEqual({ kind: "epoch-taken", current: 1, winner: "bob" });
-    expect(s.group(gid(1))).toMatchObject({ epoch: 1, groupInfo: Buffer.from("gi-b@1"), groupInfoEpoch: 1 });
-    expect(s.acceptCommit(gid(1), 1, "carol", Buffer.from("c1"))).toEqual({ kind: "accepted", epoch: 1 });
+    expect(s.groupMembers(gid(1))).toEqual(["alice"]);
+    expect(s.acceptCommit(gid(9), 0, "alice", Buffer.from("c"))).toEqual({ kind: "unknown-group" });
+    expect(s.acceptCommit(gid(1), 0, "mallory", Buffer.from("m"))).toEqual({ kind: "not-a-member" });
+    expect(s.acceptCommit(gid(1), 1, "alice", Buffer.from("c"))).toEqual({ kind: "future-epoch", current: 0 });
+    const hint = { external: false, added: ["bob", "carol"], removed: [] };
+    expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("a0"), Buffer.from("gi-a@1"), hint)).toEqual({ kind: "accepted", epoch: 0 });
+    expect(s.groupMembers(gid(1))).toEqual(["alice", "bob", "carol"]);
+    expect(s.acceptCommit(gid(1), 0, "carol", Buffer.from("c0"), Buffer.from("gi-c@1"))).toEqual({ kind: "epoch-taken", current: 1, winner: "alice" });
+    expect(s.group(gid(1))).toMatchObject({ epoch: 1, groupInfo: Buffer.from("gi-a@1"), groupInfoEpoch: 1 });
+    expect(s.acceptCommit(gid(1), 1, "carol", Buffer.from("c1"), undefined, { external: false, added: [], removed: ["bob"] })).toEqual({ kind: "accepted", epoch: 1 });
     // Without a GroupInfo the group keeps the older one (its epoch says so).
     expect(s.group(gid(1))).toMatchObject({ epoch: 2, groupInfoEpoch: 1 });
+    expect(s.groupMembers(gid(1))).toEqual(["alice", "carol"]);
+    expect(s.acceptCommit(gid(1), 2, "bob", Buffer.from("b2"))).toEqual({ kind: "not-a-member" });
+    // An external commit needs no membership and makes its sender a member.
+    expect(s.acceptCommit(gid(1), 2, "dave", Buffer.from("d2"), undefined, { external: true, added: [], removed: [] })).toEqual({ kind: "accepted", epoch: 2 });
+    expect(s.isGroupMember(gid(1), "dave")).toBe(true);
     expect(s.commitsFrom(gid(1), 0, 10)).toEqual([
-      { epoch: 0, sender: "bob", commit: Buffer.from("b0") }, { epoch: 1, sender: "carol", commit: Buffer.from("c1") },
+      { epoch: 0, sender: "alice", commit: Buffer.from("a0") }, { epoch: 1, sender: "carol", commit: Buffer.from("c1") }, { epoch: 2, sender: "dave", commit: Buffer.from("d2") },
     ]);
-    expect(s.commitsFrom(gid(1), 1, 10).map((c) => c.epoch)).toEqual([1]);
+    expect(s.commitsFrom(gid(1), 1, 1).map((c) => c.epoch)).toEqual([1]);
   });
 
   it("the database itself refuses a second commit for one epoch", () => {
     store.mls.createGroup(group(1, "#ops"));
-    store.mls.acceptCommit(gid(1), 0, "bob", Buffer.from("b0"));
+    expect(store.mls.acceptCommit(gid(1), 0, "alice", Buffer.from("a0")).kind).toBe("accepted");
     const db = new DatabaseSync(join(dir, "relay.db"));
     try {
       expect(() => db.prepare("INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, 0, 'x', x'00', 0)").run(gid(1)))
@@ -106,12 +115,12 @@ describe("groups and commits", () => {
   it(`keeps the last ${COMMITS_KEPT_PER_GROUP} commits of a group`, () => {
     const s = store.mls;
     s.createGroup(group(1, "#ops"));
-    for (let e = 0; e < COMMITS_KEPT_PER_GROUP + 5; e++) expect(s.acceptCommit(gid(1), e, "bob", Buffer.from([e & 0xff])).kind).toBe("accepted");
+    for (let e = 0; e < COMMITS_KEPT_PER_GROUP + 5; e++) expect(s.acceptCommit(gid(1), e, "alice", Buffer.from([e & 0xff])).kind).toBe("accepted");
     const kept = s.commitsFrom(gid(1), 0, COMMITS_KEPT_PER_GROUP + 10);
     expect(kept).toHaveLength(COMMITS_KEPT_PER_GROUP);
     expect(kept[0]!.epoch).toBe(5);
     // A commit for a dropped epoch is still refused (the group is past it).
-    expect(s.acceptCommit(gid(1), 0, "carol", Buffer.from("late"))).toEqual({ kind: "epoch-taken", current: COMMITS_KEPT_PER_GROUP + 5, winner: undefined });
+    expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("late"))).toEqual({ kind: "epoch-taken", current: COMMITS_KEPT_PER_GROUP + 5, winner: undefined });
   });
 });
 
@@ -125,7 +134,7 @@ describe("an existing database", () => {
     old.joinRoom("#ops", "alice");
     old.close();
     const raw = new DatabaseSync(path);
-    raw.exec("DROP TABLE mls_key_packages; DROP TABLE mls_groups; DROP TABLE mls_commits;");
+    raw.exec("DROP TABLE mls_key_packages; DROP TABLE mls_groups; DROP TABLE mls_group_members; DROP TABLE mls_commits;");
     expect(raw.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name LIKE 'mls_%'").get()).toEqual({ n: 0 });
     raw.close();
 

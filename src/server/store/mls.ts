@@ -42,9 +42,19 @@ export interface CommitRecord {
 export type CommitOutcome =
   | { readonly kind: "accepted"; readonly epoch: number }
   | { readonly kind: "unknown-group" }
+  /** The sender is not a member by the relay's hint (and the commit is not an external join). */
+  | { readonly kind: "not-a-member" }
   /** Another commit holds that epoch (`winner` sent it), or the group is past it. */
   | { readonly kind: "epoch-taken"; readonly current: number; readonly winner: string | undefined }
   | { readonly kind: "future-epoch"; readonly current: number };
+
+/** The membership hint a commit carries (PROTOCOL-v2.md §5): unsigned, for delivery and who may commit. */
+export interface MembershipHint {
+  /** An external commit: its sender joins by it (and needs no membership before). */
+  readonly external: boolean;
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+}
 
 export type CreateGroupOutcome = "created" | "group-exists" | "conversation-taken";
 
@@ -72,6 +82,10 @@ function prepareMlsStatements(db: DatabaseSync) {
                  VALUES (?, ?, ?, ?, ?, ?, ?)`),
     groupSetEpoch: p(`UPDATE mls_groups SET epoch = ? WHERE group_id = ?`),
     groupSetInfo: p(`UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?`),
+    memberPut: p(`INSERT INTO mls_group_members (group_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING`),
+    memberDelete: p(`DELETE FROM mls_group_members WHERE group_id = ? AND username = ?`),
+    memberGet: p(`SELECT 1 AS hit FROM mls_group_members WHERE group_id = ? AND username = ?`),
+    membersOf: p(`SELECT username FROM mls_group_members WHERE group_id = ? ORDER BY username`),
     commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, ?, ?, ?, ?)
                   ON CONFLICT (group_id, epoch) DO NOTHING`),
     commitGet: p(`SELECT sender FROM mls_commits WHERE group_id = ? AND epoch = ?`),
@@ -170,8 +184,19 @@ export class MlsDeliveryStore {
       if (this.s.groupGet.get(g.groupId) !== undefined) return "group-exists";
       if (this.s.groupByConversation.get(g.conversationId) !== undefined) return "conversation-taken";
       this.s.groupPut.run(g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock());
+      this.s.memberPut.run(g.groupId, g.creator);
       return "created";
     });
+  }
+
+  /** Whether the relay's hint counts the user as a member of the group. */
+  isGroupMember(groupId: Buffer, username: string): boolean {
+    return this.s.memberGet.get(groupId, username) !== undefined;
+  }
+
+  /** The group's members by the relay's hint (creator, then as commits said), sorted. */
+  groupMembers(groupId: Buffer): string[] {
+    return (this.s.membersOf.all(groupId) as Row[]).map((r) => str(r.username));
   }
 
   /** Replaces a group's GroupInfo (the caller checked who and which epoch). */
@@ -188,17 +213,23 @@ export class MlsDeliveryStore {
   /**
    * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet
    * (the primary key decides, in one transaction with the epoch's advance and the new
-   * GroupInfo, when given, which must be for epoch + 1).
+   * GroupInfo, when given, which must be for epoch + 1). Only a member by the hint may commit,
+   * unless the commit is an external join; the hint is updated with the commit.
    */
-  acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer): CommitOutcome {
+  acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
+    hint: MembershipHint = { external: false, added: [], removed: [] }): CommitOutcome {
     return this.transaction((): CommitOutcome => {
       const r = this.s.groupGet.get(groupId) as Row | undefined;
       if (r === undefined) return { kind: "unknown-group" };
+      if (!hint.external && !this.isGroupMember(groupId, sender)) return { kind: "not-a-member" };
       const current = num(r.epoch);
       if (epoch > current) return { kind: "future-epoch", current };
       const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
       if (!inserted) return { kind: "epoch-taken", current, winner: this.commitSender(groupId, epoch) };
       this.s.groupSetEpoch.run(epoch + 1, groupId);
+      if (hint.external) this.s.memberPut.run(groupId, sender);
+      for (const u of hint.added) this.s.memberPut.run(groupId, u);
+      for (const u of hint.removed) this.s.memberDelete.run(groupId, u);
       if (groupInfo !== undefined) this.s.groupSetInfo.run(groupInfo, epoch + 1, groupId);
       if (epoch + 1 > COMMITS_KEPT_PER_GROUP) this.s.commitsTrim.run(groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP);
       return { kind: "accepted", epoch };

@@ -105,6 +105,12 @@ CREATE TABLE IF NOT EXISTS mls_groups (
   created_at_ms    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS mls_groups_by_creator ON mls_groups (creator);
+-- The membership hint: who may commit and fetch commits (never who can read: that is the tree).
+CREATE TABLE IF NOT EXISTS mls_group_members (
+  group_id BLOB NOT NULL,
+  username TEXT NOT NULL,
+  PRIMARY KEY (group_id, username)
+) STRICT, WITHOUT ROWID;
 -- The first commit for an epoch wins: the primary key refuses a second one.
 CREATE TABLE IF NOT EXISTS mls_commits (
   group_id       BLOB NOT NULL,

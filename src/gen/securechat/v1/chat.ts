@@ -742,6 +742,13 @@ export interface SendCommit {
   requestId: number;
   commit: Buffer;
   groupInfo: Buffer;
+  /**
+   * The relay's membership hint (PROTOCOL-v2.md §5): the usernames this commit adds and removes,
+   * as the committer says (unsigned). The relay lets only hinted members commit (an external
+   * commit hints its sender in) and fetch commits; it never decides who can read.
+   */
+  added: string[];
+  removed: string[];
 }
 
 /**
@@ -5874,7 +5881,7 @@ export const GroupInfoResult: MessageFns<GroupInfoResult> = {
 };
 
 function createBaseSendCommit(): SendCommit {
-  return { requestId: 0, commit: Buffer.alloc(0), groupInfo: Buffer.alloc(0) };
+  return { requestId: 0, commit: Buffer.alloc(0), groupInfo: Buffer.alloc(0), added: [], removed: [] };
 }
 
 export const SendCommit: MessageFns<SendCommit> = {
@@ -5887,6 +5894,12 @@ export const SendCommit: MessageFns<SendCommit> = {
     }
     if (message.groupInfo.length !== 0) {
       writer.uint32(26).bytes(message.groupInfo);
+    }
+    for (const v of message.added) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -5928,6 +5941,22 @@ export const SendCommit: MessageFns<SendCommit> = {
             message.groupInfo = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.added.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5953,6 +5982,8 @@ export const SendCommit: MessageFns<SendCommit> = {
         : isSet(object.group_info)
         ? Buffer.from(bytesFromBase64(object.group_info))
         : Buffer.alloc(0),
+      added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -5967,6 +5998,12 @@ export const SendCommit: MessageFns<SendCommit> = {
     if (message.groupInfo.length !== 0) {
       obj.groupInfo = base64FromBytes(message.groupInfo);
     }
+    if (message.added?.length) {
+      obj.added = message.added;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
     return obj;
   },
 
@@ -5978,6 +6015,8 @@ export const SendCommit: MessageFns<SendCommit> = {
     message.requestId = object.requestId ?? 0;
     message.commit = object.commit ?? Buffer.alloc(0);
     message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
+    message.added = object.added?.map((e) => e) || [];
+    message.removed = object.removed?.map((e) => e) || [];
     return message;
   },
 };

@@ -15,7 +15,7 @@ import { FuzzTally, fuzzParams, fuzzSeed } from "../helpers/fuzz-protobuf.js";
 import { isCleanSentence } from "../helpers/fuzz-relay.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { ask, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
-import type { RawSession } from "../helpers/raw-session.js";
+import type { RawSession, RequestFrame } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 const SEED = fuzzSeed(0x5eed_0012);
@@ -83,16 +83,17 @@ describe("mutated MLS messages through the Delivery Service", () => {
           expect(isCleanSentence(r.detail), r.detail).toBe(true);
         }
       } else {
-        const frame = what === "publishKeyPackages"
-          ? { $case: what, value: { requestId: 0, oneTime: [mutate(bases.keyPackage, ms)], lastResort: Buffer.alloc(0) } } as const
-          : { $case: what, value: { requestId: 0, groupInfo: mutate(bases.groupInfo, ms) } } as const;
+        const kp = mutate(bases.keyPackage, ms);
+        const frame: RequestFrame = what === "publishKeyPackages"
+          ? { $case: what, value: { requestId: 0, oneTime: [kp], lastResort: Buffer.alloc(0) } }
+          : { $case: what, value: { requestId: 0, groupInfo: mutate(bases.groupInfo, ms) } };
         const r = await ask(session, frame, what === "publishKeyPackages" ? "keyPackageStatus" : "groupInfoResult");
         const got = r.ok ? "ok" as const : r.value;
         if (got === "ok") {
           tally.add(what, "ACCEPTED");
           if (what === "publishKeyPackages") {
             // What the relay stored still decodes and names mallory under her bound key.
-            const id = checkKeyPackage(decodeKeyPackage(frame.value.oneTime[0]!), "mallory", Math.floor(Date.now() / 1000));
+            const id = checkKeyPackage(decodeKeyPackage(kp), "mallory", Math.floor(Date.now() / 1000));
             expect(id.identitySpki.equals(sigSpki)).toBe(true);
           }
         } else {

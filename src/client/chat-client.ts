@@ -245,6 +245,12 @@ export class ChatClient implements ChatSession {
       case "pong":
       case "challenge":
       case "welcome":
+      // MLS Delivery Service answers (PROTOCOL-v2.md §6.1): this v1 client asks for none.
+      case "keyPackageStatus":
+      case "keyPackageList":
+      case "groupInfoResult":
+      case "commitResult":
+      case "commitList":
         return;
       default: {
         const never: never = frame;

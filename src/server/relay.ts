@@ -332,6 +332,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const purgeExpired = (): PurgeResult => {
     const result = store.purgeOlderThan(clock() - limits.retentionMs);
     if (result.queueRows > 0 || result.acceptedIds > 0) logger.info("queue.purged", { ...result });
+    const keyPackages = store.mls.purgeExpiredKeyPackages();
+    if (keyPackages > 0) logger.info("mls.key_packages.purged", { keyPackages });
     return result;
   };
   const purgeSafely = (): void => {

@@ -23,6 +23,7 @@ import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf } fro
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
+import { MlsDeliveryService } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
 import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
@@ -84,9 +85,12 @@ class AuthenticatedSession implements RoutedSession {
   /** The in-order second half of admissions (after each signature check). */
   private admissions: Promise<void> = Promise.resolve();
   private sendBytesInFlight = 0;
+  /** The MLS Delivery Service requests (mls-ds.ts). */
+  private readonly mlsDs: MlsDeliveryService;
 
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
     const { limits } = deps;
+    this.mlsDs = new MlsDeliveryService({ store: deps.store, limits, clock: deps.clock, logger: deps.logger });
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
@@ -166,6 +170,13 @@ class AuthenticatedSession implements RoutedSession {
         return this.roomRequest(frame);
       case "lookupKeys":
         return this.lookupKeys(frame.value);
+      case "publishKeyPackages":
+      case "claimKeyPackages":
+      case "publishGroupInfo":
+      case "fetchGroupInfo":
+      case "sendCommit":
+      case "fetchCommits":
+        return this.mlsRequest(frame);
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);
@@ -306,6 +317,44 @@ class AuthenticatedSession implements RoutedSession {
     this.deps.committer.ack(this.username, req.seqs);
     this.deps.logger.debug("ack", { user: this.username, seqs: req.seqs.length });
     this.pump.acked(req.seqs);
+  }
+
+  /**
+   * The MLS Delivery Service requests (PROTOCOL-v2.md §6.1). Writes take a token of the sending
+   * bucket, fetches one of the lookup bucket, before any check. A refusal is a RequestError, except
+   * for SendCommit, always answered by a CommitResult.
+   */
+  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" }>): Promise<void> {
+    const { deps } = this;
+    const requestId = frame.value.requestId;
+    const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
+    try {
+      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock())) {
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
+          `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
+      }
+      switch (frame.$case) {
+        case "publishKeyPackages":
+          return await this.reply(this.mlsDs.publishKeyPackages(this.user, frame.value));
+        case "claimKeyPackages":
+          return await this.reply(this.mlsDs.claimKeyPackages(this.user, frame.value));
+        case "publishGroupInfo":
+          return await this.reply(this.mlsDs.publishGroupInfo(this.user, frame.value));
+        case "fetchGroupInfo":
+          return await this.reply(this.mlsDs.fetchGroupInfo(frame.value));
+        case "sendCommit":
+          return await this.reply({ $case: "commitResult", value: this.mlsDs.sendCommit(this.user, frame.value) });
+        case "fetchCommits":
+          return await this.reply(this.mlsDs.fetchCommits(this.user, frame.value));
+      }
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      deps.logger.info("mls.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
+      if (frame.$case === "sendCommit") {
+        return this.reply({ $case: "commitResult", value: { requestId, accepted: false, code: e.code, detail: e.message, groupId: Buffer.alloc(0), epoch: 0, currentEpoch: 0, winner: "" } });
+      }
+      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
+    }
   }
 
   private async roomRequest(frame: Extract<RequestFrame, { $case: "joinRoom" | "leaveRoom" | "listRooms" | "listMembers" }>): Promise<void> {

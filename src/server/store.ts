@@ -18,12 +18,14 @@ import { Bindings, type BindOutcome, type UserRecord } from "./store/bindings.js
 import {
   Queues, type AckRequest, type EnqueueOutcome, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
 } from "./store/queues.js";
+import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
 import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Transaction } from "./store/schema.js";
 
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
 export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "./store/queues.js";
 export type { RoomSummaryRecord } from "./store/rooms.js";
+export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsDeliveryStore, MlsGroupRecord } from "./store/mls.js";
 export { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode, walAllowanceFor } from "./store/schema.js";
 
 export interface RelayStore {
@@ -82,6 +84,9 @@ export interface RelayStore {
   roomsOf(username: string): string[];
   allRooms(): RoomSummaryRecord[];
 
+  /** The MLS Delivery Service's KeyPackages, groups and commits (store/mls.ts). */
+  readonly mls: MlsDeliveryStore;
+
   close(): void;
 }
 
@@ -119,6 +124,7 @@ class SqliteStore implements RelayStore {
   private readonly bindings: Bindings;
   private readonly queues: Queues;
   private readonly rooms: Memberships;
+  readonly mls: MlsDeliveryStore;
 
   constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number) {
     this.transaction = transactionOn(db);
@@ -126,6 +132,7 @@ class SqliteStore implements RelayStore {
     this.queues = new Queues(c, recentBudget);
     this.bindings = new Bindings(c, (username) => this.queues.forgetUsage(username));
     this.rooms = new Memberships(c);
+    this.mls = new MlsDeliveryStore(c);
     this.relayId = loadRelayId(db, this.transaction);
   }
 
@@ -152,6 +159,8 @@ class SqliteStore implements RelayStore {
       this.queues.dropQueueLocked(username);
       // A new owner of the name must not inherit the old owner's rooms.
       for (const room of this.rooms.roomsOf(username)) this.rooms.leaveRoomLocked(room, username);
+      // Its KeyPackages name the old key: nobody may be added with them any more.
+      this.mls.dropKeyPackagesLocked(username);
       return true;
     });
     this.queues.forgetUsage(username);

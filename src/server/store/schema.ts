@@ -79,6 +79,49 @@ CREATE TABLE IF NOT EXISTS room_members (
 CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members (username, room);
 `;
 
+// The MLS Delivery Service's tables (store/mls.ts, PROTOCOL-v2.md §6.1). Added after schema
+// version 1 without changing it: CREATE ... IF NOT EXISTS makes an existing database gain them
+// at its next open, and nothing in the v1 tables changes.
+const MLS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS mls_key_packages (
+  id            INTEGER PRIMARY KEY,
+  username      TEXT NOT NULL,
+  ref           BLOB NOT NULL UNIQUE,
+  key_package   BLOB NOT NULL,
+  last_resort   INTEGER NOT NULL,
+  not_after_ms  INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS mls_key_packages_by_user ON mls_key_packages (username, last_resort, id);
+-- One last-resort KeyPackage per user, by the database.
+CREATE UNIQUE INDEX IF NOT EXISTS mls_last_resort_per_user ON mls_key_packages (username) WHERE last_resort = 1;
+CREATE TABLE IF NOT EXISTS mls_groups (
+  group_id         BLOB PRIMARY KEY,
+  conversation_id  TEXT NOT NULL UNIQUE,
+  creator          TEXT NOT NULL,
+  epoch            INTEGER NOT NULL,
+  group_info       BLOB NOT NULL,
+  group_info_epoch INTEGER NOT NULL,
+  created_at_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS mls_groups_by_creator ON mls_groups (creator);
+-- The membership hint: who may commit and fetch commits (never who can read: that is the tree).
+CREATE TABLE IF NOT EXISTS mls_group_members (
+  group_id BLOB NOT NULL,
+  username TEXT NOT NULL,
+  PRIMARY KEY (group_id, username)
+) STRICT, WITHOUT ROWID;
+-- The first commit for an epoch wins: the primary key refuses a second one.
+CREATE TABLE IF NOT EXISTS mls_commits (
+  group_id       BLOB NOT NULL,
+  epoch          INTEGER NOT NULL,
+  sender         TEXT NOT NULL,
+  commit_msg     BLOB NOT NULL,
+  accepted_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (group_id, epoch)
+) STRICT, WITHOUT ROWID;
+`;
+
 export type Row = Record<string, unknown>;
 
 export function buf(v: unknown): Buffer {
@@ -125,6 +168,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
+    db.exec(MLS_SCHEMA);
     if (options.maxBytes !== undefined) {
       // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
       // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds

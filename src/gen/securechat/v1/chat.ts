@@ -160,6 +160,14 @@ export enum ErrorCode {
   ERROR_CODE_BAD_TIMESTAMP = 23,
   /** ERROR_CODE_KEY_NAME_LIMIT - The signing key already owns as many usernames as the relay allows (PROTOCOL.md §8). */
   ERROR_CODE_KEY_NAME_LIMIT = 24,
+  /** ERROR_CODE_EPOCH_TAKEN - MLS (PROTOCOL-v2.md §6.1): another commit was accepted first for that epoch; fetch it. */
+  ERROR_CODE_EPOCH_TAKEN = 25,
+  /** ERROR_CODE_UNKNOWN_GROUP - MLS: the relay keeps no group with that id (or no group for that conversation). */
+  ERROR_CODE_UNKNOWN_GROUP = 26,
+  /** ERROR_CODE_BAD_MLS_MESSAGE - MLS: the bytes are not an MLS message of the expected kind, suite, group or epoch. */
+  ERROR_CODE_BAD_MLS_MESSAGE = 27,
+  /** ERROR_CODE_MLS_LIMIT - MLS: the user already keeps as many KeyPackages (or groups) on the relay as it allows. */
+  ERROR_CODE_MLS_LIMIT = 28,
   UNRECOGNIZED = -1,
 }
 
@@ -240,6 +248,18 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 24:
     case "ERROR_CODE_KEY_NAME_LIMIT":
       return ErrorCode.ERROR_CODE_KEY_NAME_LIMIT;
+    case 25:
+    case "ERROR_CODE_EPOCH_TAKEN":
+      return ErrorCode.ERROR_CODE_EPOCH_TAKEN;
+    case 26:
+    case "ERROR_CODE_UNKNOWN_GROUP":
+      return ErrorCode.ERROR_CODE_UNKNOWN_GROUP;
+    case 27:
+    case "ERROR_CODE_BAD_MLS_MESSAGE":
+      return ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE;
+    case 28:
+    case "ERROR_CODE_MLS_LIMIT":
+      return ErrorCode.ERROR_CODE_MLS_LIMIT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -299,6 +319,14 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_BAD_TIMESTAMP";
     case ErrorCode.ERROR_CODE_KEY_NAME_LIMIT:
       return "ERROR_CODE_KEY_NAME_LIMIT";
+    case ErrorCode.ERROR_CODE_EPOCH_TAKEN:
+      return "ERROR_CODE_EPOCH_TAKEN";
+    case ErrorCode.ERROR_CODE_UNKNOWN_GROUP:
+      return "ERROR_CODE_UNKNOWN_GROUP";
+    case ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE:
+      return "ERROR_CODE_BAD_MLS_MESSAGE";
+    case ErrorCode.ERROR_CODE_MLS_LIMIT:
+      return "ERROR_CODE_MLS_LIMIT";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -318,6 +346,14 @@ export interface SessionRequest {
     | { $case: "listMembers"; value: ListMembers }
     | { $case: "ping"; value: Ping }
     | { $case: "lookupKeys"; value: LookupKeys }
+    | //
+    /** The MLS Delivery Service (PROTOCOL-v2.md §6.1). */
+    { $case: "publishKeyPackages"; value: PublishKeyPackages }
+    | { $case: "claimKeyPackages"; value: ClaimKeyPackages }
+    | { $case: "publishGroupInfo"; value: PublishGroupInfo }
+    | { $case: "fetchGroupInfo"; value: FetchGroupInfo }
+    | { $case: "sendCommit"; value: SendCommit }
+    | { $case: "fetchCommits"; value: FetchCommits }
     | undefined;
 }
 
@@ -407,6 +443,13 @@ export interface SessionResponse {
     | { $case: "notice"; value: Notice }
     | { $case: "directoryUpdate"; value: DirectoryUpdate }
     | { $case: "keyList"; value: KeyList }
+    | //
+    /** The MLS Delivery Service (PROTOCOL-v2.md §6.1). */
+    { $case: "keyPackageStatus"; value: KeyPackageStatus }
+    | { $case: "keyPackageList"; value: KeyPackageList }
+    | { $case: "groupInfoResult"; value: GroupInfoResult }
+    | { $case: "commitResult"; value: CommitResult }
+    | { $case: "commitList"; value: CommitList }
     | undefined;
 }
 
@@ -621,6 +664,133 @@ export interface KeyWrap {
   wrappedKey: Buffer;
 }
 
+/**
+ * Uploads this session user's KeyPackages (MLSMessage bytes, wireformat mls_key_package). Each
+ * must name the session's user and identity key in its credential. one_time ones are added;
+ * last_resort (optional, marked with the last_resort extension) replaces the one kept before.
+ */
+export interface PublishKeyPackages {
+  requestId: number;
+  oneTime: Buffer[];
+  lastResort: Buffer;
+}
+
+/** Answer to PublishKeyPackages: what the relay now keeps for the user. */
+export interface KeyPackageStatus {
+  requestId: number;
+  oneTimeLeft: number;
+  lastResortPresent: boolean;
+}
+
+/**
+ * Takes one KeyPackage of each user named: a one-time one (handed out once, then deleted), or
+ * the last-resort one (kept) when none is left.
+ */
+export interface ClaimKeyPackages {
+  requestId: number;
+  usernames: string[];
+}
+
+export interface UserKeyPackage {
+  username: string;
+  keyPackage: Buffer;
+  lastResort: boolean;
+}
+
+/** Answer to ClaimKeyPackages. `missing`: users named that have no KeyPackage on this relay. */
+export interface KeyPackageList {
+  requestId: number;
+  entries: UserKeyPackage[];
+  missing: string[];
+}
+
+/**
+ * Registers a new group (its GroupInfo at its first epoch: the session's user is its creator),
+ * or replaces a known group's GroupInfo by the one of its current epoch (only by the user whose
+ * commit made that epoch, or the creator before any commit).
+ */
+export interface PublishGroupInfo {
+  requestId: number;
+  groupInfo: Buffer;
+}
+
+/** The newest GroupInfo of a group, by its id or by its conversation id (exactly one of them). */
+export interface FetchGroupInfo {
+  requestId: number;
+  groupId: Buffer;
+  conversationId: string;
+}
+
+export interface GroupInfoResult {
+  requestId: number;
+  groupId: Buffer;
+  groupInfo: Buffer;
+  /**
+   * The epoch of that GroupInfo and the group's current epoch (the same unless a committer
+   * has not published the new one).
+   */
+  groupInfoEpoch: number;
+  currentEpoch: number;
+}
+
+/**
+ * A commit (PublicMessage or PrivateMessage with content type commit) for the group's current
+ * epoch; group id and epoch are read from its MLS framing. group_info (optional) is the new
+ * epoch's GroupInfo, kept with the commit in the same transaction.
+ */
+export interface SendCommit {
+  requestId: number;
+  commit: Buffer;
+  groupInfo: Buffer;
+  /**
+   * The relay's membership hint (PROTOCOL-v2.md §5): the usernames this commit adds and removes,
+   * as the committer says (unsigned). The relay lets only hinted members commit (an external
+   * commit hints its sender in) and fetch commits; it never decides who can read.
+   */
+  added: string[];
+  removed: string[];
+}
+
+/**
+ * Answer to SendCommit. Accepted: `epoch` is the epoch the commit was for, `current_epoch` the
+ * new one (epoch + 1). Refused with EPOCH_TAKEN: `epoch` is the epoch asked for, whose winning
+ * commit (by `winner`) can be fetched with FetchCommits from that epoch; `current_epoch` is where
+ * the group is now.
+ */
+export interface CommitResult {
+  requestId: number;
+  accepted: boolean;
+  code: ErrorCode;
+  detail: string;
+  groupId: Buffer;
+  epoch: number;
+  currentEpoch: number;
+  winner: string;
+}
+
+/** The accepted commits of a group from `from_epoch` on, in epoch order (at most a frame's worth). */
+export interface FetchCommits {
+  requestId: number;
+  groupId: Buffer;
+  fromEpoch: number;
+}
+
+export interface GroupCommit {
+  epoch: number;
+  commit: Buffer;
+  /** The session user who sent it, as the relay authenticated it. */
+  sender: string;
+}
+
+export interface CommitList {
+  requestId: number;
+  groupId: Buffer;
+  commits: GroupCommit[];
+  currentEpoch: number;
+  /** True when more commits follow the last one listed (ask again from there). */
+  more: boolean;
+}
+
 function createBaseSessionRequest(): SessionRequest {
   return { frame: undefined };
 }
@@ -657,6 +827,24 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         break;
       case "lookupKeys":
         LookupKeys.encode(message.frame.value, writer.uint32(82).fork()).join();
+        break;
+      case "publishKeyPackages":
+        PublishKeyPackages.encode(message.frame.value, writer.uint32(90).fork()).join();
+        break;
+      case "claimKeyPackages":
+        ClaimKeyPackages.encode(message.frame.value, writer.uint32(98).fork()).join();
+        break;
+      case "publishGroupInfo":
+        PublishGroupInfo.encode(message.frame.value, writer.uint32(106).fork()).join();
+        break;
+      case "fetchGroupInfo":
+        FetchGroupInfo.encode(message.frame.value, writer.uint32(114).fork()).join();
+        break;
+      case "sendCommit":
+        SendCommit.encode(message.frame.value, writer.uint32(122).fork()).join();
+        break;
+      case "fetchCommits":
+        FetchCommits.encode(message.frame.value, writer.uint32(130).fork()).join();
         break;
     }
     return writer;
@@ -755,6 +943,54 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.frame = { $case: "lookupKeys", value: LookupKeys.decode(reader, reader.uint32()) };
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.frame = { $case: "publishKeyPackages", value: PublishKeyPackages.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.frame = { $case: "claimKeyPackages", value: ClaimKeyPackages.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.frame = { $case: "publishGroupInfo", value: PublishGroupInfo.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.frame = { $case: "fetchGroupInfo", value: FetchGroupInfo.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.frame = { $case: "sendCommit", value: SendCommit.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.frame = { $case: "fetchCommits", value: FetchCommits.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -799,6 +1035,30 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "lookupKeys", value: LookupKeys.fromJSON(object.lookupKeys) }
         : isSet(object.lookup_keys)
         ? { $case: "lookupKeys", value: LookupKeys.fromJSON(object.lookup_keys) }
+        : isSet(object.publishKeyPackages)
+        ? { $case: "publishKeyPackages", value: PublishKeyPackages.fromJSON(object.publishKeyPackages) }
+        : isSet(object.publish_key_packages)
+        ? { $case: "publishKeyPackages", value: PublishKeyPackages.fromJSON(object.publish_key_packages) }
+        : isSet(object.claimKeyPackages)
+        ? { $case: "claimKeyPackages", value: ClaimKeyPackages.fromJSON(object.claimKeyPackages) }
+        : isSet(object.claim_key_packages)
+        ? { $case: "claimKeyPackages", value: ClaimKeyPackages.fromJSON(object.claim_key_packages) }
+        : isSet(object.publishGroupInfo)
+        ? { $case: "publishGroupInfo", value: PublishGroupInfo.fromJSON(object.publishGroupInfo) }
+        : isSet(object.publish_group_info)
+        ? { $case: "publishGroupInfo", value: PublishGroupInfo.fromJSON(object.publish_group_info) }
+        : isSet(object.fetchGroupInfo)
+        ? { $case: "fetchGroupInfo", value: FetchGroupInfo.fromJSON(object.fetchGroupInfo) }
+        : isSet(object.fetch_group_info)
+        ? { $case: "fetchGroupInfo", value: FetchGroupInfo.fromJSON(object.fetch_group_info) }
+        : isSet(object.sendCommit)
+        ? { $case: "sendCommit", value: SendCommit.fromJSON(object.sendCommit) }
+        : isSet(object.send_commit)
+        ? { $case: "sendCommit", value: SendCommit.fromJSON(object.send_commit) }
+        : isSet(object.fetchCommits)
+        ? { $case: "fetchCommits", value: FetchCommits.fromJSON(object.fetchCommits) }
+        : isSet(object.fetch_commits)
+        ? { $case: "fetchCommits", value: FetchCommits.fromJSON(object.fetch_commits) }
         : undefined,
     };
   },
@@ -825,6 +1085,18 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.ping = Ping.toJSON(message.frame.value);
     } else if (message.frame?.$case === "lookupKeys") {
       obj.lookupKeys = LookupKeys.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "publishKeyPackages") {
+      obj.publishKeyPackages = PublishKeyPackages.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "claimKeyPackages") {
+      obj.claimKeyPackages = ClaimKeyPackages.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "publishGroupInfo") {
+      obj.publishGroupInfo = PublishGroupInfo.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "fetchGroupInfo") {
+      obj.fetchGroupInfo = FetchGroupInfo.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "sendCommit") {
+      obj.sendCommit = SendCommit.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "fetchCommits") {
+      obj.fetchCommits = FetchCommits.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -892,6 +1164,42 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "lookupKeys": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "lookupKeys", value: LookupKeys.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "publishKeyPackages": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "publishKeyPackages", value: PublishKeyPackages.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "claimKeyPackages": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "claimKeyPackages", value: ClaimKeyPackages.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "publishGroupInfo": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "publishGroupInfo", value: PublishGroupInfo.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "fetchGroupInfo": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "fetchGroupInfo", value: FetchGroupInfo.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "sendCommit": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "sendCommit", value: SendCommit.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "fetchCommits": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "fetchCommits", value: FetchCommits.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1834,6 +2142,21 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "keyList":
         KeyList.encode(message.frame.value, writer.uint32(114).fork()).join();
         break;
+      case "keyPackageStatus":
+        KeyPackageStatus.encode(message.frame.value, writer.uint32(122).fork()).join();
+        break;
+      case "keyPackageList":
+        KeyPackageList.encode(message.frame.value, writer.uint32(130).fork()).join();
+        break;
+      case "groupInfoResult":
+        GroupInfoResult.encode(message.frame.value, writer.uint32(138).fork()).join();
+        break;
+      case "commitResult":
+        CommitResult.encode(message.frame.value, writer.uint32(146).fork()).join();
+        break;
+      case "commitList":
+        CommitList.encode(message.frame.value, writer.uint32(154).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1947,6 +2270,46 @@ export const SessionResponse: MessageFns<SessionResponse> = {
             message.frame = { $case: "keyList", value: KeyList.decode(reader, reader.uint32()) };
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.frame = { $case: "keyPackageStatus", value: KeyPackageStatus.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.frame = { $case: "keyPackageList", value: KeyPackageList.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.frame = { $case: "groupInfoResult", value: GroupInfoResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.frame = { $case: "commitResult", value: CommitResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.frame = { $case: "commitList", value: CommitList.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1997,6 +2360,26 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         ? { $case: "keyList", value: KeyList.fromJSON(object.keyList) }
         : isSet(object.key_list)
         ? { $case: "keyList", value: KeyList.fromJSON(object.key_list) }
+        : isSet(object.keyPackageStatus)
+        ? { $case: "keyPackageStatus", value: KeyPackageStatus.fromJSON(object.keyPackageStatus) }
+        : isSet(object.key_package_status)
+        ? { $case: "keyPackageStatus", value: KeyPackageStatus.fromJSON(object.key_package_status) }
+        : isSet(object.keyPackageList)
+        ? { $case: "keyPackageList", value: KeyPackageList.fromJSON(object.keyPackageList) }
+        : isSet(object.key_package_list)
+        ? { $case: "keyPackageList", value: KeyPackageList.fromJSON(object.key_package_list) }
+        : isSet(object.groupInfoResult)
+        ? { $case: "groupInfoResult", value: GroupInfoResult.fromJSON(object.groupInfoResult) }
+        : isSet(object.group_info_result)
+        ? { $case: "groupInfoResult", value: GroupInfoResult.fromJSON(object.group_info_result) }
+        : isSet(object.commitResult)
+        ? { $case: "commitResult", value: CommitResult.fromJSON(object.commitResult) }
+        : isSet(object.commit_result)
+        ? { $case: "commitResult", value: CommitResult.fromJSON(object.commit_result) }
+        : isSet(object.commitList)
+        ? { $case: "commitList", value: CommitList.fromJSON(object.commitList) }
+        : isSet(object.commit_list)
+        ? { $case: "commitList", value: CommitList.fromJSON(object.commit_list) }
         : undefined,
     };
   },
@@ -2027,6 +2410,16 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       obj.directoryUpdate = DirectoryUpdate.toJSON(message.frame.value);
     } else if (message.frame?.$case === "keyList") {
       obj.keyList = KeyList.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "keyPackageStatus") {
+      obj.keyPackageStatus = KeyPackageStatus.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "keyPackageList") {
+      obj.keyPackageList = KeyPackageList.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "groupInfoResult") {
+      obj.groupInfoResult = GroupInfoResult.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "commitResult") {
+      obj.commitResult = CommitResult.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "commitList") {
+      obj.commitList = CommitList.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -2106,6 +2499,36 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "keyList": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "keyList", value: KeyList.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "keyPackageStatus": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "keyPackageStatus", value: KeyPackageStatus.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "keyPackageList": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "keyPackageList", value: KeyPackageList.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "groupInfoResult": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "groupInfoResult", value: GroupInfoResult.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "commitResult": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "commitResult", value: CommitResult.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "commitList": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "commitList", value: CommitList.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -4561,6 +4984,1600 @@ export const KeyWrap: MessageFns<KeyWrap> = {
     const message = createBaseKeyWrap();
     message.username = object.username ?? "";
     message.wrappedKey = object.wrappedKey ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePublishKeyPackages(): PublishKeyPackages {
+  return { requestId: 0, oneTime: [], lastResort: Buffer.alloc(0) };
+}
+
+export const PublishKeyPackages: MessageFns<PublishKeyPackages> = {
+  encode(message: PublishKeyPackages, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.oneTime) {
+      writer.uint32(18).bytes(v!);
+    }
+    if (message.lastResort.length !== 0) {
+      writer.uint32(26).bytes(message.lastResort);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishKeyPackages {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishKeyPackages();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.oneTime.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.lastResort = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishKeyPackages {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      oneTime: globalThis.Array.isArray(object?.oneTime)
+        ? object.oneTime.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.one_time)
+        ? object.one_time.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      lastResort: isSet(object.lastResort)
+        ? Buffer.from(bytesFromBase64(object.lastResort))
+        : isSet(object.last_resort)
+        ? Buffer.from(bytesFromBase64(object.last_resort))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PublishKeyPackages): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.oneTime?.length) {
+      obj.oneTime = message.oneTime.map((e) => base64FromBytes(e));
+    }
+    if (message.lastResort.length !== 0) {
+      obj.lastResort = base64FromBytes(message.lastResort);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishKeyPackages>): PublishKeyPackages {
+    return PublishKeyPackages.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishKeyPackages>): PublishKeyPackages {
+    const message = createBasePublishKeyPackages();
+    message.requestId = object.requestId ?? 0;
+    message.oneTime = object.oneTime?.map((e) => e) || [];
+    message.lastResort = object.lastResort ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseKeyPackageStatus(): KeyPackageStatus {
+  return { requestId: 0, oneTimeLeft: 0, lastResortPresent: false };
+}
+
+export const KeyPackageStatus: MessageFns<KeyPackageStatus> = {
+  encode(message: KeyPackageStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.oneTimeLeft !== 0) {
+      writer.uint32(16).uint32(message.oneTimeLeft);
+    }
+    if (message.lastResortPresent !== false) {
+      writer.uint32(24).bool(message.lastResortPresent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyPackageStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyPackageStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.oneTimeLeft = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastResortPresent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyPackageStatus {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      oneTimeLeft: isSet(object.oneTimeLeft)
+        ? globalThis.Number(object.oneTimeLeft)
+        : isSet(object.one_time_left)
+        ? globalThis.Number(object.one_time_left)
+        : 0,
+      lastResortPresent: isSet(object.lastResortPresent)
+        ? globalThis.Boolean(object.lastResortPresent)
+        : isSet(object.last_resort_present)
+        ? globalThis.Boolean(object.last_resort_present)
+        : false,
+    };
+  },
+
+  toJSON(message: KeyPackageStatus): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.oneTimeLeft !== 0) {
+      obj.oneTimeLeft = Math.round(message.oneTimeLeft);
+    }
+    if (message.lastResortPresent !== false) {
+      obj.lastResortPresent = message.lastResortPresent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KeyPackageStatus>): KeyPackageStatus {
+    return KeyPackageStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KeyPackageStatus>): KeyPackageStatus {
+    const message = createBaseKeyPackageStatus();
+    message.requestId = object.requestId ?? 0;
+    message.oneTimeLeft = object.oneTimeLeft ?? 0;
+    message.lastResortPresent = object.lastResortPresent ?? false;
+    return message;
+  },
+};
+
+function createBaseClaimKeyPackages(): ClaimKeyPackages {
+  return { requestId: 0, usernames: [] };
+}
+
+export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
+  encode(message: ClaimKeyPackages, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.usernames) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimKeyPackages {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimKeyPackages();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usernames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimKeyPackages {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      usernames: globalThis.Array.isArray(object?.usernames)
+        ? object.usernames.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ClaimKeyPackages): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.usernames?.length) {
+      obj.usernames = message.usernames;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClaimKeyPackages>): ClaimKeyPackages {
+    return ClaimKeyPackages.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClaimKeyPackages>): ClaimKeyPackages {
+    const message = createBaseClaimKeyPackages();
+    message.requestId = object.requestId ?? 0;
+    message.usernames = object.usernames?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseUserKeyPackage(): UserKeyPackage {
+  return { username: "", keyPackage: Buffer.alloc(0), lastResort: false };
+}
+
+export const UserKeyPackage: MessageFns<UserKeyPackage> = {
+  encode(message: UserKeyPackage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.keyPackage.length !== 0) {
+      writer.uint32(18).bytes(message.keyPackage);
+    }
+    if (message.lastResort !== false) {
+      writer.uint32(24).bool(message.lastResort);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserKeyPackage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserKeyPackage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyPackage = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastResort = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserKeyPackage {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      keyPackage: isSet(object.keyPackage)
+        ? Buffer.from(bytesFromBase64(object.keyPackage))
+        : isSet(object.key_package)
+        ? Buffer.from(bytesFromBase64(object.key_package))
+        : Buffer.alloc(0),
+      lastResort: isSet(object.lastResort)
+        ? globalThis.Boolean(object.lastResort)
+        : isSet(object.last_resort)
+        ? globalThis.Boolean(object.last_resort)
+        : false,
+    };
+  },
+
+  toJSON(message: UserKeyPackage): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.keyPackage.length !== 0) {
+      obj.keyPackage = base64FromBytes(message.keyPackage);
+    }
+    if (message.lastResort !== false) {
+      obj.lastResort = message.lastResort;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UserKeyPackage>): UserKeyPackage {
+    return UserKeyPackage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UserKeyPackage>): UserKeyPackage {
+    const message = createBaseUserKeyPackage();
+    message.username = object.username ?? "";
+    message.keyPackage = object.keyPackage ?? Buffer.alloc(0);
+    message.lastResort = object.lastResort ?? false;
+    return message;
+  },
+};
+
+function createBaseKeyPackageList(): KeyPackageList {
+  return { requestId: 0, entries: [], missing: [] };
+}
+
+export const KeyPackageList: MessageFns<KeyPackageList> = {
+  encode(message: KeyPackageList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.entries) {
+      UserKeyPackage.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.missing) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyPackageList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyPackageList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(UserKeyPackage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.missing.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyPackageList {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => UserKeyPackage.fromJSON(e))
+        : [],
+      missing: globalThis.Array.isArray(object?.missing) ? object.missing.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: KeyPackageList): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => UserKeyPackage.toJSON(e));
+    }
+    if (message.missing?.length) {
+      obj.missing = message.missing;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KeyPackageList>): KeyPackageList {
+    return KeyPackageList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KeyPackageList>): KeyPackageList {
+    const message = createBaseKeyPackageList();
+    message.requestId = object.requestId ?? 0;
+    message.entries = object.entries?.map((e) => UserKeyPackage.fromPartial(e)) || [];
+    message.missing = object.missing?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePublishGroupInfo(): PublishGroupInfo {
+  return { requestId: 0, groupInfo: Buffer.alloc(0) };
+}
+
+export const PublishGroupInfo: MessageFns<PublishGroupInfo> = {
+  encode(message: PublishGroupInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupInfo.length !== 0) {
+      writer.uint32(18).bytes(message.groupInfo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishGroupInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishGroupInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupInfo = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishGroupInfo {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupInfo: isSet(object.groupInfo)
+        ? Buffer.from(bytesFromBase64(object.groupInfo))
+        : isSet(object.group_info)
+        ? Buffer.from(bytesFromBase64(object.group_info))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PublishGroupInfo): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupInfo.length !== 0) {
+      obj.groupInfo = base64FromBytes(message.groupInfo);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishGroupInfo>): PublishGroupInfo {
+    return PublishGroupInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishGroupInfo>): PublishGroupInfo {
+    const message = createBasePublishGroupInfo();
+    message.requestId = object.requestId ?? 0;
+    message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFetchGroupInfo(): FetchGroupInfo {
+  return { requestId: 0, groupId: Buffer.alloc(0), conversationId: "" };
+}
+
+export const FetchGroupInfo: MessageFns<FetchGroupInfo> = {
+  encode(message: FetchGroupInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(18).bytes(message.groupId);
+    }
+    if (message.conversationId !== "") {
+      writer.uint32(26).string(message.conversationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchGroupInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchGroupInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.conversationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchGroupInfo {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      conversationId: isSet(object.conversationId)
+        ? globalThis.String(object.conversationId)
+        : isSet(object.conversation_id)
+        ? globalThis.String(object.conversation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FetchGroupInfo): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.conversationId !== "") {
+      obj.conversationId = message.conversationId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchGroupInfo>): FetchGroupInfo {
+    return FetchGroupInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchGroupInfo>): FetchGroupInfo {
+    const message = createBaseFetchGroupInfo();
+    message.requestId = object.requestId ?? 0;
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.conversationId = object.conversationId ?? "";
+    return message;
+  },
+};
+
+function createBaseGroupInfoResult(): GroupInfoResult {
+  return { requestId: 0, groupId: Buffer.alloc(0), groupInfo: Buffer.alloc(0), groupInfoEpoch: 0, currentEpoch: 0 };
+}
+
+export const GroupInfoResult: MessageFns<GroupInfoResult> = {
+  encode(message: GroupInfoResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(18).bytes(message.groupId);
+    }
+    if (message.groupInfo.length !== 0) {
+      writer.uint32(26).bytes(message.groupInfo);
+    }
+    if (message.groupInfoEpoch !== 0) {
+      writer.uint32(32).uint64(message.groupInfoEpoch);
+    }
+    if (message.currentEpoch !== 0) {
+      writer.uint32(40).uint64(message.currentEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupInfoResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupInfoResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.groupInfo = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.groupInfoEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.currentEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupInfoResult {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      groupInfo: isSet(object.groupInfo)
+        ? Buffer.from(bytesFromBase64(object.groupInfo))
+        : isSet(object.group_info)
+        ? Buffer.from(bytesFromBase64(object.group_info))
+        : Buffer.alloc(0),
+      groupInfoEpoch: isSet(object.groupInfoEpoch)
+        ? globalThis.Number(object.groupInfoEpoch)
+        : isSet(object.group_info_epoch)
+        ? globalThis.Number(object.group_info_epoch)
+        : 0,
+      currentEpoch: isSet(object.currentEpoch)
+        ? globalThis.Number(object.currentEpoch)
+        : isSet(object.current_epoch)
+        ? globalThis.Number(object.current_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: GroupInfoResult): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.groupInfo.length !== 0) {
+      obj.groupInfo = base64FromBytes(message.groupInfo);
+    }
+    if (message.groupInfoEpoch !== 0) {
+      obj.groupInfoEpoch = Math.round(message.groupInfoEpoch);
+    }
+    if (message.currentEpoch !== 0) {
+      obj.currentEpoch = Math.round(message.currentEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupInfoResult>): GroupInfoResult {
+    return GroupInfoResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupInfoResult>): GroupInfoResult {
+    const message = createBaseGroupInfoResult();
+    message.requestId = object.requestId ?? 0;
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
+    message.groupInfoEpoch = object.groupInfoEpoch ?? 0;
+    message.currentEpoch = object.currentEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseSendCommit(): SendCommit {
+  return { requestId: 0, commit: Buffer.alloc(0), groupInfo: Buffer.alloc(0), added: [], removed: [] };
+}
+
+export const SendCommit: MessageFns<SendCommit> = {
+  encode(message: SendCommit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.commit.length !== 0) {
+      writer.uint32(18).bytes(message.commit);
+    }
+    if (message.groupInfo.length !== 0) {
+      writer.uint32(26).bytes(message.groupInfo);
+    }
+    for (const v of message.added) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendCommit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendCommit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.commit = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.groupInfo = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.added.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendCommit {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      commit: isSet(object.commit) ? Buffer.from(bytesFromBase64(object.commit)) : Buffer.alloc(0),
+      groupInfo: isSet(object.groupInfo)
+        ? Buffer.from(bytesFromBase64(object.groupInfo))
+        : isSet(object.group_info)
+        ? Buffer.from(bytesFromBase64(object.group_info))
+        : Buffer.alloc(0),
+      added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: SendCommit): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.commit.length !== 0) {
+      obj.commit = base64FromBytes(message.commit);
+    }
+    if (message.groupInfo.length !== 0) {
+      obj.groupInfo = base64FromBytes(message.groupInfo);
+    }
+    if (message.added?.length) {
+      obj.added = message.added;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SendCommit>): SendCommit {
+    return SendCommit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SendCommit>): SendCommit {
+    const message = createBaseSendCommit();
+    message.requestId = object.requestId ?? 0;
+    message.commit = object.commit ?? Buffer.alloc(0);
+    message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
+    message.added = object.added?.map((e) => e) || [];
+    message.removed = object.removed?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseCommitResult(): CommitResult {
+  return {
+    requestId: 0,
+    accepted: false,
+    code: 0,
+    detail: "",
+    groupId: Buffer.alloc(0),
+    epoch: 0,
+    currentEpoch: 0,
+    winner: "",
+  };
+}
+
+export const CommitResult: MessageFns<CommitResult> = {
+  encode(message: CommitResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.accepted !== false) {
+      writer.uint32(16).bool(message.accepted);
+    }
+    if (message.code !== 0) {
+      writer.uint32(24).int32(message.code);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(42).bytes(message.groupId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(48).uint64(message.epoch);
+    }
+    if (message.currentEpoch !== 0) {
+      writer.uint32(56).uint64(message.currentEpoch);
+    }
+    if (message.winner !== "") {
+      writer.uint32(66).string(message.winner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.accepted = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.code = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.currentEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.winner = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitResult {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      accepted: isSet(object.accepted) ? globalThis.Boolean(object.accepted) : false,
+      code: isSet(object.code) ? errorCodeFromJSON(object.code) : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      currentEpoch: isSet(object.currentEpoch)
+        ? globalThis.Number(object.currentEpoch)
+        : isSet(object.current_epoch)
+        ? globalThis.Number(object.current_epoch)
+        : 0,
+      winner: isSet(object.winner) ? globalThis.String(object.winner) : "",
+    };
+  },
+
+  toJSON(message: CommitResult): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.accepted !== false) {
+      obj.accepted = message.accepted;
+    }
+    if (message.code !== 0) {
+      obj.code = errorCodeToJSON(message.code);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.currentEpoch !== 0) {
+      obj.currentEpoch = Math.round(message.currentEpoch);
+    }
+    if (message.winner !== "") {
+      obj.winner = message.winner;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CommitResult>): CommitResult {
+    return CommitResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommitResult>): CommitResult {
+    const message = createBaseCommitResult();
+    message.requestId = object.requestId ?? 0;
+    message.accepted = object.accepted ?? false;
+    message.code = object.code ?? 0;
+    message.detail = object.detail ?? "";
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.epoch = object.epoch ?? 0;
+    message.currentEpoch = object.currentEpoch ?? 0;
+    message.winner = object.winner ?? "";
+    return message;
+  },
+};
+
+function createBaseFetchCommits(): FetchCommits {
+  return { requestId: 0, groupId: Buffer.alloc(0), fromEpoch: 0 };
+}
+
+export const FetchCommits: MessageFns<FetchCommits> = {
+  encode(message: FetchCommits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(18).bytes(message.groupId);
+    }
+    if (message.fromEpoch !== 0) {
+      writer.uint32(24).uint64(message.fromEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchCommits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchCommits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fromEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchCommits {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      fromEpoch: isSet(object.fromEpoch)
+        ? globalThis.Number(object.fromEpoch)
+        : isSet(object.from_epoch)
+        ? globalThis.Number(object.from_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: FetchCommits): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.fromEpoch !== 0) {
+      obj.fromEpoch = Math.round(message.fromEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchCommits>): FetchCommits {
+    return FetchCommits.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchCommits>): FetchCommits {
+    const message = createBaseFetchCommits();
+    message.requestId = object.requestId ?? 0;
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.fromEpoch = object.fromEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseGroupCommit(): GroupCommit {
+  return { epoch: 0, commit: Buffer.alloc(0), sender: "" };
+}
+
+export const GroupCommit: MessageFns<GroupCommit> = {
+  encode(message: GroupCommit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.commit.length !== 0) {
+      writer.uint32(18).bytes(message.commit);
+    }
+    if (message.sender !== "") {
+      writer.uint32(26).string(message.sender);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupCommit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupCommit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.commit = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sender = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupCommit {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      commit: isSet(object.commit) ? Buffer.from(bytesFromBase64(object.commit)) : Buffer.alloc(0),
+      sender: isSet(object.sender) ? globalThis.String(object.sender) : "",
+    };
+  },
+
+  toJSON(message: GroupCommit): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.commit.length !== 0) {
+      obj.commit = base64FromBytes(message.commit);
+    }
+    if (message.sender !== "") {
+      obj.sender = message.sender;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupCommit>): GroupCommit {
+    return GroupCommit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupCommit>): GroupCommit {
+    const message = createBaseGroupCommit();
+    message.epoch = object.epoch ?? 0;
+    message.commit = object.commit ?? Buffer.alloc(0);
+    message.sender = object.sender ?? "";
+    return message;
+  },
+};
+
+function createBaseCommitList(): CommitList {
+  return { requestId: 0, groupId: Buffer.alloc(0), commits: [], currentEpoch: 0, more: false };
+}
+
+export const CommitList: MessageFns<CommitList> = {
+  encode(message: CommitList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(18).bytes(message.groupId);
+    }
+    for (const v of message.commits) {
+      GroupCommit.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.currentEpoch !== 0) {
+      writer.uint32(32).uint64(message.currentEpoch);
+    }
+    if (message.more !== false) {
+      writer.uint32(40).bool(message.more);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.commits.push(GroupCommit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.currentEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CommitList {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      commits: globalThis.Array.isArray(object?.commits) ? object.commits.map((e: any) => GroupCommit.fromJSON(e)) : [],
+      currentEpoch: isSet(object.currentEpoch)
+        ? globalThis.Number(object.currentEpoch)
+        : isSet(object.current_epoch)
+        ? globalThis.Number(object.current_epoch)
+        : 0,
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+    };
+  },
+
+  toJSON(message: CommitList): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.commits?.length) {
+      obj.commits = message.commits.map((e) => GroupCommit.toJSON(e));
+    }
+    if (message.currentEpoch !== 0) {
+      obj.currentEpoch = Math.round(message.currentEpoch);
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CommitList>): CommitList {
+    return CommitList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommitList>): CommitList {
+    const message = createBaseCommitList();
+    message.requestId = object.requestId ?? 0;
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.commits = object.commits?.map((e) => GroupCommit.fromPartial(e)) || [];
+    message.currentEpoch = object.currentEpoch ?? 0;
+    message.more = object.more ?? false;
     return message;
   },
 };

@@ -1,0 +1,267 @@
+// The relay as MLS Delivery Service (PROTOCOL-v2.md §5, §6.1; RFC 9420 §16): KeyPackages
+// (publish, claim), GroupInfo (publish, fetch, for external joins) and the order of commits
+// (the first commit for an epoch wins). The relay never holds a group secret.
+//
+// What the relay parses: MLS framing only, with the wrapper's strict decoder (decodeMls: size
+// cap, no trailing bytes, MLS 1.0). For a KeyPackage also its suite, lifetime, last_resort
+// marker and credential (checkKeyPackage: one Ed25519 verification of the identity key's
+// signature over the leaf key), so that a KeyPackage published by alice's session names alice
+// and alice's bound identity key; the KeyPackage's own signature is verified by the adding
+// client (ts-mls, at the Add). For a GroupInfo: suite, group id (a secure-chat group id naming
+// a conversation) and epoch, not its signature. For a commit: group id, epoch and content type
+// from the framing (in the clear in PublicMessage and PrivateMessage).
+//
+// Every check comes before any store access; each refusal is one sentence (a Refusal).
+import { createHash } from "node:crypto";
+import { ErrorCode, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type PublishGroupInfo, type PublishKeyPackages, type SendCommit } from "../gen/securechat/v1/chat.js";
+import type { Logger } from "../protocol/log.js";
+import { checkKeyPackage, decodeKeyPackage, decodeMls, isLastResort } from "../protocol/mls/client.js";
+import { isMlsProtocolError } from "../protocol/mls/errors.js";
+import { conversationOfGroupId } from "../protocol/mls/group.js";
+import { MLS_SUITE } from "../protocol/mls/suite.js";
+import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
+import type { DirectoryUser } from "./directory.js";
+import { Refusal } from "./errors.js";
+import type { ResponseFrame } from "./frames.js";
+import type { RelayLimits } from "./limits.js";
+import type { RelayStore } from "./store.js";
+import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
+
+/** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
+export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
+/** One-time KeyPackages one user may keep on the relay (the client uploads 20, tops up under 5). */
+export const MAX_ONE_TIME_KEY_PACKAGES = 100;
+/** Users named in one ClaimKeyPackages. */
+export const MAX_CLAIM_USERS = 100;
+/** Groups one user may create (each is durable state the user makes the relay keep). */
+export const MAX_GROUPS_PER_USER = 1000;
+/** Usernames one commit's membership hint may name (added and removed together). */
+export const MAX_HINT_NAMES = 1000;
+/** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
+export const MAX_COMMITS_PER_FETCH = 64;
+
+export interface MlsDsDeps {
+  readonly store: RelayStore;
+  readonly limits: RelayLimits;
+  readonly clock: () => number;
+  readonly logger: Logger;
+}
+
+const bad = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, detail);
+
+function sha256(b: Uint8Array): Buffer {
+  return createHash("sha256").update(b).digest();
+}
+
+/** An epoch from the MLS framing as a number the database keeps exactly. */
+function epochNumber(e: bigint, what: string): number {
+  if (e > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`${what}'s epoch ${e} is larger than this relay keeps`);
+  return Number(e);
+}
+
+/** Runs an MLS decode; its MlsProtocolError becomes a BAD_MLS_MESSAGE refusal with its sentence. */
+function mls<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (isMlsProtocolError(e)) throw bad(e.message);
+    throw e;
+  }
+}
+
+interface ParsedGroupInfo {
+  readonly groupId: Buffer;
+  readonly conversationId: string;
+  readonly epoch: number;
+}
+
+export class MlsDeliveryService {
+  constructor(private readonly d: MlsDsDeps) {}
+
+  /** PublishKeyPackages: each KeyPackage checked (size, MLS, suite, lifetime, marker, owner) before any is stored. */
+  publishKeyPackages(user: DirectoryUser, req: PublishKeyPackages): ResponseFrame {
+    const me = user.record.username;
+    if (req.oneTime.length === 0 && req.lastResort.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "PublishKeyPackages carries no KeyPackage");
+    if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
+      throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);
+    }
+    const nowMs = this.d.clock();
+    const check = (bytes: Uint8Array, lastResort: boolean, i: number): StoredKeyPackageInput => {
+      const what = lastResort ? "the last-resort KeyPackage" : `one-time KeyPackage #${i + 1}`;
+      if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${what} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
+      const kp = mls(() => decodeKeyPackage(bytes));
+      const id = mls(() => checkKeyPackage(kp, undefined, Math.floor(nowMs / 1000)));
+      // PROTOCOL-v2.md §6.1: a session publishes its own user's KeyPackages only.
+      if (id.username !== me || !id.identitySpki.equals(user.record.sigSpki)) {
+        throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `${what} is ${id.username === me ? "signed for another identity key than yours" : `for '${id.username}'`}; you may publish only your own`);
+      }
+      if (isLastResort(kp) !== lastResort) throw bad(`${what} ${lastResort ? "lacks" : "carries"} the last_resort marker`);
+      const lt = kp.leafNode.leafNodeSource === "key_package" ? kp.leafNode.lifetime : undefined;
+      return { ref: sha256(bytes), keyPackage: Buffer.from(bytes), notAfterMs: Number(lt!.notAfter) * 1000 };
+    };
+    const oneTime = req.oneTime.map((b, i) => check(b, false, i));
+    const lastResort = req.lastResort.length > 0 ? check(req.lastResort, true, 0) : undefined;
+    const mlsStore = this.d.store.mls;
+    const before = mlsStore.keyPackageCounts(me);
+    if (before.oneTime + oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
+      throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
+        `you keep ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
+    }
+    const after = mlsStore.publishKeyPackages(me, oneTime, lastResort);
+    this.d.logger.info("mls.key_packages.published", { user: me, oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });
+    return { $case: "keyPackageStatus", value: { requestId: req.requestId, oneTimeLeft: after.oneTime, lastResortPresent: after.lastResort } };
+  }
+
+  /** ClaimKeyPackages: one KeyPackage per user named, each one-time one handed out once. */
+  claimKeyPackages(user: DirectoryUser, req: ClaimKeyPackages): ResponseFrame {
+    const names = [...new Set(req.usernames)];
+    if (names.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
+    if (names.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${names.length}`);
+    if (names.includes(user.record.username)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
+    const entries = [];
+    const missing = [];
+    for (const username of names) {
+      const kp = this.d.store.mls.claimKeyPackage(username);
+      if (kp === undefined) missing.push(username);
+      else entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort });
+    }
+    this.d.logger.info("mls.key_packages.claimed", { user: user.record.username, asked: names.length, lastResort: entries.filter((e) => e.lastResort).length, missing: missing.length });
+    return { $case: "keyPackageList", value: { requestId: req.requestId, entries, missing } };
+  }
+
+  /** PublishGroupInfo: registers a new group, or replaces the GroupInfo of a known group's current epoch. */
+  publishGroupInfo(user: DirectoryUser, req: PublishGroupInfo): ResponseFrame {
+    const me = user.record.username;
+    const gi = this.parseGroupInfo(req.groupInfo);
+    const s = this.d.store.mls;
+    const known = s.group(gi.groupId);
+    if (known === undefined) {
+      const conv = parseConversationId(gi.conversationId)!;
+      if (conv.kind === "dm" && dmPeer(conv, me) === undefined) {
+        throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `you are not a party of ${conv.id}; you cannot create its group`);
+      }
+      if (s.groupsCreatedBy(me) >= MAX_GROUPS_PER_USER) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `you created ${MAX_GROUPS_PER_USER} groups on this relay, the most one user may`);
+      const outcome = s.createGroup({ groupId: gi.groupId, conversationId: gi.conversationId, creator: me, epoch: gi.epoch, groupInfo: Buffer.from(req.groupInfo), groupInfoEpoch: gi.epoch });
+      if (outcome === "conversation-taken") {
+        throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `${gi.conversationId} already has a group on this relay; join it (FetchGroupInfo) instead`);
+      }
+      this.d.logger.info("mls.group.created", { user: me, conversation: conv.kind, epoch: gi.epoch });
+      return this.groupInfoResult(req.requestId, gi.groupId);
+    }
+    if (gi.epoch !== known.epoch) throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the group is at epoch ${known.epoch}, not ${gi.epoch}`);
+    const author = known.epoch === 0 || s.commitSender(gi.groupId, known.epoch - 1) === undefined ? known.creator : s.commitSender(gi.groupId, known.epoch - 1);
+    if (author !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${author ?? "the committer"}, whose commit made epoch ${known.epoch}, may publish its GroupInfo`);
+    s.setGroupInfo(gi.groupId, Buffer.from(req.groupInfo), gi.epoch);
+    return this.groupInfoResult(req.requestId, gi.groupId);
+  }
+
+  /** FetchGroupInfo by group id or conversation id. */
+  fetchGroupInfo(req: FetchGroupInfo): ResponseFrame {
+    const byId = req.groupId.length > 0;
+    if (byId === (req.conversationId.length > 0)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "FetchGroupInfo needs exactly one of group_id and conversation_id");
+    const g = byId ? this.d.store.mls.group(Buffer.from(req.groupId)) : this.d.store.mls.groupOfConversation(req.conversationId);
+    if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, byId ? "this relay keeps no group with that id" : `this relay keeps no group for ${req.conversationId.slice(0, 80)}`);
+    return this.groupInfoResult(req.requestId, g.groupId);
+  }
+
+  /**
+   * SendCommit: the first commit for the group's current epoch wins (the database's primary key
+   * decides); any other is refused with EPOCH_TAKEN, the epoch and who won it.
+   */
+  sendCommit(user: DirectoryUser, req: SendCommit): CommitResult {
+    const me = user.record.username;
+    const refuse = (e: Refusal, groupId: Buffer = Buffer.alloc(0), epoch = 0, current = 0, winner = ""): CommitResult =>
+      ({ requestId: req.requestId, accepted: false, code: e.code, detail: e.message, groupId, epoch, currentEpoch: current, winner });
+    let groupId: Buffer;
+    let epoch: number;
+    let groupInfo: Buffer | undefined;
+    let hint: MembershipHint;
+    try {
+      const msg = mls(() => decodeMls(req.commit, "the commit"));
+      if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
+      const framing = msg.wireformat === "mls_private_message" ? msg.privateMessage : msg.publicMessage.content;
+      if (framing.contentType !== "commit") throw bad(`the commit is a ${framing.contentType} message, not a commit`);
+      groupId = Buffer.from(framing.groupId);
+      epoch = epochNumber(framing.epoch, "the commit");
+      const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
+      hint = this.checkHint(groupId, external, req.added, req.removed);
+      if (req.groupInfo.length > 0) {
+        const gi = this.parseGroupInfo(req.groupInfo);
+        if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
+        groupInfo = Buffer.from(req.groupInfo);
+      }
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      return refuse(e);
+    }
+    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, Buffer.from(req.commit), groupInfo, hint);
+    switch (out.kind) {
+      case "accepted":
+        this.d.logger.info("mls.commit.accepted", { user: me, epoch, bytes: req.commit.length });
+        return { requestId: req.requestId, accepted: true, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", groupId, epoch, currentEpoch: epoch + 1, winner: "" };
+      case "not-a-member":
+        return refuse(new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record; join it by external commit or ask a member to add you"), groupId, epoch);
+      case "unknown-group":
+        return refuse(new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id; publish its GroupInfo first"), groupId, epoch);
+      case "future-epoch":
+        return refuse(new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, `the commit is for epoch ${epoch}, but the group is at epoch ${out.current}`), groupId, epoch, out.current);
+      case "epoch-taken":
+        this.d.logger.info("mls.commit.epoch_taken", { user: me, epoch, current: out.current });
+        return refuse(new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN,
+          `another commit${out.winner === undefined ? "" : ` (by ${out.winner})`} was accepted first for epoch ${epoch}; fetch it, process it and commit again at epoch ${out.current}`),
+        groupId, epoch, out.current, out.winner ?? "");
+    }
+  }
+
+  /** FetchCommits (members by the hint only): accepted commits from an epoch on, bounded by count and half a frame of bytes. */
+  fetchCommits(user: DirectoryUser, req: FetchCommits): ResponseFrame {
+    const groupId = Buffer.from(req.groupId);
+    const g = this.d.store.mls.group(groupId);
+    if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id");
+    if (!this.d.store.mls.isGroupMember(groupId, user.record.username)) {
+      throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record");
+    }
+    const from = req.fromEpoch > Number.MAX_SAFE_INTEGER ? Number.MAX_SAFE_INTEGER : req.fromEpoch;
+    const rows = this.d.store.mls.commitsFrom(groupId, from, MAX_COMMITS_PER_FETCH + 1);
+    const budget = Math.floor(this.d.limits.maxFrameBytes / 2);
+    const commits = [];
+    let bytes = 0;
+    for (const r of rows.slice(0, MAX_COMMITS_PER_FETCH)) {
+      if (commits.length > 0 && bytes + r.commit.length > budget) break;
+      bytes += r.commit.length;
+      commits.push({ epoch: r.epoch, commit: r.commit, sender: r.sender });
+    }
+    return { $case: "commitList", value: { requestId: req.requestId, groupId, commits, currentEpoch: g.epoch, more: commits.length < rows.length } };
+  }
+
+  /**
+   * The membership hint of a commit: valid, distinct usernames, at most MAX_HINT_NAMES, nobody
+   * both added and removed; in a DM group only its two users. Unsigned: it decides delivery and
+   * who may commit, never who can read (the tree does).
+   */
+  private checkHint(groupId: Buffer, external: boolean, added: readonly string[], removed: readonly string[]): MembershipHint {
+    if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
+    const all = [...added, ...removed];
+    if (!all.every((u) => isValidUsername(u))) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit's added or removed names include an invalid username");
+    if (new Set(all).size !== all.length) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit names a user twice in added and removed");
+    const conv = mls(() => conversationOfGroupId(groupId));
+    if (conv.kind === "dm" && !added.every((u) => conv.members.includes(u))) {
+      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `a DM group holds only ${conv.members.join(" and ")}`);
+    }
+    return { external, added, removed };
+  }
+
+  private groupInfoResult(requestId: number, groupId: Buffer): ResponseFrame {
+    const g = this.d.store.mls.group(groupId)!;
+    return { $case: "groupInfoResult", value: { requestId, groupId: g.groupId, groupInfo: g.groupInfo, groupInfoEpoch: g.groupInfoEpoch, currentEpoch: g.epoch } };
+  }
+
+  private parseGroupInfo(bytes: Uint8Array): ParsedGroupInfo {
+    const msg = mls(() => decodeMls(bytes, "the GroupInfo"));
+    if (msg.wireformat !== "mls_group_info") throw bad(`the GroupInfo is a ${msg.wireformat}`);
+    const ctx = msg.groupInfo.groupContext;
+    if (ctx.cipherSuite !== MLS_SUITE) throw bad(`the GroupInfo uses ${ctx.cipherSuite}, not ${MLS_SUITE}`);
+    const conv = mls(() => conversationOfGroupId(ctx.groupId));
+    return { groupId: Buffer.from(ctx.groupId), conversationId: conv.id, epoch: epochNumber(ctx.epoch, "the GroupInfo") };
+  }
+}

@@ -1,0 +1,245 @@
+// The MLS Delivery Service's durable state (PROTOCOL-v2.md §6.1): KeyPackages (`mls_key_packages`),
+// groups with their newest GroupInfo and current epoch (`mls_groups`), and the accepted commit of
+// each epoch (`mls_commits`). The database enforces the two rules that matter: a one-time
+// KeyPackage is deleted in the transaction that hands it out (so it is handed out once), and
+// (group_id, epoch) is the commits' primary key (so the first commit for an epoch wins).
+// Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts); this file trusts them.
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+
+export interface StoredKeyPackageInput {
+  readonly ref: Buffer;
+  readonly keyPackage: Buffer;
+  readonly notAfterMs: number;
+}
+
+export interface KeyPackageCounts {
+  readonly oneTime: number;
+  readonly lastResort: boolean;
+}
+
+export interface ClaimedKeyPackage {
+  readonly keyPackage: Buffer;
+  readonly lastResort: boolean;
+}
+
+export interface MlsGroupRecord {
+  readonly groupId: Buffer;
+  readonly conversationId: string;
+  readonly creator: string;
+  /** The group's current epoch: the next commit must be for this epoch. */
+  readonly epoch: number;
+  readonly groupInfo: Buffer;
+  readonly groupInfoEpoch: number;
+}
+
+export interface CommitRecord {
+  readonly epoch: number;
+  readonly sender: string;
+  readonly commit: Buffer;
+}
+
+export type CommitOutcome =
+  | { readonly kind: "accepted"; readonly epoch: number }
+  | { readonly kind: "unknown-group" }
+  /** The sender is not a member by the relay's hint (and the commit is not an external join). */
+  | { readonly kind: "not-a-member" }
+  /** Another commit holds that epoch (`winner` sent it), or the group is past it. */
+  | { readonly kind: "epoch-taken"; readonly current: number; readonly winner: string | undefined }
+  | { readonly kind: "future-epoch"; readonly current: number };
+
+/** The membership hint a commit carries (PROTOCOL-v2.md §5): unsigned, for delivery and who may commit. */
+export interface MembershipHint {
+  /** An external commit: its sender joins by it (and needs no membership before). */
+  readonly external: boolean;
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+}
+
+export type CreateGroupOutcome = "created" | "group-exists" | "conversation-taken";
+
+/** Commits kept per group (older ones are dropped as newer ones are accepted). */
+export const COMMITS_KEPT_PER_GROUP = 1000;
+
+function prepareMlsStatements(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    kpCount: p(`SELECT COUNT(*) AS n FROM mls_key_packages WHERE username = ? AND last_resort = 0 AND not_after_ms >= ?`),
+    kpLastResort: p(`SELECT 1 AS hit FROM mls_key_packages WHERE username = ? AND last_resort = 1 AND not_after_ms >= ?`),
+    kpPut: p(`INSERT INTO mls_key_packages (username, ref, key_package, last_resort, not_after_ms, created_at_ms)
+              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING`),
+    kpDeleteLastResort: p(`DELETE FROM mls_key_packages WHERE username = ? AND last_resort = 1`),
+    kpOldestOneTime: p(`SELECT id, key_package FROM mls_key_packages WHERE username = ? AND last_resort = 0 AND not_after_ms >= ?
+                        ORDER BY id LIMIT 1`),
+    kpGetLastResort: p(`SELECT key_package FROM mls_key_packages WHERE username = ? AND last_resort = 1 AND not_after_ms >= ?`),
+    kpDelete: p(`DELETE FROM mls_key_packages WHERE id = ?`),
+    kpPurge: p(`DELETE FROM mls_key_packages WHERE not_after_ms < ?`),
+    kpDropUser: p(`DELETE FROM mls_key_packages WHERE username = ?`),
+    groupGet: p(`SELECT * FROM mls_groups WHERE group_id = ?`),
+    groupByConversation: p(`SELECT * FROM mls_groups WHERE conversation_id = ?`),
+    groupCountBy: p(`SELECT COUNT(*) AS n FROM mls_groups WHERE creator = ?`),
+    groupPut: p(`INSERT INTO mls_groups (group_id, conversation_id, creator, epoch, group_info, group_info_epoch, created_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    groupSetEpoch: p(`UPDATE mls_groups SET epoch = ? WHERE group_id = ?`),
+    groupSetInfo: p(`UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?`),
+    memberPut: p(`INSERT INTO mls_group_members (group_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING`),
+    memberDelete: p(`DELETE FROM mls_group_members WHERE group_id = ? AND username = ?`),
+    memberGet: p(`SELECT 1 AS hit FROM mls_group_members WHERE group_id = ? AND username = ?`),
+    membersOf: p(`SELECT username FROM mls_group_members WHERE group_id = ? ORDER BY username`),
+    commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, ?, ?, ?, ?)
+                  ON CONFLICT (group_id, epoch) DO NOTHING`),
+    commitGet: p(`SELECT sender FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+    commitsFrom: p(`SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
+    commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
+  };
+}
+
+function groupOf(r: Row): MlsGroupRecord {
+  return {
+    groupId: Buffer.from(buf(r.group_id)), conversationId: str(r.conversation_id), creator: str(r.creator),
+    epoch: num(r.epoch), groupInfo: Buffer.from(buf(r.group_info)), groupInfoEpoch: num(r.group_info_epoch),
+  };
+}
+
+/** The MLS Delivery Service tables. */
+export class MlsDeliveryStore {
+  private readonly clock: () => number;
+  private readonly transaction: Transaction;
+  private readonly s: ReturnType<typeof prepareMlsStatements>;
+
+  constructor(c: StoreContext) {
+    this.clock = c.clock;
+    this.transaction = c.transaction;
+    this.s = prepareMlsStatements(c.db);
+  }
+
+  /** The user's unexpired KeyPackages: one-time ones, and whether a last-resort one is kept. */
+  keyPackageCounts(username: string): KeyPackageCounts {
+    const now = this.clock();
+    return { oneTime: num((this.s.kpCount.get(username, now) as Row).n), lastResort: this.s.kpLastResort.get(username, now) !== undefined };
+  }
+
+  /**
+   * Stores a user's one-time KeyPackages (a ref already stored is skipped) and, when given, the
+   * last-resort one in place of the previous one: one transaction. Returns the counts after it.
+   * The caller checked the cap (keyPackageCounts) and each KeyPackage's owner.
+   */
+  publishKeyPackages(username: string, oneTime: readonly StoredKeyPackageInput[], lastResort: StoredKeyPackageInput | undefined): KeyPackageCounts {
+    return this.transaction(() => {
+      const now = this.clock();
+      for (const kp of oneTime) this.s.kpPut.run(username, kp.ref, kp.keyPackage, 0, kp.notAfterMs, now);
+      if (lastResort !== undefined) {
+        this.s.kpDeleteLastResort.run(username);
+        this.s.kpPut.run(username, lastResort.ref, lastResort.keyPackage, 1, lastResort.notAfterMs, now);
+      }
+      return this.keyPackageCounts(username);
+    });
+  }
+
+  /**
+   * One KeyPackage of the user, atomically: the oldest unexpired one-time one, deleted in the
+   * same transaction (handed out once, RFC 9420 §10), else the last-resort one (kept); undefined
+   * when the user has neither.
+   */
+  claimKeyPackage(username: string): ClaimedKeyPackage | undefined {
+    return this.transaction(() => {
+      const now = this.clock();
+      const one = this.s.kpOldestOneTime.get(username, now) as Row | undefined;
+      if (one !== undefined) {
+        this.s.kpDelete.run(num(one.id));
+        return { keyPackage: Buffer.from(buf(one.key_package)), lastResort: false };
+      }
+      const last = this.s.kpGetLastResort.get(username, now) as Row | undefined;
+      return last === undefined ? undefined : { keyPackage: Buffer.from(buf(last.key_package)), lastResort: true };
+    });
+  }
+
+  /** Drops every KeyPackage past its lifetime; returns how many. */
+  purgeExpiredKeyPackages(): number {
+    return Number(this.s.kpPurge.run(this.clock()).changes);
+  }
+
+  /** A released name's KeyPackages belong to the old key: callers inside a transaction. */
+  dropKeyPackagesLocked(username: string): void {
+    this.s.kpDropUser.run(username);
+  }
+
+  group(groupId: Buffer): MlsGroupRecord | undefined {
+    const r = this.s.groupGet.get(groupId) as Row | undefined;
+    return r === undefined ? undefined : groupOf(r);
+  }
+
+  groupOfConversation(conversationId: string): MlsGroupRecord | undefined {
+    const r = this.s.groupByConversation.get(conversationId) as Row | undefined;
+    return r === undefined ? undefined : groupOf(r);
+  }
+
+  groupsCreatedBy(username: string): number {
+    return num((this.s.groupCountBy.get(username) as Row).n);
+  }
+
+  /** Registers a group at the epoch of its first GroupInfo; the first group of a conversation wins. */
+  createGroup(g: MlsGroupRecord): CreateGroupOutcome {
+    return this.transaction(() => {
+      if (this.s.groupGet.get(g.groupId) !== undefined) return "group-exists";
+      if (this.s.groupByConversation.get(g.conversationId) !== undefined) return "conversation-taken";
+      this.s.groupPut.run(g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock());
+      this.s.memberPut.run(g.groupId, g.creator);
+      return "created";
+    });
+  }
+
+  /** Whether the relay's hint counts the user as a member of the group. */
+  isGroupMember(groupId: Buffer, username: string): boolean {
+    return this.s.memberGet.get(groupId, username) !== undefined;
+  }
+
+  /** The group's members by the relay's hint (creator, then as commits said), sorted. */
+  groupMembers(groupId: Buffer): string[] {
+    return (this.s.membersOf.all(groupId) as Row[]).map((r) => str(r.username));
+  }
+
+  /** Replaces a group's GroupInfo (the caller checked who and which epoch). */
+  setGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): void {
+    this.s.groupSetInfo.run(groupInfo, epoch, groupId);
+  }
+
+  /** Who sent the accepted commit for (group, epoch), if it is kept. */
+  commitSender(groupId: Buffer, epoch: number): string | undefined {
+    const r = this.s.commitGet.get(groupId, epoch) as Row | undefined;
+    return r === undefined ? undefined : str(r.sender);
+  }
+
+  /**
+   * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet
+   * (the primary key decides, in one transaction with the epoch's advance and the new
+   * GroupInfo, when given, which must be for epoch + 1). Only a member by the hint may commit,
+   * unless the commit is an external join; the hint is updated with the commit.
+   */
+  acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
+    hint: MembershipHint = { external: false, added: [], removed: [] }): CommitOutcome {
+    return this.transaction((): CommitOutcome => {
+      const r = this.s.groupGet.get(groupId) as Row | undefined;
+      if (r === undefined) return { kind: "unknown-group" };
+      if (!hint.external && !this.isGroupMember(groupId, sender)) return { kind: "not-a-member" };
+      const current = num(r.epoch);
+      if (epoch > current) return { kind: "future-epoch", current };
+      const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
+      if (!inserted) return { kind: "epoch-taken", current, winner: this.commitSender(groupId, epoch) };
+      this.s.groupSetEpoch.run(epoch + 1, groupId);
+      if (hint.external) this.s.memberPut.run(groupId, sender);
+      for (const u of hint.added) this.s.memberPut.run(groupId, u);
+      for (const u of hint.removed) this.s.memberDelete.run(groupId, u);
+      if (groupInfo !== undefined) this.s.groupSetInfo.run(groupInfo, epoch + 1, groupId);
+      if (epoch + 1 > COMMITS_KEPT_PER_GROUP) this.s.commitsTrim.run(groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP);
+      return { kind: "accepted", epoch };
+    });
+  }
+
+  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
+  commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
+    return (this.s.commitsFrom.all(groupId, fromEpoch, limit) as Row[]).map((r) => ({
+      epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(r.commit_msg)),
+    }));
+  }
+}

@@ -10,6 +10,7 @@ import {
 } from "../../src/tui/state/input-buffer.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
 import type { TuiState } from "../../src/tui/state/state.js";
+import { clustersAfter, clustersBefore, nextBoundary, prevBoundary } from "../../src/tui/state/graphemes.js";
 import { stringWidth } from "../../src/tui/view/cell-width.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 
@@ -236,5 +237,41 @@ describe("no edit splits or changes a cluster it does not remove or add", () => 
         cs = expected;
       }
     }
+  });
+});
+
+describe("boundaries found locally agree with Intl.Segmenter over the whole text", () => {
+  // Loose pieces that join in every way UAX #29 knows: marks, ZWJ, variation selectors, skin
+  // tones, lone regional indicators (pairs form by parity), jamo L / V / T, a prepended
+  // concatenation mark, CR LF, a virama between Devanagari consonants, tag characters.
+  const LOOSE = ["a", " ", "\u0301", "\u200d", "\ufe0f", "🏽", "👨", "🇫", "🇷", "\u1100", "\u1161", "\u11a8", "가", "\u0600", "\r", "\n", "क", "\u094d", "\u{e0067}", "漢", "1", "\u20e3"];
+  let seed = 0x1234567;
+  const rand = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+
+  test("prevBoundary, nextBoundary and the cluster walks, on 400 random strings of joining pieces", () => {
+    for (let round = 0; round < 400; round++) {
+      const text = Array.from({ length: 1 + rand(16) }, () => LOOSE[rand(LOOSE.length)] as string).join("");
+      const cuts = [...boundaries(text)].sort((x, y) => x - y);
+      for (let j = 0; j < cuts.length; j++) {
+        const here = cuts[j] as number;
+        expect(prevBoundary(text, here), JSON.stringify(text)).toBe(cuts[Math.max(0, j - 1)]);
+        expect(nextBoundary(text, here), JSON.stringify(text)).toBe(cuts[Math.min(cuts.length - 1, j + 1)]);
+        expect([...clustersBefore(text, here)].reverse(), JSON.stringify(text)).toEqual(split(text.slice(0, here)));
+        expect([...clustersAfter(text, here)], JSON.stringify(text)).toEqual(split(text).slice(j));
+      }
+    }
+  });
+
+  test("a word of 1,000 flags is one word, walked in one pass", () => {
+    const flags = `${FLAG}${FLAG2}`.repeat(500);
+    const text = `go ${flags} now`;
+    expect(show(moveCursor({ text, cursor: text.length - 4 }, "word-left"))).toBe(`go |${flags} now`);
+    expect(show(moveCursor({ text, cursor: 3 }, "word-right"))).toBe(`go ${flags}| now`);
+    expect(show(backspace({ text, cursor: text.length - 4 }))).toBe(`go ${flags.slice(0, -4)}| now`);
   });
 });

@@ -94,3 +94,39 @@ export function graphemes(text: string): string[] {
   if (!MAY_JOIN.test(text)) return Array.from(text);
   return Array.from(segmenter.segment(text), (s) => s.segment);
 }
+
+/**
+ * The clusters before index (a cluster boundary), nearest first. Each stretch between certain
+ * boundaries is segmented once, so a walk costs what it covers, however long the line.
+ */
+export function* clustersBefore(text: string, index: number): Generator<string> {
+  let i = index;
+  while (i > 0) {
+    const end = i;
+    let start = cpBack(text, end);
+    const one = start;
+    while (!certain(text, start)) start = cpBack(text, start);
+    if (start === one) yield text.slice(start, end);
+    else {
+      // A boundary depends only on what precedes it and the code point after it, so the stretch
+      // up to `end` (a boundary) cuts as in the whole text.
+      const parts = graphemes(text.slice(start, end));
+      for (let k = parts.length - 1; k >= 0; k--) yield parts[k] as string;
+    }
+    i = start;
+  }
+}
+
+/** The clusters after index (a cluster boundary), nearest first, like clustersBefore. */
+export function* clustersAfter(text: string, index: number): Generator<string> {
+  let i = index;
+  while (i < text.length) {
+    const start = i;
+    const one = cpForward(text, start);
+    let end = one;
+    while (!certain(text, end)) end = cpForward(text, end);
+    if (end === one) yield text.slice(start, end);
+    else yield* graphemes(text.slice(start, end));
+    i = end;
+  }
+}

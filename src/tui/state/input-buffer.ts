@@ -2,7 +2,7 @@
 // cluster boundary: every motion and deletion steps over whole clusters, so a family emoji, a
 // flag or a letter with its accent is never split). Pure functions, so the reducer and the key
 // handler share them.
-import { graphemes, nextBoundary, prevBoundary, snapBack, snapForward } from "./graphemes.js";
+import { clustersAfter, clustersBefore, graphemes, nextBoundary, prevBoundary, snapBack, snapForward } from "./graphemes.js";
 
 export interface InputBuffer {
   readonly text: string;
@@ -50,20 +50,26 @@ const isSpace = (cluster: string | undefined): boolean => cluster !== undefined 
 /** Start of the word before index (readline's backward-word), by clusters: skip spaces, then the word. */
 export function wordStart(text: string, index: number): number {
   let i = snapBack(text, Math.min(index, text.length));
-  const cs = graphemes(text.slice(0, i));
-  let k = cs.length;
-  while (k > 0 && isSpace(cs[k - 1])) i -= (cs[--k] as string).length;
-  while (k > 0 && !isSpace(cs[k - 1])) i -= (cs[--k] as string).length;
+  let inWord = false;
+  for (const c of clustersBefore(text, i)) {
+    const space = isSpace(c);
+    if (!space) inWord = true;
+    else if (inWord) break;
+    i -= c.length;
+  }
   return i;
 }
 
 /** End of the word after index (readline's forward-word), by clusters. */
 export function wordEnd(text: string, index: number): number {
   let i = snapForward(text, Math.max(0, index));
-  const cs = graphemes(text.slice(i));
-  let k = 0;
-  while (k < cs.length && isSpace(cs[k])) i += (cs[k++] as string).length;
-  while (k < cs.length && !isSpace(cs[k])) i += (cs[k++] as string).length;
+  let inWord = false;
+  for (const c of clustersAfter(text, i)) {
+    const space = isSpace(c);
+    if (!space) inWord = true;
+    else if (inWord) break;
+    i += c.length;
+  }
   return i;
 }
 

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { root, type Row, type Suite } from "./bench/_lib.js";
 import * as crypto from "./bench/crypto.js";
 import * as handshakeFlood from "./bench/handshake-flood.js";
+import * as inputLine from "./bench/input-line.js";
 import * as keys from "./bench/keys.js";
 import * as mls from "./bench/mls.js";
 import * as pins from "./bench/pins.js";
@@ -27,7 +28,7 @@ import * as relayScale from "./bench/relay-scale.js";
 import * as tui from "./bench/tui.js";
 
 /** Every suite, in the order they run. */
-const SUITES: readonly Suite[] = [crypto, handshakeFlood, keys, mls, pins, relayDurability, relayFanout, relayScale, tui];
+const SUITES: readonly Suite[] = [crypto, handshakeFlood, inputLine, keys, mls, pins, relayDurability, relayFanout, relayScale, tui];
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {

@@ -1,5 +1,8 @@
-// The input line as a value: text plus a cursor (a UTF-16 index that always sits on a code
-// point boundary). Pure functions, so the reducer and the key handler share them.
+// The input line as a value: text plus a cursor (a UTF-16 index that always sits on a grapheme
+// cluster boundary: every motion and deletion steps over whole clusters, so a family emoji, a
+// flag or a letter with its accent is never split). Pure functions, so the reducer and the key
+// handler share them.
+import { clustersAfter, clustersBefore, graphemes, nextBoundary, prevBoundary, snapBack, snapForward } from "./graphemes.js";
 
 export interface InputBuffer {
   readonly text: string;
@@ -16,39 +19,23 @@ export function cleanInsert(text: string): string {
   return text.replace(/\r\n?/g, "\n").replace(CONTROLS, "");
 }
 
-function prevBoundary(text: string, index: number): number {
-  if (index <= 0) return 0;
-  const low = text.charCodeAt(index - 1);
-  if (low >= 0xdc00 && low <= 0xdfff && index >= 2) {
-    const high = text.charCodeAt(index - 2);
-    if (high >= 0xd800 && high <= 0xdbff) return index - 2;
-  }
-  return index - 1;
-}
-
-function nextBoundary(text: string, index: number): number {
-  if (index >= text.length) return text.length;
-  const cp = text.codePointAt(index) ?? 0;
-  return index + (cp > 0xffff ? 2 : 1);
-}
-
 export function insertText(buf: InputBuffer, text: string): InputBuffer {
   const clean = cleanInsert(text);
   if (clean === "") return buf;
-  return {
-    text: buf.text.slice(0, buf.cursor) + clean + buf.text.slice(buf.cursor),
-    cursor: buf.cursor + clean.length,
-  };
+  const next = buf.text.slice(0, buf.cursor) + clean + buf.text.slice(buf.cursor);
+  // The cursor goes after the inserted text; when that joins the cluster after it (an accent
+  // typed before a mark, a lone regional indicator before a flag), after that cluster.
+  return { text: next, cursor: snapForward(next, buf.cursor + clean.length) };
 }
 
-/** Deletes the code point before the cursor. */
+/** Deletes the grapheme cluster before the cursor. */
 export function backspace(buf: InputBuffer): InputBuffer {
   if (buf.cursor === 0) return buf;
   const from = prevBoundary(buf.text, buf.cursor);
   return { text: buf.text.slice(0, from) + buf.text.slice(buf.cursor), cursor: from };
 }
 
-/** Deletes the code point under the cursor. */
+/** Deletes the grapheme cluster under the cursor. */
 export function deleteForward(buf: InputBuffer): InputBuffer {
   if (buf.cursor >= buf.text.length) return buf;
   const to = nextBoundary(buf.text, buf.cursor);
@@ -57,21 +44,32 @@ export function deleteForward(buf: InputBuffer): InputBuffer {
 
 export type CursorMove = "left" | "right" | "home" | "end" | "word-left" | "word-right" | "up" | "down";
 
-const isSpace = (ch: string | undefined): boolean => ch !== undefined && /\s/.test(ch);
+/** A cluster that is one whitespace character (a space with an accent on it is not). */
+const isSpace = (cluster: string | undefined): boolean => cluster !== undefined && /^\s$/u.test(cluster);
 
-/** Start of the word before index (readline's backward-word): skip spaces, then the word. */
+/** Start of the word before index (readline's backward-word), by clusters: skip spaces, then the word. */
 export function wordStart(text: string, index: number): number {
-  let i = index;
-  while (i > 0 && isSpace(text[i - 1])) i = prevBoundary(text, i);
-  while (i > 0 && !isSpace(text[i - 1])) i = prevBoundary(text, i);
+  let i = snapBack(text, Math.min(index, text.length));
+  let inWord = false;
+  for (const c of clustersBefore(text, i)) {
+    const space = isSpace(c);
+    if (!space) inWord = true;
+    else if (inWord) break;
+    i -= c.length;
+  }
   return i;
 }
 
-/** End of the word after index (readline's forward-word). */
+/** End of the word after index (readline's forward-word), by clusters. */
 export function wordEnd(text: string, index: number): number {
-  let i = index;
-  while (i < text.length && isSpace(text[i])) i = nextBoundary(text, i);
-  while (i < text.length && !isSpace(text[i])) i = nextBoundary(text, i);
+  let i = snapForward(text, Math.max(0, index));
+  let inWord = false;
+  for (const c of clustersAfter(text, i)) {
+    const space = isSpace(c);
+    if (!space) inWord = true;
+    else if (inWord) break;
+    i += c.length;
+  }
   return i;
 }
 
@@ -84,16 +82,17 @@ function lineEnd(text: string, index: number): number {
   return nl === -1 ? text.length : nl;
 }
 
-/** The index `column` code points into the line that starts at `start` (clamped to the line). */
+/** The index `column` clusters into the line that starts at `start` (clamped to the line). */
 function atColumn(text: string, start: number, column: number): number {
   const end = lineEnd(text, start);
   let i = start;
   for (let c = 0; c < column && i < end; c++) i = nextBoundary(text, i);
-  return i;
+  return Math.min(i, end);
 }
 
+/** Clusters between the start of index's line and index. */
 function columnOf(text: string, index: number): number {
-  return [...text.slice(lineStart(text, index), index)].length;
+  return graphemes(text.slice(lineStart(text, index), index)).length;
 }
 
 /** True when the cursor is on the first (or, for "down", last) line of a multi-line input. */

@@ -9,20 +9,14 @@
 // and nothing here keeps its own table of wide ranges. Peer text is sanitised before it gets here
 // (src/protocol/sanitize.ts), so the only control characters left are newline and tab.
 import inkStringWidth from "string-width";
+// MAY_JOIN: the code points that may join a neighbour into one cluster (shared with the input
+// line's cursor). Text without any is one cluster per code point, so it is measured a code point
+// at a time (each by string-width) without a segmenter call, which costs ~20 µs whatever the length.
+import { MAY_JOIN } from "../state/graphemes.js";
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 /** Printable ASCII only: one cluster and one cell per character, no segmenting needed (the hot path). */
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-/**
- * Code points that UAX #29 may join with a neighbour into one cluster: CR (CR LF), marks and
- * other extenders, format characters (ZWJ, tags, prepended concatenation marks), emoji modifiers,
- * regional indicators, Hangul jamo, the spacing marks that are letters (Thai and Lao SARA AM) and
- * the prepended letters (Unicode 17, as Node 24's ICU segments). Text without any is one cluster
- * per code point, so it is measured a code point at a time (each by string-width) without a
- * segmenter call, which costs ~20 µs whatever the length. test/tui/measure.test.ts checks this
- * set against Intl.Segmenter for every code point, so an ICU update that joins more fails there.
- */
-const MAY_JOIN = /[\r\p{M}\p{Grapheme_Extend}\p{Cf}\p{Emoji_Modifier}\p{Regional_Indicator}\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff\u0e33\u0eb3\u0d4e\u{111c2}\u{111c3}\u{1193f}\u{11941}\u{11a3a}\u{11a84}-\u{11a89}\u{11d46}\u{11f02}\u{113d1}\u{16d63}-\u{16d6a}]/u;
 
 /**
  * Widths of single code points met so far, by pages of 4,096 code points (255: not measured

@@ -92,6 +92,21 @@ export async function storm(relay: RelayChild<RelayStats>, ids: readonly Private
  * relay holds but malloc heap left by the burst's transient buffers (each recipient's frame is
  * encoded, then copied again by grpc-js for its length prefix, and freed only when V8 collects
  * the Buffer).
+ *
+ * Then (issue 16, bound): BURSTS bursts on one relay, IDLE_BETWEEN_MS apart. Without malloc
+ * tunables, RSS per session after bursts 1/2/3 (one relay each, KB): 277/278/277 at 1,000
+ * sessions; 304/307/314, 378/249/422, 270/271/304 at 500 (load average ~15): no trend across
+ * bursts beyond the noise, and the live heap + external stays ~20 KB after each. So it is
+ * allocator memory that later bursts reuse, bounded by what one burst needs at once.
+ * The lever that moved it: MALLOC_MMAP_THRESHOLD_=65536 (set by the bin's shebang, and by
+ * _lib.ts for the relay host): glibc serves 64 KiB+ buffers (delivery frames up to 128 KiB and
+ * grpc-js's prefixed copy of each) from mmap and unmaps them on free, where its default
+ * threshold climbs to 32 MiB after the first big free and keeps them in the heap. Paired with
+ * the default at 500 sessions: 185/210/238 and 183/203/213 vs 304/307/314 and 378/249/422.
+ * Did not help: MALLOC_ARENA_MAX=2 (262/302/382, 282/272/265: the burst's work is on the main
+ * thread). Not possible without changing wire bytes: sharing one encoded frame among a room's
+ * recipients (each DeliverBatch carries the recipient's own seqs and coalesces that recipient's
+ * queue), and the store hands each recipient its own copy of the envelope bytes.
  */
 const ROOM_SIZE = 10;
 const BUSY_PER_MEMBER = 3;

@@ -102,7 +102,8 @@ export async function storm(relay: RelayChild<RelayStats>, ids: readonly Private
  * _lib.ts for the relay host): glibc serves 64 KiB+ buffers (delivery frames up to 128 KiB and
  * grpc-js's prefixed copy of each) from mmap and unmaps them on free, where its default
  * threshold climbs to 32 MiB after the first big free and keeps them in the heap. Paired with
- * the default at 500 sessions: 185/210/238 and 183/203/213 vs 304/307/314 and 378/249/422.
+ * the default at 500 sessions: 185/210/238 and 183/203/213 vs 304/307/314 and 378/249/422;
+ * at 1,000 sessions (npm run bench, --quick, load average ~16): 158/218/218 (idle 78).
  * Did not help: MALLOC_ARENA_MAX=2 (262/302/382, 282/272/265: the burst's work is on the main
  * thread). Not possible without changing wire bytes: sharing one encoded frame among a room's
  * recipients (each DeliverBatch carries the recipient's own seqs and coalesces that recipient's

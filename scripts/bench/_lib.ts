@@ -58,6 +58,8 @@ export interface Suite {
  * compare like with like, the ceiling. test/unit/relay-bin.test.ts keeps the two in step.
  */
 export const RELAY_NODE_FLAGS = ["--max-semi-space-size=8"];
+/** The environment the bin's shebang sets (glibc malloc tunables, read before the process starts). */
+export const RELAY_NODE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "65536" };
 
 /** Options of the relay in the child: startRelay's, less what the host sets itself. */
 export type RelayChildOptions = Partial<Pick<StartRelayOptions, "commitMode" | "handshakeTimeoutMs">> & {
@@ -69,6 +71,8 @@ export type RelayChildOptions = Partial<Pick<StartRelayOptions, "commitMode" | "
 export interface ChildFlags {
   readonly execArgv?: readonly string[];
   readonly gc?: boolean;
+  /** Extra environment for the child (e.g. glibc malloc tunables, which must be set before it starts). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface RelayChild<S extends RelayStats | CeilingStats = RelayStats | CeilingStats> {
@@ -90,8 +94,9 @@ export interface RelayChild<S extends RelayStats | CeilingStats = RelayStats | C
 export function startRelayChild(mode: "relay", opts?: RelayChildOptions, o?: ChildFlags): Promise<RelayChild<RelayStats>>;
 export function startRelayChild(mode: "ceiling", opts?: RelayChildOptions, o?: ChildFlags): Promise<RelayChild<CeilingStats>>;
 export function startRelayChild(mode: "relay" | "ceiling", opts?: RelayChildOptions, o?: ChildFlags): Promise<RelayChild>;
-export async function startRelayChild(mode: "relay" | "ceiling", opts: RelayChildOptions = {}, { execArgv = [], gc = false }: ChildFlags = {}): Promise<RelayChild> {
+export async function startRelayChild(mode: "relay" | "ceiling", opts: RelayChildOptions = {}, { execArgv = [], gc = false, env }: ChildFlags = {}): Promise<RelayChild> {
   const child = fork(join(here, "_relay-host.js"), [mode, JSON.stringify(opts)], {
+    env: { ...process.env, ...RELAY_NODE_ENV, ...env },
     execArgv: [...(gc ? ["--expose-gc"] : []), ...RELAY_NODE_FLAGS, ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const exited = once(child, "exit");

@@ -126,6 +126,40 @@ export function describeReconnectStart(r: ReconnectStart): string {
   }
 }
 
+/** Every kind of ClientError (the Record makes the compiler keep this list complete). */
+const KINDS: Record<ClientError["kind"], true> = {
+  "not-connected": true, "closed": true, "already-connected": true, "no-answer": true, "connection-lost": true,
+  "unexpected-answer": true, "refused": true, "invalid-username": true, "invalid-room": true, "unknown-conversation": true,
+  "empty-message": true, "invalid-characters": true, "too-large": true, "not-your-conversation": true, "key-changed": true,
+  "not-a-member": true, "topic-outside-room": true, "away-outside-dm": true, "not-failed": true, "unknown-user": true,
+  "keys-not-fetched": true, "invalid-keys": true, "too-many-recipients": true, "self": true, "digits-missing": true,
+  "digits-mismatch": true, "keys-changed-meanwhile": true, "no-key-change": true,
+};
+
+/**
+ * A ClientError read back from the history file (JSON), or undefined when it is not one: a known
+ * kind, with only plain values, strings sanitised and bounded (the file is local, but its
+ * failure column is not sealed).
+ */
+export function parseStoredError(json: string): ClientError | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const kind = (value as { kind?: unknown }).kind;
+  if (typeof kind !== "string" || !Object.hasOwn(KINDS, kind)) return undefined;
+  const fields: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === "string") fields[k] = sanitizeLine(v).slice(0, 300);
+    else if (typeof v === "number" || typeof v === "boolean") fields[k] = v;
+    else return undefined;
+  }
+  return fields as unknown as ClientError;
+}
+
 /** The sentence for a relay refusal: the relay's own when it gave one. */
 export function describeRefusal(code: ErrorCode, detail: string): string {
   const d = sanitizeLine(detail).slice(0, 300);

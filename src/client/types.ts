@@ -53,6 +53,8 @@ export interface ChatMessage {
   /** Own messages only. */
   readonly state?: MessageState;
   readonly failure?: string;
+  /** Why it failed, as data (kept in the history, so the UI can word it after a restart too). */
+  readonly error?: ClientError;
   /** Own messages: recipients who were offline and will get it later. */
   readonly queuedFor?: readonly string[];
   /** A message before this one from the same sender in this conversation may be missing. */

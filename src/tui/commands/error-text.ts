@@ -3,7 +3,7 @@
 // commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The client says what
 // happened; what to type about it is the UI's business.
 import { describeClientError, describeReconnectStart, describeRefusal, describeSessionEnd, type ClientError, type ReconnectStart, type SessionEnd } from "../../client/errors.js";
-import type { ConnectionStatus, NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
+import type { ChatMessage, ConnectionStatus, NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
 
 /** The UI's sentence for a notice the client reports as data (the same text as before issue 11). */
 export function noticeText(about: NoticeAbout): string {
@@ -36,6 +36,11 @@ export function withUiText(event: SessionEvent): SessionEvent {
   if (event.type === "message-state" && event.error !== undefined) return { ...event, failure: errorText(event.error) };
   if (event.type === "connection") return { ...event, status: connectionWithUiText(event.status) };
   return event;
+}
+
+/** A kept message (the backlog at start) whose failure the client gave as data, in the UI's words. */
+export function messageWithUiText(m: ChatMessage): ChatMessage {
+  return m.error === undefined ? m : { ...m, failure: errorText(m.error) };
 }
 
 /** A connection status with its reason in the UI's words (the status line shows `reason`). */

@@ -10,7 +10,7 @@ import { createInitialState, reducer, type Action, type StartupNotice } from "..
 import type { TuiState } from "../state/state.js";
 import { createStore } from "../state/store.js";
 import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
-import { connectionWithUiText, withUiText } from "../commands/error-text.js";
+import { connectionWithUiText, messageWithUiText, withUiText } from "../commands/error-text.js";
 
 /** Session events are folded and drawn at most this often (a new message shows within it). */
 export const EVENT_FRAME_MS = 50;
@@ -46,7 +46,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       serverLabel: options.session.serverLabel,
       snapshot: withUiConnection(options.session.snapshot()),
       ...(options.notices ? { notices: options.notices } : {}),
-      ...(options.backlog ? { backlog: options.backlog } : {}),
+      ...(options.backlog ? { backlog: options.backlog.map(messageWithUiText) } : {}),
       ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
       settings: parseSettings(options.session.loadSetting?.(SETTINGS_NAME)),
       atMs: options.clock(),

@@ -15,7 +15,7 @@ import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { AtRestCipher } from "./at-rest.js";
-import { describeRefusal } from "./errors.js";
+import { describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -108,7 +108,7 @@ export class ChatClient implements ChatSession {
     const limits = (): Limits => this.limits;
     const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
     if (transport.kind === "plaintext") {
-      log.warn("session.plaintext", { message: "connecting without TLS (--insecure-plaintext): anyone on the path can read metadata and hijack the session" });
+      log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
     }
     const atRest = new AtRestCipher(o.identity);
     this.pacer = new SendPacer(clock);
@@ -198,7 +198,7 @@ export class ChatClient implements ChatSession {
     this.state.close();
   }
 
-  reconnectNow(): Outcome<string> {
+  reconnectNow(): Outcome<ReconnectStart> {
     return this.connection.reconnectNow();
   }
 

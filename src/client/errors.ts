@@ -49,6 +49,117 @@ export type ClientError =
   | { readonly kind: "keys-changed-meanwhile"; readonly username: string; readonly action: "trust" | "accept" }
   | { readonly kind: "no-key-change"; readonly username: string };
 
+/**
+ * Why a session ended or could not start (PROTOCOL.md §8, "Ending a session"): the reason the
+ * status shows while reconnecting, and the cause when the client stops for good. Data only; the
+ * UI adds what to type about it (src/tui/commands/error-text.ts, sessionEndText).
+ */
+export type SessionEnd =
+  /** The stream ended without a status (the relay closed it). */
+  | { readonly kind: "relay-closed" }
+  | { readonly kind: "unreachable" }
+  | { readonly kind: "cancelled" }
+  /** Any other end of the stream, with its sanitised sentence. */
+  | { readonly kind: "stream-error"; readonly detail: string }
+  /** The name is bound to another key (§8 step 4); the relay operator's command that releases it. Retried. */
+  | { readonly kind: "name-taken"; readonly username: string; readonly operatorCommand: string }
+  /** Another session of the same user took over (SESSION_REPLACED). Final. */
+  | { readonly kind: "replaced"; readonly username: string }
+  /** The relay refused this identity for good (bad name, bad key, bad proof, key/name limit); `detail` is its sentence. */
+  | { readonly kind: "identity-refused"; readonly detail: string }
+  /** Something else answers on the port (`what` says what). Final. */
+  | { readonly kind: "not-a-relay"; readonly address: string; readonly what: string }
+  /** The address answered the TLS first contact with something that is not TLS. Final. */
+  | { readonly kind: "not-tls"; readonly address: string }
+  /** A pinned relay presented another certificate (§8 TLS pinning). Final. */
+  | { readonly kind: "certificate-changed"; readonly address: string; readonly presentedSha256: string; readonly pinnedSha256: string; readonly pinnedAtMs: number }
+  /** First contact, with a certificate other than the one the user said to accept. Final. */
+  | { readonly kind: "certificate-not-accepted"; readonly address: string; readonly presentedSha256: string; readonly acceptedSha256: string };
+
+/** What a request to reconnect now did. */
+export type ReconnectStart = "connecting-again" | "reconnecting-now" | "already-connecting";
+
+/** The operator's command that releases a name bound to a lost key (src/server/users-command.ts). */
+export function releaseCommand(username: string): string {
+  return `chat-relay users release ${username}`;
+}
+
+function day(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** A plain sentence for why a session ended, naming no UI command or option. */
+export function describeSessionEnd(e: SessionEnd): string {
+  switch (e.kind) {
+    case "relay-closed": return "the relay closed the connection";
+    case "unreachable": return "relay unreachable";
+    case "cancelled": return "connection cancelled";
+    case "stream-error": return e.detail;
+    case "name-taken":
+      return `the name '${e.username}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: ${e.operatorCommand} (retrying until then)`;
+    case "replaced": return `another session of ${e.username} replaced this one`;
+    case "identity-refused": return e.detail.length > 0 ? e.detail : "the relay refused this identity";
+    case "not-a-relay": return `${e.address} is not a secure-chat relay (${e.what})`;
+    case "not-tls": return `${e.address} does not speak TLS`;
+    case "certificate-changed":
+      return `the relay at ${e.address} presented a certificate (SHA-256 ${e.presentedSha256}) other than the one pinned on ${day(e.pinnedAtMs)} ` +
+        `(${e.pinnedSha256.slice(0, 16)}…), so someone may be intercepting the connection`;
+    case "certificate-not-accepted":
+      return `the relay at ${e.address} presented the certificate ${e.presentedSha256}, not the one this client was told to accept (${e.acceptedSha256})`;
+    default: {
+      const never: never = e;
+      return never;
+    }
+  }
+}
+
+/** The plain sentence for what a request to reconnect now did. */
+export function describeReconnectStart(r: ReconnectStart): string {
+  switch (r) {
+    case "connecting-again": return "connecting to the relay again";
+    case "reconnecting-now": return "reconnecting now instead of waiting";
+    case "already-connecting": return "already connecting to the relay";
+    default: {
+      const never: never = r;
+      return never;
+    }
+  }
+}
+
+/** Every kind of ClientError (the Record makes the compiler keep this list complete). */
+const KINDS: Record<ClientError["kind"], true> = {
+  "not-connected": true, "closed": true, "already-connected": true, "no-answer": true, "connection-lost": true,
+  "unexpected-answer": true, "refused": true, "invalid-username": true, "invalid-room": true, "unknown-conversation": true,
+  "empty-message": true, "invalid-characters": true, "too-large": true, "not-your-conversation": true, "key-changed": true,
+  "not-a-member": true, "topic-outside-room": true, "away-outside-dm": true, "not-failed": true, "unknown-user": true,
+  "keys-not-fetched": true, "invalid-keys": true, "too-many-recipients": true, "self": true, "digits-missing": true,
+  "digits-mismatch": true, "keys-changed-meanwhile": true, "no-key-change": true,
+};
+
+/**
+ * A ClientError read back from the history file (JSON), or undefined when it is not one: a known
+ * kind, with only plain values, strings sanitised and bounded (the file is local, but its
+ * failure column is not sealed).
+ */
+export function parseStoredError(json: string): ClientError | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const kind = (value as { kind?: unknown }).kind;
+  if (typeof kind !== "string" || !Object.hasOwn(KINDS, kind)) return undefined;
+  const fields: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === "string") fields[k] = sanitizeLine(v).slice(0, 300);
+    else if (typeof v === "number" || typeof v === "boolean") fields[k] = v;
+    else return undefined;
+  }
+  return fields as unknown as ClientError;
+}
+
 /** The sentence for a relay refusal: the relay's own when it gave one. */
 export function describeRefusal(code: ErrorCode, detail: string): string {
   const d = sanitizeLine(detail).slice(0, 300);
@@ -136,6 +247,8 @@ export function describeNotice(about: NoticeAbout): string {
       return about.again
         ? `${about.username}'s keys changed AGAIN before you decided: compare again`
         : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide`;
+    case "session-ended":
+      return describeSessionEnd(about.cause);
     default: {
       const never: never = about;
       return never;

@@ -8,6 +8,7 @@ import type { Logger } from "../protocol/log.js";
 import { isValidUsername, parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
+import { parseStoredError, type ClientError } from "./errors.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
 import type { ChatMessage, MessageState, SessionEvent } from "./types.js";
 
@@ -46,7 +47,7 @@ export class MessageHistory {
    */
   readonly onEvent = (e: SessionEvent): void => {
     if (e.type === "message") this.record(e.message);
-    else if (e.type === "message-state") this.setState(e.id, e.state, e.failure, e.queuedFor);
+    else if (e.type === "message-state") this.setState(e.id, e.state, e.failure, e.queuedFor, e.error);
   };
 
   /**
@@ -90,14 +91,16 @@ export class MessageHistory {
       receivedAtMs: m.receivedAtMs,
       ...(m.state === undefined ? {} : { state: m.state }),
       ...(m.failure === undefined ? {} : { failure: m.failure }),
+      ...(m.error === undefined ? {} : { failureError: JSON.stringify(m.error) }),
       ...(m.queuedFor === undefined ? {} : { queuedFor: m.queuedFor }),
       gap: m.gap === true,
       sealed: this.cipher.seal("history", m.conversationId, messageId, m.text, boundFields(m.from, m.own, m.kind, m.sentAtMs)),
     });
   }
 
-  setState(id: string, state: MessageState, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
-    this.safely("history.write-failed", () => this.store.historySetState(Buffer.from(id, "hex"), state, failure, queuedFor));
+  setState(id: string, state: MessageState, failure: string | undefined, queuedFor: readonly string[] | undefined, error?: ClientError): void {
+    const failureError = error === undefined ? undefined : JSON.stringify(error);
+    this.safely("history.write-failed", () => this.store.historySetState(Buffer.from(id, "hex"), state, failure, queuedFor, failureError));
   }
 
   /**
@@ -193,6 +196,7 @@ export class MessageHistory {
     if (text === undefined) return undefined; // sealed under another key (the user re-keyed), moved, or altered
     // The unsealed fields (states) are only shown: keep them to what the app itself writes.
     if (!isValidUsername(r.sender) || parseConversationId(r.conversationId) === undefined) return undefined;
+    const error = r.failureError === undefined ? undefined : parseStoredError(r.failureError);
     return {
       id: r.messageId.toString("hex"),
       conversationId: r.conversationId,
@@ -204,6 +208,7 @@ export class MessageHistory {
       own: r.own,
       ...(r.state !== undefined && STATES.has(r.state) ? { state: r.state as MessageState } : {}),
       ...(r.failure === undefined ? {} : { failure: sanitizeLine(r.failure).slice(0, 300) }),
+      ...(error === undefined ? {} : { error }),
       ...(r.queuedFor === undefined ? {} : { queuedFor: r.queuedFor.filter(isValidUsername) }),
       ...(r.gap ? { gap: true } : {}),
     };

@@ -2,10 +2,10 @@
 // keys: `<username>_known_relays.json` beside known_peers, 0600, in the same 0700 key directory.
 // One entry per server address (host:port as given): the relay's TLS certificate, whose SHA-256
 // the client also binds into its proof of possession (PROTOCOL.md §8).
-import { randomBytes } from "node:crypto";
-import { lstat, readFile, rename } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import { certificateFingerprint } from "../protocol/x509.js";
-import { checkPrivateFileMode, KeyStoreError, removeStaleFile, writeNewPrivateFile } from "./key-store.js";
+import { writeAtomicPrivate } from "./atomic-file.js";
+import { checkPrivateFileMode, KeyStoreError } from "./key-store.js";
 
 export interface RelayPin {
   /** DER of the certificate the relay presented when it was pinned. */
@@ -102,11 +102,4 @@ function parse(path: string, text: string): Map<string, RelayPin> {
     pins.set(relayKey(k), { certificate, sha256: p.sha256, pinnedAtMs: Number(p.pinnedAtMs) || 0 });
   }
   return pins;
-}
-
-async function writeAtomicPrivate(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await removeStaleFile(tmp);
-  await writeNewPrivateFile(tmp, text);
-  await rename(tmp, path);
 }

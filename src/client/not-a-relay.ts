@@ -8,6 +8,7 @@
 import { connect, type Socket } from "node:net";
 import type { ServiceError } from "@grpc/grpc-js";
 import { sanitizeLine } from "../protocol/sanitize.js";
+import type { SessionEnd } from "./errors.js";
 import { ERROR_CODE_TRAILER as RELAY_TRAILER } from "./session-end.js";
 import { grpcStatus, isServiceError } from "./transport.js";
 
@@ -17,8 +18,8 @@ const ANSWER_WAIT_MS = 1_500;
 /** RFC 9113 §3.4: the client connection preface, then an empty SETTINGS frame. */
 const H2_PREFACE = Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
 
-/** The sentence for a server that is not a relay, or undefined when that is not certain. */
-export async function describeNotARelay(error: unknown, address: string): Promise<string | undefined> {
+/** Why a server is not a relay, or undefined when that is not certain. */
+export async function describeNotARelay(error: unknown, address: string): Promise<SessionEnd | undefined> {
   if (!isServiceError(error)) return undefined;
   return notARelaySentence(address, await identify(error, address));
 }
@@ -27,12 +28,12 @@ export async function describeNotARelay(error: unknown, address: string): Promis
  * The same verdict when the TLS first contact (trust on first use) already failed, before any
  * gRPC call: only the raw probe can tell what answers there.
  */
-export async function describeNotARelayByProbe(address: string): Promise<string | undefined> {
+export async function describeNotARelayByProbe(address: string): Promise<SessionEnd | undefined> {
   return notARelaySentence(address, await probe(address));
 }
 
-function notARelaySentence(address: string, what: string | undefined): string | undefined {
-  return what === undefined ? undefined : `${address} is not a secure-chat relay (${what}): check the address (--server host:port)`;
+function notARelaySentence(address: string, what: string | undefined): SessionEnd | undefined {
+  return what === undefined ? undefined : { kind: "not-a-relay", address, what };
 }
 
 async function identify(e: ServiceError, address: string): Promise<string | undefined> {

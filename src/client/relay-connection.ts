@@ -8,10 +8,10 @@ import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "..
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
-import { refused } from "./errors.js";
+import { describeSessionEnd, refused, type ReconnectStart, type SessionEnd } from "./errors.js";
 import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
 import type { SendPacer } from "./pacer.js";
-import { classifyHandshakeError, classifySessionError, describeStreamError, FatalSessionError, NameTakenError } from "./session-end.js";
+import { classifyHandshakeError, classifySessionError, FatalSessionError, NameTakenError, sessionEndOf } from "./session-end.js";
 import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-requests.js";
 import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
@@ -112,7 +112,7 @@ export class RelayConnection {
   /** Resolves once a session is authenticated; rejects when it fails for good or times out. */
   waitConnected(timeoutMs: number): Promise<void> {
     if (this.status.state === "connected") return Promise.resolve();
-    if (this.status.state === "failed") return Promise.reject(new Error(this.status.reason));
+    if (this.status.state === "failed") return Promise.reject(failedError(this.status));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.connectedWaiters = this.connectedWaiters.filter((w) => w.resolve !== done);
@@ -130,7 +130,7 @@ export class RelayConnection {
   untilConnected(): Promise<void> {
     if (this.authenticated) return Promise.resolve();
     if (this.closed) return Promise.reject(new Error("the session was closed"));
-    if (this.status.state === "failed") return Promise.reject(new Error(this.status.reason));
+    if (this.status.state === "failed") return Promise.reject(failedError(this.status));
     return new Promise((resolve, reject) => this.connectedWaiters.push({ resolve, reject }));
   }
 
@@ -148,8 +148,8 @@ export class RelayConnection {
     this.requests.failAll("the session was closed");
   }
 
-  /** /reconnect: connect now instead of after the backoff; the sentence says what happens. */
-  reconnectNow(): Outcome<string> {
+  /** /reconnect: connect now instead of after the backoff; says what it did. */
+  reconnectNow(): Outcome<ReconnectStart> {
     if (this.closed) return { ok: false, error: { kind: "closed" } };
     switch (this.status.state) {
       case "connected":
@@ -157,12 +157,12 @@ export class RelayConnection {
       case "failed":
         // The run loop gave up (e.g. another session took over): the user asks to try again.
         this.runPromise = this.run();
-        return { ok: true, value: "connecting to the relay again" };
+        return { ok: true, value: "connecting-again" };
       case "reconnecting":
         this.wakeRetry?.();
-        return { ok: true, value: "reconnecting now instead of waiting" };
+        return { ok: true, value: "reconnecting-now" };
       default:
-        return { ok: true, value: "already connecting to the relay" };
+        return { ok: true, value: "already-connecting" };
     }
   }
 
@@ -176,7 +176,7 @@ export class RelayConnection {
     } else if (status.state === "failed" || status.state === "closed") {
       const waiters = this.connectedWaiters;
       this.connectedWaiters = [];
-      for (const w of waiters) w.reject(new Error(status.state === "failed" ? status.reason : "the session was closed"));
+      for (const w of waiters) w.reject(status.state === "failed" ? failedError(status) : new Error("the session was closed"));
     }
   }
 
@@ -184,7 +184,7 @@ export class RelayConnection {
     while (!this.closed) {
       const attempt = this.backoff.attempt;
       this.setConnection({ state: "connecting", attempt });
-      let reason = "the relay closed the connection";
+      let cause: SessionEnd = { kind: "relay-closed" };
       try {
         await this.o.beforeConnect?.(attempt);
         await this.runSession();
@@ -192,15 +192,16 @@ export class RelayConnection {
         if (e instanceof FatalSessionError) {
           this.o.log.warn("session.fatal", { reason: e.message });
           // In the conversation too: the status line may be too narrow for the whole sentence.
-          this.o.hooks.emit({ type: "notice", level: "error", text: e.message });
-          this.setConnection({ state: "failed", reason: e.message });
+          this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause: e.end } });
+          this.setConnection({ state: "failed", reason: e.message, cause: e.end });
           return;
         }
-        reason = describeStreamError(e);
+        cause = sessionEndOf(e);
+        const reason = describeSessionEnd(cause);
         this.o.log.info("session.ended", { reason });
         // Said once in the conversation too: the status line has little room for what to do.
         if (e instanceof NameTakenError && this.lastEndReason !== reason) {
-          this.o.hooks.emit({ type: "notice", level: "error", text: e.message });
+          this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause } });
         }
         this.lastEndReason = reason;
       } finally {
@@ -212,13 +213,13 @@ export class RelayConnection {
       }
       if (this.closed) return;
       if (this.o.reconnect === false) {
-        this.setConnection({ state: "failed", reason });
+        this.setConnection({ state: "failed", reason: describeSessionEnd(cause), cause });
         return;
       }
       // Counted from the last session that reached Welcome, however it ended (backoff.ts).
       const next = this.backoff.next();
       const retryAtMs = this.o.clock() + next.delayMs;
-      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason });
+      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason: describeSessionEnd(cause), cause });
       const sleep = sleepUntil(retryAtMs, this.o.clock);
       this.wakeRetry = sleep.wake;
       await sleep.done;
@@ -234,10 +235,10 @@ export class RelayConnection {
       channel = await prepareChannel(this.o.transport, server);
     } catch (e) {
       // A changed certificate is refused for good (the sentence says how to accept it).
-      if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.message);
+      if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.end);
       // The TLS first contact met something: name it when it is not a relay, and stop retrying.
       if (e instanceof NotTlsError) {
-        throw new FatalSessionError((await describeNotARelayByProbe(server)) ?? e.message);
+        throw new FatalSessionError((await describeNotARelayByProbe(server)) ?? { kind: "not-tls", address: e.address });
       }
       throw e;
     }
@@ -369,4 +370,9 @@ export class RelayConnection {
     if (answer.value?.$case !== "keyList") return { ok: false, error: { kind: "unexpected-answer" } };
     return { ok: true, value: answer.value.value.entries };
   }
+}
+
+/** The rejection of a wait for a connection that failed for good: its cause as data (`end`). */
+function failedError(status: Extract<ConnectionStatus, { state: "failed" }>): Error {
+  return status.cause === undefined ? new Error(status.reason) : new FatalSessionError(status.cause);
 }

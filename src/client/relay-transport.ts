@@ -7,6 +7,7 @@ import { isIP } from "node:net";
 import { credentials as grpcCredentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { PLAINTEXT_CHANNEL_BINDING, tlsChannelBinding } from "../protocol/keys.js";
 import { certificateFingerprint, certificatePem } from "../protocol/x509.js";
+import { describeSessionEnd, type SessionEnd } from "./errors.js";
 import type { KnownRelays, RelayPin } from "./known-relays.js";
 
 export type RelayTransport =
@@ -17,10 +18,18 @@ export type RelayTransport =
   /** No TLS (both sides said --insecure-plaintext). */
   | { readonly kind: "plaintext" };
 
-/** A refusal that retrying cannot fix (the certificate changed): the session stops with this sentence. */
-export class RelayCertificateRefused extends Error {}
+/** A refusal that retrying cannot fix (the certificate changed): the session stops for `end`. */
+export class RelayCertificateRefused extends Error {
+  constructor(readonly end: Extract<SessionEnd, { kind: "certificate-changed" | "certificate-not-accepted" }>) {
+    super(describeSessionEnd(end));
+  }
+}
 /** The server answered the TLS first contact with something that is not TLS. */
-export class NotTlsError extends Error {}
+export class NotTlsError extends Error {
+  constructor(readonly address: string) {
+    super(describeSessionEnd({ kind: "not-tls", address }));
+  }
+}
 
 /** Everything one connection attempt needs. */
 export interface PreparedChannel {
@@ -29,10 +38,10 @@ export interface PreparedChannel {
   /** The channel binding of this connection, known once TLS is up (or at once in plaintext). */
   binding(): Buffer | undefined;
   /**
-   * After the connection failed before the handshake: the sentence refusing a changed
-   * certificate, when that is why (a pinned relay now showing another one), else undefined.
+   * After the connection failed before the handshake: the refusal of a changed certificate
+   * (as data), when that is why (a pinned relay now showing another one), else undefined.
    */
-  refusal(): Promise<string | undefined>;
+  refusal(): Promise<SessionEnd | undefined>;
 }
 
 const NO_REFUSAL = (): Promise<undefined> => Promise.resolve(undefined);
@@ -76,7 +85,7 @@ export function presentedCertificate(address: string, timeoutMs = PROBE_TIMEOUT_
       // A plaintext relay answers a ClientHello with bytes that are not TLS.
       // Something else (HTTP/1, SSH, an echo) fails the TLS handshake the same way.
       if ((e.code ?? "").startsWith("ERR_SSL_") || /wrong version number|packet length too long|unexpected message|record layer/i.test(e.message)) {
-        finish(new NotTlsError(`${address} does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too; otherwise check the address (--server host:port)`));
+        finish(new NotTlsError(address));
       } else if (UNREACHABLE.has(e.code ?? "")) {
         finish(new Error("relay unreachable")); // as a failed gRPC connection says it
       } else finish(e);
@@ -84,15 +93,9 @@ export function presentedCertificate(address: string, timeoutMs = PROBE_TIMEOUT_
   });
 }
 
-function shortDate(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
-/** The one sentence shown when a pinned relay presents another certificate. */
-export function certificateChangedSentence(address: string, pin: RelayPin, presentedSha256: string): string {
-  return `the relay at ${address} presented a certificate (SHA-256 ${presentedSha256}) other than the one pinned on ${shortDate(pin.pinnedAtMs)} ` +
-    `(${pin.sha256.slice(0, 16)}…), so someone may be intercepting the connection: only if the relay's operator confirms the new ` +
-    `fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${presentedSha256}`;
+/** What is said when a pinned relay presents another certificate. */
+function certificateChanged(address: string, pin: RelayPin, presentedSha256: string): SessionEnd & { kind: "certificate-changed" } {
+  return { kind: "certificate-changed", address, presentedSha256, pinnedSha256: pin.sha256, pinnedAtMs: pin.pinnedAtMs };
 }
 
 /** True for 64 hex digits (a SHA-256 as chat-relay fingerprint prints it; colons allowed). */
@@ -139,11 +142,11 @@ async function pinFirstOrAccepted(transport: Extract<RelayTransport, { kind: "pi
     pin = await transport.pins.pin(address, presented);
   } else if (pin === undefined) {
     if (transport.acceptSha256 !== undefined) {
-      throw new RelayCertificateRefused(`the relay at ${address} presented the certificate ${presentedSha256}, not the one given with --accept-relay-cert (${transport.acceptSha256})`);
+      throw new RelayCertificateRefused({ kind: "certificate-not-accepted", address, presentedSha256, acceptedSha256: transport.acceptSha256 });
     }
     pin = await transport.pins.pin(address, presented); // trust on first use
   } else if (pin.sha256 !== presentedSha256) {
-    throw new RelayCertificateRefused(certificateChangedSentence(address, pin, presentedSha256));
+    throw new RelayCertificateRefused(certificateChanged(address, pin, presentedSha256));
   }
   return pin;
 }
@@ -151,14 +154,14 @@ async function pinFirstOrAccepted(transport: Extract<RelayTransport, { kind: "pi
 function pinnedChannel(address: string, pinned: RelayPin): PreparedChannel {
   let seen: Buffer | undefined;
   const binding = (): Buffer | undefined => (seen === undefined ? undefined : tlsChannelBinding(seen));
-  const refusal = async (): Promise<string | undefined> => {
+  const refusal = async (): Promise<SessionEnd | undefined> => {
     let presentedSha256: string;
     try {
       presentedSha256 = certificateFingerprint(await presentedCertificate(address));
     } catch {
       return undefined; // unreachable, or not TLS: the connection error says enough
     }
-    return presentedSha256 === pinned.sha256 ? undefined : certificateChangedSentence(address, pinned, presentedSha256);
+    return presentedSha256 === pinned.sha256 ? undefined : certificateChanged(address, pinned, presentedSha256);
   };
   // Checked again on the connection itself: the probe's answer proves nothing about this one.
   // The pinned certificate is the only trust anchor, accepted as one even when it is not

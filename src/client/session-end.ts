@@ -6,21 +6,29 @@
 import type { ServiceError } from "@grpc/grpc-js";
 import { ErrorCode, errorCodeFromJSON } from "../gen/securechat/v1/chat.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
+import { describeSessionEnd, releaseCommand, type SessionEnd } from "./errors.js";
 import { grpcStatus, isServiceError } from "./transport.js";
 
 /** The trailer naming the ErrorCode of a status the relay ended the stream with (its enum name). */
 export const ERROR_CODE_TRAILER = "securechat-error-code";
 
-/** A session-ending condition that retrying will not fix. */
-export class FatalSessionError extends Error {}
+/** A session-ending condition that retrying will not fix; `end` says which, as data. */
+export class FatalSessionError extends Error {
+  constructor(readonly end: SessionEnd) {
+    super(describeSessionEnd(end));
+  }
+}
 
 /**
  * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
  * relay's operator releases the name, and the client, retrying with backoff, then claims it.
  */
 export class NameTakenError extends Error {
+  readonly end: SessionEnd;
   constructor(me: string) {
-    super(`the name '${me}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release ${me} (retrying until then)`);
+    const end: SessionEnd = { kind: "name-taken", username: me, operatorCommand: releaseCommand(me) };
+    super(describeSessionEnd(end));
+    this.end = end;
   }
 }
 
@@ -63,7 +71,7 @@ export function classifyHandshakeError(e: unknown, me: string): Error {
     const code = relayErrorCode(e);
     if (code === ErrorCode.ERROR_CODE_USERNAME_TAKEN) return new NameTakenError(me);
     if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
-    if (code !== undefined && FINAL.has(code)) return new FatalSessionError(detailsOf(e) || "the relay refused this identity");
+    if (code !== undefined && FINAL.has(code)) return new FatalSessionError({ kind: "identity-refused", detail: detailsOf(e) });
     if (code !== undefined && PASSING.has(code)) return e;
     // No trailer, or one that does not decide (BAD_FRAME: a malformed frame, or too slow a handshake).
     switch (e.code) {
@@ -72,7 +80,7 @@ export function classifyHandshakeError(e: unknown, me: string): Error {
       case grpcStatus.UNAUTHENTICATED:
       case grpcStatus.INVALID_ARGUMENT:
       case grpcStatus.PERMISSION_DENIED:
-        return new FatalSessionError(detailsOf(e) || "the relay refused this identity");
+        return new FatalSessionError({ kind: "identity-refused", detail: detailsOf(e) });
       default:
         return e;
     }
@@ -94,15 +102,18 @@ export function classifySessionError(e: unknown, me: string): unknown {
  * back, and the two would replace each other forever.
  */
 function replaced(me: string): FatalSessionError {
-  return new FatalSessionError(`another session of ${me} replaced this one (did you start chat-tui ${me} twice?)`);
+  return new FatalSessionError({ kind: "replaced", username: me });
 }
 
-/** The short reason the status line shows while reconnecting. */
-export function describeStreamError(e: unknown): string {
+/** Why a session ended, as the status shows it while reconnecting. */
+export function sessionEndOf(e: unknown): SessionEnd {
+  if (e instanceof NameTakenError || e instanceof FatalSessionError) return e.end;
   if (isServiceError(e)) {
-    if (e.code === grpcStatus.UNAVAILABLE) return "relay unreachable";
-    if (e.code === grpcStatus.CANCELLED) return "connection cancelled";
-    return sanitizeLine(e.details || e.message).slice(0, 200);
+    if (e.code === grpcStatus.UNAVAILABLE) return { kind: "unreachable" };
+    if (e.code === grpcStatus.CANCELLED) return { kind: "cancelled" };
+    return { kind: "stream-error", detail: sanitizeLine(e.details || e.message).slice(0, 200) };
   }
-  return sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300);
+  // As a failed gRPC connection says it (relay-transport.ts, the TLS first contact).
+  if (e instanceof Error && e.message === "relay unreachable") return { kind: "unreachable" };
+  return { kind: "stream-error", detail: sanitizeLine(e instanceof Error ? e.message : String(e)).slice(0, 300) };
 }

@@ -31,6 +31,8 @@ export interface HistoryRow {
   readonly receivedAtMs: number;
   readonly state?: string;
   readonly failure?: string;
+  /** Why it failed, as data (a ClientError as JSON), for the UI to word after a restart. */
+  readonly failureError?: string;
   readonly queuedFor?: readonly string[];
   readonly gap: boolean;
   readonly sealed: Buffer;
@@ -67,6 +69,7 @@ function historyRow(r: Record<string, unknown>): HistoryRow {
     receivedAtMs: Number(r["received_at_ms"]),
     ...(r["state"] === null ? {} : { state: String(r["state"]) }),
     ...(r["failure"] === null ? {} : { failure: String(r["failure"]) }),
+    ...(r["failure_error"] === null || r["failure_error"] === undefined ? {} : { failureError: String(r["failure_error"]) }),
     ...(r["queued_for"] === null || r["queued_for"] === "" ? {} : { queuedFor: String(r["queued_for"]).split(",") }),
     gap: Number(r["gap"]) === 1,
     sealed: Buffer.from(r["sealed"] as Uint8Array),
@@ -108,6 +111,9 @@ export class ClientStateStore {
     // Held envelopes keep the relay's time they came with (a column files written before lack).
     const heldColumns = this.db.prepare("SELECT name FROM pragma_table_info('held')").all() as { name: string }[];
     if (!heldColumns.some((c) => c.name === "relay_time_ms")) this.db.exec("ALTER TABLE held ADD COLUMN relay_time_ms INTEGER NOT NULL DEFAULT 0");
+    // History rows keep why a message failed as data too (a column files written before lack).
+    const historyColumns = this.db.prepare("SELECT name FROM pragma_table_info('history')").all() as { name: string }[];
+    if (!historyColumns.some((c) => c.name === "failure_error")) this.db.exec("ALTER TABLE history ADD COLUMN failure_error TEXT");
     const p = (sql: string) => this.db.prepare(sql);
     this.q = {
       hasSeen: p("SELECT 1 AS x FROM seen_from WHERE message_id = ? AND sender IN (?, '')"),
@@ -127,8 +133,8 @@ export class ClientStateStore {
       heldCount: p("SELECT COUNT(*) AS n FROM held WHERE sender = ?"),
       holdRemove: p("DELETE FROM held WHERE row_id = ?"),
       historyAdd: p(`INSERT OR IGNORE INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
-        state, failure, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      historyState: p("UPDATE history SET state = ?, failure = ?, queued_for = ? WHERE message_id = ? AND own = 1"),
+        state, failure, failure_error, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      historyState: p("UPDATE history SET state = ?, failure = ?, failure_error = ?, queued_for = ? WHERE message_id = ? AND own = 1"),
       historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
@@ -244,12 +250,12 @@ export class ClientStateStore {
   historyAdd(r: HistoryRow): void {
     this.q["historyAdd"]!.run(
       r.messageId, r.conversationId, r.sender, r.own ? 1 : 0, r.kind, r.sentAtMs, r.receivedAtMs,
-      r.state ?? null, r.failure ?? null, r.queuedFor === undefined ? null : r.queuedFor.join(","), r.gap ? 1 : 0, r.sealed,
+      r.state ?? null, r.failure ?? null, r.failureError ?? null, r.queuedFor === undefined ? null : r.queuedFor.join(","), r.gap ? 1 : 0, r.sealed,
     );
   }
 
-  historySetState(messageId: Uint8Array, state: string, failure: string | undefined, queuedFor: readonly string[] | undefined): void {
-    this.q["historyState"]!.run(state, failure ?? null, queuedFor === undefined ? null : queuedFor.join(","), messageId);
+  historySetState(messageId: Uint8Array, state: string, failure: string | undefined, queuedFor: readonly string[] | undefined, failureError?: string): void {
+    this.q["historyState"]!.run(state, failure ?? null, failureError ?? null, queuedFor === undefined ? null : queuedFor.join(","), messageId);
   }
 
   /** The newest `total` rows, in the order they were kept (historyTrim bounds each conversation). */
@@ -317,7 +323,7 @@ export class ClientStateStore {
 const HISTORY_COLUMNS = `row_id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL,
         conversation_id TEXT NOT NULL, sender TEXT NOT NULL, own INTEGER NOT NULL, kind TEXT NOT NULL,
         sent_at_ms INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, state TEXT, failure TEXT, queued_for TEXT,
-        gap INTEGER NOT NULL, sealed BLOB NOT NULL, UNIQUE (sender, message_id)`;
+        gap INTEGER NOT NULL, sealed BLOB NOT NULL, failure_error TEXT, UNIQUE (sender, message_id)`;
 
 /** Rebuilds a history table of the older shape (message_id unique on its own) once. */
 function migrateHistory(db: DatabaseSync): void {
@@ -325,7 +331,8 @@ function migrateHistory(db: DatabaseSync): void {
   if (row === undefined || row.sql.includes("UNIQUE (sender, message_id)")) return;
   db.exec(`BEGIN;
     CREATE TABLE history_by_sender (${HISTORY_COLUMNS});
-    INSERT INTO history_by_sender SELECT row_id, message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
+    INSERT INTO history_by_sender (row_id, message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
+      state, failure, queued_for, gap, sealed) SELECT row_id, message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
       state, failure, queued_for, gap, sealed FROM history;
     DROP TABLE history;
     ALTER TABLE history_by_sender RENAME TO history;

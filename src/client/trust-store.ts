@@ -10,11 +10,12 @@
 // with one line per peer (temp file, fsync, rename), which amortises to O(1) as well. Files of
 // the older format (one JSON document, version 1) are read and rewritten in the new one.
 import { constants } from "node:fs";
-import { lstat, open, readFile, rename, type FileHandle } from "node:fs/promises";
+import { lstat, open, readFile, type FileHandle } from "node:fs/promises";
 import { importPublicIdentity, type PublicIdentity } from "../protocol/keys.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
-import { checkPrivateFileMode, KeyStoreError, removeStaleFile, writeNewPrivateFile } from "./key-store.js";
+import { writeAtomicPrivate } from "./atomic-file.js";
+import { checkPrivateFileMode, KeyStoreError } from "./key-store.js";
 
 export interface PinnedPeer {
   readonly identity: PublicIdentity;
@@ -333,11 +334,4 @@ function pinOf(path: string, username: string, p: StoredPeer): PinnedPeer {
   } catch (e) {
     throw new KeyStoreError(`'${path}' holds unusable keys for '${username}': ${(e as Error).message}`, { cause: e });
   }
-}
-
-async function writeAtomicPrivate(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await removeStaleFile(tmp);
-  await writeNewPrivateFile(tmp, text);
-  await rename(tmp, path);
 }

@@ -1,13 +1,17 @@
 // The client session as the UI sees it. The TUI depends only on this interface (tests use a
 // fake); src/client/chat-client.ts implements it over grpc-js.
-import type { ClientError } from "./errors.js";
+import type { ClientError, ReconnectStart, SessionEnd } from "./errors.js";
 
 export type ConnectionStatus =
   | { readonly state: "connecting"; readonly attempt: number }
   | { readonly state: "connected"; readonly sinceMs: number }
-  | { readonly state: "reconnecting"; readonly attempt: number; readonly retryAtMs: number; readonly reason: string }
-  /** Will not retry by itself (e.g. username taken, bad key): reason says why. */
-  | { readonly state: "failed"; readonly reason: string }
+  /**
+   * `reason` is the client's plain sentence for `cause` (what the UI words with its own hints;
+   * absent only where a status is made up without a cause, as in tests of the UI).
+   */
+  | { readonly state: "reconnecting"; readonly attempt: number; readonly retryAtMs: number; readonly reason: string; readonly cause?: SessionEnd }
+  /** Will not retry by itself (e.g. replaced by another session, bad key): reason and cause say why. */
+  | { readonly state: "failed"; readonly reason: string; readonly cause?: SessionEnd }
   | { readonly state: "closed" };
 
 export type PeerTrust = "unverified" | "verified" | "key-changed";
@@ -49,6 +53,8 @@ export interface ChatMessage {
   /** Own messages only. */
   readonly state?: MessageState;
   readonly failure?: string;
+  /** Why it failed, as data (kept in the history, so the UI can word it after a restart too). */
+  readonly error?: ClientError;
   /** Own messages: recipients who were offline and will get it later. */
   readonly queuedFor?: readonly string[];
   /** A message before this one from the same sender in this conversation may be missing. */
@@ -72,7 +78,9 @@ export type NoticeAbout =
   /** A room or lobby message left out these members: their keys changed and no decision was made. */
   | { readonly kind: "not-sent-to"; readonly usernames: readonly string[] }
   /** A member of this room changed keys (`again`: while a change was still pending). */
-  | { readonly kind: "room-key-changed"; readonly username: string; readonly again: boolean };
+  | { readonly kind: "room-key-changed"; readonly username: string; readonly again: boolean }
+  /** The session ended for a reason worth saying in the conversation (stopped for good, or a taken name). */
+  | { readonly kind: "session-ended"; readonly cause: SessionEnd };
 
 export type SessionEvent =
   | { readonly type: "connection"; readonly status: ConnectionStatus }
@@ -191,8 +199,8 @@ export interface ChatSession {
   forgetHistory(conversationId: string): void;
   close(): Promise<void>;
   // Optional: a session without them (history off, a test double) simply lacks the feature.
-  /** Connects now instead of after the backoff (/reconnect); the sentence says what happens. */
-  reconnectNow?(): Outcome<string>;
+  /** Connects now instead of after the backoff (/reconnect); says what it did. */
+  reconnectNow?(): Outcome<ReconnectStart>;
   /** Kept messages of a conversation just before message `beforeId` (the newest when undefined), oldest first. */
   olderHistory?(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[];
   /** Every kept message (all conversations) containing the text, oldest first. */

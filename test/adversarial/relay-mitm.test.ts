@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KnownRelays } from "../../src/client/known-relays.js";
 import type { RelayTransport } from "../../src/client/relay-transport.js";
+import { FatalSessionError } from "../../src/client/session-end.js";
+import { sessionEndText } from "../../src/tui/commands/error-text.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { certificateFingerprint, selfSignedCertificate } from "../../src/protocol/x509.js";
 import { TestClient } from "../helpers/client-harness.js";
@@ -68,6 +70,13 @@ async function mitm(relay: TestRelay, serve: "plaintext" | "tls"): Promise<MitmP
   return proxy;
 }
 
+/** The sentence chat-tui shows for the refusal a start failed with (the client gives it as data). */
+async function shownRefusal(start: Promise<unknown>): Promise<string> {
+  const e = await start.then(() => undefined, (err: unknown) => err);
+  if (!(e instanceof FatalSessionError)) throw new Error(`expected a session refused for good, got ${String(e)}`);
+  return sessionEndText(e.end);
+}
+
 describe("a man in the middle between a client and the relay", () => {
   it("terminating TLS with its own certificate: the client (first contact, so it pins the proxy) is refused by the relay; nothing is injected", async () => {
     const relay = await sceneWithQueuedDm();
@@ -102,7 +111,8 @@ describe("a man in the middle between a client and the relay", () => {
     const attackerSha = certificateFingerprint(Buffer.from(MITM_TLS.cert.toString().replace(/-----[^-]+-----|\s/g, ""), "base64"));
     const refused = TestClient.start(alice, proxy.port, { dir, transport: { kind: "pinned", pins } });
     await expect(refused).rejects.toThrow(`presented a certificate (SHA-256 ${attackerSha}) other than the one pinned`);
-    await expect(refused).rejects.toThrow(`accept it with --accept-relay-cert ${attackerSha}`);
+    await expect(refused).rejects.toMatchObject({ end: { kind: "certificate-changed", presentedSha256: attackerSha } });
+    expect(await shownRefusal(refused)).toContain(`accept it with --accept-relay-cert ${attackerSha}`);
     expect(proxy.fromRelay).toEqual([]); // the gRPC stream was never opened
     expect(pins.get(`127.0.0.1:${proxy.port}`)!.sha256).toBe(relay.running.tls!.fingerprint); // the pin stands
     await aliceLostNothing(relay);
@@ -126,7 +136,7 @@ describe("known_relays (trust on first use of the relay's certificate)", () => {
     const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const otherCert = selfSignedCertificate({ ...other, commonName: "secure-chat-relay", notBefore: new Date() });
     await (await KnownRelays.open(file)).pin(relay.address, otherCert);
-    await expect(TestClient.start(alice, relay.running.port, { dir })).rejects.toThrow(`--accept-relay-cert ${relay.running.tls!.fingerprint}`);
+    expect(await shownRefusal(TestClient.start(alice, relay.running.port, { dir }))).toContain(`--accept-relay-cert ${relay.running.tls!.fingerprint}`);
     // Accepting some other fingerprint than the one shown is refused too.
     const wrong = { kind: "pinned" as const, pins: await KnownRelays.open(file), acceptSha256: "ab".repeat(32) };
     await expect(TestClient.start(alice, relay.running.port, { dir, transport: wrong })).rejects.toThrow("presented a certificate");
@@ -148,8 +158,8 @@ describe("known_relays (trust on first use of the relay's certificate)", () => {
   it("a default client facing a plaintext relay says so instead of connecting in the clear", async () => {
     const relay = await TestRelay.start({ plaintext: true });
     cleanups.push(() => relay.cleanup());
-    await expect(TestClient.start(alice, relay.running.port, { dir: tempDir() }))
-      .rejects.toThrow(`${relay.address} does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too`);
+    expect(await shownRefusal(TestClient.start(alice, relay.running.port, { dir: tempDir() })))
+      .toContain(`${relay.address} does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too`);
   });
 
   it("refuses a known_relays file others can read, and one whose hash was edited", async () => {

@@ -6,11 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AtRestCipher, atRestKey } from "../../src/client/at-rest.js";
+import { describeClientError, type ClientError } from "../../src/client/errors.js";
 import { MessageHistory } from "../../src/client/history.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger, type Logger } from "../../src/protocol/log.js";
+import { messageWithUiText } from "../../src/tui/commands/error-text.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { sqliteFileBytes } from "../helpers/sqlite-bytes.js";
 
@@ -106,6 +108,46 @@ describe("message history", () => {
     expect(back.find((m) => m.id === said.id)).toEqual(said);
     expect(back.find((m) => m.id === mine.id)).toEqual({ ...mine, state: "accepted", queuedFor: ["bob"] });
     expect(back.find((m) => m.id === action.id)).toEqual(action);
+    store.close();
+  });
+
+  it("keeps why a message failed as data: after a restart the UI words a key change with its /verify hint", () => {
+    const path = join(dir, "alice_state.db");
+    let store = ClientStateStore.open(path);
+    let history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const mine = message({ conversationId: "dm:alice:bob", from: "alice", own: true, text: "hi", state: "pending" });
+    history.record(mine);
+    const error: ClientError = { kind: "key-changed", username: "bob" };
+    history.onEvent({ type: "message-state", conversationId: mine.conversationId, id: mine.id, state: "failed", failure: describeClientError(error), error });
+    // A row whose stored error is not a ClientError (an unknown kind, a nested value) comes back without it.
+    const odd = message({ conversationId: "dm:alice:bob", from: "alice", own: true, text: "ho", state: "failed", failure: "x", error: { kind: "no-such-kind" } as unknown as ClientError });
+    history.record(odd);
+    store.close();
+
+    store = ClientStateStore.open(path);
+    history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const back = history.recent().find((m) => m.id === mine.id)!;
+    expect(back).toMatchObject({ state: "failed", failure: describeClientError(error), error });
+    expect(messageWithUiText(back).failure).toBe("bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified");
+    expect(history.recent().find((m) => m.id === odd.id)).not.toHaveProperty("error");
+    store.close();
+  });
+
+  it("opens a history file written before failures were kept as data (no failure_error column)", () => {
+    const path = join(dir, "alice_state.db");
+    let store = ClientStateStore.open(path);
+    let history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const mine = message({ conversationId: "dm:alice:bob", from: "alice", own: true, text: "hi", state: "failed", failure: "not sent" });
+    history.record(mine);
+    store.close();
+    const db = new DatabaseSync(path);
+    db.exec("ALTER TABLE history DROP COLUMN failure_error");
+    db.close();
+    store = ClientStateStore.open(path);
+    history = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    expect(history.recent()).toEqual([mine]);
+    history.setState(mine.id, "failed", "again", undefined, { kind: "not-connected" });
+    expect(history.recent()[0]).toMatchObject({ failure: "again", error: { kind: "not-connected" } });
     store.close();
   });
 

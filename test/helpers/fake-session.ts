@@ -20,7 +20,7 @@ import {
   type TrustResult,
   type VerifyInfo,
 } from "../../src/client/types.js";
-import { refused, type ClientError } from "../../src/client/errors.js";
+import { refused, type ClientError, type ReconnectStart } from "../../src/client/errors.js";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 
 export type FakeCall =
@@ -306,9 +306,9 @@ export class FakeSession implements ChatSession {
     this.calls.push({ method: "forgetHistory", conversationId });
   }
 
-  reconnectNow(): Outcome<string> {
+  reconnectNow(): Outcome<ReconnectStart> {
     this.calls.push({ method: "reconnectNow" });
-    return this.connection.state === "connected" ? err({ kind: "already-connected" }) : ok("reconnecting now instead of waiting");
+    return this.connection.state === "connected" ? err({ kind: "already-connected" }) : ok("reconnecting-now");
   }
 
   olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ConnectionStatus } from "../../src/client/types.js";
+import { connectionWithUiText } from "../../src/tui/commands/error-text.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { directoryEntry, HostileRelay } from "../helpers/hostile-relay.js";
@@ -62,7 +63,8 @@ describe("the relay's error-code trailer decides, not the gRPC status", () => {
     await a.client.waitConnected(10_000);
     (await relay.session()).end(status.UNAVAILABLE, "replaced by a newer session", "ERROR_CODE_SESSION_REPLACED");
     const failed = await waitUntil(() => statuses(a).find((s) => s.state === "failed"), "the session to fail for good");
-    expect(failed).toEqual({ state: "failed", reason: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+    expect(failed).toEqual({ state: "failed", reason: "another session of alice replaced this one", cause: { kind: "replaced", username: "alice" } });
+    expect(connectionWithUiText(failed!)).toMatchObject({ reason: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
     expect(relay.sessions).toHaveLength(1);
   });
 

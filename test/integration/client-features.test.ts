@@ -110,7 +110,7 @@ describe("reconnecting", () => {
       if (!s.ok) throw new Error(describeClientError(s.error));
       await b.waitForState(s.value.id, "accepted");
     }
-    expect(a.client.reconnectNow()).toEqual({ ok: true, value: "reconnecting now instead of waiting" });
+    expect(a.client.reconnectNow()).toEqual({ ok: true, value: "reconnecting-now" });
     const caught = await a.waitFor((e) => e.type === "caught-up" && e.reconnect, "the reconnect caught up");
     expect(caught).toEqual({ type: "caught-up", count: 3, reconnect: true });
     expect(a.messages("dm:alice:bob").map((m) => m.text)).toEqual(["one", "two", "three"]);

@@ -2,6 +2,7 @@
 // real ChatClients against a real relay with small limits, behind a proxy that can cut the
 // network, keep it down, or lose the relay's answers.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { releaseUsername } from "../../src/server/users-command.js";
@@ -42,7 +43,7 @@ function sendAll(c: TestClient, conversationId: string, prefix: string, from: nu
   const ids: string[] = [];
   for (let i = from; i < from + n; i++) {
     const r = c.client.send(conversationId, `${prefix}-${i}`);
-    if (!r.ok) throw new Error(`send ${prefix}-${i}: ${r.error}`);
+    if (!r.ok) throw new Error(`send ${prefix}-${i}: ${describeClientError(r.error)}`);
     ids.push(r.value.id);
   }
   return ids;

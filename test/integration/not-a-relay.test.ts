@@ -12,6 +12,7 @@ import type { RelayTransport } from "../../src/client/relay-transport.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
 import type { ConnectionStatus } from "../../src/client/types.js";
+import { connectionWithUiText } from "../../src/tui/commands/error-text.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
@@ -148,7 +149,10 @@ describe("something that is not a relay on the port", () => {
     const p = await listen(h2);
     const { status, seen } = await connectTo(p, pinned());
     expect(status.state).toBe("failed");
-    if (status.state === "failed") expect(status.reason).toMatch(/does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too/);
+    if (status.state === "failed") {
+      expect(status.cause).toEqual({ kind: "not-tls", address: `127.0.0.1:${p}` });
+      expect(connectionWithUiText(status)).toMatchObject({ reason: expect.stringMatching(/does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too/) });
+    }
     expect(seen.filter((x) => x.state === "reconnecting")).toEqual([]);
   });
 

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
@@ -46,7 +47,7 @@ function burst(c: TestClient, conversationId: string, prefix: string, from: numb
   const ids: string[] = [];
   for (let i = from; i < from + n; i++) {
     const r = c.client.send(conversationId, `${prefix}-${i}`);
-    if (!r.ok) throw new Error(`send ${prefix}-${i} failed: ${r.error}`);
+    if (!r.ok) throw new Error(`send ${prefix}-${i} failed: ${describeClientError(r.error)}`);
     ids.push(r.value.id);
   }
   return ids;

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
@@ -50,7 +51,7 @@ function typist(c: TestClient, conversationId: string, prefix: string): { ids: s
   const ids: string[] = [];
   const timer = setInterval(() => {
     const r = c.client.send(conversationId, `${prefix}-${ids.length}`);
-    if (!r.ok) throw new Error(`${prefix}-${ids.length}: ${r.error}`);
+    if (!r.ok) throw new Error(`${prefix}-${ids.length}: ${describeClientError(r.error)}`);
     ids.push(r.value.id);
   }, TYPING_INTERVAL_MS);
   const stop = () => clearInterval(timer);

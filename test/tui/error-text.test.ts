@@ -1,10 +1,10 @@
 // The TUI's sentences for the client's typed errors are the ones the client used to write itself
 // (before issue 11 moved them here): the screen text did not change, hints and all.
 import { describe, expect, it } from "vitest";
-import { describeClientError, describeNotice, type ClientError } from "../../src/client/errors.js";
+import { describeClientError, describeNotice, describeSessionEnd, type ClientError, type ReconnectStart, type SessionEnd } from "../../src/client/errors.js";
 import type { NoticeAbout } from "../../src/client/types.js";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
-import { errorText, noticeText, trustText, withUiText } from "../../src/tui/commands/error-text.js";
+import { connectionWithUiText, errorText, noticeText, reconnectText, sessionEndText, trustText, withUiText } from "../../src/tui/commands/error-text.js";
 
 const SENTENCES: ReadonlyArray<readonly [ClientError, string]> = [
   [{ kind: "not-connected" }, "not connected to the relay"],
@@ -95,5 +95,54 @@ describe("noticeText", () => {
     const error: ClientError = { kind: "key-changed", username: "bob" };
     expect(withUiText({ type: "message-state", conversationId: "dm:alice:bob", id: "01", state: "failed", failure: describeClientError(error), error }))
       .toMatchObject({ failure: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified" });
+  });
+});
+
+// Why a session ended: the sentences the client wrote itself before the causes became data.
+const SHA_A = "a".repeat(64);
+const SHA_B = "b".repeat(64);
+const SESSION_ENDS: ReadonlyArray<readonly [SessionEnd, string]> = [
+  [{ kind: "relay-closed" }, "the relay closed the connection"],
+  [{ kind: "unreachable" }, "relay unreachable"],
+  [{ kind: "cancelled" }, "connection cancelled"],
+  [{ kind: "stream-error", detail: "the relay did not send a challenge" }, "the relay did not send a challenge"],
+  [{ kind: "name-taken", username: "bob", operatorCommand: "chat-relay users release bob" },
+    "the name 'bob' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release bob (retrying until then)"],
+  [{ kind: "replaced", username: "alice" }, "another session of alice replaced this one (did you start chat-tui alice twice?)"],
+  [{ kind: "identity-refused", detail: "" }, "the relay refused this identity"],
+  [{ kind: "identity-refused", detail: "bad proof" }, "bad proof"],
+  [{ kind: "not-a-relay", address: "127.0.0.1:80", what: "an SSH server answers there: \"SSH-2.0\"" },
+    "127.0.0.1:80 is not a secure-chat relay (an SSH server answers there: \"SSH-2.0\"): check the address (--server host:port)"],
+  [{ kind: "not-tls", address: "127.0.0.1:50051" },
+    "127.0.0.1:50051 does not speak TLS: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too; otherwise check the address (--server host:port)"],
+  [{ kind: "certificate-changed", address: "relay.example:50051", presentedSha256: SHA_B, pinnedSha256: SHA_A, pinnedAtMs: Date.UTC(2026, 0, 2) },
+    `the relay at relay.example:50051 presented a certificate (SHA-256 ${SHA_B}) other than the one pinned on 2026-01-02 (${SHA_A.slice(0, 16)}…), so someone may be intercepting the connection: only if the relay's operator confirms the new fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${SHA_B}`],
+  [{ kind: "certificate-not-accepted", address: "relay.example:50051", presentedSha256: SHA_B, acceptedSha256: SHA_A },
+    `the relay at relay.example:50051 presented the certificate ${SHA_B}, not the one given with --accept-relay-cert (${SHA_A})`],
+];
+
+describe("sessionEndText", () => {
+  it.each(SESSION_ENDS)("%o", (end, sentence) => {
+    expect(sessionEndText(end)).toBe(sentence);
+    // The client's own sentence is the start of it, and names no option or program of chat-tui.
+    expect(sentence.startsWith(describeSessionEnd(end)) || end.kind === "certificate-not-accepted").toBe(true);
+    expect(describeSessionEnd(end)).not.toMatch(/--(server|insecure-plaintext|accept-relay-cert)|chat-tui/);
+  });
+
+  it("the status line and the conversation get it: connection events, the snapshot's status, and notices", () => {
+    const cause: SessionEnd = { kind: "replaced", username: "alice" };
+    const status = { state: "failed", reason: describeSessionEnd(cause), cause } as const;
+    expect(connectionWithUiText(status)).toEqual({ ...status, reason: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+    expect(withUiText({ type: "connection", status })).toEqual({ type: "connection", status: connectionWithUiText(status) });
+    expect(withUiText({ type: "notice", level: "error", text: describeSessionEnd(cause), about: { kind: "session-ended", cause } }))
+      .toMatchObject({ text: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+    // A status without a cause (made up by a test double) keeps its reason.
+    const bare = { state: "reconnecting", attempt: 1, retryAtMs: 0, reason: "connection refused" } as const;
+    expect(connectionWithUiText(bare)).toBe(bare);
+  });
+
+  it("/reconnect says what it did", () => {
+    expect(["connecting-again", "reconnecting-now", "already-connecting"].map((r) => reconnectText(r as ReconnectStart)))
+      .toEqual(["connecting to the relay again", "reconnecting now instead of waiting", "already connecting to the relay"]);
   });
 });

@@ -2,8 +2,8 @@
 // (src/client/errors.ts) and the outcome of a trust decision, with the hints that name this UI's
 // commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The client says what
 // happened; what to type about it is the UI's business.
-import { describeClientError, describeRefusal, type ClientError } from "../../client/errors.js";
-import type { NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
+import { describeClientError, describeReconnectStart, describeRefusal, describeSessionEnd, type ClientError, type ReconnectStart, type SessionEnd } from "../../client/errors.js";
+import type { ChatMessage, ConnectionStatus, NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
 
 /** The UI's sentence for a notice the client reports as data (the same text as before issue 11). */
 export function noticeText(about: NoticeAbout): string {
@@ -18,6 +18,8 @@ export function noticeText(about: NoticeAbout): string {
       return about.again
         ? `${about.username}'s keys changed AGAIN before you decided: compare again with /verify ${about.username}`
         : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide (/verify ${about.username}, then /trust or /accept)`;
+    case "session-ended":
+      return sessionEndText(about.cause);
     default: {
       const never: never = about;
       return never;
@@ -32,7 +34,58 @@ export function noticeText(about: NoticeAbout): string {
 export function withUiText(event: SessionEvent): SessionEvent {
   if (event.type === "notice" && event.about !== undefined) return { ...event, text: noticeText(event.about) };
   if (event.type === "message-state" && event.error !== undefined) return { ...event, failure: errorText(event.error) };
+  if (event.type === "connection") return { ...event, status: connectionWithUiText(event.status) };
   return event;
+}
+
+/** A kept message (the backlog at start) whose failure the client gave as data, in the UI's words. */
+export function messageWithUiText(m: ChatMessage): ChatMessage {
+  return m.error === undefined ? m : { ...m, failure: errorText(m.error) };
+}
+
+/** A connection status with its reason in the UI's words (the status line shows `reason`). */
+export function connectionWithUiText(status: ConnectionStatus): ConnectionStatus {
+  if ((status.state === "reconnecting" || status.state === "failed") && status.cause !== undefined) {
+    return { ...status, reason: sessionEndText(status.cause) };
+  }
+  return status;
+}
+
+/**
+ * Why the session ended, as the status line and the conversation say it: the client's sentence,
+ * with what to do in this UI's terms (its command-line options, starting chat-tui).
+ */
+export function sessionEndText(e: SessionEnd): string {
+  switch (e.kind) {
+    case "replaced":
+      return `${describeSessionEnd(e)} (did you start chat-tui ${e.username} twice?)`;
+    case "not-a-relay":
+      return `${describeSessionEnd(e)}: check the address (--server host:port)`;
+    case "not-tls":
+      return `${describeSessionEnd(e)}: if it is a relay started with --insecure-plaintext, start chat-tui with --insecure-plaintext too; otherwise check the address (--server host:port)`;
+    case "certificate-changed":
+      return `${describeSessionEnd(e)}: only if the relay's operator confirms the new fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${e.presentedSha256}`;
+    case "certificate-not-accepted":
+      return `the relay at ${e.address} presented the certificate ${e.presentedSha256}, not the one given with --accept-relay-cert (${e.acceptedSha256})`;
+    // No hint to add: the client's plain sentence is the one shown (a taken name names the
+    // relay operator's command, which is data from the client).
+    case "relay-closed":
+    case "unreachable":
+    case "cancelled":
+    case "stream-error":
+    case "name-taken":
+    case "identity-refused":
+      return describeSessionEnd(e);
+    default: {
+      const never: never = e;
+      return never;
+    }
+  }
+}
+
+/** What /reconnect did. */
+export function reconnectText(r: ReconnectStart): string {
+  return describeReconnectStart(r);
 }
 
 /** What /trust or /accept did, with the held messages it released. */

@@ -1,6 +1,6 @@
 // /reconnect: connect now instead of after the backoff.
 import { noArguments, type CommandSpec } from "./command.js";
-import { errorText } from "./error-text.js";
+import { errorText, reconnectText } from "./error-text.js";
 
 /** Connect now instead of after the backoff. */
 export type ReconnectCommand = { readonly kind: "reconnect" };
@@ -13,7 +13,7 @@ export const reconnect: CommandSpec<ReconnectCommand> = {
   run(_command, { session, say }) {
     const outcome = session.reconnectNow?.();
     if (outcome === undefined) say("error", "this session cannot reconnect on request");
-    else say(outcome.ok ? "info" : "error", outcome.ok ? outcome.value : errorText(outcome.error));
+    else say(outcome.ok ? "info" : "error", outcome.ok ? reconnectText(outcome.value) : errorText(outcome.error));
     return "clear";
   },
 };

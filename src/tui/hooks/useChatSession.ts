@@ -4,13 +4,13 @@
 // every EVENT_FRAME_MS: a busy room then never fills the frame budget, and a key the user
 // presses is drawn at once instead of waiting behind message frames.
 import { useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore } from "react";
-import type { ChatMessage, ChatSession, SessionEvent } from "../../client/types.js";
+import type { ChatMessage, ChatSession, SessionEvent, SessionSnapshot } from "../../client/types.js";
 import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { createStore } from "../state/store.js";
 import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
-import { withUiText } from "../commands/error-text.js";
+import { connectionWithUiText, messageWithUiText, withUiText } from "../commands/error-text.js";
 
 /** Session events are folded and drawn at most this often (a new message shows within it). */
 export const EVENT_FRAME_MS = 50;
@@ -33,15 +33,20 @@ export interface ChatState {
   readonly dispatch: (action: Action) => void;
 }
 
+/** The snapshot with the connection's reason in the UI's words, as later connection events get it. */
+function withUiConnection(snapshot: SessionSnapshot): SessionSnapshot {
+  return { ...snapshot, connection: connectionWithUiText(snapshot.connection) };
+}
+
 export function useChatSession(options: UseChatSessionOptions): ChatState {
   const { session, clock, bell } = options;
   const [store] = useState(() =>
     createStore(reducer, createInitialState({
       me: options.session.me,
       serverLabel: options.session.serverLabel,
-      snapshot: options.session.snapshot(),
+      snapshot: withUiConnection(options.session.snapshot()),
       ...(options.notices ? { notices: options.notices } : {}),
-      ...(options.backlog ? { backlog: options.backlog } : {}),
+      ...(options.backlog ? { backlog: options.backlog.map(messageWithUiText) } : {}),
       ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
       settings: parseSettings(options.session.loadSetting?.(SETTINGS_NAME)),
       atMs: options.clock(),

@@ -7,7 +7,8 @@
 //
 // This file is the first half: the parser that plays the renderer's output onto the model.
 // screen-diff.ts (ScreenDiff) keeps what the terminal shows and plans the bytes that bring it to
-// the model; screen-grid.ts is the grid both keep.
+// the model; screen-grid.ts is the grid both keep; screen-cells.ts measures the characters
+// printed and writes and erases them in a row.
 //
 // Pure: text in, text out, no IO (frame-stdout.ts connects it to the terminal). It understands
 // the part of ECMA-48 / xterm that a renderer writes: printable text (wide characters take two
@@ -15,13 +16,12 @@
 // CUB, CNL, CPL, CHA, CUP, VPA), erasing (ED, EL), SGR, scrolling (SU, SD, RI), save/restore
 // cursor, cursor visibility, synchronized output (mode 2026) and the alternate screen. Anything
 // else (other mode switches, OSC, BEL) is passed through in order.
-import { clusters } from "../view/cell-width.js";
 import { applySgr, plain, renditionKey } from "./sgr.js";
 import { ScreenDiff } from "./screen-diff.js";
+import { eraseCells, isPrintableAscii, printedClusters, putCell } from "./screen-cells.js";
 import { blankCell, blankLine, scrollLines, type Line } from "./screen-grid.js";
 
 const ESC = "\u001b";
-const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 export class ScreenModel {
   #columns: number;
@@ -434,41 +434,22 @@ export class ScreenModel {
       this.#col = 0;
       this.#lineFeed();
     }
-    const line = this.#model[this.#row] as Line;
     this.#touched[this.#row] = 1;
-    const x = this.#col;
-    // Overwriting half of a wide character blanks its other half.
-    if (line.widths[x] === 0 && x > 0) blankCell(line, x - 1);
-    const end = x + width - 1;
-    if (line.widths[end] === 2 && end + 1 < this.#columns) blankCell(line, end + 1);
-    if (width === 2 && line.widths[x + 1] === 2 && x + 2 < this.#columns) blankCell(line, x + 2);
-    line.chars[x] = ch;
-    line.styles[x] = this.#style;
-    line.widths[x] = width;
-    if (width === 2) {
-      line.chars[x + 1] = "";
-      line.styles[x + 1] = this.#style;
-      line.widths[x + 1] = 0;
-    }
+    putCell(this.#model[this.#row] as Line, this.#col, ch, width, this.#style, this.#columns);
     this.#col += width;
   }
 
   #print(text: string): void {
     this.#dirty = true;
-    if (PRINTABLE_ASCII.test(text)) {
+    if (isPrintableAscii(text)) {
       for (let i = 0; i < text.length; i++) this.#put(text[i] as string, 1);
       return;
     }
-    for (const c of clusters(text)) {
-      if (c.width === 0) continue;
-      this.#put(c.text, c.width);
-    }
+    for (const c of printedClusters(text)) this.#put(c.text, c.width);
   }
 
   #eraseCells(line: Line, from: number, to: number): void {
-    if (from > 0 && line.widths[from] === 0) blankCell(line, from - 1);
-    if (to + 1 < this.#columns && line.widths[to + 1] === 0) blankCell(line, to + 1);
-    for (let x = from; x <= to; x++) blankCell(line, x);
+    eraseCells(line, from, to, this.#columns);
     this.#dirty = true;
   }
 

@@ -282,7 +282,7 @@ export class MlsKeyStore {
     this.write(() => {
       const old = this.q["groupGet"]!.get(conversationId) as Record<string, unknown> | undefined;
       if (old !== undefined && groupId.equals(Buffer.from(old["group_id"] as Uint8Array)) && BigInt(String(old["epoch"])) > epoch) {
-        throw new MlsStoreError(`${conversationId} is kept at epoch ${String(old["epoch"])}, newer than this state's epoch ${epoch} (another chat-tui of ${this.identity.username} moved it on)`);
+        throw new MlsStoreError(`${conversationId} is kept at epoch ${String(old["epoch"])}, newer than this state's epoch ${epoch} (another process of ${this.identity.username} moved it on)`);
       }
       this.q["groupPut"]!.run(conversationId, groupId, epoch.toString(), sealed);
       if (options.deleteKeyPackage !== undefined) this.q["kpDelete"]!.run(Buffer.from(options.deleteKeyPackage));

@@ -58,8 +58,8 @@ export interface Suite {
  * compare like with like, the ceiling. test/unit/relay-bin.test.ts keeps the two in step.
  */
 export const RELAY_NODE_FLAGS = ["--max-semi-space-size=8"];
-/** The environment the bin's shebang sets (glibc malloc tunables, read before the process starts). */
-export const RELAY_NODE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: "65536" };
+/** The environment the bin's shebang sets (glibc malloc tunables, read before the process starts): none now. */
+export const RELAY_NODE_ENV: Readonly<Record<string, string>> = {};
 
 /** Options of the relay in the child: startRelay's, less what the host sets itself. */
 export type RelayChildOptions = Partial<Pick<StartRelayOptions, "commitMode" | "handshakeTimeoutMs">> & {

@@ -98,12 +98,14 @@ export async function storm(relay: RelayChild<RelayStats>, ids: readonly Private
  * sessions; 304/307/314, 378/249/422, 270/271/304 at 500 (load average ~15): no trend across
  * bursts beyond the noise, and the live heap + external stays ~20 KB after each. So it is
  * allocator memory that later bursts reuse, bounded by what one burst needs at once.
- * The lever that moved it: MALLOC_MMAP_THRESHOLD_=65536 (set by the bin's shebang, and by
- * _lib.ts for the relay host): glibc serves 64 KiB+ buffers (delivery frames up to 128 KiB and
+ * The lever that moved it, and is NOT used: MALLOC_MMAP_THRESHOLD_=65536: glibc serves 64 KiB+ buffers (delivery frames up to 128 KiB and
  * grpc-js's prefixed copy of each) from mmap and unmaps them on free, where its default
  * threshold climbs to 32 MiB after the first big free and keeps them in the heap. Paired with
  * the default at 500 sessions: 185/210/238 and 183/203/213 vs 304/307/314 and 378/249/422;
  * at 1,000 sessions (npm run bench, --quick, load average ~16): 158/218/218 (idle 78).
+ * But it cost relay-fanout ~40% of deliveries/s at K=100 on a quiet machine (2,929 -> 1,794/s,
+ * relay CPU 73% -> 105% of a core; without it, same build: 2,704/s): mmap, munmap and zeroed
+ * pages for every big frame. Throughput wins (issue 15); an operator may still set it.
  * Did not help: MALLOC_ARENA_MAX=2 (262/302/382, 282/272/265: the burst's work is on the main
  * thread). Not possible without changing wire bytes: sharing one encoded frame among a room's
  * recipients (each DeliverBatch carries the recipient's own seqs and coalesces that recipient's

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=65536 node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8
 // chat-relay: the bin shim. Parses arguments, starts the relay (relay.ts) or runs an operator
 // command on its data dir (users-command.ts), and owns the process: signals and exit codes
 // live here and nowhere else.
@@ -7,12 +7,13 @@
 // to tens of MB that stayed, 111 KB of RSS per idle session where 16 KB are live (npm run bench,
 // relay-scale; ~70 KB with the flag), with no loss of throughput in relay-fanout. The flag cannot
 // be set from inside the process; the benchmark's relay host runs with the same flags.
-// MALLOC_MMAP_THRESHOLD_=65536: glibc serves allocations of 64 KiB and more (delivery frames up
-// to 128 KiB, grpc-js's copy of each with its length prefix, HTTP/2 buffers) from mmap and gives
-// them back to the system when freed; with its default (a threshold that rises to 32 MiB after
-// the first big free) a fan-out burst leaves them in the malloc heap, which glibc keeps: RSS per
-// session after a busy burst at 1,000 sessions ~300 KB -> ~200 KB (npm run bench, relay-scale).
-// It must be in the environment before the process starts; other C libraries ignore it.
+// Not set: MALLOC_MMAP_THRESHOLD_=65536. It makes glibc serve allocations of 64 KiB and more
+// (delivery frames, grpc-js's copy of each) from mmap and give them back when freed, so RSS per
+// session after a fan-out burst at 1,000 sessions fell from ~280 KB to ~200 KB; but the mmap and
+// munmap calls (and zeroed pages) cost relay-fanout ~40% of its deliveries per second at K=100
+// (2,929 -> 1,794/s, relay CPU 73% -> 105% of a core, same run against the build without it).
+// Without it the memory after a burst is a bound, not a leak (flat over three bursts: see
+// relay-scale); an operator who prefers the lower RSS can set the variable in the environment.
 import "./thread-pool.js"; // first: sizes libuv's pool before anything starts it
 import { mkdirSync, readFileSync } from "node:fs";
 import { CERT_FILE } from "./tls-identity.js";

@@ -17,7 +17,7 @@ import { ErrorCode, type ClaimKeyPackages, type CommitResult, type FetchCommits,
 import type { Logger } from "../protocol/log.js";
 import { checkKeyPackage, decodeKeyPackage, decodeMls, isLastResort } from "../protocol/mls/client.js";
 import { isMlsProtocolError } from "../protocol/mls/errors.js";
-import { conversationOfGroupId } from "../protocol/mls/group.js";
+import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
 import type { DirectoryUser } from "./directory.js";

@@ -1,7 +1,8 @@
 // One conversation's MLS group (proto/PROTOCOL-v2.md "Conversations are groups" and the
 // sections cited below): create, add (commit + Welcome), join from a Welcome or by external
 // commit, remove, leave, self-update, encrypt/decrypt, process handshake messages, serialise
-// and restore, delete used keys. Bytes in, bytes out: no network, no files.
+// and restore, delete used keys. Bytes in, bytes out: no network, no files. Group ids are in
+// group-id.ts; reading members and membership changes from the tree is in membership.ts.
 //
 // Pitfalls of ts-mls 1.6.4 this class absorbs:
 // - createCommit returns the NEXT epoch's state at once (there is no "pending commit"): the
@@ -14,43 +15,23 @@
 //   signature ts-mls then verifies is the one reported).
 // - encodeGroupState leaves out the client configuration (authentication service, retention):
 //   restore() puts ours back, so a restored group checks credentials exactly as before.
-import { randomBytes } from "node:crypto";
 import {
   acceptAll, createApplicationMessage, createCommit, createGroup, createGroupInfoWithExternalPubAndRatchetTree,
   createProposal, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeGroupState, encodeMlsMessage,
   generateKeyPackageWithKey, joinGroup, joinGroupExternal, processMessage,
-  type ClientState, type IncomingMessageCallback, type LeafNode, type MLSMessage, type Proposal, type ProposalWithSender,
-  type RatchetTree,
+  type ClientState, type IncomingMessageCallback, type MLSMessage, type Proposal,
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
-import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
-import { parseConversationId, type Conversation } from "../names.js";
+import type { Conversation } from "../names.js";
 import { checkKeyPackage, decodeKeyPackage, decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
-import { CredentialChecker, verifyCredential, type TrustHook, type VerifiedIdentity } from "./credential.js";
+import { CredentialChecker, type TrustHook } from "./credential.js";
 import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
+import { conversationOfGroupId, makeGroupId } from "./group-id.js";
 import { decodeFields } from "./fields.js";
-import { clientConfig, MLS_MAX_MESSAGE_BYTES, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
-
-/** A member as the group's tree shows it, with its verified identity. */
-export interface MlsMember extends VerifiedIdentity {
-  readonly leafIndex: number;
-  /** The member's MLS signature public key (the leaf's). */
-  readonly signatureKey: Uint8Array;
-}
-
-/** A membership change made by a commit: shown in the conversation as a line naming `committer`. */
-export interface MembershipChange {
-  /** Who committed (for an external join, the joiner). */
-  readonly committer: MlsMember;
-  readonly added: readonly MlsMember[];
-  readonly removed: readonly MlsMember[];
-  /** The commit was an external join (PROTOCOL-v2.md "The lobby"). */
-  readonly external: boolean;
-}
-
-/** The caller's rule for changes (e.g. only a room's creator may remove others). */
-export type ChangePolicy = (change: MembershipChange) => boolean;
+import { decodeTree, describeCommit, leafAt, memberOf, membersOf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { clientConfig, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
   /** Decides about each identity key a credential names (TOFU pins, PROTOCOL.md §6). */
@@ -79,29 +60,8 @@ export interface PendingCommit {
   readonly epoch: bigint;
 }
 
-const GROUP_ID_RANDOM_BYTES = 16;
 const STATE_LABEL = "securechat/v1/mls-group-state";
 const STATE_VERSION = "1";
-
-/**
- * group_id = UTF-8(conversation id) || 0x00 || 16 random bytes (PROTOCOL-v2.md "Group ids").
- * The group id is part of the GroupContext every member agrees on, so the conversation a
- * group belongs to cannot be changed by the relay: a joiner reads it from the (signed) GroupInfo.
- */
-export function makeGroupId(conversationId: string): Uint8Array {
-  if (parseConversationId(conversationId) === undefined) throw new MlsProtocolError("bad-argument", `'${String(conversationId)}' is not a conversation id`);
-  return new Uint8Array(Buffer.concat([Buffer.from(conversationId, "utf8"), Buffer.from([0]), randomBytes(GROUP_ID_RANDOM_BYTES)]));
-}
-
-/** The conversation a group id names; throws MlsProtocolError("malformed") for anything else. */
-export function conversationOfGroupId(groupId: Uint8Array): Conversation {
-  const b = Buffer.from(groupId);
-  const sep = b.length - GROUP_ID_RANDOM_BYTES - 1;
-  if (sep < 1 || b[sep] !== 0) throw new MlsProtocolError("malformed", "group id is not a secure-chat group id");
-  const conv = parseConversationId(b.subarray(0, sep).toString("utf8"));
-  if (conv === undefined || !Buffer.from(conv.id, "utf8").equals(b.subarray(0, sep))) throw new MlsProtocolError("malformed", "group id names no valid conversation");
-  return conv;
-}
 
 /** Pads application data like v1 (§7.2): u32be(len) || data || zeros, to a multiple of 256 bytes. */
 function pad(data: Uint8Array): Uint8Array {
@@ -124,36 +84,6 @@ function unpad(padded: Uint8Array): Buffer {
 
 function zero(secrets: readonly Uint8Array[]): void {
   for (const s of secrets) s.fill(0);
-}
-
-function leafAt(tree: RatchetTree, leafIndex: number): LeafNode | undefined {
-  const node = tree[leafIndex * 2];
-  return node?.nodeType === "leaf" ? node.leaf : undefined;
-}
-
-/**
- * Verified identities of leaves, by leaf object: ts-mls shares unchanged leaves between states,
- * and every leaf was checked by the authentication service when it entered the tree, so one
- * verification per leaf is enough (it was 15% of opening a message).
- */
-const verifiedLeaves = new WeakMap<LeafNode, VerifiedIdentity>();
-
-function memberOf(leaf: LeafNode, leafIndex: number): MlsMember {
-  let id = verifiedLeaves.get(leaf);
-  if (id === undefined) {
-    id = verifyCredential(leaf.credential, leaf.signaturePublicKey);
-    verifiedLeaves.set(leaf, id);
-  }
-  return { ...id, leafIndex, signatureKey: leaf.signaturePublicKey };
-}
-
-function membersOf(tree: RatchetTree): MlsMember[] {
-  const out: MlsMember[] = [];
-  for (let i = 0; i < tree.length; i += 2) {
-    const n = tree[i];
-    if (n?.nodeType === "leaf") out.push(memberOf(n.leaf, i / 2));
-  }
-  return out;
 }
 
 function asPrivateMessageBytes(msg: MLSMessage): Uint8Array {
@@ -613,79 +543,10 @@ export class MlsGroup {
   }
 }
 
-/** Decodes a ratchet tree sent beside a Welcome; its tree hash is checked by the join. */
-function decodeTree(bytes: Uint8Array): RatchetTree {
-  if (!(bytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "the ratchet tree must be bytes");
-  if (bytes.length === 0 || bytes.length > MLS_MAX_MESSAGE_BYTES) throw new MlsProtocolError("malformed", `ratchet tree is empty or larger than ${MLS_MAX_MESSAGE_BYTES} bytes`);
-  let decoded: ReturnType<typeof decodeRatchetTree>;
-  try {
-    decoded = decodeRatchetTree(bytes, 0);
-  } catch (e) {
-    throw new MlsProtocolError("malformed", "ratchet tree does not decode", { cause: e });
-  }
-  if (decoded === undefined || decoded[1] !== bytes.length) throw new MlsProtocolError("malformed", "ratchet tree does not decode");
-  return decoded[0];
-}
-
 function checkClient(client: MlsClient): void {
   if (client?.credential?.credentialType !== "basic" || !(client.signaturePrivateKey instanceof Uint8Array)) {
     throw new MlsProtocolError("bad-argument", "an MlsClient is needed");
   }
-}
-
-function describeCommit(tree: RatchetTree, committerLeaf: number | undefined, proposals: readonly ProposalWithSender[], sender: MlsMember | undefined): MembershipChange {
-  const added: MlsMember[] = [];
-  const removed: MlsMember[] = [];
-  let external = false;
-  for (const { proposal } of proposals) {
-    if (proposal.proposalType === "add") {
-      const leaf = proposal.add.keyPackage.leafNode;
-      added.push({ ...verifyCredential(leaf.credential, leaf.signaturePublicKey), leafIndex: -1, signatureKey: leaf.signaturePublicKey });
-    } else if (proposal.proposalType === "remove") {
-      const leaf = leafAt(tree, proposal.remove.removed);
-      if (leaf !== undefined) removed.push(memberOf(leaf, proposal.remove.removed));
-    } else if (proposal.proposalType === "external_init") {
-      external = true;
-    }
-  }
-  let committer: MlsMember | undefined = committerLeaf !== undefined ? (() => {
-    const leaf = leafAt(tree, committerLeaf);
-    return leaf === undefined ? undefined : memberOf(leaf, committerLeaf);
-  })() : sender;
-  if (committer === undefined) {
-    // An external commit: the committer is the joiner, known only after the commit is applied;
-    // its credential was checked by ts-mls (authentication service) when the path was validated.
-    committer = { username: "", identitySpki: Buffer.alloc(0), identityFpr: Buffer.alloc(0), leafIndex: -1, signatureKey: new Uint8Array(0) };
-  }
-  return { committer, added, removed, external };
-}
-
-/**
- * Completes a change once the commit is applied: leaf indexes of the added members, and for an
- * external commit the joiner as committer. New leaves are recognised by their encryption key
- * (always fresh, even when a member rejoins with the same signature key: a resync).
- */
-function resolveChange(change: MembershipChange, oldTree: RatchetTree, newTree: RatchetTree): MembershipChange {
-  const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-  const oldKeys = new Set<string>();
-  for (let i = 0; i < oldTree.length; i += 2) {
-    const n = oldTree[i];
-    if (n?.nodeType === "leaf") oldKeys.add(hex(n.leaf.hpkePublicKey));
-  }
-  const fresh: { member: MlsMember; hpke: string }[] = [];
-  for (let i = 0; i < newTree.length; i += 2) {
-    const n = newTree[i];
-    if (n?.nodeType === "leaf" && !oldKeys.has(hex(n.leaf.hpkePublicKey))) fresh.push({ member: memberOf(n.leaf, i / 2), hpke: hex(n.leaf.hpkePublicKey) });
-  }
-  const addedKeys = new Set(change.added.map((a) => hex(a.signatureKey)));
-  const added = change.added.map((a) => fresh.find((f) => hex(f.member.signatureKey) === hex(a.signatureKey))?.member ?? a);
-  let committer = change.committer;
-  if (change.external) {
-    const joiner = fresh.find((f) => !addedKeys.has(hex(f.member.signatureKey)) || change.added.length === 0);
-    if (joiner === undefined) throw new MlsProtocolError("malformed", "external commit added no member");
-    committer = joiner.member;
-  }
-  return { ...change, added, committer };
 }
 
 function secretTreeValues(tree: unknown): Uint8Array[] {
@@ -700,8 +561,6 @@ function secretTreeValues(tree: unknown): Uint8Array[] {
   walk(tree, 0);
   return out;
 }
-
-
 
 /**
  * Runs a ts-mls call and turns its failures into MlsProtocolError: a credential refusal keeps

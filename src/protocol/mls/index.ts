@@ -9,9 +9,11 @@ export {
   type IdentityKey, type MlsClient, type GeneratedKeyPackage, type StoredKeyPackage,
 } from "./client.js";
 export {
-  MlsGroup, makeGroupId, conversationOfGroupId,
-  type MlsMember, type MembershipChange, type ChangePolicy, type GroupOptions, type Incoming, type PendingCommit,
+  MlsGroup,
+  type GroupOptions, type Incoming, type PendingCommit,
 } from "./group.js";
+export { makeGroupId, conversationOfGroupId } from "./group-id.js";
+export { type MlsMember, type MembershipChange, type ChangePolicy } from "./membership.js";
 export {
   encodeAppData, decodeAppData, appHash, chainGap, unacknowledged, ZERO_APP_HASH,
   type AppData, type AppKind, type AppSeen,

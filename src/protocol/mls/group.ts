@@ -114,11 +114,7 @@ export class MlsGroup {
     if (conv.kind === "dm" && !conv.members.includes(client.username)) throw new MlsProtocolError("bad-argument", `${client.username} is not a member of ${conv.id}`);
     const checker = new CredentialChecker(options.trust);
     const impl = await suiteImpl();
-    const caps = defaultCapabilities();
-    const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
-      client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
-      { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
-    );
+    const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
     const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
       createGroup(groupId, publicPackage, privatePackage, [], impl, clientConfig(checker)));
     privatePackage.initPrivateKey.fill(0);
@@ -182,11 +178,7 @@ export class MlsGroup {
     }
     const checker = new CredentialChecker(options.trust);
     const impl = await suiteImpl();
-    const caps = defaultCapabilities();
-    const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
-      client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
-      { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
-    );
+    const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
     const res = await wrap(checker, "bad-credential", "the GroupInfo could not be joined", () =>
       joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, options.resync === true, impl, undefined, clientConfig(checker)));
     privatePackage.initPrivateKey.fill(0);
@@ -541,6 +533,18 @@ export class MlsGroup {
     this.checkNotDestroyed();
     if (!this.active) throw new MlsProtocolError("not-a-member", `I am no longer a member of ${this.conversation.id}`);
   }
+}
+
+/**
+ * The key package this client's own leaf starts from when it creates a group or joins one by
+ * external commit (never published, so its lifetime does not matter).
+ */
+async function ownLeafPackage(client: MlsClient, impl: Awaited<ReturnType<typeof suiteImpl>>): ReturnType<typeof generateKeyPackageWithKey> {
+  const caps = defaultCapabilities();
+  return generateKeyPackageWithKey(
+    client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
+    { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
+  );
 }
 
 function checkClient(client: MlsClient): void {

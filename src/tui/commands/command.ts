@@ -35,8 +35,8 @@ export interface ParseInput {
  */
 export type InputFate = "clear" | "keep";
 
-/** What a command may use when it runs (built per command by executeCommand). */
-export interface RunContext {
+/** What executeCommand is given: the session, the state and how to act on it. */
+export interface CommandContext {
   readonly session: ChatSession;
   /** The state when the line was submitted. */
   readonly state: TuiState;
@@ -45,6 +45,10 @@ export interface RunContext {
   readonly logger: Logger;
   /** Leaves the app (closes the session, restores the terminal). */
   readonly quit: () => void;
+}
+
+/** What a command may use when it runs (built per command by executeCommand). */
+export interface RunContext extends CommandContext {
   /** The conversation the command was typed in. */
   readonly here: string;
   /** A notice line, in `here` unless another conversation is named. */

@@ -4,31 +4,17 @@
 // What each slash command does is in its own file (src/tui/commands/<name>.ts, listed in
 // src/tui/commands/index.ts); here is what they share: the RunContext (how a notice, a session
 // call or a message is carried out) and what they need of the view.
-import type { ChatSession, Outcome } from "../../client/types.js";
-import type { Logger } from "../../protocol/log.js";
-import type { InputFate, RunContext } from "../commands/command.js";
+import type { Outcome } from "../../client/types.js";
+import type { CommandContext, InputFate, RunContext } from "../commands/command.js";
 import { helpLines } from "../commands/help-lines.js";
 import { commandOf } from "../commands/index.js";
 import type { Command } from "../state/commands.js";
 import { describeConversation } from "../state/conversations.js";
-import type { Action } from "../state/reducer.js";
-import type { TuiState } from "../state/state.js";
 import { sortPeers } from "../view/sidebar-rows.js";
 import { formatStamp } from "../view/time.js";
 import { errorText } from "../commands/error-text.js";
 
-export type { InputFate } from "../commands/command.js";
-
-export interface CommandContext {
-  readonly session: ChatSession;
-  /** The state when the line was submitted. */
-  readonly state: TuiState;
-  readonly dispatch: (action: Action) => void;
-  readonly now: () => number;
-  readonly logger: Logger;
-  /** Leaves the app (closes the session, restores the terminal). */
-  readonly quit: () => void;
-}
+export type { CommandContext, InputFate } from "../commands/command.js";
 
 /** What a command may use when it runs: the context, the helpers below, and the view's functions. */
 function runContext(ctx: CommandContext): RunContext {

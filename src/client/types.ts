@@ -119,8 +119,29 @@ export type SessionEvent =
    * messages were shown. `reconnect` is false for the first connection of this run.
    */
   | { readonly type: "caught-up"; readonly count: number; readonly reconnect: boolean }
+  /**
+   * Protocol v2: the membership of a conversation's MLS group changed by a commit every member
+   * processed (PROTOCOL-v2.md §4), shown as a line naming who made it. `refused`: a commit
+   * refused by policy (e.g. someone not the creator removing a member); nothing changed.
+   */
+  | { readonly type: "membership"; readonly conversationId: string; readonly line: MembershipLine }
   /** Anything else worth a line, optionally in one conversation (else the current one). */
   | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string; readonly about?: NoticeAbout };
+
+/** One membership change of a v2 conversation, as data; the UI words it. */
+export interface MembershipLine {
+  /**
+   * created: `by` created the conversation; joined: `by` joined (external commit); added: `by`
+   * added `users`; removed: `by` removed `users`; left: `by` left; refused: `by` tried to
+   * remove `users` but only `creator` may.
+   */
+  readonly kind: "created" | "joined" | "added" | "removed" | "left" | "refused";
+  readonly by: string;
+  readonly users: readonly string[];
+  /** The room's creator (the one who may remove others), when known. */
+  readonly creator?: string;
+  readonly atMs: number;
+}
 
 /** A failure is a ClientError (src/client/errors.ts): a kind and its data; the UI writes the sentence. */
 export type Outcome<T = undefined> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ClientError };
@@ -176,6 +197,10 @@ export interface ChatSession {
    * { kind: "key-changed", username: "bob" }).
    */
   send(conversationId: string, text: string, kind?: MessageKind): Outcome<{ readonly id: string }>;
+  /** Protocol v2 rooms: the creator removes a member (/kick); every member sees the line. */
+  kick?(room: string, username: string): Promise<Outcome>;
+  /** Protocol v2 rooms: a member adds someone (/invite) from one of their KeyPackages. */
+  invite?(room: string, username: string): Promise<Outcome>;
   /** Sends a failed message again (as a new message with the same text). */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
   joinRoom(room: string): Promise<Outcome<RoomView>>;

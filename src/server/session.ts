@@ -177,6 +177,9 @@ class AuthenticatedSession implements RoutedSession {
       case "sendCommit":
       case "fetchCommits":
         return this.mlsRequest(frame);
+      case "sendMls":
+        // Protocol v2's application messages through the queues: not carried yet (PROTOCOL-v2.md §12).
+        return this.reply({ $case: "error", value: { requestId: 0, code: ErrorCode.ERROR_CODE_BAD_FRAME, detail: "this relay does not carry MLS application messages yet" } });
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);

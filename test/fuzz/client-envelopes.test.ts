@@ -171,8 +171,8 @@ describe("the client under fuzzed frames from a hostile relay", () => {
     const dm = envelopeToWire(bobSays("the base DM"));
     const room = envelopeToWire(bobSays("the base room message", "#ops", [alice, carol]));
     const bases = [
-      { name: "deliver(dm)", bytes: encodeFrame({ $case: "deliver", value: { items: [{ seq: nextSeq++, conversationId: "dm:alice:bob", envelope: dm, relayTimeMs: 0 }] } }) },
-      { name: "deliver(room)", bytes: encodeFrame({ $case: "deliver", value: { items: [{ seq: nextSeq++, conversationId: "#ops", envelope: room, relayTimeMs: 0 }] } }) },
+      { name: "deliver(dm)", bytes: encodeFrame({ $case: "deliver", value: { items: [{ seq: nextSeq++, conversationId: "dm:alice:bob", envelope: dm, relayTimeMs: 0 , mls: undefined }] } }) },
+      { name: "deliver(room)", bytes: encodeFrame({ $case: "deliver", value: { items: [{ seq: nextSeq++, conversationId: "#ops", envelope: room, relayTimeMs: 0 , mls: undefined }] } }) },
       { name: "roomEvent", bytes: encodeFrame({ $case: "roomEvent", value: { room: "#ops", kind: RoomEventKind.ROOM_EVENT_KIND_JOINED, username: "alice", members: ["alice", "bob"], atMs: clock } }) },
       { name: "error", bytes: encodeFrame({ $case: "error", value: { requestId: 0, code: ErrorCode.ERROR_CODE_BAD_FRAME, detail: "the relay says no" } }) },
       { name: "notice", bytes: encodeFrame({ $case: "notice", value: { text: "relay maintenance at noon" } }) },

@@ -56,7 +56,7 @@ export class HostileSession {
 
   /** Delivers wire envelopes, however malformed. */
   deliverWire(conversationId: string, ...envelopes: Envelope[]): number[] {
-    const items = envelopes.map((envelope) => ({ seq: this.seq++, conversationId, envelope, relayTimeMs: this.relayTimeMs }));
+    const items = envelopes.map((envelope) => ({ seq: this.seq++, conversationId, envelope, mls: undefined, relayTimeMs: this.relayTimeMs }));
     this.send({ $case: "deliver", value: { items } });
     return items.map((i) => i.seq);
   }

@@ -61,6 +61,6 @@ export async function sendCommit(
   s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0), hint: { added?: string[]; removed?: string[] } = {},
 ): Promise<ResponseOf<"commitResult">> {
   const requestId = nextRequestId++;
-  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo), added: hint.added ?? [], removed: hint.removed ?? [] } });
+  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo), added: hint.added ?? [], removed: hint.removed ?? [], welcome: Buffer.alloc(0), ratchetTree: Buffer.alloc(0) } });
   return s.next("commitResult", (r) => r.requestId === requestId);
 }

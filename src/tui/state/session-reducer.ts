@@ -186,6 +186,9 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
       return keyChange(state, event, atMs);
     case "refused":
       return append(state, event.conversationId, (seq) => ({ kind: "refused", seq, atMs, from: event.from }));
+    case "membership":
+      // No v1 session emits it; the v2 line is drawn by the TUI work of issue 12.
+      return state;
     case "notice":
       return append(state, event.conversationId, (seq) => ({ kind: "notice", seq, atMs, level: event.level, text: event.text }), true);
     default:

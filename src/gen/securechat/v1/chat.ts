@@ -333,6 +333,57 @@ export function errorCodeToJSON(object: ErrorCode): string {
   }
 }
 
+export enum MlsKind {
+  MLS_KIND_UNSPECIFIED = 0,
+  MLS_KIND_APPLICATION = 1,
+  MLS_KIND_PROPOSAL = 2,
+  MLS_KIND_COMMIT = 3,
+  MLS_KIND_WELCOME = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function mlsKindFromJSON(object: any): MlsKind {
+  switch (object) {
+    case 0:
+    case "MLS_KIND_UNSPECIFIED":
+      return MlsKind.MLS_KIND_UNSPECIFIED;
+    case 1:
+    case "MLS_KIND_APPLICATION":
+      return MlsKind.MLS_KIND_APPLICATION;
+    case 2:
+    case "MLS_KIND_PROPOSAL":
+      return MlsKind.MLS_KIND_PROPOSAL;
+    case 3:
+    case "MLS_KIND_COMMIT":
+      return MlsKind.MLS_KIND_COMMIT;
+    case 4:
+    case "MLS_KIND_WELCOME":
+      return MlsKind.MLS_KIND_WELCOME;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MlsKind.UNRECOGNIZED;
+  }
+}
+
+export function mlsKindToJSON(object: MlsKind): string {
+  switch (object) {
+    case MlsKind.MLS_KIND_UNSPECIFIED:
+      return "MLS_KIND_UNSPECIFIED";
+    case MlsKind.MLS_KIND_APPLICATION:
+      return "MLS_KIND_APPLICATION";
+    case MlsKind.MLS_KIND_PROPOSAL:
+      return "MLS_KIND_PROPOSAL";
+    case MlsKind.MLS_KIND_COMMIT:
+      return "MLS_KIND_COMMIT";
+    case MlsKind.MLS_KIND_WELCOME:
+      return "MLS_KIND_WELCOME";
+    case MlsKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** One frame from the client. */
 export interface SessionRequest {
   frame:
@@ -354,6 +405,9 @@ export interface SessionRequest {
     | { $case: "fetchGroupInfo"; value: FetchGroupInfo }
     | { $case: "sendCommit"; value: SendCommit }
     | { $case: "fetchCommits"; value: FetchCommits }
+    | //
+    /** Protocol v2 (PROTOCOL-v2.md §6.2): an MLS application message or proposal. */
+    { $case: "sendMls"; value: SendMls }
     | undefined;
 }
 
@@ -535,6 +589,10 @@ export interface Delivery {
   conversationId: string;
   envelope:
     | Envelope
+    | undefined;
+  /** Protocol v2: an MLS message instead of an Envelope (exactly one of the two is set). */
+  mls:
+    | MlsDelivery
     | undefined;
   /**
    * When the relay accepted (stored) this envelope, ms since the Unix epoch, by the relay's
@@ -749,6 +807,12 @@ export interface SendCommit {
    */
   added: string[];
   removed: string[];
+  /**
+   * MLSMessage(Welcome) for the users this commit adds, and the new epoch's ratchet tree beside
+   * it (PROTOCOL-v2.md §5): stored once with the commit and queued to each added user.
+   */
+  welcome: Buffer;
+  ratchetTree: Buffer;
 }
 
 /**
@@ -789,6 +853,35 @@ export interface CommitList {
   currentEpoch: number;
   /** True when more commits follow the last one listed (ask again from there). */
   more: boolean;
+}
+
+/**
+ * An MLS PrivateMessage (content type application or proposal) for a group the session's user
+ * is a member of by the relay's record, for the group's current epoch or the one before. The
+ * relay queues it for the group's other members (the lobby: those online now). Answered by a
+ * SendResult whose message_id is SHA-256(mls)[0..16]; a resend of the same bytes is a duplicate.
+ */
+export interface SendMls {
+  mls: Buffer;
+}
+
+/**
+ * One MLS message queued for this client (Delivery.mls). The conversation id of the Delivery is
+ * the one the group id names.
+ */
+export interface MlsDelivery {
+  kind: MlsKind;
+  groupId: Buffer;
+  /**
+   * The session user who sent it, as the relay authenticated it (a PrivateMessage's MLS sender
+   * is encrypted; the client checks the two agree once it has opened the message).
+   */
+  sender: string;
+  mls: Buffer;
+  /** WELCOME: the new epoch's ratchet tree, beside the Welcome. */
+  ratchetTree: Buffer;
+  /** COMMIT: the epoch the commit was for (the group's epoch before it). */
+  epoch: number;
 }
 
 function createBaseSessionRequest(): SessionRequest {
@@ -845,6 +938,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         break;
       case "fetchCommits":
         FetchCommits.encode(message.frame.value, writer.uint32(130).fork()).join();
+        break;
+      case "sendMls":
+        SendMls.encode(message.frame.value, writer.uint32(138).fork()).join();
         break;
     }
     return writer;
@@ -991,6 +1087,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.frame = { $case: "fetchCommits", value: FetchCommits.decode(reader, reader.uint32()) };
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.frame = { $case: "sendMls", value: SendMls.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1059,6 +1163,10 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "fetchCommits", value: FetchCommits.fromJSON(object.fetchCommits) }
         : isSet(object.fetch_commits)
         ? { $case: "fetchCommits", value: FetchCommits.fromJSON(object.fetch_commits) }
+        : isSet(object.sendMls)
+        ? { $case: "sendMls", value: SendMls.fromJSON(object.sendMls) }
+        : isSet(object.send_mls)
+        ? { $case: "sendMls", value: SendMls.fromJSON(object.send_mls) }
         : undefined,
     };
   },
@@ -1097,6 +1205,8 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.sendCommit = SendCommit.toJSON(message.frame.value);
     } else if (message.frame?.$case === "fetchCommits") {
       obj.fetchCommits = FetchCommits.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "sendMls") {
+      obj.sendMls = SendMls.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1200,6 +1310,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "fetchCommits": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "fetchCommits", value: FetchCommits.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "sendMls": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "sendMls", value: SendMls.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -3374,7 +3490,7 @@ export const DeliverBatch: MessageFns<DeliverBatch> = {
 };
 
 function createBaseDelivery(): Delivery {
-  return { seq: 0, conversationId: "", envelope: undefined, relayTimeMs: 0 };
+  return { seq: 0, conversationId: "", envelope: undefined, mls: undefined, relayTimeMs: 0 };
 }
 
 export const Delivery: MessageFns<Delivery> = {
@@ -3387,6 +3503,9 @@ export const Delivery: MessageFns<Delivery> = {
     }
     if (message.envelope !== undefined) {
       Envelope.encode(message.envelope, writer.uint32(26).fork()).join();
+    }
+    if (message.mls !== undefined) {
+      MlsDelivery.encode(message.mls, writer.uint32(42).fork()).join();
     }
     if (message.relayTimeMs !== 0) {
       writer.uint32(32).uint64(message.relayTimeMs);
@@ -3431,6 +3550,14 @@ export const Delivery: MessageFns<Delivery> = {
             message.envelope = Envelope.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.mls = MlsDelivery.decode(reader, reader.uint32());
+            continue;
+          }
           case 4: {
             if (tag !== 32) {
               break;
@@ -3460,6 +3587,7 @@ export const Delivery: MessageFns<Delivery> = {
         ? globalThis.String(object.conversation_id)
         : "",
       envelope: isSet(object.envelope) ? Envelope.fromJSON(object.envelope) : undefined,
+      mls: isSet(object.mls) ? MlsDelivery.fromJSON(object.mls) : undefined,
       relayTimeMs: isSet(object.relayTimeMs)
         ? globalThis.Number(object.relayTimeMs)
         : isSet(object.relay_time_ms)
@@ -3479,6 +3607,9 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.envelope !== undefined) {
       obj.envelope = Envelope.toJSON(message.envelope);
     }
+    if (message.mls !== undefined) {
+      obj.mls = MlsDelivery.toJSON(message.mls);
+    }
     if (message.relayTimeMs !== 0) {
       obj.relayTimeMs = Math.round(message.relayTimeMs);
     }
@@ -3495,6 +3626,7 @@ export const Delivery: MessageFns<Delivery> = {
     message.envelope = (object.envelope !== undefined && object.envelope !== null)
       ? Envelope.fromPartial(object.envelope)
       : undefined;
+    message.mls = (object.mls !== undefined && object.mls !== null) ? MlsDelivery.fromPartial(object.mls) : undefined;
     message.relayTimeMs = object.relayTimeMs ?? 0;
     return message;
   },
@@ -5881,7 +6013,15 @@ export const GroupInfoResult: MessageFns<GroupInfoResult> = {
 };
 
 function createBaseSendCommit(): SendCommit {
-  return { requestId: 0, commit: Buffer.alloc(0), groupInfo: Buffer.alloc(0), added: [], removed: [] };
+  return {
+    requestId: 0,
+    commit: Buffer.alloc(0),
+    groupInfo: Buffer.alloc(0),
+    added: [],
+    removed: [],
+    welcome: Buffer.alloc(0),
+    ratchetTree: Buffer.alloc(0),
+  };
 }
 
 export const SendCommit: MessageFns<SendCommit> = {
@@ -5900,6 +6040,12 @@ export const SendCommit: MessageFns<SendCommit> = {
     }
     for (const v of message.removed) {
       writer.uint32(42).string(v!);
+    }
+    if (message.welcome.length !== 0) {
+      writer.uint32(50).bytes(message.welcome);
+    }
+    if (message.ratchetTree.length !== 0) {
+      writer.uint32(58).bytes(message.ratchetTree);
     }
     return writer;
   },
@@ -5957,6 +6103,22 @@ export const SendCommit: MessageFns<SendCommit> = {
             message.removed.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.welcome = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ratchetTree = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5984,6 +6146,12 @@ export const SendCommit: MessageFns<SendCommit> = {
         : Buffer.alloc(0),
       added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
       removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      welcome: isSet(object.welcome) ? Buffer.from(bytesFromBase64(object.welcome)) : Buffer.alloc(0),
+      ratchetTree: isSet(object.ratchetTree)
+        ? Buffer.from(bytesFromBase64(object.ratchetTree))
+        : isSet(object.ratchet_tree)
+        ? Buffer.from(bytesFromBase64(object.ratchet_tree))
+        : Buffer.alloc(0),
     };
   },
 
@@ -6004,6 +6172,12 @@ export const SendCommit: MessageFns<SendCommit> = {
     if (message.removed?.length) {
       obj.removed = message.removed;
     }
+    if (message.welcome.length !== 0) {
+      obj.welcome = base64FromBytes(message.welcome);
+    }
+    if (message.ratchetTree.length !== 0) {
+      obj.ratchetTree = base64FromBytes(message.ratchetTree);
+    }
     return obj;
   },
 
@@ -6017,6 +6191,8 @@ export const SendCommit: MessageFns<SendCommit> = {
     message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
     message.added = object.added?.map((e) => e) || [];
     message.removed = object.removed?.map((e) => e) || [];
+    message.welcome = object.welcome ?? Buffer.alloc(0);
+    message.ratchetTree = object.ratchetTree ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -6578,6 +6754,237 @@ export const CommitList: MessageFns<CommitList> = {
     message.commits = object.commits?.map((e) => GroupCommit.fromPartial(e)) || [];
     message.currentEpoch = object.currentEpoch ?? 0;
     message.more = object.more ?? false;
+    return message;
+  },
+};
+
+function createBaseSendMls(): SendMls {
+  return { mls: Buffer.alloc(0) };
+}
+
+export const SendMls: MessageFns<SendMls> = {
+  encode(message: SendMls, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mls.length !== 0) {
+      writer.uint32(10).bytes(message.mls);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMls {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMls();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mls = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendMls {
+    return { mls: isSet(object.mls) ? Buffer.from(bytesFromBase64(object.mls)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: SendMls): unknown {
+    const obj: any = {};
+    if (message.mls.length !== 0) {
+      obj.mls = base64FromBytes(message.mls);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SendMls>): SendMls {
+    return SendMls.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SendMls>): SendMls {
+    const message = createBaseSendMls();
+    message.mls = object.mls ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseMlsDelivery(): MlsDelivery {
+  return {
+    kind: 0,
+    groupId: Buffer.alloc(0),
+    sender: "",
+    mls: Buffer.alloc(0),
+    ratchetTree: Buffer.alloc(0),
+    epoch: 0,
+  };
+}
+
+export const MlsDelivery: MessageFns<MlsDelivery> = {
+  encode(message: MlsDelivery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.groupId.length !== 0) {
+      writer.uint32(18).bytes(message.groupId);
+    }
+    if (message.sender !== "") {
+      writer.uint32(26).string(message.sender);
+    }
+    if (message.mls.length !== 0) {
+      writer.uint32(34).bytes(message.mls);
+    }
+    if (message.ratchetTree.length !== 0) {
+      writer.uint32(42).bytes(message.ratchetTree);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(48).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MlsDelivery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMlsDelivery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sender = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mls = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.ratchetTree = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MlsDelivery {
+    return {
+      kind: isSet(object.kind) ? mlsKindFromJSON(object.kind) : 0,
+      groupId: isSet(object.groupId)
+        ? Buffer.from(bytesFromBase64(object.groupId))
+        : isSet(object.group_id)
+        ? Buffer.from(bytesFromBase64(object.group_id))
+        : Buffer.alloc(0),
+      sender: isSet(object.sender) ? globalThis.String(object.sender) : "",
+      mls: isSet(object.mls) ? Buffer.from(bytesFromBase64(object.mls)) : Buffer.alloc(0),
+      ratchetTree: isSet(object.ratchetTree)
+        ? Buffer.from(bytesFromBase64(object.ratchetTree))
+        : isSet(object.ratchet_tree)
+        ? Buffer.from(bytesFromBase64(object.ratchet_tree))
+        : Buffer.alloc(0),
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+    };
+  },
+
+  toJSON(message: MlsDelivery): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = mlsKindToJSON(message.kind);
+    }
+    if (message.groupId.length !== 0) {
+      obj.groupId = base64FromBytes(message.groupId);
+    }
+    if (message.sender !== "") {
+      obj.sender = message.sender;
+    }
+    if (message.mls.length !== 0) {
+      obj.mls = base64FromBytes(message.mls);
+    }
+    if (message.ratchetTree.length !== 0) {
+      obj.ratchetTree = base64FromBytes(message.ratchetTree);
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MlsDelivery>): MlsDelivery {
+    return MlsDelivery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MlsDelivery>): MlsDelivery {
+    const message = createBaseMlsDelivery();
+    message.kind = object.kind ?? 0;
+    message.groupId = object.groupId ?? Buffer.alloc(0);
+    message.sender = object.sender ?? "";
+    message.mls = object.mls ?? Buffer.alloc(0);
+    message.ratchetTree = object.ratchetTree ?? Buffer.alloc(0);
+    message.epoch = object.epoch ?? 0;
     return message;
   },
 };

@@ -1,0 +1,54 @@
+// What the protocol v2 conversation engine (src/client/mls/conversations.ts) needs from the
+// content layer (src/client/mls/content.ts): the application data of PROTOCOL-v2.md §8 around
+// each text (per-sender chain, last-seen hashes, message ids), drop detection, and the update
+// policy of §7. The engine owns the MLS groups; the content layer owns what is inside a message.
+// Both sides code against this file; it holds types only.
+import type { AppKind } from "../../protocol/mls/index.js";
+
+export interface SealedContent {
+  /** The application data to encrypt (MlsGroup.encrypt pads it). */
+  readonly app: Uint8Array;
+  /** 16 random bytes, the message's id (hex of it is ChatMessage.id). */
+  readonly messageId: Buffer;
+  readonly sentAtMs: number;
+}
+
+export interface OpenedContent {
+  readonly messageId: Buffer;
+  readonly kind: AppKind;
+  /** Sanitised for the terminal (src/protocol/sanitize.ts), as v1 shows text. */
+  readonly text: string;
+  readonly sentAtMs: number;
+  /** A message before this one from the same sender in this conversation is missing (§8 chain). */
+  readonly gap: boolean;
+  /** This message id was opened before (a redelivery): do not show it again. */
+  readonly duplicate: boolean;
+}
+
+/** Own messages whose state changed by what peers acknowledged (§8). */
+export interface OwnDeliveryChange {
+  /** Hex message ids now acknowledged by every member heard from since. */
+  readonly confirmed: readonly string[];
+  /** Hex message ids lost: peers sent twice after it was accepted without acknowledging it. */
+  readonly lost: readonly string[];
+}
+
+export interface ContentLayer {
+  /** Application data for one message of mine (chain and seen hashes filled in). Throws a ClientError-worthy Error on bad input (text too long). */
+  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number): SealedContent;
+  /** The relay ACCEPTED my message (its loss can now be detected). */
+  accepted(conversationId: string, messageId: Buffer): void;
+  /**
+   * Decodes and checks a peer's application data (strict codec; conversation, sender, chain) and
+   * records it as seen. Throws MlsProtocolError on malformed data (the message is refused).
+   */
+  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange };
+  /** The group's members changed (the chain of a departed member is forgotten; a new one starts fresh). */
+  membersChanged(conversationId: string, members: readonly string[]): void;
+  /** §7 update policy: this client should commit an update in this group before its next send. */
+  shouldUpdate(conversationId: string, nowMs: number): boolean;
+  /** This client's commit in this group was accepted (resets the update policy's counters). */
+  committed(conversationId: string, nowMs: number): void;
+  /** The conversation was left or I was removed: forget its content state. */
+  forget(conversationId: string): void;
+}

@@ -203,7 +203,7 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
   // The lobby: who comes and goes is already said by the presence lines (joining the lobby group
   // is coming online), and removing long-gone members is housekeeping. Only a refused change shows.
   if (ref.kind === "lobby" && line.kind !== "refused") return next;
-  const aboutMe = line.by === me || line.users.includes(me);
+  const aboutMe = ref.kind === "dm" || line.by === me || line.users.includes(me);
   // A closed conversation is not opened again for others' changes, nor for my own leave.
   if (state.conversations[id] === undefined && (!aboutMe || (line.kind === "left" && line.by === me))) return next;
   const comings = line.kind === "joined" || line.kind === "left";

@@ -136,7 +136,7 @@ describe("the reducer: lines in the conversation, members in the sidebar", () =>
     expect(s.conversations["#dev"]?.highlights).toBe(2);
   });
 
-  test("a closed room is not reopened for others' changes nor for my own leave; it is for being added or removed", () => {
+  test("a closed room is not reopened for others' changes nor for my own leave; it is for being added or removed, and for a refused change", () => {
     let s = reducer(start(), { type: "close-conversation", id: "#ops" });
     s = apply(s, membership("#ops", line("joined", "carol")));
     expect(s.order).toEqual(["lobby"]);
@@ -145,6 +145,10 @@ describe("the reducer: lines in the conversation, members in the sidebar", () =>
     expect(s.order).toEqual(["lobby"]);
     expect(members(s, "#ops")).toBeUndefined();
     s = apply(s, membership("#ops", line("added", "bob", ["alice"])));
+    expect(s.order).toEqual(["lobby", "#ops"]);
+    // Someone trying what only the creator may opens it too.
+    s = reducer(s, { type: "close-conversation", id: "#ops" });
+    s = apply(s, membership("#ops", line("refused", "bob", ["carol"], "alice")));
     expect(s.order).toEqual(["lobby", "#ops"]);
   });
 

@@ -204,8 +204,10 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
   // is coming online), and removing long-gone members is housekeeping. Only a refused change shows.
   if (ref.kind === "lobby" && line.kind !== "refused") return next;
   const aboutMe = ref.kind === "dm" || line.by === me || line.users.includes(me);
-  // A closed conversation is not opened again for others' changes, nor for my own leave.
-  if (state.conversations[id] === undefined && (!aboutMe || (line.kind === "left" && line.by === me))) return next;
+  // A closed conversation is not opened again for others' changes (a refused one excepted: someone
+  // tried what only the creator may), nor for my own leave.
+  const opens = (aboutMe || line.kind === "refused") && !(line.kind === "left" && line.by === me);
+  if (state.conversations[id] === undefined && !opens) return next;
   const comings = line.kind === "joined" || line.kind === "left";
   const quiet = comings && line.by !== me && !spokeRecently(state.conversations[id], line.by, line.atMs);
   let after = append(next, id, (seq) => ({

@@ -57,6 +57,8 @@ export class FakeDs {
   private seq = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
   intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
+  /** Commits refused because their epoch was taken (races). */
+  epochTaken = 0;
   /** Claims served so far, per user (tests of KeyPackage use). */
   readonly claims = new Map<string, number>();
 
@@ -93,6 +95,10 @@ export class FakeDs {
   /** What waits (unacked) for a user. */
   waiting(user: string): readonly MlsQueued[] {
     return (this.queues.get(user) ?? []).filter((q) => !q.acked);
+  }
+
+  lastResortOf(user: string): Uint8Array | undefined {
+    return this.keyPackages.get(user)?.lastResort;
   }
 
   oneTimeLeft(user: string): number {
@@ -190,6 +196,7 @@ export class FakeDs {
     if (!g.members.has(user) && !f.external) return refuse("NOT_A_MEMBER", "not a member");
     if (f.epoch > g.epoch) return refuse("BAD_MLS_MESSAGE", `the group is at epoch ${g.epoch}`);
     if (f.epoch < g.epoch || g.commits.has(f.epoch)) {
+      this.epochTaken++;
       return { ok: false, code: "EPOCH_TAKEN", detail: "epoch taken", currentEpoch: g.epoch, winner: g.commits.get(f.epoch)?.sender ?? "" };
     }
     const before = new Set(g.members);

@@ -308,7 +308,8 @@ export class MlsConversations {
     this.leavingOf(conv).add(inc.sender.username);
     this.d.store.saveGroup(g);
     // The receiving member commits a leave at once; a race between members is settled by the relay.
-    const r = await this.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed: [inc.sender.username] }, undefined, () => false);
+    const r = await this.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed: [inc.sender.username] },
+      { kind: "left", by: inc.sender.username, users: [], ...this.creatorField(conv), atMs: this.d.clock() }, () => false);
     if (!r.ok) this.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });
   }
 

@@ -13,7 +13,7 @@ import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
-import { MlsGroup, type AppKind, type TrustHook } from "../../src/protocol/mls/index.js";
+import type { AppKind, TrustHook } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { waitUntil } from "../helpers/wait.js";
 

@@ -2,19 +2,19 @@
 // against an in-memory Delivery Service (test/helpers/fake-ds.ts): DMs, rooms, the lobby,
 // commit races, missed commits, restarts from the store, KeyPackage top-up, and what a hostile
 // relay can try (each refused or shown, and the honest members keep talking).
-import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
-import type { ContentLayer, OpenedContent } from "../../src/client/mls/content-api.js";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
-import type { AppKind, TrustHook } from "../../src/protocol/mls/index.js";
+import type { TrustHook } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
+import { TestContent } from "../helpers/mls-content-double.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let root: string;
@@ -31,33 +31,6 @@ afterEach(() => {
   for (const p of people.splice(0)) { p.engine.close(); p.store.close(); }
   rmSync(root, { recursive: true, force: true });
 });
-
-/**
- * A trivial content layer: the app data is JSON {id, kind, text, sentAt}; duplicates by id; a
- * configurable update policy. (The real one, with chains and drop detection, is content.ts.)
- */
-class TestContent implements ContentLayer {
-  readonly seen = new Set<string>();
-  update = false;
-  committedCount = 0;
-  readonly forgotten: string[] = [];
-  seal(_c: string, _g: Uint8Array, kind: AppKind, text: string, nowMs: number) {
-    const messageId = randomBytes(16);
-    return { app: new TextEncoder().encode(JSON.stringify({ id: messageId.toString("hex"), kind, text, sentAt: nowMs })), messageId, sentAtMs: nowMs };
-  }
-  accepted(): void {}
-  open(_c: string, _g: Uint8Array, _sender: string, app: Uint8Array): { content: OpenedContent; own: { confirmed: string[]; lost: string[] } } {
-    const j = JSON.parse(new TextDecoder().decode(app)) as { id: string; kind: AppKind; text: string; sentAt: number };
-    const duplicate = this.seen.has(j.id);
-    this.seen.add(j.id);
-    return { content: { messageId: Buffer.from(j.id, "hex"), kind: j.kind, text: j.text, sentAtMs: j.sentAt, gap: false, duplicate }, own: { confirmed: [], lost: [] } };
-  }
-  membersChanged(): void {}
-  shouldUpdate(): boolean { return this.update; }
-  /** An update is due until this client's next commit is accepted (as the real policy). */
-  committed(): void { this.committedCount++; this.update = false; }
-  forget(c: string): void { this.forgotten.push(c); }
-}
 
 interface Person {
   readonly name: string;

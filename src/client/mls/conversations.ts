@@ -18,7 +18,7 @@ import {
   conversationOfGroupId, isMlsProtocolError, MlsGroup,
   type AppKind, type IdentityKey, type MembershipChange, type MlsClient, type PendingCommit, type TrustHook,
 } from "../../protocol/mls/index.js";
-import type { ClientError } from "../errors.js";
+import { describeClientError, type ClientError } from "../errors.js";
 import { MlsStoreError, type MlsKeyStore } from "../mls-store.js";
 import type { ChatMessage, MembershipLine, MessageKind, Outcome, RoomView, SessionEvent } from "../types.js";
 import type { ContentLayer, SealedContent } from "./content-api.js";
@@ -57,11 +57,21 @@ interface Outgoing {
   /** Sealed at send time when the group existed (then `id` is the content's id), for that group (hex id). */
   readonly sealed?: SealedContent;
   readonly sealedFor?: string;
+  /** Encrypted and sent once without an answer (the connection failed): the same bytes go again. */
+  pendingBytes?: { readonly bytes: Uint8Array; readonly sealed: SealedContent; readonly groupId: string };
 }
+
+const isTransient = (e: ClientError): boolean => e.kind === "not-connected" || e.kind === "connection-lost" || e.kind === "no-answer";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
+/** Failures of the connection, not the relay's refusal (ds-transport.ts): the same bytes may be sent again later. */
+const TRANSIENT = new Set(["NOT_CONNECTED", "CONNECTION_LOST", "NO_ANSWER"]);
+
 function refusedError(r: DsRefused): ClientError {
+  if (r.code === "NOT_CONNECTED") return { kind: "not-connected" };
+  if (r.code === "CONNECTION_LOST") return { kind: "connection-lost" };
+  if (r.code === "NO_ANSWER") return { kind: "no-answer" };
   const code = errorCodeFromJSON(`ERROR_CODE_${r.code}`);
   return { kind: "refused", code: code === ErrorCode.UNRECOGNIZED ? ErrorCode.ERROR_CODE_UNSPECIFIED : code, detail: r.detail };
 }
@@ -87,7 +97,10 @@ export class MlsConversations {
   private readonly shownAs = new Map<string, string>();
   private readonly held: HeldMessages;
   private readonly recovering = new Set<string>();
+  /** Failed messages of mine, for retry: id → what was sent. */
+  private readonly failedMessages = new Map<string, { conversationId: string; kind: MessageKind; text: string }>();
   private tail: Promise<unknown> = Promise.resolve();
+  private started = false;
   private closed = false;
 
   constructor(private readonly d: ConversationDeps) {
@@ -98,6 +111,8 @@ export class MlsConversations {
 
   /** Restores the MLS client and every kept group, publishes KeyPackages, comes back into the lobby. */
   async start(): Promise<void> {
+    if (this.started) throw new Error("the conversation engine is started already");
+    this.started = true;
     await this.run(async () => {
       const client = await this.d.store.loadOrCreateClient();
       this.client = client;
@@ -115,6 +130,19 @@ export class MlsConversations {
       await this.keyPackages.start();
       const lobby = await this.enterLobby();
       if (!lobby.ok) this.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+    });
+  }
+
+  /**
+   * A new session after a reconnect: back into the lobby (with resync when commits were missed
+   * meanwhile: lobby changes reach only members online), and what waits in the outboxes is sent.
+   */
+  reconnected(): Promise<void> {
+    if (!this.started) return Promise.resolve();
+    return this.run(async () => {
+      const lobby = await this.enterLobby();
+      if (!lobby.ok) this.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+      for (const conv of [...this.outbox.keys()]) void this.run(() => this.flush(conv));
     });
   }
 
@@ -166,7 +194,7 @@ export class MlsConversations {
    * not be saved (do not ack: it comes again).
    */
   deliver(q: MlsQueued): Promise<void> {
-    if (this.client === undefined) return Promise.reject(new Error("the conversation engine is not started"));
+    if (!this.started) return Promise.reject(new Error("the conversation engine is not started"));
     return new Promise<void>((resolve, reject) => {
       this.run(async () => {
         const done = await this.handle(q, resolve);
@@ -524,9 +552,9 @@ export class MlsConversations {
     const conv = parseConversationId(convId)!;
     const ready = await this.ensureGroup(conv);
     this.d.logger.debug("mls.flush", { conversation: convId, waiting: list.length, ready: ready === "wait" ? "wait" : ready.ok ? "ok" : JSON.stringify(ready.error) });
-    if (ready === "wait") return;
+    if (ready === "wait" || (!ready.ok && isTransient(ready.error))) return;
     if (!ready.ok) {
-      for (const m of list.splice(0)) this.failed(convId, m.id, ready.error);
+      for (const m of list.splice(0)) this.failed(convId, m.id, ready.error, m);
       return;
     }
     while (list.length > 0) {
@@ -541,6 +569,14 @@ export class MlsConversations {
       }
       const m = list[0]!;
       const cur = this.groups.get(convId)!;
+      if (m.pendingBytes !== undefined && m.pendingBytes.groupId === hex(cur.groupId)) {
+        // Sent once without an answer: the same bytes again (the relay answers a duplicate accepted).
+        const again = await this.d.ds.sendMls(m.pendingBytes.bytes);
+        if (!again.ok && TRANSIENT.has(again.code)) return;
+        list.shift();
+        this.settled(convId, m, m.pendingBytes.sealed, again);
+        continue;
+      }
       let sealed = m.sealed;
       if (sealed === undefined || m.sealedFor !== hex(cur.groupId)) {
         try {
@@ -555,18 +591,37 @@ export class MlsConversations {
       const bytes = await cur.encrypt(sealed.app);
       this.d.store.saveGroup(cur);
       const r = await this.d.ds.sendMls(bytes);
-      list.shift();
-      if (r.ok) {
-        this.d.content.accepted(convId, sealed.messageId);
-        this.d.emit({ type: "message-state", conversationId: convId, id: m.id, state: "accepted", queuedFor: r.queuedFor });
-      } else {
-        this.failed(convId, m.id, refusedError(r));
+      if (!r.ok && TRANSIENT.has(r.code)) {
+        m.pendingBytes = { bytes, sealed, groupId: hex(cur.groupId) };
+        this.d.logger.info("mls.send.waiting", { conversation: convId, code: r.code });
+        return;
       }
+      list.shift();
+      this.settled(convId, m, sealed, r);
     }
   }
 
-  private failed(conversationId: string, id: string, error: ClientError): void {
-    const failure = error.kind === "refused" ? error.detail : error.kind;
+  private settled(convId: string, m: Outgoing, sealed: SealedContent, r: Awaited<ReturnType<DsApi["sendMls"]>>): void {
+    if (r.ok) {
+      this.d.content.accepted(convId, sealed.messageId);
+      this.d.emit({ type: "message-state", conversationId: convId, id: m.id, state: "accepted", queuedFor: r.queuedFor });
+    } else {
+      this.failed(convId, m.id, refusedError(r), m);
+    }
+  }
+
+  /** Sends a failed message of mine again, as a new message with the same text. */
+  retry(conversationId: string, id: string): Outcome<{ readonly id: string }> {
+    const f = this.failedMessages.get(id);
+    if (f === undefined || f.conversationId !== conversationId) return fail({ kind: "not-failed" });
+    const r = this.send(conversationId, f.text, f.kind);
+    if (r.ok) this.failedMessages.delete(id);
+    return r;
+  }
+
+  private failed(conversationId: string, id: string, error: ClientError, m?: Outgoing): void {
+    if (m !== undefined) this.failedMessages.set(id, { conversationId, kind: m.kind, text: m.text });
+    const failure = error.kind === "refused" ? error.detail : describeClientError(error);
     this.d.emit({ type: "message-state", conversationId, id, state: "failed", failure, error });
   }
 
@@ -878,6 +933,7 @@ export class MlsConversations {
 
   private line(conversationId: string, line: MembershipLine): void {
     this.d.emit({ type: "membership", conversationId, line });
+    if (conversationId.startsWith("#")) this.d.emit({ type: "rooms", rooms: this.rooms() });
   }
 
   private notice(level: "info" | "warn" | "error", text: string, conversationId?: string): void {

@@ -286,8 +286,11 @@ describe("members and forgetting", () => {
     const [g1, g2] = [makeGroupId(DM), makeGroupId(DM)];
     const [alice, bob] = [user("alice"), user("bob")];
     hear(bob, DM, g1, say(alice, DM, g1, "in g1"));
-    // The relay kept another DM group (both created at once): alice's first there starts at zeros.
-    expect(hear(bob, DM, g2, say(alice, DM, g2, "in g2")).content.gap).toBe(false);
+    // The relay kept another DM group (both created at once): alice's first there starts at
+    // zeros (a bob who never saw g1 expects zeros)…
+    expect(hear(user("bob"), DM, g2, say(alice, DM, g2, "in g2")).content.gap).toBe(false);
+    // …and bob, who heard her in g1, expects them too.
+    expect(hear(bob, DM, g2, say(user("alice"), DM, g2, "first in g2")).content.gap).toBe(false);
   });
 
   it("refuses member lists that are not usernames, too long, or a third member of a DM", () => {
@@ -394,8 +397,10 @@ describe("hostile inputs", () => {
     expect(mlsError(() => bob.layer.open(DM, dmGid, "alice", topic.app), "malformed")).toBe(true);
     // A DM message from someone who is not the other member.
     expect(mlsError(() => bob.layer.open(DM, dmGid, "carol", a0.app), "bad-argument")).toBe(true);
-    // From myself (MLS refuses reflections; the layer too).
+    // From myself (MLS refuses reflections; the layer too: I would then name myself in my seen list).
     expect(mlsError(() => alice.layer.open(DM, dmGid, "alice", a0.app), "bad-argument")).toBe(true);
+    expect(mlsError(() => alice.layer.open(ROOM, gid, "alice", rawApp({})), "bad-argument")).toBe(true);
+    expect(alice.layer.seal(ROOM, gid, "text", "still sealing", T0).app.length).toBeGreaterThan(0);
     // Alice's second message presented as carol's: the hash binds the sender, so carol's chain breaks.
     hear(bob, DM, dmGid, a0);
     const carolGid = makeGroupId("dm:bob:carol");

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ContentInputError, CONTENT_IDS_MAX, CONTENT_SENT_MAX, MlsContentLayer, UPDATE_AFTER_MESSAGES, UPDATE_AFTER_MS } from "../../src/client/mls/content.js";
+import { ContentInputError, contentLayerOver, CONTENT_IDS_MAX, CONTENT_SENT_MAX, MlsContentLayer, UPDATE_AFTER_MESSAGES, UPDATE_AFTER_MS } from "../../src/client/mls/content.js";
 import { ContentStore } from "../../src/client/mls/content-store.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { toHex } from "../../src/protocol/bytes.js";
@@ -293,6 +293,22 @@ describe("members and forgetting", () => {
     expect(hear(bob, DM, g2, say(user("alice"), DM, g2, "first in g2")).content.gap).toBe(false);
   });
 
+  it("a message re-sealed with its id (for the group that replaced its own, or again) keeps it; a copy that arrived is a duplicate", () => {
+    const [g1, g2] = [makeGroupId(DM), makeGroupId(DM)];
+    const [alice, bob] = [user("alice"), user("bob")];
+    const first = alice.layer.seal(DM, g1, "text", "pending", T0); // never delivered: g1 was dropped
+    const again = alice.layer.seal(DM, g2, "text", "pending", T0, first.messageId);
+    expect(again.messageId.equals(first.messageId)).toBe(true);
+    const got = bob.layer.open(DM, g2, "alice", again.app);
+    expect(got.content).toMatchObject({ gap: false, duplicate: false });
+    expect(got.content.messageId.equals(first.messageId)).toBe(true);
+    // Sealed once more in g2 (a resend after a crash): the copy that arrived makes it a duplicate.
+    alice.layer.accepted(DM, again.messageId);
+    const third = alice.layer.seal(DM, g2, "text", "pending", T0, first.messageId);
+    expect(bob.layer.open(DM, g2, "alice", third.app).content.duplicate).toBe(true);
+    expect(mlsError(() => alice.layer.seal(DM, g2, "text", "x", T0, Buffer.alloc(15)), "bad-argument")).toBe(true);
+  });
+
   it("refuses member lists that are not usernames, too long, or a third member of a DM", () => {
     const alice = user("alice");
     expect(mlsError(() => alice.layer.membersChanged(ROOM, ["alice", "Bad Name"]), "bad-argument")).toBe(true);
@@ -313,7 +329,7 @@ describe("persistence in the state db", () => {
     const gid = makeGroupId(DM);
     const path = join(dir, "alice_state.db");
     let state = ClientStateStore.open(path);
-    let alice: User = { me: "alice", db: state.database, layer: new MlsContentLayer({ me: "alice", store: new ContentStore(state.database), clock: () => T0 }) };
+    let alice: User = { me: "alice", db: state.database, layer: contentLayerOver(state, "alice", { clock: () => T0 }) };
     const bob = user("bob");
     const b0 = say(bob, DM, gid, "b0");
     hear(alice, DM, gid, b0);
@@ -323,7 +339,7 @@ describe("persistence in the state db", () => {
     state.close();
 
     state = ClientStateStore.open(path);
-    alice = { me: "alice", db: state.database, layer: new MlsContentLayer({ me: "alice", store: new ContentStore(state.database), clock: () => T0 }) };
+    alice = { me: "alice", db: state.database, layer: contentLayerOver(state, "alice", { clock: () => T0 }) };
     // The redelivered b0 is still a duplicate; bob's chain continues without a gap.
     expect(hear(alice, DM, gid, b0).content.duplicate).toBe(true);
     const b1 = hear(alice, DM, gid, say(bob, DM, gid, "b1"));

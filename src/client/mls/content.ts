@@ -23,6 +23,7 @@ import { conversationOfGroupId } from "../../protocol/mls/group-id.js";
 import { dmPeer, isValidUsername, parseConversationId, type Conversation } from "../../protocol/names.js";
 import { sanitizeText } from "../../protocol/sanitize.js";
 import type { ClientError } from "../errors.js";
+import type { ClientStateStore } from "../state-store.js";
 import type { ContentLayer, OpenedContent, OwnDeliveryChange, SealedContent } from "./content-api.js";
 import { ContentStore, type ContentConvRow, type ContentPeerRow, type ContentSentRow } from "./content-store.js";
 
@@ -55,6 +56,11 @@ export interface ContentLayerOptions {
   /** Largest text in UTF-8 bytes (the relay's limit; v1's 64 KiB by default, never above APP_TEXT_MAX). */
   readonly maxTextBytes?: number;
   readonly log?: Logger;
+}
+
+/** The content layer of `me` over the client's state db (`<user>_state.db`), as chat-client would make it. */
+export function contentLayerOver(state: ClientStateStore, me: string, o: Omit<ContentLayerOptions, "me" | "store"> = {}): MlsContentLayer {
+  return new MlsContentLayer({ ...o, me, store: new ContentStore(state.database) });
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -106,8 +112,9 @@ export class MlsContentLayer implements ContentLayer {
     return this.atomically(fn);
   }
 
-  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number): SealedContent {
+  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number, reuseId?: Buffer): SealedContent {
     checkTime(nowMs);
+    if (reuseId !== undefined && (!(reuseId instanceof Uint8Array) || reuseId.length !== MESSAGE_ID_BYTES)) throw badArgument(`a message id is ${MESSAGE_ID_BYTES} bytes`);
     const c = this.state(conversationId, groupId);
     if (kind === "topic" && c.conv.kind !== "room") throw new ContentInputError({ kind: "topic-outside-room" }, "a topic can only be set in a room");
     if (kind === "away" && c.conv.kind !== "dm") throw new ContentInputError({ kind: "away-outside-dm" }, "an away answer only goes to a direct conversation");
@@ -125,7 +132,7 @@ export class MlsContentLayer implements ContentLayer {
       .sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
       .slice(0, APP_SEEN_MAX);
     const seen: AppSeen[] = told.map((p) => ({ username: p.username, hash: p.lastHash! }));
-    const messageId = randomBytes(MESSAGE_ID_BYTES);
+    const messageId = reuseId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(reuseId);
     const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen }, c.conv, this.me);
     const hash = appHash(groupId, this.me, app);
 
@@ -152,7 +159,8 @@ export class MlsContentLayer implements ContentLayer {
   accepted(conversationId: string, messageId: Buffer): void {
     const c = this.existing(conversationId);
     if (c === undefined || !(messageId instanceof Uint8Array)) return;
-    const s = c.sent.find((e) => e.messageId.equals(messageId));
+    // The newest copy: a message re-sealed with its id is watched from its last sealing.
+    const s = c.sent.findLast((e) => e.messageId.equals(messageId));
     if (s === undefined || s.acceptSeq !== undefined) return;
     this.atomically(() => {
       s.acceptSeq = c.row.recvSeq;

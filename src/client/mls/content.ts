@@ -205,7 +205,7 @@ export class MlsContentLayer implements ContentLayer {
           peer.ackUncertain = false;
         }
         this.store.putPeer(c.conv.id, peer);
-        if (!lobby) own = this.deliveries(c, peer);
+        if (!lobby) own = this.deliveries(c, peer, mine !== undefined);
       }
       this.store.putConv(c.row);
       return { content: content(gap, false), own };
@@ -375,8 +375,8 @@ export class MlsContentLayer implements ContentLayer {
     return (p) => (p.acked === undefined ? -1 : byHash.get(p.acked.toString("hex")) ?? -1);
   }
 
-  /** §8: what the peer's latest message says of my messages, for the whole group. */
-  private deliveries(c: ConvState, peer: Peer): OwnDeliveryChange {
+  /** §8: what the peer's latest message says of my messages (`named`: it names me), for the whole group. */
+  private deliveries(c: ConvState, peer: Peer, named: boolean): OwnDeliveryChange {
     const idx = this.ackIndex(c);
     const lost: string[] = [];
     const confirmed: string[] = [];
@@ -394,6 +394,9 @@ export class MlsContentLayer implements ContentLayer {
       }
     }
     // Confirmed: acknowledged by someone, and by every member heard from since it was sealed.
+    // Only a new acknowledgement can confirm (a peer whose old one covers a message was already
+    // heard from since it), and only it lets the watched list shrink.
+    if (!named) return lost.length === 0 ? NO_CHANGE : { confirmed, lost };
     const open = c.sent.filter((s) => !s.confirmed && !s.lost);
     if (open.length > 0) {
       const from = Math.min(...open.map((s) => s.sealSeq));

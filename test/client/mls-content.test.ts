@@ -309,6 +309,30 @@ describe("members and forgetting", () => {
     expect(mlsError(() => alice.layer.seal(DM, g2, "text", "x", T0, Buffer.alloc(15)), "bad-argument")).toBe(true);
   });
 
+  it("a DM's other member stays its member whatever list comes (a group just created has only me)", () => {
+    const gid = makeGroupId(DM);
+    const [alice, bob] = [user("alice"), user("bob")];
+    alice.layer.membersChanged(DM, ["alice"]);
+    say(bob, DM, gid, "b0: dropped");
+    expect(hear(alice, DM, gid, say(bob, DM, gid, "b1")).content.gap).toBe(true);
+  });
+
+  it("the lobby keeps no per-member state: any number of members, no gaps, no seen list, nothing watched", () => {
+    const gid = makeGroupId("lobby");
+    const [alice, bob] = [user("alice"), user("bob")];
+    alice.layer.membersChanged("lobby", Array.from({ length: 3 * APP_SEEN_MAX }, (_, i) => `u${i}`));
+    hear(bob, "lobby", gid, say(alice, "lobby", gid, "a0"));
+    say(alice, "lobby", gid, "a1: not delivered to bob (he was offline)");
+    const a2 = say(alice, "lobby", gid, "a2");
+    expect(hear(bob, "lobby", gid, a2).content).toMatchObject({ gap: false, duplicate: false });
+    expect(hear(bob, "lobby", gid, a2).content.duplicate).toBe(true);
+    const b0 = say(bob, "lobby", gid, "b0");
+    expect(hear(alice, "lobby", gid, b0).own).toEqual({ confirmed: [], lost: [] });
+    expect(hear(alice, "lobby", gid, say(bob, "lobby", gid, "b1")).own).toEqual({ confirmed: [], lost: [] });
+    expect(alice.layer.seal("lobby", gid, "text", "a3", T0).app.length).toBe(say(user("carol"), "lobby", gid, "a3").app.length);
+    for (const u of [alice, bob]) expect(rows(u, "mls_content_peer") + rows(u, "mls_content_sent")).toBe(0);
+  });
+
   it("refuses member lists that are not usernames, too long, or a third member of a DM", () => {
     const alice = user("alice");
     expect(mlsError(() => alice.layer.membersChanged(ROOM, ["alice", "Bad Name"]), "bad-argument")).toBe(true);

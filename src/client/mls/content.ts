@@ -186,7 +186,7 @@ export class MlsContentLayer implements ContentLayer {
       c.row.recvSeq += 1;
       c.row.idSeq += 1;
       this.store.addId(c.conv.id, sender, messageId, c.row.idSeq, c.row.idSeq - CONTENT_IDS_MAX);
-      const peer = this.peerFor(c, sender);
+      const peer = lobby ? undefined : this.peerFor(c, sender);
       // §8 chain: the lobby reaches only who is online, so its chains tell nothing.
       const gap = lobby ? false : chainGap(peer?.lastHash, d.prev, peer === undefined || !peer.fresh);
       if (gap) this.log?.warn("mls.content.gap", { conversation: c.conv.id, from: sender });
@@ -213,15 +213,25 @@ export class MlsContentLayer implements ContentLayer {
   }
 
   membersChanged(conversationId: string, members: readonly string[]): void {
-    if (!Array.isArray(members) || members.length > APP_SEEN_MAX + 1) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
+    if (!Array.isArray(members)) throw badArgument("the members must be a list of usernames");
+    const c = this.state(conversationId, undefined);
+    // The lobby keeps no per-member state (no chains judged, no seen lists): its size is the
+    // relay's setting, not this layer's bound.
+    const lobby = c.conv.kind === "lobby";
+    if (!lobby && members.length > APP_SEEN_MAX + 1) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
     const names = new Set<string>();
     for (const m of members) {
       if (!isValidUsername(m)) throw badArgument("every member must be a valid username");
       if (m !== this.me) names.add(m);
     }
+    if (lobby) return;
     if (names.size > APP_SEEN_MAX) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
-    const c = this.state(conversationId, undefined);
-    if (c.conv.kind === "dm") for (const n of names) if (!c.conv.members.includes(n)) throw badArgument(`${n} cannot be a member of ${c.conv.id}`);
+    if (c.conv.kind === "dm") {
+      for (const n of names) if (!c.conv.members.includes(n)) throw badArgument(`${n} cannot be a member of ${c.conv.id}`);
+      // The other member of a DM is its member by the conversation's name, whether or not their
+      // leaf is in the tree yet (a group just created, their Welcome on its way): their chain is kept.
+      names.add(dmPeer(c.conv, this.me)!);
+    }
     this.atomically(() => {
       for (const [name, p] of c.peers) {
         if (names.has(name)) continue;

@@ -197,6 +197,27 @@ describe("a dropped LAST message is shown within one further exchange (§8)", ()
     expect(hear(alice, ROOM, gid, say(carol, ROOM, gid, "c2")).own).toEqual({ confirmed: [], lost: [a1.id] });
   });
 
+  it("room: a member who joined after my message was sent is not asked to acknowledge it", () => {
+    const gid = makeGroupId(ROOM);
+    const [alice, bob, dave] = [user("alice"), user("bob"), user("dave")];
+    for (const u of [alice, bob]) u.layer.membersChanged(ROOM, ["alice", "bob"]);
+    const a0 = say(alice, ROOM, gid, "before dave");
+    hear(bob, ROOM, gid, a0);
+    for (const u of [alice, bob, dave]) u.layer.membersChanged(ROOM, ["alice", "bob", "dave"]);
+    // Dave cannot read a0 (an epoch before his): his two messages do not make it lost…
+    expect(hear(alice, ROOM, gid, say(dave, ROOM, gid, "d0")).own).toEqual({ confirmed: [], lost: [] });
+    expect(hear(alice, ROOM, gid, say(dave, ROOM, gid, "d1")).own).toEqual({ confirmed: [], lost: [] });
+    // …nor keep bob's acknowledgement from confirming it, and it is no longer watched after.
+    expect(hear(alice, ROOM, gid, say(bob, ROOM, gid, "b0")).own).toEqual({ confirmed: [a0.id], lost: [] });
+    expect(rows(alice, "mls_content_sent")).toBe(0);
+    // A message after he joined is his to acknowledge.
+    const a1 = say(alice, ROOM, gid, "after dave");
+    hear(bob, ROOM, gid, a1);
+    expect(hear(alice, ROOM, gid, say(bob, ROOM, gid, "b1")).own.confirmed).toEqual([a1.id]);
+    hear(alice, ROOM, gid, say(dave, ROOM, gid, "d2"));
+    expect(hear(alice, ROOM, gid, say(dave, ROOM, gid, "d3")).own.lost).toEqual([a1.id]);
+  });
+
   it("room: the last message dropped for everyone is flagged by the first member who sends twice", () => {
     const gid = makeGroupId(ROOM);
     const [alice, bob, carol] = [user("alice"), user("bob"), user("carol")];

@@ -32,6 +32,8 @@ export interface ContentPeerRow {
   readonly member: boolean;
   /** Joined after me: their first message must start their chain (prev = zeros). */
   readonly fresh: boolean;
+  /** My sentSeq when they became a member: my messages numbered up to it were not theirs to read. */
+  readonly memberSince: number;
   /** appHash of the last message opened from them; undefined before the first. */
   readonly lastHash: Buffer | undefined;
   /** Messages opened from them. */
@@ -70,7 +72,7 @@ const SCHEMA = `
     own_head BLOB NOT NULL, recv_seq INTEGER NOT NULL, sent_seq INTEGER NOT NULL, id_seq INTEGER NOT NULL,
     sent_since_commit INTEGER NOT NULL, last_commit_ms INTEGER NOT NULL, members_known INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS mls_content_peer (conversation_id TEXT NOT NULL, username TEXT NOT NULL,
-    member INTEGER NOT NULL, fresh INTEGER NOT NULL, last_hash BLOB, count INTEGER NOT NULL,
+    member INTEGER NOT NULL, fresh INTEGER NOT NULL, member_since INTEGER NOT NULL, last_hash BLOB, count INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL, acked BLOB, told BLOB, ack_uncertain INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, username)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS mls_content_sent (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -96,8 +98,8 @@ export class ContentStore {
       sent: p("SELECT * FROM mls_content_sent WHERE conversation_id = ? ORDER BY seq"),
       putConv: p(`INSERT OR REPLACE INTO mls_content_conv (conversation_id, group_id, own_head, recv_seq, sent_seq, id_seq,
         sent_since_commit, last_commit_ms, members_known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      putPeer: p(`INSERT OR REPLACE INTO mls_content_peer (conversation_id, username, member, fresh, last_hash, count,
-        last_seq, prev_seq, acked, told, ack_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      putPeer: p(`INSERT OR REPLACE INTO mls_content_peer (conversation_id, username, member, fresh, member_since, last_hash,
+        count, last_seq, prev_seq, acked, told, ack_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deletePeer: p("DELETE FROM mls_content_peer WHERE conversation_id = ? AND username = ?"),
       putSent: p(`INSERT OR REPLACE INTO mls_content_sent (conversation_id, seq, message_id, hash, seal_seq, accept_seq,
         confirmed, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -144,7 +146,7 @@ export class ContentStore {
       membersKnown: Number(c["members_known"]) === 1,
     };
     const peers = (this.q["peers"]!.all(conversationId) as Record<string, unknown>[]).map((r): ContentPeerRow => ({
-      username: String(r["username"]), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1,
+      username: String(r["username"]), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1, memberSince: Number(r["member_since"]),
       lastHash: blob(r["last_hash"]), count: Number(r["count"]), lastSeq: Number(r["last_seq"]), prevSeq: Number(r["prev_seq"]),
       acked: blob(r["acked"]), told: blob(r["told"]), ackUncertain: Number(r["ack_uncertain"]) === 1,
     }));
@@ -161,7 +163,7 @@ export class ContentStore {
   }
 
   putPeer(conversationId: string, p: ContentPeerRow): void {
-    this.q["putPeer"]!.run(conversationId, p.username, p.member ? 1 : 0, p.fresh ? 1 : 0, p.lastHash ?? null, p.count,
+    this.q["putPeer"]!.run(conversationId, p.username, p.member ? 1 : 0, p.fresh ? 1 : 0, p.memberSince, p.lastHash ?? null, p.count,
       p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0);
   }
 

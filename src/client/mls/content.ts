@@ -242,8 +242,9 @@ export class MlsContentLayer implements ContentLayer {
       for (const name of names) {
         const p = c.peers.get(name);
         if (p !== undefined && p.member) continue;
-        // Someone who joins after I knew the list starts their chain in front of me.
-        const q: Peer = p ?? this.newPeer(name, c.row.membersKnown);
+        // Someone who joins after I knew the list starts their chain in front of me; my messages
+        // from now on are theirs to read and acknowledge (one heard from before keeps that time).
+        const q: Peer = p ?? this.newPeer(name, c.row.membersKnown, c.row.sentSeq);
         q.member = true;
         c.peers.set(name, q);
         this.store.putPeer(c.conv.id, q);
@@ -344,7 +345,7 @@ export class MlsContentLayer implements ContentLayer {
     this.atomically(() => {
       if (conv.kind === "dm") {
         // Both members are there from the group's start: the peer's first message starts a chain.
-        const p = this.newPeer(dmPeer(conv, this.me)!, true);
+        const p = this.newPeer(dmPeer(conv, this.me)!, true, 0);
         p.member = true;
         fresh.peers.set(p.username, p);
         this.store.putPeer(conv.id, p);
@@ -355,8 +356,8 @@ export class MlsContentLayer implements ContentLayer {
     return fresh;
   }
 
-  private newPeer(username: string, fresh: boolean): Peer {
-    return { username, member: false, fresh, lastHash: undefined, count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
+  private newPeer(username: string, fresh: boolean, memberSince: number): Peer {
+    return { username, member: false, fresh, memberSince, lastHash: undefined, count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
   }
 
   /**
@@ -374,7 +375,8 @@ export class MlsContentLayer implements ContentLayer {
       c.peers.delete(oldest.username);
       this.store.deletePeer(c.conv.id, oldest.username);
     }
-    const p = this.newPeer(sender, false);
+    // Whether my earlier messages reached them is unknown: only my later ones are theirs to acknowledge.
+    const p = this.newPeer(sender, false, c.row.sentSeq);
     c.peers.set(sender, p);
     return p;
   }
@@ -394,7 +396,8 @@ export class MlsContentLayer implements ContentLayer {
       // unacknowledged() counts the peer's messages since each acceptance: of those, only the
       // last two matter (two means one full exchange), and their receipt numbers are kept.
       const since = (seq: number): number => (peer.lastSeq > seq ? 1 : 0) + (peer.prevSeq > seq ? 1 : 0);
-      const list = c.sent.map((s) => ({ peerCountAtAccept: s.acceptSeq === undefined || s.lost ? peer.count : peer.count - since(s.acceptSeq) }));
+      // A message sealed before they became a member was never theirs to read.
+      const list = c.sent.map((s) => ({ peerCountAtAccept: s.acceptSeq === undefined || s.lost || s.seq <= peer.memberSince ? peer.count : peer.count - since(s.acceptSeq) }));
       for (const i of unacknowledged(list, idx(peer), peer.count)) {
         const s = c.sent[i]!;
         s.lost = true;
@@ -413,7 +416,7 @@ export class MlsContentLayer implements ContentLayer {
       const speakers = [...c.peers.values()].filter((p) => (p.member || !c.row.membersKnown) && p.lastSeq > from);
       c.sent.forEach((s, i) => {
         if (s.confirmed || s.lost) return;
-        const heard = speakers.filter((p) => p.lastSeq > s.sealSeq);
+        const heard = speakers.filter((p) => p.lastSeq > s.sealSeq && p.memberSince < s.seq);
         if (heard.length === 0 || heard.some((p) => idx(p) < i)) return;
         s.confirmed = true;
         confirmed.push(toHex(s.messageId));
@@ -424,14 +427,14 @@ export class MlsContentLayer implements ContentLayer {
     return lost.length === 0 && confirmed.length === 0 ? NO_CHANGE : { confirmed, lost };
   }
 
-  /** Stops watching my oldest messages once every member acknowledged them (or a newer one). */
+  /**
+   * Stops watching my oldest messages once every member who could read them (a member when each
+   * was sealed) acknowledged them or a newer one.
+   */
   private trim(c: ConvState, idx: (p: Peer) => number): void {
     const members = [...c.peers.values()].filter((p) => p.member || !c.row.membersKnown);
-    if (members.length === 0) return;
-    let upTo = Math.min(...members.map(idx));
-    while (upTo >= 0 && c.sent.length > 0) {
-      this.store.deleteSent(c.conv.id, c.sent.shift()!.seq);
-      upTo -= 1;
-    }
+    let done = 0;
+    while (done < c.sent.length && members.every((p) => p.memberSince >= c.sent[done]!.seq || idx(p) >= done)) done += 1;
+    for (const s of c.sent.splice(0, done)) this.store.deleteSent(c.conv.id, s.seq);
   }
 }

@@ -561,4 +561,32 @@ describe("end to end through real MLS groups", () => {
     expect((await receive(bob, gb, (await send(alice, ga, "again")).wire)).content.gap).toBe(true);
     await expect(gb!.process(a0.wire)).rejects.toSatisfy((e) => isMlsProtocolError(e));
   });
+
+  it("a room over MlsGroups: alice's last message is dropped for carol only; carol's second message flags it", async () => {
+    const people = await Promise.all(["alice", "bob", "carol"].map((n) => person(n)));
+    const groups = await groupOf(ROOM, people[0]!, people.slice(1));
+    const [alice, bob, carol] = [user("alice"), user("bob"), user("carol")];
+    const layers = [alice, bob, carol];
+    for (const u of layers) u.layer.membersChanged(ROOM, ["alice", "bob", "carol"]);
+    /** Sends from member i to the members in `to` (the others' copies are dropped); returns what each opened. */
+    const post = async (i: number, text: string, to: readonly number[]) => {
+      const s = layers[i]!.layer.seal(ROOM, groups[i]!.groupId, "text", text, T0);
+      layers[i]!.layer.accepted(ROOM, s.messageId);
+      const wire = await groups[i]!.encrypt(s.app);
+      const out = new Map<number, ReturnType<MlsContentLayer["open"]>>();
+      for (const j of to) {
+        const got = await groups[j]!.process(wire);
+        if (got.kind !== "application") throw new Error("expected an application message");
+        out.set(j, layers[j]!.layer.open(ROOM, groups[j]!.groupId, got.sender.username, got.plaintext));
+      }
+      return { id: toHex(s.messageId), out };
+    };
+    const a0 = await post(0, "hello room", [1, 2]);
+    expect(a0.out.get(2)!.content).toMatchObject({ text: "hello room", gap: false });
+    const a1 = await post(0, "carol never gets this", [1]);
+    expect((await post(2, "c0", [0, 1])).out.get(0)!.own).toEqual({ confirmed: [a0.id], lost: [] });
+    expect((await post(2, "c1", [0, 1])).out.get(0)!.own).toEqual({ confirmed: [], lost: [a1.id] });
+    // Carol sees the gap at alice's next message.
+    expect((await post(0, "again", [1, 2])).out.get(2)!.content.gap).toBe(true);
+  });
 });

@@ -39,3 +39,16 @@ describe("a message the history page already showed", () => {
     expect(messages(s).map((m) => m.id)).toEqual(["aa01", "aa02"]);
   });
 });
+
+describe("protocol v2: the lobby header counts who reads a lobby line", () => {
+  test("v1 (nothing known): online only; v2: the lobby group's members as the session said", async () => {
+    const { headerRow } = await import("../../src/tui/view/header-row.js");
+    const { rowText } = await import("../../src/tui/view/row.js");
+    const lobby = (s: TuiState) => rowText(headerRow(s, s.conversations["lobby"]!, 120));
+    const s0 = start();
+    expect(lobby(s0)).not.toContain("can read");
+    const s1 = reducer(s0, { type: "lobby-members", members: ["alice", "bob", "carol"] });
+    expect(lobby(s1)).toContain("3 can read new lines");
+    expect(lobby(reducer(s1, { type: "lobby-members", members: ["alice"] }))).toContain("1 can read new lines");
+  });
+});

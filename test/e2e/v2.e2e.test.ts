@@ -3,7 +3,7 @@
 // each with its own HOME. The lobby; a DM and its reply; a room #ops that alice creates, bob
 // joins and carol is invited to, with a membership line on each screen; alice kicks carol, whose
 // screen says so and who never sees what follows; the relay restarted in the middle (what is sent
-// afterwards arrives); bob offline while alice writes to the DM and the room, then back: each
+// while it is down and afterwards arrives); bob offline while alice writes to the DM and the room, then back: each
 // message once, in order; bob leaves the room and reads nothing after. Every wait is a screen
 // condition with a deadline; "does not arrive" is checked behind a later message to the same
 // screen (the relay delivers each recipient's queue in order).
@@ -128,9 +128,12 @@ describe("three people on protocol v2 in real terminals", () => {
     // The relay restarts (SIGTERM, same data dir and port): every client reconnects; what is sent afterwards arrives.
     expect(await relay.stop()).toBe(0);
     await tmux.waitForScreen("alice", /reconnecting/, 30_000);
+    await say("alice", "/switch #ops");
+    await say("alice", "sent while the relay was down 4e7d");
     relay = await startRelayProcess(dataDir, [], port);
     for (const u of USERS) await tmux.waitForScreen(u, /● connected/, 60_000);
-    await say("alice", "/switch #ops");
+    await sees("bob", "alice  sent while the relay was down 4e7d");
+    await tmux.waitForScreen("alice", /sent while the relay was down 4e7d ✓/, 30_000);
     await say("alice", "after the restart, ops 6a1b");
     await sees("bob", "alice  after the restart, ops 6a1b");
     await say("alice", "/msg bob after the restart, dm 0c55");

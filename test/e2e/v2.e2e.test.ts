@@ -6,8 +6,9 @@
 // while it is down and afterwards arrives); bob offline while alice writes to the DM and the room, then back: each
 // message once, in order; bob leaves the room and reads nothing after. Every wait is a screen
 // condition with a deadline; "does not arrive" is checked behind a later message to the same
-// screen (the relay delivers each recipient's queue in order).
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+// screen (the relay delivers each recipient's queue in order). SC_KEEP=1 keeps the directory
+// (logs at debug level, the stores) for a look after a failure.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,6 +74,7 @@ describe("three people on protocol v2 in real terminals", () => {
     // First run: keys are made, the MLS client and its KeyPackages published, the lobby joined.
     for (const u of USERS) await tmux.waitForScreen(u, (s) => /● connected/.test(s) && s.includes("Speaking protocol v2"), 60_000);
     await tmux.waitForScreen("alice", (s) => s.includes("● bob") && s.includes("● carol"), 30_000);
+    for (const u of USERS) expect(existsSync(join(home(u), ".config", "secure-chat", `${u}_mls.db`)), `${u}_mls.db beside the key file`).toBe(true);
     // A lobby line reaches who is in the lobby's group when it is sent: the header counts them.
     for (const u of USERS) await tmux.waitForScreen(u, /3 online · 3 can read new lines/, 60_000);
 

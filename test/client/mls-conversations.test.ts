@@ -156,6 +156,29 @@ describe("DMs", () => {
     sent(alice, dm, "one group");
     await expectText(bob, dm, "alice: one group");
   });
+  it("the peer registered the DM group long ago and never added me: after waiting for a Welcome, I join it by external commit", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob", { online: false });
+    const dm = "dm:alice:bob";
+    // alice wrote when bob had no KeyPackage yet: her group is registered, with her alone.
+    const first = sent(alice, dm, "are you there?");
+    await waitUntil(() => states(alice, first).includes("failed"), "failed: no KeyPackage");
+    expect(ds.groupOf(dm)?.members).toEqual(["alice"]);
+    await online(bob);
+    const id = sent(bob, dm, "now I am");
+    await settle(bob);
+    expect(states(bob, id)).toEqual([]);
+    now += 60_000;
+    await bob.engine.checkTimers();
+    expect(states(bob, id)).toEqual([]);
+    now += 2 * 60_000;
+    await bob.engine.checkTimers();
+    await expectText(alice, dm, "bob: now I am");
+    await waitUntil(() => states(bob, id).includes("accepted"), "accepted");
+    expect(lines(alice, dm).map(lineText)).toEqual(["bob joined"]);
+    sent(alice, dm, "hello bob");
+    await expectText(bob, dm, "alice: hello bob");
+  });
 });
 
 describe("rooms", () => {

@@ -21,7 +21,7 @@ import { MlsStoreError } from "../mls-store.js";
 import type { MessageKind, Outcome, RoomView } from "../types.js";
 import type { MlsQueued } from "./ds-api.js";
 import { Committer } from "./commit.js";
-import { EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
+import { DM_WELCOME_WAIT_MS, EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
 import { KeyPackageKeeper } from "./key-packages.js";
 import { Receiver } from "./receive.js";
 import { Sender } from "./send.js";
@@ -142,7 +142,10 @@ export class MlsConversations {
     });
   }
 
-  /** Fetches the missing commits of groups whose held messages passed their bound; call every minute or so. */
+  /**
+   * Call every minute or so: fetches the missing commits of groups whose held messages passed
+   * their bound, deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
+   */
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
@@ -150,6 +153,14 @@ export class MlsConversations {
       for (const [conv, seen] of this.s.epochSeen) {
         const g = this.s.groups.get(conv);
         if (g?.active === true && now - seen.since >= PAST_EPOCH_MS) this.s.forgetPast(conv, g);
+      }
+      for (const [conv, since] of [...this.s.waitingWelcome]) {
+        if (now - since < DM_WELCOME_WAIT_MS) continue;
+        if (this.s.groups.get(conv)?.active === true) { this.s.waitingWelcome.delete(conv); continue; }
+        this.s.d.logger.info("mls.dm.no_welcome", { conversation: conv });
+        const r = await this.c.externalJoin(conv, true);
+        if (r.ok) this.s.flushSoon(conv);
+        else this.s.waitingWelcome.set(conv, now);
       }
     });
   }

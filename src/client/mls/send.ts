@@ -55,7 +55,11 @@ export class Sender {
     const conv = parseConversationId(convId)!;
     const ready = await this.ensureGroup(conv);
     this.s.d.logger.debug("mls.flush", { conversation: convId, waiting: list.length, ready: ready === "wait" ? "wait" : ready.ok ? "ok" : JSON.stringify(ready.error) });
-    if (ready === "wait" || (!ready.ok && isTransient(ready.error))) return;
+    if (ready === "wait") {
+      if (!this.s.waitingWelcome.has(convId)) this.s.waitingWelcome.set(convId, this.s.d.clock());
+      return;
+    }
+    if (!ready.ok && isTransient(ready.error)) return;
     if (!ready.ok) {
       for (const m of list.splice(0)) this.s.failed(convId, m.id, ready.error, m);
       return;

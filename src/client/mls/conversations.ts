@@ -203,9 +203,9 @@ export class MlsConversations {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
       const creator = this.s.creators.get(room);
-      if (creator !== this.s.d.me) return fail(sentence(`only ${creator ?? "the creator"}, who created ${room}, can remove members`));
+      if (creator !== this.s.d.me) return fail(creator === undefined ? { kind: "not-the-creator", room } : { kind: "not-the-creator", room, creator });
       if (username === this.s.d.me) return fail(sentence("to remove yourself, leave the room"));
-      if (!g.members().some((m) => m.username === username)) return fail(sentence(`${username} is not a member of ${room}`));
+      if (!g.members().some((m) => m.username === username)) return fail({ kind: "not-in-room", room, username });
       return this.c.commitChange(room, (x) => x.removeMembers([username]), { added: [], removed: [username] },
         { kind: "removed", by: this.s.d.me, users: [username], creator: this.s.d.me, atMs: this.s.d.clock() }, (x) => x.members().some((m) => m.username === username));
     });
@@ -216,11 +216,11 @@ export class MlsConversations {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
-      if (g.members().some((m) => m.username === username)) return fail(sentence(`${username} is already a member of ${room}`));
+      if (g.members().some((m) => m.username === username)) return fail({ kind: "already-in-room", room, username });
       const claimed = await this.s.d.ds.claimKeyPackages([username]);
       if (!claimed.ok) return fail(refusedError(claimed));
       const entry = claimed.entries.find((e) => e.username === username);
-      if (entry === undefined) return fail(sentence(`${username} has no KeyPackage on this relay`));
+      if (entry === undefined) return fail({ kind: "no-key-package", username });
       const nowS = Math.floor(this.s.d.clock() / 1000);
       return this.c.commitChange(room, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [username], nowS }), { added: [username], removed: [] },
         { kind: "added", by: this.s.d.me, users: [username], ...this.s.creatorField(room), atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === username));

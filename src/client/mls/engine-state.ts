@@ -86,8 +86,6 @@ export class EngineState {
   /** Per conversation: when its current epoch began and who has been heard from in it (§7 key deletion). */
   readonly epochSeen = new Map<string, { since: number; heard: Set<string> }>();
   readonly outbox = new Map<string, Outgoing[]>();
-  /** Content message id (hex) → the id a message was shown with, when they differ (sealed late). */
-  readonly shownAs = new Map<string, string>();
   readonly held: HeldMessages;
   readonly recovering = new Set<string>();
   /** Failed messages of mine, for retry: id → what was sent. */

@@ -190,6 +190,7 @@ export class ChatClient implements ChatSession {
     this.mls = o.v2 === undefined ? undefined : new MlsSession({
       identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
+      handled: (message) => this.inbox.countDelivered(message),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;

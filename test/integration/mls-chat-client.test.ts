@@ -77,6 +77,9 @@ describe("ChatClient, protocol v2", () => {
     await a.waitForState(id2, "accepted", 30_000);
     b = await v2(bob);
     await b.waitForMessage("while you were away", 30_000);
+    // The MLS deliveries count toward the caught-up line like v1 envelopes.
+    const caught = await b.waitFor((e) => e.type === "caught-up", "caught up", 30_000);
+    expect(caught.type === "caught-up" && caught.count).toBe(1);
     send(b, dm, "back");
     await a.waitForMessage("back", 30_000);
   });

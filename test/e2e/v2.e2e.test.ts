@@ -153,7 +153,8 @@ describe("three people on protocol v2 in real terminals", () => {
     await say("alice", "ops while bob was away b003");
     await tmux.waitForScreen("alice", (s) => /ops while bob was away b003 ✓/.test(s), 30_000);
     startTui("bob", port, "bob2");
-    await tmux.waitForScreen("bob2", /● connected/, 60_000);
+    const back = await tmux.waitForScreen("bob2", (s) => /● connected/.test(s) && /\d+ messages? arrived while you were away/.test(s), 60_000);
+    expect(Number(/(\d+) messages? arrived while you were away/.exec(back)?.[1])).toBeGreaterThanOrEqual(3);
     await say("bob2", "/query alice");
     const bobDm = await sees("bob2", "while you were away 2 a002");
     for (const t of ["the dm key is under the mat 5e2a", "after the restart, dm 0c55", "while you were away 1 a001", "while you were away 2 a002"]) {

@@ -98,10 +98,11 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
         dispatch({ type: "lobby-members", members: o.value });
       }, () => undefined);
     };
-    const lobbyTimer = session.kick === undefined ? undefined : setInterval(readLobby, LOBBY_READ_MS);
+    const v2 = session.kick !== undefined;
+    const lobbyTimer = v2 ? setInterval(readLobby, LOBBY_READ_MS) : undefined;
     lobbyTimer?.unref();
     const unsubscribe = session.subscribe((event) => {
-      if (event.type === "membership" && event.conversationId === LOBBY_ID) readLobby();
+      if (v2 && event.type === "membership" && event.conversationId === LOBBY_ID) readLobby();
       queue.push({ event: withUiText(event), atMs: clock() });
       if (scheduled !== undefined) return;
       // The first event after a quiet spell is drawn at the next tick; within a busy spell, at

@@ -24,6 +24,7 @@ import { encodeRequiredCapabilities } from "ts-mls";
 import { encodeFields } from "../encoding.js";
 import { checkUsername, type Conversation } from "../names.js";
 import type { VerifiedIdentity } from "./credential.js";
+import type { MembershipChange } from "./membership.js";
 import { MlsProtocolError } from "./errors.js";
 import { decodeFields } from "./fields.js";
 
@@ -117,4 +118,20 @@ export function checkCreatorName(conv: Conversation, creator: RoomCreator | unde
       throw new MlsProtocolError(code, `${conv.id} was created by '${creator.username}' with another identity key than the member of that name now has`);
     }
   }
+}
+
+/**
+ * The rule of PROTOCOL-v2.md §4 for the removals a commit makes. A removal is allowed when it is
+ * the member's own leave (its own Remove proposal, `change.left`), a resync (an external joiner
+ * replacing its own old leaf: same username AND identity key), or, in a room, made by the
+ * creator (username AND identity key, `isRoomCreator`). So nobody removes others in a DM or the
+ * lobby, nor in a room whose creator is not a member. Adds are not judged here.
+ */
+export function removalsAllowed(conv: Conversation, creator: RoomCreator | undefined, change: MembershipChange): boolean {
+  const by = change.committer;
+  const byCreator = conv.kind === "room" && isRoomCreator(creator, by);
+  return change.removed.every((r) =>
+    change.left.some((l) => l.leafIndex === r.leafIndex)
+    || (change.external && r.username === by.username && r.identityFpr.equals(by.identityFpr))
+    || byCreator);
 }

@@ -26,7 +26,7 @@ import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
 import { checkKeyPackage, decodeKeyPackage, decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
-import { checkCreatorName, contextExtensionsFor, isRoomCreator, readCreator, ROOM_CREATOR_EXTENSION, type RoomCreator } from "./creator.js";
+import { checkCreatorName, contextExtensionsFor, isRoomCreator, readCreator, removalsAllowed, ROOM_CREATOR_EXTENSION, type RoomCreator } from "./creator.js";
 import { CredentialChecker, type TrustHook, type VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
 import { conversationOfGroupId, makeGroupId } from "./group-id.js";
@@ -264,6 +264,15 @@ export class MlsGroup {
   /** Whether this identity (a member, a committer) is the room's creator: same username AND same identity key. */
   isCreator(who: Pick<VerifiedIdentity, "username" | "identityFpr">): boolean {
     return isRoomCreator(this.roomCreator, who);
+  }
+
+  /**
+   * Whether the removals of a (processed or proposed) change follow the rule of PROTOCOL-v2.md §4:
+   * each is a leave, a resync, or, in a room, made by the creator (name AND identity key). Use
+   * it in the ChangePolicy given to process(): `(c) => group.removalsAllowed(c) && ...`.
+   */
+  removalsAllowed(change: MembershipChange): boolean {
+    return removalsAllowed(this.conversation, this.roomCreator, change);
   }
 
   /** The creator as a current member, or undefined (not a room, or the creator is not in it now). */

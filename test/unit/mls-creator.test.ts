@@ -215,6 +215,22 @@ describe("the removal rule (PROTOCOL-v2.md §4)", () => {
       expect(r.kind === "commit" && r.change.removed.map((m) => m.username)).toEqual(["carol"]);
     }
     void gc;
+    // A hostile external joiner "resyncing" someone else's leaf (ts-mls directly, told that
+    // Carol's leaf is its own), or "carol" under another identity key replacing Carol: refused.
+    const impl = await suiteImpl();
+    const { decodeMlsMessage, defaultKeyPackageEqualityConfig } = await import("ts-mls");
+    const carolSig = Buffer.from(gc2.members().find((m) => m.username === "carol")!.signatureKey);
+    const dave = await person("dave");
+    const otherCarol = await createMlsClient({ username: "carol", sigPrivate: generateKeyPairSync("ed25519").privateKey });
+    for (const joiner of [dave.client, otherCarol]) {
+      const info = decodeMlsMessage(await ga!.groupInfo(), 0)![0];
+      if (info.wireformat !== "mls_group_info") throw new Error("expected a GroupInfo");
+      const kp = await generateKeyPackageWithKey(joiner.credential, CAPS, defaultLifetime, [], { signKey: joiner.signaturePrivateKey, publicKey: joiner.signaturePublicKey }, impl);
+      const config = { ...clientConfig(new CredentialChecker(undefined)), keyPackageEqualityConfig: { ...defaultKeyPackageEqualityConfig, compareKeyPackageToLeafNode: (_k: unknown, leaf: { signaturePublicKey: Uint8Array }) => carolSig.equals(Buffer.from(leaf.signaturePublicKey)) } };
+      const ext = await joinGroupExternal(info.groupInfo, kp.publicPackage, kp.privatePackage, true, impl, undefined, config);
+      const hostile = encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: ext.publicMessage });
+      for (const g of [ga!, gb!]) expect(await code(g.process(hostile, creatorRule(g)))).toBe("refused-change");
+    }
     // Bob removes Carol: refused by the rule (he is not the creator); Alice may.
     const bobKick = await gb!.removeMembers(["carol"]);
     gb!.discardCommit();

@@ -5,7 +5,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
-  createCommit, createGroup, createGroupInfoWithExternalPubAndRatchetTree, decodeGroupState, defaultCapabilities, defaultLifetime,
+  createCommit, createGroup, createProposal, createGroupInfoWithExternalPubAndRatchetTree, decodeGroupState, defaultCapabilities, defaultLifetime,
   encodeGroupState, encodeMlsMessage, encodeRequiredCapabilities, generateKeyPackageWithKey, joinGroupExternal,
   type ClientState, type Extension,
 } from "ts-mls";
@@ -262,6 +262,10 @@ describe("the creator is fixed for the group's life", () => {
     // Removing the creator extension (keeping only required_capabilities) is refused too.
     const noCreator = await hostileCommit(gb!, [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions: roomExtensions(alice.client.identity).slice(0, 1) } }]);
     for (const g of [ga!, gc!]) expect(await code(g.process(noCreator))).toBe("context-changed");
+    // A standalone GCE proposal (to be committed by reference later) is refused on arrival.
+    const impl = await suiteImpl();
+    const prop = await createProposal(rawState(gb!), false, { proposalType: "group_context_extensions", groupContextExtensions: { extensions: roomExtensions(bob.client.identity) } }, impl);
+    expect(await code(ga!.process(encodeMlsMessage(prop.message)))).toBe("refused-change");
     // The honest members keep talking at the old epoch.
     expect((await gc!.process(await ga!.encrypt(text("nothing changed")))).kind).toBe("application");
     // Our own API never proposes one: an honest commit leaves the extensions as they were.

@@ -220,10 +220,10 @@ export class MlsGroup {
     if (state.groupActiveState.kind === "active" && (me === undefined || !Buffer.from(me.signaturePublicKey).equals(Buffer.from(client.signaturePublicKey)))) {
       throw new MlsProtocolError("bad-state", "MLS group state belongs to another MLS client");
     }
+    // The creator is read strictly here too (the constructor). The tree's names were checked
+    // against it on join and at every commit; not again here (it would verify every credential).
     try {
-      const group = new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
-      if (group.active) group.checkCreatorName("bad-group-context");
-      return group;
+      return new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
     } catch (e) {
       if (e instanceof MlsProtocolError && e.code !== "bad-state") throw new MlsProtocolError("bad-state", `MLS group state refused: ${e.message}`, { cause: e });
       throw e;

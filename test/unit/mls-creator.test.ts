@@ -247,6 +247,38 @@ describe("the removal rule (PROTOCOL-v2.md §4)", () => {
   });
 });
 
+describe("a member cannot rename itself in an update path", () => {
+  it("a commit whose path gives the committer's leaf another name (the creator's, or anyone's) is refused by every member", async () => {
+    const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
+    const [ga, gb, gc] = await groupOf("#ops", alice, [bob, carol]);
+    // Bob's modified client: his own identity key vouches for his leaf key under another name.
+    const renamed = async (name: string): Promise<Uint8Array> => {
+      const state = rawState(gb!);
+      const at = gb!.myLeafIndex * 2;
+      const node = state.ratchetTree[at];
+      if (node?.nodeType !== "leaf") throw new Error("no leaf");
+      const { credential } = makeCredential(name, bob.sigPrivate, bob.client.signaturePublicKey);
+      const tree = [...state.ratchetTree];
+      tree[at] = { nodeType: "leaf", leaf: { ...node.leaf, credential } };
+      const impl = await suiteImpl();
+      const res = await createCommit({ state: { ...state, ratchetTree: tree }, cipherSuite: impl }, { extraProposals: [], ratchetTreeExtension: false });
+      return encodeMlsMessage(res.commit);
+    };
+    const epoch = ga!.epoch;
+    for (const name of ["alice", "dave", "carol"]) {
+      const commit = await renamed(name);
+      expect(await code(ga!.process(commit))).toBe("refused-change");
+      expect(await code(gc!.process(commit))).toBe("refused-change");
+    }
+    expect(ga!.epoch).toBe(epoch);
+    expect(ga!.member("bob")).toBeDefined();
+    // An honest update (same name, same key) passes.
+    const upd = await gb!.selfUpdate();
+    gb!.confirmCommit();
+    expect((await ga!.process(upd.commit)).kind).toBe("commit");
+  });
+});
+
 describe("the creator is fixed for the group's life", () => {
   it("a commit with a group_context_extensions proposal naming another creator is refused by every honest member, state unchanged", async () => {
     const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
@@ -336,4 +368,3 @@ describe("joiners refuse a room that does not name its creator", () => {
   });
 });
 
-void makeCredential;

@@ -31,7 +31,7 @@ import { CredentialChecker, type TrustHook, type VerifiedIdentity } from "./cred
 import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
 import { conversationOfGroupId, makeGroupId } from "./group-id.js";
 import { decodeFields } from "./fields.js";
-import { decodeTree, describeCommit, leafAt, memberOf, membersOf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { decodeTree, describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { clientConfig, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
@@ -489,6 +489,8 @@ export class MlsGroup {
     // Nobody but the creator may hold the creator's name (checked on the tree the commit makes).
     checkCreatorName(this.conversation, this.roomCreator, membersOf(res.newState.ratchetTree), "refused-change");
     const finalChange = resolveChange(change, before.ratchetTree, res.newState.ratchetTree);
+    const renamed = renamedLeaf(before.ratchetTree, res.newState.ratchetTree, new Set(finalChange.removed.map((m) => m.leafIndex)));
+    if (renamed !== undefined) throw new MlsProtocolError("refused-change", `'${renamed.before.username}' tried to change its name or identity key in ${this.conversation.id} (to '${renamed.after.username}'); refused`);
     if (!this.dmAllows(finalChange)) throw new MlsProtocolError("refused-change", `${this.conversation.id} holds only its two users; a change bringing in someone else was refused`);
     if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
     const discardedPendingCommit = this.pending !== undefined;

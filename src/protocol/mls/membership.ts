@@ -137,3 +137,21 @@ export function resolveChange(change: MembershipChange, oldTree: RatchetTree, ne
   }
   return { ...change, added, committer };
 }
+
+/**
+ * A member whose leaf a commit changed without removing it (its update path) keeps its
+ * identity: same username, same identity key (RFC 9420 §12.1.2 leaves this check to the
+ * application; ts-mls only validates the new credential on its own). Otherwise a member could
+ * rename itself into someone else, even the room's creator. Returns the first leaf renamed.
+ */
+export function renamedLeaf(oldTree: RatchetTree, newTree: RatchetTree, removed: ReadonlySet<number>): { before: MlsMember; after: MlsMember } | undefined {
+  for (let i = 0; i < oldTree.length && i < newTree.length; i += 2) {
+    const o = oldTree[i];
+    const n = newTree[i];
+    if (o?.nodeType !== "leaf" || n?.nodeType !== "leaf" || o.leaf === n.leaf || removed.has(i / 2)) continue;
+    const before = memberOf(o.leaf, i / 2);
+    const after = memberOf(n.leaf, i / 2);
+    if (before.username !== after.username || !before.identityFpr.equals(after.identityFpr)) return { before, after };
+  }
+  return undefined;
+}

@@ -56,11 +56,18 @@ export async function must<C extends Answer>(s: RawSession, frame: RequestFrame,
   return r.value;
 }
 
-/** Sends a commit (with the new epoch's GroupInfo when given); resolves with its CommitResult. */
+/** Sends a commit (with the new epoch's GroupInfo, and a Welcome with its tree, when given); resolves with its CommitResult. */
 export async function sendCommit(
-  s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0), hint: { added?: string[]; removed?: string[] } = {},
+  s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0),
+  hint: { added?: string[]; removed?: string[]; welcome?: Uint8Array; ratchetTree?: Uint8Array } = {},
 ): Promise<ResponseOf<"commitResult">> {
   const requestId = nextRequestId++;
-  s.write({ $case: "sendCommit", value: { requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo), added: hint.added ?? [], removed: hint.removed ?? [], welcome: Buffer.alloc(0), ratchetTree: Buffer.alloc(0) } });
+  s.write({
+    $case: "sendCommit",
+    value: {
+      requestId, commit: Buffer.from(commit), groupInfo: Buffer.from(groupInfo), added: hint.added ?? [], removed: hint.removed ?? [],
+      welcome: Buffer.from(hint.welcome ?? new Uint8Array(0)), ratchetTree: Buffer.from(hint.ratchetTree ?? new Uint8Array(0)),
+    },
+  });
   return s.next("commitResult", (r) => r.requestId === requestId);
 }

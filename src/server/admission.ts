@@ -206,10 +206,20 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
     }
   }
 
-  // Each recipient's durable queue has room: this sender's share of it first (so a flooder is
-  // told about its own share, and others still get through), then the whole queue.
   const bytes = Envelope.encode(w).finish();
-  const envelopeBytes = bytes.length;
+  checkQueueCaps(rows, bytes.length, ctx);
+
+  const queuedFor = rows.filter((u) => !ctx.isOnline(u));
+  return { kind: "accept", envelope, wire: w, bytes, conversation, rows, queuedFor };
+}
+
+/**
+ * Each recipient's durable queue has room for `envelopeBytes` more: this sender's share of it
+ * first (so a flooder is told about its own share, and others still get through), then the
+ * whole queue. Shared by SendEnvelope and SendMls (PROTOCOL-v2.md §6.2). Throws Refusal.
+ */
+export function checkQueueCaps(rows: readonly string[], envelopeBytes: number, ctx: Pick<AdmissionContext, "queueUsage" | "limits">): void {
+  const { limits } = ctx;
   for (const r of rows) {
     const q = ctx.queueUsage(r);
     if (q.senderCount >= limits.maxQueuePerSender || q.senderBytes + envelopeBytes > limits.maxQueueBytesPerSender) {
@@ -225,7 +235,4 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
         `the queue for '${r}' is full (${byteSize(q.bytes)} wait for delivery, and this relay keeps at most ${byteSize(limits.maxQueueBytesPerUser)} per user); try again once '${r}' has caught up`);
     }
   }
-
-  const queuedFor = rows.filter((u) => !ctx.isOnline(u));
-  return { kind: "accept", envelope, wire: w, bytes, conversation, rows, queuedFor };
 }

@@ -33,8 +33,10 @@ export class Refusal extends Error {
 export const sessionEnd = {
   malformedFrame: (why: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: ${why}`),
   outOfOrder: (why: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, why),
-  badProtocolVersion: (v: number) =>
-    new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `protocol version ${v} is not supported: this relay speaks version 1`),
+  badProtocolVersion: (v: number, accepted: readonly number[]) =>
+    new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME,
+      v === 1 ? "this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)"
+        : `protocol version ${v} is not supported: this relay speaks version${accepted.length > 1 ? "s" : ""} ${accepted.join(" and ")}`),
   usernameInvalid: (reason: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_USERNAME_INVALID, reason),
   badKey: (reason: string) => new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_KEY, reason),
   proofInvalid: (reason: string) => new SessionEnd(GrpcStatus.UNAUTHENTICATED, ErrorCode.ERROR_CODE_PROOF_INVALID, reason),

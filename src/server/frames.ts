@@ -33,6 +33,7 @@ const TAG_BATCH_ITEMS = (1 << 3) | 2; // DeliverBatch.items: repeated Delivery
 const TAG_DELIVERY_SEQ = (1 << 3) | 0; // Delivery.seq: uint64
 const TAG_DELIVERY_CONVERSATION = (2 << 3) | 2; // Delivery.conversation_id: string
 const TAG_DELIVERY_ENVELOPE = (3 << 3) | 2; // Delivery.envelope: Envelope
+const TAG_DELIVERY_MLS = (5 << 3) | 2; // Delivery.mls: MlsDelivery (protocol v2, stored as payload "mls")
 const TAG_DELIVERY_RELAY_TIME = (4 << 3) | 0; // Delivery.relay_time_ms: uint64 (left out when 0)
 
 /** Bytes of a varint (protobuf base-128) encoding of a non-negative safe integer. */
@@ -56,7 +57,7 @@ function writeVarint(out: Buffer, at: number, n: number): number {
 
 /**
  * Encodes a SessionResponse{deliver: DeliverBatch{items}} around the stored envelope bytes
- * without parsing them: an embedded message is encoded exactly like a bytes field, so the
+ * without parsing them (field 3, Envelope, or field 5, MlsDelivery, by the item's payload): an embedded message is encoded exactly like a bytes field, so the
  * envelope goes out byte for byte as it was accepted, and delivery costs no decode/re-encode.
  * Sizes are computed first and the frame is written into one buffer: each envelope is copied
  * once (a general protobuf writer copied a 40 KB room envelope three times per recipient).
@@ -90,7 +91,7 @@ export function encodeDeliverBatch(items: readonly QueuedItem[]): Buffer {
     out[at++] = TAG_DELIVERY_CONVERSATION;
     at = writeVarint(out, at, conv.length);
     at += conv.copy(out, at);
-    out[at++] = TAG_DELIVERY_ENVELOPE;
+    out[at++] = item.payload === "mls" ? TAG_DELIVERY_MLS : TAG_DELIVERY_ENVELOPE;
     at = writeVarint(out, at, item.envelope.length);
     out.set(item.envelope, at);
     at += item.envelope.length;

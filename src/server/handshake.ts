@@ -22,6 +22,14 @@ import type { RoutedSession, Router } from "./router.js";
 import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 
+/**
+ * The Hello.protocol_version values this relay accepts (PROTOCOL-v2.md §10). Version 2 marks a
+ * session that speaks MLS (SendMls, Delivery.mls); version 1 is still accepted while clients move
+ * to v2. The final switch is this one line: drop 1, and a v1 client gets "this relay speaks
+ * secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)" (errors.ts).
+ */
+export const ACCEPTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+
 /** What the handshake needs of the relay (SessionDeps, in session.ts, adds what the session needs). */
 export interface HandshakeDeps {
   readonly store: RelayStore;
@@ -40,13 +48,15 @@ export interface HandshakeDeps {
    * or empty when the relay serves plaintext.
    */
   readonly channelBinding: Uint8Array;
+  /** Hello.protocol_version values accepted (default ACCEPTED_PROTOCOL_VERSIONS; tests try the v2-only relay). */
+  readonly protocolVersions?: readonly number[];
 }
 
 /**
  * Makes the session of a proven, bound user (session.ts: AuthenticatedSession). The handshake
  * registers it with the router, writes Welcome, then starts its deliveries.
  */
-export type OpenSession<S extends RoutedSession> = (stream: FrameStream, user: DirectoryUser) => S;
+export type OpenSession<S extends RoutedSession> = (stream: FrameStream, user: DirectoryUser, protocolVersion: number) => S;
 
 export type FrameIterator = AsyncIterator<Buffer>;
 
@@ -108,12 +118,14 @@ interface Claim {
   readonly encKeySig: Buffer;
   /** The Ed25519 key: needed to check the proof, and cheap to parse (unlike the RSA key). */
   readonly sigKey: KeyObject;
+  /** Hello.protocol_version, one of the accepted ones. */
+  readonly protocolVersion: number;
 }
 
 /** The Hello's cheap checks (§8 step 4): version, username policy, the signing key's type. */
-function claimOf(hello: Hello, onClaim: (name: string) => void): Claim {
+function claimOf(hello: Hello, onClaim: (name: string) => void, versions: readonly number[]): Claim {
   onClaim(hello.username.slice(0, 64));
-  if (hello.protocolVersion !== 1) throw sessionEnd.badProtocolVersion(hello.protocolVersion);
+  if (!versions.includes(hello.protocolVersion)) throw sessionEnd.badProtocolVersion(hello.protocolVersion, versions);
   const name = checkUsername(hello.username);
   if (!name.ok) throw sessionEnd.usernameInvalid(name.reason);
   let sigKey: KeyObject;
@@ -124,6 +136,7 @@ function claimOf(hello: Hello, onClaim: (name: string) => void): Claim {
   }
   return {
     username: hello.username, sigSpki: ownCopy(hello.sigSpki), encSpki: ownCopy(hello.encSpki), encKeySig: ownCopy(hello.encKeySig), sigKey,
+    protocolVersion: hello.protocolVersion,
   };
 }
 
@@ -145,7 +158,7 @@ async function handshake(
   try {
     const first = await handshakeFrame(stream, frames);
     if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
-    const claim = claimOf(first.value, onClaim);
+    const claim = claimOf(first.value, onClaim, deps.protocolVersions ?? ACCEPTED_PROTOCOL_VERSIONS);
 
     const nonce = randomBytes(NONCE_BYTES);
     await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
@@ -178,9 +191,9 @@ function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, d
   if (!router.isOnline(claim.username) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
   const user = bindName(claim, deps, source);
 
-  const session = open(stream, user);
+  const session = open(stream, user, claim.protocolVersion);
   router.attach(session);
-  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount });
+  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
   void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps) }));
   session.pump.start();
   return session;

@@ -13,18 +13,22 @@
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";
-import { ErrorCode, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type PublishGroupInfo, type PublishKeyPackages, type SendCommit } from "../gen/securechat/v1/chat.js";
+import {
+  ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type PublishGroupInfo,
+  type PublishKeyPackages, type SendCommit,
+} from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
 import { checkKeyPackage, decodeKeyPackage, decodeMls, isLastResort } from "../protocol/mls/client.js";
 import { isMlsProtocolError } from "../protocol/mls/errors.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
+import { checkQueueCaps } from "./admission.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import type { RelayLimits } from "./limits.js";
-import type { RelayStore } from "./store.js";
+import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
 
 /** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
@@ -40,11 +44,52 @@ export const MAX_HINT_NAMES = 1000;
 /** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
 export const MAX_COMMITS_PER_FETCH = 64;
 
+/** Bytes of MLS one SendMls may carry beyond the relay's text limit (the app data's header and acknowledgements, a proposal's KeyPackage). */
+export const MLS_MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+/** The largest SendMls message this relay takes: its text limit plus MLS_MESSAGE_OVERHEAD_BYTES (128 KiB by default). */
+export function maxSendMlsBytes(limits: Pick<RelayLimits, "maxTextBytes">): number {
+  return limits.maxTextBytes + MLS_MESSAGE_OVERHEAD_BYTES;
+}
+
 export interface MlsDsDeps {
   readonly store: RelayStore;
   readonly limits: RelayLimits;
   readonly clock: () => number;
   readonly logger: Logger;
+  /** Whether a user is in the lobby's audience now (lobby-audience.ts: online, or within the grace). */
+  readonly inLobby: (username: string) => boolean;
+  /** An accepted commit's deliveries are stored: wake the pumps of those online (router.delivered). */
+  readonly delivered: (rowsPerUser: ReadonlyMap<string, number>) => void;
+}
+
+/** What SendMls needs of the session beyond the store: who is online, and queue usage with what waits for the group commit. */
+export interface MlsSendContext {
+  readonly isOnline: (username: string) => boolean;
+  readonly queueUsage: (username: string) => QueueUsage;
+  /** The id was accepted before or waits for its commit. */
+  readonly isResend: (messageId: Buffer) => boolean;
+}
+
+export type MlsAdmission =
+  | { readonly kind: "duplicate" }
+  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: readonly string[]; readonly contentType: string };
+
+/** The id of an MLS message on the relay (PROTOCOL-v2.md §5): SHA-256 of its bytes, first 16 bytes. */
+export function mlsMessageId(mls: Uint8Array): Buffer {
+  return createHash("sha256").update(mls).digest().subarray(0, 16);
+}
+
+/** The rows per recipient of stored deliveries (to wake pumps). */
+function rowsPerRecipient(reqs: readonly EnqueueRequest[]): Map<string, number> {
+  const rows = new Map<string, number>();
+  for (const r of reqs) for (const u of r.recipients) rows.set(u, (rows.get(u) ?? 0) + 1);
+  return rows;
+}
+
+function encodeMlsDelivery(d: Partial<MlsDelivery> & Pick<MlsDelivery, "kind" | "groupId" | "sender" | "mls">): Buffer {
+  const bytes = MlsDelivery.encode({ ratchetTree: Buffer.alloc(0), epoch: 0, ...d }).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 const bad = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, detail);
@@ -165,6 +210,50 @@ export class MlsDeliveryService {
   }
 
   /**
+   * SendMls (PROTOCOL-v2.md §6.2), the checks after the rate limit, in frame order: size; strict
+   * decode; a PrivateMessage whose content type is application or proposal (a commit must come
+   * by SendCommit); a known group; the session's user a member by the hint; the framing's epoch
+   * the group's current one or the one before. Then who gets a queue row: every other member by
+   * the hint (the lobby: only those in its audience now), each queue within its caps. Returns
+   * what to hand to the group commit; throws Refusal.
+   */
+  admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext): MlsAdmission {
+    const me = user.record.username;
+    const max = maxSendMlsBytes(this.d.limits);
+    if (mlsBytes.length > max) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the MLS message has ${mlsBytes.length} bytes; this relay takes at most ${max}`);
+    const msg = mls(() => decodeMls(mlsBytes, "the MLS message"));
+    if (msg.wireformat === "mls_public_message" && msg.publicMessage.content.contentType === "commit") {
+      throw bad("the message is a commit: send commits with SendCommit, not SendMls");
+    }
+    if (msg.wireformat !== "mls_private_message") throw bad(`SendMls carries an MLS PrivateMessage (application or proposal), not a ${msg.wireformat}`);
+    const framing = msg.privateMessage;
+    if (framing.contentType === "commit") throw bad("the message is a commit: send commits with SendCommit, not SendMls");
+    if (framing.contentType !== "application" && framing.contentType !== "proposal") throw bad(`SendMls carries application messages and proposals, not ${framing.contentType} messages`);
+    const groupId = Buffer.from(framing.groupId);
+    const epoch = epochNumber(framing.epoch, "the message");
+    const conv = mls(() => conversationOfGroupId(groupId));
+    const s = this.d.store.mls;
+    const g = s.group(groupId);
+    if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id");
+    if (!s.isGroupMember(groupId, me)) throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of the group of ${g.conversationId} by the relay's record`);
+    if (epoch !== g.epoch && epoch + 1 !== g.epoch) {
+      throw bad(`the message is for epoch ${epoch}, but the group of ${g.conversationId} is at epoch ${g.epoch}; only messages for epoch ${g.epoch}${g.epoch > 0 ? ` or ${g.epoch - 1}` : ""} are accepted`);
+    }
+    const messageId = mlsMessageId(mlsBytes);
+    if (ctx.isResend(messageId)) return { kind: "duplicate" };
+    const others = s.groupMembers(groupId).filter((u) => u !== me);
+    const rows = conv.kind === "lobby" ? others.filter((u) => this.d.inLobby(u)) : others;
+    const kind = framing.contentType === "application" ? MlsKind.MLS_KIND_APPLICATION : MlsKind.MLS_KIND_PROPOSAL;
+    const stored = encodeMlsDelivery({ kind, groupId, sender: me, mls: Buffer.from(mlsBytes) });
+    checkQueueCaps(rows, stored.length, { queueUsage: ctx.queueUsage, limits: this.d.limits });
+    return {
+      kind: "accept", contentType: framing.contentType,
+      request: { sender: me, messageId, conversationId: g.conversationId, envelope: stored, payload: "mls", recipients: rows },
+      queuedFor: rows.filter((u) => !ctx.isOnline(u)),
+    };
+  }
+
+  /**
    * SendCommit: the first commit for the group's current epoch wins (the database's primary key
    * decides); any other is refused with EPOCH_TAKEN, the epoch and who won it.
    */
@@ -176,6 +265,8 @@ export class MlsDeliveryService {
     let epoch: number;
     let groupInfo: Buffer | undefined;
     let hint: MembershipHint;
+    let welcome: Buffer | undefined;
+    let conv: ReturnType<typeof conversationOfGroupId>;
     try {
       const msg = mls(() => decodeMls(req.commit, "the commit"));
       if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
@@ -185,6 +276,8 @@ export class MlsDeliveryService {
       epoch = epochNumber(framing.epoch, "the commit");
       const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
       hint = this.checkHint(groupId, external, req.added, req.removed);
+      conv = mls(() => conversationOfGroupId(groupId));
+      welcome = this.checkWelcome(req, external);
       if (req.groupInfo.length > 0) {
         const gi = this.parseGroupInfo(req.groupInfo);
         if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
@@ -194,10 +287,37 @@ export class MlsDeliveryService {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
     }
-    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, Buffer.from(req.commit), groupInfo, hint);
+    const commit = Buffer.from(req.commit);
+    const tree = Buffer.from(req.ratchetTree);
+    const lobby = conv.kind === "lobby";
+    // In the commit's transaction (store/mls.ts): the commit for every member by the hint as it
+    // was before it but the sender (a removed member gets its own removal), the Welcome and its
+    // tree once for the added users; the lobby's only for those in its audience now.
+    const deliveries = (before: readonly string[]): EnqueueRequest[] => {
+      const commitTo = before.filter((u) => u !== me && (!lobby || this.d.inLobby(u)));
+      const out: EnqueueRequest[] = [{
+        sender: me, messageId: mlsMessageId(commit), conversationId: conv.id, payload: "mls", recipients: commitTo,
+        envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_COMMIT, groupId, sender: me, mls: commit, epoch }),
+      }];
+      if (welcome !== undefined) {
+        const welcomeTo = hint.added.filter((u) => u !== me && (!lobby || this.d.inLobby(u)));
+        out.push({
+          sender: me, messageId: mlsMessageId(welcome), conversationId: conv.id, payload: "mls", recipients: welcomeTo,
+          envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree }),
+        });
+      }
+      return out;
+    };
+    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries);
     switch (out.kind) {
-      case "accepted":
-        this.d.logger.info("mls.commit.accepted", { user: me, epoch, bytes: req.commit.length });
+      case "accepted": {
+        const rows = rowsPerRecipient(out.queued ?? []);
+        this.d.logger.info("mls.commit.accepted", { user: me, epoch, bytes: req.commit.length, welcomeBytes: welcome?.length ?? 0, treeBytes: tree.length, queued: rows.size });
+        if (rows.size > 0) this.d.delivered(rows);
+        return { requestId: req.requestId, accepted: true, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", groupId, epoch, currentEpoch: epoch + 1, winner: "" };
+      }
+      case "duplicate":
+        this.d.logger.info("mls.commit.duplicate", { user: me, epoch });
         return { requestId: req.requestId, accepted: true, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", groupId, epoch, currentEpoch: epoch + 1, winner: "" };
       case "not-a-member":
         return refuse(new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record; join it by external commit or ask a member to add you"), groupId, epoch);
@@ -232,6 +352,28 @@ export class MlsDeliveryService {
       commits.push({ epoch: r.epoch, commit: r.commit, sender: r.sender });
     }
     return { $case: "commitList", value: { requestId: req.requestId, groupId, commits, currentEpoch: g.epoch, more: commits.length < rows.length } };
+  }
+
+  /**
+   * A commit's Welcome and ratchet tree (PROTOCOL-v2.md §6.2): present exactly when the commit is
+   * not an external join and adds users (`added` non-empty), the tree exactly with the Welcome;
+   * the Welcome an MLSMessage Welcome of our suite. Their size is bounded by the frame that
+   * carried them (max_frame_bytes), so each stored delivery fits in one delivery frame.
+   */
+  private checkWelcome(req: SendCommit, external: boolean): Buffer | undefined {
+    const wants = !external && req.added.length > 0;
+    if (req.welcome.length === 0) {
+      if (wants) throw bad(`the commit adds ${req.added.join(", ").slice(0, 200)} but carries no Welcome for them`);
+      if (req.ratchetTree.length > 0) throw bad("a ratchet tree is sent only beside a Welcome");
+      return undefined;
+    }
+    if (external) throw bad("an external join adds only its sender and carries no Welcome");
+    if (!wants) throw bad("the commit carries a Welcome but names no added user to deliver it to");
+    if (req.ratchetTree.length === 0) throw bad("the Welcome needs the new epoch's ratchet tree beside it");
+    const msg = mls(() => decodeMls(req.welcome, "the Welcome"));
+    if (msg.wireformat !== "mls_welcome") throw bad(`the Welcome is a ${msg.wireformat}`);
+    if (msg.welcome.cipherSuite !== MLS_SUITE) throw bad(`the Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
+    return Buffer.from(req.welcome);
   }
 
   /**

@@ -73,6 +73,8 @@ export interface StartRelayOptions {
    * transaction, one fsync, per envelope; for the benchmark that measures what group commit buys.
    */
   readonly commitMode?: CommitMode;
+  /** Hello.protocol_version values accepted (default ACCEPTED_PROTOCOL_VERSIONS in handshake.ts: 1 and 2). */
+  readonly protocolVersions?: readonly number[];
   /** Keepalive pings to clients (default KEEPALIVE): tests shorten them to see a dead client go. */
   readonly keepalive?: KeepaliveOptions;
 }
@@ -255,6 +257,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
     lobby: new LobbyAudience(limits.lobbyGraceMs, clock, (u) => router.isOnline(u), directory.size > 0),
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
+    ...(options.protocolVersions === undefined ? {} : { protocolVersions: options.protocolVersions }),
   };
 
   // Streams shed by the handshake budget are logged as a count, at most every SHED_LOG_MS: a

@@ -12,7 +12,7 @@
 //
 // The handshake (Hello, Challenge, Proof, binding, Welcome) is in handshake.ts.
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendResult } from "../gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendMls, type SendResult } from "../gen/securechat/v1/chat.js";
 import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
 import { completeAdmission, precheckEnvelope } from "./admission.js";
 import { DeliveryPump } from "./delivery.js";
@@ -23,7 +23,7 @@ import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf } fro
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
-import { MlsDeliveryService } from "./mls-ds.js";
+import { MlsDeliveryService, mlsMessageId } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
 import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
@@ -50,7 +50,7 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
   try {
     session = await authenticate(stream, frames, deps, admission, (name) => {
       claimed = name;
-    }, (s, user) => new AuthenticatedSession(s, user, deps));
+    }, (s, user, protocolVersion) => new AuthenticatedSession(s, user, deps, protocolVersion));
     await session.serve(frames);
     if (session.wasReplaced) reason = "replaced";
     else if (stream.signal.aborted) reason = String((stream.signal.reason as Error | undefined)?.message ?? "closed");
@@ -88,9 +88,18 @@ class AuthenticatedSession implements RoutedSession {
   /** The MLS Delivery Service requests (mls-ds.ts). */
   private readonly mlsDs: MlsDeliveryService;
 
-  constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps) {
+  /**
+   * @param protocolVersion the Hello's: 2 speaks MLS (SendMls; SendEnvelope refused), 1 speaks
+   *   v1 envelopes (SendMls refused). Queued v1 envelopes are still delivered to a v2 session:
+   *   its client drops them (it cannot open them; PROTOCOL-v2.md §10), and acks them.
+   */
+  constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1) {
     const { limits } = deps;
-    this.mlsDs = new MlsDeliveryService({ store: deps.store, limits, clock: deps.clock, logger: deps.logger });
+    this.mlsDs = new MlsDeliveryService({
+      store: deps.store, limits, clock: deps.clock, logger: deps.logger,
+      inLobby: (u) => deps.lobby.includes(u),
+      delivered: (rows) => deps.router.delivered(rows),
+    });
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
@@ -118,8 +127,10 @@ class AuthenticatedSession implements RoutedSession {
       const r = await frames.next();
       if (r.done === true) break;
       const frame = decodeRequest(r.value);
-      if (frame.$case === "send") {
-        this.answerInOrder(this.send(frame.value, r.value.length), r.value.length);
+      if (frame.$case === "send" || frame.$case === "sendMls") {
+        // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL-v2.md §6.2).
+        const answer = frame.$case === "send" ? this.send(frame.value, r.value.length) : this.sendMls(frame.value, r.value.length);
+        this.answerInOrder(answer, r.value.length);
         if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT || this.sendBytesInFlight >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers;
       } else if (frame.$case === "ack") {
         // An ack has no answer to keep in order: taken at once, it does not stall the pipeline
@@ -156,7 +167,7 @@ class AuthenticatedSession implements RoutedSession {
     await this.stream.send(encodeResponse(frame));
   }
 
-  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "ack" }>): Promise<void> {
+  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>): Promise<void> {
     switch (frame.$case) {
       case "hello":
       case "proof":
@@ -177,9 +188,6 @@ class AuthenticatedSession implements RoutedSession {
       case "sendCommit":
       case "fetchCommits":
         return this.mlsRequest(frame);
-      case "sendMls":
-        // Protocol v2's application messages through the queues: not carried yet (PROTOCOL-v2.md §12).
-        return this.reply({ $case: "error", value: { requestId: 0, code: ErrorCode.ERROR_CODE_BAD_FRAME, detail: "this relay does not carry MLS application messages yet" } });
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);
@@ -219,6 +227,12 @@ class AuthenticatedSession implements RoutedSession {
     const { deps } = this;
     const me = this.username;
     const h = req.envelope?.header;
+    if (this.protocolVersion === 2) {
+      const messageId = h !== undefined && h.messageId.length <= 64 ? h.messageId : Buffer.alloc(0);
+      deps.logger.info("send.refused", { user: me, code: "BAD_FRAME", detail: "v1 envelope on a v2 session", frameBytes });
+      return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME, queuedFor: [],
+        detail: "this session speaks protocol v2: send MLS messages with SendMls; SendEnvelope is protocol v1" });
+    }
     if (h === undefined || h.sender !== me) return this.sendNew(req, frameBytes);
     const first = deps.resends.lookup(me, h.messageId);
     if (first !== undefined) {
@@ -308,6 +322,82 @@ class AuthenticatedSession implements RoutedSession {
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes });
+      return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
+    }
+  }
+
+  /**
+   * SendMls (PROTOCOL-v2.md §6.2): a v2 session only. Its id is SHA-256(mls)[0..16]; a resend of
+   * bytes this user got accepted (stored, or still being admitted) is answered as the first copy,
+   * before any limit, like a v1 resend. Anything else is a new send (sendMlsNew).
+   */
+  private sendMls(req: SendMls, frameBytes: number): Promise<SendResult> {
+    const { deps } = this;
+    const me = this.username;
+    const messageId = mlsMessageId(req.mls);
+    if (this.protocolVersion !== 2) {
+      deps.logger.info("send.refused", { user: me, code: "BAD_FRAME", detail: "SendMls on a v1 session", frameBytes });
+      return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME, queuedFor: [],
+        detail: "this session speaks protocol v1: SendMls needs a session that says protocol_version 2 in its Hello" });
+    }
+    const first = deps.resends.lookup(me, messageId);
+    if (first !== undefined) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
+      return first.then((r) => ({ ...r, messageId }));
+    }
+    if (deps.store.wasAccepted(me, messageId)) {
+      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
+      return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
+    }
+    const answer = this.sendMlsNew(req, messageId, frameBytes);
+    deps.resends.track(me, messageId, answer);
+    return answer;
+  }
+
+  /**
+   * A new SendMls: the rate (the sending bucket, as SendEnvelope), then the checks in frame order
+   * (mls-ds.ts admitMls), then the group commit: answered ACCEPTED only once stored for every
+   * recipient, with queued_for = the recipients offline now.
+   */
+  private async sendMlsNew(req: SendMls, messageId: Buffer, frameBytes: number): Promise<SendResult> {
+    const { deps } = this;
+    const me = this.username;
+    const accepted = (queuedFor: readonly string[]): SendResult =>
+      ({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...queuedFor] });
+    try {
+      if (!this.bucket.take(deps.clock())) {
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
+          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} messages per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
+      }
+      // After the envelopes admitted before it (their order in the queues is the frame order).
+      const turn = this.admissions.then(() => {
+        const admission = this.mlsDs.admitMls(this.user, req.mls, {
+          isOnline: (u) => deps.router.isOnline(u),
+          isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
+          queueUsage: (u) => {
+            const stored = deps.store.queueUsage(u, me);
+            const pending = deps.committer.pendingUsage(u, me);
+            return {
+              count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
+              senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
+            };
+          },
+        });
+        return { admission, committed: admission.kind === "accept" ? deps.committer.submit(admission.request) : deps.committer.whenCommitted(me, messageId) };
+      });
+      this.admissions = turn.then(() => {}, () => {});
+      const { admission, committed: committing } = await turn;
+      const committed = committing === undefined ? undefined : await committing;
+      if (committed !== undefined && !committed.ok) throw committed.refusal;
+      if (admission.kind === "duplicate" || committed?.ok === true && committed.duplicate) {
+        deps.logger.info("send.duplicate", { user: me, frameBytes, mls: true });
+        return accepted([]);
+      }
+      deps.logger.info("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
+      return accepted(admission.queuedFor);
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
   }

@@ -23,7 +23,7 @@ import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
 import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Transaction } from "./store/schema.js";
 
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
-export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "./store/queues.js";
+export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueuedPayload, QueueUsage } from "./store/queues.js";
 export type { RoomSummaryRecord } from "./store/rooms.js";
 export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsDeliveryStore, MlsGroupRecord } from "./store/mls.js";
 export { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode, walAllowanceFor } from "./store/schema.js";
@@ -132,7 +132,7 @@ class SqliteStore implements RelayStore {
     this.queues = new Queues(c, recentBudget);
     this.bindings = new Bindings(c, (username) => this.queues.forgetUsage(username));
     this.rooms = new Memberships(c);
-    this.mls = new MlsDeliveryStore(c);
+    this.mls = new MlsDeliveryStore(c, this.queues);
     this.relayId = loadRelayId(db, this.transaction);
   }
 

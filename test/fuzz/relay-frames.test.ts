@@ -27,6 +27,7 @@ import { SUITE_V1, validateEnvelopeShape, verifyEnvelopeSignature, type SealedEn
 import { importSigningKey, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { checkRoomName, checkUsername } from "../../src/protocol/names.js";
 import { MAX_ACK_SEQS, PRE_AUTH_MAX_FRAME_BYTES } from "../../src/server/limits.js";
+import { ACCEPTED_PROTOCOL_VERSIONS } from "../../src/server/handshake.js";
 import { resign } from "../helpers/forge.js";
 import {
   FuzzTally, fuzzParams, fuzzSeed, frameInputArb, oddString, realise, validRoomName, type FrameInput,
@@ -150,14 +151,14 @@ function helloFrame(id: PrivateIdentity, username = id.username): Uint8Array {
 
 /**
  * What the relay must do with a first frame: challenge an acceptable Hello, end the rest.
- * Acceptable before the proof (PROTOCOL.md §8): small enough, version 1, a valid username and
+ * Acceptable before the proof (PROTOCOL.md §8): small enough, an accepted version (1 or 2), a valid username and
  * an Ed25519 signing key. The RSA key and the key binding are checked only after the proof.
  */
 function helloAcceptable(bytes: Uint8Array, d: ReturnType<typeof decodeAsRelay>): boolean {
   if (bytes.length > PRE_AUTH_MAX_FRAME_BYTES) return false;
   if (d.kind !== "frame" || d.frame.$case !== "hello") return false;
   const h = d.frame.value;
-  if (h.protocolVersion !== 1 || !checkUsername(h.username).ok) return false;
+  if (!ACCEPTED_PROTOCOL_VERSIONS.includes(h.protocolVersion) || !checkUsername(h.username).ok) return false;
   try {
     importSigningKey(h.sigSpki);
     return true;

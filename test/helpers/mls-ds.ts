@@ -56,10 +56,10 @@ export async function must<C extends Answer>(s: RawSession, frame: RequestFrame,
   return r.value;
 }
 
-/** Sends a commit (with the new epoch's GroupInfo, and a Welcome with its tree, when given); resolves with its CommitResult. */
+/** Sends a commit (with the new epoch's GroupInfo, the Welcome and its tree when given); resolves with its CommitResult. */
 export async function sendCommit(
   s: RawSession, commit: Uint8Array, groupInfo: Uint8Array = new Uint8Array(0),
-  hint: { added?: string[]; removed?: string[]; welcome?: Uint8Array; ratchetTree?: Uint8Array } = {},
+  hint: { added?: string[]; removed?: string[]; welcome?: Uint8Array | undefined; ratchetTree?: Uint8Array | undefined } = {},
 ): Promise<ResponseOf<"commitResult">> {
   const requestId = nextRequestId++;
   s.write({

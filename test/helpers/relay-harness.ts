@@ -34,6 +34,8 @@ export interface TestRelayOptions {
   /** Cap relay.db (a "full disk" on purpose). */
   readonly maxDatabaseBytes?: number;
   readonly commitMode?: CommitMode;
+  /** Hello.protocol_version values the relay accepts (default: the relay's own, 1 and 2). */
+  readonly protocolVersions?: readonly number[];
   /** The relay's keepalive pings (short ones let a test see a dead client dropped). */
   readonly keepalive?: KeepaliveOptions;
   /** The file system's free space as the relay sees it (default budget, disk reserve). */
@@ -83,6 +85,7 @@ export class TestRelay {
       ...(this.options.writeBudget ? { writeBudget: this.options.writeBudget } : {}),
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
       ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
+      ...(this.options.protocolVersions ? { protocolVersions: this.options.protocolVersions } : {}),
       ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),
       ...(this.options.fsSpace ? { fsSpace: this.options.fsSpace } : {}),
     });

@@ -187,11 +187,11 @@ describe("relay handshake", () => {
     }
   });
 
-  it("refuses a protocol version other than 1", async () => {
+  it("refuses a protocol version other than 1 and 2", async () => {
     relay = await TestRelay.start();
     const s = relay.open();
-    s.hello(alice, { protocolVersion: 2 });
-    expectEnd(await s.status(), GrpcStatus.INVALID_ARGUMENT, /protocol version 2 is not supported/, "ERROR_CODE_BAD_FRAME");
+    s.hello(alice, { protocolVersion: 3 });
+    expectEnd(await s.status(), GrpcStatus.INVALID_ARGUMENT, /protocol version 3 is not supported: this relay speaks versions 1 and 2/, "ERROR_CODE_BAD_FRAME");
   });
 
   it("ends a handshake that does not complete in time with DEADLINE_EXCEEDED", async () => {

@@ -44,7 +44,7 @@ async function opsGroup(a: RawSession, b: RawSession, c: RawSession, people: { a
   const kps = await claim(a, ["bob", "carol"]);
   expect(kps.missing).toEqual([]);
   const pending = await ga.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
-  const r = await sendCommit(a, pending.commit, undefined, { added: ["bob", "carol"] });
+  const r = await sendCommit(a, pending.commit, undefined, { added: ["bob", "carol"], welcome: pending.welcome, ratchetTree: pending.ratchetTree });
   expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
   ga.confirmCommit();
   // The committer publishes the new epoch's GroupInfo (for external joins).

@@ -3,7 +3,7 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Envelope, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
+import { Envelope, MlsDelivery, MlsKind, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
 import { encodeDeliverBatch } from "../../src/server/frames.js";
 import type { QueuedItem } from "../../src/server/store.js";
@@ -49,6 +49,25 @@ describe("encodeDeliverBatch", () => {
     if (decoded?.$case !== "deliver") return;
     expect(decoded.value.items.map((i) => [i.seq, i.conversationId, i.relayTimeMs])).toEqual([[2 ** 40, "dm:alice:bob", 1_767_225_600_123], [7, "#ops", 0]]);
     expect(Buffer.from(Envelope.encode(decoded.value.items[0]!.envelope!).finish()).equals(wire)).toBe(true);
+  });
+
+  it("splices an MLS payload as Delivery.mls (field 5), byte for byte, as ts-proto encodes it", () => {
+    const mls = Buffer.from(MlsDelivery.encode({ kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from("g"), sender: "alice", mls: Buffer.from([1, 2, 3]), ratchetTree: Buffer.alloc(0), epoch: 7 }).finish());
+    const items: QueuedItem[] = [
+      { seq: 3, conversationId: "#ops", envelope: mls, payload: "mls", relayTimeMs: 1_767_225_600_123 },
+      { seq: 4, conversationId: "#ops", envelope: Buffer.alloc(0) },
+    ];
+    const frame = encodeDeliverBatch(items);
+    const expected = SessionResponse.encode({ frame: { $case: "deliver", value: { items: [
+      { seq: 3, conversationId: "#ops", envelope: undefined, mls: MlsDelivery.decode(mls), relayTimeMs: 1_767_225_600_123 },
+      { seq: 4, conversationId: "#ops", envelope: Envelope.decode(Buffer.alloc(0)), mls: undefined, relayTimeMs: 0 },
+    ] } } }).finish();
+    expect(frame.equals(Buffer.from(expected))).toBe(true);
+    const decoded = SessionResponse.decode(frame).frame;
+    if (decoded?.$case !== "deliver") throw new Error("not a DeliverBatch");
+    expect(decoded.value.items[0]!.envelope).toBeUndefined();
+    expect(decoded.value.items[0]!.mls).toMatchObject({ kind: MlsKind.MLS_KIND_COMMIT, sender: "alice", epoch: 7 });
+    expect(decoded.value.items[1]!.mls).toBeUndefined();
   });
 
   it("refuses a seq that is not a non-negative safe integer", () => {

@@ -5,7 +5,20 @@
 // (group_id, epoch) is the commits' primary key (so the first commit for an epoch wins).
 // Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts); this file trusts them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
 import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+
+/** How an accepted commit's deliveries are stored in the commit's own transaction (store/queues.ts). */
+export interface QueueWriter {
+  transactionQueuing<T>(fn: () => T): T;
+  enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+}
+
+/**
+ * The deliveries of an accepted commit (PROTOCOL-v2.md §6.2), made inside its transaction from
+ * the group's members by the hint as they were BEFORE the commit (sorted).
+ */
+export type CommitDeliveries = (membersBefore: readonly string[]) => readonly EnqueueRequest[];
 
 export interface StoredKeyPackageInput {
   readonly ref: Buffer;
@@ -40,7 +53,10 @@ export interface CommitRecord {
 }
 
 export type CommitOutcome =
-  | { readonly kind: "accepted"; readonly epoch: number }
+  /** `queued`: the deliveries stored with it (only when deliveries were asked for), for waking pumps. */
+  | { readonly kind: "accepted"; readonly epoch: number; readonly queued?: readonly EnqueueRequest[] }
+  /** The same sender sent the same bytes for this epoch before, and they were accepted: nothing stored again. */
+  | { readonly kind: "duplicate"; readonly epoch: number }
   | { readonly kind: "unknown-group" }
   /** The sender is not a member by the relay's hint (and the commit is not an external join). */
   | { readonly kind: "not-a-member" }
@@ -89,6 +105,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, ?, ?, ?, ?)
                   ON CONFLICT (group_id, epoch) DO NOTHING`),
     commitGet: p(`SELECT sender FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+    commitBytes: p(`SELECT sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch = ?`),
     commitsFrom: p(`SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
     commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
   };
@@ -107,7 +124,7 @@ export class MlsDeliveryStore {
   private readonly transaction: Transaction;
   private readonly s: ReturnType<typeof prepareMlsStatements>;
 
-  constructor(c: StoreContext) {
+  constructor(c: StoreContext, private readonly queues?: QueueWriter) {
     this.clock = c.clock;
     this.transaction = c.transaction;
     this.s = prepareMlsStatements(c.db);
@@ -217,22 +234,34 @@ export class MlsDeliveryStore {
    * unless the commit is an external join; the hint is updated with the commit.
    */
   acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
-    hint: MembershipHint = { external: false, added: [], removed: [] }): CommitOutcome {
-    return this.transaction((): CommitOutcome => {
+    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
+    if (deliveries !== undefined && this.queues === undefined) throw new Error("this store has no queues to deliver commits through");
+    const run = <T>(fn: () => T): T => (deliveries === undefined ? this.transaction(fn) : this.queues!.transactionQueuing(fn));
+    return run((): CommitOutcome => {
       const r = this.s.groupGet.get(groupId) as Row | undefined;
       if (r === undefined) return { kind: "unknown-group" };
+      // A resend of the accepted commit by its sender (its client lost the answer): accepted
+      // again, nothing stored twice. Before the membership check: the answer it missed was yes.
+      const taken = this.s.commitBytes.get(groupId, epoch) as Row | undefined;
+      if (taken !== undefined && str(taken.sender) === sender && buf(taken.commit_msg).equals(commit)) return { kind: "duplicate", epoch };
       if (!hint.external && !this.isGroupMember(groupId, sender)) return { kind: "not-a-member" };
       const current = num(r.epoch);
       if (epoch > current) return { kind: "future-epoch", current };
       const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
       if (!inserted) return { kind: "epoch-taken", current, winner: this.commitSender(groupId, epoch) };
+      let queued: readonly EnqueueRequest[] | undefined;
+      if (deliveries !== undefined) {
+        queued = deliveries(this.groupMembers(groupId));
+        const outcomes = this.queues!.enqueueInside(queued);
+        queued = queued.filter((_, i) => outcomes[i] === "stored");
+      }
       this.s.groupSetEpoch.run(epoch + 1, groupId);
       if (hint.external) this.s.memberPut.run(groupId, sender);
       for (const u of hint.added) this.s.memberPut.run(groupId, u);
       for (const u of hint.removed) this.s.memberDelete.run(groupId, u);
       if (groupInfo !== undefined) this.s.groupSetInfo.run(groupInfo, epoch + 1, groupId);
       if (epoch + 1 > COMMITS_KEPT_PER_GROUP) this.s.commitsTrim.run(groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP);
-      return { kind: "accepted", epoch };
+      return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
     });
   }
 

@@ -10,15 +10,23 @@
 // COUNT(*) per send, and recently stored envelope bytes are kept (within a budget) so a room
 // message is read from memory, not from SQLite once per member.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+
+/**
+ * What a queued row's stored bytes are: a v1 `Envelope` (Delivery field 3) or a protocol v2
+ * `MlsDelivery` (Delivery field 5). Either is delivered byte for byte as stored (frames.ts).
+ */
+export type QueuedPayload = "envelope" | "mls";
 
 /** One envelope to store, and who gets a queue row for it. */
 export interface EnqueueRequest {
   readonly sender: string;
   readonly messageId: Buffer;
   readonly conversationId: string;
-  /** The wire `Envelope` protobuf bytes, delivered unchanged. */
+  /** The wire `Envelope` protobuf bytes (or, for `payload: "mls"`, the `MlsDelivery` bytes), delivered unchanged. */
   readonly envelope: Uint8Array;
+  /** What `envelope` holds (default "envelope"). */
+  readonly payload?: QueuedPayload;
   /** Recipients that get a queue row (never the sender). May be empty (lobby, nobody online). */
   readonly recipients: readonly string[];
 }
@@ -41,6 +49,8 @@ export interface QueuedItem {
   readonly seq: number;
   readonly conversationId: string;
   readonly envelope: Buffer;
+  /** What `envelope` holds: an Envelope (absent or "envelope") or an MlsDelivery ("mls"). */
+  readonly payload?: QueuedPayload;
   /** When the relay accepted the envelope (its queue row's time), shown by clients beside sent_at. */
   readonly relayTimeMs?: number;
 }
@@ -62,8 +72,8 @@ function prepareQueueStatements(db: DatabaseSync) {
   return {
     acceptedGet: p("SELECT 1 AS hit FROM accepted WHERE sender = ? AND message_id = ?"),
     acceptedPut: p("INSERT INTO accepted (sender, message_id, accepted_at_ms) VALUES (?, ?, ?)"),
-    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms)
-                    VALUES (?, ?, ?, ?, ?, ?)`),
+    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms, payload_kind)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)`),
     queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
     // A recipient's queue per sender: rows and envelope bytes (length() of a blob reads its
     // record header, not its overflow pages).
@@ -74,7 +84,8 @@ function prepareQueueStatements(db: DatabaseSync) {
     lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
     // Not the envelope bytes: recent ones are in memory (Queues.recent), the rest are
     // read one by one (a 40 KB blob spans a chain of overflow pages that the join would read).
-    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id, q.created_at_ms AS created_at_ms
+    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id, q.created_at_ms AS created_at_ms,
+                          e.payload_kind AS payload_kind
                    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
                    WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
     envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
@@ -150,6 +161,8 @@ export class Queues {
   private recentBytes = 0;
   /** Rows stored by the transaction in progress, cached once it commits. */
   private storing: Array<[number, Buffer]> = [];
+  /** What enqueueInside stored in the transactionQueuing in progress. */
+  private inside: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }> | undefined;
 
   constructor(c: StoreContext, private readonly recentBudget: number) {
     this.db = c.db;
@@ -222,6 +235,34 @@ export class Queues {
     return this.afterEnqueue(reqs, outcomes);
   }
 
+  /**
+   * Runs fn in one transaction in which `enqueueInside` may store queue rows (an MLS commit and
+   * its deliveries, PROTOCOL-v2.md §6.2: accepted and queued together or not at all). The memory
+   * caches learn what was stored only once the transaction committed.
+   */
+  transactionQueuing<T>(fn: () => T): T {
+    if (this.inside !== undefined) throw new Error("transactionQueuing does not nest");
+    const inside: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }> = [];
+    this.inside = inside;
+    try {
+      const out = this.transaction(fn);
+      for (const [id, envelope] of this.storing) this.remember(id, envelope);
+      for (const x of inside) this.afterEnqueue(x.reqs, x.outcomes);
+      return out;
+    } finally {
+      this.storing = [];
+      this.inside = undefined;
+    }
+  }
+
+  /** Stores these inside the transaction of transactionQueuing (only there); duplicates by (sender, id) are skipped. */
+  enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
+    if (this.inside === undefined) throw new Error("enqueueInside runs only inside transactionQueuing");
+    const outcomes = this.enqueueLocked(reqs, this.clock());
+    this.inside.push({ reqs, outcomes });
+    return outcomes;
+  }
+
   ackBatch(acks: readonly AckRequest[]): number {
     if (acks.every((a) => a.seqs.length === 0)) return 0;
     let acked: AckedRow[] = [];
@@ -276,6 +317,7 @@ export class Queues {
       if (req.recipients.length === 0) return "stored";
       const envelopeId = this.s.envelopePut.run(
         req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
+        req.payload === "mls" ? PAYLOAD_MLS : PAYLOAD_ENVELOPE,
       ).lastInsertRowid;
       this.storing.push([Number(envelopeId), Buffer.from(req.envelope)]); // a copy: the frame buffer is not ours
       const put = this.s.queuePut;
@@ -336,7 +378,8 @@ export class Queues {
       }
       if (out.length > 0 && bytes + envelope.length > maxBytes) break;
       bytes += envelope.length;
-      out.push({ seq: num(r.seq), conversationId: str(r.conversation_id), envelope, relayTimeMs: num(r.created_at_ms) });
+      const item: QueuedItem = { seq: num(r.seq), conversationId: str(r.conversation_id), envelope, relayTimeMs: num(r.created_at_ms) };
+      out.push(num(r.payload_kind) === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);
     }
     return out;
   }

@@ -122,6 +122,20 @@ CREATE TABLE IF NOT EXISTS mls_commits (
 ) STRICT, WITHOUT ROWID;
 `;
 
+/**
+ * What an `envelopes` row holds (protocol v2, PROTOCOL-v2.md §6.2): 0 = a v1 Envelope (delivered
+ * as Delivery field 3), 1 = an MlsDelivery (Delivery field 5). The column is added to a database
+ * made before it by ALTER TABLE at open (its rows are all v1 envelopes: the default 0).
+ */
+export const PAYLOAD_ENVELOPE = 0;
+export const PAYLOAD_MLS = 1;
+
+function addPayloadKind(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(envelopes)").all() as Row[];
+  if (columns.some((c) => c.name === "payload_kind")) return;
+  db.exec(`ALTER TABLE envelopes ADD COLUMN payload_kind INTEGER NOT NULL DEFAULT ${PAYLOAD_ENVELOPE}`);
+}
+
 export type Row = Record<string, unknown>;
 
 export function buf(v: unknown): Buffer {
@@ -169,6 +183,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
+    addPayloadKind(db);
     if (options.maxBytes !== undefined) {
       // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
       // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds

@@ -1,0 +1,293 @@
+// Protocol v2 through the relay's durable per-user queues (PROTOCOL-v2.md §6.2), with real MLS
+// groups (src/protocol/mls) over a real relay: Welcomes with their tree for users added while
+// offline, application messages both ways in order and exactly once across reconnects, commits
+// to every member before them (a removed member gets its removal, then nothing), the lobby only
+// to members online, duplicates, two commits racing for one epoch, and a relay restart.
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ErrorCode, MlsKind, SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { MlsGroup } from "../../src/protocol/mls/index.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
+import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
+import type { RawSession } from "../helpers/raw-session.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let relay: TestRelay;
+
+beforeAll(async () => {
+  [alice, bob, carol] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol")]);
+});
+
+afterEach(async () => {
+  await relay?.cleanup();
+});
+
+const text = (s: string): Buffer => Buffer.from(s, "utf8");
+
+async function publishKeyPackage(s: RawSession, p: MlsPerson): Promise<void> {
+  await must(s, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(p)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+}
+
+async function publishGroupInfo(s: RawSession, g: MlsGroup): Promise<void> {
+  await must(s, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await g.groupInfo()) } }, "groupInfoResult");
+}
+
+/** `creator` makes the conversation's group and adds `users` (KeyPackages claimed from the relay) with one commit carrying the Welcome and tree. */
+async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]) {
+  const g = await MlsGroup.create(creator.client, conversationId);
+  await publishGroupInfo(s, g);
+  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users } }, "keyPackageList");
+  expect(kps.missing).toEqual([]);
+  const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
+  const r = await sendCommit(s, add.commit, undefined, { added: users, welcome: add.welcome, ratchetTree: add.ratchetTree });
+  expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
+  g.confirmCommit();
+  await publishGroupInfo(s, g);
+  return { g, add, groupId: Buffer.from(g.groupId) };
+}
+
+/** Opens application messages in order; returns their texts. */
+async function openAll(g: MlsGroup, items: readonly { mls: { mls: Uint8Array } }[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const i of items) {
+    const m = await g.process(i.mls.mls);
+    if (m.kind !== "application") throw new Error(`expected an application message, got ${m.kind}`);
+    out.push(m.plaintext.toString("utf8"));
+  }
+  return out;
+}
+
+describe("MLS through the queues", () => {
+  it("a DM: bob, added while offline, gets the Welcome and tree, joins, and both talk in order, exactly once across a reconnect", async () => {
+    relay = await TestRelay.start();
+    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
+    let b = await connectV2(relay, bob);
+    await publishKeyPackage(b, pb);
+    await relay.disconnect(b, "bob");
+
+    const a = await connectV2(relay, alice);
+    const { g: ga, add, groupId } = await createAndAdd(a, pa, "dm:alice:bob", ["bob"]);
+    const sent: Buffer[] = [];
+    for (const t of ["one", "two", "three"]) {
+      const m = Buffer.from(await ga.encrypt(text(t)));
+      sent.push(m);
+      const r = await sendMlsAccepted(a, m);
+      expect(r.queuedFor).toEqual(["bob"]);
+      expect(Buffer.from(r.messageId).equals(mlsId(m))).toBe(true);
+    }
+
+    // bob comes online: the Welcome with the tree beside it, then the three messages, in order.
+    b = await connectV2(relay, bob);
+    const got = await takeMls(b, 4, { ack: false });
+    expect(got.map((x) => [x.conversationId, x.mls.kind, x.mls.sender])).toEqual([
+      ["dm:alice:bob", MlsKind.MLS_KIND_WELCOME, "alice"],
+      ["dm:alice:bob", MlsKind.MLS_KIND_APPLICATION, "alice"],
+      ["dm:alice:bob", MlsKind.MLS_KIND_APPLICATION, "alice"],
+      ["dm:alice:bob", MlsKind.MLS_KIND_APPLICATION, "alice"],
+    ]);
+    expect(got.every((x) => Buffer.from(x.mls.groupId).equals(groupId))).toBe(true);
+    expect(Buffer.from(got[0]!.mls.mls).equals(Buffer.from(add.welcome!))).toBe(true);
+    expect(Buffer.from(got[0]!.mls.ratchetTree).equals(Buffer.from(add.ratchetTree!))).toBe(true);
+    expect(got.slice(1).map((x) => Buffer.from(x.mls.mls).equals(sent[got.indexOf(x) - 1]!))).toEqual([true, true, true]);
+    const gb = (await MlsGroup.joinFromWelcome(pb.client, got[0]!.mls.mls, got[0]!.mls.ratchetTree, lookupOf(pb))).group;
+    expect(await openAll(gb, got.slice(1, 3))).toEqual(["one", "two"]);
+    // bob acks what he processed (the Welcome and two messages) and loses his connection.
+    b.ack(got.slice(0, 3).map((x) => x.seq));
+    await b.barrier();
+    await relay.disconnect(b, "bob");
+
+    // Back: only the unacked third message, with the same seq; then nothing.
+    b = await connectV2(relay, bob);
+    const again = await takeMls(b, 1);
+    expect(again.map((x) => x.seq)).toEqual([got[3]!.seq]);
+    expect(await openAll(gb, again)).toEqual(["three"]);
+    await expectNoDelivery(b);
+    await waitForEmptyQueue(relay, "bob");
+
+    // bob answers; alice, online, gets both in order (queued_for is empty: she is online).
+    for (const t of ["hi alice", "how are you"]) expect((await sendMlsAccepted(b, await gb.encrypt(text(t)))).queuedFor).toEqual([]);
+    const back = await takeMls(a, 2);
+    expect(back.map((x) => [x.mls.kind, x.mls.sender])).toEqual([[MlsKind.MLS_KIND_APPLICATION, "bob"], [MlsKind.MLS_KIND_APPLICATION, "bob"]]);
+    expect(await openAll(ga, back)).toEqual(["hi alice", "how are you"]);
+  });
+
+  it("a room of 3: a removed member gets its removal commit and nothing after; a resent commit is accepted once", async () => {
+    relay = await TestRelay.start();
+    const [pa, pb, pc] = [await mlsPerson(alice), await mlsPerson(bob), await mlsPerson(carol)];
+    const [a, b, c] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, carol)];
+    await publishKeyPackage(b, pb);
+    await publishKeyPackage(c, pc);
+    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    // Each added user gets the one stored Welcome (not the commit: they were not members before it).
+    const [wb] = await takeMls(b, 1);
+    const [wc] = await takeMls(c, 1);
+    expect([wb!.mls.kind, wc!.mls.kind]).toEqual([MlsKind.MLS_KIND_WELCOME, MlsKind.MLS_KIND_WELCOME]);
+    const gb = (await MlsGroup.joinFromWelcome(pb.client, wb!.mls.mls, wb!.mls.ratchetTree, lookupOf(pb))).group;
+    const gc = (await MlsGroup.joinFromWelcome(pc.client, wc!.mls.mls, wc!.mls.ratchetTree, lookupOf(pc))).group;
+
+    // alice removes carol: the commit goes to bob and to carol herself, with the epoch it was for.
+    const rm = await ga.removeMembers(["carol"]);
+    expect(await sendCommit(a, rm.commit, undefined, { removed: ["carol"] })).toMatchObject({ accepted: true, epoch: 1, currentEpoch: 2 });
+    ga.confirmCommit();
+    // alice's client lost the answer and resends the same commit: accepted again, queued once.
+    expect(await sendCommit(a, rm.commit, undefined, { removed: ["carol"] })).toMatchObject({ accepted: true, epoch: 1, currentEpoch: 2 });
+    const [cb] = await takeMls(b, 1);
+    const [cc] = await takeMls(c, 1);
+    for (const x of [cb!, cc!]) expect([x.mls.kind, x.mls.sender, x.mls.epoch]).toEqual([MlsKind.MLS_KIND_COMMIT, "alice", 1]);
+    expect(Buffer.from(cc!.mls.mls).equals(Buffer.from(rm.commit))).toBe(true);
+    const removal = await gc.process(cc!.mls.mls);
+    expect(removal.kind === "commit" && removal.removedMe).toBe(true);
+    await gb.process(cb!.mls.mls);
+
+    // After it: alice's message reaches bob only; carol's queue stays empty.
+    const m = await ga.encrypt(text("carol is gone"));
+    expect((await sendMlsAccepted(a, m)).queuedFor).toEqual([]);
+    expect(await openAll(gb, await takeMls(b, 1))).toEqual(["carol is gone"]);
+    await expectNoDelivery(c);
+    await waitForEmptyQueue(relay, "carol");
+    await expectNoDelivery(b);
+    // carol is no member any more by the relay's record.
+    const late = await sendMls(c, await gb.encrypt(text("x")));
+    expect(late).toMatchObject({ status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
+  });
+
+  it("the lobby: messages and commits reach only members online at the time", async () => {
+    relay = await TestRelay.start({ limits: { lobbyGraceMs: 0 } });
+    const [pa, pb, pc] = [await mlsPerson(alice), await mlsPerson(bob), await mlsPerson(carol)];
+    const a = await connectV2(relay, alice);
+    const ga = await MlsGroup.create(pa.client, "lobby");
+    await publishGroupInfo(a, ga);
+    // bob and carol join by external commit from the relay's lobby GroupInfo.
+    const join = async (s: RawSession, p: MlsPerson): Promise<MlsGroup> => {
+      const gi = await must(s, { $case: "fetchGroupInfo", value: { requestId: 0, groupId: Buffer.alloc(0), conversationId: "lobby" } }, "groupInfoResult");
+      const j = await MlsGroup.joinExternal(p.client, gi.groupInfo, { expectConversation: "lobby" });
+      expect(await sendCommit(s, j.commit, await j.group.groupInfo())).toMatchObject({ accepted: true });
+      return j.group;
+    };
+    const b = await connectV2(relay, bob);
+    const gb = await join(b, pb);
+    const [jb] = await takeMls(a, 1);
+    expect([jb!.mls.kind, jb!.mls.sender]).toEqual([MlsKind.MLS_KIND_COMMIT, "bob"]);
+    await ga.process(jb!.mls.mls);
+    const c = await connectV2(relay, carol);
+    const gc = await join(c, pc);
+    for (const [s, g] of [[a, ga], [b, gb]] as const) await g.process((await takeMls(s, 1))[0]!.mls.mls);
+
+    // All three online: a lobby message goes to the two others.
+    const hello = await ga.encrypt(text("hello lobby"));
+    expect((await sendMlsAccepted(a, hello)).queuedFor).toEqual([]);
+    expect(await openAll(gb, await takeMls(b, 1))).toEqual(["hello lobby"]);
+    expect(await openAll(gc, await takeMls(c, 1))).toEqual(["hello lobby"]);
+
+    // carol goes offline: the next message and bob's commit are stored for alice/bob only.
+    await relay.disconnect(c, "carol");
+    const m2 = await ga.encrypt(text("carol left"));
+    expect((await sendMlsAccepted(a, m2)).queuedFor).toEqual([]);
+    expect(await openAll(gb, await takeMls(b, 1))).toEqual(["carol left"]);
+    const upd = await gb.selfUpdate();
+    expect(await sendCommit(b, upd.commit)).toMatchObject({ accepted: true });
+    gb.confirmCommit();
+    expect((await takeMls(a, 1))[0]!.mls.kind).toBe(MlsKind.MLS_KIND_COMMIT);
+    await waitForEmptyQueue(relay, "carol");
+  });
+
+  it("a duplicate SendMls, resent at once or after it was stored, is accepted and queued once", async () => {
+    relay = await TestRelay.start();
+    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
+    let b = await connectV2(relay, bob);
+    await publishKeyPackage(b, pb);
+    const a = await connectV2(relay, alice);
+    const { g: ga } = await createAndAdd(a, pa, "dm:alice:bob", ["bob"]);
+    await relay.disconnect(b, "bob");
+    const m = Buffer.from(await ga.encrypt(text("once")));
+    // Written twice before any answer, then once more after the answer.
+    a.write({ $case: "sendMls", value: { mls: m } });
+    a.write({ $case: "sendMls", value: { mls: m } });
+    const first = await a.next("sendResult");
+    const second = await a.next("sendResult");
+    const third = await sendMls(a, m);
+    for (const r of [first, second, third]) expect(r).toMatchObject({ status: SendStatus.SEND_STATUS_ACCEPTED });
+    expect(first.queuedFor).toEqual(["bob"]);
+    expect(queuedRows(relay, "bob")).toBe(2); // the Welcome and the message, once
+    b = await connectV2(relay, bob);
+    const got = await takeMls(b, 2);
+    expect(got.map((x) => x.mls.kind)).toEqual([MlsKind.MLS_KIND_WELCOME, MlsKind.MLS_KIND_APPLICATION]);
+    await expectNoDelivery(b);
+  });
+
+  it("two commits racing for one epoch: EPOCH_TAKEN, the loser gets the winner from its queue, processes it and commits again", async () => {
+    relay = await TestRelay.start();
+    const [pa, pb, pc] = [await mlsPerson(alice), await mlsPerson(bob), await mlsPerson(carol)];
+    const [a, b, c] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, carol)];
+    await publishKeyPackage(b, pb);
+    await publishKeyPackage(c, pc);
+    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    const gb = (await MlsGroup.joinFromWelcome(pb.client, ...(await takeMls(b, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pb))).group;
+    const gc = (await MlsGroup.joinFromWelcome(pc.client, ...(await takeMls(c, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pc))).group;
+
+    const [ub, uc] = [await gb.selfUpdate(), await gc.selfUpdate()];
+    const [rb, rc] = await Promise.all([sendCommit(b, ub.commit), sendCommit(c, uc.commit)]);
+    const sides = [{ who: "bob", g: gb, s: b, r: rb }, { who: "carol", g: gc, s: c, r: rc }];
+    const winner = sides.find((x) => x.r.accepted)!;
+    const loser = sides.find((x) => !x.r.accepted)!;
+    expect(loser.r).toMatchObject({ code: ErrorCode.ERROR_CODE_EPOCH_TAKEN, epoch: 1, currentEpoch: 2, winner: winner.who });
+    winner.g.confirmCommit();
+
+    // The loser finds the winner's commit in its queue (no fetch), processes it, and commits again.
+    const [w] = await takeMls(loser.s, 1);
+    expect([w!.mls.kind, w!.mls.sender, w!.mls.epoch]).toEqual([MlsKind.MLS_KIND_COMMIT, winner.who, 1]);
+    loser.g.discardCommit();
+    expect((await loser.g.process(w!.mls.mls)).kind).toBe("commit");
+    const retry = await loser.g.selfUpdate();
+    expect(await sendCommit(loser.s, retry.commit)).toMatchObject({ accepted: true, epoch: 2, currentEpoch: 3 });
+    loser.g.confirmCommit();
+
+    // alice gets both commits in epoch order; the winner gets the loser's second one.
+    const toAlice = await takeMls(a, 2);
+    expect(toAlice.map((x) => [x.mls.sender, x.mls.epoch])).toEqual([[winner.who, 1], [loser.who, 2]]);
+    for (const x of toAlice) await ga.process(x.mls.mls);
+    await winner.g.process((await takeMls(winner.s, 1))[0]!.mls.mls);
+    expect([ga.epoch, gb.epoch, gc.epoch]).toEqual([3n, 3n, 3n]);
+    // And they talk in the new epoch.
+    await sendMlsAccepted(a, await ga.encrypt(text("epoch 3")));
+    expect(await openAll(gb, await takeMls(b, 1))).toEqual(["epoch 3"]);
+    expect(await openAll(gc, await takeMls(c, 1))).toEqual(["epoch 3"]);
+  });
+
+  it("a relay restart in the middle loses nothing: Welcome, commit and messages reach the offline member after it", async () => {
+    relay = await TestRelay.start();
+    const [pa, pb, pc] = [await mlsPerson(alice), await mlsPerson(bob), await mlsPerson(carol)];
+    let [a, b, c] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, carol)];
+    await publishKeyPackage(b, pb);
+    await publishKeyPackage(c, pc);
+    await relay.disconnect(b, "bob");
+    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    const gc = (await MlsGroup.joinFromWelcome(pc.client, ...(await takeMls(c, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pc))).group;
+    await sendMlsAccepted(a, await ga.encrypt(text("before the restart")));
+    expect(await openAll(gc, await takeMls(c, 1))).toEqual(["before the restart"]);
+
+    await relay.restart();
+    [a, c] = [await connectV2(relay, alice), await connectV2(relay, carol)];
+    const upd = await gc.selfUpdate();
+    expect(await sendCommit(c, upd.commit)).toMatchObject({ accepted: true, epoch: 1 });
+    gc.confirmCommit();
+    await ga.process((await takeMls(a, 1))[0]!.mls.mls);
+    await sendMlsAccepted(a, await ga.encrypt(text("after the restart")));
+    await relay.restart();
+
+    b = await connectV2(relay, bob);
+    const got = await takeMls(b, 4);
+    expect(got.map((x) => [x.mls.kind, x.mls.sender])).toEqual([
+      [MlsKind.MLS_KIND_WELCOME, "alice"], [MlsKind.MLS_KIND_APPLICATION, "alice"], [MlsKind.MLS_KIND_COMMIT, "carol"], [MlsKind.MLS_KIND_APPLICATION, "alice"],
+    ]);
+    const gb = (await MlsGroup.joinFromWelcome(pb.client, got[0]!.mls.mls, got[0]!.mls.ratchetTree, lookupOf(pb))).group;
+    expect(await openAll(gb, [got[1]!])).toEqual(["before the restart"]);
+    await gb.process(got[2]!.mls.mls);
+    expect(await openAll(gb, [got[3]!])).toEqual(["after the restart"]);
+    await waitForEmptyQueue(relay, "bob");
+  });
+});

@@ -36,7 +36,7 @@ async function waitFor(what: string, fn: () => boolean, timeoutMs = DEADLINE_MS)
 /** senders x perSender messages, encrypted ahead: [sender][i], the text naming both. */
 async function encryptAll(room: MlsRoom, perSender: number): Promise<Buffer[][]> {
   const out: Buffer[][] = [];
-  for (let s = 1; s <= SENDERS; s++) {
+  for (let s = 0; s < SENDERS; s++) {
     const set: Buffer[] = [];
     for (let i = 0; i < perSender; i++) {
       const text = `${s}:${i} ${"x".repeat(100)}`;
@@ -70,20 +70,20 @@ async function fill(ids: readonly PrivateIdentity[], room: MlsRoom, frames: read
     let accepted = 0;
     let refused: string | undefined;
     for (const s of frames.keys()) {
-      const c = sessions[s + 1]!;
+      const c = sessions[s]!;
       c.onSendResult = (r) => {
         if (r.status === ACCEPTED) accepted++;
         else refused ??= `code ${r.code}: ${r.detail}`;
       };
     }
     await Promise.all(frames.map(async (set, s) => {
-      const c = sessions[s + 1]!;
+      const c = sessions[s]!;
       for (const f of set) {
         const drained = c.writeFrame(f);
         if (drained !== undefined) await drained;
       }
     }));
-    await waitFor(`${expected} SendResults`, () => accepted === expected || refused !== undefined);
+    await waitFor(`${expected} SendResults`, () => accepted === expected || refused !== undefined, 120_000);
     if (refused !== undefined) throw new Error(`the relay refused a message for the offline reader: ${refused}`);
     return { child, sessions };
   } catch (e) {
@@ -100,7 +100,7 @@ async function catchUp(port: number, reader: PrivateIdentity, expected: number, 
   let opened = 0;
   let openMs = 0;
   let failure: Error | undefined;
-  const next = new Array<number>(SENDERS + 1).fill(0);
+  const next = new Array<number>(SENDERS).fill(0);
   let chain = Promise.resolve();
   // The handlers are set before the handshake: DeliverBatches may follow the Welcome in the
   // same read, before the handshake's promise resumes.
@@ -132,7 +132,7 @@ async function catchUp(port: number, reader: PrivateIdentity, expected: number, 
   const seconds = (performance.now() - t0) / 1000;
   c.close();
   if (failure) throw failure;
-  if (group) for (let s = 1; s <= SENDERS; s++) if (next[s] !== perSender) throw new Error(`sender ${s}: ${next[s]} of ${perSender} opened`);
+  if (group) for (let s = 0; s < SENDERS; s++) if (next[s] !== perSender) throw new Error(`sender ${s}: ${next[s]} of ${perSender} opened`);
   return { seconds, openMs };
 }
 
@@ -144,7 +144,7 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
   const room = await makeMlsRoom(ids.map((id) => ({ username: id.username, sigPrivate: id.sigPrivate })), ROOM);
   const frames = await encryptAll(room, perSender);
   log(`room of ${SENDERS + 1} made in-process, ${total} messages encrypted ahead (${frames[0]![0]!.length} B per SendMls) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const readerIndex = SENDERS + 1 - 1;
+  const readerIndex = SENDERS;
   const drain: number[] = [], drainRate: number[] = [], relayCpu: number[] = [], both: number[] = [], bothRate: number[] = [], openPer: number[] = [];
   for (let r = 0; r < runs; r++) {
     for (const withOpen of [false, true]) {

@@ -50,6 +50,8 @@ export interface RelayConnectionOptions {
   /** The relay's send bucket, which room requests draw on like sends (§9). */
   readonly pacer: SendPacer;
   readonly hooks: ConnectionHooks;
+  /** Hello.protocol_version (default 1): 2 speaks MLS (PROTOCOL-v2.md §6.2, §10). */
+  readonly protocolVersion?: 1 | 2;
 }
 
 /** The limits a Welcome advertises (PROTOCOL.md §10); a zero field keeps the default. */
@@ -257,7 +259,7 @@ export class RelayConnection {
       await stream.send({
         frame: {
           $case: "hello",
-          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: 1 },
+          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1 },
         },
       });
       const challenge = await this.nextFrame(frames);
@@ -316,6 +318,12 @@ export class RelayConnection {
       case "roomList":
       case "memberList":
       case "keyList":
+      // The MLS Delivery Service's answers (PROTOCOL-v2.md §6.1): by request id too.
+      case "keyPackageStatus":
+      case "keyPackageList":
+      case "groupInfoResult":
+      case "commitResult":
+      case "commitList":
       case "error":
         if (this.requests.answer(frame.value.requestId, frame)) return;
         break;
@@ -355,6 +363,24 @@ export class RelayConnection {
       const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.o.pacer.acquire(() => this.stream === stream);
       turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: { kind: "connection-lost" } }));
     });
+  }
+
+  /**
+   * Writes a frame that no request id answers (SendMls: its SendResult names the message id) on
+   * the current session, after a token of the send bucket like every send. False when no session
+   * is authenticated or the stream is lost meanwhile.
+   */
+  async sendFrame(frame: NonNullable<SessionRequest["frame"]>): Promise<boolean> {
+    const stream = this.stream;
+    if (!this.authenticated || !stream) return false;
+    try {
+      await this.o.pacer.acquire(() => this.stream === stream);
+      if (this.stream !== stream || !this.authenticated) return false;
+      await stream.send({ frame });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** One LookupKeys round trip, waiting for a connection first (KeyDirectory decides when, and retries). */

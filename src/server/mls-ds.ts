@@ -1,6 +1,9 @@
 // The relay as MLS Delivery Service (PROTOCOL-v2.md §5, §6.1; RFC 9420 §16): KeyPackages
 // (publish, claim), GroupInfo (publish, fetch, for external joins) and the order of commits
 // (the first commit for an epoch wins). The relay never holds a group secret.
+// Protocol v2 through the queues (§6.2): SendMls's checks (admitMls; session.ts stores the
+// result with the group commit) and an accepted commit's deliveries (the commit to the members
+// before it, the Welcome and tree to the added users), queued in the commit's own transaction.
 //
 // What the relay parses: MLS framing only, with the wrapper's strict decoder (decodeMls: size
 // cap, no trailing bytes, MLS 1.0). For a KeyPackage also its suite, lifetime, last_resort
@@ -9,7 +12,8 @@
 // and alice's bound identity key; the KeyPackage's own signature is verified by the adding
 // client (ts-mls, at the Add). For a GroupInfo: suite, group id (a secure-chat group id naming
 // a conversation) and epoch, not its signature. For a commit: group id, epoch and content type
-// from the framing (in the clear in PublicMessage and PrivateMessage).
+// from the framing (in the clear in PublicMessage and PrivateMessage). For a SendMls message:
+// the same, and that it is a PrivateMessage. For a Welcome: that it is one, of our suite.
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";

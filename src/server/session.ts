@@ -3,7 +3,8 @@
 //
 // Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
 // client that stops reading also stops being read (no unbounded buffering either way). The one
-// exception is a run of SendEnvelopes: each is checked at once, in order, and handed to the
+// exception is a run of SendEnvelopes (or, in a protocol v2 session, SendMls: PROTOCOL-v2.md
+// §6.2, answered by SendResults in the same pipeline): each is checked at once, in order, and handed to the
 // group commit, and the next frames are read while it waits for its transaction; the answers
 // still go out in frame order, and any other frame waits for the answers before it. A client
 // that sends a burst (an outbox after a reconnect) thus gets one commit for the burst, not one

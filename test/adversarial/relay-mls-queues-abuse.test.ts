@@ -10,7 +10,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { maxSendMlsBytes } from "../../src/server/mls-ds.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
+import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import { connectV2, expectNoDelivery, queuedRows, sendMls, sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";
 import { seal, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay, type TestRelayOptions } from "../helpers/relay-harness.js";
@@ -33,7 +33,7 @@ const text = (s: string): Buffer => Buffer.from(s, "utf8");
 /** A relay with alice and bob in #ops (v2 sessions, bob joined from the Welcome he was queued), and mallory online. */
 async function opsRoom(options: TestRelayOptions = {}) {
   relay = await TestRelay.start(options);
-  const [pa, pb]: MlsPerson[] = [await mlsPerson(alice), await mlsPerson(bob)];
+  const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
   const [a, b, m] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, mallory)];
   await must(b, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pb)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
   const ga = await MlsGroup.create(pa.client, "#ops");

@@ -10,7 +10,7 @@ import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
 import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
-import type { RawSession } from "../helpers/raw-session.js";
+import { seal, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -256,6 +256,21 @@ describe("MLS through the queues", () => {
     await sendMlsAccepted(a, await ga.encrypt(text("epoch 3")));
     expect(await openAll(gb, await takeMls(b, 1))).toEqual(["epoch 3"]);
     expect(await openAll(gc, await takeMls(c, 1))).toEqual(["epoch 3"]);
+  });
+
+  it("envelopes queued for a user before it moved to v2 are still delivered (as Envelopes: the client drops them) and acked", async () => {
+    relay = await TestRelay.start();
+    const b1 = await relay.connect(bob); // a v1 session
+    await b1.lookupKeys(["alice"]);
+    const a1 = await relay.connect(alice);
+    await relay.disconnect(a1, "alice");
+    await b1.sendAccepted(seal(bob, "dm:alice:bob", [alice], "sent under v1"));
+    const a2 = await connectV2(relay, alice);
+    const [d] = await a2.deliveries(1);
+    expect(d!.envelope?.header?.sender).toBe("bob");
+    expect(d!.mls).toBeUndefined();
+    a2.ack([d!.seq]);
+    await waitForEmptyQueue(relay, "alice");
   });
 
   it("a relay restart in the middle loses nothing: Welcome, commit and messages reach the offline member after it", async () => {

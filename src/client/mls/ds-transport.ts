@@ -1,0 +1,191 @@
+// DsApi (ds-api.ts) over the client's relay connection: the MLS Delivery Service requests of
+// PROTOCOL-v2.md §6.1 as request/answer pairs matched by request id (RelayConnection.request),
+// and SendMls (§6.2), which no request id answers: its SendResult names the message id,
+// SHA-256(mls)[0..16], so the session hands every SendResult to onSendResult first (as the v1
+// outbox matches its SendResults by message id).
+//
+// Failures that are not the relay's refusal come back as DsRefused too, with these codes (not
+// ErrorCode names): NOT_CONNECTED (no session now), NO_ANSWER (none within the timeout),
+// CONNECTION_LOST (the session ended first), UNEXPECTED_ANSWER (an answer of another kind). For
+// all four the request may or may not have reached the relay: resending the same bytes is safe
+// (a SendMls duplicate and an identical commit resend are both answered accepted again).
+//
+// The relay's sentences are untrusted text: each detail is sanitised to one line here.
+import { createHash } from "node:crypto";
+import { errorCodeToJSON, SendStatus, type Delivery, type SendResult, type SessionRequest } from "../../gen/securechat/v1/chat.js";
+import { sanitizeLine } from "../../protocol/sanitize.js";
+import { describeClientError, type ClientError } from "../errors.js";
+import type { ResponseFrame } from "../pending-requests.js";
+import type { Outcome } from "../types.js";
+import type { DsApi, DsCommit, DsCommitAccepted, DsEpochTaken, DsGroupInfo, DsRefused, DsResult, MlsQueued } from "./ds-api.js";
+
+type RequestFrame = NonNullable<SessionRequest["frame"]>;
+type Answer = NonNullable<ResponseFrame>;
+type AnswerValues = { [F in Answer as F["$case"]]: F["value"] };
+type ValueOf<C extends Answer["$case"]> = AnswerValues[C];
+
+/** What the transport needs of the connection (RelayConnection has both). */
+export interface DsLink {
+  /** Sends a request frame with a fresh request id; resolves with the frame answering that id, or the error. */
+  request(build: (requestId: number) => RequestFrame): Promise<Outcome<ResponseFrame>>;
+  /** Writes a frame answered by no request id (SendMls), after a send token; false when not sent. */
+  sendFrame(frame: RequestFrame): Promise<boolean>;
+}
+
+/** How long a SendMls waits for its SendResult (the relay answers once the message is on disk). */
+export const SEND_MLS_TIMEOUT_MS = 30_000;
+
+/** Longest relay sentence kept in a DsRefused. */
+const MAX_DETAIL_CHARS = 300;
+
+/** The relay's id for an MLS message (PROTOCOL-v2.md §5): SHA-256(mls)[0..16]. */
+export function mlsMessageId(mls: Uint8Array): Buffer {
+  return createHash("sha256").update(mls).digest().subarray(0, 16);
+}
+
+/** A Delivery that carries an MLS message, as the engine takes it (undefined for a v1 Envelope delivery). */
+export function mlsQueuedOf(d: Delivery): MlsQueued | undefined {
+  if (d.mls === undefined) return undefined;
+  return { seq: d.seq, conversationId: d.conversationId, relayTimeMs: d.relayTimeMs, item: d.mls };
+}
+
+function refusedBy(code: number, detail: string): DsRefused {
+  const name = errorCodeToJSON(code).replace(/^ERROR_CODE_/, "");
+  return { ok: false, code: name, detail: sanitizeLine(detail).slice(0, MAX_DETAIL_CHARS) };
+}
+
+function localFailure(e: ClientError): DsRefused {
+  if (e.kind === "refused") return refusedBy(e.code, e.detail);
+  const code = e.kind === "not-connected" || e.kind === "closed" ? "NOT_CONNECTED"
+    : e.kind === "no-answer" ? "NO_ANSWER"
+    : e.kind === "connection-lost" ? "CONNECTION_LOST"
+    : "UNEXPECTED_ANSWER";
+  return { ok: false, code, detail: describeClientError(e) };
+}
+
+const unexpected = (wanted: string, got: string | undefined): DsRefused =>
+  ({ ok: false, code: "UNEXPECTED_ANSWER", detail: `the relay answered ${got ?? "nothing"} where ${wanted} was expected` });
+
+interface PendingSend {
+  readonly resolve: (r: DsResult<{ readonly queuedFor: readonly string[] }>) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class DsTransport implements DsApi {
+  /** SendMls waiting for their SendResult, by message id (hex), oldest first (the same bytes may be in flight twice). */
+  private readonly sends = new Map<string, PendingSend[]>();
+
+  constructor(private readonly link: DsLink, private readonly options: { readonly sendTimeoutMs?: number } = {}) {}
+
+  /** SendMls waiting for an answer now. */
+  get pendingSends(): number {
+    let n = 0;
+    for (const list of this.sends.values()) n += list.length;
+    return n;
+  }
+
+  /** One request and its answer of case `c`; anything else is a DsRefused. */
+  private async ask<C extends Answer["$case"]>(build: (requestId: number) => RequestFrame, c: C): Promise<ValueOf<C> | DsRefused> {
+    const out = await this.link.request(build);
+    if (!out.ok) return localFailure(out.error);
+    if (out.value?.$case !== c) return unexpected(c, out.value?.$case);
+    const value: unknown = out.value.value;
+    return value as ValueOf<C>;
+  }
+
+  async publishKeyPackages(oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): Promise<DsResult<{ readonly oneTimeLeft: number; readonly lastResortPresent: boolean }>> {
+    const r = await this.ask((requestId) => ({
+      $case: "publishKeyPackages", value: { requestId, oneTime: oneTime.map((k) => Buffer.from(k)), lastResort: Buffer.from(lastResort ?? new Uint8Array(0)) },
+    }), "keyPackageStatus");
+    if ("ok" in r) return r;
+    return { ok: true, oneTimeLeft: r.oneTimeLeft, lastResortPresent: r.lastResortPresent };
+  }
+
+  async claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>> {
+    const r = await this.ask((requestId) => ({ $case: "claimKeyPackages", value: { requestId, usernames: [...usernames] } }), "keyPackageList");
+    if ("ok" in r) return r;
+    // Only the names asked for: a relay naming others is answered with what was asked.
+    const asked = new Set(usernames);
+    const entries = r.entries.filter((e) => asked.has(e.username)).map((e) => ({ username: e.username, keyPackage: e.keyPackage, lastResort: e.lastResort }));
+    return { ok: true, entries, missing: r.missing.filter((u) => asked.has(u)) };
+  }
+
+  async publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>> {
+    const r = await this.ask((requestId) => ({ $case: "publishGroupInfo", value: { requestId, groupInfo: Buffer.from(groupInfo) } }), "groupInfoResult");
+    if ("ok" in r) return r;
+    return { ok: true, groupId: r.groupId, groupInfo: r.groupInfo, groupInfoEpoch: r.groupInfoEpoch, currentEpoch: r.currentEpoch };
+  }
+
+  async fetchGroupInfo(by: { readonly groupId: Uint8Array } | { readonly conversationId: string }): Promise<DsResult<DsGroupInfo>> {
+    const key = "groupId" in by ? { groupId: Buffer.from(by.groupId), conversationId: "" } : { groupId: Buffer.alloc(0), conversationId: by.conversationId };
+    const r = await this.ask((requestId) => ({ $case: "fetchGroupInfo", value: { requestId, ...key } }), "groupInfoResult");
+    if ("ok" in r) return r;
+    return { ok: true, groupId: r.groupId, groupInfo: r.groupInfo, groupInfoEpoch: r.groupInfoEpoch, currentEpoch: r.currentEpoch };
+  }
+
+  async sendCommit(c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken> {
+    const r = await this.ask((requestId) => ({
+      $case: "sendCommit",
+      value: {
+        requestId, commit: Buffer.from(c.commit), groupInfo: Buffer.from(c.groupInfo), added: [...c.added], removed: [...c.removed],
+        welcome: Buffer.from(c.welcome ?? new Uint8Array(0)), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)),
+      },
+    }), "commitResult");
+    if ("ok" in r) return r;
+    if (r.accepted) return { ok: true, epoch: r.epoch, currentEpoch: r.currentEpoch };
+    const refused = refusedBy(r.code, r.detail);
+    if (refused.code === "EPOCH_TAKEN") return { ...refused, code: "EPOCH_TAKEN", currentEpoch: r.currentEpoch, winner: sanitizeLine(r.winner).slice(0, 64) };
+    return refused;
+  }
+
+  async fetchCommits(groupId: Uint8Array, fromEpoch: number): Promise<DsResult<{ readonly commits: readonly { readonly epoch: number; readonly commit: Uint8Array; readonly sender: string }[]; readonly currentEpoch: number; readonly more: boolean }>> {
+    const r = await this.ask((requestId) => ({ $case: "fetchCommits", value: { requestId, groupId: Buffer.from(groupId), fromEpoch } }), "commitList");
+    if ("ok" in r) return r;
+    return { ok: true, commits: r.commits.map((x) => ({ epoch: x.epoch, commit: x.commit, sender: x.sender })), currentEpoch: r.currentEpoch, more: r.more };
+  }
+
+  /** SendMls; resolved by onSendResult (the SendResult with its message id), the timeout, or sessionEnded. */
+  sendMls(mls: Uint8Array): Promise<DsResult<{ readonly queuedFor: readonly string[] }>> {
+    const key = mlsMessageId(mls).toString("hex");
+    return new Promise((resolve) => {
+      const settle = (r: DsResult<{ readonly queuedFor: readonly string[] }>): void => {
+        clearTimeout(p.timer);
+        const list = this.sends.get(key);
+        const i = list?.indexOf(p) ?? -1;
+        if (i < 0) return; // settled already
+        list!.splice(i, 1);
+        if (list!.length === 0) this.sends.delete(key);
+        resolve(r);
+      };
+      const p: PendingSend = {
+        resolve: settle,
+        timer: setTimeout(() => settle({ ok: false, code: "NO_ANSWER", detail: "the relay did not answer in time" }), this.options.sendTimeoutMs ?? SEND_MLS_TIMEOUT_MS),
+      };
+      const list = this.sends.get(key);
+      if (list === undefined) this.sends.set(key, [p]);
+      else list.push(p);
+      this.link.sendFrame({ $case: "sendMls", value: { mls: Buffer.from(mls) } }).then((sent) => {
+        if (!sent) settle({ ok: false, code: "NOT_CONNECTED", detail: "not connected to the relay" });
+      }, () => settle({ ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" }));
+    });
+  }
+
+  /**
+   * A SendResult from the relay: answers the oldest SendMls waiting with that message id. True
+   * when it did (the session then gives it to nobody else), false for a v1 outbox's SendResult.
+   */
+  onSendResult(r: SendResult): boolean {
+    const key = Buffer.from(r.messageId).toString("hex");
+    const p = this.sends.get(key)?.[0];
+    if (p === undefined) return false;
+    if (r.status === SendStatus.SEND_STATUS_ACCEPTED) p.resolve({ ok: true, queuedFor: r.queuedFor.map((u) => sanitizeLine(u).slice(0, 64)) });
+    else p.resolve(refusedBy(r.code, r.detail));
+    return true;
+  }
+
+  /** The session ended: every SendMls still waiting is answered CONNECTION_LOST (the engine resends the same bytes later). */
+  sessionEnded(): void {
+    const all = [...this.sends.values()].flat();
+    for (const p of all) p.resolve({ ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" });
+  }
+}

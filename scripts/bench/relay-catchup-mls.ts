@@ -24,6 +24,7 @@ export const description = "10,000 MLS messages queued for an offline member of 
 const ROOM = "#catchup";
 const SENDERS = 10;
 const DEADLINE_MS = 300_000;
+const SEND_WINDOW = 32;
 
 async function waitFor(what: string, fn: () => boolean, timeoutMs = DEADLINE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -66,24 +67,29 @@ async function fill(ids: readonly PrivateIdentity[], room: MlsRoom, frames: read
     await waitFor("the reader's Welcome", () => welcomed, 30_000);
     reader.close();
     await reader.ended;
+    // Each sender keeps at most SEND_WINDOW messages unanswered, as a client's outbox does (all
+    // at once would put more frames in its session's outgoing buffer than the relay allows a
+    // reader: it would be disconnected as a slow consumer).
     const expected = frames.reduce((n, f) => n + f.length, 0);
     let accepted = 0;
     let refused: string | undefined;
-    for (const s of frames.keys()) {
+    for (const [s, set] of frames.entries()) {
       const c = sessions[s]!;
+      let next = 0;
+      const send = (): void => {
+        if (next < set.length) c.writeRaw(set[next++]!);
+      };
       c.onSendResult = (r) => {
         if (r.status === ACCEPTED) accepted++;
         else refused ??= `code ${r.code}: ${r.detail}`;
+        send();
       };
+      for (let i = 0; i < SEND_WINDOW; i++) send();
     }
-    await Promise.all(frames.map(async (set, s) => {
-      const c = sessions[s]!;
-      for (const f of set) {
-        const drained = c.writeFrame(f);
-        if (drained !== undefined) await drained;
-      }
-    }));
-    await waitFor(`${expected} SendResults`, () => accepted === expected || refused !== undefined, 120_000);
+    await waitFor(`${expected} SendResults`, () => accepted === expected || refused !== undefined, 120_000).catch(async (e: Error) => {
+      const ended = await Promise.all(sessions.slice(0, -1).map(async (c, i) => (c.isEnded ? `${i}: ${(await c.ended).details}` : "")));
+      throw new Error(`${e.message}: ${accepted} accepted; sessions ended: ${ended.filter(Boolean).join("; ") || "none"}`, { cause: e });
+    });
     if (refused !== undefined) throw new Error(`the relay refused a message for the offline reader: ${refused}`);
     return { child, sessions };
   } catch (e) {

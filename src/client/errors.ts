@@ -47,7 +47,16 @@ export type ClientError =
   | { readonly kind: "digits-missing"; readonly username: string; readonly groups: number }
   | { readonly kind: "digits-mismatch"; readonly username: string; readonly newKeys: boolean }
   | { readonly kind: "keys-changed-meanwhile"; readonly username: string; readonly action: "trust" | "accept" }
-  | { readonly kind: "no-key-change"; readonly username: string };
+  | { readonly kind: "no-key-change"; readonly username: string }
+  // Protocol v2 room membership (PROTOCOL-v2.md §4)
+  /** Only the room's creator removes others (`creator` when known); nothing changed. */
+  | { readonly kind: "not-the-creator"; readonly room: string; readonly creator?: string }
+  /** The relay holds no KeyPackage for this user (never online with a v2 client, or all used): cannot be added yet. */
+  | { readonly kind: "no-key-package"; readonly username: string }
+  /** Adding someone who is already a member. */
+  | { readonly kind: "already-in-room"; readonly room: string; readonly username: string }
+  /** Removing someone who is not a member. */
+  | { readonly kind: "not-in-room"; readonly room: string; readonly username: string };
 
 /**
  * Why a session ended or could not start (PROTOCOL.md §8, "Ending a session"): the reason the
@@ -74,7 +83,14 @@ export type SessionEnd =
   /** A pinned relay presented another certificate (§8 TLS pinning). Final. */
   | { readonly kind: "certificate-changed"; readonly address: string; readonly presentedSha256: string; readonly pinnedSha256: string; readonly pinnedAtMs: number }
   /** First contact, with a certificate other than the one the user said to accept. Final. */
-  | { readonly kind: "certificate-not-accepted"; readonly address: string; readonly presentedSha256: string; readonly acceptedSha256: string };
+  | { readonly kind: "certificate-not-accepted"; readonly address: string; readonly presentedSha256: string; readonly acceptedSha256: string }
+  /**
+   * The relay refused this client's protocol version and speaks a newer one (PROTOCOL-v2.md §10):
+   * this client must be upgraded. Final (retrying cannot help).
+   */
+  | { readonly kind: "protocol-too-old"; readonly relayVersion: number }
+  /** The relay refused this client's protocol version and speaks only an older one: the relay must be upgraded. Final. */
+  | { readonly kind: "relay-too-old"; readonly relayVersion: number; readonly clientVersion: number };
 
 /** What a request to reconnect now did. */
 export type ReconnectStart = "connecting-again" | "reconnecting-now" | "already-connecting";
@@ -86,6 +102,14 @@ export function releaseCommand(username: string): string {
 
 function day(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+/**
+ * How to install the release that speaks protocol `version`. Made here from the number alone,
+ * never taken from the relay's sentence: a relay must not be able to name a package to install.
+ */
+export function upgradeCommand(version: number): string {
+  return `npm install -g secure-chat@${version}`;
 }
 
 /** A plain sentence for why a session ended, naming no UI command or option. */
@@ -106,6 +130,11 @@ export function describeSessionEnd(e: SessionEnd): string {
         `(${e.pinnedSha256.slice(0, 16)}…), so someone may be intercepting the connection`;
     case "certificate-not-accepted":
       return `the relay at ${e.address} presented the certificate ${e.presentedSha256}, not the one this client was told to accept (${e.acceptedSha256})`;
+    case "protocol-too-old":
+      return `this relay speaks secure-chat protocol v${e.relayVersion}: upgrade your client (${upgradeCommand(e.relayVersion)})`;
+    case "relay-too-old":
+      return `this relay speaks only secure-chat protocol v${e.relayVersion} and this client speaks v${e.clientVersion}: ` +
+        `the relay's operator must upgrade it (${upgradeCommand(e.clientVersion)})`;
     default: {
       const never: never = e;
       return never;
@@ -134,6 +163,7 @@ const KINDS: Record<ClientError["kind"], true> = {
   "not-a-member": true, "topic-outside-room": true, "away-outside-dm": true, "not-failed": true, "unknown-user": true,
   "keys-not-fetched": true, "invalid-keys": true, "too-many-recipients": true, "self": true, "digits-missing": true,
   "digits-mismatch": true, "keys-changed-meanwhile": true, "no-key-change": true,
+  "not-the-creator": true, "no-key-package": true, "already-in-room": true, "not-in-room": true,
 };
 
 /**
@@ -227,6 +257,14 @@ export function describeClientError(e: ClientError): string {
     case "digits-mismatch": return `those digits do not match ${e.username}'s ${e.newKeys ? "new " : ""}keys as they are now: nothing was trusted`;
     case "keys-changed-meanwhile": return `${e.username}'s keys changed meanwhile: nothing was ${e.action === "trust" ? "trusted" : "accepted"}`;
     case "no-key-change": return `${e.username}'s keys have not changed: nothing to accept`;
+    case "not-the-creator":
+      return e.creator === undefined
+        ? `only the creator of ${shown(e.room)} can remove its members`
+        : `only ${shown(e.creator)}, who created ${shown(e.room)}, can remove its members`;
+    case "no-key-package":
+      return `${shown(e.username)} cannot be added yet: the relay holds no key package for them (they have not been online with a client that speaks protocol v2)`;
+    case "already-in-room": return `${shown(e.username)} is already in ${shown(e.room)}`;
+    case "not-in-room": return `${shown(e.username)} is not in ${shown(e.room)}`;
     default: {
       const never: never = e;
       return never;

@@ -65,10 +65,40 @@ function detailsOf(e: ServiceError): string {
   return sanitizeLine(e.details || "").slice(0, 200);
 }
 
+/**
+ * The relay refused the Hello's protocol version (PROTOCOL-v2.md §10), read from its sentence: the
+ * refusal has no code of its own (it is BAD_FRAME), so the sentence says which side is older.
+ * - A v2 (or later) relay: "this relay speaks secure-chat protocol v2: upgrade your client (…)".
+ * - A v1 relay: "protocol version 2 is not supported: this relay speaks version 1".
+ * Undefined for any other sentence. Only the version numbers are taken from it (small integers):
+ * the sentence shown is the client's own (describeSessionEnd), so a relay cannot name what to install.
+ */
+export function protocolRefusal(detail: string): SessionEnd | undefined {
+  const newer = /\bthis relay speaks secure-chat protocol v(\d{1,3})\b.*\bupgrade your client\b/i.exec(detail);
+  if (newer !== null) {
+    const relayVersion = Number(newer[1]);
+    return relayVersion >= 2 ? { kind: "protocol-too-old", relayVersion } : undefined;
+  }
+  const v1 = /\bprotocol version (\d{1,3}) is not supported: this relay speaks version (\d{1,3})\b/i.exec(detail);
+  if (v1 !== null) {
+    const clientVersion = Number(v1[1]);
+    const relayVersion = Number(v1[2]);
+    if (relayVersion > clientVersion) return { kind: "protocol-too-old", relayVersion };
+    if (relayVersion < clientVersion && relayVersion >= 1) return { kind: "relay-too-old", relayVersion, clientVersion };
+  }
+  return undefined;
+}
+
 /** A session that ended before Welcome: name taken, refused for good, or worth another try. */
 export function classifyHandshakeError(e: unknown, me: string): Error {
   if (isServiceError(e)) {
     const code = relayErrorCode(e);
+    // A refused protocol version is final whatever the gRPC status says (retrying sends the same
+    // Hello again): read before the status decides (BAD_FRAME alone does not).
+    if (code === undefined || code === ErrorCode.ERROR_CODE_BAD_FRAME) {
+      const refusal = protocolRefusal(detailsOf(e));
+      if (refusal !== undefined) return new FatalSessionError(refusal);
+    }
     if (code === ErrorCode.ERROR_CODE_USERNAME_TAKEN) return new NameTakenError(me);
     if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
     if (code !== undefined && FINAL.has(code)) return new FatalSessionError({ kind: "identity-refused", detail: detailsOf(e) });

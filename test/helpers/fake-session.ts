@@ -80,9 +80,9 @@ export class FakeSession implements ChatSession {
   closed = false;
   private connection: ConnectionStatus;
   private readonly peers = new Map<string, PeerView>();
-  private readonly rooms = new Map<string, string[]>();
+  protected readonly rooms = new Map<string, string[]>();
   private readonly listeners = new Set<(event: SessionEvent) => void>();
-  private readonly now: () => number;
+  protected readonly now: () => number;
   private nextId = 1;
   /** The kept history older pages and /search read (oldest first), as a test sets it. */
   kept: ChatMessage[] = [];

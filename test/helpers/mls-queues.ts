@@ -94,3 +94,13 @@ export function queuedRows(relay: TestRelay, username: string): number {
 export async function waitForEmptyQueue(relay: TestRelay, username: string): Promise<void> {
   await waitUntil(() => queuedRows(relay, username) === 0, `an empty queue for ${username}`, 10_000, 20);
 }
+
+/** The reference counts of the stored MLS deliveries (one `envelopes` row each, payload kind 1), oldest first. */
+export function storedMlsRefs(relay: TestRelay): number[] {
+  const db = new DatabaseSync(join(relay.dataDir, "relay.db"), { readOnly: true });
+  try {
+    return (db.prepare("SELECT refs FROM envelopes WHERE payload_kind = 1 ORDER BY id").all() as { refs: number | bigint }[]).map((r) => Number(r.refs));
+  } finally {
+    db.close();
+  }
+}

@@ -9,7 +9,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
-import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
+import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, storedMlsRefs, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
 import { seal, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
@@ -122,6 +122,9 @@ describe("MLS through the queues", () => {
     await publishKeyPackage(b, pb);
     await publishKeyPackage(c, pc);
     const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    // The Welcome and its tree are stored once, with a queue row for each of the two (the commit
+    // itself had no one to go to: alice was the only member before it).
+    expect(storedMlsRefs(relay)).toEqual([2]);
     // Each added user gets the one stored Welcome (not the commit: they were not members before it).
     const [wb] = await takeMls(b, 1);
     const [wc] = await takeMls(c, 1);

@@ -77,9 +77,9 @@ describe("the command registry", () => {
   });
 
   test("Tab completes each command's first argument as its file says", () => {
-    const sources: CompletionSources = { commands: COMMAND_NAMES, users: ["bob"], recentSpeakers: [], rooms: ["#ops"], conversations: ["lobby", "#ops"] };
-    const expected = { user: ["bob"], room: ["#ops"], conversation: ["lobby"] } as const;
-    const probe = { user: "b", room: "o", conversation: "l" } as const;
+    const sources: CompletionSources = { commands: COMMAND_NAMES, users: ["bob"], members: ["bob"], recentSpeakers: [], rooms: ["#ops"], conversations: ["lobby", "#ops"] };
+    const expected = { user: ["bob"], member: ["bob"], room: ["#ops"], conversation: ["lobby"] } as const;
+    const probe = { user: "b", member: "b", room: "o", conversation: "l" } as const;
     for (const c of COMMANDS) {
       const kind = completionOf(c.name);
       expect(kind).toBe(c.completes);
@@ -88,7 +88,7 @@ describe("the command registry", () => {
       expect(findCompletions({ text, cursor: text.length }, sources)?.candidates, text).toEqual(expected[kind]);
     }
     expect(COMMANDS.filter((c) => c.completes !== undefined).map((c) => c.name).sort()).toEqual(
-      ["accept", "join", "leave", "members", "msg", "query", "switch", "trust", "verify"],
+      ["accept", "invite", "join", "kick", "leave", "members", "msg", "query", "switch", "trust", "verify"],
     );
   });
 });

@@ -45,6 +45,15 @@ const SENTENCES: ReadonlyArray<readonly [ClientError, string]> = [
   [{ kind: "keys-changed-meanwhile", username: "bob", action: "trust" }, "bob's keys changed meanwhile: run /verify bob again"],
   [{ kind: "keys-changed-meanwhile", username: "bob", action: "accept" }, "bob's keys changed meanwhile: nothing was accepted"],
   [{ kind: "no-key-change", username: "bob" }, "bob's keys have not changed: nothing to accept (/verify bob to compare safety numbers)"],
+  // Protocol v2 room membership (/kick, /invite).
+  [{ kind: "not-the-creator", room: "#ops", creator: "carol" }, "only carol, who created #ops, can remove its members"],
+  [{ kind: "not-the-creator", room: "#ops" }, "only the creator of #ops can remove its members"],
+  [{ kind: "no-key-package", username: "dave" },
+    "dave cannot be added yet: the relay holds no key package for them (they have not been online with a client that speaks protocol v2): dave needs to start chat-tui once with a client that speaks protocol v2, then /invite dave again"],
+  [{ kind: "already-in-room", room: "#ops", username: "bob" }, "bob is already in #ops"],
+  [{ kind: "not-in-room", room: "#ops", username: "zed" }, "zed is not in #ops"],
+  // Names from the session are shown on one line, whatever they hold.
+  [{ kind: "not-in-room", room: "#ops", username: "z\u001b[2Jed\nx" }, "z\ufffd[2Jed x is not in #ops"],
 ];
 
 describe("errorText", () => {
@@ -119,6 +128,11 @@ const SESSION_ENDS: ReadonlyArray<readonly [SessionEnd, string]> = [
     `the relay at relay.example:50051 presented a certificate (SHA-256 ${SHA_B}) other than the one pinned on 2026-01-02 (${SHA_A.slice(0, 16)}…), so someone may be intercepting the connection: only if the relay's operator confirms the new fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${SHA_B}`],
   [{ kind: "certificate-not-accepted", address: "relay.example:50051", presentedSha256: SHA_B, acceptedSha256: SHA_A },
     `the relay at relay.example:50051 presented the certificate ${SHA_B}, not the one given with --accept-relay-cert (${SHA_A})`],
+  // Protocol versions (PROTOCOL-v2.md §10): the install command is the client's own, from the number.
+  [{ kind: "protocol-too-old", relayVersion: 2 },
+    "this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2), then start chat-tui again"],
+  [{ kind: "relay-too-old", relayVersion: 1, clientVersion: 2 },
+    "this relay speaks only secure-chat protocol v1 and this client speaks v2: the relay's operator must upgrade it (npm install -g secure-chat@2); or connect to a relay that speaks v2 (--server host:port)"],
 ];
 
 describe("sessionEndText", () => {

@@ -67,8 +67,8 @@ export interface RunContext extends CommandContext {
   readonly sortPeers: (peers: readonly PeerView[]) => PeerView[];
 }
 
-/** What Tab completes as a command's first argument. */
-export type CompletionKind = "user" | "room" | "conversation";
+/** What Tab completes as a command's first argument ("member": the current room's members but me). */
+export type CompletionKind = "user" | "member" | "room" | "conversation";
 
 export interface CommandSpec<C extends CommandBase> {
   /** The name after the "/", which is also the parsed command's kind. */
@@ -121,4 +121,17 @@ export function optionalRoom<K extends string>(kind: K, { args, usage }: ParseIn
   if (args.length === 0) return ok({ kind });
   const room = roomArg(args[0] ?? "", kind);
   return typeof room === "string" ? ok({ kind, room }) : room;
+}
+
+/** A user, then at most one room (/kick, /invite; no room: the current one). */
+export function userAndOptionalRoom<K extends string>(
+  kind: K, { args, usage }: ParseInput,
+): ParseResult<{ readonly kind: K; readonly user: string; readonly room?: string }> {
+  if (args.length === 0) return usage("needs a user");
+  if (args.length > 2) return usage("takes a user and at most one room");
+  const user = userArg(args[0] ?? "", kind);
+  if (typeof user !== "string") return user;
+  if (args.length === 1) return ok({ kind, user });
+  const room = roomArg(args[1] ?? "", kind);
+  return typeof room === "string" ? ok({ kind, user, room }) : room;
 }

@@ -3,6 +3,7 @@
 // commands (/verify, /trust, /accept, /join, /topic, /fingerprint). The client says what
 // happened; what to type about it is the UI's business.
 import { describeClientError, describeReconnectStart, describeRefusal, describeSessionEnd, type ClientError, type ReconnectStart, type SessionEnd } from "../../client/errors.js";
+import { sanitizeLine } from "../../protocol/sanitize.js";
 import type { ChatMessage, ConnectionStatus, NoticeAbout, SessionEvent, TrustResult } from "../../client/types.js";
 
 /** The UI's sentence for a notice the client reports as data (the same text as before issue 11). */
@@ -67,6 +68,10 @@ export function sessionEndText(e: SessionEnd): string {
       return `${describeSessionEnd(e)}: only if the relay's operator confirms the new fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${e.presentedSha256}`;
     case "certificate-not-accepted":
       return `the relay at ${e.address} presented the certificate ${e.presentedSha256}, not the one given with --accept-relay-cert (${e.acceptedSha256})`;
+    case "protocol-too-old":
+      return `${describeSessionEnd(e)}, then start chat-tui again`;
+    case "relay-too-old":
+      return `${describeSessionEnd(e)}; or connect to a relay that speaks v${e.clientVersion} (--server host:port)`;
     // No hint to add: the client's plain sentence is the one shown (a taken name names the
     // relay operator's command, which is data from the client).
     case "relay-closed":
@@ -99,6 +104,11 @@ export function trustText(r: TrustResult): string {
   if (!r.verified) return `continuing with ${r.username}'s new key, NOT verified (compare with /verify ${r.username} when you can)${released}`;
   if (r.keyChange) return `${r.username}'s new key is now trusted and marked verified ✓${released}`;
   return `${r.username} is now marked verified ✓`;
+}
+
+/** A name from the client's data, as a hint shows it (one line, bounded: the session's names are checked, but not trusted here). */
+function shownName(name: string): string {
+  return sanitizeLine(name).slice(0, 40);
 }
 
 export function errorText(e: ClientError): string {
@@ -137,6 +147,8 @@ export function errorText(e: ClientError): string {
       return e.action === "trust" ? `${e.username}'s keys changed meanwhile: run /verify ${e.username} again` : describeClientError(e);
     case "no-key-change":
       return `${e.username}'s keys have not changed: nothing to accept (/verify ${e.username} to compare safety numbers)`;
+    case "no-key-package":
+      return `${describeClientError(e)}: ${shownName(e.username)} needs to start chat-tui once with a client that speaks protocol v2, then /invite ${shownName(e.username)} again`;
     // No hint to add: the client's plain sentence is the one shown.
     case "not-connected":
     case "closed":
@@ -156,6 +168,9 @@ export function errorText(e: ClientError): string {
     case "unknown-user":
     case "invalid-keys":
     case "too-many-recipients":
+    case "not-the-creator":
+    case "already-in-room":
+    case "not-in-room":
       return describeClientError(e);
     default: {
       const never: never = e;

@@ -10,8 +10,10 @@ import { close } from "./close.js";
 import { filter } from "./filter.js";
 import { fingerprint } from "./fingerprint.js";
 import { help } from "./help.js";
+import { invite } from "./invite.js";
 import { highlight } from "./highlight.js";
 import { join } from "./join.js";
+import { kick } from "./kick.js";
 import { leave } from "./leave.js";
 import { lobby } from "./lobby.js";
 import { me } from "./me.js";
@@ -42,6 +44,8 @@ const REGISTRY = [
   users,
   join,
   leave,
+  invite,
+  kick,
   rooms,
   members,
   topic,

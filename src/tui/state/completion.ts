@@ -9,6 +9,8 @@ export interface CompletionSources {
   readonly commands: readonly string[];
   /** Everyone known except me. */
   readonly users: readonly string[];
+  /** The members of the current room except me (none outside a room). */
+  readonly members?: readonly string[];
   /** People who spoke in this conversation, most recent first (they come first for nicks). */
   readonly recentSpeakers: readonly string[];
   /** "#room" names I know of. */
@@ -57,6 +59,10 @@ export function findCompletions(input: InputBuffer, sources: CompletionSources):
   const argument = command === undefined ? undefined : completionOf(command);
   if (argument === "user") {
     return found(matching(word.replace(/^@/, ""), [...sources.recentSpeakers, ...sorted(sources.users)]), " ");
+  }
+  if (argument === "member") {
+    const members = sources.members ?? [];
+    return found(matching(word.replace(/^@/, ""), [...sources.recentSpeakers.filter((s) => members.includes(s)), ...sorted(members)]), " ");
   }
   if (argument === "room") {
     const bare = word.startsWith("#") ? word : `#${word}`;

@@ -78,6 +78,7 @@ export function completionSources(state: TuiState): CompletionSources {
   return {
     commands: COMMAND_NAMES,
     users: state.peers.filter((p) => p.username !== state.me).map((p) => p.username),
+    members: state.rooms.find((r) => r.room === state.current)?.members.filter((m) => m !== state.me) ?? [],
     recentSpeakers: speakers,
     rooms: [...rooms],
     conversations: state.order.flatMap((id) => {

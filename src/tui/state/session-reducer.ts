@@ -2,10 +2,11 @@
 // list and its trust marks (key changes), rooms and their members, and the UI settings (notify
 // levels, filters, highlights, away, sidebar, mouse, quitting). Lines it shows go into the
 // conversations through the conversations slice. Pure, like the reducer.
-import type { PeerView, RoomView, SessionEvent, SessionSnapshot } from "../../client/types.js";
+import type { MembershipLine, PeerView, RoomView, SessionEvent, SessionSnapshot } from "../../client/types.js";
+import { isValidUsername } from "../../protocol/names.js";
 import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
-import { LOBBY_ID } from "./conversations.js";
+import { LOBBY_ID, describeConversation } from "./conversations.js";
 import {
   STATE_SEARCH_LIMIT, append, ensureConversation, receiveMessage, target, updateConversation, updateMessageState,
 } from "./conversations-reducer.js";
@@ -155,6 +156,71 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
   }), true);
 }
 
+/**
+ * A room's member list after a membership change (PROTOCOL-v2.md §4), and whether I am still
+ * in it: the room leaves my list when I left or was removed, and joins it when I created,
+ * joined or was added. Names that are not usernames are left out (the session checks them; the
+ * sidebar does not rely on it).
+ */
+function roomsAfter(rooms: readonly RoomView[], room: string, line: MembershipLine, me: string): readonly RoomView[] {
+  const known = rooms.find((r) => r.room === room);
+  const members = new Set(known?.members ?? []);
+  const users = line.users.filter(isValidUsername);
+  const by = isValidUsername(line.by) ? [line.by] : [];
+  switch (line.kind) {
+    case "created":
+    case "joined":
+      by.forEach((u) => members.add(u));
+      break;
+    case "added":
+      [...by, ...users].forEach((u) => members.add(u));
+      break;
+    case "removed":
+      users.forEach((u) => members.delete(u));
+      break;
+    case "left":
+      by.forEach((u) => members.delete(u));
+      break;
+    case "refused":
+      return rooms;
+  }
+  if (!members.has(me)) return known === undefined ? rooms : rooms.filter((r) => r.room !== room);
+  const view: RoomView = { room, members: [...members].sort() };
+  return known === undefined ? [...rooms, view] : rooms.map((r) => (r.room === room ? view : r));
+}
+
+/**
+ * Protocol v2: one membership change, as a line naming who made it (drawn by the view with
+ * membership-text.ts), and the room's members in the sidebar. A line for no valid conversation
+ * is dropped (it would mislead anywhere else).
+ */
+function membership(state: TuiState, event: Extract<SessionEvent, { type: "membership" }>): TuiState {
+  const { conversationId: id, line } = event;
+  const ref = describeConversation(id, state.me);
+  if (ref === undefined) return state;
+  const me = state.me;
+  const next = ref.kind === "room" ? { ...state, rooms: roomsAfter(state.rooms, id, line, me) } : state;
+  // The lobby: who comes and goes is already said by the presence lines (joining the lobby group
+  // is coming online), and removing long-gone members is housekeeping. Only a refused change shows.
+  if (ref.kind === "lobby" && line.kind !== "refused") return next;
+  const aboutMe = ref.kind === "dm" || line.by === me || line.users.includes(me);
+  // A closed conversation is not opened again for others' changes (a refused one excepted: someone
+  // tried what only the creator may), nor for my own leave.
+  const opens = (aboutMe || line.kind === "refused") && !(line.kind === "left" && line.by === me);
+  if (state.conversations[id] === undefined && !opens) return next;
+  const comings = line.kind === "joined" || line.kind === "left";
+  const quiet = comings && line.by !== me && !spokeRecently(state.conversations[id], line.by, line.atMs);
+  let after = append(next, id, (seq) => ({
+    kind: "membership", seq, atMs: line.atMs, conversationId: id, line, ...(quiet ? { quiet: true as const } : {}),
+  }), line.kind !== "refused");
+  // Someone else adding or removing me, or a refused change, must not hide in another conversation.
+  const forMe = line.by !== me && line.users.includes(me) && (line.kind === "added" || line.kind === "removed");
+  if ((forMe || line.kind === "refused") && after.current !== id) {
+    after = updateConversation(after, id, (c) => ({ ...c, highlights: c.highlights + 1 }));
+  }
+  return after;
+}
+
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {
   switch (event.type) {
     case "connection":
@@ -187,8 +253,7 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
     case "refused":
       return append(state, event.conversationId, (seq) => ({ kind: "refused", seq, atMs, from: event.from }));
     case "membership":
-      // No v1 session emits it; the v2 line is drawn by the TUI work of issue 12.
-      return state;
+      return membership(state, event);
     case "notice":
       return append(state, event.conversationId, (seq) => ({ kind: "notice", seq, atMs, level: event.level, text: event.text }), true);
     default:

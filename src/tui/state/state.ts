@@ -2,7 +2,7 @@
 // (in a chunked list, so a conversation of 100,000 messages appends cheaply), each with its own
 // scroll position and unread ruler; the input line has its history per conversation, and a
 // half-typed line stays with the conversation it was typed in.
-import type { ChatMessage, ConnectionStatus, NoticeLevel, PeerView, RoomView, VerifyInfo } from "../../client/types.js";
+import type { ChatMessage, ConnectionStatus, MembershipLine, NoticeLevel, PeerView, RoomView, VerifyInfo } from "../../client/types.js";
 import { emptyList, type ChunkedList } from "./chunked-list.js";
 import { LOBBY_ID, type ConversationKind } from "./conversations.js";
 import type { InputBuffer } from "./input-buffer.js";
@@ -32,6 +32,15 @@ export type Entry =
       readonly kind: "room-event"; readonly seq: number; readonly atMs: number;
       readonly room: string; readonly username: string; readonly change: "joined" | "left";
       readonly members?: readonly string[]; readonly quiet?: true;
+    }
+  /**
+   * Protocol v2: a membership change of the conversation's group, as the session reported it
+   * (worded by src/tui/commands/membership-text.ts when drawn). `quiet` as for room events (joins
+   * and leaves of someone who had not spoken here recently).
+   */
+  | {
+      readonly kind: "membership"; readonly seq: number; readonly atMs: number;
+      readonly conversationId: string; readonly line: MembershipLine; readonly quiet?: true;
     }
   /** Someone came online or went offline (in the lobby); `quiet` as for room events. */
   | {

@@ -2,6 +2,7 @@
 // delivery marks, warnings; plus the rows drawn between entries (a day separator, the unread
 // ruler). Which entries are laid out at all is decided by scrollback-window.ts.
 import type { ChatMessage, NoticeLevel, VerifyInfo } from "../../client/types.js";
+import { membershipText } from "../commands/membership-text.js";
 import { mentionPattern } from "../state/attention.js";
 import type { Entry } from "../state/state.js";
 import { padEndToWidth, stringWidth, wrapHanging, wrapText } from "./cell-width.js";
@@ -25,8 +26,17 @@ export interface ScrollbackContext {
   readonly highlights?: readonly string[];
 }
 
-/** True for a presence line (online/offline, joined/left) of someone else that the filter hides. */
+/**
+ * True for a presence line (online/offline, joined/left) of someone else that the filter hides.
+ * Of the v2 membership lines only joins and leaves are presence: who created a room, who added
+ * or removed whom, and refused changes always show (they say who can read).
+ */
 export function hiddenByFilter(entry: Entry, ctx: ScrollbackContext): boolean {
+  if (entry.kind === "membership") {
+    if (entry.line.kind !== "joined" && entry.line.kind !== "left") return false;
+    if (entry.line.by === ctx.me || ctx.presence === undefined || ctx.presence === "all") return false;
+    return ctx.presence === "none" || entry.quiet === true;
+  }
   if (entry.kind !== "presence" && entry.kind !== "room-event") return false;
   if (entry.username === ctx.me || ctx.presence === undefined || ctx.presence === "all") return false;
   return ctx.presence === "none" || entry.quiet === true;
@@ -249,6 +259,13 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
         ? `you joined ${entry.room} — members: ${entry.members.join(", ")}`
         : `${mine ? "you" : entry.username} ${entry.change} ${entry.room}`;
       b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], text, STYLE.info);
+      break;
+    }
+    case "membership": {
+      const text = membershipText(entry.line, entry.conversationId, ctx.me);
+      // A refused change is a warning (someone tried what only the creator may); the others look like v1's room lines.
+      const refused = entry.line.kind === "refused";
+      b.block([timeSeg(entry.atMs, ctx), seg(refused ? "⚠ " : "-- ", refused ? STYLE.warn : STYLE.info)], text, refused ? STYLE.warn : STYLE.info);
       break;
     }
     case "presence":

@@ -1,0 +1,38 @@
+// Reading a relay's refusal of the protocol version (PROTOCOL-v2.md §10) from its sentence: which
+// side must be upgraded, and to which version. Only the numbers are taken from the sentence.
+import { describe, expect, it } from "vitest";
+import { describeSessionEnd } from "../../src/client/errors.js";
+import { protocolRefusal } from "../../src/client/session-end.js";
+
+describe("protocolRefusal", () => {
+  it.each([
+    // A v2 relay refusing a v1 client.
+    ["this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)", { kind: "protocol-too-old", relayVersion: 2 }],
+    ["This relay speaks secure-chat protocol v3: upgrade your client", { kind: "protocol-too-old", relayVersion: 3 }],
+    // A v1 relay's own sentence, refusing a newer client or an older one.
+    ["protocol version 2 is not supported: this relay speaks version 1", { kind: "relay-too-old", relayVersion: 1, clientVersion: 2 }],
+    ["protocol version 1 is not supported: this relay speaks version 2", { kind: "protocol-too-old", relayVersion: 2 }],
+  ] as const)("%s", (detail, end) => {
+    expect(protocolRefusal(detail)).toEqual(end);
+  });
+
+  it.each([
+    "",
+    "handshake not completed within 10 seconds",
+    "the relay did not send a challenge",
+    // Nonsense versions: no upgrade to v1 or to v0, no sentence from equal versions.
+    "this relay speaks secure-chat protocol v1: upgrade your client",
+    "protocol version 0 is not supported: this relay speaks version 0",
+    "protocol version 1 is not supported: this relay speaks version 1",
+    "this relay speaks secure-chat protocol v99999: upgrade your client",
+  ])("%j is no protocol refusal", (detail) => {
+    expect(protocolRefusal(detail)).toBeUndefined();
+  });
+
+  it("the sentences name what to install, from the version number only", () => {
+    expect(describeSessionEnd({ kind: "protocol-too-old", relayVersion: 2 }))
+      .toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");
+    expect(describeSessionEnd({ kind: "relay-too-old", relayVersion: 1, clientVersion: 2 }))
+      .toBe("this relay speaks only secure-chat protocol v1 and this client speaks v2: the relay's operator must upgrade it (npm install -g secure-chat@2)");
+  });
+});

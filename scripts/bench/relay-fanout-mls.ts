@@ -238,7 +238,7 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
       {
         metric: `K=${k}: bytes per delivery, v1 relay`, unit: "B", values: col("v1 relay", "bytesPerDelivery"), better: "lower",
         note: `${m} messages per sender (${k * (k - 1) * m} deliveries), at most ${windows.mls} MLS messages / ${windows.v1} v1 envelopes in flight, senders taking turns; MLS: ${mlsBytes} B per SendMls frame `
-          + `(a 148-byte text, padded to 256), v1: ${v1Bytes} B per SendEnvelope; relay: defaults (durable, group commit), rate limit raised; bytes = DeliverBatch payloads `
+          + `(a ~140-byte text, padded to 256), v1: ${v1Bytes} B per SendEnvelope; relay: defaults (durable, group commit), rate limit raised; bytes = DeliverBatch payloads `
           + `received over deliveries; ratios pair the runs of the same round`,
       },
     ];

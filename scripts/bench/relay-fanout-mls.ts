@@ -154,7 +154,9 @@ async function measure(w: Wire, target: Target, work: Workload) {
 
     const before = await child.stats();
     current.bytes = 0;
+    const cpu0 = process.cpuUsage();
     const res = await (current.load = load(clients, work.sets[w].main, window)).done;
+    const cpu1 = process.cpuUsage(cpu0);
     const after = await child.stats();
     const cpuMs = after.cpuMs - before.cpuMs;
     return {
@@ -163,6 +165,7 @@ async function measure(w: Wire, target: Target, work: Workload) {
       p99: percentile(res.latencies, 99),
       seconds: res.seconds,
       cpu: cpuMs / (res.seconds * 1000),
+      clientsCpu: (cpu1.user + cpu1.system) / 1000 / (res.seconds * 1000),
       cpuUsPerDelivery: (cpuMs * 1000) / res.delivered,
       bytesPerDelivery: current.bytes / res.delivered,
     };
@@ -211,7 +214,7 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
         const x = await measure(w, t, work);
         res.get(`${w} ${t}`)!.push(x);
         log(`K=${k} run ${r + 1} ${`${w} ${t}`.padEnd(11)}: ${x.deliveriesPerSecond.toFixed(0)} deliveries/s in ${x.seconds.toFixed(1)} s, p50 ${x.p50.toFixed(1)} ms, p99 ${x.p99.toFixed(1)} ms, `
-          + `${t} process ${(x.cpu * 100).toFixed(0)}% of a core (${x.cpuUsPerDelivery.toFixed(0)} µs/delivery), ${x.bytesPerDelivery.toFixed(0)} B/delivery`);
+          + `${t} process ${(x.cpu * 100).toFixed(0)}% of a core (${x.cpuUsPerDelivery.toFixed(0)} µs/delivery), clients ${(x.clientsCpu * 100).toFixed(0)}%, ${x.bytesPerDelivery.toFixed(0)} B/delivery`);
       }
     }
     const col = (mode: string, key: Figure, scale = 1): number[] => res.get(mode)!.map((x) => x[key] * scale);
@@ -227,6 +230,11 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
       { metric: `K=${k}: relay CPU per delivery, MLS`, unit: "µs", values: col("mls relay", "cpuUsPerDelivery"), better: "lower" },
       { metric: `K=${k}: relay CPU per delivery, v1`, unit: "µs", values: col("v1 relay", "cpuUsPerDelivery"), better: "lower" },
       { metric: `K=${k}: relay process CPU, MLS`, unit: "% core", values: col("mls relay", "cpu", 100), better: "lower" },
+      { metric: `K=${k}: clients' CPU, MLS relay`, unit: "% core", values: col("mls relay", "clientsCpu", 100), better: "lower" },
+      {
+        metric: `K=${k}: clients' CPU, MLS ceiling`, unit: "% core", values: col("mls ceiling", "clientsCpu", 100), better: "lower",
+        note: "the load generator (all K clients, one event loop): near 100% it, not the forwarder, bounds the ceiling",
+      },
       { metric: `K=${k}: p50 latency, MLS relay`, unit: "ms", values: col("mls relay", "p50"), better: "lower" },
       { metric: `K=${k}: p99 latency, MLS relay`, unit: "ms", values: col("mls relay", "p99"), better: "lower" },
       { metric: `K=${k}: p50 latency, MLS ceiling`, unit: "ms", values: col("mls ceiling", "p50"), better: "lower" },

@@ -213,7 +213,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g.conversation, change, { creator, leaving, relaySender });
+      const why = judgeCommit(g, change, { relaySender });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };

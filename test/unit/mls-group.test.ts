@@ -240,6 +240,17 @@ describe("external join (the lobby)", () => {
     expect(gb2.members().map((m) => m.username).sort()).toEqual(["alice", "bob", "carol"]);
     expect(app(await gb2.process(await ga!.encrypt(text("welcome back"))))).toEqual({ from: "alice", text: "welcome back" });
   });
+
+  it("resync asked by someone who never had a leaf is a plain join (ts-mls alone never returns: it removes 'leaf -1')", async () => {
+    const [alice, bob, dave] = await Promise.all([person("alice"), person("bob"), person("dave")]);
+    const [ga, gb] = await groupOf("lobby", alice, [bob]);
+    const { group: gd, commit } = await MlsGroup.joinExternal(dave.client, await ga!.groupInfo(), { resync: true });
+    const [atA] = await deliver(commit, [ga!, gb!]);
+    if (atA!.kind !== "commit") throw new Error("expected a commit");
+    expect(atA!.change.removed).toEqual([]);
+    expect(atA!.change.committer.username).toBe("dave");
+    expect(gd.members().map((m) => m.username).sort()).toEqual(["alice", "bob", "dave"]);
+  }, 20_000);
 });
 
 describe("serialise and restore", () => {

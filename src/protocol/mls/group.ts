@@ -22,6 +22,7 @@ import {
   type ClientState, type Extension, type IncomingMessageCallback, type MLSMessage, type Proposal,
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
+import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
@@ -187,8 +188,13 @@ export class MlsGroup {
     const checker = new CredentialChecker(options.trust);
     const impl = await suiteImpl();
     const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
+    // Resync only when the tree holds a former leaf of mine: ts-mls looks it up with findIndex
+    // and, finding none (-1), never returns from removing "leaf -1". Without one this is a plain join.
+    const config = clientConfig(checker);
+    const tree = ratchetTreeFromExtension(msg.groupInfo) ?? [];
+    const resync = options.resync === true && tree.some((n) => n?.nodeType === "leaf" && config.keyPackageEqualityConfig.compareKeyPackageToLeafNode(publicPackage, n.leaf));
     const res = await wrap(checker, "bad-credential", "the GroupInfo could not be joined", () =>
-      joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, options.resync === true, impl, undefined, clientConfig(checker)));
+      joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, resync, impl, undefined, config));
     privatePackage.initPrivateKey.fill(0);
     const group = new MlsGroup(client, res.newState, checker, conv);
     group.checkDmMembers();

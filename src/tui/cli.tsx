@@ -10,6 +10,8 @@ import { ChatClient, CLIENT_VERSION } from "../client/chat-client.js";
 import { defaultKeyDir, KeyStoreError, loadOrCreateIdentity, userFilePath } from "../client/key-store.js";
 import { KnownRelays } from "../client/known-relays.js";
 import { normalizeSha256, type RelayTransport } from "../client/relay-transport.js";
+import { MlsKeyStore } from "../client/mls-store.js";
+import { contentLayerOver } from "../client/mls/content.js";
 import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
 import type { LogLevel } from "../protocol/log.js";
@@ -55,6 +57,9 @@ async function main(): Promise<number> {
     })
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
+    .option("protocol", {
+      type: "string", describe: "protocol to speak: 1 (RSA + AES, the default) or 2 (MLS: forward secrecy, post-quantum keys; the relay and the people you talk to must use 2 too); default $SECURECHAT_PROTOCOL, else 1",
+    })
     .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
     .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
@@ -73,6 +78,12 @@ async function main(): Promise<number> {
   const nameCheck = checkUsername(username);
   if (!nameCheck.ok) return fail(`invalid username '${username}': ${nameCheck.reason}`, 2);
 
+
+  const protocolText = argv.protocol ?? process.env["SECURECHAT_PROTOCOL"] ?? "1";
+  if (protocolText !== "1" && protocolText !== "2") {
+    return fail(`${argv.protocol !== undefined ? "--protocol" : "SECURECHAT_PROTOCOL"} must be 1 or 2, not '${protocolText}'`, USAGE_ERROR);
+  }
+  const v2 = protocolText === "2";
 
   let server: { host: string; port: number } | undefined;
   if (argv.server !== undefined) {
@@ -142,10 +153,13 @@ async function main(): Promise<number> {
   let trust: TrustStore;
   let state: ClientStateStore;
   let knownRelays: KnownRelays;
+  let mlsStore: MlsKeyStore | undefined;
   try {
     trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"), Date.now, logger);
     knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
+    // Protocol v2: the MLS key store beside the key file (PROTOCOL-v2.md §7 "Client storage").
+    if (v2) mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), { username, sigPrivate: loaded.identity.sigPrivate });
   } catch (e) {
     return fail((e as Error).message);
   }
@@ -156,6 +170,9 @@ async function main(): Promise<number> {
   const notices: Array<string | StartupNotice> = [];
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
+  }
+  if (v2) {
+    notices.push("Speaking protocol v2 (MLS: forward secrecy, post-quantum key exchange): only people who also run chat-tui with --protocol 2 can read you or write to you here.");
   }
   if (argv.insecurePlaintext) {
     notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
@@ -195,6 +212,7 @@ async function main(): Promise<number> {
     logger,
     history: argv.history,
     transport,
+    ...(mlsStore !== undefined ? { v2: { store: mlsStore, content: contentLayerOver(state, username, { log: logger }) } } : {}),
     // Zero-setup: when this machine's relay went away (stopped, or crashed), start it again on the
     // same data dir; whatever it had queued is still there.
     ...(localDir !== undefined ? { beforeConnect: async (attempt: number) => {

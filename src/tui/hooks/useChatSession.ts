@@ -8,6 +8,7 @@ import type { ChatMessage, ChatSession, SessionEvent, SessionSnapshot } from "..
 import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
+import { LOBBY_ID } from "../state/conversations.js";
 import { createStore } from "../state/store.js";
 import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
 import { connectionWithUiText, messageWithUiText, withUiText } from "../commands/error-text.js";
@@ -37,6 +38,9 @@ export interface ChatState {
 function withUiConnection(snapshot: SessionSnapshot): SessionSnapshot {
   return { ...snapshot, connection: connectionWithUiText(snapshot.connection) };
 }
+
+/** How often a protocol v2 session is asked who is in the lobby's group. */
+const LOBBY_READ_MS = 1_000;
 
 export function useChatSession(options: UseChatSessionOptions): ChatState {
   const { session, clock, bell } = options;
@@ -79,7 +83,26 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       if (events.length === 1 && first) dispatch({ type: "session", event: first.event, atMs: first.atMs });
       else if (events.length > 1) dispatch({ type: "session-batch", events });
     };
+    // Protocol v2 (kick exists only there): who is in the lobby's group now, so the header can say
+    // how many read a lobby line. Read after each change of it, and every LOBBY_READ_MS: my own
+    // entry into the lobby (at start, after each reconnect) is no membership line.
+    let lobbyRead = 0;
+    let lobbyShown = "";
+    const readLobby = (): void => {
+      const asked = ++lobbyRead;
+      session.members(LOBBY_ID).then((o) => {
+        if (!o.ok || asked !== lobbyRead) return;
+        const key = o.value.join(",");
+        if (key === lobbyShown) return;
+        lobbyShown = key;
+        dispatch({ type: "lobby-members", members: o.value });
+      }, () => undefined);
+    };
+    const v2 = session.kick !== undefined;
+    const lobbyTimer = v2 ? setInterval(readLobby, LOBBY_READ_MS) : undefined;
+    lobbyTimer?.unref();
     const unsubscribe = session.subscribe((event) => {
+      if (v2 && event.type === "membership" && event.conversationId === LOBBY_ID) readLobby();
       queue.push({ event: withUiText(event), atMs: clock() });
       if (scheduled !== undefined) return;
       // The first event after a quiet spell is drawn at the next tick; within a busy spell, at
@@ -88,6 +111,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       scheduled = wait <= 0 ? setImmediate(flush) : setTimeout(flush, wait);
     });
     return () => {
+      if (lobbyTimer !== undefined) clearInterval(lobbyTimer);
       unsubscribe();
       if (scheduled !== undefined) {
         clearImmediate(scheduled as NodeJS.Immediate);

@@ -125,7 +125,23 @@ function focus(state: TuiState, id: string): TuiState {
   return arrive({ ...marked, drafts }, id);
 }
 
+/**
+ * How far back a live message is looked for among those shown: the kept history is written
+ * before the UI hears of a message, so a page read from disk just before (a conversation opened by
+ * my /msg, still shorter than the pane) may already hold it.
+ */
+const SHOWN_SEARCH = 256;
+
 export function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
+  const shown = state.conversations[message.conversationId];
+  if (shown !== undefined && (message.own || shown.entries.length <= SHOWN_SEARCH)) {
+    const i = listFindLastIndex(shown.entries, (e) => e.kind === "message" && e.message.id === message.id, SHOWN_SEARCH);
+    const entry = listGet(shown.entries, i);
+    // Already on screen (from that page): the live copy replaces it in place, counted once.
+    if (entry?.kind === "message") {
+      return updateConversation(state, message.conversationId, (c) => ({ ...c, entries: listSet(c.entries, i, { ...entry, message }) }));
+    }
+  }
   const t = target(state, message.conversationId);
   const seq = t.state.nextSeq;
   // What was already seen in an earlier run is history, not news; a muted conversation counts nothing.

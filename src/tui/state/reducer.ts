@@ -41,6 +41,7 @@ function reduce(state: TuiState, action: Action): TuiState {
     case "session":
     case "session-batch":
     case "snapshot":
+    case "lobby-members":
     case "toggle-sidebar":
     case "set-mouse":
     case "set-notify":

@@ -24,6 +24,8 @@ export type SessionAction =
   | { readonly type: "session-batch"; readonly events: readonly { readonly event: SessionEvent; readonly atMs: number }[] }
   /** The session's state as a whole (at start). */
   | { readonly type: "snapshot"; readonly snapshot: SessionSnapshot }
+  /** Protocol v2: the lobby group's members, read from the session after a change of them. */
+  | { readonly type: "lobby-members"; readonly members: readonly string[] }
   /**
    * Alt-U: hide the users sidebar if it is `shown`, else show it. Showing it where the terminal
    * is wide enough anyway goes back to automatic (it hides again when the terminal narrows).
@@ -272,6 +274,8 @@ export function reduceSession(state: TuiState, action: SessionAction): TuiState 
         withSelf({ ...state, connection: action.snapshot.connection, peers: action.snapshot.peers, rooms: action.snapshot.rooms }),
         action.snapshot.rooms,
       );
+    case "lobby-members":
+      return { ...state, lobbyMembers: action.members };
     case "toggle-sidebar": {
       if (action.shown) return { ...state, sidebar: false };
       if (!action.automatic) return { ...state, sidebar: true };

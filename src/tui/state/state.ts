@@ -117,6 +117,11 @@ export interface TuiState {
   readonly connection: ConnectionStatus;
   readonly peers: readonly PeerView[];
   readonly rooms: readonly RoomView[];
+  /**
+   * Protocol v2: who is in the lobby's MLS group (PROTOCOL-v2.md §4), as the session last said
+   * after a change of it: who reads a lobby line sent now. Undefined in v1 and until I joined it.
+   */
+  readonly lobbyMembers?: readonly string[];
   readonly conversations: Readonly<Record<string, Conversation>>;
   /** Open conversations in bar order; the lobby is always first and never closed. */
   readonly order: readonly string[];

@@ -21,7 +21,9 @@ function headerSegments(state: TuiState, conversation: Conversation): Segment[] 
   switch (conversation.kind) {
     case "lobby": {
       const online = state.peers.filter((p) => p.online).length;
-      return [title, seg(` — everyone online reads it · ${online} online`, STYLE.info)];
+      // Protocol v2: a lobby line reaches those in the lobby's group now (joining takes a moment after connecting).
+      const readers = state.lobbyMembers === undefined ? "" : ` · ${state.lobbyMembers.length} can read new lines`;
+      return [title, seg(` — everyone online reads it · ${online} online${readers}`, STYLE.info)];
     }
     case "room": {
       const members = state.rooms.find((r) => r.room === conversation.id)?.members;

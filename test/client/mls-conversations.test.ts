@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
 import type { ContentLayer } from "../../src/client/mls/content-api.js";
+import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { contentLayerOver } from "../../src/client/mls/content.js";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
@@ -495,6 +496,28 @@ describe("a hostile relay", () => {
     ds.intercept = undefined;
     sent(bob, "#ops", "honest");
     await expectText(carol, "#ops", "bob: honest");
+  });
+
+  it("a message sent before I joined, queued to me as I joined, is dropped without a warning; later ones show", { timeout: 120_000 }, async () => {
+    const [alice, bob] = await roomOfThree();
+    let early: MlsQueued | undefined;
+    ds.intercept = (to, q) => {
+      if (to === "bob" && q.item.kind === MlsKind.MLS_KIND_APPLICATION && q.item.sender === "alice") early ??= q;
+      return q;
+    };
+    sent(alice, "#ops", "before dave");
+    await expectText(bob, "#ops", "alice: before dave");
+    ds.intercept = undefined;
+    const dave = await person("dave");
+    expect((await dave.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => dave.engine.members("#ops")?.length === 4, "dave in #ops");
+    ds.inject("dave", "#ops", early!.item);
+    await settle(dave);
+    expect(refusals(dave)).toEqual([]);
+    expect(texts(dave, "#ops")).toEqual([]);
+    await settle(alice);
+    sent(alice, "#ops", "after dave");
+    await expectText(dave, "#ops", "alice: after dave");
   });
 
   it("a commit whose relay-authenticated sender is not its committer is refused", { timeout: 120_000 }, async () => {

@@ -69,7 +69,7 @@ export class Committer {
       g.destroy();
       return r.code === "BAD_CONVERSATION" ? "taken" : fail(refusedError(r));
     }
-    this.s.adopt(convId, g);
+    this.s.adopt(convId, g, true);
     this.s.d.store.saveGroup(g);
     this.s.d.content.membersChanged(convId, [this.s.d.me]);
     if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
@@ -131,7 +131,7 @@ export class Committer {
       const old = this.s.groups.get(convId);
       if (old !== undefined && old !== g) old.destroy();
       this.s.held.drop(convId);
-      this.s.adopt(convId, g);
+      this.s.adopt(convId, g, true);
       this.s.newEpoch(convId);
       this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });

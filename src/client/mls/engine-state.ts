@@ -81,6 +81,8 @@ export class EngineState {
   keyPackages: KeyPackageKeeper | undefined;
   readonly groups = new Map<string, MlsGroup>();
   readonly creators = new Map<string, string>();
+  /** The epoch at which this run created or joined each group (not after a restore). */
+  readonly joinedAt = new Map<string, bigint>();
   /** Members who proposed to leave in the current epoch, per conversation (their removal is allowed). */
   readonly leaving = new Map<string, Set<string>>();
   /** Per conversation: when its current epoch began and who has been heard from in it (§7 key deletion). */
@@ -144,8 +146,10 @@ export class EngineState {
     return this.d.trust === undefined ? {} : { trust: this.d.trust };
   }
 
-  adopt(conv: string, g: MlsGroup): void {
+  /** `fresh`: created or joined just now (messages of earlier epochs were never for me). */
+  adopt(conv: string, g: MlsGroup, fresh = false): void {
     this.groups.set(conv, g);
+    if (fresh) this.joinedAt.set(conv, g.epoch);
     this.waitingWelcome.delete(conv);
     const c = creatorOf(g);
     if (c !== undefined) this.creators.set(conv, c);

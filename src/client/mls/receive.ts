@@ -125,7 +125,7 @@ export class Receiver {
       return;
     }
     if (before !== undefined && before !== g) before.destroy();
-    this.s.adopt(conv, g);
+    this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, names);
     this.s.line(conv, { kind: "added", by: item.sender, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
     this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: item.sender, members: names.length, lastResort: joined.lastResort });
@@ -164,6 +164,13 @@ export class Receiver {
     try {
       inc = await g.process(q.item.mls);
     } catch (e) {
+      const joined = this.s.joinedAt.get(conv);
+      if (isMlsProtocolError(e) && e.code === "epoch-expired" && joined !== undefined && BigInt(readFraming(q.item.mls).epoch) < joined) {
+        // Sent before I was in the group (the relay queued it as I joined): never meant for me,
+        // not a forgery; no warning (a loss of something that was for me shows as a chain gap, §8).
+        this.s.d.logger.info("mls.message.before_join", { conversation: conv, sender: relaySender });
+        return;
+      }
       this.s.d.logger.warn("mls.message.refused", { conversation: conv, sender: relaySender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;

@@ -20,6 +20,9 @@ import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
 import { KnownRelays } from "./known-relays.js";
+import type { ContentLayer } from "./mls/content-api.js";
+import { MlsSession } from "./mls/session.js";
+import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
 import { OutboxPump } from "./outbox-pump.js";
 import { SendPacer } from "./pacer.js";
@@ -63,6 +66,11 @@ export interface ChatClientOptions {
   /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
   readonly beforeConnect?: (attempt: number) => Promise<void>;
   readonly random?: () => number;
+  /**
+   * Protocol v2 (MLS, PROTOCOL-v2.md): the MLS key store (`<username>_mls.db`, closed with the
+   * client) and the content layer. Without it the client speaks protocol v1.
+   */
+  readonly v2?: { readonly store: MlsKeyStore; readonly content: ContentLayer };
 }
 
 export class ChatClient implements ChatSession {
@@ -94,6 +102,12 @@ export class ChatClient implements ChatSession {
   private readonly decisions: TrustDecisions;
   /** /away: the text of the automatic reply, and who has had it since it was set. */
   private away: { text: string; answered: Set<string> } | undefined;
+  /** Protocol v2: conversations are MLS groups (mls/session.ts); undefined in v1. */
+  private readonly mls: MlsSession | undefined;
+  /** Protocol v2 only (absent in v1): the room's creator removes a member; every member sees the line. */
+  readonly kick?: (room: string, username: string) => Promise<Outcome>;
+  /** Protocol v2 only (absent in v1): a member adds someone to a room from one of their KeyPackages. */
+  readonly invite?: (room: string, username: string) => Promise<Outcome>;
 
   constructor(o: ChatClientOptions) {
     this.me = o.identity.username;
@@ -120,11 +134,16 @@ export class ChatClient implements ChatSession {
     this.connection = new RelayConnection({
       identity: o.identity, server: o.server, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
       beforeConnect: o.beforeConnect, clock, random: o.random ?? Math.random, log, pacer: this.pacer,
+      protocolVersion: o.v2 !== undefined ? 2 : 1,
       hooks: {
-        welcomed: (w) => this.onWelcome(w),
+        welcomed: (w) => {
+          this.onWelcome(w);
+          this.mls?.welcomed();
+        },
         connected: (stream) => this.pump.start(stream, this.state.outbox().map((e) => e.id), this.limits),
         frame: (f) => this.onFrame(f),
         ended: () => {
+          this.mls?.ended();
           this.pump.stop();
           this.inbox.sessionEnded();
         },
@@ -166,6 +185,15 @@ export class ChatClient implements ChatSession {
       forget: (id) => this.history?.remove(id),
       emit,
     });
+    this.mls = o.v2 === undefined ? undefined : new MlsSession({
+      identity: o.identity, store: o.v2.store, content: o.v2.content, link: this.connection, trust: o.trust, clock, log, emit,
+      ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
+    });
+    if (this.mls !== undefined) {
+      const engine = this.mls.engine;
+      this.kick = (room, username) => engine.kick(room, username);
+      this.invite = (room, username) => engine.invite(room, username);
+    }
     this.decisions = new TrustDecisions({
       identity: o.identity, trust: o.trust, directory: this.directory, log, connected,
       releaseHeld: (u) => this.inbox.releaseHeld(u),
@@ -189,6 +217,7 @@ export class ChatClient implements ChatSession {
     this.closed = true;
     this.stopRecording();
     await this.connection.close();
+    await this.mls?.close();
     // Messages sent just before closing are sealed into the outbox (sent at the next start).
     await this.outbox.drain();
     this.connection.setConnection({ state: "closed" });
@@ -211,7 +240,7 @@ export class ChatClient implements ChatSession {
     this.rooms.welcome(w.rooms);
     this.state.prune(this.clock());
     this.emit({ type: "directory", peers: this.directory.peerViews() });
-    this.emit({ type: "rooms", rooms: this.rooms.views() });
+    this.emit({ type: "rooms", rooms: this.roomViews() });
     this.log.info("session.welcome", { users: w.directory.length, rooms: w.rooms.length, queued: w.queued });
     this.inbox.welcome(w.queued);
     this.directory.prefetch(this.directory.othersOnline());
@@ -220,11 +249,17 @@ export class ChatClient implements ChatSession {
   /** Every frame that is not an answer to a request (relay-connection.ts matches those). */
   private async onFrame(frame: NonNullable<SessionResponse["frame"]>): Promise<void> {
     switch (frame.$case) {
-      case "deliver":
-        this.inbox.deliver(frame.value.items);
+      case "deliver": {
+        const v1 = this.mls === undefined ? frame.value.items : this.mls.deliver(frame.value.items);
+        if (v1.length > 0) this.inbox.deliver(v1);
         return;
+      }
       case "sendResult":
+        if (this.mls?.onSendResult(frame.value) === true) return;
         this.outbox.onSendResult(frame.value);
+        return;
+      case "keyPackageStatus":
+        this.mls?.keyPackageStatus(frame.value.oneTimeLeft);
         return;
       case "directoryUpdate":
         this.directory.update(frame.value.entries);
@@ -245,8 +280,7 @@ export class ChatClient implements ChatSession {
       case "pong":
       case "challenge":
       case "welcome":
-      // MLS Delivery Service answers (PROTOCOL-v2.md §6.1): this v1 client asks for none.
-      case "keyPackageStatus":
+      // MLS Delivery Service answers (PROTOCOL-v2.md §6.1) come to their requests; late ones are dropped.
       case "keyPackageList":
       case "groupInfoResult":
       case "commitResult":
@@ -286,7 +320,12 @@ export class ChatClient implements ChatSession {
   }
 
   snapshot(): SessionSnapshot {
-    return { connection: this.connection.connection, peers: this.directory.peerViews(), rooms: this.rooms.views() };
+    return { connection: this.connection.connection, peers: this.directory.peerViews(), rooms: this.roomViews() };
+  }
+
+  /** The rooms I am in: v1 the relay's list, v2 the MLS groups I am a member of. */
+  private roomViews(): RoomView[] {
+    return this.mls?.engine.rooms() ?? [...this.rooms.views()];
   }
 
   /**
@@ -313,18 +352,22 @@ export class ChatClient implements ChatSession {
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
+    if (this.mls !== undefined) return this.mls.engine.send(conversationId, text, kind);
     return this.outbox.send(conversationId, text, kind);
   }
 
   retry(conversationId: string, id: string): Outcome<{ id: string }> {
+    if (this.mls !== undefined) return this.mls.engine.retry(conversationId, id);
     return this.outbox.retry(conversationId, id);
   }
 
   joinRoom(room: string): Promise<Outcome<RoomView>> {
+    if (this.mls !== undefined) return this.mls.engine.joinRoom(room);
     return this.rooms.join(room);
   }
 
   leaveRoom(room: string): Promise<Outcome> {
+    if (this.mls !== undefined) return this.mls.engine.leaveRoom(room);
     return this.rooms.leave(room);
   }
 
@@ -333,6 +376,10 @@ export class ChatClient implements ChatSession {
   }
 
   members(room: string): Promise<Outcome<readonly string[]>> {
+    if (this.mls !== undefined) {
+      const m = this.mls.engine.members(room);
+      return Promise.resolve(m === undefined ? { ok: false, error: { kind: "not-a-member", room, action: "send" } } : { ok: true, value: m });
+    }
     return this.rooms.members(room);
   }
 

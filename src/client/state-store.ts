@@ -150,6 +150,11 @@ export class ClientStateStore {
     };
   }
 
+  /** The open database, for the protocol v2 content layer's own tables (src/client/mls/content-store.ts). */
+  get database(): DatabaseSync {
+    return this.db;
+  }
+
   /** Opens (creating 0600) the state database at path, or an in-memory one for tests. */
   static open(path: string): ClientStateStore {
     return new ClientStateStore(path);

@@ -34,8 +34,12 @@ export interface OwnDeliveryChange {
 }
 
 export interface ContentLayer {
-  /** Application data for one message of mine (chain and seen hashes filled in). Throws a ClientError-worthy Error on bad input (text too long). */
-  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number): SealedContent;
+  /**
+   * Application data for one message of mine (chain and seen hashes filled in). Throws a ClientError-worthy Error on bad input (text too long).
+   * `messageId` (optional, 16 bytes): the id of a message of mine sealed before and not delivered (re-sealed for the group that
+   * replaced its group, or after a crash), so its line keeps its id and a copy that did arrive is a duplicate; fresh when omitted.
+   */
+  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number, messageId?: Buffer): SealedContent;
   /** The relay ACCEPTED my message (its loss can now be detected). */
   accepted(conversationId: string, messageId: Buffer): void;
   /**

@@ -1,0 +1,142 @@
+// My changes to groups in the protocol v2 engine (PROTOCOL-v2.md §4, §5 "Commit ordering"):
+// commits through the relay's ordering (first commit for an epoch wins; on EPOCH_TAKEN discard,
+// process the winner, make the change again), groups created and registered, and joins by
+// external commit (rooms, the lobby with its cap, and re-joins with resync).
+import { ErrorCode } from "../../gen/securechat/v1/chat.js";
+import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
+import type { MembershipLine, Outcome } from "../types.js";
+import { sameBytes } from "./framing.js";
+import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, type EngineState } from "./engine-state.js";
+import type { ClientError } from "../errors.js";
+import type { Receiver } from "./receive.js";
+
+export class Committer {
+  /** Set once both exist (the winner of a lost epoch is fetched and processed there). */
+  r!: Receiver;
+
+  constructor(private readonly s: EngineState) {}
+
+  /**
+   * Makes one commit and gets it through the relay's ordering (§5): accepted → confirm, save,
+   * publish the new GroupInfo, show `line`; EPOCH_TAKEN → discard, process the winner, and make
+   * the change again while `again` says it is still needed.
+   */
+  async commitChange(convId: string, make: (g: MlsGroup) => Promise<PendingCommit>, hint: { added: readonly string[]; removed: readonly string[] },
+    line: MembershipLine | undefined, again: (g: MlsGroup) => boolean): Promise<Outcome> {
+    for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+      const g = this.s.groups.get(convId);
+      if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
+      let p: PendingCommit;
+      try {
+        p = await make(g);
+      } catch (e) {
+        return fail(sentence((e as Error).message));
+      }
+      const r = await this.s.d.ds.sendCommit({
+        commit: p.commit, groupInfo: new Uint8Array(0), added: hint.added, removed: hint.removed,
+        ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
+      });
+      this.s.d.logger.debug("mls.commit.sent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
+      if (r.ok) {
+        g.confirmCommit();
+        this.s.leaving.delete(convId);
+        this.s.newEpoch(convId);
+        this.s.d.content.committed(convId, this.s.d.clock());
+        this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
+        if (line !== undefined) this.s.line(convId, line);
+        this.s.d.store.saveGroup(g);
+        const gi = await this.s.d.ds.publishGroupInfo(await g.groupInfo());
+        if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
+        await this.r.releaseHeld(convId);
+        return ok(undefined);
+      }
+      g.discardCommit();
+      if (r.code !== "EPOCH_TAKEN") return fail(refusedError(r));
+      this.s.d.logger.info("mls.commit.epoch_taken", { conversation: convId, epoch: Number(g.epoch) });
+      await this.r.catchUp(convId);
+      const now = this.s.groups.get(convId);
+      if (now === undefined || !now.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
+      if (!again(now)) return ok(undefined);
+    }
+    return fail(sentence(`the change to ${convId} lost the race for its epoch ${COMMIT_ATTEMPTS} times`));
+  }
+
+  /** Creates a group and registers it at the relay ("taken": another group of the conversation was registered first). */
+  async createAndRegister(convId: string): Promise<"taken" | Outcome<MlsGroup>> {
+    const g = await MlsGroup.create(this.s.mustClient(), convId, this.s.groupOptions());
+    const r = await this.s.d.ds.publishGroupInfo(await g.groupInfo());
+    if (!r.ok) {
+      g.destroy();
+      return r.code === "BAD_CONVERSATION" ? "taken" : fail(refusedError(r));
+    }
+    this.s.adopt(convId, g);
+    this.s.d.store.saveGroup(g);
+    this.s.d.content.membersChanged(convId, [this.s.d.me]);
+    if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
+    return ok(g);
+  }
+
+  /** The lobby (§4): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */
+  async enterLobby(): Promise<Outcome> {
+    return this.joinOrCreate("lobby");
+  }
+
+  async joinOrCreate(convId: string): Promise<Outcome> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const had = this.s.groups.get(convId);
+      const gi = await this.s.d.ds.fetchGroupInfo({ conversationId: convId });
+      if (!gi.ok && gi.code !== "UNKNOWN_GROUP") return fail(refusedError(gi));
+      if (!gi.ok) {
+        const c = await this.createAndRegister(convId);
+        if (c === "taken") continue;
+        return c.ok ? ok(undefined) : c;
+      }
+      if (had?.active === true && sameBytes(had.groupId, gi.groupId) && Number(had.epoch) === gi.currentEpoch) return ok(undefined);
+      const j = await this.externalJoin(convId, had !== undefined && sameBytes(had.groupId, gi.groupId));
+      if (j.ok || j.error.kind !== "refused" || j.error.code !== ErrorCode.ERROR_CODE_EPOCH_TAKEN) return j;
+    }
+    return fail(sentence(`${convId} is changing too fast to join; try again`));
+  }
+
+  /** Joins by external commit from the relay's newest GroupInfo (§4, §9 recovery). */
+  async externalJoin(convId: string, resync: boolean): Promise<Outcome> {
+    const client = this.s.mustClient();
+    let lastError: ClientError = sentence(`${convId} could not be joined`);
+    for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+      const gi = await this.s.d.ds.fetchGroupInfo({ conversationId: convId });
+      if (!gi.ok) return fail(refusedError(gi));
+      let joined: { group: MlsGroup; commit: Uint8Array };
+      try {
+        joined = await MlsGroup.joinExternal(client, gi.groupInfo, { ...this.s.groupOptions(), resync: resync && attempt === 0, expectConversation: convId });
+      } catch (e) {
+        if (resync && attempt === 0) { resync = false; continue; }
+        this.s.d.logger.warn("mls.join.refused", { conversation: convId, error: (e as Error).message });
+        return fail(sentence(`${convId} could not be joined: ${(e as Error).message}`));
+      }
+      const g = joined.group;
+      const max = this.s.d.limits?.lobbyMaxMembers ?? LOBBY_MAX_MEMBERS;
+      if (convId === "lobby" && g.members().length > max) {
+        g.destroy();
+        this.s.notice("warn", `the lobby is full (${max} members); it cannot be joined now`, "lobby");
+        return fail(sentence(`the lobby is full (${max} members)`));
+      }
+      const r = await this.s.d.ds.sendCommit({ commit: joined.commit, groupInfo: await g.groupInfo(), added: [this.s.d.me], removed: [] });
+      if (!r.ok) {
+        g.destroy();
+        lastError = refusedError(r);
+        if (r.code === "EPOCH_TAKEN") continue;
+        return fail(lastError);
+      }
+      const old = this.s.groups.get(convId);
+      if (old !== undefined && old !== g) old.destroy();
+      this.s.held.drop(convId);
+      this.s.adopt(convId, g);
+      this.s.newEpoch(convId);
+      this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
+      if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
+      this.s.d.store.saveGroup(g);
+      return ok(undefined);
+    }
+    return fail(lastError);
+  }
+}

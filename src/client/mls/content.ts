@@ -1,0 +1,440 @@
+// The content layer of protocol v2 (proto/PROTOCOL-v2.md §7, §8): what is inside each MLS
+// application message, around the text. It implements ContentLayer (content-api.ts) for the
+// conversation engine, which owns the MLS groups and hands this layer plaintext bytes.
+//
+// - seal: v1's kinds and limits, a fresh message id, my clock, `prev` (my per-group chain) and
+//   `seen` (the last message I opened from each member: only the entries that changed since my
+//   previous message in this group, so a message costs what I heard since, not the room's size).
+// - open: strict decoding (app-data.ts) bound to the conversation, the group and the sender
+//   MLS authenticated; the sender's chain (gap); duplicate ids (redeliveries); the text
+//   sanitised for the terminal; what the sender's `seen` says of my messages: confirmed, or lost
+//   once they sent twice after the relay accepted mine without naming it (§8, per member).
+// - the update policy of §7, and persistence of all of it in the state db (content-store.ts).
+import { randomBytes } from "node:crypto";
+import { toHex } from "../../protocol/bytes.js";
+import { DEFAULT_LIMITS } from "../../protocol/limits.js";
+import type { Logger } from "../../protocol/log.js";
+import {
+  APP_SEEN_MAX, APP_TEXT_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, unacknowledged, ZERO_APP_HASH,
+  type AppKind, type AppSeen,
+} from "../../protocol/mls/app-data.js";
+import { MlsProtocolError } from "../../protocol/mls/errors.js";
+import { conversationOfGroupId } from "../../protocol/mls/group-id.js";
+import { dmPeer, isValidUsername, parseConversationId, type Conversation } from "../../protocol/names.js";
+import { sanitizeText } from "../../protocol/sanitize.js";
+import type { ClientError } from "../errors.js";
+import type { ClientStateStore } from "../state-store.js";
+import type { ContentLayer, OpenedContent, OwnDeliveryChange, SealedContent } from "./content-api.js";
+import { ContentStore, type ContentConvRow, type ContentPeerRow, type ContentSentRow } from "./content-store.js";
+
+/** §7: commit an update after this many application messages sent in a group since my last commit… */
+export const UPDATE_AFTER_MESSAGES = 100;
+/** …or when my last commit there is older than this (which also covers coming back after more than 24 h offline). */
+export const UPDATE_AFTER_MS = 24 * 60 * 60 * 1000;
+/** Own messages per conversation watched for acknowledgement; older ones are no longer watched. */
+export const CONTENT_SENT_MAX = 256;
+/** Message ids remembered per conversation to tell redeliveries (the newest are kept). */
+export const CONTENT_IDS_MAX = 4096;
+
+/** Bad input to seal, as the client's error data (the engine returns it to its caller). */
+export class ContentInputError extends Error {
+  readonly error: ClientError;
+  constructor(error: ClientError, message: string) {
+    super(message);
+    this.name = "ContentInputError";
+    this.error = error;
+  }
+}
+
+export interface ContentLayerOptions {
+  /** My username (the sender MLS authenticates for my messages). */
+  readonly me: string;
+  /** Where the state lives: a ContentStore over the state db's handle (ClientStateStore.database). In memory when omitted. */
+  readonly store?: ContentStore;
+  /** The time a group is first seen, which starts its update clock (§7); Date.now by default. */
+  readonly clock?: () => number;
+  /** Largest text in UTF-8 bytes (the relay's limit; v1's 64 KiB by default, never above APP_TEXT_MAX). */
+  readonly maxTextBytes?: number;
+  readonly log?: Logger;
+}
+
+/** The content layer of `me` over the client's state db (`<user>_state.db`), as chat-client would make it. */
+export function contentLayerOver(state: ClientStateStore, me: string, o: Omit<ContentLayerOptions, "me" | "store"> = {}): MlsContentLayer {
+  return new MlsContentLayer({ ...o, me, store: new ContentStore(state.database) });
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type Peer = Mutable<ContentPeerRow>;
+type Sent = Mutable<ContentSentRow>;
+
+interface ConvState {
+  readonly conv: Conversation;
+  readonly row: Mutable<ContentConvRow>;
+  readonly peers: Map<string, Peer>;
+  /** My messages in the order sealed, the oldest first (a suffix of my chain in this group). */
+  readonly sent: Sent[];
+}
+
+const NO_CHANGE: OwnDeliveryChange = Object.freeze({ confirmed: [], lost: [] });
+const UNBOUND = Buffer.alloc(0);
+
+function badArgument(message: string): MlsProtocolError {
+  return new MlsProtocolError("bad-argument", message);
+}
+
+function checkTime(nowMs: number): void {
+  if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw badArgument("the time must be a non-negative integer of milliseconds");
+}
+
+export class MlsContentLayer implements ContentLayer {
+  private readonly me: string;
+  private readonly store: ContentStore;
+  private readonly clock: () => number;
+  private readonly maxTextBytes: number;
+  private readonly log: Logger | undefined;
+  private readonly convs = new Map<string, ConvState>();
+
+  constructor(o: ContentLayerOptions) {
+    if (!isValidUsername(o.me)) throw badArgument("the content layer needs a valid username");
+    this.me = o.me;
+    this.store = o.store ?? ContentStore.inMemory();
+    this.clock = o.clock ?? Date.now;
+    this.maxTextBytes = Math.min(o.maxTextBytes ?? DEFAULT_LIMITS.maxTextBytes, APP_TEXT_MAX);
+    this.log = o.log;
+  }
+
+  /**
+   * Runs fn in one transaction of the state db: a caller that keeps its history in the same file
+   * opens and stores a message atomically, so a crash in between cannot leave the id seen (a
+   * redelivery then flagged as duplicate) with the message missing from the history.
+   */
+  runAtomically<T>(fn: () => T): T {
+    return this.atomically(fn);
+  }
+
+  seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number, reuseId?: Buffer): SealedContent {
+    checkTime(nowMs);
+    if (reuseId !== undefined && (!(reuseId instanceof Uint8Array) || reuseId.length !== MESSAGE_ID_BYTES)) throw badArgument(`a message id is ${MESSAGE_ID_BYTES} bytes`);
+    const c = this.state(conversationId, groupId);
+    if (kind === "topic" && c.conv.kind !== "room") throw new ContentInputError({ kind: "topic-outside-room" }, "a topic can only be set in a room");
+    if (kind === "away" && c.conv.kind !== "dm") throw new ContentInputError({ kind: "away-outside-dm" }, "an away answer only goes to a direct conversation");
+    if (typeof text !== "string") throw badArgument("the text must be a string");
+    const normalized = text.replace(/\r\n?/g, "\n");
+    if (normalized.trim().length === 0) throw new ContentInputError({ kind: "empty-message" }, "the message is empty");
+    if (!normalized.isWellFormed()) throw new ContentInputError({ kind: "invalid-characters" }, "the message has invalid characters");
+    const bytes = Buffer.byteLength(normalized, "utf8");
+    if (bytes > this.maxTextBytes) throw new ContentInputError({ kind: "too-large", bytes, max: this.maxTextBytes }, `the message is ${bytes} bytes, more than ${this.maxTextBytes}`);
+
+    const lobby = c.conv.kind === "lobby";
+    // §8: the peers whose last message I opened changed since my previous message here.
+    const told = lobby ? [] : [...c.peers.values()]
+      .filter((p) => (p.member || !c.row.membersKnown) && p.lastHash !== undefined && (p.told === undefined || !p.told.equals(p.lastHash)))
+      .sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
+      .slice(0, APP_SEEN_MAX);
+    const seen: AppSeen[] = told.map((p) => ({ username: p.username, hash: p.lastHash! }));
+    const messageId = reuseId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(reuseId);
+    const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen }, c.conv, this.me);
+    const hash = appHash(groupId, this.me, app);
+
+    this.atomically(() => {
+      c.row.ownHead = hash;
+      c.row.sentSeq += 1;
+      c.row.sentSinceCommit += 1;
+      for (const p of told) {
+        p.told = p.lastHash;
+        this.store.putPeer(c.conv.id, p);
+      }
+      if (!lobby) {
+        // The lobby reaches only who is online: nobody's silence there says a message was lost.
+        const s: Sent = { seq: c.row.sentSeq, messageId, hash, sealSeq: c.row.recvSeq, acceptSeq: undefined, confirmed: false, lost: false };
+        c.sent.push(s);
+        this.store.putSent(c.conv.id, s);
+        while (c.sent.length > CONTENT_SENT_MAX) this.store.deleteSent(c.conv.id, c.sent.shift()!.seq);
+      }
+      this.store.putConv(c.row);
+    });
+    return { app, messageId, sentAtMs: nowMs };
+  }
+
+  accepted(conversationId: string, messageId: Buffer): void {
+    const c = this.existing(conversationId);
+    if (c === undefined || !(messageId instanceof Uint8Array)) return;
+    // The newest copy: a message re-sealed with its id is watched from its last sealing.
+    const s = c.sent.findLast((e) => e.messageId.equals(messageId));
+    if (s === undefined || s.acceptSeq !== undefined) return;
+    this.atomically(() => {
+      s.acceptSeq = c.row.recvSeq;
+      this.store.putSent(c.conv.id, s);
+    });
+  }
+
+  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange } {
+    if (!isValidUsername(sender)) throw badArgument("the sender must be a valid username");
+    // MLS refuses my own messages as reflections; one reaching here is a caller's mistake.
+    if (sender === this.me) throw badArgument("a message from myself is not opened as a peer's");
+    const c = this.state(conversationId, groupId);
+    if (c.conv.kind === "dm" && dmPeer(c.conv, this.me) !== sender) throw badArgument(`${sender} is not the other member of ${c.conv.id}`);
+    const d = decodeAppData(app, c.conv, sender);
+    const messageId = Buffer.from(d.messageId);
+    const content = (gap: boolean, duplicate: boolean): OpenedContent => ({ messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate });
+    // A redelivery (the same id from the same sender): shown once, and it moves nothing.
+    if (this.store.hasId(c.conv.id, sender, messageId)) return { content: content(false, true), own: NO_CHANGE };
+
+    const hash = appHash(groupId, sender, app);
+    const lobby = c.conv.kind === "lobby";
+    return this.atomically(() => {
+      c.row.recvSeq += 1;
+      c.row.idSeq += 1;
+      this.store.addId(c.conv.id, sender, messageId, c.row.idSeq, c.row.idSeq - CONTENT_IDS_MAX);
+      const peer = lobby ? undefined : this.peerFor(c, sender);
+      // §8 chain: the lobby reaches only who is online, so its chains tell nothing.
+      const gap = lobby ? false : chainGap(peer?.lastHash, d.prev, peer === undefined || !peer.fresh);
+      if (gap) this.log?.warn("mls.content.gap", { conversation: c.conv.id, from: sender });
+      let own = NO_CHANGE;
+      if (peer !== undefined) {
+        peer.lastHash = hash;
+        peer.count += 1;
+        peer.prevSeq = peer.lastSeq;
+        peer.lastSeq = c.row.recvSeq;
+        // The message that acknowledged mine may be the missing one: until they name me again,
+        // their silence about my messages proves nothing.
+        if (gap) peer.ackUncertain = true;
+        const mine = d.seen.find((s) => s.username === this.me);
+        if (mine !== undefined) {
+          peer.acked = Buffer.from(mine.hash);
+          peer.ackUncertain = false;
+        }
+        this.store.putPeer(c.conv.id, peer);
+        if (!lobby) own = this.deliveries(c, peer, mine !== undefined);
+      }
+      this.store.putConv(c.row);
+      return { content: content(gap, false), own };
+    });
+  }
+
+  membersChanged(conversationId: string, members: readonly string[]): void {
+    if (!Array.isArray(members)) throw badArgument("the members must be a list of usernames");
+    const c = this.state(conversationId, undefined);
+    // The lobby keeps no per-member state (no chains judged, no seen lists): its size is the
+    // relay's setting, not this layer's bound.
+    const lobby = c.conv.kind === "lobby";
+    if (!lobby && members.length > APP_SEEN_MAX + 1) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
+    const names = new Set<string>();
+    for (const m of members) {
+      if (!isValidUsername(m)) throw badArgument("every member must be a valid username");
+      if (m !== this.me) names.add(m);
+    }
+    if (lobby) return;
+    if (names.size > APP_SEEN_MAX) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
+    if (c.conv.kind === "dm") {
+      for (const n of names) if (!c.conv.members.includes(n)) throw badArgument(`${n} cannot be a member of ${c.conv.id}`);
+      // The other member of a DM is its member by the conversation's name, whether or not their
+      // leaf is in the tree yet (a group just created, their Welcome on its way): their chain is kept.
+      names.add(dmPeer(c.conv, this.me)!);
+    }
+    this.atomically(() => {
+      for (const [name, p] of c.peers) {
+        if (names.has(name)) continue;
+        // A departed member's chain is forgotten: if they come back, they start afresh.
+        c.peers.delete(name);
+        this.store.deletePeer(c.conv.id, p.username);
+      }
+      for (const name of names) {
+        const p = c.peers.get(name);
+        if (p !== undefined && p.member) continue;
+        // Someone who joins after I knew the list starts their chain in front of me; my messages
+        // from now on are theirs to read and acknowledge (one heard from before keeps that time).
+        const q: Peer = p ?? this.newPeer(name, c.row.membersKnown, c.row.sentSeq);
+        q.member = true;
+        c.peers.set(name, q);
+        this.store.putPeer(c.conv.id, q);
+      }
+      c.row.membersKnown = true;
+      this.trim(c, this.ackIndex(c));
+      this.store.putConv(c.row);
+    });
+  }
+
+  shouldUpdate(conversationId: string, nowMs: number): boolean {
+    checkTime(nowMs);
+    const c = this.existing(conversationId);
+    if (c === undefined) return false;
+    return c.row.sentSinceCommit >= UPDATE_AFTER_MESSAGES || nowMs - c.row.lastCommitMs > UPDATE_AFTER_MS;
+  }
+
+  committed(conversationId: string, nowMs: number): void {
+    checkTime(nowMs);
+    const c = this.state(conversationId, undefined);
+    this.atomically(() => {
+      c.row.sentSinceCommit = 0;
+      c.row.lastCommitMs = nowMs;
+      this.store.putConv(c.row);
+    });
+  }
+
+  forget(conversationId: string): void {
+    this.convs.delete(conversationId);
+    this.store.forget(conversationId);
+  }
+
+  // ---- state ----
+
+  /** A transaction of the store; when it fails, what memory holds is dropped and reloaded from disk. */
+  private atomically<T>(fn: () => T): T {
+    try {
+      return this.store.transaction(fn);
+    } catch (e) {
+      this.convs.clear();
+      throw e;
+    }
+  }
+
+  private existing(conversationId: string): ConvState | undefined {
+    const cached = this.convs.get(conversationId);
+    if (cached !== undefined) return cached;
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined) throw badArgument(`'${String(conversationId).slice(0, 80)}' is not a conversation id`);
+    const snap = this.store.load(conv.id);
+    if (snap === undefined) return undefined;
+    const c: ConvState = {
+      conv, row: { ...snap.conv },
+      peers: new Map(snap.peers.map((p) => [p.username, { ...p }])),
+      sent: snap.sent.map((s) => ({ ...s })),
+    };
+    this.convs.set(conv.id, c);
+    return c;
+  }
+
+  /**
+   * The conversation's state, bound to groupId when given: a conversation id and group id that do
+   * not belong together are refused; another group of the same conversation (a re-created room,
+   * the DM group the relay kept) starts a fresh state, chains included.
+   */
+  private state(conversationId: string, groupId: Uint8Array | undefined): ConvState {
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined) throw badArgument(`'${String(conversationId).slice(0, 80)}' is not a conversation id`);
+    if (conv.kind === "dm" && dmPeer(conv, this.me) === undefined) throw badArgument(`${this.me} is not a member of ${conv.id}`);
+    let gid: Buffer | undefined;
+    if (groupId !== undefined) {
+      if (!(groupId instanceof Uint8Array)) throw badArgument("the group id must be bytes");
+      if (conversationOfGroupId(groupId).id !== conv.id) throw new MlsProtocolError("wrong-group", `the group is not the group of ${conv.id}`);
+      gid = Buffer.from(groupId);
+    }
+    const c = this.existing(conv.id);
+    if (c !== undefined) {
+      if (gid === undefined || c.row.groupId.equals(gid)) return c;
+      if (c.row.groupId.length === 0) {
+        // Created before the group id was known (membersChanged or committed came first).
+        c.row.groupId = gid;
+        this.store.putConv(c.row);
+        return c;
+      }
+      this.forget(conv.id);
+    }
+    const fresh: ConvState = {
+      conv,
+      row: {
+        conversationId: conv.id, groupId: gid ?? UNBOUND, ownHead: Buffer.from(ZERO_APP_HASH), recvSeq: 0, sentSeq: 0, idSeq: 0,
+        // §7: for a group just joined (or created), "my last commit" starts now: the leaf I joined
+        // with is fresh (a new KeyPackage, or the path of my external commit).
+        sentSinceCommit: 0, lastCommitMs: this.clock(), membersKnown: conv.kind === "dm",
+      },
+      peers: new Map(),
+      sent: [],
+    };
+    this.atomically(() => {
+      if (conv.kind === "dm") {
+        // Both members are there from the group's start: the peer's first message starts a chain.
+        const p = this.newPeer(dmPeer(conv, this.me)!, true, 0);
+        p.member = true;
+        fresh.peers.set(p.username, p);
+        this.store.putPeer(conv.id, p);
+      }
+      this.store.putConv(fresh.row);
+    });
+    this.convs.set(conv.id, fresh);
+    return fresh;
+  }
+
+  private newPeer(username: string, fresh: boolean, memberSince: number): Peer {
+    return { username, member: false, fresh, memberSince, lastHash: undefined, count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
+  }
+
+  /**
+   * The sender's peer record; a sender not in the member list (a message of the retained past
+   * epoch from someone who just left, or before any list came) gets one while there is room
+   * (at most APP_SEEN_MAX, the oldest non-member making way), else none: opened without a chain.
+   */
+  private peerFor(c: ConvState, sender: string): Peer | undefined {
+    const known = c.peers.get(sender);
+    if (known !== undefined) return known;
+    if (c.peers.size >= APP_SEEN_MAX) {
+      let oldest: Peer | undefined;
+      for (const p of c.peers.values()) if (!p.member && (oldest === undefined || p.lastSeq < oldest.lastSeq)) oldest = p;
+      if (oldest === undefined) return undefined;
+      c.peers.delete(oldest.username);
+      this.store.deletePeer(c.conv.id, oldest.username);
+    }
+    // Whether my earlier messages reached them is unknown: only my later ones are theirs to acknowledge.
+    const p = this.newPeer(sender, false, c.row.sentSeq);
+    c.peers.set(sender, p);
+    return p;
+  }
+
+  /** Index in c.sent of the newest own message each peer acknowledged (-1: none of those kept). */
+  private ackIndex(c: ConvState): (p: Peer) => number {
+    const byHash = new Map(c.sent.map((s, i) => [s.hash.toString("hex"), i]));
+    return (p) => (p.acked === undefined ? -1 : byHash.get(p.acked.toString("hex")) ?? -1);
+  }
+
+  /** §8: what the peer's latest message says of my messages (`named`: it names me), for the whole group. */
+  private deliveries(c: ConvState, peer: Peer, named: boolean): OwnDeliveryChange {
+    const idx = this.ackIndex(c);
+    const lost: string[] = [];
+    const confirmed: string[] = [];
+    if (!peer.ackUncertain) {
+      // unacknowledged() counts the peer's messages since each acceptance: of those, only the
+      // last two matter (two means one full exchange), and their receipt numbers are kept.
+      const since = (seq: number): number => (peer.lastSeq > seq ? 1 : 0) + (peer.prevSeq > seq ? 1 : 0);
+      // A message sealed before they became a member was never theirs to read.
+      const list = c.sent.map((s) => ({ peerCountAtAccept: s.acceptSeq === undefined || s.lost || s.seq <= peer.memberSince ? peer.count : peer.count - since(s.acceptSeq) }));
+      for (const i of unacknowledged(list, idx(peer), peer.count)) {
+        const s = c.sent[i]!;
+        s.lost = true;
+        lost.push(toHex(s.messageId));
+        this.store.putSent(c.conv.id, s);
+        this.log?.warn("mls.content.lost", { conversation: c.conv.id, by: peer.username });
+      }
+    }
+    // Confirmed: acknowledged by someone, and by every member heard from since it was sealed.
+    // Only a new acknowledgement can confirm (a peer whose old one covers a message was already
+    // heard from since it), and only it lets the watched list shrink.
+    if (!named) return lost.length === 0 ? NO_CHANGE : { confirmed, lost };
+    const open = c.sent.filter((s) => !s.confirmed && !s.lost);
+    if (open.length > 0) {
+      const from = Math.min(...open.map((s) => s.sealSeq));
+      const speakers = [...c.peers.values()].filter((p) => (p.member || !c.row.membersKnown) && p.lastSeq > from);
+      c.sent.forEach((s, i) => {
+        if (s.confirmed || s.lost) return;
+        const heard = speakers.filter((p) => p.lastSeq > s.sealSeq && p.memberSince < s.seq);
+        if (heard.length === 0 || heard.some((p) => idx(p) < i)) return;
+        s.confirmed = true;
+        confirmed.push(toHex(s.messageId));
+        this.store.putSent(c.conv.id, s);
+      });
+    }
+    this.trim(c, idx);
+    return lost.length === 0 && confirmed.length === 0 ? NO_CHANGE : { confirmed, lost };
+  }
+
+  /**
+   * Stops watching my oldest messages once every member who could read them (a member when each
+   * was sealed) acknowledged them or a newer one.
+   */
+  private trim(c: ConvState, idx: (p: Peer) => number): void {
+    const members = [...c.peers.values()].filter((p) => p.member || !c.row.membersKnown);
+    let done = 0;
+    while (done < c.sent.length && members.every((p) => p.memberSince >= c.sent[done]!.seq || idx(p) >= done)) done += 1;
+    for (const s of c.sent.splice(0, done)) this.store.deleteSent(c.conv.id, s.seq);
+  }
+}

@@ -1,0 +1,233 @@
+// The protocol v2 conversation engine (proto/PROTOCOL-v2.md §4-§9): every conversation an MLS
+// group, the relay as Delivery Service (ds-api.ts), what is inside a message from the content
+// layer (content-api.ts), every group kept in the MlsKeyStore. ChatClient owns one in v2 mode
+// (session.ts). This file is its face; the parts:
+//   engine-state.ts  the shared state and the steps every part takes on it (one operation at a time)
+//   receive.ts       what the relay queued for me, in order; held messages; catching up
+//   commit.ts        my commits through the relay's ordering; creating, joining by external commit
+//   send.ts          the outboxes: DM groups made on first send, the update policy, resends
+//   policy.ts        who may change a group, and the membership lines
+//   key-packages.ts  my KeyPackages on the relay; held.ts, framing.ts
+//
+// - Receiving (deliver): in the relay's order, one message at a time; a message resolves once
+//   it is processed AND the group state is saved (§7 "Client storage": event emitted → state →
+//   the caller acks). A message for a future epoch is held until the commit leading there
+//   arrives; past the bound, FetchCommits, and failing that a re-join by external commit.
+// - Sending: the pending message is emitted at once; the DM group is created on first send;
+//   my commits go through the relay's ordering (first commit for an epoch wins, §5): on
+//   EPOCH_TAKEN the engine discards its commit, processes the winner and makes the change again.
+import { parseConversationId } from "../../protocol/names.js";
+import { MlsStoreError } from "../mls-store.js";
+import type { MessageKind, Outcome, RoomView } from "../types.js";
+import type { MlsQueued } from "./ds-api.js";
+import { Committer } from "./commit.js";
+import { EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
+import { KeyPackageKeeper } from "./key-packages.js";
+import { Receiver } from "./receive.js";
+import { Sender } from "./send.js";
+
+export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
+
+export class MlsConversations {
+  private readonly s: EngineState;
+  private readonly r: Receiver;
+  private readonly c: Committer;
+  private readonly o: Sender;
+
+  constructor(d: ConversationDeps) {
+    this.s = new EngineState(d);
+    this.r = new Receiver(this.s);
+    this.c = new Committer(this.s);
+    this.r.c = this.c;
+    this.c.r = this.r;
+    this.o = new Sender(this.s, this.c);
+    this.s.flushSoon = (conv) => { void this.s.run(() => this.o.flush(conv)).catch((e: unknown) => d.logger.warn("mls.send.failed", { conversation: conv, error: (e as Error).message })); };
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  /** Restores the MLS client and every kept group, publishes KeyPackages, comes back into the lobby. */
+  async start(): Promise<void> {
+    if (this.s.started) throw new Error("the conversation engine is started already");
+    this.s.started = true;
+    await this.s.run(async () => {
+      const client = await this.s.d.store.loadOrCreateClient();
+      this.s.client = client;
+      for (const conv of this.s.d.store.conversations()) {
+        try {
+          const g = this.s.d.store.loadGroup(client, conv, this.s.groupOptions());
+          if (g === undefined || !g.active) continue;
+          this.s.adopt(conv, g);
+        } catch (e) {
+          this.s.d.logger.warn("mls.group.restore_failed", { conversation: conv, error: (e as Error).message });
+          this.s.notice("warn", `the kept state of ${conv} could not be restored; it will be joined again`, conv);
+        }
+      }
+      this.s.keyPackages = new KeyPackageKeeper(client, this.s.d.store, this.s.d.ds, this.s.d.logger, () => Math.floor(this.s.d.clock() / 1000));
+      await this.s.keyPackages.start();
+      const lobby = await this.c.enterLobby();
+      if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+    });
+  }
+
+  /**
+   * A new session after a reconnect: back into the lobby (with resync when commits were missed
+   * meanwhile: lobby changes reach only members online), and what waits in the outboxes is sent.
+   */
+  reconnected(): Promise<void> {
+    if (!this.s.started) return Promise.resolve();
+    return this.s.run(async () => {
+      const lobby = await this.c.enterLobby();
+      if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+      for (const conv of [...this.s.outbox.keys()]) void this.s.run(() => this.o.flush(conv));
+    });
+  }
+
+  /** Resolves once every operation queued so far has finished (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const t = this.s.tail;
+      await t.then(() => {}, () => {});
+      if (t === this.s.tail) return;
+    }
+  }
+
+  close(): void {
+    this.s.closed = true;
+    for (const conv of this.s.held.conversations()) this.s.held.drop(conv);
+  }
+
+  /** The relay says how many one-time KeyPackages it keeps for me (KeyPackageStatus). */
+  keyPackageStatus(oneTimeLeft: number): Promise<void> {
+    return this.s.run(async () => { await this.s.keyPackages?.status(oneTimeLeft); });
+  }
+
+  members(conversationId: string): readonly string[] | undefined {
+    return this.s.members(conversationId);
+  }
+
+  /** The room's creator (the one who may remove others), when known. */
+  creator(conversationId: string): string | undefined {
+    return this.s.creator(conversationId);
+  }
+
+  rooms(): RoomView[] {
+    return this.s.rooms();
+  }
+
+  conversations(): string[] {
+    return this.s.conversations();
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  /**
+   * One MLS message the relay queued for me, in the relay's order (call for each without waiting
+   * for the previous: they are processed one at a time, in call order). Resolves once it is
+   * processed and the group saved, or refused (then it is logged and shown); a message held for
+   * a future epoch resolves when it is processed or dropped. Rejects only when the state could
+   * not be saved (do not ack: it comes again).
+   */
+  deliver(q: MlsQueued): Promise<void> {
+    if (!this.s.started) return Promise.reject(new Error("the conversation engine is not started"));
+    return new Promise<void>((resolve, reject) => {
+      this.s.run(async () => {
+        const done = await this.r.handle(q, resolve);
+        if (done) resolve();
+      }).catch((e: unknown) => {
+        if (e instanceof MlsStoreError || this.s.closed) { reject(e); return; }
+        this.s.d.logger.warn("mls.deliver.failed", { conversation: q.conversationId, seq: q.seq, error: (e as Error).message });
+        resolve();
+      });
+    });
+  }
+
+  /** Fetches the missing commits of groups whose held messages passed their bound; call every minute or so. */
+  checkTimers(): Promise<void> {
+    return this.s.run(async () => {
+      const now = this.s.d.clock();
+      for (const conv of this.s.held.overdue(now)) await this.r.recover(conv);
+      for (const [conv, seen] of this.s.epochSeen) {
+        const g = this.s.groups.get(conv);
+        if (g?.active === true && now - seen.since >= PAST_EPOCH_MS) this.s.forgetPast(conv, g);
+      }
+    });
+  }
+
+  /** Joins a room: by external commit from its GroupInfo, or creates it (I am its creator) when the relay keeps none. */
+  joinRoom(room: string): Promise<Outcome<RoomView>> {
+    return this.s.run(async () => {
+      const conv = parseConversationId(room);
+      if (conv?.kind !== "room") return fail({ kind: "invalid-room", room: String(room), reason: "a room name starts with # and has 1-32 letters, digits, - or _" });
+      const have = this.s.groups.get(room);
+      if (have?.active === true) return ok({ room, members: this.s.members(room) ?? [] });
+      const r = await this.c.joinOrCreate(room);
+      if (!r.ok) return r;
+      return ok({ room, members: this.s.members(room) ?? [] });
+    });
+  }
+
+  /** Leaves a room: proposes my removal (a member commits it) and forgets the group. */
+  leaveRoom(room: string): Promise<Outcome> {
+    return this.s.run(async () => {
+      const g = this.s.groups.get(room);
+      if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "leave" });
+      if (g.members().length > 1) {
+        const proposal = await g.proposeLeave();
+        const r = await this.s.d.ds.sendMls(proposal);
+        if (!r.ok) {
+          this.s.reload(room);
+          return fail(refusedError(r));
+        }
+      }
+      this.s.forget(room);
+      this.s.line(room, { kind: "left", by: this.s.d.me, users: [], atMs: this.s.d.clock() });
+      return ok(undefined);
+    });
+  }
+
+  /** The room's creator removes a member; everyone else is refused here (and by every member's policy). */
+  kick(room: string, username: string): Promise<Outcome> {
+    return this.s.run(async () => {
+      const g = this.s.groups.get(room);
+      if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
+      const creator = this.s.creators.get(room);
+      if (creator !== this.s.d.me) return fail(sentence(`only ${creator ?? "the creator"}, who created ${room}, can remove members`));
+      if (username === this.s.d.me) return fail(sentence("to remove yourself, leave the room"));
+      if (!g.members().some((m) => m.username === username)) return fail(sentence(`${username} is not a member of ${room}`));
+      return this.c.commitChange(room, (x) => x.removeMembers([username]), { added: [], removed: [username] },
+        { kind: "removed", by: this.s.d.me, users: [username], creator: this.s.d.me, atMs: this.s.d.clock() }, (x) => x.members().some((m) => m.username === username));
+    });
+  }
+
+  /** A member adds someone to a room from one of their KeyPackages (Add + Welcome). */
+  invite(room: string, username: string): Promise<Outcome> {
+    return this.s.run(async () => {
+      const g = this.s.groups.get(room);
+      if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
+      if (g.members().some((m) => m.username === username)) return fail(sentence(`${username} is already a member of ${room}`));
+      const claimed = await this.s.d.ds.claimKeyPackages([username]);
+      if (!claimed.ok) return fail(refusedError(claimed));
+      const entry = claimed.entries.find((e) => e.username === username);
+      if (entry === undefined) return fail(sentence(`${username} has no KeyPackage on this relay`));
+      const nowS = Math.floor(this.s.d.clock() / 1000);
+      return this.c.commitChange(room, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [username], nowS }), { added: [username], removed: [] },
+        { kind: "added", by: this.s.d.me, users: [username], ...this.s.creatorField(room), atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === username));
+    });
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  /**
+   * Sends text to a conversation: the pending message is emitted at once, then `message-state`
+   * accepted or failed. A DM's group is made on first send; a room must be joined first.
+   */
+  send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ readonly id: string }> {
+    return this.o.send(conversationId, text, kind);
+  }
+
+  /** Sends a failed message of mine again, as a new message with the same text. */
+  retry(conversationId: string, id: string): Outcome<{ readonly id: string }> {
+    return this.o.retry(conversationId, id);
+  }
+}

@@ -1,0 +1,208 @@
+// The protocol v2 engine's shared state (conversations.ts is the engine): the MLS client, the
+// groups by conversation, who may remove whom, what waits to be sent, what is held; and the small
+// steps every part of the engine takes on it (adopt a group, forget one, show a line). One
+// operation at a time runs on it (run()): MLS state is never touched by two operations at once.
+import { ErrorCode, errorCodeFromJSON } from "../../gen/securechat/v1/chat.js";
+import type { Logger } from "../../protocol/log.js";
+import { MlsGroup, type AppKind, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
+import { describeClientError, type ClientError } from "../errors.js";
+import type { MlsKeyStore } from "../mls-store.js";
+import type { MembershipLine, MessageKind, Outcome, RoomView, SessionEvent } from "../types.js";
+import type { ContentLayer, SealedContent } from "./content-api.js";
+import type { DsApi, DsRefused } from "./ds-api.js";
+import { HeldMessages, HOLD_MAX_MESSAGES, HOLD_MAX_MS } from "./held.js";
+import { KeyPackageKeeper } from "./key-packages.js";
+import { creatorOf } from "./policy.js";
+
+export const LOBBY_MAX_MEMBERS = 1_000;
+/** How often a commit is made again after losing its epoch (EPOCH_TAKEN) before giving up. */
+export const COMMIT_ATTEMPTS = 5;
+/** The retained past epoch's keys are deleted at the latest this long after a new epoch (§7). */
+export const PAST_EPOCH_MS = 60 * 60_000;
+
+export interface ConversationDeps {
+  readonly me: string;
+  readonly identity: IdentityKey;
+  readonly store: MlsKeyStore;
+  readonly ds: DsApi;
+  readonly content: ContentLayer;
+  /** The pins (PROTOCOL.md §6): decides about each identity key a credential names. */
+  readonly trust?: TrustHook;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  readonly emit: (e: SessionEvent) => void;
+  readonly limits?: { readonly lobbyMaxMembers?: number; readonly holdMessages?: number; readonly holdMs?: number };
+}
+
+export interface Outgoing {
+  /** The id the pending message was shown with. */
+  readonly id: string;
+  readonly kind: AppKind;
+  readonly text: string;
+  readonly atMs: number;
+  /** Sealed at send time when the group existed (then `id` is the content's id), for that group (hex id). */
+  readonly sealed?: SealedContent;
+  readonly sealedFor?: string;
+  /** Encrypted and sent once without an answer (the connection failed): the same bytes go again. */
+  pendingBytes?: { readonly bytes: Uint8Array; readonly sealed: SealedContent; readonly groupId: string };
+}
+
+export const isTransient = (e: ClientError): boolean => e.kind === "not-connected" || e.kind === "connection-lost" || e.kind === "no-answer";
+
+export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/** Failures of the connection, not the relay's refusal (ds-transport.ts): the same bytes may be sent again later. */
+export const TRANSIENT = new Set(["NOT_CONNECTED", "CONNECTION_LOST", "NO_ANSWER"]);
+
+export function refusedError(r: DsRefused): ClientError {
+  if (r.code === "NOT_CONNECTED") return { kind: "not-connected" };
+  if (r.code === "CONNECTION_LOST") return { kind: "connection-lost" };
+  if (r.code === "NO_ANSWER") return { kind: "no-answer" };
+  const code = errorCodeFromJSON(`ERROR_CODE_${r.code}`);
+  return { kind: "refused", code: code === ErrorCode.UNRECOGNIZED ? ErrorCode.ERROR_CODE_UNSPECIFIED : code, detail: r.detail };
+}
+
+export function sentence(detail: string): ClientError {
+  return { kind: "refused", code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail };
+}
+
+export const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+export const fail = (error: ClientError): { ok: false; error: ClientError } => ({ ok: false, error });
+
+
+export class EngineState {
+  client: MlsClient | undefined;
+  keyPackages: KeyPackageKeeper | undefined;
+  readonly groups = new Map<string, MlsGroup>();
+  readonly creators = new Map<string, string>();
+  /** Members who proposed to leave in the current epoch, per conversation (their removal is allowed). */
+  readonly leaving = new Map<string, Set<string>>();
+  /** Per conversation: when its current epoch began and who has been heard from in it (§7 key deletion). */
+  readonly epochSeen = new Map<string, { since: number; heard: Set<string> }>();
+  readonly outbox = new Map<string, Outgoing[]>();
+  /** Content message id (hex) → the id a message was shown with, when they differ (sealed late). */
+  readonly shownAs = new Map<string, string>();
+  readonly held: HeldMessages;
+  readonly recovering = new Set<string>();
+  /** Failed messages of mine, for retry: id → what was sent. */
+  readonly failedMessages = new Map<string, { conversationId: string; kind: MessageKind; text: string }>();
+  tail: Promise<unknown> = Promise.resolve();
+  started = false;
+  closed = false;
+  /** Sends what waits in a conversation's outbox (set by the engine: send.ts). */
+  flushSoon: (conversationId: string) => void = () => {};
+
+  constructor(readonly d: ConversationDeps) {
+    this.held = new HeldMessages(d.limits?.holdMessages ?? HOLD_MAX_MESSAGES, d.limits?.holdMs ?? HOLD_MAX_MS);
+  }
+
+  members(conversationId: string): readonly string[] | undefined {
+    const g = this.groups.get(conversationId);
+    return g?.active === true ? g.members().map((m) => m.username) : undefined;
+  }
+
+  creator(conversationId: string): string | undefined {
+    return this.creators.get(conversationId);
+  }
+
+  rooms(): RoomView[] {
+    return [...this.groups.keys()].filter((c) => c.startsWith("#")).sort().map((room) => ({ room, members: this.members(room) ?? [] }));
+  }
+
+  conversations(): string[] {
+    return [...this.groups.keys()].sort();
+  }
+
+  failed(conversationId: string, id: string, error: ClientError, m?: Outgoing): void {
+    if (m !== undefined) this.failedMessages.set(id, { conversationId, kind: m.kind, text: m.text });
+    const failure = error.kind === "refused" ? error.detail : describeClientError(error);
+    this.d.emit({ type: "message-state", conversationId, id, state: "failed", failure, error });
+  }
+
+  run<T>(f: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error("the conversation engine is closed"));
+    const p = this.tail.then(f, f);
+    this.tail = p.catch(() => {});
+    return p;
+  }
+
+  mustClient(): MlsClient {
+    if (this.client === undefined) throw new Error("the conversation engine is not started");
+    return this.client;
+  }
+
+  groupOptions(): { trust?: TrustHook } {
+    return this.d.trust === undefined ? {} : { trust: this.d.trust };
+  }
+
+  adopt(conv: string, g: MlsGroup): void {
+    this.groups.set(conv, g);
+    const c = creatorOf(g);
+    if (c !== undefined) this.creators.set(conv, c);
+    else this.creators.delete(conv);
+    this.newEpoch(conv);
+  }
+
+  creatorField(conv: string): { creator?: string } {
+    const c = this.creators.get(conv);
+    return c === undefined ? {} : { creator: c };
+  }
+
+  leavingOf(conv: string): Set<string> {
+    let s = this.leaving.get(conv);
+    if (s === undefined) this.leaving.set(conv, (s = new Set()));
+    return s;
+  }
+
+  /** Restores a group as last saved (after a message that must leave no trace in its state). */
+  reload(conv: string): void {
+    const g = this.d.store.loadGroup(this.mustClient(), conv, this.groupOptions());
+    if (g?.active === true) this.groups.set(conv, g);
+  }
+
+  /** I left or was removed: the group's secrets and state are deleted. */
+  forget(conv: string): void {
+    this.groups.get(conv)?.destroy();
+    this.groups.delete(conv);
+    this.creators.delete(conv);
+    this.leaving.delete(conv);
+    this.epochSeen.delete(conv);
+    this.held.drop(conv);
+    this.d.store.deleteGroup(conv);
+    this.d.content.forget(conv);
+    for (const m of this.outbox.get(conv)?.splice(0) ?? []) this.failed(conv, m.id, { kind: "not-a-member", room: conv, action: "send" });
+  }
+
+  newEpoch(conv: string): void {
+    this.epochSeen.set(conv, { since: this.d.clock(), heard: new Set() });
+  }
+
+  /** §7: the past epoch's keys go once every other member has spoken in the new one. */
+  heard(conv: string, g: MlsGroup, from: string): void {
+    const seen = this.epochSeen.get(conv);
+    if (seen === undefined) return;
+    seen.heard.add(from);
+    const others = g.members().filter((m) => m.username !== this.d.me);
+    if (others.every((m) => seen.heard.has(m.username))) this.forgetPast(conv, g);
+  }
+
+  forgetPast(conv: string, g: MlsGroup): void {
+    g.forgetPastEpochs();
+    this.d.store.saveGroup(g);
+    this.epochSeen.set(conv, { since: Number.POSITIVE_INFINITY, heard: new Set() });
+  }
+
+  async topUpFromStore(): Promise<void> {
+    const oneTime = this.d.store.keyPackages().filter((k) => !k.lastResort).length;
+    await this.keyPackages?.status(oneTime);
+  }
+
+  line(conversationId: string, line: MembershipLine): void {
+    this.d.emit({ type: "membership", conversationId, line });
+    if (conversationId.startsWith("#")) this.d.emit({ type: "rooms", rooms: this.rooms() });
+  }
+
+  notice(level: "info" | "warn" | "error", text: string, conversationId?: string): void {
+    this.d.emit(conversationId === undefined ? { type: "notice", level, text } : { type: "notice", level, text, conversationId });
+  }
+}

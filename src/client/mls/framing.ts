@@ -1,0 +1,32 @@
+// What the protocol v2 engine reads from an MLS message before any key is used (PROTOCOL-v2.md
+// §5 "Commit ordering", §7 "Receiving"): group id, epoch and content type, in the clear in
+// both PrivateMessage and PublicMessage framing. Used to hold a message for a future epoch
+// and to tell a stale or replayed one from a current one.
+import { decodeMls } from "../../protocol/mls/client.js";
+import { MlsProtocolError } from "../../protocol/mls/index.js";
+
+export interface MlsFraming {
+  readonly groupId: Uint8Array;
+  readonly epoch: number;
+  readonly contentType: "application" | "proposal" | "commit";
+  /** A PublicMessage from a new member (an external join). */
+  readonly external: boolean;
+}
+
+/** Reads the framing of a group message; throws MlsProtocolError("malformed") for anything else. */
+export function readFraming(bytes: Uint8Array): MlsFraming {
+  const msg = decodeMls(bytes, "MLS message");
+  if (msg.wireformat === "mls_private_message") {
+    const pm = msg.privateMessage;
+    return { groupId: pm.groupId, epoch: Number(pm.epoch), contentType: pm.contentType as MlsFraming["contentType"], external: false };
+  }
+  if (msg.wireformat === "mls_public_message") {
+    const c = msg.publicMessage.content;
+    return { groupId: c.groupId, epoch: Number(c.epoch), contentType: c.contentType as MlsFraming["contentType"], external: c.sender.senderType === "new_member_commit" };
+  }
+  throw new MlsProtocolError("malformed", `expected a group message, got ${msg.wireformat}`);
+}
+
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}

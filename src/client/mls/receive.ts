@@ -1,0 +1,314 @@
+// Receiving in the protocol v2 engine (PROTOCOL-v2.md §5, §7 "Receiving", §9): each MLS
+// message the relay queued for me, in its order — a Welcome (join, or a notice when it does not
+// open), a commit (the room policy, a membership line naming who, saved), a member's leave
+// proposal (committed at once), an application message (opened by the content layer, its MLS
+// sender checked against the relay's) — and messages of a future epoch held until the commit
+// leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
+import { MlsKind } from "../../gen/securechat/v1/chat.js";
+import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange } from "../../protocol/mls/index.js";
+import { MlsStoreError } from "../mls-store.js";
+import type { ChatMessage, MessageKind } from "../types.js";
+import type { ContentLayer } from "./content-api.js";
+import type { MlsQueued } from "./ds-api.js";
+import { readFraming, sameBytes } from "./framing.js";
+import { judgeCommit, linesOf, refusedLine, type Refusal } from "./policy.js";
+import { hex, sentence, type EngineState } from "./engine-state.js";
+import type { Committer } from "./commit.js";
+
+export class Receiver {
+  /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
+  c!: Committer;
+
+  constructor(private readonly s: EngineState) {}
+
+  /** Handles one message; false when it was held (its `done` is called later). */
+  async handle(q: MlsQueued, done: () => void): Promise<boolean> {
+    const item = q.item;
+    this.s.d.logger.debug("mls.deliver", { conversation: q.conversationId, seq: q.seq, kind: item.kind, sender: item.sender });
+    if (item.kind === MlsKind.MLS_KIND_WELCOME) {
+      await this.onWelcome(q);
+      return true;
+    }
+    const conv = q.conversationId;
+    let named: string;
+    try {
+      named = conversationOfGroupId(item.groupId).id;
+    } catch {
+      this.s.d.logger.warn("mls.deliver.bad_group_id", { conversation: conv, seq: q.seq });
+      return true;
+    }
+    if (named !== conv) {
+      this.s.d.logger.warn("mls.deliver.wrong_conversation", { conversation: conv, named });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: item.sender });
+      return true;
+    }
+    const g = this.s.groups.get(conv);
+    if (g === undefined || !g.active || !sameBytes(g.groupId, item.groupId)) {
+      this.s.d.logger.info("mls.deliver.no_group", { conversation: conv, kind: item.kind });
+      return true;
+    }
+    let f: ReturnType<typeof readFraming>;
+    try {
+      f = readFraming(item.mls);
+    } catch (e) {
+      this.s.d.logger.warn("mls.deliver.malformed", { conversation: conv, error: (e as Error).message });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: item.sender });
+      return true;
+    }
+    const expected = item.kind === MlsKind.MLS_KIND_COMMIT ? "commit" : item.kind === MlsKind.MLS_KIND_PROPOSAL ? "proposal" : item.kind === MlsKind.MLS_KIND_APPLICATION ? "application" : undefined;
+    if (expected === undefined || f.contentType !== expected || !sameBytes(f.groupId, item.groupId)) {
+      this.s.d.logger.warn("mls.deliver.kind_mismatch", { conversation: conv, kind: item.kind, content: f.contentType });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: item.sender });
+      return true;
+    }
+    const epoch = Number(g.epoch);
+    if (f.epoch > epoch) {
+      const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
+      this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
+      if (full && !this.s.recovering.has(conv)) await this.recover(conv);
+      return false;
+    }
+    if (f.contentType !== "application" && f.epoch < epoch) {
+      // A commit or proposal of an epoch already left: a replay, or one I fetched before it came.
+      this.s.d.logger.info("mls.deliver.stale", { conversation: conv, epoch: f.epoch, at: epoch, kind: f.contentType });
+      return true;
+    }
+    if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender);
+    else if (f.contentType === "proposal") await this.onProposal(conv, g, item.mls, item.sender);
+    else await this.onApplication(conv, g, q);
+    return true;
+  }
+
+  async onWelcome(q: MlsQueued): Promise<void> {
+    const client = this.s.mustClient();
+    const item = q.item;
+    const before = this.s.groups.get(q.conversationId);
+    if (before?.active === true && item.groupId.length > 0 && sameBytes(before.groupId, item.groupId)) {
+      this.s.d.logger.info("mls.welcome.already_member", { conversation: q.conversationId });
+      return;
+    }
+    let joined: { group: MlsGroup; lastResort: boolean };
+    try {
+      joined = await this.s.d.store.joinFromWelcome(client, item.mls, item.ratchetTree, this.s.groupOptions());
+    } catch (e) {
+      if (e instanceof MlsStoreError) throw e;
+      this.s.d.logger.warn("mls.welcome.refused", { conversation: q.conversationId, sender: item.sender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
+      this.s.notice("warn", `an invitation to ${q.conversationId} from ${item.sender} could not be opened; nothing was joined (ask to be added again)`, q.conversationId);
+      return;
+    }
+    const g = joined.group;
+    const conv = g.conversation.id;
+    const names = g.members().map((m) => m.username);
+    // The relay names the conversation and who sent the Welcome: both must agree with the group.
+    if (conv !== q.conversationId || !names.includes(item.sender) || item.sender === this.s.d.me) {
+      this.s.d.logger.warn("mls.welcome.mismatch", { conversation: q.conversationId, group: conv, sender: item.sender });
+      g.destroy();
+      const kept = this.s.groups.get(conv);
+      if (kept?.active === true) this.s.d.store.saveGroup(kept);
+      else this.s.d.store.deleteGroup(conv);
+      this.s.notice("warn", `an invitation to ${q.conversationId} did not come from a member of it; nothing was joined`, q.conversationId);
+      return;
+    }
+    if (before !== undefined && before !== g) before.destroy();
+    this.s.adopt(conv, g);
+    this.s.d.content.membersChanged(conv, names);
+    this.s.line(conv, { kind: "added", by: item.sender, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: item.sender, members: names.length, lastResort: joined.lastResort });
+    if (joined.lastResort) await this.s.keyPackages?.replaceLastResort();
+    else await this.s.topUpFromStore();
+    if ((this.s.outbox.get(conv)?.length ?? 0) > 0) this.s.flushSoon(conv);
+  }
+
+  async onProposal(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string): Promise<void> {
+    let inc: Awaited<ReturnType<MlsGroup["process"]>>;
+    try {
+      inc = await g.process(mls);
+    } catch (e) {
+      this.s.d.logger.warn("mls.proposal.refused", { conversation: conv, sender: relaySender, error: (e as Error).message });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    if (inc.kind !== "proposal" || inc.sender.username !== relaySender) {
+      // Put the state back as it was saved: the proposal must not ride along in my next commit.
+      this.s.reload(conv);
+      this.s.d.logger.warn("mls.proposal.sender_mismatch", { conversation: conv, relay: relaySender, mls: inc.kind === "proposal" ? inc.sender.username : inc.kind });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    this.s.leavingOf(conv).add(inc.sender.username);
+    this.s.d.store.saveGroup(g);
+    // The receiving member commits a leave at once; a race between members is settled by the relay.
+    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed: [inc.sender.username] },
+      { kind: "left", by: inc.sender.username, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
+    if (!r.ok) this.s.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });
+  }
+
+  async onApplication(conv: string, g: MlsGroup, q: MlsQueued): Promise<void> {
+    const relaySender = q.item.sender;
+    let inc: Awaited<ReturnType<MlsGroup["process"]>>;
+    try {
+      inc = await g.process(q.item.mls);
+    } catch (e) {
+      this.s.d.logger.warn("mls.message.refused", { conversation: conv, sender: relaySender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    if (inc.kind !== "application") {
+      this.s.reload(conv);
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    const from = inc.sender.username;
+    if (from !== relaySender) {
+      // §5: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
+      this.s.d.store.saveGroup(g); // the message key was used: it must not stay on disk
+      this.s.d.logger.warn("mls.message.sender_mismatch", { conversation: conv, relay: relaySender, mls: from });
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    let opened: ReturnType<ContentLayer["open"]>;
+    try {
+      opened = this.s.d.content.open(conv, g.groupId, from, inc.plaintext);
+    } catch (e) {
+      this.s.d.store.saveGroup(g);
+      this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
+      this.s.d.emit({ type: "refused", conversationId: conv, from });
+      return;
+    }
+    const c = opened.content;
+    if (!c.duplicate) {
+      const message: ChatMessage = {
+        id: hex(c.messageId), conversationId: conv, from, kind: c.kind as MessageKind, text: c.text,
+        sentAtMs: c.sentAtMs, receivedAtMs: this.s.d.clock(), own: false, gap: c.gap,
+        ...(q.relayTimeMs > 0 ? { relayAtMs: q.relayTimeMs } : {}),
+      };
+      this.s.d.emit({ type: "message", message });
+    }
+    for (const lost of opened.own.lost) {
+      const id = this.s.shownAs.get(lost) ?? lost;
+      this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
+    }
+    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
+    this.s.d.store.saveGroup(g);
+  }
+
+  /** Processes a commit of the group's current epoch with the conversation's policy; shows it; saves. */
+  async applyCommit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string): Promise<void> {
+    const creator = this.s.creators.get(conv);
+    const leaving = this.s.leavingOf(conv);
+    let verdict: { change: MembershipChange; why: Refusal } | undefined;
+    const policy = (change: MembershipChange): boolean => {
+      const why = judgeCommit(g.conversation, change, { creator, leaving, relaySender });
+      if (why !== undefined) verdict = { change, why };
+      return why === undefined;
+    };
+    let inc: Awaited<ReturnType<MlsGroup["process"]>>;
+    try {
+      inc = await g.process(mls, policy);
+    } catch (e) {
+      if (verdict?.why === "policy") {
+        this.s.d.logger.warn("mls.commit.refused_by_policy", { conversation: conv, by: verdict.change.committer.username });
+        this.s.line(conv, refusedLine(verdict.change, creator, this.s.d.clock()));
+      } else {
+        this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
+        this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      }
+      return;
+    }
+    if (inc.kind !== "commit") {
+      this.s.reload(conv);
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    const atMs = this.s.d.clock();
+    this.s.leaving.delete(conv);
+    if (inc.removedMe) {
+      const iLeft = leaving.has(this.s.d.me);
+      this.s.forget(conv);
+      this.s.line(conv, iLeft ? { kind: "left", by: this.s.d.me, users: [], atMs } : { kind: "removed", by: inc.change.committer.username, users: [this.s.d.me], ...(creator !== undefined ? { creator } : {}), atMs });
+      return;
+    }
+    for (const l of linesOf(inc.change, { creator, leaving, atMs })) this.s.line(conv, l);
+    this.s.d.content.membersChanged(conv, g.members().map((m) => m.username));
+    this.s.newEpoch(conv);
+    this.s.d.store.saveGroup(g);
+    await this.releaseHeld(conv);
+  }
+
+  /** Processes held messages that the group's epoch now reaches. */
+  async releaseHeld(conv: string): Promise<void> {
+    for (;;) {
+      const g = this.s.groups.get(conv);
+      const items = this.s.held.take(conv);
+      if (items.length === 0) return;
+      if (g === undefined || !g.active) {
+        for (const h of items) h.done();
+        return;
+      }
+      let progressed = false;
+      for (const h of items) {
+        if (h.epoch > Number(g.epoch) || this.s.groups.get(conv) !== g) {
+          this.s.held.hold(conv, h.q, h.epoch, h.atMs, h.done);
+          continue;
+        }
+        progressed = true;
+        try {
+          const fin = await this.handle(h.q, h.done);
+          if (fin) h.done();
+        } catch (e) {
+          h.done();
+          if (e instanceof MlsStoreError) throw e;
+          this.s.d.logger.warn("mls.held.failed", { conversation: conv, error: (e as Error).message });
+        }
+      }
+      if (!progressed) return;
+    }
+  }
+
+  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§9). */
+  async recover(conv: string): Promise<void> {
+    if (this.s.recovering.has(conv)) return;
+    this.s.recovering.add(conv);
+    try {
+      await this.recoverNow(conv);
+    } finally {
+      this.s.recovering.delete(conv);
+    }
+  }
+
+  async recoverNow(conv: string): Promise<void> {
+    const g = this.s.groups.get(conv);
+    if (g === undefined || !g.active) { this.s.held.drop(conv); return; }
+    const caught = await this.catchUp(conv);
+    await this.releaseHeld(conv);
+    if (caught && this.s.held.count(conv) === 0) return;
+    this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
+    const dropped = this.s.held.drop(conv);
+    const r = await this.c.externalJoin(conv, true);
+    this.s.notice("warn", r.ok
+      ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
+      : `missing changes in ${conv}, and joining it again failed`, conv);
+  }
+
+  /** Fetches and processes the commits the relay accepted after my epoch. False when the relay refused. */
+  async catchUp(conv: string): Promise<boolean> {
+    for (let round = 0; round < 64; round++) {
+      const g = this.s.groups.get(conv);
+      if (g === undefined || !g.active) return true;
+      const r = await this.s.d.ds.fetchCommits(g.groupId, Number(g.epoch));
+      if (!r.ok) {
+        this.s.d.logger.warn("mls.fetch_commits.refused", { conversation: conv, code: r.code });
+        return false;
+      }
+      for (const c of r.commits) {
+        const cur = this.s.groups.get(conv);
+        if (cur !== g || !g.active) return true;
+        if (c.epoch !== Number(g.epoch)) continue;
+        await this.applyCommit(conv, g, c.commit, c.sender);
+        if (Number(g.epoch) === c.epoch) return false; // refused: this group cannot follow the relay's order
+      }
+      if (!r.more) return true;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,162 @@
+// Sending in the protocol v2 engine (PROTOCOL-v2.md §4 "DM", §7 update policy): the pending
+// message is shown at once and waits in the conversation's outbox until its group is ready (a
+// DM's group is made on first send; when the peer made one first, its Welcome is awaited), an
+// update is committed first when the content layer says so, then each message is encrypted,
+// saved and sent; a send that lost the connection goes again as the same bytes.
+import { parseConversationId, type Conversation } from "../../protocol/names.js";
+import type { MlsGroup } from "../../protocol/mls/index.js";
+import type { MessageKind, Outcome } from "../types.js";
+import type { SealedContent } from "./content-api.js";
+import type { DsApi } from "./ds-api.js";
+import { fail, hex, isTransient, ok, refusedError, sentence, TRANSIENT, type EngineState, type Outgoing } from "./engine-state.js";
+import { randomBytes } from "node:crypto";
+import type { Committer } from "./commit.js";
+
+export class Sender {
+  constructor(private readonly s: EngineState, private readonly c: Committer) {}
+
+  /**
+   * Sends text to a conversation: the pending message is emitted at once, then `message-state`
+   * accepted or failed. A DM's group is made on first send; a room must be joined first.
+   */
+  send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ readonly id: string }> {
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined) return fail({ kind: "unknown-conversation", conversationId: String(conversationId) });
+    if (typeof text !== "string" || text.trim() === "") return fail({ kind: "empty-message" });
+    if (conv.kind === "dm" && !conv.members.includes(this.s.d.me)) return fail({ kind: "not-your-conversation" });
+    if (conv.kind === "room" && !this.s.groups.has(conv.id)) return fail({ kind: "not-a-member", room: conv.id, action: "send" });
+    if (kind === "topic" && conv.kind !== "room") return fail({ kind: "topic-outside-room" });
+    if (kind === "away" && conv.kind !== "dm") return fail({ kind: "away-outside-dm" });
+    const now = this.s.d.clock();
+    const g = this.s.groups.get(conv.id);
+    let out: Outgoing;
+    try {
+      if (g?.active === true && (this.s.outbox.get(conv.id)?.length ?? 0) === 0 && this.hasPeers(conv, g)) {
+        const sealed = this.s.d.content.seal(conv.id, g.groupId, kind, text, now);
+        out = { id: hex(sealed.messageId), kind, text, atMs: sealed.sentAtMs, sealed, sealedFor: hex(g.groupId) };
+      } else {
+        out = { id: randomBytes(16).toString("hex"), kind, text, atMs: now };
+      }
+    } catch (e) {
+      return fail(sentence((e as Error).message));
+    }
+    this.s.d.emit({ type: "message", message: { id: out.id, conversationId: conv.id, from: this.s.d.me, kind, text, sentAtMs: out.atMs, receivedAtMs: now, own: true, state: "pending" } });
+    let list = this.s.outbox.get(conv.id);
+    if (list === undefined) this.s.outbox.set(conv.id, (list = []));
+    list.push(out);
+    void this.s.run(() => this.flush(conv.id)).catch((e: unknown) => this.s.d.logger.warn("mls.send.failed", { conversation: conv.id, error: (e as Error).message }));
+    return ok({ id: out.id });
+  }
+
+  /** Sends what waits in a conversation's outbox, in order, once its group is ready. */
+  async flush(convId: string): Promise<void> {
+    const list = this.s.outbox.get(convId);
+    if (list === undefined || list.length === 0) return;
+    const conv = parseConversationId(convId)!;
+    const ready = await this.ensureGroup(conv);
+    this.s.d.logger.debug("mls.flush", { conversation: convId, waiting: list.length, ready: ready === "wait" ? "wait" : ready.ok ? "ok" : JSON.stringify(ready.error) });
+    if (ready === "wait" || (!ready.ok && isTransient(ready.error))) return;
+    if (!ready.ok) {
+      for (const m of list.splice(0)) this.s.failed(convId, m.id, ready.error, m);
+      return;
+    }
+    while (list.length > 0) {
+      const g = this.s.groups.get(convId);
+      if (g === undefined || !g.active) {
+        for (const m of list.splice(0)) this.s.failed(convId, m.id, { kind: "not-a-member", room: convId, action: "send" });
+        return;
+      }
+      if (this.s.d.content.shouldUpdate(convId, this.s.d.clock())) {
+        const u = await this.c.commitChange(convId, (x) => x.selfUpdate(), { added: [], removed: [] }, undefined, () => false);
+        if (!u.ok) this.s.d.logger.warn("mls.update.failed", { conversation: convId, error: JSON.stringify(u.error) });
+      }
+      const m = list[0]!;
+      const cur = this.s.groups.get(convId)!;
+      if (m.pendingBytes !== undefined && m.pendingBytes.groupId === hex(cur.groupId)) {
+        // Sent once without an answer: the same bytes again (the relay answers a duplicate accepted).
+        const again = await this.s.d.ds.sendMls(m.pendingBytes.bytes);
+        if (!again.ok && TRANSIENT.has(again.code)) return;
+        list.shift();
+        this.settled(convId, m, m.pendingBytes.sealed, again);
+        continue;
+      }
+      let sealed = m.sealed;
+      if (sealed === undefined || m.sealedFor !== hex(cur.groupId)) {
+        try {
+          sealed = this.s.d.content.seal(convId, cur.groupId, m.kind, m.text, m.atMs);
+        } catch (e) {
+          list.shift();
+          this.s.failed(convId, m.id, sentence((e as Error).message));
+          continue;
+        }
+        this.s.shownAs.set(hex(sealed.messageId), m.id);
+      }
+      const bytes = await cur.encrypt(sealed.app);
+      this.s.d.store.saveGroup(cur);
+      const r = await this.s.d.ds.sendMls(bytes);
+      if (!r.ok && TRANSIENT.has(r.code)) {
+        m.pendingBytes = { bytes, sealed, groupId: hex(cur.groupId) };
+        this.s.d.logger.info("mls.send.waiting", { conversation: convId, code: r.code });
+        return;
+      }
+      list.shift();
+      this.settled(convId, m, sealed, r);
+    }
+  }
+
+  settled(convId: string, m: Outgoing, sealed: SealedContent, r: Awaited<ReturnType<DsApi["sendMls"]>>): void {
+    if (r.ok) {
+      this.s.d.content.accepted(convId, sealed.messageId);
+      this.s.d.emit({ type: "message-state", conversationId: convId, id: m.id, state: "accepted", queuedFor: r.queuedFor });
+    } else {
+      this.s.failed(convId, m.id, refusedError(r), m);
+    }
+  }
+
+  /** Sends a failed message of mine again, as a new message with the same text. */
+  retry(conversationId: string, id: string): Outcome<{ readonly id: string }> {
+    const f = this.s.failedMessages.get(id);
+    if (f === undefined || f.conversationId !== conversationId) return fail({ kind: "not-failed" });
+    const r = this.send(conversationId, f.text, f.kind);
+    if (r.ok) this.s.failedMessages.delete(id);
+    return r;
+  }
+
+  hasPeers(conv: Conversation, g: MlsGroup): boolean {
+    if (conv.kind !== "dm") return true;
+    const peer = conv.members[0] === this.s.d.me ? conv.members[1] : conv.members[0];
+    return g.members().some((m) => m.username === peer);
+  }
+
+  /**
+   * The group a message to `conv` goes to. A DM's is made on first send (create, register, add
+   * the peer from a claimed KeyPackage); when the peer registered one first, the relay keeps
+   * theirs and mine is dropped: "wait" for their Welcome (the outbox waits).
+   */
+  async ensureGroup(conv: Conversation): Promise<"wait" | Outcome<MlsGroup>> {
+    const existing = this.s.groups.get(conv.id);
+    if (conv.kind !== "dm") return existing?.active === true ? ok(existing) : fail({ kind: "not-a-member", room: conv.id, action: "send" });
+    const peer = conv.members[0] === this.s.d.me ? conv.members[1] : conv.members[0];
+    let g = existing;
+    if (g === undefined || !g.active) {
+      const created = await this.c.createAndRegister(conv.id);
+      if (created === "taken") {
+        this.s.d.logger.info("mls.dm.creation_lost", { conversation: conv.id });
+        return "wait";
+      }
+      if (!created.ok) return created;
+      g = created.value;
+    }
+    if (g.members().some((m) => m.username === peer)) return ok(g);
+    const claimed = await this.s.d.ds.claimKeyPackages([peer]);
+    if (!claimed.ok) return fail(refusedError(claimed));
+    const entry = claimed.entries.find((e) => e.username === peer);
+    if (entry === undefined) return fail(sentence(`${peer} has no KeyPackage on this relay`));
+    const nowS = Math.floor(this.s.d.clock() / 1000);
+    const added = await this.c.commitChange(conv.id, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [peer], nowS }), { added: [peer], removed: [] },
+      { kind: "added", by: this.s.d.me, users: [peer], atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === peer));
+    if (!added.ok) return added;
+    const now = this.s.groups.get(conv.id);
+    return now?.active === true ? ok(now) : fail({ kind: "not-a-member", room: conv.id, action: "send" });
+  }
+}

@@ -1,0 +1,298 @@
+// An in-memory Delivery Service (the relay's MLS side, PROTOCOL-v2.md §5, §6.1) for testing the
+// conversation engine without a network: KeyPackages (one-time handed out once, then the
+// last-resort one), groups registered by their first GroupInfo (first per conversation wins),
+// the first commit for an epoch wins (EPOCH_TAKEN otherwise), the membership hint, per-user
+// ordered queues with acks (Welcomes with the tree beside them), lobby messages to online users
+// only. Hostile tests hook `intercept` to drop, alter or add deliveries.
+import { createHash } from "node:crypto";
+import { MlsDelivery, MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import type { DsApi, DsCommit, DsEpochTaken, DsGroupInfo, DsRefused, DsResult, MlsQueued } from "../../src/client/mls/ds-api.js";
+import { decodeMls } from "../../src/protocol/mls/client.js";
+import { conversationOfGroupId, isLastResort, decodeKeyPackage } from "../../src/protocol/mls/index.js";
+import { verifyCredential } from "../../src/protocol/mls/credential.js";
+
+interface Group {
+  readonly id: Uint8Array;
+  readonly conv: string;
+  epoch: number;
+  groupInfo: Uint8Array;
+  groupInfoEpoch: number;
+  readonly members: Set<string>;
+  readonly commits: Map<number, { commit: Uint8Array; sender: string }>;
+  lastCommitter: string;
+}
+
+interface Queued extends MlsQueued { acked: boolean }
+
+export interface Recipient {
+  deliver(q: MlsQueued): Promise<void>;
+  idle(): Promise<void>;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const refuse = (code: string, detail: string): DsRefused => ({ ok: false, code, detail });
+
+function framing(bytes: Uint8Array): { groupId: Uint8Array; epoch: number; contentType: string; external: boolean } {
+  const msg = decodeMls(bytes, "MLS message");
+  if (msg.wireformat === "mls_private_message") return { groupId: msg.privateMessage.groupId, epoch: Number(msg.privateMessage.epoch), contentType: msg.privateMessage.contentType, external: false };
+  if (msg.wireformat === "mls_public_message") {
+    const c = msg.publicMessage.content;
+    return { groupId: c.groupId, epoch: Number(c.epoch), contentType: c.contentType, external: c.sender.senderType === "new_member_commit" };
+  }
+  throw new Error(`not a group message: ${msg.wireformat}`);
+}
+
+function groupInfoOf(bytes: Uint8Array): { groupId: Uint8Array; epoch: number } {
+  const msg = decodeMls(bytes, "GroupInfo");
+  if (msg.wireformat !== "mls_group_info") throw new Error("not a GroupInfo");
+  return { groupId: msg.groupInfo.groupContext.groupId, epoch: Number(msg.groupInfo.groupContext.epoch) };
+}
+
+export class FakeDs {
+  private readonly keyPackages = new Map<string, { oneTime: Uint8Array[]; lastResort: Uint8Array | undefined }>();
+  private readonly groups = new Map<string, Group>();
+  private readonly byConversation = new Map<string, string>();
+  private readonly queues = new Map<string, Queued[]>();
+  private readonly online = new Map<string, Recipient>();
+  private seq = 0;
+  /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
+  intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
+  /** Commits refused because their epoch was taken (races). */
+  epochTaken = 0;
+  /** Claims served so far, per user (tests of KeyPackage use). */
+  readonly claims = new Map<string, number>();
+
+  /** The DsApi of one user's session. */
+  api(user: string): DsApi {
+    return {
+      publishKeyPackages: async (oneTime, lastResort) => this.publishKeyPackages(user, oneTime, lastResort),
+      claimKeyPackages: async (usernames) => this.claim(user, usernames),
+      publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
+      fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
+      sendCommit: async (c) => this.sendCommit(user, c),
+      fetchCommits: async (groupId, fromEpoch) => this.fetchCommits(user, groupId, fromEpoch),
+      sendMls: async (mls) => this.sendMls(user, mls),
+    };
+  }
+
+  /** The user is online: deliveries are pushed to it (queued ones first, in order). */
+  connect(user: string, r: Recipient): void {
+    this.online.set(user, r);
+    for (const q of this.queues.get(user) ?? []) q.acked = false;
+    const pending = this.queues.get(user) ?? [];
+    this.queues.set(user, []);
+    for (const q of pending) this.push(user, q);
+  }
+
+  disconnect(user: string): void {
+    this.online.delete(user);
+  }
+
+  isOnline(user: string): boolean {
+    return this.online.has(user);
+  }
+
+  /** What waits (unacked) for a user. */
+  waiting(user: string): readonly MlsQueued[] {
+    return (this.queues.get(user) ?? []).filter((q) => !q.acked);
+  }
+
+  lastResortOf(user: string): Uint8Array | undefined {
+    return this.keyPackages.get(user)?.lastResort;
+  }
+
+  oneTimeLeft(user: string): number {
+    return this.keyPackages.get(user)?.oneTime.length ?? 0;
+  }
+
+  groupOf(conv: string): { epoch: number; members: readonly string[]; groupId: Uint8Array } | undefined {
+    const id = this.byConversation.get(conv);
+    const g = id === undefined ? undefined : this.groups.get(id);
+    return g === undefined ? undefined : { epoch: g.epoch, members: [...g.members].sort(), groupId: g.id };
+  }
+
+  /** Removes a stored commit (the relay lost it: FetchCommits cannot give it). */
+  forgetCommit(conv: string, epoch: number): void {
+    const id = this.byConversation.get(conv);
+    if (id !== undefined) this.groups.get(id)?.commits.delete(epoch);
+  }
+
+  /** Queues an arbitrary delivery (hostile relay). */
+  inject(to: string, conversationId: string, item: MlsDelivery): void {
+    this.enqueue(to, conversationId, item);
+  }
+
+  // ---- the DS ---------------------------------------------------------------------------------
+
+  private publishKeyPackages(user: string, oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): DsResult<{ oneTimeLeft: number; lastResortPresent: boolean }> {
+    if (oneTime.length === 0 && lastResort === undefined) return refuse("BAD_FRAME", "PublishKeyPackages carries no KeyPackage");
+    for (const b of [...oneTime, ...(lastResort ? [lastResort] : [])]) {
+      const kp = decodeKeyPackage(b);
+      if (verifyCredential(kp.leafNode.credential, kp.leafNode.signaturePublicKey).username !== user) return refuse("FORGED_SENDER", "KeyPackage of another user");
+      if (isLastResort(kp) !== (b === lastResort)) return refuse("BAD_MLS_MESSAGE", "last_resort marker");
+    }
+    let k = this.keyPackages.get(user);
+    if (k === undefined) this.keyPackages.set(user, (k = { oneTime: [], lastResort: undefined }));
+    k.oneTime.push(...oneTime);
+    if (lastResort !== undefined) k.lastResort = lastResort;
+    return { ok: true, oneTimeLeft: k.oneTime.length, lastResortPresent: k.lastResort !== undefined };
+  }
+
+  private claim(user: string, usernames: readonly string[]): DsResult<{ entries: { username: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
+    const entries: { username: string; keyPackage: Uint8Array; lastResort: boolean }[] = [];
+    const missing: string[] = [];
+    for (const u of usernames) {
+      if (u === user) return refuse("BAD_FRAME", "not oneself");
+      const k = this.keyPackages.get(u);
+      const one = k?.oneTime.shift();
+      this.claims.set(u, (this.claims.get(u) ?? 0) + 1);
+      if (one !== undefined) entries.push({ username: u, keyPackage: one, lastResort: false });
+      else if (k?.lastResort !== undefined) entries.push({ username: u, keyPackage: k.lastResort, lastResort: true });
+      else missing.push(u);
+    }
+    return { ok: true, entries, missing };
+  }
+
+  private info(g: Group): DsGroupInfo {
+    return { groupId: g.id, groupInfo: g.groupInfo, groupInfoEpoch: g.groupInfoEpoch, currentEpoch: g.epoch };
+  }
+
+  private publishGroupInfo(user: string, bytes: Uint8Array): DsResult<DsGroupInfo> {
+    const { groupId, epoch } = groupInfoOf(bytes);
+    const conv = conversationOfGroupId(groupId);
+    const g = this.groups.get(hex(groupId));
+    if (g === undefined) {
+      if (this.byConversation.has(conv.id)) return refuse("BAD_CONVERSATION", `${conv.id} already has a group`);
+      if (conv.kind === "dm" && !conv.members.includes(user)) return refuse("BAD_CONVERSATION", "not your DM");
+      const ng: Group = { id: groupId, conv: conv.id, epoch, groupInfo: bytes, groupInfoEpoch: epoch, members: new Set([user]), commits: new Map(), lastCommitter: user };
+      this.groups.set(hex(groupId), ng);
+      this.byConversation.set(conv.id, hex(groupId));
+      return { ok: true, ...this.info(ng) };
+    }
+    if (epoch !== g.epoch) return refuse("EPOCH_TAKEN", `the group is at epoch ${g.epoch}`);
+    if (user !== g.lastCommitter) return refuse("FORGED_SENDER", "not the last committer");
+    g.groupInfo = bytes;
+    g.groupInfoEpoch = epoch;
+    return { ok: true, ...this.info(g) };
+  }
+
+  private fetchGroupInfo(by: { groupId: Uint8Array } | { conversationId: string }): DsResult<DsGroupInfo> {
+    const id = "groupId" in by ? hex(by.groupId) : this.byConversation.get(by.conversationId);
+    const g = id === undefined ? undefined : this.groups.get(id);
+    if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
+    return { ok: true, ...this.info(g) };
+  }
+
+  private sendCommit(user: string, c: DsCommit): DsResult<{ epoch: number; currentEpoch: number }> | DsEpochTaken {
+    let f: ReturnType<typeof framing>;
+    try {
+      f = framing(c.commit);
+    } catch (e) {
+      return refuse("BAD_MLS_MESSAGE", (e as Error).message);
+    }
+    if (f.contentType !== "commit") return refuse("BAD_MLS_MESSAGE", "not a commit");
+    const g = this.groups.get(hex(f.groupId));
+    if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
+    if (!g.members.has(user) && !f.external) return refuse("NOT_A_MEMBER", "not a member");
+    if (f.epoch > g.epoch) return refuse("BAD_MLS_MESSAGE", `the group is at epoch ${g.epoch}`);
+    if (f.epoch < g.epoch || g.commits.has(f.epoch)) {
+      this.epochTaken++;
+      return { ok: false, code: "EPOCH_TAKEN", detail: "epoch taken", currentEpoch: g.epoch, winner: g.commits.get(f.epoch)?.sender ?? "" };
+    }
+    const before = new Set(g.members);
+    g.commits.set(f.epoch, { commit: c.commit, sender: user });
+    g.epoch = f.epoch + 1;
+    g.lastCommitter = user;
+    for (const a of c.added) g.members.add(a);
+    if (f.external) g.members.add(user);
+    for (const r of c.removed) g.members.delete(r);
+    if (c.groupInfo.length > 0) {
+      g.groupInfo = c.groupInfo;
+      g.groupInfoEpoch = g.epoch;
+    }
+    const lobby = g.conv === "lobby";
+    for (const m of before) {
+      if (m === user || (lobby && !this.online.has(m))) continue;
+      this.enqueue(m, g.conv, { kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.commit), ratchetTree: Buffer.alloc(0), epoch: f.epoch });
+    }
+    if (c.welcome !== undefined && c.welcome.length > 0) {
+      for (const a of c.added) {
+        this.enqueue(a, g.conv, { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.welcome), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)), epoch: 0 });
+      }
+    }
+    return { ok: true, epoch: f.epoch, currentEpoch: g.epoch };
+  }
+
+  private fetchCommits(user: string, groupId: Uint8Array, fromEpoch: number): DsResult<{ commits: { epoch: number; commit: Uint8Array; sender: string }[]; currentEpoch: number; more: boolean }> {
+    const g = this.groups.get(hex(groupId));
+    if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
+    if (!g.members.has(user)) return refuse("NOT_A_MEMBER", "not a member");
+    const commits: { epoch: number; commit: Uint8Array; sender: string }[] = [];
+    for (let e = fromEpoch; e < g.epoch; e++) {
+      const c = g.commits.get(e);
+      if (c === undefined) break;
+      commits.push({ epoch: e, ...c });
+    }
+    return { ok: true, commits, currentEpoch: g.epoch, more: false };
+  }
+
+  private sendMls(user: string, mls: Uint8Array): DsResult<{ queuedFor: string[] }> {
+    let f: ReturnType<typeof framing>;
+    try {
+      f = framing(mls);
+    } catch (e) {
+      return refuse("BAD_MLS_MESSAGE", (e as Error).message);
+    }
+    if (f.contentType === "commit") return refuse("BAD_MLS_MESSAGE", "commits go by SendCommit");
+    const g = this.groups.get(hex(f.groupId));
+    if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
+    if (!g.members.has(user)) return refuse("NOT_A_MEMBER", "not a member");
+    if (f.epoch !== g.epoch && f.epoch !== g.epoch - 1) return refuse("BAD_MLS_MESSAGE", `the group is at epoch ${g.epoch}`);
+    const kind = f.contentType === "proposal" ? MlsKind.MLS_KIND_PROPOSAL : MlsKind.MLS_KIND_APPLICATION;
+    const queuedFor: string[] = [];
+    const lobby = g.conv === "lobby";
+    for (const m of g.members) {
+      if (m === user) continue;
+      if (lobby && !this.online.has(m)) continue;
+      if (!this.online.has(m)) queuedFor.push(m);
+      this.enqueue(m, g.conv, { kind, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(mls), ratchetTree: Buffer.alloc(0), epoch: f.epoch });
+    }
+    return { ok: true, queuedFor };
+  }
+
+  // ---- the queues -------------------------------------------------------------------------------
+
+  private enqueue(to: string, conversationId: string, item: MlsDelivery): void {
+    let q: MlsQueued | undefined = { seq: ++this.seq, conversationId, relayTimeMs: Date.now(), item };
+    if (this.intercept !== undefined) q = this.intercept(to, q);
+    if (q === undefined) return;
+    const entry: Queued = { ...q, acked: false };
+    const r = this.online.get(to);
+    if (r === undefined) {
+      let list = this.queues.get(to);
+      if (list === undefined) this.queues.set(to, (list = []));
+      list.push(entry);
+      return;
+    }
+    this.push(to, entry);
+  }
+
+  /** Hands one item to an online recipient (without waiting: the engine keeps the order); acked when it resolves. */
+  private push(to: string, entry: Queued): void {
+    const r = this.online.get(to);
+    if (r === undefined) return;
+    let list = this.queues.get(to);
+    if (list === undefined) this.queues.set(to, (list = []));
+    list.push(entry);
+    r.deliver(entry).then(() => {
+      entry.acked = true;
+      const l = this.queues.get(to);
+      if (l !== undefined) this.queues.set(to, l.filter((x) => !x.acked || x !== entry));
+    }, () => {});
+  }
+
+  /** Ids of MLS messages (as the relay names them: SHA-256(mls)[0..16]). */
+  static messageId(mls: Uint8Array): string {
+    return createHash("sha256").update(mls).digest().subarray(0, 16).toString("hex");
+  }
+}

@@ -1,0 +1,118 @@
+// ChatClient in protocol v2 mode (src/client/mls/session.ts + conversations.ts) over a real
+// relay: Hello protocol_version 2, every conversation an MLS group through the relay's durable
+// queues. A DM both ways and to a peer offline (read after a restart from the MLS store), a room
+// with a join, an invite, a kick and a leave shown as membership lines, the lobby.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestContent } from "../helpers/mls-content-double.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let carol: PrivateIdentity;
+let relay: TestRelay;
+let dir: string;
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  [alice, bob, carol] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol")]);
+});
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), "sc-mls-client-"));
+  relay = await TestRelay.start();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await relay.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A v2 ChatClient whose MLS store is `<dir>/<user>_mls.db` (kept across restarts) and whose known_peers are in `<dir>/<user>`. */
+async function v2(id: PrivateIdentity): Promise<TestClient> {
+  const store = MlsKeyStore.open(join(dir, `${id.username}_mls.db`), { username: id.username, sigPrivate: id.sigPrivate });
+  const userDir = join(dir, id.username);
+  mkdirSync(userDir, { recursive: true });
+  const c = await TestClient.start(id, 0, { server: relay.address, dir: userDir, v2: { store, content: new TestContent() } });
+  clients.push(c);
+  return c;
+}
+
+async function stop(c: TestClient): Promise<void> {
+  clients.splice(clients.indexOf(c), 1);
+  await c.close();
+}
+
+const lines = (c: TestClient, conv: string): string[] =>
+  c.events.flatMap((e: SessionEvent) => e.type === "membership" && e.conversationId === conv ? [text(e.line)] : []);
+const text = (l: MembershipLine): string => `${l.by} ${l.kind}${l.users.length > 0 ? ` ${l.users.join(",")}` : ""}`;
+
+function send(c: TestClient, conv: string, body: string): string {
+  const r = c.client.send(conv, body);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+  return r.value.id;
+}
+
+describe("ChatClient, protocol v2", () => {
+  it("a DM both ways, then to a peer offline who reads it after a restart from its MLS store", { timeout: 120_000 }, async () => {
+    const a = await v2(alice);
+    let b = await v2(bob);
+    const dm = "dm:alice:bob";
+    const id = send(a, dm, "hi bob");
+    await b.waitForMessage("hi bob", 30_000);
+    await a.waitForState(id, "accepted", 30_000);
+    expect(lines(b, dm)).toEqual(["alice added bob"]);
+    send(b, dm, "hi alice");
+    await a.waitForMessage("hi alice", 30_000);
+
+    await stop(b);
+    const id2 = send(a, dm, "while you were away");
+    await a.waitForState(id2, "accepted", 30_000);
+    b = await v2(bob);
+    await b.waitForMessage("while you were away", 30_000);
+    send(b, dm, "back");
+    await a.waitForMessage("back", 30_000);
+  });
+
+  it("a room: create, join, invite, kick and leave, each a line naming who; the lobby", { timeout: 180_000 }, async () => {
+    const a = await v2(alice);
+    const b = await v2(bob);
+    const c = await v2(carol);
+    const room = "#ops";
+    expect((await a.client.joinRoom(room)).ok).toBe(true);
+    const jb = await b.client.joinRoom(room);
+    expect(jb.ok && jb.value.members).toEqual(["alice", "bob"]);
+    await waitUntil(() => lines(a, room).includes("bob joined"), "alice sees bob join", 30_000);
+    expect(a.client.invite).toBeDefined();
+    expect((await b.client.invite!(room, "carol")).ok).toBe(true);
+    await waitUntil(() => lines(c, room).includes("bob added carol"), "carol added", 30_000);
+    send(c, room, "hello room");
+    await a.waitForMessage("hello room", 30_000);
+    await b.waitForMessage("hello room", 30_000);
+
+    const refused = await b.client.kick!(room, "carol");
+    expect(refused.ok).toBe(false);
+    expect((await a.client.kick!(room, "carol")).ok).toBe(true);
+    await waitUntil(() => lines(c, room).includes("alice removed carol"), "carol sees her removal", 30_000);
+    await waitUntil(() => lines(b, room).includes("alice removed carol"), "bob sees it", 30_000);
+    expect((await c.client.members(room)).ok).toBe(false);
+
+    expect((await b.client.leaveRoom(room)).ok).toBe(true);
+    await waitUntil(() => lines(a, room).includes("bob left"), "alice sees bob leave", 30_000);
+    const m = await a.client.members(room);
+    expect(m.ok && m.value).toEqual(["alice"]);
+
+    // The lobby: everyone online is in it.
+    await waitUntil(async () => { const x = await a.client.members("lobby"); return x.ok && x.value.length === 3; }, "three in the lobby", 30_000);
+    send(b, "lobby", "hello lobby");
+    await a.waitForMessage("hello lobby", 30_000);
+    await c.waitForMessage("hello lobby", 30_000);
+  });
+});

@@ -1,0 +1,400 @@
+// The relay is the attacker, protocol v2 (PROTOCOL-v2.md §9, issue 12 "Hostile relay"): real
+// ChatClients in v2 mode (real MLS groups, the real content layer of §8 over each client's state
+// db) talk through the real relay, with the relay operator's man in the middle
+// (test/helpers/mls-hostile-proxy.ts) dropping, holding, replaying, duplicating and rewriting
+// frames per user and per kind. For each case: what the honest members see (refused, or shown
+// as a notice, a gap, a lost message or a membership line), and that they keep talking after.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { MlsKind, type Delivery } from "../../src/gen/securechat/v1/chat.js";
+import { contentLayerOver } from "../../src/client/mls/content.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { jsonLineLogger } from "../../src/protocol/log.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity, type FixtureName } from "../helpers/identities.js";
+import { MlsHostileProxy } from "../helpers/mls-hostile-proxy.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
+
+const T = 60_000; // waits: MLS work on a shared 2-core machine
+const NAMES: FixtureName[] = ["alice", "bob", "carol", "dave", "mallory"];
+const ids = new Map<string, PrivateIdentity>();
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+/** Each client's log lines (parsed), by username: what the engine logged about each refusal. */
+const logs = new Map<string, Array<Record<string, unknown>>>();
+
+beforeAll(async () => {
+  for (const n of NAMES) ids.set(n, await fixtureIdentity(n));
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface World {
+  readonly relay: TestRelay;
+  readonly proxy: MlsHostileProxy;
+  readonly c: Record<string, TestClient>;
+}
+
+/** The real relay, the operator's proxy in front of it, and a v2 ChatClient per name connected through the proxy. */
+async function world(...names: FixtureName[]): Promise<World> {
+  const dir = mkdtempSync(join(tmpdir(), "sc-v2-hostile-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const relay = await TestRelay.start({ plaintext: true });
+  cleanups.push(() => relay.cleanup());
+  const proxy = await MlsHostileProxy.start(relay.address);
+  cleanups.push(() => proxy.close());
+  const c: Record<string, TestClient> = {};
+  for (const n of names) c[n] = await connect(proxy, dir, n);
+  return { relay, proxy, c };
+}
+
+async function connect(proxy: MlsHostileProxy, dir: string, name: FixtureName): Promise<TestClient> {
+  const id = ids.get(name)!;
+  const userDir = join(dir, name);
+  mkdirSync(userDir, { recursive: true });
+  const store = MlsKeyStore.open(join(userDir, `${name}_mls.db`), { username: name, sigPrivate: id.sigPrivate });
+  const state = ClientStateStore.open(":memory:");
+  const log: Array<Record<string, unknown>> = [];
+  logs.set(name, log);
+  const t = await TestClient.start(id, 0, {
+    server: proxy.address, dir: userDir, state, transport: { kind: "plaintext" },
+    logger: jsonLineLogger((l) => log.push(JSON.parse(l) as Record<string, unknown>), "debug"),
+    v2: { store, content: contentLayerOver(state, name) },
+  });
+  cleanups.push(() => t.close());
+  return t;
+}
+
+const lineText = (l: MembershipLine): string => `${l.by} ${l.kind}${l.users.length > 0 ? ` ${l.users.join(",")}` : ""}`;
+const lines = (c: TestClient, conv: string): string[] =>
+  c.events.flatMap((e: SessionEvent) => (e.type === "membership" && e.conversationId === conv ? [lineText(e.line)] : []));
+const shown = (c: TestClient, conv: string): string[] => c.messages(conv).filter((m) => !m.own).map((m) => m.text);
+const refused = (c: TestClient, conv: string): number => c.events.filter((e) => e.type === "refused" && e.conversationId === conv).length;
+const logged = (user: string, event: string): number => (logs.get(user) ?? []).filter((l) => l.event === event).length;
+const notices = (c: TestClient): string[] => c.events.flatMap((e) => (e.type === "notice" ? [e.text] : []));
+
+/** Sends and waits until the relay accepted it; returns the message id. */
+async function say(c: TestClient, conv: string, text: string): Promise<string> {
+  const r = c.client.send(conv, text);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+  await c.waitForState(r.value.id, "accepted", T);
+  return r.value.id;
+}
+
+/** Everyone in `talkers` says something in `conv` and every other one of them reads it: the conversation goes on. */
+async function keepTalking(w: World, conv: string, talkers: string[], tag: string): Promise<void> {
+  for (const from of talkers) {
+    const text = `${tag}: ${from} speaking`;
+    await say(w.c[from]!, conv, text);
+    for (const to of talkers) if (to !== from) await w.c[to]!.waitForMessage(text, T);
+  }
+}
+
+/** `owner` creates the room, the others join it (external commits); everyone has seen everyone join. */
+async function room(w: World, name: string, owner: string, ...joiners: string[]): Promise<void> {
+  const r = await w.c[owner]!.client.joinRoom(name);
+  expect(r.ok).toBe(true);
+  for (const j of joiners) {
+    expect((await w.c[j]!.client.joinRoom(name)).ok).toBe(true);
+  }
+  const all = [owner, ...joiners];
+  for (const m of all) {
+    await waitUntil(async () => {
+      const x = await w.c[m]!.client.members(name);
+      return x.ok && x.value.length === all.length;
+    }, `${m} sees ${all.length} members in ${name}`, T);
+  }
+}
+
+const isKind = (kind: MlsKind, conv: string) => (d: Delivery): boolean => d.mls?.kind === kind && d.conversationId === conv;
+
+/** Waits until `user`'s client acknowledged the delivery `seq` (it has processed it). */
+async function processed(w: World, user: string, seq: number): Promise<void> {
+  await waitUntil(() => (w.proxy.requests.get(user) ?? []).some((f) => f.$case === "ack" && f.value.seqs.includes(seq)), `${user} processed delivery ${seq}`, T);
+}
+
+/** Waits for the first MLS delivery to `user` that matches (as the relay queued it). */
+async function deliveryTo(w: World, user: string, pred: (d: Delivery) => boolean, what: string): Promise<Delivery> {
+  return waitUntil(() => w.proxy.deliveredTo(user, pred)[0], what, T);
+}
+
+describe("replays", () => {
+  it("a replayed application message is shown once, never twice; a replayed commit changes nothing; all talk on", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol");
+    await room(w, "#ops", "alice", "bob", "carol");
+    await say(w.c.alice!, "#ops", "pay carol 10");
+    await w.c.bob!.waitForMessage("pay carol 10", T);
+    const msg = await deliveryTo(w, "bob", (d) => isKind(MlsKind.MLS_KIND_APPLICATION, "#ops")(d), "alice's message queued for bob");
+    const commit = await deliveryTo(w, "bob", isKind(MlsKind.MLS_KIND_COMMIT, "#ops"), "carol's join commit queued for bob");
+    const linesBefore = lines(w.c.bob!, "#ops");
+
+    // The relay hands bob the same message twice more, and carol's join commit again.
+    const refusedBefore = refused(w.c.bob!, "#ops");
+    const again = w.proxy.inject("bob", msg, msg, commit);
+    for (const d of again) await processed(w, "bob", d.seq);
+
+    expect(shown(w.c.bob!, "#ops").filter((t) => t === "pay carol 10")).toHaveLength(1);
+    // MLS refuses the message again (its key was deleted): each replay is a refusal, the commit a stale one.
+    expect(refused(w.c.bob!, "#ops") - refusedBefore).toBe(2);
+    expect(logged("bob", "mls.deliver.stale")).toBe(1);
+    expect(lines(w.c.bob!, "#ops")).toEqual(linesBefore); // no second "carol joined", no state change
+    const m = await w.c.bob!.client.members("#ops");
+    expect(m.ok && [...m.value].sort()).toEqual(["alice", "bob", "carol"]);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the replays");
+  });
+});
+
+describe("re-addressing and forged senders", () => {
+  it("a DM delivered as a room's message, and a room's message delivered into another room, are refused and not shown", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol");
+    await room(w, "#ops", "alice", "bob");
+    await room(w, "#dev", "carol", "bob");
+    await say(w.c.alice!, "dm:alice:bob", "hello bob");
+    await w.c.bob!.waitForMessage("hello bob", T);
+    const refusedOps = refused(w.c.bob!, "#ops");
+    const refusedDev = refused(w.c.bob!, "#dev");
+
+    // bob's next DM from alice is delivered into #ops; alice's next #ops message into #dev (with #dev's group id).
+    const devGroup = (await deliveryTo(w, "carol", (d) => d.conversationId === "#dev" && d.mls !== undefined, "a #dev delivery for carol")).mls!.groupId;
+    w.proxy.onDelivery = (user, d) => {
+      if (user !== "bob" || d.mls?.kind !== MlsKind.MLS_KIND_APPLICATION) return undefined;
+      if (d.conversationId === "dm:alice:bob") return [{ ...d, conversationId: "#ops" }];
+      if (d.conversationId === "#ops") return [{ ...d, conversationId: "#dev", mls: { ...d.mls, groupId: devGroup } }];
+      return undefined;
+    };
+    await say(w.c.alice!, "dm:alice:bob", "private to bob");
+    await say(w.c.alice!, "#ops", "for #ops only");
+    await waitUntil(() => refused(w.c.bob!, "#ops") > refusedOps && refused(w.c.bob!, "#dev") > refusedDev, "both refused at bob", T);
+    expect(shown(w.c.bob!, "#ops")).not.toContain("private to bob");
+    expect(shown(w.c.bob!, "#dev")).not.toContain("for #ops only");
+    expect(w.c.bob!.messages().map((m) => m.text)).not.toContain("private to bob");
+
+    w.proxy.onDelivery = undefined;
+    await keepTalking(w, "#ops", ["alice", "bob"], "after re-addressing");
+    await keepTalking(w, "#dev", ["carol", "bob"], "after re-addressing");
+  });
+
+  it("a message whose relay-authenticated sender is not its MLS sender is refused and not shown", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol");
+    await room(w, "#ops", "alice", "bob", "carol");
+    // The relay says carol's next message to bob is alice's.
+    w.proxy.onDelivery = (user, d) => (user === "bob" && d.mls?.kind === MlsKind.MLS_KIND_APPLICATION && d.mls.sender === "carol" ? [{ ...d, mls: { ...d.mls, sender: "alice" } }] : undefined);
+    const before = refused(w.c.bob!, "#ops");
+    await say(w.c.carol!, "#ops", "who said this");
+    await w.c.alice!.waitForMessage("who said this", T); // alice got it as the relay authenticated it
+    await waitUntil(() => refused(w.c.bob!, "#ops") > before, "refused at bob", T);
+    expect(shown(w.c.bob!, "#ops")).not.toContain("who said this");
+    expect(w.c.bob!.events.some((e) => e.type === "refused" && e.conversationId === "#ops" && e.from === "alice")).toBe(true);
+    w.proxy.onDelivery = undefined;
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the forged sender");
+  });
+});
+
+describe("drop detection", () => {
+  it("the relay drops alice's last DM message to bob: alice sees it lost within one further exchange, bob sees the gap at her next", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob");
+    const dm = "dm:alice:bob";
+    await say(w.c.alice!, dm, "hi bob");
+    await w.c.bob!.waitForMessage("hi bob", T);
+    await say(w.c.bob!, dm, "hi alice");
+    await w.c.alice!.waitForMessage("hi alice", T);
+
+    w.proxy.onDelivery = (user, d) => (user === "bob" && d.conversationId === dm && d.mls?.kind === MlsKind.MLS_KIND_APPLICATION && d.mls.sender === "alice" ? [] : undefined);
+    const lastId = await say(w.c.alice!, dm, "the last one"); // accepted by the relay, never delivered
+    w.proxy.onDelivery = undefined;
+
+    // One further exchange: bob writes twice (the first may have crossed it in transit).
+    await say(w.c.bob!, dm, "anyone there?");
+    await w.c.alice!.waitForMessage("anyone there?", T);
+    await say(w.c.bob!, dm, "still nothing");
+    await w.c.alice!.waitForMessage("still nothing", T);
+    const lost = await w.c.alice!.waitFor((e) => e.type === "message-state" && e.id === lastId && e.state === "failed", "alice's last message shown lost", T);
+    expect(lost).toMatchObject({ failure: expect.stringMatching(/never received/) });
+    expect(shown(w.c.bob!, dm)).not.toContain("the last one");
+
+    // They talk on; bob's client shows a gap before alice's next message.
+    await say(w.c.alice!, dm, "resending: the last one");
+    const next = await w.c.bob!.waitForMessage("resending: the last one", T);
+    expect(next.gap).toBe(true);
+    await keepTalking(w, dm, ["alice", "bob"], "after the drop");
+  });
+});
+
+describe("Welcomes and ratchet trees", () => {
+  it("a Welcome handed to someone nobody added: a notice, nothing joined; the members talk on", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "dave");
+    await room(w, "#ops", "alice", "bob");
+    expect((await w.c.alice!.client.invite!("#ops", "carol")).ok).toBe(true);
+    const welcome = await deliveryTo(w, "carol", isKind(MlsKind.MLS_KIND_WELCOME, "#ops"), "carol's Welcome");
+    await waitUntil(() => lines(w.c.carol!, "#ops").includes("alice added carol"), "carol joined by her Welcome", T);
+
+    // The relay hands carol's Welcome (and the tree beside it) to dave as well.
+    const [copy] = w.proxy.inject("dave", welcome);
+    await processed(w, "dave", copy!.seq);
+    expect(notices(w.c.dave!)).toContain("an invitation to #ops from alice could not be opened; nothing was joined (ask to be added again)");
+    expect((await w.c.dave!.client.members("#ops")).ok).toBe(false);
+    expect(lines(w.c.dave!, "#ops")).toEqual([]);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the stray Welcome");
+    expect(shown(w.c.dave!, "#ops")).toEqual([]);
+  });
+
+  it("a stale or damaged ratchet tree beside a Welcome is refused by the joiner, with a notice; the members talk on", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "dave");
+    expect((await w.c.alice!.client.joinRoom("#ops")).ok).toBe(true);
+    expect((await w.c.alice!.client.invite!("#ops", "bob")).ok).toBe(true);
+    const bobsTree = (await deliveryTo(w, "bob", isKind(MlsKind.MLS_KIND_WELCOME, "#ops"), "bob's Welcome")).mls!.ratchetTree;
+    await waitUntil(() => lines(w.c.bob!, "#ops").includes("alice added bob"), "bob joined", T);
+
+    // carol's Welcome comes with the tree of an earlier epoch; dave's with one byte changed.
+    w.proxy.onDelivery = (user, d) => {
+      if (d.mls?.kind !== MlsKind.MLS_KIND_WELCOME) return undefined;
+      if (user === "carol") return [{ ...d, mls: { ...d.mls, ratchetTree: bobsTree } }];
+      if (user === "dave") {
+        const t = Buffer.from(d.mls.ratchetTree);
+        t[Math.floor(t.length / 2)]! ^= 0x01;
+        return [{ ...d, mls: { ...d.mls, ratchetTree: t } }];
+      }
+      return undefined;
+    };
+    expect((await w.c.alice!.client.invite!("#ops", "carol")).ok).toBe(true);
+    expect((await w.c.alice!.client.invite!("#ops", "dave")).ok).toBe(true);
+    for (const who of ["carol", "dave"]) {
+      const c = w.c[who]!;
+      await waitUntil(() => notices(c).includes("an invitation to #ops from alice could not be opened; nothing was joined (ask to be added again)"), `${who} told the invitation did not open`, T);
+      expect((await c.client.members("#ops")).ok).toBe(false);
+      expect(logs.get(who)!.some((l) => l.event === "mls.welcome.refused")).toBe(true);
+    }
+    w.proxy.onDelivery = undefined;
+    await keepTalking(w, "#ops", ["alice", "bob"], "after the bad trees");
+    expect(shown(w.c.carol!, "#ops")).toEqual([]);
+    expect(shown(w.c.dave!, "#ops")).toEqual([]);
+  });
+});
+
+describe("KeyPackages", () => {
+  it("a withheld KeyPackage: the invite and the first DM fail with a sentence naming the user; nothing is sent", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob");
+    expect((await w.c.alice!.client.joinRoom("#ops")).ok).toBe(true);
+    w.proxy.onResponse = (user, f) => {
+      if (user !== "alice" || f.$case !== "keyPackageList") return undefined;
+      const v = f.value;
+      return [{ $case: "keyPackageList", value: { ...v, entries: v.entries.filter((e) => e.username !== "bob"), missing: [...v.missing, "bob"] } }];
+    };
+    const inv = await w.c.alice!.client.invite!("#ops", "bob");
+    expect(inv.ok).toBe(false);
+    expect(JSON.stringify(!inv.ok && inv.error)).toMatch(/bob has no KeyPackage on this relay/);
+    const sent = w.c.alice!.client.send("dm:alice:bob", "are you there");
+    expect(sent.ok).toBe(true);
+    if (sent.ok) expect(await w.c.alice!.waitForState(sent.value.id, "failed", T)).toMatchObject({ error: { detail: "bob has no KeyPackage on this relay" } });
+    expect((w.proxy.requests.get("alice") ?? []).some((f) => f.$case === "sendCommit" && f.value.added.includes("bob"))).toBe(false);
+    expect(w.proxy.deliveredTo("bob")).toEqual([]);
+
+    // The relay stops lying: the same two work.
+    w.proxy.onResponse = undefined;
+    expect((await w.c.alice!.client.invite!("#ops", "bob")).ok).toBe(true);
+    await keepTalking(w, "#ops", ["alice", "bob"], "once served");
+    await keepTalking(w, "dm:alice:bob", ["alice", "bob"], "once served");
+  });
+
+  it("someone else's KeyPackage is refused by the adder; a used one makes a Welcome its target cannot open (a notice)", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "mallory");
+    await room(w, "#ops", "alice", "bob");
+    const mallorys = await waitUntil(() => (w.proxy.requests.get("mallory") ?? []).flatMap((f) => (f.$case === "publishKeyPackages" ? f.value.oneTime : []))[0], "mallory's KeyPackages");
+
+    // Asked for carol's, the relay serves mallory's: alice's client refuses to add it.
+    w.proxy.onResponse = (user, f) => (user === "alice" && f.$case === "keyPackageList"
+      ? [{ $case: "keyPackageList", value: { ...f.value, entries: f.value.entries.map((e) => ({ ...e, keyPackage: mallorys })) } }]
+      : undefined);
+    const forged = await w.c.alice!.client.invite!("#ops", "carol");
+    expect(forged.ok).toBe(false);
+    const m = await w.c.alice!.client.members("#ops");
+    expect(m.ok && [...m.value].sort()).toEqual(["alice", "bob"]);
+    expect((w.proxy.requests.get("alice") ?? []).some((f) => f.$case === "sendCommit" && f.value.added.length > 0)).toBe(false);
+
+    // Served honestly, carol is added; the relay keeps the KeyPackage it handed out.
+    let used: Buffer | undefined;
+    w.proxy.onResponse = (user, f) => {
+      if (user === "alice" && f.$case === "keyPackageList") used = f.value.entries.find((e) => e.username === "carol")?.keyPackage;
+      return undefined;
+    };
+    expect((await w.c.alice!.client.invite!("#ops", "carol")).ok).toBe(true);
+    await waitUntil(() => lines(w.c.carol!, "#ops").includes("alice added carol"), "carol joined", T);
+    expect(used).toBeDefined();
+
+    // bob invites carol to #dev and the relay serves him that used KeyPackage again.
+    expect((await w.c.bob!.client.joinRoom("#dev")).ok).toBe(true);
+    w.proxy.onResponse = (user, f) => (user === "bob" && f.$case === "keyPackageList"
+      ? [{ $case: "keyPackageList", value: { ...f.value, entries: f.value.entries.map((e) => ({ ...e, keyPackage: used!, lastResort: false })) } }]
+      : undefined);
+    expect((await w.c.bob!.client.invite!("#dev", "carol")).ok).toBe(true);
+    await waitUntil(() => notices(w.c.carol!).includes("an invitation to #dev from bob could not be opened; nothing was joined (ask to be added again)"), "carol told", T);
+    expect((await w.c.carol!.client.members("#dev")).ok).toBe(false);
+    w.proxy.onResponse = undefined;
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the KeyPackage tricks");
+  });
+});
+
+describe("hidden members", () => {
+  it("the relay adds mallory to the room's delivery list: she gets its traffic and reads none; joining by external commit she is shown to everyone", { timeout: 300_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "mallory");
+    await room(w, "#ops", "alice", "bob");
+    // The relay's membership hint grows mallory beside carol (so the Welcome and every later message are queued to her).
+    w.proxy.onRequest = (user, f) => (user === "alice" && f.$case === "sendCommit" && f.value.added.includes("carol")
+      ? [{ $case: "sendCommit", value: { ...f.value, added: [...f.value.added, "mallory"] } }]
+      : undefined);
+    expect((await w.c.alice!.client.invite!("#ops", "carol")).ok).toBe(true);
+    w.proxy.onRequest = undefined;
+    await waitUntil(() => lines(w.c.carol!, "#ops").includes("alice added carol"), "carol joined", T);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "with mallory listening");
+    await waitUntil(() => w.proxy.deliveredTo("mallory", isKind(MlsKind.MLS_KIND_APPLICATION, "#ops")).length >= 3, "the relay queued the room's messages to mallory", T);
+    const queued = w.proxy.deliveredTo("mallory", (d) => d.conversationId === "#ops");
+    for (const d of queued) await processed(w, "mallory", d.seq);
+    expect(shown(w.c.mallory!, "#ops")).toEqual([]);
+    expect(w.c.mallory!.messages().filter((m) => !m.own)).toEqual([]);
+    expect(notices(w.c.mallory!)).toContain("an invitation to #ops from alice could not be opened; nothing was joined (ask to be added again)");
+    for (const n of ["alice", "bob", "carol"]) {
+      const m = await w.c[n]!.client.members("#ops");
+      expect(m.ok && [...m.value].sort()).toEqual(["alice", "bob", "carol"]);
+    }
+
+    // A relay-made account joining by external commit is a line every member sees.
+    expect((await w.c.mallory!.client.joinRoom("#ops")).ok).toBe(true);
+    for (const n of ["alice", "bob", "carol"]) await waitUntil(() => lines(w.c[n]!, "#ops").includes("mallory joined"), `${n} sees mallory join`, T);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "mallory shown");
+  });
+});
+
+describe("commit order", () => {
+  it("two commits delivered in reverse order: the later one is held until the earlier arrives; lines in order, messages read", { timeout: 300_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "dave");
+    await room(w, "#ops", "alice", "bob", "carol");
+    const held: Delivery[] = [];
+    w.proxy.onDelivery = (user, d) => {
+      if (user !== "carol" || d.mls?.kind !== MlsKind.MLS_KIND_COMMIT || d.conversationId !== "#ops") return undefined;
+      held.push(d);
+      return [];
+    };
+    expect((await w.c.dave!.client.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => lines(w.c.alice!, "#ops").includes("dave joined"), "alice sees dave join", T);
+    expect((await w.c.alice!.client.kick!("#ops", "dave")).ok).toBe(true);
+    await waitUntil(() => held.length === 2, "both commits held back from carol", T);
+    await say(w.c.alice!, "#ops", "after both changes");
+    const msg = await deliveryTo(w, "carol", (d) => isKind(MlsKind.MLS_KIND_APPLICATION, "#ops")(d) && d.mls!.sender === "alice", "alice's message queued for carol");
+    w.proxy.onDelivery = undefined;
+    expect(shown(w.c.carol!, "#ops")).toEqual([]); // held: its epoch is two commits ahead
+
+    const again = w.proxy.inject("carol", held[1]!, held[0]!);
+    for (const d of again) await processed(w, "carol", d.seq);
+    await processed(w, "carol", msg.seq);
+    await w.c.carol!.waitForMessage("after both changes", T);
+    expect(lines(w.c.carol!, "#ops").slice(-2)).toEqual(["dave joined", "alice removed dave"]);
+    expect(refused(w.c.carol!, "#ops")).toBe(0);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the reordering");
+  });
+});

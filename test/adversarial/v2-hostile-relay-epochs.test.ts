@@ -17,6 +17,28 @@ afterEach(async () => {
 });
 
 describe("a dropped commit", () => {
+  it("dropped from carol's queue only: her held message passes its bound, she fetches the commit and reads it; all talk on", { timeout: 300_000 }, async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const skew = { ms: 0 };
+    const w = await worldWith({ clocks: { carol: () => Date.now() + skew.ms } }, "alice", "bob", "carol", "dave");
+    await room(w, "#ops", "alice", "bob", "carol");
+    w.proxy.onDelivery = (user, d) => (user === "carol" && d.mls?.kind === MlsKind.MLS_KIND_COMMIT && d.conversationId === "#ops" ? [] : undefined);
+    expect((await w.c.dave!.client.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => lines(w.c.alice!, "#ops").includes("dave joined"), "alice sees dave join", T);
+    await say(w.c.alice!, "#ops", "while carol missed a change");
+    await waitUntil(() => logged("carol", "mls.deliver.held") >= 1, "carol holds a message of an epoch she has not reached", T);
+    expect(shown(w.c.carol!, "#ops")).toEqual([]);
+
+    skew.ms = 11 * 60_000;
+    vi.advanceTimersByTime(61_000);
+    await w.c.carol!.waitForMessage("while carol missed a change", T);
+    expect(lines(w.c.carol!, "#ops")).toContain("dave joined");
+    expect(notices(w.c.carol!).filter((t) => t.startsWith("missing changes"))).toEqual([]);
+    expect((w.proxy.requests.get("carol") ?? []).some((f) => f.$case === "fetchCommits")).toBe(true);
+    w.proxy.onDelivery = undefined;
+    await keepTalking(w, "#ops", ["alice", "bob", "carol", "dave"], "after carol caught up");
+  });
+
   it("hidden from carol's queue and from FetchCommits: her held message passes its bound, she joins again and says so; all talk on", { timeout: 300_000 }, async () => {
     // The engine looks at held messages once a minute (a setInterval) against its clock: both are the test's.
     vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });

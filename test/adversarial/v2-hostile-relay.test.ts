@@ -70,8 +70,8 @@ describe("re-addressing and forged senders", () => {
     await keepTalking(w, "#dev", ["carol", "bob"], "after re-addressing");
   });
 
-  it("a message whose relay-authenticated sender is not its MLS sender is refused and not shown", { timeout: 240_000 }, async () => {
-    const w = await world("alice", "bob", "carol");
+  it("a message or a commit whose relay-authenticated sender is not its MLS sender is refused and not shown", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "dave");
     await room(w, "#ops", "alice", "bob", "carol");
     // The relay says carol's next message to bob is alice's.
     w.proxy.onDelivery = (user, d) => (user === "bob" && d.mls?.kind === MlsKind.MLS_KIND_APPLICATION && d.mls.sender === "carol" ? [{ ...d, mls: { ...d.mls, sender: "alice" } }] : undefined);
@@ -81,10 +81,26 @@ describe("re-addressing and forged senders", () => {
     await waitUntil(() => refused(w.c.bob!, "#ops") > before, "refused at bob", T);
     expect(shown(w.c.bob!, "#ops")).not.toContain("who said this");
     expect(w.c.bob!.events.some((e) => e.type === "refused" && e.conversationId === "#ops" && e.from === "alice")).toBe(true);
+
+    // The relay says the commit of dave's join is alice's: bob refuses it (and so stays out of step, until he catches up).
+    w.proxy.onDelivery = (user, d) => (user === "bob" && d.mls?.kind === MlsKind.MLS_KIND_COMMIT && d.conversationId === "#ops" ? [{ ...d, mls: { ...d.mls, sender: "alice" } }] : undefined);
+    const beforeCommit = refused(w.c.bob!, "#ops");
+    const commitsBefore = w.proxy.deliveredTo("bob", isKind(MlsKind.MLS_KIND_COMMIT, "#ops")).length;
+    expect((await w.c.dave!.client.joinRoom("#ops")).ok).toBe(true);
+    const commit = await waitUntil(() => w.proxy.deliveredTo("bob", isKind(MlsKind.MLS_KIND_COMMIT, "#ops"))[commitsBefore], "dave's join commit for bob", T);
+    await processed(w, "bob", commit.seq);
+    expect(refused(w.c.bob!, "#ops")).toBe(beforeCommit + 1);
+    expect(lines(w.c.bob!, "#ops")).not.toContain("dave joined");
     w.proxy.onDelivery = undefined;
-    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the forged sender");
+    await keepTalking(w, "#ops", ["alice", "carol", "dave"], "after the forged sender");
   });
 });
+
+/** #ops with alice, bob and carol, each having spoken once (so every chain and acknowledgement has started). */
+async function keepTalkingIn(w: Awaited<ReturnType<typeof world>>): Promise<void> {
+  await room(w, "#ops", "alice", "bob", "carol");
+  await keepTalking(w, "#ops", ["alice", "bob", "carol"], "before");
+}
 
 describe("drop detection", () => {
   it("the relay drops alice's last DM message to bob: alice sees it lost within one further exchange, bob sees the gap at her next", { timeout: 240_000 }, async () => {
@@ -107,12 +123,33 @@ describe("drop detection", () => {
     const lost = await w.c.alice!.waitFor((e) => e.type === "message-state" && e.id === lastId && e.state === "failed", "alice's last message shown lost", T);
     expect(lost).toMatchObject({ failure: expect.stringMatching(/never received/) });
     expect(shown(w.c.bob!, dm)).not.toContain("the last one");
+    // Nothing else of alice's is called lost.
+    expect(w.c.alice!.events.filter((e) => e.type === "message-state" && e.state === "failed")).toHaveLength(1);
 
     // They talk on; bob's client shows a gap before alice's next message.
     await say(w.c.alice!, dm, "resending: the last one");
     const next = await w.c.bob!.waitForMessage("resending: the last one", T);
     expect(next.gap).toBe(true);
     await keepTalking(w, dm, ["alice", "bob"], "after the drop");
+  });
+
+  it("in a room the relay drops alice's last message for carol only: lost after carol's second message, a gap at alice's next", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol");
+    await keepTalkingIn(w);
+    w.proxy.onDelivery = (user, d) => (user === "carol" && d.mls?.kind === MlsKind.MLS_KIND_APPLICATION && d.mls.sender === "alice" ? [] : undefined);
+    const lastId = await say(w.c.alice!, "#ops", "ops: the last one");
+    await w.c.bob!.waitForMessage("ops: the last one", T); // bob got it
+    w.proxy.onDelivery = undefined;
+    await say(w.c.carol!, "#ops", "carol once");
+    await w.c.alice!.waitForMessage("carol once", T);
+    await say(w.c.carol!, "#ops", "carol twice");
+    await w.c.alice!.waitForMessage("carol twice", T);
+    await w.c.alice!.waitFor((e) => e.type === "message-state" && e.id === lastId && e.state === "failed", "alice's message shown lost (carol never acknowledged it)", T);
+    expect(shown(w.c.carol!, "#ops")).not.toContain("ops: the last one");
+    await say(w.c.alice!, "#ops", "ops: after");
+    expect((await w.c.carol!.waitForMessage("ops: after", T)).gap).toBe(true);
+    expect((await w.c.bob!.waitForMessage("ops: after", T)).gap).toBeFalsy();
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the room drop");
   });
 });
 
@@ -123,6 +160,12 @@ describe("Welcomes and ratchet trees", () => {
     expect((await w.c.alice!.client.invite!("#ops", "carol")).ok).toBe(true);
     const welcome = await deliveryTo(w, "carol", isKind(MlsKind.MLS_KIND_WELCOME, "#ops"), "carol's Welcome");
     await waitUntil(() => lines(w.c.carol!, "#ops").includes("alice added carol"), "carol joined by her Welcome", T);
+
+    // The relay hands carol her Welcome again: ignored (she is a member of that group).
+    const [replayed] = w.proxy.inject("carol", welcome);
+    await processed(w, "carol", replayed!.seq);
+    expect(lines(w.c.carol!, "#ops").filter((l) => l === "alice added carol")).toHaveLength(1);
+    expect(notices(w.c.carol!)).toEqual([]);
 
     // The relay hands carol's Welcome (and the tree beside it) to dave as well.
     const [copy] = w.proxy.inject("dave", welcome);

@@ -34,12 +34,15 @@ export async function loadIdentities(): Promise<void> {
 /** Stops every client, proxy and relay the last test made (call in afterEach). */
 export async function cleanupWorlds(): Promise<void> {
   for (const c of cleanups.splice(0).reverse()) await c();
+  logs.clear();
 }
 
 export interface World {
   readonly relay: TestRelay;
   readonly proxy: MlsHostileProxy;
   readonly c: Record<string, TestClient>;
+  /** Closes a user's client and starts it again from its files (MLS store, state db, pins). */
+  restart(name: FixtureName): Promise<TestClient>;
 }
 
 /** The real relay, the operator's proxy in front of it, and a v2 ChatClient per name connected through the proxy. */
@@ -57,7 +60,12 @@ export async function worldWith(o: { readonly clocks?: Readonly<Record<string, (
   cleanups.push(() => proxy.close());
   const c: Record<string, TestClient> = {};
   for (const n of names) c[n] = await connect(proxy, dir, n, o.clocks?.[n]);
-  return { relay, proxy, c };
+  const restart = async (n: FixtureName): Promise<TestClient> => {
+    await c[n]!.close();
+    c[n] = await connect(proxy, dir, n, o.clocks?.[n]);
+    return c[n];
+  };
+  return { relay, proxy, c, restart };
 }
 
 async function connect(proxy: MlsHostileProxy, dir: string, name: FixtureName, clock: (() => number) | undefined): Promise<TestClient> {
@@ -65,8 +73,8 @@ async function connect(proxy: MlsHostileProxy, dir: string, name: FixtureName, c
   const userDir = join(dir, name);
   mkdirSync(userDir, { recursive: true });
   const store = MlsKeyStore.open(join(userDir, `${name}_mls.db`), { username: name, sigPrivate: id.sigPrivate });
-  const state = ClientStateStore.open(":memory:");
-  const log: Array<Record<string, unknown>> = [];
+  const state = ClientStateStore.open(join(userDir, `${name}_state.db`));
+  const log = logs.get(name) ?? [];
   logs.set(name, log);
   const t = await TestClient.start(id, 0, {
     server: proxy.address, dir: userDir, state, transport: { kind: "plaintext" },

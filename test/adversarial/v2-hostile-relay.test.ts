@@ -5,7 +5,8 @@
 // frames per user and per kind. For each case: what the honest members see (refused, or shown
 // as a notice, a gap, a lost message or a membership line), and that they keep talking after.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { MlsKind, type Delivery } from "../../src/gen/securechat/v1/chat.js";
+import { ErrorCode, MlsKind, type Delivery } from "../../src/gen/securechat/v1/chat.js";
+import { readFraming } from "../../src/client/mls/framing.js";
 import {
   cleanupWorlds, deliveryTo, isKind, keepTalking, lines, loadIdentities, logged, logs, notices, processed, refused, room, say, shown, T, world,
 } from "../helpers/v2-hostile-world.js";
@@ -384,6 +385,28 @@ describe("message order", () => {
 });
 
 describe("commit order", () => {
+  it("the relay refuses every commit of bob as EPOCH_TAKEN by someone else: his invite ends with a sentence, nothing hangs; served honestly it works", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "carol");
+    await room(w, "#ops", "alice", "bob");
+    let refusedCommits = 0;
+    w.proxy.onRequest = (user, f, s) => {
+      if (user !== "bob" || f.$case !== "sendCommit") return undefined;
+      refusedCommits++;
+      const fr = readFraming(f.value.commit);
+      s.toClient({ $case: "commitResult", value: { requestId: f.value.requestId, accepted: false, code: ErrorCode.ERROR_CODE_EPOCH_TAKEN, detail: "the epoch is taken", groupId: Buffer.from(fr.groupId), epoch: fr.epoch, currentEpoch: fr.epoch + 1, winner: "alice" } });
+      return [];
+    };
+    const r = await w.c.bob!.client.invite!("#ops", "carol");
+    expect(r.ok).toBe(false);
+    expect(JSON.stringify(!r.ok && r.error)).toMatch(/lost the race for its epoch/);
+    expect(refusedCommits).toBeGreaterThan(1);
+    expect(lines(w.c.bob!, "#ops")).not.toContain("bob added carol");
+    expect(w.proxy.deliveredTo("carol", isKind(MlsKind.MLS_KIND_WELCOME, "#ops"))).toEqual([]);
+    w.proxy.onRequest = undefined;
+    expect((await w.c.bob!.client.invite!("#ops", "carol")).ok).toBe(true);
+    await keepTalking(w, "#ops", ["alice", "bob", "carol"], "after the refusals");
+  });
+
   it("two commits delivered in reverse order: the later one is held until the earlier arrives; lines in order, messages read", { timeout: 300_000 }, async () => {
     const w = await world("alice", "bob", "carol", "dave");
     await room(w, "#ops", "alice", "bob", "carol");

@@ -21,6 +21,7 @@ import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
 import { KnownRelays } from "./known-relays.js";
 import type { ContentLayer } from "./mls/content-api.js";
+import { contentLayerOver } from "./mls/content.js";
 import { MlsSession } from "./mls/session.js";
 import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
@@ -68,9 +69,10 @@ export interface ChatClientOptions {
   readonly random?: () => number;
   /**
    * Protocol v2 (MLS, PROTOCOL-v2.md): the MLS key store (`<username>_mls.db`, closed with the
-   * client) and the content layer. Without it the client speaks protocol v1.
+   * client) and the content layer (default: mls/content.ts over `state`). Without it the client
+   * speaks protocol v1.
    */
-  readonly v2?: { readonly store: MlsKeyStore; readonly content: ContentLayer };
+  readonly v2?: { readonly store: MlsKeyStore; readonly content?: ContentLayer };
 }
 
 export class ChatClient implements ChatSession {
@@ -186,8 +188,9 @@ export class ChatClient implements ChatSession {
       emit,
     });
     this.mls = o.v2 === undefined ? undefined : new MlsSession({
-      identity: o.identity, store: o.v2.store, content: o.v2.content, link: this.connection, trust: o.trust, clock, log, emit,
+      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
+      handled: (message) => this.inbox.countDelivered(message),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;

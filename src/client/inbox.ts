@@ -64,6 +64,17 @@ export class Inbox {
     this.settleCatchUp();
   }
 
+  /**
+   * A delivery handled elsewhere (protocol v2: the MLS engine, src/client/mls/session.ts) counts
+   * toward the caught-up line like an envelope; `shown`: it showed a message.
+   */
+  countDelivered(shown: boolean): void {
+    if (this.catchUp === undefined) return;
+    this.catchUp.remaining--;
+    if (shown) this.catchUp.shown++;
+    this.settleCatchUp();
+  }
+
   /** The session ended: no caught-up line for it. */
   sessionEnded(): void {
     clearTimeout(this.catchUp?.timer);

@@ -1,6 +1,6 @@
 // ChatClient in protocol v2 mode (src/client/mls/session.ts + conversations.ts) over a real
 // relay: Hello protocol_version 2, every conversation an MLS group through the relay's durable
-// queues. A DM both ways and to a peer offline (read after a restart from the MLS store), a room
+// queues, with the real content layer (src/client/mls/content.ts, in the state db). A DM both ways and to a peer offline (read after a restart from the MLS store), a room
 // with a join, an invite, a kick and a leave shown as membership lines, the lobby.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +11,6 @@ import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { TestContent } from "../helpers/mls-content-double.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -40,7 +39,8 @@ async function v2(id: PrivateIdentity): Promise<TestClient> {
   const store = MlsKeyStore.open(join(dir, `${id.username}_mls.db`), { username: id.username, sigPrivate: id.sigPrivate });
   const userDir = join(dir, id.username);
   mkdirSync(userDir, { recursive: true });
-  const c = await TestClient.start(id, 0, { server: relay.address, dir: userDir, v2: { store, content: new TestContent() } });
+  const statePath = join(dir, `${id.username}_state.db`);
+  const c = await TestClient.start(id, 0, { server: relay.address, dir: userDir, statePath, v2: { store } });
   clients.push(c);
   return c;
 }
@@ -77,6 +77,9 @@ describe("ChatClient, protocol v2", () => {
     await a.waitForState(id2, "accepted", 30_000);
     b = await v2(bob);
     await b.waitForMessage("while you were away", 30_000);
+    // The MLS deliveries count toward the caught-up line like v1 envelopes.
+    const caught = await b.waitFor((e) => e.type === "caught-up", "caught up", 30_000);
+    expect(caught.type === "caught-up" && caught.count).toBe(1);
     send(b, dm, "back");
     await a.waitForMessage("back", 30_000);
   });

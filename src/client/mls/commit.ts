@@ -5,7 +5,7 @@
 import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
 import type { MembershipLine, Outcome } from "../types.js";
-import { sameBytes } from "./framing.js";
+import { groupInfoHasLeafOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, type EngineState } from "./engine-state.js";
 import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
@@ -107,9 +107,10 @@ export class Committer {
       if (!gi.ok) return fail(refusedError(gi));
       let joined: { group: MlsGroup; commit: Uint8Array };
       try {
-        joined = await MlsGroup.joinExternal(client, gi.groupInfo, { ...this.s.groupOptions(), resync: resync && attempt === 0, expectConversation: convId });
+        // Resync (my old leaf replaced in the same commit) only when the tree holds a leaf of mine.
+        const re = resync && groupInfoHasLeafOf(gi.groupInfo, client.signaturePublicKey);
+        joined = await MlsGroup.joinExternal(client, gi.groupInfo, { ...this.s.groupOptions(), resync: re, expectConversation: convId });
       } catch (e) {
-        if (resync && attempt === 0) { resync = false; continue; }
         this.s.d.logger.warn("mls.join.refused", { conversation: convId, error: (e as Error).message });
         return fail(sentence(`${convId} could not be joined: ${(e as Error).message}`));
       }

@@ -21,7 +21,7 @@ import { MlsStoreError } from "../mls-store.js";
 import type { MessageKind, Outcome, RoomView } from "../types.js";
 import type { MlsQueued } from "./ds-api.js";
 import { Committer } from "./commit.js";
-import { EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
+import { DM_WELCOME_WAIT_MS, EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
 import { KeyPackageKeeper } from "./key-packages.js";
 import { Receiver } from "./receive.js";
 import { Sender } from "./send.js";
@@ -142,7 +142,10 @@ export class MlsConversations {
     });
   }
 
-  /** Fetches the missing commits of groups whose held messages passed their bound; call every minute or so. */
+  /**
+   * Call every minute or so: fetches the missing commits of groups whose held messages passed
+   * their bound, deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
+   */
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
@@ -150,6 +153,14 @@ export class MlsConversations {
       for (const [conv, seen] of this.s.epochSeen) {
         const g = this.s.groups.get(conv);
         if (g?.active === true && now - seen.since >= PAST_EPOCH_MS) this.s.forgetPast(conv, g);
+      }
+      for (const [conv, since] of [...this.s.waitingWelcome]) {
+        if (now - since < DM_WELCOME_WAIT_MS) continue;
+        if (this.s.groups.get(conv)?.active === true) { this.s.waitingWelcome.delete(conv); continue; }
+        this.s.d.logger.info("mls.dm.no_welcome", { conversation: conv });
+        const r = await this.c.externalJoin(conv, true);
+        if (r.ok) this.s.flushSoon(conv);
+        else this.s.waitingWelcome.set(conv, now);
       }
     });
   }
@@ -192,9 +203,9 @@ export class MlsConversations {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
       const creator = this.s.creators.get(room);
-      if (creator !== this.s.d.me) return fail(sentence(`only ${creator ?? "the creator"}, who created ${room}, can remove members`));
+      if (creator !== this.s.d.me) return fail(creator === undefined ? { kind: "not-the-creator", room } : { kind: "not-the-creator", room, creator });
       if (username === this.s.d.me) return fail(sentence("to remove yourself, leave the room"));
-      if (!g.members().some((m) => m.username === username)) return fail(sentence(`${username} is not a member of ${room}`));
+      if (!g.members().some((m) => m.username === username)) return fail({ kind: "not-in-room", room, username });
       return this.c.commitChange(room, (x) => x.removeMembers([username]), { added: [], removed: [username] },
         { kind: "removed", by: this.s.d.me, users: [username], creator: this.s.d.me, atMs: this.s.d.clock() }, (x) => x.members().some((m) => m.username === username));
     });
@@ -205,11 +216,11 @@ export class MlsConversations {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
-      if (g.members().some((m) => m.username === username)) return fail(sentence(`${username} is already a member of ${room}`));
+      if (g.members().some((m) => m.username === username)) return fail({ kind: "already-in-room", room, username });
       const claimed = await this.s.d.ds.claimKeyPackages([username]);
       if (!claimed.ok) return fail(refusedError(claimed));
       const entry = claimed.entries.find((e) => e.username === username);
-      if (entry === undefined) return fail(sentence(`${username} has no KeyPackage on this relay`));
+      if (entry === undefined) return fail({ kind: "no-key-package", username });
       const nowS = Math.floor(this.s.d.clock() / 1000);
       return this.c.commitChange(room, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [username], nowS }), { added: [username], removed: [] },
         { kind: "added", by: this.s.d.me, users: [username], ...this.s.creatorField(room), atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === username));

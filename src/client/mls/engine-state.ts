@@ -18,6 +18,12 @@ export const LOBBY_MAX_MEMBERS = 1_000;
 /** How often a commit is made again after losing its epoch (EPOCH_TAKEN) before giving up. */
 export const COMMIT_ATTEMPTS = 5;
 /** The retained past epoch's keys are deleted at the latest this long after a new epoch (§7). */
+/**
+ * How long a DM's messages wait for the Welcome of the group the peer registered first, before
+ * joining it by external commit (the peer may have registered it long ago and never added me,
+ * or I lost my state of it).
+ */
+export const DM_WELCOME_WAIT_MS = 2 * 60_000;
 export const PAST_EPOCH_MS = 60 * 60_000;
 
 export interface ConversationDeps {
@@ -80,8 +86,6 @@ export class EngineState {
   /** Per conversation: when its current epoch began and who has been heard from in it (§7 key deletion). */
   readonly epochSeen = new Map<string, { since: number; heard: Set<string> }>();
   readonly outbox = new Map<string, Outgoing[]>();
-  /** Content message id (hex) → the id a message was shown with, when they differ (sealed late). */
-  readonly shownAs = new Map<string, string>();
   readonly held: HeldMessages;
   readonly recovering = new Set<string>();
   /** Failed messages of mine, for retry: id → what was sent. */
@@ -89,6 +93,11 @@ export class EngineState {
   tail: Promise<unknown> = Promise.resolve();
   started = false;
   closed = false;
+  /**
+   * DMs whose group the peer registered first while mine waited to be sent: since when I wait
+   * for their Welcome (past DM_WELCOME_WAIT_MS, I join their group by external commit instead).
+   */
+  readonly waitingWelcome = new Map<string, number>();
   /** Sends what waits in a conversation's outbox (set by the engine: send.ts). */
   flushSoon: (conversationId: string) => void = () => {};
 
@@ -137,6 +146,7 @@ export class EngineState {
 
   adopt(conv: string, g: MlsGroup): void {
     this.groups.set(conv, g);
+    this.waitingWelcome.delete(conv);
     const c = creatorOf(g);
     if (c !== undefined) this.creators.set(conv, c);
     else this.creators.delete(conv);

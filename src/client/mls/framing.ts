@@ -4,6 +4,7 @@
 // and to tell a stale or replayed one from a current one.
 import { decodeMls } from "../../protocol/mls/client.js";
 import { MlsProtocolError } from "../../protocol/mls/index.js";
+import { decodeTree } from "../../protocol/mls/membership.js";
 
 export interface MlsFraming {
   readonly groupId: Uint8Array;
@@ -29,4 +30,18 @@ export function readFraming(bytes: Uint8Array): MlsFraming {
 
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/**
+ * Whether a GroupInfo's ratchet tree (its ratchet_tree extension) holds a leaf with this MLS
+ * signature key: an external join may ask for `resync` (replace my old leaf) only then — ts-mls
+ * 1.6.4 does not return when asked to resync without a former leaf.
+ */
+export function groupInfoHasLeafOf(groupInfo: Uint8Array, signaturePublicKey: Uint8Array): boolean {
+  const msg = decodeMls(groupInfo, "GroupInfo");
+  if (msg.wireformat !== "mls_group_info") return false;
+  const ext = msg.groupInfo.extensions.find((e) => e.extensionType === "ratchet_tree");
+  if (ext === undefined) return false;
+  const tree = decodeTree(ext.extensionData);
+  return tree.some((n) => n?.nodeType === "leaf" && sameBytes(n.leaf.signaturePublicKey, signaturePublicKey));
 }

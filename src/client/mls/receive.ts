@@ -184,8 +184,8 @@ export class Receiver {
       };
       this.s.d.emit({ type: "message", message });
     }
-    for (const lost of opened.own.lost) {
-      const id = this.s.shownAs.get(lost) ?? lost;
+    for (const id of opened.own.lost) {
+      // §8: the relay accepted it, but the others' acknowledgements show it never reached them.
       this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);

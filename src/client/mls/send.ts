@@ -55,7 +55,11 @@ export class Sender {
     const conv = parseConversationId(convId)!;
     const ready = await this.ensureGroup(conv);
     this.s.d.logger.debug("mls.flush", { conversation: convId, waiting: list.length, ready: ready === "wait" ? "wait" : ready.ok ? "ok" : JSON.stringify(ready.error) });
-    if (ready === "wait" || (!ready.ok && isTransient(ready.error))) return;
+    if (ready === "wait") {
+      if (!this.s.waitingWelcome.has(convId)) this.s.waitingWelcome.set(convId, this.s.d.clock());
+      return;
+    }
+    if (!ready.ok && isTransient(ready.error)) return;
     if (!ready.ok) {
       for (const m of list.splice(0)) this.s.failed(convId, m.id, ready.error, m);
       return;
@@ -83,13 +87,13 @@ export class Sender {
       let sealed = m.sealed;
       if (sealed === undefined || m.sealedFor !== hex(cur.groupId)) {
         try {
-          sealed = this.s.d.content.seal(convId, cur.groupId, m.kind, m.text, m.atMs);
+          // Sealed late (or again for a group that replaced the first): the message keeps the id it was shown with.
+          sealed = this.s.d.content.seal(convId, cur.groupId, m.kind, m.text, m.atMs, Buffer.from(m.id, "hex"));
         } catch (e) {
           list.shift();
           this.s.failed(convId, m.id, sentence((e as Error).message));
           continue;
         }
-        this.s.shownAs.set(hex(sealed.messageId), m.id);
       }
       const bytes = await cur.encrypt(sealed.app);
       this.s.d.store.saveGroup(cur);
@@ -151,7 +155,7 @@ export class Sender {
     const claimed = await this.s.d.ds.claimKeyPackages([peer]);
     if (!claimed.ok) return fail(refusedError(claimed));
     const entry = claimed.entries.find((e) => e.username === peer);
-    if (entry === undefined) return fail(sentence(`${peer} has no KeyPackage on this relay`));
+    if (entry === undefined) return fail({ kind: "no-key-package", username: peer });
     const nowS = Math.floor(this.s.d.clock() / 1000);
     const added = await this.c.commitChange(conv.id, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [peer], nowS }), { added: [peer], removed: [] },
       { kind: "added", by: this.s.d.me, users: [peer], atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === peer));

@@ -3,7 +3,7 @@
 // (conversations.ts) wired to the session's life: started at the first Welcome, back into the
 // lobby after each reconnect, each Delivery.mls handed to the engine and acknowledged only
 // once the engine has processed it and saved the group (history → state → ack).
-import type { Delivery, SendResult } from "../../gen/securechat/v1/chat.js";
+import { MlsKind, type Delivery, type SendResult } from "../../gen/securechat/v1/chat.js";
 import { fingerprint, type PrivateIdentity } from "../../protocol/keys.js";
 import type { Logger } from "../../protocol/log.js";
 import type { TrustHook } from "../../protocol/mls/index.js";
@@ -28,6 +28,8 @@ export interface MlsSessionOptions {
   readonly emit: (e: SessionEvent) => void;
   /** Sends an Ack for these delivery seqs on the current session. */
   readonly ack: (seqs: number[]) => void;
+  /** One delivery was handled (for the caught-up count); `message`: it carried an application message. */
+  readonly handled?: (message: boolean) => void;
 }
 
 /**
@@ -83,7 +85,10 @@ export class MlsSession {
       const q = mlsQueuedOf(d);
       if (q === undefined) { rest.push(d); continue; }
       this.engine.deliver(q).then(
-        () => this.o.ack([d.seq]),
+        () => {
+          this.o.ack([d.seq]);
+          this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
+        },
         (e: unknown) => this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message }),
       );
     }

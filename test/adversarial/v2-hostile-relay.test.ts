@@ -7,6 +7,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, MlsKind, type Delivery } from "../../src/gen/securechat/v1/chat.js";
 import { readFraming } from "../../src/client/mls/framing.js";
+import { describeClientError } from "../../src/client/errors.js";
 import {
   cleanupWorlds, deliveryTo, isKind, keepTalking, lines, loadIdentities, logged, logs, notices, processed, refused, room, say, shown, T, world,
 } from "../helpers/v2-hostile-world.js";
@@ -239,11 +240,11 @@ describe("KeyPackages", () => {
       return [{ $case: "keyPackageList", value: { ...v, entries: v.entries.filter((e) => e.username !== "bob"), missing: [...v.missing, "bob"] } }];
     };
     const inv = await w.c.alice!.client.invite!("#ops", "bob");
-    expect(inv.ok).toBe(false);
-    expect(JSON.stringify(!inv.ok && inv.error)).toMatch(/bob has no KeyPackage on this relay/);
+    expect(!inv.ok && inv.error).toEqual({ kind: "no-key-package", username: "bob" });
+    expect(!inv.ok && describeClientError(inv.error)).toMatch(/^bob cannot be added yet: the relay holds no key package for them/);
     const sent = w.c.alice!.client.send("dm:alice:bob", "are you there");
     expect(sent.ok).toBe(true);
-    if (sent.ok) expect(await w.c.alice!.waitForState(sent.value.id, "failed", T)).toMatchObject({ error: { detail: "bob has no KeyPackage on this relay" } });
+    if (sent.ok) expect(await w.c.alice!.waitForState(sent.value.id, "failed", T)).toMatchObject({ error: { kind: "no-key-package", username: "bob" } });
     expect((w.proxy.requests.get("alice") ?? []).some((f) => f.$case === "sendCommit" && f.value.added.includes("bob"))).toBe(false);
     expect(w.proxy.deliveredTo("bob")).toEqual([]);
 

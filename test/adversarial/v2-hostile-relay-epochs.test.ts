@@ -72,6 +72,35 @@ describe("a dropped commit", () => {
   });
 });
 
+describe("a withheld Welcome", () => {
+  it("bob's DM Welcome never delivered: his reply waits, then he joins by external commit; alice's first message is shown lost, bob sees the gap", { timeout: 300_000 }, async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const skew = { ms: 0 };
+    const w = await worldWith({ clocks: { bob: () => Date.now() + skew.ms } }, "alice", "bob");
+    const dm = "dm:alice:bob";
+    w.proxy.onDelivery = (user, d) => (user === "bob" && d.mls?.kind === MlsKind.MLS_KIND_WELCOME ? [] : undefined);
+    const first = await say(w.c.alice!, dm, "hi bob, first");
+    const queued = await deliveryTo(w, "bob", isKind(MlsKind.MLS_KIND_APPLICATION, dm), "alice's message queued for bob");
+    await processed(w, "bob", queued.seq);
+    expect(shown(w.c.bob!, dm)).toEqual([]);
+
+    const reply = w.c.bob!.client.send(dm, "hello? anyone");
+    expect(reply.ok).toBe(true);
+    await waitUntil(() => logged("bob", "mls.dm.creation_lost") >= 1, "bob finds alice's group registered first and waits for its Welcome", T);
+    skew.ms = 3 * 60_000;
+    vi.advanceTimersByTime(61_000);
+    await w.c.alice!.waitForMessage("hello? anyone", T);
+    expect(logged("bob", "mls.dm.no_welcome")).toBe(1); // joined by external commit, not by a Welcome
+    await say(w.c.bob!, dm, "second from bob");
+    await w.c.alice!.waitForMessage("second from bob", T);
+    await w.c.alice!.waitFor((e) => e.type === "message-state" && e.id === first && e.state === "failed", "alice's first message shown lost", T);
+    await say(w.c.alice!, dm, "resent: hi bob");
+    expect((await w.c.bob!.waitForMessage("resent: hi bob", T)).gap).toBe(true);
+    w.proxy.onDelivery = undefined;
+    await keepTalking(w, dm, ["alice", "bob"], "after the withheld Welcome");
+  });
+});
+
 /**
  * Forks #ops at one epoch: bob's invite of dave is answered "accepted" by the relay without being
  * stored, and carol gets bob's commit where the relay queued alice's; alice's invite of dave is

@@ -212,10 +212,10 @@ export class BenchClient extends RawSession {
   }
 }
 
-/** Connects and completes the handshake. */
-export async function connect(port: number, id: PrivateIdentity): Promise<BenchClient> {
+/** Connects and completes the handshake (protocolVersion 2: a protocol v2 session, PROTOCOL-v2.md §6.2). */
+export async function connect(port: number, id: PrivateIdentity, protocolVersion = 1): Promise<BenchClient> {
   const c = new BenchClient(port);
-  c.welcome = await c.handshake(id);
+  c.welcome = await c.handshake(id, c.waitMs, { protocolVersion });
   return c;
 }
 

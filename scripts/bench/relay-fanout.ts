@@ -62,13 +62,13 @@ const DEADLINE_MS = 180_000;
  * is full, and its latency counts from the moment it is written. Receivers report each
  * delivery to onDelivered(hex, at). `done` resolves once every member got every envelope.
  */
-interface Load {
+export interface Load {
   onDelivered(hex: string, at: number): void;
   fail(e: Error): void;
   readonly done: Promise<{ seconds: number; delivered: number; latencies: Float64Array }>;
 }
 
-function load(clients: readonly BenchClient[], sets: readonly SealedFrame[][], window: number): Load {
+export function load(clients: readonly BenchClient[], sets: readonly SealedFrame[][], window: number): Load {
   const k = clients.length;
   const expected = sets.reduce((n, s) => n + s.length, 0) * (k - 1);
   const latencies = new Float64Array(expected);

@@ -151,9 +151,9 @@ export abstract class FrameInbox {
     this.write({ $case: "hello", value: helloOf(id, this.clientVersion, over) });
   }
 
-  /** Hello -> Challenge -> Proof -> Welcome. */
-  async handshake(id: PrivateIdentity, timeoutMs = this.waitMs): Promise<Welcome> {
-    this.hello(id);
+  /** Hello -> Challenge -> Proof -> Welcome (`over`: Hello fields on top, e.g. protocolVersion). */
+  async handshake(id: PrivateIdentity, timeoutMs = this.waitMs, over: Partial<Hello> = {}): Promise<Welcome> {
+    this.hello(id, over);
     const challenge = await this.next("challenge", () => true, timeoutMs);
     this.write({ $case: "proof", value: { signature: signProof(id, challenge.relayId, challenge.nonce, this.channelBinding) } });
     return this.next("welcome", () => true, timeoutMs);

@@ -7,30 +7,27 @@
 //   by leaving.
 // - The relay-authenticated sender of a commit must be its MLS committer (§5: the relay
 //   authenticates who sent by the session).
-// The creator is the member of leaf 0 (§4: "until the GroupContext extension is built, the first leaf").
-import type { Conversation } from "../../protocol/names.js";
+// The creator is the one the room's GroupContext names (§4.1: username AND identity key), never
+// a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
 import type { MembershipChange, MlsGroup } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
 
-/** The room's creator (the member of leaf 0), or undefined (lobby, DM, or the creator left). */
+/** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
 export function creatorOf(group: MlsGroup): string | undefined {
-  if (group.conversation.kind !== "room") return undefined;
-  return group.members().find((m) => m.leafIndex === 0)?.username;
+  return group.creator()?.username;
 }
 
 /** Why a commit is refused, or undefined when it is allowed. */
 export type Refusal = "sender" | "policy";
 
-export function judgeCommit(conv: Conversation, change: MembershipChange, ctx: { readonly creator: string | undefined; readonly leaving: ReadonlySet<string>; readonly relaySender: string }): Refusal | undefined {
-  const by = change.committer.username;
-  if (by !== ctx.relaySender) return "sender";
-  for (const r of change.removed) {
-    if (r.username === by) continue; // a resync: the joiner's own old leaf
-    if (ctx.leaving.has(r.username)) continue; // its own leave, proposed earlier in this epoch
-    if (conv.kind === "room" && ctx.creator !== undefined && by === ctx.creator) continue;
-    return "policy";
-  }
-  return undefined;
+/**
+ * A commit is refused when its relay-authenticated sender is not its MLS committer, or when it
+ * removes someone it may not (MlsGroup.removalsAllowed, §4.1: a member's own leave, a resync of
+ * the committer's own leaf under the same identity key, or the room's creator by name AND key).
+ */
+export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string }): Refusal | undefined {
+  if (change.committer.username !== ctx.relaySender) return "sender";
+  return group.removalsAllowed(change) ? undefined : "policy";
 }
 
 /** The lines a (processed) commit shows in its conversation, naming who made each change. */

@@ -10,12 +10,18 @@ import { MlsStoreError } from "../mls-store.js";
 import type { ChatMessage, MessageKind } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
 import type { MlsQueued } from "./ds-api.js";
+import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
 import { judgeCommit, linesOf, refusedLine, type Refusal } from "./policy.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
 
+/** How many processed MLS message ids are remembered to drop redeliveries silently. */
+const PROCESSED_IDS_KEPT = 4_096;
+
 export class Receiver {
+  /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
+  private readonly processed = new Set<string>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
   c!: Committer;
 
@@ -73,9 +79,18 @@ export class Receiver {
       this.s.d.logger.info("mls.deliver.stale", { conversation: conv, epoch: f.epoch, at: epoch, kind: f.contentType });
       return true;
     }
+    // A redelivery of a message processed in this run (its ack was lost with the session): its
+    // keys are used, it would not open again; drop it without a word (§5: the relay's id).
+    const id = mlsMessageId(item.mls).toString("hex");
+    if (this.processed.has(id)) {
+      this.s.d.logger.info("mls.deliver.redelivered", { conversation: conv, seq: q.seq });
+      return true;
+    }
     if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender);
     else if (f.contentType === "proposal") await this.onProposal(conv, g, item.mls, item.sender);
     else await this.onApplication(conv, g, q);
+    this.processed.add(id);
+    if (this.processed.size > PROCESSED_IDS_KEPT) this.processed.delete(this.processed.values().next().value as string);
     return true;
   }
 
@@ -198,7 +213,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g.conversation, change, { creator, leaving, relaySender });
+      const why = judgeCommit(g, change, { relaySender });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };

@@ -9,6 +9,7 @@ import {
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { encodeFields } from "../encoding.js";
 import { MlsProtocolError } from "./errors.js";
+import { ROOM_CREATOR_EXTENSION } from "./creator.js";
 import { makeCredential, MLS_SIGNATURE_KEY_BYTES, verifyCredential, type VerifiedIdentity } from "./credential.js";
 import { decodeFields } from "./fields.js";
 import { KEY_PACKAGE_LIFETIME_S, KEY_PACKAGE_SKEW_S, LAST_RESORT_LIFETIME_S, MLS_MAX_MESSAGE_BYTES, MLS_SUITE, suiteImpl } from "./suite.js";
@@ -115,7 +116,8 @@ export async function generateKeyPackage(client: MlsClient, options: { lastResor
   const notAfter = now + (lastResort ? LAST_RESORT_LIFETIME_S : KEY_PACKAGE_LIFETIME_S);
   const impl = await suiteImpl();
   const caps = defaultCapabilities();
-  const capabilities = { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] };
+  // Every client supports room_creator (a room's GroupContext requires it: PROTOCOL-v2.md §4).
+  const capabilities = { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION, ROOM_CREATOR_EXTENSION] };
   const extensions = lastResort ? [{ extensionType: LAST_RESORT_EXTENSION, extensionData: new Uint8Array(0) }] : [];
   const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
     client.credential, capabilities, { notBefore: BigInt(now - KEY_PACKAGE_SKEW_S), notAfter: BigInt(notAfter) }, extensions,

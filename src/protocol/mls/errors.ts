@@ -17,7 +17,9 @@ export type MlsErrorCode =
   | "decrypt-failed"     // a message that does not open (keys deleted, forged, or not mine)
   | "no-pending-commit"  // confirm/discard without a pending commit
   | "pending-commit"     // a second commit while one waits for the relay's answer
-  | "bad-state";         // a serialised state that does not restore
+  | "bad-state"          // a serialised state that does not restore
+  | "bad-group-context"  // a GroupInfo or Welcome whose GroupContext extensions are not what its kind of conversation carries (a room's creator missing, malformed or contradicted)
+  | "context-changed";   // a commit that changes the GroupContext extensions (a room's creator is fixed at creation)
 
 export class MlsProtocolError extends Error {
   readonly code: MlsErrorCode;

@@ -19,18 +19,19 @@ import {
   acceptAll, createApplicationMessage, createCommit, createGroup, createGroupInfoWithExternalPubAndRatchetTree,
   createProposal, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeGroupState, encodeMlsMessage,
   generateKeyPackageWithKey, joinGroup, joinGroupExternal, processMessage,
-  type ClientState, type IncomingMessageCallback, type MLSMessage, type Proposal,
+  type ClientState, type Extension, type IncomingMessageCallback, type MLSMessage, type Proposal,
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
 import { checkKeyPackage, decodeKeyPackage, decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
-import { CredentialChecker, type TrustHook } from "./credential.js";
+import { checkCreatorName, contextExtensionsFor, isRoomCreator, readCreator, removalsAllowed, ROOM_CREATOR_EXTENSION, type RoomCreator } from "./creator.js";
+import { CredentialChecker, type TrustHook, type VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
 import { conversationOfGroupId, makeGroupId } from "./group-id.js";
 import { decodeFields } from "./fields.js";
-import { decodeTree, describeCommit, leafAt, memberOf, membersOf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { decodeTree, describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { clientConfig, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
@@ -94,7 +95,10 @@ export class MlsGroup {
   private state: ClientState;
   private pending: { state: ClientState; consumed: Uint8Array[]; epoch: bigint } | undefined;
   private destroyed = false;
+  /** The room's creator from the GroupContext (creator.ts); fixed for the group's life. */
+  private readonly roomCreator: RoomCreator | undefined;
 
+  /** Reads the creator strictly: a GroupContext that is not what this kind of conversation carries throws "bad-group-context". */
   private constructor(
     readonly client: MlsClient,
     state: ClientState,
@@ -102,6 +106,7 @@ export class MlsGroup {
     readonly conversation: Conversation,
   ) {
     this.state = state;
+    this.roomCreator = readCreator(conversation, state.groupContext.extensions);
   }
 
   // ---- construction ----------------------------------------------------------------------
@@ -115,8 +120,10 @@ export class MlsGroup {
     const checker = new CredentialChecker(options.trust);
     const impl = await suiteImpl();
     const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
+    // A room names its creator in the GroupContext (PROTOCOL-v2.md §4 "The room's creator").
+    const extensions = contextExtensionsFor(conv, client.identity);
     const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
-      createGroup(groupId, publicPackage, privatePackage, [], impl, clientConfig(checker)));
+      createGroup(groupId, publicPackage, privatePackage, extensions, impl, clientConfig(checker)));
     privatePackage.initPrivateKey.fill(0);
     return new MlsGroup(client, state, checker, conv);
   }
@@ -157,6 +164,7 @@ export class MlsGroup {
     const conv = conversationOfGroupId(state.groupContext.groupId);
     const group = new MlsGroup(client, state, checker, conv);
     group.checkDmMembers();
+    group.checkCreatorName("bad-group-context");
     if (!found.lastResort) destroyKeyPackage(found);
     return { group, usedKeyPackage: found.ref, lastResort: found.lastResort };
   }
@@ -184,6 +192,7 @@ export class MlsGroup {
     privatePackage.initPrivateKey.fill(0);
     const group = new MlsGroup(client, res.newState, checker, conv);
     group.checkDmMembers();
+    group.checkCreatorName("bad-group-context");
     return { group, commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: res.publicMessage }) };
   }
 
@@ -211,7 +220,14 @@ export class MlsGroup {
     if (state.groupActiveState.kind === "active" && (me === undefined || !Buffer.from(me.signaturePublicKey).equals(Buffer.from(client.signaturePublicKey)))) {
       throw new MlsProtocolError("bad-state", "MLS group state belongs to another MLS client");
     }
-    return new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
+    // The creator is read strictly here too (the constructor). The tree's names were checked
+    // against it on join and at every commit; not again here (it would verify every credential).
+    try {
+      return new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
+    } catch (e) {
+      if (e instanceof MlsProtocolError && e.code !== "bad-state") throw new MlsProtocolError("bad-state", `MLS group state refused: ${e.message}`, { cause: e });
+      throw e;
+    }
   }
 
   // ---- what the group is -----------------------------------------------------------------
@@ -232,6 +248,37 @@ export class MlsGroup {
 
   member(username: string): MlsMember | undefined {
     return this.members().find((m) => m.username === username);
+  }
+
+  /**
+   * The room's creator, read from the GroupContext every member agrees on (PROTOCOL-v2.md §4
+   * "The room's creator"): username and SHA-256 of the identity key that vouched for the
+   * creator's credential. Undefined for a DM and the lobby. The creator may have left: then
+   * `creatorMember()` is undefined and nobody may remove others.
+   */
+  creator(): { readonly username: string; readonly identityFingerprint: Buffer } | undefined {
+    const c = this.roomCreator;
+    return c === undefined ? undefined : { username: c.username, identityFingerprint: Buffer.from(c.identityFingerprint) };
+  }
+
+  /** Whether this identity (a member, a committer) is the room's creator: same username AND same identity key. */
+  isCreator(who: Pick<VerifiedIdentity, "username" | "identityFpr">): boolean {
+    return isRoomCreator(this.roomCreator, who);
+  }
+
+  /**
+   * Whether the removals of a (processed or proposed) change follow the rule of PROTOCOL-v2.md §4:
+   * each is a leave, a resync, or, in a room, made by the creator (name AND identity key). Use
+   * it in the ChangePolicy given to process(): `(c) => group.removalsAllowed(c) && ...`.
+   */
+  removalsAllowed(change: MembershipChange): boolean {
+    return removalsAllowed(this.conversation, this.roomCreator, change);
+  }
+
+  /** The creator as a current member, or undefined (not a room, or the creator is not in it now). */
+  creatorMember(): MlsMember | undefined {
+    if (this.roomCreator === undefined) return undefined;
+    return this.members().find((m) => this.isCreator(m));
   }
 
   // ---- changes (each returns a pending commit: send it, then confirm or discard) --------
@@ -433,7 +480,17 @@ export class MlsGroup {
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
+    // The GroupContext extensions (a room's creator) are fixed at creation: no secure-chat client
+    // proposes group_context_extensions, and a commit carrying one that changes them is refused
+    // (PROTOCOL-v2.md §4 "The room's creator").
+    if (!sameExtensions(before.groupContext.extensions, res.newState.groupContext.extensions)) {
+      throw new MlsProtocolError("context-changed", `a commit tried to change ${this.conversation.id}'s fixed group settings (its creator); refused`);
+    }
+    // Nobody but the creator may hold the creator's name (checked on the tree the commit makes).
+    checkCreatorName(this.conversation, this.roomCreator, membersOf(res.newState.ratchetTree), "refused-change");
     const finalChange = resolveChange(change, before.ratchetTree, res.newState.ratchetTree);
+    const renamed = renamedLeaf(before.ratchetTree, res.newState.ratchetTree, new Set(finalChange.removed.map((m) => m.leafIndex)));
+    if (renamed !== undefined) throw new MlsProtocolError("refused-change", `'${renamed.before.username}' tried to change its name or identity key in ${this.conversation.id} (to '${renamed.after.username}'); refused`);
     if (!this.dmAllows(finalChange)) throw new MlsProtocolError("refused-change", `${this.conversation.id} holds only its two users; a change bringing in someone else was refused`);
     if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
     const discardedPendingCommit = this.pending !== undefined;
@@ -525,6 +582,10 @@ export class MlsGroup {
     }
   }
 
+  private checkCreatorName(code: "bad-group-context" | "refused-change"): void {
+    checkCreatorName(this.conversation, this.roomCreator, this.members(), code);
+  }
+
   private checkNotDestroyed(): void {
     if (this.destroyed) throw new MlsProtocolError("not-a-member", "this group was destroyed");
   }
@@ -542,9 +603,17 @@ export class MlsGroup {
 async function ownLeafPackage(client: MlsClient, impl: Awaited<ReturnType<typeof suiteImpl>>): ReturnType<typeof generateKeyPackageWithKey> {
   const caps = defaultCapabilities();
   return generateKeyPackageWithKey(
-    client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION] },
+    client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION, ROOM_CREATOR_EXTENSION] },
     { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
   );
+}
+
+/** Same extensions, in the same order, byte for byte. */
+function sameExtensions(a: readonly Extension[], b: readonly Extension[]): boolean {
+  return a.length === b.length && a.every((x, i) => {
+    const y = b[i]!;
+    return x.extensionType === y.extensionType && Buffer.from(x.extensionData).equals(Buffer.from(y.extensionData));
+  });
 }
 
 function checkClient(client: MlsClient): void {

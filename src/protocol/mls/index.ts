@@ -13,6 +13,7 @@ export {
   type GroupOptions, type Incoming, type PendingCommit,
 } from "./group.js";
 export { makeGroupId, conversationOfGroupId } from "./group-id.js";
+export { ROOM_CREATOR_EXTENSION, isRoomCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 export { type MlsMember, type MembershipChange, type ChangePolicy } from "./membership.js";
 export {
   encodeAppData, decodeAppData, appHash, chainGap, unacknowledged, ZERO_APP_HASH,

@@ -20,6 +20,11 @@ export interface MembershipChange {
   readonly committer: MlsMember;
   readonly added: readonly MlsMember[];
   readonly removed: readonly MlsMember[];
+  /**
+   * The members of `removed` who left: removed by their own Remove proposal (MLS does not let a
+   * member commit its own removal, so another member commits it). Always a subset of `removed`.
+   */
+  readonly left: readonly MlsMember[];
   /** The commit was an external join (PROTOCOL-v2.md "The lobby"). */
   readonly external: boolean;
 }
@@ -74,14 +79,21 @@ export function decodeTree(bytes: Uint8Array): RatchetTree {
 export function describeCommit(tree: RatchetTree, committerLeaf: number | undefined, proposals: readonly ProposalWithSender[], sender: MlsMember | undefined): MembershipChange {
   const added: MlsMember[] = [];
   const removed: MlsMember[] = [];
+  const left: MlsMember[] = [];
   let external = false;
-  for (const { proposal } of proposals) {
+  for (const { proposal, senderLeafIndex } of proposals) {
     if (proposal.proposalType === "add") {
       const leaf = proposal.add.keyPackage.leafNode;
       added.push({ ...verifyCredential(leaf.credential, leaf.signaturePublicKey), leafIndex: -1, signatureKey: leaf.signaturePublicKey });
     } else if (proposal.proposalType === "remove") {
       const leaf = leafAt(tree, proposal.remove.removed);
-      if (leaf !== undefined) removed.push(memberOf(leaf, proposal.remove.removed));
+      if (leaf !== undefined) {
+        const m = memberOf(leaf, proposal.remove.removed);
+        removed.push(m);
+        // A proposal by reference keeps its sender's leaf; one inside the commit has the
+        // committer's, who cannot remove itself: so this is only ever a member's own leave.
+        if (senderLeafIndex === proposal.remove.removed) left.push(m);
+      }
     } else if (proposal.proposalType === "external_init") {
       external = true;
     }
@@ -95,7 +107,7 @@ export function describeCommit(tree: RatchetTree, committerLeaf: number | undefi
     // its credential was checked by ts-mls (authentication service) when the path was validated.
     committer = { username: "", identitySpki: Buffer.alloc(0), identityFpr: Buffer.alloc(0), leafIndex: -1, signatureKey: new Uint8Array(0) };
   }
-  return { committer, added, removed, external };
+  return { committer, added, removed, left, external };
 }
 
 /**
@@ -124,4 +136,22 @@ export function resolveChange(change: MembershipChange, oldTree: RatchetTree, ne
     committer = joiner.member;
   }
   return { ...change, added, committer };
+}
+
+/**
+ * A member whose leaf a commit changed without removing it (its update path) keeps its
+ * identity: same username, same identity key (RFC 9420 §12.1.2 leaves this check to the
+ * application; ts-mls only validates the new credential on its own). Otherwise a member could
+ * rename itself into someone else, even the room's creator. Returns the first leaf renamed.
+ */
+export function renamedLeaf(oldTree: RatchetTree, newTree: RatchetTree, removed: ReadonlySet<number>): { before: MlsMember; after: MlsMember } | undefined {
+  for (let i = 0; i < oldTree.length && i < newTree.length; i += 2) {
+    const o = oldTree[i];
+    const n = newTree[i];
+    if (o?.nodeType !== "leaf" || n?.nodeType !== "leaf" || o.leaf === n.leaf || removed.has(i / 2)) continue;
+    const before = memberOf(o.leaf, i / 2);
+    const after = memberOf(n.leaf, i / 2);
+    if (before.username !== after.username || !before.identityFpr.equals(after.identityFpr)) return { before, after };
+  }
+  return undefined;
 }

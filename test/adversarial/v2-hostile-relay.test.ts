@@ -32,8 +32,11 @@ describe("replays", () => {
     for (const d of again) await processed(w, "bob", d.seq);
 
     expect(shown(w.c.bob!, "#ops").filter((t) => t === "pay carol 10")).toHaveLength(1);
-    // MLS refuses the message again (its key was deleted): each replay is a refusal, the commit a stale one.
-    expect(refused(w.c.bob!, "#ops") - refusedBefore).toBe(2);
+    // Each copy of the message is known by the relay's message id (processed in this run) and dropped
+    // without a word (its keys are used anyway: after a restart MLS refuses it, the next test); the
+    // commit is of an epoch already left: stale, ignored.
+    expect(refused(w.c.bob!, "#ops")).toBe(refusedBefore);
+    expect(logged("bob", "mls.deliver.redelivered")).toBe(2);
     expect(logged("bob", "mls.deliver.stale")).toBe(1);
     expect(lines(w.c.bob!, "#ops")).toEqual(linesBefore); // no second "carol joined", no state change
     const m = await w.c.bob!.client.members("#ops");

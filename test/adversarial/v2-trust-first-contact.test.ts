@@ -104,4 +104,47 @@ describe("v2 trust on first use", () => {
     const dmMembers = await a.client.members("dm:alice:bob");
     expect(dmMembers.ok && [...dmMembers.value].sort()).toEqual(["alice", "bob"]);
   });
+
+  it("a Welcome's adder first met through MLS is pinned from the directory before it is processed; a relay's fake key for them is then refused", { timeout: 240_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sc-v2-trust-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const relay = await TestRelay.start({ plaintext: true });
+    cleanups.push(() => relay.cleanup());
+    const proxy = await MlsHostileProxy.start(relay.address);
+    cleanups.push(() => proxy.close());
+    const alice = await fixtureIdentity("alice");
+    const bob = await fixtureIdentity("bob");
+    const fakeBob = await fixtureIdentity("mallory", "bob");
+    const trustOf = async (n: string): Promise<TrustStore> => TrustStore.open(join(dir, `${n}_known_peers.json`));
+
+    // alice registers and goes offline; bob DMs her and goes offline: alice meets bob only through his Welcome.
+    const aliceLog: Array<Record<string, unknown>> = [];
+    const a1 = await connect(proxy, dir, alice, await trustOf("alice"), aliceLog);
+    await waitUntil(() => aliceLog.some((l) => l.event === "mls.key_packages.published"), "alice published KeyPackages", T);
+    await a1.close();
+    const b = await connect(proxy, dir, bob, await trustOf("bob"), []);
+    const sent = b.client.send("dm:alice:bob", "hi alice");
+    expect(sent.ok).toBe(true);
+    if (!sent.ok) return;
+    await b.waitForState(sent.value.id, "accepted", T);
+    await b.close();
+
+    const aliceTrust = await trustOf("alice");
+    expect(aliceTrust.get("bob")).toBeUndefined();
+    const a = await connect(proxy, dir, alice, aliceTrust, aliceLog);
+    await a.waitForMessage("hi alice", T);
+    expect(aliceTrust.get("bob")?.identity.sigFpr.equals(bob.sigFpr)).toBe(true);
+
+    // Now the relay serves alice a KeyPackage of fake bob when she invites him: refused.
+    const fakeKp = await generateKeyPackage(await createMlsClient({ username: "bob", sigPrivate: fakeBob.sigPrivate }));
+    proxy.onResponse = (user, f) => {
+      if (user !== "alice" || f.$case !== "keyPackageList") return undefined;
+      return [{ ...f, value: { ...f.value, entries: f.value.entries.map((e) => (e.username === "bob" ? { ...e, keyPackage: Buffer.from(fakeKp.keyPackage) } : e)) } }];
+    };
+    expect((await a.client.joinRoom("#ops")).ok).toBe(true);
+    expect((await a.client.invite!("#ops", "bob")).ok).toBe(false);
+    await a.waitFor((e) => e.type === "notice" && e.text.includes("identity key for bob that is not the one pinned"), "alice warned of the fake key", T);
+    const m = await a.client.members("#ops");
+    expect(m.ok && [...m.value]).toEqual(["alice"]);
+  });
 });

@@ -191,6 +191,7 @@ export class ChatClient implements ChatSession {
       identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
+      ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;

@@ -16,6 +16,7 @@
 // - Sending: the pending message is emitted at once; the DM group is created on first send;
 //   my commits go through the relay's ordering (first commit for an epoch wins, §5): on
 //   EPOCH_TAKEN the engine discards its commit, processes the winner and makes the change again.
+import type { MlsMember } from "../../protocol/mls/index.js";
 import { parseConversationId } from "../../protocol/names.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { MessageKind, Outcome, RoomView } from "../types.js";
@@ -104,6 +105,12 @@ export class MlsConversations {
 
   members(conversationId: string): readonly string[] | undefined {
     return this.s.members(conversationId);
+  }
+
+  /** The members' verified identities (username, identity key), when I am in the conversation. */
+  memberIdentities(conversationId: string): readonly MlsMember[] | undefined {
+    const g = this.s.groups.get(conversationId);
+    return g?.active === true ? g.members() : undefined;
   }
 
   /** The room's creator (the one who may remove others), when known. */
@@ -217,6 +224,7 @@ export class MlsConversations {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
       if (g.members().some((m) => m.username === username)) return fail({ kind: "already-in-room", room, username });
+      await this.s.d.ensureKeys?.([username]); // first contact pins them first (PROTOCOL-v2.md §3)
       const claimed = await this.s.d.ds.claimKeyPackages([username]);
       if (!claimed.ok) return fail(refusedError(claimed));
       const entry = claimed.entries.find((e) => e.username === username);

@@ -34,6 +34,12 @@ export interface ConversationDeps {
   readonly content: ContentLayer;
   /** The pins (PROTOCOL.md §6): decides about each identity key a credential names. */
   readonly trust?: TrustHook;
+  /**
+   * Pins these users' keys from the relay's directory when none are pinned (PROTOCOL.md §6
+   * first contact; PROTOCOL-v2.md §3): called before their KeyPackages are claimed, so `trust`
+   * then compares the credential with a pin.
+   */
+  readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;
   readonly clock: () => number;
   readonly logger: Logger;
   readonly emit: (e: SessionEvent) => void;

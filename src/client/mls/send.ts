@@ -152,6 +152,7 @@ export class Sender {
       g = created.value;
     }
     if (g.members().some((m) => m.username === peer)) return ok(g);
+    await this.s.d.ensureKeys?.([peer]); // first contact pins the peer first (PROTOCOL-v2.md §3)
     const claimed = await this.s.d.ds.claimKeyPackages([peer]);
     if (!claimed.ok) return fail(refusedError(claimed));
     const entry = claimed.entries.find((e) => e.username === peer);

@@ -28,6 +28,11 @@ export interface MlsSessionOptions {
   readonly emit: (e: SessionEvent) => void;
   /** Sends an Ack for these delivery seqs on the current session. */
   readonly ack: (seqs: number[]) => void;
+  /**
+   * Pins users' keys from the relay's directory when none are pinned (KeyDirectory.ensure);
+   * `refresh` asks again even when pinned (PROTOCOL-v2.md §3: first contact, key changes).
+   */
+  readonly ensureKeys?: (usernames: readonly string[], refresh?: boolean) => Promise<void>;
   /** One delivery was handled (for the caught-up count); `message`: it carried an application message. */
   readonly handled?: (message: boolean) => void;
 }
@@ -35,15 +40,19 @@ export interface MlsSessionOptions {
 /**
  * The pins of PROTOCOL.md §6 as the MLS trust hook (PROTOCOL-v2.md §3): a credential's identity
  * key must be the pinned `sig_fpr`; while a key change waits for a decision, the user's leaves
- * are refused. A user never pinned is accepted (first contact: the key directory pins them when
- * their keys are looked up, as in v1).
+ * are refused. The engine pins a user from the relay's directory before it first checks their
+ * credential (MlsSession.deliver, claiming a KeyPackage); only a user the relay's directory does
+ * not answer for stays unpinned, and is accepted as first contact. `mismatch` hears of each
+ * identity key refused for not being the pinned one.
  */
-export function pinHook(trust: TrustStore): TrustHook {
+export function pinHook(trust: TrustStore, mismatch?: (username: string) => void): TrustHook {
   return (id) => {
     const pin = trust.get(id.username);
     if (pin === undefined) return true;
     if (pin.pending !== undefined) return false;
-    return fingerprint(pin.identity.sigSpki).equals(id.identityFpr);
+    const same = fingerprint(pin.identity.sigSpki).equals(id.identityFpr);
+    if (!same) mismatch?.(id.username);
+    return same;
   };
 }
 
@@ -52,13 +61,66 @@ export class MlsSession {
   readonly engine: MlsConversations;
   private welcomedOnce = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Deliveries wait here, in the relay's order, until their sender's keys are pinned (§3). */
+  private gate: Promise<void> = Promise.resolve();
+  /** Users whose MLS identity key differed from the pin, warned about once per session (and conversation). */
+  private readonly warned = new Set<string>();
 
   constructor(private readonly o: MlsSessionOptions) {
     this.ds = new DsTransport(o.link);
+    const ensureKeys = o.ensureKeys === undefined ? undefined : (names: readonly string[]) => this.ensure(names);
     this.engine = new MlsConversations({
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },
-      store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust), clock: o.clock, logger: o.log, emit: o.emit,
+      store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
+      ...(ensureKeys === undefined ? {} : { ensureKeys }),
     });
+  }
+
+  /** Pins these users from the relay's directory when not pinned yet; never throws (a failed lookup leaves them unpinned). */
+  private async ensure(names: readonly string[]): Promise<void> {
+    const me = this.o.identity.username;
+    const need = [...new Set(names)].filter((n) => n !== me && this.o.trust.get(n) === undefined);
+    if (need.length === 0 || this.o.ensureKeys === undefined) return;
+    try {
+      await this.o.ensureKeys(need);
+    } catch (e) {
+      this.o.log.warn("mls.trust.lookup_failed", { users: need.length, reason: (e as Error).message });
+    }
+  }
+
+  /**
+   * An MLS credential named an identity key that is not the one pinned (PROTOCOL-v2.md §3): it
+   * was refused. The directory is asked again, so a key change the relay also shows there goes
+   * through the key-change flow of PROTOCOL.md §6 (warning, /verify, /trust).
+   */
+  private mismatch(username: string): void {
+    this.o.log.warn("mls.trust.key_mismatch", { user: username });
+    if (this.warned.has(username)) return;
+    this.warned.add(username);
+    this.o.emit({ type: "notice", level: "warn", text: `the relay offered an identity key for ${username} that is not the one pinned for them; it was refused (see /verify ${username})` });
+    this.o.ensureKeys?.([username], true).catch((e: unknown) => this.o.log.warn("mls.trust.lookup_failed", { users: 1, reason: (e as Error).message }));
+  }
+
+  /**
+   * After a Welcome or a commit: every member not pinned yet is pinned from the directory, and
+   * each member's identity key is compared with the pin (a member added by someone else, or in
+   * the group I joined, was accepted before any pin existed for them).
+   */
+  private async checkMembers(conversationId: string): Promise<void> {
+    const members = this.engine.memberIdentities(conversationId);
+    if (members === undefined) return;
+    await this.ensure(members.map((m) => m.username));
+    for (const m of members) {
+      const pin = this.o.trust.get(m.username);
+      if (pin === undefined || m.username === this.o.identity.username) continue;
+      const keyOk = fingerprint(pin.identity.sigSpki).equals(m.identityFpr) || (pin.pending !== undefined && fingerprint(pin.pending.sigSpki).equals(m.identityFpr));
+      if (keyOk) continue;
+      const key = `${conversationId}\u0000${m.username}`;
+      this.o.log.warn("mls.trust.member_mismatch", { conversation: conversationId, user: m.username });
+      if (this.warned.has(key)) continue;
+      this.warned.add(key);
+      this.o.emit({ type: "notice", level: "warn", conversationId, text: `${m.username}'s identity key in ${conversationId} is not the one pinned for them: the relay may be attacking you (see /verify ${m.username})` });
+    }
   }
 
   /** The relay welcomed a session: the engine starts (first time) or comes back into the lobby. */
@@ -84,10 +146,15 @@ export class MlsSession {
     for (const d of items) {
       const q = mlsQueuedOf(d);
       if (q === undefined) { rest.push(d); continue; }
-      this.engine.deliver(q).then(
+      // The sender's keys are pinned before the engine checks their credential (§3), in order.
+      const ready = this.gate.then(() => this.ensure([q.item.sender]));
+      this.gate = ready;
+      const membership = q.item.kind === MlsKind.MLS_KIND_WELCOME || q.item.kind === MlsKind.MLS_KIND_COMMIT;
+      void ready.then(() => this.engine.deliver(q)).then(
         () => {
           this.o.ack([d.seq]);
           this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
+          if (membership) this.checkMembers(q.conversationId).catch((e: unknown) => this.o.log.warn("mls.trust.check_failed", { reason: (e as Error).message }));
         },
         (e: unknown) => this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message }),
       );

@@ -200,11 +200,10 @@ describe("Welcomes and ratchet trees", () => {
     expect(shown(w.c.dave!, "#ops")).toEqual([]);
   });
 
-  // Known gap (receive.ts onWelcome): the joiner's line names the relay's `sender` when it is any
-  // member of the group; the real adder (the committer, who signed the GroupInfo inside the
-  // Welcome) is not checked. Here alice adds carol, the relay says bob did, and carol's line reads
-  // "bob added carol" (alice's and bob's own lines are right: they processed alice's commit).
-  it.fails("a Welcome the relay attributes to another member: the joiner names who really added her", { timeout: 240_000 }, async () => {
+  // The joiner names the committer who signed the GroupInfo inside the Welcome, not the relay's
+  // `sender` (§9): alice adds carol, the relay says bob did, carol's line still reads "alice added
+  // carol" (before the fix it read "bob added carol").
+  it("a Welcome the relay attributes to another member: the joiner names who really added her", { timeout: 240_000 }, async () => {
     const w = await world("alice", "bob", "carol");
     await room(w, "#ops", "alice", "bob");
     w.proxy.onDelivery = (user, d) => (user === "carol" && d.mls?.kind === MlsKind.MLS_KIND_WELCOME ? [{ ...d, mls: { ...d.mls, sender: "bob" } }] : undefined);

@@ -5,7 +5,7 @@
 // sender checked against the relay's) — and messages of a future epoch held until the commit
 // leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
-import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange } from "../../protocol/mls/index.js";
+import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { ChatMessage, MessageKind } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
@@ -102,7 +102,7 @@ export class Receiver {
       this.s.d.logger.info("mls.welcome.already_member", { conversation: q.conversationId });
       return;
     }
-    let joined: { group: MlsGroup; lastResort: boolean };
+    let joined: { group: MlsGroup; lastResort: boolean; addedBy: MlsMember };
     try {
       joined = await this.s.d.store.joinFromWelcome(client, item.mls, item.ratchetTree, this.s.groupOptions());
     } catch (e) {
@@ -124,11 +124,15 @@ export class Receiver {
       this.s.notice("warn", `an invitation to ${q.conversationId} did not come from a member of it; nothing was joined`, q.conversationId);
       return;
     }
+    // Who added me is the committer who signed the GroupInfo inside the Welcome, not the relay's
+    // label (§9): a relay naming another member is logged, and the line names the signer.
+    const by = joined.addedBy.username;
+    if (by !== item.sender) this.s.d.logger.warn("mls.welcome.sender_mismatch", { conversation: conv, relay: item.sender, signer: by });
     if (before !== undefined && before !== g) before.destroy();
     this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, names);
-    this.s.line(conv, { kind: "added", by: item.sender, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
-    this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: item.sender, members: names.length, lastResort: joined.lastResort });
+    this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: by, members: names.length, lastResort: joined.lastResort });
     if (joined.lastResort) await this.s.keyPackages?.replaceLastResort();
     else await this.s.topUpFromStore();
     if ((this.s.outbox.get(conv)?.length ?? 0) > 0) this.s.flushSoon(conv);

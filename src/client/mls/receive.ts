@@ -22,6 +22,8 @@ const PROCESSED_IDS_KEPT = 4_096;
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
   private readonly processed = new Set<string>();
+  /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
+  private readonly splitShown = new Set<string>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
   c!: Committer;
 
@@ -177,6 +179,7 @@ export class Receiver {
       }
       this.s.d.logger.warn("mls.message.refused", { conversation: conv, sender: relaySender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      this.maybeSplit(conv, g, q.item.mls, relaySender, e);
       return;
     }
     if (inc.kind !== "application") {
@@ -216,6 +219,28 @@ export class Receiver {
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
     this.s.d.store.saveGroup(g);
+  }
+
+  /**
+   * §9 forked epoch: a message of my current epoch, from a member of it, that does not open was
+   * made with other secrets of the "same" epoch: the relay gave two halves two different commits
+   * (or altered the message). Shown once per conversation and epoch.
+   */
+  private maybeSplit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string, e: unknown): void {
+    if (!isMlsProtocolError(e, "decrypt-failed") || relaySender === this.s.d.me) return;
+    let epoch: number;
+    try {
+      epoch = readFraming(mls).epoch;
+    } catch {
+      return;
+    }
+    if (BigInt(epoch) !== g.epoch || !g.members().some((m) => m.username === relaySender)) return;
+    const key = `${conv} ${epoch}`;
+    if (this.splitShown.has(key)) return;
+    this.splitShown.add(key);
+    if (this.splitShown.size > PROCESSED_IDS_KEPT) this.splitShown.delete(this.splitShown.values().next().value as string);
+    this.s.d.logger.warn("mls.epoch.split", { conversation: conv, epoch, sender: relaySender });
+    this.s.notice("warn", `${conv} may have been split by the relay: a message from ${relaySender} in this epoch does not open (if it goes on, the room's creator can re-create it)`, conv);
   }
 
   /** Processes a commit of the group's current epoch with the conversation's policy; shows it; saves. */

@@ -30,7 +30,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { encodeFields } from "../protocol/encoding.js";
 import {
   createMlsClient, destroyKeyPackage, MlsGroup, restoreKeyPackage, restoreMlsClient, serializeMlsClient,
-  type GeneratedKeyPackage, type GroupOptions, type IdentityKey, type MlsClient, type StoredKeyPackage,
+  type GeneratedKeyPackage, type GroupOptions, type IdentityKey, type MlsClient, type MlsMember, type StoredKeyPackage,
 } from "../protocol/mls/index.js";
 import { parseConversationId } from "../protocol/names.js";
 import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTES } from "../protocol/primitives.js";
@@ -238,7 +238,7 @@ export class MlsKeyStore {
    * is kept: the caller generates a new one, `putKeyPackage` replaces it). The private keys
    * decrypted for the lookup are overwritten afterwards, used or not.
    */
-  async joinFromWelcome(client: MlsClient, welcome: Uint8Array, ratchetTree: Uint8Array, options: GroupOptions = {}): Promise<{ group: MlsGroup; lastResort: boolean }> {
+  async joinFromWelcome(client: MlsClient, welcome: Uint8Array, ratchetTree: Uint8Array, options: GroupOptions = {}): Promise<{ group: MlsGroup; lastResort: boolean; addedBy: MlsMember }> {
     this.checkClient(client);
     const loaded = new Map<string, StoredKeyPackage>();
     // The decoded KeyPackages are views into these bytes: they are overwritten after the join.
@@ -252,7 +252,7 @@ export class MlsKeyStore {
       }
       const res = await MlsGroup.joinFromWelcome(client, welcome, ratchetTree, (ref) => loaded.get(Buffer.from(ref).toString("hex")), options);
       this.saveGroup(res.group, { deleteKeyPackage: res.lastResort ? undefined : res.usedKeyPackage });
-      return { group: res.group, lastResort: res.lastResort };
+      return { group: res.group, lastResort: res.lastResort, addedBy: res.addedBy };
     } finally {
       for (const kp of loaded.values()) destroyKeyPackage(kp);
       for (const b of opened) b.fill(0);

@@ -90,6 +90,42 @@ describe("chains, gaps and duplicates (§8)", () => {
     expect(hear(bob2, DM, gid, say(alice, DM, gid, "4")).content.gap).toBe(true);
   });
 
+  it("two messages swapped by the relay: the early one is a gap, the late one and the next are not; the newest is what I acknowledge; it survives a restart", () => {
+    const gid = makeGroupId(DM);
+    const [alice] = [user("alice")];
+    const bobDb = new DatabaseSync(":memory:");
+    let bob = new MlsContentLayer({ me: "bob", store: new ContentStore(bobDb), clock: () => T0 });
+    const heard = (m: Sent) => bob.open(DM, gid, m.from, m.app);
+    const before = say(alice, DM, gid, "before");
+    expect(heard(before).content.gap).toBe(false);
+    const first = say(alice, DM, gid, "first");
+    const second = say(alice, DM, gid, "second");
+    expect(heard(second).content.gap).toBe(true); // "first" is missing at this point
+    expect(heard(first).content.gap).toBe(false); // it continues "before": nothing else is missing
+    // bob's next seen list names "second" (the newest), so alice sees both confirmed.
+    const b0 = bob.seal(DM, gid, "text", "got both", T0);
+    bob.accepted(DM, b0.messageId);
+    expect(alice.layer.open(DM, gid, "bob", b0.app).own.confirmed.toSorted()).toEqual([before.id, first.id, second.id].sort());
+    // A restart: the recent chain is read back from the state db.
+    bob = new MlsContentLayer({ me: "bob", store: new ContentStore(bobDb), clock: () => T0 });
+    expect(heard(say(alice, DM, gid, "third")).content.gap).toBe(false);
+    // Two messages naming the same predecessor (forked chain): the second is a gap.
+    const fork = rawApp({ prev: Buffer.from(appHash(gid, "alice", first.app)) });
+    expect(bob.open(DM, gid, "alice", fork).content.gap).toBe(true);
+  });
+
+  it("a state db from before the recent-messages column is upgraded in place; its chain is judged by the last hash until refilled", () => {
+    const gid = makeGroupId(DM);
+    const alice = user("alice");
+    const db = new DatabaseSync(":memory:");
+    new MlsContentLayer({ me: "bob", store: new ContentStore(db), clock: () => T0 }).open(DM, gid, "alice", say(alice, DM, gid, "0").app);
+    db.exec("ALTER TABLE mls_content_peer DROP COLUMN recent"); // as the table was made before
+    const bob = new MlsContentLayer({ me: "bob", store: new ContentStore(db), clock: () => T0 });
+    expect(bob.open(DM, gid, "alice", say(alice, DM, gid, "1").app).content.gap).toBe(false);
+    say(alice, DM, gid, "2"); // dropped
+    expect(bob.open(DM, gid, "alice", say(alice, DM, gid, "3").app).content.gap).toBe(true);
+  });
+
   it("in a room: a member who joined after me starts a chain (first message no gap), one I joined late is not judged by their first", () => {
     const gid = makeGroupId(ROOM);
     const [alice, bob, carol] = [user("alice"), user("bob"), user("carol")];

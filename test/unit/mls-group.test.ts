@@ -100,9 +100,12 @@ describe("add, remove, leave", () => {
     expect(seen.change.committer.username).toBe("bob");
     expect(seen.change.added.map((m) => m.username)).toEqual(["carol"]);
     expect(seen.change.added[0]!.leafIndex).toBeGreaterThanOrEqual(0);
-    const { group: gc, usedKeyPackage, lastResort } = await MlsGroup.joinFromWelcome(carol.client, pending.welcome!, pending.ratchetTree!, lookup(carol));
+    const { group: gc, usedKeyPackage, lastResort, addedBy } = await MlsGroup.joinFromWelcome(carol.client, pending.welcome!, pending.ratchetTree!, lookup(carol));
     expect(Buffer.from(usedKeyPackage).equals(Buffer.from(kp.ref))).toBe(true);
     expect(lastResort).toBe(false);
+    // Who added carol is the GroupInfo's signer (bob, not the creator at leaf 0): §9.
+    expect(addedBy.username).toBe("bob");
+    expect(addedBy.leafIndex).toBe(gb!.members().find((m) => m.username === "bob")!.leafIndex);
     expect(gc.members().map((m) => m.username).sort()).toEqual(["alice", "bob", "carol"]);
     expect(app(await gc.process(await ga!.encrypt(text("welcome carol"))))).toEqual({ from: "alice", text: "welcome carol" });
   });

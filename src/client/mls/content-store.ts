@@ -34,8 +34,16 @@ export interface ContentPeerRow {
   readonly fresh: boolean;
   /** My sentSeq when they became a member: my messages numbered up to it were not theirs to read. */
   readonly memberSince: number;
-  /** appHash of the last message opened from them; undefined before the first. */
+  /**
+   * appHash of the newest message of their chain opened (the one no other recent message of
+   * theirs names as prev; after a swap, not the late one); undefined before the first.
+   */
   readonly lastHash: Buffer | undefined;
+  /**
+   * Their recent messages as opened, the oldest first: (appHash, prev) pairs of 32 + 32 bytes,
+   * at most CONTENT_RECENT_MAX (content.ts). A late message is judged against these (§8.1 gap).
+   */
+  readonly recent: Buffer;
   /** Messages opened from them. */
   readonly count: number;
   /** recvSeq of their last and second-to-last message (0: none). */
@@ -73,7 +81,7 @@ const SCHEMA = `
     sent_since_commit INTEGER NOT NULL, last_commit_ms INTEGER NOT NULL, members_known INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS mls_content_peer (conversation_id TEXT NOT NULL, username TEXT NOT NULL,
     member INTEGER NOT NULL, fresh INTEGER NOT NULL, member_since INTEGER NOT NULL, last_hash BLOB, count INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL, acked BLOB, told BLOB, ack_uncertain INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL, acked BLOB, told BLOB, ack_uncertain INTEGER NOT NULL, recent BLOB,
     PRIMARY KEY (conversation_id, username)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS mls_content_sent (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
     message_id BLOB NOT NULL, hash BLOB NOT NULL, seal_seq INTEGER NOT NULL, accept_seq INTEGER,
@@ -91,6 +99,10 @@ export class ContentStore {
 
   constructor(private readonly db: DatabaseSync) {
     db.exec(SCHEMA);
+    // A state db made before the recent column: add it (empty: judged by last_hash until refilled).
+    if (!(db.prepare("PRAGMA table_info(mls_content_peer)").all() as Record<string, unknown>[]).some((r) => r["name"] === "recent")) {
+      db.exec("ALTER TABLE mls_content_peer ADD COLUMN recent BLOB");
+    }
     const p = (sql: string) => db.prepare(sql);
     this.q = {
       conv: p("SELECT * FROM mls_content_conv WHERE conversation_id = ?"),
@@ -99,7 +111,7 @@ export class ContentStore {
       putConv: p(`INSERT OR REPLACE INTO mls_content_conv (conversation_id, group_id, own_head, recv_seq, sent_seq, id_seq,
         sent_since_commit, last_commit_ms, members_known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       putPeer: p(`INSERT OR REPLACE INTO mls_content_peer (conversation_id, username, member, fresh, member_since, last_hash,
-        count, last_seq, prev_seq, acked, told, ack_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        count, last_seq, prev_seq, acked, told, ack_uncertain, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deletePeer: p("DELETE FROM mls_content_peer WHERE conversation_id = ? AND username = ?"),
       putSent: p(`INSERT OR REPLACE INTO mls_content_sent (conversation_id, seq, message_id, hash, seal_seq, accept_seq,
         confirmed, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -149,6 +161,7 @@ export class ContentStore {
       username: String(r["username"]), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1, memberSince: Number(r["member_since"]),
       lastHash: blob(r["last_hash"]), count: Number(r["count"]), lastSeq: Number(r["last_seq"]), prevSeq: Number(r["prev_seq"]),
       acked: blob(r["acked"]), told: blob(r["told"]), ackUncertain: Number(r["ack_uncertain"]) === 1,
+      recent: blob(r["recent"]) ?? Buffer.alloc(0),
     }));
     const sent = (this.q["sent"]!.all(conversationId) as Record<string, unknown>[]).map((r): ContentSentRow => ({
       seq: Number(r["seq"]), messageId: blob(r["message_id"])!, hash: blob(r["hash"])!, sealSeq: Number(r["seal_seq"]),
@@ -164,7 +177,7 @@ export class ContentStore {
 
   putPeer(conversationId: string, p: ContentPeerRow): void {
     this.q["putPeer"]!.run(conversationId, p.username, p.member ? 1 : 0, p.fresh ? 1 : 0, p.memberSince, p.lastHash ?? null, p.count,
-      p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0);
+      p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0, p.recent);
   }
 
   deletePeer(conversationId: string, username: string): void {

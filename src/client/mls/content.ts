@@ -35,6 +35,24 @@ export const UPDATE_AFTER_MS = 24 * 60 * 60 * 1000;
 export const CONTENT_SENT_MAX = 256;
 /** Message ids remembered per conversation to tell redeliveries (the newest are kept). */
 export const CONTENT_IDS_MAX = 4096;
+/**
+ * A sender's recent messages kept per peer to judge a late one (§8.1 gap): a message the relay
+ * delayed by up to this many of the sender's later ones is judged against its real predecessor.
+ */
+export const CONTENT_RECENT_MAX = 8;
+const RECENT_ENTRY = 64;
+
+/** A sender's recent (hash, prev) pairs, the oldest first. */
+function recentOf(b: Buffer): { hash: Buffer; prev: Buffer }[] {
+  const out: { hash: Buffer; prev: Buffer }[] = [];
+  for (let i = 0; i + RECENT_ENTRY <= b.length; i += RECENT_ENTRY) out.push({ hash: b.subarray(i, i + 32), prev: b.subarray(i + 32, i + RECENT_ENTRY) });
+  return out;
+}
+
+/** The heads among recent messages: those no other recent message names as its prev. */
+function headsOf(recent: readonly { hash: Buffer; prev: Buffer }[]): Buffer[] {
+  return recent.filter((e) => !recent.some((o) => o.prev.equals(e.hash))).map((e) => e.hash);
+}
 
 /** Bad input to seal, as the client's error data (the engine returns it to its caller). */
 export class ContentInputError extends Error {
@@ -188,11 +206,21 @@ export class MlsContentLayer implements ContentLayer {
       this.store.addId(c.conv.id, sender, messageId, c.row.idSeq, c.row.idSeq - CONTENT_IDS_MAX);
       const peer = lobby ? undefined : this.peerFor(c, sender);
       // §8 chain: the lobby reaches only who is online, so its chains tell nothing.
-      const gap = lobby ? false : chainGap(peer?.lastHash, d.prev, peer === undefined || !peer.fresh);
+      // A message continues the chain when its prev is the head of one of the sender's recent
+      // messages (none of them names it as prev): after the relay swapped two, the late one is
+      // not a gap, nor is the next one (its prev is the newest, not the last opened). A prev
+      // already named by another message (two messages claiming one predecessor) is a gap.
+      const recent = peer === undefined ? [] : recentOf(peer.recent);
+      const prev = Buffer.from(d.prev);
+      const gap = lobby ? false : recent.length === 0 ? chainGap(peer?.lastHash, d.prev, peer === undefined || !peer.fresh) : !headsOf(recent).some((h) => h.equals(prev));
       if (gap) this.log?.warn("mls.content.gap", { conversation: c.conv.id, from: sender });
       let own = NO_CHANGE;
       if (peer !== undefined) {
-        peer.lastHash = hash;
+        recent.push({ hash: Buffer.from(hash), prev });
+        while (recent.length > CONTENT_RECENT_MAX) recent.shift();
+        peer.recent = Buffer.concat(recent.flatMap((e) => [e.hash, e.prev]));
+        // The newest of their chain: the latest opened head (a late message is not it).
+        peer.lastHash = Buffer.from(headsOf(recent).at(-1) ?? hash);
         peer.count += 1;
         peer.prevSeq = peer.lastSeq;
         peer.lastSeq = c.row.recvSeq;
@@ -357,7 +385,7 @@ export class MlsContentLayer implements ContentLayer {
   }
 
   private newPeer(username: string, fresh: boolean, memberSince: number): Peer {
-    return { username, member: false, fresh, memberSince, lastHash: undefined, count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
+    return { username, member: false, fresh, memberSince, lastHash: undefined, recent: Buffer.alloc(0), count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
   }
 
   /**

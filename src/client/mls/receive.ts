@@ -5,7 +5,7 @@
 // sender checked against the relay's) — and messages of a future epoch held until the commit
 // leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
-import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange } from "../../protocol/mls/index.js";
+import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { ChatMessage, MessageKind } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
@@ -22,6 +22,8 @@ const PROCESSED_IDS_KEPT = 4_096;
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
   private readonly processed = new Set<string>();
+  /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
+  private readonly splitShown = new Set<string>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
   c!: Committer;
 
@@ -102,7 +104,7 @@ export class Receiver {
       this.s.d.logger.info("mls.welcome.already_member", { conversation: q.conversationId });
       return;
     }
-    let joined: { group: MlsGroup; lastResort: boolean };
+    let joined: { group: MlsGroup; lastResort: boolean; addedBy: MlsMember };
     try {
       joined = await this.s.d.store.joinFromWelcome(client, item.mls, item.ratchetTree, this.s.groupOptions());
     } catch (e) {
@@ -124,11 +126,15 @@ export class Receiver {
       this.s.notice("warn", `an invitation to ${q.conversationId} did not come from a member of it; nothing was joined`, q.conversationId);
       return;
     }
+    // Who added me is the committer who signed the GroupInfo inside the Welcome, not the relay's
+    // label (§9): a relay naming another member is logged, and the line names the signer.
+    const by = joined.addedBy.username;
+    if (by !== item.sender) this.s.d.logger.warn("mls.welcome.sender_mismatch", { conversation: conv, relay: item.sender, signer: by });
     if (before !== undefined && before !== g) before.destroy();
     this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, names);
-    this.s.line(conv, { kind: "added", by: item.sender, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
-    this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: item.sender, members: names.length, lastResort: joined.lastResort });
+    this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: by, members: names.length, lastResort: joined.lastResort });
     if (joined.lastResort) await this.s.keyPackages?.replaceLastResort();
     else await this.s.topUpFromStore();
     if ((this.s.outbox.get(conv)?.length ?? 0) > 0) this.s.flushSoon(conv);
@@ -173,6 +179,7 @@ export class Receiver {
       }
       this.s.d.logger.warn("mls.message.refused", { conversation: conv, sender: relaySender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      this.maybeSplit(conv, g, q.item.mls, relaySender, e);
       return;
     }
     if (inc.kind !== "application") {
@@ -212,6 +219,28 @@ export class Receiver {
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
     this.s.d.store.saveGroup(g);
+  }
+
+  /**
+   * §9 forked epoch: a message of my current epoch, from a member of it, that does not open was
+   * made with other secrets of the "same" epoch: the relay gave two halves two different commits
+   * (or altered the message). Shown once per conversation and epoch.
+   */
+  private maybeSplit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string, e: unknown): void {
+    if (!isMlsProtocolError(e, "decrypt-failed") || relaySender === this.s.d.me) return;
+    let epoch: number;
+    try {
+      epoch = readFraming(mls).epoch;
+    } catch {
+      return;
+    }
+    if (BigInt(epoch) !== g.epoch || !g.members().some((m) => m.username === relaySender)) return;
+    const key = `${conv} ${epoch}`;
+    if (this.splitShown.has(key)) return;
+    this.splitShown.add(key);
+    if (this.splitShown.size > PROCESSED_IDS_KEPT) this.splitShown.delete(this.splitShown.values().next().value as string);
+    this.s.d.logger.warn("mls.epoch.split", { conversation: conv, epoch, sender: relaySender });
+    this.s.notice("warn", `${conv} may have been split by the relay: a message from ${relaySender} in this epoch does not open (if it goes on, the room's creator can re-create it)`, conv);
   }
 
   /** Processes a commit of the group's current epoch with the conversation's policy; shows it; saves. */

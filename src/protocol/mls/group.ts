@@ -23,6 +23,7 @@ import {
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
+import { decryptGroupInfo, decryptGroupSecrets } from "ts-mls/welcome.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
@@ -136,7 +137,7 @@ export class MlsGroup {
    * The result says which KeyPackage was used: a one-time one has had its private keys
    * overwritten here and must be deleted from the store; a last-resort one must be replaced.
    */
-  static async joinFromWelcome(client: MlsClient, welcomeBytes: Uint8Array, ratchetTreeBytes: Uint8Array, lookup: (ref: Uint8Array) => StoredKeyPackage | undefined, options: GroupOptions = {}): Promise<{ group: MlsGroup; usedKeyPackage: Uint8Array; lastResort: boolean }> {
+  static async joinFromWelcome(client: MlsClient, welcomeBytes: Uint8Array, ratchetTreeBytes: Uint8Array, lookup: (ref: Uint8Array) => StoredKeyPackage | undefined, options: GroupOptions = {}): Promise<{ group: MlsGroup; usedKeyPackage: Uint8Array; lastResort: boolean; addedBy: MlsMember }> {
     checkClient(client);
     if (typeof lookup !== "function") throw new MlsProtocolError("bad-argument", "a KeyPackage lookup function is needed");
     const ratchetTree = decodeTree(ratchetTreeBytes);
@@ -161,13 +162,29 @@ export class MlsGroup {
     };
     const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
       joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
-    privateKeys.initPrivateKey.fill(0);
+    // Who added me (PROTOCOL-v2.md §9): the committer, whose leaf signed the GroupInfo inside the
+    // Welcome. ts-mls checked that signature against the signer's leaf of the (tree-hash-bound)
+    // tree but does not return the signer: open the GroupInfo again (same keys, same bytes) for it.
+    let signer: number | undefined;
+    try {
+      const secrets = await decryptGroupSecrets(await impl.hpke.importPrivateKey(privateKeys.initPrivateKey), found.ref, msg.welcome, impl.hpke);
+      if (secrets !== undefined) {
+        const gi = await decryptGroupInfo(msg.welcome, secrets.joinerSecret, new Uint8Array(impl.kdf.size), impl);
+        secrets.joinerSecret.fill(0);
+        signer = gi?.signer;
+      }
+    } finally {
+      privateKeys.initPrivateKey.fill(0);
+    }
+    const signerLeaf = signer === undefined ? undefined : leafAt(state.ratchetTree, signer);
+    if (signer === undefined || signerLeaf === undefined) throw new MlsProtocolError("decrypt-failed", "the Welcome's GroupInfo names no signer in the tree");
+    const addedBy = memberOf(signerLeaf, signer);
     const conv = conversationOfGroupId(state.groupContext.groupId);
     const group = new MlsGroup(client, state, checker, conv);
     group.checkDmMembers();
     group.checkCreatorName("bad-group-context");
     if (!found.lastResort) destroyKeyPackage(found);
-    return { group, usedKeyPackage: found.ref, lastResort: found.lastResort };
+    return { group, usedKeyPackage: found.ref, lastResort: found.lastResort, addedBy };
   }
 
   /**

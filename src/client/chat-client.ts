@@ -375,7 +375,15 @@ export class ChatClient implements ChatSession {
     return this.rooms.leave(room);
   }
 
+  /**
+   * v1: the relay's room table. v2: the rooms whose MLS group I am in (members from the tree);
+   * the relay has no request listing every MLS group yet, so `all` is those same rooms.
+   */
   listRooms(): Promise<Outcome<RoomListing>> {
+    if (this.mls !== undefined) {
+      const joined = this.mls.engine.rooms();
+      return Promise.resolve({ ok: true, value: { joined, all: joined.map((r) => ({ room: r.room, memberCount: r.members.length })) } });
+    }
     return this.rooms.list();
   }
 

@@ -403,6 +403,25 @@ describe("KeyPackages", () => {
 });
 
 describe("the lobby", () => {
+  it("entered with one KeyPackage on the relay (a DM to me opens at once), the other 19 published after; the entry is a joined line of mine", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob", { online: false });
+    let leftAtEntry: number | undefined;
+    const push = bob.events.push.bind(bob.events);
+    bob.events.push = (...es: SessionEvent[]): number => {
+      for (const e of es) {
+        if (e.type !== "membership" || e.conversationId !== "lobby" || e.line.by !== "bob" || e.line.kind !== "joined" || leftAtEntry !== undefined) continue;
+        leftAtEntry = ds.oneTimeLeft("bob");
+        sent(alice, "dm:alice:bob", "welcome in");
+      }
+      return push(...es);
+    };
+    await online(bob);
+    expect(leftAtEntry).toBe(1);
+    expect(ds.oneTimeLeft("bob")).toBe(20);
+    await expectText(bob, "dm:alice:bob", "alice: welcome in");
+  });
+
   it("everyone online joins it; a message reaches those online; one who comes later joins and talks; the cap is a sentence", { timeout: 120_000 }, async () => {
     const alice = await person("alice");
     const bob = await person("bob");

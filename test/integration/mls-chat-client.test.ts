@@ -118,4 +118,28 @@ describe("ChatClient, protocol v2", () => {
     await a.waitForMessage("hello lobby", 30_000);
     await c.waitForMessage("hello lobby", 30_000);
   });
+
+  it("entering the lobby is a `joined` line of mine (also after a restart); /rooms and the rooms event from the MLS groups", { timeout: 120_000 }, async () => {
+    let a = await v2(alice);
+    await waitUntil(() => lines(a, "lobby").includes("alice joined"), "alice's own lobby entry", 30_000);
+    const inLobby = await a.client.members("lobby");
+    expect(inLobby.ok && inLobby.value).toEqual(["alice"]);
+
+    const b = await v2(bob);
+    await waitUntil(() => lines(b, "lobby").includes("bob joined"), "bob's own lobby entry", 30_000);
+    expect((await a.client.joinRoom("#ops")).ok).toBe(true);
+    expect((await b.client.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => lines(a, "#ops").includes("bob joined"), "alice sees bob join", 30_000);
+    const listing = await a.client.listRooms();
+    expect(listing.ok && listing.value).toEqual({ joined: [{ room: "#ops", members: ["alice", "bob"] }], all: [{ room: "#ops", memberCount: 2 }] });
+    const roomEvents = a.events.flatMap((e) => (e.type === "rooms" ? [e.rooms] : []));
+    expect(roomEvents.at(-1)).toEqual([{ room: "#ops", members: ["alice", "bob"] }]);
+
+    // Back after a restart, from the kept lobby group: the entry is a line again.
+    await stop(a);
+    a = await v2(alice);
+    await waitUntil(() => lines(a, "lobby").includes("alice joined"), "alice's lobby entry after a restart", 30_000);
+    const again = await a.client.listRooms();
+    expect(again.ok && again.value.joined).toEqual([{ room: "#ops", members: ["alice", "bob"] }]);
+  });
 });

@@ -1,7 +1,8 @@
 // Protocol v2: a lobby line reaches those in the lobby's MLS group when it is sent, and entering
 // it takes a moment after connecting (PROTOCOL-v2.md §4). The lobby's header says how many can
-// read a new line, read from the session (members("lobby")) after each change of the lobby's
-// group and every second (my own entry is no event); a v1 session is never asked.
+// read a new line, read from the session (members("lobby")) once at start and after each
+// membership line of the lobby's group (my own entry is a `joined` line of mine, no polling);
+// a v1 session is never asked.
 import { afterEach, describe, expect, test } from "vitest";
 import type { Outcome } from "../../src/client/types.js";
 import { FakeSession } from "../helpers/fake-session.js";
@@ -30,7 +31,8 @@ describe("the lobby header on protocol v2", () => {
     await app.ready();
     expect(app.frame()).not.toContain("can read");
     s.lobby = ["alice", "bob"];
-    await waitFor(() => expect(app!.frame()).toContain("can read new lines"), { timeoutMs: 3_000 });
+    s.membership("lobby", { kind: "joined", by: "alice", users: [] });
+    await waitFor(() => expect(app!.frame()).toContain("can read new lines"), { timeoutMs: 500 });
     expect(app.frame()).toContain("2 can read new lines");
     s.lobby = ["alice", "bob", "carol"];
     s.membership("lobby", { kind: "joined", by: "carol", users: [] });
@@ -46,5 +48,13 @@ describe("the lobby header on protocol v2", () => {
     await waitFor(() => expect(app!.frame()).toContain("after the change"));
     expect(app.frame()).not.toContain("can read");
     expect(s.calls.some((c) => c.method === "members")).toBe(false);
+  });
+
+  test("in the lobby before the UI starts: the count at once, without any event", async () => {
+    const s = new LobbySession({ peers: ["bob"] });
+    s.lobby = ["alice", "bob"];
+    app = renderApp(s, { columns: 100, rows: 12 });
+    await app.ready();
+    await waitFor(() => expect(app!.frame()).toContain("2 can read new lines"), { timeoutMs: 500 });
   });
 });

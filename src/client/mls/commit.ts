@@ -78,7 +78,11 @@ export class Committer {
 
   /** The lobby (§4): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */
   async enterLobby(): Promise<Outcome> {
-    return this.joinOrCreate("lobby");
+    const r = await this.joinOrCreate("lobby");
+    // My own entry (at start and after each reconnect, also when my leaf was still current) is
+    // a `joined` line of mine, so a UI can read who is in the lobby now instead of polling.
+    if (r.ok) this.s.line("lobby", { kind: "joined", by: this.s.d.me, users: [], atMs: this.s.d.clock() });
+    return r;
   }
 
   async joinOrCreate(convId: string): Promise<Outcome> {

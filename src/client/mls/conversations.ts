@@ -47,7 +47,7 @@ export class MlsConversations {
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
-  /** Restores the MLS client and every kept group, publishes KeyPackages, comes back into the lobby. */
+  /** Restores the MLS client and every kept group, publishes a KeyPackage, comes back into the lobby, publishes the rest. */
   async start(): Promise<void> {
     if (this.s.started) throw new Error("the conversation engine is started already");
     this.s.started = true;
@@ -65,9 +65,12 @@ export class MlsConversations {
         }
       }
       this.s.keyPackages = new KeyPackageKeeper(client, this.s.d.store, this.s.d.ds, this.s.d.logger, () => Math.floor(this.s.d.clock() / 1000));
+      // One KeyPackage first (a DM to me can be opened once I am seen), then the lobby, then the
+      // rest: generating 20 X-Wing KeyPackages takes seconds the lobby need not wait.
       await this.s.keyPackages.start();
       const lobby = await this.c.enterLobby();
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+      await this.s.keyPackages.fill();
     });
   }
 

@@ -19,15 +19,27 @@ export class KeyPackageKeeper {
     private readonly nowS: () => number,
   ) {}
 
+  private rest: (() => Promise<void>) | undefined;
+
   /**
-   * At start: the first time, 20 one-time and the last-resort one; later, one fresh one-time
-   * KeyPackage (the answer says how many the relay keeps) and a top-up when few are left.
+   * At start, in two steps so the lobby is entered between them (PROTOCOL-v2.md §4): `start`
+   * publishes one fresh one-time KeyPackage (the first time also the last-resort one), enough
+   * for anyone who sees me to open a DM with me; `fill` then publishes the rest (the first time
+   * 19 more, 20 in all; later a top-up when the relay's answer says few are left).
    */
   async start(): Promise<void> {
     this.store.deleteExpiredKeyPackages(this.nowS());
-    const hasLastResort = this.store.keyPackages().some((k) => k.lastResort);
-    const left = await this.upload(hasLastResort ? 1 : KEY_PACKAGES_PER_UPLOAD, !hasLastResort);
-    if (left !== undefined) await this.status(left);
+    const first = !this.store.keyPackages().some((k) => k.lastResort);
+    const left = await this.upload(1, first);
+    if (left === undefined) return;
+    this.rest = first ? async () => { await this.upload(KEY_PACKAGES_PER_UPLOAD - 1, false); } : () => this.status(left);
+  }
+
+  /** The second step of `start` (once). */
+  async fill(): Promise<void> {
+    const rest = this.rest;
+    this.rest = undefined;
+    await rest?.();
   }
 
   /** The relay says how many one-time KeyPackages it keeps for me: top up below 5. */

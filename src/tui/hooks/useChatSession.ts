@@ -39,9 +39,6 @@ function withUiConnection(snapshot: SessionSnapshot): SessionSnapshot {
   return { ...snapshot, connection: connectionWithUiText(snapshot.connection) };
 }
 
-/** How often a protocol v2 session is asked who is in the lobby's group. */
-const LOBBY_READ_MS = 1_000;
-
 export function useChatSession(options: UseChatSessionOptions): ChatState {
   const { session, clock, bell } = options;
   const [store] = useState(() =>
@@ -84,8 +81,8 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       else if (events.length > 1) dispatch({ type: "session-batch", events });
     };
     // Protocol v2 (kick exists only there): who is in the lobby's group now, so the header can say
-    // how many read a lobby line. Read after each change of it, and every LOBBY_READ_MS: my own
-    // entry into the lobby (at start, after each reconnect) is no membership line.
+    // how many read a lobby line. Read once now (I may be in it already) and after each membership
+    // line of the lobby: my own entry (at start, after each reconnect) is a `joined` line too.
     let lobbyRead = 0;
     let lobbyShown = "";
     const readLobby = (): void => {
@@ -99,8 +96,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       }, () => undefined);
     };
     const v2 = session.kick !== undefined;
-    const lobbyTimer = v2 ? setInterval(readLobby, LOBBY_READ_MS) : undefined;
-    lobbyTimer?.unref();
+    if (v2) readLobby();
     const unsubscribe = session.subscribe((event) => {
       if (v2 && event.type === "membership" && event.conversationId === LOBBY_ID) readLobby();
       queue.push({ event: withUiText(event), atMs: clock() });
@@ -111,7 +107,6 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       scheduled = wait <= 0 ? setImmediate(flush) : setTimeout(flush, wait);
     });
     return () => {
-      if (lobbyTimer !== undefined) clearInterval(lobbyTimer);
       unsubscribe();
       if (scheduled !== undefined) {
         clearImmediate(scheduled as NodeJS.Immediate);

@@ -1,6 +1,7 @@
 // The MLS layer's one error type (proto/PROTOCOL-v2.md "Errors"). Like ProtocolError (v1):
 // `code` is stable and machine-readable, `message` is one sentence for logs. ts-mls's own
 // errors are wrapped (as `cause`) so callers never depend on the library's error classes.
+import type { CredentialChecker } from "./credential.js";
 
 export type MlsErrorCode =
   | "malformed"          // bytes that do not decode as the MLS object expected, or are too large
@@ -32,4 +33,20 @@ export class MlsProtocolError extends Error {
 
 export function isMlsProtocolError(e: unknown, code?: MlsErrorCode): e is MlsProtocolError {
   return e instanceof MlsProtocolError && (code === undefined || e.code === code);
+}
+
+/**
+ * Runs a ts-mls call and turns its failures into MlsProtocolError: a credential refusal keeps
+ * its own reason (from the CredentialChecker), anything else gets `code` and `what`.
+ */
+export async function wrap<T>(checker: CredentialChecker, code: MlsErrorCode, what: string, f: () => Promise<T>): Promise<T> {
+  checker.takeRefusal();
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof MlsProtocolError) throw e;
+    const refusal = checker.takeRefusal();
+    if (refusal !== undefined) throw new MlsProtocolError(refusal.code, refusal.message, { cause: e });
+    throw new MlsProtocolError(code, `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  }
 }

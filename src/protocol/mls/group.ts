@@ -1,8 +1,9 @@
 // One conversation's MLS group (proto/PROTOCOL-v2.md "Conversations are groups" and the
-// sections cited below): create, add (commit + Welcome), join from a Welcome or by external
-// commit, remove, leave, self-update, encrypt/decrypt, process handshake messages, serialise
-// and restore, delete used keys. Bytes in, bytes out: no network, no files. Group ids are in
-// group-id.ts; reading members and membership changes from the tree is in membership.ts.
+// sections cited below): add (commit + Welcome), remove, leave, self-update, encrypt/decrypt,
+// process handshake messages, serialise, delete used keys. Bytes in, bytes out: no network, no
+// files. How a group comes to exist (create, join from a Welcome or by external commit,
+// restore) is in group-join.ts, behind MlsGroup's statics. Group ids are in group-id.ts;
+// reading members and membership changes from the tree is in membership.ts.
 //
 // Pitfalls of ts-mls 1.6.4 this class absorbs:
 // - createCommit returns the NEXT epoch's state at once (there is no "pending commit"): the
@@ -16,25 +17,21 @@
 // - encodeGroupState leaves out the client configuration (authentication service, retention):
 //   restore() puts ours back, so a restored group checks credentials exactly as before.
 import {
-  acceptAll, createApplicationMessage, createCommit, createGroup, createGroupInfoWithExternalPubAndRatchetTree,
-  createProposal, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeGroupState, encodeMlsMessage,
-  generateKeyPackageWithKey, joinGroup, joinGroupExternal, processMessage,
+  acceptAll, createApplicationMessage, createCommit, createGroupInfoWithExternalPubAndRatchetTree,
+  createProposal, emptyPskIndex, encodeGroupState, encodeMlsMessage, processMessage,
   type ClientState, type Extension, type IncomingMessageCallback, type MLSMessage, type Proposal,
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
-import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
-import { decryptGroupInfo, decryptGroupSecrets } from "ts-mls/welcome.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
-import { checkKeyPackage, decodeKeyPackage, decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
-import { checkCreatorName, contextExtensionsFor, isRoomCreator, readCreator, removalsAllowed, ROOM_CREATOR_EXTENSION, type RoomCreator } from "./creator.js";
-import { CredentialChecker, type TrustHook, type VerifiedIdentity } from "./credential.js";
-import { MlsProtocolError, type MlsErrorCode } from "./errors.js";
-import { conversationOfGroupId, makeGroupId } from "./group-id.js";
-import { decodeFields } from "./fields.js";
-import { decodeTree, describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
-import { clientConfig, MLS_SUITE, paddingFor, suiteImpl } from "./suite.js";
+import { checkKeyPackage, decodeKeyPackage, decodeMls, type MlsClient, type StoredKeyPackage } from "./client.js";
+import { checkCreatorName, isRoomCreator, readCreator, removalsAllowed, type RoomCreator } from "./creator.js";
+import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credential.js";
+import { MlsProtocolError, wrap } from "./errors.js";
+import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
+import { describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { paddingFor, suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
   /** Decides about each identity key a credential names (TOFU pins, PROTOCOL.md §6). */
@@ -62,9 +59,6 @@ export interface PendingCommit {
   /** The epoch this commit creates. */
   readonly epoch: bigint;
 }
-
-const STATE_LABEL = "securechat/v1/mls-group-state";
-const STATE_VERSION = "1";
 
 /** Pads application data like v1 (§7.2): u32be(len) || data || zeros, to a multiple of 256 bytes. */
 function pad(data: Uint8Array): Uint8Array {
@@ -111,23 +105,20 @@ export class MlsGroup {
     this.roomCreator = readCreator(conversation, state.groupContext.extensions);
   }
 
-  // ---- construction ----------------------------------------------------------------------
+  // ---- construction (the bodies are in group-join.ts) -------------------------------------
+
+  /** What group-join.ts builds groups with: the private constructor and the checks of a joined group. */
+  private static readonly maker: GroupMaker = {
+    construct: (client, state, checker, conversation) => new MlsGroup(client, state, checker, conversation),
+    checkJoined: (group) => {
+      group.checkDmMembers();
+      group.checkCreatorName("bad-group-context");
+    },
+  };
 
   /** Creates a new group for a conversation, with the creator as its only member (epoch 0). */
-  static async create(client: MlsClient, conversationId: string, options: GroupOptions = {}): Promise<MlsGroup> {
-    checkClient(client);
-    const groupId = makeGroupId(conversationId);
-    const conv = conversationOfGroupId(groupId);
-    if (conv.kind === "dm" && !conv.members.includes(client.username)) throw new MlsProtocolError("bad-argument", `${client.username} is not a member of ${conv.id}`);
-    const checker = new CredentialChecker(options.trust);
-    const impl = await suiteImpl();
-    const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
-    // A room names its creator in the GroupContext (PROTOCOL-v2.md §4 "The room's creator").
-    const extensions = contextExtensionsFor(conv, client.identity);
-    const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
-      createGroup(groupId, publicPackage, privatePackage, extensions, impl, clientConfig(checker)));
-    privatePackage.initPrivateKey.fill(0);
-    return new MlsGroup(client, state, checker, conv);
+  static create(client: MlsClient, conversationId: string, options: GroupOptions = {}): Promise<MlsGroup> {
+    return createGroupFor(MlsGroup.maker, client, conversationId, options);
   }
 
   /**
@@ -137,54 +128,8 @@ export class MlsGroup {
    * The result says which KeyPackage was used: a one-time one has had its private keys
    * overwritten here and must be deleted from the store; a last-resort one must be replaced.
    */
-  static async joinFromWelcome(client: MlsClient, welcomeBytes: Uint8Array, ratchetTreeBytes: Uint8Array, lookup: (ref: Uint8Array) => StoredKeyPackage | undefined, options: GroupOptions = {}): Promise<{ group: MlsGroup; usedKeyPackage: Uint8Array; lastResort: boolean; addedBy: MlsMember }> {
-    checkClient(client);
-    if (typeof lookup !== "function") throw new MlsProtocolError("bad-argument", "a KeyPackage lookup function is needed");
-    const ratchetTree = decodeTree(ratchetTreeBytes);
-    const msg = decodeMls(welcomeBytes, "Welcome");
-    if (msg.wireformat !== "mls_welcome") throw new MlsProtocolError("malformed", `expected a Welcome, got ${msg.wireformat}`);
-    if (msg.welcome.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
-    let kp: StoredKeyPackage | undefined;
-    for (const s of msg.welcome.secrets) {
-      kp = lookup(s.newMember);
-      if (kp !== undefined) break;
-    }
-    if (kp === undefined) throw new MlsProtocolError("not-for-me", "this Welcome is for none of my KeyPackages (nobody added me with it)");
-    const checker = new CredentialChecker(options.trust);
-    const impl = await suiteImpl();
-    const found = kp;
-    // ts-mls keeps the HPKE private key it is given as the group's leaf key (same Uint8Array):
-    // hand it copies, so overwriting the store's copy (destroyKeyPackage) cannot break the group.
-    const privateKeys = {
-      initPrivateKey: new Uint8Array(found.privateKeys.initPrivateKey),
-      hpkePrivateKey: new Uint8Array(found.privateKeys.hpkePrivateKey),
-      signaturePrivateKey: client.signaturePrivateKey,
-    };
-    const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
-      joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
-    // Who added me (PROTOCOL-v2.md §9): the committer, whose leaf signed the GroupInfo inside the
-    // Welcome. ts-mls checked that signature against the signer's leaf of the (tree-hash-bound)
-    // tree but does not return the signer: open the GroupInfo again (same keys, same bytes) for it.
-    let signer: number | undefined;
-    try {
-      const secrets = await decryptGroupSecrets(await impl.hpke.importPrivateKey(privateKeys.initPrivateKey), found.ref, msg.welcome, impl.hpke);
-      if (secrets !== undefined) {
-        const gi = await decryptGroupInfo(msg.welcome, secrets.joinerSecret, new Uint8Array(impl.kdf.size), impl);
-        secrets.joinerSecret.fill(0);
-        signer = gi?.signer;
-      }
-    } finally {
-      privateKeys.initPrivateKey.fill(0);
-    }
-    const signerLeaf = signer === undefined ? undefined : leafAt(state.ratchetTree, signer);
-    if (signer === undefined || signerLeaf === undefined) throw new MlsProtocolError("decrypt-failed", "the Welcome's GroupInfo names no signer in the tree");
-    const addedBy = memberOf(signerLeaf, signer);
-    const conv = conversationOfGroupId(state.groupContext.groupId);
-    const group = new MlsGroup(client, state, checker, conv);
-    group.checkDmMembers();
-    group.checkCreatorName("bad-group-context");
-    if (!found.lastResort) destroyKeyPackage(found);
-    return { group, usedKeyPackage: found.ref, lastResort: found.lastResort, addedBy };
+  static joinFromWelcome(client: MlsClient, welcomeBytes: Uint8Array, ratchetTreeBytes: Uint8Array, lookup: (ref: Uint8Array) => StoredKeyPackage | undefined, options: GroupOptions = {}): Promise<{ group: MlsGroup; usedKeyPackage: Uint8Array; lastResort: boolean; addedBy: MlsMember }> {
+    return joinFromWelcome(MlsGroup.maker, client, welcomeBytes, ratchetTreeBytes, lookup, options);
   }
 
   /**
@@ -193,64 +138,13 @@ export class MlsGroup {
    * commit must reach the group through the relay's ordered queue; until the relay accepts it,
    * the returned group is not usable (the caller keeps it only if ACCEPTED).
    */
-  static async joinExternal(client: MlsClient, groupInfoBytes: Uint8Array, options: GroupOptions & { resync?: boolean; expectConversation?: string } = {}): Promise<{ group: MlsGroup; commit: Uint8Array }> {
-    checkClient(client);
-    const msg = decodeMls(groupInfoBytes, "GroupInfo");
-    if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
-    if (msg.groupInfo.groupContext.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `GroupInfo uses ${msg.groupInfo.groupContext.cipherSuite}, not ${MLS_SUITE}`);
-    const conv = conversationOfGroupId(msg.groupInfo.groupContext.groupId);
-    if (options.expectConversation !== undefined && conv.id !== options.expectConversation) {
-      throw new MlsProtocolError("wrong-group", `GroupInfo is for ${conv.id}, not ${options.expectConversation}`);
-    }
-    const checker = new CredentialChecker(options.trust);
-    const impl = await suiteImpl();
-    const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
-    // Resync only when the tree holds a former leaf of mine: ts-mls looks it up with findIndex
-    // and, finding none (-1), never returns from removing "leaf -1". Without one this is a plain join.
-    const config = clientConfig(checker);
-    const tree = ratchetTreeFromExtension(msg.groupInfo) ?? [];
-    const resync = options.resync === true && tree.some((n) => n?.nodeType === "leaf" && config.keyPackageEqualityConfig.compareKeyPackageToLeafNode(publicPackage, n.leaf));
-    const res = await wrap(checker, "bad-credential", "the GroupInfo could not be joined", () =>
-      joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, resync, impl, undefined, config));
-    privatePackage.initPrivateKey.fill(0);
-    const group = new MlsGroup(client, res.newState, checker, conv);
-    group.checkDmMembers();
-    group.checkCreatorName("bad-group-context");
-    return { group, commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: res.publicMessage }) };
+  static joinExternal(client: MlsClient, groupInfoBytes: Uint8Array, options: GroupOptions & { resync?: boolean; expectConversation?: string } = {}): Promise<{ group: MlsGroup; commit: Uint8Array }> {
+    return joinExternal(MlsGroup.maker, client, groupInfoBytes, options);
   }
 
   /** Restores a group serialised by serialize(), for this client, with the given trust hook. */
   static restore(client: MlsClient, bytes: Uint8Array, options: GroupOptions = {}): MlsGroup {
-    checkClient(client);
-    let f: Buffer[];
-    try {
-      f = decodeFields(bytes, STATE_LABEL, 2, "MLS group state");
-    } catch (e) {
-      throw new MlsProtocolError("bad-state", (e as Error).message, { cause: e });
-    }
-    const [version, encoded] = f as [Buffer, Buffer];
-    if (version.toString() !== STATE_VERSION) throw new MlsProtocolError("bad-state", `MLS group state version ${version.toString()} is not supported`);
-    let decoded: ReturnType<typeof decodeGroupState>;
-    try {
-      decoded = decodeGroupState(new Uint8Array(encoded), 0);
-    } catch (e) {
-      throw new MlsProtocolError("bad-state", "MLS group state does not decode", { cause: e });
-    }
-    if (decoded === undefined || decoded[1] !== encoded.length) throw new MlsProtocolError("bad-state", "MLS group state does not decode");
-    const checker = new CredentialChecker(options.trust);
-    const state: ClientState = { ...decoded[0], clientConfig: clientConfig(checker) };
-    const me = leafAt(state.ratchetTree, state.privatePath.leafIndex);
-    if (state.groupActiveState.kind === "active" && (me === undefined || !Buffer.from(me.signaturePublicKey).equals(Buffer.from(client.signaturePublicKey)))) {
-      throw new MlsProtocolError("bad-state", "MLS group state belongs to another MLS client");
-    }
-    // The creator is read strictly here too (the constructor). The tree's names were checked
-    // against it on join and at every commit; not again here (it would verify every credential).
-    try {
-      return new MlsGroup(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
-    } catch (e) {
-      if (e instanceof MlsProtocolError && e.code !== "bad-state") throw new MlsProtocolError("bad-state", `MLS group state refused: ${e.message}`, { cause: e });
-      throw e;
-    }
+    return restoreGroup(MlsGroup.maker, client, bytes, options);
   }
 
   // ---- what the group is -----------------------------------------------------------------
@@ -619,30 +513,12 @@ export class MlsGroup {
   }
 }
 
-/**
- * The key package this client's own leaf starts from when it creates a group or joins one by
- * external commit (never published, so its lifetime does not matter).
- */
-async function ownLeafPackage(client: MlsClient, impl: Awaited<ReturnType<typeof suiteImpl>>): ReturnType<typeof generateKeyPackageWithKey> {
-  const caps = defaultCapabilities();
-  return generateKeyPackageWithKey(
-    client.credential, { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION, ROOM_CREATOR_EXTENSION] },
-    { notBefore: 0n, notAfter: 1n }, [], { signKey: client.signaturePrivateKey, publicKey: client.signaturePublicKey }, impl,
-  );
-}
-
 /** Same extensions, in the same order, byte for byte. */
 function sameExtensions(a: readonly Extension[], b: readonly Extension[]): boolean {
   return a.length === b.length && a.every((x, i) => {
     const y = b[i]!;
     return x.extensionType === y.extensionType && Buffer.from(x.extensionData).equals(Buffer.from(y.extensionData));
   });
-}
-
-function checkClient(client: MlsClient): void {
-  if (client?.credential?.credentialType !== "basic" || !(client.signaturePrivateKey instanceof Uint8Array)) {
-    throw new MlsProtocolError("bad-argument", "an MlsClient is needed");
-  }
 }
 
 function secretTreeValues(tree: unknown): Uint8Array[] {
@@ -656,20 +532,4 @@ function secretTreeValues(tree: unknown): Uint8Array[] {
   };
   walk(tree, 0);
   return out;
-}
-
-/**
- * Runs a ts-mls call and turns its failures into MlsProtocolError: a credential refusal keeps
- * its own reason (from the CredentialChecker), anything else gets `code` and `what`.
- */
-async function wrap<T>(checker: CredentialChecker, code: MlsErrorCode, what: string, f: () => Promise<T>): Promise<T> {
-  checker.takeRefusal();
-  try {
-    return await f();
-  } catch (e) {
-    if (e instanceof MlsProtocolError) throw e;
-    const refusal = checker.takeRefusal();
-    if (refusal !== undefined) throw new MlsProtocolError(refusal.code, refusal.message, { cause: e });
-    throw new MlsProtocolError(code, `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-  }
 }

@@ -68,6 +68,7 @@ export class MlsConversations {
       await this.s.keyPackages.start();
       const lobby = await this.c.enterLobby();
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
+      for (const conv of [...this.s.outbox.keys()]) this.s.flushSoon(conv); // kept from before a restart (send.ts)
     });
   }
 

@@ -2,17 +2,29 @@
 // "Client storage"): rows in order, removed when settled, text and application data sealed at
 // rest like v1's outbox (PROTOCOL.md §7.5): another key, a swapped row or a changed kind or time
 // does not open; a bad message id is refused.
-import { beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AtRestCipher } from "../../src/client/at-rest.js";
+import { contentLayerOver } from "../../src/client/mls/content.js";
+import { MlsConversations } from "../../src/client/mls/conversations.js";
+import type { DsApi } from "../../src/client/mls/ds-api.js";
 import { MlsOutboxStore } from "../../src/client/mls/outbox-store.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import type { SessionEvent } from "../../src/client/types.js";
+import { nullLogger } from "../../src/protocol/log.js";
+import { FakeDs } from "../helpers/fake-ds.js";
+import { waitUntil } from "../helpers/wait.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 
 let alice: PrivateIdentity;
 let mallory: PrivateIdentity;
+let bob: PrivateIdentity;
 beforeAll(async () => {
-  [alice, mallory] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("mallory", "alice")]);
+  [alice, mallory, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("mallory", "alice"), fixtureIdentity("bob")]);
 });
 
 const ID1 = "11".repeat(16);
@@ -55,5 +67,58 @@ describe("MlsOutboxStore", () => {
     const v1 = new AtRestCipher(alice).seal("outbox", "dm:alice:bob", Buffer.from(ID1, "hex"), "v1 text");
     db.prepare("UPDATE mls_outbox SET text = ? WHERE message_id = ?").run(v1, texts[0]!.message_id);
     expect(store.all().unreadable).toBe(2);
+  });
+});
+
+// The engine over the table (src/client/mls/send.ts): the relay took the message but its answer
+// never came (NO_ANSWER), the app quit; at the next start the kept message goes again with the
+// same id and application data: accepted for me, and one copy only for the reader.
+describe("the v2 engine's durable outbox", () => {
+  let root: string;
+  const closers: (() => void)[] = [];
+  beforeEach(() => { root = mkdtempSync(join(tmpdir(), "sc-mls-outbox-")); });
+  afterEach(() => { for (const c of closers.splice(0)) c(); rmSync(root, { recursive: true, force: true }); });
+
+  it("a message whose acceptance was withheld is sent again after a restart and read once, in order", { timeout: 120_000 }, async () => {
+    const ds = new FakeDs();
+    let withhold = false;
+    const person = async (name: string, id: PrivateIdentity, withOutbox: boolean) => {
+      const store = MlsKeyStore.open(join(root, `${name}_mls.db`), { username: name, sigPrivate: id.sigPrivate });
+      const state = ClientStateStore.open(join(root, `${name}_state.db`));
+      const events: SessionEvent[] = [];
+      const real = ds.api(name);
+      const api: DsApi = { ...real, sendMls: async (m) => { const r = await real.sendMls(m); return withhold ? { ok: false, code: "NO_ANSWER", detail: "no answer" } : r; } };
+      const engine = new MlsConversations({
+        me: name, identity: { username: name, sigPrivate: id.sigPrivate }, store, ds: api, content: contentLayerOver(state, name),
+        ...(withOutbox ? { outbox: new MlsOutboxStore(state.database, new AtRestCipher(id)) } : {}),
+        clock: () => Date.now(), logger: nullLogger, emit: (e) => events.push(e),
+      });
+      await engine.start();
+      ds.connect(name, engine);
+      const close = () => { ds.disconnect(name); engine.close(); store.close(); state.close(); };
+      closers.push(close);
+      return { engine, events, close: async () => { await engine.idle(); closers.splice(closers.indexOf(close), 1); close(); } };
+    };
+    const read = (events: SessionEvent[]) => events.flatMap((e) => e.type === "message" && !e.message.own ? [e.message.text] : []);
+    const accepted = (events: SessionEvent[], mid: string) => events.some((e) => e.type === "message-state" && e.id === mid && e.state === "accepted");
+    const send = (engine: MlsConversations, text: string) => { const r = engine.send("dm:alice:bob", text); if (!r.ok) throw new Error(JSON.stringify(r.error)); return r.value.id; };
+
+    const b = await person("bob", bob, true);
+    let a = await person("alice", alice, true);
+    const one = send(a.engine, "one");
+    await waitUntil(() => accepted(a.events, one) && read(b.events).includes("one"), "one accepted and read", 30_000);
+    withhold = true;
+    const two = send(a.engine, "two");
+    await waitUntil(() => read(b.events).includes("two"), "the relay took two", 30_000);
+    await a.engine.idle();
+    expect(accepted(a.events, two)).toBe(false);
+    await a.close();
+    withhold = false;
+    a = await person("alice", alice, true);
+    await waitUntil(() => accepted(a.events, two), "two accepted after the restart", 30_000);
+    const three = send(a.engine, "three");
+    await waitUntil(() => accepted(a.events, three) && read(b.events).includes("three"), "three read", 30_000);
+    await b.engine.idle();
+    expect(read(b.events)).toEqual(["one", "two", "three"]);
   });
 });

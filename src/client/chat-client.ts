@@ -22,6 +22,7 @@ import { KeyDirectory } from "./key-directory.js";
 import { KnownRelays } from "./known-relays.js";
 import type { ContentLayer } from "./mls/content-api.js";
 import { contentLayerOver } from "./mls/content.js";
+import { MlsOutboxStore } from "./mls/outbox-store.js";
 import { MlsSession } from "./mls/session.js";
 import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
@@ -189,6 +190,7 @@ export class ChatClient implements ChatSession {
     });
     this.mls = o.v2 === undefined ? undefined : new MlsSession({
       identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
+      outbox: new MlsOutboxStore(o.state.database, atRest),
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
@@ -337,7 +339,7 @@ export class ChatClient implements ChatSession {
    * ones included), or with history off, my messages still waiting for the relay.
    */
   backlog(): ChatMessage[] {
-    const pending = this.outbox.pendingMessages();
+    const pending = [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
     if (this.history === undefined) return pending;
     return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => this.outbox.rememberFailed(m));
   }

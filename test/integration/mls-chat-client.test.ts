@@ -2,9 +2,10 @@
 // relay: Hello protocol_version 2, every conversation an MLS group through the relay's durable
 // queues, with the real content layer (src/client/mls/content.ts, in the state db). A DM both ways and to a peer offline (read after a restart from the MLS store), a room
 // with a join, an invite, a kick and a leave shown as membership lines, the lobby.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
@@ -50,6 +51,20 @@ async function stop(c: TestClient): Promise<void> {
   await c.close();
 }
 
+/** The bytes of a user's state db and its -wal (what a copy of the directory holds). */
+const stateFiles = (user: string): Buffer[] =>
+  [`${user}_state.db`, `${user}_state.db-wal`].map((f) => join(dir, f)).filter((f) => existsSync(f)).map((f) => readFileSync(f));
+
+/** How many v2 messages wait in the user's kept outbox (the state db's mls_outbox table). */
+function outboxRows(user: string): number {
+  const db = new DatabaseSync(join(dir, `${user}_state.db`));
+  try {
+    return Number((db.prepare("SELECT count(*) AS n FROM mls_outbox").get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+}
+
 const lines = (c: TestClient, conv: string): string[] =>
   c.events.flatMap((e: SessionEvent) => e.type === "membership" && e.conversationId === conv ? [text(e.line)] : []);
 const text = (l: MembershipLine): string => `${l.by} ${l.kind}${l.users.length > 0 ? ` ${l.users.join(",")}` : ""}`;
@@ -82,6 +97,37 @@ describe("ChatClient, protocol v2", () => {
     expect(caught.type === "caught-up" && caught.count).toBe(1);
     send(b, dm, "back");
     await a.waitForMessage("back", 30_000);
+  });
+
+  it("a message shown pending while the relay is down survives a restart: sent once, in order, before one sent after", { timeout: 120_000 }, async () => {
+    let a = await v2(alice);
+    let b = await v2(bob);
+    const dm = "dm:alice:bob";
+    await a.waitForState(send(a, dm, "first"), "accepted", 30_000);
+    await b.waitForMessage("first", 30_000);
+    await stop(b);
+    await relay.stop();
+    await waitUntil(() => a.events.some((e) => e.type === "connection" && e.status.state !== "connected"), "alice sees the relay gone", 30_000);
+    const id = send(a, dm, "while the relay was down");
+    // Shown pending, never accepted: only the durable outbox keeps it across the restart.
+    await waitUntil(() => a.messages(dm).some((m) => m.id === id && m.state === "pending"), "shown pending", 10_000);
+    await stop(a);
+    // At rest the kept text is sealed like v1's outbox and history (PROTOCOL.md §7.5): no file holds it in the clear.
+    expect(stateFiles("alice").some((f) => f.includes(Buffer.from("while the relay was down")))).toBe(false);
+    expect(outboxRows("alice")).toBe(1);
+    await relay.restart();
+    b = await v2(bob);
+    a = await v2(alice);
+    // At start it is shown pending again (not "failed: not confirmed before the app closed").
+    expect(a.client.backlog().filter((m) => m.id === id).map((m) => [m.text, m.state])).toEqual([["while the relay was down", "pending"]]);
+    await a.waitForState(id, "accepted", 30_000);
+    send(a, dm, "after the restart");
+    await b.waitForMessage("after the restart", 30_000);
+    const got = b.messages(dm).filter((m) => !m.own).map((m) => m.text);
+    expect(got.filter((t) => t === "while the relay was down")).toHaveLength(1);
+    expect(got.indexOf("while the relay was down")).toBeLessThan(got.indexOf("after the restart"));
+    // Accepted: nothing waits in the kept outbox any more.
+    await waitUntil(() => outboxRows("alice") === 0, "the kept outbox emptied", 10_000);
   });
 
   it("a room: create, join, invite, kick and leave, each a line naming who; the lobby", { timeout: 180_000 }, async () => {

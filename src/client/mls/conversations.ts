@@ -71,6 +71,7 @@ export class MlsConversations {
       const lobby = await this.c.enterLobby();
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
       await this.s.keyPackages.fill();
+      for (const conv of [...this.s.outbox.keys()]) this.s.flushSoon(conv); // kept from before a restart (send.ts)
     });
   }
 

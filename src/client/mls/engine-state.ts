@@ -12,6 +12,7 @@ import type { ContentLayer, SealedContent } from "./content-api.js";
 import type { DsApi, DsRefused } from "./ds-api.js";
 import { HeldMessages, HOLD_MAX_MESSAGES, HOLD_MAX_MS } from "./held.js";
 import { KeyPackageKeeper } from "./key-packages.js";
+import type { MlsOutboxStore } from "./outbox-store.js";
 import { creatorOf } from "./policy.js";
 
 export const LOBBY_MAX_MEMBERS = 1_000;
@@ -40,6 +41,8 @@ export interface ConversationDeps {
    * then compares the credential with a pin.
    */
   readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;
+  /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
+  readonly outbox?: MlsOutboxStore;
   readonly clock: () => number;
   readonly logger: Logger;
   readonly emit: (e: SessionEvent) => void;
@@ -132,6 +135,7 @@ export class EngineState {
 
   failed(conversationId: string, id: string, error: ClientError, m?: Outgoing): void {
     if (m !== undefined) this.failedMessages.set(id, { conversationId, kind: m.kind, text: m.text });
+    this.d.outbox?.remove(id);
     const failure = error.kind === "refused" ? error.detail : describeClientError(error);
     this.d.emit({ type: "message-state", conversationId, id, state: "failed", failure, error });
   }

@@ -2,7 +2,10 @@
 // message is shown at once and waits in the conversation's outbox until its group is ready (a
 // DM's group is made on first send; when the peer made one first, its Welcome is awaited), an
 // update is committed first when the content layer says so, then each message is encrypted,
-// saved and sent; a send that lost the connection goes again as the same bytes.
+// saved and sent; a send that lost the connection goes again as the same bytes. Each pending
+// message is kept in the state db (outbox-store.ts) until the relay accepts it or it fails for
+// good: after a restart it is sent again, in order, with the same id and, for the same group,
+// the same application data (a copy the relay had accepted is a duplicate at the reader, §8).
 import { parseConversationId, type Conversation } from "../../protocol/names.js";
 import type { MlsGroup } from "../../protocol/mls/index.js";
 import type { MessageKind, Outcome } from "../types.js";
@@ -13,7 +16,28 @@ import { randomBytes } from "node:crypto";
 import type { Committer } from "./commit.js";
 
 export class Sender {
-  constructor(private readonly s: EngineState, private readonly c: Committer) {}
+  constructor(private readonly s: EngineState, private readonly c: Committer) {
+    this.restore();
+  }
+
+  /**
+   * The messages kept pending before a restart go back into the outboxes, before anything sent
+   * in this run (the engine flushes them once started: conversations.ts start()).
+   */
+  private restore(): void {
+    const store = this.s.d.outbox;
+    if (store === undefined) return;
+    const { rows, unreadable } = store.all();
+    if (unreadable > 0) this.s.d.logger.warn("mls.outbox.unreadable", { rows: unreadable });
+    for (const r of rows) {
+      let list = this.s.outbox.get(r.conversationId);
+      if (list === undefined) this.s.outbox.set(r.conversationId, (list = []));
+      list.push(r.sealed === undefined
+        ? { id: r.id, kind: r.kind, text: r.text, atMs: r.atMs }
+        : { id: r.id, kind: r.kind, text: r.text, atMs: r.atMs, sealed: { app: r.sealed.app, messageId: Buffer.from(r.id, "hex"), sentAtMs: r.atMs }, sealedFor: r.sealed.groupId });
+    }
+    if (rows.length > 0) this.s.d.logger.info("mls.outbox.restored", { messages: rows.length });
+  }
 
   /**
    * Sends text to a conversation: the pending message is emitted at once, then `message-state`
@@ -36,6 +60,12 @@ export class Sender {
         out = { id: hex(sealed.messageId), kind, text, atMs: sealed.sentAtMs, sealed, sealedFor: hex(g.groupId) };
       } else {
         out = { id: randomBytes(16).toString("hex"), kind, text, atMs: now };
+      }
+      const store = this.s.d.outbox;
+      if (store !== undefined) {
+        // Kept before it is shown, so what is shown pending survives a crash (PROTOCOL-v2.md §7).
+        store.add(conv.id, out.id, kind, text, out.atMs);
+        if (out.sealed !== undefined) store.setSealed(conv.id, out.id, kind, out.atMs, out.sealedFor!, out.sealed.app);
       }
     } catch (e) {
       return fail(sentence((e as Error).message));
@@ -89,6 +119,7 @@ export class Sender {
         try {
           // Sealed late (or again for a group that replaced the first): the message keeps the id it was shown with.
           sealed = this.s.d.content.seal(convId, cur.groupId, m.kind, m.text, m.atMs, Buffer.from(m.id, "hex"));
+          this.s.d.outbox?.setSealed(convId, m.id, m.kind, m.atMs, hex(cur.groupId), sealed.app);
         } catch (e) {
           list.shift();
           this.s.failed(convId, m.id, sentence((e as Error).message));
@@ -110,6 +141,7 @@ export class Sender {
 
   settled(convId: string, m: Outgoing, sealed: SealedContent, r: Awaited<ReturnType<DsApi["sendMls"]>>): void {
     if (r.ok) {
+      this.s.d.outbox?.remove(m.id);
       this.s.d.content.accepted(convId, sealed.messageId);
       this.s.d.emit({ type: "message-state", conversationId: convId, id: m.id, state: "accepted", queuedFor: r.queuedFor });
     } else {

@@ -9,10 +9,11 @@ import type { Logger } from "../../protocol/log.js";
 import type { TrustHook } from "../../protocol/mls/index.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { TrustStore } from "../trust-store.js";
-import type { SessionEvent } from "../types.js";
+import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
 import { MlsConversations } from "./conversations.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
+import type { MlsOutboxStore } from "./outbox-store.js";
 
 /** How often held messages and past-epoch keys are looked at (PROTOCOL-v2.md §7, §9). */
 const TIMER_MS = 60_000;
@@ -21,6 +22,8 @@ export interface MlsSessionOptions {
   readonly identity: PrivateIdentity;
   readonly store: MlsKeyStore;
   readonly content: ContentLayer;
+  /** The durable outbox of pending messages (in the state db); in memory only without it. */
+  readonly outbox?: MlsOutboxStore;
   readonly link: DsLink;
   readonly trust: TrustStore;
   readonly clock: () => number;
@@ -73,6 +76,7 @@ export class MlsSession {
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },
       store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
       ...(ensureKeys === undefined ? {} : { ensureKeys }),
+      ...(o.outbox === undefined ? {} : { outbox: o.outbox }),
     });
   }
 
@@ -160,6 +164,14 @@ export class MlsSession {
       );
     }
     return rest;
+  }
+
+  /** My messages kept pending from before a restart (outbox-store.ts), oldest first: shown pending, not failed, at start. */
+  pendingMessages(): ChatMessage[] {
+    return (this.o.outbox?.all().rows ?? []).map((r) => ({
+      id: r.id, conversationId: r.conversationId, from: this.o.identity.username, kind: r.kind, text: r.text,
+      sentAtMs: r.atMs, receivedAtMs: r.atMs, own: true, state: "pending" as const,
+    }));
   }
 
   /** A SendResult: true when it answered one of the engine's SendMls. */

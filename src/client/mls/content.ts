@@ -333,7 +333,8 @@ export class MlsContentLayer implements ContentLayer {
     const out: AppEpochView[] = [];
     for (const [room, r] of this.views) {
       const c = this.existing(room);
-      if (c === undefined || !c.peers.get(peer)?.member || !c.row.groupId.equals(r.groupId)) continue;
+      // The member list is of this group (or of one not yet bound: no message sealed or opened there yet).
+      if (c === undefined || !c.peers.get(peer)?.member || (c.row.groupId.length > 0 && !c.row.groupId.equals(r.groupId))) continue;
       const epoch = Math.max(...r.byEpoch.keys());
       out.push({ groupId: r.groupId, epoch, view: r.byEpoch.get(epoch)! });
     }

@@ -171,3 +171,60 @@ describe("a forked epoch", () => {
     expect(notices(w.c.alice!).filter((t) => /#ops may have been split/.test(t))).toHaveLength(1);
   });
 });
+
+// PROTOCOL-v2.md §9 epoch authenticators: a relay that keeps the two halves of a forked room
+// fully apart (no room message ever crosses) is still caught, through the DM between members of
+// the two halves: each DM message carries its sender's epoch (and a hash of its authenticator)
+// of every room they share, and the reader compares it with its own for that epoch.
+describe("a forked epoch kept fully apart", () => {
+  const splitBy = (t: string): boolean => /^#ops was split by the relay/.test(t);
+
+  it("no room message crosses the halves; carol's DM to dave (and his reply) names #ops split, once per epoch", { timeout: 300_000 }, async () => {
+    const w = await forked();
+    const half: Record<string, number> = { alice: 0, dave: 0, bob: 1, carol: 1 };
+    w.proxy.onDelivery = (user, d) => (d.conversationId === "#ops" && d.mls !== undefined && half[d.mls.sender] !== half[user] ? [] : undefined);
+    await say(w.c.alice!, "#ops", "from alice's half");
+    await w.c.dave!.waitForMessage("from alice's half", T);
+    await say(w.c.bob!, "#ops", "from bob's half");
+    await w.c.carol!.waitForMessage("from bob's half", T);
+    // Kept apart: nobody has refused a room message, so the "may have been split" notice never came.
+    for (const n of ["alice", "bob", "carol", "dave"]) expect(notices(w.c[n]!).filter((t) => /may have been split/.test(t))).toEqual([]);
+
+    await say(w.c.carol!, "dm:carol:dave", "hi dave");
+    await w.c.dave!.waitForMessage("hi dave", T);
+    await waitUntil(() => notices(w.c.dave!).find(splitBy), "dave is told #ops was split", T);
+    expect(notices(w.c.dave!).find(splitBy)).toMatch(/carol's epoch \d+ of it differs from yours.*re-create it/);
+    await say(w.c.dave!, "dm:carol:dave", "hi carol");
+    await w.c.carol!.waitForMessage("hi carol", T);
+    await waitUntil(() => notices(w.c.carol!).find(splitBy), "carol is told #ops was split", T);
+    // Once per room and epoch.
+    await say(w.c.carol!, "dm:carol:dave", "again");
+    await w.c.dave!.waitForMessage("again", T);
+    expect(notices(w.c.dave!).filter(splitBy)).toHaveLength(1);
+    expect(logged("dave", "mls.epoch.forked")).toBe(1);
+  });
+
+  it("honest relay, two concurrent commits in #ops: DMs across the room carry views and warn of nothing", { timeout: 300_000 }, async () => {
+    const w = await world("alice", "bob", "carol", "dave", "mallory");
+    await room(w, "#ops", "alice", "bob", "carol");
+    const [a, b] = await Promise.all([w.c.alice!.client.invite!("#ops", "dave"), w.c.bob!.client.invite!("#ops", "mallory")]);
+    expect(a.ok && b.ok).toBe(true);
+    for (const n of ["alice", "bob", "carol", "dave", "mallory"]) {
+      await waitUntil(async () => {
+        const m = await w.c[n]!.client.members("#ops");
+        return m.ok && m.value.length === 5;
+      }, `${n} sees five members`, T);
+    }
+    await keepTalking(w, "#ops", ["alice", "bob", "carol", "dave", "mallory"], "after two commits");
+    for (const [x, y] of [["alice", "bob"], ["carol", "dave"], ["dave", "mallory"], ["bob", "carol"]] as const) {
+      await say(w.c[x]!, `dm:${x}:${y}`, `${x} to ${y}`);
+      await w.c[y]!.waitForMessage(`${x} to ${y}`, T);
+      await say(w.c[y]!, `dm:${x}:${y}`, `${y} to ${x}`);
+      await w.c[x]!.waitForMessage(`${y} to ${x}`, T);
+    }
+    for (const n of ["alice", "bob", "carol", "dave", "mallory"]) {
+      expect(notices(w.c[n]!).filter((t) => /split/.test(t))).toEqual([]);
+      expect(logged(n, "mls.epoch.forked")).toBe(0);
+    }
+  });
+});

@@ -12,7 +12,8 @@ import { ContentStore } from "../../src/client/mls/content-store.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { toHex } from "../../src/protocol/bytes.js";
 import { encodeFields } from "../../src/protocol/encoding.js";
-import { APP_LABEL, APP_SEEN_MAX, appHash, ZERO_APP_HASH } from "../../src/protocol/mls/app-data.js";
+import { APP_LABEL, APP_SEEN_MAX, appHash, decodeAppData, ZERO_APP_HASH } from "../../src/protocol/mls/app-data.js";
+import { parseConversationId } from "../../src/protocol/names.js";
 import { isMlsProtocolError, makeGroupId, type MlsErrorCode } from "../../src/protocol/mls/index.js";
 import { groupOf, person } from "../unit/mls-helpers.js";
 
@@ -624,5 +625,32 @@ describe("end to end through real MLS groups", () => {
     expect((await post(2, "c1", [0, 1])).out.get(0)!.own).toEqual({ confirmed: [], lost: [a1.id] });
     // Carol sees the gap at alice's next message.
     expect((await post(0, "again", [1, 2])).out.get(2)!.content.gap).toBe(true);
+  });
+});
+
+describe("room epoch views through a DM (§9 fork check)", () => {
+  it("a DM carries my newest view of each room the peer is in; the peer flags a different authenticator of the same epoch only", () => {
+    const a = user("alice"), b = user("bob");
+    const g = makeGroupId(ROOM), other = makeGroupId("#dev");
+    const dmG = makeGroupId(DM);
+    for (const u of [a, b]) u.layer.membersChanged(ROOM, ["alice", "bob", "carol"]);
+    a.layer.membersChanged("#dev", ["alice", "carol"]); // bob is not in #dev: it is not told to him
+    const auth1 = randomBytes(32), authA = randomBytes(32), authB = randomBytes(32);
+    a.layer.epochView(ROOM, g, 1, auth1);
+    b.layer.epochView(ROOM, g, 1, auth1);
+    a.layer.epochView("#dev", other, 5, randomBytes(32));
+    const open = () => b.layer.open(DM, dmG, "alice", a.layer.seal(DM, dmG, "text", "hi", T0).app).content;
+    const sent = decodeAppData(a.layer.seal(DM, dmG, "text", "look", T0).app, parseConversationId(DM)!, "alice").views!;
+    expect(sent.map((v) => [Buffer.from(v.groupId).equals(Buffer.from(g)), v.epoch])).toEqual([[true, 1]]); // #ops only, not #dev
+    expect(open().forked).toBeUndefined(); // same epoch, same authenticator
+    a.layer.epochView(ROOM, g, 2, authA);
+    expect(open().forked).toBeUndefined(); // bob has no view of epoch 2 yet: nothing to compare
+    b.layer.epochView(ROOM, g, 2, authB);
+    expect(open().forked).toEqual([{ conversationId: ROOM, epoch: 2 }]);
+    // A re-created room (another group): the old group's views are not compared with it.
+    b.layer.epochView(ROOM, makeGroupId(ROOM), 2, randomBytes(32));
+    expect(open().forked).toBeUndefined();
+    expect(() => a.layer.epochView(DM, dmG, 1, auth1)).toThrow(/rooms only/);
+    expect(mlsError(() => a.layer.epochView(ROOM, other, 1, auth1), "wrong-group")).toBe(true);
   });
 });

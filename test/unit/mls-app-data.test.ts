@@ -3,8 +3,10 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
-  appHash, chainGap, decodeAppData, encodeAppData, unacknowledged, ZERO_APP_HASH, type AppData,
+  APP_LABEL, APP_VIEWS_MAX, appHash, chainGap, decodeAppData, encodeAppData, epochViewHash, unacknowledged, ZERO_APP_HASH, type AppData,
 } from "../../src/protocol/mls/app-data.js";
+import { encodeFields } from "../../src/protocol/encoding.js";
+import { makeGroupId } from "../../src/protocol/mls/group-id.js";
 import { isMlsProtocolError } from "../../src/protocol/mls/index.js";
 import { parseConversationId } from "../../src/protocol/names.js";
 import { groupOf, person } from "./mls-helpers.js";
@@ -54,6 +56,45 @@ describe("application data codec", () => {
     const i = Buffer.from(invalidUtf8).indexOf(Buffer.from("ab"));
     invalidUtf8[i] = 0xff;
     expect(malformed(() => decodeAppData(invalidUtf8, room, "alice"))).toBe(true);
+  });
+});
+
+describe("room epoch views in a DM (§9 fork check)", () => {
+  const views = (n: number) => Array.from({ length: n }, (_, i) => makeGroupId(`#r${i}`))
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    .map((groupId, i) => ({ groupId, epoch: i + 1, view: epochViewHash(groupId, i + 1, randomBytes(32)) }));
+
+  it("round-trip, bounded, sorted, rooms only, DMs only; every truncation refused", () => {
+    const v = views(3);
+    const bytes = encodeAppData(data({ views: v }), dm, "alice");
+    const back = decodeAppData(bytes, dm, "alice");
+    expect(back.views!.map((x) => [Buffer.from(x.groupId).toString("hex"), x.epoch, Buffer.from(x.view).toString("hex")]))
+      .toEqual(v.map((x) => [Buffer.from(x.groupId).toString("hex"), x.epoch, Buffer.from(x.view).toString("hex")]));
+    for (let n = 0; n < bytes.length; n++) expect(malformed(() => decodeAppData(bytes.subarray(0, n), dm, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: v }), room, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: views(APP_VIEWS_MAX + 1) }), dm, "alice"))).toBe(true);
+    expect(decodeAppData(encodeAppData(data({ views: views(APP_VIEWS_MAX) }), dm, "alice"), dm, "alice").views).toHaveLength(APP_VIEWS_MAX);
+    expect(malformed(() => encodeAppData(data({ views: [v[1]!, v[0]!] }), dm, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: [v[0]!, v[0]!] }), dm, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: [{ ...v[0]!, groupId: makeGroupId("dm:alice:bob") }] }), dm, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: [{ ...v[0]!, view: new Uint8Array(15) }] }), dm, "alice"))).toBe(true);
+    expect(malformed(() => encodeAppData(data({ views: [{ ...v[0]!, groupId: new Uint8Array(5) }] }), dm, "alice"))).toBe(true);
+  });
+
+  it("a count above the bound is refused before anything is read; the v1 label (no views) still opens", () => {
+    const base = [new Uint8Array([1]), "hi", new Uint8Array(16), { u64: 1 }, ZERO_APP_HASH, { u32: 0 }] as const;
+    expect(malformed(() => decodeAppData(new Uint8Array(encodeFields("securechat/v1/app2", [...base, { u32: APP_VIEWS_MAX + 1 }])), dm, "alice"))).toBe(true);
+    expect(decodeAppData(new Uint8Array(encodeFields(APP_LABEL, [...base])), dm, "alice").views).toEqual([]);
+  });
+
+  it("the view hash binds the group, the epoch and the authenticator", () => {
+    const g = makeGroupId("#ops"), a = randomBytes(32);
+    const h = epochViewHash(g, 3, a);
+    expect(h).toHaveLength(16);
+    expect(epochViewHash(g, 3, a).equals(h)).toBe(true);
+    expect(epochViewHash(g, 4, a).equals(h)).toBe(false);
+    expect(epochViewHash(makeGroupId("#ops"), 3, a).equals(h)).toBe(false);
+    expect(epochViewHash(g, 3, randomBytes(32)).equals(h)).toBe(false);
   });
 });
 

@@ -23,6 +23,11 @@ export interface OpenedContent {
   readonly gap: boolean;
   /** This message id was opened before (a redelivery): do not show it again. */
   readonly duplicate: boolean;
+  /**
+   * §9 fork check (DM only): rooms where the sender's epoch authenticator for an epoch differs
+   * from mine for that same epoch and group: the relay forked the room. Absent or empty otherwise.
+   */
+  readonly forked?: readonly { readonly conversationId: string; readonly epoch: number }[];
 }
 
 /** Own messages whose state changed by what peers acknowledged (§8). */
@@ -53,6 +58,12 @@ export interface ContentLayer {
   shouldUpdate(conversationId: string, nowMs: number): boolean;
   /** This client's commit in this group was accepted (resets the update policy's counters). */
   committed(conversationId: string, nowMs: number): void;
+  /**
+   * §9: my group of a room is at this epoch with this epoch authenticator (RFC 9420 §8.7). Recorded
+   * (a few epochs per room, memory only) to be told to the room's members in my DMs and compared
+   * with what they tell me. Optional: a layer without it neither sends nor checks views.
+   */
+  epochView?(conversationId: string, groupId: Uint8Array, epoch: number, authenticator: Uint8Array): void;
   /** The conversation was left or I was removed: forget its content state. */
   forget(conversationId: string): void;
 }

@@ -15,8 +15,8 @@ import { toHex } from "../../protocol/bytes.js";
 import { DEFAULT_LIMITS } from "../../protocol/limits.js";
 import type { Logger } from "../../protocol/log.js";
 import {
-  APP_SEEN_MAX, APP_TEXT_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, unacknowledged, ZERO_APP_HASH,
-  type AppKind, type AppSeen,
+  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, epochViewHash, unacknowledged, ZERO_APP_HASH,
+  type AppEpochView, type AppKind, type AppSeen,
 } from "../../protocol/mls/app-data.js";
 import { MlsProtocolError } from "../../protocol/mls/errors.js";
 import { conversationOfGroupId } from "../../protocol/mls/group-id.js";
@@ -41,6 +41,14 @@ export const CONTENT_IDS_MAX = 4096;
  */
 export const CONTENT_RECENT_MAX = 8;
 const RECENT_ENTRY = 64;
+/** §9: epochs of a room whose view I keep to compare with a peer's (the newest). */
+export const VIEW_EPOCHS_KEPT = 8;
+
+interface RoomViews {
+  groupId: Buffer;
+  /** epoch -> epochViewHash, the newest last. */
+  readonly byEpoch: Map<number, Buffer>;
+}
 
 /** A sender's recent (hash, prev) pairs, the oldest first. */
 function recentOf(b: Buffer): { hash: Buffer; prev: Buffer }[] {
@@ -111,6 +119,8 @@ export class MlsContentLayer implements ContentLayer {
   private readonly maxTextBytes: number;
   private readonly log: Logger | undefined;
   private readonly convs = new Map<string, ConvState>();
+  /** §9: my views of my rooms (only rooms whose group the engine holds: bounded by my groups). */
+  private readonly views = new Map<string, RoomViews>();
 
   constructor(o: ContentLayerOptions) {
     if (!isValidUsername(o.me)) throw badArgument("the content layer needs a valid username");
@@ -151,7 +161,8 @@ export class MlsContentLayer implements ContentLayer {
       .slice(0, APP_SEEN_MAX);
     const seen: AppSeen[] = told.map((p) => ({ username: p.username, hash: p.lastHash! }));
     const messageId = reuseId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(reuseId);
-    const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen }, c.conv, this.me);
+    const views = c.conv.kind === "dm" ? this.viewsFor(dmPeer(c.conv, this.me)!) : [];
+    const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen, views }, c.conv, this.me);
     const hash = appHash(groupId, this.me, app);
 
     this.atomically(() => {
@@ -194,7 +205,8 @@ export class MlsContentLayer implements ContentLayer {
     if (c.conv.kind === "dm" && dmPeer(c.conv, this.me) !== sender) throw badArgument(`${sender} is not the other member of ${c.conv.id}`);
     const d = decodeAppData(app, c.conv, sender);
     const messageId = Buffer.from(d.messageId);
-    const content = (gap: boolean, duplicate: boolean): OpenedContent => ({ messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate });
+    const forked = this.compareViews(d.views ?? []);
+    const content = (gap: boolean, duplicate: boolean): OpenedContent => ({ messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate, ...(forked.length > 0 ? { forked } : {}) });
     // A redelivery (the same id from the same sender): shown once, and it moves nothing.
     if (this.store.hasId(c.conv.id, sender, messageId)) return { content: content(false, true), own: NO_CHANGE };
 
@@ -300,7 +312,50 @@ export class MlsContentLayer implements ContentLayer {
     });
   }
 
+  epochView(conversationId: string, groupId: Uint8Array, epoch: number, authenticator: Uint8Array): void {
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined || conv.kind !== "room") throw badArgument("epoch views are kept for rooms only");
+    if (!(groupId instanceof Uint8Array) || conversationOfGroupId(groupId).id !== conv.id) throw new MlsProtocolError("wrong-group", `the group is not the group of ${conv.id}`);
+    const gid = Buffer.from(groupId);
+    let r = this.views.get(conv.id);
+    if (r === undefined || !r.groupId.equals(gid)) {
+      // A re-created room: the old group's views say nothing about the new one.
+      r = { groupId: gid, byEpoch: new Map() };
+      this.views.set(conv.id, r);
+    }
+    if (r.byEpoch.has(epoch)) return;
+    r.byEpoch.set(epoch, epochViewHash(groupId, epoch, authenticator));
+    while (r.byEpoch.size > VIEW_EPOCHS_KEPT) r.byEpoch.delete(Math.min(...r.byEpoch.keys()));
+  }
+
+  /** My newest view of each room the peer is a member of (as membersChanged told me), sorted by group id. */
+  private viewsFor(peer: string): AppEpochView[] {
+    const out: AppEpochView[] = [];
+    for (const [room, r] of this.views) {
+      const c = this.existing(room);
+      // The member list is of this group (or of one not yet bound: no message sealed or opened there yet).
+      if (c === undefined || !c.peers.get(peer)?.member || (c.row.groupId.length > 0 && !c.row.groupId.equals(r.groupId))) continue;
+      const epoch = Math.max(...r.byEpoch.keys());
+      out.push({ groupId: r.groupId, epoch, view: r.byEpoch.get(epoch)! });
+    }
+    return out.sort((a, b) => Buffer.compare(Buffer.from(a.groupId), Buffer.from(b.groupId))).slice(-APP_VIEWS_MAX);
+  }
+
+  /** §9: the rooms where a peer's view of an epoch differs from mine of the same group and epoch. */
+  private compareViews(views: readonly AppEpochView[]): { conversationId: string; epoch: number }[] {
+    const out: { conversationId: string; epoch: number }[] = [];
+    for (const v of views) {
+      const room = conversationOfGroupId(v.groupId).id;
+      const r = this.views.get(room);
+      if (r === undefined || !r.groupId.equals(Buffer.from(v.groupId))) continue;
+      const mine = r.byEpoch.get(v.epoch);
+      if (mine !== undefined && !mine.equals(Buffer.from(v.view))) out.push({ conversationId: room, epoch: v.epoch });
+    }
+    return out;
+  }
+
   forget(conversationId: string): void {
+    this.views.delete(conversationId);
     this.convs.delete(conversationId);
     this.store.forget(conversationId);
   }

@@ -29,8 +29,38 @@ export class Receiver {
 
   constructor(private readonly s: EngineState) {}
 
+  /** "conversation epoch" where a fork shown by a DM peer's epoch view was shown (once each; bounded like processed). */
+  private readonly forkShown = new Set<string>();
+
   /** Handles one message; false when it was held (its `done` is called later). */
   async handle(q: MlsQueued, done: () => void): Promise<boolean> {
+    this.recordViews();
+    try {
+      return await this.handleOne(q, done);
+    } finally {
+      this.recordViews();
+    }
+  }
+
+  /**
+   * §9 fork check: hands the content layer my epoch and epoch authenticator of each room whose
+   * group I hold (it keeps a few epochs per room, tells them to the room's members in my DMs and
+   * compares what they tell me).
+   */
+  private recordViews(): void {
+    const content = this.s.d.content;
+    if (content.epochView === undefined) return;
+    for (const [conv, g] of this.s.groups) {
+      if (!conv.startsWith("#") || !g.active) continue;
+      try {
+        content.epochView(conv, g.groupId, Number(g.epoch), g.epochAuthenticator);
+      } catch (e) {
+        this.s.d.logger.warn("mls.epoch.view_failed", { conversation: conv, error: (e as Error).message });
+      }
+    }
+  }
+
+  private async handleOne(q: MlsQueued, done: () => void): Promise<boolean> {
     const item = q.item;
     this.s.d.logger.debug("mls.deliver", { conversation: q.conversationId, seq: q.seq, kind: item.kind, sender: item.sender });
     if (item.kind === MlsKind.MLS_KIND_WELCOME) {
@@ -205,6 +235,15 @@ export class Receiver {
       return;
     }
     const c = opened.content;
+    for (const f of c.forked ?? []) {
+      // §9: a member of the room, through our DM, has other secrets for the same epoch of it.
+      const key = `${f.conversationId} ${f.epoch}`;
+      if (this.forkShown.has(key)) continue;
+      this.forkShown.add(key);
+      if (this.forkShown.size > PROCESSED_IDS_KEPT) this.forkShown.delete(this.forkShown.values().next().value!);
+      this.s.d.logger.warn("mls.epoch.forked", { conversation: f.conversationId, epoch: f.epoch, via: conv, peer: from });
+      this.s.notice("warn", `${f.conversationId} was split by the relay: ${from}'s epoch ${f.epoch} of it differs from yours (seen through your direct conversation), so some members no longer read the others; the room's creator should re-create it`, f.conversationId);
+    }
     if (!c.duplicate) {
       const message: ChatMessage = {
         id: hex(c.messageId), conversationId: conv, from, kind: c.kind as MessageKind, text: c.text,

@@ -5,6 +5,11 @@
 //
 //   app = enc("securechat/v1/app", u8 kind, text, message_id[16], u64 sent_at_ms, prev[32],
 //             u32 n, peer_1, seen_1[32], ..., peer_n, seen_n[32])
+//   app2 = enc("securechat/v1/app2", ...the same fields..., u32 m, group_id_1, u64 epoch_1,
+//              view_1[16], ..., group_id_m, u64 epoch_m, view_m[16])     (§9 fork check)
+//
+// The views (only in a DM: my epoch of each room I share with the peer) let a peer tell that a
+// room was forked by the relay even when the halves never see each other's room messages.
 //
 // The wrapper (MlsGroup.encrypt) pads it to a multiple of 256 bytes; MLS authenticates the
 // sender, so none of this needs a signature of its own.
@@ -12,9 +17,19 @@ import { decodeUtf8Strict, utf8 } from "../bytes.js";
 import { encodeFields, hashFields, type Field } from "../encoding.js";
 import { checkUsername, type Conversation } from "../names.js";
 import { MlsProtocolError } from "./errors.js";
+import { conversationOfGroupId } from "./group-id.js";
+
+/** Longest group id accepted in a view (a room name's bytes, a separator and the random part, with room to spare). */
+const GROUP_ID_MAX = 256;
 
 export const APP_LABEL = "securechat/v1/app";
 export const APP_HASH_LABEL = "securechat/v1/app-hash";
+/** The format with epoch views (§9); the v1 label is still decoded (no views). */
+export const APP_LABEL_V2 = "securechat/v1/app2";
+export const EPOCH_VIEW_LABEL = "securechat/v1/epoch-view";
+export const EPOCH_VIEW_BYTES = 16;
+/** Most rooms a DM message reports its sender's view of (the newest views are sent). */
+export const APP_VIEWS_MAX = 64;
 export const MESSAGE_ID_BYTES = 16;
 export const APP_HASH_BYTES = 32;
 /** Largest text (UTF-8 bytes), as v1's limit. */
@@ -32,6 +47,25 @@ export interface AppSeen {
   readonly hash: Uint8Array;
 }
 
+/** The sender's view of one room: its group, epoch, and a hash of the epoch authenticator. */
+export interface AppEpochView {
+  readonly groupId: Uint8Array;
+  readonly epoch: number;
+  /** epochViewHash(groupId, epoch, epoch_authenticator). */
+  readonly view: Uint8Array;
+}
+
+/**
+ * PROTOCOL-v2.md §9: 16 bytes of SHA-256 over a label, the group, the epoch and the epoch
+ * authenticator (RFC 9420 §8.7): equal for all members of one epoch, different across a fork;
+ * the authenticator is secret-derived, so its hash tells a non-member nothing.
+ */
+export function epochViewHash(groupId: Uint8Array, epoch: number, authenticator: Uint8Array): Buffer {
+  if (!(groupId instanceof Uint8Array) || !(authenticator instanceof Uint8Array) || authenticator.length === 0) throw new MlsProtocolError("bad-argument", "epochViewHash takes a group id and an authenticator");
+  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new MlsProtocolError("bad-argument", "the epoch must be a non-negative integer");
+  return hashFields(EPOCH_VIEW_LABEL, [groupId, { u64: epoch }, authenticator]).subarray(0, EPOCH_VIEW_BYTES);
+}
+
 export interface AppData {
   readonly kind: AppKind;
   readonly text: string;
@@ -41,6 +75,8 @@ export interface AppData {
   readonly prev: Uint8Array;
   /** Sorted by username, unique, never the sender. */
   readonly seen: readonly AppSeen[];
+  /** §9 views of rooms (DM only; sorted by group id, unique; at most APP_VIEWS_MAX). Empty when absent. */
+  readonly views?: readonly AppEpochView[];
 }
 
 export const ZERO_APP_HASH: Uint8Array = new Uint8Array(APP_HASH_BYTES);
@@ -69,6 +105,25 @@ function checkData(d: AppData, conv: Conversation, sender: string | undefined): 
     if (!(s.hash instanceof Uint8Array) || s.hash.length !== APP_HASH_BYTES) throw new MlsProtocolError("malformed", `seen hashes must be ${APP_HASH_BYTES} bytes`);
     last = s.username;
   }
+  const views = d.views ?? [];
+  if (!Array.isArray(views) || views.length > APP_VIEWS_MAX) throw new MlsProtocolError("malformed", `views must list at most ${APP_VIEWS_MAX} rooms`);
+  if (views.length > 0 && conv.kind !== "dm") throw new MlsProtocolError("malformed", "room views are only carried in a direct conversation");
+  let lastGroup: Buffer | undefined;
+  for (const v of views) {
+    if (!(v?.groupId instanceof Uint8Array) || v.groupId.length > GROUP_ID_MAX) throw new MlsProtocolError("malformed", "a view's group id is invalid");
+    let named: Conversation;
+    try {
+      named = conversationOfGroupId(v.groupId);
+    } catch (e) {
+      throw new MlsProtocolError("malformed", "a view's group id is invalid", { cause: e });
+    }
+    if (named.kind !== "room") throw new MlsProtocolError("malformed", "a view must name a room's group");
+    const g = Buffer.from(v.groupId);
+    if (lastGroup !== undefined && Buffer.compare(g, lastGroup) <= 0) throw new MlsProtocolError("malformed", "views must be sorted by group id, without repeats");
+    if (!Number.isSafeInteger(v.epoch) || v.epoch < 0) throw new MlsProtocolError("malformed", "a view's epoch must be a non-negative integer");
+    if (!(v.view instanceof Uint8Array) || v.view.length !== EPOCH_VIEW_BYTES) throw new MlsProtocolError("malformed", `a view hash must be ${EPOCH_VIEW_BYTES} bytes`);
+    lastGroup = g;
+  }
 }
 
 /** Encodes application data after checking it (the sender's side). */
@@ -76,7 +131,10 @@ export function encodeAppData(d: AppData, conv: Conversation, sender: string): U
   checkData(d, conv, sender);
   const fields: Field[] = [new Uint8Array([KIND_CODES[d.kind]]), d.text, d.messageId, { u64: d.sentAtMs }, d.prev, { u32: d.seen.length }];
   for (const s of d.seen) fields.push(s.username, s.hash);
-  return new Uint8Array(encodeFields(APP_LABEL, fields));
+  const views = d.views ?? [];
+  fields.push({ u32: views.length });
+  for (const v of views) fields.push(v.groupId, { u64: v.epoch }, v.view);
+  return new Uint8Array(encodeFields(APP_LABEL_V2, fields));
 }
 
 /** Decodes application data strictly (the receiver's side); any deviation is "malformed". */
@@ -105,7 +163,9 @@ export function decodeAppData(bytes: Uint8Array, conv: Conversation, sender: str
       throw new MlsProtocolError("malformed", `${what} is not valid UTF-8`, { cause: e });
     }
   };
-  if (!take().equals(utf8(APP_LABEL))) throw new MlsProtocolError("malformed", "application data has the wrong label");
+  const label = take();
+  const v2 = label.equals(utf8(APP_LABEL_V2));
+  if (!v2 && !label.equals(utf8(APP_LABEL))) throw new MlsProtocolError("malformed", "application data has the wrong label");
   const kind = KIND_NAMES.get(fixed(1, "kind")[0]!);
   if (kind === undefined) throw new MlsProtocolError("malformed", "unknown message kind");
   const body = text(take(), "text");
@@ -117,8 +177,19 @@ export function decodeAppData(bytes: Uint8Array, conv: Conversation, sender: str
   if (n > APP_SEEN_MAX) throw new MlsProtocolError("malformed", `seen must list at most ${APP_SEEN_MAX} peers`);
   const seen: AppSeen[] = [];
   for (let i = 0; i < n; i++) seen.push({ username: text(take(), "seen username"), hash: new Uint8Array(fixed(APP_HASH_BYTES, "seen hash")) });
+  const views: AppEpochView[] = [];
+  if (v2) {
+    const m = fixed(4, "view count").readUInt32BE(0);
+    if (m > APP_VIEWS_MAX) throw new MlsProtocolError("malformed", `views must list at most ${APP_VIEWS_MAX} rooms`);
+    for (let i = 0; i < m; i++) {
+      const groupId = new Uint8Array(take());
+      const epoch = fixed(8, "view epoch").readBigUInt64BE(0);
+      if (epoch > BigInt(Number.MAX_SAFE_INTEGER)) throw new MlsProtocolError("malformed", "a view's epoch is out of range");
+      views.push({ groupId, epoch: Number(epoch), view: new Uint8Array(fixed(EPOCH_VIEW_BYTES, "view hash")) });
+    }
+  }
   if (at !== b.length) throw new MlsProtocolError("malformed", `application data has ${b.length - at} trailing bytes`);
-  const d: AppData = { kind, text: body, messageId, sentAtMs: Number(sentAt), prev, seen };
+  const d: AppData = { kind, text: body, messageId, sentAtMs: Number(sentAt), prev, seen, views };
   checkData(d, conv, sender);
   return d;
 }

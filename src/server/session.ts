@@ -28,6 +28,7 @@ import { MlsDeliveryService, mlsMessageId } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
 import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
+import type { QueueUsage } from "./store.js";
 
 export type { StreamAdmission } from "./handshake.js";
 
@@ -218,6 +219,17 @@ class AuthenticatedSession implements RoutedSession {
     await this.reply({ $case: "keyList", value: { requestId: req.requestId, entries } });
   }
 
+  /** A recipient's queue usage (all, and this session's user's share): stored plus waiting for the group commit. */
+  private queueUsage(recipient: string): QueueUsage {
+    const me = this.username;
+    const stored = this.deps.store.queueUsage(recipient, me);
+    const pending = this.deps.committer.pendingUsage(recipient, me);
+    return {
+      count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
+      senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
+    };
+  }
+
   /**
    * SendEnvelope. A resend of an id this user got accepted (stored, or still being admitted by
    * this or an older session) is answered as the first copy, before any limit (PROTOCOL.md §7.4):
@@ -278,14 +290,7 @@ class AuthenticatedSession implements RoutedSession {
           isOnline: (u) => deps.router.isOnline(u),
           inLobby: (u) => deps.lobby.includes(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueUsage: (u) => {
-            const stored = deps.store.queueUsage(u, me);
-            const pending = deps.committer.pendingUsage(u, me);
-            return {
-              count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
-              senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
-            };
-          },
+          queueUsage: (u) => this.queueUsage(u),
           nowMs: deps.clock(),
         });
         if (admission.kind === "duplicate") return { admission, committed: undefined };
@@ -375,14 +380,7 @@ class AuthenticatedSession implements RoutedSession {
         const admission = this.mlsDs.admitMls(this.user, req.mls, {
           isOnline: (u) => deps.router.isOnline(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueUsage: (u) => {
-            const stored = deps.store.queueUsage(u, me);
-            const pending = deps.committer.pendingUsage(u, me);
-            return {
-              count: stored.count + pending.count, bytes: stored.bytes + pending.bytes,
-              senderCount: stored.senderCount + pending.senderCount, senderBytes: stored.senderBytes + pending.senderBytes,
-            };
-          },
+          queueUsage: (u) => this.queueUsage(u),
         });
         return { admission, committed: admission.kind === "accept" ? deps.committer.submit(admission.request) : deps.committer.whenCommitted(me, messageId) };
       });

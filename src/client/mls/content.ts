@@ -15,7 +15,7 @@ import { toHex } from "../../protocol/bytes.js";
 import { DEFAULT_LIMITS } from "../../protocol/limits.js";
 import type { Logger } from "../../protocol/log.js";
 import {
-  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, epochViewHash, unacknowledged, ZERO_APP_HASH,
+  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, unacknowledged, ZERO_APP_HASH,
   type AppEpochView, type AppKind, type AppSeen,
 } from "../../protocol/mls/app-data.js";
 import { MlsProtocolError } from "../../protocol/mls/errors.js";
@@ -26,6 +26,7 @@ import type { ClientError } from "../errors.js";
 import type { ClientStateStore } from "../state-store.js";
 import type { ContentLayer, OpenedContent, OwnDeliveryChange, SealedContent } from "./content-api.js";
 import { ContentStore, type ContentConvRow, type ContentPeerRow, type ContentSentRow } from "./content-store.js";
+import { RoomEpochViews } from "./content-views.js";
 
 /** §7: commit an update after this many application messages sent in a group since my last commit… */
 export const UPDATE_AFTER_MESSAGES = 100;
@@ -41,15 +42,6 @@ export const CONTENT_IDS_MAX = 4096;
  */
 export const CONTENT_RECENT_MAX = 8;
 const RECENT_ENTRY = 64;
-/** §9: epochs of a room whose view I keep to compare with a peer's (the newest). */
-export const VIEW_EPOCHS_KEPT = 8;
-
-interface RoomViews {
-  groupId: Buffer;
-  /** epoch -> epochViewHash, the newest last. */
-  readonly byEpoch: Map<number, Buffer>;
-}
-
 /** A sender's recent (hash, prev) pairs, the oldest first. */
 function recentOf(b: Buffer): { hash: Buffer; prev: Buffer }[] {
   const out: { hash: Buffer; prev: Buffer }[] = [];
@@ -120,7 +112,7 @@ export class MlsContentLayer implements ContentLayer {
   private readonly log: Logger | undefined;
   private readonly convs = new Map<string, ConvState>();
   /** §9: my views of my rooms (only rooms whose group the engine holds: bounded by my groups). */
-  private readonly views = new Map<string, RoomViews>();
+  private readonly views = new RoomEpochViews();
 
   constructor(o: ContentLayerOptions) {
     if (!isValidUsername(o.me)) throw badArgument("the content layer needs a valid username");
@@ -205,7 +197,7 @@ export class MlsContentLayer implements ContentLayer {
     if (c.conv.kind === "dm" && dmPeer(c.conv, this.me) !== sender) throw badArgument(`${sender} is not the other member of ${c.conv.id}`);
     const d = decodeAppData(app, c.conv, sender);
     const messageId = Buffer.from(d.messageId);
-    const forked = this.compareViews(d.views ?? []);
+    const forked = this.views.differing(d.views ?? []);
     const content = (gap: boolean, duplicate: boolean): OpenedContent => ({ messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate, ...(forked.length > 0 ? { forked } : {}) });
     // A redelivery (the same id from the same sender): shown once, and it moves nothing.
     if (this.store.hasId(c.conv.id, sender, messageId)) return { content: content(false, true), own: NO_CHANGE };
@@ -316,46 +308,23 @@ export class MlsContentLayer implements ContentLayer {
     const conv = parseConversationId(conversationId);
     if (conv === undefined || conv.kind !== "room") throw badArgument("epoch views are kept for rooms only");
     if (!(groupId instanceof Uint8Array) || conversationOfGroupId(groupId).id !== conv.id) throw new MlsProtocolError("wrong-group", `the group is not the group of ${conv.id}`);
-    const gid = Buffer.from(groupId);
-    let r = this.views.get(conv.id);
-    if (r === undefined || !r.groupId.equals(gid)) {
-      // A re-created room: the old group's views say nothing about the new one.
-      r = { groupId: gid, byEpoch: new Map() };
-      this.views.set(conv.id, r);
-    }
-    if (r.byEpoch.has(epoch)) return;
-    r.byEpoch.set(epoch, epochViewHash(groupId, epoch, authenticator));
-    while (r.byEpoch.size > VIEW_EPOCHS_KEPT) r.byEpoch.delete(Math.min(...r.byEpoch.keys()));
+    this.views.record(conv.id, groupId, epoch, authenticator);
   }
 
   /** My newest view of each room the peer is a member of (as membersChanged told me), sorted by group id. */
   private viewsFor(peer: string): AppEpochView[] {
     const out: AppEpochView[] = [];
-    for (const [room, r] of this.views) {
+    for (const { room, view } of this.views.newest()) {
       const c = this.existing(room);
       // The member list is of this group (or of one not yet bound: no message sealed or opened there yet).
-      if (c === undefined || !c.peers.get(peer)?.member || (c.row.groupId.length > 0 && !c.row.groupId.equals(r.groupId))) continue;
-      const epoch = Math.max(...r.byEpoch.keys());
-      out.push({ groupId: r.groupId, epoch, view: r.byEpoch.get(epoch)! });
+      if (c === undefined || !c.peers.get(peer)?.member || (c.row.groupId.length > 0 && !c.row.groupId.equals(Buffer.from(view.groupId)))) continue;
+      out.push(view);
     }
     return out.sort((a, b) => Buffer.compare(Buffer.from(a.groupId), Buffer.from(b.groupId))).slice(-APP_VIEWS_MAX);
   }
 
-  /** §9: the rooms where a peer's view of an epoch differs from mine of the same group and epoch. */
-  private compareViews(views: readonly AppEpochView[]): { conversationId: string; epoch: number }[] {
-    const out: { conversationId: string; epoch: number }[] = [];
-    for (const v of views) {
-      const room = conversationOfGroupId(v.groupId).id;
-      const r = this.views.get(room);
-      if (r === undefined || !r.groupId.equals(Buffer.from(v.groupId))) continue;
-      const mine = r.byEpoch.get(v.epoch);
-      if (mine !== undefined && !mine.equals(Buffer.from(v.view))) out.push({ conversationId: room, epoch: v.epoch });
-    }
-    return out;
-  }
-
   forget(conversationId: string): void {
-    this.views.delete(conversationId);
+    this.views.forget(conversationId);
     this.convs.delete(conversationId);
     this.store.forget(conversationId);
   }

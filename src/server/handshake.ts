@@ -28,7 +28,7 @@ import type { FrameStream } from "./stream.js";
  * to v2. The final switch is this one line: drop 1, and a v1 client gets "this relay speaks
  * secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)" (errors.ts).
  */
-export const ACCEPTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+export const ACCEPTED_PROTOCOL_VERSIONS: readonly number[] = [2];
 
 /** What the handshake needs of the relay (SessionDeps, in session.ts, adds what the session needs). */
 export interface HandshakeDeps {

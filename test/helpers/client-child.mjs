@@ -13,6 +13,7 @@ const { decodeKeyFile } = await dist("protocol/keyfile.js");
 const { ChatClient } = await dist("client/chat-client.js");
 const { TrustStore } = await dist("client/trust-store.js");
 const { ClientStateStore } = await dist("client/state-store.js");
+const { MlsKeyStore } = await dist("client/mls-store.js");
 
 const identity = await decodeKeyFile(name, readFileSync(join(root, "test", "fixtures", "keys", `${name}.pem`), "utf8"));
 const client = new ChatClient({
@@ -20,6 +21,7 @@ const client = new ChatClient({
   trust: await TrustStore.open(join(dir, `${name}_known_peers.json`)),
   state: ClientStateStore.open(join(dir, `${name}_state.db`)),
   reconnect: { initialMs: 50, maxMs: 300 },
+  v2: { store: MlsKeyStore.open(join(dir, `${name}_mls.db`), { username: name, sigPrivate: identity.sigPrivate }) },
 });
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 client.subscribe((e) => {

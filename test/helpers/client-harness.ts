@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChatClient, type ChatClientOptions } from "../../src/client/chat-client.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
 import { KnownRelays } from "../../src/client/known-relays.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
@@ -31,7 +32,8 @@ export class TestClient {
     // The default path of chat-tui: TLS, the relay's certificate pinned on first use in a
     // known_relays file beside known_peers.
     const transport = o.transport ?? { kind: "pinned" as const, pins: await KnownRelays.open(join(dir, `${identity.username}_known_relays.json`)) };
-    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state, reconnect: false, transport, ...o });
+    const v2 = o.v2 ?? { store: MlsKeyStore.open(join(dir, `${identity.username}_mls.db`), { username: identity.username, sigPrivate: identity.sigPrivate }) };
+    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state, reconnect: false, transport, ...o, v2 });
     const t = new TestClient(client, o.dir === undefined ? dir : undefined);
     client.start();
     return t;

@@ -191,8 +191,10 @@ describe("SendCommit abuse (Welcomes)", () => {
 
 describe("protocol versions", () => {
   it("a v1 session's SendMls and a v2 session's SendEnvelope are refused with one sentence each", async () => {
-    const { a, b, ga } = await opsRoom();
-    const v1 = await relay.connect(mallory); // replaces mallory's v2 session
+    // A relay that still takes v1 Hellos (the option tests keep): the v1 session's SendMls.
+    const { a, b, ga } = await opsRoom({ protocolVersions: [1, 2] });
+    const v1 = relay.open(); // replaces mallory's v2 session
+    await v1.handshake(mallory, v1.waitMs, { protocolVersion: 1 });
     const msg = await ga.encrypt(text("hi"));
     refusedWith(await sendMls(v1, msg), ErrorCode.ERROR_CODE_BAD_FRAME,
       /^this session speaks protocol v1: SendMls needs a session that says protocol_version 2 in its Hello$/);
@@ -207,7 +209,7 @@ describe("protocol versions", () => {
   it("a v2-only relay tells a v1 client to upgrade in one sentence, and serves v2", async () => {
     relay = await TestRelay.start({ protocolVersions: [2] });
     const s = relay.open();
-    s.hello(alice);
+    s.hello(alice, { protocolVersion: 1 });
     const end = await s.status();
     expect(end.code).toBe(GrpcStatus.INVALID_ARGUMENT);
     expect(end.details).toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");

@@ -358,7 +358,14 @@ export class ChatClient implements ChatSession {
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
-    if (this.mls !== undefined) return this.mls.engine.send(conversationId, text, kind);
+    if (this.mls !== undefined) {
+      // The relay's text limit from its Welcome (PROTOCOL-v2.md §6.2 check 1), refused before
+      // anything is shown, as v1's outbox does: the v2 engine seals later (a DM's group is made
+      // on first send) and knows only the default limit.
+      const bytes = typeof text === "string" ? Buffer.byteLength(text.replace(/\r\n?/g, "\n"), "utf8") : 0;
+      if (bytes > this.limits.maxTextBytes) return { ok: false, error: { kind: "too-large", bytes, max: this.limits.maxTextBytes } };
+      return this.mls.engine.send(conversationId, text, kind);
+    }
     return this.outbox.send(conversationId, text, kind);
   }
 

@@ -24,6 +24,11 @@ afterEach(async () => {
 });
 
 async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<TestClient[]> {
+  return (await setupOn(limits, ...ids)).clients;
+}
+
+/** The relay and one client per identity, each online with its KeyPackages on the relay (PROTOCOL-v2.md §6.1: so others can add them while they are away). */
+async function setupOn(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<{ relay: TestRelay; clients: TestClient[] }> {
   const relay = await TestRelay.start({ limits });
   cleanups.push(() => relay.cleanup());
   const dir = mkdtempSync(join(tmpdir(), "sc-refusals-"));
@@ -33,8 +38,9 @@ async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity
     const c = await TestClient.start(id, relay.running.port, { dir });
     cleanups.push(() => c.close());
     clients.push(c);
+    await relay.waitForLog("mls.key_packages.published", (l) => l.user === id.username, 10_000);
   }
-  return clients;
+  return { relay, clients };
 }
 
 function failures(c: TestClient): Array<SessionEvent & { type: "message-state" }> {
@@ -52,7 +58,8 @@ describe("refusals reach the sender", () => {
   });
 
   it("full queue: names the recipient whose queue is full", async () => {
-    const [a, , c] = await setup({ maxQueuePerUser: 2 }, alice, bob, carol);
+    // Three rows for carol: the Welcome to the DM's group alice makes on her first send, and two messages.
+    const [a, , c] = await setup({ maxQueuePerUser: 3 }, alice, bob, carol);
     await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && e.peer.online, "carol online");
     await c!.close(); // carol goes away; her queue fills
     await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && !e.peer.online, "carol away");

@@ -189,7 +189,12 @@ export class ChatClient implements ChatSession {
       emit,
     });
     this.mls = o.v2 === undefined ? undefined : new MlsSession({
-      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
+      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
+      // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
+      emit: (e) => {
+        emit(e);
+        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
+      },
       outbox: new MlsOutboxStore(o.state.database, atRest),
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),

@@ -189,7 +189,12 @@ export class ChatClient implements ChatSession {
       emit,
     });
     this.mls = o.v2 === undefined ? undefined : new MlsSession({
-      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log, emit,
+      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
+      // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
+      emit: (e) => {
+        emit(e);
+        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
+      },
       outbox: new MlsOutboxStore(o.state.database, atRest),
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
@@ -358,7 +363,14 @@ export class ChatClient implements ChatSession {
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
-    if (this.mls !== undefined) return this.mls.engine.send(conversationId, text, kind);
+    if (this.mls !== undefined) {
+      // The relay's text limit from its Welcome (PROTOCOL-v2.md §6.2 check 1), refused before
+      // anything is shown, as v1's outbox does: the v2 engine seals later (a DM's group is made
+      // on first send) and knows only the default limit.
+      const bytes = typeof text === "string" ? Buffer.byteLength(text.replace(/\r\n?/g, "\n"), "utf8") : 0;
+      if (bytes > this.limits.maxTextBytes) return { ok: false, error: { kind: "too-large", bytes, max: this.limits.maxTextBytes } };
+      return this.mls.engine.send(conversationId, text, kind);
+    }
     return this.outbox.send(conversationId, text, kind);
   }
 

@@ -281,6 +281,7 @@ export class MlsDeliveryService {
       const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
       hint = this.checkHint(groupId, external, req.added, req.removed);
       conv = mls(() => conversationOfGroupId(groupId));
+      this.checkGroupSize(groupId, conv.id, me, hint);
       welcome = this.checkWelcome(req, external);
       if (req.groupInfo.length > 0) {
         const gi = this.parseGroupInfo(req.groupInfo);
@@ -385,6 +386,25 @@ export class MlsDeliveryService {
    * both added and removed; in a DM group only its two users. Unsigned: it decides delivery and
    * who may commit, never who can read (the tree does).
    */
+  /**
+   * A commit that adds may not take the group past the relay's max_recipients (README "limits":
+   * the most one message reaches): each SendMls is stored once per member by the hint, so the
+   * limit bounds what one message costs the relay, as a v1 envelope's recipient list did.
+   * Commits that only remove are always taken (a limit lowered since must not freeze a group).
+   */
+  private checkGroupSize(groupId: Buffer, conversationId: string, me: string, hint: MembershipHint): void {
+    if (hint.added.length === 0 && !hint.external) return;
+    const members = new Set(this.d.store.mls.groupMembers(groupId));
+    const before = members.size;
+    for (const u of hint.added) members.add(u);
+    if (hint.external) members.add(me);
+    for (const u of hint.removed) members.delete(u);
+    const max = this.d.limits.maxRecipients;
+    if (members.size > before && members.size > max) {
+      throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${members.size} members; this relay allows at most ${max}, the most one message can reach`);
+    }
+  }
+
   private checkHint(groupId: Buffer, external: boolean, added: readonly string[], removed: readonly string[]): MembershipHint {
     if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
     const all = [...added, ...removed];

@@ -18,7 +18,9 @@ import { identityFromPrivateKeys, type PrivateIdentity } from "../../src/protoco
 import { PRE_AUTH_MAX_FRAME_BYTES } from "../../src/server/limits.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { grpcMessage, grpcPrefix, Http2Connection } from "../helpers/raw-http2.js";
-import { seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
+import { liveGroup } from "../helpers/mls-raw-groups.js";
+import { sendMls, takeMls } from "../helpers/mls-queues.js";
+import type { EndStatus, RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -164,11 +166,16 @@ describe("oversized and slow handshakes", () => {
     bigProof.write({ $case: "proof", value: { signature: Buffer.alloc(PRE_AUTH_MAX_FRAME_BYTES + 10) } });
     expectEnd(await bigProof.status(), GrpcStatus.RESOURCE_EXHAUSTED, /^frame too large: before the handshake completes/);
 
-    // An honest session sends a 60 KB message once authenticated.
+    // An honest session sends a 60 KB message (an MLS application message of their DM's group) once authenticated.
     const a = await relay.connect(alice);
-    await relay.connect(bob);
-    const r = await a.send(seal(alice, "dm:alice:bob", [bob], "y".repeat(60_000)));
+    const b = await relay.connect(bob);
+    const g = await liveGroup(relay, a, [alice, bob], "dm:alice:bob", { bob: b });
+    const sixty = await g.say("alice", "y".repeat(60_000));
+    expect(sixty.length).toBeGreaterThan(60_000);
+    const r = await sendMls(a, sixty);
     expect(r.status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    const [d] = await takeMls(b, 1);
+    expect((await g.read("bob", d!.mls.mls)).text).toBe("y".repeat(60_000));
   });
 
   it("a handshake that does not complete within 5 seconds (the default) is ended, and gives its place back", async () => {

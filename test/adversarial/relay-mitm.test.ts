@@ -2,8 +2,9 @@
 // A man in the middle that terminates TLS with a certificate of its own (or speaks plaintext to
 // the client, as an on-path injector without TLS) and relays frames to the real relay would,
 // without the channel binding, get the victim's session accepted and then inject frames in the
-// victim's name: an Ack that deletes the victim's queued messages, a LeaveRoom. With the proof
-// bound to the relay's certificate, the relay refuses the session before any of that.
+// victim's name: an Ack that deletes the victim's queued MLS messages, a LeaveRoom. With the proof
+// bound to the relay's certificate, the relay refuses the session before any of that. The
+// victim is a protocol v2 client (TestClient), its DM and room real MLS groups.
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +19,8 @@ import { certificateFingerprint, selfSignedCertificate } from "../../src/protoco
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { startMitmProxy, type MitmProxy } from "../helpers/mitm-proxy.js";
-import { openDelivery, seal } from "../helpers/raw-session.js";
+import { liveGroup, type LiveGroup } from "../helpers/mls-raw-groups.js";
+import { sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "tls");
@@ -41,25 +43,34 @@ function tempDir(): string {
   return dir;
 }
 
-/** alice is in #ops and away; bob has a DM queued for her. Returns the relay. */
-async function sceneWithQueuedDm(): Promise<TestRelay> {
+interface Scene {
+  readonly relay: TestRelay;
+  readonly ops: LiveGroup;
+  readonly dm: LiveGroup;
+}
+
+/** alice is in #ops (its MLS group, with bob) and away; bob left a DM (an MLS message of their group) queued for her. */
+async function sceneWithQueuedDm(): Promise<Scene> {
   const relay = await TestRelay.start();
   cleanups.push(() => relay.cleanup());
   const a = await relay.connect(alice);
-  a.write({ $case: "joinRoom", value: { requestId: 1, room: "#ops" } });
-  await a.next("roomEvent", (e) => e.username === "alice");
-  await relay.disconnect(a, "alice");
   const b = await relay.connect(bob);
-  await b.sendAccepted(seal(bob, "dm:alice:bob", [alice], "queued for alice"));
-  return relay;
+  const ops = await liveGroup(relay, a, [alice, bob], "#ops", { bob: b });
+  const dm = await liveGroup(relay, b, [bob, alice], "dm:alice:bob", { alice: a });
+  await relay.disconnect(a, "alice");
+  await sendMlsAccepted(b, await dm.say("bob", "queued for alice"));
+  await relay.disconnect(b, "bob");
+  return { relay, ops, dm };
 }
 
-/** What the real relay still holds for alice: her queued DM, and her place in #ops. */
-async function aliceLostNothing(relay: TestRelay): Promise<void> {
+/** What the real relay still holds for alice: her queued DM, and her place in #ops (the relay takes her message to its members: bob, away). */
+async function aliceLostNothing({ relay, ops, dm }: Scene): Promise<void> {
   const a = await relay.connect(alice);
-  expect(a.welcome.rooms.find((r) => r.room === "#ops")?.members).toContain("alice");
-  const [d] = await a.deliveries(1);
-  expect(openDelivery(d!, alice, [bob]).body.text).toBe("queued for alice");
+  expect(a.welcome.queued).toBe(1);
+  const [d] = await takeMls(a, 1);
+  expect(d!.conversationId).toBe("dm:alice:bob");
+  expect(await dm.read("alice", d!.mls.mls)).toEqual({ from: "bob", text: "queued for alice" });
+  expect((await sendMlsAccepted(a, await ops.say("alice", "still in #ops"))).queuedFor).toEqual(["bob"]);
 }
 
 async function mitm(relay: TestRelay, serve: "plaintext" | "tls"): Promise<MitmProxy> {
@@ -79,7 +90,8 @@ async function shownRefusal(start: Promise<unknown>): Promise<string> {
 
 describe("a man in the middle between a client and the relay", () => {
   it("terminating TLS with its own certificate: the client (first contact, so it pins the proxy) is refused by the relay; nothing is injected", async () => {
-    const relay = await sceneWithQueuedDm();
+    const scene = await sceneWithQueuedDm();
+    const { relay } = scene;
     const proxy = await mitm(relay, "tls");
     // The default path: TLS, pinned on first use — here the attacker's certificate gets pinned.
     await expect(TestClient.start(alice, proxy.port, { dir: tempDir() }))
@@ -87,22 +99,23 @@ describe("a man in the middle between a client and the relay", () => {
     expect(proxy.upstreamEnds).toEqual(["the proof of possession does not verify for this relay's challenge and certificate"]);
     expect(proxy.fromRelay).toEqual(["challenge"]); // never a Welcome, never a delivery
     expect(proxy.injected).toEqual([]);
-    await aliceLostNothing(relay);
+    await aliceLostNothing(scene);
   });
 
   it("speaking plaintext to a client that asked for it: the relay (on TLS) refuses the proof; the queue and rooms are intact", async () => {
-    const relay = await sceneWithQueuedDm();
-    const proxy = await mitm(relay, "plaintext");
+    const scene = await sceneWithQueuedDm();
+    const proxy = await mitm(scene.relay, "plaintext");
     const plaintext: RelayTransport = { kind: "plaintext" };
     await expect(TestClient.start(alice, proxy.port, { dir: tempDir(), transport: plaintext }))
       .rejects.toThrow("the proof of possession does not verify for this relay's challenge and certificate");
     expect(proxy.fromRelay).toEqual(["challenge"]);
     expect(proxy.injected).toEqual([]);
-    await aliceLostNothing(relay);
+    await aliceLostNothing(scene);
   });
 
   it("a client that pinned the relay refuses the proxy's certificate before any frame, with the sentence that says how to accept a real change", async () => {
-    const relay = await sceneWithQueuedDm();
+    const scene = await sceneWithQueuedDm();
+    const { relay } = scene;
     const proxy = await mitm(relay, "tls");
     const dir = tempDir();
     const pins = await KnownRelays.open(join(dir, "alice_known_relays.json"));
@@ -115,7 +128,7 @@ describe("a man in the middle between a client and the relay", () => {
     expect(await shownRefusal(refused)).toContain(`accept it with --accept-relay-cert ${attackerSha}`);
     expect(proxy.fromRelay).toEqual([]); // the gRPC stream was never opened
     expect(pins.get(`127.0.0.1:${proxy.port}`)!.sha256).toBe(relay.running.tls!.fingerprint); // the pin stands
-    await aliceLostNothing(relay);
+    await aliceLostNothing(scene);
   });
 });
 

@@ -180,6 +180,32 @@ describe("SendCommit abuse (Welcomes)", () => {
     await stillServed(a, b);
   });
 
+  it("a commit that takes a group past the relay's max_recipients is refused with a sentence; the group goes on", async () => {
+    // Each SendMls is stored once per member: the limit bounds what one message costs the relay.
+    const { a, b, m, ga, gb } = await opsRoom({ limits: { maxRecipients: 2 } });
+    const pm = await mlsPerson(mallory);
+    await must(m, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pm)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["mallory"] } }, "keyPackageList");
+    const add = await ga.addMembers([kps.entries[0]!.keyPackage], { expectUsernames: ["mallory"] });
+    const full = /^#ops would have 3 members; this relay allows at most 2, the most one message can reach$/;
+    const r = await sendCommit(a, add.commit, undefined, { added: ["mallory"], welcome: add.welcome, ratchetTree: add.ratchetTree });
+    expect(r).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, detail: expect.stringMatching(full) });
+    ga.discardCommit();
+    // mallory joining by herself (external commit) is refused the same way.
+    const j = await MlsGroup.joinExternal(pm.client, await ga.groupInfo(), { expectConversation: "#ops" });
+    expect(await sendCommit(m, j.commit, undefined, { added: ["mallory"] })).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, detail: expect.stringMatching(full) });
+    expect(queuedRows(relay, "mallory")).toBe(0);
+    await expectNoDelivery(b);
+    // Nothing took the epoch: the members go on.
+    const u = await gb.selfUpdate();
+    expect(await sendCommit(b, u.commit)).toMatchObject({ accepted: true, epoch: 1 });
+    gb.confirmCommit();
+    await ga.process((await takeMls(a, 1))[0]!.mls.mls);
+    await sendMlsAccepted(a, await ga.encrypt(text("still two of us")));
+    expect(await gb.process((await takeMls(b, 1))[0]!.mls.mls)).toMatchObject({ kind: "application" });
+    await stillServed(a, b, m);
+  });
+
   it("an external join carries no Welcome", async () => {
     const { a, m, ga } = await opsRoom();
     const j = await MlsGroup.joinExternal((await mlsPerson(mallory)).client, await ga.groupInfo(), { expectConversation: "#ops" });
@@ -191,8 +217,10 @@ describe("SendCommit abuse (Welcomes)", () => {
 
 describe("protocol versions", () => {
   it("a v1 session's SendMls and a v2 session's SendEnvelope are refused with one sentence each", async () => {
-    const { a, b, ga } = await opsRoom();
-    const v1 = await relay.connect(mallory); // replaces mallory's v2 session
+    // A relay that still takes v1 Hellos (the option tests keep): the v1 session's SendMls.
+    const { a, b, ga } = await opsRoom({ protocolVersions: [1, 2] });
+    const v1 = relay.open(); // replaces mallory's v2 session
+    await v1.handshake(mallory, v1.waitMs, { protocolVersion: 1 });
     const msg = await ga.encrypt(text("hi"));
     refusedWith(await sendMls(v1, msg), ErrorCode.ERROR_CODE_BAD_FRAME,
       /^this session speaks protocol v1: SendMls needs a session that says protocol_version 2 in its Hello$/);
@@ -207,7 +235,7 @@ describe("protocol versions", () => {
   it("a v2-only relay tells a v1 client to upgrade in one sentence, and serves v2", async () => {
     relay = await TestRelay.start({ protocolVersions: [2] });
     const s = relay.open();
-    s.hello(alice);
+    s.hello(alice, { protocolVersion: 1 });
     const end = await s.status();
     expect(end.code).toBe(GrpcStatus.INVALID_ARGUMENT);
     expect(end.details).toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");

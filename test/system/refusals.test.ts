@@ -24,6 +24,11 @@ afterEach(async () => {
 });
 
 async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<TestClient[]> {
+  return (await setupOn(limits, ...ids)).clients;
+}
+
+/** The relay and one client per identity, each online with its KeyPackages on the relay (PROTOCOL-v2.md §6.1: so others can add them while they are away). */
+async function setupOn(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<{ relay: TestRelay; clients: TestClient[] }> {
   const relay = await TestRelay.start({ limits });
   cleanups.push(() => relay.cleanup());
   const dir = mkdtempSync(join(tmpdir(), "sc-refusals-"));
@@ -33,8 +38,9 @@ async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity
     const c = await TestClient.start(id, relay.running.port, { dir });
     cleanups.push(() => c.close());
     clients.push(c);
+    await relay.waitForLog("mls.key_packages.published", (l) => l.user === id.username, 10_000);
   }
-  return clients;
+  return { relay, clients };
 }
 
 function failures(c: TestClient): Array<SessionEvent & { type: "message-state" }> {
@@ -52,7 +58,8 @@ describe("refusals reach the sender", () => {
   });
 
   it("full queue: names the recipient whose queue is full", async () => {
-    const [a, , c] = await setup({ maxQueuePerUser: 2 }, alice, bob, carol);
+    // Three rows for carol: the Welcome to the DM's group alice makes on her first send, and two messages.
+    const [a, , c] = await setup({ maxQueuePerUser: 3 }, alice, bob, carol);
     await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && e.peer.online, "carol online");
     await c!.close(); // carol goes away; her queue fills
     await a!.waitFor((e) => e.type === "peer" && e.peer.username === "carol" && !e.peer.online, "carol away");
@@ -65,14 +72,29 @@ describe("refusals reach the sender", () => {
     if (ok.ok) await a!.waitForState(ok.value.id, "accepted");
   });
 
-  it("too many recipients: refused locally with the relay's limit before anything is sent", async () => {
-    const [a] = await setup({ maxRecipients: 2 }, alice, bob, carol);
-    await waitUntil(() => a!.client.snapshot().peers.filter((p) => p.online).length === 3, "presence settled");
-    const sent = a!.client.send("lobby", "to all three");
+  it("too many recipients: a conversation past the relay's limit is refused with that limit before any message reaches the newcomer", async () => {
+    // v2: a conversation is an MLS group and every message reaches each member, so the relay's
+    // max_recipients bounds the group (was: the recipients of one v1 envelope).
+    const { clients } = await setupOn({ maxRecipients: 2 }, alice, bob, carol);
+    const [a, b, c] = clients as [TestClient, TestClient, TestClient];
+    const full = (conv: string) => `${conv} would have 3 members; this relay allows at most 2, the most one message can reach`;
+    // The lobby holds alice and bob: carol is told, in the relay's words, where the lobby shows.
+    await c.waitFor((e) => e.type === "notice" && e.text === `you cannot enter the lobby: ${full("lobby")}`, "carol told the lobby is full");
+    const sent = a.client.send("lobby", "to all who can read it");
     expect(sent.ok).toBe(true);
-    // Refused before sealing: the relay never sees it.
-    await waitUntil(() => failures(a!).length === 1, "refused locally");
-    expect(failures(a!)[0]!.failure).toBe("3 recipients; this relay allows at most 2");
+    if (sent.ok) await a.waitForState(sent.value.id, "accepted");
+    await b.waitForMessage("to all who can read it");
+    // A room: alice and bob are in #pair; carol joining or alice inviting her is refused with the limit.
+    expect((await a.client.joinRoom("#pair")).ok).toBe(true);
+    expect((await b.client.joinRoom("#pair")).ok).toBe(true);
+    expect(await c.client.joinRoom("#pair")).toMatchObject({ ok: false, error: { kind: "refused", detail: full("#pair") } });
+    expect(await a.client.invite!("#pair", "carol")).toMatchObject({ ok: false, error: { kind: "refused", detail: full("#pair") } });
+    // The pair keeps talking; carol got nothing of the lobby nor of #pair.
+    const ok = a.client.send("#pair", "just us");
+    expect(ok.ok).toBe(true);
+    await b.waitForMessage("just us");
+    expect(c.messages().filter((m) => !m.own)).toEqual([]);
+    expect(failures(a)).toEqual([]);
   });
 
   it("text too large for this relay: refused locally, naming the relay's limit", async () => {

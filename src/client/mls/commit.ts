@@ -82,6 +82,8 @@ export class Committer {
     // My own entry (at start and after each reconnect, also when my leaf was still current) is
     // a `joined` line of mine, so a UI can read who is in the lobby now instead of polling.
     if (r.ok) this.s.line("lobby", { kind: "joined", by: this.s.d.me, users: [], atMs: this.s.d.clock() });
+    // The relay's limit on members (its max_recipients): said once, in its words, where the lobby shows.
+    else if (r.error.kind === "refused" && r.error.code === ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS) this.s.notice("warn", `you cannot enter the lobby: ${r.error.detail}`, "lobby");
     return r;
   }
 

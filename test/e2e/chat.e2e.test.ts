@@ -42,6 +42,9 @@ describe("two people chatting through the real binaries", () => {
     await tmux.waitForScreen("bob", /connected/, 60_000);
     // Each sees the other online in the sidebar.
     await tmux.waitForScreen("alice", /bob/);
+    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL-v2.md §4): bob's
+    // client joins it just after coming online, and alice's header counts him once he is in.
+    await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
 
     const lobbyText = "hello everyone from alice 7f3a";
     tmux.say("alice", lobbyText);

@@ -159,11 +159,16 @@ describe("three people on protocol v2 in real terminals", () => {
       expect(count(bobDm, t), `"${t}" on bob's DM screen`).toBe(1);
     }
     expect(bobDm.indexOf("while you were away 1 a001")).toBeLessThan(bobDm.indexOf("while you were away 2 a002"));
+    // The membership lines are kept in the history like messages: back after the restart, in place.
+    expect(count(bobDm, "alice added you"), "the DM's membership line after bob's restart").toBe(1);
+    expect(bobDm.indexOf("alice added you")).toBeLessThan(bobDm.indexOf("the dm key is under the mat 5e2a"));
     await say("bob2", "/switch #ops");
     const bobOps = await sees("bob2", "ops while bob was away b003");
     expect(count(bobOps, "ops while bob was away b003")).toBe(1);
     expect(count(bobOps, "after the restart, ops 6a1b")).toBe(1);
     expect(bobOps.indexOf("after the restart, ops 6a1b")).toBeLessThan(bobOps.indexOf("ops while bob was away b003"));
+    for (const t of ["you joined #ops", "alice added carol", "alice removed carol from #ops"]) expect(count(bobOps, t), `"${t}" kept`).toBe(1);
+    expect(bobOps.indexOf("alice removed carol from #ops")).toBeLessThan(bobOps.indexOf("not for carol: the new door code 9d04"));
 
     // bob leaves #ops: alice sees it; bob reads nothing of #ops afterwards (a message for it would
     // open it again in his bar), checked behind a DM queued for him after it.

@@ -16,6 +16,7 @@ import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
 import type { LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
 import { usageSentence } from "../protocol/usage.js";
 import { ensureLocalRelay, localRelayDir, localRelayPort, type LocalRelay } from "./local-relay.js";
 import { runTui } from "./run-tui.js";
@@ -166,7 +167,7 @@ async function main(): Promise<number> {
   // over from the roll-out is ignored, said once.
   const legacyProtocol = process.env["SECURECHAT_PROTOCOL"]?.trim();
   if (legacyProtocol !== undefined && legacyProtocol !== "" && legacyProtocol !== "2") {
-    notices.push({ level: "warn", text: `SECURECHAT_PROTOCOL=${legacyProtocol.slice(0, 16)} is ignored: protocol v1 is retired and chat-tui speaks only protocol v2 (MLS); unset it.` });
+    notices.push({ level: "warn", text: `SECURECHAT_PROTOCOL=${sanitizeLine(legacyProtocol).slice(0, 16)} is ignored: protocol v1 is retired and chat-tui speaks only protocol v2 (MLS); unset it.` });
   }
   if (argv.insecurePlaintext) {
     notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });

@@ -27,6 +27,7 @@ import { MlsSession } from "./mls/session.js";
 import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
 import { OutboxPump } from "./outbox-pump.js";
+import { moveV1Outbox, type V1OutboxMoved } from "./outbox-upgrade.js";
 import { SendPacer } from "./pacer.js";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
 import { limitsOf, RelayConnection } from "./relay-connection.js";
@@ -37,7 +38,7 @@ import type { KeepalivePolicy } from "./transport.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type {
-  ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, TrustResult, VerifyInfo,
+  BacklogItem, ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, TrustResult, VerifyInfo,
 } from "./types.js";
 
 export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
@@ -107,6 +108,8 @@ export class ChatClient implements ChatSession {
   private away: { text: string; answered: Set<string> } | undefined;
   /** Protocol v2: conversations are MLS groups (mls/session.ts); undefined in v1. */
   private readonly mls: MlsSession | undefined;
+  /** Protocol v2: what was moved from the v1 outbox at start (PROTOCOL-v2.md §10); undefined in v1. */
+  readonly upgradedOutbox: V1OutboxMoved | undefined;
   /** Protocol v2 only (absent in v1): the room's creator removes a member; every member sees the line. */
   readonly kick?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): a member adds someone to a room from one of their KeyPackages. */
@@ -143,7 +146,8 @@ export class ChatClient implements ChatSession {
           this.onWelcome(w);
           this.mls?.welcomed();
         },
-        connected: (stream) => this.pump.start(stream, this.state.outbox().map((e) => e.id), this.limits),
+        // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
+        connected: (stream) => this.pump.start(stream, o.v2 === undefined ? this.state.outbox().map((e) => e.id) : [], this.limits),
         frame: (f) => this.onFrame(f),
         ended: () => {
           this.mls?.ended();
@@ -188,14 +192,18 @@ export class ChatClient implements ChatSession {
       forget: (id) => this.history?.remove(id),
       emit,
     });
-    this.mls = o.v2 === undefined ? undefined : new MlsSession({
+    const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
+    // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL-v2.md §10), before
+    // the engine reads its outbox.
+    this.upgradedOutbox = mlsOutbox === undefined ? undefined : moveV1Outbox({ state: o.state, atRest, to: mlsOutbox, log });
+    this.mls = o.v2 === undefined || mlsOutbox === undefined ? undefined : new MlsSession({
       identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
       // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
       emit: (e) => {
         emit(e);
         if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
       },
-      outbox: new MlsOutboxStore(o.state.database, atRest),
+      outbox: mlsOutbox,
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
@@ -344,6 +352,11 @@ export class ChatClient implements ChatSession {
    * ones included), or with history off, my messages still waiting for the relay.
    */
   backlog(): ChatMessage[] {
+    return this.backlogLines().filter((m): m is ChatMessage => !("type" in m));
+  }
+
+  /** backlog() with the kept membership lines of v2 conversations in place (what chat-tui shows). */
+  backlogLines(): BacklogItem[] {
     const pending = [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
     if (this.history === undefined) return pending;
     return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => this.outbox.rememberFailed(m));

@@ -3,6 +3,7 @@
 // that fails (a full disk) is logged and the message stays on screen, only not kept. The text is encrypted at rest
 // (at-rest.ts); metadata (who, when, which conversation) is stored in the clear, as the relay
 // sees it anyway.
+import { createHash } from "node:crypto";
 import type { Field } from "../protocol/encoding.js";
 import type { Logger } from "../protocol/log.js";
 import { isValidUsername, parseConversationId } from "../protocol/names.js";
@@ -10,7 +11,7 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
 import { parseStoredError, type ClientError } from "./errors.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
-import type { ChatMessage, MessageState, SessionEvent } from "./types.js";
+import type { BacklogItem, ChatMessage, MembershipEvent, MembershipLine, MessageState, SessionEvent } from "./types.js";
 
 /** Messages kept per conversation (older ones are dropped every 1,000 kept messages and when the session closes). */
 export const BACKLOG_PER_CONVERSATION = 500;
@@ -21,6 +22,11 @@ export const BACKLOG_PER_CONVERSATION = 500;
 export const BACKLOG_TOTAL = 5_000;
 
 const STATES: ReadonlySet<string> = new Set<MessageState>(["pending", "accepted", "failed"]);
+const MEMBERSHIP_KINDS: ReadonlySet<string> = new Set<MembershipLine["kind"]>(["created", "joined", "added", "removed", "left", "refused"]);
+
+function isMessage(item: BacklogItem): item is ChatMessage {
+  return !("type" in item);
+}
 
 /** Who said it, whether it was me, how and when: bound to the sealed text (PROTOCOL.md §7.5). */
 function boundFields(sender: string, own: boolean, kind: string, sentAtMs: number): Field[] {
@@ -48,6 +54,7 @@ export class MessageHistory {
   readonly onEvent = (e: SessionEvent): void => {
     if (e.type === "message") this.record(e.message);
     else if (e.type === "message-state") this.setState(e.id, e.state, e.failure, e.queuedFor, e.error);
+    else if (e.type === "membership") this.recordMembership(e);
   };
 
   /**
@@ -56,21 +63,42 @@ export class MessageHistory {
    * says whether a conversation's peer is known; `failed` learns each failed message of mine
    * (they can be retried after the restart too).
    */
-  backlog(pending: readonly ChatMessage[], knownPeer: (conversationId: string) => boolean, failed: (m: ChatMessage) => void): ChatMessage[] {
-    const kept = this.recent();
+  backlog(pending: readonly ChatMessage[], knownPeer: (conversationId: string) => boolean, failed: (m: ChatMessage) => void): BacklogItem[] {
+    const kept = this.recentItems();
     // A kept "pending" that is no longer in the outbox was settled while its state change could
     // not be written; unsent ones the history lacks are added.
     const unsent = new Set(pending.map((m) => m.id));
-    const settled = kept.map((m): ChatMessage => (m.own && m.state === "pending" && !unsent.has(m.id)
+    const settled = kept.map((m): BacklogItem => (isMessage(m) && m.own && m.state === "pending" && !unsent.has(m.id)
       ? { ...m, state: "failed", failure: "its delivery was not confirmed before the app closed" } : m));
     for (const m of settled) {
-      if (m.own && m.state === "failed") failed(m);
+      if (isMessage(m) && m.own && m.state === "failed") failed(m);
     }
-    const ids = new Set(kept.map((m) => m.id));
+    const ids = new Set(kept.filter(isMessage).map((m) => m.id));
     // A DM with someone this client never pinned (a typo in /msg, a user who never connected)
     // does not come back at start, unless a message of mine still waits in it.
-    const known = settled.filter((m) => unsent.has(m.id) || knownPeer(m.conversationId));
+    const known = settled.filter((m) => (isMessage(m) && unsent.has(m.id)) || knownPeer(m.conversationId));
     return [...known, ...pending.filter((m) => !ids.has(m.id))];
+  }
+
+  /**
+   * Keeps a v2 membership line ("bob joined #ops") in place among the messages, sealed at rest
+   * like a message's text (who made the change is in the clear, as a message's sender is). The
+   * lobby's joins and leaves are presence, not shown, so not kept; its refused changes are. The
+   * row's id is a hash of the line, so the same line reported twice is kept once.
+   */
+  recordMembership(e: MembershipEvent): void {
+    const { conversationId, line } = e;
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined || !isValidUsername(line.by) || !MEMBERSHIP_KINDS.has(line.kind)) return;
+    if (conv.kind === "lobby" && line.kind !== "refused") return;
+    const body = JSON.stringify({ kind: line.kind, users: line.users, ...(line.creator === undefined ? {} : { creator: line.creator }) });
+    const atMs = Math.max(0, Math.trunc(line.atMs));
+    const messageId = createHash("sha256").update(JSON.stringify([conversationId, line.by, atMs, body])).digest().subarray(0, 16);
+    this.safely("history.write-failed", () => this.store.historyAdd({
+      messageId, conversationId, sender: line.by, own: false, kind: "membership", sentAtMs: atMs, receivedAtMs: atMs, gap: false,
+      sealed: this.cipher.seal("history", conversationId, messageId, body, boundFields(line.by, false, "membership", atMs)),
+    }));
+    if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
   }
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */
@@ -108,11 +136,16 @@ export class MessageHistory {
    * counted in `unreadable`). None when the file cannot be read.
    */
   recent(total: number = BACKLOG_TOTAL): ChatMessage[] {
-    const out: ChatMessage[] = [];
+    return this.recentItems(total).filter(isMessage);
+  }
+
+  /** The newest `total` kept rows, messages and membership lines, in the order they came. */
+  recentItems(total: number = BACKLOG_TOTAL): BacklogItem[] {
+    const out: BacklogItem[] = [];
     let unreadable = 0;
     const rows = this.safely("history.read-failed", () => this.store.historyRecent(total)) ?? [];
     for (const r of rows) {
-      const m = this.open(r);
+      const m = this.openItem(r);
       if (m === undefined) unreadable++;
       else out.push(m);
     }
@@ -137,7 +170,7 @@ export class MessageHistory {
     for (let reads = 0; out.length < limit && reads < MAX_PAGE_READS; reads++) {
       const want = limit - out.length;
       const rows = this.safely("history.read-failed", () => this.store.historyPage(conversationId, before, want)) ?? [];
-      out = [...rows.flatMap((r) => this.open(r) ?? []), ...out];
+      out = [...rows.flatMap((r) => this.openMessage(r) ?? []), ...out];
       if (rows.length < want || rows[0] === undefined) break;
       before = rows[0].messageId;
     }
@@ -155,7 +188,7 @@ export class MessageHistory {
     const rows = this.safely("history.read-failed", () => this.store.historyAll()) ?? [];
     const out: ChatMessage[] = [];
     for (const r of rows) {
-      const m = this.open(r);
+      const m = this.openMessage(r);
       if (m !== undefined && m.text.toLowerCase().includes(wanted)) out.push(m);
     }
     return out;
@@ -186,7 +219,13 @@ export class MessageHistory {
     }
   }
 
-  private open(r: HistoryRow): ChatMessage | undefined {
+  /** A kept message; undefined for a membership line (pages and searches are of messages) or an unreadable row. */
+  private openMessage(r: HistoryRow): ChatMessage | undefined {
+    const item = r.kind === "membership" ? undefined : this.openItem(r);
+    return item !== undefined && isMessage(item) ? item : undefined;
+  }
+
+  private openItem(r: HistoryRow): BacklogItem | undefined {
     let text: string | undefined;
     try {
       text = this.cipher.open("history", r.conversationId, r.messageId, r.sealed, boundFields(r.sender, r.own, r.kind, r.sentAtMs));
@@ -196,6 +235,7 @@ export class MessageHistory {
     if (text === undefined) return undefined; // sealed under another key (the user re-keyed), moved, or altered
     // The unsealed fields (states) are only shown: keep them to what the app itself writes.
     if (!isValidUsername(r.sender) || parseConversationId(r.conversationId) === undefined) return undefined;
+    if (r.kind === "membership") return membershipOf(r, text);
     const error = r.failureError === undefined ? undefined : parseStoredError(r.failureError);
     return {
       id: r.messageId.toString("hex"),
@@ -213,4 +253,23 @@ export class MessageHistory {
       ...(r.gap ? { gap: true } : {}),
     };
   }
+}
+
+/** A kept membership line back from its row (the text is what recordMembership sealed). */
+function membershipOf(r: HistoryRow, text: string): MembershipEvent | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof body !== "object" || body === null) return undefined;
+  const { kind, users, creator } = body as Record<string, unknown>;
+  if (typeof kind !== "string" || !MEMBERSHIP_KINDS.has(kind) || !Array.isArray(users)) return undefined;
+  const names = users.filter((u): u is string => typeof u === "string" && isValidUsername(u));
+  const line: MembershipLine = {
+    kind: kind as MembershipLine["kind"], by: r.sender, users: names, atMs: r.sentAtMs,
+    ...(typeof creator === "string" && isValidUsername(creator) ? { creator } : {}),
+  };
+  return { type: "membership", conversationId: r.conversationId, line };
 }

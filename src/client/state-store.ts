@@ -20,13 +20,16 @@ export interface OutboxEntry {
   readonly sentAtMs: number;
 }
 
-/** One message of the local history; `sealed` is its text encrypted at rest (at-rest.ts). */
+/**
+ * One message of the local history; `sealed` is its text encrypted at rest (at-rest.ts). Kind
+ * "membership": a protocol v2 membership line kept in place (history.ts), `sender` who made it.
+ */
 export interface HistoryRow {
   readonly messageId: Buffer;
   readonly conversationId: string;
   readonly sender: string;
   readonly own: boolean;
-  readonly kind: MessageKind;
+  readonly kind: MessageKind | "membership";
   readonly sentAtMs: number;
   readonly receivedAtMs: number;
   readonly state?: string;
@@ -64,7 +67,7 @@ function historyRow(r: Record<string, unknown>): HistoryRow {
     conversationId: String(r["conversation_id"]),
     sender: String(r["sender"]),
     own: Number(r["own"]) === 1,
-    kind: r["kind"] === "action" || r["kind"] === "topic" || r["kind"] === "away" ? r["kind"] : "text",
+    kind: r["kind"] === "action" || r["kind"] === "topic" || r["kind"] === "away" || r["kind"] === "membership" ? r["kind"] : "text",
     sentAtMs: Number(r["sent_at_ms"]),
     receivedAtMs: Number(r["received_at_ms"]),
     ...(r["state"] === null ? {} : { state: String(r["state"]) }),

@@ -128,6 +128,15 @@ export type SessionEvent =
   /** Anything else worth a line, optionally in one conversation (else the current one). */
   | { readonly type: "notice"; readonly level: NoticeLevel; readonly text: string; readonly conversationId?: string; readonly about?: NoticeAbout };
 
+/** A membership line as the session reports it (and as the kept history gives it back). */
+export type MembershipEvent = Extract<SessionEvent, { type: "membership" }>;
+
+/**
+ * What the screen shows again at start, oldest first: kept messages (my unsent ones pending)
+ * and, in place among them, the kept membership lines of v2 conversations.
+ */
+export type BacklogItem = ChatMessage | MembershipEvent;
+
 /** One membership change of a v2 conversation, as data; the UI words it. */
 export interface MembershipLine {
   /**

@@ -2,7 +2,7 @@
 // pure view functions, drawing in the components.
 import { Box, useStdout, useWindowSize } from "ink";
 import { useCallback, useState } from "react";
-import type { ChatMessage, ChatSession } from "../client/types.js";
+import type { BacklogItem, ChatSession } from "../client/types.js";
 import type { Logger } from "../protocol/log.js";
 import { ConversationHeader } from "./components/ConversationHeader.js";
 import { InputLine } from "./components/InputLine.js";
@@ -26,7 +26,7 @@ export interface AppProps {
   readonly bell: () => void;
   readonly logger: Logger;
   readonly notices?: readonly StartupNotice[];
-  readonly backlog?: readonly ChatMessage[];
+  readonly backlog?: readonly BacklogItem[];
   /** Mouse wheel scrolling from the start (/mouse toggles it). */
   readonly mouse?: boolean;
   readonly signal?: AbortSignal;

@@ -16,6 +16,7 @@ import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
 import type { LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
 import { usageSentence } from "../protocol/usage.js";
 import { ensureLocalRelay, localRelayDir, localRelayPort, type LocalRelay } from "./local-relay.js";
 import { runTui } from "./run-tui.js";
@@ -57,9 +58,6 @@ async function main(): Promise<number> {
     })
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
-    .option("protocol", {
-      type: "string", describe: "protocol to speak: 1 (RSA + AES, the default) or 2 (MLS: forward secrecy, post-quantum keys; the relay and the people you talk to must use 2 too); default $SECURECHAT_PROTOCOL, else 1",
-    })
     .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
     .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
@@ -78,12 +76,6 @@ async function main(): Promise<number> {
   const nameCheck = checkUsername(username);
   if (!nameCheck.ok) return fail(`invalid username '${username}': ${nameCheck.reason}`, 2);
 
-
-  const protocolText = argv.protocol ?? process.env["SECURECHAT_PROTOCOL"] ?? "1";
-  if (protocolText !== "1" && protocolText !== "2") {
-    return fail(`${argv.protocol !== undefined ? "--protocol" : "SECURECHAT_PROTOCOL"} must be 1 or 2, not '${protocolText}'`, USAGE_ERROR);
-  }
-  const v2 = protocolText === "2";
 
   let server: { host: string; port: number } | undefined;
   if (argv.server !== undefined) {
@@ -153,13 +145,13 @@ async function main(): Promise<number> {
   let trust: TrustStore;
   let state: ClientStateStore;
   let knownRelays: KnownRelays;
-  let mlsStore: MlsKeyStore | undefined;
+  let mlsStore: MlsKeyStore;
   try {
     trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"), Date.now, logger);
     knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
-    // Protocol v2: the MLS key store beside the key file (PROTOCOL-v2.md §7 "Client storage").
-    if (v2) mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), { username, sigPrivate: loaded.identity.sigPrivate });
+    // The MLS key store beside the key file (PROTOCOL-v2.md §7 "Client storage").
+    mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), { username, sigPrivate: loaded.identity.sigPrivate });
   } catch (e) {
     return fail((e as Error).message);
   }
@@ -171,8 +163,11 @@ async function main(): Promise<number> {
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }
-  if (v2) {
-    notices.push("Speaking protocol v2 (MLS: forward secrecy, post-quantum key exchange): only people who also run chat-tui with --protocol 2 can read you or write to you here.");
+  // Protocol v1 is retired (PROTOCOL-v2.md §10): relays refuse it, so a SECURECHAT_PROTOCOL left
+  // over from the roll-out is ignored, said once.
+  const legacyProtocol = process.env["SECURECHAT_PROTOCOL"]?.trim();
+  if (legacyProtocol !== undefined && legacyProtocol !== "" && legacyProtocol !== "2") {
+    notices.push({ level: "warn", text: `SECURECHAT_PROTOCOL=${sanitizeLine(legacyProtocol).slice(0, 16)} is ignored: protocol v1 is retired and chat-tui speaks only protocol v2 (MLS); unset it.` });
   }
   if (argv.insecurePlaintext) {
     notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
@@ -212,7 +207,7 @@ async function main(): Promise<number> {
     logger,
     history: argv.history,
     transport,
-    ...(mlsStore !== undefined ? { v2: { store: mlsStore, content: contentLayerOver(state, username, { log: logger }) } } : {}),
+    v2: { store: mlsStore, content: contentLayerOver(state, username, { log: logger }) },
     // Zero-setup: when this machine's relay went away (stopped, or crashed), start it again on the
     // same data dir; whatever it had queued is still there.
     ...(localDir !== undefined ? { beforeConnect: async (attempt: number) => {
@@ -228,6 +223,16 @@ async function main(): Promise<number> {
       }
     } } : {}),
   });
+  const upgraded = client.upgradedOutbox;
+  if (upgraded !== undefined && upgraded.moved > 0) {
+    const rooms = [...upgraded.rooms.keys()].sort();
+    const n = upgraded.moved;
+    notices.push(`${n} message${n === 1 ? "" : "s"} left unsent by the protocol v1 client ${n === 1 ? "is" : "are"} sent again as protocol v2 message${n === 1 ? "" : "s"}` +
+      (rooms.length === 0 ? "." : `; to ${rooms.join(", ")} once you are in ${rooms.length === 1 ? "that room" : "those rooms"} again (/join ${rooms[0]}).`));
+  }
+  if (upgraded !== undefined && upgraded.unreadable > 0) {
+    notices.push({ level: "warn", text: `${upgraded.unreadable} message${upgraded.unreadable === 1 ? "" : "s"} left unsent by the protocol v1 client could not be opened with this key file and ${upgraded.unreadable === 1 ? "is" : "are"} not sent.` });
+  }
   logger.info("tui.start", { user: username, server: address, transport: transport.kind });
   client.start();
   // A terminal closing (SIGHUP) or a kill (SIGTERM, SIGINT from outside) leaves as /quit does:
@@ -236,7 +241,7 @@ async function main(): Promise<number> {
   for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) process.once(sig, () => leave.abort());
   let code: number;
   try {
-    const backlog = client.backlog();
+    const backlog = client.backlogLines();
     const unreadable = client.unreadableHistory();
     if (unreadable > 0) {
       notices.push(`${unreadable} kept message${unreadable === 1 ? "" : "s"} could not be opened with this key file and ${unreadable === 1 ? "is" : "are"} not shown: sealed under another key (a key made anew?), or damaged.`);

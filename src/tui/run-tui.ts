@@ -6,7 +6,7 @@
 import "./production-mode.js";
 import { render } from "ink";
 import { createElement } from "react";
-import type { ChatMessage, ChatSession, NoticeLevel } from "../client/types.js";
+import type { BacklogItem, ChatSession, NoticeLevel } from "../client/types.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { App } from "./App.js";
 import { FrameStdout } from "./terminal/frame-stdout.js";
@@ -34,7 +34,7 @@ export interface RunTuiOptions {
    * Messages from earlier runs, shown again at start (the kept history, my unsent messages
    * among them as pending); they do not count as unread.
    */
-  readonly backlog?: readonly ChatMessage[];
+  readonly backlog?: readonly BacklogItem[];
   /** Aborting leaves cleanly, as /quit does (wire SIGTERM and SIGHUP to it). */
   readonly signal?: AbortSignal;
   /**

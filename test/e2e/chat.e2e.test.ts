@@ -38,10 +38,16 @@ describe("two people chatting through the real binaries", () => {
     tmux.start("alice", tui("alice", proxy.port), { env });
     // First run: keys are generated (RSA-3072), then the session connects.
     await tmux.waitForScreen("alice", /connected/, 60_000);
-    tmux.start("bob", tui("bob", proxy.port), { env });
+    // bob still has the roll-out's SECURECHAT_PROTOCOL=1 in his environment: one line says it is
+    // ignored (v1 is retired), and he chats on v2 like everyone.
+    tmux.start("bob", tui("bob", proxy.port), { env: { ...env, SECURECHAT_PROTOCOL: "1" } });
     await tmux.waitForScreen("bob", /connected/, 60_000);
+    await tmux.waitForScreen("bob", (s) => s.replace(/\s+/g, " ").includes("SECURECHAT_PROTOCOL=1 is ignored: protocol v1 is retired"));
     // Each sees the other online in the sidebar.
     await tmux.waitForScreen("alice", /bob/);
+    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL-v2.md §4): bob's
+    // client joins it just after coming online, and alice's header counts him once he is in.
+    await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
 
     const lobbyText = "hello everyone from alice 7f3a";
     tmux.say("alice", lobbyText);

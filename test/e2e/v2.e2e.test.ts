@@ -1,6 +1,5 @@
 // Protocol v2 (MLS, PROTOCOL-v2.md §4-§6) end to end with the real binaries in real terminals:
-// a relay and three chat-tui (alice and bob with --protocol 2, carol with SECURECHAT_PROTOCOL=2),
-// each with its own HOME. The lobby; a DM and its reply; a room #ops that alice creates, bob
+// a relay and three chat-tui (v2 is all chat-tui speaks), each with its own HOME. The lobby; a DM and its reply; a room #ops that alice creates, bob
 // joins and carol is invited to, with a membership line on each screen; alice kicks carol, whose
 // screen says so and who never sees what follows; the relay restarted in the middle (what is sent
 // while it is down and afterwards arrives); bob offline while alice writes to the DM and the room, then back: each
@@ -27,12 +26,11 @@ function home(user: User): string {
   return join(dir, "home", user);
 }
 
-/** chat-tui as `user`, its keys, state and log under its own HOME; carol says v2 through the environment. */
+/** chat-tui as `user`, its keys, state and log under its own HOME. */
 function startTui(user: User, port: number, pane: Pane = user): void {
-  const flag = user === "carol" ? "" : " --protocol 2";
-  tmux.start(pane, `${process.execPath} ${TUI_BIN} ${user} --server 127.0.0.1:${port} --log-file ${join(dir, `${user}.log`)} --no-bell${flag}${process.env["SC_KEEP"] === undefined ? "" : " --log-level debug"}`, {
+  tmux.start(pane, `${process.execPath} ${TUI_BIN} ${user} --server 127.0.0.1:${port} --log-file ${join(dir, `${user}.log`)} --no-bell${process.env["SC_KEEP"] === undefined ? "" : " --log-level debug"}`, {
     width: 110, height: 36,
-    env: { HOME: home(user), XDG_CONFIG_HOME: join(home(user), ".config"), XDG_STATE_HOME: join(home(user), ".local", "state"), ...(user === "carol" ? { SECURECHAT_PROTOCOL: "2" } : {}) },
+    env: { HOME: home(user), XDG_CONFIG_HOME: join(home(user), ".config"), XDG_STATE_HOME: join(home(user), ".local", "state") },
   });
 }
 
@@ -72,7 +70,7 @@ describe("three people on protocol v2 in real terminals", () => {
     const port = relay.port;
     for (const u of USERS) startTui(u, port);
     // First run: keys are made, the MLS client and its KeyPackages published, the lobby joined.
-    for (const u of USERS) await tmux.waitForScreen(u, (s) => /● connected/.test(s) && s.includes("Speaking protocol v2"), 60_000);
+    for (const u of USERS) await tmux.waitForScreen(u, /● connected/, 60_000);
     await tmux.waitForScreen("alice", (s) => s.includes("● bob") && s.includes("● carol"), 30_000);
     for (const u of USERS) expect(existsSync(join(home(u), ".config", "secure-chat", `${u}_mls.db`)), `${u}_mls.db beside the key file`).toBe(true);
     // A lobby line reaches who is in the lobby's group when it is sent: the header counts them.
@@ -161,11 +159,16 @@ describe("three people on protocol v2 in real terminals", () => {
       expect(count(bobDm, t), `"${t}" on bob's DM screen`).toBe(1);
     }
     expect(bobDm.indexOf("while you were away 1 a001")).toBeLessThan(bobDm.indexOf("while you were away 2 a002"));
+    // The membership lines are kept in the history like messages: back after the restart, in place.
+    expect(count(bobDm, "alice added you"), "the DM's membership line after bob's restart").toBe(1);
+    expect(bobDm.indexOf("alice added you")).toBeLessThan(bobDm.indexOf("the dm key is under the mat 5e2a"));
     await say("bob2", "/switch #ops");
     const bobOps = await sees("bob2", "ops while bob was away b003");
     expect(count(bobOps, "ops while bob was away b003")).toBe(1);
     expect(count(bobOps, "after the restart, ops 6a1b")).toBe(1);
     expect(bobOps.indexOf("after the restart, ops 6a1b")).toBeLessThan(bobOps.indexOf("ops while bob was away b003"));
+    for (const t of ["you joined #ops", "alice added carol", "alice removed carol from #ops"]) expect(count(bobOps, t), `"${t}" kept`).toBe(1);
+    expect(bobOps.indexOf("alice removed carol from #ops")).toBeLessThan(bobOps.indexOf("not for carol: the new door code 9d04"));
 
     // bob leaves #ops: alice sees it; bob reads nothing of #ops afterwards (a message for it would
     // open it again in his bar), checked behind a DM queued for him after it.

@@ -31,6 +31,8 @@ describe("bad invocations: one sentence naming the option, exit 2", () => {
     [TUI_BIN, [], "chat-tui: name the user to chat as, e.g. chat-tui alice (chat-tui --help lists the options)\n"],
     [TUI_BIN, ["alice", "--bogus"], "chat-tui: unknown option --bogus (chat-tui --help lists the options)\n"],
     [TUI_BIN, ["alice", "bob"], "chat-tui: unknown argument 'bob' (chat-tui --help lists the options)\n"],
+    // Protocol v2 is all chat-tui speaks: the roll-out's --protocol is gone, an unknown option like any other.
+    [TUI_BIN, ["alice", "--protocol", "1"], "chat-tui: unknown option --protocol (chat-tui --help lists the options)\n"],
     [TUI_BIN, ["alice", "--log-level", "loud"], "chat-tui: --log-level must be one of debug, info, warn, error, not \"loud\" (chat-tui --help lists the options)\n"],
     [TUI_BIN, ["alice", "--server", "nope"], "chat-tui: --server must be host:port, e.g. 127.0.0.1:50051\n"],
     [TUI_BIN, ["alice", "--tls", "--insecure-plaintext"], "chat-tui: --tls and --insecure-plaintext exclude each other: choose one way to check the relay\n"],
@@ -57,6 +59,7 @@ describe("--version and --help", () => {
       "--server", "--key-dir", "--passphrase", "--log-file", "--log-level", "--tls", "--ca", "--accept-relay-cert", "--insecure-plaintext",
       "--mouse", "--bell", "--history", "--help", "--version",
     ]));
+    expect(help).not.toContain("--protocol");
     for (const [, flag, rest] of options) {
       // Each line has words of its own besides the [type] and [default] annotations.
       expect(rest!.replace(/\[[^\]]*\]/g, "").trim().length, `${flag} has a description`).toBeGreaterThan(8);

@@ -185,6 +185,7 @@ export class MlsConversations {
       if (have?.active === true) return ok({ room, members: this.s.members(room) ?? [] });
       const r = await this.c.joinOrCreate(room);
       if (!r.ok) return r;
+      if ((this.s.outbox.get(room)?.length ?? 0) > 0) this.s.flushSoon(room); // kept from before (send.ts)
       return ok({ room, members: this.s.members(room) ?? [] });
     });
   }

@@ -90,6 +90,9 @@ export class Sender {
       return;
     }
     if (!ready.ok && isTransient(ready.error)) return;
+    // Kept from before (a v1 outbox carried over, PROTOCOL-v2.md §10; a group not restored): a
+    // room's messages wait until I am in its group again (joinRoom, a Welcome), still pending.
+    if (!ready.ok && conv.kind === "room" && !this.s.groups.has(convId)) return;
     if (!ready.ok) {
       for (const m of list.splice(0)) this.s.failed(convId, m.id, ready.error, m);
       return;

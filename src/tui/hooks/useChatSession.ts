@@ -4,7 +4,7 @@
 // every EVENT_FRAME_MS: a busy room then never fills the frame budget, and a key the user
 // presses is drawn at once instead of waiting behind message frames.
 import { useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore } from "react";
-import type { ChatMessage, ChatSession, SessionEvent, SessionSnapshot } from "../../client/types.js";
+import type { BacklogItem, ChatSession, SessionEvent, SessionSnapshot } from "../../client/types.js";
 import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
@@ -22,7 +22,7 @@ export interface UseChatSessionOptions {
   /** Called (at most once per burst) for a DM, a mention, or a key change. */
   readonly bell: () => void;
   readonly notices?: readonly StartupNotice[];
-  readonly backlog?: readonly ChatMessage[];
+  readonly backlog?: readonly BacklogItem[];
   readonly mouse?: boolean;
 }
 
@@ -47,7 +47,7 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
       serverLabel: options.session.serverLabel,
       snapshot: withUiConnection(options.session.snapshot()),
       ...(options.notices ? { notices: options.notices } : {}),
-      ...(options.backlog ? { backlog: options.backlog.map(messageWithUiText) } : {}),
+      ...(options.backlog ? { backlog: options.backlog.map((m) => ("type" in m ? m : messageWithUiText(m))) } : {}),
       ...(options.mouse !== undefined ? { mouse: options.mouse } : {}),
       settings: parseSettings(options.session.loadSetting?.(SETTINGS_NAME)),
       atMs: options.clock(),

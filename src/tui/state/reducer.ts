@@ -8,7 +8,7 @@
 // input-reducer.ts (the edit line, its history, completion, paste), conversations-reducer.ts
 // (scrollback, unread counts and ruler, scrolling, switching) and session-reducer.ts
 // (connection, presence, users and trust, rooms, settings).
-import type { ChatMessage, NoticeLevel, SessionSnapshot } from "../../client/types.js";
+import type { BacklogItem, NoticeLevel, SessionSnapshot } from "../../client/types.js";
 import { assertNever } from "./assert-never.js";
 import { listLast } from "./chunked-list.js";
 import { LOBBY_ID } from "./conversations.js";
@@ -16,7 +16,7 @@ import { reduceConversations, receiveMessage, updateConversation, type Conversat
 import { EMPTY_INPUT } from "./input-buffer.js";
 import { reduceInput, settleDraftMarks, type InputAction } from "./input-reducer.js";
 import { usernameColumnWidth } from "./scroll.js";
-import { reduceSession, type SessionAction } from "./session-reducer.js";
+import { keptMembership, reduceSession, type SessionAction } from "./session-reducer.js";
 import { DEFAULT_SETTINGS, type UiSettings } from "./settings.js";
 import { emptyConversation, type TuiState } from "./state.js";
 
@@ -85,8 +85,11 @@ export interface InitialStateOptions {
   readonly snapshot: SessionSnapshot;
   /** Shown in the lobby, in order. */
   readonly notices?: readonly StartupNotice[];
-  /** Messages from earlier runs (the kept history, my unsent ones as pending): not unread. */
-  readonly backlog?: readonly ChatMessage[];
+  /**
+   * Messages from earlier runs (the kept history, my unsent ones as pending), with the kept
+   * membership lines in place: not unread.
+   */
+  readonly backlog?: readonly BacklogItem[];
   /** Mouse wheel scrolling from the start. */
   readonly mouse?: boolean;
   /** The kept settings (notify levels, filters, highlights, closed conversations). */
@@ -118,8 +121,8 @@ export function createInitialState(options: InitialStateOptions): TuiState {
   const withSnapshot = reducer(base, { type: "snapshot", snapshot });
   // A conversation the user closed stays closed at start (my unsent messages still show).
   const closed = new Set(base.settings.closed);
-  const backlog = (options.backlog ?? []).filter((m) => !closed.has(m.conversationId) || (m.own && m.state === "pending"));
-  const backlogged = backlog.reduce((s, message) => receiveMessage(s, message, { backlog: true }), withSnapshot);
+  const backlog = (options.backlog ?? []).filter((m) => !closed.has(m.conversationId) || (!("type" in m) && m.own && m.state === "pending"));
+  const backlogged = backlog.reduce((s, item) => ("type" in item ? keptMembership(s, item) : receiveMessage(s, item, { backlog: true })), withSnapshot);
   // The user left each conversation when they quit: what arrives now goes below the unread ruler.
   const withBacklog = Object.keys(backlogged.conversations).reduce((s, id) => {
     const last = listLast(s.conversations[id]!.entries)?.seq;

@@ -2,7 +2,7 @@
 // list and its trust marks (key changes), rooms and their members, and the UI settings (notify
 // levels, filters, highlights, away, sidebar, mouse, quitting). Lines it shows go into the
 // conversations through the conversations slice. Pure, like the reducer.
-import type { MembershipLine, PeerView, RoomView, SessionEvent, SessionSnapshot } from "../../client/types.js";
+import type { MembershipEvent, MembershipLine, PeerView, RoomView, SessionEvent, SessionSnapshot } from "../../client/types.js";
 import { isValidUsername } from "../../protocol/names.js";
 import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
@@ -221,6 +221,22 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
     after = updateConversation(after, id, (c) => ({ ...c, highlights: c.highlights + 1 }));
   }
   return after;
+}
+
+/**
+ * A membership line kept from an earlier run (the backlog), in place among the kept messages: a
+ * line like the live one, but history: the sidebar's members come from the session's snapshot,
+ * and nothing is highlighted. The lobby shows only refused changes, as live.
+ */
+export function keptMembership(state: TuiState, event: MembershipEvent): TuiState {
+  const { conversationId: id, line } = event;
+  const ref = describeConversation(id, state.me);
+  if (ref === undefined || (ref.kind === "lobby" && line.kind !== "refused")) return state;
+  const comings = line.kind === "joined" || line.kind === "left";
+  const quiet = comings && line.by !== state.me && !spokeRecently(state.conversations[id], line.by, line.atMs);
+  return append(state, id, (seq) => ({
+    kind: "membership", seq, atMs: line.atMs, conversationId: id, line, ...(quiet ? { quiet: true as const } : {}),
+  }), true);
 }
 
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {

@@ -170,7 +170,8 @@ export class ChatClient implements ChatSession {
         if (held.length > 0) log.warn("held.discarded", { from: u, count: held.length });
         return held.length;
       },
-      roomsWith: (u) => this.rooms.roomsWith(u),
+      // v2: the rooms whose MLS group holds the user (the relay's room lists are not membership).
+      roomsWith: (u) => this.mls?.engine.rooms().filter((r) => r.members.includes(u)).map((r) => r.room) ?? this.rooms.roomsWith(u),
       emit,
     });
     this.inbox = new Inbox({

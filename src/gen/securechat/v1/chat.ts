@@ -445,7 +445,10 @@ export interface Ack {
   seqs: number[];
 }
 
-/** Joins a room, creating it on first join. */
+/**
+ * Joins a room, creating it on first join. Protocol v1 only: a v2 session is refused (BAD_FRAME;
+ * a room is an MLS group, joined by external commit). Likewise LeaveRoom and ListMembers.
+ */
 export interface JoinRoom {
   requestId: number;
   /** Room name including the leading '#'. */
@@ -526,7 +529,10 @@ export interface Welcome {
   username: string;
   /** Light entries (no keys) for every user online now and every member of my rooms. */
   directory: DirectoryEntry[];
-  /** Rooms this user belongs to, each with its members. */
+  /**
+   * Rooms this user belongs to, each with its members. Protocol v2: the rooms whose MLS group
+   * counts the user by the relay's membership record (a hint; the group's tree is membership).
+   */
   rooms: RoomInfo[];
   /** How many queued envelopes follow in DeliverBatch frames. */
   queued: number;
@@ -632,7 +638,10 @@ export interface RoomInfo {
   members: string[];
 }
 
-/** Answer to ListRooms. */
+/**
+ * Answer to ListRooms. Protocol v2: from the rooms' MLS groups (never DMs or the lobby), members
+ * and counts by the relay's membership record (notes/v2-rooms-protocol.md).
+ */
 export interface RoomList {
   requestId: number;
   /** Rooms this user belongs to. */

@@ -174,7 +174,8 @@ export class ChatClient implements ChatSession {
         if (held.length > 0) log.warn("held.discarded", { from: u, count: held.length });
         return held.length;
       },
-      roomsWith: (u) => this.rooms.roomsWith(u),
+      // v2: the rooms whose MLS group holds the user (the relay's room lists are not membership).
+      roomsWith: (u) => this.mls?.engine.rooms().filter((r) => r.members.includes(u)).map((r) => r.room) ?? this.rooms.roomsWith(u),
       emit,
     });
     this.inbox = new Inbox({
@@ -256,7 +257,8 @@ export class ChatClient implements ChatSession {
     if (w.limits) this.limits = limitsOf(w.limits);
     this.directory.reset();
     for (const entry of w.directory) this.directory.observeLight(entry, false);
-    this.rooms.welcome(w.rooms);
+    // v2: my rooms are the MLS groups I hold (the engine); the relay's list is not taken as membership.
+    if (this.mls === undefined) this.rooms.welcome(w.rooms);
     this.state.prune(this.clock());
     this.emit({ type: "directory", peers: this.directory.peerViews() });
     this.emit({ type: "rooms", rooms: this.roomViews() });
@@ -284,7 +286,8 @@ export class ChatClient implements ChatSession {
         this.directory.update(frame.value.entries);
         return;
       case "roomEvent":
-        this.rooms.onRoomEvent(frame.value);
+        // v2: membership changes are commits, shown from the group (a relay's RoomEvent is not one).
+        if (this.mls === undefined) this.rooms.onRoomEvent(frame.value);
         return;
       case "error":
         // A RequestError no request waits for (late, or about the session itself).
@@ -403,15 +406,15 @@ export class ChatClient implements ChatSession {
   }
 
   /**
-   * v1: the relay's room table. v2: the rooms whose MLS group I am in (members from the tree);
-   * the relay has no request listing every MLS group yet, so `all` is those same rooms.
+   * v1: the relay's room table. v2: `all` is every room's MLS group on the relay with its member
+   * count by the relay's record (ListRooms, notes/v2-rooms-protocol.md); `joined` the rooms whose
+   * group I hold (members from the tree), never the relay's word.
    */
-  listRooms(): Promise<Outcome<RoomListing>> {
-    if (this.mls !== undefined) {
-      const joined = this.mls.engine.rooms();
-      return Promise.resolve({ ok: true, value: { joined, all: joined.map((r) => ({ room: r.room, memberCount: r.members.length })) } });
-    }
-    return this.rooms.list();
+  async listRooms(): Promise<Outcome<RoomListing>> {
+    if (this.mls === undefined) return this.rooms.list();
+    const listed = await this.rooms.list();
+    if (!listed.ok) return listed;
+    return { ok: true, value: { joined: this.mls.engine.rooms(), all: listed.value.all } };
   }
 
   members(room: string): Promise<Outcome<readonly string[]>> {

@@ -15,7 +15,7 @@ import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
 import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
-import { limitsToWire, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
+import { limitsToWire, MAX_ROOMS_PER_USER, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
 import type { RegistrationLimiter } from "./registrations.js";
 import type { Rooms } from "./rooms.js";
 import type { RoutedSession, Router } from "./router.js";
@@ -194,7 +194,7 @@ function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, d
   const session = open(stream, user, claim.protocolVersion);
   router.attach(session);
   deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
-  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps) }));
+  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps, claim.protocolVersion) }));
   session.pump.start();
   return session;
 }
@@ -242,9 +242,11 @@ function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryU
  * O(online) small entries, where full keys for every bound user made a connect storm O(N^2)
  * in bytes. Clients fetch keys with LookupKeys when they need them.
  */
-function welcomeFor(user: DirectoryUser, deps: HandshakeDeps): Welcome {
+function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: number): Welcome {
   const { directory, router, store, limits } = deps;
-  const rooms = deps.rooms.infoFor(user.username);
+  // v2: the rooms whose MLS group counts me by the relay's record (notes/v2-rooms-protocol.md),
+  // never the v1 room tables.
+  const rooms = protocolVersion === 2 ? store.mls.roomsOfMember(user.username, MAX_ROOMS_PER_USER) : deps.rooms.infoFor(user.username);
   const names = new Set<string>(router.onlineNames());
   names.add(user.username);
   for (const r of rooms) for (const m of r.members) names.add(m);

@@ -18,7 +18,7 @@
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";
 import {
-  ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type PublishGroupInfo,
+  ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type ListRooms, type PublishGroupInfo, type RecreateRoom,
   type PublishKeyPackages, type SendCommit,
 } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
@@ -31,7 +31,7 @@ import { checkQueueCaps } from "./admission.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
-import type { RelayLimits } from "./limits.js";
+import { MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
 
@@ -45,6 +45,8 @@ export const MAX_CLAIM_USERS = 100;
 export const MAX_GROUPS_PER_USER = 1000;
 /** Usernames one commit's membership hint may name (added and removed together). */
 export const MAX_HINT_NAMES = 1000;
+/** Rooms one RoomList names at most (about 40 bytes each: well within one frame). */
+export const MAX_LISTED_ROOMS = 10_000;
 /** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
 export const MAX_COMMITS_PER_FETCH = 64;
 
@@ -202,6 +204,42 @@ export class MlsDeliveryService {
     if (author !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${author ?? "the committer"}, whose commit made epoch ${known.epoch}, may publish its GroupInfo`);
     s.setGroupInfo(gi.groupId, Buffer.from(req.groupInfo), gi.epoch);
     return this.groupInfoResult(req.requestId, gi.groupId);
+  }
+
+  /**
+   * RecreateRoom (notes/v2-rooms-protocol.md): a new group for a room that has one replaces it,
+   * only at the request of the user who created the current one (the relay's record). The relay
+   * cannot read the group's creator extension: every member checks that the new group names the
+   * same creator and that its Welcome came from them. A room without a group gets it as any new
+   * group; a resend of the request once it was done (the answer was lost) is answered again.
+   */
+  recreateRoom(user: DirectoryUser, req: RecreateRoom): ResponseFrame {
+    const me = user.record.username;
+    const gi = this.parseGroupInfo(req.groupInfo);
+    const conv = parseConversationId(gi.conversationId)!;
+    if (conv.kind !== "room") throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `only a room's group can be re-created, not the group of ${conv.kind === "dm" ? "a direct conversation" : "the lobby"}`);
+    const s = this.d.store.mls;
+    const cur = s.groupOfConversation(gi.conversationId);
+    if (cur === undefined || cur.groupId.equals(gi.groupId)) return this.publishGroupInfo(user, { requestId: req.requestId, groupInfo: req.groupInfo });
+    if (cur.creator !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${cur.creator}, who created the group of ${conv.id}, may re-create it`);
+    const outcome = s.replaceGroup(cur.groupId, { groupId: gi.groupId, conversationId: gi.conversationId, creator: me, epoch: gi.epoch, groupInfo: Buffer.from(req.groupInfo), groupInfoEpoch: gi.epoch });
+    if (outcome !== "created") throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `the group of ${conv.id} changed meanwhile; try again`);
+    this.d.logger.info("mls.group.recreated", { user: me, epoch: gi.epoch, oldEpoch: cur.epoch });
+    return this.groupInfoResult(req.requestId, gi.groupId);
+  }
+
+  /**
+   * ListRooms on a v2 session (notes/v2-rooms-protocol.md): every room's MLS group, with its
+   * member count by the relay's record, and the rooms whose record counts me, with their members;
+   * never DMs or the lobby.
+   */
+  listRooms(user: DirectoryUser, req: ListRooms): ResponseFrame {
+    return { $case: "roomList", value: { requestId: req.requestId, joined: this.roomsOf(user.record.username), all: this.d.store.mls.roomSummaries(MAX_LISTED_ROOMS) } };
+  }
+
+  /** The rooms whose MLS group counts the user as a member by the relay's record, with their members (Welcome.rooms on a v2 session). */
+  roomsOf(username: string): Array<{ room: string; members: string[] }> {
+    return this.d.store.mls.roomsOfMember(username, MAX_ROOMS_PER_USER);
   }
 
   /** FetchGroupInfo by group id or conversation id. */

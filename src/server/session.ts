@@ -189,6 +189,7 @@ class AuthenticatedSession implements RoutedSession {
       case "fetchGroupInfo":
       case "sendCommit":
       case "fetchCommits":
+      case "recreateRoom":
         return this.mlsRequest(frame);
       default: {
         const unreachable: never = frame;
@@ -416,7 +417,7 @@ class AuthenticatedSession implements RoutedSession {
    * bucket, fetches one of the lookup bucket, before any check. A refusal is a RequestError, except
    * for SendCommit, always answered by a CommitResult.
    */
-  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" }>): Promise<void> {
+  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" | "recreateRoom" }>): Promise<void> {
     const { deps } = this;
     const requestId = frame.value.requestId;
     const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
@@ -438,6 +439,8 @@ class AuthenticatedSession implements RoutedSession {
           return await this.reply({ $case: "commitResult", value: this.mlsDs.sendCommit(this.user, frame.value) });
         case "fetchCommits":
           return await this.reply(this.mlsDs.fetchCommits(this.user, frame.value));
+        case "recreateRoom":
+          return await this.reply(this.mlsDs.recreateRoom(this.user, frame.value));
       }
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
@@ -456,6 +459,11 @@ class AuthenticatedSession implements RoutedSession {
       if (!this.bucket.take(this.deps.clock())) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `too many requests: this relay accepts ${this.deps.limits.messagesPerSecond} per second (bursts of ${this.deps.limits.burst}); wait a moment and try again`);
+      }
+      if (this.protocolVersion === 2) {
+        // notes/v2-rooms-protocol.md: rooms are MLS groups; the v1 room tables are not used.
+        if (frame.$case === "listRooms") return await this.reply(this.mlsDs.listRooms(this.user, frame.value));
+        throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `this session speaks protocol v2: rooms are MLS groups, joined by external commit and left by a leave proposal, and their members are read from the group (${frame.$case === "joinRoom" ? "JoinRoom" : frame.$case === "leaveRoom" ? "LeaveRoom" : "ListMembers"} is protocol v1)`);
       }
       switch (frame.$case) {
         case "joinRoom":

@@ -3,7 +3,9 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import { keyTag, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
+import { makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -23,16 +25,23 @@ afterEach(async () => {
 describe("light directory", () => {
   it("Welcome lists who is online and my rooms' members, without keys; not offline strangers", async () => {
     relay = await TestRelay.start();
+    // A room is an MLS group (protocol v2): bob creates #ops and adds alice; the relay's record
+    // of the group's members is what Welcome.rooms (and so the directory) follows.
+    const a0 = await relay.connect(alice);
+    const pa = await mlsPerson(alice);
+    await must(a0, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pa)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
     const b = await relay.connect(bob);
-    b.write({ $case: "joinRoom", value: { requestId: 1, room: "#ops" } });
-    await b.next("roomEvent", (e) => e.username === "bob");
+    const ops = await MlsGroup.create((await mlsPerson(bob)).client, "#ops");
+    await must(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ops.groupInfo()) } }, "groupInfoResult");
+    const kps = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const add = await ops.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: ["alice"] });
+    expect(await sendCommit(b, add.commit, undefined, { added: ["alice"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true });
     await relay.disconnect(b, "bob");
+    await relay.disconnect(a0, "alice");
     const d = await relay.connect(dave); // bound, then offline: a stranger to alice
     await relay.disconnect(d, "dave");
     await relay.connect(carol); // online
-    const a = await relay.connect(alice);
-    a.write({ $case: "joinRoom", value: { requestId: 2, room: "#ops" } });
-    await a.next("roomEvent", (e) => e.username === "alice");
+    await relay.connect(alice);
 
     const again = relay.open();
     const w = await again.handshake(alice); // replaces the session: a fresh Welcome

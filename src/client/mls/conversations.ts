@@ -25,6 +25,7 @@ import { Committer } from "./commit.js";
 import { DM_WELCOME_WAIT_MS, EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
 import { KeyPackageKeeper } from "./key-packages.js";
 import { Receiver } from "./receive.js";
+import { Recreator } from "./recreate.js";
 import { Sender } from "./send.js";
 
 export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
@@ -41,6 +42,7 @@ export class MlsConversations {
     this.c = new Committer(this.s);
     this.r.c = this.c;
     this.c.r = this.r;
+    this.r.recreator = new Recreator(this.s, this.c);
     this.o = new Sender(this.s, this.c);
     this.s.flushSoon = (conv) => { void this.s.run(() => this.o.flush(conv)).catch((e: unknown) => d.logger.warn("mls.send.failed", { conversation: conv, error: (e as Error).message })); };
   }

@@ -49,6 +49,12 @@ export interface DsApi {
   claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>>;
   /** Registers a new group (first for its conversation wins: else BAD_CONVERSATION) or publishes the GroupInfo of the epoch my commit made. */
   publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>>;
+  /**
+   * Re-creates a room (notes/v2-rooms-protocol.md): the GroupInfo of my new group for a room
+   * whose current group I created replaces it at the relay (FORGED_SENDER when I did not).
+   * Optional: a Delivery Service without it cannot re-create rooms.
+   */
+  recreateRoom?(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>>;
   /** The newest GroupInfo by group id or conversation id; UNKNOWN_GROUP when none. */
   fetchGroupInfo(by: { readonly groupId: Uint8Array } | { readonly conversationId: string }): Promise<DsResult<DsGroupInfo>>;
   sendCommit(c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken>;

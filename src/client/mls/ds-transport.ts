@@ -116,6 +116,12 @@ export class DsTransport implements DsApi {
     return { ok: true, groupId: r.groupId, groupInfo: r.groupInfo, groupInfoEpoch: r.groupInfoEpoch, currentEpoch: r.currentEpoch };
   }
 
+  async recreateRoom(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>> {
+    const r = await this.ask((requestId) => ({ $case: "recreateRoom", value: { requestId, groupInfo: Buffer.from(groupInfo) } }), "groupInfoResult");
+    if ("ok" in r) return r;
+    return { ok: true, groupId: r.groupId, groupInfo: r.groupInfo, groupInfoEpoch: r.groupInfoEpoch, currentEpoch: r.currentEpoch };
+  }
+
   async fetchGroupInfo(by: { readonly groupId: Uint8Array } | { readonly conversationId: string }): Promise<DsResult<DsGroupInfo>> {
     const key = "groupId" in by ? { groupId: Buffer.from(by.groupId), conversationId: "" } : { groupId: Buffer.alloc(0), conversationId: by.conversationId };
     const r = await this.ask((requestId) => ({ $case: "fetchGroupInfo", value: { requestId, ...key } }), "groupInfoResult");

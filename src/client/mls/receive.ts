@@ -15,6 +15,7 @@ import { readFraming, sameBytes } from "./framing.js";
 import { judgeCommit, linesOf, refusedLine, type Refusal } from "./policy.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
+import type { Recreator } from "./recreate.js";
 
 /** How many processed MLS message ids are remembered to drop redeliveries silently. */
 const PROCESSED_IDS_KEPT = 4_096;
@@ -26,6 +27,8 @@ export class Receiver {
   private readonly splitShown = new Set<string>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
   c!: Committer;
+  /** Re-creating a room after a commit refused by policy (recreate.ts); set by the engine. */
+  recreator: Recreator | undefined;
 
   constructor(private readonly s: EngineState) {}
 
@@ -160,7 +163,13 @@ export class Receiver {
     // label (§9): a relay naming another member is logged, and the line names the signer.
     const by = joined.addedBy.username;
     if (by !== item.sender) this.s.d.logger.warn("mls.welcome.sender_mismatch", { conversation: conv, relay: item.sender, signer: by });
-    if (before !== undefined && before !== g) before.destroy();
+    if (before?.active === true && conv.startsWith("#") && !sameBytes(before.groupId, g.groupId) && this.recreator?.followsRecreate(conv, before, g, joined.addedBy) !== true) {
+      // A new group for a room I am in: only its creator's re-creation is followed (recreate.ts).
+      g.destroy();
+      this.s.d.store.saveGroup(before);
+      return;
+    }
+    if (before !== undefined && before !== g) { before.destroy(); this.s.held.drop(conv); }
     this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, names);
     this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
@@ -299,6 +308,7 @@ export class Receiver {
       if (verdict?.why === "policy") {
         this.s.d.logger.warn("mls.commit.refused_by_policy", { conversation: conv, by: verdict.change.committer.username });
         this.s.line(conv, refusedLine(verdict.change, creator, this.s.d.clock()));
+        this.recreator?.refused(conv, g, verdict.change.committer.username);
       } else {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });

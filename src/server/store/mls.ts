@@ -108,6 +108,14 @@ function prepareMlsStatements(db: DatabaseSync) {
     commitBytes: p(`SELECT sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch = ?`),
     commitsFrom: p(`SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
     commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
+    groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
+    membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
+    commitsDelete: p(`DELETE FROM mls_commits WHERE group_id = ?`),
+    roomSummaries: p(`SELECT g.conversation_id AS room, COUNT(m.username) AS n FROM mls_groups g
+                      LEFT JOIN mls_group_members m ON m.group_id = g.group_id
+                      WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id LIMIT ?`),
+    roomsOfMember: p(`SELECT g.group_id, g.conversation_id FROM mls_group_members m JOIN mls_groups g ON g.group_id = m.group_id
+                      WHERE m.username = ? AND g.conversation_id LIKE '#%' ORDER BY g.conversation_id LIMIT ?`),
   };
 }
 
@@ -204,6 +212,36 @@ export class MlsDeliveryStore {
       this.s.memberPut.run(g.groupId, g.creator);
       return "created";
     });
+  }
+
+  /**
+   * Re-creating a room (notes/v2-rooms-protocol.md): in one transaction, the room's current group
+   * (`old`: its record, its membership hint, its kept commits) is dropped and `g` registered in
+   * its place, its creator its only member. "changed": the room's group is no longer `old` (a
+   * race with another change); "group-exists": `g`'s id is taken. The caller checked who asks.
+   */
+  replaceGroup(old: Buffer, g: MlsGroupRecord): CreateGroupOutcome | "changed" {
+    return this.transaction(() => {
+      const cur = this.s.groupByConversation.get(g.conversationId) as Row | undefined;
+      if (cur === undefined || !buf(cur.group_id).equals(old)) return "changed";
+      if (this.s.groupGet.get(g.groupId) !== undefined) return "group-exists";
+      this.s.commitsDelete.run(old);
+      this.s.membersDelete.run(old);
+      this.s.groupDelete.run(old);
+      this.s.groupPut.run(g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock());
+      this.s.memberPut.run(g.groupId, g.creator);
+      return "created";
+    });
+  }
+
+  /** Every room's group (never DMs or the lobby) with its member count by the hint, by name; at most `limit`. */
+  roomSummaries(limit: number): Array<{ readonly room: string; readonly memberCount: number }> {
+    return (this.s.roomSummaries.all(limit) as Row[]).map((r) => ({ room: str(r.room), memberCount: num(r.n) }));
+  }
+
+  /** The rooms whose group counts the user as a member by the hint, with their members (sorted); at most `limit`. */
+  roomsOfMember(username: string, limit: number): Array<{ readonly room: string; readonly members: string[] }> {
+    return (this.s.roomsOfMember.all(username, limit) as Row[]).map((r) => ({ room: str(r.conversation_id), members: this.groupMembers(Buffer.from(buf(r.group_id))) }));
   }
 
   /** Whether the relay's hint counts the user as a member of the group. */

@@ -408,6 +408,9 @@ export interface SessionRequest {
     | //
     /** Protocol v2 (PROTOCOL-v2.md §6.2): an MLS application message or proposal. */
     { $case: "sendMls"; value: SendMls }
+    | //
+    /** Re-creating a room (notes/v2-rooms-protocol.md); answered by a GroupInfoResult. */
+    { $case: "recreateRoom"; value: RecreateRoom }
     | undefined;
 }
 
@@ -442,7 +445,10 @@ export interface Ack {
   seqs: number[];
 }
 
-/** Joins a room, creating it on first join. */
+/**
+ * Joins a room, creating it on first join. Protocol v1 only: a v2 session is refused (BAD_FRAME;
+ * a room is an MLS group, joined by external commit). Likewise LeaveRoom and ListMembers.
+ */
 export interface JoinRoom {
   requestId: number;
   /** Room name including the leading '#'. */
@@ -523,7 +529,10 @@ export interface Welcome {
   username: string;
   /** Light entries (no keys) for every user online now and every member of my rooms. */
   directory: DirectoryEntry[];
-  /** Rooms this user belongs to, each with its members. */
+  /**
+   * Rooms this user belongs to, each with its members. Protocol v2: the rooms whose MLS group
+   * counts the user by the relay's membership record (a hint; the group's tree is membership).
+   */
   rooms: RoomInfo[];
   /** How many queued envelopes follow in DeliverBatch frames. */
   queued: number;
@@ -629,7 +638,10 @@ export interface RoomInfo {
   members: string[];
 }
 
-/** Answer to ListRooms. */
+/**
+ * Answer to ListRooms. Protocol v2: from the rooms' MLS groups (never DMs or the lobby), members
+ * and counts by the relay's membership record (notes/v2-rooms-protocol.md).
+ */
 export interface RoomList {
   requestId: number;
   /** Rooms this user belongs to. */
@@ -768,6 +780,18 @@ export interface KeyPackageList {
  * commit made that epoch, or the creator before any commit).
  */
 export interface PublishGroupInfo {
+  requestId: number;
+  groupInfo: Buffer;
+}
+
+/**
+ * Re-creates a room (notes/v2-rooms-protocol.md): the GroupInfo (first epoch) of a NEW group
+ * for a room that has one. The relay makes it the room's group in place of the old one (whose
+ * record, membership hint and kept commits it drops) only when the session's user created the
+ * old one; a room without a group gets it as any new group. Members decide for themselves
+ * whether to follow: the new group must name the same creator, and its Welcome come from them.
+ */
+export interface RecreateRoom {
   requestId: number;
   groupInfo: Buffer;
 }
@@ -942,6 +966,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "sendMls":
         SendMls.encode(message.frame.value, writer.uint32(138).fork()).join();
         break;
+      case "recreateRoom":
+        RecreateRoom.encode(message.frame.value, writer.uint32(146).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1095,6 +1122,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.frame = { $case: "sendMls", value: SendMls.decode(reader, reader.uint32()) };
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.frame = { $case: "recreateRoom", value: RecreateRoom.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1167,6 +1202,10 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "sendMls", value: SendMls.fromJSON(object.sendMls) }
         : isSet(object.send_mls)
         ? { $case: "sendMls", value: SendMls.fromJSON(object.send_mls) }
+        : isSet(object.recreateRoom)
+        ? { $case: "recreateRoom", value: RecreateRoom.fromJSON(object.recreateRoom) }
+        : isSet(object.recreate_room)
+        ? { $case: "recreateRoom", value: RecreateRoom.fromJSON(object.recreate_room) }
         : undefined,
     };
   },
@@ -1207,6 +1246,8 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.fetchCommits = FetchCommits.toJSON(message.frame.value);
     } else if (message.frame?.$case === "sendMls") {
       obj.sendMls = SendMls.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "recreateRoom") {
+      obj.recreateRoom = RecreateRoom.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1316,6 +1357,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "sendMls": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "sendMls", value: SendMls.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "recreateRoom": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "recreateRoom", value: RecreateRoom.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -5740,6 +5787,99 @@ export const PublishGroupInfo: MessageFns<PublishGroupInfo> = {
   },
   fromPartial(object: DeepPartial<PublishGroupInfo>): PublishGroupInfo {
     const message = createBasePublishGroupInfo();
+    message.requestId = object.requestId ?? 0;
+    message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRecreateRoom(): RecreateRoom {
+  return { requestId: 0, groupInfo: Buffer.alloc(0) };
+}
+
+export const RecreateRoom: MessageFns<RecreateRoom> = {
+  encode(message: RecreateRoom, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.groupInfo.length !== 0) {
+      writer.uint32(18).bytes(message.groupInfo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecreateRoom {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecreateRoom();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groupInfo = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecreateRoom {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      groupInfo: isSet(object.groupInfo)
+        ? Buffer.from(bytesFromBase64(object.groupInfo))
+        : isSet(object.group_info)
+        ? Buffer.from(bytesFromBase64(object.group_info))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RecreateRoom): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.groupInfo.length !== 0) {
+      obj.groupInfo = base64FromBytes(message.groupInfo);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecreateRoom>): RecreateRoom {
+    return RecreateRoom.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecreateRoom>): RecreateRoom {
+    const message = createBaseRecreateRoom();
     message.requestId = object.requestId ?? 0;
     message.groupInfo = object.groupInfo ?? Buffer.alloc(0);
     return message;

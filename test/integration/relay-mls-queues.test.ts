@@ -261,19 +261,37 @@ describe("MLS through the queues", () => {
     expect(await openAll(gc, await takeMls(c, 1))).toEqual(["epoch 3"]);
   });
 
-  it("envelopes queued for a user before it moved to v2 are still delivered (as Envelopes: the client drops them) and acked", async () => {
-    relay = await TestRelay.start();
-    const b1 = await relay.connect(bob); // a v1 session
-    await b1.lookupKeys(["alice"]);
-    const a1 = await relay.connect(alice);
-    await relay.disconnect(a1, "alice");
-    await b1.sendAccepted(seal(bob, "dm:alice:bob", [alice], "sent under v1"));
-    const a2 = await connectV2(relay, alice);
-    const [d] = await a2.deliveries(1);
-    expect(d!.envelope?.header?.sender).toBe("bob");
-    expect(d!.mls).toBeUndefined();
-    a2.ack([d!.seq]);
-    await waitForEmptyQueue(relay, "alice");
+  it("envelopes queued for a user before the relay moved to v2 are still delivered (as Envelopes: the client drops them) and acked", async () => {
+    // The relay as it was before the cut-over: it took v1 Hellos (protocolVersions [1, 2]).
+    const before = await TestRelay.start({ protocolVersions: [1, 2] });
+    try {
+      const b1 = before.open();
+      await b1.handshake(bob, undefined, { protocolVersion: 1 });
+      await b1.lookupKeys(["alice"]);
+      const a1 = before.open();
+      await a1.handshake(alice, undefined, { protocolVersion: 1 });
+      await before.disconnect(a1, "alice");
+      await b1.sendAccepted(seal(bob, "dm:alice:bob", [alice], "sent under v1"));
+      await before.stop();
+
+      // Upgraded in place (the same data dir, the default versions: 2 only).
+      relay = await TestRelay.start({ dataDir: before.dataDir });
+      const old = relay.open();
+      old.hello(bob, { protocolVersion: 1 });
+      expect((await old.status()).details).toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");
+      const a2 = await connectV2(relay, alice);
+      expect(a2.welcome.queued).toBe(1);
+      const [d] = await a2.deliveries(1);
+      expect(d!.envelope?.header?.sender).toBe("bob");
+      expect(d!.mls).toBeUndefined();
+      a2.ack([d!.seq]);
+      await waitForEmptyQueue(relay, "alice");
+      await a2.barrier();
+      expect(a2.has("deliver")).toBe(false);
+    } finally {
+      await relay?.cleanup();
+      await before.cleanup();
+    }
   });
 
   it("a relay restart in the middle loses nothing: Welcome, commit and messages reach the offline member after it", async () => {

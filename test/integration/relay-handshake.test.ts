@@ -4,11 +4,11 @@
 import { createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import { keyTag, proofBytes, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { MlsTalk } from "../helpers/mls-talk.js";
-import { handMadeHello, type EndStatus, type RawSession } from "../helpers/raw-session.js";
+import { handMadeHello, seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -210,6 +210,18 @@ describe("relay handshake", () => {
     const v1 = relay.open();
     expect((await v1.handshake(alice, undefined, { protocolVersion: 1 })).username).toBe("alice");
     expect(relay.events("session.open").at(-1)).toMatchObject({ user: "alice", protocol: 1 });
+    // Even there, protocol v1's send is gone (issue 12): a SendEnvelope is refused with one
+    // sentence and nothing is stored; the session goes on.
+    const b = await relay.connect(bob);
+    const r = await v1.send(seal(alice, "dm:alice:bob", [bob], "a v1 envelope"));
+    expect({ status: r.status, code: r.code, detail: r.detail }).toEqual({
+      status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME,
+      detail: "this session speaks protocol v2: send MLS messages with SendMls; SendEnvelope is protocol v1",
+    });
+    await v1.barrier();
+    await b.barrier();
+    expect(b.has("deliver")).toBe(false);
+    expect(relay.events("send.accepted")).toEqual([]);
   });
 
   it("ends a handshake that does not complete in time with DEADLINE_EXCEEDED", async () => {

@@ -25,9 +25,6 @@ import type { Logger } from "../protocol/log.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
 import type { AckRequest, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 
-/** Longest a commit waits for envelopes whose signatures are still being checked. */
-const LINGER_MS = 2;
-
 /** How a submitted envelope ended: stored (or found stored before), or refused for its whole batch. */
 export type CommitResult =
   | { readonly ok: true; readonly duplicate: boolean }
@@ -80,9 +77,6 @@ export class GroupCommitter {
   private scheduled: NodeJS.Immediate | undefined;
   /** Acks waiting for the next transaction (with the envelopes, or alone without an fsync). */
   private acks: AckRequest[] = [];
-  /** Envelopes being admitted (their signatures are checked on the thread pool). */
-  private admitting = 0;
-  private linger: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
@@ -142,30 +136,9 @@ export class GroupCommitter {
     return result;
   }
 
-  /**
-   * A session started admitting an envelope (its signature is being checked). While any are,
-   * the next commit waits for them, up to LINGER_MS: an fsync costs the same for one envelope
-   * as for fifty, and the checks finish on the thread pool, each in a callback of its own.
-   */
-  admissionStarted(): void {
-    this.admitting++;
-  }
-
-  /** That admission was submitted or refused. */
-  admissionEnded(): void {
-    this.admitting = Math.max(0, this.admitting - 1);
-    if (this.admitting === 0 && (this.batch.length > 0 || this.acks.length > 0)) this.schedule(true);
-  }
-
-  private schedule(now = false): void {
+  private schedule(): void {
     if (this.mode === "per-envelope") return;
-    if (this.admitting === 0 || now) {
-      if (this.linger !== undefined) clearTimeout(this.linger);
-      this.linger = undefined;
-      this.scheduled ??= setImmediate(() => this.commit());
-    } else {
-      this.linger ??= setTimeout(() => this.commit(), LINGER_MS);
-    }
+    this.scheduled ??= setImmediate(() => this.commit());
   }
 
   /**
@@ -190,8 +163,6 @@ export class GroupCommitter {
   private commit(): void {
     if (this.scheduled !== undefined) clearImmediate(this.scheduled);
     this.scheduled = undefined;
-    if (this.linger !== undefined) clearTimeout(this.linger);
-    this.linger = undefined;
     const batch = this.batch;
     this.commitAcks();
     if (batch.length === 0) return;

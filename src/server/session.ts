@@ -3,8 +3,8 @@
 //
 // Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
 // client that stops reading also stops being read (no unbounded buffering either way). The one
-// exception is a run of SendEnvelopes (or, in a protocol v2 session, SendMls: PROTOCOL-v2.md
-// §6.2, answered by SendResults in the same pipeline): each is checked at once, in order, and handed to the
+// exception is a run of SendMls (PROTOCOL-v2.md §6.2, answered by SendResults; a SendEnvelope,
+// protocol v1's send, is refused in the same pipeline): each is checked at once, in order, and handed to the
 // group commit, and the next frames are read while it waits for its transaction; the answers
 // still go out in frame order, and any other frame waits for the answers before it. A client
 // that sends a burst (an outbox after a reconnect) thus gets one commit for the burst, not one
@@ -14,8 +14,6 @@
 // The handshake (Hello, Challenge, Proof, binding, Welcome) is in handshake.ts.
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendMls, type SendResult } from "../gen/securechat/v1/chat.js";
-import { verifyEnvelopeSignatureAsync } from "../protocol/envelope.js";
-import { completeAdmission, precheckEnvelope } from "./admission.js";
 import { DeliveryPump } from "./delivery.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
@@ -91,8 +89,9 @@ class AuthenticatedSession implements RoutedSession {
   private readonly mlsDs: MlsDeliveryService;
 
   /**
-   * @param protocolVersion the Hello's: 2 speaks MLS (SendMls; SendEnvelope refused), 1 speaks
-   *   v1 envelopes (SendMls refused). Queued v1 envelopes are still delivered to a v2 session:
+   * @param protocolVersion the Hello's: 2 speaks MLS (SendMls); 1 (only where a relay is told to
+   *   accept it) may send neither. SendEnvelope is refused on every session. Queued v1
+   *   envelopes (from before the cut-over) are still delivered to a v2 session:
    *   its client drops them (it cannot open them; PROTOCOL-v2.md §10), and acks them.
    */
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1) {
@@ -232,105 +231,17 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /**
-   * SendEnvelope. A resend of an id this user got accepted (stored, or still being admitted by
-   * this or an older session) is answered as the first copy, before any limit (PROTOCOL.md §7.4):
-   * a limit must never make the sender show as failed a message its recipients have. Anything
-   * else is a new send (sendNew).
+   * SendEnvelope: protocol v1's send, refused on every session since the cut-over to v2 (issue
+   * 12; PROTOCOL-v2.md §10): a v1 client is told to upgrade at its Hello, so no session sends
+   * envelopes any more. Answered by a SendResult with BAD_FRAME and one sentence; nothing is
+   * stored. (Envelopes queued before the cut-over are still delivered and acked.)
    */
   private send(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
-    const { deps } = this;
-    const me = this.username;
     const h = req.envelope?.header;
-    if (this.protocolVersion === 2) {
-      const messageId = h !== undefined && h.messageId.length <= 64 ? h.messageId : Buffer.alloc(0);
-      deps.logger.info("send.refused", { user: me, code: "BAD_FRAME", detail: "v1 envelope on a v2 session", frameBytes });
-      return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME, queuedFor: [],
-        detail: "this session speaks protocol v2: send MLS messages with SendMls; SendEnvelope is protocol v1" });
-    }
-    if (h === undefined || h.sender !== me) return this.sendNew(req, frameBytes);
-    const first = deps.resends.lookup(me, h.messageId);
-    if (first !== undefined) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight" });
-      return first.then((r) => ({ ...r, messageId: h.messageId }));
-    }
-    if (h.messageId.length > 0 && h.messageId.length <= 64 && deps.store.wasAccepted(me, Buffer.from(h.messageId))) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored" });
-      return Promise.resolve({ messageId: h.messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
-    }
-    const answer = this.sendNew(req, frameBytes);
-    deps.resends.track(me, h.messageId, answer);
-    return answer;
-  }
-
-  /**
-   * A new SendEnvelope: the rate, §9's checks (synchronously, in frame order), then the group
-   * commit. Resolves with the answer once the envelope is stored for every recipient, or refused.
-   */
-  private async sendNew(req: SendEnvelope, frameBytes: number): Promise<SendResult> {
-    const { deps } = this;
-    const me = this.username;
-    const rawId = req.envelope?.header?.messageId;
-    const messageId = rawId !== undefined && rawId.length <= 64 ? rawId : Buffer.alloc(0);
-    try {
-      // The token is taken before any check, so refused envelopes count too: otherwise a flood
-      // of invalid envelopes would cost the relay a signature verification each, unlimited.
-      if (!this.bucket.take(deps.clock())) {
-        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} messages per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
-      }
-      const pre = precheckEnvelope(req.envelope, { user: this.user, limits: deps.limits });
-      // The signature is checked on the thread pool (it was a third of the relay's time on the
-      // event loop), overlapping with later frames. What follows runs in frame order, so the
-      // group commit, and so each recipient's queue, sees this session's envelopes as sent.
-      const verified = verifyEnvelopeSignatureAsync(pre.envelope, this.user.sigKey);
-      deps.committer.admissionStarted();
-      const turn = this.admissions.then(async () => {
-        if (!(await verified)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_ENVELOPE, "the envelope's signature does not verify");
-        const admission = completeAdmission(pre, {
-          user: this.user, directory: deps.directory, store: deps.store, limits: deps.limits,
-          isOnline: (u) => deps.router.isOnline(u),
-          inLobby: (u) => deps.lobby.includes(u),
-          isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueUsage: (u) => this.queueUsage(u),
-          nowMs: deps.clock(),
-        });
-        if (admission.kind === "duplicate") return { admission, committed: undefined };
-        const h = admission.envelope.header;
-        // Submitted inside the turn (the order); its commit is awaited outside it (the batch).
-        const committed = deps.committer.submit({
-          sender: me, messageId: h.messageId, conversationId: h.conversationId,
-          envelope: admission.bytes, recipients: admission.rows,
-        });
-        return { admission, committed };
-      });
-      this.admissions = turn.then(() => {}, () => {});
-      void turn.then(() => deps.committer.admissionEnded(), () => deps.committer.admissionEnded());
-      const { admission, committed: committing } = await turn;
-      if (admission.kind === "duplicate") {
-        // A resend of an envelope still waiting for its commit shares that commit's outcome.
-        const first = deps.committer.whenCommitted(me, admission.envelope.header.messageId);
-        const outcome = first === undefined ? undefined : await first;
-        if (outcome !== undefined && !outcome.ok) throw outcome.refusal;
-        deps.logger.info("send.duplicate", { user: me, frameBytes });
-        return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
-      }
-      const h = admission.envelope.header;
-      const committed = await committing!;
-      if (!committed.ok) throw committed.refusal;
-      if (committed.duplicate) {
-        deps.logger.info("send.duplicate", { user: me, frameBytes });
-        return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] };
-      }
-      deps.logger.info("send.accepted", {
-        user: me, conversation: admission.conversation.kind, recipients: h.recipients.length,
-        stored: admission.rows.length, queued: admission.queuedFor.length, frameBytes,
-      });
-      return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...admission.queuedFor] };
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
-      deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes });
-      return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
-    }
+    const messageId = h !== undefined && h.messageId.length <= 64 ? h.messageId : Buffer.alloc(0);
+    this.deps.logger.info("send.refused", { user: this.username, code: "BAD_FRAME", detail: "v1 envelope", frameBytes });
+    return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME, queuedFor: [],
+      detail: "this session speaks protocol v2: send MLS messages with SendMls; SendEnvelope is protocol v1" });
   }
 
   /**

@@ -161,6 +161,8 @@ class SqliteStore implements RelayStore {
       for (const room of this.rooms.roomsOf(username)) this.rooms.leaveRoomLocked(room, username);
       // Its KeyPackages name the old key: nobody may be added with them any more.
       this.mls.dropKeyPackagesLocked(username);
+      // Nor the old owner's MLS groups (the relay's record decides delivery and who may send).
+      this.mls.dropMembershipsLocked(username);
       return true;
     });
     this.queues.forgetUsage(username);

@@ -30,8 +30,9 @@ export function listBoundUsers(dataDir: string): UserRecord[] {
 
 /**
  * Forgets a binding so that a new key can claim the name (a user who lost their key). Their
- * queued envelopes (sealed to the old key, unreadable by a new one) and room memberships go
- * too: a new owner of the name must not inherit the old one's rooms. Peers will see the new
+ * queued envelopes (sealed to the old key, unreadable by a new one), room memberships, MLS
+ * group memberships and KeyPackages go too: a new owner of the name must not inherit the old
+ * one's rooms or groups. Peers will see the new
  * key as a key change. Returns false when the name was not bound.
  */
 export function releaseUsername(dataDir: string, username: string): boolean {

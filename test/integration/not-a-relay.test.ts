@@ -8,6 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ChatClient } from "../../src/client/chat-client.js";
 import { probe } from "../../src/client/not-a-relay.js";
 import { KnownRelays } from "../../src/client/known-relays.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { RelayTransport } from "../../src/client/relay-transport.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
@@ -54,9 +55,12 @@ const pinned = (): RelayTransport => ({ kind: "pinned", pins: KnownRelays.inMemo
 async function connectTo(port: number, transport: RelayTransport = PLAINTEXT): Promise<{ status: ConnectionStatus; client: ChatClient; seen: ConnectionStatus[] }> {
   const dir = mkdtempSync(join(tmpdir(), "sc-notrelay-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  // Protocol v2, as chat-tui speaks it (the relay refuses v1 Hellos).
+  const store = MlsKeyStore.open(join(dir, "alice_mls.db"), { username: alice.username, sigPrivate: alice.sigPrivate });
+  cleanups.push(() => store.close());
   const client = new ChatClient({
     identity: alice, server: `127.0.0.1:${port}`, trust: await TrustStore.open(join(dir, "alice_known_peers.json")),
-    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 }, transport,
+    state: ClientStateStore.open(":memory:"), reconnect: { initialMs: 50, maxMs: 200 }, transport, v2: { store },
   });
   cleanups.push(() => client.close());
   const seen: ConnectionStatus[] = [];

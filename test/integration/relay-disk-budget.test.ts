@@ -6,7 +6,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, SendStatus, type SendResult } from "../../src/gen/securechat/v1/chat.js";
-import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import {
@@ -15,7 +14,8 @@ import {
 import { GroupCommitter } from "../../src/server/group-commit.js";
 import { openStore, SQLITE_FULL, type AckRequest, type RelayStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, seal } from "../helpers/raw-session.js";
+import { sendMls } from "../helpers/mls-queues.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -49,14 +49,16 @@ describe("a full database", () => {
     const cap = 512 * 1024;
     const relay = await TestRelay.start({ maxDatabaseBytes: cap, limits: { messagesPerSecond: 100_000, burst: 100_000 } });
     cleanups.push(() => relay.cleanup());
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
 
     // Fill it: alice writes to offline bob until the relay says its storage is full.
     const accepted: string[] = [];
     let refusal: SendResult | undefined;
     for (let i = 0; refusal === undefined && i < 2000; i++) {
-      const r = await a.send(seal(alice, "dm:alice:bob", [bob], `fill ${i} ${"x".repeat(700)}`));
+      const r = await dm.send(a, "alice", `fill ${i} ${"x".repeat(700)}`);
       if (r.status === SendStatus.SEND_STATUS_ACCEPTED) accepted.push(`fill ${i}`);
       else refusal = r;
     }
@@ -72,9 +74,9 @@ describe("a full database", () => {
     // first, they free the space that the reply may then use.
     const b = await relay.connect(bob);
     const got = await b.deliveries(accepted.length, 15_000);
-    expect(got.map((d) => openDelivery(d, bob, [alice]).body.text.split(" x")[0])).toEqual(accepted);
-    const blocked = seal(bob, "dm:alice:bob", [alice], `reply ${"y".repeat(20_000)}`);
-    b.write({ $case: "send", value: { envelope: envelopeToWire(blocked) } });
+    expect((await dm.open("bob", got)).map((t) => t.split(" x")[0])).toEqual(accepted);
+    const blocked = await dm.encrypt("bob", `reply ${"y".repeat(20_000)}`);
+    b.write({ $case: "sendMls", value: { mls: blocked } });
     b.ack(got.map((d) => d.seq));
     const answer = await b.next("sendResult");
     expect(answer.status === SendStatus.SEND_STATUS_ACCEPTED || isStorageFull(answer)).toBe(true);
@@ -88,27 +90,36 @@ describe("a full database", () => {
 
     // The space the acks freed is used again: alice's messages go through, without an operator.
     const after = await waitUntil(async () => {
-      const r = await a.send(seal(alice, "dm:alice:bob", [bob], "after the drain"));
+      const r = await dm.send(a, "alice", "after the drain");
       return r.status === SendStatus.SEND_STATUS_ACCEPTED ? r : undefined;
     }, "the relay accepts again", 5000);
     expect(after.status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
-    const [d] = await again.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("after the drain");
+    // bob gets only the message after the drain (his acked rows are gone).
+    expect(await dm.open("bob", await again.deliveries(1))).toEqual(["after the drain"]);
     expect(onDisk(relay.dataDir)).toBeLessThanOrEqual(cap);
   }, 60_000);
 
   it("answers ACCEPTED to a resend of an accepted id while full (§7.4), and stores it once", async () => {
     const relay = await TestRelay.start({ maxDatabaseBytes: 256 * 1024, limits: { messagesPerSecond: 100_000, burst: 100_000 } });
     cleanups.push(() => relay.cleanup());
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
-    const first = seal(alice, "dm:alice:bob", [bob], "first");
-    expect((await a.send(first)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
+    const first = await dm.encrypt("alice", "first");
+    expect((await sendMls(a, first)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
     let full = false;
-    for (let i = 0; !full && i < 2000; i++) full = isStorageFull(await a.send(seal(alice, "dm:alice:bob", [bob], `pad ${"x".repeat(700)}`)));
+    for (let i = 0; !full && i < 2000; i++) full = isStorageFull(await dm.send(a, "alice", `pad ${"x".repeat(700)}`));
     expect(full).toBe(true);
-    const r = await a.send(first);
+    const r = await sendMls(a, first);
     expect({ status: r.status, detail: r.detail }).toEqual({ status: SendStatus.SEND_STATUS_ACCEPTED, detail: "" });
+    // Stored once: bob gets "first" once, then the padding accepted before the disk filled.
+    const b = await relay.connect(bob);
+    const queued = b.welcome.queued;
+    const got = await b.deliveries(queued, 15_000);
+    const texts = await dm.open("bob", got);
+    expect(texts.filter((t) => t === "first")).toHaveLength(1);
+    expect(texts[0]).toBe("first");
   }, 60_000);
 });
 

@@ -8,13 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
-import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { GroupCommitter, type CommitResult } from "../../src/server/group-commit.js";
 import { openStore, type EnqueueRequest, type RelayStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, seal } from "../helpers/raw-session.js";
+import { mlsId, sendMls } from "../helpers/mls-queues.js";
+import { grpcMessage, Http2Connection } from "../helpers/raw-http2.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -220,29 +221,32 @@ describe("group commit, through the relay", () => {
     relay = await TestRelay.start({ limits: { messagesPerSecond: 10_000, burst: 10_000 } });
     const ids = [alice, bob, carol, dave];
     const sessions = await Promise.all(ids.map((id) => relay!.connect(id)));
-    for (const s of sessions) {
-      s.write({ $case: "joinRoom", value: { requestId: 1, room: "#burst" } });
-    }
-    // Everyone sees the room with all four members before sealing to them.
-    await Promise.all(sessions.map((s) => s.next("roomEvent", (e) => e.members.length === 4)));
+    // The room's MLS group: alice makes it with all four members; each takes its Welcome.
+    const room = await MlsTalk.start(relay, sessions[0]!, ids, "#burst", sessions.slice(1));
+    const before = relay.running.stats();
 
     const perSender = 15;
     // Each session writes its whole burst at once, without waiting for answers.
-    const envelopes = ids.map((id) => Array.from({ length: perSender }, (_, i) => seal(id, "#burst", ids, `${id.username} ${i}`)));
+    const messages: Buffer[][] = [];
+    for (const id of ids) {
+      const mine = [];
+      for (let i = 0; i < perSender; i++) mine.push(await room.encrypt(id.username, `${id.username} ${i}`));
+      messages.push(mine);
+    }
     sessions.forEach((s, k) => {
-      for (const e of envelopes[k]!) s.write({ $case: "send", value: { envelope: envelopeToWire(e) } });
+      for (const m of messages[k]!) s.write({ $case: "sendMls", value: { mls: m } });
     });
     // Every send is answered ACCEPTED, in the order it was sent.
     for (const [k, s] of sessions.entries()) {
       const answers = [];
       for (let i = 0; i < perSender; i++) answers.push(await s.next("sendResult"));
       expect(answers.map((a) => a.status)).toEqual(Array(perSender).fill(SendStatus.SEND_STATUS_ACCEPTED));
-      expect(answers.map((a) => Buffer.from(a.messageId).toString("hex"))).toEqual(envelopes[k]!.map((e) => e.header.messageId.toString("hex")));
+      expect(answers.map((a) => Buffer.from(a.messageId).toString("hex"))).toEqual(messages[k]!.map((m) => mlsId(m).toString("hex")));
     }
-    // Each member gets the other three senders' envelopes, each once, each sender's in order.
+    // Each member gets the other three senders' messages, each once, each sender's in order.
     for (const [k, s] of sessions.entries()) {
       const got = await s.deliveries(3 * perSender);
-      const texts = got.map((d) => openDelivery(d, ids[k]!, ids).body.text);
+      const texts = await room.open(ids[k]!.username, got);
       expect(new Set(texts).size).toBe(texts.length);
       for (const [j, sender] of ids.entries()) {
         const fromSender = texts.filter((t) => t.startsWith(`${sender.username} `));
@@ -251,19 +255,21 @@ describe("group commit, through the relay", () => {
       s.ack(got.map((d) => d.seq));
     }
     const stats = relay.running.stats();
-    expect(stats.committedEnvelopes).toBe(4 * perSender);
-    // Bursts written at once were stored in fewer transactions than envelopes.
-    expect(stats.commits).toBeLessThan(stats.committedEnvelopes);
+    expect(stats.committedEnvelopes - before.committedEnvelopes).toBe(4 * perSender);
+    // Bursts written at once were stored in fewer transactions than messages.
+    expect(stats.commits - before.commits).toBeLessThan(stats.committedEnvelopes - before.committedEnvelopes);
     expect(stats.largestBatch).toBeGreaterThan(1);
   });
 
   it("answers a resend that arrives while the first copy waits for its commit ACCEPTED, stores it once, and answers in frame order", async () => {
     relay = await TestRelay.start();
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
-    const env = envelopeToWire(seal(alice, "dm:alice:bob", [bob], "twice in a row"));
-    a.write({ $case: "send", value: { envelope: env } });
-    a.write({ $case: "send", value: { envelope: env } });
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
+    const mls = await dm.encrypt("alice", "twice in a row");
+    a.write({ $case: "sendMls", value: { mls } });
+    a.write({ $case: "sendMls", value: { mls } });
     a.write({ $case: "ping", value: { nonce: 7 } });
     // Frames after a send are answered after it: the Pong follows both SendResults.
     await a.next("pong", (p) => p.nonce === 7);
@@ -276,8 +282,7 @@ describe("group commit, through the relay", () => {
 
     const b = await relay.connect(bob);
     expect(b.welcome.queued).toBe(1);
-    const [d] = await b.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("twice in a row");
+    expect(await dm.open("bob", await b.deliveries(1))).toEqual(["twice in a row"]);
     await b.barrier();
     expect(b.has("deliver")).toBe(false);
   });
@@ -287,50 +292,68 @@ describe("group commit, through the relay", () => {
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);
     await a.nextPresence("bob", true);
+    const dm = await MlsTalk.start(relay, b, [bob, alice], "dm:alice:bob", [a]);
     const n = 12;
-    for (let i = 0; i < n; i++) await b.send(seal(bob, "dm:alice:bob", [alice], `to alice ${i}`));
+    for (let i = 0; i < n; i++) await sendMls(b, await dm.encrypt("bob", `to alice ${i}`));
     const got = await a.deliveries(n);
+    expect(await dm.open("alice", got)).toEqual(Array.from({ length: n }, (_, i) => `to alice ${i}`));
     const before = relay.running.stats();
+    const from = relay.logs.length; // alice's ack of her Welcome is before
 
-    // A chatting client: each send followed by an ack of something it received, written at once.
-    const mine = Array.from({ length: n }, (_, i) => seal(alice, "dm:alice:bob", [bob], `to bob ${i}`));
-    mine.forEach((e, i) => {
-      a.write({ $case: "send", value: { envelope: envelopeToWire(e) } });
-      a.ack([got[i]!.seq]);
-    });
-    const answers = [];
-    for (let i = 0; i < n; i++) answers.push(await a.next("sendResult"));
-    expect(answers.map((r) => r.status)).toEqual(Array(n).fill(SendStatus.SEND_STATUS_ACCEPTED));
-    const after = relay.running.stats();
-    expect(after.committedEnvelopes - before.committedEnvelopes).toBe(n);
-    // An ack that waited for the sends before it would always be logged after the i-th send's
-    // acceptance. Taken as it is read, acks come before (all of them, unless the network split
-    // every send from its ack and the relay stored each send in between: the check asks for one).
-    const at = (event: string): number[] => relay!.logs.flatMap((l, i) => (l["user"] === "alice" && l.event === event ? [i] : []));
-    const [acks, accepted] = [at("ack"), at("send.accepted")];
-    expect([acks.length, accepted.length]).toEqual([n, n]);
-    expect(acks.some((ackAt, i) => ackAt < accepted[i]!)).toBe(true);
-    // And the acks took effect: nothing is delivered to alice again after she reconnects.
-    await a.barrier();
-    a.close();
+    // A chatting client: each send followed by an ack of something it received. Written as ONE
+    // write of the stream (a second session of alice's, by hand over HTTP/2, replacing the
+    // first), so the relay reads them all at once: a SendMls is checked synchronously, and a
+    // send and its ack read in separate turns would show nothing about the order.
+    const mine: Buffer[] = [];
+    for (let i = 0; i < n; i++) mine.push(await dm.encrypt("alice", `to bob ${i}`));
+    const conn = await Http2Connection.open(relay.running.port, undefined, "127.0.0.1", relay.running.tls);
+    try {
+      const h = conn.stream();
+      await h.handshake(alice);
+      h.writeRaw(Buffer.concat(mine.flatMap((m, i) => [
+        grpcMessage({ $case: "sendMls", value: { mls: m } }), grpcMessage({ $case: "ack", value: { seqs: [got[i]!.seq] } }),
+      ])));
+      const answers = [];
+      for (let i = 0; i < n; i++) answers.push(await h.next("sendResult"));
+      expect(answers.map((r) => r.status)).toEqual(Array(n).fill(SendStatus.SEND_STATUS_ACCEPTED));
+      expect(answers.map((r) => Buffer.from(r.messageId).toString("hex"))).toEqual(mine.map((m) => mlsId(m).toString("hex")));
+      const after = relay.running.stats();
+      expect(after.committedEnvelopes - before.committedEnvelopes).toBe(n);
+      // An ack that waited for the sends before it would always be logged after the i-th send's
+      // acceptance. Taken as it is read, acks come before (all of them, unless the network split
+      // every send from its ack and the relay stored each send in between: the check asks for one).
+      const at = (event: string): number[] => relay!.logs.flatMap((l, i) => (i >= from && l["user"] === "alice" && l.event === event ? [i] : []));
+      const [acks, accepted] = [at("ack"), at("send.accepted")];
+      expect([acks.length, accepted.length]).toEqual([n, n]);
+      expect(acks.some((ackAt, i) => ackAt < accepted[i]!)).toBe(true);
+      // And the acks took effect: nothing is delivered to alice again after she reconnects.
+      h.write({ $case: "ping", value: { nonce: 5 } });
+      await h.next("pong", (p) => p.nonce === 5);
+      h.close();
+      await relay.waitForLog("session.close", (l) => l.user === "alice" && l.reason !== "replaced");
+    } finally {
+      conn.close();
+    }
     const again = await relay.connect(alice);
     expect(again.welcome.queued).toBe(0);
-    expect((await b.deliveries(n)).map((d) => openDelivery(d, bob, [alice]).body.text)).toEqual(mine.map((_, i) => `to bob ${i}`));
+    expect(await dm.open("bob", await b.deliveries(n))).toEqual(mine.map((_, i) => `to bob ${i}`));
   });
 
   it("on a full disk refuses with STORAGE_UNAVAILABLE, stores nothing half, keeps serving, and stores again once there is room", async () => {
     relay = await TestRelay.start({ maxDatabaseBytes: 640 * 1024, limits: { messagesPerSecond: 1000, burst: 1000 } });
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
     const c = await relay.connect(carol);
     const d = await relay.connect(dave);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
 
-    // alice fills bob's queue with ~60 KB envelopes until the database is full.
+    // alice fills bob's queue with ~60 KB messages until the database is full.
     const accepted: string[] = [];
     let refusal;
     for (let i = 0; i < 40 && refusal === undefined; i++) {
       const text = `${i}:`.padEnd(60_000, "x");
-      const r = await a.send(seal(alice, "dm:alice:bob", [bob], text));
+      const r = await dm.send(a, "alice", text);
       if (r.status === SendStatus.SEND_STATUS_ACCEPTED) accepted.push(text);
       else refusal = r;
     }
@@ -348,19 +371,18 @@ describe("group commit, through the relay", () => {
     expect((await c.next("roomList")).requestId).toBe(9);
     await d.barrier();
 
-    // bob gets exactly what was accepted, nothing of the refused envelope; his acks make room.
+    // bob gets exactly what was accepted, nothing of the refused message; his acks make room.
     const b = await relay.connect(bob);
     await c.nextPresence("bob", true);
     expect(b.welcome.queued).toBe(accepted.length);
     const got = await b.deliveries(accepted.length);
-    expect(got.map((x) => openDelivery(x, bob, [alice]).body.text)).toEqual(accepted);
+    expect(await dm.open("bob", got)).toEqual(accepted);
     b.ack(got.map((x) => x.seq));
     await b.barrier();
     await b.barrier();
     expect(b.has("deliver")).toBe(false);
-    const retry = await a.send(seal(alice, "dm:alice:bob", [bob], "room again"));
+    const retry = await dm.send(a, "alice", "room again");
     expect(retry.status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
-    const [last] = await b.deliveries(1);
-    expect(openDelivery(last!, bob, [alice]).body.text).toBe("room again");
+    expect(await dm.open("bob", await b.deliveries(1))).toEqual(["room again"]);
   });
 });

@@ -4,10 +4,11 @@
 import { createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import { keyTag, proofBytes, signProof, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
-import { handMadeHello, openDelivery, seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
+import { handMadeHello, seal, type EndStatus, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -187,11 +188,40 @@ describe("relay handshake", () => {
     }
   });
 
-  it("refuses a protocol version other than 1 and 2", async () => {
+  it("refuses a protocol version other than 2, telling a v1 client to upgrade in one sentence (PROTOCOL-v2.md §10)", async () => {
     relay = await TestRelay.start();
     const s = relay.open();
     s.hello(alice, { protocolVersion: 3 });
-    expectEnd(await s.status(), GrpcStatus.INVALID_ARGUMENT, /protocol version 3 is not supported: this relay speaks versions 1 and 2/, "ERROR_CODE_BAD_FRAME");
+    expectEnd(await s.status(), GrpcStatus.INVALID_ARGUMENT, /^protocol version 3 is not supported: this relay speaks version 2$/, "ERROR_CODE_BAD_FRAME");
+    const v1 = relay.open();
+    v1.hello(alice, { protocolVersion: 1 });
+    expectEnd(await v1.status(), GrpcStatus.INVALID_ARGUMENT,
+      /^this relay speaks secure-chat protocol v2: upgrade your client \(npm install -g secure-chat@2\)$/, "ERROR_CODE_BAD_FRAME");
+    expect(v1.has("challenge")).toBe(false);
+    // Nothing was bound by the refused Hellos: alice can still claim her name, in v2.
+    expect((await relay.connect(alice)).welcome.username).toBe("alice");
+  });
+
+  it("a relay told to accept versions 1 and 2 (protocolVersions) refuses 3 naming both, and greets a v1 Hello", async () => {
+    relay = await TestRelay.start({ protocolVersions: [1, 2] });
+    const s = relay.open();
+    s.hello(alice, { protocolVersion: 3 });
+    expectEnd(await s.status(), GrpcStatus.INVALID_ARGUMENT, /^protocol version 3 is not supported: this relay speaks versions 1 and 2$/, "ERROR_CODE_BAD_FRAME");
+    const v1 = relay.open();
+    expect((await v1.handshake(alice, undefined, { protocolVersion: 1 })).username).toBe("alice");
+    expect(relay.events("session.open").at(-1)).toMatchObject({ user: "alice", protocol: 1 });
+    // Even there, protocol v1's send is gone (issue 12): a SendEnvelope is refused with one
+    // sentence and nothing is stored; the session goes on.
+    const b = await relay.connect(bob);
+    const r = await v1.send(seal(alice, "dm:alice:bob", [bob], "a v1 envelope"));
+    expect({ status: r.status, code: r.code, detail: r.detail }).toEqual({
+      status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_FRAME,
+      detail: "this session speaks protocol v2: send MLS messages with SendMls; SendEnvelope is protocol v1",
+    });
+    await v1.barrier();
+    await b.barrier();
+    expect(b.has("deliver")).toBe(false);
+    expect(relay.events("send.accepted")).toEqual([]);
   });
 
   it("ends a handshake that does not complete in time with DEADLINE_EXCEEDED", async () => {
@@ -212,6 +242,7 @@ describe("relay handshake", () => {
     const b = await relay.connect(bob);
     const old = await relay.connect(alice);
     await b.nextPresence("alice", true);
+    const dm = await MlsTalk.start(relay, old, [alice, bob], "dm:alice:bob", [b]);
 
     const fresh = await relay.connect(alice);
     const notice = await old.next("error");
@@ -220,9 +251,8 @@ describe("relay handshake", () => {
     expect(fresh.welcome.directory.find((e) => e.username === "alice")?.online).toBe(true);
 
     // The new session works, and bob never saw alice go offline.
-    await fresh.sendAccepted(seal(alice, "dm:alice:bob", [bob], "new device, same me"));
-    const [d] = await b.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("new device, same me");
+    await dm.sendAccepted(fresh, "alice", "new device, same me");
+    expect(await dm.receive(b, "bob", 1)).toEqual(["new device, same me"]);
     await b.barrier();
     expect(b.sawPresence("alice", false)).toBe(false);
     await relay.waitForLog("session.close", (l) => l.user === "alice" && l.reason === "replaced");
@@ -232,6 +262,7 @@ describe("relay handshake", () => {
     relay = await TestRelay.start({ limits: { maxSessions: 2 } });
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
     // A third user is refused once it has proven its key (a stream in its handshake takes no
     // session slot: PROTOCOL.md §8); nothing of it is bound.
     const third = relay.open();
@@ -241,9 +272,8 @@ describe("relay handshake", () => {
     const again = await relay.connect(bob);
     await b.next("error");
     // Alice's session never noticed.
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "still two of us"));
-    const [d] = await again.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("still two of us");
+    await dm.sendAccepted(a, "alice", "still two of us");
+    expect(await dm.receive(again, "bob", 1)).toEqual(["still two of us"]);
     await relay.disconnect(a, "alice");
     expect((await relay.connect(carol)).welcome.username).toBe("carol");
   });

@@ -13,7 +13,10 @@ import { nullLogger } from "../../src/protocol/log.js";
 import { defaultRelayDataDir, RelayStartError, startRelay } from "../../src/server/relay.js";
 import { formatUserList, listBoundUsers, releaseUsername } from "../../src/server/users-command.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, RawSession, seal } from "../helpers/raw-session.js";
+import { makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
+import { queuedRows, sendMls, takeMls } from "../helpers/mls-queues.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
+import { RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -89,14 +92,15 @@ describe("relay lifecycle", () => {
   it("keeps the queue across a restart: accepted means stored", async () => {
     relay = await TestRelay.start();
     expect(statSync(join(relay.dataDir, "relay.db")).mode & 0o777).toBe(0o600);
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "survives restarts"));
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
+    expect((await dm.sendAccepted(a, "alice", "survives restarts")).queuedFor).toEqual(["bob"]);
     await relay.restart();
     const b = await relay.connect(bob);
     expect(b.welcome.queued).toBe(1);
-    const [d] = await b.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("survives restarts");
+    expect(await dm.open("bob", await b.deliveries(1))).toEqual(["survives restarts"]);
   });
 
   it("reports startup problems as one sentence: port in use, unusable data dir", async () => {
@@ -112,14 +116,18 @@ describe("relay lifecycle", () => {
       .rejects.toThrow(/limit burst must be a positive integer/);
   });
 
-  it("lists bound users and releases a name: a new key may claim it, without the old key's queue or rooms", async () => {
+  it("lists bound users and releases a name: a new key may claim it, without the old key's queue, rooms, groups or KeyPackages", async () => {
     relay = await TestRelay.start();
     const oldBob = await relay.connect(bob);
     oldBob.write({ $case: "joinRoom", value: { requestId: 1, room: "#old" } });
     await oldBob.next("roomEvent");
-    await relay.disconnect(oldBob, "bob");
     const a = await relay.connect(alice);
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "for the old key"));
+    // The old key is in alice's DM group and a room's group, and left a KeyPackage.
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [oldBob]);
+    const room = await MlsTalk.start(relay, a, [alice, bob], "#ops", [oldBob]);
+    await must(oldBob, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(await mlsPerson(bob))], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    await relay.disconnect(oldBob, "bob");
+    expect((await dm.sendAccepted(a, "alice", "for the old key")).queuedFor).toEqual(["bob"]);
 
     // Beside the running relay (WAL lets both open the database).
     const users = listBoundUsers(relay.dataDir);
@@ -137,6 +145,22 @@ describe("relay lifecycle", () => {
     const newBob = await relay.connect(malloryAsBob);
     expect(newBob.welcome.queued).toBe(0);
     expect(newBob.welcome.rooms).toEqual([]);
+    // Nor the old key's MLS groups (PROTOCOL-v2.md §6.1): the new key gets none of their traffic,
+    // may not send into them or commit, and nobody can add the name with the old KeyPackage.
+    const toDm = await dm.encrypt("alice", "after the release");
+    expect((await sendMls(a, toDm)).queuedFor).toEqual([]);
+    const toRoom = await room.encrypt("alice", "in the room after the release");
+    expect((await sendMls(a, toRoom)).queuedFor).toEqual([]);
+    await newBob.barrier();
+    expect(newBob.has("deliver")).toBe(false);
+    expect(queuedRows(relay, "bob")).toBe(0);
+    for (const replay of [toDm, toRoom]) {
+      expect(await sendMls(newBob, replay)).toMatchObject({ status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
+    }
+    const upd = await room.group("bob").selfUpdate();
+    expect(await sendCommit(newBob, upd.commit)).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
+    const claim = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"] } }, "keyPackageList");
+    expect(claim.missing).toEqual(["bob"]);
     // Peers see a new key tag for bob; the keys they then fetch are the new ones, and the client's
     // key-change flow takes it from there.
     const changed = await a.next("directoryUpdate", (u) => u.entries.some((e) => e.username === "bob" && e.keyTag.equals(keyTag(malloryAsBob.sigFpr, malloryAsBob.encFpr))));
@@ -154,34 +178,49 @@ describe("relay lifecycle", () => {
   it("drops undelivered envelopes older than the retention", async () => {
     let now = Date.now();
     relay = await TestRelay.start({ clock: () => now, limits: { retentionMs: 60_000 } });
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
-    const old = seal(alice, "dm:alice:bob", [bob], "too late", { sentAtMs: now });
-    await a.sendAccepted(old);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b0]);
+    await relay.disconnect(b0, "bob");
+    now += 1; // the group's registration is older than what follows
+    const purgedBefore = relay.running.purgeExpired();
+    const old = await dm.encrypt("alice", "too late");
+    await sendMls(a, old);
     now += 30_000;
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "just in time", { sentAtMs: now }));
+    await dm.sendAccepted(a, "alice", "just in time");
     now += 40_000; // the first is 70 s old, the second 40 s
 
-    expect(relay.running.purgeExpired()).toEqual({ queueRows: 1, envelopes: 1, acceptedIds: 1 });
+    // The first message's queue row, its stored copy and its accepted id, and the accepted ids
+    // of the registration's commit and Welcome (70 s old too; the Welcome was delivered and acked).
+    expect(relay.running.purgeExpired()).toEqual({ queueRows: 1, envelopes: 1, acceptedIds: 3 });
+    expect(purgedBefore).toEqual({ queueRows: 0, envelopes: 0, acceptedIds: 0 });
     const b = await relay.connect(bob);
     expect(b.welcome.queued).toBe(1);
     expect(b.welcome.limits?.retentionMs).toBe(60_000);
-    const [d] = await b.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("just in time");
-    // The purged id is not answered as a duplicate: sent again, it is checked as new, and is
-    // now older than the retention (§9: BAD_TIMESTAMP).
-    const again = await a.send(old);
-    expect([again.status, again.code]).toEqual([SendStatus.SEND_STATUS_REFUSED, ErrorCode.ERROR_CODE_BAD_TIMESTAMP]);
-    expect(again.detail).toMatch(/^the message is dated 70 seconds before the relay's clock, older than the 60 seconds this relay keeps messages/);
+    expect(await dm.open("bob", await b.deliveries(1))).toEqual(["just in time"]);
+    // The purged id is not answered as a duplicate (that answer comes before any check): sent
+    // again, it is checked as new. MLS messages carry no date the relay can read; what bounds
+    // a resurrected message is its epoch (PROTOCOL-v2.md §6.2: the current one or the one
+    // before). Once the group moved on two epochs, it is refused with that sentence.
+    for (let i = 0; i < 2; i++) {
+      const u = await dm.group("bob").selfUpdate();
+      expect(await sendCommit(b, u.commit)).toMatchObject({ accepted: true });
+      dm.group("bob").confirmCommit();
+      await dm.group("alice").process((await takeMls(a, 1))[0]!.mls.mls);
+    }
+    const again = await sendMls(a, old);
+    expect([again.status, again.code]).toEqual([SendStatus.SEND_STATUS_REFUSED, ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE]);
+    expect(again.detail).toBe("the message is for epoch 1, but the group of dm:alice:bob is at epoch 3; only messages for epoch 3 or 2 are accepted");
+    expect(relay.events("send.duplicate")).toEqual([]);
   });
 
   it("serves TLS when given a certificate and key", async () => {
     relay = await TestRelay.start({ tls: { cert: Buffer.from(TEST_CERT), key: Buffer.from(TEST_KEY) } });
     const a = await relay.connect(alice);
     const b = await relay.connect(bob);
-    await a.sendAccepted(seal(alice, "dm:alice:bob", [bob], "over TLS"));
-    const [d] = await b.deliveries(1);
-    expect(openDelivery(d!, bob, [alice]).body.text).toBe("over TLS");
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
+    await dm.sendAccepted(a, "alice", "over TLS");
+    expect(await dm.receive(b, "bob", 1)).toEqual(["over TLS"]);
     expect(relay.events("relay.start")[0]).toMatchObject({ tls: true });
     // A plaintext client cannot talk to it.
     const plain = new RawSession(relay.address);

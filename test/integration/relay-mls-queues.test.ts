@@ -4,9 +4,12 @@
 // to every member before them (a removed member gets its removal, then nothing), the lobby only
 // to members online, duplicates, two commits racing for one epoch, and a relay restart.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode, MlsKind, SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import { join } from "node:path";
+import { Envelope, ErrorCode, MlsKind, SendStatus } from "../../src/gen/securechat/v1/chat.js";
+import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
+import { openStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
 import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, storedMlsRefs, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
@@ -261,19 +264,39 @@ describe("MLS through the queues", () => {
     expect(await openAll(gc, await takeMls(c, 1))).toEqual(["epoch 3"]);
   });
 
-  it("envelopes queued for a user before it moved to v2 are still delivered (as Envelopes: the client drops them) and acked", async () => {
+  it("envelopes queued for a user before the relay moved to v2 are still delivered (as Envelopes: the client drops them) and acked", async () => {
     relay = await TestRelay.start();
-    const b1 = await relay.connect(bob); // a v1 session
-    await b1.lookupKeys(["alice"]);
-    const a1 = await relay.connect(alice);
-    await relay.disconnect(a1, "alice");
-    await b1.sendAccepted(seal(bob, "dm:alice:bob", [alice], "sent under v1"));
+    // alice and bob are bound; then the relay is stopped and its database holds what a relay of
+    // before the cut-over stored for a v1 SendEnvelope: the wire Envelope's bytes, one row for alice.
+    await relay.disconnect(await connectV2(relay, alice), "alice");
+    await relay.disconnect(await connectV2(relay, bob), "bob");
+    await relay.stop();
+    const sealed = seal(bob, "dm:alice:bob", [alice], "sent under v1");
+    const store = openStore(join(relay.dataDir, "relay.db"));
+    try {
+      store.enqueueBatch([{
+        sender: "bob", messageId: sealed.header.messageId, conversationId: "dm:alice:bob",
+        envelope: Envelope.encode(envelopeToWire(sealed)).finish(), recipients: ["alice"],
+      }]);
+    } finally {
+      store.close();
+    }
+    await relay.restart();
+
+    // A v1 client is told to upgrade; alice, on v2, gets the old envelope as it was stored, and acks it.
+    const old = relay.open();
+    old.hello(bob, { protocolVersion: 1 });
+    expect((await old.status()).details).toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");
     const a2 = await connectV2(relay, alice);
+    expect(a2.welcome.queued).toBe(1);
     const [d] = await a2.deliveries(1);
     expect(d!.envelope?.header?.sender).toBe("bob");
+    expect(Buffer.from(d!.envelope!.header!.messageId).equals(sealed.header.messageId)).toBe(true);
     expect(d!.mls).toBeUndefined();
     a2.ack([d!.seq]);
     await waitForEmptyQueue(relay, "alice");
+    await a2.barrier();
+    expect(a2.has("deliver")).toBe(false);
   });
 
   it("a relay restart in the middle loses nothing: Welcome, commit and messages reach the offline member after it", async () => {

@@ -7,7 +7,9 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, seal, type RawSession } from "../helpers/raw-session.js";
+import type { Delivery } from "../../src/gen/securechat/v1/chat.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
+import type { RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let alice: PrivateIdentity;
@@ -26,13 +28,20 @@ afterEach(async () => {
 
 const dm = (a: string, b: string): string => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 
-/** Reads deliveries until `count` arrived, acking each batch as a real client does. */
-async function readAll(s: RawSession, count: number): Promise<string[]> {
-  const ids: PrivateIdentity[] = [alice, carol];
+/**
+ * Reads deliveries until `count` arrived, acking each batch as a real client does; each is
+ * opened by bob's group of the conversation it came in (`talks`, by conversation id).
+ */
+async function readAll(s: RawSession, count: number, talks: readonly MlsTalk[]): Promise<string[]> {
   const texts: string[] = [];
+  const open = async (d: Delivery): Promise<string> => {
+    const talk = talks.find((t) => t.conversationId === d.conversationId);
+    if (talk === undefined) throw new Error(`a delivery for ${d.conversationId}, which bob has no group for`);
+    return (await talk.open("bob", [d]))[0]!;
+  };
   while (texts.length < count) {
     const batch = await s.next("deliver", () => true, 10_000);
-    texts.push(...batch.items.map((d) => openDelivery(d, bob, ids).body.text));
+    for (const d of batch.items) texts.push(await open(d));
     s.ack(batch.items.map((d) => d.seq));
   }
   return texts;
@@ -46,6 +55,11 @@ describe("slow readers", () => {
     const a = await relay.connect(alice);
     const c = await relay.connect(carol);
     await a.nextPresence("carol", true);
+    const talks: Record<string, MlsTalk> = {
+      alice: await MlsTalk.start(relay, a, [alice, bob], dm("alice", "bob"), [slow]),
+      carol: await MlsTalk.start(relay, c, [carol, bob], dm("carol", "bob"), [slow]),
+    };
+    const aliceCarol = await MlsTalk.start(relay, a, [alice, carol], dm("alice", "carol"), [c]);
     slow.pauseReading(true);
 
     // alice and carol each send ~30 KB DMs to bob, side by side, until the relay lets him go.
@@ -58,7 +72,7 @@ describe("slow readers", () => {
       await Promise.all([[a, alice], [c, carol]].map(async ([s, id]) => {
         const sender = id as PrivateIdentity;
         const text = `${sender.username} ${i} `.padEnd(30_000, ".");
-        await (s as RawSession).sendAccepted(seal(sender, dm(sender.username, "bob"), [bob], text));
+        await talks[sender.username]!.sendAccepted(s as RawSession, sender.username, text);
         sent[sender.username]!.push(text);
         floodBytes += text.length;
       }));
@@ -73,9 +87,8 @@ describe("slow readers", () => {
     expect(floodBytes).toBeGreaterThan(8 * maxFrameBytes);
 
     // Meanwhile everyone else kept chatting.
-    await a.sendAccepted(seal(alice, dm("alice", "carol"), [carol], "are you still there?"));
-    const [toCarol] = await c.deliveries(1);
-    expect(openDelivery(toCarol!, carol, [alice]).body.text).toBe("are you still there?");
+    await aliceCarol.sendAccepted(a, "alice", "are you still there?");
+    expect(await aliceCarol.open("carol", await c.deliveries(1))).toEqual(["are you still there?"]);
 
     // bob's client, reading again, learns why it was cut off.
     slow.pauseReading(false);
@@ -90,7 +103,7 @@ describe("slow readers", () => {
     const total = sent.alice!.length + sent.carol!.length;
     const back = await relay.connect(bob);
     expect(back.welcome.queued).toBe(total);
-    const texts = await readAll(back, total);
+    const texts = await readAll(back, total, Object.values(talks));
     expect(new Set(texts).size).toBe(total);
     expect(texts.filter((t) => t.startsWith("alice "))).toEqual(sent.alice);
     expect(texts.filter((t) => t.startsWith("carol "))).toEqual(sent.carol);
@@ -102,16 +115,18 @@ describe("slow readers", () => {
 
   it("does not count a backlog queued while the reader was away: it catches up without being cut off", async () => {
     relay = await TestRelay.start({ limits: { maxOutgoing: 10, messagesPerSecond: 10_000, burst: 10_000 } });
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
+    const talk = await MlsTalk.start(relay, a, [alice, bob], dm("alice", "bob"), [b0]);
+    await relay.disconnect(b0, "bob");
     const texts = Array.from({ length: 40 }, (_, i) => `while you were away ${i}`);
-    for (const t of texts) await a.sendAccepted(seal(alice, dm("alice", "bob"), [bob], t));
+    for (const t of texts) await talk.sendAccepted(a, "alice", t);
 
     const b = await relay.connect(bob);
     expect(b.welcome.queued).toBe(40);
     // Live traffic on top of the backlog, within the limit, while bob catches up.
-    for (let i = 0; i < 5; i++) await a.sendAccepted(seal(alice, dm("alice", "bob"), [bob], `live ${i}`));
-    expect(await readAll(b, 45)).toEqual([...texts, ...Array.from({ length: 5 }, (_, i) => `live ${i}`)]);
+    for (let i = 0; i < 5; i++) await talk.sendAccepted(a, "alice", `live ${i}`);
+    expect(await readAll(b, 45, [talk])).toEqual([...texts, ...Array.from({ length: 5 }, (_, i) => `live ${i}`)]);
     await b.barrier();
     expect(relay.events("deliver.slow_consumer")).toEqual([]);
     expect(b.isEnded).toBe(false);

@@ -7,7 +7,9 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { DELIVERY_WRITE_BYTES } from "../../src/server/limits.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { openDelivery, RawSession, seal } from "../helpers/raw-session.js";
+import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
+import { MlsTalk } from "../helpers/mls-talk.js";
+import { RawSession } from "../helpers/raw-session.js";
 import { startRecordingProxy, type RecordingProxy } from "../helpers/recording-proxy.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
@@ -31,30 +33,32 @@ afterEach(async () => {
 });
 
 const dm = (a: string, b: string): string => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
-/** Framing a DeliverBatch adds around its envelopes (seq, conversation id, time, length prefixes). */
+/** Framing a DeliverBatch adds around its messages (seq, conversation id, time, length prefixes). */
 const FRAMING = 1024;
 const LIMITS = { messagesPerSecond: 10_000, burst: 10_000, maxOutgoing: 10_000 };
 
 /** `id`'s session through its own proxy, so that its network path can be frozen on its own. */
-async function behindProxy(r: TestRelay, id: PrivateIdentity): Promise<{ session: RawSession; proxy: RecordingProxy }> {
+async function behindProxy(r: TestRelay, id: PrivateIdentity): Promise<{ session: RawSession & { welcome: Welcome }; proxy: RecordingProxy }> {
   const p = await startRecordingProxy("127.0.0.1", r.running.port);
   const session = new RawSession(`127.0.0.1:${p.port}`, r.transport);
-  await session.handshake(id);
-  return { session, proxy: p };
+  const welcome = await session.handshake(id);
+  return { session: Object.assign(session, { welcome }), proxy: p };
 }
 
-/** Queues `count` DMs of about `bytes` each from `from` to `to`. */
-async function queue(s: RawSession, from: PrivateIdentity, to: PrivateIdentity, count: number, bytes: number, tag: string): Promise<void> {
-  for (let i = 0; i < count; i++) await s.sendAccepted(seal(from, dm(from.username, to.username), [to], `${tag} ${i} `.padEnd(bytes, ".")));
+/** Queues `count` DM messages of about `bytes` each from `from` in `talk` (a DM's MLS group). */
+async function queue(s: RawSession, talk: MlsTalk, from: string, count: number, bytes: number, tag: string): Promise<void> {
+  for (let i = 0; i < count; i++) await talk.sendAccepted(s, from, `${tag} ${i} `.padEnd(bytes, "."));
 }
 
 describe("relay memory per reader (issue 16)", () => {
   it("holds at most one delivery write for a reader that does not read, while its queue grows in the database", async () => {
     relay = await TestRelay.start({ limits: LIMITS });
-    await relay.disconnect(await relay.connect(bob), "bob");
+    const b0 = await relay.connect(bob);
     const a = await relay.connect(alice);
+    const toBob = await MlsTalk.start(relay, a, [alice, bob], dm("alice", "bob"), [b0]);
+    await relay.disconnect(b0, "bob");
     // A backlog of ~1.2 MB: before, the first batch took a whole frame's worth (1 MiB) of it.
-    await queue(a, alice, bob, 40, 30_000, "backlog");
+    await queue(a, toBob, "alice", 40, 30_000, "backlog");
 
     const frozen = await behindProxy(relay, bob);
     proxy = frozen.proxy;
@@ -66,7 +70,7 @@ describe("relay memory per reader (issue 16)", () => {
     await waitUntil(() => sample() > 0, "the relay holding a write for bob");
     // Live traffic on top: it queues durably, it is not pushed into memory.
     for (let i = 0; i < 10; i++) {
-      await a.sendAccepted(seal(alice, dm("alice", "bob"), [bob], `live ${i} `.padEnd(30_000, ".")));
+      await toBob.sendAccepted(a, "alice", `live ${i} `.padEnd(30_000, "."));
       sample();
     }
     expect(mostHeld).toBeGreaterThan(0);
@@ -74,9 +78,9 @@ describe("relay memory per reader (issue 16)", () => {
 
     // Meanwhile others chat as usual.
     const c = await relay.connect(carol);
-    await a.sendAccepted(seal(alice, dm("alice", "carol"), [carol], "still flowing"));
-    const [toCarol] = await c.deliveries(1);
-    expect(openDelivery(toCarol!, carol, [alice]).body.text).toBe("still flowing");
+    const toCarol = await MlsTalk.start(relay, a, [alice, carol], dm("alice", "carol"), [c]);
+    await toCarol.sendAccepted(a, "alice", "still flowing");
+    expect(await toCarol.open("carol", await c.deliveries(1))).toEqual(["still flowing"]);
     sample();
     expect(mostHeld).toBeLessThanOrEqual(DELIVERY_WRITE_BYTES + FRAMING);
 
@@ -88,7 +92,7 @@ describe("relay memory per reader (issue 16)", () => {
     const texts: string[] = [];
     while (texts.length < 50) {
       const batch = await back.next("deliver", () => true, 10_000);
-      texts.push(...batch.items.map((d) => openDelivery(d, bob, [alice]).body.text.split(" ").slice(0, 2).join(" ")));
+      texts.push(...(await toBob.open("bob", batch.items)).map((t) => t.split(" ").slice(0, 2).join(" ")));
       back.ack(batch.items.map((d) => d.seq));
     }
     expect(texts).toEqual([...Array.from({ length: 40 }, (_, i) => `backlog ${i}`), ...Array.from({ length: 10 }, (_, i) => `live ${i}`)]);
@@ -102,21 +106,26 @@ describe("relay memory per reader (issue 16)", () => {
     const a = await relay.connect(alice);
     const frozen = [await behindProxy(relay, bob), await behindProxy(relay, dave)];
     const c = await relay.connect(carol);
+    const [toBob, toDave, toCarol] = [
+      await MlsTalk.start(relay, a, [alice, bob], dm("alice", "bob"), [frozen[0]!.session]),
+      await MlsTalk.start(relay, a, [alice, dave], dm("alice", "dave"), [frozen[1]!.session]),
+      await MlsTalk.start(relay, a, [alice, carol], dm("alice", "carol"), [c]),
+    ];
     for (const f of frozen) f.proxy.freezeAll();
     try {
-      await queue(a, alice, bob, 10, 30_000, "to bob");
-      await queue(a, alice, dave, 10, 30_000, "to dave");
+      await queue(a, toBob, "alice", 10, 30_000, "to bob");
+      await queue(a, toDave, "alice", 10, 30_000, "to dave");
       let mostInFlight = 0;
       const stats = () => relay!.running.stats();
       // carol reads and acks as a client does; every message reaches her, in order.
       const texts: string[] = [];
       for (let i = 0; i < 20; i++) {
-        await a.sendAccepted(seal(alice, dm("alice", "carol"), [carol], `to carol ${i} `.padEnd(20_000, ".")));
+        await toCarol.sendAccepted(a, "alice", `to carol ${i} `.padEnd(20_000, "."));
         mostInFlight = Math.max(mostInFlight, stats().deliveryBytesInFlight);
       }
       while (texts.length < 20) {
         const batch = await c.next("deliver", () => true, 10_000);
-        texts.push(...batch.items.map((d) => openDelivery(d, carol, [alice]).body.text.split(" ").slice(0, 3).join(" ")));
+        texts.push(...(await toCarol.open("carol", batch.items)).map((t) => t.split(" ").slice(0, 3).join(" ")));
         c.ack(batch.items.map((d) => d.seq));
         mostInFlight = Math.max(mostInFlight, stats().deliveryBytesInFlight);
       }

@@ -101,6 +101,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     memberPut: p(`INSERT INTO mls_group_members (group_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING`),
     memberDelete: p(`DELETE FROM mls_group_members WHERE group_id = ? AND username = ?`),
     memberGet: p(`SELECT 1 AS hit FROM mls_group_members WHERE group_id = ? AND username = ?`),
+    memberDropUser: p(`DELETE FROM mls_group_members WHERE username = ?`),
     membersOf: p(`SELECT username FROM mls_group_members WHERE group_id = ? ORDER BY username`),
     commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, ?, ?, ?, ?)
                   ON CONFLICT (group_id, epoch) DO NOTHING`),
@@ -187,6 +188,15 @@ export class MlsDeliveryStore {
   /** A released name's KeyPackages belong to the old key: callers inside a transaction. */
   dropKeyPackagesLocked(username: string): void {
     this.s.kpDropUser.run(username);
+  }
+
+  /**
+   * Inside a transaction (a released name): the user is no member of any group by the relay's
+   * record any more, so a new key under the name gets none of their traffic and may not send
+   * or commit into them. The members' trees still hold the old leaf until one removes it.
+   */
+  dropMembershipsLocked(username: string): void {
+    this.s.memberDropUser.run(username);
   }
 
   group(groupId: Buffer): MlsGroupRecord | undefined {

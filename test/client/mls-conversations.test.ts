@@ -551,6 +551,27 @@ describe("a hostile relay", () => {
   });
 });
 
+describe("§9 epoch views after my own changes (commit.ts)", () => {
+  it("creating a room, joining it by external commit and committing an add record my view of the new epoch at once, before any delivery", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob");
+    const carol = await person("carol");
+    await settle(alice, bob, carol);
+    const room = "#ops";
+    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
+    expect(double(alice).views.get(room)).toBe(0);
+    expect((await bob.engine.joinRoom(room)).ok).toBe(true);
+    expect(ds.groupOf(room)!.epoch).toBe(1);
+    expect(double(bob).views.get(room)).toBe(1);
+    await waitUntil(() => lines(alice, room).some((l) => lineText(l) === "bob joined"), "alice sees bob join");
+    await settle(alice, bob);
+    expect((await alice.engine.invite(room, "carol")).ok).toBe(true);
+    // No delivery reached alice since her commit was accepted: the view is taken by the commit itself.
+    expect(ds.groupOf(room)!.epoch).toBe(2);
+    expect(double(alice).views.get(room)).toBe(2);
+  });
+});
+
 describe("with the real content layer (content.ts)", () => {
   it("a DM message the relay drops is flagged lost on the sender's side once the peer has written twice (§8), and the peer sees the gap", { timeout: 120_000 }, async () => {
     const alice = await person("alice", { realContent: true });

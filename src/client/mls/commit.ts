@@ -45,6 +45,7 @@ export class Committer {
         this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
         if (line !== undefined) this.s.line(convId, line);
         this.s.d.store.saveGroup(g);
+        this.recordView(convId, g);
         const gi = await this.s.d.ds.publishGroupInfo(await g.groupInfo());
         if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
         await this.r.releaseHeld(convId);
@@ -61,6 +62,21 @@ export class Committer {
     return fail(sentence(`the change to ${convId} lost the race for its epoch ${COMMIT_ATTEMPTS} times`));
   }
 
+  /**
+   * §9 fork check: my view of a room's epoch, taken at once after my own commit, create or join
+   * (receive.ts takes it around each delivery): my next DM carries the epoch I am in, not the one
+   * before it.
+   */
+  private recordView(convId: string, g: MlsGroup): void {
+    const content = this.s.d.content;
+    if (content.epochView === undefined || !convId.startsWith("#") || !g.active) return;
+    try {
+      content.epochView(convId, g.groupId, Number(g.epoch), g.epochAuthenticator);
+    } catch (e) {
+      this.s.d.logger.warn("mls.epoch.view_failed", { conversation: convId, error: (e as Error).message });
+    }
+  }
+
   /** Creates a group and registers it at the relay ("taken": another group of the conversation was registered first). */
   async createAndRegister(convId: string): Promise<"taken" | Outcome<MlsGroup>> {
     const g = await MlsGroup.create(this.s.mustClient(), convId, this.s.groupOptions());
@@ -72,6 +88,7 @@ export class Committer {
     this.s.adopt(convId, g, true);
     this.s.d.store.saveGroup(g);
     this.s.d.content.membersChanged(convId, [this.s.d.me]);
+    this.recordView(convId, g);
     if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
     return ok(g);
   }
@@ -140,6 +157,7 @@ export class Committer {
       this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
+      this.recordView(convId, g);
       return ok(undefined);
     }
     return fail(lastError);

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
+import { LEAVE_COMMIT_STEP_MS } from "../../src/client/mls/policy.js";
 import type { ContentLayer } from "../../src/client/mls/content-api.js";
 import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { contentLayerOver } from "../../src/client/mls/content.js";
@@ -311,6 +312,60 @@ describe("commit ordering", () => {
     await expectText(carol, "#ops", "alice: after my update");
     expect(ds.groupOf("#ops")!.epoch).toBe(epoch + 1);
     expect(double(alice).committedCount).toBeGreaterThan(0);
+  });
+});
+
+/** A room of five: alice (creator, leaf 0), then bob, carol, dave, erin by external commit (leaves 1-4). */
+async function roomOfFive(room = "#ops"): Promise<Person[]> {
+  const ps = [await person("alice"), await person("bob"), await person("carol"), await person("dave"), await person("erin")];
+  for (const p of ps) expect((await p.engine.joinRoom(room)).ok).toBe(true);
+  await waitUntil(() => ps.every((p) => p.engine.members(room)?.length === 5), "five members everywhere");
+  await settle(...ps);
+  return ps;
+}
+
+describe("one committer for a leave (policy.ts leaveCommitRank)", () => {
+  it("a leave in a room of five is committed once, by the first member in leaf order, with no race", { timeout: 180_000 }, async () => {
+    const [alice, bob, carol, dave, erin] = await roomOfFive();
+    const epoch = ds.groupOf("#ops")!.epoch;
+    const taken = ds.epochTaken;
+    expect((await carol!.engine.leaveRoom("#ops")).ok).toBe(true);
+    const rest = [alice!, bob!, dave!, erin!];
+    await waitUntil(() => rest.every((p) => lines(p, "#ops").some((l) => lineText(l) === "carol left") && p.engine.members("#ops")?.length === 4), "everyone sees carol leave");
+    await settle(...rest);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch + 1);
+    expect(ds.epochTaken).toBe(taken); // before: every member committed it, three lost the race
+    sent(erin!, "#ops", "after carol");
+    for (const p of [alice!, bob!, dave!]) await expectText(p, "#ops", "erin: after carol");
+  });
+
+  it("the first committer is offline: the next in leaf order commits it after its delay, and only it; the first reads it when back", { timeout: 180_000 }, async () => {
+    const [alice, bob, carol, dave, erin] = await roomOfFive();
+    const epoch = ds.groupOf("#ops")!.epoch;
+    const taken = ds.epochTaken;
+    ds.disconnect("alice");
+    expect((await carol!.engine.leaveRoom("#ops")).ok).toBe(true);
+    const online = [bob!, dave!, erin!];
+    await waitUntil(() => online.every((p) => ds.waiting(p.name).length === 0), "the proposal processed by the members online");
+    await settle(...online);
+    // Before bob's delay nobody commits it.
+    now += LEAVE_COMMIT_STEP_MS - 1_000;
+    for (const p of online) await p.engine.checkTimers();
+    await settle(...online);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch);
+    now += 1_000;
+    await Promise.all(online.map((p) => p.engine.checkTimers()));
+    await waitUntil(() => online.every((p) => lines(p, "#ops").some((l) => lineText(l) === "carol left") && p.engine.members("#ops")?.length === 4), "the members online see carol leave");
+    // dave's and erin's later turns find it committed.
+    now += 3 * LEAVE_COMMIT_STEP_MS;
+    for (const p of online) await p.engine.checkTimers();
+    await settle(...online);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch + 1);
+    expect(ds.epochTaken).toBe(taken);
+    ds.connect("alice", alice!.engine);
+    await waitUntil(() => lines(alice!, "#ops").some((l) => lineText(l) === "carol left") && alice!.engine.members("#ops")?.length === 4, "alice sees it when back");
+    sent(alice!, "#ops", "back");
+    for (const p of online) await expectText(p, "#ops", "alice: back");
   });
 });
 

@@ -2,6 +2,8 @@
 // groups"), and the membership lines a commit shows (SessionEvent `membership`).
 // - Only a room's creator removes others; anyone leaves (a removal another member proposed for
 //   itself); a member re-joining by external commit with resync removes only its own old leaf.
+// - A leave proposal is committed by one member: the first in leaf order other than the leaver,
+//   the others in turn after a delay when it is still uncommitted (leaveCommitRank).
 // - The lobby has no creator: only leaves and resyncs remove anyone (the janitor of §4 is not built).
 // - A DM never gets a third member (checked by MlsGroup itself) and nobody is removed from it but
 //   by leaving.
@@ -9,7 +11,7 @@
 //   authenticates who sent by the session).
 // The creator is the one the room's GroupContext names (§4.1: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
-import type { MembershipChange, MlsGroup } from "../../protocol/mls/index.js";
+import type { MembershipChange, MlsGroup, MlsMember } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
 
 /** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
@@ -29,6 +31,24 @@ export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { re
   if (change.committer.username !== ctx.relaySender) return "sender";
   return group.removalsAllowed(change) ? undefined : "policy";
 }
+
+/**
+ * Who commits a member's leave proposal (PROTOCOL-v2.md §4, notes/v2-tidy-protocol.md): the
+ * members other than the leaver, in leaf order; the first commits at once, the k-th after k
+ * times LEAVE_COMMIT_STEP_MS if the proposal is still uncommitted then (its betters offline).
+ * Every member computes the same order from the tree of the proposal's epoch, so a leave in a
+ * room of N costs one commit instead of N-1 racing ones. Returns my rank, or undefined when I
+ * am the leaver or not in the tree.
+ */
+export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "leafIndex">[], leaver: string, me: string): number | undefined {
+  if (me === leaver) return undefined;
+  const order = members.filter((m) => m.username !== leaver).sort((a, b) => a.leafIndex - b.leafIndex);
+  const i = order.findIndex((m) => m.username === me);
+  return i < 0 ? undefined : i;
+}
+
+/** The delay per rank before a member commits a leave its betters did not (one engine timer tick). */
+export const LEAVE_COMMIT_STEP_MS = 60_000;
 
 /** The lines a (processed) commit shows in its conversation, naming who made each change. */
 export function linesOf(change: MembershipChange, ctx: { readonly creator: string | undefined; readonly leaving: ReadonlySet<string>; readonly atMs: number }): MembershipLine[] {

@@ -58,7 +58,7 @@ function trustOf(pins: Map<string, string>): TrustHook {
   };
 }
 
-function makeEngine(p: Omit<Person, "engine">, limits?: { lobbyMaxMembers?: number }): MlsConversations {
+function makeEngine(p: Omit<Person, "engine">, limits?: { lobbyMaxMembers?: number; commitBytes?: number }): MlsConversations {
   return new MlsConversations({
     ...(limits !== undefined ? { limits } : {}),
     me: p.name, identity: { username: p.name, sigPrivate: p.sigPrivate }, store: p.store, ds: ds.api(p.name), content: p.content,
@@ -71,12 +71,13 @@ const double = (p: Person): TestContent => {
   return p.content;
 };
 
-async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; realContent?: boolean } = {}): Promise<Person> {
+async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; commitBytes?: number; realContent?: boolean } = {}): Promise<Person> {
   const { privateKey } = generateKeyPairSync("ed25519");
   const store = MlsKeyStore.open(join(root, `${name}_mls.db`), { username: name, sigPrivate: privateKey });
   const content = options.realContent === true ? contentLayerOver(ClientStateStore.open(":memory:"), name) : new TestContent();
   const base = { name, sigPrivate: privateKey, store, content, events: [] as SessionEvent[], pins: new Map<string, string>() };
-  const p: Person = { ...base, engine: makeEngine(base, options.lobbyMaxMembers !== undefined ? { lobbyMaxMembers: options.lobbyMaxMembers } : undefined) };
+  const limits = { ...(options.lobbyMaxMembers !== undefined ? { lobbyMaxMembers: options.lobbyMaxMembers } : {}), ...(options.commitBytes !== undefined ? { commitBytes: options.commitBytes } : {}) };
+  const p: Person = { ...base, engine: makeEngine(base, Object.keys(limits).length > 0 ? limits : undefined) };
   people.push(p);
   if (options.online !== false) await online(p);
   return p;
@@ -366,6 +367,67 @@ describe("one committer for a leave (policy.ts leaveCommitRank)", () => {
     await waitUntil(() => lines(alice!, "#ops").some((l) => lineText(l) === "carol left") && alice!.engine.members("#ops")?.length === 4, "alice sees it when back");
     sent(alice!, "#ops", "back");
     for (const p of online) await expectText(p, "#ops", "alice: back");
+  });
+});
+
+describe("adds that fit a frame (commit.ts addInChunks, §6.2 Sizes)", () => {
+  it("six users invited at once with room for about two per commit: several commits, each under the limit and its own epoch; everyone ends in the room and talks", { timeout: 180_000 }, async () => {
+    const limit = 20_000;
+    const alice = await person("alice", { commitBytes: limit });
+    const names = ["bob", "carol", "dave", "erin", "frank", "gina"];
+    const others: Person[] = [];
+    for (const n of names) others.push(await person(n));
+    await settle(alice, ...others);
+    expect((await alice.engine.joinRoom("#big")).ok).toBe(true);
+    const epoch = ds.groupOf("#big")!.epoch;
+    const from = ds.commitsSent.length;
+    const r = await alice.engine.inviteMany("#big", names);
+    expect(r.ok).toBe(true);
+    const commits = r.ok ? r.value.commits : 0;
+    expect(commits).toBeGreaterThan(1);
+    const sentNow = ds.commitsSent.slice(from);
+    expect(sentNow).toHaveLength(commits);
+    for (const c of sentNow) expect(c.bytes).toBeLessThanOrEqual(limit);
+    expect(ds.groupOf("#big")!.epoch).toBe(epoch + commits);
+    // Each commit is its own "added" line; together they name everyone once.
+    const added = lines(alice, "#big").filter((l) => l.kind === "added");
+    expect(added).toHaveLength(commits);
+    expect(added.flatMap((l) => l.users).sort()).toEqual([...names].sort());
+    await waitUntil(() => [alice, ...others].every((p) => p.engine.members("#big")?.length === 7), "seven members everywhere");
+    sent(others[5]!, "#big", "hello all");
+    for (const p of [alice, ...others.slice(0, 5)]) await expectText(p, "#big", "gina: hello all");
+  });
+
+  it("a commit with room for its GroupInfo carries it (no PublishGroupInfo after); one over the frame is not sent and says why", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob");
+    await settle(alice, bob);
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    const from = ds.commitsSent.length;
+    const published = ds.groupInfoPublished;
+    expect((await alice.engine.invite("#ops", "bob")).ok).toBe(true);
+    expect(ds.commitsSent.slice(from).map((c) => c.withGroupInfo)).toEqual([true]);
+    expect(ds.groupInfoPublished).toBe(published);
+    // The relay's GroupInfo is the new epoch's: carol joins from it at once.
+    const carol = await person("carol");
+    expect((await carol.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("#ops")?.length === 3), "three members everywhere");
+
+    const tiny = await person("dave", { commitBytes: 4_000 });
+    const erin = await person("erin");
+    await settle(tiny, erin);
+    expect((await tiny.engine.joinRoom("#small")).ok).toBe(true);
+    const before = ds.commitsSent.length;
+    const epoch = ds.groupOf("#small")!.epoch;
+    const r = await tiny.engine.inviteMany("#small", ["erin"]);
+    expect(r.ok ? undefined : r.error).toMatchObject({ kind: "refused", detail: expect.stringMatching(/more than one relay frame carries/) });
+    expect(ds.commitsSent.length).toBe(before);
+    expect(ds.groupOf("#small")!.epoch).toBe(epoch);
+    // Nothing half-made stays behind: no pending commit (the same refusal again, not "a commit
+    // is already waiting"), and the group is as it was.
+    const again = await tiny.engine.inviteMany("#small", ["erin"]);
+    expect(again.ok ? undefined : again.error).toMatchObject({ kind: "refused", detail: expect.stringMatching(/more than one relay frame carries/) });
+    expect(tiny.engine.members("#small")).toEqual(["dave"]);
   });
 });
 

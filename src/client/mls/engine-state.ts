@@ -46,7 +46,7 @@ export interface ConversationDeps {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly emit: (e: SessionEvent) => void;
-  readonly limits?: { readonly lobbyMaxMembers?: number; readonly holdMessages?: number; readonly holdMs?: number };
+  readonly limits?: { readonly lobbyMaxMembers?: number; readonly holdMessages?: number; readonly holdMs?: number; readonly commitBytes?: number };
 }
 
 export interface Outgoing {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
-import { LEAVE_COMMIT_STEP_MS } from "../../src/client/mls/policy.js";
+import { LEAVE_COMMIT_STEP_MS, LOBBY_STALE_MS, LOBBY_SWEEP_MS } from "../../src/client/mls/policy.js";
 import type { ContentLayer } from "../../src/client/mls/content-api.js";
 import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { contentLayerOver } from "../../src/client/mls/content.js";
@@ -33,6 +33,7 @@ beforeEach(() => {
   now = Date.now();
 });
 afterEach(() => {
+  withPresence.clear();
   for (const p of people.splice(0)) { p.engine.close(); p.store.close(); }
   rmSync(root, { recursive: true, force: true });
 });
@@ -61,6 +62,7 @@ function trustOf(pins: Map<string, string>): TrustHook {
 function makeEngine(p: Omit<Person, "engine">, limits?: { lobbyMaxMembers?: number; commitBytes?: number }): MlsConversations {
   return new MlsConversations({
     ...(limits !== undefined ? { limits } : {}),
+    ...(withPresence.has(p.name) ? { isOnline: (u: string) => ds.isOnline(u) } : {}),
     me: p.name, identity: { username: p.name, sigPrivate: p.sigPrivate }, store: p.store, ds: ds.api(p.name), content: p.content,
     trust: trustOf(p.pins), clock: () => now, logger: process.env["MLS_DEBUG"] ? jsonLineLogger((l) => process.stderr.write(`${p.name} ${l}`), "debug") : nullLogger, emit: (e) => p.events.push(e),
   });
@@ -71,7 +73,11 @@ const double = (p: Person): TestContent => {
   return p.content;
 };
 
-async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; commitBytes?: number; realContent?: boolean } = {}): Promise<Person> {
+/** People whose engine reads presence from the relay double (the lobby janitor). */
+const withPresence = new Set<string>();
+
+async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; commitBytes?: number; realContent?: boolean; presence?: boolean } = {}): Promise<Person> {
+  if (options.presence === true) withPresence.add(name);
   const { privateKey } = generateKeyPairSync("ed25519");
   const store = MlsKeyStore.open(join(root, `${name}_mls.db`), { username: name, sigPrivate: privateKey });
   const content = options.realContent === true ? contentLayerOver(ClientStateStore.open(":memory:"), name) : new TestContent();
@@ -428,6 +434,56 @@ describe("adds that fit a frame (commit.ts addInChunks, §6.2 Sizes)", () => {
     const again = await tiny.engine.inviteMany("#small", ["erin"]);
     expect(again.ok ? undefined : again.error).toMatchObject({ kind: "refused", detail: expect.stringMatching(/more than one relay frame carries/) });
     expect(tiny.engine.members("#small")).toEqual(["dave"]);
+  });
+});
+
+describe("the lobby janitor (commit.ts sweepLobby, policy.ts lobbySweepAllowed)", () => {
+  it("the online member with the lowest leaf removes a user offline for more than 24 hours, once; the others accept it; the user comes back by external commit", { timeout: 180_000 }, async () => {
+    const alice = await person("alice", { presence: true });
+    const bob = await person("bob", { presence: true });
+    const carol = await person("carol", { presence: true });
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "three in the lobby");
+    await settle(alice, bob, carol);
+    const epoch = ds.groupOf("lobby")!.epoch;
+    ds.disconnect("carol");
+    const tick = async (): Promise<void> => { for (const p of [alice, bob]) await p.engine.checkTimers(); await settle(alice, bob); };
+    await tick(); // alice and bob start watching carol offline
+    now += LOBBY_STALE_MS - 60_000;
+    await tick();
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch); // not yet 24 h
+    now += 60_000;
+    await tick();
+    await waitUntil(() => [alice, bob].every((p) => p.engine.members("lobby")?.length === 2), "carol's leaf removed everywhere");
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch + 1);
+    expect(lines(bob, "lobby").some((l) => lineText(l) === "alice removed carol")).toBe(true);
+    expect(refusals(bob)).toEqual([]);
+    now += LOBBY_SWEEP_MS;
+    await tick();
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch + 1); // nothing more to sweep
+    // carol comes back: a plain external join (her old leaf is gone), and the lobby talks.
+    await restart(carol);
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "carol back in the lobby");
+    sent(carol, "lobby", "back after a day");
+    await expectText(alice, "lobby", "carol: back after a day");
+  });
+
+  it("a hostile member's commit removing an online user from the lobby is refused by the members and shown; the user stays", { timeout: 120_000 }, async () => {
+    const alice = await person("alice", { presence: true });
+    const bob = await person("bob", { presence: true });
+    const carol = await person("carol", { presence: true });
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "three in the lobby");
+    await settle(alice, bob, carol);
+    // bob's client is modified: it removes carol (online) from the lobby itself.
+    const client = await bob.store.loadOrCreateClient();
+    const g = bob.store.loadGroup(client, "lobby")!;
+    const p = await g.removeMembers(["carol"]);
+    expect((await ds.api("bob").sendCommit({ commit: p.commit, groupInfo: new Uint8Array(0), added: [], removed: [] })).ok).toBe(true);
+    for (const x of [alice, carol]) {
+      await waitUntil(() => lines(x, "lobby").some((l) => l.kind === "refused"), `${x.name} shows the refused change`);
+      expect(lines(x, "lobby").find((l) => l.kind === "refused")).toMatchObject({ kind: "refused", by: "bob", users: ["carol"] });
+    }
+    expect(alice.engine.members("lobby")).toEqual(["alice", "bob", "carol"]);
+    expect(carol.engine.members("lobby")).toEqual(["alice", "bob", "carol"]);
   });
 });
 

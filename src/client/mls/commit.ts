@@ -9,6 +9,7 @@ import { groupInfoHasLeafOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, type EngineState } from "./engine-state.js";
 import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
+import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
 
 /**
  * What the commit, Welcome and ratchet tree of one SendCommit may take: the relay's frame
@@ -162,6 +163,38 @@ export class Committer {
     this.recordView(convId, g);
     if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
     return ok(g);
+  }
+
+  /** Lobby members not listed online by the directory, since when I have seen them so (the janitor). */
+  private readonly offlineSince = new Map<string, number>();
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
+
+  /**
+   * The lobby janitor (§4 "The lobby", policy.ts): on each timer tick, notes who of the lobby is
+   * offline by the directory; the online member with the lowest leaf index removes, in one commit
+   * at most every 10 minutes, the leaves of users it has seen offline for more than 24 hours (a
+   * restart starts the watch again). The removed come back by external commit at their next start.
+   */
+  async sweepLobby(nowMs: number): Promise<void> {
+    const isOnline = this.s.d.isOnline;
+    const g = this.s.groups.get("lobby");
+    if (isOnline === undefined || g === undefined || !g.active) return;
+    const me = this.s.d.me;
+    const members = g.members();
+    const names = new Set(members.map((m) => m.username));
+    for (const u of [...this.offlineSince.keys()]) if (!names.has(u)) this.offlineSince.delete(u);
+    for (const m of members) {
+      if (m.username === me || isOnline(m.username)) this.offlineSince.delete(m.username);
+      else if (!this.offlineSince.has(m.username)) this.offlineSince.set(m.username, nowMs);
+    }
+    if (nowMs - this.lastSweepMs < LOBBY_SWEEP_MS || lobbyJanitor(members, isOnline, me) !== me) return;
+    const stale = [...this.offlineSince].filter(([, since]) => nowMs - since >= LOBBY_STALE_MS).map(([u]) => u).slice(0, LOBBY_SWEEP_MAX);
+    if (stale.length === 0) return;
+    this.lastSweepMs = nowMs;
+    this.s.d.logger.info("mls.lobby.sweep", { removed: stale.length });
+    const r = await this.commitChange("lobby", (x) => x.removeMembers(stale.filter((u) => x.members().some((m) => m.username === u))), { added: [], removed: stale },
+      undefined, (x) => stale.some((u) => x.members().some((m) => m.username === u) && !isOnline(u)));
+    if (!r.ok) this.s.d.logger.info("mls.lobby.sweep_failed", { error: JSON.stringify(r.error) });
   }
 
   /** The lobby (§4): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */

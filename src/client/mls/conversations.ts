@@ -158,14 +158,15 @@ export class MlsConversations {
 
   /**
    * Call every minute or so: fetches the missing commits of groups whose held messages passed
-   * their bound, commits a leave the members before me did not, deletes past-epoch keys after an
-   * hour, and joins a DM whose Welcome never came.
+   * their bound, commits a leave the members before me did not, sweeps the lobby (its janitor),
+   * deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
    */
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
       for (const conv of this.s.held.overdue(now)) await this.r.recover(conv);
       await this.r.checkLeaves(now);
+      await this.c.sweepLobby(now);
       for (const [conv, seen] of this.s.epochSeen) {
         const g = this.s.groups.get(conv);
         if (g?.active === true && now - seen.since >= PAST_EPOCH_MS) this.s.forgetPast(conv, g);

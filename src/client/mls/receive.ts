@@ -321,7 +321,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g, change, { relaySender });
+      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };

@@ -205,7 +205,9 @@ export class Receiver {
 
   private async commitLeave(conv: string, leaver: string): Promise<void> {
     this.leaves.delete(conv);
-    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed: [leaver] },
+    // Every leave proposed in this epoch rides in the commit: the hint names them all.
+    const removed = [...new Set([leaver, ...this.s.leavingOf(conv)])];
+    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed },
       { kind: "left", by: leaver, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
     if (!r.ok) this.s.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });
   }

@@ -23,6 +23,7 @@ import * as keys from "./bench/keys.js";
 import * as mls from "./bench/mls.js";
 import * as pins from "./bench/pins.js";
 import * as relayCatchupMls from "./bench/relay-catchup-mls.js";
+import * as relayCatchupScreen from "./bench/relay-catchup-screen.js";
 import * as relayDurability from "./bench/relay-durability.js";
 import * as relayFanout from "./bench/relay-fanout.js";
 import * as relayFanoutMls from "./bench/relay-fanout-mls.js";
@@ -30,7 +31,7 @@ import * as relayScale from "./bench/relay-scale.js";
 import * as tui from "./bench/tui.js";
 
 /** Every suite, in the order they run. */
-const SUITES: readonly Suite[] = [crypto, handshakeFlood, inputLine, keys, mls, pins, relayCatchupMls, relayDurability, relayFanout, relayFanoutMls, relayScale, tui];
+const SUITES: readonly Suite[] = [crypto, handshakeFlood, inputLine, keys, mls, pins, relayCatchupMls, relayCatchupScreen, relayDurability, relayFanout, relayFanoutMls, relayScale, tui];
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {

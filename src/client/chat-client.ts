@@ -208,6 +208,7 @@ export class ChatClient implements ChatSession {
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
+      isOnline: (u) => this.directory.isOnline(u),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;

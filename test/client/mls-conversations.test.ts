@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
+import { LEAVE_COMMIT_STEP_MS, LOBBY_STALE_MS, LOBBY_SWEEP_MS } from "../../src/client/mls/policy.js";
 import type { ContentLayer } from "../../src/client/mls/content-api.js";
 import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { contentLayerOver } from "../../src/client/mls/content.js";
@@ -32,6 +33,7 @@ beforeEach(() => {
   now = Date.now();
 });
 afterEach(() => {
+  withPresence.clear();
   for (const p of people.splice(0)) { p.engine.close(); p.store.close(); }
   rmSync(root, { recursive: true, force: true });
 });
@@ -57,9 +59,10 @@ function trustOf(pins: Map<string, string>): TrustHook {
   };
 }
 
-function makeEngine(p: Omit<Person, "engine">, limits?: { lobbyMaxMembers?: number }): MlsConversations {
+function makeEngine(p: Omit<Person, "engine">, limits?: { lobbyMaxMembers?: number; commitBytes?: number }): MlsConversations {
   return new MlsConversations({
     ...(limits !== undefined ? { limits } : {}),
+    ...(withPresence.has(p.name) ? { isOnline: (u: string) => ds.isOnline(u) } : {}),
     me: p.name, identity: { username: p.name, sigPrivate: p.sigPrivate }, store: p.store, ds: ds.api(p.name), content: p.content,
     trust: trustOf(p.pins), clock: () => now, logger: process.env["MLS_DEBUG"] ? jsonLineLogger((l) => process.stderr.write(`${p.name} ${l}`), "debug") : nullLogger, emit: (e) => p.events.push(e),
   });
@@ -70,12 +73,17 @@ const double = (p: Person): TestContent => {
   return p.content;
 };
 
-async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; realContent?: boolean } = {}): Promise<Person> {
+/** People whose engine reads presence from the relay double (the lobby janitor). */
+const withPresence = new Set<string>();
+
+async function person(name: string, options: { online?: boolean; lobbyMaxMembers?: number; commitBytes?: number; realContent?: boolean; presence?: boolean } = {}): Promise<Person> {
+  if (options.presence === true) withPresence.add(name);
   const { privateKey } = generateKeyPairSync("ed25519");
   const store = MlsKeyStore.open(join(root, `${name}_mls.db`), { username: name, sigPrivate: privateKey });
   const content = options.realContent === true ? contentLayerOver(ClientStateStore.open(":memory:"), name) : new TestContent();
   const base = { name, sigPrivate: privateKey, store, content, events: [] as SessionEvent[], pins: new Map<string, string>() };
-  const p: Person = { ...base, engine: makeEngine(base, options.lobbyMaxMembers !== undefined ? { lobbyMaxMembers: options.lobbyMaxMembers } : undefined) };
+  const limits = { ...(options.lobbyMaxMembers !== undefined ? { lobbyMaxMembers: options.lobbyMaxMembers } : {}), ...(options.commitBytes !== undefined ? { commitBytes: options.commitBytes } : {}) };
+  const p: Person = { ...base, engine: makeEngine(base, Object.keys(limits).length > 0 ? limits : undefined) };
   people.push(p);
   if (options.online !== false) await online(p);
   return p;
@@ -314,6 +322,171 @@ describe("commit ordering", () => {
   });
 });
 
+/** A room of five: alice (creator, leaf 0), then bob, carol, dave, erin by external commit (leaves 1-4). */
+async function roomOfFive(room = "#ops"): Promise<Person[]> {
+  const ps = [await person("alice"), await person("bob"), await person("carol"), await person("dave"), await person("erin")];
+  for (const p of ps) expect((await p.engine.joinRoom(room)).ok).toBe(true);
+  await waitUntil(() => ps.every((p) => p.engine.members(room)?.length === 5), "five members everywhere");
+  await settle(...ps);
+  return ps;
+}
+
+describe("one committer for a leave (policy.ts leaveCommitRank)", () => {
+  it("a leave in a room of five is committed once, by the first member in leaf order, with no race", { timeout: 180_000 }, async () => {
+    const [alice, bob, carol, dave, erin] = await roomOfFive();
+    const epoch = ds.groupOf("#ops")!.epoch;
+    const taken = ds.epochTaken;
+    expect((await carol!.engine.leaveRoom("#ops")).ok).toBe(true);
+    const rest = [alice!, bob!, dave!, erin!];
+    await waitUntil(() => rest.every((p) => lines(p, "#ops").some((l) => lineText(l) === "carol left") && p.engine.members("#ops")?.length === 4), "everyone sees carol leave");
+    await settle(...rest);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch + 1);
+    expect(ds.epochTaken).toBe(taken); // before: every member committed it, three lost the race
+    sent(erin!, "#ops", "after carol");
+    for (const p of [alice!, bob!, dave!]) await expectText(p, "#ops", "erin: after carol");
+  });
+
+  it("the first committer is offline: the next in leaf order commits it after its delay, and only it; the first reads it when back", { timeout: 180_000 }, async () => {
+    const [alice, bob, carol, dave, erin] = await roomOfFive();
+    const epoch = ds.groupOf("#ops")!.epoch;
+    const taken = ds.epochTaken;
+    ds.disconnect("alice");
+    expect((await carol!.engine.leaveRoom("#ops")).ok).toBe(true);
+    const online = [bob!, dave!, erin!];
+    await waitUntil(() => online.every((p) => ds.waiting(p.name).length === 0), "the proposal processed by the members online");
+    await settle(...online);
+    // Before bob's delay nobody commits it.
+    now += LEAVE_COMMIT_STEP_MS - 1_000;
+    for (const p of online) await p.engine.checkTimers();
+    await settle(...online);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch);
+    now += 1_000;
+    await Promise.all(online.map((p) => p.engine.checkTimers()));
+    await waitUntil(() => online.every((p) => lines(p, "#ops").some((l) => lineText(l) === "carol left") && p.engine.members("#ops")?.length === 4), "the members online see carol leave");
+    // dave's and erin's later turns find it committed.
+    now += 3 * LEAVE_COMMIT_STEP_MS;
+    for (const p of online) await p.engine.checkTimers();
+    await settle(...online);
+    expect(ds.groupOf("#ops")!.epoch).toBe(epoch + 1);
+    expect(ds.epochTaken).toBe(taken);
+    ds.connect("alice", alice!.engine);
+    await waitUntil(() => lines(alice!, "#ops").some((l) => lineText(l) === "carol left") && alice!.engine.members("#ops")?.length === 4, "alice sees it when back");
+    sent(alice!, "#ops", "back");
+    for (const p of online) await expectText(p, "#ops", "alice: back");
+  });
+});
+
+describe("adds that fit a frame (commit.ts addInChunks, §6.2 Sizes)", () => {
+  it("six users invited at once with room for about two per commit: several commits, each under the limit and its own epoch; everyone ends in the room and talks", { timeout: 180_000 }, async () => {
+    const limit = 20_000;
+    const alice = await person("alice", { commitBytes: limit });
+    const names = ["bob", "carol", "dave", "erin", "frank", "gina"];
+    const others: Person[] = [];
+    for (const n of names) others.push(await person(n));
+    await settle(alice, ...others);
+    expect((await alice.engine.joinRoom("#big")).ok).toBe(true);
+    const epoch = ds.groupOf("#big")!.epoch;
+    const from = ds.commitsSent.length;
+    const r = await alice.engine.inviteMany("#big", names);
+    expect(r.ok).toBe(true);
+    const commits = r.ok ? r.value.commits : 0;
+    expect(commits).toBeGreaterThan(1);
+    const sentNow = ds.commitsSent.slice(from);
+    expect(sentNow).toHaveLength(commits);
+    for (const c of sentNow) expect(c.bytes).toBeLessThanOrEqual(limit);
+    expect(ds.groupOf("#big")!.epoch).toBe(epoch + commits);
+    // Each commit is its own "added" line; together they name everyone once.
+    const added = lines(alice, "#big").filter((l) => l.kind === "added");
+    expect(added).toHaveLength(commits);
+    expect(added.flatMap((l) => l.users).sort()).toEqual([...names].sort());
+    await waitUntil(() => [alice, ...others].every((p) => p.engine.members("#big")?.length === 7), "seven members everywhere");
+    sent(others[5]!, "#big", "hello all");
+    for (const p of [alice, ...others.slice(0, 5)]) await expectText(p, "#big", "gina: hello all");
+  });
+
+  it("a commit with room for its GroupInfo carries it (no PublishGroupInfo after); one over the frame is not sent and says why", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob");
+    await settle(alice, bob);
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    const from = ds.commitsSent.length;
+    const published = ds.groupInfoPublished;
+    expect((await alice.engine.invite("#ops", "bob")).ok).toBe(true);
+    expect(ds.commitsSent.slice(from).map((c) => c.withGroupInfo)).toEqual([true]);
+    expect(ds.groupInfoPublished).toBe(published);
+    // The relay's GroupInfo is the new epoch's: carol joins from it at once.
+    const carol = await person("carol");
+    expect((await carol.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("#ops")?.length === 3), "three members everywhere");
+
+    const tiny = await person("dave", { commitBytes: 4_000 });
+    const erin = await person("erin");
+    await settle(tiny, erin);
+    expect((await tiny.engine.joinRoom("#small")).ok).toBe(true);
+    const before = ds.commitsSent.length;
+    const epoch = ds.groupOf("#small")!.epoch;
+    const r = await tiny.engine.inviteMany("#small", ["erin"]);
+    expect(r.ok ? undefined : r.error).toMatchObject({ kind: "refused", detail: expect.stringMatching(/more than one relay frame carries/) });
+    expect(ds.commitsSent.length).toBe(before);
+    expect(ds.groupOf("#small")!.epoch).toBe(epoch);
+    // Nothing half-made stays behind: no pending commit (the same refusal again, not "a commit
+    // is already waiting"), and the group is as it was.
+    const again = await tiny.engine.inviteMany("#small", ["erin"]);
+    expect(again.ok ? undefined : again.error).toMatchObject({ kind: "refused", detail: expect.stringMatching(/more than one relay frame carries/) });
+    expect(tiny.engine.members("#small")).toEqual(["dave"]);
+  });
+});
+
+describe("the lobby janitor (commit.ts sweepLobby, policy.ts lobbySweepAllowed)", () => {
+  it("the online member with the lowest leaf removes a user offline for more than 24 hours, once; the others accept it; the user comes back by external commit", { timeout: 180_000 }, async () => {
+    const alice = await person("alice", { presence: true });
+    const bob = await person("bob", { presence: true });
+    const carol = await person("carol", { presence: true });
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "three in the lobby");
+    await settle(alice, bob, carol);
+    const epoch = ds.groupOf("lobby")!.epoch;
+    ds.disconnect("carol");
+    const tick = async (): Promise<void> => { for (const p of [alice, bob]) await p.engine.checkTimers(); await settle(alice, bob); };
+    await tick(); // alice and bob start watching carol offline
+    now += LOBBY_STALE_MS - 60_000;
+    await tick();
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch); // not yet 24 h
+    now += 60_000;
+    await tick();
+    await waitUntil(() => [alice, bob].every((p) => p.engine.members("lobby")?.length === 2), "carol's leaf removed everywhere");
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch + 1);
+    expect(lines(bob, "lobby").some((l) => lineText(l) === "alice removed carol")).toBe(true);
+    expect(refusals(bob)).toEqual([]);
+    now += LOBBY_SWEEP_MS;
+    await tick();
+    expect(ds.groupOf("lobby")!.epoch).toBe(epoch + 1); // nothing more to sweep
+    // carol comes back: a plain external join (her old leaf is gone), and the lobby talks.
+    await restart(carol);
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "carol back in the lobby");
+    sent(carol, "lobby", "back after a day");
+    await expectText(alice, "lobby", "carol: back after a day");
+  });
+
+  it("a hostile member's commit removing an online user from the lobby is refused by the members and shown; the user stays", { timeout: 120_000 }, async () => {
+    const alice = await person("alice", { presence: true });
+    const bob = await person("bob", { presence: true });
+    const carol = await person("carol", { presence: true });
+    await waitUntil(() => [alice, bob, carol].every((p) => p.engine.members("lobby")?.length === 3), "three in the lobby");
+    await settle(alice, bob, carol);
+    // bob's client is modified: it removes carol (online) from the lobby itself.
+    const client = await bob.store.loadOrCreateClient();
+    const g = bob.store.loadGroup(client, "lobby")!;
+    const p = await g.removeMembers(["carol"]);
+    expect((await ds.api("bob").sendCommit({ commit: p.commit, groupInfo: new Uint8Array(0), added: [], removed: [] })).ok).toBe(true);
+    for (const x of [alice, carol]) {
+      await waitUntil(() => lines(x, "lobby").some((l) => l.kind === "refused"), `${x.name} shows the refused change`);
+      expect(lines(x, "lobby").find((l) => l.kind === "refused")).toMatchObject({ kind: "refused", by: "bob", users: ["carol"] });
+    }
+    expect(alice.engine.members("lobby")).toEqual(["alice", "bob", "carol"]);
+    expect(carol.engine.members("lobby")).toEqual(["alice", "bob", "carol"]);
+  });
+});
+
 describe("missed commits", () => {
   it("a message of a future epoch is held; past the bound the missing commit is fetched and the message read", { timeout: 120_000 }, async () => {
     const [alice, bob, carol] = await roomOfThree();
@@ -548,6 +721,27 @@ describe("a hostile relay", () => {
     await settle(carol);
     expect(refusals(carol)).toContainEqual({ type: "refused", conversationId: "#ops", from: "alice" });
     expect(texts(carol, "#ops")).toEqual([]);
+  });
+});
+
+describe("§9 epoch views after my own changes (commit.ts)", () => {
+  it("creating a room, joining it by external commit and committing an add record my view of the new epoch at once, before any delivery", { timeout: 120_000 }, async () => {
+    const alice = await person("alice");
+    const bob = await person("bob");
+    const carol = await person("carol");
+    await settle(alice, bob, carol);
+    const room = "#ops";
+    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
+    expect(double(alice).views.get(room)).toBe(0);
+    expect((await bob.engine.joinRoom(room)).ok).toBe(true);
+    expect(ds.groupOf(room)!.epoch).toBe(1);
+    expect(double(bob).views.get(room)).toBe(1);
+    await waitUntil(() => lines(alice, room).some((l) => lineText(l) === "bob joined"), "alice sees bob join");
+    await settle(alice, bob);
+    expect((await alice.engine.invite(room, "carol")).ok).toBe(true);
+    // No delivery reached alice since her commit was accepted: the view is taken by the commit itself.
+    expect(ds.groupOf(room)!.epoch).toBe(2);
+    expect(double(alice).views.get(room)).toBe(2);
   });
 });
 

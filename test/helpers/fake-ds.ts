@@ -59,6 +59,10 @@ export class FakeDs {
   intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
   /** Commits refused because their epoch was taken (races). */
   epochTaken = 0;
+  /** Per SendCommit received: the bytes of its commit, Welcome, tree and GroupInfo, and whether it carried a GroupInfo. */
+  readonly commitsSent: { bytes: number; withGroupInfo: boolean }[] = [];
+  /** PublishGroupInfo requests received. */
+  groupInfoPublished = 0;
   /** Claims served so far, per user (tests of KeyPackage use). */
   readonly claims = new Map<string, number>();
 
@@ -158,6 +162,7 @@ export class FakeDs {
   }
 
   private publishGroupInfo(user: string, bytes: Uint8Array): DsResult<DsGroupInfo> {
+    this.groupInfoPublished++;
     const { groupId, epoch } = groupInfoOf(bytes);
     const conv = conversationOfGroupId(groupId);
     const g = this.groups.get(hex(groupId));
@@ -184,6 +189,7 @@ export class FakeDs {
   }
 
   private sendCommit(user: string, c: DsCommit): DsResult<{ epoch: number; currentEpoch: number }> | DsEpochTaken {
+    this.commitsSent.push({ bytes: c.commit.length + (c.welcome?.length ?? 0) + (c.ratchetTree?.length ?? 0) + c.groupInfo.length, withGroupInfo: c.groupInfo.length > 0 });
     let f: ReturnType<typeof framing>;
     try {
       f = framing(c.commit);

@@ -31,5 +31,11 @@ export class TestContent implements ContentLayer {
   /** An update is due until this client's next commit is accepted (as the real policy). */
   committed(): void { this.committedCount++; this.update = false; }
   forget(c: string): void { this.forgotten.push(c); }
+  /** §9 epoch views the engine handed over: room → the newest epoch recorded. */
+  readonly views = new Map<string, number>();
+  epochView(c: string, _g: Uint8Array, epoch: number, authenticator: Uint8Array): void {
+    if (authenticator.length === 0) throw new Error("an epoch view needs the epoch authenticator");
+    this.views.set(c, Math.max(epoch, this.views.get(c) ?? -1));
+  }
 }
 

@@ -285,3 +285,20 @@ describe("group ids bind the conversation", () => {
     expect(() => conversationOfGroupId(new Uint8Array([...Buffer.from("dm:bob:alice"), 0, ...new Uint8Array(16)]))).toThrow(/conversation/);
   });
 });
+
+describe("a pending commit carries the next epoch's GroupInfo (PendingCommit.groupInfo)", () => {
+  it("signed for the epoch the commit makes: once the commit is confirmed, a joiner joins from it and the members take the join", async () => {
+    const [alice, bob, carol, dave] = await Promise.all([person("alice"), person("bob"), person("carol"), person("dave")]);
+    const [ga, gb] = await groupOf("#ops", alice, [bob]);
+    const p = await ga!.addMembers([(await keyPackageOf(carol)).keyPackage]);
+    expect(p.epoch).toBe(ga!.epoch + 1n);
+    ga!.confirmCommit();
+    await gb!.process(p.commit);
+    const { group: gd, commit } = await MlsGroup.joinExternal(dave.client, p.groupInfo, { expectConversation: "#ops" });
+    expect(gd.epoch).toBe(p.epoch + 1n);
+    const [atA, atB] = await deliver(commit, [ga!, gb!]);
+    expect(atA!.kind === "commit" && atA!.change.committer.username).toBe("dave");
+    expect(atB!.kind).toBe("commit");
+    expect(gd.members().map((m) => m.username)).toEqual(["alice", "bob", "carol", "dave"]);
+  }, 30_000);
+});

@@ -9,6 +9,34 @@ import { groupInfoHasLeafOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, type EngineState } from "./engine-state.js";
 import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
+import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
+
+/**
+ * What the commit, Welcome and ratchet tree of one SendCommit may take: the relay's frame
+ * (`max_frame_bytes`, 1 MiB by default, §6.2 "Sizes") less room for the frame's other fields and
+ * the membership hint's names (up to 1,000).
+ */
+export const COMMIT_BYTES_MAX = 1024 * 1024 - 64 * 1024;
+
+/**
+ * How many of these KeyPackages one commit can add to a group of `members` within `max` bytes,
+ * estimated (§6.2 "Sizes"): per add, the KeyPackage in the commit, its leaf in the tree and the
+ * joiner's share of the Welcome (~1.3 KiB); per member already there, its leaf in the tree; and
+ * an allowance for the commit's update path. At least 1 (a commit measured too big is halved).
+ */
+export function addsThatFit(members: number, entries: readonly { readonly keyPackage: Uint8Array }[], max: number): number {
+  if (entries.length === 0) return 0;
+  const avg = entries.reduce((a, e) => a + e.keyPackage.length, 0) / entries.length;
+  const room = max - members * avg - Math.min(32 * 1024, max / 8);
+  let n = 0;
+  let used = 0;
+  for (const e of entries) {
+    used += 2 * e.keyPackage.length + 1_300;
+    if (used > room) break;
+    n++;
+  }
+  return Math.max(1, n);
+}
 
 export class Committer {
   /** Set once both exist (the winner of a lost epoch is fetched and processed there). */
@@ -32,8 +60,19 @@ export class Committer {
       } catch (e) {
         return fail(sentence((e as Error).message));
       }
+      // One SendCommit is one relay frame (§6.2 "Sizes"): too big, it is not sent (the caller
+      // splits adds); the next epoch's GroupInfo rides along when it fits, else it is published
+      // once the commit is accepted.
+      const max = this.s.d.limits?.commitBytes ?? COMMIT_BYTES_MAX;
+      const core = p.commit.length + (p.welcome?.length ?? 0) + (p.ratchetTree?.length ?? 0);
+      if (core > max) {
+        g.discardCommit();
+        this.s.d.logger.info("mls.commit.too_large", { conversation: convId, bytes: core, max });
+        return fail({ kind: "refused", code: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, detail: `the change to ${convId} makes a commit of ${core} bytes, more than one relay frame carries (${max})` });
+      }
+      const withInfo = core + p.groupInfo.length <= max;
       const r = await this.s.d.ds.sendCommit({
-        commit: p.commit, groupInfo: new Uint8Array(0), added: hint.added, removed: hint.removed,
+        commit: p.commit, groupInfo: withInfo ? p.groupInfo : new Uint8Array(0), added: hint.added, removed: hint.removed,
         ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
       });
       this.s.d.logger.debug("mls.commit.sent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
@@ -45,8 +84,11 @@ export class Committer {
         this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
         if (line !== undefined) this.s.line(convId, line);
         this.s.d.store.saveGroup(g);
-        const gi = await this.s.d.ds.publishGroupInfo(await g.groupInfo());
-        if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
+        this.recordView(convId, g);
+        if (!withInfo) {
+          const gi = await this.s.d.ds.publishGroupInfo(p.groupInfo);
+          if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
+        }
         await this.r.releaseHeld(convId);
         return ok(undefined);
       }
@@ -61,6 +103,52 @@ export class Committer {
     return fail(sentence(`the change to ${convId} lost the race for its epoch ${COMMIT_ATTEMPTS} times`));
   }
 
+  /**
+   * §9 fork check: my view of a room's epoch, taken at once after my own commit, create or join
+   * (receive.ts takes it around each delivery): my next DM carries the epoch I am in, not the one
+   * before it.
+   */
+  private recordView(convId: string, g: MlsGroup): void {
+    const content = this.s.d.content;
+    if (content.epochView === undefined || !convId.startsWith("#") || !g.active) return;
+    try {
+      content.epochView(convId, g.groupId, Number(g.epoch), g.epochAuthenticator);
+    } catch (e) {
+      this.s.d.logger.warn("mls.epoch.view_failed", { conversation: convId, error: (e as Error).message });
+    }
+  }
+
+  /**
+   * Adds users to a room from their claimed KeyPackages (§6.2 "Sizes"): as many per commit as fit
+   * one relay frame, each commit its own epoch. The first count is estimated from the sizes of
+   * the KeyPackages and the tree; a commit measured over the frame is not sent and is made again
+   * with half as many. Each commit shows its own "added" line.
+   */
+  async addInChunks(convId: string, entries: readonly { readonly username: string; readonly keyPackage: Uint8Array }[], nowS: number): Promise<Outcome<{ readonly commits: number }>> {
+    const max = this.s.d.limits?.commitBytes ?? COMMIT_BYTES_MAX;
+    let done = 0;
+    let commits = 0;
+    let n = entries.length;
+    while (done < entries.length) {
+      const g = this.s.groups.get(convId);
+      if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
+      n = Math.min(n, entries.length - done, addsThatFit(g.members().length, entries.slice(done), max));
+      const chunk = entries.slice(done, done + n);
+      const names = chunk.map((e) => e.username);
+      const r = await this.commitChange(convId, (x) => x.addMembers(chunk.map((e) => e.keyPackage), { expectUsernames: names, nowS }), { added: names, removed: [] },
+        { kind: "added", by: this.s.d.me, users: names, ...this.s.creatorField(convId), atMs: this.s.d.clock() },
+        (x) => names.some((u) => !x.members().some((m) => m.username === u)));
+      if (!r.ok && r.error.kind === "refused" && r.error.code === ErrorCode.ERROR_CODE_FRAME_TOO_LARGE && n > 1) {
+        n = Math.floor(n / 2);
+        continue;
+      }
+      if (!r.ok) return r;
+      done += chunk.length;
+      commits++;
+    }
+    return ok({ commits });
+  }
+
   /** Creates a group and registers it at the relay ("taken": another group of the conversation was registered first). */
   async createAndRegister(convId: string): Promise<"taken" | Outcome<MlsGroup>> {
     const g = await MlsGroup.create(this.s.mustClient(), convId, this.s.groupOptions());
@@ -72,8 +160,41 @@ export class Committer {
     this.s.adopt(convId, g, true);
     this.s.d.store.saveGroup(g);
     this.s.d.content.membersChanged(convId, [this.s.d.me]);
+    this.recordView(convId, g);
     if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
     return ok(g);
+  }
+
+  /** Lobby members not listed online by the directory, since when I have seen them so (the janitor). */
+  private readonly offlineSince = new Map<string, number>();
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
+
+  /**
+   * The lobby janitor (§4 "The lobby", policy.ts): on each timer tick, notes who of the lobby is
+   * offline by the directory; the online member with the lowest leaf index removes, in one commit
+   * at most every 10 minutes, the leaves of users it has seen offline for more than 24 hours (a
+   * restart starts the watch again). The removed come back by external commit at their next start.
+   */
+  async sweepLobby(nowMs: number): Promise<void> {
+    const isOnline = this.s.d.isOnline;
+    const g = this.s.groups.get("lobby");
+    if (isOnline === undefined || g === undefined || !g.active) return;
+    const me = this.s.d.me;
+    const members = g.members();
+    const names = new Set(members.map((m) => m.username));
+    for (const u of [...this.offlineSince.keys()]) if (!names.has(u)) this.offlineSince.delete(u);
+    for (const m of members) {
+      if (m.username === me || isOnline(m.username)) this.offlineSince.delete(m.username);
+      else if (!this.offlineSince.has(m.username)) this.offlineSince.set(m.username, nowMs);
+    }
+    if (nowMs - this.lastSweepMs < LOBBY_SWEEP_MS || lobbyJanitor(members, isOnline, me) !== me) return;
+    const stale = [...this.offlineSince].filter(([, since]) => nowMs - since >= LOBBY_STALE_MS).map(([u]) => u).slice(0, LOBBY_SWEEP_MAX);
+    if (stale.length === 0) return;
+    this.lastSweepMs = nowMs;
+    this.s.d.logger.info("mls.lobby.sweep", { removed: stale.length });
+    const r = await this.commitChange("lobby", (x) => x.removeMembers(stale.filter((u) => x.members().some((m) => m.username === u))), { added: [], removed: stale },
+      undefined, (x) => stale.some((u) => x.members().some((m) => m.username === u) && !isOnline(u)));
+    if (!r.ok) this.s.d.logger.info("mls.lobby.sweep_failed", { error: JSON.stringify(r.error) });
   }
 
   /** The lobby (§4): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */
@@ -142,6 +263,7 @@ export class Committer {
       this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
+      this.recordView(convId, g);
       return ok(undefined);
     }
     return fail(lastError);

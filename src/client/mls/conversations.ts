@@ -30,6 +30,9 @@ import { Sender } from "./send.js";
 
 export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
 
+/** Names per ClaimKeyPackages request (the relay's limit, §6.1). */
+const CLAIM_MAX = 100;
+
 export class MlsConversations {
   private readonly s: EngineState;
   private readonly r: Receiver;
@@ -157,12 +160,15 @@ export class MlsConversations {
 
   /**
    * Call every minute or so: fetches the missing commits of groups whose held messages passed
-   * their bound, deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
+   * their bound, commits a leave the members before me did not, sweeps the lobby (its janitor),
+   * deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
    */
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
       for (const conv of this.s.held.overdue(now)) await this.r.recover(conv);
+      await this.r.checkLeaves(now);
+      await this.c.sweepLobby(now);
       for (const [conv, seen] of this.s.epochSeen) {
         const g = this.s.groups.get(conv);
         if (g?.active === true && now - seen.since >= PAST_EPOCH_MS) this.s.forgetPast(conv, g);
@@ -226,19 +232,36 @@ export class MlsConversations {
   }
 
   /** A member adds someone to a room from one of their KeyPackages (Add + Welcome). */
-  invite(room: string, username: string): Promise<Outcome> {
+  async invite(room: string, username: string): Promise<Outcome> {
+    const r = await this.inviteMany(room, [username]);
+    return r.ok ? ok(undefined) : r;
+  }
+
+  /**
+   * A member adds several users to a room (Add + Welcome), as many per commit as fit one relay
+   * frame (§6.2 "Sizes": in a room of 500, about 70), each commit its own epoch. Nobody is added
+   * when one of them is already in the room or has no KeyPackage on the relay.
+   */
+  inviteMany(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>> {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "send" });
-      if (g.members().some((m) => m.username === username)) return fail({ kind: "already-in-room", room, username });
-      await this.s.d.ensureKeys?.([username]); // first contact pins them first (PROTOCOL-v2.md §3)
-      const claimed = await this.s.d.ds.claimKeyPackages([username]);
-      if (!claimed.ok) return fail(refusedError(claimed));
-      const entry = claimed.entries.find((e) => e.username === username);
-      if (entry === undefined) return fail({ kind: "no-key-package", username });
-      const nowS = Math.floor(this.s.d.clock() / 1000);
-      return this.c.commitChange(room, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [username], nowS }), { added: [username], removed: [] },
-        { kind: "added", by: this.s.d.me, users: [username], ...this.s.creatorField(room), atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === username));
+      const names = [...new Set(usernames)];
+      if (names.length === 0) return fail(sentence("name at least one user to invite"));
+      for (const u of names) if (g.members().some((m) => m.username === u)) return fail({ kind: "already-in-room", room, username: u });
+      await this.s.d.ensureKeys?.(names); // first contact pins them first (PROTOCOL-v2.md §3)
+      const entries: { username: string; keyPackage: Uint8Array }[] = [];
+      for (let i = 0; i < names.length; i += CLAIM_MAX) {
+        const batch = names.slice(i, i + CLAIM_MAX);
+        const claimed = await this.s.d.ds.claimKeyPackages(batch);
+        if (!claimed.ok) return fail(refusedError(claimed));
+        for (const u of batch) {
+          const entry = claimed.entries.find((e) => e.username === u);
+          if (entry === undefined) return fail({ kind: "no-key-package", username: u });
+          entries.push({ username: u, keyPackage: entry.keyPackage });
+        }
+      }
+      return this.c.addInChunks(room, entries, Math.floor(this.s.d.clock() / 1000));
     });
   }
 

@@ -41,12 +41,14 @@ export interface ConversationDeps {
    * then compares the credential with a pin.
    */
   readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;
+  /** The relay's directory: whether a user is online now (the lobby janitor, policy.ts lobbySweepAllowed); without it nobody removes others from the lobby. */
+  readonly isOnline?: (username: string) => boolean;
   /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
   readonly outbox?: MlsOutboxStore;
   readonly clock: () => number;
   readonly logger: Logger;
   readonly emit: (e: SessionEvent) => void;
-  readonly limits?: { readonly lobbyMaxMembers?: number; readonly holdMessages?: number; readonly holdMs?: number };
+  readonly limits?: { readonly lobbyMaxMembers?: number; readonly holdMessages?: number; readonly holdMs?: number; readonly commitBytes?: number };
 }
 
 export interface Outgoing {

@@ -2,14 +2,17 @@
 // groups"), and the membership lines a commit shows (SessionEvent `membership`).
 // - Only a room's creator removes others; anyone leaves (a removal another member proposed for
 //   itself); a member re-joining by external commit with resync removes only its own old leaf.
-// - The lobby has no creator: only leaves and resyncs remove anyone (the janitor of §4 is not built).
+// - A leave proposal is committed by one member: the first in leaf order other than the leaver,
+//   the others in turn after a delay when it is still uncommitted (leaveCommitRank).
+// - The lobby has no creator: leaves and resyncs remove, and the janitor removes leaves of users
+//   the directory shows offline (lobbySweepAllowed); the janitor sweeps those offline > 24 h.
 // - A DM never gets a third member (checked by MlsGroup itself) and nobody is removed from it but
 //   by leaving.
 // - The relay-authenticated sender of a commit must be its MLS committer (§5: the relay
 //   authenticates who sent by the session).
 // The creator is the one the room's GroupContext names (§4.1: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
-import type { MembershipChange, MlsGroup } from "../../protocol/mls/index.js";
+import type { MembershipChange, MlsGroup, MlsMember } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
 
 /** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
@@ -25,10 +28,57 @@ export type Refusal = "sender" | "policy";
  * removes someone it may not (MlsGroup.removalsAllowed, §4.1: a member's own leave, a resync of
  * the committer's own leaf under the same identity key, or the room's creator by name AND key).
  */
-export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string }): Refusal | undefined {
+export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean }): Refusal | undefined {
   if (change.committer.username !== ctx.relaySender) return "sender";
-  return group.removalsAllowed(change) ? undefined : "policy";
+  if (group.removalsAllowed(change)) return undefined;
+  return group.conversation.kind === "lobby" && lobbySweepAllowed(change, ctx.isOnline) ? undefined : "policy";
 }
+
+/** The lobby janitor (§4 "The lobby"): leaves of users offline this long are removed. */
+export const LOBBY_STALE_MS = 24 * 60 * 60_000;
+/** At most one janitor commit per this long, removing at most LOBBY_SWEEP_MAX leaves. */
+export const LOBBY_SWEEP_MS = 10 * 60_000;
+export const LOBBY_SWEEP_MAX = 100;
+
+/**
+ * The lobby's own removal rule (notes/v2-tidy-protocol.md, §4 "The lobby"): the lobby has no
+ * creator, so besides leaves and resyncs a member may remove others only in a janitor commit —
+ * no add, not an external join, and every removed user other than a leaver is someone else than
+ * the committer whom the relay's directory, as I see it now, does not list online. Without a
+ * directory (`isOnline` undefined) nobody removes others. A hostile member can thus remove only
+ * users who are offline; they come back by external commit at their next start, as always.
+ */
+export function lobbySweepAllowed(change: MembershipChange, isOnline: ((username: string) => boolean) | undefined): boolean {
+  if (isOnline === undefined || change.external || change.added.length > 0 || change.removed.length === 0) return false;
+  return change.removed.every((r) => change.left.some((l) => l.leafIndex === r.leafIndex) || (r.username !== change.committer.username && !isOnline(r.username)));
+}
+
+/**
+ * Who sweeps the lobby: the member with the lowest leaf index among those the directory lists
+ * online (me included: I am online when I run it). Every member computes the same from the same
+ * tree and directory; two who disagree (a directory update in flight) race like any commit.
+ */
+export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "leafIndex">[], isOnline: (username: string) => boolean, me: string): string | undefined {
+  return [...members].sort((a, b) => a.leafIndex - b.leafIndex).find((m) => m.username === me || isOnline(m.username))?.username;
+}
+
+/**
+ * Who commits a member's leave proposal (PROTOCOL-v2.md §4, notes/v2-tidy-protocol.md): the
+ * members other than the leaver, in leaf order; the first commits at once, the k-th after k
+ * times LEAVE_COMMIT_STEP_MS if the proposal is still uncommitted then (its betters offline).
+ * Every member computes the same order from the tree of the proposal's epoch, so a leave in a
+ * room of N costs one commit instead of N-1 racing ones. Returns my rank, or undefined when I
+ * am the leaver or not in the tree.
+ */
+export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "leafIndex">[], leaver: string, me: string): number | undefined {
+  if (me === leaver) return undefined;
+  const order = members.filter((m) => m.username !== leaver).sort((a, b) => a.leafIndex - b.leafIndex);
+  const i = order.findIndex((m) => m.username === me);
+  return i < 0 ? undefined : i;
+}
+
+/** The delay per rank before a member commits a leave its betters did not (one engine timer tick). */
+export const LEAVE_COMMIT_STEP_MS = 60_000;
 
 /** The lines a (processed) commit shows in its conversation, naming who made each change. */
 export function linesOf(change: MembershipChange, ctx: { readonly creator: string | undefined; readonly leaving: ReadonlySet<string>; readonly atMs: number }): MembershipLine[] {

@@ -1,8 +1,9 @@
 // Receiving in the protocol v2 engine (PROTOCOL-v2.md §5, §7 "Receiving", §9): each MLS
 // message the relay queued for me, in its order — a Welcome (join, or a notice when it does not
 // open), a commit (the room policy, a membership line naming who, saved), a member's leave
-// proposal (committed at once), an application message (opened by the content layer, its MLS
-// sender checked against the relay's) — and messages of a future epoch held until the commit
+// proposal (committed by one member: the first in leaf order at once, the next ones in turn
+// after a delay), an application message (opened by the content layer, its MLS sender checked
+// against the relay's) — and messages of a future epoch held until the commit
 // leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
@@ -12,7 +13,7 @@ import type { ContentLayer } from "./content-api.js";
 import type { MlsQueued } from "./ds-api.js";
 import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
-import { judgeCommit, linesOf, refusedLine, type Refusal } from "./policy.js";
+import { judgeCommit, LEAVE_COMMIT_STEP_MS, leaveCommitRank, linesOf, refusedLine, type Refusal } from "./policy.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
 import type { Recreator } from "./recreate.js";
@@ -25,6 +26,8 @@ export class Receiver {
   private readonly processed = new Set<string>();
   /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
   private readonly splitShown = new Set<string>();
+  /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
+  private readonly leaves = new Map<string, { leaver: string; epoch: bigint; dueMs: number }>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
   c!: Committer;
   /** Re-creating a room after a commit refused by policy (recreate.ts); set by the engine. */
@@ -197,10 +200,42 @@ export class Receiver {
     }
     this.s.leavingOf(conv).add(inc.sender.username);
     this.s.d.store.saveGroup(g);
-    // The receiving member commits a leave at once; a race between members is settled by the relay.
-    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed: [inc.sender.username] },
-      { kind: "left", by: inc.sender.username, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
+    // One member commits a leave (policy.ts leaveCommitRank): the first in leaf order at once,
+    // the others only if it is still uncommitted after their rank's delay (checkLeaves).
+    const rank = leaveCommitRank(g.members(), inc.sender.username, this.s.d.me);
+    if (rank === undefined) return;
+    if (rank === 0) {
+      await this.commitLeave(conv, inc.sender.username);
+      return;
+    }
+    this.s.d.logger.debug("mls.proposal.leave_deferred", { conversation: conv, leaver: inc.sender.username, rank });
+    this.leaves.set(conv, { leaver: inc.sender.username, epoch: g.epoch, dueMs: this.s.d.clock() + rank * LEAVE_COMMIT_STEP_MS });
+  }
+
+  private async commitLeave(conv: string, leaver: string): Promise<void> {
+    this.leaves.delete(conv);
+    // Every leave proposed in this epoch rides in the commit: the hint names them all.
+    const removed = [...new Set([leaver, ...this.s.leavingOf(conv)])];
+    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed },
+      { kind: "left", by: leaver, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
     if (!r.ok) this.s.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });
+  }
+
+  /**
+   * Leaves whose first committers stayed silent: mine to commit once my rank's delay has passed,
+   * if the group is still at the proposal's epoch (else someone committed, or the proposal is gone).
+   */
+  async checkLeaves(nowMs: number): Promise<void> {
+    for (const [conv, l] of [...this.leaves]) {
+      const g = this.s.groups.get(conv);
+      if (g === undefined || !g.active || g.epoch !== l.epoch || !g.members().some((m) => m.username === l.leaver)) {
+        this.leaves.delete(conv);
+        continue;
+      }
+      if (nowMs < l.dueMs) continue;
+      this.s.d.logger.info("mls.proposal.leave_fallback", { conversation: conv, leaver: l.leaver });
+      await this.commitLeave(conv, l.leaver);
+    }
   }
 
   async onApplication(conv: string, g: MlsGroup, q: MlsQueued): Promise<void> {
@@ -297,7 +332,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g, change, { relaySender });
+      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };

@@ -38,6 +38,8 @@ export interface MlsSessionOptions {
   readonly ensureKeys?: (usernames: readonly string[], refresh?: boolean) => Promise<void>;
   /** One delivery was handled (for the caught-up count); `message`: it carried an application message. */
   readonly handled?: (message: boolean) => void;
+  /** The relay's directory: whether a user is online now (the lobby janitor, PROTOCOL-v2.md §4). */
+  readonly isOnline?: (username: string) => boolean;
 }
 
 /**
@@ -77,6 +79,7 @@ export class MlsSession {
       store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
       ...(ensureKeys === undefined ? {} : { ensureKeys }),
       ...(o.outbox === undefined ? {} : { outbox: o.outbox }),
+      ...(o.isOnline === undefined ? {} : { isOnline: o.isOnline }),
     });
   }
 

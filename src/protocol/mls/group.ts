@@ -17,9 +17,8 @@
 // - encodeGroupState leaves out the client configuration (authentication service, retention):
 //   restore() puts ours back, so a restored group checks credentials exactly as before.
 import {
-  acceptAll, createApplicationMessage, createCommit, createGroupInfoWithExternalPubAndRatchetTree,
-  createProposal, emptyPskIndex, encodeGroupState, encodeMlsMessage, processMessage,
-  type ClientState, type Extension, type IncomingMessageCallback, type MLSMessage, type Proposal,
+  acceptAll, createApplicationMessage, createCommit, createProposal, emptyPskIndex, encodeGroupState,
+  encodeMlsMessage, processMessage, type ClientState, type IncomingMessageCallback, type Proposal,
 } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
@@ -31,7 +30,8 @@ import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credentia
 import { MlsProtocolError, wrap } from "./errors.js";
 import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
 import { describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
-import { paddingFor, suiteImpl } from "./suite.js";
+import { encodeGroupInfo, pad, sameExtensions, secretTreeValues, unpad, zero } from "./group-parts.js";
+import { suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
   /** Decides about each identity key a credential names (TOFU pins, PROTOCOL.md §6). */
@@ -56,35 +56,14 @@ export interface PendingCommit {
    * joiner's HPKE context: O(n^2), 6.5 s of CPU for 499 joiners instead of 2.5 s.)
    */
   readonly ratchetTree: Uint8Array | undefined;
+  /**
+   * The GroupInfo of the epoch this commit creates (signed by me, with the external public key
+   * and the tree): sent with the commit when it fits the frame, or published once it is
+   * accepted, without another call to groupInfo() (PROTOCOL-v2.md §5 "GroupInfo").
+   */
+  readonly groupInfo: Uint8Array;
   /** The epoch this commit creates. */
   readonly epoch: bigint;
-}
-
-/** Pads application data like v1 (§7.2): u32be(len) || data || zeros, to a multiple of 256 bytes. */
-function pad(data: Uint8Array): Uint8Array {
-  const total = 4 + data.length;
-  const out = Buffer.alloc(total + paddingFor(total));
-  out.writeUInt32BE(data.length, 0);
-  out.set(data, 4);
-  return out;
-}
-
-function unpad(padded: Uint8Array): Buffer {
-  const b = Buffer.from(padded.buffer, padded.byteOffset, padded.byteLength);
-  if (b.length < 256 || b.length % 256 !== 0) throw new MlsProtocolError("malformed", "application data is not padded to a multiple of 256 bytes");
-  const len = b.readUInt32BE(0);
-  if (len > b.length - 4) throw new MlsProtocolError("malformed", "application data length is out of range");
-  if (b.length !== 4 + len + paddingFor(4 + len)) throw new MlsProtocolError("malformed", "application data has the wrong amount of padding");
-  for (let i = 4 + len; i < b.length; i++) if (b[i] !== 0) throw new MlsProtocolError("malformed", "application data padding is not zero");
-  return Buffer.from(b.subarray(4, 4 + len));
-}
-
-function zero(secrets: readonly Uint8Array[]): void {
-  for (const s of secrets) s.fill(0);
-}
-
-function asPrivateMessageBytes(msg: MLSMessage): Uint8Array {
-  return encodeMlsMessage(msg);
 }
 
 export class MlsGroup {
@@ -272,7 +251,7 @@ export class MlsGroup {
       createProposal(this.state, false, { proposalType: "remove", remove: { removed: this.myLeafIndex } }, impl));
     this.state = res.newState;
     zero(res.consumed);
-    return asPrivateMessageBytes(res.message);
+    return encodeMlsMessage(res.message);
   }
 
   /** The relay accepted my pending commit: move to its epoch and delete the old epoch's keys. */
@@ -426,9 +405,7 @@ export class MlsGroup {
    */
   async groupInfo(): Promise<Uint8Array> {
     this.checkUsable();
-    const impl = await suiteImpl();
-    const gi = await createGroupInfoWithExternalPubAndRatchetTree(this.state, [], impl);
-    return encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo: gi });
+    return encodeGroupInfo(this.state);
   }
 
   // ---- storage and deletion --------------------------------------------------------------
@@ -481,6 +458,7 @@ export class MlsGroup {
       commit: encodeMlsMessage(res.commit),
       welcome: res.welcome === undefined ? undefined : encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: res.welcome }),
       ratchetTree: res.welcome === undefined ? undefined : encodeRatchetTree(res.newState.ratchetTree),
+      groupInfo: await encodeGroupInfo(res.newState),
       epoch,
     };
   }
@@ -511,25 +489,4 @@ export class MlsGroup {
     this.checkNotDestroyed();
     if (!this.active) throw new MlsProtocolError("not-a-member", `I am no longer a member of ${this.conversation.id}`);
   }
-}
-
-/** Same extensions, in the same order, byte for byte. */
-function sameExtensions(a: readonly Extension[], b: readonly Extension[]): boolean {
-  return a.length === b.length && a.every((x, i) => {
-    const y = b[i]!;
-    return x.extensionType === y.extensionType && Buffer.from(x.extensionData).equals(Buffer.from(y.extensionData));
-  });
-}
-
-function secretTreeValues(tree: unknown): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  const walk = (v: unknown, depth: number): void => {
-    if (depth > 8 || v === null || v === undefined) return;
-    if (v instanceof Uint8Array) { out.push(v); return; }
-    if (v instanceof Map) { for (const x of v.values()) walk(x, depth + 1); return; }
-    if (Array.isArray(v)) { for (const x of v) walk(x, depth + 1); return; }
-    if (typeof v === "object") for (const x of Object.values(v)) walk(x, depth + 1);
-  };
-  walk(tree, 0);
-  return out;
 }

@@ -145,7 +145,7 @@ export async function startRelayChild(mode: "relay" | "ceiling", opts: RelayChil
 
 /**
  * Relay limits for benchmarks whose many users all come from 127.0.0.1: the per-address
- * registration bucket and handshake share (PROTOCOL.md §10) would otherwise shed a connect storm
+ * registration bucket and handshake share (PROTOCOL.md §13.3) would otherwise shed a connect storm
  * from one address, which is what they are for.
  */
 export const MANY_USERS_FROM_LOOPBACK = { registrationBurst: 1_000_000, registrationsPerHour: 1_000_000_000, maxHandshakesPerAddress: 512 } as const;
@@ -212,7 +212,7 @@ export class BenchClient extends RawSession {
   }
 }
 
-/** Connects and completes the handshake (protocolVersion 2: a protocol v2 session, PROTOCOL-v2.md §6.2). */
+/** Connects and completes the handshake (protocolVersion 2: a protocol v2 session, PROTOCOL.md §8.3). */
 export async function connect(port: number, id: PrivateIdentity, protocolVersion = 1): Promise<BenchClient> {
   const c = new BenchClient(port);
   c.welcome = await c.handshake(id, c.waitMs, { protocolVersion });

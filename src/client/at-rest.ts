@@ -1,4 +1,4 @@
-// Text kept on this machine is encrypted at rest (PROTOCOL.md §7.5): the history and the text of
+// Text kept on this machine is encrypted at rest (PROTOCOL.md §10.4): the history and the text of
 // unsent messages in the outbox. AES-256-GCM under a key derived (HKDF-SHA256) from my Ed25519
 // signing key, so reading it needs the key file (and its passphrase, if it has one), like
 // reading my messages. The additional data binds each sealed text to what it belongs to (the

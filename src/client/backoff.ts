@@ -1,7 +1,7 @@
 // When to try the relay again. The delay grows with each attempt that failed in a row and starts
 // again from its minimum after every session that got as far as Welcome, however that session
 // ended: a relay crash or a dropped network ends a session with an error, not cleanly, and must
-// not count against the next outage (PROTOCOL.md §8, reconnecting).
+// not count against the next outage (PROTOCOL.md §9, reconnecting).
 
 export class ReconnectBackoff {
   private failures = 0;

@@ -2,7 +2,7 @@
 // facade that wires the parts together and keeps none of their logic. The parts, one concern
 // each:
 //   relay-connection.ts  connect, handshake, reconnect with backoff, requests and their answers
-//   inbox.ts             open what arrives (PROTOCOL.md §7.3), hold, release, ack, caught-up
+//   inbox.ts             open what arrives (PROTOCOL.md Appendix A.3), hold, release, ack, caught-up
 //   outbox.ts            check, seal, keep in the durable outbox, send, settle, retry
 //   rooms.ts             the rooms I am in, join, leave, list, members
 //   trust-decisions.ts   /verify, /trust, /accept (§6)
@@ -56,7 +56,7 @@ export interface ChatClientOptions {
   readonly logger?: Logger;
   readonly clock?: () => number;
   /**
-   * How to reach the relay (PROTOCOL.md §8). Default: TLS with the relay's certificate pinned on
+   * How to reach the relay (PROTOCOL.md §9). Default: TLS with the relay's certificate pinned on
    * first use, in memory only; chat-tui passes its known_relays file.
    */
   readonly transport?: RelayTransport;
@@ -70,7 +70,7 @@ export interface ChatClientOptions {
   readonly beforeConnect?: (attempt: number) => Promise<void>;
   readonly random?: () => number;
   /**
-   * Protocol v2 (MLS, PROTOCOL-v2.md): the MLS key store (`<username>_mls.db`, closed with the
+   * Protocol v2 (MLS, PROTOCOL.md): the MLS key store (`<username>_mls.db`, closed with the
    * client) and the content layer (default: mls/content.ts over `state`). Without it the client
    * speaks protocol v1.
    */
@@ -108,7 +108,7 @@ export class ChatClient implements ChatSession {
   private away: { text: string; answered: Set<string> } | undefined;
   /** Protocol v2: conversations are MLS groups (mls/session.ts); undefined in v1. */
   private readonly mls: MlsSession | undefined;
-  /** Protocol v2: what was moved from the v1 outbox at start (PROTOCOL-v2.md §10); undefined in v1. */
+  /** Protocol v2: what was moved from the v1 outbox at start (PROTOCOL.md §14); undefined in v1. */
   readonly upgradedOutbox: V1OutboxMoved | undefined;
   /** Protocol v2 only (absent in v1): the room's creator removes a member; every member sees the line. */
   readonly kick?: (room: string, username: string) => Promise<Outcome>;
@@ -194,7 +194,7 @@ export class ChatClient implements ChatSession {
       emit,
     });
     const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
-    // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL-v2.md §10), before
+    // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL.md §14), before
     // the engine reads its outbox.
     this.upgradedOutbox = mlsOutbox === undefined ? undefined : moveV1Outbox({ state: o.state, atRest, to: mlsOutbox, log });
     this.mls = o.v2 === undefined || mlsOutbox === undefined ? undefined : new MlsSession({
@@ -303,7 +303,7 @@ export class ChatClient implements ChatSession {
       case "pong":
       case "challenge":
       case "welcome":
-      // MLS Delivery Service answers (PROTOCOL-v2.md §6.1) come to their requests; late ones are dropped.
+      // MLS Delivery Service answers (PROTOCOL.md §8.2) come to their requests; late ones are dropped.
       case "keyPackageList":
       case "groupInfoResult":
       case "commitResult":
@@ -381,7 +381,7 @@ export class ChatClient implements ChatSession {
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
     if (this.mls !== undefined) {
-      // The relay's text limit from its Welcome (PROTOCOL-v2.md §6.2 check 1), refused before
+      // The relay's text limit from its Welcome (PROTOCOL.md §8.3 check 1), refused before
       // anything is shown, as v1's outbox does: the v2 engine seals later (a DM's group is made
       // on first send) and knows only the default limit.
       const bytes = typeof text === "string" ? Buffer.byteLength(text.replace(/\r\n?/g, "\n"), "utf8") : 0;

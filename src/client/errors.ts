@@ -14,7 +14,7 @@ export type ClientError =
   | { readonly kind: "no-answer" }
   | { readonly kind: "connection-lost" }
   | { readonly kind: "unexpected-answer" }
-  /** The relay refused a request or a message (PROTOCOL.md §9); `detail` is its sanitised sentence. */
+  /** The relay refused a request or a message (PROTOCOL.md §13); `detail` is its sanitised sentence. */
   | { readonly kind: "refused"; readonly code: ErrorCode; readonly detail: string }
   // Names
   | { readonly kind: "invalid-username"; readonly name: string }
@@ -48,7 +48,7 @@ export type ClientError =
   | { readonly kind: "digits-mismatch"; readonly username: string; readonly newKeys: boolean }
   | { readonly kind: "keys-changed-meanwhile"; readonly username: string; readonly action: "trust" | "accept" }
   | { readonly kind: "no-key-change"; readonly username: string }
-  // Protocol v2 room membership (PROTOCOL-v2.md §4)
+  // Protocol v2 room membership (PROTOCOL.md §7)
   /** Only the room's creator removes others (`creator` when known); nothing changed. */
   | { readonly kind: "not-the-creator"; readonly room: string; readonly creator?: string }
   /** The relay holds no KeyPackage for this user (never online with a v2 client, or all used): cannot be added yet. */
@@ -59,7 +59,7 @@ export type ClientError =
   | { readonly kind: "not-in-room"; readonly room: string; readonly username: string };
 
 /**
- * Why a session ended or could not start (PROTOCOL.md §8, "Ending a session"): the reason the
+ * Why a session ended or could not start (PROTOCOL.md §9.3): the reason the
  * status shows while reconnecting, and the cause when the client stops for good. Data only; the
  * UI adds what to type about it (src/tui/commands/error-text.ts, sessionEndText).
  */
@@ -85,7 +85,7 @@ export type SessionEnd =
   /** First contact, with a certificate other than the one the user said to accept. Final. */
   | { readonly kind: "certificate-not-accepted"; readonly address: string; readonly presentedSha256: string; readonly acceptedSha256: string }
   /**
-   * The relay refused this client's protocol version and speaks a newer one (PROTOCOL-v2.md §10):
+   * The relay refused this client's protocol version and speaks a newer one (PROTOCOL.md §14):
    * this client must be upgraded. Final (retrying cannot help).
    */
   | { readonly kind: "protocol-too-old"; readonly relayVersion: number }

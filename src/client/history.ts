@@ -28,7 +28,7 @@ function isMessage(item: BacklogItem): item is ChatMessage {
   return !("type" in item);
 }
 
-/** Who said it, whether it was me, how and when: bound to the sealed text (PROTOCOL.md §7.5). */
+/** Who said it, whether it was me, how and when: bound to the sealed text (PROTOCOL.md §10.4). */
 function boundFields(sender: string, own: boolean, kind: string, sentAtMs: number): Field[] {
   return [sender, own ? "own" : "peer", kind, { u64: Math.max(0, Math.trunc(sentAtMs)) }];
 }

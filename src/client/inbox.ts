@@ -1,4 +1,4 @@
-// What arrives: delivery batches are opened one at a time, in order (PROTOCOL.md §7.3), each
+// What arrives: delivery batches are opened one at a time, in order (PROTOCOL.md Appendix A.3), each
 // envelope shown, held (signed by a pending new key, §6) or refused, then acked. Held envelopes
 // are released here when the user accepts the new key. After a Welcome, the queued deliveries
 // are counted for the "caught-up" line.
@@ -109,7 +109,7 @@ export class Inbox {
       await this.o.ack(acks);
     } catch (e) {
       // The stream is gone: the relay keeps unacked envelopes and delivers them again at the next
-      // session (at least once, §7.4); the seen ids make the copies replays, shown once.
+      // session (at least once, §8.4); the seen ids make the copies replays, shown once.
       this.o.log.info("ack.lost", { seqs: acks.length, reason: e instanceof Error ? e.message : String(e) });
     }
   }
@@ -180,7 +180,7 @@ export class Inbox {
         ...(gap ? { gap: true } : {}),
       };
       if (gap) this.o.log.warn("envelope.gap", { conversation: h.conversationId, from: h.sender });
-      // A room message may leave members out (§9): say who, so nobody assumes they read it.
+      // A room message may leave members out (§13): say who, so nobody assumes they read it.
       if (opened.conversation.kind === "room") {
         const named = new Set(h.recipients.map((r) => r.username));
         const notFor = this.o.roomMembers(opened.conversation.room).filter((m) => !named.has(m));

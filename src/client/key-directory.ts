@@ -1,4 +1,4 @@
-// Who exists, who is online, and their keys (PROTOCOL.md §6 and §8). The relay's directory is
+// Who exists, who is online, and their keys (PROTOCOL.md §6 and §9). The relay's directory is
 // light (name, presence, key tag); keys are looked up when first needed and pinned on first
 // sight in the trust store, where a different key becomes a pending change, never accepted
 // silently. The session does the LookupKeys round trips; this class decides when and what.

@@ -1,7 +1,7 @@
 // The relays this user has connected to, pinned on first use as ssh's known_hosts pins host
 // keys: `<username>_known_relays.json` beside known_peers, 0600, in the same 0700 key directory.
 // One entry per server address (host:port as given): the relay's TLS certificate, whose SHA-256
-// the client also binds into its proof of possession (PROTOCOL.md §8).
+// the client also binds into its proof of possession (PROTOCOL.md §9).
 import { lstat, readFile } from "node:fs/promises";
 import { certificateFingerprint } from "../protocol/x509.js";
 import { writeAtomicPrivate } from "./atomic-file.js";

@@ -1,11 +1,11 @@
-// The client's durable MLS key store (proto/PROTOCOL-v2.md §7 "Client storage"): `<username>_mls.db`
+// The client's durable MLS key store (proto/PROTOCOL.md §10.4): `<username>_mls.db`
 // (node:sqlite, 0600) beside the key file and `<username>_state.db`. It keeps this client's MLS
 // signature key and credential, the private parts of its KeyPackages (one-time and last-resort)
 // and each group's state, every one sealed at rest (AES-256-GCM under a key derived like the
 // history's, at-rest.ts, from the signing key of `<username>_key.pem`): a copied file without
 // the key file gives nothing.
 //
-// Forward secrecy needs deletion that holds ON DISK (PROTOCOL-v2.md §7 "Key deletion"): with
+// Forward secrecy needs deletion that holds ON DISK (PROTOCOL.md §10.2): with
 // the key file, any sealed copy of an old group state or of a used KeyPackage still lying in a
 // free page, a journal or a write-ahead log would open again. So:
 // - `secure_delete = ON`: SQLite zeroes deleted cells and freed pages in the database file. It
@@ -149,8 +149,8 @@ export class MlsKeyStore {
   }
 
   /**
-   * Opens (creating 0600) the MLS store at path for this identity (PROTOCOL-v2.md "Client
-   * storage"); ":memory:" for tests. Everything in it is sealed under a key derived from
+   * Opens (creating 0600) the MLS store at path for this identity (PROTOCOL.md §10.4
+   * ); ":memory:" for tests. Everything in it is sealed under a key derived from
    * `identity.sigPrivate`.
    */
   static open(path: string, identity: IdentityKey): MlsKeyStore {
@@ -159,7 +159,7 @@ export class MlsKeyStore {
     return new MlsKeyStore(path, identity);
   }
 
-  // ---- this client's MLS signature key and credential (PROTOCOL-v2.md §3) -----------------
+  // ---- this client's MLS signature key and credential (PROTOCOL.md §4.4) -----------------
 
   /**
    * This user's MLS client: the stored one (its credential must be vouched for by this identity
@@ -190,7 +190,7 @@ export class MlsKeyStore {
     }
   }
 
-  // ---- KeyPackages (PROTOCOL-v2.md §5 "KeyPackages") ---------------------------------------
+  // ---- KeyPackages (PROTOCOL.md §8.1) ---------------------------------------
 
   /**
    * Keeps a generated KeyPackage's private part; call BEFORE uploading it (a package the relay
@@ -233,7 +233,7 @@ export class MlsKeyStore {
   }
 
   /**
-   * Joins a group from a Welcome with a kept KeyPackage (PROTOCOL-v2.md §4 "Joining") and keeps
+   * Joins a group from a Welcome with a kept KeyPackage (PROTOCOL.md §7.3) and keeps
    * the group; a one-time KeyPackage's row is deleted in the same transaction (a last-resort one
    * is kept: the caller generates a new one, `putKeyPackage` replaces it). The private keys
    * decrypted for the lookup are overwritten afterwards, used or not.
@@ -259,7 +259,7 @@ export class MlsKeyStore {
     }
   }
 
-  // ---- groups (PROTOCOL-v2.md §4, §7) -------------------------------------------------------
+  // ---- groups (PROTOCOL.md §7, §10) -------------------------------------------------------
 
   /**
    * Keeps a group's state, replacing the one kept for its conversation (one row per

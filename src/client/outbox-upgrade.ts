@@ -1,6 +1,6 @@
-// The v1 outbox carried over to protocol v2 (PROTOCOL-v2.md §10: "The v1 outbox is sent again as
+// The v1 outbox carried over to protocol v2 (PROTOCOL.md §14: "The v1 outbox is sent again as
 // v2 messages once each conversation's group exists"). A user who upgrades with messages still
-// unsent by a v1 client (table `outbox` of `<user>_state.db`, PROTOCOL.md §7.4) keeps them: at the
+// unsent by a v1 client (table `outbox` of `<user>_state.db`, PROTOCOL.md §8.4) keeps them: at the
 // start of a v2 client each one is moved, oldest first, into the v2 outbox (`mls_outbox`,
 // mls/outbox-store.ts) with the same conversation, text, kind, time and message id, so the
 // history's pending line is the same message (shown once) and the v2 engine sends it when its

@@ -1,5 +1,5 @@
 // What I send: check, show at once as pending, seal to the recipients' pinned keys (PROTOCOL.md
-// §7.2), keep in the durable outbox, and write at the relay's pace (outbox-pump.ts, pacer.ts).
+// Appendix A.2), keep in the durable outbox, and write at the relay's pace (outbox-pump.ts, pacer.ts).
 // The relay's answers settle each message (accepted, failed) or put it back in the queue ("too
 // fast"); refused ones can be sent again (/retry) as new messages.
 import { randomBytes } from "node:crypto";
@@ -216,7 +216,7 @@ export class Outbox {
     for (const name of this.recipientNames(conv)) {
       const pin = this.o.trust.get(name);
       // A room goes on when one member's keys changed: sealed to the others, and that member
-      // does not receive it until the user decides (the relay takes a subset of members, §9).
+      // does not receive it until the user decides (the relay takes a subset of members, §13).
       if (conv.kind === "room" && pin?.pending) {
         skipped.push(name);
         continue;

@@ -1,4 +1,4 @@
-// The client's copy of the relay's token bucket (PROTOCOL.md §9, §10): the relay advertises its
+// The client's copy of the relay's token bucket (PROTOCOL.md §13, §13.3): the relay advertises its
 // rate and burst in Welcome and refuses a SendEnvelope (or a room request, which draws on the
 // same bucket) as RATE_LIMITED when its bucket is empty. The client spends tokens from a bucket
 // of its own before writing, so it never gets there: a long outbox drains at the allowed pace.
@@ -45,7 +45,7 @@ export class SendPacer {
   constructor(private readonly clock: () => number) {}
 
   /**
-   * A new session: the relay's bucket for it starts full (§9), and so does ours. `rate` in
+   * A new session: the relay's bucket for it starts full (§13), and so does ours. `rate` in
    * envelopes per second and `burst` as advertised in Welcome (both > 0).
    */
   reset(ratePerSecond: number, burst: number): void {

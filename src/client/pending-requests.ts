@@ -1,6 +1,6 @@
 // The one table of requests waiting for the relay's answer on the current session. An answer is
 // matched by its request id (RoomList, MemberList, KeyList, RequestError); a join or leave is
-// also answered by the room event about me in that room (PROTOCOL.md §7.2). When the session
+// also answered by the room event about me in that room (PROTOCOL.md §9.1). When the session
 // ends, every request still waiting is answered with an error, so no caller waits forever.
 import { ErrorCode, type SessionResponse } from "../gen/securechat/v1/chat.js";
 

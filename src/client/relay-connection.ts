@@ -1,4 +1,4 @@
-// The client's connection to the relay (PROTOCOL.md §8): the run loop that connects and
+// The client's connection to the relay (PROTOCOL.md §9): the run loop that connects and
 // reconnects with backoff, the handshake (hello, challenge, proof bound to the TLS certificate,
 // welcome), the connection status the UI shows, and the one table of requests waiting for the
 // relay's answers. What the frames mean is the session's business: every frame that is not an
@@ -50,11 +50,11 @@ export interface RelayConnectionOptions {
   /** The relay's send bucket, which room requests draw on like sends (§9). */
   readonly pacer: SendPacer;
   readonly hooks: ConnectionHooks;
-  /** Hello.protocol_version (default 1): 2 speaks MLS (PROTOCOL-v2.md §6.2, §10). */
+  /** Hello.protocol_version (default 1): 2 speaks MLS (PROTOCOL.md §8.3, §14). */
   readonly protocolVersion?: 1 | 2;
 }
 
-/** The limits a Welcome advertises (PROTOCOL.md §10); a zero field keeps the default. */
+/** The limits a Welcome advertises (PROTOCOL.md §13.3); a zero field keeps the default. */
 export function limitsOf(l: NonNullable<Welcome["limits"]>): Limits {
   return {
     maxFrameBytes: l.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
@@ -318,7 +318,7 @@ export class RelayConnection {
       case "roomList":
       case "memberList":
       case "keyList":
-      // The MLS Delivery Service's answers (PROTOCOL-v2.md §6.1): by request id too.
+      // The MLS Delivery Service's answers (PROTOCOL.md §8.2): by request id too.
       case "keyPackageStatus":
       case "keyPackageList":
       case "groupInfoResult":

@@ -1,4 +1,4 @@
-// How the client reaches the relay (PROTOCOL.md §8): TLS pinned on first use by default, TLS
+// How the client reaches the relay (PROTOCOL.md §9): TLS pinned on first use by default, TLS
 // checked against a CA (--ca, or the system's CAs with --tls), or plaintext only when the user
 // asked for it. Each connection attempt gets its own credentials, which record the certificate
 // the relay presented so the proof of possession can bind it.

@@ -1,5 +1,5 @@
 // The rooms I belong to, as the relay tells them (Welcome, room events), and the room requests:
-// join, leave, list, members (PROTOCOL.md §9). Room names and member names from the relay are
+// join, leave, list, members (PROTOCOL.md §13). Room names and member names from the relay are
 // checked before they are kept or shown.
 import { RoomEventKind, type RoomInfo } from "../gen/securechat/v1/chat.js";
 import { checkRoomName, isValidUsername } from "../protocol/names.js";

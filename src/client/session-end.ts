@@ -1,4 +1,4 @@
-// Why a session ended, and what the client does about it (PROTOCOL.md §8, "Ending a session"):
+// Why a session ended, and what the client does about it (PROTOCOL.md §9.3):
 // retry with backoff, retry while saying the name is taken, or stop for good. The relay names
 // the reason in the `securechat-error-code` trailer of every status it ends a stream with; the
 // client decides from that trailer, and from the gRPC status code only when the trailer is
@@ -20,7 +20,7 @@ export class FatalSessionError extends Error {
 }
 
 /**
- * The relay binds the name to another key (PROTOCOL.md §8 step 4). Not final: after a lost key the
+ * The relay binds the name to another key (PROTOCOL.md §9.1 step 4). Not final: after a lost key the
  * relay's operator releases the name, and the client, retrying with backoff, then claims it.
  */
 export class NameTakenError extends Error {
@@ -66,7 +66,7 @@ function detailsOf(e: ServiceError): string {
 }
 
 /**
- * The relay refused the Hello's protocol version (PROTOCOL-v2.md §10), read from its sentence: the
+ * The relay refused the Hello's protocol version (PROTOCOL.md §14), read from its sentence: the
  * refusal has no code of its own (it is BAD_FRAME), so the sentence says which side is older.
  * - A v2 (or later) relay: "this relay speaks secure-chat protocol v2: upgrade your client (…)".
  * - A v1 relay: "protocol version 2 is not supported: this relay speaks version 1".

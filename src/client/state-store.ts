@@ -1,4 +1,4 @@
-// The client's durable protocol state (PROTOCOL.md §7.5): `<username>_state.db` (node:sqlite,
+// The client's durable protocol state (PROTOCOL.md §10.4): `<username>_state.db` (node:sqlite,
 // 0600) beside the key file. Seen ids stop replays across restarts; chain heads detect dropped
 // messages; the outbox survives a crash so pending messages are resent with the same id; held
 // envelopes wait for the user's decision on a key change; the history (text encrypted at rest)
@@ -93,7 +93,7 @@ export class ClientStateStore {
       PRAGMA synchronous = NORMAL;
       PRAGMA secure_delete = ON; -- what /clear forgets is overwritten, not left in free pages
       -- Seen ids are keyed by (sender, id): ids are chosen by senders, so one peer reusing
-      -- another's id must not make the other's message a "replay" (PROTOCOL.md §7.3 step 6).
+      -- another's id must not make the other's message a "replay" (PROTOCOL.md Appendix A.3).
       -- Rows from the older id-only table keep sender '' and count for every sender until pruned.
       CREATE TABLE IF NOT EXISTS seen_from (sender TEXT NOT NULL, message_id BLOB NOT NULL, sent_at_ms INTEGER NOT NULL,
         PRIMARY KEY (sender, message_id)) WITHOUT ROWID;
@@ -163,7 +163,7 @@ export class ClientStateStore {
     return new ClientStateStore(path);
   }
 
-  /** Whether this sender's message id was seen (ids are per sender: §7.3 step 6). */
+  /** Whether this sender's message id was seen (ids are per sender: Appendix A.3). */
   hasSeen(messageId: Uint8Array, sender: string): boolean {
     return this.q["hasSeen"]!.get(messageId, sender) !== undefined;
   }

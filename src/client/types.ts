@@ -121,7 +121,7 @@ export type SessionEvent =
   | { readonly type: "caught-up"; readonly count: number; readonly reconnect: boolean }
   /**
    * Protocol v2: the membership of a conversation's MLS group changed by a commit every member
-   * processed (PROTOCOL-v2.md §4), shown as a line naming who made it. `refused`: a commit
+   * processed (PROTOCOL.md §7), shown as a line naming who made it. `refused`: a commit
    * refused by policy (e.g. someone not the creator removing a member); nothing changed.
    */
   | { readonly type: "membership"; readonly conversationId: string; readonly line: MembershipLine }

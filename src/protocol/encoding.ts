@@ -1,5 +1,5 @@
 // The one unambiguous encoding for everything that is signed, hashed or used as associated
-// data (PROTOCOL.md "Encoding"). Protobuf or JSON bytes are never signed: the signed bytes
+// data (PROTOCOL.md §3). Protobuf or JSON bytes are never signed: the signed bytes
 // are rebuilt from parsed fields with this function.
 //
 //   enc(label, f1, ..., fn) = u32be(len(label)) || label || u32be(len(f1)) || f1 || ... || u32be(len(fn)) || fn

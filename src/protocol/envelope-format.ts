@@ -1,4 +1,4 @@
-// The sealed envelope's format (PROTOCOL.md "Envelope", "Encoding", "Body"): its constants and
+// The sealed envelope's format (PROTOCOL.md Appendix A, §3, Appendix A.2): its constants and
 // types, the canonical encodings every hash and signature input is built from, the body padding,
 // the shape checks any party (relay or client) can run without keys, and the signature check.
 // Sealing and opening are in envelope.ts, which re-exports all of this. Pure.
@@ -74,7 +74,7 @@ export interface MessageBody {
 const BODY_KIND_BYTE: Record<BodyKind, number> = { text: 0x01, action: 0x02, topic: 0x03, away: 0x04 };
 
 // ---------------------------------------------------------------------------------------------
-// Encodings (PROTOCOL.md "Encoding"): every hash and signature input is built here, from fields.
+// Encodings (PROTOCOL.md §3): every hash and signature input is built here, from fields.
 // ---------------------------------------------------------------------------------------------
 
 /** The header's canonical bytes; also the AES-GCM associated data. */
@@ -109,7 +109,7 @@ export function wrapsHash(wraps: readonly KeyWrap[]): Buffer {
 }
 
 /**
- * The bytes the sender signs (PROTOCOL.md "Signature"). hHash may be passed when the caller
+ * The bytes the sender signs (PROTOCOL.md Appendix A.2). hHash may be passed when the caller
  * already has headerHash(e.header).
  */
 export function signedBytes(e: Pick<SealedEnvelope, "header" | "ciphertext" | "tag" | "wraps">, hHash: Uint8Array = headerHash(e.header)): Buffer {
@@ -122,7 +122,7 @@ export function envelopeHash(e: SealedEnvelope, signed: Uint8Array = signedBytes
 }
 
 // ---------------------------------------------------------------------------------------------
-// Padding (PROTOCOL.md "Body"): u32be(len) || kind || UTF-8 text || zeros to a multiple of 256.
+// Padding (PROTOCOL.md Appendix A.2): u32be(len) || kind || UTF-8 text || zeros to a multiple of 256.
 // ---------------------------------------------------------------------------------------------
 
 export function padBody(body: MessageBody): Buffer {

@@ -1,10 +1,10 @@
-// The sealed envelope (PROTOCOL.md "Envelope", "Seal", "Open"). Pure: node:crypto only.
+// The sealed envelope (PROTOCOL.md Appendix A, Appendix A.2, Appendix A.3). Pure: node:crypto only.
 //
 // Seal: pad the body; draw a fresh 32-byte content key K; commit to K; encrypt once with
 // AES-256-GCM (AAD = the encoded header); wrap K once per recipient with RSA-OAEP-SHA-256 whose
 // label binds the wrap to the header and that recipient; sign the header, content and wraps
 // hashes with Ed25519.
-// Open: the ten checks of PROTOCOL.md "Open", in that order. Every refusal is a ProtocolError
+// Open: the ten checks of PROTOCOL.md Appendix A.3, in that order. Every refusal is a ProtocolError
 // whose code names the failed check; the caller shows users one generic line and logs the code.
 //
 // The format (constants, types, encodings, padding, shape checks) is in envelope-format.ts,
@@ -54,7 +54,7 @@ export interface Sealed {
   readonly hash: Buffer;
 }
 
-/** Seals a message for its recipients (PROTOCOL.md "Seal"). */
+/** Seals a message for its recipients (PROTOCOL.md Appendix A.2). */
 export function sealEnvelope(input: SealInput): Sealed {
   const { sender } = input;
   const conv = parseConversationId(input.conversationId);
@@ -144,7 +144,7 @@ function fail(code: ConstructorParameters<typeof ProtocolError>[0], message: str
 }
 
 /**
- * Opens an envelope addressed to ctx.me, running the checks of PROTOCOL.md "Open" in order.
+ * Opens an envelope addressed to ctx.me, running the checks of PROTOCOL.md Appendix A.3 in order.
  * Step 9 (recording the id and the chain) is the caller's, with the returned hash and header.
  */
 export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelope {
@@ -211,7 +211,7 @@ export function openEnvelope(e: SealedEnvelope, ctx: OpenContext): OpenedEnvelop
     contentKey.fill(0);
   }
   const body = unpadBody(padded);
-  // A topic belongs to a room and an away reply to a DM (PROTOCOL.md §7.2 step 1): elsewhere the
+  // A topic belongs to a room and an away reply to a DM (PROTOCOL.md Appendix A.2 step 1): elsewhere the
   // kind is refused, so a sender cannot set a "topic" in the lobby or auto-answer a room.
   if ((body.kind === "topic" && conv.kind !== "room") || (body.kind === "away" && conv.kind !== "dm")) {
     throw new ProtocolError("bad-body", `a ${body.kind} message is not allowed in a ${conv.kind} conversation`);

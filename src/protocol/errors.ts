@@ -1,6 +1,6 @@
 // The protocol core's one error type. `code` is stable and machine-readable; `message` is a
 // sentence for logs. Clients show users one generic line per refused envelope and log the
-// reason (PROTOCOL.md "Open").
+// reason (PROTOCOL.md Appendix A.3).
 
 export type ProtocolErrorCode =
   | "malformed"          // structurally invalid input (sizes, order, missing fields)

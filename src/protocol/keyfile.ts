@@ -1,4 +1,4 @@
-// The key file's contents (PROTOCOL.md "Key file"). Pure: the caller reads and writes the file
+// The key file's contents (PROTOCOL.md §4.3). Pure: the caller reads and writes the file
 // and enforces its permissions (src/client/key-store.ts).
 //
 // Without a passphrase: two standard PKCS#8 PEM blocks (Ed25519 signing key, RSA encryption

@@ -1,4 +1,4 @@
-// Identity keys (PROTOCOL.md "Identity"): an Ed25519 signing key that vouches for an RSA
+// Identity keys (PROTOCOL.md §4.2): an Ed25519 signing key that vouches for an RSA
 // encryption key, fingerprints, and the session's proof of possession. Pure: no files.
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
@@ -10,7 +10,7 @@ import { ed25519Sign, ed25519Verify } from "./primitives.js";
 const generateKeyPairAsync = promisify(generateKeyPair);
 
 export const RSA_BITS_DEFAULT = 3072;
-/** Peers' RSA keys below this are refused (PROTOCOL.md "Identity"). */
+/** Peers' RSA keys below this are refused (PROTOCOL.md §4.2). */
 export const RSA_BITS_MIN = 2048;
 /** Larger keys are refused too: they only cost the relay and peers CPU. */
 export const RSA_BITS_MAX = 8192;
@@ -39,7 +39,7 @@ export interface PrivateIdentity extends PublicIdentity {
   readonly encPrivate: KeyObject;
 }
 
-/** Key fingerprint: SHA-256 over the DER SubjectPublicKeyInfo (PROTOCOL.md "Fingerprints"). */
+/** Key fingerprint: SHA-256 over the DER SubjectPublicKeyInfo (PROTOCOL.md §4.2). */
 export function fingerprint(spki: Uint8Array): Buffer {
   if (!(spki instanceof Uint8Array) || spki.length === 0) throw new TypeError("spki must be non-empty bytes");
   return sha256(spki);
@@ -90,7 +90,7 @@ export function importSigningKey(spki: Uint8Array): KeyObject {
 
 /**
  * Parses an RSA encryption key and refuses weak ones: below 2048 bits, above 8192 bits,
- * exponent other than 65537, or RSA-PSS-only keys (PROTOCOL.md "Identity").
+ * exponent other than 65537, or RSA-PSS-only keys (PROTOCOL.md §4.2).
  */
 export function importEncryptionKey(spki: Uint8Array): KeyObject {
   const key = importSpki(spki, "encryption");
@@ -180,19 +180,19 @@ export function importPrivateKeyPem(pem: string): KeyObject {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Proof of possession (PROTOCOL.md "Session", step 3). The relay never asks the client to
+// Proof of possession (PROTOCOL.md §9.1 step 3). The relay never asks the client to
 // decrypt anything: the signature over the challenge plus the key binding is the proof.
 // ---------------------------------------------------------------------------------------------
 
 export const RELAY_ID_BYTES = 16;
 export const NONCE_BYTES = 32;
-/** Length of a TLS channel binding: SHA-256 of the relay's certificate (PROTOCOL.md §8). */
+/** Length of a TLS channel binding: SHA-256 of the relay's certificate (PROTOCOL.md §9). */
 export const CHANNEL_BINDING_BYTES = 32;
 /** The channel binding of a plaintext session (both sides chose --insecure-plaintext): empty. */
 export const PLAINTEXT_CHANNEL_BINDING: Buffer = Buffer.alloc(0);
 
 /**
- * The channel binding of a TLS session (PROTOCOL.md §8): SHA-256 of the DER of the relay's leaf
+ * The channel binding of a TLS session (PROTOCOL.md §9): SHA-256 of the DER of the relay's leaf
  * certificate, as the client saw it in the handshake and as the relay knows its own. A man in the
  * middle terminating TLS with another certificate makes the two sides compute different values.
  */

@@ -1,5 +1,5 @@
 // Limits shared by the relay (which enforces them) and the client (which checks input before
-// sealing, so users get a clear error instead of a refusal). PROTOCOL.md "Limits".
+// sealing, so users get a clear error instead of a refusal). PROTOCOL.md §13.3.
 import { PAD_BLOCK, type ShapeLimits } from "./envelope.js";
 
 export interface Limits {

@@ -1,4 +1,4 @@
-// Usernames, room names and conversation ids (PROTOCOL.md "Names").
+// Usernames, room names and conversation ids (PROTOCOL.md §4.1).
 // Lower-case ASCII only: no homoglyphs, no path tricks. Validate before building any path.
 
 export const USERNAME_MAX = 32;

@@ -1,4 +1,4 @@
-// The three primitives of suite v1 with exactly the parameters PROTOCOL.md §2 fixes, in one
+// The three primitives of suite v1 with exactly the parameters PROTOCOL.md §2, Appendix A.2 fixes, in one
 // place: seal/open use these functions and the Wycheproof vectors test these functions.
 import {
   constants, createCipheriv, createDecipheriv, hash, privateDecrypt, publicEncrypt, sign, verify, type KeyObject,

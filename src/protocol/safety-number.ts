@@ -1,4 +1,4 @@
-// Safety numbers (PROTOCOL.md "Safety numbers"): Signal's numeric fingerprint algorithm, so two
+// Safety numbers (PROTOCOL.md §5): Signal's numeric fingerprint algorithm, so two
 // users can compare 60 digits out of band and detect a relay that swapped keys.
 //
 // Per side:  h0 = u16be(version) || keyBytes || stableId

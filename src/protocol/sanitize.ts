@@ -1,4 +1,4 @@
-// Makes peer text safe for a terminal (PROTOCOL.md §7.3, open step 10).
+// Makes peer text safe for a terminal (PROTOCOL.md §11.2).
 // Every code point that could move the cursor, change colours, set the title, hide text or
 // reorder it is replaced with a visible placeholder (U+FFFD), so a peer can neither paint on the
 // screen nor make text look different from what was sent, nor hide text in it.

@@ -1,4 +1,4 @@
-// PROTOCOL.md §9: the checks every SendEnvelope passes before the relay stores it, in the
+// PROTOCOL.md §13: the checks every SendEnvelope passes before the relay stores it, in the
 // spec's order. Each failure is a Refusal naming its reason; the session goes on. The relay
 // reads only the header (it routes by it) and verifies the signature; it never sees content.
 import { Envelope, ErrorCode } from "../gen/securechat/v1/chat.js";
@@ -182,7 +182,7 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
     case "room": {
       if (!ctx.store.isMember(conversation.room, me)) refuse(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of ${conversation.room}`);
       // Every recipient is a member. A sender may leave members out: a client seals to the
-      // others while one member's key change waits for its user's decision (PROTOCOL.md §9);
+      // others while one member's key change waits for its user's decision (PROTOCOL.md §13);
       // the recipients are signed, so every reader can see who was left out.
       const members = new Set(ctx.store.roomMembers(conversation.room));
       const stranger = h.recipients.find((r) => !members.has(r.username));
@@ -216,7 +216,7 @@ export function completeAdmission(pre: Prechecked, ctx: AdmissionContext): Admis
 /**
  * Each recipient's durable queue has room for `envelopeBytes` more: this sender's share of it
  * first (so a flooder is told about its own share, and others still get through), then the
- * whole queue. Shared by SendEnvelope and SendMls (PROTOCOL-v2.md §6.2). Throws Refusal.
+ * whole queue. Shared by SendEnvelope and SendMls (PROTOCOL.md §8.3). Throws Refusal.
  */
 export function checkQueueCaps(rows: readonly string[], envelopeBytes: number, ctx: Pick<AdmissionContext, "queueUsage" | "limits">): void {
   const { limits } = ctx;

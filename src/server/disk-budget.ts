@@ -1,4 +1,4 @@
-// The relay's disk budget (PROTOCOL.md §10): how many bytes relay.db and its write-ahead log may
+// The relay's disk budget (PROTOCOL.md §13.3): how many bytes relay.db and its write-ahead log may
 // take, and a small reserve file that keeps a full disk able to delete.
 //
 // The budget. An operator sets it with --max-db-mb; otherwise it is computed once at start from

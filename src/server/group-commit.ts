@@ -1,5 +1,5 @@
 // Group commit: envelopes admitted by any session are stored together, one transaction and one
-// fsync per batch, before any of their senders hears ACCEPTED (PROTOCOL.md §7.4).
+// fsync per batch, before any of their senders hears ACCEPTED (PROTOCOL.md §8.4).
 //
 // node:sqlite is synchronous, so a commit blocks the event loop for its fsync. Frames that
 // arrive meanwhile wait in the socket buffers; once the commit returns, the loop reads them
@@ -143,7 +143,7 @@ export class GroupCommitter {
 
   /**
    * Deletes a recipient's processed deliveries with the next transaction. Acks need no fsync of
-   * their own: a lost one means a redelivery, which clients drop by id (PROTOCOL.md §7.4), and a
+   * their own: a lost one means a redelivery, which clients drop by id (PROTOCOL.md §8.4), and a
    * relay under load used to spend most of its time fsyncing one transaction per Ack frame.
    */
   ack(recipient: string, seqs: readonly number[]): void {

@@ -1,7 +1,7 @@
 // The one place the relay reaches into grpc-js internals (checked against 1.14): the largest
 // message one call may receive. grpc-js has a single server-wide limit
 // (grpc.max_receive_message_length, = max_frame_bytes), but a stream that has not proven a key
-// may only send small frames (PROTOCOL.md §8). grpc-js checks a message's length prefix in its
+// may only send small frames (PROTOCOL.md §9). grpc-js checks a message's length prefix in its
 // per-call decoder *before* buffering the message, so lowering that call's limit refuses a
 // 1 MiB Hello after its first five bytes instead of after receiving (and holding) all of it.
 //

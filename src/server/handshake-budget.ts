@@ -1,4 +1,4 @@
-// What strangers may make the relay hold (PROTOCOL.md §8, §10): handshakes in progress have a
+// What strangers may make the relay hold (PROTOCOL.md §9, §13.3): handshakes in progress have a
 // budget of their own, separate from authenticated sessions, relay-wide and per source address.
 // A stream that has not proven a key never takes a session slot, and one source cannot take
 // the whole budget: honest users from other addresses still get in during a flood.

@@ -1,4 +1,4 @@
-// The handshake of one client stream (PROTOCOL.md §8): Hello -> Challenge -> Proof, the binding
+// The handshake of one client stream (PROTOCOL.md §9): Hello -> Challenge -> Proof, the binding
 // of the username, then Welcome. Before the proof the relay does only cheap work; the RSA key,
 // the key binding and any durable write wait until the peer has proven its signing key.
 //
@@ -23,7 +23,7 @@ import type { RelayStore } from "./store.js";
 import type { FrameStream } from "./stream.js";
 
 /**
- * The Hello.protocol_version values this relay accepts (PROTOCOL-v2.md §10). Version 2 marks a
+ * The Hello.protocol_version values this relay accepts (PROTOCOL.md §14). Version 2 marks a
  * session that speaks MLS (SendMls, Delivery.mls); version 1 is still accepted while clients move
  * to v2. The final switch is this one line: drop 1, and a v1 client gets "this relay speaks
  * secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)" (errors.ts).
@@ -44,7 +44,7 @@ export interface HandshakeDeps {
   /** New usernames per source address and time (§8). */
   readonly registrations: RegistrationLimiter;
   /**
-   * What the client's proof must bind (PROTOCOL.md §8): SHA-256 of this relay's TLS certificate,
+   * What the client's proof must bind (PROTOCOL.md §9): SHA-256 of this relay's TLS certificate,
    * or empty when the relay serves plaintext.
    */
   readonly channelBinding: Uint8Array;

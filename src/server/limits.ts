@@ -1,4 +1,4 @@
-// The relay's limits (PROTOCOL.md §10) and the per-session token bucket that enforces the rate.
+// The relay's limits (PROTOCOL.md §13.3) and the per-session token bucket that enforces the rate.
 import type * as wire from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 
@@ -10,7 +10,7 @@ export interface RelayLimits extends Limits {
    */
   readonly maxSessions: number;
   /**
-   * Handshakes in progress at once, relay-wide (PROTOCOL.md §8): streams that have not yet
+   * Handshakes in progress at once, relay-wide (PROTOCOL.md §9): streams that have not yet
    * proven a key. Beyond it new streams are refused at once with "relay is busy". With the
    * per-address cap, the pre-authentication frame limit and the handshake timeout this bounds
    * what strangers can make the relay hold (README "Security model").
@@ -24,7 +24,7 @@ export interface RelayLimits extends Limits {
    */
   readonly maxStreamsPerConnection: number;
   /**
-   * Usernames one signing key may own (PROTOCOL.md §8). Bindings made before this limit existed
+   * Usernames one signing key may own (PROTOCOL.md §9). Bindings made before this limit existed
    * all keep working; only new bindings beyond it are refused.
    */
   readonly maxNamesPerKey: number;
@@ -44,7 +44,7 @@ export interface RelayLimits extends Limits {
   readonly maxQueueBytesPerSender: number;
   /**
    * Lobby envelopes are stored only for users online at admission, or seen online within this
-   * many ms (PROTOCOL.md §9): a reconnect, or a relay restart (the first this-many ms after a
+   * many ms (PROTOCOL.md §13): a reconnect, or a relay restart (the first this-many ms after a
    * start on a data dir with users), does not lose lobby messages sealed to people who were
    * there, while users long gone cannot be made to keep lobby messages (issue 9 §2).
    */
@@ -122,16 +122,16 @@ export const MAX_ROOMS_PER_USER = 256;
  */
 export const MAX_PENDING_FRAMES = 4096;
 /**
- * PROTOCOL.md §9: how far an envelope's sent_at_ms may be ahead of the relay's clock. Past it the
+ * PROTOCOL.md §13: how far an envelope's sent_at_ms may be ahead of the relay's clock. Past it the
  * envelope is refused (BAD_TIMESTAMP); recipients refuse beyond 5 minutes of their own clock
- * (§7.3), so this leaves room for the relay's clock and theirs to differ by as much again. An
+ * (Appendix A.3), so this leaves room for the relay's clock and theirs to differ by as much again. An
  * envelope may be as old as the retention (an outbox resent after a long outage), not older.
  */
 export const MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
-/** PROTOCOL.md §8: the handshake (Hello to a verified Proof) must complete within 5 seconds. */
+/** PROTOCOL.md §9: the handshake (Hello to a verified Proof) must complete within 5 seconds. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /**
- * PROTOCOL.md §8/§10: the largest frame a stream may send before its proof is verified. An
+ * PROTOCOL.md §9/§13.3: the largest frame a stream may send before its proof is verified. An
  * honest Hello is under 1.5 KiB (an 8192-bit RSA key is the largest part) and a Proof ~70 bytes;
  * the full max_frame_bytes (1 MiB) is allowed only once the peer has proven its key.
  */

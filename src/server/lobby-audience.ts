@@ -1,4 +1,4 @@
-// Who a lobby envelope is stored for (PROTOCOL.md §9): the users online at admission, and those
+// Who a lobby envelope is stored for (PROTOCOL.md §13): the users online at admission, and those
 // seen online within the grace period. Without the grace, a lobby message typed while the relay
 // was restarting (or while a reader's connection was being replaced) was lost for readers who
 // had not reconnected yet, though it was sealed to them because they were there. With it, a

@@ -1,7 +1,7 @@
-// The relay as MLS Delivery Service (PROTOCOL-v2.md §5, §6.1; RFC 9420 §16): KeyPackages
+// The relay as MLS Delivery Service (PROTOCOL.md §8.1, §8.2; RFC 9420 §16): KeyPackages
 // (publish, claim), GroupInfo (publish, fetch, for external joins) and the order of commits
 // (the first commit for an epoch wins). The relay never holds a group secret.
-// Protocol v2 through the queues (§6.2): SendMls's checks (admitMls; session.ts stores the
+// Protocol v2 through the queues (§8.3): SendMls's checks (admitMls; session.ts stores the
 // result with the group commit) and an accepted commit's deliveries (the commit to the members
 // before it, the Welcome and tree to the added users), queued in the commit's own transaction.
 //
@@ -81,7 +81,7 @@ export type MlsAdmission =
   | { readonly kind: "duplicate" }
   | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: readonly string[]; readonly contentType: string };
 
-/** The id of an MLS message on the relay (PROTOCOL-v2.md §5): SHA-256 of its bytes, first 16 bytes. */
+/** The id of an MLS message on the relay (PROTOCOL.md §8.1): SHA-256 of its bytes, first 16 bytes. */
 export function mlsMessageId(mls: Uint8Array): Buffer {
   return createHash("sha256").update(mls).digest().subarray(0, 16);
 }
@@ -142,7 +142,7 @@ export class MlsDeliveryService {
       if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${what} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
       const kp = mls(() => decodeKeyPackage(bytes));
       const id = mls(() => checkKeyPackage(kp, undefined, Math.floor(nowMs / 1000)));
-      // PROTOCOL-v2.md §6.1: a session publishes its own user's KeyPackages only.
+      // PROTOCOL.md §8.2: a session publishes its own user's KeyPackages only.
       if (id.username !== me || !id.identitySpki.equals(user.record.sigSpki)) {
         throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `${what} is ${id.username === me ? "signed for another identity key than yours" : `for '${id.username}'`}; you may publish only your own`);
       }
@@ -252,7 +252,7 @@ export class MlsDeliveryService {
   }
 
   /**
-   * SendMls (PROTOCOL-v2.md §6.2), the checks after the rate limit, in frame order: size; strict
+   * SendMls (PROTOCOL.md §8.3), the checks after the rate limit, in frame order: size; strict
    * decode; a PrivateMessage whose content type is application or proposal (a commit must come
    * by SendCommit); a known group; the session's user a member by the hint; the framing's epoch
    * the group's current one or the one before. Then who gets a queue row: every other member by
@@ -398,7 +398,7 @@ export class MlsDeliveryService {
   }
 
   /**
-   * A commit's Welcome and ratchet tree (PROTOCOL-v2.md §6.2): present exactly when the commit is
+   * A commit's Welcome and ratchet tree (PROTOCOL.md §8.3): present exactly when the commit is
    * not an external join and adds users (`added` non-empty), the tree exactly with the Welcome;
    * the Welcome an MLSMessage Welcome of our suite. Their size is bounded by the frame that
    * carried them (max_frame_bytes), so each stored delivery fits in one delivery frame.

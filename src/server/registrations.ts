@@ -1,4 +1,4 @@
-// New usernames per source address and time (PROTOCOL.md §8): a token bucket per source, so one
+// New usernames per source address and time (PROTOCOL.md §9): a token bucket per source, so one
 // address cannot bind names by the hundred (each binding is durable, announced to everyone
 // online, and pinned by their clients). Returning users never take a token: only a binding
 // that would create a new name does, right before its durable write.

@@ -165,12 +165,12 @@ export const KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 }
 /** The gRPC server options of the relay (exported for the test that checks them against the client's). */
 export function channelOptions(limits: RelayLimits, keepalive: KeepaliveOptions = KEEPALIVE): ChannelOptions {
   return {
-    // PROTOCOL.md §10: a bigger frame ends the stream with RESOURCE_EXHAUSTED. grpc-js checks
+    // PROTOCOL.md §13.3: a bigger frame ends the stream with RESOURCE_EXHAUSTED. grpc-js checks
     // the length prefix before buffering the message, so an oversized frame costs no memory;
     // the client sees "Received message larger than max (N vs maxFrameBytes)".
     "grpc.max_receive_message_length": limits.maxFrameBytes,
     "grpc.max_send_message_length": MAX_SEND_BYTES,
-    // PROTOCOL.md §10: streams at once on one HTTP/2 connection. A client needs one; a stranger
+    // PROTOCOL.md §13.3: streams at once on one HTTP/2 connection. A client needs one; a stranger
     // who wants more handshakes must open more connections, each counted against its address.
     "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
     // grpc-js's server pings every connection every keepalive_time_ms, busy or idle (it restarts

@@ -1,4 +1,4 @@
-// PROTOCOL.md §7.4: a resend of an id the relay already accepted is answered ACCEPTED again,
+// PROTOCOL.md §8.4: a resend of an id the relay already accepted is answered ACCEPTED again,
 // before any limit is applied, and is never stored twice. Clients resend their outbox after a
 // reconnect with the same ids: when the first copy was stored but its SendResult was lost, the
 // resend must not be refused for a limit (rate, queue, storage, timestamp...), or the sender

@@ -1,9 +1,9 @@
 // One client stream, as a state machine: handshake (Hello -> Challenge -> Proof), binding,
-// Welcome, then requests until the stream ends. PROTOCOL.md §8 is the contract.
+// Welcome, then requests until the stream ends. PROTOCOL.md §9 is the contract.
 //
 // Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
 // client that stops reading also stops being read (no unbounded buffering either way). The one
-// exception is a run of SendMls (PROTOCOL-v2.md §6.2, answered by SendResults; a SendEnvelope,
+// exception is a run of SendMls (PROTOCOL.md §8.3, answered by SendResults; a SendEnvelope,
 // protocol v1's send, is refused in the same pipeline): each is checked at once, in order, and handed to the
 // group commit, and the next frames are read while it waits for its transaction; the answers
 // still go out in frame order, and any other frame waits for the answers before it. A client
@@ -92,7 +92,7 @@ class AuthenticatedSession implements RoutedSession {
    * @param protocolVersion the Hello's: 2 speaks MLS (SendMls); 1 (only where a relay is told to
    *   accept it) may send neither. SendEnvelope is refused on every session. Queued v1
    *   envelopes (from before the cut-over) are still delivered to a v2 session:
-   *   its client drops them (it cannot open them; PROTOCOL-v2.md §10), and acks them.
+   *   its client drops them (it cannot open them; PROTOCOL.md §14), and acks them.
    */
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1) {
     const { limits } = deps;
@@ -129,7 +129,7 @@ class AuthenticatedSession implements RoutedSession {
       if (r.done === true) break;
       const frame = decodeRequest(r.value);
       if (frame.$case === "send" || frame.$case === "sendMls") {
-        // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL-v2.md §6.2).
+        // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL.md §8.3).
         const answer = frame.$case === "send" ? this.send(frame.value, r.value.length) : this.sendMls(frame.value, r.value.length);
         this.answerInOrder(answer, r.value.length);
         if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT || this.sendBytesInFlight >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers;
@@ -232,7 +232,7 @@ class AuthenticatedSession implements RoutedSession {
 
   /**
    * SendEnvelope: protocol v1's send, refused on every session since the cut-over to v2 (issue
-   * 12; PROTOCOL-v2.md §10): a v1 client is told to upgrade at its Hello, so no session sends
+   * 12; PROTOCOL.md §14): a v1 client is told to upgrade at its Hello, so no session sends
    * envelopes any more. Answered by a SendResult with BAD_FRAME and one sentence; nothing is
    * stored. (Envelopes queued before the cut-over are still delivered and acked.)
    */
@@ -245,7 +245,7 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /**
-   * SendMls (PROTOCOL-v2.md §6.2): a v2 session only. Its id is SHA-256(mls)[0..16]; a resend of
+   * SendMls (PROTOCOL.md §8.3): a v2 session only. Its id is SHA-256(mls)[0..16]; a resend of
    * bytes this user got accepted (stored, or still being admitted) is answered as the first copy,
    * before any limit, like a v1 resend. Anything else is a new send (sendMlsNew).
    */
@@ -324,7 +324,7 @@ class AuthenticatedSession implements RoutedSession {
   }
 
   /**
-   * The MLS Delivery Service requests (PROTOCOL-v2.md §6.1). Writes take a token of the sending
+   * The MLS Delivery Service requests (PROTOCOL.md §8.2). Writes take a token of the sending
    * bucket, fetches one of the lookup bucket, before any check. A refusal is a RequestError, except
    * for SendCommit, always answered by a CommitResult.
    */

@@ -51,7 +51,7 @@ export interface FrameStream extends AsyncIterable<Buffer> {
   readonly bufferedBytes: number;
   /**
    * The handshake is over (the proof verified): frames up to max_frame_bytes are accepted from
-   * now on, where before only preAuthFrameBytes were (PROTOCOL.md §8).
+   * now on, where before only preAuthFrameBytes were (PROTOCOL.md §9).
    */
   authenticated(): void;
 }
@@ -148,7 +148,7 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     wake();
   };
 
-  // Before the proof, frames are small (PROTOCOL.md §8): a bigger one ends the call at its
+  // Before the proof, frames are small (PROTOCOL.md §9): a bigger one ends the call at its
   // length prefix; grpc-js sends the status (RESOURCE_EXHAUSTED) with this sentence.
   let authenticated = false;
   const limit = options.preAuthFrameBytes === undefined ? undefined : receiveLimit(call, options.preAuthFrameBytes, (declared, max) => {

@@ -1,7 +1,7 @@
 // The relay's TLS certificate with zero setup, as sshd has its host key: on first start the relay
 // creates an ECDSA P-256 key and a self-signed certificate in its data dir (both 0600) and uses
 // them from then on. Clients pin the certificate on first use (src/client/known-relays.ts) and
-// bind it into their proof of possession (PROTOCOL.md §8), so a man in the middle with another
+// bind it into their proof of possession (PROTOCOL.md §9), so a man in the middle with another
 // certificate can neither read the session nor get it accepted.
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { closeSync, constants as fsConstants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";

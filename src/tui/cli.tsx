@@ -150,7 +150,7 @@ async function main(): Promise<number> {
     trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"), Date.now, logger);
     knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
-    // The MLS key store beside the key file (PROTOCOL-v2.md §7 "Client storage").
+    // The MLS key store beside the key file (PROTOCOL.md §10.4).
     mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), { username, sigPrivate: loaded.identity.sigPrivate });
   } catch (e) {
     return fail((e as Error).message);
@@ -163,7 +163,7 @@ async function main(): Promise<number> {
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }
-  // Protocol v1 is retired (PROTOCOL-v2.md §10): relays refuse it, so a SECURECHAT_PROTOCOL left
+  // Protocol v1 is retired (PROTOCOL.md §14): relays refuse it, so a SECURECHAT_PROTOCOL left
   // over from the roll-out is ignored, said once.
   const legacyProtocol = process.env["SECURECHAT_PROTOCOL"]?.trim();
   if (legacyProtocol !== undefined && legacyProtocol !== "" && legacyProtocol !== "2") {

@@ -1,5 +1,5 @@
-// A hostile peer and the message kinds of issue 10 (PROTOCOL.md §7.2 step 1, §7.3 check 8;
-// PROTOCOL-v2.md §8: the kind travels encrypted in the application data): a "topic" outside a
+// A hostile peer and the message kinds of issue 10 (PROTOCOL.md §11, §11;
+// PROTOCOL.md §11: the kind travels encrypted in the application data): a "topic" outside a
 // room and an "away" reply outside a DM are refused by the recipient's client (the relay cannot
 // see the kind, and MLS authenticates mallory as their sender), and an "away" reply is never
 // answered automatically, so mallory cannot make an away user's client send for her without end.

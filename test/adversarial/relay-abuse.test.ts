@@ -1,5 +1,5 @@
 // The relay against hostile (or merely unlucky) authenticated users, protocol v2: resends of
-// accepted ids (PROTOCOL.md §7.4; PROTOCOL-v2.md §6.2: an MLS message's id is its hash), mailbox
+// accepted ids (PROTOCOL.md §8.4; PROTOCOL.md §8.3: an MLS message's id is its hash), mailbox
 // floods, lobby storage, and strict decoding of what is stored (§9). Each test runs a real relay
 // with small limits and speaks raw v2 frames (test/helpers/raw-session, mls-queues) carrying
 // application messages of real MLS groups (mls-raw-groups.ts).

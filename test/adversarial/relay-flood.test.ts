@@ -1,7 +1,7 @@
 // Strangers against the relay (issue 9 §1, and the name squatting of §2): a handshake flood,
 // oversized and slow handshakes, one key grabbing many names, a burst of registrations. Each is
 // refused with a sentence, what the relay holds for strangers stays within its budgets, and
-// honest users keep connecting (PROTOCOL.md §8, §10).
+// honest users keep connecting (PROTOCOL.md §9, §13.3).
 //
 // Addresses: every test client is on loopback. The flooder comes from 127.0.0.1 (RawSession,
 // grpc-js); honest users come from 127.0.0.2, 127.0.0.3, ... (raw-http2.ts binds the source

@@ -1,4 +1,4 @@
-// Issue 9 §4, PROTOCOL.md §8: nobody on the path can hijack a session on the default path.
+// Issue 9 §4, PROTOCOL.md §9: nobody on the path can hijack a session on the default path.
 // A man in the middle that terminates TLS with a certificate of its own (or speaks plaintext to
 // the client, as an on-path injector without TLS) and relays frames to the real relay would,
 // without the channel binding, get the victim's session accepted and then inject frames in the

@@ -1,4 +1,4 @@
-// Hostile users against the relay's MLS Delivery Service (PROTOCOL-v2.md §6.1): a session may
+// Hostile users against the relay's MLS Delivery Service (PROTOCOL.md §8.2): a session may
 // publish KeyPackages for its own user and identity key only, create only groups of
 // conversations it can be in, replace only the GroupInfo of an epoch its own commit made, and
 // commit to (or fetch the commits of) a group only as a member by the relay's hint.

@@ -1,4 +1,4 @@
-// Hostile clients against protocol v2 through the queues (PROTOCOL-v2.md §6.2, §10): SendMls
+// Hostile clients against protocol v2 through the queues (PROTOCOL.md §8.3, §14): SendMls
 // by a non-member (replaying a member's bytes), for an old epoch, garbage, a commit sent as
 // SendMls, oversized, a flood, a queue filled; SendCommit with a Welcome nobody is added by, or
 // an add without its Welcome; a v1 session sending SendMls and a v2 session sending an Envelope;

@@ -1,4 +1,4 @@
-// The relay is the attacker, protocol v2, with epochs (PROTOCOL-v2.md §9 "drops a commit",
+// The relay is the attacker, protocol v2, with epochs (PROTOCOL.md §12 "drops a commit",
 // "forks an epoch"): real v2 ChatClients through the real relay and the operator's proxy
 // (test/helpers/mls-hostile-proxy.ts). A commit hidden from one member (from its queue and from
 // FetchCommits too), and one epoch forked into two halves, each half told its own commit won.
@@ -154,10 +154,10 @@ describe("a forked epoch", () => {
     await keepTalking(w, "#ops", ["bob", "carol"], "bob's half");
   });
 
-  // PROTOCOL-v2.md §9: "the client shows '#ops may have been split by the relay'": a message of
+  // PROTOCOL.md §12: "the client shows '#ops may have been split by the relay'": a message of
   // my current epoch from a member of it that does not open (receive.ts maybeSplit; before, only a
   // `refused` event). The epoch authenticator comparison in the app data is still to build.
-  it("a forked epoch is named as a possible split by the relay (§9)", { timeout: 300_000 }, async () => {
+  it("a forked epoch is named as a possible split by the relay (§12)", { timeout: 300_000 }, async () => {
     const w = await forked();
     await say(w.c.bob!, "#ops", "from bob's half");
     await w.c.carol!.waitForMessage("from bob's half", T);
@@ -172,7 +172,7 @@ describe("a forked epoch", () => {
   });
 });
 
-// PROTOCOL-v2.md §9 epoch authenticators: a relay that keeps the two halves of a forked room
+// PROTOCOL.md §12 epoch authenticators: a relay that keeps the two halves of a forked room
 // fully apart (no room message ever crosses) is still caught, through the DM between members of
 // the two halves: each DM message carries its sender's epoch (and a hash of its authenticator)
 // of every room they share, and the reader compares it with its own for that epoch.

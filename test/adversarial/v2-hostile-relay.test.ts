@@ -1,5 +1,5 @@
-// The relay is the attacker, protocol v2 (PROTOCOL-v2.md §9, issue 12 "Hostile relay"): real
-// ChatClients in v2 mode (real MLS groups, the real content layer of §8 over each client's state
+// The relay is the attacker, protocol v2 (PROTOCOL.md §12, issue 12 "Hostile relay"): real
+// ChatClients in v2 mode (real MLS groups, the real content layer of §11 over each client's state
 // db) talk through the real relay, with the relay operator's man in the middle
 // (test/helpers/mls-hostile-proxy.ts) dropping, holding, replaying, duplicating and rewriting
 // frames per user and per kind. For each case: what the honest members see (refused, or shown
@@ -201,7 +201,7 @@ describe("Welcomes and ratchet trees", () => {
   });
 
   // The joiner names the committer who signed the GroupInfo inside the Welcome, not the relay's
-  // `sender` (§9): alice adds carol, the relay says bob did, carol's line still reads "alice added
+  // `sender` (§12): alice adds carol, the relay says bob did, carol's line still reads "alice added
   // carol" (before the fix it read "bob added carol").
   it("a Welcome the relay attributes to another member: the joiner names who really added her", { timeout: 240_000 }, async () => {
     const w = await world("alice", "bob", "carol");
@@ -391,7 +391,7 @@ describe("message order", () => {
   });
 
   // After the swap nothing is missing (bob opened both): alice's next message names "second", the
-  // newest of her chain, not "first", the last opened; it is no gap (§8.1; before the fix it was).
+  // newest of her chain, not "first", the last opened; it is no gap (§11.1; before the fix it was).
   it("after a swap, the sender's next message shows no gap (nothing is missing)", { timeout: 240_000 }, async () => {
     const w = await swapped();
     await say(w.c.alice!, "dm:alice:bob", "third");

@@ -1,4 +1,4 @@
-// Recovery from a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL-v2.md §4.1, §12),
+// Recovery from a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL.md §7.4, §17),
 // through a real relay with real v2 ChatClients (the operator's proxy in front, to play the hostile
 // relay where a case needs one):
 // - a hostile member (mallory, a modified client: she commits a removal the room's rules forbid)

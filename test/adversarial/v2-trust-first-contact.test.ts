@@ -1,4 +1,4 @@
-// Trust on first use for protocol v2 identities (PROTOCOL-v2.md §3, PROTOCOL.md §6, issue 12):
+// Trust on first use for protocol v2 identities (PROTOCOL.md §4.4, PROTOCOL.md §6, issue 12):
 // a peer first met through MLS (here: the KeyPackage claimed for a DM) is pinned from the relay's
 // directory before their credential is checked, so a relay that later serves another identity key
 // under their name (a KeyPackage of a fake "bob") is refused and shown as a key change. Real v2

@@ -1,4 +1,4 @@
-// The local history and the outbox text, encrypted at rest (PROTOCOL.md §7.5): what is kept comes
+// The local history and the outbox text, encrypted at rest (PROTOCOL.md §10.4): what is kept comes
 // back after a restart, and nothing of it is readable from the file without the key file.
 import { mkdtempSync, rmSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
@@ -62,7 +62,7 @@ describe("at-rest cipher", () => {
     expect(c.seal("history", "lobby", id, "x").equals(c.seal("history", "lobby", id, "x"))).toBe(false);
   });
 
-  it("derives the key as PROTOCOL.md §7.5 says (known answer, computed with an independent HKDF)", () => {
+  it("derives the key as PROTOCOL.md §10.4 says (known answer, computed with an independent HKDF)", () => {
     // HKDF-SHA256(ikm = alice's Ed25519 PKCS#8 DER, salt = empty, info = "securechat/v1/at-rest-key"),
     // computed with Python's hmac/hashlib from RFC 5869: a change here would make every kept history unreadable.
     expect(alice.sigPrivate.export({ format: "der", type: "pkcs8" }).toString("hex"))

@@ -1,4 +1,4 @@
-// KeyDirectory on its own, without gRPC (PROTOCOL.md §6, §8 "the directory is light"): a fake
+// KeyDirectory on its own, without gRPC (PROTOCOL.md §6, §9.1): a fake
 // LookupKeys, a real TrustStore in a temp dir, fixture identities. When keys are fetched, how
 // lookups are coalesced and chunked, what is pinned, and how a key change, its replacement and
 // its withdrawal are reported.

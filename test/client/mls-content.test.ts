@@ -1,4 +1,4 @@
-// The protocol v2 content layer (src/client/mls/content.ts, PROTOCOL-v2.md §7, §8): what is inside
+// The protocol v2 content layer (src/client/mls/content.ts, PROTOCOL.md §10, §11): what is inside
 // each MLS application message. Layers for alice, bob (and carol) pass application bytes to each
 // other, as the engine would after MLS decryption; a "relay" drops some of them.
 import { randomBytes } from "node:crypto";
@@ -62,7 +62,7 @@ function rawApp(o: { kind?: number; text?: string; id?: Uint8Array; prev?: Uint8
   return new Uint8Array(encodeFields(APP_LABEL, fields));
 }
 
-describe("chains, gaps and duplicates (§8)", () => {
+describe("chains, gaps and duplicates (§11)", () => {
   it("a DM round trip: text, kind, time, no gap; the reply confirms", () => {
     const gid = makeGroupId(DM);
     const [alice, bob] = [user("alice"), user("bob")];
@@ -180,7 +180,7 @@ describe("chains, gaps and duplicates (§8)", () => {
   });
 });
 
-describe("a dropped LAST message is shown within one further exchange (§8)", () => {
+describe("a dropped LAST message is shown within one further exchange (§11)", () => {
   it("DM: alice's last message is dropped; bob's second message without it flags it lost, and bob sees the gap at alice's next", () => {
     const gid = makeGroupId(DM);
     const [alice, bob] = [user("alice"), user("bob")];
@@ -275,7 +275,7 @@ describe("a dropped LAST message is shown within one further exchange (§8)", ()
   });
 });
 
-describe("the seen list (§8)", () => {
+describe("the seen list (§11)", () => {
   it("names only the members whose last message changed since my previous message", () => {
     const gid = makeGroupId(ROOM);
     const [alice, bob, carol] = [user("alice"), user("bob"), user("carol")];
@@ -292,7 +292,7 @@ describe("the seen list (§8)", () => {
   });
 });
 
-describe("update policy (§7)", () => {
+describe("update policy (§10)", () => {
   it("after 100 messages, after 24 h since my last commit (offline included); committed() resets", () => {
     let now = T0;
     const alice = user("alice", () => now);
@@ -628,7 +628,7 @@ describe("end to end through real MLS groups", () => {
   });
 });
 
-describe("room epoch views through a DM (§9 fork check)", () => {
+describe("room epoch views through a DM (§12 fork check)", () => {
   it("a DM carries my newest view of each room the peer is in; the peer flags a different authenticator of the same epoch only", () => {
     const a = user("alice"), b = user("bob");
     const g = makeGroupId(ROOM), other = makeGroupId("#dev");

@@ -1,4 +1,4 @@
-// The protocol v2 conversation engine (src/client/mls/conversations.ts, PROTOCOL-v2.md §4-§9)
+// The protocol v2 conversation engine (src/client/mls/conversations.ts, PROTOCOL.md §7-§12)
 // against an in-memory Delivery Service (test/helpers/fake-ds.ts): DMs, rooms, the lobby,
 // commit races, missed commits, restarts from the store, KeyPackage top-up, and what a hostile
 // relay can try (each refused or shown, and the honest members keep talking).
@@ -376,7 +376,7 @@ describe("one committer for a leave (policy.ts leaveCommitRank)", () => {
   });
 });
 
-describe("adds that fit a frame (commit.ts addInChunks, §6.2 Sizes)", () => {
+describe("adds that fit a frame (commit.ts addInChunks, §8.3 Sizes)", () => {
   it("six users invited at once with room for about two per commit: several commits, each under the limit and its own epoch; everyone ends in the room and talks", { timeout: 180_000 }, async () => {
     const limit = 20_000;
     const alice = await person("alice", { commitBytes: limit });
@@ -724,7 +724,7 @@ describe("a hostile relay", () => {
   });
 });
 
-describe("§9 epoch views after my own changes (commit.ts)", () => {
+describe("§12 epoch views after my own changes (commit.ts)", () => {
   it("creating a room, joining it by external commit and committing an add record my view of the new epoch at once, before any delivery", { timeout: 120_000 }, async () => {
     const alice = await person("alice");
     const bob = await person("bob");
@@ -746,7 +746,7 @@ describe("§9 epoch views after my own changes (commit.ts)", () => {
 });
 
 describe("with the real content layer (content.ts)", () => {
-  it("a DM message the relay drops is flagged lost on the sender's side once the peer has written twice (§8), and the peer sees the gap", { timeout: 120_000 }, async () => {
+  it("a DM message the relay drops is flagged lost on the sender's side once the peer has written twice (§11), and the peer sees the gap", { timeout: 120_000 }, async () => {
     const alice = await person("alice", { realContent: true });
     const bob = await person("bob", { realContent: true });
     const dm = "dm:alice:bob";

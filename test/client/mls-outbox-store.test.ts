@@ -1,6 +1,6 @@
-// The protocol v2 durable outbox's table (src/client/mls/outbox-store.ts, PROTOCOL-v2.md §7
-// "Client storage"): rows in order, removed when settled, text and application data sealed at
-// rest like v1's outbox (PROTOCOL.md §7.5): another key, a swapped row or a changed kind or time
+// The protocol v2 durable outbox's table (src/client/mls/outbox-store.ts, PROTOCOL.md §10.4
+// ): rows in order, removed when settled, text and application data sealed at
+// rest like v1's outbox (PROTOCOL.md §10.4): another key, a swapped row or a changed kind or time
 // does not open; a bad message id is refused.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-// The client's durable MLS key store (src/client/mls-store.ts, PROTOCOL-v2.md "Client storage"):
+// The client's durable MLS key store (src/client/mls-store.ts, PROTOCOL.md §10.4):
 // sealed at rest, replaced per epoch, used KeyPackages deleted — and deleted ON DISK: every file
 // of the client's directory is scanned for the old sealed bytes (which the key file would open).
 // Forward secrecy and post-compromise security end to end at the store level.
@@ -318,7 +318,7 @@ describe("MlsKeyStore: forward secrecy and post-compromise security from the fil
     recorded.push(inFlight);
     oldStates.push(groupSealed(bob, "#ops"));
 
-    // Bob updates; Alice processes it; Bob deletes the past epoch once Alice is heard from (§7).
+    // Bob updates; Alice processes it; Bob deletes the past epoch once Alice is heard from (§10).
     const upd = await gb.selfUpdate();
     gb.confirmCommit();
     bob.store.saveGroup(gb);

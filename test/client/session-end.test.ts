@@ -1,4 +1,4 @@
-// Reading a relay's refusal of the protocol version (PROTOCOL-v2.md §10) from its sentence: which
+// Reading a relay's refusal of the protocol version (PROTOCOL.md §14) from its sentence: which
 // side must be upgraded, and to which version. Only the numbers are taken from the sentence.
 import { describe, expect, it } from "vitest";
 import { describeSessionEnd } from "../../src/client/errors.js";

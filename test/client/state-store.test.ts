@@ -13,7 +13,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("client state (PROTOCOL.md §7.5)", () => {
+describe("client state (PROTOCOL.md §10.4)", () => {
   it("keeps seen ids, chains and the outbox across restarts, in a 0600 file", () => {
     const path = join(dir, "alice_state.db");
     const id = Buffer.alloc(16, 1);

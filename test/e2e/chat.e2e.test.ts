@@ -45,7 +45,7 @@ describe("two people chatting through the real binaries", () => {
     await tmux.waitForScreen("bob", (s) => s.replace(/\s+/g, " ").includes("SECURECHAT_PROTOCOL=1 is ignored: protocol v1 is retired"));
     // Each sees the other online in the sidebar.
     await tmux.waitForScreen("alice", /bob/);
-    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL-v2.md §4): bob's
+    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL.md §7): bob's
     // client joins it just after coming online, and alice's header counts him once he is in.
     await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
 

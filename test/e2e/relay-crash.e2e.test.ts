@@ -41,7 +41,7 @@ describe("relay killed -9 under real terminals", () => {
     tmux.start("bob", tui("bob", port), { env, width: 110, height: 30 });
     await tmux.waitForScreen("alice", /● bob/, 60_000);
     await tmux.waitForScreen("bob", /● alice/, 60_000);
-    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL-v2.md §4).
+    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL.md §7).
     await tmux.waitForScreen("alice", /2 online · 2 can read new lines/, 60_000);
 
     for (const i of [1, 2, 3]) {

@@ -57,7 +57,7 @@ beforeAll(async () => {
   await tmux.waitForScreen("bob", /│ ● alice/);
   carol = await TestClient.start(await fixtureIdentity("carol"), relay.port);
   await tmux.waitForScreen("alice", /│ ● carol/);
-  // carol's lines reach whoever is in the lobby's group when she sends (PROTOCOL-v2.md §4): all
+  // carol's lines reach whoever is in the lobby's group when she sends (PROTOCOL.md §7): all
   // three are in it once each header counts three readers.
   for (const name of ["alice", "bob"]) await tmux.waitForScreen(name, /3 online · 3 can read new lines/, 60_000);
 }, 120_000);

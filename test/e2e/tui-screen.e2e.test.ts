@@ -37,7 +37,7 @@ beforeAll(async () => {
   // Each has the other in the sidebar: both are registered and online.
   await tmux.waitForScreen("alice", /│ ● bob/);
   await tmux.waitForScreen("bob", /│ ● alice/);
-  // Both are in the lobby's group (who reads a lobby line, PROTOCOL-v2.md §4).
+  // Both are in the lobby's group (who reads a lobby line, PROTOCOL.md §7).
   await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
   await tmux.waitForScreen("bob", /2 online · 2 can read new lines/);
 });

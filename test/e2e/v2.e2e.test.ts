@@ -1,4 +1,4 @@
-// Protocol v2 (MLS, PROTOCOL-v2.md §4-§6) end to end with the real binaries in real terminals:
+// Protocol v2 (MLS, PROTOCOL.md §7-§8) end to end with the real binaries in real terminals:
 // a relay and three chat-tui (v2 is all chat-tui speaks), each with its own HOME. The lobby; a DM and its reply; a room #ops that alice creates, bob
 // joins and carol is invited to, with a membership line on each screen; alice kicks carol, whose
 // screen says so and who never sees what follows; the relay restarted in the middle (what is sent

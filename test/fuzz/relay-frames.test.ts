@@ -4,7 +4,7 @@
 // over-long varints, deep nesting, group bombs) at each stage of a session - the first frame,
 // instead of the Proof, and after the Welcome (SendMls frames mutated on the wire, MLS messages
 // mallory makes herself with hostile choices, Acks with bogus seqs, room requests with odd
-// names) - plus broken gRPC framing on a raw HTTP/2 stream. Protocol v2 (PROTOCOL-v2.md §6.2):
+// names) - plus broken gRPC framing on a raw HTTP/2 stream. Protocol v2 (PROTOCOL.md §8.3):
 // every conversation is a real MLS group (src/protocol/mls), registered with the relay.
 //
 // Properties, for every input:
@@ -50,7 +50,7 @@ const SEED = fuzzSeed(0x5eed_0005);
 const DEADLINE_MS = 5000;
 const HOME = "#zz-fuzz-home"; // mallory's own room (with dave): a room send she may make
 const AWAY = "#zz-fuzz-away"; // alice's room (with dave): mallory is not in it
-/** Codes a SendMls may be refused with by a relay that is not full, failing or stopping (PROTOCOL-v2.md §6.2). */
+/** Codes a SendMls may be refused with by a relay that is not full, failing or stopping (PROTOCOL.md §8.3). */
 const MLS_REFUSALS: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, ErrorCode.ERROR_CODE_UNKNOWN_GROUP, ErrorCode.ERROR_CODE_NOT_A_MEMBER, ErrorCode.ERROR_CODE_FRAME_TOO_LARGE,
 ]);
@@ -171,7 +171,7 @@ function helloFrame(id: PrivateIdentity, username = id.username, protocolVersion
 
 /**
  * What the relay must do with a first frame: challenge an acceptable Hello, end the rest.
- * Acceptable before the proof (PROTOCOL.md §8): small enough, an accepted version (2 since the cut-over), a valid username and
+ * Acceptable before the proof (PROTOCOL.md §9): small enough, an accepted version (2 since the cut-over), a valid username and
  * an Ed25519 signing key. The RSA key and the key binding are checked only after the proof.
  */
 function helloAcceptable(bytes: Uint8Array, d: ReturnType<typeof decodeAsRelay>): boolean {
@@ -339,7 +339,7 @@ describe("the relay under fuzzed frames", () => {
       }
     }
 
-    /** Ids of mallory's MLS messages the relay accepted: a resend of one is ACCEPTED again, before any check (PROTOCOL-v2.md §6.2). */
+    /** Ids of mallory's MLS messages the relay accepted: a resend of one is ACCEPTED again, before any check (PROTOCOL.md §8.3). */
     const acceptedIds = new Set<string>();
     const resendOf = (mls: Uint8Array): boolean => acceptedIds.has(mlsId(mls).toString("hex"));
     /** The groups mallory is a member of by the relay's record (hex ids): hers, never alice's. */
@@ -349,7 +349,7 @@ describe("the relay under fuzzed frames", () => {
     ]);
 
     /**
-     * What the relay may accept from mallory as SendMls (PROTOCOL-v2.md §6.2): at most
+     * What the relay may accept from mallory as SendMls (PROTOCOL.md §8.3): at most
      * max_text_bytes + 64 KiB; strictly one MLS PrivateMessage (application or proposal); of a
      * group the relay keeps and mallory is in; for its epoch or the one before. The relay sees
      * nothing else (the sender, the text, the kind are encrypted).

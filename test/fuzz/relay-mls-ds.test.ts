@@ -1,4 +1,4 @@
-// Mutated MLS messages through the relay's Delivery Service (PROTOCOL-v2.md §6.1, issue 12
+// Mutated MLS messages through the relay's Delivery Service (PROTOCOL.md §8.2, issue 12
 // "decoders fuzzed with mutated MLS messages through the relay"): real KeyPackages, GroupInfos
 // and commits made by the wrapper, then bytes flipped, cut, extended or spliced, sent as each DS
 // request. Every request is answered (its answer, or a refusal with a known code and a clean

@@ -1,4 +1,4 @@
-// Mutated MLS messages through the relay's durable queues (PROTOCOL-v2.md §5, §6.2; issue 12
+// Mutated MLS messages through the relay's durable queues (PROTOCOL.md §8.1, §8.3; issue 12
 // "decoders fuzzed with mutated MLS messages through the relay"). Real groups made with the
 // wrapper (src/protocol/mls, X-Wing suite), registered with a real relay:
 //   - room A (#fuzz-q: alice creates, bob and carol): carol, a member, sends mutated

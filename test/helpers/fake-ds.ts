@@ -1,4 +1,4 @@
-// An in-memory Delivery Service (the relay's MLS side, PROTOCOL-v2.md §5, §6.1) for testing the
+// An in-memory Delivery Service (the relay's MLS side, PROTOCOL.md §8.1, §8.2) for testing the
 // conversation engine without a network: KeyPackages (one-time handed out once, then the
 // last-resort one), groups registered by their first GroupInfo (first per conversation wins),
 // the first commit for an epoch wins (EPOCH_TAKEN otherwise), the membership hint, per-user

@@ -1,4 +1,4 @@
-// A FakeSession that speaks protocol v2 where the TUI can tell (PROTOCOL-v2.md §4): rooms have a
+// A FakeSession that speaks protocol v2 where the TUI can tell (PROTOCOL.md §7): rooms have a
 // creator who alone removes members (kick), a member adds someone who has a KeyPackage on the
 // relay (invite), and every change is a `membership` event naming who made it, as the v2 engine
 // emits them. Refusals are the ClientErrors the engine returns.

@@ -1,7 +1,7 @@
 // A trivial ContentLayer (src/client/mls/content-api.ts) for tests of the conversation engine:
 // the application data is JSON {id, kind, text, sentAt}; duplicates are found by id; the update
 // policy is a flag that holds until this client's next accepted commit. The real layer, with the
-// per-sender chains and drop detection of PROTOCOL-v2.md §8, is src/client/mls/content.ts.
+// per-sender chains and drop detection of PROTOCOL.md §11, is src/client/mls/content.ts.
 import { randomBytes } from "node:crypto";
 import type { ContentLayer, OpenedContent } from "../../src/client/mls/content-api.js";
 import type { AppKind } from "../../src/protocol/mls/index.js";
@@ -31,7 +31,7 @@ export class TestContent implements ContentLayer {
   /** An update is due until this client's next commit is accepted (as the real policy). */
   committed(): void { this.committedCount++; this.update = false; }
   forget(c: string): void { this.forgotten.push(c); }
-  /** §9 epoch views the engine handed over: room → the newest epoch recorded. */
+  /** §12 epoch views the engine handed over: room → the newest epoch recorded. */
   readonly views = new Map<string, number>();
   epochView(c: string, _g: Uint8Array, epoch: number, authenticator: Uint8Array): void {
     if (authenticator.length === 0) throw new Error("an epoch view needs the epoch authenticator");

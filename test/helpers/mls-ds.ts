@@ -1,4 +1,4 @@
-// Raw-session helpers for the relay's MLS Delivery Service (PROTOCOL-v2.md §6.1): an MLS client
+// Raw-session helpers for the relay's MLS Delivery Service (PROTOCOL.md §8.2): an MLS client
 // on a fixture identity (its Ed25519 key is the identity key the relay has bound), KeyPackages
 // made with the real wrapper, and one request/answer per call.
 import type { PrivateIdentity } from "../../src/protocol/keys.js";

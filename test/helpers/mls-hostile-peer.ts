@@ -1,4 +1,4 @@
-// A hostile protocol v2 peer (PROTOCOL-v2.md §4, §8): a raw v2 session with a real MLS client
+// A hostile protocol v2 peer (PROTOCOL.md §7, §11): a raw v2 session with a real MLS client
 // of its own, which makes a DM's group with an honest client (claiming its KeyPackage and
 // adding it: the honest client joins from the Welcome), joins the lobby by external commit, and
 // encrypts application data of its own choosing through those real groups. Its application data
@@ -20,7 +20,7 @@ const KIND_CODES: Record<AppKind, number> = { text: 1, action: 2, topic: 3, away
 
 export class HostileMlsPeer {
   private readonly groups = new Map<string, MlsGroup>();
-  /** My chain's head per conversation (§8 `prev`), so my honest-looking messages continue it. */
+  /** My chain's head per conversation (§11 `prev`), so my honest-looking messages continue it. */
   private readonly heads = new Map<string, Uint8Array>();
 
   private constructor(readonly session: RawSession, readonly person: MlsPerson) {}
@@ -67,7 +67,7 @@ export class HostileMlsPeer {
   }
 
   /**
-   * Sends application data of any kind, built by hand in the §8 format (label app2, kind, text,
+   * Sends application data of any kind, built by hand in the §11 format (label app2, kind, text,
    * a fresh id, my clock, my chain's head, nothing seen, no views), through the conversation's
    * real group; the relay must accept it (it cannot see the kind).
    */

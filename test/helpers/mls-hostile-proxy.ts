@@ -1,5 +1,5 @@
 // A hostile relay for protocol v2 tests, built as the real relay with a man in the middle that
-// the relay's operator controls (PROTOCOL-v2.md §9): every frame between each client and the real
+// the relay's operator controls (PROTOCOL.md §12): every frame between each client and the real
 // relay passes through here, decoded, so a test can drop, hold and release (reorder), duplicate,
 // inject or rewrite it per user and per kind, on either side. Plaintext on both sides (the
 // operator owns the relay: TLS would not stop it).

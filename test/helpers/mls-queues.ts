@@ -1,4 +1,4 @@
-// Raw protocol v2 sessions for the relay's MLS queues (PROTOCOL-v2.md §6.2): a Hello with
+// Raw protocol v2 sessions for the relay's MLS queues (PROTOCOL.md §8.3): a Hello with
 // protocol_version 2, SendMls answered by its SendResult, and the MLS deliveries of a session
 // collected in queue order (acked, or not, as a test says).
 import { createHash } from "node:crypto";

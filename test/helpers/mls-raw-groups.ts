@@ -2,7 +2,7 @@
 // relay-side hostile tests converted from protocol v1 (relay-abuse, relay-flood, relay-mitm,
 // fuzz/relay-frames): where a v1 test sealed an envelope to a DM or the lobby, the v2 test
 // makes the conversation's group once (mls-room.ts), registers it with the relay through the
-// creator's session (PROTOCOL-v2.md §6.1), lets every member online take and ack its Welcome
+// creator's session (PROTOCOL.md §8.2), lets every member online take and ack its Welcome
 // (so the queues start empty, as the v1 tests' did), then encrypts and opens application
 // messages with the members' own group states.
 import type { PrivateIdentity } from "../../src/protocol/keys.js";

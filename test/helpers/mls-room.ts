@@ -1,5 +1,5 @@
 // A real MLS group (src/protocol/mls, X-Wing suite) of K members made in-process once, and the
-// bytes that register it with a fresh relay (PROTOCOL-v2.md §5, §6.1): the creator's epoch-0
+// bytes that register it with a fresh relay (PROTOCOL.md §8.1, §8.2): the creator's epoch-0
 // GroupInfo (PublishGroupInfo registers the group, the creator its first member), then the
 // commit adding everyone else (SendCommit with the new epoch's GroupInfo, the Welcome, the
 // ratchet tree beside it and the membership hint). Every member joined from that Welcome here,

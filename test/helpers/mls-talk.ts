@@ -1,4 +1,4 @@
-// Talking protocol v2 through a relay with raw sessions (PROTOCOL-v2.md §6.2): a real MLS group
+// Talking protocol v2 through a relay with raw sessions (PROTOCOL.md §8.3): a real MLS group
 // for a conversation (a DM, a room or the lobby), made in-process (mls-room.ts) and registered
 // with the relay through its creator's session; each member's epoch-1 group encrypts what it
 // sends and opens what it gets, so a test also shows the relay never altered what it carried.

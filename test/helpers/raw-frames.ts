@@ -2,7 +2,7 @@
 // raw-session.ts), Http2SessionStream (gRPC by hand over node:http2, raw-http2.ts) and the
 // benchmarks' BenchClient (scripts/bench/_lib.ts, a RawSession). Frames received go to an
 // inbox; next() takes one of a case, waiting for it; the call's end status; the handshake of
-// PROTOCOL.md §8 (Hello -> Challenge -> Proof -> Welcome).
+// PROTOCOL.md §9 (Hello -> Challenge -> Proof -> Welcome).
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { Hello, SessionRequest, SessionResponse, Welcome } from "../../src/gen/securechat/v1/chat.js";
 import { signProof, type PrivateIdentity, type PublicIdentity } from "../../src/protocol/keys.js";
@@ -48,7 +48,7 @@ export abstract class FrameInbox {
   private resolveEnd: (s: EndStatus) => void = () => {};
   private readonly waiters = new Set<() => void>();
 
-  /** What this session's proof binds (PROTOCOL.md §8). */
+  /** What this session's proof binds (PROTOCOL.md §9). */
   abstract readonly channelBinding: Uint8Array;
   /** The Hello's clientVersion. */
   abstract readonly clientVersion: string;

@@ -1,4 +1,4 @@
-// A minimal protocol-level client for relay tests: it speaks the frames of PROTOCOL.md §8
+// A minimal protocol-level client for relay tests: it speaks the frames of PROTOCOL.md §9
 // directly (no outbox, no trust store), keeps every frame it receives in an inbox, and can
 // write raw bytes for malformed-frame tests. The stream's requests are serialised here, so one
 // code path writes both well-formed and hostile frames.
@@ -25,7 +25,7 @@ import { RAW_SESSION_SERVICE } from "./raw-service.js";
 export interface RawTransport {
   readonly creds: ChannelCredentials;
   readonly options: ChannelOptions;
-  /** The channel binding of PROTOCOL.md §8 (SHA-256 of the relay certificate, or empty). */
+  /** The channel binding of PROTOCOL.md §9 (SHA-256 of the relay certificate, or empty). */
   readonly channelBinding: Uint8Array;
 }
 
@@ -70,7 +70,7 @@ export class RawSession extends FrameInbox {
   private readonly client: Client;
   private readonly call: ClientDuplexStream<Uint8Array, Buffer>;
 
-  /** What this session's proof binds (PROTOCOL.md §8). */
+  /** What this session's proof binds (PROTOCOL.md §9). */
   readonly channelBinding: Uint8Array;
 
   constructor(readonly address: string, transport: RawTransport = PLAINTEXT_TRANSPORT) {

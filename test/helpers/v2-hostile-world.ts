@@ -1,7 +1,7 @@
 // A world for protocol v2 hostile-relay tests (test/adversarial/v2-hostile-relay*.test.ts): the
 // real relay, the operator's man in the middle in front of it (mls-hostile-proxy.ts), and a real
 // ChatClient in v2 mode per user (its MLS store on disk, the real content layer of
-// PROTOCOL-v2.md §8 over its state db, its log lines kept), with the waits those tests share.
+// PROTOCOL.md §11 over its state db, its log lines kept), with the waits those tests share.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

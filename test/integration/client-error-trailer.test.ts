@@ -1,5 +1,5 @@
 // The client decides why a session ended from the relay's `securechat-error-code` trailer
-// (PROTOCOL.md §8, "Ending a session"), not from the gRPC status code, which a proxy in between
+// (PROTOCOL.md §9.3), not from the gRPC status code, which a proxy in between
 // may rewrite; the status decides only when the trailer is absent. A relay that ends streams
 // with misleading status codes (test/helpers/hostile-relay.ts) shows which one the client read.
 import { mkdtempSync, rmSync } from "node:fs";

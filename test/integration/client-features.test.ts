@@ -1,5 +1,5 @@
 // Issue 10 §3/§4 against a real relay: room topics and away replies travel sealed like any
-// message (PROTOCOL.md §7.2 step 1), a reconnect says how many queued messages it caught up,
+// message (PROTOCOL.md §11), a reconnect says how many queued messages it caught up,
 // /reconnect wakes the retry loop at once, and the kept history reads in pages and searches
 // across every conversation.
 import { mkdtempSync, rmSync } from "node:fs";

@@ -1,5 +1,5 @@
 // The client's kept history and unsent messages across a restart, against a real relay
-// (PROTOCOL.md §7.5): what was on screen comes back, nothing of it is in the file in the clear,
+// (PROTOCOL.md §10.4): what was on screen comes back, nothing of it is in the file in the clear,
 // and --no-history keeps none.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

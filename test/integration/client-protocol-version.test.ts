@@ -1,4 +1,4 @@
-// A relay that refuses this client's protocol version (PROTOCOL-v2.md §10: a v2 relay answers a
+// A relay that refuses this client's protocol version (PROTOCOL.md §14: a v2 relay answers a
 // v1 Hello with BAD_FRAME and "this relay speaks secure-chat protocol v2: upgrade your client
 // (npm install -g secure-chat@2)"): the session ends for good with one sentence saying to
 // upgrade, instead of sending the same Hello again and again. Whatever gRPC status carries it

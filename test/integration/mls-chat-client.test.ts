@@ -112,7 +112,7 @@ describe("ChatClient, protocol v2", () => {
     // Shown pending, never accepted: only the durable outbox keeps it across the restart.
     await waitUntil(() => a.messages(dm).some((m) => m.id === id && m.state === "pending"), "shown pending", 10_000);
     await stop(a);
-    // At rest the kept text is sealed like v1's outbox and history (PROTOCOL.md §7.5): no file holds it in the clear.
+    // At rest the kept text is sealed like v1's outbox and history (PROTOCOL.md §10.4): no file holds it in the clear.
     expect(stateFiles("alice").some((f) => f.includes(Buffer.from("while the relay was down")))).toBe(false);
     expect(outboxRows("alice")).toBe(1);
     await relay.restart();

@@ -1,4 +1,4 @@
-// The directory at scale (PROTOCOL.md §8): light entries (name, presence, key tag) in Welcome
+// The directory at scale (PROTOCOL.md §9): light entries (name, presence, key tag) in Welcome
 // and DirectoryUpdate, coalesced so a connect storm is not N^2 frames; keys only on LookupKeys.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";

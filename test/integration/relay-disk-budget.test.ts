@@ -1,6 +1,6 @@
-// The relay's disk budget (src/server/disk-budget.ts, PROTOCOL.md §10) and a full disk that
+// The relay's disk budget (src/server/disk-budget.ts, PROTOCOL.md §13.3) and a full disk that
 // drains by itself (issue 16): acks commit even when nothing more can be stored, the cap counts
-// the write-ahead log, and a resend of an accepted id is ACCEPTED even then (§7.4).
+// the write-ahead log, and a resend of an accepted id is ACCEPTED even then (§8.4).
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -99,7 +99,7 @@ describe("a full database", () => {
     expect(onDisk(relay.dataDir)).toBeLessThanOrEqual(cap);
   }, 60_000);
 
-  it("answers ACCEPTED to a resend of an accepted id while full (§7.4), and stores it once", async () => {
+  it("answers ACCEPTED to a resend of an accepted id while full (§8.4), and stores it once", async () => {
     const relay = await TestRelay.start({ maxDatabaseBytes: 256 * 1024, limits: { messagesPerSecond: 100_000, burst: 100_000 } });
     cleanups.push(() => relay.cleanup());
     const b0 = await relay.connect(bob);

@@ -1,4 +1,4 @@
-// The session handshake against a real relay (PROTOCOL.md §8): frame order, username policy,
+// The session handshake against a real relay (PROTOCOL.md §9): frame order, username policy,
 // key strength and binding, proof of possession, durable first-key-wins binding, replacement,
 // the handshake deadline and the session cap.
 import { createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
@@ -115,7 +115,7 @@ describe("relay handshake", () => {
       ["a proof for another challenge", (relayId) => signProof(alice, relayId, randomBytes(32), binding)],
       ["bob's key signing alice's challenge", (relayId, nonce) => signProof(bob, relayId, nonce, binding)],
       ["a truncated signature", (relayId, nonce) => signProof(alice, relayId, nonce, binding).subarray(0, 63)],
-      // PROTOCOL.md §8: the proof binds the certificate the client saw; a man in the middle's
+      // PROTOCOL.md §9: the proof binds the certificate the client saw; a man in the middle's
       // certificate, or a plaintext path, gives another binding.
       ["a proof over another certificate", (relayId, nonce) => signProof(alice, relayId, nonce, randomBytes(32))],
       ["a proof over plaintext", (relayId, nonce) => signProof(alice, relayId, nonce, Buffer.alloc(0))],
@@ -137,7 +137,7 @@ describe("relay handshake", () => {
     const [weakSig, weakRsa] = fixtureKeys("weak");
     const [e3Rsa] = fixtureKeys("rsa-e3");
     const spki = (k: Parameters<typeof createPublicKey>[0]) => createPublicKey(k).export({ format: "der", type: "spki" });
-    // The last element: the private signing key that signs the proof. PROTOCOL.md §8: the RSA key
+    // The last element: the private signing key that signs the proof. PROTOCOL.md §9: the RSA key
     // and the key binding are looked at only once the proof verified, so those cases prove
     // first; a signing key that is not Ed25519 is refused at the Hello (no challenge).
     const cases: Array<[string, ReturnType<typeof handMadeHello>, GrpcStatus, RegExp, string, KeyObject | undefined]> = [
@@ -188,7 +188,7 @@ describe("relay handshake", () => {
     }
   });
 
-  it("refuses a protocol version other than 2, telling a v1 client to upgrade in one sentence (PROTOCOL-v2.md §10)", async () => {
+  it("refuses a protocol version other than 2, telling a v1 client to upgrade in one sentence (PROTOCOL.md §14)", async () => {
     relay = await TestRelay.start();
     const s = relay.open();
     s.hello(alice, { protocolVersion: 3 });
@@ -264,7 +264,7 @@ describe("relay handshake", () => {
     const b = await relay.connect(bob);
     const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
     // A third user is refused once it has proven its key (a stream in its handshake takes no
-    // session slot: PROTOCOL.md §8); nothing of it is bound.
+    // session slot: PROTOCOL.md §9); nothing of it is bound.
     const third = relay.open();
     await expect(third.handshake(carol)).rejects.toThrow(/relay is full/);
     expectEnd(await third.status(), GrpcStatus.RESOURCE_EXHAUSTED, /^relay is full: too many sessions, try again later$/, "ERROR_CODE_TOO_MANY_SESSIONS");

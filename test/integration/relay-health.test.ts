@@ -93,7 +93,7 @@ describe("relay health service", () => {
 
   it("caps watchers at MAX_HEALTH_WATCHERS with RESOURCE_EXHAUSTED, and forgets those that go away", async () => {
     // Every watch here shares one connection: allow that many streams on it (the relay's
-    // default per connection is far lower, PROTOCOL.md §10).
+    // default per connection is far lower, PROTOCOL.md §13.3).
     relay = await TestRelay.start({ limits: { maxStreamsPerConnection: MAX_HEALTH_WATCHERS + 8 } });
     const c = healthClient(relay);
     const watches = Array.from({ length: MAX_HEALTH_WATCHERS }, () => watch(c, ""));

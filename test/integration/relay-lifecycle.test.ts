@@ -145,7 +145,7 @@ describe("relay lifecycle", () => {
     const newBob = await relay.connect(malloryAsBob);
     expect(newBob.welcome.queued).toBe(0);
     expect(newBob.welcome.rooms).toEqual([]);
-    // Nor the old key's MLS groups (PROTOCOL-v2.md §6.1): the new key gets none of their traffic,
+    // Nor the old key's MLS groups (PROTOCOL.md §8.2): the new key gets none of their traffic,
     // may not send into them or commit, and nobody can add the name with the old KeyPackage.
     const toDm = await dm.encrypt("alice", "after the release");
     expect((await sendMls(a, toDm)).queuedFor).toEqual([]);
@@ -200,7 +200,7 @@ describe("relay lifecycle", () => {
     expect(await dm.open("bob", await b.deliveries(1))).toEqual(["just in time"]);
     // The purged id is not answered as a duplicate (that answer comes before any check): sent
     // again, it is checked as new. MLS messages carry no date the relay can read; what bounds
-    // a resurrected message is its epoch (PROTOCOL-v2.md §6.2: the current one or the one
+    // a resurrected message is its epoch (PROTOCOL.md §8.3: the current one or the one
     // before). Once the group moved on two epochs, it is refused with that sentence.
     for (let i = 0; i < 2; i++) {
       const u = await dm.group("bob").selfUpdate();

@@ -1,5 +1,5 @@
 // Messaging through a real relay on 127.0.0.1:0: DMs, the lobby, late joiners, offline queues,
-// acks and resends, in protocol v2 (PROTOCOL-v2.md §6.2). Clients are protocol-level raw
+// acks and resends, in protocol v2 (PROTOCOL.md §8.3). Clients are protocol-level raw
 // sessions; every conversation is a real MLS group (test/helpers/mls-talk.ts) whose messages
 // are encrypted and opened by its members, so these tests also show the relay never alters what
 // it carries.

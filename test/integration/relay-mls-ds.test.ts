@@ -1,4 +1,4 @@
-// The relay as MLS Delivery Service (PROTOCOL-v2.md §6.1) through raw sessions, with KeyPackages,
+// The relay as MLS Delivery Service (PROTOCOL.md §8.2) through raw sessions, with KeyPackages,
 // GroupInfos and commits made by the real wrapper (src/protocol/mls): KeyPackages claimed once
 // (then the last-resort one), GroupInfo for external joins, the first commit for an epoch wins
 // and the loser catches up and wins the next, refusals that leave the relay serving, restarts.

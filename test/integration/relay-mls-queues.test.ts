@@ -1,4 +1,4 @@
-// Protocol v2 through the relay's durable per-user queues (PROTOCOL-v2.md §6.2), with real MLS
+// Protocol v2 through the relay's durable per-user queues (PROTOCOL.md §8.3), with real MLS
 // groups (src/protocol/mls) over a real relay: Welcomes with their tree for users added while
 // offline, application messages both ways in order and exactly once across reconnects, commits
 // to every member before them (a removed member gets its removal, then nothing), the lobby only

@@ -1,4 +1,4 @@
-// Hostile and broken input against a real relay (PROTOCOL.md §9, §10; PROTOCOL-v2.md §6): every
+// Hostile and broken input against a real relay (PROTOCOL.md §13, §13.3; PROTOCOL.md §8.2): every
 // refusal names its reason, a refused message stores nothing, the offending session goes on
 // (or, for a broken frame, only that stream ends) and everyone else keeps working. Traffic is
 // protocol v2: real MLS groups (test/helpers/mls-talk.ts) through raw sessions.
@@ -55,7 +55,7 @@ describe("relay refusals", () => {
     const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
 
     // A genuine message of alice's, replayed by carol's session: the relay authenticates the
-    // sender by the session (PROTOCOL-v2.md §6.2), and carol is no member of the DM's group.
+    // sender by the session (PROTOCOL.md §8.3), and carol is no member of the DM's group.
     const genuine = await dm.encrypt("alice", "I am alice");
     expectRefused(await sendMls(c, genuine), ErrorCode.ERROR_CODE_NOT_A_MEMBER, /^you are not a member of the group of dm:alice:bob by the relay's record$/);
     // alice's name, mallory's keys: no session at all (the name is bound to alice's key).
@@ -118,7 +118,7 @@ describe("relay refusals", () => {
     expect(welcomeLimits.maxRecipients).toBe(2);
     expect(welcomeLimits.maxTextBytes).toBe(300);
 
-    // SendMls carries the text limit plus the MLS overhead (PROTOCOL-v2.md §6.2), no more.
+    // SendMls carries the text limit plus the MLS overhead (PROTOCOL.md §8.3), no more.
     const max = maxSendMlsBytes({ maxTextBytes: 300 });
     const big = await dm.encrypt("alice", "x".repeat(max));
     expect(big.length).toBeGreaterThan(max);

@@ -1,4 +1,4 @@
-// Upgrading from protocol v1 with messages still unsent (PROTOCOL-v2.md §10: "The v1 outbox is
+// Upgrading from protocol v1 with messages still unsent (PROTOCOL.md §14: "The v1 outbox is
 // sent again as v2 messages once each conversation's group exists"). alice's state db is written
 // by the v1 client itself (ChatClient without `v2`: the v1 Outbox seals each message into the
 // `outbox` table, text encrypted at rest, and the history keeps it pending) while no relay is

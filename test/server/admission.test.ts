@@ -1,4 +1,4 @@
-// The relay's admission (src/server/admission.ts) without gRPC: PROTOCOL.md §9's checks on one
+// The relay's admission (src/server/admission.ts) without gRPC: PROTOCOL.md §13's checks on one
 // SendEnvelope, in the spec's order, with a real Directory of fixture users and a fake of what
 // admission does not own (room membership, presence, queue usage: the store and the router).
 import { beforeAll, describe, expect, it } from "vitest";

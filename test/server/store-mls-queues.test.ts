@@ -1,4 +1,4 @@
-// The store side of protocol v2 through the queues (PROTOCOL-v2.md §6.2): envelopes rows carry
+// The store side of protocol v2 through the queues (PROTOCOL.md §8.3): envelopes rows carry
 // what they hold (a v1 Envelope or an MlsDelivery), a database made before that column gains it
 // at open with its queued envelopes intact, and an accepted commit's deliveries are stored in the
 // commit's own transaction (all or nothing) from the members as they were before it.

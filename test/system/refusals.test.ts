@@ -27,7 +27,7 @@ async function setup(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity
   return (await setupOn(limits, ...ids)).clients;
 }
 
-/** The relay and one client per identity, each online with its KeyPackages on the relay (PROTOCOL-v2.md §6.1: so others can add them while they are away). */
+/** The relay and one client per identity, each online with its KeyPackages on the relay (PROTOCOL.md §8.2: so others can add them while they are away). */
 async function setupOn(limits: TestRelayOptions["limits"], ...ids: PrivateIdentity[]): Promise<{ relay: TestRelay; clients: TestClient[] }> {
   const relay = await TestRelay.start({ limits });
   cleanups.push(() => relay.cleanup());

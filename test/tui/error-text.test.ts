@@ -128,7 +128,7 @@ const SESSION_ENDS: ReadonlyArray<readonly [SessionEnd, string]> = [
     `the relay at relay.example:50051 presented a certificate (SHA-256 ${SHA_B}) other than the one pinned on 2026-01-02 (${SHA_A.slice(0, 16)}…), so someone may be intercepting the connection: only if the relay's operator confirms the new fingerprint (chat-relay fingerprint prints it), accept it with --accept-relay-cert ${SHA_B}`],
   [{ kind: "certificate-not-accepted", address: "relay.example:50051", presentedSha256: SHA_B, acceptedSha256: SHA_A },
     `the relay at relay.example:50051 presented the certificate ${SHA_B}, not the one given with --accept-relay-cert (${SHA_A})`],
-  // Protocol versions (PROTOCOL-v2.md §10): the install command is the client's own, from the number.
+  // Protocol versions (PROTOCOL.md §14): the install command is the client's own, from the number.
   [{ kind: "protocol-too-old", relayVersion: 2 },
     "this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2), then start chat-tui again"],
   [{ kind: "relay-too-old", relayVersion: 1, clientVersion: 2 },

@@ -1,4 +1,4 @@
-// /kick and /invite (protocol v2, PROTOCOL-v2.md §4): parsed, completed and listed by the
+// /kick and /invite (protocol v2, PROTOCOL.md §7): parsed, completed and listed by the
 // registry; the current room by default; a v1 session says in one sentence that they need v2;
 // the session's refusals are worded by error-text.ts; the change itself shows as the session's
 // membership line, and the sidebar follows it.

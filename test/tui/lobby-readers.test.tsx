@@ -1,5 +1,5 @@
 // Protocol v2: a lobby line reaches those in the lobby's MLS group when it is sent, and entering
-// it takes a moment after connecting (PROTOCOL-v2.md §4). The lobby's header says how many can
+// it takes a moment after connecting (PROTOCOL.md §7). The lobby's header says how many can
 // read a new line, read from the session (members("lobby")) once at start and after each
 // membership line of the lobby's group (my own entry is a `joined` line of mine, no polling);
 // a v1 session is never asked.

@@ -1,4 +1,4 @@
-// Protocol v2 membership lines (PROTOCOL-v2.md §4, issue 12): each change of a conversation's
+// Protocol v2 membership lines (PROTOCOL.md §7, issue 12): each change of a conversation's
 // group is a line naming who made it, worded by the TUI (membership-text.ts), drawn like v1's
 // room lines, sanitised whatever the names hold; the room's members in the sidebar follow.
 import { describe, expect, test } from "vitest";

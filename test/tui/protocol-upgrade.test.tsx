@@ -1,4 +1,4 @@
-// A relay that speaks a newer protocol (PROTOCOL-v2.md §10): the session stops for good with the
+// A relay that speaks a newer protocol (PROTOCOL.md §14): the session stops for good with the
 // cause as data; the screen says the one sentence (in the conversation and the status line), in
 // the UI's words, and nothing tries again by itself.
 import { afterEach, expect, test } from "vitest";

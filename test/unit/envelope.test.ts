@@ -1,6 +1,6 @@
 // Seal/open round trips, the known-answer vectors of the signed-bytes encoding, and one
 // negative test per attack in protocol.md. Expected KAT values were computed by an independent
-// Python implementation of PROTOCOL.md "Encoding" (hashlib + pyca/cryptography for Ed25519).
+// Python implementation of PROTOCOL.md §3 (hashlib + pyca/cryptography for Ed25519).
 import { createPrivateKey } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -141,7 +141,7 @@ describe("seal and open", () => {
     for (const me of [bob, carol]) expect(openEnvelope(room, ctxFor(me, "#ops")).body).toEqual({ kind: "action", text: "waves" });
   });
 
-  it("carries a room topic and a DM away reply, and refuses either kind anywhere else (§7.2 step 1)", () => {
+  it("carries a room topic and a DM away reply, and refuses either kind anywhere else (§11)", () => {
     const topic = sealEnvelope({
       sender: alice, conversationId: "#ops", recipients: [bob], body: { kind: "topic", text: "deploy friday" }, prev: ZERO_HASH, sentAtMs: NOW,
     }).envelope;

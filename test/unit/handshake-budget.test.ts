@@ -1,4 +1,4 @@
-// The handshake budget and the registration bucket (PROTOCOL.md §8 step 4), without sockets:
+// The handshake budget and the registration bucket (PROTOCOL.md §9.1 step 4), without sockets:
 // what counts as one source, the caps, giving places back, refills.
 import { describe, expect, it } from "vitest";
 import { HandshakeBudget, sourceOf } from "../../src/server/handshake-budget.js";

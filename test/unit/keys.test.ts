@@ -7,7 +7,7 @@ import {
 } from "../../src/protocol/keys.js";
 
 /**
- * PROTOCOL.md §11, computed by an independent implementation (Python hashlib): relay_id 07x16,
+ * PROTOCOL.md §15, computed by an independent implementation (Python hashlib): relay_id 07x16,
  * nonce 09x32, username alice, sig_spki 0bx44, enc_spki 0cx20, certificate DER 30 82.
  */
 const PROOF_VECTOR = {
@@ -122,7 +122,7 @@ describe("proof of possession (PROTOCOL.md Session)", () => {
     expect(() => signProof(alice, relayId, nonce, Buffer.alloc(31))).toThrow(/channel binding/);
   });
 
-  it("matches the known-answer vector of PROTOCOL.md §11", () => {
+  it("matches the known-answer vector of PROTOCOL.md §15", () => {
     // Independent of the code under test: enc() written out by hand.
     const certificate = Buffer.from("3082", "hex");
     const expectBinding = createHash("sha256").update(certificate).digest();

@@ -1,4 +1,4 @@
-// Application data inside MLS messages (src/protocol/mls/app-data.ts, PROTOCOL-v2.md §8): strict
+// Application data inside MLS messages (src/protocol/mls/app-data.ts, PROTOCOL.md §11): strict
 // codec, kinds per conversation, the sender chain and drop detection, including the last DM message.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
@@ -59,7 +59,7 @@ describe("application data codec", () => {
   });
 });
 
-describe("room epoch views in a DM (§9 fork check)", () => {
+describe("room epoch views in a DM (§12 fork check)", () => {
   const views = (n: number) => Array.from({ length: n }, (_, i) => makeGroupId(`#r${i}`))
     .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     .map((groupId, i) => ({ groupId, epoch: i + 1, view: epochViewHash(groupId, i + 1, randomBytes(32)) }));

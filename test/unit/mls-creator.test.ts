@@ -1,5 +1,5 @@
-// A room's creator bound in the group (src/protocol/mls/creator.ts, proto/PROTOCOL-v2.md §4
-// "The room's creator"): read back by every member however it joined; not leaf 0; fixed for the
+// A room's creator bound in the group (src/protocol/mls/creator.ts, proto/PROTOCOL.md §7.4
+// ): read back by every member however it joined; not leaf 0; fixed for the
 // group's life; a GroupInfo, Welcome or state without it (or contradicting it) refused. The
 // hostile members below use ts-mls directly, as a modified client would.
 import { generateKeyPairSync } from "node:crypto";
@@ -73,7 +73,7 @@ function expectCreator(g: MlsGroup, p: Person): void {
   expect(c?.identityFingerprint.equals(p.client.identity.identityFpr)).toBe(true);
 }
 
-/** The rule of §4 as the engine gives it to process(): only the creator (name AND key) removes others; anyone leaves. */
+/** The rule of §7 as the engine gives it to process(): only the creator (name AND key) removes others; anyone leaves. */
 function creatorRule(g: MlsGroup): ChangePolicy {
   return (c) => g.removalsAllowed(c);
 }
@@ -204,7 +204,7 @@ describe("the creator is not leaf 0", () => {
   });
 });
 
-describe("the removal rule (PROTOCOL-v2.md §4)", () => {
+describe("the removal rule (PROTOCOL.md §7)", () => {
   it("a member's resync removes only its own old leaf; nobody removes the other in a DM; a non-creator's removal is refused", async () => {
     const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
     const [ga, gb, gc] = await groupOf("#ops", alice, [bob, carol]);

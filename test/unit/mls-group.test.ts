@@ -1,4 +1,4 @@
-// The MLS core (src/protocol/mls, proto/PROTOCOL-v2.md): members talking, membership changes,
+// The MLS core (src/protocol/mls, proto/PROTOCOL.md): members talking, membership changes,
 // commit ordering, serialisation, external joins. Security properties are in mls-security.test.ts.
 import { describe, expect, it } from "vitest";
 import {
@@ -103,7 +103,7 @@ describe("add, remove, leave", () => {
     const { group: gc, usedKeyPackage, lastResort, addedBy } = await MlsGroup.joinFromWelcome(carol.client, pending.welcome!, pending.ratchetTree!, lookup(carol));
     expect(Buffer.from(usedKeyPackage).equals(Buffer.from(kp.ref))).toBe(true);
     expect(lastResort).toBe(false);
-    // Who added carol is the GroupInfo's signer (bob, not the creator at leaf 0): §9.
+    // Who added carol is the GroupInfo's signer (bob, not the creator at leaf 0): §12.
     expect(addedBy.username).toBe("bob");
     expect(addedBy.leafIndex).toBe(gb!.members().find((m) => m.username === "bob")!.leafIndex);
     expect(gc.members().map((m) => m.username).sort()).toEqual(["alice", "bob", "carol"]);

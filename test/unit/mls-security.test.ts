@@ -1,4 +1,4 @@
-// Security properties of the MLS core (proto/PROTOCOL-v2.md "Security properties"): removed
+// Security properties of the MLS core (proto/PROTOCOL.md §10.2): removed
 // members, forward secrecy, post-compromise security, stale commits, Welcomes for the wrong
 // person, forged credentials, KeyPackage reuse, mutated messages. Each test can fail: the
 // comments say which line of src/protocol/mls it checks.

@@ -1,4 +1,4 @@
-// My changes to groups in the protocol v2 engine (PROTOCOL-v2.md §4, §5 "Commit ordering"):
+// My changes to groups in the protocol v2 engine (PROTOCOL.md §7, §8.1):
 // commits through the relay's ordering (first commit for an epoch wins; on EPOCH_TAKEN discard,
 // process the winner, make the change again), groups created and registered, and joins by
 // external commit (rooms, the lobby with its cap, and re-joins with resync).
@@ -13,14 +13,14 @@ import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from ".
 
 /**
  * What the commit, Welcome and ratchet tree of one SendCommit may take: the relay's frame
- * (`max_frame_bytes`, 1 MiB by default, §6.2 "Sizes") less room for the frame's other fields and
+ * (`max_frame_bytes`, 1 MiB by default, §8.3 "Sizes") less room for the frame's other fields and
  * the membership hint's names (up to 1,000).
  */
 export const COMMIT_BYTES_MAX = 1024 * 1024 - 64 * 1024;
 
 /**
  * How many of these KeyPackages one commit can add to a group of `members` within `max` bytes,
- * estimated (§6.2 "Sizes"): per add, the KeyPackage in the commit, its leaf in the tree and the
+ * estimated (§8.3 "Sizes"): per add, the KeyPackage in the commit, its leaf in the tree and the
  * joiner's share of the Welcome (~1.3 KiB); per member already there, its leaf in the tree; and
  * an allowance for the commit's update path. At least 1 (a commit measured too big is halved).
  */
@@ -45,7 +45,7 @@ export class Committer {
   constructor(private readonly s: EngineState) {}
 
   /**
-   * Makes one commit and gets it through the relay's ordering (§5): accepted → confirm, save,
+   * Makes one commit and gets it through the relay's ordering (§8.1): accepted → confirm, save,
    * publish the new GroupInfo, show `line`; EPOCH_TAKEN → discard, process the winner, and make
    * the change again while `again` says it is still needed.
    */
@@ -60,7 +60,7 @@ export class Committer {
       } catch (e) {
         return fail(sentence((e as Error).message));
       }
-      // One SendCommit is one relay frame (§6.2 "Sizes"): too big, it is not sent (the caller
+      // One SendCommit is one relay frame (§8.3 "Sizes"): too big, it is not sent (the caller
       // splits adds); the next epoch's GroupInfo rides along when it fits, else it is published
       // once the commit is accepted.
       const max = this.s.d.limits?.commitBytes ?? COMMIT_BYTES_MAX;
@@ -104,7 +104,7 @@ export class Committer {
   }
 
   /**
-   * §9 fork check: my view of a room's epoch, taken at once after my own commit, create or join
+   * §12 fork check: my view of a room's epoch, taken at once after my own commit, create or join
    * (receive.ts takes it around each delivery): my next DM carries the epoch I am in, not the one
    * before it.
    */
@@ -119,7 +119,7 @@ export class Committer {
   }
 
   /**
-   * Adds users to a room from their claimed KeyPackages (§6.2 "Sizes"): as many per commit as fit
+   * Adds users to a room from their claimed KeyPackages (§8.3 "Sizes"): as many per commit as fit
    * one relay frame, each commit its own epoch. The first count is estimated from the sizes of
    * the KeyPackages and the tree; a commit measured over the frame is not sent and is made again
    * with half as many. Each commit shows its own "added" line.
@@ -170,7 +170,7 @@ export class Committer {
   private lastSweepMs = Number.NEGATIVE_INFINITY;
 
   /**
-   * The lobby janitor (§4 "The lobby", policy.ts): on each timer tick, notes who of the lobby is
+   * The lobby janitor (§7 "The lobby", policy.ts): on each timer tick, notes who of the lobby is
    * offline by the directory; the online member with the lowest leaf index removes, in one commit
    * at most every 10 minutes, the leaves of users it has seen offline for more than 24 hours (a
    * restart starts the watch again). The removed come back by external commit at their next start.
@@ -197,7 +197,7 @@ export class Committer {
     if (!r.ok) this.s.d.logger.info("mls.lobby.sweep_failed", { error: JSON.stringify(r.error) });
   }
 
-  /** The lobby (§4): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */
+  /** The lobby (§7): one relay-wide group joined by external commit (with resync when I held a leaf), created by the first. */
   async enterLobby(): Promise<Outcome> {
     const r = await this.joinOrCreate("lobby");
     // My own entry (at start and after each reconnect, also when my leaf was still current) is
@@ -225,7 +225,7 @@ export class Committer {
     return fail(sentence(`${convId} is changing too fast to join; try again`));
   }
 
-  /** Joins by external commit from the relay's newest GroupInfo (§4, §9 recovery). */
+  /** Joins by external commit from the relay's newest GroupInfo (§7, §12 recovery). */
   async externalJoin(convId: string, resync: boolean): Promise<Outcome> {
     const client = this.s.mustClient();
     let lastError: ClientError = sentence(`${convId} could not be joined`);

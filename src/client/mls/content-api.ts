@@ -1,7 +1,7 @@
 // What the protocol v2 conversation engine (src/client/mls/conversations.ts) needs from the
-// content layer (src/client/mls/content.ts): the application data of PROTOCOL-v2.md §8 around
+// content layer (src/client/mls/content.ts): the application data of PROTOCOL.md §11 around
 // each text (per-sender chain, last-seen hashes, message ids), drop detection, and the update
-// policy of §7. The engine owns the MLS groups; the content layer owns what is inside a message.
+// policy of §10. The engine owns the MLS groups; the content layer owns what is inside a message.
 // Both sides code against this file; it holds types only.
 import type { AppKind } from "../../protocol/mls/index.js";
 
@@ -19,18 +19,18 @@ export interface OpenedContent {
   /** Sanitised for the terminal (src/protocol/sanitize.ts), as v1 shows text. */
   readonly text: string;
   readonly sentAtMs: number;
-  /** A message before this one from the same sender in this conversation is missing (§8 chain). */
+  /** A message before this one from the same sender in this conversation is missing (§11 chain). */
   readonly gap: boolean;
   /** This message id was opened before (a redelivery): do not show it again. */
   readonly duplicate: boolean;
   /**
-   * §9 fork check (DM only): rooms where the sender's epoch authenticator for an epoch differs
+   * §12 fork check (DM only): rooms where the sender's epoch authenticator for an epoch differs
    * from mine for that same epoch and group: the relay forked the room. Absent or empty otherwise.
    */
   readonly forked?: readonly { readonly conversationId: string; readonly epoch: number }[];
 }
 
-/** Own messages whose state changed by what peers acknowledged (§8). */
+/** Own messages whose state changed by what peers acknowledged (§11). */
 export interface OwnDeliveryChange {
   /** Hex message ids now acknowledged by every member heard from since. */
   readonly confirmed: readonly string[];
@@ -54,12 +54,12 @@ export interface ContentLayer {
   open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange };
   /** The group's members changed (the chain of a departed member is forgotten; a new one starts fresh). */
   membersChanged(conversationId: string, members: readonly string[]): void;
-  /** §7 update policy: this client should commit an update in this group before its next send. */
+  /** §10 update policy: this client should commit an update in this group before its next send. */
   shouldUpdate(conversationId: string, nowMs: number): boolean;
   /** This client's commit in this group was accepted (resets the update policy's counters). */
   committed(conversationId: string, nowMs: number): void;
   /**
-   * §9: my group of a room is at this epoch with this epoch authenticator (RFC 9420 §8.7). Recorded
+   * §12: my group of a room is at this epoch with this epoch authenticator (RFC 9420 §8.7). Recorded
    * (a few epochs per room, memory only) to be told to the room's members in my DMs and compared
    * with what they tell me. Optional: a layer without it neither sends nor checks views.
    */

@@ -1,4 +1,4 @@
-// Where the protocol v2 content layer (content.ts, PROTOCOL-v2.md §8) keeps its state across
+// Where the protocol v2 content layer (content.ts, PROTOCOL.md §11) keeps its state across
 // restarts: four tables in the client's `<user>_state.db` (ClientStateStore.database), beside the
 // v1 tables they do not touch. Hashes, message ids, counters and usernames only: no keys and no
 // text. Every table is bounded per conversation by content.ts (members ≤ APP_SEEN_MAX, own
@@ -17,9 +17,9 @@ export interface ContentConvRow {
   readonly sentSeq: number;
   /** Sequence of the last remembered message id (orders the id list for pruning). */
   readonly idSeq: number;
-  /** §7: application messages I sent since my last commit here. */
+  /** §10: application messages I sent since my last commit here. */
   readonly sentSinceCommit: number;
-  /** §7: when my last commit here was accepted (or when I joined: content.ts). */
+  /** §10: when my last commit here was accepted (or when I joined: content.ts). */
   readonly lastCommitMs: number;
   /** Whether the member list was given at least once (later arrivals start their chain fresh). */
   readonly membersKnown: boolean;
@@ -41,7 +41,7 @@ export interface ContentPeerRow {
   readonly lastHash: Buffer | undefined;
   /**
    * Their recent messages as opened, the oldest first: (appHash, prev) pairs of 32 + 32 bytes,
-   * at most CONTENT_RECENT_MAX (content.ts). A late message is judged against these (§8.1 gap).
+   * at most CONTENT_RECENT_MAX (content.ts). A late message is judged against these (§11.1 gap).
    */
   readonly recent: Buffer;
   /** Messages opened from them. */

@@ -1,4 +1,4 @@
-// §9 of PROTOCOL-v2.md: my views of my rooms' epochs (a hash of each epoch's authenticator),
+// §12 of PROTOCOL.md: my views of my rooms' epochs (a hash of each epoch's authenticator),
 // carried in DMs and compared with a peer's to find a room the relay forked and kept apart.
 // In memory only, bounded: the newest VIEW_EPOCHS_KEPT epochs of each room whose group the
 // engine holds. A peer's views are compared, never stored. The content layer (content.ts)
@@ -6,7 +6,7 @@
 import { epochViewHash, type AppEpochView } from "../../protocol/mls/app-data.js";
 import { conversationOfGroupId } from "../../protocol/mls/group-id.js";
 
-/** §9: epochs of a room whose view I keep to compare with a peer's (the newest). */
+/** §12: epochs of a room whose view I keep to compare with a peer's (the newest). */
 export const VIEW_EPOCHS_KEPT = 8;
 
 interface RoomViews {

@@ -1,4 +1,4 @@
-// The content layer of protocol v2 (proto/PROTOCOL-v2.md §7, §8): what is inside each MLS
+// The content layer of protocol v2 (proto/PROTOCOL.md §10, §11): what is inside each MLS
 // application message, around the text. It implements ContentLayer (content-api.ts) for the
 // conversation engine, which owns the MLS groups and hands this layer plaintext bytes.
 //
@@ -8,8 +8,8 @@
 // - open: strict decoding (app-data.ts) bound to the conversation, the group and the sender
 //   MLS authenticated; the sender's chain (gap); duplicate ids (redeliveries); the text
 //   sanitised for the terminal; what the sender's `seen` says of my messages: confirmed, or lost
-//   once they sent twice after the relay accepted mine without naming it (§8, per member).
-// - the update policy of §7, and persistence of all of it in the state db (content-store.ts).
+//   once they sent twice after the relay accepted mine without naming it (§11, per member).
+// - the update policy of §10, and persistence of all of it in the state db (content-store.ts).
 import { randomBytes } from "node:crypto";
 import { toHex } from "../../protocol/bytes.js";
 import { DEFAULT_LIMITS } from "../../protocol/limits.js";
@@ -28,7 +28,7 @@ import type { ContentLayer, OpenedContent, OwnDeliveryChange, SealedContent } fr
 import { ContentStore, type ContentConvRow, type ContentPeerRow, type ContentSentRow } from "./content-store.js";
 import { RoomEpochViews } from "./content-views.js";
 
-/** §7: commit an update after this many application messages sent in a group since my last commit… */
+/** §10: commit an update after this many application messages sent in a group since my last commit… */
 export const UPDATE_AFTER_MESSAGES = 100;
 /** …or when my last commit there is older than this (which also covers coming back after more than 24 h offline). */
 export const UPDATE_AFTER_MS = 24 * 60 * 60 * 1000;
@@ -37,7 +37,7 @@ export const CONTENT_SENT_MAX = 256;
 /** Message ids remembered per conversation to tell redeliveries (the newest are kept). */
 export const CONTENT_IDS_MAX = 4096;
 /**
- * A sender's recent messages kept per peer to judge a late one (§8.1 gap): a message the relay
+ * A sender's recent messages kept per peer to judge a late one (§11.1 gap): a message the relay
  * delayed by up to this many of the sender's later ones is judged against its real predecessor.
  */
 export const CONTENT_RECENT_MAX = 8;
@@ -69,7 +69,7 @@ export interface ContentLayerOptions {
   readonly me: string;
   /** Where the state lives: a ContentStore over the state db's handle (ClientStateStore.database). In memory when omitted. */
   readonly store?: ContentStore;
-  /** The time a group is first seen, which starts its update clock (§7); Date.now by default. */
+  /** The time a group is first seen, which starts its update clock (§10); Date.now by default. */
   readonly clock?: () => number;
   /** Largest text in UTF-8 bytes (the relay's limit; v1's 64 KiB by default, never above APP_TEXT_MAX). */
   readonly maxTextBytes?: number;
@@ -111,7 +111,7 @@ export class MlsContentLayer implements ContentLayer {
   private readonly maxTextBytes: number;
   private readonly log: Logger | undefined;
   private readonly convs = new Map<string, ConvState>();
-  /** §9: my views of my rooms (only rooms whose group the engine holds: bounded by my groups). */
+  /** §12: my views of my rooms (only rooms whose group the engine holds: bounded by my groups). */
   private readonly views = new RoomEpochViews();
 
   constructor(o: ContentLayerOptions) {
@@ -146,7 +146,7 @@ export class MlsContentLayer implements ContentLayer {
     if (bytes > this.maxTextBytes) throw new ContentInputError({ kind: "too-large", bytes, max: this.maxTextBytes }, `the message is ${bytes} bytes, more than ${this.maxTextBytes}`);
 
     const lobby = c.conv.kind === "lobby";
-    // §8: the peers whose last message I opened changed since my previous message here.
+    // §11: the peers whose last message I opened changed since my previous message here.
     const told = lobby ? [] : [...c.peers.values()]
       .filter((p) => (p.member || !c.row.membersKnown) && p.lastHash !== undefined && (p.told === undefined || !p.told.equals(p.lastHash)))
       .sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
@@ -209,7 +209,7 @@ export class MlsContentLayer implements ContentLayer {
       c.row.idSeq += 1;
       this.store.addId(c.conv.id, sender, messageId, c.row.idSeq, c.row.idSeq - CONTENT_IDS_MAX);
       const peer = lobby ? undefined : this.peerFor(c, sender);
-      // §8 chain: the lobby reaches only who is online, so its chains tell nothing.
+      // §11 chain: the lobby reaches only who is online, so its chains tell nothing.
       // A message continues the chain when its prev is the head of one of the sender's recent
       // messages (none of them names it as prev): after the relay swapped two, the late one is
       // not a gap, nor is the next one (its prev is the newest, not the last opened). A prev
@@ -387,7 +387,7 @@ export class MlsContentLayer implements ContentLayer {
       conv,
       row: {
         conversationId: conv.id, groupId: gid ?? UNBOUND, ownHead: Buffer.from(ZERO_APP_HASH), recvSeq: 0, sentSeq: 0, idSeq: 0,
-        // §7: for a group just joined (or created), "my last commit" starts now: the leaf I joined
+        // §10: for a group just joined (or created), "my last commit" starts now: the leaf I joined
         // with is fresh (a new KeyPackage, or the path of my external commit).
         sentSinceCommit: 0, lastCommitMs: this.clock(), membersKnown: conv.kind === "dm",
       },
@@ -439,7 +439,7 @@ export class MlsContentLayer implements ContentLayer {
     return (p) => (p.acked === undefined ? -1 : byHash.get(p.acked.toString("hex")) ?? -1);
   }
 
-  /** §8: what the peer's latest message says of my messages (`named`: it names me), for the whole group. */
+  /** §11: what the peer's latest message says of my messages (`named`: it names me), for the whole group. */
   private deliveries(c: ConvState, peer: Peer, named: boolean): OwnDeliveryChange {
     const idx = this.ackIndex(c);
     const lost: string[] = [];

@@ -1,4 +1,4 @@
-// The protocol v2 conversation engine (proto/PROTOCOL-v2.md §4-§9): every conversation an MLS
+// The protocol v2 conversation engine (proto/PROTOCOL.md §7-§12): every conversation an MLS
 // group, the relay as Delivery Service (ds-api.ts), what is inside a message from the content
 // layer (content-api.ts), every group kept in the MlsKeyStore. ChatClient owns one in v2 mode
 // (session.ts). This file is its face; the parts:
@@ -10,11 +10,11 @@
 //   key-packages.ts  my KeyPackages on the relay; held.ts, framing.ts
 //
 // - Receiving (deliver): in the relay's order, one message at a time; a message resolves once
-//   it is processed AND the group state is saved (§7 "Client storage": event emitted → state →
+//   it is processed AND the group state is saved (§10 "Client storage": event emitted → state →
 //   the caller acks). A message for a future epoch is held until the commit leading there
 //   arrives; past the bound, FetchCommits, and failing that a re-join by external commit.
 // - Sending: the pending message is emitted at once; the DM group is created on first send;
-//   my commits go through the relay's ordering (first commit for an epoch wins, §5): on
+//   my commits go through the relay's ordering (first commit for an epoch wins, §8.1): on
 //   EPOCH_TAKEN the engine discards its commit, processes the winner and makes the change again.
 import type { MlsMember } from "../../protocol/mls/index.js";
 import { parseConversationId } from "../../protocol/names.js";
@@ -30,7 +30,7 @@ import { Sender } from "./send.js";
 
 export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
 
-/** Names per ClaimKeyPackages request (the relay's limit, §6.1). */
+/** Names per ClaimKeyPackages request (the relay's limit, §8.2). */
 const CLAIM_MAX = 100;
 
 export class MlsConversations {
@@ -239,7 +239,7 @@ export class MlsConversations {
 
   /**
    * A member adds several users to a room (Add + Welcome), as many per commit as fit one relay
-   * frame (§6.2 "Sizes": in a room of 500, about 70), each commit its own epoch. Nobody is added
+   * frame (§8.3 "Sizes": in a room of 500, about 70), each commit its own epoch. Nobody is added
    * when one of them is already in the room or has no KeyPackage on the relay.
    */
   inviteMany(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>> {
@@ -249,7 +249,7 @@ export class MlsConversations {
       const names = [...new Set(usernames)];
       if (names.length === 0) return fail(sentence("name at least one user to invite"));
       for (const u of names) if (g.members().some((m) => m.username === u)) return fail({ kind: "already-in-room", room, username: u });
-      await this.s.d.ensureKeys?.(names); // first contact pins them first (PROTOCOL-v2.md §3)
+      await this.s.d.ensureKeys?.(names); // first contact pins them first (PROTOCOL.md §4.4)
       const entries: { username: string; keyPackage: Uint8Array }[] = [];
       for (let i = 0; i < names.length; i += CLAIM_MAX) {
         const batch = names.slice(i, i + CLAIM_MAX);

@@ -1,5 +1,5 @@
 // What the protocol v2 conversation engine (src/client/mls/conversations.ts) needs from the
-// relay as MLS Delivery Service (PROTOCOL-v2.md §5, §6.1, §6.2), as promises. Implemented over
+// relay as MLS Delivery Service (PROTOCOL.md §8.1, §8.2, §8.3), as promises. Implemented over
 // the session's stream by src/client/mls/ds-transport.ts (and by an in-memory double in tests).
 // Types only.
 import type { MlsDelivery } from "../../gen/securechat/v1/chat.js";

@@ -1,6 +1,6 @@
 // DsApi (ds-api.ts) over the client's relay connection: the MLS Delivery Service requests of
-// PROTOCOL-v2.md §6.1 as request/answer pairs matched by request id (RelayConnection.request),
-// and SendMls (§6.2), which no request id answers: its SendResult names the message id,
+// PROTOCOL.md §8.2 as request/answer pairs matched by request id (RelayConnection.request),
+// and SendMls (§8.3), which no request id answers: its SendResult names the message id,
 // SHA-256(mls)[0..16], so the session hands every SendResult to onSendResult first (as the v1
 // outbox matches its SendResults by message id).
 //
@@ -38,7 +38,7 @@ export const SEND_MLS_TIMEOUT_MS = 30_000;
 /** Longest relay sentence kept in a DsRefused. */
 const MAX_DETAIL_CHARS = 300;
 
-/** The relay's id for an MLS message (PROTOCOL-v2.md §5): SHA-256(mls)[0..16]. */
+/** The relay's id for an MLS message (PROTOCOL.md §8.1): SHA-256(mls)[0..16]. */
 export function mlsMessageId(mls: Uint8Array): Buffer {
   return createHash("sha256").update(mls).digest().subarray(0, 16);
 }

@@ -37,7 +37,7 @@ export interface ConversationDeps {
   readonly trust?: TrustHook;
   /**
    * Pins these users' keys from the relay's directory when none are pinned (PROTOCOL.md §6
-   * first contact; PROTOCOL-v2.md §3): called before their KeyPackages are claimed, so `trust`
+   * first contact; PROTOCOL.md §4.4): called before their KeyPackages are claimed, so `trust`
    * then compares the credential with a pin.
    */
   readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;

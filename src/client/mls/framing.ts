@@ -1,5 +1,5 @@
-// What the protocol v2 engine reads from an MLS message before any key is used (PROTOCOL-v2.md
-// §5 "Commit ordering", §7 "Receiving"): group id, epoch and content type, in the clear in
+// What the protocol v2 engine reads from an MLS message before any key is used (PROTOCOL.md
+// §8.1, §10.1): group id, epoch and content type, in the clear in
 // both PrivateMessage and PublicMessage framing. Used to hold a message for a future epoch
 // and to tell a stale or replayed one from a current one.
 import { decodeMls } from "../../protocol/mls/client.js";

@@ -1,5 +1,5 @@
-// Messages for a future epoch, held until the commit that leads there arrives (PROTOCOL-v2.md
-// §9 "reorders commits"): bounded per group by count (1,000) and age (10 minutes). Past a bound
+// Messages for a future epoch, held until the commit that leads there arrives (PROTOCOL.md
+// §12 "reorders commits"): bounded per group by count (1,000) and age (10 minutes). Past a bound
 // the engine fetches the missing commits from the relay, and failing that re-joins.
 import type { MlsQueued } from "./ds-api.js";
 

@@ -1,4 +1,4 @@
-// This client's KeyPackages on the relay (PROTOCOL-v2.md §5 "KeyPackages"): 20 one-time and 1
+// This client's KeyPackages on the relay (PROTOCOL.md §8.1): 20 one-time and 1
 // last-resort, topped up when the relay says fewer than 5 one-time ones are left; a used
 // last-resort one is replaced. Each private part is kept in the MlsKeyStore BEFORE the upload
 // (a KeyPackage the relay hands out must open).
@@ -22,7 +22,7 @@ export class KeyPackageKeeper {
   private rest: (() => Promise<void>) | undefined;
 
   /**
-   * At start, in two steps so the lobby is entered between them (PROTOCOL-v2.md §4): `start`
+   * At start, in two steps so the lobby is entered between them (PROTOCOL.md §7): `start`
    * publishes one fresh one-time KeyPackage (the first time also the last-resort one), enough
    * for anyone who sees me to open a DM with me; `fill` then publishes the rest (the first time
    * 19 more, 20 in all; later a top-up when the relay's answer says few are left).

@@ -1,10 +1,10 @@
-// The protocol v2 engine's durable outbox (PROTOCOL-v2.md §7 "Client storage", like v1's outbox
-// of PROTOCOL.md §7.4): each message of mine shown pending and not yet accepted by the relay is a
+// The protocol v2 engine's durable outbox (PROTOCOL.md §10.4, like v1's outbox
+// of PROTOCOL.md §10.4): each message of mine shown pending and not yet accepted by the relay is a
 // row of `mls_outbox` in `<user>_state.db` (ClientStateStore.database), written when it is shown
 // and deleted when the relay accepts it or it fails for good; at the next start the engine sends
 // them again, in order, with the same message id (send.ts). The text, and the sealed application
 // data once made, are encrypted at rest exactly as v1's outbox text is (at-rest.ts, PROTOCOL.md
-// §7.5: AES-256-GCM under the key derived from my signing key, place "outbox"), bound to the
+// §10.4: AES-256-GCM under the key derived from my signing key, place "outbox"), bound to the
 // conversation, the message id and the label "mls", the kind and the time (a row cannot be
 // swapped with a v1 outbox row or another one undetected).
 import type { DatabaseSync, StatementSync } from "node:sqlite";

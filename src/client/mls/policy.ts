@@ -1,5 +1,5 @@
-// The room policy every client applies to every commit (PROTOCOL-v2.md §4 "Conversations are
-// groups"), and the membership lines a commit shows (SessionEvent `membership`).
+// The room policy every client applies to every commit (PROTOCOL.md §7
+// ), and the membership lines a commit shows (SessionEvent `membership`).
 // - Only a room's creator removes others; anyone leaves (a removal another member proposed for
 //   itself); a member re-joining by external commit with resync removes only its own old leaf.
 // - A leave proposal is committed by one member: the first in leaf order other than the leaver,
@@ -8,9 +8,9 @@
 //   the directory shows offline (lobbySweepAllowed); the janitor sweeps those offline > 24 h.
 // - A DM never gets a third member (checked by MlsGroup itself) and nobody is removed from it but
 //   by leaving.
-// - The relay-authenticated sender of a commit must be its MLS committer (§5: the relay
+// - The relay-authenticated sender of a commit must be its MLS committer (§8.1: the relay
 //   authenticates who sent by the session).
-// The creator is the one the room's GroupContext names (§4.1: username AND identity key), never
+// The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
 import type { MembershipChange, MlsGroup, MlsMember } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
@@ -25,7 +25,7 @@ export type Refusal = "sender" | "policy";
 
 /**
  * A commit is refused when its relay-authenticated sender is not its MLS committer, or when it
- * removes someone it may not (MlsGroup.removalsAllowed, §4.1: a member's own leave, a resync of
+ * removes someone it may not (MlsGroup.removalsAllowed, §7.4: a member's own leave, a resync of
  * the committer's own leaf under the same identity key, or the room's creator by name AND key).
  */
 export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean }): Refusal | undefined {
@@ -34,14 +34,14 @@ export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { re
   return group.conversation.kind === "lobby" && lobbySweepAllowed(change, ctx.isOnline) ? undefined : "policy";
 }
 
-/** The lobby janitor (§4 "The lobby"): leaves of users offline this long are removed. */
+/** The lobby janitor (§7 "The lobby"): leaves of users offline this long are removed. */
 export const LOBBY_STALE_MS = 24 * 60 * 60_000;
 /** At most one janitor commit per this long, removing at most LOBBY_SWEEP_MAX leaves. */
 export const LOBBY_SWEEP_MS = 10 * 60_000;
 export const LOBBY_SWEEP_MAX = 100;
 
 /**
- * The lobby's own removal rule (notes/v2-tidy-protocol.md, §4 "The lobby"): the lobby has no
+ * The lobby's own removal rule (notes/v2-tidy-protocol.md, §7 "The lobby"): the lobby has no
  * creator, so besides leaves and resyncs a member may remove others only in a janitor commit —
  * no add, not an external join, and every removed user other than a leaver is someone else than
  * the committer whom the relay's directory, as I see it now, does not list online. Without a
@@ -63,7 +63,7 @@ export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "lea
 }
 
 /**
- * Who commits a member's leave proposal (PROTOCOL-v2.md §4, notes/v2-tidy-protocol.md): the
+ * Who commits a member's leave proposal (PROTOCOL.md §7, notes/v2-tidy-protocol.md): the
  * members other than the leaver, in leaf order; the first commits at once, the k-th after k
  * times LEAVE_COMMIT_STEP_MS if the proposal is still uncommitted then (its betters offline).
  * Every member computes the same order from the tree of the proposal's epoch, so a leave in a

@@ -1,4 +1,4 @@
-// Receiving in the protocol v2 engine (PROTOCOL-v2.md §5, §7 "Receiving", §9): each MLS
+// Receiving in the protocol v2 engine (PROTOCOL.md §8.1, §10.1, §12): each MLS
 // message the relay queued for me, in its order — a Welcome (join, or a notice when it does not
 // open), a commit (the room policy, a membership line naming who, saved), a member's leave
 // proposal (committed by one member: the first in leaf order at once, the next ones in turn
@@ -49,7 +49,7 @@ export class Receiver {
   }
 
   /**
-   * §9 fork check: hands the content layer my epoch and epoch authenticator of each room whose
+   * §12 fork check: hands the content layer my epoch and epoch authenticator of each room whose
    * group I hold (it keeps a few epochs per room, tells them to the room's members in my DMs and
    * compares what they tell me).
    */
@@ -118,7 +118,7 @@ export class Receiver {
       return true;
     }
     // A redelivery of a message processed in this run (its ack was lost with the session): its
-    // keys are used, it would not open again; drop it without a word (§5: the relay's id).
+    // keys are used, it would not open again; drop it without a word (§8.1: the relay's id).
     const id = mlsMessageId(item.mls).toString("hex");
     if (this.processed.has(id)) {
       this.s.d.logger.info("mls.deliver.redelivered", { conversation: conv, seq: q.seq });
@@ -163,7 +163,7 @@ export class Receiver {
       return;
     }
     // Who added me is the committer who signed the GroupInfo inside the Welcome, not the relay's
-    // label (§9): a relay naming another member is logged, and the line names the signer.
+    // label (§12): a relay naming another member is logged, and the line names the signer.
     const by = joined.addedBy.username;
     if (by !== item.sender) this.s.d.logger.warn("mls.welcome.sender_mismatch", { conversation: conv, relay: item.sender, signer: by });
     if (before?.active === true && conv.startsWith("#") && !sameBytes(before.groupId, g.groupId) && this.recreator?.followsRecreate(conv, before, g, joined.addedBy) !== true) {
@@ -247,7 +247,7 @@ export class Receiver {
       const joined = this.s.joinedAt.get(conv);
       if (isMlsProtocolError(e) && e.code === "epoch-expired" && joined !== undefined && BigInt(readFraming(q.item.mls).epoch) < joined) {
         // Sent before I was in the group (the relay queued it as I joined): never meant for me,
-        // not a forgery; no warning (a loss of something that was for me shows as a chain gap, §8).
+        // not a forgery; no warning (a loss of something that was for me shows as a chain gap, §11).
         this.s.d.logger.info("mls.message.before_join", { conversation: conv, sender: relaySender });
         return;
       }
@@ -263,7 +263,7 @@ export class Receiver {
     }
     const from = inc.sender.username;
     if (from !== relaySender) {
-      // §5: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
+      // §8.1: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
       this.s.d.store.saveGroup(g); // the message key was used: it must not stay on disk
       this.s.d.logger.warn("mls.message.sender_mismatch", { conversation: conv, relay: relaySender, mls: from });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
@@ -280,7 +280,7 @@ export class Receiver {
     }
     const c = opened.content;
     for (const f of c.forked ?? []) {
-      // §9: a member of the room, through our DM, has other secrets for the same epoch of it.
+      // §12: a member of the room, through our DM, has other secrets for the same epoch of it.
       const key = `${f.conversationId} ${f.epoch}`;
       if (this.forkShown.has(key)) continue;
       this.forkShown.add(key);
@@ -297,7 +297,7 @@ export class Receiver {
       this.s.d.emit({ type: "message", message });
     }
     for (const id of opened.own.lost) {
-      // §8: the relay accepted it, but the others' acknowledgements show it never reached them.
+      // §11: the relay accepted it, but the others' acknowledgements show it never reached them.
       this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
@@ -305,7 +305,7 @@ export class Receiver {
   }
 
   /**
-   * §9 forked epoch: a message of my current epoch, from a member of it, that does not open was
+   * §12 forked epoch: a message of my current epoch, from a member of it, that does not open was
    * made with other secrets of the "same" epoch: the relay gave two halves two different commits
    * (or altered the message). Shown once per conversation and epoch.
    */
@@ -400,7 +400,7 @@ export class Receiver {
     }
   }
 
-  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§9). */
+  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
   async recover(conv: string): Promise<void> {
     if (this.s.recovering.has(conv)) return;
     this.s.recovering.add(conv);

@@ -1,9 +1,9 @@
-// Re-creating a room after a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL-v2.md
-// §4.1, §12). A member who commits a change the room's rules forbid (mallory removing carol) is
+// Re-creating a room after a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL.md
+// §7.4, §17). A member who commits a change the room's rules forbid (mallory removing carol) is
 // ordered by the relay, which cannot read commits, and refused by every honest member: they stay
 // on the last good epoch while the relay moved on, and no commit of theirs can win an epoch again.
 // The way out is a new group for the same room name:
-// - the room's creator (named in the group, §4.1, by username AND identity key) re-creates it at
+// - the room's creator (named in the group, §7.4, by username AND identity key) re-creates it at
 //   once, automatically, on refusing such a commit: a new MLS group for the room (its creator
 //   extension names them again), registered with RecreateRoom (the relay replaces the room's group
 //   only for the user who created the current one), and the members of the last good epoch minus
@@ -19,7 +19,7 @@ import type { MlsMember } from "../../protocol/mls/index.js";
 import type { Committer } from "./commit.js";
 import { hex, type EngineState } from "./engine-state.js";
 
-/** Users claimed and added by one commit of a re-creation (a commit adding ~70 to a room of 500 fits a frame, PROTOCOL-v2.md §6.2). */
+/** Users claimed and added by one commit of a re-creation (a commit adding ~70 to a room of 500 fits a frame, PROTOCOL.md §8.3). */
 export const RECREATE_ADD_CHUNK = 50;
 
 export class Recreator {

@@ -1,11 +1,11 @@
-// Sending in the protocol v2 engine (PROTOCOL-v2.md §4 "DM", §7 update policy): the pending
+// Sending in the protocol v2 engine (PROTOCOL.md §7.2, §10 update policy): the pending
 // message is shown at once and waits in the conversation's outbox until its group is ready (a
 // DM's group is made on first send; when the peer made one first, its Welcome is awaited), an
 // update is committed first when the content layer says so, then each message is encrypted,
 // saved and sent; a send that lost the connection goes again as the same bytes. Each pending
 // message is kept in the state db (outbox-store.ts) until the relay accepts it or it fails for
 // good: after a restart it is sent again, in order, with the same id and, for the same group,
-// the same application data (a copy the relay had accepted is a duplicate at the reader, §8).
+// the same application data (a copy the relay had accepted is a duplicate at the reader, §11).
 import { parseConversationId, type Conversation } from "../../protocol/names.js";
 import type { MlsGroup } from "../../protocol/mls/index.js";
 import type { MessageKind, Outcome } from "../types.js";
@@ -63,7 +63,7 @@ export class Sender {
       }
       const store = this.s.d.outbox;
       if (store !== undefined) {
-        // Kept before it is shown, so what is shown pending survives a crash (PROTOCOL-v2.md §7).
+        // Kept before it is shown, so what is shown pending survives a crash (PROTOCOL.md §10).
         store.add(conv.id, out.id, kind, text, out.atMs);
         if (out.sealed !== undefined) store.setSealed(conv.id, out.id, kind, out.atMs, out.sealedFor!, out.sealed.app);
       }
@@ -90,7 +90,7 @@ export class Sender {
       return;
     }
     if (!ready.ok && isTransient(ready.error)) return;
-    // Kept from before (a v1 outbox carried over, PROTOCOL-v2.md §10; a group not restored): a
+    // Kept from before (a v1 outbox carried over, PROTOCOL.md §14; a group not restored): a
     // room's messages wait until I am in its group again (joinRoom, a Welcome), still pending.
     if (!ready.ok && conv.kind === "room" && !this.s.groups.has(convId)) return;
     if (!ready.ok) {
@@ -187,7 +187,7 @@ export class Sender {
       g = created.value;
     }
     if (g.members().some((m) => m.username === peer)) return ok(g);
-    await this.s.d.ensureKeys?.([peer]); // first contact pins the peer first (PROTOCOL-v2.md §3)
+    await this.s.d.ensureKeys?.([peer]); // first contact pins the peer first (PROTOCOL.md §4.4)
     const claimed = await this.s.d.ds.claimKeyPackages([peer]);
     if (!claimed.ok) return fail(refusedError(claimed));
     const entry = claimed.entries.find((e) => e.username === peer);

@@ -1,4 +1,4 @@
-// ChatClient's protocol v2 mode (PROTOCOL-v2.md §6.2, §7 "Client storage"): the relay as
+// ChatClient's protocol v2 mode (PROTOCOL.md §8.3, §10.4): the relay as
 // Delivery Service over the session (ds-transport.ts) and the conversation engine
 // (conversations.ts) wired to the session's life: started at the first Welcome, back into the
 // lobby after each reconnect, each Delivery.mls handed to the engine and acknowledged only
@@ -15,7 +15,7 @@ import { MlsConversations } from "./conversations.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
 
-/** How often held messages and past-epoch keys are looked at (PROTOCOL-v2.md §7, §9). */
+/** How often held messages and past-epoch keys are looked at (PROTOCOL.md §10, §12). */
 const TIMER_MS = 60_000;
 
 export interface MlsSessionOptions {
@@ -33,17 +33,17 @@ export interface MlsSessionOptions {
   readonly ack: (seqs: number[]) => void;
   /**
    * Pins users' keys from the relay's directory when none are pinned (KeyDirectory.ensure);
-   * `refresh` asks again even when pinned (PROTOCOL-v2.md §3: first contact, key changes).
+   * `refresh` asks again even when pinned (PROTOCOL.md §4.4: first contact, key changes).
    */
   readonly ensureKeys?: (usernames: readonly string[], refresh?: boolean) => Promise<void>;
   /** One delivery was handled (for the caught-up count); `message`: it carried an application message. */
   readonly handled?: (message: boolean) => void;
-  /** The relay's directory: whether a user is online now (the lobby janitor, PROTOCOL-v2.md §4). */
+  /** The relay's directory: whether a user is online now (the lobby janitor, PROTOCOL.md §7). */
   readonly isOnline?: (username: string) => boolean;
 }
 
 /**
- * The pins of PROTOCOL.md §6 as the MLS trust hook (PROTOCOL-v2.md §3): a credential's identity
+ * The pins of PROTOCOL.md §6 as the MLS trust hook (PROTOCOL.md §4.4): a credential's identity
  * key must be the pinned `sig_fpr`; while a key change waits for a decision, the user's leaves
  * are refused. The engine pins a user from the relay's directory before it first checks their
  * credential (MlsSession.deliver, claiming a KeyPackage); only a user the relay's directory does
@@ -96,7 +96,7 @@ export class MlsSession {
   }
 
   /**
-   * An MLS credential named an identity key that is not the one pinned (PROTOCOL-v2.md §3): it
+   * An MLS credential named an identity key that is not the one pinned (PROTOCOL.md §4.4): it
    * was refused. The directory is asked again, so a key change the relay also shows there goes
    * through the key-change flow of PROTOCOL.md §6 (warning, /verify, /trust).
    */

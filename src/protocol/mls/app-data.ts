@@ -1,4 +1,4 @@
-// The application data inside an MLS application message (proto/PROTOCOL-v2.md §8): v1's
+// The application data inside an MLS application message (proto/PROTOCOL.md §11): v1's
 // message kinds, an id for de-duplication, the sender's clock, the sender's chain (`prev`) and
 // what the sender has seen from each peer (`seen`), so that a dropped message — the last one of
 // a DM included — is shown within one further exchange.
@@ -6,7 +6,7 @@
 //   app = enc("securechat/v1/app", u8 kind, text, message_id[16], u64 sent_at_ms, prev[32],
 //             u32 n, peer_1, seen_1[32], ..., peer_n, seen_n[32])
 //   app2 = enc("securechat/v1/app2", ...the same fields..., u32 m, group_id_1, u64 epoch_1,
-//              view_1[16], ..., group_id_m, u64 epoch_m, view_m[16])     (§9 fork check)
+//              view_1[16], ..., group_id_m, u64 epoch_m, view_m[16])     (§12 fork check)
 //
 // The views (only in a DM: my epoch of each room I share with the peer) let a peer tell that a
 // room was forked by the relay even when the halves never see each other's room messages.
@@ -24,7 +24,7 @@ const GROUP_ID_MAX = 256;
 
 export const APP_LABEL = "securechat/v1/app";
 export const APP_HASH_LABEL = "securechat/v1/app-hash";
-/** The format with epoch views (§9); the v1 label is still decoded (no views). */
+/** The format with epoch views (§12); the v1 label is still decoded (no views). */
 export const APP_LABEL_V2 = "securechat/v1/app2";
 export const EPOCH_VIEW_LABEL = "securechat/v1/epoch-view";
 export const EPOCH_VIEW_BYTES = 16;
@@ -56,7 +56,7 @@ export interface AppEpochView {
 }
 
 /**
- * PROTOCOL-v2.md §9: 16 bytes of SHA-256 over a label, the group, the epoch and the epoch
+ * PROTOCOL.md §12: 16 bytes of SHA-256 over a label, the group, the epoch and the epoch
  * authenticator (RFC 9420 §8.7): equal for all members of one epoch, different across a fork;
  * the authenticator is secret-derived, so its hash tells a non-member nothing.
  */
@@ -75,7 +75,7 @@ export interface AppData {
   readonly prev: Uint8Array;
   /** Sorted by username, unique, never the sender. */
   readonly seen: readonly AppSeen[];
-  /** §9 views of rooms (DM only; sorted by group id, unique; at most APP_VIEWS_MAX). Empty when absent. */
+  /** §12 views of rooms (DM only; sorted by group id, unique; at most APP_VIEWS_MAX). Empty when absent. */
   readonly views?: readonly AppEpochView[];
 }
 
@@ -204,7 +204,7 @@ export function appHash(groupId: Uint8Array, sender: string, appBytes: Uint8Arra
 }
 
 /**
- * Gap check of a sender's chain (PROTOCOL-v2.md §8): true when `prev` is not the last hash seen
+ * Gap check of a sender's chain (PROTOCOL.md §11): true when `prev` is not the last hash seen
  * from that sender. In a group I joined after the sender had spoken, nothing seen yet means no
  * gap can be told; in a DM (and a group I was in from its start) zeros are expected first.
  */
@@ -215,7 +215,7 @@ export function chainGap(lastSeen: Uint8Array | undefined, prev: Uint8Array, joi
 
 /**
  * Which of my sent messages a peer has not acknowledged although it has sent `afterCount`
- * messages since the relay accepted them (§8: two means one full exchange, the first reply may
+ * messages since the relay accepted them (§11: two means one full exchange, the first reply may
  * have crossed my message). `sent` is my messages in order with the number of messages I had
  * received from that peer when the relay accepted each; `ackedUpTo` is the index in `sent` of
  * the newest message the peer's latest `seen` names (-1 for none); `peerCount` is how many

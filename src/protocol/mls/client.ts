@@ -1,6 +1,6 @@
-// One user's MLS client (proto/PROTOCOL-v2.md "Identity binding", "KeyPackages"): the MLS
+// One user's MLS client (proto/PROTOCOL.md §4.4, §8.1): the MLS
 // signature key vouched for by the identity key, and KeyPackages (one-time and last-resort).
-// Pure: bytes in, bytes out; the caller stores them (encrypted at rest, PROTOCOL.md §7.5).
+// Pure: bytes in, bytes out; the caller stores them (encrypted at rest, PROTOCOL.md §10.4).
 import { createPublicKey, type KeyObject } from "node:crypto";
 import {
   decodeMlsMessage, defaultCapabilities, encodeMlsMessage, generateKeyPackageWithKey,
@@ -104,7 +104,7 @@ export interface GeneratedKeyPackage {
 const STORED_KP_LABEL = "securechat/v1/mls-key-package";
 
 /**
- * Generates a KeyPackage (PROTOCOL-v2.md "KeyPackages"). One-time packages are used by exactly
+ * Generates a KeyPackage (PROTOCOL.md §8.1). One-time packages are used by exactly
  * one Welcome and then deleted; the last-resort one is kept for when the relay has no one-time
  * package left, and is replaced by a fresh one after each use.
  */
@@ -116,7 +116,7 @@ export async function generateKeyPackage(client: MlsClient, options: { lastResor
   const notAfter = now + (lastResort ? LAST_RESORT_LIFETIME_S : KEY_PACKAGE_LIFETIME_S);
   const impl = await suiteImpl();
   const caps = defaultCapabilities();
-  // Every client supports room_creator (a room's GroupContext requires it: PROTOCOL-v2.md §4).
+  // Every client supports room_creator (a room's GroupContext requires it: PROTOCOL.md §7).
   const capabilities = { ...caps, ciphersuites: [MLS_SUITE], extensions: [...caps.extensions, LAST_RESORT_EXTENSION, ROOM_CREATOR_EXTENSION] };
   const extensions = lastResort ? [{ extensionType: LAST_RESORT_EXTENSION, extensionData: new Uint8Array(0) }] : [];
   const { publicPackage, privatePackage } = await generateKeyPackageWithKey(
@@ -174,7 +174,7 @@ export function decodeKeyPackage(bytes: Uint8Array): KeyPackage {
 }
 
 /**
- * Checks a peer's KeyPackage before adding it (PROTOCOL-v2.md "KeyPackages"): our suite, inside
+ * Checks a peer's KeyPackage before adding it (PROTOCOL.md §8.1): our suite, inside
  * its lifetime, credential verifying for its leaf key, and naming the expected user. ts-mls
  * verifies the KeyPackage signature itself when the Add is committed.
  */

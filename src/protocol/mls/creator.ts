@@ -1,4 +1,4 @@
-// A room's creator, bound in the group itself (proto/PROTOCOL-v2.md §4 "The room's creator").
+// A room's creator, bound in the group itself (proto/PROTOCOL.md §7.4).
 //
 // A room's GroupContext carries, from epoch 0 and for ever, two extensions and nothing else:
 //
@@ -82,7 +82,7 @@ export function contextExtensionsFor(conv: Conversation, creator: VerifiedIdenti
 }
 
 /**
- * Reads the creator from a GroupContext's extensions, strictly (PROTOCOL-v2.md §4): a room must
+ * Reads the creator from a GroupContext's extensions, strictly (PROTOCOL.md §7): a room must
  * carry exactly required_capabilities (our bytes) then room_creator; a DM or the lobby nothing.
  * Throws MlsProtocolError("bad-group-context") otherwise.
  */
@@ -107,7 +107,7 @@ export function isRoomCreator(creator: RoomCreator | undefined, who: Pick<Verifi
 }
 
 /**
- * No leaf may carry the creator's username under another identity key (PROTOCOL-v2.md §4): a
+ * No leaf may carry the creator's username under another identity key (PROTOCOL.md §7): a
  * room whose creator's name is held by someone else is refused, so the name shown as creator
  * is always the creator. Throws MlsProtocolError(code) naming the member.
  */
@@ -121,7 +121,7 @@ export function checkCreatorName(conv: Conversation, creator: RoomCreator | unde
 }
 
 /**
- * The rule of PROTOCOL-v2.md §4 for the removals a commit makes. A removal is allowed when it is
+ * The rule of PROTOCOL.md §7 for the removals a commit makes. A removal is allowed when it is
  * the member's own leave (its own Remove proposal, `change.left`), a resync (an external joiner
  * replacing its own old leaf: same username AND identity key), or, in a room, made by the
  * creator (username AND identity key, `isRoomCreator`). So nobody removes others in a DM or the

@@ -1,4 +1,4 @@
-// MLS credentials bound to a secure-chat identity (proto/PROTOCOL-v2.md "Identity binding").
+// MLS credentials bound to a secure-chat identity (proto/PROTOCOL.md §4.4).
 //
 // Each client has its own MLS signature key: a fresh Ed25519 key, NOT the identity key of
 // `<username>_key.pem`. The identity key vouches for it once:
@@ -65,8 +65,8 @@ export function makeCredential(username: string, identityPrivate: KeyObject, mls
 }
 
 /**
- * Checks a credential against the MLS signature key of its leaf (PROTOCOL-v2.md "Identity
- * binding"): well-formed, a valid username, a canonical Ed25519 identity key, and the identity
+ * Checks a credential against the MLS signature key of its leaf (PROTOCOL.md §4.4
+ * ): well-formed, a valid username, a canonical Ed25519 identity key, and the identity
  * signature over (suite, username, identity key, leaf key). Throws MlsProtocolError("bad-credential").
  */
 export function verifyCredential(credential: Credential, mlsSignaturePublicKey: Uint8Array): VerifiedIdentity {

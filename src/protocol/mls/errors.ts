@@ -1,4 +1,4 @@
-// The MLS layer's one error type (proto/PROTOCOL-v2.md "Errors"). Like ProtocolError (v1):
+// The MLS layer's one error type (proto/PROTOCOL.md §10.1). Like ProtocolError (v1):
 // `code` is stable and machine-readable, `message` is one sentence for logs. ts-mls's own
 // errors are wrapped (as `cause`) so callers never depend on the library's error classes.
 import type { CredentialChecker } from "./credential.js";

@@ -1,4 +1,4 @@
-// Strict decoder for the §3 encoding (PROTOCOL.md "Encoding") used by the MLS layer's own
+// Strict decoder for the §3 encoding (PROTOCOL.md §3) used by the MLS layer's own
 // structures (credential, client state, stored KeyPackages): exactly the label given, exactly
 // `count` fields, no trailing bytes. encodeFields (src/protocol/encoding.ts) writes them.
 import { utf8 } from "../bytes.js";

@@ -1,4 +1,4 @@
-// Group ids (proto/PROTOCOL-v2.md "Group ids"): which conversation an MLS group belongs to,
+// Group ids (proto/PROTOCOL.md §7.1): which conversation an MLS group belongs to,
 // fixed in the GroupContext every member agrees on.
 import { randomBytes } from "node:crypto";
 import { parseConversationId, type Conversation } from "../names.js";
@@ -7,7 +7,7 @@ import { MlsProtocolError } from "./errors.js";
 const GROUP_ID_RANDOM_BYTES = 16;
 
 /**
- * group_id = UTF-8(conversation id) || 0x00 || 16 random bytes (PROTOCOL-v2.md "Group ids").
+ * group_id = UTF-8(conversation id) || 0x00 || 16 random bytes (PROTOCOL.md §7.1).
  * The group id is part of the GroupContext every member agrees on, so the conversation a
  * group belongs to cannot be changed by the relay: a joiner reads it from the (signed) GroupInfo.
  */

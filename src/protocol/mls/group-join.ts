@@ -1,5 +1,5 @@
-// How one conversation's MLS group comes to exist (proto/PROTOCOL-v2.md "Conversations are
-// groups", "Joining", "The lobby"): created, joined from a Welcome, joined by external commit,
+// How one conversation's MLS group comes to exist (proto/PROTOCOL.md §7
+// , §7.3, §7.5): created, joined from a Welcome, joined by external commit,
 // or restored from its serialised state. The bodies of MlsGroup.create, joinFromWelcome,
 // joinExternal and restore (group.ts), which delegate here with a GroupMaker: MlsGroup's
 // private constructor and the checks a joined group's members must pass. What a group does
@@ -42,7 +42,7 @@ export async function createGroupFor(make: GroupMaker, client: MlsClient, conver
   const checker = new CredentialChecker(options.trust);
   const impl = await suiteImpl();
   const { publicPackage, privatePackage } = await ownLeafPackage(client, impl);
-  // A room names its creator in the GroupContext (PROTOCOL-v2.md §4 "The room's creator").
+  // A room names its creator in the GroupContext (PROTOCOL.md §7.4).
   const extensions = contextExtensionsFor(conv, client.identity);
   const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
     createGroup(groupId, publicPackage, privatePackage, extensions, impl, clientConfig(checker)));
@@ -76,7 +76,7 @@ export async function joinFromWelcome(make: GroupMaker, client: MlsClient, welco
   };
   const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
     joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
-  // Who added me (PROTOCOL-v2.md §9): the committer, whose leaf signed the GroupInfo inside the
+  // Who added me (PROTOCOL.md §12): the committer, whose leaf signed the GroupInfo inside the
   // Welcome. ts-mls checked that signature against the signer's leaf of the (tree-hash-bound)
   // tree but does not return the signer: open the GroupInfo again (same keys, same bytes) for it.
   let signer: number | undefined;

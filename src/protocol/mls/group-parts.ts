@@ -1,14 +1,14 @@
 // The byte-level parts of an MLS group that need none of MlsGroup's own state (group.ts is the
 // group): the padding of application data, zeroing used secrets, comparing GroupContext
 // extensions, walking a secret tree for its values, and encoding a state's GroupInfo for
-// external joins (PROTOCOL-v2.md §5 "GroupInfo"), also for the next epoch of a pending commit.
+// external joins (PROTOCOL.md §8.1), also for the next epoch of a pending commit.
 import { createGroupInfoWithExternalPubAndRatchetTree, encodeMlsMessage, type ClientState, type Extension } from "ts-mls";
 import { MlsProtocolError } from "./errors.js";
 import { paddingFor, suiteImpl } from "./suite.js";
 
 /**
  * The GroupInfo of a state (its epoch), with the external public key and the ratchet tree,
- * signed by this member: what the relay keeps for external joins (PROTOCOL-v2.md §5).
+ * signed by this member: what the relay keeps for external joins (PROTOCOL.md §8.1).
  */
 export async function encodeGroupInfo(state: ClientState): Promise<Uint8Array> {
   const impl = await suiteImpl();

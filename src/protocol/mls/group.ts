@@ -1,4 +1,4 @@
-// One conversation's MLS group (proto/PROTOCOL-v2.md "Conversations are groups" and the
+// One conversation's MLS group (proto/PROTOCOL.md §7 and the
 // sections cited below): add (commit + Welcome), remove, leave, self-update, encrypt/decrypt,
 // process handshake messages, serialise, delete used keys. Bytes in, bytes out: no network, no
 // files. How a group comes to exist (create, join from a Welcome or by external commit,
@@ -8,7 +8,7 @@
 // Pitfalls of ts-mls 1.6.4 this class absorbs:
 // - createCommit returns the NEXT epoch's state at once (there is no "pending commit"): the
 //   old state must be kept until the relay accepts the commit (first commit for an epoch wins,
-//   PROTOCOL-v2.md "Commit ordering"). MlsGroup keeps it as `pending` until confirmCommit().
+//   PROTOCOL.md §8.1). MlsGroup keeps it as `pending` until confirmCommit().
 // - `consumed` secrets are Uint8Arrays shared with the old state: they are zeroed only when
 //   that state is dropped for good (never while a pending commit could still be discarded).
 // - processPrivateMessage does not say who sent an application message: the sender's leaf is
@@ -43,7 +43,7 @@ export type Incoming =
   | { readonly kind: "commit"; readonly change: MembershipChange; readonly epoch: bigint; readonly removedMe: boolean; readonly discardedPendingCommit: boolean }
   | { readonly kind: "proposal"; readonly sender: MlsMember; readonly removes: readonly MlsMember[] };
 
-/** A commit waiting for the relay's answer (PROTOCOL-v2.md "Commit ordering"). */
+/** A commit waiting for the relay's answer (PROTOCOL.md §8.1). */
 export interface PendingCommit {
   /** MLSMessage to send to the group (through the relay's ordered queue). */
   readonly commit: Uint8Array;
@@ -59,7 +59,7 @@ export interface PendingCommit {
   /**
    * The GroupInfo of the epoch this commit creates (signed by me, with the external public key
    * and the tree): sent with the commit when it fits the frame, or published once it is
-   * accepted, without another call to groupInfo() (PROTOCOL-v2.md §5 "GroupInfo").
+   * accepted, without another call to groupInfo() (PROTOCOL.md §8.1).
    */
   readonly groupInfo: Uint8Array;
   /** The epoch this commit creates. */
@@ -101,7 +101,7 @@ export class MlsGroup {
   }
 
   /**
-   * Joins from a Welcome and the ratchet tree sent beside it (PROTOCOL-v2.md "Joining"). The
+   * Joins from a Welcome and the ratchet tree sent beside it (PROTOCOL.md §7.3). The
    * tree is checked against the tree hash of the GroupInfo the committer signed. `lookup` returns the stored KeyPackage a
    * Welcome names (by KeyPackageRef); a Welcome naming none of ours is refused ("not-for-me").
    * The result says which KeyPackage was used: a one-time one has had its private keys
@@ -112,7 +112,7 @@ export class MlsGroup {
   }
 
   /**
-   * Joins by external commit from a GroupInfo (PROTOCOL-v2.md "The lobby"). `resync` replaces
+   * Joins by external commit from a GroupInfo (PROTOCOL.md §7.5). `resync` replaces
    * my old leaf when I was a member before (a client that missed commits while offline). The
    * commit must reach the group through the relay's ordered queue; until the relay accepts it,
    * the returned group is not usable (the caller keeps it only if ACCEPTED).
@@ -147,8 +147,8 @@ export class MlsGroup {
   }
 
   /**
-   * The room's creator, read from the GroupContext every member agrees on (PROTOCOL-v2.md §4
-   * "The room's creator"): username and SHA-256 of the identity key that vouched for the
+   * The room's creator, read from the GroupContext every member agrees on (PROTOCOL.md §7.4
+   * ): username and SHA-256 of the identity key that vouched for the
    * creator's credential. Undefined for a DM and the lobby. The creator may have left: then
    * `creatorMember()` is undefined and nobody may remove others.
    */
@@ -163,7 +163,7 @@ export class MlsGroup {
   }
 
   /**
-   * Whether the removals of a (processed or proposed) change follow the rule of PROTOCOL-v2.md §4:
+   * Whether the removals of a (processed or proposed) change follow the rule of PROTOCOL.md §7:
    * each is a leave, a resync, or, in a room, made by the creator (name AND identity key). Use
    * it in the ChangePolicy given to process(): `(c) => group.removalsAllowed(c) && ...`.
    */
@@ -180,7 +180,7 @@ export class MlsGroup {
   // ---- changes (each returns a pending commit: send it, then confirm or discard) --------
 
   /**
-   * Adds members from their KeyPackages (PROTOCOL-v2.md "Adding"): each is checked (suite,
+   * Adds members from their KeyPackages (PROTOCOL.md §7.3): each is checked (suite,
    * lifetime, credential, the expected username when given, not already a member) before one
    * commit adds them all. The Welcome carries the ratchet tree.
    */
@@ -207,7 +207,7 @@ export class MlsGroup {
     return this.commit(proposals, true);
   }
 
-  /** Removes members by username (PROTOCOL-v2.md "Removing"); not myself (use proposeLeave). */
+  /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();
     if (!Array.isArray(usernames) || usernames.length === 0) throw new MlsProtocolError("bad-argument", "removeMembers needs at least one username");
@@ -223,7 +223,7 @@ export class MlsGroup {
   }
 
   /**
-   * Commits my new keys (PROTOCOL-v2.md "Update policy"): a full update path, which heals a
+   * Commits my new keys (PROTOCOL.md §10.3): a full update path, which heals a
    * compromise of my past state (post-compromise security) and, once processed by everyone,
    * lets them delete the old epoch's secrets. Also commits proposals received since the last
    * commit (e.g. someone's leave).
@@ -239,7 +239,7 @@ export class MlsGroup {
   }
 
   /**
-   * Proposes my own removal (PROTOCOL-v2.md "Leaving"): MLS does not let a member commit its own
+   * Proposes my own removal (PROTOCOL.md §7.3): MLS does not let a member commit its own
    * removal, so another member commits this proposal (any member who receives it does so at
    * once). Returns the proposal message to send to the group.
    */
@@ -271,7 +271,7 @@ export class MlsGroup {
 
   // ---- messages --------------------------------------------------------------------------
 
-  /** Encrypts application data for the group (PROTOCOL-v2.md "Application messages"). */
+  /** Encrypts application data for the group (PROTOCOL.md §11). */
   async encrypt(plaintext: Uint8Array): Promise<Uint8Array> {
     this.checkUsable();
     if (!(plaintext instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "plaintext must be bytes");
@@ -284,7 +284,7 @@ export class MlsGroup {
   }
 
   /**
-   * Processes a message of this group (PROTOCOL-v2.md "Receiving"), in the relay's order:
+   * Processes a message of this group (PROTOCOL.md §10.1), in the relay's order:
    * an application message (decrypted, sender verified), a commit (applied; the membership
    * change it made is returned, and refused when `policy` says no), or a proposal (kept for
    * the next commit). Checks first: the group id, the epoch (a handshake message only for the
@@ -378,7 +378,7 @@ export class MlsGroup {
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
     // The GroupContext extensions (a room's creator) are fixed at creation: no secure-chat client
     // proposes group_context_extensions, and a commit carrying one that changes them is refused
-    // (PROTOCOL-v2.md §4 "The room's creator").
+    // (PROTOCOL.md §7.4).
     if (!sameExtensions(before.groupContext.extensions, res.newState.groupContext.extensions)) {
       throw new MlsProtocolError("context-changed", `a commit tried to change ${this.conversation.id}'s fixed group settings (its creator); refused`);
     }
@@ -400,7 +400,7 @@ export class MlsGroup {
   }
 
   /**
-   * The GroupInfo for external joins (PROTOCOL-v2.md "The lobby"), with the external public key
+   * The GroupInfo for external joins (PROTOCOL.md §7.5), with the external public key
    * and the ratchet tree, signed by me. The relay keeps the newest one per group.
    */
   async groupInfo(): Promise<Uint8Array> {
@@ -411,7 +411,7 @@ export class MlsGroup {
   // ---- storage and deletion --------------------------------------------------------------
 
   /**
-   * The group state for the durable store (encrypt it at rest, PROTOCOL.md §7.5). A pending
+   * The group state for the durable store (encrypt it at rest, PROTOCOL.md §10.4). A pending
    * commit is not included: after a restart the commit is sent again only if it was accepted
    * (then confirm before serialising) — otherwise it is made again.
    */
@@ -421,7 +421,7 @@ export class MlsGroup {
   }
 
   /**
-   * Deletes the retained past epoch's secrets (PROTOCOL-v2.md "Key deletion"): call once no
+   * Deletes the retained past epoch's secrets (PROTOCOL.md §10.2): call once no
    * message of the previous epoch can still arrive (every member has been heard from in this
    * epoch, or an hour passed).
    */
@@ -463,7 +463,7 @@ export class MlsGroup {
     };
   }
 
-  /** A DM's group only ever holds its two users (PROTOCOL-v2.md "Direct messages"). */
+  /** A DM's group only ever holds its two users (PROTOCOL.md §7.2). */
   private dmAllows(change: MembershipChange): boolean {
     if (this.conversation.kind !== "dm") return true;
     const allowed = this.conversation.members;

@@ -1,4 +1,4 @@
-// Protocol v2 on MLS (RFC 9420) — proto/PROTOCOL-v2.md. The thin, typed layer over ts-mls that
+// Protocol v2 on MLS (RFC 9420) — proto/PROTOCOL.md. The thin, typed layer over ts-mls that
 // secure-chat uses: identities, KeyPackages, groups. Pure: bytes in, bytes out.
 export { MLS_SUITE, MLS_MAX_MESSAGE_BYTES, KEY_RETENTION, KEY_PACKAGE_LIFETIME_S, LAST_RESORT_LIFETIME_S } from "./suite.js";
 export { MlsProtocolError, isMlsProtocolError, type MlsErrorCode } from "./errors.js";

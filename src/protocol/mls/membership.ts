@@ -1,4 +1,4 @@
-// Who is in a group, read from its ratchet tree (proto/PROTOCOL-v2.md "Membership changes"):
+// Who is in a group, read from its ratchet tree (proto/PROTOCOL.md §7.3):
 // members with their verified identities, the tree sent beside a Welcome, and what a commit
 // changed (who committed, who was added or removed), as MlsGroup shows it in the conversation.
 import type { LeafNode, ProposalWithSender, RatchetTree } from "ts-mls";
@@ -25,7 +25,7 @@ export interface MembershipChange {
    * member commit its own removal, so another member commits it). Always a subset of `removed`.
    */
   readonly left: readonly MlsMember[];
-  /** The commit was an external join (PROTOCOL-v2.md "The lobby"). */
+  /** The commit was an external join (PROTOCOL.md §7.5). */
   readonly external: boolean;
 }
 

@@ -1,5 +1,5 @@
 // The one MLS ciphersuite of protocol v2 and the library settings that go with it
-// (proto/PROTOCOL-v2.md "Suite" and "Key deletion"). No negotiation: a KeyPackage, Welcome or
+// (proto/PROTOCOL.md §2 and §10.2). No negotiation: a KeyPackage, Welcome or
 // GroupInfo of any other suite is refused.
 import {
   getCiphersuiteFromName, getCiphersuiteImpl, defaultKeyPackageEqualityConfig,
@@ -13,7 +13,7 @@ export const MLS_SUITE: CiphersuiteName = "MLS_256_XWING_AES256GCM_SHA512_Ed2551
 export const MLS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /**
- * Key retention (PROTOCOL-v2.md "Key deletion"): the secrets of ONE past epoch are kept, so a
+ * Key retention (PROTOCOL.md §10.2): the secrets of ONE past epoch are kept, so a
  * message sent concurrently with a commit (queued behind it by the relay) still opens; older
  * epochs are deleted when the next commit is processed. Within an epoch, at most 10 skipped
  * generations per sender are kept (a dropped message), and a sender may jump at most 1000
@@ -25,7 +25,7 @@ export const KEY_RETENTION = {
   maximumForwardRatchetSteps: 1000,
 } as const;
 
-/** KeyPackage lifetime: one-time packages 30 days, the last-resort one 90 days (PROTOCOL-v2.md "KeyPackages"). */
+/** KeyPackage lifetime: one-time packages 30 days, the last-resort one 90 days (PROTOCOL.md §8.1). */
 export const KEY_PACKAGE_LIFETIME_S = 30 * 24 * 3600;
 export const LAST_RESORT_LIFETIME_S = 90 * 24 * 3600;
 /** Clock skew tolerated when checking a KeyPackage's notBefore. */

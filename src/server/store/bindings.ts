@@ -1,4 +1,4 @@
-// Username bindings (PROTOCOL.md §8): first key wins, forever, unless an operator releases the
+// Username bindings (PROTOCOL.md §9): first key wins, forever, unless an operator releases the
 // name. One row per bound name in `users`; one username per signing key is checked against
 // users_by_sig_fpr.
 import type { DatabaseSync, StatementSync } from "node:sqlite";

@@ -1,4 +1,4 @@
-// The MLS Delivery Service's durable state (PROTOCOL-v2.md §6.1): KeyPackages (`mls_key_packages`),
+// The MLS Delivery Service's durable state (PROTOCOL.md §8.2): KeyPackages (`mls_key_packages`),
 // groups with their newest GroupInfo and current epoch (`mls_groups`), and the accepted commit of
 // each epoch (`mls_commits`). The database enforces the two rules that matter: a one-time
 // KeyPackage is deleted in the transaction that hands it out (so it is handed out once), and
@@ -15,7 +15,7 @@ export interface QueueWriter {
 }
 
 /**
- * The deliveries of an accepted commit (PROTOCOL-v2.md §6.2), made inside its transaction from
+ * The deliveries of an accepted commit (PROTOCOL.md §8.3), made inside its transaction from
  * the group's members by the hint as they were BEFORE the commit (sorted).
  */
 export type CommitDeliveries = (membersBefore: readonly string[]) => readonly EnqueueRequest[];
@@ -64,7 +64,7 @@ export type CommitOutcome =
   | { readonly kind: "epoch-taken"; readonly current: number; readonly winner: string | undefined }
   | { readonly kind: "future-epoch"; readonly current: number };
 
-/** The membership hint a commit carries (PROTOCOL-v2.md §5): unsigned, for delivery and who may commit. */
+/** The membership hint a commit carries (PROTOCOL.md §8.1): unsigned, for delivery and who may commit. */
 export interface MembershipHint {
   /** An external commit: its sender joins by it (and needs no membership before). */
   readonly external: boolean;

@@ -237,7 +237,7 @@ export class Queues {
 
   /**
    * Runs fn in one transaction in which `enqueueInside` may store queue rows (an MLS commit and
-   * its deliveries, PROTOCOL-v2.md §6.2: accepted and queued together or not at all). The memory
+   * its deliveries, PROTOCOL.md §8.3: accepted and queued together or not at all). The memory
    * caches learn what was stored only once the transaction committed.
    */
   transactionQueuing<T>(fn: () => T): T {

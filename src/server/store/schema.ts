@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS users (
   enc_fpr       BLOB NOT NULL,
   created_at_ms INTEGER NOT NULL
 ) STRICT;
--- One username per signing key is checked against this (PROTOCOL.md §8).
+-- One username per signing key is checked against this (PROTOCOL.md §9).
 CREATE INDEX IF NOT EXISTS users_by_sig_fpr ON users (sig_fpr);
 CREATE TABLE IF NOT EXISTS envelopes (
   id              INTEGER PRIMARY KEY,
@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS room_members (
 CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members (username, room);
 `;
 
-// The MLS Delivery Service's tables (store/mls.ts, PROTOCOL-v2.md §6.1). Added after schema
+// The MLS Delivery Service's tables (store/mls.ts, PROTOCOL.md §8.2). Added after schema
 // version 1 without changing it: CREATE ... IF NOT EXISTS makes an existing database gain them
 // at its next open, and nothing in the v1 tables changes.
 const MLS_SCHEMA = `
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS mls_commits (
 `;
 
 /**
- * What an `envelopes` row holds (protocol v2, PROTOCOL-v2.md §6.2): 0 = a v1 Envelope (delivered
+ * What an `envelopes` row holds (protocol v2, PROTOCOL.md §8.3): 0 = a v1 Envelope (delivered
  * as Delivery field 3), 1 = an MlsDelivery (Delivery field 5). The column is added to a database
  * made before it by ALTER TABLE at open (its rows are all v1 envelopes: the default 0).
  */
@@ -174,7 +174,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     // WAL: readers (the `users list` command, delivery reads) never block the writer, and a
     // commit is one sequential append instead of a rewrite of the page in place.
     db.exec("PRAGMA journal_mode = WAL");
-    // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §7.4) and
+    // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §8.4) and
     // the sender drops it from its outbox on that answer. In WAL mode NORMAL syncs only at
     // checkpoints, so an OS crash or power loss could lose envelopes already answered ACCEPTED.
     // FULL syncs the WAL on every commit. Group commit keeps that affordable: one commit (one

@@ -1,5 +1,5 @@
 // /invite <user> [#room]: protocol v2 — a member adds someone to a room from one of their
-// KeyPackages on the relay (an Add commit and a Welcome, PROTOCOL-v2.md §4). The line saying it
+// KeyPackages on the relay (an Add commit and a Welcome, PROTOCOL.md §7). The line saying it
 // ("you added carol") comes from the session's membership event.
 import { userAndOptionalRoom, type CommandSpec } from "./command.js";
 

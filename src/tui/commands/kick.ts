@@ -1,4 +1,4 @@
-// /kick <user> [#room]: protocol v2 — the room's creator removes a member (PROTOCOL-v2.md §4). The
+// /kick <user> [#room]: protocol v2 — the room's creator removes a member (PROTOCOL.md §7). The
 // removal is a commit every member processes; the line saying it ("you removed carol from #ops")
 // comes from the session's membership event, like everyone else's.
 import { userAndOptionalRoom, type CommandSpec } from "./command.js";

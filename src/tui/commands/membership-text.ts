@@ -1,4 +1,4 @@
-// The TUI's sentence for a membership change of a protocol v2 conversation (PROTOCOL-v2.md §4):
+// The TUI's sentence for a membership change of a protocol v2 conversation (PROTOCOL.md §7):
 // the client reports it as data (MembershipLine, src/client/types.ts), the screen says who did
 // what: "alice created #ops", "alice added carol", "bob tried to remove carol from #ops; only
 // alice can". Me is "you", as in the room lines of v1. Every name is sanitised and bounded here:

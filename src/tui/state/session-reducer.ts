@@ -159,7 +159,7 @@ function roomEvent(state: TuiState, event: Extract<SessionEvent, { type: "room-e
 }
 
 /**
- * A room's member list after a membership change (PROTOCOL-v2.md §4), and whether I am still
+ * A room's member list after a membership change (PROTOCOL.md §7), and whether I am still
  * in it: the room leaves my list when I left or was removed, and joins it when I created,
  * joined or was added. Names that are not usernames are left out (the session checks them; the
  * sidebar does not rely on it).

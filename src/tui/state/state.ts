@@ -118,7 +118,7 @@ export interface TuiState {
   readonly peers: readonly PeerView[];
   readonly rooms: readonly RoomView[];
   /**
-   * Protocol v2: who is in the lobby's MLS group (PROTOCOL-v2.md §4), as the session last said
+   * Protocol v2: who is in the lobby's MLS group (PROTOCOL.md §7), as the session last said
    * after a change of it: who reads a lobby line sent now. Undefined in v1 and until I joined it.
    */
   readonly lobbyMembers?: readonly string[];

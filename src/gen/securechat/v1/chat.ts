@@ -158,9 +158,9 @@ export enum ErrorCode {
   ERROR_CODE_SHUTTING_DOWN = 22,
   /** ERROR_CODE_BAD_TIMESTAMP - The envelope's timestamp is too far from the relay's clock. */
   ERROR_CODE_BAD_TIMESTAMP = 23,
-  /** ERROR_CODE_KEY_NAME_LIMIT - The signing key already owns as many usernames as the relay allows (PROTOCOL.md §8). */
+  /** ERROR_CODE_KEY_NAME_LIMIT - The signing key already owns as many usernames as the relay allows (PROTOCOL.md §9). */
   ERROR_CODE_KEY_NAME_LIMIT = 24,
-  /** ERROR_CODE_EPOCH_TAKEN - MLS (PROTOCOL-v2.md §6.1): another commit was accepted first for that epoch; fetch it. */
+  /** ERROR_CODE_EPOCH_TAKEN - MLS (PROTOCOL.md §8.2): another commit was accepted first for that epoch; fetch it. */
   ERROR_CODE_EPOCH_TAKEN = 25,
   /** ERROR_CODE_UNKNOWN_GROUP - MLS: the relay keeps no group with that id (or no group for that conversation). */
   ERROR_CODE_UNKNOWN_GROUP = 26,
@@ -398,7 +398,7 @@ export interface SessionRequest {
     | { $case: "ping"; value: Ping }
     | { $case: "lookupKeys"; value: LookupKeys }
     | //
-    /** The MLS Delivery Service (PROTOCOL-v2.md §6.1). */
+    /** The MLS Delivery Service (PROTOCOL.md §8.2). */
     { $case: "publishKeyPackages"; value: PublishKeyPackages }
     | { $case: "claimKeyPackages"; value: ClaimKeyPackages }
     | { $case: "publishGroupInfo"; value: PublishGroupInfo }
@@ -406,7 +406,7 @@ export interface SessionRequest {
     | { $case: "sendCommit"; value: SendCommit }
     | { $case: "fetchCommits"; value: FetchCommits }
     | //
-    /** Protocol v2 (PROTOCOL-v2.md §6.2): an MLS application message or proposal. */
+    /** Protocol v2 (PROTOCOL.md §8.3): an MLS application message or proposal. */
     { $case: "sendMls"; value: SendMls }
     | //
     /** Re-creating a room (notes/v2-rooms-protocol.md); answered by a GroupInfoResult. */
@@ -414,15 +414,15 @@ export interface SessionRequest {
     | undefined;
 }
 
-/** Opens a session: who I claim to be and my public keys (PROTOCOL.md "Session"). */
+/** Opens a session: who I claim to be and my public keys (PROTOCOL.md §9.1). */
 export interface Hello {
-  /** Username under the policy of PROTOCOL.md "Usernames". */
+  /** Username under the policy of PROTOCOL.md §4.1. */
   username: string;
   /** Ed25519 identity (signing) key, DER SubjectPublicKeyInfo. */
   sigSpki: Buffer;
   /** RSA encryption key, DER SubjectPublicKeyInfo. */
   encSpki: Buffer;
-  /** Ed25519 signature by sig_spki over the key binding (PROTOCOL.md "Key binding"). */
+  /** Ed25519 signature by sig_spki over the key binding (PROTOCOL.md §4.2). */
   encKeySig: Buffer;
   /** Free-form client name and version, for logs only. */
   clientVersion: string;
@@ -430,7 +430,7 @@ export interface Hello {
   protocolVersion: number;
 }
 
-/** Proof of possession of the signing key over the relay's challenge (PROTOCOL.md "Session"). */
+/** Proof of possession of the signing key over the relay's challenge (PROTOCOL.md §9.1). */
 export interface Proof {
   signature: Buffer;
 }
@@ -475,7 +475,7 @@ export interface ListMembers {
 /**
  * Asks for the public keys of users. Directory entries are light (no keys): clients fetch keys
  * when they first need them (to seal to a user or verify one), so a connect storm of N users
- * does not move N^2 keys (PROTOCOL.md §8).
+ * does not move N^2 keys (PROTOCOL.md §9).
  */
 export interface LookupKeys {
   requestId: number;
@@ -504,7 +504,7 @@ export interface SessionResponse {
     | { $case: "directoryUpdate"; value: DirectoryUpdate }
     | { $case: "keyList"; value: KeyList }
     | //
-    /** The MLS Delivery Service (PROTOCOL-v2.md §6.1). */
+    /** The MLS Delivery Service (PROTOCOL.md §8.2). */
     { $case: "keyPackageStatus"; value: KeyPackageStatus }
     | { $case: "keyPackageList"; value: KeyPackageList }
     | { $case: "groupInfoResult"; value: GroupInfoResult }
@@ -606,7 +606,7 @@ export interface Delivery {
   /**
    * When the relay accepted (stored) this envelope, ms since the Unix epoch, by the relay's
    * clock; 0 when unknown. Unsigned and only displayed: the client shows it where it differs
-   * from the sender's claimed sent_at_ms by more than a minute (PROTOCOL.md §7.4).
+   * from the sender's claimed sent_at_ms by more than a minute (PROTOCOL.md §8.4).
    */
   relayTimeMs: number;
 }
@@ -695,7 +695,7 @@ export interface Envelope {
   tag: Buffer;
   /** One RSA-OAEP wrap of the content key per recipient, in the header's recipient order. */
   wraps: KeyWrap[];
-  /** Ed25519 signature over the signed bytes (PROTOCOL.md "Signature"). */
+  /** Ed25519 signature over the signed bytes (PROTOCOL.md Appendix A.2). */
   signature: Buffer;
 }
 
@@ -717,7 +717,7 @@ export interface EnvelopeHeader {
   iv: Buffer;
   /** Sorted by username, unique, including the sender. */
   recipients: Recipient[];
-  /** Commitment to the content key (PROTOCOL.md "Key commitment"). */
+  /** Commitment to the content key (PROTOCOL.md Appendix A.2). */
   keyCommitment: Buffer;
 }
 
@@ -825,7 +825,7 @@ export interface SendCommit {
   commit: Buffer;
   groupInfo: Buffer;
   /**
-   * The relay's membership hint (PROTOCOL-v2.md §5): the usernames this commit adds and removes,
+   * The relay's membership hint (PROTOCOL.md §8.1): the usernames this commit adds and removes,
    * as the committer says (unsigned). The relay lets only hinted members commit (an external
    * commit hints its sender in) and fetch commits; it never decides who can read.
    */
@@ -833,7 +833,7 @@ export interface SendCommit {
   removed: string[];
   /**
    * MLSMessage(Welcome) for the users this commit adds, and the new epoch's ratchet tree beside
-   * it (PROTOCOL-v2.md §5): stored once with the commit and queued to each added user.
+   * it (PROTOCOL.md §8.1): stored once with the commit and queued to each added user.
    */
   welcome: Buffer;
   ratchetTree: Buffer;

@@ -15,7 +15,7 @@ import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { AtRestCipher } from "./at-rest.js";
-import { describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -194,6 +194,7 @@ export class ChatClient implements ChatSession {
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
+      isUnknown: (name) => this.directory.isUnknown(name),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;
@@ -358,8 +359,34 @@ export class ChatClient implements ChatSession {
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
-    if (this.mls !== undefined) return this.mls.engine.send(conversationId, text, kind);
+    if (this.mls !== undefined) return this.sendV2(this.mls, conversationId, text, kind);
     return this.outbox.send(conversationId, text, kind);
+  }
+
+  /**
+   * Protocol v2: what v1's outbox refuses at once is refused at once here too, before the engine
+   * shows anything pending (a text over the relay's limit or not well-formed; a DM to a peer whose
+   * key change waits for /trust, PROTOCOL.md §6), and a lobby line nobody else online will read is
+   * said so, as in v1.
+   */
+  private sendV2(mls: MlsSession, conversationId: string, text: string, kind: MessageKind): Outcome<{ id: string }> {
+    const conv = parseConversationId(conversationId);
+    if (conv !== undefined && typeof text === "string") {
+      const normalized = text.replace(/\r\n?/g, "\n");
+      if (normalized.trim().length > 0) {
+        if (!normalized.isWellFormed()) return { ok: false, error: { kind: "invalid-characters" } };
+        const bytes = Buffer.byteLength(normalized, "utf8");
+        if (bytes > this.limits.maxTextBytes) return { ok: false, error: { kind: "too-large", bytes, max: this.limits.maxTextBytes } };
+      }
+      const peer = conv.kind === "dm" && conv.members.includes(this.me) ? (conv.members.find((n) => n !== this.me) ?? this.me) : undefined;
+      if (peer !== undefined && this.trustStore.get(peer)?.pending) return { ok: false, error: { kind: "key-changed", username: peer } };
+    }
+    const sent = mls.engine.send(conversationId, text, kind);
+    if (sent.ok && conv?.kind === "lobby" && !this.directory.peerViews().some((p) => p.username !== this.me && p.online)) {
+      const about = { kind: "nobody-online", connected: this.connection.isAuthenticated } as const;
+      this.emit({ type: "notice", level: "warn", conversationId: conv.id, text: describeNotice(about), about });
+    }
+    return sent;
   }
 
   retry(conversationId: string, id: string): Outcome<{ id: string }> {

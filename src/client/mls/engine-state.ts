@@ -41,6 +41,8 @@ export interface ConversationDeps {
    * then compares the credential with a pin.
    */
   readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;
+  /** The relay's directory answered a lookup without this name: no such user on this relay. */
+  readonly isUnknown?: (username: string) => boolean;
   /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
   readonly outbox?: MlsOutboxStore;
   readonly clock: () => number;

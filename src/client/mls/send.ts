@@ -188,7 +188,7 @@ export class Sender {
     const claimed = await this.s.d.ds.claimKeyPackages([peer]);
     if (!claimed.ok) return fail(refusedError(claimed));
     const entry = claimed.entries.find((e) => e.username === peer);
-    if (entry === undefined) return fail({ kind: "no-key-package", username: peer });
+    if (entry === undefined) return fail(this.s.d.isUnknown?.(peer) === true ? { kind: "unknown-user", username: peer } : { kind: "no-key-package", username: peer });
     const nowS = Math.floor(this.s.d.clock() / 1000);
     const added = await this.c.commitChange(conv.id, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [peer], nowS }), { added: [peer], removed: [] },
       { kind: "added", by: this.s.d.me, users: [peer], atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === peer));

@@ -200,6 +200,10 @@ export class ChatClient implements ChatSession {
       const engine = this.mls.engine;
       this.kick = (room, username) => engine.kick(room, username);
       this.invite = (room, username) => engine.invite(room, username);
+      // /away in v2: the engine shows a peer's message as an event (v1's inbox calls this itself).
+      this.subscribe((e) => {
+        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
+      });
     }
     this.decisions = new TrustDecisions({
       identity: o.identity, trust: o.trust, directory: this.directory, log, connected,

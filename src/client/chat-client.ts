@@ -357,9 +357,9 @@ export class ChatClient implements ChatSession {
     return peer === this.me || this.trustStore.get(peer) !== undefined;
   }
 
-  /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
+  /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first; in v2 those the engine keeps pending too. */
   pendingMessages(): ChatMessage[] {
-    return this.outbox.pendingMessages();
+    return [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {

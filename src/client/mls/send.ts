@@ -14,8 +14,18 @@ import type { DsApi } from "./ds-api.js";
 import { fail, hex, isTransient, ok, refusedError, sentence, TRANSIENT, type EngineState, type Outgoing } from "./engine-state.js";
 import { randomBytes } from "node:crypto";
 import type { Committer } from "./commit.js";
+import { ErrorCode } from "../../gen/securechat/v1/chat.js";
+
+/**
+ * How long a message waits after the relay said "too fast" (its bucket, or its clock, disagrees
+ * with my pace) before it is sent again: it is never shown failed for that (as v1, PROTOCOL.md §7.4).
+ */
+export const RATE_RETRY_MS = 500;
 
 export class Sender {
+  /** Conversations waiting RATE_RETRY_MS after a "too fast" before their outbox is sent again. */
+  private readonly slowed = new Set<string>();
+
   constructor(private readonly s: EngineState, private readonly c: Committer) {
     this.restore();
   }
@@ -90,6 +100,10 @@ export class Sender {
       return;
     }
     if (!ready.ok && isTransient(ready.error)) return;
+    if (!ready.ok && ready.error.kind === "refused" && ready.error.code === ErrorCode.ERROR_CODE_RATE_LIMITED) {
+      this.later(convId);
+      return;
+    }
     if (!ready.ok) {
       for (const m of list.splice(0)) this.s.failed(convId, m.id, ready.error, m);
       return;
@@ -110,6 +124,10 @@ export class Sender {
         // Sent once without an answer: the same bytes again (the relay answers a duplicate accepted).
         const again = await this.s.d.ds.sendMls(m.pendingBytes.bytes);
         if (!again.ok && TRANSIENT.has(again.code)) return;
+        if (!again.ok && again.code === "RATE_LIMITED") {
+          this.later(convId);
+          return;
+        }
         list.shift();
         this.settled(convId, m, m.pendingBytes.sealed, again);
         continue;
@@ -129,14 +147,26 @@ export class Sender {
       const bytes = await cur.encrypt(sealed.app);
       this.s.d.store.saveGroup(cur);
       const r = await this.s.d.ds.sendMls(bytes);
-      if (!r.ok && TRANSIENT.has(r.code)) {
+      if (!r.ok && (TRANSIENT.has(r.code) || r.code === "RATE_LIMITED")) {
         m.pendingBytes = { bytes, sealed, groupId: hex(cur.groupId) };
         this.s.d.logger.info("mls.send.waiting", { conversation: convId, code: r.code });
+        if (r.code === "RATE_LIMITED") this.later(convId);
         return;
       }
       list.shift();
       this.settled(convId, m, sealed, r);
     }
+  }
+
+  /** The relay said "too fast": the conversation's outbox is sent again in RATE_RETRY_MS (once per wait). */
+  private later(convId: string): void {
+    if (this.slowed.has(convId) || this.s.closed) return;
+    this.slowed.add(convId);
+    this.s.d.logger.info("mls.send.too_fast", { conversation: convId, retryMs: RATE_RETRY_MS });
+    setTimeout(() => {
+      this.slowed.delete(convId);
+      if (!this.s.closed) this.s.flushSoon(convId);
+    }, RATE_RETRY_MS).unref();
   }
 
   settled(convId: string, m: Outgoing, sealed: SealedContent, r: Awaited<ReturnType<DsApi["sendMls"]>>): void {

@@ -107,6 +107,8 @@ export class ChatClient implements ChatSession {
   private away: { text: string; answered: Set<string> } | undefined;
   /** Protocol v2: conversations are MLS groups (mls/session.ts); undefined in v1. */
   private readonly mls: MlsSession | undefined;
+  /** v2: my messages shown failed from the history at start (before this run), for /retry. */
+  private readonly failedBefore = new Map<string, ChatMessage>();
   /** Protocol v2 only (absent in v1): the room's creator removes a member; every member sees the line. */
   readonly kick?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): a member adds someone to a room from one of their KeyPackages. */
@@ -346,7 +348,7 @@ export class ChatClient implements ChatSession {
   backlog(): ChatMessage[] {
     const pending = [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
     if (this.history === undefined) return pending;
-    return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => this.outbox.rememberFailed(m));
+    return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => (this.mls === undefined ? this.outbox.rememberFailed(m) : this.failedBefore.set(m.id, m)));
   }
 
   /** False for a DM whose other member has no pin here; true for every other conversation. */
@@ -394,7 +396,18 @@ export class ChatClient implements ChatSession {
   }
 
   retry(conversationId: string, id: string): Outcome<{ id: string }> {
-    if (this.mls !== undefined) return this.mls.engine.retry(conversationId, id);
+    if (this.mls !== undefined) {
+      const r = this.mls.engine.retry(conversationId, id);
+      const before = this.failedBefore.get(id);
+      if (r.ok || r.error.kind !== "not-failed" || before === undefined || before.conversationId !== conversationId) return r;
+      // Failed before a restart (shown from the history): a new message with the same text, as v1.
+      const again = this.sendV2(this.mls, conversationId, before.text, before.kind);
+      if (again.ok) {
+        this.failedBefore.delete(id);
+        this.history?.remove(id);
+      }
+      return again;
+    }
     return this.outbox.retry(conversationId, id);
   }
 

@@ -15,7 +15,7 @@ import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { AtRestCipher } from "./at-rest.js";
-import { describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -110,6 +110,8 @@ export class ChatClient implements ChatSession {
   private readonly mls: MlsSession | undefined;
   /** Protocol v2: what was moved from the v1 outbox at start (PROTOCOL.md §14); undefined in v1. */
   readonly upgradedOutbox: V1OutboxMoved | undefined;
+  /** v2: my messages shown failed from the history at start (before this run), for /retry. */
+  private readonly failedBefore = new Map<string, ChatMessage>();
   /** Protocol v2 only (absent in v1): the room's creator removes a member; every member sees the line. */
   readonly kick?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): a member adds someone to a room from one of their KeyPackages. */
@@ -209,11 +211,16 @@ export class ChatClient implements ChatSession {
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
       isOnline: (u) => this.directory.isOnline(u),
+      isUnknown: (name) => this.directory.isUnknown(name),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;
       this.kick = (room, username) => engine.kick(room, username);
       this.invite = (room, username) => engine.invite(room, username);
+      // /away in v2: the engine shows a peer's message as an event (v1's inbox calls this itself).
+      this.subscribe((e) => {
+        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
+      });
     }
     this.decisions = new TrustDecisions({
       identity: o.identity, trust: o.trust, directory: this.directory, log, connected,
@@ -363,7 +370,7 @@ export class ChatClient implements ChatSession {
   backlogLines(): BacklogItem[] {
     const pending = [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
     if (this.history === undefined) return pending;
-    return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => this.outbox.rememberFailed(m));
+    return this.history.backlog(pending, (id) => this.knownPeerOf(id), (m) => (this.mls === undefined ? this.outbox.rememberFailed(m) : this.failedBefore.set(m.id, m)));
   }
 
   /** False for a DM whose other member has no pin here; true for every other conversation. */
@@ -374,25 +381,55 @@ export class ChatClient implements ChatSession {
     return peer === this.me || this.trustStore.get(peer) !== undefined;
   }
 
-  /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first. */
+  /** Messages sealed but not yet accepted (e.g. from before a restart), oldest first; in v2 those the engine keeps pending too. */
   pendingMessages(): ChatMessage[] {
-    return this.outbox.pendingMessages();
+    return [...this.outbox.pendingMessages(), ...(this.mls?.pendingMessages() ?? [])];
   }
 
   send(conversationId: string, text: string, kind: MessageKind = "text"): Outcome<{ id: string }> {
-    if (this.mls !== undefined) {
-      // The relay's text limit from its Welcome (PROTOCOL.md §8.3 check 1), refused before
-      // anything is shown, as v1's outbox does: the v2 engine seals later (a DM's group is made
-      // on first send) and knows only the default limit.
-      const bytes = typeof text === "string" ? Buffer.byteLength(text.replace(/\r\n?/g, "\n"), "utf8") : 0;
-      if (bytes > this.limits.maxTextBytes) return { ok: false, error: { kind: "too-large", bytes, max: this.limits.maxTextBytes } };
-      return this.mls.engine.send(conversationId, text, kind);
-    }
+    if (this.mls !== undefined) return this.sendV2(this.mls, conversationId, text, kind);
     return this.outbox.send(conversationId, text, kind);
   }
 
+  /**
+   * Protocol v2: what v1's outbox refuses at once is refused at once here too, before the engine
+   * shows anything pending (a text over the relay's limit or not well-formed; a DM to a peer whose
+   * key change waits for /trust, PROTOCOL.md §6), and a lobby line nobody else online will read is
+   * said so, as in v1.
+   */
+  private sendV2(mls: MlsSession, conversationId: string, text: string, kind: MessageKind): Outcome<{ id: string }> {
+    const conv = parseConversationId(conversationId);
+    if (conv !== undefined && typeof text === "string") {
+      const normalized = text.replace(/\r\n?/g, "\n");
+      if (normalized.trim().length > 0) {
+        if (!normalized.isWellFormed()) return { ok: false, error: { kind: "invalid-characters" } };
+        const bytes = Buffer.byteLength(normalized, "utf8");
+        if (bytes > this.limits.maxTextBytes) return { ok: false, error: { kind: "too-large", bytes, max: this.limits.maxTextBytes } };
+      }
+      const peer = conv.kind === "dm" && conv.members.includes(this.me) ? (conv.members.find((n) => n !== this.me) ?? this.me) : undefined;
+      if (peer !== undefined && this.trustStore.get(peer)?.pending) return { ok: false, error: { kind: "key-changed", username: peer } };
+    }
+    const sent = mls.engine.send(conversationId, text, kind);
+    if (sent.ok && conv?.kind === "lobby" && !this.directory.peerViews().some((p) => p.username !== this.me && p.online)) {
+      const about = { kind: "nobody-online", connected: this.connection.isAuthenticated } as const;
+      this.emit({ type: "notice", level: "warn", conversationId: conv.id, text: describeNotice(about), about });
+    }
+    return sent;
+  }
+
   retry(conversationId: string, id: string): Outcome<{ id: string }> {
-    if (this.mls !== undefined) return this.mls.engine.retry(conversationId, id);
+    if (this.mls !== undefined) {
+      const r = this.mls.engine.retry(conversationId, id);
+      const before = this.failedBefore.get(id);
+      if (r.ok || r.error.kind !== "not-failed" || before === undefined || before.conversationId !== conversationId) return r;
+      // Failed before a restart (shown from the history): a new message with the same text, as v1.
+      const again = this.sendV2(this.mls, conversationId, before.text, before.kind);
+      if (again.ok) {
+        this.failedBefore.delete(id);
+        this.history?.remove(id);
+      }
+      return again;
+    }
     return this.outbox.retry(conversationId, id);
   }
 

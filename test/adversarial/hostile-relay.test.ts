@@ -14,6 +14,9 @@ import { TestClient } from "../helpers/client-harness.js";
 import { forgeEnvelope } from "../helpers/forge.js";
 import { directoryEntry, HostileRelay, type HostileSession } from "../helpers/hostile-relay.js";
 import { fixtureIdentity } from "../helpers/identities.js";
+import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import { describeClientError } from "../../src/client/errors.js";
+import { logs as logsV2, cleanupWorlds, isKind, keepTalking, loadIdentities, processed, refused as refusedV2, say, shown as shownV2, T, world } from "../helpers/v2-hostile-world.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
@@ -79,17 +82,6 @@ describe("key substitution by the relay", () => {
     expect(v.ok && v.value.safetyNumber).toBe(safetyNumber(alice, malloryAsBob));
   });
 
-  it("swapping only the encryption key is refused outright (the signing key did not vouch for it)", async () => {
-    const { s, a } = await aliceAgainst([{ ...bob, encSpki: mallory.encSpki }]);
-    await a.waitFor((e) => e.type === "notice" && /invalid keys for bob/.test(e.text), "alice warned");
-    const sent = a.client.send("dm:alice:bob", "hi");
-    expect(sent.ok).toBe(true);
-    if (sent.ok) {
-      expect(await a.waitForState(sent.value.id, "failed")).toMatchObject({ failure: expect.stringMatching(/invalid keys for bob: not sending/) });
-    }
-    expect(s.sent()).toEqual([]); // nothing was ever sealed to the swapped key
-  });
-
   it("after pinning: a new key is a loud key change, its messages are held and sending is blocked", async () => {
     const { relay, s, a } = await aliceAgainst([bob]);
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.trust === "unverified", "bob pinned");
@@ -128,16 +120,6 @@ describe("replay, reflection and re-addressing", () => {
     await s.waitForAck(again[1]!);
     expect(shown(a)).toEqual(["pay carol 10"]);
     await honestStillWorks(s, a);
-  });
-
-  it("refuses alice's own envelope reflected back to her", async () => {
-    const { s, a } = await aliceAgainst([bob]);
-    const sent = a.client.send("dm:alice:bob", "my own words");
-    expect(sent.ok).toBe(true);
-    const own = await waitUntil(() => s.sent()[0], "alice's envelope at the relay");
-    s.deliverWire("dm:alice:bob", own);
-    await waitUntil(() => refusedCount(a) === 1, "reflection refused");
-    expect(shown(a)).toEqual([]);
   });
 
   it("refuses a DM or room message re-addressed to another conversation or recipient", async () => {
@@ -230,3 +212,75 @@ describe("garbage from the relay", () => {
     await honestStillWorks(s2, a);
   });
 });
+
+// Protocol v2 (PROTOCOL.md §12): the same attacks by the real relay's operator (the man in the
+// middle of test/helpers/mls-hostile-proxy.ts) on real v2 clients, where v1's envelope and RSA
+// key no longer exist: the key the relay can swap is a KeyPackage's HPKE init key (what the
+// Welcome is encrypted to), and the message it can reflect is an MLS message.
+describe("protocol v2: key substitution and reflection by the relay", () => {
+  beforeAll(loadIdentities);
+  afterEach(cleanupWorlds);
+
+  it("swapping only the encryption key (bob's KeyPackage's init key) is refused outright: bob's signature does not cover it; nothing is encrypted to it", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob", "mallory");
+    // mallory's own init key, from her upload: a valid X-Wing key the relay's operator holds.
+    const upload = await waitUntil(() => (w.proxy.requests.get("mallory") ?? []).find((f) => f.$case === "publishKeyPackages"), "mallory's KeyPackages");
+    const theirs = upload.$case === "publishKeyPackages" ? upload.value.lastResort : Buffer.alloc(0);
+    const swapped: Buffer[] = [];
+    w.proxy.onResponse = (user, f) => {
+      if (user !== "alice" || f.$case !== "keyPackageList") return undefined;
+      const entries = f.value.entries.map((e) => {
+        if (e.username !== "bob") return e;
+        const kp = Buffer.from(e.keyPackage);
+        initKey(theirs).copy(kp, INIT_KEY_AT); // same length: only the init key differs
+        swapped.push(kp);
+        return { ...e, keyPackage: kp };
+      });
+      return [{ ...f, value: { ...f.value, entries } }];
+    };
+    const sent = w.c.alice!.client.send("dm:alice:bob", "hi");
+    if (!sent.ok) throw new Error(describeClientError(sent.error));
+    const failed = await w.c.alice!.waitForState(sent.value.id, "failed", T);
+    expect(failed).toMatchObject({ failure: expect.stringMatching(/Invalid keypackage signature/) });
+    expect(swapped.length).toBeGreaterThan(0);
+    // Nothing was added, no Welcome went anywhere, no message was sealed for bob.
+    const aliceSent = w.proxy.requests.get("alice") ?? [];
+    expect(aliceSent.filter((f) => f.$case === "sendCommit")).toEqual([]);
+    expect(aliceSent.filter((f) => f.$case === "sendMls")).toEqual([]);
+    expect(shownV2(w.c.bob!, "dm:alice:bob")).toEqual([]);
+    // Served honestly, the same DM works.
+    w.proxy.onResponse = undefined;
+    await keepTalking(w, "dm:alice:bob", ["alice", "bob"], "served honestly");
+  });
+
+  it("refuses alice's own message reflected back to her: refused as a reflection, its copy dropped, nothing shown; the DM goes on", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob");
+    const dm = "dm:alice:bob";
+    await keepTalking(w, dm, ["alice", "bob"], "before");
+    await say(w.c.alice!, dm, "my own words");
+    await w.c.bob!.waitForMessage("my own words", T);
+    const mine = w.proxy.deliveredTo("bob", isKind(MlsKind.MLS_KIND_APPLICATION, dm)).at(-1)!;
+    expect(mine.mls?.sender).toBe("alice");
+    // The relay hands alice her own message, as hers (the relay-authenticated sender) and as bob's.
+    const before = refusedV2(w.c.alice!, dm);
+    const copies = w.proxy.inject("alice", mine, { ...mine, mls: { ...mine.mls!, sender: "bob" } });
+    for (const d of copies) await processed(w, "alice", d.seq);
+    // The first is refused by MLS as a reflection (PROTOCOL.md §10); the second is the same
+    // bytes again (the same relay message id), dropped as a redelivery without opening.
+    expect(refusedV2(w.c.alice!, dm)).toBe(before + 1);
+    expect((logsV2.get("alice") ?? []).filter((l) => l.event === "mls.message.refused" && /reflection/.test(String(l.error)))).toHaveLength(1);
+    expect((logsV2.get("alice") ?? []).filter((l) => l.event === "mls.deliver.redelivered" && l.seq === copies[1]!.seq)).toHaveLength(1);
+    expect(w.c.alice!.messages(dm).filter((m) => m.text === "my own words").map((m) => m.own)).toEqual([true]);
+    expect(shownV2(w.c.alice!, dm)).not.toContain("my own words");
+    await keepTalking(w, dm, ["alice", "bob"], "after the reflection");
+  });
+});
+
+/** Where a KeyPackage's init key starts in an MLSMessage: version, wire format, version, suite, then a 2-byte varint length (X-Wing: 1216 bytes). */
+const INIT_KEY_AT = 10;
+function initKey(mlsKeyPackage: Uint8Array): Buffer {
+  const b = Buffer.from(mlsKeyPackage);
+  const len = ((b[8]! & 0x3f) << 8) | b[9]!;
+  if ((b[8]! & 0xc0) !== 0x40 || len !== 1216) throw new Error("not an X-Wing KeyPackage as expected");
+  return b.subarray(INIT_KEY_AT, INIT_KEY_AT + len);
+}

@@ -15,6 +15,7 @@ import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { startRecordingProxy } from "../helpers/recording-proxy.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { sawJoin } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
 import { describeClientError } from "../../src/client/errors.js";
 
@@ -49,7 +50,8 @@ describe("topics and away replies", () => {
     const b = await client(bob, r.running.port);
     expect((await a.client.joinRoom("#ops")).ok).toBe(true);
     expect((await b.client.joinRoom("#ops")).ok).toBe(true);
-    await a.waitFor((e) => e.type === "room-event" && e.username === "bob" && e.kind === "joined", "alice sees bob join");
+    // v2: bob's external commit into the room's group is a membership line at alice.
+    await waitUntil(() => sawJoin(a, "#ops", "bob"), "alice sees bob join");
     const sent = a.client.send("#ops", "deploy friday 16:00", "topic");
     expect(sent.ok).toBe(true);
     const got = await b.waitFor((e): e is Extract<SessionEvent, { type: "message" }> => e.type === "message" && e.message.kind === "topic", "bob gets the topic");

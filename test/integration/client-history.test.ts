@@ -5,7 +5,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { DatabaseSync } from "node:sqlite";
 import { ChatClient } from "../../src/client/chat-client.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -13,6 +15,7 @@ import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { sqliteFileBytes } from "../helpers/sqlite-bytes.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { sawJoin } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
 import { describeClientError } from "../../src/client/errors.js";
 
@@ -45,7 +48,9 @@ async function relay(): Promise<TestRelay> {
 async function restarted(id: PrivateIdentity, dir: string, history = true): Promise<ChatClient> {
   const state = ClientStateStore.open(join(dir, `${id.username}_state.db`));
   const trust = await TrustStore.open(join(dir, `${id.username}_known_peers.json`));
-  const client = new ChatClient({ identity: id, server: "127.0.0.1:1", trust, state, reconnect: false, history });
+  // v2, as chat-tui: the MLS key store beside the state db (TestClient's <dir>/<user>_mls.db).
+  const v2 = { store: MlsKeyStore.open(join(dir, `${id.username}_mls.db`), { username: id.username, sigPrivate: id.sigPrivate }) };
+  const client = new ChatClient({ identity: id, server: "127.0.0.1:1", trust, state, reconnect: false, history, v2 });
   cleanups.push(() => client.close());
   return client;
 }
@@ -90,6 +95,7 @@ describe("history across a restart", () => {
     const b = await TestClient.start(bob, r.running.port);
     cleanups.push(() => b.close());
     const a = await TestClient.start(alice, r.running.port, { dir, statePath });
+    await waitUntil(() => sawJoin(a, "lobby", "alice"), "alice in the lobby's group (v2)", 30_000);
     await r.stop();
     await a.waitFor((e) => e.type === "connection" && e.status.state !== "connected", "alice sees the relay go");
     const sent = a.client.send("lobby", "written while the relay was down");
@@ -97,9 +103,11 @@ describe("history across a restart", () => {
     await a.close();
 
     expect(sqliteFileBytes(statePath).includes(Buffer.from("written while the relay was down"))).toBe(false);
-    const store = ClientStateStore.open(statePath);
-    expect(store.outbox().map((e) => Buffer.isBuffer(e.text))).toEqual([true]);
-    store.close();
+    // v2 keeps it in mls_outbox (src/client/mls/outbox-store.ts), its text sealed at rest.
+    const db = new DatabaseSync(statePath);
+    const rows = db.prepare("SELECT text FROM mls_outbox").all() as Array<{ text: unknown }>;
+    db.close();
+    expect(rows.map((e) => e.text instanceof Uint8Array && !Buffer.from(e.text).includes(Buffer.from("written while")))).toEqual([true]);
 
     const again = await restarted(alice, dir);
     expect(again.backlog().map((m) => [m.text, m.state])).toEqual([["written while the relay was down", "pending"]]);

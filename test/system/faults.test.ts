@@ -13,6 +13,7 @@ import { fixtureIdentity } from "../helpers/identities.js";
 import { startRecordingProxy } from "../helpers/recording-proxy.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { startRelayProcess } from "../helpers/relay-process.js";
+import { sawJoin } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
@@ -161,7 +162,8 @@ describe("recipients who are away", () => {
     let b = await client(bob, port);
     expect((await a.client.joinRoom("#ops")).ok).toBe(true);
     expect((await b.client.joinRoom("#ops")).ok).toBe(true);
-    await a.waitFor((e) => e.type === "room-event" && e.username === "bob" && e.kind === "joined", "alice sees bob join");
+    // v2: bob's external commit into the room's group is a membership line at alice.
+    await waitUntil(() => sawJoin(a, "#ops", "bob"), "alice sees bob join");
     await b.client.close();
     await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && !e.peer.online, "bob is away");
 
@@ -190,7 +192,7 @@ describe("recipients who are away", () => {
     await a.client.joinRoom("#dev");
     const c = await client(carol, port);
     await c.client.joinRoom("#dev");
-    await a.waitFor((e) => e.type === "room-event" && e.username === "carol", "alice sees carol join");
+    await waitUntil(() => sawJoin(a, "#dev", "carol"), "alice sees carol join");
     const r = a.client.send("#dev", "hello carol");
     expect(r.ok).toBe(true);
     await c.waitForMessage("hello carol");

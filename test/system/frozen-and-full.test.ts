@@ -13,6 +13,7 @@ import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { assertBuilt, ROOT } from "../helpers/relay-process.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { sawJoin } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let alice: PrivateIdentity;
@@ -97,9 +98,12 @@ describe("a relay whose disk is full", () => {
     const dir = tempDir();
     const dataDir = join(dir, "relay");
     const bob = await fixtureIdentity("bob");
-    // relay.db capped at 256 KiB: a full disk on purpose.
-    let relay = await TestRelay.start({ dataDir, maxDatabaseBytes: 256 * 1024, limits: { messagesPerSecond: 10_000, burst: 10_000 } });
+    // relay.db capped at 512 KiB: a full disk on purpose (v2: room for the KeyPackages of two
+    // users and the lobby's group first, ~300 KiB; the messages then fill the rest).
+    let relay = await TestRelay.start({ dataDir, maxDatabaseBytes: 512 * 1024, limits: { messagesPerSecond: 10_000, burst: 10_000 } });
     const b = await TestClient.start(bob, relay.running.port, { dir });
+    // v2: bob's KeyPackages are on the relay (they go up before he enters the lobby), so alice can open the DM.
+    await waitUntil(() => sawJoin(b, "lobby", "bob"), "bob's KeyPackages published", 30_000);
     await b.close(); // bob is away: everything for him is stored
     const a = await TestClient.start(alice, relay.running.port, { dir, statePath: join(dir, "alice_state.db"), reconnect: false });
     const failed = (): Array<SessionEvent & { type: "message-state" }> =>
@@ -112,7 +116,7 @@ describe("a relay whose disk is full", () => {
         if (r.ok) ids.push(r.value.id);
       }
       sent.push(...ids);
-      await waitUntil(() => ids.every((id) => a.events.some((e) => e.type === "message-state" && e.id === id)), "answers for a round");
+      await waitUntil(() => ids.every((id) => a.events.some((e) => e.type === "message-state" && e.id === id)), "answers for a round", 30_000);
     }
     expect(failed().length).toBeGreaterThan(0);
     expect(failed()[0]!.failure).toMatch(/storage is full/);

@@ -43,6 +43,8 @@ export interface ConversationDeps {
   readonly ensureKeys?: (usernames: readonly string[]) => Promise<void>;
   /** The relay's directory: whether a user is online now (the lobby janitor, policy.ts lobbySweepAllowed); without it nobody removes others from the lobby. */
   readonly isOnline?: (username: string) => boolean;
+  /** The relay's directory answered a lookup without this name: no such user on this relay. */
+  readonly isUnknown?: (username: string) => boolean;
   /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
   readonly outbox?: MlsOutboxStore;
   readonly clock: () => number;

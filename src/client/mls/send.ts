@@ -14,8 +14,18 @@ import type { DsApi } from "./ds-api.js";
 import { fail, hex, isTransient, ok, refusedError, sentence, TRANSIENT, type EngineState, type Outgoing } from "./engine-state.js";
 import { randomBytes } from "node:crypto";
 import type { Committer } from "./commit.js";
+import { ErrorCode } from "../../gen/securechat/v1/chat.js";
+
+/**
+ * How long a message waits after the relay said "too fast" (its bucket, or its clock, disagrees
+ * with my pace) before it is sent again: it is never shown failed for that (as v1 did, PROTOCOL.md §8.4).
+ */
+export const RATE_RETRY_MS = 500;
 
 export class Sender {
+  /** Conversations waiting RATE_RETRY_MS after a "too fast" before their outbox is sent again. */
+  private readonly slowed = new Set<string>();
+
   constructor(private readonly s: EngineState, private readonly c: Committer) {
     this.restore();
   }
@@ -90,6 +100,10 @@ export class Sender {
       return;
     }
     if (!ready.ok && isTransient(ready.error)) return;
+    if (!ready.ok && ready.error.kind === "refused" && ready.error.code === ErrorCode.ERROR_CODE_RATE_LIMITED) {
+      this.later(convId);
+      return;
+    }
     // Kept from before (a v1 outbox carried over, PROTOCOL.md §14; a group not restored): a
     // room's messages wait until I am in its group again (joinRoom, a Welcome), still pending.
     if (!ready.ok && conv.kind === "room" && !this.s.groups.has(convId)) return;
@@ -113,6 +127,10 @@ export class Sender {
         // Sent once without an answer: the same bytes again (the relay answers a duplicate accepted).
         const again = await this.s.d.ds.sendMls(m.pendingBytes.bytes);
         if (!again.ok && TRANSIENT.has(again.code)) return;
+        if (!again.ok && again.code === "RATE_LIMITED") {
+          this.later(convId);
+          return;
+        }
         list.shift();
         this.settled(convId, m, m.pendingBytes.sealed, again);
         continue;
@@ -132,14 +150,26 @@ export class Sender {
       const bytes = await cur.encrypt(sealed.app);
       this.s.d.store.saveGroup(cur);
       const r = await this.s.d.ds.sendMls(bytes);
-      if (!r.ok && TRANSIENT.has(r.code)) {
+      if (!r.ok && (TRANSIENT.has(r.code) || r.code === "RATE_LIMITED")) {
         m.pendingBytes = { bytes, sealed, groupId: hex(cur.groupId) };
         this.s.d.logger.info("mls.send.waiting", { conversation: convId, code: r.code });
+        if (r.code === "RATE_LIMITED") this.later(convId);
         return;
       }
       list.shift();
       this.settled(convId, m, sealed, r);
     }
+  }
+
+  /** The relay said "too fast": the conversation's outbox is sent again in RATE_RETRY_MS (once per wait). */
+  private later(convId: string): void {
+    if (this.slowed.has(convId) || this.s.closed) return;
+    this.slowed.add(convId);
+    this.s.d.logger.info("mls.send.too_fast", { conversation: convId, retryMs: RATE_RETRY_MS });
+    setTimeout(() => {
+      this.slowed.delete(convId);
+      if (!this.s.closed) this.s.flushSoon(convId);
+    }, RATE_RETRY_MS).unref();
   }
 
   settled(convId: string, m: Outgoing, sealed: SealedContent, r: Awaited<ReturnType<DsApi["sendMls"]>>): void {
@@ -191,7 +221,7 @@ export class Sender {
     const claimed = await this.s.d.ds.claimKeyPackages([peer]);
     if (!claimed.ok) return fail(refusedError(claimed));
     const entry = claimed.entries.find((e) => e.username === peer);
-    if (entry === undefined) return fail({ kind: "no-key-package", username: peer });
+    if (entry === undefined) return fail(this.s.d.isUnknown?.(peer) === true ? { kind: "unknown-user", username: peer } : { kind: "no-key-package", username: peer });
     const nowS = Math.floor(this.s.d.clock() / 1000);
     const added = await this.c.commitChange(conv.id, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [peer], nowS }), { added: [peer], removed: [] },
       { kind: "added", by: this.s.d.me, users: [peer], atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === peer));

@@ -36,6 +36,8 @@ export interface MlsSessionOptions {
    * `refresh` asks again even when pinned (PROTOCOL.md §4.4: first contact, key changes).
    */
   readonly ensureKeys?: (usernames: readonly string[], refresh?: boolean) => Promise<void>;
+  /** The relay's directory has no such user (send.ts: "no user 'zed' on this relay", not "no KeyPackage"). */
+  readonly isUnknown?: (username: string) => boolean;
   /** One delivery was handled (for the caught-up count); `message`: it carried an application message. */
   readonly handled?: (message: boolean) => void;
   /** The relay's directory: whether a user is online now (the lobby janitor, PROTOCOL.md §7). */
@@ -78,6 +80,7 @@ export class MlsSession {
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },
       store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
       ...(ensureKeys === undefined ? {} : { ensureKeys }),
+      ...(o.isUnknown === undefined ? {} : { isUnknown: o.isUnknown }),
       ...(o.outbox === undefined ? {} : { outbox: o.outbox }),
       ...(o.isOnline === undefined ? {} : { isOnline: o.isOnline }),
     });

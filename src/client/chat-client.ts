@@ -445,7 +445,7 @@ export class ChatClient implements ChatSession {
 
   /**
    * v1: the relay's room table. v2: `all` is every room's MLS group on the relay with its member
-   * count by the relay's record (ListRooms, notes/v2-rooms-protocol.md); `joined` the rooms whose
+   * count by the relay's record (ListRooms, PROTOCOL.md §8.2); `joined` the rooms whose
    * group I hold (members from the tree), never the relay's word.
    */
   async listRooms(): Promise<Outcome<RoomListing>> {

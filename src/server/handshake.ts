@@ -244,7 +244,7 @@ function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryU
  */
 function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: number): Welcome {
   const { directory, router, store, limits } = deps;
-  // v2: the rooms whose MLS group counts me by the relay's record (notes/v2-rooms-protocol.md),
+  // v2: the rooms whose MLS group counts me by the relay's record (PROTOCOL.md §8.2),
   // never the v1 room tables.
   const rooms = protocolVersion === 2 ? store.mls.roomsOfMember(user.username, MAX_ROOMS_PER_USER) : deps.rooms.infoFor(user.username);
   const names = new Set<string>(router.onlineNames());

@@ -207,7 +207,7 @@ export class MlsDeliveryService {
   }
 
   /**
-   * RecreateRoom (notes/v2-rooms-protocol.md): a new group for a room that has one replaces it,
+   * RecreateRoom (PROTOCOL.md §8.2): a new group for a room that has one replaces it,
    * only at the request of the user who created the current one (the relay's record). The relay
    * cannot read the group's creator extension: every member checks that the new group names the
    * same creator and that its Welcome came from them. A room without a group gets it as any new
@@ -229,7 +229,7 @@ export class MlsDeliveryService {
   }
 
   /**
-   * ListRooms on a v2 session (notes/v2-rooms-protocol.md): every room's MLS group, with its
+   * ListRooms on a v2 session (PROTOCOL.md §8.2): every room's MLS group, with its
    * member count by the relay's record, and the rooms whose record counts me, with their members;
    * never DMs or the lobby.
    */

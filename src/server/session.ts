@@ -372,7 +372,7 @@ class AuthenticatedSession implements RoutedSession {
           `too many requests: this relay accepts ${this.deps.limits.messagesPerSecond} per second (bursts of ${this.deps.limits.burst}); wait a moment and try again`);
       }
       if (this.protocolVersion === 2) {
-        // notes/v2-rooms-protocol.md: rooms are MLS groups; the v1 room tables are not used.
+        // PROTOCOL.md §8.2: rooms are MLS groups; the v1 room tables are not used.
         if (frame.$case === "listRooms") return await this.reply(this.mlsDs.listRooms(this.user, frame.value));
         throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `this session speaks protocol v2: rooms are MLS groups, joined by external commit and left by a leave proposal, and their members are read from the group (${frame.$case === "joinRoom" ? "JoinRoom" : frame.$case === "leaveRoom" ? "LeaveRoom" : "ListMembers"} is protocol v1)`);
       }

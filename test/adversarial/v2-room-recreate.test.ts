@@ -1,4 +1,4 @@
-// Recovery from a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL.md §7.4, §17),
+// Recovery from a commit refused by policy (PROTOCOL.md §7.3, §8.2, §17),
 // through a real relay with real v2 ChatClients (the operator's proxy in front, to play the hostile
 // relay where a case needs one):
 // - a hostile member (mallory, a modified client: she commits a removal the room's rules forbid)

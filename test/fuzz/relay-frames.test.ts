@@ -455,7 +455,7 @@ describe("the relay under fuzzed frames", () => {
             if (!isCleanSentence(e.detail)) failWith(how, `request refusal is not a clean sentence: ${JSON.stringify(e.detail)}`);
           }
           const room = "room" in f.value ? f.value.room : undefined;
-          // Protocol v2 (notes/v2-rooms-protocol.md): JoinRoom, LeaveRoom and ListMembers are
+          // Protocol v2 (PROTOCOL.md §8.2): JoinRoom, LeaveRoom and ListMembers are
           // refused on a v2 session, whatever the name, with one BAD_FRAME sentence.
           if (f.$case !== "listRooms" && (errors.length !== 1 || errors[0]!.code !== ErrorCode.ERROR_CODE_BAD_FRAME || !errors[0]!.detail.startsWith("this session speaks protocol v2: rooms are MLS groups"))) {
             failWith(how, `${f.$case} on a v2 session was not refused with the v2 sentence`);

@@ -1,4 +1,4 @@
-// /rooms on protocol v2 (notes/v2-rooms-protocol.md): ChatClient.listRooms() gives every room on
+// /rooms on protocol v2 (PROTOCOL.md §8.2): ChatClient.listRooms() gives every room on
 // the relay (`all`: the rooms' MLS groups with their member counts by the relay's record, never
 // DMs or the lobby) and the rooms whose group this client holds (`joined`, members from the tree),
 // with real v2 ChatClients over a real relay.
@@ -26,7 +26,7 @@ describe("/rooms on protocol v2", () => {
     const after = await w.c.carol!.client.listRooms();
     expect(after.ok && after.value.joined).toEqual([]);
     // The last member leaves without a commit (nobody is left to commit her removal): the relay
-    // still counts her (notes/v2-rooms-protocol.md, "Not built").
+    // still counts her (PROTOCOL.md §17).
     expect(after.ok && after.value.all).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }]);
   });
 });

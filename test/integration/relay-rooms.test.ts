@@ -1,4 +1,4 @@
-// Rooms against a real relay, protocol v2 (notes/v2-rooms-protocol.md): a room is an MLS group.
+// Rooms against a real relay, protocol v2 (PROTOCOL.md §8.2): a room is an MLS group.
 // ListRooms lists every room's group with its member count by the relay's record (never DMs or
 // the lobby, never the v1 room tables); Welcome.rooms names the rooms whose group counts me; the
 // v1 room requests (JoinRoom, LeaveRoom, ListMembers) are refused with one sentence and no

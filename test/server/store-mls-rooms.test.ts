@@ -1,5 +1,5 @@
 // The room parts of the MLS Delivery Service's store (src/server/store/mls.ts;
-// notes/v2-rooms-protocol.md): every room's group with its member count (never DMs or the lobby),
+// PROTOCOL.md §8.2): every room's group with its member count (never DMs or the lobby),
 // a user's rooms by the membership record, and a room's group replaced in one transaction (the old
 // group's record, members and commits gone; a race with another replacement refused).
 import { mkdtempSync, rmSync } from "node:fs";

@@ -50,7 +50,7 @@ export interface DsApi {
   /** Registers a new group (first for its conversation wins: else BAD_CONVERSATION) or publishes the GroupInfo of the epoch my commit made. */
   publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>>;
   /**
-   * Re-creates a room (notes/v2-rooms-protocol.md): the GroupInfo of my new group for a room
+   * Re-creates a room (PROTOCOL.md §8.2): the GroupInfo of my new group for a room
    * whose current group I created replaces it at the relay (FORGED_SENDER when I did not).
    * Optional: a Delivery Service without it cannot re-create rooms.
    */

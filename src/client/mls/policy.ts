@@ -41,7 +41,7 @@ export const LOBBY_SWEEP_MS = 10 * 60_000;
 export const LOBBY_SWEEP_MAX = 100;
 
 /**
- * The lobby's own removal rule (notes/v2-tidy-protocol.md, §7 "The lobby"): the lobby has no
+ * The lobby's own removal rule (PROTOCOL.md §7.4 (d), §7.5): the lobby has no
  * creator, so besides leaves and resyncs a member may remove others only in a janitor commit —
  * no add, not an external join, and every removed user other than a leaver is someone else than
  * the committer whom the relay's directory, as I see it now, does not list online. Without a
@@ -63,7 +63,7 @@ export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "lea
 }
 
 /**
- * Who commits a member's leave proposal (PROTOCOL.md §7, notes/v2-tidy-protocol.md): the
+ * Who commits a member's leave proposal (PROTOCOL.md §7.3): the
  * members other than the leaver, in leaf order; the first commits at once, the k-th after k
  * times LEAVE_COMMIT_STEP_MS if the proposal is still uncommitted then (its betters offline).
  * Every member computes the same order from the tree of the proposal's epoch, so a leave in a

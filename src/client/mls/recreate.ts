@@ -1,4 +1,4 @@
-// Re-creating a room after a commit refused by policy (notes/v2-rooms-protocol.md; PROTOCOL.md
+// Re-creating a room after a commit refused by policy (PROTOCOL.md §7.3;
 // §7.4, §17). A member who commits a change the room's rules forbid (mallory removing carol) is
 // ordered by the relay, which cannot read commits, and refused by every honest member: they stay
 // on the last good epoch while the relay moved on, and no commit of theirs can win an epoch again.

@@ -225,7 +225,7 @@ export class MlsDeliveryStore {
   }
 
   /**
-   * Re-creating a room (notes/v2-rooms-protocol.md): in one transaction, the room's current group
+   * Re-creating a room (PROTOCOL.md §8.2): in one transaction, the room's current group
    * (`old`: its record, its membership hint, its kept commits) is dropped and `g` registered in
    * its place, its creator its only member. "changed": the room's group is no longer `old` (a
    * race with another change); "group-exists": `g`'s id is taken. The caller checked who asks.

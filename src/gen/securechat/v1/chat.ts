@@ -409,7 +409,7 @@ export interface SessionRequest {
     /** Protocol v2 (PROTOCOL.md §8.3): an MLS application message or proposal. */
     { $case: "sendMls"; value: SendMls }
     | //
-    /** Re-creating a room (notes/v2-rooms-protocol.md); answered by a GroupInfoResult. */
+    /** Re-creating a room (PROTOCOL.md §8.2); answered by a GroupInfoResult. */
     { $case: "recreateRoom"; value: RecreateRoom }
     | undefined;
 }
@@ -640,7 +640,7 @@ export interface RoomInfo {
 
 /**
  * Answer to ListRooms. Protocol v2: from the rooms' MLS groups (never DMs or the lobby), members
- * and counts by the relay's membership record (notes/v2-rooms-protocol.md).
+ * and counts by the relay's membership record (PROTOCOL.md §8.2).
  */
 export interface RoomList {
   requestId: number;
@@ -785,7 +785,7 @@ export interface PublishGroupInfo {
 }
 
 /**
- * Re-creates a room (notes/v2-rooms-protocol.md): the GroupInfo (first epoch) of a NEW group
+ * Re-creates a room (PROTOCOL.md §8.2): the GroupInfo (first epoch) of a NEW group
  * for a room that has one. The relay makes it the room's group in place of the old one (whose
  * record, membership hint and kept commits it drops) only when the session's user created the
  * old one; a room without a group gets it as any new group. Members decide for themselves

@@ -291,41 +291,11 @@ describe("relay messaging", () => {
   // Over TLS more bytes fit in the buffers on the way, so filling them takes more operations.
   // Load-sensitive: failed in some full runs on a saturated 2-core machine, passes alone (closing
   // note of 2026-12-06). One retry so CI is not decided by machine load; two failures are real.
-  it("disconnects a client that stops reading once its buffer is full (SLOW_CONSUMER); its envelopes stay queued", { timeout: 90_000, retry: 1 }, async () => {
-    relay = await TestRelay.start({ maxPendingFrames: 16, limits: { messagesPerSecond: 1_000_000, burst: 1_000_000 } });
-    const a = await relay.connect(alice);
-    await joinRoom(a, "#busy");
-    const b = await relay.connect(bob);
-    const dm = await MlsTalk.start(relay, b, [bob, alice], "dm:alice:bob", [a]);
-    a.pauseReading(true);
-    await dm.sendAccepted(b, "bob", "read me later");
-
-    // bob's joins and leaves each write a RoomEvent to alice without waiting for her; once the
-    // HTTP/2 windows and her 16-frame buffer are full, the relay lets her go.
-    let ops = 0;
-    while (!relay.events("session.close").some((l) => l.user === "alice")) {
-      b.write({ $case: ops % 2 === 0 ? "joinRoom" : "leaveRoom", value: { requestId: ops, room: "#busy" } });
-      if (++ops % 50 === 0) await b.barrier();
-      expect(ops).toBeLessThan(20_000);
-    }
-    expect(relay.events("session.close").find((l) => l.user === "alice")).toMatchObject({ reason: "ERROR_CODE_SLOW_CONSUMER" });
-    a.pauseReading(false);
-    const end = await a.status();
-    expect({ code: end.code, details: end.details, errorCode: end.errorCode })
-      .toEqual({
-        code: 8,
-        details: "disconnected because this client reads too slowly (more than 16 updates were waiting for it); nothing is lost: its messages stay queued for the next connection",
-        errorCode: "ERROR_CODE_SLOW_CONSUMER",
-      });
-    await b.barrier(); // bob was never affected
-
-    const again = await relay.connect(alice);
-    expect(again.welcome.queued).toBe(1);
-    expect(await dm.open("alice", await again.deliveries(1))).toEqual(["read me later"]);
-  });
+  // The v1 test "disconnects a client that stops reading once its buffer is full" flooded her
+  // with RoomEvents (v1 JoinRoom/LeaveRoom); on protocol v2 a peer has no unprompted frame it can
+  // make the relay write to someone without bound (deliveries wait for acks: maxOutgoing;
+  // presence updates are batched every 100 ms; her own requests' answers stop her requests
+  // by HTTP/2 flow control). SLOW_CONSUMER on v2 is tested where it can happen: a reader that
+  // stops reading while others send (relay-slow-reader.test.ts) and a stuck hostile reader
+  // (hostile-peers.test.ts "a reader that never reads is cut off").
 });
-
-async function joinRoom(s: RawSession, room: string): Promise<void> {
-  s.write({ $case: "joinRoom", value: { requestId: 0, room } });
-  await s.next("roomEvent", (e) => e.room === room);
-}

@@ -50,6 +50,8 @@ describe("presence, topics and away through the real binaries", () => {
     const online = await tmux.waitForScreen("alice", (s) => /\d\d:\d\d → carol came online/.test(scrollback(s)));
     expect(online).toMatch(/│ ● carol/);
     await tmux.waitForScreen("carol", /│ ● alice/);
+    // The goodbye is a lobby line: carol must be in the lobby's MLS group first (PROTOCOL.md §7.5).
+    await tmux.waitForScreen("carol", /3 online · 3 can read new lines/, 60_000);
     tmux.say("carol", "/quit gone for the day");
     await tmux.waitForExit("carol", 10_000);
     const gone = await tmux.waitForScreen("alice", (s) => /\d\d:\d\d ← carol went offline/.test(scrollback(s)));

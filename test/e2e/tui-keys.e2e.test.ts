@@ -135,12 +135,12 @@ describe("keys in a real terminal, while messages arrive", () => {
     expect(clean).toMatch(/\d\d:\d\d carol +the line before the scribble/);
   });
 
-  it("Alt-J goes up to the unread ruler", async () => {
+  it("Alt-J goes up to the unread ruler", { timeout: 120_000 }, async () => {
     tmux.keys("alice", "/join #keys", "Enter");
     await tmux.waitForScreen("alice", /\[#keys\] >/);
     // More unread lobby lines than the screen holds.
     await whileBusy(async () => {
-      await tmux.waitForScreen("alice", (s) => Number(/1:lobby \((\d+)\)/.exec(s)?.[1] ?? 0) >= 45);
+      await tmux.waitForScreen("alice", (s) => Number(/1:lobby \((\d+)\)/.exec(s)?.[1] ?? 0) >= 45, 60_000);
     });
     tmux.keys("alice", "M-1");
     await tmux.waitForScreen("alice", (s) => /\[lobby\] >/.test(s) && !s.includes("── unread"));

@@ -12,7 +12,7 @@
 //   authenticates who sent by the session).
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
-import type { MembershipChange, MlsGroup, MlsMember } from "../../protocol/mls/index.js";
+import type { MembershipChange, MlsGroup, MlsMember, VerifiedIdentity } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
 
 /** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
@@ -28,10 +28,24 @@ export type Refusal = "sender" | "policy";
  * removes someone it may not (MlsGroup.removalsAllowed, §7.4: a member's own leave, a resync of
  * the committer's own leaf under the same identity key, or the room's creator by name AND key).
  */
-export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean }): Refusal | undefined {
+export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean; readonly trusts?: (id: VerifiedIdentity) => boolean }): Refusal | undefined {
   if (change.committer.username !== ctx.relaySender) return "sender";
-  if (group.removalsAllowed(change)) return undefined;
-  return group.conversation.kind === "lobby" && lobbySweepAllowed(change, ctx.isOnline) ? undefined : "policy";
+  // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6).
+  const rest = ctx.trusts === undefined ? change : { ...change, removed: change.removed.filter((r) => !keyReplacementAllowed(change, r, ctx.trusts!)) };
+  if (group.removalsAllowed(rest)) return undefined;
+  return group.conversation.kind === "lobby" && lobbySweepAllowed(rest, ctx.isOnline) ? undefined : "policy";
+}
+
+/**
+ * A peer's key change decided on (PROTOCOL.md §6, key-change.ts): a commit may remove a leaf of
+ * user U when the same commit puts in a leaf of U (added, or the external joiner) under ANOTHER
+ * identity key that my pin hook accepts now. The hook accepts only the pinned key and nothing of
+ * U while a change of U's key awaits my decision, so this allows exactly "U's old key out, the
+ * key I decided on in", and never lets in a key I did not decide on (a substituting relay's).
+ */
+export function keyReplacementAllowed(change: MembershipChange, removed: MlsMember, trusts: (id: VerifiedIdentity) => boolean): boolean {
+  const incoming = change.external ? [...change.added, change.committer] : change.added;
+  return incoming.some((a) => a.username === removed.username && !a.identityFpr.equals(removed.identityFpr) && trusts(a));
 }
 
 /** The lobby janitor (§7 "The lobby"): leaves of users offline this long are removed. */

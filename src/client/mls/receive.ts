@@ -332,7 +332,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
+      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.trust !== undefined ? { trusts: this.s.d.trust } : {}), ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };

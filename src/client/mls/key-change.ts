@@ -12,11 +12,19 @@
 //   a leaf of U under another key that my pin hook accepts now (policy.ts keyReplacementAllowed):
 //   a member who has not decided refuses it (the new leaf's credential is refused), so a relay
 //   that substitutes a key cannot get it into the group of anyone who did not decide.
+// - In a room, the first member who decides replaces the stale leaf in ONE commit (remove + add of
+//   a KeyPackage of the decided key). Members who decided accept it; a member who has not decided
+//   refuses it (untrusted-identity), stays on its epoch (its own messages stay readable by the
+//   others for the past epoch's hour and never by the new key) and holds what follows; when it
+//   decides, it fetches and applies the refused commits and releases the held messages.
 // - Each conversation touched shows one line saying the key changed and what I decided.
 import { parseConversationId } from "../../protocol/names.js";
 import type { Committer } from "./commit.js";
 import type { EngineState } from "./engine-state.js";
 import type { Sender } from "./send.js";
+import type { Receiver } from "./receive.js";
+import type { MlsGroup } from "../../protocol/mls/index.js";
+import { describeClientError as describe } from "../errors.js";
 
 /** What one decision did, per conversation (for tests and the log). */
 export interface KeyChangeResult {
@@ -29,7 +37,7 @@ export interface KeyChangeResult {
 }
 
 export class KeyChanges {
-  constructor(private readonly s: EngineState, private readonly c: Committer, private readonly o: Sender) {}
+  constructor(private readonly s: EngineState, private readonly c: Committer, private readonly o: Sender, private readonly r: Receiver) {}
 
   /**
    * I decided to go on with `username`'s key `fpr` (SHA-256 of its identity SPKI; `verified`:
@@ -54,7 +62,7 @@ export class KeyChanges {
         }
         if (conv.kind !== "dm") {
           rooms.push(convId);
-          this.s.notice("warn", `${username}'s key changed; ${how}, but ${convId} still holds ${username}'s old key: ${username} reads ${convId} again once re-invited with the new key`, convId);
+          await this.room(convId, username, fpr, how);
           continue;
         }
         // A DM: out with the old leaf (nobody but its lost device could object), in with the new key.
@@ -74,5 +82,39 @@ export class KeyChanges {
       }
       return { replaced, removedOnly, rooms };
     });
+  }
+
+  /**
+   * A room holding `username`'s leaf under another key than the decided one: first the commits I
+   * refused while undecided (someone who decided earlier may have replaced the leaf already) are
+   * fetched and applied again, with the messages held behind them; then, if the stale leaf is
+   * still there, one commit replaces it by a KeyPackage of the new key (MlsGroup.replaceMember).
+   */
+  private async room(convId: string, username: string, fpr: Buffer, how: string): Promise<void> {
+    const staleIn = (x: MlsGroup): boolean => x.members().some((m) => m.username === username && !m.identityFpr.equals(fpr));
+    await this.r.catchUp(convId);
+    await this.r.releaseHeld(convId);
+    const g = this.s.groups.get(convId);
+    if (g === undefined || !g.active) return;
+    if (!staleIn(g)) {
+      const now = g.members().some((m) => m.username === username);
+      this.s.notice("info", `${username}'s key changed; ${how}${now ? `: the new key is in ${convId}` : ""}`, convId);
+      return;
+    }
+    const claimed = await this.s.d.ds.claimKeyPackages([username]);
+    const entry = claimed.ok ? claimed.entries.find((e) => e.username === username) : undefined;
+    if (entry === undefined) {
+      this.s.d.logger.info("mls.key_change.no_key_package", { conversation: convId, user: username });
+      this.s.notice("warn", `${username}'s key changed; ${how}, but the relay has no KeyPackage of the new key yet, so ${convId} still holds the old one (it is replaced when ${username} is back online and you /trust or /accept again, or when another member who decided does it)`, convId);
+      return;
+    }
+    const nowS = Math.floor(this.s.d.clock() / 1000);
+    const r = await this.c.commitChange(convId, (x) => x.replaceMember(username, entry.keyPackage, { nowS }), { added: [username], removed: [] }, undefined, staleIn);
+    const cur = this.s.groups.get(convId);
+    const done = cur?.active === true && !staleIn(cur) && cur.members().some((m) => m.username === username);
+    this.s.d.logger.info("mls.key_change.room", { conversation: convId, replaced: done, error: r.ok ? "" : JSON.stringify(r.error) });
+    this.s.notice(done ? "info" : "warn", done
+      ? `${username}'s key changed; ${how}: the new key is in ${convId}`
+      : `${username}'s key changed; ${how}, but the old key could not be replaced in ${convId}${r.ok ? "" : ` (${describe(r.error)})`}`, convId);
   }
 }

@@ -107,6 +107,7 @@ export function linesOf(change: MembershipChange, ctx: { readonly creator: strin
   const removed: string[] = [];
   for (const r of change.removed) {
     if (r.username === by) continue;
+    if (change.added.some((a) => a.username === r.username)) continue; // a key change: the "added" line names them (key-change.ts)
     if (ctx.leaving.has(r.username)) out.push(base("left", r.username, []));
     else removed.push(r.username);
   }

@@ -347,6 +347,8 @@ export class Receiver {
       } else {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+        // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
+        if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
       return;
     }

@@ -207,6 +207,27 @@ export class MlsGroup {
     return this.commit(proposals, true);
   }
 
+  /**
+   * A member's changed identity key, decided on by my user (PROTOCOL.md §6): ONE commit removes
+   * every leaf of `username` under another identity key and adds the KeyPackage of the new one
+   * (checked like addMembers: suite, lifetime, credential, that username, and the trust hook,
+   * which accepts only the decided key). Each member's policy allows the removal only with that
+   * add (client policy.ts keyReplacementAllowed).
+   */
+  async replaceMember(username: string, keyPackage: Uint8Array, options: { nowS?: number } = {}): Promise<PendingCommit> {
+    this.checkUsable();
+    if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "replaceMember needs another member's username");
+    if (!(keyPackage instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "replaceMember needs a KeyPackage");
+    const kp = decodeKeyPackage(keyPackage);
+    const id = checkKeyPackage(kp, username, options.nowS ?? Math.floor(Date.now() / 1000));
+    if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
+    const stale = this.members().filter((m) => m.username === username && !m.identityFpr.equals(id.identityFpr));
+    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under another identity key`);
+    const proposals: Proposal[] = stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } }));
+    proposals.push({ proposalType: "add", add: { keyPackage: kp } });
+    return this.commit(proposals, true);
+  }
+
   /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();

@@ -8,6 +8,9 @@
 //   the directory shows offline (lobbySweepAllowed); the janitor sweeps those offline > 24 h.
 // - A DM never gets a third member (checked by MlsGroup itself) and nobody is removed from it but
 //   by leaving.
+// - A member's key change (PROTOCOL.md §6, key-change.ts): a commit may remove a leaf of user U
+//   when it puts in a leaf of U under another identity key that my pin hook accepts now, which is
+//   only the key my user decided on (/trust, /accept); while undecided, nothing of U's is accepted.
 // - The relay-authenticated sender of a commit must be its MLS committer (§8.1: the relay
 //   authenticates who sent by the session).
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never

@@ -12,9 +12,9 @@ function member(username: string, key: number, leafIndex: number): MlsMember {
   return { username, identitySpki: Buffer.alloc(44, key), identityFpr: Buffer.alloc(32, key), leafIndex, signatureKey: new Uint8Array(32).fill(leafIndex) };
 }
 
-function groupOf(id: string): MlsGroup {
+function groupOf(id: string, members: readonly MlsMember[] = []): MlsGroup {
   const conversation = parseConversationId(id)!;
-  return { conversation, removalsAllowed: (c: MembershipChange) => removalsAllowed(conversation, undefined, c) } as unknown as MlsGroup;
+  return { conversation, members: () => [...members], removalsAllowed: (c: MembershipChange) => removalsAllowed(conversation, undefined, c) } as unknown as MlsGroup;
 }
 
 const alice = member("alice", 1, 0);
@@ -53,6 +53,16 @@ describe("a replaced key in each member's commit policy", () => {
     expect(judgeCommit(groupOf("#ops"), c, { relaySender: "alice" })).toBe("policy");
     // The relay's sender must still be the committer.
     expect(judgeCommit(groupOf("#ops"), c, { relaySender: "bob", trusts: decided })).toBe("sender");
+  });
+
+  it("allows a stale leaf out when the decided key is a member already (it joined by external commit), not otherwise", () => {
+    const joined = member("carol", 3, 3); // the new key's leaf, in since its external join
+    const c = change({ committer: alice, removed: [oldCarol] });
+    expect(judgeCommit(groupOf("dm:alice:carol", [alice, oldCarol, joined]), c, { relaySender: "alice", trusts: decided })).toBeUndefined();
+    expect(judgeCommit(groupOf("dm:alice:carol", [alice, oldCarol, joined]), c, { relaySender: "alice", trusts: pending })).toBe("policy");
+    expect(judgeCommit(groupOf("dm:alice:carol", [alice, oldCarol]), c, { relaySender: "alice", trusts: decided })).toBe("policy");
+    // Removing both of carol's leaves keeps none: refused.
+    expect(judgeCommit(groupOf("#ops", [alice, oldCarol, joined]), change({ removed: [oldCarol, joined] }), { relaySender: "alice", trusts: decided })).toBe("policy");
   });
 
   it("shows a replacement as the new key added, not as a removal", () => {

@@ -49,7 +49,7 @@ export class MlsConversations {
     this.c.r = this.r;
     this.r.recreator = new Recreator(this.s, this.c);
     this.o = new Sender(this.s, this.c);
-    this.k = new KeyChanges(this.s, this.c, this.o, this.r);
+    this.k = new KeyChanges(this.s, this.c, this.r);
     this.s.flushSoon = (conv) => { void this.s.run(() => this.o.flush(conv)).catch((e: unknown) => d.logger.warn("mls.send.failed", { conversation: conv, error: (e as Error).message })); };
   }
 

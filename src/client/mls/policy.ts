@@ -34,20 +34,23 @@ export type Refusal = "sender" | "policy";
 export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean; readonly trusts?: (id: VerifiedIdentity) => boolean }): Refusal | undefined {
   if (change.committer.username !== ctx.relaySender) return "sender";
   // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6).
-  const rest = ctx.trusts === undefined ? change : { ...change, removed: change.removed.filter((r) => !keyReplacementAllowed(change, r, ctx.trusts!)) };
+  const present = ctx.trusts === undefined ? [] : group.members();
+  const rest = ctx.trusts === undefined ? change : { ...change, removed: change.removed.filter((r) => !keyReplacementAllowed(change, r, ctx.trusts!, present)) };
   if (group.removalsAllowed(rest)) return undefined;
   return group.conversation.kind === "lobby" && lobbySweepAllowed(rest, ctx.isOnline) ? undefined : "policy";
 }
 
 /**
  * A peer's key change decided on (PROTOCOL.md §6, key-change.ts): a commit may remove a leaf of
- * user U when the same commit puts in a leaf of U (added, or the external joiner) under ANOTHER
- * identity key that my pin hook accepts now. The hook accepts only the pinned key and nothing of
- * U while a change of U's key awaits my decision, so this allows exactly "U's old key out, the
- * key I decided on in", and never lets in a key I did not decide on (a substituting relay's).
+ * user U when, after it, U has a leaf under ANOTHER identity key that my pin hook accepts now:
+ * put in by the same commit (added, or the external joiner) or already a member (`present`, the
+ * group's members before the commit, less those it removes). The hook accepts only the pinned key
+ * and nothing of U while a change of U's key awaits my decision, so this allows exactly "U's old
+ * key out, the key I decided on in", and never lets in a key I did not decide on.
  */
-export function keyReplacementAllowed(change: MembershipChange, removed: MlsMember, trusts: (id: VerifiedIdentity) => boolean): boolean {
-  const incoming = change.external ? [...change.added, change.committer] : change.added;
+export function keyReplacementAllowed(change: MembershipChange, removed: MlsMember, trusts: (id: VerifiedIdentity) => boolean, present: readonly MlsMember[] = []): boolean {
+  const kept = present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex));
+  const incoming = [...(change.external ? [...change.added, change.committer] : change.added), ...kept];
   return incoming.some((a) => a.username === removed.username && !a.identityFpr.equals(removed.identityFpr) && trusts(a));
 }
 

@@ -228,6 +228,22 @@ export class MlsGroup {
     return this.commit(proposals, true);
   }
 
+  /**
+   * Removes the leaves of `username` under any identity key other than `keep` (SHA-256 of the
+   * decided key's SPKI, PROTOCOL.md §6), when a leaf of theirs under `keep` is already in the
+   * group (it came in by their external join): each member's policy allows only that.
+   */
+  async removeStaleLeaves(username: string, keep: Buffer): Promise<PendingCommit> {
+    this.checkUsable();
+    if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs another member's username");
+    if (!Buffer.isBuffer(keep) || keep.length !== 32) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs a 32-byte identity fingerprint");
+    const theirs = this.members().filter((m) => m.username === username);
+    if (!theirs.some((m) => m.identityFpr.equals(keep))) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under the key to keep`);
+    const stale = theirs.filter((m) => !m.identityFpr.equals(keep));
+    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no other leaf of '${username}'`);
+    return this.commit(stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } })), false);
+  }
+
   /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();

@@ -225,6 +225,7 @@ export class ChatClient implements ChatSession {
     this.decisions = new TrustDecisions({
       identity: o.identity, trust: o.trust, directory: this.directory, log, connected,
       releaseHeld: (u) => this.inbox.releaseHeld(u),
+      keyDecided: (u, verified) => this.mls?.keyDecided(u, verified),
     });
   }
 

@@ -20,6 +20,8 @@ export interface TrustDecisionsOptions {
   readonly connected: () => boolean;
   /** Opens the envelopes held for a user whose new key was accepted. */
   readonly releaseHeld: (username: string) => { readonly shown: number; readonly discarded: number };
+  /** A changed key was decided on (v2: the conversations holding the old key take in the new one, key-change.ts). */
+  readonly keyDecided?: (username: string, verified: boolean) => void;
 }
 
 function hex(b: Uint8Array): string {
@@ -101,6 +103,7 @@ export class TrustDecisions {
     const hadChange = before.pending !== undefined;
     if (this.o.trust.trust(username, keys) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "trust" } };
     const released = hadChange ? this.o.releaseHeld(username) : { shown: 0, discarded: 0 };
+    if (hadChange) this.o.keyDecided?.(username, true);
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.trusted", { user: username, keyChange: hadChange });
     return { ok: true, value: { username, verified: true, keyChange: hadChange, ...released } };
@@ -114,6 +117,7 @@ export class TrustDecisions {
     if (before?.pending === undefined) return { ok: false, error: { kind: "no-key-change", username } };
     if (this.o.trust.accept(username, before.pending) === undefined) return { ok: false, error: { kind: "keys-changed-meanwhile", username, action: "accept" } };
     const released = this.o.releaseHeld(username);
+    this.o.keyDecided?.(username, false);
     this.o.directory.emitPeer(username);
     this.o.log.info("peer.accepted", { user: username });
     return { ok: true, value: { username, verified: false, keyChange: true, ...released } };

@@ -136,9 +136,39 @@ describe("ChatClient against a real relay", () => {
     expect(a.client.snapshot().peers.find((p) => p.username === "bob")?.trust).toBe("verified");
   }, 60_000);
 
-  // v2 gap (reported): after /trust the DM group still holds the old key's leaf; nothing replaces
-  // it, so alice and the new bob cannot talk in dm:alice:bob. Was the end of the test above in v1.
-  it.todo("after /trust of a changed key, alice and the new bob talk in their DM (v2: re-create or re-add the DM group)");
+  it("after /trust of a changed key, alice and the new bob talk in their DM; nothing of either reaches the other before", async () => {
+    const r = await relay();
+    const a = await client(alice, r);
+    const b = await client(bob, r);
+    await a.waitFor((e) => e.type === "peer" && e.peer.username === "bob" && e.peer.online, "bob online");
+    a.client.send("dm:alice:bob", "before");
+    await b.waitForMessage("before");
+    await b.close();
+
+    expect(releaseUsername(r.dataDir, "bob")).toBe(true);
+    const nb = await client(fakeBob, r);
+    await a.waitFor((e) => e.type === "key-change" && e.username === "bob", "alice warned of bob's key change");
+    // The new bob writes first: his message waits (the relay keeps alice's DM group; he is not in it).
+    const early = nb.client.send("dm:alice:bob", "it is me, on a new laptop");
+    expect(early.ok).toBe(true);
+    expect(a.client.send("dm:alice:bob", "not yet")).toEqual({ ok: false, error: { kind: "key-changed", username: "bob" } });
+
+    const v = a.client.verifyInfo("bob");
+    const t = a.client.trust("bob", v.ok ? v.value.confirmGroups : []);
+    expect(t.ok).toBe(true);
+    // The DM's old leaf goes, the new key comes in by Add + Welcome: a line says so in the DM.
+    const line = await a.waitFor((e) => e.type === "notice" && e.conversationId === "dm:alice:bob" && /bob's key changed/.test(e.text), "the key change line", 30_000);
+    expect(line).toMatchObject({ text: expect.stringMatching(/you verified the new key.*the new key is in this conversation/) });
+    // The new bob's waiting message is sent once he is in, and alice reads it; and he reads her.
+    await a.waitForMessage("it is me, on a new laptop", 30_000);
+    const sent = a.client.send("dm:alice:bob", "welcome back, new bob");
+    expect(sent.ok).toBe(true);
+    await nb.waitForMessage("welcome back, new bob", 30_000);
+    expect(nb.messages("dm:alice:bob").map((m) => m.text)).not.toContain("before");
+    expect(nb.messages("dm:alice:bob").map((m) => m.text)).not.toContain("not yet");
+    nb.client.send("dm:alice:bob", "and again");
+    await a.waitForMessage("and again", 30_000);
+  }, 90_000);
 
   it("refuses a second key for a bound name with a clear, final error", async () => {
     const r = await relay();

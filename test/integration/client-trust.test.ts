@@ -134,9 +134,9 @@ describe("a key change in a room", () => {
     if (!sent.ok) return;
     await a.waitForState(sent.value.id, "accepted", 30_000);
     await b.waitForMessage("the room goes on", 30_000);
-    // The new carol's session got the room's traffic (the relay's delivery list names "carol")
-    // and acknowledged it, and read none of it: her key has no leaf in the room's group.
-    expect(r.logs.some((l) => l.event === "send.accepted" && l.user === "alice" && l.mls === "application" && l.stored === 2)).toBe(true);
+    // The relay dropped the released name's memberships (store/mls.ts releaseUser): the room's
+    // traffic goes to bob only, and the new carol reads none of it (her key has no leaf there).
+    expect(r.logs.some((l) => l.event === "send.accepted" && l.user === "alice" && l.mls === "application" && l.stored === 1)).toBe(true);
     await waitUntil(() => queuedRows(r, "carol") === 0, "the new carol's queue drained", 30_000);
     expect(m.messages("#ops")).toEqual([]);
     const again = b.client.send("#ops", "and on");
@@ -144,11 +144,45 @@ describe("a key change in a room", () => {
     await a.waitForMessage("and on", 30_000);
   }, 60_000);
 
-  // v2 gap (reported): v1 said in the room what happens to a member whose key changed ("carol's
-  // keys changed: the room goes on...") and held the new key's room messages until /accept, after
-  // which the room reached the new key. In v2 the room's group keeps the old key's leaf; the new
-  // key's external join is refused while the change is pending, and nothing re-adds it after.
-  it.todo("a member's key change in a v2 room: said in the room, and after /accept the new key is a member (v2: not built)");
+  it("a member's key change in a v2 room: said in the room; after /accept the new key is a member; who has not decided holds on, then catches up", async () => {
+    const r = await relay();
+    const [a, b, c] = [await client(alice, r), await client(bob, r), await client(carol, r)];
+    for (const x of [a, b, c]) expect((await x.client.joinRoom("#ops")).ok).toBe(true);
+    for (const x of [a, b, c]) for (const u of ["alice", "bob", "carol"]) await waitMember(x, "#ops", u);
+    await waitUntil(() => a.client.verifyInfo("carol").ok && b.client.verifyInfo("carol").ok, "alice and bob know carol's keys");
+    await c.close();
+
+    expect(releaseUsername(r.dataDir, "carol")).toBe(true);
+    const m = await client(fakeCarol, r);
+    for (const x of [a, b]) {
+      // Said in the room (as v1 did).
+      await x.waitFor((e) => e.type === "notice" && e.conversationId === "#ops" && e.about?.kind === "room-key-changed", "the key change said in #ops");
+    }
+
+    // alice accepts the new key: her client replaces carol's old leaf by the new key's in one commit.
+    expect(a.client.acceptNewKeys("carol").ok).toBe(true);
+    await a.waitFor((e) => e.type === "notice" && e.conversationId === "#ops" && /carol's key changed; you accepted the new key.*the new key is in #ops/.test(e.text), "alice's line", 30_000);
+    await waitMember(m, "#ops", "alice");
+    // bob has not decided: the commit is refused at his end, said in the room, and he stays where he was.
+    await b.waitFor((e) => e.type === "notice" && e.conversationId === "#ops" && /you have not accepted/.test(e.text), "bob's refusal line", 30_000);
+
+    expect(a.client.send("#ops", "hello, new carol").ok).toBe(true);
+    await m.waitForMessage("hello, new carol", 30_000);
+    // bob's messages, still in the epoch before the change, reach alice and never the new key.
+    expect(b.client.send("#ops", "not sure about that key").ok).toBe(true);
+    await a.waitForMessage("not sure about that key", 30_000);
+    expect(b.messages("#ops").map((x) => x.text)).not.toContain("hello, new carol"); // held behind the refused commit
+
+    // bob accepts: he applies the change he refused and reads what was held behind it.
+    expect(b.client.acceptNewKeys("carol").ok).toBe(true);
+    await b.waitForMessage("hello, new carol", 30_000);
+    await b.waitFor((e) => e.type === "notice" && e.conversationId === "#ops" && /the new key is in #ops/.test(e.text), "bob's line", 30_000);
+    expect(m.client.send("#ops", "thanks, both").ok).toBe(true);
+    await a.waitForMessage("thanks, both", 30_000);
+    await b.waitForMessage("thanks, both", 30_000);
+    expect(m.messages("#ops").map((x) => x.text)).not.toContain("not sure about that key");
+    expect(a.client.snapshot().peers.find((p) => p.username === "carol")?.trust).toBe("unverified");
+  }, 120_000);
 });
 
 describe("the relay's time", () => {

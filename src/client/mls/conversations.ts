@@ -22,6 +22,7 @@ import { MlsStoreError } from "../mls-store.js";
 import type { MessageKind, Outcome, RoomView } from "../types.js";
 import type { MlsQueued } from "./ds-api.js";
 import { Committer } from "./commit.js";
+import { KeyChanges, type KeyChangeResult } from "./key-change.js";
 import { DM_WELCOME_WAIT_MS, EngineState, fail, ok, PAST_EPOCH_MS, refusedError, sentence, type ConversationDeps } from "./engine-state.js";
 import { KeyPackageKeeper } from "./key-packages.js";
 import { Receiver } from "./receive.js";
@@ -38,6 +39,7 @@ export class MlsConversations {
   private readonly r: Receiver;
   private readonly c: Committer;
   private readonly o: Sender;
+  private readonly k: KeyChanges;
 
   constructor(d: ConversationDeps) {
     this.s = new EngineState(d);
@@ -47,6 +49,7 @@ export class MlsConversations {
     this.c.r = this.r;
     this.r.recreator = new Recreator(this.s, this.c);
     this.o = new Sender(this.s, this.c);
+    this.k = new KeyChanges(this.s, this.c, this.r);
     this.s.flushSoon = (conv) => { void this.s.run(() => this.o.flush(conv)).catch((e: unknown) => d.logger.warn("mls.send.failed", { conversation: conv, error: (e as Error).message })); };
   }
 
@@ -196,6 +199,11 @@ export class MlsConversations {
       if ((this.s.outbox.get(room)?.length ?? 0) > 0) this.s.flushSoon(room); // kept from before (send.ts)
       return ok({ room, members: this.s.members(room) ?? [] });
     });
+  }
+
+  /** I decided to go on with a user's changed key (key-change.ts): their stale leaves are replaced where I can. */
+  keyDecided(username: string, fpr: Buffer, verified: boolean): Promise<KeyChangeResult> {
+    return this.k.decided(username, fpr, verified);
   }
 
   /** Leaves a room: proposes my removal (a member commits it) and forgets the group. */

@@ -8,11 +8,14 @@
 //   the directory shows offline (lobbySweepAllowed); the janitor sweeps those offline > 24 h.
 // - A DM never gets a third member (checked by MlsGroup itself) and nobody is removed from it but
 //   by leaving.
+// - A member's key change (PROTOCOL.md §6, key-change.ts): a commit may remove a leaf of user U
+//   when it puts in a leaf of U under another identity key that my pin hook accepts now, which is
+//   only the key my user decided on (/trust, /accept); while undecided, nothing of U's is accepted.
 // - The relay-authenticated sender of a commit must be its MLS committer (§8.1: the relay
 //   authenticates who sent by the session).
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
-import type { MembershipChange, MlsGroup, MlsMember } from "../../protocol/mls/index.js";
+import type { MembershipChange, MlsGroup, MlsMember, VerifiedIdentity } from "../../protocol/mls/index.js";
 import type { MembershipLine } from "../types.js";
 
 /** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
@@ -28,10 +31,27 @@ export type Refusal = "sender" | "policy";
  * removes someone it may not (MlsGroup.removalsAllowed, §7.4: a member's own leave, a resync of
  * the committer's own leaf under the same identity key, or the room's creator by name AND key).
  */
-export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean }): Refusal | undefined {
+export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean; readonly trusts?: (id: VerifiedIdentity) => boolean }): Refusal | undefined {
   if (change.committer.username !== ctx.relaySender) return "sender";
-  if (group.removalsAllowed(change)) return undefined;
-  return group.conversation.kind === "lobby" && lobbySweepAllowed(change, ctx.isOnline) ? undefined : "policy";
+  // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6).
+  const present = ctx.trusts === undefined ? [] : group.members();
+  const rest = ctx.trusts === undefined ? change : { ...change, removed: change.removed.filter((r) => !keyReplacementAllowed(change, r, ctx.trusts!, present)) };
+  if (group.removalsAllowed(rest)) return undefined;
+  return group.conversation.kind === "lobby" && lobbySweepAllowed(rest, ctx.isOnline) ? undefined : "policy";
+}
+
+/**
+ * A peer's key change decided on (PROTOCOL.md §6, key-change.ts): a commit may remove a leaf of
+ * user U when, after it, U has a leaf under ANOTHER identity key that my pin hook accepts now:
+ * put in by the same commit (added, or the external joiner) or already a member (`present`, the
+ * group's members before the commit, less those it removes). The hook accepts only the pinned key
+ * and nothing of U while a change of U's key awaits my decision, so this allows exactly "U's old
+ * key out, the key I decided on in", and never lets in a key I did not decide on.
+ */
+export function keyReplacementAllowed(change: MembershipChange, removed: MlsMember, trusts: (id: VerifiedIdentity) => boolean, present: readonly MlsMember[] = []): boolean {
+  const kept = present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex));
+  const incoming = [...(change.external ? [...change.added, change.committer] : change.added), ...kept];
+  return incoming.some((a) => a.username === removed.username && !a.identityFpr.equals(removed.identityFpr) && trusts(a));
 }
 
 /** The lobby janitor (§7 "The lobby"): leaves of users offline this long are removed. */
@@ -93,6 +113,7 @@ export function linesOf(change: MembershipChange, ctx: { readonly creator: strin
   const removed: string[] = [];
   for (const r of change.removed) {
     if (r.username === by) continue;
+    if (change.added.some((a) => a.username === r.username)) continue; // a key change: the "added" line names them (key-change.ts)
     if (ctx.leaving.has(r.username)) out.push(base("left", r.username, []));
     else removed.push(r.username);
   }

@@ -24,6 +24,8 @@ const PROCESSED_IDS_KEPT = 4_096;
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
   private readonly processed = new Set<string>();
+  /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
+  private readonly undecided = new Set<string>();
   /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
   private readonly splitShown = new Set<string>();
   /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
@@ -109,7 +111,7 @@ export class Receiver {
     if (f.epoch > epoch) {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
-      if (full && !this.s.recovering.has(conv)) await this.recover(conv);
+      if (full && !this.s.recovering.has(conv) && !this.undecided.has(conv)) await this.recover(conv);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -332,7 +334,7 @@ export class Receiver {
     const leaving = this.s.leavingOf(conv);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
+      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.trust !== undefined ? { trusts: this.s.d.trust } : {}), ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };
@@ -347,6 +349,9 @@ export class Receiver {
       } else {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+        // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
+        if (isMlsProtocolError(e, "untrusted-identity")) this.undecided.add(conv);
+        if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
       return;
     }
@@ -356,6 +361,7 @@ export class Receiver {
       return;
     }
     const atMs = this.s.d.clock();
+    this.undecided.delete(conv);
     this.s.leaving.delete(conv);
     if (inc.removedMe) {
       const iLeft = leaving.has(this.s.d.me);
@@ -417,6 +423,8 @@ export class Receiver {
     const caught = await this.catchUp(conv);
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
+    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
+    if (this.undecided.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
     this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
     const dropped = this.s.held.drop(conv);
     const r = await this.c.externalJoin(conv, true);

@@ -133,6 +133,17 @@ export class MlsSession {
     }
   }
 
+  /**
+   * The user decided about a changed key of `username` (/trust or /accept, PROTOCOL.md §6): the
+   * pin now names the new key, and the conversations holding the old one take in the new (key-change.ts).
+   */
+  keyDecided(username: string, verified: boolean): void {
+    const pin = this.o.trust.get(username);
+    if (pin === undefined || pin.pending !== undefined) return;
+    this.warned.delete(username);
+    this.engine.keyDecided(username, fingerprint(pin.identity.sigSpki), verified).catch((e: unknown) => this.o.log.warn("mls.key_change.failed", { user: username, reason: (e as Error).message }));
+  }
+
   /** The relay welcomed a session: the engine starts (first time) or comes back into the lobby. */
   welcomed(): void {
     const first = !this.welcomedOnce;

@@ -207,6 +207,43 @@ export class MlsGroup {
     return this.commit(proposals, true);
   }
 
+  /**
+   * A member's changed identity key, decided on by my user (PROTOCOL.md §6): ONE commit removes
+   * every leaf of `username` under another identity key and adds the KeyPackage of the new one
+   * (checked like addMembers: suite, lifetime, credential, that username, and the trust hook,
+   * which accepts only the decided key). Each member's policy allows the removal only with that
+   * add (client policy.ts keyReplacementAllowed).
+   */
+  async replaceMember(username: string, keyPackage: Uint8Array, options: { nowS?: number } = {}): Promise<PendingCommit> {
+    this.checkUsable();
+    if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "replaceMember needs another member's username");
+    if (!(keyPackage instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "replaceMember needs a KeyPackage");
+    const kp = decodeKeyPackage(keyPackage);
+    const id = checkKeyPackage(kp, username, options.nowS ?? Math.floor(Date.now() / 1000));
+    if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
+    const stale = this.members().filter((m) => m.username === username && !m.identityFpr.equals(id.identityFpr));
+    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under another identity key`);
+    const proposals: Proposal[] = stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } }));
+    proposals.push({ proposalType: "add", add: { keyPackage: kp } });
+    return this.commit(proposals, true);
+  }
+
+  /**
+   * Removes the leaves of `username` under any identity key other than `keep` (SHA-256 of the
+   * decided key's SPKI, PROTOCOL.md §6), when a leaf of theirs under `keep` is already in the
+   * group (it came in by their external join): each member's policy allows only that.
+   */
+  async removeStaleLeaves(username: string, keep: Buffer): Promise<PendingCommit> {
+    this.checkUsable();
+    if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs another member's username");
+    if (!Buffer.isBuffer(keep) || keep.length !== 32) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs a 32-byte identity fingerprint");
+    const theirs = this.members().filter((m) => m.username === username);
+    if (!theirs.some((m) => m.identityFpr.equals(keep))) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under the key to keep`);
+    const stale = theirs.filter((m) => !m.identityFpr.equals(keep));
+    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no other leaf of '${username}'`);
+    return this.commit(stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } })), false);
+  }
+
   /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();

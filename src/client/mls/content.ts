@@ -4,11 +4,13 @@
 //
 // - seal: v1's kinds and limits, a fresh message id, my clock, `prev` (my per-group chain) and
 //   `seen` (the last message I opened from each member: only the entries that changed since my
-//   previous message in this group, so a message costs what I heard since, not the room's size).
+//   previous message in this group, so a message costs what I heard since, not the room's size),
+//   `settled` (my newest message here whose acceptance was recorded: §11.1).
 // - open: strict decoding (app-data.ts) bound to the conversation, the group and the sender
 //   MLS authenticated; the sender's chain (gap); duplicate ids (redeliveries); the text
 //   sanitised for the terminal; what the sender's `seen` says of my messages: confirmed, or lost
-//   once they sent twice after the relay accepted mine without naming it (§11, per member).
+//   when their message names as settled one of theirs that reached me after mine was accepted,
+//   without naming mine (§11.1, per member): never for a reply sealed before mine could arrive.
 // - the update policy of §10, and persistence of all of it in the state db (content-store.ts).
 import { randomBytes } from "node:crypto";
 import { toHex } from "../../protocol/bytes.js";

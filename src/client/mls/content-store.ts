@@ -23,6 +23,12 @@ export interface ContentConvRow {
   readonly lastCommitMs: number;
   /** Whether the member list was given at least once (later arrivals start their chain fresh). */
   readonly membersKnown: boolean;
+  /**
+   * §11.1: appHash of my newest message here whose acceptance was recorded (accepted, and all
+   * delivered to me before the answer opened), zeros for none; carried as `settled`. Its sentSeq.
+   */
+  readonly settledHead: Buffer;
+  readonly settledSeq: number;
 }
 
 /** What I know of one peer in one group. */
@@ -44,6 +50,8 @@ export interface ContentPeerRow {
    * at most CONTENT_RECENT_MAX (content.ts). A late message is judged against these (§11.1 gap).
    */
   readonly recent: Buffer;
+  /** recvSeq of each of `recent` as opened (u64 each, same order); shorter when made before it: unknown. */
+  readonly recentAt: Buffer;
   /** Messages opened from them. */
   readonly count: number;
   /** recvSeq of their last and second-to-last message (0: none). */
@@ -100,18 +108,20 @@ export class ContentStore {
   constructor(private readonly db: DatabaseSync) {
     db.exec(SCHEMA);
     // A state db made before the recent column: add it (empty: judged by last_hash until refilled).
-    if (!(db.prepare("PRAGMA table_info(mls_content_peer)").all() as Record<string, unknown>[]).some((r) => r["name"] === "recent")) {
-      db.exec("ALTER TABLE mls_content_peer ADD COLUMN recent BLOB");
-    }
+    const has = (table: string, col: string): boolean => (db.prepare(`PRAGMA table_info(${table})`).all() as Record<string, unknown>[]).some((r) => r["name"] === col);
+    if (!has("mls_content_peer", "recent")) db.exec("ALTER TABLE mls_content_peer ADD COLUMN recent BLOB");
+    // Made before the §11.1 settled rule: none recorded (nothing of theirs counts until refilled).
+    if (!has("mls_content_peer", "recent_at")) db.exec("ALTER TABLE mls_content_peer ADD COLUMN recent_at BLOB");
+    if (!has("mls_content_conv", "settled_head")) db.exec("ALTER TABLE mls_content_conv ADD COLUMN settled_head BLOB; ALTER TABLE mls_content_conv ADD COLUMN settled_seq INTEGER");
     const p = (sql: string) => db.prepare(sql);
     this.q = {
       conv: p("SELECT * FROM mls_content_conv WHERE conversation_id = ?"),
       peers: p("SELECT * FROM mls_content_peer WHERE conversation_id = ?"),
       sent: p("SELECT * FROM mls_content_sent WHERE conversation_id = ? ORDER BY seq"),
       putConv: p(`INSERT OR REPLACE INTO mls_content_conv (conversation_id, group_id, own_head, recv_seq, sent_seq, id_seq,
-        sent_since_commit, last_commit_ms, members_known) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        sent_since_commit, last_commit_ms, members_known, settled_head, settled_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       putPeer: p(`INSERT OR REPLACE INTO mls_content_peer (conversation_id, username, member, fresh, member_since, last_hash,
-        count, last_seq, prev_seq, acked, told, ack_uncertain, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        count, last_seq, prev_seq, acked, told, ack_uncertain, recent, recent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deletePeer: p("DELETE FROM mls_content_peer WHERE conversation_id = ? AND username = ?"),
       putSent: p(`INSERT OR REPLACE INTO mls_content_sent (conversation_id, seq, message_id, hash, seal_seq, accept_seq,
         confirmed, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -156,12 +166,13 @@ export class ContentStore {
       recvSeq: Number(c["recv_seq"]), sentSeq: Number(c["sent_seq"]), idSeq: Number(c["id_seq"]),
       sentSinceCommit: Number(c["sent_since_commit"]), lastCommitMs: Number(c["last_commit_ms"]),
       membersKnown: Number(c["members_known"]) === 1,
+      settledHead: blob(c["settled_head"]) ?? Buffer.alloc(32), settledSeq: c["settled_seq"] === null || c["settled_seq"] === undefined ? 0 : Number(c["settled_seq"]),
     };
     const peers = (this.q["peers"]!.all(conversationId) as Record<string, unknown>[]).map((r): ContentPeerRow => ({
       username: String(r["username"]), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1, memberSince: Number(r["member_since"]),
       lastHash: blob(r["last_hash"]), count: Number(r["count"]), lastSeq: Number(r["last_seq"]), prevSeq: Number(r["prev_seq"]),
       acked: blob(r["acked"]), told: blob(r["told"]), ackUncertain: Number(r["ack_uncertain"]) === 1,
-      recent: blob(r["recent"]) ?? Buffer.alloc(0),
+      recent: blob(r["recent"]) ?? Buffer.alloc(0), recentAt: blob(r["recent_at"]) ?? Buffer.alloc(0),
     }));
     const sent = (this.q["sent"]!.all(conversationId) as Record<string, unknown>[]).map((r): ContentSentRow => ({
       seq: Number(r["seq"]), messageId: blob(r["message_id"])!, hash: blob(r["hash"])!, sealSeq: Number(r["seal_seq"]),
@@ -172,12 +183,12 @@ export class ContentStore {
   }
 
   putConv(c: ContentConvRow): void {
-    this.q["putConv"]!.run(c.conversationId, c.groupId, c.ownHead, c.recvSeq, c.sentSeq, c.idSeq, c.sentSinceCommit, c.lastCommitMs, c.membersKnown ? 1 : 0);
+    this.q["putConv"]!.run(c.conversationId, c.groupId, c.ownHead, c.recvSeq, c.sentSeq, c.idSeq, c.sentSinceCommit, c.lastCommitMs, c.membersKnown ? 1 : 0, c.settledHead, c.settledSeq);
   }
 
   putPeer(conversationId: string, p: ContentPeerRow): void {
     this.q["putPeer"]!.run(conversationId, p.username, p.member ? 1 : 0, p.fresh ? 1 : 0, p.memberSince, p.lastHash ?? null, p.count,
-      p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0, p.recent);
+      p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0, p.recent, p.recentAt);
   }
 
   deletePeer(conversationId: string, username: string): void {

@@ -4,18 +4,20 @@
 //
 // - seal: v1's kinds and limits, a fresh message id, my clock, `prev` (my per-group chain) and
 //   `seen` (the last message I opened from each member: only the entries that changed since my
-//   previous message in this group, so a message costs what I heard since, not the room's size).
+//   previous message in this group, so a message costs what I heard since, not the room's size),
+//   `settled` (my newest message here whose acceptance was recorded: §11.1).
 // - open: strict decoding (app-data.ts) bound to the conversation, the group and the sender
 //   MLS authenticated; the sender's chain (gap); duplicate ids (redeliveries); the text
 //   sanitised for the terminal; what the sender's `seen` says of my messages: confirmed, or lost
-//   once they sent twice after the relay accepted mine without naming it (§11, per member).
+//   when their message names as settled one of theirs that reached me after mine was accepted,
+//   without naming mine (§11.1, per member): never for a reply sealed before mine could arrive.
 // - the update policy of §10, and persistence of all of it in the state db (content-store.ts).
 import { randomBytes } from "node:crypto";
 import { toHex } from "../../protocol/bytes.js";
 import { DEFAULT_LIMITS } from "../../protocol/limits.js";
 import type { Logger } from "../../protocol/log.js";
 import {
-  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, unacknowledged, ZERO_APP_HASH,
+  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, ZERO_APP_HASH,
   type AppEpochView, type AppKind, type AppSeen,
 } from "../../protocol/mls/app-data.js";
 import { MlsProtocolError } from "../../protocol/mls/errors.js";
@@ -47,6 +49,20 @@ function recentOf(b: Buffer): { hash: Buffer; prev: Buffer }[] {
   const out: { hash: Buffer; prev: Buffer }[] = [];
   for (let i = 0; i + RECENT_ENTRY <= b.length; i += RECENT_ENTRY) out.push({ hash: b.subarray(i, i + 32), prev: b.subarray(i + 32, i + RECENT_ENTRY) });
   return out;
+}
+
+/** The receipt numbers of a sender's recent messages (u64 each); all 0 (unknown) when not kept for each. */
+function atOf(b: Buffer, n: number): number[] {
+  if (b.length !== n * 8) return new Array<number>(n).fill(0);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(Number(b.readBigUInt64BE(i * 8)));
+  return out;
+}
+
+function atBytes(at: readonly number[]): Buffer {
+  const b = Buffer.alloc(at.length * 8);
+  at.forEach((v, i) => b.writeBigUInt64BE(BigInt(v), i * 8));
+  return b;
 }
 
 /** The heads among recent messages: those no other recent message names as its prev. */
@@ -154,7 +170,9 @@ export class MlsContentLayer implements ContentLayer {
     const seen: AppSeen[] = told.map((p) => ({ username: p.username, hash: p.lastHash! }));
     const messageId = reuseId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(reuseId);
     const views = c.conv.kind === "dm" ? this.viewsFor(dmPeer(c.conv, this.me)!) : [];
-    const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen, views }, c.conv, this.me);
+    // §11.1: my newest message whose acceptance was recorded: a reader may take this one as sealed
+    // after everything the relay had for me before that acceptance reached me.
+    const app = encodeAppData({ kind, text: normalized, messageId, sentAtMs: nowMs, prev: c.row.ownHead, seen, views, settled: c.row.settledHead }, c.conv, this.me);
     const hash = appHash(groupId, this.me, app);
 
     this.atomically(() => {
@@ -186,6 +204,11 @@ export class MlsContentLayer implements ContentLayer {
     this.atomically(() => {
       s.acceptSeq = c.row.recvSeq;
       this.store.putSent(c.conv.id, s);
+      if (s.seq > c.row.settledSeq) {
+        c.row.settledHead = s.hash;
+        c.row.settledSeq = s.seq;
+        this.store.putConv(c.row);
+      }
     });
   }
 
@@ -215,14 +238,22 @@ export class MlsContentLayer implements ContentLayer {
       // not a gap, nor is the next one (its prev is the newest, not the last opened). A prev
       // already named by another message (two messages claiming one predecessor) is a gap.
       const recent = peer === undefined ? [] : recentOf(peer.recent);
+      const at = peer === undefined ? [] : atOf(peer.recentAt, recent.length);
+      // §11.1: when I opened the message the sender names as settled (undefined: not one I know).
+      const settledAt = d.settled === undefined || peer === undefined ? undefined : at[recent.findIndex((e) => e.hash.equals(Buffer.from(d.settled!)))];
       const prev = Buffer.from(d.prev);
       const gap = lobby ? false : recent.length === 0 ? chainGap(peer?.lastHash, d.prev, peer === undefined || !peer.fresh) : !headsOf(recent).some((h) => h.equals(prev));
       if (gap) this.log?.warn("mls.content.gap", { conversation: c.conv.id, from: sender });
       let own = NO_CHANGE;
       if (peer !== undefined) {
         recent.push({ hash: Buffer.from(hash), prev });
-        while (recent.length > CONTENT_RECENT_MAX) recent.shift();
+        at.push(c.row.recvSeq);
+        while (recent.length > CONTENT_RECENT_MAX) {
+          recent.shift();
+          at.shift();
+        }
         peer.recent = Buffer.concat(recent.flatMap((e) => [e.hash, e.prev]));
+        peer.recentAt = atBytes(at);
         // The newest of their chain: the latest opened head (a late message is not it).
         peer.lastHash = Buffer.from(headsOf(recent).at(-1) ?? hash);
         peer.count += 1;
@@ -237,7 +268,7 @@ export class MlsContentLayer implements ContentLayer {
           peer.ackUncertain = false;
         }
         this.store.putPeer(c.conv.id, peer);
-        if (!lobby) own = this.deliveries(c, peer, mine !== undefined);
+        if (!lobby) own = this.deliveries(c, peer, mine !== undefined, settledAt);
       }
       this.store.putConv(c.row);
       return { content: content(gap, false), own };
@@ -390,6 +421,7 @@ export class MlsContentLayer implements ContentLayer {
         // §10: for a group just joined (or created), "my last commit" starts now: the leaf I joined
         // with is fresh (a new KeyPackage, or the path of my external commit).
         sentSinceCommit: 0, lastCommitMs: this.clock(), membersKnown: conv.kind === "dm",
+        settledHead: Buffer.from(ZERO_APP_HASH), settledSeq: 0,
       },
       peers: new Map(),
       sent: [],
@@ -409,7 +441,7 @@ export class MlsContentLayer implements ContentLayer {
   }
 
   private newPeer(username: string, fresh: boolean, memberSince: number): Peer {
-    return { username, member: false, fresh, memberSince, lastHash: undefined, recent: Buffer.alloc(0), count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
+    return { username, member: false, fresh, memberSince, lastHash: undefined, recent: Buffer.alloc(0), recentAt: Buffer.alloc(0), count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
   }
 
   /**
@@ -439,24 +471,33 @@ export class MlsContentLayer implements ContentLayer {
     return (p) => (p.acked === undefined ? -1 : byHash.get(p.acked.toString("hex")) ?? -1);
   }
 
-  /** §11: what the peer's latest message says of my messages (`named`: it names me), for the whole group. */
-  private deliveries(c: ConvState, peer: Peer, named: boolean): OwnDeliveryChange {
+  /**
+   * §11.1: what the peer's latest message says of my messages (`named`: it names me;
+   * `settledAt`: when I opened the message of theirs it names as settled), for the whole group.
+   *
+   * Lost (reported once): my message M, accepted, not acknowledged by this message although it
+   * names as settled a message of theirs that I opened after M's acceptance was recorded. Their
+   * client sealed it after the relay had accepted that one and after opening all the relay had
+   * delivered to them before: the relay queues in the order it accepts, and M was accepted before
+   * (I had M's answer before that message of theirs reached me), so M was theirs to have opened.
+   * A reply sealed before M could reach them (typed at the same time, a backlog sealed at once
+   * after a reconnect) names an older settled message, or none: it proves nothing.
+   */
+  private deliveries(c: ConvState, peer: Peer, named: boolean, settledAt: number | undefined): OwnDeliveryChange {
     const idx = this.ackIndex(c);
     const lost: string[] = [];
     const confirmed: string[] = [];
-    if (!peer.ackUncertain) {
-      // unacknowledged() counts the peer's messages since each acceptance: of those, only the
-      // last two matter (two means one full exchange), and their receipt numbers are kept.
-      const since = (seq: number): number => (peer.lastSeq > seq ? 1 : 0) + (peer.prevSeq > seq ? 1 : 0);
-      // A message sealed before they became a member was never theirs to read.
-      const list = c.sent.map((s) => ({ peerCountAtAccept: s.acceptSeq === undefined || s.lost || s.seq <= peer.memberSince ? peer.count : peer.count - since(s.acceptSeq) }));
-      for (const i of unacknowledged(list, idx(peer), peer.count)) {
-        const s = c.sent[i]!;
+    // A gap in their chain: the message that acknowledged mine may be the missing one.
+    if (!peer.ackUncertain && settledAt !== undefined && settledAt > 0) {
+      const acked = idx(peer);
+      c.sent.forEach((s, i) => {
+        // A message sealed before they became a member was never theirs to read.
+        if (i <= acked || s.lost || s.acceptSeq === undefined || s.seq <= peer.memberSince || settledAt <= s.acceptSeq) return;
         s.lost = true;
         lost.push(toHex(s.messageId));
         this.store.putSent(c.conv.id, s);
         this.log?.warn("mls.content.lost", { conversation: c.conv.id, by: peer.username });
-      }
+      });
     }
     // Confirmed: acknowledged by someone, and by every member heard from since it was sealed.
     // Only a new acknowledgement can confirm (a peer whose old one covers a message was already

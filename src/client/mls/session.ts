@@ -11,6 +11,7 @@ import type { MlsKeyStore } from "../mls-store.js";
 import type { TrustStore } from "../trust-store.js";
 import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
+import { AcceptanceOrder } from "./content-order.js";
 import { MlsConversations } from "./conversations.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
@@ -72,13 +73,16 @@ export class MlsSession {
   private gate: Promise<void> = Promise.resolve();
   /** Users whose MLS identity key differed from the pin, warned about once per session (and conversation). */
   private readonly warned = new Set<string>();
+  /** §11.1: acceptances recorded after the deliveries received before them. */
+  private readonly order: AcceptanceOrder;
 
   constructor(private readonly o: MlsSessionOptions) {
     this.ds = new DsTransport(o.link);
+    this.order = new AcceptanceOrder(o.log);
     const ensureKeys = o.ensureKeys === undefined ? undefined : (names: readonly string[]) => this.ensure(names);
     this.engine = new MlsConversations({
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },
-      store: o.store, ds: this.ds, content: o.content, trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
+      store: o.store, ds: this.ds, content: this.order.wrap(o.content), trust: pinHook(o.trust, (u) => this.mismatch(u)), clock: o.clock, logger: o.log, emit: o.emit,
       ...(ensureKeys === undefined ? {} : { ensureKeys }),
       ...(o.isUnknown === undefined ? {} : { isUnknown: o.isUnknown }),
       ...(o.outbox === undefined ? {} : { outbox: o.outbox }),
@@ -168,16 +172,21 @@ export class MlsSession {
       const q = mlsQueuedOf(d);
       if (q === undefined) { rest.push(d); continue; }
       // The sender's keys are pinned before the engine checks their credential (§3), in order.
+      this.order.arrived();
       const ready = this.gate.then(() => this.ensure([q.item.sender]));
       this.gate = ready;
       const membership = q.item.kind === MlsKind.MLS_KIND_WELCOME || q.item.kind === MlsKind.MLS_KIND_COMMIT;
       void ready.then(() => this.engine.deliver(q)).then(
         () => {
+          this.order.done();
           this.o.ack([d.seq]);
           this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
           if (membership) this.checkMembers(q.conversationId).catch((e: unknown) => this.o.log.warn("mls.trust.check_failed", { reason: (e as Error).message }));
         },
-        (e: unknown) => this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message }),
+        (e: unknown) => {
+          this.order.done();
+          this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message });
+        },
       );
     }
     return rest;

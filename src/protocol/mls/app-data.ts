@@ -7,6 +7,13 @@
 //             u32 n, peer_1, seen_1[32], ..., peer_n, seen_n[32])
 //   app2 = enc("securechat/v1/app2", ...the same fields..., u32 m, group_id_1, u64 epoch_1,
 //              view_1[16], ..., group_id_m, u64 epoch_m, view_m[16])     (§12 fork check)
+//   app3 = enc("securechat/v1/app3", ...the fields of app2..., settled[32])   (§11.1 drop rule)
+//
+// `settled`: the appHash of the sender's newest message in this group that the relay had
+// accepted, with everything the relay delivered to the sender before that acceptance opened,
+// when this one was sealed (zeros: none). A reader counts a message as proof that the sender
+// should have had the reader's message only through it (§11.1): no false "lost" for a reply that
+// was sealed before the reader's message could have arrived.
 //
 // The views (only in a DM: my epoch of each room I share with the peer) let a peer tell that a
 // room was forked by the relay even when the halves never see each other's room messages.
@@ -26,6 +33,8 @@ export const APP_LABEL = "securechat/v1/app";
 export const APP_HASH_LABEL = "securechat/v1/app-hash";
 /** The format with epoch views (§12); the v1 label is still decoded (no views). */
 export const APP_LABEL_V2 = "securechat/v1/app2";
+/** The format with `settled` (§11.1); app and app2 are still decoded (no settled: never counted as proof of a loss). */
+export const APP_LABEL_V3 = "securechat/v1/app3";
 export const EPOCH_VIEW_LABEL = "securechat/v1/epoch-view";
 export const EPOCH_VIEW_BYTES = 16;
 /** Most rooms a DM message reports its sender's view of (the newest views are sent). */
@@ -77,6 +86,12 @@ export interface AppData {
   readonly seen: readonly AppSeen[];
   /** §12 views of rooms (DM only; sorted by group id, unique; at most APP_VIEWS_MAX). Empty when absent. */
   readonly views?: readonly AppEpochView[];
+  /**
+   * §11.1: appHash of the sender's newest own message here that was accepted, with all that was
+   * delivered to the sender before that acceptance opened, when this one was sealed; zeros for
+   * none. Absent in the older formats (app, app2).
+   */
+  readonly settled?: Uint8Array;
 }
 
 export const ZERO_APP_HASH: Uint8Array = new Uint8Array(APP_HASH_BYTES);
@@ -124,6 +139,7 @@ function checkData(d: AppData, conv: Conversation, sender: string | undefined): 
     if (!(v.view instanceof Uint8Array) || v.view.length !== EPOCH_VIEW_BYTES) throw new MlsProtocolError("malformed", `a view hash must be ${EPOCH_VIEW_BYTES} bytes`);
     lastGroup = g;
   }
+  if (d.settled !== undefined && (!(d.settled instanceof Uint8Array) || d.settled.length !== APP_HASH_BYTES)) throw new MlsProtocolError("malformed", `settled must be ${APP_HASH_BYTES} bytes`);
 }
 
 /** Encodes application data after checking it (the sender's side). */
@@ -134,7 +150,8 @@ export function encodeAppData(d: AppData, conv: Conversation, sender: string): U
   const views = d.views ?? [];
   fields.push({ u32: views.length });
   for (const v of views) fields.push(v.groupId, { u64: v.epoch }, v.view);
-  return new Uint8Array(encodeFields(APP_LABEL_V2, fields));
+  fields.push(d.settled ?? ZERO_APP_HASH);
+  return new Uint8Array(encodeFields(APP_LABEL_V3, fields));
 }
 
 /** Decodes application data strictly (the receiver's side); any deviation is "malformed". */
@@ -164,7 +181,8 @@ export function decodeAppData(bytes: Uint8Array, conv: Conversation, sender: str
     }
   };
   const label = take();
-  const v2 = label.equals(utf8(APP_LABEL_V2));
+  const v3 = label.equals(utf8(APP_LABEL_V3));
+  const v2 = v3 || label.equals(utf8(APP_LABEL_V2));
   if (!v2 && !label.equals(utf8(APP_LABEL))) throw new MlsProtocolError("malformed", "application data has the wrong label");
   const kind = KIND_NAMES.get(fixed(1, "kind")[0]!);
   if (kind === undefined) throw new MlsProtocolError("malformed", "unknown message kind");
@@ -188,8 +206,9 @@ export function decodeAppData(bytes: Uint8Array, conv: Conversation, sender: str
       views.push({ groupId, epoch: Number(epoch), view: new Uint8Array(fixed(EPOCH_VIEW_BYTES, "view hash")) });
     }
   }
+  const settled = v3 ? new Uint8Array(fixed(APP_HASH_BYTES, "settled")) : undefined;
   if (at !== b.length) throw new MlsProtocolError("malformed", `application data has ${b.length - at} trailing bytes`);
-  const d: AppData = { kind, text: body, messageId, sentAtMs: Number(sentAt), prev, seen, views };
+  const d: AppData = { kind, text: body, messageId, sentAtMs: Number(sentAt), prev, seen, views, ...(settled === undefined ? {} : { settled }) };
   checkData(d, conv, sender);
   return d;
 }

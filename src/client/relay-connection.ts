@@ -355,7 +355,10 @@ export class RelayConnection {
       };
       const timer = setTimeout(() => finish({ ok: false, error: { kind: "no-answer" } }), REQUEST_TIMEOUT_MS);
       const answered = (f: ResponseFrame): void => {
-        if (f?.$case === "error") finish({ ok: false, error: refused(f.value.code, f.value.detail) });
+        // The session this request went on ended (failAll): a lost connection, not a refusal, so a
+        // caller that retries on a new session (the v2 engine's outbox) keeps its message pending.
+        if (f?.$case === "error" && this.stream !== stream) finish({ ok: false, error: { kind: "connection-lost" } });
+        else if (f?.$case === "error") finish({ ok: false, error: refused(f.value.code, f.value.detail) });
         else finish({ ok: true, value: f });
       };
       this.requests.add(requestId, answered, timer, room);

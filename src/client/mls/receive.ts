@@ -69,6 +69,10 @@ export class Receiver {
   private async handleOne(q: MlsQueued, done: () => void): Promise<boolean> {
     const item = q.item;
     this.s.d.logger.debug("mls.deliver", { conversation: q.conversationId, seq: q.seq, kind: item.kind, sender: item.sender });
+    // Application messages are saved once per batch (EngineState.settle); a Welcome, commit or
+    // proposal starts from saved state: what it reloads when refused, and what a crash after it
+    // replays, is the state just before it (§10.4).
+    if (item.kind !== MlsKind.MLS_KIND_APPLICATION) this.s.settle();
     if (item.kind === MlsKind.MLS_KIND_WELCOME) {
       await this.onWelcome(q);
       return true;
@@ -264,7 +268,7 @@ export class Receiver {
     const from = inc.sender.username;
     if (from !== relaySender) {
       // §8.1: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
-      this.s.d.store.saveGroup(g); // the message key was used: it must not stay on disk
+      this.s.changed(conv); // the message key was used: it must not stay on disk (saved before the ack)
       this.s.d.logger.warn("mls.message.sender_mismatch", { conversation: conv, relay: relaySender, mls: from });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
@@ -273,7 +277,7 @@ export class Receiver {
     try {
       opened = this.s.d.content.open(conv, g.groupId, from, inc.plaintext);
     } catch (e) {
-      this.s.d.store.saveGroup(g);
+      this.s.changed(conv);
       this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from });
       return;
@@ -301,7 +305,7 @@ export class Receiver {
       this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
-    this.s.d.store.saveGroup(g);
+    this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
   }
 
   /**

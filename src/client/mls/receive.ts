@@ -273,15 +273,25 @@ export class Receiver {
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
-    let opened: ReturnType<ContentLayer["open"]>;
+    // The content layer's rows and the history's (the "message" event) in one transaction of the
+    // state db when the layer offers it: a crash cannot keep the id seen (a redelivery then
+    // flagged duplicate, not shown) without the message kept; and one commit a message, not two.
+    const content = this.s.d.content;
+    const atomically = <T>(fn: () => T): T => (content.runAtomically === undefined ? fn() : content.runAtomically(fn));
     try {
-      opened = this.s.d.content.open(conv, g.groupId, from, inc.plaintext);
+      atomically(() => this.show(conv, from, q, content.open(conv, g.groupId, from, inc.plaintext)));
     } catch (e) {
       this.s.changed(conv);
       this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from });
       return;
     }
+    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
+    this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
+  }
+
+  /** Emits what an opened message shows: a fork seen through a DM, the message (once), my messages found lost. */
+  private show(conv: string, from: string, q: MlsQueued, opened: ReturnType<ContentLayer["open"]>): void {
     const c = opened.content;
     for (const f of c.forked ?? []) {
       // §12: a member of the room, through our DM, has other secrets for the same epoch of it.
@@ -304,8 +314,6 @@ export class Receiver {
       // §11: the relay accepted it, but the others' acknowledgements show it never reached them.
       this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
     }
-    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
-    this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
   }
 
   /**

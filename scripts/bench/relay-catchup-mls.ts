@@ -10,8 +10,9 @@
 //   - drained and opened in order: each DeliverBatch opened with MlsGroup.process, message by
 //     message in the relay's order (a fresh copy of the reader's epoch-1 state each time), then
 //     acked, as a client must (ack after processing): what a client can do at best.
-// Not measured: putting them on screen (the v2 client engine and TUI are being built), and the
-// commits the update policy (PROTOCOL.md §10: one per sender per 100 messages) would add.
+// Not measured here: the client's engine, content layer, key store and screen (relay-catchup-screen.ts
+// measures those), and the commits the update policy (PROTOCOL.md §10: one per sender per 100
+// messages) would add.
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";

@@ -66,4 +66,10 @@ export interface ContentLayer {
   epochView?(conversationId: string, groupId: Uint8Array, epoch: number, authenticator: Uint8Array): void;
   /** The conversation was left or I was removed: forget its content state. */
   forget(conversationId: string): void;
+  /**
+   * Runs fn in one transaction of the layer's store (optional: a layer without one runs fn as it
+   * is). The engine opens a message and emits it inside, so the history, kept in the same file,
+   * is written with the content layer's rows, atomically (PROTOCOL.md §10.4).
+   */
+  runAtomically?<T>(fn: () => T): T;
 }

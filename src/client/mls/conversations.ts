@@ -9,9 +9,10 @@
 //   policy.ts        who may change a group, and the membership lines
 //   key-packages.ts  my KeyPackages on the relay; held.ts, framing.ts
 //
-// - Receiving (deliver): in the relay's order, one message at a time; a message resolves once
-//   it is processed AND the group state is saved (§10 "Client storage": event emitted → state →
-//   the caller acks). A message for a future epoch is held until the commit leading there
+// - Receiving (deliver, deliverAll): in the relay's order, one message at a time; a message
+//   resolves once it is processed AND the group state is saved (§10 "Client storage": event
+//   emitted → state → the caller acks), each changed group saved once per delivery batch
+//   (EngineState.settle, which says why a crash in between loses nothing). A message for a future epoch is held until the commit leading there
 //   arrives; past the bound, FetchCommits, and failing that a re-join by external commit.
 // - Sending: the pending message is emitted at once; the DM group is created on first send;
 //   my commits go through the relay's ordering (first commit for an epoch wins, §8.1): on
@@ -108,6 +109,7 @@ export class MlsConversations {
   close(): void {
     this.s.closed = true;
     for (const conv of this.s.held.conversations()) this.s.held.drop(conv);
+    this.s.settle(); // the dropped held messages: resolved as before (nothing of theirs to save)
   }
 
   /** The relay says how many one-time KeyPackages it keeps for me (KeyPackageStatus). */
@@ -148,17 +150,37 @@ export class MlsConversations {
    * not be saved (do not ack: it comes again).
    */
   deliver(q: MlsQueued): Promise<void> {
-    if (!this.s.started) return Promise.reject(new Error("the conversation engine is not started"));
-    return new Promise<void>((resolve, reject) => {
-      this.s.run(async () => {
-        const done = await this.r.handle(q, resolve);
-        if (done) resolve();
-      }).catch((e: unknown) => {
-        if (e instanceof MlsStoreError || this.s.closed) { reject(e); return; }
-        this.s.d.logger.warn("mls.deliver.failed", { conversation: q.conversationId, seq: q.seq, error: (e as Error).message });
-        resolve();
-      });
+    return this.deliverAll([q])[0]!;
+  }
+
+  /**
+   * The messages of one delivery batch, in the relay's order, as one operation: each is processed
+   * and its event emitted in turn, and each group they changed is saved once at the end (or
+   * before a handshake message among them), then their promises resolve together (the caller
+   * acks them: history → state → ack, §10.4). One promise per message, as deliver() gives.
+   */
+  deliverAll(qs: readonly MlsQueued[]): Promise<void>[] {
+    if (!this.s.started) return qs.map(() => Promise.reject(new Error("the conversation engine is not started")));
+    const settlers: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+    const out = qs.map((): Promise<void> => new Promise<void>((resolve, reject) => { settlers.push({ resolve, reject }); }));
+    this.s.run(async () => {
+      for (const [i, q] of qs.entries()) {
+        const { resolve, reject } = settlers[i]!;
+        if (this.s.closed) { reject(new Error("the conversation engine is closed")); continue; }
+        const complete = (): void => this.s.completed(resolve, reject);
+        try {
+          if (await this.r.handle(q, complete)) complete();
+        } catch (e) {
+          if (e instanceof MlsStoreError || this.s.closed) { reject(e); continue; }
+          this.s.d.logger.warn("mls.deliver.failed", { conversation: q.conversationId, seq: q.seq, error: (e as Error).message });
+          complete();
+        }
+      }
+    }).catch((e: unknown) => {
+      // run() refused (the engine is closed): none of them was processed.
+      for (const s of settlers) s.reject(e);
     });
+    return out;
   }
 
   /**

@@ -106,6 +106,10 @@ export class EngineState {
   /** Failed messages of mine, for retry: id → what was sent. */
   readonly failedMessages = new Map<string, { conversationId: string; kind: MessageKind; text: string }>();
   tail: Promise<unknown> = Promise.resolve();
+  /** Conversations whose group an application message changed since the last save (settle). */
+  private readonly unsaved = new Set<string>();
+  /** Deliveries processed since the last settle: resolved once their groups are saved. */
+  private readonly completions: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   started = false;
   closed = false;
   /**
@@ -144,12 +148,70 @@ export class EngineState {
     this.d.emit({ type: "message-state", conversationId, id, state: "failed", failure, error });
   }
 
+  /**
+   * Runs one operation after the previous one. When it ends (however it ends), the groups its
+   * messages changed are saved and only then are the deliveries it completed resolved (their
+   * acks follow): see settle().
+   */
   run<T>(f: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error("the conversation engine is closed"));
-    const p = this.tail.then(f, f);
+    const g = async (): Promise<T> => {
+      try {
+        return await f();
+      } finally {
+        this.settle();
+      }
+    };
+    const p = this.tail.then(g, g);
     this.tail = p.catch(() => {});
     return p;
   }
+
+  /**
+   * An application message changed this conversation's group (a message key used): it is saved
+   * at the end of the operation (or before the next handshake message), once for all the
+   * messages of a delivery batch, not once each (PROTOCOL.md §10.4 "Client storage").
+   */
+  changed(conv: string): void {
+    this.unsaved.add(conv);
+  }
+
+  /**
+   * A delivery was processed (or refused, or dropped): resolved once every group changed so far
+   * is saved (settle), rejected (not acked: the relay sends it again) when a save fails.
+   */
+  completed(resolve: () => void, reject: (e: unknown) => void): void {
+    this.completions.push({ resolve, reject });
+  }
+
+  /**
+   * history → state → ack (§10.4) for what was processed so far: every group changed since the
+   * last settle is saved (one write each), then the completed deliveries are resolved. A crash
+   * before the save loses nothing: the saved state still holds the keys of every message not
+   * acked (MLS derives a sender's keys forward from the saved generation), the relay sends them
+   * again, they open, and the content layer, which kept their ids with the history, flags each
+   * as a duplicate (not shown twice). Never throws: a failed save rejects the deliveries.
+   */
+  settle(): void {
+    let failure: unknown;
+    for (const conv of [...this.unsaved]) {
+      const g = this.groups.get(conv);
+      try {
+        // A group forgotten or replaced meanwhile was deleted or saved by that step.
+        if (g?.active === true) this.d.store.saveGroup(g);
+        this.unsaved.delete(conv);
+      } catch (e) {
+        failure ??= e;
+        this.d.logger.error("mls.group.save_failed", { conversation: conv, error: (e as Error).message });
+      }
+    }
+    const done = this.completions.splice(0);
+    for (const c of done) {
+      if (failure === undefined) c.resolve();
+      else c.reject(failure);
+    }
+  }
+
 
   mustClient(): MlsClient {
     if (this.client === undefined) throw new Error("the conversation engine is not started");
@@ -184,6 +246,8 @@ export class EngineState {
 
   /** Restores a group as last saved (after a message that must leave no trace in its state). */
   reload(conv: string): void {
+    // Handshake messages are processed after a settle (receive.ts): what is reloaded is the
+    // state just before this message, not one missing the messages opened before it.
     const g = this.d.store.loadGroup(this.mustClient(), conv, this.groupOptions());
     if (g?.active === true) this.groups.set(conv, g);
   }
@@ -208,7 +272,8 @@ export class EngineState {
   /** §7: the past epoch's keys go once every other member has spoken in the new one. */
   heard(conv: string, g: MlsGroup, from: string): void {
     const seen = this.epochSeen.get(conv);
-    if (seen === undefined) return;
+    // Infinity: the past epoch's keys are gone already (nothing to do until the next epoch).
+    if (seen === undefined || seen.since === Number.POSITIVE_INFINITY) return;
     seen.heard.add(from);
     const others = g.members().filter((m) => m.username !== this.d.me);
     if (others.every((m) => seen.heard.has(m.username))) this.forgetPast(conv, g);
@@ -216,7 +281,7 @@ export class EngineState {
 
   forgetPast(conv: string, g: MlsGroup): void {
     g.forgetPastEpochs();
-    this.d.store.saveGroup(g);
+    this.changed(conv); // saved when the operation ends (settle), before any ack
     this.epochSeen.set(conv, { since: Number.POSITIVE_INFINITY, heard: new Set() });
   }
 

@@ -71,6 +71,10 @@ export class Receiver {
   private async handleOne(q: MlsQueued, done: () => void): Promise<boolean> {
     const item = q.item;
     this.s.d.logger.debug("mls.deliver", { conversation: q.conversationId, seq: q.seq, kind: item.kind, sender: item.sender });
+    // Application messages are saved once per batch (EngineState.settle); a Welcome, commit or
+    // proposal starts from saved state: what it reloads when refused, and what a crash after it
+    // replays, is the state just before it (§10.4).
+    if (item.kind !== MlsKind.MLS_KIND_APPLICATION) this.s.settle();
     if (item.kind === MlsKind.MLS_KIND_WELCOME) {
       await this.onWelcome(q);
       return true;
@@ -266,20 +270,30 @@ export class Receiver {
     const from = inc.sender.username;
     if (from !== relaySender) {
       // §8.1: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
-      this.s.d.store.saveGroup(g); // the message key was used: it must not stay on disk
+      this.s.changed(conv); // the message key was used: it must not stay on disk (saved before the ack)
       this.s.d.logger.warn("mls.message.sender_mismatch", { conversation: conv, relay: relaySender, mls: from });
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
-    let opened: ReturnType<ContentLayer["open"]>;
+    // The content layer's rows and the history's (the "message" event) in one transaction of the
+    // state db when the layer offers it: a crash cannot keep the id seen (a redelivery then
+    // flagged duplicate, not shown) without the message kept; and one commit a message, not two.
+    const content = this.s.d.content;
+    const atomically = <T>(fn: () => T): T => (content.runAtomically === undefined ? fn() : content.runAtomically(fn));
     try {
-      opened = this.s.d.content.open(conv, g.groupId, from, inc.plaintext);
+      atomically(() => this.show(conv, from, q, content.open(conv, g.groupId, from, inc.plaintext)));
     } catch (e) {
-      this.s.d.store.saveGroup(g);
+      this.s.changed(conv);
       this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
       this.s.d.emit({ type: "refused", conversationId: conv, from });
       return;
     }
+    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
+    this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
+  }
+
+  /** Emits what an opened message shows: a fork seen through a DM, the message (once), my messages found lost. */
+  private show(conv: string, from: string, q: MlsQueued, opened: ReturnType<ContentLayer["open"]>): void {
     const c = opened.content;
     for (const f of c.forked ?? []) {
       // §12: a member of the room, through our DM, has other secrets for the same epoch of it.
@@ -302,8 +316,6 @@ export class Receiver {
       // §11: the relay accepted it, but the others' acknowledgements show it never reached them.
       this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
     }
-    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
-    this.s.d.store.saveGroup(g);
   }
 
   /**

@@ -13,11 +13,14 @@ import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
 import { AcceptanceOrder } from "./content-order.js";
 import { MlsConversations } from "./conversations.js";
+import type { MlsQueued } from "./ds-api.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
 
 /** How often held messages and past-epoch keys are looked at (PROTOCOL.md §10, §12). */
 const TIMER_MS = 60_000;
+/** Seqs per Ack frame at most (the relay takes up to 4 × its delivery window, limits.ts MAX_ACK_SEQS). */
+const ACK_MAX = 512;
 
 export interface MlsSessionOptions {
   readonly identity: PrivateIdentity;
@@ -75,6 +78,8 @@ export class MlsSession {
   private readonly warned = new Set<string>();
   /** §11.1: acceptances recorded after the deliveries received before them. */
   private readonly order: AcceptanceOrder;
+  /** Seqs resolved in this turn, acked together at its end (ackSoon). */
+  private readonly acks: number[] = [];
 
   constructor(private readonly o: MlsSessionOptions) {
     this.ds = new DsTransport(o.link);
@@ -165,31 +170,60 @@ export class MlsSession {
     }
   }
 
-  /** Hands each MLS delivery to the engine (acked once it resolves); returns the others (v1 envelopes). */
+  /**
+   * Hands a batch's MLS deliveries to the engine as one operation (each group saved once for
+   * the batch, conversations.ts deliverAll), each acked once it resolves: the acks resolved
+   * together go in one Ack. Returns the others (v1 envelopes).
+   */
   deliver(items: readonly Delivery[]): Delivery[] {
     const rest: Delivery[] = [];
+    const batch: { d: Delivery; q: MlsQueued }[] = [];
     for (const d of items) {
       const q = mlsQueuedOf(d);
-      if (q === undefined) { rest.push(d); continue; }
-      // The sender's keys are pinned before the engine checks their credential (§3), in order.
-      this.order.arrived();
-      const ready = this.gate.then(() => this.ensure([q.item.sender]));
-      this.gate = ready;
-      const membership = q.item.kind === MlsKind.MLS_KIND_WELCOME || q.item.kind === MlsKind.MLS_KIND_COMMIT;
-      void ready.then(() => this.engine.deliver(q)).then(
-        () => {
-          this.order.done();
-          this.o.ack([d.seq]);
-          this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
-          if (membership) this.checkMembers(q.conversationId).catch((e: unknown) => this.o.log.warn("mls.trust.check_failed", { reason: (e as Error).message }));
-        },
-        (e: unknown) => {
-          this.order.done();
-          this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message });
-        },
-      );
+      if (q === undefined) rest.push(d);
+      else {
+        this.order.arrived(); // §11.1: received before any acceptance recorded after it
+        batch.push({ d, q });
+      }
     }
+    if (batch.length === 0) return rest;
+    // The senders' keys are pinned before the engine checks their credentials (§3), in order.
+    const ready = this.gate.then(() => this.ensure(batch.map((b) => b.q.item.sender)));
+    this.gate = ready;
+    void ready.then(() => {
+      const done = this.engine.deliverAll(batch.map((b) => b.q));
+      for (const [i, { d, q }] of batch.entries()) {
+        const membership = q.item.kind === MlsKind.MLS_KIND_WELCOME || q.item.kind === MlsKind.MLS_KIND_COMMIT;
+        void done[i]!.then(
+          () => {
+            this.order.done();
+            this.ackSoon(d.seq);
+            this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
+            if (membership) this.checkMembers(q.conversationId).catch((e: unknown) => this.o.log.warn("mls.trust.check_failed", { reason: (e as Error).message }));
+          },
+          (e: unknown) => {
+            this.order.done();
+            this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message });
+          },
+        );
+      }
+    }, (e: unknown) => {
+      for (const { d } of batch) {
+        this.order.done();
+        this.o.log.warn("mls.session.not_acked", { seq: d.seq, reason: (e as Error).message });
+      }
+    });
     return rest;
+  }
+
+  /** Acks a seq with the others resolved in the same turn (one Ack frame for a batch). */
+  private ackSoon(seq: number): void {
+    this.acks.push(seq);
+    if (this.acks.length > 1) return;
+    queueMicrotask(() => {
+      const seqs = this.acks.splice(0);
+      for (let i = 0; i < seqs.length; i += ACK_MAX) this.o.ack(seqs.slice(i, i + ACK_MAX));
+    });
   }
 
   /** My messages kept pending from before a restart (outbox-store.ts), oldest first: shown pending, not failed, at start. */

@@ -210,6 +210,11 @@ export interface ChatSession {
   kick?(room: string, username: string): Promise<Outcome>;
   /** Protocol v2 rooms: a member adds someone (/invite) from one of their KeyPackages. */
   invite?(room: string, username: string): Promise<Outcome>;
+  /**
+   * Protocol v2 rooms: a member adds several users at once (/invite a b c), as few commits as fit
+   * a relay frame; nobody is added when one of them cannot be (already in the room, no KeyPackage).
+   */
+  inviteMany?(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>>;
   /** Sends a failed message again (as a new message with the same text). */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
   joinRoom(room: string): Promise<Outcome<RoomView>>;

@@ -284,7 +284,7 @@ export function describeNotice(about: NoticeAbout): string {
     case "room-key-changed":
       return about.again
         ? `${about.username}'s keys changed AGAIN before you decided: compare again`
-        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide`;
+        : `${about.username}'s keys changed: the room goes on with the ${about.username} already in it (the key you had pinned); the new key cannot join it until you decide`;
     case "session-ended":
       return describeSessionEnd(about.cause);
     default: {

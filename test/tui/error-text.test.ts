@@ -83,7 +83,7 @@ const NOTICES: ReadonlyArray<readonly [NoticeAbout, string]> = [
   [{ kind: "nobody-online", connected: false }, "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait"],
   [{ kind: "not-sent-to", usernames: ["carol"] }, "not sent to carol: their keys changed and you have not decided yet (/verify carol, then /trust or /accept)"],
   [{ kind: "not-sent-to", usernames: ["bob", "carol"] }, "not sent to bob, carol: each one's keys changed and you have not decided yet (/verify bob, then /trust or /accept)"],
-  [{ kind: "room-key-changed", username: "carol", again: false }, "carol's keys changed: the room goes on, but carol does not receive what you send here, and carol's messages here are held, until you decide (/verify carol, then /trust or /accept)"],
+  [{ kind: "room-key-changed", username: "carol", again: false }, "carol's keys changed: the room goes on with the carol already in it (the key you had pinned); the new key cannot join it until you decide (/verify carol, then /trust or /accept)"],
   [{ kind: "room-key-changed", username: "carol", again: true }, "carol's keys changed AGAIN before you decided: compare again with /verify carol"],
 ];
 

@@ -71,7 +71,7 @@ describe("parsing", () => {
 
   test("/help lists both (no \"protocol v2\" tag: v2 is the only protocol)", () => {
     const help = helpLines();
-    expect(help).toContain("  /kick <user> [#room] — remove someone from a room you created (default: the current one)");
+    expect(help).toContain("  /kick <user> [#room] — remove someone from a room you created (default: the current one; rooms are open: they can /join again)");
     expect(help).toContain("  /invite <users> [#room] — add one or more people to a room you are in (default: the current one)");
   });
 });

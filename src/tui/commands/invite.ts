@@ -3,16 +3,11 @@
 // few commits as fit a relay frame). The line saying it ("you added bob, carol") comes from the
 // session's membership event; named from elsewhere, one line says so where it was typed.
 import { errorText } from "./error-text.js";
+import { nameList } from "./membership-text.js";
 import { ok, roomArg, userArg, type CommandSpec, type ParseResult } from "./command.js";
 import type { Outcome } from "../../client/types.js";
 
 export type InviteCommand = { readonly kind: "invite"; readonly users: readonly string[]; readonly room?: string };
-
-/** "bob", "bob and carol", "bob, carol and dave". */
-export function nameList(names: readonly string[]): string {
-  if (names.length <= 1) return names.join("");
-  return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1] ?? ""}`;
-}
 
 export const invite: CommandSpec<InviteCommand> = {
   name: "invite",
@@ -50,7 +45,7 @@ export const invite: CommandSpec<InviteCommand> = {
       return "clear";
     }
     const added = (): void => {
-      if (room !== here) say("info", `${nameList(users)} ${users.length === 1 ? "was" : "were"} added to ${room}`);
+      if (room !== here) say("info", `${nameList(users, state.me)} ${users.length === 1 ? "was" : "were"} added to ${room}`);
     };
     const one = users.length === 1 ? users[0] : undefined;
     if (one !== undefined && session.invite !== undefined) {

@@ -153,7 +153,8 @@ export function errorText(e: ClientError): string {
     case "no-key-change":
       return `${e.username}'s keys have not changed: nothing to accept (/verify ${e.username} to compare safety numbers)`;
     case "no-key-package":
-      return `${describeClientError(e)}: ${shownName(e.username)} needs to start chat-tui once with a client that speaks protocol v2, then /invite ${shownName(e.username)} again`;
+      // Also a DM's first message to someone never seen: the hint names no command.
+      return `${describeClientError(e)}: ${shownName(e.username)} needs to start chat-tui once; then try again`;
     // No hint to add: the client's plain sentence is the one shown.
     case "not-connected":
     case "closed":

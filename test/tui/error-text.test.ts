@@ -50,7 +50,7 @@ const SENTENCES: ReadonlyArray<readonly [ClientError, string]> = [
   [{ kind: "not-the-creator", room: "#ops" }, "only the creator of #ops can remove its members"],
   [{ kind: "no-key-package", username: "dave" },
     // v2 is the only protocol: no "a client that speaks protocol v2"; the same error fails a first DM, so no /invite in the hint.
-    "dave cannot be added yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there): dave needs to start chat-tui once; then try again"],
+    "nothing can be encrypted for dave yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there); dave needs to start chat-tui once, then try again"],
   [{ kind: "already-in-room", room: "#ops", username: "bob" }, "bob is already in #ops"],
   [{ kind: "not-in-room", room: "#ops", username: "zed" }, "zed is not in #ops"],
   // Names from the session are shown on one line, whatever they hold.

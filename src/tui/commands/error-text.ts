@@ -153,8 +153,8 @@ export function errorText(e: ClientError): string {
     case "no-key-change":
       return `${e.username}'s keys have not changed: nothing to accept (/verify ${e.username} to compare safety numbers)`;
     case "no-key-package":
-      // Also a DM's first message to someone never seen: the hint names no command.
-      return `${describeClientError(e)}: ${shownName(e.username)} needs to start chat-tui once; then try again`;
+      // /invite, and also a DM's first message to someone never seen: words for both, no command.
+      return `nothing can be encrypted for ${shownName(e.username)} yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there); ${shownName(e.username)} needs to start chat-tui once, then try again`;
     // No hint to add: the client's plain sentence is the one shown.
     case "not-connected":
     case "closed":

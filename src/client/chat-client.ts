@@ -116,6 +116,8 @@ export class ChatClient implements ChatSession {
   readonly kick?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): a member adds someone to a room from one of their KeyPackages. */
   readonly invite?: (room: string, username: string) => Promise<Outcome>;
+  /** Protocol v2 only (absent in v1): several users added to a room at once (commits that fit a frame). */
+  readonly inviteMany?: (room: string, usernames: readonly string[]) => Promise<Outcome<{ readonly commits: number }>>;
 
   constructor(o: ChatClientOptions) {
     this.me = o.identity.username;
@@ -217,10 +219,7 @@ export class ChatClient implements ChatSession {
       const engine = this.mls.engine;
       this.kick = (room, username) => engine.kick(room, username);
       this.invite = (room, username) => engine.invite(room, username);
-      // /away in v2: the engine shows a peer's message as an event (v1's inbox calls this itself).
-      this.subscribe((e) => {
-        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
-      });
+      this.inviteMany = (room, usernames) => engine.inviteMany(room, usernames);
     }
     this.decisions = new TrustDecisions({
       identity: o.identity, trust: o.trust, directory: this.directory, log, connected,

@@ -262,7 +262,7 @@ export function describeClientError(e: ClientError): string {
         ? `only the creator of ${shown(e.room)} can remove its members`
         : `only ${shown(e.creator)}, who created ${shown(e.room)}, can remove its members`;
     case "no-key-package":
-      return `${shown(e.username)} cannot be added yet: the relay holds no key package for them (they have not been online with a client that speaks protocol v2)`;
+      return `${shown(e.username)} cannot be added yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there)`;
     case "already-in-room": return `${shown(e.username)} is already in ${shown(e.room)}`;
     case "not-in-room": return `${shown(e.username)} is not in ${shown(e.room)}`;
     default: {
@@ -284,7 +284,7 @@ export function describeNotice(about: NoticeAbout): string {
     case "room-key-changed":
       return about.again
         ? `${about.username}'s keys changed AGAIN before you decided: compare again`
-        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide`;
+        : `${about.username}'s keys changed: the room goes on with the ${about.username} already in it (the key you had pinned); the new key cannot join it until you decide`;
     case "session-ended":
       return describeSessionEnd(about.cause);
     default: {

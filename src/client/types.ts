@@ -104,9 +104,11 @@ export type SessionEvent =
       readonly error?: ClientError;
     }
   /**
-   * A peer's keys changed: their messages are held and sending to them is blocked until /trust
-   * or /accept. `replaced`: a pending change was replaced by yet another key (a fresh warning);
-   * `discarded`: messages held under the replaced key, which can never be shown.
+   * A peer's keys changed (the relay shows another identity key for them). Protocol v2: the new
+   * key is refused until /trust or /accept (PROTOCOL.md §4.4, §6) and conversations go on with the
+   * key pinned before; `held` is 0. (A v1 session held their messages and blocked sending.)
+   * `replaced`: a pending change was replaced by yet another key (a fresh warning);
+   * `discarded`: messages a v1 session held under the replaced key, which can never be shown.
    */
   | {
       readonly type: "key-change"; readonly username: string; readonly conversationId: string; readonly held: number;
@@ -210,6 +212,11 @@ export interface ChatSession {
   kick?(room: string, username: string): Promise<Outcome>;
   /** Protocol v2 rooms: a member adds someone (/invite) from one of their KeyPackages. */
   invite?(room: string, username: string): Promise<Outcome>;
+  /**
+   * Protocol v2 rooms: a member adds several users at once (/invite a b c), as few commits as fit
+   * a relay frame; nobody is added when one of them cannot be (already in the room, no KeyPackage).
+   */
+  inviteMany?(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>>;
   /** Sends a failed message again (as a new message with the same text). */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
   joinRoom(room: string): Promise<Outcome<RoomView>>;
@@ -224,10 +231,11 @@ export interface ChatSession {
   /**
    * Marks a peer verified after the user compared safety numbers: `groups` are the digits the
    * user typed (VerifyInfo.confirmGroups, or the whole number); refused when they do not name
-   * the keys pending (or pinned) now. Accepts a pending key change and releases held messages.
+   * the keys pending (or pinned) now. Accepts a pending key change (v2: the new key may join
+   * conversations from then on; a v1 session also released the messages it held).
    */
   trust(username: string, groups: readonly string[]): Outcome<TrustResult>;
-  /** Continues with a peer's new keys without comparing them (marked not verified); releases held messages. */
+  /** Continues with a peer's new keys without comparing them (marked not verified); as trust() for the rest. */
   acceptNewKeys(username: string): Outcome<TrustResult>;
   /** Forgets a conversation's kept history on this machine (/clear); the relay keeps none. */
   forgetHistory(conversationId: string): void;

@@ -18,7 +18,7 @@ import type { LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { usageSentence } from "../protocol/usage.js";
-import { ensureLocalRelay, localRelayDir, localRelayPort, type LocalRelay } from "./local-relay.js";
+import { ensureLocalRelay, localRelayDir, localRelayLabel, localRelayPort, type LocalRelay } from "./local-relay.js";
 import { runTui } from "./run-tui.js";
 import type { StartupNotice } from "./state/reducer.js";
 import { defaultStateDir, fileLogger, LogFileError, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
@@ -190,7 +190,7 @@ async function main(): Promise<number> {
       serverLabel = address;
       logger.info("local-relay.foreign", { address });
     } else {
-      serverLabel = `${address} (local relay, pid ${local.pid})`;
+      serverLabel = localRelayLabel(address);
       notices.push(localRelayNotice(local));
       logger.info("local-relay", { address, pid: local.pid, started: local.started, dataDir: local.dataDir });
     }

@@ -123,3 +123,12 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * The status line's name for this machine's relay. No pid: any chat-tui may start the relay again
+ * after it stopped (under a new pid), and the status line would then name a dead process; the
+ * lobby's notices name the pid each time a relay is found or started.
+ */
+export function localRelayLabel(address: string): string {
+  return `${address} (local relay)`;
+}

@@ -78,7 +78,7 @@ describe("membership lines in the history", () => {
       "-- bob added carol",
       "-- you removed carol from #ops",
       "-- bob tried to remove you from #ops; only you can",
-      "-- bob added you",
+      "-- bob started this conversation", // the DM's group made on its first message
       "-- bob tried to remove carol from the lobby; only its creator can",
       "alice: bye",
     ]);

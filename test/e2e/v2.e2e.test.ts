@@ -81,12 +81,12 @@ describe("three people on protocol v2 in real terminals", () => {
     await sees("bob", "alice  good morning lobby 41c7");
     await sees("carol", "alice  good morning lobby 41c7");
 
-    // A DM: the first message makes the group (bob's screen says alice added him), and the reply.
+    // A DM: the first message makes the group (bob's screen says alice started the conversation), and the reply.
     await say("alice", "/msg bob the dm key is under the mat 5e2a");
     await tmux.waitForScreen("alice", (s) => s.includes("[@bob] >") && /the dm key is under the mat 5e2a ✓/.test(s), 30_000);
     await tmux.waitForScreen("bob", /2:@alice \(\d+!\)/, 30_000);
     await say("bob", "/query alice");
-    await sees("bob", "alice added you", "alice  the dm key is under the mat 5e2a");
+    await sees("bob", "alice started this conversation", "alice  the dm key is under the mat 5e2a");
     await say("bob", "thanks alice, found it 8b13");
     const aliceDm = await sees("alice", "bob    thanks alice, found it 8b13");
     expect(count(aliceDm, "the dm key is under the mat 5e2a"), "alice's DM line shown once").toBe(1);
@@ -160,8 +160,8 @@ describe("three people on protocol v2 in real terminals", () => {
     }
     expect(bobDm.indexOf("while you were away 1 a001")).toBeLessThan(bobDm.indexOf("while you were away 2 a002"));
     // The membership lines are kept in the history like messages: back after the restart, in place.
-    expect(count(bobDm, "alice added you"), "the DM's membership line after bob's restart").toBe(1);
-    expect(bobDm.indexOf("alice added you")).toBeLessThan(bobDm.indexOf("the dm key is under the mat 5e2a"));
+    expect(count(bobDm, "alice started this conversation"), "the DM's membership line after bob's restart").toBe(1);
+    expect(bobDm.indexOf("alice started this conversation")).toBeLessThan(bobDm.indexOf("the dm key is under the mat 5e2a"));
     await say("bob2", "/switch #ops");
     const bobOps = await sees("bob2", "ops while bob was away b003");
     expect(count(bobOps, "ops while bob was away b003")).toBe(1);

@@ -13,7 +13,8 @@ export interface FakeV2Options extends FakeSessionOptions {
   readonly withoutKeyPackage?: readonly string[];
 }
 
-export type MembershipCall = { readonly method: "kick" | "invite"; readonly room: string; readonly username: string };
+/** `username`: the names asked for, joined by "," for inviteMany. */
+export type MembershipCall = { readonly method: "kick" | "invite" | "inviteMany"; readonly room: string; readonly username: string };
 
 export class FakeV2Session extends FakeSession {
   readonly membershipCalls: MembershipCall[] = [];
@@ -63,8 +64,19 @@ export class FakeV2Session extends FakeSession {
     this.membership(room, { kind: "added", by: this.me, users: [username] });
     return { ok: true, value: undefined };
   }
+
+  /** Several at once, all or nobody, one line (as the engine's inviteMany when they fit one commit). */
+  async inviteMany(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>> {
+    this.membershipCalls.push({ method: "inviteMany", room, username: usernames.join(",") });
+    const members = this.rooms.get(room) ?? [];
+    if (!members.includes(this.me)) return refuse({ kind: "not-a-member", room, action: "send" });
+    for (const u of usernames) if (members.includes(u)) return refuse({ kind: "already-in-room", room, username: u });
+    for (const u of usernames) if (this.withoutKeyPackage.has(u)) return refuse({ kind: "no-key-package", username: u });
+    this.membership(room, { kind: "added", by: this.me, users: [...usernames] });
+    return { ok: true, value: { commits: 1 } };
+  }
 }
 
-function refuse(error: ClientError): Outcome {
+function refuse(error: ClientError): { readonly ok: false; readonly error: ClientError } {
   return { ok: false, error };
 }

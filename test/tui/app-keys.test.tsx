@@ -370,18 +370,18 @@ describe("the screen", () => {
     await waitFor(() => expect(session.callsOf("send").map((c) => c.text)).toEqual(["still works"]));
   });
 
-  test("a key change: the DM says sending is blocked; after /verify and /trust, verified everywhere", async () => {
+  test("a key change: the DM says the new key is refused until you decide; after /verify and /trust, verified everywhere", async () => {
     const session = new FakeSession({ peers: ["bob"] });
     const a = await open(session, { columns: 120, rows: 30 });
-    session.changeKeys("bob", 1);
+    session.changeKeys("bob", 0); // protocol v2 holds nothing
     await seeOnScreen(a, "@bob⚠");
     a.press(KEY.alt("2"));
-    await waitFor(() => expect(inputLine(a)).toBe("[@bob ⚠ blocked] >"));
-    expect(a.lines()[1]).toBe("@bob ⚠ KEY CHANGED — sending is blocked: /verify bob, compare the number with bob, then /trust (or /accept bob)");
-    expect(a.frame()).toContain("WARNING: bob's keys have changed.");
+    await waitFor(() => expect(inputLine(a)).toBe("[@bob ⚠ key changed] >"));
+    expect(a.lines()[1]).toBe("@bob ⚠ KEY CHANGED — new key refused until you decide: /verify bob, compare with bob, then /trust (or /accept bob)");
+    expect(a.frame()).toContain("WARNING: bob's keys have changed: the relay now shows another identity key for bob.");
     enter(a, "hello?");
     await seeOnScreen(a, "✗ bob's key changed: compare safety numbers with /verify bob");
-    expect(inputLine(a)).toBe("[@bob ⚠ blocked] > hello?");
+    expect(inputLine(a)).toBe("[@bob ⚠ key changed] > hello?");
     a.press(KEY.ctrlU);
     enter(a, "/verify bob");
     await seeOnScreen(a, "Safety number with bob's NEW keys");

@@ -11,7 +11,7 @@ import { parseInput } from "../../src/tui/state/commands.js";
 
 /** A plausible value for each placeholder a usage line may have; a new placeholder needs one here. */
 const SAMPLES: Readonly<Record<string, string>> = {
-  "<user>": "bob", "<text>": "hi there", "<action>": "waves", "<digits>": "12345 67890 12345", "<name|number>": "2",
+  "<user>": "bob", "<users>": "bob carol", "<text>": "hi there", "<action>": "waves", "<digits>": "12345 67890 12345", "<name|number>": "2",
   "#room": "#ops", "<word>": "deploy",
 };
 
@@ -78,8 +78,8 @@ describe("the command registry", () => {
 
   test("Tab completes each command's first argument as its file says", () => {
     const sources: CompletionSources = { commands: COMMAND_NAMES, users: ["bob"], members: ["bob"], recentSpeakers: [], rooms: ["#ops"], conversations: ["lobby", "#ops"] };
-    const expected = { user: ["bob"], member: ["bob"], room: ["#ops"], conversation: ["lobby"] } as const;
-    const probe = { user: "b", member: "b", room: "o", conversation: "l" } as const;
+    const expected = { user: ["bob"], users: ["bob"], member: ["bob"], room: ["#ops"], conversation: ["lobby"] } as const;
+    const probe = { user: "b", users: "b", member: "b", room: "o", conversation: "l" } as const;
     for (const c of COMMANDS) {
       const kind = completionOf(c.name);
       expect(kind).toBe(c.completes);

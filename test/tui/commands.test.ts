@@ -162,7 +162,7 @@ test("/help lists every command the parser knows, and the keys", () => {
   for (const c of COMMANDS) {
     expect(help).toContain(c.usage);
     // Every listed command parses (with a plausible argument where it needs one).
-    const sample = c.usage.replace("<user>", "bob").replace("<digits>", "12345 67890 12345").replace("<text>", "hi").replace("<action>", "waves")
+    const sample = c.usage.replace("<users>", "bob carol").replace("<user>", "bob").replace("<digits>", "12345 67890 12345").replace("<text>", "hi").replace("<action>", "waves")
       .replace("<name|number>", "1").replace("[#room]", "").replace("#room", "#ops").replace("[on|off]", "on").replace("[all]", "all")
       .replace("[add|remove <word>]", "add deploy").replace(/\[(\w+)\|[^\]]*\]/, "$1").replace("[text]", "").trim();
     expect(parseInput(sample).ok, sample).toBe(true);

@@ -49,7 +49,8 @@ const SENTENCES: ReadonlyArray<readonly [ClientError, string]> = [
   [{ kind: "not-the-creator", room: "#ops", creator: "carol" }, "only carol, who created #ops, can remove its members"],
   [{ kind: "not-the-creator", room: "#ops" }, "only the creator of #ops can remove its members"],
   [{ kind: "no-key-package", username: "dave" },
-    "dave cannot be added yet: the relay holds no key package for them (they have not been online with a client that speaks protocol v2): dave needs to start chat-tui once with a client that speaks protocol v2, then /invite dave again"],
+    // v2 is the only protocol: no "a client that speaks protocol v2"; the same error fails a first DM, so no /invite in the hint.
+    "nothing can be encrypted for dave yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there); dave needs to start chat-tui once, then try again"],
   [{ kind: "already-in-room", room: "#ops", username: "bob" }, "bob is already in #ops"],
   [{ kind: "not-in-room", room: "#ops", username: "zed" }, "zed is not in #ops"],
   // Names from the session are shown on one line, whatever they hold.
@@ -83,7 +84,7 @@ const NOTICES: ReadonlyArray<readonly [NoticeAbout, string]> = [
   [{ kind: "nobody-online", connected: false }, "not connected, and nobody was known to be online, so nobody will read that: use /msg or a room for messages that should wait"],
   [{ kind: "not-sent-to", usernames: ["carol"] }, "not sent to carol: their keys changed and you have not decided yet (/verify carol, then /trust or /accept)"],
   [{ kind: "not-sent-to", usernames: ["bob", "carol"] }, "not sent to bob, carol: each one's keys changed and you have not decided yet (/verify bob, then /trust or /accept)"],
-  [{ kind: "room-key-changed", username: "carol", again: false }, "carol's keys changed: the room goes on, but carol does not receive what you send here, and carol's messages here are held, until you decide (/verify carol, then /trust or /accept)"],
+  [{ kind: "room-key-changed", username: "carol", again: false }, "carol's keys changed: the room goes on with the carol already in it (the key you had pinned); the new key cannot join it until you decide (/verify carol, then /trust or /accept)"],
   [{ kind: "room-key-changed", username: "carol", again: true }, "carol's keys changed AGAIN before you decided: compare again with /verify carol"],
 ];
 

@@ -189,7 +189,7 @@ describe("/trust and /accept (issue 9 §3)", () => {
     expect(t.notices().at(-1)).toMatch(/^error: those digits do not match bob's keys/);
     expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("key-changed");
     t.run("/accept bob");
-    expect(t.notices().at(-1)).toBe("warn: continuing with bob's new key, NOT verified (compare with /verify bob when you can)");
+    expect(t.notices().at(-1)).toBe("warn: continuing with bob's new key, NOT verified (compare with /verify bob when you can); from now on it may join your conversations; anything it sent before was refused (ask bob to send it again)");
     expect(t.state().peers.find((p) => p.username === "bob")?.trust).toBe("unverified");
     t.run("/accept bob");
     expect(t.notices().at(-1)).toBe("error: bob's keys have not changed: nothing to accept (/verify bob to compare safety numbers)");

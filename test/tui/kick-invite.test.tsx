@@ -52,20 +52,27 @@ describe("parsing", () => {
   test("a user, then at most one room (the # optional); @ and case folded", () => {
     expect(parseInput("/kick carol")).toEqual({ ok: true, command: { kind: "kick", user: "carol" } });
     expect(parseInput("/kick @Carol ops")).toEqual({ ok: true, command: { kind: "kick", user: "carol", room: "#ops" } });
-    expect(parseInput("/invite dave #dev")).toEqual({ ok: true, command: { kind: "invite", user: "dave", room: "#dev" } });
+    expect(parseInput("/invite dave #dev")).toEqual({ ok: true, command: { kind: "invite", users: ["dave"], room: "#dev" } });
+  });
+
+  test("/invite takes several users (each checked, duplicates once), the room last with its #", () => {
+    expect(parseInput("/invite dave @Erin dave #dev")).toEqual({ ok: true, command: { kind: "invite", users: ["dave", "erin"], room: "#dev" } });
+    expect(parseInput("/invite dave erin")).toEqual({ ok: true, command: { kind: "invite", users: ["dave", "erin"] } });
+    expect(parseInput("/invite #dev")).toMatchObject({ ok: false, error: expect.stringMatching(/^\/invite: '#dev' is not a username/) });
+    expect(parseInput("/invite")).toEqual({ ok: false, error: "/invite needs at least one user — usage: /invite <users> [#room]" });
   });
 
   test("usage errors name the command's usage", () => {
     expect(parseInput("/kick")).toEqual({ ok: false, error: "/kick needs a user — usage: /kick <user> [#room]" });
-    expect(parseInput("/invite dave #dev extra")).toEqual({ ok: false, error: "/invite takes a user and at most one room — usage: /invite <user> [#room]" });
+    expect(parseInput("/invite dave #dev extra")).toMatchObject({ ok: false, error: expect.stringMatching(/^\/invite: '#dev' is not a username/) });
     expect(parseInput("/kick ../x")).toMatchObject({ ok: false, error: expect.stringMatching(/^\/kick: '\.\.\/x' is not a username/) });
     expect(parseInput("/invite dave #no$room")).toMatchObject({ ok: false, error: expect.stringMatching(/^\/invite: '#no\$room' is not a room name/) });
   });
 
-  test("/help lists both, marked as protocol v2", () => {
+  test("/help lists both (no \"protocol v2\" tag: v2 is the only protocol)", () => {
     const help = helpLines();
-    expect(help).toContain("  /kick <user> [#room] — remove someone from a room you created (default: the current one); protocol v2");
-    expect(help).toContain("  /invite <user> [#room] — add someone to a room you are in (default: the current one); protocol v2");
+    expect(help).toContain("  /kick <user> [#room] — remove someone from a room you created (default: the current one; rooms are open: they can /join again)");
+    expect(help).toContain("  /invite <users> [#room] — add one or more people to a room you are in (default: the current one)");
   });
 });
 
@@ -78,6 +85,10 @@ describe("Tab completion", () => {
     expect(findCompletions({ text: "/kick c", cursor: 7 }, sources)?.candidates).toEqual(["carol"]);
     expect(findCompletions({ text: "/kick d", cursor: 7 }, sources)).toBeUndefined();
     expect(findCompletions({ text: "/invite d", cursor: 9 }, sources)?.candidates).toEqual(["dave"]);
+    // Every argument of /invite: the users not typed yet, then a room after "#".
+    expect(findCompletions({ text: "/invite dave ", cursor: 13 }, sources)?.candidates).toEqual(["bob", "carol"]);
+    expect(findCompletions({ text: "/invite dave c", cursor: 14 }, sources)).toEqual({ start: 13, candidates: ["carol"], suffix: " " });
+    expect(findCompletions({ text: "/invite dave carol #d", cursor: 21 }, sources)?.candidates).toEqual(["#dev"]);
     // Outside a room there is nobody to kick.
     t.focus("lobby");
     expect(findCompletions({ text: "/kick ", cursor: 6 }, completionSources(t.state()))).toBeUndefined();
@@ -104,6 +115,29 @@ describe("running them", () => {
     expect(t.state().rooms.find((r) => r.room === "#ops")?.members).toEqual(["alice", "bob", "carol", "dave"]);
   });
 
+  test("several users: one call, one line where it was typed; a refusal says nobody was added", async () => {
+    const session = v2();
+    const t = setup(session);
+    t.run("/invite dave erin #ops");
+    await waitFor(() => expect(t.notices()).toEqual(["info: dave and erin were added to #ops"]));
+    expect(session.membershipCalls).toEqual([{ method: "inviteMany", room: "#ops", username: "dave,erin" }]);
+    expect(t.state().rooms.find((r) => r.room === "#ops")?.members).toEqual(["alice", "bob", "carol", "dave", "erin"]);
+    t.run("/invite frank bob #ops");
+    await waitFor(() => expect(t.notices()).toHaveLength(2));
+    expect(t.notices()[1]).toBe("error: nobody was added to #ops: bob is already in #ops");
+    expect(t.state().rooms.find((r) => r.room === "#ops")?.members).not.toContain("frank");
+  });
+
+  test("several users in the current room: the session's one membership line says it, nothing else", async () => {
+    const session = v2();
+    const t = setup(session);
+    t.focus("#ops");
+    t.run("/invite dave erin");
+    await waitFor(() => expect(session.membershipCalls).toHaveLength(1));
+    await waitFor(() => expect(t.state().rooms.find((r) => r.room === "#ops")?.members).toContain("erin"));
+    expect(t.notices()).toEqual([]);
+  });
+
   test("outside a room without one: a usage sentence, nothing asked of the session", () => {
     const session = v2();
     const t = setup(session);
@@ -111,7 +145,7 @@ describe("running them", () => {
     t.run("/invite dave");
     expect(t.notices()).toEqual([
       "error: /kick without a room works inside a room — usage: /kick <user> [#room]",
-      "error: /invite without a room works inside a room — usage: /invite <user> [#room]",
+      "error: /invite without a room works inside a room — usage: /invite <users> [#room]",
     ]);
     expect(session.membershipCalls).toEqual([]);
   });

@@ -38,7 +38,9 @@ describe("membershipText: the words", () => {
     ["#ops", line("refused", "bob", ["carol"]), "carol", "bob tried to remove you from #ops; only its creator can"],
     // A DM's group and the lobby's.
     ["dm:alice:bob", line("created", "bob"), "alice", "bob created this conversation"],
-    ["dm:alice:bob", line("added", "bob", ["alice"]), "alice", "bob added you"],
+    // A DM's group made on its first message: the conversation began (not "bob added you").
+    ["dm:alice:bob", line("added", "bob", ["alice"]), "alice", "bob started this conversation"],
+    ["dm:alice:bob", line("added", "alice", ["bob"]), "alice", "you started this conversation"],
     ["lobby", line("refused", "bob", ["carol"]), "alice", "bob tried to remove carol from the lobby; only its creator can"],
   ];
   test.each(TABLE)("%s %j as %s", (conversationId, l, me, sentence) => {

@@ -38,12 +38,12 @@ describe("the DM header and prompt", () => {
     expect(rowText(header(withBob("verified", false)))).toBe("@bob ✓ verified ○ offline (messages wait for them)");
   });
 
-  test("a key change: loud, says sending is blocked and what to do; the prompt says blocked", () => {
+  test("a key change: loud, says the new key is refused (v2: nothing is held or blocked) and what to do; the prompt says so", () => {
     const s = withBob("key-changed");
     const row = header(s);
-    expect(rowText(row)).toBe("@bob ⚠ KEY CHANGED — sending is blocked: /verify bob, compare the number with bob, then /trust (or /accept bob)");
+    expect(rowText(row)).toBe("@bob ⚠ KEY CHANGED — new key refused until you decide: /verify bob, compare with bob, then /trust (or /accept bob)");
     expect(row.segments.every((seg) => seg.style === STYLE.alarm)).toBe(true);
-    expect(promptOf(s, currentConversation(s))).toEqual({ text: "[@bob ⚠ blocked] > ", blocked: true });
+    expect(promptOf(s, currentConversation(s))).toEqual({ text: "[@bob ⚠ key changed] > ", blocked: true });
   });
 
   test("rooms, the lobby and unknown people", () => {

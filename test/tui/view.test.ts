@@ -124,9 +124,12 @@ describe("scrollback rows", () => {
   });
 
   test("a key change is loud and says what to do", () => {
-    const rows = entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "bob", held: 2 }, ctx);
+    const rows = entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "bob", held: 0 }, ctx);
     const text = flat(rows.map(rowText));
-    expect(text).toContain("WARNING: bob's keys have changed. 2 messages from bob are held. Sending to bob is blocked");
+    // Protocol v2 (PROTOCOL.md §4.4, §6): nothing is held and sending is not blocked; the new key is refused.
+    expect(text).toContain("WARNING: bob's keys have changed: the relay now shows another identity key for bob. Until you decide, the new key is refused: it cannot join your conversations, and nothing it sends is shown or kept.");
+    expect(text).toContain("What you send to bob still reaches only the key you had pinned");
+    expect(text).not.toMatch(/held|blocked|does not receive/);
     expect(text).toContain("/verify bob");
     expect(text).toContain("/trust command");
     expect(text).toContain("/accept bob goes on with the new key without comparing (not verified)");
@@ -135,10 +138,11 @@ describe("scrollback rows", () => {
   });
 
   test("a key change in a room says the room goes on without that member; a replaced pending key says so", () => {
-    const room = flat(entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "carol", held: 1, inRoom: true }, ctx).map(rowText));
-    expect(room).toContain("WARNING: carol's keys have changed. 1 message from carol is held. The room goes on: carol does not receive what you send here until you decide.");
+    const room = flat(entryRows({ kind: "key-change", seq: 1, atMs: T0, username: "carol", held: 0, inRoom: true }, ctx).map(rowText));
+    expect(room).toContain("WARNING: carol's keys have changed: the relay now shows another identity key for carol. The room goes on with the carol already in it (the key you had pinned); the new key cannot join it until you decide.");
+    expect(room).not.toMatch(/held|blocked|does not receive/);
     const again = flat(entryRows({ kind: "key-change", seq: 2, atMs: T0, username: "bob", held: 0, replaced: true, discarded: 2 }, ctx).map(rowText));
-    expect(again).toContain("WARNING: bob's keys changed AGAIN before you decided: the relay now shows yet another key. 2 messages held under the replaced key were discarded");
+    expect(again).toContain("WARNING: bob's keys changed AGAIN before you decided: the relay now shows yet another key, refused like the last one. 2 messages held under the replaced key were discarded");
   });
 
   test("/verify shows the safety number in groups and the next step", () => {

@@ -73,6 +73,8 @@ export class MlsConversations {
           this.s.notice("warn", `the kept state of ${conv} could not be restored; it will be joined again`, conv);
         }
       }
+      // The rooms kept from the last run, for the sidebar's first screen (ChatClient's Welcome came before them).
+      this.s.d.emit({ type: "rooms", rooms: this.s.rooms() });
       this.s.keyPackages = new KeyPackageKeeper(client, this.s.d.store, this.s.d.ds, this.s.d.logger, () => Math.floor(this.s.d.clock() / 1000));
       // One KeyPackage first (a DM to me can be opened once I am seen), then the lobby, then the
       // rest: generating 20 X-Wing KeyPackages takes seconds the lobby need not wait.

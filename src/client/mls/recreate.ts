@@ -125,6 +125,7 @@ export class Recreator {
       else missing.push(...names);
     }
     s.notice("info", `you re-created ${conv} after a change by ${offender} was refused${added.length > 0 ? `; ${added.join(", ")} ${added.length === 1 ? "is" : "are"} in it again` : ""}${missing.length > 0 ? `; ${missing.join(", ")} could not be added (no KeyPackage on the relay, or refused): /invite them later` : ""}`, conv);
+    s.d.emit({ type: "rooms", rooms: s.rooms() }); // the members now, also when nobody could be added back
     if ((s.outbox.get(conv)?.length ?? 0) > 0) s.flushSoon(conv);
   }
 }

@@ -8,7 +8,7 @@ export type AcceptCommand = { readonly kind: "accept"; readonly user: string };
 export const accept: CommandSpec<AcceptCommand> = {
   name: "accept",
   usage: "/accept <user>",
-  summary: "continue with a user's changed key without comparing (NOT verified); shows held messages",
+  summary: "continue with a user's changed key without comparing (NOT verified); it may then join your conversations",
   completes: "user",
   parse: (input) => oneUser("accept", input),
   run(command, { say, session }) {

@@ -67,8 +67,11 @@ export interface RunContext extends CommandContext {
   readonly sortPeers: (peers: readonly PeerView[]) => PeerView[];
 }
 
-/** What Tab completes as a command's first argument ("member": the current room's members but me). */
-export type CompletionKind = "user" | "member" | "room" | "conversation";
+/**
+ * What Tab completes as a command's first argument ("member": the current room's members but me);
+ * "users": every argument is a user (the ones not typed yet), or a room once it starts with "#".
+ */
+export type CompletionKind = "user" | "users" | "member" | "room" | "conversation";
 
 export interface CommandSpec<C extends CommandBase> {
   /** The name after the "/", which is also the parsed command's kind. */

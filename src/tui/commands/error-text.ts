@@ -18,7 +18,7 @@ export function noticeText(about: NoticeAbout): string {
     case "room-key-changed":
       return about.again
         ? `${about.username}'s keys changed AGAIN before you decided: compare again with /verify ${about.username}`
-        : `${about.username}'s keys changed: the room goes on, but ${about.username} does not receive what you send here, and ${about.username}'s messages here are held, until you decide (/verify ${about.username}, then /trust or /accept)`;
+        : `${about.username}'s keys changed: the room goes on with the ${about.username} already in it (the key you had pinned); the new key cannot join it until you decide (/verify ${about.username}, then /trust or /accept)`;
     case "session-ended":
       return sessionEndText(about.cause);
     default: {
@@ -93,13 +93,18 @@ export function reconnectText(r: ReconnectStart): string {
   return describeReconnectStart(r);
 }
 
-/** What /trust or /accept did, with the held messages it released. */
+/**
+ * What /trust or /accept did. Protocol v2 holds nothing (the new key was refused until now): the
+ * new key may join conversations from now on, and what it sent before was not kept. Held messages
+ * released are counted only by a v1 session.
+ */
 export function trustText(r: TrustResult): string {
   const parts: string[] = [];
   if (r.shown > 0) parts.push(`${r.shown} held message${r.shown === 1 ? "" : "s"} shown, in the order sent`);
   if (r.discarded > 0) {
     parts.push(`${r.discarded} held message${r.discarded === 1 ? " was" : "s were"} discarded: not signed by the key you accepted, or no longer valid`);
   }
+  if (r.keyChange && parts.length === 0) parts.push(`from now on it may join your conversations; anything it sent before was refused (ask ${r.username} to send it again)`);
   const released = parts.length > 0 ? `; ${parts.join("; ")}` : "";
   if (!r.verified) return `continuing with ${r.username}'s new key, NOT verified (compare with /verify ${r.username} when you can)${released}`;
   if (r.keyChange) return `${r.username}'s new key is now trusted and marked verified ✓${released}`;
@@ -148,7 +153,8 @@ export function errorText(e: ClientError): string {
     case "no-key-change":
       return `${e.username}'s keys have not changed: nothing to accept (/verify ${e.username} to compare safety numbers)`;
     case "no-key-package":
-      return `${describeClientError(e)}: ${shownName(e.username)} needs to start chat-tui once with a client that speaks protocol v2, then /invite ${shownName(e.username)} again`;
+      // /invite, and also a DM's first message to someone never seen: words for both, no command.
+      return `nothing can be encrypted for ${shownName(e.username)} yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there); ${shownName(e.username)} needs to start chat-tui once, then try again`;
     // No hint to add: the client's plain sentence is the one shown.
     case "not-connected":
     case "closed":

@@ -8,7 +8,7 @@ export type KickCommand = { readonly kind: "kick"; readonly user: string; readon
 export const kick: CommandSpec<KickCommand> = {
   name: "kick",
   usage: "/kick <user> [#room]",
-  summary: "remove someone from a room you created (default: the current one); protocol v2",
+  summary: "remove someone from a room you created (default: the current one; rooms are open: they can /join again)",
   completes: "member",
   parse: (input) => userAndOptionalRoom("kick", input),
   run(command, { state, here, say, later, session, currentRoom }) {

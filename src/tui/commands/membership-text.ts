@@ -50,7 +50,9 @@ export function membershipText(line: MembershipLine, conversationId: string, me:
   switch (line.kind) {
     case "created": return `${by} created ${where}`;
     case "joined": return `${by} joined ${where}`;
-    case "added": return `${by} added ${users}`;
+    // A DM's group is made on its first message: "added" there means the conversation began
+    // (or began again, after a lost state), not that someone was let into a room.
+    case "added": return parseConversationId(conversationId)?.kind === "dm" ? `${by} started this conversation` : `${by} added ${users}`;
     case "removed": return `${by} removed ${users} from ${where}`;
     case "left": return `${by} left ${where}`;
     case "refused": {

@@ -57,6 +57,13 @@ export function findCompletions(input: InputBuffer, sources: CompletionSources):
   // file says which: `completes`).
   const command = /^\/(\S+) +$/.exec(before.slice(0, start))?.[1]?.toLowerCase();
   const argument = command === undefined ? undefined : completionOf(command);
+  // Every argument of a command that takes several users (/invite a b c [#room]).
+  const listed = /^\/(\S+) +(\S+ +)*$/.exec(before.slice(0, start));
+  if (listed !== null && completionOf(listed[1]?.toLowerCase() ?? "") === "users") {
+    if (word.startsWith("#")) return found(matching(word, sorted(sources.rooms)), " ");
+    const typed = new Set(before.slice(0, start).split(/\s+/).slice(1).map((w) => w.replace(/^@/, "").toLowerCase()));
+    return found(matching(word.replace(/^@/, ""), [...sources.recentSpeakers, ...sorted(sources.users)]).filter((u) => !typed.has(u.toLowerCase())), " ");
+  }
   if (argument === "user") {
     return found(matching(word.replace(/^@/, ""), [...sources.recentSpeakers, ...sorted(sources.users)]), " ");
   }

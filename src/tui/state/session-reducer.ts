@@ -241,8 +241,13 @@ export function keptMembership(state: TuiState, event: MembershipEvent): TuiStat
 
 function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiState {
   switch (event.type) {
-    case "connection":
-      return withSelf({ ...state, connection: event.status });
+    case "connection": {
+      // Without a session nobody's presence is known: shown offline (no lines) until the next
+      // Welcome's directory says who is online again, as the sidebar of an IRC client empties.
+      const lost = state.connection.state === "connected" && event.status.state !== "connected";
+      const peers = lost ? state.peers.map((p) => (p.online && !p.you && p.username !== state.me ? { ...p, online: false } : p)) : state.peers;
+      return withSelf({ ...state, connection: event.status, peers });
+    }
     case "directory": {
       // The whole list again (a reconnect): who was online and is not any more went offline
       // meanwhile. (Who came meanwhile gets no line: at start everyone would "come online".)

@@ -16,9 +16,9 @@ export type Entry =
   /** An envelope that failed verification and was dropped. */
   | { readonly kind: "refused"; readonly seq: number; readonly atMs: number; readonly from: string }
   /**
-   * A peer's keys changed: their messages are held, sending to them is blocked (in a room:
-   * they do not receive, the room goes on). `replaced`: a pending change replaced by yet another
-   * key; `discarded`: messages held under the replaced key, dropped.
+   * A peer's keys changed: the new key is refused until the user decides, the conversations go on
+   * with the key pinned before (protocol v2; `held` counts what a v1 session held). `replaced`: a
+   * pending change replaced by yet another key; `discarded`: messages held under the replaced key, dropped.
    */
   | {
       readonly kind: "key-change"; readonly seq: number; readonly atMs: number; readonly username: string; readonly held: number;

@@ -1,6 +1,8 @@
 // The conversation header under the status line: what this conversation is and, for a DM, the
-// peer's presence and trust in words (verified, not verified yet, or a key change that blocks
-// sending, with what to do about it). Also the input prompt, which says when sending is blocked.
+// peer's presence and trust in words (verified, not verified yet, or a key change waiting for a
+// decision, with what to do about it). Also the input prompt, which says when a key change waits.
+// Protocol v2 (PROTOCOL.md §4.4, §6): the new key is refused until the user decides; the
+// conversation goes on with the key pinned before.
 import type { PeerView } from "../../client/types.js";
 import { promptFor } from "../state/conversations.js";
 import type { Conversation, TuiState } from "../state/state.js";
@@ -11,7 +13,7 @@ function peerOf(state: TuiState, conversation: Conversation): PeerView | undefin
   return conversation.peer === undefined ? undefined : state.peers.find((p) => p.username === conversation.peer);
 }
 
-/** True when sending in this conversation is blocked until the user decides about a key change. */
+/** True when the peer of this DM has a key change waiting for a decision (the prompt turns red). */
 export function sendingBlocked(state: TuiState, conversation: Conversation): boolean {
   return peerOf(state, conversation)?.trust === "key-changed";
 }
@@ -40,7 +42,7 @@ function headerSegments(state: TuiState, conversation: Conversation): Segment[] 
       switch (peer.trust) {
         case "key-changed":
           return [
-            seg(`${conversation.title} ⚠ KEY CHANGED — sending is blocked: /verify ${name}, compare the number with ${name}, then /trust (or /accept ${name})`, STYLE.alarm),
+            seg(`${conversation.title} ⚠ KEY CHANGED — new key refused until you decide: /verify ${name}, compare with ${name}, then /trust (or /accept ${name})`, STYLE.alarm),
           ];
         case "verified":
           return [title, seg(" ✓ verified", STYLE.ok), presence];
@@ -56,13 +58,13 @@ export function headerRow(state: TuiState, conversation: Conversation, width: nu
 }
 
 /**
- * The prompt: "[#ops] > ", "[@bob ⚠ blocked] > " while a key change blocks sending, "[#ops]
+ * The prompt: "[#ops] > ", "[@bob ⚠ key changed] > " while a key change waits for a decision, "[#ops]
  * (draft) > " while the input is a half-typed line restored on arriving, and "[#ops] (↑ draft) > "
  * once a command typed over it has set it aside in the history.
  */
 export function promptOf(state: TuiState, conversation: Conversation): { readonly text: string; readonly blocked: boolean } {
   const blocked = sendingBlocked(state, conversation);
-  const text = promptFor(blocked ? `${conversation.title} ⚠ blocked` : conversation.title);
+  const text = promptFor(blocked ? `${conversation.title} ⚠ key changed` : conversation.title);
   const mark = state.draftRestored ? "(draft) " : state.draftAside ? "(↑ draft) " : "";
   return { text: mark === "" ? text : text.replace(/> $/, `${mark}> `), blocked };
 }

@@ -200,7 +200,7 @@ function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: Scrollba
     safetyNumberRows(b, info.pendingSafetyNumber, indent);
     b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
       `Compare it with ${user} over another channel you trust (in person, or a call where you know the voice). ` +
-        `If every digit matches, type ${trustCommand} to accept the new keys as verified ✓ and see the held messages ` +
+        `If every digit matches, type ${trustCommand} to accept the new keys as verified ✓ (from then on they may join your conversations) ` +
         `(the digits are the start of ${user}'s half of the number, so a key that changes after this is refused). ` +
         `To go on with the new keys without comparing, type /accept ${user} (not verified). ` +
         `If the number does not match, do neither: someone may be intercepting.`);
@@ -210,7 +210,7 @@ function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: Scrollba
   b.block([timeSeg(atMs, ctx), seg("-- ", STYLE.info)], `Safety number with ${user} (${state}):`, STYLE.strong);
   safetyNumberRows(b, info.safetyNumber, indent);
   const next = info.trust === "verified"
-    ? `You have verified ${user}. If ${user}'s keys ever change, you will be warned here and sending will stop until you check again.`
+    ? `You have verified ${user}. If ${user}'s keys ever change, you will be warned here, and the new key is refused until you check again.`
     : `Compare these 60 digits with ${user} over another channel you trust (in person, or a call where you know the voice); ${user} sees the same number. ` +
       `If every digit matches, type ${trustCommand}. If not, do not trust: someone may be intercepting.`;
   b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.ok)], next);
@@ -224,16 +224,19 @@ function keyChangeRows(b: RowBuilder, entry: Extract<Entry, { kind: "key-change"
   const discardedText = discarded === 0 ? ""
     : ` ${discarded} message${discarded === 1 ? "" : "s"} held under the replaced key ${discarded === 1 ? "was" : "were"} discarded (no key you could accept signed ${discarded === 1 ? "it" : "them"}).`;
   const what = entry.replaced === true
-    ? `WARNING: ${user}'s keys changed AGAIN before you decided: the relay now shows yet another key.${discardedText}`
-    : `WARNING: ${user}'s keys have changed.${heldText}`;
+    ? `WARNING: ${user}'s keys changed AGAIN before you decided: the relay now shows yet another key, refused like the last one.${discardedText}`
+    : `WARNING: ${user}'s keys have changed: the relay now shows another identity key for ${user}.${heldText}`;
+  // Protocol v2 (PROTOCOL.md §4.4, §6): nothing is held; the new key is refused until a decision,
+  // and the conversations go on with the group members as they are (the key pinned before).
   const effect = entry.inRoom === true
-    ? ` The room goes on: ${user} does not receive what you send here until you decide.`
-    : ` Sending to ${user} is blocked until you decide.`;
+    ? ` The room goes on with the ${user} already in it (the key you had pinned); the new key cannot join it until you decide.`
+    : ` Until you decide, the new key is refused: it cannot join your conversations, and nothing it sends is shown or kept. ` +
+      `What you send to ${user} still reaches only the key you had pinned (if ${user} really changed devices, they will not read it there).`;
   b.block(lead, what + effect, STYLE.alarm);
   b.block([seg(" ".repeat(TIME_WIDTH + 1)), seg("→ ", STYLE.alarm)],
     `A new device or a reinstall does this — and so does someone intercepting. ` +
       `Type /verify ${user}: it shows the safety number to compare with ${user} over another channel and the exact /trust command; ` +
-      `/accept ${user} goes on with the new key without comparing (not verified).`,
+      `/accept ${user} goes on with the new key without comparing (not verified). Either way, the new key may join your conversations from then on.`,
     STYLE.alarm);
 }
 

@@ -4,21 +4,23 @@
 //   - BenchClient: the tests' raw protocol client (test/helpers/raw-session.ts) set up for load:
 //     pre-encoded frames out with backpressure, deliveries and SendResults to callbacks, no
 //     frame kept that nobody waits for;
-//   - sealRoom: real sealed envelopes, encoded as SendEnvelope frames before any clock starts;
-//   - percentile.
+//   - registerRoom / encryptRoom: a real MLS group (test/helpers/mls-room.ts) registered with a
+//     fresh relay through its members' sessions, and its members' application messages
+//     encrypted and encoded as SendMls frames before any clock starts (protocol v2, the only
+//     one the relay speaks: PROTOCOL.md §8.3);
+//   - waitFor, percentile.
 import { fork } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { credentials } from "@grpc/grpc-js";
-import { SendStatus, SessionRequest, type Delivery, type SendResult, type Welcome } from "../../src/gen/securechat/v1/chat.js";
-import { envelopeToWire } from "../../src/protocol/codec.js";
-import { sealEnvelope, ZERO_HASH } from "../../src/protocol/envelope.js";
+import { MlsKind, SendStatus, SessionRequest, type Delivery, type SendResult, type Welcome } from "../../src/gen/securechat/v1/chat.js";
 import { identityFromPrivateKeys, PLAINTEXT_CHANNEL_BINDING, type PrivateIdentity } from "../../src/protocol/keys.js";
 import type { RelayLimits } from "../../src/server/limits.js";
 import type { RelayStats, StartRelayOptions } from "../../src/server/relay.js";
 import { fixtureKeys } from "../../test/helpers/identities.js";
+import { mlsKey, registerMlsRoom, type MlsRoom } from "../../test/helpers/mls-room.js";
 import { REPO_ROOT } from "../../test/helpers/paths.js";
 import type { RequestFrame, ResponseFrame } from "../../test/helpers/raw-frames.js";
 import { asBuffer } from "../../test/helpers/raw-service.js";
@@ -212,39 +214,72 @@ export class BenchClient extends RawSession {
   }
 }
 
-/** Connects and completes the handshake (protocolVersion 2: a protocol v2 session, PROTOCOL.md §8.3). */
-export async function connect(port: number, id: PrivateIdentity, protocolVersion = 1): Promise<BenchClient> {
+/**
+ * Connects and completes the handshake as a protocol v2 session (PROTOCOL.md §8.3; the relay
+ * refuses any other protocol_version).
+ */
+export async function connect(port: number, id: PrivateIdentity, protocolVersion = 2): Promise<BenchClient> {
   const c = new BenchClient(port);
   c.welcome = await c.handshake(id, c.waitMs, { protocolVersion });
   return c;
 }
 
-/** Joins every client to `room` and waits until each has seen the room with all of them in it. */
-export async function joinAll(clients: readonly BenchClient[], room: string): Promise<void> {
-  const full = clients.map((c) => c.next("roomEvent", (e) => e.room === room && e.members.length === clients.length));
-  for (const c of clients) c.writeRaw(encodeRequest({ $case: "joinRoom", value: { requestId: 1, room } }));
-  await Promise.all(full);
+/** Polls `fn` every 20 ms until it is true; fails after `timeoutMs` saying what it waited for. */
+export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
-/** One sealed envelope as a SendEnvelope frame, and its message id in hex. */
+/**
+ * Registers `room` (made in-process by makeMlsRoom for these members, in this order) with the
+ * relay through clients[0], its creator (PublishGroupInfo at epoch 0, then the commit adding
+ * the others with its Welcome: PROTOCOL.md §8.1, §8.2), and waits until every other member got
+ * its Welcome through its queue (acked when autoAck): the set-up traffic is over when this
+ * resolves. The clients' onDeliver is replaced while it runs; set your own afterwards.
+ */
+export async function registerRoom(clients: readonly BenchClient[], room: MlsRoom): Promise<void> {
+  if (clients.length !== room.groups.length) throw new Error(`registerRoom: ${clients.length} sessions for a group of ${room.groups.length}`);
+  let welcomes = 0;
+  for (const c of clients.slice(1)) {
+    c.onDeliver = (items) => {
+      for (const item of items) if (item.mls?.kind === MlsKind.MLS_KIND_WELCOME) welcomes++;
+    };
+  }
+  await registerMlsRoom(clients[0]!, room);
+  await waitFor(`${clients.length - 1} Welcomes to ${room.conversationId} through the queues`, () => welcomes >= clients.length - 1);
+}
+
+/** One encrypted message as a SendMls frame, and its key (its AEAD tag in hex: mlsKey). */
 export interface SealedFrame {
   readonly frame: Buffer;
   readonly hex: string;
 }
 
 /**
- * Seals `perSender` real envelopes from each of `ids` into `conversationId`, for all of `ids`,
- * and encodes each as a SendEnvelope frame: [sender][i].
+ * Each member's application messages in `room` (perSender each, a ~140-byte text, padded by the
+ * wrapper), encrypted ahead with the member's own epoch-1 group and encoded as SendMls frames:
+ * [sender][i]. The relay cannot tell them from a client's; every fresh relay (a fresh data dir)
+ * that registered the room takes them as new.
  */
-export async function sealRoom(ids: readonly PrivateIdentity[], conversationId: string, perSender: number, tag: string): Promise<SealedFrame[][]> {
-  return ids.map((sender, k) => Array.from({ length: perSender }, (_, i) => {
-    const { envelope } = sealEnvelope({
-      sender, conversationId, recipients: ids, body: { kind: "text", text: `${tag} ${i} from ${k}: ${"x".repeat(120)}` },
-      prev: ZERO_HASH, sentAtMs: Date.now(),
-    });
-    const frame = encodeRequest({ $case: "send", value: { envelope: envelopeToWire(envelope) } });
-    return { frame, hex: envelope.header.messageId.toString("hex") };
-  }));
+export async function encryptRoom(room: MlsRoom, perSender: number, tag: string): Promise<SealedFrame[][]> {
+  const out: SealedFrame[][] = [];
+  for (const [k, g] of room.groups.entries()) {
+    const set: SealedFrame[] = [];
+    for (let i = 0; i < perSender; i++) {
+      const mls = await g.encrypt(Buffer.from(`${tag} ${i} from ${k}: ${"x".repeat(120)}`));
+      set.push({ frame: encodeRequest({ $case: "sendMls", value: { mls: Buffer.from(mls) } }), hex: mlsKey(mls) });
+    }
+    out.push(set);
+  }
+  return out;
+}
+
+/** The application messages of a Delivery list (Welcomes, commits and proposals left out). */
+export function applicationItems(items: readonly Delivery[]): Delivery[] {
+  return items.filter((i) => i.mls?.kind === MlsKind.MLS_KIND_APPLICATION);
 }
 
 export const ACCEPTED = SendStatus.SEND_STATUS_ACCEPTED;

@@ -18,6 +18,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AtRestCipher } from "../../src/client/at-rest.js";
 import { ChatClient } from "../../src/client/chat-client.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
 import { BACKLOG_PER_CONVERSATION, MessageHistory } from "../../src/client/history.js";
 import { ClientStateStore } from "../../src/client/state-store.js";
 import { TrustStore } from "../../src/client/trust-store.js";
@@ -129,7 +130,9 @@ async function startPeers(port: number): Promise<{ bob: ChatClient; close(): Pro
   for (const name of ["bob", "carol"]) {
     const identity = await decodeKeyFile(name, fixturePem(name));
     const trust = await TrustStore.open(join(dir, `${name}_known_peers.json`));
-    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state: ClientStateStore.open(":memory:"), history: false, reconnect: false });
+    // Protocol v2, the only one the relay speaks: the peer's MLS key store (PROTOCOL.md §10.4).
+    const store = MlsKeyStore.open(join(dir, `${name}_mls.db`), { username: identity.username, sigPrivate: identity.sigPrivate });
+    const client = new ChatClient({ identity, server: `127.0.0.1:${port}`, trust, state: ClientStateStore.open(":memory:"), history: false, reconnect: false, v2: { store } });
     client.start();
     await client.waitConnected(15_000);
     peers.push(client);

@@ -5,7 +5,7 @@
 // ratchet tree beside it and the membership hint). Every member joined from that Welcome here,
 // so each holds its own epoch-1 state and can encrypt and open; replaying the registration to a
 // new relay (a fresh data dir) gives that relay the same group at the same epoch. Used by the
-// MLS relay benchmarks (scripts/bench/relay-fanout-mls.ts, relay-catchup-mls.ts) and the
+// MLS relay benchmarks (scripts/bench/relay-fanout.ts, relay-catchup-mls.ts) and the
 // fuzzing of MLS through the queues (test/fuzz/relay-mls-queues.test.ts).
 import type { KeyObject } from "node:crypto";
 import {

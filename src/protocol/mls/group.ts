@@ -31,6 +31,7 @@ import { MlsProtocolError, wrap } from "./errors.js";
 import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
 import { describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, sameExtensions, secretTreeValues, unpad, zero } from "./group-parts.js";
+import { removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
@@ -221,11 +222,7 @@ export class MlsGroup {
     const kp = decodeKeyPackage(keyPackage);
     const id = checkKeyPackage(kp, username, options.nowS ?? Math.floor(Date.now() / 1000));
     if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
-    const stale = this.members().filter((m) => m.username === username && !m.identityFpr.equals(id.identityFpr));
-    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under another identity key`);
-    const proposals: Proposal[] = stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } }));
-    proposals.push({ proposalType: "add", add: { keyPackage: kp } });
-    return this.commit(proposals, true);
+    return this.commit(replacementProposals(this.members(), username, kp, id.identityFpr, this.conversation.id), true);
   }
 
   /**
@@ -237,26 +234,14 @@ export class MlsGroup {
     this.checkUsable();
     if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs another member's username");
     if (!Buffer.isBuffer(keep) || keep.length !== 32) throw new MlsProtocolError("bad-argument", "removeStaleLeaves needs a 32-byte identity fingerprint");
-    const theirs = this.members().filter((m) => m.username === username);
-    if (!theirs.some((m) => m.identityFpr.equals(keep))) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no leaf of '${username}' under the key to keep`);
-    const stale = theirs.filter((m) => !m.identityFpr.equals(keep));
-    if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${this.conversation.id} holds no other leaf of '${username}'`);
-    return this.commit(stale.map((m) => ({ proposalType: "remove", remove: { removed: m.leafIndex } })), false);
+    return this.commit(staleLeafRemovals(this.members(), username, keep, this.conversation.id), false);
   }
 
   /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();
     if (!Array.isArray(usernames) || usernames.length === 0) throw new MlsProtocolError("bad-argument", "removeMembers needs at least one username");
-    const members = this.members();
-    const proposals: Proposal[] = [];
-    for (const name of new Set(usernames)) {
-      if (name === this.client.username) throw new MlsProtocolError("bad-argument", "to leave a group, propose to leave (a member commits it)");
-      const m = members.find((x) => x.username === name);
-      if (m === undefined) throw new MlsProtocolError("bad-argument", `'${String(name)}' is not a member of ${this.conversation.id}`);
-      proposals.push({ proposalType: "remove", remove: { removed: m.leafIndex } });
-    }
-    return this.commit(proposals, false);
+    return this.commit(removalProposals(this.members(), usernames, this.client.username, this.conversation.id), false);
   }
 
   /**

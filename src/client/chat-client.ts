@@ -315,6 +315,7 @@ export class ChatClient implements ChatSession {
       case "groupInfoResult":
       case "commitResult":
       case "commitList":
+      case "deviceListResult":
         return;
       default: {
         const never: never = frame;

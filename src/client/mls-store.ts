@@ -90,9 +90,16 @@ export class MlsKeyStore {
   private readonly q: Record<string, StatementSync>;
   private readonly key: Buffer;
   private readonly identity: IdentityKey;
+  /**
+   * A linked device (PROTOCOL.md §4.5): the identity key's SPKI its MLS client must be vouched
+   * for by. `identity.sigPrivate` is then the device's own key (it seals the store); the client
+   * comes from the linking (putClient) and is never created here.
+   */
+  private readonly linkedTo: Buffer | undefined;
 
-  private constructor(path: string, identity: IdentityKey) {
+  private constructor(path: string, identity: IdentityKey, linkedTo: Buffer | undefined) {
     this.identity = identity;
+    this.linkedTo = linkedTo;
     const ikm = identity.sigPrivate.export({ format: "der", type: "pkcs8" });
     this.key = Buffer.from(hkdfSync("sha256", ikm, Buffer.alloc(0), KDF_INFO, AES_KEY_BYTES));
     ikm.fill(0);
@@ -151,12 +158,19 @@ export class MlsKeyStore {
   /**
    * Opens (creating 0600) the MLS store at path for this identity (PROTOCOL.md §10.4
    * ); ":memory:" for tests. Everything in it is sealed under a key derived from
-   * `identity.sigPrivate`.
+   * `identity.sigPrivate`. On a linked device (PROTOCOL.md §4.5) `identity.sigPrivate` is the
+   * device's own key and `options.linkedTo` the user's identity key SPKI.
    */
-  static open(path: string, identity: IdentityKey): MlsKeyStore {
+  static open(path: string, identity: IdentityKey, options: { readonly linkedTo?: Uint8Array } = {}): MlsKeyStore {
     if (typeof path !== "string" || path === "") throw new TypeError("the MLS store path must be a non-empty string");
     checkIdentity(identity);
-    return new MlsKeyStore(path, identity);
+    if (options.linkedTo !== undefined && !(options.linkedTo instanceof Uint8Array && options.linkedTo.length > 0)) throw new TypeError("linkedTo must be the identity key's SPKI");
+    return new MlsKeyStore(path, identity, options.linkedTo === undefined ? undefined : Buffer.from(options.linkedTo));
+  }
+
+  /** Whether this store belongs to a linked device (its MLS client comes from the linking). */
+  get linked(): boolean {
+    return this.linkedTo !== undefined;
   }
 
   // ---- this client's MLS signature key and credential (PROTOCOL.md §4.4) -----------------
@@ -169,6 +183,7 @@ export class MlsKeyStore {
   async loadOrCreateClient(): Promise<MlsClient> {
     const stored = this.readClient();
     if (stored !== undefined) return stored;
+    if (this.linkedTo !== undefined) throw new MlsStoreError(`this linked device of '${this.identity.username}' has no MLS client (its linking did not finish): link it again with chat-tui ${this.identity.username} --link`);
     const fresh = await createMlsClient(this.identity);
     const bytes = serializeMlsClient(fresh);
     this.q["clientAdd"]!.run(this.identity.username, this.seal("client", this.identity.username, bytes));
@@ -179,12 +194,27 @@ export class MlsKeyStore {
     return kept;
   }
 
+  /**
+   * Stores the MLS client a linking made (PROTOCOL.md §4.6): its credential vouched for by the
+   * identity key this store is linked to. Refused on a primary's store, or when one is kept.
+   */
+  putClient(client: MlsClient): void {
+    if (this.linkedTo === undefined) throw new MlsStoreError("only a linked device's store takes an MLS client from outside");
+    if (client?.username !== this.identity.username || !client.identity.identitySpki.equals(this.linkedTo)) {
+      throw new MlsStoreError(`the MLS client is not one of '${this.identity.username}' vouched for by the linked identity key`);
+    }
+    if (this.readClient() !== undefined) throw new MlsStoreError("this device already has an MLS client");
+    const bytes = serializeMlsClient(client);
+    this.q["clientAdd"]!.run(this.identity.username, this.seal("client", this.identity.username, bytes));
+    bytes.fill(0);
+  }
+
   private readClient(): MlsClient | undefined {
     const row = this.q["clientGet"]!.get(this.identity.username) as { sealed: Uint8Array } | undefined;
     if (row === undefined) return undefined;
     const bytes = this.open("client", this.identity.username, row.sealed);
     try {
-      return restoreMlsClient(bytes, this.identity);
+      return restoreMlsClient(bytes, this.identity, this.linkedTo);
     } finally {
       bytes.fill(0);
     }

@@ -23,6 +23,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
 const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
+/** Hello.device_spki of the device holding the identity key (PROTOCOL.md §4.5). */
+const NO_DEVICE = Buffer.alloc(0);
 
 /** What the session does with a connection's life. */
 export interface ConnectionHooks {
@@ -259,7 +261,7 @@ export class RelayConnection {
       await stream.send({
         frame: {
           $case: "hello",
-          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1 },
+          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1, deviceSpki: NO_DEVICE },
         },
       });
       const challenge = await this.nextFrame(frames);

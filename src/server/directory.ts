@@ -62,13 +62,13 @@ export class DirectoryUser {
 
   /** A light entry: name, presence and key tag, no keys (Welcome, DirectoryUpdate). */
   toLightWire(online: boolean): wire.DirectoryEntry {
-    return { username: this.record.username, sigSpki: NO_BYTES, encSpki: NO_BYTES, encKeySig: NO_BYTES, online, keyTag: this.keyTag };
+    return { username: this.record.username, sigSpki: NO_BYTES, encSpki: NO_BYTES, encKeySig: NO_BYTES, online, keyTag: this.keyTag, deviceListVersion: 0 };
   }
 
   /** The full entry with the keys (KeyList). */
   toWire(online: boolean): wire.DirectoryEntry {
     const r = this.record;
-    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online, keyTag: this.keyTag };
+    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online, keyTag: this.keyTag, deviceListVersion: 0 };
   }
 }
 

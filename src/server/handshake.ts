@@ -261,5 +261,7 @@ function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: n
     limits: limitsToWire(limits),
     serverTimeMs: deps.clock(),
     relayVersion: deps.relayVersion,
+    deviceId: "",
+    deviceListVersion: 0,
   };
 }

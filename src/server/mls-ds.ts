@@ -94,7 +94,7 @@ function rowsPerRecipient(reqs: readonly EnqueueRequest[]): Map<string, number> 
 }
 
 function encodeMlsDelivery(d: Partial<MlsDelivery> & Pick<MlsDelivery, "kind" | "groupId" | "sender" | "mls">): Buffer {
-  const bytes = MlsDelivery.encode({ ratchetTree: Buffer.alloc(0), epoch: 0, ...d }).finish();
+  const bytes = MlsDelivery.encode({ ratchetTree: Buffer.alloc(0), epoch: 0, senderDevice: "", ...d }).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -174,7 +174,7 @@ export class MlsDeliveryService {
     for (const username of names) {
       const kp = this.d.store.mls.claimKeyPackage(username);
       if (kp === undefined) missing.push(username);
-      else entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort });
+      else entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: "" });
     }
     this.d.logger.info("mls.key_packages.claimed", { user: user.record.username, asked: names.length, lastResort: entries.filter((e) => e.lastResort).length, missing: missing.length });
     return { $case: "keyPackageList", value: { requestId: req.requestId, entries, missing } };

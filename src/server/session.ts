@@ -190,6 +190,10 @@ class AuthenticatedSession implements RoutedSession {
       case "fetchCommits":
       case "recreateRoom":
         return this.mlsRequest(frame);
+      case "publishDeviceList":
+      case "fetchDeviceLists":
+        // Device lists (PROTOCOL.md §4.5) are being built on branch relay-devices.
+        throw sessionEnd.outOfOrder("device lists are not served by this relay version");
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);

@@ -186,7 +186,7 @@ describe("oversized and slow handshakes", () => {
     // A slowloris: the Hello's first bytes, then nothing.
     const trickle = conn.stream();
     trickle.writeRaw(grpcMessage({ $case: "hello", value: {
-      username: "slow", sigSpki: alice.sigSpki, encSpki: alice.encSpki, encKeySig: alice.encKeySig, clientVersion: "t", protocolVersion: 1,
+      username: "slow", sigSpki: alice.sigSpki, encSpki: alice.encSpki, encKeySig: alice.encKeySig, clientVersion: "t", protocolVersion: 1, deviceSpki: Buffer.alloc(0),
     } }).subarray(0, 40));
     await waitUntil(() => relay.running.stats().handshakes === 2, "two handshakes pending");
     // The sentence names the relay's own timeout (it was 10 seconds before issue 9).

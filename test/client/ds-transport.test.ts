@@ -41,8 +41,8 @@ describe("DsTransport requests", () => {
       switch (f.$case) {
         case "publishKeyPackages": return ok({ $case: "keyPackageStatus", value: { requestId: 42, oneTimeLeft: 3, lastResortPresent: true } });
         case "claimKeyPackages": return ok({ $case: "keyPackageList", value: { requestId: 42, entries: [
-          { username: "bob", keyPackage: Buffer.from("kb"), lastResort: false },
-          { username: "mallory", keyPackage: Buffer.from("km"), lastResort: false },
+          { username: "bob", keyPackage: Buffer.from("kb"), lastResort: false, deviceId: "" },
+          { username: "mallory", keyPackage: Buffer.from("km"), lastResort: false, deviceId: "" },
         ], missing: ["carol", "zed"] } });
         case "fetchGroupInfo":
         case "publishGroupInfo": return ok({ $case: "groupInfoResult", value: { requestId: 42, groupId: gid, groupInfo: Buffer.from("gi"), groupInfoEpoch: 4, currentEpoch: 5 } });
@@ -139,7 +139,7 @@ describe("DsTransport SendMls", () => {
   });
 
   it("mlsQueuedOf takes MLS deliveries and leaves Envelope ones", () => {
-    const item = { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("g"), sender: "bob", mls: Buffer.from("m"), ratchetTree: Buffer.alloc(0), epoch: 0 };
+    const item = { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("g"), sender: "bob", mls: Buffer.from("m"), ratchetTree: Buffer.alloc(0), epoch: 0, senderDevice: "" };
     expect(mlsQueuedOf({ seq: 9, conversationId: "#ops", envelope: undefined, mls: item, relayTimeMs: 5 })).toEqual({ seq: 9, conversationId: "#ops", relayTimeMs: 5, item });
     expect(mlsQueuedOf({ seq: 9, conversationId: "#ops", envelope: undefined, mls: undefined, relayTimeMs: 5 })).toBeUndefined();
   });

@@ -33,7 +33,7 @@ afterEach(() => {
 });
 
 function full(id: PublicIdentity, online = true): DirectoryEntry {
-  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online, keyTag: keyTag(id.sigFpr, id.encFpr) };
+  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online, keyTag: keyTag(id.sigFpr, id.encFpr), deviceListVersion: 0 };
 }
 
 function light(id: PublicIdentity, online = true): DirectoryEntry {

@@ -165,7 +165,7 @@ afterAll(async () => {
 function helloFrame(id: PrivateIdentity, username = id.username, protocolVersion = 2): Uint8Array {
   return encode({
     $case: "hello",
-    value: { username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: "fuzz", protocolVersion },
+    value: { username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: "fuzz", protocolVersion, deviceSpki: Buffer.alloc(0) },
   });
 }
 

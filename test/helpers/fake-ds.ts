@@ -142,16 +142,16 @@ export class FakeDs {
     return { ok: true, oneTimeLeft: k.oneTime.length, lastResortPresent: k.lastResort !== undefined };
   }
 
-  private claim(user: string, usernames: readonly string[]): DsResult<{ entries: { username: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
-    const entries: { username: string; keyPackage: Uint8Array; lastResort: boolean }[] = [];
+  private claim(user: string, usernames: readonly string[]): DsResult<{ entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
+    const entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[] = [];
     const missing: string[] = [];
     for (const u of usernames) {
       if (u === user) return refuse("BAD_FRAME", "not oneself");
       const k = this.keyPackages.get(u);
       const one = k?.oneTime.shift();
       this.claims.set(u, (this.claims.get(u) ?? 0) + 1);
-      if (one !== undefined) entries.push({ username: u, keyPackage: one, lastResort: false });
-      else if (k?.lastResort !== undefined) entries.push({ username: u, keyPackage: k.lastResort, lastResort: true });
+      if (one !== undefined) entries.push({ username: u, deviceId: "", keyPackage: one, lastResort: false });
+      else if (k?.lastResort !== undefined) entries.push({ username: u, deviceId: "", keyPackage: k.lastResort, lastResort: true });
       else missing.push(u);
     }
     return { ok: true, entries, missing };
@@ -219,11 +219,11 @@ export class FakeDs {
     const lobby = g.conv === "lobby";
     for (const m of before) {
       if (m === user || (lobby && !this.online.has(m))) continue;
-      this.enqueue(m, g.conv, { kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.commit), ratchetTree: Buffer.alloc(0), epoch: f.epoch });
+      this.enqueue(m, g.conv, { kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.commit), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: "" });
     }
     if (c.welcome !== undefined && c.welcome.length > 0) {
       for (const a of c.added) {
-        this.enqueue(a, g.conv, { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.welcome), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)), epoch: 0 });
+        this.enqueue(a, g.conv, { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.welcome), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)), epoch: 0, senderDevice: "" });
       }
     }
     return { ok: true, epoch: f.epoch, currentEpoch: g.epoch };
@@ -261,7 +261,7 @@ export class FakeDs {
       if (m === user) continue;
       if (lobby && !this.online.has(m)) continue;
       if (!this.online.has(m)) queuedFor.push(m);
-      this.enqueue(m, g.conv, { kind, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(mls), ratchetTree: Buffer.alloc(0), epoch: f.epoch });
+      this.enqueue(m, g.conv, { kind, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(mls), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: "" });
     }
     return { ok: true, queuedFor };
   }

@@ -24,7 +24,7 @@ export function directoryEntry(id: PublicIdentity, online = true): DirectoryEntr
   } catch {
     // An entry too broken to tag: the client sees no tag.
   }
-  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online, keyTag: tag };
+  return { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, online, keyTag: tag, deviceListVersion: 0 };
 }
 
 function light(e: DirectoryEntry): DirectoryEntry {
@@ -129,7 +129,7 @@ export class HostileRelay {
         // A hostile relay accepts anything and hands out whatever directory it likes.
         s.send({
           $case: "welcome",
-          value: { username: s.hello?.username ?? "", directory: this.directory.map(light), rooms: [], queued: 0, limits: undefined, serverTimeMs: Date.now(), relayVersion: "hostile" },
+          value: { username: s.hello?.username ?? "", directory: this.directory.map(light), rooms: [], queued: 0, limits: undefined, serverTimeMs: Date.now(), relayVersion: "hostile", deviceId: "", deviceListVersion: 0 },
         });
       } else if (req.frame?.$case === "lookupKeys") {
         const asked = new Set(req.frame.value.usernames);

@@ -27,7 +27,7 @@ export function helloOf(
   id: Pick<PublicIdentity, "username" | "sigSpki" | "encSpki" | "encKeySig">, clientVersion: string, over: Partial<Hello> = {},
 ): Hello {
   return {
-    username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion, protocolVersion: 2, ...over,
+    username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion, protocolVersion: 2, deviceSpki: Buffer.alloc(0), ...over,
   };
 }
 

@@ -52,7 +52,7 @@ describe("encodeDeliverBatch", () => {
   });
 
   it("splices an MLS payload as Delivery.mls (field 5), byte for byte, as ts-proto encodes it", () => {
-    const mls = Buffer.from(MlsDelivery.encode({ kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from("g"), sender: "alice", mls: Buffer.from([1, 2, 3]), ratchetTree: Buffer.alloc(0), epoch: 7 }).finish());
+    const mls = Buffer.from(MlsDelivery.encode({ kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from("g"), sender: "alice", mls: Buffer.from([1, 2, 3]), ratchetTree: Buffer.alloc(0), epoch: 7, senderDevice: "" }).finish());
     const items: QueuedItem[] = [
       { seq: 3, conversationId: "#ops", envelope: mls, payload: "mls", relayTimeMs: 1_767_225_600_123 },
       { seq: 4, conversationId: "#ops", envelope: Buffer.alloc(0) },

@@ -2,7 +2,8 @@
 // relay as MLS Delivery Service (PROTOCOL.md §8.1, §8.2, §8.3), as promises. Implemented over
 // the session's stream by src/client/mls/ds-transport.ts (and by an in-memory double in tests).
 // Types only.
-import type { MlsDelivery } from "../../gen/securechat/v1/chat.js";
+import type { DeviceSeen, MlsDelivery } from "../../gen/securechat/v1/chat.js";
+import type { SignedDeviceList } from "../../protocol/devices.js";
 
 /** The relay refused a request: its ErrorCode name (e.g. "EPOCH_TAKEN") and its one sentence. */
 export interface DsRefused {
@@ -45,8 +46,20 @@ export interface DsEpochTaken extends DsRefused {
 
 export interface DsApi {
   publishKeyPackages(oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): Promise<DsResult<{ readonly oneTimeLeft: number; readonly lastResortPresent: boolean }>>;
-  /** One KeyPackage per user; `missing`: users with none on this relay. */
-  claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>>;
+  /**
+   * One KeyPackage per device of each user named (PROTOCOL.md §4.5: every device in the user's
+   * current device list, `deviceId` saying whose); `missing`: users with none on this relay.
+   */
+  claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly deviceId: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>>;
+  /**
+   * The device lists the relay keeps for these users (PROTOCOL.md §4.5), NOT verified: the
+   * caller verifies each against the user's pinned identity key and refuses a rollback. `seen`:
+   * the relay's unsigned last-seen view, for display only. Optional only while test doubles
+   * lack it (multi-device round 1).
+   */
+  fetchDeviceLists?(usernames: readonly string[]): Promise<DsResult<{ readonly lists: readonly SignedDeviceList[]; readonly seen: readonly DeviceSeen[] }>>;
+  /** Replaces my user's device list at the relay by this newer one; resolves with the list the relay keeps now. */
+  publishDeviceList?(list: SignedDeviceList): Promise<DsResult<{ readonly list: SignedDeviceList }>>;
   /** Registers a new group (first for its conversation wins: else BAD_CONVERSATION) or publishes the GroupInfo of the epoch my commit made. */
   publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>>;
   /**

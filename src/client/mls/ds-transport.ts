@@ -101,12 +101,12 @@ export class DsTransport implements DsApi {
     return { ok: true, oneTimeLeft: r.oneTimeLeft, lastResortPresent: r.lastResortPresent };
   }
 
-  async claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>> {
+  async claimKeyPackages(usernames: readonly string[]): ReturnType<DsApi["claimKeyPackages"]> {
     const r = await this.ask((requestId) => ({ $case: "claimKeyPackages", value: { requestId, usernames: [...usernames] } }), "keyPackageList");
     if ("ok" in r) return r;
     // Only the names asked for: a relay naming others is answered with what was asked.
     const asked = new Set(usernames);
-    const entries = r.entries.filter((e) => asked.has(e.username)).map((e) => ({ username: e.username, keyPackage: e.keyPackage, lastResort: e.lastResort }));
+    const entries = r.entries.filter((e) => asked.has(e.username)).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
     return { ok: true, entries, missing: r.missing.filter((u) => asked.has(u)) };
   }
 

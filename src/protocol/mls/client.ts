@@ -55,6 +55,25 @@ export async function createMlsClient(id: IdentityKey): Promise<MlsClient> {
   return fromParts(id.username, credential, kp.publicKey, kp.signKey);
 }
 
+/**
+ * A fresh MLS signature key pair for a device being linked (PROTOCOL.md §4.6): the new device
+ * keeps the private key and sends the public one; the primary vouches for it (makeCredential).
+ */
+export async function generateMlsSignatureKey(): Promise<{ readonly publicKey: Uint8Array; readonly privateKey: Uint8Array }> {
+  const impl = await suiteImpl();
+  const kp = await impl.signature.keygen();
+  return { publicKey: kp.publicKey, privateKey: kp.signKey };
+}
+
+/**
+ * A linked device's client (PROTOCOL.md §4.6): its own signature key with the credential the
+ * primary made for it. The credential must verify for the key and name `username`.
+ */
+export function mlsClientFromCredential(username: string, credential: Credential, signaturePublicKey: Uint8Array, signaturePrivateKey: Uint8Array): MlsClient {
+  if (!(signaturePrivateKey instanceof Uint8Array) || signaturePrivateKey.length === 0) throw new MlsProtocolError("bad-argument", "the MLS signature private key is missing");
+  return fromParts(username, credential, signaturePublicKey, signaturePrivateKey);
+}
+
 /** Serialises the client (it holds the MLS signature private key: store it encrypted at rest). */
 export function serializeMlsClient(client: MlsClient): Uint8Array {
   if (client?.credential?.credentialType !== "basic") throw new MlsProtocolError("bad-argument", "not an MlsClient");
@@ -65,7 +84,7 @@ export function serializeMlsClient(client: MlsClient): Uint8Array {
  * Restores a client and checks that its credential is vouched for by THIS identity key (a state
  * file from another key, or a tampered one, is refused rather than used).
  */
-export function restoreMlsClient(bytes: Uint8Array, id: IdentityKey): MlsClient {
+export function restoreMlsClient(bytes: Uint8Array, id: IdentityKey, identitySpki?: Uint8Array): MlsClient {
   checkIdentityKey(id);
   let f: Buffer[];
   try {
@@ -83,7 +102,8 @@ export function restoreMlsClient(bytes: Uint8Array, id: IdentityKey): MlsClient 
   } catch (e) {
     throw new MlsProtocolError("bad-state", `MLS client state does not verify: ${(e as Error).message}`, { cause: e });
   }
-  const mySpki = createPublicKey(id.sigPrivate).export({ format: "der", type: "spki" });
+  // A linked device (PROTOCOL.md §4.5) holds its own key, not the identity key: the caller names the identity key.
+  const mySpki = identitySpki !== undefined ? Buffer.from(identitySpki) : createPublicKey(id.sigPrivate).export({ format: "der", type: "spki" });
   if (!client.identity.identitySpki.equals(mySpki)) throw new MlsProtocolError("bad-state", "MLS client state was vouched for by another identity key");
   return client;
 }

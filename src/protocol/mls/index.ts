@@ -4,7 +4,7 @@ export { MLS_SUITE, MLS_MAX_MESSAGE_BYTES, KEY_RETENTION, KEY_PACKAGE_LIFETIME_S
 export { MlsProtocolError, isMlsProtocolError, type MlsErrorCode } from "./errors.js";
 export { makeCredential, verifyCredential, leafKeyBindingBytes, type VerifiedIdentity, type TrustHook } from "./credential.js";
 export {
-  createMlsClient, serializeMlsClient, restoreMlsClient, generateKeyPackage, restoreKeyPackage, destroyKeyPackage,
+  createMlsClient, generateMlsSignatureKey, mlsClientFromCredential, serializeMlsClient, restoreMlsClient, generateKeyPackage, restoreKeyPackage, destroyKeyPackage,
   decodeKeyPackage, checkKeyPackage, isLastResort,
   type IdentityKey, type MlsClient, type GeneratedKeyPackage, type StoredKeyPackage,
 } from "./client.js";

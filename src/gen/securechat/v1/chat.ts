@@ -168,6 +168,13 @@ export enum ErrorCode {
   ERROR_CODE_BAD_MLS_MESSAGE = 27,
   /** ERROR_CODE_MLS_LIMIT - MLS: the user already keeps as many KeyPackages (or groups) on the relay as it allows. */
   ERROR_CODE_MLS_LIMIT = 28,
+  /**
+   * ERROR_CODE_DEVICE_UNKNOWN - Devices (PROTOCOL.md §4.5): this device is not in the user's current device list (never
+   * linked, or unlinked); the session ends.
+   */
+  ERROR_CODE_DEVICE_UNKNOWN = 29,
+  /** ERROR_CODE_BAD_DEVICE_LIST - A published device list is not newer than the one the relay keeps, or does not verify. */
+  ERROR_CODE_BAD_DEVICE_LIST = 30,
   UNRECOGNIZED = -1,
 }
 
@@ -260,6 +267,12 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 28:
     case "ERROR_CODE_MLS_LIMIT":
       return ErrorCode.ERROR_CODE_MLS_LIMIT;
+    case 29:
+    case "ERROR_CODE_DEVICE_UNKNOWN":
+      return ErrorCode.ERROR_CODE_DEVICE_UNKNOWN;
+    case 30:
+    case "ERROR_CODE_BAD_DEVICE_LIST":
+      return ErrorCode.ERROR_CODE_BAD_DEVICE_LIST;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -327,6 +340,10 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_BAD_MLS_MESSAGE";
     case ErrorCode.ERROR_CODE_MLS_LIMIT:
       return "ERROR_CODE_MLS_LIMIT";
+    case ErrorCode.ERROR_CODE_DEVICE_UNKNOWN:
+      return "ERROR_CODE_DEVICE_UNKNOWN";
+    case ErrorCode.ERROR_CODE_BAD_DEVICE_LIST:
+      return "ERROR_CODE_BAD_DEVICE_LIST";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -384,6 +401,45 @@ export function mlsKindToJSON(object: MlsKind): string {
   }
 }
 
+export enum LinkRole {
+  LINK_ROLE_UNSPECIFIED = 0,
+  LINK_ROLE_NEW_DEVICE = 1,
+  LINK_ROLE_EXISTING_DEVICE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function linkRoleFromJSON(object: any): LinkRole {
+  switch (object) {
+    case 0:
+    case "LINK_ROLE_UNSPECIFIED":
+      return LinkRole.LINK_ROLE_UNSPECIFIED;
+    case 1:
+    case "LINK_ROLE_NEW_DEVICE":
+      return LinkRole.LINK_ROLE_NEW_DEVICE;
+    case 2:
+    case "LINK_ROLE_EXISTING_DEVICE":
+      return LinkRole.LINK_ROLE_EXISTING_DEVICE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LinkRole.UNRECOGNIZED;
+  }
+}
+
+export function linkRoleToJSON(object: LinkRole): string {
+  switch (object) {
+    case LinkRole.LINK_ROLE_UNSPECIFIED:
+      return "LINK_ROLE_UNSPECIFIED";
+    case LinkRole.LINK_ROLE_NEW_DEVICE:
+      return "LINK_ROLE_NEW_DEVICE";
+    case LinkRole.LINK_ROLE_EXISTING_DEVICE:
+      return "LINK_ROLE_EXISTING_DEVICE";
+    case LinkRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** One frame from the client. */
 export interface SessionRequest {
   frame:
@@ -411,6 +467,10 @@ export interface SessionRequest {
     | //
     /** Re-creating a room (PROTOCOL.md §8.2); answered by a GroupInfoResult. */
     { $case: "recreateRoom"; value: RecreateRoom }
+    | //
+    /** Devices (PROTOCOL.md §4.5): the user's signed device list. */
+    { $case: "publishDeviceList"; value: PublishDeviceList }
+    | { $case: "fetchDeviceLists"; value: FetchDeviceLists }
     | undefined;
 }
 
@@ -426,8 +486,16 @@ export interface Hello {
   encKeySig: Buffer;
   /** Free-form client name and version, for logs only. */
   clientVersion: string;
-  /** Must be 1. */
+  /** Must be 2 (PROTOCOL.md §14). */
   protocolVersion: number;
+  /**
+   * A linked device (PROTOCOL.md §4.5): the Ed25519 SPKI of this device's own key, listed as
+   * auth_spki in the user's current device list. The Proof is then signed by this key (label
+   * securechat/v1/device-proof) and sig_spki/enc_spki are the user's bound identity keys,
+   * which this device holds only the public halves of. Empty: the device that holds the identity
+   * key (the primary), proving with it as before.
+   */
+  deviceSpki: Buffer;
 }
 
 /** Proof of possession of the signing key over the relay's challenge (PROTOCOL.md §9.1). */
@@ -510,6 +578,9 @@ export interface SessionResponse {
     | { $case: "groupInfoResult"; value: GroupInfoResult }
     | { $case: "commitResult"; value: CommitResult }
     | { $case: "commitList"; value: CommitList }
+    | //
+    /** Devices (PROTOCOL.md §4.5). */
+    { $case: "deviceListResult"; value: DeviceListResult }
     | undefined;
 }
 
@@ -542,6 +613,13 @@ export interface Welcome {
   /** The relay's clock, for display of skew only (never trusted for security checks). */
   serverTimeMs: number;
   relayVersion: string;
+  /**
+   * This session's device (PROTOCOL.md §4.5): its device_id in the user's device list, or empty
+   * when the user has no device list at the relay yet (a primary before its first publish).
+   */
+  deviceId: string;
+  /** The version of this user's device list the relay keeps (0: none). */
+  deviceListVersion: number;
 }
 
 /** The relay's limits, so clients can refuse oversize input before sealing it. */
@@ -569,6 +647,11 @@ export interface DirectoryEntry {
    * the user's keys change. Only a hint to fetch keys again; never trusted for security.
    */
   keyTag: Buffer;
+  /**
+   * The version of the user's device list the relay keeps (0: none): a hint to fetch the list
+   * again when it grows (PROTOCOL.md §4.5); never trusted for security.
+   */
+  deviceListVersion: number;
 }
 
 /**
@@ -765,6 +848,11 @@ export interface UserKeyPackage {
   username: string;
   keyPackage: Buffer;
   lastResort: boolean;
+  /**
+   * The device of `username` whose KeyPackage this is (PROTOCOL.md §4.5): a claim returns one
+   * KeyPackage per device in the user's current device list (the primary's id too).
+   */
+  deviceId: string;
 }
 
 /** Answer to ClaimKeyPackages. `missing`: users named that have no KeyPackage on this relay. */
@@ -906,6 +994,93 @@ export interface MlsDelivery {
   ratchetTree: Buffer;
   /** COMMIT: the epoch the commit was for (the group's epoch before it). */
   epoch: number;
+  /**
+   * The sending session's device_id (PROTOCOL.md §4.5), as the relay authenticated it; empty
+   * for a user without a device list.
+   */
+  senderDevice: string;
+}
+
+export interface Device {
+  /** 16 lowercase hex characters, random, unique within the list. */
+  deviceId: string;
+  /** Shown to people ("laptop"); 1-32 printable characters. */
+  name: string;
+  /** Ed25519 SPKI the device proves with in Hello (the identity key's SPKI for the primary). */
+  authSpki: Buffer;
+  /** The device's MLS signature public key (32 bytes): its leaves' signature key in every group. */
+  mlsSignatureKey: Buffer;
+  addedAtMs: number;
+  /** Exactly one device is primary: the one holding the identity key. */
+  primary: boolean;
+}
+
+export interface DeviceList {
+  username: string;
+  /** Starts at 1 and grows by at least 1 with every change. */
+  version: number;
+  issuedAtMs: number;
+  devices: Device[];
+  /** Ed25519 signature by the user's identity key over the bytes of PROTOCOL.md §4.5. */
+  signature: Buffer;
+}
+
+/**
+ * Replaces this user's device list at the relay by a newer one (any session of the user may
+ * publish it; only the identity key can sign it). Answered by DeviceListResult with the list kept
+ * now, or a RequestError BAD_DEVICE_LIST. Sessions of devices the new list drops are ended
+ * (DEVICE_UNKNOWN), and their queues and KeyPackages deleted.
+ */
+export interface PublishDeviceList {
+  requestId: number;
+  list: DeviceList | undefined;
+}
+
+/** The newest device lists of the users named (at most max_recipients names). */
+export interface FetchDeviceLists {
+  requestId: number;
+  usernames: string[];
+}
+
+/** The relay's view of one device (unsigned, for display only). */
+export interface DeviceSeen {
+  username: string;
+  deviceId: string;
+  online: boolean;
+  /** Last time a session of this device was open, ms since the Unix epoch; 0: never. */
+  lastSeenMs: number;
+}
+
+export interface DeviceListResult {
+  requestId: number;
+  /** The lists the relay keeps for the names asked (users without a list are left out). */
+  lists: DeviceList[];
+  seen: DeviceSeen[];
+}
+
+/**
+ * One frame of a Link stream from a device (PROTOCOL.md §4.6). The first frame of each side
+ * names the rendezvous (16 bytes) and its role (later frames leave both unset); the relay pairs
+ * one NEW_DEVICE stream with one EXISTING_DEVICE stream of the same rendezvous and then forwards
+ * each payload to the other side unchanged. Limits: 64 KiB per payload, 16 payloads per side,
+ * 10 minutes per rendezvous, and a cap on rendezvous waiting per source address and in all.
+ */
+export interface LinkRequest {
+  rendezvous: Buffer;
+  role: LinkRole;
+  payload: Buffer;
+}
+
+/** One frame of a Link stream from the relay: the other side's payload, the pairing, or the end. */
+export interface LinkResponse {
+  payload: Buffer;
+  /** Set once, when both sides are paired (payload empty). */
+  paired: boolean;
+  /**
+   * Why the rendezvous ended (one sentence, e.g. "no device is waiting with this code"); the
+   * stream then ends.
+   */
+  error: string;
 }
 
 function createBaseSessionRequest(): SessionRequest {
@@ -968,6 +1143,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         break;
       case "recreateRoom":
         RecreateRoom.encode(message.frame.value, writer.uint32(146).fork()).join();
+        break;
+      case "publishDeviceList":
+        PublishDeviceList.encode(message.frame.value, writer.uint32(154).fork()).join();
+        break;
+      case "fetchDeviceLists":
+        FetchDeviceLists.encode(message.frame.value, writer.uint32(162).fork()).join();
         break;
     }
     return writer;
@@ -1130,6 +1311,22 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.frame = { $case: "recreateRoom", value: RecreateRoom.decode(reader, reader.uint32()) };
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.frame = { $case: "publishDeviceList", value: PublishDeviceList.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.frame = { $case: "fetchDeviceLists", value: FetchDeviceLists.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1206,6 +1403,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         ? { $case: "recreateRoom", value: RecreateRoom.fromJSON(object.recreateRoom) }
         : isSet(object.recreate_room)
         ? { $case: "recreateRoom", value: RecreateRoom.fromJSON(object.recreate_room) }
+        : isSet(object.publishDeviceList)
+        ? { $case: "publishDeviceList", value: PublishDeviceList.fromJSON(object.publishDeviceList) }
+        : isSet(object.publish_device_list)
+        ? { $case: "publishDeviceList", value: PublishDeviceList.fromJSON(object.publish_device_list) }
+        : isSet(object.fetchDeviceLists)
+        ? { $case: "fetchDeviceLists", value: FetchDeviceLists.fromJSON(object.fetchDeviceLists) }
+        : isSet(object.fetch_device_lists)
+        ? { $case: "fetchDeviceLists", value: FetchDeviceLists.fromJSON(object.fetch_device_lists) }
         : undefined,
     };
   },
@@ -1248,6 +1453,10 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       obj.sendMls = SendMls.toJSON(message.frame.value);
     } else if (message.frame?.$case === "recreateRoom") {
       obj.recreateRoom = RecreateRoom.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "publishDeviceList") {
+      obj.publishDeviceList = PublishDeviceList.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "fetchDeviceLists") {
+      obj.fetchDeviceLists = FetchDeviceLists.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1366,6 +1575,18 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         }
         break;
       }
+      case "publishDeviceList": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "publishDeviceList", value: PublishDeviceList.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "fetchDeviceLists": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "fetchDeviceLists", value: FetchDeviceLists.fromPartial(object.frame.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1379,6 +1600,7 @@ function createBaseHello(): Hello {
     encKeySig: Buffer.alloc(0),
     clientVersion: "",
     protocolVersion: 0,
+    deviceSpki: Buffer.alloc(0),
   };
 }
 
@@ -1401,6 +1623,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.protocolVersion !== 0) {
       writer.uint32(48).uint32(message.protocolVersion);
+    }
+    if (message.deviceSpki.length !== 0) {
+      writer.uint32(58).bytes(message.deviceSpki);
     }
     return writer;
   },
@@ -1466,6 +1691,14 @@ export const Hello: MessageFns<Hello> = {
             message.protocolVersion = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.deviceSpki = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1506,6 +1739,11 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.protocol_version)
         ? globalThis.Number(object.protocol_version)
         : 0,
+      deviceSpki: isSet(object.deviceSpki)
+        ? Buffer.from(bytesFromBase64(object.deviceSpki))
+        : isSet(object.device_spki)
+        ? Buffer.from(bytesFromBase64(object.device_spki))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1529,6 +1767,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.protocolVersion !== 0) {
       obj.protocolVersion = Math.round(message.protocolVersion);
     }
+    if (message.deviceSpki.length !== 0) {
+      obj.deviceSpki = base64FromBytes(message.deviceSpki);
+    }
     return obj;
   },
 
@@ -1543,6 +1784,7 @@ export const Hello: MessageFns<Hello> = {
     message.encKeySig = object.encKeySig ?? Buffer.alloc(0);
     message.clientVersion = object.clientVersion ?? "";
     message.protocolVersion = object.protocolVersion ?? 0;
+    message.deviceSpki = object.deviceSpki ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2320,6 +2562,9 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       case "commitList":
         CommitList.encode(message.frame.value, writer.uint32(154).fork()).join();
         break;
+      case "deviceListResult":
+        DeviceListResult.encode(message.frame.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2473,6 +2718,14 @@ export const SessionResponse: MessageFns<SessionResponse> = {
             message.frame = { $case: "commitList", value: CommitList.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.frame = { $case: "deviceListResult", value: DeviceListResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2543,6 +2796,10 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         ? { $case: "commitList", value: CommitList.fromJSON(object.commitList) }
         : isSet(object.commit_list)
         ? { $case: "commitList", value: CommitList.fromJSON(object.commit_list) }
+        : isSet(object.deviceListResult)
+        ? { $case: "deviceListResult", value: DeviceListResult.fromJSON(object.deviceListResult) }
+        : isSet(object.device_list_result)
+        ? { $case: "deviceListResult", value: DeviceListResult.fromJSON(object.device_list_result) }
         : undefined,
     };
   },
@@ -2583,6 +2840,8 @@ export const SessionResponse: MessageFns<SessionResponse> = {
       obj.commitResult = CommitResult.toJSON(message.frame.value);
     } else if (message.frame?.$case === "commitList") {
       obj.commitList = CommitList.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "deviceListResult") {
+      obj.deviceListResult = DeviceListResult.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -2695,6 +2954,12 @@ export const SessionResponse: MessageFns<SessionResponse> = {
         }
         break;
       }
+      case "deviceListResult": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "deviceListResult", value: DeviceListResult.fromPartial(object.frame.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -2790,7 +3055,17 @@ export const Challenge: MessageFns<Challenge> = {
 };
 
 function createBaseWelcome(): Welcome {
-  return { username: "", directory: [], rooms: [], queued: 0, limits: undefined, serverTimeMs: 0, relayVersion: "" };
+  return {
+    username: "",
+    directory: [],
+    rooms: [],
+    queued: 0,
+    limits: undefined,
+    serverTimeMs: 0,
+    relayVersion: "",
+    deviceId: "",
+    deviceListVersion: 0,
+  };
 }
 
 export const Welcome: MessageFns<Welcome> = {
@@ -2815,6 +3090,12 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.relayVersion !== "") {
       writer.uint32(58).string(message.relayVersion);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(66).string(message.deviceId);
+    }
+    if (message.deviceListVersion !== 0) {
+      writer.uint32(72).uint64(message.deviceListVersion);
     }
     return writer;
   },
@@ -2888,6 +3169,22 @@ export const Welcome: MessageFns<Welcome> = {
             message.relayVersion = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.deviceListVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2919,6 +3216,16 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.relay_version)
         ? globalThis.String(object.relay_version)
         : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      deviceListVersion: isSet(object.deviceListVersion)
+        ? globalThis.Number(object.deviceListVersion)
+        : isSet(object.device_list_version)
+        ? globalThis.Number(object.device_list_version)
+        : 0,
     };
   },
 
@@ -2945,6 +3252,12 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.relayVersion !== "") {
       obj.relayVersion = message.relayVersion;
     }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.deviceListVersion !== 0) {
+      obj.deviceListVersion = Math.round(message.deviceListVersion);
+    }
     return obj;
   },
 
@@ -2962,6 +3275,8 @@ export const Welcome: MessageFns<Welcome> = {
       : undefined;
     message.serverTimeMs = object.serverTimeMs ?? 0;
     message.relayVersion = object.relayVersion ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.deviceListVersion = object.deviceListVersion ?? 0;
     return message;
   },
 };
@@ -3143,6 +3458,7 @@ function createBaseDirectoryEntry(): DirectoryEntry {
     encKeySig: Buffer.alloc(0),
     online: false,
     keyTag: Buffer.alloc(0),
+    deviceListVersion: 0,
   };
 }
 
@@ -3165,6 +3481,9 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     }
     if (message.keyTag.length !== 0) {
       writer.uint32(50).bytes(message.keyTag);
+    }
+    if (message.deviceListVersion !== 0) {
+      writer.uint32(56).uint64(message.deviceListVersion);
     }
     return writer;
   },
@@ -3230,6 +3549,14 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
             message.keyTag = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.deviceListVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3266,6 +3593,11 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
         : isSet(object.key_tag)
         ? Buffer.from(bytesFromBase64(object.key_tag))
         : Buffer.alloc(0),
+      deviceListVersion: isSet(object.deviceListVersion)
+        ? globalThis.Number(object.deviceListVersion)
+        : isSet(object.device_list_version)
+        ? globalThis.Number(object.device_list_version)
+        : 0,
     };
   },
 
@@ -3289,6 +3621,9 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     if (message.keyTag.length !== 0) {
       obj.keyTag = base64FromBytes(message.keyTag);
     }
+    if (message.deviceListVersion !== 0) {
+      obj.deviceListVersion = Math.round(message.deviceListVersion);
+    }
     return obj;
   },
 
@@ -3303,6 +3638,7 @@ export const DirectoryEntry: MessageFns<DirectoryEntry> = {
     message.encKeySig = object.encKeySig ?? Buffer.alloc(0);
     message.online = object.online ?? false;
     message.keyTag = object.keyTag ?? Buffer.alloc(0);
+    message.deviceListVersion = object.deviceListVersion ?? 0;
     return message;
   },
 };
@@ -5485,7 +5821,7 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
 };
 
 function createBaseUserKeyPackage(): UserKeyPackage {
-  return { username: "", keyPackage: Buffer.alloc(0), lastResort: false };
+  return { username: "", keyPackage: Buffer.alloc(0), lastResort: false, deviceId: "" };
 }
 
 export const UserKeyPackage: MessageFns<UserKeyPackage> = {
@@ -5498,6 +5834,9 @@ export const UserKeyPackage: MessageFns<UserKeyPackage> = {
     }
     if (message.lastResort !== false) {
       writer.uint32(24).bool(message.lastResort);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(34).string(message.deviceId);
     }
     return writer;
   },
@@ -5539,6 +5878,14 @@ export const UserKeyPackage: MessageFns<UserKeyPackage> = {
             message.lastResort = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5564,6 +5911,11 @@ export const UserKeyPackage: MessageFns<UserKeyPackage> = {
         : isSet(object.last_resort)
         ? globalThis.Boolean(object.last_resort)
         : false,
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
     };
   },
 
@@ -5578,6 +5930,9 @@ export const UserKeyPackage: MessageFns<UserKeyPackage> = {
     if (message.lastResort !== false) {
       obj.lastResort = message.lastResort;
     }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
     return obj;
   },
 
@@ -5589,6 +5944,7 @@ export const UserKeyPackage: MessageFns<UserKeyPackage> = {
     message.username = object.username ?? "";
     message.keyPackage = object.keyPackage ?? Buffer.alloc(0);
     message.lastResort = object.lastResort ?? false;
+    message.deviceId = object.deviceId ?? "";
     return message;
   },
 };
@@ -6973,6 +7329,7 @@ function createBaseMlsDelivery(): MlsDelivery {
     mls: Buffer.alloc(0),
     ratchetTree: Buffer.alloc(0),
     epoch: 0,
+    senderDevice: "",
   };
 }
 
@@ -6995,6 +7352,9 @@ export const MlsDelivery: MessageFns<MlsDelivery> = {
     }
     if (message.epoch !== 0) {
       writer.uint32(48).uint64(message.epoch);
+    }
+    if (message.senderDevice !== "") {
+      writer.uint32(58).string(message.senderDevice);
     }
     return writer;
   },
@@ -7060,6 +7420,14 @@ export const MlsDelivery: MessageFns<MlsDelivery> = {
             message.epoch = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.senderDevice = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7088,6 +7456,11 @@ export const MlsDelivery: MessageFns<MlsDelivery> = {
         ? Buffer.from(bytesFromBase64(object.ratchet_tree))
         : Buffer.alloc(0),
       epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      senderDevice: isSet(object.senderDevice)
+        ? globalThis.String(object.senderDevice)
+        : isSet(object.sender_device)
+        ? globalThis.String(object.sender_device)
+        : "",
     };
   },
 
@@ -7111,6 +7484,9 @@ export const MlsDelivery: MessageFns<MlsDelivery> = {
     if (message.epoch !== 0) {
       obj.epoch = Math.round(message.epoch);
     }
+    if (message.senderDevice !== "") {
+      obj.senderDevice = message.senderDevice;
+    }
     return obj;
   },
 
@@ -7125,6 +7501,930 @@ export const MlsDelivery: MessageFns<MlsDelivery> = {
     message.mls = object.mls ?? Buffer.alloc(0);
     message.ratchetTree = object.ratchetTree ?? Buffer.alloc(0);
     message.epoch = object.epoch ?? 0;
+    message.senderDevice = object.senderDevice ?? "";
+    return message;
+  },
+};
+
+function createBaseDevice(): Device {
+  return {
+    deviceId: "",
+    name: "",
+    authSpki: Buffer.alloc(0),
+    mlsSignatureKey: Buffer.alloc(0),
+    addedAtMs: 0,
+    primary: false,
+  };
+}
+
+export const Device: MessageFns<Device> = {
+  encode(message: Device, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.authSpki.length !== 0) {
+      writer.uint32(26).bytes(message.authSpki);
+    }
+    if (message.mlsSignatureKey.length !== 0) {
+      writer.uint32(34).bytes(message.mlsSignatureKey);
+    }
+    if (message.addedAtMs !== 0) {
+      writer.uint32(40).uint64(message.addedAtMs);
+    }
+    if (message.primary !== false) {
+      writer.uint32(48).bool(message.primary);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Device {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDevice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.authSpki = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mlsSignatureKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.addedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.primary = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Device {
+    return {
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      authSpki: isSet(object.authSpki)
+        ? Buffer.from(bytesFromBase64(object.authSpki))
+        : isSet(object.auth_spki)
+        ? Buffer.from(bytesFromBase64(object.auth_spki))
+        : Buffer.alloc(0),
+      mlsSignatureKey: isSet(object.mlsSignatureKey)
+        ? Buffer.from(bytesFromBase64(object.mlsSignatureKey))
+        : isSet(object.mls_signature_key)
+        ? Buffer.from(bytesFromBase64(object.mls_signature_key))
+        : Buffer.alloc(0),
+      addedAtMs: isSet(object.addedAtMs)
+        ? globalThis.Number(object.addedAtMs)
+        : isSet(object.added_at_ms)
+        ? globalThis.Number(object.added_at_ms)
+        : 0,
+      primary: isSet(object.primary) ? globalThis.Boolean(object.primary) : false,
+    };
+  },
+
+  toJSON(message: Device): unknown {
+    const obj: any = {};
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.authSpki.length !== 0) {
+      obj.authSpki = base64FromBytes(message.authSpki);
+    }
+    if (message.mlsSignatureKey.length !== 0) {
+      obj.mlsSignatureKey = base64FromBytes(message.mlsSignatureKey);
+    }
+    if (message.addedAtMs !== 0) {
+      obj.addedAtMs = Math.round(message.addedAtMs);
+    }
+    if (message.primary !== false) {
+      obj.primary = message.primary;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Device>): Device {
+    return Device.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Device>): Device {
+    const message = createBaseDevice();
+    message.deviceId = object.deviceId ?? "";
+    message.name = object.name ?? "";
+    message.authSpki = object.authSpki ?? Buffer.alloc(0);
+    message.mlsSignatureKey = object.mlsSignatureKey ?? Buffer.alloc(0);
+    message.addedAtMs = object.addedAtMs ?? 0;
+    message.primary = object.primary ?? false;
+    return message;
+  },
+};
+
+function createBaseDeviceList(): DeviceList {
+  return { username: "", version: 0, issuedAtMs: 0, devices: [], signature: Buffer.alloc(0) };
+}
+
+export const DeviceList: MessageFns<DeviceList> = {
+  encode(message: DeviceList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint64(message.version);
+    }
+    if (message.issuedAtMs !== 0) {
+      writer.uint32(24).uint64(message.issuedAtMs);
+    }
+    for (const v of message.devices) {
+      Device.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(42).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeviceList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.issuedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.devices.push(Device.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeviceList {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      issuedAtMs: isSet(object.issuedAtMs)
+        ? globalThis.Number(object.issuedAtMs)
+        : isSet(object.issued_at_ms)
+        ? globalThis.Number(object.issued_at_ms)
+        : 0,
+      devices: globalThis.Array.isArray(object?.devices) ? object.devices.map((e: any) => Device.fromJSON(e)) : [],
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: DeviceList): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.issuedAtMs !== 0) {
+      obj.issuedAtMs = Math.round(message.issuedAtMs);
+    }
+    if (message.devices?.length) {
+      obj.devices = message.devices.map((e) => Device.toJSON(e));
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeviceList>): DeviceList {
+    return DeviceList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeviceList>): DeviceList {
+    const message = createBaseDeviceList();
+    message.username = object.username ?? "";
+    message.version = object.version ?? 0;
+    message.issuedAtMs = object.issuedAtMs ?? 0;
+    message.devices = object.devices?.map((e) => Device.fromPartial(e)) || [];
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePublishDeviceList(): PublishDeviceList {
+  return { requestId: 0, list: undefined };
+}
+
+export const PublishDeviceList: MessageFns<PublishDeviceList> = {
+  encode(message: PublishDeviceList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    if (message.list !== undefined) {
+      DeviceList.encode(message.list, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishDeviceList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishDeviceList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.list = DeviceList.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishDeviceList {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      list: isSet(object.list) ? DeviceList.fromJSON(object.list) : undefined,
+    };
+  },
+
+  toJSON(message: PublishDeviceList): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.list !== undefined) {
+      obj.list = DeviceList.toJSON(message.list);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublishDeviceList>): PublishDeviceList {
+    return PublishDeviceList.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublishDeviceList>): PublishDeviceList {
+    const message = createBasePublishDeviceList();
+    message.requestId = object.requestId ?? 0;
+    message.list = (object.list !== undefined && object.list !== null)
+      ? DeviceList.fromPartial(object.list)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFetchDeviceLists(): FetchDeviceLists {
+  return { requestId: 0, usernames: [] };
+}
+
+export const FetchDeviceLists: MessageFns<FetchDeviceLists> = {
+  encode(message: FetchDeviceLists, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.usernames) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchDeviceLists {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchDeviceLists();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usernames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchDeviceLists {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      usernames: globalThis.Array.isArray(object?.usernames)
+        ? object.usernames.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FetchDeviceLists): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.usernames?.length) {
+      obj.usernames = message.usernames;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FetchDeviceLists>): FetchDeviceLists {
+    return FetchDeviceLists.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FetchDeviceLists>): FetchDeviceLists {
+    const message = createBaseFetchDeviceLists();
+    message.requestId = object.requestId ?? 0;
+    message.usernames = object.usernames?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDeviceSeen(): DeviceSeen {
+  return { username: "", deviceId: "", online: false, lastSeenMs: 0 };
+}
+
+export const DeviceSeen: MessageFns<DeviceSeen> = {
+  encode(message: DeviceSeen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.online !== false) {
+      writer.uint32(24).bool(message.online);
+    }
+    if (message.lastSeenMs !== 0) {
+      writer.uint32(32).uint64(message.lastSeenMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceSeen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeviceSeen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.online = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lastSeenMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeviceSeen {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      online: isSet(object.online) ? globalThis.Boolean(object.online) : false,
+      lastSeenMs: isSet(object.lastSeenMs)
+        ? globalThis.Number(object.lastSeenMs)
+        : isSet(object.last_seen_ms)
+        ? globalThis.Number(object.last_seen_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeviceSeen): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.online !== false) {
+      obj.online = message.online;
+    }
+    if (message.lastSeenMs !== 0) {
+      obj.lastSeenMs = Math.round(message.lastSeenMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeviceSeen>): DeviceSeen {
+    return DeviceSeen.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeviceSeen>): DeviceSeen {
+    const message = createBaseDeviceSeen();
+    message.username = object.username ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.online = object.online ?? false;
+    message.lastSeenMs = object.lastSeenMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeviceListResult(): DeviceListResult {
+  return { requestId: 0, lists: [], seen: [] };
+}
+
+export const DeviceListResult: MessageFns<DeviceListResult> = {
+  encode(message: DeviceListResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint32(message.requestId);
+    }
+    for (const v of message.lists) {
+      DeviceList.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.seen) {
+      DeviceSeen.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeviceListResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeviceListResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.lists.push(DeviceList.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.seen.push(DeviceSeen.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeviceListResult {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.Number(object.request_id)
+        : 0,
+      lists: globalThis.Array.isArray(object?.lists) ? object.lists.map((e: any) => DeviceList.fromJSON(e)) : [],
+      seen: globalThis.Array.isArray(object?.seen) ? object.seen.map((e: any) => DeviceSeen.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: DeviceListResult): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.lists?.length) {
+      obj.lists = message.lists.map((e) => DeviceList.toJSON(e));
+    }
+    if (message.seen?.length) {
+      obj.seen = message.seen.map((e) => DeviceSeen.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeviceListResult>): DeviceListResult {
+    return DeviceListResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeviceListResult>): DeviceListResult {
+    const message = createBaseDeviceListResult();
+    message.requestId = object.requestId ?? 0;
+    message.lists = object.lists?.map((e) => DeviceList.fromPartial(e)) || [];
+    message.seen = object.seen?.map((e) => DeviceSeen.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLinkRequest(): LinkRequest {
+  return { rendezvous: Buffer.alloc(0), role: 0, payload: Buffer.alloc(0) };
+}
+
+export const LinkRequest: MessageFns<LinkRequest> = {
+  encode(message: LinkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rendezvous.length !== 0) {
+      writer.uint32(10).bytes(message.rendezvous);
+    }
+    if (message.role !== 0) {
+      writer.uint32(16).int32(message.role);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(26).bytes(message.payload);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LinkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLinkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rendezvous = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LinkRequest {
+    return {
+      rendezvous: isSet(object.rendezvous) ? Buffer.from(bytesFromBase64(object.rendezvous)) : Buffer.alloc(0),
+      role: isSet(object.role) ? linkRoleFromJSON(object.role) : 0,
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: LinkRequest): unknown {
+    const obj: any = {};
+    if (message.rendezvous.length !== 0) {
+      obj.rendezvous = base64FromBytes(message.rendezvous);
+    }
+    if (message.role !== 0) {
+      obj.role = linkRoleToJSON(message.role);
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LinkRequest>): LinkRequest {
+    return LinkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LinkRequest>): LinkRequest {
+    const message = createBaseLinkRequest();
+    message.rendezvous = object.rendezvous ?? Buffer.alloc(0);
+    message.role = object.role ?? 0;
+    message.payload = object.payload ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseLinkResponse(): LinkResponse {
+  return { payload: Buffer.alloc(0), paired: false, error: "" };
+}
+
+export const LinkResponse: MessageFns<LinkResponse> = {
+  encode(message: LinkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payload.length !== 0) {
+      writer.uint32(10).bytes(message.payload);
+    }
+    if (message.paired !== false) {
+      writer.uint32(16).bool(message.paired);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LinkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLinkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paired = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LinkResponse {
+    return {
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+      paired: isSet(object.paired) ? globalThis.Boolean(object.paired) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: LinkResponse): unknown {
+    const obj: any = {};
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    if (message.paired !== false) {
+      obj.paired = message.paired;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LinkResponse>): LinkResponse {
+    return LinkResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LinkResponse>): LinkResponse {
+    const message = createBaseLinkResponse();
+    message.payload = object.payload ?? Buffer.alloc(0);
+    message.paired = object.paired ?? false;
+    message.error = object.error ?? "";
     return message;
   },
 };
@@ -7142,11 +8442,31 @@ export const ChatServiceService = {
     responseSerialize: (value: SessionResponse): Buffer => Buffer.from(SessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SessionResponse => SessionResponse.decode(value),
   },
+  /**
+   * Device linking's rendezvous (PROTOCOL.md §4.6): two unauthenticated streams that name the
+   * same rendezvous id are paired and the relay forwards their payloads between them. The
+   * payloads are sealed with a key only the two devices know (from the code the user types).
+   */
+  link: {
+    path: "/securechat.v1.ChatService/Link" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: LinkRequest): Buffer => Buffer.from(LinkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LinkRequest => LinkRequest.decode(value),
+    responseSerialize: (value: LinkResponse): Buffer => Buffer.from(LinkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LinkResponse => LinkResponse.decode(value),
+  },
 } as const;
 
 export interface ChatServiceServer extends UntypedServiceImplementation {
   /** Client frames in, relay frames out. The first client frame must be Hello, the second Proof. */
   session: handleBidiStreamingCall<SessionRequest, SessionResponse>;
+  /**
+   * Device linking's rendezvous (PROTOCOL.md §4.6): two unauthenticated streams that name the
+   * same rendezvous id are paired and the relay forwards their payloads between them. The
+   * payloads are sealed with a key only the two devices know (from the code the user types).
+   */
+  link: handleBidiStreamingCall<LinkRequest, LinkResponse>;
 }
 
 export interface ChatServiceClient extends Client {
@@ -7154,6 +8474,14 @@ export interface ChatServiceClient extends Client {
   session(): ClientDuplexStream<SessionRequest, SessionResponse>;
   session(options: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
   session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
+  /**
+   * Device linking's rendezvous (PROTOCOL.md §4.6): two unauthenticated streams that name the
+   * same rendezvous id are paired and the relay forwards their payloads between them. The
+   * payloads are sealed with a key only the two devices know (from the code the user types).
+   */
+  link(): ClientDuplexStream<LinkRequest, LinkResponse>;
+  link(options: Partial<CallOptions>): ClientDuplexStream<LinkRequest, LinkResponse>;
+  link(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<LinkRequest, LinkResponse>;
 }
 
 export const ChatServiceClient = makeGenericClientConstructor(

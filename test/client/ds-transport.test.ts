@@ -41,7 +41,7 @@ describe("DsTransport requests", () => {
       switch (f.$case) {
         case "publishKeyPackages": return ok({ $case: "keyPackageStatus", value: { requestId: 42, oneTimeLeft: 3, lastResortPresent: true } });
         case "claimKeyPackages": return ok({ $case: "keyPackageList", value: { requestId: 42, entries: [
-          { username: "bob", keyPackage: Buffer.from("kb"), lastResort: false, deviceId: "" },
+          { username: "bob", keyPackage: Buffer.from("kb"), lastResort: false, deviceId: "0011223344556677" },
           { username: "mallory", keyPackage: Buffer.from("km"), lastResort: false, deviceId: "" },
         ], missing: ["carol", "zed"] } });
         case "fetchGroupInfo":
@@ -54,7 +54,7 @@ describe("DsTransport requests", () => {
     expect(await t.publishKeyPackages([Buffer.from("k1")], undefined)).toEqual({ ok: true, oneTimeLeft: 3, lastResortPresent: true });
     expect(link.requests[0]).toEqual({ $case: "publishKeyPackages", value: { requestId: 42, oneTime: [Buffer.from("k1")], lastResort: Buffer.alloc(0) } });
     // Only the names asked for come back, whatever the relay adds.
-    expect(await t.claimKeyPackages(["bob", "carol"])).toEqual({ ok: true, entries: [{ username: "bob", keyPackage: Buffer.from("kb"), lastResort: false }], missing: ["carol"] });
+    expect(await t.claimKeyPackages(["bob", "carol"])).toEqual({ ok: true, entries: [{ username: "bob", deviceId: "0011223344556677", keyPackage: Buffer.from("kb"), lastResort: false }], missing: ["carol"] });
     expect(await t.fetchGroupInfo({ conversationId: "#ops" })).toEqual({ ok: true, groupId: gid, groupInfo: Buffer.from("gi"), groupInfoEpoch: 4, currentEpoch: 5 });
     expect(link.requests[2]).toEqual({ $case: "fetchGroupInfo", value: { requestId: 42, groupId: Buffer.alloc(0), conversationId: "#ops" } });
     await t.fetchGroupInfo({ groupId: gid });

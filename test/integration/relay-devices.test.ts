@@ -238,6 +238,48 @@ describe("several devices of one user at the relay", () => {
     expect(err.code).toBe(ErrorCode.ERROR_CODE_BAD_FRAME);
   });
 
+  it("the lobby goes to the devices online only (each device its own audience)", async () => {
+    relay = await TestRelay.start({ limits: { lobbyGraceMs: 0 } });
+    const pa = await mlsPerson(alice);
+    const desktop = await makeLinkedDevice(alice);
+    const a1 = await connectV2(relay, alice);
+    await publishDeviceListOk(a1, deviceListOf(alice, pa, [desktop], 1, PRIMARY_ID));
+    const b = await connectV2(relay, bob);
+    const g = await liveGroup(relay, b, [bob, alice], "lobby", { alice: a1 });
+    // The desktop was never online: the lobby's add commit and messages are not kept for it.
+    await sendMlsAccepted(b, await g.say("bob", "hello lobby"));
+    const [m] = await takeMls(a1, 1);
+    expect(m!.conversationId).toBe("lobby");
+    expect(queuedRows(relay, `alice/${desktop.deviceId}`)).toBe(0);
+    // Online, it gets the next one.
+    const a2 = await connectDevice(relay, alice, desktop);
+    await sendMlsAccepted(b, await g.say("bob", "again"));
+    const [m2] = await takeMls(a2, 1);
+    expect([m2!.conversationId, m2!.mls.sender]).toEqual(["lobby", "bob"]);
+    await takeMls(a1, 1);
+  });
+
+  it("an operator's release of the name drops its device list and its devices' queues with the rest", async () => {
+    const { desktop, a1, a2, b } = await world();
+    const g = await liveGroup(relay, a1, [alice, bob], "#ops", { bob: b });
+    await takeMls(a2, 1);
+    await waitForEmptyQueue(relay, deviceAddress(desktop));
+    await relay.disconnect(a2, "alice");
+    await sendMlsAccepted(b, await g.say("bob", "for the desktop"));
+    await takeMls(a1, 1);
+    expect(queuedRows(relay, deviceAddress(desktop))).toBe(1);
+    const dataDir = relay.dataDir;
+    await relay.stop();
+    const store = openStore(join(dataDir, "relay.db"));
+    try {
+      expect(store.releaseUser("alice")).toBe(true);
+      expect(store.devices.list("alice")).toBeUndefined();
+    } finally {
+      store.close();
+    }
+    expect(queuedRows(relay, deviceAddress(desktop))).toBe(0);
+  });
+
   it("a database from before devices opens without loss: KeyPackages and queues stay the primary's", async () => {
     relay = await TestRelay.start();
     const dataDir = relay.dataDir;

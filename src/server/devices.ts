@@ -14,6 +14,7 @@ import {
   fromWireDeviceList, primaryOf, toWireDeviceList, verifyDeviceList, type DeviceEntry, type VerifiedDeviceList,
 } from "../protocol/devices.js";
 import { isProtocolError } from "../protocol/errors.js";
+import { decodeKeyPackage } from "../protocol/mls/client.js";
 import type { Logger } from "../protocol/log.js";
 import type { Directory, DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
@@ -175,10 +176,25 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
   if (!kept) throw badList(`not newer: the relay keeps a list of ${me} at least as new as version ${list.version}`);
   d.devices.set(me, list);
   user.deviceListVersion = list.version;
+  // The first list: KeyPackages the primary published before it are kept only when they are
+  // for the MLS key the list gives the primary (a claim must never hand out another key's).
+  if (oldPrimary === undefined) dropForeignKeyPackages(d, me, primaryOf(list).mlsSignatureKey);
   for (const o of dropped) d.router.sessionAt(queueAddress(me, o))?.unlinked();
   d.router.announceUser(user);
   d.logger.info("devices.published", { user: me, version: list.version, devices: list.devices.length, dropped: dropped.length });
   return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
+}
+
+function dropForeignKeyPackages(d: DeviceServiceDeps, address: string, mlsKey: Buffer): void {
+  const stale = d.store.mls.keyPackagesOfAddress(address).filter((kp) => {
+    try {
+      return !Buffer.from(decodeKeyPackage(kp.keyPackage).leafNode.signaturePublicKey).equals(mlsKey);
+    } catch {
+      return true;
+    }
+  }).map((kp) => kp.id);
+  d.store.mls.dropKeyPackagesById(stale);
+  if (stale.length > 0) d.logger.info("devices.key_packages_dropped", { user: address, count: stale.length });
 }
 
 /** FetchDeviceLists: the kept lists of the names asked (unknown names and users without a list left out), with DeviceSeen. */

@@ -216,4 +216,17 @@ describe("unlinking and KeyPackages per device", () => {
     await must(d, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(desktop.person)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
     await must(a1, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pa)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
   });
+
+  it("the first list drops the primary's KeyPackages made for another MLS key than the one it lists", async () => {
+    relay = await TestRelay.start();
+    const a1 = await connectV2(relay, alice);
+    const old = await mlsPerson(alice); // an MLS key the list will not name
+    await must(a1, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(old), await makeKeyPackage(pa)], lastResort: await makeKeyPackage(old, true) } }, "keyPackageStatus");
+    await publishDeviceListOk(a1, deviceListOf(alice, pa, [], 1, PRIMARY_ID));
+    const b = await connectV2(relay, bob);
+    const first = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    expect(first.entries.map((e) => [e.deviceId, e.lastResort])).toEqual([[PRIMARY_ID, false]]);
+    const second = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    expect(second).toMatchObject({ entries: [], missing: ["alice"] });
+  });
 });

@@ -91,6 +91,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     kpDelete: p(`DELETE FROM mls_key_packages WHERE id = ?`),
     kpPurge: p(`DELETE FROM mls_key_packages WHERE not_after_ms < ?`),
     kpDropAddress: p(`DELETE FROM mls_key_packages WHERE address = ?`),
+    kpOfAddress: p(`SELECT id, key_package FROM mls_key_packages WHERE address = ?`),
     kpDropUser: p(`DELETE FROM mls_key_packages WHERE username = ?`),
     groupGet: p(`SELECT * FROM mls_groups WHERE group_id = ?`),
     groupByConversation: p(`SELECT * FROM mls_groups WHERE conversation_id = ?`),
@@ -187,6 +188,19 @@ export class MlsDeliveryStore {
   /** A device's KeyPackages (an unlinked device, PROTOCOL.md §4.5): callers inside a transaction. */
   dropKeyPackagesOfAddressLocked(address: string): void {
     this.s.kpDropAddress.run(address);
+  }
+
+  /** A device's KeyPackages with their row ids (at most 101: the caps), to check against a new device list. */
+  keyPackagesOfAddress(address: string): Array<{ readonly id: number; readonly keyPackage: Buffer }> {
+    return (this.s.kpOfAddress.all(address) as Row[]).map((r) => ({ id: num(r.id), keyPackage: Buffer.from(buf(r.key_package)) }));
+  }
+
+  /** Drops these KeyPackage rows (e.g. made for another MLS key than the device's listed one). */
+  dropKeyPackagesById(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    this.transaction(() => {
+      for (const id of ids) this.s.kpDelete.run(id);
+    });
   }
 
   /** Drops every KeyPackage past its lifetime; returns how many. */

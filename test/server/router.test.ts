@@ -51,11 +51,12 @@ beforeAll(async () => {
   }
 });
 
-function session(name: string): FakeSession {
+function session(name: string, address = name): FakeSession {
   const io = fakeStream();
   const arrived: number[] = [];
   const s: FakeSession = {
     username: name,
+    address,
     user: users.get(name)!,
     stream: io.stream,
     pump: { arrived: (n: number) => arrived.push(n) } as Partial<DeliveryPump> as DeliveryPump,
@@ -65,6 +66,7 @@ function session(name: string): FakeSession {
     replaced() {
       s.replacedCalls++;
     },
+    unlinked() {},
   };
   return s;
 }
@@ -126,6 +128,45 @@ describe("Router: who is online", () => {
     r.attach(session("alice"));
     vi.runAllTimers();
     expect(updates(bob.io)).toEqual([[{ username: "alice", online: true }]]);
+  });
+
+  it("devices (PROTOCOL.md §4.5): one session per device, the user online from the first device to the last, pumps woken per device", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setImmediate", "performance"] });
+    const r = new Router();
+    const bob = session("bob");
+    r.attach(bob);
+    vi.runAllTimers();
+    bob.io.sent.length = 0;
+    const laptop = session("alice");
+    const desktop = session("alice", "alice/0123456789abcdef");
+    r.attach(laptop);
+    r.attach(desktop);
+    vi.runAllTimers();
+    expect(updates(bob.io)).toEqual([[{ username: "alice", online: true }]]);
+    expect(r.onlineCount).toBe(3); // sessions, not users
+    expect([...r.onlineNames()].sort()).toEqual(["alice", "bob"]);
+    expect([r.isAddressOnline("alice"), r.isAddressOnline("alice/0123456789abcdef")]).toEqual([true, true]);
+
+    // A new session of the desktop replaces the desktop's only.
+    const desktop2 = session("alice", "alice/0123456789abcdef");
+    r.attach(desktop2);
+    expect([laptop.replacedCalls, desktop.replacedCalls]).toEqual([0, 1]);
+    r.detach(desktop);
+    expect(r.sessionAt("alice/0123456789abcdef")).toBe(desktop2);
+
+    // Rows per queue address wake that device's pump only.
+    r.delivered(new Map([["alice/0123456789abcdef", 2]]));
+    expect([laptop.arrived, desktop2.arrived]).toEqual([[], [2]]);
+
+    // The laptop leaves: alice is still online (no entry); the desktop leaves: offline.
+    r.detach(laptop);
+    vi.runAllTimers();
+    expect(r.isOnline("alice")).toBe(true);
+    expect(updates(bob.io)).toEqual([[{ username: "alice", online: true }]]);
+    r.detach(desktop2);
+    vi.runAllTimers();
+    expect(r.isOnline("alice")).toBe(false);
+    expect(updates(bob.io)).toEqual([[{ username: "alice", online: true }], [{ username: "alice", online: false }]]);
   });
 
   it("counts every tracked stream, authenticated or not", () => {

@@ -4,7 +4,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
 import type { DeviceSeen } from "../../src/gen/securechat/v1/chat.js";
-import { memoryDeviceListPins, SealedDeviceListPins, VerifiedDeviceDirectory, type PinnedIdentity } from "../../src/client/device-directory.js";
+import { memoryDeviceListPins, SealedDeviceListPins, VerifiedDeviceDirectory, type DeviceListPins, type PinnedIdentity } from "../../src/client/device-directory.js";
 import type { DsResult } from "../../src/client/mls/ds-api.js";
 import { newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList } from "../../src/protocol/devices.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -44,7 +44,7 @@ async function world() {
   return { alice, bob, mallory, pins };
 }
 
-function directory(w: Awaited<ReturnType<typeof world>>, ds: ReturnType<typeof scriptedDs>, pinStore = memoryDeviceListPins()) {
+function directory(w: Awaited<ReturnType<typeof world>>, ds: ReturnType<typeof scriptedDs>, pinStore: DeviceListPins = memoryDeviceListPins()) {
   const dir = new VerifiedDeviceDirectory({
     self: { username: "alice", deviceId: "", name: "laptop", primary: true, mlsSignatureKey: randomBytes(32) },
     ds, pinOf: (u) => w.pins.get(u) ?? { state: "unknown" }, pins: pinStore,

@@ -11,7 +11,7 @@
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
-import type { VerifiedDeviceList } from "../protocol/devices.js";
+import type { DeviceEntry, VerifiedDeviceList } from "../protocol/devices.js";
 import { SealedDeviceListPins, VerifiedDeviceDirectory, type PinnedIdentity } from "./device-directory.js";
 import type { DeviceDirectory } from "./devices-api.js";
 import { asLocalIdentity, privateView, type LocalIdentity } from "./local-identity.js";
@@ -341,6 +341,12 @@ export class ChatClient implements ChatSession {
   async unlink(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
     if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
     return this.ownDevices.unlink(which);
+  }
+
+  /** Adds a linked device to my list (primary only; the end of linking, PROTOCOL.md §4.6 step 3). */
+  async addDevice(entry: DeviceEntry): Promise<Outcome<VerifiedDeviceList>> {
+    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
+    return this.ownDevices.addDevice(entry);
   }
 
   /** My newest verified device list, if any. */

@@ -12,7 +12,7 @@
 // Welcome.device_id is the relay's view of which device this session is: compared with mine.
 import { hostname } from "node:os";
 import type { Welcome } from "../gen/securechat/v1/chat.js";
-import { checkDeviceName, newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../protocol/devices.js";
+import { checkDeviceListBody, checkDeviceName, MAX_DEVICES, newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../protocol/devices.js";
 import type { Logger } from "../protocol/log.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import type { VerifiedDeviceDirectory } from "./device-directory.js";
@@ -146,6 +146,11 @@ export class OwnDevices {
   /** Signs (identity key: the primary only), publishes, and takes what the relay keeps. */
   private async publish(body: Omit<SignedDeviceList, "signature">): Promise<Outcome<VerifiedDeviceList>> {
     const local = this.o.local;
+    try {
+      checkDeviceListBody(body, local.user.sigSpki);
+    } catch (e) {
+      return fail(`that device list would not be valid: ${(e as Error).message.replace(/^device list: /, "")}`);
+    }
     if (local.kind !== "primary") return fail("only the primary device can change the device list");
     if (this.o.ds.publishDeviceList === undefined) return fail("this relay connection cannot publish device lists");
     const signed = signDeviceList(body, local.identity.sigPrivate, local.identity.sigSpki);
@@ -184,6 +189,25 @@ export class OwnDevices {
     const local = this.o.local;
     if (local.kind === "linked") return local.deviceId;
     return mine.devices.find((d) => d.primary)?.deviceId;
+  }
+
+  /**
+   * Adds a device to my list (the primary, at the end of linking, PROTOCOL.md §4.6 step 3): a new
+   * list, version + 1, with it, signed by the identity key and published. Refused for a device id
+   * or key already listed, or a full list.
+   */
+  async addDevice(entry: DeviceEntry): Promise<Outcome<VerifiedDeviceList>> {
+    if (this.o.local.kind !== "primary") return fail("only your primary device (the one with the key file) can link devices");
+    if (entry.primary) return fail("a linked device cannot be the primary");
+    await this.o.directory.refresh([this.me]);
+    const mine = this.o.directory.known(this.me);
+    if (mine === undefined) return fail("no device list of yours is known yet: connect once before linking a device");
+    if (mine.devices.some((d) => d.deviceId === entry.deviceId || d.authSpki.equals(entry.authSpki) || d.mlsSignatureKey.equals(entry.mlsSignatureKey))) {
+      return fail("that device (its id or a key) is already in your device list");
+    }
+    if (mine.devices.some((d) => d.name === entry.name)) return fail(`you already have a device called '${sanitizeLine(entry.name)}': pick another name`);
+    if (mine.devices.length >= MAX_DEVICES) return fail(`you have ${MAX_DEVICES} devices, the most one user may have: unlink one first`);
+    return this.publish({ username: this.me, version: mine.version + 1, issuedAtMs: this.o.clock(), devices: [...mine.devices, entry] });
   }
 
   /**

@@ -18,20 +18,9 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import type { VerifiedDeviceDirectory } from "./device-directory.js";
 import type { LocalIdentity } from "./local-identity.js";
 import type { DsApi } from "./mls/ds-api.js";
-import type { Outcome, SessionEvent } from "./types.js";
+import type { DeviceView, Outcome, SessionEvent } from "./types.js";
 
-/** One of my devices, as /devices shows it. */
-export interface DeviceView {
-  readonly deviceId: string;
-  readonly name: string;
-  readonly primary: boolean;
-  /** The device this client runs as. */
-  readonly thisDevice: boolean;
-  readonly online: boolean;
-  /** ms since the Unix epoch; 0: never seen by this relay. */
-  readonly lastSeenMs: number;
-  readonly addedAtMs: number;
-}
+export type { DeviceView } from "./types.js";
 
 export interface OwnDevicesOptions {
   readonly local: LocalIdentity;
@@ -217,7 +206,7 @@ export class OwnDevices {
   async unlink(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
     if (this.o.local.kind !== "primary") return fail("only your primary device (the one with the key file) can unlink devices");
     const q = typeof which === "string" ? which.trim() : "";
-    if (q === "") return fail("say which device: /unlink NAME (see /devices)");
+    if (q === "") return fail("say which device to unlink: its name or the start of its id");
     await this.o.directory.refresh([this.me]);
     const mine = this.o.directory.known(this.me);
     if (mine === undefined) return fail("no device list of yours is known yet: nothing to unlink");
@@ -225,7 +214,7 @@ export class OwnDevices {
     const byId = /^[0-9a-f]{4,16}$/.test(q) ? mine.devices.filter((d) => d.deviceId.startsWith(q)) : [];
     const matches = byName.length > 0 ? byName : byId;
     const shown = sanitizeLine(q).slice(0, 40);
-    if (matches.length === 0) return fail(`no device of yours is called '${shown}' (see /devices)`);
+    if (matches.length === 0) return fail(`no device of yours is called '${shown}'`);
     if (matches.length > 1) return fail(`'${shown}' names ${matches.length} devices: use the id (${matches.map((d) => d.deviceId.slice(0, 8)).join(", ")})`);
     const target = matches[0]!;
     if (target.primary) return fail("this is this device (the primary): it cannot unlink itself");

@@ -39,7 +39,8 @@ export interface OwnDevicesOptions {
 
 /** The host's name made a valid device name (PROTOCOL.md §4.5 checkDeviceName), else "primary". */
 export function defaultDeviceName(host: string): string {
-  const cleaned = [...sanitizeLine(host.split(".")[0] ?? "").trim()].slice(0, 32).join("").trim();
+  // Used only when valid as it is (no control characters): a name made printable is not the host's.
+  const cleaned = [...(host.split(".")[0] ?? "").trim()].slice(0, 32).join("").trim();
   return checkDeviceName(cleaned).ok ? cleaned : "primary";
 }
 

@@ -33,7 +33,7 @@ describe("local identity (PROTOCOL.md §4.5, §9.1)", () => {
     // Not a proof by the identity key.
     expect(verifyProof(alice, relayId, nonce, binding, proof)).toBe(false);
     expect(storeKeyOf(me).sigPrivate).toBe(deviceKey);
-    expect(mlsStoreOptions(me).linkedTo?.equals(alice.sigSpki)).toBe(true);
+    expect(Buffer.from(mlsStoreOptions(me).linkedTo ?? []).equals(alice.sigSpki)).toBe(true);
     const view = privateView(me);
     expect(view.sigSpki.equals(alice.sigSpki)).toBe(true);
     expect(view.sigPrivate).toBe(deviceKey);

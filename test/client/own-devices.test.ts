@@ -68,7 +68,8 @@ describe("own device list upkeep (PROTOCOL.md §4.5)", () => {
     t.relay.kept = undefined;
     t.relay.published.length = 0;
     await t.own.upkeep(t.welcome({ deviceListVersion: 0, deviceId: "" }));
-    expect(t.relay.kept?.version).toBe(newest.version);
+    const keptNow = (): SignedDeviceList | undefined => t.relay.kept;
+    expect(keptNow()?.version).toBe(newest.version);
     expect(t.relay.published).toEqual([2]); // the same list again, not a new version
     expect(t.directory.known("alice")?.version).toBe(2);
   });

@@ -284,6 +284,9 @@ export class ChatClient implements ChatSession {
 
   /** Starts connecting (and reconnecting) in the background. Idempotent. */
   start(): void {
+    // A linked device that knows it was unlinked (its kept list) does not connect (PROTOCOL.md §4.5).
+    const unlinked = this.ownDevices?.unlinkedAtStart();
+    if (unlinked !== undefined) this.connection.stopForGood(unlinked);
     this.connection.start();
   }
 

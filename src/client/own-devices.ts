@@ -63,6 +63,18 @@ export class OwnDevices {
     return this.o.local.username;
   }
 
+  /**
+   * Before connecting: a linked device whose newest verified list (kept at rest) no longer names
+   * it was unlinked: the sentence it stops with, without connecting; else undefined.
+   */
+  unlinkedAtStart(): string | undefined {
+    const local = this.o.local;
+    if (local.kind !== "linked") return undefined;
+    const mine = this.o.directory.known(this.me);
+    if (mine === undefined || mine.devices.some((d) => d.deviceId === local.deviceId && d.authSpki.equals(local.deviceSpki))) return undefined;
+    return unlinkedSentence(this.me, mine);
+  }
+
   /** The connect-time upkeep; never throws (logs and says what failed). */
   async upkeep(welcome: Welcome): Promise<void> {
     try {

@@ -141,6 +141,18 @@ describe("a hostile relay and device lists (PROTOCOL.md §4.5, §12)", () => {
       // Failed is final: the connection loop has ended (no reconnect, even with a 10 ms backoff).
       expect(desktop.client.snapshot().connection.state).toBe("failed");
       await expect(desktop.client.waitConnected(1_000)).rejects.toThrow(sentence);
+      await desktop.close();
+      // Started again: it knows from its kept list, and does not even say Hello.
+      const hellos = (): number => (w.proxy.requests.get("alice") ?? []).filter((f) => f.$case === "hello").length;
+      const before = hellos();
+      const store2 = MlsKeyStore.open(join(home, "alice_mls.db"), { username: "alice", sigPrivate: deviceKey }, { linkedTo: aliceId.sigSpki });
+      const again = await TestClient.begin(aliceId, 0, { server: w.proxy.address, dir: home, statePath: join(home, "alice_state.db"), transport: { kind: "plaintext" }, identity: local, v2: { store: store2 }, reconnect: { initialMs: 10, maxMs: 20 } });
+      try {
+        await waitUntil(() => again.events.find((e) => e.type === "connection" && e.status.state === "failed" && e.status.reason === sentence), "the restarted desktop refused to start", T);
+        expect(hellos()).toBe(before);
+      } finally {
+        await again.close();
+      }
     } finally {
       await desktop.close();
       rmSync(home, { recursive: true, force: true });

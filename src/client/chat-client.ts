@@ -244,6 +244,8 @@ export class ChatClient implements ChatSession {
         devices.setSelfMlsKey(key);
         return key;
       };
+      // ThisDevice's MLS key as soon as the store gives it (both creating it at once keep one).
+      mlsKey().catch((e: unknown) => log.warn("devices.mls_key_unavailable", { reason: (e as Error).message }));
       this.ownDevices = new OwnDevices({
         local, directory: devices, ds, mlsSignatureKey: mlsKey, clock, log, emit,
         stopForGood: (sentence) => this.connection.stopForGood(sentence),

@@ -113,7 +113,10 @@ export class OwnDevices {
       const now = this.o.clock();
       const me: DeviceEntry = { deviceId: newDeviceId(), name: defaultDeviceName((this.o.hostName ?? hostname)()), authSpki: local.user.sigSpki, mlsSignatureKey: key, addedAtMs: now, primary: true };
       const published = await this.publish({ username: this.me, version: 1, issuedAtMs: now, devices: [me] });
-      if (published) this.o.log.info("devices.first_list", { deviceId: me.deviceId });
+      if (published.ok) {
+        dir.setSelfDeviceId(me.deviceId);
+        this.o.log.info("devices.first_list", { deviceId: me.deviceId });
+      }
       return;
     }
     const primary = mine.devices.find((d) => d.primary);

@@ -98,6 +98,11 @@ describe("devices of one user at a real relay (PROTOCOL.md §4.5)", () => {
     const views = seen.ok ? seen.value : [];
     expect(views.map((v) => [v.name, v.primary, v.thisDevice])).toEqual([[first.devices[0]!.name, true, false], ["desktop", false, true]]);
     expect(views[0]!.online).toBe(true);
+    // ThisDevice as the MLS engine sees it, on both; the relay's Welcome named each as itself.
+    expect(d.client.deviceDirectory!.self).toMatchObject({ deviceId: desktop.local.deviceId, name: "desktop", primary: false });
+    expect(Buffer.from(d.client.deviceDirectory!.self.mlsSignatureKey).equals(desktop.entry.mlsSignatureKey)).toBe(true);
+    expect(laptop.client.deviceDirectory!.self).toMatchObject({ deviceId: first.devices[0]!.deviceId, primary: true });
+    for (const c of [laptop, d]) expect(c.events.some((e) => e.type === "notice" && /took this session for another device/.test(e.text))).toBe(false);
     // A linked device cannot unlink.
     const refused = await d.client.unlink(first.devices[0]!.name);
     expect(refused.ok ? "" : refused.error.kind === "device" ? refused.error.detail : "").toMatch(/only your primary device/);

@@ -325,7 +325,11 @@ export class ChatClient implements ChatSession {
   private refreshNewerDeviceLists(entries: readonly { readonly username: string; readonly deviceListVersion: number }[]): void {
     const dir = this.deviceDirectory;
     if (dir === undefined) return;
-    const stale = entries.filter((e) => e.deviceListVersion > (dir.known(e.username)?.version ?? 0)).map((e) => e.username);
+    // Only me and people already pinned (contacts): others' lists are fetched when the MLS engine
+    // meets them, so a Welcome does not pin every user of the relay on first use.
+    const stale = entries
+      .filter((e) => (e.username === this.me || this.trustStore.get(e.username) !== undefined) && e.deviceListVersion > (dir.known(e.username)?.version ?? 0))
+      .map((e) => e.username);
     if (stale.length === 0) return;
     const max = Math.max(1, this.limits.maxRecipients);
     for (let i = 0; i < stale.length; i += max) {

@@ -75,8 +75,8 @@ describe("a hostile relay and device lists (PROTOCOL.md §4.5, §12)", () => {
     await w.c["bob"]!.client.deviceDirectory!.refresh(["alice"]);
     const added = await alice.addDevice(entry("desktop"));
     expect(added.ok).toBe(true);
-    await w.c["bob"]!.client.deviceDirectory!.refresh(["alice"]);
-    expect(w.c["bob"]!.client.deviceDirectory!.known("alice")?.version).toBe(2);
+    // Not asked: the relay's DirectoryUpdate (device_list_version 2) makes bob fetch it.
+    await waitUntil(() => w.c["bob"]!.client.deviceDirectory!.known("alice")?.version === 2, "bob took v2 on the DirectoryUpdate", T);
     expect(seen.has(1) && seen.has(2)).toBe(true);
 
     // Hiding the desktop: the list from before it was linked, to bob restarted from his files.

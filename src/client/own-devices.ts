@@ -231,7 +231,7 @@ export class OwnDevices {
     const matches = byName.length > 0 ? byName : byId;
     const shown = sanitizeLine(q).slice(0, 40);
     if (matches.length === 0) return fail(`no device of yours is called '${shown}'`);
-    if (matches.length > 1) return fail(`'${shown}' names ${matches.length} devices: use the id (${matches.map((d) => d.deviceId.slice(0, 8)).join(", ")})`);
+    if (matches.length > 1) return fail(`'${shown}' names ${matches.length} devices: say which by more of its id (${matches.map((d) => `${sanitizeLine(d.name)} ${d.deviceId}`).join(", ")})`);
     const target = matches[0]!;
     if (target.primary) return fail("this is this device (the primary): it cannot unlink itself");
     const r = await this.publish({ username: this.me, version: mine.version + 1, issuedAtMs: this.o.clock(), devices: mine.devices.filter((d) => d.deviceId !== target.deviceId) });

@@ -1,6 +1,6 @@
 // The own list's upkeep at each connect (PROTOCOL.md §4.5) against a scripted relay: the first
 // list, a changed MLS key, a relay that lost the newest list, the relay's view of this device.
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { VerifiedDeviceDirectory } from "../../src/client/device-directory.js";
 import { primaryIdentity } from "../../src/client/local-identity.js";
@@ -81,5 +81,26 @@ describe("own device list upkeep (PROTOCOL.md §4.5)", () => {
     expect(t.events.flatMap((e) => (e.type === "notice" ? [e.text] : []))).toEqual([
       `the relay took this session for another device of alice (0123456789abcdef, this one is ${t.relay.kept!.devices[0]!.deviceId})`,
     ]);
+  });
+
+  it("/unlink refuses an ambiguous id prefix, an unknown name, the primary; unlinks by name and fires onChange", async () => {
+    const t = await setup();
+    await t.own.upkeep(t.welcome());
+    const dev = (id: string, name: string) => ({ deviceId: id, name, authSpki: generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }), mlsSignatureKey: randomBytes(32), addedAtMs: 5, primary: false });
+    expect((await t.own.addDevice(dev("abcd000000000001", "desktop"))).ok).toBe(true);
+    expect((await t.own.addDevice(dev("abcd000000000002", "phone"))).ok).toBe(true);
+    const sentence = async (q: string): Promise<string> => {
+      const r = await t.own.unlink(q);
+      return r.ok ? "ok" : r.error.kind === "device" ? r.error.detail : r.error.kind;
+    };
+    expect(await sentence("abcd")).toBe("'abcd' names 2 devices: say which by more of its id (desktop abcd000000000001, phone abcd000000000002)");
+    expect(await sentence("tablet")).toBe("no device of yours is called 'tablet'");
+    expect(await sentence("build-box")).toBe("this is this device (the primary): it cannot unlink itself");
+    expect((await t.own.addDevice(dev("ffff000000000003", "phone"))).ok).toBe(false);
+    const changes: string[] = [];
+    t.directory.onChange((u, l, prev) => changes.push(`${u} v${prev?.version}->v${l.version}: ${l.devices.map((d) => d.name).join(",")}`));
+    expect(await sentence("phone")).toBe("ok");
+    expect(changes).toEqual(["alice v3->v4: build-box,desktop"]);
+    expect(t.relay.kept?.version).toBe(4);
   });
 });

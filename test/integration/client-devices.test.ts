@@ -20,6 +20,8 @@ import { connectV2 } from "../helpers/mls-queues.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
 
+/** Waits: MLS work on a shared 2-core machine. */
+const T = 60_000;
 let alice: PrivateIdentity;
 let relay: TestRelay;
 let dir: string;
@@ -78,7 +80,7 @@ const failedNotice = (e: SessionEvent): boolean => e.type === "connection" && e.
 describe("devices of one user at a real relay (PROTOCOL.md §4.5)", () => {
   it("the primary publishes its first list; a linked device connects with its device proof; /unlink stops it for good", async () => {
     const laptop = await primary();
-    const first = await waitUntil(() => laptop.client.ownDeviceList(), "the primary's first device list");
+    const first = await waitUntil(() => laptop.client.ownDeviceList(), "the primary's first device list", T);
     expect(first.version).toBe(1);
     expect(first.devices).toHaveLength(1);
     expect(first.devices[0]!.primary).toBe(true);
@@ -120,16 +122,16 @@ describe("devices of one user at a real relay (PROTOCOL.md §4.5)", () => {
     expect(laptop.client.ownDeviceList()?.devices.map((x) => x.name)).toEqual([first.devices[0]!.name]);
 
     // The desktop's session ends for good (the relay: DEVICE_UNKNOWN), and a restart is refused.
-    const ended = await d.waitFor(failedNotice, "the unlinked device's session failed for good");
+    const ended = await d.waitFor(failedNotice, "the unlinked device's session failed for good", T);
     expect(ended.type === "connection" && ended.status.state === "failed" ? ended.status.reason : "").toMatch(/unlinked/);
     const again = await desktop.start({ begin: true });
-    const refusedAgain = await again.waitFor(failedNotice, "the unlinked device refused at Hello");
+    const refusedAgain = await again.waitFor(failedNotice, "the unlinked device refused at Hello", T);
     expect(refusedAgain.type === "connection" && refusedAgain.status.state === "failed" ? refusedAgain.status.reason : "").toMatch(/not linked to alice/);
   });
 
   it("the primary's list survives a restart of its client (same device id, no new version)", async () => {
     const laptop = await primary();
-    const first = await waitUntil(() => laptop.client.ownDeviceList(), "the first list");
+    const first = await waitUntil(() => laptop.client.ownDeviceList(), "the first list", T);
     await laptop.close();
     clients.splice(clients.indexOf(laptop), 1);
     const again = await primary();

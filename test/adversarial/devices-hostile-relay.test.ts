@@ -65,7 +65,7 @@ describe("a hostile relay and device lists (PROTOCOL.md §4.5, §12)", () => {
     await waitUntil(() => notices(w.c["bob"]!).find((n) => n === "the relay served a device list of alice that alice did not sign"), "bob's refusal line", T);
     expect(bob.deviceDirectory!.known("alice")?.version).toBe(1);
     expect(bob.deviceDirectory!.known("alice")?.devices.some((d) => d.name === "evil")).toBe(false);
-  });
+  }, 180_000);
 
   it("cannot hide a device (an older list) nor keep an unlinked one, even after bob restarts", async () => {
     const w = await world("alice", "bob");
@@ -101,7 +101,7 @@ describe("a hostile relay and device lists (PROTOCOL.md §4.5, §12)", () => {
     await waitUntil(() => notices(bob).find((n) => n === "the relay served an older device list of alice (v2 < v3)"), "the unlinked device's list refused", T);
     expect(bob.client.deviceDirectory!.known("alice")?.devices.map((d) => d.name)).not.toContain("desktop");
     expect(recorded.size).toBeGreaterThan(0);
-  });
+  }, 180_000);
 
   it("a linked device the relay still lets in stops for good once a newer signed list drops it", async () => {
     const w = await world("alice");
@@ -157,5 +157,5 @@ describe("a hostile relay and device lists (PROTOCOL.md §4.5, §12)", () => {
       await desktop.close();
       rmSync(home, { recursive: true, force: true });
     }
-  });
+  }, 180_000);
 });

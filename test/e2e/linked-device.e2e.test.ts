@@ -69,5 +69,5 @@ describe("chat-tui as a linked device", () => {
     await tmux.waitForScreen("desktop", (s) => s.includes("this device was unlinked by alice's primary device"), 30_000);
     expect(existsSync(join(keyDir, "alice_key.pem"))).toBe(false);
     primary.end();
-  });
+  }, 180_000);
 });

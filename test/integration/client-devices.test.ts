@@ -127,7 +127,7 @@ describe("devices of one user at a real relay (PROTOCOL.md §4.5)", () => {
     const again = await desktop.start({ begin: true });
     const refusedAgain = await again.waitFor(failedNotice, "the unlinked device refused at Hello", T);
     expect(refusedAgain.type === "connection" && refusedAgain.status.state === "failed" ? refusedAgain.status.reason : "").toMatch(/not linked to alice/);
-  });
+  }, 180_000);
 
   it("the primary's list survives a restart of its client (same device id, no new version)", async () => {
     const laptop = await primary();
@@ -138,5 +138,5 @@ describe("devices of one user at a real relay (PROTOCOL.md §4.5)", () => {
     const views = await again.client.devices();
     expect(views.ok && views.value.map((v) => [v.deviceId, v.thisDevice])).toEqual([[first.devices[0]!.deviceId, true]]);
     expect(again.client.ownDeviceList()?.version).toBe(1);
-  });
+  }, 180_000);
 });

@@ -359,8 +359,7 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
     const sas = linkSas(k, offerBytes, helloBytes);
     const yes = await raceAbort(o.confirm(sas, offer.name), o.signal);
     if (!yes) {
-      stream.send({ payload: sealLinkMessage(k, LinkStep.bundle, DECLINE_PLAINTEXT) });
-      stream.done();
+      await sendLast(stream, sealLinkMessage(k, LinkStep.bundle, DECLINE_PLAINTEXT));
       throw new LinkError(`${offer.name} was not linked (you answered no)`);
     }
     const now = clock();
@@ -374,20 +373,34 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
       published = { ok: false, detail: e instanceof Error ? e.message : String(e) };
     }
     if (!published.ok) {
-      stream.send({ payload: sealLinkMessage(k, LinkStep.bundle, DECLINE_PLAINTEXT) });
-      stream.done();
+      await sendLast(stream, sealLinkMessage(k, LinkStep.bundle, DECLINE_PLAINTEXT));
       throw new LinkError(`${offer.name} was not linked: the relay did not take the new device list (${sanitizeLine(published.detail).slice(0, 200)})`);
     }
-    stream.send({ payload: sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig, list })) });
-    stream.done();
     // The new device checks the BUNDLE, writes its files and ends its side: a clean end.
-    const end = await Promise.race([
-      stream.next(),
-      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), BUNDLE_CONFIRM_MS).unref()),
-    ]);
+    const end = await sendLast(stream, sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig, list })));
     return { device, list, confirmed: end?.kind === "ended" && end.sentence === undefined };
   } finally {
     stream.close();
+  }
+}
+
+/**
+ * Sends the last message and half-closes, then waits (at most BUNDLE_CONFIRM_MS) for the stream's
+ * end: cancelling at once could drop the message on its way. Resolves with that end (undefined:
+ * none in time).
+ */
+async function sendLast(stream: LinkStream, sealed: Buffer): Promise<LinkEvent | undefined> {
+  stream.send({ payload: sealed });
+  stream.done();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    for (;;) {
+      const e = await Promise.race([stream.next(), new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), BUNDLE_CONFIRM_MS); })]);
+      clearTimeout(timer);
+      if (e === undefined || e.kind === "ended") return e;
+    }
+  } finally {
+    clearTimeout(timer);
   }
 }
 

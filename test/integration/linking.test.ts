@@ -107,7 +107,7 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     const conn = new RelayConnection({
       identity: me, server: relay.address, transport: { kind: "pinned", pins: KnownRelays.inMemory() }, keepalive: undefined, reconnect: false,
       beforeConnect: undefined, clock: Date.now, random: Math.random, log: nullLogger, pacer: new SendPacer(Date.now), protocolVersion: 2,
-      hooks: { welcomed: (w) => { welcome = w; }, connected: () => {}, frame: () => {}, ended: () => {}, emit: () => {} },
+      hooks: { welcomed: (w) => { welcome = w; }, connected: () => {}, frame: async () => {}, ended: () => {}, emit: () => {} },
     });
     conn.start();
     try {

@@ -51,6 +51,12 @@ export interface LinkRelay {
 
 /** How long the existing device waits, after sending BUNDLE, for the new device to say it is done. */
 export const BUNDLE_CONFIRM_MS = 30_000;
+/**
+ * How long a device waits for an answer the other device sends at once, without the user (the
+ * OFFER after pairing, the HELLO after the OFFER): a relay that holds a message back is not waited
+ * for until its 10 minutes are over.
+ */
+export const STEP_TIMEOUT_MS = 30_000;
 
 // ---------------------------------------------------------------------------------------------
 // The Link stream
@@ -134,17 +140,22 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 }
 
 /** The next event, or the sentence the stream ended with (or the abort's). */
-async function expect<K extends "paired" | "payload">(s: LinkStream, kind: K, signal: AbortSignal | undefined, ended: string): Promise<Extract<LinkEvent, { kind: K }>> {
+async function expect<K extends "paired" | "payload">(s: LinkStream, kind: K, signal: AbortSignal | undefined, ended: string, timeout?: { readonly ms: number; readonly sentence: string }): Promise<Extract<LinkEvent, { kind: K }>> {
   if (isAborted(signal)) throw new LinkError("the linking was cancelled: nothing was linked");
   const onAbort = (): void => s.close();
   signal?.addEventListener("abort", onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const e = await s.next();
+    const e = await (timeout === undefined ? s.next() : Promise.race([s.next(), new Promise<LinkEvent>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: "ended", sentence: timeout.sentence }), timeout.ms);
+    })]));
+    clearTimeout(timer);
     if (isAborted(signal)) throw new LinkError("the linking was cancelled: nothing was linked");
     if (e.kind === kind) return e as Extract<LinkEvent, { kind: K }>;
     if (e.kind === "ended") throw new LinkError(e.sentence ?? ended);
     throw new LinkError("the relay sent the linking out of order: nothing was linked");
   } finally {
+    clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
   }
 }
@@ -212,7 +223,8 @@ export async function newDeviceSide(o: NewDeviceOptions): Promise<NewDeviceLinke
     await expect(stream, "paired", o.signal, "the relay ended the linking before the other device came");
     const offerBytes = encodeOffer(offer);
     stream.send({ payload: sealLinkMessage(k, LinkStep.offer, offerBytes) });
-    const helloMsg = await expect(stream, "payload", o.signal, "the other device left before answering: nothing was linked");
+    const helloMsg = await expect(stream, "payload", o.signal, "the other device left before answering: nothing was linked",
+      { ms: STEP_TIMEOUT_MS, sentence: `the other device did not answer within ${STEP_TIMEOUT_MS / 1000} seconds: nothing was linked` });
     let helloBytes: Buffer;
     let hello;
     try {
@@ -340,7 +352,8 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
   try {
     stream.send({ rendezvous: rendezvousOf(code.code), role: LinkRole.LINK_ROLE_EXISTING_DEVICE });
     await expect(stream, "paired", o.signal, "the relay ended the linking before the new device answered");
-    const offerMsg = await expect(stream, "payload", o.signal, "the new device left before it said which device it is");
+    const offerMsg = await expect(stream, "payload", o.signal, "the new device left before it said which device it is",
+      { ms: STEP_TIMEOUT_MS, sentence: `the new device did not answer within ${STEP_TIMEOUT_MS / 1000} seconds: nothing was linked` });
     let offerBytes: Buffer;
     let offer: LinkOffer;
     try {

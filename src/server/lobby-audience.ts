@@ -1,5 +1,6 @@
-// Who a lobby envelope is stored for (PROTOCOL.md §13): the users online at admission, and those
-// seen online within the grace period. Without the grace, a lobby message typed while the relay
+// Who a lobby envelope is stored for (PROTOCOL.md §13): the devices (queue addresses, §4.5: the
+// bare username for a primary, `username/device_id` for a linked device) online at admission, and
+// those seen online within the grace period. Without the grace, a lobby message typed while the relay
 // was restarting (or while a reader's connection was being replaced) was lost for readers who
 // had not reconnected yet, though it was sealed to them because they were there. With it, a
 // sender still cannot make the relay keep lobby messages for users who left long ago.
@@ -23,14 +24,14 @@ export class LobbyAudience {
     this.restartGraceUntil = restarted ? clock() + graceMs : -Infinity;
   }
 
-  /** A user's last session ended. */
+  /** A device's session ended (the key is its queue address). */
   wentOffline(username: string): void {
     const now = this.clock();
     this.offlineAt.set(username, now);
     if (this.offlineAt.size > 4096) this.prune(now);
   }
 
-  /** Whether a lobby envelope naming this recipient is stored for them. */
+  /** Whether a lobby envelope is stored for this recipient (a queue address). */
   includes(username: string): boolean {
     if (this.isOnline(username)) return true;
     const now = this.clock();

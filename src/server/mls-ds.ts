@@ -191,7 +191,7 @@ export class MlsDeliveryService {
     const before = mlsStore.keyPackageCounts(address);
     if (before.oneTime + oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
       throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
-        `this device keeps ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
+        `${hasList ? "this device keeps" : "you keep"} ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
     }
     const after = mlsStore.publishKeyPackages(me, oneTime, lastResort, address);
     this.d.logger.info("mls.key_packages.published", { user: me, device: this.senderDevice, oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });

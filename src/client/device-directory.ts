@@ -140,6 +140,11 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
     this.me = { ...this.me, deviceId };
   }
 
+  /** This device's MLS signature key, once its MLS client is loaded. */
+  setSelfMlsKey(mlsSignatureKey: Uint8Array): void {
+    this.me = { ...this.me, mlsSignatureKey: Buffer.from(mlsSignatureKey) };
+  }
+
   known(username: string): VerifiedDeviceList | undefined {
     const l = this.kept.get(username);
     if (l === undefined) return undefined;

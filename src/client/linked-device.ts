@@ -218,7 +218,7 @@ export function readLinkedDevice(keyDir: string, username: string, passphrase?: 
   if (pemSt === undefined && jsonSt === undefined) return undefined;
   if (pemSt === undefined || jsonSt === undefined) {
     const [have, lack] = pemSt === undefined ? [p.json, p.pem] : [p.pem, p.json];
-    throw new KeyStoreError(`'${have}' is here without '${lack}': the linking of this device did not finish; remove '${have}' and run chat-tui ${username} --link again`);
+    throw new KeyStoreError(`'${have}' is here without '${lack}': the linking of this device did not finish; remove '${have}' and link this device again`);
   }
   const jsonText = readPrivateText(p.json, MAX_RECORD_BYTES);
   let o: Record<string, unknown>;

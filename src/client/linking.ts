@@ -304,6 +304,8 @@ function unlinkQuiet(path: string): void {
 
 /** What publishing a device list did (DsApi.publishDeviceList's answer, in short). */
 export type PublishAnswer = { readonly ok: true } | { readonly ok: false; readonly detail: string };
+/** What adding a device to the list did: the list kept at the relay now, or why not. */
+export type AddDeviceAnswer = { readonly ok: true; readonly list: SignedDeviceList } | { readonly ok: false; readonly detail: string };
 
 export interface ExistingDeviceOptions {
   readonly relay: LinkRelay;
@@ -315,6 +317,12 @@ export interface ExistingDeviceOptions {
   readonly currentList: VerifiedDeviceList;
   /** Publishes the new list at the relay (PublishDeviceList); the BUNDLE goes only after it is kept. */
   readonly publish: (list: SignedDeviceList) => Promise<PublishAnswer>;
+  /**
+   * Instead of the list made here and `publish`: the session's own device-list keeper adds the
+   * device (list v+1 from its pinned list, signed, published: OwnDevices.addDevice) and returns
+   * the list the relay kept; it must name the device exactly as offered.
+   */
+  readonly addDevice?: (entry: DeviceEntry) => Promise<AddDeviceAnswer>;
   /** Asks the user whether the other device shows these digits ("123 456"); the new device's name is given. */
   readonly confirm: (sas: string, deviceName: string) => Promise<boolean>;
   readonly signal?: AbortSignal;
@@ -378,11 +386,25 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
     const now = clock();
     const { identitySig } = makeCredential(me, o.identity.sigPrivate, offer.mlsSignatureKey);
     const device: DeviceEntry = { deviceId: offer.deviceId, name: offer.name, authSpki: offer.deviceSpki, mlsSignatureKey: offer.mlsSignatureKey, addedAtMs: now, primary: false };
-    const list = signDeviceList({ username: me, version: current.version + 1, issuedAtMs: Math.max(now, current.issuedAtMs), devices: [...current.devices, device] }, o.identity.sigPrivate, o.identity.sigSpki);
+    let list: SignedDeviceList;
     let published: PublishAnswer;
     try {
-      published = await o.publish(list);
+      if (o.addDevice !== undefined) {
+        const added = await o.addDevice(device);
+        published = added;
+        list = added.ok ? added.list : current;
+        if (added.ok) {
+          const named = verifyDeviceList(added.list, me, o.identity.sigSpki).devices.find((d) => d.deviceId === device.deviceId);
+          if (named === undefined || named.primary || !named.authSpki.equals(device.authSpki) || !named.mlsSignatureKey.equals(device.mlsSignatureKey) || named.name !== device.name) {
+            published = { ok: false, detail: "the list kept does not name the new device as offered" };
+          }
+        }
+      } else {
+        list = signDeviceList({ username: me, version: current.version + 1, issuedAtMs: Math.max(now, current.issuedAtMs), devices: [...current.devices, device] }, o.identity.sigPrivate, o.identity.sigSpki);
+        published = await o.publish(list);
+      }
     } catch (e) {
+      list = current;
       published = { ok: false, detail: e instanceof Error ? e.message : String(e) };
     }
     if (!published.ok) {
@@ -452,6 +474,11 @@ export interface PrimaryLinkDeps {
   /** The relay's kept lists of these users, not verified (DsApi.fetchDeviceLists). */
   readonly fetchLists: (usernames: readonly string[]) => Promise<{ readonly ok: true; readonly lists: readonly SignedDeviceList[] } | { readonly ok: false; readonly detail: string }>;
   readonly publish: (list: SignedDeviceList) => Promise<PublishAnswer>;
+  /** The session's own list keeper, when it has one: its pinned list, and its way of adding a device. */
+  readonly own?: {
+    readonly currentList: () => Promise<VerifiedDeviceList | undefined>;
+    readonly addDevice: (entry: DeviceEntry) => Promise<AddDeviceAnswer>;
+  };
   /** This device's MLS signature public key (for a first list naming the primary). */
   readonly mlsSignatureKey: () => Promise<Uint8Array>;
   /** This device's name in a first list (the host name). */
@@ -462,6 +489,12 @@ export interface PrimaryLinkDeps {
 /** The user's newest list at the relay, verified; when there is none yet, v1 naming this primary, published first. */
 async function currentListOf(d: PrimaryLinkDeps): Promise<VerifiedDeviceList> {
   const me = d.identity.username;
+  if (d.own !== undefined) {
+    // The list pinned by this session (verified, never rolled back); its upkeep publishes the first one at connect.
+    const pinned = await d.own.currentList();
+    if (pinned === undefined) throw new LinkError("no device list of yours is known yet: wait until you are connected, then /link again");
+    return pinned;
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     const fetched = await d.fetchLists([me]);
     if (!fetched.ok) throw new LinkError(`the relay did not give your device list: ${sanitizeLine(fetched.detail).slice(0, 200)}`);
@@ -494,6 +527,7 @@ export async function linkFromPrimary(d: PrimaryLinkDeps, code: string, confirm:
     const currentList = await currentListOf(d);
     const r = await existingDeviceSide({
       relay: d.relay, code: parsed.code, identity: d.identity, currentList, publish: d.publish, confirm,
+      ...(d.own === undefined ? {} : { addDevice: d.own.addDevice }),
       ...(signal === undefined ? {} : { signal }), ...(d.clock === undefined ? {} : { clock: d.clock }),
     });
     return { ok: true, name: r.device.name, deviceId: r.device.deviceId, version: r.list.version, confirmed: r.confirmed };

@@ -184,15 +184,30 @@ export class RelayConnection {
     }
   }
 
+  /**
+   * Ends the connection for good with this sentence (PROTOCOL.md §4.5: a linked device found
+   * itself unlinked): the session closes, the sentence is said, and it never reconnects.
+   */
+  stopForGood(sentence: string): void {
+    this.fatal = new FatalSessionError({ kind: "identity-refused", detail: sentence });
+    this.stream?.close();
+    this.wakeRetry?.();
+  }
+
+  private fatal: FatalSessionError | undefined;
+
   private async run(): Promise<void> {
     while (!this.closed) {
       const attempt = this.backoff.attempt;
       this.setConnection({ state: "connecting", attempt });
       let cause: SessionEnd = { kind: "relay-closed" };
       try {
+        if (this.fatal !== undefined) throw this.fatal;
         await this.o.beforeConnect?.(attempt);
         await this.runSession();
-      } catch (e) {
+        if (this.fatal !== undefined) throw this.fatal;
+      } catch (caught) {
+        const e = this.fatal ?? caught;
         if (e instanceof FatalSessionError) {
           this.o.log.warn("session.fatal", { reason: e.message });
           // In the conversation too: the status line may be too narrow for the whole sentence.

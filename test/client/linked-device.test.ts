@@ -127,7 +127,7 @@ describe("linked device files (PROTOCOL.md §4.5, §10.4)", () => {
     expect(messageOf(() => readLinkedDevice(dir, "alice"))).toMatch(/alice_device\.pem' is damaged/);
 
     unlinkSync(pem);
-    expect(messageOf(() => readLinkedDevice(dir, "alice"))).toMatch(/without '.*alice_device\.pem': the linking of this device did not finish.*--link again/);
+    expect(messageOf(() => readLinkedDevice(dir, "alice"))).toMatch(/without '.*alice_device\.pem': the linking of this device did not finish.*link this device again/);
     rmSync(json);
     writeFileSync(pem, goodPem, { mode: 0o600 });
     expect(messageOf(() => readLinkedDevice(dir, "alice"))).toMatch(/without '.*alice_device\.json'/);

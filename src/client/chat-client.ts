@@ -367,7 +367,6 @@ export class ChatClient implements ChatSession {
     const ds = this.mls?.ds;
     const store = this.linking.store;
     if (ds === undefined || store === undefined || ds.fetchDeviceLists === undefined || ds.publishDeviceList === undefined) return { ok: false, reason: "linking devices needs protocol v2" };
-    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: /link works once you are connected" };
     const fetchLists = ds.fetchDeviceLists.bind(ds);
     const local = this.local;
     if (local.kind !== "primary") {
@@ -377,6 +376,7 @@ export class ChatClient implements ChatSession {
       const primary = r?.ok === true ? r.lists.find((l) => l.username === this.me)?.devices.find((d) => d.primary) : undefined;
       return { ok: false, reason: `only your primary device${primary === undefined ? "" : ` (${sanitizeLine(primary.name)})`} can link devices` };
     }
+    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: /link works once you are connected" };
     const dir = this.deviceDirectory;
     const own = this.ownDevices === undefined || dir === undefined ? undefined : {
       currentList: async () => {

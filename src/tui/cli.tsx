@@ -123,7 +123,12 @@ async function main(): Promise<number> {
   const keyDir = argv.keyDir ?? defaultKeyDir();
   if (argv.deviceName !== undefined && !argv.link) return fail("--device-name names the device being linked: use it with --link", USAGE_ERROR);
   // chat-tui <username> --link: this machine becomes a linked device (PROTOCOL.md §4.6, link-mode.ts).
-  if (argv.link) return linkMode({ username, keyDir, server, argv, ca, acceptSha256, logger, stdin, stdout });
+  // Once linked, it goes on into the chat as that device (the start-up below finds its files).
+  if (argv.link) {
+    const linked = await linkMode({ username, keyDir, server, argv, ca, acceptSha256, logger, stdin, stdout });
+    if (linked !== 0) return linked;
+  }
+  const linkedNow = argv.link ? "Linked. Earlier messages are not on this device." : undefined;
   // The primary (key file), a linked device (device files, PROTOCOL.md §4.5) or a first run.
   const keyPath = startKeyPath(keyDir, username);
   const creating = startKind(keyDir, username) === "new";
@@ -171,6 +176,7 @@ async function main(): Promise<number> {
     : { kind: "pinned", pins: knownRelays, ...(acceptSha256 === undefined ? {} : { acceptSha256 }) };
 
   const notices: Array<string | StartupNotice> = [];
+  if (linkedNow !== undefined) notices.push(linkedNow);
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }

@@ -69,7 +69,7 @@ export async function runLinkMode(o: LinkModeOptions): Promise<number> {
     o.logger.info("link.done", { username: o.username, deviceId: linked.deviceId, version: linked.list.version });
     say(`Linked: this machine is ${o.username}'s device "${linked.name}" (linked by ${linked.linkedBy}; device list v${linked.list.version}).`);
     say("Earlier messages are not on this device; it receives what is sent from now on.");
-    say(`Start chatting with: chat-tui ${o.username}`);
+    say(`Starting the chat as this device… (next time: chat-tui ${o.username})`);
     return 0;
   } catch (e) {
     const sentence = e instanceof LinkError ? e.message : `the linking failed: ${e instanceof Error ? e.message : String(e)}`;

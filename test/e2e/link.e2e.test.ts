@@ -46,10 +46,15 @@ describe("chat-tui --link and /link in real terminals", () => {
     await tmux.waitForScreen("desktop", (s) => s.includes(`Compare: ${sas}`), 15_000);
     tmux.say("laptop", "/link yes");
     await tmux.waitForScreen("laptop", /Linked desktop/, 30_000);
-    await tmux.waitForScreen("desktop", /Linked: this machine is alice's device "desktop"/, 30_000);
+    // The new machine goes on into the chat as that device and says what it lacks.
+    await tmux.waitForScreen("desktop", /Linked\. Earlier messages are not on this device\./, 30_000);
     const keyDir = join(home("desktop"), ".config", "secure-chat");
     const files = readdirSync(keyDir).filter((f) => f.startsWith("alice_")).sort();
-    expect(files).toEqual(["alice_device.json", "alice_device.pem", "alice_known_relays.json", "alice_mls.db"]);
+    expect(files.filter((f) => f !== "alice_state.db" && !f.startsWith("alice_state.db-"))).toEqual(["alice_device.json", "alice_device.pem", "alice_known_relays.json", "alice_mls.db"]);
     for (const f of files) expect(statSync(join(keyDir, f)).mode & 0o777, f).toBe(0o600);
-  });
+    // There, /link names the primary.
+    await tmux.waitForScreen("desktop", /● connected/, 30_000);
+    tmux.say("desktop", "/link ABCD-EFGH-JKMN-PQRS");
+    await tmux.waitForScreen("desktop", /only your primary device \(.+\) can link devices/, 30_000);
+  }, 180_000);
 });

@@ -8,7 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
+import { ChatClient } from "../../src/client/chat-client.js";
 import { KnownRelays } from "../../src/client/known-relays.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import { TrustStore } from "../../src/client/trust-store.js";
 import { readLinkedDevice } from "../../src/client/linked-device.js";
 import { LinkError, newDeviceSide, type LinkRelay, type NewDeviceLinked } from "../../src/client/linking.js";
 import { linkedIdentity, storeKeyOf, mlsStoreOptions } from "../../src/client/local-identity.js";
@@ -36,6 +39,8 @@ beforeEach(async () => {
   relay = await TestRelay.start();
   newDir = mkdtempSync(join(tmpdir(), "sc-link-new-"));
   primary = await TestClient.start(alice, 0, { server: relay.address });
+  // The primary's own list (v1, itself) is published by its connect-time upkeep.
+  await waitUntil(() => primary.client.ownDeviceList(), "alice's own device list");
 });
 afterEach(async () => {
   await primary.close();
@@ -86,7 +91,7 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     expect(readdirSync(newDir).sort()).toEqual(["alice_device.json", "alice_device.pem", "alice_mls.db"]);
     for (const f of readdirSync(newDir)) expect(statSync(join(newDir, f)).mode & 0o777, f).toBe(0o600);
 
-    // The relay keeps v2 (v1 was this primary alone, published by /link) naming the device.
+    // The relay keeps v2 (v1 was this primary alone, published at its connect) naming the device.
     const kept = verifyDeviceList((await relayList())!, "alice", alice.sigSpki);
     expect(kept.version).toBe(2);
     expect(kept.devices.map((d) => [d.name, d.primary])).toEqual([[expect.any(String), true], ["desktop", false]]);
@@ -116,6 +121,21 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     } finally {
       await conn.close();
     }
+
+    // As a ChatClient, the linked device may not link others: it names the primary.
+    const linkedStore = MlsKeyStore.open(join(newDir, "alice_mls.db"), storeKeyOf(me), mlsStoreOptions(me));
+    const desktop = new ChatClient({
+      identity: me, server: relay.address, trust: await TrustStore.open(join(newDir, "alice_known_peers.json")), state: ClientStateStore.open(":memory:"),
+      reconnect: false, transport: { kind: "pinned", pins: KnownRelays.inMemory() }, v2: { store: linkedStore },
+    });
+    desktop.start();
+    try {
+      await desktop.waitConnected(15_000);
+      const primaryName = kept.devices[0]!.name;
+      expect(await desktop.linkDevice("ABCD-EFGH-JKMN-PQRS", async () => true)).toEqual({ ok: false, reason: `only your primary device (${primaryName}) can link devices` });
+    } finally {
+      await desktop.close();
+    }
   });
 
   it("writes nothing and publishes nothing when the user answers no", async () => {
@@ -125,7 +145,7 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     expect(outcome).toEqual({ ok: false, reason: "desktop was not linked (you answered no)" });
     await expect(fresh.done).rejects.toThrow(/did not confirm the digits .*nothing was linked/);
     expect(readdirSync(newDir)).toEqual([]);
-    // /link published v1 (this primary alone) to link from; the device was never added.
+    // The device was never added to the list.
     expect((await relayList())?.devices.map((d) => d.name)).not.toContain("desktop");
   });
 

@@ -376,7 +376,7 @@ export class ChatClient implements ChatSession {
       const primary = r?.ok === true ? r.lists.find((l) => l.username === this.me)?.devices.find((d) => d.primary) : undefined;
       return { ok: false, reason: `only your primary device${primary === undefined ? "" : ` (${sanitizeLine(primary.name)})`} can link devices` };
     }
-    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: /link works once you are connected" };
+    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: linking works once you are connected" };
     const dir = this.deviceDirectory;
     const own = this.ownDevices === undefined || dir === undefined ? undefined : {
       currentList: async () => {

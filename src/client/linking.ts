@@ -193,8 +193,8 @@ export interface NewDeviceLinked {
 /** Refuses to start when keyDir already is a device of the user (nothing is written). */
 function checkFreshDir(keyDir: string, username: string): void {
   const key = userFilePath(keyDir, username, "_key.pem");
-  if (existsSync(key)) throw new LinkError(`${key} exists: this machine already is ${username}'s primary device (run chat-tui ${username})`);
-  if (linkedDeviceFilesExist(keyDir, username)) throw new LinkError(`this machine already is a linked device of ${username} (${linkedDevicePaths(keyDir, username).json}): run chat-tui ${username}`);
+  if (existsSync(key)) throw new LinkError(`${key} exists: this machine already is ${username}'s primary device`);
+  if (linkedDeviceFilesExist(keyDir, username)) throw new LinkError(`this machine already is a linked device of ${username} (${linkedDevicePaths(keyDir, username).json})`);
   const mls = userFilePath(keyDir, username, "_mls.db");
   if (existsSync(mls)) throw new LinkError(`${mls} exists (left from an earlier start as ${username}?): move it away, then link again`);
 }
@@ -207,7 +207,7 @@ export async function newDeviceSide(o: NewDeviceOptions): Promise<NewDeviceLinke
   const nameCheck = checkUsername(o.username);
   if (!nameCheck.ok) throw new LinkError(`invalid username '${o.username}': ${nameCheck.reason}`);
   const dn = checkDeviceName(o.deviceName);
-  if (!dn.ok) throw new LinkError(`--device-name: ${dn.reason}`);
+  if (!dn.ok) throw new LinkError(`the device name: ${dn.reason}`);
   checkFreshDir(o.keyDir, o.username);
   const clock = o.clock ?? Date.now;
   const deviceKey = generateKeyPairSync("ed25519").privateKey;
@@ -374,7 +374,7 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
     if (current.devices.some((d) => d.deviceId === offer.deviceId || d.authSpki.equals(offer.deviceSpki) || d.mlsSignatureKey.equals(offer.mlsSignatureKey))) {
       throw new LinkError("the new device uses an id or a key of a device already linked: nothing was linked");
     }
-    if (current.devices.length >= MAX_DEVICES) throw new LinkError(`you have ${current.devices.length} devices, the most there can be: unlink one first (/unlink)`);
+    if (current.devices.length >= MAX_DEVICES) throw new LinkError(`you have ${current.devices.length} devices, the most there can be: unlink one first`);
     const helloBytes = encodeHello({ username: me, identitySpki: o.identity.sigSpki, encSpki: o.identity.encSpki, encKeySig: o.identity.encKeySig });
     stream.send({ payload: sealLinkMessage(k, LinkStep.hello, helloBytes) });
     const sas = linkSas(k, offerBytes, helloBytes);
@@ -492,7 +492,7 @@ async function currentListOf(d: PrimaryLinkDeps): Promise<VerifiedDeviceList> {
   if (d.own !== undefined) {
     // The list pinned by this session (verified, never rolled back); its upkeep publishes the first one at connect.
     const pinned = await d.own.currentList();
-    if (pinned === undefined) throw new LinkError("no device list of yours is known yet: wait until you are connected, then /link again");
+    if (pinned === undefined) throw new LinkError("no device list of yours is known yet: wait until you are connected, then try again");
     return pinned;
   }
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -516,7 +516,7 @@ async function currentListOf(d: PrimaryLinkDeps): Promise<VerifiedDeviceList> {
     if (published.ok) return verifyDeviceList(first, me, d.identity.sigSpki);
     // Another session of mine published one meanwhile: read it again.
   }
-  throw new LinkError("your device list could not be published at the relay: try /link again");
+  throw new LinkError("your device list could not be published at the relay: try again");
 }
 
 /** /link CODE (PROTOCOL.md §4.6) from a running primary: never throws. */

@@ -76,6 +76,7 @@ export async function runLinkMode(o: LinkModeOptions): Promise<number> {
     o.logger.warn("link.failed", { username: o.username, reason: sentence });
     say("");
     say(`chat-tui: ${sentence}`);
+    if (/this machine already is .* (primary|linked) device/.test(sentence)) say(`To chat as ${o.username} here: chat-tui ${o.username}`);
     return 1;
   }
 }

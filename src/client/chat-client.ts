@@ -8,6 +8,7 @@
 //   trust-decisions.ts   /verify, /trust, /accept (§6)
 //   key-directory.ts     presence, key lookups and pins; history.ts the history at rest
 // No React here.
+import { hostname } from "node:os";
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
@@ -21,7 +22,7 @@ import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { AtRestCipher } from "./at-rest.js";
-import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeClientError, describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -37,6 +38,7 @@ import { moveV1Outbox, type V1OutboxMoved } from "./outbox-upgrade.js";
 import { SendPacer } from "./pacer.js";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
 import { limitsOf, RelayConnection } from "./relay-connection.js";
+import { linkFromPrimary, type LinkOutcome } from "./linking.js";
 import type { RelayTransport } from "./relay-transport.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
@@ -128,6 +130,8 @@ export class ChatClient implements ChatSession {
   readonly invite?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): several users added to a room at once (commits that fit a frame). */
   readonly inviteMany?: (room: string, usernames: readonly string[]) => Promise<Outcome<{ readonly commits: number }>>;
+  /** /link CODE (PROTOCOL.md §4.6, linking.ts): what the primary needs to link a device. */
+  private readonly linking: { readonly server: string; readonly transport: RelayTransport; readonly store: MlsKeyStore | undefined };
   /** Who this client is: the primary, or a linked device (PROTOCOL.md §4.5). */
   readonly local: LocalIdentity;
   /** Protocol v2: every user's verified, pinned device list (PROTOCOL.md §4.5); the MLS engine listens to it. */
@@ -151,6 +155,7 @@ export class ChatClient implements ChatSession {
     const emit = (e: SessionEvent): void => this.emit(e);
     const limits = (): Limits => this.limits;
     const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
+    this.linking = { server: o.server, transport, store: o.v2?.store };
     if (transport.kind === "plaintext") {
       log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
     }
@@ -361,6 +366,54 @@ export class ChatClient implements ChatSession {
   /** My newest verified device list, if any. */
   ownDeviceList(): VerifiedDeviceList | undefined {
     return this.deviceDirectory?.known(this.me);
+  }
+
+  /**
+   * Links a new device (PROTOCOL.md §4.6) from this primary: `code` as the new device shows it;
+   * `confirm` asks the user whether the new device shows the same digits. Never throws.
+   */
+  async linkDevice(code: string, confirm: (sas: string, deviceName: string) => Promise<boolean>, signal?: AbortSignal): Promise<LinkOutcome> {
+    const ds = this.mls?.ds;
+    const store = this.linking.store;
+    if (ds === undefined || store === undefined || ds.fetchDeviceLists === undefined || ds.publishDeviceList === undefined) return { ok: false, reason: "linking devices needs protocol v2" };
+    const fetchLists = ds.fetchDeviceLists.bind(ds);
+    const local = this.local;
+    if (local.kind !== "primary") {
+      // Only the identity key signs device lists (PROTOCOL.md §4.5): name the device that has it.
+      const known = this.deviceDirectory?.known(this.me);
+      const r = known === undefined ? await fetchLists([this.me]).catch(() => undefined) : { ok: true as const, lists: [known] };
+      const primary = r?.ok === true ? r.lists.find((l) => l.username === this.me)?.devices.find((d) => d.primary) : undefined;
+      return { ok: false, reason: `only your primary device${primary === undefined ? "" : ` (${sanitizeLine(primary.name)})`} can link devices` };
+    }
+    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: linking works once you are connected" };
+    const dir = this.deviceDirectory;
+    const own = this.ownDevices === undefined || dir === undefined ? undefined : {
+      currentList: async () => {
+        await dir.refresh([this.me]);
+        return dir.known(this.me);
+      },
+      addDevice: async (entry: DeviceEntry) => {
+        const r = await this.addDevice(entry);
+        return r.ok ? { ok: true as const, list: r.value } : { ok: false as const, detail: describeClientError(r.error) };
+      },
+    };
+    const publishList = ds.publishDeviceList.bind(ds);
+    return linkFromPrimary({
+      relay: { address: this.linking.server, transport: this.linking.transport },
+      identity: local.identity,
+      fetchLists: async (names) => {
+        const r = await fetchLists(names);
+        return r.ok ? { ok: true, lists: r.lists } : { ok: false, detail: r.detail };
+      },
+      publish: async (list) => {
+        const r = await publishList(list);
+        return r.ok ? { ok: true } : { ok: false, detail: r.detail };
+      },
+      mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,
+      deviceName: hostname().split(".")[0] ?? "primary",
+      clock: this.clock,
+      ...(own === undefined ? {} : { own }),
+    }, code, confirm, signal);
   }
 
   reconnectNow(): Outcome<ReconnectStart> {

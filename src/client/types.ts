@@ -1,6 +1,7 @@
 // The client session as the UI sees it. The TUI depends only on this interface (tests use a
 // fake); src/client/chat-client.ts implements it over grpc-js.
 import type { ClientError, ReconnectStart, SessionEnd } from "./errors.js";
+import type { LinkOutcome } from "./linking.js";
 
 export type ConnectionStatus =
   | { readonly state: "connecting"; readonly attempt: number }
@@ -260,6 +261,11 @@ export interface ChatSession {
    * in the clear.
    */
   setAway?(text: string | undefined): void;
+  /**
+   * /link CODE (PROTOCOL.md §4.6): links the new device showing CODE, after `confirm` (the user
+   * compares the digits on both screens). Only the primary device can; the outcome is one sentence.
+   */
+  linkDevice?(code: string, confirm: (sas: string, deviceName: string) => Promise<boolean>, signal?: AbortSignal): Promise<LinkOutcome>;
   /** A small named UI setting kept on this machine (JSON text), and writing it. */
   loadSetting?(name: string): string | undefined;
   saveSetting?(name: string, value: string): void;

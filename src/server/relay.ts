@@ -15,6 +15,7 @@ import { encodeResponse } from "./frames.js";
 import { GroupCommitter, type CommitMode } from "./group-commit.js";
 import { HandshakeBudget, sourceOf } from "./handshake-budget.js";
 import { HEALTH_SERVICE_DEFINITION, RelayHealth } from "./health.js";
+import { LINK_MAX_FRAME_BYTES, LinkRendezvous, type LinkLimits } from "./link-rendezvous.js";
 import {
   DELIVERY_BUDGET_BYTES, DELIVERY_STALL_MS, DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
 } from "./limits.js";
@@ -78,6 +79,8 @@ export interface StartRelayOptions {
   readonly protocolVersions?: readonly number[];
   /** Keepalive pings to clients (default KEEPALIVE): tests shorten them to see a dead client go. */
   readonly keepalive?: KeepaliveOptions;
+  /** The Link rendezvous' limits (PROTOCOL.md §4.6; defaults in link-rendezvous.ts): tests shorten them. */
+  readonly linkLimits?: Partial<LinkLimits>;
 }
 
 export interface KeepaliveOptions {
@@ -109,6 +112,8 @@ export interface RelayStats {
   readonly failedCommits: number;
   /** Time spent in commits (the event loop is blocked meanwhile: node:sqlite is synchronous). */
   readonly commitMs: number;
+  /** Link rendezvous open now (PROTOCOL.md §4.6), waiting or paired. */
+  readonly linkRendezvous: number;
 }
 
 export interface RunningRelay {
@@ -134,6 +139,16 @@ export interface RunningRelay {
 const RAW_SESSION_SERVICE: ServiceDefinition = {
   session: {
     path: ChatServiceService.session.path,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+  // Device linking's rendezvous (PROTOCOL.md §4.6, link-rendezvous.ts), raw for the same reason.
+  link: {
+    path: ChatServiceService.link.path,
     requestStream: true,
     responseStream: true,
     requestSerialize: (b: Buffer) => b,
@@ -241,6 +256,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const outgoing: OutgoingBytes = { bytes: 0 };
   const writeBudget = new WriteBudget(options.writeBudget ?? { limitBytes: DELIVERY_BUDGET_BYTES, stallMs: DELIVERY_STALL_MS });
   const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
+  const links = new LinkRendezvous({ logger, handshakes, ...(options.linkLimits === undefined ? {} : { limits: options.linkLimits }) });
   const directory = Directory.load(store);
   const deps: SessionDeps = {
     store,
@@ -321,6 +337,12 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       });
       running.add(served);
     },
+    link: (call: RawDuplex) => {
+      // Strangers' streams: frames above a payload's size are refused at their length prefix.
+      const stream = adaptStream(call, { ...streamOptions, preAuthFrameBytes: LINK_MAX_FRAME_BYTES });
+      const served = links.serve(stream).finally(() => running.delete(served));
+      running.add(served);
+    },
   });
 
   const creds = tls === undefined
@@ -381,6 +403,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       // Shown to users as "relay: …": a sentence for people, not a status.
       const notice = encodeResponse({ $case: "notice", value: { text: "it is shutting down; you will be reconnected when it is back (messages are kept)" } });
       router.endAll(statusOf(sessionEnd.shuttingDown()), (s) => void s.stream.send(notice));
+      links.shutdown();
       //    Health watches end too: they would otherwise hold every connection open.
       health.endWatches(statusOf(sessionEnd.shuttingDown()));
       // 3. Wait for connections to close, up to the grace period; 4. then force them.
@@ -416,6 +439,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     largestBatch: committer.stats.largestBatch,
     failedCommits: committer.stats.failedCommits,
     commitMs: committer.stats.commitMs,
+    linkRendezvous: links.size,
   });
 
   return { port, relayId: Buffer.from(store.relayId), tls, limits, purgeExpired, stats, shutdown };

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ChatClient, CLIENT_VERSION } from "../client/chat-client.js";
-import { defaultKeyDir, KeyStoreError, userFilePath } from "../client/key-store.js";
+import { defaultKeyDir, ensureKeyDir, KeyStoreError, userFilePath } from "../client/key-store.js";
 import { mlsStoreOptions, storeKeyOf } from "../client/local-identity.js";
 import { KnownRelays } from "../client/known-relays.js";
 import { normalizeSha256, type RelayTransport } from "../client/relay-transport.js";
@@ -15,11 +15,13 @@ import { MlsKeyStore } from "../client/mls-store.js";
 import { contentLayerOver } from "../client/mls/content.js";
 import { ClientStateStore } from "../client/state-store.js";
 import { TrustStore } from "../client/trust-store.js";
-import type { LogLevel } from "../protocol/log.js";
+import { checkDeviceName } from "../protocol/devices.js";
+import type { Logger, LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { usageSentence } from "../protocol/usage.js";
 import { ensureLocalRelay, localRelayDir, localRelayLabel, localRelayPort, type LocalRelay } from "./local-relay.js";
+import { defaultDeviceName, runLinkMode } from "./link-mode.js";
 import { runTui } from "./run-tui.js";
 import { loadStartIdentity, startKeyPath, startKind } from "./start-identity.js";
 import type { StartupNotice } from "./state/reducer.js";
@@ -61,8 +63,11 @@ async function main(): Promise<number> {
     .option("mouse", { type: "boolean", default: false, describe: "scroll with the mouse wheel (hold Shift to select text); /mouse toggles it" })
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
     .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
+    .option("link", { type: "boolean", default: false, describe: "make this machine a linked device of <username>: shows a code to type on your primary device (/link CODE)" })
+    .option("device-name", { type: "string", describe: "with --link: this device's name as your contacts and devices see it (default: the host name)" })
     .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
+    .example("$0 alice --link --device-name desktop", "link this machine as alice's device 'desktop' (then /link CODE on alice's primary device)")
     .strict()
     .help()
     .alias("h", "help")
@@ -116,6 +121,14 @@ async function main(): Promise<number> {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
   const keyDir = argv.keyDir ?? defaultKeyDir();
+  if (argv.deviceName !== undefined && !argv.link) return fail("--device-name names the device being linked: use it with --link", USAGE_ERROR);
+  // chat-tui <username> --link: this machine becomes a linked device (PROTOCOL.md §4.6, link-mode.ts).
+  // Once linked, it goes on into the chat as that device (the start-up below finds its files).
+  if (argv.link) {
+    const linked = await linkMode({ username, keyDir, server, argv, ca, acceptSha256, logger, stdin, stdout });
+    if (linked !== 0) return linked;
+  }
+  const linkedNow = argv.link ? "Linked. Earlier messages are not on this device." : undefined;
   // The primary (key file), a linked device (device files, PROTOCOL.md §4.5) or a first run.
   const keyPath = startKeyPath(keyDir, username);
   const creating = startKind(keyDir, username) === "new";
@@ -163,6 +176,7 @@ async function main(): Promise<number> {
     : { kind: "pinned", pins: knownRelays, ...(acceptSha256 === undefined ? {} : { acceptSha256 }) };
 
   const notices: Array<string | StartupNotice> = [];
+  if (linkedNow !== undefined) notices.push(linkedNow);
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
   }
@@ -259,6 +273,44 @@ async function main(): Promise<number> {
     await new Promise<void>((resolve) => logStream.end(resolve));
   }
   return code;
+}
+
+/** --link: the relay as the session would reach it, then the linking's screen (link-mode.ts). */
+async function linkMode(o: {
+  readonly username: string; readonly keyDir: string; readonly server: { host: string; port: number } | undefined;
+  readonly argv: { readonly deviceName?: string | undefined; readonly passphrase: boolean; readonly insecurePlaintext: boolean; readonly tls: boolean };
+  readonly ca: Buffer | undefined; readonly acceptSha256: string | undefined; readonly logger: Logger;
+  readonly stdin: NodeJS.ReadStream; readonly stdout: NodeJS.WriteStream;
+}): Promise<number> {
+  const deviceName = o.argv.deviceName ?? defaultDeviceName();
+  const nameCheck = checkDeviceName(deviceName);
+  if (!nameCheck.ok) return fail(`--device-name: ${nameCheck.reason}`, USAGE_ERROR);
+  const plan = await planPassphrase({
+    creating: true, flag: o.argv.passphrase, env: process.env["SECURECHAT_PASSPHRASE"], keyPath: join(o.keyDir, `${o.username}_device.pem`), ask: (q) => promptHidden(q, o.stdin, o.stdout),
+  });
+  if (!plan.ok) return fail(plan.error);
+  let address: string;
+  try {
+    address = o.server !== undefined ? `${o.server.host}:${o.server.port}`
+      : (await ensureLocalRelay({ dir: localRelayDir(), port: localRelayPort(), listens: (h, p) => somethingListens(h, p) })).address;
+    await ensureKeyDir(o.keyDir);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  let transport: RelayTransport;
+  try {
+    transport = o.argv.insecurePlaintext ? { kind: "plaintext" }
+      : o.argv.tls || o.ca !== undefined ? { kind: "ca", ...(o.ca === undefined ? {} : { ca: o.ca }) }
+      : { kind: "pinned", pins: await KnownRelays.open(userFilePath(o.keyDir, o.username, "_known_relays.json")), ...(o.acceptSha256 === undefined ? {} : { acceptSha256: o.acceptSha256 }) };
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  const cancel = new AbortController();
+  for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) process.once(sig, () => cancel.abort());
+  return runLinkMode({
+    username: o.username, deviceName, keyDir: o.keyDir, relay: { address, transport }, out: o.stdout, logger: o.logger, signal: cancel.signal,
+    ...(plan.plan.newPassphrase === undefined ? {} : { passphrase: plan.plan.newPassphrase }),
+  });
 }
 
 main().then(

@@ -16,6 +16,7 @@ import { highlight } from "./highlight.js";
 import { join } from "./join.js";
 import { kick } from "./kick.js";
 import { leave } from "./leave.js";
+import { link } from "./link.js";
 import { lobby } from "./lobby.js";
 import { me } from "./me.js";
 import { members } from "./members.js";
@@ -57,6 +58,7 @@ const REGISTRY = [
   verify,
   trust,
   accept,
+  link,
   retry,
   search,
   clear,

@@ -62,7 +62,11 @@ export class MlsConversations {
     };
     // PROTOCOL.md §4.5: my newer list heals every group (a linked device added, an unlinked one
     // removed); anyone's newer list may let through a commit refused for their device.
-    this.unsubscribe = d.devices?.onChange((username) => {
+    this.unsubscribe = d.devices?.onChange((username, list, previous) => {
+      for (const dev of [...(previous?.devices ?? []), ...list.devices]) {
+        if (this.s.deviceNames.size >= 4_096) this.s.deviceNames.delete(this.s.deviceNames.keys().next().value!);
+        this.s.deviceNames.set(dev.mlsSignatureKey.toString("hex"), dev.name);
+      }
       if (!this.s.started || this.s.closed) return;
       void this.s.run(async () => {
         await this.r.listChanged(username);

@@ -38,9 +38,10 @@ export function keyPackageLeafKey(keyPackage: Uint8Array): Uint8Array {
 }
 
 /** A device's name for a line: from the list, else the start of its key. */
-export function deviceName(list: DeviceListBody | undefined, signatureKey: Uint8Array): string {
+export function deviceName(list: DeviceListBody | undefined, signatureKey: Uint8Array, seen?: ReadonlyMap<string, string>): string {
   const d = list === undefined ? undefined : deviceBySignatureKey(list, signatureKey);
-  return d?.name ?? `device ${Buffer.from(signatureKey).toString("hex").slice(0, 8)}`;
+  const hex = Buffer.from(signatureKey).toString("hex");
+  return d?.name ?? seen?.get(hex) ?? `device ${hex.slice(0, 8)}`;
 }
 
 /**
@@ -151,7 +152,7 @@ export class DeviceHealer {
     const list = dir.known(me);
     const linesFor = (x: MlsGroup, t: ReturnType<typeof todo>): MembershipLine[] => {
       const at = this.s.d.clock();
-      const names = (ks: Uint8Array[]): string[] => ks.map((k) => deviceName(list, k));
+      const names = (ks: Uint8Array[]): string[] => ks.map((k) => deviceName(list, k, this.s.deviceNames));
       const removedKeys = x.members().filter((m) => t.remove.includes(m.leafIndex)).map((m) => m.signatureKey);
       const addedKeys = t.add.map((k) => keyPackageLeafKey(k.keyPackage));
       return [

@@ -125,6 +125,8 @@ export class EngineState {
   readonly waitingWelcome = new Map<string, number>();
   /** Sends what waits in a conversation's outbox (set by the engine: send.ts). */
   flushSoon: (conversationId: string) => void = () => {};
+  /** Names of devices (by MLS signature key, hex) from lists seen before the newest: a removed device's line still names it. */
+  readonly deviceNames = new Map<string, string>();
   /** Runs the self-heal of my devices' leaves in a conversation after the current operation (set by the engine: devices.ts). */
   healSoon: (conversationId: string) => void = () => {};
 

@@ -413,7 +413,7 @@ export class Receiver {
       return;
     }
     const after = g.members();
-    for (const l of linesOf(inc.change, { creator, leaving, atMs, after, deviceName: (u, k) => deviceName(dir?.known(u), k) })) this.s.line(conv, l);
+    for (const l of linesOf(inc.change, { creator, leaving, atMs, after, deviceName: (u, k) => deviceName(dir?.known(u), k, this.s.deviceNames) })) this.s.line(conv, l);
     this.s.d.content.membersChanged(conv, [...new Set(after.map((m) => m.username))]);
     this.s.newEpoch(conv);
     this.s.d.store.saveGroup(g);

@@ -27,6 +27,8 @@ interface Group {
   readonly members: Set<string>;
   readonly commits: Map<number, { commit: Uint8Array; sender: string }>;
   lastCommitter: string;
+  /** Who registered it (the only one who may re-create its room, §8.2). */
+  readonly registeredBy: string;
 }
 
 interface Queued extends MlsQueued { acked: boolean }
@@ -103,6 +105,7 @@ export class FakeDs {
       fetchDeviceLists: async (usernames) => this.fetchDeviceLists(user, usernames),
       publishDeviceList: async (list) => this.publishDeviceList(user, list),
       publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
+      recreateRoom: async (gi) => this.recreateRoom(user, gi),
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
       sendCommit: async (c) => this.sendCommit(user, from(), deviceId, c),
       fetchCommits: async (groupId, fromEpoch) => this.fetchCommits(user, groupId, fromEpoch),
@@ -243,7 +246,7 @@ export class FakeDs {
     if (g === undefined) {
       if (this.byConversation.has(conv.id)) return refuse("BAD_CONVERSATION", `${conv.id} already has a group`);
       if (conv.kind === "dm" && !conv.members.includes(user)) return refuse("BAD_CONVERSATION", "not your DM");
-      const ng: Group = { id: groupId, conv: conv.id, epoch, groupInfo: bytes, groupInfoEpoch: epoch, members: new Set([user]), commits: new Map(), lastCommitter: user };
+      const ng: Group = { id: groupId, conv: conv.id, epoch, groupInfo: bytes, groupInfoEpoch: epoch, members: new Set([user]), commits: new Map(), lastCommitter: user, registeredBy: user };
       this.groups.set(hex(groupId), ng);
       this.byConversation.set(conv.id, hex(groupId));
       return { ok: true, ...this.info(ng) };
@@ -253,6 +256,19 @@ export class FakeDs {
     g.groupInfo = bytes;
     g.groupInfoEpoch = epoch;
     return { ok: true, ...this.info(g) };
+  }
+
+  /** §8.2 RecreateRoom: the new group of a room replaces the current one, for the user who registered the current one. */
+  private recreateRoom(user: string, bytes: Uint8Array): DsResult<DsGroupInfo> {
+    const { groupId, epoch } = groupInfoOf(bytes);
+    const conv = conversationOfGroupId(groupId);
+    const cur = this.groups.get(this.byConversation.get(conv.id) ?? "");
+    if (conv.kind !== "room" || cur === undefined) return refuse("UNKNOWN_GROUP", "no such room");
+    if (cur.registeredBy !== user) return refuse("FORGED_SENDER", "only the room's creator re-creates it");
+    const ng: Group = { id: groupId, conv: conv.id, epoch, groupInfo: bytes, groupInfoEpoch: epoch, members: new Set([user]), commits: new Map(), lastCommitter: user, registeredBy: user };
+    this.groups.set(hex(groupId), ng);
+    this.byConversation.set(conv.id, hex(groupId));
+    return { ok: true, ...this.info(ng) };
   }
 
   private fetchGroupInfo(by: { groupId: Uint8Array } | { conversationId: string }): DsResult<DsGroupInfo> {

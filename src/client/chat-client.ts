@@ -11,6 +11,12 @@
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
+import type { DeviceEntry, VerifiedDeviceList } from "../protocol/devices.js";
+import { SealedDeviceListPins, VerifiedDeviceDirectory, type PinnedIdentity } from "./device-directory.js";
+import type { DeviceDirectory } from "./devices-api.js";
+import { asLocalIdentity, privateView, type LocalIdentity } from "./local-identity.js";
+import { DsTransport } from "./mls/ds-transport.js";
+import { OwnDevices, type DeviceView } from "./own-devices.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -46,7 +52,11 @@ export { CLIENT_VERSION } from "./relay-connection.js";
 export { describeRefusal } from "./errors.js";
 
 export interface ChatClientOptions {
-  readonly identity: PrivateIdentity;
+  /**
+   * Who I am (PROTOCOL.md §4.5): the primary's identity (`<username>_key.pem`), or a LocalIdentity
+   * (local-identity.ts), which may be a linked device (its device key; protocol v2 only).
+   */
+  readonly identity: PrivateIdentity | LocalIdentity;
   /** host:port of the relay. */
   readonly server: string;
   /** How the status line names the relay (default: `server`). */
@@ -118,9 +128,19 @@ export class ChatClient implements ChatSession {
   readonly invite?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): several users added to a room at once (commits that fit a frame). */
   readonly inviteMany?: (room: string, usernames: readonly string[]) => Promise<Outcome<{ readonly commits: number }>>;
+  /** Who this client is: the primary, or a linked device (PROTOCOL.md §4.5). */
+  readonly local: LocalIdentity;
+  /** Protocol v2: every user's verified, pinned device list (PROTOCOL.md §4.5); the MLS engine listens to it. */
+  readonly deviceDirectory: DeviceDirectory | undefined;
+  private readonly ownDevices: OwnDevices | undefined;
 
   constructor(o: ChatClientOptions) {
-    this.me = o.identity.username;
+    const local = asLocalIdentity(o.identity);
+    this.local = local;
+    if (local.kind === "linked" && o.v2 === undefined) throw new TypeError("a linked device speaks protocol v2 only (it has no RSA private key)");
+    // What the older parts take; on a linked device its RSA half throws (v1 only), local-identity.ts.
+    const identity = privateView(local);
+    this.me = local.username;
     this.serverLabel = o.serverLabel ?? o.server;
     this.trustStore = o.trust;
     this.state = o.state;
@@ -134,7 +154,7 @@ export class ChatClient implements ChatSession {
     if (transport.kind === "plaintext") {
       log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
     }
-    const atRest = new AtRestCipher(o.identity);
+    const atRest = new AtRestCipher(identity);
     this.pacer = new SendPacer(clock);
     this.pacer.reset(this.limits.messagesPerSecond, this.limits.burst); // until a Welcome says
     this.pump = new OutboxPump({ pacer: this.pacer, envelopeOf: (id) => this.state.outboxGet(id)?.envelope, log });
@@ -142,13 +162,14 @@ export class ChatClient implements ChatSession {
     // The history is a subscriber like the UI, the first one: it keeps what the UI is shown.
     this.stopRecording = this.history === undefined ? () => {} : this.subscribe(this.history.onEvent);
     this.connection = new RelayConnection({
-      identity: o.identity, server: o.server, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
+      identity: local, server: o.server, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
       beforeConnect: o.beforeConnect, clock, random: o.random ?? Math.random, log, pacer: this.pacer,
       protocolVersion: o.v2 !== undefined ? 2 : 1,
       hooks: {
         welcomed: (w) => {
           this.onWelcome(w);
           this.mls?.welcomed();
+          this.devicesWelcomed(w);
         },
         // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
         connected: (stream) => this.pump.start(stream, o.v2 === undefined ? this.state.outbox().map((e) => e.id) : [], this.limits),
@@ -164,7 +185,7 @@ export class ChatClient implements ChatSession {
     const connected = (): boolean => this.connection.isAuthenticated;
     this.rooms = new Rooms({ me: this.me, connection: this.connection, clock, emit });
     this.directory = new KeyDirectory({
-      me: o.identity,
+      me: identity,
       trust: o.trust,
       log,
       lookup: (usernames) => this.connection.lookupKeys(usernames),
@@ -183,26 +204,57 @@ export class ChatClient implements ChatSession {
       emit,
     });
     this.inbox = new Inbox({
-      identity: o.identity, trust: o.trust, state: o.state, directory: this.directory, log, clock, limits,
+      identity, trust: o.trust, state: o.state, directory: this.directory, log, clock, limits,
       roomMembers: (room) => this.rooms.membersOf(room),
       ack: (seqs) => this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       shown: (conversationId, sender, kind) => this.answerWhileAway(conversationId, sender, kind),
       emit,
     });
     this.outbox = new Outbox({
-      identity: o.identity, trust: o.trust, state: o.state, directory: this.directory, atRest, pump: this.pump, log, clock, limits,
+      identity, trust: o.trust, state: o.state, directory: this.directory, atRest, pump: this.pump, log, clock, limits,
       connected,
       inRoom: (room) => this.rooms.has(room),
       roomMembers: (room) => this.rooms.membersOf(room),
       forget: (id) => this.history?.remove(id),
       emit,
     });
+    // Device lists (PROTOCOL.md §4.5): verified against the pins, kept sealed in the state db.
+    if (o.v2 === undefined) {
+      this.deviceDirectory = undefined;
+      this.ownDevices = undefined;
+    } else {
+      const store = o.v2.store;
+      const pinOf = (u: string): PinnedIdentity => {
+        if (u === this.me) return { state: "pinned", identitySpki: local.user.sigSpki };
+        const pin = o.trust.get(u);
+        if (pin === undefined) return { state: "unknown" };
+        return pin.pending !== undefined ? { state: "undecided" } : { state: "pinned", identitySpki: pin.identity.sigSpki };
+      };
+      const ds = new DsTransport(this.connection);
+      const devices = new VerifiedDeviceDirectory({
+        self: { username: this.me, deviceId: local.kind === "linked" ? local.deviceId : "", name: local.kind === "linked" ? local.deviceName : "", primary: local.kind === "primary", mlsSignatureKey: new Uint8Array(0) },
+        ds, pinOf, ensurePinned: (names) => this.directory.ensure(names), pins: new SealedDeviceListPins(o.state.database, local.localKey, log), log,
+      });
+      const ownPrimary = devices.known(this.me)?.devices.find((d) => d.primary);
+      if (local.kind === "primary" && ownPrimary !== undefined) devices.setSelfDeviceId(ownPrimary.deviceId);
+      devices.onRefused((_u, reason) => emit({ type: "notice", level: "warn", text: reason }));
+      this.deviceDirectory = devices;
+      const mlsKey = async (): Promise<Uint8Array> => {
+        const key = (await store.loadOrCreateClient()).signaturePublicKey;
+        devices.setSelfMlsKey(key);
+        return key;
+      };
+      this.ownDevices = new OwnDevices({
+        local, directory: devices, ds, mlsSignatureKey: mlsKey, clock, log, emit,
+        stopForGood: (sentence) => this.connection.stopForGood(sentence),
+      });
+    }
     const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
     // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL.md §14), before
     // the engine reads its outbox.
     this.upgradedOutbox = mlsOutbox === undefined ? undefined : moveV1Outbox({ state: o.state, atRest, to: mlsOutbox, log });
     this.mls = o.v2 === undefined || mlsOutbox === undefined ? undefined : new MlsSession({
-      identity: o.identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
+      identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
       // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
       emit: (e) => {
         emit(e);
@@ -222,7 +274,7 @@ export class ChatClient implements ChatSession {
       this.inviteMany = (room, usernames) => engine.inviteMany(room, usernames);
     }
     this.decisions = new TrustDecisions({
-      identity: o.identity, trust: o.trust, directory: this.directory, log, connected,
+      identity, trust: o.trust, directory: this.directory, log, connected,
       releaseHeld: (u) => this.inbox.releaseHeld(u),
       keyDecided: (u, verified) => this.mls?.keyDecided(u, verified),
     });
@@ -255,6 +307,53 @@ export class ChatClient implements ChatSession {
     this.state.close();
   }
 
+  // --- devices (PROTOCOL.md §4.5) -----------------------------------------------------------
+
+  /** After Welcome: my own list's upkeep, then the lists the relay says changed (device_list_version). */
+  private devicesWelcomed(w: Welcome): void {
+    if (this.ownDevices === undefined) return;
+    const own = this.ownDevices;
+    void own.upkeep(w).then(() => this.refreshNewerDeviceLists(w.directory));
+  }
+
+  /** Refreshes the lists of users whose relay-side version is newer than the one kept here. */
+  private refreshNewerDeviceLists(entries: readonly { readonly username: string; readonly deviceListVersion: number }[]): void {
+    const dir = this.deviceDirectory;
+    if (dir === undefined) return;
+    const stale = entries.filter((e) => e.deviceListVersion > (dir.known(e.username)?.version ?? 0)).map((e) => e.username);
+    if (stale.length === 0) return;
+    const max = Math.max(1, this.limits.maxRecipients);
+    for (let i = 0; i < stale.length; i += max) {
+      dir.refresh(stale.slice(i, i + max)).catch((e: unknown) => this.log.warn("devices.refresh_failed", { reason: (e as Error).message }));
+    }
+  }
+
+  /** My devices (PROTOCOL.md §4.5), refreshed from the relay: name, id, primary, this one, online or last seen, added. */
+  async devices(): Promise<Outcome<DeviceView[]>> {
+    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
+    return this.ownDevices.list();
+  }
+
+  /**
+   * Unlinks one of my devices by name or id prefix (primary only): a new list without it, signed
+   * and published; the MLS engine then removes its leaves from every group (DeviceDirectory.onChange).
+   */
+  async unlink(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
+    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
+    return this.ownDevices.unlink(which);
+  }
+
+  /** Adds a linked device to my list (primary only; the end of linking, PROTOCOL.md §4.6 step 3). */
+  async addDevice(entry: DeviceEntry): Promise<Outcome<VerifiedDeviceList>> {
+    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
+    return this.ownDevices.addDevice(entry);
+  }
+
+  /** My newest verified device list, if any. */
+  ownDeviceList(): VerifiedDeviceList | undefined {
+    return this.deviceDirectory?.known(this.me);
+  }
+
   reconnectNow(): Outcome<ReconnectStart> {
     return this.connection.reconnectNow();
   }
@@ -280,7 +379,12 @@ export class ChatClient implements ChatSession {
     switch (frame.$case) {
       case "deliver": {
         const v1 = this.mls === undefined ? frame.value.items : this.mls.deliver(frame.value.items);
-        if (v1.length > 0) this.inbox.deliver(v1);
+        if (v1.length > 0 && this.local.kind === "linked") {
+          // A linked device has no RSA private key (local-identity.ts): a v1 envelope cannot be
+          // for it. Acked, so the relay does not keep sending it.
+          this.log.warn("session.v1_on_linked_device", { count: v1.length });
+          void this.connection.current?.send({ frame: { $case: "ack", value: { seqs: v1.map((d) => d.seq) } } });
+        } else if (v1.length > 0) this.inbox.deliver(v1);
         return;
       }
       case "sendResult":
@@ -292,6 +396,7 @@ export class ChatClient implements ChatSession {
         return;
       case "directoryUpdate":
         this.directory.update(frame.value.entries);
+        this.refreshNewerDeviceLists(frame.value.entries);
         return;
       case "roomEvent":
         // v2: membership changes are commits, shown from the group (a relay's RoomEvent is not one).

@@ -53,6 +53,8 @@ export type ClientError =
   | { readonly kind: "not-the-creator"; readonly room: string; readonly creator?: string }
   /** The relay holds no KeyPackage for this user (never online with a v2 client, or all used): cannot be added yet. */
   | { readonly kind: "no-key-package"; readonly username: string }
+  /** Devices (PROTOCOL.md §4.5): /devices or /unlink could not be done; `detail` is the client's own sentence. */
+  | { readonly kind: "device"; readonly detail: string }
   /** Adding someone who is already a member. */
   | { readonly kind: "already-in-room"; readonly room: string; readonly username: string }
   /** Removing someone who is not a member. */
@@ -163,7 +165,7 @@ const KINDS: Record<ClientError["kind"], true> = {
   "not-a-member": true, "topic-outside-room": true, "away-outside-dm": true, "not-failed": true, "unknown-user": true,
   "keys-not-fetched": true, "invalid-keys": true, "too-many-recipients": true, "self": true, "digits-missing": true,
   "digits-mismatch": true, "keys-changed-meanwhile": true, "no-key-change": true,
-  "not-the-creator": true, "no-key-package": true, "already-in-room": true, "not-in-room": true,
+  "not-the-creator": true, "no-key-package": true, "already-in-room": true, "not-in-room": true, "device": true,
 };
 
 /**
@@ -264,6 +266,7 @@ export function describeClientError(e: ClientError): string {
     case "no-key-package":
       return `${shown(e.username)} cannot be added yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there)`;
     case "already-in-room": return `${shown(e.username)} is already in ${shown(e.room)}`;
+    case "device": return sanitizeLine(e.detail);
     case "not-in-room": return `${shown(e.username)} is not in ${shown(e.room)}`;
     default: {
       const never: never = e;

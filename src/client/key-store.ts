@@ -129,6 +129,15 @@ export async function loadOrCreateIdentity(o: LoadIdentityOptions): Promise<Load
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new KeyStoreError(`cannot read '${path}': ${(e as Error).message}`, { cause: e });
   }
   if (st === undefined) {
+    // A linked device (PROTOCOL.md §4.5) has device files here instead: a new identity key would
+    // be a second, unrelated identity under the same name. Never create one beside them.
+    for (const f of [`${o.username}_device.pem`, `${o.username}_device.json`]) {
+      const there = await lstat(join(o.keyDir, f)).then(() => true, (e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") return false;
+        throw new KeyStoreError(`cannot read '${join(o.keyDir, f)}': ${e.message}`, { cause: e });
+      });
+      if (there) throw new KeyStoreError(`'${join(o.keyDir, f)}' is here: this directory holds a linked device of ${o.username}, so no new key file is made`);
+    }
     const identity = await generateIdentity(o.username, o.rsaBits === undefined ? {} : { rsaBits: o.rsaBits });
     const text = await encodeKeyFile(identity, o.newPassphrase === undefined ? {} : { passphrase: o.newPassphrase });
     try {

@@ -183,7 +183,7 @@ export class MlsKeyStore {
   async loadOrCreateClient(): Promise<MlsClient> {
     const stored = this.readClient();
     if (stored !== undefined) return stored;
-    if (this.linkedTo !== undefined) throw new MlsStoreError(`this linked device of '${this.identity.username}' has no MLS client (its linking did not finish): link it again with chat-tui ${this.identity.username} --link`);
+    if (this.linkedTo !== undefined) throw new MlsStoreError(`this linked device of '${this.identity.username}' has no MLS client (its linking did not finish): link this device again`);
     const fresh = await createMlsClient(this.identity);
     const bytes = serializeMlsClient(fresh);
     this.q["clientAdd"]!.run(this.identity.username, this.seal("client", this.identity.username, bytes));

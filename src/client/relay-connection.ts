@@ -4,7 +4,8 @@
 // relay's answers. What the frames mean is the session's business: every frame that is not an
 // answer to a request goes to `hooks.frame`.
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
-import { NONCE_BYTES, RELAY_ID_BYTES, signProof, type PrivateIdentity } from "../protocol/keys.js";
+import { NONCE_BYTES, RELAY_ID_BYTES, type PrivateIdentity } from "../protocol/keys.js";
+import { asLocalIdentity, helloDeviceSpki, proveSession, type LocalIdentity } from "./local-identity.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
@@ -23,8 +24,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
 const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
-/** Hello.device_spki of the device holding the identity key (PROTOCOL.md §4.5). */
-const NO_DEVICE = Buffer.alloc(0);
 
 /** What the session does with a connection's life. */
 export interface ConnectionHooks {
@@ -40,7 +39,8 @@ export interface ConnectionHooks {
 }
 
 export interface RelayConnectionOptions {
-  readonly identity: PrivateIdentity;
+  /** Who proves the session: the primary's identity, or a linked device (PROTOCOL.md §4.5). */
+  readonly identity: PrivateIdentity | LocalIdentity;
   readonly server: string;
   readonly transport: RelayTransport;
   readonly keepalive: KeepalivePolicy | undefined;
@@ -184,15 +184,30 @@ export class RelayConnection {
     }
   }
 
+  /**
+   * Ends the connection for good with this sentence (PROTOCOL.md §4.5: a linked device found
+   * itself unlinked): the session closes, the sentence is said, and it never reconnects.
+   */
+  stopForGood(sentence: string): void {
+    this.fatal = new FatalSessionError({ kind: "identity-refused", detail: sentence });
+    this.stream?.close();
+    this.wakeRetry?.();
+  }
+
+  private fatal: FatalSessionError | undefined;
+
   private async run(): Promise<void> {
     while (!this.closed) {
       const attempt = this.backoff.attempt;
       this.setConnection({ state: "connecting", attempt });
       let cause: SessionEnd = { kind: "relay-closed" };
       try {
+        if (this.fatal !== undefined) throw this.fatal;
         await this.o.beforeConnect?.(attempt);
         await this.runSession();
-      } catch (e) {
+        if (this.fatal !== undefined) throw this.fatal;
+      } catch (caught) {
+        const e = this.fatal ?? caught;
         if (e instanceof FatalSessionError) {
           this.o.log.warn("session.fatal", { reason: e.message });
           // In the conversation too: the status line may be too narrow for the whole sentence.
@@ -255,13 +270,13 @@ export class RelayConnection {
     });
     this.stream = stream;
     const frames = stream.frames[Symbol.asyncIterator]();
-    const id = this.o.identity;
+    const id = asLocalIdentity(this.o.identity);
     const handshakeTimer = setTimeout(() => stream.close(), HANDSHAKE_TIMEOUT_MS);
     try {
       await stream.send({
         frame: {
           $case: "hello",
-          value: { username: id.username, sigSpki: id.sigSpki, encSpki: id.encSpki, encKeySig: id.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1, deviceSpki: NO_DEVICE },
+          value: { username: id.username, sigSpki: id.user.sigSpki, encSpki: id.user.encSpki, encKeySig: id.user.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1, deviceSpki: helloDeviceSpki(id) },
         },
       });
       const challenge = await this.nextFrame(frames);
@@ -272,7 +287,7 @@ export class RelayConnection {
       // with another certificate cannot pass it on to the relay.
       const binding = channel.binding();
       if (binding === undefined) throw new Error("the TLS connection to the relay presented no certificate");
-      await stream.send({ frame: { $case: "proof", value: { signature: signProof(id, relayId, nonce, binding) } } });
+      await stream.send({ frame: { $case: "proof", value: { signature: proveSession(id, relayId, nonce, binding) } } });
       const welcome = await this.nextFrame(frames);
       if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
       clearTimeout(handshakeTimer);
@@ -326,6 +341,8 @@ export class RelayConnection {
       case "groupInfoResult":
       case "commitResult":
       case "commitList":
+      // Device lists (PROTOCOL.md §4.5): answers to Publish/FetchDeviceLists.
+      case "deviceListResult":
       case "error":
         if (this.requests.answer(frame.value.requestId, frame)) return;
         break;

@@ -49,6 +49,8 @@ const FINAL: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.ERROR_CODE_BAD_KEY,
   ErrorCode.ERROR_CODE_PROOF_INVALID,
   ErrorCode.ERROR_CODE_KEY_NAME_LIMIT,
+  // A linked device no longer (or never) in its user's device list (PROTOCOL.md §4.5).
+  ErrorCode.ERROR_CODE_DEVICE_UNKNOWN,
 ]);
 
 /** Codes of a passing condition (busy, full, shutting down, too slow): retried with backoff. */

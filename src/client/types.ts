@@ -222,6 +222,13 @@ export interface ChatSession {
    * a relay frame; nobody is added when one of them cannot be (already in the room, no KeyPackage).
    */
   inviteMany?(room: string, usernames: readonly string[]): Promise<Outcome<{ readonly commits: number }>>;
+  /** My devices (PROTOCOL.md §4.5), refreshed from the relay (/devices). Protocol v2 only. */
+  devices?(): Promise<Outcome<DeviceView[]>>;
+  /**
+   * Unlinks one of my devices by name or id prefix (/unlink; the primary only): a new device list
+   * without it is signed and published, and the device is removed from every conversation.
+   */
+  unlink?(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>>;
   /** Sends a failed message again (as a new message with the same text). */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
   joinRoom(room: string): Promise<Outcome<RoomView>>;
@@ -266,4 +273,17 @@ export interface ChatSession {
 /** The DM conversation id between me and a peer (same rule as src/protocol/names.ts). */
 export function dmIdFor(me: string, peer: string): string {
   return me < peer ? `dm:${me}:${peer}` : `dm:${peer}:${me}`;
+}
+
+/** One of my devices, as /devices shows it (PROTOCOL.md §4.5). */
+export interface DeviceView {
+  readonly deviceId: string;
+  readonly name: string;
+  readonly primary: boolean;
+  /** The device this client runs as. */
+  readonly thisDevice: boolean;
+  readonly online: boolean;
+  /** ms since the Unix epoch; 0: never seen by this relay. */
+  readonly lastSeenMs: number;
+  readonly addedAtMs: number;
 }

@@ -8,7 +8,7 @@
 // where the ciphertext is AES-256-GCM of the two PEM blocks under scrypt(passphrase, salt,
 // N, r, p) and the associated data is every byte before the tag's position except the tag
 // (magic, parameters, salt, iv).
-import { createCipheriv, createDecipheriv, randomBytes, scrypt, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, randomBytes, scrypt, scryptSync, type KeyObject } from "node:crypto";
 import { ProtocolError } from "./errors.js";
 import { identityFromPrivateKeys, importPrivateKeyPem, type PrivateIdentity } from "./keys.js";
 
@@ -184,4 +184,68 @@ export async function decodeKeyFile(username: string, text: string, options: { p
     key.fill(0);
   }
   return identityFromPlainPem(username, plain);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same encrypted block for other private keys kept beside the key file (a linked device's
+// `<username>_device.pem`, PROTOCOL.md §4.5/§10.4): any PEM text sealed under a passphrase in
+// exactly the format above. Synchronous (scryptSync): used once at linking and at start-up.
+// ---------------------------------------------------------------------------------------------
+
+/** `plainPem` sealed under `passphrase` as one "SECURECHAT ENCRYPTED KEYS" block (format above). */
+export function encryptPemTextSync(plainPem: string, passphrase: string, options: { scryptLogN?: number } = {}): string {
+  if (typeof plainPem !== "string" || plainPem.length === 0) throw new TypeError("nothing to encrypt");
+  if (typeof passphrase !== "string" || passphrase.length === 0) throw new ProtocolError("bad-passphrase", "an empty passphrase protects nothing");
+  const logN = options.scryptLogN ?? SCRYPT_LOG_N;
+  if (logN < SCRYPT_LOG_N || logN > SCRYPT_LIMITS.maxLogN) throw new RangeError(`scrypt log2(N) must be between ${SCRYPT_LOG_N} and ${SCRYPT_LIMITS.maxLogN}`);
+  const params: ScryptParams = { logN, r: SCRYPT_R, p: SCRYPT_P };
+  checkScryptParams(params);
+  const salt = randomBytes(SALT_BYTES);
+  const iv = randomBytes(IV_BYTES);
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt8(params.logN, 4);
+  header.writeUInt32BE(params.r, 5);
+  header.writeUInt32BE(params.p, 9);
+  salt.copy(header, 13);
+  iv.copy(header, 13 + SALT_BYTES);
+  const key = deriveKeySync(passphrase, salt, params);
+  const cipher = createCipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(header);
+  const ct = Buffer.concat([cipher.update(plainPem, "utf8"), cipher.final()]);
+  key.fill(0);
+  return pemBlock(ENCRYPTED_LABEL, Buffer.concat([header, cipher.getAuthTag(), ct]));
+}
+
+/**
+ * The PEM text inside an encrypted block made by encryptPemTextSync (or the key file's).
+ * Throws ProtocolError "bad-keyfile" (damaged, parameters out of bounds) or "bad-passphrase".
+ */
+export function decryptPemTextSync(text: string, passphrase: string): string {
+  if (typeof text !== "string" || text.length > 64 * 1024) throw new ProtocolError("bad-keyfile", "the file is not a plausible key file");
+  const block = parsePemBlocks(text).find((b) => b.label === ENCRYPTED_LABEL);
+  if (block === undefined || block.der.length < HEADER_BYTES + TAG_BYTES + 1 || !block.der.subarray(0, 4).equals(MAGIC)) {
+    throw new ProtocolError("bad-keyfile", "the encrypted key block is damaged");
+  }
+  const der = block.der;
+  const params: ScryptParams = { logN: der.readUInt8(4), r: der.readUInt32BE(5), p: der.readUInt32BE(9) };
+  checkScryptParams(params);
+  if (typeof passphrase !== "string" || passphrase.length === 0) throw new ProtocolError("bad-passphrase", "this key file is protected by a passphrase");
+  const header = der.subarray(0, HEADER_BYTES);
+  const key = deriveKeySync(passphrase, Buffer.from(der.subarray(13, 13 + SALT_BYTES)), params);
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, der.subarray(13 + SALT_BYTES, HEADER_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(header);
+    decipher.setAuthTag(der.subarray(HEADER_BYTES, HEADER_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(der.subarray(HEADER_BYTES + TAG_BYTES)), decipher.final()]).toString("utf8");
+  } catch (e) {
+    throw new ProtocolError("bad-passphrase", "wrong passphrase (or the key file was altered)", { cause: e });
+  } finally {
+    key.fill(0);
+  }
+}
+
+function deriveKeySync(passphrase: string, salt: Buffer, params: ScryptParams): Buffer {
+  const N = 2 ** params.logN;
+  return scryptSync(passphrase.normalize("NFC"), salt, 32, { N, r: params.r, p: params.p, maxmem: 128 * N * params.r + 32 * 1024 * 1024 });
 }

@@ -26,6 +26,8 @@ export class DirectoryUser {
   readonly record: UserRecord;
   /** Changes when the keys change (light directory entries carry it). */
   readonly keyTag: Buffer;
+  /** The version of the user's device list the relay keeps (0: none; PROTOCOL.md §4.5), set at each publish. */
+  deviceListVersion = 0;
 
   constructor(record: UserRecord, key?: KeyObject) {
     this.record = {
@@ -62,13 +64,13 @@ export class DirectoryUser {
 
   /** A light entry: name, presence and key tag, no keys (Welcome, DirectoryUpdate). */
   toLightWire(online: boolean): wire.DirectoryEntry {
-    return { username: this.record.username, sigSpki: NO_BYTES, encSpki: NO_BYTES, encKeySig: NO_BYTES, online, keyTag: this.keyTag, deviceListVersion: 0 };
+    return { username: this.record.username, sigSpki: NO_BYTES, encSpki: NO_BYTES, encKeySig: NO_BYTES, online, keyTag: this.keyTag, deviceListVersion: this.deviceListVersion };
   }
 
   /** The full entry with the keys (KeyList). */
   toWire(online: boolean): wire.DirectoryEntry {
     const r = this.record;
-    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online, keyTag: this.keyTag, deviceListVersion: 0 };
+    return { username: r.username, sigSpki: r.sigSpki, encSpki: r.encSpki, encKeySig: r.encKeySig, online, keyTag: this.keyTag, deviceListVersion: this.deviceListVersion };
   }
 }
 
@@ -78,6 +80,10 @@ export class Directory {
   static load(store: RelayStore): Directory {
     const d = new Directory();
     for (const u of store.listUsers()) d.users.set(u.username, new DirectoryUser(u));
+    for (const [name, version] of store.devices.versions()) {
+      const u = d.users.get(name);
+      if (u !== undefined) u.deviceListVersion = version;
+    }
     return d;
   }
 

@@ -63,6 +63,11 @@ export const sessionEnd = {
     new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_RATE_LIMITED,
       `too many new usernames were registered from your address; try again in ${describeWait(retryAfterMs)}`, "registration-limited"),
   relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
+  deviceUnknown: (name: string) =>
+    new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_DEVICE_UNKNOWN,
+      `this device is not linked to ${name} (never linked, or unlinked): run chat-tui ${name} --link`),
+  unlinked: (name: string) =>
+    new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_DEVICE_UNKNOWN, `this device was unlinked by ${name}'s primary device`),
   replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
   shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
   slowConsumer: (why: string) =>

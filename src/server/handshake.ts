@@ -9,8 +9,11 @@ import type { Hello, Welcome } from "../gen/securechat/v1/chat.js";
 import {
   fingerprint, importPublicIdentity, importSigningKey, NONCE_BYTES, verifyProof, type PublicIdentity,
 } from "../protocol/keys.js";
+import { verifyDeviceProof } from "../protocol/devices.js";
 import type { Logger } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
+import type { DeviceRoutes } from "./devices.js";
+import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
 import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
@@ -34,6 +37,8 @@ export const ACCEPTED_PROTOCOL_VERSIONS: readonly number[] = [2];
 export interface HandshakeDeps {
   readonly store: RelayStore;
   readonly directory: Directory;
+  /** Users' device lists and queue addresses (PROTOCOL.md §4.5). */
+  readonly devices: DeviceRoutes;
   readonly router: Router;
   readonly rooms: Rooms;
   readonly limits: RelayLimits;
@@ -56,7 +61,7 @@ export interface HandshakeDeps {
  * Makes the session of a proven, bound user (session.ts: AuthenticatedSession). The handshake
  * registers it with the router, writes Welcome, then starts its deliveries.
  */
-export type OpenSession<S extends RoutedSession> = (stream: FrameStream, user: DirectoryUser, protocolVersion: number) => S;
+export type OpenSession<S extends RoutedSession> = (stream: FrameStream, user: DirectoryUser, protocolVersion: number, address: string) => S;
 
 export type FrameIterator = AsyncIterator<Buffer>;
 
@@ -120,6 +125,8 @@ interface Claim {
   readonly sigKey: KeyObject;
   /** Hello.protocol_version, one of the accepted ones. */
   readonly protocolVersion: number;
+  /** Hello.device_spki (PROTOCOL.md §4.5): a linked device proving with its own key; undefined for the primary. */
+  readonly deviceSpki: Buffer | undefined;
 }
 
 /** The Hello's cheap checks (§8 step 4): version, username policy, the signing key's type. */
@@ -131,12 +138,15 @@ function claimOf(hello: Hello, onClaim: (name: string) => void, versions: readon
   let sigKey: KeyObject;
   try {
     sigKey = importSigningKey(hello.sigSpki);
+    // A linked device's own key (§4.5, §9.1): as cheap to parse as the identity key; whether it
+    // is listed is read from the database only after its proof verified.
+    if (hello.deviceSpki.length > 0) importSigningKey(hello.deviceSpki);
   } catch (e) {
     throw handshakeEndOf(e);
   }
   return {
     username: hello.username, sigSpki: ownCopy(hello.sigSpki), encSpki: ownCopy(hello.encSpki), encKeySig: ownCopy(hello.encKeySig), sigKey,
-    protocolVersion: hello.protocolVersion,
+    protocolVersion: hello.protocolVersion, deviceSpki: hello.deviceSpki.length > 0 ? ownCopy(hello.deviceSpki) : undefined,
   };
 }
 
@@ -165,7 +175,14 @@ async function handshake(
 
     const second = await handshakeFrame(stream, frames);
     if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
-    if (!verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)) {
+    const proven = claim.deviceSpki === undefined
+      ? verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)
+      // A linked device signs with its own key, naming it and the identity key (§4.5, §9.1).
+      : verifyDeviceProof({
+        relayId: deps.store.relayId, nonce, username: claim.username, identitySpki: claim.sigSpki, deviceSpki: claim.deviceSpki,
+        channelBinding: deps.channelBinding,
+      }, second.value.signature);
+    if (!proven) {
       // Also what a client sees behind a TLS-terminating man in the middle: it signed the
       // certificate it was shown, which is not this relay's.
       throw sessionEnd.proofInvalid("the proof of possession does not verify for this relay's challenge and certificate");
@@ -187,16 +204,36 @@ async function handshake(
 function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, deps: HandshakeDeps, source: string, open: OpenSession<S>): S {
   const { router, limits } = deps;
   if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
-  // A user replacing their own session takes no new slot.
-  if (!router.isOnline(claim.username) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
-  const user = bindName(claim, deps, source);
+  // A linked device: its user bound and its key listed (database reads, after the proof).
+  const linked = claim.deviceSpki === undefined ? undefined : linkedDevice(claim, claim.deviceSpki, deps);
+  const address = linked?.address ?? claim.username;
+  // A device replacing its own session takes no new slot; max_sessions counts sessions (devices).
+  if (!router.isAddressOnline(address) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
+  const user = linked?.user ?? bindName(claim, deps, source);
 
-  const session = open(stream, user, claim.protocolVersion);
+  const session = open(stream, user, claim.protocolVersion, address);
   router.attach(session);
-  deps.logger.info("session.open", { user: user.username, peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
-  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps, claim.protocolVersion) }));
+  const deviceId = deps.devices.deviceIdOf(address);
+  deps.store.devices.noteSeen(user.username, deviceId, deps.clock());
+  deps.logger.info("session.open", { user: user.username, ...(deviceId === "" ? {} : { device: deviceId, linked: linked !== undefined }), peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
+  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps, claim.protocolVersion, address) }));
   session.pump.start();
   return session;
+}
+
+/**
+ * A linked device's Hello (PROTOCOL.md §4.5, §9.1), after its proof: the name must be bound to
+ * the identity keys the Hello names (USERNAME_TAKEN otherwise, as for a primary), and the
+ * device key must be a non-primary device's auth key in the user's kept list (DEVICE_UNKNOWN
+ * otherwise). A linked device never binds a name.
+ */
+function linkedDevice(claim: Claim, deviceSpki: Buffer, deps: HandshakeDeps): { user: DirectoryUser; address: string } {
+  const existing = deps.store.getUser(claim.username);
+  if (existing === undefined) throw sessionEnd.deviceUnknown(claim.username);
+  if (!existing.sigSpki.equals(claim.sigSpki) || !existing.encSpki.equals(claim.encSpki)) throw sessionEnd.usernameTaken(claim.username);
+  const device = deps.devices.linkedByAuth(claim.username, deviceSpki);
+  if (device === undefined) throw sessionEnd.deviceUnknown(claim.username);
+  return { user: deps.directory.put(existing, claim.sigKey), address: queueAddress(claim.username, device) };
 }
 
 /**
@@ -231,6 +268,8 @@ function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryU
   if (outcome.kind === "taken") throw sessionEnd.usernameTaken(identity.username);
   const user = directory.put(outcome.user, identity.sigKey);
   if (outcome.kind === "bound") {
+    // A name bound anew (after an operator's release): nothing routed for the old key stays.
+    deps.devices.forget(user.username);
     deps.logger.info("user.bound", { user: user.username, source });
     router.announceBinding(user, true);
   }
@@ -242,7 +281,7 @@ function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryU
  * O(online) small entries, where full keys for every bound user made a connect storm O(N^2)
  * in bytes. Clients fetch keys with LookupKeys when they need them.
  */
-function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: number): Welcome {
+function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: number, address: string): Welcome {
   const { directory, router, store, limits } = deps;
   // v2: the rooms whose MLS group counts me by the relay's record (PROTOCOL.md §8.2),
   // never the v1 room tables.
@@ -257,11 +296,12 @@ function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: n
       return u === undefined ? [] : [u.toLightWire(router.isOnline(n))];
     }),
     rooms,
-    queued: store.queueDepth(user.username),
+    // This device's queue (PROTOCOL.md §4.5).
+    queued: store.queueDepth(address),
     limits: limitsToWire(limits),
     serverTimeMs: deps.clock(),
     relayVersion: deps.relayVersion,
-    deviceId: "",
-    deviceListVersion: 0,
+    deviceId: deps.devices.deviceIdOf(address),
+    deviceListVersion: deps.devices.version(user.username),
   };
 }

@@ -28,6 +28,7 @@ import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
 import { checkQueueCaps } from "./admission.js";
+import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
@@ -63,16 +64,22 @@ export interface MlsDsDeps {
   readonly limits: RelayLimits;
   readonly clock: () => number;
   readonly logger: Logger;
-  /** Whether a user is in the lobby's audience now (lobby-audience.ts: online, or within the grace). */
-  readonly inLobby: (username: string) => boolean;
-  /** An accepted commit's deliveries are stored: wake the pumps of those online (router.delivered). */
-  readonly delivered: (rowsPerUser: ReadonlyMap<string, number>) => void;
+  /** Whether a device (queue address) is in the lobby's audience now (lobby-audience.ts: online, or within the grace). */
+  readonly inLobby: (address: string) => boolean;
+  /** An accepted commit's deliveries are stored: wake the pumps of those online (router.delivered), per queue address. */
+  readonly delivered: (rowsPerAddress: ReadonlyMap<string, number>) => void;
+  /** Users' devices and their queue addresses (PROTOCOL.md §4.5). */
+  readonly devices: DeviceRoutes;
+  /** The session's own device's queue address: never a recipient of what it sends; its KeyPackages. */
+  readonly address: string;
 }
 
 /** What SendMls needs of the session beyond the store: who is online, and queue usage with what waits for the group commit. */
 export interface MlsSendContext {
+  /** Whether any device of the user is online. */
   readonly isOnline: (username: string) => boolean;
-  readonly queueUsage: (username: string) => QueueUsage;
+  /** A queue address's usage (stored and waiting for the group commit). */
+  readonly queueUsage: (address: string) => QueueUsage;
   /** The id was accepted before or waits for its commit. */
   readonly isResend: (messageId: Buffer) => boolean;
 }
@@ -129,6 +136,25 @@ interface ParsedGroupInfo {
 export class MlsDeliveryService {
   constructor(private readonly d: MlsDsDeps) {}
 
+  /**
+   * The queue addresses of every device of these users except the sending device (PROTOCOL.md
+   * §4.5): my other devices get what I send. From the in-memory routes: no database read.
+   */
+  private addressesOf(usernames: readonly string[], lobby: boolean): string[] {
+    const out: string[] = [];
+    for (const u of usernames) {
+      for (const a of this.d.devices.addresses(u)) {
+        if (a !== this.d.address && (!lobby || this.d.inLobby(a))) out.push(a);
+      }
+    }
+    return out;
+  }
+
+  /** The sending session's device id (MlsDelivery.sender_device). */
+  private get senderDevice(): string {
+    return this.d.devices.deviceIdOf(this.d.address);
+  }
+
   /** PublishKeyPackages: each KeyPackage checked (size, MLS, suite, lifetime, marker, owner) before any is stored. */
   publishKeyPackages(user: DirectoryUser, req: PublishKeyPackages): ResponseFrame {
     const me = user.record.username;
@@ -137,6 +163,10 @@ export class MlsDeliveryService {
       throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);
     }
     const nowMs = this.d.clock();
+    const address = this.d.address;
+    const hasList = this.d.devices.version(me) > 0;
+    const device = hasList ? this.d.devices.deviceAt(address) : undefined;
+    if (hasList && device === undefined) throw new Refusal(ErrorCode.ERROR_CODE_DEVICE_UNKNOWN, "this device is not in your device list any more");
     const check = (bytes: Uint8Array, lastResort: boolean, i: number): StoredKeyPackageInput => {
       const what = lastResort ? "the last-resort KeyPackage" : `one-time KeyPackage #${i + 1}`;
       if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${what} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
@@ -146,6 +176,10 @@ export class MlsDeliveryService {
       if (id.username !== me || !id.identitySpki.equals(user.record.sigSpki)) {
         throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `${what} is ${id.username === me ? "signed for another identity key than yours" : `for '${id.username}'`}; you may publish only your own`);
       }
+      // §4.5: with a device list, a device publishes KeyPackages for its own MLS key only.
+      if (device !== undefined && !Buffer.from(kp.leafNode.signaturePublicKey).equals(device.mlsSignatureKey)) {
+        throw bad(`${what} is signed with another MLS key than this device's (${device.name}) in your device list; a device publishes only its own KeyPackages`);
+      }
       if (isLastResort(kp) !== lastResort) throw bad(`${what} ${lastResort ? "lacks" : "carries"} the last_resort marker`);
       const lt = kp.leafNode.leafNodeSource === "key_package" ? kp.leafNode.lifetime : undefined;
       return { ref: sha256(bytes), keyPackage: Buffer.from(bytes), notAfterMs: Number(lt!.notAfter) * 1000 };
@@ -153,13 +187,14 @@ export class MlsDeliveryService {
     const oneTime = req.oneTime.map((b, i) => check(b, false, i));
     const lastResort = req.lastResort.length > 0 ? check(req.lastResort, true, 0) : undefined;
     const mlsStore = this.d.store.mls;
-    const before = mlsStore.keyPackageCounts(me);
+    // The cap is per device (queue address): each device keeps its own KeyPackages.
+    const before = mlsStore.keyPackageCounts(address);
     if (before.oneTime + oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
       throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
-        `you keep ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
+        `${hasList ? "this device keeps" : "you keep"} ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
     }
-    const after = mlsStore.publishKeyPackages(me, oneTime, lastResort);
-    this.d.logger.info("mls.key_packages.published", { user: me, oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });
+    const after = mlsStore.publishKeyPackages(me, oneTime, lastResort, address);
+    this.d.logger.info("mls.key_packages.published", { user: me, device: this.senderDevice, oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });
     return { $case: "keyPackageStatus", value: { requestId: req.requestId, oneTimeLeft: after.oneTime, lastResortPresent: after.lastResort } };
   }
 
@@ -168,13 +203,23 @@ export class MlsDeliveryService {
     const names = [...new Set(req.usernames)];
     if (names.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
     if (names.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${names.length}`);
-    if (names.includes(user.record.username)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
+    const me = user.record.username;
+    // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
+    if (names.includes(me) && this.d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
     const entries = [];
     const missing = [];
     for (const username of names) {
-      const kp = this.d.store.mls.claimKeyPackage(username);
-      if (kp === undefined) missing.push(username);
-      else entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: "" });
+      // One per device in the user's list (one-time first, else its last-resort one); a user
+      // without a list has one device at the bare username, as before devices.
+      let found = 0;
+      for (const address of this.d.devices.addresses(username)) {
+        if (address === this.d.address) continue;
+        const kp = this.d.store.mls.claimKeyPackage(address);
+        if (kp === undefined) continue;
+        found++;
+        entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: this.d.devices.deviceIdOf(address) });
+      }
+      if (found === 0) missing.push(username);
     }
     this.d.logger.info("mls.key_packages.claimed", { user: user.record.username, asked: names.length, lastResort: entries.filter((e) => e.lastResort).length, missing: missing.length });
     return { $case: "keyPackageList", value: { requestId: req.requestId, entries, missing } };
@@ -283,15 +328,21 @@ export class MlsDeliveryService {
     }
     const messageId = mlsMessageId(mlsBytes);
     if (ctx.isResend(messageId)) return { kind: "duplicate" };
-    const others = s.groupMembers(groupId).filter((u) => u !== me);
-    const rows = conv.kind === "lobby" ? others.filter((u) => this.d.inLobby(u)) : others;
+    // Every device of every member by the hint but the sending one (§4.5; the lobby: its audience now).
+    const rows = this.addressesOf(s.groupMembers(groupId), conv.kind === "lobby");
     const kind = framing.contentType === "application" ? MlsKind.MLS_KIND_APPLICATION : MlsKind.MLS_KIND_PROPOSAL;
-    const stored = encodeMlsDelivery({ kind, groupId, sender: me, mls: Buffer.from(mlsBytes) });
+    const stored = encodeMlsDelivery({ kind, groupId, sender: me, mls: Buffer.from(mlsBytes), senderDevice: this.senderDevice });
     checkQueueCaps(rows, stored.length, { queueUsage: ctx.queueUsage, limits: this.d.limits });
+    // queued_for: the other users none of whose devices is online now.
+    const queuedFor = new Set<string>();
+    for (const a of rows) {
+      const u = usernameOfAddress(a);
+      if (u !== me && !ctx.isOnline(u)) queuedFor.add(u);
+    }
     return {
       kind: "accept", contentType: framing.contentType,
       request: { sender: me, messageId, conversationId: g.conversationId, envelope: stored, payload: "mls", recipients: rows },
-      queuedFor: rows.filter((u) => !ctx.isOnline(u)),
+      queuedFor: [...queuedFor],
     };
   }
 
@@ -336,17 +387,21 @@ export class MlsDeliveryService {
     // In the commit's transaction (store/mls.ts): the commit for every member by the hint as it
     // was before it but the sender (a removed member gets its own removal), the Welcome and its
     // tree once for the added users; the lobby's only for those in its audience now.
+    // §4.5: per device: every device of those users but the sending one (my other devices too);
+    // a Welcome goes to every device of each added user (those whose KeyPackage it does not use
+    // ignore it).
+    const senderDevice = this.senderDevice;
     const deliveries = (before: readonly string[]): EnqueueRequest[] => {
-      const commitTo = before.filter((u) => u !== me && (!lobby || this.d.inLobby(u)));
+      const commitTo = this.addressesOf(before, lobby);
       const out: EnqueueRequest[] = [{
         sender: me, messageId: mlsMessageId(commit), conversationId: conv.id, payload: "mls", recipients: commitTo,
-        envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_COMMIT, groupId, sender: me, mls: commit, epoch }),
+        envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_COMMIT, groupId, sender: me, mls: commit, epoch, senderDevice }),
       }];
       if (welcome !== undefined) {
-        const welcomeTo = hint.added.filter((u) => u !== me && (!lobby || this.d.inLobby(u)));
+        const welcomeTo = this.addressesOf(hint.added, lobby);
         out.push({
           sender: me, messageId: mlsMessageId(welcome), conversationId: conv.id, payload: "mls", recipients: welcomeTo,
-          envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree }),
+          envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree, senderDevice }),
         });
       }
       return out;

@@ -23,6 +23,7 @@ import { SendsInFlight } from "./resends.js";
 import { LobbyAudience } from "./lobby-audience.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
+import { DeviceRoutes } from "./devices.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { bind, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult } from "./store.js";
@@ -244,6 +245,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const deps: SessionDeps = {
     store,
     directory,
+    devices: new DeviceRoutes(store),
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
     committer,
@@ -255,7 +257,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
-    lobby: new LobbyAudience(limits.lobbyGraceMs, clock, (u) => router.isOnline(u), directory.size > 0),
+    // Per device (queue address): a lobby message is stored for the devices online (or just gone).
+    lobby: new LobbyAudience(limits.lobbyGraceMs, clock, (a) => router.isAddressOnline(a), directory.size > 0),
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
     ...(options.protocolVersions === undefined ? {} : { protocolVersions: options.protocolVersions }),
   };

@@ -1,5 +1,7 @@
-// Who is online, and how frames reach them: the map of authenticated sessions by username,
-// presence and directory broadcasts, and waking recipients' delivery pumps.
+// Who is online, and how frames reach them: the map of authenticated sessions by queue address
+// (one per device, PROTOCOL.md §4.5: the bare username for the primary, `username/device_id` for
+// a linked device), presence per user (online while any device is) and directory broadcasts, and
+// waking recipients' delivery pumps.
 import type { StatusObject } from "@grpc/grpc-js";
 import type * as wire from "../gen/securechat/v1/chat.js";
 import type { DeliveryPump } from "./delivery.js";
@@ -10,18 +12,25 @@ import type { DirectoryUser } from "./directory.js";
 /** What the router needs from an authenticated session. */
 export interface RoutedSession {
   readonly username: string;
+  /** This session's device's queue address (devices.ts). */
+  readonly address: string;
   readonly user: DirectoryUser;
   readonly stream: FrameStream;
   readonly pump: DeliveryPump;
-  /** A newer session of the same user took over: tell the client, then end the stream. */
+  /** A newer session of the same device took over: tell the client, then end the stream. */
   replaced(): void;
+  /** The user's new device list dropped this device (PROTOCOL.md §4.5): tell the client, then end the stream. */
+  unlinked(): void;
 }
 
 /** Least time between two directory updates while changes keep coming. */
 const UPDATE_INTERVAL_MS = 100;
 
 export class Router {
+  /** Sessions by queue address: one per device. */
   private readonly online = new Map<string, RoutedSession>();
+  /** Sessions per user: a user is online while this holds any. */
+  private readonly users = new Map<string, Set<RoutedSession>>();
   /**
    * Directory changes (presence, new bindings, new keys) waiting for this event-loop turn to
    * end. They go out as ONE DirectoryUpdate frame, the same bytes to every online session: in a
@@ -50,31 +59,62 @@ export class Router {
     this.streams.delete(stream);
   }
 
+  /** Whether any device of the user has a session. */
   isOnline(username: string): boolean {
-    return this.online.has(username);
+    return this.users.has(username);
   }
 
+  /** Whether the device at this queue address has a session. */
+  isAddressOnline(address: string): boolean {
+    return this.online.has(address);
+  }
+
+  /** The session of the device at this queue address, if any. */
+  sessionAt(address: string): RoutedSession | undefined {
+    return this.online.get(address);
+  }
+
+  /** The users with at least one session. */
   onlineNames(): IterableIterator<string> {
-    return this.online.keys();
+    return this.users.keys();
   }
 
   /**
-   * Registers an authenticated session. A previous session of the same user is replaced (and
-   * told so); presence is broadcast only when the user was offline, so a replacement causes
-   * no offline/online flicker at peers.
+   * Registers an authenticated session. A previous session of the same DEVICE is replaced (and
+   * told so); other devices' sessions stay. Presence is broadcast only when the user had no
+   * session (the first device), so a replacement or a second device causes no flicker at peers.
    */
   attach(session: RoutedSession): void {
-    const previous = this.online.get(session.username);
-    this.online.set(session.username, session);
-    if (previous !== undefined) previous.replaced();
-    else this.announce(session.user.toLightWire(true));
+    const previous = this.online.get(session.address);
+    this.online.set(session.address, session);
+    let mine = this.users.get(session.username);
+    const first = mine === undefined || mine.size === 0;
+    if (mine === undefined) {
+      mine = new Set();
+      this.users.set(session.username, mine);
+    }
+    mine.add(session);
+    if (previous !== undefined) {
+      mine.delete(previous);
+      previous.replaced();
+    }
+    if (first) this.announce(session.user.toLightWire(true));
   }
 
-  /** Unregisters a session that ended; presence goes offline only if it was the current one. */
+  /** Unregisters a session that ended; presence goes offline when it was the user's last one. */
   detach(session: RoutedSession): void {
-    if (this.online.get(session.username) !== session) return;
-    this.online.delete(session.username);
+    if (this.online.get(session.address) !== session) return;
+    this.online.delete(session.address);
+    const mine = this.users.get(session.username);
+    mine?.delete(session);
+    if (mine !== undefined && mine.size > 0) return;
+    this.users.delete(session.username);
     this.announce(session.user.toLightWire(false));
+  }
+
+  /** The user's entry changed (a new device list version): everyone online learns it. */
+  announceUser(user: DirectoryUser): void {
+    this.announce(user.toLightWire(this.isOnline(user.username)));
   }
 
   /** A newly bound (or re-bound) user: online sessions learn the name and key tag; keys on request. */
@@ -114,17 +154,16 @@ export class Router {
     }
   }
 
-  /** Writes one encoded frame to those of `usernames` who are online. */
+  /** Writes one encoded frame to every session of those of `usernames` who are online. */
   sendTo(usernames: Iterable<string>, frame: Buffer): void {
     for (const u of usernames) {
-      const s = this.online.get(u);
-      if (s !== undefined) void s.stream.send(frame);
+      for (const s of this.users.get(u) ?? []) void s.stream.send(frame);
     }
   }
 
-  /** A commit queued rows for these users (count per user): the pumps of those online deliver them. */
-  delivered(rowsPerUser: ReadonlyMap<string, number>): void {
-    for (const [u, n] of rowsPerUser) this.online.get(u)?.pump.arrived(n);
+  /** A commit queued rows for these queue addresses (count per address): the pumps of those online deliver them. */
+  delivered(rowsPerAddress: ReadonlyMap<string, number>): void {
+    for (const [a, n] of rowsPerAddress) this.online.get(a)?.pump.arrived(n);
   }
 
   /** Shutdown: ends every stream (handshaking ones too), after running `beforeEnd` on authenticated ones. */

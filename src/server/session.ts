@@ -15,6 +15,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendMls, type SendResult } from "../gen/securechat/v1/chat.js";
 import { DeliveryPump } from "./delivery.js";
+import { fetchDeviceLists, publishDeviceList } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
@@ -50,9 +51,10 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
   try {
     session = await authenticate(stream, frames, deps, admission, (name) => {
       claimed = name;
-    }, (s, user, protocolVersion) => new AuthenticatedSession(s, user, deps, protocolVersion));
+    }, (s, user, protocolVersion, address) => new AuthenticatedSession(s, user, deps, protocolVersion, address));
     await session.serve(frames);
     if (session.wasReplaced) reason = "replaced";
+    else if (session.wasUnlinked) reason = "unlinked";
     else if (stream.signal.aborted) reason = String((stream.signal.reason as Error | undefined)?.message ?? "closed");
     stream.end(statusFor(GrpcStatus.OK, "OK"));
   } catch (e) {
@@ -67,7 +69,9 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
     admission.ticket.leave();
     if (session !== undefined) {
       deps.router.detach(session);
-      if (!deps.router.isOnline(session.username)) deps.lobby.wentOffline(session.username);
+      // The lobby's audience is per device (PROTOCOL.md §13, §4.5).
+      if (!deps.router.isAddressOnline(session.address)) deps.lobby.wentOffline(session.address);
+      if (!session.wasUnlinked) deps.store.devices.noteSeen(session.username, deps.devices.deviceIdOf(session.address), deps.clock());
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }
@@ -79,6 +83,7 @@ class AuthenticatedSession implements RoutedSession {
   /** Key lookups have their own bucket: fetching keys must not eat into the sending allowance. */
   private readonly lookupBucket: TokenBucket;
   wasReplaced = false;
+  wasUnlinked = false;
   /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
   private answers: Promise<void> = Promise.resolve();
   private sendsInFlight = 0;
@@ -94,17 +99,21 @@ class AuthenticatedSession implements RoutedSession {
    *   envelopes (from before the cut-over) are still delivered to a v2 session:
    *   its client drops them (it cannot open them; PROTOCOL.md §14), and acks them.
    */
-  constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1) {
+  /**
+   * @param address this device's queue address (devices.ts: the bare username for the primary,
+   *   `username/device_id` for a linked device): its queue, its KeyPackages, its place in the router.
+   */
+  constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1, readonly address: string = user.username) {
     const { limits } = deps;
     this.mlsDs = new MlsDeliveryService({
-      store: deps.store, limits, clock: deps.clock, logger: deps.logger,
-      inLobby: (u) => deps.lobby.includes(u),
+      store: deps.store, limits, clock: deps.clock, logger: deps.logger, devices: deps.devices, address,
+      inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
     });
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
-      username: user.username, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
+      username: address, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
       maxBatchBytes: limits.maxFrameBytes,
       maxOutgoing: limits.maxOutgoing,
@@ -118,7 +127,15 @@ class AuthenticatedSession implements RoutedSession {
 
   replaced(): void {
     this.wasReplaced = true;
-    const err = sessionEnd.replaced();
+    this.endWith(sessionEnd.replaced());
+  }
+
+  unlinked(): void {
+    this.wasUnlinked = true;
+    this.endWith(sessionEnd.unlinked(this.username));
+  }
+
+  private endWith(err: SessionEnd): void {
     void this.stream.send(encodeResponse({ $case: "error", value: { requestId: 0, code: err.code, detail: err.message } }));
     this.stream.end(statusOf(err));
   }
@@ -192,8 +209,7 @@ class AuthenticatedSession implements RoutedSession {
         return this.mlsRequest(frame);
       case "publishDeviceList":
       case "fetchDeviceLists":
-        // Device lists (PROTOCOL.md §4.5) are being built on branch relay-devices.
-        throw sessionEnd.outOfOrder("device lists are not served by this relay version");
+        return this.deviceRequest(frame);
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);
@@ -322,8 +338,9 @@ class AuthenticatedSession implements RoutedSession {
     if (req.seqs.length > MAX_ACK_SEQS) throw sessionEnd.tooManyAcks(req.seqs.length, MAX_ACK_SEQS);
     // The rows go with the next group commit (no fsync of their own): a lost ack only means a
     // redelivery, which clients drop by message id. The window opens at once.
-    this.deps.committer.ack(this.username, req.seqs);
-    this.deps.logger.debug("ack", { user: this.username, seqs: req.seqs.length });
+    // This device's queue only (PROTOCOL.md §4.5).
+    this.deps.committer.ack(this.address, req.seqs);
+    this.deps.logger.debug("ack", { user: this.address, seqs: req.seqs.length });
     this.pump.acked(req.seqs);
   }
 
@@ -363,6 +380,26 @@ class AuthenticatedSession implements RoutedSession {
       if (frame.$case === "sendCommit") {
         return this.reply({ $case: "commitResult", value: { requestId, accepted: false, code: e.code, detail: e.message, groupId: Buffer.alloc(0), epoch: 0, currentEpoch: 0, winner: "" } });
       }
+      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
+    }
+  }
+
+  /**
+   * PublishDeviceList and FetchDeviceLists (PROTOCOL.md §4.5, devices.ts). A publish takes a token
+   * of the sending bucket, a fetch one of the lookup bucket. A refusal is a RequestError.
+   */
+  private async deviceRequest(frame: Extract<RequestFrame, { $case: "publishDeviceList" | "fetchDeviceLists" }>): Promise<void> {
+    const { deps } = this;
+    const requestId = frame.value.requestId;
+    try {
+      if (!(frame.$case === "fetchDeviceLists" ? this.lookupBucket : this.bucket).take(deps.clock())) {
+        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
+          `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
+      }
+      return await this.reply(frame.$case === "publishDeviceList" ? publishDeviceList(deps, this.user, frame.value) : fetchDeviceLists(deps, frame.value));
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      deps.logger.info("devices.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
   }

@@ -18,6 +18,7 @@ import { Bindings, type BindOutcome, type UserRecord } from "./store/bindings.js
 import {
   Queues, type AckRequest, type EnqueueOutcome, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
 } from "./store/queues.js";
+import { DeviceStore } from "./store/devices.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
 import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Transaction } from "./store/schema.js";
@@ -25,6 +26,7 @@ import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Trans
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
 export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueuedPayload, QueueUsage } from "./store/queues.js";
 export type { RoomSummaryRecord } from "./store/rooms.js";
+export type { DeviceStore, KeptDeviceList } from "./store/devices.js";
 export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsDeliveryStore, MlsGroupRecord } from "./store/mls.js";
 export { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode, walAllowanceFor } from "./store/schema.js";
 
@@ -86,8 +88,25 @@ export interface RelayStore {
 
   /** The MLS Delivery Service's KeyPackages, groups and commits (store/mls.ts). */
   readonly mls: MlsDeliveryStore;
+  /** Kept device lists and last seen per device (store/devices.ts, PROTOCOL.md §4.5). */
+  readonly devices: DeviceStore;
+  /**
+   * Keeps a newer device list (PROTOCOL.md §4.5) and, in the same transaction, forgets the devices
+   * it dropped: their queues (envelope refcounts kept right), KeyPackages and last-seen rows.
+   * `keyPackagesOf`: further addresses whose KeyPackages go (a device whose MLS key changed).
+   * False when the kept version is not lower than `version` (nothing changed).
+   */
+  replaceDeviceList(change: DeviceListChange): boolean;
 
   close(): void;
+}
+
+export interface DeviceListChange {
+  readonly username: string;
+  readonly version: number;
+  readonly list: Uint8Array;
+  readonly dropped: ReadonlyArray<{ readonly address: string; readonly deviceId: string }>;
+  readonly keyPackagesOf: readonly string[];
 }
 
 export interface OpenStoreOptions {
@@ -125,6 +144,7 @@ class SqliteStore implements RelayStore {
   private readonly queues: Queues;
   private readonly rooms: Memberships;
   readonly mls: MlsDeliveryStore;
+  readonly devices: DeviceStore;
 
   constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number) {
     this.transaction = transactionOn(db);
@@ -133,6 +153,7 @@ class SqliteStore implements RelayStore {
     this.bindings = new Bindings(c, (username) => this.queues.forgetUsage(username));
     this.rooms = new Memberships(c);
     this.mls = new MlsDeliveryStore(c, this.queues);
+    this.devices = new DeviceStore(c);
     this.relayId = loadRelayId(db, this.transaction);
   }
 
@@ -153,10 +174,15 @@ class SqliteStore implements RelayStore {
   }
 
   releaseUser(username: string): boolean {
+    let deviceQueues: string[] = [];
     const released = this.transaction(() => {
       if (!this.bindings.unbindLocked(username)) return false;
-      // Envelopes queued for the old key cannot be opened by a new one: drop them.
+      // Envelopes queued for the old key cannot be opened by a new one: drop them (its linked
+      // devices' queues too, PROTOCOL.md §4.5), and its device list.
       this.queues.dropQueueLocked(username);
+      deviceQueues = this.queues.deviceQueuesOf(username);
+      for (const a of deviceQueues) this.queues.dropQueueLocked(a);
+      this.devices.dropUserLocked(username);
       // A new owner of the name must not inherit the old owner's rooms.
       for (const room of this.rooms.roomsOf(username)) this.rooms.leaveRoomLocked(room, username);
       // Its KeyPackages name the old key: nobody may be added with them any more.
@@ -166,7 +192,23 @@ class SqliteStore implements RelayStore {
       return true;
     });
     this.queues.forgetUsage(username);
+    for (const a of deviceQueues) this.queues.forgetUsage(a);
     return released;
+  }
+
+  replaceDeviceList(change: DeviceListChange): boolean {
+    const kept = this.transaction(() => {
+      if (!this.devices.putListLocked(change.username, change.version, change.list)) return false;
+      for (const d of change.dropped) {
+        this.queues.dropQueueLocked(d.address);
+        this.mls.dropKeyPackagesOfAddressLocked(d.address);
+        this.devices.dropSeenLocked(change.username, d.deviceId);
+      }
+      for (const a of change.keyPackagesOf) this.mls.dropKeyPackagesOfAddressLocked(a);
+      return true;
+    });
+    if (kept) for (const d of change.dropped) this.queues.forgetUsage(d.address);
+    return kept;
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
@@ -234,6 +276,7 @@ class SqliteStore implements RelayStore {
   }
 
   close(): void {
+    this.devices.flushSeen();
     if (this.db.isOpen) this.db.close();
   }
 }

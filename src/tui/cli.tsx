@@ -2,12 +2,13 @@
 // opens the stores, decides where the relay is (this machine's relay, started as a process of its
 // own when none runs and no --server was given: local-relay.ts), how to reach it (TLS pinned on
 // first use by default), then hands a ChatClient to runTui. It never imports the relay's code.
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ChatClient, CLIENT_VERSION } from "../client/chat-client.js";
-import { defaultKeyDir, KeyStoreError, loadOrCreateIdentity, userFilePath } from "../client/key-store.js";
+import { defaultKeyDir, KeyStoreError, userFilePath } from "../client/key-store.js";
+import { mlsStoreOptions, storeKeyOf } from "../client/local-identity.js";
 import { KnownRelays } from "../client/known-relays.js";
 import { normalizeSha256, type RelayTransport } from "../client/relay-transport.js";
 import { MlsKeyStore } from "../client/mls-store.js";
@@ -20,6 +21,7 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import { usageSentence } from "../protocol/usage.js";
 import { ensureLocalRelay, localRelayDir, localRelayLabel, localRelayPort, type LocalRelay } from "./local-relay.js";
 import { runTui } from "./run-tui.js";
+import { loadStartIdentity, startKeyPath, startKind } from "./start-identity.js";
 import type { StartupNotice } from "./state/reducer.js";
 import { defaultStateDir, fileLogger, LogFileError, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
 
@@ -114,8 +116,9 @@ async function main(): Promise<number> {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
   const keyDir = argv.keyDir ?? defaultKeyDir();
-  const keyPath = userFilePath(keyDir, username, "_key.pem");
-  const creating = !existsSync(keyPath);
+  // The primary (key file), a linked device (device files, PROTOCOL.md §4.5) or a first run.
+  const keyPath = startKeyPath(keyDir, username);
+  const creating = startKind(keyDir, username) === "new";
 
   // SECURECHAT_PASSPHRASE protects a new key and opens a protected one; the terminal is then
   // never asked (planPassphrase says exactly how).
@@ -131,7 +134,7 @@ async function main(): Promise<number> {
 
   let loaded;
   try {
-    loaded = await loadOrCreateIdentity({
+    loaded = await loadStartIdentity({
       keyDir,
       username,
       ...(newPassphrase !== undefined ? { newPassphrase } : {}),
@@ -151,7 +154,7 @@ async function main(): Promise<number> {
     knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
     state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
     // The MLS key store beside the key file (PROTOCOL.md §10.4).
-    mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), { username, sigPrivate: loaded.identity.sigPrivate });
+    mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), storeKeyOf(loaded.local), mlsStoreOptions(loaded.local));
   } catch (e) {
     return fail((e as Error).message);
   }
@@ -162,6 +165,9 @@ async function main(): Promise<number> {
   const notices: Array<string | StartupNotice> = [];
   if (loaded.created) {
     notices.push(`Created your keys in ${loaded.path} (mode 0600). Keep that file private; /fingerprint shows your key fingerprints.`);
+  }
+  if (loaded.local.kind === "linked") {
+    notices.push(`This is ${username}'s linked device '${loaded.local.deviceName}' (${loaded.path}); /devices lists ${username}'s devices.`);
   }
   // Protocol v1 is retired (PROTOCOL.md §14): relays refuse it, so a SECURECHAT_PROTOCOL left
   // over from the roll-out is ignored, said once.
@@ -199,7 +205,7 @@ async function main(): Promise<number> {
 
   let client: ChatClient | undefined;
   client = new ChatClient({
-    identity: loaded.identity,
+    identity: loaded.local,
     server: address,
     serverLabel,
     trust,

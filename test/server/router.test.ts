@@ -56,6 +56,7 @@ function session(name: string): FakeSession {
   const arrived: number[] = [];
   const s: FakeSession = {
     username: name,
+    address: name,
     user: users.get(name)!,
     stream: io.stream,
     pump: { arrived: (n: number) => arrived.push(n) } as Partial<DeliveryPump> as DeliveryPump,
@@ -65,6 +66,7 @@ function session(name: string): FakeSession {
     replaced() {
       s.replacedCalls++;
     },
+    unlinked() {},
   };
   return s;
 }

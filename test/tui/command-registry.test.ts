@@ -12,7 +12,7 @@ import { parseInput } from "../../src/tui/state/commands.js";
 /** A plausible value for each placeholder a usage line may have; a new placeholder needs one here. */
 const SAMPLES: Readonly<Record<string, string>> = {
   "<user>": "bob", "<users>": "bob carol", "<text>": "hi there", "<action>": "waves", "<digits>": "12345 67890 12345", "<name|number>": "2",
-  "#room": "#ops", "<word>": "deploy",
+  "#room": "#ops", "<word>": "deploy", "<device>": "desktop",
 };
 
 /** Every line a usage stands for: each optional part present and absent, each alternative of a|b. */

@@ -12,7 +12,8 @@
 //
 // The relay's sentences are untrusted text: each detail is sanitised to one line here.
 import { createHash } from "node:crypto";
-import { errorCodeToJSON, SendStatus, type Delivery, type SendResult, type SessionRequest } from "../../gen/securechat/v1/chat.js";
+import { errorCodeToJSON, SendStatus, type Delivery, type DeviceSeen, type SendResult, type SessionRequest } from "../../gen/securechat/v1/chat.js";
+import { fromWireDeviceList, toWireDeviceList, type SignedDeviceList } from "../../protocol/devices.js";
 import { sanitizeLine } from "../../protocol/sanitize.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { ResponseFrame } from "../pending-requests.js";
@@ -108,6 +109,26 @@ export class DsTransport implements DsApi {
     const asked = new Set(usernames);
     const entries = r.entries.filter((e) => asked.has(e.username)).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
     return { ok: true, entries, missing: r.missing.filter((u) => asked.has(u)) };
+  }
+
+  /**
+   * The device lists the relay keeps for these users (PROTOCOL.md §4.5), NOT verified (the
+   * DeviceDirectory verifies each). Only lists and last-seen rows of the users asked for are kept.
+   */
+  async fetchDeviceLists(usernames: readonly string[]): Promise<DsResult<{ readonly lists: readonly SignedDeviceList[]; readonly seen: readonly DeviceSeen[] }>> {
+    const r = await this.ask((requestId) => ({ $case: "fetchDeviceLists", value: { requestId, usernames: [...usernames] } }), "deviceListResult");
+    if ("ok" in r) return r;
+    const asked = new Set(usernames);
+    return { ok: true, lists: r.lists.filter((l) => asked.has(l.username)).map(fromWireDeviceList), seen: r.seen.filter((s) => asked.has(s.username)) };
+  }
+
+  /** Replaces my device list at the relay by this newer one (§4.5); resolves with the list the relay keeps now (not verified). */
+  async publishDeviceList(list: SignedDeviceList): Promise<DsResult<{ readonly list: SignedDeviceList }>> {
+    const r = await this.ask((requestId) => ({ $case: "publishDeviceList", value: { requestId, list: toWireDeviceList(list) } }), "deviceListResult");
+    if ("ok" in r) return r;
+    const kept = r.lists.find((l) => l.username === list.username);
+    if (kept === undefined) return { ok: false, code: "UNEXPECTED_ANSWER", detail: "the relay answered a published device list without keeping one" };
+    return { ok: true, list: fromWireDeviceList(kept) };
   }
 
   async publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>> {

@@ -80,16 +80,17 @@ export const COMMITS_KEPT_PER_GROUP = 1000;
 function prepareMlsStatements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   return {
-    kpCount: p(`SELECT COUNT(*) AS n FROM mls_key_packages WHERE username = ? AND last_resort = 0 AND not_after_ms >= ?`),
-    kpLastResort: p(`SELECT 1 AS hit FROM mls_key_packages WHERE username = ? AND last_resort = 1 AND not_after_ms >= ?`),
-    kpPut: p(`INSERT INTO mls_key_packages (username, ref, key_package, last_resort, not_after_ms, created_at_ms)
-              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING`),
-    kpDeleteLastResort: p(`DELETE FROM mls_key_packages WHERE username = ? AND last_resort = 1`),
-    kpOldestOneTime: p(`SELECT id, key_package FROM mls_key_packages WHERE username = ? AND last_resort = 0 AND not_after_ms >= ?
+    kpCount: p(`SELECT COUNT(*) AS n FROM mls_key_packages WHERE address = ? AND last_resort = 0 AND not_after_ms >= ?`),
+    kpLastResort: p(`SELECT 1 AS hit FROM mls_key_packages WHERE address = ? AND last_resort = 1 AND not_after_ms >= ?`),
+    kpPut: p(`INSERT INTO mls_key_packages (username, address, ref, key_package, last_resort, not_after_ms, created_at_ms)
+              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING`),
+    kpDeleteLastResort: p(`DELETE FROM mls_key_packages WHERE address = ? AND last_resort = 1`),
+    kpOldestOneTime: p(`SELECT id, key_package FROM mls_key_packages WHERE address = ? AND last_resort = 0 AND not_after_ms >= ?
                         ORDER BY id LIMIT 1`),
-    kpGetLastResort: p(`SELECT key_package FROM mls_key_packages WHERE username = ? AND last_resort = 1 AND not_after_ms >= ?`),
+    kpGetLastResort: p(`SELECT key_package FROM mls_key_packages WHERE address = ? AND last_resort = 1 AND not_after_ms >= ?`),
     kpDelete: p(`DELETE FROM mls_key_packages WHERE id = ?`),
     kpPurge: p(`DELETE FROM mls_key_packages WHERE not_after_ms < ?`),
+    kpDropAddress: p(`DELETE FROM mls_key_packages WHERE address = ?`),
     kpDropUser: p(`DELETE FROM mls_key_packages WHERE username = ?`),
     groupGet: p(`SELECT * FROM mls_groups WHERE group_id = ?`),
     groupByConversation: p(`SELECT * FROM mls_groups WHERE conversation_id = ?`),
@@ -139,10 +140,13 @@ export class MlsDeliveryStore {
     this.s = prepareMlsStatements(c.db);
   }
 
-  /** The user's unexpired KeyPackages: one-time ones, and whether a last-resort one is kept. */
-  keyPackageCounts(username: string): KeyPackageCounts {
+  /**
+   * A device's unexpired KeyPackages: one-time ones, and whether a last-resort one is kept.
+   * `address`: the device's queue address (PROTOCOL.md §4.5; the bare username for the primary).
+   */
+  keyPackageCounts(address: string): KeyPackageCounts {
     const now = this.clock();
-    return { oneTime: num((this.s.kpCount.get(username, now) as Row).n), lastResort: this.s.kpLastResort.get(username, now) !== undefined };
+    return { oneTime: num((this.s.kpCount.get(address, now) as Row).n), lastResort: this.s.kpLastResort.get(address, now) !== undefined };
   }
 
   /**
@@ -150,34 +154,39 @@ export class MlsDeliveryStore {
    * last-resort one in place of the previous one: one transaction. Returns the counts after it.
    * The caller checked the cap (keyPackageCounts) and each KeyPackage's owner.
    */
-  publishKeyPackages(username: string, oneTime: readonly StoredKeyPackageInput[], lastResort: StoredKeyPackageInput | undefined): KeyPackageCounts {
+  publishKeyPackages(username: string, oneTime: readonly StoredKeyPackageInput[], lastResort: StoredKeyPackageInput | undefined, address: string = username): KeyPackageCounts {
     return this.transaction(() => {
       const now = this.clock();
-      for (const kp of oneTime) this.s.kpPut.run(username, kp.ref, kp.keyPackage, 0, kp.notAfterMs, now);
+      for (const kp of oneTime) this.s.kpPut.run(username, address, kp.ref, kp.keyPackage, 0, kp.notAfterMs, now);
       if (lastResort !== undefined) {
-        this.s.kpDeleteLastResort.run(username);
-        this.s.kpPut.run(username, lastResort.ref, lastResort.keyPackage, 1, lastResort.notAfterMs, now);
+        this.s.kpDeleteLastResort.run(address);
+        this.s.kpPut.run(username, address, lastResort.ref, lastResort.keyPackage, 1, lastResort.notAfterMs, now);
       }
-      return this.keyPackageCounts(username);
+      return this.keyPackageCounts(address);
     });
   }
 
   /**
-   * One KeyPackage of the user, atomically: the oldest unexpired one-time one, deleted in the
+   * One KeyPackage of the device at this queue address (the bare username: the primary, or a user without devices), atomically: the oldest unexpired one-time one, deleted in the
    * same transaction (handed out once, RFC 9420 §10), else the last-resort one (kept); undefined
    * when the user has neither.
    */
-  claimKeyPackage(username: string): ClaimedKeyPackage | undefined {
+  claimKeyPackage(address: string): ClaimedKeyPackage | undefined {
     return this.transaction(() => {
       const now = this.clock();
-      const one = this.s.kpOldestOneTime.get(username, now) as Row | undefined;
+      const one = this.s.kpOldestOneTime.get(address, now) as Row | undefined;
       if (one !== undefined) {
         this.s.kpDelete.run(num(one.id));
         return { keyPackage: Buffer.from(buf(one.key_package)), lastResort: false };
       }
-      const last = this.s.kpGetLastResort.get(username, now) as Row | undefined;
+      const last = this.s.kpGetLastResort.get(address, now) as Row | undefined;
       return last === undefined ? undefined : { keyPackage: Buffer.from(buf(last.key_package)), lastResort: true };
     });
+  }
+
+  /** A device's KeyPackages (an unlinked device, PROTOCOL.md §4.5): callers inside a transaction. */
+  dropKeyPackagesOfAddressLocked(address: string): void {
+    this.s.kpDropAddress.run(address);
   }
 
   /** Drops every KeyPackage past its lifetime; returns how many. */

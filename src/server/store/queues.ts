@@ -96,6 +96,8 @@ function prepareQueueStatements(db: DatabaseSync) {
     envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
     queueDelete: p("DELETE FROM queue WHERE seq = ?"),
     queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
+    // A user's linked devices' queues ('username/device_id'; '0' is the character after '/').
+    recipientsInRange: p("SELECT DISTINCT recipient FROM queue WHERE recipient >= ? AND recipient < ?"),
     envelopeUnref: p("UPDATE envelopes SET refs = refs - 1 WHERE id = ?"),
     envelopeDrop: p("DELETE FROM envelopes WHERE id = ? AND refs <= 0"),
     purgeQueue: p("DELETE FROM queue WHERE created_at_ms < ?"),
@@ -179,6 +181,11 @@ export class Queues {
       this.s.envelopeUnref.run(envelopeId);
       this.dropIfUnreferenced(envelopeId);
     }
+  }
+
+  /** The linked devices' queue addresses of a user that hold rows ('username/...'; PROTOCOL.md §4.5). */
+  deviceQueuesOf(username: string): string[] {
+    return (this.s.recipientsInRange.all(`${username}/`, `${username}0`) as Row[]).map((r) => str(r.recipient));
   }
 
   /** Forgets a recipient's cached usage (its queue changed outside enqueue and ack). */

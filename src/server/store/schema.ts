@@ -93,8 +93,7 @@ CREATE TABLE IF NOT EXISTS mls_key_packages (
   created_at_ms INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS mls_key_packages_by_user ON mls_key_packages (username, last_resort, id);
--- One last-resort KeyPackage per user, by the database.
-CREATE UNIQUE INDEX IF NOT EXISTS mls_last_resort_per_user ON mls_key_packages (username) WHERE last_resort = 1;
+-- One last-resort KeyPackage per device (queue address), by the database: addKeyPackageAddress.
 CREATE TABLE IF NOT EXISTS mls_groups (
   group_id         BLOB PRIMARY KEY,
   conversation_id  TEXT NOT NULL UNIQUE,
@@ -121,6 +120,48 @@ CREATE TABLE IF NOT EXISTS mls_commits (
   PRIMARY KEY (group_id, epoch)
 ) STRICT, WITHOUT ROWID;
 `;
+
+// Devices (PROTOCOL.md §4.5; store/devices.ts). Added like the MLS tables: CREATE ... IF NOT
+// EXISTS at open, nothing in the older tables changes. `list` is the wire DeviceList as the user
+// published it (the relay verified it against the bound identity key before keeping it).
+const DEVICE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS device_lists (
+  username      TEXT PRIMARY KEY,
+  version       INTEGER NOT NULL,
+  list          BLOB NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS device_seen (
+  username     TEXT NOT NULL,
+  device_id    TEXT NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  PRIMARY KEY (username, device_id)
+) STRICT, WITHOUT ROWID;
+`;
+
+/**
+ * KeyPackages per device (PROTOCOL.md §4.5): `address` is the queue address of the device that
+ * published them (the bare username for the primary, `username/device_id` for a linked device).
+ * A database made before devices gains the column at open, every row set to its bare username
+ * (they were all the primary's), and the one-last-resort rule moves from the user to the address.
+ */
+function addKeyPackageAddress(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(mls_key_packages)").all() as Row[];
+  if (!columns.some((c) => c.name === "address")) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec("ALTER TABLE mls_key_packages ADD COLUMN address TEXT NOT NULL DEFAULT ''");
+      db.exec("UPDATE mls_key_packages SET address = username WHERE address = ''");
+      db.exec("COMMIT");
+    } catch (e) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+  db.exec(`DROP INDEX IF EXISTS mls_last_resort_per_user;
+CREATE UNIQUE INDEX IF NOT EXISTS mls_last_resort_per_address ON mls_key_packages (address) WHERE last_resort = 1;
+CREATE INDEX IF NOT EXISTS mls_key_packages_by_address ON mls_key_packages (address, last_resort, id);`);
+}
 
 /**
  * What an `envelopes` row holds (protocol v2, PROTOCOL.md §8.3): 0 = a v1 Envelope (delivered
@@ -184,6 +225,8 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
     addPayloadKind(db);
+    db.exec(DEVICE_SCHEMA);
+    addKeyPackageAddress(db);
     if (options.maxBytes !== undefined) {
       // The cap counts the WAL (issue 16: a 1 MiB cap once had 4 MiB of WAL beside it). The
       // database file gets the cap minus the WAL allowance; the WAL is checkpointed once it holds

@@ -156,6 +156,7 @@ export function errorText(e: ClientError): string {
       // /invite, and also a DM's first message to someone never seen: words for both, no command.
       return `nothing can be encrypted for ${shownName(e.username)} yet: the relay holds no key package for them (they have never connected to it, or the name is unknown there); ${shownName(e.username)} needs to start chat-tui once, then try again`;
     // No hint to add: the client's plain sentence is the one shown.
+    case "device":
     case "not-connected":
     case "closed":
     case "already-connected":

@@ -6,6 +6,7 @@ import type { CommandBase, CommandSpec, CompletionKind } from "./command.js";
 import { accept } from "./accept.js";
 import { away } from "./away.js";
 import { clear } from "./clear.js";
+import { devices } from "./devices.js";
 import { close } from "./close.js";
 import { filter } from "./filter.js";
 import { fingerprint } from "./fingerprint.js";
@@ -31,6 +32,7 @@ import { search } from "./search.js";
 import { switchCommand } from "./switch.js";
 import { topic } from "./topic.js";
 import { trust } from "./trust.js";
+import { unlink } from "./unlink.js";
 import { users } from "./users.js";
 import { verify } from "./verify.js";
 
@@ -50,6 +52,8 @@ const REGISTRY = [
   members,
   topic,
   fingerprint,
+  devices,
+  unlink,
   verify,
   trust,
   accept,

@@ -1,0 +1,206 @@
+// Several devices per user at the relay (PROTOCOL.md §4.5): each user's kept device list, the
+// queue address of each device, and PublishDeviceList / FetchDeviceLists.
+//
+// Queue address: the bare username for the primary (so a database from before devices keeps
+// working: its queues and KeyPackages are the primary's) and `username/device_id` for a linked
+// device ('/' is not allowed in usernames, so no address of one user is a name of another).
+//
+// The fan-out asks for every member's addresses on every message: DeviceRoutes keeps them in
+// memory per user (read from the database once, replaced at each publish), so a delivery costs no
+// database read for devices.
+import type * as wire from "../gen/securechat/v1/chat.js";
+import { DeviceList, ErrorCode, type FetchDeviceLists, type PublishDeviceList } from "../gen/securechat/v1/chat.js";
+import {
+  fromWireDeviceList, primaryOf, toWireDeviceList, verifyDeviceList, type DeviceEntry, type VerifiedDeviceList,
+} from "../protocol/devices.js";
+import { isProtocolError } from "../protocol/errors.js";
+import type { Logger } from "../protocol/log.js";
+import type { Directory, DirectoryUser } from "./directory.js";
+import { Refusal } from "./errors.js";
+import type { ResponseFrame } from "./frames.js";
+import type { RelayLimits } from "./limits.js";
+import type { Router } from "./router.js";
+import type { RelayStore } from "./store.js";
+
+/** The queue address of a device (PROTOCOL.md §4.5). */
+export function queueAddress(username: string, device: Pick<DeviceEntry, "deviceId" | "primary"> | undefined): string {
+  return device === undefined || device.primary ? username : `${username}/${device.deviceId}`;
+}
+
+/** The username a queue address belongs to. */
+export function usernameOfAddress(address: string): string {
+  const i = address.indexOf("/");
+  return i < 0 ? address : address.slice(0, i);
+}
+
+/** What the relay routes by for one user. */
+export interface UserDevices {
+  /** 0: no list kept (one device, the primary, at the bare username). */
+  readonly version: number;
+  readonly list: VerifiedDeviceList | undefined;
+  /** Every device's queue address, the primary's (the bare username) first. */
+  readonly addresses: readonly string[];
+  /** The primary's device id ("" without a list). */
+  readonly primaryId: string;
+}
+
+const MAX_CACHED_USERS = 100_000;
+
+/** Users' device lists, verified, with their queue addresses: in memory, read once per user. */
+export class DeviceRoutes {
+  private readonly users = new Map<string, UserDevices>();
+
+  constructor(private readonly store: RelayStore) {}
+
+  of(username: string): UserDevices {
+    let u = this.users.get(username);
+    if (u === undefined) {
+      u = this.load(username);
+      if (this.users.size >= MAX_CACHED_USERS) this.users.clear();
+      this.users.set(username, u);
+    }
+    return u;
+  }
+
+  /** Every queue address of the user (one, the bare username, without a list). */
+  addresses(username: string): readonly string[] {
+    return this.of(username).addresses;
+  }
+
+  version(username: string): number {
+    return this.of(username).version;
+  }
+
+  /** The device id of the device at this address ("" for a primary without a list, or an unknown address). */
+  deviceIdOf(address: string): string {
+    const username = usernameOfAddress(address);
+    if (address === username) return this.of(username).primaryId;
+    return address.slice(username.length + 1);
+  }
+
+  /** The listed device at this address, if any. */
+  deviceAt(address: string): DeviceEntry | undefined {
+    const username = usernameOfAddress(address);
+    const list = this.of(username).list;
+    if (list === undefined) return undefined;
+    return address === username ? primaryOf(list) : list.devices.find((d) => !d.primary && d.deviceId === address.slice(username.length + 1));
+  }
+
+  /** The linked (non-primary) device that proves with this key, if listed. */
+  linkedByAuth(username: string, authSpki: Uint8Array): DeviceEntry | undefined {
+    const k = Buffer.from(authSpki);
+    return this.of(username).list?.devices.find((d) => !d.primary && d.authSpki.equals(k));
+  }
+
+  /** A newer list was kept. */
+  set(username: string, list: VerifiedDeviceList): void {
+    this.users.set(username, devicesOf(username, list));
+  }
+
+  /** A name was bound anew (after a release): what was cached belongs to the old key. */
+  forget(username: string): void {
+    this.users.delete(username);
+  }
+
+  private load(username: string): UserDevices {
+    const kept = this.store.devices.list(username);
+    const bound = this.store.getUser(username);
+    if (kept === undefined || bound === undefined) return devicesOf(username, undefined);
+    try {
+      // The kept bytes were verified at publish; verified again here (once per user and
+      // process), so a database edited by hand cannot route by a list the user did not sign.
+      return devicesOf(username, verifyDeviceList(fromWireDeviceList(DeviceList.decode(kept.list)), username, bound.sigSpki));
+    } catch {
+      return devicesOf(username, undefined);
+    }
+  }
+}
+
+function devicesOf(username: string, list: VerifiedDeviceList | undefined): UserDevices {
+  if (list === undefined) return { version: 0, list: undefined, addresses: [username], primaryId: "" };
+  const primary = primaryOf(list);
+  return {
+    version: list.version, list, primaryId: primary.deviceId,
+    addresses: [username, ...list.devices.filter((d) => !d.primary).map((d) => queueAddress(username, d))],
+  };
+}
+
+export interface DeviceServiceDeps {
+  readonly store: RelayStore;
+  readonly directory: Directory;
+  readonly router: Router;
+  readonly devices: DeviceRoutes;
+  readonly limits: RelayLimits;
+  readonly logger: Logger;
+  readonly clock: () => number;
+}
+
+const badList = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_DEVICE_LIST, detail);
+
+/**
+ * PublishDeviceList (PROTOCOL.md §4.5): from any session of the user. The list must name the
+ * session's user, verify against the BOUND identity key (verifyDeviceList: body rules, primary =
+ * identity key, signature) and be newer than the kept one; else BAD_DEVICE_LIST, one sentence.
+ * Kept with, in the same transaction, the drops of the devices it no longer lists (queues,
+ * KeyPackages, last seen); then those devices' sessions end (DEVICE_UNKNOWN) and everyone online
+ * gets a DirectoryUpdate with the new version.
+ */
+export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req: PublishDeviceList): ResponseFrame {
+  const me = user.record.username;
+  if (req.list === undefined) throw badList("PublishDeviceList carries no list");
+  if (req.list.username !== me) throw badList(`the list is for '${req.list.username.slice(0, 64)}', not for you (${me}); a session publishes only its own user's list`);
+  let list: VerifiedDeviceList;
+  try {
+    list = verifyDeviceList(fromWireDeviceList(req.list), me, user.record.sigSpki);
+  } catch (e) {
+    if (isProtocolError(e, "bad-signature")) throw badList(`bad signature: the list is not signed by ${me}'s identity key`);
+    if (isProtocolError(e)) throw badList(`malformed list: ${e.message.replace(/^device list: /, "")}`);
+    throw e;
+  }
+  const before = d.devices.of(me);
+  if (list.version <= before.version) throw badList(`not newer: the relay keeps version ${before.version} of ${me}'s list, and this one is version ${list.version} (v${list.version} <= v${before.version})`);
+  // A device is kept when the new list has it with the same id and keys; else it is dropped
+  // (unlinked, or its keys changed: what was queued for it cannot be read by new keys anyway).
+  const same = (a: DeviceEntry, b: DeviceEntry): boolean => a.deviceId === b.deviceId && a.primary === b.primary && a.authSpki.equals(b.authSpki) && a.mlsSignatureKey.equals(b.mlsSignatureKey);
+  const dropped = (before.list?.devices ?? []).filter((o) => !o.primary && !list.devices.some((n) => same(o, n)));
+  const keyPackagesOf: string[] = [];
+  const oldPrimary = before.list === undefined ? undefined : primaryOf(before.list);
+  // The primary's address is stable; its KeyPackages go only when its MLS key changed.
+  if (oldPrimary !== undefined && !oldPrimary.mlsSignatureKey.equals(primaryOf(list).mlsSignatureKey)) keyPackagesOf.push(me);
+  const bytes = DeviceList.encode(toWireDeviceList(list)).finish();
+  const kept = d.store.replaceDeviceList({
+    username: me, version: list.version, list: bytes, keyPackagesOf,
+    dropped: dropped.map((o) => ({ address: queueAddress(me, o), deviceId: o.deviceId })),
+  });
+  if (!kept) throw badList(`not newer: the relay keeps a list of ${me} at least as new as version ${list.version}`);
+  d.devices.set(me, list);
+  user.deviceListVersion = list.version;
+  for (const o of dropped) d.router.sessionAt(queueAddress(me, o))?.unlinked();
+  d.router.announceUser(user);
+  d.logger.info("devices.published", { user: me, version: list.version, devices: list.devices.length, dropped: dropped.length });
+  return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
+}
+
+/** FetchDeviceLists: the kept lists of the names asked (unknown names and users without a list left out), with DeviceSeen. */
+export function fetchDeviceLists(d: DeviceServiceDeps, req: FetchDeviceLists): ResponseFrame {
+  const names = [...new Set(req.usernames)];
+  if (names.length > d.limits.maxRecipients) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${d.limits.maxRecipients} users, not ${names.length}`);
+  const lists: wire.DeviceList[] = [];
+  const seen: wire.DeviceSeen[] = [];
+  for (const n of names) {
+    if (d.directory.get(n) === undefined) continue;
+    const list = d.devices.of(n).list;
+    if (list === undefined) continue;
+    lists.push(toWireDeviceList(list));
+    seen.push(...seenOf(d, n, list));
+  }
+  return { $case: "deviceListResult", value: { requestId: req.requestId, lists, seen } };
+}
+
+function seenOf(d: DeviceServiceDeps, username: string, list: VerifiedDeviceList): wire.DeviceSeen[] {
+  const last = d.store.devices.lastSeen(username);
+  return list.devices.map((dev) => {
+    const online = d.router.isAddressOnline(queueAddress(username, dev));
+    return { username, deviceId: dev.deviceId, online, lastSeenMs: online ? d.clock() : last.get(dev.deviceId) ?? 0 };
+  });
+}

@@ -54,7 +54,7 @@ export class TestDirectory implements DeviceDirectory {
   }
 
   async refresh(usernames: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
-    const r = await this.ds.fetchDeviceLists!(usernames);
+    const r = await this.ds.fetchDeviceLists(usernames);
     if (!r.ok) throw new Error(r.detail);
     for (const l of r.lists) {
       const spki = this.identityOf(l.username);
@@ -165,7 +165,7 @@ export class DeviceWorld {
     const u = this.user(name);
     const list = signDeviceList({ username: name, version: (u.list?.version ?? 0) + 1, issuedAtMs: this.now, devices: devices.map((d) => d.entry) }, u.identity, u.identitySpki);
     const primary = u.devices.find((d) => d.entry.primary)!;
-    const r = await this.ds.api(name, primary.entry.deviceId).publishDeviceList!(list);
+    const r = await this.ds.api(name, primary.entry.deviceId).publishDeviceList(list);
     if (!r.ok) throw new Error(r.detail);
     u.list = list;
     return list;

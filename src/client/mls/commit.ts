@@ -265,7 +265,7 @@ export class Committer {
       this.s.held.drop(convId);
       this.s.adopt(convId, g, true);
       this.s.newEpoch(convId);
-      this.s.d.content.membersChanged(convId, [...new Set(g.members().map((m) => m.username))]);
+      this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
       this.recordView(convId, g);

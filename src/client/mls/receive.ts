@@ -189,7 +189,7 @@ export class Receiver {
     }
     if (before !== undefined && before !== g) { before.destroy(); this.s.held.drop(conv); }
     this.s.adopt(conv, g, true);
-    this.s.d.content.membersChanged(conv, [...new Set(names)]);
+    this.s.d.content.membersChanged(conv, names);
     if (by === this.s.d.me) {
       // Another device of mine added this one (self-heal): a device line, not "added".
       this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", ...this.s.creatorField(conv), atMs: this.s.d.clock() });

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { healPlan } from "../../src/client/mls/devices.js";
-import { leaveCommitRank, lobbyJanitor } from "../../src/client/mls/policy.js";
+import { deviceRemovalAllowed, leaveCommitRank, lobbyJanitor, unlistedLeaf } from "../../src/client/mls/policy.js";
+import type { MembershipChange, MlsMember } from "../../src/protocol/mls/index.js";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { membershipText } from "../../src/tui/commands/membership-text.js";
@@ -81,6 +82,20 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     expect(leaveCommitRank(members, 2, 3)).toBe(2);
     expect(lobbyJanitor(members.slice(1), () => true, 3)).toBe(1);
     expect(lobbyJanitor(members.slice(1), () => false, 3)).toBe(3);
+  });
+
+  it("policy: a leaf put in must be listed (a user without a list is one device); own-user and unlisted leaves may be removed, others' listed ones not", () => {
+    const fpr = (n: number): Buffer => Buffer.alloc(32, n);
+    const m = (username: string, key: number, leafIndex = -1): MlsMember => ({ username, identitySpki: Buffer.alloc(0), identityFpr: fpr(username === "alice" ? 1 : 2), leafIndex, signatureKey: k(key) });
+    const lists = (u: string) => (u === "alice" ? list : undefined);
+    const change = (committer: MlsMember, added: MlsMember[], removed: MlsMember[] = [], external = false): MembershipChange => ({ committer, added, removed, left: [], external });
+    expect(unlistedLeaf(change(m("bob", 9, 0), [m("alice", 3)]), lists)).toBeUndefined();
+    expect(unlistedLeaf(change(m("bob", 9, 0), [m("alice", 4)]), lists)?.username).toBe("alice");
+    expect(unlistedLeaf(change(m("alice", 4), [], [], true), lists)?.username).toBe("alice"); // an unlinked device joining by external commit
+    expect(unlistedLeaf(change(m("bob", 9, 0), [m("carol", 7)]), lists)).toBeUndefined(); // carol has no list: one device
+    expect(deviceRemovalAllowed(change(m("alice", 1, 3), []), m("alice", 2, 2), lists)).toBe(true); // my own other device
+    expect(deviceRemovalAllowed(change(m("bob", 9, 0), []), m("alice", 4, 1), lists)).toBe(true); // not in alice's list
+    expect(deviceRemovalAllowed(change(m("bob", 9, 0), []), m("alice", 2, 2), lists)).toBe(false); // alice's listed device, by a stranger
   });
 
   it("device lines read as people say them", () => {

@@ -12,7 +12,7 @@
 // - Lines: a commit that adds or removes a leaf of a user who keeps another leaf shows "alice
 //   added a device: desktop" / "alice removed a device: desktop" (policy.ts linesOf).
 // Without a DeviceDirectory (tests, a relay before devices) every user is one device: nothing here runs.
-import { decodeKeyPackage, type MlsGroup, type MlsMember } from "../../protocol/mls/index.js";
+import { decodeKeyPackage, verifyCredential, type MlsGroup, type MlsMember } from "../../protocol/mls/index.js";
 import { deviceBySignatureKey, type DeviceEntry, type DeviceListBody } from "../../protocol/devices.js";
 import type { MembershipLine } from "../types.js";
 import type { Committer } from "./commit.js";
@@ -35,6 +35,12 @@ export function listed(list: DeviceListBody, signatureKey: Uint8Array): boolean 
 /** The leaf signature key of a KeyPackage (throws on bytes that are not one). */
 export function keyPackageLeafKey(keyPackage: Uint8Array): Uint8Array {
   return decodeKeyPackage(keyPackage).leafNode.signaturePublicKey;
+}
+
+/** The identity key (SPKI) a KeyPackage's credential names (verified against its leaf key). */
+function identityOf(keyPackage: Uint8Array): Buffer {
+  const leaf = decodeKeyPackage(keyPackage).leafNode;
+  return verifyCredential(leaf.credential, leaf.signaturePublicKey).identitySpki;
 }
 
 /** A device's name for a line: from the list, else the start of its key. */
@@ -87,14 +93,18 @@ export async function claimDevices(s: EngineState, usernames: readonly string[],
   for (const e of raw) {
     const list = dir.known(e.username);
     let key: Uint8Array;
+    let identity: Buffer;
     try {
       key = keyPackageLeafKey(e.keyPackage);
+      identity = identityOf(e.keyPackage);
     } catch {
       s.d.logger.warn("mls.devices.bad_key_package", { user: e.username, device: e.deviceId });
       continue;
     }
-    if (list === undefined) {
+    if (list === undefined || !identity.equals(list.identitySpki)) {
       // A user who never had a device list (a relay or client from before devices): one device.
+      // A package under ANOTHER identity key than the list's: the pins decide (the trust hook
+      // refuses it and shows a key change, PROTOCOL.md §6), not the device list of the old key.
       entries.push({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage });
       continue;
     }

@@ -273,6 +273,8 @@ export class ChatClient implements ChatSession {
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
       isOnline: (u) => this.directory.isOnline(u),
       isUnknown: (name) => this.directory.isUnknown(name),
+      // One leaf per device in every group (mls/devices.ts, PROTOCOL.md §4.5).
+      ...(this.deviceDirectory !== undefined ? { devices: this.deviceDirectory } : {}),
     });
     if (this.mls !== undefined) {
       const engine = this.mls.engine;

@@ -54,12 +54,11 @@ export interface DsApi {
   /**
    * The device lists the relay keeps for these users (PROTOCOL.md §4.5), NOT verified: the
    * caller verifies each against the user's pinned identity key and refuses a rollback. `seen`:
-   * the relay's unsigned last-seen view, for display only. Optional only while test doubles
-   * lack it (multi-device round 1).
+   * the relay's unsigned last-seen view, for display only.
    */
-  fetchDeviceLists?(usernames: readonly string[]): Promise<DsResult<{ readonly lists: readonly SignedDeviceList[]; readonly seen: readonly DeviceSeen[] }>>;
+  fetchDeviceLists(usernames: readonly string[]): Promise<DsResult<{ readonly lists: readonly SignedDeviceList[]; readonly seen: readonly DeviceSeen[] }>>;
   /** Replaces my user's device list at the relay by this newer one; resolves with the list the relay keeps now. */
-  publishDeviceList?(list: SignedDeviceList): Promise<DsResult<{ readonly list: SignedDeviceList }>>;
+  publishDeviceList(list: SignedDeviceList): Promise<DsResult<{ readonly list: SignedDeviceList }>>;
   /** Registers a new group (first for its conversation wins: else BAD_CONVERSATION) or publishes the GroupInfo of the epoch my commit made. */
   publishGroupInfo(groupInfo: Uint8Array): Promise<DsResult<DsGroupInfo>>;
   /**

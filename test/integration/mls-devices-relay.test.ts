@@ -1,0 +1,117 @@
+// One leaf per device against a real relay (PROTOCOL.md §4.5, §7; src/client/mls/devices.ts):
+// alice's laptop (primary) and desktop (linked) and bob. bob's DM reaches both of alice's
+// devices; a room alice creates holds both (the laptop's self-heal adds the desktop); /unlink
+// takes the desktop out of every group, and bob's next messages reach only the laptop.
+import { generateKeyPairSync } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { linkedIdentity } from "../../src/client/local-identity.js";
+import type { MlsSession } from "../../src/client/mls/session.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import { newDeviceId } from "../../src/protocol/devices.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { TestRelay } from "../helpers/relay-harness.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let alice: PrivateIdentity;
+let relay: TestRelay;
+let dir: string;
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  alice = await fixtureIdentity("alice");
+});
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), "sc-client-devices-"));
+  relay = await TestRelay.start();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await relay.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function primary(): Promise<TestClient> {
+  const home = join(dir, "laptop");
+  mkdirSync(home, { recursive: true });
+  const store = MlsKeyStore.open(join(home, "alice_mls.db"), { username: "alice", sigPrivate: alice.sigPrivate });
+  const c = await TestClient.start(alice, 0, { server: relay.address, dir: home, statePath: join(home, "alice_state.db"), v2: { store } });
+  clients.push(c);
+  return c;
+}
+
+/** A device as linking leaves it (PROTOCOL.md §4.6 step 3): device key, MLS client vouched for by alice's identity key. */
+async function linkedDevice(name: string) {
+  const home = join(dir, name);
+  mkdirSync(home, { recursive: true });
+  const deviceKey = generateKeyPairSync("ed25519").privateKey;
+  const sig = await generateMlsSignatureKey();
+  const { credential } = makeCredential("alice", alice.sigPrivate, sig.publicKey);
+  const storePath = join(home, "alice_mls.db");
+  const store = MlsKeyStore.open(storePath, { username: "alice", sigPrivate: deviceKey }, { linkedTo: alice.sigSpki });
+  store.putClient(mlsClientFromCredential("alice", credential, sig.publicKey, sig.privateKey));
+  store.close();
+  const local = linkedIdentity({
+    record: { username: "alice", deviceId: newDeviceId(), name, identitySpki: alice.sigSpki, encSpki: alice.encSpki, encKeySig: alice.encKeySig, linkedAtMs: Date.now() },
+    deviceKey,
+  });
+  const entry = { deviceId: local.deviceId, name, authSpki: local.deviceSpki, mlsSignatureKey: Buffer.from(sig.publicKey), addedAtMs: Date.now(), primary: false };
+  const start = async (o: { begin?: boolean } = {}): Promise<TestClient> => {
+    const store2 = MlsKeyStore.open(storePath, { username: "alice", sigPrivate: deviceKey }, { linkedTo: alice.sigSpki });
+    const opts = { server: relay.address, dir: home, statePath: join(home, "alice_state.db"), identity: local, v2: { store: store2 } };
+    const c = o.begin === true ? await TestClient.begin(alice, 0, opts) : await TestClient.start(alice, 0, opts);
+    clients.push(c);
+    return c;
+  };
+  return { local, entry, start };
+}
+
+/** The MLS signature keys (hex) of a conversation's leaves as this client holds it. */
+function leaves(c: TestClient, conv: string): string[] {
+  const mls = (c.client as unknown as { mls: MlsSession }).mls;
+  return (mls.engine.memberIdentities(conv) ?? []).map((m) => Buffer.from(m.signatureKey).toString("hex")).sort();
+}
+
+const T = 60_000;
+
+describe("one leaf per device at a real relay", () => {
+  it("bob's DM and a room reach both of alice's devices; /unlink takes the desktop out of both", { timeout: 240_000 }, async () => {
+    const laptop = await primary();
+    await waitUntil(() => laptop.client.ownDeviceList(), "the primary's first device list", T);
+    const desktop = await linkedDevice("desktop");
+    expect((await laptop.client.addDevice(desktop.entry)).ok).toBe(true);
+    const d = await desktop.start();
+    const bobId = await fixtureIdentity("bob");
+    const bobHome = join(dir, "bob");
+    mkdirSync(bobHome, { recursive: true });
+    const bob = await TestClient.start(bobId, 0, { server: relay.address, dir: bobHome, statePath: join(bobHome, "bob_state.db") });
+    clients.push(bob);
+    const deskKey = desktop.entry.mlsSignatureKey.toString("hex");
+    const dm = "dm:alice:bob";
+    expect(bob.client.send(dm, "hi both").ok).toBe(true);
+    await laptop.waitForMessage("hi both", T);
+    await d.waitForMessage("hi both", T);
+    expect(leaves(bob, dm)).toHaveLength(3);
+    expect(leaves(bob, dm)).toContain(deskKey);
+
+    expect((await laptop.client.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => leaves(d, "#ops").length === 2, "the desktop added to #ops by the laptop's self-heal", T);
+    expect((await bob.client.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => leaves(d, "#ops").length === 3 && leaves(laptop, "#ops").length === 3, "bob in #ops on both devices", T);
+    expect(bob.client.send("#ops", "standup").ok).toBe(true);
+    await laptop.waitForMessage("standup", T);
+    await d.waitForMessage("standup", T);
+
+    const un = await laptop.client.unlink("desktop");
+    expect(un.ok).toBe(true);
+    for (const conv of [dm, "#ops"]) await waitUntil(() => !leaves(bob, conv).includes(deskKey) && leaves(bob, conv).length === 2, `the desktop out of ${conv} at bob`, T);
+    expect(bob.client.send("#ops", "after unlink").ok).toBe(true);
+    await laptop.waitForMessage("after unlink", T);
+    expect(d.messages().some((m) => m.text === "after unlink")).toBe(false);
+  });
+});

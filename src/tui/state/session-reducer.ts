@@ -216,7 +216,9 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
     kind: "membership", seq, atMs: line.atMs, conversationId: id, line, ...(quiet ? { quiet: true as const } : {}),
   }), line.kind !== "refused");
   // Someone else adding or removing me, or a refused change, must not hide in another conversation.
-  const forMe = line.by !== me && line.users.includes(me) && (line.kind === "added" || line.kind === "removed");
+  // A DM's lines are its start ("bob started this conversation") and devices coming and going:
+  // never counts of their own (the DM's first message is the news; counting both showed (2!)).
+  const forMe = ref.kind !== "dm" && line.by !== me && line.users.includes(me) && (line.kind === "added" || line.kind === "removed");
   if ((forMe || line.kind === "refused") && after.current !== id) {
     after = updateConversation(after, id, (c) => ({ ...c, highlights: c.highlights + 1 }));
   }

@@ -81,7 +81,7 @@ export class Committer {
         this.s.leaving.delete(convId);
         this.s.newEpoch(convId);
         this.s.d.content.committed(convId, this.s.d.clock());
-        this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
+        this.s.d.content.membersChanged(convId, g.members());
         if (line !== undefined) this.s.line(convId, line);
         this.s.d.store.saveGroup(g);
         this.recordView(convId, g);
@@ -260,7 +260,7 @@ export class Committer {
       this.s.held.drop(convId);
       this.s.adopt(convId, g, true);
       this.s.newEpoch(convId);
-      this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
+      this.s.d.content.membersChanged(convId, g.members());
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
       this.recordView(convId, g);

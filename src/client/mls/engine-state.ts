@@ -5,6 +5,7 @@
 import { ErrorCode, errorCodeFromJSON } from "../../gen/securechat/v1/chat.js";
 import type { Logger } from "../../protocol/log.js";
 import { MlsGroup, type AppKind, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
+import type { DeviceDirectory } from "../devices-api.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { MembershipLine, MessageKind, Outcome, RoomView, SessionEvent } from "../types.js";
@@ -45,6 +46,12 @@ export interface ConversationDeps {
   readonly isOnline?: (username: string) => boolean;
   /** The relay's directory answered a lookup without this name: no such user on this relay. */
   readonly isUnknown?: (username: string) => boolean;
+  /**
+   * Verified device lists (PROTOCOL.md §4.5): tells my other devices' messages (shown as mine)
+   * and checks the relay's MlsDelivery.sender_device against the sender's leaf. Without it, a
+   * message from another leaf of my own user is refused and peers' devices are not checked.
+   */
+  readonly devices?: DeviceDirectory;
   /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
   readonly outbox?: MlsOutboxStore;
   readonly clock: () => number;

@@ -8,7 +8,7 @@ import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
 import {
-  STATE_SEARCH_LIMIT, append, ensureConversation, receiveMessage, target, updateConversation, updateMessageState,
+  STATE_SEARCH_LIMIT, append, ensureConversation, readElsewhere, receiveMessage, target, updateConversation, updateMessageState,
 } from "./conversations-reducer.js";
 import {
   SMART_WINDOW_MS, withFilter, withNotify,
@@ -273,6 +273,8 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
       return receiveMessage(state, event.message);
     case "message-state":
       return updateMessageState(state, event);
+    case "read":
+      return readElsewhere(state, event.conversationId, event.from, event.id);
     case "key-change":
       return keyChange(state, event, atMs);
     case "refused":

@@ -154,9 +154,14 @@ export interface MembershipLine {
   /**
    * created: `by` created the conversation; joined: `by` joined (external commit); added: `by`
    * added `users`; removed: `by` removed `users`; left: `by` left; refused: `by` tried to
-   * remove `users` but only `creator` may.
+   * remove `users` but only `creator` may. device-added / device-removed: `by` added or removed
+   * a device (`device`, its name) of their own user `users[0]`, who keeps another device in the
+   * conversation (PROTOCOL.md §4.5); refused-device: `by` put in a device of `users[0]` (`device`)
+   * that is not in their device list, and it was refused.
    */
-  readonly kind: "created" | "joined" | "added" | "removed" | "left" | "refused";
+  readonly kind: "created" | "joined" | "added" | "removed" | "left" | "refused" | "device-added" | "device-removed" | "refused-device";
+  /** The device's name (device-added, device-removed, refused-device). */
+  readonly device?: string;
   readonly by: string;
   readonly users: readonly string[];
   /** The room's creator (the one who may remove others), when known. */

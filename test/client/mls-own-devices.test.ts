@@ -1,89 +1,129 @@
-// My own messages from my other devices (PROTOCOL.md §4.5, §11, §11.3), in the MLS engine over
-// real MLS: alice on a laptop and a desktop, and bob, in one room. A message of the desktop
-// reaches the laptop as mine (the device's name beside it), in order, and is kept in the
-// laptop's history in place; bob sees both devices' messages as alice's with no gap; reading on
+// My own messages from my other devices (PROTOCOL.md §4.5, §11, §11.3) in the MLS engine over
+// real MLS and the in-memory Delivery Service with per-device queues (fake-ds.ts), with the real
+// content layer: alice on a laptop and a desktop, and bob. A message of the desktop reaches the
+// laptop as mine (the device's name beside it), in order, and is kept in the laptop's history
+// in place across a restart; bob sees both devices' messages as alice's with no gap; reading on
 // one device sends a read marker that the other turns into a "read" event (never shown).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
+import { contentLayerOver } from "../../src/client/mls/content.js";
 import { READ_MARKER_MIN_MS } from "../../src/client/mls/send.js";
-import { deviceWorld, ROOM, type DeviceWorld, type TestDevice } from "../helpers/device-engines.js";
-import { waitUntil } from "../helpers/wait.js";
+import { MessageHistory } from "../../src/client/history.js";
+import { AtRestCipher } from "../../src/client/at-rest.js";
+import { ClientStateStore } from "../../src/client/state-store.js";
+import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { nullLogger } from "../../src/protocol/log.js";
+import { FakeDs } from "../helpers/fake-ds.js";
+import { DeviceWorld, type Device } from "../helpers/mls-devices.js";
+import type { TestContent } from "../helpers/mls-content-double.js";
+import { waitUntil as waitFor } from "../helpers/wait.js";
+
+const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
 
 let root: string;
-let w: DeviceWorld | undefined;
-beforeEach(() => { root = mkdtempSync(join(tmpdir(), "sc-own-devices-")); });
-afterEach(() => { w?.close(); w = undefined; rmSync(root, { recursive: true, force: true }); });
+let w: DeviceWorld;
+let ds: FakeDs;
+const states: ClientStateStore[] = [];
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "sc-own-dev-"));
+  ds = new FakeDs();
+  w = new DeviceWorld(ds, root);
+});
+afterEach(() => {
+  w.close();
+  for (const s of states.splice(0)) s.close();
+  rmSync(root, { recursive: true, force: true });
+});
 
-const messages = (d: TestDevice): ChatMessage[] => d.events.flatMap((e) => (e.type === "message" && e.message.conversationId === ROOM ? [e.message] : []));
-const refusals = (d: TestDevice): number => d.events.filter((e) => e.type === "refused").length;
-const reads = (d: TestDevice): Extract<SessionEvent, { type: "read" }>[] => d.events.flatMap((e) => (e.type === "read" ? [e] : []));
-async function send(d: TestDevice, text: string): Promise<string> {
-  const r = d.engine.send(ROOM, text);
+const DM = "dm:alice:bob";
+
+/** A device of the world with the real content layer over its own state db (and its history, as chat-client keeps it). */
+async function real(name: string, deviceName: string): Promise<Device & { state: ClientStateStore; history: MessageHistory }> {
+  const d = await w.device(name, deviceName);
+  const state = ClientStateStore.open(join(root, `${name}-${d.entry.deviceId}_state.db`));
+  states.push(state);
+  const history = new MessageHistory(state, new AtRestCipher({ username: name, sigPrivate: d.key } as unknown as PrivateIdentity), nullLogger);
+  // The history hears every event, as the session wires it (chat-client).
+  const events = d.events;
+  events.push = (...es: SessionEvent[]): number => {
+    for (const e of es) history.onEvent(e);
+    return Array.prototype.push.apply(events, es);
+  };
+  d.engine = w.engine({ ...d, content: contentLayerOver(state, name) as unknown as TestContent });
+  return Object.assign(d, { state, history });
+}
+
+async function world() {
+  const laptop = await real("alice", "laptop");
+  const desktop = await real("alice", "desktop");
+  const bob = await real("bob", "bobpc");
+  await w.publish("alice", [laptop, desktop]);
+  await w.publish("bob", [bob]);
+  for (const d of [laptop, desktop, bob]) await w.start(d);
+  return { laptop, desktop, bob };
+}
+
+const messages = (d: Device, conv: string): ChatMessage[] => d.events.flatMap((e) => (e.type === "message" && e.message.conversationId === conv ? [e.message] : []));
+const refusals = (d: Device): number => d.events.filter((e) => e.type === "refused").length;
+const reads = (d: Device): Extract<SessionEvent, { type: "read" }>[] => d.events.flatMap((e) => (e.type === "read" ? [e] : []));
+
+async function send(d: Device, conv: string, text: string): Promise<string> {
+  const r = d.engine.send(conv, text);
   if (!r.ok) throw new Error(JSON.stringify(r.error));
-  await waitUntil(() => d.events.some((e) => e.type === "message-state" && e.id === r.value.id && e.state === "accepted"), 30_000);
+  await waitUntil(() => d.events.some((e) => e.type === "message-state" && e.id === r.value.id && e.state === "accepted"), `${d.entry.name}'s "${text}" accepted`);
   return r.value.id;
 }
 
-describe("my messages from my other devices (§11)", () => {
-  it("the desktop's messages reach the laptop as mine, named by device, in order; bob sees both devices without a gap", async () => {
-    w = await deviceWorld(root);
-    const { laptop, desktop, bob, relay } = w;
-    const ids = [await send(desktop, "d0"), await send(laptop, "l0"), await send(desktop, "d1"), await send(laptop, "l1")];
-    await relay.idle();
-    await waitUntil(() => messages(bob).length === 4 && messages(laptop).length === 4, 30_000);
-    // The laptop: its own two as sent here, the desktop's two as mine from "desktop", in order.
-    expect(messages(laptop).map((m) => [m.text, m.from, m.own, m.device ?? "", m.state])).toEqual([
-      ["d0", "alice", true, "desktop", "accepted"], ["l0", "alice", true, "", "pending"], ["d1", "alice", true, "desktop", "accepted"], ["l1", "alice", true, "", "pending"],
+describe("my messages from my other devices (§11), read markers (§11.3)", () => {
+  it("the desktop's messages reach the laptop as mine, named by device, in order; bob sees both devices without a gap; the laptop's history keeps them in place", { timeout: 240_000 }, async () => {
+    const { laptop, desktop, bob } = await world();
+    await send(bob, DM, "hi alice");
+    await waitUntil(() => messages(laptop, DM).length === 1 && messages(desktop, DM).length === 1, "bob's DM on both of alice's devices");
+    // Taking turns: each is written once the one before reached every device.
+    const ids: string[] = [];
+    for (const [d, text] of [[desktop, "d0"], [laptop, "l0"], [desktop, "d1"], [laptop, "l1"]] as const) {
+      ids.push(await send(d, DM, text));
+      await waitUntil(() => [laptop, desktop, bob].every((x) => messages(x, DM).some((m) => m.text === text)), `"${text}" on every device`);
+    }
+    expect(messages(laptop, DM).map((m) => [m.text, m.from, m.own, m.device ?? ""])).toEqual([
+      ["hi alice", "bob", false, ""], ["d0", "alice", true, "desktop"], ["l0", "alice", true, ""], ["d1", "alice", true, "desktop"], ["l1", "alice", true, ""],
     ]);
-    expect(messages(bob).map((m) => [m.text, m.from, m.own, m.gap])).toEqual([["d0", "alice", false, false], ["l0", "alice", false, false], ["d1", "alice", false, false], ["l1", "alice", false, false]]);
-    expect(messages(bob).map((m) => m.id)).toEqual(ids);
+    expect(messages(desktop, DM).filter((m) => m.device !== undefined).map((m) => [m.text, m.device])).toEqual([["l0", "laptop"], ["l1", "laptop"]]);
+    const atBob = messages(bob, DM).slice(1);
+    expect(atBob.map((m) => [m.text, m.from, m.own, m.gap])).toEqual(["d0", "l0", "d1", "l1"].map((t) => [t, "alice", false, false]));
+    expect(atBob.map((m) => m.id)).toEqual(ids);
     for (const d of [laptop, desktop, bob]) expect(refusals(d)).toBe(0);
+    // The laptop's history (what a restart shows): the desktop's messages as mine, in place, not pending.
+    const kept = laptop.history.backlog([], () => true, () => {}).flatMap((m) => ("type" in m || m.conversationId !== DM ? [] : [[m.text, m.own, m.state ?? ""]]));
+    expect(kept).toEqual([["hi alice", false, ""], ["d0", true, "accepted"], ["l0", true, "accepted"], ["d1", true, "accepted"], ["l1", true, "accepted"]]);
   });
 
-  it("a read on the laptop becomes a read event on the desktop; bob ignores it; at most one marker per few seconds", async () => {
-    w = await deviceWorld(root);
-    const { laptop, desktop, bob, relay } = w;
-    const b0 = await send(bob, "b0");
-    const b1 = await send(bob, "b1");
-    await relay.idle();
-    await waitUntil(() => messages(laptop).length === 2 && messages(desktop).length === 2, 30_000);
-    const before = laptop.sent.length;
-    laptop.engine.markRead(ROOM, { from: "bob", id: b0 });
-    laptop.engine.markRead(ROOM, { from: "bob", id: b1 }); // within the interval: waits, replaces b0's turn
-    await waitUntil(() => reads(desktop).length >= 1, 30_000);
-    expect(reads(desktop)[0]).toEqual({ type: "read", conversationId: ROOM, from: "bob", id: b0 });
-    expect(laptop.sent.length - before).toBe(1);
-    await waitUntil(() => reads(desktop).length >= 2, READ_MARKER_MIN_MS + 30_000);
-    expect(reads(desktop)[1]).toEqual({ type: "read", conversationId: ROOM, from: "bob", id: b1 });
-    expect(laptop.sent.length - before).toBe(2);
-    // The same read again sends nothing; my own messages need no marker; the lobby never gets one.
-    laptop.engine.markRead(ROOM, { from: "bob", id: b1 });
-    laptop.engine.markRead(ROOM, { from: "alice", id: "ab".repeat(16) });
+  it("a read on the laptop becomes a read event on the desktop, one marker per few seconds; bob ignores it; none for my own message or the lobby", { timeout: 240_000 }, async () => {
+    const { laptop, desktop, bob } = await world();
+    const b0 = await send(bob, DM, "b0");
+    const b1 = await send(bob, DM, "b1");
+    await waitUntil(() => messages(laptop, DM).length === 2 && messages(desktop, DM).length === 2, "bob's two on both devices");
+    laptop.engine.markRead(DM, { from: "bob", id: b0 });
+    await waitUntil(() => reads(desktop).length >= 1, "the first marker");
+    expect(reads(desktop)).toEqual([{ type: "read", conversationId: DM, from: "bob", id: b0 }]);
+    const started = Date.now();
+    laptop.engine.markRead(DM, { from: "bob", id: b1 }); // within the interval: it waits for its turn
+    await waitUntil(() => reads(desktop).length >= 2, "the second marker", READ_MARKER_MIN_MS + 60_000);
+    expect(Date.now() - started).toBeGreaterThan(READ_MARKER_MIN_MS / 2); // it waited (the first went at once)
+    expect(reads(desktop)[1]).toEqual({ type: "read", conversationId: DM, from: "bob", id: b1 });
+    laptop.engine.markRead(DM, { from: "bob", id: b1 }); // the same again: nothing
+    laptop.engine.markRead(DM, { from: "alice", id: "ab".repeat(16) }); // my own: my devices see it as mine
     laptop.engine.markRead("lobby", { from: "bob", id: b1 });
-    await relay.idle();
-    expect(laptop.sent.length - before).toBe(2);
-    // Bob opened both markers (MLS delivers them to every member) and shows nothing of them.
-    await relay.idle();
+    await w.settle();
+    // Bob received both markers (MLS goes to every member), showed nothing and refused nothing.
+    await send(bob, DM, "b2");
+    await waitUntil(() => messages(desktop, DM).length === 3, "b2 on the desktop");
+    expect(reads(desktop)).toHaveLength(2);
     expect(reads(bob)).toEqual([]);
-    expect(messages(bob).map((m) => m.text)).toEqual(["b0", "b1"]);
+    expect(messages(bob, DM).map((m) => m.text)).toEqual(["b0", "b1", "b2"]);
     expect(refusals(bob)).toBe(0);
-  }, 60_000);
-
-  it("the laptop's history keeps the desktop's message in place: a restart shows it as mine", async () => {
-    w = await deviceWorld(root);
-    const { laptop, desktop, bob, relay } = w;
-    await send(bob, "b0");
-    await send(desktop, "from the desktop");
-    await send(bob, "b1");
-    await relay.idle();
-    await waitUntil(() => messages(laptop).length === 3, 30_000);
-    const { MessageHistory } = await import("../../src/client/history.js");
-    const { AtRestCipher } = await import("../../src/client/at-rest.js");
-    void MessageHistory; void AtRestCipher;
-    // The history is the session's (chat-client subscribes it); the engine's events are what it keeps.
-    expect(messages(laptop).map((m) => [m.text, m.own])).toEqual([["b0", false], ["from the desktop", true], ["b1", false]]);
   });
 });

@@ -4,12 +4,19 @@
 // the first commit for an epoch wins (EPOCH_TAKEN otherwise), the membership hint, per-user
 // ordered queues with acks (Welcomes with the tree beside them), lobby messages to online users
 // only. Hostile tests hook `intercept` to drop, alter or add deliveries.
+// Devices (PROTOCOL.md §4.5, §8): a user with a kept device list has one queue per device (the
+// primary's is the bare name, a linked device's `user/device_id`); fan-out goes to every device
+// of every member user but the sending device; KeyPackages are kept and claimed per device (my
+// own other devices too); device lists are published (version must grow) and fetched
+// (`serveList` lets a hostile test serve another list to one viewer).
 import { createHash } from "node:crypto";
 import { MlsDelivery, MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import type { DsApi, DsCommit, DsEpochTaken, DsGroupInfo, DsRefused, DsResult, MlsQueued } from "../../src/client/mls/ds-api.js";
 import { decodeMls } from "../../src/protocol/mls/client.js";
 import { conversationOfGroupId, isLastResort, decodeKeyPackage } from "../../src/protocol/mls/index.js";
 import { verifyCredential } from "../../src/protocol/mls/credential.js";
+import type { DeviceSeen } from "../../src/gen/securechat/v1/chat.js";
+import type { SignedDeviceList } from "../../src/protocol/devices.js";
 
 interface Group {
   readonly id: Uint8Array;
@@ -66,47 +73,78 @@ export class FakeDs {
   /** Claims served so far, per user (tests of KeyPackage use). */
   readonly claims = new Map<string, number>();
 
-  /** The DsApi of one user's session. */
-  api(user: string): DsApi {
+  /** Kept device lists per user (PROTOCOL.md §4.5). */
+  private readonly lists = new Map<string, SignedDeviceList>();
+  /** A hostile relay: the list served to `viewer` for `username` (undefined: the kept one). */
+  serveList: ((viewer: string, username: string) => SignedDeviceList | undefined) | undefined;
+
+  /**
+   * The queue address of a device: the bare name for the primary (and for a user without a
+   * list, or a device not named), `user/device_id` for a linked device (PROTOCOL.md §8).
+   */
+  address(user: string, deviceId = ""): string {
+    const d = this.lists.get(user)?.devices.find((x) => x.deviceId === deviceId);
+    return d === undefined || d.primary ? user : `${user}/${deviceId}`;
+  }
+
+  /** Every queue address of a user: one per device in the kept list, or the bare name. */
+  private addresses(user: string): { address: string; deviceId: string }[] {
+    const l = this.lists.get(user);
+    if (l === undefined) return [{ address: user, deviceId: "" }];
+    return l.devices.map((d) => ({ address: d.primary ? user : `${user}/${d.deviceId}`, deviceId: d.deviceId }));
+  }
+
+  /** The DsApi of one device's session (`deviceId` "" : the user's only or primary device). */
+  api(user: string, deviceId = ""): DsApi {
+    const from = (): string => this.address(user, deviceId);
     return {
-      publishKeyPackages: async (oneTime, lastResort) => this.publishKeyPackages(user, oneTime, lastResort),
-      claimKeyPackages: async (usernames) => this.claim(user, usernames),
+      publishKeyPackages: async (oneTime, lastResort) => this.publishKeyPackages(user, deviceId, oneTime, lastResort),
+      claimKeyPackages: async (usernames) => this.claim(user, from(), usernames),
+      fetchDeviceLists: async (usernames) => this.fetchDeviceLists(user, usernames),
+      publishDeviceList: async (list) => this.publishDeviceList(user, list),
       publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
-      sendCommit: async (c) => this.sendCommit(user, c),
+      sendCommit: async (c) => this.sendCommit(user, from(), deviceId, c),
       fetchCommits: async (groupId, fromEpoch) => this.fetchCommits(user, groupId, fromEpoch),
-      sendMls: async (mls) => this.sendMls(user, mls),
+      sendMls: async (mls) => this.sendMls(user, from(), deviceId, mls),
     };
   }
 
-  /** The user is online: deliveries are pushed to it (queued ones first, in order). */
-  connect(user: string, r: Recipient): void {
-    this.online.set(user, r);
-    for (const q of this.queues.get(user) ?? []) q.acked = false;
-    const pending = this.queues.get(user) ?? [];
-    this.queues.set(user, []);
-    for (const q of pending) this.push(user, q);
+  /** The device is online: deliveries are pushed to it (queued ones first, in order). */
+  connect(user: string, r: Recipient, deviceId = ""): void {
+    const a = this.address(user, deviceId);
+    this.online.set(a, r);
+    for (const q of this.queues.get(a) ?? []) q.acked = false;
+    const pending = this.queues.get(a) ?? [];
+    this.queues.set(a, []);
+    for (const q of pending) this.push(a, q);
   }
 
-  disconnect(user: string): void {
-    this.online.delete(user);
+  disconnect(user: string, deviceId = ""): void {
+    this.online.delete(this.address(user, deviceId));
   }
 
+  /** Whether any device of the user is online. */
   isOnline(user: string): boolean {
-    return this.online.has(user);
+    return this.addresses(user).some((a) => this.online.has(a.address));
   }
 
-  /** What waits (unacked) for a user. */
-  waiting(user: string): readonly MlsQueued[] {
-    return (this.queues.get(user) ?? []).filter((q) => !q.acked);
+  /** What waits (unacked) for a device. */
+  waiting(user: string, deviceId = ""): readonly MlsQueued[] {
+    return (this.queues.get(this.address(user, deviceId)) ?? []).filter((q) => !q.acked);
   }
 
-  lastResortOf(user: string): Uint8Array | undefined {
-    return this.keyPackages.get(user)?.lastResort;
+  lastResortOf(user: string, deviceId = ""): Uint8Array | undefined {
+    return this.keyPackages.get(this.address(user, deviceId))?.lastResort;
   }
 
-  oneTimeLeft(user: string): number {
-    return this.keyPackages.get(user)?.oneTime.length ?? 0;
+  oneTimeLeft(user: string, deviceId = ""): number {
+    return this.keyPackages.get(this.address(user, deviceId))?.oneTime.length ?? 0;
+  }
+
+  /** The list the relay keeps for a user. */
+  listOf(user: string): SignedDeviceList | undefined {
+    return this.lists.get(user);
   }
 
   groupOf(conv: string): { epoch: number; members: readonly string[]; groupId: Uint8Array } | undefined {
@@ -128,33 +166,69 @@ export class FakeDs {
 
   // ---- the DS ---------------------------------------------------------------------------------
 
-  private publishKeyPackages(user: string, oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): DsResult<{ oneTimeLeft: number; lastResortPresent: boolean }> {
+  private publishKeyPackages(user: string, deviceId: string, oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): DsResult<{ oneTimeLeft: number; lastResortPresent: boolean }> {
     if (oneTime.length === 0 && lastResort === undefined) return refuse("BAD_FRAME", "PublishKeyPackages carries no KeyPackage");
+    const device = this.lists.get(user)?.devices.find((d) => d.deviceId === deviceId);
     for (const b of [...oneTime, ...(lastResort ? [lastResort] : [])]) {
       const kp = decodeKeyPackage(b);
       if (verifyCredential(kp.leafNode.credential, kp.leafNode.signaturePublicKey).username !== user) return refuse("FORGED_SENDER", "KeyPackage of another user");
       if (isLastResort(kp) !== (b === lastResort)) return refuse("BAD_MLS_MESSAGE", "last_resort marker");
+      if (device !== undefined && !device.mlsSignatureKey.equals(Buffer.from(kp.leafNode.signaturePublicKey))) return refuse("BAD_KEY_PACKAGE", "KeyPackage of another device");
     }
-    let k = this.keyPackages.get(user);
-    if (k === undefined) this.keyPackages.set(user, (k = { oneTime: [], lastResort: undefined }));
+    const a = this.address(user, deviceId);
+    let k = this.keyPackages.get(a);
+    if (k === undefined) this.keyPackages.set(a, (k = { oneTime: [], lastResort: undefined }));
     k.oneTime.push(...oneTime);
     if (lastResort !== undefined) k.lastResort = lastResort;
     return { ok: true, oneTimeLeft: k.oneTime.length, lastResortPresent: k.lastResort !== undefined };
   }
 
-  private claim(user: string, usernames: readonly string[]): DsResult<{ entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
+  /** One KeyPackage per device of each user (my own user: my other devices only; without a list, as before: not oneself). */
+  private claim(user: string, from: string, usernames: readonly string[]): DsResult<{ entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
     const entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[] = [];
     const missing: string[] = [];
     for (const u of usernames) {
-      if (u === user) return refuse("BAD_FRAME", "not oneself");
-      const k = this.keyPackages.get(u);
-      const one = k?.oneTime.shift();
+      if (u === user && !this.lists.has(u)) return refuse("BAD_FRAME", "not oneself");
       this.claims.set(u, (this.claims.get(u) ?? 0) + 1);
-      if (one !== undefined) entries.push({ username: u, deviceId: "", keyPackage: one, lastResort: false });
-      else if (k?.lastResort !== undefined) entries.push({ username: u, deviceId: "", keyPackage: k.lastResort, lastResort: true });
-      else missing.push(u);
+      let any = false;
+      for (const { address, deviceId } of this.addresses(u)) {
+        if (address === from) continue;
+        const k = this.keyPackages.get(address);
+        const one = k?.oneTime.shift();
+        if (one !== undefined) entries.push({ username: u, deviceId, keyPackage: one, lastResort: false });
+        else if (k?.lastResort !== undefined) entries.push({ username: u, deviceId, keyPackage: k.lastResort, lastResort: true });
+        else continue;
+        any = true;
+      }
+      if (!any) missing.push(u);
     }
     return { ok: true, entries, missing };
+  }
+
+  private fetchDeviceLists(viewer: string, usernames: readonly string[]): DsResult<{ lists: SignedDeviceList[]; seen: DeviceSeen[] }> {
+    const lists: SignedDeviceList[] = [];
+    for (const u of new Set(usernames)) {
+      const l = this.serveList?.(viewer, u) ?? this.lists.get(u);
+      if (l !== undefined) lists.push(l);
+    }
+    return { ok: true, lists, seen: [] };
+  }
+
+  /** Keeps a newer list of the user's own (the real relay also verifies it against the bound identity key); drops the queues and KeyPackages of devices it no longer names. */
+  private publishDeviceList(user: string, list: SignedDeviceList): DsResult<{ list: SignedDeviceList }> {
+    if (list.username !== user) return refuse("BAD_DEVICE_LIST", "a device list of another user");
+    const kept = this.lists.get(user);
+    if (kept !== undefined && list.version <= kept.version) return refuse("BAD_DEVICE_LIST", `the relay keeps version ${kept.version} already`);
+    const before = this.addresses(user).map((a) => a.address);
+    this.lists.set(user, list);
+    const now = new Set(this.addresses(user).map((a) => a.address));
+    for (const a of before) {
+      if (now.has(a)) continue;
+      this.online.delete(a);
+      this.queues.delete(a);
+      this.keyPackages.delete(a);
+    }
+    return { ok: true, list };
   }
 
   private info(g: Group): DsGroupInfo {
@@ -188,7 +262,7 @@ export class FakeDs {
     return { ok: true, ...this.info(g) };
   }
 
-  private sendCommit(user: string, c: DsCommit): DsResult<{ epoch: number; currentEpoch: number }> | DsEpochTaken {
+  private sendCommit(user: string, from: string, deviceId: string, c: DsCommit): DsResult<{ epoch: number; currentEpoch: number }> | DsEpochTaken {
     this.commitsSent.push({ bytes: c.commit.length + (c.welcome?.length ?? 0) + (c.ratchetTree?.length ?? 0) + c.groupInfo.length, withGroupInfo: c.groupInfo.length > 0 });
     let f: ReturnType<typeof framing>;
     try {
@@ -218,12 +292,17 @@ export class FakeDs {
     }
     const lobby = g.conv === "lobby";
     for (const m of before) {
-      if (m === user || (lobby && !this.online.has(m))) continue;
-      this.enqueue(m, g.conv, { kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.commit), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: "" });
+      for (const { address } of this.addresses(m)) {
+        if (address === from || (lobby && !this.online.has(address))) continue;
+        this.enqueue(address, g.conv, { kind: MlsKind.MLS_KIND_COMMIT, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.commit), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: deviceId });
+      }
     }
     if (c.welcome !== undefined && c.welcome.length > 0) {
-      for (const a of c.added) {
-        this.enqueue(a, g.conv, { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.welcome), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)), epoch: 0, senderDevice: "" });
+      for (const a of new Set(c.added)) {
+        for (const { address } of this.addresses(a)) {
+          if (address === from) continue;
+          this.enqueue(address, g.conv, { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(c.welcome), ratchetTree: Buffer.from(c.ratchetTree ?? new Uint8Array(0)), epoch: 0, senderDevice: deviceId });
+        }
       }
     }
     return { ok: true, epoch: f.epoch, currentEpoch: g.epoch };
@@ -242,7 +321,7 @@ export class FakeDs {
     return { ok: true, commits, currentEpoch: g.epoch, more: false };
   }
 
-  private sendMls(user: string, mls: Uint8Array): DsResult<{ queuedFor: string[] }> {
+  private sendMls(user: string, from: string, deviceId: string, mls: Uint8Array): DsResult<{ queuedFor: string[] }> {
     let f: ReturnType<typeof framing>;
     try {
       f = framing(mls);
@@ -258,10 +337,12 @@ export class FakeDs {
     const queuedFor: string[] = [];
     const lobby = g.conv === "lobby";
     for (const m of g.members) {
-      if (m === user) continue;
-      if (lobby && !this.online.has(m)) continue;
-      if (!this.online.has(m)) queuedFor.push(m);
-      this.enqueue(m, g.conv, { kind, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(mls), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: "" });
+      for (const { address } of this.addresses(m)) {
+        if (address === from) continue;
+        if (lobby && !this.online.has(address)) continue;
+        if (!this.online.has(address) && m !== user && !queuedFor.includes(m)) queuedFor.push(m);
+        this.enqueue(address, g.conv, { kind, groupId: Buffer.from(g.id), sender: user, mls: Buffer.from(mls), ratchetTree: Buffer.alloc(0), epoch: f.epoch, senderDevice: deviceId });
+      }
     }
     return { ok: true, queuedFor };
   }

@@ -169,7 +169,8 @@ describe("the creator is not leaf 0", () => {
     const creatorKick = await ga2.removeMembers(["dave"]);
     ga2.confirmCommit();
     const r = await gb!.process(creatorKick.commit, creatorRule(gb!));
-    expect(r.kind === "commit" && r.change.removed.map((m) => m.username)).toEqual(["dave"]);
+    // Dave holds two leaves now (his stale one and the re-join): removing a user removes every leaf of theirs (PROTOCOL.md §4.5).
+    expect(r.kind === "commit" && r.change.removed.map((m) => m.username)).toEqual(["dave", "dave"]);
     void gd2;
   });
 

@@ -10,6 +10,7 @@ import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, t
 import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
 import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
+import { keyPackageLeafKey } from "./devices.js";
 
 /**
  * What the commit, Welcome and ratchet tree of one SendCommit may take: the relay's frame
@@ -50,7 +51,7 @@ export class Committer {
    * the change again while `again` says it is still needed.
    */
   async commitChange(convId: string, make: (g: MlsGroup) => Promise<PendingCommit>, hint: { added: readonly string[]; removed: readonly string[] },
-    line: MembershipLine | undefined, again: (g: MlsGroup) => boolean): Promise<Outcome> {
+    line: MembershipLine | (() => readonly MembershipLine[]) | undefined, again: (g: MlsGroup) => boolean): Promise<Outcome> {
     for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
       const g = this.s.groups.get(convId);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
@@ -81,8 +82,8 @@ export class Committer {
         this.s.leaving.delete(convId);
         this.s.newEpoch(convId);
         this.s.d.content.committed(convId, this.s.d.clock());
-        this.s.d.content.membersChanged(convId, g.members());
-        if (line !== undefined) this.s.line(convId, line);
+        this.s.d.content.membersChanged(convId, g.members()); // per device (§4.5): the leaves
+        for (const l of line === undefined ? [] : typeof line === "function" ? line() : [line]) this.s.line(convId, l);
         this.s.d.store.saveGroup(g);
         this.recordView(convId, g);
         if (!withInfo) {
@@ -134,10 +135,13 @@ export class Committer {
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
       n = Math.min(n, entries.length - done, addsThatFit(g.members().length, entries.slice(done), max));
       const chunk = entries.slice(done, done + n);
-      const names = chunk.map((e) => e.username);
-      const r = await this.commitChange(convId, (x) => x.addMembers(chunk.map((e) => e.keyPackage), { expectUsernames: names, nowS }), { added: names, removed: [] },
+      const perPackage = chunk.map((e) => e.username);
+      const names = [...new Set(perPackage)];
+      // Each KeyPackage is one device (PROTOCOL.md §4.5): still needed while its key has no leaf.
+      const keys = chunk.map((e) => Buffer.from(keyPackageLeafKey(e.keyPackage)));
+      const r = await this.commitChange(convId, (x) => x.addMembers(chunk.map((e) => e.keyPackage), { expectUsernames: perPackage, nowS }), { added: names, removed: [] },
         { kind: "added", by: this.s.d.me, users: names, ...this.s.creatorField(convId), atMs: this.s.d.clock() },
-        (x) => names.some((u) => !x.members().some((m) => m.username === u)));
+        (x) => keys.some((k) => !x.members().some((m) => k.equals(Buffer.from(m.signatureKey)))));
       if (!r.ok && r.error.kind === "refused" && r.error.code === ErrorCode.ERROR_CODE_FRAME_TOO_LARGE && n > 1) {
         n = Math.floor(n / 2);
         continue;
@@ -162,6 +166,7 @@ export class Committer {
     this.s.d.content.membersChanged(convId, [this.s.d.me]);
     this.recordView(convId, g);
     if (g.conversation.kind !== "dm" && g.conversation.kind !== "lobby") this.s.line(convId, { kind: "created", by: this.s.d.me, users: [], creator: this.s.d.me, atMs: this.s.d.clock() });
+    if (g.conversation.kind !== "lobby") this.s.healSoon(convId); // my other devices (devices.ts)
     return ok(g);
   }
 
@@ -187,7 +192,7 @@ export class Committer {
       if (m.username === me || isOnline(m.username)) this.offlineSince.delete(m.username);
       else if (!this.offlineSince.has(m.username)) this.offlineSince.set(m.username, nowMs);
     }
-    if (nowMs - this.lastSweepMs < LOBBY_SWEEP_MS || lobbyJanitor(members, isOnline, me) !== me) return;
+    if (nowMs - this.lastSweepMs < LOBBY_SWEEP_MS || lobbyJanitor(members, isOnline, g.myLeafIndex) !== g.myLeafIndex) return;
     const stale = [...this.offlineSince].filter(([, since]) => nowMs - since >= LOBBY_STALE_MS).map(([u]) => u).slice(0, LOBBY_SWEEP_MAX);
     if (stale.length === 0) return;
     this.lastSweepMs = nowMs;
@@ -264,6 +269,7 @@ export class Committer {
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
       this.recordView(convId, g);
+      this.s.healSoon(convId); // my other devices: added, or my unlinked ones removed (devices.ts)
       return ok(undefined);
     }
     return fail(lastError);

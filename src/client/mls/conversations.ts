@@ -29,6 +29,7 @@ import { KeyPackageKeeper } from "./key-packages.js";
 import { Receiver } from "./receive.js";
 import { Recreator } from "./recreate.js";
 import { Sender } from "./send.js";
+import { claimDevices, DeviceHealer } from "./devices.js";
 
 export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
 
@@ -41,6 +42,8 @@ export class MlsConversations {
   private readonly c: Committer;
   private readonly o: Sender;
   private readonly k: KeyChanges;
+  private readonly h: DeviceHealer;
+  private readonly unsubscribe: (() => void) | undefined;
 
   constructor(d: ConversationDeps) {
     this.s = new EngineState(d);
@@ -52,6 +55,29 @@ export class MlsConversations {
     this.o = new Sender(this.s, this.c);
     this.k = new KeyChanges(this.s, this.c, this.r);
     this.s.flushSoon = (conv) => { void this.s.run(() => this.o.flush(conv)).catch((e: unknown) => d.logger.warn("mls.send.failed", { conversation: conv, error: (e as Error).message })); };
+    this.h = new DeviceHealer(this.s, this.c);
+    this.s.healSoon = (conv) => {
+      if (d.devices === undefined || this.s.closed) return;
+      void this.s.run(() => this.h.heal(conv)).catch((e: unknown) => d.logger.warn("mls.devices.heal_failed", { conversation: conv, error: (e as Error).message }));
+    };
+    // PROTOCOL.md §4.5: my newer list heals every group (a linked device added, an unlinked one
+    // removed); anyone's newer list may let through a commit refused for their device.
+    this.unsubscribe = d.devices?.onChange((username, list, previous) => {
+      for (const dev of [...(previous?.devices ?? []), ...list.devices]) {
+        if (this.s.deviceNames.size >= 4_096) this.s.deviceNames.delete(this.s.deviceNames.keys().next().value!);
+        this.s.deviceNames.set(dev.mlsSignatureKey.toString("hex"), dev.name);
+      }
+      if (!this.s.started || this.s.closed) return;
+      void this.s.run(async () => {
+        await this.r.listChanged(username);
+        if (username === d.me) await this.h.healAll();
+      }).catch((e: unknown) => d.logger.warn("mls.devices.list_change_failed", { user: username, error: (e as Error).message }));
+    });
+  }
+
+  /** Heals every group now (tests; the engine does it at connect and when my list changes). */
+  healDevices(): Promise<void> {
+    return this.s.run(() => this.h.healAll());
   }
 
   // ---- lifecycle ----------------------------------------------------------------------------
@@ -84,6 +110,7 @@ export class MlsConversations {
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
       await this.s.keyPackages.fill();
       for (const conv of [...this.s.outbox.keys()]) this.s.flushSoon(conv); // kept from before a restart (send.ts)
+      for (const conv of this.s.conversations()) this.s.healSoon(conv); // at connect (devices.ts)
     });
   }
 
@@ -97,6 +124,7 @@ export class MlsConversations {
       const lobby = await this.c.enterLobby();
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
       for (const conv of [...this.s.outbox.keys()]) void this.s.run(() => this.o.flush(conv));
+      for (const conv of this.s.conversations()) this.s.healSoon(conv); // at connect (devices.ts)
     });
   }
 
@@ -111,6 +139,7 @@ export class MlsConversations {
 
   close(): void {
     this.s.closed = true;
+    this.unsubscribe?.();
     for (const conv of this.s.held.conversations()) this.s.held.drop(conv);
     this.s.settle(); // the dropped held messages: resolved as before (nothing of theirs to save)
   }
@@ -236,8 +265,19 @@ export class MlsConversations {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "leave" });
-      if (g.members().length > 1) {
-        const proposal = await g.proposeLeave();
+      // /leave on one device takes all my devices out (PROTOCOL.md §4.5): first one commit removes
+      // my other devices' leaves (a member may remove its own user's leaves), then my own leaf
+      // proposes its leave as before (MLS does not let a member commit its own removal).
+      const others = g.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== g.myLeafIndex);
+      if (others.length > 0) {
+        const out = await this.c.commitChange(room, (x) => x.changeOwnDevices(x.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex).map((m) => m.leafIndex), []),
+          { added: [], removed: [] }, undefined, (x) => x.members().some((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex));
+        if (!out.ok) return out;
+      }
+      const cur = this.s.groups.get(room);
+      if (cur === undefined || !cur.active) return fail({ kind: "not-a-member", room, action: "leave" });
+      if (cur.members().length > 1) {
+        const proposal = await cur.proposeLeave();
         const r = await this.s.d.ds.sendMls(proposal);
         if (!r.ok) {
           this.s.reload(room);
@@ -286,12 +326,13 @@ export class MlsConversations {
       const entries: { username: string; keyPackage: Uint8Array }[] = [];
       for (let i = 0; i < names.length; i += CLAIM_MAX) {
         const batch = names.slice(i, i + CLAIM_MAX);
-        const claimed = await this.s.d.ds.claimKeyPackages(batch);
-        if (!claimed.ok) return fail(refusedError(claimed));
+        // One KeyPackage per device, each checked against the user's device list (devices.ts).
+        const claimed = await claimDevices(this.s, batch);
+        if (!claimed.ok) return claimed;
         for (const u of batch) {
-          const entry = claimed.entries.find((e) => e.username === u);
-          if (entry === undefined) return fail({ kind: "no-key-package", username: u });
-          entries.push({ username: u, keyPackage: entry.keyPackage });
+          const mine = claimed.value.entries.filter((e) => e.username === u);
+          if (mine.length === 0) return fail({ kind: "no-key-package", username: u });
+          for (const e of mine) entries.push({ username: u, keyPackage: e.keyPackage });
         }
       }
       return this.c.addInChunks(room, entries, Math.floor(this.s.d.clock() / 1000));

@@ -5,9 +5,9 @@
 import { ErrorCode, errorCodeFromJSON } from "../../gen/securechat/v1/chat.js";
 import type { Logger } from "../../protocol/log.js";
 import { MlsGroup, type AppKind, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
-import type { DeviceDirectory } from "../devices-api.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { MlsKeyStore } from "../mls-store.js";
+import type { DeviceDirectory } from "../devices-api.js";
 import type { MembershipLine, MessageKind, Outcome, RoomView, SessionEvent } from "../types.js";
 import type { ContentLayer, SealedContent } from "./content-api.js";
 import type { DsApi, DsRefused } from "./ds-api.js";
@@ -46,14 +46,13 @@ export interface ConversationDeps {
   readonly isOnline?: (username: string) => boolean;
   /** The relay's directory answered a lookup without this name: no such user on this relay. */
   readonly isUnknown?: (username: string) => boolean;
-  /**
-   * Verified device lists (PROTOCOL.md §4.5): tells my other devices' messages (shown as mine)
-   * and checks the relay's MlsDelivery.sender_device against the sender's leaf. Without it, a
-   * message from another leaf of my own user is refused and peers' devices are not checked.
-   */
-  readonly devices?: DeviceDirectory;
   /** The durable outbox (outbox-store.ts in the state db); without it, pending messages live in memory only. */
   readonly outbox?: MlsOutboxStore;
+  /**
+   * Verified device lists (PROTOCOL.md §4.5) and which device I am: one leaf per device
+   * (devices.ts). Without it every user is one device (a relay or tests from before devices).
+   */
+  readonly devices?: DeviceDirectory;
   readonly clock: () => number;
   readonly logger: Logger;
   readonly emit: (e: SessionEvent) => void;
@@ -126,6 +125,10 @@ export class EngineState {
   readonly waitingWelcome = new Map<string, number>();
   /** Sends what waits in a conversation's outbox (set by the engine: send.ts). */
   flushSoon: (conversationId: string) => void = () => {};
+  /** Names of devices (by MLS signature key, hex) from lists seen before the newest: a removed device's line still names it. */
+  readonly deviceNames = new Map<string, string>();
+  /** Runs the self-heal of my devices' leaves in a conversation after the current operation (set by the engine: devices.ts). */
+  healSoon: (conversationId: string) => void = () => {};
 
   constructor(readonly d: ConversationDeps) {
     this.held = new HeldMessages(d.limits?.holdMessages ?? HOLD_MAX_MESSAGES, d.limits?.holdMs ?? HOLD_MAX_MS);
@@ -133,7 +136,7 @@ export class EngineState {
 
   members(conversationId: string): readonly string[] | undefined {
     const g = this.groups.get(conversationId);
-    return g?.active === true ? g.members().map((m) => m.username) : undefined;
+    return g?.active === true ? [...new Set(g.members().map((m) => m.username))] : undefined;
   }
 
   creator(conversationId: string): string | undefined {

@@ -26,6 +26,7 @@ import type { EngineState } from "./engine-state.js";
 import type { Receiver } from "./receive.js";
 import type { MlsGroup } from "../../protocol/mls/index.js";
 import { describeClientError as describe } from "../errors.js";
+import { claimDevices } from "./devices.js";
 
 /** What one decision did, per conversation (for tests and the log). */
 export interface KeyChangeResult {
@@ -99,11 +100,12 @@ export class KeyChanges {
     if (isIn(g)) {
       r = await this.c.commitChange(convId, (x) => x.removeStaleLeaves(username, fpr), { added: [], removed: [] }, undefined, (x) => staleIn(x, username, fpr));
     } else {
-      const claimed = await this.s.d.ds.claimKeyPackages([username]);
-      const entry = claimed.ok ? claimed.entries.find((e) => e.username === username) : undefined;
-      if (entry === undefined) return { ok: false, why: "no-key-package" };
+      // One KeyPackage per device of the new key's list (PROTOCOL.md §4.5), checked against it (devices.ts).
+      const claimed = await claimDevices(this.s, [username]);
+      const packages = claimed.ok ? claimed.value.entries.filter((e) => e.username === username).map((e) => e.keyPackage) : [];
+      if (packages.length === 0) return { ok: false, why: "no-key-package" };
       const nowS = Math.floor(this.s.d.clock() / 1000);
-      r = await this.c.commitChange(convId, (x) => staleIn(x, username, fpr) && isIn(x) ? x.removeStaleLeaves(username, fpr) : x.replaceMember(username, entry.keyPackage, { nowS }),
+      r = await this.c.commitChange(convId, (x) => staleIn(x, username, fpr) && isIn(x) ? x.removeStaleLeaves(username, fpr) : x.replaceMember(username, packages, { nowS }),
         { added: [username], removed: [] }, undefined, (x) => staleIn(x, username, fpr));
     }
     const cur = this.s.groups.get(convId);

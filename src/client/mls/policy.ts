@@ -13,9 +13,15 @@
 //   only the key my user decided on (/trust, /accept); while undecided, nothing of U's is accepted.
 // - The relay-authenticated sender of a commit must be its MLS committer (§8.1: the relay
 //   authenticates who sent by the session).
+// - Devices (PROTOCOL.md §4.5, §7): a leaf of U (added, or an external joiner) is accepted only
+//   when its MLS signature key is in U's newest verified device list (a user who never had a list
+//   is one device, as before); a member may remove leaves of its own user (its other devices:
+//   the self-heal, /unlink, /leave); anyone may remove a leaf whose key is not in its user's
+//   newest list; the relay's sender_device, when it names a listed device, must be the committer's leaf.
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
 import type { MembershipChange, MlsGroup, MlsMember, VerifiedIdentity } from "../../protocol/mls/index.js";
+import { deviceBySignatureKey, type DeviceListBody } from "../../protocol/devices.js";
 import type { MembershipLine } from "../types.js";
 
 /** The room's creator as its GroupContext names them (even after they left), or undefined (lobby, DM). */
@@ -23,19 +29,51 @@ export function creatorOf(group: MlsGroup): string | undefined {
   return group.creator()?.username;
 }
 
-/** Why a commit is refused, or undefined when it is allowed. */
-export type Refusal = "sender" | "policy";
+/** Why a commit is refused, or undefined when it is allowed ("device": a leaf whose key its user's list does not name). */
+export type Refusal = "sender" | "policy" | "device";
+
+/** The device lists a judgement reads: U's newest verified list, or undefined when U has none (one device). */
+export type ListsOf = (username: string) => DeviceListBody | undefined;
+
+/** The leaves a commit puts in (added, and the external joiner). */
+export function incomingLeaves(change: MembershipChange): MlsMember[] {
+  return change.external ? [...change.added, change.committer] : [...change.added];
+}
+
+/** The first leaf a commit puts in whose key is not in its user's list (PROTOCOL.md §4.5), if any. */
+export function unlistedLeaf(change: MembershipChange, lists: ListsOf): MlsMember | undefined {
+  return incomingLeaves(change).find((m) => {
+    const l = lists(m.username);
+    return l !== undefined && deviceBySignatureKey(l, m.signatureKey) === undefined;
+  });
+}
+
+/** A removal any member may make under the device rules: a leaf of the committer's own user, or one whose key its user's list no longer names. */
+export function deviceRemovalAllowed(change: MembershipChange, removed: MlsMember, lists: ListsOf): boolean {
+  if (removed.username === change.committer.username && removed.identityFpr.equals(change.committer.identityFpr)) return true;
+  const l = lists(removed.username);
+  return l !== undefined && deviceBySignatureKey(l, removed.signatureKey) === undefined;
+}
 
 /**
  * A commit is refused when its relay-authenticated sender is not its MLS committer, or when it
  * removes someone it may not (MlsGroup.removalsAllowed, §7.4: a member's own leave, a resync of
  * the committer's own leaf under the same identity key, or the room's creator by name AND key).
  */
-export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly isOnline?: (username: string) => boolean; readonly trusts?: (id: VerifiedIdentity) => boolean }): Refusal | undefined {
+export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { readonly relaySender: string; readonly relaySenderDevice?: string; readonly isOnline?: (username: string) => boolean; readonly trusts?: (id: VerifiedIdentity) => boolean; readonly lists?: ListsOf }): Refusal | undefined {
   if (change.committer.username !== ctx.relaySender) return "sender";
-  // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6).
+  const lists = ctx.lists;
+  if (lists !== undefined) {
+    // §8.1 with §4.5: the device the relay authenticated must be the committer's leaf.
+    const l = lists(ctx.relaySender);
+    const named = ctx.relaySenderDevice === undefined || ctx.relaySenderDevice === "" || l === undefined ? undefined : l.devices.find((d) => d.deviceId === ctx.relaySenderDevice);
+    if (named !== undefined && !named.mlsSignatureKey.equals(Buffer.from(change.committer.signatureKey))) return "sender";
+    if (unlistedLeaf(change, lists) !== undefined) return "device";
+  }
+  // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6);
+  // so are the removals the device rules allow.
   const present = ctx.trusts === undefined ? [] : group.members();
-  const rest = ctx.trusts === undefined ? change : { ...change, removed: change.removed.filter((r) => !keyReplacementAllowed(change, r, ctx.trusts!, present)) };
+  const rest = { ...change, removed: change.removed.filter((r) => !(ctx.trusts !== undefined && keyReplacementAllowed(change, r, ctx.trusts, present)) && !(lists !== undefined && deviceRemovalAllowed(change, r, lists))) };
   if (group.removalsAllowed(rest)) return undefined;
   return group.conversation.kind === "lobby" && lobbySweepAllowed(rest, ctx.isOnline) ? undefined : "policy";
 }
@@ -78,8 +116,9 @@ export function lobbySweepAllowed(change: MembershipChange, isOnline: ((username
  * online (me included: I am online when I run it). Every member computes the same from the same
  * tree and directory; two who disagree (a directory update in flight) race like any commit.
  */
-export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "leafIndex">[], isOnline: (username: string) => boolean, me: string): string | undefined {
-  return [...members].sort((a, b) => a.leafIndex - b.leafIndex).find((m) => m.username === me || isOnline(m.username))?.username;
+export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "leafIndex">[], isOnline: (username: string) => boolean, myLeaf: number): number | undefined {
+  // By leaf, not by name: of my several devices only the one at that leaf sweeps (PROTOCOL.md §4.5).
+  return [...members].sort((a, b) => a.leafIndex - b.leafIndex).find((m) => m.leafIndex === myLeaf || isOnline(m.username))?.leafIndex;
 }
 
 /**
@@ -90,10 +129,11 @@ export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "lea
  * room of N costs one commit instead of N-1 racing ones. Returns my rank, or undefined when I
  * am the leaver or not in the tree.
  */
-export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "leafIndex">[], leaver: string, me: string): number | undefined {
-  if (me === leaver) return undefined;
-  const order = members.filter((m) => m.username !== leaver).sort((a, b) => a.leafIndex - b.leafIndex);
-  const i = order.findIndex((m) => m.username === me);
+export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "leafIndex">[], leaverLeaf: number, myLeaf: number): number | undefined {
+  // By leaf (PROTOCOL.md §4.5): each device is its own member; the leaving leaf never commits its own leave.
+  if (myLeaf === leaverLeaf) return undefined;
+  const order = members.filter((m) => m.leafIndex !== leaverLeaf).sort((a, b) => a.leafIndex - b.leafIndex);
+  const i = order.findIndex((m) => m.leafIndex === myLeaf);
   return i < 0 ? undefined : i;
 }
 
@@ -101,23 +141,37 @@ export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "
 export const LEAVE_COMMIT_STEP_MS = 60_000;
 
 /** The lines a (processed) commit shows in its conversation, naming who made each change. */
-export function linesOf(change: MembershipChange, ctx: { readonly creator: string | undefined; readonly leaving: ReadonlySet<string>; readonly atMs: number }): MembershipLine[] {
+export function linesOf(change: MembershipChange, ctx: { readonly creator: string | undefined; readonly leaving: ReadonlySet<string>; readonly atMs: number; readonly after?: readonly MlsMember[]; readonly deviceName?: (username: string, signatureKey: Uint8Array) => string }): MembershipLine[] {
   const by = change.committer.username;
   const base = (kind: MembershipLine["kind"], who: string, users: readonly string[]): MembershipLine =>
     ctx.creator === undefined ? { kind, by: who, users, atMs: ctx.atMs } : { kind, by: who, users, creator: ctx.creator, atMs: ctx.atMs };
   const out: MembershipLine[] = [];
+  // Devices (PROTOCOL.md §4.5): a leaf added or removed for a user who keeps another leaf (one
+  // the commit did not add) is a device line; the user's first leaves are the usual lines.
+  const after = ctx.after;
+  const addedKeys = new Set(change.added.map((a) => Buffer.from(a.signatureKey).toString("hex")));
+  const keeps = (u: string, skipAdded: boolean): boolean => after !== undefined && after.some((m) => m.username === u && !(skipAdded && addedKeys.has(Buffer.from(m.signatureKey).toString("hex"))));
+  const name = (m: MlsMember): string => ctx.deviceName?.(m.username, m.signatureKey) ?? `device ${Buffer.from(m.signatureKey).toString("hex").slice(0, 8)}`;
+  const device = (kind: "device-added" | "device-removed", m: MlsMember): MembershipLine => ({ ...base(kind, by, [m.username]), device: name(m) });
+  const deviceAdds = change.added.filter((m) => !(change.external && m.username === by) && keeps(m.username, true));
+  const deviceRemovals = change.removed.filter((r) => !change.added.some((a) => a.username === r.username && !a.identityFpr.equals(r.identityFpr)) && !ctx.leaving.has(r.username) && keeps(r.username, false)
+    && !(change.external && r.username === by && r.identityFpr.equals(change.committer.identityFpr) && Buffer.from(r.signatureKey).equals(Buffer.from(change.committer.signatureKey))));
   const resync = change.external && change.removed.some((r) => r.username === by);
-  if (change.external && !resync) out.push(base("joined", by, []));
-  const added = change.added.map((m) => m.username).filter((u) => !(change.external && u === by));
+  if (change.external && !resync) out.push(keeps(by, false) && after!.filter((m) => m.username === by).length > 1 ? device("device-added", change.committer) : base("joined", by, []));
+  const added = [...new Set(change.added.filter((m) => !deviceAdds.includes(m)).map((m) => m.username).filter((u) => !(change.external && u === by)))];
   if (added.length > 0) out.push(base("added", by, added));
+  for (const m of deviceAdds) out.push(device("device-added", m));
+  for (const m of deviceRemovals) out.push(device("device-removed", m));
   const removed: string[] = [];
   for (const r of change.removed) {
+    if (deviceRemovals.includes(r)) continue;
     if (r.username === by) continue;
     if (change.added.some((a) => a.username === r.username)) continue; // a key change: the "added" line names them (key-change.ts)
     if (ctx.leaving.has(r.username)) out.push(base("left", r.username, []));
     else removed.push(r.username);
   }
-  if (removed.length > 0) out.push(base("removed", by, removed));
+  const users = [...new Set(removed)];
+  if (users.length > 0) out.push(base("removed", by, users));
   return out;
 }
 

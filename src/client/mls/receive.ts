@@ -14,7 +14,8 @@ import type { ContentLayer } from "./content-api.js";
 import type { MlsQueued } from "./ds-api.js";
 import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
-import { judgeCommit, LEAVE_COMMIT_STEP_MS, leaveCommitRank, linesOf, refusedLine, type Refusal } from "./policy.js";
+import { incomingLeaves, judgeCommit, LEAVE_COMMIT_STEP_MS, leaveCommitRank, linesOf, refusedLine, unlistedLeaf, type Refusal } from "./policy.js";
+import { deviceName } from "./devices.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
 import type { Recreator } from "./recreate.js";
@@ -35,6 +36,12 @@ export class Receiver {
   private readonly processed = new Set<string>();
   /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
   private readonly undecided = new Set<string>();
+  /**
+   * Conversations stopped at a commit refused for a device not in its user's list (PROTOCOL.md
+   * §4.5), by conversation: whose list a change would let it through. Like `undecided`, what
+   * follows is held (never a re-join); a newer list of that user makes the engine try again (listChanged).
+   */
+  private readonly awaitingList = new Map<string, Set<string>>();
   /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
   private readonly splitShown = new Set<string>();
   /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
@@ -126,7 +133,7 @@ export class Receiver {
     if (f.epoch > epoch) {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
-      if (full && !this.s.recovering.has(conv) && !this.undecided.has(conv)) await this.recover(conv);
+      if (full && !this.s.recovering.has(conv) && !this.undecided.has(conv) && !this.awaitingList.has(conv)) await this.recover(conv);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -141,7 +148,7 @@ export class Receiver {
       this.s.d.logger.info("mls.deliver.redelivered", { conversation: conv, seq: q.seq });
       return true;
     }
-    if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender);
+    if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender, item.senderDevice);
     else if (f.contentType === "proposal") await this.onProposal(conv, g, item.mls, item.sender);
     else await this.onApplication(conv, g, q);
     this.processed.add(id);
@@ -170,7 +177,9 @@ export class Receiver {
     const conv = g.conversation.id;
     const names = g.members().map((m) => m.username);
     // The relay names the conversation and who sent the Welcome: both must agree with the group.
-    if (conv !== q.conversationId || !names.includes(item.sender) || item.sender === this.s.d.me) {
+    // From my own user only when another device of mine added me (PROTOCOL.md §4.5 self-heal): never a reflection of my own leaf.
+    const fromMe = item.sender === this.s.d.me && (this.s.d.devices === undefined || sameBytes(joined.addedBy.signatureKey, client.signaturePublicKey));
+    if (conv !== q.conversationId || !names.includes(item.sender) || fromMe) {
       this.s.d.logger.warn("mls.welcome.mismatch", { conversation: q.conversationId, group: conv, sender: item.sender });
       g.destroy();
       const kept = this.s.groups.get(conv);
@@ -192,7 +201,11 @@ export class Receiver {
     if (before !== undefined && before !== g) { before.destroy(); this.s.held.drop(conv); }
     this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, g.members()); // per device (§4.5): the leaves
-    this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    if (by === this.s.d.me) {
+      // Another device of mine added this one (self-heal): a device line, not "added".
+      this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    } else this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+    this.s.healSoon(conv);
     this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: by, members: names.length, lastResort: joined.lastResort });
     if (joined.lastResort) await this.s.keyPackages?.replaceLastResort();
     else await this.s.topUpFromStore();
@@ -219,7 +232,7 @@ export class Receiver {
     this.s.d.store.saveGroup(g);
     // One member commits a leave (policy.ts leaveCommitRank): the first in leaf order at once,
     // the others only if it is still uncommitted after their rank's delay (checkLeaves).
-    const rank = leaveCommitRank(g.members(), inc.sender.username, this.s.d.me);
+    const rank = leaveCommitRank(g.members(), inc.sender.leafIndex, g.myLeafIndex);
     if (rank === undefined) return;
     if (rank === 0) {
       await this.commitLeave(conv, inc.sender.username);
@@ -419,20 +432,98 @@ export class Receiver {
   }
 
   /** Processes a commit of the group's current epoch with the conversation's policy; shows it; saves. */
-  async applyCommit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string): Promise<void> {
+  async applyCommit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string, relaySenderDevice?: string): Promise<void> {
     const creator = this.s.creators.get(conv);
     const leaving = this.s.leavingOf(conv);
+    const dir = this.s.d.devices;
+    const lists = dir === undefined ? undefined : (u: string) => dir.known(u);
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
+    // Devices (PROTOCOL.md §4.5): before a leaf is accepted from a user whose list I do not know,
+    // or a change is refused under the lists I know, those users' lists are refreshed once and the
+    // commit is processed again (a refused commit leaves the group as it was).
+    let refresh: string[] = [];
+    let refreshed = dir === undefined;
     const policy = (change: MembershipChange): boolean => {
-      const why = judgeCommit(g, change, { relaySender, ...(this.s.d.trust !== undefined ? { trusts: this.s.d.trust } : {}), ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
+      const why = judgeCommit(g, change, { relaySender, ...(relaySenderDevice !== undefined ? { relaySenderDevice } : {}), ...(lists !== undefined ? { lists } : {}), ...(this.s.d.trust !== undefined ? { trusts: this.s.d.trust } : {}), ...(this.s.d.isOnline !== undefined ? { isOnline: this.s.d.isOnline } : {}) });
+      if (dir !== undefined && !refreshed) {
+        const unknown = incomingLeaves(change).some((m) => dir.known(m.username) === undefined);
+        if (unknown || why === "device" || why === "policy") {
+          refresh = [...new Set([...incomingLeaves(change), ...change.removed, change.committer].map((m) => m.username))];
+          return false;
+        }
+      }
       if (why !== undefined) verdict = { change, why };
       return why === undefined;
     };
     let inc: Awaited<ReturnType<MlsGroup["process"]>>;
-    try {
-      inc = await g.process(mls, policy);
-    } catch (e) {
-      if (verdict?.why === "policy") {
+    for (let pass = 0; ; pass++) {
+      try {
+        inc = await g.process(mls, policy);
+        break;
+      } catch (e) {
+        if (pass === 0 && !refreshed && refresh.length > 0 && dir !== undefined) {
+          try {
+            await dir.refresh(refresh);
+          } catch (re) {
+            this.s.d.logger.warn("mls.devices.refresh_failed", { conversation: conv, reason: (re as Error).message });
+          }
+          refreshed = true;
+          continue;
+        }
+        this.refusedCommit(conv, g, verdict, relaySender, creator, e);
+        return;
+      }
+    }
+    if (inc.kind !== "commit") {
+      this.s.reload(conv);
+      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
+      return;
+    }
+    this.awaitingList.delete(conv);
+    const atMs = this.s.d.clock();
+    this.undecided.delete(conv);
+    this.s.leaving.delete(conv);
+    if (inc.removedMe) {
+      // My leave, or one of my own devices removing this one (/leave on another device, /unlink).
+      const iLeft = leaving.has(this.s.d.me) || inc.change.committer.username === this.s.d.me;
+      this.s.forget(conv);
+      this.s.line(conv, iLeft ? { kind: "left", by: this.s.d.me, users: [], atMs } : { kind: "removed", by: inc.change.committer.username, users: [this.s.d.me], ...(creator !== undefined ? { creator } : {}), atMs });
+      return;
+    }
+    const after = g.members();
+    for (const l of linesOf(inc.change, { creator, leaving, atMs, after, deviceName: (u, k) => deviceName(dir?.known(u), k, this.s.deviceNames) })) this.s.line(conv, l);
+    this.s.d.content.membersChanged(conv, after); // per device (§4.5): the leaves
+    this.s.newEpoch(conv);
+    this.s.d.store.saveGroup(g);
+    await this.releaseHeld(conv);
+  }
+
+  /** A newer device list of `username` was taken: conversations stopped at a commit refused for that user's device try again. */
+  async listChanged(username: string): Promise<void> {
+    for (const [conv, users] of [...this.awaitingList]) {
+      if (!users.has(username)) continue;
+      this.s.d.logger.info("mls.devices.retry_refused", { conversation: conv, user: username });
+      await this.catchUp(conv);
+      await this.releaseHeld(conv);
+    }
+  }
+
+  /** A commit processApply refused: the line or notice it shows, and what waits on it. */
+  private refusedCommit(conv: string, g: MlsGroup, verdict: { change: MembershipChange; why: Refusal } | undefined, relaySender: string, creator: string | undefined, e: unknown): void {
+    {
+      if (verdict?.why === "device") {
+        // PROTOCOL.md §4.5: a leaf whose key its user's newest verified list does not name.
+        const dir = this.s.d.devices;
+        const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u));
+        const who = leaf?.username ?? relaySender;
+        this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who });
+        let waiting = this.awaitingList.get(conv);
+        if (waiting === undefined) this.awaitingList.set(conv, (waiting = new Set()));
+        waiting.add(who);
+        this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
+        this.s.notice("warn", `the relay or a member added a device ${who} did not link into ${conv}; it was refused (you stay where you were in ${conv})`, conv);
+        this.recreator?.refused(conv, g, verdict.change.committer.username);
+      } else if (verdict?.why === "policy") {
         this.s.d.logger.warn("mls.commit.refused_by_policy", { conversation: conv, by: verdict.change.committer.username });
         this.s.line(conv, refusedLine(verdict.change, creator, this.s.d.clock()));
         this.recreator?.refused(conv, g, verdict.change.committer.username);
@@ -443,27 +534,7 @@ export class Receiver {
         if (isMlsProtocolError(e, "untrusted-identity")) this.undecided.add(conv);
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
-      return;
     }
-    if (inc.kind !== "commit") {
-      this.s.reload(conv);
-      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
-      return;
-    }
-    const atMs = this.s.d.clock();
-    this.undecided.delete(conv);
-    this.s.leaving.delete(conv);
-    if (inc.removedMe) {
-      const iLeft = leaving.has(this.s.d.me);
-      this.s.forget(conv);
-      this.s.line(conv, iLeft ? { kind: "left", by: this.s.d.me, users: [], atMs } : { kind: "removed", by: inc.change.committer.username, users: [this.s.d.me], ...(creator !== undefined ? { creator } : {}), atMs });
-      return;
-    }
-    for (const l of linesOf(inc.change, { creator, leaving, atMs })) this.s.line(conv, l);
-    this.s.d.content.membersChanged(conv, g.members()); // per device (§4.5): the leaves
-    this.s.newEpoch(conv);
-    this.s.d.store.saveGroup(g);
-    await this.releaseHeld(conv);
   }
 
   /** Processes held messages that the group's epoch now reaches. */
@@ -514,7 +585,7 @@ export class Receiver {
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
     // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
-    if (this.undecided.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
+    if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
     this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
     const dropped = this.s.held.drop(conv);
     const r = await this.c.externalJoin(conv, true);

@@ -18,6 +18,7 @@ import { MlsGroup } from "../../protocol/mls/index.js";
 import type { MlsMember } from "../../protocol/mls/index.js";
 import type { Committer } from "./commit.js";
 import { hex, type EngineState } from "./engine-state.js";
+import { claimDevices } from "./devices.js";
 
 /** Users claimed and added by one commit of a re-creation (a commit adding ~70 to a room of 500 fits a frame, PROTOCOL.md §8.3). */
 export const RECREATE_ADD_CHUNK = 50;
@@ -90,7 +91,7 @@ export class Recreator {
       s.notice("warn", `${conv} cannot be re-created through this relay connection`, conv);
       return;
     }
-    const members = old.members().map((m) => m.username).filter((u) => u !== me && u !== offender);
+    const members = [...new Set(old.members().map((m) => m.username))].filter((u) => u !== me && u !== offender);
     const g = await MlsGroup.create(s.mustClient(), conv, s.groupOptions());
     const r = await s.d.ds.recreateRoom(await g.groupInfo());
     if (!r.ok) {
@@ -113,19 +114,23 @@ export class Recreator {
     for (let i = 0; i < members.length; i += RECREATE_ADD_CHUNK) {
       const chunk = members.slice(i, i + RECREATE_ADD_CHUNK);
       await s.d.ensureKeys?.(chunk);
-      const claimed = await s.d.ds.claimKeyPackages(chunk);
-      if (!claimed.ok) { missing.push(...chunk); continue; }
+      // One KeyPackage per device of each, checked against their device lists (devices.ts).
+      const result = await claimDevices(s, chunk);
+      if (!result.ok) { missing.push(...chunk); continue; }
+      const claimed = result.value;
       missing.push(...claimed.missing);
       if (claimed.entries.length === 0) continue;
-      const names = claimed.entries.map((e) => e.username);
+      const perPackage = claimed.entries.map((e) => e.username);
+      const names = [...new Set(perPackage)];
       const nowS = Math.floor(s.d.clock() / 1000);
-      const out = await this.c.commitChange(conv, (x) => x.addMembers(claimed.entries.map((e) => e.keyPackage), { expectUsernames: names, nowS }), { added: names, removed: [] },
+      const out = await this.c.commitChange(conv, (x) => x.addMembers(claimed.entries.map((e) => e.keyPackage), { expectUsernames: perPackage, nowS }), { added: names, removed: [] },
         { kind: "added", by: me, users: names, creator: me, atMs: s.d.clock() }, (x) => !names.every((u) => x.members().some((m) => m.username === u)));
       if (out.ok) added.push(...names);
       else missing.push(...names);
     }
     s.notice("info", `you re-created ${conv} after a change by ${offender} was refused${added.length > 0 ? `; ${added.join(", ")} ${added.length === 1 ? "is" : "are"} in it again` : ""}${missing.length > 0 ? `; ${missing.join(", ")} could not be added (no KeyPackage on the relay, or refused): /invite them later` : ""}`, conv);
     s.d.emit({ type: "rooms", rooms: s.rooms() }); // the members now, also when nobody could be added back
+    s.healSoon(conv); // my other devices (devices.ts)
     if ((s.outbox.get(conv)?.length ?? 0) > 0) s.flushSoon(conv);
   }
 }

@@ -14,6 +14,7 @@ import type { DsApi } from "./ds-api.js";
 import { fail, hex, isTransient, ok, refusedError, sentence, TRANSIENT, type EngineState, type Outgoing } from "./engine-state.js";
 import { randomBytes } from "node:crypto";
 import type { Committer } from "./commit.js";
+import { claimDevices } from "./devices.js";
 import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 
 /**
@@ -284,12 +285,13 @@ export class Sender {
     }
     if (g.members().some((m) => m.username === peer)) return ok(g);
     await this.s.d.ensureKeys?.([peer]); // first contact pins the peer first (PROTOCOL.md §4.4)
-    const claimed = await this.s.d.ds.claimKeyPackages([peer]);
-    if (!claimed.ok) return fail(refusedError(claimed));
-    const entry = claimed.entries.find((e) => e.username === peer);
-    if (entry === undefined) return fail(this.s.d.isUnknown?.(peer) === true ? { kind: "unknown-user", username: peer } : { kind: "no-key-package", username: peer });
+    // Every device of the peer (PROTOCOL.md §4.5), each checked against their device list (devices.ts).
+    const claimed = await claimDevices(this.s, [peer]);
+    if (!claimed.ok) return claimed;
+    const entries = claimed.value.entries.filter((e) => e.username === peer);
+    if (entries.length === 0) return fail(this.s.d.isUnknown?.(peer) === true ? { kind: "unknown-user", username: peer } : { kind: "no-key-package", username: peer });
     const nowS = Math.floor(this.s.d.clock() / 1000);
-    const added = await this.c.commitChange(conv.id, (x) => x.addMembers([entry.keyPackage], { expectUsernames: [peer], nowS }), { added: [peer], removed: [] },
+    const added = await this.c.commitChange(conv.id, (x) => x.addMembers(entries.map((e) => e.keyPackage), { expectUsernames: entries.map(() => peer), nowS }), { added: [peer], removed: [] },
       { kind: "added", by: this.s.d.me, users: [peer], atMs: this.s.d.clock() }, (x) => !x.members().some((m) => m.username === peer));
     if (!added.ok) return added;
     const now = this.s.groups.get(conv.id);

@@ -9,6 +9,7 @@ import type { Logger } from "../../protocol/log.js";
 import type { TrustHook } from "../../protocol/mls/index.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { TrustStore } from "../trust-store.js";
+import type { DeviceDirectory } from "../devices-api.js";
 import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
 import { AcceptanceOrder } from "./content-order.js";
@@ -46,6 +47,8 @@ export interface MlsSessionOptions {
   readonly handled?: (message: boolean) => void;
   /** The relay's directory: whether a user is online now (the lobby janitor, PROTOCOL.md §7). */
   readonly isOnline?: (username: string) => boolean;
+  /** Verified device lists and this device (PROTOCOL.md §4.5): one leaf per device in every group (devices.ts). */
+  readonly devices?: DeviceDirectory;
 }
 
 /**
@@ -92,6 +95,7 @@ export class MlsSession {
       ...(o.isUnknown === undefined ? {} : { isUnknown: o.isUnknown }),
       ...(o.outbox === undefined ? {} : { outbox: o.outbox }),
       ...(o.isOnline === undefined ? {} : { isOnline: o.isOnline }),
+      ...(o.devices === undefined ? {} : { devices: o.devices }),
     });
   }
 

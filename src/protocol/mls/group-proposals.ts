@@ -12,18 +12,19 @@ export function removalProposals(members: readonly MlsMember[], usernames: reado
   const proposals: Proposal[] = [];
   for (const name of new Set(usernames)) {
     if (name === me) throw new MlsProtocolError("bad-argument", "to leave a group, propose to leave (a member commits it)");
-    const m = members.find((x) => x.username === name);
-    if (m === undefined) throw new MlsProtocolError("bad-argument", `'${String(name)}' is not a member of ${conversationId}`);
-    proposals.push(removal(m));
+    // Every leaf of the user: one per device (PROTOCOL.md §4.5).
+    const leaves = members.filter((x) => x.username === name);
+    if (leaves.length === 0) throw new MlsProtocolError("bad-argument", `'${String(name)}' is not a member of ${conversationId}`);
+    proposals.push(...leaves.map(removal));
   }
   return proposals;
 }
 
-/** Every leaf of `username` under another identity key than `identityFpr` removed, and `keyPackage` (that key's) added. */
-export function replacementProposals(members: readonly MlsMember[], username: string, keyPackage: KeyPackage, identityFpr: Buffer, conversationId: string): Proposal[] {
+/** Every leaf of `username` under another identity key than `identityFpr` removed, and `keyPackages` (that key's, one per device) added. */
+export function replacementProposals(members: readonly MlsMember[], username: string, keyPackages: readonly KeyPackage[], identityFpr: Buffer, conversationId: string): Proposal[] {
   const stale = members.filter((m) => m.username === username && !m.identityFpr.equals(identityFpr));
   if (stale.length === 0) throw new MlsProtocolError("bad-argument", `${conversationId} holds no leaf of '${username}' under another identity key`);
-  return [...stale.map(removal), { proposalType: "add", add: { keyPackage } }];
+  return [...stale.map(removal), ...keyPackages.map((keyPackage): Proposal => ({ proposalType: "add", add: { keyPackage } }))];
 }
 
 /** The leaves of `username` under any identity key but `keep` removed, when a leaf under `keep` is already in. */

@@ -192,20 +192,52 @@ export class MlsGroup {
       throw new MlsProtocolError("bad-argument", "expectUsernames must name one user per KeyPackage");
     }
     const now = options.nowS ?? Math.floor(Date.now() / 1000);
-    const present = new Set(this.members().map((m) => m.username));
+    return this.commit(this.addProposals(keyPackages, options.expectUsernames, now), true);
+  }
+
+  /**
+   * Add proposals for KeyPackages, each checked (suite, lifetime, credential, expected username,
+   * trust hook) and refused when a leaf with its signature key, i.e. that device (PROTOCOL.md
+   * §4.5: one leaf per device), is already in the group or twice in the batch.
+   */
+  private addProposals(keyPackages: readonly Uint8Array[], expectUsernames: readonly (string | undefined)[] | undefined, now: number): Proposal[] {
+    const present = new Set(this.members().map((m) => Buffer.from(m.signatureKey).toString("hex")));
     const proposals: Proposal[] = [];
     keyPackages.forEach((bytes, i) => {
       const kp = decodeKeyPackage(bytes);
-      const id = checkKeyPackage(kp, options.expectUsernames?.[i], now);
+      const id = checkKeyPackage(kp, expectUsernames?.[i], now);
       if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
-      if (present.has(id.username)) throw new MlsProtocolError("bad-key-package", `'${id.username}' is already a member of ${this.conversation.id}`);
+      const key = Buffer.from(kp.leafNode.signaturePublicKey).toString("hex");
+      if (present.has(key)) throw new MlsProtocolError("bad-key-package", `this device of '${id.username}' is already a member of ${this.conversation.id}`);
       if (this.conversation.kind === "dm" && !this.conversation.members.includes(id.username)) {
         throw new MlsProtocolError("bad-key-package", `'${id.username}' is not a member of ${this.conversation.id}`);
       }
-      present.add(id.username);
+      present.add(key);
       proposals.push({ proposalType: "add", add: { keyPackage: kp } });
     });
-    return this.commit(proposals, true);
+    return proposals;
+  }
+
+  /**
+   * My own devices' leaves (PROTOCOL.md §4.5, §7 self-heal): ONE commit removes the leaves at
+   * `removeLeaves` (each must be a leaf of my user, never my own) and adds `keyPackages` (each of
+   * my user, a device with no leaf yet). Every member's policy allows a member to change its own
+   * user's leaves.
+   */
+  async changeOwnDevices(removeLeaves: readonly number[], keyPackages: readonly Uint8Array[], options: { nowS?: number } = {}): Promise<PendingCommit> {
+    this.checkUsable();
+    if (!Array.isArray(removeLeaves) || !Array.isArray(keyPackages) || removeLeaves.length + keyPackages.length === 0) throw new MlsProtocolError("bad-argument", "changeOwnDevices needs a leaf to remove or a KeyPackage to add");
+    const members = this.members();
+    const proposals: Proposal[] = [];
+    for (const leaf of new Set(removeLeaves)) {
+      const m = members.find((x) => x.leafIndex === leaf);
+      if (m === undefined || m.username !== this.client.username) throw new MlsProtocolError("bad-argument", `leaf ${String(leaf)} is not a leaf of '${this.client.username}' in ${this.conversation.id}`);
+      if (leaf === this.myLeafIndex) throw new MlsProtocolError("bad-argument", "to leave a group, propose to leave (a member commits it)");
+      proposals.push({ proposalType: "remove", remove: { removed: leaf } });
+    }
+    const now = options.nowS ?? Math.floor(Date.now() / 1000);
+    proposals.push(...this.addProposals(keyPackages, keyPackages.map(() => this.client.username), now));
+    return this.commit(proposals, keyPackages.length > 0);
   }
 
   /**
@@ -215,14 +247,17 @@ export class MlsGroup {
    * which accepts only the decided key). Each member's policy allows the removal only with that
    * add (client policy.ts keyReplacementAllowed).
    */
-  async replaceMember(username: string, keyPackage: Uint8Array, options: { nowS?: number } = {}): Promise<PendingCommit> {
+  async replaceMember(username: string, keyPackage: Uint8Array | readonly Uint8Array[], options: { nowS?: number } = {}): Promise<PendingCommit> {
     this.checkUsable();
     if (typeof username !== "string" || username === this.client.username) throw new MlsProtocolError("bad-argument", "replaceMember needs another member's username");
-    if (!(keyPackage instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "replaceMember needs a KeyPackage");
-    const kp = decodeKeyPackage(keyPackage);
-    const id = checkKeyPackage(kp, username, options.nowS ?? Math.floor(Date.now() / 1000));
-    if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
-    return this.commit(replacementProposals(this.members(), username, kp, id.identityFpr, this.conversation.id), true);
+    // One KeyPackage per device of the user (PROTOCOL.md §4.5), all under the new identity key.
+    const packages = keyPackage instanceof Uint8Array ? [keyPackage] : [...keyPackage];
+    if (packages.length === 0 || !packages.every((k) => k instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "replaceMember needs a KeyPackage");
+    const kps = packages.map((b) => decodeKeyPackage(b));
+    const ids = kps.map((kp) => checkKeyPackage(kp, username, options.nowS ?? Math.floor(Date.now() / 1000)));
+    for (const id of ids) if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
+    if (ids.some((id) => !id.identityFpr.equals(ids[0]!.identityFpr))) throw new MlsProtocolError("bad-argument", "replaceMember's KeyPackages name different identity keys");
+    return this.commit(replacementProposals(this.members(), username, kps, ids[0]!.identityFpr, this.conversation.id), true);
   }
 
   /**
@@ -237,7 +272,7 @@ export class MlsGroup {
     return this.commit(staleLeafRemovals(this.members(), username, keep, this.conversation.id), false);
   }
 
-  /** Removes members by username (PROTOCOL.md §7.3); not myself (use proposeLeave). */
+  /** Removes members by username, every leaf (device) of each (PROTOCOL.md §7.3, §4.5); not myself (use proposeLeave). */
   async removeMembers(usernames: readonly string[]): Promise<PendingCommit> {
     this.checkUsable();
     if (!Array.isArray(usernames) || usernames.length === 0) throw new MlsProtocolError("bad-argument", "removeMembers needs at least one username");

@@ -59,6 +59,10 @@ export function membershipText(line: MembershipLine, conversationId: string, me:
       const only = line.creator === undefined ? "only its creator can" : `only ${who(line.creator, me)} can`;
       return `${by} tried to remove ${users} from ${where}; ${only}`;
     }
+    // A device of a user who keeps another one in the conversation (PROTOCOL.md §4.5).
+    case "device-added": return `${who(line.users[0] ?? line.by, me)} added a device: ${clean(line.device ?? "unnamed")}`;
+    case "device-removed": return `${who(line.users[0] ?? line.by, me)} removed a device: ${clean(line.device ?? "unnamed")}`;
+    case "refused-device": return `${by} put a device of ${users} into ${where} that ${users} did not link (${clean(line.device ?? "unnamed")}); it was refused`;
     default: {
       const never: never = line.kind;
       return never;

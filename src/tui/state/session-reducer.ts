@@ -184,6 +184,9 @@ function roomsAfter(rooms: readonly RoomView[], room: string, line: MembershipLi
       by.forEach((u) => members.delete(u));
       break;
     case "refused":
+    case "device-added":
+    case "device-removed":
+    case "refused-device":
       return rooms;
   }
   if (!members.has(me)) return known === undefined ? rooms : rooms.filter((r) => r.room !== room);

@@ -1,0 +1,172 @@
+// One leaf per DEVICE in the protocol v2 engine (PROTOCOL.md §4.5, §7): a user's leaves are the
+// devices of their newest verified device list (DeviceDirectory, devices-api.ts).
+// - Claims: ClaimKeyPackages gives one KeyPackage per device; each is used only when its leaf
+//   signature key is that device's MLS signature key in the user's newest verified list
+//   (claimDevices), so a relay cannot slip in a key the user did not link.
+// - Self-heal (healPlan, DeviceHealer): in every group I am in, a device of my newest list with
+//   no leaf is added (one KeyPackage claimed for it) and a leaf of mine whose key is not in that
+//   list is removed (what /unlink does to every group). Only my device with the lowest leaf index
+//   among my listed leaves in that group commits: every device of mine computes the same from the
+//   same tree and list; after EPOCH_TAKEN it re-checks on the winner's tree (commit.ts). The
+//   lobby is only cleaned (removals): each device enters it itself, by external commit.
+// - Lines: a commit that adds or removes a leaf of a user who keeps another leaf shows "alice
+//   added a device: desktop" / "alice removed a device: desktop" (policy.ts linesOf).
+// Without a DeviceDirectory (tests, a relay before devices) every user is one device: nothing here runs.
+import { decodeKeyPackage, type MlsGroup, type MlsMember } from "../../protocol/mls/index.js";
+import { deviceBySignatureKey, type DeviceEntry, type DeviceListBody } from "../../protocol/devices.js";
+import type { MembershipLine } from "../types.js";
+import type { Committer } from "./commit.js";
+import { fail, ok, refusedError, type EngineState } from "./engine-state.js";
+import type { Outcome } from "../types.js";
+
+export interface ClaimedDevice {
+  readonly username: string;
+  readonly deviceId: string;
+  readonly keyPackage: Uint8Array;
+}
+
+const keyEq = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+
+/** Whether a leaf's MLS signature key is one of the list's devices. */
+export function listed(list: DeviceListBody, signatureKey: Uint8Array): boolean {
+  return deviceBySignatureKey(list, signatureKey) !== undefined;
+}
+
+/** The leaf signature key of a KeyPackage (throws on bytes that are not one). */
+export function keyPackageLeafKey(keyPackage: Uint8Array): Uint8Array {
+  return decodeKeyPackage(keyPackage).leafNode.signaturePublicKey;
+}
+
+/** A device's name for a line: from the list, else the start of its key. */
+export function deviceName(list: DeviceListBody | undefined, signatureKey: Uint8Array, seen?: ReadonlyMap<string, string>): string {
+  const d = list === undefined ? undefined : deviceBySignatureKey(list, signatureKey);
+  const hex = Buffer.from(signatureKey).toString("hex");
+  return d?.name ?? seen?.get(hex) ?? `device ${hex.slice(0, 8)}`;
+}
+
+/**
+ * What the self-heal of one group does, for the device at `myLeaf` of user `me` (PROTOCOL.md §7
+ * "Self-heal"): `add`, listed devices of mine with no leaf; `remove`, leaves of mine whose key the
+ * list does not name; `committer`, whether I am the one to commit it (my device with the lowest
+ * leaf index among my leaves the list names). A device the list does not name (unlinked) never commits.
+ */
+export function healPlan(members: readonly Pick<MlsMember, "username" | "leafIndex" | "signatureKey">[], myLeaf: number, me: string, list: DeviceListBody):
+  { readonly committer: boolean; readonly add: readonly DeviceEntry[]; readonly remove: readonly number[] } {
+  const mine = members.filter((m) => m.username === me);
+  const self = mine.find((m) => m.leafIndex === myLeaf);
+  if (self === undefined || !listed(list, self.signatureKey)) return { committer: false, add: [], remove: [] };
+  const lowest = Math.min(...mine.filter((m) => listed(list, m.signatureKey)).map((m) => m.leafIndex));
+  return {
+    committer: lowest === myLeaf,
+    add: list.devices.filter((d) => !mine.some((m) => keyEq(m.signatureKey, d.mlsSignatureKey))),
+    remove: mine.filter((m) => !listed(list, m.signatureKey)).map((m) => m.leafIndex),
+  };
+}
+
+/**
+ * Claims one KeyPackage per device of these users and keeps only those whose leaf key is that
+ * device's MLS signature key in the user's newest verified list (refreshed first when the user's
+ * list is not known or does not name the device). A package refused is said in one sentence.
+ * `missing`: users with no usable package. Without a directory, the relay's entries as they are.
+ */
+export async function claimDevices(s: EngineState, usernames: readonly string[], only?: (e: ClaimedDevice) => boolean): Promise<Outcome<{ entries: ClaimedDevice[]; missing: string[] }>> {
+  const claimed = await s.d.ds.claimKeyPackages(usernames);
+  if (!claimed.ok) return fail(refusedError(claimed));
+  const raw = claimed.entries.filter((e) => only === undefined || only(e));
+  const dir = s.d.devices;
+  if (dir === undefined) return ok({ entries: raw.map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage })), missing: usernames.filter((u) => !raw.some((e) => e.username === u)) });
+  const stale = [...new Set(raw.filter((e) => !dir.known(e.username)?.devices.some((d) => d.deviceId === e.deviceId)).map((e) => e.username))];
+  if (stale.length > 0) {
+    try {
+      await dir.refresh(stale);
+    } catch (e) {
+      s.d.logger.warn("mls.devices.refresh_failed", { users: stale.length, reason: (e as Error).message });
+    }
+  }
+  const entries: ClaimedDevice[] = [];
+  for (const e of raw) {
+    const list = dir.known(e.username);
+    let key: Uint8Array;
+    try {
+      key = keyPackageLeafKey(e.keyPackage);
+    } catch {
+      s.d.logger.warn("mls.devices.bad_key_package", { user: e.username, device: e.deviceId });
+      continue;
+    }
+    if (list === undefined) {
+      // A user who never had a device list (a relay or client from before devices): one device.
+      entries.push({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage });
+      continue;
+    }
+    const device = list.devices.find((d) => d.deviceId === e.deviceId);
+    if (device === undefined || !keyEq(device.mlsSignatureKey, key)) {
+      s.d.logger.warn("mls.devices.key_package_refused", { user: e.username, device: e.deviceId });
+      s.notice("warn", `the relay gave a KeyPackage for a device of ${e.username} (${device?.name ?? (e.deviceId || "unnamed")}) whose key is not in ${e.username}'s device list; it was not used`);
+      continue;
+    }
+    entries.push({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage });
+  }
+  return ok({ entries, missing: usernames.filter((u) => !entries.some((e) => e.username === u)) });
+}
+
+/** The self-heal of my own devices' leaves (see the file's header). */
+export class DeviceHealer {
+  constructor(private readonly s: EngineState, private readonly c: Committer) {}
+
+  /** Heals every group I am in (at connect, after my list changed). */
+  async healAll(): Promise<void> {
+    for (const conv of [...this.s.groups.keys()]) await this.heal(conv);
+  }
+
+  /** One group: adds my listed devices without a leaf, removes my leaves the list no longer names, when I am the committer. */
+  async heal(conv: string): Promise<void> {
+    const dir = this.s.d.devices;
+    const g = this.s.groups.get(conv);
+    if (dir === undefined || g === undefined || !g.active) return;
+    const me = this.s.d.me;
+    const plan = (x: MlsGroup): ReturnType<typeof healPlan> => {
+      const list = dir.known(me);
+      if (list === undefined) return { committer: false, add: [], remove: [] };
+      const p = healPlan(x.members(), x.myLeafIndex, me, list);
+      // The lobby: each device enters it itself (lobby messages reach online devices only).
+      return conv === "lobby" ? { ...p, add: [] } : p;
+    };
+    const first = plan(g);
+    if (!first.committer || first.add.length + first.remove.length === 0) return;
+    let packages: ClaimedDevice[] = [];
+    if (first.add.length > 0) {
+      const want = new Set(first.add.map((d) => d.deviceId));
+      const claimed = await claimDevices(this.s, [me], (e) => e.username === me && want.has(e.deviceId));
+      if (!claimed.ok) this.s.d.logger.warn("mls.devices.claim_failed", { conversation: conv, error: JSON.stringify(claimed.error) });
+      else packages = claimed.value.entries;
+      if (packages.length < first.add.length) this.s.d.logger.info("mls.devices.no_key_package", { conversation: conv, devices: first.add.length - packages.length });
+    }
+    const todo = (x: MlsGroup): { remove: number[]; add: ClaimedDevice[] } => {
+      const p = plan(x);
+      if (!p.committer) return { remove: [], add: [] };
+      const ids = new Set(p.add.map((d) => d.deviceId));
+      return { remove: [...p.remove], add: packages.filter((k) => ids.has(k.deviceId)) };
+    };
+    const now = todo(g);
+    if (now.remove.length + now.add.length === 0) return;
+    const list = dir.known(me);
+    const linesFor = (x: MlsGroup, t: ReturnType<typeof todo>): MembershipLine[] => {
+      const at = this.s.d.clock();
+      const names = (ks: Uint8Array[]): string[] => ks.map((k) => deviceName(list, k, this.s.deviceNames));
+      const removedKeys = x.members().filter((m) => t.remove.includes(m.leafIndex)).map((m) => m.signatureKey);
+      const addedKeys = t.add.map((k) => keyPackageLeafKey(k.keyPackage));
+      return [
+        ...names(addedKeys).map((device): MembershipLine => ({ kind: "device-added", by: me, users: [me], device, ...this.s.creatorField(conv), atMs: at })),
+        ...names(removedKeys).map((device): MembershipLine => ({ kind: "device-removed", by: me, users: [me], device, ...this.s.creatorField(conv), atMs: at })),
+      ];
+    };
+    let shown: MembershipLine[] = linesFor(g, now);
+    const r = await this.c.commitChange(conv, (x) => {
+      const t = todo(x);
+      shown = linesFor(x, t);
+      return x.changeOwnDevices(t.remove, t.add.map((k) => k.keyPackage), { nowS: Math.floor(this.s.d.clock() / 1000) });
+    }, { added: now.add.length > 0 ? [me] : [], removed: [] }, () => shown, (x) => { const t = todo(x); return t.remove.length + t.add.length > 0; });
+    if (!r.ok) this.s.d.logger.warn("mls.devices.heal_failed", { conversation: conv, error: JSON.stringify(r.error) });
+    else this.s.d.logger.info("mls.devices.healed", { conversation: conv, added: now.add.length, removed: now.remove.length });
+  }
+}

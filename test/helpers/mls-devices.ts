@@ -1,0 +1,196 @@
+// Several devices per user for the protocol v2 engine's tests (PROTOCOL.md §4.5) over the
+// in-memory Delivery Service (fake-ds.ts): a user's identity key, a primary device (its MLS
+// client made by the store) and linked devices (own device key, own MLS key vouched for by the
+// identity key, store opened with linkedTo + putClient, as linking leaves it), signed versioned
+// device lists published through the primary, and a DeviceDirectory double that verifies and
+// pins lists per viewing device, as src/client/device-directory.ts does.
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { join } from "node:path";
+import { MlsConversations } from "../../src/client/mls/conversations.js";
+import type { DsApi } from "../../src/client/mls/ds-api.js";
+import type { DeviceDirectory, DeviceLastSeen, ThisDevice } from "../../src/client/devices-api.js";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
+import { newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../../src/protocol/devices.js";
+import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
+import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
+import type { FakeDs } from "./fake-ds.js";
+import { TestContent } from "./mls-content-double.js";
+
+/** A user: the identity key (on the primary) and the devices made so far. */
+export interface DeviceUser {
+  readonly name: string;
+  readonly identity: KeyObject;
+  readonly identitySpki: Buffer;
+  readonly devices: Device[];
+  /** The list last published (version grows by one per publish). */
+  list: SignedDeviceList | undefined;
+}
+
+export interface Device {
+  readonly user: DeviceUser;
+  readonly entry: DeviceEntry;
+  readonly store: MlsKeyStore;
+  readonly directory: TestDirectory;
+  readonly content: TestContent;
+  readonly events: SessionEvent[];
+  engine: MlsConversations;
+  /** Its key (identity key for the primary) and store path, to open its state again. */
+  readonly key: KeyObject;
+  readonly path: string;
+}
+
+/** The DeviceDirectory double: verified lists per user, pinned by highest version, from the relay double. */
+export class TestDirectory implements DeviceDirectory {
+  private readonly kept = new Map<string, VerifiedDeviceList>();
+  private readonly changeListeners = new Set<(u: string, l: VerifiedDeviceList, p: VerifiedDeviceList | undefined) => void>();
+  private readonly refusedListeners = new Set<(u: string, reason: string) => void>();
+  readonly refusals: string[] = [];
+
+  constructor(readonly self: ThisDevice, private readonly ds: DsApi, private readonly identityOf: (username: string) => Buffer | undefined) {}
+
+  known(username: string): VerifiedDeviceList | undefined {
+    return this.kept.get(username);
+  }
+
+  async refresh(usernames: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
+    const r = await this.ds.fetchDeviceLists!(usernames);
+    if (!r.ok) throw new Error(r.detail);
+    for (const l of r.lists) {
+      const spki = this.identityOf(l.username);
+      if (spki === undefined || !usernames.includes(l.username)) continue;
+      let v: VerifiedDeviceList;
+      try {
+        v = verifyDeviceList(l, l.username, spki);
+      } catch (e) {
+        this.refused(l.username, (e as Error).message);
+        continue;
+      }
+      const before = this.kept.get(l.username);
+      if (before !== undefined && v.version < before.version) { this.refused(l.username, `the relay served an older device list of ${l.username} (v${v.version} < v${before.version})`); continue; }
+      if (before !== undefined && v.version === before.version) continue;
+      this.kept.set(l.username, v);
+      for (const f of this.changeListeners) f(l.username, v, before);
+    }
+    return new Map(usernames.flatMap((u) => { const k = this.kept.get(u); return k === undefined ? [] : [[u, k] as const]; }));
+  }
+
+  lastSeen(): ReadonlyMap<string, DeviceLastSeen> {
+    return new Map();
+  }
+
+  onChange(listener: (u: string, l: VerifiedDeviceList, p: VerifiedDeviceList | undefined) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  onRefused(listener: (u: string, reason: string) => void): () => void {
+    this.refusedListeners.add(listener);
+    return () => this.refusedListeners.delete(listener);
+  }
+
+  private refused(u: string, reason: string): void {
+    this.refusals.push(reason);
+    for (const f of this.refusedListeners) f(u, reason);
+  }
+}
+
+/** Everyone of one test: users by name, their devices, one relay double, one clock. */
+export class DeviceWorld {
+  readonly users = new Map<string, DeviceUser>();
+  readonly all: Device[] = [];
+  now = Date.now();
+
+  constructor(readonly ds: FakeDs, readonly root: string) {}
+
+  user(name: string): DeviceUser {
+    let u = this.users.get(name);
+    if (u === undefined) {
+      const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+      u = { name, identity: privateKey, identitySpki: publicKey.export({ format: "der", type: "spki" }), devices: [], list: undefined };
+      this.users.set(name, u);
+    }
+    return u;
+  }
+
+  /** A device of `name` (the first is the primary), its list entry, store and engine (not started). */
+  async device(name: string, deviceName: string): Promise<Device> {
+    const u = this.user(name);
+    const primary = u.devices.length === 0;
+    const deviceId = newDeviceId();
+    let key: KeyObject;
+    let store: MlsKeyStore;
+    let mlsKey: Uint8Array;
+    let authSpki: Buffer;
+    const path = join(this.root, `${name}-${deviceId}_mls.db`);
+    if (primary) {
+      key = u.identity;
+      store = MlsKeyStore.open(path, { username: name, sigPrivate: key });
+      mlsKey = (await store.loadOrCreateClient()).signaturePublicKey;
+      authSpki = u.identitySpki;
+    } else {
+      const kp = generateKeyPairSync("ed25519");
+      key = kp.privateKey;
+      authSpki = kp.publicKey.export({ format: "der", type: "spki" });
+      store = MlsKeyStore.open(path, { username: name, sigPrivate: key }, { linkedTo: u.identitySpki });
+      const sig = await generateMlsSignatureKey();
+      const { credential } = makeCredential(name, u.identity, sig.publicKey);
+      store.putClient(mlsClientFromCredential(name, credential, sig.publicKey, sig.privateKey));
+      mlsKey = sig.publicKey;
+    }
+    const entry: DeviceEntry = { deviceId, name: deviceName, authSpki, mlsSignatureKey: Buffer.from(mlsKey), addedAtMs: this.now, primary };
+    const self: ThisDevice = { username: name, deviceId, name: deviceName, primary, mlsSignatureKey: mlsKey };
+    const directory = new TestDirectory(self, this.ds.api(name, deviceId), (n) => this.users.get(n)?.identitySpki);
+    const content = new TestContent();
+    const events: SessionEvent[] = [];
+    const d: Device = { user: u, entry, store, directory, content, events, key, path, engine: undefined as unknown as MlsConversations };
+    d.engine = this.engine(d);
+    u.devices.push(d);
+    this.all.push(d);
+    return d;
+  }
+
+  engine(d: Device): MlsConversations {
+    const name = d.user.name;
+    return new MlsConversations({
+      me: name, identity: { username: name, sigPrivate: d.key }, store: d.store, ds: this.ds.api(name, d.entry.deviceId), content: d.content,
+      devices: d.directory, clock: () => this.now,
+      logger: process.env["MLS_DEBUG"] ? jsonLineLogger((l) => process.stderr.write(`${name}/${d.entry.name} ${l}`), "debug") : nullLogger,
+      emit: (e) => d.events.push(e),
+    });
+  }
+
+  /** Signs and publishes `name`'s list of these devices (version + 1) through the relay double. */
+  async publish(name: string, devices: readonly Device[]): Promise<SignedDeviceList> {
+    const u = this.user(name);
+    const list = signDeviceList({ username: name, version: (u.list?.version ?? 0) + 1, issuedAtMs: this.now, devices: devices.map((d) => d.entry) }, u.identity, u.identitySpki);
+    const primary = u.devices.find((d) => d.entry.primary)!;
+    const r = await this.ds.api(name, primary.entry.deviceId).publishDeviceList!(list);
+    if (!r.ok) throw new Error(r.detail);
+    u.list = list;
+    return list;
+  }
+
+  async start(d: Device): Promise<void> {
+    await d.directory.refresh([...this.users.keys()]);
+    await d.engine.start();
+    this.ds.connect(d.user.name, d.engine, d.entry.deviceId);
+  }
+
+  async settle(): Promise<void> {
+    for (let i = 0; i < 3; i++) for (const d of this.all) await d.engine.idle();
+  }
+
+  close(): void {
+    for (const d of this.all) { d.engine.close(); d.store.close(); }
+  }
+}
+
+export const linesIn = (d: Device, conv: string): MembershipLine[] =>
+  d.events.flatMap((e) => e.type === "membership" && e.conversationId === conv ? [e.line] : []);
+export const textsIn = (d: Device, conv: string): string[] =>
+  d.events.flatMap((e) => e.type === "message" && e.message.conversationId === conv ? [`${e.message.from}: ${e.message.text}`] : []);
+/** The MLS signature keys (hex) of the leaves of `conv` as `d` holds it. */
+export const leafKeys = (d: Device, conv: string): string[] =>
+  (d.engine.memberIdentities(conv) ?? []).map((m) => Buffer.from((m as { signatureKey: Uint8Array }).signatureKey).toString("hex")).sort();
+export const keyOf = (d: Device): string => d.entry.mlsSignatureKey.toString("hex");

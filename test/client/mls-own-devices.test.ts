@@ -8,20 +8,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { contentLayerOver } from "../../src/client/mls/content.js";
 import { READ_MARKER_MIN_MS } from "../../src/client/mls/send.js";
-import { MessageHistory } from "../../src/client/history.js";
-import { AtRestCipher } from "../../src/client/at-rest.js";
-import { ClientStateStore } from "../../src/client/state-store.js";
-import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
-import type { PrivateIdentity } from "../../src/protocol/keys.js";
-import { nullLogger } from "../../src/protocol/log.js";
+import type { ClientStateStore } from "../../src/client/state-store.js";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, type Device } from "../helpers/mls-devices.js";
-import type { TestContent } from "../helpers/mls-content-double.js";
-import { waitUntil as waitFor } from "../helpers/wait.js";
-
-const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
+import { DeviceWorld } from "../helpers/mls-devices.js";
+import { messagesIn as messages, readsOf as reads, realDevice, refusalsOf as refusals, sendAccepted as send, waitUntil } from "../helpers/own-devices.js";
 
 let root: string;
 let w: DeviceWorld;
@@ -40,41 +31,14 @@ afterEach(() => {
 
 const DM = "dm:alice:bob";
 
-/** A device of the world with the real content layer over its own state db (and its history, as chat-client keeps it). */
-async function real(name: string, deviceName: string): Promise<Device & { state: ClientStateStore; history: MessageHistory }> {
-  const d = await w.device(name, deviceName);
-  const state = ClientStateStore.open(join(root, `${name}-${d.entry.deviceId}_state.db`));
-  states.push(state);
-  const history = new MessageHistory(state, new AtRestCipher({ username: name, sigPrivate: d.key } as unknown as PrivateIdentity), nullLogger);
-  // The history hears every event, as the session wires it (chat-client).
-  const events = d.events;
-  events.push = (...es: SessionEvent[]): number => {
-    for (const e of es) history.onEvent(e);
-    return Array.prototype.push.apply(events, es);
-  };
-  d.engine = w.engine({ ...d, content: contentLayerOver(state, name) as unknown as TestContent });
-  return Object.assign(d, { state, history });
-}
-
 async function world() {
-  const laptop = await real("alice", "laptop");
-  const desktop = await real("alice", "desktop");
-  const bob = await real("bob", "bobpc");
+  const laptop = await realDevice(w, root, "alice", "laptop", states);
+  const desktop = await realDevice(w, root, "alice", "desktop", states);
+  const bob = await realDevice(w, root, "bob", "bobpc", states);
   await w.publish("alice", [laptop, desktop]);
   await w.publish("bob", [bob]);
   for (const d of [laptop, desktop, bob]) await w.start(d);
   return { laptop, desktop, bob };
-}
-
-const messages = (d: Device, conv: string): ChatMessage[] => d.events.flatMap((e) => (e.type === "message" && e.message.conversationId === conv ? [e.message] : []));
-const refusals = (d: Device): number => d.events.filter((e) => e.type === "refused").length;
-const reads = (d: Device): Extract<SessionEvent, { type: "read" }>[] => d.events.flatMap((e) => (e.type === "read" ? [e] : []));
-
-async function send(d: Device, conv: string, text: string): Promise<string> {
-  const r = d.engine.send(conv, text);
-  if (!r.ok) throw new Error(JSON.stringify(r.error));
-  await waitUntil(() => d.events.some((e) => e.type === "message-state" && e.id === r.value.id && e.state === "accepted"), `${d.entry.name}'s "${text}" accepted`);
-  return r.value.id;
 }
 
 describe("my messages from my other devices (§11), read markers (§11.3)", () => {

@@ -220,6 +220,7 @@ export class Sender {
     const wait = r.lastAtMs + READ_MARKER_MIN_MS - this.s.d.clock();
     const go = (): void => {
       r.timer = undefined;
+      if (this.s.closed) return;
       void this.s.run(() => this.sendRead(conv.id, r)).catch((e: unknown) => this.s.d.logger.warn("mls.read.failed", { conversation: conv.id, error: (e as Error).message }));
     };
     if (wait <= 0) go();

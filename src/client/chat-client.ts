@@ -587,6 +587,11 @@ export class ChatClient implements ChatSession {
     return sent;
   }
 
+  /** §11.3: read up to this message here: a read marker for my other devices (protocol v2 only). */
+  markRead(conversationId: string, message: { readonly from: string; readonly id: string }): void {
+    this.mls?.engine.markRead(conversationId, message);
+  }
+
   retry(conversationId: string, id: string): Outcome<{ id: string }> {
     if (this.mls !== undefined) {
       const r = this.mls.engine.retry(conversationId, id);

@@ -51,6 +51,11 @@ export interface ChatMessage {
    */
   readonly relayAtMs?: number;
   readonly own: boolean;
+  /**
+   * Own messages sent from another device of mine (PROTOCOL.md §4.5, §11): that device's name, as
+   * my verified device list names it. Absent for messages sent from this device and for peers'.
+   */
+  readonly device?: string;
   /** Own messages only. */
   readonly state?: MessageState;
   readonly failure?: string;
@@ -115,6 +120,11 @@ export type SessionEvent =
       readonly type: "key-change"; readonly username: string; readonly conversationId: string; readonly held: number;
       readonly replaced?: boolean; readonly discarded?: number;
     }
+  /**
+   * My user read conversation `conversationId` up to the message (`from`, `id`) on another of my
+   * devices (a read marker, PROTOCOL.md §11.3): what came before it is no longer unread here.
+   */
+  | { readonly type: "read"; readonly conversationId: string; readonly from: string; readonly id: string }
   /** An envelope could not be verified and was dropped (reason is logged, not shown). */
   | { readonly type: "refused"; readonly conversationId: string; readonly from: string }
   /**
@@ -230,6 +240,13 @@ export interface ChatSession {
    * without it is signed and published, and the device is removed from every conversation.
    */
   unlink?(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>>;
+  /**
+   * The user read this conversation up to this message (the newest shown, from someone else):
+   * tells my other devices, so their unread counts follow (PROTOCOL.md §11.3). Cheap to call on
+   * every change: the session sends at most one marker per conversation every few seconds, none
+   * for the lobby, none without another device of mine in the conversation. Optional.
+   */
+  markRead?(conversationId: string, message: { readonly from: string; readonly id: string }): void;
   /** Sends a failed message again (as a new message with the same text). */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }>;
   joinRoom(room: string): Promise<Outcome<RoomView>>;

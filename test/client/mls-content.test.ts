@@ -286,9 +286,10 @@ describe("the seen list (§11)", () => {
     hear(alice, ROOM, gid, say(bob, ROOM, gid, "b1"));
     const small = say(alice, ROOM, gid, "a1");
     const none = say(alice, ROOM, gid, "a2");
-    // Each seen entry is a name and a 32-byte hash: a1 carries one entry fewer than a0, a2 none.
-    expect(big.app.length - small.app.length).toBe(4 + "carol".length + 4 + 32);
-    expect(small.app.length - none.app.length).toBe(4 + "bob".length + 4 + 32);
+    // Each seen entry is a name, a device tag (app4: empty here, no device known) and a 32-byte
+    // hash: a1 carries one entry fewer than a0, a2 none.
+    expect(big.app.length - small.app.length).toBe(4 + "carol".length + 4 + 4 + 32);
+    expect(small.app.length - none.app.length).toBe(4 + "bob".length + 4 + 4 + 32);
   });
 });
 
@@ -330,8 +331,8 @@ describe("members and forgetting", () => {
     hear(alice, ROOM, gid, say(bob, ROOM, gid, "b1"));
     alice.layer.membersChanged(ROOM, ["alice"]); // bob leaves
     bob.layer.forget(ROOM);
-    expect(rows(bob, "mls_content_conv") + rows(bob, "mls_content_peer") + rows(bob, "mls_content_sent") + rows(bob, "mls_content_id")).toBe(0);
-    expect(rows(alice, "mls_content_peer")).toBe(0);
+    expect(rows(bob, "mls_content_conv") + rows(bob, "mls_content_device") + rows(bob, "mls_content_sent") + rows(bob, "mls_content_id")).toBe(0);
+    expect(rows(alice, "mls_content_device")).toBe(0);
     alice.layer.membersChanged(ROOM, ["alice", "bob"]); // back
     bob.layer.membersChanged(ROOM, ["alice", "bob"]);
     expect(hear(alice, ROOM, gid, say(bob, ROOM, gid, "back")).content.gap).toBe(false);
@@ -385,7 +386,7 @@ describe("members and forgetting", () => {
     expect(hear(alice, "lobby", gid, b0).own).toEqual({ confirmed: [], lost: [] });
     expect(hear(alice, "lobby", gid, say(bob, "lobby", gid, "b1")).own).toEqual({ confirmed: [], lost: [] });
     expect(alice.layer.seal("lobby", gid, "text", "a3", T0).app.length).toBe(say(user("carol"), "lobby", gid, "a3").app.length);
-    for (const u of [alice, bob]) expect(rows(u, "mls_content_peer") + rows(u, "mls_content_sent")).toBe(0);
+    for (const u of [alice, bob]) expect(rows(u, "mls_content_device") + rows(u, "mls_content_sent")).toBe(0);
   });
 
   it("refuses member lists that are not usernames, too long, or a third member of a DM", () => {
@@ -527,7 +528,7 @@ describe("hostile inputs", () => {
     const h = randomBytes(32);
     const full = Array.from({ length: APP_SEEN_MAX }, (_, i): [string, Uint8Array] => [`u${String(i).padStart(4, "0")}`, h]);
     expect(alice.layer.open(ROOM, gid, "bob", rawApp({ seen: full })).content.gap).toBe(false);
-    expect(rows(alice, "mls_content_peer")).toBe(1);
+    expect(rows(alice, "mls_content_device")).toBe(1);
   });
 
   it("text with escape sequences and invisible characters is shown sanitised", () => {
@@ -543,8 +544,8 @@ describe("hostile inputs", () => {
     alice.layer.membersChanged(ROOM, ["alice", "bob"]);
     // Past-epoch messages from 1,100 strangers: at most APP_SEEN_MAX peers are kept.
     for (let i = 0; i < APP_SEEN_MAX + 100; i++) alice.layer.open(ROOM, gid, `s${i}`, rawApp({}));
-    expect(rows(alice, "mls_content_peer")).toBeLessThanOrEqual(APP_SEEN_MAX);
-    expect(rows(alice, "mls_content_peer")).toBeGreaterThan(1);
+    expect(rows(alice, "mls_content_device")).toBeLessThanOrEqual(APP_SEEN_MAX);
+    expect(rows(alice, "mls_content_device")).toBeGreaterThan(1);
     // Never acknowledged: at most CONTENT_SENT_MAX own messages watched.
     for (let i = 0; i < CONTENT_SENT_MAX + 20; i++) say(alice, ROOM, gid, `m${i}`);
     expect(rows(alice, "mls_content_sent")).toBe(CONTENT_SENT_MAX);

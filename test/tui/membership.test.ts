@@ -10,6 +10,9 @@ import type { Entry, TuiState } from "../../src/tui/state/state.js";
 import { rowText } from "../../src/tui/view/row.js";
 import { entryRows, hiddenByFilter, type ScrollbackContext } from "../../src/tui/view/scrollback-rows.js";
 import { STYLE } from "../../src/tui/view/style.js";
+import { conversationBar } from "../../src/tui/view/status-row.js";
+
+const text = (segments: readonly { readonly text: string }[]): string => segments.map((x) => x.text).join("");
 
 const T0 = 1_700_000_000_000;
 const ctx: ScrollbackContext = { width: 80, me: "alice", nickWidth: 5, formatTime: () => "12:34" };
@@ -171,6 +174,15 @@ describe("the reducer: lines in the conversation, members in the sidebar", () =>
     const s = apply(start(), membership("dm:alice:bob", line("created", "bob")), membership("dm:alice:bob", line("added", "bob", ["alice"])));
     expect(lines(s, "dm:alice:bob").map((l) => l.kind)).toEqual(["created", "added"]);
     expect(s.order).toContain("dm:alice:bob");
+  });
+
+  test("a DM started by the peer counts its message, not its membership lines: one DM is (1!), not (2!)", () => {
+    const dm = "dm:alice:bob";
+    const msg: SessionEvent = { type: "message", message: { id: "ab".repeat(16), conversationId: dm, from: "bob", kind: "text", text: "hi", sentAtMs: T0, receivedAtMs: T0, own: false } };
+    const s = apply(start(), membership(dm, line("created", "bob")), membership(dm, line("added", "bob", ["alice"])), msg);
+    expect(s.current).toBe("lobby");
+    expect(s.conversations[dm]).toMatchObject({ unread: 1, highlights: 1 });
+    expect(text(conversationBar(s, 200))).toContain("@bob (1!)");
   });
 
   test("joins and leaves of someone who has not spoken here are quiet (the smart filter hides them)", () => {

@@ -82,7 +82,7 @@ export class Committer {
         this.s.leaving.delete(convId);
         this.s.newEpoch(convId);
         this.s.d.content.committed(convId, this.s.d.clock());
-        this.s.d.content.membersChanged(convId, this.s.members(convId) ?? []);
+        this.s.d.content.membersChanged(convId, g.members()); // per device (§4.5): the leaves
         for (const l of line === undefined ? [] : typeof line === "function" ? line() : [line]) this.s.line(convId, l);
         this.s.d.store.saveGroup(g);
         this.recordView(convId, g);
@@ -265,7 +265,7 @@ export class Committer {
       this.s.held.drop(convId);
       this.s.adopt(convId, g, true);
       this.s.newEpoch(convId);
-      this.s.d.content.membersChanged(convId, g.members().map((m) => m.username));
+      this.s.d.content.membersChanged(convId, g.members());
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
       this.recordView(convId, g);

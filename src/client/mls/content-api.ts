@@ -3,7 +3,14 @@
 // each text (per-sender chain, last-seen hashes, message ids), drop detection, and the update
 // policy of §10. The engine owns the MLS groups; the content layer owns what is inside a message.
 // Both sides code against this file; it holds types only.
-import type { AppKind } from "../../protocol/mls/index.js";
+import type { AppDataKind, AppKind, AppReadRef } from "../../protocol/mls/index.js";
+
+/** A member's leaf as the content layer needs it (an MlsMember fits): one record per device (§4.5). */
+export interface MemberLeaf {
+  readonly username: string;
+  /** The leaf's MLS signature key: its device's key in every group. */
+  readonly signatureKey: Uint8Array;
+}
 
 export interface SealedContent {
   /** The application data to encrypt (MlsGroup.encrypt pads it). */
@@ -15,7 +22,10 @@ export interface SealedContent {
 
 export interface OpenedContent {
   readonly messageId: Buffer;
-  readonly kind: AppKind;
+  /** `read`: a read marker (§11.3), never shown; the engine uses one only from my own other devices. */
+  readonly kind: AppDataKind;
+  /** Kind `read` only: the newest message its sender's user read. */
+  readonly read?: AppReadRef;
   /** Sanitised for the terminal (src/protocol/sanitize.ts), as v1 shows text. */
   readonly text: string;
   readonly sentAtMs: number;
@@ -45,15 +55,29 @@ export interface ContentLayer {
    * replaced its group, or after a crash), so its line keeps its id and a copy that did arrive is a duplicate; fresh when omitted.
    */
   seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number, messageId?: Buffer): SealedContent;
+  /**
+   * §11.3: a read marker naming the newest message I read here, for my other devices (outside
+   * every chain). Optional: a layer without it sends none. Never for the lobby.
+   */
+  sealRead?(conversationId: string, groupId: Uint8Array, read: AppReadRef, nowMs: number): SealedContent;
+  /**
+   * This client's MLS signature key (§4.5): tells my own leaf (a reflection) from my other
+   * devices', and which seen entries are about this device. Optional; idempotent.
+   */
+  thisDevice?(signatureKey: Uint8Array): void;
   /** The relay ACCEPTED my message (its loss can now be detected). */
   accepted(conversationId: string, messageId: Buffer): void;
   /**
-   * Decodes and checks a peer's application data (strict codec; conversation, sender, chain) and
+   * Decodes and checks a peer's (or my other device's) application data (strict codec;
+   * conversation, sender, chain per sender device: `signatureKey` is the sender leaf's) and
    * records it as seen. Throws MlsProtocolError on malformed data (the message is refused).
    */
-  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange };
-  /** The group's members changed (the chain of a departed member is forgotten; a new one starts fresh). */
-  membersChanged(conversationId: string, members: readonly string[]): void;
+  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array, signatureKey?: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange };
+  /**
+   * The group's members changed (the chain of a departed member is forgotten; a new one starts
+   * fresh): usernames, or the leaves (one per device, §4.5).
+   */
+  membersChanged(conversationId: string, members: readonly (string | MemberLeaf)[]): void;
   /** §10 update policy: this client should commit an update in this group before its next send. */
   shouldUpdate(conversationId: string, nowMs: number): boolean;
   /** This client's commit in this group was accepted (resets the update policy's counters). */

@@ -1,5 +1,5 @@
 // Where the protocol v2 content layer (content.ts, PROTOCOL.md §11) keeps its state across
-// restarts: four tables in the client's `<user>_state.db` (ClientStateStore.database), beside the
+// restarts: four tables (five: peers per device, §4.5, and the table of before) in the client's `<user>_state.db` (ClientStateStore.database), beside the
 // v1 tables they do not touch. Hashes, message ids, counters and usernames only: no keys and no
 // text. Every table is bounded per conversation by content.ts (members ≤ APP_SEEN_MAX, own
 // messages awaiting acknowledgement ≤ CONTENT_SENT_MAX, remembered ids ≤ CONTENT_IDS_MAX).
@@ -31,9 +31,15 @@ export interface ContentConvRow {
   readonly settledSeq: number;
 }
 
-/** What I know of one peer in one group. */
+/** What I know of one peer DEVICE in one group (§11 with §4.5: chains are per sender device). */
 export interface ContentPeerRow {
   readonly username: string;
+  /**
+   * deviceTag of the device's MLS signature key (app-data.ts), or empty: a record made before
+   * devices (or by a caller that does not say the device), which the user's first device heard
+   * from takes over (content.ts).
+   */
+  readonly device: Buffer;
   /** In the group's member list now (false: heard from, not listed, e.g. a past-epoch message). */
   readonly member: boolean;
   /** Joined after me: their first message must start their chain (prev = zeros). */
@@ -91,6 +97,10 @@ const SCHEMA = `
     member INTEGER NOT NULL, fresh INTEGER NOT NULL, member_since INTEGER NOT NULL, last_hash BLOB, count INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL, acked BLOB, told BLOB, ack_uncertain INTEGER NOT NULL, recent BLOB,
     PRIMARY KEY (conversation_id, username)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS mls_content_device (conversation_id TEXT NOT NULL, username TEXT NOT NULL, device BLOB NOT NULL,
+    member INTEGER NOT NULL, fresh INTEGER NOT NULL, member_since INTEGER NOT NULL, last_hash BLOB, count INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, prev_seq INTEGER NOT NULL, acked BLOB, told BLOB, ack_uncertain INTEGER NOT NULL, recent BLOB,
+    recent_at BLOB, PRIMARY KEY (conversation_id, username, device)) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS mls_content_sent (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
     message_id BLOB NOT NULL, hash BLOB NOT NULL, seal_seq INTEGER NOT NULL, accept_seq INTEGER,
     confirmed INTEGER NOT NULL, lost INTEGER NOT NULL, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
@@ -113,16 +123,28 @@ export class ContentStore {
     // Made before the §11.1 settled rule: none recorded (nothing of theirs counts until refilled).
     if (!has("mls_content_peer", "recent_at")) db.exec("ALTER TABLE mls_content_peer ADD COLUMN recent_at BLOB");
     if (!has("mls_content_conv", "settled_head")) db.exec("ALTER TABLE mls_content_conv ADD COLUMN settled_head BLOB; ALTER TABLE mls_content_conv ADD COLUMN settled_seq INTEGER");
+    // Made before devices (§4.5): each peer's record becomes the record of an unnamed device
+    // (device = empty), which their first device heard from takes over (content.ts peerFor).
+    const legacy = (db.prepare("SELECT count(*) AS n FROM mls_content_peer").get() as { n: number }).n;
+    if (legacy > 0) {
+      db.exec(`BEGIN IMMEDIATE;
+        INSERT OR IGNORE INTO mls_content_device (conversation_id, username, device, member, fresh, member_since, last_hash, count,
+          last_seq, prev_seq, acked, told, ack_uncertain, recent, recent_at)
+        SELECT conversation_id, username, X'', member, fresh, member_since, last_hash, count, last_seq, prev_seq, acked, told,
+          ack_uncertain, recent, recent_at FROM mls_content_peer;
+        DELETE FROM mls_content_peer;
+        COMMIT;`);
+    }
     const p = (sql: string) => db.prepare(sql);
     this.q = {
       conv: p("SELECT * FROM mls_content_conv WHERE conversation_id = ?"),
-      peers: p("SELECT * FROM mls_content_peer WHERE conversation_id = ?"),
+      peers: p("SELECT * FROM mls_content_device WHERE conversation_id = ?"),
       sent: p("SELECT * FROM mls_content_sent WHERE conversation_id = ? ORDER BY seq"),
       putConv: p(`INSERT OR REPLACE INTO mls_content_conv (conversation_id, group_id, own_head, recv_seq, sent_seq, id_seq,
         sent_since_commit, last_commit_ms, members_known, settled_head, settled_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      putPeer: p(`INSERT OR REPLACE INTO mls_content_peer (conversation_id, username, member, fresh, member_since, last_hash,
-        count, last_seq, prev_seq, acked, told, ack_uncertain, recent, recent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      deletePeer: p("DELETE FROM mls_content_peer WHERE conversation_id = ? AND username = ?"),
+      putPeer: p(`INSERT OR REPLACE INTO mls_content_device (conversation_id, username, device, member, fresh, member_since, last_hash,
+        count, last_seq, prev_seq, acked, told, ack_uncertain, recent, recent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      deletePeer: p("DELETE FROM mls_content_device WHERE conversation_id = ? AND username = ? AND device = ?"),
       putSent: p(`INSERT OR REPLACE INTO mls_content_sent (conversation_id, seq, message_id, hash, seal_seq, accept_seq,
         confirmed, lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
       deleteSent: p("DELETE FROM mls_content_sent WHERE conversation_id = ? AND seq = ?"),
@@ -130,7 +152,7 @@ export class ContentStore {
       addId: p("INSERT OR IGNORE INTO mls_content_id (conversation_id, sender, message_id, seq) VALUES (?, ?, ?, ?)"),
       pruneIds: p("DELETE FROM mls_content_id WHERE conversation_id = ? AND seq <= ?"),
       forget: p("DELETE FROM mls_content_conv WHERE conversation_id = ?"),
-      forgetPeers: p("DELETE FROM mls_content_peer WHERE conversation_id = ?"),
+      forgetPeers: p("DELETE FROM mls_content_device WHERE conversation_id = ?"),
       forgetSent: p("DELETE FROM mls_content_sent WHERE conversation_id = ?"),
       forgetIds: p("DELETE FROM mls_content_id WHERE conversation_id = ?"),
     };
@@ -169,7 +191,7 @@ export class ContentStore {
       settledHead: blob(c["settled_head"]) ?? Buffer.alloc(32), settledSeq: c["settled_seq"] === null || c["settled_seq"] === undefined ? 0 : Number(c["settled_seq"]),
     };
     const peers = (this.q["peers"]!.all(conversationId) as Record<string, unknown>[]).map((r): ContentPeerRow => ({
-      username: String(r["username"]), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1, memberSince: Number(r["member_since"]),
+      username: String(r["username"]), device: blob(r["device"]) ?? Buffer.alloc(0), member: Number(r["member"]) === 1, fresh: Number(r["fresh"]) === 1, memberSince: Number(r["member_since"]),
       lastHash: blob(r["last_hash"]), count: Number(r["count"]), lastSeq: Number(r["last_seq"]), prevSeq: Number(r["prev_seq"]),
       acked: blob(r["acked"]), told: blob(r["told"]), ackUncertain: Number(r["ack_uncertain"]) === 1,
       recent: blob(r["recent"]) ?? Buffer.alloc(0), recentAt: blob(r["recent_at"]) ?? Buffer.alloc(0),
@@ -187,12 +209,12 @@ export class ContentStore {
   }
 
   putPeer(conversationId: string, p: ContentPeerRow): void {
-    this.q["putPeer"]!.run(conversationId, p.username, p.member ? 1 : 0, p.fresh ? 1 : 0, p.memberSince, p.lastHash ?? null, p.count,
+    this.q["putPeer"]!.run(conversationId, p.username, p.device, p.member ? 1 : 0, p.fresh ? 1 : 0, p.memberSince, p.lastHash ?? null, p.count,
       p.lastSeq, p.prevSeq, p.acked ?? null, p.told ?? null, p.ackUncertain ? 1 : 0, p.recent, p.recentAt);
   }
 
-  deletePeer(conversationId: string, username: string): void {
-    this.q["deletePeer"]!.run(conversationId, username);
+  deletePeer(conversationId: string, username: string, device: Buffer): void {
+    this.q["deletePeer"]!.run(conversationId, username, device);
   }
 
   putSent(conversationId: string, s: ContentSentRow): void {

@@ -17,8 +17,8 @@ import { toHex } from "../../protocol/bytes.js";
 import { DEFAULT_LIMITS } from "../../protocol/limits.js";
 import type { Logger } from "../../protocol/log.js";
 import {
-  APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, encodeAppData, ZERO_APP_HASH,
-  type AppEpochView, type AppKind, type AppSeen,
+  APP_SEEN_DEVICES_MAX, APP_SEEN_MAX, APP_TEXT_MAX, APP_VIEWS_MAX, MESSAGE_ID_BYTES, appHash, chainGap, decodeAppData, deviceTag, encodeAppData, ZERO_APP_HASH,
+  type AppEpochView, type AppKind, type AppReadRef, type AppSeen,
 } from "../../protocol/mls/app-data.js";
 import { MlsProtocolError } from "../../protocol/mls/errors.js";
 import { conversationOfGroupId } from "../../protocol/mls/group-id.js";
@@ -26,7 +26,7 @@ import { dmPeer, isValidUsername, parseConversationId, type Conversation } from 
 import { sanitizeText } from "../../protocol/sanitize.js";
 import type { ClientError } from "../errors.js";
 import type { ClientStateStore } from "../state-store.js";
-import type { ContentLayer, OpenedContent, OwnDeliveryChange, SealedContent } from "./content-api.js";
+import type { ContentLayer, MemberLeaf, OpenedContent, OwnDeliveryChange, SealedContent } from "./content-api.js";
 import { ContentStore, type ContentConvRow, type ContentPeerRow, type ContentSentRow } from "./content-store.js";
 import { RoomEpochViews } from "./content-views.js";
 
@@ -111,6 +111,16 @@ interface ConvState {
 
 const NO_CHANGE: OwnDeliveryChange = Object.freeze({ confirmed: [], lost: [] });
 const UNBOUND = Buffer.alloc(0);
+const NO_DEVICE = Buffer.alloc(0);
+
+/** The key of a peer device's record: the username alone for a record without a device (before devices). */
+function keyOf(username: string, device: Buffer): string {
+  return device.length === 0 ? username : `${username}/${device.toString("hex")}`;
+}
+
+function byUserDevice(a: { username: string; device: Buffer }, b: { username: string; device: Buffer }): number {
+  return a.username < b.username ? -1 : a.username > b.username ? 1 : Buffer.compare(a.device, b.device);
+}
 
 function badArgument(message: string): MlsProtocolError {
   return new MlsProtocolError("bad-argument", message);
@@ -129,6 +139,8 @@ export class MlsContentLayer implements ContentLayer {
   private readonly convs = new Map<string, ConvState>();
   /** §12: my views of my rooms (only rooms whose group the engine holds: bounded by my groups). */
   private readonly views = new RoomEpochViews();
+  /** deviceTag of this client's MLS signature key (thisDevice); undefined until told. */
+  private myTag: Buffer | undefined;
 
   constructor(o: ContentLayerOptions) {
     if (!isValidUsername(o.me)) throw badArgument("the content layer needs a valid username");
@@ -148,6 +160,17 @@ export class MlsContentLayer implements ContentLayer {
     return this.atomically(fn);
   }
 
+  /**
+   * This client's MLS signature key (its leaves' key): what tells my own leaf (a reflection, never
+   * opened) from my other devices' (opened as mine), and which `seen` entries of peers are about
+   * this device's chain (§11, §4.5).
+   */
+  thisDevice(signatureKey: Uint8Array): void {
+    const tag = deviceTag(signatureKey);
+    if (this.myTag?.equals(tag) === true) return;
+    this.myTag = tag;
+  }
+
   seal(conversationId: string, groupId: Uint8Array, kind: AppKind, text: string, nowMs: number, reuseId?: Buffer): SealedContent {
     checkTime(nowMs);
     if (reuseId !== undefined && (!(reuseId instanceof Uint8Array) || reuseId.length !== MESSAGE_ID_BYTES)) throw badArgument(`a message id is ${MESSAGE_ID_BYTES} bytes`);
@@ -163,11 +186,12 @@ export class MlsContentLayer implements ContentLayer {
 
     const lobby = c.conv.kind === "lobby";
     // §11: the peers whose last message I opened changed since my previous message here.
+    // Per device (app4); never my own user's devices (they do not acknowledge each other).
     const told = lobby ? [] : [...c.peers.values()]
-      .filter((p) => (p.member || !c.row.membersKnown) && p.lastHash !== undefined && (p.told === undefined || !p.told.equals(p.lastHash)))
-      .sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
-      .slice(0, APP_SEEN_MAX);
-    const seen: AppSeen[] = told.map((p) => ({ username: p.username, hash: p.lastHash! }));
+      .filter((p) => p.username !== this.me && (p.member || !c.row.membersKnown) && p.lastHash !== undefined && (p.told === undefined || !p.told.equals(p.lastHash)))
+      .sort(byUserDevice)
+      .slice(0, APP_SEEN_DEVICES_MAX);
+    const seen: AppSeen[] = told.map((p) => ({ username: p.username, ...(p.device.length > 0 ? { device: p.device } : {}), hash: p.lastHash! }));
     const messageId = reuseId === undefined ? randomBytes(MESSAGE_ID_BYTES) : Buffer.from(reuseId);
     const views = c.conv.kind === "dm" ? this.viewsFor(dmPeer(c.conv, this.me)!) : [];
     // §11.1: my newest message whose acceptance was recorded: a reader may take this one as sealed
@@ -195,6 +219,25 @@ export class MlsContentLayer implements ContentLayer {
     return { app, messageId, sentAtMs: nowMs };
   }
 
+  /**
+   * §11.3: a read marker for my other devices: names the newest message I read here. Outside
+   * every chain (no prev, seen or settled; not watched, not acknowledged): a lost marker only
+   * leaves an unread count on another device until the next one. Never in the lobby.
+   */
+  sealRead(conversationId: string, groupId: Uint8Array, read: AppReadRef, nowMs: number): SealedContent {
+    checkTime(nowMs);
+    const c = this.state(conversationId, groupId);
+    if (c.conv.kind === "lobby") throw badArgument("no read markers in the lobby");
+    if (!isValidUsername(read?.from) || !(read.messageId instanceof Uint8Array) || read.messageId.length !== MESSAGE_ID_BYTES) throw badArgument("a read marker names a sender and a 16-byte message id");
+    const messageId = randomBytes(MESSAGE_ID_BYTES);
+    const app = encodeAppData({ kind: "read", text: "", messageId, sentAtMs: nowMs, prev: ZERO_APP_HASH, seen: [], read: { from: read.from, messageId: Buffer.from(read.messageId) } }, c.conv, this.me);
+    this.atomically(() => {
+      c.row.sentSinceCommit += 1; // §10: a message sealed with the group's keys all the same
+      this.store.putConv(c.row);
+    });
+    return { app, messageId, sentAtMs: nowMs };
+  }
+
   accepted(conversationId: string, messageId: Buffer): void {
     const c = this.existing(conversationId);
     if (c === undefined || !(messageId instanceof Uint8Array)) return;
@@ -212,16 +255,25 @@ export class MlsContentLayer implements ContentLayer {
     });
   }
 
-  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange } {
+  open(conversationId: string, groupId: Uint8Array, sender: string, app: Uint8Array, signatureKey?: Uint8Array): { readonly content: OpenedContent; readonly own: OwnDeliveryChange } {
     if (!isValidUsername(sender)) throw badArgument("the sender must be a valid username");
-    // MLS refuses my own messages as reflections; one reaching here is a caller's mistake.
-    if (sender === this.me) throw badArgument("a message from myself is not opened as a peer's");
+    if (signatureKey !== undefined && !(signatureKey instanceof Uint8Array)) throw badArgument("the sender's signature key must be bytes");
+    const device = signatureKey === undefined ? NO_DEVICE : deviceTag(signatureKey);
+    // MLS refuses my own leaf's messages as reflections; another device of mine is opened as mine
+    // only when both its leaf and mine are known, and differ (§11, §4.5).
+    if (sender === this.me && (device.length === 0 || this.myTag === undefined || device.equals(this.myTag))) throw badArgument("a message from this device itself is not opened");
     const c = this.state(conversationId, groupId);
-    if (c.conv.kind === "dm" && dmPeer(c.conv, this.me) !== sender) throw badArgument(`${sender} is not the other member of ${c.conv.id}`);
+    if (c.conv.kind === "dm" && sender !== this.me && dmPeer(c.conv, this.me) !== sender) throw badArgument(`${sender} is not the other member of ${c.conv.id}`);
     const d = decodeAppData(app, c.conv, sender);
     const messageId = Buffer.from(d.messageId);
     const forked = this.views.differing(d.views ?? []);
-    const content = (gap: boolean, duplicate: boolean): OpenedContent => ({ messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate, ...(forked.length > 0 ? { forked } : {}) });
+    const content = (gap: boolean, duplicate: boolean): OpenedContent => ({
+      messageId, kind: d.kind, text: sanitizeText(d.text), sentAtMs: d.sentAtMs, gap, duplicate,
+      ...(forked.length > 0 ? { forked } : {}), ...(d.read === undefined ? {} : { read: { from: d.read.from, messageId: Buffer.from(d.read.messageId) } }),
+    });
+    // §11.3: a read marker is outside every chain: it moves nothing here (the engine uses one from
+    // my own devices and ignores anyone else's).
+    if (d.kind === "read") return { content: content(false, false), own: NO_CHANGE };
     // A redelivery (the same id from the same sender): shown once, and it moves nothing.
     if (this.store.hasId(c.conv.id, sender, messageId)) return { content: content(false, true), own: NO_CHANGE };
 
@@ -231,7 +283,7 @@ export class MlsContentLayer implements ContentLayer {
       c.row.recvSeq += 1;
       c.row.idSeq += 1;
       this.store.addId(c.conv.id, sender, messageId, c.row.idSeq, c.row.idSeq - CONTENT_IDS_MAX);
-      const peer = lobby ? undefined : this.peerFor(c, sender);
+      const peer = lobby ? undefined : this.peerFor(c, sender, device);
       // §11 chain: the lobby reaches only who is online, so its chains tell nothing.
       // A message continues the chain when its prev is the head of one of the sender's recent
       // messages (none of them names it as prev): after the relay swapped two, the late one is
@@ -262,30 +314,53 @@ export class MlsContentLayer implements ContentLayer {
         // The message that acknowledged mine may be the missing one: until they name me again,
         // their silence about my messages proves nothing.
         if (gap) peer.ackUncertain = true;
-        const mine = d.seen.find((s) => s.username === this.me);
-        if (mine !== undefined) {
-          peer.acked = Buffer.from(mine.hash);
+        // My own other devices do not acknowledge my messages (nor name me in seen).
+        const mine = sender === this.me ? { entry: undefined, unclear: true } : this.mineIn(c, d.seen);
+        if (mine.entry !== undefined) {
+          peer.acked = Buffer.from(mine.entry.hash);
           peer.ackUncertain = false;
+        } else if (mine.unclear && sender !== this.me) {
+          // Named in a way this device cannot read (for another of my devices): their silence
+          // about my messages proves nothing until they name this device (§11.1).
+          peer.ackUncertain = true;
         }
         this.store.putPeer(c.conv.id, peer);
-        if (!lobby) own = this.deliveries(c, peer, mine !== undefined, settledAt);
+        if (!lobby && sender !== this.me) own = this.deliveries(c, peer, mine.entry !== undefined, mine.unclear ? undefined : settledAt);
       }
       this.store.putConv(c.row);
       return { content: content(gap, false), own };
     });
   }
 
-  membersChanged(conversationId: string, members: readonly string[]): void {
-    if (!Array.isArray(members)) throw badArgument("the members must be a list of usernames");
+  /**
+   * The group's members: usernames (one record per user, as before devices), or leaves with their
+   * MLS signature key (one record per device, §4.5), or both. My own leaf is left out; my other
+   * devices are kept (their chains, for gaps), never counted as acknowledging my messages.
+   */
+  membersChanged(conversationId: string, members: readonly (string | MemberLeaf)[]): void {
+    if (!Array.isArray(members)) throw badArgument("the members must be a list of usernames or leaves");
     const c = this.state(conversationId, undefined);
     // The lobby keeps no per-member state (no chains judged, no seen lists): its size is the
     // relay's setting, not this layer's bound.
     const lobby = c.conv.kind === "lobby";
-    if (!lobby && members.length > APP_SEEN_MAX + 1) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
+    if (!lobby && members.length > APP_SEEN_DEVICES_MAX + 16) throw badArgument(`a group has at most ${APP_SEEN_DEVICES_MAX} member devices besides mine`);
     const names = new Set<string>();
+    const devices = new Map<string, { username: string; device: Buffer }>();
+    const byDevice = new Set<string>();
     for (const m of members) {
-      if (!isValidUsername(m)) throw badArgument("every member must be a valid username");
-      if (m !== this.me) names.add(m);
+      const username = typeof m === "string" ? m : m?.username;
+      if (!isValidUsername(username)) throw badArgument("every member must be a valid username");
+      if (typeof m === "string") {
+        if (m !== this.me) names.add(m);
+        continue;
+      }
+      if (!(m.signatureKey instanceof Uint8Array)) throw badArgument("a member leaf needs its signature key");
+      const device = deviceTag(m.signatureKey);
+      byDevice.add(username);
+      // My own leaf; while this device is not known, none of mine can be told from it.
+      if (username === this.me && (this.myTag === undefined || device.equals(this.myTag))) continue;
+      devices.set(keyOf(username, device), { username, device });
+      if (username !== this.me) names.add(username);
     }
     if (lobby) return;
     if (names.size > APP_SEEN_MAX) throw badArgument(`a group has at most ${APP_SEEN_MAX} members besides me`);
@@ -295,22 +370,41 @@ export class MlsContentLayer implements ContentLayer {
       // leaf is in the tree yet (a group just created, their Welcome on its way): their chain is kept.
       names.add(dmPeer(c.conv, this.me)!);
     }
-    this.atomically(() => {
-      for (const [name, p] of c.peers) {
-        if (names.has(name)) continue;
-        // A departed member's chain is forgotten: if they come back, they start afresh.
-        c.peers.delete(name);
-        this.store.deletePeer(c.conv.id, p.username);
+    const keeps = (p: Peer): boolean => {
+      if (p.device.length > 0) {
+        if (devices.has(keyOf(p.username, p.device))) return true;
+        // Told by username only: a user's devices are members while the user is (mine: unknown).
+        return !byDevice.has(p.username) && (p.username === this.me ? byDevice.size === 0 || !byDevice.has(this.me) : names.has(p.username));
       }
-      for (const name of names) {
-        const p = c.peers.get(name);
-        if (p !== undefined && p.member) continue;
+      // A record from before devices: kept while its user is a member, until one of their devices
+      // speaks and takes it over (peerFor); one that never heard anything makes way for the devices.
+      return names.has(p.username) && !(byDevice.has(p.username) && p.count === 0);
+    };
+    this.atomically(() => {
+      for (const [key, p] of c.peers) {
+        if (keeps(p)) continue;
+        // A departed member's (or device's) chain is forgotten: if they come back, they start afresh.
+        c.peers.delete(key);
+        this.store.deletePeer(c.conv.id, p.username, p.device);
+      }
+      const add = (username: string, device: Buffer): void => {
+        const key = keyOf(username, device);
+        const p = c.peers.get(key);
+        if (p !== undefined && p.member) return;
         // Someone who joins after I knew the list starts their chain in front of me; my messages
         // from now on are theirs to read and acknowledge (one heard from before keeps that time).
-        const q: Peer = p ?? this.newPeer(name, c.row.membersKnown, c.row.sentSeq);
+        const q: Peer = p ?? this.newPeer(username, device, c.row.membersKnown, c.row.sentSeq);
         q.member = true;
-        c.peers.set(name, q);
+        c.peers.set(key, q);
         this.store.putPeer(c.conv.id, q);
+      };
+      for (const { username, device } of devices.values()) add(username, device);
+      for (const name of names) {
+        if (byDevice.has(name)) continue;
+        // By username: their device records (if any) are members; else one record for the user.
+        const recs = [...c.peers.values()].filter((p) => p.username === name);
+        if (recs.length === 0) add(name, NO_DEVICE);
+        for (const p of recs) if (!p.member) add(p.username, p.device);
       }
       c.row.membersKnown = true;
       this.trim(c, this.ackIndex(c));
@@ -348,7 +442,7 @@ export class MlsContentLayer implements ContentLayer {
     for (const { room, view } of this.views.newest()) {
       const c = this.existing(room);
       // The member list is of this group (or of one not yet bound: no message sealed or opened there yet).
-      if (c === undefined || !c.peers.get(peer)?.member || (c.row.groupId.length > 0 && !c.row.groupId.equals(Buffer.from(view.groupId)))) continue;
+      if (c === undefined || ![...c.peers.values()].some((p) => p.username === peer && p.member) || (c.row.groupId.length > 0 && !c.row.groupId.equals(Buffer.from(view.groupId)))) continue;
       out.push(view);
     }
     return out.sort((a, b) => Buffer.compare(Buffer.from(a.groupId), Buffer.from(b.groupId))).slice(-APP_VIEWS_MAX);
@@ -381,7 +475,7 @@ export class MlsContentLayer implements ContentLayer {
     if (snap === undefined) return undefined;
     const c: ConvState = {
       conv, row: { ...snap.conv },
-      peers: new Map(snap.peers.map((p) => [p.username, { ...p }])),
+      peers: new Map(snap.peers.map((p) => [keyOf(p.username, p.device), { ...p }])),
       sent: snap.sent.map((s) => ({ ...s })),
     };
     this.convs.set(conv.id, c);
@@ -429,7 +523,7 @@ export class MlsContentLayer implements ContentLayer {
     this.atomically(() => {
       if (conv.kind === "dm") {
         // Both members are there from the group's start: the peer's first message starts a chain.
-        const p = this.newPeer(dmPeer(conv, this.me)!, true, 0);
+        const p = this.newPeer(dmPeer(conv, this.me)!, NO_DEVICE, true, 0);
         p.member = true;
         fresh.peers.set(p.username, p);
         this.store.putPeer(conv.id, p);
@@ -440,29 +534,57 @@ export class MlsContentLayer implements ContentLayer {
     return fresh;
   }
 
-  private newPeer(username: string, fresh: boolean, memberSince: number): Peer {
-    return { username, member: false, fresh, memberSince, lastHash: undefined, recent: Buffer.alloc(0), recentAt: Buffer.alloc(0), count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
+  private newPeer(username: string, device: Buffer, fresh: boolean, memberSince: number): Peer {
+    return { username, device, member: false, fresh, memberSince, lastHash: undefined, recent: Buffer.alloc(0), recentAt: Buffer.alloc(0), count: 0, lastSeq: 0, prevSeq: 0, acked: undefined, told: undefined, ackUncertain: false };
   }
 
   /**
-   * The sender's peer record; a sender not in the member list (a message of the retained past
-   * epoch from someone who just left, or before any list came) gets one while there is room
-   * (at most APP_SEEN_MAX, the oldest non-member making way), else none: opened without a chain.
+   * The sender device's record. A record from before devices (no device) is taken over by the
+   * first device of that user heard from (it continues that chain: the user's only device then).
+   * A sender not in the member list (a message of the retained past epoch from someone who just
+   * left, or before any list came) gets one while there is room (at most APP_SEEN_MAX records, the
+   * oldest non-member making way), else none: opened without a chain.
    */
-  private peerFor(c: ConvState, sender: string): Peer | undefined {
-    const known = c.peers.get(sender);
+  private peerFor(c: ConvState, sender: string, device: Buffer): Peer | undefined {
+    const key = keyOf(sender, device);
+    const known = c.peers.get(key);
+    const legacy = device.length > 0 ? c.peers.get(sender) : undefined;
+    if (legacy !== undefined && (known === undefined || (known.count === 0 && legacy.count > 0))) {
+      c.peers.delete(sender);
+      this.store.deletePeer(c.conv.id, sender, NO_DEVICE);
+      const taken: Peer = { ...legacy, device, member: legacy.member || known?.member === true };
+      c.peers.set(key, taken);
+      return taken;
+    }
     if (known !== undefined) return known;
+    // Members are bounded by membersChanged; past APP_SEEN_MAX records a non-member makes way.
     if (c.peers.size >= APP_SEEN_MAX) {
-      let oldest: Peer | undefined;
-      for (const p of c.peers.values()) if (!p.member && (oldest === undefined || p.lastSeq < oldest.lastSeq)) oldest = p;
+      let oldest: [string, Peer] | undefined;
+      for (const e of c.peers) if (!e[1].member && (oldest === undefined || e[1].lastSeq < oldest[1].lastSeq)) oldest = e;
       if (oldest === undefined) return undefined;
-      c.peers.delete(oldest.username);
-      this.store.deletePeer(c.conv.id, oldest.username);
+      c.peers.delete(oldest[0]);
+      this.store.deletePeer(c.conv.id, oldest[1].username, oldest[1].device);
     }
     // Whether my earlier messages reached them is unknown: only my later ones are theirs to acknowledge.
-    const p = this.newPeer(sender, false, c.row.sentSeq);
-    c.peers.set(sender, p);
+    const p = this.newPeer(sender, device, false, c.row.sentSeq);
+    c.peers.set(key, p);
     return p;
+  }
+
+  /**
+   * The entry of a peer's seen list about this device's chain. `unclear`: the list names my user
+   * without naming this device in a way I can tell (an entry without a device whose hash is not
+   * one of mine: written for another of my devices by a client that does not tell them apart, or
+   * entries for my devices while I do not know which is this one): no proof of a loss.
+   */
+  private mineIn(c: ConvState, seen: readonly AppSeen[]): { entry: AppSeen | undefined; unclear: boolean } {
+    const about = seen.filter((s) => s.username === this.me);
+    if (about.length === 0) return { entry: undefined, unclear: false };
+    const tagged = this.myTag === undefined ? undefined : about.find((s) => s.device !== undefined && s.device.length > 0 && this.myTag!.equals(Buffer.from(s.device)));
+    if (tagged !== undefined) return { entry: tagged, unclear: false };
+    const bare = about.find((s) => s.device === undefined || s.device.length === 0);
+    if (bare !== undefined && (this.myTag === undefined || c.sent.some((m) => m.hash.equals(Buffer.from(bare.hash))))) return { entry: bare, unclear: false };
+    return { entry: undefined, unclear: true };
   }
 
   /** Index in c.sent of the newest own message each peer acknowledged (-1: none of those kept). */
@@ -506,7 +628,7 @@ export class MlsContentLayer implements ContentLayer {
     const open = c.sent.filter((s) => !s.confirmed && !s.lost);
     if (open.length > 0) {
       const from = Math.min(...open.map((s) => s.sealSeq));
-      const speakers = [...c.peers.values()].filter((p) => (p.member || !c.row.membersKnown) && p.lastSeq > from);
+      const speakers = [...c.peers.values()].filter((p) => p.username !== this.me && (p.member || !c.row.membersKnown) && p.lastSeq > from);
       c.sent.forEach((s, i) => {
         if (s.confirmed || s.lost) return;
         const heard = speakers.filter((p) => p.lastSeq > s.sealSeq && p.memberSince < s.seq);
@@ -525,7 +647,8 @@ export class MlsContentLayer implements ContentLayer {
    * was sealed) acknowledged them or a newer one.
    */
   private trim(c: ConvState, idx: (p: Peer) => number): void {
-    const members = [...c.peers.values()].filter((p) => p.member || !c.row.membersKnown);
+    // My own other devices do not acknowledge my messages: not waited for.
+    const members = [...c.peers.values()].filter((p) => p.username !== this.me && (p.member || !c.row.membersKnown));
     let done = 0;
     while (done < c.sent.length && members.every((p) => p.memberSince >= c.sent[done]!.seq || idx(p) >= done)) done += 1;
     for (const s of c.sent.splice(0, done)) this.store.deleteSent(c.conv.id, s.seq);

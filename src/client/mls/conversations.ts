@@ -89,6 +89,7 @@ export class MlsConversations {
     await this.s.run(async () => {
       const client = await this.s.d.store.loadOrCreateClient();
       this.s.client = client;
+      this.s.d.content.thisDevice?.(client.signaturePublicKey); // my leaf vs my other devices' (§4.5, §11)
       for (const conv of this.s.d.store.conversations()) {
         try {
           const g = this.s.d.store.loadGroup(client, conv, this.s.groupOptions());
@@ -351,5 +352,10 @@ export class MlsConversations {
   /** Sends a failed message of mine again, as a new message with the same text. */
   retry(conversationId: string, id: string): Outcome<{ readonly id: string }> {
     return this.o.retry(conversationId, id);
+  }
+
+  /** §11.3: the user read this conversation up to this message: a read marker for my other devices (send.ts). */
+  markRead(conversationId: string, message: { readonly from: string; readonly id: string }): void {
+    this.o.markRead(conversationId, message);
   }
 }

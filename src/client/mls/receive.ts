@@ -6,6 +6,7 @@
 // against the relay's) — and messages of a future epoch held until the commit
 // leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
+import { deviceBySignatureKey } from "../../protocol/devices.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { ChatMessage, MessageKind } from "../types.js";
@@ -21,6 +22,14 @@ import type { Recreator } from "./recreate.js";
 
 /** How many processed MLS message ids are remembered to drop redeliveries silently. */
 const PROCESSED_IDS_KEPT = 4_096;
+/**
+ * A user's device list is fetched again for an unknown sender device at most this often (a
+ * hostile member or relay cannot make every message cost a round trip).
+ */
+export const DEVICE_REFRESH_MS = 10_000;
+
+/** Who sent an application message, as far as devices go (§4.5, §11): `name` for my other devices. */
+type SenderDevice = { readonly ok: true; readonly name?: string } | { readonly ok: false; readonly why: string };
 
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
@@ -46,6 +55,8 @@ export class Receiver {
 
   /** "conversation epoch" where a fork shown by a DM peer's epoch view was shown (once each; bounded like processed). */
   private readonly forkShown = new Set<string>();
+  /** When each user's device list was last fetched for an unknown sender device (DEVICE_REFRESH_MS). */
+  private readonly deviceRefreshed = new Map<string, number>();
 
   /** Handles one message; false when it was held (its `done` is called later). */
   async handle(q: MlsQueued, done: () => void): Promise<boolean> {
@@ -189,7 +200,7 @@ export class Receiver {
     }
     if (before !== undefined && before !== g) { before.destroy(); this.s.held.drop(conv); }
     this.s.adopt(conv, g, true);
-    this.s.d.content.membersChanged(conv, names);
+    this.s.d.content.membersChanged(conv, g.members()); // per device (§4.5): the leaves
     if (by === this.s.d.me) {
       // Another device of mine added this one (self-heal): a device line, not "added".
       this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", ...this.s.creatorField(conv), atMs: this.s.d.clock() });
@@ -288,13 +299,24 @@ export class Receiver {
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
+    // §4.5, §11: the relay's sender device must be the leaf's device; a leaf of my own user is
+    // another device of mine only when my verified list names it (not this one: MLS refused
+    // that as a reflection).
+    const device = await this.senderDevice(inc.sender, q.item.senderDevice);
+    if (!device.ok) {
+      this.s.changed(conv);
+      this.s.d.logger.warn("mls.message.device_refused", { conversation: conv, sender: from, relayDevice: q.item.senderDevice, why: device.why });
+      this.s.d.emit({ type: "refused", conversationId: conv, from });
+      return;
+    }
     // The content layer's rows and the history's (the "message" event) in one transaction of the
     // state db when the layer offers it: a crash cannot keep the id seen (a redelivery then
     // flagged duplicate, not shown) without the message kept; and one commit a message, not two.
     const content = this.s.d.content;
+    content.thisDevice?.(this.s.mustClient().signaturePublicKey);
     const atomically = <T>(fn: () => T): T => (content.runAtomically === undefined ? fn() : content.runAtomically(fn));
     try {
-      atomically(() => this.show(conv, from, q, content.open(conv, g.groupId, from, inc.plaintext)));
+      atomically(() => this.show(conv, from, q, content.open(conv, g.groupId, from, inc.plaintext, inc.sender.signatureKey), device.name));
     } catch (e) {
       this.s.changed(conv);
       this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
@@ -305,9 +327,63 @@ export class Receiver {
     this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
   }
 
+  /**
+   * §4.5, §11: the sender leaf's device. My own user's leaf must be a device of mine in my
+   * verified list (refreshed once when not: a device linked just now), and not this one; a peer's
+   * leaf, when the peer has a list, a device in it. Either way the relay's sender_device must be
+   * that device's id (empty for a user without a list). Without a directory, my other devices
+   * cannot be told from a forgery (refused) and peers are not checked.
+   */
+  private async senderDevice(sender: MlsMember, relayDevice: string): Promise<SenderDevice> {
+    const dir = this.s.d.devices;
+    const own = sender.username === this.s.d.me;
+    if (dir === undefined) return own ? { ok: false, why: "another leaf of my user, and no device list to check it against" } : { ok: true };
+    const find = () => {
+      const list = dir.known(sender.username);
+      return { list, entry: list === undefined ? undefined : deviceBySignatureKey(list, sender.signatureKey) };
+    };
+    let { list, entry } = find();
+    let unreachable = false;
+    if (entry === undefined && (own || list !== undefined || relayDevice !== "")) {
+      const last = this.deviceRefreshed.get(sender.username);
+      const now = this.s.d.clock();
+      if (last === undefined || now - last >= DEVICE_REFRESH_MS) {
+        this.deviceRefreshed.set(sender.username, now);
+        if (this.deviceRefreshed.size > PROCESSED_IDS_KEPT) this.deviceRefreshed.delete(this.deviceRefreshed.keys().next().value!);
+        try {
+          await dir.refresh([sender.username]);
+        } catch (e) {
+          unreachable = true;
+          this.s.d.logger.info("mls.message.device_refresh_failed", { sender: sender.username, error: (e as Error).message });
+        }
+        ({ list, entry } = find());
+      }
+    }
+    if (list === undefined) {
+      if (own) return { ok: false, why: "my device list is not known" };
+      if (relayDevice === "" || unreachable) return { ok: true };
+      return { ok: false, why: `the relay names device ${relayDevice} of ${sender.username}, who has no device list` };
+    }
+    if (entry === undefined) return { ok: false, why: own ? "a leaf of mine that my device list does not name (an unlinked device?)" : `a leaf of ${sender.username} that their device list does not name` };
+    if (entry.deviceId !== relayDevice) return { ok: false, why: `the relay says device '${relayDevice}', the leaf is device ${entry.deviceId}` };
+    if (!own) return { ok: true };
+    if (entry.deviceId === dir.self.deviceId) return { ok: false, why: "this device's own key on another leaf" };
+    return { ok: true, name: entry.name };
+  }
+
   /** Emits what an opened message shows: a fork seen through a DM, the message (once), my messages found lost. */
-  private show(conv: string, from: string, q: MlsQueued, opened: ReturnType<ContentLayer["open"]>): void {
+  private show(conv: string, from: string, q: MlsQueued, opened: ReturnType<ContentLayer["open"]>, deviceName?: string): void {
     const c = opened.content;
+    const own = from === this.s.d.me;
+    if (c.kind === "read") {
+      // §11.3: a read marker is used only from my own other devices; anyone else's is ignored (never shown).
+      if (!own || c.read === undefined) {
+        this.s.d.logger.debug("mls.read.ignored", { conversation: conv, sender: from });
+        return;
+      }
+      this.s.d.emit({ type: "read", conversationId: conv, from: c.read.from, id: hex(c.read.messageId) });
+      return;
+    }
     for (const f of c.forked ?? []) {
       // §12: a member of the room, through our DM, has other secrets for the same epoch of it.
       const key = `${f.conversationId} ${f.epoch}`;
@@ -318,9 +394,11 @@ export class Receiver {
       this.s.notice("warn", `${f.conversationId} was split by the relay: ${from}'s epoch ${f.epoch} of it differs from yours (seen through your direct conversation), so some members no longer read the others; the room's creator should re-create it`, f.conversationId);
     }
     if (!c.duplicate) {
+      // My own message sent from another device: shown as mine (accepted: the relay delivered it), with that device's name.
       const message: ChatMessage = {
         id: hex(c.messageId), conversationId: conv, from, kind: c.kind as MessageKind, text: c.text,
-        sentAtMs: c.sentAtMs, receivedAtMs: this.s.d.clock(), own: false, gap: c.gap,
+        sentAtMs: c.sentAtMs, receivedAtMs: this.s.d.clock(), own, gap: c.gap,
+        ...(own ? { state: "accepted" as const, ...(deviceName === undefined ? {} : { device: deviceName }) } : {}),
         ...(q.relayTimeMs > 0 ? { relayAtMs: q.relayTimeMs } : {}),
       };
       this.s.d.emit({ type: "message", message });
@@ -414,7 +492,7 @@ export class Receiver {
     }
     const after = g.members();
     for (const l of linesOf(inc.change, { creator, leaving, atMs, after, deviceName: (u, k) => deviceName(dir?.known(u), k, this.s.deviceNames) })) this.s.line(conv, l);
-    this.s.d.content.membersChanged(conv, [...new Set(after.map((m) => m.username))]);
+    this.s.d.content.membersChanged(conv, after); // per device (§4.5): the leaves
     this.s.newEpoch(conv);
     this.s.d.store.saveGroup(g);
     await this.releaseHeld(conv);

@@ -22,10 +22,25 @@ import { ErrorCode } from "../../gen/securechat/v1/chat.js";
  * with my pace) before it is sent again: it is never shown failed for that (as v1 did, PROTOCOL.md §8.4).
  */
 export const RATE_RETRY_MS = 500;
+/**
+ * §11.3: at most one read marker per conversation this often: reading a busy room costs my other
+ * devices' and every member's client one small message every few seconds, never one per message.
+ */
+export const READ_MARKER_MIN_MS = 5_000;
+
+/** Read markers of one conversation: the last one sent, and the newest read waiting for its turn. */
+interface ReadMarkers {
+  lastAtMs: number;
+  lastId: string | undefined;
+  want: { readonly from: string; readonly id: string } | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
 
 export class Sender {
   /** Conversations waiting RATE_RETRY_MS after a "too fast" before their outbox is sent again. */
   private readonly slowed = new Set<string>();
+  /** §11.3 read markers per conversation (memory only: a lost one only leaves a count until the next). */
+  private readonly reads = new Map<string, ReadMarkers>();
 
   constructor(private readonly s: EngineState, private readonly c: Committer) {
     this.restore();
@@ -67,6 +82,7 @@ export class Sender {
     let out: Outgoing;
     try {
       if (g?.active === true && (this.s.outbox.get(conv.id)?.length ?? 0) === 0 && this.hasPeers(conv, g)) {
+        if (this.s.client !== undefined) this.s.d.content.thisDevice?.(this.s.client.signaturePublicKey);
         const sealed = this.s.d.content.seal(conv.id, g.groupId, kind, text, now);
         out = { id: hex(sealed.messageId), kind, text, atMs: sealed.sentAtMs, sealed, sealedFor: hex(g.groupId) };
       } else {
@@ -181,6 +197,57 @@ export class Sender {
     } else {
       this.s.failed(convId, m.id, refusedError(r), m);
     }
+  }
+
+  /**
+   * §11.3: the user read `conversationId` up to `message` (the newest shown from someone else).
+   * A read marker goes to the group for my other devices, at most one per conversation every
+   * READ_MARKER_MIN_MS (the newest read waits for its turn; earlier ones are dropped), never in
+   * the lobby, never for my own message (my devices see it as mine and count it read), and none
+   * while no other device of mine is in the group. Not kept: a marker lost to a crash or a
+   * connection drop only leaves a count on the other device until the next.
+   */
+  markRead(conversationId: string, message: { readonly from: string; readonly id: string }): void {
+    const conv = parseConversationId(conversationId);
+    if (conv === undefined || conv.kind === "lobby" || this.s.closed) return;
+    if (typeof message?.id !== "string" || !/^[0-9a-f]{32}$/.test(message.id) || typeof message.from !== "string" || message.from === this.s.d.me) return;
+    if (this.s.d.content.sealRead === undefined || !this.otherDeviceIn(conv.id)) return;
+    let r = this.reads.get(conv.id);
+    if (r === undefined) this.reads.set(conv.id, (r = { lastAtMs: Number.NEGATIVE_INFINITY, lastId: undefined, want: undefined, timer: undefined }));
+    if (r.lastId === message.id) return;
+    r.want = { from: message.from, id: message.id };
+    if (r.timer !== undefined) return;
+    const wait = r.lastAtMs + READ_MARKER_MIN_MS - this.s.d.clock();
+    const go = (): void => {
+      r.timer = undefined;
+      if (this.s.closed) return;
+      void this.s.run(() => this.sendRead(conv.id, r)).catch((e: unknown) => this.s.d.logger.warn("mls.read.failed", { conversation: conv.id, error: (e as Error).message }));
+    };
+    if (wait <= 0) go();
+    else r.timer = setTimeout(go, wait).unref();
+  }
+
+  /** Whether another device of my user has a leaf in the conversation's group (someone to tell). */
+  private otherDeviceIn(convId: string): boolean {
+    const g = this.s.groups.get(convId);
+    if (g?.active !== true) return false;
+    const mine = g.members().filter((m) => m.username === this.s.d.me);
+    return mine.some((m) => m.leafIndex !== g.myLeafIndex);
+  }
+
+  private async sendRead(convId: string, r: ReadMarkers): Promise<void> {
+    const want = r.want;
+    const g = this.s.groups.get(convId);
+    if (want === undefined || this.s.closed || g?.active !== true || r.lastId === want.id || !this.otherDeviceIn(convId)) return;
+    r.want = undefined;
+    r.lastAtMs = this.s.d.clock();
+    this.s.d.content.thisDevice?.(this.s.mustClient().signaturePublicKey);
+    const sealed = this.s.d.content.sealRead!(convId, g.groupId, { from: want.from, messageId: Buffer.from(want.id, "hex") }, r.lastAtMs);
+    const bytes = await g.encrypt(sealed.app);
+    this.s.d.store.saveGroup(g);
+    const sent = await this.s.d.ds.sendMls(bytes);
+    if (sent.ok) r.lastId = want.id;
+    this.s.d.logger.debug("mls.read.sent", { conversation: convId, ok: sent.ok });
   }
 
   /** Sends a failed message of mine again, as a new message with the same text. */

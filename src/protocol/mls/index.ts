@@ -16,6 +16,6 @@ export { makeGroupId, conversationOfGroupId } from "./group-id.js";
 export { ROOM_CREATOR_EXTENSION, isRoomCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 export { type MlsMember, type MembershipChange, type ChangePolicy } from "./membership.js";
 export {
-  encodeAppData, decodeAppData, appHash, chainGap, unacknowledged, ZERO_APP_HASH,
-  type AppData, type AppKind, type AppSeen,
+  encodeAppData, decodeAppData, appHash, chainGap, deviceTag, unacknowledged, ZERO_APP_HASH,
+  type AppData, type AppDataKind, type AppKind, type AppReadRef, type AppSeen,
 } from "./app-data.js";

@@ -9,6 +9,7 @@ import { shouldRing } from "../state/attention.js";
 import { createInitialState, reducer, type Action, type StartupNotice } from "../state/reducer.js";
 import type { TuiState } from "../state/state.js";
 import { LOBBY_ID } from "../state/conversations.js";
+import { readPoint } from "../state/read-point.js";
 import { createStore } from "../state/store.js";
 import { SETTINGS_NAME, parseSettings, serializeSettings } from "../state/settings.js";
 import { connectionWithUiText, messageWithUiText, withUiText } from "../commands/error-text.js";
@@ -62,6 +63,17 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
     keptSettings.current = state.settings;
     session.saveSetting?.(SETTINGS_NAME, serializeSettings(state.settings));
   }, [session, state.settings]);
+
+  // What the user read here goes to their other devices (PROTOCOL.md §11.3); the session sends
+  // at most one marker per conversation every few seconds, whatever this asks.
+  const read = readPoint(state);
+  const readKey = read === undefined ? undefined : `${read.conversationId} ${read.from} ${read.id}`;
+  const lastRead = useRef<string | undefined>(undefined);
+  useEffect(() => {
+    if (read === undefined || readKey === lastRead.current) return;
+    lastRead.current = readKey;
+    session.markRead?.(read.conversationId, { from: read.from, id: read.id });
+  }, [session, readKey]);
 
   // A layout effect runs inside Ink's synchronous first render, so the subscription starts in
   // the same tick as the snapshot above: no event can fall between the two.

@@ -160,6 +160,12 @@ export function receiveMessage(state: TuiState, message: ChatMessage, o: { backl
       ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
     };
     if (!message.own) return updated;
+    if (message.device !== undefined) {
+      // Written on another of my devices: I read what came before there (PROTOCOL.md §11.3);
+      // nothing here is unread up to it, and this screen's scrolling is left as it is.
+      const readHere = updated.readMarker === undefined ? updated : { ...updated, readMarker: seq };
+      return readHere.unread === 0 && readHere.highlights === 0 ? readHere : { ...readHere, unread: 0, highlights: 0 };
+    }
     // Writing means what came before was read: the unread ruler moves below my own message.
     const read = updated.readMarker === undefined ? updated : { ...updated, readMarker: seq };
     // Sending is the end of reading history: my own message brings the view back down.
@@ -168,6 +174,39 @@ export function receiveMessage(state: TuiState, message: ChatMessage, o: { backl
     return following;
   });
   return { ...next, nextSeq: seq + 1 };
+}
+
+/**
+ * My user read conversation `id` up to message `messageId` on another device (a read marker,
+ * PROTOCOL.md §11.3): what came before it is no longer unread here. The counts keep only what
+ * came after it (never grow), and the unread ruler moves down to it. The conversation on screen
+ * has nothing unread; a message not shown here (cleared, or not arrived yet) changes nothing.
+ */
+export function readElsewhere(state: TuiState, id: string, from: string, messageId: string): TuiState {
+  if (id === state.current) return state;
+  return updateConversation(state, id, (c) => {
+    const i = listFindLastIndex(c.entries, (e) => e.kind === "message" && e.message.id === messageId && e.message.from === from, STATE_SEARCH_LIMIT);
+    const at = listGet(c.entries, i);
+    if (at === undefined) return c;
+    const level = notifyLevel(state.settings, id);
+    let unread = 0;
+    let highlights = 0;
+    for (let j = i + 1; j < c.entries.length; j++) {
+      const e = listGet(c.entries, j);
+      if (e === undefined) continue;
+      // Warnings addressed to me (a key change, being added or removed) stay counted.
+      if (e.kind === "key-change" || (e.kind === "membership" && e.line.users.includes(state.me))) highlights += 1;
+      if (e.kind !== "message" || e.message.own || level === "none") continue;
+      const highlighted = e.message.kind !== "topic" && (id.startsWith("dm:") || mentions(e.message.text, state.me, state.settings.highlights));
+      if (highlighted) highlights += 1;
+      if (level === "all" || (level === "mentions" && highlighted)) unread += 1;
+    }
+    const next = Math.min(c.unread, unread);
+    const nextHighlights = Math.min(c.highlights, highlights);
+    const marker = c.readMarker !== undefined && c.readMarker < at.seq ? at.seq : c.readMarker;
+    if (next === c.unread && nextHighlights === c.highlights && marker === c.readMarker) return c;
+    return { ...c, unread: next, highlights: nextHighlights, ...(marker === undefined ? {} : { readMarker: marker }) };
+  });
 }
 
 function topicOf(m: ChatMessage): NonNullable<Conversation["topic"]> {

@@ -8,7 +8,7 @@ import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
 import {
-  STATE_SEARCH_LIMIT, append, ensureConversation, receiveMessage, target, updateConversation, updateMessageState,
+  STATE_SEARCH_LIMIT, append, ensureConversation, readElsewhere, receiveMessage, target, updateConversation, updateMessageState,
 } from "./conversations-reducer.js";
 import {
   SMART_WINDOW_MS, withFilter, withNotify,
@@ -219,7 +219,9 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
     kind: "membership", seq, atMs: line.atMs, conversationId: id, line, ...(quiet ? { quiet: true as const } : {}),
   }), line.kind !== "refused");
   // Someone else adding or removing me, or a refused change, must not hide in another conversation.
-  const forMe = line.by !== me && line.users.includes(me) && (line.kind === "added" || line.kind === "removed");
+  // A DM's lines are its start ("bob started this conversation") and devices coming and going:
+  // never counts of their own (the DM's first message is the news; counting both showed (2!)).
+  const forMe = ref.kind !== "dm" && line.by !== me && line.users.includes(me) && (line.kind === "added" || line.kind === "removed");
   if ((forMe || line.kind === "refused") && after.current !== id) {
     after = updateConversation(after, id, (c) => ({ ...c, highlights: c.highlights + 1 }));
   }
@@ -274,6 +276,8 @@ function sessionEvent(state: TuiState, event: SessionEvent, atMs: number): TuiSt
       return receiveMessage(state, event.message);
     case "message-state":
       return updateMessageState(state, event);
+    case "read":
+      return readElsewhere(state, event.conversationId, event.from, event.id);
     case "key-change":
       return keyChange(state, event, atMs);
     case "refused":

@@ -113,6 +113,8 @@ function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
 function stateTail(m: ChatMessage, retried: boolean): Segment[] {
   if (!m.own && m.notFor !== undefined && m.notFor.length > 0) return [seg(` (not sent to ${m.notFor.join(", ")})`, STYLE.pending)];
   if (!m.own || m.state === undefined) return [];
+  // Mine, written on another of my devices (PROTOCOL.md §11): which one, instead of a delivery mark.
+  if (m.device !== undefined) return [seg(` · ${m.device}`, STYLE.time)];
   switch (m.state) {
     case "pending":
       return [seg(" …", STYLE.pending)];

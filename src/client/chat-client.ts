@@ -413,6 +413,10 @@ export class ChatClient implements ChatSession {
       },
       mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,
       deviceName: hostname().split(".")[0] ?? "primary",
+      // My pins of contacts go to the new device (PROTOCOL.md §4.6): it starts with the same keys.
+      pins: () => [...this.trustStore.all()].filter(([, p]) => p.pending === undefined).map(([username, p]) => ({
+        username, sigSpki: p.identity.sigSpki, encSpki: p.identity.encSpki, encKeySig: p.identity.encKeySig, verified: p.verified, pinnedAtMs: p.pinnedAtMs,
+      })),
       clock: this.clock,
       ...(own === undefined ? {} : { own }),
     }, code, confirm, signal);

@@ -20,9 +20,9 @@ import type { ClientDuplexStream, ServiceError } from "@grpc/grpc-js";
 import { ChatServiceClient, LinkRole, type LinkRequest, type LinkResponse } from "../gen/securechat/v1/chat.js";
 import { checkDeviceName, MAX_DEVICES, newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../protocol/devices.js";
 import { encodeFields } from "../protocol/encoding.js";
-import type { PrivateIdentity } from "../protocol/keys.js";
+import { importPublicIdentity, type PrivateIdentity } from "../protocol/keys.js";
 import {
-  decodeHello, decodeOffer, decodeStepThree, DECLINE_PLAINTEXT, encodeBundle, encodeHello, encodeOffer, formatLinkCode, LINK_MAX_PAYLOAD_BYTES,
+  decodeHello, decodeOffer, decodeStepThree, DECLINE_PLAINTEXT, encodeBundle, encodeHello, encodeOffer, fitLinkPins, formatLinkCode, LINK_MAX_PAYLOAD_BYTES, type LinkPin,
   linkKey, linkSas, LinkStep, newLinkCode, openLinkMessage, parseLinkCode, rendezvousOf, sealLinkMessage, verifyBundle, type LinkOffer,
 } from "../protocol/link.js";
 import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../protocol/mls/index.js";
@@ -34,6 +34,7 @@ import { linkedDeviceFilesExist, linkedDevicePaths, writeLinkedDevice } from "./
 import { MlsKeyStore } from "./mls-store.js";
 import { prepareChannel, type RelayTransport } from "./relay-transport.js";
 import { channelOptions } from "./transport.js";
+import { TrustStore } from "./trust-store.js";
 
 /** Why a linking did not happen: `message` is the one sentence the user sees. */
 export class LinkError extends Error {
@@ -188,6 +189,8 @@ export interface NewDeviceLinked {
   readonly list: VerifiedDeviceList;
   /** The name of the device that linked this one (the primary's name in the list). */
   readonly linkedBy: string;
+  /** How many of the primary's pins of contacts this device took (PROTOCOL.md §4.6). */
+  readonly pinned: number;
 }
 
 /** Refuses to start when keyDir already is a device of the user (nothing is written). */
@@ -282,12 +285,37 @@ export async function newDeviceSide(o: NewDeviceOptions): Promise<NewDeviceLinke
       unlinkQuiet(`${tmpMls}-journal`);
     }
     stream.done();
+    const pinned = await adoptPins(o.keyDir, o.username, step.bundle.pins);
     const primary = list.devices.find((d) => d.primary);
-    return { deviceId: offer.deviceId, name: offer.name, list, linkedBy: primary?.name ?? "your primary device" };
+    return { deviceId: offer.deviceId, name: offer.name, list, linkedBy: primary?.name ?? "your primary device", pinned };
   } finally {
     stream.close();
     mlsKey.privateKey.fill(0);
   }
+}
+
+/**
+ * The primary's pins of contacts, into this device's known_peers (PROTOCOL.md §4.6, §6): each
+ * whose keys check (importPublicIdentity: the key binding verifies) and that this device has not
+ * pinned itself. A pin that does not check is skipped (logged by count), never fatal: the device
+ * is linked already, and such a contact is trusted on first use as before.
+ */
+async function adoptPins(keyDir: string, username: string, pins: readonly LinkPin[]): Promise<number> {
+  if (pins.length === 0) return 0;
+  const trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"));
+  let taken = 0;
+  for (const p of pins) {
+    if (p.username === username) continue;
+    let identity;
+    try {
+      identity = importPublicIdentity({ username: p.username, sigSpki: p.sigSpki, encSpki: p.encSpki, encKeySig: p.encKeySig });
+    } catch {
+      continue;
+    }
+    if (trust.adopt(identity, p.verified, p.pinnedAtMs)) taken++;
+  }
+  await trust.flush();
+  return taken;
 }
 
 function unlinkQuiet(path: string): void {
@@ -325,6 +353,8 @@ export interface ExistingDeviceOptions {
   readonly addDevice?: (entry: DeviceEntry) => Promise<AddDeviceAnswer>;
   /** Asks the user whether the other device shows these digits ("123 456"); the new device's name is given. */
   readonly confirm: (sas: string, deviceName: string) => Promise<boolean>;
+  /** My pins of contacts (the trust store's), sent in the BUNDLE as far as they fit (fitLinkPins). */
+  readonly pins?: readonly LinkPin[];
   readonly signal?: AbortSignal;
   readonly clock?: () => number;
 }
@@ -412,7 +442,7 @@ export async function existingDeviceSide(o: ExistingDeviceOptions): Promise<Exis
       throw new LinkError(`${offer.name} was not linked: the relay did not take the new device list (${sanitizeLine(published.detail).slice(0, 200)})`);
     }
     // The new device checks the BUNDLE, writes its files and ends its side: a clean end.
-    const end = await sendLast(stream, sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig, list })));
+    const end = await sendLast(stream, sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig, list, pins: fitLinkPins(o.pins ?? []) })));
     return { device, list, confirmed: end?.kind === "ended" && end.sentence === undefined };
   } finally {
     stream.close();
@@ -483,6 +513,8 @@ export interface PrimaryLinkDeps {
   readonly mlsSignatureKey: () => Promise<Uint8Array>;
   /** This device's name in a first list (the host name). */
   readonly deviceName: string;
+  /** My pins of contacts, for the BUNDLE (PROTOCOL.md §4.6). */
+  readonly pins?: () => readonly LinkPin[];
   readonly clock?: () => number;
 }
 
@@ -526,7 +558,7 @@ export async function linkFromPrimary(d: PrimaryLinkDeps, code: string, confirm:
     if (!parsed.ok) return { ok: false, reason: parsed.reason };
     const currentList = await currentListOf(d);
     const r = await existingDeviceSide({
-      relay: d.relay, code: parsed.code, identity: d.identity, currentList, publish: d.publish, confirm,
+      relay: d.relay, code: parsed.code, identity: d.identity, currentList, publish: d.publish, confirm, pins: d.pins?.() ?? [],
       ...(d.own === undefined ? {} : { addDevice: d.own.addDevice }),
       ...(signal === undefined ? {} : { signal }), ...(d.clock === undefined ? {} : { clock: d.clock }),
     });

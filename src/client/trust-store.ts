@@ -137,6 +137,17 @@ export class TrustStore {
   }
 
   /**
+   * A pin handed over by my primary device at linking (PROTOCOL.md §4.6): taken only when this
+   * device has no pin for the user yet (its own pin, or a pending change, always wins). Returns
+   * whether it was taken.
+   */
+  adopt(identity: PublicIdentity, verified: boolean, pinnedAtMs: number): boolean {
+    if (this.peers.has(identity.username)) return false;
+    this.set(identity.username, { identity, verified, pinnedAtMs: Number.isSafeInteger(pinnedAtMs) && pinnedAtMs > 0 ? pinnedAtMs : this.clock() });
+    return true;
+  }
+
+  /**
    * The user compared safety numbers: the pending keys (if any) become the pin, marked
    * verified. `expected` must be the keys the user compared (the caller checked the digits
    * against them); when the pending keys are no longer those, nothing changes.

@@ -12,7 +12,9 @@
 //
 // step 1 OFFER  (new → existing)  enc("securechat/v1/link-offer", username, device_id, name, device_spki, mls_signature_key)
 // step 2 HELLO  (existing → new)  enc("securechat/v1/link-hello", username, identity_spki, enc_spki, enc_key_sig)
-// step 3 BUNDLE (existing → new)  enc("securechat/v1/link-bundle", identity_sig, device_list)   (device_list: the wire DeviceList)
+// step 3 BUNDLE (existing → new)  enc("securechat/v1/link-bundle", identity_sig, device_list, u32 n,
+//                                     n × (username, sig_spki, enc_spki, enc_key_sig, u32 verified, u64 pinned_at_ms))
+//                                 (device_list: the wire DeviceList; then the primary's pins of contacts, §6)
 //     or DECLINE (existing → new) enc("securechat/v1/link-decline")
 //
 // The relay does not know the code (it sees only the rendezvous, a hash of 80 random bits), so it
@@ -164,7 +166,11 @@ export function openLinkMessage(key: Uint8Array, step: LinkStepNumber, sealed: U
 // ---------------------------------------------------------------------------------------------
 
 /** The fields of enc(label, ...) with exactly `count` fields and no trailing bytes. */
-export function decodeLinkFields(bytes: Uint8Array, label: string, count: number, what: string): Buffer[] {
+/** Fields of one pin in a BUNDLE: username, sig_spki, enc_spki, enc_key_sig, u32 verified, u64 pinned_at_ms. */
+const PIN_FIELDS = 6;
+
+/** The fields after the label: exactly `count` of them, or all there are when `count` is undefined. */
+export function decodeLinkFields(bytes: Uint8Array, label: string, count: number | undefined, what: string): Buffer[] {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const take = (): Buffer => {
@@ -178,7 +184,8 @@ export function decodeLinkFields(bytes: Uint8Array, label: string, count: number
   };
   if (!take().equals(utf8(label))) throw bad(`expected ${what}, got another message`);
   const out: Buffer[] = [];
-  for (let i = 0; i < count; i++) out.push(take());
+  if (count === undefined) while (at < b.length) out.push(take());
+  else for (let i = 0; i < count; i++) out.push(take());
   if (at !== b.length) throw bad(`${what} has ${b.length - at} trailing bytes`);
   return out;
 }
@@ -216,6 +223,43 @@ export interface LinkHello {
 export interface LinkBundle {
   readonly identitySig: Buffer;
   readonly list: SignedDeviceList;
+  /**
+   * The primary's pins of contacts (§4.6, §6), so the new device starts with the same keys
+   * (and "verified" marks) instead of trusting each contact afresh through the relay. May be a
+   * part of them: those that fit the payload, verified ones first (fitLinkPins).
+   */
+  readonly pins: readonly LinkPin[];
+}
+
+/** One pinned contact as the BUNDLE carries it (the keys of the trust store's pin, PROTOCOL.md §6). */
+export interface LinkPin {
+  readonly username: string;
+  readonly sigSpki: Buffer;
+  readonly encSpki: Buffer;
+  readonly encKeySig: Buffer;
+  readonly verified: boolean;
+  readonly pinnedAtMs: number;
+}
+
+/** Room left in a BUNDLE for the pins (the payload limit less the signature, a 16-device list and framing). */
+export const LINK_PINS_BUDGET_BYTES = 56 * 1024;
+
+function pinBytes(p: LinkPin): number {
+  return 6 * 4 + Buffer.byteLength(p.username) + p.sigSpki.length + p.encSpki.length + p.encKeySig.length + 4 + 8;
+}
+
+/** The pins that fit LINK_PINS_BUDGET_BYTES: verified first, then the most recently pinned. */
+export function fitLinkPins(pins: readonly LinkPin[]): LinkPin[] {
+  const ordered = [...pins].sort((a, b) => Number(b.verified) - Number(a.verified) || b.pinnedAtMs - a.pinnedAtMs || a.username.localeCompare(b.username));
+  const out: LinkPin[] = [];
+  let used = 4;
+  for (const p of ordered) {
+    const n = pinBytes(p);
+    if (used + n > LINK_PINS_BUDGET_BYTES) continue;
+    used += n;
+    out.push(p);
+  }
+  return out;
 }
 
 function checkOffer(o: LinkOffer): void {
@@ -272,7 +316,14 @@ export function decodeHello(bytes: Uint8Array): LinkHello {
 export function encodeBundle(b: LinkBundle): Buffer {
   if (!(b.identitySig instanceof Uint8Array) || b.identitySig.length !== ED25519_SIGNATURE_BYTES) throw bad("the bundle's identity signature must be 64 bytes");
   const list = WireDeviceList.encode(toWireDeviceList(b.list)).finish();
-  return encodeFields(LINK_BUNDLE_LABEL, [b.identitySig, list]);
+  const fields: Field[] = [b.identitySig, list, { u32: b.pins.length }];
+  const names = new Set<string>();
+  for (const p of b.pins) {
+    if (!checkUsername(p.username).ok || names.has(p.username)) throw bad(`the bundle's pin of '${String(p.username)}' is invalid or repeated`);
+    names.add(p.username);
+    fields.push(p.username, p.sigSpki, p.encSpki, p.encKeySig, { u32: p.verified ? 1 : 0 }, { u64: p.pinnedAtMs });
+  }
+  return encodeFields(LINK_BUNDLE_LABEL, fields);
 }
 
 export const DECLINE_PLAINTEXT: Buffer = encodeFields(LINK_DECLINE_LABEL, []);
@@ -283,7 +334,21 @@ export type StepThree = { readonly kind: "bundle"; readonly bundle: LinkBundle }
 /** Decodes step 3's plaintext: a DECLINE, or a BUNDLE (not yet verified: verifyBundle). */
 export function decodeStepThree(bytes: Uint8Array): StepThree {
   if (Buffer.from(bytes).equals(DECLINE_PLAINTEXT)) return { kind: "declined" };
-  const [sig, listBytes] = decodeLinkFields(bytes, LINK_BUNDLE_LABEL, 2, "a bundle") as [Buffer, Buffer];
+  const all = decodeLinkFields(bytes, LINK_BUNDLE_LABEL, undefined, "a bundle");
+  if (all.length < 3 || all[2]!.length !== 4) throw bad("a bundle is truncated");
+  const count = all[2]!.readUInt32BE(0);
+  if (all.length !== 3 + PIN_FIELDS * count) throw bad(`a bundle announces ${count} pins but carries ${Math.max(0, (all.length - 3) / PIN_FIELDS)}`);
+  const [sig, listBytes] = all as [Buffer, Buffer];
+  const pins: LinkPin[] = [];
+  const names = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const [u, s, e, k, v, t] = all.slice(3 + i * PIN_FIELDS, 3 + (i + 1) * PIN_FIELDS) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+    const username = utf8Field(u, "a pin's user");
+    if (!checkUsername(username).ok || names.has(username)) throw bad(`the bundle's pin of '${username}' is invalid or repeated`);
+    if (v.length !== 4 || v.readUInt32BE(0) > 1 || t.length !== 8) throw bad(`the bundle's pin of '${username}' is malformed`);
+    names.add(username);
+    pins.push({ username, sigSpki: Buffer.from(s), encSpki: Buffer.from(e), encKeySig: Buffer.from(k), verified: v.readUInt32BE(0) === 1, pinnedAtMs: Number(t.readBigUInt64BE(0)) });
+  }
   if (sig.length !== ED25519_SIGNATURE_BYTES) throw bad("the bundle's identity signature must be 64 bytes");
   let wire: WireDeviceList;
   try {
@@ -291,7 +356,7 @@ export function decodeStepThree(bytes: Uint8Array): StepThree {
   } catch (e) {
     throw new ProtocolError("malformed", "link: the bundle's device list does not decode", { cause: e });
   }
-  return { kind: "bundle", bundle: { identitySig: Buffer.from(sig), list: fromWireDeviceList(wire) } };
+  return { kind: "bundle", bundle: { identitySig: Buffer.from(sig), list: fromWireDeviceList(wire), pins } };
 }
 
 /**

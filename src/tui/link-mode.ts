@@ -68,6 +68,7 @@ export async function runLinkMode(o: LinkModeOptions): Promise<number> {
     });
     o.logger.info("link.done", { username: o.username, deviceId: linked.deviceId, version: linked.list.version });
     say(`Linked: this machine is ${o.username}'s device "${linked.name}" (linked by ${linked.linkedBy}; device list v${linked.list.version}).`);
+    if (linked.pinned > 0) say(`It knows the keys of ${linked.pinned} of your contacts, as ${linked.linkedBy} pinned them.`);
     say("Earlier messages are not on this device; it receives what is sent from now on.");
     say(`Starting the chat as this device… (next time: chat-tui ${o.username})`);
     return 0;

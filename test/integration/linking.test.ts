@@ -70,6 +70,33 @@ async function relayList() {
 }
 
 describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
+  it("hands the primary's pins of contacts to the new device: same keys, verified marks kept, nothing pending", async () => {
+    const bob = await fixtureIdentity("bob");
+    const carol = await fixtureIdentity("carol");
+    const dave = await fixtureIdentity("dave");
+    const pins = (primary.client as unknown as { trustStore: TrustStore }).trustStore;
+    pins.observe(bob);
+    pins.trust("bob");
+    pins.observe(carol);
+    pins.observe(dave);
+    pins.observe({ ...(await fixtureIdentity("mallory", "dave")) }); // a change of dave's key awaiting a decision: not handed over
+    const fresh = startNewDevice();
+    const code = await fresh.code();
+    const outcome = await primary.client.linkDevice(code, async () => {
+      await waitUntil(() => fresh.shown.sas, "the new device's SAS");
+      return true;
+    });
+    expect(outcome).toMatchObject({ ok: true });
+    const linked = await fresh.done;
+    expect(linked.pinned).toBe(2);
+    const theirs = await TrustStore.open(join(newDir, "alice_known_peers.json"));
+    expect(theirs.get("bob")).toMatchObject({ verified: true });
+    expect(theirs.get("bob")!.identity.sigSpki.equals(bob.sigSpki)).toBe(true);
+    expect(theirs.get("carol")).toMatchObject({ verified: false });
+    expect(theirs.get("dave")).toBeUndefined();
+    expect(statSync(join(newDir, "alice_known_peers.json")).mode & 0o777).toBe(0o600);
+  });
+
   it("links: same SAS on both screens, files 0600, list v+1 at the relay, credential verifies, the device connects", async () => {
     const fresh = startNewDevice();
     const code = await fresh.code();

@@ -4,7 +4,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList } from "../../src/protocol/devices.js";
 import {
-  DECLINE_PLAINTEXT, decodeHello, decodeOffer, decodeStepThree, encodeBundle, encodeHello, encodeOffer, formatLinkCode, linkKey, linkSas, LinkStep,
+  DECLINE_PLAINTEXT, decodeHello, decodeOffer, decodeStepThree, encodeBundle, encodeHello, encodeOffer, fitLinkPins, formatLinkCode, LINK_MAX_PAYLOAD_BYTES, linkKey, linkSas, LinkStep,
   newLinkCode, openLinkMessage, parseLinkCode, rendezvousOf, sealLinkMessage, verifyBundle, type LinkHello, type LinkOffer,
 } from "../../src/protocol/link.js";
 import { fixtureIdentity } from "../helpers/identities.js";
@@ -73,9 +73,13 @@ describe("sealed link messages", () => {
     expect(decodeOffer(o)).toEqual(offer);
     const h = openLinkMessage(k, LinkStep.hello, sealLinkMessage(k, LinkStep.hello, encodeHello(hello)));
     expect(decodeHello(h)).toEqual(hello);
-    const b = decodeStepThree(openLinkMessage(k, LinkStep.bundle, sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig: Buffer.alloc(64, 5), list }))));
+    const bob = await fixtureIdentity("bob");
+    const pins = [{ username: "bob", sigSpki: bob.sigSpki, encSpki: bob.encSpki, encKeySig: bob.encKeySig, verified: true, pinnedAtMs: 1_700_000_000_000 }];
+    const b = decodeStepThree(openLinkMessage(k, LinkStep.bundle, sealLinkMessage(k, LinkStep.bundle, encodeBundle({ identitySig: Buffer.alloc(64, 5), list, pins }))));
     if (b.kind !== "bundle") throw new Error("expected a bundle");
     expect(verifyBundle(b.bundle, offer, hello).version).toBe(2);
+    // The primary's pins of contacts come through as sent (PROTOCOL.md §4.6).
+    expect(b.bundle.pins).toEqual(pins);
     expect(decodeStepThree(DECLINE_PLAINTEXT)).toEqual({ kind: "declined" });
   });
 
@@ -122,22 +126,45 @@ describe("sealed link messages", () => {
     expect(linkSas(k, encodeOffer(offer), fakeHello)).not.toBe(linkSas(k, encodeOffer(offer), helloBytes));
   });
 
+  it("decodes a BUNDLE's pins strictly, and keeps to the payload budget (verified pins first)", async () => {
+    const { list } = await world();
+    const bob = await fixtureIdentity("bob");
+    const pin = { username: "bob", sigSpki: bob.sigSpki, encSpki: bob.encSpki, encKeySig: bob.encKeySig, verified: false, pinnedAtMs: 5 };
+    const two = encodeBundle({ identitySig: Buffer.alloc(64), list, pins: [pin, { ...pin, username: "carol" }] });
+    // A count that does not match the fields, a repeated user, a verified flag other than 0/1.
+    const countAt = two.indexOf(Buffer.from([0, 0, 0, 4, 0, 0, 0, 2]));
+    const wrongCount = Buffer.from(two);
+    wrongCount.writeUInt32BE(3, countAt + 4);
+    expect(() => decodeStepThree(wrongCount)).toThrow(/announces 3 pins/);
+    expect(() => encodeBundle({ identitySig: Buffer.alloc(64), list, pins: [pin, pin] })).toThrow(/invalid or repeated/);
+    const flag = encodeBundle({ identitySig: Buffer.alloc(64), list, pins: [pin] });
+    const bad = Buffer.from(flag);
+    bad.writeUInt32BE(2, flag.length - 8 - 4 - 4);
+    expect(() => decodeStepThree(bad)).toThrow(/malformed/);
+    // Many pins: what fits the budget goes, verified ones first.
+    const many = Array.from({ length: 400 }, (_, i) => ({ ...pin, username: `user${i}`, verified: i === 399, pinnedAtMs: i }));
+    const fitted = fitLinkPins(many);
+    expect(fitted.length).toBeLessThan(400);
+    expect(fitted[0]!.username).toBe("user399");
+    expect(encodeBundle({ identitySig: Buffer.alloc(64), list, pins: fitted }).length).toBeLessThan(LINK_MAX_PAYLOAD_BYTES - 1024);
+  });
+
   it("refuses a BUNDLE whose list does not name the new device", async () => {
     const { alice, offer, hello, primary, added } = await world();
     const without = signDeviceList({ username: "alice", version: 2, issuedAtMs: 3, devices: [primary] }, alice.sigPrivate, alice.sigSpki);
-    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: without }, offer, hello)).toThrow(/does not name this device/);
+    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: without, pins: [] }, offer, hello)).toThrow(/does not name this device/);
     const otherKey = signDeviceList({ username: "alice", version: 2, issuedAtMs: 3, devices: [primary, { ...added, mlsSignatureKey: Buffer.alloc(32, 8) }] }, alice.sigPrivate, alice.sigSpki);
-    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: otherKey }, offer, hello)).toThrow(/other keys or another name/);
+    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: otherKey, pins: [] }, offer, hello)).toThrow(/other keys or another name/);
   });
 
   it("refuses a BUNDLE not signed by HELLO's identity key", async () => {
     const { offer, hello, primary, added, list } = await world();
     const mallory = await fixtureIdentity("mallory", "alice");
     const byMallory: SignedDeviceList = signDeviceList({ username: "alice", version: 2, issuedAtMs: 3, devices: [{ ...primary, authSpki: mallory.sigSpki }, added] }, mallory.sigPrivate, mallory.sigSpki);
-    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: byMallory }, offer, hello)).toThrow(/not alice's/);
+    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: byMallory, pins: [] }, offer, hello)).toThrow(/not alice's/);
     const edited = { ...list, version: 3 };
-    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: edited }, offer, hello)).toThrow(/not signed by their identity key/);
-    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list }, { ...offer, username: "bob" }, hello)).toThrow(/signed in as 'alice', not 'bob'/);
+    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list: edited, pins: [] }, offer, hello)).toThrow(/not signed by their identity key/);
+    expect(() => verifyBundle({ identitySig: Buffer.alloc(64), list, pins: [] }, { ...offer, username: "bob" }, hello)).toThrow(/signed in as 'alice', not 'bob'/);
   });
 
   it("decodes strictly: wrong label, trailing bytes, bad fields", async () => {

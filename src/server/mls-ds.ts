@@ -29,6 +29,7 @@ import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
 import { checkQueueCaps } from "./admission.js";
 import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
+import { MAX_DEVICES } from "../protocol/devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
@@ -206,6 +207,8 @@ export class MlsDeliveryService {
     const me = user.record.username;
     // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
     if (names.includes(me) && this.d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
+    if (req.deviceIds.length > MAX_DEVICES) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
+    const onlyDevices = req.deviceIds.length === 0 ? undefined : new Set(req.deviceIds);
     const entries = [];
     const missing = [];
     for (const username of names) {
@@ -214,6 +217,7 @@ export class MlsDeliveryService {
       let found = 0;
       for (const address of this.d.devices.addresses(username)) {
         if (address === this.d.address) continue;
+        if (onlyDevices !== undefined && !onlyDevices.has(this.d.devices.deviceIdOf(address))) continue;
         const kp = this.d.store.mls.claimKeyPackage(address);
         if (kp === undefined) continue;
         found++;

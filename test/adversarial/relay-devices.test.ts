@@ -177,7 +177,7 @@ describe("unlinking and KeyPackages per device", () => {
     expect(queuedRows(relay, deviceAddress(phone))).toBe(0);
     expect(storedMlsRefs(relay).slice(-2)).toEqual([]); // the envelopes nobody waits for are gone
     // Its KeyPackages are gone: bob gets none of the phone's.
-    const c = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const c = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(c.ok && c.value).toMatchObject({ entries: [], missing: ["alice"] });
     // New traffic goes to the primary only.
     await sendMlsAccepted(b, await g.say("bob", "three"));
@@ -210,7 +210,7 @@ describe("unlinking and KeyPackages per device", () => {
     expect(!u.ok && u.value.code).toBe(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE);
     // Nothing was stored: bob claims nothing of alice's.
     const b = await connectV2(relay, bob);
-    const c = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const c = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(c.ok && c.value.missing).toEqual(["alice"]);
     // Each its own: accepted.
     await must(d, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(desktop.person)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
@@ -224,9 +224,9 @@ describe("unlinking and KeyPackages per device", () => {
     await must(a1, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(old), await makeKeyPackage(pa)], lastResort: await makeKeyPackage(old, true) } }, "keyPackageStatus");
     await publishDeviceListOk(a1, deviceListOf(alice, pa, [], 1, PRIMARY_ID));
     const b = await connectV2(relay, bob);
-    const first = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const first = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(first.entries.map((e) => [e.deviceId, e.lastResort])).toEqual([[PRIMARY_ID, false]]);
-    const second = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const second = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(second).toMatchObject({ entries: [], missing: ["alice"] });
   });
 });

@@ -42,7 +42,7 @@ describe("MLS Delivery Service abuse", () => {
     expect(wrongKey).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_FORGED_SENDER, detail: "one-time KeyPackage #1 is signed for another identity key than yours; you may publish only your own" } });
 
     // Nothing was stored for alice (nor the one-time package sent with the forged last-resort one).
-    const claimed = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice", "mallory"] } }, "keyPackageList");
+    const claimed = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice", "mallory"], deviceIds: [] } }, "keyPackageList");
     expect(claimed.missing).toEqual(["alice", "mallory"]);
     // mallory's honest KeyPackage is accepted afterwards: the session was not ended.
     expect(await must(m, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(own)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus"))
@@ -97,7 +97,7 @@ describe("MLS Delivery Service abuse", () => {
     await must(b, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pb)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
     const ga = await MlsGroup.create(pa.client, "dm:alice:bob");
     await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
-    const kp = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"] } }, "keyPackageList");
+    const kp = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"], deviceIds: [] } }, "keyPackageList");
     const add = await ga.addMembers([kp.entries[0]!.keyPackage], { expectUsernames: ["bob"] });
     // alice's client would never say so, but a hint naming mallory in a DM is refused.
     expect(await sendCommit(a, add.commit, undefined, { added: ["bob", "mallory"] })).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_CONVERSATION });

@@ -38,7 +38,7 @@ async function opsRoom(options: TestRelayOptions = {}) {
   await must(b, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pb)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
   const ga = await MlsGroup.create(pa.client, "#ops");
   await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
-  const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"] } }, "keyPackageList");
+  const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"], deviceIds: [] } }, "keyPackageList");
   const add = await ga.addMembers([kps.entries[0]!.keyPackage], { expectUsernames: ["bob"] });
   expect(await sendCommit(a, add.commit, undefined, { added: ["bob"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true });
   ga.confirmCommit();
@@ -185,7 +185,7 @@ describe("SendCommit abuse (Welcomes)", () => {
     const { a, b, m, ga, gb } = await opsRoom({ limits: { maxRecipients: 2 } });
     const pm = await mlsPerson(mallory);
     await must(m, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pm)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
-    const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["mallory"] } }, "keyPackageList");
+    const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["mallory"], deviceIds: [] } }, "keyPackageList");
     const add = await ga.addMembers([kps.entries[0]!.keyPackage], { expectUsernames: ["mallory"] });
     const full = /^#ops would have 3 members; this relay allows at most 2, the most one message can reach$/;
     const r = await sendCommit(a, add.commit, undefined, { added: ["mallory"], welcome: add.welcome, ratchetTree: add.ratchetTree });

@@ -127,6 +127,8 @@ describe("alice on two devices, bob on one", () => {
     // A third device is linked: alice's primary publishes v2; each device takes the list (the
     // directory's update); the device with the lowest leaf adds it everywhere.
     const phone = await w.device("alice", "phone");
+    const desktopClaims = (): number => [...ds.claimedFrom].filter(([a]) => a.includes(desktop.entry.deviceId)).reduce((n, [, c]) => n + c, 0);
+    const desktopClaimedBefore = desktopClaims();
     await w.publish("alice", [laptop, desktop, phone]);
     await w.start(phone);
     await Promise.all([laptop, desktop, bob].map((d) => d.directory.refresh(["alice"])));
@@ -137,6 +139,8 @@ describe("alice on two devices, bob on one", () => {
       expect(linesIn(bob, conv).some((l) => l.kind === "device-added" && l.device === "phone" && l.users[0] === "alice")).toBe(true);
     }
     expect(ds.epochTaken).toBe(0); // one committer per group: no race between alice's devices
+    // The heal claimed the phone's KeyPackages only, never the desktop's (ClaimKeyPackages.device_ids).
+    expect(desktopClaims()).toBe(desktopClaimedBefore);
     send(bob, DM, "three devices");
     for (const d of [laptop, desktop, phone]) await reads(d, DM, "bob: three devices");
 

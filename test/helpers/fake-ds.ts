@@ -74,6 +74,8 @@ export class FakeDs {
   groupInfoPublished = 0;
   /** Claims served so far, per user (tests of KeyPackage use). */
   readonly claims = new Map<string, number>();
+  /** KeyPackages handed out per queue address (a device's packages used up). */
+  readonly claimedFrom = new Map<string, number>();
 
   /** Kept device lists per user (PROTOCOL.md §4.5). */
   private readonly lists = new Map<string, SignedDeviceList>();
@@ -101,7 +103,7 @@ export class FakeDs {
     const from = (): string => this.address(user, deviceId);
     return {
       publishKeyPackages: async (oneTime, lastResort) => this.publishKeyPackages(user, deviceId, oneTime, lastResort),
-      claimKeyPackages: async (usernames) => this.claim(user, from(), usernames),
+      claimKeyPackages: async (usernames, deviceIds) => this.claim(user, from(), usernames, deviceIds),
       fetchDeviceLists: async (usernames) => this.fetchDeviceLists(user, usernames),
       publishDeviceList: async (list) => this.publishDeviceList(user, list),
       publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
@@ -187,7 +189,7 @@ export class FakeDs {
   }
 
   /** One KeyPackage per device of each user (my own user: my other devices only; without a list, as before: not oneself). */
-  private claim(user: string, from: string, usernames: readonly string[]): DsResult<{ entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
+  private claim(user: string, from: string, usernames: readonly string[], deviceIds: readonly string[] = []): DsResult<{ entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] }> {
     const entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[] = [];
     const missing: string[] = [];
     for (const u of usernames) {
@@ -195,9 +197,10 @@ export class FakeDs {
       this.claims.set(u, (this.claims.get(u) ?? 0) + 1);
       let any = false;
       for (const { address, deviceId } of this.addresses(u)) {
-        if (address === from) continue;
+        if (address === from || (deviceIds.length > 0 && !deviceIds.includes(deviceId))) continue;
         const k = this.keyPackages.get(address);
         const one = k?.oneTime.shift();
+        this.claimedFrom.set(address, (this.claimedFrom.get(address) ?? 0) + 1);
         if (one !== undefined) entries.push({ username: u, deviceId, keyPackage: one, lastResort: false });
         else if (k?.lastResort !== undefined) entries.push({ username: u, deviceId, keyPackage: k.lastResort, lastResort: true });
         else continue;

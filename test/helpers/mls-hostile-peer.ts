@@ -42,7 +42,7 @@ export class HostileMlsPeer {
   /** Makes the DM's group with `peer` (claims one of its KeyPackages, adds it, registers it): the peer's client joins from the Welcome. */
   async dmWith(peer: string, conversationId: string): Promise<MlsGroup> {
     const s = this.session;
-    const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: [peer] } }, "keyPackageList");
+    const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: [peer], deviceIds: [] } }, "keyPackageList");
     const kp = kps.entries.find((e) => e.username === peer);
     if (kp === undefined) throw new Error(`the relay holds no KeyPackage for ${peer}`);
     const g = await MlsGroup.create(this.person.client, conversationId);

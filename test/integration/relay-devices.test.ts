@@ -186,17 +186,22 @@ describe("several devices of one user at the relay", () => {
     // Per device: the desktop's own counts, not alice's.
     expect(st).toMatchObject({ oneTimeLeft: 1, lastResortPresent: true });
 
-    const first = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    // A claim naming devices takes only theirs (a device healing its own leaves, §4.5): the
+    // primary's one-time package stays for the claim below.
+    const onlyDesktop = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [desktop.deviceId] } }, "keyPackageList");
+    expect(onlyDesktop.entries.map((e) => [e.deviceId, e.lastResort])).toEqual([[desktop.deviceId, false]]);
+    await must(a2, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(desktop.person)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    const first = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(first.missing).toEqual([]);
     expect(first.entries.map((e) => [e.username, e.deviceId, e.lastResort]).sort()).toEqual([["alice", PRIMARY_ID, false], ["alice", desktop.deviceId, false]].sort());
     // The primary has none left; the desktop its last resort: alice is not missing.
-    const second = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const second = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(second.entries.map((e) => [e.deviceId, e.lastResort])).toEqual([[desktop.deviceId, true]]);
     expect(second.missing).toEqual([]);
     // alice's own devices may claim each other's (to add them to her groups), never their own.
-    const own = await must(a1, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const own = await must(a1, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(own.entries.map((e) => e.deviceId)).toEqual([desktop.deviceId]);
-    const ownDesktop = await must(a2, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const ownDesktop = await must(a2, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(ownDesktop).toMatchObject({ entries: [], missing: ["alice"] });
 
     // bob makes a room and adds alice (her primary's KeyPackage): the Welcome is queued for both
@@ -307,7 +312,7 @@ describe("several devices of one user at the relay", () => {
     }
     await relay.restart();
     const b = await connectV2(relay, bob);
-    const c = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const c = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(c.entries.map((e) => [e.username, e.deviceId, e.lastResort])).toEqual([["alice", "", false]]);
   });
 });

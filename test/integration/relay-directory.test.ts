@@ -33,7 +33,7 @@ describe("light directory", () => {
     const b = await relay.connect(bob);
     const ops = await MlsGroup.create((await mlsPerson(bob)).client, "#ops");
     await must(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ops.groupInfo()) } }, "groupInfoResult");
-    const kps = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const kps = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     const add = await ops.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: ["alice"] });
     expect(await sendCommit(b, add.commit, undefined, { added: ["alice"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true });
     await relay.disconnect(b, "bob");

@@ -157,7 +157,7 @@ describe("relay lifecycle", () => {
     }
     const upd = await room.group("bob").selfUpdate();
     expect(await sendCommit(newBob, upd.commit)).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_NOT_A_MEMBER });
-    const claim = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"] } }, "keyPackageList");
+    const claim = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["bob"], deviceIds: [] } }, "keyPackageList");
     expect(claim.missing).toEqual(["bob"]);
     // Peers see a new key tag for bob; the keys they then fetch are the new ones, and the client's
     // key-change flow takes it from there.

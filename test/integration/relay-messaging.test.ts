@@ -100,7 +100,7 @@ describe("relay messaging", () => {
     const pa = await mlsPerson(alice);
     const ga = await MlsGroup.create(pa.client, "dm:alice:dave");
     await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ga.groupInfo()) } }, "groupInfoResult");
-    const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["dave"] } }, "keyPackageList");
+    const kps = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["dave"], deviceIds: [] } }, "keyPackageList");
     expect(kps.entries.map((e) => e.username)).toEqual(["dave"]);
     const add = await ga.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: ["dave"] });
     expect(await sendCommit(a, add.commit, undefined, { added: ["dave"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true });

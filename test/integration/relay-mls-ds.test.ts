@@ -31,7 +31,7 @@ async function publish(s: RawSession, oneTime: Buffer[], lastResort: Buffer = Bu
 }
 
 function claim(s: RawSession, usernames: string[]) {
-  return must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames } }, "keyPackageList");
+  return must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames, deviceIds: [] } }, "keyPackageList");
 }
 
 /** alice creates #ops on the relay and adds bob and carol (KeyPackages claimed from the relay). */
@@ -125,9 +125,9 @@ describe("KeyPackages", () => {
       code: ErrorCode.ERROR_CODE_MLS_LIMIT, detail: `you keep ${MAX_ONE_TIME_KEY_PACKAGES - 1} one-time KeyPackages here; 2 more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`,
     });
 
-    const tooMany = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: Array.from({ length: MAX_CLAIM_USERS + 1 }, (_, i) => `u${i}`) } }, "keyPackageList");
+    const tooMany = await ask(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: Array.from({ length: MAX_CLAIM_USERS + 1 }, (_, i) => `u${i}`), deviceIds: [] } }, "keyPackageList");
     expect(tooMany).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_MLS_LIMIT } });
-    const own = await ask(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"] } }, "keyPackageList");
+    const own = await ask(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
     expect(own).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_BAD_FRAME, detail: "you cannot claim your own KeyPackage" } });
 
     // Both sessions are still served.

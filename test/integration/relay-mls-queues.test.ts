@@ -43,7 +43,7 @@ async function publishGroupInfo(s: RawSession, g: MlsGroup): Promise<void> {
 async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]) {
   const g = await MlsGroup.create(creator.client, conversationId);
   await publishGroupInfo(s, g);
-  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users } }, "keyPackageList");
+  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users, deviceIds: [] } }, "keyPackageList");
   expect(kps.missing).toEqual([]);
   const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
   const r = await sendCommit(s, add.commit, undefined, { added: users, welcome: add.welcome, ratchetTree: add.ratchetTree });

@@ -86,7 +86,7 @@ describe("relay refusals", () => {
     const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
 
     // A user the relay does not know has no KeyPackage to claim: nobody can be added by mistake.
-    const claim = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["zed"] } }, "keyPackageList");
+    const claim = await must(a, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["zed"], deviceIds: [] } }, "keyPackageList");
     expect({ entries: claim.entries, missing: claim.missing }).toEqual({ entries: [], missing: ["zed"] });
     // A group the relay does not keep (never registered).
     const elsewhere = await MlsGroup.create((await mlsPerson(alice)).client, "#elsewhere");

@@ -58,7 +58,7 @@ async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: s
   await publishGroupInfo(s, g);
   const names = users.map((u) => u.p.username);
   if (names.length === 0) return { g, members: [] as MlsGroup[] };
-  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: names } }, "keyPackageList");
+  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: names, deviceIds: [] } }, "keyPackageList");
   const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
   expect(await sendCommit(s, add.commit, undefined, { added: names, welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true });
   g.confirmCommit();

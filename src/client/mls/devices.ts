@@ -75,8 +75,8 @@ export function healPlan(members: readonly Pick<MlsMember, "username" | "leafInd
  * list is not known or does not name the device). A package refused is said in one sentence.
  * `missing`: users with no usable package. Without a directory, the relay's entries as they are.
  */
-export async function claimDevices(s: EngineState, usernames: readonly string[], only?: (e: ClaimedDevice) => boolean): Promise<Outcome<{ entries: ClaimedDevice[]; missing: string[] }>> {
-  const claimed = await s.d.ds.claimKeyPackages(usernames);
+export async function claimDevices(s: EngineState, usernames: readonly string[], only?: (e: ClaimedDevice) => boolean, deviceIds?: readonly string[]): Promise<Outcome<{ entries: ClaimedDevice[]; missing: string[] }>> {
+  const claimed = await s.d.ds.claimKeyPackages(usernames, deviceIds);
   if (!claimed.ok) return fail(refusedError(claimed));
   const raw = claimed.entries.filter((e) => only === undefined || only(e));
   const dir = s.d.devices;
@@ -146,7 +146,9 @@ export class DeviceHealer {
     let packages: ClaimedDevice[] = [];
     if (first.add.length > 0) {
       const want = new Set(first.add.map((d) => d.deviceId));
-      const claimed = await claimDevices(this.s, [me], (e) => e.username === me && want.has(e.deviceId));
+      // Only the devices this heal adds: a claim of every device of mine would use up (or fall back
+      // to the last-resort package of) my other devices for nothing.
+      const claimed = await claimDevices(this.s, [me], (e) => e.username === me && want.has(e.deviceId), [...want]);
       if (!claimed.ok) this.s.d.logger.warn("mls.devices.claim_failed", { conversation: conv, error: JSON.stringify(claimed.error) });
       else packages = claimed.value.entries;
       if (packages.length < first.add.length) this.s.d.logger.info("mls.devices.no_key_package", { conversation: conv, devices: first.add.length - packages.length });

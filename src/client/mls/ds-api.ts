@@ -48,9 +48,10 @@ export interface DsApi {
   publishKeyPackages(oneTime: readonly Uint8Array[], lastResort: Uint8Array | undefined): Promise<DsResult<{ readonly oneTimeLeft: number; readonly lastResortPresent: boolean }>>;
   /**
    * One KeyPackage per device of each user named (PROTOCOL.md §4.5: every device in the user's
-   * current device list, `deviceId` saying whose); `missing`: users with none on this relay.
+   * current device list, `deviceId` saying whose; only the devices `deviceIds` names when given);
+   * `missing`: users with none on this relay.
    */
-  claimKeyPackages(usernames: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly deviceId: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>>;
+  claimKeyPackages(usernames: readonly string[], deviceIds?: readonly string[]): Promise<DsResult<{ readonly entries: readonly { readonly username: string; readonly deviceId: string; readonly keyPackage: Uint8Array; readonly lastResort: boolean }[]; readonly missing: readonly string[] }>>;
   /**
    * The device lists the relay keeps for these users (PROTOCOL.md §4.5), NOT verified: the
    * caller verifies each against the user's pinned identity key and refuses a rollback. `seen`:

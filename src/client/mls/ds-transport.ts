@@ -102,12 +102,13 @@ export class DsTransport implements DsApi {
     return { ok: true, oneTimeLeft: r.oneTimeLeft, lastResortPresent: r.lastResortPresent };
   }
 
-  async claimKeyPackages(usernames: readonly string[]): ReturnType<DsApi["claimKeyPackages"]> {
-    const r = await this.ask((requestId) => ({ $case: "claimKeyPackages", value: { requestId, usernames: [...usernames] } }), "keyPackageList");
+  async claimKeyPackages(usernames: readonly string[], deviceIds: readonly string[] = []): ReturnType<DsApi["claimKeyPackages"]> {
+    const r = await this.ask((requestId) => ({ $case: "claimKeyPackages", value: { requestId, usernames: [...usernames], deviceIds: [...deviceIds] } }), "keyPackageList");
     if ("ok" in r) return r;
     // Only the names asked for: a relay naming others is answered with what was asked.
     const asked = new Set(usernames);
-    const entries = r.entries.filter((e) => asked.has(e.username)).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
+    const devices = deviceIds.length === 0 ? undefined : new Set(deviceIds);
+    const entries = r.entries.filter((e) => asked.has(e.username) && (devices === undefined || devices.has(e.deviceId))).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
     return { ok: true, entries, missing: r.missing.filter((u) => asked.has(u)) };
   }
 

@@ -842,6 +842,11 @@ export interface KeyPackageStatus {
 export interface ClaimKeyPackages {
   requestId: number;
   usernames: string[];
+  /**
+   * When set (PROTOCOL.md §4.5): only the devices with these ids, of the users named (a device
+   * healing its own user's leaves claims only the devices it adds, not one of every device).
+   */
+  deviceIds: string[];
 }
 
 export interface UserKeyPackage {
@@ -5730,7 +5735,7 @@ export const KeyPackageStatus: MessageFns<KeyPackageStatus> = {
 };
 
 function createBaseClaimKeyPackages(): ClaimKeyPackages {
-  return { requestId: 0, usernames: [] };
+  return { requestId: 0, usernames: [], deviceIds: [] };
 }
 
 export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
@@ -5740,6 +5745,9 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
     }
     for (const v of message.usernames) {
       writer.uint32(18).string(v!);
+    }
+    for (const v of message.deviceIds) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -5773,6 +5781,14 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
             message.usernames.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deviceIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5795,6 +5811,11 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
       usernames: globalThis.Array.isArray(object?.usernames)
         ? object.usernames.map((e: any) => globalThis.String(e))
         : [],
+      deviceIds: globalThis.Array.isArray(object?.deviceIds)
+        ? object.deviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.device_ids)
+        ? object.device_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -5806,6 +5827,9 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
     if (message.usernames?.length) {
       obj.usernames = message.usernames;
     }
+    if (message.deviceIds?.length) {
+      obj.deviceIds = message.deviceIds;
+    }
     return obj;
   },
 
@@ -5816,6 +5840,7 @@ export const ClaimKeyPackages: MessageFns<ClaimKeyPackages> = {
     const message = createBaseClaimKeyPackages();
     message.requestId = object.requestId ?? 0;
     message.usernames = object.usernames?.map((e) => e) || [];
+    message.deviceIds = object.deviceIds?.map((e) => e) || [];
     return message;
   },
 };

@@ -128,7 +128,14 @@ export async function encodeKeyFile(identity: PrivateIdentity, options: { passph
   const plain = privateKeysPem(identity);
   if (options.passphrase === undefined) return comment + plain;
   if (options.passphrase.length === 0) throw new ProtocolError("bad-passphrase", "an empty passphrase protects nothing");
-  const logN = options.scryptLogN ?? SCRYPT_LOG_N;
+  const head = newBlockHeader(options.scryptLogN);
+  const key = await deriveKey(options.passphrase, head.salt, head.params);
+  return comment + sealBlock(plain, head, key);
+}
+
+/** A fresh header of the encrypted block (format above): scrypt parameters, salt and IV. */
+function newBlockHeader(scryptLogN: number | undefined): { readonly header: Buffer; readonly params: ScryptParams; readonly salt: Buffer; readonly iv: Buffer } {
+  const logN = scryptLogN ?? SCRYPT_LOG_N;
   if (logN < SCRYPT_LOG_N || logN > SCRYPT_LIMITS.maxLogN) throw new RangeError(`scrypt log2(N) must be between ${SCRYPT_LOG_N} and ${SCRYPT_LIMITS.maxLogN}`);
   const params: ScryptParams = { logN, r: SCRYPT_R, p: SCRYPT_P };
   checkScryptParams(params);
@@ -141,13 +148,43 @@ export async function encodeKeyFile(identity: PrivateIdentity, options: { passph
   header.writeUInt32BE(params.p, 9);
   salt.copy(header, 13);
   iv.copy(header, 13 + SALT_BYTES);
-  const key = await deriveKey(options.passphrase, salt, params);
-  const cipher = createCipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(header);
+  return { header, params, salt, iv };
+}
+
+/** The PEM block of `plain` sealed under `key` (zeroed here) with this header. */
+function sealBlock(plain: string, head: { readonly header: Buffer; readonly iv: Buffer }, key: Buffer): string {
+  const cipher = createCipheriv("aes-256-gcm", key, head.iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(head.header);
   const ct = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);
   key.fill(0);
-  const blob = Buffer.concat([header, cipher.getAuthTag(), ct]);
-  return comment + pemBlock(ENCRYPTED_LABEL, blob);
+  return pemBlock(ENCRYPTED_LABEL, Buffer.concat([head.header, cipher.getAuthTag(), ct]));
+}
+
+/** The encrypted block of `text` and its scrypt parameters (bounded), or ProtocolError "bad-keyfile". */
+function encryptedBlockOf(text: string): { readonly der: Buffer; readonly params: ScryptParams; readonly salt: Buffer } {
+  const block = parsePemBlocks(text).find((b) => b.label === ENCRYPTED_LABEL);
+  if (block === undefined || block.der.length < HEADER_BYTES + TAG_BYTES + 1 || !block.der.subarray(0, 4).equals(MAGIC)) {
+    throw new ProtocolError("bad-keyfile", "the encrypted key block is damaged");
+  }
+  const der = block.der;
+  const params: ScryptParams = { logN: der.readUInt8(4), r: der.readUInt32BE(5), p: der.readUInt32BE(9) };
+  // Bound the work a crafted file can demand, and refuse parameters below the N >= 2^17 floor.
+  checkScryptParams(params);
+  return { der, params, salt: Buffer.from(der.subarray(13, 13 + SALT_BYTES)) };
+}
+
+/** The plaintext of an encrypted block under `key` (zeroed here); ProtocolError "bad-passphrase" when it does not open. */
+function openBlock(der: Buffer, key: Buffer): string {
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, der.subarray(13 + SALT_BYTES, HEADER_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(der.subarray(0, HEADER_BYTES));
+    decipher.setAuthTag(der.subarray(HEADER_BYTES, HEADER_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(der.subarray(HEADER_BYTES + TAG_BYTES)), decipher.final()]).toString("utf8");
+  } catch (e) {
+    throw new ProtocolError("bad-passphrase", "wrong passphrase (or the key file was altered)", { cause: e });
+  } finally {
+    key.fill(0);
+  }
 }
 
 /**
@@ -158,31 +195,8 @@ export async function decodeKeyFile(username: string, text: string, options: { p
   if (typeof text !== "string" || text.length > 64 * 1024) throw new ProtocolError("bad-keyfile", "the key file is not a plausible key file");
   if (!keyFileIsEncrypted(text)) return identityFromPlainPem(username, text);
   if (options.passphrase === undefined) throw new ProtocolError("bad-passphrase", "this key file is protected by a passphrase");
-  const block = parsePemBlocks(text).find((b) => b.label === ENCRYPTED_LABEL);
-  if (block === undefined || block.der.length < HEADER_BYTES + TAG_BYTES + 1 || !block.der.subarray(0, 4).equals(MAGIC)) {
-    throw new ProtocolError("bad-keyfile", "the encrypted key block is damaged");
-  }
-  const der = block.der;
-  const params: ScryptParams = { logN: der.readUInt8(4), r: der.readUInt32BE(5), p: der.readUInt32BE(9) };
-  // Bound the work a crafted file can demand, and refuse parameters below the N >= 2^17 floor.
-  checkScryptParams(params);
-  const header = der.subarray(0, HEADER_BYTES);
-  const salt = der.subarray(13, 13 + SALT_BYTES);
-  const iv = der.subarray(13 + SALT_BYTES, HEADER_BYTES);
-  const tag = der.subarray(HEADER_BYTES, HEADER_BYTES + TAG_BYTES);
-  const ct = der.subarray(HEADER_BYTES + TAG_BYTES);
-  const key = await deriveKey(options.passphrase, Buffer.from(salt), params);
-  let plain: string;
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES });
-    decipher.setAAD(header);
-    decipher.setAuthTag(tag);
-    plain = Buffer.concat([decipher.update(ct), decipher.final()]).toString("utf8");
-  } catch (e) {
-    throw new ProtocolError("bad-passphrase", "wrong passphrase (or the key file was altered)", { cause: e });
-  } finally {
-    key.fill(0);
-  }
+  const { der, params, salt } = encryptedBlockOf(text);
+  const plain = openBlock(der, await deriveKey(options.passphrase, salt, params));
   return identityFromPlainPem(username, plain);
 }
 
@@ -196,25 +210,8 @@ export async function decodeKeyFile(username: string, text: string, options: { p
 export function encryptPemTextSync(plainPem: string, passphrase: string, options: { scryptLogN?: number } = {}): string {
   if (typeof plainPem !== "string" || plainPem.length === 0) throw new TypeError("nothing to encrypt");
   if (typeof passphrase !== "string" || passphrase.length === 0) throw new ProtocolError("bad-passphrase", "an empty passphrase protects nothing");
-  const logN = options.scryptLogN ?? SCRYPT_LOG_N;
-  if (logN < SCRYPT_LOG_N || logN > SCRYPT_LIMITS.maxLogN) throw new RangeError(`scrypt log2(N) must be between ${SCRYPT_LOG_N} and ${SCRYPT_LIMITS.maxLogN}`);
-  const params: ScryptParams = { logN, r: SCRYPT_R, p: SCRYPT_P };
-  checkScryptParams(params);
-  const salt = randomBytes(SALT_BYTES);
-  const iv = randomBytes(IV_BYTES);
-  const header = Buffer.alloc(HEADER_BYTES);
-  MAGIC.copy(header, 0);
-  header.writeUInt8(params.logN, 4);
-  header.writeUInt32BE(params.r, 5);
-  header.writeUInt32BE(params.p, 9);
-  salt.copy(header, 13);
-  iv.copy(header, 13 + SALT_BYTES);
-  const key = deriveKeySync(passphrase, salt, params);
-  const cipher = createCipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES });
-  cipher.setAAD(header);
-  const ct = Buffer.concat([cipher.update(plainPem, "utf8"), cipher.final()]);
-  key.fill(0);
-  return pemBlock(ENCRYPTED_LABEL, Buffer.concat([header, cipher.getAuthTag(), ct]));
+  const head = newBlockHeader(options.scryptLogN);
+  return sealBlock(plainPem, head, deriveKeySync(passphrase, head.salt, head.params));
 }
 
 /**
@@ -223,26 +220,9 @@ export function encryptPemTextSync(plainPem: string, passphrase: string, options
  */
 export function decryptPemTextSync(text: string, passphrase: string): string {
   if (typeof text !== "string" || text.length > 64 * 1024) throw new ProtocolError("bad-keyfile", "the file is not a plausible key file");
-  const block = parsePemBlocks(text).find((b) => b.label === ENCRYPTED_LABEL);
-  if (block === undefined || block.der.length < HEADER_BYTES + TAG_BYTES + 1 || !block.der.subarray(0, 4).equals(MAGIC)) {
-    throw new ProtocolError("bad-keyfile", "the encrypted key block is damaged");
-  }
-  const der = block.der;
-  const params: ScryptParams = { logN: der.readUInt8(4), r: der.readUInt32BE(5), p: der.readUInt32BE(9) };
-  checkScryptParams(params);
+  const { der, params, salt } = encryptedBlockOf(text);
   if (typeof passphrase !== "string" || passphrase.length === 0) throw new ProtocolError("bad-passphrase", "this key file is protected by a passphrase");
-  const header = der.subarray(0, HEADER_BYTES);
-  const key = deriveKeySync(passphrase, Buffer.from(der.subarray(13, 13 + SALT_BYTES)), params);
-  try {
-    const decipher = createDecipheriv("aes-256-gcm", key, der.subarray(13 + SALT_BYTES, HEADER_BYTES), { authTagLength: TAG_BYTES });
-    decipher.setAAD(header);
-    decipher.setAuthTag(der.subarray(HEADER_BYTES, HEADER_BYTES + TAG_BYTES));
-    return Buffer.concat([decipher.update(der.subarray(HEADER_BYTES + TAG_BYTES)), decipher.final()]).toString("utf8");
-  } catch (e) {
-    throw new ProtocolError("bad-passphrase", "wrong passphrase (or the key file was altered)", { cause: e });
-  } finally {
-    key.fill(0);
-  }
+  return openBlock(der, deriveKeySync(passphrase, salt, params));
 }
 
 function deriveKeySync(passphrase: string, salt: Buffer, params: ScryptParams): Buffer {

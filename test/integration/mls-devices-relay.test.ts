@@ -2,18 +2,14 @@
 // alice's laptop (primary) and desktop (linked) and bob. bob's DM reaches both of alice's
 // devices; a room alice creates holds both (the laptop's self-heal adds the desktop); /unlink
 // takes the desktop out of every group, and bob's next messages reach only the laptop.
-import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { linkedIdentity } from "../../src/client/local-identity.js";
 import type { MlsSession } from "../../src/client/mls/session.js";
-import { MlsKeyStore } from "../../src/client/mls-store.js";
-import { newDeviceId } from "../../src/protocol/devices.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
-import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
 import { TestClient } from "../helpers/client-harness.js";
+import { linkedDevice as makeLinkedDevice, startPrimary, type DeviceWorld } from "../helpers/device-clients.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { waitUntil } from "../helpers/wait.js";
@@ -36,40 +32,9 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function primary(): Promise<TestClient> {
-  const home = join(dir, "laptop");
-  mkdirSync(home, { recursive: true });
-  const store = MlsKeyStore.open(join(home, "alice_mls.db"), { username: "alice", sigPrivate: alice.sigPrivate });
-  const c = await TestClient.start(alice, 0, { server: relay.address, dir: home, statePath: join(home, "alice_state.db"), v2: { store } });
-  clients.push(c);
-  return c;
-}
-
-/** A device as linking leaves it (PROTOCOL.md §4.6 step 3): device key, MLS client vouched for by alice's identity key. */
-async function linkedDevice(name: string) {
-  const home = join(dir, name);
-  mkdirSync(home, { recursive: true });
-  const deviceKey = generateKeyPairSync("ed25519").privateKey;
-  const sig = await generateMlsSignatureKey();
-  const { credential } = makeCredential("alice", alice.sigPrivate, sig.publicKey);
-  const storePath = join(home, "alice_mls.db");
-  const store = MlsKeyStore.open(storePath, { username: "alice", sigPrivate: deviceKey }, { linkedTo: alice.sigSpki });
-  store.putClient(mlsClientFromCredential("alice", credential, sig.publicKey, sig.privateKey));
-  store.close();
-  const local = linkedIdentity({
-    record: { username: "alice", deviceId: newDeviceId(), name, identitySpki: alice.sigSpki, encSpki: alice.encSpki, encKeySig: alice.encKeySig, linkedAtMs: Date.now() },
-    deviceKey,
-  });
-  const entry = { deviceId: local.deviceId, name, authSpki: local.deviceSpki, mlsSignatureKey: Buffer.from(sig.publicKey), addedAtMs: Date.now(), primary: false };
-  const start = async (o: { begin?: boolean } = {}): Promise<TestClient> => {
-    const store2 = MlsKeyStore.open(storePath, { username: "alice", sigPrivate: deviceKey }, { linkedTo: alice.sigSpki });
-    const opts = { server: relay.address, dir: home, statePath: join(home, "alice_state.db"), identity: local, v2: { store: store2 } };
-    const c = o.begin === true ? await TestClient.begin(alice, 0, opts) : await TestClient.start(alice, 0, opts);
-    clients.push(c);
-    return c;
-  };
-  return { local, entry, start };
-}
+const world = (): DeviceWorld => ({ relay, dir, alice, clients });
+const primary = async (): Promise<TestClient> => startPrimary(world());
+const linkedDevice = async (name: string) => makeLinkedDevice(world(), name);
 
 /** The MLS signature keys (hex) of a conversation's leaves as this client holds it. */
 function leaves(c: TestClient, conv: string): string[] {

@@ -176,7 +176,8 @@ describe("one person on two devices in real terminals (issue 13)", () => {
     await sees("a1", "To do it: /unlink desktop yes");
     await say("a1", "/unlink desktop yes");
     await sees("a1", "unlinked desktop");
-    await tmux.waitForScreen("a2", (s) => s.includes("this device was unlinked by alice's primary device"), 30_000);
+    // a2 stops for good on the relay's word (it does not reconnect to be refused again).
+    await tmux.waitForScreen("a2", (s) => s.split("\n")[0]!.startsWith("✗ failed: this device was unlinked by alice's primary device"), 30_000);
     await sees("b", "alice removed a device: desktop");
     await say("b", "/switch #ops");
     await sees("b", "alice removed a device: desktop");
@@ -193,6 +194,8 @@ describe("one person on two devices in real terminals (issue 13)", () => {
     // a2 stopped reading: its screen never shows them; started again, it refuses and exits without them.
     const a2last = tmux.screen("a2");
     expect(a2last).not.toContain("after the unlink");
+    expect(a2last).not.toContain("not linked to alice");
+    expect(a2last.split("\n")[0]).toMatch(/^✗ failed: this device was unlinked/);
     tmux.keys("a2", "C-c");
     await tmux.waitForExit("a2", 15_000);
     startTui("a2again", "a2", "alice", port);

@@ -197,7 +197,12 @@ export interface NewDeviceLinked {
 function checkFreshDir(keyDir: string, username: string): void {
   const key = userFilePath(keyDir, username, "_key.pem");
   if (existsSync(key)) throw new LinkError(`${key} exists: this machine already is ${username}'s primary device`);
-  if (linkedDeviceFilesExist(keyDir, username)) throw new LinkError(`this machine already is a linked device of ${username} (${linkedDevicePaths(keyDir, username).json})`);
+  if (linkedDeviceFilesExist(keyDir, username)) {
+    // After an unlink the relay tells such a device to link again: say how, or the two hints loop.
+    const p = linkedDevicePaths(keyDir, username);
+    const mlsDb = userFilePath(keyDir, username, "_mls.db");
+    throw new LinkError(`this machine already is a linked device of ${username} (${p.json}); if it was unlinked, move ${p.pem}, ${p.json} and ${mlsDb} away, then link again`);
+  }
   const mls = userFilePath(keyDir, username, "_mls.db");
   if (existsSync(mls)) throw new LinkError(`${mls} exists (left from an earlier start as ${username}?): move it away, then link again`);
 }

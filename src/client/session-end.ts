@@ -120,11 +120,16 @@ export function classifyHandshakeError(e: unknown, me: string): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-/** A session that ended after Welcome: only a replacement by another session is final. */
+/**
+ * A session that ended after Welcome: final when replaced by another session, or when the relay
+ * ended it because my primary unlinked this device (DEVICE_UNKNOWN, PROTOCOL.md §4.5): a retry
+ * would only be refused again, with a vaguer sentence in place of the relay's "was unlinked".
+ */
 export function classifySessionError(e: unknown, me: string): unknown {
   if (!isServiceError(e)) return e;
   const code = relayErrorCode(e);
   if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
+  if (code === ErrorCode.ERROR_CODE_DEVICE_UNKNOWN) return new FatalSessionError({ kind: "identity-refused", detail: detailsOf(e) });
   if (code === undefined && e.code === grpcStatus.ABORTED) return replaced(me);
   return e;
 }

@@ -170,6 +170,25 @@ describe("alice on two devices, bob on one", () => {
     expect(ds.waiting("alice", desktop.entry.deviceId)).toHaveLength(0); // the relay keeps no queue for it
   });
 
+  it("a device linked before it published any KeyPackage is added once it has (the heal tries again; no other trigger)", { timeout: 180_000 }, async () => {
+    const { laptop, desktop, bob } = await aliceTwoAndBob();
+    send(bob, DM, "hi alice");
+    await reads(desktop, DM, "bob: hi alice");
+    await w.settle();
+    // As linking does it: the primary publishes the list naming the new device and takes it at
+    // once; the new device connects (and publishes its KeyPackages) only afterwards.
+    const phone = await w.device("alice", "phone");
+    await w.publish("alice", [laptop, desktop, phone]);
+    await Promise.all([laptop, desktop, bob].map((d) => d.directory.refresh(["alice"])));
+    await w.settle();
+    expect(leafKeys(bob, DM)).not.toContain(keyOf(phone)); // nothing to add it with yet
+    await w.start(phone);
+    await waitUntil(() => leafKeys(bob, DM).includes(keyOf(phone)), "phone added to the DM once its KeyPackages are on the relay", 30_000);
+    expect(linesIn(bob, DM).some((l) => l.kind === "device-added" && l.device === "phone")).toBe(true);
+    send(bob, DM, "now on three");
+    await reads(phone, DM, "bob: now on three");
+  });
+
   it("EPOCH_TAKEN while healing: the committer processes the winner and heals again", { timeout: 180_000 }, async () => {
     const { laptop, desktop, bob } = await aliceTwoAndBob();
     expect((await laptop.engine.joinRoom("#ops")).ok).toBe(true);

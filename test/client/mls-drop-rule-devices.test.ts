@@ -65,6 +65,25 @@ describe("alice on two devices and bob (§11.1 per device)", () => {
     expect(hear(desktop, DM, gid, b0).own).toEqual({ confirmed: [a[1]!.id, a[3]!.id], lost: [] });
   });
 
+  it("a device added to a DM with a history (my other device's self-heal) takes the chains as begun: the first message is no gap, a later hole still is", () => {
+    const gid = makeGroupId(DM);
+    const [laptop, bob] = [device("alice"), device("bob")];
+    for (const d of [laptop, bob]) d.layer.membersChanged(DM, leaves(laptop, bob));
+    const before = [say(bob, DM, gid, "b0"), say(laptop, DM, gid, "l0")];
+    expect(hear(laptop, DM, gid, before[0]!).content.gap).toBe(false);
+    // The desktop is linked; the laptop's heal adds it; its Welcome says my own device added it.
+    const desktop = device("alice");
+    for (const d of [laptop, bob, desktop]) d.layer.membersChanged(DM, leaves(laptop, desktop, bob));
+    desktop.layer.joinedLate(DM);
+    const b1 = say(bob, DM, gid, "b1");
+    const l1 = say(laptop, DM, gid, "l1");
+    expect(hear(desktop, DM, gid, b1).content.gap).toBe(false);
+    expect(hear(desktop, DM, gid, l1).content.gap).toBe(false);
+    // From then on the chains are strict: a message bob sent that never came is a gap.
+    say(bob, DM, gid, "b2 (lost)");
+    expect(hear(desktop, DM, gid, say(bob, DM, gid, "b3")).content.gap).toBe(true);
+  });
+
   it("the old rule keyed by username saw alice's interleaved devices as a broken chain (what this fixes)", () => {
     const gid = makeGroupId(DM);
     const [laptop, desktop] = [device("alice"), device("alice")];

@@ -2,7 +2,8 @@
 // side must be upgraded, and to which version. Only the numbers are taken from the sentence.
 import { describe, expect, it } from "vitest";
 import { describeSessionEnd } from "../../src/client/errors.js";
-import { protocolRefusal } from "../../src/client/session-end.js";
+import { Metadata, status } from "@grpc/grpc-js";
+import { classifySessionError, ERROR_CODE_TRAILER, FatalSessionError, protocolRefusal } from "../../src/client/session-end.js";
 
 describe("protocolRefusal", () => {
   it.each([
@@ -34,5 +35,26 @@ describe("protocolRefusal", () => {
       .toBe("this relay speaks secure-chat protocol v2: upgrade your client (npm install -g secure-chat@2)");
     expect(describeSessionEnd({ kind: "relay-too-old", relayVersion: 1, clientVersion: 2 }))
       .toBe("this relay speaks only secure-chat protocol v1 and this client speaks v2: the relay's operator must upgrade it (npm install -g secure-chat@2)");
+  });
+});
+
+describe("classifySessionError (a session that ended after Welcome)", () => {
+  const ended = (code: status, errorCode: string | undefined, details: string): Error => {
+    const metadata = new Metadata();
+    if (errorCode !== undefined) metadata.set(ERROR_CODE_TRAILER, errorCode);
+    return Object.assign(new Error(details), { code, details, metadata });
+  };
+
+  it("a device unlinked by the primary stops for good with the relay's sentence (no retry to be refused again)", () => {
+    const e = classifySessionError(ended(status.PERMISSION_DENIED, "ERROR_CODE_DEVICE_UNKNOWN", "this device was unlinked by alice's primary device"), "alice");
+    expect(e).toBeInstanceOf(FatalSessionError);
+    expect((e as FatalSessionError).end).toEqual({ kind: "identity-refused", detail: "this device was unlinked by alice's primary device" });
+  });
+
+  it("a passing end (shutting down, unreachable) is retried", () => {
+    const down = ended(status.UNAVAILABLE, "ERROR_CODE_SHUTTING_DOWN", "relay shutting down");
+    expect(classifySessionError(down, "alice")).toBe(down);
+    const gone = ended(status.UNAVAILABLE, undefined, "connection dropped");
+    expect(classifySessionError(gone, "alice")).toBe(gone);
   });
 });

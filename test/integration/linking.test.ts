@@ -195,6 +195,15 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     void fresh;
   });
 
+  it("refuses to link a machine that already is a linked device, saying how to link it again after an unlink", async () => {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(newDir, "alice_device.pem"), "x", { mode: 0o600 });
+    writeFileSync(join(newDir, "alice_device.json"), "{}", { mode: 0o600 });
+    const done = newDeviceSide({ relay: relayOf(), username: "alice", deviceName: "desktop", keyDir: newDir, onCode: () => {}, onSas: () => {} });
+    await expect(done).rejects.toThrow(/already is a linked device of alice/);
+    await expect(done).rejects.toThrow(/if it was unlinked, move \S+alice_device\.pem, \S+alice_device\.json and \S+alice_mls\.db away, then link again/);
+  });
+
   it("refuses to link into a directory that already holds a key file of the user", async () => {
     const { writeFileSync } = await import("node:fs");
     writeFileSync(join(newDir, "alice_key.pem"), "x", { mode: 0o600 });

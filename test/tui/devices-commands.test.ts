@@ -71,7 +71,7 @@ describe("/devices and /unlink (PROTOCOL.md §4.5)", () => {
     const t = setup(s);
     t.run("/unlink desktop");
     expect(s.unlinked).toEqual([]);
-    expect(t.notices().at(-1)).toBe("warn: /unlink desktop removes that device from every conversation: it cannot read anything sent after, and it stops at its next connection. To do it: /unlink desktop yes");
+    expect(t.notices().at(-1)).toBe("warn: /unlink desktop removes that device from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink desktop yes");
     t.run("/unlink desktop yes");
     await waitFor(() => t.notices().some((n) => n.startsWith("info: unlinked")));
     expect(s.unlinked).toEqual(["desktop"]);

@@ -78,6 +78,11 @@ export interface ContentLayer {
    * fresh): usernames, or the leaves (one per device, §4.5).
    */
   membersChanged(conversationId: string, members: readonly (string | MemberLeaf)[]): void;
+  /**
+   * This device joined a group with a history before it (another device of mine added it, §4.5):
+   * the members' chains began before me (their first message here is no gap). Optional.
+   */
+  joinedLate?(conversationId: string): void;
   /** §10 update policy: this client should commit an update in this group before its next send. */
   shouldUpdate(conversationId: string, nowMs: number): boolean;
   /** This client's commit in this group was accepted (resets the update policy's counters). */

@@ -412,6 +412,24 @@ export class MlsContentLayer implements ContentLayer {
     });
   }
 
+  /**
+   * This device joined a group that had a history before it (another device of mine added it,
+   * §4.5 self-heal): every member's chain began before me, so none of the records I hold yet is
+   * fresh — the first message I get from each is not a gap (§11). Call after membersChanged.
+   */
+  joinedLate(conversationId: string): void {
+    const c = this.state(conversationId, undefined);
+    if (c.conv.kind === "lobby") return;
+    this.atomically(() => {
+      for (const [key, p] of c.peers) {
+        if (!p.fresh || p.count > 0) continue;
+        const q: Peer = { ...p, fresh: false };
+        c.peers.set(key, q);
+        this.store.putPeer(c.conv.id, q);
+      }
+    });
+  }
+
   shouldUpdate(conversationId: string, nowMs: number): boolean {
     checkTime(nowMs);
     const c = this.existing(conversationId);

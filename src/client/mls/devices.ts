@@ -119,13 +119,41 @@ export async function claimDevices(s: EngineState, usernames: readonly string[],
   return ok({ entries, missing: usernames.filter((u) => !entries.some((e) => e.username === u)) });
 }
 
+/**
+ * A listed device of mine with no KeyPackage on the relay yet (just linked: my list is published
+ * before the new device first connects and publishes its packages) is tried again after
+ * HEAL_RETRY_FIRST_MS, doubling up to HEAL_RETRY_MAX_MS, at most HEAL_RETRY_TIMES times (about
+ * 3 minutes in all); after that, my next connect or list change heals it.
+ */
+export const HEAL_RETRY_FIRST_MS = 1_000;
+export const HEAL_RETRY_MAX_MS = 30_000;
+export const HEAL_RETRY_TIMES = 10;
+
 /** The self-heal of my own devices' leaves (see the file's header). */
 export class DeviceHealer {
+  /** Per conversation: the retries so far of a heal that lacked a KeyPackage, and the pending timer. */
+  private readonly retries = new Map<string, { times: number; timer: ReturnType<typeof setTimeout> | undefined }>();
+
   constructor(private readonly s: EngineState, private readonly c: Committer) {}
 
-  /** Heals every group I am in (at connect, after my list changed). */
+  /** Heals every group I am in (at connect, after my list changed): a fresh round of retries. */
   async healAll(): Promise<void> {
+    for (const r of this.retries.values()) if (r.timer === undefined) r.times = 0;
     for (const conv of [...this.s.groups.keys()]) await this.heal(conv);
+  }
+
+  /** The heal of `conv` lacked a KeyPackage of a device of mine: once more, later (see HEAL_RETRY_*). */
+  private retryLater(conv: string): void {
+    let r = this.retries.get(conv);
+    if (r === undefined) this.retries.set(conv, (r = { times: 0, timer: undefined }));
+    if (r.timer !== undefined || r.times >= HEAL_RETRY_TIMES || this.s.closed) return;
+    const wait = Math.min(HEAL_RETRY_FIRST_MS * 2 ** r.times, HEAL_RETRY_MAX_MS);
+    r.times += 1;
+    const entry = r;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (!this.s.closed) this.s.healSoon(conv);
+    }, wait).unref();
   }
 
   /** One group: adds my listed devices without a leaf, removes my leaves the list no longer names, when I am the committer. */
@@ -151,7 +179,12 @@ export class DeviceHealer {
       const claimed = await claimDevices(this.s, [me], (e) => e.username === me && want.has(e.deviceId), [...want]);
       if (!claimed.ok) this.s.d.logger.warn("mls.devices.claim_failed", { conversation: conv, error: JSON.stringify(claimed.error) });
       else packages = claimed.value.entries;
-      if (packages.length < first.add.length) this.s.d.logger.info("mls.devices.no_key_package", { conversation: conv, devices: first.add.length - packages.length });
+      if (packages.length < first.add.length) {
+        this.s.d.logger.info("mls.devices.no_key_package", { conversation: conv, devices: first.add.length - packages.length });
+        this.retryLater(conv);
+      } else {
+        this.retries.delete(conv);
+      }
     }
     const todo = (x: MlsGroup): { remove: number[]; add: ClaimedDevice[] } => {
       const p = plan(x);

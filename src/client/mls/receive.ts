@@ -202,6 +202,7 @@ export class Receiver {
     this.s.adopt(conv, g, true);
     this.s.d.content.membersChanged(conv, g.members()); // per device (§4.5): the leaves
     if (by === this.s.d.me) {
+      this.s.d.content.joinedLate?.(conv); // the group had a history before this device (§11 chains)
       // Another device of mine added this one (self-heal): a device line, not "added".
       this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", ...this.s.creatorField(conv), atMs: this.s.d.clock() });
     } else this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });

@@ -22,7 +22,7 @@ export const unlink: CommandSpec<UnlinkCommand> = {
       return "clear";
     }
     if (!command.confirmed) {
-      say("warn", `/unlink ${command.device} removes that device from every conversation: it cannot read anything sent after, and it stops at its next connection. To do it: /unlink ${command.device} yes`);
+      say("warn", `/unlink ${command.device} removes that device from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink ${command.device} yes`);
       return "clear";
     }
     later(`/unlink ${command.device}`, () => unlinkDevice.call(session, command.device), (r) => {

@@ -74,6 +74,8 @@ export interface ChatClientOptions {
   readonly transport?: RelayTransport;
   /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
   readonly keepalive?: KeepalivePolicy;
+  /** The primary's device name (PROTOCOL.md §4.5): its first list names it so, and a kept list is renamed to it. */
+  readonly deviceName?: string;
   /** Keep the messages shown in the state database (text encrypted at rest); default true. */
   readonly history?: boolean;
   /** false: do not reconnect (tests of single sessions). */
@@ -254,6 +256,7 @@ export class ChatClient implements ChatSession {
       this.ownDevices = new OwnDevices({
         local, directory: devices, ds, mlsSignatureKey: mlsKey, clock, log, emit,
         stopForGood: (sentence) => this.connection.stopForGood(sentence),
+        ...(o.deviceName === undefined ? {} : { primaryName: o.deviceName }),
       });
     }
     const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);

@@ -35,6 +35,11 @@ export interface OwnDevicesOptions {
   readonly stopForGood: (sentence: string) => void;
   /** The host name the primary's first list names it after (default os.hostname()). */
   readonly hostName?: () => string;
+  /**
+   * The primary's chosen name (chat-tui --device-name): its first list names it so, and a kept
+   * list naming it otherwise is replaced by version + 1 with this name. Checked by checkDeviceName.
+   */
+  readonly primaryName?: string;
 }
 
 /** The host's name made a valid device name (PROTOCOL.md §4.5 checkDeviceName), else "primary". */
@@ -111,7 +116,7 @@ export class OwnDevices {
         return;
       }
       const now = this.o.clock();
-      const me: DeviceEntry = { deviceId: newDeviceId(), name: defaultDeviceName((this.o.hostName ?? hostname)()), authSpki: local.user.sigSpki, mlsSignatureKey: key, addedAtMs: now, primary: true };
+      const me: DeviceEntry = { deviceId: newDeviceId(), name: this.o.primaryName ?? defaultDeviceName((this.o.hostName ?? hostname)()), authSpki: local.user.sigSpki, mlsSignatureKey: key, addedAtMs: now, primary: true };
       const published = await this.publish({ username: this.me, version: 1, issuedAtMs: now, devices: [me] });
       if (published.ok) {
         dir.setSelfDeviceId(me.deviceId);
@@ -122,9 +127,17 @@ export class OwnDevices {
     const primary = mine.devices.find((d) => d.primary);
     if (primary === undefined) return;
     dir.setSelfDeviceId(primary.deviceId);
-    if (!primary.mlsSignatureKey.equals(key)) {
-      // My MLS store was made again (a new MLS key): my entry must name the key my leaves carry.
-      await this.publish({ username: this.me, version: mine.version + 1, issuedAtMs: this.o.clock(), devices: mine.devices.map((d) => (d.primary ? { ...d, mlsSignatureKey: key } : d)) });
+    const name = this.o.primaryName;
+    const renamed = name !== undefined && name !== primary.name;
+    if (renamed && mine.devices.some((d) => !d.primary && d.name === name)) {
+      this.o.emit({ type: "notice", level: "warn", text: `this device keeps the name '${sanitizeLine(primary.name)}': another of your devices is called '${sanitizeLine(name)}'` });
+    } else if (!primary.mlsSignatureKey.equals(key) || renamed) {
+      // My MLS store was made again (a new MLS key): my entry must name the key my leaves carry;
+      // or the user named this device (--device-name).
+      await this.publish({
+        username: this.me, version: mine.version + 1, issuedAtMs: this.o.clock(),
+        devices: mine.devices.map((d) => (d.primary ? { ...d, mlsSignatureKey: key, ...(renamed ? { name } : {}) } : d)),
+      });
       return;
     }
     if (welcome.deviceListVersion < mine.version) {

@@ -64,7 +64,7 @@ async function main(): Promise<number> {
     .option("bell", { type: "boolean", default: true, describe: "ring the terminal bell on a mention or direct message (--no-bell)" })
     .option("history", { type: "boolean", default: true, describe: "keep conversations (encrypted) for the next start; --no-history keeps nothing of this run" })
     .option("link", { type: "boolean", default: false, describe: "make this machine a linked device of <username>: shows a code to type on your primary device (/link CODE)" })
-    .option("device-name", { type: "string", describe: "with --link: this device's name as your contacts and devices see it (default: the host name)" })
+    .option("device-name", { type: "string", describe: "this device's name as your contacts and devices see it (default: the host name); with --link the new device's, else the primary's (renames it)" })
     .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
     .example("$0 alice --link --device-name desktop", "link this machine as alice's device 'desktop' (then /link CODE on alice's primary device)")
@@ -121,7 +121,14 @@ async function main(): Promise<number> {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
   const keyDir = argv.keyDir ?? defaultKeyDir();
-  if (argv.deviceName !== undefined && !argv.link) return fail("--device-name names the device being linked: use it with --link", USAGE_ERROR);
+  if (argv.deviceName !== undefined) {
+    const named = checkDeviceName(argv.deviceName);
+    if (!named.ok) return fail(`--device-name: ${named.reason}`, USAGE_ERROR);
+    // Without --link it names the primary (its list says so); a linked device's name is set at linking.
+    if (!argv.link && startKind(keyDir, username) === "linked") {
+      return fail(`--device-name renames only the primary device; this machine is a linked device of ${username}, named when it was linked (unlink it on the primary and link it again to rename it)`, USAGE_ERROR);
+    }
+  }
   // chat-tui <username> --link: this machine becomes a linked device (PROTOCOL.md §4.6, link-mode.ts).
   // Once linked, it goes on into the chat as that device (the start-up below finds its files).
   if (argv.link) {
@@ -228,6 +235,7 @@ async function main(): Promise<number> {
     history: argv.history,
     transport,
     v2: { store: mlsStore, content: contentLayerOver(state, username, { log: logger }) },
+    ...(argv.deviceName !== undefined && !argv.link ? { deviceName: argv.deviceName } : {}),
     // Zero-setup: when this machine's relay went away (stopped, or crashed), start it again on the
     // same data dir; whatever it had queued is still there.
     ...(localDir !== undefined ? { beforeConnect: async (attempt: number) => {

@@ -8,11 +8,11 @@ import type { DsResult } from "../../src/client/mls/ds-api.js";
 import { defaultDeviceName, OwnDevices } from "../../src/client/own-devices.js";
 import type { SessionEvent } from "../../src/client/types.js";
 import { Welcome } from "../../src/gen/securechat/v1/chat.js";
-import type { SignedDeviceList } from "../../src/protocol/devices.js";
+import { signDeviceList, type SignedDeviceList } from "../../src/protocol/devices.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 
-async function setup(host = "build-box.example.org") {
+async function setup(host = "build-box.example.org", primaryName?: string) {
   const alice = await fixtureIdentity("alice");
   const local = primaryIdentity(alice);
   const relay: { kept: SignedDeviceList | undefined; published: number[] } = { kept: undefined, published: [] };
@@ -32,6 +32,7 @@ async function setup(host = "build-box.example.org") {
   const own = new OwnDevices({
     local, directory, ds, mlsSignatureKey: () => Promise.resolve(mlsKey), clock: () => 1_000, log: nullLogger,
     emit: (e) => events.push(e), stopForGood: (s) => stops.push(s), hostName: () => host,
+    ...(primaryName === undefined ? {} : { primaryName }),
   });
   const welcome = (o: Partial<Welcome> = {}) => Welcome.fromPartial({ deviceListVersion: relay.kept?.version ?? 0, deviceId: relay.kept?.devices[0]?.deviceId ?? "", ...o });
   return { alice, relay, directory, own, welcome, events, stops, setKey: (k: Uint8Array) => (mlsKey = k) };
@@ -47,6 +48,35 @@ describe("own device list upkeep (PROTOCOL.md §4.5)", () => {
     await t.own.upkeep(t.welcome());
     expect(t.relay.published).toEqual([1]);
     expect(t.directory.self.deviceId).toBe(t.relay.kept?.devices[0]?.deviceId);
+  });
+
+  it("names the primary as chosen (--device-name): in its first list, and by version + 1 when the kept list names it otherwise", async () => {
+    const t = await setup("build-box", "laptop");
+    await t.own.upkeep(t.welcome());
+    expect(t.relay.kept?.devices.map((d) => d.name)).toEqual(["laptop"]);
+    // Started before without a name: the host's name is kept at the relay, then renamed.
+    const u = await setup("build-box");
+    await u.own.upkeep(u.welcome());
+    expect(u.relay.kept?.devices.map((d) => d.name)).toEqual(["build-box"]);
+    const renamed = new OwnDevices({ ...(u.own as unknown as { o: ConstructorParameters<typeof OwnDevices>[0] }).o, primaryName: "laptop" });
+    await renamed.upkeep(u.welcome());
+    expect(u.relay.published).toEqual([1, 2]);
+    expect(u.relay.kept?.devices.map((d) => [d.name, d.primary])).toEqual([["laptop", true]]);
+    await renamed.upkeep(u.welcome());
+    expect(u.relay.published).toEqual([1, 2]); // already so: nothing more
+  });
+
+  it("keeps the primary's name when another device of mine already has the name asked for", async () => {
+    const t = await setup("build-box");
+    await t.own.upkeep(t.welcome());
+    const v1 = t.relay.kept!;
+    const desktop = { deviceId: "00000000000000d1", name: "laptop", authSpki: generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }), mlsSignatureKey: randomBytes(32), addedAtMs: 1, primary: false };
+    const v2 = signDeviceList({ username: "alice", version: 2, issuedAtMs: 2, devices: [...v1.devices, desktop] }, t.alice.sigPrivate, t.alice.sigSpki);
+    expect((await t.own["o"].ds.publishDeviceList!(v2)).ok).toBe(true);
+    const renamed = new OwnDevices({ ...(t.own as unknown as { o: ConstructorParameters<typeof OwnDevices>[0] }).o, primaryName: "laptop" });
+    await renamed.upkeep(t.welcome());
+    expect(t.relay.kept?.version).toBe(2);
+    expect(t.events.some((e) => e.type === "notice" && e.text.includes("keeps the name 'build-box'"))).toBe(true);
   });
 
   it("names the device 'primary' when the host name is not a valid device name", () => {

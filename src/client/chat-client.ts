@@ -357,9 +357,9 @@ export class ChatClient implements ChatSession {
    * Unlinks one of my devices by name or id prefix (primary only): a new list without it, signed
    * and published; the MLS engine then removes its leaves from every group (DeviceDirectory.onChange).
    */
-  async unlink(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
+  async unlink(which: string, o: { readonly check?: boolean } = {}): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
     if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.unlink(which);
+    return this.ownDevices.unlink(which, o);
   }
 
   /** Adds a linked device to my list (primary only; the end of linking, PROTOCOL.md §4.6 step 3). */

@@ -232,7 +232,7 @@ export class OwnDevices {
    * Removes one of my devices (PROTOCOL.md §4.5): a new list, version + 1, without it, signed by
    * the identity key and published. `which`: its name, or a prefix of its id (at least 4 hex).
    */
-  async unlink(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
+  async unlink(which: string, o: { readonly check?: boolean } = {}): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
     if (this.o.local.kind !== "primary") return fail("only your primary device (the one with the key file) can unlink devices");
     const q = typeof which === "string" ? which.trim() : "";
     if (q === "") return fail("say which device to unlink: its name or the start of its id");
@@ -247,6 +247,8 @@ export class OwnDevices {
     if (matches.length > 1) return fail(`'${shown}' names ${matches.length} devices: say which by more of its id (${matches.map((d) => `${sanitizeLine(d.name)} ${d.deviceId}`).join(", ")})`);
     const target = matches[0]!;
     if (target.primary) return fail("this is this device (the primary): it cannot unlink itself");
+    // Only the checks (the question before the user confirms): the version it would make.
+    if (o.check === true) return { ok: true, value: { name: target.name, deviceId: target.deviceId, version: mine.version + 1 } };
     const r = await this.publish({ username: this.me, version: mine.version + 1, issuedAtMs: this.o.clock(), devices: mine.devices.filter((d) => d.deviceId !== target.deviceId) });
     if (!r.ok) return r;
     this.o.log.info("devices.unlinked_device", { deviceId: target.deviceId, version: r.value.version });

@@ -236,10 +236,11 @@ export interface ChatSession {
   /** My devices (PROTOCOL.md §4.5), refreshed from the relay (/devices). Protocol v2 only. */
   devices?(): Promise<Outcome<DeviceView[]>>;
   /**
-   * Unlinks one of my devices by name or id prefix (/unlink; the primary only): a new device list
+   * Unlinks one of my devices by name or id prefix (/unlink; the primary only; `check`: only the
+   * refusals, nothing published, for the question before the user confirms): a new device list
    * without it is signed and published, and the device is removed from every conversation.
    */
-  unlink?(which: string): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>>;
+  unlink?(which: string, o?: { readonly check?: boolean }): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>>;
   /**
    * The user read this conversation up to this message (the newest shown, from someone else):
    * tells my other devices, so their unread counts follow (PROTOCOL.md §11.3). Cheap to call on

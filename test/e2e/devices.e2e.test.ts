@@ -191,7 +191,7 @@ describe("one person on two devices in real terminals (issue 13)", () => {
     // /unlink asks first; confirmed, a2 says it was unlinked and stops; bob reads the line.
     await say("a1", "/unlink desktop");
     // The question (wrapped on the screen): the device name, what it does, the answer to type.
-    await tmux.waitForScreen("a1", (s) => /⚠ \/unlink desktop removes that device from every conversation[^]*To do\s+it: \/unlink desktop yes/.test(s.replace(/\s*│\s*\n\s*/g, " ")), 30_000);
+    await tmux.waitForScreen("a1", (s) => /⚠ \/unlink desktop removes desktop \([0-9a-f]{8}\) from every conversation[^]*To do\s+it: \/unlink desktop yes/.test(s.replace(/\s*│\s*\n\s*/g, " ")), 30_000);
     await say("a1", "/unlink desktop yes");
     await sees("a1", "unlinked desktop");
     // a2 stops for good on the relay's word (it does not reconnect to be refused again).

@@ -22,11 +22,12 @@ const VIEWS: DeviceView[] = [
 
 class DeviceSession extends FakeSession {
   readonly unlinked: string[] = [];
+  readonly checked: string[] = [];
   devices(): Promise<Outcome<DeviceView[]>> {
     return Promise.resolve({ ok: true, value: VIEWS });
   }
-  unlink(which: string): Promise<Outcome<{ name: string; deviceId: string; version: number }>> {
-    this.unlinked.push(which);
+  unlink(which: string, o: { readonly check?: boolean } = {}): Promise<Outcome<{ name: string; deviceId: string; version: number }>> {
+    (o.check === true ? this.checked : this.unlinked).push(which);
     if (which === "nope") return Promise.resolve({ ok: false, error: { kind: "device", detail: "no device of yours is called 'nope'" } });
     return Promise.resolve({ ok: true, value: { name: "desktop", deviceId: "bbbbbbbb33334444", version: 4 } });
   }
@@ -70,8 +71,15 @@ describe("/devices and /unlink (PROTOCOL.md §4.5)", () => {
     const s = new DeviceSession({ peers: ["bob"] });
     const t = setup(s);
     t.run("/unlink desktop");
+    await waitFor(() => t.notices().some((n) => n.startsWith("warn: /unlink desktop")));
     expect(s.unlinked).toEqual([]);
-    expect(t.notices().at(-1)).toBe("warn: /unlink desktop removes that device from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink desktop yes");
+    expect(s.checked).toEqual(["desktop"]);
+    expect(t.notices().at(-1)).toBe("warn: /unlink desktop removes desktop (bbbbbbbb) from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink desktop yes");
+    // A name that is not a device of mine is refused before any question.
+    t.run("/unlink nope");
+    await waitFor(() => t.notices().some((n) => n.includes("'nope'")));
+    expect(t.notices().at(-1)).toMatch(/^error: .*no device of yours is called 'nope'/);
+    expect(t.notices().some((n) => n.startsWith("warn: /unlink nope"))).toBe(false);
     t.run("/unlink desktop yes");
     await waitFor(() => t.notices().some((n) => n.startsWith("info: unlinked")));
     expect(s.unlinked).toEqual(["desktop"]);

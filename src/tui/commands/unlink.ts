@@ -22,7 +22,10 @@ export const unlink: CommandSpec<UnlinkCommand> = {
       return "clear";
     }
     if (!command.confirmed) {
-      say("warn", `/unlink ${command.device} removes that device from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink ${command.device} yes`);
+      // The refusals first (no such device, ambiguous, this device, not the primary), then the question.
+      later(`/unlink ${command.device}`, () => unlinkDevice.call(session, command.device, { check: true }), (r) => {
+        say("warn", `/unlink ${command.device} removes ${r.name} (${r.deviceId.slice(0, 8)}) from every conversation: it cannot read anything sent after, and it stops at once (or at its next connection, if it is offline). To do it: /unlink ${command.device} yes`);
+      });
       return "clear";
     }
     later(`/unlink ${command.device}`, () => unlinkDevice.call(session, command.device), (r) => {

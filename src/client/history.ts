@@ -91,7 +91,7 @@ export class MessageHistory {
     const conv = parseConversationId(conversationId);
     if (conv === undefined || !isValidUsername(line.by) || !MEMBERSHIP_KINDS.has(line.kind)) return;
     if (conv.kind === "lobby" && line.kind !== "refused") return;
-    const body = JSON.stringify({ kind: line.kind, users: line.users, ...(line.creator === undefined ? {} : { creator: line.creator }), ...(line.device === undefined ? {} : { device: line.device }) });
+    const body = JSON.stringify({ kind: line.kind, users: line.users, ...(line.creator === undefined ? {} : { creator: line.creator }), ...(line.device === undefined ? {} : { device: line.device }), ...(line.thisDevice === true ? { thisDevice: true } : {}) });
     const atMs = Math.max(0, Math.trunc(line.atMs));
     const messageId = createHash("sha256").update(JSON.stringify([conversationId, line.by, atMs, body])).digest().subarray(0, 16);
     this.safely("history.write-failed", () => this.store.historyAdd({
@@ -264,13 +264,14 @@ function membershipOf(r: HistoryRow, text: string): MembershipEvent | undefined 
     return undefined;
   }
   if (typeof body !== "object" || body === null) return undefined;
-  const { kind, users, creator, device } = body as Record<string, unknown>;
+  const { kind, users, creator, device, thisDevice } = body as Record<string, unknown>;
   if (typeof kind !== "string" || !MEMBERSHIP_KINDS.has(kind) || !Array.isArray(users)) return undefined;
   const names = users.filter((u): u is string => typeof u === "string" && isValidUsername(u));
   const line: MembershipLine = {
     kind: kind as MembershipLine["kind"], by: r.sender, users: names, atMs: r.sentAtMs,
     ...(typeof creator === "string" && isValidUsername(creator) ? { creator } : {}),
     ...(typeof device === "string" ? { device } : {}),
+    ...(thisDevice === true ? { thisDevice: true } : {}),
   };
   return { type: "membership", conversationId: r.conversationId, line };
 }

@@ -163,6 +163,8 @@ export interface MembershipLine {
   readonly kind: "created" | "joined" | "added" | "removed" | "left" | "refused" | "device-added" | "device-removed" | "refused-device";
   /** The device's name (device-added, device-removed, refused-device). */
   readonly device?: string;
+  /** device-added: the device added is this one (another device of mine brought it in). */
+  readonly thisDevice?: boolean;
   readonly by: string;
   readonly users: readonly string[];
   /** The room's creator (the one who may remove others), when known. */

@@ -60,6 +60,7 @@ describe("membership lines in the history", () => {
       membership("#ops", "removed", "alice", ["carol"], "alice"),
       membership("#ops", "refused", "bob", ["alice"], "alice"),
       membership("dm:alice:bob", "added", "bob", ["alice"]),
+      { type: "membership" as const, conversationId: "#ops", line: { kind: "device-added" as const, by: "alice", users: ["alice"], device: "desktop", thisDevice: true, atMs: T0 + 50 } },
       // The lobby's comings and goings are presence (not shown, so not kept); a refused change is shown.
       membership("lobby", "joined", "alice"),
       membership("lobby", "left", "bob"),
@@ -79,6 +80,7 @@ describe("membership lines in the history", () => {
       "-- you removed carol from #ops",
       "-- bob tried to remove you from #ops; only you can",
       "-- bob started this conversation", // the DM's group made on its first message
+      "-- this device (desktop) was added here: it reads what is sent from now on",
       "-- bob tried to remove carol from the lobby; only its creator can",
       "alice: bye",
     ]);

@@ -100,6 +100,8 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
 
   it("device lines read as people say them", () => {
     expect(membershipText({ kind: "device-added", by: "alice", users: ["alice"], device: "desktop", atMs: 0 }, "#ops", "bob")).toBe("alice added a device: desktop");
+    // On the device added itself (brought in by my other device), not "you added a device".
+    expect(membershipText({ kind: "device-added", by: "alice", users: ["alice"], device: "desktop", thisDevice: true, atMs: 0 }, "#ops", "alice")).toBe("this device (desktop) was added here: it reads what is sent from now on");
     expect(membershipText({ kind: "device-removed", by: "alice", users: ["alice"], device: "desktop", atMs: 0 }, DM, "bob")).toBe("alice removed a device: desktop");
   });
 });

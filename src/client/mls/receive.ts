@@ -204,7 +204,7 @@ export class Receiver {
     if (by === this.s.d.me) {
       this.s.d.content.joinedLate?.(conv); // the group had a history before this device (§11 chains)
       // Another device of mine added this one (self-heal): a device line, not "added".
-      this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", ...this.s.creatorField(conv), atMs: this.s.d.clock() });
+      this.s.line(conv, { kind: "device-added", by, users: [by], device: this.s.d.devices?.self.name ?? "this device", thisDevice: true, ...this.s.creatorField(conv), atMs: this.s.d.clock() });
     } else this.s.line(conv, { kind: "added", by, users: [this.s.d.me], ...this.s.creatorField(conv), atMs: this.s.d.clock() });
     this.s.healSoon(conv);
     this.s.d.logger.info("mls.welcome.joined", { conversation: conv, sender: by, members: names.length, lastResort: joined.lastResort });

@@ -60,7 +60,9 @@ export function membershipText(line: MembershipLine, conversationId: string, me:
       return `${by} tried to remove ${users} from ${where}; ${only}`;
     }
     // A device of a user who keeps another one in the conversation (PROTOCOL.md §4.5).
-    case "device-added": return `${who(line.users[0] ?? line.by, me)} added a device: ${clean(line.device ?? "unnamed")}`;
+    case "device-added": return line.thisDevice === true
+      ? `this device (${clean(line.device ?? "unnamed")}) was added here: it reads what is sent from now on`
+      : `${who(line.users[0] ?? line.by, me)} added a device: ${clean(line.device ?? "unnamed")}`;
     case "device-removed": return `${who(line.users[0] ?? line.by, me)} removed a device: ${clean(line.device ?? "unnamed")}`;
     case "refused-device": return `${by} put a device of ${users} into ${where} that ${users} did not link (${clean(line.device ?? "unnamed")}); it was refused`;
     default: {

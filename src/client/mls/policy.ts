@@ -17,7 +17,8 @@
 //   when its MLS signature key is in U's newest verified device list (a user who never had a list
 //   is one device, as before); a member may remove leaves of its own user (its other devices:
 //   the self-heal, /unlink, /leave); anyone may remove a leaf whose key is not in its user's
-//   newest list; the relay's sender_device, when it names a listed device, must be the committer's leaf.
+//   newest list; the relay's sender_device, when it names a listed device, must be the committer's leaf;
+//   a committer whose own key its user's newest list does not name (an unlinked device) is refused.
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
 import type { MembershipChange, MlsGroup, MlsMember, VerifiedIdentity } from "../../protocol/mls/index.js";
@@ -40,9 +41,14 @@ export function incomingLeaves(change: MembershipChange): MlsMember[] {
   return change.external ? [...change.added, change.committer] : [...change.added];
 }
 
-/** The first leaf a commit puts in whose key is not in its user's list (PROTOCOL.md §4.5), if any. */
+/**
+ * The first leaf a commit puts in whose key is not in its user's list (PROTOCOL.md §4.5), if any;
+ * or its committer's leaf when that key is not in the committer's list: a device unlinked (stolen)
+ * that still holds the group's state must not commit (remove my listed devices, add anyone) with
+ * the authority of my user while the relay still carries it.
+ */
 export function unlistedLeaf(change: MembershipChange, lists: ListsOf): MlsMember | undefined {
-  return incomingLeaves(change).find((m) => {
+  return [...incomingLeaves(change), change.committer].find((m) => {
     const l = lists(m.username);
     return l !== undefined && deviceBySignatureKey(l, m.signatureKey) === undefined;
   });

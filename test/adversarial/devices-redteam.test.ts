@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
-import type { MlsGroup, PendingCommit } from "../../src/protocol/mls/index.js";
+import { generateKeyPackage, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
@@ -79,5 +79,78 @@ describe("a stolen device, unlinked, with a relay that still lets it in", () => 
     expect(leafKeys(bob, dm)).toContain(keyOf(laptop));
     expect(linesIn(bob, dm).some((l) => l.kind === "refused-device" && l.users[0] === "alice")).toBe(true);
     expect(linesIn(bob, dm).some((l) => l.kind === "device-removed" || l.kind === "removed")).toBe(false);
+  });
+});
+
+describe("a hostile relay hiding a user's device list, with a hostile member", () => {
+  it("mallory adds alice's UNLINKED device to #ops while the relay serves bob no list of alice (a first contact): bob refuses a second leaf of a user with no list", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    const mallory = await w.device("mallory", "mpc");
+    await w.publish("alice", [laptop, desktop]);
+    await w.publish("alice", [laptop]); // the desktop (stolen) is unlinked
+    await w.publish("bob", [bob]);
+    await w.publish("mallory", [mallory]);
+    // The relay never shows bob alice's list: to him she looks like a user from before devices.
+    const relay = ds as unknown as { fetchDeviceLists(viewer: string, users: readonly string[]): { ok: true; lists: { username: string }[]; seen: [] } };
+    const honest = relay.fetchDeviceLists.bind(ds);
+    relay.fetchDeviceLists = (viewer, users) => {
+      const r = honest(viewer, users);
+      return viewer === "bob" ? { ...r, lists: r.lists.filter((l) => l.username !== "alice") } : r;
+    };
+    for (const d of [laptop, bob, mallory]) await w.start(d);
+    expect(bob.directory.known("alice")).toBeUndefined();
+    expect((await bob.engine.joinRoom("#ops")).ok).toBe(true);
+    expect((await laptop.engine.joinRoom("#ops")).ok).toBe(true);
+    expect((await mallory.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => [laptop, bob].every((d) => leafKeys(d, "#ops").length === 3), "three leaves everywhere");
+    await w.settle();
+    // mallory's own client adds a leaf of the unlinked desktop (a KeyPackage its thief made).
+    const g = await hostileGroup(mallory, "#ops");
+    const kp = await generateKeyPackage(await desktop.store.loadOrCreateClient());
+    const p = await g.addMembers([kp.keyPackage]);
+    const r = await ds.api("mallory", mallory.entry.deviceId).sendCommit({ commit: p.commit, groupInfo: p.groupInfo, added: ["alice"], removed: [], ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}) });
+    expect(r.ok).toBe(true);
+    await waitUntil(() => linesIn(bob, "#ops").some((l) => l.kind === "refused-device" && l.by === "mallory") || leafKeys(bob, "#ops").includes(keyOf(desktop)), "bob judges mallory's commit");
+    expect(leafKeys(bob, "#ops")).not.toContain(keyOf(desktop));
+    expect(linesIn(bob, "#ops").some((l) => l.kind === "refused-device" && l.by === "mallory" && l.users[0] === "alice")).toBe(true);
+  });
+});
+
+describe("a hostile relay hiding a user's device list, alone", () => {
+  it("serves bob no list of alice and two KeyPackages of hers (her laptop's and her UNLINKED desktop's): bob's new DM takes neither, so the desktop never reads him", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    await w.publish("alice", [laptop, desktop]);
+    await w.publish("alice", [laptop]); // the desktop (stolen) is unlinked
+    await w.publish("bob", [bob]);
+    const stolen = await generateKeyPackage(await desktop.store.loadOrCreateClient());
+    const relay = ds as unknown as {
+      fetchDeviceLists(viewer: string, users: readonly string[]): { ok: true; lists: { username: string }[]; seen: [] };
+      claim(user: string, from: string, users: readonly string[], ids?: readonly string[]): { ok: boolean; entries: { username: string; deviceId: string; keyPackage: Uint8Array; lastResort: boolean }[]; missing: string[] };
+    };
+    const honestFetch = relay.fetchDeviceLists.bind(ds);
+    relay.fetchDeviceLists = (viewer, users) => {
+      const r = honestFetch(viewer, users);
+      return viewer === "bob" ? { ...r, lists: r.lists.filter((l) => l.username !== "alice") } : r;
+    };
+    const honestClaim = relay.claim.bind(ds);
+    relay.claim = (user, from, users, ids) => {
+      const r = honestClaim(user, from, users, ids);
+      if (user !== "bob" || !r.ok || !users.includes("alice")) return r;
+      return { ...r, entries: [...r.entries, { username: "alice", deviceId: desktop.entry.deviceId, keyPackage: stolen.keyPackage, lastResort: false }], missing: r.missing.filter((u) => u !== "alice") };
+    };
+    for (const d of [laptop, bob]) await w.start(d);
+    expect(bob.directory.known("alice")).toBeUndefined();
+    const dm = "dm:alice:bob";
+    bob.engine.send(dm, "for alice's devices only");
+    await waitUntil(() => bob.events.some((e) => e.type === "notice" && e.text.includes("alice")) || leafKeys(bob, dm).includes(keyOf(desktop)), "bob's DM is made or refused");
+    await w.settle();
+    expect(leafKeys(bob, dm)).not.toContain(keyOf(desktop));
+    // Never added at all (not added and healed out later by alice's laptop: it would have read bob's first message).
+    expect(linesIn(bob, dm).some((l) => l.kind === "device-removed" || l.kind === "device-added")).toBe(false);
+    expect(bob.events.some((e) => e.type === "notice" && e.text.includes("KeyPackages for alice"))).toBe(true);
   });
 });

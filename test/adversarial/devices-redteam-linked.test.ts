@@ -7,6 +7,8 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { memoryDeviceListPins, VerifiedDeviceDirectory } from "../../src/client/device-directory.js";
 import { newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList } from "../../src/protocol/devices.js";
+import { encodeFields } from "../../src/protocol/encoding.js";
+import { decodeOffer, LINK_OFFER_LABEL } from "../../src/protocol/link.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 
 describe("a hostile relay and a newly linked device", () => {
@@ -40,5 +42,15 @@ describe("a hostile relay and a newly linked device", () => {
     serve = [unlinked];
     await dir.refresh(["alice"]);
     expect(dir.known("alice")?.version).toBe(5);
+  });
+});
+
+describe("a stranger's OFFER naming its device to spoof the SAS screen and /devices", () => {
+  it("a name with bidi overrides, zero-width or escape characters, or a line break, is refused before anything is shown", () => {
+    const spki = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" });
+    for (const name of ["\u202Epotpal", "lap\u200Btop", "laptop\u2066", "a\u001b]0;owned\u0007", "laptop\nalice added a device: x", "\u0085laptop", "laptop\u{E0041}"]) {
+      const bytes = encodeFields(LINK_OFFER_LABEL, ["alice", newDeviceId(), name, spki, randomBytes(32)]);
+      expect(() => decodeOffer(bytes), JSON.stringify(name)).toThrow(/printable/);
+    }
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
+import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { generateKeyPackage, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
@@ -79,6 +80,33 @@ describe("a stolen device, unlinked, with a relay that still lets it in", () => 
     expect(leafKeys(bob, dm)).toContain(keyOf(laptop));
     expect(linesIn(bob, dm).some((l) => l.kind === "refused-device" && l.users[0] === "alice")).toBe(true);
     expect(linesIn(bob, dm).some((l) => l.kind === "device-removed" || l.kind === "removed")).toBe(false);
+  });
+});
+
+describe("a stolen device, unlinked, writing to a peer before the heal removed it", () => {
+  it("its message in the DM (the relay naming it as alice's device, or as her laptop) is refused by bob, never shown as alice's", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    await w.publish("alice", [laptop, desktop]);
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const dm = "dm:alice:bob";
+    send(bob, dm, "hi");
+    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && leafKeys(bob, dm).length === 3, "the DM with both of alice's devices");
+    await w.settle();
+    await laptop.engine.idle();
+    laptop.engine.close();
+    ds.disconnect("alice", laptop.entry.deviceId);
+    await w.publish("alice", [laptop]); // the desktop is unlinked; the laptop is offline: no heal yet
+    await bob.directory.refresh(["alice"]);
+    const g = await hostileGroup(desktop, dm);
+    for (const [i, claimed] of [desktop.entry.deviceId, laptop.entry.deviceId].entries()) {
+      const app = new TextEncoder().encode(JSON.stringify({ id: `${i}`.padStart(32, "0"), kind: "text", text: `send the code ${i}`, sentAt: w.now }));
+      ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), senderDevice: claimed });
+    }
+    await waitUntil(() => bob.events.filter((e) => e.type === "refused" && e.conversationId === dm).length >= 2, "bob refuses both");
+    expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
   });
 });
 

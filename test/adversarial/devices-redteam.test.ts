@@ -103,7 +103,7 @@ describe("a stolen device, unlinked, writing to a peer before the heal removed i
     const g = await hostileGroup(desktop, dm);
     for (const [i, claimed] of [desktop.entry.deviceId, laptop.entry.deviceId].entries()) {
       const app = new TextEncoder().encode(JSON.stringify({ id: `${i}`.padStart(32, "0"), kind: "text", text: `send the code ${i}`, sentAt: w.now }));
-      ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), senderDevice: claimed });
+      ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: claimed });
     }
     await waitUntil(() => bob.events.filter((e) => e.type === "refused" && e.conversationId === dm).length >= 2, "bob refuses both");
     expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);

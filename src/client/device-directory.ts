@@ -268,13 +268,6 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
       return "refused";
     }
     const previous = this.kept_(username);
-    if (previous === undefined && username === this.me.username && !this.me.primary && this.me.deviceId !== ""
-      && !verified.devices.some((d) => d.deviceId === this.me.deviceId)) {
-      // A linked device's first list of its own user must name it (§4.6: it was linked by a list
-      // that does): one that does not is from before the link, a rollback, never "unlinked".
-      this.refused(username, `the relay served a device list of ${username} (v${verified.version}) that does not name this device, older than its link`);
-      return "refused";
-    }
     if (previous !== undefined) {
       if (verified.version < previous.version) {
         this.refused(username, `the relay served an older device list of ${username} (v${verified.version} < v${previous.version})`);

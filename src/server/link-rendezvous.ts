@@ -7,8 +7,8 @@
 //   - before its first frame, a stream holds a place in the handshake budget (handshake-budget.ts,
 //     the same one sessions use: per source address and relay-wide) for at most firstFrameMs;
 //   - only a NEW_DEVICE opens a rendezvous; an EXISTING_DEVICE that finds none waiting is told
-//     so at once. Open rendezvous (waiting or paired) are capped per source address (4) and in
-//     all (256), each for at most 10 minutes;
+//     so at once. Open rendezvous (waiting or paired) are capped per source address (4), per
+//     network (16: an IPv6 source's /48, networkOf) and in all (256), each for at most 10 minutes;
 //   - per payload 64 KiB, per side 16 payloads; frames bigger than a payload are refused by
 //     grpc-js at their length prefix (never buffered).
 // A second stream of a role already present, or a third stream for a paired rendezvous, is
@@ -30,6 +30,8 @@ export interface LinkLimits {
   readonly maxPayloadsPerSide: number;
   readonly lifetimeMs: number;
   readonly maxPerSource: number;
+  /** Open rendezvous per network (an IPv6 source's /48, see networkOf): a host holds many /64s. */
+  readonly maxPerNetwork: number;
   readonly maxOpen: number;
   /** How long a stream may take to send its first frame (rendezvous and role). */
   readonly firstFrameMs: number;
@@ -40,9 +42,21 @@ export const DEFAULT_LINK_LIMITS: LinkLimits = {
   maxPayloadsPerSide: 16,
   lifetimeMs: 10 * 60_000,
   maxPerSource: 4,
+  maxPerNetwork: 16,
   maxOpen: 256,
   firstFrameMs: 10_000,
 };
+
+/**
+ * The network a source is in, for the per-network cap (PROTOCOL.md §4.6): an IPv6 source (a /64,
+ * handshake-budget.ts sourceOf) counts in its /48, since one rented host is often given a /56 or
+ * a /48 (256 or 65536 /64s: enough to fill the relay-wide cap of rendezvous alone); an IPv4
+ * address is its own network.
+ */
+export function networkOf(source: string): string {
+  const m = /^([0-9a-f]{1,4}):([0-9a-f]{1,4}):([0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(source);
+  return m === null ? source : `${m[1]}:${m[2]}:${m[3]}::/48`;
+}
 
 const OK_STATUS = (): StatusObject => ({ code: GrpcStatus.OK, details: "", metadata: new Metadata() });
 
@@ -55,6 +69,7 @@ export const linkSay = {
     ? "another device is already waiting with this code: start the linking again on the new device to get a new code"
     : "another device is already answering this code",
   pairedAlready: "this code is already being used by two devices: start the linking again on the new device to get a new code",
+  networkBusy: (n: number) => `too many linkings from your network: ${n} are open, the most this relay keeps for one network; finish or cancel one first`,
   sourceBusy: (n: number) => `too many linkings from your address: ${n} are open, the most this relay keeps for one address; finish or cancel one first`,
   relayBusy: (n: number) => `the relay is busy: ${n} linkings are open, the most it keeps; try again in a moment`,
   tooEarly: "a payload was sent before the other device arrived",
@@ -92,12 +107,14 @@ export class LinkRendezvous {
   private readonly limits: LinkLimits;
   private readonly open = new Map<string, Rendezvous>();
   private readonly budget: HandshakeBudget;
+  private readonly networks: HandshakeBudget;
   private readonly streams = new Set<FrameStream>();
   private stopping = false;
 
   constructor(private readonly deps: LinkRendezvousDeps) {
     this.limits = { ...DEFAULT_LINK_LIMITS, ...deps.limits };
     this.budget = new HandshakeBudget(this.limits.maxOpen, this.limits.maxPerSource);
+    this.networks = new HandshakeBudget(this.limits.maxOpen, this.limits.maxPerNetwork);
   }
 
   /** Rendezvous open now (waiting or paired). */
@@ -159,9 +176,15 @@ export class LinkRendezvous {
         this.deps.logger.warn("link.shed", { source, reason: place.kind });
         return this.fail(stream, place.kind === "source-busy" ? linkSay.sourceBusy(place.limit) : linkSay.relayBusy(place.limit));
       }
+      const net = this.networks.enter(networkOf(source));
+      if (net.kind !== "admitted") {
+        place.ticket.leave();
+        this.deps.logger.warn("link.shed", { source, reason: "network-busy" });
+        return this.fail(stream, linkSay.networkBusy(this.limits.maxPerNetwork));
+      }
       side = { stream, payloads: 0, done: false };
       r = {
-        key, newSide: side, existingSide: undefined, over: false, release: () => place.ticket.leave(),
+        key, newSide: side, existingSide: undefined, over: false, release: () => { place.ticket.leave(); net.ticket.leave(); },
         timer: setTimeout(() => this.finish(r, linkSay.expired(this.limits.lifetimeMs / 60_000)), this.limits.lifetimeMs),
       };
       r.timer.unref();

@@ -90,8 +90,18 @@ export async function claimDevices(s: EngineState, usernames: readonly string[],
     }
   }
   const entries: ClaimedDevice[] = [];
+  // A user with no device list is ONE device (PROTOCOL.md §4.5): several packages for them are a
+  // relay hiding their list (to slip in a device they unlinked); none of them is used.
+  const noList = new Map<string, number>();
+  for (const e of raw) if (dir.known(e.username) === undefined) noList.set(e.username, (noList.get(e.username) ?? 0) + 1);
+  for (const [u, n] of noList) {
+    if (n < 2) continue;
+    s.d.logger.warn("mls.devices.key_packages_without_list", { user: u, packages: n });
+    s.notice("warn", `the relay gave ${n} KeyPackages for ${u} but no device list of ${u} (one device): none was used`);
+  }
   for (const e of raw) {
     const list = dir.known(e.username);
+    if (list === undefined && (noList.get(e.username) ?? 0) > 1) continue;
     let key: Uint8Array;
     let identity: Buffer;
     try {

@@ -17,7 +17,9 @@
 //   when its MLS signature key is in U's newest verified device list (a user who never had a list
 //   is one device, as before); a member may remove leaves of its own user (its other devices:
 //   the self-heal, /unlink, /leave); anyone may remove a leaf whose key is not in its user's
-//   newest list; the relay's sender_device, when it names a listed device, must be the committer's leaf.
+//   newest list; the relay's sender_device, when it names a listed device, must be the committer's leaf;
+//   a committer whose own key its user's newest list does not name (an unlinked device) is refused;
+//   a user with no list has one leaf at most.
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
 // a leaf index: MLS gives a departed creator's leaf 0 to the next joiner.
 import type { MembershipChange, MlsGroup, MlsMember, VerifiedIdentity } from "../../protocol/mls/index.js";
@@ -40,12 +42,24 @@ export function incomingLeaves(change: MembershipChange): MlsMember[] {
   return change.external ? [...change.added, change.committer] : [...change.added];
 }
 
-/** The first leaf a commit puts in whose key is not in its user's list (PROTOCOL.md §4.5), if any. */
-export function unlistedLeaf(change: MembershipChange, lists: ListsOf): MlsMember | undefined {
-  return incomingLeaves(change).find((m) => {
+/**
+ * The first leaf a commit puts in whose key is not in its user's list (PROTOCOL.md §4.5), if any;
+ * or its committer's leaf when that key is not in the committer's list: a device unlinked (stolen)
+ * that still holds the group's state must not commit (remove my listed devices, add anyone) with
+ * the authority of my user while the relay still carries it.
+ */
+export function unlistedLeaf(change: MembershipChange, lists: ListsOf, present: readonly MlsMember[] = []): MlsMember | undefined {
+  const incoming = incomingLeaves(change);
+  const unlisted = [...incoming, change.committer].find((m) => {
     const l = lists(m.username);
     return l !== undefined && deviceBySignatureKey(l, m.signatureKey) === undefined;
   });
+  if (unlisted !== undefined) return unlisted;
+  // A user with no device list (as the relay shows it to me) is ONE device: a second leaf of theirs
+  // is a device nobody listed (a relay hiding their list from me, a first contact, while a member
+  // adds their unlinked device's key).
+  const after = [...present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex)), ...incoming];
+  return incoming.find((m) => lists(m.username) === undefined && after.filter((x) => x.username === m.username).length > 1);
 }
 
 /** A removal any member may make under the device rules: a leaf of the committer's own user, or one whose key its user's list no longer names. */
@@ -68,7 +82,7 @@ export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { re
     const l = lists(ctx.relaySender);
     const named = ctx.relaySenderDevice === undefined || ctx.relaySenderDevice === "" || l === undefined ? undefined : l.devices.find((d) => d.deviceId === ctx.relaySenderDevice);
     if (named !== undefined && !named.mlsSignatureKey.equals(Buffer.from(change.committer.signatureKey))) return "sender";
-    if (unlistedLeaf(change, lists) !== undefined) return "device";
+    if (unlistedLeaf(change, lists, group.members()) !== undefined) return "device";
   }
   // Leaves replaced by the same user's key I decided to trust are judged by that rule alone (PROTOCOL.md §6);
   // so are the removals the device rules allow.

@@ -515,7 +515,7 @@ export class Receiver {
       if (verdict?.why === "device") {
         // PROTOCOL.md §4.5: a leaf whose key its user's newest verified list does not name.
         const dir = this.s.d.devices;
-        const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u));
+        const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u), g.members());
         const who = leaf?.username ?? relaySender;
         this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who });
         let waiting = this.awaitingList.get(conv);

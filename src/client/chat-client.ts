@@ -242,6 +242,9 @@ export class ChatClient implements ChatSession {
         self: { username: this.me, deviceId: local.kind === "linked" ? local.deviceId : "", name: local.kind === "linked" ? local.deviceName : "", primary: local.kind === "primary", mlsSignatureKey: new Uint8Array(0) },
         ds, pinOf, ensurePinned: (names) => this.directory.ensure(names), pins: new SealedDeviceListPins(o.state.database, local.localKey, log), log,
       });
+      // A linked device's list from its linking is the floor of its own (§4.6): a relay serving
+      // it the list from before its linking is then refused as a rollback, not taken as "unlinked".
+      if (local.kind === "linked" && local.linkList !== undefined && (devices.known(this.me)?.version ?? 0) < local.linkList.version) devices.seed(local.linkList);
       const ownPrimary = devices.known(this.me)?.devices.find((d) => d.primary);
       if (local.kind === "primary" && ownPrimary !== undefined) devices.setSelfDeviceId(ownPrimary.deviceId);
       devices.onRefused((_u, reason) => emit({ type: "notice", level: "warn", text: reason }));

@@ -176,6 +176,15 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
   }
 
   /**
+   * At construction only (nothing queued yet): takes a list this device got at its linking
+   * (§4.6), with the checks of a fetched one, so it is the floor of what the relay may serve.
+   * True when taken or already kept (or older than the kept one: the kept one is newer).
+   */
+  seed(list: SignedDeviceList): boolean {
+    return this.consider(list.username, list) !== "refused";
+  }
+
+  /**
    * Takes a list this client got other than by fetching (the one it just published, §4.5): the
    * same checks as a fetched one. True when taken (or already kept).
    */

@@ -14,7 +14,8 @@
 import { createPublicKey, randomBytes, type KeyObject } from "node:crypto";
 import { closeSync, constants, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import { checkDeviceName, isDeviceId } from "../protocol/devices.js";
+import { DeviceList as WireDeviceList } from "../gen/securechat/v1/chat.js";
+import { checkDeviceName, fromWireDeviceList, isDeviceId, toWireDeviceList, type SignedDeviceList } from "../protocol/devices.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { decryptPemTextSync, encryptPemTextSync, keyFileIsEncrypted } from "../protocol/keyfile.js";
 import { importPrivateKeyPem, importPublicIdentity } from "../protocol/keys.js";
@@ -34,6 +35,12 @@ export interface LinkedDeviceRecord {
   readonly encKeySig: Buffer;
   /** ms since the Unix epoch. */
   readonly linkedAtMs: number;
+  /**
+   * The user's device list as the linking delivered it (verified then, naming this device): the
+   * floor of this device's own list (PROTOCOL.md §4.6), so a relay cannot serve it the list from
+   * before its linking at its first connect. Absent in records written before it was kept.
+   */
+  readonly linkList?: SignedDeviceList;
 }
 
 export interface LinkedDevice {
@@ -45,6 +52,17 @@ export interface LinkedDevice {
 const RECORD_FORMAT = 1;
 const MAX_RECORD_BYTES = 16 * 1024;
 const MAX_PEM_BYTES = 64 * 1024;
+
+/** The record's `linkList`: a wire DeviceList in base64 (verified where it is used, against the identity key). */
+function linkListField(o: Record<string, unknown>, path: string): SignedDeviceList {
+  const v = o["linkList"];
+  try {
+    if (typeof v !== "string" || v.length > MAX_RECORD_BYTES) throw new Error("not base64 text");
+    return fromWireDeviceList(WireDeviceList.decode(Buffer.from(v, "base64")));
+  } catch (e) {
+    throw new KeyStoreError(`'${path}' is damaged: its linkList is not a device list (${(e as Error).message})`, { cause: e });
+  }
+}
 
 function paths(keyDir: string, username: string): { key: string; pem: string; json: string } {
   const c = checkUsername(username);
@@ -159,6 +177,7 @@ export function writeLinkedDevice(keyDir: string, record: LinkedDeviceRecord, de
     encSpki: record.encSpki.toString("base64"),
     encKeySig: record.encKeySig.toString("base64"),
     linkedAtMs: record.linkedAtMs,
+    ...(record.linkList === undefined ? {} : { linkList: Buffer.from(WireDeviceList.encode(toWireDeviceList(record.linkList)).finish()).toString("base64") }),
   }, null, 2) + "\n";
   const temps: string[] = [];
   const placed: string[] = [];
@@ -239,6 +258,7 @@ export function readLinkedDevice(keyDir: string, username: string, passphrase?: 
     encSpki: b64Field(o, "encSpki", p.json),
     encKeySig: b64Field(o, "encKeySig", p.json),
     linkedAtMs: typeof o["linkedAtMs"] === "number" ? o["linkedAtMs"] : -1,
+    ...(o["linkList"] === undefined ? {} : { linkList: linkListField(o, p.json) }),
   };
   try {
     checkRecord(record);

@@ -275,6 +275,7 @@ export async function newDeviceSide(o: NewDeviceOptions): Promise<NewDeviceLinke
       }
       writeLinkedDevice(o.keyDir, {
         username: o.username, deviceId: offer.deviceId, name: offer.name, identitySpki: hello.identitySpki, encSpki: hello.encSpki, encKeySig: hello.encKeySig, linkedAtMs: clock(),
+        linkList: list,
       }, deviceKey, o.passphrase);
       try {
         linkSync(tmpMls, finalMls);

@@ -9,7 +9,7 @@
 // PrivateIdentity; `privateView` gives a linked device one whose `encPrivate` throws a sentence
 // when touched, and ChatClient refuses to run a linked device without v2 and drops v1 deliveries.
 import { createPublicKey, type KeyObject } from "node:crypto";
-import { signDeviceProof } from "../protocol/devices.js";
+import { signDeviceProof, type SignedDeviceList } from "../protocol/devices.js";
 import { importPublicIdentity, signProof, type PrivateIdentity, type PublicIdentity } from "../protocol/keys.js";
 import type { IdentityKey } from "../protocol/mls/index.js";
 import type { LinkedDevice } from "./linked-device.js";
@@ -34,6 +34,8 @@ export interface LinkedIdentity extends Common {
   /** The device key's SPKI (Hello.device_spki, the list's auth_spki). */
   readonly deviceSpki: Buffer;
   readonly linkedAtMs: number;
+  /** The device list the linking delivered (the floor of my own list, PROTOCOL.md §4.6); absent in older records. */
+  readonly linkList?: SignedDeviceList;
 }
 
 export type LocalIdentity = PrimaryIdentity | LinkedIdentity;
@@ -49,7 +51,7 @@ export function linkedIdentity(device: LinkedDevice): LinkedIdentity {
   if (device.deviceKey?.type !== "private" || device.deviceKey.asymmetricKeyType !== "ed25519") throw new TypeError("the device key must be an Ed25519 private key");
   const deviceSpki = createPublicKey(device.deviceKey).export({ format: "der", type: "spki" });
   if (deviceSpki.equals(user.sigSpki)) throw new TypeError("a linked device's key must not be the identity key");
-  return { kind: "linked", username: r.username, user, localKey: device.deviceKey, deviceId: r.deviceId, deviceName: r.name, deviceSpki, linkedAtMs: r.linkedAtMs };
+  return { kind: "linked", username: r.username, user, localKey: device.deviceKey, deviceId: r.deviceId, deviceName: r.name, deviceSpki, linkedAtMs: r.linkedAtMs, ...(r.linkList === undefined ? {} : { linkList: r.linkList }) };
 }
 
 /** A ChatClient's `identity` option: a primary's PrivateIdentity (as before devices) or a LocalIdentity. */

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { loadOrCreateIdentity } from "../../src/client/key-store.js";
 import { deviceSpkiOf, linkedDeviceFilesExist, readLinkedDevice, writeLinkedDevice, type LinkedDeviceRecord } from "../../src/client/linked-device.js";
 import { newDeviceId } from "../../src/protocol/devices.js";
+import { signDeviceList } from "../../src/protocol/devices.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 
 let dir: string;
@@ -50,6 +51,20 @@ describe("linked device files (PROTOCOL.md §4.5, §10.4)", () => {
     expect(deviceSpkiOf(back!.deviceKey).equals(deviceSpkiOf(key))).toBe(true);
     // The public record holds no private key.
     expect(readFileSync(join(dir, "alice_device.json"), "utf8")).not.toMatch(/PRIVATE/);
+  });
+
+  it("keeps the linking's device list with the record, and says so when it is damaged", async () => {
+    const base = await record();
+    const alice = await fixtureIdentity("alice");
+    const primary = { deviceId: "00000000000000aa", name: "laptop", authSpki: alice.sigSpki, mlsSignatureKey: Buffer.alloc(32, 1), addedAtMs: 1, primary: true };
+    const linkList = signDeviceList({ username: "alice", version: 2, issuedAtMs: 2, devices: [primary] }, alice.sigPrivate, alice.sigSpki);
+    writeLinkedDevice(dir, { ...base, linkList }, deviceKey());
+    const back = readLinkedDevice(dir, "alice")!;
+    expect(back.record.linkList?.version).toBe(2);
+    expect(back.record.linkList?.signature.equals(linkList.signature)).toBe(true);
+    const json = join(dir, "alice_device.json");
+    writeFileSync(json, readFileSync(json, "utf8").replace(/"linkList": "[^"]+"/, '"linkList": 7'));
+    expect(messageOf(() => readLinkedDevice(dir, "alice"))).toMatch(/its linkList is not a device list/);
   });
 
   it("is undefined when the directory has no device files", () => {

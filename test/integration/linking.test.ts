@@ -127,6 +127,9 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     // The MLS client opens with the device key, vouched for by alice's identity key.
     const device = readLinkedDevice(newDir, "alice")!;
     expect(device.record.deviceId).toBe(linked.deviceId);
+    // The linking's list is kept with the record: the floor of this device's own list (§4.6).
+    expect(device.record.linkList?.version).toBe(2);
+    expect(device.record.linkList?.devices.some((d) => d.deviceId === linked.deviceId)).toBe(true);
     const me = linkedIdentity(device);
     const store = MlsKeyStore.open(join(newDir, "alice_mls.db"), storeKeyOf(me), mlsStoreOptions(me));
     const client = await store.loadOrCreateClient();

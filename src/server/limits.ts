@@ -56,10 +56,17 @@ export interface RelayLimits extends Limits {
    * when it reconnects. What was queued before it connected (catching up) does not count.
    */
   readonly maxOutgoing: number;
+  /**
+   * Most devices (MLS leaves) in one group, over all its members' device lists (PROTOCOL.md
+   * §13.3): a Welcome's ratchet tree and a GroupInfo must fit one MLS message (4 MiB, about 2.8
+   * KB per X-Wing leaf), and each message costs one queue row per device.
+   */
+  readonly maxGroupDevices: number;
 }
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   ...DEFAULT_LIMITS,
+  maxGroupDevices: 1_000,
   maxSessions: 10_000,
   maxPendingHandshakes: 512,
   maxHandshakesPerAddress: 32,

@@ -500,6 +500,13 @@ export class MlsDeliveryService {
     if (members.size > before && members.size > max) {
       throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${members.size} members; this relay allows at most ${max}, the most one message can reach`);
     }
+    // Devices too (§4.5): every device of a member is a leaf and a queue row per message.
+    let devices = 0;
+    for (const u of members) devices += this.d.devices.addresses(u).length;
+    const maxDevices = this.d.limits.maxGroupDevices;
+    if (devices > maxDevices) {
+      throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${devices} devices (of ${members.size} members); this relay allows at most ${maxDevices} in one group`);
+    }
   }
 
   private checkHint(groupId: Buffer, external: boolean, added: readonly string[], removed: readonly string[]): MembershipHint {

@@ -12,6 +12,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { ErrorCode, MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import type { RelayLimits } from "../../src/server/limits.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { openStore } from "../../src/server/store.js";
@@ -49,8 +50,8 @@ interface World {
 }
 
 /** alice's primary publishes v1 (itself and `desktop`); the desktop and bob connect. */
-async function world(): Promise<World> {
-  relay = await TestRelay.start();
+async function world(limits?: Partial<RelayLimits>): Promise<World> {
+  relay = await TestRelay.start(limits === undefined ? undefined : { limits });
   const pa = await mlsPerson(alice);
   const desktop = await makeLinkedDevice(alice, "desktop");
   const a1 = await connectV2(relay, alice);
@@ -64,6 +65,24 @@ async function world(): Promise<World> {
 }
 
 describe("several devices of one user at the relay", () => {
+  it("a group is capped in devices too (max_group_devices): an add that passes it is refused with a sentence, and the group goes on", async () => {
+    const { pa, desktop, a1, a2, b } = await world({ maxGroupDevices: 2 });
+    const pb = await mlsPerson(bob);
+    await must(a1, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pa)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    await must(a2, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(desktop.person)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    const g = await MlsGroup.create(pb.client, "#plans");
+    await must(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await g.groupInfo()) } }, "groupInfoResult");
+    const kps = await must(b, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
+    expect(kps.entries).toHaveLength(2);
+    // bob + alice's two devices: 3 leaves, over the cap of 2 (users: 2, under max_recipients).
+    const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: ["alice", "alice"] });
+    expect(await sendCommit(b, add.commit, undefined, { added: ["alice"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({
+      accepted: false, code: ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, detail: "#plans would have 3 devices (of 2 members); this relay allows at most 2 in one group",
+    });
+    g.discardCommit();
+    expect((await sendCommit(b, (await g.selfUpdate()).commit)).accepted).toBe(true);
+  });
+
   it("group traffic reaches both of alice's devices, and what one device sends reaches her other one, with its sender device", async () => {
     const { desktop, a1, a2, b } = await world();
     const g = await liveGroup(relay, a1, [alice, bob], "dm:alice:bob", { bob: b });

@@ -50,8 +50,24 @@ async function say(pane: Pane, line: string): Promise<void> {
   await tmux.waitForScreen(pane, idle);
 }
 
+/**
+ * Waits for texts on a pane. 60 s: v2 sends one message per round trip and the full run loads
+ * both cores (it once took longer than 30 s there). On a timeout the other panes are shown too
+ * (what the sender's screen said is half the story).
+ */
 async function sees(pane: Pane, ...texts: string[]): Promise<string> {
-  return tmux.waitForScreen(pane, (s) => texts.every((t) => s.includes(t)), 30_000);
+  try {
+    return await tmux.waitForScreen(pane, (s) => texts.every((t) => s.includes(t)), 60_000);
+  } catch (e) {
+    const others = (["a1", "a2", "b"] as const).filter((p) => p !== pane).map((p) => {
+      try {
+        return `--- screen of ${p} ---\n${tmux.screen(p)}`;
+      } catch {
+        return `--- ${p}: no screen ---`;
+      }
+    });
+    throw new Error(`${(e as Error).message}\n${others.join("\n")}`, { cause: e });
+  }
 }
 
 beforeAll(() => {
@@ -221,5 +237,5 @@ describe("one person on two devices in real terminals (issue 13)", () => {
     const again = await tmux.waitForScreen("a2again", /this device (was unlinked|is not linked to alice)/, 30_000);
     if (process.env["SC_SCREENS"] !== undefined) process.stderr.write(`--- a2 ---\n${a2last}\n--- a2again ---\n${again}\n--- a1 ---\n${tmux.screen("a1")}\n--- b ---\n${tmux.screen("b")}\n`);
     expect(again).not.toContain("after the unlink");
-  }, 240_000);
+  }, 300_000);
 });

@@ -9,7 +9,7 @@ import type { Proposal } from "ts-mls";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { generateKeyPackage, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
+import { DeviceWorld, hostileGroup as hostileGroupOf, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -28,28 +28,9 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function send(d: Device, conv: string, text: string): void {
-  const r = d.engine.send(conv, text);
-  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
-}
-
-/** The device's client stopped; its kept group of `conv` driven by hand (a thief's own client). */
-async function hostileGroup(d: Device, conv: string): Promise<MlsGroup> {
-  await d.engine.idle();
-  d.engine.close();
-  ds.disconnect(d.user.name, d.entry.deviceId);
-  const g = d.store.loadGroup(await d.store.loadOrCreateClient(), conv, {});
-  if (g === undefined) throw new Error(`${d.user.name} keeps no group of ${conv}`);
-  return g;
-}
-
-async function sendHostileCommit(d: Device, p: PendingCommit): Promise<void> {
-  const r = await ds.api(d.user.name, d.entry.deviceId).sendCommit({
-    commit: p.commit, groupInfo: p.groupInfo, added: [], removed: [],
-    ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
-  });
-  if (!r.ok) throw new Error(`the relay double refused the hostile commit: ${r.detail}`);
-}
+const send = sendLine;
+const hostileGroup = (d: Device, conv: string): Promise<MlsGroup> => hostileGroupOf(ds, d, conv);
+const sendHostileCommit = (d: Device, p: PendingCommit, added: string[] = []): Promise<void> => sendHostileCommitAs(ds, d, p, added);
 
 describe("a stolen device, unlinked, with a relay that still lets it in", () => {
   it("commits the removal of my LISTED devices from a DM (to stay the only 'alice' bob writes to): bob refuses it and keeps alice's listed laptop in the DM", { timeout: 240_000 }, async () => {

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateKeyPackage, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import type { Proposal } from "ts-mls";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
+import { DeviceWorld, hostileGroup as hostileGroupOf, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -29,28 +29,9 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function send(d: Device, conv: string, text: string): void {
-  const r = d.engine.send(conv, text);
-  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
-}
-
-/** A hostile member's own client: its engine stopped, its kept group of `conv` driven by hand. */
-async function hostileGroup(d: Device, conv: string): Promise<MlsGroup> {
-  await d.engine.idle();
-  d.engine.close();
-  ds.disconnect(d.user.name, d.entry.deviceId);
-  const g = d.store.loadGroup(await d.store.loadOrCreateClient(), conv, {});
-  if (g === undefined) throw new Error(`${d.user.name} keeps no group of ${conv}`);
-  return g;
-}
-
-async function sendHostileCommit(d: Device, p: PendingCommit, added: string[]): Promise<void> {
-  const r = await ds.api(d.user.name, d.entry.deviceId).sendCommit({
-    commit: p.commit, groupInfo: p.groupInfo, added, removed: [],
-    ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
-  });
-  if (!r.ok) throw new Error(`the relay double refused the hostile commit: ${r.detail}`);
-}
+const send = sendLine;
+const hostileGroup = (d: Device, conv: string): Promise<MlsGroup> => hostileGroupOf(ds, d, conv);
+const sendHostileCommit = (d: Device, p: PendingCommit, added: string[] = []): Promise<void> => sendHostileCommitAs(ds, d, p, added);
 
 /** #ops created by bob (its creator), with alice's laptop and desktop and mallory in it. */
 async function room(): Promise<{ laptop: Device; desktop: Device; bob: Device; mallory: Device }> {

@@ -13,7 +13,7 @@ import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../../src/protocol/devices.js";
 import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
-import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
+import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import type { FakeDs } from "./fake-ds.js";
 import { TestContent } from "./mls-content-double.js";
 
@@ -194,3 +194,28 @@ export const textsIn = (d: Device, conv: string): string[] =>
 export const leafKeys = (d: Device, conv: string): string[] =>
   (d.engine.memberIdentities(conv) ?? []).map((m) => Buffer.from((m as { signatureKey: Uint8Array }).signatureKey).toString("hex")).sort();
 export const keyOf = (d: Device): string => d.entry.mlsSignatureKey.toString("hex");
+
+/** Sends a line through the device's engine; throws the refusal. */
+export function sendLine(d: Device, conv: string, text: string): void {
+  const r = d.engine.send(conv, text);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+}
+
+/** A hostile member's (or a thief's) own client: the device's engine stopped, its kept group of `conv` driven by hand. */
+export async function hostileGroup(ds: FakeDs, d: Device, conv: string): Promise<MlsGroup> {
+  await d.engine.idle();
+  d.engine.close();
+  ds.disconnect(d.user.name, d.entry.deviceId);
+  const g = d.store.loadGroup(await d.store.loadOrCreateClient(), conv, {});
+  if (g === undefined) throw new Error(`${d.user.name} keeps no group of ${conv}`);
+  return g;
+}
+
+/** Sends a commit made by hand as `d`'s session, with the membership hint `added`. */
+export async function sendHostileCommit(ds: FakeDs, d: Device, p: PendingCommit, added: string[] = []): Promise<void> {
+  const r = await ds.api(d.user.name, d.entry.deviceId).sendCommit({
+    commit: p.commit, groupInfo: p.groupInfo, added, removed: [],
+    ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
+  });
+  if (!r.ok) throw new Error(`the relay double refused the hostile commit: ${r.detail}`);
+}

@@ -6,7 +6,6 @@
 // against the relay's) — and messages of a future epoch held until the commit
 // leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
-import { deviceBySignatureKey } from "../../protocol/devices.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { ChatMessage, MessageKind } from "../types.js";
@@ -19,17 +18,10 @@ import { deviceName } from "./devices.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
 import type { Recreator } from "./recreate.js";
+import { SenderDevices } from "./sender-device.js";
 
 /** How many processed MLS message ids are remembered to drop redeliveries silently. */
 const PROCESSED_IDS_KEPT = 4_096;
-/**
- * A user's device list is fetched again for an unknown sender device at most this often (a
- * hostile member or relay cannot make every message cost a round trip).
- */
-export const DEVICE_REFRESH_MS = 10_000;
-
-/** Who sent an application message, as far as devices go (§4.5, §11): `name` for my other devices. */
-type SenderDevice = { readonly ok: true; readonly name?: string } | { readonly ok: false; readonly why: string };
 
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
@@ -51,12 +43,14 @@ export class Receiver {
   /** Re-creating a room after a commit refused by policy (recreate.ts); set by the engine. */
   recreator: Recreator | undefined;
 
-  constructor(private readonly s: EngineState) {}
+  constructor(private readonly s: EngineState) {
+    this.senders = new SenderDevices(s);
+  }
 
   /** "conversation epoch" where a fork shown by a DM peer's epoch view was shown (once each; bounded like processed). */
   private readonly forkShown = new Set<string>();
-  /** When each user's device list was last fetched for an unknown sender device (DEVICE_REFRESH_MS). */
-  private readonly deviceRefreshed = new Map<string, number>();
+  /** Which device of its user sent an application message (§4.5, §11). */
+  private readonly senders: SenderDevices;
 
   /** Handles one message; false when it was held (its `done` is called later). */
   async handle(q: MlsQueued, done: () => void): Promise<boolean> {
@@ -303,7 +297,7 @@ export class Receiver {
     // §4.5, §11: the relay's sender device must be the leaf's device; a leaf of my own user is
     // another device of mine only when my verified list names it (not this one: MLS refused
     // that as a reflection).
-    const device = await this.senderDevice(inc.sender, q.item.senderDevice);
+    const device = await this.senders.check(inc.sender, q.item.senderDevice);
     if (!device.ok) {
       this.s.changed(conv);
       this.s.d.logger.warn("mls.message.device_refused", { conversation: conv, sender: from, relayDevice: q.item.senderDevice, why: device.why });
@@ -326,50 +320,6 @@ export class Receiver {
     }
     if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
     this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
-  }
-
-  /**
-   * §4.5, §11: the sender leaf's device. My own user's leaf must be a device of mine in my
-   * verified list (refreshed once when not: a device linked just now), and not this one; a peer's
-   * leaf, when the peer has a list, a device in it. Either way the relay's sender_device must be
-   * that device's id (empty for a user without a list). Without a directory, my other devices
-   * cannot be told from a forgery (refused) and peers are not checked.
-   */
-  private async senderDevice(sender: MlsMember, relayDevice: string): Promise<SenderDevice> {
-    const dir = this.s.d.devices;
-    const own = sender.username === this.s.d.me;
-    if (dir === undefined) return own ? { ok: false, why: "another leaf of my user, and no device list to check it against" } : { ok: true };
-    const find = () => {
-      const list = dir.known(sender.username);
-      return { list, entry: list === undefined ? undefined : deviceBySignatureKey(list, sender.signatureKey) };
-    };
-    let { list, entry } = find();
-    let unreachable = false;
-    if (entry === undefined && (own || list !== undefined || relayDevice !== "")) {
-      const last = this.deviceRefreshed.get(sender.username);
-      const now = this.s.d.clock();
-      if (last === undefined || now - last >= DEVICE_REFRESH_MS) {
-        this.deviceRefreshed.set(sender.username, now);
-        if (this.deviceRefreshed.size > PROCESSED_IDS_KEPT) this.deviceRefreshed.delete(this.deviceRefreshed.keys().next().value!);
-        try {
-          await dir.refresh([sender.username]);
-        } catch (e) {
-          unreachable = true;
-          this.s.d.logger.info("mls.message.device_refresh_failed", { sender: sender.username, error: (e as Error).message });
-        }
-        ({ list, entry } = find());
-      }
-    }
-    if (list === undefined) {
-      if (own) return { ok: false, why: "my device list is not known" };
-      if (relayDevice === "" || unreachable) return { ok: true };
-      return { ok: false, why: `the relay names device ${relayDevice} of ${sender.username}, who has no device list` };
-    }
-    if (entry === undefined) return { ok: false, why: own ? "a leaf of mine that my device list does not name (an unlinked device?)" : `a leaf of ${sender.username} that their device list does not name` };
-    if (entry.deviceId !== relayDevice) return { ok: false, why: `the relay says device '${relayDevice}', the leaf is device ${entry.deviceId}` };
-    if (!own) return { ok: true };
-    if (entry.deviceId === dir.self.deviceId) return { ok: false, why: "this device's own key on another leaf" };
-    return { ok: true, name: entry.name };
   }
 
   /** Emits what an opened message shows: a fork seen through a DM, the message (once), my messages found lost. */

@@ -8,5 +8,7 @@ export default defineConfig({
     // Two cores: RSA-heavy files and real-process tests share them.
     maxWorkers: 2,
     reporters: ["default"],
+    // A throwaway PostgreSQL cluster for the cluster-store tests (issue 14).
+    globalSetup: ["test/global-pg.ts"],
   },
 });

@@ -27,7 +27,8 @@ import { Router } from "./router.js";
 import { DeviceRoutes } from "./devices.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { bind, openDataDir, RelayStartError } from "./startup.js";
-import { walAllowanceFor, type PurgeResult } from "./store.js";
+import { walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
+import type { Cluster } from "./cluster.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
 import { WriteBudget } from "./write-budget.js";
 import { loadOrCreateTlsIdentity, TlsIdentityError, tlsIdentityFromPem, type RelayTlsIdentity } from "./tls-identity.js";
@@ -81,6 +82,14 @@ export interface StartRelayOptions {
   readonly keepalive?: KeepaliveOptions;
   /** The Link rendezvous' limits (PROTOCOL.md §4.6; defaults in link-rendezvous.ts): tests shorten them. */
   readonly linkLimits?: Partial<LinkLimits>;
+  /**
+   * A store opened by the caller (the PostgreSQL store, or one store shared by relays in one
+   * process in tests) instead of relay.db in the data dir. The relay does not close it: its
+   * opener does. No disk budget or reserve applies (the database's own quota does).
+   */
+  readonly store?: RelayStore;
+  /** The relays sharing `store` (cluster.ts): wake-ups, presence and sessions across them. */
+  readonly cluster?: Cluster;
 }
 
 export interface KeepaliveOptions {
@@ -214,19 +223,27 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const clock = options.clock ?? Date.now;
   if (options.plaintext === true && options.tls !== undefined) throw new RelayStartError("a relay serves either TLS or plaintext, not both");
   const space = options.fsSpace ?? fsSpace;
-  const { store, budget, budgetRule } = openDataDir(options.dataDir, clock, options.maxDatabaseBytes, space);
+  const injected = options.store;
+  const { store, budget, budgetRule } = injected === undefined
+    ? openDataDir(options.dataDir, clock, options.maxDatabaseBytes, space)
+    : { store: injected, budget: Number.MAX_SAFE_INTEGER, budgetRule: "the database's own" };
+  const closeStore = (): void => {
+    if (injected === undefined) store.close();
+  };
   let tls: RelayTlsIdentity | undefined;
   try {
     tls = options.plaintext === true ? undefined
       : options.tls !== undefined ? tlsIdentityFromPem(options.tls.cert, options.tls.key, "--tls-cert/--tls-key")
       : loadOrCreateTlsIdentity(options.dataDir, clock);
   } catch (e) {
-    store.close();
+    closeStore();
     if (e instanceof TlsIdentityError) throw new RelayStartError(e.message, { cause: e });
     throw e;
   }
   // A full disk must still let acks through (they free space): disk-budget.ts.
-  const reserve = new DiskReserve(options.dataDir, reserveBytesFor(budget), space);
+  const reserve: Pick<DiskReserve, "held" | "bytes" | "restore" | "release"> = injected === undefined
+    ? new DiskReserve(options.dataDir, reserveBytesFor(budget), space)
+    : { held: true, bytes: 0, restore: () => true, release: () => false };
   reserve.restore();
   let reserveTriedAt = 0;
   const router = new Router();
@@ -353,7 +370,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     port = await bind(server, options.host, options.port, creds);
   } catch (e) {
     server.forceShutdown();
-    store.close();
+    closeStore();
     throw e;
   }
 
@@ -420,7 +437,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       // envelopes still waiting for their group commit are committed (and answered) first.
       committer.close();
       await Promise.allSettled([...running]);
-      store.close();
+      closeStore();
       logger.info("relay.stop", {});
     })();
     return stopped;

@@ -26,8 +26,21 @@ import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Trans
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
 export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueuedPayload, QueueUsage } from "./store/queues.js";
 export type { RoomSummaryRecord } from "./store/rooms.js";
-export type { DeviceStore, KeptDeviceList } from "./store/devices.js";
-export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsDeliveryStore, MlsGroupRecord } from "./store/mls.js";
+export type { KeptDeviceList } from "./store/devices.js";
+export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsGroupRecord } from "./store/mls.js";
+
+/**
+ * The MLS Delivery Service's store as the relay uses it (PROTOCOL.md §8.2): what both the
+ * embedded store (store/mls.ts) and the PostgreSQL store (store/pg/) implement.
+ */
+export type MlsStore = Pick<MlsDeliveryStore,
+  | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
+  | "purgeExpiredKeyPackages" | "group" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
+  | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender"
+  | "acceptCommit" | "commitsFrom">;
+
+/** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */
+export type DeviceListStore = Pick<DeviceStore, "list" | "versions" | "noteSeen" | "lastSeen" | "flushSeen">;
 export { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode, walAllowanceFor } from "./store/schema.js";
 
 export interface RelayStore {
@@ -87,9 +100,9 @@ export interface RelayStore {
   allRooms(): RoomSummaryRecord[];
 
   /** The MLS Delivery Service's KeyPackages, groups and commits (store/mls.ts). */
-  readonly mls: MlsDeliveryStore;
+  readonly mls: MlsStore;
   /** Kept device lists and last seen per device (store/devices.ts, PROTOCOL.md §4.5). */
-  readonly devices: DeviceStore;
+  readonly devices: DeviceListStore;
   /**
    * Keeps a newer device list (PROTOCOL.md §4.5) and, in the same transaction, forgets the devices
    * it dropped: their queues (envelope refcounts kept right), KeyPackages and last-seen rows.

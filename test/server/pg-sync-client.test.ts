@@ -1,0 +1,74 @@
+// SyncPg (src/server/store/pg/sync-client.ts): PostgreSQL behind a synchronous call, against the
+// run's real throwaway cluster (never a mock).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
+import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+
+let db: TestDatabase;
+let pg: SyncPg;
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  pg = new SyncPg({ url: db.url });
+  pg.query("CREATE TABLE t (a int PRIMARY KEY, b bytea)");
+});
+
+afterAll(async () => {
+  pg.close();
+  await db.drop();
+});
+
+describe("SyncPg", () => {
+  it("returns rows synchronously, int8 as numbers and bytea as Buffers", () => {
+    const rows = pg.query<{ n: number; b: Buffer }>("SELECT 41::int8 + 1 AS n, $1::bytea AS b", [Buffer.from("hi")]);
+    expect(rows).toEqual([{ n: 42, b: Buffer.from("hi") }]);
+    expect(Buffer.isBuffer(rows[0]!.b)).toBe(true);
+  });
+
+  it("a transaction that throws stores nothing, and the error keeps its SQLSTATE", () => {
+    let caught: unknown;
+    try {
+      pg.transaction(() => {
+        pg.query("INSERT INTO t (a) VALUES (1)");
+        pg.query("INSERT INTO t (a) VALUES (1)");
+      });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(PgError);
+    expect((caught as PgError).code).toBe("23505");
+    expect((caught as PgError).unreachable).toBe(false);
+    expect(pg.query("SELECT count(*)::int AS n FROM t")).toEqual([{ n: 0 }]);
+  });
+
+  it("commits a transaction and runs a batch in order", () => {
+    pg.transaction(() => pg.query("INSERT INTO t (a, b) VALUES (2, $1)", [Buffer.from([1, 2])]));
+    const [ins, sel] = pg.batch([{ sql: "INSERT INTO t (a) VALUES (3)" }, { sql: "SELECT a FROM t ORDER BY a" }]);
+    expect(ins).toEqual([]);
+    expect(sel).toEqual([{ a: 2 }, { a: 3 }]);
+  });
+
+  it("refuses reentrant transactions", () => {
+    expect(() => pg.transaction(() => pg.transaction(() => 1))).toThrow(/not reentrant/);
+    expect(pg.transactionOpen).toBe(false);
+  });
+
+  it("an unreachable database fails fast with an unreachable PgError", () => {
+    const bad = new SyncPg({ url: "postgres://postgres@127.0.0.1:1/none", connectTimeoutMs: 500 });
+    const t = performance.now();
+    let caught: unknown;
+    try {
+      bad.query("SELECT 1");
+    } catch (e) {
+      caught = e;
+    }
+    bad.close();
+    expect(caught).toBeInstanceOf(PgError);
+    expect((caught as PgError).unreachable).toBe(true);
+    expect(performance.now() - t).toBeLessThan(5_000);
+  });
+
+  it("refuses a URL that is not postgres://", () => {
+    expect(() => new SyncPg({ url: "mysql://x" })).toThrow(/postgres:\/\//);
+  });
+});

@@ -101,8 +101,14 @@ function statementsOf(script: string): SqlStep[] {
 }
 
 function versionOf(db: SyncPg): number {
-  const [exists] = db.query<{ t: string | null }>("SELECT to_regclass('meta')::text AS t");
-  if (exists?.t === null || exists === undefined) return 0;
+  // A scan of pg_class under this statement's snapshot, not to_regclass: a name lookup would leave
+  // a "no such relation" entry in this backend's catalog cache that the advisory lock's wait does
+  // not refresh, and the relay that waited would create the tables a second time.
+  const [exists] = db.query<{ has: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relname = 'meta' AND n.nspname = current_schema()) AS has`,
+  );
+  if (exists?.has !== true) return 0;
   const [row] = db.query<{ value: Buffer }>("SELECT value FROM meta WHERE key = 'schema_version'");
   if (row === undefined) return 0;
   const v = Number(row.value.toString("utf8"));

@@ -366,17 +366,24 @@ export class PgQueues implements PgQueueWriter {
     const rows = this.db.query<{ seq: number; envelope_id: number; conversation_id: string; created_at_ms: number; payload_kind: number }>(
       FETCH, [recipient, Math.max(0, Math.floor(afterSeq)), Math.floor(limit), maxBytes],
     );
-    const missing = rows.filter((r) => !this.recent.has(r.envelope_id)).map((r) => r.envelope_id);
-    const loaded = new Map<number, Buffer>();
+    // This page's bytes: from memory first (taken before remembering the rest evicts any), then
+    // the others in one read.
+    const page = new Map<number, Buffer>();
+    const missing: number[] = [];
+    for (const r of rows) {
+      const b = this.recent.get(r.envelope_id);
+      if (b !== undefined) page.set(r.envelope_id, b);
+      else missing.push(r.envelope_id);
+    }
     if (missing.length > 0) {
       for (const r of this.db.query<{ id: number; envelope: Buffer }>("SELECT id, envelope FROM envelopes WHERE id = ANY($1::int8[])", [missing])) {
-        loaded.set(r.id, r.envelope);
+        page.set(r.id, r.envelope);
         this.remember(r.id, r.envelope);
       }
     }
     const out: QueuedItem[] = [];
     for (const r of rows) {
-      const envelope = this.recent.get(r.envelope_id) ?? loaded.get(r.envelope_id);
+      const envelope = page.get(r.envelope_id);
       if (envelope === undefined) continue; // acked and dropped between the two reads: skip, never crash
       const item: QueuedItem = { seq: r.seq, conversationId: r.conversation_id, envelope, relayTimeMs: Number(r.created_at_ms) };
       out.push(r.payload_kind === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);

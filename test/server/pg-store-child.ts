@@ -6,6 +6,8 @@
 //   open URL                              openPgStore: {"from":…,"to":…,"relayId":"hex"}
 //   bind URL NAME KEYBYTE                 bindUser: {"kind":"bound"|"same"|"taken"}
 //   enqueue URL CLOCK SENDER RECIPIENT    enqueue one 10-byte envelope: {"stored":true|false}
+//   flood URL SENDER COUNT RECIPIENTS     COUNT envelopes to the comma-separated recipients, in
+//                                         batches of 1 to 4: {"stored":COUNT}
 import { createInterface } from "node:readline";
 import { openPgStore } from "../../src/server/store/pg/pg-store.js";
 
@@ -39,6 +41,24 @@ function run(): unknown {
         sender: sender!, messageId: Buffer.from(`${sender}-${clock}`.padEnd(16, ".")), conversationId: "lobby",
         envelope: Buffer.alloc(10, 7), recipients: [recipient!],
       });
+      return { stored };
+    } finally {
+      store.close();
+    }
+  }
+  if (op === "flood") {
+    const [sender, count, recipients] = rest;
+    const store = openPgStore(url);
+    try {
+      let stored = 0;
+      while (stored < Number(count)) {
+        const n = Math.min(Number(count) - stored, 1 + (stored % 4));
+        const reqs = Array.from({ length: n }, (_, i) => ({
+          sender: sender!, messageId: Buffer.from(`${sender}-${stored + i}`.padEnd(16, ".")), conversationId: "lobby",
+          envelope: Buffer.alloc(10, 7), recipients: recipients!.split(","),
+        }));
+        stored += store.enqueueBatch(reqs).filter((o) => o === "stored").length;
+      }
       return { stored };
     } finally {
       store.close();

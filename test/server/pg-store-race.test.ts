@@ -118,4 +118,32 @@ describe("PostgreSQL store, many relays at once", () => {
     expect([...seen, ...later].map((q) => q.seq)).toEqual(all.map((q) => q.seq));
     expect(all.map((q) => q.relayTimeMs)).toEqual([777, 1000]);
   });
+
+  it("two relays flooding the same queues: a reader following afterSeq gets every row, each once", async () => {
+    const db = await database();
+    migratePg(db.url);
+    const writers = await Promise.all([
+      startStoreChild(["flood", db.url, "alice", "300", "bob,carol"]),
+      startStoreChild(["flood", db.url, "dave", "300", "carol,bob"]),
+    ]);
+    store = openPgStore(db.url);
+    for (const w of writers) w.go();
+    const got: number[] = [];
+    let after = 0;
+    const poll = (): void => {
+      for (const q of store!.fetchQueue("bob", after, 1000, 1 << 24)) {
+        got.push(q.seq);
+        after = q.seq;
+      }
+    };
+    while (!writers.every((w) => w.done)) {
+      poll();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    poll();
+    expect((await Promise.all(writers.map((w) => w.result()))).map((r) => r["stored"])).toEqual([300, 300]);
+    const all = store.fetchQueue("bob", 0, 1000, 1 << 24).map((q) => q.seq);
+    expect(all).toHaveLength(600);
+    expect(got).toEqual(all);
+  });
 });

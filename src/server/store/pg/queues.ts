@@ -30,7 +30,7 @@ export const USAGE_TTL_MS = 1000;
 
 // Locks the recipients' queue heads in address order (the insert makes missing ones; a new head
 // inserted by a concurrent transaction is waited for in the same order).
-const HEADS_INSERT = `INSERT INTO queue_heads (address) SELECT a FROM unnest($1::text[]) AS a ORDER BY a ON CONFLICT DO NOTHING`;
+const HEADS_INSERT = `INSERT INTO queue_heads (address) SELECT a FROM unnest($1::text[]) AS a ORDER BY a COLLATE "C" ON CONFLICT DO NOTHING`;
 const HEADS_LOCK = `SELECT address FROM queue_heads WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE`;
 
 // One statement for a batch: accepted ids (sorted: a fixed lock order), envelopes of the newly

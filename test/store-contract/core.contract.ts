@@ -154,6 +154,8 @@ export function describeCoreStoreContract(name: string, open: OpenStore): void {
         expect(store.fetchQueue("bob", all[1]!, 100, 10).map((q) => q.seq)).toEqual([all[2]]);
         expect(store.fetchQueue("bob", all[3]!, 100, 1 << 20)).toEqual([]);
         expect(store.fetchQueue("nobody", 0, 100, 1 << 20)).toEqual([]);
+        expect(store.fetchQueue("bob", 0, 0, 1 << 20)).toEqual([]);
+        expect(store.fetchQueue("bob", 0, 100, Number.POSITIVE_INFINITY).map((q) => q.seq)).toEqual(all);
       });
 
       it("counts a queue's rows and bytes, in all and per sender, and keeps them right through enqueue and ack", () => {

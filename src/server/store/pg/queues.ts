@@ -362,9 +362,12 @@ export class PgQueues implements PgQueueWriter {
   }
 
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    if (limit <= 0) return [];
+    // The same answers as the embedded store for any numbers (PostgreSQL would refuse NaN or Infinity as bigint).
+    const whole = (n: number, otherwise: number): number => (Number.isNaN(n) ? otherwise : Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(n))));
+    const count = whole(limit, 0);
+    if (count === 0) return [];
     const rows = this.db.query<{ seq: number; envelope_id: number; conversation_id: string; created_at_ms: number; payload_kind: number }>(
-      FETCH, [recipient, Math.max(0, Math.floor(afterSeq)), Math.floor(limit), maxBytes],
+      FETCH, [recipient, whole(afterSeq, 0), count, whole(maxBytes, 0)],
     );
     // This page's bytes: from memory first (taken before remembering the rest evicts any), then
     // the others in one read.

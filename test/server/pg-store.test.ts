@@ -205,6 +205,34 @@ describe("transactions", () => {
     expect(writer.queueDepth("bob")).toBe(1);
   });
 
+  it("a room's usage checks cost one query a second, not one per member, and see other relays' rows", () => {
+    const other = open();
+    let queries = 0;
+    class Counting extends SyncPg {
+      override query<R extends Record<string, unknown>>(text: string, params: readonly unknown[] = []): R[] {
+        queries++;
+        return super.query<R>(text, params);
+      }
+    }
+    const conn = new Counting({ url: db.url });
+    opened.push(conn);
+    let now = 0;
+    const queues = new PgQueues({ db: conn, clock: () => 5 }, 1 << 20, () => now);
+    const members = Array.from({ length: 50 }, (_, i) => `m${String(i).padStart(2, "0")}`);
+    other.enqueue(req("alice", members, 10));
+    const depths = () => members.map((m) => queues.queueDepth(m));
+    expect(depths()).toEqual(members.map(() => 1)); // cold: one read each
+    expect(queries).toBe(50);
+    now = 600;
+    expect(depths()).toEqual(members.map(() => 1)); // fresh: no reads
+    expect(queries).toBe(50);
+    other.enqueue(req("carol", members, 10));
+    now = 1100;
+    expect(depths()).toEqual(members.map(() => 2)); // stale: the first read refreshes them all
+    expect(queries).toBe(51);
+    expect(queues.queueUsage("m07", "carol")).toEqual({ count: 2, bytes: 20, senderCount: 1, senderBytes: 10 });
+  });
+
   it("a new device list drops the dropped devices' queues in its transaction; an older version changes nothing", () => {
     const s = open();
     s.enqueue(req("alice", ["bob", "bob/d1", "bob/d2"]));

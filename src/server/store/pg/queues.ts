@@ -27,6 +27,10 @@ export interface PgQueueWriter {
 
 /** Longest a cached queue usage is trusted: other relays enqueue and ack the same queues. */
 export const USAGE_TTL_MS = 1000;
+/** Most addresses one usage read refreshes. */
+const USAGE_REFRESH_MAX = 1000;
+/** A cached usage nobody read for this long is dropped (the map does not grow with every address ever seen). */
+const USAGE_FORGET_MS = 60_000;
 
 // Locks the recipients' queue heads in address order (the insert makes missing ones; a new head
 // inserted by a concurrent transaction is waited for in the same order).
@@ -145,7 +149,8 @@ export class PgQueues implements PgQueueWriter {
   private recentBytes = 0;
   private readonly recentBudget: number;
 
-  constructor(c: PgStoreContext, recentBudget: number) {
+  /** `monotonic`: the time the usage cache ages by (tests set it). */
+  constructor(c: PgStoreContext, recentBudget: number, private readonly monotonic: () => number = () => performance.now()) {
     this.db = c.db;
     this.clock = c.clock;
     this.recentBudget = recentBudget;
@@ -345,20 +350,34 @@ export class PgQueues implements PgQueueWriter {
     return { count: u.count, bytes: u.bytes, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
   }
 
+  /**
+   * A recipient's usage, from the cache while it is fresh. A read refreshes, in the same query,
+   * the other cached addresses about to go stale (oldest first, at most USAGE_REFRESH_MAX): a room
+   * message checks every member's caps, and one query a second beats one per member.
+   */
   private usageOf(recipient: string): CachedUsage {
-    const now = performance.now();
-    let u = this.depth.get(recipient);
-    if (u === undefined || now - u.loadedAt > USAGE_TTL_MS) {
-      u = new CachedUsage(now);
-      const rows = this.db.query<{ sender: string; n: number; b: number }>(
-        `SELECT e.sender, count(*) AS n, sum(octet_length(e.envelope))::int8 AS b
-         FROM queue q JOIN envelopes e ON e.id = q.envelope_id WHERE q.recipient = $1 GROUP BY e.sender`,
-        [recipient],
-      );
-      for (const r of rows) u.add(r.sender, r.b, r.n);
-      this.depth.set(recipient, u);
+    const now = this.monotonic();
+    const cached = this.depth.get(recipient);
+    if (cached !== undefined && now - cached.loadedAt <= USAGE_TTL_MS) return cached;
+    const addresses = [recipient];
+    // The map is in load order (a reload deletes and re-adds): the oldest come first.
+    for (const [a, u] of this.depth) {
+      if (now - u.loadedAt <= USAGE_TTL_MS / 2 || addresses.length >= USAGE_REFRESH_MAX) break;
+      if (now - u.loadedAt > USAGE_FORGET_MS) this.depth.delete(a); // nobody asked for a long time
+      else if (a !== recipient) addresses.push(a);
     }
-    return u;
+    const fresh = new Map(addresses.map((a) => [a, new CachedUsage(now)]));
+    const rows = this.db.query<{ recipient: string; sender: string; n: number; b: number }>(
+      `SELECT q.recipient, e.sender, count(*) AS n, sum(octet_length(e.envelope))::int8 AS b
+       FROM queue q JOIN envelopes e ON e.id = q.envelope_id WHERE q.recipient = ANY($1::text[]) GROUP BY q.recipient, e.sender`,
+      [addresses],
+    );
+    for (const r of rows) fresh.get(r.recipient)?.add(r.sender, r.b, r.n);
+    for (const [a, u] of fresh) {
+      this.depth.delete(a);
+      this.depth.set(a, u);
+    }
+    return fresh.get(recipient)!;
   }
 
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {

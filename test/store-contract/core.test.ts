@@ -21,6 +21,7 @@ describeCoreStoreContract("sqlite", async () => {
   };
 });
 
+/** Databases a failed open left behind. */
 const databases: TestDatabase[] = [];
 afterAll(async () => {
   for (const d of databases.splice(0)) await d.drop();
@@ -34,6 +35,7 @@ describeCoreStoreContract("postgres", async () => {
     store,
     close: async () => {
       store.close();
+      databases.splice(databases.indexOf(db), 1);
       await db.drop();
     },
   };

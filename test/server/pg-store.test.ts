@@ -7,6 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import pg from "pg";
+import { nullLogger } from "../../src/protocol/log.js";
+import { GroupCommitter } from "../../src/server/group-commit.js";
 import type { EnqueueRequest, UserRecord } from "../../src/server/store.js";
 import { migratePg, openPgStore, type PgRelayStore } from "../../src/server/store/pg/pg-store.js";
 import { PgQueues } from "../../src/server/store/pg/queues.js";
@@ -147,6 +149,21 @@ describe("several store instances on one database", () => {
 });
 
 describe("transactions", () => {
+  it("the group committer stores a turn's envelopes in one transaction over it, in order, each id once", async () => {
+    const s = open();
+    const woken: Array<Record<string, number>> = [];
+    const c = new GroupCommitter({ store: s, logger: nullLogger, mode: "group", onCommitted: (rows) => woken.push(Object.fromEntries(rows)) });
+    const id = randomBytes(16);
+    const reqs = [req("alice", ["bob", "carol"], 100, id), req("carol", ["bob"]), req("alice", ["bob"], 100, id)];
+    expect(await Promise.all(reqs.map((r) => c.submit(r)))).toEqual(reqs.map(() => ({ ok: true, duplicate: false })));
+    expect(c.stats).toMatchObject({ commits: 1, failedCommits: 0 });
+    expect(woken).toEqual([{ bob: 2, carol: 1 }]);
+    expect(s.fetchQueue("bob", 0, 10, 1 << 20).map((q) => hex(q.envelope))).toEqual([hex(reqs[0]!.envelope), hex(reqs[1]!.envelope)]);
+    expect(await c.submit(req("alice", ["bob"], 100, id))).toEqual({ ok: true, duplicate: true });
+    c.close();
+  });
+
+
   it("a batch that fails stores nothing of it, and the store goes on", () => {
     const s = open();
     const good = req("alice", ["bob"]);

@@ -1,23 +1,207 @@
-// PLACEHOLDER on the integration branch only (the pg-store helper replaces this file): the
-// agreed entry points of the PostgreSQL store (notes/cluster-design.md §1).
-import type { RelayStore } from "../../store.js";
+// The relay's durable state in PostgreSQL (notes/cluster-design.md §1): the same RelayStore as
+// the embedded SQLite store (src/server/store.ts), shared by many relays on one database. Every
+// statement goes through SyncPg (synchronous, on the relay's thread), so the relay's code is the
+// same for both stores.
+//
+// This file is the facade; the parts mirror the embedded store's: schema.ts (DDL, migrations,
+// relay_id), bindings.ts, queues.ts, rooms.ts, and pgmls's mls.ts and devices.ts. What spans them
+// (releasing a name, keeping a new device list) runs here, in ONE transaction.
+import type { DeviceListChange, RelayStore } from "../../store.js";
+import type { BindOutcome, UserRecord } from "../bindings.js";
+import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "../queues.js";
+import type { RoomSummaryRecord } from "../rooms.js";
+import { PgBindings } from "./bindings.js";
+import type { PgStoreContext } from "./context.js";
+import { PgDeviceStore } from "./devices.js";
+import { PgMlsStore } from "./mls.js";
+import { PgQueues } from "./queues.js";
+import { PgMemberships } from "./rooms.js";
+import { loadRelayId, migrate, type MigrateResult } from "./schema.js";
+import { SyncPg } from "./sync-client.js";
+
+export type { MigrateResult } from "./schema.js";
+export type { PgStoreContext } from "./context.js";
+export type { PgQueueWriter } from "./queues.js";
 
 export interface PgStoreOptions {
   readonly clock?: () => number;
+  /** Memory for recently stored envelopes' bytes, delivered from there (default 32 MiB). */
   readonly recentEnvelopeBytes?: number;
 }
 
-export interface MigrateResult {
-  readonly from: number;
-  readonly to: number;
+/** A RelayStore on PostgreSQL, with what opening it did to the schema. */
+export interface PgRelayStore extends RelayStore {
+  readonly migrate: MigrateResult;
 }
 
-export type PgRelayStore = RelayStore;
+const RECENT_BYTES = 32 * 1024 * 1024;
 
-export function openPgStore(_url: string, _options: PgStoreOptions = {}): PgRelayStore {
-  throw new Error("the PostgreSQL store is not built yet");
+/**
+ * Opens the store at `url`, creating the schema in an empty database (under an advisory lock:
+ * relays starting together do not race) or upgrading an older one. Throws a sentence when the
+ * database cannot be reached or is newer than this relay.
+ */
+export function openPgStore(url: string, options: PgStoreOptions = {}): PgRelayStore {
+  const recent = options.recentEnvelopeBytes ?? RECENT_BYTES;
+  if (!Number.isSafeInteger(recent) || recent < 0) throw new RangeError("recentEnvelopeBytes must be a non-negative integer");
+  const db = new SyncPg({ url, applicationName: "chat-relay" });
+  try {
+    const migrated = migrate(db);
+    return new PgStore({ db, clock: options.clock ?? Date.now }, recent, migrated, loadRelayId(db));
+  } catch (e) {
+    db.close();
+    throw e;
+  }
 }
 
-export function migratePg(_url: string): MigrateResult {
-  throw new Error("the PostgreSQL store is not built yet");
+/** Creates or upgrades the schema at `url` (`chat-relay migrate`): the version before and after. */
+export function migratePg(url: string): MigrateResult {
+  const db = new SyncPg({ url, applicationName: "chat-relay migrate" });
+  try {
+    return migrate(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** RelayStore over its parts; what spans them is done here, in one transaction. */
+class PgStore implements PgRelayStore {
+  private readonly db: SyncPg;
+  private readonly bindings: PgBindings;
+  private readonly queues: PgQueues;
+  private readonly rooms: PgMemberships;
+  readonly mls: PgMlsStore;
+  readonly devices: PgDeviceStore;
+
+  constructor(c: PgStoreContext, recentBudget: number, readonly migrate: MigrateResult, readonly relayId: Buffer) {
+    this.db = c.db;
+    this.queues = new PgQueues(c, recentBudget);
+    this.bindings = new PgBindings(c, (username) => this.queues.forgetUsage(username));
+    this.rooms = new PgMemberships(c);
+    this.mls = new PgMlsStore(c, this.queues);
+    this.devices = new PgDeviceStore(c);
+  }
+
+  getUser(username: string): UserRecord | undefined {
+    return this.bindings.getUser(username);
+  }
+
+  listUsers(): UserRecord[] {
+    return this.bindings.listUsers();
+  }
+
+  bindUser(u: Omit<UserRecord, "createdAtMs">): BindOutcome {
+    return this.bindings.bindUser(u);
+  }
+
+  namesOfKey(sigFpr: Buffer): string[] {
+    return this.bindings.namesOfKey(sigFpr);
+  }
+
+  releaseUser(username: string): boolean {
+    let dropped: string[] = [];
+    const released = this.db.transaction(() => {
+      if (!this.bindings.unbindLocked(username)) return false;
+      // Envelopes queued for the old key cannot be opened by a new one: drop them, its linked
+      // devices' queues too (PROTOCOL.md §4.5), and its device list.
+      dropped = this.queues.dropQueuesOfUserLocked(username);
+      this.devices.dropUserLocked(username);
+      // A new owner of the name must not inherit the old owner's rooms.
+      for (const room of this.rooms.roomsOf(username)) this.rooms.leaveRoomLocked(room, username);
+      // Its KeyPackages name the old key, and its MLS group memberships are the old key's.
+      this.mls.dropKeyPackagesLocked(username);
+      this.mls.dropMembershipsLocked(username);
+      return true;
+    });
+    this.queues.forgetUsage(username);
+    for (const a of dropped) this.queues.forgetUsage(a);
+    return released;
+  }
+
+  replaceDeviceList(change: DeviceListChange): boolean {
+    const kept = this.db.transaction(() => {
+      if (!this.devices.putListLocked(change.username, change.version, change.list)) return false;
+      for (const d of change.dropped) {
+        this.queues.dropQueueLocked(d.address);
+        this.mls.dropKeyPackagesOfAddressLocked(d.address);
+        this.devices.dropSeenLocked(change.username, d.deviceId);
+      }
+      for (const a of change.keyPackagesOf) this.mls.dropKeyPackagesOfAddressLocked(a);
+      return true;
+    });
+    if (kept) for (const d of change.dropped) this.queues.forgetUsage(d.address);
+    return kept;
+  }
+
+  wasAccepted(sender: string, messageId: Buffer): boolean {
+    return this.queues.wasAccepted(sender, messageId);
+  }
+
+  enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
+    return this.queues.enqueueBatch(reqs, acks);
+  }
+
+  ackBatch(acks: readonly AckRequest[]): number {
+    return this.queues.ackBatch(acks);
+  }
+
+  enqueue(req: EnqueueRequest): boolean {
+    return this.queues.enqueue(req);
+  }
+
+  lastSeq(): number {
+    return this.queues.lastSeq();
+  }
+
+  queueDepth(recipient: string): number {
+    return this.queues.queueDepth(recipient);
+  }
+
+  queueUsage(recipient: string, sender: string): QueueUsage {
+    return this.queues.queueUsage(recipient, sender);
+  }
+
+  fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
+    return this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
+  }
+
+  ack(recipient: string, seqs: readonly number[]): number {
+    return this.queues.ack(recipient, seqs);
+  }
+
+  purgeOlderThan(cutoffMs: number): PurgeResult {
+    return this.queues.purgeOlderThan(cutoffMs);
+  }
+
+  joinRoom(room: string, username: string): boolean {
+    return this.rooms.joinRoom(room, username);
+  }
+
+  leaveRoom(room: string, username: string): boolean {
+    return this.rooms.leaveRoom(room, username);
+  }
+
+  isMember(room: string, username: string): boolean {
+    return this.rooms.isMember(room, username);
+  }
+
+  roomMembers(room: string): string[] {
+    return this.rooms.roomMembers(room);
+  }
+
+  roomsOf(username: string): string[] {
+    return this.rooms.roomsOf(username);
+  }
+
+  allRooms(): RoomSummaryRecord[] {
+    return this.rooms.allRooms();
+  }
+
+  close(): void {
+    try {
+      this.devices.flushSeen();
+    } finally {
+      this.db.close();
+    }
+  }
 }

@@ -1,0 +1,3 @@
+import type { SyncPg } from "./sync-client.js";
+
+export interface PgStoreContext { readonly db: SyncPg; readonly clock: () => number }

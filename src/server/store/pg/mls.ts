@@ -1,57 +1,313 @@
-// PLACEHOLDER owned by helper "pgmls", who replaces this file with the real PostgreSQL MLS
-// Delivery Service store. What the facade (pg-store.ts) relies on: the constructor
-// (ctx: PgStoreContext, queues: PgQueueWriter), MlsStore's methods, and the *Locked methods that
-// run inside the facade's db.transaction (releaseUser, replaceDeviceList), named as in
-// store/mls.ts. Those are real here so the facade's cross-table transactions are testable; every
-// MlsStore method throws until pgmls's file lands.
+// The MLS Delivery Service's durable state in PostgreSQL (PROTOCOL.md §8.2): the embedded
+// store's MlsDeliveryStore (store/mls.ts), same behaviour, for many relays on one database.
+// Tables: pg/schema-mls.ts. What SQLite gets from its single writer is made explicit here:
+// - acceptCommit locks the group row (SELECT … FOR UPDATE) before it reads the epoch, the kept
+//   commit and the membership hint, so two relays' commits for one group run one after the
+//   other; the (group_id, epoch) primary key still decides the first commit. The commit's
+//   deliveries are stored by the queues in the same transaction (all or nothing).
+// - a one-time KeyPackage is claimed by DELETE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED
+//   LIMIT 1) RETURNING: handed out once even when relays claim at the same moment, and a claim
+//   never waits for another (it takes the next one; the last-resort one is never deleted).
+// - text ordering is by bytes (COLLATE "C"), as SQLite's: member lists and room lists sort the same.
+// Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts), as for the embedded store.
 import type { MlsStore } from "../../store.js";
+import {
+  COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
+  type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupRecord, type StoredKeyPackageInput,
+} from "../mls.js";
+import type { EnqueueOutcome, EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
-import type { PgQueueWriter } from "./queues.js";
-import type { SyncPg } from "./sync-client.js";
+import type { SqlStep, SyncPg } from "./sync-client.js";
 
-function notBuilt(): never {
-  throw new Error("the PostgreSQL MLS store is not built yet");
+/**
+ * How an accepted commit's deliveries are stored (pg/queues.ts implements it): `enqueueInside`
+ * is called INSIDE the commit's open db.transaction. `settled`, when present, is called once
+ * that transaction has ended (committed or rolled back), for work that must wait for the
+ * commit (e.g. caches of what was stored).
+ */
+export interface PgQueueWriter {
+  enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+  settled?(committed: boolean): void;
 }
 
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => Number(v);
+const str = (v: unknown): string => String(v);
+const bytes = (v: unknown): Buffer => Buffer.from(v as Uint8Array);
+
+function groupOf(r: Row): MlsGroupRecord {
+  return {
+    groupId: bytes(r["group_id"]), conversationId: str(r["conversation_id"]), creator: str(r["creator"]),
+    epoch: num(r["epoch"]), groupInfo: bytes(r["group_info"]), groupInfoEpoch: num(r["group_info_epoch"]),
+  };
+}
+
+const GROUP_COLUMNS = "group_id, conversation_id, creator, epoch, group_info, group_info_epoch";
+const INSERT_GROUP = `INSERT INTO mls_groups (group_id, conversation_id, creator, epoch, group_info, group_info_epoch, created_at_ms)
+  VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+const INSERT_KEY_PACKAGE = `INSERT INTO mls_key_packages (username, address, ref, key_package, last_resort, not_after_ms, created_at_ms)
+  VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+/** Thrown inside replaceGroup's transaction to roll it back with an answer. */
+class Refused {
+  constructor(readonly outcome: "group-exists") {}
+}
+
+/** The MLS Delivery Service tables in PostgreSQL. */
 export class PgMlsStore implements MlsStore {
   private readonly db: SyncPg;
+  private readonly clock: () => number;
 
-  constructor(ctx: PgStoreContext, _queues: PgQueueWriter) {
+  constructor(ctx: PgStoreContext, private readonly queues: PgQueueWriter) {
     this.db = ctx.db;
+    this.clock = ctx.clock;
   }
 
-  keyPackageCounts(): never { return notBuilt(); }
-  publishKeyPackages(): never { return notBuilt(); }
-  claimKeyPackage(): never { return notBuilt(); }
-  keyPackagesOfAddress(): never { return notBuilt(); }
-  dropKeyPackagesById(): never { return notBuilt(); }
-  purgeExpiredKeyPackages(): never { return notBuilt(); }
-  group(): never { return notBuilt(); }
-  groupOfConversation(): never { return notBuilt(); }
-  groupsCreatedBy(): never { return notBuilt(); }
-  createGroup(): never { return notBuilt(); }
-  replaceGroup(): never { return notBuilt(); }
-  roomSummaries(): never { return notBuilt(); }
-  roomsOfMember(): never { return notBuilt(); }
-  isGroupMember(): never { return notBuilt(); }
-  groupMembers(): never { return notBuilt(); }
-  setGroupInfo(): never { return notBuilt(); }
-  commitSender(): never { return notBuilt(); }
-  acceptCommit(): never { return notBuilt(); }
-  commitsFrom(): never { return notBuilt(); }
+  /** A device's unexpired KeyPackages: one-time ones, and whether a last-resort one is kept. */
+  keyPackageCounts(address: string): KeyPackageCounts {
+    const [r] = this.db.query(`SELECT count(*) FILTER (WHERE NOT last_resort) AS n, coalesce(bool_or(last_resort), false) AS lr
+      FROM mls_key_packages WHERE address = $1 AND not_after_ms >= $2`, [address, this.clock()]);
+    return { oneTime: num(r!["n"]), lastResort: r!["lr"] === true };
+  }
 
-  /** A device's KeyPackages (an unlinked device, or its MLS key changed): inside a transaction. */
+  /**
+   * Stores one-time KeyPackages (a ref already stored is skipped) and, when given, the
+   * last-resort one in place of the previous one: one transaction. Returns the counts after it.
+   */
+  publishKeyPackages(username: string, oneTime: readonly StoredKeyPackageInput[], lastResort: StoredKeyPackageInput | undefined, address: string = username): KeyPackageCounts {
+    return this.db.transaction(() => {
+      const now = this.clock();
+      const steps: SqlStep[] = oneTime.map((kp) => ({
+        sql: `${INSERT_KEY_PACKAGE} ON CONFLICT (ref) DO NOTHING`, params: [username, address, kp.ref, kp.keyPackage, false, kp.notAfterMs, now],
+      }));
+      if (lastResort !== undefined) {
+        steps.push({ sql: "DELETE FROM mls_key_packages WHERE address = $1 AND last_resort", params: [address] });
+        // No conflict target: a ref already stored is skipped, as is (only under a concurrent
+        // publish for the same device) a last-resort one another transaction just stored.
+        steps.push({ sql: `${INSERT_KEY_PACKAGE} ON CONFLICT DO NOTHING`, params: [username, address, lastResort.ref, lastResort.keyPackage, true, lastResort.notAfterMs, now] });
+      }
+      if (steps.length > 0) this.db.batch(steps);
+      return this.keyPackageCounts(address);
+    });
+  }
+
+  /**
+   * One KeyPackage of the device at this queue address: the oldest unexpired one-time one,
+   * deleted by the statement that hands it out (handed out once, RFC 9420 §10; one another claim
+   * holds right now is skipped, not waited for), else the last-resort one (kept); undefined
+   * when there is neither. One round trip.
+   */
+  claimKeyPackage(address: string): ClaimedKeyPackage | undefined {
+    const now = this.clock();
+    const [claimed, last] = this.db.batch([
+      {
+        sql: `DELETE FROM mls_key_packages WHERE id = (SELECT id FROM mls_key_packages
+                WHERE address = $1 AND NOT last_resort AND not_after_ms >= $2 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+              RETURNING key_package`,
+        params: [address, now],
+      },
+      { sql: "SELECT key_package FROM mls_key_packages WHERE address = $1 AND last_resort AND not_after_ms >= $2", params: [address, now] },
+    ]);
+    const one = claimed![0];
+    if (one !== undefined) return { keyPackage: bytes(one["key_package"]), lastResort: false };
+    const lr = last![0];
+    return lr === undefined ? undefined : { keyPackage: bytes(lr["key_package"]), lastResort: true };
+  }
+
+  /** A device's KeyPackages (an unlinked device, PROTOCOL.md §4.5): callers inside a transaction. */
   dropKeyPackagesOfAddressLocked(address: string): void {
     this.db.query("DELETE FROM mls_key_packages WHERE address = $1", [address]);
   }
 
-  /** A released name's KeyPackages belong to the old key: inside a transaction. */
+  /** A device's KeyPackages with their row ids (at most 101: the caps), to check against a new device list. */
+  keyPackagesOfAddress(address: string): Array<{ readonly id: number; readonly keyPackage: Buffer }> {
+    return this.db.query("SELECT id, key_package FROM mls_key_packages WHERE address = $1 ORDER BY id", [address])
+      .map((r) => ({ id: num(r["id"]), keyPackage: bytes(r["key_package"]) }));
+  }
+
+  /** Drops these KeyPackage rows (e.g. made for another MLS key than the device's listed one). */
+  dropKeyPackagesById(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    this.db.query("DELETE FROM mls_key_packages WHERE id = ANY($1::bigint[])", [[...ids]]);
+  }
+
+  /** Drops every KeyPackage past its lifetime; returns how many. */
+  purgeExpiredKeyPackages(): number {
+    const [r] = this.db.query("WITH d AS (DELETE FROM mls_key_packages WHERE not_after_ms < $1 RETURNING 1) SELECT count(*) AS n FROM d", [this.clock()]);
+    return num(r!["n"]);
+  }
+
+  /** A released name's KeyPackages belong to the old key: callers inside a transaction. */
   dropKeyPackagesLocked(username: string): void {
     this.db.query("DELETE FROM mls_key_packages WHERE username = $1", [username]);
   }
 
-  /** A released name is no member of any group by the relay's record: inside a transaction. */
+  /** Inside a transaction (a released name): the user is no member of any group by the relay's record any more. */
   dropMembershipsLocked(username: string): void {
     this.db.query("DELETE FROM mls_group_members WHERE username = $1", [username]);
+  }
+
+  group(groupId: Buffer): MlsGroupRecord | undefined {
+    const [r] = this.db.query(`SELECT ${GROUP_COLUMNS} FROM mls_groups WHERE group_id = $1`, [groupId]);
+    return r === undefined ? undefined : groupOf(r);
+  }
+
+  groupOfConversation(conversationId: string): MlsGroupRecord | undefined {
+    const [r] = this.db.query(`SELECT ${GROUP_COLUMNS} FROM mls_groups WHERE conversation_id = $1`, [conversationId]);
+    return r === undefined ? undefined : groupOf(r);
+  }
+
+  groupsCreatedBy(username: string): number {
+    return num(this.db.query("SELECT count(*) AS n FROM mls_groups WHERE creator = $1", [username])[0]!["n"]);
+  }
+
+  /**
+   * Registers a group at the epoch of its first GroupInfo, its creator its first member; the
+   * first group of a conversation wins (by the unique keys, also between relays).
+   */
+  createGroup(g: MlsGroupRecord): CreateGroupOutcome {
+    const [r] = this.db.query(`WITH g AS (${INSERT_GROUP} ON CONFLICT DO NOTHING RETURNING group_id),
+        m AS (INSERT INTO mls_group_members (group_id, username) SELECT group_id, $3 FROM g ON CONFLICT DO NOTHING)
+      SELECT count(*) AS n FROM g`, [g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock()]);
+    if (num(r!["n"]) === 1) return "created";
+    return this.db.query("SELECT 1 AS hit FROM mls_groups WHERE group_id = $1", [g.groupId]).length > 0 ? "group-exists" : "conversation-taken";
+  }
+
+  /**
+   * Re-creating a room: in one transaction, the room's current group `old` (its record, its
+   * membership hint, its kept commits) is dropped and `g` registered in its place, its creator
+   * its only member. "changed": the room's group is no longer `old`; "group-exists": `g`'s id is taken.
+   */
+  replaceGroup(old: Buffer, g: MlsGroupRecord): CreateGroupOutcome | "changed" {
+    try {
+      return this.db.transaction((): CreateGroupOutcome | "changed" => {
+        // Locks the room's group row: a commit into it, or another replacement, waits for this one.
+        const [cur] = this.db.query("SELECT group_id FROM mls_groups WHERE conversation_id = $1 FOR UPDATE", [g.conversationId]);
+        if (cur === undefined || !bytes(cur["group_id"]).equals(old)) return "changed";
+        const [taken, , , , inserted] = this.db.batch([
+          { sql: "SELECT 1 AS hit FROM mls_groups WHERE group_id = $1", params: [g.groupId] },
+          { sql: "DELETE FROM mls_commits WHERE group_id = $1", params: [old] },
+          { sql: "DELETE FROM mls_group_members WHERE group_id = $1", params: [old] },
+          { sql: "DELETE FROM mls_groups WHERE group_id = $1", params: [old] },
+          { sql: `${INSERT_GROUP} ON CONFLICT DO NOTHING RETURNING group_id`, params: [g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock()] },
+        ]);
+        if (taken!.length > 0 || inserted!.length === 0) throw new Refused("group-exists");
+        this.db.query("INSERT INTO mls_group_members (group_id, username) VALUES ($1, $2) ON CONFLICT DO NOTHING", [g.groupId, g.creator]);
+        return "created";
+      });
+    } catch (e) {
+      if (e instanceof Refused) return e.outcome;
+      throw e;
+    }
+  }
+
+  /** Every room's group (never DMs or the lobby) with its member count by the hint, by name; at most `limit`. */
+  roomSummaries(limit: number): Array<{ readonly room: string; readonly memberCount: number }> {
+    return this.db.query(`SELECT g.conversation_id AS room, count(m.username) AS n FROM mls_groups g
+        LEFT JOIN mls_group_members m ON m.group_id = g.group_id
+      WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id COLLATE "C" LIMIT $1`, [limit])
+      .map((r) => ({ room: str(r["room"]), memberCount: num(r["n"]) }));
+  }
+
+  /** The rooms whose group counts the user as a member by the hint, with their members (sorted); at most `limit`. One query. */
+  roomsOfMember(username: string, limit: number): Array<{ readonly room: string; readonly members: string[] }> {
+    return this.db.query(`SELECT r.conversation_id AS room, array_agg(o.username ORDER BY o.username COLLATE "C") AS members
+      FROM (SELECT g.group_id, g.conversation_id FROM mls_group_members m JOIN mls_groups g ON g.group_id = m.group_id
+            WHERE m.username = $1 AND g.conversation_id LIKE '#%' ORDER BY g.conversation_id COLLATE "C" LIMIT $2) r
+      JOIN mls_group_members o ON o.group_id = r.group_id
+      GROUP BY r.group_id, r.conversation_id ORDER BY r.conversation_id COLLATE "C"`, [username, limit])
+      .map((r) => ({ room: str(r["room"]), members: (r["members"] as unknown[]).map(str) }));
+  }
+
+  /** Whether the relay's hint counts the user as a member of the group. */
+  isGroupMember(groupId: Buffer, username: string): boolean {
+    return this.db.query("SELECT 1 AS hit FROM mls_group_members WHERE group_id = $1 AND username = $2", [groupId, username]).length > 0;
+  }
+
+  /** The group's members by the relay's hint (creator, then as commits said), sorted by bytes. */
+  groupMembers(groupId: Buffer): string[] {
+    return this.db.query(`SELECT username FROM mls_group_members WHERE group_id = $1 ORDER BY username COLLATE "C"`, [groupId])
+      .map((r) => str(r["username"]));
+  }
+
+  /** Replaces a group's GroupInfo (the caller checked who and which epoch). */
+  setGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): void {
+    this.db.query("UPDATE mls_groups SET group_info = $1, group_info_epoch = $2 WHERE group_id = $3", [groupInfo, epoch, groupId]);
+  }
+
+  /** Who sent the accepted commit for (group, epoch), if it is kept. */
+  commitSender(groupId: Buffer, epoch: number): string | undefined {
+    const [r] = this.db.query("SELECT sender FROM mls_commits WHERE group_id = $1 AND epoch = $2", [groupId, epoch]);
+    return r === undefined ? undefined : str(r["sender"]);
+  }
+
+  /**
+   * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet:
+   * the group row is locked first (commits into one group run one at a time, on every relay),
+   * the primary key decides, and the epoch's advance, the hint's update, the new GroupInfo
+   * (for epoch + 1) and the deliveries (queues.enqueueInside) are in the same transaction.
+   */
+  acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
+    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
+    let committed = false;
+    try {
+      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries));
+      committed = true;
+      return out;
+    } finally {
+      if (deliveries !== undefined) this.queues.settled?.(committed);
+    }
+  }
+
+  private acceptLocked(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo: Buffer | undefined,
+    hint: MembershipHint, deliveries: CommitDeliveries | undefined): CommitOutcome {
+    // One hop: the lock first, then (after it) the epoch's kept commit and the sender's membership.
+    const [group, taken, member] = this.db.batch([
+      { sql: "SELECT epoch FROM mls_groups WHERE group_id = $1 FOR UPDATE", params: [groupId] },
+      { sql: "SELECT sender, commit_msg FROM mls_commits WHERE group_id = $1 AND epoch = $2", params: [groupId, epoch] },
+      { sql: "SELECT 1 AS hit FROM mls_group_members WHERE group_id = $1 AND username = $2", params: [groupId, sender] },
+    ]);
+    const g = group![0];
+    if (g === undefined) return { kind: "unknown-group" };
+    // A resend of the accepted commit by its sender (its client lost the answer, or sent it to
+    // another relay too): accepted again, nothing stored twice. Before the membership check.
+    const t = taken![0];
+    if (t !== undefined && str(t["sender"]) === sender && bytes(t["commit_msg"]).equals(commit)) return { kind: "duplicate", epoch };
+    if (!hint.external && member!.length === 0) return { kind: "not-a-member" };
+    const current = num(g["epoch"]);
+    if (epoch > current) return { kind: "future-epoch", current };
+    const inserted = epoch === current && this.db.query(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms)
+      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, epoch) DO NOTHING RETURNING 1 AS hit`, [groupId, epoch, sender, commit, this.clock()]).length === 1;
+    // The group row is locked, so the kept commit read above is still the epoch's.
+    if (!inserted) return { kind: "epoch-taken", current, winner: t === undefined ? undefined : str(t["sender"]) };
+    let queued: readonly EnqueueRequest[] | undefined;
+    if (deliveries !== undefined) {
+      queued = deliveries(this.groupMembers(groupId));
+      const outcomes = this.queues.enqueueInside(queued);
+      queued = queued.filter((_, i) => outcomes[i] === "stored");
+    }
+    const joined = hint.external ? [sender, ...hint.added] : [...hint.added];
+    const steps: SqlStep[] = [{ sql: "UPDATE mls_groups SET epoch = $1 WHERE group_id = $2", params: [epoch + 1, groupId] }];
+    if (joined.length > 0) {
+      steps.push({ sql: "INSERT INTO mls_group_members (group_id, username) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", params: [groupId, joined] });
+    }
+    if (hint.removed.length > 0) {
+      steps.push({ sql: "DELETE FROM mls_group_members WHERE group_id = $1 AND username = ANY($2::text[])", params: [groupId, [...hint.removed]] });
+    }
+    if (groupInfo !== undefined) {
+      steps.push({ sql: "UPDATE mls_groups SET group_info = $1, group_info_epoch = $2 WHERE group_id = $3", params: [groupInfo, epoch + 1, groupId] });
+    }
+    if (epoch + 1 > COMMITS_KEPT_PER_GROUP) {
+      steps.push({ sql: "DELETE FROM mls_commits WHERE group_id = $1 AND epoch < $2", params: [groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP] });
+    }
+    this.db.batch(steps);
+    return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
+  }
+
+  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
+  commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
+    return this.db.query("SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = $1 AND epoch >= $2 ORDER BY epoch LIMIT $3", [groupId, fromEpoch, limit])
+      .map((r) => ({ epoch: num(r["epoch"]), sender: str(r["sender"]), commit: bytes(r["commit_msg"]) }));
   }
 }

@@ -1,0 +1,274 @@
+// The MLS Delivery Service part of the relay store (RelayStore.mls, PROTOCOL.md §8.2), as a
+// contract both stores must keep (the embedded SQLite store and the PostgreSQL one): KeyPackages
+// handed out once per device address, the last-resort one kept and replaced, expiry; groups
+// (first of a conversation wins), the first commit of an epoch winning, the membership hint,
+// commit retention, a commit's deliveries stored with it (all or nothing), rooms' summaries and a
+// room's group replaced. Cases from test/server/store-mls*.test.ts.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { EnqueueRequest, RelayStore } from "../../src/server/store.js";
+import { COMMITS_KEPT_PER_GROUP } from "../../src/server/store/mls.js";
+
+export interface ContractStore {
+  readonly store: RelayStore;
+  close(): Promise<void>;
+}
+
+/** What a contract asks of the store it opens: a clock it controls (expiry). */
+export interface ContractOpenOptions {
+  readonly clock: () => number;
+}
+
+export type OpenContractStore = (options: ContractOpenOptions) => Promise<ContractStore>;
+
+const kp = (n: number, notAfterMs = 10_000_000) => ({ ref: Buffer.alloc(32, n), keyPackage: Buffer.alloc(100, n), notAfterMs });
+const gid = (n: number) => Buffer.alloc(20, n);
+const group = (n: number, conversationId: string, creator = "alice", epoch = 0) => ({
+  groupId: gid(n), conversationId, creator, epoch, groupInfo: Buffer.from(`gi${n}@${epoch}`), groupInfoEpoch: epoch,
+});
+const user = (username: string) => ({
+  username, sigSpki: Buffer.alloc(44, 1), encSpki: Buffer.alloc(44, 2), encKeySig: Buffer.alloc(64), sigFpr: Buffer.alloc(32, 3), encFpr: Buffer.alloc(32, 4),
+});
+const delivery = (recipients: readonly string[], id: number): EnqueueRequest =>
+  ({ sender: "alice", messageId: Buffer.alloc(16, id), conversationId: "#g1", envelope: Buffer.from(`c${id}`), payload: "mls", recipients });
+
+export function describeMlsStoreContract(name: string, open: OpenContractStore): void {
+  describe(`MLS store contract: ${name}`, () => {
+    let opened: ContractStore | undefined;
+    let store: RelayStore;
+    let now = 1_000_000;
+
+    beforeEach(async () => {
+      now = 1_000_000;
+      opened = undefined;
+      opened = await open({ clock: () => now });
+      store = opened.store;
+    });
+
+    afterEach(async () => {
+      await opened?.close();
+    });
+
+    describe("KeyPackages", () => {
+      it("hands out each one-time KeyPackage once, oldest first, then the last-resort one without deleting it", () => {
+        const s = store.mls;
+        expect(s.publishKeyPackages("alice", [kp(1), kp(2), kp(1)], kp(9))).toEqual({ oneTime: 2, lastResort: true });
+        expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(1).keyPackage, lastResort: false });
+        expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(2).keyPackage, lastResort: false });
+        expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(9).keyPackage, lastResort: true });
+        expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(9).keyPackage, lastResort: true });
+        expect(s.claimKeyPackage("bob")).toBeUndefined();
+        // A new last-resort KeyPackage replaces the old one (one per device, by a unique index).
+        expect(s.publishKeyPackages("alice", [], kp(8))).toEqual({ oneTime: 0, lastResort: true });
+        expect(s.claimKeyPackage("alice")?.keyPackage).toEqual(kp(8).keyPackage);
+        expect(s.keyPackageCounts("alice")).toEqual({ oneTime: 0, lastResort: true });
+        expect(s.keyPackageCounts("nobody")).toEqual({ oneTime: 0, lastResort: false });
+      });
+
+      it("never hands out an expired KeyPackage, and purges them", () => {
+        const s = store.mls;
+        s.publishKeyPackages("alice", [kp(1, now + 10), kp(2, now + 1000)], kp(9, now + 10));
+        now += 100;
+        expect(s.keyPackageCounts("alice")).toEqual({ oneTime: 1, lastResort: false });
+        expect(s.claimKeyPackage("alice")?.keyPackage).toEqual(kp(2).keyPackage);
+        expect(s.claimKeyPackage("alice")).toBeUndefined();
+        expect(s.purgeExpiredKeyPackages()).toBe(2);
+        expect(s.purgeExpiredKeyPackages()).toBe(0);
+      });
+
+      it("keeps KeyPackages per device address: counted, claimed, listed and dropped by address or id", () => {
+        const s = store.mls;
+        expect(s.publishKeyPackages("alice", [kp(1)], kp(2))).toEqual({ oneTime: 1, lastResort: true });
+        expect(s.publishKeyPackages("alice", [kp(3), kp(4)], kp(5), "alice/d1")).toEqual({ oneTime: 2, lastResort: true });
+        // Each device has its own last-resort KeyPackage.
+        expect(s.keyPackageCounts("alice")).toEqual({ oneTime: 1, lastResort: true });
+        expect(s.claimKeyPackage("alice/d1")?.keyPackage).toEqual(kp(3).keyPackage);
+        const listed = s.keyPackagesOfAddress("alice/d1");
+        expect(listed.map((k) => k.keyPackage)).toEqual([kp(4).keyPackage, kp(5).keyPackage]);
+        s.dropKeyPackagesById([listed[0]!.id]);
+        s.dropKeyPackagesById([]);
+        expect(s.keyPackageCounts("alice/d1")).toEqual({ oneTime: 0, lastResort: true });
+        expect(s.claimKeyPackage("alice/d1")).toEqual({ keyPackage: kp(5).keyPackage, lastResort: true });
+        // The primary's are untouched.
+        expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(1).keyPackage, lastResort: false });
+        expect(s.keyPackagesOfAddress("carol")).toEqual([]);
+      });
+
+      it("a released name loses its KeyPackages (they name the old key), its devices' too", () => {
+        store.bindUser(user("alice"));
+        store.mls.publishKeyPackages("alice", [kp(1)], kp(2));
+        store.mls.publishKeyPackages("alice", [kp(3)], kp(4), "alice/d1");
+        store.mls.publishKeyPackages("bob", [kp(5)], undefined);
+        expect(store.releaseUser("alice")).toBe(true);
+        expect(store.mls.claimKeyPackage("alice")).toBeUndefined();
+        expect(store.mls.claimKeyPackage("alice/d1")).toBeUndefined();
+        expect(store.mls.keyPackageCounts("bob")).toEqual({ oneTime: 1, lastResort: false });
+      });
+    });
+
+    describe("groups and commits", () => {
+      it("the first group of a conversation wins; a group id is registered once", () => {
+        const s = store.mls;
+        expect(s.createGroup(group(1, "#ops"))).toBe("created");
+        expect(s.createGroup(group(1, "#other"))).toBe("group-exists");
+        expect(s.createGroup(group(1, "#ops"))).toBe("group-exists");
+        expect(s.createGroup(group(2, "#ops"))).toBe("conversation-taken");
+        expect(s.groupOfConversation("#ops")?.groupId).toEqual(gid(1));
+        expect(s.groupOfConversation("#other")).toBeUndefined();
+        expect(s.group(gid(1))).toEqual(group(1, "#ops"));
+        expect(s.group(gid(2))).toBeUndefined();
+        expect(s.groupsCreatedBy("alice")).toBe(1);
+        expect(s.groupsCreatedBy("bob")).toBe(0);
+        s.setGroupInfo(gid(1), Buffer.from("newer"), 3);
+        expect(s.group(gid(1))).toMatchObject({ groupInfo: Buffer.from("newer"), groupInfoEpoch: 3, epoch: 0 });
+      });
+
+      it("accepts the first commit for the current epoch only, from members by the hint, with its GroupInfo, and lists commits in order", () => {
+        const s = store.mls;
+        s.createGroup(group(1, "#ops"));
+        expect(s.groupMembers(gid(1))).toEqual(["alice"]);
+        expect(s.acceptCommit(gid(9), 0, "alice", Buffer.from("c"))).toEqual({ kind: "unknown-group" });
+        expect(s.acceptCommit(gid(1), 0, "mallory", Buffer.from("m"))).toEqual({ kind: "not-a-member" });
+        expect(s.acceptCommit(gid(1), 1, "alice", Buffer.from("c"))).toEqual({ kind: "future-epoch", current: 0 });
+        const hint = { external: false, added: ["bob", "carol"], removed: [] };
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("a0"), Buffer.from("gi-a@1"), hint)).toEqual({ kind: "accepted", epoch: 0 });
+        expect(s.groupMembers(gid(1))).toEqual(["alice", "bob", "carol"]);
+        expect(s.acceptCommit(gid(1), 0, "carol", Buffer.from("c0"), Buffer.from("gi-c@1"))).toEqual({ kind: "epoch-taken", current: 1, winner: "alice" });
+        // The same bytes from the same sender again: a duplicate, not a second commit.
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("a0"))).toEqual({ kind: "duplicate", epoch: 0 });
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("other"))).toEqual({ kind: "epoch-taken", current: 1, winner: "alice" });
+        expect(s.group(gid(1))).toMatchObject({ epoch: 1, groupInfo: Buffer.from("gi-a@1"), groupInfoEpoch: 1 });
+        expect(s.commitSender(gid(1), 0)).toBe("alice");
+        expect(s.commitSender(gid(1), 1)).toBeUndefined();
+        expect(s.acceptCommit(gid(1), 1, "carol", Buffer.from("c1"), undefined, { external: false, added: [], removed: ["bob"] })).toEqual({ kind: "accepted", epoch: 1 });
+        // Without a GroupInfo the group keeps the older one (its epoch says so).
+        expect(s.group(gid(1))).toMatchObject({ epoch: 2, groupInfoEpoch: 1 });
+        expect(s.groupMembers(gid(1))).toEqual(["alice", "carol"]);
+        expect(s.isGroupMember(gid(1), "bob")).toBe(false);
+        expect(s.acceptCommit(gid(1), 2, "bob", Buffer.from("b2"))).toEqual({ kind: "not-a-member" });
+        // An external commit needs no membership and makes its sender a member.
+        expect(s.acceptCommit(gid(1), 2, "dave", Buffer.from("d2"), undefined, { external: true, added: [], removed: [] })).toEqual({ kind: "accepted", epoch: 2 });
+        expect(s.isGroupMember(gid(1), "dave")).toBe(true);
+        expect(s.commitsFrom(gid(1), 0, 10)).toEqual([
+          { epoch: 0, sender: "alice", commit: Buffer.from("a0") }, { epoch: 1, sender: "carol", commit: Buffer.from("c1") }, { epoch: 2, sender: "dave", commit: Buffer.from("d2") },
+        ]);
+        expect(s.commitsFrom(gid(1), 1, 1).map((c) => c.epoch)).toEqual([1]);
+        expect(s.commitsFrom(gid(9), 0, 10)).toEqual([]);
+      });
+
+      it("sorts members and rooms by their bytes (upper case before '_' before lower case)", () => {
+        const s = store.mls;
+        s.createGroup(group(1, "#b", "alice"));
+        s.createGroup(group(2, "#B", "alice"));
+        s.createGroup(group(3, "#_", "alice"));
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c"), undefined, { external: false, added: ["Zed", "_x", "bob"], removed: [] }).kind).toBe("accepted");
+        expect(s.groupMembers(gid(1))).toEqual(["Zed", "_x", "alice", "bob"]);
+        expect(s.roomSummaries(10).map((r) => r.room)).toEqual(["#B", "#_", "#b"]);
+        expect(s.roomsOfMember("alice", 10).map((r) => r.room)).toEqual(["#B", "#_", "#b"]);
+        expect(s.roomsOfMember("alice", 10)[2]!.members).toEqual(["Zed", "_x", "alice", "bob"]);
+      });
+
+      it("a released name is no member of any group by the relay's record", () => {
+        store.bindUser(user("bob"));
+        store.mls.createGroup(group(1, "#ops"));
+        store.mls.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob"], removed: [] });
+        expect(store.releaseUser("bob")).toBe(true);
+        expect(store.mls.groupMembers(gid(1))).toEqual(["alice"]);
+        expect(store.mls.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });
+      });
+
+      it(`keeps the last ${COMMITS_KEPT_PER_GROUP} commits of a group`, () => {
+        const s = store.mls;
+        s.createGroup(group(1, "#ops"));
+        for (let e = 0; e < COMMITS_KEPT_PER_GROUP + 5; e++) expect(s.acceptCommit(gid(1), e, "alice", Buffer.from([e & 0xff])).kind).toBe("accepted");
+        const kept = s.commitsFrom(gid(1), 0, COMMITS_KEPT_PER_GROUP + 10);
+        expect(kept).toHaveLength(COMMITS_KEPT_PER_GROUP);
+        expect(kept[0]!.epoch).toBe(5);
+        // A commit for a dropped epoch is still refused (the group is past it).
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("late"))).toEqual({ kind: "epoch-taken", current: COMMITS_KEPT_PER_GROUP + 5, winner: undefined });
+      });
+    });
+
+    describe("a commit's deliveries", () => {
+      it("are made from the members before the commit and stored with it; a refused commit stores none", () => {
+        const s = store.mls;
+        expect(s.createGroup(group(1, "#g1"))).toBe("created");
+        s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob", "carol"], removed: [] });
+        let seen: readonly string[] = [];
+        const out = s.acceptCommit(gid(1), 1, "alice", Buffer.from("c1"), undefined, { external: false, added: [], removed: ["carol"] }, (before) => {
+          seen = before;
+          return [delivery(before.filter((u) => u !== "alice"), 1)];
+        });
+        expect(seen).toEqual(["alice", "bob", "carol"]);
+        expect(out).toMatchObject({ kind: "accepted", epoch: 1 });
+        expect(out.kind === "accepted" && out.queued?.map((q) => q.recipients)).toEqual([["bob", "carol"]]);
+        expect(store.queueDepth("carol")).toBe(1);
+        expect(store.fetchQueue("carol", 0, 10, 1 << 20).map((i) => [i.envelope.toString(), i.payload])).toEqual([["c1", "mls"]]);
+        // Refused (the epoch is taken): the deliveries function is not even asked.
+        const refused = s.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"), undefined, undefined, () => {
+          throw new Error("asked for the deliveries of a refused commit");
+        });
+        expect(refused).toEqual({ kind: "epoch-taken", current: 2, winner: "alice" });
+        // The identical resend by its sender: a duplicate, nothing stored again.
+        expect(s.acceptCommit(gid(1), 1, "alice", Buffer.from("c1"), undefined, undefined, () => [delivery(["bob", "carol"], 1)])).toEqual({ kind: "duplicate", epoch: 1 });
+        expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([1, 1]);
+      });
+
+      it("roll back with the commit when storing them fails: the epoch stays free", () => {
+        const s = store.mls;
+        expect(s.createGroup(group(1, "#g1"))).toBe("created");
+        expect(() => s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), Buffer.from("gi@1"), { external: false, added: ["bob"], removed: [] }, () => {
+          // A delivery the queues cannot store (a NOT NULL column gets null): the transaction fails.
+          return [{ ...delivery(["bob"], 1), conversationId: null as unknown as string }];
+        })).toThrow();
+        expect(s.group(gid(1))).toMatchObject({ epoch: 0, groupInfoEpoch: 0 });
+        expect(s.groupMembers(gid(1))).toEqual(["alice"]);
+        expect(s.commitsFrom(gid(1), 0, 10)).toEqual([]);
+        expect(store.queueDepth("bob")).toBe(0);
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, undefined, () => [delivery(["bob"], 2)])).toMatchObject({ kind: "accepted" });
+        expect(store.queueDepth("bob")).toBe(1);
+      });
+    });
+
+    describe("rooms", () => {
+      const room = (n: number, conversationId: string, creator: string) => group(n, conversationId, creator);
+
+      it("lists rooms' groups with their member counts and a user's rooms with members; never DMs or the lobby", () => {
+        const s = store.mls;
+        expect(s.createGroup(room(1, "#ops", "alice"))).toBe("created");
+        expect(s.createGroup(room(2, "dm:alice:bob", "alice"))).toBe("created");
+        expect(s.createGroup(room(3, "lobby", "bob"))).toBe("created");
+        expect(s.createGroup(room(4, "#dev", "carol"))).toBe("created");
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob", "carol"], removed: [] })).toMatchObject({ kind: "accepted" });
+        expect(s.roomSummaries(100)).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 3 }]);
+        expect(s.roomSummaries(1)).toEqual([{ room: "#dev", memberCount: 1 }]);
+        expect(s.roomsOfMember("carol", 100)).toEqual([{ room: "#dev", members: ["carol"] }, { room: "#ops", members: ["alice", "bob", "carol"] }]);
+        expect(s.roomsOfMember("carol", 1)).toEqual([{ room: "#dev", members: ["carol"] }]);
+        expect(s.roomsOfMember("bob", 100)).toEqual([{ room: "#ops", members: ["alice", "bob", "carol"] }]);
+        expect(s.roomsOfMember("dave", 100)).toEqual([]);
+      });
+
+      it("replaces a room's group in one transaction; the old one's record, members and commits are gone; a stale replacement is refused", () => {
+        const s = store.mls;
+        s.createGroup(room(1, "#ops", "alice"));
+        s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob"], removed: [] });
+        expect(s.replaceGroup(gid(1), room(5, "#ops", "alice"))).toBe("created");
+        expect(s.group(gid(1))).toBeUndefined();
+        expect(s.groupMembers(gid(1))).toEqual([]);
+        expect(s.commitsFrom(gid(1), 0, 10)).toEqual([]);
+        expect(s.groupOfConversation("#ops")).toMatchObject({ groupId: gid(5), creator: "alice", epoch: 0 });
+        expect(s.groupMembers(gid(5))).toEqual(["alice"]);
+        // Asked again from the old group (a race): refused, nothing changed.
+        expect(s.replaceGroup(gid(1), room(6, "#ops", "alice"))).toBe("changed");
+        expect(s.replaceGroup(gid(1), room(6, "#none", "alice"))).toBe("changed");
+        // The new group's id already taken by another group: refused, the room's group kept with its members.
+        s.createGroup(room(7, "#dev", "alice"));
+        s.acceptCommit(gid(5), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["carol"], removed: [] });
+        expect(s.replaceGroup(gid(5), room(7, "#ops", "alice"))).toBe("group-exists");
+        expect(s.groupOfConversation("#ops")!.groupId).toEqual(gid(5));
+        expect(s.groupMembers(gid(5))).toEqual(["alice", "carol"]);
+        expect(s.commitsFrom(gid(5), 0, 10).map((c) => c.epoch)).toEqual([0]);
+        expect(s.roomSummaries(100)).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }]);
+      });
+    });
+  });
+}

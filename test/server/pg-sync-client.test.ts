@@ -72,3 +72,15 @@ describe("SyncPg", () => {
     expect(() => new SyncPg({ url: "mysql://x" })).toThrow(/postgres:\/\//);
   });
 });
+
+describe("SyncPg statements", () => {
+  it("answers a text of several statements with the last one's rows", () => {
+    expect(pg.query("CREATE TABLE IF NOT EXISTS m (a int); INSERT INTO m VALUES (7); SELECT a FROM m")).toEqual([{ a: 7 }]);
+  });
+
+  it("prepares a statement with parameters once per connection and gives the same answers on reuse", () => {
+    for (let i = 0; i < 5; i++) expect(pg.query("SELECT $1::int + 1 AS n", [i])).toEqual([{ n: i + 1 }]);
+    const prepared = pg.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1 AS n'");
+    expect(prepared).toEqual([{ n: 1 }]);
+  });
+});

@@ -77,6 +77,26 @@ async function connected(): Promise<PgTypes.Client> {
   return c;
 }
 
+/**
+ * Statements with parameters are prepared once per connection under a name derived from their
+ * text (pg skips the Parse when the name is known): the store's statements are a fixed set, and
+ * planning each anew cost ~0.15 ms of a ~0.3 ms round trip. Bounded, in case some caller builds
+ * statement texts from data.
+ */
+const MAX_NAMED = 512;
+const named = new Map<string, string>();
+
+function nameOf(sql: string): string | undefined {
+  const known = named.get(sql);
+  if (known !== undefined) return known;
+  if (named.size >= MAX_NAMED) return undefined;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < sql.length; i++) h = Math.imul(h ^ sql.charCodeAt(i), 0x01000193) >>> 0;
+  const name = `sc_${h.toString(16)}_${named.size}`;
+  named.set(sql, name);
+  return name;
+}
+
 function toParam(v: unknown): unknown {
   // Buffers arrive as Uint8Array (structured clone); pg sends Buffers as bytea.
   if (v instanceof Uint8Array && !Buffer.isBuffer(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
@@ -115,8 +135,12 @@ async function run(req: Request): Promise<unknown> {
       const c = await connected();
       const results: unknown[][] = [];
       for (const s of req.steps ?? []) {
-        const r = await c.query({ text: s.sql, values: (s.params ?? []).map(toParam) });
-        results.push(r.rows);
+        const params = s.params ?? [];
+        const name = params.length > 0 ? nameOf(s.sql) : undefined;
+        const r = (await c.query({ text: s.sql, values: params.map(toParam), ...(name === undefined ? {} : { name }) })) as PgTypes.QueryResult | PgTypes.QueryResult[];
+        // A text of several statements (no parameters: the simple protocol) answers with one
+        // result per statement: the last one's rows are the answer.
+        results.push(Array.isArray(r) ? (r.at(-1)?.rows ?? []) : r.rows);
       }
       return results;
     }

@@ -82,14 +82,8 @@ export function fileLogger(path: string, level: LogLevel): { logger: Logger; str
   return { logger: jsonLineLogger((line) => stream.write(line), level), stream };
 }
 
-/** Splits host:port; IPv6 literals in brackets are accepted. */
-export function parseServerAddress(s: string): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s.trim());
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: m[1]!, port };
-}
+/** Splits host:port; IPv6 literals in brackets are accepted (the --server list: server-list.ts). */
+export { parseServerAddress, parseServerList } from "../client/server-list.js";
 
 /** True when something accepts TCP connections at host:port (within timeoutMs). */
 export function somethingListens(host: string, port: number, timeoutMs = 1000): Promise<boolean> {

@@ -1,0 +1,115 @@
+// Clients that name several relays of one service (issue 14, cluster-design.md §3): two relays
+// in-process on ONE shared store, real protocol v2 (MLS) clients. Alice reaches relay A through a
+// proxy that, before A dies, holds back what she sends (her acks), so A dies with deliveries she
+// already showed still unacked; A is shut down hard; both clients move to B at once; B redelivers
+// the unacked rows from the store and alice drops them: every message of bob's is shown exactly
+// once, in order, with one "moved to relay" line and no error.
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
+import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { TestClient } from "../helpers/client-harness.js";
+import { fixtureIdentity } from "../helpers/identities.js";
+import { waitUntil } from "../helpers/wait.js";
+import { collectingLogger, HoldingProxy, RelayService, type LogLine } from "./failover-helpers.js";
+
+const T = 60_000;
+const DM = "dm:alice:bob";
+let alice: PrivateIdentity;
+let bob: PrivateIdentity;
+let service: RelayService;
+let proxy: HoldingProxy | undefined;
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
+});
+beforeEach(() => {
+  service = RelayService.create();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await proxy?.close();
+  proxy = undefined;
+  await service.cleanup();
+});
+
+/** A v2 client whose files (MLS store, state, pins) are kept in the service's dir across restarts. */
+async function v2(id: PrivateIdentity, servers: readonly string[], logs: LogLine[] = []): Promise<TestClient> {
+  const dir = join(service.dir, id.username);
+  mkdirSync(dir, { recursive: true });
+  const store = MlsKeyStore.open(join(dir, "mls.db"), { username: id.username, sigPrivate: id.sigPrivate });
+  const c = await TestClient.start(id, 0, {
+    server: servers, dir, statePath: join(dir, "state.db"), v2: { store },
+    reconnect: { initialMs: 100, maxMs: 1_000 }, logger: collectingLogger(logs),
+  });
+  clients.push(c);
+  return c;
+}
+
+async function stop(c: TestClient): Promise<void> {
+  clients.splice(clients.indexOf(c), 1);
+  await c.close();
+}
+
+async function say(c: TestClient, text: string): Promise<void> {
+  const r = c.client.send(DM, text);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+  await c.waitForState(r.value.id, "accepted", T);
+}
+
+/** The texts of bob's numbered messages alice was shown, in the order shown. */
+const shown = (a: TestClient): string[] => a.messages(DM).filter((m) => !m.own && m.text.startsWith("m")).map((m) => m.text);
+const numbered = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `m${from + i}`);
+
+describe("failover between relays of one service", () => {
+  it("a relay dying hard moves both clients to the next relay: nothing lost, nothing shown twice, one line", { timeout: 240_000 }, async () => {
+    const relayA = await service.start("a");
+    proxy = await HoldingProxy.start(relayA.address);
+    const viaProxy = proxy.address;
+    // The conversation exists first (names bound, device lists, the DM group), on A alone.
+    let a = await v2(alice, [proxy.address]);
+    let b = await v2(bob, [relayA.address]);
+    await say(a, "hi bob");
+    await b.waitForMessage("hi bob", T);
+    await say(b, "hi alice");
+    await a.waitForMessage("hi alice", T);
+    await stop(a);
+    await stop(b);
+
+    // The second relay of the service, on the same store and certificate; the clients name both.
+    const relayB = await service.start("b");
+    const aliceLogs: LogLine[] = [];
+    a = await v2(alice, [proxy.address, relayB.address], aliceLogs);
+    b = await v2(bob, [relayA.address, relayB.address]);
+    expect(a.client.serverLabel).toBe(`${proxy.address} (1 of 2)`);
+    for (const text of numbered(1, 5)) await say(b, text);
+    await waitUntil(() => shown(a).length === 5, "alice shown m1-m5", T);
+
+    // From here A hears nothing from alice (her acks stay in the proxy), yet she is shown these.
+    proxy.hold();
+    for (const text of numbered(6, 10)) await say(b, text);
+    await waitUntil(() => shown(a).length === 10, "alice shown m6-m10 with her acks held back", T);
+
+    // Relay A dies hard (no grace); bob goes on sending; both clients find B by themselves.
+    await relayA.relay.shutdown();
+    await proxy.close();
+    proxy = undefined;
+    for (const text of numbered(11, 20)) await say(b, text);
+    await waitUntil(() => shown(a).length >= 20, "alice shown m11-m20 through relay B", T);
+    // The redelivered m6-m10 reached alice from B's queue read and were dropped.
+    await waitUntil(() => aliceLogs.filter((l) => l.event === "mls.deliver.redelivered").length >= 5, "alice dropping B's redeliveries", T);
+
+    expect(shown(a)).toEqual(numbered(1, 20));
+    expect(a.events.filter((e) => e.type === "refused")).toEqual([]);
+    expect(a.events.filter((e) => e.type === "notice" && e.level === "error")).toEqual([]);
+    const moves = a.events.flatMap((e) => (e.type === "notice" && e.text.startsWith("moved to relay") ? [e.text] : []));
+    expect(moves).toEqual([`moved to relay ${relayB.address}`]);
+    expect(a.client.serverLabel).toBe(`${relayB.address} (2 of 2)`);
+    // B showed the certificate alice pinned for the proxy's address: pinned for B too, the same.
+    const pins = JSON.parse(readFileSync(join(service.dir, "alice", "alice_known_relays.json"), "utf8")) as { relays: Record<string, { sha256: string }> };
+    expect(Object.keys(pins.relays).sort()).toEqual([viaProxy, relayB.address].sort());
+    expect(new Set(Object.values(pins.relays).map((p) => p.sha256)).size).toBe(1);
+  });
+});

@@ -225,7 +225,8 @@ export class RelayConnection {
         if (e instanceof FatalSessionError && this.fatal === undefined && PER_ADDRESS.has(e.end.kind) && this.rotation.skipCurrent(e.message)) {
           const skipped = this.rotation.current;
           this.o.log.warn("session.relay-skipped", { address: skipped, reason: e.message });
-          this.o.hooks.emit({ type: "notice", level: "warn", text: `Relay ${skipped} is skipped for this run: ${e.message}`, about: { kind: "session-ended", cause: e.end } });
+          // No `about`: the UI would word only the cause, and the line must say the relay is skipped.
+          this.o.hooks.emit({ type: "notice", level: "warn", text: `Relay ${skipped} is skipped for this run: ${e.message}` });
           cause = e.end;
           this.lastEndReason = undefined;
         } else if (e instanceof FatalSessionError) {

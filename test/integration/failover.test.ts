@@ -7,7 +7,9 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { KnownRelays } from "../../src/client/known-relays.js";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
+import { loadOrCreateTlsIdentity } from "../../src/server/tls-identity.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
@@ -111,5 +113,30 @@ describe("failover between relays of one service", () => {
     const pins = JSON.parse(readFileSync(join(service.dir, "alice", "alice_known_relays.json"), "utf8")) as { relays: Record<string, { sha256: string }> };
     expect(Object.keys(pins.relays).sort()).toEqual([viaProxy, relayB.address].sort());
     expect(new Set(Object.values(pins.relays).map((p) => p.sha256)).size).toBe(1);
+  });
+
+  it("an address whose certificate changed is skipped with one line while another of the list works; its pin stays", { timeout: 120_000 }, async () => {
+    const relayA = await service.start("a");
+    const relayB = await service.start("b");
+    // Alice pinned another certificate for A's address earlier: A now shows a changed one.
+    const otherDir = join(service.dir, "other-cert");
+    mkdirSync(otherDir, { mode: 0o700 });
+    const old = loadOrCreateTlsIdentity(otherDir);
+    mkdirSync(join(service.dir, "alice"), { recursive: true });
+    const pins = await KnownRelays.open(join(service.dir, "alice", "alice_known_relays.json"));
+    await pins.pin(relayA.address, old.certDer);
+
+    const a = await v2(alice, [relayA.address, relayB.address]);
+    expect(a.client.serverLabel).toBe(`${relayB.address} (2 of 2)`);
+    const skips = a.events.flatMap((e) => (e.type === "notice" ? [`${e.level}: ${e.text}`] : []));
+    expect(skips.filter((t) => t.includes(relayA.address))).toHaveLength(1);
+    expect(skips.find((t) => t.includes(relayA.address))?.startsWith(`warn: Relay ${relayA.address} is skipped for this run: `)).toBe(true);
+    expect(skips.filter((t) => t.startsWith("moved to relay") || t.startsWith("error:"))).toEqual([]);
+    const kept = await KnownRelays.open(join(service.dir, "alice", "alice_known_relays.json"));
+    expect(kept.get(relayA.address)?.sha256).toBe(old.fingerprint); // never re-pinned
+    // The session works: bob, on B alone, reaches her there.
+    const b = await v2(bob, [relayB.address]);
+    await say(b, "m1");
+    await waitUntil(() => shown(a).length === 1, "alice shown bob's message", T);
   });
 });

@@ -38,13 +38,19 @@ afterEach(async () => {
 });
 
 /** A v2 client whose files (MLS store, state, pins) are kept in the service's dir across restarts. */
+/**
+ * A backoff of five minutes: every move in these tests must happen at once (the next address of
+ * the list), never after a wait, or the test times out.
+ */
+const NO_WAITING = { initialMs: 300_000, maxMs: 300_000 };
+
 async function v2(id: PrivateIdentity, servers: readonly string[], logs: LogLine[] = []): Promise<TestClient> {
   const dir = join(service.dir, id.username);
   mkdirSync(dir, { recursive: true });
   const store = MlsKeyStore.open(join(dir, "mls.db"), { username: id.username, sigPrivate: id.sigPrivate });
   const c = await TestClient.start(id, 0, {
     server: servers, dir, statePath: join(dir, "state.db"), v2: { store },
-    reconnect: { initialMs: 100, maxMs: 1_000 }, logger: collectingLogger(logs),
+    reconnect: NO_WAITING, logger: collectingLogger(logs),
   });
   clients.push(c);
   return c;

@@ -25,36 +25,36 @@ export function parseServerAddress(s: string): { host: string; port: number } | 
   return { host: m[1]!, port };
 }
 
+/** What is wrong with one entry of a list (the UI words it, naming its own option). */
+export type ServerListError =
+  | { readonly kind: "too-many"; readonly count: number; readonly max: number }
+  /** The one address given is not host:port (a list of one). */
+  | { readonly kind: "not-an-address" }
+  /** Entry `entry` (from 1, as written) is empty: two commas, or one at an end. */
+  | { readonly kind: "empty"; readonly entry: number }
+  | { readonly kind: "not-host-port"; readonly entry: number; readonly text: string }
+  | { readonly kind: "repeated"; readonly entry: number; readonly text: string; readonly first: number };
+
 /**
- * Parses a comma-separated list of host:port. Every bad entry gets one sentence (numbered from 1
- * as the user wrote them); duplicates compare as the pins do (host case-insensitive).
+ * Parses a comma-separated list of host:port. Every bad entry is reported once, numbered from 1
+ * as written; duplicates compare as the pins do (host case-insensitive).
  */
-export function parseServerList(text: string): { ok: true; servers: readonly string[] } | { ok: false; errors: readonly string[] } {
+export function parseServerList(text: string): { ok: true; servers: readonly string[] } | { ok: false; errors: readonly ServerListError[] } {
   const entries = text.split(",").map((e) => e.trim());
-  const errors: string[] = [];
-  if (entries.length > MAX_SERVERS) {
-    return { ok: false, errors: [`--server names ${entries.length} relays; at most ${MAX_SERVERS} are allowed`] };
-  }
+  if (entries.length > MAX_SERVERS) return { ok: false, errors: [{ kind: "too-many", count: entries.length, max: MAX_SERVERS }] };
+  if (entries.length === 1 && parseServerAddress(entries[0]!) === undefined) return { ok: false, errors: [{ kind: "not-an-address" }] };
+  const errors: ServerListError[] = [];
   const servers: string[] = [];
   const seen = new Map<string, number>();
   entries.forEach((entry, i) => {
     const n = i + 1;
-    const shown = JSON.stringify(entry.slice(0, 80));
-    if (entry === "") {
-      errors.push(`--server entry ${n} is empty (addresses are separated by single commas)`);
-      return;
-    }
+    const shown = entry.slice(0, 80);
+    if (entry === "") return void errors.push({ kind: "empty", entry: n });
     const parsed = parseServerAddress(entry);
-    if (parsed === undefined) {
-      errors.push(`--server entry ${n} ${shown} is not host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051`);
-      return;
-    }
+    if (parsed === undefined) return void errors.push({ kind: "not-host-port", entry: n, text: shown });
     const address = `${parsed.host}:${parsed.port}`;
     const first = seen.get(relayKey(address));
-    if (first !== undefined) {
-      errors.push(`--server entry ${n} ${shown} repeats entry ${first}`);
-      return;
-    }
+    if (first !== undefined) return void errors.push({ kind: "repeated", entry: n, text: shown, first });
     seen.set(relayKey(address), n);
     servers.push(address);
   });

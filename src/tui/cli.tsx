@@ -25,7 +25,7 @@ import { defaultDeviceName, runLinkMode } from "./link-mode.js";
 import { runTui } from "./run-tui.js";
 import { loadStartIdentity, startKeyPath, startKind } from "./start-identity.js";
 import type { StartupNotice } from "./state/reducer.js";
-import { defaultStateDir, fileLogger, LogFileError, parseServerList, planPassphrase, promptHidden, somethingListens } from "./startup.js";
+import { defaultStateDir, fileLogger, LogFileError, parseServerOption, planPassphrase, promptHidden, somethingListens } from "./startup.js";
 
 function fail(message: string, code = 1): number {
   process.stderr.write(`chat-tui: ${message}\n`);
@@ -90,7 +90,7 @@ async function main(): Promise<number> {
 
   let server: readonly string[] | undefined;
   if (argv.server !== undefined) {
-    const list = parseServerList(argv.server);
+    const list = parseServerOption(argv.server);
     if (!list.ok) return fail(list.errors.join("; "), 2);
     server = list.servers;
   }

@@ -2,9 +2,10 @@
 // rotation: the next address at once after a session ends, a wait only after a whole round,
 // skipped addresses left out for good while another remains.
 import { describe, expect, it } from "vitest";
-import { MAX_SERVERS, parseServerList, ServerRotation } from "../../src/client/server-list.js";
+import { MAX_SERVERS, ServerRotation } from "../../src/client/server-list.js";
+import { parseServerOption as parseServerList } from "../../src/tui/startup.js";
 
-describe("parseServerList", () => {
+describe("--server: parseServerList, worded by chat-tui", () => {
   it("keeps one address as it always was, and a list in the order given", () => {
     expect(parseServerList("127.0.0.1:50051")).toEqual({ ok: true, servers: ["127.0.0.1:50051"] });
     expect(parseServerList(" a.example:50051 , [::1]:7,b:1 ")).toEqual({ ok: true, servers: ["a.example:50051", "[::1]:7", "b:1"] });
@@ -23,12 +24,15 @@ describe("parseServerList", () => {
     ]);
   });
 
-  it("refuses more than 16 addresses in one sentence, and an empty argument", () => {
+  it("refuses more than 16 addresses in one sentence", () => {
     const many = Array.from({ length: MAX_SERVERS + 1 }, (_, i) => `h${i}:1`).join(",");
     expect(parseServerList(many)).toEqual({ ok: false, errors: [`--server names 17 relays; at most 16 are allowed`] });
     const sixteen = Array.from({ length: MAX_SERVERS }, (_, i) => `h${i}:1`).join(",");
     expect(parseServerList(sixteen).ok).toBe(true);
-    expect(parseServerList("")).toEqual({ ok: false, errors: ["--server entry 1 is empty (addresses are separated by single commas)"] });
+  });
+
+  it("a single bad address keeps the sentence --server always had", () => {
+    for (const bad of ["", "nope", "a:0", "a:1:2"]) expect(parseServerList(bad)).toEqual({ ok: false, errors: ["--server must be host:port, e.g. 127.0.0.1:50051"] });
   });
 });
 

@@ -20,12 +20,13 @@ const T = 60_000;
 const DM = "dm:alice:bob";
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
+let carol: PrivateIdentity;
 let service: RelayService;
 let proxy: HoldingProxy | undefined;
 const clients: TestClient[] = [];
 
 beforeAll(async () => {
-  [alice, bob] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob")]);
+  [alice, bob, carol] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol")]);
 });
 beforeEach(() => {
   service = RelayService.create();
@@ -69,6 +70,10 @@ async function say(c: TestClient, text: string): Promise<void> {
 
 /** The texts of bob's numbered messages alice was shown, in the order shown. */
 const shown = (a: TestClient): string[] => a.messages(DM).filter((m) => !m.own && m.text.startsWith("m")).map((m) => m.text);
+const ROOM = "#ops";
+/** The membership lines of the room alice was shown. */
+const roomLines = (c: TestClient): string[] =>
+  c.events.flatMap((e) => (e.type === "membership" && e.conversationId === ROOM ? [`${e.line.by} ${e.line.kind}${e.line.users.length > 0 ? ` ${e.line.users.join(",")}` : ""}`] : []));
 const numbered = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `m${from + i}`);
 
 describe("failover between relays of one service", () => {
@@ -76,9 +81,18 @@ describe("failover between relays of one service", () => {
     const relayA = await service.start("a");
     proxy = await HoldingProxy.start(relayA.address);
     const viaProxy = proxy.address;
-    // The conversation exists first (names bound, device lists, the DM group), on A alone.
+    // The conversations exist first (names bound, device lists, the DM group, a room), on A alone;
+    // carol only leaves KeyPackages, so that bob can add her (and remove her later).
+    const c = await v2(carol, [relayA.address]);
+    await waitUntil(() => service.store.mls.keyPackageCounts("carol").oneTime > 0, "carol's KeyPackages published", T);
+    await stop(c);
     let a = await v2(alice, [proxy.address]);
     let b = await v2(bob, [relayA.address]);
+    expect((await b.client.joinRoom(ROOM)).ok).toBe(true);
+    expect((await a.client.joinRoom(ROOM)).ok).toBe(true);
+    await waitUntil(() => roomLines(b).includes("alice joined"), "bob sees alice join", T);
+    expect(await b.client.invite!(ROOM, "carol")).toEqual({ ok: true });
+    await waitUntil(() => roomLines(a).includes("bob added carol"), "alice sees carol added", T);
     await say(a, "hi bob");
     await b.waitForMessage("hi bob", T);
     await say(b, "hi alice");
@@ -95,19 +109,28 @@ describe("failover between relays of one service", () => {
     for (const text of numbered(1, 5)) await say(b, text);
     await waitUntil(() => shown(a).length === 5, "alice shown m1-m5", T);
 
-    // From here A hears nothing from alice (her acks stay in the proxy), yet she is shown these.
+    // From here A hears nothing from alice (her acks stay in the proxy), yet she is shown these:
+    // a commit (bob removes carol from the room: it names no one new, so alice asks the relay
+    // nothing about it, and her requests would go unanswered now) and five messages.
     proxy.hold();
+    expect(await b.client.kick!(ROOM, "carol")).toEqual({ ok: true });
+    await waitUntil(() => roomLines(a).includes("bob removed carol"), "alice shown carol removed with her acks held back", T);
     for (const text of numbered(6, 10)) await say(b, text);
     await waitUntil(() => shown(a).length === 10, "alice shown m6-m10 with her acks held back", T);
 
-    // Relay A dies hard (no grace); bob goes on sending; both clients find B by themselves.
+    // Relay A dies hard (no grace) with two of bob's messages perhaps in flight (their answers
+    // lost: his outbox sends them again through B); bob goes on sending; both clients find B.
+    const inFlight = numbered(11, 12).map((text) => b.client.send(DM, text));
+    expect(inFlight.every((r) => r.ok)).toBe(true);
     await relayA.relay.shutdown();
     await proxy.close();
     proxy = undefined;
-    for (const text of numbered(11, 20)) await say(b, text);
+    for (const text of numbered(13, 20)) await say(b, text);
     await waitUntil(() => shown(a).length >= 20, "alice shown m11-m20 through relay B", T);
-    // The redelivered m6-m10 reached alice from B's queue read and were dropped.
+    // The redelivered m6-m10 and the commit reached alice from B's queue read and were dropped.
     await waitUntil(() => aliceLogs.filter((l) => l.event === "mls.deliver.redelivered").length >= 5, "alice dropping B's redeliveries", T);
+    await waitUntil(() => aliceLogs.some((l) => l.event === "mls.deliver.stale"), "alice dropping the redelivered commit", T);
+    expect(roomLines(a).filter((l) => l === "bob removed carol")).toHaveLength(1);
 
     expect(shown(a)).toEqual(numbered(1, 20));
     expect(a.events.filter((e) => e.type === "refused")).toEqual([]);

@@ -137,6 +137,14 @@ describe("failover between relays of one service", () => {
     expect(a.events.filter((e) => e.type === "notice" && e.level === "error")).toEqual([]);
     const moves = a.events.flatMap((e) => (e.type === "notice" && e.text.startsWith("moved to relay") ? [e.text] : []));
     expect(moves).toEqual([`moved to relay ${relayB.address}`]);
+    // The catch-up line on B counts what it showed anew, not the redeliveries it dropped.
+    const movedAt = a.events.findIndex((e) => e.type === "notice" && e.text.startsWith("moved to relay"));
+    const caughtAt = await waitUntil(() => {
+      const i = a.events.findIndex((e, j) => j > movedAt && e.type === "caught-up");
+      return i < 0 ? undefined : i;
+    }, "the catch-up line after the move", T);
+    const newlyShown = a.events.slice(movedAt, caughtAt).filter((e) => e.type === "message" && !e.message.own).length;
+    expect(a.events[caughtAt]).toEqual({ type: "caught-up", reconnect: true, count: newlyShown });
     expect(a.client.serverLabel).toBe(`${relayB.address} (2 of 2)`);
     // B showed the certificate alice pinned for the proxy's address: pinned for B too, the same.
     const pins = JSON.parse(readFileSync(join(service.dir, "alice", "alice_known_relays.json"), "utf8")) as { relays: Record<string, { sha256: string }> };

@@ -59,9 +59,12 @@ export interface ChatClientOptions {
    * (local-identity.ts), which may be a linked device (its device key; protocol v2 only).
    */
   readonly identity: PrivateIdentity | LocalIdentity;
-  /** host:port of the relay. */
-  readonly server: string;
-  /** How the status line names the relay (default: `server`). */
+  /**
+   * host:port of the relay, or the relays of one service in order (server-list.ts: the first
+   * that answers is used, a session that ends moves to the next).
+   */
+  readonly server: string | readonly string[];
+  /** How the status line names a single relay (default: `server`; a list names the one in use). */
   readonly serverLabel?: string;
   readonly trust: TrustStore;
   readonly state: ClientStateStore;
@@ -93,7 +96,8 @@ export interface ChatClientOptions {
 
 export class ChatClient implements ChatSession {
   readonly me: string;
-  readonly serverLabel: string;
+  /** The status line's single-relay label (a list of relays is named by the one in use). */
+  private readonly fixedLabel: string | undefined;
 
   private readonly trustStore: TrustStore;
   private readonly state: ClientStateStore;
@@ -140,6 +144,13 @@ export class ChatClient implements ChatSession {
   readonly deviceDirectory: DeviceDirectory | undefined;
   private readonly ownDevices: OwnDevices | undefined;
 
+  /** How the status line names the relay: the one in use, "b:50051 (2 of 2)" for a list. */
+  get serverLabel(): string {
+    if (this.fixedLabel !== undefined) return this.fixedLabel;
+    const r = this.connection.relay;
+    return `${r.address} (${r.position} of ${r.of})`;
+  }
+
   constructor(o: ChatClientOptions) {
     const local = asLocalIdentity(o.identity);
     this.local = local;
@@ -147,7 +158,9 @@ export class ChatClient implements ChatSession {
     // What the older parts take; on a linked device its RSA half throws (v1 only), local-identity.ts.
     const identity = privateView(local);
     this.me = local.username;
-    this.serverLabel = o.serverLabel ?? o.server;
+    const servers = typeof o.server === "string" ? [o.server] : [...o.server];
+    if (servers.length === 0) throw new TypeError("ChatClient needs at least one server address");
+    this.fixedLabel = servers.length === 1 ? (o.serverLabel ?? servers[0]) : undefined;
     this.trustStore = o.trust;
     this.state = o.state;
     this.log = o.logger ?? nullLogger;
@@ -157,7 +170,9 @@ export class ChatClient implements ChatSession {
     const emit = (e: SessionEvent): void => this.emit(e);
     const limits = (): Limits => this.limits;
     const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
-    this.linking = { server: o.server, transport, store: o.v2?.store };
+    // Linking uses the first address: the rendezvous lives in one relay's memory, so both
+    // devices must meet at the same relay, and both try the list in the same order.
+    this.linking = { server: servers[0]!, transport, store: o.v2?.store };
     if (transport.kind === "plaintext") {
       log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
     }
@@ -169,7 +184,7 @@ export class ChatClient implements ChatSession {
     // The history is a subscriber like the UI, the first one: it keeps what the UI is shown.
     this.stopRecording = this.history === undefined ? () => {} : this.subscribe(this.history.onEvent);
     this.connection = new RelayConnection({
-      identity: local, server: o.server, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
+      identity: local, server: servers, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
       beforeConnect: o.beforeConnect, clock, random: o.random ?? Math.random, log, pacer: this.pacer,
       protocolVersion: o.v2 !== undefined ? 2 : 1,
       hooks: {

@@ -17,6 +17,7 @@ import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-re
 import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
 import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { ConnectionStatus, Outcome, SessionEvent } from "./types.js";
+import { PER_ADDRESS, ServerRotation } from "./server-list.js";
 
 export const CLIENT_VERSION = "secure-chat/0.1.0";
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -41,7 +42,8 @@ export interface ConnectionHooks {
 export interface RelayConnectionOptions {
   /** Who proves the session: the primary's identity, or a linked device (PROTOCOL.md §4.5). */
   readonly identity: PrivateIdentity | LocalIdentity;
-  readonly server: string;
+  /** host:port, or the relays of one service in order (server-list.ts): the first that answers is used. */
+  readonly server: string | readonly string[];
   readonly transport: RelayTransport;
   readonly keepalive: KeepalivePolicy | undefined;
   readonly reconnect: ReconnectPolicy | false;
@@ -82,15 +84,25 @@ export class RelayConnection {
   /** Failed attempts since the last session that reached Welcome, and the wait they earn. */
   private readonly backoff: ReconnectBackoff;
   private readonly requests = new PendingRequests();
+  /** Which address of the list is in use, and where the next attempt goes. */
+  private readonly rotation: ServerRotation;
+  /** The address of the last session that reached Welcome (a move is said when it changes). */
+  private lastWelcomed: string | undefined;
 
   constructor(private readonly o: RelayConnectionOptions) {
     this.me = o.identity.username;
+    this.rotation = new ServerRotation(typeof o.server === "string" ? [o.server] : o.server);
     const policy = o.reconnect;
     this.backoff = new ReconnectBackoff((n) => (policy === false ? 0 : backoffDelay(n, policy, o.random)));
   }
 
   get connection(): ConnectionStatus {
     return this.status;
+  }
+
+  /** The address in use or being tried, its 1-based place in the list, and the list's length. */
+  get relay(): { readonly address: string; readonly position: number; readonly of: number } {
+    return { address: this.rotation.current, position: this.rotation.position, of: this.rotation.size };
   }
 
   /** True while a session is authenticated (between Welcome and its end). */
@@ -208,21 +220,31 @@ export class RelayConnection {
         if (this.fatal !== undefined) throw this.fatal;
       } catch (caught) {
         const e = this.fatal ?? caught;
-        if (e instanceof FatalSessionError) {
+        // This address can never work (its certificate changed, it is not a relay): skip it, said
+        // once, while another address of the list remains (cluster-design.md §3).
+        if (e instanceof FatalSessionError && this.fatal === undefined && PER_ADDRESS.has(e.end.kind) && this.rotation.skipCurrent(e.message)) {
+          const skipped = this.rotation.current;
+          this.o.log.warn("session.relay-skipped", { address: skipped, reason: e.message });
+          // No `about`: the UI would word only the cause, and the line must say the relay is skipped.
+          this.o.hooks.emit({ type: "notice", level: "warn", text: `Relay ${skipped} is skipped for this run: ${e.message}` });
+          cause = e.end;
+          this.lastEndReason = undefined;
+        } else if (e instanceof FatalSessionError) {
           this.o.log.warn("session.fatal", { reason: e.message });
           // In the conversation too: the status line may be too narrow for the whole sentence.
           this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause: e.end } });
           this.setConnection({ state: "failed", reason: e.message, cause: e.end });
           return;
+        } else {
+          cause = sessionEndOf(e);
+          const reason = describeSessionEnd(cause);
+          this.o.log.info("session.ended", { reason, address: this.rotation.current });
+          // Said once in the conversation too: the status line has little room for what to do.
+          if (e instanceof NameTakenError && this.lastEndReason !== reason) {
+            this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause } });
+          }
+          this.lastEndReason = reason;
         }
-        cause = sessionEndOf(e);
-        const reason = describeSessionEnd(cause);
-        this.o.log.info("session.ended", { reason });
-        // Said once in the conversation too: the status line has little room for what to do.
-        if (e instanceof NameTakenError && this.lastEndReason !== reason) {
-          this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause } });
-        }
-        this.lastEndReason = reason;
       } finally {
         this.stream?.close();
         this.stream = undefined;
@@ -235,7 +257,13 @@ export class RelayConnection {
         this.setConnection({ state: "failed", reason: describeSessionEnd(cause), cause });
         return;
       }
-      // Counted from the last session that reached Welcome, however it ended (backoff.ts).
+      // The next address of the list at once; only after a whole round failed is there a wait.
+      const move = this.rotation.advance();
+      if (!move.wait) {
+        this.o.log.info("session.next-relay", { address: move.address });
+        continue;
+      }
+      // Counted in rounds from the last session that reached Welcome, however it ended (backoff.ts).
       const next = this.backoff.next();
       const retryAtMs = this.o.clock() + next.delayMs;
       this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason: describeSessionEnd(cause), cause });
@@ -248,10 +276,10 @@ export class RelayConnection {
 
   /** One stream from hello to its end. */
   private async runSession(): Promise<void> {
-    const server = this.o.server;
+    const server = this.rotation.current;
     let channel;
     try {
-      channel = await prepareChannel(this.o.transport, server);
+      channel = await prepareChannel(this.o.transport, server, this.rotation.siblings(server));
     } catch (e) {
       // A changed certificate is refused for good (the sentence says how to accept it).
       if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.end);
@@ -294,7 +322,14 @@ export class RelayConnection {
       // Authenticated from here: my own directory entry shows me online.
       this.authenticated = true;
       this.backoff.welcomed();
+      this.rotation.welcomed();
       this.lastEndReason = undefined;
+      // A move between relays of the list is one line, not an error: the session goes on.
+      if (this.lastWelcomed !== undefined && this.lastWelcomed !== server) {
+        this.o.log.info("session.moved", { address: server });
+        this.o.hooks.emit({ type: "notice", level: "info", text: `moved to relay ${server}` });
+      }
+      this.lastWelcomed = server;
       this.o.hooks.welcomed(welcome.value);
     } catch (e) {
       clearTimeout(handshakeTimer);

@@ -107,8 +107,11 @@ export function normalizeSha256(s: string): string | undefined {
 /**
  * Prepares one connection attempt. In pinned mode it first learns the certificate the relay
  * presents: pins it on first contact (or when it equals --accept-relay-cert), refuses a change.
+ * `siblings`: the other addresses of the same server list; a first contact that presents the
+ * certificate already pinned for one of them is that service's relay, pinned without a new first
+ * use (cluster-design.md §3).
  */
-export async function prepareChannel(transport: RelayTransport, address: string): Promise<PreparedChannel> {
+export async function prepareChannel(transport: RelayTransport, address: string, siblings: readonly string[] = []): Promise<PreparedChannel> {
   if (transport.kind === "plaintext") {
     return { credentials: grpcCredentials.createInsecure(), options: {}, binding: () => PLAINTEXT_CHANNEL_BINDING, refusal: NO_REFUSAL };
   }
@@ -128,17 +131,22 @@ export async function prepareChannel(transport: RelayTransport, address: string)
   // Already pinned (the usual reconnect): connect straight on the pin; only when that fails is
   // the relay asked which certificate it shows (refusal() below).
   if (pin === undefined || (transport.acceptSha256 !== undefined && pin.sha256 !== transport.acceptSha256)) {
-    pin = await pinFirstOrAccepted(transport, address, pin);
+    pin = await pinFirstOrAccepted(transport, address, pin, siblings);
   }
   return pinnedChannel(address, pin);
 }
 
 /** First contact (trust on first use), or the user accepting a new certificate by its SHA-256. */
-async function pinFirstOrAccepted(transport: Extract<RelayTransport, { kind: "pinned" }>, address: string, old: RelayPin | undefined): Promise<RelayPin> {
+async function pinFirstOrAccepted(
+  transport: Extract<RelayTransport, { kind: "pinned" }>, address: string, old: RelayPin | undefined, siblings: readonly string[],
+): Promise<RelayPin> {
   const presented = await presentedCertificate(address);
   const presentedSha256 = certificateFingerprint(presented);
   let pin = old;
-  if (transport.acceptSha256 !== undefined && presentedSha256 === transport.acceptSha256 && pin?.sha256 !== presentedSha256) {
+  if (pin === undefined && siblings.some((s) => transport.pins.get(s)?.sha256 === presentedSha256)) {
+    // Never for a changed pin (old !== undefined): a sibling's certificate re-pins nothing.
+    pin = await transport.pins.pin(address, presented);
+  } else if (transport.acceptSha256 !== undefined && presentedSha256 === transport.acceptSha256 && pin?.sha256 !== presentedSha256) {
     pin = await transport.pins.pin(address, presented);
   } else if (pin === undefined) {
     if (transport.acceptSha256 !== undefined) {

@@ -25,7 +25,7 @@ import { defaultDeviceName, runLinkMode } from "./link-mode.js";
 import { runTui } from "./run-tui.js";
 import { loadStartIdentity, startKeyPath, startKind } from "./start-identity.js";
 import type { StartupNotice } from "./state/reducer.js";
-import { defaultStateDir, fileLogger, LogFileError, parseServerAddress, planPassphrase, promptHidden, somethingListens } from "./startup.js";
+import { defaultStateDir, fileLogger, LogFileError, parseServerOption, planPassphrase, promptHidden, somethingListens } from "./startup.js";
 
 function fail(message: string, code = 1): number {
   process.stderr.write(`chat-tui: ${message}\n`);
@@ -47,7 +47,10 @@ async function main(): Promise<number> {
     .usage("$0 <username> [options]\n\nEnd-to-end encrypted chat in your terminal. Your keys are created on first run.")
     .command("$0 <username>", "start chatting as <username>", (y) =>
       y.positional("username", { type: "string", demandOption: true, describe: "1-32 of a-z 0-9 _ -, starting with a letter" }))
-    .option("server", { type: "string", describe: `relay host:port (default: this machine's relay on 127.0.0.1:${localRelayPort()}, started in the background if none runs)` })
+    .option("server", {
+      type: "string",
+      describe: `relay host:port, or several relays of one service as host:port,host:port (tried in order; a lost relay moves you to the next) (default: this machine's relay on 127.0.0.1:${localRelayPort()}, started in the background if none runs)`,
+    })
     .option("key-dir", { type: "string", describe: `directory of <username>_key.pem (default ${defaultKeyDir()})` })
     .option("passphrase", { type: "boolean", default: false, describe: "protect a newly created key with a passphrase (asked on the terminal, unless SECURECHAT_PASSPHRASE is set: then it is the passphrase)" })
     .option("log-file", { type: "string", describe: `log file (default ${join(defaultStateDir(), "<username>.log")})` })
@@ -67,6 +70,7 @@ async function main(): Promise<number> {
     .option("device-name", { type: "string", describe: "this device's name as your contacts and devices see it (default: the host name); with --link the new device's, else the primary's (renames it)" })
     .example("$0 alice", "chat as alice on this machine (starts this machine's relay if none runs)")
     .example("$0 bob --server chat.example.org:50051", "chat as bob through a remote relay")
+    .example("$0 bob --server a.example.org:50051,b.example.org:50051", "chat as bob through either relay of one service")
     .example("$0 alice --link --device-name desktop", "link this machine as alice's device 'desktop' (then /link CODE on alice's primary device)")
     .strict()
     .help()
@@ -84,10 +88,11 @@ async function main(): Promise<number> {
   if (!nameCheck.ok) return fail(`invalid username '${username}': ${nameCheck.reason}`, 2);
 
 
-  let server: { host: string; port: number } | undefined;
+  let server: readonly string[] | undefined;
   if (argv.server !== undefined) {
-    server = parseServerAddress(argv.server);
-    if (server === undefined) return fail(`--server must be host:port, e.g. 127.0.0.1:50051`, 2);
+    const list = parseServerOption(argv.server);
+    if (!list.ok) return fail(list.errors.join("; "), 2);
+    server = list.servers;
   }
 
   const modes = [argv.tls ? "--tls" : undefined, argv.ca !== undefined ? "--ca" : undefined, argv.insecurePlaintext ? "--insecure-plaintext" : undefined, argv.acceptRelayCert !== undefined ? "--accept-relay-cert" : undefined].filter((m) => m !== undefined);
@@ -200,11 +205,11 @@ async function main(): Promise<number> {
     notices.push({ level: "warn", text: "Connecting without TLS (--insecure-plaintext): anyone on the network path can read who talks to whom and act as you towards the relay (join, leave, acknowledge your queued messages away)." });
   }
   // Zero-setup: this machine's relay, a process of its own (local-relay.ts).
-  let address: string;
+  let address: string | readonly string[];
   let serverLabel: string;
   if (server !== undefined) {
-    address = `${server.host}:${server.port}`;
-    serverLabel = address;
+    address = server;
+    serverLabel = server[0]!; // a list is named by the relay in use (ChatClient.serverLabel)
   } else {
     let local;
     try {
@@ -261,7 +266,7 @@ async function main(): Promise<number> {
   if (upgraded !== undefined && upgraded.unreadable > 0) {
     notices.push({ level: "warn", text: `${upgraded.unreadable} message${upgraded.unreadable === 1 ? "" : "s"} left unsent by the protocol v1 client could not be opened with this key file and ${upgraded.unreadable === 1 ? "is" : "are"} not sent.` });
   }
-  logger.info("tui.start", { user: username, server: address, transport: transport.kind });
+  logger.info("tui.start", { user: username, server: typeof address === "string" ? address : address.join(","), transport: transport.kind });
   client.start();
   // A terminal closing (SIGHUP) or a kill (SIGTERM, SIGINT from outside) leaves as /quit does:
   // the session closes and the terminal is restored.
@@ -285,7 +290,7 @@ async function main(): Promise<number> {
 
 /** --link: the relay as the session would reach it, then the linking's screen (link-mode.ts). */
 async function linkMode(o: {
-  readonly username: string; readonly keyDir: string; readonly server: { host: string; port: number } | undefined;
+  readonly username: string; readonly keyDir: string; readonly server: readonly string[] | undefined;
   readonly argv: { readonly deviceName?: string | undefined; readonly passphrase: boolean; readonly insecurePlaintext: boolean; readonly tls: boolean };
   readonly ca: Buffer | undefined; readonly acceptSha256: string | undefined; readonly logger: Logger;
   readonly stdin: NodeJS.ReadStream; readonly stdout: NodeJS.WriteStream;
@@ -299,7 +304,9 @@ async function linkMode(o: {
   if (!plan.ok) return fail(plan.error);
   let address: string;
   try {
-    address = o.server !== undefined ? `${o.server.host}:${o.server.port}`
+    // The first relay of a list: the rendezvous lives in one relay's memory (cluster-design.md §2),
+    // and the primary, given the same list, reaches the same relay first.
+    address = o.server !== undefined ? o.server[0]!
       : (await ensureLocalRelay({ dir: localRelayDir(), port: localRelayPort(), listens: (h, p) => somethingListens(h, p) })).address;
     await ensureKeyDir(o.keyDir);
   } catch (e) {

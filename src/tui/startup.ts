@@ -5,6 +5,7 @@ import { connect } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { jsonLineLogger, type LogLevel, type Logger } from "../protocol/log.js";
+import { parseServerList, type ServerListError } from "../client/server-list.js";
 
 export const DEFAULT_PORT = 50051;
 export const LOCAL_HOST = "127.0.0.1";
@@ -82,13 +83,33 @@ export function fileLogger(path: string, level: LogLevel): { logger: Logger; str
   return { logger: jsonLineLogger((line) => stream.write(line), level), stream };
 }
 
-/** Splits host:port; IPv6 literals in brackets are accepted. */
-export function parseServerAddress(s: string): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s.trim());
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: m[1]!, port };
+/** Splits host:port; IPv6 literals in brackets are accepted (the --server list: server-list.ts). */
+export { parseServerAddress } from "../client/server-list.js";
+
+/** One sentence per bad entry of --server, in this UI's words. */
+export function serverListErrorText(e: ServerListError): string {
+  switch (e.kind) {
+    case "too-many":
+      return `--server names ${e.count} relays; at most ${e.max} are allowed`;
+    case "not-an-address":
+      return "--server must be host:port, e.g. 127.0.0.1:50051";
+    case "empty":
+      return `--server entry ${e.entry} is empty (addresses are separated by single commas)`;
+    case "not-host-port":
+      return `--server entry ${e.entry} ${JSON.stringify(e.text)} is not host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051`;
+    case "repeated":
+      return `--server entry ${e.entry} ${JSON.stringify(e.text)} repeats entry ${e.first}`;
+    default: {
+      const never: never = e;
+      return never;
+    }
+  }
+}
+
+/** --server: one address or an ordered list of them (server-list.ts), or the sentences of what is wrong. */
+export function parseServerOption(text: string): { ok: true; servers: readonly string[] } | { ok: false; errors: readonly string[] } {
+  const r = parseServerList(text);
+  return r.ok ? r : { ok: false, errors: r.errors.map(serverListErrorText) };
 }
 
 /** True when something accepts TCP connections at host:port (within timeoutMs). */

@@ -191,6 +191,11 @@ export class MlsConversations {
    * before a handshake message among them), then their promises resolve together (the caller
    * acks them: history → state → ack, §10.4). One promise per message, as deliver() gives.
    */
+  /** True when this delivery was dropped as a redelivery of a message processed in this run (after a move between relays). */
+  wasRedelivery(q: MlsQueued): boolean {
+    return this.r.redelivered.has(q);
+  }
+
   deliverAll(qs: readonly MlsQueued[]): Promise<void>[] {
     if (!this.s.started) return qs.map(() => Promise.reject(new Error("the conversation engine is not started")));
     const settlers: { resolve: () => void; reject: (e: unknown) => void }[] = [];

@@ -26,6 +26,8 @@ const PROCESSED_IDS_KEPT = 4_096;
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
   private readonly processed = new Set<string>();
+  /** Deliveries dropped as redeliveries of what was processed (not counted as shown on the caught-up line). */
+  readonly redelivered = new WeakSet<MlsQueued>();
   /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
   private readonly undecided = new Set<string>();
   /**
@@ -140,6 +142,7 @@ export class Receiver {
     const id = mlsMessageId(item.mls).toString("hex");
     if (this.processed.has(id)) {
       this.s.d.logger.info("mls.deliver.redelivered", { conversation: conv, seq: q.seq });
+      this.redelivered.add(q);
       return true;
     }
     if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender, item.senderDevice);

@@ -202,7 +202,8 @@ export class MlsSession {
           () => {
             this.order.done();
             this.ackSoon(d.seq);
-            this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION);
+            // A redelivery dropped (its ack was lost with a relay) showed nothing: not "caught up".
+            this.o.handled?.(q.item.kind === MlsKind.MLS_KIND_APPLICATION && !this.engine.wasRedelivery(q));
             if (membership) this.checkMembers(q.conversationId).catch((e: unknown) => this.o.log.warn("mls.trust.check_failed", { reason: (e as Error).message }));
           },
           (e: unknown) => {

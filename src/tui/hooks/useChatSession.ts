@@ -111,6 +111,8 @@ export function useChatSession(options: UseChatSessionOptions): ChatState {
     if (v2) readLobby();
     const unsubscribe = session.subscribe((event) => {
       if (v2 && event.type === "membership" && event.conversationId === LOBBY_ID) readLobby();
+      // With several relays (--server a,b) the one in use changes on a move: the status row follows.
+      if (event.type === "connection" && session.serverLabel !== getState().serverLabel) dispatch({ type: "server-label", label: session.serverLabel });
       queue.push({ event: withUiText(event), atMs: clock() });
       if (scheduled !== undefined) return;
       // The first event after a quiet spell is drawn at the next tick; within a busy spell, at

@@ -42,6 +42,7 @@ function reduce(state: TuiState, action: Action): TuiState {
     case "session-batch":
     case "snapshot":
     case "lobby-members":
+    case "server-label":
     case "toggle-sidebar":
     case "set-mouse":
     case "set-notify":

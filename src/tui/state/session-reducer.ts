@@ -26,6 +26,8 @@ export type SessionAction =
   | { readonly type: "snapshot"; readonly snapshot: SessionSnapshot }
   /** Protocol v2: the lobby group's members, read from the session after a change of them. */
   | { readonly type: "lobby-members"; readonly members: readonly string[] }
+  /** The relay in use changed (a client with several relays moved to another): the status row names it. */
+  | { readonly type: "server-label"; readonly label: string }
   /**
    * Alt-U: hide the users sidebar if it is `shown`, else show it. Showing it where the terminal
    * is wide enough anyway goes back to automatic (it hides again when the terminal narrows).
@@ -304,6 +306,8 @@ export function reduceSession(state: TuiState, action: SessionAction): TuiState 
       );
     case "lobby-members":
       return { ...state, lobbyMembers: action.members };
+    case "server-label":
+      return action.label === state.serverLabel ? state : { ...state, serverLabel: action.label };
     case "toggle-sidebar": {
       if (action.shown) return { ...state, sidebar: false };
       if (!action.automatic) return { ...state, sidebar: true };

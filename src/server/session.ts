@@ -19,7 +19,8 @@ import { fetchDeviceLists, publishDeviceList } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
-import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
+import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
+import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
@@ -326,8 +327,8 @@ class AuthenticatedSession implements RoutedSession {
       }
       deps.logger.info("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
       return accepted(admission.queuedFor);
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
@@ -374,8 +375,8 @@ class AuthenticatedSession implements RoutedSession {
         case "recreateRoom":
           return await this.reply(this.mlsDs.recreateRoom(this.user, frame.value));
       }
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("mls.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
       if (frame.$case === "sendCommit") {
         return this.reply({ $case: "commitResult", value: { requestId, accepted: false, code: e.code, detail: e.message, groupId: Buffer.alloc(0), epoch: 0, currentEpoch: 0, winner: "" } });
@@ -397,8 +398,8 @@ class AuthenticatedSession implements RoutedSession {
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }
       return await this.reply(frame.$case === "publishDeviceList" ? publishDeviceList(deps, this.user, frame.value) : fetchDeviceLists(deps, frame.value));
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("devices.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
@@ -427,9 +428,20 @@ class AuthenticatedSession implements RoutedSession {
         case "listMembers":
           return await this.reply(rooms.members(this.username, frame.value));
       }
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
   }
+}
+
+/**
+ * A request's failure as a refusal: a Refusal as it is; a database that cannot be reached (a
+ * relay on a shared database) as the storage refusal, the session going on; anything else is a
+ * relay bug and is thrown.
+ */
+function refusalOf(e: unknown): Refusal {
+  if (e instanceof Refusal) return e;
+  if (isUnreachable(e)) return storageRefusalOf(e);
+  throw e;
 }

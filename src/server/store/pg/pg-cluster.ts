@@ -243,6 +243,8 @@ export class PgCluster implements Cluster {
       // An offline from an instance that no longer holds the address (the device moved) is stale.
       if (!event.online && this.remote.get(event.address)?.instance !== event.from) return;
       this.note(event.address, event.online ? { username: event.username, instance: event.from } : undefined);
+      // The device moved to that relay: its row is theirs now (this relay's session ends on their `session` event).
+      if (event.online) this.own.delete(event.address);
     }
     this.handlers?.onEvent(event);
   }

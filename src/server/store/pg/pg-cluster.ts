@@ -120,7 +120,7 @@ export class PgCluster implements Cluster {
       else this.own.delete(event.address);
     }
     const payloads = encodeClusterEvents({ ...event, from: this.instanceId } as ClusterEvent);
-    this.write("publish", async (c) => {
+    void this.write("publish", async (c) => {
       if (event.kind === "presence") {
         if (event.online) {
           await c.query(
@@ -286,7 +286,7 @@ export class PgCluster implements Cluster {
   // --- the writer: heartbeat, expiry, presence, notify ---------------------------------------
 
   private heartbeat(): void {
-    this.write("heartbeat", async (c) => {
+    void this.write("heartbeat", async (c) => {
       const alive = await c.query(`UPDATE instances SET heartbeat_ms = ${NOW_MS} WHERE instance_id = $1`, [this.instanceId]);
       if (alive.rowCount === 0) await this.rejoin(c);
       // Dead instances: their presence goes, announced offline by whichever relay deleted it.

@@ -83,12 +83,16 @@ export class RelayGroup {
   readonly relays: GroupRelay[] = [];
   private readonly sessions: RawSession[] = [];
 
-  private constructor(readonly dir: string, readonly store: RelayStore, readonly hub: LocalClusterHub) {}
+  private constructor(readonly dir: string, readonly store: RelayStore, readonly hub: LocalClusterHub, private readonly served: RelayStore) {}
 
-  /** `n` relays on one shared store; `timings` default to no poll (events alone must deliver). */
-  static async start(n: number, timings: ClusterTimings = { pollMs: 0 }): Promise<RelayGroup> {
+  /**
+   * `n` relays on one shared store; `timings` default to no poll (events alone must deliver).
+   * `wrap` puts something in front of the store the relays see (a database that goes away).
+   */
+  static async start(n: number, timings: ClusterTimings = { pollMs: 0 }, wrap: (s: RelayStore) => RelayStore = (s) => s): Promise<RelayGroup> {
     const dir = mkdtempSync(join(tmpdir(), "sc-cluster-"));
-    const g = new RelayGroup(dir, openStore(join(dir, "shared.db")), new LocalClusterHub());
+    const raw = openStore(join(dir, "shared.db"));
+    const g = new RelayGroup(dir, raw, new LocalClusterHub(), wrap(raw));
     try {
       for (let i = 0; i < n; i++) await g.add(timings);
     } catch (e) {
@@ -104,7 +108,7 @@ export class RelayGroup {
     const logs: LogLine[] = [];
     const cluster = new LossyCluster(this.hub.join());
     const relay = await startRelay({
-      host: "127.0.0.1", port: 0, dataDir, store: this.store, cluster, clusterTimings: timings,
+      host: "127.0.0.1", port: 0, dataDir, store: this.served, cluster, clusterTimings: timings,
       logger: jsonLineLogger((line) => logs.push(JSON.parse(line) as LogLine), "debug"),
       limits: TEST_REGISTRATION_LIMITS, shutdownGraceMs: 2000,
     });

@@ -17,6 +17,8 @@ import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { waitMember } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
+import type { RelayStore } from "../../src/server/store.js";
+import { PgError } from "../../src/server/store/pg/sync-client.js";
 import { RelayGroup, type GroupRelay } from "./cluster-helpers.js";
 
 let alice: PrivateIdentity;
@@ -184,5 +186,37 @@ describe("relays sharing one store", () => {
     expect(ended.code).toBe(GrpcStatus.UNAVAILABLE);
     await stopping;
     await watcher.nextPresence("alice", false);
+  });
+
+  it("a database that goes away: handshakes refused with a storage sentence, NOT_SERVING; SERVING again once a probe reaches it", async () => {
+    // The store as a relay sees it when the network to its database is cut: every call fails as
+    // sync-client.ts fails it (a PgError with a connection SQLSTATE), until the cut heals.
+    let down = false;
+    const cut = (s: RelayStore): RelayStore => {
+      const fail = (): never => {
+        throw new PgError("Connection terminated unexpectedly", "08006");
+      };
+      const wrap = <T extends object>(t: T): T => new Proxy(t, {
+        get(target, prop, receiver) {
+          const v: unknown = Reflect.get(target, prop, receiver);
+          if (prop === "mls" || prop === "devices") return wrap(v as object);
+          if (typeof v !== "function") return v;
+          return (...args: unknown[]) => (down && prop !== "close" ? fail() : (v as (...a: unknown[]) => unknown).apply(target, args));
+        },
+      });
+      return wrap(s);
+    };
+    group = await RelayGroup.start(1, { pollMs: 0, probeMs: 50 }, cut);
+    const r = group.relays[0]!;
+    expect(await check(r)).toBe(ServingStatus.SERVING);
+    down = true;
+    const s = await group.connect(0, alice).then(() => undefined, (e: Error) => e);
+    expect(s?.message).toContain("the relay cannot reach its storage right now; try again in a moment");
+    expect(await check(r)).toBe(ServingStatus.NOT_SERVING);
+    expect(r.logs.some((l) => l.event === "session.failed")).toBe(false);
+    down = false;
+    await waitUntil(async () => (await check(r)) === ServingStatus.SERVING, "SERVING again");
+    const back = await group.connect(0, alice);
+    expect(back.welcome.username).toBe("alice");
   });
 });

@@ -83,16 +83,22 @@ export class RelayGroup {
   readonly relays: GroupRelay[] = [];
   private readonly sessions: RawSession[] = [];
 
-  private constructor(readonly dir: string, readonly store: RelayStore, readonly hub: LocalClusterHub, private readonly served: RelayStore) {}
+  private constructor(
+    readonly dir: string, readonly store: RelayStore, readonly hub: LocalClusterHub, private readonly served: RelayStore,
+    /** Another bus than the hub (PgCluster): one per relay. */
+    private readonly makeCluster?: (hub: LocalClusterHub) => Cluster,
+  ) {}
 
   /**
    * `n` relays on one shared store; `timings` default to no poll (events alone must deliver).
    * `wrap` puts something in front of the store the relays see (a database that goes away).
    */
-  static async start(n: number, timings: ClusterTimings = { pollMs: 0 }, wrap: (s: RelayStore) => RelayStore = (s) => s): Promise<RelayGroup> {
+  static async start(
+    n: number, timings: ClusterTimings = { pollMs: 0 }, wrap: (s: RelayStore) => RelayStore = (s) => s, makeCluster?: (hub: LocalClusterHub) => Cluster,
+  ): Promise<RelayGroup> {
     const dir = mkdtempSync(join(tmpdir(), "sc-cluster-"));
     const raw = openStore(join(dir, "shared.db"));
-    const g = new RelayGroup(dir, raw, new LocalClusterHub(), wrap(raw));
+    const g = new RelayGroup(dir, raw, new LocalClusterHub(), wrap(raw), makeCluster);
     try {
       for (let i = 0; i < n; i++) await g.add(timings);
     } catch (e) {
@@ -106,7 +112,7 @@ export class RelayGroup {
     const dataDir = join(this.dir, `relay${this.relays.length}`);
     mkdirSync(dataDir, { mode: 0o700 });
     const logs: LogLine[] = [];
-    const cluster = new LossyCluster(this.hub.join());
+    const cluster = new LossyCluster(this.makeCluster?.(this.hub) ?? this.hub.join());
     const relay = await startRelay({
       host: "127.0.0.1", port: 0, dataDir, store: this.served, cluster, clusterTimings: timings,
       logger: jsonLineLogger((line) => logs.push(JSON.parse(line) as LogLine), "debug"),

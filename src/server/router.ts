@@ -221,9 +221,14 @@ export class Router {
     if (elsewhere !== undefined) this.cluster?.publish({ kind: "rows", rows: elsewhere });
   }
 
-  /** Another relay queued rows (a `rows` event): the pumps here of those addresses deliver them. */
+  /**
+   * Another relay queued rows (a `rows` event): the pumps here of those addresses deliver them.
+   * A kick, not arrived(n): the event may come after the pump already read those rows (an ack
+   * or the poll woke it), and counting them again would drift its outgoing count toward a false
+   * slow-consumer verdict.
+   */
   arrivedFromCluster(rows: ReadonlyArray<readonly [string, number]>): void {
-    for (const [a, n] of rows) this.online.get(a)?.pump.arrived(n);
+    for (const [a] of rows) this.online.get(a)?.pump.kick();
   }
 
   /** Wakes every pump here (a rescan or resync, and the poll fallback in a cluster). */

@@ -19,6 +19,10 @@ import { waitMember } from "../helpers/v2-waits.js";
 import { waitUntil } from "../helpers/wait.js";
 import type { RelayStore } from "../../src/server/store.js";
 import { PgError } from "../../src/server/store/pg/sync-client.js";
+import { connectDevice, deviceListOf, makeLinkedDevice, publishDeviceListOk } from "../helpers/device-session.js";
+import { mlsPerson } from "../helpers/mls-ds.js";
+import type { TestRelay } from "../helpers/relay-harness.js";
+import { RawSession } from "../helpers/raw-session.js";
 import { RelayGroup, type GroupRelay } from "./cluster-helpers.js";
 
 let alice: PrivateIdentity;
@@ -218,5 +222,26 @@ describe("relays sharing one store", () => {
     await waitUntil(async () => (await check(r)) === ServingStatus.SERVING, "SERVING again");
     const back = await group.connect(0, alice);
     expect(back.welcome.username).toBe("alice");
+  });
+
+  it("a device list kept on A: B's sessions see the new version, and a device it drops ends on B as unlinked", async () => {
+    group = await RelayGroup.start(2);
+    const rb = group.relays[1]!;
+    // connectDevice only opens a session on what it is given.
+    const onB = { open: () => new RawSession(rb.address, rb.transport) } as unknown as TestRelay;
+    const primary = await group.connect(0, alice);
+    const watcher = await group.connect(1, bob);
+    const laptop = await mlsPerson(alice);
+    const desktop = await makeLinkedDevice(alice, "desktop");
+    await publishDeviceListOk(primary, deviceListOf(alice, laptop, [desktop], 1));
+    const d = await connectDevice(onB, alice, desktop);
+    expect(d.welcome.deviceId).toBe(desktop.deviceId);
+    expect(d.welcome.deviceListVersion).toBe(1);
+    await publishDeviceListOk(primary, deviceListOf(alice, laptop, [], 2));
+    const ended = await d.status();
+    expect(ended.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect(ended.details).toBe("this device was unlinked by alice's primary device");
+    await waitUntil(() => watcher.presence.get("alice")?.deviceListVersion === 2, "bob on B sees alice's list v2");
+    d.close();
   });
 });

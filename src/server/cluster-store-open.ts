@@ -1,29 +1,16 @@
 // chat-relay on a shared PostgreSQL database (`--store postgres://…` or SECURECHAT_RELAY_STORE):
 // opening the store and the cluster bus, each failure one sentence naming the database by
 // host:port (never its credentials), and the operator commands' side (migrate, users) that
-// other relays must hear about.
+// other relays must hear about. chat-relay loads this module only when a store is given.
 import pg from "pg";
 import type { Logger } from "../protocol/log.js";
 import { encodeClusterEvents } from "./cluster.js";
-import { databaseHostOf, isPostgresUrl, redactSecrets } from "./cluster-url.js";
+import { databaseHostOf, redactSecrets } from "./cluster-url.js";
 import { RelayStartError } from "./startup.js";
 import type { RelayStore } from "./store.js";
 import { migratePg, openPgStore, type MigrateResult } from "./store/pg/pg-store.js";
 import { CLUSTER_CHANNEL, PgCluster } from "./store/pg/pg-cluster.js";
 import { PgError } from "./store/pg/sync-client.js";
-
-/** The environment variable naming the store when --store is not given. */
-export const STORE_ENV = "SECURECHAT_RELAY_STORE";
-
-/** The store URL of this invocation: --store wins over the environment; undefined for the embedded store. */
-export function storeUrlOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const url = flag ?? env[STORE_ENV];
-  if (url === undefined || url === "") return undefined;
-  if (!isPostgresUrl(url)) {
-    throw new RelayStartError(`the store must be a postgres:// or postgresql:// URL (from ${flag !== undefined ? "--store" : STORE_ENV}); without one the relay keeps relay.db in its data dir`);
-  }
-  return url;
-}
 
 /** One sentence for a failure to use the database, its credentials taken out. */
 export function databaseFailure(url: string, e: unknown): RelayStartError {

@@ -1,5 +1,20 @@
-// The PostgreSQL store URL as the relay may show it: never its credentials. Every log line and
-// every sentence about the database names it by host:port only.
+// The PostgreSQL store URL: where chat-relay takes it from, and how the relay may show it (never
+// its credentials: every log line and every sentence about the database names it by host:port).
+// Light on purpose (no driver): chat-relay reads it on every start, store or not.
+import { RelayStartError } from "./startup.js";
+
+/** The environment variable naming the store when --store is not given. */
+export const STORE_ENV = "SECURECHAT_RELAY_STORE";
+
+/** The store URL of this invocation: --store wins over the environment; undefined for the embedded store. */
+export function storeUrlOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = flag ?? env[STORE_ENV];
+  if (url === undefined || url === "") return undefined;
+  if (!isPostgresUrl(url)) {
+    throw new RelayStartError(`the store must be a postgres:// or postgresql:// URL (from ${flag !== undefined ? "--store" : STORE_ENV}); without one the relay keeps relay.db in its data dir`);
+  }
+  return url;
+}
 
 /** "host:port" of a postgres:// URL (default port 5432); "the database" when it does not parse. */
 export function databaseHostOf(url: string): string {

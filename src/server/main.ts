@@ -32,9 +32,11 @@ import { DEFAULT_RELAY_LIMITS, HANDSHAKE_TIMEOUT_MS, type RelayLimits } from "./
 import { defaultRelayDataDir } from "./paths.js";
 import { RelayStartError, startRelay } from "./relay.js";
 import { formatUserList, listBoundUsers, releaseUsername, type UsersTarget } from "./users-command.js";
-import { announceUserChange, databaseFailure, describeMigration, migrateStore, openSharedStore, storeUrlOf, STORE_ENV, type SharedStore } from "./cluster-store-open.js";
-import { databaseHostOf } from "./cluster-url.js";
-import { PgError } from "./store/pg/sync-client.js";
+import type { SharedStore } from "./cluster-store-open.js";
+import { databaseHostOf, storeUrlOf, STORE_ENV } from "./cluster-url.js";
+
+/** The shared-store code (and its PostgreSQL driver), loaded only when a store is given. */
+const sharedStoreCode = (): Promise<typeof import("./cluster-store-open.js")> => import("./cluster-store-open.js");
 import { RELAY_VERSION } from "./version.js";
 import { usageSentence } from "../protocol/usage.js";
 
@@ -107,7 +109,7 @@ async function runRelay(args: RunArgs): Promise<number> {
     // One relay per data dir (relay.pid); startRelay creates the dir, so make sure it exists first.
     mkdirSync(a.dataDir, { recursive: true, mode: 0o700 });
     lock = lockDataDir(a.dataDir);
-    if (a.storeUrl !== undefined) shared = openSharedStore(a.storeUrl, logger);
+    if (a.storeUrl !== undefined) shared = (await sharedStoreCode()).openSharedStore(a.storeUrl, logger);
     relay = await startRelay({
       host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
       ...(shared === undefined ? {} : { store: shared.store, cluster: shared.cluster }),
@@ -121,7 +123,7 @@ async function runRelay(args: RunArgs): Promise<number> {
     lock?.release();
     if (e instanceof DataDirLocked) return fail(e.message, 3);
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
-    if (a.storeUrl !== undefined && e instanceof PgError) return fail(databaseFailure(a.storeUrl, e).message);
+    if (a.storeUrl !== undefined && (e as Error | undefined)?.name === "PgError") return fail((await sharedStoreCode()).databaseFailure(a.storeUrl, e).message);
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM" || code === "ENOTDIR" || code === "EROFS") return fail(`cannot use data directory ${a.dataDir}: ${(e as Error).message}`);
     throw e;
@@ -147,7 +149,10 @@ async function runRelay(args: RunArgs): Promise<number> {
   logger.info("relay.signal", { signal });
   await relay.shutdown();
   // Last: this relay's presence goes from the shared database (the others announce it offline).
-  await shared?.close().catch((e: unknown) => logger.warn("cluster.close_failed", { error: databaseFailure(a.storeUrl ?? "", e).message }));
+  if (shared !== undefined) {
+    const { databaseFailure } = await sharedStoreCode();
+    await shared.close().catch((e: unknown) => logger.warn("cluster.close_failed", { error: databaseFailure(a.storeUrl ?? "", e).message }));
+  }
   lock.release();
   return 0;
 }
@@ -185,14 +190,16 @@ function printFingerprint(dataDir: string): number {
 }
 
 /** The users commands' database: --store/SECURECHAT_RELAY_STORE, else the data dir's relay.db. */
-function usersTarget(dataDir: string, store: string | undefined): UsersTarget {
+async function usersTarget(dataDir: string, store: string | undefined): Promise<{ target: UsersTarget; url: string | undefined }> {
   const url = storeUrlOf(store);
-  return url === undefined ? dataDir : { storeUrl: url };
+  if (url === undefined) return { target: dataDir, url };
+  const { openStoreForCommand } = await sharedStoreCode();
+  return { target: { openStore: () => openStoreForCommand(url) }, url };
 }
 
-function usersList(dataDir: string, store: string | undefined): number {
+async function usersList(dataDir: string, store: string | undefined): Promise<number> {
   try {
-    process.stdout.write(formatUserList(listBoundUsers(usersTarget(dataDir, store))));
+    process.stdout.write(formatUserList(listBoundUsers((await usersTarget(dataDir, store)).target)));
     return 0;
   } catch (e) {
     if (e instanceof RelayStartError) return fail(e.message);
@@ -202,10 +209,10 @@ function usersList(dataDir: string, store: string | undefined): number {
 
 async function usersRelease(dataDir: string, store: string | undefined, name: string): Promise<number> {
   try {
-    const target = usersTarget(dataDir, store);
+    const { target, url } = await usersTarget(dataDir, store);
     if (!releaseUsername(target, name)) return fail(`username '${name}' is not bound on this relay`);
     // The running relays of a shared database reload the name (best effort: they also read it at the next handshake).
-    if (typeof target !== "string" && "storeUrl" in target) await announceUserChange(target.storeUrl, name);
+    if (url !== undefined) await (await sharedStoreCode()).announceUserChange(url, name);
     process.stdout.write(`released '${name}': the next key to connect with this name will own it (peers will see a key change)\n`);
     return 0;
   } catch (e) {
@@ -215,10 +222,11 @@ async function usersRelease(dataDir: string, store: string | undefined, name: st
 }
 
 /** chat-relay migrate --store URL: creates or upgrades the shared database's schema. */
-function migrate(store: string | undefined): number {
+async function migrate(store: string | undefined): Promise<number> {
   try {
     const url = storeUrlOf(store);
     if (url === undefined) return fail(`migrate needs --store postgres://… (or ${STORE_ENV}): the embedded store in the data dir upgrades itself when the relay starts`, USAGE_ERROR);
+    const { describeMigration, migrateStore } = await sharedStoreCode();
     process.stdout.write(describeMigration(migrateStore(url)));
     return 0;
   } catch (e) {
@@ -332,16 +340,16 @@ async function main(): Promise<number> {
       },
     )
     .command("users", "operator commands on bound usernames", (y) => y
-      .command("list", "list bound usernames with key fingerprints and when they were bound", {}, (argv) => {
-        exitCode = usersList(String(argv.dataDir), stringOption(argv.store));
+      .command("list", "list bound usernames with key fingerprints and when they were bound", {}, async (argv) => {
+        exitCode = await usersList(String(argv.dataDir), stringOption(argv.store));
       })
       .command("release <name>", "forget a username's key so a new key can claim it", (yy) =>
         yy.positional("name", { type: "string", demandOption: true, describe: "the username to release" }), async (argv) => {
         exitCode = await usersRelease(String(argv.dataDir), stringOption(argv.store), argv.name);
       })
       .demandCommand(1, "name a users command: list or release <name>"))
-    .command("migrate", "create or upgrade the schema of the shared database (--store)", {}, (argv) => {
-      exitCode = migrate(stringOption(argv.store));
+    .command("migrate", "create or upgrade the schema of the shared database (--store)", {}, async (argv) => {
+      exitCode = await migrate(stringOption(argv.store));
     })
     .command("stop", "stop the relay running on this data dir (as the zero-setup relay chat-tui starts)", {}, async (argv) => {
       exitCode = await stopRelay(String(argv.dataDir));

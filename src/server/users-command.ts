@@ -4,16 +4,18 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkUsername } from "../protocol/names.js";
-import { openStoreForCommand } from "./cluster-store-open.js";
 import { RelayStartError } from "./relay.js";
 import { openStore, type RelayStore, type UserRecord } from "./store.js";
 
-/** Where the users are: a data dir's relay.db (a string, or `dataDir`) or a shared PostgreSQL database. */
-export type UsersTarget = string | { readonly dataDir: string } | { readonly storeUrl: string };
+/**
+ * Where the users are: a data dir's relay.db (a string, or `dataDir`), or a shared PostgreSQL
+ * database (`openStore` opens it: cluster-store-open.ts, loaded only when a store is given).
+ */
+export type UsersTarget = string | { readonly dataDir: string } | { readonly openStore: () => RelayStore };
 
 function openTarget(target: UsersTarget): RelayStore {
   if (typeof target === "string") return openExisting(target);
-  return "storeUrl" in target ? openStoreForCommand(target.storeUrl) : openExisting(target.dataDir);
+  return "openStore" in target ? target.openStore() : openExisting(target.dataDir);
 }
 
 function openExisting(dataDir: string): RelayStore {

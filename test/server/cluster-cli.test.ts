@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { databaseFailure, storeUrlOf } from "../../src/server/cluster-store-open.js";
-import { databaseHostOf, redactSecrets } from "../../src/server/cluster-url.js";
+import { databaseFailure } from "../../src/server/cluster-store-open.js";
+import { databaseHostOf, redactSecrets, storeUrlOf } from "../../src/server/cluster-url.js";
 import { PgError } from "../../src/server/store/pg/sync-client.js";
 import { assertBuilt, RELAY_BIN } from "../helpers/relay-process.js";
 

@@ -231,9 +231,9 @@ export class Router {
     for (const [a] of rows) this.online.get(a)?.pump.kick();
   }
 
-  /** Wakes every pump here (a rescan or resync, and the poll fallback in a cluster). */
-  kickAll(): void {
-    for (const s of this.online.values()) s.pump.kick();
+  /** Every authenticated session here (a snapshot). */
+  allSessions(): RoutedSession[] {
+    return [...this.online.values()];
   }
 
   /** Shutdown: ends every stream (handshaking ones too), after running `beforeEnd` on authenticated ones. */

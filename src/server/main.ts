@@ -34,11 +34,17 @@ import { RelayStartError, startRelay } from "./relay.js";
 import { formatUserList, listBoundUsers, releaseUsername, type UsersTarget } from "./users-command.js";
 import type { SharedStore } from "./cluster-store-open.js";
 import { databaseHostOf, storeUrlOf, STORE_ENV } from "./cluster-url.js";
+import { RELAY_VERSION } from "./version.js";
+import { usageSentence } from "../protocol/usage.js";
 
 /** The shared-store code (and its PostgreSQL driver), loaded only when a store is given. */
 const sharedStoreCode = (): Promise<typeof import("./cluster-store-open.js")> => import("./cluster-store-open.js");
-import { RELAY_VERSION } from "./version.js";
-import { usageSentence } from "../protocol/usage.js";
+
+/** A failure of the shared database (a PgError from the store) as the one sentence to print; undefined for anything else. */
+async function databaseSentence(url: string | undefined, e: unknown): Promise<string | undefined> {
+  if (url === undefined || (e as Error | undefined)?.name !== "PgError") return undefined;
+  return (await sharedStoreCode()).databaseFailure(url, e).message;
+}
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MIB = 1024 * 1024;
@@ -123,7 +129,8 @@ async function runRelay(args: RunArgs): Promise<number> {
     lock?.release();
     if (e instanceof DataDirLocked) return fail(e.message, 3);
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
-    if (a.storeUrl !== undefined && (e as Error | undefined)?.name === "PgError") return fail((await sharedStoreCode()).databaseFailure(a.storeUrl, e).message);
+    const dbFailure = await databaseSentence(a.storeUrl, e);
+    if (dbFailure !== undefined) return fail(dbFailure);
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM" || code === "ENOTDIR" || code === "EROFS") return fail(`cannot use data directory ${a.dataDir}: ${(e as Error).message}`);
     throw e;
@@ -203,6 +210,8 @@ async function usersList(dataDir: string, store: string | undefined): Promise<nu
     return 0;
   } catch (e) {
     if (e instanceof RelayStartError) return fail(e.message);
+    const dbFailure = await databaseSentence(storeUrlOf(store), e);
+    if (dbFailure !== undefined) return fail(dbFailure);
     throw e;
   }
 }
@@ -217,6 +226,8 @@ async function usersRelease(dataDir: string, store: string | undefined, name: st
     return 0;
   } catch (e) {
     if (e instanceof RelayStartError) return fail(e.message);
+    const dbFailure = await databaseSentence(storeUrlOf(store), e);
+    if (dbFailure !== undefined) return fail(dbFailure);
     throw e;
   }
 }

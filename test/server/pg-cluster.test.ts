@@ -128,6 +128,16 @@ describe("PgCluster", () => {
     await waitUntil(() => b.events.some((e) => e.kind === "rescan"), "rescan after the reconnect");
   });
 
+  it("writes its presence again when it finds itself gone (a crash empties UNLOGGED tables)", async () => {
+    const a = await member("a5", { heartbeatMs: 100, deadAfterMs: 1_000 });
+    const b = await member("b5", { heartbeatMs: 100, deadAfterMs: 1_000 });
+    a.cluster.publish({ kind: "presence", username: "gina", address: "gina", online: true });
+    await waitUntil(() => b.cluster.remoteAddresses("gina")?.has("gina"), "gina online at b");
+    await sql("TRUNCATE instances, presence");
+    await waitUntil(async () => (await sql("SELECT instance_id FROM presence WHERE address = 'gina'")).rows[0]?.instance_id === "a5", "a5 rewrote gina's row", 5_000);
+    expect((await sql("SELECT instance_id FROM instances ORDER BY 1")).rows.map((r) => r.instance_id)).toEqual(["a5", "b5"]);
+  });
+
   it("refuses to start against an unreachable database with one sentence naming host:port, not the password", async () => {
     const c = new PgCluster("postgres://sc:s3cret@127.0.0.1:1/none", { logger: quiet, connectTimeoutMs: 500 });
     await expect(c.start({ onEvent: () => undefined, onResync: () => undefined })).rejects.toThrow(/^cannot reach the database at 127\.0\.0\.1:1: /);

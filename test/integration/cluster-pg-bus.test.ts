@@ -51,6 +51,8 @@ describe("relays over PgCluster", () => {
   it("presence and replaced sessions cross relays by NOTIFY", async () => {
     group = await pgGroup(2);
     const sa = await group.connect(0, alice);
+    // Presence is eventually consistent across relays: once relay 1 heard it, its Welcomes say so.
+    await waitUntil(() => group?.relays[1]!.cluster.remoteAddresses("alice")?.has("alice"), "relay 1 heard alice");
     const sb = await group.connect(1, bob);
     expect(sb.welcome.directory.find((e) => e.username === "alice")?.online).toBe(true);
     await sa.nextPresence("bob", true);

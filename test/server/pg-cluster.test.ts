@@ -135,7 +135,23 @@ describe("PgCluster", () => {
     await waitUntil(() => b.cluster.remoteAddresses("gina")?.has("gina"), "gina online at b");
     await sql("TRUNCATE instances, presence");
     await waitUntil(async () => (await sql("SELECT instance_id FROM presence WHERE address = 'gina'")).rows[0]?.instance_id === "a5", "a5 rewrote gina's row", 5_000);
-    expect((await sql("SELECT instance_id FROM instances ORDER BY 1")).rows.map((r) => r.instance_id)).toEqual(["a5", "b5"]);
+    // Both write their instance row again at their next heartbeat.
+    await waitUntil(async () => (await sql("SELECT instance_id FROM instances ORDER BY 1")).rows.map((r) => r.instance_id).join() === "a5,b5", "both instances back", 5_000);
+  });
+
+  it("heals its presence rows when its listener comes back (writes lost while the database was away)", async () => {
+    const a = await member("a6");
+    const b = await member("b6");
+    a.cluster.publish({ kind: "presence", username: "hank", address: "hank", online: true });
+    await waitUntil(() => b.cluster.remoteAddresses("hank")?.has("hank"), "hank online at b");
+    // What lost writes leave behind: hank's row missing, a row for a session that ended meanwhile.
+    await sql("DELETE FROM presence WHERE address = 'hank'");
+    await sql("INSERT INTO presence (address, username, instance_id, since_ms) VALUES ('ivy', 'ivy', 'a6', 0)");
+    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", ["chat-relay cluster listener a6"])).rows[0]?.pid as number | undefined, "a6's listener");
+    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await waitUntil(async () => (await sql("SELECT address FROM presence WHERE instance_id = 'a6' ORDER BY 1")).rows.map((r) => r.address).join() === "hank", "a6's rows healed", 10_000);
+    expect(b.cluster.remoteAddresses("hank")?.has("hank")).toBe(true);
+    expect(b.cluster.remoteAddresses("ivy")).toBeUndefined();
   });
 
   it("refuses to start against an unreachable database with one sentence naming host:port, not the password", async () => {

@@ -45,6 +45,7 @@ const MAX_PENDING_WRITES = 10_000;
 const MAX_BACKOFF_MS = 5_000;
 const CLOSE_TIMEOUT_MS = 2_000;
 const DROP_LOG_MS = 10_000;
+const WRITER_RETRY_MS = 1_000;
 
 interface RemoteEntry {
   readonly username: string;
@@ -65,6 +66,7 @@ export class PgCluster implements Cluster {
   private pendingWrites = 0;
   private droppedSinceLog = 0;
   private droppedLoggedAt = -Infinity;
+  private writerRetryAt = 0;
   private listening = false;
   private closed = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -219,13 +221,14 @@ export class PgCluster implements Cluster {
       await this.endClients();
       return;
     }
-    // Missed events: presence is read again (its changes become presence events), then every pump wakes.
-    try {
-      const w = await this.writer();
-      await this.reloadPresence(w, true);
-    } catch (e) {
-      this.logger.warn("cluster.presence_reload_failed", { database: this.where, error: this.describe(e) });
-    }
+    // The database answers again: writes may go at once. Writes dropped meanwhile are healed:
+    // this relay's presence rows are written again (others learn them), then presence is read
+    // again (its changes become presence events), then every pump wakes (onResync).
+    this.writerRetryAt = 0;
+    await this.write("resync", async (c) => {
+      await this.rewriteOwn(c);
+      await this.reloadPresence(c, true);
+    });
     this.logger.info("cluster.listener_back", { database: this.where });
     this.handlers?.onResync();
     this.handlers?.onHealth?.(true);
@@ -303,17 +306,30 @@ export class PgCluster implements Cluster {
     });
   }
 
-  /** Another relay took this one for dead (a long pause): its presence is written and announced again. */
+  /** Another relay took this one for dead (a long pause), or the tables were emptied (a crash): presence is written again. */
   private async rejoin(c: pg.Client): Promise<void> {
-    this.logger.warn("cluster.rejoined", { detail: "this relay was taken for dead by another; its presence is written again" });
+    this.logger.warn("cluster.rejoined", { detail: "this relay's instance row was gone (taken for dead, or the database crashed); its presence is written again" });
+    await this.rewriteOwn(c);
+  }
+
+  /**
+   * Makes the table say what this relay holds: its instance row, its sessions' rows (an address
+   * another relay took meanwhile stays theirs), none of its rows for sessions that ended while a
+   * write could not be made; each change announced.
+   */
+  private async rewriteOwn(c: pg.Client): Promise<void> {
     await c.query(`INSERT INTO instances (instance_id, heartbeat_ms) VALUES ($1, ${NOW_MS}) ON CONFLICT (instance_id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms`, [this.instanceId]);
-    for (const [address, username] of this.own) {
-      await c.query(
-        `INSERT INTO presence (address, username, instance_id, since_ms) VALUES ($1, $2, $3, ${NOW_MS}) ON CONFLICT (address) DO NOTHING`,
-        [address, username, this.instanceId]);
-      const payloads = encodeClusterEvents({ kind: "presence", from: this.instanceId, username, address, online: true });
-      await c.query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CLUSTER_CHANNEL, payloads]);
-    }
+    const addresses = [...this.own.keys()];
+    const usernames = [...this.own.values()];
+    const stale = await c.query<{ username: string; address: string }>(
+      "DELETE FROM presence WHERE instance_id = $1 AND NOT (address = ANY($2::text[])) RETURNING username, address", [this.instanceId, addresses]);
+    await this.notifyOffline(c, this.instanceId, stale.rows);
+    if (addresses.length === 0) return;
+    await c.query(
+      `INSERT INTO presence (address, username, instance_id, since_ms) SELECT a, u, $3, ${NOW_MS} FROM unnest($1::text[], $2::text[]) AS t(a, u)
+       ON CONFLICT (address) DO NOTHING`, [addresses, usernames, this.instanceId]);
+    const payloads = addresses.flatMap((address, i) => encodeClusterEvents({ kind: "presence", from: this.instanceId, username: usernames[i]!, address, online: true }));
+    await c.query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CLUSTER_CHANNEL, payloads]);
   }
 
   private async notifyOffline(c: pg.Client, instance: string, rows: ReadonlyArray<{ username: string; address: string }>): Promise<void> {
@@ -358,7 +374,16 @@ export class PgCluster implements Cluster {
 
   private async writer(): Promise<pg.Client> {
     if (this.writerClient !== undefined) return this.writerClient;
-    const c = await this.connect("writer");
+    // While the database is down, writes are dropped at once instead of each waiting out a
+    // connect timeout (and piling up behind one another); the listener's return heals them.
+    if (performance.now() < this.writerRetryAt) throw new Error("the database did not answer a moment ago");
+    let c: pg.Client;
+    try {
+      c = await this.connect("writer");
+    } catch (e) {
+      this.writerRetryAt = performance.now() + WRITER_RETRY_MS;
+      throw e;
+    }
     c.on("error", () => {
       if (this.writerClient === c) this.writerClient = undefined;
     });

@@ -72,7 +72,12 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
       deps.router.detach(session);
       // The lobby's audience is per device (PROTOCOL.md §13, §4.5).
       if (!deps.router.isAddressOnline(session.address)) deps.lobby.wentOffline(session.address);
-      if (!session.wasUnlinked) deps.store.devices.noteSeen(session.username, deps.devices.deviceIdOf(session.address), deps.clock());
+      try {
+        if (!session.wasUnlinked) deps.store.devices.noteSeen(session.username, deps.devices.deviceIdOf(session.address), deps.clock());
+      } catch (e) {
+        // Last seen is a courtesy: a database that cannot take it (a shared one gone away) must not fail the session's end.
+        logger.warn("session.last_seen_failed", { user: session.username, error: e instanceof Error ? e.message : String(e) });
+      }
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }

@@ -213,7 +213,12 @@ describe("relays sharing one store", () => {
     group = await RelayGroup.start(1, { pollMs: 0, probeMs: 50 }, cut);
     const r = group.relays[0]!;
     expect(await check(r)).toBe(ServingStatus.SERVING);
+    const early = await group.connect(0, bob);
     down = true;
+    // A session that ends while the database is away ends cleanly (its last-seen write fails, logged).
+    early.close();
+    await waitUntil(() => r.logs.some((l) => l.event === "session.close" && l["user"] === "bob"), "bob's session closed");
+    expect(r.logs.some((l) => l.event === "session.last_seen_failed")).toBe(true);
     const s = await group.connect(0, alice).then(() => undefined, (e: Error) => e);
     expect(s?.message).toContain("the relay cannot reach its storage right now; try again in a moment");
     expect(await check(r)).toBe(ServingStatus.NOT_SERVING);

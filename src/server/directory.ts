@@ -76,9 +76,15 @@ export class DirectoryUser {
 
 export class Directory {
   private readonly users = new Map<string, DirectoryUser>();
+  /**
+   * In a cluster, a name bound on another relay may be asked for before its `user` event
+   * arrives: a miss then reads the store (not cached when unbound). Unset for one relay.
+   */
+  private readThrough: RelayStore | undefined;
 
-  static load(store: RelayStore): Directory {
+  static load(store: RelayStore, options: { readonly readThrough?: boolean } = {}): Directory {
     const d = new Directory();
+    if (options.readThrough === true) d.readThrough = store;
     for (const u of store.listUsers()) d.users.set(u.username, new DirectoryUser(u));
     for (const [name, version] of store.devices.versions()) {
       const u = d.users.get(name);
@@ -88,7 +94,14 @@ export class Directory {
   }
 
   get(username: string): DirectoryUser | undefined {
-    return this.users.get(username);
+    const u = this.users.get(username);
+    if (u !== undefined || this.readThrough === undefined) return u;
+    const record = this.readThrough.getUser(username);
+    if (record === undefined) return undefined;
+    const loaded = new DirectoryUser(record);
+    loaded.deviceListVersion = this.readThrough.devices.list(username)?.version ?? 0;
+    this.users.set(username, loaded);
+    return loaded;
   }
 
   /** Records a binding (new, or the same keys seen again); returns the cached entry. */
@@ -98,6 +111,22 @@ export class Directory {
       return current;
     }
     const u = new DirectoryUser(record, sigKey);
+    this.users.set(record.username, u);
+    return u;
+  }
+
+  /**
+   * Another relay of the cluster bound, re-bound or released this name (the store is the truth):
+   * the cached entry follows the record. Returns the entry, undefined when the name is not bound.
+   */
+  reload(record: UserRecord | undefined, username: string): DirectoryUser | undefined {
+    if (record === undefined) {
+      this.users.delete(username);
+      return undefined;
+    }
+    const current = this.users.get(record.username);
+    if (current !== undefined && current.record.sigSpki.equals(record.sigSpki) && current.record.encSpki.equals(record.encSpki)) return current;
+    const u = new DirectoryUser(record);
     this.users.set(record.username, u);
     return u;
   }

@@ -5,7 +5,8 @@
 // What follows the handshake (the authenticated session, session.ts) is made by a function the
 // caller passes in (OpenSession), so this file does not import session.ts, which imports it.
 import { randomBytes, type KeyObject } from "node:crypto";
-import type { Hello, Welcome } from "../gen/securechat/v1/chat.js";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { ErrorCode, type Hello, type Welcome } from "../gen/securechat/v1/chat.js";
 import {
   fingerprint, importPublicIdentity, importSigningKey, NONCE_BYTES, verifyProof, type PublicIdentity,
 } from "../protocol/keys.js";
@@ -15,7 +16,8 @@ import { checkUsername } from "../protocol/names.js";
 import type { DeviceRoutes } from "./devices.js";
 import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
-import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
+import { handshakeEndOf, SessionEnd, sessionEnd, statusOf } from "./errors.js";
+import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
 import { limitsToWire, MAX_ROOMS_PER_USER, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
@@ -108,7 +110,19 @@ export async function authenticate<S extends RoutedSession>(
   // Proven: the stream leaves the handshake budget and may send full-size frames.
   admission.ticket.leave();
   stream.authenticated();
-  return establish(stream, claim, deps, admission.source, open);
+  try {
+    return establish(stream, claim, deps, admission.source, open);
+  } catch (e) {
+    // A relay on a shared database that cannot reach it: the client tries again (or another relay).
+    if (isUnreachable(e)) throw storageUnreachable();
+    throw e;
+  }
+}
+
+/** The session cannot start because the relay's database is unreachable (cluster mode). */
+export function storageUnreachable(): SessionEnd {
+  return new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
+    "the relay cannot reach its storage right now; try again in a moment", "storage-unreachable");
 }
 
 /**
@@ -208,15 +222,21 @@ function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, d
   const linked = claim.deviceSpki === undefined ? undefined : linkedDevice(claim, claim.deviceSpki, deps);
   const address = linked?.address ?? claim.username;
   // A device replacing its own session takes no new slot; max_sessions counts sessions (devices).
-  if (!router.isAddressOnline(address) && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
+  if (router.sessionAt(address) === undefined && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
   const user = linked?.user ?? bindName(claim, deps, source);
 
   const session = open(stream, user, claim.protocolVersion, address);
   router.attach(session);
-  const deviceId = deps.devices.deviceIdOf(address);
-  deps.store.devices.noteSeen(user.username, deviceId, deps.clock());
-  deps.logger.info("session.open", { user: user.username, ...(deviceId === "" ? {} : { device: deviceId, linked: linked !== undefined }), peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
-  void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps, claim.protocolVersion, address) }));
+  try {
+    const deviceId = deps.devices.deviceIdOf(address);
+    deps.store.devices.noteSeen(user.username, deviceId, deps.clock());
+    deps.logger.info("session.open", { user: user.username, ...(deviceId === "" ? {} : { device: deviceId, linked: linked !== undefined }), peer: stream.peer, online: router.onlineCount, protocol: claim.protocolVersion });
+    void stream.send(encodeResponse({ $case: "welcome", value: welcomeFor(user, deps, claim.protocolVersion, address) }));
+  } catch (e) {
+    // Not started after all (the store failed): the session leaves the router it just entered.
+    router.detach(session);
+    throw e;
+  }
   session.pump.start();
   return session;
 }

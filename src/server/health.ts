@@ -1,6 +1,7 @@
 // The standard gRPC health service (grpc.health.v1.Health), so that grpc_health_probe, a
 // Kubernetes gRPC probe or a load balancer can ask whether the relay serves:
-//   - Check: SERVING while the relay runs, NOT_SERVING once shutdown began; NOT_FOUND for a
+//   - Check: SERVING while the relay runs, NOT_SERVING once shutdown began (and, for a relay
+//     of a cluster, while its shared database is unreachable: setServing); NOT_FOUND for a
 //     service name the relay does not have;
 //   - Watch: the current status at once, then each change; an unknown name gets
 //     SERVICE_UNKNOWN and the call stays open, as the specification asks. At shutdown watchers
@@ -28,6 +29,7 @@ type WatchCall = ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
 
 export class RelayHealth {
   private serving = true;
+  private stopped = false;
   private readonly watchers = new Map<WatchCall, string>();
 
   /** The status of a known service name; undefined for an unknown one. */
@@ -38,8 +40,14 @@ export class RelayHealth {
 
   /** Shutdown began: every known service is NOT_SERVING from now on, and watchers hear it. */
   stopServing(): void {
-    if (!this.serving) return;
-    this.serving = false;
+    this.setServing(false);
+    this.stopped = true;
+  }
+
+  /** SERVING or NOT_SERVING (the shared database went or came back); watchers hear a change. No-op after stopServing. */
+  setServing(serving: boolean): void {
+    if (this.stopped || this.serving === serving) return;
+    this.serving = serving;
     for (const [call, service] of this.watchers) {
       const status = this.statusOf(service);
       if (status !== undefined) call.write({ status });

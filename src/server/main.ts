@@ -1,7 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=8
 // chat-relay: the bin shim. Parses arguments, starts the relay (relay.ts) or runs an operator
 // command on its data dir (users-command.ts), and owns the process: signals and exit codes
-// live here and nowhere else.
+// live here and nowhere else. With --store postgres://… (or SECURECHAT_RELAY_STORE) the relay
+// keeps its data in a PostgreSQL database it may share with other relays (cluster-store-open.ts);
+// the data dir then holds only the pid lock and the TLS identity.
 //
 // --max-semi-space-size=8 keeps V8's young generation small: a storm of 1,000 handshakes grew it
 // to tens of MB that stayed, 111 KB of RSS per idle session where 16 KB are live (npm run bench,
@@ -29,9 +31,20 @@ import { isLogLevel, jsonLineLogger, type LogLevel } from "../protocol/log.js";
 import { DEFAULT_RELAY_LIMITS, HANDSHAKE_TIMEOUT_MS, type RelayLimits } from "./limits.js";
 import { defaultRelayDataDir } from "./paths.js";
 import { RelayStartError, startRelay } from "./relay.js";
-import { formatUserList, listBoundUsers, releaseUsername } from "./users-command.js";
+import { formatUserList, listBoundUsers, releaseUsername, type UsersTarget } from "./users-command.js";
+import type { SharedStore } from "./cluster-store-open.js";
+import { databaseHostOf, storeUrlOf, STORE_ENV } from "./cluster-url.js";
 import { RELAY_VERSION } from "./version.js";
 import { usageSentence } from "../protocol/usage.js";
+
+/** The shared-store code (and its PostgreSQL driver), loaded only when a store is given. */
+const sharedStoreCode = (): Promise<typeof import("./cluster-store-open.js")> => import("./cluster-store-open.js");
+
+/** A failure of the shared database (a PgError from the store) as the one sentence to print; undefined for anything else. */
+async function databaseSentence(url: string | undefined, e: unknown): Promise<string | undefined> {
+  if (url === undefined || (e as Error | undefined)?.name !== "PgError") return undefined;
+  return (await sharedStoreCode()).databaseFailure(url, e).message;
+}
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MIB = 1024 * 1024;
@@ -55,6 +68,13 @@ interface RunArgs {
   readonly maxDatabaseBytes: number | undefined;
   readonly handshakeTimeoutMs: number;
   readonly plaintext: boolean;
+  /** --store as given (SECURECHAT_RELAY_STORE when absent; neither: the embedded store, relay.db in the data dir). */
+  readonly store: string | undefined;
+}
+
+/** A global string option as a subcommand's handler sees it. */
+function stringOption(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
 }
 
 function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
@@ -70,7 +90,15 @@ function readTls(certPath: string | undefined, keyPath: string | undefined): { c
   return { cert: read(certPath, "certificate"), key: read(keyPath, "key") };
 }
 
-async function runRelay(a: RunArgs): Promise<number> {
+async function runRelay(args: RunArgs): Promise<number> {
+  let storeUrl: string | undefined;
+  try {
+    storeUrl = storeUrlOf(args.store);
+  } catch (e) {
+    if (e instanceof RelayStartError) return fail(e.message, USAGE_ERROR);
+    throw e;
+  }
+  const a = { ...args, storeUrl };
   const logger = jsonLineLogger((line) => process.stderr.write(line), a.logLevel);
   // grpc-js writes its own plain-text lines to stderr (e.g. "E No address added" next to our
   // sentence about a busy port). Route them into the JSON log at debug level instead.
@@ -78,6 +106,7 @@ async function runRelay(a: RunArgs): Promise<number> {
   setLogVerbosity(a.logLevel === "debug" ? logVerbosity.INFO : logVerbosity.ERROR);
   let relay;
   let lock;
+  let shared: SharedStore | undefined;
   try {
     if (a.plaintext && (a.tlsCert !== undefined || a.tlsKey !== undefined)) {
       return fail("--insecure-plaintext and --tls-cert/--tls-key exclude each other: choose TLS or plaintext", USAGE_ERROR);
@@ -86,17 +115,22 @@ async function runRelay(a: RunArgs): Promise<number> {
     // One relay per data dir (relay.pid); startRelay creates the dir, so make sure it exists first.
     mkdirSync(a.dataDir, { recursive: true, mode: 0o700 });
     lock = lockDataDir(a.dataDir);
+    if (a.storeUrl !== undefined) shared = (await sharedStoreCode()).openSharedStore(a.storeUrl, logger);
     relay = await startRelay({
       host: a.host, port: a.port, dataDir: a.dataDir, logger, limits: a.limits, ...(tls === undefined ? {} : { tls }),
+      ...(shared === undefined ? {} : { store: shared.store, cluster: shared.cluster }),
       ...(a.plaintext ? { plaintext: true } : {}),
       ...(a.maxDatabaseBytes === undefined ? {} : { maxDatabaseBytes: a.maxDatabaseBytes }),
       handshakeTimeoutMs: a.handshakeTimeoutMs,
     });
     lock.listening(a.host, relay.port);
   } catch (e) {
+    await shared?.close().catch(() => undefined);
     lock?.release();
     if (e instanceof DataDirLocked) return fail(e.message, 3);
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
+    const dbFailure = await databaseSentence(a.storeUrl, e);
+    if (dbFailure !== undefined) return fail(dbFailure);
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM" || code === "ENOTDIR" || code === "EROFS") return fail(`cannot use data directory ${a.dataDir}: ${(e as Error).message}`);
     throw e;
@@ -104,6 +138,7 @@ async function runRelay(a: RunArgs): Promise<number> {
   const shownHost = a.host.includes(":") ? `[${a.host}]` : a.host;
   logger.info("relay.listening", {
     address: `${shownHost}:${relay.port}`, dataDir: a.dataDir, pid: process.pid,
+    ...(a.storeUrl === undefined ? {} : { store: databaseHostOf(a.storeUrl), instance: shared?.cluster.instanceId }),
     ...(relay.tls === undefined ? { tls: false } : { tls: true, certSha256: relay.tls.fingerprint }),
   });
 
@@ -120,6 +155,11 @@ async function runRelay(a: RunArgs): Promise<number> {
   process.once("SIGTERM", forceExit);
   logger.info("relay.signal", { signal });
   await relay.shutdown();
+  // Last: this relay's presence goes from the shared database (the others announce it offline).
+  if (shared !== undefined) {
+    const { databaseFailure } = await sharedStoreCode();
+    await shared.close().catch((e: unknown) => logger.warn("cluster.close_failed", { error: databaseFailure(a.storeUrl ?? "", e).message }));
+  }
   lock.release();
   return 0;
 }
@@ -156,20 +196,49 @@ function printFingerprint(dataDir: string): number {
   return 0;
 }
 
-function usersList(dataDir: string): number {
+/** The users commands' database: --store/SECURECHAT_RELAY_STORE, else the data dir's relay.db. */
+async function usersTarget(dataDir: string, store: string | undefined): Promise<{ target: UsersTarget; url: string | undefined }> {
+  const url = storeUrlOf(store);
+  if (url === undefined) return { target: dataDir, url };
+  const { openStoreForCommand } = await sharedStoreCode();
+  return { target: { openStore: () => openStoreForCommand(url) }, url };
+}
+
+async function usersList(dataDir: string, store: string | undefined): Promise<number> {
   try {
-    process.stdout.write(formatUserList(listBoundUsers(dataDir)));
+    process.stdout.write(formatUserList(listBoundUsers((await usersTarget(dataDir, store)).target)));
     return 0;
   } catch (e) {
     if (e instanceof RelayStartError) return fail(e.message);
+    const dbFailure = await databaseSentence(storeUrlOf(store), e);
+    if (dbFailure !== undefined) return fail(dbFailure);
     throw e;
   }
 }
 
-function usersRelease(dataDir: string, name: string): number {
+async function usersRelease(dataDir: string, store: string | undefined, name: string): Promise<number> {
   try {
-    if (!releaseUsername(dataDir, name)) return fail(`username '${name}' is not bound on this relay`);
+    const { target, url } = await usersTarget(dataDir, store);
+    if (!releaseUsername(target, name)) return fail(`username '${name}' is not bound on this relay`);
+    // The running relays of a shared database reload the name (best effort: they also read it at the next handshake).
+    if (url !== undefined) await (await sharedStoreCode()).announceUserChange(url, name);
     process.stdout.write(`released '${name}': the next key to connect with this name will own it (peers will see a key change)\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof RelayStartError) return fail(e.message);
+    const dbFailure = await databaseSentence(storeUrlOf(store), e);
+    if (dbFailure !== undefined) return fail(dbFailure);
+    throw e;
+  }
+}
+
+/** chat-relay migrate --store URL: creates or upgrades the shared database's schema. */
+async function migrate(store: string | undefined): Promise<number> {
+  try {
+    const url = storeUrlOf(store);
+    if (url === undefined) return fail(`migrate needs --store postgres://… (or ${STORE_ENV}): the embedded store in the data dir upgrades itself when the relay starts`, USAGE_ERROR);
+    const { describeMigration, migrateStore } = await sharedStoreCode();
+    process.stdout.write(describeMigration(migrateStore(url)));
     return 0;
   } catch (e) {
     if (e instanceof RelayStartError) return fail(e.message);
@@ -185,7 +254,11 @@ async function main(): Promise<number> {
     .usage("$0 [options]\n\nThe secure-chat relay: routes end-to-end encrypted envelopes it cannot read.")
     .option("data-dir", {
       type: "string", global: true, default: defaultRelayDataDir(), defaultDescription: "$XDG_STATE_HOME/secure-chat/relay",
-      describe: "where the relay keeps its database (created 0700)",
+      describe: "where the relay keeps its database (created 0700); with --store, its pid lock and TLS identity",
+    })
+    .option("store", {
+      type: "string", global: true, defaultDescription: `$${STORE_ENV}, else relay.db in the data dir`,
+      describe: "a PostgreSQL database (postgres://user@host:port/db) shared by several relays acting as one service",
     })
     .command(
       "$0",
@@ -251,6 +324,7 @@ async function main(): Promise<number> {
           tlsCert: argv.tlsCert,
           tlsKey: argv.tlsKey,
           plaintext: argv.insecurePlaintext,
+          store: argv.store,
           maxDatabaseBytes: argv.maxDbMb === undefined ? undefined : Math.round(argv.maxDbMb * 1024 * 1024),
           handshakeTimeoutMs: Math.round(argv.handshakeTimeout * 1000),
           limits: {
@@ -277,14 +351,17 @@ async function main(): Promise<number> {
       },
     )
     .command("users", "operator commands on bound usernames", (y) => y
-      .command("list", "list bound usernames with key fingerprints and when they were bound", {}, (argv) => {
-        exitCode = usersList(String(argv.dataDir));
+      .command("list", "list bound usernames with key fingerprints and when they were bound", {}, async (argv) => {
+        exitCode = await usersList(String(argv.dataDir), stringOption(argv.store));
       })
       .command("release <name>", "forget a username's key so a new key can claim it", (yy) =>
-        yy.positional("name", { type: "string", demandOption: true, describe: "the username to release" }), (argv) => {
-        exitCode = usersRelease(String(argv.dataDir), argv.name);
+        yy.positional("name", { type: "string", demandOption: true, describe: "the username to release" }), async (argv) => {
+        exitCode = await usersRelease(String(argv.dataDir), stringOption(argv.store), argv.name);
       })
       .demandCommand(1, "name a users command: list or release <name>"))
+    .command("migrate", "create or upgrade the schema of the shared database (--store)", {}, async (argv) => {
+      exitCode = await migrate(stringOption(argv.store));
+    })
     .command("stop", "stop the relay running on this data dir (as the zero-setup relay chat-tui starts)", {}, async (argv) => {
       exitCode = await stopRelay(String(argv.dataDir));
     })

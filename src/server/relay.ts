@@ -29,6 +29,8 @@ import { serveSession, type SessionDeps } from "./session.js";
 import { bind, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
 import type { Cluster } from "./cluster.js";
+import { guardStore } from "./cluster-store-guard.js";
+import { ClusterWiring, type ClusterTimings } from "./cluster-wiring.js";
 import { adaptStream, type OutgoingBytes, type RawDuplex } from "./stream.js";
 import { WriteBudget } from "./write-budget.js";
 import { loadOrCreateTlsIdentity, TlsIdentityError, tlsIdentityFromPem, type RelayTlsIdentity } from "./tls-identity.js";
@@ -90,6 +92,8 @@ export interface StartRelayOptions {
   readonly store?: RelayStore;
   /** The relays sharing `store` (cluster.ts): wake-ups, presence and sessions across them. */
   readonly cluster?: Cluster;
+  /** The cluster's poll and probe periods (cluster-wiring.ts); tests shorten or disable the poll. */
+  readonly clusterTimings?: ClusterTimings;
 }
 
 export interface KeepaliveOptions {
@@ -224,10 +228,17 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   if (options.plaintext === true && options.tls !== undefined) throw new RelayStartError("a relay serves either TLS or plaintext, not both");
   const space = options.fsSpace ?? fsSpace;
   const injected = options.store;
-  const { store, budget, budgetRule } = injected === undefined
+  const opened = injected === undefined
     ? openDataDir(options.dataDir, clock, options.maxDatabaseBytes, space)
     : { store: injected, budget: Number.MAX_SAFE_INTEGER, budgetRule: "the database's own" };
+  const { budget, budgetRule } = opened;
+  const { cluster } = options;
+  // In a cluster every store call reports an unreachable database (health NOT_SERVING until a
+  // probe answers); one relay on its embedded store calls the store directly, at no extra cost.
+  let wiring: ClusterWiring | undefined;
+  const store = cluster === undefined ? opened.store : guardStore(opened.store, (e) => wiring?.storeUnreachable(e));
   const closeStore = (): void => {
+    wiring?.stop();
     if (injected === undefined) store.close();
   };
   let tls: RelayTlsIdentity | undefined;
@@ -246,7 +257,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     : { held: true, bytes: 0, restore: () => true, release: () => false };
   reserve.restore();
   let reserveTriedAt = 0;
-  const router = new Router();
+  const router = new Router(cluster);
   const committer = new GroupCommitter({
     store, logger, ...(options.commitMode === undefined ? {} : { mode: options.commitMode }),
     // Deliveries start only once the rows are committed; a released reserve is written again
@@ -274,11 +285,15 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const writeBudget = new WriteBudget(options.writeBudget ?? { limitBytes: DELIVERY_BUDGET_BYTES, stallMs: DELIVERY_STALL_MS });
   const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
   const links = new LinkRendezvous({ logger, handshakes, ...(options.linkLimits === undefined ? {} : { limits: options.linkLimits }) });
-  const directory = Directory.load(store);
+  const directory = Directory.load(store, { readThrough: cluster !== undefined });
+  const devices = new DeviceRoutes(store);
+  // Per device (queue address): a lobby message is stored for the devices online (or just gone),
+  // on any relay of the cluster.
+  const lobby = new LobbyAudience(limits.lobbyGraceMs, clock, (a) => router.isAddressOnline(a), directory.size > 0);
   const deps: SessionDeps = {
     store,
     directory,
-    devices: new DeviceRoutes(store),
+    devices,
     router,
     rooms: new Rooms({ store, router, limits, clock, logger }),
     committer,
@@ -290,8 +305,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
-    // Per device (queue address): a lobby message is stored for the devices online (or just gone).
-    lobby: new LobbyAudience(limits.lobbyGraceMs, clock, (a) => router.isAddressOnline(a), directory.size > 0),
+    lobby,
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
     ...(options.protocolVersions === undefined ? {} : { protocolVersions: options.protocolVersions }),
   };
@@ -362,6 +376,20 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     },
   });
 
+  if (cluster !== undefined) {
+    wiring = new ClusterWiring({
+      cluster, router, directory, devices, store, lobby, logger, setServing: (serving) => health.setServing(serving),
+      ...(options.clusterTimings === undefined ? {} : { timings: options.clusterTimings }),
+    });
+    try {
+      await cluster.start(wiring.handlers());
+    } catch (e) {
+      closeStore();
+      throw new RelayStartError(e instanceof Error ? e.message : String(e), { cause: e });
+    }
+    wiring.startPoll();
+  }
+
   const creds = tls === undefined
     ? ServerCredentials.createInsecure()
     : ServerCredentials.createSsl(null, [{ cert_chain: tls.certPem, private_key: tls.keyPem }], false);
@@ -395,7 +423,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   purgeTimer.unref();
 
   logger.info("relay.start", {
-    host: options.host, port, tls: tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
+    host: options.host, port, ...(cluster === undefined ? {} : { instance: cluster.instanceId }), tls: tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
     dbBudgetMb: Math.round((budget / (1024 * 1024)) * 10) / 10, dbBudgetRule: budgetRule, diskReserve: reserve.held,
     ...(tls === undefined ? {} : { certSha256: tls.fingerprint, certCreated: tls.created }),
   });
@@ -410,6 +438,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       // 0. Health checks say NOT_SERVING from now on (watchers hear it at once), so probes and
       //    load balancers stop sending clients here.
       health.stopServing();
+      wiring?.stop();
       clearInterval(purgeTimer);
       logger.info("relay.stopping", { sessions: router.streamCount });
       const graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
@@ -418,7 +447,10 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       // 2. End live streams: a Notice first, then UNAVAILABLE (clients reconnect later).
       // Shown to users as "relay: …": a sentence for people, not a status.
-      const notice = encodeResponse({ $case: "notice", value: { text: "it is shutting down; you will be reconnected when it is back (messages are kept)" } });
+      // In a cluster the client moves to another relay of its list at once (the UNAVAILABLE end).
+      const notice = encodeResponse({ $case: "notice", value: { text: cluster === undefined
+        ? "it is shutting down; you will be reconnected when it is back (messages are kept)"
+        : "it is stopping; you will be moved to another relay (messages are kept)" } });
       router.endAll(statusOf(sessionEnd.shuttingDown()), (s) => void s.stream.send(notice));
       links.shutdown();
       //    Health watches end too: they would otherwise hold every connection open.

@@ -1,13 +1,16 @@
 // Who is online, and how frames reach them: the map of authenticated sessions by queue address
 // (one per device, PROTOCOL.md §4.5: the bare username for the primary, `username/device_id` for
 // a linked device), presence per user (online while any device is) and directory broadcasts, and
-// waking recipients' delivery pumps.
+// waking recipients' delivery pumps. With a cluster (several relays on one database, cluster.ts)
+// it also tells the other relays (presence, sessions, rows queued for addresses not here, user
+// changes) and counts their sessions in presence; without one it costs nothing more.
 import type { StatusObject } from "@grpc/grpc-js";
 import type * as wire from "../gen/securechat/v1/chat.js";
 import type { DeliveryPump } from "./delivery.js";
 import { encodeResponse } from "./frames.js";
 import type { FrameStream } from "./stream.js";
 import type { DirectoryUser } from "./directory.js";
+import type { Cluster } from "./cluster.js";
 
 /** What the router needs from an authenticated session. */
 export interface RoutedSession {
@@ -42,6 +45,11 @@ export class Router {
   private flushTimer: NodeJS.Timeout | undefined;
   /** Every stream, authenticated or still in the handshake: what maxSessions and shutdown count. */
   private readonly streams = new Set<FrameStream>();
+  /** Sessions ended because the same device connected to another relay: their address is online there. */
+  private readonly movedAway = new WeakSet<RoutedSession>();
+
+  /** @param cluster the relays sharing this relay's database, if any (cluster.ts). */
+  constructor(private readonly cluster?: Cluster) {}
 
   get streamCount(): number {
     return this.streams.size;
@@ -59,14 +67,27 @@ export class Router {
     this.streams.delete(stream);
   }
 
-  /** Whether any device of the user has a session. */
+  /** Whether any device of the user has a session (here or, in a cluster, on another relay). */
   isOnline(username: string): boolean {
-    return this.users.has(username);
+    return this.users.has(username) || this.isRemotelyOnline(username);
   }
 
-  /** Whether the device at this queue address has a session. */
+  private isRemotelyOnline(username: string): boolean {
+    const remote = this.cluster?.remoteAddresses(username);
+    return remote !== undefined && remote.size > 0;
+  }
+
+  /** Whether the device at this queue address has a session (here or on another relay). */
   isAddressOnline(address: string): boolean {
-    return this.online.has(address);
+    if (this.online.has(address)) return true;
+    if (this.cluster === undefined) return false;
+    const i = address.indexOf("/");
+    return this.cluster.remoteAddresses(i < 0 ? address : address.slice(0, i))?.has(address) === true;
+  }
+
+  /** The sessions of the user's devices on this relay. */
+  sessionsOf(username: string): readonly RoutedSession[] {
+    return [...(this.users.get(username) ?? [])];
   }
 
   /** The session of the device at this queue address, if any. */
@@ -74,9 +95,12 @@ export class Router {
     return this.online.get(address);
   }
 
-  /** The users with at least one session. */
+  /** The users with at least one session (here or on another relay). */
   onlineNames(): IterableIterator<string> {
-    return this.users.keys();
+    if (this.cluster === undefined) return this.users.keys();
+    const names = new Set(this.users.keys());
+    for (const n of this.cluster.remoteOnlineNames()) names.add(n);
+    return names.values();
   }
 
   /**
@@ -98,28 +122,50 @@ export class Router {
       mine.delete(previous);
       previous.replaced();
     }
-    if (first) this.announce(session.user.toLightWire(true));
+    if (first && !this.isRemotelyOnline(session.username)) this.announce(session.user.toLightWire(true));
+    // The others learn the device is here (presence first), then end their session of it, if any.
+    this.cluster?.publish({ kind: "presence", username: session.username, address: session.address, online: true });
+    this.cluster?.publish({ kind: "session", address: session.address });
+  }
+
+  /**
+   * The same device connected to another relay (a `session` event): the session here ends as
+   * replaced, and its address is not announced offline (it is online there).
+   */
+  movedElsewhere(address: string): void {
+    const s = this.online.get(address);
+    if (s === undefined) return;
+    this.movedAway.add(s);
+    s.replaced();
   }
 
   /** Unregisters a session that ended; presence goes offline when it was the user's last one. */
   detach(session: RoutedSession): void {
     if (this.online.get(session.address) !== session) return;
     this.online.delete(session.address);
+    if (!this.movedAway.has(session)) this.cluster?.publish({ kind: "presence", username: session.username, address: session.address, online: false });
     const mine = this.users.get(session.username);
     mine?.delete(session);
     if (mine !== undefined && mine.size > 0) return;
     this.users.delete(session.username);
-    this.announce(session.user.toLightWire(false));
+    if (!this.isRemotelyOnline(session.username)) this.announce(session.user.toLightWire(false));
   }
 
-  /** The user's entry changed (a new device list version): everyone online learns it. */
+  /** The user's entry changed (a new device list version): everyone online learns it, on every relay. */
   announceUser(user: DirectoryUser): void {
     this.announce(user.toLightWire(this.isOnline(user.username)));
+    this.cluster?.publish({ kind: "user", username: user.username });
   }
 
-  /** A newly bound (or re-bound) user: online sessions learn the name and key tag; keys on request. */
+  /** A newly bound (or re-bound) user: online sessions learn the name and key tag (keys on request), on every relay. */
   announceBinding(user: DirectoryUser, online: boolean): void {
     this.announce(user.toLightWire(online));
+    this.cluster?.publish({ kind: "user", username: user.username });
+  }
+
+  /** Another relay changed what is known of this user (presence, binding, device list): the sessions here learn it. */
+  announceFromCluster(user: DirectoryUser): void {
+    this.announce(user.toLightWire(this.isOnline(user.username)));
   }
 
   /**
@@ -161,9 +207,33 @@ export class Router {
     }
   }
 
-  /** A commit queued rows for these queue addresses (count per address): the pumps of those online deliver them. */
+  /**
+   * A commit queued rows for these queue addresses (count per address): the pumps of those
+   * online here deliver them; in a cluster, the relays that may hold the others are told.
+   */
   delivered(rowsPerAddress: ReadonlyMap<string, number>): void {
-    for (const [a, n] of rowsPerAddress) this.online.get(a)?.pump.arrived(n);
+    let elsewhere: Array<[string, number]> | undefined;
+    for (const [a, n] of rowsPerAddress) {
+      const s = this.online.get(a);
+      if (s !== undefined) s.pump.arrived(n);
+      else if (this.cluster !== undefined) (elsewhere ??= []).push([a, n]);
+    }
+    if (elsewhere !== undefined) this.cluster?.publish({ kind: "rows", rows: elsewhere });
+  }
+
+  /**
+   * Another relay queued rows (a `rows` event): the pumps here of those addresses deliver them.
+   * A kick, not arrived(n): the event may come after the pump already read those rows (an ack
+   * or the poll woke it), and counting them again would drift its outgoing count toward a false
+   * slow-consumer verdict.
+   */
+  arrivedFromCluster(rows: ReadonlyArray<readonly [string, number]>): void {
+    for (const [a] of rows) this.online.get(a)?.pump.kick();
+  }
+
+  /** Every authenticated session here (a snapshot). */
+  allSessions(): RoutedSession[] {
+    return [...this.online.values()];
   }
 
   /** Shutdown: ends every stream (handshaking ones too), after running `beforeEnd` on authenticated ones. */

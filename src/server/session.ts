@@ -19,7 +19,8 @@ import { fetchDeviceLists, publishDeviceList } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
-import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
+import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
+import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
@@ -71,7 +72,12 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
       deps.router.detach(session);
       // The lobby's audience is per device (PROTOCOL.md §13, §4.5).
       if (!deps.router.isAddressOnline(session.address)) deps.lobby.wentOffline(session.address);
-      if (!session.wasUnlinked) deps.store.devices.noteSeen(session.username, deps.devices.deviceIdOf(session.address), deps.clock());
+      try {
+        if (!session.wasUnlinked) deps.store.devices.noteSeen(session.username, deps.devices.deviceIdOf(session.address), deps.clock());
+      } catch (e) {
+        // Last seen is a courtesy: a database that cannot take it (a shared one gone away) must not fail the session's end.
+        logger.warn("session.last_seen_failed", { user: session.username, error: e instanceof Error ? e.message : String(e) });
+      }
       logger.info("session.close", { user: session.username, durationMs: Math.round(performance.now() - openedAt), reason });
     }
   }
@@ -326,8 +332,8 @@ class AuthenticatedSession implements RoutedSession {
       }
       deps.logger.info("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
       return accepted(admission.queuedFor);
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
@@ -374,8 +380,8 @@ class AuthenticatedSession implements RoutedSession {
         case "recreateRoom":
           return await this.reply(this.mlsDs.recreateRoom(this.user, frame.value));
       }
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("mls.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
       if (frame.$case === "sendCommit") {
         return this.reply({ $case: "commitResult", value: { requestId, accepted: false, code: e.code, detail: e.message, groupId: Buffer.alloc(0), epoch: 0, currentEpoch: 0, winner: "" } });
@@ -397,8 +403,8 @@ class AuthenticatedSession implements RoutedSession {
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }
       return await this.reply(frame.$case === "publishDeviceList" ? publishDeviceList(deps, this.user, frame.value) : fetchDeviceLists(deps, frame.value));
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       deps.logger.info("devices.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
@@ -427,9 +433,20 @@ class AuthenticatedSession implements RoutedSession {
         case "listMembers":
           return await this.reply(rooms.members(this.username, frame.value));
       }
-    } catch (e) {
-      if (!(e instanceof Refusal)) throw e;
+    } catch (thrown) {
+      const e = refusalOf(thrown);
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
   }
+}
+
+/**
+ * A request's failure as a refusal: a Refusal as it is; a database that cannot be reached (a
+ * relay on a shared database) as the storage refusal, the session going on; anything else is a
+ * relay bug and is thrown.
+ */
+function refusalOf(e: unknown): Refusal {
+  if (e instanceof Refusal) return e;
+  if (isUnreachable(e)) return storageRefusalOf(e);
+  throw e;
 }

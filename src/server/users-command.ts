@@ -1,10 +1,22 @@
 // Operator commands on a relay's data dir: `chat-relay users list` and `users release <name>`.
 // They open the same database (WAL lets them run beside a live relay) and never create one.
+// With `--store postgres://…` they work on the shared database of a cluster of relays instead.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkUsername } from "../protocol/names.js";
 import { RelayStartError } from "./relay.js";
 import { openStore, type RelayStore, type UserRecord } from "./store.js";
+
+/**
+ * Where the users are: a data dir's relay.db (a string, or `dataDir`), or a shared PostgreSQL
+ * database (`openStore` opens it: cluster-store-open.ts, loaded only when a store is given).
+ */
+export type UsersTarget = string | { readonly dataDir: string } | { readonly openStore: () => RelayStore };
+
+function openTarget(target: UsersTarget): RelayStore {
+  if (typeof target === "string") return openExisting(target);
+  return "openStore" in target ? target.openStore() : openExisting(target.dataDir);
+}
 
 function openExisting(dataDir: string): RelayStore {
   const path = join(dataDir, "relay.db");
@@ -19,8 +31,8 @@ function openExisting(dataDir: string): RelayStore {
 }
 
 /** Every bound username with its keys' fingerprints and when it was bound. */
-export function listBoundUsers(dataDir: string): UserRecord[] {
-  const store = openExisting(dataDir);
+export function listBoundUsers(target: UsersTarget): UserRecord[] {
+  const store = openTarget(target);
   try {
     return store.listUsers();
   } finally {
@@ -35,10 +47,10 @@ export function listBoundUsers(dataDir: string): UserRecord[] {
  * one's rooms or groups. Peers will see the new
  * key as a key change. Returns false when the name was not bound.
  */
-export function releaseUsername(dataDir: string, username: string): boolean {
+export function releaseUsername(target: UsersTarget, username: string): boolean {
   const c = checkUsername(username);
   if (!c.ok) throw new RelayStartError(c.reason);
-  const store = openExisting(dataDir);
+  const store = openTarget(target);
   try {
     return store.releaseUser(username);
   } finally {

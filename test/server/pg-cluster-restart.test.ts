@@ -1,0 +1,54 @@
+// PgCluster across a restart of PostgreSQL itself (a private cluster: the shared one is never
+// restarted): both relays' listeners are lost, health goes false, they reconnect with backoff,
+// resync, and events flow again; presence written before the restart is still seen.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ClusterEvent } from "../../src/server/cluster.js";
+import type { Logger } from "../../src/protocol/log.js";
+import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
+import { REPO_ROOT } from "../helpers/paths.js";
+import { waitUntil } from "../helpers/wait.js";
+
+const SCRIPT = join(REPO_ROOT, "scripts", "pg-cluster.sh");
+const quiet: Logger = { log: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+let dir: string;
+let url: string;
+const open: PgCluster[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "sc-pg-restart-"));
+  url = execFileSync("bash", [SCRIPT, "start", dir, String(56_000 + (process.pid % 1000))], { encoding: "utf8" }).trim();
+});
+afterAll(async () => {
+  await Promise.allSettled(open.map((c) => c.close()));
+  execFileSync("bash", [SCRIPT, "stop", dir], { stdio: "ignore" });
+});
+
+describe("PgCluster when PostgreSQL restarts", () => {
+  it("loses its listener, says unhealthy, reconnects, resyncs, and carries events again", { timeout: 60_000 }, async () => {
+    const members = ["a", "b"].map((id) => {
+      const cluster = new PgCluster(url, { logger: quiet, instanceId: id, heartbeatMs: 200, deadAfterMs: 5_000 });
+      open.push(cluster);
+      return { cluster, events: [] as ClusterEvent[], health: [] as boolean[], resyncs: 0 };
+    });
+    for (const m of members) {
+      await m.cluster.start({ onEvent: (e) => m.events.push(e), onResync: () => m.resyncs++, onHealth: (h) => m.health.push(h) });
+    }
+    const [a, b] = members as [typeof members[0], typeof members[0]];
+    a.cluster.publish({ kind: "presence", username: "alice", address: "alice", online: true });
+    await waitUntil(() => b.cluster.remoteAddresses("alice")?.has("alice"), "alice online at b");
+
+    execFileSync("bash", [SCRIPT, "restart", dir], { stdio: "ignore" });
+    await waitUntil(() => a.health.includes(false) && b.health.includes(false), "both unhealthy", 20_000);
+    await waitUntil(() => a.cluster.healthy && b.cluster.healthy && a.resyncs > 0 && b.resyncs > 0, "both back and resynced", 30_000);
+    expect(b.health.at(-1)).toBe(true);
+    // The presence row outlived a clean restart (or was written again by a's heartbeat).
+    expect(b.cluster.remoteAddresses("alice")?.has("alice")).toBe(true);
+    a.cluster.publish({ kind: "user", username: "carol" });
+    await waitUntil(() => b.events.some((e) => e.kind === "user" && e.username === "carol"), "an event after the restart", 10_000);
+  });
+});

@@ -424,7 +424,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
 
   logger.info("relay.start", {
     host: options.host, port, ...(cluster === undefined ? {} : { instance: cluster.instanceId }), tls: tls !== undefined, users: deps.directory.size, version: RELAY_VERSION,
-    dbBudgetMb: Math.round((budget / (1024 * 1024)) * 10) / 10, dbBudgetRule: budgetRule, diskReserve: reserve.held,
+    // The data dir's database has a budget and a disk reserve; a store opened by the caller (PostgreSQL) has its own quota.
+    ...(injected === undefined ? { dbBudgetMb: Math.round((budget / (1024 * 1024)) * 10) / 10, dbBudgetRule: budgetRule, diskReserve: reserve.held } : { store: "external" }),
     ...(tls === undefined ? {} : { certSha256: tls.fingerprint, certCreated: tls.created }),
   });
   if (tls === undefined) {

@@ -50,3 +50,55 @@ export async function freshDatabase(): Promise<TestDatabase> {
     }),
   };
 }
+
+/**
+ * Which store the relay test harness runs relays on: "sqlite" (the default, relay.db in the data
+ * dir) or "postgres" (SECURECHAT_TEST_STORE=postgres: a fresh database per data dir on the run's
+ * cluster). The vitest project "postgres" sets it (vitest.config.ts).
+ */
+export type TestStoreKind = "sqlite" | "postgres";
+
+export function testStoreKind(): TestStoreKind {
+  const v = process.env["SECURECHAT_TEST_STORE"];
+  if (v === undefined || v === "" || v === "sqlite") return "sqlite";
+  if (v === "postgres") return "postgres";
+  throw new Error(`SECURECHAT_TEST_STORE must be "sqlite" or "postgres", not ${JSON.stringify(v)}`);
+}
+
+// One database per relay data dir for this test file: a relay restarted on the same data dir (a
+// restart test, a kill -9 and start again) finds the same rows, as it would find relay.db.
+const byDataDir = new Map<string, Promise<TestDatabase>>();
+
+/** The database of the relay whose data dir is `dataDir` (created on first use). */
+export function databaseForDataDir(dataDir: string): Promise<TestDatabase> {
+  let db = byDataDir.get(dataDir);
+  if (db === undefined) {
+    db = freshDatabase();
+    byDataDir.set(dataDir, db);
+    // A failed CREATE must not stick: the next caller tries again.
+    db.catch(() => byDataDir.delete(dataDir));
+  }
+  return db;
+}
+
+/** Drops the database of this data dir, if one was made (the data dir's owner cleans up). */
+export async function dropDatabaseOfDataDir(dataDir: string): Promise<void> {
+  const db = byDataDir.get(dataDir);
+  if (db === undefined) return;
+  byDataDir.delete(dataDir);
+  await (await db).drop();
+}
+
+/** Drops every data dir's database still held (the harness calls it after each test file). */
+export async function dropDataDirDatabases(): Promise<void> {
+  const dirs = [...byDataDir.keys()];
+  const errors: unknown[] = [];
+  for (const d of dirs) {
+    try {
+      await dropDatabaseOfDataDir(d);
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length > 0) throw new Error(`could not drop ${errors.length} test database(s): ${String(errors[0])}`);
+}

@@ -1,7 +1,14 @@
 // PostgreSQL for tests: the throwaway cluster of this run (test/global-pg.ts), and a fresh
 // database per caller so test files never see each other's rows.
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import pg from "pg";
+import { REPO_ROOT } from "./paths.js";
 
 /** The admin URL of the run's cluster (postgres database). */
 export function pgAdminUrl(): string {
@@ -101,4 +108,70 @@ export async function dropDataDirDatabases(): Promise<void> {
     }
   }
   if (errors.length > 0) throw new Error(`could not drop ${errors.length} test database(s): ${String(errors[0])}`);
+}
+
+const PG_CLUSTER_SCRIPT = join(REPO_ROOT, "scripts", "pg-cluster.sh");
+const run = promisify(execFile);
+
+/** Whether nothing listens on 127.0.0.1:port now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A PostgreSQL cluster of one test's own (tests that stop or restart the database). */
+export interface PrivateCluster {
+  /** Its `postgres` database (the test's to use). */
+  readonly url: string;
+  readonly dir: string;
+  /** Fast stop, keeping the data: the database is down until up(). */
+  down(): Promise<void>;
+  /** Starts again on the same data (returns once it accepts connections). */
+  up(): Promise<void>;
+  /** down() + up() in one go. */
+  restart(): Promise<void>;
+  /** Stops it and deletes its dir (idempotent). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a private cluster (scripts/pg-cluster.sh) on a free port of 56000-56999, picked from the
+ * process id: never the run's shared cluster, which no test may stop.
+ */
+export async function startPrivateCluster(): Promise<PrivateCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "sc-pg-private-"));
+  const script = (cmd: string, ...args: string[]) => run("bash", [PG_CLUSTER_SCRIPT, cmd, dir, ...args], { encoding: "utf8" });
+  let url: string | undefined;
+  let lastError: unknown;
+  for (let i = 0; i < 20 && url === undefined; i++) {
+    const port = 56_000 + ((process.pid + i * 37) % 1000);
+    if (!(await portFree(port))) continue;
+    try {
+      url = (await script("start", String(port))).stdout.trim();
+    } catch (e) {
+      lastError = e;
+      // A port taken between the probe and the bind: start over in a clean dir.
+      await script("stop").catch(() => undefined);
+    }
+  }
+  if (url === undefined) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`could not start a private PostgreSQL cluster on a port of 56000-56999: ${String((lastError as { stderr?: string } | undefined)?.stderr ?? lastError ?? "every port tried was busy")}`);
+  }
+  let stopped = false;
+  return {
+    url,
+    dir,
+    down: async () => { await script("down"); },
+    up: async () => { await script("up"); },
+    restart: async () => { await script("restart"); },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await script("stop");
+    },
+  };
 }

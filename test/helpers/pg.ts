@@ -28,8 +28,8 @@ function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: pgAdminUrl() });
+async function admin<T>(fn: (c: pg.Client) => Promise<T>, url: string = pgAdminUrl()): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
     return await fn(c);
@@ -45,16 +45,16 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** Creates an empty database `sc_<random>` on the run's cluster. */
-export async function freshDatabase(): Promise<TestDatabase> {
+/** Creates an empty database `sc_<random>` on the run's cluster (or on the cluster of `adminUrl`). */
+export async function freshDatabase(adminUrl: string = pgAdminUrl()): Promise<TestDatabase> {
   const name = `sc_${randomBytes(6).toString("hex")}`;
-  await admin((c) => c.query(`CREATE DATABASE ${name}`));
+  await admin((c) => c.query(`CREATE DATABASE ${name}`), adminUrl);
   return {
     name,
-    url: withDatabase(pgAdminUrl(), name),
+    url: withDatabase(adminUrl, name),
     drop: () => admin(async (c) => {
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    }),
+    }, adminUrl),
   };
 }
 

@@ -41,7 +41,7 @@ export const name = "cluster";
 export const description = "one MLS room over 1, 2, 3 relay processes on one PostgreSQL vs one relay on the embedded store: deliveries/s, relay CPU per delivery, latency";
 
 const ROOM = "#cluster";
-const PLAN = { k: 10, m: 300, quickM: 40, window: 64, warm: 20 };
+const PLAN = { k: 10, m: 600, quickM: 150, window: 64, warm: 20 };
 
 interface Config {
   readonly key: string;

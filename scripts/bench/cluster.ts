@@ -21,9 +21,11 @@
 //     (the postmaster and its children) over the deliveries;
 //   - p50 / p99 latency: a sender's write to a receiver's 'data' event, every delivery.
 // On this 2-core machine the load generator, every relay and PostgreSQL share two cores: more
-// relays cannot add cores, so deliveries/s with 2 and 3 relays shows the cost of crossing relays
-// (NOTIFY, a database read per wake-up) rather than scale-out; CPU per delivery is the figure
-// that carries over to a bigger machine. The notes under the table say so.
+// relays cannot add cores. One relay on PostgreSQL is bound by its synchronous round trips (it
+// waits on each, below one core busy), so a second relay overlaps those waits; past that the
+// cores are full and each added relay mostly adds the cost of crossing relays (NOTIFY, a
+// database read per wake-up). CPU per delivery is the figure that carries over to a bigger
+// machine. The notes under the table say so.
 //
 // Knobs: BENCH_CLUSTER_K=N (members), BENCH_CLUSTER_M=N (messages per sender),
 // BENCH_CLUSTER_CONFIGS=embedded-1,postgres-1,postgres-2,postgres-3 (a subset).
@@ -215,7 +217,7 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
     rows.push(
       {
         metric: `${cfg.label}: deliveries/s`, unit: "1/s", values: col((x) => x.deliveriesPerSecond), better: "higher",
-        ...(cfg === configs[0] ? { note } : cfg.relays > 1 ? { note: "more relays on the same 2 cores add no core: this shows what crossing relays costs (NOTIFY, a database read per wake-up), not scale-out; CPU per delivery is what carries over to more cores" } : {}),
+        ...(cfg === configs[0] ? { note } : cfg.relays > 1 ? { note: "the relays, PostgreSQL and the load generator share 2 cores: a relay on PostgreSQL waits on each synchronous round trip (below one core busy), so a second one overlaps those waits, and beyond that the cores are full; this is not scale-out onto more cores, and each added relay pays for crossing relays (NOTIFY, a read per wake-up): CPU per delivery is what carries over to a bigger machine" } : {}),
       },
       { metric: `${cfg.label}: relay CPU per delivery (all relays)`, unit: "µs", values: col((x) => x.relayCpuUsPerDelivery), better: "lower" },
     );

@@ -16,6 +16,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { root, type Row, type Suite } from "./bench/_lib.js";
+import * as cluster from "./bench/cluster.js";
 import * as handshakeFlood from "./bench/handshake-flood.js";
 import * as inputLine from "./bench/input-line.js";
 import * as keys from "./bench/keys.js";
@@ -29,7 +30,7 @@ import * as relayScale from "./bench/relay-scale.js";
 import * as tui from "./bench/tui.js";
 
 /** Every suite, in the order they run. */
-const SUITES: readonly Suite[] = [handshakeFlood, inputLine, keys, mls, pins, relayCatchupMls, relayCatchupScreen, relayDurability, relayFanout, relayScale, tui];
+const SUITES: readonly Suite[] = [cluster, handshakeFlood, inputLine, keys, mls, pins, relayCatchupMls, relayCatchupScreen, relayDurability, relayFanout, relayScale, tui];
 
 /**
  * Suites retired with protocol v1 (the relay speaks only v2), and where their figures went:

@@ -5,7 +5,6 @@
 // before it, which the substituted key never reads. Real v2 ChatClients and relay.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
-import { releaseUsername } from "../../src/server/users-command.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { queuedRows } from "../helpers/mls-queues.js";
@@ -47,7 +46,7 @@ describe("a substituted key in a room", () => {
     await c.close();
 
     // The relay's operator hands "carol" to another key; mallory, a member, accepts it at once.
-    expect(releaseUsername(r.dataDir, "carol")).toBe(true);
+    expect(r.releaseUser("carol")).toBe(true);
     const fake = await client(relayCarol, r);
     await m.waitFor((e) => e.type === "key-change" && e.username === "carol", "mallory sees the key change");
     expect(m.client.acceptNewKeys("carol").ok).toBe(true);

@@ -80,14 +80,9 @@ export async function waitForLogCount(relay: TestRelay, event: string, n: number
   await waitUntil(() => relay.events(event).filter(pred).length >= n || undefined, `${n} ${event} log lines`, 10_000, 10);
 }
 
-/** Queue rows waiting for `username` in the relay's database now (read beside the running relay). */
+/** Queue rows waiting for `username` in the relay's store now (read beside the running relay, either store). */
 export function queuedRows(relay: TestRelay, username: string): number {
-  const db = new DatabaseSync(join(relay.dataDir, "relay.db"), { readOnly: true });
-  try {
-    return Number((db.prepare("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?").get(username) as { n: number | bigint }).n);
-  } finally {
-    db.close();
-  }
+  return relay.queuedRows(username);
 }
 
 /** Waits until the relay's queue for `username` is empty (its acks are committed). */

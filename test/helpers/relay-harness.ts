@@ -1,8 +1,14 @@
 // Starts a real relay in-process on 127.0.0.1:0 with a temp data dir, collects its log lines,
 // tracks the raw sessions a test opens, and cleans everything up.
+// The store follows SECURECHAT_TEST_STORE (test/helpers/pg.ts): relay.db in the data dir (the
+// default), or "postgres": a fresh database per data dir on the run's cluster, opened here with
+// openPgStore and handed to startRelay as `store`; a restart (or a new TestRelay on the same data
+// dir) reuses that database, and it is dropped with the data dir (or after the test file).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { afterAll } from "vitest";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { jsonLineLogger, type LogLevel } from "../../src/protocol/log.js";
 import type { RelayLimits } from "../../src/server/limits.js";
@@ -11,6 +17,14 @@ import type { CommitMode } from "../../src/server/group-commit.js";
 import { startRelay, type KeepaliveOptions, type RunningRelay } from "../../src/server/relay.js";
 import { PLAINTEXT_TRANSPORT, pinnedTransport, RawSession, type RawTransport } from "./raw-session.js";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
+import type { RelayStore } from "../../src/server/store.js";
+import { openPgStore } from "../../src/server/store/pg/pg-store.js";
+import { releaseUsername } from "../../src/server/users-command.js";
+import { databaseForDataDir, dropDatabaseOfDataDir, dropDataDirDatabases, testStoreKind, type TestStoreKind } from "./pg.js";
+
+// Databases of data dirs the test file did not own (it removes those dirs itself) go after the
+// file. Only under vitest: scripts/bench imports this module too.
+if (process.env["VITEST"] !== undefined) afterAll(dropDataDirDatabases);
 
 export interface TestRelayOptions {
   readonly limits?: Partial<RelayLimits> | undefined;
@@ -53,10 +67,22 @@ export class TestRelay {
   private relay: RunningRelay | undefined;
   private readonly ownsDataDir: boolean;
   readonly dataDir: string;
+  /** The store the relay runs on (SECURECHAT_TEST_STORE), fixed for this harness's life. */
+  readonly storeKind: TestStoreKind = testStoreKind();
+  /** The PostgreSQL store opened for the running relay (postgres only; closed after each stop). */
+  private pgStore: RelayStore | undefined;
+  /** The PostgreSQL database's URL (postgres only, once started). */
+  storeUrl: string | undefined;
 
   private constructor(private readonly options: TestRelayOptions) {
     this.ownsDataDir = options.dataDir === undefined;
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sc-relay-test-"));
+    if (this.storeKind === "postgres") {
+      // The disk budget is relay.db's: a test of it does not apply to the PostgreSQL store.
+      if (options.maxDatabaseBytes !== undefined || options.fsSpace !== undefined) {
+        throw new Error("maxDatabaseBytes and fsSpace are the embedded store's disk budget: this test does not apply to SECURECHAT_TEST_STORE=postgres");
+      }
+    }
   }
 
   static async start(options: TestRelayOptions = {}): Promise<TestRelay> {
@@ -65,9 +91,33 @@ export class TestRelay {
     return t;
   }
 
+  private async openStore(): Promise<RelayStore | undefined> {
+    if (this.storeKind !== "postgres") return undefined;
+    const db = await databaseForDataDir(this.dataDir);
+    this.storeUrl = db.url;
+    this.pgStore = openPgStore(db.url, this.options.clock ? { clock: this.options.clock } : {});
+    return this.pgStore;
+  }
+
+  private closeStore(): void {
+    const s = this.pgStore;
+    this.pgStore = undefined;
+    s?.close();
+  }
+
   private async startRelay(): Promise<void> {
     const logger = jsonLineLogger((line) => this.logs.push(JSON.parse(line) as LogLine), this.options.logLevel ?? "debug");
-    this.relay = await startRelay({
+    const store = await this.openStore();
+    try {
+      this.relay = await this.startOn(logger, store);
+    } catch (e) {
+      this.closeStore();
+      throw e;
+    }
+  }
+
+  private startOn(logger: ReturnType<typeof jsonLineLogger>, store: RelayStore | undefined): Promise<RunningRelay> {
+    return startRelay({
       host: "127.0.0.1",
       port: 0,
       dataDir: this.dataDir,
@@ -88,6 +138,7 @@ export class TestRelay {
       ...(this.options.protocolVersions ? { protocolVersions: this.options.protocolVersions } : {}),
       ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),
       ...(this.options.fsSpace ? { fsSpace: this.options.fsSpace } : {}),
+      ...(store ? { store } : {}),
     });
   }
 
@@ -149,11 +200,38 @@ export class TestRelay {
     this.sessions.clear();
   }
 
-  /** Shuts the relay down (sessions see UNAVAILABLE); the data dir stays. */
+  /**
+   * Undelivered rows for a queue address (a username or `user/deviceid`), read beside the
+   * running relay: relay.db read-only, or the PostgreSQL store the relay runs on.
+   */
+  queuedRows(address: string): number {
+    if (this.pgStore !== undefined) return this.pgStore.queueDepth(address);
+    if (this.storeKind === "postgres") throw new Error("the relay is not running: no PostgreSQL store to read");
+    const db = new DatabaseSync(join(this.dataDir, "relay.db"), { readOnly: true });
+    try {
+      return Number((db.prepare("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?").get(address) as { n: number | bigint }).n);
+    } finally {
+      db.close();
+    }
+  }
+
+  /** The operator's `chat-relay users release NAME`, on whichever store the relay runs on. */
+  releaseUser(username: string): boolean {
+    if (this.pgStore !== undefined) return this.pgStore.releaseUser(username);
+    if (this.storeKind === "postgres") throw new Error("the relay is not running: no PostgreSQL store to release in");
+    return releaseUsername(this.dataDir, username);
+  }
+
+  /** Shuts the relay down (sessions see UNAVAILABLE); the data dir (and its database) stay. */
   async stop(): Promise<void> {
     const r = this.relay;
     this.relay = undefined;
-    await r?.shutdown();
+    try {
+      await r?.shutdown();
+    } finally {
+      // The relay does not close a store it was given: its opener does, after the relay is done.
+      this.closeStore();
+    }
   }
 
   /** Stops and starts again on the same data dir (a new port). */
@@ -166,6 +244,9 @@ export class TestRelay {
   async cleanup(): Promise<void> {
     this.closeSessions();
     await this.stop();
-    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    if (this.ownsDataDir) {
+      rmSync(this.dataDir, { recursive: true, force: true });
+      await dropDatabaseOfDataDir(this.dataDir);
+    }
   }
 }

@@ -1,4 +1,4 @@
-// Several relays, one service (issue 14; PROTOCOL.md §15): what a relay tells the others that
+// Several relays, one service (issue 14; PROTOCOL.md §18.2): what a relay tells the others that
 // share its database, and what it hears from them. The database is the truth (queues, bindings,
 // device lists, groups); these events are HINTS that let a relay act at once instead of at its
 // next poll:

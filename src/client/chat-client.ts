@@ -190,7 +190,7 @@ export class ChatClient implements ChatSession {
       hooks: {
         welcomed: (w) => {
           this.onWelcome(w);
-          this.mls?.welcomed();
+          this.mls?.welcomed(w.queued);
           this.devicesWelcomed(w);
         },
         // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.

@@ -4,7 +4,7 @@
 // reconnect, replies that reached me while my engine was busy) are not proof: no false "lost".
 // A real drop is still flagged within one further message of the peer's.
 import { DatabaseSync } from "node:sqlite";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MlsContentLayer } from "../../src/client/mls/content.js";
 import { AcceptanceOrder } from "../../src/client/mls/content-order.js";
 import { ContentStore } from "../../src/client/mls/content-store.js";
@@ -123,6 +123,65 @@ describe("no false 'lost' for honest peers (§11.1)", () => {
     hear(carol, ROOM, gid, a0);
     expect(hear(alice, ROOM, gid, say(bob, ROOM, gid, "b2")).own).toEqual(NONE);
     expect(hear(alice, ROOM, gid, say(carol, ROOM, gid, "c2")).own).toEqual({ confirmed: [a0.id], lost: [] });
+  });
+});
+
+describe("after a (re)connect: the Welcome's backlog comes before my acceptances (§11.1)", () => {
+  /**
+   * Bob reconnects (to another relay of the cluster, say) while alice's a1..a3 wait for him. The
+   * relay answers his resent outbox at once and pumps the backlog after: b1's answer reaches him
+   * before a1..a3, all stored before b1. Alice sealed a4 (settled: a3) before b1 reached her.
+   */
+  function reconnectWithBacklog() {
+    const gid = makeGroupId(DM);
+    const [alice, bob] = [user("alice"), user("bob")];
+    hear(bob, DM, gid, say(alice, DM, gid, "hello"));
+    const a = ["a1", "a2", "a3"].map((t) => say(alice, DM, gid, t));
+    bob.order.welcome(a.length);
+    const b1 = say(bob, DM, gid, "b1"); // answered before the backlog arrived
+    const backlog = a.map((m) => hear(bob, DM, gid, m).own);
+    const a4 = say(alice, DM, gid, "a4"); // sealed before b1 reached alice: names a3 as settled
+    return { gid, alice, bob, b1, a4, backlog };
+  }
+
+  it("neither the backlog (stored before mine) nor a reply sealed before mine reached the peer flags my message lost", () => {
+    const { gid, alice, bob, b1, a4, backlog } = reconnectWithBacklog();
+    // Without the wait, b1's acceptance was recorded before bob opened a1..a3: a2 and a3 (settled:
+    // a1, a2, stored before b1) and a4 "proved" b1 lost.
+    expect(backlog).toEqual([NONE, NONE, NONE]);
+    expect(hear(bob, DM, gid, a4).own).toEqual(NONE);
+    hear(alice, DM, gid, b1);
+    expect(hear(bob, DM, gid, say(alice, DM, gid, "a5")).own).toEqual({ confirmed: [b1.id], lost: [] });
+  });
+
+  it("the acceptance is recorded once the backlog is handled: a real drop is still flagged at the peer's next message", () => {
+    const { gid, alice, bob, b1, a4 } = reconnectWithBacklog(); // b1 never reaches alice
+    expect(hear(bob, DM, gid, a4).own).toEqual(NONE);
+    expect(hear(bob, DM, gid, say(alice, DM, gid, "a5")).own).toEqual({ confirmed: [], lost: [b1.id] });
+  });
+
+  it("a backlog that never completes (rows expired meanwhile) ends after a quiet while: the acceptance is recorded then", () => {
+    vi.useFakeTimers();
+    try {
+      const gid = makeGroupId(DM);
+      const order = new AcceptanceOrder(undefined, 1_000);
+      const layer = user("bob").layer;
+      const recorded: string[] = [];
+      // The layer as the order sees it: records when the acceptance reaches it.
+      const spy = order.wrap(new Proxy(layer, { get: (t, k) => (k === "accepted" ? (c: string, id: Buffer) => { recorded.push(toHex(id)); t.accepted(c, id); } : Reflect.get(t, k, t)) }));
+      order.welcome(2);
+      order.arrived();
+      order.done();
+      const s = layer.seal(DM, gid, "text", "b1", T0);
+      spy.accepted(DM, s.messageId);
+      vi.advanceTimersByTime(999);
+      expect(recorded).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(recorded).toEqual([toHex(s.messageId)]);
+      order.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -1,41 +1,76 @@
 // PROTOCOL.md §11.1: the content layer hears that the relay accepted my message only once every
-// MLS delivery that reached me before the relay's answer has been handled. The engine may be busy
-// sealing (a backlog after a reconnect) when the answer comes, with deliveries waiting behind it;
-// recorded at once, the acceptance (and the `settled` my next message names) would run ahead of
-// what I have opened, and a peer's reply that reached me before the answer would count as sent
-// after it. The session counts deliveries as they arrive and as the engine finishes each.
+// MLS delivery that the relay queued for me before it accepted mine has been handled. The drop
+// rule reads "I had mine's answer before their message reached me" as "mine was stored before
+// theirs": true only when no delivery stored for me earlier is still on its way.
+// - The engine may be busy sealing (a backlog after a reconnect) when the answer comes, with
+//   deliveries waiting behind it: the session counts deliveries as they arrive and as the engine
+//   finishes each, and an acceptance waits for those that arrived before it.
+// - After a (re)connect the relay announces in its Welcome how many queued deliveries follow
+//   (`queued`), and it answers my sends (the outbox resent at once) while it is still pumping
+//   them: an answer can come before messages stored for me long before mine. Recorded then,
+//   the acceptance (and the `settled` my next message names) runs ahead of what I have opened,
+//   and a peer's reply sealed before mine reached them counts as proof that mine was lost. So
+//   acceptances answered during that backlog wait until it has arrived and been handled. (With
+//   several relays on one database this is the common case: a client that moved to another relay
+//   gets the whole backlog from the database while its resent outbox is answered.) A backlog that
+//   never completes (rows expired meanwhile) ends after BACKLOG_QUIET_MS without a delivery: the
+//   acceptances are then recorded; waiting longer only delays the proof, never makes one.
 import type { Logger } from "../../protocol/log.js";
 import type { ContentLayer } from "./content-api.js";
+
+/** A Welcome's announced backlog counts as complete after this long without any delivery. */
+export const BACKLOG_QUIET_MS = 5_000;
 
 export class AcceptanceOrder {
   private arrivedCount = 0;
   private doneCount = 0;
-  private readonly waiting: { at: number; run: () => void }[] = [];
+  /** Deliveries of the current Welcome's backlog that have not arrived yet. */
+  private backlogLeft = 0;
+  private backlogTimer: NodeJS.Timeout | undefined;
+  /** `at` undefined: answered during the backlog, fixed when its last delivery arrives. In order. */
+  private readonly waiting: { at: number | undefined; run: () => void }[] = [];
 
-  constructor(private readonly log?: Logger) {}
+  constructor(private readonly log?: Logger, private readonly quietMs = BACKLOG_QUIET_MS) {}
+
+  /**
+   * A Welcome announced `queued` deliveries (replacing what an earlier session announced): the
+   * acceptances answered from now on wait until that many more have arrived and been handled.
+   */
+  welcome(queued: number): void {
+    this.backlogLeft = Number.isSafeInteger(queued) && queued > 0 ? queued : 0;
+    this.restartQuiet();
+    if (this.backlogLeft === 0) this.backlogComplete();
+  }
 
   /** A delivery reached me (call in the order deliveries are received, before any later answer). */
   arrived(): void {
     this.arrivedCount += 1;
+    this.countBacklog();
+  }
+
+  /** A delivery not for the content layer (a v1 envelope) reached me: it counts toward the backlog only. */
+  skipped(): void {
+    this.countBacklog();
   }
 
   /** A delivery was handled or given up on: the acceptances waiting for it are recorded. */
   done(): void {
     this.doneCount += 1;
-    while (this.waiting.length > 0 && this.waiting[0]!.at <= this.doneCount) {
-      try {
-        this.waiting.shift()!.run();
-      } catch (e) {
-        this.log?.warn("mls.content.accepted_failed", { reason: (e as Error).message });
-      }
-    }
+    this.release();
+  }
+
+  /** No more deliveries will come (the session is closed): stops the backlog's timer. */
+  close(): void {
+    clearTimeout(this.backlogTimer);
+    this.backlogTimer = undefined;
   }
 
   /** The content layer with `accepted` held back until the deliveries received before it were handled. */
   wrap(content: ContentLayer): ContentLayer {
     const accepted = (conversationId: string, messageId: Buffer): void => {
       const run = (): void => content.accepted(conversationId, messageId);
-      if (this.doneCount >= this.arrivedCount) run();
+      if (this.backlogLeft > 0) this.waiting.push({ at: undefined, run });
+      else if (this.waiting.length === 0 && this.doneCount >= this.arrivedCount) run();
       else this.waiting.push({ at: this.arrivedCount, run });
     };
     return new Proxy(content, {
@@ -45,5 +80,42 @@ export class AcceptanceOrder {
         return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(t) : v;
       },
     });
+  }
+
+  private countBacklog(): void {
+    if (this.backlogLeft === 0) return;
+    this.backlogLeft -= 1;
+    if (this.backlogLeft === 0) this.backlogComplete();
+    else this.restartQuiet();
+  }
+
+  /** The backlog has arrived: what was answered during it waits for the deliveries received so far. */
+  private backlogComplete(): void {
+    this.backlogLeft = 0;
+    clearTimeout(this.backlogTimer);
+    this.backlogTimer = undefined;
+    for (const w of this.waiting) if (w.at === undefined) w.at = this.arrivedCount;
+    this.release();
+  }
+
+  private restartQuiet(): void {
+    clearTimeout(this.backlogTimer);
+    this.backlogTimer = undefined;
+    if (this.backlogLeft === 0) return;
+    this.backlogTimer = setTimeout(() => {
+      this.log?.info("mls.content.backlog_incomplete", { left: this.backlogLeft });
+      this.backlogComplete();
+    }, this.quietMs);
+    this.backlogTimer.unref();
+  }
+
+  private release(): void {
+    while (this.waiting.length > 0 && this.waiting[0]!.at !== undefined && this.waiting[0]!.at <= this.doneCount) {
+      try {
+        this.waiting.shift()!.run();
+      } catch (e) {
+        this.log?.warn("mls.content.accepted_failed", { reason: (e as Error).message });
+      }
+    }
   }
 }

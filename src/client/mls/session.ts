@@ -157,8 +157,12 @@ export class MlsSession {
     this.engine.keyDecided(username, fingerprint(pin.identity.sigSpki), verified).catch((e: unknown) => this.o.log.warn("mls.key_change.failed", { user: username, reason: (e as Error).message }));
   }
 
-  /** The relay welcomed a session: the engine starts (first time) or comes back into the lobby. */
-  welcomed(): void {
+  /**
+   * The relay welcomed a session announcing `queued` deliveries (its backlog for me): acceptances
+   * wait for them (§11.1, content-order.ts); the engine starts (first time) or comes back into the lobby.
+   */
+  welcomed(queued = 0): void {
+    this.order.welcome(queued);
     const first = !this.welcomedOnce;
     this.welcomedOnce = true;
     const p = first ? this.engine.start() : this.engine.reconnected();
@@ -184,8 +188,10 @@ export class MlsSession {
     const batch: { d: Delivery; q: MlsQueued }[] = [];
     for (const d of items) {
       const q = mlsQueuedOf(d);
-      if (q === undefined) rest.push(d);
-      else {
+      if (q === undefined) {
+        this.order.skipped(); // part of the Welcome's backlog all the same
+        rest.push(d);
+      } else {
         this.order.arrived(); // §11.1: received before any acceptance recorded after it
         batch.push({ d, q });
       }
@@ -256,6 +262,7 @@ export class MlsSession {
   async close(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.order.close();
     this.ds.sessionEnded();
     await this.engine.idle();
     this.engine.close();

@@ -6,7 +6,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it, vi } from "vitest";
 import { MlsContentLayer } from "../../src/client/mls/content.js";
-import { AcceptanceOrder } from "../../src/client/mls/content-order.js";
+import { AcceptanceOrder, BACKLOG_QUIET_MS, CLUSTER_SETTLE_MS } from "../../src/client/mls/content-order.js";
 import { ContentStore } from "../../src/client/mls/content-store.js";
 import { toHex } from "../../src/protocol/bytes.js";
 import { APP_LABEL_V2, decodeAppData, ZERO_APP_HASH } from "../../src/protocol/mls/app-data.js";
@@ -179,6 +179,85 @@ describe("after a (re)connect: the Welcome's backlog comes before my acceptances
       vi.advanceTimersByTime(1);
       expect(recorded).toEqual([toHex(s.messageId)]);
       order.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe("several relays on one database: answers settle after the relays' hint time (§11.1)", () => {
+  /** A client given several relays (chat-client.ts): acceptances recorded CLUSTER_SETTLE_MS after the answer. */
+  function clusterUser(me: string, settleMs: number) {
+    const layer = new MlsContentLayer({ me, store: new ContentStore(new DatabaseSync(":memory:")), clock: () => T0 });
+    const order = new AcceptanceOrder(undefined, BACKLOG_QUIET_MS, settleMs);
+    return { me, db: undefined as unknown as DatabaseSync, layer, order, content: order.wrap(layer) };
+  }
+
+  /**
+   * alice (on relay A) and carol (on relay B) send at the same moment: each relay answers its own
+   * sender at once, and the other's message, stored a moment earlier, comes with the relays' hint
+   * after the answer. alice seals a9 while her engine has not opened c8 yet.
+   */
+  function sameMoment(settleMs: number) {
+    const gid = makeGroupId(ROOM);
+    const [alice, carol] = [clusterUser("alice", settleMs), clusterUser("carol", settleMs)];
+    for (const u of [alice, carol]) u.layer.membersChanged(ROOM, ["alice", "carol"]);
+    hear(carol, ROOM, gid, say(alice, ROOM, gid, "a7"));
+    hear(alice, ROOM, gid, say(carol, ROOM, gid, "c7"));
+    vi.advanceTimersByTime(settleMs);
+    const a8 = seal(alice, ROOM, gid, "a8");
+    const c8 = seal(carol, ROOM, gid, "c8");
+    accept(alice, ROOM, a8);
+    accept(carol, ROOM, c8);
+    arrive(alice); // c8, after alice's answer; her engine opens it after sealing a9
+    hear(carol, ROOM, gid, a8);
+    const a9 = say(alice, ROOM, gid, "a9");
+    return { gid, alice, carol, a9, c8 };
+  }
+
+  it("two senders answered at the same moment by two relays: neither message is flagged lost; each is confirmed after", () => {
+    vi.useFakeTimers();
+    try {
+      const { gid, alice, carol, a9, c8 } = sameMoment(CLUSTER_SETTLE_MS);
+      // Recorded at once (one relay's order), a8's acceptance made a9 name it as settled, and
+      // carol, who had c8's answer before a8, took a9 as proof that c8 never reached alice.
+      expect(hear(carol, ROOM, gid, a9).own).toEqual(NONE);
+      open(alice, ROOM, gid, c8);
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      const a10 = say(alice, ROOM, gid, "a10");
+      expect(hear(carol, ROOM, gid, a10).own).toEqual({ confirmed: [c8.id], lost: [] });
+      alice.order.close();
+      carol.order.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("with the answers recorded at once (one relay's promise), the same moment is a false 'lost': why a client of several relays waits", () => {
+    vi.useFakeTimers();
+    try {
+      const { gid, carol, a9, c8 } = sameMoment(0);
+      expect(hear(carol, ROOM, gid, a9).own).toEqual({ confirmed: [], lost: [c8.id] });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a real drop is still flagged once the settle time is over", () => {
+    vi.useFakeTimers();
+    try {
+      const gid = makeGroupId(ROOM);
+      const [alice, carol] = [clusterUser("alice", CLUSTER_SETTLE_MS), clusterUser("carol", CLUSTER_SETTLE_MS)];
+      for (const u of [alice, carol]) u.layer.membersChanged(ROOM, ["alice", "carol"]);
+      hear(carol, ROOM, gid, say(alice, ROOM, gid, "a0"));
+      const c1 = say(carol, ROOM, gid, "c1"); // dropped: never reaches alice
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      const a1 = say(alice, ROOM, gid, "a1");
+      expect(hear(carol, ROOM, gid, a1).own).toEqual(NONE); // a1 names a0 as settled, opened before c1's answer
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      expect(hear(carol, ROOM, gid, say(alice, ROOM, gid, "a2")).own).toEqual({ confirmed: [], lost: [c1.id] });
+      alice.order.close();
+      carol.order.close();
     } finally {
       vi.useRealTimers();
     }

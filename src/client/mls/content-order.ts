@@ -15,11 +15,37 @@
 //   gets the whole backlog from the database while its resent outbox is answered.) A backlog that
 //   never completes (rows expired meanwhile) ends after BACKLOG_QUIET_MS without a delivery: the
 //   acceptances are then recorded; waiting longer only delays the proof, never makes one.
+// - Several relays on one database (a client given a list of relays): a relay answers my send
+//   once it is stored, but a message another relay stored for me a moment BEFORE mine reaches my
+//   relay only with that relay's hint (NOTIFY: milliseconds, hundreds under load; when a hint is
+//   lost, a relay killed between its commit and its hint, the 5 s poll). Each of two senders
+//   answered at the same moment by two relays then has its own answer before the other's message,
+//   and the next message of either "proves" the other's lost. So such a client records an
+//   acceptance only `settleMs` after the answer (CLUSTER_SETTLE_MS: the relays' poll period and
+//   a margin), after the deliveries received by then. A single relay orders its answers after
+//   its deliveries itself: no wait there.
 import type { Logger } from "../../protocol/log.js";
 import type { ContentLayer } from "./content-api.js";
 
 /** A Welcome's announced backlog counts as complete after this long without any delivery. */
 export const BACKLOG_QUIET_MS = 5_000;
+/**
+ * With several relays: an acceptance is recorded this long after the relay's answer. The relays
+ * poll the database every 5 s when a hint between them was lost (cluster-design.md §2): a
+ * message stored for me before mine has reached me by then.
+ */
+export const CLUSTER_SETTLE_MS = 6_000;
+
+interface Waiting {
+  /** The deliveries counted when both waits below were over (undefined until then). */
+  at: number | undefined;
+  /** Answered during a Welcome's backlog that has not all arrived yet. */
+  backlog: boolean;
+  /** The settle time (several relays) is not over yet. */
+  settling: boolean;
+  timer?: NodeJS.Timeout;
+  run: () => void;
+}
 
 export class AcceptanceOrder {
   private arrivedCount = 0;
@@ -27,10 +53,14 @@ export class AcceptanceOrder {
   /** Deliveries of the current Welcome's backlog that have not arrived yet. */
   private backlogLeft = 0;
   private backlogTimer: NodeJS.Timeout | undefined;
-  /** `at` undefined: answered during the backlog, fixed when its last delivery arrives. In order. */
-  private readonly waiting: { at: number | undefined; run: () => void }[] = [];
+  /** In the order answered; each recorded once its `at` is fixed and that many deliveries are handled. */
+  private readonly waiting: Waiting[] = [];
 
-  constructor(private readonly log?: Logger, private readonly quietMs = BACKLOG_QUIET_MS) {}
+  /**
+   * `settleMs`: how long after the relay's answer an acceptance is recorded (CLUSTER_SETTLE_MS for
+   * a client of several relays; 0: at once). `quietMs`: BACKLOG_QUIET_MS.
+   */
+  constructor(private readonly log?: Logger, private readonly quietMs = BACKLOG_QUIET_MS, private readonly settleMs = 0) {}
 
   /**
    * A Welcome announced `queued` deliveries (replacing what an earlier session announced): the
@@ -59,19 +89,33 @@ export class AcceptanceOrder {
     this.release();
   }
 
-  /** No more deliveries will come (the session is closed): stops the backlog's timer. */
+  /** No more deliveries will come (the client is closed): stops the timers; nothing more is recorded. */
   close(): void {
     clearTimeout(this.backlogTimer);
     this.backlogTimer = undefined;
+    for (const w of this.waiting.splice(0)) clearTimeout(w.timer);
   }
 
   /** The content layer with `accepted` held back until the deliveries received before it were handled. */
   wrap(content: ContentLayer): ContentLayer {
     const accepted = (conversationId: string, messageId: Buffer): void => {
       const run = (): void => content.accepted(conversationId, messageId);
-      if (this.backlogLeft > 0) this.waiting.push({ at: undefined, run });
-      else if (this.waiting.length === 0 && this.doneCount >= this.arrivedCount) run();
-      else this.waiting.push({ at: this.arrivedCount, run });
+      const backlog = this.backlogLeft > 0;
+      const settling = this.settleMs > 0;
+      if (!backlog && !settling && this.waiting.length === 0 && this.doneCount >= this.arrivedCount) {
+        run();
+        return;
+      }
+      const w: Waiting = { at: backlog || settling ? undefined : this.arrivedCount, backlog, settling, run };
+      if (settling) {
+        w.timer = setTimeout(() => {
+          w.settling = false;
+          this.fix(w);
+          this.release();
+        }, this.settleMs);
+        w.timer.unref();
+      }
+      this.waiting.push(w);
     };
     return new Proxy(content, {
       get: (t, k) => {
@@ -94,7 +138,10 @@ export class AcceptanceOrder {
     this.backlogLeft = 0;
     clearTimeout(this.backlogTimer);
     this.backlogTimer = undefined;
-    for (const w of this.waiting) if (w.at === undefined) w.at = this.arrivedCount;
+    for (const w of this.waiting) {
+      w.backlog = false;
+      this.fix(w);
+    }
     this.release();
   }
 
@@ -107,6 +154,11 @@ export class AcceptanceOrder {
       this.backlogComplete();
     }, this.quietMs);
     this.backlogTimer.unref();
+  }
+
+  /** Both waits over: the acceptance follows the deliveries received so far. */
+  private fix(w: Waiting): void {
+    if (w.at === undefined && !w.backlog && !w.settling) w.at = this.arrivedCount;
   }
 
   private release(): void {

@@ -12,7 +12,7 @@ import type { TrustStore } from "../trust-store.js";
 import type { DeviceDirectory } from "../devices-api.js";
 import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
-import { AcceptanceOrder } from "./content-order.js";
+import { AcceptanceOrder, BACKLOG_QUIET_MS } from "./content-order.js";
 import { MlsConversations } from "./conversations.js";
 import type { MlsQueued } from "./ds-api.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
@@ -27,6 +27,11 @@ export interface MlsSessionOptions {
   readonly identity: PrivateIdentity;
   readonly store: MlsKeyStore;
   readonly content: ContentLayer;
+  /**
+   * How long after the relay's answer an acceptance is recorded (§11.1, content-order.ts):
+   * CLUSTER_SETTLE_MS for a client given several relays; 0 (default) at once.
+   */
+  readonly acceptanceSettleMs?: number;
   /** The durable outbox of pending messages (in the state db); in memory only without it. */
   readonly outbox?: MlsOutboxStore;
   readonly link: DsLink;
@@ -86,7 +91,7 @@ export class MlsSession {
 
   constructor(private readonly o: MlsSessionOptions) {
     this.ds = new DsTransport(o.link);
-    this.order = new AcceptanceOrder(o.log);
+    this.order = new AcceptanceOrder(o.log, BACKLOG_QUIET_MS, o.acceptanceSettleMs ?? 0);
     const ensureKeys = o.ensureKeys === undefined ? undefined : (names: readonly string[]) => this.ensure(names);
     this.engine = new MlsConversations({
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },

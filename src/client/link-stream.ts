@@ -31,6 +31,8 @@ export const BUNDLE_CONFIRM_MS = 30_000;
  * for until its 10 minutes are over.
  */
 export const STEP_TIMEOUT_MS = 30_000;
+/** How long opening a Link stream waits for the connection to the relay. */
+export const LINK_CONNECT_MS = 20_000;
 
 // ---------------------------------------------------------------------------------------------
 // The Link stream
@@ -42,6 +44,8 @@ export type LinkEvent = { readonly kind: "paired" } | { readonly kind: "payload"
 export interface LinkStream {
   next(): Promise<LinkEvent>;
   send(req: Partial<LinkRequest>): void;
+  /** Sends and resolves once the frame is handed to the connection (or the stream is closed). */
+  sendFlushed(req: Partial<LinkRequest>): Promise<void>;
   /** No more frames from this side. */
   done(): void;
   close(): void;
@@ -63,6 +67,15 @@ export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
     throw new LinkError(e instanceof Error ? e.message : String(e), { cause: e });
   }
   const client = new ChatServiceClient(relay.address, prepared.credentials, { ...channelOptions(LINK_MAX_PAYLOAD_BYTES + 1024), ...prepared.options });
+  // Connected before the stream opens: the new device shows its code once its first frame is on
+  // its way over a live connection, not while the connection is still being made (the other
+  // device, quick to type, would find no device waiting with that code).
+  try {
+    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + LINK_CONNECT_MS, (e) => (e ? reject(e) : resolve())));
+  } catch (e) {
+    client.close();
+    throw new LinkError(`cannot reach the relay at ${relay.address}: is it running, and is the address right?`, { cause: e });
+  }
   const call: ClientDuplexStream<LinkRequest, LinkResponse> = client.link();
   const queue: LinkEvent[] = [];
   let waiter: ((e: LinkEvent) => void) | undefined;
@@ -96,6 +109,10 @@ export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
     send: (req) => {
       if (!closed) call.write({ rendezvous: Buffer.alloc(0), role: LinkRole.LINK_ROLE_UNSPECIFIED, payload: Buffer.alloc(0), ...req });
     },
+    sendFlushed: (req) => new Promise<void>((resolve) => {
+      if (closed) return resolve();
+      call.write({ rendezvous: Buffer.alloc(0), role: LinkRole.LINK_ROLE_UNSPECIFIED, payload: Buffer.alloc(0), ...req }, () => resolve());
+    }),
     done: () => {
       if (!closed) call.end();
     },

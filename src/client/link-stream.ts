@@ -2,7 +2,7 @@
 // relay on the session's channel settings, as a queue of events (paired, a payload, the end),
 // with the waits both sides use: for an event (bounded, cancellable), and for the end after the
 // last message. The two sides' steps are in linking.ts.
-import type { ClientDuplexStream, ServiceError } from "@grpc/grpc-js";
+import { connectivityState, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatServiceClient, LinkRole, type LinkRequest, type LinkResponse } from "../gen/securechat/v1/chat.js";
 import { LINK_MAX_PAYLOAD_BYTES } from "../protocol/link.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -58,6 +58,16 @@ function relaySentence(e: ServiceError, address: string): string {
   return `the relay ended the linking: ${sanitizeLine(e.details || "no reason given").slice(0, 200)}`;
 }
 
+/** Resolves once the channel is connected; rejects at its first failure to connect, or at the deadline. */
+async function connected(channel: ReturnType<ChatServiceClient["getChannel"]>, deadlineMs: number): Promise<void> {
+  for (;;) {
+    const state = channel.getConnectivityState(true);
+    if (state === connectivityState.READY) return;
+    if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) throw new Error("the connection to the relay failed");
+    await new Promise<void>((resolve, reject) => channel.watchConnectivityState(state, deadlineMs, (e) => (e ? reject(e) : resolve())));
+  }
+}
+
 /** Opens a Link stream on the same kind of channel the session uses (transport.ts, relay-transport.ts). */
 export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
   let prepared;
@@ -71,7 +81,7 @@ export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
   // its way over a live connection, not while the connection is still being made (the other
   // device, quick to type, would find no device waiting with that code).
   try {
-    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + LINK_CONNECT_MS, (e) => (e ? reject(e) : resolve())));
+    await connected(client.getChannel(), Date.now() + LINK_CONNECT_MS);
   } catch (e) {
     client.close();
     throw new LinkError(`cannot reach the relay at ${relay.address}: is it running, and is the address right?`, { cause: e });

@@ -29,6 +29,7 @@ import { KeyDirectory } from "./key-directory.js";
 import { KnownRelays } from "./known-relays.js";
 import type { ContentLayer } from "./mls/content-api.js";
 import { contentLayerOver } from "./mls/content.js";
+import { CLUSTER_SETTLE_MS } from "./mls/content-order.js";
 import { MlsOutboxStore } from "./mls/outbox-store.js";
 import { MlsSession } from "./mls/session.js";
 import type { MlsKeyStore } from "./mls-store.js";
@@ -190,7 +191,7 @@ export class ChatClient implements ChatSession {
       hooks: {
         welcomed: (w) => {
           this.onWelcome(w);
-          this.mls?.welcomed();
+          this.mls?.welcomed(w.queued);
           this.devicesWelcomed(w);
         },
         // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
@@ -289,6 +290,8 @@ export class ChatClient implements ChatSession {
         if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
       },
       outbox: mlsOutbox,
+      // §11.1: several relays deliver what another stored a moment before only with its hint.
+      acceptanceSettleMs: servers.length > 1 ? CLUSTER_SETTLE_MS : 0,
       ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
       handled: (message) => this.inbox.countDelivered(message),
       ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),

@@ -2,7 +2,7 @@
 // relay on the session's channel settings, as a queue of events (paired, a payload, the end),
 // with the waits both sides use: for an event (bounded, cancellable), and for the end after the
 // last message. The two sides' steps are in linking.ts.
-import type { ClientDuplexStream, ServiceError } from "@grpc/grpc-js";
+import { connectivityState, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatServiceClient, LinkRole, type LinkRequest, type LinkResponse } from "../gen/securechat/v1/chat.js";
 import { LINK_MAX_PAYLOAD_BYTES } from "../protocol/link.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
@@ -31,6 +31,8 @@ export const BUNDLE_CONFIRM_MS = 30_000;
  * for until its 10 minutes are over.
  */
 export const STEP_TIMEOUT_MS = 30_000;
+/** How long opening a Link stream waits for the connection to the relay. */
+export const LINK_CONNECT_MS = 20_000;
 
 // ---------------------------------------------------------------------------------------------
 // The Link stream
@@ -42,6 +44,8 @@ export type LinkEvent = { readonly kind: "paired" } | { readonly kind: "payload"
 export interface LinkStream {
   next(): Promise<LinkEvent>;
   send(req: Partial<LinkRequest>): void;
+  /** Sends and resolves once the frame is handed to the connection (or the stream is closed). */
+  sendFlushed(req: Partial<LinkRequest>): Promise<void>;
   /** No more frames from this side. */
   done(): void;
   close(): void;
@@ -54,6 +58,16 @@ function relaySentence(e: ServiceError, address: string): string {
   return `the relay ended the linking: ${sanitizeLine(e.details || "no reason given").slice(0, 200)}`;
 }
 
+/** Resolves once the channel is connected; rejects at its first failure to connect, or at the deadline. */
+async function connected(channel: ReturnType<ChatServiceClient["getChannel"]>, deadlineMs: number): Promise<void> {
+  for (;;) {
+    const state = channel.getConnectivityState(true);
+    if (state === connectivityState.READY) return;
+    if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) throw new Error("the connection to the relay failed");
+    await new Promise<void>((resolve, reject) => channel.watchConnectivityState(state, deadlineMs, (e) => (e ? reject(e) : resolve())));
+  }
+}
+
 /** Opens a Link stream on the same kind of channel the session uses (transport.ts, relay-transport.ts). */
 export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
   let prepared;
@@ -63,6 +77,15 @@ export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
     throw new LinkError(e instanceof Error ? e.message : String(e), { cause: e });
   }
   const client = new ChatServiceClient(relay.address, prepared.credentials, { ...channelOptions(LINK_MAX_PAYLOAD_BYTES + 1024), ...prepared.options });
+  // Connected before the stream opens: the new device shows its code once its first frame is on
+  // its way over a live connection, not while the connection is still being made (the other
+  // device, quick to type, would find no device waiting with that code).
+  try {
+    await connected(client.getChannel(), Date.now() + LINK_CONNECT_MS);
+  } catch (e) {
+    client.close();
+    throw new LinkError(`cannot reach the relay at ${relay.address}: is it running, and is the address right?`, { cause: e });
+  }
   const call: ClientDuplexStream<LinkRequest, LinkResponse> = client.link();
   const queue: LinkEvent[] = [];
   let waiter: ((e: LinkEvent) => void) | undefined;
@@ -96,6 +119,10 @@ export async function openLinkStream(relay: LinkRelay): Promise<LinkStream> {
     send: (req) => {
       if (!closed) call.write({ rendezvous: Buffer.alloc(0), role: LinkRole.LINK_ROLE_UNSPECIFIED, payload: Buffer.alloc(0), ...req });
     },
+    sendFlushed: (req) => new Promise<void>((resolve) => {
+      if (closed) return resolve();
+      call.write({ rendezvous: Buffer.alloc(0), role: LinkRole.LINK_ROLE_UNSPECIFIED, payload: Buffer.alloc(0), ...req }, () => resolve());
+    }),
     done: () => {
       if (!closed) call.end();
     },

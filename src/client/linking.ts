@@ -102,7 +102,8 @@ export async function newDeviceSide(o: NewDeviceOptions): Promise<NewDeviceLinke
   const k = linkKey(code);
   const stream = await openLinkStream(o.relay);
   try {
-    stream.send({ rendezvous: rendezvousOf(code), role: LinkRole.LINK_ROLE_NEW_DEVICE });
+    // The code is shown once the rendezvous frame is on the connection (link-stream.ts).
+    await stream.sendFlushed({ rendezvous: rendezvousOf(code), role: LinkRole.LINK_ROLE_NEW_DEVICE });
     o.onCode(formatLinkCode(code));
     await expect(stream, "paired", o.signal, "the relay ended the linking before the other device came");
     const offerBytes = encodeOffer(offer);

@@ -19,6 +19,9 @@ import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, ty
 import type { ConnectionStatus, Outcome, SessionEvent } from "./types.js";
 import { PER_ADDRESS, ServerRotation } from "./server-list.js";
 
+/** Ends that say only that an address did not answer (or the client cancelled): any relay's own sentence says more. */
+const SILENT: ReadonlySet<SessionEnd["kind"]> = new Set(["unreachable", "cancelled", "relay-closed"]);
+
 export const CLIENT_VERSION = "secure-chat/0.1.0";
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -207,6 +210,8 @@ export class RelayConnection {
   }
 
   private fatal: FatalSessionError | undefined;
+  /** The most telling end of the current round of the list (what the status shows when it waits). */
+  private roundCause: SessionEnd | undefined;
 
   private async run(): Promise<void> {
     while (!this.closed) {
@@ -258,6 +263,7 @@ export class RelayConnection {
         return;
       }
       // The next address of the list at once; only after a whole round failed is there a wait.
+      if (this.roundCause === undefined || !SILENT.has(cause.kind) || SILENT.has(this.roundCause.kind)) this.roundCause = cause;
       const move = this.rotation.advance();
       if (!move.wait) {
         this.o.log.info("session.next-relay", { address: move.address });
@@ -266,7 +272,12 @@ export class RelayConnection {
       // Counted in rounds from the last session that reached Welcome, however it ended (backoff.ts).
       const next = this.backoff.next();
       const retryAtMs = this.o.clock() + next.delayMs;
-      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason: describeSessionEnd(cause), cause });
+      // The round's most telling end: a relay's own answer (its storage is down, it is busy) says
+      // more than an address of the list that did not answer at all (a relay that is gone).
+      const round = this.roundCause;
+      const told = round !== undefined && !SILENT.has(round.kind) && SILENT.has(cause.kind) ? round : cause;
+      this.roundCause = undefined;
+      this.setConnection({ state: "reconnecting", attempt: next.attempt, retryAtMs, reason: describeSessionEnd(told), cause: told });
       const sleep = sleepUntil(retryAtMs, this.o.clock);
       this.wakeRetry = sleep.wake;
       await sleep.done;
@@ -323,6 +334,7 @@ export class RelayConnection {
       this.authenticated = true;
       this.backoff.welcomed();
       this.rotation.welcomed();
+      this.roundCause = undefined;
       this.lastEndReason = undefined;
       // A move between relays of the list is one line, not an error: the session goes on.
       if (this.lastWelcomed !== undefined && this.lastWelcomed !== server) {

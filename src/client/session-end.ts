@@ -142,11 +142,19 @@ function replaced(me: string): FatalSessionError {
   return new FatalSessionError({ kind: "replaced", username: me });
 }
 
-/** Why a session ended, as the status shows it while reconnecting. */
+/**
+ * Why a session ended, as the status shows it while reconnecting. An UNAVAILABLE the relay ended
+ * the stream with itself (its ErrorCode trailer and a sentence: its storage is unreachable, it is
+ * shutting down) shows the relay's sentence, sanitised; only an UNAVAILABLE without one (the
+ * connection failed or dropped, a proxy answered) is "relay unreachable".
+ */
 export function sessionEndOf(e: unknown): SessionEnd {
   if (e instanceof NameTakenError || e instanceof FatalSessionError) return e.end;
   if (isServiceError(e)) {
-    if (e.code === grpcStatus.UNAVAILABLE) return { kind: "unreachable" };
+    if (e.code === grpcStatus.UNAVAILABLE) {
+      const detail = relayErrorCode(e) === undefined ? "" : detailsOf(e);
+      return detail.length > 0 ? { kind: "stream-error", detail } : { kind: "unreachable" };
+    }
     if (e.code === grpcStatus.CANCELLED) return { kind: "cancelled" };
     return { kind: "stream-error", detail: sanitizeLine(e.details || e.message).slice(0, 200) };
   }

@@ -4,9 +4,9 @@
 // reconnect, replies that reached me while my engine was busy) are not proof: no false "lost".
 // A real drop is still flagged within one further message of the peer's.
 import { DatabaseSync } from "node:sqlite";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MlsContentLayer } from "../../src/client/mls/content.js";
-import { AcceptanceOrder } from "../../src/client/mls/content-order.js";
+import { AcceptanceOrder, BACKLOG_QUIET_MS, CLUSTER_SETTLE_MS } from "../../src/client/mls/content-order.js";
 import { ContentStore } from "../../src/client/mls/content-store.js";
 import { toHex } from "../../src/protocol/bytes.js";
 import { APP_LABEL_V2, decodeAppData, ZERO_APP_HASH } from "../../src/protocol/mls/app-data.js";
@@ -123,6 +123,144 @@ describe("no false 'lost' for honest peers (§11.1)", () => {
     hear(carol, ROOM, gid, a0);
     expect(hear(alice, ROOM, gid, say(bob, ROOM, gid, "b2")).own).toEqual(NONE);
     expect(hear(alice, ROOM, gid, say(carol, ROOM, gid, "c2")).own).toEqual({ confirmed: [a0.id], lost: [] });
+  });
+});
+
+describe("after a (re)connect: the Welcome's backlog comes before my acceptances (§11.1)", () => {
+  /**
+   * Bob reconnects (to another relay of the cluster, say) while alice's a1..a3 wait for him. The
+   * relay answers his resent outbox at once and pumps the backlog after: b1's answer reaches him
+   * before a1..a3, all stored before b1. Alice sealed a4 (settled: a3) before b1 reached her.
+   */
+  function reconnectWithBacklog() {
+    const gid = makeGroupId(DM);
+    const [alice, bob] = [user("alice"), user("bob")];
+    hear(bob, DM, gid, say(alice, DM, gid, "hello"));
+    const a = ["a1", "a2", "a3"].map((t) => say(alice, DM, gid, t));
+    bob.order.welcome(a.length);
+    const b1 = say(bob, DM, gid, "b1"); // answered before the backlog arrived
+    const backlog = a.map((m) => hear(bob, DM, gid, m).own);
+    const a4 = say(alice, DM, gid, "a4"); // sealed before b1 reached alice: names a3 as settled
+    return { gid, alice, bob, b1, a4, backlog };
+  }
+
+  it("neither the backlog (stored before mine) nor a reply sealed before mine reached the peer flags my message lost", () => {
+    const { gid, alice, bob, b1, a4, backlog } = reconnectWithBacklog();
+    // Without the wait, b1's acceptance was recorded before bob opened a1..a3: a2 and a3 (settled:
+    // a1, a2, stored before b1) and a4 "proved" b1 lost.
+    expect(backlog).toEqual([NONE, NONE, NONE]);
+    expect(hear(bob, DM, gid, a4).own).toEqual(NONE);
+    hear(alice, DM, gid, b1);
+    expect(hear(bob, DM, gid, say(alice, DM, gid, "a5")).own).toEqual({ confirmed: [b1.id], lost: [] });
+  });
+
+  it("the acceptance is recorded once the backlog is handled: a real drop is still flagged at the peer's next message", () => {
+    const { gid, alice, bob, b1, a4 } = reconnectWithBacklog(); // b1 never reaches alice
+    expect(hear(bob, DM, gid, a4).own).toEqual(NONE);
+    expect(hear(bob, DM, gid, say(alice, DM, gid, "a5")).own).toEqual({ confirmed: [], lost: [b1.id] });
+  });
+
+  it("a backlog that never completes (rows expired meanwhile) ends after a quiet while: the acceptance is recorded then", () => {
+    vi.useFakeTimers();
+    try {
+      const gid = makeGroupId(DM);
+      const order = new AcceptanceOrder(undefined, 1_000);
+      const layer = user("bob").layer;
+      const recorded: string[] = [];
+      // The layer as the order sees it: records when the acceptance reaches it.
+      const spy = order.wrap(new Proxy(layer, { get: (t, k) => (k === "accepted" ? (c: string, id: Buffer) => { recorded.push(toHex(id)); t.accepted(c, id); } : Reflect.get(t, k, t)) }));
+      order.welcome(2);
+      order.arrived();
+      order.done();
+      const s = layer.seal(DM, gid, "text", "b1", T0);
+      spy.accepted(DM, s.messageId);
+      vi.advanceTimersByTime(999);
+      expect(recorded).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(recorded).toEqual([toHex(s.messageId)]);
+      order.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe("several relays on one database: answers settle after the relays' hint time (§11.1)", () => {
+  /** A client given several relays (chat-client.ts): acceptances recorded CLUSTER_SETTLE_MS after the answer. */
+  function clusterUser(me: string, settleMs: number) {
+    const layer = new MlsContentLayer({ me, store: new ContentStore(new DatabaseSync(":memory:")), clock: () => T0 });
+    const order = new AcceptanceOrder(undefined, BACKLOG_QUIET_MS, settleMs);
+    return { me, db: undefined as unknown as DatabaseSync, layer, order, content: order.wrap(layer) };
+  }
+
+  /**
+   * alice (on relay A) and carol (on relay B) send at the same moment: each relay answers its own
+   * sender at once, and the other's message, stored a moment earlier, comes with the relays' hint
+   * after the answer. alice seals a9 while her engine has not opened c8 yet.
+   */
+  function sameMoment(settleMs: number) {
+    const gid = makeGroupId(ROOM);
+    const [alice, carol] = [clusterUser("alice", settleMs), clusterUser("carol", settleMs)];
+    for (const u of [alice, carol]) u.layer.membersChanged(ROOM, ["alice", "carol"]);
+    hear(carol, ROOM, gid, say(alice, ROOM, gid, "a7"));
+    hear(alice, ROOM, gid, say(carol, ROOM, gid, "c7"));
+    vi.advanceTimersByTime(settleMs);
+    const a8 = seal(alice, ROOM, gid, "a8");
+    const c8 = seal(carol, ROOM, gid, "c8");
+    accept(alice, ROOM, a8);
+    accept(carol, ROOM, c8);
+    arrive(alice); // c8, after alice's answer; her engine opens it after sealing a9
+    hear(carol, ROOM, gid, a8);
+    const a9 = say(alice, ROOM, gid, "a9");
+    return { gid, alice, carol, a9, c8 };
+  }
+
+  it("two senders answered at the same moment by two relays: neither message is flagged lost; each is confirmed after", () => {
+    vi.useFakeTimers();
+    try {
+      const { gid, alice, carol, a9, c8 } = sameMoment(CLUSTER_SETTLE_MS);
+      // Recorded at once (one relay's order), a8's acceptance made a9 name it as settled, and
+      // carol, who had c8's answer before a8, took a9 as proof that c8 never reached alice.
+      expect(hear(carol, ROOM, gid, a9).own).toEqual(NONE);
+      open(alice, ROOM, gid, c8);
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      const a10 = say(alice, ROOM, gid, "a10");
+      expect(hear(carol, ROOM, gid, a10).own).toEqual({ confirmed: [c8.id], lost: [] });
+      alice.order.close();
+      carol.order.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("with the answers recorded at once (one relay's promise), the same moment is a false 'lost': why a client of several relays waits", () => {
+    vi.useFakeTimers();
+    try {
+      const { gid, carol, a9, c8 } = sameMoment(0);
+      expect(hear(carol, ROOM, gid, a9).own).toEqual({ confirmed: [], lost: [c8.id] });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a real drop is still flagged once the settle time is over", () => {
+    vi.useFakeTimers();
+    try {
+      const gid = makeGroupId(ROOM);
+      const [alice, carol] = [clusterUser("alice", CLUSTER_SETTLE_MS), clusterUser("carol", CLUSTER_SETTLE_MS)];
+      for (const u of [alice, carol]) u.layer.membersChanged(ROOM, ["alice", "carol"]);
+      hear(carol, ROOM, gid, say(alice, ROOM, gid, "a0"));
+      const c1 = say(carol, ROOM, gid, "c1"); // dropped: never reaches alice
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      const a1 = say(alice, ROOM, gid, "a1");
+      expect(hear(carol, ROOM, gid, a1).own).toEqual(NONE); // a1 names a0 as settled, opened before c1's answer
+      vi.advanceTimersByTime(CLUSTER_SETTLE_MS);
+      expect(hear(carol, ROOM, gid, say(alice, ROOM, gid, "a2")).own).toEqual({ confirmed: [], lost: [c1.id] });
+      alice.order.close();
+      carol.order.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

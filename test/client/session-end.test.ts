@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { describeSessionEnd } from "../../src/client/errors.js";
 import { Metadata, status } from "@grpc/grpc-js";
-import { classifySessionError, ERROR_CODE_TRAILER, FatalSessionError, protocolRefusal } from "../../src/client/session-end.js";
+import { classifySessionError, ERROR_CODE_TRAILER, FatalSessionError, protocolRefusal, sessionEndOf } from "../../src/client/session-end.js";
 
 describe("protocolRefusal", () => {
   it.each([
@@ -56,5 +56,37 @@ describe("classifySessionError (a session that ended after Welcome)", () => {
     expect(classifySessionError(down, "alice")).toBe(down);
     const gone = ended(status.UNAVAILABLE, undefined, "connection dropped");
     expect(classifySessionError(gone, "alice")).toBe(gone);
+  });
+});
+
+describe("sessionEndOf (the reason the status shows while reconnecting)", () => {
+  const ended = (code: status, errorCode: string | undefined, details: string): Error => {
+    const metadata = new Metadata();
+    if (errorCode !== undefined) metadata.set(ERROR_CODE_TRAILER, errorCode);
+    return Object.assign(new Error(details), { code, details, metadata });
+  };
+  const STORAGE = "the relay cannot reach its storage right now; try again in a moment";
+
+  it("an UNAVAILABLE the relay ended with its own code shows the relay's sentence, not \"relay unreachable\"", () => {
+    const end = sessionEndOf(ended(status.UNAVAILABLE, "ERROR_CODE_STORAGE_UNAVAILABLE", STORAGE));
+    expect(end).toEqual({ kind: "stream-error", detail: STORAGE });
+    expect(describeSessionEnd(end)).toBe(STORAGE);
+    expect(sessionEndOf(ended(status.UNAVAILABLE, "ERROR_CODE_SHUTTING_DOWN", "the relay is shutting down: moving you to another relay")))
+      .toEqual({ kind: "stream-error", detail: "the relay is shutting down: moving you to another relay" });
+  });
+
+  it("the relay's sentence is sanitised and bounded like any relay text", () => {
+    const end = sessionEndOf(ended(status.UNAVAILABLE, "ERROR_CODE_STORAGE_UNAVAILABLE", `storage\u001b[2J\u0007 down ${"x".repeat(500)}`));
+    expect(end.kind).toBe("stream-error");
+    const detail = (end as { detail: string }).detail;
+    expect(detail).not.toMatch(/[\u0000-\u001f\u007f]/);
+    expect(detail.length).toBeLessThanOrEqual(200);
+    expect(detail.startsWith("storage")).toBe(true);
+  });
+
+  it("an UNAVAILABLE without the relay's code, or with an empty sentence, is \"relay unreachable\"", () => {
+    expect(sessionEndOf(ended(status.UNAVAILABLE, undefined, "No connection established"))).toEqual({ kind: "unreachable" });
+    expect(sessionEndOf(ended(status.UNAVAILABLE, "ERROR_CODE_STORAGE_UNAVAILABLE", ""))).toEqual({ kind: "unreachable" });
+    expect(sessionEndOf(ended(status.UNAVAILABLE, "NOT_A_CODE", "made up"))).toEqual({ kind: "unreachable" });
   });
 });

@@ -78,6 +78,20 @@ describe("the relay's error-code trailer decides, not the gRPC status", () => {
     expect(statuses(a).some((s) => s.state === "failed")).toBe(false);
   });
 
+  it("a relay of the list that cannot reach its storage says so in the status, though the round ended at an address that did not answer", async () => {
+    const relay = await relayFor();
+    const storage = "the relay cannot reach its storage right now; try again in a moment";
+    relay.refuseHello = { code: status.UNAVAILABLE, details: storage, errorCode: "ERROR_CODE_STORAGE_UNAVAILABLE" };
+    // Port 1 refuses connections: the second relay of the list is gone.
+    const dir = mkdtempSync(join(tmpdir(), "sc-trailer-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const a = await TestClient.begin(alice, relay.port, { dir, reconnect: { initialMs: 20, maxMs: 40 }, server: [`127.0.0.1:${relay.port}`, "127.0.0.1:1"] });
+    cleanups.push(() => a.close());
+    const waiting = await waitUntil(() => statuses(a).find((s) => s.state === "reconnecting"), "a round of the list to fail");
+    // Not "relay unreachable" (the last address tried), nor the relay's status code alone.
+    expect(waiting).toMatchObject({ state: "reconnecting", reason: storage, cause: { kind: "stream-error", detail: storage } });
+  });
+
   it("without the trailer (a proxy answered), the status still decides: ALREADY_EXISTS is a taken name", async () => {
     const relay = await relayFor();
     relay.refuseHello = { code: status.ALREADY_EXISTS, details: "taken" };

@@ -207,6 +207,17 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     await expect(done).rejects.toThrow(/if it was unlinked, move \S+alice_device\.pem, \S+alice_device\.json and \S+alice_mls\.db away, then link again/);
   });
 
+  it("shows no code while the relay cannot be reached: the code is shown once the rendezvous is on a live connection", async () => {
+    // Plaintext: no TLS first contact to fail first; port 1 refuses connections.
+    const shown: string[] = [];
+    const done = newDeviceSide({
+      relay: { address: "127.0.0.1:1", transport: { kind: "plaintext" } }, username: "alice", deviceName: "desktop", keyDir: newDir,
+      onCode: (c) => shown.push(c), onSas: () => {},
+    });
+    await expect(done).rejects.toThrow(/cannot reach the relay at 127\.0\.0\.1:1/);
+    expect(shown).toEqual([]);
+  });
+
   it("refuses to link into a directory that already holds a key file of the user", async () => {
     const { writeFileSync } = await import("node:fs");
     writeFileSync(join(newDir, "alice_key.pem"), "x", { mode: 0o600 });

@@ -12,7 +12,7 @@ import type { TrustStore } from "../trust-store.js";
 import type { DeviceDirectory } from "../devices-api.js";
 import type { ChatMessage, SessionEvent } from "../types.js";
 import type { ContentLayer } from "./content-api.js";
-import { AcceptanceOrder } from "./content-order.js";
+import { AcceptanceOrder, BACKLOG_QUIET_MS } from "./content-order.js";
 import { MlsConversations } from "./conversations.js";
 import type { MlsQueued } from "./ds-api.js";
 import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
@@ -27,6 +27,11 @@ export interface MlsSessionOptions {
   readonly identity: PrivateIdentity;
   readonly store: MlsKeyStore;
   readonly content: ContentLayer;
+  /**
+   * How long after the relay's answer an acceptance is recorded (§11.1, content-order.ts):
+   * CLUSTER_SETTLE_MS for a client given several relays; 0 (default) at once.
+   */
+  readonly acceptanceSettleMs?: number;
   /** The durable outbox of pending messages (in the state db); in memory only without it. */
   readonly outbox?: MlsOutboxStore;
   readonly link: DsLink;
@@ -86,7 +91,7 @@ export class MlsSession {
 
   constructor(private readonly o: MlsSessionOptions) {
     this.ds = new DsTransport(o.link);
-    this.order = new AcceptanceOrder(o.log);
+    this.order = new AcceptanceOrder(o.log, BACKLOG_QUIET_MS, o.acceptanceSettleMs ?? 0);
     const ensureKeys = o.ensureKeys === undefined ? undefined : (names: readonly string[]) => this.ensure(names);
     this.engine = new MlsConversations({
       me: o.identity.username, identity: { username: o.identity.username, sigPrivate: o.identity.sigPrivate },
@@ -157,8 +162,12 @@ export class MlsSession {
     this.engine.keyDecided(username, fingerprint(pin.identity.sigSpki), verified).catch((e: unknown) => this.o.log.warn("mls.key_change.failed", { user: username, reason: (e as Error).message }));
   }
 
-  /** The relay welcomed a session: the engine starts (first time) or comes back into the lobby. */
-  welcomed(): void {
+  /**
+   * The relay welcomed a session announcing `queued` deliveries (its backlog for me): acceptances
+   * wait for them (§11.1, content-order.ts); the engine starts (first time) or comes back into the lobby.
+   */
+  welcomed(queued = 0): void {
+    this.order.welcome(queued);
     const first = !this.welcomedOnce;
     this.welcomedOnce = true;
     const p = first ? this.engine.start() : this.engine.reconnected();
@@ -184,8 +193,10 @@ export class MlsSession {
     const batch: { d: Delivery; q: MlsQueued }[] = [];
     for (const d of items) {
       const q = mlsQueuedOf(d);
-      if (q === undefined) rest.push(d);
-      else {
+      if (q === undefined) {
+        this.order.skipped(); // part of the Welcome's backlog all the same
+        rest.push(d);
+      } else {
         this.order.arrived(); // §11.1: received before any acceptance recorded after it
         batch.push({ d, q });
       }
@@ -256,6 +267,7 @@ export class MlsSession {
   async close(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.order.close();
     this.ds.sessionEnded();
     await this.engine.idle();
     this.engine.close();

@@ -89,7 +89,7 @@ export class PgMlsStore implements MlsStore {
       }
       if (steps.length > 0) this.db.batch(steps);
       return this.keyPackageCounts(address);
-    });
+    }, { rerun: true });
   }
 
   /**
@@ -195,7 +195,7 @@ export class PgMlsStore implements MlsStore {
         if (taken!.length > 0 || inserted!.length === 0) throw new Refused("group-exists");
         this.db.query("INSERT INTO mls_group_members (group_id, username) VALUES ($1, $2) ON CONFLICT DO NOTHING", [g.groupId, g.creator]);
         return "created";
-      });
+      }, { rerun: true });
     } catch (e) {
       if (e instanceof Refused) return e.outcome;
       throw e;
@@ -252,7 +252,9 @@ export class PgMlsStore implements MlsStore {
     hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
     let committed = false;
     try {
-      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries));
+      // Run again when PostgreSQL aborts it as a deadlock victim: `deliveries` only builds
+      // requests, enqueueInside only drops cached usage, and `settled` is called once, after.
+      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries), { rerun: true });
       committed = true;
       return out;
     } finally {

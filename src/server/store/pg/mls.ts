@@ -15,20 +15,13 @@ import {
   COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
   type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupRecord, type StoredKeyPackageInput,
 } from "../mls.js";
-import type { EnqueueOutcome, EnqueueRequest } from "../queues.js";
+import type { EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
+import type { PgQueueWriter } from "./queues.js";
 import type { SqlStep, SyncPg } from "./sync-client.js";
 
-/**
- * How an accepted commit's deliveries are stored (pg/queues.ts implements it): `enqueueInside`
- * is called INSIDE the commit's open db.transaction. `settled`, when present, is called once
- * that transaction has ended (committed or rolled back), for work that must wait for the
- * commit (e.g. caches of what was stored).
- */
-export interface PgQueueWriter {
-  enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
-  settled?(committed: boolean): void;
-}
+// One definition, in queues.ts; named here too for the callers that import it from mls.js.
+export type { PgQueueWriter } from "./queues.js";
 
 type Row = Record<string, unknown>;
 

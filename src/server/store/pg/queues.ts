@@ -20,9 +20,15 @@ import type { PgStoreContext } from "./context.js";
 import { PAYLOAD_ENVELOPE, PAYLOAD_MLS } from "./schema.js";
 import { CONFLICT_RETRIES, isConflict, type SqlStep, type SyncPg } from "./sync-client.js";
 
-/** The queue writer the MLS store uses for a commit's deliveries, inside its own `db.transaction`. */
+/**
+ * How an accepted commit's deliveries are stored (PgQueues implements it; the MLS store,
+ * pg/mls.ts, uses it): `enqueueInside` is called INSIDE the commit's open db.transaction.
+ * `settled`, when present, is called once that transaction has ended (committed or rolled
+ * back), for work that must wait for the commit (e.g. caches of what was stored).
+ */
 export interface PgQueueWriter {
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+  settled?(committed: boolean): void;
 }
 
 /** Longest a cached queue usage is trusted: other relays enqueue and ack the same queues. */

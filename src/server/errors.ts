@@ -8,6 +8,7 @@
 import { Metadata, status as GrpcStatus, type StatusObject } from "@grpc/grpc-js";
 import { ErrorCode, errorCodeToJSON } from "../gen/securechat/v1/chat.js";
 import { isProtocolError } from "../protocol/errors.js";
+import { isUnreachable } from "./cluster-store-guard.js";
 import { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode } from "./store.js";
 
 /** Trailer carrying the ErrorCode name (e.g. "ERROR_CODE_USERNAME_TAKEN") of a session-ending status. */
@@ -73,6 +74,10 @@ export const sessionEnd = {
   slowConsumer: (why: string) =>
     new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_SLOW_CONSUMER,
       `disconnected because this client reads too slowly (${why}); nothing is lost: its messages stay queued for the next connection`),
+  /** The session cannot start because the relay's database is unreachable (many relays on one database). */
+  storageUnreachable: () =>
+    new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
+      "the relay cannot reach its database right now; try again in a moment", "storage-unreachable"),
   tooManyAcks: (n: number, max: number) =>
     new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: an Ack carries ${n} seqs (limit ${max})`),
 } as const;
@@ -115,10 +120,20 @@ export function handshakeEndOf(err: unknown): SessionEnd {
 }
 
 /**
+ * A request refused because the relay's database could not be reached (many relays on one
+ * database): nothing of it was stored, and the database (or another relay) may be back soon.
+ */
+export function unreachableRefusal(): Refusal {
+  return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, "the relay cannot reach its database right now; nothing was stored, try again in a moment");
+}
+
+/**
  * SendEnvelope: the commit that was to store the envelope failed, so nothing of its batch was
- * stored. The sentence says why when SQLite does (full disk or quota, I/O error).
+ * stored. The sentence says why when it is known: the database cannot be reached, or SQLite
+ * says so (full disk or quota, I/O error).
  */
 export function storageRefusalOf(err: unknown): Refusal {
+  if (isUnreachable(err)) return unreachableRefusal();
   const code = sqliteErrorCode(err);
   const why = code === SQLITE_FULL ? "its storage is full"
     : code === SQLITE_IOERR ? "it could not write to its disk"

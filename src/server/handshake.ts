@@ -5,8 +5,7 @@
 // What follows the handshake (the authenticated session, session.ts) is made by a function the
 // caller passes in (OpenSession), so this file does not import session.ts, which imports it.
 import { randomBytes, type KeyObject } from "node:crypto";
-import { status as GrpcStatus } from "@grpc/grpc-js";
-import { ErrorCode, type Hello, type Welcome } from "../gen/securechat/v1/chat.js";
+import type { Hello, Welcome } from "../gen/securechat/v1/chat.js";
 import {
   fingerprint, importPublicIdentity, importSigningKey, NONCE_BYTES, verifyProof, type PublicIdentity,
 } from "../protocol/keys.js";
@@ -16,7 +15,7 @@ import { checkUsername } from "../protocol/names.js";
 import type { DeviceRoutes } from "./devices.js";
 import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
-import { handshakeEndOf, SessionEnd, sessionEnd, statusOf } from "./errors.js";
+import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
@@ -114,15 +113,9 @@ export async function authenticate<S extends RoutedSession>(
     return establish(stream, claim, deps, admission.source, open);
   } catch (e) {
     // A relay on a shared database that cannot reach it: the client tries again (or another relay).
-    if (isUnreachable(e)) throw storageUnreachable();
+    if (isUnreachable(e)) throw sessionEnd.storageUnreachable();
     throw e;
   }
-}
-
-/** The session cannot start because the relay's database is unreachable (cluster mode). */
-export function storageUnreachable(): SessionEnd {
-  return new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
-    "the relay cannot reach its storage right now; try again in a moment", "storage-unreachable");
 }
 
 /**

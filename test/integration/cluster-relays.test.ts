@@ -220,7 +220,7 @@ describe("relays sharing one store", () => {
     await waitUntil(() => r.logs.some((l) => l.event === "session.close" && l["user"] === "bob"), "bob's session closed");
     expect(r.logs.some((l) => l.event === "session.last_seen_failed")).toBe(true);
     const s = await group.connect(0, alice).then(() => undefined, (e: Error) => e);
-    expect(s?.message).toContain("the relay cannot reach its storage right now; try again in a moment");
+    expect(s?.message).toContain("the relay cannot reach its database right now; try again in a moment");
     expect(await check(r)).toBe(ServingStatus.NOT_SERVING);
     expect(r.logs.some((l) => l.event === "session.failed")).toBe(false);
     down = false;

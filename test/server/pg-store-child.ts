@@ -8,6 +8,8 @@
 //   enqueue URL CLOCK SENDER RECIPIENT    enqueue one 10-byte envelope: {"stored":true|false}
 //   flood URL SENDER COUNT RECIPIENTS     COUNT envelopes to the comma-separated recipients, in
 //                                         batches of 1 to 4: {"stored":COUNT}
+//   ack URL ADDR:SEQ,ADDR:SEQ,…           one ackBatch, the acks in this order: {"acked":N}
+//   release URL NAME                      releaseUser: {"released":true|false}
 import { createInterface } from "node:readline";
 import { openPgStore } from "../../src/server/store/pg/pg-store.js";
 
@@ -60,6 +62,26 @@ function run(): unknown {
         stored += store.enqueueBatch(reqs).filter((o) => o === "stored").length;
       }
       return { stored };
+    } finally {
+      store.close();
+    }
+  }
+  if (op === "ack") {
+    const store = openPgStore(url);
+    try {
+      const acks = rest[0]!.split(",").map((a) => {
+        const i = a.lastIndexOf(":");
+        return { recipient: a.slice(0, i), seqs: [Number(a.slice(i + 1))] };
+      });
+      return { acked: store.ackBatch(acks) };
+    } finally {
+      store.close();
+    }
+  }
+  if (op === "release") {
+    const store = openPgStore(url);
+    try {
+      return { released: store.releaseUser(rest[0]!) };
     } finally {
       store.close();
     }

@@ -12,8 +12,8 @@ import { killStoreChildren, startStoreChild } from "./pg-store-children.js";
 const databases: TestDatabase[] = [];
 const clients: pg.Client[] = [];
 
-async function database(): Promise<TestDatabase> {
-  const db = await freshDatabase();
+async function database(options: { readonly empty?: boolean } = {}): Promise<TestDatabase> {
+  const db = await freshDatabase(undefined, options);
   databases.push(db);
   return db;
 }
@@ -75,7 +75,7 @@ describe("PostgreSQL store, many relays at once", () => {
   });
 
   it("relays opening an empty database together migrate it once and share one relay id", async () => {
-    const db = await database();
+    const db = await database({ empty: true });
     const children = await Promise.all(Array.from({ length: 4 }, () => startStoreChild(["open", db.url])));
     for (const c of children) c.go();
     const results = await Promise.all(children.map((c) => c.result()));

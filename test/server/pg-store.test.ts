@@ -48,7 +48,7 @@ function req(sender: string, recipients: string[], bytes = 100, messageId: Buffe
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 beforeEach(async () => {
-  db = await freshDatabase();
+  db = await freshDatabase(undefined, { empty: true }); // these tests migrate it themselves
 });
 
 afterEach(async () => {

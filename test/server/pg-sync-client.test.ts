@@ -1,7 +1,7 @@
 // SyncPg (src/server/store/pg/sync-client.ts): PostgreSQL behind a synchronous call, against the
 // run's real throwaway cluster (never a mock).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
+import { CONFLICT_RETRIES, PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
 import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
 
 let db: TestDatabase;
@@ -66,6 +66,40 @@ describe("SyncPg", () => {
     expect(caught).toBeInstanceOf(PgError);
     expect((caught as PgError).unreachable).toBe(true);
     expect(performance.now() - t).toBeLessThan(5_000);
+  });
+
+  it("rerun: a transaction PostgreSQL aborts as a deadlock victim runs again (a bounded number of times); without it the error is the caller's", () => {
+    const deadlock = "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$";
+    let runs = 0;
+    const stored = pg.transaction(() => {
+      runs++;
+      pg.query("INSERT INTO t (a) VALUES (10)");
+      if (runs === 1) pg.query(deadlock); // the first run's insert is rolled back with it
+      return pg.query<{ a: number }>("SELECT a FROM t WHERE a = 10");
+    }, { rerun: true });
+    expect(runs).toBe(2);
+    expect(stored).toEqual([{ a: 10 }]);
+    expect(() => pg.transaction(() => pg.query(deadlock))).toThrow(/deadlock detected/);
+    runs = 0;
+    let caught: unknown;
+    try {
+      pg.transaction(() => {
+        runs++;
+        pg.query(deadlock);
+      }, { rerun: true });
+    } catch (e) {
+      caught = e;
+    }
+    expect((caught as PgError).code).toBe("40P01");
+    expect(runs).toBe(1 + CONFLICT_RETRIES);
+    // Other failures are never run again.
+    runs = 0;
+    expect(() => pg.transaction(() => {
+      runs++;
+      pg.query("INSERT INTO t (a) VALUES (10)");
+    }, { rerun: true })).toThrow(PgError);
+    expect(runs).toBe(1);
+    expect(pg.transactionOpen).toBe(false);
   });
 
   it("refuses a URL that is not postgres://", () => {

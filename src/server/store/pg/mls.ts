@@ -15,20 +15,13 @@ import {
   COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
   type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupRecord, type StoredKeyPackageInput,
 } from "../mls.js";
-import type { EnqueueOutcome, EnqueueRequest } from "../queues.js";
+import type { EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
+import type { PgQueueWriter } from "./queues.js";
 import type { SqlStep, SyncPg } from "./sync-client.js";
 
-/**
- * How an accepted commit's deliveries are stored (pg/queues.ts implements it): `enqueueInside`
- * is called INSIDE the commit's open db.transaction. `settled`, when present, is called once
- * that transaction has ended (committed or rolled back), for work that must wait for the
- * commit (e.g. caches of what was stored).
- */
-export interface PgQueueWriter {
-  enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
-  settled?(committed: boolean): void;
-}
+// One definition, in queues.ts; named here too for the callers that import it from mls.js.
+export type { PgQueueWriter } from "./queues.js";
 
 type Row = Record<string, unknown>;
 
@@ -89,7 +82,7 @@ export class PgMlsStore implements MlsStore {
       }
       if (steps.length > 0) this.db.batch(steps);
       return this.keyPackageCounts(address);
-    });
+    }, { rerun: true });
   }
 
   /**
@@ -195,7 +188,7 @@ export class PgMlsStore implements MlsStore {
         if (taken!.length > 0 || inserted!.length === 0) throw new Refused("group-exists");
         this.db.query("INSERT INTO mls_group_members (group_id, username) VALUES ($1, $2) ON CONFLICT DO NOTHING", [g.groupId, g.creator]);
         return "created";
-      });
+      }, { rerun: true });
     } catch (e) {
       if (e instanceof Refused) return e.outcome;
       throw e;
@@ -252,7 +245,9 @@ export class PgMlsStore implements MlsStore {
     hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
     let committed = false;
     try {
-      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries));
+      // Run again when PostgreSQL aborts it as a deadlock victim: `deliveries` only builds
+      // requests, enqueueInside only drops cached usage, and `settled` is called once, after.
+      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries), { rerun: true });
       committed = true;
       return out;
     } finally {

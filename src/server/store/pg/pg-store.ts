@@ -98,6 +98,9 @@ class PgStore implements PgRelayStore {
     return this.bindings.namesOfKey(sigFpr);
   }
 
+  // releaseUser and replaceDeviceList run again when PostgreSQL aborts them as a deadlock victim:
+  // inside, memory changes only by dropping cache entries and pending last-seen notes of what
+  // they delete, which a second run leaves the same; the usage caches are forgotten after.
   releaseUser(username: string): boolean {
     let dropped: string[] = [];
     const released = this.db.transaction(() => {
@@ -112,7 +115,7 @@ class PgStore implements PgRelayStore {
       this.mls.dropKeyPackagesLocked(username);
       this.mls.dropMembershipsLocked(username);
       return true;
-    });
+    }, { rerun: true }); // a deadlock with another relay's acks (the same queue rows, another order): run again
     this.queues.forgetUsage(username);
     for (const a of dropped) this.queues.forgetUsage(a);
     return released;
@@ -128,7 +131,7 @@ class PgStore implements PgRelayStore {
       }
       for (const a of change.keyPackagesOf) this.mls.dropKeyPackagesOfAddressLocked(a);
       return true;
-    });
+    }, { rerun: true });
     if (kept) for (const d of change.dropped) this.queues.forgetUsage(d.address);
     return kept;
   }

@@ -18,11 +18,17 @@
 import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
 import { PAYLOAD_ENVELOPE, PAYLOAD_MLS } from "./schema.js";
-import type { SqlStep, SyncPg } from "./sync-client.js";
+import { CONFLICT_RETRIES, isConflict, type SqlStep, type SyncPg } from "./sync-client.js";
 
-/** The queue writer the MLS store uses for a commit's deliveries, inside its own `db.transaction`. */
+/**
+ * How an accepted commit's deliveries are stored (PgQueues implements it; the MLS store,
+ * pg/mls.ts, uses it): `enqueueInside` is called INSIDE the commit's open db.transaction.
+ * `settled`, when present, is called once that transaction has ended (committed or rolled
+ * back), for work that must wait for the commit (e.g. caches of what was stored).
+ */
 export interface PgQueueWriter {
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
+  settled?(committed: boolean): void;
 }
 
 /** Longest a cached queue usage is trusted: other relays enqueue and ack the same queues. */
@@ -156,20 +162,28 @@ export class PgQueues implements PgQueueWriter {
     this.recentBudget = recentBudget;
   }
 
-  /** Runs steps atomically in ONE call: inside the caller's transaction, or wrapped in BEGIN … COMMIT. */
+  /**
+   * Runs steps atomically in ONE call: inside the caller's transaction, or wrapped in BEGIN …
+   * COMMIT. On its own, a transaction PostgreSQL aborted as a deadlock victim (an ack batch and a
+   * release deleting the same rows in another order) or for a serialization failure runs again
+   * (at most CONFLICT_RETRIES more times): the steps are plain statements and memory is updated
+   * only from the returned rows, after the commit. Inside a caller's transaction the caller decides.
+   */
   private atomically(steps: readonly SqlStep[], durable = true): unknown[][] {
     if (this.db.transactionOpen) return this.db.batch(steps);
     const begin: SqlStep[] = [{ sql: "BEGIN" }];
     if (!durable) begin.push({ sql: "SET LOCAL synchronous_commit = off" });
-    try {
-      return this.db.batch([...begin, ...steps, { sql: "COMMIT" }]).slice(begin.length, begin.length + steps.length);
-    } catch (e) {
+    for (let attempt = 0; ; attempt++) {
       try {
-        this.db.query("ROLLBACK"); // the failed step left the transaction open (aborted)
-      } catch {
-        // The connection is gone: PostgreSQL rolled back on its own.
+        return this.db.batch([...begin, ...steps, { sql: "COMMIT" }]).slice(begin.length, begin.length + steps.length);
+      } catch (e) {
+        try {
+          this.db.query("ROLLBACK"); // the failed step left the transaction open (aborted)
+        } catch {
+          // The connection is gone: PostgreSQL rolled back on its own.
+        }
+        if (attempt >= CONFLICT_RETRIES || !isConflict(e)) throw e;
       }
-      throw e;
     }
   }
 

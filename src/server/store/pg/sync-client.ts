@@ -43,6 +43,21 @@ export class PgError extends Error {
   }
 }
 
+/**
+ * SQLSTATEs after which a transaction may simply run again: deadlock_detected (PostgreSQL broke
+ * a lock cycle between two transactions by aborting one) and serialization_failure. The other
+ * transaction went on; the aborted one changed nothing.
+ */
+const CONFLICT_CODES: ReadonlySet<string> = new Set(["40P01", "40001"]);
+
+/** How many times a transaction aborted by a conflict is run again before the failure is the caller's. */
+export const CONFLICT_RETRIES = 3;
+
+/** True for a deadlock or serialization failure: the whole transaction may run again. */
+export function isConflict(e: unknown): boolean {
+  return e instanceof PgError && e.code !== undefined && CONFLICT_CODES.has(e.code);
+}
+
 type Row = Record<string, unknown>;
 
 interface Reply {
@@ -102,9 +117,25 @@ export class SyncPg {
    * waiting for the WAL flush (synchronous_commit = off): only for writes whose loss is harmless.
    * Not reentrant: a transaction inside a transaction is a programming error.
    */
-  transaction<T>(fn: () => T, options: { readonly durable?: boolean } = {}): T {
+  /**
+   * `rerun: true`: when PostgreSQL aborts the transaction as a deadlock victim or for a
+   * serialization failure, it is rolled back and `fn` runs again from the start (at most
+   * CONFLICT_RETRIES more times). Only for an `fn` that may run twice: it changes no memory, or
+   * only in a way that running it again leaves the same (dropping cache entries).
+   */
+  transaction<T>(fn: () => T, options: { readonly durable?: boolean; readonly rerun?: boolean } = {}): T {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return this.transactionOnce(fn, options.durable !== false);
+      } catch (e) {
+        if (options.rerun !== true || attempt >= CONFLICT_RETRIES || !isConflict(e)) throw e;
+      }
+    }
+  }
+
+  private transactionOnce<T>(fn: () => T, durable: boolean): T {
     if (this.inTransaction) throw new Error("SyncPg.transaction is not reentrant");
-    this.call("begin", { durable: options.durable !== false });
+    this.call("begin", { durable });
     this.inTransaction = true;
     let result: T;
     try {

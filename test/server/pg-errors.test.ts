@@ -1,0 +1,51 @@
+// What a client is told when the relay's PostgreSQL database is away (errors.ts): its own
+// sentence, not "its storage failed", for a refused request and for a session that cannot start;
+// the wire codes stay STORAGE_UNAVAILABLE (and UNAVAILABLE for the session: the client moves on).
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { describe, expect, it } from "vitest";
+import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
+import { sessionEnd, storageRefusalOf } from "../../src/server/errors.js";
+import { PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
+import { freshDatabase } from "../helpers/pg.js";
+
+function failureOf(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a failure");
+}
+
+describe("the relay's sentences for an unreachable database", () => {
+  it("a refused request says the relay cannot reach its database; other database failures keep the storage sentence", async () => {
+    const away = new SyncPg({ url: "postgres://postgres@127.0.0.1:1/none", connectTimeoutMs: 500 });
+    const unreachable = failureOf(() => away.query("SELECT 1"));
+    away.close();
+    expect(unreachable).toBeInstanceOf(PgError);
+    expect((unreachable as PgError).unreachable).toBe(true);
+    const r = storageRefusalOf(unreachable);
+    expect(r.code).toBe(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE);
+    expect(r.message).toBe("the relay cannot reach its database right now; nothing was stored, try again in a moment");
+
+    const db = await freshDatabase();
+    const pg = new SyncPg({ url: db.url });
+    try {
+      const broken = failureOf(() => pg.query("SELECT 1/0"));
+      expect((broken as PgError).unreachable).toBe(false);
+      const s = storageRefusalOf(broken);
+      expect(s.code).toBe(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE);
+      expect(s.message).toBe("the relay could not store the message because its storage failed; it was not sent, try again later");
+    } finally {
+      pg.close();
+      await db.drop();
+    }
+  });
+
+  it("a session that cannot start ends UNAVAILABLE with STORAGE_UNAVAILABLE and says so", () => {
+    const end = sessionEnd.storageUnreachable();
+    expect(end.grpcCode).toBe(GrpcStatus.UNAVAILABLE);
+    expect(end.code).toBe(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE);
+    expect(end.message).toBe("the relay cannot reach its database right now; try again in a moment");
+  });
+});

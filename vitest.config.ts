@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 // fault suites run against both stores"): the files that start a REAL relay (TestRelay or the
 // chat-relay process) and throw hostile peers or faults at it. The relay test harness picks the
 // store from SECURECHAT_TEST_STORE (test/helpers/pg.ts). Each test on PostgreSQL pays for its own
-// database (CREATE, schema, DROP: ~0.5-1 s here), so the project costs about a minute of wall time
+// database (a copy of a migrated template, then DROP: ~0.5 s here), so the project costs about a minute of wall time
 // on two workers (measured: notes in the cisystem report).
 // Left out, on purpose:
 //   - files that never start a real relay (hostile-relay, v2-hostile-relay*, devices-*,

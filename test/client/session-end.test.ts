@@ -65,7 +65,7 @@ describe("sessionEndOf (the reason the status shows while reconnecting)", () => 
     if (errorCode !== undefined) metadata.set(ERROR_CODE_TRAILER, errorCode);
     return Object.assign(new Error(details), { code, details, metadata });
   };
-  const STORAGE = "the relay cannot reach its storage right now; try again in a moment";
+  const STORAGE = "the relay cannot reach its database right now; try again in a moment";
 
   it("an UNAVAILABLE the relay ended with its own code shows the relay's sentence, not \"relay unreachable\"", () => {
     const end = sessionEndOf(ended(status.UNAVAILABLE, "ERROR_CODE_STORAGE_UNAVAILABLE", STORAGE));

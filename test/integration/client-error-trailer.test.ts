@@ -80,7 +80,7 @@ describe("the relay's error-code trailer decides, not the gRPC status", () => {
 
   it("a relay of the list that cannot reach its storage says so in the status, though the round ended at an address that did not answer", async () => {
     const relay = await relayFor();
-    const storage = "the relay cannot reach its storage right now; try again in a moment";
+    const storage = "the relay cannot reach its database right now; try again in a moment";
     relay.refuseHello = { code: status.UNAVAILABLE, details: storage, errorCode: "ERROR_CODE_STORAGE_UNAVAILABLE" };
     // Port 1 refuses connections: the second relay of the list is gone.
     const dir = mkdtempSync(join(tmpdir(), "sc-trailer-"));

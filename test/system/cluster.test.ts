@@ -6,7 +6,7 @@
 //   1. kill -9 of one relay under load: its clients move to the others; every message the relays
 //      ACCEPTED reaches every other member exactly once, in the order it was typed;
 //   2. the database goes down under load and comes back: while it is down, senders are refused
-//      with a sentence naming the relay's storage (a message refused, or the session refused:
+//      with a sentence naming the relay's database (a message refused, or the session refused:
 //      an answer, not a hang; what is typed meanwhile waits in the outbox); nothing acknowledged
 //      before is lost; everyone recovers and the typing goes on.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -192,14 +192,14 @@ describe("three relays on one PostgreSQL", () => {
     await pgc.down();
     // Every typist is told, within a bounded time (the relay's connect and statement timeouts
     // bound each store call): a message refused, or its session refused, with the relay's
-    // sentence naming its storage. What was typed meanwhile waits in the client's outbox.
+    // sentence naming its database. What was typed meanwhile waits in the client's outbox.
     const refusalsSinceDown = (t: Typist, i: number): string[] => t.c.events.slice(eventsAtDown[i]).flatMap((e) =>
       e.type === "message-state" && e.state === "failed" ? [e.failure ?? ""]
         : e.type === "connection" && e.status.state === "reconnecting" ? [e.status.reason]
           : []);
     await waitUntil(() => typists.every((t, i) => refusalsSinceDown(t, i).length > 0), "a refusal for each typist while the database is down", 20_000);
     for (const [i, t] of typists.entries()) {
-      for (const why of refusalsSinceDown(t, i)) expect({ typist: t.prefix, why }).toEqual({ typist: t.prefix, why: expect.stringMatching(/storage/i) as unknown });
+      for (const why of refusalsSinceDown(t, i)) expect({ typist: t.prefix, why }).toEqual({ typist: t.prefix, why: expect.stringMatching(/database/i) as unknown });
     }
     await pgc.up();
 

@@ -93,6 +93,9 @@ function describeWait(ms: number): string {
 /** The status a stream ends with, for any error thrown while serving it. */
 export function statusOf(err: unknown): StatusObject {
   if (err instanceof SessionEnd) return statusFor(err.grpcCode, err.message, err.code);
+  // The database went away under a session (many relays on one database): not a relay bug, and
+  // the client (or its next relay) should simply try again.
+  if (isUnreachable(err)) return statusOf(sessionEnd.storageUnreachable());
   return statusFor(GrpcStatus.INTERNAL, "internal relay error");
 }
 

@@ -4,7 +4,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
-import { sessionEnd, storageRefusalOf } from "../../src/server/errors.js";
+import { sessionEnd, statusOf, storageRefusalOf } from "../../src/server/errors.js";
 import { PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
 import { freshDatabase } from "../helpers/pg.js";
 
@@ -47,5 +47,16 @@ describe("the relay's sentences for an unreachable database", () => {
     expect(end.grpcCode).toBe(GrpcStatus.UNAVAILABLE);
     expect(end.code).toBe(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE);
     expect(end.message).toBe("the relay cannot reach its database right now; try again in a moment");
+  });
+});
+
+describe("a session that meets an unreachable database", () => {
+  it("ends with UNAVAILABLE and the database sentence, not INTERNAL 'internal relay error'; other errors stay internal", () => {
+    const st = statusOf(new PgError("connect ECONNREFUSED 127.0.0.1:5432", "ECONNREFUSED"));
+    expect(st.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(st.details).toBe("the relay cannot reach its database right now; try again in a moment");
+    expect(st.metadata?.get("securechat-error-code")).toEqual(["ERROR_CODE_STORAGE_UNAVAILABLE"]);
+    expect(statusOf(new PgError("division by zero", "22012")).code).toBe(GrpcStatus.INTERNAL);
+    expect(statusOf(new Error("bug")).details).toBe("internal relay error");
   });
 });

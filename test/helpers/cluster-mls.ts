@@ -4,7 +4,7 @@
 import { expect } from "vitest";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { lookupOf, makeKeyPackage, must, sendCommit, type MlsPerson } from "./mls-ds.js";
-import { takeMls } from "./mls-queues.js";
+import { takeMls, type MlsItem } from "./mls-queues.js";
 import type { RawSession } from "./raw-session.js";
 
 export async function publishKeyPackage(s: RawSession, p: MlsPerson): Promise<void> {
@@ -29,10 +29,15 @@ export async function createAndAdd(s: RawSession, creator: MlsPerson, conversati
   return g;
 }
 
-/** `p` joins from the Welcome that is next in its queue. */
+/** `p` joins from the Welcome that is next in its queue (the only delivery waiting). */
 export async function joinFromQueue(s: RawSession, p: MlsPerson): Promise<MlsGroup> {
   const [w] = await takeMls(s, 1);
-  return (await MlsGroup.joinFromWelcome(p.client, w!.mls.mls, w!.mls.ratchetTree, lookupOf(p))).group;
+  return joinFrom(w!, p);
+}
+
+/** `p` joins from this Welcome delivery. */
+export async function joinFrom(w: MlsItem, p: MlsPerson): Promise<MlsGroup> {
+  return (await MlsGroup.joinFromWelcome(p.client, w.mls.mls, w.mls.ratchetTree, lookupOf(p))).group;
 }
 
 /** Opens application messages in order; returns their texts. */

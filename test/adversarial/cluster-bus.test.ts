@@ -27,7 +27,7 @@ let relays: PgRelays | undefined;
 
 beforeAll(async () => {
   db = await freshDatabase();
-  [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => fixtureIdentity(n)));
+  [alice, bob, carol] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol")]);
 });
 afterEach(async () => {
   await relays?.cleanup();

@@ -29,7 +29,7 @@ let relays: PgRelays | undefined;
 
 beforeAll(async () => {
   db = await freshDatabase();
-  people = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => fixtureIdentity(n)));
+  people = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("dave")]);
 });
 afterEach(async () => {
   await relays?.cleanup();
@@ -85,7 +85,6 @@ describe("a flood spread over three relays", () => {
     expect(start + accepted).toBe(await queued("bob"));
     expect(await queued("bob")).toBeLessThanOrEqual(3 * CAP);
     for (let i = 0; i < 3; i++) expect(results.slice(i * EACH, (i + 1) * EACH).some((r) => r.status === SendStatus.SEND_STATUS_REFUSED)).toBe(true);
-    if (process.env["RT_DEBUG"] !== undefined) console.log("queued for bob", await queued("bob"), "accepted", accepted, "of", results.length);
     // Once every relay's cached usage is older than the cache's second, none admits one more.
     const aged = performance.now() + USAGE_TTL_MS;
     await waitUntil(() => performance.now() > aged, "the usage caches aged");

@@ -28,7 +28,7 @@ let relays: PgRelays | undefined;
 
 beforeAll(async () => {
   db = await freshDatabase();
-  [alice, bob, carol, dave] = await Promise.all(["alice", "bob", "carol", "dave"].map((n) => fixtureIdentity(n)));
+  [alice, bob, carol, dave] = await Promise.all([fixtureIdentity("alice"), fixtureIdentity("bob"), fixtureIdentity("carol"), fixtureIdentity("dave")]);
 });
 afterEach(async () => {
   await relays?.cleanup();

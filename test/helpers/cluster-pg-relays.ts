@@ -1,8 +1,9 @@
 // A SERVICE of several relays on one PostgreSQL database, in one process (issue 14): each relay
 // has a store of its own (its own SyncPg connection, as a relay process would) and a PgCluster
 // of its own (LISTEN/NOTIFY, presence, heartbeats), on the fresh database of the calling test
-// file. Heartbeats are short so an expiry takes under three seconds, not twelve (shorter, and a live relay busy with crypto under load would be taken for dead). `kill(i)` makes relay
-// i die as kill -9 would look to the others: no farewell, no presence removed, no heartbeat.
+// file. Heartbeats are short, so an expiry takes under three seconds rather than twelve (shorter,
+// and a live relay busy with crypto under load would be taken for dead). `kill(i)` makes relay i
+// die as kill -9 would look to the others: no farewell, no presence removed, no heartbeat.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

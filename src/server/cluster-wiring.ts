@@ -72,6 +72,7 @@ export class ClusterWiring {
       onResync: () => {
         if (this.stopped) return;
         this.d.logger.info("cluster.resync", {});
+        this.reloadUsers();
         this.kickAll();
       },
       onHealth: (healthy) => {
@@ -127,6 +128,24 @@ export class ClusterWiring {
       const end = Math.min(all.length, i + KICK_SLICE);
       for (; i < end; i++) all[i]!.pump.kick();
       if (i < all.length && !this.stopped) setImmediate(slice);
+    };
+    slice();
+  }
+
+  /**
+   * Events were maybe lost, `user` ones among them (a device list kept elsewhere that drops a
+   * device with a session here, a name released and bound again): every cached device list is
+   * read again at next use, and each user with a session here is reloaded as on a `user` event
+   * (a dropped device's session ends here), KICK_SLICE users per turn (each costs two reads).
+   */
+  private reloadUsers(): void {
+    this.d.devices.forgetAll();
+    const names = [...new Set(this.d.router.allSessions().map((s) => s.username))];
+    let i = 0;
+    const slice = (): void => {
+      const end = Math.min(names.length, i + KICK_SLICE);
+      for (; i < end && !this.stopped; i++) this.user(names[i]!);
+      if (i < names.length && !this.stopped) setImmediate(slice);
     };
     slice();
   }

@@ -33,7 +33,8 @@ beforeAll(async () => {
 afterEach(async () => {
   await relays?.cleanup();
   relays = undefined;
-  await sql("TRUNCATE users, queue, envelopes, accepted CASCADE").catch(() => undefined);
+  // Each test starts with nobody bound and no device lists (the database is the file's).
+  await sql("TRUNCATE users, queue, envelopes, accepted, device_lists, device_seen, mls_key_packages CASCADE");
 });
 afterAll(async () => {
   await db.drop();
@@ -179,5 +180,26 @@ describe("device unlink across relays", () => {
     const refused = await again.status();
     expect(refused.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(primary.isEnded).toBe(false);
+  });
+
+  it("a device unlinked through relay A while relay B's listener was down (the event lost) still loses its session on B at B's resync, and B refuses it after", { timeout: 60_000 }, async () => {
+    relays = await PgRelays.start(db.url, 2);
+    const g = relays;
+    const primary = await g.connect(0, alice);
+    const laptop = await mlsPerson(alice);
+    const desktop = await makeLinkedDevice(alice, "desktop");
+    await publishDeviceListOk(primary, deviceListOf(alice, laptop, [desktop], 1));
+    const d = await connectDevice({ open: () => g.open(1) } as unknown as TestRelay, alice, desktop);
+    // Relay 1's listening connection is cut; the unlink is published while it is not listening.
+    const b = g.members[1]!;
+    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [`chat-relay cluster listener ${b.cluster.instanceId}`])).rows[0]?.pid as number | undefined, "relay 1's listener");
+    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await waitUntil(() => !b.cluster.healthy, "relay 1's bus down");
+    await publishDeviceListOk(primary, deviceListOf(alice, laptop, [], 2));
+    await waitUntil(() => b.logs.some((l) => l.event === "cluster.resync"), "relay 1 resynced", 10_000);
+    const ended = await d.status();
+    expect([ended.code, ended.details]).toEqual([GrpcStatus.PERMISSION_DENIED, "this device was unlinked by alice's primary device"]);
+    const again = await openDevice({ open: () => g.open(1) } as unknown as TestRelay, alice, desktop);
+    expect([(await again.status()).code, (await again.status()).errorCode]).toEqual([GrpcStatus.PERMISSION_DENIED, "ERROR_CODE_DEVICE_UNKNOWN"]);
   });
 });

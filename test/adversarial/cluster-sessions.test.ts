@@ -7,10 +7,11 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { generateKeyPairSync } from "node:crypto";
+import { identityFromPrivateKeys, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { PgRelays } from "../helpers/cluster-pg-relays.js";
 import { deviceListOf, makeLinkedDevice, openDevice, connectDevice, publishDeviceListOk } from "../helpers/device-session.js";
-import { fixtureIdentity } from "../helpers/identities.js";
+import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { mlsPerson } from "../helpers/mls-ds.js";
 import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
 import type { RawSession } from "../helpers/raw-session.js";
@@ -162,7 +163,7 @@ describe("a relay that dies", () => {
   });
 });
 
-describe("device unlink across relays", () => {
+describe("device lists and bindings changed through another relay", () => {
   it("a device unlinked through relay A loses its session on relay B, and cannot come back on relay C", { timeout: 60_000 }, async () => {
     relays = await PgRelays.start(db.url, 3);
     const g = relays;
@@ -201,5 +202,26 @@ describe("device unlink across relays", () => {
     expect([ended.code, ended.details]).toEqual([GrpcStatus.PERMISSION_DENIED, "this device was unlinked by alice's primary device"]);
     const again = await openDevice({ open: () => g.open(1) } as unknown as TestRelay, alice, desktop);
     expect([(await again.status()).code, (await again.status()).errorCode]).toEqual([GrpcStatus.PERMISSION_DENIED, "ERROR_CODE_DEVICE_UNKNOWN"]);
+  });
+
+  it("a name released and bound to a new key through relay A while relay B's listener was down: after B's resync, B serves the new key", { timeout: 60_000 }, async () => {
+    relays = await PgRelays.start(db.url, 2);
+    const g = relays;
+    const eye = await g.connect(1, bob);
+    const old = await g.connect(0, carol);
+    old.close();
+    expect(Buffer.from((await eye.lookupKeys(["carol"]))[0]!.sigSpki).equals(carol.sigSpki)).toBe(true);
+    const b = g.members[1]!;
+    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [`chat-relay cluster listener ${b.cluster.instanceId}`])).rows[0]?.pid as number | undefined, "relay 1's listener");
+    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await waitUntil(() => !b.cluster.healthy, "relay 1's bus down");
+    // The operator releases the name (chat-relay users release), and a new key claims it on relay 0.
+    expect(g.members[0]!.store.releaseUser("carol")).toBe(true);
+    const newcomer = identityFromPrivateKeys("carol", generateKeyPairSync("ed25519").privateKey, fixtureKeys("carol")[1]!);
+    await g.connect(0, newcomer);
+    await waitUntil(() => b.logs.some((l) => l.event === "cluster.resync"), "relay 1 resynced", 10_000);
+    // (Asked at most five times a second: lookups are rate-limited.)
+    let asked = 9_000;
+    await waitUntil(async () => Buffer.from((await eye.lookupKeys(["carol"], asked++))[0]?.sigSpki ?? []).equals(newcomer.sigSpki), "relay 1 serves carol's new key", 10_000, 200);
   });
 });

@@ -1,9 +1,10 @@
 // A hostile or broken client against a SERVICE of relays on one PostgreSQL (issue 14), and a
 // relay that dies under its users: one device connecting to two relays at once, a device
 // flapping between relays, a relay killed (no farewell) while one of its users reconnects
-// elsewhere, and a device unlinked on one relay while it holds a session on another. Each ends
-// with one session per device service-wide, presence that matches the sessions on every relay,
-// and other users undisturbed.
+// elsewhere, a device unlinked on one relay while it holds a session on another, and changes
+// made through one relay while another's listener was down (its events lost). Each ends with one
+// session per device service-wide, presence that matches the sessions on every relay, the kept
+// device list and binding served everywhere, and other users undisturbed.
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";

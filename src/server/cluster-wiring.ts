@@ -72,6 +72,7 @@ export class ClusterWiring {
       onResync: () => {
         if (this.stopped) return;
         this.d.logger.info("cluster.resync", {});
+        this.reloadUsers();
         this.kickAll();
       },
       onHealth: (healthy) => {
@@ -127,6 +128,37 @@ export class ClusterWiring {
       const end = Math.min(all.length, i + KICK_SLICE);
       for (; i < end; i++) all[i]!.pump.kick();
       if (i < all.length && !this.stopped) setImmediate(slice);
+    };
+    slice();
+  }
+
+  /**
+   * Events were maybe lost, `user` ones among them (a device list kept elsewhere that drops a
+   * device with a session here, a name released and bound again): every cached device list is
+   * read again at next use, and each cached user whose binding or list version changed (one read
+   * of each finds them) is reloaded as on a `user` event: a dropped device's session ends here,
+   * and the sessions here learn the change. Only those: announcing every user would send each
+   * session the whole directory. KICK_SLICE users per turn (each costs two reads).
+   */
+  private reloadUsers(): void {
+    const { devices, directory, store } = this.d;
+    devices.forgetAll();
+    const names: string[] = [];
+    this.safely("resync", () => {
+      const bound = new Map(store.listUsers().map((r) => [r.username, r]));
+      const versions = new Map(store.devices.versions());
+      for (const u of directory.all()) {
+        const r = bound.get(u.username);
+        const changed = r === undefined || !r.sigSpki.equals(u.record.sigSpki) || !r.encSpki.equals(u.record.encSpki)
+          || (versions.get(u.username) ?? 0) !== u.deviceListVersion;
+        if (changed) names.push(u.username);
+      }
+    });
+    let i = 0;
+    const slice = (): void => {
+      const end = Math.min(names.length, i + KICK_SLICE);
+      for (; i < end && !this.stopped; i++) this.user(names[i]!);
+      if (i < names.length && !this.stopped) setImmediate(slice);
     };
     slice();
   }

@@ -86,8 +86,10 @@ export class LocalClusterHub {
 
 class LocalCluster implements Cluster {
   private handlers: ClusterHandlers | undefined;
-  /** Remote presence by user: addresses online elsewhere (learned from presence events). */
+  /** Remote presence by user: addresses online elsewhere (learned from presence events)... */
   private readonly remote = new Map<string, Set<string>>();
+  /** ...and which member holds each (an offline from a member that no longer holds it is stale, as in PgCluster). */
+  private readonly holder = new Map<string, string>();
   /** This member's own online addresses by user, so a leaving member can say they are gone. */
   private readonly own = new Map<string, Set<string>>();
   private closed = false;
@@ -102,7 +104,7 @@ class LocalCluster implements Cluster {
     this.handlers = handlers;
     // What the others have online now (as PgCluster reads the presence table at start).
     for (const m of this.hub.others(this)) {
-      for (const [u, addrs] of m.own) for (const a of addrs) this.note(u, a, true);
+      for (const [u, addrs] of m.own) for (const a of addrs) this.note(u, a, true, m.instanceId);
     }
     return Promise.resolve();
   }
@@ -122,14 +124,23 @@ class LocalCluster implements Cluster {
 
   receive(event: ClusterEvent): void {
     if (this.closed) return;
-    if (event.kind === "presence") this.note(event.username, event.address, event.online);
+    if (event.kind === "presence") {
+      // An offline from a member that no longer holds the address (the device moved) is stale.
+      if (!event.online && this.holder.get(event.address) !== event.from) return;
+      this.note(event.username, event.address, event.online, event.from);
+    }
     this.handlers?.onEvent(event);
   }
 
-  private note(username: string, address: string, online: boolean): void {
+  private note(username: string, address: string, online: boolean, from: string): void {
     const set = this.remote.get(username) ?? new Set<string>();
-    if (online) set.add(address);
-    else set.delete(address);
+    if (online) {
+      set.add(address);
+      this.holder.set(address, from);
+    } else {
+      set.delete(address);
+      this.holder.delete(address);
+    }
     if (set.size === 0) this.remote.delete(username);
     else this.remote.set(username, set);
   }

@@ -103,6 +103,11 @@ export class DeviceRoutes {
     this.users.delete(username);
   }
 
+  /** Another relay may have kept lists this relay did not hear of (its cluster events were lost): all are read again at next use. */
+  forgetAll(): void {
+    this.users.clear();
+  }
+
   private load(username: string): UserDevices {
     const kept = this.store.devices.list(username);
     const bound = this.store.getUser(username);

@@ -279,6 +279,17 @@ function bindName(claim: Claim, deps: HandshakeDeps, source: string): DirectoryU
     encKeySig: identity.encKeySig, sigFpr: identity.sigFpr, encFpr: identity.encFpr,
   });
   if (outcome.kind === "taken") throw sessionEnd.usernameTaken(identity.username);
+  if (outcome.kind === "bound") {
+    // Relays sharing one database (issue 14) check the key's names and bind in two steps, and
+    // another relay may bind a name of the same key in between: a key found owning more names
+    // than it may once this one is stored backs out (the last of racing bindings to look always
+    // sees them all, so the limit holds service-wide; racing claims may all back out).
+    const names = store.namesOfKey(identity.sigFpr);
+    if (names.length > limits.maxNamesPerKey) {
+      store.releaseUser(identity.username);
+      throw sessionEnd.keyNameLimit(names.filter((n) => n !== identity.username), limits.maxNamesPerKey);
+    }
+  }
   const user = directory.put(outcome.user, identity.sigKey);
   if (outcome.kind === "bound") {
     // A name bound anew (after an operator's release): nothing routed for the old key stays.

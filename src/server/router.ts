@@ -45,8 +45,6 @@ export class Router {
   private flushTimer: NodeJS.Timeout | undefined;
   /** Every stream, authenticated or still in the handshake: what maxSessions and shutdown count. */
   private readonly streams = new Set<FrameStream>();
-  /** Sessions ended because the same device connected to another relay: their address is online there. */
-  private readonly movedAway = new WeakSet<RoutedSession>();
 
   /** @param cluster the relays sharing this relay's database, if any (cluster.ts). */
   constructor(private readonly cluster?: Cluster) {}
@@ -130,20 +128,20 @@ export class Router {
 
   /**
    * The same device connected to another relay (a `session` event): the session here ends as
-   * replaced, and its address is not announced offline (it is online there).
+   * replaced. Its end is still published as offline from THIS relay: the others drop it as stale
+   * when the address is online on the other relay by then (its presence event came first), and
+   * take it when that session ended too (one device connecting to two relays at once ends both:
+   * without it, the device would look online forever).
    */
   movedElsewhere(address: string): void {
-    const s = this.online.get(address);
-    if (s === undefined) return;
-    this.movedAway.add(s);
-    s.replaced();
+    this.online.get(address)?.replaced();
   }
 
   /** Unregisters a session that ended; presence goes offline when it was the user's last one. */
   detach(session: RoutedSession): void {
     if (this.online.get(session.address) !== session) return;
     this.online.delete(session.address);
-    if (!this.movedAway.has(session)) this.cluster?.publish({ kind: "presence", username: session.username, address: session.address, online: false });
+    this.cluster?.publish({ kind: "presence", username: session.username, address: session.address, online: false });
     const mine = this.users.get(session.username);
     mine?.delete(session);
     if (mine !== undefined && mine.size > 0) return;

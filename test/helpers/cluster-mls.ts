@@ -1,0 +1,52 @@
+// MLS groups over raw sessions for the cluster adversarial tests (the same steps as
+// test/integration/relay-mls-queues.test.ts): KeyPackages, GroupInfo, a group created with its
+// members added by one commit, members joining from their Welcome.
+import { expect } from "vitest";
+import { MlsGroup } from "../../src/protocol/mls/index.js";
+import { lookupOf, makeKeyPackage, must, sendCommit, type MlsPerson } from "./mls-ds.js";
+import { takeMls, type MlsItem } from "./mls-queues.js";
+import type { RawSession } from "./raw-session.js";
+
+export async function publishKeyPackage(s: RawSession, p: MlsPerson): Promise<void> {
+  await must(s, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(p)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+}
+
+export async function publishGroupInfo(s: RawSession, g: MlsGroup): Promise<void> {
+  await must(s, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await g.groupInfo()) } }, "groupInfoResult");
+}
+
+/** `creator` makes the conversation's group and adds `users` (KeyPackages claimed from the relay) with one commit. */
+export async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]): Promise<MlsGroup> {
+  const g = await MlsGroup.create(creator.client, conversationId);
+  await publishGroupInfo(s, g);
+  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users, deviceIds: [] } }, "keyPackageList");
+  expect(kps.missing).toEqual([]);
+  const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
+  const r = await sendCommit(s, add.commit, undefined, { added: users, welcome: add.welcome, ratchetTree: add.ratchetTree });
+  expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
+  g.confirmCommit();
+  await publishGroupInfo(s, g);
+  return g;
+}
+
+/** `p` joins from the Welcome that is next in its queue (the only delivery waiting). */
+export async function joinFromQueue(s: RawSession, p: MlsPerson): Promise<MlsGroup> {
+  const [w] = await takeMls(s, 1);
+  return joinFrom(w!, p);
+}
+
+/** `p` joins from this Welcome delivery. */
+export async function joinFrom(w: MlsItem, p: MlsPerson): Promise<MlsGroup> {
+  return (await MlsGroup.joinFromWelcome(p.client, w.mls.mls, w.mls.ratchetTree, lookupOf(p))).group;
+}
+
+/** Opens application messages in order; returns their texts. */
+export async function openAll(g: MlsGroup, items: readonly { mls: { mls: Uint8Array } }[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const i of items) {
+    const m = await g.process(i.mls.mls);
+    if (m.kind !== "application") throw new Error(`expected an application message, got ${m.kind}`);
+    out.push(m.plaintext.toString("utf8"));
+  }
+  return out;
+}

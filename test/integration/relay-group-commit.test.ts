@@ -1,7 +1,9 @@
 // Group commit (src/server/group-commit.ts): envelopes admitted together are stored in one
 // transaction before any of them is answered; ids stay unique within and across batches; a
 // failed commit (a full disk) refuses its whole batch, stores none of it, and the relay goes on.
-// The first tests drive the committer over a real SQLite file; the rest go through a relay.
+// The first tests drive the committer over a real SQLite file; the rest go through a relay. The
+// store's own reads and acks (bytes from a copy, a dropped envelope's bytes never served again,
+// acks of others' rows) are in the store contract (test/store-contract/core.contract.ts).
 import { mkdtempSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -154,31 +156,9 @@ describe("group commit, over a real database", () => {
   });
 });
 
-describe("delivery reads, from memory and from the file", () => {
+describe("delivery reads, from the file", () => {
   const bytesOf = (store: RelayStore, recipient: string): string[] =>
     store.fetchQueue(recipient, 0, 100, 1 << 24).map((q) => q.envelope.toString("hex"));
-
-  it("delivers the bytes as stored, from a copy: the request's buffer may change afterwards", () => {
-    const store = tempStore();
-    const r = req("alice", ["bob", "carol"], 5000);
-    const stored = Buffer.from(r.envelope).toString("hex");
-    store.enqueueBatch([r]);
-    (r.envelope as Buffer).fill(0);
-    expect(bytesOf(store, "bob")).toEqual([stored]);
-    expect(bytesOf(store, "carol")).toEqual([stored]);
-  });
-
-  it("never serves a dropped envelope's bytes for a new one stored under the same row id", () => {
-    const store = tempStore();
-    const first = req("alice", ["bob"], 300);
-    store.enqueueBatch([first]);
-    const [q] = store.fetchQueue("bob", 0, 10, 1 << 20);
-    // Acked by its only recipient: the row goes, and SQLite may give its id to the next one.
-    expect(store.ack("bob", [q!.seq])).toBe(1);
-    const second = req("carol", ["bob"], 300);
-    store.enqueueBatch([second]);
-    expect(bytesOf(store, "bob")).toEqual([Buffer.from(second.envelope).toString("hex")]);
-  });
 
   it("reads what no longer fits in memory from the file, the same bytes in the same order", () => {
     const dir = mkdtempSync(join(tmpdir(), "sc-recent-"));
@@ -194,25 +174,6 @@ describe("delivery reads, from memory and from the file", () => {
     const reopened = openStore(path);
     expect(bytesOf(reopened, "bob")).toEqual(want);
     reopened.close();
-  });
-});
-
-describe("acks", () => {
-  it("delete only the acking recipient's own rows, each once, whatever seqs an Ack frame names", () => {
-    const store = tempStore();
-    store.enqueueBatch([req("alice", ["bob", "carol"]), req("alice", ["bob"]), req("dave", ["carol"])]);
-    const bobs = store.fetchQueue("bob", 0, 10, 1 << 20).map((q) => q.seq);
-    const carols = store.fetchQueue("carol", 0, 10, 1 << 20).map((q) => q.seq);
-    expect([bobs.length, carols.length]).toEqual([2, 2]);
-    // bob names carol's rows, his first row twice, and seqs that do not exist.
-    expect(store.ackBatch([{ recipient: "bob", seqs: [...carols, bobs[0]!, bobs[0]!, 999_999, -1] }])).toBe(1);
-    expect(store.fetchQueue("bob", 0, 10, 1 << 20).map((q) => q.seq)).toEqual([bobs[1]]);
-    expect(store.fetchQueue("carol", 0, 10, 1 << 20).map((q) => q.seq)).toEqual(carols);
-    expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([1, 2]);
-    // A single seq takes the one-row path; the envelope shared with carol stays until she acks.
-    expect(store.ackBatch([{ recipient: "bob", seqs: [bobs[1]!] }])).toBe(1);
-    expect(store.ackBatch([{ recipient: "carol", seqs: carols }])).toBe(2);
-    expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([0, 0]);
   });
 });
 

@@ -3,7 +3,8 @@
 // handed out once per device address, the last-resort one kept and replaced, expiry; groups
 // (first of a conversation wins), the first commit of an epoch winning, the membership hint,
 // commit retention, a commit's deliveries stored with it (all or nothing), rooms' summaries and a
-// room's group replaced. Cases from test/server/store-mls*.test.ts.
+// room's group replaced. Cases moved here from test/server/store-mls*.test.ts (what is about the
+// SQLite file stays there).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { EnqueueRequest, RelayStore } from "../../src/server/store.js";
 import { COMMITS_KEPT_PER_GROUP } from "../../src/server/store/mls.js";

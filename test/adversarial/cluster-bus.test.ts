@@ -15,9 +15,8 @@ import { ed25519Pair, openDevice } from "../helpers/device-session.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { mlsPerson } from "../helpers/mls-ds.js";
 import { sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import type { TestRelay } from "../helpers/relay-harness.js";
-import { waitUntil } from "../helpers/wait.js";
 
 let db: TestDatabase;
 let alice: PrivateIdentity;
@@ -37,24 +36,7 @@ afterAll(async () => {
   await db.drop();
 });
 
-async function sql(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
-}
-
-const badEvents = (g: PgRelays, i: number): number => g.members[i]!.logs.filter((l) => l.event === "cluster.bad_event").length;
-
-/** A garbage NOTIFY every relay has seen: what was sent before it has arrived. */
-async function busBarrier(g: PgRelays): Promise<void> {
-  const seen = g.members.map((_, i) => badEvents(g, i));
-  await sql("SELECT pg_notify($1, 'barrier')", [CLUSTER_CHANNEL]);
-  await waitUntil(() => g.members.every((_, i) => badEvents(g, i) > seen[i]!), "every relay saw the barrier");
-}
+const sql = (text: string, params: unknown[] = []): Promise<pg.QueryResult> => pgQuery(db.url, text, params);
 
 describe("presence forgery", () => {
   it("a stranger with bob's public keys, or a device of its own under bob's name, cannot make bob look offline (or online) anywhere", { timeout: 60_000 }, async () => {
@@ -81,7 +63,7 @@ describe("presence forgery", () => {
     const c2 = await ghost.next("challenge");
     ghost.write({ $case: "proof", value: { signature: signProof(other, c2.relayId, c2.nonce, ghost.channelBinding) } });
     expect((await ghost.status()).code).toBe(GrpcStatus.UNAUTHENTICATED);
-    await busBarrier(g);
+    await g.busBarrier();
     // bob's session stands, nobody saw him go, the table and every other relay have him on relay 0.
     expect(b.isEnded).toBe(false);
     // (bob's first binding may reach relay 2 before his presence: an offline entry before any online one.)
@@ -114,7 +96,7 @@ describe("payloads on the channel that no relay sent", () => {
       "[".repeat(3_000) + "]".repeat(3_000), "{\"kind\":\"user\",\"from\":\"x\",\"username\":" + "[".repeat(3_000) + "]".repeat(3_000) + "}",
       "x".repeat(7_999),
     ];
-    const before = g.members.map((_, i) => badEvents(g, i));
+    const before = g.members.map((_, i) => g.badEvents(i));
     await sql("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CLUSTER_CHANNEL, garbage]);
     // Well-formed and as large as a payload goes: 200 rows (bob's among them) with absurd counts,
     // presence for a name of 3,800 characters, user and session events for one of 7,000, a session for an address nobody has, rescans.
@@ -130,9 +112,9 @@ describe("payloads on the channel that no relay sent", () => {
     ];
     for (const v of valid) expect(Buffer.byteLength(v)).toBeLessThan(8_000);
     await sql("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CLUSTER_CHANNEL, valid]);
-    await busBarrier(g);
+    await g.busBarrier();
     // Each relay logged every malformed payload (and the barrier), and nothing else as bad.
-    expect(g.members.map((_, i) => badEvents(g, i) - before[i]!)).toEqual([garbage.length + 1, garbage.length + 1, garbage.length + 1]);
+    expect(g.members.map((_, i) => g.badEvents(i) - before[i]!)).toEqual([garbage.length + 1, garbage.length + 1, garbage.length + 1]);
     expect(g.members.every((m) => m.cluster.healthy)).toBe(true);
     // Every relay still serves: sessions stand, a group is made across relays, a message crosses by an event (no poll).
     expect([a.isEnded, b.isEnded, eye.isEnded]).toEqual([false, false, false]);

@@ -4,7 +4,6 @@
 // second each relay admits up to the cap by its own count, so N relays admit at most N times the
 // cap, and once the usage is read again every relay refuses. Rate limits are per session (one
 // session per device service-wide), so spreading over relays buys a flooder nothing there.
-import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, SendStatus, type SendResult } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -15,7 +14,7 @@ import { PgRelays } from "../helpers/cluster-pg-relays.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { mlsPerson } from "../helpers/mls-ds.js";
 import { sendMls } from "../helpers/mls-queues.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import type { RawSession } from "../helpers/raw-session.js";
 import { waitUntil } from "../helpers/wait.js";
 
@@ -40,13 +39,7 @@ afterAll(async () => {
 });
 
 async function queued(address: string): Promise<number> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return Number((await c.query("SELECT count(*) AS n FROM queue WHERE recipient = $1", [address])).rows[0].n);
-  } finally {
-    await c.end();
-  }
+  return Number((await pgQuery(db.url, "SELECT count(*) AS n FROM queue WHERE recipient = $1", [address])).rows[0].n);
 }
 
 /** Sends `n` messages one after the other; the results. */

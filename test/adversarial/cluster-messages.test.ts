@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ErrorCode, MlsKind, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import { KnownRelays } from "../../src/client/known-relays.js";
@@ -19,7 +18,7 @@ import { PgRelays } from "../helpers/cluster-pg-relays.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { mlsPerson, sendCommit } from "../helpers/mls-ds.js";
 import { expectNoDelivery, sendMls, sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let db: TestDatabase;
@@ -47,13 +46,7 @@ afterEach(async () => {
 });
 
 async function count(text: string, params: unknown[]): Promise<number> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return Number((await c.query(text, params)).rows[0].n);
-  } finally {
-    await c.end();
-  }
+  return Number((await pgQuery(db.url, text, params)).rows[0].n);
 }
 
 const queued = (address: string): Promise<number> => count("SELECT count(*) AS n FROM queue WHERE recipient = $1", [address]);

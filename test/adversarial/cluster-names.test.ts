@@ -9,11 +9,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { identityFromPrivateKeys, type PrivateIdentity } from "../../src/protocol/keys.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import { pinnedTransport, RawSession, type EndStatus, type RawTransport } from "../helpers/raw-session.js";
 import { startRelayProcess, type RelayProcess } from "../helpers/relay-process.js";
 
@@ -77,13 +76,7 @@ async function claim(i: number, id: PrivateIdentity): Promise<{ ok: true } | { o
 }
 
 async function boundKey(name: string): Promise<Buffer | undefined> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query("SELECT sig_spki FROM users WHERE username = $1", [name])).rows[0]?.sig_spki as Buffer | undefined;
-  } finally {
-    await c.end();
-  }
+  return (await pgQuery(db.url, "SELECT sig_spki FROM users WHERE username = $1", [name])).rows[0]?.sig_spki as Buffer | undefined;
 }
 
 describe("name squatting across relays", () => {

@@ -14,7 +14,8 @@ import { PgRelays } from "../helpers/cluster-pg-relays.js";
 import { deviceListOf, makeLinkedDevice, openDevice, connectDevice, publishDeviceListOk } from "../helpers/device-session.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
 import { mlsPerson } from "../helpers/mls-ds.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { cutListener } from "../helpers/pg-bus.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import type { RawSession } from "../helpers/raw-session.js";
 import { createAndAdd, joinFromQueue, openAll, publishKeyPackage } from "../helpers/cluster-mls.js";
 import { expectNoDelivery, sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";
@@ -42,25 +43,10 @@ afterAll(async () => {
   await db.drop();
 });
 
-async function sql(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
-}
+const sql = (text: string, params: unknown[] = []): Promise<pg.QueryResult> => pgQuery(db.url, text, params);
 
 async function presenceRows(address: string): Promise<string[]> {
   return (await sql("SELECT instance_id FROM presence WHERE address = $1", [address])).rows.map((r) => r.instance_id as string);
-}
-
-/** A garbage NOTIFY every live relay has seen (and ignored): the events sent before it arrived before it. */
-async function busBarrier(g: PgRelays): Promise<void> {
-  const seen = g.members.map((m) => m.logs.filter((l) => l.event === "cluster.bad_event").length);
-  await sql("SELECT pg_notify('securechat_events', 'barrier')");
-  await waitUntil(() => g.members.every((m, i) => m.dead || m.logs.filter((l) => l.event === "cluster.bad_event").length > seen[i]!), "every relay saw the barrier");
 }
 
 /**
@@ -97,7 +83,7 @@ describe("one device, several relays", () => {
         return rows.join() === ids.join();
       };
       await waitUntil(agreed, `round ${round}: at most one session, and alice's presence row names its relay`);
-      await busBarrier(g);
+      await g.busBarrier();
       await waitUntil(agreed, `round ${round}: still so after the barrier`);
       const live = [s0, s1].filter((s) => !s.isEnded);
       expect(live.length).toBeLessThanOrEqual(1);
@@ -128,7 +114,7 @@ describe("one device, several relays", () => {
     }
     // Exactly one session for alice in the whole service, on the relay she connected to last.
     await waitUntil(() => g.members[0]!.relay.stats().online === 1 && g.members[1]!.relay.stats().online === 0, "one alice session service-wide, on relay 0");
-    await busBarrier(g);
+    await g.busBarrier();
     expect(await presenceRows("alice")).toEqual([g.members[0]!.cluster.instanceId]);
     expect(remoteViews(g, "alice", "alice")).toBe(2);
     // What carol sends her (a Welcome, then a message) arrives once, through the one pump that serves her.
@@ -205,8 +191,7 @@ describe("device lists and bindings changed through another relay", () => {
     const d = await connectDevice({ open: () => g.open(1) } as unknown as TestRelay, alice, desktop);
     // Relay 1's listening connection is cut; the unlink is published while it is not listening.
     const b = g.members[1]!;
-    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [`chat-relay cluster listener ${b.cluster.instanceId}`])).rows[0]?.pid as number | undefined, "relay 1's listener");
-    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await cutListener(db.url, b.cluster.instanceId);
     await waitUntil(() => !b.cluster.healthy, "relay 1's bus down");
     await publishDeviceListOk(primary, deviceListOf(alice, laptop, [], 2));
     await waitUntil(() => b.logs.some((l) => l.event === "cluster.resync"), "relay 1 resynced", 10_000);
@@ -224,8 +209,7 @@ describe("device lists and bindings changed through another relay", () => {
     old.close();
     expect(Buffer.from((await eye.lookupKeys(["carol"]))[0]!.sigSpki).equals(carol.sigSpki)).toBe(true);
     const b = g.members[1]!;
-    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [`chat-relay cluster listener ${b.cluster.instanceId}`])).rows[0]?.pid as number | undefined, "relay 1's listener");
-    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await cutListener(db.url, b.cluster.instanceId);
     await waitUntil(() => !b.cluster.healthy, "relay 1's bus down");
     // The operator releases the name (chat-relay users release), and a new key claims it on relay 0.
     expect(g.members[0]!.store.releaseUser("carol")).toBe(true);

@@ -1,4 +1,4 @@
-// MLS groups over raw sessions for the cluster adversarial tests (the same steps as
+// MLS groups over raw sessions (the cluster adversarial tests and
 // test/integration/relay-mls-queues.test.ts): KeyPackages, GroupInfo, a group created with its
 // members added by one commit, members joining from their Welcome.
 import { expect } from "vitest";
@@ -17,6 +17,11 @@ export async function publishGroupInfo(s: RawSession, g: MlsGroup): Promise<void
 
 /** `creator` makes the conversation's group and adds `users` (KeyPackages claimed from the relay) with one commit. */
 export async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]): Promise<MlsGroup> {
+  return (await createAndAddCommit(s, creator, conversationId, users)).g;
+}
+
+/** createAndAdd, with the add commit (its Welcome and tree) and the group's id. */
+export async function createAndAddCommit(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]) {
   const g = await MlsGroup.create(creator.client, conversationId);
   await publishGroupInfo(s, g);
   const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users, deviceIds: [] } }, "keyPackageList");
@@ -26,7 +31,7 @@ export async function createAndAdd(s: RawSession, creator: MlsPerson, conversati
   expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
   g.confirmCommit();
   await publishGroupInfo(s, g);
-  return g;
+  return { g, add, groupId: Buffer.from(g.groupId) };
 }
 
 /** `p` joins from the Welcome that is next in its queue (the only delivery waiting). */

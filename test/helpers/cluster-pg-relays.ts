@@ -13,10 +13,12 @@ import { jsonLineLogger, type Logger } from "../../src/protocol/log.js";
 import type { ClusterTimings } from "../../src/server/cluster-wiring.js";
 import type { RelayLimits } from "../../src/server/limits.js";
 import { startRelay, type RunningRelay } from "../../src/server/relay.js";
-import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
+import { CLUSTER_CHANNEL, PgCluster } from "../../src/server/store/pg/pg-cluster.js";
 import { openPgStore, type PgRelayStore } from "../../src/server/store/pg/pg-store.js";
+import { pgQuery } from "./pg.js";
 import { pinnedTransport, RawSession, type RawTransport } from "./raw-session.js";
 import { TEST_REGISTRATION_LIMITS, type LogLine } from "./relay-harness.js";
+import { waitUntil } from "./wait.js";
 
 export interface PgMember {
   readonly relay: RunningRelay;
@@ -119,6 +121,18 @@ export class PgRelays {
     clearTimeout(insides.reconnectTimer);
     await insides.endClients();
     await m.relay.shutdown();
+  }
+
+  /** How many bus payloads relay `i` could not parse and ignored (its `cluster.bad_event` lines). */
+  badEvents(i: number): number {
+    return this.members[i]!.logs.filter((l) => l.event === "cluster.bad_event").length;
+  }
+
+  /** A garbage NOTIFY every live relay has seen (and ignored): the events sent before it arrived before it. */
+  async busBarrier(): Promise<void> {
+    const seen = this.members.map((_, i) => this.badEvents(i));
+    await pgQuery(this.url, "SELECT pg_notify($1, 'barrier')", [CLUSTER_CHANNEL]);
+    await waitUntil(() => this.members.every((m, i) => m.dead || this.badEvents(i) > seen[i]!), "every relay saw the barrier");
   }
 
   /** Ends every session, stops every relay (clean farewell for the live ones), closes the stores. */

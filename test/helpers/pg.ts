@@ -40,6 +40,11 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>, url: string = pgAdminU
   }
 }
 
+/** One query on a connection of its own, opened and ended around it (`url`: the database). */
+export function pgQuery<R extends pg.QueryResultRow = any>(url: string, text: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  return admin((c) => c.query<R>(text, params), url);
+}
+
 export interface TestDatabase {
   readonly name: string;
   readonly url: string;

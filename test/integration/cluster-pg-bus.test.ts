@@ -2,17 +2,15 @@
 // database): the relay wiring end to end over LISTEN/NOTIFY. No poll: what arrives came by a
 // notification. A lost listener (its backend terminated) comes back with a resync.
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Logger } from "../../src/protocol/log.js";
+import { nullLogger } from "../../src/protocol/log.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
 import { fixtureIdentity } from "../helpers/identities.js";
+import { cutListener } from "../helpers/pg-bus.js";
 import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
 import { waitUntil } from "../helpers/wait.js";
 import { RelayGroup } from "./cluster-helpers.js";
-
-const quiet: Logger = { log: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 let db: TestDatabase;
 let alice: PrivateIdentity;
@@ -34,17 +32,7 @@ afterAll(async () => {
 });
 
 function pgGroup(n: number): Promise<RelayGroup> {
-  return RelayGroup.start(n, { pollMs: 0 }, (s) => s, () => new PgCluster(db.url, { logger: quiet, instanceId: `relay-${process.pid}-${next++}` }));
-}
-
-async function sql(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
+  return RelayGroup.start(n, { pollMs: 0 }, (s) => s, () => new PgCluster(db.url, { logger: nullLogger, instanceId: `relay-${process.pid}-${next++}` }));
 }
 
 describe("relays over PgCluster", () => {
@@ -70,8 +58,7 @@ describe("relays over PgCluster", () => {
     group = await pgGroup(2);
     const sb = await group.connect(1, bob);
     const r1 = group.relays[1]!;
-    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [`chat-relay cluster listener ${r1.cluster.instanceId}`])).rows[0]?.pid as number | undefined, "the listener's backend");
-    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await cutListener(db.url, r1.cluster.instanceId);
     await waitUntil(() => !r1.cluster.healthy, "relay 1's bus down");
     await group.connect(0, alice);
     await waitUntil(() => r1.logs.some((l) => l.event === "cluster.resync"), "relay 1 resynced", 10_000);

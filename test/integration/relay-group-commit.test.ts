@@ -13,12 +13,13 @@ import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { GroupCommitter, type CommitResult } from "../../src/server/group-commit.js";
-import { openStore, type EnqueueRequest, type RelayStore } from "../../src/server/store.js";
+import { openStore, type RelayStore } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { mlsId, sendMls } from "../helpers/mls-queues.js";
 import { grpcMessage, Http2Connection } from "../helpers/raw-http2.js";
 import { MlsTalk } from "../helpers/mls-talk.js";
 import { TestRelay } from "../helpers/relay-harness.js";
+import { req } from "../helpers/store-records.js";
 
 let alice: PrivateIdentity;
 let bob: PrivateIdentity;
@@ -47,10 +48,6 @@ function tempStore(maxBytes?: number): RelayStore {
     rmSync(dir, { recursive: true, force: true });
   });
   return store;
-}
-
-function req(sender: string, recipients: string[], bytes = 100, messageId: Buffer = randomBytes(16)): EnqueueRequest {
-  return { sender, messageId, conversationId: "lobby", envelope: randomBytes(bytes), recipients };
 }
 
 /** The committer over `store`, recording what each commit woke. */

@@ -10,8 +10,9 @@ import { envelopeToWire } from "../../src/protocol/codec.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { openStore } from "../../src/server/store.js";
+import { createAndAddCommit, openAll, publishGroupInfo, publishKeyPackage } from "../helpers/cluster-mls.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
+import { lookupOf, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
 import { connectV2, expectNoDelivery, mlsId, queuedRows, sendMls, sendMlsAccepted, storedMlsRefs, takeMls, waitForEmptyQueue } from "../helpers/mls-queues.js";
 import { seal, type RawSession } from "../helpers/raw-session.js";
 import { TestRelay } from "../helpers/relay-harness.js";
@@ -31,39 +32,6 @@ afterEach(async () => {
 
 const text = (s: string): Buffer => Buffer.from(s, "utf8");
 
-async function publishKeyPackage(s: RawSession, p: MlsPerson): Promise<void> {
-  await must(s, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(p)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
-}
-
-async function publishGroupInfo(s: RawSession, g: MlsGroup): Promise<void> {
-  await must(s, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await g.groupInfo()) } }, "groupInfoResult");
-}
-
-/** `creator` makes the conversation's group and adds `users` (KeyPackages claimed from the relay) with one commit carrying the Welcome and tree. */
-async function createAndAdd(s: RawSession, creator: MlsPerson, conversationId: string, users: string[]) {
-  const g = await MlsGroup.create(creator.client, conversationId);
-  await publishGroupInfo(s, g);
-  const kps = await must(s, { $case: "claimKeyPackages", value: { requestId: 0, usernames: users, deviceIds: [] } }, "keyPackageList");
-  expect(kps.missing).toEqual([]);
-  const add = await g.addMembers(kps.entries.map((e) => e.keyPackage), { expectUsernames: kps.entries.map((e) => e.username) });
-  const r = await sendCommit(s, add.commit, undefined, { added: users, welcome: add.welcome, ratchetTree: add.ratchetTree });
-  expect(r).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
-  g.confirmCommit();
-  await publishGroupInfo(s, g);
-  return { g, add, groupId: Buffer.from(g.groupId) };
-}
-
-/** Opens application messages in order; returns their texts. */
-async function openAll(g: MlsGroup, items: readonly { mls: { mls: Uint8Array } }[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const i of items) {
-    const m = await g.process(i.mls.mls);
-    if (m.kind !== "application") throw new Error(`expected an application message, got ${m.kind}`);
-    out.push(m.plaintext.toString("utf8"));
-  }
-  return out;
-}
-
 describe("MLS through the queues", () => {
   it("a DM: bob, added while offline, gets the Welcome and tree, joins, and both talk in order, exactly once across a reconnect", async () => {
     relay = await TestRelay.start();
@@ -73,7 +41,7 @@ describe("MLS through the queues", () => {
     await relay.disconnect(b, "bob");
 
     const a = await connectV2(relay, alice);
-    const { g: ga, add, groupId } = await createAndAdd(a, pa, "dm:alice:bob", ["bob"]);
+    const { g: ga, add, groupId } = await createAndAddCommit(a, pa, "dm:alice:bob", ["bob"]);
     const sent: Buffer[] = [];
     for (const t of ["one", "two", "three"]) {
       const m = Buffer.from(await ga.encrypt(text(t)));
@@ -124,7 +92,7 @@ describe("MLS through the queues", () => {
     const [a, b, c] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, carol)];
     await publishKeyPackage(b, pb);
     await publishKeyPackage(c, pc);
-    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    const { g: ga } = await createAndAddCommit(a, pa, "#ops", ["bob", "carol"]);
     // The Welcome and its tree are stored once, with a queue row for each of the two (the commit
     // itself had no one to go to: alice was the only member before it).
     expect(storedMlsRefs(relay)).toEqual([2]);
@@ -207,7 +175,7 @@ describe("MLS through the queues", () => {
     let b = await connectV2(relay, bob);
     await publishKeyPackage(b, pb);
     const a = await connectV2(relay, alice);
-    const { g: ga } = await createAndAdd(a, pa, "dm:alice:bob", ["bob"]);
+    const { g: ga } = await createAndAddCommit(a, pa, "dm:alice:bob", ["bob"]);
     await relay.disconnect(b, "bob");
     const m = Buffer.from(await ga.encrypt(text("once")));
     // Written twice before any answer, then once more after the answer.
@@ -231,7 +199,7 @@ describe("MLS through the queues", () => {
     const [a, b, c] = [await connectV2(relay, alice), await connectV2(relay, bob), await connectV2(relay, carol)];
     await publishKeyPackage(b, pb);
     await publishKeyPackage(c, pc);
-    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    const { g: ga } = await createAndAddCommit(a, pa, "#ops", ["bob", "carol"]);
     const gb = (await MlsGroup.joinFromWelcome(pb.client, ...(await takeMls(b, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pb))).group;
     const gc = (await MlsGroup.joinFromWelcome(pc.client, ...(await takeMls(c, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pc))).group;
 
@@ -306,7 +274,7 @@ describe("MLS through the queues", () => {
     await publishKeyPackage(b, pb);
     await publishKeyPackage(c, pc);
     await relay.disconnect(b, "bob");
-    const { g: ga } = await createAndAdd(a, pa, "#ops", ["bob", "carol"]);
+    const { g: ga } = await createAndAddCommit(a, pa, "#ops", ["bob", "carol"]);
     const gc = (await MlsGroup.joinFromWelcome(pc.client, ...(await takeMls(c, 1)).map((x) => [x.mls.mls, x.mls.ratchetTree] as const)[0]!, lookupOf(pc))).group;
     await sendMlsAccepted(a, await ga.encrypt(text("before the restart")));
     expect(await openAll(gc, await takeMls(c, 1))).toEqual(["before the restart"]);

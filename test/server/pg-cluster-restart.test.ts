@@ -6,15 +6,13 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ClusterEvent } from "../../src/server/cluster.js";
-import type { Logger } from "../../src/protocol/log.js";
+import { nullLogger } from "../../src/protocol/log.js";
 import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
 import { REPO_ROOT } from "../helpers/paths.js";
+import { startBusMember, type BusMember } from "../helpers/pg-bus.js";
 import { waitUntil } from "../helpers/wait.js";
 
 const SCRIPT = join(REPO_ROOT, "scripts", "pg-cluster.sh");
-const quiet: Logger = { log: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
 let dir: string;
 let url: string;
 const open: PgCluster[] = [];
@@ -30,15 +28,13 @@ afterAll(async () => {
 
 describe("PgCluster when PostgreSQL restarts", () => {
   it("loses its listener, says unhealthy, reconnects, resyncs, and carries events again", { timeout: 60_000 }, async () => {
-    const members = ["a", "b"].map((id) => {
-      const cluster = new PgCluster(url, { logger: quiet, instanceId: id, heartbeatMs: 200, deadAfterMs: 5_000 });
+    const members: BusMember[] = [];
+    for (const id of ["a", "b"]) {
+      const cluster = new PgCluster(url, { logger: nullLogger, instanceId: id, heartbeatMs: 200, deadAfterMs: 5_000 });
       open.push(cluster);
-      return { cluster, events: [] as ClusterEvent[], health: [] as boolean[], resyncs: 0 };
-    });
-    for (const m of members) {
-      await m.cluster.start({ onEvent: (e) => m.events.push(e), onResync: () => m.resyncs++, onHealth: (h) => m.health.push(h) });
+      members.push(await startBusMember(cluster));
     }
-    const [a, b] = members as [typeof members[0], typeof members[0]];
+    const [a, b] = members as [BusMember, BusMember];
     a.cluster.publish({ kind: "presence", username: "alice", address: "alice", online: true });
     await waitUntil(() => b.cluster.remoteAddresses("alice")?.has("alice"), "alice online at b");
 

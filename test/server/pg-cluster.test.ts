@@ -5,18 +5,10 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterEvent } from "../../src/server/cluster.js";
 import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
-import type { Logger } from "../../src/protocol/log.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { nullLogger } from "../../src/protocol/log.js";
+import { cutListener, listenerBackend, startBusMember, type BusMember as Member } from "../helpers/pg-bus.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
 import { waitUntil } from "../helpers/wait.js";
-
-const quiet: Logger = { log: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-
-interface Member {
-  readonly cluster: PgCluster;
-  readonly events: ClusterEvent[];
-  resyncs: number;
-  readonly health: boolean[];
-}
 
 let db: TestDatabase;
 const open: PgCluster[] = [];
@@ -32,28 +24,12 @@ afterAll(async () => {
 });
 
 async function member(id: string, times: { heartbeatMs?: number; deadAfterMs?: number } = {}): Promise<Member> {
-  const cluster = new PgCluster(db.url, { logger: quiet, instanceId: id, ...times });
+  const cluster = new PgCluster(db.url, { logger: nullLogger, instanceId: id, ...times });
   open.push(cluster);
-  const m: Member = { cluster, events: [], resyncs: 0, health: [] };
-  await cluster.start({
-    onEvent: (e) => m.events.push(e),
-    onResync: () => {
-      m.resyncs++;
-    },
-    onHealth: (h) => m.health.push(h),
-  });
-  return m;
+  return startBusMember(cluster);
 }
 
-async function sql(text: string, params: unknown[] = []): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
-}
+const sql = (text: string, params: unknown[] = []): Promise<pg.QueryResult> => pgQuery(db.url, text, params);
 
 describe("PgCluster", () => {
   it("carries events to the other instance and never back to the publisher", async () => {
@@ -110,19 +86,14 @@ describe("PgCluster", () => {
   it("reconnects a lost listener, reloads presence and asks for a resync", async () => {
     const a = await member("a4");
     const b = await member("b4");
-    const backend = async (): Promise<number | undefined> => {
-      const r = await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", ["chat-relay cluster listener b4"]);
-      return r.rows[0]?.pid as number | undefined;
-    };
-    const pid = await waitUntil(backend, "b4's listener backend");
-    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    const pid = await cutListener(db.url, "b4");
     await waitUntil(() => b.health.includes(false), "b unhealthy");
     // Presence that changes while b is not listening is learned at the resync.
     a.cluster.publish({ kind: "presence", username: "frank", address: "frank", online: true });
     await waitUntil(() => b.resyncs === 1 && b.cluster.healthy, "b resynced", 10_000);
     expect(b.health).toEqual([false, true]);
     await waitUntil(() => b.cluster.remoteAddresses("frank")?.has("frank"), "frank online at b");
-    expect(await backend()).not.toBe(pid);
+    expect(await listenerBackend(db.url, "b4")).not.toBe(pid);
     // And events flow again.
     a.cluster.publish({ kind: "rescan" });
     await waitUntil(() => b.events.some((e) => e.kind === "rescan"), "rescan after the reconnect");
@@ -147,15 +118,14 @@ describe("PgCluster", () => {
     // What lost writes leave behind: hank's row missing, a row for a session that ended meanwhile.
     await sql("DELETE FROM presence WHERE address = 'hank'");
     await sql("INSERT INTO presence (address, username, instance_id, since_ms) VALUES ('ivy', 'ivy', 'a6', 0)");
-    const pid = await waitUntil(async () => (await sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1", ["chat-relay cluster listener a6"])).rows[0]?.pid as number | undefined, "a6's listener");
-    await sql("SELECT pg_terminate_backend($1)", [pid]);
+    await cutListener(db.url, "a6");
     await waitUntil(async () => (await sql("SELECT address FROM presence WHERE instance_id = 'a6' ORDER BY 1")).rows.map((r) => r.address).join() === "hank", "a6's rows healed", 10_000);
     expect(b.cluster.remoteAddresses("hank")?.has("hank")).toBe(true);
     expect(b.cluster.remoteAddresses("ivy")).toBeUndefined();
   });
 
   it("refuses to start against an unreachable database with one sentence naming host:port, not the password", async () => {
-    const c = new PgCluster("postgres://sc:s3cret@127.0.0.1:1/none", { logger: quiet, connectTimeoutMs: 500 });
+    const c = new PgCluster("postgres://sc:s3cret@127.0.0.1:1/none", { logger: nullLogger, connectTimeoutMs: 500 });
     await expect(c.start({ onEvent: () => undefined, onResync: () => undefined })).rejects.toThrow(/^cannot reach the database at 127\.0\.0\.1:1: /);
     await c.start({ onEvent: () => undefined, onResync: () => undefined }).catch((e: Error) => expect(e.message).not.toContain("s3cret"));
   });

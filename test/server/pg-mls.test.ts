@@ -5,26 +5,19 @@
 // a commit's transaction ended; last seen never throwing on a dead database. Races between
 // relays: pg-mls-race.test.ts.
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PgDeviceStore } from "../../src/server/store/pg/devices.js";
 import { SyncPg } from "../../src/server/store/pg/sync-client.js";
 import { describeDeviceStoreContract } from "../store-contract/devices.contract.js";
 import { describeMlsStoreContract } from "../store-contract/mls.contract.js";
 import { createTestSchema, openPgPartsStore, PgParts } from "../store-contract/mls-pg-parts.js";
-import { freshDatabase, pgAdminUrl } from "../helpers/pg.js";
+import { freshDatabase, pgAdminUrl, pgQuery } from "../helpers/pg.js";
 
 describeMlsStoreContract("PostgreSQL parts", openPgPartsStore);
 describeDeviceStoreContract("PostgreSQL parts", openPgPartsStore);
 
 async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: pgAdminUrl() });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
+  await pgQuery(pgAdminUrl(), sql);
 }
 
 describe("a database whose text order is a language's (ICU en-US)", () => {

@@ -9,12 +9,12 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import pg from "pg";
 import { nullLogger } from "../../src/protocol/log.js";
 import { GroupCommitter } from "../../src/server/group-commit.js";
-import type { EnqueueRequest, UserRecord } from "../../src/server/store.js";
 import { migratePg, openPgStore, type PgRelayStore } from "../../src/server/store/pg/pg-store.js";
 import { PgQueues } from "../../src/server/store/pg/queues.js";
 import { PG_SCHEMA_VERSION } from "../../src/server/store/pg/schema.js";
 import { PgError, SyncPg } from "../../src/server/store/pg/sync-client.js";
-import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { freshDatabase, pgQuery, type TestDatabase } from "../helpers/pg.js";
+import { hex, req, user } from "../helpers/store-records.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let db: TestDatabase;
@@ -27,25 +27,8 @@ function open(options: Parameters<typeof openPgStore>[1] = {}): PgRelayStore {
 }
 
 async function sql<R extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<R[]> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query<R>(text, params)).rows;
-  } finally {
-    await c.end();
-  }
+  return (await pgQuery<R>(db.url, text, params)).rows;
 }
-
-function user(name: string, keyByte: number): Omit<UserRecord, "createdAtMs"> {
-  const b = (n: number) => Buffer.alloc(32, keyByte + n);
-  return { username: name, sigSpki: b(0), encSpki: b(1), encKeySig: b(2), sigFpr: b(3), encFpr: b(4) };
-}
-
-function req(sender: string, recipients: string[], bytes = 100, messageId: Buffer = randomBytes(16)): EnqueueRequest {
-  return { sender, messageId, conversationId: "lobby", envelope: randomBytes(bytes), recipients };
-}
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 beforeEach(async () => {
   db = await freshDatabase(undefined, { empty: true }); // these tests migrate it themselves

@@ -6,12 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openStore, type RelayStore, type UserRecord } from "../../src/server/store.js";
-
-function user(name: string, keyByte: number): Omit<UserRecord, "createdAtMs"> {
-  const b = (n: number) => Buffer.alloc(32, keyByte + n);
-  return { username: name, sigSpki: b(0), encSpki: b(1), encKeySig: b(2), sigFpr: b(3), encFpr: b(4) };
-}
+import { openStore, type RelayStore } from "../../src/server/store.js";
+import { user } from "../helpers/store-records.js";
 
 let dir: string;
 let store: RelayStore;

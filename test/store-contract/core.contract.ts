@@ -6,20 +6,10 @@
 // concurrency is in test/server/pg-store*.test.ts.
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { EnqueueRequest, RelayStore, UserRecord } from "../../src/server/store.js";
+import type { RelayStore } from "../../src/server/store.js";
+import { hex, req, user } from "../helpers/store-records.js";
 
 export type OpenStore = () => Promise<{ store: RelayStore; close(): Promise<void> }>;
-
-function user(name: string, keyByte: number): Omit<UserRecord, "createdAtMs"> {
-  const b = (n: number) => Buffer.alloc(32, keyByte + n);
-  return { username: name, sigSpki: b(0), encSpki: b(1), encKeySig: b(2), sigFpr: b(3), encFpr: b(4) };
-}
-
-function req(sender: string, recipients: string[], bytes = 100, messageId: Buffer = randomBytes(16)): EnqueueRequest {
-  return { sender, messageId, conversationId: "lobby", envelope: randomBytes(bytes), recipients };
-}
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 export function describeCoreStoreContract(name: string, open: OpenStore): void {
   describe(`core store contract: ${name}`, () => {

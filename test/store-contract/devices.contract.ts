@@ -4,51 +4,34 @@
 // KeyPackages and last seen) in the same transaction, a released name loses its list, and last
 // seen is noted in memory, written in batches and never goes backwards. The cases are those the
 // relay relies on (src/server/devices.ts, handshake.ts, session.ts, directory.ts).
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { RelayStore } from "../../src/server/store.js";
-import type { ContractStore, OpenContractStore } from "./mls.contract.js";
+import { describe, expect, it } from "vitest";
+import { storePerCase, user, type OpenContractStore } from "./mls.contract.js";
 
 const kp = (n: number) => ({ ref: Buffer.alloc(32, n), keyPackage: Buffer.alloc(60, n), notAfterMs: 10_000_000 });
-const user = (username: string) => ({
-  username, sigSpki: Buffer.alloc(44, 1), encSpki: Buffer.alloc(44, 2), encKeySig: Buffer.alloc(64), sigFpr: Buffer.alloc(32, 3), encFpr: Buffer.alloc(32, 4),
-});
 const change = (version: number, dropped: ReadonlyArray<{ address: string; deviceId: string }> = [], keyPackagesOf: readonly string[] = []) =>
   ({ username: "alice", version, list: Buffer.from(`list v${version}`), dropped, keyPackagesOf });
 
 export function describeDeviceStoreContract(name: string, open: OpenContractStore): void {
   describe(`device store contract: ${name}`, () => {
-    let opened: ContractStore | undefined;
-    let store: RelayStore;
-    let now = 1_000_000;
-
-    beforeEach(async () => {
-      now = 1_000_000;
-      opened = undefined;
-      opened = await open({ clock: () => now });
-      store = opened.store;
-    });
-
-    afterEach(async () => {
-      await opened?.close();
-    });
+    const t = storePerCase(open);
 
     it("keeps a list only when its version is higher than the kept one", () => {
-      expect(store.devices.list("alice")).toBeUndefined();
-      expect(store.devices.versions()).toEqual(new Map());
-      expect(store.replaceDeviceList(change(2))).toBe(true);
-      expect(store.devices.list("alice")).toEqual({ username: "alice", version: 2, list: Buffer.from("list v2") });
+      expect(t.store.devices.list("alice")).toBeUndefined();
+      expect(t.store.devices.versions()).toEqual(new Map());
+      expect(t.store.replaceDeviceList(change(2))).toBe(true);
+      expect(t.store.devices.list("alice")).toEqual({ username: "alice", version: 2, list: Buffer.from("list v2") });
       // The same version again, or an older one (a rollback): refused, the kept list unchanged.
-      expect(store.replaceDeviceList({ ...change(2), list: Buffer.from("other v2") })).toBe(false);
-      expect(store.replaceDeviceList(change(1))).toBe(false);
-      expect(store.devices.list("alice")?.list).toEqual(Buffer.from("list v2"));
-      expect(store.replaceDeviceList(change(7))).toBe(true);
-      expect(store.replaceDeviceList({ ...change(3), username: "bob" })).toBe(true);
-      expect(store.devices.versions()).toEqual(new Map([["alice", 7], ["bob", 3]]));
-      expect(store.devices.list("alice")).toEqual({ username: "alice", version: 7, list: Buffer.from("list v7") });
+      expect(t.store.replaceDeviceList({ ...change(2), list: Buffer.from("other v2") })).toBe(false);
+      expect(t.store.replaceDeviceList(change(1))).toBe(false);
+      expect(t.store.devices.list("alice")?.list).toEqual(Buffer.from("list v2"));
+      expect(t.store.replaceDeviceList(change(7))).toBe(true);
+      expect(t.store.replaceDeviceList({ ...change(3), username: "bob" })).toBe(true);
+      expect(t.store.devices.versions()).toEqual(new Map([["alice", 7], ["bob", 3]]));
+      expect(t.store.devices.list("alice")).toEqual({ username: "alice", version: 7, list: Buffer.from("list v7") });
     });
 
     it("a new list forgets the devices it dropped: their queues, KeyPackages and last seen, with the listed other addresses' KeyPackages", () => {
-      const s = store;
+      const s = t.store;
       s.replaceDeviceList(change(1));
       s.mls.publishKeyPackages("alice", [kp(1)], kp(2));
       s.mls.publishKeyPackages("alice", [kp(3)], kp(4), "alice/d1");
@@ -84,7 +67,7 @@ export function describeDeviceStoreContract(name: string, open: OpenContractStor
     });
 
     it("notes last seen in memory, writes it in a batch, never goes backwards, and ignores the unnamed device", () => {
-      const d = store.devices;
+      const d = t.store.devices;
       d.noteSeen("alice", "d1", 500);
       d.noteSeen("alice", "", 900);
       d.noteSeen("bob", "d1", 100);
@@ -106,22 +89,22 @@ export function describeDeviceStoreContract(name: string, open: OpenContractStor
     });
 
     it("a released name loses its list and its last seen, written or not", () => {
-      store.bindUser(user("alice"));
-      store.replaceDeviceList(change(4));
-      store.replaceDeviceList({ ...change(1), username: "bob" });
-      store.devices.noteSeen("alice", "d1", 500);
-      store.devices.flushSeen();
-      store.devices.noteSeen("alice", "d2", 600);
-      store.devices.noteSeen("bob", "d1", 700);
-      expect(store.releaseUser("alice")).toBe(true);
-      expect(store.devices.list("alice")).toBeUndefined();
-      expect(store.devices.versions()).toEqual(new Map([["bob", 1]]));
-      expect(store.devices.lastSeen("alice")).toEqual(new Map());
-      store.devices.flushSeen();
-      expect(store.devices.lastSeen("alice")).toEqual(new Map());
-      expect(store.devices.lastSeen("bob")).toEqual(new Map([["d1", 700]]));
+      t.store.bindUser(user("alice"));
+      t.store.replaceDeviceList(change(4));
+      t.store.replaceDeviceList({ ...change(1), username: "bob" });
+      t.store.devices.noteSeen("alice", "d1", 500);
+      t.store.devices.flushSeen();
+      t.store.devices.noteSeen("alice", "d2", 600);
+      t.store.devices.noteSeen("bob", "d1", 700);
+      expect(t.store.releaseUser("alice")).toBe(true);
+      expect(t.store.devices.list("alice")).toBeUndefined();
+      expect(t.store.devices.versions()).toEqual(new Map([["bob", 1]]));
+      expect(t.store.devices.lastSeen("alice")).toEqual(new Map());
+      t.store.devices.flushSeen();
+      expect(t.store.devices.lastSeen("alice")).toEqual(new Map());
+      expect(t.store.devices.lastSeen("bob")).toEqual(new Map([["d1", 700]]));
       // A new owner of the name starts from any version.
-      expect(store.replaceDeviceList(change(1))).toBe(true);
+      expect(t.store.replaceDeviceList(change(1))).toBe(true);
     });
   });
 }

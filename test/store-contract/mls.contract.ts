@@ -26,32 +26,42 @@ const gid = (n: number) => Buffer.alloc(20, n);
 const group = (n: number, conversationId: string, creator = "alice", epoch = 0) => ({
   groupId: gid(n), conversationId, creator, epoch, groupInfo: Buffer.from(`gi${n}@${epoch}`), groupInfoEpoch: epoch,
 });
-const user = (username: string) => ({
+/** A binding of `username` (the keys are the same for every name: the contracts never compare them). */
+export const user = (username: string) => ({
   username, sigSpki: Buffer.alloc(44, 1), encSpki: Buffer.alloc(44, 2), encKeySig: Buffer.alloc(64), sigFpr: Buffer.alloc(32, 3), encFpr: Buffer.alloc(32, 4),
 });
 const delivery = (recipients: readonly string[], id: number): EnqueueRequest =>
   ({ sender: "alice", messageId: Buffer.alloc(16, id), conversationId: "#g1", envelope: Buffer.from(`c${id}`), payload: "mls", recipients });
 
+/** A case's store and the time its clock reads (1_000_000 when the case starts; a case may move it). */
+export interface CaseStore {
+  readonly store: RelayStore;
+  now: number;
+}
+
+/** Opens a store before each case of the enclosing describe, on a clock the case controls, and closes it after. */
+export function storePerCase(open: OpenContractStore): CaseStore {
+  let opened: ContractStore | undefined;
+  const t = { store: undefined as unknown as RelayStore, now: 1_000_000 };
+  beforeEach(async () => {
+    t.now = 1_000_000;
+    opened = undefined;
+    opened = await open({ clock: () => t.now });
+    t.store = opened.store;
+  });
+  afterEach(async () => {
+    await opened?.close();
+  });
+  return t;
+}
+
 export function describeMlsStoreContract(name: string, open: OpenContractStore): void {
   describe(`MLS store contract: ${name}`, () => {
-    let opened: ContractStore | undefined;
-    let store: RelayStore;
-    let now = 1_000_000;
-
-    beforeEach(async () => {
-      now = 1_000_000;
-      opened = undefined;
-      opened = await open({ clock: () => now });
-      store = opened.store;
-    });
-
-    afterEach(async () => {
-      await opened?.close();
-    });
+    const t = storePerCase(open);
 
     describe("KeyPackages", () => {
       it("hands out each one-time KeyPackage once, oldest first, then the last-resort one without deleting it", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.publishKeyPackages("alice", [kp(1), kp(2), kp(1)], kp(9))).toEqual({ oneTime: 2, lastResort: true });
         expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(1).keyPackage, lastResort: false });
         expect(s.claimKeyPackage("alice")).toEqual({ keyPackage: kp(2).keyPackage, lastResort: false });
@@ -66,9 +76,9 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("never hands out an expired KeyPackage, and purges them", () => {
-        const s = store.mls;
-        s.publishKeyPackages("alice", [kp(1, now + 10), kp(2, now + 1000)], kp(9, now + 10));
-        now += 100;
+        const s = t.store.mls;
+        s.publishKeyPackages("alice", [kp(1, t.now + 10), kp(2, t.now + 1000)], kp(9, t.now + 10));
+        t.now += 100;
         expect(s.keyPackageCounts("alice")).toEqual({ oneTime: 1, lastResort: false });
         expect(s.claimKeyPackage("alice")?.keyPackage).toEqual(kp(2).keyPackage);
         expect(s.claimKeyPackage("alice")).toBeUndefined();
@@ -77,7 +87,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("keeps KeyPackages per device address: counted, claimed, listed and dropped by address or id", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.publishKeyPackages("alice", [kp(1)], kp(2))).toEqual({ oneTime: 1, lastResort: true });
         expect(s.publishKeyPackages("alice", [kp(3), kp(4)], kp(5), "alice/d1")).toEqual({ oneTime: 2, lastResort: true });
         // Each device has its own last-resort KeyPackage.
@@ -95,20 +105,20 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("a released name loses its KeyPackages (they name the old key), its devices' too", () => {
-        store.bindUser(user("alice"));
-        store.mls.publishKeyPackages("alice", [kp(1)], kp(2));
-        store.mls.publishKeyPackages("alice", [kp(3)], kp(4), "alice/d1");
-        store.mls.publishKeyPackages("bob", [kp(5)], undefined);
-        expect(store.releaseUser("alice")).toBe(true);
-        expect(store.mls.claimKeyPackage("alice")).toBeUndefined();
-        expect(store.mls.claimKeyPackage("alice/d1")).toBeUndefined();
-        expect(store.mls.keyPackageCounts("bob")).toEqual({ oneTime: 1, lastResort: false });
+        t.store.bindUser(user("alice"));
+        t.store.mls.publishKeyPackages("alice", [kp(1)], kp(2));
+        t.store.mls.publishKeyPackages("alice", [kp(3)], kp(4), "alice/d1");
+        t.store.mls.publishKeyPackages("bob", [kp(5)], undefined);
+        expect(t.store.releaseUser("alice")).toBe(true);
+        expect(t.store.mls.claimKeyPackage("alice")).toBeUndefined();
+        expect(t.store.mls.claimKeyPackage("alice/d1")).toBeUndefined();
+        expect(t.store.mls.keyPackageCounts("bob")).toEqual({ oneTime: 1, lastResort: false });
       });
     });
 
     describe("groups and commits", () => {
       it("the first group of a conversation wins; a group id is registered once", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.createGroup(group(1, "#ops"))).toBe("created");
         expect(s.createGroup(group(1, "#other"))).toBe("group-exists");
         expect(s.createGroup(group(1, "#ops"))).toBe("group-exists");
@@ -124,7 +134,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("accepts the first commit for the current epoch only, from members by the hint, with its GroupInfo, and lists commits in order", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         s.createGroup(group(1, "#ops"));
         expect(s.groupMembers(gid(1))).toEqual(["alice"]);
         expect(s.acceptCommit(gid(9), 0, "alice", Buffer.from("c"))).toEqual({ kind: "unknown-group" });
@@ -157,7 +167,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("sorts members and rooms by their bytes (upper case before '_' before lower case)", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         s.createGroup(group(1, "#b", "alice"));
         s.createGroup(group(2, "#B", "alice"));
         s.createGroup(group(3, "#_", "alice"));
@@ -169,16 +179,16 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("a released name is no member of any group by the relay's record", () => {
-        store.bindUser(user("bob"));
-        store.mls.createGroup(group(1, "#ops"));
-        store.mls.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob"], removed: [] });
-        expect(store.releaseUser("bob")).toBe(true);
-        expect(store.mls.groupMembers(gid(1))).toEqual(["alice"]);
-        expect(store.mls.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });
+        t.store.bindUser(user("bob"));
+        t.store.mls.createGroup(group(1, "#ops"));
+        t.store.mls.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob"], removed: [] });
+        expect(t.store.releaseUser("bob")).toBe(true);
+        expect(t.store.mls.groupMembers(gid(1))).toEqual(["alice"]);
+        expect(t.store.mls.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });
       });
 
       it(`keeps the last ${COMMITS_KEPT_PER_GROUP} commits of a group`, () => {
-        const s = store.mls;
+        const s = t.store.mls;
         s.createGroup(group(1, "#ops"));
         for (let e = 0; e < COMMITS_KEPT_PER_GROUP + 5; e++) expect(s.acceptCommit(gid(1), e, "alice", Buffer.from([e & 0xff])).kind).toBe("accepted");
         const kept = s.commitsFrom(gid(1), 0, COMMITS_KEPT_PER_GROUP + 10);
@@ -191,7 +201,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
 
     describe("a commit's deliveries", () => {
       it("are made from the members before the commit and stored with it; a refused commit stores none", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.createGroup(group(1, "#g1"))).toBe("created");
         s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob", "carol"], removed: [] });
         let seen: readonly string[] = [];
@@ -202,8 +212,8 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(seen).toEqual(["alice", "bob", "carol"]);
         expect(out).toMatchObject({ kind: "accepted", epoch: 1 });
         expect(out.kind === "accepted" && out.queued?.map((q) => q.recipients)).toEqual([["bob", "carol"]]);
-        expect(store.queueDepth("carol")).toBe(1);
-        expect(store.fetchQueue("carol", 0, 10, 1 << 20).map((i) => [i.envelope.toString(), i.payload])).toEqual([["c1", "mls"]]);
+        expect(t.store.queueDepth("carol")).toBe(1);
+        expect(t.store.fetchQueue("carol", 0, 10, 1 << 20).map((i) => [i.envelope.toString(), i.payload])).toEqual([["c1", "mls"]]);
         // Refused (the epoch is taken): the deliveries function is not even asked.
         const refused = s.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"), undefined, undefined, () => {
           throw new Error("asked for the deliveries of a refused commit");
@@ -211,11 +221,11 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(refused).toEqual({ kind: "epoch-taken", current: 2, winner: "alice" });
         // The identical resend by its sender: a duplicate, nothing stored again.
         expect(s.acceptCommit(gid(1), 1, "alice", Buffer.from("c1"), undefined, undefined, () => [delivery(["bob", "carol"], 1)])).toEqual({ kind: "duplicate", epoch: 1 });
-        expect([store.queueDepth("bob"), store.queueDepth("carol")]).toEqual([1, 1]);
+        expect([t.store.queueDepth("bob"), t.store.queueDepth("carol")]).toEqual([1, 1]);
       });
 
       it("roll back with the commit when storing them fails: the epoch stays free", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.createGroup(group(1, "#g1"))).toBe("created");
         expect(() => s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), Buffer.from("gi@1"), { external: false, added: ["bob"], removed: [] }, () => {
           // A delivery the queues cannot store (a NOT NULL column gets null): the transaction fails.
@@ -224,9 +234,9 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(s.group(gid(1))).toMatchObject({ epoch: 0, groupInfoEpoch: 0 });
         expect(s.groupMembers(gid(1))).toEqual(["alice"]);
         expect(s.commitsFrom(gid(1), 0, 10)).toEqual([]);
-        expect(store.queueDepth("bob")).toBe(0);
+        expect(t.store.queueDepth("bob")).toBe(0);
         expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, undefined, () => [delivery(["bob"], 2)])).toMatchObject({ kind: "accepted" });
-        expect(store.queueDepth("bob")).toBe(1);
+        expect(t.store.queueDepth("bob")).toBe(1);
       });
     });
 
@@ -234,7 +244,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       const room = (n: number, conversationId: string, creator: string) => group(n, conversationId, creator);
 
       it("lists rooms' groups with their member counts and a user's rooms with members; never DMs or the lobby", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         expect(s.createGroup(room(1, "#ops", "alice"))).toBe("created");
         expect(s.createGroup(room(2, "dm:alice:bob", "alice"))).toBe("created");
         expect(s.createGroup(room(3, "lobby", "bob"))).toBe("created");
@@ -249,7 +259,7 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
       });
 
       it("replaces a room's group in one transaction; the old one's record, members and commits are gone; a stale replacement is refused", () => {
-        const s = store.mls;
+        const s = t.store.mls;
         s.createGroup(room(1, "#ops", "alice"));
         s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob"], removed: [] });
         expect(s.replaceGroup(gid(1), room(5, "#ops", "alice"))).toBe("created");

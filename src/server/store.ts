@@ -19,6 +19,7 @@ import {
   Queues, type AckRequest, type EnqueueOutcome, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
 } from "./store/queues.js";
 import { DeviceStore } from "./store/devices.js";
+import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
 import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Transaction } from "./store/schema.js";
@@ -149,17 +150,18 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
   return new SqliteStore(db, clock, options.recentEnvelopeBytes ?? RECENT_BYTES);
 }
 
-/** RelayStore over its parts; what spans them (releasing a name) is done here, in one transaction. */
-class SqliteStore implements RelayStore {
+/** RelayStore over its parts (calls of one part are handed over by DelegatingStore); what spans them (releasing a name) is done here, in one transaction. */
+class SqliteStore extends DelegatingStore implements RelayStore {
   readonly relayId: Buffer;
   private readonly transaction: Transaction;
-  private readonly bindings: Bindings;
-  private readonly queues: Queues;
-  private readonly rooms: Memberships;
+  protected readonly bindings: Bindings;
+  protected readonly queues: Queues;
+  protected readonly rooms: Memberships;
   readonly mls: MlsDeliveryStore;
   readonly devices: DeviceStore;
 
   constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number) {
+    super();
     this.transaction = transactionOn(db);
     const c: StoreContext = { db, clock, transaction: this.transaction };
     this.queues = new Queues(c, recentBudget);
@@ -168,22 +170,6 @@ class SqliteStore implements RelayStore {
     this.mls = new MlsDeliveryStore(c, this.queues);
     this.devices = new DeviceStore(c);
     this.relayId = loadRelayId(db, this.transaction);
-  }
-
-  getUser(username: string): UserRecord | undefined {
-    return this.bindings.getUser(username);
-  }
-
-  listUsers(): UserRecord[] {
-    return this.bindings.listUsers();
-  }
-
-  bindUser(u: Omit<UserRecord, "createdAtMs">): BindOutcome {
-    return this.bindings.bindUser(u);
-  }
-
-  namesOfKey(sigFpr: Buffer): string[] {
-    return this.bindings.namesOfKey(sigFpr);
   }
 
   releaseUser(username: string): boolean {
@@ -210,82 +196,7 @@ class SqliteStore implements RelayStore {
   }
 
   replaceDeviceList(change: DeviceListChange): boolean {
-    const kept = this.transaction(() => {
-      if (!this.devices.putListLocked(change.username, change.version, change.list)) return false;
-      for (const d of change.dropped) {
-        this.queues.dropQueueLocked(d.address);
-        this.mls.dropKeyPackagesOfAddressLocked(d.address);
-        this.devices.dropSeenLocked(change.username, d.deviceId);
-      }
-      for (const a of change.keyPackagesOf) this.mls.dropKeyPackagesOfAddressLocked(a);
-      return true;
-    });
-    if (kept) for (const d of change.dropped) this.queues.forgetUsage(d.address);
-    return kept;
-  }
-
-  wasAccepted(sender: string, messageId: Buffer): boolean {
-    return this.queues.wasAccepted(sender, messageId);
-  }
-
-  enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
-    return this.queues.enqueueBatch(reqs, acks);
-  }
-
-  ackBatch(acks: readonly AckRequest[]): number {
-    return this.queues.ackBatch(acks);
-  }
-
-  enqueue(req: EnqueueRequest): boolean {
-    return this.queues.enqueue(req);
-  }
-
-  lastSeq(): number {
-    return this.queues.lastSeq();
-  }
-
-  queueDepth(recipient: string): number {
-    return this.queues.queueDepth(recipient);
-  }
-
-  queueUsage(recipient: string, sender: string): QueueUsage {
-    return this.queues.queueUsage(recipient, sender);
-  }
-
-  fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    return this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
-  }
-
-  ack(recipient: string, seqs: readonly number[]): number {
-    return this.queues.ack(recipient, seqs);
-  }
-
-  purgeOlderThan(cutoffMs: number): PurgeResult {
-    return this.queues.purgeOlderThan(cutoffMs);
-  }
-
-  joinRoom(room: string, username: string): boolean {
-    return this.rooms.joinRoom(room, username);
-  }
-
-  leaveRoom(room: string, username: string): boolean {
-    return this.rooms.leaveRoom(room, username);
-  }
-
-  isMember(room: string, username: string): boolean {
-    return this.rooms.isMember(room, username);
-  }
-
-  roomMembers(room: string): string[] {
-    return this.rooms.roomMembers(room);
-  }
-
-  roomsOf(username: string): string[] {
-    return this.rooms.roomsOf(username);
-  }
-
-  allRooms(): RoomSummaryRecord[] {
-    return this.rooms.allRooms();
+    return replaceDeviceListIn({ devices: this.devices, queues: this.queues, mls: this.mls }, (fn) => this.transaction(fn), change);
   }
 
   close(): void {

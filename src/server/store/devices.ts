@@ -6,10 +6,10 @@
 // go to the database in one transaction per DEVICE_SEEN_FLUSH_MS at most, without waiting for an
 // fsync (synchronous=NORMAL, as acks): a lost note only shows an older "last seen".
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { PendingSeen } from "./device-seen.js";
 import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
 
-/** Longest a last-seen note waits in memory before it is written. */
-export const DEVICE_SEEN_FLUSH_MS = 1000;
+export { DEVICE_SEEN_FLUSH_MS } from "./device-seen.js";
 
 export interface KeptDeviceList {
   readonly username: string;
@@ -40,9 +40,8 @@ export class DeviceStore {
   private readonly clock: () => number;
   private readonly transaction: Transaction;
   private readonly s: ReturnType<typeof prepareDeviceStatements>;
-  /** Last-seen notes not written yet: "username\ndevice_id" -> ms. */
-  private readonly pendingSeen = new Map<string, number>();
-  private flushTimer: NodeJS.Timeout | undefined;
+  /** Last-seen notes not written yet. */
+  private readonly pendingSeen = new PendingSeen(() => this.flushSeen());
 
   constructor(c: StoreContext) {
     this.db = c.db;
@@ -74,51 +73,39 @@ export class DeviceStore {
 
   /** An unlinked device's last-seen row (in a transaction). */
   dropSeenLocked(username: string, deviceId: string): void {
-    this.pendingSeen.delete(`${username}\n${deviceId}`);
+    this.pendingSeen.dropDevice(username, deviceId);
     this.s.seenDrop.run(username, deviceId);
   }
 
   /** A released name (in a transaction): its list and last-seen rows go. */
   dropUserLocked(username: string): void {
-    for (const k of this.pendingSeen.keys()) if (k.startsWith(`${username}\n`)) this.pendingSeen.delete(k);
+    this.pendingSeen.dropUser(username);
     this.s.listDrop.run(username);
     this.s.seenDropUser.run(username);
   }
 
   /** Notes that a session of this device was open at `ms` (written later, in a batch). */
   noteSeen(username: string, deviceId: string, ms: number): void {
-    if (deviceId === "") return;
-    this.pendingSeen.set(`${username}\n${deviceId}`, ms);
-    this.flushTimer ??= setTimeout(() => this.flushSeen(), DEVICE_SEEN_FLUSH_MS);
-    this.flushTimer.unref();
+    this.pendingSeen.note(username, deviceId, ms);
   }
 
   /** Last seen per device id of a user: what is written, with the notes not written yet. */
   lastSeen(username: string): Map<string, number> {
     const out = new Map<string, number>();
     for (const r of this.s.seenOf.iterate(username) as Iterable<Row>) out.set(str(r.device_id), num(r.last_seen_ms));
-    const prefix = `${username}\n`;
-    for (const [k, ms] of this.pendingSeen) {
-      if (k.startsWith(prefix)) out.set(k.slice(prefix.length), Math.max(ms, out.get(k.slice(prefix.length)) ?? 0));
-    }
-    return out;
+    return this.pendingSeen.mergeInto(username, out);
   }
 
   /** Writes the pending last-seen notes (one transaction, no fsync wait). Never throws: a lost note is an older "last seen". */
   flushSeen(): void {
-    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.pendingSeen.stopTimer();
     if (this.pendingSeen.size === 0 || !this.db.isOpen) return;
-    const notes = [...this.pendingSeen];
-    this.pendingSeen.clear();
+    const notes = this.pendingSeen.take();
     try {
       this.db.exec("PRAGMA synchronous = NORMAL");
       try {
         this.transaction(() => {
-          for (const [k, ms] of notes) {
-            const i = k.indexOf("\n");
-            this.s.seenPut.run(k.slice(0, i), k.slice(i + 1), ms);
-          }
+          for (const n of notes) this.s.seenPut.run(n.username, n.deviceId, n.ms);
         });
       } finally {
         this.db.exec("PRAGMA synchronous = FULL");

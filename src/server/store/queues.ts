@@ -11,6 +11,8 @@
 // message is read from memory, not from SQLite once per member.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+import { CachedUsage } from "./queue-usage.js";
+import { RecentEnvelopes } from "./recent-envelopes.js";
 
 /**
  * What a queued row's stored bytes are: a v1 `Envelope` (Delivery field 3) or a protocol v2
@@ -113,35 +115,6 @@ interface AckedRow {
   readonly bytes: number;
 }
 
-/** One recipient's queue usage, in all and per sender. */
-class CachedUsage {
-  count = 0;
-  bytes = 0;
-  readonly bySender = new Map<string, { count: number; bytes: number }>();
-
-  add(sender: string, bytes: number, rows = 1): void {
-    this.count += rows;
-    this.bytes += bytes; // the bytes of all `rows`
-    const s = this.bySender.get(sender);
-    if (s === undefined) this.bySender.set(sender, { count: rows, bytes });
-    else {
-      s.count += rows;
-      s.bytes += bytes;
-    }
-  }
-
-  remove(sender: string | undefined, bytes: number): void {
-    this.count = Math.max(0, this.count - 1);
-    this.bytes = Math.max(0, this.bytes - bytes);
-    if (sender === undefined) return;
-    const s = this.bySender.get(sender);
-    if (s === undefined) return;
-    s.count--;
-    s.bytes -= bytes;
-    if (s.count <= 0) this.bySender.delete(sender);
-  }
-}
-
 /** The `accepted`, `envelopes` and `queue` tables, with their two memory caches. */
 export class Queues {
   private readonly db: DatabaseSync;
@@ -159,14 +132,14 @@ export class Queues {
    * a room message goes to every member from memory instead of being read back from SQLite once
    * per member. Entries enter only after their commit and leave when the row is dropped.
    */
-  private readonly recent = new Map<number, Buffer>();
-  private recentBytes = 0;
+  private readonly recent: RecentEnvelopes;
   /** Rows stored by the transaction in progress, cached once it commits. */
   private storing: Array<[number, Buffer]> = [];
   /** What enqueueInside stored in the transactionQueuing in progress. */
   private inside: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }> | undefined;
 
-  constructor(c: StoreContext, private readonly recentBudget: number) {
+  constructor(c: StoreContext, recentBudget: number) {
+    this.recent = new RecentEnvelopes(recentBudget);
     this.db = c.db;
     this.clock = c.clock;
     this.transaction = c.transaction;
@@ -193,27 +166,9 @@ export class Queues {
     this.depth.delete(username);
   }
 
-  private remember(id: number, envelope: Buffer): void {
-    this.forget(id);
-    this.recent.set(id, envelope);
-    this.recentBytes += envelope.length;
-    for (const [oldest, evicted] of this.recent) {
-      if (this.recentBytes <= this.recentBudget) break;
-      this.recent.delete(oldest);
-      this.recentBytes -= evicted.length;
-    }
-  }
-
-  private forget(id: number): void {
-    const bytes = this.recent.get(id);
-    if (bytes === undefined) return;
-    this.recent.delete(id);
-    this.recentBytes -= bytes.length;
-  }
-
   /** Drops an envelope whose last queue row is gone (in a transaction). */
   private dropIfUnreferenced(id: number): void {
-    if (this.s.envelopeDrop.run(id).changes > 0) this.forget(id);
+    if (this.s.envelopeDrop.run(id).changes > 0) this.recent.forget(id);
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
@@ -234,7 +189,7 @@ export class Queues {
         acked = this.ackLocked(acks);
         return o;
       });
-      for (const [id, envelope] of this.storing) this.remember(id, envelope);
+      for (const [id, envelope] of this.storing) this.recent.remember(id, envelope);
     } finally {
       this.storing = [];
     }
@@ -253,7 +208,7 @@ export class Queues {
     this.inside = inside;
     try {
       const out = this.transaction(fn);
-      for (const [id, envelope] of this.storing) this.remember(id, envelope);
+      for (const [id, envelope] of this.storing) this.recent.remember(id, envelope);
       for (const x of inside) this.afterEnqueue(x.reqs, x.outcomes);
       return out;
     } finally {
@@ -356,9 +311,7 @@ export class Queues {
   }
 
   queueUsage(recipient: string, sender: string): QueueUsage {
-    const u = this.usageOf(recipient);
-    const s = u.bySender.get(sender);
-    return { count: u.count, bytes: u.bytes, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
+    return this.usageOf(recipient).usage(sender);
   }
 
   private usageOf(recipient: string): CachedUsage {
@@ -381,7 +334,7 @@ export class Queues {
         const row = this.s.envelopeBytes.get(id) as Row | undefined;
         if (row === undefined) continue; // the join just found it (one synchronous call): skip, never crash
         envelope = buf(row.envelope);
-        this.remember(id, envelope);
+        this.recent.remember(id, envelope);
       }
       if (out.length > 0 && bytes + envelope.length > maxBytes) break;
       bytes += envelope.length;
@@ -407,7 +360,6 @@ export class Queues {
     if (result.queueRows > 0) this.depth.clear();
     if (result.envelopes > 0) {
       this.recent.clear();
-      this.recentBytes = 0;
     }
     return result;
   }

@@ -8,16 +8,16 @@
 //   an older "last seen"; a failed flush never throws. Rows are written in key order, so two
 //   relays flushing the same devices cannot deadlock each other.
 import type { DeviceListStore } from "../../store.js";
-import { DEVICE_SEEN_FLUSH_MS, type KeptDeviceList } from "../devices.js";
+import { PendingSeen } from "../device-seen.js";
+import type { KeptDeviceList } from "../devices.js";
 import type { PgStoreContext } from "./context.js";
 import type { SyncPg } from "./sync-client.js";
 
 export class PgDeviceStore implements DeviceListStore {
   private readonly db: SyncPg;
   private readonly clock: () => number;
-  /** Last-seen notes not written yet: "username\ndevice_id" -> ms. */
-  private readonly pendingSeen = new Map<string, number>();
-  private flushTimer: NodeJS.Timeout | undefined;
+  /** Last-seen notes not written yet. */
+  private readonly pendingSeen = new PendingSeen(() => this.flushSeen());
 
   constructor(ctx: PgStoreContext) {
     this.db = ctx.db;
@@ -49,13 +49,13 @@ export class PgDeviceStore implements DeviceListStore {
 
   /** An unlinked device's last-seen row (in a transaction). */
   dropSeenLocked(username: string, deviceId: string): void {
-    this.pendingSeen.delete(`${username}\n${deviceId}`);
+    this.pendingSeen.dropDevice(username, deviceId);
     this.db.query("DELETE FROM device_seen WHERE username = $1 AND device_id = $2", [username, deviceId]);
   }
 
   /** A released name (in a transaction): its list and last-seen rows go. */
   dropUserLocked(username: string): void {
-    for (const k of this.pendingSeen.keys()) if (k.startsWith(`${username}\n`)) this.pendingSeen.delete(k);
+    this.pendingSeen.dropUser(username);
     this.db.batch([
       { sql: "DELETE FROM device_lists WHERE username = $1", params: [username] },
       { sql: "DELETE FROM device_seen WHERE username = $1", params: [username] },
@@ -64,10 +64,7 @@ export class PgDeviceStore implements DeviceListStore {
 
   /** Notes that a session of this device was open at `ms` (written later, in a batch). */
   noteSeen(username: string, deviceId: string, ms: number): void {
-    if (deviceId === "") return;
-    this.pendingSeen.set(`${username}\n${deviceId}`, ms);
-    this.flushTimer ??= setTimeout(() => this.flushSeen(), DEVICE_SEEN_FLUSH_MS);
-    this.flushTimer.unref();
+    this.pendingSeen.note(username, deviceId, ms);
   }
 
   /** Last seen per device id of a user: what is written, with the notes not written yet. */
@@ -76,29 +73,17 @@ export class PgDeviceStore implements DeviceListStore {
     for (const r of this.db.query("SELECT device_id, last_seen_ms FROM device_seen WHERE username = $1", [username])) {
       out.set(String(r["device_id"]), Number(r["last_seen_ms"]));
     }
-    const prefix = `${username}\n`;
-    for (const [k, ms] of this.pendingSeen) {
-      if (k.startsWith(prefix)) out.set(k.slice(prefix.length), Math.max(ms, out.get(k.slice(prefix.length)) ?? 0));
-    }
-    return out;
+    return this.pendingSeen.mergeInto(username, out);
   }
 
   /** Writes the pending last-seen notes (one statement, no WAL flush wait). Never throws: a lost note is an older "last seen". */
   flushSeen(): void {
-    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.pendingSeen.stopTimer();
     if (this.pendingSeen.size === 0) return;
-    const notes = [...this.pendingSeen].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    this.pendingSeen.clear();
-    const users: string[] = [];
-    const devices: string[] = [];
-    const times: number[] = [];
-    for (const [k, ms] of notes) {
-      const i = k.indexOf("\n");
-      users.push(k.slice(0, i));
-      devices.push(k.slice(i + 1));
-      times.push(ms);
-    }
+    const notes = this.pendingSeen.take();
+    const users = notes.map((n) => n.username);
+    const devices = notes.map((n) => n.deviceId);
+    const times = notes.map((n) => n.ms);
     try {
       this.db.transaction(() => {
         this.db.query(`INSERT INTO device_seen (username, device_id, last_seen_ms)

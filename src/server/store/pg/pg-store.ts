@@ -7,9 +7,7 @@
 // relay_id), bindings.ts, queues.ts, rooms.ts, and pgmls's mls.ts and devices.ts. What spans them
 // (releasing a name, keeping a new device list) runs here, in ONE transaction.
 import type { DeviceListChange, RelayStore } from "../../store.js";
-import type { BindOutcome, UserRecord } from "../bindings.js";
-import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "../queues.js";
-import type { RoomSummaryRecord } from "../rooms.js";
+import { DelegatingStore, replaceDeviceListIn } from "../facade.js";
 import { PgBindings } from "./bindings.js";
 import type { PgStoreContext } from "./context.js";
 import { PgDeviceStore } from "./devices.js";
@@ -64,38 +62,23 @@ export function migratePg(url: string): MigrateResult {
   }
 }
 
-/** RelayStore over its parts; what spans them is done here, in one transaction. */
-class PgStore implements PgRelayStore {
+/** RelayStore over its parts (calls of one part are handed over by DelegatingStore); what spans them is done here, in one transaction. */
+class PgStore extends DelegatingStore implements PgRelayStore {
   private readonly db: SyncPg;
-  private readonly bindings: PgBindings;
-  private readonly queues: PgQueues;
-  private readonly rooms: PgMemberships;
+  protected readonly bindings: PgBindings;
+  protected readonly queues: PgQueues;
+  protected readonly rooms: PgMemberships;
   readonly mls: PgMlsStore;
   readonly devices: PgDeviceStore;
 
   constructor(c: PgStoreContext, recentBudget: number, readonly migrate: MigrateResult, readonly relayId: Buffer) {
+    super();
     this.db = c.db;
     this.queues = new PgQueues(c, recentBudget);
     this.bindings = new PgBindings(c, (username) => this.queues.forgetUsage(username));
     this.rooms = new PgMemberships(c);
     this.mls = new PgMlsStore(c, this.queues);
     this.devices = new PgDeviceStore(c);
-  }
-
-  getUser(username: string): UserRecord | undefined {
-    return this.bindings.getUser(username);
-  }
-
-  listUsers(): UserRecord[] {
-    return this.bindings.listUsers();
-  }
-
-  bindUser(u: Omit<UserRecord, "createdAtMs">): BindOutcome {
-    return this.bindings.bindUser(u);
-  }
-
-  namesOfKey(sigFpr: Buffer): string[] {
-    return this.bindings.namesOfKey(sigFpr);
   }
 
   // releaseUser and replaceDeviceList run again when PostgreSQL aborts them as a deadlock victim:
@@ -122,82 +105,7 @@ class PgStore implements PgRelayStore {
   }
 
   replaceDeviceList(change: DeviceListChange): boolean {
-    const kept = this.db.transaction(() => {
-      if (!this.devices.putListLocked(change.username, change.version, change.list)) return false;
-      for (const d of change.dropped) {
-        this.queues.dropQueueLocked(d.address);
-        this.mls.dropKeyPackagesOfAddressLocked(d.address);
-        this.devices.dropSeenLocked(change.username, d.deviceId);
-      }
-      for (const a of change.keyPackagesOf) this.mls.dropKeyPackagesOfAddressLocked(a);
-      return true;
-    }, { rerun: true });
-    if (kept) for (const d of change.dropped) this.queues.forgetUsage(d.address);
-    return kept;
-  }
-
-  wasAccepted(sender: string, messageId: Buffer): boolean {
-    return this.queues.wasAccepted(sender, messageId);
-  }
-
-  enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
-    return this.queues.enqueueBatch(reqs, acks);
-  }
-
-  ackBatch(acks: readonly AckRequest[]): number {
-    return this.queues.ackBatch(acks);
-  }
-
-  enqueue(req: EnqueueRequest): boolean {
-    return this.queues.enqueue(req);
-  }
-
-  lastSeq(): number {
-    return this.queues.lastSeq();
-  }
-
-  queueDepth(recipient: string): number {
-    return this.queues.queueDepth(recipient);
-  }
-
-  queueUsage(recipient: string, sender: string): QueueUsage {
-    return this.queues.queueUsage(recipient, sender);
-  }
-
-  fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    return this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
-  }
-
-  ack(recipient: string, seqs: readonly number[]): number {
-    return this.queues.ack(recipient, seqs);
-  }
-
-  purgeOlderThan(cutoffMs: number): PurgeResult {
-    return this.queues.purgeOlderThan(cutoffMs);
-  }
-
-  joinRoom(room: string, username: string): boolean {
-    return this.rooms.joinRoom(room, username);
-  }
-
-  leaveRoom(room: string, username: string): boolean {
-    return this.rooms.leaveRoom(room, username);
-  }
-
-  isMember(room: string, username: string): boolean {
-    return this.rooms.isMember(room, username);
-  }
-
-  roomMembers(room: string): string[] {
-    return this.rooms.roomMembers(room);
-  }
-
-  roomsOf(username: string): string[] {
-    return this.rooms.roomsOf(username);
-  }
-
-  allRooms(): RoomSummaryRecord[] {
-    return this.rooms.allRooms();
+    return replaceDeviceListIn({ devices: this.devices, queues: this.queues, mls: this.mls }, (fn) => this.db.transaction(fn, { rerun: true }), change);
   }
 
   close(): void {

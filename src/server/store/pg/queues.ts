@@ -16,6 +16,8 @@
 // - Queue usage is cached per address for at most USAGE_TTL_MS (other relays write too), kept in
 //   step with this process's enqueues and acks meanwhile.
 import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "../queues.js";
+import { CachedUsage } from "../queue-usage.js";
+import { RecentEnvelopes } from "../recent-envelopes.js";
 import type { PgStoreContext } from "./context.js";
 import { PAYLOAD_ENVELOPE, PAYLOAD_MLS } from "./schema.js";
 import { CONFLICT_RETRIES, isConflict, type SqlStep, type SyncPg } from "./sync-client.js";
@@ -113,36 +115,6 @@ SELECT seq, envelope_id, conversation_id, created_at_ms, payload_kind, bytes FRO
   ) page
 ) sized WHERE n = 1 OR running <= $4 ORDER BY seq`;
 
-/** One recipient's queue usage, in all and per sender, and when it was read from the database. */
-class CachedUsage {
-  count = 0;
-  bytes = 0;
-  readonly bySender = new Map<string, { count: number; bytes: number }>();
-  constructor(readonly loadedAt: number) {}
-
-  add(sender: string, bytes: number, rows = 1): void {
-    this.count += rows;
-    this.bytes += bytes;
-    const s = this.bySender.get(sender);
-    if (s === undefined) this.bySender.set(sender, { count: rows, bytes });
-    else {
-      s.count += rows;
-      s.bytes += bytes;
-    }
-  }
-
-  remove(sender: string | undefined, bytes: number): void {
-    this.count = Math.max(0, this.count - 1);
-    this.bytes = Math.max(0, this.bytes - bytes);
-    if (sender === undefined) return;
-    const s = this.bySender.get(sender);
-    if (s === undefined) return;
-    s.count--;
-    s.bytes -= bytes;
-    if (s.count <= 0) this.bySender.delete(sender);
-  }
-}
-
 const key = (sender: string, messageId: Uint8Array): string => `${sender}\n${Buffer.from(messageId).toString("hex")}`;
 
 /** The `accepted`, `envelopes`, `queue` and `queue_heads` tables, with their memory caches. */
@@ -151,15 +123,13 @@ export class PgQueues implements PgQueueWriter {
   private readonly clock: () => number;
   private readonly depth = new Map<string, CachedUsage>();
   /** Recently stored or read envelope bytes by id (ids are never reused), oldest first, within recentBudget. */
-  private readonly recent = new Map<number, Buffer>();
-  private recentBytes = 0;
-  private readonly recentBudget: number;
+  private readonly recent: RecentEnvelopes;
 
   /** `monotonic`: the time the usage cache ages by (tests set it). */
   constructor(c: PgStoreContext, recentBudget: number, private readonly monotonic: () => number = () => performance.now()) {
     this.db = c.db;
     this.clock = c.clock;
-    this.recentBudget = recentBudget;
+    this.recent = new RecentEnvelopes(recentBudget);
   }
 
   /**
@@ -189,24 +159,6 @@ export class PgQueues implements PgQueueWriter {
 
   forgetUsage(address: string): void {
     this.depth.delete(address);
-  }
-
-  private remember(id: number, envelope: Buffer): void {
-    this.forget(id);
-    this.recent.set(id, envelope);
-    this.recentBytes += envelope.length;
-    for (const [oldest, evicted] of this.recent) {
-      if (this.recentBytes <= this.recentBudget) break;
-      this.recent.delete(oldest);
-      this.recentBytes -= evicted.length;
-    }
-  }
-
-  private forget(id: number): void {
-    const bytes = this.recent.get(id);
-    if (bytes === undefined) return;
-    this.recent.delete(id);
-    this.recentBytes -= bytes.length;
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
@@ -255,7 +207,7 @@ export class PgQueues implements PgQueueWriter {
       const k = key(req.sender, req.messageId);
       if (!first[i] || !accepted.has(k)) return "duplicate";
       const id = accepted.get(k);
-      if (id !== null && id !== undefined) this.remember(id, Buffer.from(req.envelope)); // a copy: the frame buffer is not ours
+      if (id !== null && id !== undefined) this.recent.remember(id, Buffer.from(req.envelope)); // a copy: the frame buffer is not ours
       return "stored";
     });
   }
@@ -310,7 +262,7 @@ export class PgQueues implements PgQueueWriter {
   private applyAcked(rows: readonly unknown[]): number {
     for (const r of rows as Array<{ recipient: string; sender: string | null; bytes: number | null; dropped: boolean; envelope_id: number }>) {
       this.depth.get(r.recipient)?.remove(r.sender ?? undefined, r.bytes ?? 0);
-      if (r.dropped) this.forget(r.envelope_id);
+      if (r.dropped) this.recent.forget(r.envelope_id);
     }
     return rows.length;
   }
@@ -334,7 +286,7 @@ export class PgQueues implements PgQueueWriter {
     const addresses: string[] = [];
     for (const r of rows) {
       if (r.recipient !== null) addresses.push(r.recipient);
-      if (r.dropped !== null) this.forget(r.dropped);
+      if (r.dropped !== null) this.recent.forget(r.dropped);
     }
     return addresses;
   }
@@ -342,7 +294,7 @@ export class PgQueues implements PgQueueWriter {
   /** Drops one address's queue (in the caller's transaction: replaceDeviceList). */
   dropQueueLocked(address: string): void {
     const rows = this.db.query<{ dropped: number | null }>(DROP_QUEUES, [address, "\u0001", "\u0001"]);
-    for (const r of rows) if (r.dropped !== null) this.forget(r.dropped);
+    for (const r of rows) if (r.dropped !== null) this.recent.forget(r.dropped);
   }
 
   enqueue(req: EnqueueRequest): boolean {
@@ -359,9 +311,7 @@ export class PgQueues implements PgQueueWriter {
   }
 
   queueUsage(recipient: string, sender: string): QueueUsage {
-    const u = this.usageOf(recipient);
-    const s = u.bySender.get(sender);
-    return { count: u.count, bytes: u.bytes, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
+    return this.usageOf(recipient).usage(sender);
   }
 
   /**
@@ -414,7 +364,7 @@ export class PgQueues implements PgQueueWriter {
     if (missing.length > 0) {
       for (const r of this.db.query<{ id: number; envelope: Buffer }>("SELECT id, envelope FROM envelopes WHERE id = ANY($1::int8[])", [missing])) {
         page.set(r.id, r.envelope);
-        this.remember(r.id, r.envelope);
+        this.recent.remember(r.id, r.envelope);
       }
     }
     const out: QueuedItem[] = [];
@@ -442,7 +392,6 @@ export class PgQueues implements PgQueueWriter {
     if (result.queueRows > 0) this.depth.clear();
     if (result.envelopes > 0) {
       this.recent.clear();
-      this.recentBytes = 0;
     }
     return result;
   }

@@ -12,7 +12,9 @@
 // itself not answer within callTimeoutMs it is abandoned and a new one started. Every failure
 // surfaces as a PgError (code: the SQLSTATE when PostgreSQL gave one), which the caller turns
 // into a refusal (errors.ts) and health NOT_SERVING.
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 
 export interface SyncPgOptions {
@@ -178,6 +180,9 @@ export class SyncPg {
     const channel = new MessageChannel();
     const self = import.meta.url;
     const file = new URL(self.endsWith(".ts") ? "./sync-worker.ts" : "./sync-worker.js", self);
+    // Nothing imports the worker (it is loaded by URL), so a build that leaves it out fails here,
+    // at once and by name, not as a database that never answers (the thread blocks on the answer).
+    if (!existsSync(file)) throw new PgError(`the PostgreSQL worker ${fileURLToPath(file)} is missing from this build`, "58P01");
     const pgPath = createRequire(self).resolve("pg");
     this.worker = new Worker(file, {
       workerData: {

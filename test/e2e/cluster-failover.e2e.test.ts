@@ -38,12 +38,8 @@ function count(screen: string, text: string): number {
   return screen.split(text).length - 1;
 }
 
-/** The input line is empty again: the line typed was taken. */
-const idle = (s: string): boolean => /\] >\s*$/.test(s);
-
 async function say(user: User, line: string): Promise<void> {
-  tmux.say(user, line);
-  await tmux.waitForScreen(user, idle, WAIT_MS);
+  await tmux.sayAndWait(user, line, WAIT_MS);
 }
 
 beforeAll(() => {

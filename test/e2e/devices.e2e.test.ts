@@ -42,12 +42,8 @@ function count(screen: string, text: string): number {
   return screen.split(text).length - 1;
 }
 
-/** The input line is empty again: the line typed was taken. */
-const idle = (s: string): boolean => /\] >\s*$/.test(s);
-
 async function say(pane: Pane, line: string): Promise<void> {
-  tmux.say(pane, line);
-  await tmux.waitForScreen(pane, idle);
+  await tmux.sayAndWait(pane, line);
 }
 
 /**

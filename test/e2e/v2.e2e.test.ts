@@ -38,13 +38,9 @@ function count(screen: string, text: string): number {
   return screen.split(text).length - 1;
 }
 
-/** The input line is empty again: the line typed was taken (lines typed faster than read are one paste). */
-const idle = (s: string): boolean => /\] >\s*$/.test(s);
-
 /** Types a line, presses Enter, and waits until the client took it. */
 async function say(pane: Pane, line: string): Promise<void> {
-  tmux.say(pane, line);
-  await tmux.waitForScreen(pane, idle);
+  await tmux.sayAndWait(pane, line);
 }
 
 async function sees(pane: Pane, ...texts: string[]): Promise<string> {

@@ -50,6 +50,21 @@ export class Tmux {
     this.keys(name, "Enter");
   }
 
+  /**
+   * Types a line, waits until the client shows it on its input line, presses Enter, and waits
+   * until the input line is empty again (the line was taken). Waiting for the text BEFORE Enter
+   * matters: an empty input line seen before the typing was drawn would otherwise pass for
+   * "taken", and the next line's keys could reach the client in one read with this Enter, which
+   * chat-tui rightly takes for a paste (one message of two lines, key-stream.ts).
+   */
+  async sayAndWait(name: string, line: string, timeoutMs = 15_000): Promise<string> {
+    this.type(name, line);
+    const tail = line.slice(-16);
+    await this.waitForScreen(name, (s) => s.replace(/\s+$/, "").endsWith(tail), timeoutMs);
+    this.keys(name, "Enter");
+    return this.waitForScreen(name, (s) => /\] >\s*$/.test(s), timeoutMs);
+  }
+
   /** Sends key names: Enter, C-c, C-n, PPage, M-1, ... */
   keys(name: string, ...keys: string[]): void {
     this.run(["send-keys", "-t", name, ...keys]);

@@ -8,7 +8,7 @@ import { encodeClusterEvents } from "./cluster.js";
 import { databaseHostOf, redactSecrets } from "./cluster-url.js";
 import { RelayStartError } from "./startup.js";
 import type { RelayStore } from "./store.js";
-import { migratePg, openPgStore, type MigrateResult } from "./store/pg/pg-store.js";
+import { migratePg, openPgStore, type MigrateResult, type PgRelayStore } from "./store/pg/pg-store.js";
 import { CLUSTER_CHANNEL, PgCluster } from "./store/pg/pg-cluster.js";
 import { PgError } from "./store/pg/sync-client.js";
 
@@ -32,11 +32,17 @@ export interface SharedStore {
 
 /** The PostgreSQL store and this relay's place in the cluster (started by startRelay). */
 export function openSharedStore(url: string, logger: Logger): SharedStore {
-  let store: RelayStore;
+  let store: PgRelayStore;
   try {
     store = openPgStore(url);
   } catch (e) {
     throw databaseFailure(url, e);
+  }
+  if (!store.durableCommits) {
+    logger.warn("store.not_durable", {
+      database: databaseHostOf(url),
+      message: "the database commits with synchronous_commit = off: a crash of PostgreSQL can lose messages the relay already answered as stored; set it on for the relay's role (README, Several relays on PostgreSQL)",
+    });
   }
   const cluster = new PgCluster(url, { logger });
   let closed: Promise<void> | undefined;

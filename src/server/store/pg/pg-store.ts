@@ -30,6 +30,13 @@ export interface PgStoreOptions {
 /** A RelayStore on PostgreSQL, with what opening it did to the schema. */
 export interface PgRelayStore extends RelayStore {
   readonly migrate: MigrateResult;
+  /**
+   * False when the database commits without waiting for its WAL flush (`synchronous_commit =
+   * off` for this role or database): a crash of PostgreSQL could then lose messages the relay
+   * answered ACCEPTED. The relay warns at start (cluster-store-open.ts); it does not refuse, as
+   * the setting is the operator's.
+   */
+  readonly durableCommits: boolean;
 }
 
 const RECENT_BYTES = 32 * 1024 * 1024;
@@ -45,7 +52,9 @@ export function openPgStore(url: string, options: PgStoreOptions = {}): PgRelayS
   const db = new SyncPg({ url, applicationName: "chat-relay" });
   try {
     const migrated = migrate(db);
-    return new PgStore({ db, clock: options.clock ?? Date.now }, recent, migrated, loadRelayId(db));
+    const [setting] = db.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+    const durable = setting?.synchronous_commit !== "off";
+    return new PgStore({ db, clock: options.clock ?? Date.now }, recent, migrated, loadRelayId(db), durable);
   } catch (e) {
     db.close();
     throw e;
@@ -71,7 +80,7 @@ class PgStore extends DelegatingStore implements PgRelayStore {
   readonly mls: PgMlsStore;
   readonly devices: PgDeviceStore;
 
-  constructor(c: PgStoreContext, recentBudget: number, readonly migrate: MigrateResult, readonly relayId: Buffer) {
+  constructor(c: PgStoreContext, recentBudget: number, readonly migrate: MigrateResult, readonly relayId: Buffer, readonly durableCommits: boolean) {
     super();
     this.db = c.db;
     this.queues = new PgQueues(c, recentBudget);

@@ -63,9 +63,9 @@ export class MlsGroupCache {
     return this.touch(keyOf(groupId))?.group;
   }
 
-  /** The cached members of a group, if its entry has them. */
+  /** The cached members of a group, if its entry has them (no use recorded: group() is read first on the hot path). */
   members(groupId: Uint8Array): CachedMembers | undefined {
-    return this.touch(keyOf(groupId))?.members;
+    return this.entries.get(keyOf(groupId))?.members;
   }
 
   /** Keeps a group's committed record (the caller read it outside a transaction), in place of any entry. */

@@ -7,6 +7,8 @@ import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { user } from "../store-contract/mls.contract.js";
+import { openStore } from "../../src/server/store.js";
 import { MlsDeliveryStore } from "../../src/server/store/mls.js";
 import { MlsGroupCache } from "../../src/server/store/mls-group-cache.js";
 import { openDatabase, transactionOn, type Transaction } from "../../src/server/store/schema.js";
@@ -82,6 +84,50 @@ describe("a rolled-back transaction", () => {
     expect(s.isGroupMember(gid(1), "carol")).toBe(false);
     expect(s.groupMembers(gid(1))).toEqual(["alice", "bob"]);
     expect(s.commitsFrom(gid(1), 0, 10).map((c) => c.epoch)).toEqual([0]);
+  });
+});
+
+/** The next turn of the event loop: a new synchronous job. */
+const nextJob = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("a write by another connection (the operator's `chat-relay users release` beside a live relay)", () => {
+  it("is seen by the next job's reads: a released name is no member any more", async () => {
+    const s = mlsStore();
+    s.createGroup(group(1, "#ops"));
+    s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
+    expect(s.group(gid(1))?.epoch).toBe(1);
+    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    expect(s.cache.size.groups).toBe(1);
+    const operator = openStore(join(dir, "relay.db"));
+    try {
+      operator.bindUser(user("bob"));
+      expect(operator.releaseUser("bob")).toBe(true);
+    } finally {
+      operator.close();
+    }
+    await nextJob();
+    expect(s.isGroupMember(gid(1), "bob")).toBe(false);
+    expect(s.groupMembers(gid(1))).toEqual(["alice"]);
+    expect(s.group(gid(1))?.epoch).toBe(1);
+  });
+
+  it("is seen inside a transaction even in the job that last looked: a released name may not commit", () => {
+    const s = mlsStore();
+    s.createGroup(group(1, "#ops"));
+    s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
+    expect(s.group(gid(1))?.epoch).toBe(1);
+    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    const operator = openStore(join(dir, "relay.db"));
+    try {
+      operator.bindUser(user("bob"));
+      expect(operator.releaseUser("bob")).toBe(true);
+    } finally {
+      operator.close();
+    }
+    // Same job: outside a transaction the reads are as of the job's first look (before the release)...
+    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    // ...but the commit's transaction sees the file as it is.
+    expect(s.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });
   });
 });
 

@@ -1,13 +1,16 @@
 // What the embedded store's MLS hot path reads of a group, kept in memory: the group's record
 // (mls_groups) and its members by the hint (mls_group_members). Every SendMls reads both (is the
 // group known, what epoch, is the sender a member, who gets a row); from SQLite that was 12-15%
-// of the relay's time. The cache is exact because one process writes the database (the data
-// dir's pid lock) and every write to those tables goes through store/mls.ts, which keeps this
-// rule (MlsDeliveryStore):
+// of the relay's time. The cache is exact because every write to those tables goes through
+// store/mls.ts, which keeps these rules (MlsDeliveryStore):
 //   - an entry is filled only outside a transaction, so it only ever holds committed rows;
 //   - a write drops the entries it touches before it runs, so reads inside its transaction go to
 //     SQLite (which sees the transaction's own writes), and after a rollback the dropped entries
-//     are simply reloaded from what is committed. A rollback never leaves a wrong entry behind.
+//     are simply reloaded from what is committed. A rollback never leaves a wrong entry behind;
+//   - the relay is the file's only writer (its pid lock) but for the operator's commands:
+//     `chat-relay users release` runs beside a live relay and drops the name's memberships. A
+//     commit by another connection changes SQLite's data_version, and the whole cache goes when
+//     it has changed, looked at once per synchronous job (and at every read inside a transaction).
 // The PostgreSQL store has no such cache: several relays write that database.
 //
 // Bounded by weight (an estimate of the bytes an entry holds: the GroupInfo, the names), least
@@ -82,6 +85,12 @@ export class MlsGroupCache {
     const e = this.remove(key);
     if (e !== undefined) this.add(key, { group: e.group, members: m, weight: ENTRY_WEIGHT + groupWeight(e.group) + membersWeight(m) });
     return m;
+  }
+
+  /** Everything goes (another connection wrote the database). */
+  clear(): void {
+    this.entries.clear();
+    this.weight = 0;
   }
 
   /** Before a write to the group's rows: its entry goes. */

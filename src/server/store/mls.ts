@@ -115,6 +115,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
     membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
     commitsDelete: p(`DELETE FROM mls_commits WHERE group_id = ?`),
+    dataVersion: p(`PRAGMA data_version`),
     roomSummaries: p(`SELECT g.conversation_id AS room, COUNT(m.username) AS n FROM mls_groups g
                       LEFT JOIN mls_group_members m ON m.group_id = g.group_id
                       WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id LIMIT ?`),
@@ -156,6 +157,33 @@ export class MlsDeliveryStore {
     this.db = c.db;
     this.s = prepareMlsStatements(c.db);
     this.cache = cache;
+  }
+
+  /** SQLite's data_version when the cache was last checked against it (-1: never). */
+  private seenVersion = -1;
+  /** The cache was checked in the synchronous job running now (reset by a microtask after it). */
+  private checkedInJob = false;
+
+  /**
+   * Drops the whole cache when another connection committed to the file since the last look
+   * (the operator's `chat-relay users release` beside the live relay: a released name must not
+   * stay a member in memory). Once per synchronous job: the job's reads are then as of its first
+   * one, as if it had run just before a concurrent commit. Inside a transaction at every read:
+   * its snapshot, taken at BEGIN, may be newer than the job's look.
+   */
+  private fresh(): void {
+    const inTransaction = this.db.isTransaction;
+    if (this.checkedInJob && !inTransaction) return;
+    const v = num((this.s.dataVersion.get() as Row).data_version);
+    if (v !== this.seenVersion) {
+      this.cache.clear();
+      this.seenVersion = v;
+    }
+    if (inTransaction || this.checkedInJob) return;
+    this.checkedInJob = true;
+    queueMicrotask(() => {
+      this.checkedInJob = false;
+    });
   }
 
   /**
@@ -241,6 +269,7 @@ export class MlsDeliveryStore {
   }
 
   group(groupId: Buffer): MlsGroupRecord | undefined {
+    this.fresh();
     const kept = this.cache.group(groupId);
     if (kept !== undefined) return copyOf(kept);
     const r = this.s.groupGet.get(groupId) as Row | undefined;
@@ -325,6 +354,7 @@ export class MlsDeliveryStore {
    * undefined when its record is not kept (an unknown group id never fills the cache).
    */
   private keptMembers(groupId: Buffer): CachedMembers | undefined {
+    this.fresh();
     const kept = this.cache.members(groupId);
     if (kept !== undefined || this.db.isTransaction || this.cache.group(groupId) === undefined) return kept;
     return this.cache.putMembers(groupId, this.readMembers(groupId));

@@ -87,11 +87,11 @@ describe("a rolled-back transaction", () => {
   });
 });
 
-/** The next turn of the event loop: a new synchronous job. */
-const nextJob = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** The next turn of the event loop. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe("a write by another connection (the operator's `chat-relay users release` beside a live relay)", () => {
-  it("is seen by the next job's reads: a released name is no member any more", async () => {
+  it("is seen by the next turn's reads: a released name is no member any more", async () => {
     const s = mlsStore();
     s.createGroup(group(1, "#ops"));
     s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
@@ -105,13 +105,13 @@ describe("a write by another connection (the operator's `chat-relay users releas
     } finally {
       operator.close();
     }
-    await nextJob();
+    await nextTurn();
     expect(s.isGroupMember(gid(1), "bob")).toBe(false);
     expect(s.groupMembers(gid(1))).toEqual(["alice"]);
     expect(s.group(gid(1))?.epoch).toBe(1);
   });
 
-  it("is seen inside a transaction even in the job that last looked: a released name may not commit", () => {
+  it("is seen inside a transaction even in the turn that last looked: a released name may not commit", () => {
     const s = mlsStore();
     s.createGroup(group(1, "#ops"));
     s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
@@ -124,7 +124,7 @@ describe("a write by another connection (the operator's `chat-relay users releas
     } finally {
       operator.close();
     }
-    // Same job: outside a transaction the reads are as of the job's first look (before the release)...
+    // Same turn: outside a transaction the reads are as of the turn's first look (before the release)...
     expect(s.isGroupMember(gid(1), "bob")).toBe(true);
     // ...but the commit's transaction sees the file as it is.
     expect(s.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });

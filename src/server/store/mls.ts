@@ -161,28 +161,31 @@ export class MlsDeliveryStore {
 
   /** SQLite's data_version when the cache was last checked against it (-1: never). */
   private seenVersion = -1;
-  /** The cache was checked in the synchronous job running now (reset by a microtask after it). */
-  private checkedInJob = false;
+  /** The cache was checked in this turn of the event loop (reset by an immediate after it). */
+  private checkedInTurn = false;
 
   /**
    * Drops the whole cache when another connection committed to the file since the last look
    * (the operator's `chat-relay users release` beside the live relay: a released name must not
-   * stay a member in memory). Once per synchronous job: the job's reads are then as of its first
-   * one, as if it had run just before a concurrent commit. Inside a transaction at every read:
-   * its snapshot, taken at BEGIN, may be newer than the job's look.
+   * stay a member in memory). Once per turn of the event loop, as the PRAGMA costs about what one
+   * of the reads it saves did: a turn's reads are then as of its first one, as if the turn had
+   * run just before a concurrent commit. That lag is no more than there was: a SendMls admitted
+   * from the members by the file has its rows stored later, by the group commit (an immediate).
+   * Inside a transaction at every read: its snapshot, taken at BEGIN, may be newer than the
+   * turn's look, and a commit must be checked against the members as they are.
    */
   private fresh(): void {
     const inTransaction = this.db.isTransaction;
-    if (this.checkedInJob && !inTransaction) return;
+    if (this.checkedInTurn && !inTransaction) return;
     const v = num((this.s.dataVersion.get() as Row).data_version);
     if (v !== this.seenVersion) {
       this.cache.clear();
       this.seenVersion = v;
     }
-    if (inTransaction || this.checkedInJob) return;
-    this.checkedInJob = true;
-    queueMicrotask(() => {
-      this.checkedInJob = false;
+    if (inTransaction || this.checkedInTurn) return;
+    this.checkedInTurn = true;
+    setImmediate(() => {
+      this.checkedInTurn = false;
     });
   }
 

@@ -10,7 +10,8 @@
 //   - the relay is the file's only writer (its pid lock) but for the operator's commands:
 //     `chat-relay users release` runs beside a live relay and drops the name's memberships. A
 //     commit by another connection changes SQLite's data_version, and the whole cache goes when
-//     it has changed, looked at once per turn of the event loop (and at every read inside a transaction).
+//     it has changed, looked at once per turn of the event loop (and at every read inside a
+//     transaction: MlsDeliveryStore.fresh).
 // The PostgreSQL store has no such cache: several relays write that database.
 //
 // Bounded by weight (an estimate of the bytes an entry holds: the GroupInfo, the names), least

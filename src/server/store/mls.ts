@@ -5,6 +5,7 @@
 // (group_id, epoch) is the commits' primary key (so the first commit for an epoch wins).
 // Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts); this file trusts them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
 import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
 import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
 
@@ -114,11 +115,20 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
     membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
     commitsDelete: p(`DELETE FROM mls_commits WHERE group_id = ?`),
+    dataVersion: p(`PRAGMA data_version`),
     roomSummaries: p(`SELECT g.conversation_id AS room, COUNT(m.username) AS n FROM mls_groups g
                       LEFT JOIN mls_group_members m ON m.group_id = g.group_id
                       WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id LIMIT ?`),
     roomsOfMember: p(`SELECT g.group_id, g.conversation_id FROM mls_group_members m JOIN mls_groups g ON g.group_id = m.group_id
                       WHERE m.username = ? AND g.conversation_id LIKE '#%' ORDER BY g.conversation_id LIMIT ?`),
+  };
+}
+
+/** A copy of a kept record: what callers get is theirs, as when it is read from SQLite. */
+function copyOf(g: MlsGroupRecord): MlsGroupRecord {
+  return {
+    groupId: Buffer.from(g.groupId), conversationId: g.conversationId, creator: g.creator,
+    epoch: g.epoch, groupInfo: Buffer.from(g.groupInfo), groupInfoEpoch: g.groupInfoEpoch,
   };
 }
 
@@ -134,11 +144,49 @@ export class MlsDeliveryStore {
   private readonly clock: () => number;
   private readonly transaction: Transaction;
   private readonly s: ReturnType<typeof prepareMlsStatements>;
+  private readonly db: DatabaseSync;
+  /**
+   * Groups' records and members as committed (mls-group-cache.ts: filled only outside a
+   * transaction; every write below drops what it touches before it runs).
+   */
+  readonly cache: MlsGroupCache;
 
-  constructor(c: StoreContext, private readonly queues?: QueueWriter) {
+  constructor(c: StoreContext, private readonly queues?: QueueWriter, cache: MlsGroupCache = new MlsGroupCache()) {
     this.clock = c.clock;
     this.transaction = c.transaction;
+    this.db = c.db;
     this.s = prepareMlsStatements(c.db);
+    this.cache = cache;
+  }
+
+  /** SQLite's data_version when the cache was last checked against it (-1: never). */
+  private seenVersion = -1;
+  /** The cache was checked in this turn of the event loop (reset by an immediate after it). */
+  private checkedInTurn = false;
+
+  /**
+   * Drops the whole cache when another connection committed to the file since the last look
+   * (the operator's `chat-relay users release` beside the live relay: a released name must not
+   * stay a member in memory). Once per turn of the event loop, as the PRAGMA costs about what one
+   * of the reads it saves did: a turn's reads are then as of its first one, as if the turn had
+   * run just before a concurrent commit. That lag is no more than there was: a SendMls admitted
+   * from the members by the file has its rows stored later, by the group commit (an immediate).
+   * Inside a transaction at every read: its snapshot, taken at BEGIN, may be newer than the
+   * turn's look, and a commit must be checked against the members as they are.
+   */
+  private fresh(): void {
+    const inTransaction = this.db.isTransaction;
+    if (this.checkedInTurn && !inTransaction) return;
+    const v = num((this.s.dataVersion.get() as Row).data_version);
+    if (v !== this.seenVersion) {
+      this.cache.clear();
+      this.seenVersion = v;
+    }
+    if (inTransaction || this.checkedInTurn) return;
+    this.checkedInTurn = true;
+    setImmediate(() => {
+      this.checkedInTurn = false;
+    });
   }
 
   /**
@@ -219,12 +267,20 @@ export class MlsDeliveryStore {
    * or commit into them. The members' trees still hold the old leaf until one removes it.
    */
   dropMembershipsLocked(username: string): void {
+    this.cache.dropMembersNaming(username);
     this.s.memberDropUser.run(username);
   }
 
   group(groupId: Buffer): MlsGroupRecord | undefined {
+    this.fresh();
+    const kept = this.cache.group(groupId);
+    if (kept !== undefined) return copyOf(kept);
     const r = this.s.groupGet.get(groupId) as Row | undefined;
-    return r === undefined ? undefined : groupOf(r);
+    if (r === undefined) return undefined;
+    const g = groupOf(r);
+    if (this.db.isTransaction) return g;
+    this.cache.putGroup(g);
+    return copyOf(g);
   }
 
   groupOfConversation(conversationId: string): MlsGroupRecord | undefined {
@@ -241,6 +297,7 @@ export class MlsDeliveryStore {
     return this.transaction(() => {
       if (this.s.groupGet.get(g.groupId) !== undefined) return "group-exists";
       if (this.s.groupByConversation.get(g.conversationId) !== undefined) return "conversation-taken";
+      // No row has g's id, so the cache has no entry for it (it keeps only rows): nothing to drop.
       this.s.groupPut.run(g.groupId, g.conversationId, g.creator, g.epoch, g.groupInfo, g.groupInfoEpoch, this.clock());
       this.s.memberPut.run(g.groupId, g.creator);
       return "created";
@@ -258,6 +315,8 @@ export class MlsDeliveryStore {
       const cur = this.s.groupByConversation.get(g.conversationId) as Row | undefined;
       if (cur === undefined || !buf(cur.group_id).equals(old)) return "changed";
       if (this.s.groupGet.get(g.groupId) !== undefined) return "group-exists";
+      // g's id has no row (so no cache entry: only rows are kept); the old group's entry goes.
+      this.cache.drop(old);
       this.s.commitsDelete.run(old);
       this.s.membersDelete.run(old);
       this.s.groupDelete.run(old);
@@ -279,16 +338,34 @@ export class MlsDeliveryStore {
 
   /** Whether the relay's hint counts the user as a member of the group. */
   isGroupMember(groupId: Buffer, username: string): boolean {
-    return this.s.memberGet.get(groupId, username) !== undefined;
+    const kept = this.keptMembers(groupId);
+    return kept === undefined ? this.s.memberGet.get(groupId, username) !== undefined : kept.set.has(username);
   }
 
   /** The group's members by the relay's hint (creator, then as commits said), sorted. */
   groupMembers(groupId: Buffer): string[] {
+    const kept = this.keptMembers(groupId);
+    return kept === undefined ? this.readMembers(groupId) : [...kept.sorted];
+  }
+
+  private readMembers(groupId: Buffer): string[] {
     return (this.s.membersOf.all(groupId) as Row[]).map((r) => str(r.username));
+  }
+
+  /**
+   * The members kept for a group whose record is kept (loaded now when outside a transaction);
+   * undefined when its record is not kept (an unknown group id never fills the cache).
+   */
+  private keptMembers(groupId: Buffer): CachedMembers | undefined {
+    this.fresh();
+    const kept = this.cache.members(groupId);
+    if (kept !== undefined || this.db.isTransaction || this.cache.group(groupId) === undefined) return kept;
+    return this.cache.putMembers(groupId, this.readMembers(groupId));
   }
 
   /** Replaces a group's GroupInfo (the caller checked who and which epoch). */
   setGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): void {
+    this.cache.drop(groupId);
     this.s.groupSetInfo.run(groupInfo, epoch, groupId);
   }
 
@@ -326,6 +403,7 @@ export class MlsDeliveryStore {
         const outcomes = this.queues!.enqueueInside(queued);
         queued = queued.filter((_, i) => outcomes[i] === "stored");
       }
+      this.cache.drop(groupId);
       this.s.groupSetEpoch.run(epoch + 1, groupId);
       if (hint.external) this.s.memberPut.run(groupId, sender);
       for (const u of hint.added) this.s.memberPut.run(groupId, u);

@@ -203,8 +203,10 @@ export class Queues {
       return o;
     });
     this.committed(stored);
+    // Rows first, then acks: an ack may take a row this same transaction stored.
+    this.afterEnqueue(reqs, outcomes);
     this.applyAcked(acked);
-    return this.afterEnqueue(reqs, outcomes);
+    return outcomes;
   }
 
   /**

@@ -165,12 +165,14 @@ export class Queues {
   /**
    * Forgets a recipient's cached usage and queue tail (its queue changed outside enqueue and ack).
    * A name bound again may have been released by another process (bindings.ts), which dropped its
-   * devices' queues too ('username/...'): their tails go as well.
+   * devices' queues too ('username/...'): theirs go as well.
    */
   forgetUsage(username: string): void {
     this.depth.delete(username);
     this.tails.drop(username);
-    this.tails.dropPrefixed(`${username}/`);
+    const devices = `${username}/`;
+    for (const address of this.depth.keys()) if (address.startsWith(devices)) this.depth.delete(address);
+    this.tails.dropPrefixed(devices);
   }
 
   /** Drops an envelope whose last queue row is gone (in a transaction). */

@@ -8,10 +8,13 @@
 //
 // Queue usage per recipient is cached in memory (CachedUsage) so the queue caps cost no
 // COUNT(*) per send, and recently stored envelope bytes are kept (within a budget) so a room
-// message is read from memory, not from SQLite once per member. Two more memory structures spare
-// the hot path its statements, each exact and each falling back to SQLite when unsure: a Bloom
-// filter of the accepted ids (accepted-filter.ts: a new id costs no query) and the newest rows of
-// online recipients' queues (queue-tails.ts: a pump fetches what was just committed from memory).
+// message is read from memory, not from SQLite once per member. Three more memory structures spare
+// the hot path its statements, each exact where it answers and leaving the rest to SQLite: a Bloom
+// filter of the accepted ids (accepted-filter.ts: a new id costs no query), the newest rows of
+// online recipients' queues (queue-tails.ts: a pump fetches what was just committed from memory)
+// and the sender, size and refs of envelopes stored here (envelope-refs.ts: for acks). The tails
+// and refs learn a transaction's writes only once it committed; the filter learns them before
+// (a rolled-back id's bits only cost a query).
 import type { DatabaseSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction } from "./schema.js";
 import { AcceptedFilter } from "./accepted-filter.js";
@@ -105,7 +108,7 @@ interface Inside {
   readonly batches: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }>;
 }
 
-/** The `accepted`, `envelopes` and `queue` tables, with their two memory caches. */
+/** The `accepted`, `envelopes` and `queue` tables, with their memory caches. */
 export class Queues {
   private readonly db: DatabaseSync;
   private readonly clock: () => number;

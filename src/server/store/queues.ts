@@ -8,10 +8,20 @@
 //
 // Queue usage per recipient is cached in memory (CachedUsage) so the queue caps cost no
 // COUNT(*) per send, and recently stored envelope bytes are kept (within a budget) so a room
-// message is read from memory, not from SQLite once per member.
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+// message is read from memory, not from SQLite once per member. Three more memory structures spare
+// the hot path its statements, each exact where it answers and leaving the rest to SQLite: a Bloom
+// filter of the accepted ids (accepted-filter.ts: a new id costs no query), the newest rows of
+// online recipients' queues (queue-tails.ts: a pump fetches what was just committed from memory)
+// and the sender, size and refs of envelopes stored here (envelope-refs.ts: for acks). The tails
+// and refs learn a transaction's writes only once it committed; the filter learns them before
+// (a rolled-back id's bits only cost a query).
+import type { DatabaseSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+import { AcceptedFilter } from "./accepted-filter.js";
+import { EnvelopeRefs } from "./envelope-refs.js";
+import { prepareQueueStatements } from "./queue-sql.js";
 import { CachedUsage } from "./queue-usage.js";
+import { QueueTails } from "./queue-tails.js";
 import { RecentEnvelopes } from "./recent-envelopes.js";
 
 /**
@@ -69,53 +79,36 @@ export interface PurgeResult {
   readonly acceptedIds: number;
 }
 
-function prepareQueueStatements(db: DatabaseSync) {
-  const p = (sql: string): StatementSync => db.prepare(sql);
-  return {
-    acceptedGet: p("SELECT 1 AS hit FROM accepted WHERE sender = ? AND message_id = ?"),
-    acceptedPut: p("INSERT INTO accepted (sender, message_id, accepted_at_ms) VALUES (?, ?, ?)"),
-    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms, payload_kind)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
-    // A recipient's queue per sender: rows and envelope bytes (length() of a blob reads its
-    // record header, not its overflow pages).
-    queueUsage: p(`SELECT e.sender AS sender, COUNT(*) AS n, SUM(length(e.envelope)) AS b
-                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id WHERE q.recipient = ? GROUP BY e.sender`),
-    envelopeMeta: p("SELECT sender, length(envelope) AS b FROM envelopes WHERE id = ?"),
-    // AUTOINCREMENT keeps the highest seq ever used here, even after its row was deleted.
-    lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
-    // Not the envelope bytes: recent ones are in memory (Queues.recent), the rest are
-    // read one by one (a 40 KB blob spans a chain of overflow pages that the join would read).
-    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id, q.created_at_ms AS created_at_ms,
-                          e.payload_kind AS payload_kind
-                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id
-                   WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
-    envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
-    // Only the recipient's own rows: a client cannot delete someone else's deliveries.
-    queueTake: p("DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING envelope_id"),
-    // One statement for an Ack frame's seqs (a JSON array of integers), not one per seq.
-    queueTakeMany: p("DELETE FROM queue WHERE recipient = ? AND seq IN (SELECT value FROM json_each(?)) RETURNING envelope_id"),
-    envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
-    queueDelete: p("DELETE FROM queue WHERE seq = ?"),
-    queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
-    // A user's linked devices' queues ('username/device_id'; '0' is the character after '/').
-    recipientsInRange: p("SELECT DISTINCT recipient FROM queue WHERE recipient >= ? AND recipient < ?"),
-    envelopeUnref: p("UPDATE envelopes SET refs = refs - 1 WHERE id = ?"),
-    envelopeDrop: p("DELETE FROM envelopes WHERE id = ? AND refs <= 0"),
-    purgeQueue: p("DELETE FROM queue WHERE created_at_ms < ?"),
-    purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ?"),
-    purgeAccepted: p("DELETE FROM accepted WHERE accepted_at_ms < ?"),
-  };
-}
-
-/** A row an ack deleted: whose queue, who sent its envelope, the envelope's size. */
+/** A row an ack deleted: whose queue, its seq, who sent its envelope, the envelope's size. */
 interface AckedRow {
   readonly recipient: string;
+  readonly seq: number;
   readonly sender: string | undefined;
   readonly bytes: number;
 }
 
-/** The `accepted`, `envelopes` and `queue` tables, with their two memory caches. */
+/** What an ack transaction deleted: the rows, and how many of each envelope's (by id). */
+interface Acked {
+  readonly rows: readonly AckedRow[];
+  readonly unref: ReadonlyMap<number, number>;
+}
+
+/** An envelope a transaction stored: its row id, its bytes (a copy), and its queue rows' seqs (one per recipient, in order). */
+interface Stored {
+  readonly id: number;
+  readonly envelope: Buffer;
+  readonly req: EnqueueRequest;
+  readonly seqs: readonly number[];
+  readonly now: number;
+}
+
+/** What enqueueInside stored in a transactionQueuing: the envelopes, and each call's requests and outcomes. */
+interface Inside {
+  readonly stored: Stored[];
+  readonly batches: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }>;
+}
+
+/** The `accepted`, `envelopes` and `queue` tables, with their memory caches. */
 export class Queues {
   private readonly db: DatabaseSync;
   private readonly clock: () => number;
@@ -133,10 +126,14 @@ export class Queues {
    * per member. Entries enter only after their commit and leave when the row is dropped.
    */
   private readonly recent: RecentEnvelopes;
-  /** Rows stored by the transaction in progress, cached once it commits. */
-  private storing: Array<[number, Buffer]> = [];
-  /** What enqueueInside stored in the transactionQueuing in progress. */
-  private inside: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }> | undefined;
+  /** Every accepted (sender, message_id), as a Bloom filter: "no" without a query (accepted-filter.ts). */
+  private readonly accepted: AcceptedFilter;
+  /** The newest rows of recipients' queues, for fetches without a query (queue-tails.ts). */
+  private readonly tails = new QueueTails();
+  /** Sender, size and refs of envelopes stored here, for acks (envelope-refs.ts). */
+  private readonly refs = new EnvelopeRefs();
+  /** What the transactionQueuing in progress stored (enqueueInside), learnt by the caches once it commits. */
+  private inside: Inside | undefined;
 
   constructor(c: StoreContext, recentBudget: number) {
     this.recent = new RecentEnvelopes(recentBudget);
@@ -144,10 +141,17 @@ export class Queues {
     this.clock = c.clock;
     this.transaction = c.transaction;
     this.s = prepareQueueStatements(c.db);
+    this.accepted = new AcceptedFilter({
+      count: () => num((this.s.acceptedCount.get() as Row).n),
+      pairs: () => (function* (it: Iterable<Row>) {
+        for (const r of it) yield [str(r.sender), buf(r.message_id)] as const;
+      })(this.s.acceptedAll.iterate() as Iterable<Row>),
+    });
   }
 
   /** Drops a released name's queue rows (in a transaction: releaseUser); envelopes nobody else waits for go too. */
   dropQueueLocked(username: string): void {
+    this.tails.drop(username);
     for (const row of this.s.queueOfRecipient.all(username) as Row[]) {
       const envelopeId = num(row.envelope_id);
       this.s.queueDelete.run(num(row.seq));
@@ -161,18 +165,33 @@ export class Queues {
     return (this.s.recipientsInRange.all(`${username}/`, `${username}0`) as Row[]).map((r) => str(r.recipient));
   }
 
-  /** Forgets a recipient's cached usage (its queue changed outside enqueue and ack). */
+  /**
+   * Forgets a recipient's cached usage and queue tail (its queue changed outside enqueue and ack).
+   * A name bound again may have been released by another process (bindings.ts), which dropped its
+   * devices' queues too ('username/...'): theirs go as well.
+   */
   forgetUsage(username: string): void {
     this.depth.delete(username);
+    this.tails.drop(username);
+    const devices = `${username}/`;
+    for (const address of this.depth.keys()) if (address.startsWith(devices)) this.depth.delete(address);
+    this.tails.dropPrefixed(devices);
   }
 
   /** Drops an envelope whose last queue row is gone (in a transaction). */
   private dropIfUnreferenced(id: number): void {
-    if (this.s.envelopeDrop.run(id).changes > 0) this.recent.forget(id);
+    if (this.s.envelopeDrop.run(id).changes > 0) this.dropped(id);
+  }
+
+  private dropped(id: number): void {
+    this.recent.forget(id);
+    this.refs.forget(id);
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
-    return this.s.acceptedGet.get(sender, messageId) !== undefined;
+    // The filter's "no" is exact; a "maybe" is asked of the table (which, inside a transaction,
+    // also holds its rows: a repeat within one batch).
+    return this.accepted.mayContain(sender, messageId) && this.s.acceptedGet.get(sender, messageId) !== undefined;
   }
 
   enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
@@ -181,20 +200,18 @@ export class Queues {
       return [];
     }
     const now = this.clock();
-    let acked: AckedRow[] = [];
-    let outcomes: EnqueueOutcome[];
-    try {
-      outcomes = this.transaction(() => {
-        const o = this.enqueueLocked(reqs, now);
-        acked = this.ackLocked(acks);
-        return o;
-      });
-      for (const [id, envelope] of this.storing) this.recent.remember(id, envelope);
-    } finally {
-      this.storing = [];
-    }
+    let acked: Acked | undefined;
+    const stored: Stored[] = [];
+    const outcomes = this.transaction(() => {
+      const o = this.enqueueLocked(reqs, now, stored);
+      acked = this.ackLocked(acks);
+      return o;
+    });
+    this.committed(stored);
+    // Rows first, then acks: an ack may take a row this same transaction stored.
+    this.afterEnqueue(reqs, outcomes);
     this.applyAcked(acked);
-    return this.afterEnqueue(reqs, outcomes);
+    return outcomes;
   }
 
   /**
@@ -204,15 +221,14 @@ export class Queues {
    */
   transactionQueuing<T>(fn: () => T): T {
     if (this.inside !== undefined) throw new Error("transactionQueuing does not nest");
-    const inside: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }> = [];
+    const inside: Inside = { stored: [], batches: [] };
     this.inside = inside;
     try {
       const out = this.transaction(fn);
-      for (const [id, envelope] of this.storing) this.recent.remember(id, envelope);
-      for (const x of inside) this.afterEnqueue(x.reqs, x.outcomes);
+      this.committed(inside.stored);
+      for (const x of inside.batches) this.afterEnqueue(x.reqs, x.outcomes);
       return out;
     } finally {
-      this.storing = [];
       this.inside = undefined;
     }
   }
@@ -220,14 +236,14 @@ export class Queues {
   /** Stores these inside the transaction of transactionQueuing (only there); duplicates by (sender, id) are skipped. */
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
     if (this.inside === undefined) throw new Error("enqueueInside runs only inside transactionQueuing");
-    const outcomes = this.enqueueLocked(reqs, this.clock());
-    this.inside.push({ reqs, outcomes });
+    const outcomes = this.enqueueLocked(reqs, this.clock(), this.inside.stored);
+    this.inside.batches.push({ reqs, outcomes });
     return outcomes;
   }
 
   ackBatch(acks: readonly AckRequest[]): number {
     if (acks.every((a) => a.seqs.length === 0)) return 0;
-    let acked: AckedRow[] = [];
+    let acked: Acked | undefined;
     this.db.exec("PRAGMA synchronous = NORMAL");
     try {
       this.transaction(() => {
@@ -239,9 +255,9 @@ export class Queues {
     return this.applyAcked(acked);
   }
 
-  /** Deletes acked rows (set-wise per envelope); returns how many rows per recipient. In a transaction. */
-  private ackLocked(acks: readonly AckRequest[]): AckedRow[] {
-    const taken: Array<[string, number]> = [];
+  /** Deletes acked rows (set-wise per envelope); returns them, and how many of each envelope's. In a transaction. */
+  private ackLocked(acks: readonly AckRequest[]): Acked {
+    const taken: Array<[string, number, number]> = [];
     const unref = new Map<number, number>();
     for (const { recipient, seqs } of acks) {
       const rows = seqs.length === 1
@@ -251,41 +267,76 @@ export class Queues {
         if (row === undefined) continue;
         const id = num(row.envelope_id);
         unref.set(id, (unref.get(id) ?? 0) + 1);
-        taken.push([recipient, id]);
+        taken.push([recipient, row.seq === undefined ? seqs[0]! : num(row.seq), id]);
       }
     }
-    // Who sent each envelope and its size, before it may be dropped: for the cached usage.
+    // Who sent each envelope and its size, before it may be dropped: for the cached usage. From
+    // memory for the envelopes stored here, whose last rows then delete them at once.
     const meta = new Map<number, { sender: string; bytes: number }>();
     for (const [id, by] of unref) {
-      const m = this.s.envelopeMeta.get(id) as Row | undefined;
-      if (m !== undefined) meta.set(id, { sender: str(m.sender), bytes: num(m.b) });
+      const known = this.refs.get(id);
+      if (known !== undefined) {
+        meta.set(id, known);
+        if (known.refs <= by) {
+          if (this.s.envelopeDelete.run(id).changes > 0) this.dropped(id);
+          continue;
+        }
+      } else {
+        const m = this.s.envelopeMeta.get(id) as Row | undefined;
+        if (m !== undefined) meta.set(id, { sender: str(m.sender), bytes: num(m.b) });
+      }
       this.s.envelopeUnrefBy.run(by, id);
       this.dropIfUnreferenced(id);
     }
-    return taken.map(([recipient, id]) => ({ recipient, sender: meta.get(id)?.sender, bytes: meta.get(id)?.bytes ?? 0 }));
+    const rows = taken.map(([recipient, seq, id]) => ({ recipient, seq, sender: meta.get(id)?.sender, bytes: meta.get(id)?.bytes ?? 0 }));
+    return { rows, unref };
   }
 
-  /** After a commit: the cached usage drops by what was acked. Returns the rows acked. */
-  private applyAcked(acked: readonly AckedRow[]): number {
-    for (const a of acked) this.depth.get(a.recipient)?.remove(a.sender, a.bytes);
-    return acked.length;
+  /** After a commit: the cached usage and refs drop by what was acked, and the acked rows leave the tails. Returns the rows acked. */
+  private applyAcked(acked: Acked | undefined): number {
+    if (acked === undefined) return 0;
+    for (const a of acked.rows) {
+      this.depth.get(a.recipient)?.remove(a.sender, a.bytes);
+      this.tails.remove(a.recipient, a.seq);
+    }
+    for (const [id, by] of acked.unref) this.refs.taken(id, by);
+    return acked.rows.length;
   }
 
-  private enqueueLocked(reqs: readonly EnqueueRequest[], now: number): EnqueueOutcome[] {
+  /** Stores reqs in the transaction in progress; what it stored is added to `stored`, for the caches after the commit. */
+  private enqueueLocked(reqs: readonly EnqueueRequest[], now: number, stored: Stored[]): EnqueueOutcome[] {
     return reqs.map((req): EnqueueOutcome => {
       // Also catches a repeat inside this batch: the earlier row is visible in the transaction.
       if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
       this.s.acceptedPut.run(req.sender, req.messageId, now);
+      this.accepted.add(req.sender, req.messageId);
       if (req.recipients.length === 0) return "stored";
       const envelopeId = this.s.envelopePut.run(
         req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
         req.payload === "mls" ? PAYLOAD_MLS : PAYLOAD_ENVELOPE,
       ).lastInsertRowid;
-      this.storing.push([Number(envelopeId), Buffer.from(req.envelope)]); // a copy: the frame buffer is not ours
+      this.refs.forget(Number(envelopeId)); // a dropped envelope's id, maybe: known again once this commits
       const put = this.s.queuePut;
-      for (const r of req.recipients) put.run(r, envelopeId, now);
+      const seqs = req.recipients.map((r) => Number(put.run(r, envelopeId, now).lastInsertRowid));
+      // A copy of the bytes: the frame buffer is not ours.
+      stored.push({ id: Number(envelopeId), envelope: Buffer.from(req.envelope), req, seqs, now });
       return "stored";
     });
+  }
+
+  /** After the commit of `stored`: their bytes are recent, and their rows join their recipients' tails (in seq order). */
+  private committed(stored: readonly Stored[]): void {
+    for (const { id, envelope, req, seqs, now } of stored) {
+      this.recent.remember(id, envelope);
+      this.refs.stored(id, req.sender, envelope.length, seqs.length);
+      const base = { conversationId: req.conversationId, envelope, relayTimeMs: now };
+      const mls = req.payload === "mls";
+      req.recipients.forEach((r, i) => {
+        if (!this.tails.has(r)) return;
+        const seq = seqs[i]!;
+        this.tails.append(r, mls ? { seq, ...base, payload: "mls" } : { seq, ...base });
+      });
+    }
   }
 
   /** Only after the commit: a failed batch leaves the cached depths as they were. */
@@ -325,22 +376,42 @@ export class Queues {
   }
 
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
+    // The tail answers for committed rows only: not inside a transaction (whose rows SQL shows).
+    const tailable = Number.isSafeInteger(afterSeq) && afterSeq >= 0 && Number.isSafeInteger(limit) && limit > 0 && !this.db.isTransaction;
+    if (tailable) {
+      const fromTail = this.tails.fetch(recipient, afterSeq, limit, maxBytes);
+      if (fromTail !== undefined) return fromTail;
+    }
     const out: QueuedItem[] = [];
     let bytes = 0;
-    for (const r of this.s.queueFetch.iterate(recipient, afterSeq, limit) as Iterable<Row>) {
+    // One row more than asked: whether the queue ends within `limit`.
+    let complete = true;
+    for (const r of this.s.queueFetch.iterate(recipient, afterSeq, tailable ? limit + 1 : limit) as Iterable<Row>) {
+      if (out.length === limit) {
+        complete = false;
+        break;
+      }
       const id = num(r.envelope_id);
       let envelope = this.recent.get(id);
       if (envelope === undefined) {
         const row = this.s.envelopeBytes.get(id) as Row | undefined;
-        if (row === undefined) continue; // the join just found it (one synchronous call): skip, never crash
+        if (row === undefined) { // the join just found it (one synchronous call): skip, never crash
+          complete = false;
+          continue;
+        }
         envelope = buf(row.envelope);
         this.recent.remember(id, envelope);
       }
-      if (out.length > 0 && bytes + envelope.length > maxBytes) break;
+      if (out.length > 0 && bytes + envelope.length > maxBytes) {
+        complete = false;
+        break;
+      }
       bytes += envelope.length;
       const item: QueuedItem = { seq: num(r.seq), conversationId: str(r.conversation_id), envelope, relayTimeMs: num(r.created_at_ms) };
       out.push(num(r.payload_kind) === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);
     }
+    // Every row after afterSeq was read: the recipient's tail from here (queue-tails.ts).
+    if (tailable && complete) this.tails.track(recipient, afterSeq, out);
     return out;
   }
 
@@ -357,9 +428,13 @@ export class Queues {
       envelopes: Number(this.s.purgeEnvelopes.run(cutoffMs).changes),
       acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes),
     }));
-    if (result.queueRows > 0) this.depth.clear();
+    if (result.queueRows > 0) {
+      this.depth.clear();
+      this.tails.clear();
+    }
     if (result.envelopes > 0) {
       this.recent.clear();
+      this.refs.clear();
     }
     return result;
   }

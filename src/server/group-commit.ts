@@ -7,8 +7,9 @@
 //
 // On the embedded store (store.deferred, store/wal-sync.ts) the transaction commits without
 // waiting for the disk and one fdatasync of the WAL runs on libuv's thread pool; the batch is
-// answered and delivered only once that returned. The loop meanwhile reads frames, commits the
-// next batches (one sync covers all the commits before it) and delivers what is durable. A sync
+// answered and delivered only once that returned. The loop meanwhile reads frames, admits the
+// next batch and delivers what is durable; the next batch commits when the sync returned (or at
+// once when it reaches maxBatchBytes: one sync then covers all the commits before it). A sync
 // that fails refuses its batches and every later one: nothing after it is known to be on disk,
 // and the relay stops (onSyncFailed). The PostgreSQL store (and "per-envelope", the benchmark's
 // comparison) commits synchronously: the batch settles when the commit returns.
@@ -175,6 +176,9 @@ export class GroupCommitter {
 
   private schedule(): void {
     if (this.mode === "per-envelope") return;
+    // While a batch waits for its sync, the next one grows (the sync returning schedules it):
+    // one transaction for what arrived during a disk round trip, not one per turn of the loop.
+    if (this.waitingSyncs > 0) return;
     this.scheduled ??= setImmediate(() => this.commit());
   }
 
@@ -249,7 +253,9 @@ export class GroupCommitter {
     this.waitingSyncs++;
     const done = (): void => {
       for (const p of batch) if (this.syncing.get(p.key) === p) this.syncing.delete(p.key);
-      if (--this.waitingSyncs === 0) for (const resolve of this.whenIdle.splice(0)) resolve();
+      if (--this.waitingSyncs > 0) return;
+      for (const resolve of this.whenIdle.splice(0)) resolve();
+      if (this.batch.length > 0 || this.acks.length > 0) this.schedule();
     };
     durable.then((shown) => {
       this.stats.syncs++;

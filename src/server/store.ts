@@ -84,7 +84,10 @@ export interface RelayStore {
   ackBatch(acks: readonly AckRequest[]): number;
   /** enqueueBatch of one request; false when the id was already accepted. */
   enqueue(req: EnqueueRequest): boolean;
-  /** The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. */
+  /**
+   * The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. The
+   * embedded store says no more than the highest a fetch shows (rows waiting for their WAL sync are later).
+   */
   lastSeq(): number;
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
@@ -234,8 +237,20 @@ class SqliteStore extends DelegatingStore implements RelayStore {
 
   /** Only durable rows (wal-sync.ts): a row committed without its sync yet never reaches a recipient. */
   override fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    const items = this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
-    return this.wal === undefined ? items : this.wal.visible(recipient, items);
+    const wal = this.wal;
+    if (wal === undefined) return this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
+    // Nothing durable after afterSeq yet (a pump kicked while its new rows wait for their sync).
+    if (afterSeq >= wal.visibleThrough) return wal.visible(recipient, undefined);
+    return wal.visible(recipient, this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes));
+  }
+
+  /**
+   * The highest seq a fetch can show: rows above it wait for their sync, and their recipients'
+   * pumps are told when they come (onCommitted), so a pump started now counts them as arriving.
+   */
+  override lastSeq(): number {
+    const seq = this.queues.lastSeq();
+    return this.wal === undefined ? seq : Math.min(seq, this.wal.visibleThrough);
   }
 
   /**

@@ -51,12 +51,12 @@ function tempStore(syncWal: SyncFile): RelayStore {
   return store;
 }
 
-function committer(store: RelayStore) {
+function committer(store: RelayStore, maxBatchBytes?: number) {
   const woken: Array<Record<string, number>> = [];
   const shown: string[][] = [];
   const failures: unknown[] = [];
   const c = new GroupCommitter({
-    store, logger: nullLogger,
+    store, logger: nullLogger, ...(maxBatchBytes === undefined ? {} : { maxBatchBytes }),
     onCommitted: (rows) => woken.push(Object.fromEntries(rows)),
     onRowsShown: (r) => shown.push([...r].sort()),
     onSyncFailed: (e) => failures.push(e),
@@ -90,6 +90,8 @@ describe("group commit with the WAL synced off the event loop", () => {
     expect(await isSettled(result)).toBe(false);
     expect(woken).toEqual([]);
     expect([rows(store, "bob"), rows(store, "carol")]).toEqual([0, 0]);
+    // a pump started now counts the row as still to come (it is above lastSeq);
+    expect(store.lastSeq()).toBe(0);
     // a resend meanwhile shares the batch's fate.
     expect(c.whenCommitted("alice", id)).toBe(result);
     expect(c.submit(req("alice", ["bob"], 100, id))).toBe(result);
@@ -98,31 +100,57 @@ describe("group commit with the WAL synced off the event loop", () => {
     expect(await result).toEqual(stored);
     expect(woken).toEqual([{ bob: 1, carol: 1 }]);
     expect([rows(store, "bob"), rows(store, "carol")]).toEqual([1, 1]);
+    expect(store.lastSeq()).toBe(2);
     expect(c.whenCommitted("alice", id)).toBeUndefined();
     expect(c.stats).toMatchObject({ commits: 1, syncs: 1, failedSyncs: 0 });
   });
 
-  it("pipelines: batches commit while a sync runs, the next sync covers them all, and they settle in order", async () => {
+  it("grows the next batch while a sync runs and commits it when the sync returned; batches settle in order", async () => {
     const held = new HeldSync();
     const store = tempStore(held.sync);
     const { c, woken } = committer(store);
     const order: string[] = [];
-    const submit = (name: string, to: string) => void c.submit(req(name, [to])).then((r) => order.push(`${name}:${String(r.ok)}`));
+    const submit = (name: string, to: string, bytes = 100) => void c.submit(req(name, [to], bytes)).then((r) => order.push(`${name}:${String(r.ok)}`));
     submit("b1", "bob");
     const first = await held.call(1);
-    // Two more batches, each committed in its own turn while the first sync runs.
     submit("b2", "bob");
-    await waitUntil(() => c.stats.commits === 2, "the second commit");
+    await new Promise((r) => setImmediate(r));
     submit("b3", "carol");
-    await waitUntil(() => c.stats.commits === 3, "the third commit");
-    // One sync at a time: none started for them yet.
-    expect(held.calls).toHaveLength(1);
-    expect(order).toEqual([]);
-
+    await new Promise((r) => setImmediate(r));
+    // Not committed yet: they wait for the sync in flight, in one batch.
+    expect(c.stats.commits).toBe(1);
+    expect(c.pendingFor("bob")).toBe(1);
     first.release();
     await waitUntil(() => order.length === 1, "the first batch settled");
     expect(order).toEqual(["b1:true"]);
-    expect(rows(store, "bob")).toBe(1); // b2's row waits for its own sync
+    const second = await held.call(2);
+    expect(c.stats).toMatchObject({ commits: 2, largestBatch: 2 });
+    expect(rows(store, "bob")).toBe(1); // b2's row waits for its sync
+    second.release();
+    await waitUntil(() => order.length === 3, "the later batch settled");
+    expect(order).toEqual(["b1:true", "b2:true", "b3:true"]);
+    expect(woken).toEqual([{ bob: 1 }, { bob: 1, carol: 1 }]);
+    expect([rows(store, "bob"), rows(store, "carol")]).toEqual([2, 1]);
+  });
+
+  it("pipelines batches that reach maxBatchBytes: they commit while a sync runs, the next sync covers them all, in order", async () => {
+    const held = new HeldSync();
+    const store = tempStore(held.sync);
+    const woken: Array<Record<string, number>> = [];
+    const c = new GroupCommitter({ store, logger: nullLogger, maxBatchBytes: 1000, onCommitted: (r) => woken.push(Object.fromEntries(r)) });
+    const order: string[] = [];
+    const submit = (name: string, to: string) => void c.submit(req(name, [to], 1000)).then((r) => order.push(`${name}:${String(r.ok)}`));
+    submit("b1", "bob");
+    const first = await held.call(1);
+    // Full batches commit at once, even while the first sync runs.
+    submit("b2", "bob");
+    submit("b3", "carol");
+    expect(c.stats.commits).toBe(3);
+    // One sync at a time: none started for them yet.
+    expect(held.calls).toHaveLength(1);
+    first.release();
+    await waitUntil(() => order.length === 1, "the first batch settled");
+    expect(rows(store, "bob")).toBe(1);
     // The next sync covers both batches committed meanwhile.
     const second = await held.call(2);
     second.release();
@@ -136,7 +164,7 @@ describe("group commit with the WAL synced off the event loop", () => {
   it("refuses every batch not yet durable when a sync fails, never shows its rows, and writes nothing more", async () => {
     const held = new HeldSync();
     const store = tempStore(held.sync);
-    const { c, woken, failures } = committer(store);
+    const { c, woken, failures } = committer(store, 1000);
     // Something durable first (it must stay visible).
     const before = c.submit(req("dave", ["bob"]));
     (await held.call(1)).release();
@@ -145,8 +173,8 @@ describe("group commit with the WAL synced off the event loop", () => {
     const r1 = req("alice", ["bob"]);
     const first = c.submit(r1);
     const failing = await held.call(2);
-    const second = c.submit(req("carol", ["bob"])); // committed while the failing sync runs
-    await waitUntil(() => c.stats.commits === 3, "the commit behind the failing sync");
+    const second = c.submit(req("carol", ["bob"], 1000)); // a full batch: committed while the failing sync runs
+    expect(c.stats.commits).toBe(3);
     failing.fail(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
 
     for (const r of await Promise.all([first, second])) {

@@ -123,9 +123,16 @@ export class WalSync {
     return this.hiddenAfter[0] ?? Infinity;
   }
 
-  /** fetchQueue's result without the rows not durable yet (a suffix: rows come in seq order). */
-  visible(recipient: string, items: QueuedItem[]): QueuedItem[] {
+  /**
+   * fetchQueue's result without the rows not durable yet (a suffix: rows come in seq order);
+   * `undefined`: the fetch was not made, everything after it being hidden.
+   */
+  visible(recipient: string, items: QueuedItem[] | undefined): QueuedItem[] {
     const limit = this.visibleThrough;
+    if (items === undefined) {
+      this.cut.add(recipient);
+      return [];
+    }
     const last = items.at(-1);
     if (last === undefined || last.seq <= limit) return items;
     this.cut.add(recipient);

@@ -12,7 +12,8 @@
 // the last valid commit frame (salted, cumulative checksums), so what a returned sync covered
 // survives. What NORMAL still syncs by itself, on the loop, as FULL does: at a checkpoint (run
 // by the commit that grows the WAL past wal_autocheckpoint pages) the WAL, then the database
-// file once the pages are copied; and the WAL header when the WAL is reused after a checkpoint.
+// file once the pages are copied; and the WAL header when the WAL starts over after a checkpoint
+// (its first sync of a new WAL file also syncs the directory that holds it).
 // A checkpoint only makes frames durable sooner; the WAL is only reused (overwritten) once all
 // its frames are in the database file and that file was synced. SQLite never deletes or
 // replaces the WAL while a connection has it open (journal_size_limit truncates it in place), so
@@ -26,9 +27,10 @@
 // recipient's rows go out in seq order and its pump never reads below what it sent. The
 // recipients a fetch was cut for are returned when the rows show, so their pumps are woken.
 //
-// Pipelining: at most one sync in flight; batches committed meanwhile wait for the next one, which
-// starts when it returns and covers all of them. So a busy relay syncs back to back, once per
-// disk round trip, while the loop goes on admitting, committing and delivering.
+// Pipelining: at most one sync in flight; commits made meanwhile wait for the next one, which
+// starts when it returns and covers all of them. (The group committer makes few: while a sync
+// runs its next batch grows, and commits early only at maxBatchBytes.) So a busy relay syncs
+// back to back, once per disk round trip, while the loop goes on reading, admitting and delivering.
 //
 // A failed sync (fsyncgate: after an fsync error Linux may drop the dirty pages and report the
 // next fsync as a success, and the WAL's cumulative checksums make a later frame unusable without
@@ -88,11 +90,6 @@ export class WalSync {
   /** The error of the failed sync, if one failed: then nothing more may be written. */
   get failed(): WalSyncFailed | undefined {
     return this.failure;
-  }
-
-  /** Commits not yet known durable (their rows are hidden). */
-  get pending(): number {
-    return this.waiting.length;
   }
 
   /**

@@ -282,7 +282,9 @@ export class GroupCommitter {
     });
     batch.forEach((p, i) => p.settle({ ok: true, duplicate: outcomes[i] === "duplicate" }));
     if (rows.size > 0) this.o.onCommitted(rows);
-    if (shown.size > 0) this.o.onRowsShown?.(shown);
+    // Those onCommitted just woke need no second kick.
+    const others = [...shown].filter((r) => !rows.has(r));
+    if (others.length > 0) this.o.onRowsShown?.(new Set(others));
   }
 
   /**

@@ -237,11 +237,8 @@ class SqliteStore extends DelegatingStore implements RelayStore {
 
   /** Only durable rows (wal-sync.ts): a row committed without its sync yet never reaches a recipient. */
   override fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    const wal = this.wal;
-    if (wal === undefined) return this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
-    // Nothing durable after afterSeq yet (a pump kicked while its new rows wait for their sync).
-    if (afterSeq >= wal.visibleThrough) return wal.visible(recipient, undefined);
-    return wal.visible(recipient, this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes));
+    const fetch = (): QueuedItem[] => this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
+    return this.wal === undefined ? fetch() : this.wal.visible(recipient, afterSeq, fetch);
   }
 
   /**

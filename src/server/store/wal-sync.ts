@@ -70,8 +70,12 @@ export class WalSync {
   private readonly waiting: Waiting[] = [];
   /** The sync in flight, with how many of the oldest `waiting` it covers. */
   private syncing: { readonly covered: number } | undefined;
-  /** Recipients a fetch was cut for since the last rows showed. */
-  private cut = new Set<string>();
+  /**
+   * Recipients a fetch was cut for since rows last showed, each with the seq after which it has
+   * nothing to show until more rows do: its pump's next fetches (after an ack, or right after
+   * the cut one) are answered without a query.
+   */
+  private cut = new Map<string, number>();
   private failure: WalSyncFailed | undefined;
   private closed = false;
   private readonly normal: StatementSync;
@@ -120,20 +124,21 @@ export class WalSync {
     return this.hiddenAfter[0] ?? Infinity;
   }
 
-  /**
-   * fetchQueue's result without the rows not durable yet (a suffix: rows come in seq order);
-   * `undefined`: the fetch was not made, everything after it being hidden.
-   */
-  visible(recipient: string, items: QueuedItem[] | undefined): QueuedItem[] {
+  /** `fetch` (fetchQueue after afterSeq) without the rows not durable yet (a suffix: rows come in seq order). */
+  visible(recipient: string, afterSeq: number, fetch: () => QueuedItem[]): QueuedItem[] {
     const limit = this.visibleThrough;
-    if (items === undefined) {
-      this.cut.add(recipient);
+    if (limit === Infinity) return fetch();
+    const emptyAfter = Math.min(limit, this.cut.get(recipient) ?? Infinity);
+    if (afterSeq >= emptyAfter) {
+      this.cut.set(recipient, emptyAfter);
       return [];
     }
+    const items = fetch();
     const last = items.at(-1);
     if (last === undefined || last.seq <= limit) return items;
-    this.cut.add(recipient);
-    return items.filter((i) => i.seq <= limit);
+    const shown = items.filter((i) => i.seq <= limit);
+    this.cut.set(recipient, shown.at(-1)?.seq ?? afterSeq);
+    return shown;
   }
 
   /** A transaction may run (none once a sync failed). */
@@ -169,8 +174,8 @@ export class WalSync {
   private release(covered: number): void {
     this.hiddenAfter.splice(0, covered);
     const done = this.waiting.splice(0, covered);
-    const cut = this.cut;
-    this.cut = new Set();
+    const cut = new Set(this.cut.keys());
+    this.cut = new Map();
     for (const w of done) w.resolve(cut);
   }
 

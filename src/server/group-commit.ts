@@ -1,20 +1,29 @@
 // Group commit: envelopes admitted by any session are stored together, one transaction and one
 // fsync per batch, before any of their senders hears ACCEPTED (PROTOCOL.md §8.4).
 //
-// node:sqlite is synchronous, so a commit blocks the event loop for its fsync. Frames that
-// arrive meanwhile wait in the socket buffers; once the commit returns, the loop reads them
-// all, every session admits what it got, and the next setImmediate (after that I/O phase)
-// commits the lot. So the batch grows with the load by itself: an idle relay commits a lone
-// envelope at once (no timer adds latency), a busy one pays one fsync for many envelopes.
+// Every setImmediate (after an I/O phase) commits what the sessions admitted since the last
+// commit. So the batch grows with the load by itself: an idle relay commits a lone envelope at
+// once (no timer adds latency), a busy one pays one transaction for many envelopes.
+//
+// On the embedded store (store.deferred, store/wal-sync.ts) the transaction commits without
+// waiting for the disk and one fdatasync of the WAL runs on libuv's thread pool; the batch is
+// answered and delivered only once that returned. The loop meanwhile reads frames, admits the
+// next batch and delivers what is durable; the next batch commits when the sync returned (or at
+// once when it reaches maxBatchBytes: one sync then covers all the commits before it). A sync
+// that fails refuses its batches and every later one: nothing after it is known to be on disk,
+// and the relay stops (onSyncFailed). The PostgreSQL store (and "per-envelope", the benchmark's
+// comparison) commits synchronously: the batch settles when the commit returns.
 //
 // Guarantees, each kept in one place here:
-//   - a submission settles only after its transaction committed (stored) or failed (refused);
-//   - deliveries start only after the commit (onCommitted wakes the recipients' pumps);
+//   - a submission settles only after its transaction committed and is durable (stored) or
+//     failed (refused); batches settle in commit order;
+//   - deliveries start only after the commit is durable (onCommitted wakes the recipients'
+//     pumps; the store hides rows not durable yet from fetchQueue);
 //   - a failed commit refuses every envelope of its batch and stores none of them; the next
 //     batch starts afresh, so the relay keeps serving;
 //   - (sender, message_id) is stored once: the store checks ids inside the transaction, and a
-//     resend that arrives while the first copy waits for its commit shares that commit's fate
-//     (whenCommitted), so it is never answered ACCEPTED for an envelope that then fails;
+//     resend that arrives while the first copy waits for its commit or its sync shares that
+//     batch's fate (whenCommitted), so it is never answered ACCEPTED for an envelope that then fails;
 //   - queue caps count what waits for the commit (pendingFor), not only what is stored;
 //   - acks are committed in a transaction of their own, before the envelopes': a batch that
 //     fails (a full disk) never takes the acks down with it, so recipients who read free space
@@ -22,8 +31,9 @@
 //   - a batch is committed early once it holds maxBatchBytes, so one transaction (and so the
 //     WAL) stays within the database budget's WAL allowance.
 import type { Logger } from "../protocol/log.js";
+import { ErrorCode } from "../gen/securechat/v1/chat.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
-import type { AckRequest, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
+import type { AckRequest, EnqueueOutcome, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 
 /** How a submitted envelope ended: stored (or found stored before), or refused for its whole batch. */
 export type CommitResult =
@@ -49,6 +59,19 @@ export interface GroupCommitterOptions {
    * reserve, disk-budget.ts). True when something was freed; the acks are then retried at once.
    */
   readonly onStorageFull?: () => boolean;
+  /**
+   * Rows of other commits (MLS commits) that waited behind a batch's sync are durable now: kick
+   * these recipients' pumps (a fetch of theirs was cut meanwhile; their rows were counted already).
+   */
+  readonly onRowsShown?: (recipients: ReadonlySet<string>) => void;
+  /** A WAL sync failed: every batch since is refused, and so is every later one. The relay stops. */
+  readonly onSyncFailed?: (error: unknown) => void;
+}
+
+/** A batch whose sync failed, and every submission after it. */
+function syncFailedRefusal(): Refusal {
+  return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
+    "the relay could not make the message durable on its disk (a sync failed) and stops; send it again once it is back");
 }
 
 /** Ack seqs kept for a retry after a failed ack commit, at most (older ones are dropped: redelivered). */
@@ -75,12 +98,19 @@ export class GroupCommitter {
   /** Envelope bytes in `batch`. */
   private batchBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
+  /** Committed batches' submissions waiting for their sync, by (sender, message id). */
+  private readonly syncing = new Map<string, Pending>();
+  /** Batches waiting for their sync; `idle` resolves when none is left. */
+  private waitingSyncs = 0;
+  private whenIdle: Array<() => void> = [];
+  /** Set once a sync failed: every submission is refused with it. */
+  private failure: Refusal | undefined;
   /** Acks waiting for the next transaction (with the envelopes, or alone without an fsync). */
   private acks: AckRequest[] = [];
   private closed = false;
   private readonly mode: CommitMode;
   /** Counters for tests, logs and the benchmark. */
-  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0, ackCommits: 0, failedAckCommits: 0 };
+  readonly stats = { commits: 0, envelopes: 0, failedCommits: 0, largestBatch: 0, commitMs: 0, ackCommits: 0, failedAckCommits: 0, syncs: 0, failedSyncs: 0 };
 
   constructor(private readonly o: GroupCommitterOptions) {
     this.mode = o.mode ?? "group";
@@ -99,7 +129,14 @@ export class GroupCommitter {
 
   /** The outcome of a submission of (sender, messageId) still waiting for its commit, if any. */
   whenCommitted(sender: string, messageId: Uint8Array): Promise<CommitResult> | undefined {
-    return this.byKey.get(keyOf(sender, messageId))?.result;
+    const key = keyOf(sender, messageId);
+    return (this.byKey.get(key) ?? this.syncing.get(key))?.result;
+  }
+
+  /** Resolves once no committed batch waits for its sync (shutdown: before the store closes). */
+  idle(): Promise<void> {
+    if (this.waitingSyncs === 0) return Promise.resolve();
+    return new Promise((resolve) => this.whenIdle.push(resolve));
   }
 
   /**
@@ -107,9 +144,10 @@ export class GroupCommitter {
    * transaction committed or failed. The caller has already checked that the id is new.
    */
   submit(req: EnqueueRequest): Promise<CommitResult> {
+    if (this.failure !== undefined) return Promise.resolve({ ok: false, refusal: this.failure });
     if (this.closed) return Promise.resolve({ ok: false, refusal: shuttingDownRefusal() });
     const key = keyOf(req.sender, req.messageId);
-    const waiting = this.byKey.get(key);
+    const waiting = this.byKey.get(key) ?? this.syncing.get(key);
     if (waiting !== undefined) return waiting.result;
     let settle!: (r: CommitResult) => void;
     const result = new Promise<CommitResult>((resolve) => {
@@ -138,6 +176,9 @@ export class GroupCommitter {
 
   private schedule(): void {
     if (this.mode === "per-envelope") return;
+    // While a batch waits for its sync, the next one grows (the sync returning schedules it):
+    // one transaction for what arrived during a disk round trip, not one per turn of the loop.
+    if (this.waitingSyncs > 0) return;
     this.scheduled ??= setImmediate(() => this.commit());
   }
 
@@ -172,11 +213,19 @@ export class GroupCommitter {
     this.pendingBytes.clear();
     this.pendingFromSender.clear();
     this.batchBytes = 0;
+    const failure = this.failure;
+    if (failure !== undefined) {
+      for (const p of batch) p.settle({ ok: false, refusal: failure });
+      return;
+    }
 
     const started = performance.now();
-    let outcomes;
+    const deferred = this.mode === "group" ? this.o.store.deferred : undefined;
+    let outcomes: EnqueueOutcome[];
+    let durable: Promise<ReadonlySet<string>> | undefined;
     try {
-      outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
+      if (deferred === undefined) outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
+      else ({ outcomes, durable } = deferred.enqueueBatch(batch.map((p) => p.req)));
     } catch (e) {
       this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;
@@ -194,7 +243,38 @@ export class GroupCommitter {
     this.stats.envelopes += batch.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
     this.o.logger.debug("store.commit", { envelopes: batch.length, ms: Math.round(ms * 100) / 100 });
+    if (durable === undefined) this.settle(batch, outcomes, new Set());
+    else this.afterSync(batch, outcomes, durable);
+  }
 
+  /** A deferred commit: its submissions wait (and stay found by whenCommitted) until its sync returned. */
+  private afterSync(batch: readonly Pending[], outcomes: readonly EnqueueOutcome[], durable: Promise<ReadonlySet<string>>): void {
+    for (const p of batch) this.syncing.set(p.key, p);
+    this.waitingSyncs++;
+    const done = (): void => {
+      for (const p of batch) if (this.syncing.get(p.key) === p) this.syncing.delete(p.key);
+      if (--this.waitingSyncs > 0) return;
+      for (const resolve of this.whenIdle.splice(0)) resolve();
+      if (this.batch.length > 0 || this.acks.length > 0) this.schedule();
+    };
+    durable.then((shown) => {
+      this.stats.syncs++;
+      done();
+      this.settle(batch, outcomes, shown);
+    }, (e: unknown) => {
+      this.stats.failedSyncs++;
+      done();
+      const first = this.failure === undefined;
+      this.failure ??= syncFailedRefusal();
+      for (const p of batch) p.settle({ ok: false, refusal: this.failure });
+      if (!first) return;
+      this.o.logger.error("store.sync_failed", { envelopes: batch.length, error: e instanceof Error ? e.message : String(e) });
+      this.o.onSyncFailed?.(e);
+    });
+  }
+
+  /** A durable commit: its senders hear the outcome, then its recipients' pumps are woken. */
+  private settle(batch: readonly Pending[], outcomes: readonly EnqueueOutcome[], shown: ReadonlySet<string>): void {
     const rows = new Map<string, number>();
     batch.forEach((p, i) => {
       if (outcomes[i] !== "stored") return;
@@ -202,6 +282,9 @@ export class GroupCommitter {
     });
     batch.forEach((p, i) => p.settle({ ok: true, duplicate: outcomes[i] === "duplicate" }));
     if (rows.size > 0) this.o.onCommitted(rows);
+    // Those onCommitted just woke need no second kick.
+    const others = [...shown].filter((r) => !rows.has(r));
+    if (others.length > 0) this.o.onRowsShown?.(new Set(others));
   }
 
   /**
@@ -212,7 +295,8 @@ export class GroupCommitter {
   private commitAcks(): void {
     const acks = this.acks;
     this.acks = [];
-    if (acks.length === 0) return;
+    // After a failed sync nothing is written any more (a lost ack is only a redelivery).
+    if (acks.length === 0 || this.failure !== undefined) return;
     for (let attempt = 0; ; attempt++) {
       try {
         this.o.store.ackBatch(acks);

@@ -77,6 +77,13 @@ export interface StartRelayOptions {
    * transaction, one fsync, per envelope; for the benchmark that measures what group commit buys.
    */
   readonly commitMode?: CommitMode;
+  /**
+   * A sync of the embedded store's WAL failed (group-commit.ts, store/wal-sync.ts). Default: the
+   * process exits at once with EXIT_SYNC_FAILED, without closing the database (PostgreSQL's answer
+   * to a failed fsync): SQLite's recovery at the next start keeps exactly what reached the disk.
+   * Tests that inject a failing sync pass their own.
+   */
+  readonly onSyncFailed?: (error: unknown) => void;
   /** Hello.protocol_version values accepted (default ACCEPTED_PROTOCOL_VERSIONS in handshake.ts: 1 and 2). */
   readonly protocolVersions?: readonly number[];
   /** Keepalive pings to clients (default KEEPALIVE): tests shorten them to see a dead client go. */
@@ -143,6 +150,9 @@ const MAX_PURGE_INTERVAL_MS = 60 * 60 * 1000;
 /** Least time between two attempts to write the disk reserve again. */
 const RESERVE_RETRY_MS = 10_000;
 
+/** The relay's exit status after a failed WAL sync (EX_IOERR): restart it; nothing it answered ACCEPTED is lost. */
+export const EXIT_SYNC_FAILED = 74;
+
 export async function startRelay(options: StartRelayOptions): Promise<RunningRelay> {
   const { logger } = options;
   const limits = resolveLimits(options.limits);
@@ -193,6 +203,12 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       }
     },
     maxBatchBytes: Math.floor(walAllowanceFor(budget) / 4),
+    // Rows of MLS commits that waited behind a batch's sync: a kick, they were counted already.
+    onRowsShown: (recipients) => router.arrivedFromCluster([...recipients].map((a) => [a, 0] as const)),
+    onSyncFailed: options.onSyncFailed ?? (() => {
+      logger.error("relay.exit", { reason: "a sync of the database's write-ahead log failed: nothing written since is known to be on disk; restart the relay (what it answered ACCEPTED is kept)", status: EXIT_SYNC_FAILED });
+      process.exit(EXIT_SYNC_FAILED);
+    }),
     onStorageFull: () => {
       const freed = reserve.release();
       if (freed) {
@@ -391,6 +407,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       // Sessions finish their bookkeeping (presence, logs) before the store closes under them;
       // envelopes still waiting for their group commit are committed (and answered) first.
       committer.close();
+      await committer.idle();
       await Promise.allSettled([...running]);
       closeStore();
       logger.info("relay.stop", {});

@@ -11,8 +11,10 @@
 //
 // Everything runs synchronously on the event loop. Statements are prepared once; multi-row
 // writes run in one transaction so an envelope is either queued for every recipient or for none.
-// Envelopes are written in batches (enqueueBatch): the group committer (group-commit.ts) hands
-// over everything admitted since the last commit, and one transaction, one fsync, stores it all.
+// Envelopes are written in batches: the group committer (group-commit.ts) hands over everything
+// admitted since the last commit, and one transaction, one fsync, stores it all. Here that fsync
+// runs off the event loop (`deferred`, store/wal-sync.ts): the commit writes the WAL, one
+// fdatasync on libuv's thread pool makes it durable, and fetchQueue shows its rows only then.
 import type { DatabaseSync } from "node:sqlite";
 import { Bindings, type BindOutcome, type UserRecord } from "./store/bindings.js";
 import {
@@ -22,12 +24,14 @@ import { DeviceStore } from "./store/devices.js";
 import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
-import { loadRelayId, openDatabase, transactionOn, type StoreContext, type Transaction } from "./store/schema.js";
+import { loadRelayId, openDatabase, transactionOn, type Row, type StoreContext, type Transaction } from "./store/schema.js";
+import { WalSync, type SyncFile } from "./store/wal-sync.js";
 
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
 export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueuedPayload, QueueUsage } from "./store/queues.js";
 export type { RoomSummaryRecord } from "./store/rooms.js";
 export type { KeptDeviceList } from "./store/devices.js";
+export type { SyncFile } from "./store/wal-sync.js";
 export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsGroupRecord } from "./store/mls.js";
 
 /**
@@ -69,13 +73,21 @@ export interface RelayStore {
    */
   enqueueBatch(reqs: readonly EnqueueRequest[], acks?: readonly AckRequest[]): EnqueueOutcome[];
   /**
+   * The embedded store only: enqueueBatch whose fsync does not block the event loop. Absent in
+   * the PostgreSQL store (its commit is synchronous: SyncPg).
+   */
+  readonly deferred?: DeferredEnqueue | undefined;
+  /**
    * Acks alone, in one transaction that does not wait for an fsync (synchronous=NORMAL): a lost
    * ack only means a redelivery, which clients drop by id; the next FULL commit makes it durable.
    */
   ackBatch(acks: readonly AckRequest[]): number;
   /** enqueueBatch of one request; false when the id was already accepted. */
   enqueue(req: EnqueueRequest): boolean;
-  /** The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. */
+  /**
+   * The highest queue seq ever assigned (0 for a new database): later rows have larger seqs. The
+   * embedded store says no more than the highest a fetch shows (rows waiting for their WAL sync are later).
+   */
   lastSeq(): number;
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
@@ -115,6 +127,18 @@ export interface RelayStore {
   close(): void;
 }
 
+/** A commit that returns before its rows are durable (store/wal-sync.ts). */
+export interface DeferredEnqueue {
+  /**
+   * enqueueBatch's transaction, committed without waiting for the disk. Its rows are in the
+   * database but hidden from fetchQueue until `durable` resolves, with the recipients whose
+   * fetches were cut meanwhile (wake their pumps); `durable` rejects when the sync failed: the
+   * rows are then never shown, and every later transaction throws. Throws what enqueueBatch
+   * throws (nothing of the batch stored).
+   */
+  enqueueBatch(reqs: readonly EnqueueRequest[]): { readonly outcomes: EnqueueOutcome[]; readonly durable: Promise<ReadonlySet<string>> };
+}
+
 export interface DeviceListChange {
   readonly username: string;
   readonly version: number;
@@ -135,6 +159,8 @@ export interface OpenStoreOptions {
    * fill the "disk" on purpose.
    */
   readonly maxBytes?: number;
+  /** How the WAL is made durable after a deferred commit (default: fs.fdatasync on libuv's thread pool); tests inject slow or failing ones. */
+  readonly syncWal?: SyncFile;
 }
 
 /** Memory for the bytes of recently stored envelopes, delivered from there (Queues.recent). */
@@ -147,7 +173,9 @@ const RECENT_BYTES = 32 * 1024 * 1024;
 export function openStore(path: string, options: OpenStoreOptions = {}): RelayStore {
   const clock = options.clock ?? Date.now;
   const db = openDatabase(path, options);
-  return new SqliteStore(db, clock, options.recentEnvelopeBytes ?? RECENT_BYTES);
+  // Deferred syncs need a WAL file (":memory:" has none: its commits stay synchronous, and volatile).
+  const wal = String((db.prepare("PRAGMA journal_mode").get() as Row).journal_mode) === "wal" ? { path: `${path}-wal`, sync: options.syncWal } : undefined;
+  return new SqliteStore(db, clock, options.recentEnvelopeBytes ?? RECENT_BYTES, wal);
 }
 
 /** RelayStore over its parts (calls of one part are handed over by DelegatingStore); what spans them (releasing a name) is done here, in one transaction. */
@@ -159,12 +187,24 @@ class SqliteStore extends DelegatingStore implements RelayStore {
   protected readonly rooms: Memberships;
   readonly mls: MlsDeliveryStore;
   readonly devices: DeviceStore;
+  readonly deferred: DeferredEnqueue | undefined;
+  private readonly wal: WalSync | undefined;
 
-  constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number) {
+  constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number, wal?: { path: string; sync: SyncFile | undefined }) {
     super();
-    this.transaction = transactionOn(db);
+    // Once a WAL sync failed, no transaction runs (wal-sync.ts): nothing after it is known durable.
+    this.transaction = transactionOn(db, () => this.wal?.check());
     const c: StoreContext = { db, clock, transaction: this.transaction };
     this.queues = new Queues(c, recentBudget);
+    const queues = this.queues;
+    this.wal = wal === undefined ? undefined : new WalSync(db, wal.path, () => queues.lastSeq(), wal.sync);
+    const w = this.wal;
+    this.deferred = w === undefined ? undefined : {
+      enqueueBatch: (reqs) => {
+        const { out, durable } = w.commitUnsynced(() => queues.enqueueBatch(reqs));
+        return { outcomes: out, durable };
+      },
+    };
     this.bindings = new Bindings(c, (username) => this.queues.forgetUsage(username));
     this.rooms = new Memberships(c);
     this.mls = new MlsDeliveryStore(c, this.queues);
@@ -195,12 +235,39 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     return released;
   }
 
+  /** Only durable rows (wal-sync.ts): a row committed without its sync yet never reaches a recipient. */
+  override fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
+    const fetch = (): QueuedItem[] => this.queues.fetchQueue(recipient, afterSeq, limit, maxBytes);
+    return this.wal === undefined ? fetch() : this.wal.visible(recipient, afterSeq, fetch);
+  }
+
+  /**
+   * The highest seq a fetch can show: rows above it wait for their sync, and their recipients'
+   * pumps are told when they come (onCommitted), so a pump started now counts them as arriving.
+   */
+  override lastSeq(): number {
+    const seq = this.queues.lastSeq();
+    return this.wal === undefined ? seq : Math.min(seq, this.wal.visibleThrough);
+  }
+
+  /**
+   * After a failed WAL sync no id counts as accepted: a resend must not be answered ACCEPTED from
+   * a row not known durable. It goes on as a new send, which the store refuses.
+   */
+  override wasAccepted(sender: string, messageId: Buffer): boolean {
+    if (this.wal?.failed !== undefined) return false;
+    return this.queues.wasAccepted(sender, messageId);
+  }
+
   replaceDeviceList(change: DeviceListChange): boolean {
     return replaceDeviceListIn({ devices: this.devices, queues: this.queues, mls: this.mls }, (fn) => this.transaction(fn), change);
   }
 
   close(): void {
-    this.devices.flushSeen();
-    if (this.db.isOpen) this.db.close();
+    if (!this.db.isOpen) return;
+    // Commits still waiting for their sync are synced first (and answered durable).
+    this.wal?.close();
+    if (this.wal?.failed === undefined) this.devices.flushSeen();
+    this.db.close();
   }
 }

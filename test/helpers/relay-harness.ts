@@ -17,7 +17,7 @@ import type { CommitMode } from "../../src/server/group-commit.js";
 import { startRelay, type KeepaliveOptions, type RunningRelay } from "../../src/server/relay.js";
 import { PLAINTEXT_TRANSPORT, pinnedTransport, RawSession, type RawTransport } from "./raw-session.js";
 import type { Welcome } from "../../src/gen/securechat/v1/chat.js";
-import type { RelayStore } from "../../src/server/store.js";
+import { openStore, type RelayStore, type SyncFile } from "../../src/server/store.js";
 import { openPgStore } from "../../src/server/store/pg/pg-store.js";
 import { releaseUsername } from "../../src/server/users-command.js";
 import { databaseForDataDir, dropDatabaseOfDataDir, dropDataDirDatabases, testStoreKind, type TestStoreKind } from "./pg.js";
@@ -54,6 +54,10 @@ export interface TestRelayOptions {
   readonly keepalive?: KeepaliveOptions;
   /** The file system's free space as the relay sees it (default budget, disk reserve). */
   readonly fsSpace?: (dir: string) => FsSpace;
+  /** Embedded store only: how relay.db's WAL is synced (store/wal-sync.ts); tests hold or fail it. */
+  readonly syncWal?: SyncFile;
+  /** What the relay does when a WAL sync failed (default: exit the process). */
+  readonly onSyncFailed?: (error: unknown) => void;
 }
 
 /** Registrations per source address in tests: high enough that no suite meets it by accident. */
@@ -71,6 +75,8 @@ export class TestRelay {
   readonly storeKind: TestStoreKind = testStoreKind();
   /** The PostgreSQL store opened for the running relay (postgres only; closed after each stop). */
   private pgStore: RelayStore | undefined;
+  /** relay.db opened here when the test syncs its WAL itself (syncWal); closed after each stop. */
+  private embeddedStore: RelayStore | undefined;
   /** The PostgreSQL database's URL (postgres only, once started). */
   storeUrl: string | undefined;
 
@@ -92,7 +98,12 @@ export class TestRelay {
   }
 
   private async openStore(): Promise<RelayStore | undefined> {
-    if (this.storeKind !== "postgres") return undefined;
+    if (this.storeKind !== "postgres") {
+      if (this.options.syncWal === undefined) return undefined;
+      // relay.db opened here, as the relay would, with the test's sync of its WAL.
+      this.embeddedStore = openStore(join(this.dataDir, "relay.db"), { syncWal: this.options.syncWal });
+      return this.embeddedStore;
+    }
     const db = await databaseForDataDir(this.dataDir);
     this.storeUrl = db.url;
     this.pgStore = openPgStore(db.url, this.options.clock ? { clock: this.options.clock } : {});
@@ -100,8 +111,9 @@ export class TestRelay {
   }
 
   private closeStore(): void {
-    const s = this.pgStore;
+    const s = this.pgStore ?? this.embeddedStore;
     this.pgStore = undefined;
+    this.embeddedStore = undefined;
     s?.close();
   }
 
@@ -139,6 +151,7 @@ export class TestRelay {
       ...(this.options.keepalive ? { keepalive: this.options.keepalive } : {}),
       ...(this.options.fsSpace ? { fsSpace: this.options.fsSpace } : {}),
       ...(store ? { store } : {}),
+      ...(this.options.onSyncFailed ? { onSyncFailed: this.options.onSyncFailed } : {}),
     });
   }
 

@@ -218,8 +218,9 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     // FULL, not NORMAL: ACCEPTED promises the envelope is stored durably (PROTOCOL.md §8.4) and
     // the sender drops it from its outbox on that answer. In WAL mode NORMAL syncs only at
     // checkpoints, so an OS crash or power loss could lose envelopes already answered ACCEPTED.
-    // FULL syncs the WAL on every commit. Group commit keeps that affordable: one commit (one
-    // fsync) stores every envelope admitted since the previous one, from all sessions.
+    // FULL syncs the WAL on every commit. The group commit's batches are the one exception:
+    // committed under NORMAL, their WAL sync runs on libuv's thread pool and they are answered
+    // (and delivered) only once it returned (wal-sync.ts): FULL's sync, off the event loop.
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec(SCHEMA);
@@ -255,12 +256,13 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
 
 /**
  * Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade
- * deadlocks). On any failure, COMMIT included, nothing of it stays: SQLite rolls a transaction
+ * deadlocks), after `before` (which may throw to refuse it: a failed WAL sync, wal-sync.ts). On any failure, COMMIT included, nothing of it stays: SQLite rolls a transaction
  * back by itself after some errors (SQLITE_FULL, I/O errors), otherwise we do; the original
  * error is what the caller sees.
  */
-export function transactionOn(db: DatabaseSync): Transaction {
+export function transactionOn(db: DatabaseSync, before?: () => void): Transaction {
   return <T>(fn: () => T): T => {
+    before?.();
     db.exec("BEGIN IMMEDIATE");
     try {
       const out = fn();

@@ -37,10 +37,21 @@ function groupOf(r: Row): MlsGroupRecord {
 }
 
 const GROUP_COLUMNS = "group_id, conversation_id, creator, epoch, group_info, group_info_epoch";
+// The group and its members (sorted by bytes, as groupMembers) in one statement.
+const GROUP_WITH_MEMBERS = `SELECT ${GROUP_COLUMNS},
+    ARRAY(SELECT m.username FROM mls_group_members m WHERE m.group_id = g.group_id ORDER BY m.username COLLATE "C") AS members
+  FROM mls_groups g WHERE g.group_id = $1`;
 const INSERT_GROUP = `INSERT INTO mls_groups (group_id, conversation_id, creator, epoch, group_info, group_info_epoch, created_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
 const INSERT_KEY_PACKAGE = `INSERT INTO mls_key_packages (username, address, ref, key_package, last_resort, not_after_ms, created_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+/** What group() read: the member list, valid only as long as `calls` is SyncPg.callsMade (and the same microtask). */
+interface GroupSnapshot {
+  readonly groupId: Buffer;
+  readonly members: readonly string[];
+  readonly calls: number;
+}
 
 /** Thrown inside replaceGroup's transaction to roll it back with an answer. */
 class Refused {
@@ -51,6 +62,7 @@ class Refused {
 export class PgMlsStore implements MlsStore {
   private readonly db: SyncPg;
   private readonly clock: () => number;
+  private snapshot: GroupSnapshot | undefined;
 
   constructor(ctx: PgStoreContext, private readonly queues: PgQueueWriter) {
     this.db = ctx.db;
@@ -141,9 +153,35 @@ export class PgMlsStore implements MlsStore {
     this.db.query("DELETE FROM mls_group_members WHERE username = $1", [username]);
   }
 
+  /**
+   * The group's record, read with its member list in the same statement: a SendMls asks for the
+   * group, then whether the sender is a member, then every member (mls-ds.ts admitMls), three
+   * round trips that are now one. The members are kept as a snapshot that answers
+   * isGroupMember and groupMembers for this group only while nothing else can have happened:
+   * in the same synchronous run of code (dropped at the next microtask) and while no other
+   * database call, a write of this relay's own included, was made since (SyncPg.callsMade).
+   * Other relays' writes cannot be seen between two statements of one synchronous run any
+   * better than by one: no input is read in between, so the answers are those of that moment.
+   */
   group(groupId: Buffer): MlsGroupRecord | undefined {
-    const [r] = this.db.query(`SELECT ${GROUP_COLUMNS} FROM mls_groups WHERE group_id = $1`, [groupId]);
-    return r === undefined ? undefined : groupOf(r);
+    const [r] = this.db.query(GROUP_WITH_MEMBERS, [groupId]);
+    if (r === undefined) {
+      this.snapshot = undefined;
+      return undefined;
+    }
+    const snap: GroupSnapshot = { groupId: Buffer.from(groupId), members: (r["members"] as unknown[]).map(str), calls: this.db.callsMade };
+    this.snapshot = snap;
+    queueMicrotask(() => {
+      if (this.snapshot === snap) this.snapshot = undefined;
+    });
+    return groupOf(r);
+  }
+
+  /** The members from the snapshot group() just took, when it still holds (see group). */
+  private snapshotMembers(groupId: Buffer): readonly string[] | undefined {
+    const s = this.snapshot;
+    if (s === undefined || s.calls !== this.db.callsMade || !s.groupId.equals(groupId)) return undefined;
+    return s.members;
   }
 
   groupOfConversation(conversationId: string): MlsGroupRecord | undefined {
@@ -215,11 +253,15 @@ export class PgMlsStore implements MlsStore {
 
   /** Whether the relay's hint counts the user as a member of the group. */
   isGroupMember(groupId: Buffer, username: string): boolean {
+    const members = this.snapshotMembers(groupId);
+    if (members !== undefined) return members.includes(username);
     return this.db.query("SELECT 1 AS hit FROM mls_group_members WHERE group_id = $1 AND username = $2", [groupId, username]).length > 0;
   }
 
   /** The group's members by the relay's hint (creator, then as commits said), sorted by bytes. */
   groupMembers(groupId: Buffer): string[] {
+    const members = this.snapshotMembers(groupId);
+    if (members !== undefined) return [...members];
     return this.db.query(`SELECT username FROM mls_group_members WHERE group_id = $1 ORDER BY username COLLATE "C"`, [groupId])
       .map((r) => str(r["username"]));
   }

@@ -35,6 +35,8 @@ export interface PgQueueWriter {
 
 /** Longest a cached queue usage is trusted: other relays enqueue and ack the same queues. */
 export const USAGE_TTL_MS = 1000;
+/** Most "not accepted" answers remembered within one turn of the event loop. */
+const NOT_ACCEPTED_MAX = 4096;
 /** Most addresses one usage read refreshes. */
 const USAGE_REFRESH_MAX = 1000;
 /** A cached usage nobody read for this long is dropped (the map does not grow with every address ever seen). */
@@ -124,6 +126,9 @@ export class PgQueues implements PgQueueWriter {
   private readonly depth = new Map<string, CachedUsage>();
   /** Recently stored or read envelope bytes by id (ids are never reused), oldest first, within recentBudget. */
   private readonly recent: RecentEnvelopes;
+  /** (sender, id) pairs wasAccepted found not accepted in this turn of the event loop. */
+  private readonly notAccepted = new Set<string>();
+  private forgetNotAccepted: NodeJS.Immediate | undefined;
 
   /** `monotonic`: the time the usage cache ages by (tests set it). */
   constructor(c: PgStoreContext, recentBudget: number, private readonly monotonic: () => number = () => performance.now()) {
@@ -161,8 +166,34 @@ export class PgQueues implements PgQueueWriter {
     this.depth.delete(address);
   }
 
+  /**
+   * Whether (sender, id) was accepted. A SendMls asks twice within one turn of the event loop
+   * (the session before admitting it, admitMls again for resends): a "no" is remembered until
+   * the loop's next check phase (setImmediate) or this relay's next enqueue, whichever is first,
+   * so the second question costs no round trip. Safe however stale: the `accepted` insert of the
+   * commit decides (ON CONFLICT), and a message another relay accepted meanwhile is found a
+   * duplicate there and answered as one. A "yes" is never cached (nothing to gain: it ends the send).
+   */
   wasAccepted(sender: string, messageId: Buffer): boolean {
-    return this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
+    const k = key(sender, messageId);
+    if (this.notAccepted.has(k)) return false;
+    const hit = this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
+    if (!hit) {
+      if (this.notAccepted.size >= NOT_ACCEPTED_MAX) this.notAccepted.clear();
+      this.notAccepted.add(k);
+      this.forgetNotAccepted ??= setImmediate(() => {
+        this.forgetNotAccepted = undefined;
+        this.notAccepted.clear();
+      }).unref();
+    }
+    return hit;
+  }
+
+  /** Drops the remembered "no"s (an enqueue of this relay may have stored any of them). */
+  private clearNotAccepted(): void {
+    this.notAccepted.clear();
+    if (this.forgetNotAccepted !== undefined) clearImmediate(this.forgetNotAccepted);
+    this.forgetNotAccepted = undefined;
   }
 
   /** The statements that store `reqs`, and how to read their outcome from the ENQUEUE rows. */
@@ -217,6 +248,7 @@ export class PgQueues implements PgQueueWriter {
       this.ackBatch(acks);
       return [];
     }
+    this.clearNotAccepted();
     const { steps, first } = this.enqueueSteps(reqs, this.clock());
     const ack = this.ackStep(acks);
     const results = this.atomically(ack === undefined ? steps : [...steps, ack]);
@@ -230,6 +262,7 @@ export class PgQueues implements PgQueueWriter {
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
     if (!this.db.transactionOpen) throw new Error("enqueueInside runs only inside db.transaction");
     if (reqs.length === 0) return [];
+    this.clearNotAccepted();
     const { steps, first } = this.enqueueSteps(reqs, this.clock());
     const results = this.db.batch(steps);
     const outcomes = this.outcomes(reqs, first, results[steps.length - 1]!);

@@ -180,6 +180,14 @@ export class SyncPg {
     return result;
   }
 
+  /**
+   * Round trips made so far (every call, whatever it ran): a cache of a read (pg/mls.ts's group
+   * snapshot) compares it to know that nothing, no write of its own, ran since.
+   */
+  get callsMade(): number {
+    return this.nextId;
+  }
+
   get transactionOpen(): boolean {
     return this.inTransaction;
   }

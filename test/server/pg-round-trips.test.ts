@@ -1,0 +1,122 @@
+// The PostgreSQL store's round trips on the relay's hot paths (issue 15): each one blocks the
+// relay's thread on the worker (sync-client.ts), so the reads a SendMls makes are merged and a
+// repeated question within one turn of the event loop is not asked twice. Counted with SyncPg's
+// own counter; what the answers must stay (fresh after a write, the next turn reading again) is
+// checked beside each count. The cost in time is the benchmark's (`npm run bench -- --only cluster`).
+import { randomBytes } from "node:crypto";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { PgMlsStore } from "../../src/server/store/pg/mls.js";
+import { openPgStore } from "../../src/server/store/pg/pg-store.js";
+import { PgQueues } from "../../src/server/store/pg/queues.js";
+import { SyncPg } from "../../src/server/store/pg/sync-client.js";
+import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
+import { req } from "../helpers/store-records.js";
+
+let db: TestDatabase;
+const opened: Array<{ close(): void }> = [];
+
+/** A connection of its own on the test's (migrated) database, counting its round trips, with the queue and MLS parts over it. */
+function parts(): { readonly pg: SyncPg; readonly queues: PgQueues; readonly mls: PgMlsStore } {
+  const pg = new SyncPg({ url: db.url });
+  opened.push(pg);
+  pg.countCalls = true;
+  const queues = new PgQueues({ db: pg, clock: Date.now }, 1 << 20);
+  return { pg, queues, mls: new PgMlsStore({ db: pg, clock: Date.now }, queues) };
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function makeGroup(mls: PgMlsStore, members: readonly string[]): Buffer {
+  const groupId = randomBytes(20);
+  expect(mls.createGroup({ groupId, conversationId: `#r${groupId.toString("hex").slice(0, 8)}`, creator: "alice", epoch: 0, groupInfo: Buffer.from("gi"), groupInfoEpoch: 0 })).toBe("created");
+  expect(mls.acceptCommit(groupId, 0, "alice", randomBytes(8), undefined, { external: false, added: [...members], removed: [] }).kind).toBe("accepted");
+  return groupId;
+}
+
+beforeEach(async () => {
+  db = await freshDatabase(undefined, { empty: true });
+  openPgStore(db.url).close(); // migrates
+});
+
+afterEach(async () => {
+  for (const s of opened.splice(0)) s.close();
+  await db.drop();
+});
+
+describe("a SendMls's group reads (admitMls: group, membership, members)", () => {
+  it("are one round trip, the answers those of separate reads", () => {
+    const { pg, mls } = parts();
+    const groupId = makeGroup(mls, ["bob", "Zed", "_x"]);
+    const before = pg.stats.calls;
+    const g = mls.group(groupId);
+    expect(g?.epoch).toBe(1);
+    expect(mls.isGroupMember(groupId, "bob")).toBe(true);
+    expect(mls.isGroupMember(groupId, "carol")).toBe(false);
+    expect(mls.groupMembers(groupId)).toEqual(["Zed", "_x", "alice", "bob"]); // by bytes, as the embedded store
+    expect(pg.stats.calls - before).toBe(1);
+    // Another group's question is not answered from this one's read.
+    const other = makeGroup(mls, ["dave"]);
+    mls.group(groupId);
+    expect(mls.groupMembers(other)).toEqual(["alice", "dave"]);
+  });
+
+  it("read again after any other database call of the relay (its own writes included)", () => {
+    const { pg, mls } = parts();
+    const groupId = makeGroup(mls, ["bob"]);
+    mls.group(groupId);
+    expect(mls.acceptCommit(groupId, 1, "alice", randomBytes(8), undefined, { external: false, added: [], removed: ["bob"] }).kind).toBe("accepted");
+    const before = pg.stats.calls;
+    expect(mls.isGroupMember(groupId, "bob")).toBe(false);
+    expect(mls.groupMembers(groupId)).toEqual(["alice"]);
+    expect(pg.stats.calls - before).toBe(2);
+  });
+
+  it("read again in the next microtask: the snapshot never outlives the synchronous run that took it", async () => {
+    const { pg, mls } = parts();
+    const groupId = makeGroup(mls, ["bob"]);
+    mls.group(groupId);
+    await Promise.resolve();
+    const before = pg.stats.calls;
+    expect(mls.isGroupMember(groupId, "bob")).toBe(true);
+    expect(pg.stats.calls - before).toBe(1);
+  });
+
+  it("an unknown group: undefined, and no member", () => {
+    const { mls } = parts();
+    const unknown = randomBytes(20);
+    expect(mls.group(unknown)).toBeUndefined();
+    expect(mls.isGroupMember(unknown, "alice")).toBe(false);
+    expect(mls.groupMembers(unknown)).toEqual([]);
+  });
+});
+
+describe("wasAccepted", () => {
+  it("asked twice in one turn of the event loop (the session, then admitMls) costs one round trip", () => {
+    const { pg, queues } = parts();
+    const id = randomBytes(16);
+    const before = pg.stats.calls;
+    expect(queues.wasAccepted("alice", id)).toBe(false);
+    expect(queues.wasAccepted("alice", id)).toBe(false);
+    expect(pg.stats.calls - before).toBe(1);
+  });
+
+  it("is true after this relay stored the message, in the same turn", () => {
+    const { queues } = parts();
+    const r = req("alice", ["bob"]);
+    expect(queues.wasAccepted("alice", r.messageId as Buffer)).toBe(false);
+    expect(queues.enqueueBatch([r])).toEqual(["stored"]);
+    expect(queues.wasAccepted("alice", r.messageId as Buffer)).toBe(true);
+  });
+
+  it("asks the database again in the next turn: another relay's acceptance is seen", async () => {
+    const a = parts();
+    const b = parts();
+    const r = req("alice", ["bob"]);
+    expect(a.queues.wasAccepted("alice", r.messageId as Buffer)).toBe(false);
+    expect(b.queues.enqueueBatch([r])).toEqual(["stored"]);
+    await nextTurn();
+    expect(a.queues.wasAccepted("alice", r.messageId as Buffer)).toBe(true);
+    // And a stale "no" within the turn only lets the resend reach the commit, which finds it a duplicate.
+    expect(a.queues.enqueueBatch([r])).toEqual(["duplicate"]);
+  });
+});

@@ -5,8 +5,9 @@
 // checked beside each count. The cost in time is the benchmark's (`npm run bench -- --only cluster`).
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { MlsStore } from "../../src/server/store.js";
 import { PgMlsStore } from "../../src/server/store/pg/mls.js";
-import { openPgStore } from "../../src/server/store/pg/pg-store.js";
+import { openPgStore, type PgRelayStore } from "../../src/server/store/pg/pg-store.js";
 import { PgQueues } from "../../src/server/store/pg/queues.js";
 import { SyncPg } from "../../src/server/store/pg/sync-client.js";
 import { freshDatabase, type TestDatabase } from "../helpers/pg.js";
@@ -24,9 +25,30 @@ function parts(): { readonly pg: SyncPg; readonly queues: PgQueues; readonly mls
   return { pg, queues, mls: new PgMlsStore({ db: pg, clock: Date.now }, queues) };
 }
 
+/** A whole store (pg-store.ts) with its connection's round trips counted. */
+function store(): { readonly pg: SyncPg; readonly s: PgRelayStore } {
+  const s = openPgStore(db.url);
+  opened.push(s);
+  const pg = (s as unknown as { readonly db: SyncPg }).db;
+  pg.countCalls = true;
+  return { pg, s };
+}
+
+/** What a SendMls asks the store, in admitMls's order (session.ts, mls-ds.ts): the round trips it cost. */
+function sendMlsReads(pg: SyncPg, s: PgRelayStore, groupId: Buffer, sender: string): { readonly calls: number; readonly epoch: number | undefined; readonly member: boolean; readonly members: string[] } {
+  const before = pg.stats.calls;
+  const id = randomBytes(16);
+  expect(s.wasAccepted(sender, id)).toBe(false);
+  const epoch = s.mls.group(groupId)?.epoch;
+  const member = s.mls.isGroupMember(groupId, sender);
+  expect(s.wasAccepted(sender, id)).toBe(false);
+  const members = s.mls.groupMembers(groupId);
+  return { calls: pg.stats.calls - before, epoch, member, members };
+}
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function makeGroup(mls: PgMlsStore, members: readonly string[]): Buffer {
+function makeGroup(mls: MlsStore, members: readonly string[]): Buffer {
   const groupId = randomBytes(20);
   expect(mls.createGroup({ groupId, conversationId: `#r${groupId.toString("hex").slice(0, 8)}`, creator: "alice", epoch: 0, groupInfo: Buffer.from("gi"), groupInfoEpoch: 0 })).toBe("created");
   expect(mls.acceptCommit(groupId, 0, "alice", randomBytes(8), undefined, { external: false, added: [...members], removed: [] }).kind).toBe("accepted");
@@ -118,5 +140,44 @@ describe("wasAccepted", () => {
     expect(a.queues.wasAccepted("alice", r.messageId as Buffer)).toBe(true);
     // And a stale "no" within the turn only lets the resend reach the commit, which finds it a duplicate.
     expect(a.queues.enqueueBatch([r])).toEqual(["duplicate"]);
+  });
+});
+
+describe("a SendMls's reads on the whole store", () => {
+  it("cost one round trip once the sender's group is known: its group is read along with wasAccepted", () => {
+    const { pg, s } = store();
+    const groupId = makeGroup(s.mls, ["bob"]);
+    expect(sendMlsReads(pg, s, groupId, "bob")).toEqual({ calls: 2, epoch: 1, member: true, members: ["alice", "bob"] });
+    expect(sendMlsReads(pg, s, groupId, "bob")).toEqual({ calls: 1, epoch: 1, member: true, members: ["alice", "bob"] });
+    // Another group than the one read along: asked for, and answered right.
+    const other = makeGroup(s.mls, ["bob", "carol"]);
+    expect(sendMlsReads(pg, s, other, "bob")).toEqual({ calls: 2, epoch: 1, member: true, members: ["alice", "bob", "carol"] });
+    expect(sendMlsReads(pg, s, other, "bob").calls).toBe(1);
+    // A group that is gone.
+    const gone = randomBytes(20);
+    expect(sendMlsReads(pg, s, gone, "bob")).toEqual({ calls: 2, epoch: undefined, member: false, members: [] });
+    expect(sendMlsReads(pg, s, gone, "bob")).toEqual({ calls: 1, epoch: undefined, member: false, members: [] });
+  });
+
+  it("the group read along is read again after the relay's own write", () => {
+    const { s } = store();
+    const groupId = makeGroup(s.mls, ["bob"]);
+    expect(s.mls.isGroupMember(groupId, "bob")).toBe(true); // bob's group is now known
+    expect(s.wasAccepted("bob", randomBytes(16))).toBe(false);
+    expect(s.mls.acceptCommit(groupId, 1, "alice", randomBytes(8), undefined, { external: false, added: [], removed: ["bob"] }).kind).toBe("accepted");
+    expect(s.mls.group(groupId)?.epoch).toBe(2);
+    expect(s.mls.isGroupMember(groupId, "bob")).toBe(false);
+  });
+
+  it("the group read along does not outlive the callback it was read in: the next one sees another relay's commit", async () => {
+    const a = store();
+    const b = store();
+    const groupId = makeGroup(a.s.mls, ["bob"]);
+    expect(a.s.mls.isGroupMember(groupId, "bob")).toBe(true);
+    expect(a.s.wasAccepted("bob", randomBytes(16))).toBe(false);
+    expect(b.s.mls.acceptCommit(groupId, 1, "alice", randomBytes(8), undefined, { external: false, added: [], removed: ["bob"] }).kind).toBe("accepted");
+    await nextTurn();
+    expect(a.s.mls.group(groupId)?.epoch).toBe(2);
+    expect(a.s.mls.isGroupMember(groupId, "bob")).toBe(false);
   });
 });

@@ -174,10 +174,12 @@ export class PgQueues implements PgQueueWriter {
    * commit decides (ON CONFLICT), and a message another relay accepted meanwhile is found a
    * duplicate there and answered as one. A "yes" is never cached (nothing to gain: it ends the send).
    */
-  wasAccepted(sender: string, messageId: Buffer): boolean {
+  /** `ask`: how to ask the database, when it must be asked (pg/mls.ts reads a group along: PgMlsStore.askAcceptedReadingGroup). */
+  wasAccepted(sender: string, messageId: Buffer, ask?: (sender: string, messageId: Buffer) => boolean): boolean {
     const k = key(sender, messageId);
     if (this.notAccepted.has(k)) return false;
-    const hit = this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
+    const hit = ask !== undefined ? ask(sender, messageId)
+      : this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
     if (!hit) {
       if (this.notAccepted.size >= NOT_ACCEPTED_MAX) this.notAccepted.clear();
       this.notAccepted.add(k);

@@ -181,3 +181,69 @@ describe("a SendMls's reads on the whole store", () => {
     expect(a.s.mls.isGroupMember(groupId, "bob")).toBe(false);
   });
 });
+
+describe("the pumps a commit wakes (fetchQueue)", () => {
+  const BIG = 1 << 20;
+  const members = ["b1", "b2", "b3", "b4"];
+
+  /** A relay whose pumps for `members` have each asked once (their queues empty): their next ask is known. */
+  function primed(): ReturnType<typeof parts> {
+    const p = parts();
+    for (const m of members) expect(p.queues.fetchQueue(m, 0, 10, BIG)).toEqual([]);
+    return p;
+  }
+
+  it("ask in one round trip in all, each answered as by its own read", () => {
+    const { pg, queues } = primed();
+    const one = req("alice", members);
+    const two = req("alice", ["b1", "b2"]);
+    expect(queues.enqueueBatch([one, two])).toEqual(["stored", "stored"]);
+    const before = pg.stats.calls;
+    const pages = members.map((m) => queues.fetchQueue(m, 0, 10, BIG));
+    expect(pg.stats.calls - before).toBe(1);
+    const envelopes = pages.map((items) => items.map((i) => Buffer.from(i.envelope).toString("hex")));
+    const hex = (r: typeof one): string => Buffer.from(r.envelope).toString("hex");
+    expect(envelopes).toEqual([[hex(one), hex(two)], [hex(one), hex(two)], [hex(one)], [hex(one)]]);
+    // The same as another relay reads them.
+    const other = parts();
+    for (const [i, m] of members.entries()) expect(other.queues.fetchQueue(m, 0, 10, BIG).map((x) => x.seq)).toEqual(pages[i]!.map((x) => x.seq));
+  });
+
+  it("apply each ask's own count and byte budget, as FETCH does", () => {
+    const { pg, queues } = primed();
+    const reqs = [0, 1, 2].map(() => req("alice", members, 100));
+    expect(queues.enqueueBatch(reqs)).toEqual(["stored", "stored", "stored"]);
+    const before = pg.stats.calls;
+    expect(queues.fetchQueue("b1", 0, 10, BIG)).toHaveLength(3);
+    expect(queues.fetchQueue("b2", 0, 2, BIG)).toHaveLength(2); // fewer rows than read
+    expect(queues.fetchQueue("b3", 0, 10, 150)).toHaveLength(1); // the second would pass 150 bytes
+    expect(queues.fetchQueue("b4", 0, 10, 0)).toHaveLength(1); // the first one always
+    expect(pg.stats.calls - before).toBe(1);
+  });
+
+  it("an ask that is not the expected one reads on its own, and is answered right", () => {
+    const { pg, queues } = primed();
+    const reqs = [0, 1, 2].map(() => req("alice", members, 100));
+    expect(queues.enqueueBatch(reqs)).toEqual(["stored", "stored", "stored"]);
+    const first = queues.fetchQueue("b1", 0, 2, BIG); // reads ahead at most 2 rows each
+    expect(first).toHaveLength(2);
+    const before = pg.stats.calls;
+    const b2 = queues.fetchQueue("b2", first[0]!.seq, 10, BIG).map((i) => i.seq); // after another seq than its last ask's
+    expect(queues.fetchQueue("b3", 0, 3, BIG)).toHaveLength(3); // more rows than were read ahead
+    expect(pg.stats.calls - before).toBe(2);
+    expect(b2).toEqual(parts().queues.fetchQueue("b2", first[0]!.seq, 10, BIG).map((i) => i.seq));
+    expect(b2).toHaveLength(3);
+  });
+
+  it("read again after the relay's own write, and in the next microtask (another relay's rows seen)", async () => {
+    const a = primed();
+    const b = parts();
+    expect(a.queues.enqueueBatch([req("alice", members)])).toEqual(["stored"]);
+    const [row] = a.queues.fetchQueue("b1", 0, 10, BIG);
+    expect(a.queues.ackBatch([{ recipient: "b2", seqs: [row!.seq + 1] }])).toBe(1); // b2's row
+    expect(a.queues.fetchQueue("b2", 0, 10, BIG)).toEqual([]);
+    expect(b.queues.enqueueBatch([req("carol", ["b3"])])).toEqual(["stored"]);
+    await Promise.resolve();
+    expect(a.queues.fetchQueue("b3", 0, 10, BIG)).toHaveLength(2);
+  });
+});

@@ -19,6 +19,7 @@ import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedIte
 import { CachedUsage } from "../queue-usage.js";
 import { RecentEnvelopes } from "../recent-envelopes.js";
 import type { PgStoreContext } from "./context.js";
+import { PgQueueReader } from "./queue-reader.js";
 import { PAYLOAD_ENVELOPE, PAYLOAD_MLS } from "./schema.js";
 import { CONFLICT_RETRIES, isConflict, type SqlStep, type SyncPg } from "./sync-client.js";
 
@@ -108,15 +109,6 @@ x AS (
 )
 SELECT DISTINCT recipient, NULL::int8 AS dropped FROM d UNION ALL SELECT NULL, id FROM x`;
 
-const FETCH = `
-SELECT seq, envelope_id, conversation_id, created_at_ms, payload_kind, bytes FROM (
-  SELECT *, sum(bytes) OVER (ORDER BY seq) AS running, row_number() OVER (ORDER BY seq) AS n FROM (
-    SELECT q.seq, q.envelope_id, e.conversation_id, q.created_at_ms, e.payload_kind, octet_length(e.envelope) AS bytes
-    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
-    WHERE q.recipient = $1 AND q.seq > $2 ORDER BY q.seq LIMIT $3
-  ) page
-) sized WHERE n = 1 OR running <= $4 ORDER BY seq`;
-
 const key = (sender: string, messageId: Uint8Array): string => `${sender}\n${Buffer.from(messageId).toString("hex")}`;
 
 /** The `accepted`, `envelopes`, `queue` and `queue_heads` tables, with their memory caches. */
@@ -126,6 +118,7 @@ export class PgQueues implements PgQueueWriter {
   private readonly depth = new Map<string, CachedUsage>();
   /** Recently stored or read envelope bytes by id (ids are never reused), oldest first, within recentBudget. */
   private readonly recent: RecentEnvelopes;
+  private readonly reader: PgQueueReader;
   /** (sender, id) pairs wasAccepted found not accepted in this turn of the event loop. */
   private readonly notAccepted = new Set<string>();
   private forgetNotAccepted: NodeJS.Immediate | undefined;
@@ -135,6 +128,7 @@ export class PgQueues implements PgQueueWriter {
     this.db = c.db;
     this.clock = c.clock;
     this.recent = new RecentEnvelopes(recentBudget);
+    this.reader = new PgQueueReader(this.db, this.recent);
   }
 
   /**
@@ -273,11 +267,17 @@ export class PgQueues implements PgQueueWriter {
     return outcomes;
   }
 
+  /** After the commit: cached usage grows, and the recipients' pumps, about to ask, are read for together. */
   private afterEnqueue(reqs: readonly EnqueueRequest[], outcomes: readonly EnqueueOutcome[]): void {
+    const woken = new Set<string>();
     reqs.forEach((req, i) => {
       if (outcomes[i] !== "stored") return;
-      for (const r of req.recipients) this.depth.get(r)?.add(req.sender, req.envelope.length);
+      for (const r of req.recipients) {
+        this.depth.get(r)?.add(req.sender, req.envelope.length);
+        woken.add(r);
+      }
     });
+    if (woken.size > 0) this.reader.committed(woken);
   }
 
   private ackStep(acks: readonly AckRequest[]): SqlStep | undefined {
@@ -379,37 +379,9 @@ export class PgQueues implements PgQueueWriter {
     return fresh.get(recipient)!;
   }
 
+  /** A page of the recipient's queue (pg/queue-reader.ts: pages of one commit's recipients are read together). */
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    // The same answers as the embedded store for any numbers (PostgreSQL would refuse NaN or Infinity as bigint).
-    const whole = (n: number, otherwise: number): number => (Number.isNaN(n) ? otherwise : Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(n))));
-    const count = whole(limit, 0);
-    if (count === 0) return [];
-    const rows = this.db.query<{ seq: number; envelope_id: number; conversation_id: string; created_at_ms: number; payload_kind: number }>(
-      FETCH, [recipient, whole(afterSeq, 0), count, whole(maxBytes, 0)],
-    );
-    // This page's bytes: from memory first (taken before remembering the rest evicts any), then
-    // the others in one read.
-    const page = new Map<number, Buffer>();
-    const missing: number[] = [];
-    for (const r of rows) {
-      const b = this.recent.get(r.envelope_id);
-      if (b !== undefined) page.set(r.envelope_id, b);
-      else missing.push(r.envelope_id);
-    }
-    if (missing.length > 0) {
-      for (const r of this.db.query<{ id: number; envelope: Buffer }>("SELECT id, envelope FROM envelopes WHERE id = ANY($1::int8[])", [missing])) {
-        page.set(r.id, r.envelope);
-        this.recent.remember(r.id, r.envelope);
-      }
-    }
-    const out: QueuedItem[] = [];
-    for (const r of rows) {
-      const envelope = page.get(r.envelope_id);
-      if (envelope === undefined) continue; // acked and dropped between the two reads: skip, never crash
-      const item: QueuedItem = { seq: r.seq, conversationId: r.conversation_id, envelope, relayTimeMs: Number(r.created_at_ms) };
-      out.push(r.payload_kind === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);
-    }
-    return out;
+    return this.reader.fetchQueue(recipient, afterSeq, limit, maxBytes);
   }
 
   purgeOlderThan(cutoffMs: number): PurgeResult {

@@ -112,6 +112,8 @@ export class SyncPg {
   private state: Int32Array | undefined;
   private nextId = 1;
   private inTransaction = false;
+  /** A transaction's BEGIN not sent yet (its durability), sent with the first statements. */
+  private pendingBegin: boolean | undefined;
   private closed = false;
   private readonly connectTimeoutMs: number;
   private readonly queryTimeoutMs: number;
@@ -134,7 +136,9 @@ export class SyncPg {
 
   /** Statements in order over the one connection, in one hop to the worker; each one's rows. */
   batch(steps: readonly SqlStep[]): Row[][] {
-    const result = this.call("query", { steps }) as Row[][];
+    const begin = this.pendingBegin;
+    this.pendingBegin = undefined;
+    const result = this.call("query", begin === undefined ? { steps } : { steps, begin }) as Row[][];
     return result.map(revive);
   }
 
@@ -159,23 +163,38 @@ export class SyncPg {
     }
   }
 
+  /**
+   * The BEGIN is not a round trip of its own: it goes with the transaction's first statements
+   * (the worker runs it first, in the same request). A transaction that ran no statement has
+   * nothing to commit or roll back. Its start still counts as a call (callsMade): a snapshot read
+   * before it is not an answer inside it.
+   */
   private transactionOnce<T>(fn: () => T, durable: boolean): T {
     if (this.inTransaction) throw new Error("SyncPg.transaction is not reentrant");
-    this.call("begin", { durable });
+    this.nextId++;
+    this.pendingBegin = durable;
     this.inTransaction = true;
     let result: T;
     try {
       result = fn();
     } catch (e) {
       this.inTransaction = false;
-      try {
-        this.call("rollback", {});
-      } catch {
-        // The connection is gone: PostgreSQL rolled back on its own.
+      const begun = this.pendingBegin === undefined;
+      this.pendingBegin = undefined;
+      if (begun) {
+        try {
+          this.call("rollback", {});
+        } catch {
+          // The connection is gone: PostgreSQL rolled back on its own.
+        }
       }
       throw e;
     }
     this.inTransaction = false;
+    if (this.pendingBegin !== undefined) {
+      this.pendingBegin = undefined;
+      return result;
+    }
     this.call("commit", {});
     return result;
   }

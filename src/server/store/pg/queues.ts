@@ -1,6 +1,6 @@
 // The delivery queues in PostgreSQL: accepted (sender, message_id) pairs, envelopes stored once,
-// one queue row per recipient address; enqueue in group-commit batches, fetch in seq order,
-// acks, purge. Mirrors store/queues.ts; what differs is what many relays on one database need:
+// one queue row per recipient address; enqueue in group-commit batches, fetch in seq order
+// (queue-reader.ts), acks, purge. Mirrors store/queues.ts; what differs is what many relays on one database need:
 //
 // - Per address, commit order = seq order. Seqs come from one global sequence, and a transaction
 //   that queues rows first locks the recipients' `queue_heads` rows, sorted by address, and only

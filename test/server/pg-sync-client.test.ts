@@ -48,6 +48,34 @@ describe("SyncPg", () => {
     expect(sel).toEqual([{ a: 2 }, { a: 3 }]);
   });
 
+  it("a transaction's BEGIN goes with its first statements: a one-statement transaction is two round trips; one that ran none, zero", () => {
+    pg.countCalls = true;
+    try {
+      const before = pg.stats.calls;
+      pg.transaction(() => pg.query("INSERT INTO t (a) VALUES (10)"));
+      expect(pg.stats.calls - before).toBe(2);
+      expect(pg.transaction(() => 7)).toBe(7);
+      expect(pg.stats.calls - before).toBe(2);
+      // The BEGIN really opened a transaction: a failure after the first statement takes it back too.
+      expect(() => pg.transaction(() => {
+        pg.query("INSERT INTO t (a) VALUES (11)");
+        pg.query("INSERT INTO t (a) VALUES (10)");
+      })).toThrow(PgError);
+      expect(pg.query("SELECT a FROM t WHERE a >= 10 ORDER BY a")).toEqual([{ a: 10 }]);
+      // … and commits without waiting for the WAL flush only when asked to.
+      pg.transaction(() => {
+        expect(pg.query("SHOW synchronous_commit")).toEqual([{ synchronous_commit: "off" }]);
+      }, { durable: false });
+      pg.transaction(() => {
+        expect(pg.query("SHOW synchronous_commit")).toEqual([{ synchronous_commit: "on" }]);
+      });
+      expect(pg.transactionOpen).toBe(false);
+    } finally {
+      pg.countCalls = false;
+      pg.query("DELETE FROM t WHERE a >= 10");
+    }
+  });
+
   it("refuses reentrant transactions", () => {
     expect(() => pg.transaction(() => pg.transaction(() => 1))).toThrow(/not reentrant/);
     expect(pg.transactionOpen).toBe(false);

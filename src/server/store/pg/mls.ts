@@ -37,10 +37,30 @@ function groupOf(r: Row): MlsGroupRecord {
 }
 
 const GROUP_COLUMNS = "group_id, conversation_id, creator, epoch, group_info, group_info_epoch";
+// The group and its members (sorted by bytes, as groupMembers) in one statement.
+const GROUP_WITH_MEMBERS = `SELECT ${GROUP_COLUMNS},
+    ARRAY(SELECT m.username FROM mls_group_members m WHERE m.group_id = g.group_id ORDER BY m.username COLLATE "C") AS members
+  FROM mls_groups g WHERE g.group_id = $1`;
+// Whether (sender, id) was accepted, with a group and its members (NULLs and none when there is no such group).
+const ACCEPTED_WITH_GROUP = `SELECT EXISTS (SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2) AS accepted,
+    g.group_id, g.conversation_id, g.creator, g.epoch, g.group_info, g.group_info_epoch,
+    ARRAY(SELECT m.username FROM mls_group_members m WHERE m.group_id = g.group_id ORDER BY m.username COLLATE "C") AS members
+  FROM (VALUES (1)) AS one (x) LEFT JOIN mls_groups g ON g.group_id = $3`;
 const INSERT_GROUP = `INSERT INTO mls_groups (group_id, conversation_id, creator, epoch, group_info, group_info_epoch, created_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
 const INSERT_KEY_PACKAGE = `INSERT INTO mls_key_packages (username, address, ref, key_package, last_resort, not_after_ms, created_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+/** What a read of a group found (no record: no such group), valid only while `calls` is SyncPg.callsMade, for a bounded time (PgMlsStore.keep). */
+interface GroupSnapshot {
+  readonly groupId: Buffer;
+  readonly record: MlsGroupRecord | undefined;
+  readonly members: readonly string[];
+  readonly calls: number;
+}
+
+/** Users whose last group is remembered (for reading it along with their next wasAccepted), at most. */
+const PREDICTED_MAX = 10_000;
 
 /** Thrown inside replaceGroup's transaction to roll it back with an answer. */
 class Refused {
@@ -51,6 +71,9 @@ class Refused {
 export class PgMlsStore implements MlsStore {
   private readonly db: SyncPg;
   private readonly clock: () => number;
+  private snapshot: GroupSnapshot | undefined;
+  /** Each user's last group by isGroupMember (PREDICTED_MAX users at most). */
+  private readonly lastGroupOf = new Map<string, Buffer>();
 
   constructor(ctx: PgStoreContext, private readonly queues: PgQueueWriter) {
     this.db = ctx.db;
@@ -141,9 +164,65 @@ export class PgMlsStore implements MlsStore {
     this.db.query("DELETE FROM mls_group_members WHERE username = $1", [username]);
   }
 
+  /**
+   * The group's record, read with its member list in the same statement: a SendMls asks for the
+   * group, then whether the sender is a member, then every member (mls-ds.ts admitMls), three
+   * round trips that are now one. What was read is kept as a snapshot that answers group,
+   * isGroupMember and groupMembers for this group only while nothing can have changed that this
+   * relay could know of: no other database call was made since (SyncPg.callsMade: its own writes
+   * included), and within the same synchronous run (dropped at the next microtask). Other relays'
+   * writes are not seen between two statements of one synchronous run any better than by one: no
+   * input is read in between, so the answers are all those of one moment after it.
+   */
   group(groupId: Buffer): MlsGroupRecord | undefined {
-    const [r] = this.db.query(`SELECT ${GROUP_COLUMNS} FROM mls_groups WHERE group_id = $1`, [groupId]);
-    return r === undefined ? undefined : groupOf(r);
+    const kept = this.snapshotOf(groupId);
+    if (kept !== undefined) return kept.record;
+    const [r] = this.db.query(GROUP_WITH_MEMBERS, [groupId]);
+    return this.keep(groupId, r, false).record;
+  }
+
+  /**
+   * The group a user last sent to or asked about (isGroupMember), read along with the user's
+   * next wasAccepted (pg-store.ts): a SendMls's first question, a moment before its group's.
+   */
+  predictedGroup(username: string): Buffer | undefined {
+    return this.lastGroupOf.get(username);
+  }
+
+  /**
+   * Whether (sender, id) was accepted, and, in the same statement, the group `groupId` with its
+   * members, kept for group() as a snapshot until this callback's microtasks are done (the
+   * SendMls's admission runs among them) or any other database call is made. Longer than a
+   * snapshot of group() itself, and still never older than the input it answers: everything
+   * handled before the next callback was read from the socket before this statement ran.
+   */
+  askAcceptedReadingGroup(sender: string, messageId: Buffer, groupId: Buffer): boolean {
+    const [r] = this.db.query(ACCEPTED_WITH_GROUP, [sender, messageId, groupId]);
+    this.keep(groupId, r!["group_id"] === null ? undefined : r, true);
+    return r!["accepted"] === true;
+  }
+
+  /** Keeps what a statement read of a group (its row, undefined when there is none) as the snapshot. */
+  private keep(groupId: Buffer, r: Row | undefined, untilTicksDone: boolean): GroupSnapshot {
+    const snap: GroupSnapshot = {
+      groupId: Buffer.from(groupId), record: r === undefined ? undefined : groupOf(r),
+      members: r === undefined ? [] : (r["members"] as unknown[]).map(str), calls: this.db.callsMade,
+    };
+    this.snapshot = snap;
+    const drop = (): void => {
+      if (this.snapshot === snap) this.snapshot = undefined;
+    };
+    // A nextTick queued by a microtask runs once the microtask queue is empty, before the next
+    // callback of the event loop (Node drains ticks and microtasks after every callback).
+    queueMicrotask(untilTicksDone ? () => process.nextTick(drop) : drop);
+    return snap;
+  }
+
+  /** The snapshot, when it is of this group and still holds (see group). */
+  private snapshotOf(groupId: Buffer): GroupSnapshot | undefined {
+    const s = this.snapshot;
+    if (s === undefined || s.calls !== this.db.callsMade || !s.groupId.equals(groupId)) return undefined;
+    return s;
   }
 
   groupOfConversation(conversationId: string): MlsGroupRecord | undefined {
@@ -215,11 +294,17 @@ export class PgMlsStore implements MlsStore {
 
   /** Whether the relay's hint counts the user as a member of the group. */
   isGroupMember(groupId: Buffer, username: string): boolean {
+    if (this.lastGroupOf.size >= PREDICTED_MAX && !this.lastGroupOf.has(username)) this.lastGroupOf.clear();
+    this.lastGroupOf.set(username, groupId);
+    const kept = this.snapshotOf(groupId);
+    if (kept !== undefined) return kept.members.includes(username);
     return this.db.query("SELECT 1 AS hit FROM mls_group_members WHERE group_id = $1 AND username = $2", [groupId, username]).length > 0;
   }
 
   /** The group's members by the relay's hint (creator, then as commits said), sorted by bytes. */
   groupMembers(groupId: Buffer): string[] {
+    const kept = this.snapshotOf(groupId);
+    if (kept !== undefined) return [...kept.members];
     return this.db.query(`SELECT username FROM mls_group_members WHERE group_id = $1 ORDER BY username COLLATE "C"`, [groupId])
       .map((r) => str(r["username"]));
   }

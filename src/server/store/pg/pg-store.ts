@@ -90,6 +90,17 @@ class PgStore extends DelegatingStore implements PgRelayStore {
     this.devices = new PgDeviceStore(c);
   }
 
+  /**
+   * A SendMls asks this first, then (admitMls) for its group: the question carries, in the same
+   * statement, a read of the group the sender last sent to, which group() answers from if it is
+   * asked for that group before this callback's microtasks are done (pg/mls.ts). One round trip
+   * where there were two.
+   */
+  override wasAccepted(sender: string, messageId: Buffer): boolean {
+    const predicted = this.mls.predictedGroup(sender);
+    return this.queues.wasAccepted(sender, messageId, predicted === undefined ? undefined : (s, id) => this.mls.askAcceptedReadingGroup(s, id, predicted));
+  }
+
   // releaseUser and replaceDeviceList run again when PostgreSQL aborts them as a deadlock victim:
   // inside, memory changes only by dropping cache entries and pending last-seen notes of what
   // they delete, which a second run leaves the same; the usage caches are forgotten after.

@@ -1,6 +1,6 @@
 // The delivery queues in PostgreSQL: accepted (sender, message_id) pairs, envelopes stored once,
-// one queue row per recipient address; enqueue in group-commit batches, fetch in seq order,
-// acks, purge. Mirrors store/queues.ts; what differs is what many relays on one database need:
+// one queue row per recipient address; enqueue in group-commit batches, fetch in seq order
+// (queue-reader.ts), acks, purge. Mirrors store/queues.ts; what differs is what many relays on one database need:
 //
 // - Per address, commit order = seq order. Seqs come from one global sequence, and a transaction
 //   that queues rows first locks the recipients' `queue_heads` rows, sorted by address, and only
@@ -19,6 +19,7 @@ import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedIte
 import { CachedUsage } from "../queue-usage.js";
 import { RecentEnvelopes } from "../recent-envelopes.js";
 import type { PgStoreContext } from "./context.js";
+import { PgQueueReader } from "./queue-reader.js";
 import { PAYLOAD_ENVELOPE, PAYLOAD_MLS } from "./schema.js";
 import { CONFLICT_RETRIES, isConflict, type SqlStep, type SyncPg } from "./sync-client.js";
 
@@ -35,6 +36,8 @@ export interface PgQueueWriter {
 
 /** Longest a cached queue usage is trusted: other relays enqueue and ack the same queues. */
 export const USAGE_TTL_MS = 1000;
+/** Most "not accepted" answers remembered within one turn of the event loop. */
+const NOT_ACCEPTED_MAX = 4096;
 /** Most addresses one usage read refreshes. */
 const USAGE_REFRESH_MAX = 1000;
 /** A cached usage nobody read for this long is dropped (the map does not grow with every address ever seen). */
@@ -106,15 +109,6 @@ x AS (
 )
 SELECT DISTINCT recipient, NULL::int8 AS dropped FROM d UNION ALL SELECT NULL, id FROM x`;
 
-const FETCH = `
-SELECT seq, envelope_id, conversation_id, created_at_ms, payload_kind, bytes FROM (
-  SELECT *, sum(bytes) OVER (ORDER BY seq) AS running, row_number() OVER (ORDER BY seq) AS n FROM (
-    SELECT q.seq, q.envelope_id, e.conversation_id, q.created_at_ms, e.payload_kind, octet_length(e.envelope) AS bytes
-    FROM queue q JOIN envelopes e ON e.id = q.envelope_id
-    WHERE q.recipient = $1 AND q.seq > $2 ORDER BY q.seq LIMIT $3
-  ) page
-) sized WHERE n = 1 OR running <= $4 ORDER BY seq`;
-
 const key = (sender: string, messageId: Uint8Array): string => `${sender}\n${Buffer.from(messageId).toString("hex")}`;
 
 /** The `accepted`, `envelopes`, `queue` and `queue_heads` tables, with their memory caches. */
@@ -124,12 +118,17 @@ export class PgQueues implements PgQueueWriter {
   private readonly depth = new Map<string, CachedUsage>();
   /** Recently stored or read envelope bytes by id (ids are never reused), oldest first, within recentBudget. */
   private readonly recent: RecentEnvelopes;
+  private readonly reader: PgQueueReader;
+  /** (sender, id) pairs wasAccepted found not accepted in this turn of the event loop. */
+  private readonly notAccepted = new Set<string>();
+  private forgetNotAccepted: NodeJS.Immediate | undefined;
 
   /** `monotonic`: the time the usage cache ages by (tests set it). */
   constructor(c: PgStoreContext, recentBudget: number, private readonly monotonic: () => number = () => performance.now()) {
     this.db = c.db;
     this.clock = c.clock;
     this.recent = new RecentEnvelopes(recentBudget);
+    this.reader = new PgQueueReader(this.db, this.recent);
   }
 
   /**
@@ -161,8 +160,36 @@ export class PgQueues implements PgQueueWriter {
     this.depth.delete(address);
   }
 
-  wasAccepted(sender: string, messageId: Buffer): boolean {
-    return this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
+  /**
+   * Whether (sender, id) was accepted. A SendMls asks twice within one turn of the event loop
+   * (the session before admitting it, admitMls again for resends): a "no" is remembered until
+   * the loop's next check phase (setImmediate) or this relay's next enqueue, whichever is first,
+   * so the second question costs no round trip. Safe however stale: the `accepted` insert of the
+   * commit decides (ON CONFLICT), and a message another relay accepted meanwhile is found a
+   * duplicate there and answered as one. A "yes" is never cached (nothing to gain: it ends the send).
+   */
+  /** `ask`: how to ask the database, when it must be asked (pg/mls.ts reads a group along: PgMlsStore.askAcceptedReadingGroup). */
+  wasAccepted(sender: string, messageId: Buffer, ask?: (sender: string, messageId: Buffer) => boolean): boolean {
+    const k = key(sender, messageId);
+    if (this.notAccepted.has(k)) return false;
+    const hit = ask !== undefined ? ask(sender, messageId)
+      : this.db.query("SELECT 1 FROM accepted WHERE sender = $1 AND message_id = $2", [sender, messageId]).length > 0;
+    if (!hit) {
+      if (this.notAccepted.size >= NOT_ACCEPTED_MAX) this.notAccepted.clear();
+      this.notAccepted.add(k);
+      this.forgetNotAccepted ??= setImmediate(() => {
+        this.forgetNotAccepted = undefined;
+        this.notAccepted.clear();
+      }).unref();
+    }
+    return hit;
+  }
+
+  /** Drops the remembered "no"s (an enqueue of this relay may have stored any of them). */
+  private clearNotAccepted(): void {
+    this.notAccepted.clear();
+    if (this.forgetNotAccepted !== undefined) clearImmediate(this.forgetNotAccepted);
+    this.forgetNotAccepted = undefined;
   }
 
   /** The statements that store `reqs`, and how to read their outcome from the ENQUEUE rows. */
@@ -217,6 +244,7 @@ export class PgQueues implements PgQueueWriter {
       this.ackBatch(acks);
       return [];
     }
+    this.clearNotAccepted();
     const { steps, first } = this.enqueueSteps(reqs, this.clock());
     const ack = this.ackStep(acks);
     const results = this.atomically(ack === undefined ? steps : [...steps, ack]);
@@ -230,6 +258,7 @@ export class PgQueues implements PgQueueWriter {
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
     if (!this.db.transactionOpen) throw new Error("enqueueInside runs only inside db.transaction");
     if (reqs.length === 0) return [];
+    this.clearNotAccepted();
     const { steps, first } = this.enqueueSteps(reqs, this.clock());
     const results = this.db.batch(steps);
     const outcomes = this.outcomes(reqs, first, results[steps.length - 1]!);
@@ -238,11 +267,17 @@ export class PgQueues implements PgQueueWriter {
     return outcomes;
   }
 
+  /** After the commit: cached usage grows, and the recipients' pumps, about to ask, are read for together. */
   private afterEnqueue(reqs: readonly EnqueueRequest[], outcomes: readonly EnqueueOutcome[]): void {
+    const woken = new Set<string>();
     reqs.forEach((req, i) => {
       if (outcomes[i] !== "stored") return;
-      for (const r of req.recipients) this.depth.get(r)?.add(req.sender, req.envelope.length);
+      for (const r of req.recipients) {
+        this.depth.get(r)?.add(req.sender, req.envelope.length);
+        woken.add(r);
+      }
     });
+    if (woken.size > 0) this.reader.committed(woken);
   }
 
   private ackStep(acks: readonly AckRequest[]): SqlStep | undefined {
@@ -344,37 +379,9 @@ export class PgQueues implements PgQueueWriter {
     return fresh.get(recipient)!;
   }
 
+  /** A page of the recipient's queue (pg/queue-reader.ts: pages of one commit's recipients are read together). */
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    // The same answers as the embedded store for any numbers (PostgreSQL would refuse NaN or Infinity as bigint).
-    const whole = (n: number, otherwise: number): number => (Number.isNaN(n) ? otherwise : Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(n))));
-    const count = whole(limit, 0);
-    if (count === 0) return [];
-    const rows = this.db.query<{ seq: number; envelope_id: number; conversation_id: string; created_at_ms: number; payload_kind: number }>(
-      FETCH, [recipient, whole(afterSeq, 0), count, whole(maxBytes, 0)],
-    );
-    // This page's bytes: from memory first (taken before remembering the rest evicts any), then
-    // the others in one read.
-    const page = new Map<number, Buffer>();
-    const missing: number[] = [];
-    for (const r of rows) {
-      const b = this.recent.get(r.envelope_id);
-      if (b !== undefined) page.set(r.envelope_id, b);
-      else missing.push(r.envelope_id);
-    }
-    if (missing.length > 0) {
-      for (const r of this.db.query<{ id: number; envelope: Buffer }>("SELECT id, envelope FROM envelopes WHERE id = ANY($1::int8[])", [missing])) {
-        page.set(r.id, r.envelope);
-        this.recent.remember(r.id, r.envelope);
-      }
-    }
-    const out: QueuedItem[] = [];
-    for (const r of rows) {
-      const envelope = page.get(r.envelope_id);
-      if (envelope === undefined) continue; // acked and dropped between the two reads: skip, never crash
-      const item: QueuedItem = { seq: r.seq, conversationId: r.conversation_id, envelope, relayTimeMs: Number(r.created_at_ms) };
-      out.push(r.payload_kind === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);
-    }
-    return out;
+    return this.reader.fetchQueue(recipient, afterSeq, limit, maxBytes);
   }
 
   purgeOlderThan(cutoffMs: number): PurgeResult {

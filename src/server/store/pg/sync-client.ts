@@ -12,7 +12,7 @@
 // itself not answer within callTimeoutMs it is abandoned and a new one started. Every failure
 // surfaces as a PgError (code: the SQLSTATE when PostgreSQL gave one), which the caller turns
 // into a refusal (errors.ts) and health NOT_SERVING.
-import { existsSync } from "node:fs";
+import { appendFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
@@ -71,6 +71,27 @@ interface Reply {
   readonly constraint?: string;
 }
 
+/**
+ * SECURECHAT_PG_STATS=<file>: count the round trips to the worker (each one an Atomics.wait of
+ * this thread) by what they ran, and append the counts to <file> as one JSON line when the store
+ * closes. For the benchmark's accounting (round trips per message); off, it costs one branch.
+ */
+const STATS_FILE = process.env["SECURECHAT_PG_STATS"];
+
+/** Round trips and statements so far, by the call's first statement (its text's start). */
+export interface SyncPgStats {
+  calls: number;
+  statements: number;
+  readonly byLabel: Record<string, number>;
+}
+
+function labelOf(op: string, fields: Record<string, unknown>): string {
+  const steps = fields["steps"] as ReadonlyArray<{ sql: string }> | undefined;
+  if (op !== "query" || steps === undefined || steps.length === 0) return op;
+  const first = steps.find((s) => s.sql !== "BEGIN" && !s.sql.startsWith("SET LOCAL")) ?? steps[0]!;
+  return `${steps.length}: ${first.sql.replace(/\s+/g, " ").trim().slice(0, 90)}`;
+}
+
 const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
 const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
 
@@ -91,9 +112,14 @@ export class SyncPg {
   private state: Int32Array | undefined;
   private nextId = 1;
   private inTransaction = false;
+  /** A transaction's BEGIN not sent yet (its durability), sent with the first statements. */
+  private pendingBegin: boolean | undefined;
   private closed = false;
   private readonly connectTimeoutMs: number;
   private readonly queryTimeoutMs: number;
+  /** Counted only under SECURECHAT_PG_STATS (or when a test sets `countCalls`). */
+  readonly stats: SyncPgStats = { calls: 0, statements: 0, byLabel: {} };
+  countCalls = STATS_FILE !== undefined;
 
   constructor(private readonly options: SyncPgOptions) {
     if (typeof options.url !== "string" || !/^postgres(ql)?:\/\//.test(options.url)) {
@@ -110,7 +136,9 @@ export class SyncPg {
 
   /** Statements in order over the one connection, in one hop to the worker; each one's rows. */
   batch(steps: readonly SqlStep[]): Row[][] {
-    const result = this.call("query", { steps }) as Row[][];
+    const begin = this.pendingBegin;
+    this.pendingBegin = undefined;
+    const result = this.call("query", begin === undefined ? { steps } : { steps, begin }) as Row[][];
     return result.map(revive);
   }
 
@@ -135,25 +163,48 @@ export class SyncPg {
     }
   }
 
+  /**
+   * The BEGIN is not a round trip of its own: it goes with the transaction's first statements
+   * (the worker runs it first, in the same request). A transaction that ran no statement has
+   * nothing to commit or roll back. Its start still counts as a call (callsMade): a snapshot read
+   * before it is not an answer inside it.
+   */
   private transactionOnce<T>(fn: () => T, durable: boolean): T {
     if (this.inTransaction) throw new Error("SyncPg.transaction is not reentrant");
-    this.call("begin", { durable });
+    this.nextId++;
+    this.pendingBegin = durable;
     this.inTransaction = true;
     let result: T;
     try {
       result = fn();
     } catch (e) {
       this.inTransaction = false;
-      try {
-        this.call("rollback", {});
-      } catch {
-        // The connection is gone: PostgreSQL rolled back on its own.
+      const begun = this.pendingBegin === undefined;
+      this.pendingBegin = undefined;
+      if (begun) {
+        try {
+          this.call("rollback", {});
+        } catch {
+          // The connection is gone: PostgreSQL rolled back on its own.
+        }
       }
       throw e;
     }
     this.inTransaction = false;
+    if (this.pendingBegin !== undefined) {
+      this.pendingBegin = undefined;
+      return result;
+    }
     this.call("commit", {});
     return result;
+  }
+
+  /**
+   * Round trips made so far (every call, whatever it ran): a cache of a read (pg/mls.ts's group
+   * snapshot) compares it to know that nothing, no write of its own, ran since.
+   */
+  get callsMade(): number {
+    return this.nextId;
   }
 
   get transactionOpen(): boolean {
@@ -172,6 +223,13 @@ export class SyncPg {
     }
     this.closed = true;
     this.dropWorker();
+    if (STATS_FILE !== undefined) {
+      try {
+        appendFileSync(STATS_FILE, `${JSON.stringify({ pid: process.pid, app: this.options.applicationName, ...this.stats })}\n`);
+      } catch {
+        // Accounting only.
+      }
+    }
   }
 
   private ensureWorker(): void {
@@ -214,6 +272,12 @@ export class SyncPg {
     const port = this.port!;
     const state = this.state!;
     const id = this.nextId++;
+    if (this.countCalls) {
+      const label = labelOf(op, fields);
+      this.stats.calls++;
+      this.stats.statements += Array.isArray(fields["steps"]) ? (fields["steps"] as unknown[]).length : 1;
+      this.stats.byLabel[label] = (this.stats.byLabel[label] ?? 0) + 1;
+    }
     port.postMessage({ id, op, ...fields });
     // The worker answers within connect + query timeouts per statement; beyond a generous bound it is stuck.
     const steps = Array.isArray(fields["steps"]) ? (fields["steps"] as unknown[]).length : 1;

@@ -36,6 +36,8 @@ interface Request {
   readonly steps?: readonly Step[];
   /** For "begin": false runs the transaction with synchronous_commit off (acks: a lost one means a redelivery). */
   readonly durable?: boolean;
+  /** For "query": first BEGIN a transaction (false: with synchronous_commit off), as "begin" does. */
+  readonly begin?: boolean;
 }
 
 const init = workerData as WorkerInit;
@@ -103,6 +105,13 @@ function toParam(v: unknown): unknown {
   return v;
 }
 
+/** BEGIN on the current connection; the transaction is bound to it (a reconnect fails the rest of it). */
+async function begin(durable: boolean): Promise<void> {
+  const c = await connected();
+  await c.query(durable ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off");
+  txGeneration = generation;
+}
+
 async function run(req: Request): Promise<unknown> {
   switch (req.op) {
     case "close": {
@@ -112,9 +121,7 @@ async function run(req: Request): Promise<unknown> {
       return [];
     }
     case "begin": {
-      const c = await connected();
-      await c.query(req.durable === false ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN");
-      txGeneration = generation;
+      await begin(req.durable !== false);
       return [];
     }
     case "commit":
@@ -129,7 +136,8 @@ async function run(req: Request): Promise<unknown> {
       return [];
     }
     case "query": {
-      if (txGeneration !== -1 && (client === undefined || txGeneration !== generation)) {
+      if (req.begin !== undefined) await begin(req.begin);
+      else if (txGeneration !== -1 && (client === undefined || txGeneration !== generation)) {
         throw Object.assign(new Error("the database connection was lost during the transaction: nothing of it was stored"), { code: "08006" });
       }
       const c = await connected();

@@ -243,6 +243,17 @@ export function cpuTicks(pid: number): number {
   }
 }
 
+/** Whether a process runs (not gone, not a zombie waiting to be reaped). */
+export function processAlive(pid: number): boolean {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const state = st[st.lastIndexOf(")") + 2];
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
 /** A loopback port that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const srv = createServer();

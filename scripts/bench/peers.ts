@@ -39,7 +39,7 @@
 import { loadavg } from "node:os";
 import { forwarderRun, mlsWorkload, relayRun, type GrpcRun, type MlsWorkload } from "./_peers-grpc.js";
 import { INSTALL_HINT, inspircdInstalled, ircClients, startInspircd } from "./_peers-irc.js";
-import { affinity, CLK_TCK, cpuTicks, pinning, pinTo, quantile, restoreAffinity, RingLoad, sleep, type PeerWriter } from "./_peers-load.js";
+import { affinity, CLK_TCK, cpuTicks, pinning, pinTo, processAlive, quantile, restoreAffinity, RingLoad, sleep, type PeerWriter } from "./_peers-load.js";
 import type { Row, RunOptions } from "./_lib.js";
 
 export const name = "peers";
@@ -112,51 +112,59 @@ async function open(server: Server, k: number, work: MlsWorkload | undefined, ir
   const run: GrpcRun = server === "relay" ? await relayRun(work!, pin, load) : await forwarderRun(work!, pin, load);
   return {
     pid: run.child.pid, writer: run.writer, results: server === "relay", attach: (l) => run.attach(l),
-    alive: () => !Number.isNaN(cpuTicks(run.child.pid)), close: () => run.close(),
+    alive: () => processAlive(run.child.pid), close: () => run.close(),
   };
 }
 
-/** One run on a fresh server: connect, join, warm up, measure. Throws what failed. */
+/** One run on a fresh server: connect, join, warm up, measure. Throws what failed first. */
 async function measure(server: Server, k: number, m: number, work: MlsWorkload | undefined, irc: { bin: string } | undefined, pinned: boolean): Promise<Measurement> {
   let load: RingLoad | undefined;
   // Until the load exists (set-up), a failure has nowhere to go but the set-up's own error.
   const pending = new RingLoad(k, WINDOW, { send: () => false });
   const current = (): RingLoad => load ?? pending;
   const session = await open(server, k, work, irc, pinned, current);
+  let result: Measurement | undefined;
+  let error: unknown;
+  const watchdog = setInterval(() => {
+    if (!session.alive()) current().fail(new Error(`the ${LABEL[server]} process (pid ${session.pid}) died`));
+  }, 250);
   try {
     if (pending.failed) throw pending.failed;
     load = new RingLoad(k, WINDOW, session.writer, session.results);
     session.attach(current);
-    const watchdog = setInterval(() => {
-      if (!session.alive()) load!.fail(new Error(`the ${LABEL[server]} process (pid ${session.pid}) died`));
-    }, 250);
-    try {
-      await sleep(200);
-      await load.runPhase(Math.ceil(m / 10), PHASE_TIMEOUT_MS);
-      await sleep(100);
-      const cpu0 = process.cpuUsage();
-      const t0 = cpuTicks(session.pid);
-      const r = await load.runPhase(m, PHASE_TIMEOUT_MS);
-      const t1 = cpuTicks(session.pid);
-      const cpu1 = process.cpuUsage(cpu0);
-      const serverSeconds = (t1 - t0) / CLK_TCK;
-      if (!Number.isFinite(serverSeconds)) throw new Error(`the ${LABEL[server]} process (pid ${session.pid}) is gone: no CPU figure`);
-      return {
-        deliveriesPerSecond: r.deliveries / r.seconds,
-        p50: quantile(r.latencies, 0.5),
-        p99: quantile(r.latencies, 0.99),
-        serverUsPerDelivery: (serverSeconds / r.deliveries) * 1e6,
-        serverCpu: serverSeconds / r.seconds,
-        loadCpu: (cpu1.user + cpu1.system) / 1e6 / r.seconds,
-        seconds: r.seconds,
-        ticks: t1 - t0,
-      };
-    } finally {
-      clearInterval(watchdog);
-    }
+    await sleep(200);
+    await load.runPhase(Math.ceil(m / 10), PHASE_TIMEOUT_MS);
+    await sleep(100);
+    const cpu0 = process.cpuUsage();
+    const t0 = cpuTicks(session.pid);
+    const r = await load.runPhase(m, PHASE_TIMEOUT_MS);
+    const t1 = cpuTicks(session.pid);
+    const cpu1 = process.cpuUsage(cpu0);
+    const serverSeconds = (t1 - t0) / CLK_TCK;
+    if (!Number.isFinite(serverSeconds)) throw new Error(`the ${LABEL[server]} process (pid ${session.pid}) is gone: no CPU figure`);
+    result = {
+      deliveriesPerSecond: r.deliveries / r.seconds,
+      p50: quantile(r.latencies, 0.5),
+      p99: quantile(r.latencies, 0.99),
+      serverUsPerDelivery: (serverSeconds / r.deliveries) * 1e6,
+      serverCpu: serverSeconds / r.seconds,
+      loadCpu: (cpu1.user + cpu1.system) / 1e6 / r.seconds,
+      seconds: r.seconds,
+      ticks: t1 - t0,
+    };
+  } catch (e) {
+    error = e;
   } finally {
-    await session.close();
+    clearInterval(watchdog);
   }
+  // Stopping a server that died can fail too (its IPC channel is closed): the first failure is the one to report.
+  try {
+    await session.close();
+  } catch (e) {
+    error ??= e;
+  }
+  if (result === undefined || error !== undefined) throw error instanceof Error ? error : new Error(String(error));
+  return result;
 }
 
 const median = (xs: readonly number[]): number => {
@@ -241,8 +249,8 @@ export async function run({ runs: rounds, quick, log }: RunOptions): Promise<Row
     });
     if (wanted.includes("inspircd") && irc === undefined) {
       rows.push({
-        metric: `K=${k}: InspIRCd 3 runs`, unit: "runs", values: [0], better: "higher",
-        note: `inspircd is not installed, so its rows and the relay / InspIRCd ratio are left out: ${INSTALL_HINT}`,
+        metric: `K=${k}: InspIRCd 3 runs`, unit: "runs", values: [0], better: "higher", target: runs,
+        note: `inspircd is not installed, so its rows and the relay / InspIRCd ratio (the CPU target) are left out: ${INSTALL_HINT}`,
       });
     }
     for (const s of servers) {

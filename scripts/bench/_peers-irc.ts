@@ -114,6 +114,8 @@ async function portOpen(port: number): Promise<boolean> {
 }
 
 const CHAN = "#bench";
+/** How long registration (InspIRCd completes it on its 1-second tick) and the JOINs may take. */
+const SETUP_MS = 30_000;
 
 /**
  * K IRC clients (nicks b0..), registered and joined to #bench one after another (when the last
@@ -183,10 +185,29 @@ export async function ircClients(port: number, k: number, size: number, load: ()
     const f = load().failed;
     if (f) throw f;
   };
-  await Promise.all(registered);
-  check();
-  for (const j of joined) await j();
-  check();
+  const within = async (what: string, p: Promise<unknown>): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`IRC: ${what} not done within ${SETUP_MS / 1000} s`)), SETUP_MS);
+    });
+    try {
+      await Promise.race([p, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  try {
+    await within(`registration of ${k} clients`, Promise.all(registered));
+    check();
+    await within(`${k} JOINs`, (async () => {
+      for (const j of joined) await j();
+    })());
+    check();
+  } catch (e) {
+    closing = true;
+    for (const s of socks) s.destroy();
+    throw e;
+  }
   const writer: PeerWriter = {
     send: (s, phase, seq) => socks[s]!.write(`PRIVMSG ${CHAN} :${padPayload(`${phase} ${s} ${seq} ${performance.now().toFixed(3)} `, size)}\r\n`),
     cork: (s) => socks[s]!.cork(),

@@ -16,11 +16,15 @@
 // _peers-grpc.ts); window W = 4: a client may have at most 4 of its own messages that its ring
 // neighbour (i + 1 mod K) has not received yet, and it stops on transport backpressure. Warm-up:
 // ⌈M/10⌉ messages per client, fully delivered, not measured; 100 ms pause; then the timed phase.
-// No server echoes a message to its sender here, so a run has K·(K−1)·M deliveries.
+// No server echoes a message to its sender here, so a run has K·(K−1)·M deliveries. (The
+// harness's own grpc-js relay, relay_grpc.mjs, echoes; the project's forwarder does not, like the
+// relay, and it carries the very SendMls frames the relay gets, ~670 bytes each, where IRC
+// carries the 300-byte text in a ~340-byte line.)
 //
 // Figures, per run: deliveries/s = deliveries ÷ the timed phase's wall time (first write to the
 // last delivery, and for the relay the last SendResult); p50 / p99 of receive time − send time
-// over every delivery of the timed phase (one process, one clock; it includes the load
+// over every delivery of the timed phase (one process, one clock; IRC embeds the send time in
+// the payload, the MLS messages were encrypted ahead so the load keeps it; it includes the load
 // generator's own event-loop delay); server µs/delivery = Δ(utime + stime) of the server's PID
 // (/proc/PID/stat, all threads) over the timed phase ÷ deliveries. Every receiver checks each
 // sender's sequence (no loss, duplicate or reorder) and a run that fails any check, or times

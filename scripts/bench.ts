@@ -21,6 +21,7 @@ import * as handshakeFlood from "./bench/handshake-flood.js";
 import * as inputLine from "./bench/input-line.js";
 import * as keys from "./bench/keys.js";
 import * as mls from "./bench/mls.js";
+import * as peers from "./bench/peers.js";
 import * as pins from "./bench/pins.js";
 import * as relayCatchupMls from "./bench/relay-catchup-mls.js";
 import * as relayCatchupScreen from "./bench/relay-catchup-screen.js";
@@ -30,7 +31,7 @@ import * as relayScale from "./bench/relay-scale.js";
 import * as tui from "./bench/tui.js";
 
 /** Every suite, in the order they run. */
-const SUITES: readonly Suite[] = [cluster, handshakeFlood, inputLine, keys, mls, pins, relayCatchupMls, relayCatchupScreen, relayDurability, relayFanout, relayScale, tui];
+const SUITES: readonly Suite[] = [cluster, handshakeFlood, inputLine, keys, mls, peers, pins, relayCatchupMls, relayCatchupScreen, relayDurability, relayFanout, relayScale, tui];
 
 /**
  * Suites retired with protocol v1 (the relay speaks only v2), and where their figures went:

@@ -104,3 +104,74 @@ export function encodeDeliverBatch(items: readonly QueuedItem[]): Buffer {
   if (at !== out.length) throw new Error(`DeliverBatch encoding wrote ${at} of ${out.length} bytes`);
   return out;
 }
+
+/** What encodeMlsDelivery writes: MlsDelivery's fields (chat.proto), the bytes ones given as they are. */
+export interface MlsDeliveryFields {
+  readonly kind: number;
+  readonly groupId: Uint8Array;
+  readonly sender: string;
+  readonly mls: Uint8Array;
+  readonly ratchetTree?: Uint8Array;
+  readonly epoch?: number;
+  readonly senderDevice?: string;
+}
+
+/**
+ * Encodes an MlsDelivery (the stored bytes of a protocol-v2 delivery) into one buffer of its
+ * exact size: the MLS message is copied once, where ts-proto's writer copied it into its chunk
+ * list and again into the joined result. The bytes equal MlsDelivery.encode's (fields in number
+ * order, defaults left out; test/unit/frames.test.ts).
+ */
+export function encodeMlsDelivery(d: MlsDeliveryFields): Buffer {
+  const { kind, groupId, mls } = d;
+  const tree = d.ratchetTree ?? EMPTY;
+  const epoch = d.epoch ?? 0;
+  // An int32 enum: a negative one would take ten bytes (never made here; refused rather than guessed).
+  if (!Number.isInteger(kind) || kind < 0 || kind > 0x7fffffff) throw new RangeError(`MlsDelivery kind must be a non-negative int32, got ${kind}`);
+  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`MlsDelivery epoch must be a non-negative integer, got ${epoch}`);
+  const senderLength = Buffer.byteLength(d.sender, "utf8");
+  const device = d.senderDevice ?? "";
+  const deviceLength = Buffer.byteLength(device, "utf8");
+  const size = (kind === 0 ? 0 : 1 + varintSize(kind)) + fieldSize(groupId.length) + fieldSize(senderLength) + fieldSize(mls.length) +
+    fieldSize(tree.length) + (epoch === 0 ? 0 : 1 + varintSize(epoch)) + fieldSize(deviceLength);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (kind !== 0) {
+    out[at++] = (1 << 3) | 0;
+    at = writeVarint(out, at, kind);
+  }
+  at = writeBytesField(out, at, (2 << 3) | 2, groupId);
+  at = writeStringField(out, at, (3 << 3) | 2, d.sender, senderLength);
+  at = writeBytesField(out, at, (4 << 3) | 2, mls);
+  at = writeBytesField(out, at, (5 << 3) | 2, tree);
+  if (epoch !== 0) {
+    out[at++] = (6 << 3) | 0;
+    at = writeVarint(out, at, epoch);
+  }
+  at = writeStringField(out, at, (7 << 3) | 2, device, deviceLength);
+  if (at !== out.length) throw new Error(`MlsDelivery encoding wrote ${at} of ${out.length} bytes`);
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Bytes of a length-delimited field of `n` bytes with a one-byte tag; 0 when empty (left out). */
+function fieldSize(n: number): number {
+  return n === 0 ? 0 : 1 + varintSize(n) + n;
+}
+
+/** A length-delimited field (tag of one byte), left out when empty, as proto3 does; returns the new offset. */
+function writeBytesField(out: Buffer, at: number, tag: number, b: Uint8Array): number {
+  if (b.length === 0) return at;
+  out[at++] = tag;
+  at = writeVarint(out, at, b.length);
+  out.set(b, at);
+  return at + b.length;
+}
+
+function writeStringField(out: Buffer, at: number, tag: number, s: string, utf8Length: number): number {
+  if (utf8Length === 0) return at;
+  out[at++] = tag;
+  at = writeVarint(out, at, utf8Length);
+  return at + out.write(s, at, utf8Length, "utf8");
+}

@@ -319,6 +319,7 @@ class AuthenticatedSession implements RoutedSession {
           isOnline: (u) => deps.router.isOnline(u),
           isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
           queueUsage: (u) => this.queueUsage(u),
+          messageId,
         });
         return { admission, committed: admission.kind === "accept" ? deps.committer.submit(admission.request) : deps.committer.whenCommitted(me, messageId) };
       });

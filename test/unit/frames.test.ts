@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Envelope, MlsDelivery, MlsKind, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
-import { encodeDeliverBatch } from "../../src/server/frames.js";
+import { encodeDeliverBatch, encodeMlsDelivery } from "../../src/server/frames.js";
 import type { QueuedItem } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { seal } from "../helpers/raw-session.js";
@@ -74,5 +74,38 @@ describe("encodeDeliverBatch", () => {
     for (const seq of [-1, 1.5, 2 ** 53]) {
       expect(() => encodeDeliverBatch([{ seq, conversationId: "lobby", envelope: Buffer.alloc(1) }])).toThrow(RangeError);
     }
+  });
+});
+
+describe("encodeMlsDelivery", () => {
+  const anyText = fc.oneof(fc.constant(""), fc.string({ unit: "grapheme", maxLength: 40 }), fc.string({ unit: "binary", maxLength: 20 }));
+  const anyBytes = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.integer({ min: 0, max: 70_000 }).map((n) => new Uint8Array(n).fill(3))).map((b) => Buffer.from(b));
+  const anyDelivery = fc.record({
+    kind: fc.oneof(fc.constantFrom(0, 1, 2, 3, 4), fc.integer({ min: 0, max: 0x7fffffff })),
+    groupId: anyBytes, sender: anyText, mls: anyBytes, ratchetTree: anyBytes,
+    epoch: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    senderDevice: anyText,
+  });
+
+  it("equals ts-proto's MlsDelivery.encode for any fields (defaults left out)", () => {
+    fc.assert(fc.property(anyDelivery, (d) => {
+      const ours = encodeMlsDelivery(d);
+      expect(ours.equals(Buffer.from(MlsDelivery.encode(d).finish()))).toBe(true);
+      expect(MlsDelivery.decode(ours)).toMatchObject({ kind: d.kind, sender: d.sender, epoch: d.epoch, senderDevice: d.senderDevice });
+    }), { numRuns: 300 });
+  });
+
+  it("takes the optional fields as their defaults, and copies the MLS bytes", () => {
+    const mls = Buffer.from([9, 8, 7]);
+    const ours = encodeMlsDelivery({ kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("g"), sender: "alice", mls });
+    const theirs = MlsDelivery.encode({ kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("g"), sender: "alice", mls, ratchetTree: Buffer.alloc(0), epoch: 0, senderDevice: "" }).finish();
+    expect(ours.equals(Buffer.from(theirs))).toBe(true);
+    mls[0] = 0;
+    expect(MlsDelivery.decode(ours).mls[0]).toBe(9);
+  });
+
+  it("refuses a kind or epoch it cannot write as ts-proto does", () => {
+    for (const kind of [-1, 1.5, 2 ** 31]) expect(() => encodeMlsDelivery({ kind, groupId: Buffer.alloc(1), sender: "a", mls: Buffer.alloc(1) })).toThrow(RangeError);
+    for (const epoch of [-1, 0.5, 2 ** 53]) expect(() => encodeMlsDelivery({ kind: 1, groupId: Buffer.alloc(1), sender: "a", mls: Buffer.alloc(1), epoch })).toThrow(RangeError);
   });
 });

@@ -286,11 +286,11 @@ class AuthenticatedSession implements RoutedSession {
     }
     const first = deps.resends.lookup(me, messageId);
     if (first !== undefined) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
+      deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
       return first.then((r) => ({ ...r, messageId }));
     }
     if (deps.store.wasAccepted(me, messageId)) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
+      deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
       return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
     }
     const answer = this.sendMlsNew(req, messageId, frameBytes);
@@ -328,10 +328,12 @@ class AuthenticatedSession implements RoutedSession {
       const committed = committing === undefined ? undefined : await committing;
       if (committed !== undefined && !committed.ok) throw committed.refusal;
       if (admission.kind === "duplicate" || committed?.ok === true && committed.duplicate) {
-        deps.logger.info("send.duplicate", { user: me, frameBytes, mls: true });
+        deps.logger.debug("send.duplicate", { user: me, frameBytes, mls: true });
         return accepted([]);
       }
-      deps.logger.info("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
+      // One line per message at debug only: at info the log would be a record of who sent when,
+      // to which group, metadata the relay need not keep (and a JSON line per message).
+      deps.logger.debug("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
       return accepted(admission.queuedFor);
     } catch (thrown) {
       const e = refusalOf(thrown);

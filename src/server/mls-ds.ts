@@ -85,13 +85,11 @@ export interface MlsSendContext {
   readonly queueUsage: (address: string) => QueueUsage;
   /** The id was accepted before or waits for its commit. */
   readonly isResend: (messageId: Buffer) => boolean;
-  /** The message's id (mlsMessageId), when the caller has it already. */
-  readonly messageId?: Buffer;
 }
 
 export type MlsAdmission =
   | { readonly kind: "duplicate" }
-  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: readonly string[]; readonly contentType: string };
+  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: string[]; readonly contentType: string };
 
 /** The id of an MLS message on the relay (PROTOCOL.md §8.1): SHA-256 of its bytes, first 16 bytes. */
 export function mlsMessageId(mls: Uint8Array): Buffer {
@@ -312,7 +310,7 @@ export class MlsDeliveryService {
    * the hint (the lobby: only those in its audience now), each queue within its caps. Returns
    * what to hand to the group commit; throws Refusal.
    */
-  admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext): MlsAdmission {
+  admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext, messageId: Buffer = mlsMessageId(mlsBytes)): MlsAdmission {
     const me = user.record.username;
     const max = maxSendMlsBytes(this.d.limits);
     if (mlsBytes.length > max) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the MLS message has ${mlsBytes.length} bytes; this relay takes at most ${max}`);
@@ -328,7 +326,6 @@ export class MlsDeliveryService {
     if (epoch !== g.epoch && epoch + 1 !== g.epoch) {
       throw bad(`the message is for epoch ${epoch}, but the group of ${g.conversationId} is at epoch ${g.epoch}; only messages for epoch ${g.epoch}${g.epoch > 0 ? ` or ${g.epoch - 1}` : ""} are accepted`);
     }
-    const messageId = ctx.messageId ?? mlsMessageId(mlsBytes);
     if (ctx.isResend(messageId)) return { kind: "duplicate" };
     // Every device of every member by the hint but the sending one (§4.5; the lobby: its audience now).
     const rows = this.addressesOf(s.groupMembers(groupId), conv.kind === "lobby");

@@ -14,7 +14,7 @@ import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
-import type { WriteBudget } from "./write-budget.js";
+import type { WriteBudget, WriteLease } from "./write-budget.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
@@ -130,6 +130,27 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     return drained;
   };
 
+  // The flushed writes waiting for grpc-js's callback, settled by the one abort listener below:
+  // grpc-js drops the write callback of a cancelled call (a listener per write cost more).
+  const flushing = new Set<() => void>();
+  signal.addEventListener("abort", () => {
+    for (const settle of flushing) settle();
+    flushing.clear();
+  }, { once: true });
+  /** Writes one frame holding its lease; resolves once sent (true) or the stream is over (false). */
+  const flush = (frame: Uint8Array, lease: WriteLease | undefined): Promise<boolean> => new Promise((resolve) => {
+    const onAbort = (): void => {
+      lease?.release();
+      resolve(false);
+    };
+    flushing.add(onAbort);
+    write(frame, (ok) => {
+      flushing.delete(onAbort);
+      lease?.release();
+      resolve(ok && !signal.aborted);
+    });
+  });
+
   const wake = (): void => {
     const w = waiter;
     if (w === undefined) return;
@@ -219,26 +240,20 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
       if (write(frame)) return Promise.resolve(true);
       return waitForDrain();
     },
-    async sendFlushed(frame: Uint8Array): Promise<boolean> {
-      if (stream.closed) return false;
-      const lease = await options.writeBudget?.acquire(frame.byteLength, signal);
-      if (options.writeBudget !== undefined && lease === undefined) return false; // over while waiting
-      if (stream.closed) {
-        lease?.release();
-        return false;
-      }
-      return new Promise((resolve) => {
-        // grpc-js drops the write callback of a cancelled call, so the abort also settles it.
-        const onAbort = (): void => {
-          lease?.release();
-          resolve(false);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        write(frame, (ok) => {
-          signal.removeEventListener("abort", onAbort);
-          lease?.release();
-          resolve(ok && !signal.aborted);
-        });
+    sendFlushed(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return Promise.resolve(false);
+      const budget = options.writeBudget;
+      if (budget === undefined) return flush(frame, undefined);
+      // Room in the budget now (the common case): no wait, no promise for the lease.
+      const lease = budget.tryAcquire(frame.byteLength);
+      if (lease !== undefined) return flush(frame, lease);
+      return budget.acquire(frame.byteLength, signal).then((later) => {
+        if (later === undefined) return false; // over while waiting
+        if (stream.closed) {
+          later.release();
+          return false;
+        }
+        return flush(frame, later);
       });
     },
     end(status: StatusObject): void {

@@ -9,7 +9,6 @@
 //     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
 //     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected. Deliveries
 //     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget.
-import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
@@ -114,19 +113,23 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     buffered = 0;
   };
   // One shared wait for 'drain', however many writers are waiting (a pump, a reply and any
-  // number of broadcasts): a listener each would pile up on a slow client's call.
+  // number of broadcasts): a listener each would pile up on a slow client's call. One listener
+  // for the stream's life, not events.once per wait (its 'error' and abort listeners, added
+  // and removed each time, cost more than the write); gone() settles a wait with false.
   let drained: Promise<boolean> | undefined;
+  let settleDrain: ((ok: boolean) => void) | undefined;
+  const drainedWith = (ok: boolean): void => {
+    const settle = settleDrain;
+    drained = undefined;
+    settleDrain = undefined;
+    settle?.(ok);
+  };
+  call.on("drain", () => drainedWith(true));
   const waitForDrain = (): Promise<boolean> => {
-    drained ??= once(call, "drain", { signal }).then(
-      () => {
-        drained = undefined;
-        return true;
-      },
-      () => {
-        drained = undefined;
-        return false; // aborted while waiting: the stream is over
-      },
-    );
+    if (signal.aborted) return Promise.resolve(false);
+    drained ??= new Promise((resolve) => {
+      settleDrain = resolve;
+    });
     return drained;
   };
 
@@ -166,6 +169,7 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
 
   const gone = (reason: string): void => {
     if (!signal.aborted) controller.abort(new Error(reason));
+    drainedWith(false); // the stream is over
     wake();
   };
 

@@ -1,4 +1,5 @@
-// stream.ts sendFlushed: a delivery frame resolves once grpc-js reports it written, holding its
+// stream.ts send: a write into a full buffer resolves on 'drain' (all waiting writers at once),
+// or false once the stream is over. sendFlushed: a delivery frame resolves once grpc-js reports it written, holding its
 // share of the relay-wide write budget until then; a call cancelled meanwhile (grpc-js then drops
 // the write callbacks) settles every such write false and gives their shares back.
 import { EventEmitter } from "node:events";
@@ -7,13 +8,13 @@ import { adaptStream, type RawDuplex } from "../../src/server/stream.js";
 import { WriteBudget } from "../../src/server/write-budget.js";
 
 /** Just what adaptStream uses of a grpc-js call; writes wait until `flushAll`. */
-function fakeCall(): { call: RawDuplex; callbacks: Array<(err?: Error | null) => void> } {
+function fakeCall(full = false): { call: RawDuplex; callbacks: Array<(err?: Error | null) => void> } {
   const callbacks: Array<(err?: Error | null) => void> = [];
   const e = new EventEmitter() as EventEmitter & Record<string, unknown>;
   Object.assign(e, {
-    write: (_frame: Uint8Array, cb: (err?: Error | null) => void) => {
-      callbacks.push(cb);
-      return true;
+    write: (_frame: Uint8Array, cb?: (err?: Error | null) => void) => {
+      if (cb !== undefined) callbacks.push(cb);
+      return !full;
     },
     getPeer: () => "test",
     pause: () => {},
@@ -61,5 +62,37 @@ describe("sendFlushed", () => {
     const sent = s.sendFlushed(new Uint8Array(10));
     callbacks[0]!(new Error("write failed"));
     expect(await sent).toBe(false);
+  });
+});
+
+describe("send", () => {
+  it("resolves at once while the buffer has room, else on 'drain', every waiting writer together", async () => {
+    expect(await adaptStream(fakeCall().call).send(new Uint8Array(1))).toBe(true);
+    const { call } = fakeCall(true);
+    const s = adaptStream(call);
+    let settled = 0;
+    const waits = [s.send(new Uint8Array(1)), s.send(new Uint8Array(1))].map((p) => p.then((ok) => (settled++, ok)));
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(0);
+    call.emit("drain");
+    expect(await Promise.all(waits)).toEqual([true, true]);
+    expect(call.listenerCount("drain")).toBe(1);
+    const again = s.send(new Uint8Array(1));
+    call.emit("drain");
+    expect(await again).toBe(true);
+  });
+
+  it("resolves a waiting writer false when the stream ends or the call goes away", async () => {
+    const { call } = fakeCall(true);
+    const s = adaptStream(call);
+    const waiting = s.send(new Uint8Array(1));
+    call.emit("cancelled");
+    expect(await waiting).toBe(false);
+    expect(await s.send(new Uint8Array(1))).toBe(false);
+    const other = fakeCall(true);
+    const t = adaptStream(other.call);
+    const waitingToo = t.send(new Uint8Array(1));
+    other.call.emit("error", new Error("boom"));
+    expect(await waitingToo).toBe(false);
   });
 });

@@ -2,7 +2,7 @@
 // (de)serialisers (relay.ts), so decoding happens here, inside the session, where a malformed
 // frame can end that one stream with a clear INVALID_ARGUMENT instead of grpc-js's opaque
 // INTERNAL "Error deserializing request".
-import { SessionRequest, SessionResponse } from "../gen/securechat/v1/chat.js";
+import { SessionRequest, SessionResponse, type SendResult } from "../gen/securechat/v1/chat.js";
 import { sessionEnd } from "./errors.js";
 import type { QueuedItem } from "./store.js";
 
@@ -174,4 +174,40 @@ function writeStringField(out: Buffer, at: number, tag: number, s: string, utf8L
   out[at++] = tag;
   at = writeVarint(out, at, utf8Length);
   return at + out.write(s, at, utf8Length, "utf8");
+}
+
+/**
+ * Encodes a SessionResponse{send_result} (one per SendMls) into one buffer of its size, as
+ * ts-proto's writer would (fields in number order, defaults left out): no writer, fork or join
+ * per answer. An enum below zero (never made by the relay) goes through ts-proto, which writes
+ * it as ten bytes.
+ */
+export function encodeSendResult(r: SendResult): Buffer {
+  if (r.status < 0 || r.code < 0 || !Number.isInteger(r.status) || !Number.isInteger(r.code) || r.status > 0x7fffffff || r.code > 0x7fffffff) {
+    return encodeResponse({ $case: "sendResult", value: r });
+  }
+  const detailLength = Buffer.byteLength(r.detail, "utf8");
+  let size = fieldSize(r.messageId.length) + (r.status === 0 ? 0 : 1 + varintSize(r.status)) + (r.code === 0 ? 0 : 1 + varintSize(r.code)) + fieldSize(detailLength);
+  const queued = r.queuedFor.map((u) => Buffer.byteLength(u, "utf8"));
+  for (const n of queued) size += 1 + varintSize(n) + n; // a repeated string writes empty ones too
+  const out = Buffer.allocUnsafe(1 + varintSize(size) + size);
+  out[0] = (4 << 3) | 2; // SessionResponse.send_result
+  let at = writeVarint(out, 1, size);
+  at = writeBytesField(out, at, (1 << 3) | 2, r.messageId);
+  if (r.status !== 0) {
+    out[at++] = (2 << 3) | 0;
+    at = writeVarint(out, at, r.status);
+  }
+  if (r.code !== 0) {
+    out[at++] = (3 << 3) | 0;
+    at = writeVarint(out, at, r.code);
+  }
+  at = writeStringField(out, at, (4 << 3) | 2, r.detail, detailLength);
+  for (let i = 0; i < queued.length; i++) {
+    out[at++] = (5 << 3) | 2;
+    at = writeVarint(out, at, queued[i]!);
+    at += out.write(r.queuedFor[i]!, at, queued[i]!, "utf8");
+  }
+  if (at !== out.length) throw new Error(`SendResult encoding wrote ${at} of ${out.length} bytes`);
+  return out;
 }

@@ -22,7 +22,7 @@ export class SendAnswers {
    *   refusal is an answer, and stream.send never rejects); the session ends with it when it
    *   next waits, and a session that ends for another reason first never waits, so log it there
    */
-  constructor(private readonly write: (result: SendResult) => Promise<void>, private readonly onFailure: (e: unknown) => void) {}
+  constructor(private readonly write: (result: SendResult) => Promise<unknown>, private readonly onFailure: (e: unknown) => void) {}
 
   /** Queues a send's answer behind those before it. */
   add(result: Promise<SendResult>, frameBytes: number): void {

@@ -21,7 +21,7 @@ import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
 import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
-import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
+import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
@@ -115,7 +115,7 @@ class AuthenticatedSession implements RoutedSession {
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
     });
-    this.answers = new SendAnswers((value) => this.reply({ $case: "sendResult", value }), (e) => {
+    this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
       deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
     });
     this.sendContext = {

@@ -3,9 +3,9 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Envelope, MlsDelivery, MlsKind, SessionResponse } from "../../src/gen/securechat/v1/chat.js";
+import { Envelope, ErrorCode, MlsDelivery, MlsKind, SendStatus, SessionResponse, type SendResult } from "../../src/gen/securechat/v1/chat.js";
 import { envelopeToWire } from "../../src/protocol/codec.js";
-import { encodeDeliverBatch, encodeMlsDelivery } from "../../src/server/frames.js";
+import { encodeDeliverBatch, encodeMlsDelivery, encodeResponse, encodeSendResult } from "../../src/server/frames.js";
 import type { QueuedItem } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { seal } from "../helpers/raw-session.js";
@@ -107,5 +107,32 @@ describe("encodeMlsDelivery", () => {
   it("refuses a kind or epoch it cannot write as ts-proto does", () => {
     for (const kind of [-1, 1.5, 2 ** 31]) expect(() => encodeMlsDelivery({ kind, groupId: Buffer.alloc(1), sender: "a", mls: Buffer.alloc(1) })).toThrow(RangeError);
     for (const epoch of [-1, 0.5, 2 ** 53]) expect(() => encodeMlsDelivery({ kind: 1, groupId: Buffer.alloc(1), sender: "a", mls: Buffer.alloc(1), epoch })).toThrow(RangeError);
+  });
+});
+
+describe("encodeSendResult", () => {
+  const anyText = fc.oneof(fc.constant(""), fc.string({ unit: "grapheme", maxLength: 300 }), fc.string({ unit: "binary", maxLength: 20 }));
+  const anyResult: fc.Arbitrary<SendResult> = fc.record({
+    messageId: fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b)),
+    status: fc.oneof(fc.constantFrom(SendStatus.SEND_STATUS_UNSPECIFIED, SendStatus.SEND_STATUS_ACCEPTED, SendStatus.SEND_STATUS_REFUSED), fc.integer({ min: -1, max: 0x7fffffff })),
+    code: fc.oneof(fc.constantFrom(ErrorCode.ERROR_CODE_UNSPECIFIED, ErrorCode.ERROR_CODE_NOT_A_MEMBER, ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE), fc.integer({ min: -1, max: 0x7fffffff })),
+    detail: anyText,
+    queuedFor: fc.array(anyText, { maxLength: 5 }),
+  });
+
+  it("equals ts-proto's SessionResponse{send_result} encoding for any result, and decodes back", () => {
+    fc.assert(fc.property(anyResult, (r) => {
+      const ours = encodeSendResult(r);
+      expect(ours.equals(encodeResponse({ $case: "sendResult", value: r }))).toBe(true);
+      const back = SessionResponse.decode(ours).frame;
+      expect(back?.$case).toBe("sendResult");
+    }), { numRuns: 500 });
+  });
+
+  it("writes an accepted answer with its offline recipients as the client reads it", () => {
+    const r: SendResult = { messageId: Buffer.alloc(16, 7), status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: ["bob", "", "carol"] };
+    const back = SessionResponse.decode(encodeSendResult(r)).frame;
+    if (back?.$case !== "sendResult") throw new Error("not a SendResult");
+    expect(back.value).toEqual(r);
   });
 });

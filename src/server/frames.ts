@@ -11,6 +11,8 @@ export type ResponseFrame = NonNullable<SessionResponse["frame"]>;
 
 /** Decodes one client frame; a frame that does not parse or carries no known case ends the session. */
 export function decodeRequest(bytes: Uint8Array): RequestFrame {
+  const mls = sendMlsPayload(bytes);
+  if (mls !== undefined) return { $case: "sendMls", value: { mls } };
   let req: SessionRequest;
   try {
     req = SessionRequest.decode(bytes);
@@ -20,6 +22,38 @@ export function decodeRequest(bytes: Uint8Array): RequestFrame {
   }
   if (req.frame === undefined) throw sessionEnd.malformedFrame("the frame carries no known request");
   return req.frame;
+}
+
+const TAG_REQUEST_SEND_MLS_0 = 0x8a; // SessionRequest.send_mls (17, length-delimited): varint 138
+const TAG_REQUEST_SEND_MLS_1 = 0x01;
+const TAG_SEND_MLS_MLS = (1 << 3) | 2; // SendMls.mls
+
+/** A varint of at most 3 bytes at `at` (lengths below 2 MiB) as [value, end]; undefined otherwise. */
+function shortVarint(b: Uint8Array, at: number): [number, number] | undefined {
+  const b0 = b[at];
+  if (b0 === undefined) return undefined;
+  if (b0 < 0x80) return [b0, at + 1];
+  const b1 = b[at + 1];
+  if (b1 === undefined) return undefined;
+  if (b1 < 0x80) return [(b0 & 0x7f) | (b1 << 7), at + 2];
+  const b2 = b[at + 2];
+  if (b2 === undefined || b2 >= 0x80) return undefined;
+  return [(b0 & 0x7f) | ((b1 & 0x7f) << 7) | (b2 << 14), at + 3];
+}
+
+/**
+ * The common frame read without a protobuf reader: exactly SessionRequest{send_mls:
+ * SendMls{mls}} with a non-empty mls and nothing else, its MLS bytes a view into the frame (not
+ * a copy). Anything else (other fields, empty or repeated ones, longer varints) is undefined and
+ * goes through ts-proto, which decodes these same bytes to the same frame (test/unit/frames.test.ts).
+ */
+function sendMlsPayload(b: Uint8Array): Buffer | undefined {
+  if (b.length < 5 || b[0] !== TAG_REQUEST_SEND_MLS_0 || b[1] !== TAG_REQUEST_SEND_MLS_1) return undefined;
+  const outer = shortVarint(b, 2);
+  if (outer === undefined || outer[1] + outer[0] !== b.length || b[outer[1]] !== TAG_SEND_MLS_MLS) return undefined;
+  const inner = shortVarint(b, outer[1] + 1);
+  if (inner === undefined || inner[0] === 0 || inner[1] + inner[0] !== b.length) return undefined;
+  return Buffer.from(b.buffer, b.byteOffset + inner[1], inner[0]);
 }
 
 export function encodeResponse(frame: ResponseFrame): Buffer {

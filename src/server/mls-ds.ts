@@ -13,7 +13,8 @@
 // client (ts-mls, at the Add). For a GroupInfo: suite, group id (a secure-chat group id naming
 // a conversation) and epoch, not its signature. For a commit: group id, epoch and content type
 // from the framing (in the clear in PublicMessage and PrivateMessage). For a SendMls message:
-// the same, and that it is a PrivateMessage. For a Welcome: that it is one, of our suite.
+// the same, and that it is a PrivateMessage (its clear header read in place, as strictly:
+// mls-header.ts). For a Welcome: that it is one, of our suite.
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";
@@ -32,7 +33,8 @@ import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
 import { MAX_DEVICES } from "../protocol/devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
-import type { ResponseFrame } from "./frames.js";
+import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "./frames.js";
+import { sendMlsFraming } from "./mls-header.js";
 import { MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
@@ -87,7 +89,7 @@ export interface MlsSendContext {
 
 export type MlsAdmission =
   | { readonly kind: "duplicate" }
-  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: readonly string[]; readonly contentType: string };
+  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: string[]; readonly contentType: string };
 
 /** The id of an MLS message on the relay (PROTOCOL.md §8.1): SHA-256 of its bytes, first 16 bytes. */
 export function mlsMessageId(mls: Uint8Array): Buffer {
@@ -308,20 +310,14 @@ export class MlsDeliveryService {
    * the hint (the lobby: only those in its audience now), each queue within its caps. Returns
    * what to hand to the group commit; throws Refusal.
    */
-  admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext): MlsAdmission {
+  admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext, messageId: Buffer = mlsMessageId(mlsBytes)): MlsAdmission {
     const me = user.record.username;
     const max = maxSendMlsBytes(this.d.limits);
     if (mlsBytes.length > max) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the MLS message has ${mlsBytes.length} bytes; this relay takes at most ${max}`);
-    const msg = mls(() => decodeMls(mlsBytes, "the MLS message"));
-    if (msg.wireformat === "mls_public_message" && msg.publicMessage.content.contentType === "commit") {
-      throw bad("the message is a commit: send commits with SendCommit, not SendMls");
-    }
-    if (msg.wireformat !== "mls_private_message") throw bad(`SendMls carries an MLS PrivateMessage (application or proposal), not a ${msg.wireformat}`);
-    const framing = msg.privateMessage;
+    const framing = sendMlsFraming(mlsBytes);
     if (framing.contentType === "commit") throw bad("the message is a commit: send commits with SendCommit, not SendMls");
-    if (framing.contentType !== "application" && framing.contentType !== "proposal") throw bad(`SendMls carries application messages and proposals, not ${framing.contentType} messages`);
-    const groupId = Buffer.from(framing.groupId);
-    const epoch = epochNumber(framing.epoch, "the message");
+    const groupId = framing.groupId;
+    const epoch = typeof framing.epoch === "bigint" ? epochNumber(framing.epoch, "the message") : framing.epoch;
     const conv = mls(() => conversationOfGroupId(groupId));
     const s = this.d.store.mls;
     const g = s.group(groupId);
@@ -330,12 +326,11 @@ export class MlsDeliveryService {
     if (epoch !== g.epoch && epoch + 1 !== g.epoch) {
       throw bad(`the message is for epoch ${epoch}, but the group of ${g.conversationId} is at epoch ${g.epoch}; only messages for epoch ${g.epoch}${g.epoch > 0 ? ` or ${g.epoch - 1}` : ""} are accepted`);
     }
-    const messageId = mlsMessageId(mlsBytes);
     if (ctx.isResend(messageId)) return { kind: "duplicate" };
     // Every device of every member by the hint but the sending one (§4.5; the lobby: its audience now).
     const rows = this.addressesOf(s.groupMembers(groupId), conv.kind === "lobby");
     const kind = framing.contentType === "application" ? MlsKind.MLS_KIND_APPLICATION : MlsKind.MLS_KIND_PROPOSAL;
-    const stored = encodeMlsDelivery({ kind, groupId, sender: me, mls: Buffer.from(mlsBytes), senderDevice: this.senderDevice });
+    const stored = encodeMlsDeliveryOnce({ kind, groupId, sender: me, mls: mlsBytes, senderDevice: this.senderDevice });
     checkQueueCaps(rows, stored.length, { queueUsage: ctx.queueUsage, limits: this.d.limits });
     // queued_for: the other users none of whose devices is online now.
     const queuedFor = new Set<string>();

@@ -14,7 +14,9 @@
 // known (after its commit), so there is no moment when it is in neither place.
 import type { SendResult } from "../gen/securechat/v1/chat.js";
 
-const keyOf = (sender: string, messageId: Uint8Array): string => `${sender}\u0000${Buffer.from(messageId).toString("hex")}`;
+/** One string per (sender, id): the id's bytes as latin1 (one character per byte), read in place. */
+const keyOf = (sender: string, messageId: Uint8Array): string =>
+  `${sender}\u0000${Buffer.from(messageId.buffer, messageId.byteOffset, messageId.byteLength).toString("latin1")}`;
 
 /** Message ids longer than this are not looked up (the shape check refuses them anyway). */
 const MAX_ID_BYTES = 64;

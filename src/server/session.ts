@@ -21,11 +21,12 @@ import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
 import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
-import { decodeRequest, encodeResponse, type RequestFrame, type ResponseFrame } from "./frames.js";
+import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
-import { MlsDeliveryService, mlsMessageId } from "./mls-ds.js";
+import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
+import { SendAnswers } from "./send-answers.js";
 import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
 import type { QueueUsage } from "./store.js";
@@ -90,12 +91,10 @@ class AuthenticatedSession implements RoutedSession {
   private readonly lookupBucket: TokenBucket;
   wasReplaced = false;
   wasUnlinked = false;
-  /** SendResults in frame order; rejected only by a relay bug, which ends the session. */
-  private answers: Promise<void> = Promise.resolve();
-  private sendsInFlight = 0;
-  /** The in-order second half of admissions (after each signature check). */
-  private admissions: Promise<void> = Promise.resolve();
-  private sendBytesInFlight = 0;
+  /** SendResults in frame order (send-answers.ts). */
+  private readonly answers: SendAnswers;
+  /** What SendMls's checks ask of this session (mls-ds.ts admitMls); made once, not per send. */
+  private readonly sendContext: MlsSendContext;
   /** The MLS Delivery Service requests (mls-ds.ts). */
   private readonly mlsDs: MlsDeliveryService;
 
@@ -116,6 +115,16 @@ class AuthenticatedSession implements RoutedSession {
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
     });
+    this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
+      deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
+    });
+    this.sendContext = {
+      isOnline: (u) => deps.router.isOnline(u),
+      // In memory only: the store's `accepted` was read by sendMls in this same synchronous
+      // turn (no I/O can come between), and the commit checks it again in its transaction.
+      isResend: (id) => deps.committer.whenCommitted(user.username, id) !== undefined,
+      queueUsage: (u) => this.queueUsage(u),
+    };
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
     this.pump = new DeliveryPump({
@@ -154,37 +163,19 @@ class AuthenticatedSession implements RoutedSession {
       if (frame.$case === "send" || frame.$case === "sendMls") {
         // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL.md §8.3).
         const answer = frame.$case === "send" ? this.send(frame.value, r.value.length) : this.sendMls(frame.value, r.value.length);
-        this.answerInOrder(answer, r.value.length);
-        if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT || this.sendBytesInFlight >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers;
+        this.answers.add(answer, r.value.length);
+        if (this.answers.count >= MAX_SENDS_IN_FLIGHT || this.answers.bytes >= MAX_SEND_BYTES_IN_FLIGHT) await this.answers.all();
       } else if (frame.$case === "ack") {
         // An ack has no answer to keep in order: taken at once, it does not stall the pipeline
         // of sends (a client that sends and receives acks between its sends all the time).
         this.ack(frame.value);
       } else {
         // Answered after the sends before it: e.g. a Pong follows their SendResults.
-        await this.answers;
+        await this.answers.all();
         await this.handle(frame);
       }
     }
-    await this.answers;
-  }
-
-  private answerInOrder(result: Promise<SendResult>, frameBytes: number): void {
-    this.sendsInFlight++;
-    this.sendBytesInFlight += frameBytes;
-    const answered = this.answers.then(async () => {
-      const value = await result;
-      this.sendsInFlight--;
-      this.sendBytesInFlight -= frameBytes;
-      await this.reply({ $case: "sendResult", value });
-    });
-    // Whoever awaits `answers` next sees a failure and ends the session with it. A failure is a
-    // relay bug (a refusal is an answer, and stream.send never rejects); a session that ends for
-    // another reason first (a malformed frame) never awaits it, so it is logged here, not dropped.
-    answered.catch((e: unknown) => {
-      this.deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
-    });
-    this.answers = answered;
+    await this.answers.all();
   }
 
   private async reply(frame: ResponseFrame): Promise<void> {
@@ -286,11 +277,11 @@ class AuthenticatedSession implements RoutedSession {
     }
     const first = deps.resends.lookup(me, messageId);
     if (first !== undefined) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
+      deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
       return first.then((r) => ({ ...r, messageId }));
     }
     if (deps.store.wasAccepted(me, messageId)) {
-      deps.logger.info("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
+      deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
       return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
     }
     const answer = this.sendMlsNew(req, messageId, frameBytes);
@@ -306,32 +297,25 @@ class AuthenticatedSession implements RoutedSession {
   private async sendMlsNew(req: SendMls, messageId: Buffer, frameBytes: number): Promise<SendResult> {
     const { deps } = this;
     const me = this.username;
-    const accepted = (queuedFor: readonly string[]): SendResult =>
-      ({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [...queuedFor] });
     try {
       if (!this.bucket.take(deps.clock())) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `sending too fast: this relay accepts ${deps.limits.messagesPerSecond} messages per second (bursts of ${deps.limits.burst}); wait a moment and send again`);
       }
-      // After the envelopes admitted before it (their order in the queues is the frame order).
-      const turn = this.admissions.then(() => {
-        const admission = this.mlsDs.admitMls(this.user, req.mls, {
-          isOnline: (u) => deps.router.isOnline(u),
-          isResend: (id) => deps.store.wasAccepted(me, id) || deps.committer.whenCommitted(me, id) !== undefined,
-          queueUsage: (u) => this.queueUsage(u),
-        });
-        return { admission, committed: admission.kind === "accept" ? deps.committer.submit(admission.request) : deps.committer.whenCommitted(me, messageId) };
-      });
-      this.admissions = turn.then(() => {}, () => {});
-      const { admission, committed: committing } = await turn;
+      // Checked and handed to the group commit now, before this returns: frames are taken one
+      // at a time, so the queues get the sends in frame order.
+      const admission = this.mlsDs.admitMls(this.user, req.mls, this.sendContext, messageId);
+      const committing = admission.kind === "accept" ? deps.committer.submit(admission.request) : deps.committer.whenCommitted(me, messageId);
       const committed = committing === undefined ? undefined : await committing;
       if (committed !== undefined && !committed.ok) throw committed.refusal;
       if (admission.kind === "duplicate" || committed?.ok === true && committed.duplicate) {
-        deps.logger.info("send.duplicate", { user: me, frameBytes, mls: true });
-        return accepted([]);
+        deps.logger.debug("send.duplicate", { user: me, frameBytes, mls: true });
+        return acceptedResult(messageId, []);
       }
-      deps.logger.info("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
-      return accepted(admission.queuedFor);
+      // One line per message at debug only: at info the log would be a record of who sent when,
+      // to which group, metadata the relay need not keep (and a JSON line per message).
+      deps.logger.debug("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
+      return acceptedResult(messageId, admission.queuedFor);
     } catch (thrown) {
       const e = refusalOf(thrown);
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
@@ -438,6 +422,10 @@ class AuthenticatedSession implements RoutedSession {
       return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
     }
   }
+}
+
+function acceptedResult(messageId: Buffer, queuedFor: string[]): SendResult {
+  return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor };
 }
 
 /**

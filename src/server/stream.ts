@@ -9,12 +9,11 @@
 //     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
 //     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected. Deliveries
 //     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget.
-import { once } from "node:events";
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
 import { MAX_PENDING_FRAMES } from "./limits.js";
-import type { WriteBudget } from "./write-budget.js";
+import type { WriteBudget, WriteLease } from "./write-budget.js";
 
 /** Incoming frames buffered before the call is paused. */
 const READ_HIGH_WATER = 4;
@@ -114,21 +113,46 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
     buffered = 0;
   };
   // One shared wait for 'drain', however many writers are waiting (a pump, a reply and any
-  // number of broadcasts): a listener each would pile up on a slow client's call.
+  // number of broadcasts): a listener each would pile up on a slow client's call. One listener
+  // for the stream's life, not events.once per wait (its 'error' and abort listeners, added
+  // and removed each time, cost more than the write); gone() settles a wait with false.
   let drained: Promise<boolean> | undefined;
+  let settleDrain: ((ok: boolean) => void) | undefined;
+  const drainedWith = (ok: boolean): void => {
+    const settle = settleDrain;
+    drained = undefined;
+    settleDrain = undefined;
+    settle?.(ok);
+  };
+  call.on("drain", () => drainedWith(true));
   const waitForDrain = (): Promise<boolean> => {
-    drained ??= once(call, "drain", { signal }).then(
-      () => {
-        drained = undefined;
-        return true;
-      },
-      () => {
-        drained = undefined;
-        return false; // aborted while waiting: the stream is over
-      },
-    );
+    if (signal.aborted) return Promise.resolve(false);
+    drained ??= new Promise((resolve) => {
+      settleDrain = resolve;
+    });
     return drained;
   };
+
+  // The flushed writes waiting for grpc-js's callback, settled by the one abort listener below:
+  // grpc-js drops the write callback of a cancelled call (a listener per write cost more).
+  const flushing = new Set<() => void>();
+  signal.addEventListener("abort", () => {
+    for (const settle of flushing) settle();
+    flushing.clear();
+  }, { once: true });
+  /** Writes one frame holding its lease; resolves once sent (true) or the stream is over (false). */
+  const flush = (frame: Uint8Array, lease: WriteLease | undefined): Promise<boolean> => new Promise((resolve) => {
+    const onAbort = (): void => {
+      lease?.release();
+      resolve(false);
+    };
+    flushing.add(onAbort);
+    write(frame, (ok) => {
+      flushing.delete(onAbort);
+      lease?.release();
+      resolve(ok && !signal.aborted);
+    });
+  });
 
   const wake = (): void => {
     const w = waiter;
@@ -145,6 +169,7 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
 
   const gone = (reason: string): void => {
     if (!signal.aborted) controller.abort(new Error(reason));
+    drainedWith(false); // the stream is over
     wake();
   };
 
@@ -219,26 +244,20 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
       if (write(frame)) return Promise.resolve(true);
       return waitForDrain();
     },
-    async sendFlushed(frame: Uint8Array): Promise<boolean> {
-      if (stream.closed) return false;
-      const lease = await options.writeBudget?.acquire(frame.byteLength, signal);
-      if (options.writeBudget !== undefined && lease === undefined) return false; // over while waiting
-      if (stream.closed) {
-        lease?.release();
-        return false;
-      }
-      return new Promise((resolve) => {
-        // grpc-js drops the write callback of a cancelled call, so the abort also settles it.
-        const onAbort = (): void => {
-          lease?.release();
-          resolve(false);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        write(frame, (ok) => {
-          signal.removeEventListener("abort", onAbort);
-          lease?.release();
-          resolve(ok && !signal.aborted);
-        });
+    sendFlushed(frame: Uint8Array): Promise<boolean> {
+      if (stream.closed) return Promise.resolve(false);
+      const budget = options.writeBudget;
+      if (budget === undefined) return flush(frame, undefined);
+      // Room in the budget now (the common case): no wait, no promise for the lease.
+      const lease = budget.tryAcquire(frame.byteLength);
+      if (lease !== undefined) return flush(frame, lease);
+      return budget.acquire(frame.byteLength, signal).then((later) => {
+        if (later === undefined) return false; // over while waiting
+        if (stream.closed) {
+          later.release();
+          return false;
+        }
+        return flush(frame, later);
       });
     },
     end(status: StatusObject): void {

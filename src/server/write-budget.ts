@@ -83,7 +83,8 @@ export class WriteBudget {
    */
   acquire(bytes: number, signal: AbortSignal): Promise<WriteLease | undefined> {
     if (signal.aborted) return Promise.resolve(undefined);
-    if (this.waiters.length === 0 && this.fits(bytes)) return Promise.resolve(this.grant(bytes));
+    const now = this.tryAcquire(bytes);
+    if (now !== undefined) return Promise.resolve(now);
     return new Promise((resolve) => {
       const onAbort = (): void => {
         const i = this.waiters.indexOf(waiter);
@@ -103,6 +104,11 @@ export class WriteBudget {
       this.waiters.push(waiter);
       this.arm();
     });
+  }
+
+  /** Takes `bytes` at once when acquire() would grant them without waiting; else undefined (nothing taken). */
+  tryAcquire(bytes: number): WriteLease | undefined {
+    return this.waiters.length === 0 && this.fits(bytes) ? this.grant(bytes) : undefined;
   }
 
   private fits(bytes: number): boolean {

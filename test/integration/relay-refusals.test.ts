@@ -250,4 +250,21 @@ describe("relay refusals", () => {
       expect(text.includes(needle)).toBe(false);
     }
   });
+
+  it("at the default log level (info) logs no line per message (who sent when), but every refusal", async () => {
+    relay = await TestRelay.start({ logLevel: "info" });
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    const c = await relay.connect(carol);
+    const dm = await MlsTalk.start(relay, a, [alice, bob], "dm:alice:bob", [b]);
+    const mls = await dm.encrypt("alice", "hello");
+    expect((await sendMls(a, mls)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+    expect((await sendMls(a, mls)).status).toBe(SendStatus.SEND_STATUS_ACCEPTED); // a resend
+    expect(await dm.receive(b, "bob", 1)).toEqual(["hello"]);
+    expect((await sendMls(c, mls)).status).toBe(SendStatus.SEND_STATUS_REFUSED);
+    expect(relay.events("send.accepted")).toEqual([]);
+    expect(relay.events("send.duplicate")).toEqual([]);
+    expect(relay.events("send.refused")).toEqual([expect.objectContaining({ user: "carol", code: "ERROR_CODE_NOT_A_MEMBER" })]);
+    expect(relay.logs.every((l) => l.level !== "debug")).toBe(true);
+  });
 });

@@ -37,6 +37,19 @@ describe("WriteBudget", () => {
     expect(b.inFlightBytes).toBe(0);
   });
 
+  it("tryAcquire takes bytes at once exactly when acquire would not wait, and never queues", async () => {
+    const b = new WriteBudget({ limitBytes: 100, stallMs: 60_000 });
+    const first = b.tryAcquire(70)!;
+    expect(first.bytes).toBe(70);
+    expect(b.tryAcquire(40)).toBeUndefined(); // would pass the limit
+    expect([b.inFlightBytes, b.waiting]).toEqual([70, 0]);
+    const waiter = b.acquire(40, live());
+    expect(b.tryAcquire(1)).toBeUndefined(); // fits, but someone waits: FIFO
+    first.release();
+    (await waiter)!.release();
+    expect(b.tryAcquire(500)?.bytes).toBe(500); // nothing in flight: one write of any size
+  });
+
   it("lets one write bigger than the limit go when nothing else is in flight", async () => {
     const b = new WriteBudget({ limitBytes: 100, stallMs: 60_000 });
     const big = (await b.acquire(500, live()))!;

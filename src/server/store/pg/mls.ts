@@ -62,6 +62,11 @@ interface GroupSnapshot {
 /** Users whose last group is remembered (for reading it along with their next wasAccepted), at most. */
 const PREDICTED_MAX = 10_000;
 
+/** A snapshot's record as the caller's own (its Buffers copied): changing it changes no later read. */
+function copyOfRecord(r: MlsGroupRecord | undefined): MlsGroupRecord | undefined {
+  return r === undefined ? undefined : { ...r, groupId: Buffer.from(r.groupId), groupInfo: Buffer.from(r.groupInfo) };
+}
+
 /** Thrown inside replaceGroup's transaction to roll it back with an answer. */
 class Refused {
   constructor(readonly outcome: "group-exists") {}
@@ -176,9 +181,10 @@ export class PgMlsStore implements MlsStore {
    */
   group(groupId: Buffer): MlsGroupRecord | undefined {
     const kept = this.snapshotOf(groupId);
-    if (kept !== undefined) return kept.record;
+    // The caller's own copy: a read changed by its caller must not change the next read.
+    if (kept !== undefined) return copyOfRecord(kept.record);
     const [r] = this.db.query(GROUP_WITH_MEMBERS, [groupId]);
-    return this.keep(groupId, r, false).record;
+    return copyOfRecord(this.keep(groupId, r, false).record);
   }
 
   /**

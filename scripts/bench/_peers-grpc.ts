@@ -12,6 +12,7 @@
 // names, ack every DeliverBatch (BenchClient.autoAck), as a client does, and the phase waits
 // for every sender's SendResult (a refusal fails the run). The forwarder gets exactly the same
 // SendMls frames and passes them on as opaque bytes.
+import { mkdirSync } from "node:fs";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { makeMlsRoom, mlsKey, type MlsRoom } from "../../test/helpers/mls-room.js";
 import {
@@ -102,7 +103,12 @@ function watchEnds(clients: readonly BenchClient[], what: string, load: () => Ri
  * connected (protocol v2 handshake) and the group registered, every Welcome through the queues.
  */
 export async function relayRun(work: MlsWorkload, pin: (pid: number) => void, load: () => RingLoad): Promise<GrpcRun> {
-  const child = await startRelayChild("relay", { limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, ...MANY_USERS_FROM_LOOPBACK } });
+  // BENCH_RELAY_PROF=<dir>: a V8 CPU profile (--cpu-prof) of each relay child, written to <dir> (as relay-fanout).
+  const prof = process.env.BENCH_RELAY_PROF;
+  if (prof) mkdirSync(prof, { recursive: true });
+  const child = await startRelayChild("relay", { limits: { messagesPerSecond: 1_000_000, burst: 1_000_000, ...MANY_USERS_FROM_LOOPBACK } }, {
+    execArgv: prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : [],
+  });
   pin(child.pid);
   const clients: BenchClient[] = [];
   let closing = false;

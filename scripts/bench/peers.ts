@@ -40,6 +40,7 @@
 //   BENCH_PEERS_K=10,100          only these room sizes
 //   BENCH_PEERS_SERVERS=relay,…   only these servers (inspircd, forwarder, relay)
 //   BENCH_PEERS_M=K:M,…           messages per client instead of the plan's
+//   BENCH_RELAY_PROF=<dir>        a V8 CPU profile (--cpu-prof) of each relay child, written to <dir>
 import { loadavg } from "node:os";
 import { forwarderRun, mlsWorkload, relayRun, type GrpcRun, type MlsWorkload } from "./_peers-grpc.js";
 import { INSTALL_HINT, inspircdInstalled, ircClients, startInspircd } from "./_peers-irc.js";

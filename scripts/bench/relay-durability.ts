@@ -168,7 +168,7 @@ export async function run({ runs, quick, log }: RunOptions): Promise<Row[]> {
     metric: "group / per-envelope deliveries/s (loaded)", unit: "ratio", values: g.map((x, i) => x.deliveriesPerSecond / p[i]!.deliveriesPerSecond),
     better: "higher", target: 1,
     note: `${K} members of one MLS group, SendMls; loaded: ${m} messages each, at most ${WINDOW} unanswered per client; one at a time: ${light} each, `
-      + "sent after the previous one's answer. Both modes fsync every commit (synchronous=FULL; per-envelope: the relay's commitMode that commits each stored message on its own); the relay runs in its own process.",
+      + "sent after the previous one's answer. Both modes make every commit durable before its answer (group: one fdatasync of the WAL off the event loop per batch, store/wal-sync.ts; per-envelope: the relay's commitMode that commits each stored message on its own, synchronous=FULL); the relay runs in its own process.",
   });
   return rows;
 }

@@ -320,7 +320,7 @@ export class MlsDeliveryService {
     const epoch = typeof framing.epoch === "bigint" ? epochNumber(framing.epoch, "the message") : framing.epoch;
     const conv = mls(() => conversationOfGroupId(groupId));
     const s = this.d.store.mls;
-    const g = s.group(groupId);
+    const g = s.groupHead(groupId);
     if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id");
     if (!s.isGroupMember(groupId, me)) throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of the group of ${g.conversationId} by the relay's record`);
     if (epoch !== g.epoch && epoch + 1 !== g.epoch) {

@@ -32,7 +32,7 @@ export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedIte
 export type { RoomSummaryRecord } from "./store/rooms.js";
 export type { KeptDeviceList } from "./store/devices.js";
 export type { SyncFile } from "./store/wal-sync.js";
-export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsGroupRecord } from "./store/mls.js";
+export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsGroupHead, MlsGroupRecord } from "./store/mls.js";
 
 /**
  * The MLS Delivery Service's store as the relay uses it (PROTOCOL.md §8.2): what both the
@@ -40,7 +40,7 @@ export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, 
  */
 export type MlsStore = Pick<MlsDeliveryStore,
   | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
-  | "purgeExpiredKeyPackages" | "group" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
+  | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
   | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender"
   | "acceptCommit" | "commitsFrom">;
 

@@ -16,6 +16,7 @@ const hint = (added: string[], removed: string[] = [], external = false) => ({ e
 
 /** Reads everything the hot path reads of a group (and asks about `who`), as SendMls does. */
 function warm(s: RelayStore["mls"], n: number, ...who: string[]): void {
+  s.groupHead(gid(n));
   s.group(gid(n));
   for (const u of who) s.isGroupMember(gid(n), u);
   s.groupMembers(gid(n));
@@ -79,6 +80,24 @@ export function describeMlsReadsContract(name: string, open: OpenContractStore):
       warm(s, 1, "alice");
       s.setGroupInfo(gid(1), Buffer.from("newer"), 4);
       expect(s.group(gid(1))).toMatchObject({ groupInfo: Buffer.from("newer"), groupInfoEpoch: 4, epoch: 0 });
+    });
+
+    it("the head a SendMls is checked against (groupHead) follows every write, as group() does", () => {
+      const s = t.store.mls;
+      const head = (n: number) => s.groupHead(gid(n));
+      expect(head(1)).toBeUndefined();
+      s.createGroup(group(1, "#ops"));
+      expect(head(1)).toEqual({ conversationId: "#ops", epoch: 0 });
+      warm(s, 1, "alice");
+      expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), Buffer.from("gi@1"), hint(["bob"]))).toEqual({ kind: "accepted", epoch: 0 });
+      expect(head(1)).toEqual({ conversationId: "#ops", epoch: 1 });
+      warm(s, 1, "alice", "bob");
+      expect(s.acceptCommit(gid(1), 1, "bob", Buffer.from("c1"))).toEqual({ kind: "accepted", epoch: 1 });
+      expect(head(1)).toEqual({ conversationId: "#ops", epoch: 2 });
+      warm(s, 1, "alice", "bob");
+      expect(s.replaceGroup(gid(1), group(5, "#ops", "bob", 3))).toBe("created");
+      expect(head(1)).toBeUndefined();
+      expect(head(5)).toEqual({ conversationId: "#ops", epoch: s.group(gid(5))?.epoch });
     });
 
     it("a recreated room: the old group is gone by every read, the new one has only its creator", () => {

@@ -47,6 +47,12 @@ export interface MlsGroupRecord {
   readonly groupInfoEpoch: number;
 }
 
+/** A group's conversation and current epoch: what a SendMls is checked against (strings and numbers, nothing to copy). */
+export interface MlsGroupHead {
+  readonly conversationId: string;
+  readonly epoch: number;
+}
+
 export interface CommitRecord {
   readonly epoch: number;
   readonly sender: string;
@@ -281,6 +287,16 @@ export class MlsDeliveryStore {
     if (this.db.isTransaction) return g;
     this.cache.putGroup(g);
     return copyOf(g);
+  }
+
+  /**
+   * What a SendMls needs of its group (mls-ds.ts admitMls): its conversation and current epoch,
+   * without copying the group's GroupInfo (kilobytes for a big room) as group() must.
+   */
+  groupHead(groupId: Buffer): MlsGroupHead | undefined {
+    this.fresh();
+    const kept = this.cache.group(groupId) ?? this.group(groupId);
+    return kept === undefined ? undefined : { conversationId: kept.conversationId, epoch: kept.epoch };
   }
 
   groupOfConversation(conversationId: string): MlsGroupRecord | undefined {

@@ -13,7 +13,7 @@
 import type { MlsStore } from "../../store.js";
 import {
   COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
-  type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupRecord, type StoredKeyPackageInput,
+  type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
 } from "../mls.js";
 import type { EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
@@ -185,6 +185,13 @@ export class PgMlsStore implements MlsStore {
     if (kept !== undefined) return copyOfRecord(kept.record);
     const [r] = this.db.query(GROUP_WITH_MEMBERS, [groupId]);
     return copyOfRecord(this.keep(groupId, r, false).record);
+  }
+
+  /** What a SendMls needs of its group: group()'s read (or snapshot) without copying the GroupInfo. */
+  groupHead(groupId: Buffer): MlsGroupHead | undefined {
+    const kept = this.snapshotOf(groupId);
+    const record = kept !== undefined ? kept.record : this.keep(groupId, this.db.query(GROUP_WITH_MEMBERS, [groupId])[0], false).record;
+    return record === undefined ? undefined : { conversationId: record.conversationId, epoch: record.epoch };
   }
 
   /**

@@ -1,5 +1,5 @@
 // The relay as MLS Delivery Service (PROTOCOL.md §8.1, §8.2; RFC 9420 §16): KeyPackages
-// (publish, claim), GroupInfo (publish, fetch, for external joins) and the order of commits
+// (publish, claim: mls-key-packages.ts), GroupInfo (publish, fetch, for external joins) and the order of commits
 // (the first commit for an epoch wins). The relay never holds a group secret.
 // Protocol v2 through the queues (§8.3): SendMls's checks (admitMls; session.ts stores the
 // result with the group commit) and an accepted commit's deliveries (the commit to the members
@@ -23,28 +23,23 @@ import {
   type PublishKeyPackages, type SendCommit,
 } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
-import { checkKeyPackage, decodeKeyPackage, decodeMls, isLastResort } from "../protocol/mls/client.js";
-import { isMlsProtocolError } from "../protocol/mls/errors.js";
+import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
 import { checkQueueCaps } from "./admission.js";
 import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
-import { MAX_DEVICES } from "../protocol/devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "./frames.js";
+import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
+import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
 import { MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
-import type { MembershipHint, StoredKeyPackageInput } from "./store/mls.js";
+import type { MembershipHint } from "./store/mls.js";
 
-/** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
-export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
-/** One-time KeyPackages one user may keep on the relay (the client uploads 20, tops up under 5). */
-export const MAX_ONE_TIME_KEY_PACKAGES = 100;
-/** Users named in one ClaimKeyPackages. */
-export const MAX_CLAIM_USERS = 100;
+export { MAX_CLAIM_USERS, MAX_KEY_PACKAGE_BYTES, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";
 /** Groups one user may create (each is durable state the user makes the relay keep). */
 export const MAX_GROUPS_PER_USER = 1000;
 /** Usernames one commit's membership hint may name (added and removed together). */
@@ -108,27 +103,6 @@ function encodeMlsDelivery(d: Partial<MlsDelivery> & Pick<MlsDelivery, "kind" | 
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-const bad = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, detail);
-
-function sha256(b: Uint8Array): Buffer {
-  return createHash("sha256").update(b).digest();
-}
-
-/** An epoch from the MLS framing as a number the database keeps exactly. */
-function epochNumber(e: bigint, what: string): number {
-  if (e > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`${what}'s epoch ${e} is larger than this relay keeps`);
-  return Number(e);
-}
-
-/** Runs an MLS decode; its MlsProtocolError becomes a BAD_MLS_MESSAGE refusal with its sentence. */
-function mls<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (isMlsProtocolError(e)) throw bad(e.message);
-    throw e;
-  }
-}
 
 interface ParsedGroupInfo {
   readonly groupId: Buffer;
@@ -158,77 +132,14 @@ export class MlsDeliveryService {
     return this.d.devices.deviceIdOf(this.d.address);
   }
 
-  /** PublishKeyPackages: each KeyPackage checked (size, MLS, suite, lifetime, marker, owner) before any is stored. */
+  /** PublishKeyPackages (mls-key-packages.ts). */
   publishKeyPackages(user: DirectoryUser, req: PublishKeyPackages): ResponseFrame {
-    const me = user.record.username;
-    if (req.oneTime.length === 0 && req.lastResort.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "PublishKeyPackages carries no KeyPackage");
-    if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
-      throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);
-    }
-    const nowMs = this.d.clock();
-    const address = this.d.address;
-    const hasList = this.d.devices.version(me) > 0;
-    const device = hasList ? this.d.devices.deviceAt(address) : undefined;
-    if (hasList && device === undefined) throw new Refusal(ErrorCode.ERROR_CODE_DEVICE_UNKNOWN, "this device is not in your device list any more");
-    const check = (bytes: Uint8Array, lastResort: boolean, i: number): StoredKeyPackageInput => {
-      const what = lastResort ? "the last-resort KeyPackage" : `one-time KeyPackage #${i + 1}`;
-      if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${what} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
-      const kp = mls(() => decodeKeyPackage(bytes));
-      const id = mls(() => checkKeyPackage(kp, undefined, Math.floor(nowMs / 1000)));
-      // PROTOCOL.md §8.2: a session publishes its own user's KeyPackages only.
-      if (id.username !== me || !id.identitySpki.equals(user.record.sigSpki)) {
-        throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `${what} is ${id.username === me ? "signed for another identity key than yours" : `for '${id.username}'`}; you may publish only your own`);
-      }
-      // §4.5: with a device list, a device publishes KeyPackages for its own MLS key only.
-      if (device !== undefined && !Buffer.from(kp.leafNode.signaturePublicKey).equals(device.mlsSignatureKey)) {
-        throw bad(`${what} is signed with another MLS key than this device's (${device.name}) in your device list; a device publishes only its own KeyPackages`);
-      }
-      if (isLastResort(kp) !== lastResort) throw bad(`${what} ${lastResort ? "lacks" : "carries"} the last_resort marker`);
-      const lt = kp.leafNode.leafNodeSource === "key_package" ? kp.leafNode.lifetime : undefined;
-      return { ref: sha256(bytes), keyPackage: Buffer.from(bytes), notAfterMs: Number(lt!.notAfter) * 1000 };
-    };
-    const oneTime = req.oneTime.map((b, i) => check(b, false, i));
-    const lastResort = req.lastResort.length > 0 ? check(req.lastResort, true, 0) : undefined;
-    const mlsStore = this.d.store.mls;
-    // The cap is per device (queue address): each device keeps its own KeyPackages.
-    const before = mlsStore.keyPackageCounts(address);
-    if (before.oneTime + oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
-      throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
-        `${hasList ? "this device keeps" : "you keep"} ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
-    }
-    const after = mlsStore.publishKeyPackages(me, oneTime, lastResort, address);
-    this.d.logger.info("mls.key_packages.published", { user: me, device: this.senderDevice, oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });
-    return { $case: "keyPackageStatus", value: { requestId: req.requestId, oneTimeLeft: after.oneTime, lastResortPresent: after.lastResort } };
+    return publishKeyPackages(this.d, user, req);
   }
 
-  /** ClaimKeyPackages: one KeyPackage per user named, each one-time one handed out once. */
+  /** ClaimKeyPackages (mls-key-packages.ts). */
   claimKeyPackages(user: DirectoryUser, req: ClaimKeyPackages): ResponseFrame {
-    const names = [...new Set(req.usernames)];
-    if (names.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
-    if (names.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${names.length}`);
-    const me = user.record.username;
-    // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
-    if (names.includes(me) && this.d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
-    if (req.deviceIds.length > MAX_DEVICES) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
-    const onlyDevices = req.deviceIds.length === 0 ? undefined : new Set(req.deviceIds);
-    const entries = [];
-    const missing = [];
-    for (const username of names) {
-      // One per device in the user's list (one-time first, else its last-resort one); a user
-      // without a list has one device at the bare username, as before devices.
-      let found = 0;
-      for (const address of this.d.devices.addresses(username)) {
-        if (address === this.d.address) continue;
-        if (onlyDevices !== undefined && !onlyDevices.has(this.d.devices.deviceIdOf(address))) continue;
-        const kp = this.d.store.mls.claimKeyPackage(address);
-        if (kp === undefined) continue;
-        found++;
-        entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: this.d.devices.deviceIdOf(address) });
-      }
-      if (found === 0) missing.push(username);
-    }
-    this.d.logger.info("mls.key_packages.claimed", { user: user.record.username, asked: names.length, lastResort: entries.filter((e) => e.lastResort).length, missing: missing.length });
-    return { $case: "keyPackageList", value: { requestId: req.requestId, entries, missing } };
+    return claimKeyPackages(this.d, user, req);
   }
 
   /** PublishGroupInfo: registers a new group, or replaces the GroupInfo of a known group's current epoch. */

@@ -1,0 +1,94 @@
+// The relay's KeyPackage directory (PROTOCOL.md §8.2; RFC 9420 §10): PublishKeyPackages, each
+// KeyPackage checked (size, MLS, suite, lifetime, last_resort marker, owner, and with a device
+// list the device's own MLS key) before any is stored, per device within a cap; and
+// ClaimKeyPackages, one per device of each user named, each one-time KeyPackage handed out once.
+// Part of the MLS Delivery Service (mls-ds.ts), which hands these requests here.
+import { ErrorCode, type ClaimKeyPackages, type PublishKeyPackages } from "../gen/securechat/v1/chat.js";
+import { MAX_DEVICES } from "../protocol/devices.js";
+import { checkKeyPackage, decodeKeyPackage, isLastResort } from "../protocol/mls/client.js";
+import type { DirectoryUser } from "./directory.js";
+import { Refusal } from "./errors.js";
+import type { ResponseFrame } from "./frames.js";
+import { bad, mls, sha256 } from "./mls-checks.js";
+import type { MlsDsDeps } from "./mls-ds.js";
+import type { StoredKeyPackageInput } from "./store/mls.js";
+
+/** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
+export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
+/** One-time KeyPackages one user may keep on the relay (the client uploads 20, tops up under 5). */
+export const MAX_ONE_TIME_KEY_PACKAGES = 100;
+/** Users named in one ClaimKeyPackages. */
+export const MAX_CLAIM_USERS = 100;
+
+/** PublishKeyPackages: each KeyPackage checked (size, MLS, suite, lifetime, marker, owner) before any is stored. */
+export function publishKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: PublishKeyPackages): ResponseFrame {
+  const me = user.record.username;
+  if (req.oneTime.length === 0 && req.lastResort.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "PublishKeyPackages carries no KeyPackage");
+  if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
+    throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);
+  }
+  const nowMs = d.clock();
+  const address = d.address;
+  const hasList = d.devices.version(me) > 0;
+  const device = hasList ? d.devices.deviceAt(address) : undefined;
+  if (hasList && device === undefined) throw new Refusal(ErrorCode.ERROR_CODE_DEVICE_UNKNOWN, "this device is not in your device list any more");
+  const check = (bytes: Uint8Array, lastResort: boolean, i: number): StoredKeyPackageInput => {
+    const what = lastResort ? "the last-resort KeyPackage" : `one-time KeyPackage #${i + 1}`;
+    if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${what} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
+    const kp = mls(() => decodeKeyPackage(bytes));
+    const id = mls(() => checkKeyPackage(kp, undefined, Math.floor(nowMs / 1000)));
+    // PROTOCOL.md §8.2: a session publishes its own user's KeyPackages only.
+    if (id.username !== me || !id.identitySpki.equals(user.record.sigSpki)) {
+      throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `${what} is ${id.username === me ? "signed for another identity key than yours" : `for '${id.username}'`}; you may publish only your own`);
+    }
+    // §4.5: with a device list, a device publishes KeyPackages for its own MLS key only.
+    if (device !== undefined && !Buffer.from(kp.leafNode.signaturePublicKey).equals(device.mlsSignatureKey)) {
+      throw bad(`${what} is signed with another MLS key than this device's (${device.name}) in your device list; a device publishes only its own KeyPackages`);
+    }
+    if (isLastResort(kp) !== lastResort) throw bad(`${what} ${lastResort ? "lacks" : "carries"} the last_resort marker`);
+    const lt = kp.leafNode.leafNodeSource === "key_package" ? kp.leafNode.lifetime : undefined;
+    return { ref: sha256(bytes), keyPackage: Buffer.from(bytes), notAfterMs: Number(lt!.notAfter) * 1000 };
+  };
+  const oneTime = req.oneTime.map((b, i) => check(b, false, i));
+  const lastResort = req.lastResort.length > 0 ? check(req.lastResort, true, 0) : undefined;
+  const mlsStore = d.store.mls;
+  // The cap is per device (queue address): each device keeps its own KeyPackages.
+  const before = mlsStore.keyPackageCounts(address);
+  if (before.oneTime + oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
+    throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
+      `${hasList ? "this device keeps" : "you keep"} ${before.oneTime} one-time KeyPackages here; ${oneTime.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
+  }
+  const after = mlsStore.publishKeyPackages(me, oneTime, lastResort, address);
+  d.logger.info("mls.key_packages.published", { user: me, device: d.devices.deviceIdOf(d.address), oneTime: oneTime.length, lastResort: lastResort !== undefined, left: after.oneTime });
+  return { $case: "keyPackageStatus", value: { requestId: req.requestId, oneTimeLeft: after.oneTime, lastResortPresent: after.lastResort } };
+}
+
+/** ClaimKeyPackages: one KeyPackage per user named, each one-time one handed out once. */
+export function claimKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: ClaimKeyPackages): ResponseFrame {
+  const names = [...new Set(req.usernames)];
+  if (names.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
+  if (names.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${names.length}`);
+  const me = user.record.username;
+  // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
+  if (names.includes(me) && d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
+  if (req.deviceIds.length > MAX_DEVICES) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
+  const onlyDevices = req.deviceIds.length === 0 ? undefined : new Set(req.deviceIds);
+  const entries = [];
+  const missing = [];
+  for (const username of names) {
+    // One per device in the user's list (one-time first, else its last-resort one); a user
+    // without a list has one device at the bare username, as before devices.
+    let found = 0;
+    for (const address of d.devices.addresses(username)) {
+      if (address === d.address) continue;
+      if (onlyDevices !== undefined && !onlyDevices.has(d.devices.deviceIdOf(address))) continue;
+      const kp = d.store.mls.claimKeyPackage(address);
+      if (kp === undefined) continue;
+      found++;
+      entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: d.devices.deviceIdOf(address) });
+    }
+    if (found === 0) missing.push(username);
+  }
+  d.logger.info("mls.key_packages.claimed", { user: user.record.username, asked: names.length, lastResort: entries.filter((e) => e.lastResort).length, missing: missing.length });
+  return { $case: "keyPackageList", value: { requestId: req.requestId, entries, missing } };
+}

@@ -98,6 +98,27 @@ function watchEnds(clients: readonly BenchClient[], what: string, load: () => Ri
 }
 
 /**
+ * The clients of one run at `child`, made by `open`; `close` closes them and stops the child
+ * (also when `open` fails), after which their streams' ends are no failure (`closing`).
+ */
+async function clientsAt(child: RelayChild, open: (clients: BenchClient[]) => Promise<void>): Promise<{ clients: BenchClient[]; close: () => Promise<void>; closing: () => boolean }> {
+  const clients: BenchClient[] = [];
+  let closing = false;
+  const close = async (): Promise<void> => {
+    closing = true;
+    for (const c of clients) c.close();
+    await child.stop();
+  };
+  try {
+    await open(clients);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { clients, close, closing: () => closing };
+}
+
+/**
  * A fresh relay child with its defaults (durable: synchronous=FULL, group commit; the embedded
  * store on a fresh data dir), its rate limits raised for one address's load; K clients
  * connected (protocol v2 handshake) and the group registered, every Welcome through the queues.
@@ -110,26 +131,16 @@ export async function relayRun(work: MlsWorkload, pin: (pid: number) => void, lo
     execArgv: prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : [],
   });
   pin(child.pid);
-  const clients: BenchClient[] = [];
-  let closing = false;
-  const close = async (): Promise<void> => {
-    closing = true;
-    for (const c of clients) c.close();
-    await child.stop();
-  };
-  try {
+  const { clients, close, closing } = await clientsAt(child, async (clients) => {
     for (const id of work.ids) clients.push(await connect(child.port, id));
     await registerRoom(clients, work.room);
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  });
   const names = work.ids.map((id) => id.username);
   return {
     child,
     writer: frameWriter(clients, work, load),
     attach(loadNow) {
-      watchEnds(clients, "relay", loadNow, () => closing);
+      watchEnds(clients, "relay", loadNow, closing);
       for (const [to, c] of clients.entries()) {
         c.onDeliver = (items, at) => {
           const l = loadNow();
@@ -158,25 +169,15 @@ export async function forwarderRun(work: MlsWorkload, pin: (pid: number) => void
   const child = await startRelayChild("ceiling");
   pin(child.pid);
   const k = work.ids.length;
-  const clients: BenchClient[] = [];
-  let closing = false;
-  const close = async (): Promise<void> => {
-    closing = true;
-    for (const c of clients) c.close();
-    await child.stop();
-  };
-  try {
+  const { clients, close, closing } = await clientsAt(child, async (clients) => {
     for (let i = 0; i < k; i++) clients.push(new BenchClient(child.port));
     await waitFor(`${k} streams at the forwarder`, async () => (await child.stats()).stats.sessions === k, 30_000);
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  });
   return {
     child,
     writer: frameWriter(clients, work, load),
     attach(loadNow) {
-      watchEnds(clients, "forwarder", loadNow, () => closing);
+      watchEnds(clients, "forwarder", loadNow, closing);
       for (const [to, c] of clients.entries()) {
         // The forwarder passes the senders' SessionRequest bytes on as they are: a SendMls
         // frame with only its mls field set ends with the message's AEAD tag.

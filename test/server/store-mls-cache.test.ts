@@ -72,11 +72,7 @@ describe("a rolled-back transaction", () => {
   });
 
   it("of a commit that fails after its writes leaves the epoch and the members as committed", () => {
-    const s = mlsStore();
-    s.createGroup(group(1, "#ops"));
-    s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
-    expect(s.group(gid(1))?.epoch).toBe(1);
-    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    const s = opsWithBob();
     // The epoch, the members and then the GroupInfo are written; the GroupInfo fails (NOT NULL).
     expect(() => s.acceptCommit(gid(1), 1, "alice", Buffer.from("c1"), null as unknown as Buffer, hint(["carol"], ["bob"]))).toThrow();
     expect(s.group(gid(1))).toMatchObject({ epoch: 1, groupInfoEpoch: 0 });
@@ -87,16 +83,22 @@ describe("a rolled-back transaction", () => {
   });
 });
 
+/** A store whose #ops group (1) is at epoch 1 with alice and bob, both read once (so kept in memory). */
+function opsWithBob(): MlsDeliveryStore {
+  const s = mlsStore();
+  s.createGroup(group(1, "#ops"));
+  s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
+  expect(s.group(gid(1))?.epoch).toBe(1);
+  expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+  return s;
+}
+
 /** The next turn of the event loop. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe("a write by another connection (the operator's `chat-relay users release` beside a live relay)", () => {
   it("is seen by the next turn's reads: a released name is no member any more", async () => {
-    const s = mlsStore();
-    s.createGroup(group(1, "#ops"));
-    s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
-    expect(s.group(gid(1))?.epoch).toBe(1);
-    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    const s = opsWithBob();
     expect(s.cache.size.groups).toBe(1);
     const operator = openStore(join(dir, "relay.db"));
     try {
@@ -112,11 +114,7 @@ describe("a write by another connection (the operator's `chat-relay users releas
   });
 
   it("is seen inside a transaction even in the turn that last looked: a released name may not commit", () => {
-    const s = mlsStore();
-    s.createGroup(group(1, "#ops"));
-    s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, hint(["bob"]));
-    expect(s.group(gid(1))?.epoch).toBe(1);
-    expect(s.isGroupMember(gid(1), "bob")).toBe(true);
+    const s = opsWithBob();
     const operator = openStore(join(dir, "relay.db"));
     try {
       operator.bindUser(user("bob"));

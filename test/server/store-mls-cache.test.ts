@@ -93,6 +93,17 @@ function opsWithBob(): MlsDeliveryStore {
   return s;
 }
 
+/** The operator's `chat-relay users release bob`: another connection to the same file. */
+function releaseBobElsewhere(): void {
+  const operator = openStore(join(dir, "relay.db"));
+  try {
+    operator.bindUser(user("bob"));
+    expect(operator.releaseUser("bob")).toBe(true);
+  } finally {
+    operator.close();
+  }
+}
+
 /** The next turn of the event loop. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -100,13 +111,7 @@ describe("a write by another connection (the operator's `chat-relay users releas
   it("is seen by the next turn's reads: a released name is no member any more", async () => {
     const s = opsWithBob();
     expect(s.cache.size.groups).toBe(1);
-    const operator = openStore(join(dir, "relay.db"));
-    try {
-      operator.bindUser(user("bob"));
-      expect(operator.releaseUser("bob")).toBe(true);
-    } finally {
-      operator.close();
-    }
+    releaseBobElsewhere();
     await nextTurn();
     expect(s.isGroupMember(gid(1), "bob")).toBe(false);
     expect(s.groupMembers(gid(1))).toEqual(["alice"]);
@@ -115,13 +120,7 @@ describe("a write by another connection (the operator's `chat-relay users releas
 
   it("is seen inside a transaction even in the turn that last looked: a released name may not commit", () => {
     const s = opsWithBob();
-    const operator = openStore(join(dir, "relay.db"));
-    try {
-      operator.bindUser(user("bob"));
-      expect(operator.releaseUser("bob")).toBe(true);
-    } finally {
-      operator.close();
-    }
+    releaseBobElsewhere();
     // Same turn: outside a transaction the reads are as of the turn's first look (before the release)...
     expect(s.isGroupMember(gid(1), "bob")).toBe(true);
     // ...but the commit's transaction sees the file as it is.

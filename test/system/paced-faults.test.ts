@@ -75,7 +75,16 @@ async function expectAllThrough(a: TestClient, b: TestClient, ta: ReturnType<typ
   ta.stop();
   tb.stop();
   await waitUntil(() => ta.ids.every((id) => accepted(a).has(id)) && tb.ids.every((id) => accepted(b).has(id)), "every message accepted", 30_000);
-  await waitUntil(() => received(b, "a").length >= ta.ids.length && received(a, "b").length >= tb.ids.length, "every message received", 20_000);
+  try {
+    await waitUntil(() => received(b, "a").length >= ta.ids.length && received(a, "b").length >= tb.ids.length, "every message received", 20_000);
+  } catch (e) {
+    // What was missing, and how each side's connection went: a rare stall under load is then
+    // readable from one failed run (the wait alone says only that it timed out).
+    const lines = (c: TestClient) => c.events.filter((x) => x.type === "connection" || x.type === "refused").slice(-8);
+    throw new Error(`${e instanceof Error ? e.message : String(e)}: bob got ${received(b, "a").length} of alice's ${ta.ids.length} `
+      + `(last: ${received(b, "a").at(-1)?.text ?? "none"}), alice got ${received(a, "b").length} of bob's ${tb.ids.length} `
+      + `(last: ${received(a, "b").at(-1)?.text ?? "none"}); alice's last events ${JSON.stringify(lines(a))}; bob's ${JSON.stringify(lines(b))}`, { cause: e });
+  }
   expectExactlyOnceInOrder(received(b, "a"), "a", ta.ids.length);
   expectExactlyOnceInOrder(received(a, "b"), "b", tb.ids.length);
   expect([...troubles(a), ...troubles(b)]).toEqual([]);

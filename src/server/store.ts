@@ -24,7 +24,7 @@ import { DeviceStore } from "./store/devices.js";
 import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
-import { loadRelayId, openDatabase, transactionOn, type Row, type StoreContext, type Transaction } from "./store/schema.js";
+import { loadRelayId, openDatabase, transactionOn, UndoLog, type Row, type StoreContext, type Transaction } from "./store/schema.js";
 import { WalSync, type SyncFile } from "./store/wal-sync.js";
 
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
@@ -193,8 +193,9 @@ class SqliteStore extends DelegatingStore implements RelayStore {
   constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number, wal?: { path: string; sync: SyncFile | undefined }) {
     super();
     // Once a WAL sync failed, no transaction runs (wal-sync.ts): nothing after it is known durable.
-    this.transaction = transactionOn(db, () => this.wal?.check());
-    const c: StoreContext = { db, clock, transaction: this.transaction };
+    const undo = new UndoLog();
+    this.transaction = transactionOn(db, () => this.wal?.check(), undo);
+    const c: StoreContext = { db, clock, transaction: this.transaction, undo };
     this.queues = new Queues(c, recentBudget);
     const queues = this.queues;
     this.wal = wal === undefined ? undefined : new WalSync(db, wal.path, () => queues.lastSeq(), wal.sync);

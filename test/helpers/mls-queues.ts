@@ -90,11 +90,12 @@ export async function waitForEmptyQueue(relay: TestRelay, username: string): Pro
   await waitUntil(() => queuedRows(relay, username) === 0, `an empty queue for ${username}`, 10_000, 20);
 }
 
-/** The reference counts of the stored MLS deliveries (one `envelopes` row each, payload kind 1), oldest first. */
+/** How many queues still hold each stored MLS delivery (one `envelopes` row each, payload kind 1; the `queue` view's rows), oldest first. */
 export function storedMlsRefs(relay: TestRelay): number[] {
   const db = new DatabaseSync(join(relay.dataDir, "relay.db"), { readOnly: true });
   try {
-    return (db.prepare("SELECT refs FROM envelopes WHERE payload_kind = 1 ORDER BY id").all() as { refs: number | bigint }[]).map((r) => Number(r.refs));
+    return (db.prepare(`SELECT (SELECT COUNT(*) FROM queue q WHERE q.envelope_id = e.id) AS refs
+                        FROM envelopes e WHERE e.payload_kind = 1 ORDER BY e.id`).all() as { refs: number | bigint }[]).map((r) => Number(r.refs));
   } finally {
     db.close();
   }

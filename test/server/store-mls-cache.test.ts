@@ -11,7 +11,7 @@ import { user } from "../store-contract/mls.contract.js";
 import { openStore } from "../../src/server/store.js";
 import { MlsDeliveryStore } from "../../src/server/store/mls.js";
 import { MlsGroupCache } from "../../src/server/store/mls-group-cache.js";
-import { openDatabase, transactionOn, type Transaction } from "../../src/server/store/schema.js";
+import { openDatabase, transactionOn, UndoLog, type Transaction } from "../../src/server/store/schema.js";
 
 const gid = (n: number) => Buffer.alloc(20, n);
 const group = (n: number, conversationId: string, groupInfoBytes = 8) => ({
@@ -24,7 +24,7 @@ let db: DatabaseSync;
 let tx: Transaction;
 
 function mlsStore(cache?: MlsGroupCache): MlsDeliveryStore {
-  return new MlsDeliveryStore({ db, clock: () => 1_000_000, transaction: tx }, undefined, cache);
+  return new MlsDeliveryStore({ db, clock: () => 1_000_000, transaction: tx, undo: new UndoLog() }, undefined, cache);
 }
 
 beforeEach(() => {

@@ -1,57 +1,93 @@
-// The bounds of the embedded store's memory structures (src/server/store/queue-tails.ts,
-// accepted-filter.ts): a tail past its own bound is dropped, the least recently fetched tails go
-// past the bound in all, a fetch below a tail's start is not answered from it, and the accepted-id
+// The embedded store's memory structures (src/server/store/queue-memory.ts, accepted-filter.ts):
+// the queues in memory take, put back, append and load as the file says, and the accepted-id
 // filter is filled from its table only when first asked (the `chat-relay users` commands never
 // ask) and never loses an id across refills. What the store answers with them is in
 // test/server/store-memory*.test.ts.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { AcceptedFilter } from "../../src/server/store/accepted-filter.js";
-import { QueueTails, TAIL_LIMITS } from "../../src/server/store/queue-tails.js";
+import { parseRecipients, QueueMemory } from "../../src/server/store/queue-memory.js";
 
-const item = (seq: number, bytes = 10) => ({ seq, conversationId: "#c", envelope: Buffer.alloc(bytes), relayTimeMs: 1 });
-const seqs = (xs: readonly { seq: number }[] | undefined) => xs?.map((x) => x.seq);
 
-describe("queue tails' bounds", () => {
-  const limits = { ...TAIL_LIMITS, maxTailRows: 4, maxTailBytes: 100, maxRows: 6, maxBytes: 1000, maxTails: 3 };
+describe("the queues in memory (queue-memory.ts)", () => {
+  const info = (m: QueueMemory, id: number, sender = "alice", bytes = 10) =>
+    m.envelopes.set(id, m.info({ sender, bytes, conversationId: "#c", createdAtMs: 1, mls: true }, 0));
+  const row = (id: number, recipients: unknown, sender = "alice", bytes = 10) =>
+    ({ id, sender, bytes, conversationId: "#c", createdAtMs: 1, mls: true, recipients: JSON.stringify(recipients) });
 
-  it("drops a tail past its own rows or bytes; SQL answers it again", () => {
-    const t = new QueueTails(limits);
-    t.track("bob", 0, [item(1), item(2)]);
-    t.append("bob", item(3));
-    t.append("bob", item(4));
-    expect(seqs(t.fetch("bob", 0, 10, 1 << 20))).toEqual([1, 2, 3, 4]);
-    t.append("bob", item(5));
-    expect(t.has("bob")).toBe(false);
-    expect(t.fetch("bob", 4, 10, 1 << 20)).toBeUndefined();
-    t.track("carol", 0, [item(1, 60)]);
-    t.append("carol", item(2, 60));
-    expect(t.has("carol")).toBe(false);
-    t.track("dave", 0, [item(1), item(2), item(3), item(4), item(5)]);
-    expect(t.has("dave")).toBe(false);
+  it("takes a prefix or scattered seqs, only the recipient's own, and puts them back in order", () => {
+    const m = new QueueMemory();
+    for (const id of [1, 2, 3, 4, 5]) {
+      info(m, id);
+      m.append("bob", id);
+    }
+    m.append("carol", 3);
+    expect(m.take("bob", [1, 2, 99])).toEqual([1, 2]);
+    expect(m.queue("bob")).toEqual([3, 4, 5]);
+    expect(m.take("bob", [5, 3])).toEqual([3, 5]);
+    expect(m.queue("bob")).toEqual([4]);
+    expect(m.queue("carol")).toEqual([3]); // carol's row 3 is hers: bob's ack of 3 left it
+    expect(m.take("dave", [4])).toEqual([]);
+    m.restore("bob", [3, 5]);
+    expect(m.queue("bob")).toEqual([3, 4, 5]);
+    expect(m.take("bob", [3, 4, 5])).toEqual([3, 4, 5]);
+    expect([...m.recipients()]).toEqual(["carol"]); // an empty queue leaves
+    expect(m.take("bob", [Number.NaN, 1.5, -1])).toEqual([]);
   });
 
-  it("drops the least recently fetched tails past the rows or tails in all", () => {
-    const t = new QueueTails(limits);
-    t.track("a", 0, [item(1), item(2)]);
-    t.track("b", 0, [item(3), item(4)]);
-    t.fetch("a", 0, 10, 1 << 20); // a is now the most recently fetched
-    t.track("c", 0, [item(5), item(6), item(7)]); // 7 rows > 6: b goes
-    expect([t.has("a"), t.has("b"), t.has("c")]).toEqual([true, false, true]);
-    t.track("d", 0, []);
-    t.track("e", 0, []); // 4 tails > 3: the least recently fetched (a) goes
-    expect([t.has("a"), t.has("c"), t.has("d"), t.has("e")]).toEqual([false, true, true, true]);
+  it("appends only above the last seq, and unappend takes only the last", () => {
+    const m = new QueueMemory();
+    info(m, 7);
+    expect(m.append("bob", 7)).toBe(true);
+    expect(m.append("bob", 7)).toBe(false);
+    expect(m.append("bob", 6)).toBe(false);
+    m.unappend("bob", 6);
+    expect(m.queue("bob")).toEqual([7]);
+    m.unappend("bob", 7);
+    expect(m.queue("bob")).toEqual([]);
   });
 
-  it("answers only from its start on, moves its start with the fetches, and keeps only rows after it", () => {
-    const t = new QueueTails(limits);
-    t.track("bob", 5, [item(6), item(7)]);
-    expect(t.fetch("bob", 4, 10, 1 << 20)).toBeUndefined();
-    expect(seqs(t.fetch("bob", 6, 10, 1 << 20))).toEqual([7]);
-    expect(t.fetch("bob", 5, 10, 1 << 20)).toBeUndefined(); // row 6 left with the fetch after it
-    t.append("bob", item(6)); // not after the start: not the tail's
-    t.remove("bob", 7);
-    expect(seqs(t.fetch("bob", 6, 10, 1 << 20))).toEqual([]);
+  it("keeps usage in step with appends and takes, per sender", () => {
+    const m = new QueueMemory();
+    info(m, 1, "alice", 100);
+    info(m, 2, "carol", 30);
+    m.append("bob", 1);
+    expect(m.usageOf("bob").usage("alice")).toEqual({ count: 1, bytes: 100, senderCount: 1, senderBytes: 100 });
+    m.append("bob", 2);
+    expect(m.usageOf("bob").usage("carol")).toEqual({ count: 2, bytes: 130, senderCount: 1, senderBytes: 30 });
+    m.take("bob", [1]);
+    expect(m.usageOf("bob").usage("alice")).toEqual({ count: 1, bytes: 30, senderCount: 0, senderBytes: 0 });
+  });
+
+  it("loads queues from rows above each cursor, without acked rows, and names envelopes nobody waits for", () => {
+    const m = new QueueMemory();
+    const orphans = m.load(
+      [row(1, ["bob", "carol"]), row(2, ["bob"]), row(3, ["bob", "bob", "dave"]), row(4, ["carol"]), row(5, "not an array"), row(6, ["erin"])],
+      new Map([["bob", 1]]),
+      new Map([["carol", new Set([4])], ["erin", new Set([6])]]),
+    );
+    expect(m.queue("bob")).toEqual([2, 3]);
+    expect(m.queue("carol")).toEqual([1]);
+    expect(m.queue("dave")).toEqual([3]);
+    expect(orphans).toEqual([4, 5, 6]);
+    expect([...m.envelopes.keys()]).toEqual([1, 2, 3]);
+    expect(m.envelopes.get(3)!.refs).toBe(2); // bob named twice is queued once
+  });
+
+  it("drops purged envelopes from every queue", () => {
+    const m = new QueueMemory();
+    m.load([row(1, ["bob", "carol"]), row(2, ["bob"]), row(3, ["carol"])], new Map(), new Map());
+    m.dropEnvelopes(new Set([1, 3]));
+    expect(m.queue("bob")).toEqual([2]);
+    expect(m.queue("carol")).toEqual([]);
+    expect([...m.envelopes.keys()]).toEqual([2]);
+  });
+
+  it("parses only arrays of strings as recipients", () => {
+    expect(parseRecipients('["a","b"]')).toEqual(["a", "b"]);
+    expect(parseRecipients('["a",1,null]')).toEqual(["a"]);
+    expect(parseRecipients("{}")).toEqual([]);
+    expect(parseRecipients("[")).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
-// The SQL of the delivery queues (queues.ts): the `accepted`, `envelopes` and `queue` tables'
-// statements, prepared once per connection.
+// The SQL of the delivery queues (queues.ts): the `accepted`, `envelopes`, `queue_cursors` and
+// `queue_acked` tables' statements, prepared once per connection (queue-schema.ts has the tables).
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
 export function prepareQueueStatements(db: DatabaseSync) {
@@ -10,37 +10,26 @@ export function prepareQueueStatements(db: DatabaseSync) {
     // What the accepted-id filter is filled from.
     acceptedCount: p("SELECT COUNT(*) AS n FROM accepted"),
     acceptedAll: p("SELECT sender, message_id FROM accepted"),
-    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, message_id, envelope, refs, created_at_ms, payload_kind)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    queuePut: p("INSERT INTO queue (recipient, envelope_id, created_at_ms) VALUES (?, ?, ?)"),
-    // A recipient's queue per sender: rows and envelope bytes (length() of a blob reads its
-    // record header, not its overflow pages).
-    queueUsage: p(`SELECT e.sender AS sender, COUNT(*) AS n, SUM(length(e.envelope)) AS b
-                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id WHERE q.recipient = ? GROUP BY e.sender`),
-    envelopeMeta: p("SELECT sender, length(envelope) AS b FROM envelopes WHERE id = ?"),
-    // AUTOINCREMENT keeps the highest seq ever used here, even after its row was deleted.
-    lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'queue'"),
-    // Not the envelope bytes: recent ones are in memory (Queues.recent), the rest are
-    // read one by one (a 40 KB blob spans a chain of overflow pages that the join would read).
-    queueFetch: p(`SELECT q.seq AS seq, q.envelope_id AS envelope_id, e.conversation_id AS conversation_id, q.created_at_ms AS created_at_ms,
-                          e.payload_kind AS payload_kind
-                   FROM queue q JOIN envelopes e ON e.id = q.envelope_id
-                   WHERE q.recipient = ? AND q.seq > ? ORDER BY q.seq LIMIT ?`),
+    envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, payload_kind, created_at_ms, recipients, envelope)
+                    VALUES (?, ?, ?, ?, ?, ?)`),
+    // What memory is rebuilt from (queue-memory.ts load): everything but the bytes (length() of a
+    // blob reads its record header, not its overflow pages).
+    envelopesAll: p(`SELECT id, sender, conversation_id, created_at_ms, payload_kind, recipients, length(envelope) AS b
+                     FROM envelopes ORDER BY id`),
+    cursorsAll: p("SELECT recipient, acked_through FROM queue_cursors"),
+    ackedAll: p("SELECT recipient, seq FROM queue_acked"),
+    // AUTOINCREMENT keeps the highest id ever used here, even after its row was deleted.
+    lastSeq: p("SELECT seq FROM sqlite_sequence WHERE name = 'envelopes'"),
     envelopeBytes: p("SELECT envelope FROM envelopes WHERE id = ?"),
-    // Only the recipient's own rows: a client cannot delete someone else's deliveries.
-    queueTake: p("DELETE FROM queue WHERE seq = ? AND recipient = ? RETURNING envelope_id"),
-    // One statement for an Ack frame's seqs (a JSON array of integers), not one per seq.
-    queueTakeMany: p("DELETE FROM queue WHERE recipient = ? AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, envelope_id"),
-    envelopeUnrefBy: p("UPDATE envelopes SET refs = refs - ? WHERE id = ?"),
-    queueDelete: p("DELETE FROM queue WHERE seq = ?"),
-    queueOfRecipient: p("SELECT seq, envelope_id FROM queue WHERE recipient = ?"),
-    // A user's linked devices' queues ('username/device_id'; '0' is the character after '/').
-    recipientsInRange: p("SELECT DISTINCT recipient FROM queue WHERE recipient >= ? AND recipient < ?"),
-    envelopeUnref: p("UPDATE envelopes SET refs = refs - 1 WHERE id = ?"),
-    envelopeDrop: p("DELETE FROM envelopes WHERE id = ? AND refs <= 0"),
     envelopeDelete: p("DELETE FROM envelopes WHERE id = ?"),
-    purgeQueue: p("DELETE FROM queue WHERE created_at_ms < ?"),
-    purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ?"),
+    cursorPut: p(`INSERT INTO queue_cursors (recipient, acked_through) VALUES (?, ?)
+                  ON CONFLICT (recipient) DO UPDATE SET acked_through = excluded.acked_through`),
+    ackedPut: p("INSERT OR IGNORE INTO queue_acked (recipient, seq) VALUES (?, ?)"),
+    ackedDelete: p("DELETE FROM queue_acked WHERE recipient = ? AND seq <= ?"),
+    ackedDeleteAll: p("DELETE FROM queue_acked WHERE recipient = ?"),
+    purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ? RETURNING id"),
+    purgeAcked: p("DELETE FROM queue_acked WHERE seq NOT IN (SELECT id FROM envelopes)"),
     purgeAccepted: p("DELETE FROM accepted WHERE accepted_at_ms < ?"),
+    dataVersion: p("PRAGMA data_version"),
   };
 }

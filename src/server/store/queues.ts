@@ -1,27 +1,27 @@
 // The delivery queues: accepted (sender, message_id) pairs for de-duplication, envelopes, and
-// one queue row per recipient; enqueue in group-commit batches, fetch in seq order, acks, purge.
+// each recipient's queue of them; enqueue in group-commit batches, fetch in seq order, acks, purge.
 //
-// The queue is normalised on purpose: one `envelopes` row holds the wire bytes once, and one
-// `queue` row per recipient points at it. Storing a copy per recipient (the obvious schema)
-// would write ~100 MB for a single message to a 500-member room (each envelope carries one
-// 384-byte RSA wrap per member); here that message costs one blob plus 499 small rows.
+// An envelope is stored once, as one `envelopes` row naming its recipients; a recipient's queue is
+// the envelopes naming it above its ack cursor (queue-schema.ts has the tables, queue-memory.ts
+// how a queue is read from them). Every queue is kept in memory (QueueMemory): a fetch, a depth and
+// an ack's bookkeeping cost no query, and the file gets one row per message and one cursor update
+// per recipient per commit. A message to a room of K once cost K queue rows with two indexes each,
+// inserted and then deleted again; storing each copy per recipient (the obvious schema) would
+// write ~100 MB for a single message to a 500-member room (each v1 envelope carries one 384-byte
+// RSA wrap per member).
 //
-// Queue usage per recipient is cached in memory (CachedUsage) so the queue caps cost no
-// COUNT(*) per send, and recently stored envelope bytes are kept (within a budget) so a room
-// message is read from memory, not from SQLite once per member. Three more memory structures spare
-// the hot path its statements, each exact where it answers and leaving the rest to SQLite: a Bloom
-// filter of the accepted ids (accepted-filter.ts: a new id costs no query), the newest rows of
-// online recipients' queues (queue-tails.ts: a pump fetches what was just committed from memory)
-// and the sender, size and refs of envelopes stored here (envelope-refs.ts: for acks). The tails
-// and refs learn a transaction's writes only once it committed; the filter learns them before
-// (a rolled-back id's bits only cost a query).
+// Memory changes inside the store's transactions, and each change registers its inverse with the
+// store's UndoLog: a rolled-back transaction leaves memory as the file is. Another connection's
+// commit (the operator's `chat-relay users release` beside the live relay) is seen by SQLite's
+// data_version, checked once per turn of the event loop and at each transaction: memory is then
+// rebuilt from the file. Recently stored envelope bytes are kept within a budget so a room message
+// is read from memory, not from SQLite once per member, and a Bloom filter of the accepted ids
+// (accepted-filter.ts) spares a new id its query.
 import type { DatabaseSync } from "node:sqlite";
-import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
 import { AcceptedFilter } from "./accepted-filter.js";
-import { EnvelopeRefs } from "./envelope-refs.js";
+import { firstAbove, QueueMemory, type EnvelopeRow } from "./queue-memory.js";
 import { prepareQueueStatements } from "./queue-sql.js";
-import { CachedUsage } from "./queue-usage.js";
-import { QueueTails } from "./queue-tails.js";
 import { RecentEnvelopes } from "./recent-envelopes.js";
 
 /**
@@ -79,67 +79,41 @@ export interface PurgeResult {
   readonly acceptedIds: number;
 }
 
-/** A row an ack deleted: whose queue, its seq, who sent its envelope, the envelope's size. */
-interface AckedRow {
-  readonly recipient: string;
-  readonly seq: number;
-  readonly sender: string | undefined;
-  readonly bytes: number;
-}
-
-/** What an ack transaction deleted: the rows, and how many of each envelope's (by id). */
-interface Acked {
-  readonly rows: readonly AckedRow[];
-  readonly unref: ReadonlyMap<number, number>;
-}
-
-/** An envelope a transaction stored: its row id, its bytes (a copy), and its queue rows' seqs (one per recipient, in order). */
-interface Stored {
-  readonly id: number;
-  readonly envelope: Buffer;
-  readonly req: EnqueueRequest;
-  readonly seqs: readonly number[];
-  readonly now: number;
-}
-
-/** What enqueueInside stored in a transactionQueuing: the envelopes, and each call's requests and outcomes. */
-interface Inside {
-  readonly stored: Stored[];
-  readonly batches: Array<{ reqs: readonly EnqueueRequest[]; outcomes: EnqueueOutcome[] }>;
-}
-
-/** The `accepted`, `envelopes` and `queue` tables, with their memory caches. */
+/** The queue tables, with every queue in memory. */
 export class Queues {
   private readonly db: DatabaseSync;
   private readonly clock: () => number;
   private readonly transaction: Transaction;
+  private readonly undo: UndoLog;
   private readonly s: ReturnType<typeof prepareQueueStatements>;
+  private readonly mem = new QueueMemory();
   /**
-   * Queue usage per recipient (rows and bytes, in all and per sender), loaded lazily from the
-   * database and kept in step with enqueue and ack, so the queue caps cost no COUNT(*) on every
-   * send (a 500-member room would otherwise count 500 indexes per message).
+   * Each recipient's ack cursor as the file has it (queue_cursors; absent: 0), and the seqs of
+   * its `queue_acked` rows (acks above the cursor, made while an earlier row was still queued).
    */
-  private readonly depth = new Map<string, CachedUsage>();
+  private cursors = new Map<string, number>();
+  private gaps = new Map<string, Set<number>>();
   /**
    * The bytes of recently stored envelopes by row id, oldest first, at most recentBudget in all:
    * a room message goes to every member from memory instead of being read back from SQLite once
-   * per member. Entries enter only after their commit and leave when the row is dropped.
+   * per member.
    */
   private readonly recent: RecentEnvelopes;
   /** Every accepted (sender, message_id), as a Bloom filter: "no" without a query (accepted-filter.ts). */
   private readonly accepted: AcceptedFilter;
-  /** The newest rows of recipients' queues, for fetches without a query (queue-tails.ts). */
-  private readonly tails = new QueueTails();
-  /** Sender, size and refs of envelopes stored here, for acks (envelope-refs.ts). */
-  private readonly refs = new EnvelopeRefs();
-  /** What the transactionQueuing in progress stored (enqueueInside), learnt by the caches once it commits. */
-  private inside: Inside | undefined;
+  /** SQLite's data_version when memory was last checked against it. */
+  private seenVersion = -1;
+  /** Checked in this turn of the event loop (reset by an immediate after it). */
+  private checkedInTurn = false;
+  /** transactionQueuing is running: enqueueInside may store. */
+  private queuing = false;
 
   constructor(c: StoreContext, recentBudget: number) {
     this.recent = new RecentEnvelopes(recentBudget);
     this.db = c.db;
     this.clock = c.clock;
     this.transaction = c.transaction;
+    this.undo = c.undo;
     this.s = prepareQueueStatements(c.db);
     this.accepted = new AcceptedFilter({
       count: () => num((this.s.acceptedCount.get() as Row).n),
@@ -147,45 +121,84 @@ export class Queues {
         for (const r of it) yield [str(r.sender), buf(r.message_id)] as const;
       })(this.s.acceptedAll.iterate() as Iterable<Row>),
     });
+    // Memory is filled at the first call that needs it (fresh: seenVersion -1), not here: the
+    // `chat-relay users` commands open the store and never read a queue.
   }
 
-  /** Drops a released name's queue rows (in a transaction: releaseUser); envelopes nobody else waits for go too. */
-  dropQueueLocked(username: string): void {
-    this.tails.drop(username);
-    for (const row of this.s.queueOfRecipient.all(username) as Row[]) {
-      const envelopeId = num(row.envelope_id);
-      this.s.queueDelete.run(num(row.seq));
-      this.s.envelopeUnref.run(envelopeId);
-      this.dropIfUnreferenced(envelopeId);
+  /**
+   * Rebuilds memory from the file when another connection committed to it since the last look,
+   * or when an undo failed. Outside a transaction once per turn of the event loop (a turn's reads
+   * are as of its first one, as if it ran just before the other commit); inside one at every call
+   * (its snapshot may be newer than the turn's look; a transaction that changes memory calls this
+   * first, and no other connection can commit while it holds the write lock).
+   */
+  private fresh(force = false): void {
+    const inTransaction = this.db.isTransaction;
+    if (this.checkedInTurn && !inTransaction && !force && !this.undo.broken) return;
+    const v = num((this.s.dataVersion.get() as Row).data_version);
+    if (v !== this.seenVersion || this.undo.broken) {
+      this.seenVersion = v;
+      this.undo.broken = false;
+      this.reload();
     }
+    if (inTransaction || this.checkedInTurn) return;
+    this.checkedInTurn = true;
+    setImmediate(() => {
+      this.checkedInTurn = false;
+    });
+  }
+
+  /** Every queue, cursor and acked row from the file; envelopes nobody waits for are deleted. */
+  private reload(): void {
+    const cursors = new Map<string, number>();
+    for (const r of this.s.cursorsAll.iterate() as Iterable<Row>) cursors.set(str(r.recipient), num(r.acked_through));
+    const gaps = new Map<string, Set<number>>();
+    for (const r of this.s.ackedAll.iterate() as Iterable<Row>) {
+      const who = str(r.recipient);
+      const set = gaps.get(who) ?? new Set<number>();
+      set.add(num(r.seq));
+      gaps.set(who, set);
+    }
+    const rows = (function* (it: Iterable<Row>): Generator<EnvelopeRow> {
+      for (const r of it) {
+        yield {
+          id: num(r.id), sender: str(r.sender), bytes: num(r.b), conversationId: str(r.conversation_id),
+          createdAtMs: num(r.created_at_ms), mls: num(r.payload_kind) === PAYLOAD_MLS, recipients: str(r.recipients),
+        };
+      }
+    })(this.s.envelopesAll.iterate() as Iterable<Row>);
+    const orphans = this.mem.load(rows, cursors, gaps);
+    this.cursors = cursors;
+    this.gaps = gaps;
+    this.recent.clear();
+    if (orphans.length === 0) return;
+    const drop = (): void => {
+      for (const id of orphans) this.s.envelopeDelete.run(id);
+    };
+    if (this.db.isTransaction) drop();
+    else this.transaction(drop);
+  }
+
+  /** Drops a queue (in a transaction: a released name, a removed device): as if all its rows were acked. */
+  dropQueueLocked(address: string): void {
+    this.fresh();
+    this.ackLocked([{ recipient: address, seqs: [...this.mem.queue(address)] }]);
   }
 
   /** The linked devices' queue addresses of a user that hold rows ('username/...'; PROTOCOL.md §4.5). */
   deviceQueuesOf(username: string): string[] {
-    return (this.s.recipientsInRange.all(`${username}/`, `${username}0`) as Row[]).map((r) => str(r.recipient));
+    this.fresh();
+    const devices = `${username}/`;
+    return [...this.mem.recipients()].filter((r) => r.startsWith(devices)).sort();
   }
 
   /**
-   * Forgets a recipient's cached usage and queue tail (its queue changed outside enqueue and ack).
    * A name bound again may have been released by another process (bindings.ts), which dropped its
-   * devices' queues too ('username/...'): theirs go as well.
+   * queues (and its devices'): memory is checked against the file now, not at the next turn.
    */
   forgetUsage(username: string): void {
-    this.depth.delete(username);
-    this.tails.drop(username);
-    const devices = `${username}/`;
-    for (const address of this.depth.keys()) if (address.startsWith(devices)) this.depth.delete(address);
-    this.tails.dropPrefixed(devices);
-  }
-
-  /** Drops an envelope whose last queue row is gone (in a transaction). */
-  private dropIfUnreferenced(id: number): void {
-    if (this.s.envelopeDrop.run(id).changes > 0) this.dropped(id);
-  }
-
-  private dropped(id: number): void {
-    this.recent.forget(id);
-    this.refs.forget(id);
+    this.fresh(true);
+    this.mem.forgetUsage(username);
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
@@ -200,152 +213,163 @@ export class Queues {
       return [];
     }
     const now = this.clock();
-    let acked: Acked | undefined;
-    const stored: Stored[] = [];
-    const outcomes = this.transaction(() => {
-      const o = this.enqueueLocked(reqs, now, stored);
-      acked = this.ackLocked(acks);
-      return o;
+    return this.transaction(() => {
+      this.fresh();
+      const outcomes = this.enqueueLocked(reqs, now);
+      // Rows first, then acks: an ack may take a row this same transaction stored.
+      this.ackLocked(acks);
+      return outcomes;
     });
-    this.committed(stored);
-    // Rows first, then acks: an ack may take a row this same transaction stored.
-    this.afterEnqueue(reqs, outcomes);
-    this.applyAcked(acked);
-    return outcomes;
   }
 
   /**
    * Runs fn in one transaction in which `enqueueInside` may store queue rows (an MLS commit and
-   * its deliveries, PROTOCOL.md §8.3: accepted and queued together or not at all). The memory
-   * caches learn what was stored only once the transaction committed.
+   * its deliveries, PROTOCOL.md §8.3: accepted and queued together or not at all).
    */
   transactionQueuing<T>(fn: () => T): T {
-    if (this.inside !== undefined) throw new Error("transactionQueuing does not nest");
-    const inside: Inside = { stored: [], batches: [] };
-    this.inside = inside;
+    if (this.queuing) throw new Error("transactionQueuing does not nest");
+    this.queuing = true;
     try {
-      const out = this.transaction(fn);
-      this.committed(inside.stored);
-      for (const x of inside.batches) this.afterEnqueue(x.reqs, x.outcomes);
-      return out;
+      return this.transaction(() => {
+        this.fresh();
+        return fn();
+      });
     } finally {
-      this.inside = undefined;
+      this.queuing = false;
     }
   }
 
   /** Stores these inside the transaction of transactionQueuing (only there); duplicates by (sender, id) are skipped. */
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
-    if (this.inside === undefined) throw new Error("enqueueInside runs only inside transactionQueuing");
-    const outcomes = this.enqueueLocked(reqs, this.clock(), this.inside.stored);
-    this.inside.batches.push({ reqs, outcomes });
-    return outcomes;
+    if (!this.queuing) throw new Error("enqueueInside runs only inside transactionQueuing");
+    return this.enqueueLocked(reqs, this.clock());
   }
 
   ackBatch(acks: readonly AckRequest[]): number {
     if (acks.every((a) => a.seqs.length === 0)) return 0;
-    let acked: Acked | undefined;
     this.db.exec("PRAGMA synchronous = NORMAL");
     try {
-      this.transaction(() => {
-        acked = this.ackLocked(acks);
+      return this.transaction(() => {
+        this.fresh();
+        return this.ackLocked(acks);
       });
     } finally {
       this.db.exec("PRAGMA synchronous = FULL");
     }
-    return this.applyAcked(acked);
   }
 
-  /** Deletes acked rows (set-wise per envelope); returns them, and how many of each envelope's. In a transaction. */
-  private ackLocked(acks: readonly AckRequest[]): Acked {
-    const taken: Array<[string, number, number]> = [];
-    const unref = new Map<number, number>();
+  /**
+   * Takes the acked seqs from their recipients' queues and records it (cursor, acked rows);
+   * envelopes nobody waits for any more are deleted. Returns how many rows were taken. In a
+   * transaction; a recipient's ack of seqs not in its queue takes nothing (never another's row).
+   */
+  private ackLocked(acks: readonly AckRequest[]): number {
+    let n = 0;
     for (const { recipient, seqs } of acks) {
-      const rows = seqs.length === 1
-        ? [this.s.queueTake.get(seqs[0]!, recipient) as Row | undefined]
-        : (this.s.queueTakeMany.all(recipient, JSON.stringify(seqs.filter(Number.isSafeInteger))) as Row[]);
-      for (const row of rows) {
-        if (row === undefined) continue;
-        const id = num(row.envelope_id);
-        unref.set(id, (unref.get(id) ?? 0) + 1);
-        taken.push([recipient, row.seq === undefined ? seqs[0]! : num(row.seq), id]);
+      const taken = this.mem.take(recipient, seqs);
+      if (taken.length === 0) continue;
+      n += taken.length;
+      this.undo.push(() => this.mem.restore(recipient, taken));
+      this.recordAcks(recipient, taken);
+      const emptied: Array<[number, ReturnType<QueueMemory["envelopes"]["get"]>]> = [];
+      for (const seq of taken) {
+        const e = this.mem.envelopes.get(seq);
+        if (e === undefined) continue;
+        e.refs--;
+        if (e.refs > 0) continue;
+        this.s.envelopeDelete.run(seq);
+        this.mem.envelopes.delete(seq);
+        this.recent.forget(seq);
+        emptied.push([seq, e]);
       }
-    }
-    // Who sent each envelope and its size, before it may be dropped: for the cached usage. From
-    // memory for the envelopes stored here, whose last rows then delete them at once.
-    const meta = new Map<number, { sender: string; bytes: number }>();
-    for (const [id, by] of unref) {
-      const known = this.refs.get(id);
-      if (known !== undefined) {
-        meta.set(id, known);
-        if (known.refs <= by) {
-          if (this.s.envelopeDelete.run(id).changes > 0) this.dropped(id);
-          continue;
+      this.undo.push(() => {
+        for (const seq of taken) {
+          const e = this.mem.envelopes.get(seq);
+          if (e !== undefined) e.refs++;
         }
-      } else {
-        const m = this.s.envelopeMeta.get(id) as Row | undefined;
-        if (m !== undefined) meta.set(id, { sender: str(m.sender), bytes: num(m.b) });
+        for (const [seq, e] of emptied) {
+          e!.refs = 1;
+          this.mem.envelopes.set(seq, e!);
+        }
+      });
+    }
+    return n;
+  }
+
+  /**
+   * Records that `recipient` processed `taken` (ascending, just taken from its queue): the cursor
+   * moves up to just below its first queued row (or to the last taken, its queue now empty), acked
+   * rows at or below the cursor go, and taken seqs above it become acked rows. In a transaction.
+   */
+  private recordAcks(recipient: string, taken: readonly number[]): void {
+    const queue = this.mem.queue(recipient);
+    const old = this.cursors.get(recipient);
+    const gaps = this.gaps.get(recipient);
+    let highestGap = 0;
+    for (const g of gaps ?? []) highestGap = Math.max(highestGap, g);
+    const cursor = queue.length === 0
+      ? Math.max(old ?? 0, taken.at(-1)!, highestGap)
+      : Math.max(old ?? 0, queue[0]! - 1);
+    const before = gaps === undefined ? undefined : new Set(gaps);
+    if (cursor !== (old ?? 0)) {
+      this.s.cursorPut.run(recipient, cursor);
+      this.cursors.set(recipient, cursor);
+      if (gaps !== undefined) {
+        this.s.ackedDelete.run(recipient, cursor);
+        for (const g of gaps) if (g <= cursor) gaps.delete(g);
       }
-      this.s.envelopeUnrefBy.run(by, id);
-      this.dropIfUnreferenced(id);
     }
-    const rows = taken.map(([recipient, seq, id]) => ({ recipient, seq, sender: meta.get(id)?.sender, bytes: meta.get(id)?.bytes ?? 0 }));
-    return { rows, unref };
+    const above = taken.filter((seq) => seq > cursor);
+    if (above.length > 0) {
+      const set = gaps ?? new Set<number>();
+      for (const seq of above) {
+        this.s.ackedPut.run(recipient, seq);
+        set.add(seq);
+      }
+      this.gaps.set(recipient, set);
+    }
+    const now = this.gaps.get(recipient);
+    if (now !== undefined && now.size === 0) this.gaps.delete(recipient);
+    this.undo.push(() => {
+      if (old === undefined) this.cursors.delete(recipient);
+      else this.cursors.set(recipient, old);
+      if (before === undefined) this.gaps.delete(recipient);
+      else this.gaps.set(recipient, before);
+    });
   }
 
-  /** After a commit: the cached usage and refs drop by what was acked, and the acked rows leave the tails. Returns the rows acked. */
-  private applyAcked(acked: Acked | undefined): number {
-    if (acked === undefined) return 0;
-    for (const a of acked.rows) {
-      this.depth.get(a.recipient)?.remove(a.sender, a.bytes);
-      this.tails.remove(a.recipient, a.seq);
-    }
-    for (const [id, by] of acked.unref) this.refs.taken(id, by);
-    return acked.rows.length;
-  }
-
-  /** Stores reqs in the transaction in progress; what it stored is added to `stored`, for the caches after the commit. */
-  private enqueueLocked(reqs: readonly EnqueueRequest[], now: number, stored: Stored[]): EnqueueOutcome[] {
+  /** Stores reqs in the transaction in progress; memory learns them at once (undone on rollback). */
+  private enqueueLocked(reqs: readonly EnqueueRequest[], now: number): EnqueueOutcome[] {
     return reqs.map((req): EnqueueOutcome => {
       // Also catches a repeat inside this batch: the earlier row is visible in the transaction.
       if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
       this.s.acceptedPut.run(req.sender, req.messageId, now);
       this.accepted.add(req.sender, req.messageId);
-      if (req.recipients.length === 0) return "stored";
-      const envelopeId = this.s.envelopePut.run(
-        req.conversationId, req.sender, req.messageId, req.envelope, req.recipients.length, now,
-        req.payload === "mls" ? PAYLOAD_MLS : PAYLOAD_ENVELOPE,
-      ).lastInsertRowid;
-      this.refs.forget(Number(envelopeId)); // a dropped envelope's id, maybe: known again once this commits
-      const put = this.s.queuePut;
-      const seqs = req.recipients.map((r) => Number(put.run(r, envelopeId, now).lastInsertRowid));
+      const recipients = [...new Set(req.recipients)];
+      if (recipients.length === 0) return "stored";
+      const mls = req.payload === "mls";
+      const id = Number(this.s.envelopePut.run(
+        req.conversationId, req.sender, mls ? PAYLOAD_MLS : PAYLOAD_ENVELOPE, now, JSON.stringify(recipients), req.envelope,
+      ).lastInsertRowid);
       // A copy of the bytes: the frame buffer is not ours.
-      stored.push({ id: Number(envelopeId), envelope: Buffer.from(req.envelope), req, seqs, now });
+      const envelope = Buffer.from(req.envelope);
+      const info = this.mem.info({ sender: req.sender, bytes: envelope.length, conversationId: req.conversationId, createdAtMs: now, mls }, 0);
+      this.mem.envelopes.set(id, info);
+      this.recent.remember(id, envelope);
+      const queued: string[] = [];
+      for (const r of recipients) {
+        if (!this.mem.append(r, id)) continue;
+        info.refs++;
+        queued.push(r);
+      }
+      this.undo.push(() => {
+        for (const r of queued) this.mem.unappend(r, id);
+        this.mem.envelopes.delete(id);
+        // SQLite may give this id to the next envelope: its bytes must not be these.
+        this.recent.forget(id);
+      });
       return "stored";
     });
-  }
-
-  /** After the commit of `stored`: their bytes are recent, and their rows join their recipients' tails (in seq order). */
-  private committed(stored: readonly Stored[]): void {
-    for (const { id, envelope, req, seqs, now } of stored) {
-      this.recent.remember(id, envelope);
-      this.refs.stored(id, req.sender, envelope.length, seqs.length);
-      const base = { conversationId: req.conversationId, envelope, relayTimeMs: now };
-      const mls = req.payload === "mls";
-      req.recipients.forEach((r, i) => {
-        if (!this.tails.has(r)) return;
-        const seq = seqs[i]!;
-        this.tails.append(r, mls ? { seq, ...base, payload: "mls" } : { seq, ...base });
-      });
-    }
-  }
-
-  /** Only after the commit: a failed batch leaves the cached depths as they were. */
-  private afterEnqueue(reqs: readonly EnqueueRequest[], outcomes: EnqueueOutcome[]): EnqueueOutcome[] {
-    reqs.forEach((req, i) => {
-      if (outcomes[i] !== "stored") return;
-      for (const r of req.recipients) this.depth.get(r)?.add(req.sender, req.envelope.length);
-    });
-    return outcomes;
   }
 
   enqueue(req: EnqueueRequest): boolean {
@@ -358,83 +382,66 @@ export class Queues {
   }
 
   queueDepth(recipient: string): number {
-    return this.usageOf(recipient).count;
+    this.fresh();
+    return this.mem.usageOf(recipient).count;
   }
 
   queueUsage(recipient: string, sender: string): QueueUsage {
-    return this.usageOf(recipient).usage(sender);
-  }
-
-  private usageOf(recipient: string): CachedUsage {
-    let u = this.depth.get(recipient);
-    if (u === undefined) {
-      u = new CachedUsage();
-      for (const r of this.s.queueUsage.iterate(recipient) as Iterable<Row>) u.add(str(r.sender), num(r.b ?? 0), num(r.n));
-      this.depth.set(recipient, u);
-    }
-    return u;
+    this.fresh();
+    return this.mem.usageOf(recipient).usage(sender);
   }
 
   fetchQueue(recipient: string, afterSeq: number, limit: number, maxBytes: number): QueuedItem[] {
-    // The tail answers for committed rows only: not inside a transaction (whose rows SQL shows).
-    const tailable = Number.isSafeInteger(afterSeq) && afterSeq >= 0 && Number.isSafeInteger(limit) && limit > 0 && !this.db.isTransaction;
-    if (tailable) {
-      const fromTail = this.tails.fetch(recipient, afterSeq, limit, maxBytes);
-      if (fromTail !== undefined) return fromTail;
-    }
+    this.fresh();
     const out: QueuedItem[] = [];
+    if (!(limit > 0) || Number.isNaN(afterSeq)) return out;
+    const queue = this.mem.queue(recipient);
     let bytes = 0;
-    // One row more than asked: whether the queue ends within `limit`.
-    let complete = true;
-    for (const r of this.s.queueFetch.iterate(recipient, afterSeq, tailable ? limit + 1 : limit) as Iterable<Row>) {
-      if (out.length === limit) {
-        complete = false;
-        break;
-      }
-      const id = num(r.envelope_id);
-      let envelope = this.recent.get(id);
+    for (let i = firstAbove(queue, afterSeq); i < queue.length && out.length < limit; i++) {
+      const seq = queue[i]!;
+      const info = this.mem.envelopes.get(seq);
+      let envelope = this.recent.get(seq);
       if (envelope === undefined) {
-        const row = this.s.envelopeBytes.get(id) as Row | undefined;
-        if (row === undefined) { // the join just found it (one synchronous call): skip, never crash
-          complete = false;
-          continue;
-        }
+        const row = this.s.envelopeBytes.get(seq) as Row | undefined;
+        if (row === undefined || info === undefined) continue; // never: memory follows the file
         envelope = buf(row.envelope);
-        this.recent.remember(id, envelope);
+        this.recent.remember(seq, envelope);
       }
-      if (out.length > 0 && bytes + envelope.length > maxBytes) {
-        complete = false;
-        break;
-      }
+      if (info === undefined) continue;
+      if (out.length > 0 && bytes + envelope.length > maxBytes) break;
       bytes += envelope.length;
-      const item: QueuedItem = { seq: num(r.seq), conversationId: str(r.conversation_id), envelope, relayTimeMs: num(r.created_at_ms) };
-      out.push(num(r.payload_kind) === PAYLOAD_MLS ? { ...item, payload: "mls" } : item);
+      const item: QueuedItem = { seq, conversationId: info.conversationId, envelope, relayTimeMs: info.createdAtMs };
+      out.push(info.mls ? { ...item, payload: "mls" } : item);
     }
-    // Every row after afterSeq was read: the recipient's tail from here (queue-tails.ts).
-    if (tailable && complete) this.tails.track(recipient, afterSeq, out);
     return out;
   }
 
   ack(recipient: string, seqs: readonly number[]): number {
     if (seqs.length === 0) return 0;
-    return this.applyAcked(this.transaction(() => this.ackLocked([{ recipient, seqs }])));
+    return this.transaction(() => {
+      this.fresh();
+      return this.ackLocked([{ recipient, seqs }]);
+    });
   }
 
   purgeOlderThan(cutoffMs: number): PurgeResult {
-    const result = this.transaction((): PurgeResult => ({
-      // An envelope and all its queue rows share one created_at_ms, so dropping both by time
-      // never leaves a queue row pointing at a missing envelope.
-      queueRows: Number(this.s.purgeQueue.run(cutoffMs).changes),
-      envelopes: Number(this.s.purgeEnvelopes.run(cutoffMs).changes),
-      acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes),
-    }));
-    if (result.queueRows > 0) {
-      this.depth.clear();
-      this.tails.clear();
-    }
-    if (result.envelopes > 0) {
-      this.recent.clear();
-      this.refs.clear();
+    const purged = new Set<number>();
+    const result = this.transaction((): PurgeResult => {
+      this.fresh();
+      for (const r of this.s.purgeEnvelopes.iterate(cutoffMs) as Iterable<Row>) purged.add(num(r.id));
+      if (purged.size > 0) this.s.purgeAcked.run();
+      let queueRows = 0;
+      for (const id of purged) queueRows += this.mem.envelopes.get(id)?.refs ?? 0;
+      return { queueRows, envelopes: purged.size, acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes) };
+    });
+    // After the commit (a rollback changed nothing here): the purged envelopes leave every queue.
+    if (purged.size > 0) {
+      this.mem.dropEnvelopes(purged);
+      for (const id of purged) this.recent.forget(id);
+      for (const [r, set] of this.gaps) {
+        for (const id of purged) set.delete(id);
+        if (set.size === 0) this.gaps.delete(r);
+      }
     }
     return result;
   }

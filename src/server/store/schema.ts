@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { RELAY_ID_BYTES } from "../../protocol/keys.js";
+import { prepareQueueTables } from "./queue-schema.js";
 
 /**
  * The part of a database cap (OpenStoreOptions.maxBytes) left to the write-ahead log: 1/8 of it,
@@ -23,7 +24,8 @@ export function sqliteErrorCode(e: unknown): number | undefined {
 export const SQLITE_IOERR = 10;
 export const SQLITE_FULL = 13;
 
-const SCHEMA_VERSION = 1;
+/** 2: the queues as envelopes naming their recipients, cursors and acked rows (queue-schema.ts); 1 is migrated at open. */
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -41,24 +43,6 @@ CREATE TABLE IF NOT EXISTS users (
 ) STRICT;
 -- One username per signing key is checked against this (PROTOCOL.md §9).
 CREATE INDEX IF NOT EXISTS users_by_sig_fpr ON users (sig_fpr);
-CREATE TABLE IF NOT EXISTS envelopes (
-  id              INTEGER PRIMARY KEY,
-  conversation_id TEXT NOT NULL,
-  sender          TEXT NOT NULL,
-  message_id      BLOB NOT NULL,
-  envelope        BLOB NOT NULL,
-  refs            INTEGER NOT NULL,
-  created_at_ms   INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS envelopes_by_time ON envelopes (created_at_ms);
-CREATE TABLE IF NOT EXISTS queue (
-  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-  recipient     TEXT NOT NULL,
-  envelope_id   INTEGER NOT NULL,
-  created_at_ms INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, seq);
-CREATE INDEX IF NOT EXISTS queue_by_time ON queue (created_at_ms);
 CREATE TABLE IF NOT EXISTS accepted (
   sender         TEXT NOT NULL,
   message_id     BLOB NOT NULL,
@@ -165,17 +149,12 @@ CREATE INDEX IF NOT EXISTS mls_key_packages_by_address ON mls_key_packages (addr
 
 /**
  * What an `envelopes` row holds (protocol v2, PROTOCOL.md §8.3): 0 = a v1 Envelope (delivered
- * as Delivery field 3), 1 = an MlsDelivery (Delivery field 5). The column is added to a database
- * made before it by ALTER TABLE at open (its rows are all v1 envelopes: the default 0).
+ * as Delivery field 3), 1 = an MlsDelivery (Delivery field 5). A file made before the column had
+ * only v1 envelopes: the migration (queue-schema.ts) gives them 0.
  */
 export const PAYLOAD_ENVELOPE = 0;
 export const PAYLOAD_MLS = 1;
 
-function addPayloadKind(db: DatabaseSync): void {
-  const columns = db.prepare("PRAGMA table_info(envelopes)").all() as Row[];
-  if (columns.some((c) => c.name === "payload_kind")) return;
-  db.exec(`ALTER TABLE envelopes ADD COLUMN payload_kind INTEGER NOT NULL DEFAULT ${PAYLOAD_ENVELOPE}`);
-}
 
 export type Row = Record<string, unknown>;
 
@@ -203,6 +182,52 @@ export interface StoreContext {
   readonly db: DatabaseSync;
   readonly clock: () => number;
   readonly transaction: Transaction;
+  /** Where a part that changes memory inside `transaction` registers how to undo it (a rollback runs them). */
+  readonly undo: UndoLog;
+}
+
+/**
+ * The inverse of each change a transaction made to memory (the queues, queue-memory.ts), run
+ * newest first when it rolls back, dropped when it commits: memory never shows what the file
+ * does not hold.
+ */
+export class UndoLog {
+  private steps: Array<() => void> | undefined;
+
+  /** A transaction (of transactionOn with this log) is running. */
+  get open(): boolean {
+    return this.steps !== undefined;
+  }
+
+  /** Registers the inverse of a change just made; only inside a transaction. */
+  push(step: () => void): void {
+    if (this.steps === undefined) throw new Error("UndoLog.push outside a transaction");
+    this.steps.push(step);
+  }
+
+  begin(): void {
+    this.steps = [];
+  }
+
+  commit(): void {
+    this.steps = undefined;
+  }
+
+  rollback(): void {
+    const steps = this.steps ?? [];
+    this.steps = undefined;
+    for (let i = steps.length - 1; i >= 0; i--) {
+      try {
+        steps[i]!();
+      } catch {
+        // Memory may now differ from the file: its owners rebuild it from the file (`broken`).
+        this.broken = true;
+      }
+    }
+  }
+
+  /** An undo step threw: memory must be rebuilt from the file before it is read again. */
+  broken = false;
 }
 
 /**
@@ -223,9 +248,11 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     // (and delivered) only once it returned (wal-sync.ts): FULL's sync, off the event loop.
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = OFF");
+    const version = num((db.prepare("PRAGMA user_version").get() as Row).user_version);
+    if (version > SCHEMA_VERSION) throw new Error(`database schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
-    addPayloadKind(db);
+    prepareQueueTables(db);
     db.exec(DEVICE_SCHEMA);
     addKeyPackageAddress(db);
     if (options.maxBytes !== undefined) {
@@ -242,11 +269,8 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
       db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
       db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
-    const version = db.prepare("PRAGMA user_version").get() as Row | undefined;
-    if (num(version?.user_version ?? 0) === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-    else if (num(version?.user_version) !== SCHEMA_VERSION) {
-      throw new Error(`database schema version ${String(version?.user_version)} is not supported (expected ${SCHEMA_VERSION})`);
-    }
+    // A new file is made at the current version; a version-1 file was migrated above.
+    if (version === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   } catch (e) {
     db.close();
     throw e;
@@ -257,16 +281,18 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
 /**
  * Runs fn in one IMMEDIATE transaction (the write lock is taken up front: no upgrade
  * deadlocks), after `before` (which may throw to refuse it: a failed WAL sync, wal-sync.ts). On any failure, COMMIT included, nothing of it stays: SQLite rolls a transaction
- * back by itself after some errors (SQLITE_FULL, I/O errors), otherwise we do; the original
- * error is what the caller sees.
+ * back by itself after some errors (SQLITE_FULL, I/O errors), otherwise we do, and `undo` puts
+ * memory back; the original error is what the caller sees.
  */
-export function transactionOn(db: DatabaseSync, before?: () => void): Transaction {
+export function transactionOn(db: DatabaseSync, before?: () => void, undo?: UndoLog): Transaction {
   return <T>(fn: () => T): T => {
     before?.();
     db.exec("BEGIN IMMEDIATE");
+    undo?.begin();
     try {
       const out = fn();
       db.exec("COMMIT");
+      undo?.commit();
       return out;
     } catch (e) {
       if (db.isTransaction) {
@@ -276,6 +302,7 @@ export function transactionOn(db: DatabaseSync, before?: () => void): Transactio
           // The connection is broken beyond a rollback; SQLite discards the transaction anyway.
         }
       }
+      undo?.rollback();
       throw e;
     }
   };

@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openStore, type EnqueueRequest, type QueuedItem, type RelayStore } from "../../src/server/store.js";
+import { Queues } from "../../src/server/store/queues.js";
+import { openDatabase, transactionOn, UndoLog } from "../../src/server/store/schema.js";
 import { hex, req, user } from "../helpers/store-records.js";
 
 let dir: string;
@@ -228,5 +230,42 @@ describe("envelope refs: an ack's sender, size and last-row delete from memory",
     expect(envelopeRows().map((e) => e.rows)).toEqual([1]);
     expect(store.queueUsage("carol", "mallory")).toEqual(reopened((o) => o.queueUsage("carol", "mallory")));
     expect(store.queueUsage("dave", "mallory")).toEqual({ count: 1, bytes: 900, senderCount: 1, senderBytes: 900 });
+  });
+});
+
+describe("a rolled-back transaction leaves the queues in memory as the file is (UndoLog)", () => {
+  it("puts back the rows that dropped queues took, the envelope a last row deleted, and the usage", () => {
+    const bare = join(dir, "bare.db");
+    const db = openDatabase(bare, {});
+    const undo = new UndoLog();
+    const q = new Queues({ db, clock: () => now, transaction: transactionOn(db, undefined, undo), undo }, 1 << 20);
+    try {
+      q.enqueueBatch([req("alice", ["bob"], 40), req("alice", ["bob", "carol"], 60)]);
+      const seqs = (r: string) => q.fetchQueue(r, 0, 100, Number.POSITIVE_INFINITY).map((i) => i.seq);
+      const bobs = seqs("bob");
+      const carols = seqs("carol");
+      expect(bobs).toHaveLength(2);
+      expect(q.queueUsage("bob", "alice")).toEqual({ count: 2, bytes: 100, senderCount: 2, senderBytes: 100 });
+      // Both queues dropped (bob's only row of the first envelope deletes it), then a later step fails.
+      expect(() => q.transactionQueuing(() => {
+        q.dropQueueLocked("bob");
+        q.dropQueueLocked("carol");
+        expect(seqs("bob")).toEqual([]);
+        throw new Error("a later step fails");
+      })).toThrow("a later step fails");
+      expect([seqs("bob"), seqs("carol")]).toEqual([bobs, carols]);
+      expect(q.queueUsage("bob", "alice")).toEqual({ count: 2, bytes: 100, senderCount: 2, senderBytes: 100 });
+      // Memory goes on as the file: acks take the rows again and the envelope of the last one goes.
+      const file = new DatabaseSync(bare, { readOnly: true });
+      const rowsOf = (r: string) => (file.prepare("SELECT COUNT(*) AS n FROM queue WHERE recipient = ?").get(r) as { n: number }).n;
+      expect(q.ack("bob", bobs)).toBe(2);
+      // The file (its cursor for bob) agrees: bob has nothing left, carol still her row.
+      expect([rowsOf("bob"), rowsOf("carol")]).toEqual([0, 1]);
+      expect(q.ack("carol", carols)).toBe(1);
+      expect(file.prepare("SELECT COUNT(*) AS n FROM envelopes").get()).toEqual({ n: 0 });
+      file.close();
+    } finally {
+      db.close();
+    }
   });
 });

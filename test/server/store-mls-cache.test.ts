@@ -22,15 +22,17 @@ const hint = (added: string[], removed: string[] = []) => ({ external: false, ad
 let dir: string;
 let db: DatabaseSync;
 let tx: Transaction;
+let undo: UndoLog;
 
 function mlsStore(cache?: MlsGroupCache): MlsDeliveryStore {
-  return new MlsDeliveryStore({ db, clock: () => 1_000_000, transaction: tx, undo: new UndoLog() }, undefined, cache);
+  return new MlsDeliveryStore({ db, clock: () => 1_000_000, transaction: tx, undo }, undefined, cache);
 }
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "store-mls-cache-"));
   db = openDatabase(join(dir, "relay.db"), {});
-  tx = transactionOn(db);
+  undo = new UndoLog();
+  tx = transactionOn(db, undefined, undo);
 });
 
 afterEach(() => {

@@ -7,7 +7,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
 import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
-import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
+import { buf, num, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
 
 /** How an accepted commit's deliveries are stored in the commit's own transaction (store/queues.ts). */
 export interface QueueWriter {
@@ -161,6 +161,7 @@ export class MlsDeliveryStore {
     this.clock = c.clock;
     this.transaction = c.transaction;
     this.db = c.db;
+    this.undo = c.undo;
     this.s = prepareMlsStatements(c.db);
     this.cache = cache;
   }
@@ -169,6 +170,9 @@ export class MlsDeliveryStore {
   private seenVersion = -1;
   /** The cache was checked in this turn of the event loop (reset by an immediate after it). */
   private checkedInTurn = false;
+  /** The transaction (UndoLog.generation) in which the cache was last checked: no other connection commits while it runs. */
+  private checkedIn = -1;
+  private readonly undo: UndoLog | undefined;
 
   /**
    * Drops the whole cache when another connection committed to the file since the last look
@@ -177,12 +181,14 @@ export class MlsDeliveryStore {
    * of the reads it saves did: a turn's reads are then as of its first one, as if the turn had
    * run just before a concurrent commit. That lag is no more than there was: a SendMls admitted
    * from the members by the file has its rows stored later, by the group commit (an immediate).
-   * Inside a transaction at every read: its snapshot, taken at BEGIN, may be newer than the
-   * turn's look, and a commit must be checked against the members as they are.
+   * Inside a transaction at its first read: its snapshot, taken at BEGIN, may be newer than the
+   * turn's look, and a commit must be checked against the members as they are (no other
+   * connection commits while it holds the write lock).
    */
   private fresh(): void {
     const inTransaction = this.db.isTransaction;
-    if (this.checkedInTurn && !inTransaction) return;
+    if (inTransaction ? this.undo !== undefined && this.checkedIn === this.undo.generation : this.checkedInTurn) return;
+    if (inTransaction) this.checkedIn = this.undo?.generation ?? -1;
     const v = num((this.s.dataVersion.get() as Row).data_version);
     if (v !== this.seenVersion) {
       this.cache.clear();

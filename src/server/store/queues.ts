@@ -105,6 +105,8 @@ export class Queues {
   private seenVersion = -1;
   /** Checked in this turn of the event loop (reset by an immediate after it). */
   private checkedInTurn = false;
+  /** The transaction (UndoLog.generation) in which memory was last checked: no other connection commits while it runs. */
+  private checkedIn = -1;
   /** transactionQueuing is running: enqueueInside may store. */
   private queuing = false;
 
@@ -128,13 +130,16 @@ export class Queues {
   /**
    * Rebuilds memory from the file when another connection committed to it since the last look,
    * or when an undo failed. Outside a transaction once per turn of the event loop (a turn's reads
-   * are as of its first one, as if it ran just before the other commit); inside one at every call
-   * (its snapshot may be newer than the turn's look; a transaction that changes memory calls this
-   * first, and no other connection can commit while it holds the write lock).
+   * are as of its first one, as if it ran just before the other commit); inside one at its first
+   * call (its snapshot may be newer than the turn's look; a transaction that changes memory calls
+   * this first, and no other connection can commit while it holds the write lock).
    */
   private fresh(force = false): void {
     const inTransaction = this.db.isTransaction;
-    if (this.checkedInTurn && !inTransaction && !force && !this.undo.broken) return;
+    if (!force && !this.undo.broken) {
+      if (inTransaction ? this.checkedIn === this.undo.generation : this.checkedInTurn) return;
+    }
+    if (inTransaction) this.checkedIn = this.undo.generation;
     const v = num((this.s.dataVersion.get() as Row).data_version);
     if (v !== this.seenVersion || this.undo.broken) {
       this.seenVersion = v;

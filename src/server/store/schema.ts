@@ -205,8 +205,12 @@ export class UndoLog {
     this.steps.push(step);
   }
 
+  /** Counts the transactions begun: a part that checked something once in a transaction knows whether it is still that one. */
+  generation = 0;
+
   begin(): void {
     this.steps = [];
+    this.generation++;
   }
 
   commit(): void {

@@ -32,7 +32,7 @@ import { judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
 import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
-import { removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
+import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
@@ -193,30 +193,7 @@ export class MlsGroup {
       throw new MlsProtocolError("bad-argument", "expectUsernames must name one user per KeyPackage");
     }
     const now = options.nowS ?? Math.floor(Date.now() / 1000);
-    return this.commit(this.addProposals(keyPackages, options.expectUsernames, now), true);
-  }
-
-  /**
-   * Add proposals for KeyPackages, each checked (suite, lifetime, credential, expected username,
-   * trust hook) and refused when a leaf with its signature key, i.e. that device (PROTOCOL.md
-   * §4.5: one leaf per device), is already in the group or twice in the batch.
-   */
-  private addProposals(keyPackages: readonly Uint8Array[], expectUsernames: readonly (string | undefined)[] | undefined, now: number): Proposal[] {
-    const present = new Set(this.members().map((m) => Buffer.from(m.signatureKey).toString("hex")));
-    const proposals: Proposal[] = [];
-    keyPackages.forEach((bytes, i) => {
-      const kp = decodeKeyPackage(bytes);
-      const id = checkKeyPackage(kp, expectUsernames?.[i], now);
-      if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
-      const key = Buffer.from(kp.leafNode.signaturePublicKey).toString("hex");
-      if (present.has(key)) throw new MlsProtocolError("bad-key-package", `this device of '${id.username}' is already a member of ${this.conversation.id}`);
-      if (this.conversation.kind === "dm" && !this.conversation.members.includes(id.username)) {
-        throw new MlsProtocolError("bad-key-package", `'${id.username}' is not a member of ${this.conversation.id}`);
-      }
-      present.add(key);
-      proposals.push({ proposalType: "add", add: { keyPackage: kp } });
-    });
-    return proposals;
+    return this.commit(addProposals(this.members(), this.checker, this.conversation, keyPackages, options.expectUsernames, now), true);
   }
 
   /**
@@ -237,7 +214,7 @@ export class MlsGroup {
       proposals.push({ proposalType: "remove", remove: { removed: leaf } });
     }
     const now = options.nowS ?? Math.floor(Date.now() / 1000);
-    proposals.push(...this.addProposals(keyPackages, keyPackages.map(() => this.client.username), now));
+    proposals.push(...addProposals(members, this.checker, this.conversation, keyPackages, keyPackages.map(() => this.client.username), now));
     return this.commit(proposals, keyPackages.length > 0);
   }
 

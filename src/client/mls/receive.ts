@@ -4,7 +4,7 @@
 // proposal (committed by one member: the first in leaf order at once, the next ones in turn
 // after a delay), an application message (opened by the content layer, its MLS sender checked
 // against the relay's) — and messages of a future epoch held until the commit
-// leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
+// leading there arrives (held.ts); catching up on them (FetchCommits, else a re-join) is in recovery.ts.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
@@ -18,6 +18,7 @@ import { deviceName } from "./devices.js";
 import { hex, sentence, type EngineState } from "./engine-state.js";
 import type { Committer } from "./commit.js";
 import type { Recreator } from "./recreate.js";
+import { Recovery } from "./recovery.js";
 import { SenderDevices } from "./sender-device.js";
 
 /** How many processed MLS message ids are remembered to drop redeliveries silently. */
@@ -28,14 +29,6 @@ export class Receiver {
   private readonly processed = new Set<string>();
   /** Deliveries dropped as redeliveries of what was processed (not counted as shown on the caught-up line). */
   readonly redelivered = new WeakSet<MlsQueued>();
-  /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
-  private readonly undecided = new Set<string>();
-  /**
-   * Conversations stopped at a commit refused for a device not in its user's list (PROTOCOL.md
-   * §4.5), by conversation: whose list a change would let it through. Like `undecided`, what
-   * follows is held (never a re-join); a newer list of that user makes the engine try again (listChanged).
-   */
-  private readonly awaitingList = new Map<string, Set<string>>();
   /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
   private readonly splitShown = new Set<string>();
   /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
@@ -45,8 +38,12 @@ export class Receiver {
   /** Re-creating a room after a commit refused by policy (recreate.ts); set by the engine. */
   recreator: Recreator | undefined;
 
+  /** Held messages, catching up and re-joining (recovery.ts), and the conversations stopped at a refused commit. */
+  readonly recovery: Recovery;
+
   constructor(private readonly s: EngineState) {
     this.senders = new SenderDevices(s);
+    this.recovery = new Recovery(s, this);
   }
 
   /** "conversation epoch" where a fork shown by a DM peer's epoch view was shown (once each; bounded like processed). */
@@ -129,7 +126,7 @@ export class Receiver {
     if (f.epoch > epoch) {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
-      if (full && !this.s.recovering.has(conv) && !this.undecided.has(conv) && !this.awaitingList.has(conv)) await this.recover(conv);
+      if (full && !this.s.recovering.has(conv) && !this.recovery.undecided.has(conv) && !this.recovery.awaitingList.has(conv)) await this.recovery.recover(conv);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -433,9 +430,9 @@ export class Receiver {
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
-    this.awaitingList.delete(conv);
+    this.recovery.awaitingList.delete(conv);
     const atMs = this.s.d.clock();
-    this.undecided.delete(conv);
+    this.recovery.undecided.delete(conv);
     this.s.leaving.delete(conv);
     if (inc.removedMe) {
       // My leave, or one of my own devices removing this one (/leave on another device, /unlink).
@@ -449,17 +446,7 @@ export class Receiver {
     this.s.d.content.membersChanged(conv, after); // per device (§4.5): the leaves
     this.s.newEpoch(conv);
     this.s.d.store.saveGroup(g);
-    await this.releaseHeld(conv);
-  }
-
-  /** A newer device list of `username` was taken: conversations stopped at a commit refused for that user's device try again. */
-  async listChanged(username: string): Promise<void> {
-    for (const [conv, users] of [...this.awaitingList]) {
-      if (!users.has(username)) continue;
-      this.s.d.logger.info("mls.devices.retry_refused", { conversation: conv, user: username });
-      await this.catchUp(conv);
-      await this.releaseHeld(conv);
-    }
+    await this.recovery.releaseHeld(conv);
   }
 
   /** A commit processApply refused: the line or notice it shows, and what waits on it. */
@@ -471,8 +458,8 @@ export class Receiver {
         const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u), g.members());
         const who = leaf?.username ?? relaySender;
         this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who });
-        let waiting = this.awaitingList.get(conv);
-        if (waiting === undefined) this.awaitingList.set(conv, (waiting = new Set()));
+        let waiting = this.recovery.awaitingList.get(conv);
+        if (waiting === undefined) this.recovery.awaitingList.set(conv, (waiting = new Set()));
         waiting.add(who);
         this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
         this.s.notice("warn", `the relay or a member added a device ${who} did not link into ${conv}; it was refused (you stay where you were in ${conv})`, conv);
@@ -485,88 +472,9 @@ export class Receiver {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
         // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
-        if (isMlsProtocolError(e, "untrusted-identity")) this.undecided.add(conv);
+        if (isMlsProtocolError(e, "untrusted-identity")) this.recovery.undecided.add(conv);
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
     }
-  }
-
-  /** Processes held messages that the group's epoch now reaches. */
-  async releaseHeld(conv: string): Promise<void> {
-    for (;;) {
-      const g = this.s.groups.get(conv);
-      const items = this.s.held.take(conv);
-      if (items.length === 0) return;
-      if (g === undefined || !g.active) {
-        for (const h of items) h.done();
-        return;
-      }
-      let progressed = false;
-      for (const h of items) {
-        if (h.epoch > Number(g.epoch) || this.s.groups.get(conv) !== g) {
-          this.s.held.hold(conv, h.q, h.epoch, h.atMs, h.done);
-          continue;
-        }
-        progressed = true;
-        try {
-          const fin = await this.handle(h.q, h.done);
-          if (fin) h.done();
-        } catch (e) {
-          h.done();
-          if (e instanceof MlsStoreError) throw e;
-          this.s.d.logger.warn("mls.held.failed", { conversation: conv, error: (e as Error).message });
-        }
-      }
-      if (!progressed) return;
-    }
-  }
-
-  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
-  async recover(conv: string): Promise<void> {
-    if (this.s.recovering.has(conv)) return;
-    this.s.recovering.add(conv);
-    try {
-      await this.recoverNow(conv);
-    } finally {
-      this.s.recovering.delete(conv);
-    }
-  }
-
-  async recoverNow(conv: string): Promise<void> {
-    const g = this.s.groups.get(conv);
-    if (g === undefined || !g.active) { this.s.held.drop(conv); return; }
-    const caught = await this.catchUp(conv);
-    await this.releaseHeld(conv);
-    if (caught && this.s.held.count(conv) === 0) return;
-    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
-    if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
-    this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
-    const dropped = this.s.held.drop(conv);
-    const r = await this.c.externalJoin(conv, true);
-    this.s.notice("warn", r.ok
-      ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
-      : `missing changes in ${conv}, and joining it again failed`, conv);
-  }
-
-  /** Fetches and processes the commits the relay accepted after my epoch. False when the relay refused. */
-  async catchUp(conv: string): Promise<boolean> {
-    for (let round = 0; round < 64; round++) {
-      const g = this.s.groups.get(conv);
-      if (g === undefined || !g.active) return true;
-      const r = await this.s.d.ds.fetchCommits(g.groupId, Number(g.epoch));
-      if (!r.ok) {
-        this.s.d.logger.warn("mls.fetch_commits.refused", { conversation: conv, code: r.code });
-        return false;
-      }
-      for (const c of r.commits) {
-        const cur = this.s.groups.get(conv);
-        if (cur !== g || !g.active) return true;
-        if (c.epoch !== Number(g.epoch)) continue;
-        await this.applyCommit(conv, g, c.commit, c.sender);
-        if (Number(g.epoch) === c.epoch) return false; // refused: this group cannot follow the relay's order
-      }
-      if (!r.more) return true;
-    }
-    return true;
   }
 }

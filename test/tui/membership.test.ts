@@ -191,3 +191,81 @@ describe("the reducer: lines in the conversation, members in the sidebar", () =>
     expect(entries.map((e) => (e.kind === "membership" ? e.quiet === true : undefined))).toEqual([true, false]);
   });
 });
+
+describe("a new DM's first line: the conversation's start comes before it", () => {
+  const DM = "dm:alice:bob";
+  const start = (me: string): TuiState => createInitialState({
+    me,
+    serverLabel: "relay",
+    snapshot: { connection: { state: "connected", sinceMs: T0 }, peers: [peer("alice"), peer("bob")], rooms: [] },
+    atMs: T0,
+  });
+  const apply = (s: TuiState, ...events: SessionEvent[]): TuiState =>
+    events.reduce((st, event) => reducer(st, { type: "session", event, atMs: T0 }), s);
+  const msg = (id: string, from: string, text: string, own: boolean, atMs: number): SessionEvent => ({
+    type: "message",
+    message: { id: id.repeat(32), conversationId: DM, from, kind: "text", text, sentAtMs: atMs, receivedAtMs: atMs, own, ...(own ? { state: "pending" as const } : {}) },
+  });
+  const started = (by: string, peerName: string, atMs: number): SessionEvent =>
+    ({ type: "membership", conversationId: DM, line: { kind: "added", by, users: [peerName], atMs } });
+  const accepted = (id: string): SessionEvent => ({ type: "message-state", conversationId: DM, id: id.repeat(32), state: "accepted" });
+  /** The DM as its lines read, each with its seq. */
+  const shown = (s: TuiState, me: string): string[] => listToArray(s.conversations[DM]!.entries).map((e) =>
+    e.kind === "message" ? `${e.message.from}: ${e.message.text}` : e.kind === "membership" ? `-- ${membershipText(e.line, DM, me)}` : e.kind);
+  const seqs = (s: TuiState): number[] => listToArray(s.conversations[DM]!.entries).map((e) => e.seq);
+
+  test("alice's /msg bob hi: 'you started this conversation' above her line, though the group was made after she wrote it", () => {
+    // The session shows the message pending at once; the group (and its line) is made to send it.
+    let s = reducer(start("alice"), { type: "open-conversation", id: DM, focus: true });
+    s = apply(s, msg("a", "alice", "hi", true, T0), msg("b", "alice", "are you there?", true, T0 + 1), started("alice", "bob", T0 + 40), accepted("a"), accepted("b"));
+    expect(shown(s, "alice")).toEqual(["-- you started this conversation", "alice: hi", "alice: are you there?"]);
+    // Seqs still grow down the list (the unread ruler and the rows' keys rely on it).
+    expect(seqs(s)).toEqual([...seqs(s)].sort((x, y) => x - y));
+    expect(new Set(seqs(s)).size).toBe(3);
+    // Bob's answer comes after, as ever.
+    s = apply(s, msg("c", "bob", "yes", false, T0 + 90));
+    expect(shown(s, "alice")).toEqual(["-- you started this conversation", "alice: hi", "alice: are you there?", "bob: yes"]);
+  });
+
+  test("only my lines still waiting for the group move below it: those already sent stay above (a DM's group made again)", () => {
+    let s = reducer(start("alice"), { type: "open-conversation", id: DM, focus: true });
+    s = apply(s, msg("a", "alice", "old", true, T0), accepted("a"), msg("b", "bob", "old too", false, T0 + 1), msg("c", "alice", "again", true, T0 + 2), started("alice", "bob", T0 + 40));
+    expect(shown(s, "alice")).toEqual(["alice: old", "bob: old too", "-- you started this conversation", "alice: again"]);
+    expect(seqs(s)).toEqual([...seqs(s)].sort((x, y) => x - y));
+  });
+
+  test("the unread ruler below my line stays below it; a conversation I left has its ruler kept on the same line", () => {
+    // Writing puts the ruler below my own line; the start moved above it is not unread either.
+    let s = reducer(start("alice"), { type: "open-conversation", id: DM, focus: true });
+    s = apply(s, msg("x", "bob", "earlier", false, T0 - 10));
+    s = reducer(s, { type: "open-conversation", id: "lobby", focus: true });
+    s = reducer(s, { type: "open-conversation", id: DM, focus: true });
+    expect(s.conversations[DM]!.readMarker).toBeDefined();
+    s = apply(s, msg("a", "alice", "hi", true, T0), started("alice", "bob", T0 + 40));
+    const entries = listToArray(s.conversations[DM]!.entries);
+    expect(shown(s, "alice")).toEqual(["bob: earlier", "-- you started this conversation", "alice: hi"]);
+    expect(s.conversations[DM]!.readMarker).toBe(entries.at(-1)!.seq);
+  });
+
+  test("a view scrolled up to my waiting line stays on it when the start goes in above", () => {
+    let s = reducer(start("alice"), { type: "open-conversation", id: DM, focus: true });
+    s = apply(s, msg("x", "bob", "earlier", false, T0 - 10), msg("a", "alice", "hi", true, T0));
+    const c = s.conversations[DM]!;
+    s = { ...s, conversations: { ...s.conversations, [DM]: { ...c, scroll: { top: 1, skip: 0, seen: 2 } } } };
+    s = apply(s, started("alice", "bob", T0 + 40));
+    expect(shown(s, "alice")).toEqual(["bob: earlier", "-- you started this conversation", "alice: hi"]);
+    const top = s.conversations[DM]!.scroll!.top;
+    expect(listToArray(s.conversations[DM]!.entries)[top]).toMatchObject({ kind: "message", message: { text: "hi" } });
+  });
+
+  test("bob, who receives it: 'alice started this conversation' before her first line", () => {
+    const s = apply(start("bob"), started("alice", "bob", T0 + 40), msg("a", "alice", "hi", false, T0));
+    expect(shown(s, "bob")).toEqual(["-- alice started this conversation", "alice: hi"]);
+  });
+
+  test("bob wrote first too (both made the group; alice's won): her start goes above his waiting line, her line after", () => {
+    let s = reducer(start("bob"), { type: "open-conversation", id: DM, focus: true });
+    s = apply(s, msg("b", "bob", "hello?", true, T0 + 5), started("alice", "bob", T0 + 40), msg("a", "alice", "hi", false, T0));
+    expect(shown(s, "bob")).toEqual(["-- alice started this conversation", "bob: hello?", "alice: hi"]);
+  });
+});

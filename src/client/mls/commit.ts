@@ -90,13 +90,13 @@ export class Committer {
           const gi = await this.s.d.ds.publishGroupInfo(p.groupInfo);
           if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
         }
-        await this.r.releaseHeld(convId);
+        await this.r.recovery.releaseHeld(convId);
         return ok(undefined);
       }
       g.discardCommit();
       if (r.code !== "EPOCH_TAKEN") return fail(refusedError(r));
       this.s.d.logger.info("mls.commit.epoch_taken", { conversation: convId, epoch: Number(g.epoch) });
-      await this.r.catchUp(convId);
+      await this.r.recovery.catchUp(convId);
       const now = this.s.groups.get(convId);
       if (now === undefined || !now.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
       if (!again(now)) return ok(undefined);

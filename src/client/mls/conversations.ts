@@ -69,7 +69,7 @@ export class MlsConversations {
       }
       if (!this.s.started || this.s.closed) return;
       void this.s.run(async () => {
-        await this.r.listChanged(username);
+        await this.r.recovery.listChanged(username);
         if (username === d.me) await this.h.healAll();
       }).catch((e: unknown) => d.logger.warn("mls.devices.list_change_failed", { user: username, error: (e as Error).message }));
     });
@@ -228,7 +228,7 @@ export class MlsConversations {
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
-      for (const conv of this.s.held.overdue(now)) await this.r.recover(conv);
+      for (const conv of this.s.held.overdue(now)) await this.r.recovery.recover(conv);
       await this.r.checkLeaves(now);
       await this.c.sweepLobby(now);
       for (const [conv, seen] of this.s.epochSeen) {

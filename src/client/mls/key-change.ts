@@ -90,8 +90,8 @@ export class KeyChanges {
    * unless the new key is in already, puts in a KeyPackage of the new key (MlsGroup.replaceMember).
    */
   private async replace(convId: string, username: string, fpr: Buffer): Promise<{ ok: true } | { ok: false; why: string }> {
-    await this.r.catchUp(convId);
-    await this.r.releaseHeld(convId);
+    await this.r.recovery.catchUp(convId);
+    await this.r.recovery.releaseHeld(convId);
     const g = this.s.groups.get(convId);
     if (g === undefined || !g.active) return { ok: false, why: "you are no longer in it" };
     const isIn = (x: MlsGroup): boolean => x.members().some((m) => m.username === username && m.identityFpr.equals(fpr));

@@ -2,42 +2,28 @@
 // message the relay queued for me, in its order — a Welcome (join, or a notice when it does not
 // open), a commit (the room policy, a membership line naming who, saved), a member's leave
 // proposal (committed by one member: the first in leaf order at once, the next ones in turn
-// after a delay), an application message (opened by the content layer, its MLS sender checked
-// against the relay's) — and messages of a future epoch held until the commit
-// leading there arrives (held.ts), then fetched (FetchCommits), else a re-join.
+// after a delay), an application message (app-messages.ts: opened by the content layer, its MLS
+// sender checked against the relay's) — and messages of a future epoch held until the commit
+// leading there arrives (held.ts); catching up on them (FetchCommits, else a re-join) is in recovery.ts.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { MlsStoreError } from "../mls-store.js";
-import type { ChatMessage, MessageKind } from "../types.js";
-import type { ContentLayer } from "./content-api.js";
 import type { MlsQueued } from "./ds-api.js";
 import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
 import { incomingLeaves, judgeCommit, LEAVE_COMMIT_STEP_MS, leaveCommitRank, linesOf, refusedLine, unlistedLeaf, type Refusal } from "./policy.js";
 import { deviceName } from "./devices.js";
-import { hex, sentence, type EngineState } from "./engine-state.js";
+import type { EngineState } from "./engine-state.js";
+import { ApplicationMessages, PROCESSED_IDS_KEPT } from "./app-messages.js";
 import type { Committer } from "./commit.js";
 import type { Recreator } from "./recreate.js";
-import { SenderDevices } from "./sender-device.js";
-
-/** How many processed MLS message ids are remembered to drop redeliveries silently. */
-const PROCESSED_IDS_KEPT = 4_096;
+import { Recovery } from "./recovery.js";
 
 export class Receiver {
   /** Ids (SHA-256(mls)[0..16], hex) of the messages processed lately, oldest first. */
   private readonly processed = new Set<string>();
   /** Deliveries dropped as redeliveries of what was processed (not counted as shown on the caught-up line). */
   readonly redelivered = new WeakSet<MlsQueued>();
-  /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
-  private readonly undecided = new Set<string>();
-  /**
-   * Conversations stopped at a commit refused for a device not in its user's list (PROTOCOL.md
-   * §4.5), by conversation: whose list a change would let it through. Like `undecided`, what
-   * follows is held (never a re-join); a newer list of that user makes the engine try again (listChanged).
-   */
-  private readonly awaitingList = new Map<string, Set<string>>();
-  /** "conversation epoch" where a possible split was shown (once each; bounded like processed). */
-  private readonly splitShown = new Set<string>();
   /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
   private readonly leaves = new Map<string, { leaver: string; epoch: bigint; dueMs: number }>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
@@ -45,14 +31,15 @@ export class Receiver {
   /** Re-creating a room after a commit refused by policy (recreate.ts); set by the engine. */
   recreator: Recreator | undefined;
 
-  constructor(private readonly s: EngineState) {
-    this.senders = new SenderDevices(s);
-  }
+  /** Held messages, catching up and re-joining (recovery.ts), and the conversations stopped at a refused commit. */
+  readonly recovery: Recovery;
+  /** Application messages: checked, opened by the content layer and shown (app-messages.ts). */
+  private readonly messages: ApplicationMessages;
 
-  /** "conversation epoch" where a fork shown by a DM peer's epoch view was shown (once each; bounded like processed). */
-  private readonly forkShown = new Set<string>();
-  /** Which device of its user sent an application message (§4.5, §11). */
-  private readonly senders: SenderDevices;
+  constructor(private readonly s: EngineState) {
+    this.messages = new ApplicationMessages(s);
+    this.recovery = new Recovery(s, this);
+  }
 
   /** Handles one message; false when it was held (its `done` is called later). */
   async handle(q: MlsQueued, done: () => void): Promise<boolean> {
@@ -129,7 +116,7 @@ export class Receiver {
     if (f.epoch > epoch) {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
-      if (full && !this.s.recovering.has(conv) && !this.undecided.has(conv) && !this.awaitingList.has(conv)) await this.recover(conv);
+      if (full && !this.s.recovering.has(conv) && !this.recovery.undecided.has(conv) && !this.recovery.awaitingList.has(conv)) await this.recovery.recover(conv);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -147,7 +134,7 @@ export class Receiver {
     }
     if (f.contentType === "commit") await this.applyCommit(conv, g, item.mls, item.sender, item.senderDevice);
     else if (f.contentType === "proposal") await this.onProposal(conv, g, item.mls, item.sender);
-    else await this.onApplication(conv, g, q);
+    else await this.messages.onApplication(conv, g, q);
     this.processed.add(id);
     if (this.processed.size > PROCESSED_IDS_KEPT) this.processed.delete(this.processed.values().next().value as string);
     return true;
@@ -266,125 +253,6 @@ export class Receiver {
     }
   }
 
-  async onApplication(conv: string, g: MlsGroup, q: MlsQueued): Promise<void> {
-    const relaySender = q.item.sender;
-    let inc: Awaited<ReturnType<MlsGroup["process"]>>;
-    try {
-      inc = await g.process(q.item.mls);
-    } catch (e) {
-      const joined = this.s.joinedAt.get(conv);
-      if (isMlsProtocolError(e) && e.code === "epoch-expired" && joined !== undefined && BigInt(readFraming(q.item.mls).epoch) < joined) {
-        // Sent before I was in the group (the relay queued it as I joined): never meant for me,
-        // not a forgery; no warning (a loss of something that was for me shows as a chain gap, §11).
-        this.s.d.logger.info("mls.message.before_join", { conversation: conv, sender: relaySender });
-        return;
-      }
-      this.s.d.logger.warn("mls.message.refused", { conversation: conv, sender: relaySender, code: isMlsProtocolError(e) ? e.code : "other", error: (e as Error).message });
-      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
-      this.maybeSplit(conv, g, q.item.mls, relaySender, e);
-      return;
-    }
-    if (inc.kind !== "application") {
-      this.s.reload(conv);
-      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
-      return;
-    }
-    const from = inc.sender.username;
-    if (from !== relaySender) {
-      // §8.1: the relay authenticates who sent by the session; a disagreement is a forgery or a relay lie.
-      this.s.changed(conv); // the message key was used: it must not stay on disk (saved before the ack)
-      this.s.d.logger.warn("mls.message.sender_mismatch", { conversation: conv, relay: relaySender, mls: from });
-      this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
-      return;
-    }
-    // §4.5, §11: the relay's sender device must be the leaf's device; a leaf of my own user is
-    // another device of mine only when my verified list names it (not this one: MLS refused
-    // that as a reflection).
-    const device = await this.senders.check(inc.sender, q.item.senderDevice);
-    if (!device.ok) {
-      this.s.changed(conv);
-      this.s.d.logger.warn("mls.message.device_refused", { conversation: conv, sender: from, relayDevice: q.item.senderDevice, why: device.why });
-      this.s.d.emit({ type: "refused", conversationId: conv, from });
-      return;
-    }
-    // The content layer's rows and the history's (the "message" event) in one transaction of the
-    // state db when the layer offers it: a crash cannot keep the id seen (a redelivery then
-    // flagged duplicate, not shown) without the message kept; and one commit a message, not two.
-    const content = this.s.d.content;
-    content.thisDevice?.(this.s.mustClient().signaturePublicKey);
-    const atomically = <T>(fn: () => T): T => (content.runAtomically === undefined ? fn() : content.runAtomically(fn));
-    try {
-      atomically(() => this.show(conv, from, q, content.open(conv, g.groupId, from, inc.plaintext, inc.sender.signatureKey), device.name));
-    } catch (e) {
-      this.s.changed(conv);
-      this.s.d.logger.warn("mls.message.content_refused", { conversation: conv, sender: from, error: (e as Error).message });
-      this.s.d.emit({ type: "refused", conversationId: conv, from });
-      return;
-    }
-    if (inc.epoch === g.epoch) this.s.heard(conv, g, from);
-    this.s.changed(conv); // saved once for the batch, before its acks (EngineState.settle)
-  }
-
-  /** Emits what an opened message shows: a fork seen through a DM, the message (once), my messages found lost. */
-  private show(conv: string, from: string, q: MlsQueued, opened: ReturnType<ContentLayer["open"]>, deviceName?: string): void {
-    const c = opened.content;
-    const own = from === this.s.d.me;
-    if (c.kind === "read") {
-      // §11.3: a read marker is used only from my own other devices; anyone else's is ignored (never shown).
-      if (!own || c.read === undefined) {
-        this.s.d.logger.debug("mls.read.ignored", { conversation: conv, sender: from });
-        return;
-      }
-      this.s.d.emit({ type: "read", conversationId: conv, from: c.read.from, id: hex(c.read.messageId) });
-      return;
-    }
-    for (const f of c.forked ?? []) {
-      // §12: a member of the room, through our DM, has other secrets for the same epoch of it.
-      const key = `${f.conversationId} ${f.epoch}`;
-      if (this.forkShown.has(key)) continue;
-      this.forkShown.add(key);
-      if (this.forkShown.size > PROCESSED_IDS_KEPT) this.forkShown.delete(this.forkShown.values().next().value!);
-      this.s.d.logger.warn("mls.epoch.forked", { conversation: f.conversationId, epoch: f.epoch, via: conv, peer: from });
-      this.s.notice("warn", `${f.conversationId} was split by the relay: ${from}'s epoch ${f.epoch} of it differs from yours (seen through your direct conversation), so some members no longer read the others; the room's creator should re-create it`, f.conversationId);
-    }
-    if (!c.duplicate) {
-      // My own message sent from another device: shown as mine (accepted: the relay delivered it), with that device's name.
-      const message: ChatMessage = {
-        id: hex(c.messageId), conversationId: conv, from, kind: c.kind as MessageKind, text: c.text,
-        sentAtMs: c.sentAtMs, receivedAtMs: this.s.d.clock(), own, gap: c.gap,
-        ...(own ? { state: "accepted" as const, ...(deviceName === undefined ? {} : { device: deviceName }) } : {}),
-        ...(q.relayTimeMs > 0 ? { relayAtMs: q.relayTimeMs } : {}),
-      };
-      this.s.d.emit({ type: "message", message });
-    }
-    for (const id of opened.own.lost) {
-      // §11: the relay accepted it, but the others' acknowledgements show it never reached them.
-      this.s.d.emit({ type: "message-state", conversationId: conv, id, state: "failed", failure: "the relay accepted it but the others never received it", error: sentence("the relay accepted it but the others never received it") });
-    }
-  }
-
-  /**
-   * §12 forked epoch: a message of my current epoch, from a member of it, that does not open was
-   * made with other secrets of the "same" epoch: the relay gave two halves two different commits
-   * (or altered the message). Shown once per conversation and epoch.
-   */
-  private maybeSplit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string, e: unknown): void {
-    if (!isMlsProtocolError(e, "decrypt-failed") || relaySender === this.s.d.me) return;
-    let epoch: number;
-    try {
-      epoch = readFraming(mls).epoch;
-    } catch {
-      return;
-    }
-    if (BigInt(epoch) !== g.epoch || !g.members().some((m) => m.username === relaySender)) return;
-    const key = `${conv} ${epoch}`;
-    if (this.splitShown.has(key)) return;
-    this.splitShown.add(key);
-    if (this.splitShown.size > PROCESSED_IDS_KEPT) this.splitShown.delete(this.splitShown.values().next().value as string);
-    this.s.d.logger.warn("mls.epoch.split", { conversation: conv, epoch, sender: relaySender });
-    this.s.notice("warn", `${conv} may have been split by the relay: a message from ${relaySender} in this epoch does not open (if it goes on, the room's creator can re-create it)`, conv);
-  }
-
   /** Processes a commit of the group's current epoch with the conversation's policy; shows it; saves. */
   async applyCommit(conv: string, g: MlsGroup, mls: Uint8Array, relaySender: string, relaySenderDevice?: string): Promise<void> {
     const creator = this.s.creators.get(conv);
@@ -433,9 +301,9 @@ export class Receiver {
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
-    this.awaitingList.delete(conv);
+    this.recovery.awaitingList.delete(conv);
     const atMs = this.s.d.clock();
-    this.undecided.delete(conv);
+    this.recovery.undecided.delete(conv);
     this.s.leaving.delete(conv);
     if (inc.removedMe) {
       // My leave, or one of my own devices removing this one (/leave on another device, /unlink).
@@ -449,17 +317,7 @@ export class Receiver {
     this.s.d.content.membersChanged(conv, after); // per device (§4.5): the leaves
     this.s.newEpoch(conv);
     this.s.d.store.saveGroup(g);
-    await this.releaseHeld(conv);
-  }
-
-  /** A newer device list of `username` was taken: conversations stopped at a commit refused for that user's device try again. */
-  async listChanged(username: string): Promise<void> {
-    for (const [conv, users] of [...this.awaitingList]) {
-      if (!users.has(username)) continue;
-      this.s.d.logger.info("mls.devices.retry_refused", { conversation: conv, user: username });
-      await this.catchUp(conv);
-      await this.releaseHeld(conv);
-    }
+    await this.recovery.releaseHeld(conv);
   }
 
   /** A commit processApply refused: the line or notice it shows, and what waits on it. */
@@ -471,8 +329,8 @@ export class Receiver {
         const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u), g.members());
         const who = leaf?.username ?? relaySender;
         this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who });
-        let waiting = this.awaitingList.get(conv);
-        if (waiting === undefined) this.awaitingList.set(conv, (waiting = new Set()));
+        let waiting = this.recovery.awaitingList.get(conv);
+        if (waiting === undefined) this.recovery.awaitingList.set(conv, (waiting = new Set()));
         waiting.add(who);
         this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
         this.s.notice("warn", `the relay or a member added a device ${who} did not link into ${conv}; it was refused (you stay where you were in ${conv})`, conv);
@@ -485,88 +343,9 @@ export class Receiver {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
         // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
-        if (isMlsProtocolError(e, "untrusted-identity")) this.undecided.add(conv);
+        if (isMlsProtocolError(e, "untrusted-identity")) this.recovery.undecided.add(conv);
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
     }
-  }
-
-  /** Processes held messages that the group's epoch now reaches. */
-  async releaseHeld(conv: string): Promise<void> {
-    for (;;) {
-      const g = this.s.groups.get(conv);
-      const items = this.s.held.take(conv);
-      if (items.length === 0) return;
-      if (g === undefined || !g.active) {
-        for (const h of items) h.done();
-        return;
-      }
-      let progressed = false;
-      for (const h of items) {
-        if (h.epoch > Number(g.epoch) || this.s.groups.get(conv) !== g) {
-          this.s.held.hold(conv, h.q, h.epoch, h.atMs, h.done);
-          continue;
-        }
-        progressed = true;
-        try {
-          const fin = await this.handle(h.q, h.done);
-          if (fin) h.done();
-        } catch (e) {
-          h.done();
-          if (e instanceof MlsStoreError) throw e;
-          this.s.d.logger.warn("mls.held.failed", { conversation: conv, error: (e as Error).message });
-        }
-      }
-      if (!progressed) return;
-    }
-  }
-
-  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
-  async recover(conv: string): Promise<void> {
-    if (this.s.recovering.has(conv)) return;
-    this.s.recovering.add(conv);
-    try {
-      await this.recoverNow(conv);
-    } finally {
-      this.s.recovering.delete(conv);
-    }
-  }
-
-  async recoverNow(conv: string): Promise<void> {
-    const g = this.s.groups.get(conv);
-    if (g === undefined || !g.active) { this.s.held.drop(conv); return; }
-    const caught = await this.catchUp(conv);
-    await this.releaseHeld(conv);
-    if (caught && this.s.held.count(conv) === 0) return;
-    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
-    if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
-    this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
-    const dropped = this.s.held.drop(conv);
-    const r = await this.c.externalJoin(conv, true);
-    this.s.notice("warn", r.ok
-      ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
-      : `missing changes in ${conv}, and joining it again failed`, conv);
-  }
-
-  /** Fetches and processes the commits the relay accepted after my epoch. False when the relay refused. */
-  async catchUp(conv: string): Promise<boolean> {
-    for (let round = 0; round < 64; round++) {
-      const g = this.s.groups.get(conv);
-      if (g === undefined || !g.active) return true;
-      const r = await this.s.d.ds.fetchCommits(g.groupId, Number(g.epoch));
-      if (!r.ok) {
-        this.s.d.logger.warn("mls.fetch_commits.refused", { conversation: conv, code: r.code });
-        return false;
-      }
-      for (const c of r.commits) {
-        const cur = this.s.groups.get(conv);
-        if (cur !== g || !g.active) return true;
-        if (c.epoch !== Number(g.epoch)) continue;
-        await this.applyCommit(conv, g, c.commit, c.sender);
-        if (Number(g.epoch) === c.epoch) return false; // refused: this group cannot follow the relay's order
-      }
-      if (!r.more) return true;
-    }
-    return true;
   }
 }

@@ -1,11 +1,38 @@
 // The proposal lists of membership changes, computed from the group's members (group.ts makes
-// the commit): removing named members, and replacing a member's leaf under a changed identity
-// key (PROTOCOL.md §6.1, §7.3). Pure: members in, proposals out, a sentence when it cannot be.
+// the commit): adding checked KeyPackages, removing named members, and replacing a member's leaf
+// under a changed identity key (PROTOCOL.md §6.1, §7.3). Pure: members in, proposals out, a
+// sentence when it cannot be.
 import type { KeyPackage, Proposal } from "ts-mls";
+import type { Conversation } from "../names.js";
+import { checkKeyPackage, decodeKeyPackage } from "./client.js";
+import type { CredentialChecker } from "./credential.js";
 import { MlsProtocolError } from "./errors.js";
 import type { MlsMember } from "./membership.js";
 
 const removal = (m: MlsMember): Proposal => ({ proposalType: "remove", remove: { removed: m.leafIndex } });
+
+/**
+ * Add proposals for KeyPackages, each checked (suite, lifetime, credential, expected username,
+ * trust hook) and refused when a leaf with its signature key, i.e. that device (PROTOCOL.md
+ * §4.5: one leaf per device), is already in the group or twice in the batch.
+ */
+export function addProposals(members: readonly MlsMember[], checker: CredentialChecker, conversation: Conversation, keyPackages: readonly Uint8Array[], expectUsernames: readonly (string | undefined)[] | undefined, now: number): Proposal[] {
+  const present = new Set(members.map((m) => Buffer.from(m.signatureKey).toString("hex")));
+  const proposals: Proposal[] = [];
+  keyPackages.forEach((bytes, i) => {
+    const kp = decodeKeyPackage(bytes);
+    const id = checkKeyPackage(kp, expectUsernames?.[i], now);
+    if (!checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
+    const key = Buffer.from(kp.leafNode.signaturePublicKey).toString("hex");
+    if (present.has(key)) throw new MlsProtocolError("bad-key-package", `this device of '${id.username}' is already a member of ${conversation.id}`);
+    if (conversation.kind === "dm" && !conversation.members.includes(id.username)) {
+      throw new MlsProtocolError("bad-key-package", `'${id.username}' is not a member of ${conversation.id}`);
+    }
+    present.add(key);
+    proposals.push({ proposalType: "add", add: { keyPackage: kp } });
+  });
+  return proposals;
+}
 
 /** Removes each named member (once); never `me` (a member leaves by proposing it). */
 export function removalProposals(members: readonly MlsMember[], usernames: readonly string[], me: string, conversationId: string): Proposal[] {

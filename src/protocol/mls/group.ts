@@ -3,7 +3,8 @@
 // process handshake messages, serialise, delete used keys. Bytes in, bytes out: no network, no
 // files. How a group comes to exist (create, join from a Welcome or by external commit,
 // restore) is in group-join.ts, behind MlsGroup's statics. Group ids are in group-id.ts;
-// reading members and membership changes from the tree is in membership.ts.
+// reading members and membership changes from the tree is in membership.ts; the checks of an
+// incoming message before and after it is processed, and reading its sender, in group-incoming.ts.
 //
 // Pitfalls of ts-mls 1.6.4 this class absorbs:
 // - createCommit returns the NEXT epoch's state at once (there is no "pending commit"): the
@@ -20,18 +21,18 @@ import {
   acceptAll, createApplicationMessage, createCommit, createProposal, emptyPskIndex, encodeGroupState,
   encodeMlsMessage, processMessage, type ClientState, type IncomingMessageCallback, type Proposal,
 } from "ts-mls";
-import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
-import { checkKeyPackage, decodeKeyPackage, decodeMls, type MlsClient, type StoredKeyPackage } from "./client.js";
+import { checkKeyPackage, decodeKeyPackage, type MlsClient, type StoredKeyPackage } from "./client.js";
 import { checkCreatorName, isRoomCreator, readCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError, wrap } from "./errors.js";
+import { judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
-import { describeCommit, leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
-import { encodeGroupInfo, pad, sameExtensions, secretTreeValues, unpad, zero } from "./group-parts.js";
-import { removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
+import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
+import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
 
 export interface GroupOptions {
@@ -192,30 +193,7 @@ export class MlsGroup {
       throw new MlsProtocolError("bad-argument", "expectUsernames must name one user per KeyPackage");
     }
     const now = options.nowS ?? Math.floor(Date.now() / 1000);
-    return this.commit(this.addProposals(keyPackages, options.expectUsernames, now), true);
-  }
-
-  /**
-   * Add proposals for KeyPackages, each checked (suite, lifetime, credential, expected username,
-   * trust hook) and refused when a leaf with its signature key, i.e. that device (PROTOCOL.md
-   * §4.5: one leaf per device), is already in the group or twice in the batch.
-   */
-  private addProposals(keyPackages: readonly Uint8Array[], expectUsernames: readonly (string | undefined)[] | undefined, now: number): Proposal[] {
-    const present = new Set(this.members().map((m) => Buffer.from(m.signatureKey).toString("hex")));
-    const proposals: Proposal[] = [];
-    keyPackages.forEach((bytes, i) => {
-      const kp = decodeKeyPackage(bytes);
-      const id = checkKeyPackage(kp, expectUsernames?.[i], now);
-      if (!this.checker.trusts(id)) throw new MlsProtocolError("untrusted-identity", `the identity key of '${id.username}' was refused (it is not the pinned one)`);
-      const key = Buffer.from(kp.leafNode.signaturePublicKey).toString("hex");
-      if (present.has(key)) throw new MlsProtocolError("bad-key-package", `this device of '${id.username}' is already a member of ${this.conversation.id}`);
-      if (this.conversation.kind === "dm" && !this.conversation.members.includes(id.username)) {
-        throw new MlsProtocolError("bad-key-package", `'${id.username}' is not a member of ${this.conversation.id}`);
-      }
-      present.add(key);
-      proposals.push({ proposalType: "add", add: { keyPackage: kp } });
-    });
-    return proposals;
+    return this.commit(addProposals(this.members(), this.checker, this.conversation, keyPackages, options.expectUsernames, now), true);
   }
 
   /**
@@ -236,7 +214,7 @@ export class MlsGroup {
       proposals.push({ proposalType: "remove", remove: { removed: leaf } });
     }
     const now = options.nowS ?? Math.floor(Date.now() / 1000);
-    proposals.push(...this.addProposals(keyPackages, keyPackages.map(() => this.client.username), now));
+    proposals.push(...addProposals(members, this.checker, this.conversation, keyPackages, keyPackages.map(() => this.client.username), now));
     return this.commit(proposals, keyPackages.length > 0);
   }
 
@@ -351,50 +329,10 @@ export class MlsGroup {
   async process(bytes: Uint8Array, policy?: ChangePolicy): Promise<Incoming> {
     this.checkUsable();
     if (policy !== undefined && typeof policy !== "function") throw new MlsProtocolError("bad-argument", "policy must be a function");
-    const msg = decodeMls(bytes, "MLS message");
-    if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") {
-      throw new MlsProtocolError("malformed", `expected a group message, got ${msg.wireformat}`);
-    }
-    const groupId = msg.wireformat === "mls_private_message" ? msg.privateMessage.groupId : msg.publicMessage.content.groupId;
-    const epoch = msg.wireformat === "mls_private_message" ? msg.privateMessage.epoch : msg.publicMessage.content.epoch;
-    const contentType = msg.wireformat === "mls_private_message" ? msg.privateMessage.contentType : msg.publicMessage.content.contentType;
-    if (!Buffer.from(groupId).equals(Buffer.from(this.groupId))) throw new MlsProtocolError("wrong-group", `message is for another group than ${this.conversation.id}'s`);
     const current = this.epoch;
-    if (contentType !== "application" && epoch !== current) {
-      throw new MlsProtocolError("wrong-epoch", `a ${contentType} for epoch ${epoch} while the group is at epoch ${current} (refused: only the current epoch can change)`);
-    }
-    if (contentType === "application" && msg.wireformat !== "mls_private_message") throw new MlsProtocolError("malformed", "application data must be encrypted");
-    if (epoch > current) throw new MlsProtocolError("wrong-epoch", `message for future epoch ${epoch} (the group is at ${current})`);
-
+    const { msg, epoch, contentType } = readGroupMessage(bytes, this.groupId, current, this.conversation.id);
     const impl = await suiteImpl();
-    // Who sent it: for a private message, from the sender data of its epoch.
-    let sender: MlsMember | undefined;
-    if (msg.wireformat === "mls_private_message") {
-      const pm = msg.privateMessage;
-      const past = epoch < current ? this.state.historicalReceiverData.get(epoch) : undefined;
-      if (epoch < current && past === undefined) throw new MlsProtocolError("epoch-expired", `message for epoch ${epoch}, whose keys were deleted (the group is at ${current})`);
-      const sds = past?.senderDataSecret ?? this.state.keySchedule.senderDataSecret;
-      const tree = past?.ratchetTree ?? this.state.ratchetTree;
-      let sd: Awaited<ReturnType<typeof decryptSenderData>>;
-      try {
-        sd = await decryptSenderData(pm, sds, impl);
-      } catch (e) {
-        throw new MlsProtocolError("decrypt-failed", "message sender data does not open", { cause: e });
-      }
-      const leaf = sd === undefined ? undefined : leafAt(tree, sd.leafIndex);
-      if (sd === undefined || leaf === undefined) throw new MlsProtocolError("decrypt-failed", "message names no member as its sender");
-      if (sd.leafIndex === this.myLeafIndex) throw new MlsProtocolError("decrypt-failed", "message claims to come from me (a reflection)");
-      sender = memberOf(leaf, sd.leafIndex);
-    } else {
-      const s = msg.publicMessage.content.sender;
-      if (s.senderType === "member") {
-        const leaf = leafAt(this.state.ratchetTree, s.leafIndex);
-        if (leaf === undefined) throw new MlsProtocolError("decrypt-failed", "message names no member as its sender");
-        sender = memberOf(leaf, s.leafIndex);
-      } else if (s.senderType !== "new_member_commit") {
-        throw new MlsProtocolError("refused-change", `messages from ${s.senderType} senders are not used by secure-chat`);
-      }
-    }
+    const sender = await senderOf(msg, this.state, epoch, current, this.myLeafIndex, impl);
 
     const before = this.state;
     let change: MembershipChange | undefined;
@@ -433,18 +371,7 @@ export class MlsGroup {
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
-    // The GroupContext extensions (a room's creator) are fixed at creation: no secure-chat client
-    // proposes group_context_extensions, and a commit carrying one that changes them is refused
-    // (PROTOCOL.md §7.4).
-    if (!sameExtensions(before.groupContext.extensions, res.newState.groupContext.extensions)) {
-      throw new MlsProtocolError("context-changed", `a commit tried to change ${this.conversation.id}'s fixed group settings (its creator); refused`);
-    }
-    // Nobody but the creator may hold the creator's name (checked on the tree the commit makes).
-    checkCreatorName(this.conversation, this.roomCreator, membersOf(res.newState.ratchetTree), "refused-change");
-    const finalChange = resolveChange(change, before.ratchetTree, res.newState.ratchetTree);
-    const renamed = renamedLeaf(before.ratchetTree, res.newState.ratchetTree, new Set(finalChange.removed.map((m) => m.leafIndex)));
-    if (renamed !== undefined) throw new MlsProtocolError("refused-change", `'${renamed.before.username}' tried to change its name or identity key in ${this.conversation.id} (to '${renamed.after.username}'); refused`);
-    if (!this.dmAllows(finalChange)) throw new MlsProtocolError("refused-change", `${this.conversation.id} holds only its two users; a change bringing in someone else was refused`);
+    const finalChange = judgedCommit(change, before, res.newState, this.conversation, this.roomCreator);
     if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
     const discardedPendingCommit = this.pending !== undefined;
     this.pending = undefined;
@@ -518,13 +445,6 @@ export class MlsGroup {
       groupInfo: await encodeGroupInfo(res.newState),
       epoch,
     };
-  }
-
-  /** A DM's group only ever holds its two users (PROTOCOL.md §7.2). */
-  private dmAllows(change: MembershipChange): boolean {
-    if (this.conversation.kind !== "dm") return true;
-    const allowed = this.conversation.members;
-    return change.added.every((m) => allowed.includes(m.username)) && allowed.includes(change.committer.username);
   }
 
   private checkDmMembers(): void {

@@ -92,6 +92,42 @@ export function append(state: TuiState, id: string | undefined, build: (seq: num
   return { ...next, nextSeq: seq + 1 };
 }
 
+/**
+ * Like `append`, but the entry goes in before the last `before` entries of the conversation (it
+ * happened ahead of them). Seqs keep growing down the list: the entry takes the seq of the first
+ * entry it goes before, each of those the next one's, the last a new one; the unread ruler stays
+ * after the same entry (`quiet`: as in `append`, past the new one when it stood just above it),
+ * and a view scrolled to one of them stays on it.
+ */
+export function appendBefore(state: TuiState, id: string, before: number, build: (seq: number) => Entry, quiet = false): TuiState {
+  const t = target(state, id);
+  const c = t.state.conversations[t.id];
+  if (c === undefined || before <= 0 || before > c.entries.length) return append(state, id, build, quiet);
+  const at = c.entries.length - before;
+  const moved: Entry[] = [];
+  for (let i = at; i < c.entries.length; i++) moved.push(listGet(c.entries, i)!);
+  const seqs = [...moved.map((e) => e.seq), t.state.nextSeq];
+  // In place from `at` on (a long conversation is not copied whole): the new entry, then each
+  // moved one a place further down with the next seq.
+  let entries = listSet(c.entries, at, build(seqs[0]!));
+  moved.forEach((e, i) => {
+    const shifted = { ...e, seq: seqs[i + 1]! };
+    entries = i + 1 < moved.length ? listSet(entries, at + i + 1, shifted) : listAppend(entries, shifted);
+  });
+  const marker = c.readMarker;
+  const above = listGet(c.entries, at - 1)?.seq;
+  const k = marker === undefined ? -1 : seqs.indexOf(marker);
+  const readMarker = k >= 0 && k < moved.length ? seqs[k + 1] : quiet && marker !== undefined && marker === above ? seqs[0] : marker;
+  const scroll = c.scroll !== undefined && c.scroll.top >= at ? { ...c.scroll, top: c.scroll.top + 1 } : c.scroll;
+  const next = updateConversation(t.state, t.id, (x) => ({
+    ...x,
+    entries,
+    ...(readMarker === undefined ? {} : { readMarker }),
+    ...(scroll === undefined ? {} : { scroll }),
+  }));
+  return { ...next, nextSeq: t.state.nextSeq + 1 };
+}
+
 export function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Readonly<Record<string, T>> {
   if (!(key in record)) return record;
   const { [key]: _gone, ...rest } = record;

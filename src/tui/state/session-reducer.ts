@@ -8,13 +8,13 @@ import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
 import {
-  STATE_SEARCH_LIMIT, append, ensureConversation, readElsewhere, receiveMessage, target, updateConversation, updateMessageState,
+  STATE_SEARCH_LIMIT, append, appendBefore, ensureConversation, readElsewhere, receiveMessage, target, updateConversation, updateMessageState,
 } from "./conversations-reducer.js";
 import {
   SMART_WINDOW_MS, withFilter, withNotify,
   type NotifyLevel, type PresenceFilter, type UiSettings,
 } from "./settings.js";
-import { entryTime, type Conversation, type TuiState } from "./state.js";
+import { entryTime, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** The actions of this slice (see `Action` in reducer.ts). */
 export type SessionAction =
@@ -196,6 +196,17 @@ function roomsAfter(rooms: readonly RoomView[], room: string, line: MembershipLi
   return known === undefined ? [...rooms, view] : rooms.map((r) => (r.room === room ? view : r));
 }
 
+/** How many of a conversation's last entries are my own lines still pending (not yet sent). */
+function waitingForGroup(c: Conversation | undefined): number {
+  if (c === undefined) return 0;
+  let n = 0;
+  for (let i = c.entries.length - 1; i >= 0 && n < STATE_SEARCH_LIMIT; i--, n++) {
+    const e = listGet(c.entries, i);
+    if (e?.kind !== "message" || !e.message.own || e.message.state !== "pending") break;
+  }
+  return n;
+}
+
 /**
  * Protocol v2: one membership change, as a line naming who made it (drawn by the view with
  * membership-text.ts), and the room's members in the sidebar. A line for no valid conversation
@@ -217,9 +228,13 @@ function membership(state: TuiState, event: Extract<SessionEvent, { type: "membe
   if (state.conversations[id] === undefined && !opens) return next;
   const comings = line.kind === "joined" || line.kind === "left";
   const quiet = comings && line.by !== me && !spokeRecently(state.conversations[id], line.by, line.atMs);
-  let after = append(next, id, (seq) => ({
+  const build = (seq: number): Entry => ({
     kind: "membership", seq, atMs: line.atMs, conversationId: id, line, ...(quiet ? { quiet: true as const } : {}),
-  }), line.kind !== "refused");
+  });
+  // A DM's start ("you started this conversation") is reported once its group is made, which my
+  // first lines waited for: shown above those, as it happened.
+  const waiting = ref.kind === "dm" && line.kind === "added" ? waitingForGroup(next.conversations[id]) : 0;
+  let after = appendBefore(next, id, waiting, build, line.kind !== "refused");
   // Someone else adding or removing me, or a refused change, must not hide in another conversation.
   // A DM's lines are its start ("bob started this conversation") and devices coming and going:
   // never counts of their own (the DM's first message is the news; counting both showed (2!)).

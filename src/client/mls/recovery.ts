@@ -1,0 +1,111 @@
+// Catching up in the protocol v2 engine (PROTOCOL.md §12): messages of a future epoch held
+// (held.ts) are processed once the group's epoch reaches them; past their bound the commits the
+// relay accepted after my epoch are fetched (FetchCommits), and failing that the conversation is
+// joined again by external commit. A conversation stopped at a commit refused for an undecided
+// key or an unlisted device keeps holding instead (never a re-join), until a decision or a newer
+// device list lets it try again. receive.ts handles each message; this is what it falls back on.
+import { MlsStoreError } from "../mls-store.js";
+import type { EngineState } from "./engine-state.js";
+import type { Receiver } from "./receive.js";
+
+export class Recovery {
+  /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
+  readonly undecided = new Set<string>();
+  /**
+   * Conversations stopped at a commit refused for a device not in its user's list (PROTOCOL.md
+   * §4.5), by conversation: whose list a change would let it through. Like `undecided`, what
+   * follows is held (never a re-join); a newer list of that user makes the engine try again (listChanged).
+   */
+  readonly awaitingList = new Map<string, Set<string>>();
+
+  constructor(private readonly s: EngineState, private readonly r: Receiver) {}
+
+  /** A newer device list of `username` was taken: conversations stopped at a commit refused for that user's device try again. */
+  async listChanged(username: string): Promise<void> {
+    for (const [conv, users] of [...this.awaitingList]) {
+      if (!users.has(username)) continue;
+      this.s.d.logger.info("mls.devices.retry_refused", { conversation: conv, user: username });
+      await this.catchUp(conv);
+      await this.releaseHeld(conv);
+    }
+  }
+
+  /** Processes held messages that the group's epoch now reaches. */
+  async releaseHeld(conv: string): Promise<void> {
+    for (;;) {
+      const g = this.s.groups.get(conv);
+      const items = this.s.held.take(conv);
+      if (items.length === 0) return;
+      if (g === undefined || !g.active) {
+        for (const h of items) h.done();
+        return;
+      }
+      let progressed = false;
+      for (const h of items) {
+        if (h.epoch > Number(g.epoch) || this.s.groups.get(conv) !== g) {
+          this.s.held.hold(conv, h.q, h.epoch, h.atMs, h.done);
+          continue;
+        }
+        progressed = true;
+        try {
+          const fin = await this.r.handle(h.q, h.done);
+          if (fin) h.done();
+        } catch (e) {
+          h.done();
+          if (e instanceof MlsStoreError) throw e;
+          this.s.d.logger.warn("mls.held.failed", { conversation: conv, error: (e as Error).message });
+        }
+      }
+      if (!progressed) return;
+    }
+  }
+
+  /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
+  async recover(conv: string): Promise<void> {
+    if (this.s.recovering.has(conv)) return;
+    this.s.recovering.add(conv);
+    try {
+      await this.recoverNow(conv);
+    } finally {
+      this.s.recovering.delete(conv);
+    }
+  }
+
+  async recoverNow(conv: string): Promise<void> {
+    const g = this.s.groups.get(conv);
+    if (g === undefined || !g.active) { this.s.held.drop(conv); return; }
+    const caught = await this.catchUp(conv);
+    await this.releaseHeld(conv);
+    if (caught && this.s.held.count(conv) === 0) return;
+    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
+    if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
+    this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
+    const dropped = this.s.held.drop(conv);
+    const r = await this.r.c.externalJoin(conv, true);
+    this.s.notice("warn", r.ok
+      ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
+      : `missing changes in ${conv}, and joining it again failed`, conv);
+  }
+
+  /** Fetches and processes the commits the relay accepted after my epoch. False when the relay refused. */
+  async catchUp(conv: string): Promise<boolean> {
+    for (let round = 0; round < 64; round++) {
+      const g = this.s.groups.get(conv);
+      if (g === undefined || !g.active) return true;
+      const r = await this.s.d.ds.fetchCommits(g.groupId, Number(g.epoch));
+      if (!r.ok) {
+        this.s.d.logger.warn("mls.fetch_commits.refused", { conversation: conv, code: r.code });
+        return false;
+      }
+      for (const c of r.commits) {
+        const cur = this.s.groups.get(conv);
+        if (cur !== g || !g.active) return true;
+        if (c.epoch !== Number(g.epoch)) continue;
+        await this.r.applyCommit(conv, g, c.commit, c.sender);
+        if (Number(g.epoch) === c.epoch) return false; // refused: this group cannot follow the relay's order
+      }
+      if (!r.more) return true;
+    }
+    return true;
+  }
+}

@@ -161,6 +161,12 @@ export interface OpenStoreOptions {
   readonly maxBytes?: number;
   /** How the WAL is made durable after a deferred commit (default: fs.fdatasync on libuv's thread pool); tests inject slow or failing ones. */
   readonly syncWal?: SyncFile;
+  /**
+   * Whether a file of an earlier schema version is converted at open (default true: the relay
+   * starting on it). The operator commands pass false: a relay of the earlier version may still
+   * run on it; they refuse it with a sentence instead.
+   */
+  readonly upgrade?: boolean;
 }
 
 /** Memory for the bytes of recently stored envelopes, delivered from there (Queues.recent). */

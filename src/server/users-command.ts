@@ -24,7 +24,7 @@ function openExisting(dataDir: string): RelayStore {
     throw new RelayStartError(`no relay database in ${dataDir} (has chat-relay run with this --data-dir?)`);
   }
   try {
-    return openStore(path);
+    return openStore(path, { upgrade: false });
   } catch (e) {
     throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }

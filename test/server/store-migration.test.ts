@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openStore, type RelayStore } from "../../src/server/store.js";
+import { listBoundUsers, releaseUsername } from "../../src/server/users-command.js";
 
 let dir: string;
 let path: string;
@@ -129,5 +130,21 @@ describe("schema version 1 → 2", () => {
     const after = new DatabaseSync(path, { readOnly: true });
     expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(3);
     after.close();
+  });
+});
+
+describe("who converts a version-1 file", () => {
+  it("the operator commands refuse it with a sentence and leave it as it is (a relay of that version may still run on it)", () => {
+    makeV1(true);
+    expect(() => listBoundUsers(dir)).toThrow(
+      "the database was made by an earlier chat-relay (schema version 1); start this chat-relay on it once to convert it, then run the command again");
+    expect(() => releaseUsername(dir, "bob")).toThrow("schema version 1");
+    const db = new DatabaseSync(path, { readOnly: true });
+    expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(1);
+    expect((db.prepare("SELECT type FROM sqlite_master WHERE name = 'queue'").get() as { type: string }).type).toBe("table");
+    db.close();
+    // Once a relay converted it, they work.
+    openStore(path, { clock: () => now }).close();
+    expect(listBoundUsers(dir)).toEqual([]);
   });
 });

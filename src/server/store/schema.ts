@@ -238,7 +238,7 @@ export class UndoLog {
  * Opens (creating if needed) the relay database at `path` with its pragmas and schema. Throws the
  * underlying error when the file cannot be opened or written, or its schema is another version.
  */
-export function openDatabase(path: string, options: { readonly busyTimeoutMs?: number; readonly maxBytes?: number }): DatabaseSync {
+export function openDatabase(path: string, options: { readonly busyTimeoutMs?: number; readonly maxBytes?: number; readonly upgrade?: boolean }): DatabaseSync {
   const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
   try {
     // WAL: readers (the `users list` command, delivery reads) never block the writer, and a
@@ -254,6 +254,11 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     db.exec("PRAGMA foreign_keys = OFF");
     const version = num((db.prepare("PRAGMA user_version").get() as Row).user_version);
     if (version > SCHEMA_VERSION) throw new Error(`database schema version ${version} is not supported (expected ${SCHEMA_VERSION})`);
+    // An operator command beside a relay of the earlier version must not convert the file under
+    // it: only a relay starting on it does (`upgrade`).
+    if (version !== 0 && version < SCHEMA_VERSION && options.upgrade === false) {
+      throw new Error(`the database was made by an earlier chat-relay (schema version ${version}); start this chat-relay on it once to convert it, then run the command again`);
+    }
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
     prepareQueueTables(db);

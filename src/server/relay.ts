@@ -23,7 +23,7 @@ import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { DeviceRoutes } from "./devices.js";
 import { serveSession, type SessionDeps } from "./session.js";
-import { bind, openDataDir, RelayStartError } from "./startup.js";
+import { bind, loadQueues, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
 import type { Cluster } from "./cluster.js";
 import { guardStore } from "./cluster-store-guard.js";
@@ -326,6 +326,14 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
       throw new RelayStartError(e instanceof Error ? e.message : String(e), { cause: e });
     }
     wiring.startPoll();
+  }
+
+  try {
+    loadQueues(store, logger);
+  } catch (e) {
+    server.forceShutdown();
+    closeStore();
+    throw e;
   }
 
   const creds = tls === undefined

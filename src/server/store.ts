@@ -89,6 +89,11 @@ export interface RelayStore {
    * embedded store says no more than the highest a fetch shows (rows waiting for their WAL sync are later).
    */
   lastSeq(): number;
+  /**
+   * The embedded store only: reads what it keeps in memory (every queue) now rather than at the
+   * first call that needs it, and says how much waits. Absent in the PostgreSQL store.
+   */
+  loadQueues?(): { readonly messages: number; readonly waiting: number };
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
   /**
@@ -240,6 +245,10 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     this.queues.forgetUsage(username);
     for (const a of deviceQueues) this.queues.forgetUsage(a);
     return released;
+  }
+
+  loadQueues(): { readonly messages: number; readonly waiting: number } {
+    return this.queues.load();
   }
 
   /** Only durable rows (wal-sync.ts): a row committed without its sync yet never reaches a recipient. */

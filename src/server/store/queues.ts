@@ -184,6 +184,17 @@ export class Queues {
     else this.transaction(drop);
   }
 
+  /**
+   * Reads every queue from the file now (the relay, before it serves: the first session must not
+   * wait for it) and says how much waits: envelopes, and queued rows over all recipients.
+   */
+  load(): { readonly messages: number; readonly waiting: number } {
+    this.fresh(true);
+    let waiting = 0;
+    for (const e of this.mem.envelopes.values()) waiting += e.refs;
+    return { messages: this.mem.envelopes.size, waiting };
+  }
+
   /** Drops a queue (in a transaction: a released name, a removed device): as if all its rows were acked. */
   dropQueueLocked(address: string): void {
     this.fresh();

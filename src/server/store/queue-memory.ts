@@ -146,19 +146,20 @@ export class QueueMemory {
     const wanted = new Set<number>();
     for (const s of seqs) if (Number.isSafeInteger(s)) wanted.add(s);
     if (wanted.size === 0) return [];
-    const taken: number[] = [];
     // Acks mostly take a prefix: count it, then splice once; otherwise filter.
     let prefix = 0;
     while (prefix < q.length && wanted.has(q[prefix]!)) prefix++;
+    let taken: number[];
+    let kept = q;
     if (prefix === wanted.size || prefix === q.length) {
-      taken.push(...q.splice(0, prefix));
+      taken = q.splice(0, prefix);
     } else {
-      const kept: number[] = [];
+      taken = [];
+      kept = [];
       for (const s of q) (wanted.has(s) ? taken : kept).push(s);
-      q.length = 0;
-      q.push(...kept);
     }
-    if (q.length === 0) this.queues.delete(recipient);
+    if (kept.length === 0) this.queues.delete(recipient);
+    else if (kept !== q) this.queues.set(recipient, kept);
     const u = this.usage.get(recipient);
     if (u !== undefined) for (const s of taken) u.remove(this.envelopes.get(s)?.sender, this.envelopes.get(s)?.bytes ?? 0);
     return taken;
@@ -167,12 +168,8 @@ export class QueueMemory {
   /** Puts seqs back into `recipient`'s queue in order (the inverse of take). */
   restore(recipient: string, seqs: readonly number[]): void {
     if (seqs.length === 0) return;
-    const q = this.queues.get(recipient) ?? [];
-    for (const s of seqs) {
-      const at = firstAbove(q, s);
-      if (q[at - 1] !== s) q.splice(at, 0, s);
-    }
-    this.queues.set(recipient, q);
+    const merged = [...new Set([...(this.queues.get(recipient) ?? []), ...seqs])].sort((a, b) => a - b);
+    this.queues.set(recipient, merged);
     this.usage.delete(recipient);
   }
 

@@ -25,6 +25,7 @@ import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
 import { loadRelayId, openDatabase, transactionOn, UndoLog, type Row, type StoreContext, type Transaction } from "./store/schema.js";
+import { FileVersion } from "./store/file-version.js";
 import { WalSync, type SyncFile } from "./store/wal-sync.js";
 
 export type { BindOutcome, UserRecord } from "./store/bindings.js";
@@ -206,7 +207,8 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     // Once a WAL sync failed, no transaction runs (wal-sync.ts): nothing after it is known durable.
     const undo = new UndoLog();
     this.transaction = transactionOn(db, () => this.wal?.check(), undo);
-    const c: StoreContext = { db, clock, transaction: this.transaction, undo };
+    // One read of the file's data_version per turn or transaction for every part that keeps it in memory.
+    const c: StoreContext = { db, clock, transaction: this.transaction, undo, version: new FileVersion(db, undo) };
     this.queues = new Queues(c, recentBudget);
     const queues = this.queues;
     this.wal = wal === undefined ? undefined : new WalSync(db, wal.path, () => queues.lastSeq(), wal.sync);

@@ -7,7 +7,8 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
 import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
-import { buf, num, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
+import { FileVersion } from "./file-version.js";
+import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
 
 /** How an accepted commit's deliveries are stored in the commit's own transaction (store/queues.ts). */
 export interface QueueWriter {
@@ -121,7 +122,6 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
     membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
     commitsDelete: p(`DELETE FROM mls_commits WHERE group_id = ?`),
-    dataVersion: p(`PRAGMA data_version`),
     roomSummaries: p(`SELECT g.conversation_id AS room, COUNT(m.username) AS n FROM mls_groups g
                       LEFT JOIN mls_group_members m ON m.group_id = g.group_id
                       WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id LIMIT ?`),
@@ -161,18 +161,15 @@ export class MlsDeliveryStore {
     this.clock = c.clock;
     this.transaction = c.transaction;
     this.db = c.db;
-    this.undo = c.undo;
+    this.version = c.version ?? new FileVersion(c.db, c.undo);
     this.s = prepareMlsStatements(c.db);
     this.cache = cache;
   }
 
   /** SQLite's data_version when the cache was last checked against it (-1: never). */
   private seenVersion = -1;
-  /** The cache was checked in this turn of the event loop (reset by an immediate after it). */
-  private checkedInTurn = false;
-  /** The transaction (UndoLog.generation) in which the cache was last checked: no other connection commits while it runs. */
-  private checkedIn = -1;
-  private readonly undo: UndoLog | undefined;
+  /** The file's data_version, read once per turn or transaction (file-version.ts). */
+  private readonly version: FileVersion;
 
   /**
    * Drops the whole cache when another connection committed to the file since the last look
@@ -186,19 +183,11 @@ export class MlsDeliveryStore {
    * connection commits while it holds the write lock).
    */
   private fresh(): void {
-    const inTransaction = this.db.isTransaction;
-    if (inTransaction ? this.undo !== undefined && this.checkedIn === this.undo.generation : this.checkedInTurn) return;
-    if (inTransaction) this.checkedIn = this.undo?.generation ?? -1;
-    const v = num((this.s.dataVersion.get() as Row).data_version);
+    const v = this.version.current();
     if (v !== this.seenVersion) {
       this.cache.clear();
       this.seenVersion = v;
     }
-    if (inTransaction || this.checkedInTurn) return;
-    this.checkedInTurn = true;
-    setImmediate(() => {
-      this.checkedInTurn = false;
-    });
   }
 
   /**

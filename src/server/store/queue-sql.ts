@@ -30,6 +30,5 @@ export function prepareQueueStatements(db: DatabaseSync) {
     purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ? RETURNING id"),
     purgeAcked: p("DELETE FROM queue_acked WHERE seq NOT IN (SELECT id FROM envelopes)"),
     purgeAccepted: p("DELETE FROM accepted WHERE accepted_at_ms < ?"),
-    dataVersion: p("PRAGMA data_version"),
   };
 }

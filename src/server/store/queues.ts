@@ -20,6 +20,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
 import { AcceptedFilter } from "./accepted-filter.js";
+import { FileVersion } from "./file-version.js";
 import { firstAbove, QueueMemory, type EnvelopeRow } from "./queue-memory.js";
 import { prepareQueueStatements } from "./queue-sql.js";
 import { RecentEnvelopes } from "./recent-envelopes.js";
@@ -103,10 +104,8 @@ export class Queues {
   private readonly accepted: AcceptedFilter;
   /** SQLite's data_version when memory was last checked against it. */
   private seenVersion = -1;
-  /** Checked in this turn of the event loop (reset by an immediate after it). */
-  private checkedInTurn = false;
-  /** The transaction (UndoLog.generation) in which memory was last checked: no other connection commits while it runs. */
-  private checkedIn = -1;
+  /** The file's data_version, read once per turn or transaction (file-version.ts). */
+  private readonly version: FileVersion;
   /** transactionQueuing is running: enqueueInside may store. */
   private queuing = false;
 
@@ -117,6 +116,7 @@ export class Queues {
     this.transaction = c.transaction;
     this.undo = c.undo;
     this.s = prepareQueueStatements(c.db);
+    this.version = c.version ?? new FileVersion(c.db, c.undo);
     this.accepted = new AcceptedFilter({
       count: () => num((this.s.acceptedCount.get() as Row).n),
       pairs: () => (function* (it: Iterable<Row>) {
@@ -128,29 +128,16 @@ export class Queues {
   }
 
   /**
-   * Rebuilds memory from the file when another connection committed to it since the last look,
-   * or when an undo failed. Outside a transaction once per turn of the event loop (a turn's reads
-   * are as of its first one, as if it ran just before the other commit); inside one at its first
-   * call (its snapshot may be newer than the turn's look; a transaction that changes memory calls
-   * this first, and no other connection can commit while it holds the write lock).
+   * Rebuilds memory from the file when another connection committed to it since the last look
+   * (file-version.ts: once per turn of the event loop, and at the first call in a transaction; a
+   * transaction that changes memory calls this first), or when an undo failed.
    */
   private fresh(force = false): void {
-    const inTransaction = this.db.isTransaction;
-    if (!force && !this.undo.broken) {
-      if (inTransaction ? this.checkedIn === this.undo.generation : this.checkedInTurn) return;
-    }
-    if (inTransaction) this.checkedIn = this.undo.generation;
-    const v = num((this.s.dataVersion.get() as Row).data_version);
-    if (v !== this.seenVersion || this.undo.broken) {
-      this.seenVersion = v;
-      this.undo.broken = false;
-      this.reload();
-    }
-    if (inTransaction || this.checkedInTurn) return;
-    this.checkedInTurn = true;
-    setImmediate(() => {
-      this.checkedInTurn = false;
-    });
+    const v = this.version.current(force || this.undo.broken);
+    if (v === this.seenVersion && !this.undo.broken) return;
+    this.seenVersion = v;
+    this.undo.broken = false;
+    this.reload();
   }
 
   /** Every queue, cursor and acked row from the file; envelopes nobody waits for are deleted. */

@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { RELAY_ID_BYTES } from "../../protocol/keys.js";
+import type { FileVersion } from "./file-version.js";
 import { prepareQueueTables } from "./queue-schema.js";
 
 /**
@@ -184,6 +185,8 @@ export interface StoreContext {
   readonly transaction: Transaction;
   /** Where a part that changes memory inside `transaction` registers how to undo it (a rollback runs them). */
   readonly undo: UndoLog;
+  /** The file's data_version, read once for every part that keeps the file in memory (default: one of the part's own). */
+  readonly version?: FileVersion;
 }
 
 /**

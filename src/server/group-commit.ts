@@ -25,9 +25,11 @@
 //     resend that arrives while the first copy waits for its commit or its sync shares that
 //     batch's fate (whenCommitted), so it is never answered ACCEPTED for an envelope that then fails;
 //   - queue caps count what waits for the commit (pendingFor), not only what is stored;
-//   - acks are committed in a transaction of their own, before the envelopes': a batch that
-//     fails (a full disk) never takes the acks down with it, so recipients who read free space
-//     and a full relay drains by itself (issue 16). Acks that fail are kept for the next commit;
+//   - acks never fail with a batch: on the embedded store they ride in the batch's own
+//     transaction (one commit instead of two), and when that transaction fails they are
+//     committed in one of their own and the batch is tried once more in the space they freed;
+//     elsewhere (and with no batch) they go first, alone. So recipients who read free space and
+//     a full relay drains by itself (issue 16). Acks that fail are kept for the next commit;
 //   - a batch is committed early once it holds maxBatchBytes, so one transaction (and so the
 //     WAL) stays within the database budget's WAL allowance.
 import type { Logger } from "../protocol/log.js";
@@ -205,7 +207,16 @@ export class GroupCommitter {
     if (this.scheduled !== undefined) clearImmediate(this.scheduled);
     this.scheduled = undefined;
     const batch = this.batch;
-    this.commitAcks();
+    const deferred = this.mode === "group" ? this.o.store.deferred : undefined;
+    // On the embedded store the waiting acks ride in the batch's own transaction (one commit, not
+    // two); elsewhere, or with no batch, they go first in a transaction of their own.
+    let riding: AckRequest[] = [];
+    if (deferred !== undefined && batch.length > 0 && this.failure === undefined) {
+      riding = this.acks;
+      this.acks = [];
+    } else {
+      this.commitAcks();
+    }
     if (batch.length === 0) return;
     this.batch = [];
     this.byKey.clear();
@@ -220,12 +231,25 @@ export class GroupCommitter {
     }
 
     const started = performance.now();
-    const deferred = this.mode === "group" ? this.o.store.deferred : undefined;
+    const reqs = batch.map((p) => p.req);
     let outcomes: EnqueueOutcome[];
     let durable: Promise<ReadonlySet<string>> | undefined;
     try {
-      if (deferred === undefined) outcomes = this.o.store.enqueueBatch(batch.map((p) => p.req));
-      else ({ outcomes, durable } = deferred.enqueueBatch(batch.map((p) => p.req)));
+      if (deferred === undefined) {
+        outcomes = this.o.store.enqueueBatch(reqs);
+      } else {
+        try {
+          ({ outcomes, durable } = deferred.enqueueBatch(reqs, riding));
+          if (riding.length > 0) this.stats.ackCommits++;
+        } catch (e) {
+          if (riding.length === 0) throw e;
+          // As when acks went first: they commit alone (a full disk never keeps recipients from
+          // freeing space), then the batch is tried once more, in the space they freed.
+          this.acks = [...riding, ...this.acks];
+          this.commitAcks();
+          ({ outcomes, durable } = deferred.enqueueBatch(reqs));
+        }
+      }
     } catch (e) {
       this.stats.commitMs += performance.now() - started;
       this.stats.failedCommits++;

@@ -142,7 +142,7 @@ export interface DeferredEnqueue {
    * rows are then never shown, and every later transaction throws. Throws what enqueueBatch
    * throws (nothing of the batch stored).
    */
-  enqueueBatch(reqs: readonly EnqueueRequest[]): { readonly outcomes: EnqueueOutcome[]; readonly durable: Promise<ReadonlySet<string>> };
+  enqueueBatch(reqs: readonly EnqueueRequest[], acks?: readonly AckRequest[]): { readonly outcomes: EnqueueOutcome[]; readonly durable: Promise<ReadonlySet<string>> };
 }
 
 export interface DeviceListChange {
@@ -214,8 +214,8 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     this.wal = wal === undefined ? undefined : new WalSync(db, wal.path, () => queues.lastSeq(), wal.sync);
     const w = this.wal;
     this.deferred = w === undefined ? undefined : {
-      enqueueBatch: (reqs) => {
-        const { out, durable } = w.commitUnsynced(() => queues.enqueueBatch(reqs));
+      enqueueBatch: (reqs, acks) => {
+        const { out, durable } = w.commitUnsynced(() => queues.enqueueBatch(reqs, acks));
         return { outcomes: out, durable };
       },
     };

@@ -13,7 +13,7 @@ import { ErrorCode, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { nullLogger } from "../../src/protocol/log.js";
 import { GroupCommitter, type CommitResult } from "../../src/server/group-commit.js";
-import { openStore, type RelayStore, type SyncFile } from "../../src/server/store.js";
+import { openStore, SQLITE_FULL, type AckRequest, type EnqueueRequest, type RelayStore, type SyncFile } from "../../src/server/store.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { MlsTalk } from "../helpers/mls-talk.js";
 import { testStoreKind } from "../helpers/pg.js";
@@ -213,6 +213,62 @@ describe("group commit with the WAL synced off the event loop", () => {
     expect(await batch).toEqual(stored);
     expect(shown).toEqual([["dave"]]);
     expect(rows(store, "dave")).toBe(1);
+  });
+
+  it("commits waiting acks in the batch's own transaction: one commit, no ack transaction of their own", async () => {
+    const held = new HeldSync();
+    held.hold = false;
+    const store = tempStore(held.sync);
+    const alone: unknown[] = [];
+    const spied: RelayStore = Object.assign(Object.create(store) as RelayStore, {
+      ackBatch: (acks: readonly AckRequest[]) => {
+        alone.push(acks);
+        return store.ackBatch(acks);
+      },
+    });
+    const { c } = committer(spied);
+    expect(await c.submit(req("alice", ["bob"], 100))).toEqual(stored);
+    const seqs = store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq);
+    c.ack("bob", seqs);
+    expect(await c.submit(req("carol", ["bob"], 100))).toEqual(stored);
+    expect(alone).toEqual([]);
+    expect(c.stats).toMatchObject({ commits: 2, ackCommits: 1, failedAckCommits: 0 });
+    expect(store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq)).not.toContain(seqs[0]);
+    expect(rows(store, "bob")).toBe(1);
+  });
+
+  it("when the batch with acks fails, commits the acks alone, then tries the batch once more", async () => {
+    const held = new HeldSync();
+    held.hold = false;
+    const store = tempStore(held.sync);
+    const order: string[] = [];
+    let failNext = false;
+    const deferred = store.deferred!;
+    const spied: RelayStore = Object.assign(Object.create(store) as RelayStore, {
+      ackBatch: (acks: readonly AckRequest[]) => {
+        order.push("acks alone");
+        return store.ackBatch(acks);
+      },
+      deferred: {
+        enqueueBatch: (reqs: readonly EnqueueRequest[], acks?: readonly AckRequest[]) => {
+          order.push(acks !== undefined && acks.length > 0 ? "batch with acks" : "batch");
+          if (failNext) {
+            failNext = false;
+            throw Object.assign(new Error("database or disk is full"), { errcode: SQLITE_FULL });
+          }
+          return deferred.enqueueBatch(reqs, acks);
+        },
+      },
+    });
+    const { c } = committer(spied);
+    expect(await c.submit(req("alice", ["bob"], 100))).toEqual(stored);
+    const seqs = store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq);
+    c.ack("bob", seqs);
+    failNext = true;
+    expect(await c.submit(req("carol", ["bob"], 100))).toEqual(stored);
+    expect(order).toEqual(["batch", "batch with acks", "acks alone", "batch"]);
+    expect(rows(store, "bob")).toBe(1);
+    expect(c.stats).toMatchObject({ commits: 2, failedCommits: 0, ackCommits: 1 });
   });
 
   it("syncs what still waits when the store closes, and answers it as stored", async () => {

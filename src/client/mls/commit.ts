@@ -102,8 +102,8 @@ export class Committer {
       }
       g.discardCommit();
       if (r.code !== "EPOCH_TAKEN") return fail(refusedError(r));
+      if (o.winnerFromQueue === true) return fail(refusedError(r)); // the caller says so (send.ts: mls.update.lost)
       this.s.d.logger.info("mls.commit.epoch_taken", { conversation: convId, epoch: Number(g.epoch) });
-      if (o.winnerFromQueue === true) return fail(refusedError(r));
       await this.r.catchUp(convId);
       const now = this.s.groups.get(convId);
       if (now === undefined || !now.active) return fail({ kind: "not-a-member", room: convId, action: "send" });

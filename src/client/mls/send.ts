@@ -142,8 +142,10 @@ export class Sender {
       }
       if (this.updateDue(convId, g)) {
         const u = await this.c.commitChange(convId, (x) => x.selfUpdate(), { added: [], removed: [] }, undefined, () => false, { winnerFromQueue: true });
-        if (!u.ok && u.error.kind === "refused" && u.error.code === ErrorCode.ERROR_CODE_EPOCH_TAKEN) this.updateLost.set(convId, { group: g, epoch: g.epoch });
-        else if (!u.ok) this.s.d.logger.warn("mls.update.failed", { conversation: convId, error: JSON.stringify(u.error) });
+        if (!u.ok && u.error.kind === "refused" && u.error.code === ErrorCode.ERROR_CODE_EPOCH_TAKEN) {
+          this.updateLost.set(convId, { group: g, epoch: g.epoch });
+          this.s.d.logger.info("mls.update.lost", { conversation: convId, epoch: Number(g.epoch) });
+        } else if (!u.ok) this.s.d.logger.warn("mls.update.failed", { conversation: convId, error: JSON.stringify(u.error) });
       }
       const m = list[0]!;
       const cur = this.s.groups.get(convId)!;

@@ -49,9 +49,16 @@ export class Committer {
    * Makes one commit and gets it through the relay's ordering (§8.1): accepted → confirm, save,
    * publish the new GroupInfo, show `line`; EPOCH_TAKEN → discard, process the winner, and make
    * the change again while `again` says it is still needed.
+   *
+   * `winnerFromQueue` (a change that can wait: the update policy's): on EPOCH_TAKEN the commit is
+   * discarded and the winner is NOT fetched; it comes from my queue, after the messages queued
+   * before it, and the EPOCH_TAKEN refusal is returned. Fetched out of order and followed by a
+   * commit of mine, the group would be two epochs past messages still queued for me in the
+   * epoch before the winner's, whose keys a member no longer keeps (§10.2: one past epoch).
    */
   async commitChange(convId: string, make: (g: MlsGroup) => Promise<PendingCommit>, hint: { added: readonly string[]; removed: readonly string[] },
-    line: MembershipLine | (() => readonly MembershipLine[]) | undefined, again: (g: MlsGroup) => boolean): Promise<Outcome> {
+    line: MembershipLine | (() => readonly MembershipLine[]) | undefined, again: (g: MlsGroup) => boolean,
+    o: { readonly winnerFromQueue?: boolean } = {}): Promise<Outcome> {
     for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
       const g = this.s.groups.get(convId);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
@@ -95,6 +102,7 @@ export class Committer {
       }
       g.discardCommit();
       if (r.code !== "EPOCH_TAKEN") return fail(refusedError(r));
+      if (o.winnerFromQueue === true) return fail(refusedError(r)); // the caller says so (send.ts: mls.update.lost)
       this.s.d.logger.info("mls.commit.epoch_taken", { conversation: convId, epoch: Number(g.epoch) });
       await this.r.recovery.catchUp(convId);
       const now = this.s.groups.get(convId);

@@ -41,6 +41,12 @@ export class Sender {
   private readonly slowed = new Set<string>();
   /** §11.3 read markers per conversation (memory only: a lost one only leaves a count until the next). */
   private readonly reads = new Map<string, ReadMarkers>();
+  /**
+   * Per conversation, the group and epoch where my update lost its race (EPOCH_TAKEN): the next
+   * update waits until the winner's commit has come from my queue and moved the group on (§8.1),
+   * so my group is never two epochs past what my queue has delivered (commit.ts winnerFromQueue).
+   */
+  private readonly updateLost = new Map<string, { readonly group: MlsGroup; readonly epoch: bigint }>();
 
   constructor(private readonly s: EngineState, private readonly c: Committer) {
     this.restore();
@@ -134,9 +140,12 @@ export class Sender {
         for (const m of list.splice(0)) this.s.failed(convId, m.id, { kind: "not-a-member", room: convId, action: "send" });
         return;
       }
-      if (this.s.d.content.shouldUpdate(convId, this.s.d.clock())) {
-        const u = await this.c.commitChange(convId, (x) => x.selfUpdate(), { added: [], removed: [] }, undefined, () => false);
-        if (!u.ok) this.s.d.logger.warn("mls.update.failed", { conversation: convId, error: JSON.stringify(u.error) });
+      if (this.updateDue(convId, g)) {
+        const u = await this.c.commitChange(convId, (x) => x.selfUpdate(), { added: [], removed: [] }, undefined, () => false, { winnerFromQueue: true });
+        if (!u.ok && u.error.kind === "refused" && u.error.code === ErrorCode.ERROR_CODE_EPOCH_TAKEN) {
+          this.updateLost.set(convId, { group: g, epoch: g.epoch });
+          this.s.d.logger.info("mls.update.lost", { conversation: convId, epoch: Number(g.epoch) });
+        } else if (!u.ok) this.s.d.logger.warn("mls.update.failed", { conversation: convId, error: JSON.stringify(u.error) });
       }
       const m = list[0]!;
       const cur = this.s.groups.get(convId)!;
@@ -176,6 +185,14 @@ export class Sender {
       list.shift();
       this.settled(convId, m, sealed, r);
     }
+  }
+
+  /** Whether an update is due before the next message (§10.3), unless one lost this epoch's race (updateLost). */
+  private updateDue(convId: string, g: MlsGroup): boolean {
+    const lost = this.updateLost.get(convId);
+    if (lost !== undefined && lost.group === g && lost.epoch === g.epoch) return false;
+    this.updateLost.delete(convId);
+    return this.s.d.content.shouldUpdate(convId, this.s.d.clock());
   }
 
   /** The relay said "too fast": the conversation's outbox is sent again in RATE_RETRY_MS (once per wait). */

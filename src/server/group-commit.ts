@@ -36,6 +36,10 @@ import type { Logger } from "../protocol/log.js";
 import { ErrorCode } from "../gen/securechat/v1/chat.js";
 import { Refusal, shuttingDownRefusal, storageRefusalOf } from "./errors.js";
 import type { AckRequest, EnqueueOutcome, EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
+import { CachedUsage } from "./store/queue-usage.js";
+
+/** What a recipient with nothing in the current batch has pending (shared, frozen). */
+const NOTHING_PENDING: QueueUsage = Object.freeze({ count: 0, bytes: 0, senderCount: 0, senderBytes: 0 });
 
 /** How a submitted envelope ended: stored (or found stored before), or refused for its whole batch. */
 export type CommitResult =
@@ -92,11 +96,8 @@ export class GroupCommitter {
   private batch: Pending[] = [];
   /** The submissions of `batch` by (sender, message id). */
   private readonly byKey = new Map<string, Pending>();
-  /** Rows `batch` will add per recipient, for queue caps. */
-  private readonly pendingRows = new Map<string, number>();
-  /** Envelope bytes `batch` will add per recipient, and per (recipient, sender). */
-  private readonly pendingBytes = new Map<string, number>();
-  private readonly pendingFromSender = new Map<string, { count: number; bytes: number }>();
+  /** Rows and envelope bytes `batch` will add per recipient, in all and per sender, for queue caps. */
+  private readonly pending = new Map<string, CachedUsage>();
   /** Envelope bytes in `batch`. */
   private batchBytes = 0;
   private scheduled: NodeJS.Immediate | undefined;
@@ -120,13 +121,12 @@ export class GroupCommitter {
 
   /** Rows waiting for the next commit for this recipient (they count towards its queue cap). */
   pendingFor(recipient: string): number {
-    return this.pendingRows.get(recipient) ?? 0;
+    return this.pending.get(recipient)?.count ?? 0;
   }
 
   /** What `batch` adds to a recipient's queue: in all, and from one sender (queue caps, shares). */
   pendingUsage(recipient: string, sender: string): QueueUsage {
-    const s = this.pendingFromSender.get(`${recipient}\u0000${sender}`);
-    return { count: this.pendingFor(recipient), bytes: this.pendingBytes.get(recipient) ?? 0, senderCount: s?.count ?? 0, senderBytes: s?.bytes ?? 0 };
+    return this.pending.get(recipient)?.usage(sender) ?? NOTHING_PENDING;
   }
 
   /** The outcome of a submission of (sender, messageId) still waiting for its commit, if any. */
@@ -160,15 +160,9 @@ export class GroupCommitter {
     this.byKey.set(key, p);
     const bytes = req.envelope.length;
     for (const r of req.recipients) {
-      this.pendingRows.set(r, (this.pendingRows.get(r) ?? 0) + 1);
-      this.pendingBytes.set(r, (this.pendingBytes.get(r) ?? 0) + bytes);
-      const k = `${r}\u0000${req.sender}`;
-      const s = this.pendingFromSender.get(k);
-      if (s === undefined) this.pendingFromSender.set(k, { count: 1, bytes });
-      else {
-        s.count++;
-        s.bytes += bytes;
-      }
+      let u = this.pending.get(r);
+      if (u === undefined) this.pending.set(r, (u = new CachedUsage()));
+      u.add(req.sender, bytes);
     }
     this.batchBytes += req.envelope.length;
     if (this.mode === "per-envelope" || this.batchBytes >= (this.o.maxBatchBytes ?? Infinity)) this.commit();
@@ -220,9 +214,7 @@ export class GroupCommitter {
     if (batch.length === 0) return;
     this.batch = [];
     this.byKey.clear();
-    this.pendingRows.clear();
-    this.pendingBytes.clear();
-    this.pendingFromSender.clear();
+    this.pending.clear();
     this.batchBytes = 0;
     const failure = this.failure;
     if (failure !== undefined) {

@@ -24,7 +24,8 @@ export class FileVersion {
 
   /** The file's data_version as of this turn, or of this transaction; `fresh` reads it now. */
   current(fresh = false): number {
-    const inTransaction = this.db.isTransaction;
+    // The UndoLog knows without a call into SQLite whether one of the store's transactions runs.
+    const inTransaction = this.undo === undefined ? this.db.isTransaction : this.undo.open;
     if (!fresh) {
       // Without an UndoLog the transactions cannot be told apart: read at every call inside one.
       if (inTransaction ? this.undo !== undefined && this.checkedIn === this.undo.generation : this.checkedInTurn) return this.value;

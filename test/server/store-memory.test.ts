@@ -77,14 +77,14 @@ describe("accepted ids: the filter says 'no' exactly, and SQLite answers its 'ma
     expect(reopened((s) => s.wasAccepted("alice", fine.messageId as Buffer))).toBe(true);
   });
 
-  it("ids accepted before a restart are found (the filter is filled from the file), also past a refill", () => {
+  it("ids accepted before a restart are found (the filter is filled from the file), also past its first layer", () => {
     const ids = Array.from({ length: 40 }, (_, i) => req(`u${i % 3}`, i % 2 === 0 ? [] : ["bob"]));
     store.enqueueBatch(ids);
     store.close();
     store = openStore(path, { clock: () => now });
     for (const r of ids) expect(store.wasAccepted(r.sender, r.messageId as Buffer)).toBe(true);
     expect(store.enqueueBatch(ids.slice(0, 5))).toEqual(Array(5).fill("duplicate"));
-    // Past the smallest filter's capacity (2^14 ids): it is filled again from the table, keeping every id.
+    // Past the first layer's capacity (2^14 ids): a new layer takes the new ids; every id is kept.
     const many = Array.from({ length: 20_000 }, () => req("carol", []));
     expect(store.enqueueBatch(many).every((o) => o === "stored")).toBe(true);
     for (const r of [...ids, ...many]) expect(store.wasAccepted(r.sender, r.messageId as Buffer)).toBe(true);

@@ -1,7 +1,7 @@
 // The embedded store's memory structures (src/server/store/queue-memory.ts, accepted-filter.ts):
 // the queues in memory take, put back, append and load as the file says, and the accepted-id
 // filter is filled from its table only when first asked (the `chat-relay users` commands never
-// ask) and never loses an id across refills. What the store answers with them is in
+// ask), grows in layers without reading it again, and drops only layers of purged ids. What the store answers with them is in
 // test/server/store-memory*.test.ts.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
@@ -92,22 +92,81 @@ describe("the queues in memory (queue-memory.ts)", () => {
 });
 
 describe("the accepted-id filter", () => {
-  it("reads its table only when first asked, and keeps every id across refills", () => {
-    const table: Array<[string, Buffer]> = [["alice", randomBytes(16)]];
-    let reads = 0;
-    const f = new AcceptedFilter({ count: () => table.length, pairs: () => (reads++, table) });
-    expect(reads).toBe(0);
-    expect(f.mayContain("alice", table[0]![1])).toBe(true);
-    expect(reads).toBe(1);
+  /** A table of (sender, id, accepted at) the filter is filled from, counting its reads. */
+  function table() {
+    const rows: Array<[string, Buffer, number]> = [];
+    const t = {
+      rows, reads: 0,
+      source: {
+        count: () => rows.length,
+        pairs: () => {
+          t.reads++;
+          return rows.map(([s, id]) => [s, id] as const);
+        },
+        newestMs: () => rows.reduce((m, r) => Math.max(m, r[2]), Number.NEGATIVE_INFINITY),
+      },
+    };
+    return t;
+  }
+
+  it("reads its table once, when first asked, and keeps every id as it grows layers, without reading it again", () => {
+    const t = table();
+    t.rows.push(["alice", randomBytes(16), 1]);
+    let now = 10;
+    const f = new AcceptedFilter(t.source, () => now);
+    expect(t.reads).toBe(0);
+    expect(f.mayContain("alice", t.rows[0]![1])).toBe(true);
+    expect(t.reads).toBe(1);
     for (let i = 0; i < 40_000; i++) {
       const id = randomBytes(16);
-      table.push(["bob", id]);
-      f.add("bob", id);
+      t.rows.push(["bob", id, ++now]);
+      f.add("bob", id, now);
     }
-    expect(f.fills).toBeGreaterThan(1);
-    expect(table.every(([s, id]) => f.mayContain(s, id))).toBe(true);
-    // New ids are mostly a sure "no" (the filter is sized for twice its ids).
+    expect(t.reads).toBe(1);
+    expect(f.shape.length).toBeGreaterThan(1);
+    expect(t.rows.every(([s, id]) => f.mayContain(s, id))).toBe(true);
+    // New ids are mostly a sure "no" (each layer at most at the capacity it was sized for).
     const maybes = Array.from({ length: 10_000 }, () => f.mayContain("bob", randomBytes(16))).filter(Boolean).length;
     expect(maybes).toBeLessThan(100);
+  });
+
+  it("drops the layers whose ids were all purged, and still holds every id the table keeps", () => {
+    const t = table();
+    let now = 1000;
+    const f = new AcceptedFilter(t.source, () => now);
+    f.warm();
+    expect(t.reads).toBe(1);
+    const add = () => {
+      const id = randomBytes(16);
+      t.rows.push(["bob", id, ++now]);
+      f.add("bob", id, now);
+    };
+    for (let i = 0; i < 20_000; i++) add(); // past the first layer (16,384)
+    expect(f.shape.length).toBe(2);
+    const cutoff = now + 1;
+    for (let i = 0; i < 40_000; i++) add(); // the second layer (32,768) fills: a third one
+    expect(f.shape.length).toBe(3);
+    // The table's purge of everything before the cutoff (inside the second layer), and the filter told so.
+    t.rows.splice(0, t.rows.findIndex((r) => r[2] >= cutoff));
+    f.purged(cutoff);
+    expect(f.shape.length).toBe(2);
+    expect(t.rows).toHaveLength(40_000);
+    expect(t.rows.every(([s, id]) => f.mayContain(s, id))).toBe(true);
+    // A purge of everything empties the newest layer too; ids added afterwards are held.
+    t.rows.length = 0;
+    f.purged(now + 1);
+    expect(f.shape).toEqual([{ capacity: f.shape[0]!.capacity, ids: 0 }]);
+    add();
+    expect(f.mayContain("bob", t.rows[0]![1])).toBe(true);
+    expect(t.reads).toBe(1);
+  });
+
+  it("dates the layer filled from the table by its newest row when the clock went back, so a purge never drops a kept id", () => {
+    const t = table();
+    t.rows.push(["alice", randomBytes(16), 5000]);
+    const f = new AcceptedFilter(t.source, () => 100); // the clock is now before the row's date
+    f.warm();
+    f.purged(4000); // ids before 4000 are gone from the table; alice's (5000) stays
+    expect(f.mayContain("alice", t.rows[0]![1])).toBe(true);
   });
 });

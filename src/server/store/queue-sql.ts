@@ -10,6 +10,7 @@ export function prepareQueueStatements(db: DatabaseSync) {
     // What the accepted-id filter is filled from.
     acceptedCount: p("SELECT COUNT(*) AS n FROM accepted"),
     acceptedAll: p("SELECT sender, message_id FROM accepted"),
+    acceptedNewest: p("SELECT MAX(accepted_at_ms) AS m FROM accepted"),
     envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, payload_kind, created_at_ms, recipients, envelope)
                     VALUES (?, ?, ?, ?, ?, ?)`),
     // What memory is rebuilt from (queue-memory.ts load): everything but the bytes (length() of a

@@ -122,7 +122,11 @@ export class Queues {
       pairs: () => (function* (it: Iterable<Row>) {
         for (const r of it) yield [str(r.sender), buf(r.message_id)] as const;
       })(this.s.acceptedAll.iterate() as Iterable<Row>),
-    });
+      newestMs: () => {
+        const m = (this.s.acceptedNewest.get() as Row).m;
+        return m === null ? Number.NEGATIVE_INFINITY : num(m);
+      },
+    }, c.clock);
     // Memory is filled at the first call that needs it (fresh: seenVersion -1), not here: the
     // `chat-relay users` commands open the store and never read a queue.
   }
@@ -172,11 +176,13 @@ export class Queues {
   }
 
   /**
-   * Reads every queue from the file now (the relay, before it serves: the first session must not
-   * wait for it) and says how much waits: envelopes, and queued rows over all recipients.
+   * Reads every queue and the accepted ids' filter from the file now (the relay, before it
+   * serves: the first session must not wait for them) and says how much waits: envelopes, and
+   * queued rows over all recipients.
    */
   load(): { readonly messages: number; readonly waiting: number } {
     this.fresh(true);
+    this.accepted.warm();
     let waiting = 0;
     for (const e of this.mem.envelopes.values()) waiting += e.refs;
     return { messages: this.mem.envelopes.size, waiting };
@@ -347,7 +353,7 @@ export class Queues {
       // Also catches a repeat inside this batch: the earlier row is visible in the transaction.
       if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
       this.s.acceptedPut.run(req.sender, req.messageId, now);
-      this.accepted.add(req.sender, req.messageId);
+      this.accepted.add(req.sender, req.messageId, now);
       const recipients = [...new Set(req.recipients)];
       if (recipients.length === 0) return "stored";
       const mls = req.payload === "mls";
@@ -437,7 +443,9 @@ export class Queues {
       for (const id of purged) queueRows += this.mem.envelopes.get(id)?.refs ?? 0;
       return { queueRows, envelopes: purged.size, acceptedIds: Number(this.s.purgeAccepted.run(cutoffMs).changes) };
     });
-    // After the commit (a rollback changed nothing here): the purged envelopes leave every queue.
+    // After the commit (a rollback changed nothing here): the filter's layers of purged ids go,
+    // and the purged envelopes leave every queue.
+    this.accepted.purged(cutoffMs);
     if (purged.size > 0) {
       this.mem.dropEnvelopes(purged);
       for (const id of purged) this.recent.forget(id);

@@ -86,7 +86,7 @@ export function bind(server: Server, host: string, port: number, creds: ServerCr
 
 /**
  * Reads the embedded store's queues before the relay's port opens, so the first session does not
- * wait for them (about 2 s per 100,000 waiting messages, README's limits); logs how much waits.
+ * wait for them (about 0.5 s per 100,000 waiting messages, README's limits); logs how much waits.
  */
 export function loadQueues(store: RelayStore, logger: Logger): void {
   if (store.loadQueues === undefined) return;

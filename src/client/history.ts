@@ -22,6 +22,8 @@ export const BACKLOG_PER_CONVERSATION = 500;
 export const BACKLOG_TOTAL = 5_000;
 
 const STATES: ReadonlySet<string> = new Set<MessageState>(["pending", "accepted", "failed"]);
+/** How far back a DM's "added" line looks for my pending lines (a new DM's first lines, typed while its group was made). */
+const WAITING_LOOKBACK = 50;
 const MEMBERSHIP_KINDS: ReadonlySet<string> = new Set<MembershipLine["kind"]>(["created", "joined", "added", "removed", "left", "refused", "device-added", "device-removed", "refused-device"]);
 
 function isMessage(item: BacklogItem): item is ChatMessage {
@@ -94,11 +96,28 @@ export class MessageHistory {
     const body = JSON.stringify({ kind: line.kind, users: line.users, ...(line.creator === undefined ? {} : { creator: line.creator }), ...(line.device === undefined ? {} : { device: line.device }), ...(line.thisDevice === true ? { thisDevice: true } : {}) });
     const atMs = Math.max(0, Math.trunc(line.atMs));
     const messageId = createHash("sha256").update(JSON.stringify([conversationId, line.by, atMs, body])).digest().subarray(0, 16);
-    this.safely("history.write-failed", () => this.store.historyAdd({
-      messageId, conversationId, sender: line.by, own: false, kind: "membership", sentAtMs: atMs, receivedAtMs: atMs, gap: false,
-      sealed: this.cipher.seal("history", conversationId, messageId, body, boundFields(line.by, false, "membership", atMs)),
-    }));
+    this.safely("history.write-failed", () => {
+      this.store.historyAdd({
+        messageId, conversationId, sender: line.by, own: false, kind: "membership", sentAtMs: atMs, receivedAtMs: atMs, gap: false,
+        sealed: this.cipher.seal("history", conversationId, messageId, body, boundFields(line.by, false, "membership", atMs)),
+      });
+      // As on screen (session-reducer.ts): a DM's "added" line goes above my own lines still
+      // pending at its end (they waited for the group it reports), so a restart replays it there.
+      if (conv.kind === "dm" && line.kind === "added") this.moveWaitingAfter(conversationId);
+    });
     if (++this.recordedSinceTrim >= TRIM_EVERY) this.trim();
+  }
+
+  /** Moves my pending rows at the end of a conversation (just before its newest row) after that row. */
+  private moveWaitingAfter(conversationId: string): void {
+    const rows = this.store.historyPage(conversationId, undefined, WAITING_LOOKBACK);
+    let from = rows.length - 1;
+    while (from > 0) {
+      const r = rows[from - 1]!;
+      if (!(r.own && r.kind !== "membership" && r.state === "pending")) break;
+      from--;
+    }
+    this.store.historyMoveToEnd(rows.slice(from, -1).map((r) => ({ sender: r.sender, messageId: r.messageId })));
   }
 
   /** Keeps a message (text sealed at rest). A message already kept is left as it is. */

@@ -138,6 +138,8 @@ export class ClientStateStore {
       historyAdd: p(`INSERT OR IGNORE INTO history (message_id, conversation_id, sender, own, kind, sent_at_ms, received_at_ms,
         state, failure, failure_error, queued_for, gap, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       historyState: p("UPDATE history SET state = ?, failure = ?, failure_error = ?, queued_for = ? WHERE message_id = ? AND own = 1"),
+      // A new row id past every one (AUTOINCREMENT picks later ones above the table's largest).
+      historyMoveToEnd: p("UPDATE history SET row_id = (SELECT MAX(row_id) FROM history) + 1 WHERE sender = ? AND message_id = ?"),
       historyConversations: p("SELECT DISTINCT conversation_id FROM history"),
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
@@ -279,6 +281,23 @@ export class ClientStateStore {
     const at = beforeId === undefined ? undefined : (this.q["historyRowId"]!.get(conversationId, beforeId) as { row_id: number } | undefined);
     const before = at === undefined ? Number.MAX_SAFE_INTEGER : Number(at.row_id);
     return (this.q["historyBefore"]!.all(conversationId, before, limit) as Record<string, unknown>[]).map(historyRow);
+  }
+
+  /**
+   * Moves these kept rows (by sender and message id), in this order, after every other row: a
+   * line that came later but belongs before them (a new DM's "you started this conversation"
+   * before my first lines, which waited for the group) then replays in its place.
+   */
+  historyMoveToEnd(rows: ReadonlyArray<{ readonly sender: string; readonly messageId: Uint8Array }>): void {
+    if (rows.length === 0) return;
+    this.db.exec("BEGIN");
+    try {
+      for (const r of rows) this.q["historyMoveToEnd"]!.run(r.sender, r.messageId);
+      this.db.exec("COMMIT");
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
   }
 
   /** Every kept row, oldest first (/search; each conversation is bounded by historyTrim). */

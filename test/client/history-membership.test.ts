@@ -96,6 +96,37 @@ describe("membership lines in the history", () => {
     again.store.close();
   });
 
+  it("a new DM's 'started this conversation' comes back above my first lines, which waited for its group; lines already sent stay above it", () => {
+    const path = join(dir, "state.db");
+    const first = open(path);
+    const sent = { ...message("dm:alice:bob", "an older line, sent", "alice"), state: "accepted" as const };
+    const waiting = [
+      { ...message("dm:alice:bob", "hi bob", "alice"), state: "pending" as const },
+      { ...message("dm:alice:bob", "are you there?", "alice"), state: "pending" as const },
+    ];
+    for (const m of [sent, ...waiting]) first.history.onEvent({ type: "message", message: m });
+    first.history.onEvent(membership("dm:alice:bob", "added", "alice", ["bob"]));
+    first.history.onEvent({ type: "message", message: message("dm:alice:bob", "hello alice") });
+    // Both wrote at once and carol's group won: my waiting line goes below her line too.
+    const mine = { ...message("dm:alice:carol", "hi carol", "alice"), state: "pending" as const };
+    first.history.onEvent({ type: "message", message: mine });
+    first.history.onEvent(membership("dm:alice:carol", "added", "carol", ["alice"]));
+    first.store.close();
+
+    const again = open(path);
+    const items = again.history.backlog([...waiting, mine], () => true, () => {});
+    expect(shown(items)).toEqual([
+      "alice: an older line, sent",
+      "-- you started this conversation",
+      "alice: hi bob",
+      "alice: are you there?",
+      "bob: hello alice",
+      "-- carol started this conversation",
+      "alice: hi carol",
+    ]);
+    again.store.close();
+  });
+
   it("are sealed at rest: who was added or removed is not in the file; another key, or a row altered, does not open", () => {
     const path = join(dir, "state.db");
     const { history, store } = open(path);

@@ -215,21 +215,32 @@ describe("group commit with the WAL synced off the event loop", () => {
     expect(rows(store, "dave")).toBe(1);
   });
 
-  it("commits waiting acks in the batch's own transaction: one commit, no ack transaction of their own", async () => {
+  /** A store whose WAL syncs pass through, and `spied` (a view of it with some calls replaced) behind a committer. */
+  function passThrough(spy: (store: RelayStore) => Partial<RelayStore>) {
     const held = new HeldSync();
     held.hold = false;
     const store = tempStore(held.sync);
+    const { c } = committer(Object.assign(Object.create(store) as RelayStore, spy(store)));
+    return { store, c };
+  }
+
+  /** Stores a row for bob and has bob ack it: the ack then waits for the next commit. Returns its seqs. */
+  async function rowAckedByBob(c: GroupCommitter, store: RelayStore): Promise<number[]> {
+    expect(await c.submit(req("alice", ["bob"], 100))).toEqual(stored);
+    const seqs = store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq);
+    c.ack("bob", seqs);
+    return seqs;
+  }
+
+  it("commits waiting acks in the batch's own transaction: one commit, no ack transaction of their own", async () => {
     const alone: unknown[] = [];
-    const spied: RelayStore = Object.assign(Object.create(store) as RelayStore, {
+    const { store, c } = passThrough((store) => ({
       ackBatch: (acks: readonly AckRequest[]) => {
         alone.push(acks);
         return store.ackBatch(acks);
       },
-    });
-    const { c } = committer(spied);
-    expect(await c.submit(req("alice", ["bob"], 100))).toEqual(stored);
-    const seqs = store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq);
-    c.ack("bob", seqs);
+    }));
+    const seqs = await rowAckedByBob(c, store);
     expect(await c.submit(req("carol", ["bob"], 100))).toEqual(stored);
     expect(alone).toEqual([]);
     expect(c.stats).toMatchObject({ commits: 2, ackCommits: 1, failedAckCommits: 0 });
@@ -238,13 +249,9 @@ describe("group commit with the WAL synced off the event loop", () => {
   });
 
   it("when the batch with acks fails, commits the acks alone, then tries the batch once more", async () => {
-    const held = new HeldSync();
-    held.hold = false;
-    const store = tempStore(held.sync);
     const order: string[] = [];
     let failNext = false;
-    const deferred = store.deferred!;
-    const spied: RelayStore = Object.assign(Object.create(store) as RelayStore, {
+    const { store, c } = passThrough((store) => ({
       ackBatch: (acks: readonly AckRequest[]) => {
         order.push("acks alone");
         return store.ackBatch(acks);
@@ -256,14 +263,11 @@ describe("group commit with the WAL synced off the event loop", () => {
             failNext = false;
             throw Object.assign(new Error("database or disk is full"), { errcode: SQLITE_FULL });
           }
-          return deferred.enqueueBatch(reqs, acks);
+          return store.deferred!.enqueueBatch(reqs, acks);
         },
       },
-    });
-    const { c } = committer(spied);
-    expect(await c.submit(req("alice", ["bob"], 100))).toEqual(stored);
-    const seqs = store.fetchQueue("bob", 0, 10, 1 << 20).map((i) => i.seq);
-    c.ack("bob", seqs);
+    }));
+    await rowAckedByBob(c, store);
     failNext = true;
     expect(await c.submit(req("carol", ["bob"], 100))).toEqual(stored);
     expect(order).toEqual(["batch", "batch with acks", "acks alone", "batch"]);

@@ -21,7 +21,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
 import { AcceptedFilter } from "./accepted-filter.js";
 import { FileVersion } from "./file-version.js";
-import { firstAbove, QueueMemory, type EnvelopeRow } from "./queue-memory.js";
+import { firstAbove, QueueMemory, type EnvelopeInfo, type EnvelopeRow } from "./queue-memory.js";
 import { prepareQueueStatements } from "./queue-sql.js";
 import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "./queue-types.js";
 import { RecentEnvelopes } from "./recent-envelopes.js";
@@ -228,7 +228,7 @@ export class Queues {
       n += taken.length;
       this.undo.push(() => this.mem.restore(recipient, taken));
       this.recordAcks(recipient, taken);
-      const emptied: Array<[number, ReturnType<QueueMemory["envelopes"]["get"]>]> = [];
+      const emptied: Array<[number, EnvelopeInfo]> = [];
       for (const seq of taken) {
         const e = this.mem.envelopes.get(seq);
         if (e === undefined) continue;
@@ -245,8 +245,8 @@ export class Queues {
           if (e !== undefined) e.refs++;
         }
         for (const [seq, e] of emptied) {
-          e!.refs = 1;
-          this.mem.envelopes.set(seq, e!);
+          e.refs = 1;
+          this.mem.envelopes.set(seq, e);
         }
       });
     }

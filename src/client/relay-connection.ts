@@ -1,29 +1,28 @@
 // The client's connection to the relay (PROTOCOL.md §9): the run loop that connects and
 // reconnects with backoff, the handshake (hello, challenge, proof bound to the TLS certificate,
-// welcome), the connection status the UI shows, and the one table of requests waiting for the
-// relay's answers. What the frames mean is the session's business: every frame that is not an
-// answer to a request goes to `hooks.frame`.
+// welcome: its steps are in relay-handshake.ts), the connection status the UI shows, and the one
+// table of requests waiting for the relay's answers. What the frames mean is the session's
+// business: every frame that is not an answer to a request goes to `hooks.frame`.
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
-import { NONCE_BYTES, RELAY_ID_BYTES, type PrivateIdentity } from "../protocol/keys.js";
-import { asLocalIdentity, helloDeviceSpki, proveSession, type LocalIdentity } from "./local-identity.js";
+import type { PrivateIdentity } from "../protocol/keys.js";
+import { asLocalIdentity, type LocalIdentity } from "./local-identity.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
 import { describeSessionEnd, refused, type ReconnectStart, type SessionEnd } from "./errors.js";
-import { describeNotARelay, describeNotARelayByProbe } from "./not-a-relay.js";
 import type { SendPacer } from "./pacer.js";
-import { classifyHandshakeError, classifySessionError, FatalSessionError, NameTakenError, sessionEndOf } from "./session-end.js";
+import { classifySessionError, FatalSessionError, NameTakenError, sessionEndOf } from "./session-end.js";
 import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-requests.js";
-import { NotTlsError, prepareChannel, RelayCertificateRefused, type RelayTransport } from "./relay-transport.js";
-import { grpcStatus, isServiceError, openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
+import type { RelayTransport } from "./relay-transport.js";
+import { authenticate, HANDSHAKE_TIMEOUT_MS, handshakeFailure, openRelayChannel } from "./relay-handshake.js";
+import { openSessionStream, type KeepalivePolicy, type SessionStream } from "./transport.js";
 import type { ConnectionStatus, Outcome, SessionEvent } from "./types.js";
 import { PER_ADDRESS, ServerRotation } from "./server-list.js";
 
 /** Ends that say only that an address did not answer (or the client cancelled): any relay's own sentence says more. */
 const SILENT: ReadonlySet<SessionEnd["kind"]> = new Set(["unreachable", "cancelled", "relay-closed"]);
 
-export const CLIENT_VERSION = "secure-chat/0.1.0";
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+export { CLIENT_VERSION } from "./relay-handshake.js";
 const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Largest frame the client accepts from the relay (delivery batches carry several envelopes). */
@@ -288,18 +287,7 @@ export class RelayConnection {
   /** One stream from hello to its end. */
   private async runSession(): Promise<void> {
     const server = this.rotation.current;
-    let channel;
-    try {
-      channel = await prepareChannel(this.o.transport, server, this.rotation.siblings(server));
-    } catch (e) {
-      // A changed certificate is refused for good (the sentence says how to accept it).
-      if (e instanceof RelayCertificateRefused) throw new FatalSessionError(e.end);
-      // The TLS first contact met something: name it when it is not a relay, and stop retrying.
-      if (e instanceof NotTlsError) {
-        throw new FatalSessionError((await describeNotARelayByProbe(server)) ?? { kind: "not-tls", address: e.address });
-      }
-      throw e;
-    }
+    const channel = await openRelayChannel(this.o.transport, server, this.rotation.siblings(server));
     const stream = openSessionStream({
       address: server,
       maxReceiveBytes: MAX_RECEIVE_BYTES,
@@ -312,23 +300,7 @@ export class RelayConnection {
     const id = asLocalIdentity(this.o.identity);
     const handshakeTimer = setTimeout(() => stream.close(), HANDSHAKE_TIMEOUT_MS);
     try {
-      await stream.send({
-        frame: {
-          $case: "hello",
-          value: { username: id.username, sigSpki: id.user.sigSpki, encSpki: id.user.encSpki, encKeySig: id.user.encKeySig, clientVersion: CLIENT_VERSION, protocolVersion: this.o.protocolVersion ?? 1, deviceSpki: helloDeviceSpki(id) },
-        },
-      });
-      const challenge = await this.nextFrame(frames);
-      if (challenge?.$case !== "challenge") throw new Error("the relay did not send a challenge");
-      const { relayId, nonce } = challenge.value;
-      if (relayId.length !== RELAY_ID_BYTES || nonce.length !== NONCE_BYTES) throw new Error("the relay sent a malformed challenge");
-      // The proof binds the certificate this connection presented (§8): a man in the middle
-      // with another certificate cannot pass it on to the relay.
-      const binding = channel.binding();
-      if (binding === undefined) throw new Error("the TLS connection to the relay presented no certificate");
-      await stream.send({ frame: { $case: "proof", value: { signature: proveSession(id, relayId, nonce, binding) } } });
-      const welcome = await this.nextFrame(frames);
-      if (welcome?.$case !== "welcome") throw new Error("the relay did not welcome the session");
+      const welcome = await authenticate(stream, frames, id, this.o.protocolVersion ?? 1, channel);
       clearTimeout(handshakeTimer);
       // Authenticated from here: my own directory entry shows me online.
       this.authenticated = true;
@@ -342,18 +314,10 @@ export class RelayConnection {
         this.o.hooks.emit({ type: "notice", level: "info", text: `moved to relay ${server}` });
       }
       this.lastWelcomed = server;
-      this.o.hooks.welcomed(welcome.value);
+      this.o.hooks.welcomed(welcome);
     } catch (e) {
       clearTimeout(handshakeTimer);
-      // A pinned relay that now shows another certificate fails here (TLS): say so, for good.
-      if (isServiceError(e) && e.code === grpcStatus.UNAVAILABLE) {
-        const refusal = await channel.refusal();
-        if (refusal !== undefined) throw new FatalSessionError(refusal);
-      }
-      // Something else on the port (an HTTP or SSH server, an echo): say so, and stop retrying.
-      const foreign = await describeNotARelay(e, server);
-      if (foreign !== undefined) throw new FatalSessionError(foreign);
-      throw classifyHandshakeError(e, this.me);
+      throw await handshakeFailure(e, channel, server, this.me);
     }
     this.setConnection({ state: "connected", sinceMs: this.o.clock() });
     try {
@@ -366,12 +330,6 @@ export class RelayConnection {
     } catch (e) {
       throw classifySessionError(e, this.me);
     }
-  }
-
-  private async nextFrame(frames: AsyncIterator<SessionResponse>): Promise<SessionResponse["frame"]> {
-    const r = await frames.next();
-    if (r.done) throw new Error("the relay ended the session during the handshake");
-    return r.value.frame;
   }
 
   /** Answers go to the request waiting for them; everything else to the session. */

@@ -8,21 +8,19 @@
 //   trust-decisions.ts   /verify, /trust, /accept (§6)
 //   key-directory.ts     presence, key lookups and pins; history.ts the history at rest
 // No React here.
-import { hostname } from "node:os";
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
 import type { DeviceEntry, VerifiedDeviceList } from "../protocol/devices.js";
-import { SealedDeviceListPins, VerifiedDeviceDirectory, type PinnedIdentity } from "./device-directory.js";
+import { ClientDevices } from "./client-devices.js";
 import type { DeviceDirectory } from "./devices-api.js";
 import { asLocalIdentity, privateView, type LocalIdentity } from "./local-identity.js";
-import { DsTransport } from "./mls/ds-transport.js";
 import { OwnDevices, type DeviceView } from "./own-devices.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
 import { AtRestCipher } from "./at-rest.js";
-import { describeClientError, describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -39,7 +37,7 @@ import { moveV1Outbox, type V1OutboxMoved } from "./outbox-upgrade.js";
 import { SendPacer } from "./pacer.js";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
 import { limitsOf, RelayConnection } from "./relay-connection.js";
-import { linkFromPrimary, type LinkOutcome } from "./linking.js";
+import type { LinkOutcome } from "./linking.js";
 import type { RelayTransport } from "./relay-transport.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
@@ -137,13 +135,13 @@ export class ChatClient implements ChatSession {
   readonly invite?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): several users added to a room at once (commits that fit a frame). */
   readonly inviteMany?: (room: string, usernames: readonly string[]) => Promise<Outcome<{ readonly commits: number }>>;
-  /** /link CODE (PROTOCOL.md §4.6, linking.ts): what the primary needs to link a device. */
-  private readonly linking: { readonly server: string; readonly transport: RelayTransport; readonly store: MlsKeyStore | undefined };
   /** Who this client is: the primary, or a linked device (PROTOCOL.md §4.5). */
   readonly local: LocalIdentity;
   /** Protocol v2: every user's verified, pinned device list (PROTOCOL.md §4.5); the MLS engine listens to it. */
   readonly deviceDirectory: DeviceDirectory | undefined;
   private readonly ownDevices: OwnDevices | undefined;
+  /** My devices and linking (client-devices.ts). */
+  private readonly devs: ClientDevices;
 
   /** How the status line names the relay: the one in use, "b:50051 (2 of 2)" for a list. */
   get serverLabel(): string {
@@ -173,7 +171,7 @@ export class ChatClient implements ChatSession {
     const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
     // Linking uses the first address: the rendezvous lives in one relay's memory, so both
     // devices must meet at the same relay, and both try the list in the same order.
-    this.linking = { server: servers[0]!, transport, store: o.v2?.store };
+    const linking = { server: servers[0]!, transport, store: o.v2?.store };
     if (transport.kind === "plaintext") {
       log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
     }
@@ -192,7 +190,7 @@ export class ChatClient implements ChatSession {
         welcomed: (w) => {
           this.onWelcome(w);
           this.mls?.welcomed(w.queued);
-          this.devicesWelcomed(w);
+          this.devs.devicesWelcomed(w);
         },
         // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
         connected: (stream) => this.pump.start(stream, o.v2 === undefined ? this.state.outbox().map((e) => e.id) : [], this.limits),
@@ -241,43 +239,14 @@ export class ChatClient implements ChatSession {
       forget: (id) => this.history?.remove(id),
       emit,
     });
-    // Device lists (PROTOCOL.md §4.5): verified against the pins, kept sealed in the state db.
-    if (o.v2 === undefined) {
-      this.deviceDirectory = undefined;
-      this.ownDevices = undefined;
-    } else {
-      const store = o.v2.store;
-      const pinOf = (u: string): PinnedIdentity => {
-        if (u === this.me) return { state: "pinned", identitySpki: local.user.sigSpki };
-        const pin = o.trust.get(u);
-        if (pin === undefined) return { state: "unknown" };
-        return pin.pending !== undefined ? { state: "undecided" } : { state: "pinned", identitySpki: pin.identity.sigSpki };
-      };
-      const ds = new DsTransport(this.connection);
-      const devices = new VerifiedDeviceDirectory({
-        self: { username: this.me, deviceId: local.kind === "linked" ? local.deviceId : "", name: local.kind === "linked" ? local.deviceName : "", primary: local.kind === "primary", mlsSignatureKey: new Uint8Array(0) },
-        ds, pinOf, ensurePinned: (names) => this.directory.ensure(names), pins: new SealedDeviceListPins(o.state.database, local.localKey, log), log,
-      });
-      // A linked device's list from its linking is the floor of its own (§4.6): a relay serving
-      // it the list from before its linking is then refused as a rollback, not taken as "unlinked".
-      if (local.kind === "linked" && local.linkList !== undefined && (devices.known(this.me)?.version ?? 0) < local.linkList.version) devices.seed(local.linkList);
-      const ownPrimary = devices.known(this.me)?.devices.find((d) => d.primary);
-      if (local.kind === "primary" && ownPrimary !== undefined) devices.setSelfDeviceId(ownPrimary.deviceId);
-      devices.onRefused((_u, reason) => emit({ type: "notice", level: "warn", text: reason }));
-      this.deviceDirectory = devices;
-      const mlsKey = async (): Promise<Uint8Array> => {
-        const key = (await store.loadOrCreateClient()).signaturePublicKey;
-        devices.setSelfMlsKey(key);
-        return key;
-      };
-      // ThisDevice's MLS key as soon as the store gives it (both creating it at once keep one).
-      mlsKey().catch((e: unknown) => log.warn("devices.mls_key_unavailable", { reason: (e as Error).message }));
-      this.ownDevices = new OwnDevices({
-        local, directory: devices, ds, mlsSignatureKey: mlsKey, clock, log, emit,
-        stopForGood: (sentence) => this.connection.stopForGood(sentence),
-        ...(o.deviceName === undefined ? {} : { primaryName: o.deviceName }),
-      });
-    }
+    // Device lists (PROTOCOL.md §4.5) and linking: client-devices.ts.
+    this.devs = new ClientDevices({
+      me: this.me, local, trust: o.trust, state: o.state, connection: this.connection, directory: this.directory, log, clock, emit, limits,
+      ds: () => this.mls?.ds, linking, v2: o.v2,
+      ...(o.deviceName === undefined ? {} : { deviceName: o.deviceName }),
+    });
+    this.deviceDirectory = this.devs.deviceDirectory;
+    this.ownDevices = this.devs.ownDevices;
     const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
     // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL.md §14), before
     // the engine reads its outbox.
@@ -345,105 +314,29 @@ export class ChatClient implements ChatSession {
 
   // --- devices (PROTOCOL.md §4.5) -----------------------------------------------------------
 
-  /** After Welcome: my own list's upkeep, then the lists the relay says changed (device_list_version). */
-  private devicesWelcomed(w: Welcome): void {
-    if (this.ownDevices === undefined) return;
-    const own = this.ownDevices;
-    void own.upkeep(w).then(() => this.refreshNewerDeviceLists(w.directory));
-  }
-
-  /** Refreshes the lists of users whose relay-side version is newer than the one kept here. */
-  private refreshNewerDeviceLists(entries: readonly { readonly username: string; readonly deviceListVersion: number }[]): void {
-    const dir = this.deviceDirectory;
-    if (dir === undefined) return;
-    // Only me and people already pinned (contacts): others' lists are fetched when the MLS engine
-    // meets them, so a Welcome does not pin every user of the relay on first use.
-    const stale = entries
-      .filter((e) => (e.username === this.me || this.trustStore.get(e.username) !== undefined) && e.deviceListVersion > (dir.known(e.username)?.version ?? 0))
-      .map((e) => e.username);
-    if (stale.length === 0) return;
-    const max = Math.max(1, this.limits.maxRecipients);
-    for (let i = 0; i < stale.length; i += max) {
-      dir.refresh(stale.slice(i, i + max)).catch((e: unknown) => this.log.warn("devices.refresh_failed", { reason: (e as Error).message }));
-    }
-  }
-
   /** My devices (PROTOCOL.md §4.5), refreshed from the relay: name, id, primary, this one, online or last seen, added. */
   async devices(): Promise<Outcome<DeviceView[]>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.list();
+    return this.devs.devices();
   }
 
-  /**
-   * Unlinks one of my devices by name or id prefix (primary only): a new list without it, signed
-   * and published; the MLS engine then removes its leaves from every group (DeviceDirectory.onChange).
-   */
+  /** Unlinks one of my devices by name or id prefix (primary only); client-devices.ts. */
   async unlink(which: string, o: { readonly check?: boolean } = {}): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.unlink(which, o);
+    return this.devs.unlink(which, o);
   }
 
   /** Adds a linked device to my list (primary only; the end of linking, PROTOCOL.md §4.6 step 3). */
   async addDevice(entry: DeviceEntry): Promise<Outcome<VerifiedDeviceList>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.addDevice(entry);
+    return this.devs.addDevice(entry);
   }
 
   /** My newest verified device list, if any. */
   ownDeviceList(): VerifiedDeviceList | undefined {
-    return this.deviceDirectory?.known(this.me);
+    return this.devs.ownDeviceList();
   }
 
-  /**
-   * Links a new device (PROTOCOL.md §4.6) from this primary: `code` as the new device shows it;
-   * `confirm` asks the user whether the new device shows the same digits. Never throws.
-   */
+  /** Links a new device (PROTOCOL.md §4.6) from this primary; client-devices.ts. Never throws. */
   async linkDevice(code: string, confirm: (sas: string, deviceName: string) => Promise<boolean>, signal?: AbortSignal): Promise<LinkOutcome> {
-    const ds = this.mls?.ds;
-    const store = this.linking.store;
-    if (ds === undefined || store === undefined || ds.fetchDeviceLists === undefined || ds.publishDeviceList === undefined) return { ok: false, reason: "linking devices needs protocol v2" };
-    const fetchLists = ds.fetchDeviceLists.bind(ds);
-    const local = this.local;
-    if (local.kind !== "primary") {
-      // Only the identity key signs device lists (PROTOCOL.md §4.5): name the device that has it.
-      const known = this.deviceDirectory?.known(this.me);
-      const r = known === undefined ? await fetchLists([this.me]).catch(() => undefined) : { ok: true as const, lists: [known] };
-      const primary = r?.ok === true ? r.lists.find((l) => l.username === this.me)?.devices.find((d) => d.primary) : undefined;
-      return { ok: false, reason: `only your primary device${primary === undefined ? "" : ` (${sanitizeLine(primary.name)})`} can link devices` };
-    }
-    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: linking works once you are connected" };
-    const dir = this.deviceDirectory;
-    const own = this.ownDevices === undefined || dir === undefined ? undefined : {
-      currentList: async () => {
-        await dir.refresh([this.me]);
-        return dir.known(this.me);
-      },
-      addDevice: async (entry: DeviceEntry) => {
-        const r = await this.addDevice(entry);
-        return r.ok ? { ok: true as const, list: r.value } : { ok: false as const, detail: describeClientError(r.error) };
-      },
-    };
-    const publishList = ds.publishDeviceList.bind(ds);
-    return linkFromPrimary({
-      relay: { address: this.linking.server, transport: this.linking.transport },
-      identity: local.identity,
-      fetchLists: async (names) => {
-        const r = await fetchLists(names);
-        return r.ok ? { ok: true, lists: r.lists } : { ok: false, detail: r.detail };
-      },
-      publish: async (list) => {
-        const r = await publishList(list);
-        return r.ok ? { ok: true } : { ok: false, detail: r.detail };
-      },
-      mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,
-      deviceName: hostname().split(".")[0] ?? "primary",
-      // My pins of contacts go to the new device (PROTOCOL.md §4.6): it starts with the same keys.
-      pins: () => [...this.trustStore.all()].filter(([, p]) => p.pending === undefined).map(([username, p]) => ({
-        username, sigSpki: p.identity.sigSpki, encSpki: p.identity.encSpki, encKeySig: p.identity.encKeySig, verified: p.verified, pinnedAtMs: p.pinnedAtMs,
-      })),
-      clock: this.clock,
-      ...(own === undefined ? {} : { own }),
-    }, code, confirm, signal);
+    return this.devs.linkDevice(code, confirm, signal);
   }
 
   reconnectNow(): Outcome<ReconnectStart> {
@@ -488,7 +381,7 @@ export class ChatClient implements ChatSession {
         return;
       case "directoryUpdate":
         this.directory.update(frame.value.entries);
-        this.refreshNewerDeviceLists(frame.value.entries);
+        this.devs.refreshNewerDeviceLists(frame.value.entries);
         return;
       case "roomEvent":
         // v2: membership changes are commits, shown from the group (a relay's RoomEvent is not one).

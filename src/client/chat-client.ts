@@ -10,38 +10,26 @@
 // No React here.
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
-import type { PrivateIdentity } from "../protocol/keys.js";
 import type { DeviceEntry, VerifiedDeviceList } from "../protocol/devices.js";
-import { ClientDevices } from "./client-devices.js";
+import type { ClientDevices } from "./client-devices.js";
+import { wireClient, type ChatClientOptions } from "./client-wiring.js";
 import type { DeviceDirectory } from "./devices-api.js";
-import { asLocalIdentity, privateView, type LocalIdentity } from "./local-identity.js";
+import type { LocalIdentity } from "./local-identity.js";
 import { OwnDevices, type DeviceView } from "./own-devices.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
 import { sanitizeLine } from "../protocol/sanitize.js";
-import { AtRestCipher } from "./at-rest.js";
 import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
-import { KnownRelays } from "./known-relays.js";
-import type { ContentLayer } from "./mls/content-api.js";
-import { contentLayerOver } from "./mls/content.js";
-import { CLUSTER_SETTLE_MS } from "./mls/content-order.js";
-import { MlsOutboxStore } from "./mls/outbox-store.js";
 import { MlsSession } from "./mls/session.js";
-import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
-import { OutboxPump } from "./outbox-pump.js";
-import { moveV1Outbox, type V1OutboxMoved } from "./outbox-upgrade.js";
-import { SendPacer } from "./pacer.js";
-import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
+import type { V1OutboxMoved } from "./outbox-upgrade.js";
 import { limitsOf, RelayConnection } from "./relay-connection.js";
 import type { LinkOutcome } from "./linking.js";
-import type { RelayTransport } from "./relay-transport.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
-import type { KeepalivePolicy } from "./transport.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type {
@@ -52,46 +40,7 @@ export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff
 export { CLIENT_VERSION } from "./relay-connection.js";
 export { describeRefusal } from "./errors.js";
 
-export interface ChatClientOptions {
-  /**
-   * Who I am (PROTOCOL.md §4.5): the primary's identity (`<username>_key.pem`), or a LocalIdentity
-   * (local-identity.ts), which may be a linked device (its device key; protocol v2 only).
-   */
-  readonly identity: PrivateIdentity | LocalIdentity;
-  /**
-   * host:port of the relay, or the relays of one service in order (server-list.ts: the first
-   * that answers is used, a session that ends moves to the next).
-   */
-  readonly server: string | readonly string[];
-  /** How the status line names a single relay (default: `server`; a list names the one in use). */
-  readonly serverLabel?: string;
-  readonly trust: TrustStore;
-  readonly state: ClientStateStore;
-  readonly logger?: Logger;
-  readonly clock?: () => number;
-  /**
-   * How to reach the relay (PROTOCOL.md §9). Default: TLS with the relay's certificate pinned on
-   * first use, in memory only; chat-tui passes its known_relays file.
-   */
-  readonly transport?: RelayTransport;
-  /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
-  readonly keepalive?: KeepalivePolicy;
-  /** The primary's device name (PROTOCOL.md §4.5): its first list names it so, and a kept list is renamed to it. */
-  readonly deviceName?: string;
-  /** Keep the messages shown in the state database (text encrypted at rest); default true. */
-  readonly history?: boolean;
-  /** false: do not reconnect (tests of single sessions). */
-  readonly reconnect?: ReconnectPolicy | false;
-  /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
-  readonly beforeConnect?: (attempt: number) => Promise<void>;
-  readonly random?: () => number;
-  /**
-   * Protocol v2 (MLS, PROTOCOL.md): the MLS key store (`<username>_mls.db`, closed with the
-   * client) and the content layer (default: mls/content.ts over `state`). Without it the client
-   * speaks protocol v1.
-   */
-  readonly v2?: { readonly store: MlsKeyStore; readonly content?: ContentLayer };
-}
+export type { ChatClientOptions } from "./client-wiring.js";
 
 export class ChatClient implements ChatSession {
   readonly me: string;
@@ -110,10 +59,6 @@ export class ChatClient implements ChatSession {
   private readonly history: MessageHistory | undefined;
   /** Unsubscribes the history from the events (when closing starts). */
   private readonly stopRecording: () => void;
-  /** The relay's rate and burst, kept by the client (sends and room requests spend its tokens). */
-  private readonly pacer: SendPacer;
-  /** Writes the outbox at that pace, in order; "too fast" answers go back into it. */
-  private readonly pump: OutboxPump;
   private readonly connection: RelayConnection;
   /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
   private readonly directory: KeyDirectory;
@@ -151,135 +96,41 @@ export class ChatClient implements ChatSession {
   }
 
   constructor(o: ChatClientOptions) {
-    const local = asLocalIdentity(o.identity);
-    this.local = local;
-    if (local.kind === "linked" && o.v2 === undefined) throw new TypeError("a linked device speaks protocol v2 only (it has no RSA private key)");
-    // What the older parts take; on a linked device its RSA half throws (v1 only), local-identity.ts.
-    const identity = privateView(local);
-    this.me = local.username;
-    const servers = typeof o.server === "string" ? [o.server] : [...o.server];
-    if (servers.length === 0) throw new TypeError("ChatClient needs at least one server address");
-    this.fixedLabel = servers.length === 1 ? (o.serverLabel ?? servers[0]) : undefined;
     this.trustStore = o.trust;
     this.state = o.state;
     this.log = o.logger ?? nullLogger;
-    const log = this.log;
-    const clock = o.clock ?? Date.now;
-    this.clock = clock;
-    const emit = (e: SessionEvent): void => this.emit(e);
-    const limits = (): Limits => this.limits;
-    const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
-    // Linking uses the first address: the rendezvous lives in one relay's memory, so both
-    // devices must meet at the same relay, and both try the list in the same order.
-    const linking = { server: servers[0]!, transport, store: o.v2?.store };
-    if (transport.kind === "plaintext") {
-      log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
-    }
-    const atRest = new AtRestCipher(identity);
-    this.pacer = new SendPacer(clock);
-    this.pacer.reset(this.limits.messagesPerSecond, this.limits.burst); // until a Welcome says
-    this.pump = new OutboxPump({ pacer: this.pacer, envelopeOf: (id) => this.state.outboxGet(id)?.envelope, log });
-    this.history = o.history === false ? undefined : new MessageHistory(o.state, atRest, log);
-    // The history is a subscriber like the UI, the first one: it keeps what the UI is shown.
-    this.stopRecording = this.history === undefined ? () => {} : this.subscribe(this.history.onEvent);
-    this.connection = new RelayConnection({
-      identity: local, server: servers, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
-      beforeConnect: o.beforeConnect, clock, random: o.random ?? Math.random, log, pacer: this.pacer,
-      protocolVersion: o.v2 !== undefined ? 2 : 1,
-      hooks: {
-        welcomed: (w) => {
-          this.onWelcome(w);
-          this.mls?.welcomed(w.queued);
-          this.devs.devicesWelcomed(w);
-        },
-        // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
-        connected: (stream) => this.pump.start(stream, o.v2 === undefined ? this.state.outbox().map((e) => e.id) : [], this.limits),
-        frame: (f) => this.onFrame(f),
-        ended: () => {
-          this.mls?.ended();
-          this.pump.stop();
-          this.inbox.sessionEnded();
-        },
-        emit,
-      },
+    // The parts and their wiring: client-wiring.ts.
+    const p = wireClient(o, {
+      emit: (e) => this.emit(e),
+      limits: () => this.limits,
+      subscribe: (listener) => this.subscribe(listener),
+      onWelcome: (w) => this.onWelcome(w),
+      onFrame: (f) => this.onFrame(f),
+      answerWhileAway: (conversationId, sender, kind) => this.answerWhileAway(conversationId, sender, kind),
     });
-    const connected = (): boolean => this.connection.isAuthenticated;
-    this.rooms = new Rooms({ me: this.me, connection: this.connection, clock, emit });
-    this.directory = new KeyDirectory({
-      me: identity,
-      trust: o.trust,
-      log,
-      lookup: (usernames) => this.connection.lookupKeys(usernames),
-      alive: () => this.connection.alive(),
-      connected,
-      maxPerLookup: () => this.limits.maxRecipients,
-      heldCount: (u) => this.state.heldCount(u),
-      discardHeld: (u) => {
-        const held = this.state.heldFor(u);
-        for (const h of held) this.state.releaseHeld(h.rowId);
-        if (held.length > 0) log.warn("held.discarded", { from: u, count: held.length });
-        return held.length;
-      },
-      // v2: the rooms whose MLS group holds the user (the relay's room lists are not membership).
-      roomsWith: (u) => this.mls?.engine.rooms().filter((r) => r.members.includes(u)).map((r) => r.room) ?? this.rooms.roomsWith(u),
-      emit,
-    });
-    this.inbox = new Inbox({
-      identity, trust: o.trust, state: o.state, directory: this.directory, log, clock, limits,
-      roomMembers: (room) => this.rooms.membersOf(room),
-      ack: (seqs) => this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
-      shown: (conversationId, sender, kind) => this.answerWhileAway(conversationId, sender, kind),
-      emit,
-    });
-    this.outbox = new Outbox({
-      identity, trust: o.trust, state: o.state, directory: this.directory, atRest, pump: this.pump, log, clock, limits,
-      connected,
-      inRoom: (room) => this.rooms.has(room),
-      roomMembers: (room) => this.rooms.membersOf(room),
-      forget: (id) => this.history?.remove(id),
-      emit,
-    });
-    // Device lists (PROTOCOL.md §4.5) and linking: client-devices.ts.
-    this.devs = new ClientDevices({
-      me: this.me, local, trust: o.trust, state: o.state, connection: this.connection, directory: this.directory, log, clock, emit, limits,
-      ds: () => this.mls?.ds, linking, v2: o.v2,
-      ...(o.deviceName === undefined ? {} : { deviceName: o.deviceName }),
-    });
+    this.local = p.local;
+    this.me = p.me;
+    this.fixedLabel = p.fixedLabel;
+    this.clock = p.clock;
+    this.history = p.history;
+    this.stopRecording = p.stopRecording;
+    this.connection = p.connection;
+    this.rooms = p.rooms;
+    this.directory = p.directory;
+    this.inbox = p.inbox;
+    this.outbox = p.outbox;
+    this.devs = p.devs;
     this.deviceDirectory = this.devs.deviceDirectory;
     this.ownDevices = this.devs.ownDevices;
-    const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
-    // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL.md §14), before
-    // the engine reads its outbox.
-    this.upgradedOutbox = mlsOutbox === undefined ? undefined : moveV1Outbox({ state: o.state, atRest, to: mlsOutbox, log });
-    this.mls = o.v2 === undefined || mlsOutbox === undefined ? undefined : new MlsSession({
-      identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
-      // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
-      emit: (e) => {
-        emit(e);
-        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
-      },
-      outbox: mlsOutbox,
-      // §11.1: several relays deliver what another stored a moment before only with its hint.
-      acceptanceSettleMs: servers.length > 1 ? CLUSTER_SETTLE_MS : 0,
-      ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
-      handled: (message) => this.inbox.countDelivered(message),
-      ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
-      isOnline: (u) => this.directory.isOnline(u),
-      isUnknown: (name) => this.directory.isUnknown(name),
-      // One leaf per device in every group (mls/devices.ts, PROTOCOL.md §4.5).
-      ...(this.deviceDirectory !== undefined ? { devices: this.deviceDirectory } : {}),
-    });
+    this.upgradedOutbox = p.upgradedOutbox;
+    this.mls = p.mls;
     if (this.mls !== undefined) {
       const engine = this.mls.engine;
       this.kick = (room, username) => engine.kick(room, username);
       this.invite = (room, username) => engine.invite(room, username);
       this.inviteMany = (room, usernames) => engine.inviteMany(room, usernames);
     }
-    this.decisions = new TrustDecisions({
-      identity, trust: o.trust, directory: this.directory, log, connected,
-      releaseHeld: (u) => this.inbox.releaseHeld(u),
-      keyDecided: (u, verified) => this.mls?.keyDecided(u, verified),
-    });
+    this.decisions = p.decisions;
   }
 
   // --- lifecycle ---------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import type { LocalIdentity } from "./local-identity.js";
 import { OwnDevices, type DeviceView } from "./own-devices.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
-import { sanitizeLine } from "../protocol/sanitize.js";
-import { describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeNotice, type ReconnectStart } from "./errors.js";
+import { relayFrame } from "./relay-frames.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
@@ -210,59 +210,10 @@ export class ChatClient implements ChatSession {
     this.directory.prefetch(this.directory.othersOnline());
   }
 
-  /** Every frame that is not an answer to a request (relay-connection.ts matches those). */
-  private async onFrame(frame: NonNullable<SessionResponse["frame"]>): Promise<void> {
-    switch (frame.$case) {
-      case "deliver": {
-        const v1 = this.mls === undefined ? frame.value.items : this.mls.deliver(frame.value.items);
-        if (v1.length > 0 && this.local.kind === "linked") {
-          // A linked device has no RSA private key (local-identity.ts): a v1 envelope cannot be
-          // for it. Acked, so the relay does not keep sending it.
-          this.log.warn("session.v1_on_linked_device", { count: v1.length });
-          void this.connection.current?.send({ frame: { $case: "ack", value: { seqs: v1.map((d) => d.seq) } } });
-        } else if (v1.length > 0) this.inbox.deliver(v1);
-        return;
-      }
-      case "sendResult":
-        if (this.mls?.onSendResult(frame.value) === true) return;
-        this.outbox.onSendResult(frame.value);
-        return;
-      case "keyPackageStatus":
-        this.mls?.keyPackageStatus(frame.value.oneTimeLeft);
-        return;
-      case "directoryUpdate":
-        this.directory.update(frame.value.entries);
-        this.devs.refreshNewerDeviceLists(frame.value.entries);
-        return;
-      case "roomEvent":
-        // v2: membership changes are commits, shown from the group (a relay's RoomEvent is not one).
-        if (this.mls === undefined) this.rooms.onRoomEvent(frame.value);
-        return;
-      case "error":
-        // A RequestError no request waits for (late, or about the session itself).
-        this.emit({ type: "notice", level: "warn", text: `relay: ${describeRefusal(frame.value.code, frame.value.detail)}` });
-        return;
-      case "notice":
-        this.emit({ type: "notice", level: "info", text: `relay: ${sanitizeLine(frame.value.text).slice(0, 300)}` });
-        return;
-      case "roomList":
-      case "memberList":
-      case "keyList":
-      case "pong":
-      case "challenge":
-      case "welcome":
-      // MLS Delivery Service answers (PROTOCOL.md §8.2) come to their requests; late ones are dropped.
-      case "keyPackageList":
-      case "groupInfoResult":
-      case "commitResult":
-      case "commitList":
-      case "deviceListResult":
-        return;
-      default: {
-        const never: never = frame;
-        return never;
-      }
-    }
+  /** Every frame that is not an answer to a request: to the part it is for (relay-frames.ts). */
+  private onFrame(frame: NonNullable<SessionResponse["frame"]>): Promise<void> {
+    const { mls, local, log, connection, inbox, outbox, directory, devs, rooms } = this;
+    return relayFrame({ mls, local, log, connection, inbox, outbox, directory, devs, rooms, emit: (e) => this.emit(e) }, frame);
   }
 
   /**

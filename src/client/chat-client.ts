@@ -1,12 +1,14 @@
 // The chat session over grpc-js, as the UI sees it (the ChatSession interface in types.ts): a
-// facade that wires the parts together and keeps none of their logic. The parts, one concern
-// each:
+// facade over the parts that keeps none of their logic (client-wiring.ts builds and wires them).
+// The parts, one concern each:
 //   relay-connection.ts  connect, handshake, reconnect with backoff, requests and their answers
 //   inbox.ts             open what arrives (PROTOCOL.md Appendix A.3), hold, release, ack, caught-up
 //   outbox.ts            check, seal, keep in the durable outbox, send, settle, retry
 //   rooms.ts             the rooms I am in, join, leave, list, members
 //   trust-decisions.ts   /verify, /trust, /accept (§6)
 //   key-directory.ts     presence, key lookups and pins; history.ts the history at rest
+//   client-devices.ts    device lists, /devices, /unlink, /link (§4.5, §4.6)
+//   relay-frames.ts      the frames the relay sends unasked, to the part each is for
 // No React here.
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";

@@ -1,49 +1,37 @@
 // The chat session over grpc-js, as the UI sees it (the ChatSession interface in types.ts): a
-// facade that wires the parts together and keeps none of their logic. The parts, one concern
-// each:
+// facade over the parts that keeps none of their logic (client-wiring.ts builds and wires them).
+// The parts, one concern each:
 //   relay-connection.ts  connect, handshake, reconnect with backoff, requests and their answers
 //   inbox.ts             open what arrives (PROTOCOL.md Appendix A.3), hold, release, ack, caught-up
 //   outbox.ts            check, seal, keep in the durable outbox, send, settle, retry
 //   rooms.ts             the rooms I am in, join, leave, list, members
 //   trust-decisions.ts   /verify, /trust, /accept (§6)
 //   key-directory.ts     presence, key lookups and pins; history.ts the history at rest
+//   client-devices.ts    device lists, /devices, /unlink, /link (§4.5, §4.6)
+//   relay-frames.ts      the frames the relay sends unasked, to the part each is for
 // No React here.
-import { hostname } from "node:os";
 import type { SessionResponse, Welcome } from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
-import type { PrivateIdentity } from "../protocol/keys.js";
 import type { DeviceEntry, VerifiedDeviceList } from "../protocol/devices.js";
-import { SealedDeviceListPins, VerifiedDeviceDirectory, type PinnedIdentity } from "./device-directory.js";
+import type { ClientDevices } from "./client-devices.js";
+import { wireClient, type ChatClientOptions } from "./client-wiring.js";
 import type { DeviceDirectory } from "./devices-api.js";
-import { asLocalIdentity, privateView, type LocalIdentity } from "./local-identity.js";
-import { DsTransport } from "./mls/ds-transport.js";
+import type { LocalIdentity } from "./local-identity.js";
 import { OwnDevices, type DeviceView } from "./own-devices.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { parseConversationId } from "../protocol/names.js";
-import { sanitizeLine } from "../protocol/sanitize.js";
-import { AtRestCipher } from "./at-rest.js";
-import { describeClientError, describeNotice, describeRefusal, type ReconnectStart } from "./errors.js";
+import { describeNotice, type ReconnectStart } from "./errors.js";
+import { relayFrame } from "./relay-frames.js";
 import { MessageHistory } from "./history.js";
 import { Inbox } from "./inbox.js";
 import { KeyDirectory } from "./key-directory.js";
-import { KnownRelays } from "./known-relays.js";
-import type { ContentLayer } from "./mls/content-api.js";
-import { contentLayerOver } from "./mls/content.js";
-import { CLUSTER_SETTLE_MS } from "./mls/content-order.js";
-import { MlsOutboxStore } from "./mls/outbox-store.js";
 import { MlsSession } from "./mls/session.js";
-import type { MlsKeyStore } from "./mls-store.js";
 import { Outbox } from "./outbox.js";
-import { OutboxPump } from "./outbox-pump.js";
-import { moveV1Outbox, type V1OutboxMoved } from "./outbox-upgrade.js";
-import { SendPacer } from "./pacer.js";
-import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
+import type { V1OutboxMoved } from "./outbox-upgrade.js";
 import { limitsOf, RelayConnection } from "./relay-connection.js";
-import { linkFromPrimary, type LinkOutcome } from "./linking.js";
-import type { RelayTransport } from "./relay-transport.js";
+import type { LinkOutcome } from "./linking.js";
 import { Rooms } from "./rooms.js";
 import type { ClientStateStore } from "./state-store.js";
-import type { KeepalivePolicy } from "./transport.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type {
@@ -54,46 +42,7 @@ export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff
 export { CLIENT_VERSION } from "./relay-connection.js";
 export { describeRefusal } from "./errors.js";
 
-export interface ChatClientOptions {
-  /**
-   * Who I am (PROTOCOL.md §4.5): the primary's identity (`<username>_key.pem`), or a LocalIdentity
-   * (local-identity.ts), which may be a linked device (its device key; protocol v2 only).
-   */
-  readonly identity: PrivateIdentity | LocalIdentity;
-  /**
-   * host:port of the relay, or the relays of one service in order (server-list.ts: the first
-   * that answers is used, a session that ends moves to the next).
-   */
-  readonly server: string | readonly string[];
-  /** How the status line names a single relay (default: `server`; a list names the one in use). */
-  readonly serverLabel?: string;
-  readonly trust: TrustStore;
-  readonly state: ClientStateStore;
-  readonly logger?: Logger;
-  readonly clock?: () => number;
-  /**
-   * How to reach the relay (PROTOCOL.md §9). Default: TLS with the relay's certificate pinned on
-   * first use, in memory only; chat-tui passes its known_relays file.
-   */
-  readonly transport?: RelayTransport;
-  /** Keepalive pings (defaults: every 15 s, 10 s to answer); tests shorten them. */
-  readonly keepalive?: KeepalivePolicy;
-  /** The primary's device name (PROTOCOL.md §4.5): its first list names it so, and a kept list is renamed to it. */
-  readonly deviceName?: string;
-  /** Keep the messages shown in the state database (text encrypted at rest); default true. */
-  readonly history?: boolean;
-  /** false: do not reconnect (tests of single sessions). */
-  readonly reconnect?: ReconnectPolicy | false;
-  /** Called before each connection attempt (zero-setup mode hosts a relay when none answers). */
-  readonly beforeConnect?: (attempt: number) => Promise<void>;
-  readonly random?: () => number;
-  /**
-   * Protocol v2 (MLS, PROTOCOL.md): the MLS key store (`<username>_mls.db`, closed with the
-   * client) and the content layer (default: mls/content.ts over `state`). Without it the client
-   * speaks protocol v1.
-   */
-  readonly v2?: { readonly store: MlsKeyStore; readonly content?: ContentLayer };
-}
+export type { ChatClientOptions } from "./client-wiring.js";
 
 export class ChatClient implements ChatSession {
   readonly me: string;
@@ -112,10 +61,6 @@ export class ChatClient implements ChatSession {
   private readonly history: MessageHistory | undefined;
   /** Unsubscribes the history from the events (when closing starts). */
   private readonly stopRecording: () => void;
-  /** The relay's rate and burst, kept by the client (sends and room requests spend its tokens). */
-  private readonly pacer: SendPacer;
-  /** Writes the outbox at that pace, in order; "too fast" answers go back into it. */
-  private readonly pump: OutboxPump;
   private readonly connection: RelayConnection;
   /** Presence, key tags and key lookups (pinning happens there, in the trust store). */
   private readonly directory: KeyDirectory;
@@ -137,13 +82,13 @@ export class ChatClient implements ChatSession {
   readonly invite?: (room: string, username: string) => Promise<Outcome>;
   /** Protocol v2 only (absent in v1): several users added to a room at once (commits that fit a frame). */
   readonly inviteMany?: (room: string, usernames: readonly string[]) => Promise<Outcome<{ readonly commits: number }>>;
-  /** /link CODE (PROTOCOL.md §4.6, linking.ts): what the primary needs to link a device. */
-  private readonly linking: { readonly server: string; readonly transport: RelayTransport; readonly store: MlsKeyStore | undefined };
   /** Who this client is: the primary, or a linked device (PROTOCOL.md §4.5). */
   readonly local: LocalIdentity;
   /** Protocol v2: every user's verified, pinned device list (PROTOCOL.md §4.5); the MLS engine listens to it. */
   readonly deviceDirectory: DeviceDirectory | undefined;
   private readonly ownDevices: OwnDevices | undefined;
+  /** My devices and linking (client-devices.ts). */
+  private readonly devs: ClientDevices;
 
   /** How the status line names the relay: the one in use, "b:50051 (2 of 2)" for a list. */
   get serverLabel(): string {
@@ -153,164 +98,41 @@ export class ChatClient implements ChatSession {
   }
 
   constructor(o: ChatClientOptions) {
-    const local = asLocalIdentity(o.identity);
-    this.local = local;
-    if (local.kind === "linked" && o.v2 === undefined) throw new TypeError("a linked device speaks protocol v2 only (it has no RSA private key)");
-    // What the older parts take; on a linked device its RSA half throws (v1 only), local-identity.ts.
-    const identity = privateView(local);
-    this.me = local.username;
-    const servers = typeof o.server === "string" ? [o.server] : [...o.server];
-    if (servers.length === 0) throw new TypeError("ChatClient needs at least one server address");
-    this.fixedLabel = servers.length === 1 ? (o.serverLabel ?? servers[0]) : undefined;
     this.trustStore = o.trust;
     this.state = o.state;
     this.log = o.logger ?? nullLogger;
-    const log = this.log;
-    const clock = o.clock ?? Date.now;
-    this.clock = clock;
-    const emit = (e: SessionEvent): void => this.emit(e);
-    const limits = (): Limits => this.limits;
-    const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
-    // Linking uses the first address: the rendezvous lives in one relay's memory, so both
-    // devices must meet at the same relay, and both try the list in the same order.
-    this.linking = { server: servers[0]!, transport, store: o.v2?.store };
-    if (transport.kind === "plaintext") {
-      log.warn("session.plaintext", { message: "connecting without TLS (a plaintext transport was asked for): anyone on the path can read metadata and hijack the session" });
-    }
-    const atRest = new AtRestCipher(identity);
-    this.pacer = new SendPacer(clock);
-    this.pacer.reset(this.limits.messagesPerSecond, this.limits.burst); // until a Welcome says
-    this.pump = new OutboxPump({ pacer: this.pacer, envelopeOf: (id) => this.state.outboxGet(id)?.envelope, log });
-    this.history = o.history === false ? undefined : new MessageHistory(o.state, atRest, log);
-    // The history is a subscriber like the UI, the first one: it keeps what the UI is shown.
-    this.stopRecording = this.history === undefined ? () => {} : this.subscribe(this.history.onEvent);
-    this.connection = new RelayConnection({
-      identity: local, server: servers, transport, keepalive: o.keepalive, reconnect: o.reconnect ?? DEFAULT_RECONNECT,
-      beforeConnect: o.beforeConnect, clock, random: o.random ?? Math.random, log, pacer: this.pacer,
-      protocolVersion: o.v2 !== undefined ? 2 : 1,
-      hooks: {
-        welcomed: (w) => {
-          this.onWelcome(w);
-          this.mls?.welcomed(w.queued);
-          this.devicesWelcomed(w);
-        },
-        // v2 sends no v1 envelope (relays refuse them): its v1 outbox was moved to the v2 one.
-        connected: (stream) => this.pump.start(stream, o.v2 === undefined ? this.state.outbox().map((e) => e.id) : [], this.limits),
-        frame: (f) => this.onFrame(f),
-        ended: () => {
-          this.mls?.ended();
-          this.pump.stop();
-          this.inbox.sessionEnded();
-        },
-        emit,
-      },
+    // The parts and their wiring: client-wiring.ts.
+    const p = wireClient(o, {
+      emit: (e) => this.emit(e),
+      limits: () => this.limits,
+      subscribe: (listener) => this.subscribe(listener),
+      onWelcome: (w) => this.onWelcome(w),
+      onFrame: (f) => this.onFrame(f),
+      answerWhileAway: (conversationId, sender, kind) => this.answerWhileAway(conversationId, sender, kind),
     });
-    const connected = (): boolean => this.connection.isAuthenticated;
-    this.rooms = new Rooms({ me: this.me, connection: this.connection, clock, emit });
-    this.directory = new KeyDirectory({
-      me: identity,
-      trust: o.trust,
-      log,
-      lookup: (usernames) => this.connection.lookupKeys(usernames),
-      alive: () => this.connection.alive(),
-      connected,
-      maxPerLookup: () => this.limits.maxRecipients,
-      heldCount: (u) => this.state.heldCount(u),
-      discardHeld: (u) => {
-        const held = this.state.heldFor(u);
-        for (const h of held) this.state.releaseHeld(h.rowId);
-        if (held.length > 0) log.warn("held.discarded", { from: u, count: held.length });
-        return held.length;
-      },
-      // v2: the rooms whose MLS group holds the user (the relay's room lists are not membership).
-      roomsWith: (u) => this.mls?.engine.rooms().filter((r) => r.members.includes(u)).map((r) => r.room) ?? this.rooms.roomsWith(u),
-      emit,
-    });
-    this.inbox = new Inbox({
-      identity, trust: o.trust, state: o.state, directory: this.directory, log, clock, limits,
-      roomMembers: (room) => this.rooms.membersOf(room),
-      ack: (seqs) => this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
-      shown: (conversationId, sender, kind) => this.answerWhileAway(conversationId, sender, kind),
-      emit,
-    });
-    this.outbox = new Outbox({
-      identity, trust: o.trust, state: o.state, directory: this.directory, atRest, pump: this.pump, log, clock, limits,
-      connected,
-      inRoom: (room) => this.rooms.has(room),
-      roomMembers: (room) => this.rooms.membersOf(room),
-      forget: (id) => this.history?.remove(id),
-      emit,
-    });
-    // Device lists (PROTOCOL.md §4.5): verified against the pins, kept sealed in the state db.
-    if (o.v2 === undefined) {
-      this.deviceDirectory = undefined;
-      this.ownDevices = undefined;
-    } else {
-      const store = o.v2.store;
-      const pinOf = (u: string): PinnedIdentity => {
-        if (u === this.me) return { state: "pinned", identitySpki: local.user.sigSpki };
-        const pin = o.trust.get(u);
-        if (pin === undefined) return { state: "unknown" };
-        return pin.pending !== undefined ? { state: "undecided" } : { state: "pinned", identitySpki: pin.identity.sigSpki };
-      };
-      const ds = new DsTransport(this.connection);
-      const devices = new VerifiedDeviceDirectory({
-        self: { username: this.me, deviceId: local.kind === "linked" ? local.deviceId : "", name: local.kind === "linked" ? local.deviceName : "", primary: local.kind === "primary", mlsSignatureKey: new Uint8Array(0) },
-        ds, pinOf, ensurePinned: (names) => this.directory.ensure(names), pins: new SealedDeviceListPins(o.state.database, local.localKey, log), log,
-      });
-      // A linked device's list from its linking is the floor of its own (§4.6): a relay serving
-      // it the list from before its linking is then refused as a rollback, not taken as "unlinked".
-      if (local.kind === "linked" && local.linkList !== undefined && (devices.known(this.me)?.version ?? 0) < local.linkList.version) devices.seed(local.linkList);
-      const ownPrimary = devices.known(this.me)?.devices.find((d) => d.primary);
-      if (local.kind === "primary" && ownPrimary !== undefined) devices.setSelfDeviceId(ownPrimary.deviceId);
-      devices.onRefused((_u, reason) => emit({ type: "notice", level: "warn", text: reason }));
-      this.deviceDirectory = devices;
-      const mlsKey = async (): Promise<Uint8Array> => {
-        const key = (await store.loadOrCreateClient()).signaturePublicKey;
-        devices.setSelfMlsKey(key);
-        return key;
-      };
-      // ThisDevice's MLS key as soon as the store gives it (both creating it at once keep one).
-      mlsKey().catch((e: unknown) => log.warn("devices.mls_key_unavailable", { reason: (e as Error).message }));
-      this.ownDevices = new OwnDevices({
-        local, directory: devices, ds, mlsSignatureKey: mlsKey, clock, log, emit,
-        stopForGood: (sentence) => this.connection.stopForGood(sentence),
-        ...(o.deviceName === undefined ? {} : { primaryName: o.deviceName }),
-      });
-    }
-    const mlsOutbox = o.v2 === undefined ? undefined : new MlsOutboxStore(o.state.database, atRest);
-    // Messages a v1 client left unsent are sent again as v2 messages (PROTOCOL.md §14), before
-    // the engine reads its outbox.
-    this.upgradedOutbox = mlsOutbox === undefined ? undefined : moveV1Outbox({ state: o.state, atRest, to: mlsOutbox, log });
-    this.mls = o.v2 === undefined || mlsOutbox === undefined ? undefined : new MlsSession({
-      identity, store: o.v2.store, content: o.v2.content ?? contentLayerOver(o.state, this.me), link: this.connection, trust: o.trust, clock, log,
-      // A peer's message shown: the /away answer, as v1's inbox does (`shown`).
-      emit: (e) => {
-        emit(e);
-        if (e.type === "message" && !e.message.own) this.answerWhileAway(e.message.conversationId, e.message.from, e.message.kind);
-      },
-      outbox: mlsOutbox,
-      // §11.1: several relays deliver what another stored a moment before only with its hint.
-      acceptanceSettleMs: servers.length > 1 ? CLUSTER_SETTLE_MS : 0,
-      ack: (seqs) => void this.connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
-      handled: (message) => this.inbox.countDelivered(message),
-      ensureKeys: (names, refresh) => this.directory.ensure(names, refresh),
-      isOnline: (u) => this.directory.isOnline(u),
-      isUnknown: (name) => this.directory.isUnknown(name),
-      // One leaf per device in every group (mls/devices.ts, PROTOCOL.md §4.5).
-      ...(this.deviceDirectory !== undefined ? { devices: this.deviceDirectory } : {}),
-    });
+    this.local = p.local;
+    this.me = p.me;
+    this.fixedLabel = p.fixedLabel;
+    this.clock = p.clock;
+    this.history = p.history;
+    this.stopRecording = p.stopRecording;
+    this.connection = p.connection;
+    this.rooms = p.rooms;
+    this.directory = p.directory;
+    this.inbox = p.inbox;
+    this.outbox = p.outbox;
+    this.devs = p.devs;
+    this.deviceDirectory = this.devs.deviceDirectory;
+    this.ownDevices = this.devs.ownDevices;
+    this.upgradedOutbox = p.upgradedOutbox;
+    this.mls = p.mls;
     if (this.mls !== undefined) {
       const engine = this.mls.engine;
       this.kick = (room, username) => engine.kick(room, username);
       this.invite = (room, username) => engine.invite(room, username);
       this.inviteMany = (room, usernames) => engine.inviteMany(room, usernames);
     }
-    this.decisions = new TrustDecisions({
-      identity, trust: o.trust, directory: this.directory, log, connected,
-      releaseHeld: (u) => this.inbox.releaseHeld(u),
-      keyDecided: (u, verified) => this.mls?.keyDecided(u, verified),
-    });
+    this.decisions = p.decisions;
   }
 
   // --- lifecycle ---------------------------------------------------------------------------
@@ -345,105 +167,29 @@ export class ChatClient implements ChatSession {
 
   // --- devices (PROTOCOL.md §4.5) -----------------------------------------------------------
 
-  /** After Welcome: my own list's upkeep, then the lists the relay says changed (device_list_version). */
-  private devicesWelcomed(w: Welcome): void {
-    if (this.ownDevices === undefined) return;
-    const own = this.ownDevices;
-    void own.upkeep(w).then(() => this.refreshNewerDeviceLists(w.directory));
-  }
-
-  /** Refreshes the lists of users whose relay-side version is newer than the one kept here. */
-  private refreshNewerDeviceLists(entries: readonly { readonly username: string; readonly deviceListVersion: number }[]): void {
-    const dir = this.deviceDirectory;
-    if (dir === undefined) return;
-    // Only me and people already pinned (contacts): others' lists are fetched when the MLS engine
-    // meets them, so a Welcome does not pin every user of the relay on first use.
-    const stale = entries
-      .filter((e) => (e.username === this.me || this.trustStore.get(e.username) !== undefined) && e.deviceListVersion > (dir.known(e.username)?.version ?? 0))
-      .map((e) => e.username);
-    if (stale.length === 0) return;
-    const max = Math.max(1, this.limits.maxRecipients);
-    for (let i = 0; i < stale.length; i += max) {
-      dir.refresh(stale.slice(i, i + max)).catch((e: unknown) => this.log.warn("devices.refresh_failed", { reason: (e as Error).message }));
-    }
-  }
-
   /** My devices (PROTOCOL.md §4.5), refreshed from the relay: name, id, primary, this one, online or last seen, added. */
   async devices(): Promise<Outcome<DeviceView[]>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.list();
+    return this.devs.devices();
   }
 
-  /**
-   * Unlinks one of my devices by name or id prefix (primary only): a new list without it, signed
-   * and published; the MLS engine then removes its leaves from every group (DeviceDirectory.onChange).
-   */
+  /** Unlinks one of my devices by name or id prefix (primary only); client-devices.ts. */
   async unlink(which: string, o: { readonly check?: boolean } = {}): Promise<Outcome<{ readonly name: string; readonly deviceId: string; readonly version: number }>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.unlink(which, o);
+    return this.devs.unlink(which, o);
   }
 
   /** Adds a linked device to my list (primary only; the end of linking, PROTOCOL.md §4.6 step 3). */
   async addDevice(entry: DeviceEntry): Promise<Outcome<VerifiedDeviceList>> {
-    if (this.ownDevices === undefined) return { ok: false, error: { kind: "device", detail: "devices need protocol v2" } };
-    return this.ownDevices.addDevice(entry);
+    return this.devs.addDevice(entry);
   }
 
   /** My newest verified device list, if any. */
   ownDeviceList(): VerifiedDeviceList | undefined {
-    return this.deviceDirectory?.known(this.me);
+    return this.devs.ownDeviceList();
   }
 
-  /**
-   * Links a new device (PROTOCOL.md §4.6) from this primary: `code` as the new device shows it;
-   * `confirm` asks the user whether the new device shows the same digits. Never throws.
-   */
+  /** Links a new device (PROTOCOL.md §4.6) from this primary; client-devices.ts. Never throws. */
   async linkDevice(code: string, confirm: (sas: string, deviceName: string) => Promise<boolean>, signal?: AbortSignal): Promise<LinkOutcome> {
-    const ds = this.mls?.ds;
-    const store = this.linking.store;
-    if (ds === undefined || store === undefined || ds.fetchDeviceLists === undefined || ds.publishDeviceList === undefined) return { ok: false, reason: "linking devices needs protocol v2" };
-    const fetchLists = ds.fetchDeviceLists.bind(ds);
-    const local = this.local;
-    if (local.kind !== "primary") {
-      // Only the identity key signs device lists (PROTOCOL.md §4.5): name the device that has it.
-      const known = this.deviceDirectory?.known(this.me);
-      const r = known === undefined ? await fetchLists([this.me]).catch(() => undefined) : { ok: true as const, lists: [known] };
-      const primary = r?.ok === true ? r.lists.find((l) => l.username === this.me)?.devices.find((d) => d.primary) : undefined;
-      return { ok: false, reason: `only your primary device${primary === undefined ? "" : ` (${sanitizeLine(primary.name)})`} can link devices` };
-    }
-    if (!this.connection.isAuthenticated) return { ok: false, reason: "not connected to the relay: linking works once you are connected" };
-    const dir = this.deviceDirectory;
-    const own = this.ownDevices === undefined || dir === undefined ? undefined : {
-      currentList: async () => {
-        await dir.refresh([this.me]);
-        return dir.known(this.me);
-      },
-      addDevice: async (entry: DeviceEntry) => {
-        const r = await this.addDevice(entry);
-        return r.ok ? { ok: true as const, list: r.value } : { ok: false as const, detail: describeClientError(r.error) };
-      },
-    };
-    const publishList = ds.publishDeviceList.bind(ds);
-    return linkFromPrimary({
-      relay: { address: this.linking.server, transport: this.linking.transport },
-      identity: local.identity,
-      fetchLists: async (names) => {
-        const r = await fetchLists(names);
-        return r.ok ? { ok: true, lists: r.lists } : { ok: false, detail: r.detail };
-      },
-      publish: async (list) => {
-        const r = await publishList(list);
-        return r.ok ? { ok: true } : { ok: false, detail: r.detail };
-      },
-      mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,
-      deviceName: hostname().split(".")[0] ?? "primary",
-      // My pins of contacts go to the new device (PROTOCOL.md §4.6): it starts with the same keys.
-      pins: () => [...this.trustStore.all()].filter(([, p]) => p.pending === undefined).map(([username, p]) => ({
-        username, sigSpki: p.identity.sigSpki, encSpki: p.identity.encSpki, encKeySig: p.identity.encKeySig, verified: p.verified, pinnedAtMs: p.pinnedAtMs,
-      })),
-      clock: this.clock,
-      ...(own === undefined ? {} : { own }),
-    }, code, confirm, signal);
+    return this.devs.linkDevice(code, confirm, signal);
   }
 
   reconnectNow(): Outcome<ReconnectStart> {
@@ -466,59 +212,10 @@ export class ChatClient implements ChatSession {
     this.directory.prefetch(this.directory.othersOnline());
   }
 
-  /** Every frame that is not an answer to a request (relay-connection.ts matches those). */
-  private async onFrame(frame: NonNullable<SessionResponse["frame"]>): Promise<void> {
-    switch (frame.$case) {
-      case "deliver": {
-        const v1 = this.mls === undefined ? frame.value.items : this.mls.deliver(frame.value.items);
-        if (v1.length > 0 && this.local.kind === "linked") {
-          // A linked device has no RSA private key (local-identity.ts): a v1 envelope cannot be
-          // for it. Acked, so the relay does not keep sending it.
-          this.log.warn("session.v1_on_linked_device", { count: v1.length });
-          void this.connection.current?.send({ frame: { $case: "ack", value: { seqs: v1.map((d) => d.seq) } } });
-        } else if (v1.length > 0) this.inbox.deliver(v1);
-        return;
-      }
-      case "sendResult":
-        if (this.mls?.onSendResult(frame.value) === true) return;
-        this.outbox.onSendResult(frame.value);
-        return;
-      case "keyPackageStatus":
-        this.mls?.keyPackageStatus(frame.value.oneTimeLeft);
-        return;
-      case "directoryUpdate":
-        this.directory.update(frame.value.entries);
-        this.refreshNewerDeviceLists(frame.value.entries);
-        return;
-      case "roomEvent":
-        // v2: membership changes are commits, shown from the group (a relay's RoomEvent is not one).
-        if (this.mls === undefined) this.rooms.onRoomEvent(frame.value);
-        return;
-      case "error":
-        // A RequestError no request waits for (late, or about the session itself).
-        this.emit({ type: "notice", level: "warn", text: `relay: ${describeRefusal(frame.value.code, frame.value.detail)}` });
-        return;
-      case "notice":
-        this.emit({ type: "notice", level: "info", text: `relay: ${sanitizeLine(frame.value.text).slice(0, 300)}` });
-        return;
-      case "roomList":
-      case "memberList":
-      case "keyList":
-      case "pong":
-      case "challenge":
-      case "welcome":
-      // MLS Delivery Service answers (PROTOCOL.md §8.2) come to their requests; late ones are dropped.
-      case "keyPackageList":
-      case "groupInfoResult":
-      case "commitResult":
-      case "commitList":
-      case "deviceListResult":
-        return;
-      default: {
-        const never: never = frame;
-        return never;
-      }
-    }
+  /** Every frame that is not an answer to a request: to the part it is for (relay-frames.ts). */
+  private onFrame(frame: NonNullable<SessionResponse["frame"]>): Promise<void> {
+    const { mls, local, log, connection, inbox, outbox, directory, devs, rooms } = this;
+    return relayFrame({ mls, local, log, connection, inbox, outbox, directory, devs, rooms, emit: (e) => this.emit(e) }, frame);
   }
 
   /**

@@ -18,7 +18,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { Bindings, type BindOutcome, type UserRecord } from "./store/bindings.js";
 import {
-  Queues, type AckRequest, type EnqueueOutcome, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
+  Queues, RECENT_IDS_MAX, type AckRequest, type EnqueueOutcome, type RecentBudget, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
 } from "./store/queues.js";
 import { DeviceStore } from "./store/devices.js";
 import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
@@ -94,7 +94,7 @@ export interface RelayStore {
    * The embedded store only: reads what it keeps in memory (every queue) now rather than at the
    * first call that needs it, and says how much waits. Absent in the PostgreSQL store.
    */
-  loadQueues?(): { readonly messages: number; readonly waiting: number };
+  loadQueues?(): { readonly messages: number; readonly waiting: number; readonly recentIds: number };
   /** Number of undelivered (unacked) rows for a recipient. */
   queueDepth(recipient: string): number;
   /**
@@ -157,6 +157,11 @@ export interface OpenStoreOptions {
   readonly clock?: () => number;
   /** Memory for recently stored envelopes' bytes, delivered from there (default 32 MiB). */
   readonly recentEnvelopeBytes?: number;
+  /**
+   * Accepted ids kept exactly in memory (store/recent-ids.ts, 20 bytes each at most 3/4 full)
+   * before the oldest move into the indexed table (default RECENT_IDS_MAX: 786,432, 20 MiB).
+   */
+  readonly recentAcceptedIds?: number;
   /** How long a writer waits for another connection's lock (e.g. `chat-relay users release` while running). */
   readonly busyTimeoutMs?: number;
   /**
@@ -187,7 +192,7 @@ export function openStore(path: string, options: OpenStoreOptions = {}): RelaySt
   const db = openDatabase(path, options);
   // Deferred syncs need a WAL file (":memory:" has none: its commits stay synchronous, and volatile).
   const wal = String((db.prepare("PRAGMA journal_mode").get() as Row).journal_mode) === "wal" ? { path: `${path}-wal`, sync: options.syncWal } : undefined;
-  return new SqliteStore(db, clock, options.recentEnvelopeBytes ?? RECENT_BYTES, wal);
+  return new SqliteStore(db, clock, { envelopeBytes: options.recentEnvelopeBytes ?? RECENT_BYTES, acceptedIds: options.recentAcceptedIds ?? RECENT_IDS_MAX }, wal);
 }
 
 /** RelayStore over its parts (calls of one part are handed over by DelegatingStore); what spans them (releasing a name) is done here, in one transaction. */
@@ -202,7 +207,7 @@ class SqliteStore extends DelegatingStore implements RelayStore {
   readonly deferred: DeferredEnqueue | undefined;
   private readonly wal: WalSync | undefined;
 
-  constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: number, wal?: { path: string; sync: SyncFile | undefined }) {
+  constructor(private readonly db: DatabaseSync, clock: () => number, recentBudget: RecentBudget, wal?: { path: string; sync: SyncFile | undefined }) {
     super();
     // Once a WAL sync failed, no transaction runs (wal-sync.ts): nothing after it is known durable.
     const undo = new UndoLog();
@@ -249,7 +254,7 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     return released;
   }
 
-  loadQueues(): { readonly messages: number; readonly waiting: number } {
+  loadQueues(): { readonly messages: number; readonly waiting: number; readonly recentIds: number } {
     return this.queues.load();
   }
 

@@ -23,7 +23,7 @@ afterEach(() => {
 });
 
 describe("reading the queues at start", () => {
-  it("logs the messages waiting and the rows over all recipients; nothing when none wait", () => {
+  it("logs the messages waiting, the rows over all recipients and the recent ids; nothing when there are none", () => {
     const lines: string[] = [];
     const logger = jsonLineLogger((l) => lines.push(l));
     const empty = openStore(path);
@@ -37,7 +37,8 @@ describe("reading the queues at start", () => {
     try {
       loadQueues(store, logger);
       expect(lines).toHaveLength(1);
-      expect(JSON.parse(lines[0]!)).toMatchObject({ event: "queues.loaded", messages: 2, waiting: 3 });
+      // Three ids accepted (the last one stored for nobody): all recent, in memory.
+      expect(JSON.parse(lines[0]!)).toMatchObject({ event: "queues.loaded", messages: 2, waiting: 3, recentIds: 3 });
     } finally {
       store.close();
     }

@@ -1,6 +1,6 @@
 // Random sequences of the queue operations against the embedded store, each answer compared with
 // the file read through a second connection (store/queues.ts answers fetches, accepted-id checks
-// and acks from memory: queue-memory.ts, accepted-filter.ts). Pumps fetch
+// and acks from memory: queue-memory.ts, recent-ids.ts, accepted-filter.ts). Pumps fetch
 // in seq order with small limits and byte budgets, reconnect from 0, ack their own rows, rows not
 // yet fetched and others' rows; batches and commits' deliveries are stored, some rolled back;
 // names are released here and by another process; old rows are purged. After every step the
@@ -45,7 +45,8 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "store-memory-model-"));
   path = join(dir, "relay.db");
   now = 1_000_000;
-  store = openStore(path, { clock: () => now });
+  // A budget of 6 recent ids: the oldest move into `accepted` every few steps (queues.ts).
+  store = openStore(path, { clock: () => now, recentAcceptedIds: RECENT_IDS });
   file = new DatabaseSync(path, { readOnly: true });
 });
 
@@ -80,8 +81,14 @@ function fileUsage(r: string, sender: string) {
   };
 }
 
+/** Recent accepted ids the live store keeps in memory before moving the oldest. */
+const RECENT_IDS = 6;
+
+/** Whether the file holds the id, in either table (schema version 3: accepted_recent has a row per transaction, its ids end to end). */
 const fileAccepted = (sender: string, id: Buffer): boolean =>
-  file.prepare("SELECT 1 FROM accepted WHERE sender = ? AND message_id = ?").get(sender, id) !== undefined;
+  file.prepare("SELECT 1 FROM accepted WHERE sender = ? AND message_id = ?").get(sender, id) !== undefined ||
+  (file.prepare("SELECT senders, message_ids FROM accepted_recent").all() as Array<{ senders: string; message_ids: Uint8Array }>)
+    .some((r) => (JSON.parse(r.senders) as string[]).some((s, i) => s === sender && id.equals(r.message_ids.subarray(16 * i, 16 * i + 16))));
 
 /** No envelope stays that no queue holds (the `queue` view computes the rows from the tables). */
 function expectRefsMatchRows(): void {
@@ -166,7 +173,7 @@ function run(seed: number, steps: number): void {
     expectRefsMatchRows();
   }
   // A restart: a store opened afresh on the file answers as the live one.
-  const fresh = openStore(path, { clock: () => now });
+  const fresh = openStore(path, { clock: () => now, recentAcceptedIds: RECENT_IDS });
   try {
     for (const r of RECIPIENTS) {
       const after = pos.get(r)!;

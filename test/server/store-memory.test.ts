@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openStore, type EnqueueRequest, type QueuedItem, type RelayStore } from "../../src/server/store.js";
-import { Queues } from "../../src/server/store/queues.js";
+import { Queues, RECENT_IDS_MAX } from "../../src/server/store/queues.js";
 import { openDatabase, transactionOn, UndoLog } from "../../src/server/store/schema.js";
 import { hex, req, user } from "../helpers/store-records.js";
 
@@ -238,7 +238,7 @@ describe("a rolled-back transaction leaves the queues in memory as the file is (
     const bare = join(dir, "bare.db");
     const db = openDatabase(bare, {});
     const undo = new UndoLog();
-    const q = new Queues({ db, clock: () => now, transaction: transactionOn(db, undefined, undo), undo }, 1 << 20);
+    const q = new Queues({ db, clock: () => now, transaction: transactionOn(db, undefined, undo), undo }, { envelopeBytes: 1 << 20, acceptedIds: RECENT_IDS_MAX });
     try {
       q.enqueueBatch([req("alice", ["bob"], 40), req("alice", ["bob", "carol"], 60)]);
       const seqs = (r: string) => q.fetchQueue(r, 0, 100, Number.POSITIVE_INFINITY).map((i) => i.seq);

@@ -96,13 +96,13 @@ describe("schema version 1 → 2", () => {
       store = undefined;
 
       const db = new DatabaseSync(path, { readOnly: true });
-      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(2);
+      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(3);
       expect((db.prepare("SELECT type FROM sqlite_master WHERE name = 'queue'").get() as { type: string }).type).toBe("view");
       // What is left, read through the view: carol's and the phone's rows, and bob's new one.
       expect((db.prepare("SELECT recipient FROM queue ORDER BY seq, recipient").all() as { recipient: string }[]).map((r) => r.recipient))
         .toEqual(["carol", "dave/phone", "bob"]);
       db.close();
-      // A second open finds version 2 and changes nothing.
+      // A second open finds version 3 and changes nothing.
       store = openStore(path, { clock: () => now });
       expect(shown(store, "carol")).toEqual([["second", "#ops", "envelope", 600]]);
       expect(shown(store, "bob").map(([e]) => e)).toEqual(["new"]);
@@ -124,11 +124,11 @@ describe("schema version 1 → 2", () => {
     store.close();
     store = undefined;
     const db = new DatabaseSync(path);
-    db.exec("PRAGMA user_version = 3");
+    db.exec("PRAGMA user_version = 4");
     db.close();
-    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 3 is not supported (expected 2)");
+    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 4 is not supported (expected 3)");
     const after = new DatabaseSync(path, { readOnly: true });
-    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(3);
+    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
     after.close();
   });
 });

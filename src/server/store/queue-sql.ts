@@ -1,4 +1,4 @@
-// The SQL of the delivery queues (queues.ts): the `accepted`, `envelopes`, `queue_cursors` and
+// The SQL of the delivery queues (queues.ts): the `accepted`, `accepted_recent`, `envelopes`, `queue_cursors` and
 // `queue_acked` tables' statements, prepared once per connection (queue-schema.ts has the tables).
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 
@@ -11,6 +11,13 @@ export function prepareQueueStatements(db: DatabaseSync) {
     acceptedCount: p("SELECT COUNT(*) AS n FROM accepted"),
     acceptedAll: p("SELECT sender, message_id FROM accepted"),
     acceptedNewest: p("SELECT MAX(accepted_at_ms) AS m FROM accepted"),
+    // The recent ids (schema version 3): one row per transaction, appended; read whole into
+    // memory once; the oldest moved into `accepted` past the budget (queues.ts spillLocked).
+    recentPut: p("INSERT INTO accepted_recent (accepted_at_ms, senders, message_ids) VALUES (?, ?, ?)"),
+    recentAll: p("SELECT senders, message_ids FROM accepted_recent"),
+    recentOldest: p("SELECT id, accepted_at_ms, senders, message_ids FROM accepted_recent ORDER BY id"),
+    recentDeleteThrough: p("DELETE FROM accepted_recent WHERE id <= ?"),
+    acceptedPutIgnore: p("INSERT OR IGNORE INTO accepted (sender, message_id, accepted_at_ms) VALUES (?, ?, ?)"),
     envelopePut: p(`INSERT INTO envelopes (conversation_id, sender, payload_kind, created_at_ms, recipients, envelope)
                     VALUES (?, ?, ?, ?, ?, ?)`),
     // What memory is rebuilt from (queue-memory.ts load): everything but the bytes (length() of a
@@ -31,5 +38,6 @@ export function prepareQueueStatements(db: DatabaseSync) {
     purgeEnvelopes: p("DELETE FROM envelopes WHERE created_at_ms < ? RETURNING id"),
     purgeAcked: p("DELETE FROM queue_acked WHERE seq NOT IN (SELECT id FROM envelopes)"),
     purgeAccepted: p("DELETE FROM accepted WHERE accepted_at_ms < ?"),
+    purgeRecent: p("DELETE FROM accepted_recent WHERE accepted_at_ms < ? RETURNING senders, message_ids"),
   };
 }

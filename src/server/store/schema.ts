@@ -25,8 +25,12 @@ export function sqliteErrorCode(e: unknown): number | undefined {
 export const SQLITE_IOERR = 10;
 export const SQLITE_FULL = 13;
 
-/** 2: the queues as envelopes naming their recipients, cursors and acked rows (queue-schema.ts); 1 is migrated at open. */
-const SCHEMA_VERSION = 2;
+/**
+ * 2: the queues as envelopes naming their recipients, cursors and acked rows (queue-schema.ts);
+ * 1 is migrated at open. 3: the recent accepted ids in `accepted_recent` (queues.ts); a version-2
+ * file only gains the table (an older relay would not look there: it refuses version 3).
+ */
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -51,6 +55,17 @@ CREATE TABLE IF NOT EXISTS accepted (
   PRIMARY KEY (sender, message_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS accepted_by_time ON accepted (accepted_at_ms);
+-- Version 3: the recent accepted ids, one row per transaction that accepted some, appended (no
+-- index by id: memory has them, store/recent-ids.ts): the senders as a JSON array and their
+-- 16-byte ids end to end, in the same order. The oldest move into the accepted table past a
+-- budget (queues.ts).
+CREATE TABLE IF NOT EXISTS accepted_recent (
+  id             INTEGER PRIMARY KEY,
+  accepted_at_ms INTEGER NOT NULL,
+  senders        TEXT NOT NULL,
+  message_ids    BLOB NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS accepted_recent_by_time ON accepted_recent (accepted_at_ms);
 CREATE TABLE IF NOT EXISTS rooms (
   room          TEXT PRIMARY KEY,
   created_at_ms INTEGER NOT NULL
@@ -281,8 +296,9 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
       db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
       db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
-    // A new file is made at the current version; a version-1 file was migrated above.
-    if (version === 0) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    // A new file is made at the current version; a version-1 file was migrated to 2 above, and
+    // 2 becomes 3 by the table SCHEMA made.
+    if (version < SCHEMA_VERSION) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   } catch (e) {
     db.close();
     throw e;

@@ -9,16 +9,19 @@
 // written (same process, same clock as the IRC clients' embedded time). Each delivery is
 // recognised by its AEAD tag (mlsKey) among the frames of the run, which gives its phase,
 // sender and sequence number; against the relay the receivers also check the sender the relay
-// names, ack every DeliverBatch (BenchClient.autoAck), as a client does, and the phase waits
+// names (walking each DeliverBatch for seq, kind, sender and tag: _deliver-walk.ts) and ack
+// every DeliverBatch, as a client does, and the phase waits
 // for every sender's SendResult (a refusal fails the run). The forwarder gets exactly the same
 // SendMls frames and passes them on as opaque bytes.
 import { mkdirSync } from "node:fs";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { makeMlsRoom, mlsKey, type MlsRoom } from "../../test/helpers/mls-room.js";
 import {
-  applicationItems, BenchClient, connect, encodeRequest, identities, registerRoom, startRelayChild, waitFor, ACCEPTED, MANY_USERS_FROM_LOOPBACK,
+  BenchClient, connect, encodeRequest, identities, registerRoom, startRelayChild, waitFor, ACCEPTED, MANY_USERS_FROM_LOOPBACK,
   type RelayChild,
 } from "./_lib.js";
+import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import { walkDeliverBatch } from "./_deliver-walk.js";
 import { padPayload, type PeerWriter, type RingLoad } from "./_peers-load.js";
 
 /** A message of the run: where it belongs, for the receivers' checks. */
@@ -142,20 +145,31 @@ export async function relayRun(work: MlsWorkload, pin: (pid: number) => void, lo
     attach(loadNow) {
       watchEnds(clients, "relay", loadNow, closing);
       for (const [to, c] of clients.entries()) {
-        c.onDeliver = (items, at) => {
+        // DeliverBatches are walked for what is checked (_deliver-walk.ts), and acked as a
+        // client does; every other frame (SendResults) goes to the generic decoder.
+        const generic = c.onRaw;
+        const seqs: number[] = [];
+        c.onRaw = (raw, at) => {
           const l = loadNow();
-          for (const item of applicationItems(items)) {
-            const t = work.byTag.get(mlsKey(item.mls!.mls));
-            if (t === undefined) {
-              l.fail(new Error(`relay client ${to}: a delivery that is no message of this run`));
-              return;
-            }
-            if (item.mls!.sender !== names[t.sender]) {
-              l.fail(new Error(`relay client ${to}: message ${t.seq} of ${names[t.sender]} delivered as from ${item.mls!.sender}`));
-              return;
-            }
-            l.deliver(to, t.phase, t.sender, t.seq, at);
+          seqs.length = 0;
+          let bad: Error | undefined;
+          let walked: boolean;
+          try {
+            walked = walkDeliverBatch(raw, (item) => {
+              seqs.push(item.seq);
+              if (bad !== undefined || item.kind !== MlsKind.MLS_KIND_APPLICATION) return;
+              const t = work.byTag.get(item.tag);
+              if (t === undefined) bad = new Error(`relay client ${to}: a delivery that is no message of this run`);
+              else if (item.sender !== names[t.sender]) bad = new Error(`relay client ${to}: message ${t.seq} of ${names[t.sender]} delivered as from ${item.sender}`);
+              else l.deliver(to, t.phase, t.sender, t.seq, at);
+            });
+          } catch (e) {
+            l.fail(new Error(`relay client ${to}: ${(e as Error).message}`));
+            return;
           }
+          if (!walked) return generic(raw, at);
+          if (bad !== undefined) return l.fail(bad);
+          c.writeRaw(encodeRequest({ $case: "ack", value: { seqs } }));
         };
         c.onSendResult = (r) => loadNow().result(r.status === ACCEPTED, `code ${r.code}: ${r.detail}`, performance.now());
       }

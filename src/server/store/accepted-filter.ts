@@ -24,6 +24,7 @@
 // the newest layer takes more ids than it was sized for, and "maybe" grows more frequent, never
 // wrong.
 import { randomInt } from "node:crypto";
+import { fmix } from "./mix.js";
 
 /** Bits per id at capacity, and bit positions per id: ~0.06% "maybe" for new ids per full layer, ~0.0006% at half. */
 const BITS_PER_ID = 16;
@@ -186,14 +187,4 @@ function layerFor(capacity: number, room: number): Layer | undefined {
   while (size > room && size > 1 << 5) size /= 2;
   if (size > room) return undefined;
   return { bits: new Int32Array(size >>> 5), mask: size - 1, capacity, ids: 0, newestMs: -Infinity };
-}
-
-/** MurmurHash3's finaliser: every input bit reaches every output bit. */
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
 }

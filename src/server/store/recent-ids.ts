@@ -12,6 +12,7 @@
 // this process, so a client cannot choose ids (version 1's are the client's choice) that pile
 // up in one run of slots.
 import { randomInt } from "node:crypto";
+import { fmix } from "./mix.js";
 
 /** The only id length kept here (PROTOCOL.md: 16 bytes, v1 and MLS alike); other ids are the caller's to keep elsewhere. */
 export const RECENT_ID_BYTES = 16;
@@ -177,14 +178,4 @@ function checkId(id: Uint8Array): void {
 
 function word(b: Uint8Array, at: number): number {
   return b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
-}
-
-/** MurmurHash3's finaliser: every input bit reaches every output bit. */
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
 }

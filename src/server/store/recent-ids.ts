@@ -8,7 +8,7 @@
 // An open-addressing hash set (linear probing, backward-shift deletion) in one Int32Array: per
 // slot the sender's number (interned; 0 = empty slot) and the id's 16 bytes as four words, 20
 // bytes a slot, at most 3/4 full. Equality is exact (sender and every byte of the id), so "yes"
-// and "no" are both exact; the hash only picks where to look. It is keyed with random seeds of
+// and "no" are both exact; the hash only picks where to look. It is keyed with a random seed of
 // this process, so a client cannot choose ids (version 1's are the client's choice) that pile
 // up in one run of slots.
 import { randomInt } from "node:crypto";

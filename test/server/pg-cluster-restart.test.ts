@@ -1,29 +1,27 @@
 // PgCluster across a restart of PostgreSQL itself (a private cluster: the shared one is never
 // restarted): both relays' listeners are lost, health goes false, they reconnect with backoff,
 // resync, and events flow again; presence written before the restart is still seen.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nullLogger } from "../../src/protocol/log.js";
 import { PgCluster } from "../../src/server/store/pg/pg-cluster.js";
-import { REPO_ROOT } from "../helpers/paths.js";
 import { startBusMember, type BusMember } from "../helpers/pg-bus.js";
+import { startPrivateCluster, type PrivateCluster } from "../helpers/pg.js";
 import { waitUntil } from "../helpers/wait.js";
 
-const SCRIPT = join(REPO_ROOT, "scripts", "pg-cluster.sh");
-let dir: string;
+// A free port is probed and the start retried on another (startPrivateCluster): a fixed port of
+// 56000-56999 lies in Linux's ephemeral range, and a fresh-clone CI run once found it taken by an
+// outgoing connection ("could not bind IPv4 address: Address already in use").
+let pg: PrivateCluster;
 let url: string;
 const open: PgCluster[] = [];
 
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "sc-pg-restart-"));
-  url = execFileSync("bash", [SCRIPT, "start", dir, String(56_000 + (process.pid % 1000))], { encoding: "utf8" }).trim();
+beforeAll(async () => {
+  pg = await startPrivateCluster();
+  url = pg.url;
 });
 afterAll(async () => {
   await Promise.allSettled(open.map((c) => c.close()));
-  execFileSync("bash", [SCRIPT, "stop", dir], { stdio: "ignore" });
+  await pg?.stop();
 });
 
 describe("PgCluster when PostgreSQL restarts", () => {
@@ -38,7 +36,7 @@ describe("PgCluster when PostgreSQL restarts", () => {
     a.cluster.publish({ kind: "presence", username: "alice", address: "alice", online: true });
     await waitUntil(() => b.cluster.remoteAddresses("alice")?.has("alice"), "alice online at b");
 
-    execFileSync("bash", [SCRIPT, "restart", dir], { stdio: "ignore" });
+    await pg.restart();
     await waitUntil(() => a.health.includes(false) && b.health.includes(false), "both unhealthy", 20_000);
     await waitUntil(() => a.cluster.healthy && b.cluster.healthy && a.resyncs > 0 && b.resyncs > 0, "both back and resynced", 30_000);
     expect(b.health.at(-1)).toBe(true);

@@ -12,7 +12,7 @@ export function prepareQueueStatements(db: DatabaseSync) {
     acceptedAll: p("SELECT sender, message_id FROM accepted"),
     acceptedNewest: p("SELECT MAX(accepted_at_ms) AS m FROM accepted"),
     // The recent ids (schema version 3): one row per transaction, appended; read whole into
-    // memory once; the oldest moved into `accepted` past the budget (queues.ts spillLocked).
+    // memory once; the oldest moved into `accepted` past the budget (accepted-ids.ts spillLocked).
     recentPut: p("INSERT INTO accepted_recent (accepted_at_ms, senders, message_ids) VALUES (?, ?, ?)"),
     recentAll: p("SELECT senders, message_ids FROM accepted_recent"),
     recentOldest: p("SELECT id, accepted_at_ms, senders, message_ids FROM accepted_recent ORDER BY id"),

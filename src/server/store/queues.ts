@@ -15,40 +15,18 @@
 // commit (the operator's `chat-relay users release` beside the live relay) is seen by SQLite's
 // data_version, checked once per turn of the event loop and at each transaction: memory is then
 // rebuilt from the file. Recently stored envelope bytes are kept within a budget so a room message
-// is read from memory, not from SQLite once per member.
-//
-// Accepted ids (sender, message_id: stored once, PROTOCOL.md §8.4) live in two tables. A new one
-// is appended to `accepted_recent` and kept exactly in memory (recent-ids.ts): no B-tree insert at
-// a random place per message. Past a budget of ids, the oldest move in bulk (sorted) into
-// `accepted`, whose primary key answers for them; a Bloom filter of that table (accepted-filter.ts)
-// spares a new id the query. Nobody but the relay writes either table (`chat-relay users` never
-// does), so what memory holds of them is read once.
+// is read from memory, not from SQLite once per member. The accepted ids (de-duplication) are
+// kept by accepted-ids.ts.
 import type { DatabaseSync } from "node:sqlite";
 import { buf, num, PAYLOAD_ENVELOPE, PAYLOAD_MLS, str, type Row, type StoreContext, type Transaction, type UndoLog } from "./schema.js";
-import { AcceptedFilter } from "./accepted-filter.js";
+import { AcceptedIds, type RecentBudget } from "./accepted-ids.js";
 import { FileVersion } from "./file-version.js";
 import { firstAbove, QueueMemory, type EnvelopeInfo, type EnvelopeRow } from "./queue-memory.js";
 import { prepareQueueStatements } from "./queue-sql.js";
 import type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueueUsage } from "./queue-types.js";
 import { RecentEnvelopes } from "./recent-envelopes.js";
-import { RECENT_ID_BYTES, RecentIds } from "./recent-ids.js";
 
-/**
- * Accepted ids kept in memory before the oldest move into `accepted` (the default): 3/4 of 2^20
- * slots of 20 bytes, so the table stays at 20 MiB.
- */
-export const RECENT_IDS_MAX = 786_432;
-/** Ids moved at least per move (sorted first: neighbours share a page of the index). */
-const SPILL_MIN = 1024;
-
-/** What the queues keep in memory beyond the queues themselves. */
-export interface RecentBudget {
-  /** Bytes of recently stored envelopes (delivered from memory). */
-  readonly envelopeBytes: number;
-  /** Accepted ids in `accepted_recent` (exact, in memory) before the oldest move to `accepted`. */
-  readonly acceptedIds: number;
-}
-
+export { RECENT_IDS_MAX, type RecentBudget } from "./accepted-ids.js";
 export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedItem, QueuedPayload, QueueUsage } from "./queue-types.js";
 
 /** The queue tables, with every queue in memory. */
@@ -71,12 +49,8 @@ export class Queues {
    * per member.
    */
   private readonly recent: RecentEnvelopes;
-  /** Every (sender, message_id) of `accepted`, as a Bloom filter: "no" without a query (accepted-filter.ts). */
-  private readonly accepted: AcceptedFilter;
-  /** Every (sender, message_id) of `accepted_recent`, exactly; filled at first use (recentLoaded). */
-  private readonly recentIds = new RecentIds();
-  private recentLoaded = false;
-  private readonly recentIdsMax: number;
+  /** The accepted ids, for de-duplication (accepted-ids.ts). */
+  private readonly accepted: AcceptedIds;
   /** SQLite's data_version when memory was last checked against it. */
   private seenVersion = -1;
   /** The file's data_version, read once per turn or transaction (file-version.ts). */
@@ -85,25 +59,14 @@ export class Queues {
   private queuing = false;
 
   constructor(c: StoreContext, budget: RecentBudget) {
-    if (!(Number.isSafeInteger(budget.acceptedIds) && budget.acceptedIds >= 1)) throw new Error("the recent accepted ids' budget is a positive integer");
     this.recent = new RecentEnvelopes(budget.envelopeBytes);
-    this.recentIdsMax = budget.acceptedIds;
     this.db = c.db;
     this.clock = c.clock;
     this.transaction = c.transaction;
     this.undo = c.undo;
     this.s = prepareQueueStatements(c.db);
     this.version = c.version ?? new FileVersion(c.db, c.undo);
-    this.accepted = new AcceptedFilter({
-      count: () => num((this.s.acceptedCount.get() as Row).n),
-      pairs: () => (function* (it: Iterable<Row>) {
-        for (const r of it) yield [str(r.sender), buf(r.message_id)] as const;
-      })(this.s.acceptedAll.iterate() as Iterable<Row>),
-      newestMs: () => {
-        const m = (this.s.acceptedNewest.get() as Row).m;
-        return m === null ? Number.NEGATIVE_INFINITY : num(m);
-      },
-    }, c.clock);
+    this.accepted = new AcceptedIds(this.s, this.undo, c.clock, budget.acceptedIds);
     // Memory is filled at the first call that needs it (fresh: seenVersion -1), not here: the
     // `chat-relay users` commands open the store and never read a queue.
   }
@@ -118,7 +81,7 @@ export class Queues {
     if (v === this.seenVersion && !this.undo.broken) return;
     this.seenVersion = v;
     // An undo that failed may have left an id in memory that the file does not hold: read again.
-    if (this.undo.broken) this.recentLoaded = false;
+    if (this.undo.broken) this.accepted.forget();
     this.undo.broken = false;
     this.reload();
   }
@@ -161,8 +124,7 @@ export class Queues {
    */
   load(): { readonly messages: number; readonly waiting: number; readonly recentIds: number } {
     this.fresh(true);
-    this.accepted.warm();
-    const recentIds = this.recentIdsNow().size;
+    const recentIds = this.accepted.load();
     let waiting = 0;
     for (const e of this.mem.envelopes.values()) waiting += e.refs;
     return { messages: this.mem.envelopes.size, waiting, recentIds };
@@ -191,85 +153,14 @@ export class Queues {
   }
 
   wasAccepted(sender: string, messageId: Buffer): boolean {
-    // Memory holds every recent id exactly (inside a transaction, its own too: a repeat within one
-    // batch). For `accepted`, the filter's "no" is exact and a "maybe" is asked of the table.
-    if (messageId.length === RECENT_ID_BYTES && this.recentIdsNow().has(sender, messageId)) return true;
-    return this.accepted.mayContain(sender, messageId) && this.s.acceptedGet.get(sender, messageId) !== undefined;
-  }
-
-  /** The recent ids, read from `accepted_recent` at the first call (the relay: before it serves). */
-  private recentIdsNow(): RecentIds {
-    if (!this.recentLoaded) {
-      this.recentIds.clear();
-      for (const r of this.s.recentAll.iterate() as Iterable<Row>) {
-        for (const [sender, id] of recentRowIds(r)) this.recentIds.add(sender, id);
-      }
-      this.recentLoaded = true;
-    }
-    return this.recentIds;
+    return this.accepted.has(sender, messageId);
   }
 
   /** Accepted ids in memory, and the bytes of their table (for tests and the stats). */
   get recentIdStats(): { readonly ids: number; readonly bytes: number } {
-    return { ids: this.recentIdsNow().size, bytes: this.recentIds.bytes };
+    return this.accepted.recentIdStats;
   }
 
-  /**
-   * Records (sender, id) as accepted at `now`, in the transaction in progress (undone with it):
-   * memory at once (a repeat later in the batch is a duplicate), the file in the batch's one
-   * `accepted_recent` row (`batch`, written by writeAcceptedLocked).
-   */
-  private recordAcceptedLocked(sender: string, messageId: Uint8Array, now: number, batch: AcceptedBatch): void {
-    if (messageId.length !== RECENT_ID_BYTES) {
-      // Never from a client (ids are 16 bytes, checked at the frame); kept exact all the same.
-      this.s.acceptedPut.run(sender, messageId, now);
-      this.accepted.add(sender, messageId, now);
-      return;
-    }
-    const ids = this.recentIdsNow();
-    ids.add(sender, messageId);
-    this.undo.push(() => ids.delete(sender, messageId));
-    batch.senders.push(sender);
-    batch.ids.push(messageId);
-  }
-
-  /** The batch's recent ids as one `accepted_recent` row (none when it accepted none). */
-  private writeAcceptedLocked(batch: AcceptedBatch, now: number): void {
-    if (batch.ids.length === 0) return;
-    this.s.recentPut.run(now, JSON.stringify(batch.senders), Buffer.concat(batch.ids));
-  }
-
-  /**
-   * Past the budget, the oldest recent ids move into `accepted` (in steps of SPILL_MIN, sorted by
-   * key so that neighbours share an index page), in the transaction in progress: memory forgets
-   * them, and the filter learns them, as the file does (undone with it).
-   */
-  private spillLocked(): void {
-    const ids = this.recentIdsNow();
-    if (ids.size <= this.recentIdsMax) return;
-    // At least SPILL_MIN (half the budget when that is smaller: a test's budget of a few ids).
-    const n = Math.max(Math.min(SPILL_MIN, Math.ceil(this.recentIdsMax / 2)), ids.size - this.recentIdsMax);
-    // Whole rows, oldest first, until they hold n ids.
-    const rows: Array<{ readonly sender: string; readonly messageId: Buffer; readonly at: number }> = [];
-    let through = -1;
-    for (const r of this.s.recentOldest.iterate() as Iterable<Row>) {
-      const at = num(r.accepted_at_ms);
-      for (const [sender, messageId] of recentRowIds(r)) rows.push({ sender, messageId, at });
-      through = num(r.id);
-      if (rows.length >= n) break;
-    }
-    if (through < 0) return;
-    rows.sort((a, b) => (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : Buffer.compare(a.messageId, b.messageId)));
-    for (const r of rows) {
-      this.s.acceptedPutIgnore.run(r.sender, r.messageId, r.at);
-      this.accepted.add(r.sender, r.messageId, r.at);
-      ids.delete(r.sender, r.messageId);
-    }
-    this.s.recentDeleteThrough.run(through);
-    this.undo.push(() => {
-      for (const r of rows) ids.add(r.sender, r.messageId);
-    });
-  }
 
   enqueueBatch(reqs: readonly EnqueueRequest[], acks: readonly AckRequest[] = []): EnqueueOutcome[] {
     if (reqs.length === 0) {
@@ -282,7 +173,7 @@ export class Queues {
       const outcomes = this.enqueueLocked(reqs, now);
       // Rows first, then acks: an ack may take a row this same transaction stored.
       this.ackLocked(acks);
-      this.spillLocked();
+      this.accepted.spillLocked();
       return outcomes;
     });
   }
@@ -308,7 +199,7 @@ export class Queues {
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[] {
     if (!this.queuing) throw new Error("enqueueInside runs only inside transactionQueuing");
     const outcomes = this.enqueueLocked(reqs, this.clock());
-    this.spillLocked();
+    this.accepted.spillLocked();
     return outcomes;
   }
 
@@ -407,11 +298,11 @@ export class Queues {
 
   /** Stores reqs in the transaction in progress; memory learns them at once (undone on rollback). */
   private enqueueLocked(reqs: readonly EnqueueRequest[], now: number): EnqueueOutcome[] {
-    const batch: AcceptedBatch = { senders: [], ids: [] };
+    const batch = this.accepted.batch();
     const outcomes = reqs.map((req): EnqueueOutcome => {
       // Also catches a repeat inside this batch: memory learnt the earlier one at once.
       if (this.wasAccepted(req.sender, req.messageId)) return "duplicate";
-      this.recordAcceptedLocked(req.sender, req.messageId, now, batch);
+      this.accepted.recordLocked(req.sender, req.messageId, now, batch);
       const recipients = [...new Set(req.recipients)];
       if (recipients.length === 0) return "stored";
       const mls = req.payload === "mls";
@@ -437,7 +328,7 @@ export class Queues {
       });
       return "stored";
     });
-    this.writeAcceptedLocked(batch, now);
+    this.accepted.writeLocked(batch, now);
     return outcomes;
   }
 
@@ -501,14 +392,7 @@ export class Queues {
       if (purged.size > 0) this.s.purgeAcked.run();
       let queueRows = 0;
       for (const id of purged) queueRows += this.mem.envelopes.get(id)?.refs ?? 0;
-      const acceptedIds = Number(this.s.purgeAccepted.run(cutoffMs).changes);
-      const ids = this.recentIdsNow();
-      const gone = (this.s.purgeRecent.all(cutoffMs) as Row[]).flatMap((r) => recentRowIds(r));
-      for (const [sender, id] of gone) ids.delete(sender, id);
-      this.undo.push(() => {
-        for (const [sender, id] of gone) ids.add(sender, id);
-      });
-      return { queueRows, envelopes: purged.size, acceptedIds: acceptedIds + gone.length };
+      return { queueRows, envelopes: purged.size, acceptedIds: this.accepted.purgeLocked(cutoffMs) };
     });
     // After the commit (a rollback changed nothing here): the filter's layers of purged ids go,
     // and the purged envelopes leave every queue.
@@ -525,18 +409,3 @@ export class Queues {
   }
 }
 
-/** The ids one transaction accepted, for its `accepted_recent` row. */
-interface AcceptedBatch {
-  readonly senders: string[];
-  readonly ids: Uint8Array[];
-}
-
-/** The (sender, id) pairs of an `accepted_recent` row: its senders (JSON) and their ids end to end. */
-function recentRowIds(r: Row): Array<readonly [string, Buffer]> {
-  const senders = JSON.parse(str(r.senders)) as unknown;
-  const ids = buf(r.message_ids);
-  if (!Array.isArray(senders) || !senders.every((x) => typeof x === "string") || ids.length !== senders.length * RECENT_ID_BYTES) {
-    throw new Error("an accepted_recent row is damaged: its senders and ids do not match");
-  }
-  return senders.map((sender: string, i) => [sender, ids.subarray(i * RECENT_ID_BYTES, (i + 1) * RECENT_ID_BYTES)] as const);
-}

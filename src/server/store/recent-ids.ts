@@ -1,4 +1,4 @@
-// The accepted (sender, message_id) pairs of the recent past, exactly, in memory (queues.ts): the
+// The accepted (sender, message_id) pairs of the recent past, exactly, in memory (accepted-ids.ts): the
 // embedded store's check for a resend of one of them, and the record of a new one, touch no
 // B-tree at a random place. Their rows are appended to `accepted_recent` (one leaf page per
 // commit, whatever the batch), instead of going into `accepted`'s primary key at random: with

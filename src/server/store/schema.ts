@@ -27,7 +27,7 @@ export const SQLITE_FULL = 13;
 
 /**
  * 2: the queues as envelopes naming their recipients, cursors and acked rows (queue-schema.ts);
- * 1 is migrated at open. 3: the recent accepted ids in `accepted_recent` (queues.ts); a version-2
+ * 1 is migrated at open. 3: the recent accepted ids in `accepted_recent` (accepted-ids.ts); a version-2
  * file only gains the table (an older relay would not look there: it refuses version 3).
  */
 const SCHEMA_VERSION = 3;
@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS accepted_by_time ON accepted (accepted_at_ms);
 -- Version 3: the recent accepted ids, one row per transaction that accepted some, appended (no
 -- index by id: memory has them, store/recent-ids.ts): the senders as a JSON array and their
 -- 16-byte ids end to end, in the same order. The oldest move into the accepted table past a
--- budget (queues.ts).
+-- budget (accepted-ids.ts).
 CREATE TABLE IF NOT EXISTS accepted_recent (
   id             INTEGER PRIMARY KEY,
   accepted_at_ms INTEGER NOT NULL,

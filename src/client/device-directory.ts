@@ -22,7 +22,7 @@ import { fromWireDeviceList, toWireDeviceList, verifyDeviceList, type SignedDevi
 import { encodeFields } from "../protocol/encoding.js";
 import { nullLogger, type Logger } from "../protocol/log.js";
 import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTES } from "../protocol/primitives.js";
-import type { DeviceDirectory, DeviceLastSeen, ThisDevice } from "./devices-api.js";
+import { DeviceListsUnanswered, type DeviceDirectory, type DeviceLastSeen, type RefreshOptions, type ThisDevice } from "./devices-api.js";
 import type { DsApi } from "./mls/ds-api.js";
 
 const KDF_INFO = "securechat/v1/device-lists-key";
@@ -168,9 +168,9 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
     return () => void this.refusedListeners.delete(listener);
   }
 
-  refresh(usernames: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
+  refresh(usernames: readonly string[], o: RefreshOptions = {}): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
     const names = [...new Set(usernames)].filter((u) => typeof u === "string" && u.length > 0);
-    const run = this.queue.then(() => this.refreshNow(names));
+    const run = this.queue.then(() => this.refreshNow(names, o.mustAnswer === true));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -198,7 +198,7 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
     return this.known(username);
   }
 
-  private async refreshNow(names: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
+  private async refreshNow(names: readonly string[], mustAnswer: boolean): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
     const out = new Map<string, VerifiedDeviceList>();
     if (names.length === 0) return out;
     if (this.o.ds.fetchDeviceLists === undefined) {
@@ -219,6 +219,7 @@ export class VerifiedDeviceDirectory implements DeviceDirectory {
     const r = await this.o.ds.fetchDeviceLists(names);
     if (!r.ok) {
       this.log.warn("devices.fetch_failed", { users: names.length, code: r.code });
+      if (mustAnswer) throw new DeviceListsUnanswered(r.code);
     } else {
       const asked = new Set(names);
       const served = new Map<string, SignedDeviceList>();

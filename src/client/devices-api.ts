@@ -22,6 +22,24 @@ export interface DeviceLastSeen {
   readonly lastSeenMs: number;
 }
 
+/** How a refresh treats a relay that did not answer (not connected, the connection lost, a refusal). */
+export interface RefreshOptions {
+  /**
+   * Reject (DeviceListsUnanswered) instead of resolving to what is kept: for a caller that would
+   * read "no list kept" as the relay's answer "this user has no list" (a sender-device check),
+   * where a moment offline must not count as a hostile relay.
+   */
+  readonly mustAnswer?: boolean;
+}
+
+/** The relay did not answer a device-list fetch made with `mustAnswer`. */
+export class DeviceListsUnanswered extends Error {
+  constructor(readonly code: string) {
+    super(`the relay did not answer for device lists (${code})`);
+    this.name = "DeviceListsUnanswered";
+  }
+}
+
 /**
  * Verified device lists, pinned (PROTOCOL.md §4.5). A list is taken only when it verifies
  * against the user's identity key as pinned for them (the trust store: TOFU, §6), and only when
@@ -37,7 +55,7 @@ export interface DeviceDirectory {
    * the kept one. Resolves to what is kept afterwards (users without any list left out). A list
    * that does not verify, or is older than the kept one, is refused and reported to onRefused.
    */
-  refresh(usernames: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>>;
+  refresh(usernames: readonly string[], o?: RefreshOptions): Promise<ReadonlyMap<string, VerifiedDeviceList>>;
   /** The relay's last-seen view of U's devices as of the last refresh, by device id. */
   lastSeen(username: string): ReadonlyMap<string, DeviceLastSeen>;
   /** Called after a user's kept list changed (a newer version was taken). Returns an unsubscribe. */

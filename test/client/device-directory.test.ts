@@ -4,6 +4,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
 import type { DeviceSeen } from "../../src/gen/securechat/v1/chat.js";
+import { DeviceListsUnanswered } from "../../src/client/devices-api.js";
 import { memoryDeviceListPins, SealedDeviceListPins, VerifiedDeviceDirectory, type DeviceListPins, type PinnedIdentity } from "../../src/client/device-directory.js";
 import type { DsResult } from "../../src/client/mls/ds-api.js";
 import { newDeviceId, signDeviceList, type DeviceEntry, type SignedDeviceList } from "../../src/protocol/devices.js";
@@ -23,13 +24,16 @@ function list(id: PrivateIdentity, version: number, devices: DeviceEntry[]): Sig
 }
 
 /** A relay that answers FetchDeviceLists with `serve` (the test changes it at will). */
-function scriptedDs(): { serve: SignedDeviceList[]; seen: DeviceSeen[]; asked: string[][]; fetchDeviceLists: (u: readonly string[]) => Promise<DsResult<{ lists: readonly SignedDeviceList[]; seen: readonly DeviceSeen[] }>> } {
+function scriptedDs(): { serve: SignedDeviceList[]; seen: DeviceSeen[]; asked: string[][]; down: boolean; fetchDeviceLists: (u: readonly string[]) => Promise<DsResult<{ lists: readonly SignedDeviceList[]; seen: readonly DeviceSeen[] }>> } {
   const ds = {
     serve: [] as SignedDeviceList[],
     seen: [] as DeviceSeen[],
     asked: [] as string[][],
-    fetchDeviceLists: (u: readonly string[]) => {
+    /** Not connected: every fetch fails as the client's DS transport fails it. */
+    down: false,
+    fetchDeviceLists: (u: readonly string[]): Promise<DsResult<{ lists: readonly SignedDeviceList[]; seen: readonly DeviceSeen[] }>> => {
       ds.asked.push([...u]);
+      if (ds.down) return Promise.resolve({ ok: false as const, code: "NOT_CONNECTED", detail: "not connected to the relay" });
       return Promise.resolve({ ok: true as const, lists: ds.serve, seen: ds.seen });
     },
   };
@@ -191,6 +195,29 @@ describe("DeviceDirectory against a hostile relay (PROTOCOL.md §4.5)", () => {
     ds.serve = [list(w.mallory, 1, [device(true, w.mallory.sigSpki, "new-laptop")])];
     await dir.refresh(["bob"]);
     expect(dir.known("bob")?.devices[0]?.name).toBe("new-laptop");
+    expect(refused).toEqual([]);
+  });
+
+  it("an unanswered fetch keeps what is kept; with mustAnswer it rejects instead of looking like \"no list\"", async () => {
+    const w = await world();
+    const ds = scriptedDs();
+    const { dir, refused } = directory(w, ds);
+    ds.down = true;
+    // Not connected: resolves to what is kept (nothing yet) for callers that only want the newest view...
+    expect((await dir.refresh(["bob"])).size).toBe(0);
+    // ...and rejects for one that would read "nothing kept" as the relay's "bob has no list" (§8.1).
+    await expect(dir.refresh(["bob"], { mustAnswer: true })).rejects.toThrow(DeviceListsUnanswered);
+    await expect(dir.refresh(["bob"], { mustAnswer: true })).rejects.toThrow(/NOT_CONNECTED/);
+    // Back online, the same call answers: a list, or none when the relay has none (then no rejection).
+    ds.down = false;
+    expect((await dir.refresh(["bob"], { mustAnswer: true })).size).toBe(0);
+    ds.serve = [list(w.bob, 1, [device(true, w.bob.sigSpki, "laptop")])];
+    expect((await dir.refresh(["bob"], { mustAnswer: true })).get("bob")?.version).toBe(1);
+    // Down again: the kept list stays, and mustAnswer still says the relay did not answer.
+    ds.down = true;
+    expect((await dir.refresh(["bob"])).get("bob")?.version).toBe(1);
+    await expect(dir.refresh(["bob"], { mustAnswer: true })).rejects.toThrow(DeviceListsUnanswered);
+    expect(dir.known("bob")?.version).toBe(1);
     expect(refused).toEqual([]);
   });
 });

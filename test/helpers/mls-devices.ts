@@ -8,7 +8,7 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { join } from "node:path";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
 import type { DsApi } from "../../src/client/mls/ds-api.js";
-import type { DeviceDirectory, DeviceLastSeen, ThisDevice } from "../../src/client/devices-api.js";
+import { DeviceListsUnanswered, type DeviceDirectory, type DeviceLastSeen, type RefreshOptions, type ThisDevice } from "../../src/client/devices-api.js";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../../src/protocol/devices.js";
@@ -53,9 +53,16 @@ export class TestDirectory implements DeviceDirectory {
     return this.kept.get(username);
   }
 
-  async refresh(usernames: readonly string[]): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
-    const r = await this.ds.fetchDeviceLists(usernames);
-    if (!r.ok) throw new Error(r.detail);
+  /** When set, the relay does not answer fetches (this code: NOT_CONNECTED, ...), as when offline. */
+  unanswered: string | undefined;
+
+  async refresh(usernames: readonly string[], o: RefreshOptions = {}): Promise<ReadonlyMap<string, VerifiedDeviceList>> {
+    // As the real directory: an unanswered fetch leaves what is kept, and rejects only when asked to.
+    const r = this.unanswered !== undefined ? { ok: false as const, code: this.unanswered, detail: "not answered" } : await this.ds.fetchDeviceLists(usernames);
+    if (!r.ok) {
+      if (o.mustAnswer === true) throw new DeviceListsUnanswered(r.code);
+      return new Map(usernames.flatMap((u) => { const k = this.kept.get(u); return k === undefined ? [] : [[u, k] as const]; }));
+    }
     for (const l of r.lists) {
       const spki = this.identityOf(l.username);
       if (spki === undefined || !usernames.includes(l.username)) continue;

@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
+import { jsonLineLogger } from "../../src/protocol/log.js";
 import { TestClient } from "../helpers/client-harness.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { startRecordingProxy } from "../helpers/recording-proxy.js";
@@ -40,10 +41,21 @@ function tempDir(): string {
   return d;
 }
 
+/** Each client's log lines (info and up), printed when a run fails: what became of a missing message. */
+const clientLogs = new Map<string, string[]>();
+
 async function client(id: PrivateIdentity, port: number): Promise<TestClient> {
-  const c = await TestClient.start(id, port, { dir, statePath: join(dir, `${id.username}_state.db`), reconnect: FAST_RECONNECT });
+  const lines: string[] = [];
+  clientLogs.set(id.username, lines);
+  const logger = jsonLineLogger((l) => lines.push(l.trimEnd()), "info");
+  const c = await TestClient.start(id, port, { dir, statePath: join(dir, `${id.username}_state.db`), reconnect: FAST_RECONNECT, logger });
   cleanups.push(() => c.close());
   return c;
+}
+
+/** The log lines of a client worth reading after a failure: its deliveries' fates and its warnings. */
+function telling(username: string): string[] {
+  return (clientLogs.get(username) ?? []).filter((l) => !/"event":"(transport|session)\.(connect|connected|welcome)/.test(l)).slice(-60);
 }
 
 /** A user typing a line every 250 ms, whatever the connection does. */
@@ -83,7 +95,9 @@ async function expectAllThrough(a: TestClient, b: TestClient, ta: ReturnType<typ
     const lines = (c: TestClient) => c.events.filter((x) => x.type === "connection" || x.type === "refused").slice(-8);
     throw new Error(`${e instanceof Error ? e.message : String(e)}: bob got ${received(b, "a").length} of alice's ${ta.ids.length} `
       + `(last: ${received(b, "a").at(-1)?.text ?? "none"}), alice got ${received(a, "b").length} of bob's ${tb.ids.length} `
-      + `(last: ${received(a, "b").at(-1)?.text ?? "none"}); alice's last events ${JSON.stringify(lines(a))}; bob's ${JSON.stringify(lines(b))}`, { cause: e });
+      + `(last: ${received(a, "b").at(-1)?.text ?? "none"}); alice's last events ${JSON.stringify(lines(a))}; bob's ${JSON.stringify(lines(b))}`
+      + `\nbob's got: ${received(b, "a").map((m) => m.text).join(" ")}\nalice's got: ${received(a, "b").map((m) => m.text).join(" ")}`
+      + `\nbob's log:\n${telling("bob").join("\n")}\nalice's log:\n${telling("alice").join("\n")}`, { cause: e });
   }
   expectExactlyOnceInOrder(received(b, "a"), "a", ta.ids.length);
   expectExactlyOnceInOrder(received(a, "b"), "b", tb.ids.length);

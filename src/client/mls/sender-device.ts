@@ -46,9 +46,13 @@ export class SenderDevices {
         this.refreshed.set(sender.username, now);
         if (this.refreshed.size > REFRESHED_KEPT) this.refreshed.delete(this.refreshed.keys().next().value!);
         try {
-          await dir.refresh([sender.username]);
+          // Must answer: "no list kept" after a fetch the relay never answered (a moment offline,
+          // as after a relay restart) is not "this user has no list", which refuses the message.
+          await dir.refresh([sender.username], { mustAnswer: true });
         } catch (e) {
           unreachable = true;
+          // Not a refresh: the next message of theirs asks again, or it would be judged on nothing.
+          this.refreshed.delete(sender.username);
           this.s.d.logger.info("mls.message.device_refresh_failed", { sender: sender.username, error: (e as Error).message });
         }
         ({ list, entry } = find());

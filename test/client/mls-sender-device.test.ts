@@ -1,0 +1,80 @@
+// The sender-device check of application messages (src/client/mls/sender-device.ts,
+// PROTOCOL.md §8.1 with devices §4.5) when the relay does not answer the device-list fetch: a
+// peer's message is shown, not refused as "a user without a list" (that loses it: it is acked).
+// Found by the paced fault test: bob joined alice's DM while the relay was being killed, the
+// fetch got NOT_CONNECTED, and alice's first message was refused for good.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DEVICE_REFRESH_MS } from "../../src/client/mls/sender-device.js";
+import { FakeDs } from "../helpers/fake-ds.js";
+import { DeviceWorld, textsIn, type Device } from "../helpers/mls-devices.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let root: string;
+let w: DeviceWorld;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "sc-mls-sender-dev-"));
+  w = new DeviceWorld(new FakeDs(), root);
+});
+afterEach(() => {
+  w.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const DM = "dm:alice:bob";
+
+function send(d: Device, text: string): void {
+  const r = d.engine.send(DM, text);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+}
+
+const refusals = (d: Device) => d.events.filter((e) => e.type === "refused");
+
+async function reads(d: Device, line: string): Promise<void> {
+  await waitUntil(() => textsIn(d, DM).includes(line), `${d.user.name} to read "${line}"`, 60_000);
+}
+
+describe("a peer's message whose sender's device list the relay did not answer for (§8.1, §4.5)", () => {
+  it("is shown, the next ones too; once the relay answers, the list is fetched and used", async () => {
+    const laptop = await w.device("alice", "laptop");
+    const bob = await w.device("bob", "bobpc");
+    await w.publish("alice", [laptop]);
+    await w.publish("bob", [bob]);
+    // bob is offline for device lists from the start: he never learns alice's.
+    bob.directory.unanswered = "NOT_CONNECTED";
+    for (const d of [laptop, bob]) await w.start(d);
+    expect(bob.directory.known("alice")).toBeUndefined();
+
+    send(laptop, "one");
+    await reads(bob, "alice: one");
+    // Within DEVICE_REFRESH_MS of the failed fetch: asked again, not judged on "no list".
+    w.now += 1_000;
+    send(laptop, "two");
+    await reads(bob, "alice: two");
+    expect(refusals(bob)).toEqual([]);
+    expect(bob.directory.known("alice")).toBeUndefined();
+
+    // The relay answers again: the next message fetches alice's list (no wait for the 10 s) and is checked against it.
+    bob.directory.unanswered = undefined;
+    w.now += 1_000;
+    send(laptop, "three");
+    await reads(bob, "alice: three");
+    expect(bob.directory.known("alice")?.devices.map((d) => d.deviceId)).toEqual([laptop.entry.deviceId]);
+    expect(refusals(bob)).toEqual([]);
+    expect(DEVICE_REFRESH_MS).toBeGreaterThan(2_000);
+  }, 120_000);
+
+  it("negative: a relay that answers without the sender's list but names a device of theirs is refused", async () => {
+    const laptop = await w.device("alice", "laptop");
+    const bob = await w.device("bob", "bobpc");
+    // alice never publishes a list, yet the relay names her device as the sender's.
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, bob]) await w.start(d);
+    send(laptop, "one");
+    await waitUntil(() => refusals(bob).length > 0, "bob refuses alice's message", 60_000);
+    expect(textsIn(bob, DM)).toEqual([]);
+  }, 120_000);
+});

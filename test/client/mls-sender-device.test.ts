@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEVICE_REFRESH_MS } from "../../src/client/mls/sender-device.js";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, textsIn, type Device } from "../helpers/mls-devices.js";
+import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let root: string;
@@ -77,4 +77,39 @@ describe("a peer's message whose sender's device list the relay did not answer f
     await waitUntil(() => refusals(bob).length > 0, "bob refuses alice's message", 60_000);
     expect(textsIn(bob, DM)).toEqual([]);
   }, 120_000);
+
+  it("a commit adding a device, judged while the relay does not answer for the list: no refusal aloud; held, then taken once answered", async () => {
+    const laptop = await w.device("alice", "laptop");
+    const bob = await w.device("bob", "bobpc");
+    await w.publish("alice", [laptop]);
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, bob]) await w.start(d);
+    send(laptop, "hi");
+    await reads(bob, "alice: hi");
+    // alice links a phone (list v2); her laptop's self-heal adds it to the DM while bob is offline for lists.
+    bob.directory.unanswered = "CONNECTION_LOST";
+    const phone = await w.device("alice", "phone");
+    await w.publish("alice", [laptop, phone]);
+    await w.start(phone);
+    await laptop.directory.refresh(["alice"]);
+    await waitUntil(() => leafKeys(laptop, DM).includes(keyOf(phone)), "laptop's heal adds the phone", 60_000);
+    send(laptop, "after the phone");
+    await w.settle();
+    // bob could not judge the commit: not applied, but no "refused" line, warning or event.
+    expect(leafKeys(bob, DM)).not.toContain(keyOf(phone));
+    expect(linesIn(bob, DM).filter((l) => l.kind === "refused-device")).toEqual([]);
+    expect(bob.events.filter((e) => e.type === "notice" && e.level !== "info")).toEqual([]);
+    expect(refusals(bob)).toEqual([]);
+    expect(textsIn(bob, DM)).toEqual(["alice: hi"]);
+    // Still unanswered at the timer: nothing changes.
+    await bob.engine.checkTimers();
+    expect(leafKeys(bob, DM)).not.toContain(keyOf(phone));
+    // Answered: the list is taken, the commit fetched and applied, the held message read.
+    bob.directory.unanswered = undefined;
+    await bob.engine.checkTimers();
+    await reads(bob, "alice: after the phone");
+    expect(leafKeys(bob, DM)).toContain(keyOf(phone));
+    expect(linesIn(bob, DM).some((l) => l.kind === "device-added" && l.device === "phone")).toBe(true);
+    expect(refusals(bob)).toEqual([]);
+  }, 180_000);
 });

@@ -228,6 +228,7 @@ export class MlsConversations {
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
+      await this.r.recovery.retryUnanswered();
       for (const conv of this.s.held.overdue(now)) await this.r.recovery.recover(conv);
       await this.r.checkLeaves(now);
       await this.c.sweepLobby(now);

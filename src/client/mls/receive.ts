@@ -7,6 +7,7 @@
 // leading there arrives (held.ts); catching up on them (FetchCommits, else a re-join) is in recovery.ts.
 import { MlsKind } from "../../gen/securechat/v1/chat.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
+import { DeviceListsUnanswered } from "../devices-api.js";
 import { MlsStoreError } from "../mls-store.js";
 import type { MlsQueued } from "./ds-api.js";
 import { mlsMessageId } from "./ds-transport.js";
@@ -278,6 +279,7 @@ export class Receiver {
       return why === undefined;
     };
     let inc: Awaited<ReturnType<MlsGroup["process"]>>;
+    let unanswered = false;
     for (let pass = 0; ; pass++) {
       try {
         inc = await g.process(mls, policy);
@@ -285,12 +287,20 @@ export class Receiver {
       } catch (e) {
         if (pass === 0 && !refreshed && refresh.length > 0 && dir !== undefined) {
           try {
-            await dir.refresh(refresh);
+            // Must answer: lists not fetched (a moment offline) are no ground to call a device unlisted.
+            await dir.refresh(refresh, { mustAnswer: true });
           } catch (re) {
+            unanswered = re instanceof DeviceListsUnanswered;
             this.s.d.logger.warn("mls.devices.refresh_failed", { conversation: conv, reason: (re as Error).message });
           }
           refreshed = true;
           continue;
+        }
+        if (unanswered && (verdict?.why === "device" || verdict?.why === "policy")) {
+          // Judged on lists the relay did not answer for: not refused aloud (no line, no warning,
+          // no re-creation); the conversation holds what follows and tries again once they come.
+          this.recovery.waitForLists(conv, refresh);
+          return;
         }
         this.refusedCommit(conv, g, verdict, relaySender, creator, e);
         return;
@@ -301,7 +311,7 @@ export class Receiver {
       this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
       return;
     }
-    this.recovery.awaitingList.delete(conv);
+    this.recovery.resumed(conv);
     const atMs = this.s.d.clock();
     this.recovery.undecided.delete(conv);
     this.s.leaving.delete(conv);

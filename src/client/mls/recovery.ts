@@ -18,7 +18,52 @@ export class Recovery {
    */
   readonly awaitingList = new Map<string, Set<string>>();
 
+  /**
+   * Of those, the ones stopped because the relay did not answer for the lists the commit was
+   * judged on (receive.ts applyCommit): whose lists to fetch again (retryUnanswered, every timer tick).
+   */
+  private readonly unanswered = new Map<string, Set<string>>();
+
   constructor(private readonly s: EngineState, private readonly r: Receiver) {}
+
+  /** A commit of `conv` could not be judged: the relay did not answer for these users' device lists. */
+  waitForLists(conv: string, usernames: readonly string[]): void {
+    this.s.d.logger.info("mls.commit.lists_unanswered", { conversation: conv, users: usernames.length });
+    for (const map of [this.awaitingList, this.unanswered]) {
+      const set = map.get(conv) ?? new Set<string>();
+      for (const u of usernames) set.add(u);
+      map.set(conv, set);
+    }
+  }
+
+  /** A commit of `conv` was accepted: it no longer waits for anyone's list. */
+  resumed(conv: string): void {
+    this.awaitingList.delete(conv);
+    this.unanswered.delete(conv);
+  }
+
+  /**
+   * Conversations stopped at a commit whose device lists were not answered: the lists are asked
+   * for again; once answered, the commits are fetched and judged again (accepted, or refused
+   * aloud as any other), and what was held follows.
+   */
+  async retryUnanswered(): Promise<void> {
+    const dir = this.s.d.devices;
+    for (const [conv, users] of [...this.unanswered]) {
+      if (dir === undefined) return;
+      try {
+        await dir.refresh([...users], { mustAnswer: true });
+      } catch (e) {
+        this.s.d.logger.info("mls.commit.lists_still_unanswered", { conversation: conv, reason: (e as Error).message });
+        continue;
+      }
+      this.unanswered.delete(conv);
+      this.awaitingList.delete(conv);
+      this.s.d.logger.info("mls.devices.retry_unanswered", { conversation: conv });
+      await this.catchUp(conv);
+      await this.releaseHeld(conv);
+    }
+  }
 
   /** A newer device list of `username` was taken: conversations stopped at a commit refused for that user's device try again. */
   async listChanged(username: string): Promise<void> {

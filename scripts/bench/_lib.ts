@@ -15,6 +15,7 @@ import { once } from "node:events";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { credentials } from "@grpc/grpc-js";
+import { FLOW_CONTROL_WINDOW_BYTES } from "../../src/client/transport.js";
 import { MlsKind, SendStatus, SessionRequest, type Delivery, type SendResult, type Welcome } from "../../src/gen/securechat/v1/chat.js";
 import { identityFromPrivateKeys, PLAINTEXT_CHANNEL_BINDING, type PrivateIdentity } from "../../src/protocol/keys.js";
 import type { RelayLimits } from "../../src/server/limits.js";
@@ -171,7 +172,8 @@ export function encodeRequest(frame: RequestFrame): Buffer {
 /** Plaintext, like the relay host, with room for a Welcome that lists thousands of users. */
 const BENCH_TRANSPORT: RawTransport = {
   creds: credentials.createInsecure(),
-  options: { "grpc.max_receive_message_length": 64 * 1024 * 1024 },
+  // The real client's receive window (src/client/transport.ts), for the relay's and the forwarder's clients alike.
+  options: { "grpc.max_receive_message_length": 64 * 1024 * 1024, "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES },
   channelBinding: PLAINTEXT_CHANNEL_BINDING,
 };
 

@@ -107,12 +107,32 @@ if (mode === "relay") {
   throw new Error(`unknown mode ${mode}: relay or ceiling`);
 }
 
+// BENCH_RELAY_ALLOC=<dir>: a sampling heap profile of every allocation (the objects collected
+// since included, unlike --heap-prof's survivors only), written to <dir>/relay-<pid>.heapprofile
+// at stop: where the garbage the GC spends its time on is made.
+const allocDir = process.env["BENCH_RELAY_ALLOC"];
+let allocStop = async (): Promise<void> => {};
+if (allocDir !== undefined && allocDir !== "") {
+  const { Session } = await import("node:inspector/promises");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  allocStop = async () => {
+    const { profile } = await session.post("HeapProfiler.stopSampling");
+    mkdirSync(allocDir, { recursive: true });
+    writeFileSync(join(allocDir, `relay-${process.pid}.heapprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 let stopping = false;
 /** Stops the server and lets the process end (a --cpu-prof profile is written on the way out). */
 const shutdown = async (): Promise<void> => {
   if (stopping) return;
   stopping = true;
   await stop();
+  await allocStop();
   // A handle left open by a bug must not keep the process alive: exit anyway after 5 s.
   if (process.connected) process.disconnect();
   process.exitCode = 0;

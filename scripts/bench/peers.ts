@@ -41,6 +41,7 @@
 //   BENCH_PEERS_SERVERS=relay,…   only these servers (inspircd, forwarder, relay)
 //   BENCH_PEERS_M=K:M,…           messages per client instead of the plan's
 //   BENCH_RELAY_PROF=<dir>        a V8 CPU profile (--cpu-prof) of each relay child, written to <dir>
+//   BENCH_RELAY_ALLOC=<dir>       a sampling heap profile of every allocation of each relay child (open in DevTools)
 import { loadavg } from "node:os";
 import { forwarderRun, mlsWorkload, relayRun, type GrpcRun, type MlsWorkload } from "./_peers-grpc.js";
 import { INSTALL_HINT, inspircdInstalled, ircClients, startInspircd } from "./_peers-irc.js";

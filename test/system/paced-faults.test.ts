@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage } from "../../src/client/types.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -48,6 +48,8 @@ async function client(id: PrivateIdentity, port: number): Promise<TestClient> {
   const lines: string[] = [];
   clientLogs.set(id.username, lines);
   const logger = jsonLineLogger((l) => lines.push(l.trimEnd()), "info");
+  // Whatever wait fails, the log says what became of the messages (a failure under load is rare).
+  onTestFailed(() => { process.stderr.write(`${id.username}'s log, last lines:\n${telling(id.username).join("\n")}\n`); });
   const c = await TestClient.start(id, port, { dir, statePath: join(dir, `${id.username}_state.db`), reconnect: FAST_RECONNECT, logger });
   cleanups.push(() => c.close());
   return c;
@@ -55,7 +57,7 @@ async function client(id: PrivateIdentity, port: number): Promise<TestClient> {
 
 /** The log lines of a client worth reading after a failure: its deliveries' fates and its warnings. */
 function telling(username: string): string[] {
-  return (clientLogs.get(username) ?? []).filter((l) => !/"event":"(transport|session)\.(connect|connected|welcome)/.test(l)).slice(-60);
+  return (clientLogs.get(username) ?? []).filter((l) => !/"event":"(transport|session)\.(connect|connected|welcome)/.test(l)).slice(-80);
 }
 
 /** A user typing a line every 250 ms, whatever the connection does. */
@@ -96,8 +98,7 @@ async function expectAllThrough(a: TestClient, b: TestClient, ta: ReturnType<typ
     throw new Error(`${e instanceof Error ? e.message : String(e)}: bob got ${received(b, "a").length} of alice's ${ta.ids.length} `
       + `(last: ${received(b, "a").at(-1)?.text ?? "none"}), alice got ${received(a, "b").length} of bob's ${tb.ids.length} `
       + `(last: ${received(a, "b").at(-1)?.text ?? "none"}); alice's last events ${JSON.stringify(lines(a))}; bob's ${JSON.stringify(lines(b))}`
-      + `\nbob's got: ${received(b, "a").map((m) => m.text).join(" ")}\nalice's got: ${received(a, "b").map((m) => m.text).join(" ")}`
-      + `\nbob's log:\n${telling("bob").join("\n")}\nalice's log:\n${telling("alice").join("\n")}`, { cause: e });
+      + `\nbob's got: ${received(b, "a").map((m) => m.text).join(" ")}\nalice's got: ${received(a, "b").map((m) => m.text).join(" ")}`, { cause: e });
   }
   expectExactlyOnceInOrder(received(b, "a"), "a", ta.ids.length);
   expectExactlyOnceInOrder(received(a, "b"), "b", tb.ids.length);

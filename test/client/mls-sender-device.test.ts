@@ -1,6 +1,7 @@
-// The sender-device check of application messages (src/client/mls/sender-device.ts,
-// PROTOCOL.md §8.1 with devices §4.5) when the relay does not answer the device-list fetch: a
-// peer's message is shown, not refused as "a user without a list" (that loses it: it is acked).
+// Device lists the relay did not answer for (a moment offline) are not "no list" (PROTOCOL.md
+// §4.5, §7.6 (e), §8.1): a peer's message is shown, not refused as from "a user without a list"
+// (that lost it: a refused delivery is acked); a commit is held, not refused aloud; a DM's
+// claim waits for the connection instead of refusing a user's several packages as one device's.
 // Found by the paced fault test: bob joined alice's DM while the relay was being killed, the
 // fetch got NOT_CONNECTED, and alice's first message was refused for good.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -111,5 +112,27 @@ describe("a peer's message whose sender's device list the relay did not answer f
     expect(leafKeys(bob, DM)).toContain(keyOf(phone));
     expect(linesIn(bob, DM).some((l) => l.kind === "device-added" && l.device === "phone")).toBe(true);
     expect(refusals(bob)).toEqual([]);
+  }, 180_000);
+
+  it("a DM started while the relay does not answer for the peer's lists waits for the connection (no 'none was used' warning), then reaches every device", async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    await w.publish("alice", [laptop, desktop]);
+    await w.publish("bob", [bob]);
+    bob.directory.unanswered = "NOT_CONNECTED";
+    for (const d of [laptop, desktop, bob]) await w.start(d);
+    send(bob, "hello both");
+    await w.settle();
+    // Two packages for alice and no list answered: not judged "one device, none used"; pending.
+    expect(bob.events.filter((e) => e.type === "notice" && e.level !== "info")).toEqual([]);
+    expect(bob.events.filter((e) => e.type === "message-state" && e.state === "failed")).toEqual([]);
+    expect(textsIn(laptop, DM)).toEqual([]);
+    // Connected again: the outbox goes, with a leaf for each of alice's listed devices.
+    bob.directory.unanswered = undefined;
+    await bob.engine.reconnected();
+    await reads(laptop, "bob: hello both");
+    await reads(desktop, "bob: hello both");
+    expect(leafKeys(bob, DM)).toEqual([keyOf(laptop), keyOf(desktop), keyOf(bob)].sort());
   }, 180_000);
 });

@@ -16,7 +16,8 @@ import { decodeKeyPackage, verifyCredential, type MlsGroup, type MlsMember } fro
 import { deviceBySignatureKey, type DeviceEntry, type DeviceListBody } from "../../protocol/devices.js";
 import type { MembershipLine } from "../types.js";
 import type { Committer } from "./commit.js";
-import { fail, ok, refusedError, type EngineState } from "./engine-state.js";
+import { DeviceListsUnanswered } from "../devices-api.js";
+import { fail, ok, refusedError, TRANSIENT, type EngineState } from "./engine-state.js";
 import type { Outcome } from "../types.js";
 
 export interface ClaimedDevice {
@@ -84,8 +85,12 @@ export async function claimDevices(s: EngineState, usernames: readonly string[],
   const stale = [...new Set(raw.filter((e) => !dir.known(e.username)?.devices.some((d) => d.deviceId === e.deviceId)).map((e) => e.username))];
   if (stale.length > 0) {
     try {
-      await dir.refresh(stale);
+      // Must answer: lists not fetched for a moment offline would make a user of several devices
+      // look like one with "no list" (their packages then all refused, with a warning).
+      await dir.refresh(stale, { mustAnswer: true });
     } catch (e) {
+      // Offline: the caller waits for the connection and tries again, as for a claim that failed.
+      if (e instanceof DeviceListsUnanswered && TRANSIENT.has(e.code)) return fail(refusedError({ ok: false, code: e.code, detail: e.message }));
       s.d.logger.warn("mls.devices.refresh_failed", { users: stale.length, reason: (e as Error).message });
     }
   }

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { HOLD_MAX_MS } from "../../src/client/mls/held.js";
 import { DEVICE_REFRESH_MS } from "../../src/client/mls/sender-device.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
@@ -102,9 +103,16 @@ describe("a peer's message whose sender's device list the relay did not answer f
     expect(bob.events.filter((e) => e.type === "notice" && e.level !== "info")).toEqual([]);
     expect(refusals(bob)).toEqual([]);
     expect(textsIn(bob, DM)).toEqual(["alice: hi"]);
-    // Still unanswered at the timer: nothing changes.
+    // Still unanswered at the timer: nothing changes; past HOLD_MAX_MS, one warning says why it waits.
     await bob.engine.checkTimers();
     expect(leafKeys(bob, DM)).not.toContain(keyOf(phone));
+    expect(bob.events.filter((e) => e.type === "notice")).toEqual([]);
+    w.now += HOLD_MAX_MS;
+    await bob.engine.checkTimers();
+    await bob.engine.checkTimers();
+    // (The lobby, a group of everyone, got the same commit adding the phone: it waits and says so too.)
+    const waiting = bob.events.flatMap((e) => (e.type === "notice" && e.level === "warn" ? [e.text] : [])).sort();
+    expect(waiting).toEqual([DM, "lobby"].map((c) => `${c} is waiting for the relay to answer for the device lists of alice, to check a change in it; nothing after that change is shown until it does`));
     // Answered: the list is taken, the commit fetched and applied, the held message read.
     bob.directory.unanswered = undefined;
     await bob.engine.checkTimers();

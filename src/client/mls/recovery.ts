@@ -5,6 +5,7 @@
 // key or an unlisted device keeps holding instead (never a re-join), until a decision or a newer
 // device list lets it try again. receive.ts handles each message; this is what it falls back on.
 import { MlsStoreError } from "../mls-store.js";
+import { HOLD_MAX_MS } from "./held.js";
 import type { EngineState } from "./engine-state.js";
 import type { Receiver } from "./receive.js";
 
@@ -23,6 +24,8 @@ export class Recovery {
    * judged on (receive.ts applyCommit): whose lists to fetch again (retryUnanswered, every timer tick).
    */
   private readonly unanswered = new Map<string, Set<string>>();
+  /** When each of those started waiting, and whether the user was told it is still waiting (once, after HOLD_MAX_MS). */
+  private readonly unansweredSince = new Map<string, { readonly atMs: number; told: boolean }>();
 
   constructor(private readonly s: EngineState, private readonly r: Receiver) {}
 
@@ -34,12 +37,14 @@ export class Recovery {
       for (const u of usernames) set.add(u);
       map.set(conv, set);
     }
+    if (!this.unansweredSince.has(conv)) this.unansweredSince.set(conv, { atMs: this.s.d.clock(), told: false });
   }
 
   /** A commit of `conv` was accepted: it no longer waits for anyone's list. */
   resumed(conv: string): void {
     this.awaitingList.delete(conv);
     this.unanswered.delete(conv);
+    this.unansweredSince.delete(conv);
   }
 
   /**
@@ -55,9 +60,16 @@ export class Recovery {
         await dir.refresh([...users], { mustAnswer: true });
       } catch (e) {
         this.s.d.logger.info("mls.commit.lists_still_unanswered", { conversation: conv, reason: (e as Error).message });
+        // A relay that never answers stalls the conversation: said once, not silently forever.
+        const since = this.unansweredSince.get(conv);
+        if (since !== undefined && !since.told && this.s.d.clock() - since.atMs >= HOLD_MAX_MS) {
+          since.told = true;
+          this.s.notice("warn", `${conv} is waiting for the relay to answer for the device lists of ${[...users].join(", ")}, to check a change in it; nothing after that change is shown until it does`, conv);
+        }
         continue;
       }
       this.unanswered.delete(conv);
+      this.unansweredSince.delete(conv);
       this.awaitingList.delete(conv);
       this.s.d.logger.info("mls.devices.retry_unanswered", { conversation: conv });
       await this.catchUp(conv);

@@ -64,6 +64,8 @@ export class FakeDs {
   private readonly queues = new Map<string, Queued[]>();
   private readonly online = new Map<string, Recipient>();
   private seq = 0;
+  /** The next this many SendCommits are taken (or refused) as usual but answered CONNECTION_LOST: the answer lost on the way. */
+  loseCommitAnswers = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
   intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
   /** Commits refused because their epoch was taken (races). */
@@ -109,7 +111,12 @@ export class FakeDs {
       publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
       recreateRoom: async (gi) => this.recreateRoom(user, gi),
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
-      sendCommit: async (c) => this.sendCommit(user, from(), deviceId, c),
+      sendCommit: async (c) => {
+        const r = this.sendCommit(user, from(), deviceId, c);
+        if (this.loseCommitAnswers <= 0) return r;
+        this.loseCommitAnswers--;
+        return { ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" };
+      },
       fetchCommits: async (groupId, fromEpoch) => this.fetchCommits(user, groupId, fromEpoch),
       sendMls: async (mls) => this.sendMls(user, from(), deviceId, mls),
     };
@@ -294,6 +301,9 @@ export class FakeDs {
     if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
     if (!g.members.has(user) && !f.external) return refuse("NOT_A_MEMBER", "not a member");
     if (f.epoch > g.epoch) return refuse("BAD_MLS_MESSAGE", `the group is at epoch ${g.epoch}`);
+    // As the relay: the same commit again from its sender (a resend after a lost answer) is accepted again, and changes nothing.
+    const taken = g.commits.get(f.epoch);
+    if (taken !== undefined && taken.sender === user && Buffer.from(taken.commit).equals(Buffer.from(c.commit))) return { ok: true, epoch: f.epoch, currentEpoch: f.epoch + 1 };
     if (f.epoch < g.epoch || g.commits.has(f.epoch)) {
       this.epochTaken++;
       return { ok: false, code: "EPOCH_TAKEN", detail: "epoch taken", currentEpoch: g.epoch, winner: g.commits.get(f.epoch)?.sender ?? "" };

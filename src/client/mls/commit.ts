@@ -6,7 +6,8 @@ import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
 import type { MembershipLine, Outcome } from "../types.js";
 import { groupInfoHasLeafOf, sameBytes } from "./framing.js";
-import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, type EngineState } from "./engine-state.js";
+import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, TRANSIENT, type EngineState } from "./engine-state.js";
+import type { DsCommit, DsCommitAccepted, DsEpochTaken, DsResult } from "./ds-api.js";
 import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
 import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
@@ -18,6 +19,10 @@ import { keyPackageLeafKey } from "./devices.js";
  * the membership hint's names (up to 1,000).
  */
 export const COMMIT_BYTES_MAX = 1024 * 1024 - 64 * 1024;
+
+/** A commit left unanswered is sent again (the same bytes) after this long, doubling up to COMMIT_RESEND_MAX_MS. */
+export const COMMIT_RESEND_MS = 250;
+export const COMMIT_RESEND_MAX_MS = 5_000;
 
 /**
  * How many of these KeyPackages one commit can add to a group of `members` within `max` bytes,
@@ -79,7 +84,7 @@ export class Committer {
         return fail({ kind: "refused", code: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, detail: `the change to ${convId} makes a commit of ${core} bytes, more than one relay frame carries (${max})` });
       }
       const withInfo = core + p.groupInfo.length <= max;
-      const r = await this.s.d.ds.sendCommit({
+      const r = await this.sendCommitAnswered(convId, {
         commit: p.commit, groupInfo: withInfo ? p.groupInfo : new Uint8Array(0), added: hint.added, removed: hint.removed,
         ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
       });
@@ -110,6 +115,30 @@ export class Committer {
       if (!again(now)) return ok(undefined);
     }
     return fail(sentence(`the change to ${convId} lost the race for its epoch ${COMMIT_ATTEMPTS} times`));
+  }
+
+  /**
+   * Sends a commit and learns its fate (§8.1, §8.4). Sent but unanswered (the connection lost,
+   * no answer in time), it may have been accepted: discarded, my next commit for the epoch
+   * would lose to it, and my own commit cannot be processed when it comes back (a reflection):
+   * the group would be stuck until a re-join. So the same bytes go again, every
+   * COMMIT_RESEND_MS (doubling up to COMMIT_RESEND_MAX_MS) while unanswered, until the relay
+   * answers (an identical resend is accepted again; EPOCH_TAKEN when another won) or the engine
+   * closes. Everything else of the engine waits meanwhile: nothing can reach the relay anyway.
+   */
+  private async sendCommitAnswered(convId: string, c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken> {
+    let r = await this.s.d.ds.sendCommit(c);
+    // NOT_CONNECTED first: it never left (no session): discarding it is safe, and a command
+    // given offline says so at once instead of waiting for the connection.
+    if (r.ok || !TRANSIENT.has(r.code) || r.code === "NOT_CONNECTED") return r;
+    this.s.d.logger.info("mls.commit.answer_lost", { conversation: convId, code: r.code });
+    for (let wait = COMMIT_RESEND_MS; !r.ok && TRANSIENT.has(r.code) && !this.s.closed; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
+      await new Promise<void>((resolve) => setTimeout(resolve, wait));
+      if (this.s.closed) break;
+      r = await this.s.d.ds.sendCommit(c);
+    }
+    this.s.d.logger.info("mls.commit.resent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
+    return r;
   }
 
   /**
@@ -261,7 +290,7 @@ export class Committer {
         this.s.notice("warn", `the lobby is full (${max} members); it cannot be joined now`, "lobby");
         return fail(sentence(`the lobby is full (${max} members)`));
       }
-      const r = await this.s.d.ds.sendCommit({ commit: joined.commit, groupInfo: await g.groupInfo(), added: [this.s.d.me], removed: [] });
+      const r = await this.sendCommitAnswered(convId, { commit: joined.commit, groupInfo: await g.groupInfo(), added: [this.s.d.me], removed: [] });
       if (!r.ok) {
         g.destroy();
         lastError = refusedError(r);

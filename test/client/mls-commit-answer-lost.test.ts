@@ -1,0 +1,74 @@
+// A commit whose answer was lost (PROTOCOL.md §8.1, §8.4): the relay may have accepted it. Found
+// by the paced fault test (the network drops with the relay's answers lost): alice's commit was
+// taken at the relay, she discarded it, her next commit lost the epoch to it, and her own commit
+// came back as "a reflection" she cannot process: her DM was stuck, every later message held.
+// Now the same bytes go again until the relay answers (an identical resend is accepted again).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FakeDs } from "../helpers/fake-ds.js";
+import { DeviceWorld, textsIn, type Device } from "../helpers/mls-devices.js";
+import { waitUntil } from "../helpers/wait.js";
+
+let root: string;
+let ds: FakeDs;
+let w: DeviceWorld;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "sc-mls-commit-lost-"));
+  ds = new FakeDs();
+  w = new DeviceWorld(ds, root);
+});
+afterEach(() => {
+  w.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const DM = "dm:alice:bob";
+
+function send(d: Device, conv: string, text: string): void {
+  const r = d.engine.send(conv, text);
+  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
+}
+
+const reads = (d: Device, conv: string, line: string) => waitUntil(() => textsIn(d, conv).includes(line), `${d.user.name} to read "${line}" in ${conv}`, 60_000);
+const troubles = (d: Device) => d.events.filter((e) => e.type === "refused" || (e.type === "message-state" && e.state === "failed") || (e.type === "notice" && e.level !== "info"));
+
+async function aliceAndBob(): Promise<{ alice: Device; bob: Device }> {
+  const alice = await w.device("alice", "laptop");
+  const bob = await w.device("bob", "bobpc");
+  await w.publish("alice", [alice]);
+  await w.publish("bob", [bob]);
+  for (const d of [alice, bob]) await w.start(d);
+  return { alice, bob };
+}
+
+describe("a commit whose answer was lost (§8.1)", () => {
+  it("the DM's first commit, taken by the relay but its answer lost: sent again as the same bytes, and the DM works", async () => {
+    const { alice, bob } = await aliceAndBob();
+    ds.loseCommitAnswers = 1;
+    send(alice, DM, "hi bob");
+    await reads(bob, DM, "alice: hi bob");
+    send(bob, DM, "hi alice");
+    await reads(alice, DM, "bob: hi alice");
+    expect(ds.loseCommitAnswers).toBe(0);
+    expect(ds.epochTaken).toBe(0); // never a second commit for the same epoch
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+
+  it("a room's commit adding bob, its answer lost twice: the same commit again, bob in, both ways readable", async () => {
+    const { alice, bob } = await aliceAndBob();
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    ds.loseCommitAnswers = 2;
+    const added = await alice.engine.inviteMany("#ops", ["bob"]);
+    expect(added.ok).toBe(true);
+    await waitUntil(() => bob.engine.conversations().includes("#ops"), "bob in #ops", 60_000);
+    send(alice, "#ops", "welcome");
+    await reads(bob, "#ops", "alice: welcome");
+    send(bob, "#ops", "thanks");
+    await reads(alice, "#ops", "bob: thanks");
+    expect(ds.epochTaken).toBe(0);
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+});

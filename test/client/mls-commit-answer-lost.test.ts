@@ -71,4 +71,16 @@ describe("a commit whose answer was lost (§8.1)", () => {
     expect(ds.epochTaken).toBe(0);
     expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
   }, 120_000);
+
+  it("a client closing while its commit waits for an answer that never comes is not held up", async () => {
+    const { alice } = await aliceAndBob();
+    ds.loseCommitAnswers = Number.POSITIVE_INFINITY;
+    send(alice, DM, "into the void");
+    await waitUntil(() => ds.commitsSent.length > 0, "alice's commit sent", 30_000);
+    // The resend loop runs in the engine's queue: stopping ends it, so the queue drains.
+    const started = Date.now();
+    alice.engine.stopping();
+    await alice.engine.idle();
+    expect(Date.now() - started).toBeLessThan(5_000);
+  }, 60_000);
 });

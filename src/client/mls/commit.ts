@@ -124,7 +124,8 @@ export class Committer {
    * the group would be stuck until a re-join. So the same bytes go again, every
    * COMMIT_RESEND_MS (doubling up to COMMIT_RESEND_MAX_MS) while unanswered, until the relay
    * answers (an identical resend is accepted again; EPOCH_TAKEN when another won) or the engine
-   * closes. Everything else of the engine waits meanwhile: nothing can reach the relay anyway.
+   * closes or stops (MlsSession.close waits for the engine's queue first). Everything else of
+   * the engine waits meanwhile: nothing can reach the relay anyway.
    */
   private async sendCommitAnswered(convId: string, c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken> {
     let r = await this.s.d.ds.sendCommit(c);
@@ -132,9 +133,11 @@ export class Committer {
     // given offline says so at once instead of waiting for the connection.
     if (r.ok || !TRANSIENT.has(r.code) || r.code === "NOT_CONNECTED") return r;
     this.s.d.logger.info("mls.commit.answer_lost", { conversation: convId, code: r.code });
-    for (let wait = COMMIT_RESEND_MS; !r.ok && TRANSIENT.has(r.code) && !this.s.closed; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
-      await new Promise<void>((resolve) => setTimeout(resolve, wait));
-      if (this.s.closed) break;
+    for (let wait = COMMIT_RESEND_MS; !r.ok && TRANSIENT.has(r.code) && !this.s.closed && !this.s.stopping; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
+      // Waited in short steps: a client closing meanwhile is not held up for the whole wait.
+      const until = Date.now() + wait;
+      while (Date.now() < until && !this.s.closed && !this.s.stopping) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(COMMIT_RESEND_MS, until - Date.now())));
+      if (this.s.closed || this.s.stopping) break;
       r = await this.s.d.ds.sendCommit(c);
     }
     this.s.d.logger.info("mls.commit.resent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });

@@ -137,6 +137,14 @@ export class MlsConversations {
     }
   }
 
+  /**
+   * The engine is about to close (the session ends for good): what is queued still runs, but a
+   * commit waiting for an answer stops waiting (commit.ts), so idle() resolves.
+   */
+  stopping(): void {
+    this.s.stopping = true;
+  }
+
   close(): void {
     this.s.closed = true;
     this.unsubscribe?.();

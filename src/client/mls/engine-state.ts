@@ -118,6 +118,8 @@ export class EngineState {
   private readonly completions: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   started = false;
   closed = false;
+  /** Closing: the work queued so far finishes, but nothing waits for the relay any more (a commit's lost answer). */
+  stopping = false;
   /**
    * DMs whose group the peer registered first while mine waited to be sent: since when I wait
    * for their Welcome (past DM_WELCOME_WAIT_MS, I join their group by external commit instead).

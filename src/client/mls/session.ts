@@ -269,6 +269,7 @@ export class MlsSession {
     this.timer = undefined;
     this.order.close();
     this.ds.sessionEnded();
+    this.engine.stopping(); // a commit resending after a lost answer gives up: idle() then resolves
     await this.engine.idle();
     this.engine.close();
     this.o.store.close();

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, textsIn, type Device } from "../helpers/mls-devices.js";
+import { DeviceWorld, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let root: string;
@@ -26,11 +26,6 @@ afterEach(() => {
 });
 
 const DM = "dm:alice:bob";
-
-function send(d: Device, conv: string, text: string): void {
-  const r = d.engine.send(conv, text);
-  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
-}
 
 const reads = (d: Device, conv: string, line: string) => waitUntil(() => textsIn(d, conv).includes(line), `${d.user.name} to read "${line}" in ${conv}`, 60_000);
 const troubles = (d: Device) => d.events.filter((e) => e.type === "refused" || (e.type === "message-state" && e.state === "failed") || (e.type === "notice" && e.level !== "info"));

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { HOLD_MAX_MS } from "../../src/client/mls/held.js";
 import { DEVICE_REFRESH_MS } from "../../src/client/mls/sender-device.js";
 import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
+import { DeviceWorld, keyOf, leafKeys, linesIn, sendLine, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let root: string;
@@ -28,10 +28,7 @@ afterEach(() => {
 
 const DM = "dm:alice:bob";
 
-function send(d: Device, text: string): void {
-  const r = d.engine.send(DM, text);
-  if (!r.ok) throw new Error(`send failed: ${JSON.stringify(r.error)}`);
-}
+const send = (d: Device, text: string): void => sendLine(d, DM, text);
 
 const refusals = (d: Device) => d.events.filter((e) => e.type === "refused");
 

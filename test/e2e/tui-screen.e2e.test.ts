@@ -3,10 +3,10 @@
 // message; reading history while messages arrive keeps the view still under a "more below"
 // marker; the conversation keys show each conversation's own history; a narrow terminal hides
 // the sidebar. The committed test keys are used, so no RSA key is generated.
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
@@ -40,6 +40,18 @@ beforeAll(async () => {
   // Both are in the lobby's group (who reads a lobby line, PROTOCOL.md §7).
   await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
   await tmux.waitForScreen("bob", /2 online · 2 can read new lines/);
+});
+
+// A failure under load is rare: the clients' and the relay's logs say what became of the lines.
+afterEach(({ task }) => {
+  if (task.result?.state !== "fail") return;
+  for (const name of ["alice", "bob"]) {
+    const file = join(dir, `${name}.log`);
+    const lines = existsSync(file) ? readFileSync(file, "utf8").trimEnd().split("\n").slice(-60) : ["(no log)"];
+    process.stderr.write(`--- ${name}'s log, last lines ---\n${lines.join("\n")}\n`);
+  }
+  const relayLines = relay.logs.filter((l) => l["level"] !== "debug").slice(-40).map((l) => JSON.stringify(l));
+  process.stderr.write(`--- the relay's log, last lines ---\n${relayLines.join("\n")}\n`);
 });
 
 afterAll(async () => {

@@ -110,7 +110,8 @@ describe("the terminal UI through the real binaries", () => {
     await tmux.waitForScreen("alice", /\[lobby\] >/);
     tmux.say("bob", "/join #e2e");
     await tmux.waitForScreen("bob", /\[#e2e\] >/);
-    tmux.say("bob", "room hello e2e");
+    // Taken before the next line is typed: two lines in one read are one paste (tmux.ts sayAndWait).
+    await tmux.sayAndWait("bob", "room hello e2e");
     tmux.say("bob", "/msg alice dm hello e2e");
     // Unread counts in alice's bar: the room's message, the DM addressed to her.
     await tmux.waitForScreen("alice", /1:lobby {2}2:#e2e \(1\) {2}3:@bob \(1!\)/);

@@ -40,7 +40,7 @@ export class Recovery {
     if (!this.unansweredSince.has(conv)) this.unansweredSince.set(conv, { atMs: this.s.d.clock(), told: false });
   }
 
-  /** A commit of `conv` was accepted: it no longer waits for anyone's list. */
+  /** `conv` no longer waits for anyone's list: a commit of it was accepted, or is about to be judged again. */
   resumed(conv: string): void {
     this.awaitingList.delete(conv);
     this.unanswered.delete(conv);
@@ -68,9 +68,7 @@ export class Recovery {
         }
         continue;
       }
-      this.unanswered.delete(conv);
-      this.unansweredSince.delete(conv);
-      this.awaitingList.delete(conv);
+      this.resumed(conv); // judged again below with the answer: refused aloud, or taken
       this.s.d.logger.info("mls.devices.retry_unanswered", { conversation: conv });
       await this.catchUp(conv);
       await this.releaseHeld(conv);

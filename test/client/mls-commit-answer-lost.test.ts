@@ -3,27 +3,11 @@
 // taken at the relay, she discarded it, her next commit lost the epoch to it, and her own commit
 // came back as "a reflection" she cannot process: her DM was stuck, every later message held.
 // Now the same bytes go again until the relay answers (an identical resend is accepted again).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
+import { describe, expect, it } from "vitest";
+import { deviceWorldEachTest, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
-let root: string;
-let ds: FakeDs;
-let w: DeviceWorld;
-
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), "sc-mls-commit-lost-"));
-  ds = new FakeDs();
-  w = new DeviceWorld(ds, root);
-});
-afterEach(() => {
-  w.close();
-  rmSync(root, { recursive: true, force: true });
-});
+const t = deviceWorldEachTest("sc-mls-commit-lost-");
 
 const DM = "dm:alice:bob";
 
@@ -31,31 +15,31 @@ const reads = (d: Device, conv: string, line: string) => waitUntil(() => textsIn
 const troubles = (d: Device) => d.events.filter((e) => e.type === "refused" || (e.type === "message-state" && e.state === "failed") || (e.type === "notice" && e.level !== "info"));
 
 async function aliceAndBob(): Promise<{ alice: Device; bob: Device }> {
-  const alice = await w.device("alice", "laptop");
-  const bob = await w.device("bob", "bobpc");
-  await w.publish("alice", [alice]);
-  await w.publish("bob", [bob]);
-  for (const d of [alice, bob]) await w.start(d);
+  const alice = await t.w.device("alice", "laptop");
+  const bob = await t.w.device("bob", "bobpc");
+  await t.w.publish("alice", [alice]);
+  await t.w.publish("bob", [bob]);
+  for (const d of [alice, bob]) await t.w.start(d);
   return { alice, bob };
 }
 
 describe("a commit whose answer was lost (§8.1)", () => {
   it("the DM's first commit, taken by the relay but its answer lost: sent again as the same bytes, and the DM works", async () => {
     const { alice, bob } = await aliceAndBob();
-    ds.loseCommitAnswers = 1;
+    t.ds.loseCommitAnswers = 1;
     send(alice, DM, "hi bob");
     await reads(bob, DM, "alice: hi bob");
     send(bob, DM, "hi alice");
     await reads(alice, DM, "bob: hi alice");
-    expect(ds.loseCommitAnswers).toBe(0);
-    expect(ds.epochTaken).toBe(0); // never a second commit for the same epoch
+    expect(t.ds.loseCommitAnswers).toBe(0);
+    expect(t.ds.epochTaken).toBe(0); // never a second commit for the same epoch
     expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
   }, 120_000);
 
   it("a room's commit adding bob, its answer lost twice: the same commit again, bob in, both ways readable", async () => {
     const { alice, bob } = await aliceAndBob();
     expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
-    ds.loseCommitAnswers = 2;
+    t.ds.loseCommitAnswers = 2;
     const added = await alice.engine.inviteMany("#ops", ["bob"]);
     expect(added.ok).toBe(true);
     await waitUntil(() => bob.engine.conversations().includes("#ops"), "bob in #ops", 60_000);
@@ -63,15 +47,15 @@ describe("a commit whose answer was lost (§8.1)", () => {
     await reads(bob, "#ops", "alice: welcome");
     send(bob, "#ops", "thanks");
     await reads(alice, "#ops", "bob: thanks");
-    expect(ds.epochTaken).toBe(0);
+    expect(t.ds.epochTaken).toBe(0);
     expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
   }, 120_000);
 
   it("a client closing while its commit waits for an answer that never comes is not held up", async () => {
     const { alice } = await aliceAndBob();
-    ds.loseCommitAnswers = Number.POSITIVE_INFINITY;
+    t.ds.loseCommitAnswers = Number.POSITIVE_INFINITY;
     send(alice, DM, "into the void");
-    await waitUntil(() => ds.commitsSent.length > 0, "alice's commit sent", 30_000);
+    await waitUntil(() => t.ds.commitsSent.length > 0, "alice's commit sent", 30_000);
     // The resend loop runs in the engine's queue: stopping ends it, so the queue drains.
     const started = Date.now();
     alice.engine.stopping();

@@ -4,27 +4,13 @@
 // claim waits for the connection instead of refusing a user's several packages as one device's.
 // Found by the paced fault test: bob joined alice's DM while the relay was being killed, the
 // fetch got NOT_CONNECTED, and alice's first message was refused for good.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { HOLD_MAX_MS } from "../../src/client/mls/held.js";
 import { DEVICE_REFRESH_MS } from "../../src/client/mls/sender-device.js";
-import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, keyOf, leafKeys, linesIn, sendLine, textsIn, type Device } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, keyOf, leafKeys, linesIn, sendLine, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
-let root: string;
-let w: DeviceWorld;
-
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), "sc-mls-sender-dev-"));
-  w = new DeviceWorld(new FakeDs(), root);
-});
-afterEach(() => {
-  w.close();
-  rmSync(root, { recursive: true, force: true });
-});
+const t = deviceWorldEachTest("sc-mls-sender-dev-");
 
 const DM = "dm:alice:bob";
 
@@ -38,19 +24,19 @@ async function reads(d: Device, line: string): Promise<void> {
 
 describe("a peer's message whose sender's device list the relay did not answer for (§8.1, §4.5)", () => {
   it("is shown, the next ones too; once the relay answers, the list is fetched and used", async () => {
-    const laptop = await w.device("alice", "laptop");
-    const bob = await w.device("bob", "bobpc");
-    await w.publish("alice", [laptop]);
-    await w.publish("bob", [bob]);
+    const laptop = await t.w.device("alice", "laptop");
+    const bob = await t.w.device("bob", "bobpc");
+    await t.w.publish("alice", [laptop]);
+    await t.w.publish("bob", [bob]);
     // bob is offline for device lists from the start: he never learns alice's.
     bob.directory.unanswered = "NOT_CONNECTED";
-    for (const d of [laptop, bob]) await w.start(d);
+    for (const d of [laptop, bob]) await t.w.start(d);
     expect(bob.directory.known("alice")).toBeUndefined();
 
     send(laptop, "one");
     await reads(bob, "alice: one");
     // Within DEVICE_REFRESH_MS of the failed fetch: asked again, not judged on "no list".
-    w.now += 1_000;
+    t.w.now += 1_000;
     send(laptop, "two");
     await reads(bob, "alice: two");
     expect(refusals(bob)).toEqual([]);
@@ -58,7 +44,7 @@ describe("a peer's message whose sender's device list the relay did not answer f
 
     // The relay answers again: the next message fetches alice's list (no wait for the 10 s) and is checked against it.
     bob.directory.unanswered = undefined;
-    w.now += 1_000;
+    t.w.now += 1_000;
     send(laptop, "three");
     await reads(bob, "alice: three");
     expect(bob.directory.known("alice")?.devices.map((d) => d.deviceId)).toEqual([laptop.entry.deviceId]);
@@ -67,33 +53,33 @@ describe("a peer's message whose sender's device list the relay did not answer f
   }, 120_000);
 
   it("negative: a relay that answers without the sender's list but names a device of theirs is refused", async () => {
-    const laptop = await w.device("alice", "laptop");
-    const bob = await w.device("bob", "bobpc");
+    const laptop = await t.w.device("alice", "laptop");
+    const bob = await t.w.device("bob", "bobpc");
     // alice never publishes a list, yet the relay names her device as the sender's.
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, bob]) await w.start(d);
+    await t.w.publish("bob", [bob]);
+    for (const d of [laptop, bob]) await t.w.start(d);
     send(laptop, "one");
     await waitUntil(() => refusals(bob).length > 0, "bob refuses alice's message", 60_000);
     expect(textsIn(bob, DM)).toEqual([]);
   }, 120_000);
 
   it("a commit adding a device, judged while the relay does not answer for the list: no refusal aloud; held, then taken once answered", async () => {
-    const laptop = await w.device("alice", "laptop");
-    const bob = await w.device("bob", "bobpc");
-    await w.publish("alice", [laptop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, bob]) await w.start(d);
+    const laptop = await t.w.device("alice", "laptop");
+    const bob = await t.w.device("bob", "bobpc");
+    await t.w.publish("alice", [laptop]);
+    await t.w.publish("bob", [bob]);
+    for (const d of [laptop, bob]) await t.w.start(d);
     send(laptop, "hi");
     await reads(bob, "alice: hi");
     // alice links a phone (list v2); her laptop's self-heal adds it to the DM while bob is offline for lists.
     bob.directory.unanswered = "CONNECTION_LOST";
-    const phone = await w.device("alice", "phone");
-    await w.publish("alice", [laptop, phone]);
-    await w.start(phone);
+    const phone = await t.w.device("alice", "phone");
+    await t.w.publish("alice", [laptop, phone]);
+    await t.w.start(phone);
     await laptop.directory.refresh(["alice"]);
     await waitUntil(() => leafKeys(laptop, DM).includes(keyOf(phone)), "laptop's heal adds the phone", 60_000);
     send(laptop, "after the phone");
-    await w.settle();
+    await t.w.settle();
     // bob could not judge the commit: not applied, but no "refused" line, warning or event.
     expect(leafKeys(bob, DM)).not.toContain(keyOf(phone));
     expect(linesIn(bob, DM).filter((l) => l.kind === "refused-device")).toEqual([]);
@@ -104,7 +90,7 @@ describe("a peer's message whose sender's device list the relay did not answer f
     await bob.engine.checkTimers();
     expect(leafKeys(bob, DM)).not.toContain(keyOf(phone));
     expect(bob.events.filter((e) => e.type === "notice")).toEqual([]);
-    w.now += HOLD_MAX_MS;
+    t.w.now += HOLD_MAX_MS;
     await bob.engine.checkTimers();
     await bob.engine.checkTimers();
     // (The lobby, a group of everyone, got the same commit adding the phone: it waits and says so too.)
@@ -120,15 +106,15 @@ describe("a peer's message whose sender's device list the relay did not answer f
   }, 180_000);
 
   it("a DM started while the relay does not answer for the peer's lists waits for the connection (no 'none was used' warning), then reaches every device", async () => {
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
+    const laptop = await t.w.device("alice", "laptop");
+    const desktop = await t.w.device("alice", "desktop");
+    const bob = await t.w.device("bob", "bobpc");
+    await t.w.publish("alice", [laptop, desktop]);
+    await t.w.publish("bob", [bob]);
     bob.directory.unanswered = "NOT_CONNECTED";
-    for (const d of [laptop, desktop, bob]) await w.start(d);
+    for (const d of [laptop, desktop, bob]) await t.w.start(d);
     send(bob, "hello both");
-    await w.settle();
+    await t.w.settle();
     // Two packages for alice and no list answered: not judged "one device, none used"; pending.
     expect(bob.events.filter((e) => e.type === "notice" && e.level !== "info")).toEqual([]);
     expect(bob.events.filter((e) => e.type === "message-state" && e.state === "failed")).toEqual([]);

@@ -5,7 +5,10 @@
 // device lists published through the primary, and a DeviceDirectory double that verifies and
 // pins lists per viewing device, as src/client/device-directory.ts does.
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterEach, beforeEach } from "vitest";
 import { MlsConversations } from "../../src/client/mls/conversations.js";
 import type { DsApi } from "../../src/client/mls/ds-api.js";
 import { DeviceListsUnanswered, type DeviceDirectory, type DeviceLastSeen, type RefreshOptions, type ThisDevice } from "../../src/client/devices-api.js";
@@ -14,7 +17,7 @@ import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../../src/protocol/devices.js";
 import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
 import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
-import type { FakeDs } from "./fake-ds.js";
+import { FakeDs } from "./fake-ds.js";
 import { TestContent } from "./mls-content-double.js";
 
 /** A user: the identity key (on the primary) and the devices made so far. */
@@ -225,4 +228,28 @@ export async function sendHostileCommit(ds: FakeDs, d: Device, p: PendingCommit,
     ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
   });
   if (!r.ok) throw new Error(`the relay double refused the hostile commit: ${r.detail}`);
+}
+
+/**
+ * A fresh DeviceWorld for each test of the calling file (its own temp dir and relay double),
+ * closed and removed after the test: `const t = deviceWorldEachTest("sc-x-")`, then `t.w` and
+ * `t.ds` inside the tests.
+ */
+export function deviceWorldEachTest(prefix: string): { readonly w: DeviceWorld; readonly ds: FakeDs } {
+  let root = "";
+  let world: DeviceWorld | undefined;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), prefix));
+    world = new DeviceWorld(new FakeDs(), root);
+  });
+  afterEach(() => {
+    world?.close();
+    world = undefined;
+    rmSync(root, { recursive: true, force: true });
+  });
+  const current = (): DeviceWorld => {
+    if (world === undefined) throw new Error("deviceWorldEachTest: only inside a test");
+    return world;
+  };
+  return { get w() { return current(); }, get ds() { return current().ds; } };
 }

@@ -123,6 +123,14 @@ async function runRelay(args: RunArgs): Promise<number> {
       ...(a.maxDatabaseBytes === undefined ? {} : { maxDatabaseBytes: a.maxDatabaseBytes }),
       handshakeTimeoutMs: a.handshakeTimeoutMs,
     });
+    const shownHost = a.host.includes(":") ? `[${a.host}]` : a.host;
+    logger.info("relay.listening", {
+      address: `${shownHost}:${relay.port}`, dataDir: a.dataDir, pid: process.pid,
+      ...(a.storeUrl === undefined ? {} : { store: databaseHostOf(a.storeUrl), instance: shared?.cluster.instanceId }),
+      ...(relay.tls === undefined ? { tls: false } : { tls: true, certSha256: relay.tls.fingerprint }),
+    });
+    // Only then does relay.pid name the port: whoever finds the relay through it (chat-tui's
+    // zero-setup start) finds this line already in the log.
     lock.listening(a.host, relay.port);
   } catch (e) {
     await shared?.close().catch(() => undefined);
@@ -135,12 +143,6 @@ async function runRelay(args: RunArgs): Promise<number> {
     if (code === "EACCES" || code === "EPERM" || code === "ENOTDIR" || code === "EROFS") return fail(`cannot use data directory ${a.dataDir}: ${(e as Error).message}`);
     throw e;
   }
-  const shownHost = a.host.includes(":") ? `[${a.host}]` : a.host;
-  logger.info("relay.listening", {
-    address: `${shownHost}:${relay.port}`, dataDir: a.dataDir, pid: process.pid,
-    ...(a.storeUrl === undefined ? {} : { store: databaseHostOf(a.storeUrl), instance: shared?.cluster.instanceId }),
-    ...(relay.tls === undefined ? { tls: false } : { tls: true, certSha256: relay.tls.fingerprint }),
-  });
 
   // First SIGINT/SIGTERM: orderly shutdown, exit 0. A second one while that runs: exit now.
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

@@ -7,6 +7,8 @@ export interface RecordingProxy {
   readonly port: number;
   /** Everything that crossed the proxy so far, both directions. */
   recorded(): Buffer;
+  /** The same bytes one stream per connection and direction (client→relay, relay→client), in order. */
+  streams(): Buffer[];
   /** Destroys all live connections (both sides), like a network drop. */
   dropAll(): void;
   /**
@@ -31,6 +33,7 @@ export interface RecordingProxy {
 
 export async function startRecordingProxy(targetHost: string, targetPort: number): Promise<RecordingProxy> {
   const chunks: Buffer[] = [];
+  const perStream: Buffer[][] = [];
   const sockets = new Set<Socket>();
   const frozen = new WeakSet<Socket>();
   const muted = new WeakSet<Socket>();
@@ -45,6 +48,9 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
     const upstream = connect({ host: targetHost, port: targetPort });
     sockets.add(client);
     sockets.add(upstream);
+    const toRelay: Buffer[] = [];
+    const toClient: Buffer[] = [];
+    perStream.push(toRelay, toClient);
     const cleanup = () => {
       client.destroy();
       upstream.destroy();
@@ -53,12 +59,16 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
     };
     client.on("data", (d: Buffer) => {
       if (frozen.has(client)) return;
-      chunks.push(Buffer.from(d));
+      const copy = Buffer.from(d);
+      chunks.push(copy);
+      toRelay.push(copy);
       upstream.write(d);
     });
     upstream.on("data", (d: Buffer) => {
       if (frozen.has(upstream) || muted.has(upstream)) return;
-      chunks.push(Buffer.from(d));
+      const copy = Buffer.from(d);
+      chunks.push(copy);
+      toClient.push(copy);
       client.write(d);
     });
     client.on("error", cleanup);
@@ -72,6 +82,7 @@ export async function startRecordingProxy(targetHost: string, targetPort: number
   return {
     port: address.port,
     recorded: () => Buffer.concat(chunks),
+    streams: () => perStream.map((c) => Buffer.concat(c)),
     dropAll: () => {
       for (const s of sockets) s.destroy();
       sockets.clear();

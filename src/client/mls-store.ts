@@ -29,17 +29,38 @@ import { hkdfSync, randomBytes } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { encodeFields } from "../protocol/encoding.js";
 import {
-  createMlsClient, destroyKeyPackage, MlsGroup, restoreKeyPackage, restoreMlsClient, serializeMlsClient,
+  createMlsClient, decodeFields, destroyKeyPackage, MlsGroup, restoreKeyPackage, restoreMlsClient, serializeMlsClient,
   type GeneratedKeyPackage, type GroupOptions, type IdentityKey, type MlsClient, type MlsMember, type StoredKeyPackage,
 } from "../protocol/mls/index.js";
 import { parseConversationId } from "../protocol/names.js";
+import type { DsCommit } from "./mls/ds-api.js";
 import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTES } from "../protocol/primitives.js";
 
 /** The MLS store key: HKDF-SHA256 over the signing private key (PKCS#8), like at-rest.ts, with its own label. */
 const KDF_INFO = "securechat/v1/mls-store-key";
 const SCHEMA_VERSION = "1";
 
-type Row = "client" | "key-package" | "group";
+type Row = "client" | "key-package" | "group" | "pending-commit";
+
+const PENDING_LABEL = "securechat/v1/mls-pending-commit";
+const PENDING_VERSION = "1";
+
+/**
+ * A commit of mine sent to the relay and not yet answered (PROTOCOL.md §8.1 "A commit in
+ * flight"): what the SendCommit carried, the next epoch's state it makes, and the membership
+ * line to show once accepted.
+ */
+export interface KeptCommit extends DsCommit {
+  readonly conversationId: string;
+  /** The epoch the commit was made in (the group's, before it). */
+  readonly epoch: bigint;
+  /** The next epoch's GroupInfo, whether it rode along or not. */
+  readonly nextGroupInfo: Uint8Array;
+  /** The next epoch's state (MlsGroup.serializePending). */
+  readonly nextState: Uint8Array;
+  /** JSON of the membership lines to show once accepted ("[]" for none). */
+  readonly lines: string;
+}
 
 /** Why a stored item could not be used; one sentence, names no secret. */
 export class MlsStoreError extends Error {
@@ -118,6 +139,8 @@ export class MlsKeyStore {
           not_after INTEGER NOT NULL, sealed BLOB NOT NULL);
         CREATE TABLE IF NOT EXISTS groups (conversation_id TEXT PRIMARY KEY, group_id BLOB NOT NULL,
           epoch TEXT NOT NULL, sealed BLOB NOT NULL);
+        CREATE TABLE IF NOT EXISTS pending_commits (conversation_id TEXT PRIMARY KEY, group_id BLOB NOT NULL,
+          epoch TEXT NOT NULL, sealed BLOB NOT NULL);
         INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', '${SCHEMA_VERSION}');
       `);
       const mode = this.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
@@ -152,6 +175,13 @@ export class MlsKeyStore {
         ON CONFLICT (conversation_id) DO UPDATE SET group_id = excluded.group_id, epoch = excluded.epoch, sealed = excluded.sealed`),
       groupDelete: p("DELETE FROM groups WHERE conversation_id = ?"),
       groupAll: p("SELECT conversation_id FROM groups ORDER BY conversation_id"),
+      pendingPut: p(`INSERT INTO pending_commits (conversation_id, group_id, epoch, sealed) VALUES (?, ?, ?, ?)
+        ON CONFLICT (conversation_id) DO UPDATE SET group_id = excluded.group_id, epoch = excluded.epoch, sealed = excluded.sealed`),
+      pendingGet: p("SELECT * FROM pending_commits WHERE conversation_id = ?"),
+      pendingDelete: p("DELETE FROM pending_commits WHERE conversation_id = ?"),
+      // Settled by a save past its epoch (accepted and confirmed, or another commit won it) or of another group.
+      pendingSettled: p("DELETE FROM pending_commits WHERE conversation_id = ? AND (group_id <> ? OR CAST(epoch AS INTEGER) < CAST(? AS INTEGER))"),
+      pendingAll: p("SELECT conversation_id FROM pending_commits ORDER BY conversation_id"),
     };
   }
 
@@ -315,6 +345,7 @@ export class MlsKeyStore {
         throw new MlsStoreError(`${conversationId} is kept at epoch ${String(old["epoch"])}, newer than this state's epoch ${epoch} (another process of ${this.identity.username} moved it on)`);
       }
       this.q["groupPut"]!.run(conversationId, groupId, epoch.toString(), sealed);
+      this.q["pendingSettled"]!.run(conversationId, groupId, epoch.toString());
       if (options.deleteKeyPackage !== undefined) this.q["kpDelete"]!.run(Buffer.from(options.deleteKeyPackage));
     });
   }
@@ -338,12 +369,79 @@ export class MlsKeyStore {
     }
   }
 
-  /** Deletes a conversation's group state (left, removed, or the conversation forgotten). */
+  /** Deletes a conversation's group state (left, removed, or the conversation forgotten), and a commit kept for it. */
   deleteGroup(conversationId: string): boolean {
     checkConversation(conversationId);
     let changes = 0;
-    this.write(() => { changes = Number(this.q["groupDelete"]!.run(conversationId).changes); });
+    this.write(() => {
+      changes = Number(this.q["groupDelete"]!.run(conversationId).changes);
+      this.q["pendingDelete"]!.run(conversationId);
+    });
     return changes > 0;
+  }
+
+  // ---- a commit in flight (PROTOCOL.md §8.1) ----------------------------------------------
+
+  /**
+   * Keeps the group's pending commit before it is sent (one per conversation, replacing any):
+   * sealed like a group state, deleted once settled (deletePendingCommit, or a saveGroup past
+   * its epoch). The next epoch's state in it is a group state like any other (§10.2: overwritten
+   * and zeroed on disk like one).
+   */
+  savePendingCommit(group: MlsGroup, c: Omit<KeptCommit, "conversationId" | "epoch" | "nextState">): void {
+    if (!(group instanceof MlsGroup)) throw new TypeError("an MlsGroup is needed");
+    if (group.client.username !== this.identity.username) throw new TypeError(`the group belongs to '${group.client.username}', not '${this.identity.username}'`);
+    for (const b of [c.commit, c.groupInfo, c.nextGroupInfo, c.welcome ?? new Uint8Array(0), c.ratchetTree ?? new Uint8Array(0)]) {
+      if (!(b instanceof Uint8Array)) throw new TypeError("a kept commit's parts must be bytes");
+    }
+    if (c.commit.length === 0) throw new TypeError("a kept commit needs its commit");
+    if (![...c.added, ...c.removed].every((u) => typeof u === "string")) throw new TypeError("added and removed must be usernames");
+    if (typeof c.lines !== "string") throw new TypeError("lines must be JSON");
+    const conversationId = group.conversation.id;
+    const next = group.serializePending();
+    const bytes = encodeFields(PENDING_LABEL, [PENDING_VERSION, next, c.commit, c.groupInfo, c.nextGroupInfo,
+      c.welcome === undefined ? "" : "w", c.welcome ?? new Uint8Array(0), c.ratchetTree === undefined ? "" : "t", c.ratchetTree ?? new Uint8Array(0),
+      JSON.stringify({ added: c.added, removed: c.removed }), c.lines]);
+    next.fill(0);
+    const sealed = this.seal("pending-commit", conversationId, bytes);
+    bytes.fill(0);
+    this.write(() => { this.q["pendingPut"]!.run(conversationId, Buffer.from(group.groupId), group.epoch.toString(), sealed); });
+  }
+
+  /** The commit kept for a conversation (undefined when none is). */
+  loadPendingCommit(conversationId: string): KeptCommit | undefined {
+    checkConversation(conversationId);
+    const row = this.q["pendingGet"]!.get(conversationId) as Record<string, unknown> | undefined;
+    if (row === undefined) return undefined;
+    const bytes = this.open("pending-commit", conversationId, row["sealed"] as Uint8Array);
+    let f: Buffer[];
+    try {
+      f = decodeFields(bytes, PENDING_LABEL, 11, "kept commit");
+    } catch (e) {
+      throw new MlsStoreError(`the commit kept for ${conversationId} does not decode: ${(e as Error).message}`, { cause: e });
+    }
+    const [version, next, commit, groupInfo, nextGroupInfo, hasWelcome, welcome, hasTree, tree, hint, lines] = f as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+    if (version.toString() !== PENDING_VERSION) throw new MlsStoreError(`the commit kept for ${conversationId} has version ${version.toString()}, this client knows ${PENDING_VERSION}`);
+    const names = JSON.parse(hint.toString("utf8")) as { added: string[]; removed: string[] };
+    const copy = (b: Buffer): Uint8Array => new Uint8Array(b);
+    const kept: KeptCommit = {
+      conversationId, epoch: BigInt(String(row["epoch"])), nextState: copy(next), commit: copy(commit), groupInfo: copy(groupInfo), nextGroupInfo: copy(nextGroupInfo),
+      added: names.added, removed: names.removed, lines: lines.toString("utf8"),
+      ...(hasWelcome.length > 0 ? { welcome: copy(welcome) } : {}), ...(hasTree.length > 0 ? { ratchetTree: copy(tree) } : {}),
+    };
+    bytes.fill(0);
+    return kept;
+  }
+
+  /** Forgets the commit kept for a conversation (answered: refused, or the answer handled). */
+  deletePendingCommit(conversationId: string): void {
+    checkConversation(conversationId);
+    this.write(() => { this.q["pendingDelete"]!.run(conversationId); });
+  }
+
+  /** The conversations a commit is kept for. */
+  pendingCommits(): string[] {
+    return (this.q["pendingAll"]!.all() as Record<string, unknown>[]).map((r) => String(r["conversation_id"]));
   }
 
   /** The conversations a group state is kept for. */

@@ -154,6 +154,85 @@ describe("MlsKeyStore: what is kept, sealed at rest", () => {
   });
 });
 
+describe("MlsKeyStore: a commit in flight (PROTOCOL.md §8.1)", () => {
+  const keep = (store: MlsKeyStore, g: MlsGroup, p: { commit: Uint8Array; groupInfo: Uint8Array; welcome?: Uint8Array | undefined; ratchetTree?: Uint8Array | undefined }) =>
+    store.savePendingCommit(g, {
+      commit: p.commit, groupInfo: p.groupInfo, nextGroupInfo: p.groupInfo, added: ["bob"], removed: [], lines: '[{"kind":"added"}]',
+      ...(p.welcome === undefined ? {} : { welcome: p.welcome }), ...(p.ratchetTree === undefined ? {} : { ratchetTree: p.ratchetTree }),
+    });
+
+  it("is kept sealed before it is sent, restored after a restart, and confirmed from the kept state", async () => {
+    const alice = await user("alice");
+    const bob = await user("bob");
+    const kp = await generateKeyPackage(bob.client);
+    bob.store.putKeyPackage(kp);
+    const g = await MlsGroup.create(alice.client, "#ops");
+    alice.store.saveGroup(g);
+    const p = await g.addMembers([kp.keyPackage]);
+    keep(alice.store, g, p);
+    expect(alice.store.pendingCommits()).toEqual(["#ops"]);
+    // A restart (the process quit before the answer): the store and the group come back.
+    alice.store.close();
+    const again = await fromFiles(alice.dir, "alice");
+    const k = again.store.loadPendingCommit("#ops")!;
+    expect({ epoch: k.epoch, added: k.added, removed: k.removed, lines: k.lines }).toEqual({ epoch: 0n, added: ["bob"], removed: [], lines: '[{"kind":"added"}]' });
+    for (const [a, b] of [[k.commit, p.commit], [k.groupInfo, p.groupInfo], [k.welcome, p.welcome], [k.ratchetTree, p.ratchetTree]] as const) expect(Buffer.from(a!).equals(Buffer.from(b!))).toBe(true);
+    // Nothing of it in the clear on disk: not the commit, not the Welcome.
+    for (const part of [p.commit, p.welcome!]) expect(filesHolding(alice.dir, Buffer.from(part).subarray(-64))).toEqual([]);
+    const restored = again.store.loadGroup(again.client, "#ops")!;
+    restored.resumePending(k.nextState);
+    restored.confirmCommit();
+    expect(restored.epoch).toBe(1n);
+    again.store.saveGroup(restored); // past the kept commit's epoch: it goes with the save
+    expect(again.store.pendingCommits()).toEqual([]);
+    // The state it confirmed is the one the Welcome was made for: bob reads alice.
+    const { group: gb } = await bob.store.joinFromWelcome(bob.client, p.welcome!, p.ratchetTree!);
+    const r = await gb.process(await restored.encrypt(text("after the restart")));
+    expect(r.kind === "application" && Buffer.from(r.plaintext).toString()).toBe("after the restart");
+    again.store.close();
+  });
+
+  it("a save at the same epoch keeps it (not settled yet); deleteGroup and deletePendingCommit remove it, on disk too", async () => {
+    const alice = await user("alice");
+    const g = await MlsGroup.create(alice.client, "#ops");
+    alice.store.saveGroup(g);
+    const p = await g.selfUpdate();
+    keep(alice.store, g, p);
+    g.discardCommit();
+    alice.store.saveGroup(g); // e.g. a message read at the old epoch while the connection is down
+    expect(alice.store.pendingCommits()).toEqual(["#ops"]);
+    const sealed = sealedRow(join(alice.dir, "alice_mls.db"), "SELECT sealed FROM pending_commits WHERE conversation_id = ?", "#ops");
+    alice.store.deletePendingCommit("#ops");
+    expect(alice.store.loadPendingCommit("#ops")).toBeUndefined();
+    expect(filesHolding(alice.dir, sealed)).toEqual([]);
+    await g.selfUpdate();
+    keep(alice.store, g, p);
+    g.discardCommit();
+    alice.store.deleteGroup("#ops");
+    expect(alice.store.pendingCommits()).toEqual([]);
+  });
+
+  it("a kept state of another group or epoch is refused; arguments are checked first", async () => {
+    const alice = await user("alice");
+    const g = await MlsGroup.create(alice.client, "#ops");
+    const other = await MlsGroup.create(alice.client, "#dev");
+    await other.selfUpdate();
+    const otherNext = other.serializePending();
+    await expect(code((async () => g.resumePending(otherNext))())).resolves.toBe("bad-state");
+    await g.selfUpdate();
+    g.confirmCommit();
+    const p = await g.selfUpdate();
+    const next = g.serializePending();
+    g.discardCommit();
+    await g.selfUpdate();
+    g.confirmCommit(); // the group moved past the epoch the kept commit was made in
+    await expect(code((async () => g.resumePending(next))())).resolves.toBe("bad-state");
+    expect(() => g.serializePending()).toThrow(/no commit waiting/);
+    expect(() => alice.store.savePendingCommit(g, { commit: new Uint8Array(0), groupInfo: p.groupInfo, nextGroupInfo: p.groupInfo, added: [], removed: [], lines: "[]" })).toThrow(TypeError);
+    expect(() => alice.store.loadPendingCommit("not a conversation")).toThrow(TypeError);
+  });
+});
+
 describe("MlsKeyStore: deletion that holds on disk", () => {
   it("a group's state is replaced at each epoch: the old sealed state is in no file of the directory", async () => {
     const alice = await user("alice");

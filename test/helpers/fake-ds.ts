@@ -66,6 +66,8 @@ export class FakeDs {
   private seq = 0;
   /** The next this many SendCommits are taken (or refused) as usual but answered CONNECTION_LOST: the answer lost on the way. */
   loseCommitAnswers = 0;
+  /** The next this many SendCommits are lost on the way (never taken) and answered CONNECTION_LOST. */
+  dropCommits = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
   intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
   /** Commits refused because their epoch was taken (races). */
@@ -112,6 +114,10 @@ export class FakeDs {
       recreateRoom: async (gi) => this.recreateRoom(user, gi),
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
       sendCommit: async (c) => {
+        if (this.dropCommits > 0) {
+          this.dropCommits--;
+          return { ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" };
+        }
         const r = this.sendCommit(user, from(), deviceId, c);
         if (this.loseCommitAnswers <= 0) return r;
         this.loseCommitAnswers--;

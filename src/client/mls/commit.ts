@@ -84,28 +84,31 @@ export class Committer {
         return fail({ kind: "refused", code: ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, detail: `the change to ${convId} makes a commit of ${core} bytes, more than one relay frame carries (${max})` });
       }
       const withInfo = core + p.groupInfo.length <= max;
-      const r = await this.sendCommitAnswered(convId, {
+      const c: DsCommit = {
         commit: p.commit, groupInfo: withInfo ? p.groupInfo : new Uint8Array(0), added: hint.added, removed: hint.removed,
         ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
-      });
+      };
+      // Known once made (a function reads what make() decided).
+      const lines = line === undefined ? [] : typeof line === "function" ? line() : [line];
+      // Kept before it leaves (§8.1 "A commit in flight"): a client that quits before the answer
+      // sends it again at its next start (resumeKept) instead of being stuck behind it.
+      try {
+        this.s.d.store.savePendingCommit(g, { ...c, nextGroupInfo: p.groupInfo, lines: JSON.stringify(lines) });
+      } catch (e) {
+        g.discardCommit();
+        this.s.d.logger.warn("mls.commit.keep_failed", { conversation: convId, error: (e as Error).message });
+        return fail(sentence(`the change to ${convId} could not be kept on disk: ${(e as Error).message}`));
+      }
+      const r = await this.sendCommitAnswered(convId, c);
       this.s.d.logger.debug("mls.commit.sent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
       if (r.ok) {
-        g.confirmCommit();
-        this.s.leaving.delete(convId);
-        this.s.newEpoch(convId);
-        this.s.d.content.committed(convId, this.s.d.clock());
-        this.s.d.content.membersChanged(convId, g.members()); // per device (§4.5): the leaves
-        for (const l of line === undefined ? [] : typeof line === "function" ? line() : [line]) this.s.line(convId, l);
-        this.s.d.store.saveGroup(g);
-        this.recordView(convId, g);
-        if (!withInfo) {
-          const gi = await this.s.d.ds.publishGroupInfo(p.groupInfo);
-          if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
-        }
-        await this.r.recovery.releaseHeld(convId);
+        await this.accepted(convId, g, lines, withInfo ? undefined : p.groupInfo);
         return ok(undefined);
       }
       g.discardCommit();
+      // Still unanswered (the engine closes meanwhile): kept, for the next start to settle.
+      if (TRANSIENT.has(r.code) && r.code !== "NOT_CONNECTED") return fail(refusedError(r));
+      this.forgetKept(convId);
       if (r.code !== "EPOCH_TAKEN") return fail(refusedError(r));
       if (o.winnerFromQueue === true) return fail(refusedError(r)); // the caller says so (send.ts: mls.update.lost)
       this.s.d.logger.info("mls.commit.epoch_taken", { conversation: convId, epoch: Number(g.epoch) });
@@ -115,6 +118,90 @@ export class Committer {
       if (!again(now)) return ok(undefined);
     }
     return fail(sentence(`the change to ${convId} lost the race for its epoch ${COMMIT_ATTEMPTS} times`));
+  }
+
+  /** My commit was accepted (§8.1): confirm, save, show its lines, publish the GroupInfo that did not ride along, release what waited. */
+  private async accepted(convId: string, g: MlsGroup, lines: readonly MembershipLine[], groupInfoToPublish: Uint8Array | undefined): Promise<void> {
+    g.confirmCommit();
+    this.s.leaving.delete(convId);
+    this.s.newEpoch(convId);
+    this.s.d.content.committed(convId, this.s.d.clock());
+    this.s.d.content.membersChanged(convId, g.members()); // per device (§4.5): the leaves
+    for (const l of lines) this.s.line(convId, l);
+    this.s.d.store.saveGroup(g); // past the kept commit's epoch: that goes with it
+    this.recordView(convId, g);
+    if (groupInfoToPublish !== undefined) {
+      const gi = await this.s.d.ds.publishGroupInfo(groupInfoToPublish);
+      if (!gi.ok) this.s.d.logger.warn("mls.group_info.refused", { conversation: convId, code: gi.code });
+    }
+    await this.r.recovery.releaseHeld(convId);
+  }
+
+  private forgetKept(convId: string): void {
+    try {
+      this.s.d.store.deletePendingCommit(convId);
+    } catch (e) {
+      // Left kept, it is settled at the next start: the relay answers it EPOCH_TAKEN or as a resend.
+      this.s.d.logger.warn("mls.commit.forget_failed", { conversation: convId, error: (e as Error).message });
+    }
+  }
+
+  /**
+   * The commits kept from before a restart or while the relay could not be reached (§8.1 "A
+   * commit in flight"): each is sent again, the same bytes, and settled by the answer: accepted
+   * (the first time, or as the resend of one the relay accepted before I quit) → I move to its
+   * epoch, its lines shown; EPOCH_TAKEN → discarded (the winner comes as any commit; a change a
+   * person asked for is said to be lost); unanswered → kept for the next session. A kept commit
+   * whose group is gone or has moved past its epoch is settled already and forgotten.
+   */
+  async resumeKept(): Promise<void> {
+    for (const convId of this.s.d.store.pendingCommits()) {
+      if (this.s.closed || this.s.stopping) return;
+      let k;
+      try {
+        k = this.s.d.store.loadPendingCommit(convId);
+      } catch (e) {
+        this.s.d.logger.warn("mls.commit.kept_unreadable", { conversation: convId, error: (e as Error).message });
+        this.forgetKept(convId);
+        continue;
+      }
+      const g = this.s.groups.get(convId);
+      if (k === undefined) continue;
+      if (g?.hasPendingCommit === true) continue; // cannot be: one operation at a time
+      if (g === undefined || !g.active || g.epoch !== k.epoch) {
+        k.nextState.fill(0);
+        this.forgetKept(convId);
+        continue;
+      }
+      try {
+        g.resumePending(k.nextState);
+      } catch (e) {
+        this.s.d.logger.warn("mls.commit.kept_unreadable", { conversation: convId, error: (e as Error).message });
+        this.forgetKept(convId);
+        continue;
+      } finally {
+        k.nextState.fill(0);
+      }
+      const c: DsCommit = {
+        commit: k.commit, groupInfo: k.groupInfo, added: k.added, removed: k.removed,
+        ...(k.welcome !== undefined ? { welcome: k.welcome } : {}), ...(k.ratchetTree !== undefined ? { ratchetTree: k.ratchetTree } : {}),
+      };
+      const lines = JSON.parse(k.lines) as MembershipLine[];
+      const r = await this.sendCommitAnswered(convId, c);
+      this.s.d.logger.info("mls.commit.resumed", { conversation: convId, epoch: Number(k.epoch), ok: r.ok, code: r.ok ? "" : r.code });
+      if (r.ok) {
+        await this.accepted(convId, g, lines, k.groupInfo.length === 0 ? k.nextGroupInfo : undefined);
+        continue;
+      }
+      g.discardCommit();
+      if (TRANSIENT.has(r.code)) return; // the connection went again: the rest wait for the next session too
+      this.forgetKept(convId);
+      if (lines.length > 0) {
+        const why = r.code === "EPOCH_TAKEN" ? "another change came first" : `the relay refused it: ${r.detail}`;
+        this.s.notice("warn", `a change you made to ${convId} before the connection was lost did not go through (${why}); make it again if it is still needed`, convId);
+      }
+      if (r.code === "EPOCH_TAKEN") await this.r.recovery.catchUp(convId);
+    }
   }
 
   /**

@@ -100,6 +100,9 @@ export class MlsConversations {
           this.s.notice("warn", `the kept state of ${conv} could not be restored; it will be joined again`, conv);
         }
       }
+      // My commits left unanswered when the last run ended: settled first, before anything of
+      // those groups (commit.ts resumeKept, §8.1).
+      await this.c.resumeKept();
       // The rooms kept from the last run, for the sidebar's first screen (ChatClient's Welcome came before them).
       this.s.d.emit({ type: "rooms", rooms: this.s.rooms() });
       this.s.keyPackages = new KeyPackageKeeper(client, this.s.d.store, this.s.d.ds, this.s.d.logger, () => Math.floor(this.s.d.clock() / 1000));
@@ -121,6 +124,7 @@ export class MlsConversations {
   reconnected(): Promise<void> {
     if (!this.s.started) return Promise.resolve();
     return this.s.run(async () => {
+      await this.c.resumeKept(); // commits whose answer the dropped connection took (§8.1)
       const lobby = await this.c.enterLobby();
       if (!lobby.ok) this.s.d.logger.warn("mls.lobby.not_joined", { error: JSON.stringify(lobby.error) });
       for (const conv of [...this.s.outbox.keys()]) void this.s.run(() => this.o.flush(conv));

@@ -298,6 +298,31 @@ export class MlsGroup {
     zero(p.consumed);
   }
 
+  /**
+   * My pending commit's next-epoch state, for the durable store (sealed at rest like serialize's,
+   * PROTOCOL.md §8.1 "A commit in flight"): kept until the relay answers, so a client that quits
+   * before the answer can send the commit again at its next start and move on if it was accepted.
+   */
+  serializePending(): Uint8Array {
+    this.checkUsable();
+    if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit waiting for the relay's answer");
+    return new Uint8Array(encodeFields(STATE_LABEL, [STATE_VERSION, encodeGroupState(this.pending.state)]));
+  }
+
+  /**
+   * Puts back a pending commit kept by serializePending() before a restart: then confirmCommit or
+   * discardCommit as for a fresh one. The state must be this group's, of my leaf, one epoch on.
+   * (The secrets the commit consumed in this epoch's state are not known here: they go with it.)
+   */
+  resumePending(bytes: Uint8Array): void {
+    this.checkUsable();
+    if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is already waiting for the relay's answer");
+    const next = MlsGroup.restore(this.client, bytes);
+    if (!Buffer.from(next.groupId).equals(Buffer.from(this.groupId))) throw new MlsProtocolError("bad-state", "the kept commit is of another group");
+    if (next.epoch !== this.epoch + 1n) throw new MlsProtocolError("bad-state", `the kept commit makes epoch ${next.epoch}, not ${this.epoch + 1n}`);
+    this.pending = { state: { ...next.state, clientConfig: this.state.clientConfig }, consumed: [], epoch: next.epoch };
+  }
+
   /** The relay refused my pending commit (another won the epoch): forget it; the state stays. */
   discardCommit(): void {
     if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit to discard");

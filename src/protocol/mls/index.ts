@@ -19,3 +19,4 @@ export {
   encodeAppData, decodeAppData, appHash, chainGap, deviceTag, unacknowledged, ZERO_APP_HASH,
   type AppData, type AppDataKind, type AppKind, type AppReadRef, type AppSeen,
 } from "./app-data.js";
+export { decodeFields } from "./fields.js";

@@ -51,6 +51,32 @@ describe("a commit whose answer was lost (§8.1)", () => {
     expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
   }, 120_000);
 
+  it("a room's registration, taken by the relay but its answer lost: /join works, and the room is mine", async () => {
+    const { alice, bob } = await aliceAndBob();
+    t.ds.losePublishAnswers = 1;
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    expect(alice.engine.creator("#ops")).toBe("alice");
+    expect((await alice.engine.inviteMany("#ops", ["bob"])).ok).toBe(true);
+    await waitUntil(() => bob.engine.conversations().includes("#ops"), "bob in #ops", 60_000);
+    send(alice, "#ops", "mine");
+    await reads(bob, "#ops", "alice: mine");
+    send(bob, "#ops", "yours");
+    await reads(alice, "#ops", "bob: yours");
+    // One leaf per device: no leaf of alice's that nobody holds the keys of.
+    expect(bob.engine.memberIdentities("#ops")?.map((m) => m.username).sort()).toEqual(["alice", "bob"]);
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+
+  it("a DM's registration, taken by the relay but its answer lost: the first message still goes at once", async () => {
+    const { alice, bob } = await aliceAndBob();
+    t.ds.losePublishAnswers = 1;
+    send(alice, DM, "first words");
+    await reads(bob, DM, "alice: first words"); // before: only after the 2-minute Welcome wait
+    send(bob, DM, "heard you");
+    await reads(alice, DM, "bob: heard you");
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+
   it("a client closing while its commit waits for an answer that never comes is not held up", async () => {
     const { alice } = await aliceAndBob();
     t.ds.loseCommitAnswers = Number.POSITIVE_INFINITY;

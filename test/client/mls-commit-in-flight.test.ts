@@ -6,8 +6,11 @@
 import { describe, expect, it } from "vitest";
 import { deviceWorldEachTest, linesIn, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
+import { DM_WELCOME_WAIT_MS } from "../../src/client/mls/engine-state.js";
 
 const t = deviceWorldEachTest("sc-mls-commit-kept-");
+
+const DM = "dm:alice:bob";
 
 const reads = (d: Device, conv: string, line: string) => waitUntil(() => textsIn(d, conv).includes(line), `${d.user.name} to read "${line}" in ${conv}`, 60_000);
 const troubles = (d: Device) => d.events.filter((e) => e.type === "refused" || (e.type === "message-state" && e.state === "failed") || (e.type === "notice" && e.level !== "info"));
@@ -87,5 +90,47 @@ describe("a commit in flight when the client quits (§8.1)", () => {
     await reads(bob, "#ops", "alice: hi both");
     await reads(carol, "#ops", "alice: hi both");
     expect(linesIn(alice, "#ops").filter((l) => l.kind === "added").map((l) => [l.by, l.users])).toEqual([["alice", ["bob"]], ["bob", ["carol"]]]);
+  }, 120_000);
+
+  it("a room registered at the relay while alice quit before the answer: her next /join takes her old leaf's place, and the room is hers", async () => {
+    const [alice, bob] = (await people("alice", "bob")) as [Device, Device];
+    t.ds.losePublishAnswers = Number.POSITIVE_INFINITY;
+    const join = alice.engine.joinRoom("#ops");
+    await waitUntil(() => t.ds.groupInfoPublished > 0, "alice's registration sent", 30_000);
+    await quit(alice);
+    expect((await join).ok).toBe(false);
+    t.ds.losePublishAnswers = 0;
+    await restart(alice);
+    // The relay keeps her group, with a leaf of her MLS key whose secrets went with the quit.
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    expect(alice.engine.creator("#ops")).toBe("alice");
+    expect(alice.engine.memberIdentities("#ops")?.map((m) => m.username)).toEqual(["alice"]);
+    expect((await alice.engine.inviteMany("#ops", ["bob"])).ok).toBe(true);
+    await waitUntil(() => bob.engine.conversations().includes("#ops"), "bob in #ops", 60_000);
+    send(bob, "#ops", "hello");
+    await reads(alice, "#ops", "bob: hello");
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+
+  it("a DM registered at the relay while alice quit before the answer: her message goes once the Welcome wait ends, into her old group", async () => {
+    const [alice, bob] = (await people("alice", "bob")) as [Device, Device];
+    t.ds.losePublishAnswers = Number.POSITIVE_INFINITY;
+    send(alice, DM, "before the quit");
+    await waitUntil(() => t.ds.groupInfoPublished > 0, "alice's registration sent", 30_000);
+    await quit(alice);
+    t.ds.losePublishAnswers = 0;
+    await restart(alice);
+    send(alice, DM, "after the restart");
+    // The relay keeps her first group: hers is refused as taken, and she waits for a Welcome...
+    await waitUntil(() => t.ds.groupInfoPublished > 1, "alice's second registration", 30_000);
+    await alice.engine.idle();
+    // ...until the wait ends: then she joins the kept group, drops her dead leaf and adds bob.
+    t.w.now += DM_WELCOME_WAIT_MS;
+    await alice.engine.checkTimers();
+    await reads(bob, DM, "alice: after the restart");
+    send(bob, DM, "got it");
+    await reads(alice, DM, "bob: got it");
+    expect(bob.engine.memberIdentities(DM)?.map((m) => m.username).sort()).toEqual(["alice", "bob"]);
+    expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
   }, 120_000);
 });

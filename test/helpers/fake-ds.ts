@@ -66,6 +66,8 @@ export class FakeDs {
   private seq = 0;
   /** The next this many SendCommits are taken (or refused) as usual but answered CONNECTION_LOST: the answer lost on the way. */
   loseCommitAnswers = 0;
+  /** The next this many PublishGroupInfos are taken as usual but answered CONNECTION_LOST: the answer lost on the way. */
+  losePublishAnswers = 0;
   /** The next this many SendCommits are lost on the way (never taken) and answered CONNECTION_LOST. */
   dropCommits = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
@@ -110,7 +112,12 @@ export class FakeDs {
       claimKeyPackages: async (usernames, deviceIds) => this.claim(user, from(), usernames, deviceIds),
       fetchDeviceLists: async (usernames) => this.fetchDeviceLists(user, usernames),
       publishDeviceList: async (list) => this.publishDeviceList(user, list),
-      publishGroupInfo: async (gi) => this.publishGroupInfo(user, gi),
+      publishGroupInfo: async (gi) => {
+        const r = this.publishGroupInfo(user, gi);
+        if (this.losePublishAnswers <= 0) return r;
+        this.losePublishAnswers--;
+        return { ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" };
+      },
       recreateRoom: async (gi) => this.recreateRoom(user, gi),
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
       sendCommit: async (c) => {

@@ -5,7 +5,7 @@
 import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
 import type { MembershipLine, Outcome } from "../types.js";
-import { groupInfoHasLeafOf, sameBytes } from "./framing.js";
+import { groupInfoLeavesOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, TRANSIENT, type EngineState } from "./engine-state.js";
 import type { DsCommit, DsCommitAccepted, DsEpochTaken, DsResult } from "./ds-api.js";
 import type { ClientError } from "../errors.js";
@@ -208,26 +208,34 @@ export class Committer {
    * Sends a commit and learns its fate (§8.1, §8.4). Sent but unanswered (the connection lost,
    * no answer in time), it may have been accepted: discarded, my next commit for the epoch
    * would lose to it, and my own commit cannot be processed when it comes back (a reflection):
-   * the group would be stuck until a re-join. So the same bytes go again, every
-   * COMMIT_RESEND_MS (doubling up to COMMIT_RESEND_MAX_MS) while unanswered, until the relay
-   * answers (an identical resend is accepted again; EPOCH_TAKEN when another won) or the engine
-   * closes or stops (MlsSession.close waits for the engine's queue first). Everything else of
-   * the engine waits meanwhile: nothing can reach the relay anyway.
+   * the group would be stuck until a re-join. So the same bytes go again until the relay answers
+   * (an identical resend is accepted again; EPOCH_TAKEN when another won): untilAnswered.
    */
-  private async sendCommitAnswered(convId: string, c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken> {
-    let r = await this.s.d.ds.sendCommit(c);
-    // NOT_CONNECTED first: it never left (no session): discarding it is safe, and a command
-    // given offline says so at once instead of waiting for the connection.
+  private sendCommitAnswered(convId: string, c: DsCommit): Promise<DsResult<DsCommitAccepted> | DsEpochTaken> {
+    return this.untilAnswered(convId, "commit", () => this.s.d.ds.sendCommit(c));
+  }
+
+  /**
+   * Sends a request whose answer must not be lost, again and again, the same bytes, every
+   * COMMIT_RESEND_MS (doubling up to COMMIT_RESEND_MAX_MS) while it is unanswered (CONNECTION_LOST,
+   * NO_ANSWER), until the relay answers or the engine closes or stops (MlsSession.close waits for
+   * the engine's queue first). Everything else of the engine waits meanwhile: nothing can reach
+   * the relay anyway. NOT_CONNECTED on the first try: it never left, and a command given
+   * offline says so at once instead of waiting for the connection.
+   */
+  private async untilAnswered<R extends DsResult<object>>(convId: string, what: "commit" | "group", send: () => Promise<R>): Promise<R> {
+    let r = await send();
     if (r.ok || !TRANSIENT.has(r.code) || r.code === "NOT_CONNECTED") return r;
-    this.s.d.logger.info("mls.commit.answer_lost", { conversation: convId, code: r.code });
-    for (let wait = COMMIT_RESEND_MS; !r.ok && TRANSIENT.has(r.code) && !this.s.closed && !this.s.stopping; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
+    this.s.d.logger.info(`mls.${what}.answer_lost`, { conversation: convId, code: r.code });
+    const unanswered = (x: R) => !x.ok && TRANSIENT.has(x.code);
+    for (let wait = COMMIT_RESEND_MS; unanswered(r) && !this.s.closed && !this.s.stopping; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
       // Waited in short steps: a client closing meanwhile is not held up for the whole wait.
       const until = Date.now() + wait;
       while (Date.now() < until && !this.s.closed && !this.s.stopping) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(COMMIT_RESEND_MS, until - Date.now())));
       if (this.s.closed || this.s.stopping) break;
-      r = await this.s.d.ds.sendCommit(c);
+      r = await send();
     }
-    this.s.d.logger.info("mls.commit.resent", { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
+    this.s.d.logger.info(`mls.${what}.resent`, { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
     return r;
   }
 
@@ -283,7 +291,10 @@ export class Committer {
   /** Creates a group and registers it at the relay ("taken": another group of the conversation was registered first). */
   async createAndRegister(convId: string): Promise<"taken" | Outcome<MlsGroup>> {
     const g = await MlsGroup.create(this.s.mustClient(), convId, this.s.groupOptions());
-    const r = await this.s.d.ds.publishGroupInfo(await g.groupInfo());
+    // Registered but unanswered, the relay keeps a group only this object holds the keys of:
+    // sent again until answered (an identical registration is answered as the first, §8.2).
+    const info = await g.groupInfo();
+    const r = await this.untilAnswered(convId, "group", () => this.s.d.ds.publishGroupInfo(info));
     if (!r.ok) {
       g.destroy();
       return r.code === "BAD_CONVERSATION" ? "taken" : fail(refusedError(r));
@@ -351,23 +362,31 @@ export class Committer {
         return c.ok ? ok(undefined) : c;
       }
       if (had?.active === true && sameBytes(had.groupId, gi.groupId) && Number(had.epoch) === gi.currentEpoch) return ok(undefined);
-      const j = await this.externalJoin(convId, had !== undefined && sameBytes(had.groupId, gi.groupId));
+      const j = await this.externalJoin(convId);
       if (j.ok || j.error.kind !== "refused" || j.error.code !== ErrorCode.ERROR_CODE_EPOCH_TAKEN) return j;
     }
     return fail(sentence(`${convId} is changing too fast to join; try again`));
   }
 
-  /** Joins by external commit from the relay's newest GroupInfo (§7, §12 recovery). */
-  async externalJoin(convId: string, resync: boolean): Promise<Outcome> {
+  /**
+   * Joins by external commit from the relay's newest GroupInfo (§7, §12 recovery), with resync
+   * when the tree holds a leaf of my MLS key: I hold no live state of it (else I would not join),
+   * so its secrets are lost (missed commits, a state lost with a quit before an answer); a second
+   * leaf of the same key beside it would stay in the group for good, read to by nobody.
+   */
+  async externalJoin(convId: string): Promise<Outcome> {
     const client = this.s.mustClient();
     let lastError: ClientError = sentence(`${convId} could not be joined`);
     for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
       const gi = await this.s.d.ds.fetchGroupInfo({ conversationId: convId });
       if (!gi.ok) return fail(refusedError(gi));
       let joined: { group: MlsGroup; commit: Uint8Array };
+      let re: boolean;
       try {
-        // Resync (my old leaf replaced in the same commit) only when the tree holds a leaf of mine.
-        const re = resync && groupInfoHasLeafOf(gi.groupInfo, client.signaturePublicKey);
+        // Resync (my old leaf replaced in the same commit) when the tree holds a leaf of mine and
+        // another's; when its only leaves are mine, they are removed by a commit after the join.
+        const leaves = groupInfoLeavesOf(gi.groupInfo, client.signaturePublicKey);
+        re = leaves.mine > 0 && leaves.others > 0;
         joined = await MlsGroup.joinExternal(client, gi.groupInfo, { ...this.s.groupOptions(), resync: re, expectConversation: convId });
       } catch (e) {
         this.s.d.logger.warn("mls.join.refused", { conversation: convId, error: (e as Error).message });
@@ -396,9 +415,25 @@ export class Committer {
       if (convId !== "lobby") this.s.line(convId, { kind: "joined", by: this.s.d.me, users: [], ...this.s.creatorField(convId), atMs: this.s.d.clock() });
       this.s.d.store.saveGroup(g);
       this.recordView(convId, g);
+      if (!re) await this.dropStaleLeavesOfMine(convId);
       this.s.healSoon(convId); // my other devices: added, or my unlinked ones removed (devices.ts)
       return ok(undefined);
     }
     return fail(lastError);
+  }
+
+  /**
+   * Other leaves of my MLS key in a group I just joined (a tree whose only leaves were mine,
+   * their secrets lost, could not be resynced): removed in one commit of mine, as any leaf of my
+   * own user (§4.5). Read by nobody, they would otherwise stay in the group for good.
+   */
+  private async dropStaleLeavesOfMine(convId: string): Promise<void> {
+    const key = this.s.mustClient().signaturePublicKey;
+    const stale = (x: MlsGroup) => x.members().filter((m) => m.leafIndex !== x.myLeafIndex && sameBytes(m.signatureKey, key)).map((m) => m.leafIndex);
+    const g = this.s.groups.get(convId);
+    const n = g === undefined ? 0 : stale(g).length;
+    if (n === 0) return;
+    const r = await this.commitChange(convId, (x) => x.changeOwnDevices(stale(x), []), { added: [], removed: [] }, undefined, (x) => stale(x).length > 0);
+    this.s.d.logger.info("mls.join.stale_leaves", { conversation: convId, leaves: n, removed: r.ok });
   }
 }

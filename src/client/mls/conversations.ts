@@ -252,7 +252,7 @@ export class MlsConversations {
         if (now - since < DM_WELCOME_WAIT_MS) continue;
         if (this.s.groups.get(conv)?.active === true) { this.s.waitingWelcome.delete(conv); continue; }
         this.s.d.logger.info("mls.dm.no_welcome", { conversation: conv });
-        const r = await this.c.externalJoin(conv, true);
+        const r = await this.c.externalJoin(conv);
         if (r.ok) this.s.flushSoon(conv);
         else this.s.waitingWelcome.set(conv, now);
       }

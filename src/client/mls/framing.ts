@@ -33,15 +33,23 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Whether a GroupInfo's ratchet tree (its ratchet_tree extension) holds a leaf with this MLS
- * signature key: an external join may ask for `resync` (replace my old leaf) only then — ts-mls
- * 1.6.4 does not return when asked to resync without a former leaf.
+ * The leaves of a GroupInfo's ratchet tree (its ratchet_tree extension) with this MLS signature
+ * key, and the others. An external join may ask for `resync` (replace my old leaf) only when it
+ * holds one of mine — ts-mls 1.6.4 does not return when asked to resync without a former leaf —
+ * and beside a leaf of someone else: it cannot resync a tree whose only leaf is mine ("the last
+ * node in the ratchet tree must be non-blank").
  */
-export function groupInfoHasLeafOf(groupInfo: Uint8Array, signaturePublicKey: Uint8Array): boolean {
+export function groupInfoLeavesOf(groupInfo: Uint8Array, signaturePublicKey: Uint8Array): { readonly mine: number; readonly others: number } {
   const msg = decodeMls(groupInfo, "GroupInfo");
-  if (msg.wireformat !== "mls_group_info") return false;
+  if (msg.wireformat !== "mls_group_info") return { mine: 0, others: 0 };
   const ext = msg.groupInfo.extensions.find((e) => e.extensionType === "ratchet_tree");
-  if (ext === undefined) return false;
-  const tree = decodeTree(ext.extensionData);
-  return tree.some((n) => n?.nodeType === "leaf" && sameBytes(n.leaf.signaturePublicKey, signaturePublicKey));
+  if (ext === undefined) return { mine: 0, others: 0 };
+  let mine = 0;
+  let others = 0;
+  for (const n of decodeTree(ext.extensionData)) {
+    if (n?.nodeType !== "leaf") continue;
+    if (sameBytes(n.leaf.signaturePublicKey, signaturePublicKey)) mine++;
+    else others++;
+  }
+  return { mine, others };
 }

@@ -136,7 +136,7 @@ export class Recovery {
     if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
     this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
     const dropped = this.s.held.drop(conv);
-    const r = await this.r.c.externalJoin(conv, true);
+    const r = await this.r.c.externalJoin(conv);
     this.s.notice("warn", r.ok
       ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
       : `missing changes in ${conv}, and joining it again failed`, conv);

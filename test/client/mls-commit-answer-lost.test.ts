@@ -4,7 +4,7 @@
 // came back as "a reflection" she cannot process: her DM was stuck, every later message held.
 // Now the same bytes go again until the relay answers (an identical resend is accepted again).
 import { describe, expect, it } from "vitest";
-import { deviceWorldEachTest, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup, sendHostileCommit, sendLine as send, textsIn, type Device } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 const t = deviceWorldEachTest("sc-mls-commit-lost-");
@@ -75,6 +75,29 @@ describe("a commit whose answer was lost (§8.1)", () => {
     send(bob, DM, "heard you");
     await reads(alice, DM, "bob: heard you");
     expect([...troubles(alice), ...troubles(bob)]).toEqual([]);
+  }, 120_000);
+
+  it("a room's re-creation, done by the relay but its answer lost: the creator's new group is the room's, and carol follows", async () => {
+    const { alice, bob } = await aliceAndBob();
+    const carol = await t.w.device("carol", "carolpc");
+    await t.w.publish("carol", [carol]);
+    await t.w.start(carol);
+    expect((await alice.engine.joinRoom("#ops")).ok).toBe(true);
+    expect((await alice.engine.inviteMany("#ops", ["bob", "carol"])).ok).toBe(true);
+    await waitUntil(() => [bob, carol].every((d) => d.engine.members("#ops")?.length === 3), "bob and carol in #ops", 60_000);
+    await t.w.settle();
+    // bob's client, modified, removes carol: refused by every member; alice, the creator,
+    // re-creates the room without bob, and the answer to that is lost.
+    const g = await hostileGroup(t.ds, bob, "#ops");
+    t.ds.loseRecreateAnswers = 1;
+    await sendHostileCommit(t.ds, bob, await g.removeMembers(["carol"]));
+    await waitUntil(() => alice.engine.members("#ops")?.join() === "alice,carol" && carol.engine.members("#ops")?.join() === "alice,carol", "alice re-created #ops with carol", 60_000);
+    expect(t.ds.loseRecreateAnswers).toBe(0);
+    send(alice, "#ops", "still here?");
+    await reads(carol, "#ops", "alice: still here?");
+    send(carol, "#ops", "yes");
+    await reads(alice, "#ops", "carol: yes");
+    expect(alice.events.filter((e) => e.type === "notice" && e.text.includes("could not be re-created"))).toEqual([]);
   }, 120_000);
 
   it("a client closing while its commit waits for an answer that never comes is not held up", async () => {

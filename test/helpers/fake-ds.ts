@@ -68,6 +68,8 @@ export class FakeDs {
   loseCommitAnswers = 0;
   /** The next this many PublishGroupInfos are taken as usual but answered CONNECTION_LOST: the answer lost on the way. */
   losePublishAnswers = 0;
+  /** The next this many RecreateRooms are done as usual but answered CONNECTION_LOST: the answer lost on the way. */
+  loseRecreateAnswers = 0;
   /** The next this many SendCommits are lost on the way (never taken) and answered CONNECTION_LOST. */
   dropCommits = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
@@ -118,7 +120,12 @@ export class FakeDs {
         this.losePublishAnswers--;
         return { ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" };
       },
-      recreateRoom: async (gi) => this.recreateRoom(user, gi),
+      recreateRoom: async (gi) => {
+        const r = this.recreateRoom(user, gi);
+        if (this.loseRecreateAnswers <= 0) return r;
+        this.loseRecreateAnswers--;
+        return { ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" };
+      },
       fetchGroupInfo: async (by) => this.fetchGroupInfo(by),
       sendCommit: async (c) => {
         if (this.dropCommits > 0) {

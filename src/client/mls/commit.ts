@@ -223,7 +223,7 @@ export class Committer {
    * the relay anyway. NOT_CONNECTED on the first try: it never left, and a command given
    * offline says so at once instead of waiting for the connection.
    */
-  private async untilAnswered<R extends DsResult<object>>(convId: string, what: "commit" | "group", send: () => Promise<R>): Promise<R> {
+  async untilAnswered<R extends DsResult<object>>(convId: string, what: "commit" | "group", send: () => Promise<R>): Promise<R> {
     let r = await send();
     if (r.ok || !TRANSIENT.has(r.code) || r.code === "NOT_CONNECTED") return r;
     this.s.d.logger.info(`mls.${what}.answer_lost`, { conversation: convId, code: r.code });

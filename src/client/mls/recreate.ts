@@ -93,7 +93,11 @@ export class Recreator {
     }
     const members = [...new Set(old.members().map((m) => m.username))].filter((u) => u !== me && u !== offender);
     const g = await MlsGroup.create(s.mustClient(), conv, s.groupOptions());
-    const r = await s.d.ds.recreateRoom(await g.groupInfo());
+    // Done but unanswered, the relay's room would be a group nobody holds the keys of: sent
+    // again until answered (a resend of one done is answered as done, §8.2).
+    const info = await g.groupInfo();
+    const recreateRoom = s.d.ds.recreateRoom.bind(s.d.ds);
+    const r = await this.c.untilAnswered(conv, "group", () => recreateRoom(info));
     if (!r.ok) {
       g.destroy();
       this.handled.delete(oldKey);

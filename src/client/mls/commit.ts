@@ -150,8 +150,9 @@ export class Committer {
    * The commits kept from before a restart or while the relay could not be reached (§8.1 "A
    * commit in flight"): each is sent again, the same bytes, and settled by the answer: accepted
    * (the first time, or as the resend of one the relay accepted before I quit) → I move to its
-   * epoch, its lines shown; EPOCH_TAKEN → discarded (the winner comes as any commit; a change a
-   * person asked for is said to be lost); unanswered → kept for the next session. A kept commit
+   * epoch, its lines shown; EPOCH_TAKEN → discarded (a change a person asked for is said to be
+   * lost), and the winner comes from my queue after what was queued before it (not fetched out
+   * of order: see commitChange's winnerFromQueue); unanswered → kept for the next session. A kept commit
    * whose group is gone or has moved past its epoch is settled already and forgotten.
    */
   async resumeKept(): Promise<void> {
@@ -200,7 +201,6 @@ export class Committer {
         const why = r.code === "EPOCH_TAKEN" ? "another change came first" : `the relay refused it: ${r.detail}`;
         this.s.notice("warn", `a change you made to ${convId} before the connection was lost did not go through (${why}); make it again if it is still needed`, convId);
       }
-      if (r.code === "EPOCH_TAKEN") await this.r.recovery.catchUp(convId);
     }
   }
 

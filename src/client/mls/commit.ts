@@ -152,8 +152,8 @@ export class Committer {
    * (the first time, or as the resend of one the relay accepted before I quit) → I move to its
    * epoch, its lines shown; EPOCH_TAKEN → discarded (a change a person asked for is said to be
    * lost), and the winner comes from my queue after what was queued before it (not fetched out
-   * of order: see commitChange's winnerFromQueue); unanswered → kept for the next session. A kept commit
-   * whose group is gone or has moved past its epoch is settled already and forgotten.
+   * of order: see commitChange's winnerFromQueue); unanswered → kept for the next session. A
+   * kept commit whose group is gone or has moved past its epoch is settled already: forgotten.
    */
   async resumeKept(): Promise<void> {
     for (const convId of this.s.d.store.pendingCommits()) {
@@ -166,8 +166,8 @@ export class Committer {
         this.forgetKept(convId);
         continue;
       }
-      const g = this.s.groups.get(convId);
       if (k === undefined) continue;
+      const g = this.s.groups.get(convId);
       if (g?.hasPendingCommit === true) continue; // cannot be: one operation at a time
       if (g === undefined || !g.active || g.epoch !== k.epoch) {
         k.nextState.fill(0);

@@ -57,6 +57,14 @@ describe("a session that meets an unreachable database", () => {
     expect(st.details).toBe("the relay cannot reach its database right now; try again in a moment");
     expect(st.metadata?.get("securechat-error-code")).toEqual(["ERROR_CODE_STORAGE_UNAVAILABLE"]);
     expect(statusOf(new PgError("division by zero", "22012")).code).toBe(GrpcStatus.INTERNAL);
+    // The server going away under a query: the socket's own errors are the database's absence
+    // too (seen once as "internal relay error" while the cluster test restarted PostgreSQL).
+    for (const [message, code] of [["read ECONNRESET", "ECONNRESET"], ["write EPIPE", "EPIPE"], ["connect EHOSTUNREACH 10.0.0.9:5432", "EHOSTUNREACH"],
+      ["terminating connection due to administrator command", "57P01"], ["terminating connection because of crash of another server process", "57P02"],
+      ["the database system is starting up", "57P03"], ["sorry, too many clients already", "53300"], ["Connection terminated unexpectedly", undefined]] as const) {
+      expect({ code, status: statusOf(new PgError(message, code)).code }).toEqual({ code, status: GrpcStatus.UNAVAILABLE });
+    }
+    for (const code of ["23505", "42P01", "XX000", "P0001", "40P01"]) expect({ code, status: statusOf(new PgError("a statement's own failure", code)).code }).toEqual({ code, status: GrpcStatus.INTERNAL });
     expect(statusOf(new Error("bug")).details).toBe("internal relay error");
   });
 });

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import type { ChatClientOptions } from "../../src/client/chat-client.js";
 import { describeClientError } from "../../src/client/errors.js";
 import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
@@ -150,6 +150,10 @@ describe("three relays on one PostgreSQL", () => {
     // (execFileSync throws, with its stderr, on a non-zero exit.)
     execFileSync(process.execPath, [RELAY_BIN, "migrate", "--store", pgc.url], { stdio: ["ignore", "pipe", "pipe"] });
     const relays = await startRelays(3, pgc.url, root);
+    // On a failure, what the relays logged above info (a session failed, a store error).
+    onTestFailed(() => {
+      for (const [i, r] of relays.entries()) for (const l of r.logs) if (l["level"] !== "info" && l["level"] !== "debug") process.stderr.write(`relay-${i} ${JSON.stringify(l)}\n`);
+    });
     const addresses = relays.map((r) => `127.0.0.1:${r.port}`);
 
     const clients: TestClient[] = [];

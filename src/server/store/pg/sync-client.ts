@@ -32,6 +32,9 @@ export interface SqlStep {
   readonly params?: readonly unknown[];
 }
 
+/** SQLSTATEs that mean the database cannot take this relay's statements now (PgError.unreachable). */
+const UNREACHABLE_STATES: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "53300"]);
+
 /** A database failure: `code` is PostgreSQL's SQLSTATE when it gave one (23505: unique violation, 08xxx: connection). */
 export class PgError extends Error {
   constructor(message: string, readonly code: string | undefined, readonly constraint?: string) {
@@ -39,9 +42,16 @@ export class PgError extends Error {
     this.name = "PgError";
   }
 
-  /** True when the database could not be reached (or the connection died): not the statement's fault. */
+  /**
+   * True when the database could not be reached (or the connection died): not the statement's
+   * fault. No code (the connection ended), SQLSTATE class 08 (connection exception), the server
+   * shutting down, crashed or starting (57P01-57P03), or out of connections (53300); and every
+   * socket error Node names (ECONNREFUSED, ETIMEDOUT, ECONNRESET and EPIPE when the server went
+   * away under a query, EHOSTUNREACH, …: no SQLSTATE class starts with E).
+   */
   get unreachable(): boolean {
-    return this.code === undefined || this.code.startsWith("08") || this.code === "57P01" || this.code === "57P03" || this.code === "ECONNREFUSED" || this.code === "ETIMEDOUT";
+    const c = this.code;
+    return c === undefined || c.startsWith("08") || UNREACHABLE_STATES.has(c) || /^E[A-Z]{3,}$/.test(c);
   }
 }
 

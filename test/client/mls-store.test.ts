@@ -212,6 +212,30 @@ describe("MlsKeyStore: a commit in flight (PROTOCOL.md §8.1)", () => {
     expect(alice.store.pendingCommits()).toEqual([]);
   });
 
+  it("a kept commit changed on disk, or moved to another conversation's row, does not open", async () => {
+    const alice = await user("alice");
+    const ops = await MlsGroup.create(alice.client, "#ops");
+    const dev = await MlsGroup.create(alice.client, "#dev");
+    for (const g of [ops, dev]) {
+      alice.store.saveGroup(g);
+      keep(alice.store, g, await g.selfUpdate());
+      g.discardCommit();
+    }
+    alice.store.close();
+    const path = join(alice.dir, "alice_mls.db");
+    const db = new DatabaseSync(path);
+    const sealed = Buffer.from((db.prepare("SELECT sealed FROM pending_commits WHERE conversation_id = '#ops'").get() as { sealed: Uint8Array }).sealed);
+    // #dev's row now holds #ops's sealed commit (the additional data names the conversation).
+    db.prepare("UPDATE pending_commits SET sealed = ? WHERE conversation_id = '#dev'").run(sealed);
+    // #ops's row: one bit flipped.
+    sealed[sealed.length - 1]! ^= 1;
+    db.prepare("UPDATE pending_commits SET sealed = ? WHERE conversation_id = '#ops'").run(sealed);
+    db.close();
+    const again = await fromFiles(alice.dir, "alice");
+    for (const conv of ["#ops", "#dev"]) expect(() => again.store.loadPendingCommit(conv)).toThrow(/does not open with this key file/);
+    again.store.close();
+  });
+
   it("a kept state of another group or epoch is refused; arguments are checked first", async () => {
     const alice = await user("alice");
     const g = await MlsGroup.create(alice.client, "#ops");

@@ -15,8 +15,9 @@ import type { KeyDirectory } from "./key-directory.js";
 import { linkFromPrimary, type LinkOutcome } from "./linking.js";
 import type { LocalIdentity } from "./local-identity.js";
 import { DsTransport } from "./mls/ds-transport.js";
+import { sendUntilAnswered } from "./mls/resend.js";
 import type { MlsKeyStore } from "./mls-store.js";
-import { OwnDevices, type DeviceView } from "./own-devices.js";
+import { OwnDevices, PUBLISH_RESEND_MS, type DeviceView } from "./own-devices.js";
 import type { RelayConnection } from "./relay-connection.js";
 import type { RelayTransport } from "./relay-transport.js";
 import type { ClientStateStore } from "./state-store.js";
@@ -197,7 +198,8 @@ export class ClientDevices {
         return r.ok ? { ok: true, lists: r.lists } : { ok: false, detail: r.detail };
       },
       publish: async (list) => {
-        const r = await publishList(list);
+        // As OwnDevices.publish: a lost answer is not a refusal (PROTOCOL.md §4.5).
+        const r = await sendUntilAnswered(() => publishList(list), { stopped: () => false, giveUpAfterMs: PUBLISH_RESEND_MS });
         return r.ok ? { ok: true } : { ok: false, detail: r.detail };
       },
       mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,

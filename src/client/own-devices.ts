@@ -18,7 +18,12 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import type { VerifiedDeviceDirectory } from "./device-directory.js";
 import type { LocalIdentity } from "./local-identity.js";
 import type { DsApi } from "./mls/ds-api.js";
+import { TRANSIENT } from "./mls/engine-state.js";
+import { sendUntilAnswered } from "./mls/resend.js";
 import type { DeviceView, Outcome, SessionEvent } from "./types.js";
+
+/** How long a new device list is sent again while its answer is lost (PROTOCOL.md §4.5). */
+export const PUBLISH_RESEND_MS = 30_000;
 
 export type { DeviceView } from "./types.js";
 
@@ -172,9 +177,17 @@ export class OwnDevices {
     if (local.kind !== "primary") return fail("only the primary device can change the device list");
     if (this.o.ds.publishDeviceList === undefined) return fail("this relay connection cannot publish device lists");
     const signed = signDeviceList(body, local.identity.sigPrivate, local.identity.sigSpki);
-    const r = await this.o.ds.publishDeviceList(signed);
+    // Its answer lost, the list may be kept at the relay all the same: the same bytes go again
+    // until it answers (an identical resend is answered as the first, PROTOCOL.md §4.5), for at
+    // most PUBLISH_RESEND_MS: a command waits that long for its answer, not forever.
+    const publishDeviceList = this.o.ds.publishDeviceList.bind(this.o.ds);
+    const r = await sendUntilAnswered(() => publishDeviceList(signed), {
+      stopped: () => this.stopped, giveUpAfterMs: PUBLISH_RESEND_MS,
+      onLost: (code) => this.o.log.info("devices.publish_answer_lost", { code, version: body.version }),
+    });
     if (!r.ok) {
       this.o.log.warn("devices.publish_refused", { code: r.code, version: body.version });
+      if (TRANSIENT.has(r.code) && r.code !== "NOT_CONNECTED") return fail(`the relay did not answer for the new device list (version ${body.version}); it may have kept it, as the list of your devices will show`);
       return fail(`the relay did not take the new device list: ${r.detail}`);
     }
     // I signed it and the relay took it: kept here (verified like any list), so the MLS engine hears

@@ -164,6 +164,13 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
     throw e;
   }
   const before = d.devices.of(me);
+  const bytes = DeviceList.encode(toWireDeviceList(list)).finish();
+  // A resend of the kept list, byte for byte (its answer was lost, §4.5): answered as the first
+  // time; nothing is stored or dropped again.
+  if (list.version === before.version && before.list !== undefined && Buffer.from(DeviceList.encode(toWireDeviceList(before.list)).finish()).equals(Buffer.from(bytes))) {
+    d.logger.info("devices.publish_duplicate", { user: me, version: list.version });
+    return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
+  }
   if (list.version <= before.version) throw badList(`not newer: the relay keeps version ${before.version} of ${me}'s list, and this one is version ${list.version} (v${list.version} <= v${before.version})`);
   // A device is kept when the new list has it with the same id and keys; else it is dropped
   // (unlinked, or its keys changed: what was queued for it cannot be read by new keys anyway).
@@ -173,7 +180,6 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
   const oldPrimary = before.list === undefined ? undefined : primaryOf(before.list);
   // The primary's address is stable; its KeyPackages go only when its MLS key changed.
   if (oldPrimary !== undefined && !oldPrimary.mlsSignatureKey.equals(primaryOf(list).mlsSignatureKey)) keyPackagesOf.push(me);
-  const bytes = DeviceList.encode(toWireDeviceList(list)).finish();
   const kept = d.store.replaceDeviceList({
     username: me, version: list.version, list: bytes, keyPackagesOf,
     dropped: dropped.map((o) => ({ address: queueAddress(me, o), deviceId: o.deviceId })),

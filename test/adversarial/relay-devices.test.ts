@@ -63,6 +63,15 @@ describe("hostile device lists (PublishDeviceList)", () => {
     // Rollback: an old (validly signed) version, and the same version again.
     expect(await refusedList(a, deviceListOf(alice, pa, [], 1, PRIMARY_ID))).toContain("(v1 <= v2)");
     expect(await refusedList(a, deviceListOf(alice, pa, [], 2, PRIMARY_ID))).toContain("(v2 <= v2)");
+    // The kept list again, byte for byte (its answer was lost): answered as kept, nothing changes;
+    // the same list with one byte of its signature changed is no resend.
+    const again = await publishDeviceListOk(a, v2);
+    expect(again.lists.map((l) => [l.username, l.version, l.devices.length])).toEqual([["alice", 2, 2]]);
+    expect(relay.events("devices.publish_duplicate")).toHaveLength(1);
+    expect(relay.events("devices.published").filter((l) => l["user"] === "alice")).toHaveLength(1);
+    const touched = Buffer.from(v2.signature);
+    touched[0]! ^= 1;
+    expect(await refusedList(a, { ...v2, signature: touched })).toMatch(/^bad signature/);
 
     // bob publishes alice's valid list (newer), and his own name on a list alice signed.
     const b = await connectV2(relay, bob);

@@ -15,14 +15,22 @@ import { fixtureIdentity } from "../helpers/identities.js";
 async function setup(host = "build-box.example.org", primaryName?: string) {
   const alice = await fixtureIdentity("alice");
   const local = primaryIdentity(alice);
-  const relay: { kept: SignedDeviceList | undefined; published: number[] } = { kept: undefined, published: [] };
+  // `loseAnswers`: the next publishes are kept (or refused) as usual, but their answer is lost.
+  const relay: { kept: SignedDeviceList | undefined; published: number[]; loseAnswers: number } = { kept: undefined, published: [], loseAnswers: 0 };
+  const answer = (r: DsResult<{ list: SignedDeviceList }>): Promise<DsResult<{ list: SignedDeviceList }>> => {
+    if (relay.loseAnswers <= 0) return Promise.resolve(r);
+    relay.loseAnswers--;
+    return Promise.resolve({ ok: false, code: "CONNECTION_LOST", detail: "the connection to the relay was lost" });
+  };
   const ds = {
     fetchDeviceLists: (): Promise<DsResult<{ lists: readonly SignedDeviceList[]; seen: [] }>> => Promise.resolve({ ok: true, lists: relay.kept ? [relay.kept] : [], seen: [] }),
     publishDeviceList: (l: SignedDeviceList): Promise<DsResult<{ list: SignedDeviceList }>> => {
-      if (relay.kept !== undefined && l.version <= relay.kept.version) return Promise.resolve({ ok: false, code: "BAD_DEVICE_LIST", detail: "not newer" });
+      // As the relay: the kept list again, byte for byte, is answered as kept.
+      if (relay.kept !== undefined && l.version === relay.kept.version && l.signature.equals(relay.kept.signature)) return answer({ ok: true, list: l });
+      if (relay.kept !== undefined && l.version <= relay.kept.version) return answer({ ok: false, code: "BAD_DEVICE_LIST", detail: "not newer" });
       relay.kept = l;
       relay.published.push(l.version);
-      return Promise.resolve({ ok: true, list: l });
+      return answer({ ok: true, list: l });
     },
   };
   const directory = new VerifiedDeviceDirectory({ self: { username: "alice", deviceId: "", name: "", primary: true, mlsSignatureKey: new Uint8Array(0) }, ds, pinOf: () => ({ state: "pinned", identitySpki: alice.sigSpki }) });
@@ -64,6 +72,23 @@ describe("own device list upkeep (PROTOCOL.md §4.5)", () => {
     expect(u.relay.kept?.devices.map((d) => [d.name, d.primary])).toEqual([["laptop", true]]);
     await renamed.upkeep(u.welcome());
     expect(u.relay.published).toEqual([1, 2]); // already so: nothing more
+  });
+
+  it("a new list whose answer was lost is sent again, the same bytes: kept once, and the command says it was done", async () => {
+    const t = await setup("build-box");
+    await t.own.upkeep(t.welcome());
+    const desktop = { deviceId: "00000000000000d1", name: "desktop", authSpki: generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }), mlsSignatureKey: randomBytes(32), addedAtMs: 1, primary: false };
+    t.relay.loseAnswers = 2;
+    const added = await t.own.addDevice(desktop);
+    expect(added.ok && added.value.devices.map((d) => d.name)).toEqual(["build-box", "desktop"]);
+    expect(t.relay.published).toEqual([1, 2]);
+    expect(t.relay.loseAnswers).toBe(0);
+    // Before, the lost answer was reported as a refusal, and doing it again was refused as not newer.
+    t.relay.loseAnswers = 1;
+    const gone = await t.own.unlink("desktop", { check: false });
+    expect(gone.ok).toBe(true);
+    expect(t.relay.kept?.devices.map((d) => d.name)).toEqual(["build-box"]);
+    expect(t.relay.published).toEqual([1, 2, 3]);
   });
 
   it("keeps the primary's name when another device of mine already has the name asked for", async () => {

@@ -12,6 +12,7 @@ import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
 import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
 import { keyPackageLeafKey } from "./devices.js";
+import { sendUntilAnswered } from "./resend.js";
 
 /**
  * What the commit, Welcome and ratchet tree of one SendCommit may take: the relay's frame
@@ -20,9 +21,6 @@ import { keyPackageLeafKey } from "./devices.js";
  */
 export const COMMIT_BYTES_MAX = 1024 * 1024 - 64 * 1024;
 
-/** A commit left unanswered is sent again (the same bytes) after this long, doubling up to COMMIT_RESEND_MAX_MS. */
-export const COMMIT_RESEND_MS = 250;
-export const COMMIT_RESEND_MAX_MS = 5_000;
 
 /**
  * How many of these KeyPackages one commit can add to a group of `members` within `max` bytes,
@@ -216,26 +214,20 @@ export class Committer {
   }
 
   /**
-   * Sends a request whose answer must not be lost, again and again, the same bytes, every
-   * COMMIT_RESEND_MS (doubling up to COMMIT_RESEND_MAX_MS) while it is unanswered (CONNECTION_LOST,
-   * NO_ANSWER), until the relay answers or the engine closes or stops (MlsSession.close waits for
-   * the engine's queue first). Everything else of the engine waits meanwhile: nothing can reach
-   * the relay anyway. NOT_CONNECTED on the first try: it never left, and a command given
-   * offline says so at once instead of waiting for the connection.
+   * Sends a request whose answer must not be lost until the relay answers (resend.ts), or the
+   * engine closes or stops (MlsSession.close waits for the engine's queue first). Everything
+   * else of the engine waits meanwhile: nothing can reach the relay anyway.
    */
   async untilAnswered<R extends DsResult<object>>(convId: string, what: "commit" | "group", send: () => Promise<R>): Promise<R> {
-    let r = await send();
-    if (r.ok || !TRANSIENT.has(r.code) || r.code === "NOT_CONNECTED") return r;
-    this.s.d.logger.info(`mls.${what}.answer_lost`, { conversation: convId, code: r.code });
-    const unanswered = (x: R) => !x.ok && TRANSIENT.has(x.code);
-    for (let wait = COMMIT_RESEND_MS; unanswered(r) && !this.s.closed && !this.s.stopping; wait = Math.min(2 * wait, COMMIT_RESEND_MAX_MS)) {
-      // Waited in short steps: a client closing meanwhile is not held up for the whole wait.
-      const until = Date.now() + wait;
-      while (Date.now() < until && !this.s.closed && !this.s.stopping) await new Promise<void>((resolve) => setTimeout(resolve, Math.min(COMMIT_RESEND_MS, until - Date.now())));
-      if (this.s.closed || this.s.stopping) break;
-      r = await send();
-    }
-    this.s.d.logger.info(`mls.${what}.resent`, { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
+    let lost = false;
+    const r = await sendUntilAnswered(send, {
+      stopped: () => this.s.closed || this.s.stopping,
+      onLost: (code) => {
+        lost = true;
+        this.s.d.logger.info(`mls.${what}.answer_lost`, { conversation: convId, code });
+      },
+    });
+    if (lost) this.s.d.logger.info(`mls.${what}.resent`, { conversation: convId, ok: r.ok, code: r.ok ? "" : r.code });
     return r;
   }
 

@@ -29,11 +29,11 @@ import { hkdfSync, randomBytes } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { encodeFields } from "../protocol/encoding.js";
 import {
-  createMlsClient, decodeFields, destroyKeyPackage, MlsGroup, restoreKeyPackage, restoreMlsClient, serializeMlsClient,
+  createMlsClient, destroyKeyPackage, MlsGroup, restoreKeyPackage, restoreMlsClient, serializeMlsClient,
   type GeneratedKeyPackage, type GroupOptions, type IdentityKey, type MlsClient, type MlsMember, type StoredKeyPackage,
 } from "../protocol/mls/index.js";
 import { parseConversationId } from "../protocol/names.js";
-import type { DsCommit } from "./mls/ds-api.js";
+import { checkKeptCommitParts, decodeKeptCommit, encodeKeptCommit, type KeptCommit, type KeptCommitParts } from "./kept-commit.js";
 import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTES } from "../protocol/primitives.js";
 
 /** The MLS store key: HKDF-SHA256 over the signing private key (PKCS#8), like at-rest.ts, with its own label. */
@@ -41,26 +41,6 @@ const KDF_INFO = "securechat/v1/mls-store-key";
 const SCHEMA_VERSION = "1";
 
 type Row = "client" | "key-package" | "group" | "pending-commit";
-
-const PENDING_LABEL = "securechat/v1/mls-pending-commit";
-const PENDING_VERSION = "1";
-
-/**
- * A commit of mine sent to the relay and not yet answered (PROTOCOL.md §8.1 "A commit in
- * flight"): what the SendCommit carried, the next epoch's state it makes, and the membership
- * line to show once accepted.
- */
-export interface KeptCommit extends DsCommit {
-  readonly conversationId: string;
-  /** The epoch the commit was made in (the group's, before it). */
-  readonly epoch: bigint;
-  /** The next epoch's GroupInfo, whether it rode along or not. */
-  readonly nextGroupInfo: Uint8Array;
-  /** The next epoch's state (MlsGroup.serializePending). */
-  readonly nextState: Uint8Array;
-  /** JSON of the membership lines to show once accepted ("[]" for none). */
-  readonly lines: string;
-}
 
 /** Why a stored item could not be used; one sentence, names no secret. */
 export class MlsStoreError extends Error {
@@ -388,20 +368,13 @@ export class MlsKeyStore {
    * its epoch). The next epoch's state in it is a group state like any other (§10.2: overwritten
    * and zeroed on disk like one).
    */
-  savePendingCommit(group: MlsGroup, c: Omit<KeptCommit, "conversationId" | "epoch" | "nextState">): void {
+  savePendingCommit(group: MlsGroup, c: KeptCommitParts): void {
     if (!(group instanceof MlsGroup)) throw new TypeError("an MlsGroup is needed");
     if (group.client.username !== this.identity.username) throw new TypeError(`the group belongs to '${group.client.username}', not '${this.identity.username}'`);
-    for (const b of [c.commit, c.groupInfo, c.nextGroupInfo, c.welcome ?? new Uint8Array(0), c.ratchetTree ?? new Uint8Array(0)]) {
-      if (!(b instanceof Uint8Array)) throw new TypeError("a kept commit's parts must be bytes");
-    }
-    if (c.commit.length === 0) throw new TypeError("a kept commit needs its commit");
-    if (![...c.added, ...c.removed].every((u) => typeof u === "string")) throw new TypeError("added and removed must be usernames");
-    if (typeof c.lines !== "string") throw new TypeError("lines must be JSON");
+    checkKeptCommitParts(c);
     const conversationId = group.conversation.id;
     const next = group.serializePending();
-    const bytes = encodeFields(PENDING_LABEL, [PENDING_VERSION, next, c.commit, c.groupInfo, c.nextGroupInfo,
-      c.welcome === undefined ? "" : "w", c.welcome ?? new Uint8Array(0), c.ratchetTree === undefined ? "" : "t", c.ratchetTree ?? new Uint8Array(0),
-      JSON.stringify({ added: c.added, removed: c.removed }), c.lines]);
+    const bytes = encodeKeptCommit(next, c);
     next.fill(0);
     const sealed = this.seal("pending-commit", conversationId, bytes);
     bytes.fill(0);
@@ -414,23 +387,13 @@ export class MlsKeyStore {
     const row = this.q["pendingGet"]!.get(conversationId) as Record<string, unknown> | undefined;
     if (row === undefined) return undefined;
     const bytes = this.open("pending-commit", conversationId, row["sealed"] as Uint8Array);
-    let f: Buffer[];
     try {
-      f = decodeFields(bytes, PENDING_LABEL, 11, "kept commit");
+      return decodeKeptCommit(bytes, conversationId, BigInt(String(row["epoch"])));
     } catch (e) {
-      throw new MlsStoreError(`the commit kept for ${conversationId} does not decode: ${(e as Error).message}`, { cause: e });
+      throw new MlsStoreError((e as Error).message, { cause: e });
+    } finally {
+      bytes.fill(0);
     }
-    const [version, next, commit, groupInfo, nextGroupInfo, hasWelcome, welcome, hasTree, tree, hint, lines] = f as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
-    if (version.toString() !== PENDING_VERSION) throw new MlsStoreError(`the commit kept for ${conversationId} has version ${version.toString()}, this client knows ${PENDING_VERSION}`);
-    const names = JSON.parse(hint.toString("utf8")) as { added: string[]; removed: string[] };
-    const copy = (b: Buffer): Uint8Array => new Uint8Array(b);
-    const kept: KeptCommit = {
-      conversationId, epoch: BigInt(String(row["epoch"])), nextState: copy(next), commit: copy(commit), groupInfo: copy(groupInfo), nextGroupInfo: copy(nextGroupInfo),
-      added: names.added, removed: names.removed, lines: lines.toString("utf8"),
-      ...(hasWelcome.length > 0 ? { welcome: copy(welcome) } : {}), ...(hasTree.length > 0 ? { ratchetTree: copy(tree) } : {}),
-    };
-    bytes.fill(0);
-    return kept;
   }
 
   /** Forgets the commit kept for a conversation (answered: refused, or the answer handled). */

@@ -5,12 +5,13 @@
 // private constructor and the checks a joined group's members must pass. What a group does
 // once it exists is in group.ts.
 import {
-  createGroup, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeMlsMessage,
+  createGroup, decodeGroupState, defaultCapabilities, emptyPskIndex, encodeGroupState, encodeMlsMessage,
   generateKeyPackageWithKey, joinGroup, joinGroupExternal,
   type ClientState,
 } from "ts-mls";
 import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
 import { decryptGroupInfo, decryptGroupSecrets } from "ts-mls/welcome.js";
+import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
 import { decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
 import { contextExtensionsFor, ROOM_CREATOR_EXTENSION } from "./creator.js";
@@ -126,6 +127,11 @@ export async function joinExternal(make: GroupMaker, client: MlsClient, groupInf
   return { group, commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: res.publicMessage }) };
 }
 
+
+/** A group state as serialize() keeps it (restoreGroup reads it back): label, version, ts-mls's encoding. */
+export function encodeState(state: ClientState): Uint8Array {
+  return new Uint8Array(encodeFields(STATE_LABEL, [STATE_VERSION, encodeGroupState(state)]));
+}
 /** MlsGroup.restore. */
 export function restoreGroup(make: GroupMaker, client: MlsClient, bytes: Uint8Array, options: GroupOptions): MlsGroup {
   checkClient(client);

@@ -18,18 +18,17 @@
 // - encodeGroupState leaves out the client configuration (authentication service, retention):
 //   restore() puts ours back, so a restored group checks credentials exactly as before.
 import {
-  acceptAll, createApplicationMessage, createCommit, createProposal, emptyPskIndex, encodeGroupState,
+  acceptAll, createApplicationMessage, createCommit, createProposal, emptyPskIndex,
   encodeMlsMessage, processMessage, type ClientState, type IncomingMessageCallback, type Proposal,
 } from "ts-mls";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
-import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
 import { checkKeyPackage, decodeKeyPackage, type MlsClient, type StoredKeyPackage } from "./client.js";
 import { checkCreatorName, isRoomCreator, readCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError, wrap } from "./errors.js";
 import { judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
-import { createGroupFor, joinExternal, joinFromWelcome, restoreGroup, STATE_LABEL, STATE_VERSION, type GroupMaker } from "./group-join.js";
+import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
 import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
 import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
@@ -306,7 +305,7 @@ export class MlsGroup {
   serializePending(): Uint8Array {
     this.checkUsable();
     if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit waiting for the relay's answer");
-    return new Uint8Array(encodeFields(STATE_LABEL, [STATE_VERSION, encodeGroupState(this.pending.state)]));
+    return encodeState(this.pending.state);
   }
 
   /**
@@ -426,7 +425,7 @@ export class MlsGroup {
    */
   serialize(): Uint8Array {
     this.checkNotDestroyed();
-    return new Uint8Array(encodeFields(STATE_LABEL, [STATE_VERSION, encodeGroupState(this.state)]));
+    return encodeState(this.state);
   }
 
   /**

@@ -98,7 +98,7 @@ export class DeviceRoutes {
     this.users.set(username, devicesOf(username, list));
   }
 
-  /** A name was bound anew (after a release): what was cached belongs to the old key. */
+  /** A name was bound anew (after a release), or another relay kept a newer list: read again at next use. */
   forget(username: string): void {
     this.users.delete(username);
   }
@@ -167,11 +167,8 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
   const bytes = DeviceList.encode(toWireDeviceList(list)).finish();
   // A resend of the kept list, byte for byte (its answer was lost, §4.5): answered as the first
   // time; nothing is stored or dropped again.
-  if (list.version === before.version && before.list !== undefined && Buffer.from(DeviceList.encode(toWireDeviceList(before.list)).finish()).equals(Buffer.from(bytes))) {
-    d.logger.info("devices.publish_duplicate", { user: me, version: list.version });
-    return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
-  }
-  if (list.version <= before.version) throw badList(`not newer: the relay keeps version ${before.version} of ${me}'s list, and this one is version ${list.version} (v${list.version} <= v${before.version})`);
+  if (isKept(before, list, bytes)) return publishedAgain(d, user, req, list);
+  if (list.version <= before.version) throw notNewer(me, before.version, list.version);
   // A device is kept when the new list has it with the same id and keys; else it is dropped
   // (unlinked, or its keys changed: what was queued for it cannot be read by new keys anyway).
   const same = (a: DeviceEntry, b: DeviceEntry): boolean => a.deviceId === b.deviceId && a.primary === b.primary && a.authSpki.equals(b.authSpki) && a.mlsSignatureKey.equals(b.mlsSignatureKey);
@@ -184,7 +181,15 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
     username: me, version: list.version, list: bytes, keyPackagesOf,
     dropped: dropped.map((o) => ({ address: queueAddress(me, o), deviceId: o.deviceId })),
   });
-  if (!kept) throw badList(`not newer: the relay keeps a list of ${me} at least as new as version ${list.version}`);
+  if (!kept) {
+    // Another relay of the cluster kept a list that this one has not heard of yet (its bus event
+    // is on the way): the resend of a list kept through that relay, whose answer was lost when
+    // the connection dropped, comes here. Read the kept one now and judge against it (§4.5).
+    d.devices.forget(me);
+    const now = d.devices.of(me);
+    if (isKept(now, list, bytes)) return publishedAgain(d, user, req, list);
+    throw notNewer(me, now.version, list.version);
+  }
   d.devices.set(me, list);
   user.deviceListVersion = list.version;
   // The first list: KeyPackages the primary published before it are kept only when they are
@@ -193,6 +198,22 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
   for (const o of dropped) d.router.sessionAt(queueAddress(me, o))?.unlinked();
   d.router.announceUser(user);
   d.logger.info("devices.published", { user: me, version: list.version, devices: list.devices.length, dropped: dropped.length });
+  return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
+}
+
+const notNewer = (me: string, kept: number, version: number): Refusal =>
+  badList(`not newer: the relay keeps version ${kept} of ${me}'s list, and this one is version ${version} (v${version} <= v${kept})`);
+
+/** `list` (encoded as `bytes`) is the kept list, byte for byte. */
+function isKept(kept: UserDevices, list: VerifiedDeviceList, bytes: Uint8Array): boolean {
+  return list.version === kept.version && kept.list !== undefined && Buffer.from(DeviceList.encode(toWireDeviceList(kept.list)).finish()).equals(Buffer.from(bytes));
+}
+
+/** The answer to a resend of the kept list: as the first time; nothing is stored or dropped again. */
+function publishedAgain(d: DeviceServiceDeps, user: DirectoryUser, req: PublishDeviceList, list: VerifiedDeviceList): ResponseFrame {
+  const me = user.record.username;
+  user.deviceListVersion = list.version;
+  d.logger.info("devices.publish_duplicate", { user: me, version: list.version });
   return { $case: "deviceListResult", value: { requestId: req.requestId, lists: [toWireDeviceList(list)], seen: seenOf(d, me, list) } };
 }
 

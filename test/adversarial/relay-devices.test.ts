@@ -3,7 +3,7 @@
 // are not listed or prove with the wrong key, an unlinked device (its live session, its queue,
 // its KeyPackages), a KeyPackage for another device's MLS key, and a device claiming a name.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
+import { DeviceList, ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import { sign } from "node:crypto";
 import { deviceListBytes, signDeviceList, toWireDeviceList } from "../../src/protocol/devices.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
@@ -97,6 +97,29 @@ describe("hostile device lists (PublishDeviceList)", () => {
     expect(Buffer.from(kept.lists[0]!.signature).equals(v2.signature)).toBe(true);
     // The sessions go on after each refusal (one sentence each, no disconnect).
     await a.barrier();
+  });
+
+  it("a list kept through another relay of the cluster that this one has not heard of yet: its resend is answered as kept, another list of that version refused", async () => {
+    relay = await TestRelay.start();
+    const a = await connectV2(relay, alice);
+    const desktop = await makeLinkedDevice(alice);
+    await publishDeviceListOk(a, deviceListOf(alice, pa, [], 1, PRIMARY_ID));
+    // Version 2 is kept through another writer (another relay); this relay's cache still has 1.
+    const v2 = deviceListOf(alice, pa, [desktop], 2, PRIMARY_ID);
+    const bytes = DeviceList.encode(toWireDeviceList(v2)).finish();
+    expect(relay.besideRelay((s) => s.replaceDeviceList({ username: "alice", version: 2, list: bytes, keyPackagesOf: [], dropped: [] }))).toBe(true);
+    // The primary's answer was lost and it came back here: the same list again.
+    const again = await publishDeviceListOk(a, v2);
+    expect(again.lists.map((l) => [l.username, l.version, l.devices.length])).toEqual([["alice", 2, 2]]);
+    expect(relay.events("devices.publish_duplicate")).toHaveLength(1);
+    expect(relay.events("devices.published").filter((l) => l["user"] === "alice")).toHaveLength(1);
+    // A list of version 2 that is not the kept one (another body, properly signed) is not newer.
+    expect(await refusedList(a, deviceListOf(alice, pa, [], 2, PRIMARY_ID))).toContain("the relay keeps version 2 of alice's list, and this one is version 2 (v2 <= v2)");
+    // Routing follows the kept list: the desktop is a device of alice here now.
+    const b = await connectV2(relay, bob);
+    b.write({ $case: "fetchDeviceLists", value: { requestId: 5, usernames: ["alice"] } });
+    const kept = await b.next("deviceListResult", (r) => r.requestId === 5);
+    expect(kept.lists.map((l) => [l.version, l.devices.length])).toEqual([[2, 2]]);
   });
 });
 

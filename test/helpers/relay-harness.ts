@@ -228,6 +228,22 @@ export class TestRelay {
     }
   }
 
+  /**
+   * `fn` on the relay's database through another writer than the relay (as another relay of a
+   * cluster, or the operator's command, writes to it): relay.db opened again (embedded), or the
+   * PostgreSQL store (the relay's caches do not see what is written through it either way).
+   */
+  besideRelay<T>(fn: (store: RelayStore) => T): T {
+    if (this.pgStore !== undefined) return fn(this.pgStore);
+    if (this.storeKind === "postgres") throw new Error("the relay is not running: no PostgreSQL store to write to");
+    const store = openStore(join(this.dataDir, "relay.db"));
+    try {
+      return fn(store);
+    } finally {
+      store.close();
+    }
+  }
+
   /** The operator's `chat-relay users release NAME`, on whichever store the relay runs on. */
   releaseUser(username: string): boolean {
     if (this.pgStore !== undefined) return this.pgStore.releaseUser(username);

@@ -60,6 +60,8 @@ describe("a dropped commit", () => {
     vi.advanceTimersByTime(61_000);
     await waitUntil(() => notices(w.c.carol!).find((t) => t.startsWith("missing changes in #ops")), "carol says she missed changes", T);
     expect(notices(w.c.carol!)).toContain("missing changes in #ops: joined it again; 1 message(s) sent meanwhile could not be read");
+    // Who joined meanwhile is said: the commit that added dave never reached her.
+    expect(notices(w.c.carol!)).toContain("while you were out of step with #ops: dave is in it now (changes you did not see made)");
     // Her re-join replaces her own leaf (resync): the others' member lists stay the same four,
     // and talking on proves they took her new commit (her new epoch is theirs).
     for (const n of ["alice", "bob", "dave"]) {

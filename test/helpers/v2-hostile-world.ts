@@ -43,6 +43,8 @@ export interface World {
   readonly c: Record<string, TestClient>;
   /** Closes a user's client and starts it again from its files (MLS store, state db, pins). */
   restart(name: FixtureName): Promise<TestClient>;
+  /** A user's directory: its MLS store `<name>_mls.db`, its state db, its pins. */
+  dirOf(name: FixtureName): string;
 }
 
 /** The real relay, the operator's proxy in front of it, and a v2 ChatClient per name connected through the proxy. */
@@ -65,7 +67,7 @@ export async function worldWith(o: { readonly clocks?: Readonly<Record<string, (
     c[n] = await connect(proxy, dir, n, o.clocks?.[n]);
     return c[n];
   };
-  return { relay, proxy, c, restart };
+  return { relay, proxy, c, restart, dirOf: (n) => join(dir, n) };
 }
 
 async function connect(proxy: MlsHostileProxy, dir: string, name: FixtureName, clock: (() => number) | undefined): Promise<TestClient> {

@@ -5,7 +5,7 @@
 import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
 import type { MembershipLine, Outcome } from "../types.js";
-import { groupInfoLeavesOf, sameBytes } from "./framing.js";
+import { groupInfoLeavesOf, groupInfoSignerOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, TRANSIENT, type EngineState } from "./engine-state.js";
 import type { DsCommit, DsCommitAccepted, DsEpochTaken, DsResult } from "./ds-api.js";
 import type { ClientError } from "../errors.js";
@@ -385,6 +385,15 @@ export class Committer {
         return fail(sentence(`${convId} could not be joined: ${(e as Error).message}`));
       }
       const g = joined.group;
+      // §12 "a re-join": the relay chooses the GroupInfo; replacing a group I hold needs one
+      // that what I know of that group vouches for.
+      const held = this.s.groups.get(convId);
+      const unvouched = held?.active === true && convId !== "lobby" ? this.unvouched(convId, held, g, gi.groupInfo) : undefined;
+      if (unvouched !== undefined) {
+        g.destroy();
+        this.s.d.logger.warn("mls.join.unvouched", { conversation: convId, why: unvouched });
+        return fail(sentence(unvouched));
+      }
       const max = this.s.d.limits?.lobbyMaxMembers ?? LOBBY_MAX_MEMBERS;
       if (convId === "lobby" && g.members().length > max) {
         g.destroy();
@@ -399,6 +408,7 @@ export class Committer {
         return fail(lastError);
       }
       const old = this.s.groups.get(convId);
+      if (old?.active === true && old !== g && convId !== "lobby") this.sayWhoChanged(convId, old, g);
       if (old !== undefined && old !== g) old.destroy();
       this.s.held.drop(convId);
       this.s.adopt(convId, g, true);
@@ -412,6 +422,59 @@ export class Committer {
       return ok(undefined);
     }
     return fail(lastError);
+  }
+
+  /**
+   * Why the group joined from `groupInfo` may NOT replace `held`, the group of `convId` I hold
+   * (undefined: it may). PROTOCOL.md §12 "a re-join": the relay serves whichever GroupInfo it
+   * likes, so an old one of the same group (from before a member was removed: the removed
+   * member, from her own old state, would read what I send next) or another group it made for
+   * the conversation must not be taken for the group's present state.
+   * - The same group: the GroupInfo is of a later epoch than mine. (Who signed it is not
+   *   checked: in a room anyone may have joined meanwhile, and the newest GroupInfo is often a
+   *   newcomer's; the members new to me are said after the join, `sayWhoChanged`.)
+   * - Another group (a re-created room, §7.3): it names the same creator (username and identity
+   *   key) and the creator signed it, as for a Welcome into a re-created room (recreate.ts); for
+   *   a DM, one of its members as I know it (the peer) signed it.
+   */
+  private unvouched(convId: string, held: MlsGroup, joined: MlsGroup, groupInfo: Uint8Array): string | undefined {
+    const { epoch, signerKey } = groupInfoSignerOf(groupInfo);
+    if (sameBytes(held.groupId, joined.groupId)) {
+      return epoch > held.epoch ? undefined : `the relay offered ${convId} as it was at epoch ${epoch}, not later than yours (${held.epoch}); you stay where you are`;
+    }
+    const signer = signerKey === undefined ? undefined : joined.members().find((m) => sameBytes(m.signatureKey, signerKey));
+    const who = signer?.username ?? "a leaf not in it";
+    if (convId.startsWith("dm:")) {
+      const known = signerKey !== undefined && held.members().some((m) => sameBytes(m.signatureKey, signerKey));
+      return known ? undefined : `the relay offered another group for ${convId}, signed by ${who}, not by its member; you stay in the current one`;
+    }
+    const before = held.creator();
+    const now = joined.creator();
+    const sameCreator = before !== undefined && now !== undefined && before.username === now.username && before.identityFingerprint.equals(now.identityFingerprint);
+    if (sameCreator && signer !== undefined && joined.isCreator(signer)) return undefined;
+    return `the relay offered another group for ${convId}, signed by ${who}; only ${before?.username ?? "its creator"}, who created ${convId}, may re-create it; you stay in the current one`;
+  }
+
+  /**
+   * After a re-join that replaced `held` (§12): who is in the conversation now that was not in
+   * my state of it, and who is gone. The commits that made those changes were never seen, so no
+   * line names who made them; a member I saw removed who is back (a removed member's fork the
+   * relay led me into looks the same from here) is named like any newcomer.
+   */
+  private sayWhoChanged(convId: string, held: MlsGroup, joined: MlsGroup): void {
+    const me = this.s.d.me;
+    const names = (g: MlsGroup) => new Set(g.members().map((m) => m.username).filter((u) => u !== me));
+    const [was, is] = [names(held), names(joined)];
+    const added = [...is].filter((u) => !was.has(u)).sort();
+    const gone = [...was].filter((u) => !is.has(u)).sort();
+    if (added.length === 0 && gone.length === 0) return;
+    const list = (us: string[]) => (us.length === 1 ? us[0]! : `${us.slice(0, -1).join(", ")} and ${us.at(-1)!}`);
+    const parts = [
+      ...(added.length > 0 ? [`${list(added)} ${added.length === 1 ? "is" : "are"} in it now`] : []),
+      ...(gone.length > 0 ? [`${list(gone)} ${gone.length === 1 ? "is" : "are"} no longer`] : []),
+    ];
+    this.s.d.logger.info("mls.join.members_changed", { conversation: convId, added, gone });
+    this.s.notice("warn", `while you were out of step with ${convId}: ${parts.join("; ")} (changes you did not see made)`, convId);
   }
 
   /**

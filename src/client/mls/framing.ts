@@ -53,3 +53,19 @@ export function groupInfoLeavesOf(groupInfo: Uint8Array, signaturePublicKey: Uin
   }
   return { mine, others };
 }
+
+/**
+ * What a GroupInfo says of itself before it is joined: its epoch and the MLS signature key of
+ * the leaf that signed it (read from its ratchet_tree extension; undefined when that leaf is not
+ * in it: joinExternal refuses such a GroupInfo anyway). Throws MlsProtocolError("malformed") for
+ * anything but a GroupInfo.
+ */
+export function groupInfoSignerOf(groupInfo: Uint8Array): { readonly epoch: bigint; readonly signerKey: Uint8Array | undefined } {
+  const msg = decodeMls(groupInfo, "GroupInfo");
+  if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
+  const gi = msg.groupInfo;
+  const ext = gi.extensions.find((e) => e.extensionType === "ratchet_tree");
+  // Leaf i is node 2i of the array-based tree (RFC 9420 §7.8 / Appendix C).
+  const node = ext === undefined ? undefined : decodeTree(ext.extensionData)[2 * gi.signer];
+  return { epoch: gi.groupContext.epoch, signerKey: node?.nodeType === "leaf" ? node.leaf.signaturePublicKey : undefined };
+}

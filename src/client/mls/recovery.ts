@@ -4,6 +4,7 @@
 // joined again by external commit. A conversation stopped at a commit refused for an undecided
 // key or an unlisted device keeps holding instead (never a re-join), until a decision or a newer
 // device list lets it try again. receive.ts handles each message; this is what it falls back on.
+import { describeClientError } from "../errors.js";
 import { MlsStoreError } from "../mls-store.js";
 import { HOLD_MAX_MS } from "./held.js";
 import type { EngineState } from "./engine-state.js";
@@ -139,7 +140,7 @@ export class Recovery {
     const r = await this.r.c.externalJoin(conv);
     this.s.notice("warn", r.ok
       ? `missing changes in ${conv}: joined it again${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
-      : `missing changes in ${conv}, and joining it again failed`, conv);
+      : `missing changes in ${conv}, and joining it again failed: ${describeClientError(r.error)}`, conv);
   }
 
   /** Fetches and processes the commits the relay accepted after my epoch. False when the relay refused. */

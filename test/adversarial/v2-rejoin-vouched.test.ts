@@ -5,7 +5,8 @@
 //   sent next (§1 "a relay cannot add a reader or keep a removed one reading");
 // - a GroupInfo of a fork the kicked member made from her old state, at a later epoch: nothing
 //   in it tells it from the room's present state (anyone may join a room, so its newest
-//   GroupInfo is often signed by a newcomer); bob is told who is in it that was not before;
+//   GroupInfo is often signed by a newcomer); bob is told who is in it that was not before, and
+//   once bob changed his own leaf since the fork's start (only his commits change it), refused;
 // - another group for the room, made by the relay's own account (§7.3: only the room's creator
 //   may re-create it).
 // The first and the last are refused: bob stays in the group he holds, says why, and what he
@@ -20,7 +21,8 @@ import { decodeMls } from "../../src/protocol/mls/client.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import type { ProxiedSession, RequestFrame } from "../helpers/mls-hostile-proxy.js";
-import { cleanupWorlds, isKind, keepTalking, lines, loadIdentities, logged, notices, room, shown, T, world, type World } from "../helpers/v2-hostile-world.js";
+import { cleanupWorlds, isKind, keepTalking, lines, loadIdentities, logged, notices, room, shown, T, world, worldWith, type World } from "../helpers/v2-hostile-world.js";
+import { UPDATE_AFTER_MS } from "../../src/client/mls/content.js";
 import { waitUntil } from "../helpers/wait.js";
 
 beforeAll(loadIdentities);
@@ -152,6 +154,33 @@ describe("a re-join takes only a GroupInfo the group vouches for (§12)", () => 
     // the room's present state; what bob is told is that mallory is in #ops now.
     expect(r.joined()).toBeDefined();
     expect(notices(w.c["bob"]!)).toContain("while you were out of step with #ops: mallory is in it now (changes you did not see made)");
+  });
+
+  it("the same fork after bob changed his own leaf (his daily update): refused, his place in it is older than his", { timeout: 300_000 }, async () => {
+    const skew = { ms: 0 };
+    const w = await worldWith({ clocks: { bob: () => Date.now() + skew.ms } }, "alice", "bob", "mallory");
+    await room(w, "#ops", "alice", "bob", "mallory");
+    await keepTalking(w, "#ops", ["alice", "bob", "mallory"], "all three");
+    const copy = await copyOfMallory(w);
+    expect((await w.c["alice"]!.client.kick!("#ops", "mallory")).ok).toBe(true);
+    await waitUntil(async () => { const m = await w.c["bob"]!.client.members("#ops"); return m.ok && !m.value.includes("mallory"); }, "bob sees mallory gone", T);
+    // A day on, bob's next message first commits an update of his leaf (§10.3).
+    skew.ms = UPDATE_AFTER_MS + 60_000;
+    const commits = (w.proxy.requests.get("bob") ?? []).filter((f) => f.$case === "sendCommit").length;
+    await keepTalking(w, "#ops", ["alice", "bob"], "without mallory");
+    expect((w.proxy.requests.get("bob") ?? []).filter((f) => f.$case === "sendCommit").length).toBeGreaterThan(commits);
+
+    const fork = (await copy.group())!;
+    for (let i = 0; i < 6; i++) {
+      await fork.selfUpdate();
+      fork.confirmCommit();
+    }
+    const joins = lines(w.c["bob"]!, "#ops").filter((l) => l.startsWith("bob joined")).length;
+    const r = await forceRejoin(w, Buffer.from(await fork.groupInfo()));
+    copy.store.close();
+    expect(r.joined()).toBeUndefined();
+    expect(notices(w.c["bob"]!).find((t) => t.includes("missing changes in #ops"))).toMatch(/joining it again failed: the relay offered a state of #ops made from one older than yours \(your own place in it is as it was before your last change\); you stay where you are$/);
+    await bobStayed(w, "the deploy window is at 6", joins);
   });
 
   it("another group for #ops made by the relay's own account: refused, only alice (its creator) may re-create it", { timeout: 300_000 }, async () => {

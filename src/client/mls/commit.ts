@@ -5,7 +5,7 @@
 import { ErrorCode } from "../../gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../protocol/mls/index.js";
 import type { MembershipLine, Outcome } from "../types.js";
-import { groupInfoLeavesOf, groupInfoSignerOf, sameBytes } from "./framing.js";
+import { groupInfoFactsOf, groupInfoLeavesOf, sameBytes } from "./framing.js";
 import { COMMIT_ATTEMPTS, fail, LOBBY_MAX_MEMBERS, ok, refusedError, sentence, TRANSIENT, type EngineState } from "./engine-state.js";
 import type { DsCommit, DsCommitAccepted, DsEpochTaken, DsResult } from "./ds-api.js";
 import type { ClientError } from "../errors.js";
@@ -430,7 +430,8 @@ export class Committer {
    * likes, so an old one of the same group (from before a member was removed: the removed
    * member, from her own old state, would read what I send next) or another group it made for
    * the conversation must not be taken for the group's present state.
-   * - The same group: the GroupInfo is of a later epoch than mine. (Who signed it is not
+   * - The same group: the GroupInfo is of a later epoch than mine, and my leaf in it, if still
+   *   there, is my leaf as it is now (only my commits change it). (Who signed it is not
    *   checked: in a room anyone may have joined meanwhile, and the newest GroupInfo is often a
    *   newcomer's; the members new to me are said after the join, `sayWhoChanged`.)
    * - Another group (a re-created room, §7.3): it names the same creator (username and identity
@@ -438,9 +439,14 @@ export class Committer {
    *   a DM, one of its members as I know it (the peer) signed it.
    */
   private unvouched(convId: string, held: MlsGroup, joined: MlsGroup, groupInfo: Uint8Array): string | undefined {
-    const { epoch, signerKey } = groupInfoSignerOf(groupInfo);
+    const { epoch, signerKey, leaf } = groupInfoFactsOf(groupInfo, held.myLeafIndex);
     if (sameBytes(held.groupId, joined.groupId)) {
-      return epoch > held.epoch ? undefined : `the relay offered ${convId} as it was at epoch ${epoch}, not later than yours (${held.epoch}); you stay where you are`;
+      if (epoch <= held.epoch) return `the relay offered ${convId} as it was at epoch ${epoch}, not later than yours (${held.epoch}); you stay where you are`;
+      // Only my own commits change my leaf: the same leaf of mine with another key is a state
+      // from before my last change to the group (a fork made from an older state).
+      const mine = leaf !== undefined && sameBytes(leaf.signatureKey, this.s.mustClient().signaturePublicKey);
+      if (mine && !sameBytes(leaf.hpkeKey, held.myLeafHpkeKey)) return `the relay offered a state of ${convId} made from one older than yours (your own place in it is as it was before your last change); you stay where you are`;
+      return undefined;
     }
     const signer = signerKey === undefined ? undefined : joined.members().find((m) => sameBytes(m.signatureKey, signerKey));
     const who = signer?.username ?? "a leaf not in it";

@@ -55,17 +55,30 @@ export function groupInfoLeavesOf(groupInfo: Uint8Array, signaturePublicKey: Uin
 }
 
 /**
- * What a GroupInfo says of itself before it is joined: its epoch and the MLS signature key of
- * the leaf that signed it (read from its ratchet_tree extension; undefined when that leaf is not
- * in it: joinExternal refuses such a GroupInfo anyway). Throws MlsProtocolError("malformed") for
- * anything but a GroupInfo.
+ * What a GroupInfo says of itself before it is joined: its epoch, the MLS signature key of the
+ * leaf that signed it, and the leaf at `leafIndex` (read from its ratchet_tree extension;
+ * undefined where the tree has no leaf: joinExternal refuses a GroupInfo whose signer is not in
+ * it anyway). Throws MlsProtocolError("malformed") for anything but a GroupInfo.
  */
-export function groupInfoSignerOf(groupInfo: Uint8Array): { readonly epoch: bigint; readonly signerKey: Uint8Array | undefined } {
+export function groupInfoFactsOf(groupInfo: Uint8Array, leafIndex: number): {
+  readonly epoch: bigint;
+  readonly signerKey: Uint8Array | undefined;
+  readonly leaf: { readonly signatureKey: Uint8Array; readonly hpkeKey: Uint8Array } | undefined;
+} {
   const msg = decodeMls(groupInfo, "GroupInfo");
   if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
   const gi = msg.groupInfo;
   const ext = gi.extensions.find((e) => e.extensionType === "ratchet_tree");
-  // Leaf i is node 2i of the array-based tree (RFC 9420 §7.8 / Appendix C).
-  const node = ext === undefined ? undefined : decodeTree(ext.extensionData)[2 * gi.signer];
-  return { epoch: gi.groupContext.epoch, signerKey: node?.nodeType === "leaf" ? node.leaf.signaturePublicKey : undefined };
+  const tree = ext === undefined ? [] : decodeTree(ext.extensionData);
+  // Leaf i is node 2i of the array-based tree (RFC 9420 Appendix C).
+  const leafAt = (i: number) => {
+    const n = tree[2 * i];
+    return n?.nodeType === "leaf" ? n.leaf : undefined;
+  };
+  const at = leafAt(leafIndex);
+  return {
+    epoch: gi.groupContext.epoch,
+    signerKey: leafAt(gi.signer)?.signaturePublicKey,
+    leaf: at === undefined ? undefined : { signatureKey: at.signaturePublicKey, hpkeKey: at.hpkePublicKey },
+  };
 }

@@ -132,6 +132,12 @@ export class MlsGroup {
   get groupId(): Uint8Array { return this.state.groupContext.groupId; }
   get epoch(): bigint { return this.state.groupContext.epoch; }
   get myLeafIndex(): number { return this.state.privatePath.leafIndex; }
+
+  /** My leaf's HPKE public key (only my own commits change it). */
+  get myLeafHpkeKey(): Uint8Array {
+    const n = this.state.ratchetTree[2 * this.myLeafIndex];
+    return n?.nodeType === "leaf" ? n.leaf.hpkePublicKey : new Uint8Array(0);
+  }
   /** False once I was removed or left: the group can then only be deleted. */
   get active(): boolean { return this.state.groupActiveState.kind === "active"; }
   get hasPendingCommit(): boolean { return this.pending !== undefined; }

@@ -212,6 +212,20 @@ describe("Welcomes and ratchet trees", () => {
     expect(lines(w.c.carol!, "#ops")).toEqual(["alice added carol"]);
   });
 
+  // §12: a label naming the joiner is refused like one naming no member. Only a Welcome signed
+  // by another device of mine may come labelled with my name (self-heal, §4.5); before, a client
+  // with devices took any Welcome labelled with its own name (found by a red-team review).
+  it("a Welcome the relay labels as sent by the joiner: refused, with a notice; nothing joined", { timeout: 240_000 }, async () => {
+    const w = await world("alice", "bob");
+    await room(w, "#ops", "alice");
+    w.proxy.onDelivery = (user, d) => (user === "bob" && d.mls?.kind === MlsKind.MLS_KIND_WELCOME && d.conversationId === "#ops" ? [{ ...d, mls: { ...d.mls, sender: "bob" } }] : undefined);
+    expect((await w.c.alice!.client.invite!("#ops", "bob")).ok).toBe(true);
+    await waitUntil(() => notices(w.c.bob!).length > 0 || lines(w.c.bob!, "#ops").length > 0, "bob handled his Welcome", T);
+    expect(notices(w.c.bob!)).toContain("an invitation to #ops did not come from a member of it; nothing was joined");
+    expect(lines(w.c.bob!, "#ops")).toEqual([]);
+    expect((await w.c.bob!.client.members("#ops")).ok).toBe(false);
+  });
+
   it("a stale or damaged ratchet tree beside a Welcome is refused by the joiner, with a notice; the members talk on", { timeout: 240_000 }, async () => {
     const w = await world("alice", "bob", "carol", "dave");
     expect((await w.c.alice!.client.joinRoom("#ops")).ok).toBe(true);

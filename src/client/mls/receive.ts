@@ -162,8 +162,11 @@ export class Receiver {
     const conv = g.conversation.id;
     const names = g.members().map((m) => m.username);
     // The relay names the conversation and who sent the Welcome: both must agree with the group.
-    // From my own user only when another device of mine added me (PROTOCOL.md §4.5 self-heal): never a reflection of my own leaf.
-    const fromMe = item.sender === this.s.d.me && (this.s.d.devices === undefined || sameBytes(joined.addedBy.signatureKey, client.signaturePublicKey));
+    // From my own user only when another device of mine added me (PROTOCOL.md §4.5 self-heal):
+    // never a reflection of my own leaf, and never a label naming me on another member's
+    // Welcome (§12: a label naming the joiner is refused).
+    const byOtherDevice = joined.addedBy.username === this.s.d.me && !sameBytes(joined.addedBy.signatureKey, client.signaturePublicKey);
+    const fromMe = item.sender === this.s.d.me && (this.s.d.devices === undefined || !byOtherDevice);
     if (conv !== q.conversationId || !names.includes(item.sender) || fromMe) {
       this.s.d.logger.warn("mls.welcome.mismatch", { conversation: q.conversationId, group: conv, sender: item.sender });
       g.destroy();

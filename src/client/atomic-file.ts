@@ -3,6 +3,7 @@
 // old one, so a reader or a crash sees either the old file or the new one, never half of it.
 // A write that fails removes its temporary file and rethrows the failure.
 import { randomBytes } from "node:crypto";
+import { closeSync, constants, fchmodSync, fstatSync, openSync } from "node:fs";
 import { rename, unlink } from "node:fs/promises";
 import { removeStaleFile, writeNewPrivateFile } from "./key-store.js";
 
@@ -21,5 +22,23 @@ export async function writeAtomicPrivate(path: string, text: string): Promise<vo
       if (cleanup.code !== "ENOENT") throw new AggregateError([e, cleanup], `${(e as Error).message}; and the temporary file '${tmp}' could not be removed: ${cleanup.message}`);
     });
     throw e;
+  }
+}
+
+/**
+ * Makes sure the database file `path` exists and only its owner can read it, before SQLite
+ * opens it: created 0600 (never through a symlink), and an existing one readable by others
+ * (copied in, or made under a loose umask by an older version) tightened to 0600. SQLite gives
+ * its journal and WAL files the database file's mode. `what` names the file in the error.
+ */
+export function touchPrivate(path: string, what: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+  } catch (e) {
+    throw new Error(`cannot open ${what} '${path}': ${(e as Error).message}`, { cause: e });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

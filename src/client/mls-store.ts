@@ -24,7 +24,7 @@
 // Concurrency: two chat-tui of one user share this file like the state db (state-store.ts):
 // writes wait up to 2 s for the other's lock; read-modify-writes run in BEGIN IMMEDIATE; a
 // save never rolls a group back to an older epoch of the same group.
-import { closeSync, constants, openSync } from "node:fs";
+import { touchPrivate } from "./atomic-file.js";
 import { hkdfSync, randomBytes } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { encodeFields } from "../protocol/encoding.js";
@@ -77,15 +77,6 @@ function checkRef(ref: Uint8Array): void {
   if (!(ref instanceof Uint8Array) || ref.length === 0 || ref.length > 64) throw new TypeError("a KeyPackageRef must be 1 to 64 bytes");
 }
 
-/** Creates the file 0600 before SQLite opens it (SQLite gives its journal the same mode). */
-function touchPrivate(path: string): void {
-  try {
-    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
-  } catch (e) {
-    throw new Error(`cannot open the MLS store '${path}': ${(e as Error).message}`, { cause: e });
-  }
-}
-
 export class MlsKeyStore {
   private readonly db: DatabaseSync;
   private readonly q: Record<string, StatementSync>;
@@ -104,7 +95,7 @@ export class MlsKeyStore {
     const ikm = identity.sigPrivate.export({ format: "der", type: "pkcs8" });
     this.key = Buffer.from(hkdfSync("sha256", ikm, Buffer.alloc(0), KDF_INFO, AES_KEY_BYTES));
     ikm.fill(0);
-    if (path !== ":memory:") touchPrivate(path);
+    if (path !== ":memory:") touchPrivate(path, "the MLS store");
     this.db = new DatabaseSync(path, { timeout: 2_000 });
     try {
       // A file some other tool left in WAL mode: fold its log back and empty it before leaving WAL.

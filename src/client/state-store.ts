@@ -3,7 +3,7 @@
 // messages; the outbox survives a crash so pending messages are resent with the same id; held
 // envelopes wait for the user's decision on a key change; the history (text encrypted at rest)
 // is what the screen shows again at the next start.
-import { closeSync, constants, openSync } from "node:fs";
+import { touchPrivate } from "./atomic-file.js";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { MAX_AGE_MS, MAX_FUTURE_SKEW_MS, ZERO_HASH } from "../protocol/envelope.js";
 import type { MessageKind } from "./types.js";
@@ -51,15 +51,6 @@ export interface HeldEntry {
   readonly relayTimeMs: number;
 }
 
-/** Creates the file 0600 before SQLite opens it (SQLite gives -wal/-shm the same mode). */
-function touchPrivate(path: string): void {
-  try {
-    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
-  } catch (e) {
-    throw new Error(`cannot open client state '${path}': ${(e as Error).message}`, { cause: e });
-  }
-}
-
 /** A history row as SQLite returns it, typed (the kind is one the app writes, else "text"). */
 function historyRow(r: Record<string, unknown>): HistoryRow {
   return {
@@ -84,7 +75,7 @@ export class ClientStateStore {
   private readonly q: Record<string, StatementSync>;
 
   private constructor(path: string) {
-    if (path !== ":memory:") touchPrivate(path);
+    if (path !== ":memory:") touchPrivate(path, "client state");
     // A second chat-tui of the same user (which replaces the first's session) shares this file:
     // a write waits briefly for the other's lock instead of failing with SQLITE_BUSY.
     this.db = new DatabaseSync(path, { timeout: 2_000 });

@@ -3,7 +3,7 @@
 // of the client's directory is scanned for the old sealed bytes (which the key file would open).
 // Forward secrecy and post-compromise security end to end at the store level.
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -99,6 +99,10 @@ describe("MlsKeyStore: what is kept, sealed at rest", () => {
     alice.store.close();
     // Only sealed bytes reach the disk: no piece of the MLS signature private key.
     expect(filesHolding(alice.dir, alice.client.signaturePrivateKey, 16)).toEqual([]);
+    expect(statSync(join(alice.dir, "alice_mls.db")).mode & 0o777).toBe(0o600);
+    // A file others could read (copied in, a loose umask) is tightened when it is opened.
+    chmodSync(join(alice.dir, "alice_mls.db"), 0o640);
+    MlsKeyStore.open(join(alice.dir, "alice_mls.db"), { username: "alice", sigPrivate: alice.sigPrivate }).close();
     expect(statSync(join(alice.dir, "alice_mls.db")).mode & 0o777).toBe(0o600);
   });
 

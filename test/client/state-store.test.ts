@@ -20,6 +20,11 @@ describe("client state (PROTOCOL.md §10.4)", () => {
     const h = Buffer.alloc(32, 2);
     let s = ClientStateStore.open(path);
     expect(statSync(path).mode & 0o777).toBe(0o600);
+    s.close();
+    // A file others could read (copied in, a loose umask) is tightened when it is opened.
+    chmodSync(path, 0o644);
+    s = ClientStateStore.open(path);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(s.hasSeen(id, "bob")).toBe(false);
     s.recordOpened(id, 1000, "dm:alice:bob", "bob", h);
     expect(s.ownHead("dm:alice:bob").equals(ZERO_HASH)).toBe(true);

@@ -15,6 +15,7 @@ import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { membershipText } from "../../src/tui/commands/membership-text.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { DeviceWorld, keyOf, leafKeys, linesIn, textsIn, type Device } from "../helpers/mls-devices.js";
+import { describeClientError } from "../../src/client/errors.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 /** MLS work is CPU-heavy on a shared machine: conditions get a long deadline. */
@@ -170,6 +171,32 @@ describe("alice on two devices, bob on one", () => {
     if (!(kept instanceof MlsGroup)) throw new Error("no kept group");
     await expect(kept.process(msg.item.mls)).rejects.toThrow();
     expect(ds.waiting("alice", desktop.entry.deviceId)).toHaveLength(0); // the relay keeps no queue for it
+  });
+
+  // An old GroupInfo (a hostile relay's, from before alice unlinked her desktop) would let the
+  // unlinked desktop read what a newcomer sends next: the join is refused (§4.5, §7.6 (e)).
+  it("a GroupInfo holding a device its user unlinked since: a newcomer's join is refused, and succeeds from the present one", { timeout: 240_000 }, async () => {
+    const { laptop, desktop } = await aliceTwoAndBob();
+    expect((await laptop.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => leafKeys(desktop, "#ops").length === 2, "desktop added to #ops by laptop's self-heal");
+    await waitUntil(() => ds.groupOf("#ops")!.groupInfoEpoch === ds.groupOf("#ops")!.epoch, "the GroupInfo with the desktop published");
+    const old = ds.groupOf("#ops")!.groupInfo;
+    await w.publish("alice", [laptop]);
+    await laptop.directory.refresh(["alice"]);
+    await waitUntil(() => !leafKeys(laptop, "#ops").includes(keyOf(desktop)), "desktop out of #ops");
+
+    const carol = await w.device("carol", "carolpc");
+    await w.publish("carol", [carol]);
+    await w.start(carol);
+    ds.groupInfoServed.set("#ops", old);
+    const r = await carol.engine.joinRoom("#ops");
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(describeClientError(r.error)).toBe("the relay offered a state of #ops holding a device of alice that is not in their device list (an unlinked device?); nothing was joined");
+    expect(carol.engine.conversations()).not.toContain("#ops");
+    ds.groupInfoServed.delete("#ops");
+    expect((await carol.engine.joinRoom("#ops")).ok).toBe(true);
+    send(carol, "#ops", "hello");
+    await reads(laptop, "#ops", "carol: hello");
   });
 
   it("a device linked before it published any KeyPackage is added once it has (the heal tries again; no other trigger)", { timeout: 180_000 }, async () => {

@@ -74,6 +74,8 @@ export class FakeDs {
   dropCommits = 0;
   /** Every delivery passes here: return undefined to drop it, or another item (hostile relay). */
   intercept: ((to: string, q: MlsQueued) => MlsQueued | undefined) | undefined;
+  /** FetchGroupInfo of a conversation answered with these bytes instead of the kept GroupInfo (hostile relay: an old one). */
+  readonly groupInfoServed = new Map<string, Uint8Array>();
   /** Commits refused because their epoch was taken (races). */
   epochTaken = 0;
   /** Per SendCommit received: the bytes of its commit, Welcome, tree and GroupInfo, and whether it carried a GroupInfo. */
@@ -179,10 +181,10 @@ export class FakeDs {
     return this.lists.get(user);
   }
 
-  groupOf(conv: string): { epoch: number; members: readonly string[]; groupId: Uint8Array } | undefined {
+  groupOf(conv: string): { epoch: number; members: readonly string[]; groupId: Uint8Array; groupInfo: Uint8Array; groupInfoEpoch: number } | undefined {
     const id = this.byConversation.get(conv);
     const g = id === undefined ? undefined : this.groups.get(id);
-    return g === undefined ? undefined : { epoch: g.epoch, members: [...g.members].sort(), groupId: g.id };
+    return g === undefined ? undefined : { epoch: g.epoch, members: [...g.members].sort(), groupId: g.id, groupInfo: g.groupInfo, groupInfoEpoch: g.groupInfoEpoch };
   }
 
   /** Removes a stored commit (the relay lost it: FetchCommits cannot give it). */
@@ -305,6 +307,8 @@ export class FakeDs {
     const id = "groupId" in by ? hex(by.groupId) : this.byConversation.get(by.conversationId);
     const g = id === undefined ? undefined : this.groups.get(id);
     if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
+    const served = this.groupInfoServed.get(g.conv);
+    if (served !== undefined) return { ok: true, ...this.info(g), groupInfo: served };
     return { ok: true, ...this.info(g) };
   }
 

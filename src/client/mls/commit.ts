@@ -12,6 +12,7 @@ import type { ClientError } from "../errors.js";
 import type { Receiver } from "./receive.js";
 import { LOBBY_STALE_MS, LOBBY_SWEEP_MAX, LOBBY_SWEEP_MS, lobbyJanitor } from "./policy.js";
 import { keyPackageLeafKey } from "./devices.js";
+import { deviceBySignatureKey } from "../../protocol/devices.js";
 import { sendUntilAnswered } from "./resend.js";
 
 /**
@@ -388,7 +389,8 @@ export class Committer {
       // §12 "a re-join": the relay chooses the GroupInfo; replacing a group I hold needs one
       // that what I know of that group vouches for.
       const held = this.s.groups.get(convId);
-      const unvouched = held?.active === true && convId !== "lobby" ? this.unvouched(convId, held, g, gi.groupInfo) : undefined;
+      const unvouched = convId === "lobby" ? undefined
+        : (held?.active === true ? this.unvouched(convId, held, g, gi.groupInfo) : undefined) ?? await this.unlistedDeviceIn(convId, g);
       if (unvouched !== undefined) {
         g.destroy();
         this.s.d.logger.warn("mls.join.unvouched", { conversation: convId, why: unvouched });
@@ -459,6 +461,34 @@ export class Committer {
     const sameCreator = before !== undefined && now !== undefined && before.username === now.username && before.identityFingerprint.equals(now.identityFingerprint);
     if (sameCreator && signer !== undefined && joined.isCreator(signer)) return undefined;
     return `the relay offered another group for ${convId}, signed by ${who}; only ${before?.username ?? "its creator"}, who created ${convId}, may re-create it; you stay in the current one`;
+  }
+
+  /**
+   * A leaf of another user in the group joined from the relay's GroupInfo that the user's device
+   * list does not name (undefined: none), said as why the join is refused (§4.5, §7.6 (e)). An
+   * old GroupInfo (from before a peer unlinked a stolen laptop, say) would otherwise let that
+   * device read what I send next; a peer's own client removes an unlinked device's leaves, so the
+   * relay's present GroupInfo names none for long. The lists of users with such a leaf are
+   * fetched once (a device linked since I last looked) before refusing.
+   */
+  private async unlistedDeviceIn(convId: string, g: MlsGroup): Promise<string | undefined> {
+    const dir = this.s.d.devices;
+    if (dir === undefined) return undefined;
+    const me = this.s.d.me;
+    const unlisted = () => g.members().filter((m) => {
+      const list = m.username === me ? undefined : dir.known(m.username);
+      return list !== undefined && deviceBySignatureKey(list, m.signatureKey) === undefined;
+    });
+    let found = unlisted();
+    if (found.length === 0) return undefined;
+    try {
+      await dir.refresh([...new Set(found.map((m) => m.username))], { mustAnswer: true });
+    } catch (e) {
+      this.s.d.logger.info("mls.join.device_refresh_failed", { conversation: convId, error: (e as Error).message });
+    }
+    found = unlisted();
+    if (found.length === 0) return undefined;
+    return `the relay offered a state of ${convId} holding a device of ${found[0]!.username} that is not in their device list (an unlinked device?); nothing was joined`;
   }
 
   /**

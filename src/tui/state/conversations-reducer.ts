@@ -10,7 +10,7 @@ import { emptyList, listAppend, listFindLastIndex, listFrom, listGet, listLast, 
 import { LOBBY_ID, describeConversation } from "./conversations.js";
 import { EMPTY_INPUT } from "./input-buffer.js";
 import { notifyLevel, withClosed } from "./settings.js";
-import { emptyConversation, type Conversation, type Entry, type TuiState } from "./state.js";
+import { emptyConversation, messageKey, sameMessage, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** The scrollback pane, as the screen last drew it (scrolling moves by its rows). */
 export interface Viewport {
@@ -171,7 +171,7 @@ const SHOWN_SEARCH = 256;
 export function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
   const shown = state.conversations[message.conversationId];
   if (shown !== undefined && (message.own || shown.entries.length <= SHOWN_SEARCH)) {
-    const i = listFindLastIndex(shown.entries, (e) => e.kind === "message" && e.message.id === message.id, SHOWN_SEARCH);
+    const i = listFindLastIndex(shown.entries, (e) => e.kind === "message" && sameMessage(e.message, message), SHOWN_SEARCH);
     const entry = listGet(shown.entries, i);
     // Already on screen (from that page): the live copy replaces it in place, counted once.
     if (entry?.kind === "message") {
@@ -253,8 +253,13 @@ function topicOf(m: ChatMessage): NonNullable<Conversation["topic"]> {
 /** Recent messages are at the end: look at the newest ones only. */
 export const STATE_SEARCH_LIMIT = 10_000;
 
-function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
-  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id, STATE_SEARCH_LIMIT);
+/**
+ * Updates one of MY messages sent from this device, by id (its delivery state, /retry): only those
+ * get state events. Someone else's message, or one of my other devices', may carry the same id
+ * (ids are unique per sender, PROTOCOL.md §11.1) and is never touched.
+ */
+function replaceOwnMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
+  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id && e.message.own && e.message.device === undefined, STATE_SEARCH_LIMIT);
   const entry = listGet(entries, i);
   if (entry?.kind !== "message") return entries;
   const updated = update(entry);
@@ -263,7 +268,7 @@ function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry:
 
 export function updateMessageState(state: TuiState, event: Extract<SessionEvent, { type: "message-state" }>): TuiState {
   return updateConversation(state, event.conversationId, (c) => {
-    const entries = replaceMessage(c.entries, event.id, (entry) => {
+    const entries = replaceOwnMessage(c.entries, event.id, (entry) => {
       const { failure: _oldFailure, queuedFor: _oldQueued, ...rest } = entry.message;
       let message: ChatMessage = { ...rest, state: event.state };
       const failure = event.failure ?? (event.state === "failed" ? entry.message.failure : undefined);
@@ -327,13 +332,14 @@ function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState
 function prependOlder(state: TuiState, id: string, messages: readonly ChatMessage[], done: boolean): TuiState {
   const c = state.conversations[id];
   if (c === undefined) return state;
-  // The page may overlap what is shown (the backlog at start): only the ids not shown yet.
+  // The page may overlap what is shown (the backlog at start): only the messages not shown yet,
+  // by sender and id (another sender's message may carry the same id, PROTOCOL.md §11.1).
   const shown = new Set<string>();
   for (let i = 0; i < c.entries.length && i < messages.length + 1_000; i++) {
     const e = listGet(c.entries, i);
-    if (e?.kind === "message") shown.add(e.message.id);
+    if (e?.kind === "message") shown.add(messageKey(e.message));
   }
-  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(m.id));
+  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(messageKey(m)));
   if (fresh.length === 0) return updateConversation(state, id, (x) => (x.olderDone ? x : { ...x, olderDone: true }));
   const first = state.olderSeq - fresh.length + 1;
   const older: Entry[] = fresh.map((message, i) => ({ kind: "message", seq: first + i, message }));
@@ -379,7 +385,7 @@ export function reduceConversations(state: TuiState, action: ConversationAction)
       return clearConversation(state, action.id);
     case "message-retried":
       return updateConversation(state, action.conversationId, (c) => {
-        const entries = replaceMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
+        const entries = replaceOwnMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
         return entries === c.entries ? c : { ...c, entries };
       });
     case "older-history":

@@ -168,3 +168,23 @@ export function currentConversation(state: TuiState): Conversation {
 export function entryTime(entry: Entry): number {
   return entry.kind === "message" ? entry.message.sentAtMs : entry.atMs;
 }
+
+/**
+ * Whether two messages of one conversation are the same message. The content layer de-duplicates
+ * by (sender, message id) (PROTOCOL.md §11.1): a message id is unique per sender only, and every
+ * member reads the others' ids, so a member may send a message carrying someone else's id. The
+ * sender (and whether it is mine) is part of what a message is: matched by id alone, that
+ * message would take the other one's line.
+ */
+export function sameMessage(a: ChatMessage, b: Pick<ChatMessage, "id" | "from" | "own">): boolean {
+  return a.id === b.id && a.from === b.from && a.own === b.own;
+}
+
+/**
+ * A key naming one message among all shown (conversation, sender, id): what `sameMessage` compares,
+ * for sets and maps.
+ */
+export function messageKey(m: Pick<ChatMessage, "conversationId" | "from" | "id" | "own">): string {
+  // Usernames and hex ids never hold a space or a slash.
+  return `${m.conversationId} ${m.own ? "own" : "peer"}/${m.from}/${m.id}`;
+}

@@ -192,8 +192,11 @@ export function receiveMessage(state: TuiState, message: ChatMessage, o: { backl
       unread: counted ? c.unread + 1 : c.unread,
       highlights: highlighted ? c.highlights + 1 : c.highlights,
       nickWidth: widerNick(c.nickWidth, message.from),
-      // The newest topic wins, also when an older one is delivered late (a queue after a reconnect).
-      ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
+      // The topic received last wins: the relay delivers a room's messages in the order it
+      // accepted them, a queue after a reconnect too. Never by `sentAtMs`: that is the sender's
+      // clock, displayed only (PROTOCOL.md §11), and a member claiming a time far ahead would
+      // keep their topic against every later one.
+      ...(message.kind === "topic" ? { topic: topicOf(message) } : {}),
     };
     if (!message.own) return updated;
     if (message.device !== undefined) {

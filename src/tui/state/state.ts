@@ -79,7 +79,10 @@ export interface Conversation {
   readonly scroll?: ScrollPosition;
   /** The nick column's width in this conversation (its own speakers and me, 4..12 cells). */
   readonly nickWidth: number;
-  /** The room's topic: the newest topic message seen (/topic). */
+  /**
+   * The room's topic: the topic message received last (/topic); `atMs` is its sender's claimed
+   * time, shown only (PROTOCOL.md §11), never used to choose between topics.
+   */
   readonly topic?: { readonly text: string; readonly by: string; readonly atMs: number };
   /** No older kept history to load (scrolling past the top has read it all). */
   readonly olderDone?: true;

@@ -39,10 +39,11 @@ describe("entries kept per conversation", () => {
     const lobby = s.conversations["lobby"]!;
     const kept = texts(lobby);
     const chars = kept.reduce((sum, t) => sum + t.length, 0);
-    expect(kept.length).toBeGreaterThan(0);
-    // The bound, passed by at most one chunk's text (256 entries) until the next chunk begins.
-    expect(chars).toBeLessThanOrEqual(TEXT_KEPT + 256 * (big.length + 6));
-    expect(kept.length).toBeLessThan(600);
+    // The newest 256 always stay (a screenful and more); beyond them, the text bound, passed by
+    // at most one chunk's text (256 entries) until the next chunk begins.
+    expect(kept.length).toBeGreaterThanOrEqual(256);
+    expect(kept.length).toBeLessThan(512);
+    expect(chars).toBeLessThanOrEqual(Math.max(TEXT_KEPT, 256 * (big.length + 6)) + 256 * (big.length + 6));
     // The newest, contiguous and in order.
     const numbers = kept.map((t) => Number(t.split(" ", 1)[0]));
     expect(numbers.at(-1)).toBe(19_999);
@@ -65,6 +66,17 @@ describe("entries kept per conversation", () => {
     const kept = texts(s.conversations["lobby"]!);
     expect(kept.length).toBeLessThanOrEqual(ENTRIES_KEPT);
     expect(kept.at(-1)).toBe(`m${ENTRIES_KEPT + 299}`);
+  });
+
+  test("mid-sized messages are bounded by their text, not only their number", () => {
+    const text = "y".repeat(16 * 1024);
+    let s = start();
+    for (let k = 0; k < 4; k++) s = flood(s, "lobby", 1_000, (i) => `${k * 1_000 + i} ${text}`);
+    const kept = texts(s.conversations["lobby"]!);
+    const chars = kept.reduce((sum, t) => sum + t.length, 0);
+    expect(chars).toBeLessThanOrEqual(TEXT_KEPT + 256 * (text.length + 6));
+    expect(kept.length).toBeGreaterThanOrEqual(TEXT_KEPT / (text.length + 6) - 256);
+    expect(kept.at(-1)!.startsWith("3999 ")).toBe(true);
   });
 
   test("notices and other lines count too", () => {

@@ -60,9 +60,10 @@ export const ENTRIES_KEPT = 4_096;
 /**
  * Characters of text (messages and notices) kept in memory per conversation: 8 Mi UTF-16 code
  * units (8 to 16 MiB as V8 strings). Ordinary lines never reach it before ENTRIES_KEPT (4,096
- * lines of 2 KiB would); a flood of 64 KiB messages keeps about the newest 128 to 384 of them
- * instead of 4,096 (256 MiB). Checked each time a chunk of the list begins, so a conversation may
- * pass it by at most one chunk's text until then.
+ * lines of 2 KiB would). Checked each time a chunk of the list (256 entries) begins, and the
+ * newest 256 entries always stay (a screenful and more, whatever their size): so a flood of the
+ * largest messages (64 KiB, the relay's default) keeps 256 to 511 of them, at most 32 Mi
+ * characters, instead of 4,096 (256 Mi).
  */
 export const TEXT_KEPT = 8 * 1024 * 1024;
 
@@ -101,8 +102,8 @@ function bounded(c: Conversation, always = false): Conversation {
   if (always || drop > 0 || entries.length % LIST_CHUNK === 1) {
     let text = 0;
     for (let k = drop; k < chunks.length; k++) text += chunkText(chunks[k]!);
-    // The newest chunk always stays, whatever its text.
-    while (text > TEXT_KEPT && drop < chunks.length - 1) text -= chunkText(chunks[drop++]!);
+    // The newest LIST_CHUNK entries always stay, whatever their text.
+    while (text > TEXT_KEPT && entries.length - (drop + 1) * LIST_CHUNK >= LIST_CHUNK) text -= chunkText(chunks[drop++]!);
   }
   if (drop === 0) return c;
   const kept = listDropChunks(entries, drop);

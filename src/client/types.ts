@@ -35,7 +35,10 @@ export type MessageState = "pending" | "accepted" | "failed";
 export type MessageKind = "text" | "action" | "topic" | "away";
 
 export interface ChatMessage {
-  /** Hex of the 16-byte message id. Unique: the UI may key on it. */
+  /**
+   * Hex of the 16-byte message id. Unique per sender in a conversation only (PROTOCOL.md §11.1:
+   * any member may send a message carrying another member's id): the UI keys on (sender, id).
+   */
   readonly id: string;
   readonly conversationId: string;
   readonly from: string;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { emptyList, inBatch, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray } from "../../src/tui/state/chunked-list.js";
+import { emptyList, inBatch, listAppend, listDropChunks, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray } from "../../src/tui/state/chunked-list.js";
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -18,6 +18,22 @@ describe("chunked list", () => {
     expect(listGet(changed, 300)).toBe(-1);
     expect(listSet(list, 5000, 1)).toBe(list);
     expect(listFrom(range(600))).toEqual({ length: 600, chunks: [range(256), range(512).slice(256), range(600).slice(512)] });
+  });
+
+  test("drops its oldest whole chunks; what is left reads, appends and stays immutable as before", () => {
+    const list = listFrom(range(600));
+    const dropped = listDropChunks(list, 2);
+    expect(dropped.length).toBe(88);
+    expect(listToArray(dropped)).toEqual(range(600).slice(512));
+    expect(listGet(dropped, 0)).toBe(512);
+    expect(listToArray(listAppend(dropped, 600))).toEqual(range(601).slice(512));
+    expect(listToArray(list)).toEqual(range(600));
+    expect(listDropChunks(list, 0)).toBe(list);
+    expect(listDropChunks(list, 3)).toEqual(emptyList());
+    // In a batch too: the arrays the batch owns may grow in place, never the original's.
+    const batched = inBatch(() => listAppend(listDropChunks(list, 1), 600));
+    expect(listToArray(batched)).toEqual(range(601).slice(256));
+    expect(listToArray(list)).toEqual(range(600));
   });
 
   test("is immutable: older lists never change", () => {

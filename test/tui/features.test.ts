@@ -155,11 +155,12 @@ describe("topics (§4)", () => {
     expect(shouldRing({ type: "message", message: msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "alice" }) }, "alice")).toBe(false);
   });
 
-  test("a topic delivered late does not replace a newer one", () => {
+  test("the topic received last wins, whatever time its sender's clock claims (PROTOCOL.md §11)", () => {
+    // The relay delivers in the order it accepted: carol's came after bob's, though her clock is behind.
     const s = run(start(),
-      ev({ type: "message", message: msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "newer", sentAtMs: T0 + 10 }) }),
-      ev({ type: "message", message: msg({ conversationId: "#ops", from: "carol", kind: "topic", text: "older", sentAtMs: T0 }) }));
-    expect(s.conversations["#ops"]!.topic?.text).toBe("newer");
+      ev({ type: "message", message: msg({ conversationId: "#ops", from: "bob", kind: "topic", text: "bob's", sentAtMs: T0 + 10 }) }),
+      ev({ type: "message", message: msg({ conversationId: "#ops", from: "carol", kind: "topic", text: "carol's", sentAtMs: T0 }) }));
+    expect(s.conversations["#ops"]!.topic?.text).toBe("carol's");
   });
 
   test("the topic comes back from the kept history at start", () => {

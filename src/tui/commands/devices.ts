@@ -16,6 +16,12 @@ export function agoText(nowMs: number, thenMs: number): string {
   return `${d} day${d === 1 ? "" : "s"} ago`;
 }
 
+/** "2026-11-25", the UTC day a device was added; a placeholder (never a throw) for a time out of Date's range. */
+export function addedDay(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? "----------" : d.toISOString().slice(0, 10);
+}
+
 /** The table /devices shows. */
 export function devicesTable(devices: readonly DeviceView[], nowMs: number, me: string): string {
   if (devices.length === 0) return `no devices of ${me} are listed`;
@@ -24,7 +30,7 @@ export function devicesTable(devices: readonly DeviceView[], nowMs: number, me: 
     d.deviceId.slice(0, 8),
     d.primary ? "primary" : "linked",
     d.thisDevice ? "this device" : d.online ? "online" : d.lastSeenMs > 0 ? `last seen ${agoText(nowMs, d.lastSeenMs)}` : "never seen",
-    `added ${new Date(d.addedAtMs).toISOString().slice(0, 10)}`,
+    `added ${addedDay(d.addedAtMs)}`,
   ]);
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => [...r[i]!].length)));
   const lines = rows.map((r) => `  ${r.map((c, i) => (i < 4 ? c + " ".repeat(widths[i]! - [...c].length) : c)).join("  ")}`);

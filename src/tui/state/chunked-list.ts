@@ -4,7 +4,9 @@
 // reading item i is two array lookups.
 
 const SHIFT = 8;
-const CHUNK = 1 << SHIFT;
+/** Items per chunk (every chunk but the last is full). */
+export const LIST_CHUNK = 1 << SHIFT;
+const CHUNK = LIST_CHUNK;
 const MASK = CHUNK - 1;
 
 export interface ChunkedList<T> {
@@ -83,6 +85,17 @@ export function listSet<T>(list: ChunkedList<T>, index: number, item: T): Chunke
   const chunks = list.chunks.slice();
   chunks[c] = copy;
   return { length: list.length, chunks };
+}
+
+/**
+ * The list without its first `count` chunks (`count * LIST_CHUNK` items, the oldest): dropping
+ * whole chunks keeps every chunk but the last full, and copies only the chunk index.
+ */
+export function listDropChunks<T>(list: ChunkedList<T>, count: number): ChunkedList<T> {
+  if (count <= 0) return list;
+  if (count >= list.chunks.length) return EMPTY;
+  const chunks = owned(list.chunks.slice(count));
+  return { length: list.length - count * CHUNK, chunks };
 }
 
 /** Searches from the end; `limit` bounds how many items are looked at (newest first). */

@@ -6,11 +6,13 @@ import type { ChatMessage, NoticeLevel, SessionEvent, VerifyInfo } from "../../c
 import { assertNever } from "./assert-never.js";
 import { mentions } from "./attention.js";
 import { moveScroll, usernameColumnWidth, type ScrollLayout, type ScrollMove } from "./scroll.js";
-import { emptyList, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList } from "./chunked-list.js";
+import {
+  LIST_CHUNK, emptyList, listAppend, listDropChunks, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList,
+} from "./chunked-list.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
 import { EMPTY_INPUT } from "./input-buffer.js";
 import { notifyLevel, withClosed } from "./settings.js";
-import { emptyConversation, type Conversation, type Entry, type TuiState } from "./state.js";
+import { emptyConversation, messageKey, sameMessage, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** The scrollback pane, as the screen last drew it (scrolling moves by its rows). */
 export interface Viewport {
@@ -41,20 +43,133 @@ export type ConversationAction =
   /** Older kept messages of a conversation, oldest first (scrolling past the top, reopening); `done`: none older. */
   | { readonly type: "older-history"; readonly conversationId: string; readonly messages: readonly ChatMessage[]; readonly done: boolean };
 
+// --- what is kept in memory --------------------------------------------------------------------
+// Everything here grows from what peers send, so each part is bounded: a lobby flooder at the
+// relay's rate (20 messages/s of 64 KiB, PROTOCOL.md §13.3) must not grow every reader's chat-tui
+// without end. The state db keeps the newest 500 of each conversation (§10.4); the screen keeps
+// more, for this session's scrolling back, and drops its oldest lines beyond these bounds.
+
+/**
+ * Entries (messages and every other line) kept in memory per conversation. 4,096: weechat's
+ * default for a buffer, eight times what the state db keeps, hours of a busy room; at ~100
+ * characters a line, under half a megabyte. Dropped a chunk of the list (256) at a time, so a
+ * conversation holds between 3,841 and 4,096 entries once it reached the bound.
+ */
+export const ENTRIES_KEPT = 4_096;
+
+/**
+ * Characters of text (messages and notices) kept in memory per conversation: 8 Mi UTF-16 code
+ * units (8 to 16 MiB as V8 strings). Ordinary lines never reach it before ENTRIES_KEPT (4,096
+ * lines of 2 KiB would). Checked each time a chunk of the list (256 entries) begins, and the
+ * newest 256 entries always stay (a screenful and more, whatever their size): so a flood of the
+ * largest messages (64 KiB, the relay's default) keeps 256 to 511 of them, at most 32 Mi
+ * characters, instead of 4,096 (256 Mi).
+ */
+export const TEXT_KEPT = 8 * 1024 * 1024;
+
+/**
+ * Conversations open at once. Each stranger's DM and each room someone adds me to opens one, so
+ * their number follows what peers do; beyond it, the quietest one (the one whose newest line is
+ * oldest; never the lobby nor the one on screen) is closed as /close would: its history stays
+ * kept, and its next message (or the user) opens it again. 256 is far more than anyone follows.
+ */
+export const OPEN_CONVERSATIONS_KEPT = 256;
+
+/** Characters of text an entry holds (what TEXT_KEPT counts). */
+function textSize(e: Entry): number {
+  return e.kind === "message" ? e.message.text.length : e.kind === "notice" ? e.text.length : 0;
+}
+
+function chunkText(chunk: readonly Entry[]): number {
+  let n = 0;
+  for (const e of chunk) n += textSize(e);
+  return n;
+}
+
+/**
+ * The conversation within ENTRIES_KEPT and TEXT_KEPT: its oldest chunks of entries dropped if
+ * needed. What indexes entries follows: a scrolled view stays on the same entries (on the oldest
+ * kept when its own were dropped) and counts what arrived since as before; the unread ruler is a
+ * seq, so it stays after the same entry (and goes with it when that entry is dropped: everything
+ * left is unread); and no older page is read from disk any more (what the screen dropped is older
+ * than the kept history's start, and reading it again would bring back lines in the wrong place).
+ * `always`: check the text now (after a page was put in front), not only when a chunk begins.
+ */
+function bounded(c: Conversation, always = false): Conversation {
+  const { entries } = c;
+  const chunks = entries.chunks;
+  let drop = entries.length > ENTRIES_KEPT ? Math.ceil((entries.length - ENTRIES_KEPT) / LIST_CHUNK) : 0;
+  if (always || drop > 0 || entries.length % LIST_CHUNK === 1) {
+    let text = 0;
+    for (let k = drop; k < chunks.length; k++) text += chunkText(chunks[k]!);
+    // The newest LIST_CHUNK entries always stay, whatever their text.
+    while (text > TEXT_KEPT && entries.length - (drop + 1) * LIST_CHUNK >= LIST_CHUNK) text -= chunkText(chunks[drop++]!);
+  }
+  if (drop === 0) return c;
+  const kept = listDropChunks(entries, drop);
+  const dropped = entries.length - kept.length;
+  const { scroll: position, ...rest } = c;
+  const scroll = position === undefined
+    ? undefined
+    : position.top >= dropped
+      ? { top: position.top - dropped, skip: position.skip, seen: Math.max(0, position.seen - dropped) }
+      : { top: 0, skip: 0, seen: Math.max(0, position.seen - dropped) };
+  return { ...rest, entries: kept, olderDone: true, ...(scroll === undefined ? {} : { scroll }) };
+}
+
 // --- conversations -------------------------------------------------------------------------
 
-/** Returns the state with conversation `id` open (created at the end of the bar if new). */
+/**
+ * Returns the state with conversation `id` open (created at the end of the bar if new). Beyond
+ * OPEN_CONVERSATIONS_KEPT, the quietest other one is closed, with a line in the lobby saying so.
+ */
 export function ensureConversation(state: TuiState, id: string): TuiState {
   if (state.conversations[id] !== undefined) return state;
   const ref = describeConversation(id, state.me);
   if (ref === undefined) return state;
-  return {
+  const opened: TuiState = {
     ...state,
     conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, usernameColumnWidth([state.me])) },
     order: [...state.order, id],
     // Open again (a new message, or the user): a restart shows it again too.
     settings: withClosed(state.settings, id, false),
   };
+  return opened.order.length > OPEN_CONVERSATIONS_KEPT ? closeQuietest(opened, id) : opened;
+}
+
+/**
+ * The local time of the newest line anywhere (a message's arrival, not its sender's claim): the
+ * reducer has no clock of its own, and a conversation is opened by a line arriving about now.
+ */
+function newestTime(state: TuiState): number {
+  let newest = 0;
+  for (const id of state.order) {
+    const e = listLast(state.conversations[id]?.entries ?? emptyList<Entry>());
+    if (e !== undefined) newest = Math.max(newest, e.kind === "message" ? e.message.receivedAtMs : e.atMs);
+  }
+  return newest;
+}
+
+/** Closes the open conversation whose newest line is oldest, other than the lobby, the one on screen and `opening`. */
+function closeQuietest(state: TuiState, opening: string): TuiState {
+  let quietest: string | undefined;
+  let oldest = Number.POSITIVE_INFINITY;
+  for (const id of state.order) {
+    if (id === LOBBY_ID || id === state.current || id === opening) continue;
+    // Seqs grow with every line: the smallest newest seq is the longest quiet (an empty one first).
+    const last = listLast(state.conversations[id]!.entries)?.seq ?? Number.NEGATIVE_INFINITY;
+    if (last < oldest) {
+      oldest = last;
+      quietest = id;
+    }
+  }
+  if (quietest === undefined) return state;
+  const title = state.conversations[quietest]?.title ?? quietest;
+  const closed = close(state, quietest);
+  const text = `closed ${title}: more than ${OPEN_CONVERSATIONS_KEPT} conversations were open, and it was the quietest (its history is kept; a new message or /query, /join opens it again)`;
+  const seq = closed.nextSeq;
+  const next = updateConversation(closed, LOBBY_ID, (c) => bounded({ ...c, entries: listAppend(c.entries, { kind: "notice", seq, atMs: newestTime(state), level: "info", text }) }));
+  return { ...next, nextSeq: seq + 1 };
 }
 
 /** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
@@ -87,7 +202,7 @@ export function append(state: TuiState, id: string | undefined, build: (seq: num
   const seq = t.state.nextSeq;
   const next = updateConversation(t.state, t.id, (c) => {
     const atEnd = quiet && c.readMarker !== undefined && c.readMarker === listLast(c.entries)?.seq;
-    return { ...c, entries: listAppend(c.entries, build(seq)), ...(atEnd ? { readMarker: seq } : {}) };
+    return bounded({ ...c, entries: listAppend(c.entries, build(seq)), ...(atEnd ? { readMarker: seq } : {}) });
   });
   return { ...next, nextSeq: seq + 1 };
 }
@@ -119,7 +234,7 @@ export function appendBefore(state: TuiState, id: string, before: number, build:
   const k = marker === undefined ? -1 : seqs.indexOf(marker);
   const readMarker = k >= 0 && k < moved.length ? seqs[k + 1] : quiet && marker !== undefined && marker === above ? seqs[0] : marker;
   const scroll = c.scroll !== undefined && c.scroll.top >= at ? { ...c.scroll, top: c.scroll.top + 1 } : c.scroll;
-  const next = updateConversation(t.state, t.id, (x) => ({
+  const next = updateConversation(t.state, t.id, (x) => bounded({
     ...x,
     entries,
     ...(readMarker === undefined ? {} : { readMarker }),
@@ -171,7 +286,7 @@ const SHOWN_SEARCH = 256;
 export function receiveMessage(state: TuiState, message: ChatMessage, o: { backlog?: boolean } = {}): TuiState {
   const shown = state.conversations[message.conversationId];
   if (shown !== undefined && (message.own || shown.entries.length <= SHOWN_SEARCH)) {
-    const i = listFindLastIndex(shown.entries, (e) => e.kind === "message" && e.message.id === message.id, SHOWN_SEARCH);
+    const i = listFindLastIndex(shown.entries, (e) => e.kind === "message" && sameMessage(e.message, message), SHOWN_SEARCH);
     const entry = listGet(shown.entries, i);
     // Already on screen (from that page): the live copy replaces it in place, counted once.
     if (entry?.kind === "message") {
@@ -185,15 +300,21 @@ export function receiveMessage(state: TuiState, message: ChatMessage, o: { backl
   const unseen = !message.own && o.backlog !== true && t.id !== t.state.current && level !== "none";
   const highlighted = unseen && message.kind !== "topic" && (t.id.startsWith("dm:") || mentions(message.text, state.me, state.settings.highlights));
   const counted = unseen && (level === "all" || highlighted);
-  const next = updateConversation(t.state, t.id, (c) => {
+  const next = updateConversation(t.state, t.id, (c) => bounded(received(c)));
+  return { ...next, nextSeq: seq + 1 };
+
+  function received(c: Conversation): Conversation {
     const updated: Conversation = {
       ...c,
       entries: listAppend(c.entries, { kind: "message", seq, message }),
       unread: counted ? c.unread + 1 : c.unread,
       highlights: highlighted ? c.highlights + 1 : c.highlights,
       nickWidth: widerNick(c.nickWidth, message.from),
-      // The newest topic wins, also when an older one is delivered late (a queue after a reconnect).
-      ...(message.kind === "topic" && (c.topic === undefined || message.sentAtMs >= c.topic.atMs) ? { topic: topicOf(message) } : {}),
+      // The topic received last wins: the relay delivers a room's messages in the order it
+      // accepted them, a queue after a reconnect too. Never by `sentAtMs`: that is the sender's
+      // clock, displayed only (PROTOCOL.md §11), and a member claiming a time far ahead would
+      // keep their topic against every later one.
+      ...(message.kind === "topic" ? { topic: topicOf(message) } : {}),
     };
     if (!message.own) return updated;
     if (message.device !== undefined) {
@@ -208,8 +329,7 @@ export function receiveMessage(state: TuiState, message: ChatMessage, o: { backl
     if (read.scroll === undefined) return read;
     const { scroll: _scroll, ...following } = read;
     return following;
-  });
-  return { ...next, nextSeq: seq + 1 };
+  }
 }
 
 /**
@@ -253,8 +373,13 @@ function topicOf(m: ChatMessage): NonNullable<Conversation["topic"]> {
 /** Recent messages are at the end: look at the newest ones only. */
 export const STATE_SEARCH_LIMIT = 10_000;
 
-function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
-  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id, STATE_SEARCH_LIMIT);
+/**
+ * Updates one of MY messages sent from this device, by id (its delivery state, /retry): only those
+ * get state events. Someone else's message, or one of my other devices', may carry the same id
+ * (ids are unique per sender, PROTOCOL.md §11.1) and is never touched.
+ */
+function replaceOwnMessage(entries: ChunkedList<Entry>, id: string, update: (entry: Extract<Entry, { kind: "message" }>) => Entry): ChunkedList<Entry> {
+  const i = listFindLastIndex(entries, (e) => e.kind === "message" && e.message.id === id && e.message.own && e.message.device === undefined, STATE_SEARCH_LIMIT);
   const entry = listGet(entries, i);
   if (entry?.kind !== "message") return entries;
   const updated = update(entry);
@@ -263,7 +388,7 @@ function replaceMessage(entries: ChunkedList<Entry>, id: string, update: (entry:
 
 export function updateMessageState(state: TuiState, event: Extract<SessionEvent, { type: "message-state" }>): TuiState {
   return updateConversation(state, event.conversationId, (c) => {
-    const entries = replaceMessage(c.entries, event.id, (entry) => {
+    const entries = replaceOwnMessage(c.entries, event.id, (entry) => {
       const { failure: _oldFailure, queuedFor: _oldQueued, ...rest } = entry.message;
       let message: ChatMessage = { ...rest, state: event.state };
       const failure = event.failure ?? (event.state === "failed" ? entry.message.failure : undefined);
@@ -327,20 +452,21 @@ function scroll(state: TuiState, move: ScrollMove, viewport: Viewport): TuiState
 function prependOlder(state: TuiState, id: string, messages: readonly ChatMessage[], done: boolean): TuiState {
   const c = state.conversations[id];
   if (c === undefined) return state;
-  // The page may overlap what is shown (the backlog at start): only the ids not shown yet.
+  // The page may overlap what is shown (the backlog at start): only the messages not shown yet,
+  // by sender and id (another sender's message may carry the same id, PROTOCOL.md §11.1).
   const shown = new Set<string>();
   for (let i = 0; i < c.entries.length && i < messages.length + 1_000; i++) {
     const e = listGet(c.entries, i);
-    if (e?.kind === "message") shown.add(e.message.id);
+    if (e?.kind === "message") shown.add(messageKey(e.message));
   }
-  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(m.id));
+  const fresh = messages.filter((m) => m.conversationId === id && !shown.has(messageKey(m)));
   if (fresh.length === 0) return updateConversation(state, id, (x) => (x.olderDone ? x : { ...x, olderDone: true }));
   const first = state.olderSeq - fresh.length + 1;
   const older: Entry[] = fresh.map((message, i) => ({ kind: "message", seq: first + i, message }));
   const topic = [...fresh].reverse().find((m) => m.kind === "topic");
   const next = updateConversation(state, id, (x) => {
     const { olderDone: _done, ...rest } = x;
-    return {
+    return bounded({
       ...rest,
       entries: listFrom([...older, ...listToArray(x.entries)]),
       nickWidth: fresh.reduce((w, m) => widerNick(w, m.from), x.nickWidth),
@@ -348,7 +474,7 @@ function prependOlder(state: TuiState, id: string, messages: readonly ChatMessag
       ...(x.scroll === undefined ? {} : { scroll: { top: x.scroll.top + fresh.length, skip: x.scroll.skip, seen: x.scroll.seen + fresh.length } }),
       ...(x.topic === undefined && topic !== undefined ? { topic: topicOf(topic) } : {}),
       ...(done ? { olderDone: true as const } : {}),
-    };
+    }, true);
   });
   return { ...next, olderSeq: first - 1 };
 }
@@ -379,7 +505,7 @@ export function reduceConversations(state: TuiState, action: ConversationAction)
       return clearConversation(state, action.id);
     case "message-retried":
       return updateConversation(state, action.conversationId, (c) => {
-        const entries = replaceMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
+        const entries = replaceOwnMessage(c.entries, action.id, (entry) => (entry.retried ? entry : { ...entry, retried: true }));
         return entries === c.entries ? c : { ...c, entries };
       });
     case "older-history":

@@ -2,7 +2,7 @@
 // one notice. Pure: it reads the conversation's entries and formats; the controller shows it.
 import type { ChatMessage } from "../../client/types.js";
 import { listGet, type ChunkedList } from "./chunked-list.js";
-import type { Entry } from "./state.js";
+import { messageKey, type Entry } from "./state.js";
 
 /** How a message's author reads in a search hit: "* alice" for /me, "alice set the topic:", "alice:". */
 function whoSaid(m: ChatMessage): string {
@@ -64,15 +64,17 @@ export function searchEverywhere(
   if (typeof needle !== "string" || needle.trim() === "") throw new TypeError("search text must not be empty");
   const wanted = needle.toLowerCase();
   // By time sent; messages sent in the same millisecond in the order they arrived (entry seq).
-  const byId = new Map<string, { readonly m: ChatMessage; readonly order: number }>();
-  for (const m of kept) if (m.text.toLowerCase().includes(wanted)) byId.set(m.id, { m, order: Number.NEGATIVE_INFINITY });
+  // Each message once, by conversation, sender and id: another sender's message may carry the
+  // same id (ids are unique per sender, PROTOCOL.md §11.1) and is a hit of its own.
+  const byKey = new Map<string, { readonly m: ChatMessage; readonly order: number }>();
+  for (const m of kept) if (m.text.toLowerCase().includes(wanted)) byKey.set(messageKey(m), { m, order: Number.NEGATIVE_INFINITY });
   for (const entries of open) {
     for (let i = 0; i < entries.length; i++) {
       const e = listGet(entries, i);
-      if (e?.kind === "message" && e.message.text.toLowerCase().includes(wanted)) byId.set(e.message.id, { m: e.message, order: e.seq });
+      if (e?.kind === "message" && e.message.text.toLowerCase().includes(wanted)) byKey.set(messageKey(e.message), { m: e.message, order: e.seq });
     }
   }
-  const all = [...byId.values()].sort((a, b) => a.m.sentAtMs - b.m.sentAtMs || a.order - b.order || 0).map((x) => x.m);
+  const all = [...byKey.values()].sort((a, b) => a.m.sentAtMs - b.m.sentAtMs || a.order - b.order || 0).map((x) => x.m);
   const lines = all.slice(-limit).map((m) => {
     const firstLine = m.text.split("\n", 1)[0] ?? "";
     const more = firstLine.length > SHOWN_CHARS || m.text.includes("\n") ? " …" : "";

@@ -83,7 +83,9 @@ function spokeRecently(c: Conversation | undefined, username: string, atMs: numb
   for (let i = c.entries.length - 1, looked = 0; i >= 0 && looked < 2_000; i--, looked++) {
     const e = listGet(c.entries, i);
     if (e === undefined) continue;
-    if (entryTime(e) < since) return false;
+    // A message by when it arrived here: its `sentAtMs` is the sender's clock, shown only
+    // (PROTOCOL.md §11), and a claimed time far back would end the look back early.
+    if ((e.kind === "message" ? e.message.receivedAtMs : entryTime(e)) < since) return false;
     if (e.kind === "message" && e.message.from === username) return true;
   }
   return false;

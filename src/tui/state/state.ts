@@ -79,7 +79,10 @@ export interface Conversation {
   readonly scroll?: ScrollPosition;
   /** The nick column's width in this conversation (its own speakers and me, 4..12 cells). */
   readonly nickWidth: number;
-  /** The room's topic: the newest topic message seen (/topic). */
+  /**
+   * The room's topic: the topic message received last (/topic); `atMs` is its sender's claimed
+   * time, shown only (PROTOCOL.md §11), never used to choose between topics.
+   */
   readonly topic?: { readonly text: string; readonly by: string; readonly atMs: number };
   /** No older kept history to load (scrolling past the top has read it all). */
   readonly olderDone?: true;
@@ -167,4 +170,24 @@ export function currentConversation(state: TuiState): Conversation {
 /** The time an entry is shown with (a message: when its sender sent it). */
 export function entryTime(entry: Entry): number {
   return entry.kind === "message" ? entry.message.sentAtMs : entry.atMs;
+}
+
+/**
+ * Whether two messages of one conversation are the same message. The content layer de-duplicates
+ * by (sender, message id) (PROTOCOL.md §11.1): a message id is unique per sender only, and every
+ * member reads the others' ids, so a member may send a message carrying someone else's id. The
+ * sender (and whether it is mine) is part of what a message is: matched by id alone, that
+ * message would take the other one's line.
+ */
+export function sameMessage(a: ChatMessage, b: Pick<ChatMessage, "id" | "from" | "own">): boolean {
+  return a.id === b.id && a.from === b.from && a.own === b.own;
+}
+
+/**
+ * A key naming one message among all shown (conversation, sender, id): what `sameMessage` compares,
+ * for sets and maps.
+ */
+export function messageKey(m: Pick<ChatMessage, "conversationId" | "from" | "id" | "own">): string {
+  // Usernames and hex ids never hold a space or a slash.
+  return `${m.conversationId} ${m.own ? "own" : "peer"}/${m.from}/${m.id}`;
 }

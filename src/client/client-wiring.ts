@@ -33,6 +33,7 @@ import type { KeepalivePolicy } from "./transport.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type { MessageKind, SessionEvent } from "./types.js";
+import { upgradeTimeKeeper } from "./v1-after-upgrade.js";
 
 export interface ChatClientOptions {
   /**
@@ -121,6 +122,11 @@ export function wireClient(o: ChatClientOptions, hooks: ClientHooks): ClientPart
   const log = o.logger ?? nullLogger;
   const clock = o.clock ?? Date.now;
   const { emit, limits } = hooks;
+  // v2: the time of this client's first v2 Welcome, up to which v1 envelopes may still speak
+  // (PROTOCOL.md §14, v1-after-upgrade.ts); recorded at that Welcome, kept in the state db.
+  const upgradedAtMs = o.v2 === undefined ? undefined : upgradeTimeKeeper(o.state, clock, (e) => {
+    log.warn("upgrade.time-not-kept", { reason: e instanceof Error ? e.message : String(e) });
+  });
   const transport = o.transport ?? { kind: "pinned", pins: KnownRelays.inMemory() };
   // Linking uses the first address: the rendezvous lives in one relay's memory, so both
   // devices must meet at the same relay, and both try the list in the same order.
@@ -143,6 +149,7 @@ export function wireClient(o: ChatClientOptions, hooks: ClientHooks): ClientPart
     protocolVersion: o.v2 !== undefined ? 2 : 1,
     hooks: {
       welcomed: (w) => {
+        upgradedAtMs?.();
         hooks.onWelcome(w);
         mls?.welcomed(w.queued);
         devs.devicesWelcomed(w);
@@ -185,6 +192,9 @@ export function wireClient(o: ChatClientOptions, hooks: ClientHooks): ClientPart
     ack: (seqs) => connection.current?.send({ frame: { $case: "ack", value: { seqs } } }),
     shown: (conversationId, sender, kind) => hooks.answerWhileAway(conversationId, sender, kind),
     emit,
+    // v2: a v1 envelope never speaks in a room whose group I hold (PROTOCOL.md §14): one the
+    // engine holds, or one kept in the MLS store (the engine may not have restored them yet).
+    ...(upgradedAtMs === undefined || o.v2 === undefined ? {} : { v2: { upgradedAtMs, holdsGroup: heldBy(o.v2.store, () => mls) } }),
   });
   const outbox = new Outbox({
     identity, trust: o.trust, state: o.state, directory, atRest, pump, log, clock, limits,
@@ -228,5 +238,17 @@ export function wireClient(o: ChatClientOptions, hooks: ClientHooks): ClientPart
     keyDecided: (u, verified) => mls?.keyDecided(u, verified),
   });  return {
     local, me, fixedLabel, clock, history, stopRecording, connection, rooms, directory, inbox, outbox, devs, upgradedOutbox, mls, decisions,
+  };
+}
+
+/** Whether I hold a conversation's group: the engine's groups, or the ones kept in the MLS store. */
+function heldBy(store: MlsKeyStore, mls: () => MlsSession | undefined): (conversationId: string) => boolean {
+  return (conversationId) => {
+    if (mls()?.engine.conversations().includes(conversationId) === true) return true;
+    try {
+      return store.conversations().includes(conversationId);
+    } catch {
+      return true; // the store cannot say (closed, damaged): refused, the safe side
+    }
   };
 }

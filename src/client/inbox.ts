@@ -14,6 +14,7 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import type { KeyDirectory } from "./key-directory.js";
 import type { ClientStateStore } from "./state-store.js";
 import type { TrustStore } from "./trust-store.js";
+import { v1RefusalBeforeOpening, v1RefusalOfKind, type V1AfterUpgrade, type V1Refusal } from "./v1-after-upgrade.js";
 import { dmIdFor, type ChatMessage, type MessageKind, type SessionEvent } from "./types.js";
 
 /** After a welcome, the caught-up count is given once deliveries have been quiet this long. */
@@ -36,6 +37,12 @@ export interface InboxOptions {
   /** A message was shown (the away reply answers it). */
   readonly shown: (conversationId: string, sender: string, kind: MessageKind) => void;
   readonly emit: (event: SessionEvent) => void;
+  /**
+   * Protocol v2 (absent in v1): which v1 envelopes may still speak (PROTOCOL.md §14,
+   * v1-after-upgrade.ts). Only those sent before this client's upgrade, never into a room whose
+   * MLS group it holds, and never a topic; the others are refused.
+   */
+  readonly v2?: V1AfterUpgrade;
 }
 
 function hex(b: Uint8Array): string {
@@ -95,7 +102,8 @@ export class Inbox {
   private async onDeliveries(items: Delivery[]): Promise<void> {
     const acks: number[] = [];
     for (const item of items) {
-      await this.prepareSender(item.envelope);
+      // An envelope a v2 client refuses whoever signed it costs no key lookup.
+      if (this.refusalBeforeOpening(item.conversationId, item.envelope?.header) === undefined) await this.prepareSender(item.envelope);
       const outcome = this.processDelivery(item.conversationId, item.envelope, false, item.relayTimeMs);
       acks.push(item.seq);
       if (this.catchUp !== undefined) {
@@ -152,6 +160,8 @@ export class Inbox {
       return "dropped";
     }
     const sender = isValidUsername(envelope.header.sender) ? envelope.header.sender : "unknown sender";
+    const early = this.refusalBeforeOpening(deliveredInto, envelope.header);
+    if (early !== undefined) return this.refuseAfterUpgrade(early, deliveredInto, sender, fromHold);
     const limits = this.o.limits();
     try {
       const opened = openEnvelope(envelope, {
@@ -164,6 +174,9 @@ export class Inbox {
         limits: shapeLimitsOf(limits),
       });
       const h = opened.header;
+      // Checked before anything of it is recorded: refused, it leaves no trace but the log line.
+      const late = this.o.v2 === undefined ? undefined : v1RefusalOfKind(opened.body.kind);
+      if (late !== undefined) return this.refuseAfterUpgrade(late, deliveredInto, sender, fromHold);
       // Open step 9: record the id and the chain; flag a gap.
       const gap = chainHasGap(opened.conversation, h.prev, this.o.state.lastHash(h.conversationId, h.sender));
       this.o.state.recordOpened(h.messageId, h.sentAtMs, h.conversationId, h.sender, opened.hash);
@@ -210,6 +223,19 @@ export class Inbox {
       if (!fromHold) this.o.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
       return "dropped";
     }
+  }
+
+  /** Protocol v2: why a v1 envelope is refused before it is opened (its header unverified: refusing is safe), if it is. */
+  private refusalBeforeOpening(deliveredInto: string, header: { readonly conversationId: string; readonly sentAtMs: number } | undefined): V1Refusal | undefined {
+    if (this.o.v2 === undefined || header === undefined) return undefined;
+    return v1RefusalBeforeOpening(this.o.v2, deliveredInto, header);
+  }
+
+  /** A v1 envelope a v2 client does not show (PROTOCOL.md §14): logged, a "refused" line, acked by the caller. */
+  private refuseAfterUpgrade(code: V1Refusal, deliveredInto: string, sender: string, fromHold: boolean): OpenOutcome {
+    this.o.log.warn("envelope.refused", { code, from: sender, into: sanitizeLine(deliveredInto).slice(0, 80), held: fromHold });
+    if (!fromHold) this.o.emit({ type: "refused", conversationId: this.displayConversation(deliveredInto, sender), from: sender });
+    return "dropped";
   }
 
   /**

@@ -63,7 +63,9 @@ function deliverRaw(seq: number, conversationId: string, envelope: Uint8Array): 
   return w.finish();
 }
 
-let clock = Date.now();
+// The client is a v2 client: it shows a v1 envelope only when sent before its first v2 Welcome
+// (PROTOCOL.md §14), so these are dated an hour back, as envelopes queued before the upgrade are.
+let clock = Date.now() - 3_600_000;
 /** Bob's honest DM chain to alice: each envelope points at the previous one (no gaps shown). */
 let bobPrev: Buffer = ZERO_HASH;
 function bobSays(text: string, conversationId = "dm:alice:bob", to: PrivateIdentity[] = [alice]): SealedEnvelope {

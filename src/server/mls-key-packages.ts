@@ -1,10 +1,12 @@
 // The relay's KeyPackage directory (PROTOCOL.md §8.2; RFC 9420 §10): PublishKeyPackages, each
 // KeyPackage checked (size, MLS, suite, lifetime, last_resort marker, owner, and with a device
 // list the device's own MLS key) before any is stored, per device within a cap; and
-// ClaimKeyPackages, one per device of each user named, each one-time KeyPackage handed out once.
+// ClaimKeyPackages, its names checked before any lookup, one per device of each user named, each
+// one-time KeyPackage handed out once.
 // Part of the MLS Delivery Service (mls-ds.ts), which hands these requests here.
 import { ErrorCode, type ClaimKeyPackages, type PublishKeyPackages } from "../gen/securechat/v1/chat.js";
 import { MAX_DEVICES } from "../protocol/devices.js";
+import { checkUsername } from "../protocol/names.js";
 import { checkKeyPackage, decodeKeyPackage, isLastResort } from "../protocol/mls/client.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
@@ -65,9 +67,15 @@ export function publishKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: Publi
 
 /** ClaimKeyPackages: one KeyPackage per user named, each one-time one handed out once. */
 export function claimKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: ClaimKeyPackages): ResponseFrame {
+  // PROTOCOL.md §8.2: the count, then every name against the username rules (§4.1), before any
+  // lookup: a name that cannot be bound is refused, never looked up or remembered.
+  if (req.usernames.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
+  if (req.usernames.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${req.usernames.length}`);
+  for (const [i, name] of req.usernames.entries()) {
+    const c = checkUsername(name);
+    if (!c.ok) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages name #${i + 1} is not a valid username: ${c.reason}`);
+  }
   const names = [...new Set(req.usernames)];
-  if (names.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
-  if (names.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${names.length}`);
   const me = user.record.username;
   // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
   if (names.includes(me) && d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");

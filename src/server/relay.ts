@@ -126,6 +126,8 @@ export interface RelayStats {
   readonly commitMs: number;
   /** Link rendezvous open now (PROTOCOL.md §4.6), waiting or paired. */
   readonly linkRendezvous: number;
+  /** Users whose device lists are cached (devices.ts), their estimated bytes, and valid names remembered as unbound. */
+  readonly deviceRoutes: { readonly users: number; readonly bytes: number; readonly unbound: number };
 }
 
 export interface RunningRelay {
@@ -437,6 +439,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     failedCommits: committer.stats.failedCommits,
     commitMs: committer.stats.commitMs,
     linkRendezvous: links.size,
+    deviceRoutes: devices.cached,
   });
 
   return { port, relayId: Buffer.from(store.relayId), tls, limits, purgeExpired, stats, shutdown };

@@ -22,7 +22,8 @@ import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type 
 import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
-import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
+import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
+import type { DeviceRates } from "./rate-buckets.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
@@ -40,6 +41,8 @@ export interface SessionDeps extends HandshakeDeps {
   readonly deliveryWindow: number;
   /** Who lobby envelopes are stored for (§9). */
   readonly lobby: LobbyAudience;
+  /** The token buckets of each device, kept across its sessions (PROTOCOL.md §13.2; rate-buckets.ts). */
+  readonly rates: DeviceRates;
 }
 
 /** Serves one stream from its first frame to its end. Never throws. */
@@ -71,6 +74,8 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
     admission.ticket.leave();
     if (session !== undefined) {
       deps.router.detach(session);
+      // §13.2: the device's buckets outlive the session; forgotten here only once full and unused.
+      deps.rates.closed(session.address, deps.clock());
       // The lobby's audience is per device (PROTOCOL.md §13, §4.5).
       if (!deps.router.isAddressOnline(session.address)) deps.lobby.wentOffline(session.address);
       try {
@@ -86,6 +91,7 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
 
 class AuthenticatedSession implements RoutedSession {
   readonly pump: DeliveryPump;
+  /** The device's sending bucket (§13.2): per queue address, continued across its sessions. */
   private readonly bucket: TokenBucket;
   /** Key lookups have their own bucket: fetching keys must not eat into the sending allowance. */
   private readonly lookupBucket: TokenBucket;
@@ -125,8 +131,10 @@ class AuthenticatedSession implements RoutedSession {
       isResend: (id) => deps.committer.whenCommitted(user.username, id) !== undefined,
       queueUsage: (u) => this.queueUsage(u),
     };
-    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
-    this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
+    // PROTOCOL.md §13.2: a reconnect continues the device's buckets; it never gets a fresh burst.
+    const buckets = deps.rates.open(address, deps.clock());
+    this.bucket = buckets.send;
+    this.lookupBucket = buckets.lookup;
     this.pump = new DeliveryPump({
       username: address, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.

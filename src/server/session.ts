@@ -24,6 +24,7 @@ import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
+import { keyPackagePublishTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
@@ -351,8 +352,11 @@ class AuthenticatedSession implements RoutedSession {
     const { deps } = this;
     const requestId = frame.value.requestId;
     const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
+    // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a verification).
+    const tokens = frame.$case === "publishKeyPackages"
+      ? keyPackagePublishTokens(frame.value.oneTime.length + (frame.value.lastResort.length > 0 ? 1 : 0), deps.limits.burst) : 1;
     try {
-      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock())) {
+      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock(), tokens)) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }

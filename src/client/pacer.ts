@@ -45,16 +45,22 @@ export class SendPacer {
   constructor(private readonly clock: () => number) {}
 
   /**
-   * A new session: the relay's bucket for it starts full (§13), and so does ours. `rate` in
-   * envelopes per second and `burst` as advertised in Welcome (both > 0).
+   * A new session. The relay continues this device's bucket across its sessions (PROTOCOL.md
+   * §13.2), so ours continues too while the pace is the same; a first session, or other limits
+   * (another relay, a relay reconfigured), start full. `rate` in envelopes per second and `burst`
+   * as advertised in Welcome (both > 0).
    */
   reset(ratePerSecond: number, burst: number): void {
     if (!(ratePerSecond > 0) || !(burst >= 1)) throw new RangeError(`the relay's rate (${ratePerSecond}) and burst (${burst}) must be positive`);
     const pace = paceFor(ratePerSecond, burst);
+    const same = this.ratePerMs === pace.ratePerSecond / 1000 && this.burst === pace.burst;
     this.ratePerMs = pace.ratePerSecond / 1000;
     this.burst = pace.burst;
-    this.tokens = this.burst;
-    this.lastMs = this.clock();
+    if (same) this.refill(this.clock());
+    else {
+      this.tokens = this.burst;
+      this.lastMs = this.clock();
+    }
     this.pausedUntilMs = 0;
     this.tooFastStreak = 0;
     this.lastPauseAtMs = -Infinity;
@@ -66,31 +72,35 @@ export class SendPacer {
     this.tokens = Math.min(this.burst, this.tokens + elapsed * this.ratePerMs);
   }
 
-  /** Milliseconds until a token can be taken (0: now). */
-  delayMs(): number {
+  /** Milliseconds until `n` tokens can be taken (0: now); n is capped at this bucket's size. */
+  delayMs(n = 1): number {
     const now = this.clock();
     this.refill(now);
+    const want = Math.min(n, this.burst);
     const pause = Math.max(0, this.pausedUntilMs - now);
-    const refill = this.tokens >= 1 ? 0 : Math.ceil((1 - this.tokens) / this.ratePerMs);
+    const refill = this.tokens >= want ? 0 : Math.ceil((want - this.tokens) / this.ratePerMs);
     return Math.max(pause, refill);
   }
 
-  /** Takes a token; call only when delayMs() is 0. Returns the instant, for tooFast(). */
-  take(): number {
+  /** Takes `n` tokens (capped at the bucket's size); call only when delayMs(n) is 0. Returns the instant, for tooFast(). */
+  take(n = 1): number {
     const now = this.clock();
     this.refill(now);
-    this.tokens -= 1;
+    this.tokens -= Math.min(n, this.burst);
     return now;
   }
 
-  /** Waits for a token and takes it (room requests share the relay's bucket with sends). */
-  async acquire(alive: () => boolean = () => true): Promise<void> {
+  /**
+   * Waits for `n` tokens and takes them (room requests share the relay's bucket with sends; a
+   * PublishKeyPackages takes one per 10 KeyPackages, PROTOCOL.md §13.2).
+   */
+  async acquire(alive: () => boolean = () => true, n = 1): Promise<void> {
     for (;;) {
-      const wait = this.delayMs();
+      const wait = this.delayMs(n);
       if (wait === 0 || !alive()) break;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
-    this.take();
+    this.take(n);
   }
 
   /** The relay accepted a message: the pauses start short again. */

@@ -25,6 +25,18 @@ export const DEFAULT_LIMITS: Limits = {
   burst: 60,
 };
 
+/**
+ * PROTOCOL.md §13.2: a PublishKeyPackages takes one token of the sending bucket per this many
+ * KeyPackages it carries (each may cost the relay a decode and a signature verification), at
+ * least one and never more than the burst: 21 KeyPackages take 3 tokens, 101 take 11.
+ */
+export const KEY_PACKAGES_PER_TOKEN = 10;
+
+/** Tokens a PublishKeyPackages carrying `count` KeyPackages takes from a bucket of `burst` (§13.2). */
+export function keyPackagePublishTokens(count: number, burst: number): number {
+  return Math.max(1, Math.min(Math.floor(burst), Math.ceil(count / KEY_PACKAGES_PER_TOKEN)));
+}
+
 /** The largest padded ciphertext a text of maxTextBytes produces (u32 length + kind + text). */
 export function maxCiphertextBytes(maxTextBytes: number): number {
   return Math.max(PAD_BLOCK, Math.ceil((4 + 1 + maxTextBytes) / PAD_BLOCK) * PAD_BLOCK);

@@ -16,12 +16,13 @@ import {
 import { isProtocolError } from "../protocol/errors.js";
 import { decodeKeyPackage } from "../protocol/mls/client.js";
 import type { Logger } from "../protocol/log.js";
+import { isValidUsername } from "../protocol/names.js";
 import type { Directory, DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import type { RelayLimits } from "./limits.js";
 import type { Router } from "./router.js";
-import type { RelayStore } from "./store.js";
+import type { RelayStore, UserRecord } from "./store.js";
 
 /** The queue address of a device (PROTOCOL.md §4.5). */
 export function queueAddress(username: string, device: Pick<DeviceEntry, "deviceId" | "primary"> | undefined): string {
@@ -45,22 +46,78 @@ export interface UserDevices {
   readonly primaryId: string;
 }
 
-const MAX_CACHED_USERS = 100_000;
+/**
+ * The cache's bounds (PROTOCOL.md §8.2, §13.3): users and (estimated) bytes. Only bound users are
+ * cached (a name nobody owns, or one that is not a valid username, is answered without an entry),
+ * so what fills it is at most the bound users; past either bound the oldest entries go first.
+ */
+export const MAX_CACHED_USERS = 100_000;
+export const MAX_CACHED_BYTES = 64 * 1024 * 1024;
+/**
+ * Valid names found unbound, remembered so that a group's fan-out naming them (a commit's hint
+ * may name anyone, §8.2) costs no database read per message: at most this many names of at most
+ * 32 characters (under 1 MiB), oldest first out; a binding forgets the name (forget()).
+ */
+export const MAX_UNBOUND_NAMES = 10_000;
 
-/** Users' device lists, verified, with their queue addresses: in memory, read once per user. */
+/** What a cached entry holds, roughly, in bytes (strings as UTF-16, buffers, object overheads). */
+function estimatedBytes(username: string, u: UserDevices): number {
+  let n = 160 + 2 * username.length;
+  for (const a of u.addresses) n += 48 + 2 * a.length;
+  for (const d of u.list?.devices ?? []) n += 320 + 2 * (d.deviceId.length + d.name.length) + d.authSpki.length + d.mlsSignatureKey.length;
+  return n + (u.list?.signature.length ?? 0) + (u.list?.identitySpki.length ?? 0);
+}
+
+/** Users' device lists, verified, with their queue addresses: in memory, read once per bound user. */
 export class DeviceRoutes {
-  private readonly users = new Map<string, UserDevices>();
+  private readonly users = new Map<string, { readonly devices: UserDevices; readonly bytes: number }>();
+  private bytes = 0;
+  private readonly unbound = new Set<string>();
 
-  constructor(private readonly store: RelayStore) {}
+  constructor(private readonly store: RelayStore, private readonly bounds: { readonly maxUsers: number; readonly maxBytes: number } = { maxUsers: MAX_CACHED_USERS, maxBytes: MAX_CACHED_BYTES }) {}
 
+  /** Users cached now, and their estimated bytes (tests, operators). */
+  get cached(): { readonly users: number; readonly bytes: number; readonly unbound: number } {
+    return { users: this.users.size, bytes: this.bytes, unbound: this.unbound.size };
+  }
+
+  /**
+   * The user's devices. A name that is not a valid username (§4.1) is never looked up, and one
+   * that is not bound is read from the store each time and never cached: names a request makes
+   * up (claims, fetches, a commit's hint) cannot fill the relay's memory.
+   */
   of(username: string): UserDevices {
-    let u = this.users.get(username);
-    if (u === undefined) {
-      u = this.load(username);
-      if (this.users.size >= MAX_CACHED_USERS) this.users.clear();
-      this.users.set(username, u);
+    const cached = this.users.get(username);
+    if (cached !== undefined) return cached.devices;
+    if (this.unbound.has(username) || !isValidUsername(username)) return devicesOf(username, undefined);
+    const bound = this.store.getUser(username);
+    const u = this.load(username, bound);
+    if (bound !== undefined) this.keep(username, u);
+    else {
+      if (this.unbound.size >= MAX_UNBOUND_NAMES) this.unbound.delete(this.unbound.values().next().value!);
+      this.unbound.add(username);
     }
     return u;
+  }
+
+  private keep(username: string, u: UserDevices): void {
+    this.drop(username);
+    const bytes = estimatedBytes(username, u);
+    this.users.set(username, { devices: u, bytes });
+    this.bytes += bytes;
+    // Oldest first (the Map's insertion order); the entry just kept stays.
+    for (const [name] of this.users) {
+      if (this.users.size <= this.bounds.maxUsers && this.bytes <= this.bounds.maxBytes) break;
+      if (name === username) break;
+      this.drop(name);
+    }
+  }
+
+  private drop(username: string): void {
+    const e = this.users.get(username);
+    if (e === undefined) return;
+    this.users.delete(username);
+    this.bytes -= e.bytes;
   }
 
   /** Every queue address of the user (one, the bare username, without a list). */
@@ -95,23 +152,26 @@ export class DeviceRoutes {
 
   /** A newer list was kept. */
   set(username: string, list: VerifiedDeviceList): void {
-    this.users.set(username, devicesOf(username, list));
+    this.keep(username, devicesOf(username, list));
   }
 
   /** A name was bound anew (after a release), or another relay kept a newer list: read again at next use. */
   forget(username: string): void {
-    this.users.delete(username);
+    this.drop(username);
+    this.unbound.delete(username);
   }
 
   /** Another relay may have kept lists this relay did not hear of (its cluster events were lost): all are read again at next use. */
   forgetAll(): void {
     this.users.clear();
+    this.unbound.clear();
+    this.bytes = 0;
   }
 
-  private load(username: string): UserDevices {
+  private load(username: string, bound: UserRecord | undefined): UserDevices {
+    if (bound === undefined) return devicesOf(username, undefined);
     const kept = this.store.devices.list(username);
-    const bound = this.store.getUser(username);
-    if (kept === undefined || bound === undefined) return devicesOf(username, undefined);
+    if (kept === undefined) return devicesOf(username, undefined);
     try {
       // The kept bytes were verified at publish; verified again here (once per user and
       // process), so a database edited by hand cannot route by a list the user did not sign.
@@ -236,7 +296,8 @@ export function fetchDeviceLists(d: DeviceServiceDeps, req: FetchDeviceLists): R
   const lists: wire.DeviceList[] = [];
   const seen: wire.DeviceSeen[] = [];
   for (const n of names) {
-    if (d.directory.get(n) === undefined) continue;
+    // A name that cannot be bound (§4.1) is left out like an unknown one, without a lookup.
+    if (!isValidUsername(n) || d.directory.get(n) === undefined) continue;
     const list = d.devices.of(n).list;
     if (list === undefined) continue;
     lists.push(toWireDeviceList(list));

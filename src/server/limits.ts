@@ -1,4 +1,5 @@
-// The relay's limits (PROTOCOL.md §13.3) and the per-session token bucket that enforces the rate.
+// The relay's limits (PROTOCOL.md §13.3) and the token bucket that enforces the rate (kept per
+// device across its sessions: rate-buckets.ts, §13.2).
 import type * as wire from "../gen/securechat/v1/chat.js";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.js";
 
@@ -176,7 +177,8 @@ export function limitsToWire(l: Limits): wire.Limits {
 
 /**
  * A token bucket refilled lazily from the clock on each take: no timer per session, two
- * numbers of state. Starts full, so a fresh session may send `burst` envelopes at once.
+ * numbers of state. Starts full, so a device new to this relay (or whose bucket refilled and was
+ * forgotten) may send `burst` at once; a device's next session continues its bucket (§13.2).
  */
 export class TokenBucket {
   private tokens: number;
@@ -187,13 +189,13 @@ export class TokenBucket {
     this.lastMs = nowMs;
   }
 
-  /** Takes one token if there is one. */
-  take(nowMs: number): boolean {
+  /** Takes `n` tokens (1 by default) if there are that many; none otherwise. */
+  take(nowMs: number, n = 1): boolean {
     const elapsed = Math.max(0, nowMs - this.lastMs);
     this.lastMs = Math.max(this.lastMs, nowMs);
     this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSecond) / 1000);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
     return true;
   }
 

@@ -22,6 +22,7 @@ import { LobbyAudience } from "./lobby-audience.js";
 import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { DeviceRoutes } from "./devices.js";
+import { DeviceRates } from "./rate-buckets.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { bind, loadQueues, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
@@ -126,6 +127,10 @@ export interface RelayStats {
   readonly commitMs: number;
   /** Link rendezvous open now (PROTOCOL.md §4.6), waiting or paired. */
   readonly linkRendezvous: number;
+  /** Users whose device lists are cached (devices.ts), their estimated bytes, and valid names remembered as unbound. */
+  readonly deviceRoutes: { readonly users: number; readonly bytes: number; readonly unbound: number };
+  /** Devices whose token buckets are kept (rate-buckets.ts, PROTOCOL.md §13.2). */
+  readonly rateBuckets: number;
 }
 
 export interface RunningRelay {
@@ -244,6 +249,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
     lobby,
+    // §13.2: per device, across its sessions; room for every session and as many gone recently.
+    rates: new DeviceRates(limits.messagesPerSecond, limits.burst, 2 * limits.maxSessions, (a) => router.sessionAt(a) !== undefined),
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
     ...(options.protocolVersions === undefined ? {} : { protocolVersions: options.protocolVersions }),
   };
@@ -437,6 +444,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     failedCommits: committer.stats.failedCommits,
     commitMs: committer.stats.commitMs,
     linkRendezvous: links.size,
+    deviceRoutes: devices.cached,
+    rateBuckets: deps.rates.size,
   });
 
   return { port, relayId: Buffer.from(store.relayId), tls, limits, purgeExpired, stats, shutdown };

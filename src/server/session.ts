@@ -22,7 +22,9 @@ import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type 
 import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
-import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, TokenBucket } from "./limits.js";
+import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
+import type { DeviceRates } from "./rate-buckets.js";
+import { keyPackagePublishTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { SendsInFlight } from "./resends.js";
@@ -40,6 +42,8 @@ export interface SessionDeps extends HandshakeDeps {
   readonly deliveryWindow: number;
   /** Who lobby envelopes are stored for (§9). */
   readonly lobby: LobbyAudience;
+  /** The token buckets of each device, kept across its sessions (PROTOCOL.md §13.2; rate-buckets.ts). */
+  readonly rates: DeviceRates;
 }
 
 /** Serves one stream from its first frame to its end. Never throws. */
@@ -71,6 +75,8 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
     admission.ticket.leave();
     if (session !== undefined) {
       deps.router.detach(session);
+      // §13.2: the device's buckets outlive the session; forgotten here only once full and unused.
+      deps.rates.closed(session.address, deps.clock());
       // The lobby's audience is per device (PROTOCOL.md §13, §4.5).
       if (!deps.router.isAddressOnline(session.address)) deps.lobby.wentOffline(session.address);
       try {
@@ -86,6 +92,7 @@ export async function serveSession(stream: FrameStream, deps: SessionDeps, admis
 
 class AuthenticatedSession implements RoutedSession {
   readonly pump: DeliveryPump;
+  /** The device's sending bucket (§13.2): per queue address, continued across its sessions. */
   private readonly bucket: TokenBucket;
   /** Key lookups have their own bucket: fetching keys must not eat into the sending allowance. */
   private readonly lookupBucket: TokenBucket;
@@ -125,8 +132,10 @@ class AuthenticatedSession implements RoutedSession {
       isResend: (id) => deps.committer.whenCommitted(user.username, id) !== undefined,
       queueUsage: (u) => this.queueUsage(u),
     };
-    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
-    this.lookupBucket = new TokenBucket(limits.messagesPerSecond, limits.burst, deps.clock());
+    // PROTOCOL.md §13.2: a reconnect continues the device's buckets; it never gets a fresh burst.
+    const buckets = deps.rates.open(address, deps.clock());
+    this.bucket = buckets.send;
+    this.lookupBucket = buckets.lookup;
     this.pump = new DeliveryPump({
       username: address, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
@@ -343,8 +352,11 @@ class AuthenticatedSession implements RoutedSession {
     const { deps } = this;
     const requestId = frame.value.requestId;
     const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
+    // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a verification).
+    const tokens = frame.$case === "publishKeyPackages"
+      ? keyPackagePublishTokens(frame.value.oneTime.length + (frame.value.lastResort.length > 0 ? 1 : 0), deps.limits.burst) : 1;
     try {
-      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock())) {
+      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock(), tokens)) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }

@@ -105,6 +105,8 @@ describe("a resend of an accepted id is answered ACCEPTED before any limit (§7.
     await relay.waitForLog("send.accepted", (l) => l.user === "alice");
     await relay.disconnect(a1, "alice");
 
+    // The device's bucket (burst 1) continues across its sessions (§13.2): a second refills it.
+    now += 1_000;
     const a2 = await relay.connect(alice);
     expectAccepted(await sendMls(a2, await g.say("alice", "new")));
     // The bucket is empty (burst 1) and bob's queue is full (2): still the resend is ACCEPTED.

@@ -54,7 +54,7 @@ describe("SendPacer", () => {
     });
   }
 
-  it("spends its burst at once after a reset, then one token per 1/(0.9 rate)", () => {
+  it("spends its burst at once after a first reset, then one token per 1/(0.9 rate); a new session continues the bucket", () => {
     let now = 0;
     const pacer = new SendPacer(() => now);
     pacer.reset(2, 3); // burst 3 - a margin of 1
@@ -64,8 +64,25 @@ describe("SendPacer", () => {
     expect(pacer.delayMs()).toBe(556); // 1 / 1.8 per second
     now += 556;
     expect(pacer.delayMs()).toBe(0);
+    pacer.take();
+    // A new session with the same limits: the relay continues the device's bucket (§13.2), and so does the pacer.
     pacer.reset(2, 3);
-    expect(pacer.delayMs()).toBe(0); // a new session's bucket is full again
+    expect(pacer.delayMs()).toBe(556);
+    // Other limits (another relay): full.
+    pacer.reset(4, 6);
+    expect(pacer.delayMs()).toBe(0);
+  });
+
+  it("waits for and takes several tokens at once (a PublishKeyPackages: one per 10 KeyPackages), at most its bucket", () => {
+    let now = 0;
+    const pacer = new SendPacer(() => now);
+    pacer.reset(2, 3); // a bucket of 2
+    pacer.take();
+    expect(pacer.delayMs(2)).toBe(556);
+    now += 556;
+    expect(pacer.delayMs(2)).toBe(0);
+    pacer.take(5); // capped at 2
+    expect(pacer.delayMs()).toBe(556);
   });
 
   it("pauses after 'too fast', longer while it repeats, once per episode, capped; short again after an accept", () => {

@@ -35,7 +35,7 @@ import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "
 import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
-import { MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
+import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint } from "./store/mls.js";
 
@@ -271,6 +271,8 @@ export class MlsDeliveryService {
     let welcome: Buffer | undefined;
     let conv: ReturnType<typeof conversationOfGroupId>;
     try {
+      // §8.2: a commit is at most MAX_COMMIT_BYTES (what an honest client's commit budget allows), before decoding.
+      if (req.commit.length > MAX_COMMIT_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the commit has ${req.commit.length} bytes; this relay takes commits of at most ${MAX_COMMIT_BYTES}`);
       const msg = mls(() => decodeMls(req.commit, "the commit"));
       if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
       const framing = msg.wireformat === "mls_private_message" ? msg.privateMessage : msg.publicMessage.content;
@@ -316,6 +318,9 @@ export class MlsDeliveryService {
       }
       return out;
     };
+    // §8.2: the sender's kept commits make room for this one first (their oldest go), so they stay
+    // within the per-user bound; before the accept, so a failure here refuses nothing accepted.
+    this.d.store.mls.trimCommitsOf(me, this.d.limits.maxKeptCommitsPerUser - 1, this.d.limits.maxKeptCommitBytesPerUser - commit.length);
     const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries);
     switch (out.kind) {
       case "accepted": {

@@ -27,7 +27,7 @@ import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
-import { checkQueueCaps } from "./admission.js";
+import { checkCommitShare, checkQueueCaps } from "./admission.js";
 import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
@@ -70,6 +70,11 @@ export interface MlsDsDeps {
   readonly devices: DeviceRoutes;
   /** The session's own device's queue address: never a recipient of what it sends; its KeyPackages. */
   readonly address: string;
+  /**
+   * A queue address's usage, stored and waiting for the group commit (session.ts): a commit's
+   * deliveries are held to the sender's share of each (§8.3). Absent: the stored usage.
+   */
+  readonly queueUsage?: (address: string) => QueueUsage;
 }
 
 /** What SendMls needs of the session beyond the store: who is online, and queue usage with what waits for the group commit. */
@@ -316,6 +321,17 @@ export class MlsDeliveryService {
           envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree, senderDevice }),
         });
       }
+      // §8.3, §13.2: within this sender's share of each recipient device's queue (a Refusal rolls the commit back).
+      const perAddress = new Map<string, { rows: number; bytes: number }>();
+      for (const r of out) {
+        for (const a of new Set(r.recipients)) {
+          const n = perAddress.get(a) ?? { rows: 0, bytes: 0 };
+          n.rows++;
+          n.bytes += r.envelope.length;
+          perAddress.set(a, n);
+        }
+      }
+      checkCommitShare(perAddress, { queueUsage: this.d.queueUsage ?? ((a) => this.d.store.queueUsage(a, me)), limits: this.d.limits });
       return out;
     };
     // §8.2: the sender's kept commits make room for this one first (their oldest go), so they stay

@@ -113,6 +113,7 @@ class AuthenticatedSession implements RoutedSession {
       store: deps.store, limits, clock: deps.clock, logger: deps.logger, devices: deps.devices, address,
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
+      queueUsage: (a) => this.queueUsage(a),
     });
     this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
       deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });

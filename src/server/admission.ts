@@ -222,10 +222,7 @@ export function checkQueueCaps(rows: readonly string[], envelopeBytes: number, c
   const { limits } = ctx;
   for (const r of rows) {
     const q = ctx.queueUsage(r);
-    if (q.senderCount >= limits.maxQueuePerSender || q.senderBytes + envelopeBytes > limits.maxQueueBytesPerSender) {
-      refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
-        `you already have ${q.senderCount} messages (${byteSize(q.senderBytes)}) waiting for '${r}', the most one sender may have in a queue on this relay (${limits.maxQueuePerSender} messages, ${byteSize(limits.maxQueueBytesPerSender)}); try again once '${r}' has caught up`);
-    }
+    checkShare(r, q, 1, envelopeBytes, limits);
     if (q.count >= limits.maxQueuePerUser) {
       refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
         `the queue for '${r}' is full (${limits.maxQueuePerUser} messages wait for delivery, the most this relay keeps); try again once '${r}' has caught up`);
@@ -235,4 +232,22 @@ export function checkQueueCaps(rows: readonly string[], envelopeBytes: number, c
         `the queue for '${r}' is full (${byteSize(q.bytes)} wait for delivery, and this relay keeps at most ${byteSize(limits.maxQueueBytesPerUser)} per user); try again once '${r}' has caught up`);
     }
   }
+}
+
+function checkShare(r: string, q: QueueUsage, rows: number, bytes: number, limits: RelayLimits): void {
+  if (q.senderCount + rows > limits.maxQueuePerSender || q.senderBytes + bytes > limits.maxQueueBytesPerSender) {
+    refuse(ErrorCode.ERROR_CODE_QUEUE_FULL,
+      `you already have ${q.senderCount} messages (${byteSize(q.senderBytes)}) waiting for '${r}', the most one sender may have in a queue on this relay (${limits.maxQueuePerSender} messages, ${byteSize(limits.maxQueueBytesPerSender)}); try again once '${r}' has caught up`);
+  }
+}
+
+/**
+ * A commit's deliveries (PROTOCOL.md §8.3, §13.2): the commit and Welcome rows each recipient
+ * device would get (`rows`: per queue address, how many rows and bytes) must fit this sender's
+ * share of that queue, like messages; the whole-queue cap is not checked (a queue filled by
+ * others must not freeze a group's commits), but the rows count toward it once stored. So one
+ * sender can never fill another's queue with commits. Throws Refusal (QUEUE_FULL).
+ */
+export function checkCommitShare(rows: ReadonlyMap<string, { readonly rows: number; readonly bytes: number }>, ctx: Pick<AdmissionContext, "queueUsage" | "limits">): void {
+  for (const [r, add] of rows) checkShare(r, ctx.queueUsage(r), add.rows, add.bytes, ctx.limits);
 }

@@ -10,6 +10,7 @@ import { ErrorCode, errorCodeToJSON } from "../gen/securechat/v1/chat.js";
 import { isProtocolError } from "../protocol/errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode } from "./store.js";
+import { PgError } from "./store/pg/sync-client.js";
 
 /** Trailer carrying the ErrorCode name (e.g. "ERROR_CODE_USERNAME_TAKEN") of a session-ending status. */
 export const ERROR_CODE_TRAILER = "securechat-error-code";
@@ -78,6 +79,10 @@ export const sessionEnd = {
   storageUnreachable: () =>
     new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
       "the relay cannot reach its database right now; try again in a moment", "storage-unreachable"),
+  /** The session cannot start because the relay could not write its storage (full, or an I/O error: PROTOCOL.md §13.2). */
+  storageFailed: () =>
+    new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE,
+      "the relay's storage is full or failing, so it could not record this session; try again later", "storage-failed"),
   tooManyAcks: (n: number, max: number) =>
     new SessionEnd(GrpcStatus.INVALID_ARGUMENT, ErrorCode.ERROR_CODE_BAD_FRAME, `malformed frame: an Ack carries ${n} seqs (limit ${max})`),
 } as const;
@@ -142,6 +147,41 @@ export function storageRefusalOf(err: unknown): Refusal {
     : code === SQLITE_IOERR ? "it could not write to its disk"
     : "its storage failed";
   return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, `the relay could not store the message because ${why}; it was not sent, try again later`);
+}
+
+/**
+ * PostgreSQL SQLSTATEs that mean the database's storage failed, not the statement: class 53
+ * (insufficient resources: 53100 disk_full, 53200 out_of_memory, 53400 configuration_limit_exceeded)
+ * and class 58 (system error: 58030 io_error).
+ */
+function isPgStorageState(code: string | undefined): boolean {
+  return code !== undefined && (code.startsWith("53") || code.startsWith("58"));
+}
+
+/**
+ * Whether a store call failed because of the relay's storage, not the request (PROTOCOL.md
+ * §8.2, §13.2): the database unreachable (a shared one), full (SQLITE_FULL: the disk, or the
+ * relay's database budget, §13.2; PostgreSQL's disk_full and the rest of class 53) or an I/O
+ * error (SQLITE_IOERR, a failed WAL sync; PostgreSQL class 58). Such a failure refuses the one
+ * request with STORAGE_UNAVAILABLE; the session goes on.
+ */
+export function isStorageFailure(err: unknown): boolean {
+  if (isUnreachable(err)) return true;
+  if (err instanceof PgError) return isPgStorageState(err.code);
+  const code = sqliteErrorCode(err);
+  return code === SQLITE_FULL || code === SQLITE_IOERR;
+}
+
+/**
+ * Any request but a send (PROTOCOL.md §8.2, §13.2): the relay's storage failed under it
+ * (isStorageFailure). One sentence naming the storage; nothing of the request was stored.
+ */
+export function requestStorageRefusalOf(err: unknown): Refusal {
+  if (isUnreachable(err)) return unreachableRefusal();
+  const full = sqliteErrorCode(err) === SQLITE_FULL || (err instanceof PgError && err.code?.startsWith("53") === true);
+  return new Refusal(ErrorCode.ERROR_CODE_STORAGE_UNAVAILABLE, full
+    ? "the relay's storage is full, so it could not do this request; nothing was stored, try again later"
+    : "the relay could not read or write its storage, so it could not do this request; nothing was stored, try again later");
 }
 
 /** The relay is stopping and stores nothing more. */

@@ -15,7 +15,7 @@ import { checkUsername } from "../protocol/names.js";
 import type { DeviceRoutes } from "./devices.js";
 import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
-import { handshakeEndOf, sessionEnd, statusOf } from "./errors.js";
+import { handshakeEndOf, isStorageFailure, sessionEnd, statusOf } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
@@ -114,6 +114,8 @@ export async function authenticate<S extends RoutedSession>(
   } catch (e) {
     // A relay on a shared database that cannot reach it: the client tries again (or another relay).
     if (isUnreachable(e)) throw sessionEnd.storageUnreachable();
+    // A full or failing storage while binding or recording the session (§13.2): not a relay bug.
+    if (isStorageFailure(e)) throw sessionEnd.storageFailed();
     throw e;
   }
 }

@@ -63,7 +63,25 @@ export interface RelayLimits extends Limits {
    * KB per X-Wing leaf), and each message costs one queue row per device.
    */
   readonly maxGroupDevices: number;
+  /**
+   * Accepted commits the relay keeps of one sender (PROTOCOL.md §8.2 FetchCommits, §13.3), over
+   * all groups, in commits and in bytes: a commit past either drops that sender's oldest kept
+   * ones (never refused), so one user can never make the relay keep more than this of commits.
+   */
+  readonly maxKeptCommitsPerUser: number;
+  readonly maxKeptCommitBytesPerUser: number;
 }
+
+/**
+ * The largest commit SendCommit takes (PROTOCOL.md §8.2, §8.3 "Sizes"): 1 MiB - 64 KiB, the
+ * client's own budget for a whole SendCommit (commit + Welcome + tree: COMMIT_BYTES_MAX in
+ * src/client/mls/commit.ts), so no commit an honest client sends is refused. Real commits weigh
+ * much less: the heaviest, a full update path on the sparse tree of a 500-member room just after
+ * a mass add, is ~600 KB (one X-Wing HPKE ciphertext, ~1.2 KB, per other leaf); an update in a
+ * full 500-member tree ~10-15 KB; an add of 64 ~176 KiB plus its path. The GroupInfo (up to
+ * ~745 KiB at 500) is not a commit: it is kept once per group, not per epoch.
+ */
+export const MAX_COMMIT_BYTES = 1024 * 1024 - 64 * 1024;
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   ...DEFAULT_LIMITS,
@@ -83,6 +101,10 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   lobbyGraceMs: 120_000,
   // Two delivery windows: a reader that processes and acks as envelopes come stays near zero.
   maxOutgoing: 1_024,
+  // As much as one sender may have waiting in one queue (maxQueueBytesPerSender): ~2,000-10,000
+  // ordinary commits, 50 of the heaviest; an update per group per day (§10.3) in 300 groups for 30 days.
+  maxKeptCommitsPerUser: 10_000,
+  maxKeptCommitBytesPerUser: 32 * 1024 * 1024,
 };
 
 /**

@@ -27,7 +27,7 @@ import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
-import { checkQueueCaps } from "./admission.js";
+import { checkCommitShare, checkQueueCaps } from "./admission.js";
 import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
@@ -35,7 +35,7 @@ import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "
 import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
-import { MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
+import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint } from "./store/mls.js";
 
@@ -70,6 +70,11 @@ export interface MlsDsDeps {
   readonly devices: DeviceRoutes;
   /** The session's own device's queue address: never a recipient of what it sends; its KeyPackages. */
   readonly address: string;
+  /**
+   * A queue address's usage, stored and waiting for the group commit (session.ts): a commit's
+   * deliveries are held to the sender's share of each (§8.3). Absent: the stored usage.
+   */
+  readonly queueUsage?: (address: string) => QueueUsage;
 }
 
 /** What SendMls needs of the session beyond the store: who is online, and queue usage with what waits for the group commit. */
@@ -271,6 +276,8 @@ export class MlsDeliveryService {
     let welcome: Buffer | undefined;
     let conv: ReturnType<typeof conversationOfGroupId>;
     try {
+      // §8.2: a commit is at most MAX_COMMIT_BYTES (what an honest client's commit budget allows), before decoding.
+      if (req.commit.length > MAX_COMMIT_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the commit has ${req.commit.length} bytes; this relay takes commits of at most ${MAX_COMMIT_BYTES}`);
       const msg = mls(() => decodeMls(req.commit, "the commit"));
       if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
       const framing = msg.wireformat === "mls_private_message" ? msg.privateMessage : msg.publicMessage.content;
@@ -314,8 +321,22 @@ export class MlsDeliveryService {
           envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree, senderDevice }),
         });
       }
+      // §8.3, §13.2: within this sender's share of each recipient device's queue (a Refusal rolls the commit back).
+      const perAddress = new Map<string, { rows: number; bytes: number }>();
+      for (const r of out) {
+        for (const a of new Set(r.recipients)) {
+          const n = perAddress.get(a) ?? { rows: 0, bytes: 0 };
+          n.rows++;
+          n.bytes += r.envelope.length;
+          perAddress.set(a, n);
+        }
+      }
+      checkCommitShare(perAddress, { queueUsage: this.d.queueUsage ?? ((a) => this.d.store.queueUsage(a, me)), limits: this.d.limits });
       return out;
     };
+    // §8.2: the sender's kept commits make room for this one first (their oldest go), so they stay
+    // within the per-user bound; before the accept, so a failure here refuses nothing accepted.
+    this.d.store.mls.trimCommitsOf(me, this.d.limits.maxKeptCommitsPerUser - 1, this.d.limits.maxKeptCommitBytesPerUser - commit.length);
     const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries);
     switch (out.kind) {
       case "accepted": {

@@ -360,6 +360,9 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     if (result.queueRows > 0 || result.acceptedIds > 0) logger.info("queue.purged", { ...result });
     const keyPackages = store.mls.purgeExpiredKeyPackages();
     if (keyPackages > 0) logger.info("mls.key_packages.purged", { keyPackages });
+    // Kept commits past the retention (each group's newest stays) and of groups nobody is in (PROTOCOL.md §8.2).
+    const commits = store.mls.purgeCommits(clock() - limits.retentionMs);
+    if (commits > 0) logger.info("mls.commits.purged", { commits });
     return result;
   };
   const purgeSafely = (): void => {

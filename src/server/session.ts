@@ -19,8 +19,7 @@ import { fetchDeviceLists, publishDeviceList } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
-import { logReasonOf, Refusal, SessionEnd, sessionEnd, statusFor, statusOf, storageRefusalOf } from "./errors.js";
-import { isUnreachable } from "./cluster-store-guard.js";
+import { isStorageFailure, logReasonOf, Refusal, requestStorageRefusalOf, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
@@ -121,6 +120,7 @@ class AuthenticatedSession implements RoutedSession {
       store: deps.store, limits, clock: deps.clock, logger: deps.logger, devices: deps.devices, address,
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
+      queueUsage: (a) => this.queueUsage(a),
     });
     this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
       deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
@@ -289,7 +289,16 @@ class AuthenticatedSession implements RoutedSession {
       deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "in-flight", mls: true });
       return first.then((r) => ({ ...r, messageId }));
     }
-    if (deps.store.wasAccepted(me, messageId)) {
+    let stored: boolean;
+    try {
+      stored = deps.store.wasAccepted(me, messageId);
+    } catch (thrown) {
+      // A storage failure refuses this send (§13.2); the session goes on.
+      const e = refusalOf(thrown);
+      deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
+      return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] });
+    }
+    if (stored) {
       deps.logger.debug("send.duplicate", { user: me, frameBytes, first: "stored", mls: true });
       return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor: [] });
     }
@@ -441,12 +450,13 @@ function acceptedResult(messageId: Buffer, queuedFor: string[]): SendResult {
 }
 
 /**
- * A request's failure as a refusal: a Refusal as it is; a database that cannot be reached (a
- * relay on a shared database) as the storage refusal, the session going on; anything else is a
- * relay bug and is thrown.
+ * A request's failure as a refusal: a Refusal as it is; a failure of the relay's storage (a
+ * shared database unreachable, a full disk or database budget, an I/O error: isStorageFailure)
+ * as STORAGE_UNAVAILABLE for this request only, the session going on (PROTOCOL.md §8.2 "No DS
+ * request ends the session", §13.2); anything else is a relay bug and is thrown (§9.3: INTERNAL).
  */
 function refusalOf(e: unknown): Refusal {
   if (e instanceof Refusal) return e;
-  if (isUnreachable(e)) return storageRefusalOf(e);
+  if (isStorageFailure(e)) return requestStorageRefusalOf(e);
   throw e;
 }

@@ -43,7 +43,7 @@ export type MlsStore = Pick<MlsDeliveryStore,
   | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
   | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
   | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender"
-  | "acceptCommit" | "commitsFrom">;
+  | "acceptCommit" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
 
 /** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */
 export type DeviceListStore = Pick<DeviceStore, "list" | "versions" | "noteSeen" | "lastSeen" | "flushSeen">;

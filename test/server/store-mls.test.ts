@@ -55,7 +55,7 @@ describe("an existing database", () => {
     old.joinRoom("#ops", "alice");
     old.close();
     const raw = new DatabaseSync(path);
-    raw.exec("DROP TABLE mls_key_packages; DROP TABLE mls_groups; DROP TABLE mls_group_members; DROP TABLE mls_commits;");
+    raw.exec("DROP TABLE mls_key_packages; DROP TABLE mls_groups; DROP TABLE mls_group_members; DROP TABLE mls_commits; DROP TABLE mls_commit_usage;");
     expect(raw.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name LIKE 'mls_%'").get()).toEqual({ n: 0 });
     raw.close();
 

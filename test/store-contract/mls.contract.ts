@@ -197,6 +197,60 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         // A commit for a dropped epoch is still refused (the group is past it).
         expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("late"))).toEqual({ kind: "epoch-taken", current: COMMITS_KEPT_PER_GROUP + 5, winner: undefined });
       });
+
+      it("keeps a sender's commits within the per-user bound, dropping that sender's oldest (PROTOCOL.md §8.2)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops"));
+        s.createGroup(group(2, "#dev"));
+        const hint = { external: false, added: ["bob"], removed: [] };
+        // alice: 3 commits of 100 bytes in #ops, then 2 in #dev; bob: one in #ops.
+        for (let e = 0; e < 3; e++) {
+          t.now += 1;
+          expect(s.acceptCommit(gid(1), e, "alice", Buffer.alloc(100, e), undefined, e === 0 ? hint : undefined).kind).toBe("accepted");
+        }
+        t.now += 1;
+        expect(s.acceptCommit(gid(1), 3, "bob", Buffer.alloc(100, 9)).kind).toBe("accepted");
+        for (let e = 0; e < 2; e++) {
+          t.now += 1;
+          expect(s.acceptCommit(gid(2), e, "alice", Buffer.alloc(100, 10 + e)).kind).toBe("accepted");
+        }
+        expect(s.trimCommitsOf("alice", 10, 10_000)).toBe(0);
+        // By bytes: room for 3 of alice's (300 bytes): her two oldest go, bob's stays.
+        expect(s.trimCommitsOf("alice", 10, 300)).toBe(2);
+        expect(s.commitsFrom(gid(1), 0, 10).map((c) => [c.epoch, c.sender])).toEqual([[2, "alice"], [3, "bob"]]);
+        // By count: one left, her newest.
+        expect(s.trimCommitsOf("alice", 1, 10_000)).toBe(2);
+        expect(s.commitsFrom(gid(1), 0, 10).map((c) => c.sender)).toEqual(["bob"]);
+        expect(s.commitsFrom(gid(2), 0, 10).map((c) => c.epoch)).toEqual([1]);
+        expect(s.trimCommitsOf("bob", 1, 100)).toBe(0);
+        // The usage follows every delete (the purge's too): the next commits are counted from what is kept.
+        t.now += 1;
+        expect(s.acceptCommit(gid(2), 2, "alice", Buffer.alloc(100, 12)).kind).toBe("accepted");
+        expect(s.trimCommitsOf("alice", 2, 200)).toBe(0);
+        expect(s.trimCommitsOf("alice", 1, 200)).toBe(1);
+      });
+
+      it("the retention purge drops commits past it but each group's newest, and every commit of a group nobody is in (PROTOCOL.md §8.2)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops"));
+        s.createGroup(group(2, "#dev"));
+        for (let e = 0; e < 3; e++) expect(s.acceptCommit(gid(1), e, "alice", Buffer.alloc(50, e)).kind).toBe("accepted");
+        expect(s.acceptCommit(gid(2), 0, "alice", Buffer.alloc(50, 7)).kind).toBe("accepted");
+        t.now += 1000;
+        expect(s.acceptCommit(gid(2), 1, "alice", Buffer.alloc(50, 8)).kind).toBe("accepted");
+        // Nothing is older than the cutoff: nothing goes.
+        expect(s.purgeCommits(t.now - 2000)).toBe(0);
+        // Past the cutoff: #ops keeps its newest (epoch 2), #dev its epoch 1 (newer than the cutoff).
+        expect(s.purgeCommits(t.now - 500)).toBe(3);
+        expect(s.commitsFrom(gid(1), 0, 10).map((c) => c.epoch)).toEqual([2]);
+        expect(s.commitsFrom(gid(2), 0, 10).map((c) => c.epoch)).toEqual([1]);
+        expect(s.commitSender(gid(1), 2)).toBe("alice");
+        // A group nobody is a member of by the hint: its commits go, however new.
+        expect(s.acceptCommit(gid(2), 2, "alice", Buffer.alloc(50, 9), undefined, { external: false, added: [], removed: ["alice"] }).kind).toBe("accepted");
+        expect(s.purgeCommits(0)).toBe(2);
+        expect(s.commitsFrom(gid(2), 0, 10)).toEqual([]);
+        expect(s.commitsFrom(gid(1), 0, 10).map((c) => c.epoch)).toEqual([2]);
+      });
     });
 
     describe("a commit's deliveries", () => {

@@ -425,6 +425,62 @@ export class MlsDeliveryStore {
     });
   }
 
+  private keptStatements: { usage: StatementSync; oldest: StatementSync; drop: StatementSync; purge: StatementSync } | undefined;
+
+  private get kept(): { usage: StatementSync; oldest: StatementSync; drop: StatementSync; purge: StatementSync } {
+    this.keptStatements ??= {
+      // Kept by triggers (schema.ts addCommitUsage): one row, where summing the blobs would read them.
+      usage: this.db.prepare(`SELECT commits, bytes FROM mls_commit_usage WHERE sender = ?`),
+      oldest: this.db.prepare(`SELECT group_id, epoch, LENGTH(commit_msg) AS b FROM mls_commits WHERE sender = ? ORDER BY accepted_at_ms, group_id, epoch LIMIT ?`),
+      drop: this.db.prepare(`DELETE FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+      // Past the retention, except each group's newest (epoch = the group's epoch - 1); and every
+      // commit of a group nobody is a member of by the hint (nobody may fetch them).
+      purge: this.db.prepare(`DELETE FROM mls_commits WHERE
+          NOT EXISTS (SELECT 1 FROM mls_group_members m WHERE m.group_id = mls_commits.group_id)
+          OR (accepted_at_ms < ? AND epoch + 1 <> COALESCE((SELECT g.epoch FROM mls_groups g WHERE g.group_id = mls_commits.group_id), -1))`),
+    };
+    return this.keptStatements;
+  }
+
+  /**
+   * PROTOCOL.md §8.2: the per-user bound on kept commits. Drops `sender`'s oldest kept commits
+   * until at most `maxCommits` of at most `maxBytes` in all are left (SendCommit calls it with
+   * room for the commit it is about to accept). Returns how many went. Costs one read of the
+   * sender's usage when nothing has to go.
+   */
+  trimCommitsOf(sender: string, maxCommits: number, maxBytes: number): number {
+    const k = this.kept;
+    const u = k.usage.get(sender) as Row | undefined;
+    if (u === undefined) return 0;
+    let commits = num(u.commits);
+    let bytes = num(u.bytes);
+    if (commits <= maxCommits && bytes <= maxBytes) return 0;
+    return this.transaction(() => {
+      let dropped = 0;
+      while (commits > Math.max(0, maxCommits) || bytes > Math.max(0, maxBytes)) {
+        const rows = k.oldest.all(sender, 64) as Row[];
+        if (rows.length === 0) break;
+        for (const r of rows) {
+          if (commits <= Math.max(0, maxCommits) && bytes <= Math.max(0, maxBytes)) break;
+          k.drop.run(buf(r.group_id), num(r.epoch));
+          commits--;
+          bytes -= num(r.b);
+          dropped++;
+        }
+      }
+      return dropped;
+    });
+  }
+
+  /**
+   * The retention purge of commits (PROTOCOL.md §8.2, §8.4): commits accepted before `cutoffMs`,
+   * except each group's newest (it says who made the current epoch, and answers a resend), and
+   * every commit of a group no member by the hint counts. Returns how many went.
+   */
+  purgeCommits(cutoffMs: number): number {
+    return Number(this.kept.purge.run(cutoffMs).changes);
+  }
+
   /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
   commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
     return (this.s.commitsFrom.all(groupId, fromEpoch, limit) as Row[]).map((r) => ({

@@ -119,7 +119,41 @@ CREATE TABLE IF NOT EXISTS mls_commits (
   accepted_at_ms INTEGER NOT NULL,
   PRIMARY KEY (group_id, epoch)
 ) STRICT, WITHOUT ROWID;
+-- A sender's kept commits, oldest first: the per-user bound drops from there (PROTOCOL.md §8.2).
+CREATE INDEX IF NOT EXISTS mls_commits_by_sender ON mls_commits (sender, accepted_at_ms);
 `;
+
+/**
+ * What each sender's kept commits weigh (PROTOCOL.md §8.2, the per-user bound: store/mls.ts
+ * trimCommitsOf), kept by triggers on every insert and delete of `mls_commits`, whoever does it,
+ * so reading it costs one row (summing the blobs' lengths reads them). A file made before gains
+ * the table, filled from its commits, in the transaction that adds the triggers.
+ */
+function addCommitUsage(db: DatabaseSync): void {
+  if (db.prepare("SELECT 1 AS hit FROM sqlite_master WHERE type = 'table' AND name = 'mls_commit_usage'").get() !== undefined) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec(`CREATE TABLE IF NOT EXISTS mls_commit_usage (
+  sender  TEXT PRIMARY KEY,
+  commits INTEGER NOT NULL,
+  bytes   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS mls_commits_usage_in AFTER INSERT ON mls_commits BEGIN
+  INSERT INTO mls_commit_usage (sender, commits, bytes) VALUES (NEW.sender, 1, LENGTH(NEW.commit_msg))
+    ON CONFLICT (sender) DO UPDATE SET commits = commits + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS mls_commits_usage_out AFTER DELETE ON mls_commits BEGIN
+  UPDATE mls_commit_usage SET commits = commits - 1, bytes = bytes - LENGTH(OLD.commit_msg) WHERE sender = OLD.sender;
+  DELETE FROM mls_commit_usage WHERE sender = OLD.sender AND commits <= 0;
+END;
+INSERT OR REPLACE INTO mls_commit_usage (sender, commits, bytes)
+  SELECT sender, COUNT(*), SUM(LENGTH(commit_msg)) FROM mls_commits GROUP BY sender;`);
+    db.exec("COMMIT");
+  } catch (e) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw e;
+  }
+}
 
 // Devices (PROTOCOL.md §4.5; store/devices.ts). Added like the MLS tables: CREATE ... IF NOT
 // EXISTS at open, nothing in the older tables changes. `list` is the wire DeviceList as the user
@@ -279,6 +313,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     }
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
+    addCommitUsage(db);
     prepareQueueTables(db);
     db.exec(DEVICE_SCHEMA);
     addKeyPackageAddress(db);

@@ -398,6 +398,45 @@ export class PgMlsStore implements MlsStore {
     return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
   }
 
+  /**
+   * PROTOCOL.md §8.2: the per-user bound on kept commits. Drops `sender`'s oldest kept commits
+   * until at most `maxCommits` of at most `maxBytes` in all are left. Returns how many went.
+   */
+  trimCommitsOf(sender: string, maxCommits: number, maxBytes: number): number {
+    const keepCommits = Math.max(0, maxCommits);
+    const keepBytes = Math.max(0, maxBytes);
+    // Kept by triggers (pg/schema.ts, migration 2): one row, where summing the blobs would read them.
+    const [u] = this.db.query("SELECT commits, bytes FROM mls_commit_usage WHERE sender = $1", [sender]);
+    if (u === undefined || (num(u["commits"]) <= keepCommits && num(u["bytes"]) <= keepBytes)) return 0;
+    // Oldest first, until within both bounds; run again when a deadlock with the purge aborts it.
+    return this.db.transaction(() => {
+      let dropped = 0;
+      for (;;) {
+        const [r] = this.db.query(`WITH o AS (SELECT group_id, epoch FROM mls_commits
+            WHERE sender = $1 AND EXISTS (SELECT 1 FROM mls_commit_usage WHERE sender = $1 AND (commits > $2 OR bytes > $3))
+            ORDER BY accepted_at_ms, group_id, epoch LIMIT 1 FOR UPDATE),
+          d AS (DELETE FROM mls_commits c USING o WHERE c.group_id = o.group_id AND c.epoch = o.epoch RETURNING 1)
+          SELECT count(*) AS n FROM d`, [sender, keepCommits, keepBytes]);
+        if (num(r!["n"]) === 0) return dropped;
+        dropped++;
+      }
+    }, { rerun: true });
+  }
+
+  /**
+   * The retention purge of commits (PROTOCOL.md §8.2, §8.4): commits accepted before `cutoffMs`,
+   * except each group's newest, and every commit of a group no member by the hint counts.
+   */
+  purgeCommits(cutoffMs: number): number {
+    return this.db.transaction(() => {
+      const [r] = this.db.query(`WITH d AS (DELETE FROM mls_commits c WHERE
+          NOT EXISTS (SELECT 1 FROM mls_group_members m WHERE m.group_id = c.group_id)
+          OR (c.accepted_at_ms < $1 AND c.epoch + 1 <> coalesce((SELECT g.epoch FROM mls_groups g WHERE g.group_id = c.group_id), -1))
+        RETURNING 1) SELECT count(*) AS n FROM d`, [cutoffMs]);
+      return num(r!["n"]);
+    }, { rerun: true });
+  }
+
   /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
   commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
     return this.db.query("SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = $1 AND epoch >= $2 ORDER BY epoch LIMIT $3", [groupId, fromEpoch, limit])

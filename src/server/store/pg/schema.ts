@@ -82,7 +82,26 @@ CREATE INDEX room_members_by_user ON room_members (username, room);
 `;
 
 /** MIGRATIONS[v - 1] takes a database from version v - 1 to v. Append only; never edit a shipped one. */
-const MIGRATIONS: readonly string[] = [CORE_DDL + MLS_DEVICE_DDL];
+const MIGRATIONS: readonly string[] = [
+  CORE_DDL + MLS_DEVICE_DDL,
+  // 2: the per-user bound on kept commits (PROTOCOL.md §8.2; pg/mls.ts trimCommitsOf): a
+  // sender's commits oldest first, and what they weigh, kept by triggers on every insert and
+  // delete (as store/schema.ts addCommitUsage), filled from the commits already kept.
+  `CREATE INDEX IF NOT EXISTS mls_commits_by_sender ON mls_commits (sender, accepted_at_ms);
+CREATE TABLE IF NOT EXISTS mls_commit_usage (
+  sender  text COLLATE "C" PRIMARY KEY,
+  commits bigint NOT NULL,
+  bytes   bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION mls_commit_usage_in() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO mls_commit_usage AS u (sender, commits, bytes) VALUES (NEW.sender, 1, octet_length(NEW.commit_msg)) ON CONFLICT (sender) DO UPDATE SET commits = u.commits + 1, bytes = u.bytes + excluded.bytes; RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION mls_commit_usage_out() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE mls_commit_usage SET commits = commits - 1, bytes = bytes - octet_length(OLD.commit_msg) WHERE sender = OLD.sender; DELETE FROM mls_commit_usage WHERE sender = OLD.sender AND commits <= 0; RETURN NULL; END $$;
+CREATE TRIGGER mls_commits_usage_in AFTER INSERT ON mls_commits FOR EACH ROW EXECUTE FUNCTION mls_commit_usage_in();
+CREATE TRIGGER mls_commits_usage_out AFTER DELETE ON mls_commits FOR EACH ROW EXECUTE FUNCTION mls_commit_usage_out();
+INSERT INTO mls_commit_usage (sender, commits, bytes)
+  SELECT sender, count(*), sum(octet_length(commit_msg)) FROM mls_commits GROUP BY sender
+  ON CONFLICT (sender) DO UPDATE SET commits = excluded.commits, bytes = excluded.bytes;
+`,
+];
 
 /** The schema version this code writes. */
 export const PG_SCHEMA_VERSION = MIGRATIONS.length;

@@ -13,6 +13,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { CredentialChecker } from "../../src/protocol/mls/credential.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { clientConfig, suiteImpl } from "../../src/protocol/mls/suite.js";
+import { deviceListOf, makeLinkedDevice, publishDeviceListOk } from "../helpers/device-session.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { ask, lookupOf, makeKeyPackage, mlsPerson, must, sendCommit, type MlsPerson } from "../helpers/mls-ds.js";
 import { TestRelay } from "../helpers/relay-harness.js";
@@ -232,6 +233,28 @@ describe("external commits at the relay (PROTOCOL.md §8.2)", () => {
     const stale = await gb.selfUpdate();
     const rb = await sendCommit(b, stale.commit, stale.groupInfo);
     expect(rb).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_EPOCH_TAKEN, winner: "alice" });
+  });
+
+  it("with a device list, an external join is the session device's own: another device's key, or an unlisted one, is refused", { timeout: 60_000 }, async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(alice);
+    const b = await relay.connect(bob);
+    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
+    const desktop = await makeLinkedDevice(alice);
+    await publishDeviceListOk(a, deviceListOf(alice, pa, [desktop], 2));
+    const lobby = await MlsGroup.create(pb.client, "lobby");
+    await must(b, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await lobby.groupInfo()) } }, "groupInfoResult");
+    const gi = await lobby.groupInfo();
+    // alice's primary session sending her desktop's join, or one made with a key in no list of hers.
+    const other = await MlsGroup.joinExternal(desktop.mls, gi);
+    const r = await sendCommit(a, other.commit, await other.group.groupInfo(), { added: ["alice"] });
+    expect(r).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE });
+    expect(r.detail).toMatch(/another MLS key than this device's/);
+    const unlisted = await MlsGroup.joinExternal((await mlsPerson(alice)).client, gi);
+    expect(await sendCommit(a, unlisted.commit, await unlisted.group.groupInfo(), { added: ["alice"] })).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE });
+    // Her primary's own join is taken.
+    const own = await MlsGroup.joinExternal(pa.client, gi);
+    expect(await sendCommit(a, own.commit, await own.group.groupInfo(), { added: ["alice"] })).toMatchObject({ accepted: true });
   });
 
   it("a DM's own user still joins it by external commit: first entry, and a re-join with resync", { timeout: 60_000 }, async () => {

@@ -21,6 +21,7 @@ export const POSTGRES_SUITES = [
   "test/adversarial/hostile-peers.test.ts",
   "test/adversarial/link-rendezvous-abuse.test.ts",
   "test/adversarial/relay-abuse.test.ts",
+  "test/adversarial/relay-external-join.test.ts",
   "test/adversarial/relay-flood.test.ts",
   "test/adversarial/relay-mitm.test.ts",
   "test/adversarial/relay-mls-ds-abuse.test.ts",

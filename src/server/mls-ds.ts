@@ -18,6 +18,7 @@
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";
+import type { PublicMessage } from "ts-mls";
 import {
   ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type ListRooms, type PublishGroupInfo, type RecreateRoom,
   type PublishKeyPackages, type SendCommit,
@@ -35,6 +36,7 @@ import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "
 import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
+import { checkExternalCommit, groupContextOf } from "./mls-external.js";
 import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint } from "./store/mls.js";
@@ -94,6 +96,15 @@ export type MlsAdmission =
 /** The id of an MLS message on the relay (PROTOCOL.md §8.1): SHA-256 of its bytes, first 16 bytes. */
 export function mlsMessageId(mls: Uint8Array): Buffer {
   return createHash("sha256").update(mls).digest().subarray(0, 16);
+}
+
+/** The conversation a group id names, or undefined when it names none (the lookup then finds nothing). */
+function safeConversationOfGroupId(groupId: Uint8Array): ReturnType<typeof conversationOfGroupId> | undefined {
+  try {
+    return conversationOfGroupId(groupId);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The rows per recipient of stored deliveries (to wake pumps). */
@@ -209,10 +220,18 @@ export class MlsDeliveryService {
     return this.d.store.mls.roomsOfMember(username, MAX_ROOMS_PER_USER);
   }
 
-  /** FetchGroupInfo by group id or conversation id. */
-  fetchGroupInfo(req: FetchGroupInfo): ResponseFrame {
+  /**
+   * FetchGroupInfo by group id or conversation id. A DM's only to its two users (PROTOCOL.md
+   * §8.2, §7.2): decided from the id asked for, before any lookup, so that whether the DM has a
+   * group is not told to anyone else either. A room's or the lobby's to any user (joining needs it).
+   */
+  fetchGroupInfo(user: DirectoryUser, req: FetchGroupInfo): ResponseFrame {
     const byId = req.groupId.length > 0;
     if (byId === (req.conversationId.length > 0)) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "FetchGroupInfo needs exactly one of group_id and conversation_id");
+    const asked = byId ? safeConversationOfGroupId(req.groupId) : parseConversationId(req.conversationId);
+    if (asked?.kind === "dm" && dmPeer(asked, user.record.username) === undefined) {
+      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `you are not a party of ${asked.id}; only its two users may fetch its group`);
+    }
     const g = byId ? this.d.store.mls.group(Buffer.from(req.groupId)) : this.d.store.mls.groupOfConversation(req.conversationId);
     if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, byId ? "this relay keeps no group with that id" : `this relay keeps no group for ${req.conversationId.slice(0, 80)}`);
     return this.groupInfoResult(req.requestId, g.groupId);
@@ -285,7 +304,7 @@ export class MlsDeliveryService {
       groupId = Buffer.from(framing.groupId);
       epoch = epochNumber(framing.epoch, "the commit");
       const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
-      hint = this.checkHint(groupId, external, req.added, req.removed);
+      hint = this.checkHint(groupId, external, me, req.added, req.removed);
       conv = mls(() => conversationOfGroupId(groupId));
       this.checkGroupSize(groupId, conv.id, me, hint);
       welcome = this.checkWelcome(req, external);
@@ -294,6 +313,8 @@ export class MlsDeliveryService {
         if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
         groupInfo = Buffer.from(req.groupInfo);
       }
+      // Last, as the costliest (two Ed25519 verifications): an external join's signature and leaf (§8.2 "External commits").
+      if (msg.wireformat === "mls_public_message" && external) this.checkExternal(user, msg.publicMessage, groupId, epoch);
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
@@ -355,6 +376,7 @@ export class MlsDeliveryService {
       case "future-epoch":
         return refuse(new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, `the commit is for epoch ${epoch}, but the group is at epoch ${out.current}`), groupId, epoch, out.current);
       case "epoch-taken":
+        // `winner` is set by the store only for a member by the hint (§8.2: FetchCommits' sender, members only).
         this.d.logger.info("mls.commit.epoch_taken", { user: me, epoch, current: out.current });
         return refuse(new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN,
           `another commit${out.winner === undefined ? "" : ` (by ${out.winner})`} was accepted first for epoch ${epoch}; fetch it, process it and commit again at epoch ${out.current}`),
@@ -436,16 +458,54 @@ export class MlsDeliveryService {
     }
   }
 
-  private checkHint(groupId: Buffer, external: boolean, added: readonly string[], removed: readonly string[]): MembershipHint {
+  /**
+   * The membership hint (PROTOCOL.md §8.2): valid distinct usernames, at most MAX_HINT_NAMES;
+   * in a DM group only its two users, in `added` and `removed` alike. An external commit
+   * (§8.2 "External commits"): in a DM only by one of its two users; its hint names nobody but
+   * its joiner (RFC 9420 §12.4.3.2: an external commit adds only its sender, and removes only
+   * the joiner's own old leaves, a resync, which keeps the joiner a member). The joiner's own
+   * name in `removed` is therefore dropped: the joiner is a member by it.
+   */
+  private checkHint(groupId: Buffer, external: boolean, me: string, added: readonly string[], removed: readonly string[]): MembershipHint {
     if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
     const all = [...added, ...removed];
     if (!all.every((u) => isValidUsername(u))) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit's added or removed names include an invalid username");
     if (new Set(all).size !== all.length) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit names a user twice in added and removed");
     const conv = mls(() => conversationOfGroupId(groupId));
-    if (conv.kind === "dm" && !added.every((u) => conv.members.includes(u))) {
+    if (conv.kind === "dm" && external && !conv.members.includes(me)) {
+      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `only ${conv.members.join(" and ")} may join the group of ${conv.id}`);
+    }
+    if (conv.kind === "dm" && !all.every((u) => conv.members.includes(u))) {
       throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `a DM group holds only ${conv.members.join(" and ")}`);
     }
+    if (external) {
+      const other = all.find((u) => u !== me);
+      if (other !== undefined) {
+        throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `an external join names only its joiner in added and removed, not ${other}: it adds nobody else and removes only your own old leaves`);
+      }
+      return { external, added, removed: [] };
+    }
     return { external, added, removed };
+  }
+
+  /**
+   * An external commit into a known group at its current epoch is checked against the relay's
+   * GroupInfo of that epoch before it is ordered (PROTOCOL.md §8.2 "External commits";
+   * mls-external.ts). One for a past epoch changes nothing (the store answers EPOCH_TAKEN,
+   * naming the winner only to a member) and is not checked; one for the current epoch while
+   * the relay's GroupInfo is older cannot have been made from it, and is refused.
+   */
+  private checkExternal(user: DirectoryUser, pm: PublicMessage, groupId: Buffer, epoch: number): void {
+    const g = this.d.store.mls.group(groupId);
+    if (g === undefined || epoch !== g.epoch) return;
+    if (g.groupInfoEpoch !== g.epoch) {
+      throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the relay holds no GroupInfo of epoch ${g.epoch} of ${g.conversationId} yet, so no external join can be made for it; fetch the GroupInfo again later`);
+    }
+    const me = user.record.username;
+    const hasList = this.d.devices.version(me) > 0;
+    checkExternalCommit(pm, groupContextOf(g.groupInfo), {
+      username: me, identitySpki: user.record.sigSpki, hasList, device: hasList ? this.d.devices.deviceAt(this.d.address) : undefined,
+    });
   }
 
   private groupInfoResult(requestId: number, groupId: Buffer): ResponseFrame {

@@ -377,7 +377,7 @@ class AuthenticatedSession implements RoutedSession {
         case "publishGroupInfo":
           return await this.reply(this.mlsDs.publishGroupInfo(this.user, frame.value));
         case "fetchGroupInfo":
-          return await this.reply(this.mlsDs.fetchGroupInfo(frame.value));
+          return await this.reply(this.mlsDs.fetchGroupInfo(this.user, frame.value));
         case "sendCommit":
           return await this.reply({ $case: "commitResult", value: this.mlsDs.sendCommit(this.user, frame.value) });
         case "fetchCommits":

@@ -159,6 +159,10 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         // An external commit needs no membership and makes its sender a member.
         expect(s.acceptCommit(gid(1), 2, "dave", Buffer.from("d2"), undefined, { external: true, added: [], removed: [] })).toEqual({ kind: "accepted", epoch: 2 });
         expect(s.isGroupMember(gid(1), "dave")).toBe(true);
+        // An external commit that lost its epoch: who won is told only to a member by the hint (PROTOCOL.md §8.2).
+        expect(s.acceptCommit(gid(1), 2, "erin", Buffer.from("e2"), undefined, { external: true, added: [], removed: [] })).toEqual({ kind: "epoch-taken", current: 3, winner: undefined });
+        expect(s.acceptCommit(gid(1), 1, "carol", Buffer.from("c1'"), undefined, { external: true, added: [], removed: [] })).toEqual({ kind: "epoch-taken", current: 3, winner: "carol" });
+        expect(s.isGroupMember(gid(1), "erin")).toBe(false);
         expect(s.commitsFrom(gid(1), 0, 10)).toEqual([
           { epoch: 0, sender: "alice", commit: Buffer.from("a0") }, { epoch: 1, sender: "carol", commit: Buffer.from("c1") }, { epoch: 2, sender: "dave", commit: Buffer.from("d2") },
         ]);

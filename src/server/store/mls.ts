@@ -68,7 +68,7 @@ export type CommitOutcome =
   | { readonly kind: "unknown-group" }
   /** The sender is not a member by the relay's hint (and the commit is not an external join). */
   | { readonly kind: "not-a-member" }
-  /** Another commit holds that epoch (`winner` sent it), or the group is past it. */
+  /** Another commit holds that epoch (`winner` sent it: named only when the sender is a member by the hint), or the group is past it. */
   | { readonly kind: "epoch-taken"; readonly current: number; readonly winner: string | undefined }
   | { readonly kind: "future-epoch"; readonly current: number };
 
@@ -407,7 +407,8 @@ export class MlsDeliveryStore {
       const current = num(r.epoch);
       if (epoch > current) return { kind: "future-epoch", current };
       const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
-      if (!inserted) return { kind: "epoch-taken", current, winner: this.commitSender(groupId, epoch) };
+      // Who won is told only to a member by the hint (PROTOCOL.md §8.2: as FetchCommits' sender).
+      if (!inserted) return { kind: "epoch-taken", current, winner: this.isGroupMember(groupId, sender) ? this.commitSender(groupId, epoch) : undefined };
       let queued: readonly EnqueueRequest[] | undefined;
       if (deliveries !== undefined) {
         queued = deliveries(this.groupMembers(groupId));

@@ -373,7 +373,8 @@ export class PgMlsStore implements MlsStore {
     const inserted = epoch === current && this.db.query(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms)
       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, epoch) DO NOTHING RETURNING 1 AS hit`, [groupId, epoch, sender, commit, this.clock()]).length === 1;
     // The group row is locked, so the kept commit read above is still the epoch's.
-    if (!inserted) return { kind: "epoch-taken", current, winner: t === undefined ? undefined : str(t["sender"]) };
+    // Who won is told only to a member by the hint (PROTOCOL.md §8.2: as FetchCommits' sender).
+    if (!inserted) return { kind: "epoch-taken", current, winner: t === undefined || member!.length === 0 ? undefined : str(t["sender"]) };
     let queued: readonly EnqueueRequest[] | undefined;
     if (deliveries !== undefined) {
       queued = deliveries(this.groupMembers(groupId));

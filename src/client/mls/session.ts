@@ -7,6 +7,7 @@ import { MlsKind, type Delivery, type SendResult } from "../../gen/securechat/v1
 import { fingerprint, type PrivateIdentity } from "../../protocol/keys.js";
 import type { Logger } from "../../protocol/log.js";
 import { parseConversationId } from "../../protocol/names.js";
+import { sanitizeLine } from "../../protocol/sanitize.js";
 import type { TrustHook } from "../../protocol/mls/index.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { TrustStore } from "../trust-store.js";
@@ -174,7 +175,7 @@ export class MlsSession {
     const p = first ? this.engine.start() : this.engine.reconnected();
     p.catch((e: unknown) => {
       this.o.log.error("mls.session.start_failed", { reason: (e as Error).message });
-      this.o.emit({ type: "notice", level: "error", text: `protocol v2 could not start: ${(e as Error).message}` });
+      this.o.emit({ type: "notice", level: "error", text: `protocol v2 could not start: ${sanitizeLine((e as Error).message).slice(0, 300)}` });
     });
     if (this.timer === undefined) {
       this.timer = setInterval(() => {

@@ -56,7 +56,7 @@ async function welcomeForBob(w: World, g: MlsGroup, sender: string): Promise<Del
   g.confirmCommit();
   return {
     seq: 0, conversationId: "#ops", relayTimeMs: Date.now(),
-    mls: { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.groupId), sender, mls: Buffer.from(add.welcome!), ratchetTree: Buffer.from(add.ratchetTree!), epoch: 0 },
+    mls: { kind: MlsKind.MLS_KIND_WELCOME, groupId: Buffer.from(g.groupId), sender, mls: Buffer.from(add.welcome!), ratchetTree: Buffer.from(add.ratchetTree!), epoch: 0, senderDevice: "" },
   } as Delivery;
 }
 

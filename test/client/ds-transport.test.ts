@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { ErrorCode, MlsKind, SendStatus, type SendResult, type SessionRequest } from "../../src/gen/securechat/v1/chat.js";
 import type { ResponseFrame } from "../../src/client/pending-requests.js";
 import type { Outcome } from "../../src/client/types.js";
-import { DsTransport, mlsMessageId, mlsQueuedOf, type DsLink } from "../../src/client/mls/ds-transport.js";
+import { DsTransport, loggedLabel, mlsMessageId, mlsQueuedOf, type DsLink } from "../../src/client/mls/ds-transport.js";
 
 type RequestFrame = NonNullable<SessionRequest["frame"]>;
 
@@ -142,5 +142,51 @@ describe("DsTransport SendMls", () => {
     const item = { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("g"), sender: "bob", mls: Buffer.from("m"), ratchetTree: Buffer.alloc(0), epoch: 0, senderDevice: "" };
     expect(mlsQueuedOf({ seq: 9, conversationId: "#ops", envelope: undefined, mls: item, relayTimeMs: 5 })).toEqual({ seq: 9, conversationId: "#ops", relayTimeMs: 5, item });
     expect(mlsQueuedOf({ seq: 9, conversationId: "#ops", envelope: undefined, mls: undefined, relayTimeMs: 5 })).toBeUndefined();
+  });
+
+  it("mlsQueuedOf refuses a delivery whose labels cannot be valid, naming only the well-formed ones (PROTOCOL.md §11.2)", () => {
+    const item = { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from("#ops\u0000gggggggggggggggg"), sender: "bob", mls: Buffer.from("m"), ratchetTree: Buffer.alloc(0), epoch: 0, senderDevice: "0011223344556677" };
+    const of = (conversationId: string, over: Partial<typeof item>) => mlsQueuedOf({ seq: 9, conversationId, envelope: undefined, mls: { ...item, ...over }, relayTimeMs: 5 });
+    // Legit labels: a room, a DM, the lobby; no device (a user without a list) or a device id.
+    for (const conv of ["#ops", "dm:alice:bob", "lobby"]) expect(of(conv, {})).toMatchObject({ seq: 9, conversationId: conv, item: { sender: "bob" } });
+    expect(of("#ops", { senderDevice: "" })).toMatchObject({ item: { senderDevice: "" } });
+    // A conversation id with ESC, a newline, upper case, a DM out of order; a sender with controls or reserved; a device id not 16 hex.
+    expect(of("#ops\u001b[31m", {})).toEqual({ seq: 9, malformed: "conversation-id", conversationId: undefined, sender: "bob" });
+    expect(of("#ops\n20:41 carol  hi", {})).toMatchObject({ malformed: "conversation-id", conversationId: undefined });
+    expect(of("#OPS", {})).toMatchObject({ malformed: "conversation-id" });
+    expect(of("dm:bob:alice", {})).toMatchObject({ malformed: "conversation-id" });
+    expect(of("#ops", { sender: "bob\u001b[8m" })).toEqual({ seq: 9, malformed: "sender", conversationId: "#ops", sender: undefined });
+    expect(of("#ops", { sender: "bob\n20:41 carol" })).toMatchObject({ malformed: "sender", sender: undefined });
+    expect(of("#ops", { sender: "" })).toMatchObject({ malformed: "sender" });
+    expect(of("#ops", { sender: "relay" })).toMatchObject({ malformed: "sender" });
+    expect(of("#ops", { senderDevice: "laptop\u001b[2J" })).toMatchObject({ malformed: "sender-device", conversationId: "#ops", sender: "bob" });
+    expect(of("#ops", { senderDevice: "00112233445566778" })).toMatchObject({ malformed: "sender-device" });
+    expect(of("#ops", { groupId: Buffer.alloc(86, 0x61) })).toMatchObject({ malformed: "group-id" });
+    expect(of("#ops", { groupId: Buffer.alloc(85, 0x61) })).toMatchObject({ item: { sender: "bob" } });
+  });
+
+  it("a malformed label is logged escaped and cut short", () => {
+    expect(loggedLabel("#ops\u001b]0;t\u0007\n")).toBe(String.raw`"#ops\u001b]0;t\u0007\n"`);
+    expect(loggedLabel("bob\u202egnp.exe")).toBe('"bob\uFFFDgnp.exe"');
+    expect(loggedLabel("x".repeat(1000))).toHaveLength(66);
+  });
+
+  it("a fetched commit under a sender that is not a username makes the answer malformed; a claimed package under a malformed device id is no device's", async () => {
+    const gid = Buffer.from("g");
+    const link = new ScriptedLink((f) => {
+      switch (f.$case) {
+        case "fetchCommits": return ok({ $case: "commitList", value: { requestId: 42, groupId: gid, commits: [{ epoch: 4, commit: Buffer.from("c4"), sender: "bob\u001b[8m" }], currentEpoch: 5, more: false } });
+        case "claimKeyPackages": return ok({ $case: "keyPackageList", value: { requestId: 42, entries: [
+          { username: "bob", keyPackage: Buffer.from("kb"), lastResort: false, deviceId: "0011223344556677" },
+          { username: "bob", keyPackage: Buffer.from("kx"), lastResort: false, deviceId: "phone\u001b[31m" },
+        ], missing: [] } });
+        default: throw new Error(`unexpected ${f.$case}`);
+      }
+    });
+    const t = new DsTransport(link);
+    const r = await t.fetchCommits(gid, 4);
+    expect(r).toMatchObject({ ok: false, code: "UNEXPECTED_ANSWER" });
+    expect(JSON.stringify(r)).not.toContain("\\u001b");
+    expect(await t.claimKeyPackages(["bob"])).toEqual({ ok: true, entries: [{ username: "bob", deviceId: "0011223344556677", keyPackage: Buffer.from("kb"), lastResort: false }], missing: [] });
   });
 });

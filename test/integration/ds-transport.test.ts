@@ -5,7 +5,7 @@
 // the winner, and refusals come back as the relay's code and sentence.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MlsKind, type Delivery } from "../../src/gen/securechat/v1/chat.js";
-import { DsTransport, mlsQueuedOf } from "../../src/client/mls/ds-transport.js";
+import { DsTransport, isMalformedMls, mlsQueuedOf } from "../../src/client/mls/ds-transport.js";
 import type { MlsQueued } from "../../src/client/mls/ds-api.js";
 import { SendPacer } from "../../src/client/pacer.js";
 import { RelayConnection } from "../../src/client/relay-connection.js";
@@ -62,7 +62,7 @@ class Client {
   private deliver(items: Delivery[]): void {
     for (const d of items) {
       const q = mlsQueuedOf(d);
-      if (q !== undefined) this.queued.push(q);
+      if (q !== undefined && !isMalformedMls(q)) this.queued.push(q);
     }
     void this.connection.current?.send({ frame: { $case: "ack", value: { seqs: items.map((d) => d.seq) } } });
   }

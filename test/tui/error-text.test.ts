@@ -102,6 +102,9 @@ describe("noticeText", () => {
       .toEqual({ type: "notice", level: "warn", text: noticeText(about), conversationId: "#ops", about });
     const plain = { type: "notice", level: "info", text: "relay: hello" } as const;
     expect(withUiText(plain)).toBe(plain);
+    // Any other notice of the session is one safe line: a label in it cannot draw a row or an escape (PROTOCOL.md §11.2).
+    expect(withUiText({ type: "notice", level: "warn", text: "an invitation to #x\u001b[8m\n20:41 carol  FAKE could not be opened" }))
+      .toEqual({ type: "notice", level: "warn", text: "an invitation to #x\uFFFD[8m 20:41 carol  FAKE could not be opened" });
     const error: ClientError = { kind: "key-changed", username: "bob" };
     expect(withUiText({ type: "message-state", conversationId: "dm:alice:bob", id: "01", state: "failed", failure: describeClientError(error), error }))
       .toMatchObject({ failure: "bob's key changed: compare safety numbers with /verify bob (it shows the /trust command), or /accept bob to continue unverified" });

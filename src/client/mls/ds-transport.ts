@@ -10,10 +10,15 @@
 // all four the request may or may not have reached the relay: resending the same bytes is safe
 // (a SendMls duplicate and an identical commit resend are both answered accepted again).
 //
-// The relay's sentences are untrusted text: each detail is sanitised to one line here.
+// The relay's sentences are untrusted text: each detail is sanitised to one line here. Its labels
+// (a delivery's conversation id, sender and sender device; a fetched commit's sender; a claimed
+// KeyPackage's device id) must be well-formed names, or what carries them goes no further:
+// nothing the relay chooses reaches an event or a notice unchecked (PROTOCOL.md §11.2).
 import { createHash } from "node:crypto";
-import { errorCodeToJSON, SendStatus, type Delivery, type DeviceSeen, type SendResult, type SessionRequest } from "../../gen/securechat/v1/chat.js";
-import { fromWireDeviceList, toWireDeviceList, type SignedDeviceList } from "../../protocol/devices.js";
+import { errorCodeToJSON, SendStatus, type Delivery, type DeviceSeen, type MlsDelivery, type SendResult, type SessionRequest } from "../../gen/securechat/v1/chat.js";
+import { fromWireDeviceList, isDeviceId, toWireDeviceList, type SignedDeviceList } from "../../protocol/devices.js";
+import { GROUP_ID_MAX_BYTES } from "../../protocol/mls/index.js";
+import { isValidUsername, parseConversationId } from "../../protocol/names.js";
 import { sanitizeLine } from "../../protocol/sanitize.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { ResponseFrame } from "../pending-requests.js";
@@ -44,10 +49,53 @@ export function mlsMessageId(mls: Uint8Array): Buffer {
   return createHash("sha256").update(mls).digest().subarray(0, 16);
 }
 
-/** A Delivery that carries an MLS message, as the engine takes it (undefined for a v1 Envelope delivery). */
-export function mlsQueuedOf(d: Delivery): MlsQueued | undefined {
+/**
+ * A Delivery.mls whose labels cannot be valid (PROTOCOL.md §11.2, §12): refused without reaching
+ * the engine, and acknowledged (it can never become valid). `reason` says which label, for the
+ * log; `conversationId` and `sender` are the delivery's own only when they are well-formed (a
+ * refusal shown names them; the relay's malformed ones are never echoed).
+ */
+export interface MalformedMls {
+  readonly seq: number;
+  readonly malformed: "conversation-id" | "sender" | "sender-device" | "group-id";
+  readonly conversationId: string | undefined;
+  readonly sender: string | undefined;
+}
+
+/** A relay's label as a log may show it: escaped (JSON, then sanitised) and cut short. */
+export function loggedLabel(label: string): string {
+  return sanitizeLine(JSON.stringify(label.slice(0, 64)));
+}
+
+/** Which label of an MLS delivery is malformed, if any: the conversation id, the sender (a username), the sender device (empty or a device id), the group id's length. */
+function malformedLabel(conversationId: string, mls: MlsDelivery): MalformedMls["malformed"] | undefined {
+  if (parseConversationId(conversationId) === undefined) return "conversation-id";
+  if (!isValidUsername(mls.sender)) return "sender";
+  if (mls.senderDevice !== "" && !isDeviceId(mls.senderDevice)) return "sender-device";
+  if (mls.groupId.length > GROUP_ID_MAX_BYTES) return "group-id";
+  return undefined;
+}
+
+/**
+ * A Delivery that carries an MLS message, as the engine takes it; a MalformedMls when one of its
+ * labels is not well-formed (refused, never handed to the engine); undefined for a v1 Envelope delivery.
+ */
+export function mlsQueuedOf(d: Delivery): MlsQueued | MalformedMls | undefined {
   if (d.mls === undefined) return undefined;
+  const malformed = malformedLabel(d.conversationId, d.mls);
+  if (malformed !== undefined) {
+    return {
+      seq: d.seq, malformed,
+      conversationId: parseConversationId(d.conversationId) === undefined ? undefined : d.conversationId,
+      sender: isValidUsername(d.mls.sender) ? d.mls.sender : undefined,
+    };
+  }
   return { seq: d.seq, conversationId: d.conversationId, relayTimeMs: d.relayTimeMs, item: d.mls };
+}
+
+/** True for what mlsQueuedOf refused as malformed. */
+export function isMalformedMls(q: MlsQueued | MalformedMls): q is MalformedMls {
+  return "malformed" in q;
 }
 
 function refusedBy(code: number, detail: string): DsRefused {
@@ -105,10 +153,11 @@ export class DsTransport implements DsApi {
   async claimKeyPackages(usernames: readonly string[], deviceIds: readonly string[] = []): ReturnType<DsApi["claimKeyPackages"]> {
     const r = await this.ask((requestId) => ({ $case: "claimKeyPackages", value: { requestId, usernames: [...usernames], deviceIds: [...deviceIds] } }), "keyPackageList");
     if ("ok" in r) return r;
-    // Only the names asked for: a relay naming others is answered with what was asked.
+    // Only the names asked for: a relay naming others is answered with what was asked. A device
+    // id that is neither empty (a user without a device list) nor a device id is no device of theirs.
     const asked = new Set(usernames);
     const devices = deviceIds.length === 0 ? undefined : new Set(deviceIds);
-    const entries = r.entries.filter((e) => asked.has(e.username) && (devices === undefined || devices.has(e.deviceId))).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
+    const entries = r.entries.filter((e) => asked.has(e.username) && (e.deviceId === "" || isDeviceId(e.deviceId)) && (devices === undefined || devices.has(e.deviceId))).map((e) => ({ username: e.username, deviceId: e.deviceId, keyPackage: e.keyPackage, lastResort: e.lastResort }));
     return { ok: true, entries, missing: r.missing.filter((u) => asked.has(u)) };
   }
 
@@ -169,6 +218,9 @@ export class DsTransport implements DsApi {
   async fetchCommits(groupId: Uint8Array, fromEpoch: number): Promise<DsResult<{ readonly commits: readonly { readonly epoch: number; readonly commit: Uint8Array; readonly sender: string }[]; readonly currentEpoch: number; readonly more: boolean }>> {
     const r = await this.ask((requestId) => ({ $case: "fetchCommits", value: { requestId, groupId: Buffer.from(groupId), fromEpoch } }), "commitList");
     if ("ok" in r) return r;
+    // Each commit's sender is the relay's label (the committer is read from the commit itself):
+    // one that is not a username makes the whole answer malformed, not a name shown on screen.
+    if (r.commits.some((x) => !isValidUsername(x.sender))) return { ok: false, code: "UNEXPECTED_ANSWER", detail: "the relay answered commits under a sender that is not a username" };
     return { ok: true, commits: r.commits.map((x) => ({ epoch: x.epoch, commit: x.commit, sender: x.sender })), currentEpoch: r.currentEpoch, more: r.more };
   }
 

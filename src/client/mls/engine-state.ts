@@ -4,6 +4,7 @@
 // operation at a time runs on it (run()): MLS state is never touched by two operations at once.
 import { ErrorCode, errorCodeFromJSON } from "../../gen/securechat/v1/chat.js";
 import type { Logger } from "../../protocol/log.js";
+import { sanitizeLine } from "../../protocol/sanitize.js";
 import { MlsGroup, type AppKind, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { MlsKeyStore } from "../mls-store.js";
@@ -307,7 +308,12 @@ export class EngineState {
     if (conversationId.startsWith("#")) this.d.emit({ type: "rooms", rooms: this.rooms() });
   }
 
+  /**
+   * A notice of the engine. Its labels are checked where they enter (ds-transport.ts); the text is
+   * made one safe line all the same (PROTOCOL.md §11.2), as it may carry an error's message.
+   */
   notice(level: "info" | "warn" | "error", text: string, conversationId?: string): void {
-    this.d.emit(conversationId === undefined ? { type: "notice", level, text } : { type: "notice", level, text, conversationId });
+    const line = sanitizeLine(text);
+    this.d.emit(conversationId === undefined ? { type: "notice", level, text: line } : { type: "notice", level, text: line, conversationId });
   }
 }

@@ -6,6 +6,8 @@
 import { MlsKind, type Delivery, type SendResult } from "../../gen/securechat/v1/chat.js";
 import { fingerprint, type PrivateIdentity } from "../../protocol/keys.js";
 import type { Logger } from "../../protocol/log.js";
+import { parseConversationId } from "../../protocol/names.js";
+import { sanitizeLine } from "../../protocol/sanitize.js";
 import type { TrustHook } from "../../protocol/mls/index.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { TrustStore } from "../trust-store.js";
@@ -15,7 +17,7 @@ import type { ContentLayer } from "./content-api.js";
 import { AcceptanceOrder, BACKLOG_QUIET_MS } from "./content-order.js";
 import { MlsConversations } from "./conversations.js";
 import type { MlsQueued } from "./ds-api.js";
-import { DsTransport, mlsQueuedOf, type DsLink } from "./ds-transport.js";
+import { DsTransport, isMalformedMls, loggedLabel, mlsQueuedOf, type DsLink, type MalformedMls } from "./ds-transport.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
 
 /** How often held messages and past-epoch keys are looked at (PROTOCOL.md §10, §12). */
@@ -173,7 +175,7 @@ export class MlsSession {
     const p = first ? this.engine.start() : this.engine.reconnected();
     p.catch((e: unknown) => {
       this.o.log.error("mls.session.start_failed", { reason: (e as Error).message });
-      this.o.emit({ type: "notice", level: "error", text: `protocol v2 could not start: ${(e as Error).message}` });
+      this.o.emit({ type: "notice", level: "error", text: `protocol v2 could not start: ${sanitizeLine((e as Error).message).slice(0, 300)}` });
     });
     if (this.timer === undefined) {
       this.timer = setInterval(() => {
@@ -191,15 +193,28 @@ export class MlsSession {
   deliver(items: readonly Delivery[]): Delivery[] {
     const rest: Delivery[] = [];
     const batch: { d: Delivery; q: MlsQueued }[] = [];
+    const malformed: MalformedMls[] = [];
     for (const d of items) {
       const q = mlsQueuedOf(d);
       if (q === undefined) {
         this.order.skipped(); // part of the Welcome's backlog all the same
         rest.push(d);
+      } else if (isMalformedMls(q)) {
+        this.order.skipped(); // never reaches the content layer
+        malformed.push(q);
+        this.o.log.warn("mls.deliver.malformed_label", {
+          seq: q.seq, label: q.malformed, conversation: loggedLabel(d.conversationId), sender: loggedLabel(d.mls?.sender ?? ""),
+          device: loggedLabel(d.mls?.senderDevice ?? ""), groupIdBytes: d.mls?.groupId.length ?? 0,
+        });
       } else {
         this.order.arrived(); // §11.1: received before any acceptance recorded after it
         batch.push({ d, q });
       }
+    }
+    if (malformed.length > 0) {
+      // Once the deliveries before them are handed to the engine: one refusal each, then acked.
+      this.gate = this.gate.then(() => { for (const m of malformed) this.refuseMalformed(m); })
+        .catch((e: unknown) => this.o.log.warn("mls.session.refusal_failed", { reason: (e as Error).message }));
     }
     if (batch.length === 0) return rest;
     // The senders' keys are pinned before the engine checks their credentials (§3), in order.
@@ -230,6 +245,21 @@ export class MlsSession {
       }
     });
     return rest;
+  }
+
+  /**
+   * A delivery whose labels cannot be valid (ds-transport.ts mlsQueuedOf): one `refused` event
+   * naming only well-formed labels (the conversation when it is one I may be in, else the lobby;
+   * the sender when it is a username, else "the relay"), then acked like any refused message
+   * (PROTOCOL.md §11.2: it will never become valid).
+   */
+  private refuseMalformed(m: MalformedMls): void {
+    const me = this.o.identity.username;
+    const conv = m.conversationId === undefined ? undefined : parseConversationId(m.conversationId);
+    const conversationId = conv === undefined || (conv.kind === "dm" && !conv.members.includes(me)) ? "lobby" : conv.id;
+    this.o.emit({ type: "refused", conversationId, from: m.sender ?? "the relay" });
+    this.o.handled?.(false);
+    this.ackSoon(m.seq);
   }
 
   /** Acks a seq with the others resolved in the same turn (one Ack frame for a batch). */

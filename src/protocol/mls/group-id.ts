@@ -1,10 +1,12 @@
 // Group ids (proto/PROTOCOL.md §7.1): which conversation an MLS group belongs to,
 // fixed in the GroupContext every member agrees on.
 import { randomBytes } from "node:crypto";
-import { parseConversationId, type Conversation } from "../names.js";
+import { parseConversationId, USERNAME_MAX, type Conversation } from "../names.js";
 import { MlsProtocolError } from "./errors.js";
 
 const GROUP_ID_RANDOM_BYTES = 16;
+/** The longest group id: the longest conversation id ("dm:" + two longest usernames), 0x00, the random bytes. */
+export const GROUP_ID_MAX_BYTES = 3 + 2 * USERNAME_MAX + 1 + 1 + GROUP_ID_RANDOM_BYTES;
 
 /**
  * group_id = UTF-8(conversation id) || 0x00 || 16 random bytes (PROTOCOL.md §7.1).

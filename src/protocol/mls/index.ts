@@ -12,7 +12,7 @@ export {
   MlsGroup,
   type GroupOptions, type Incoming, type PendingCommit,
 } from "./group.js";
-export { makeGroupId, conversationOfGroupId } from "./group-id.js";
+export { makeGroupId, conversationOfGroupId, GROUP_ID_MAX_BYTES } from "./group-id.js";
 export { ROOM_CREATOR_EXTENSION, isRoomCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 export { type MlsMember, type MembershipChange, type ChangePolicy } from "./membership.js";
 export {

@@ -30,10 +30,16 @@ export function noticeText(about: NoticeAbout): string {
 
 /**
  * A session event as the screen words it: a notice about something known, and a failure with
- * its reason as data, get the UI's sentence.
+ * its reason as data, get the UI's sentence. Every other notice of the session is made one safe
+ * line (PROTOCOL.md §11.2): it may name what a peer or the relay chose, and a newline in it would
+ * draw a row of their choosing (the UI's own notices, with their indented lists, do not come here).
  */
 export function withUiText(event: SessionEvent): SessionEvent {
   if (event.type === "notice" && event.about !== undefined) return { ...event, text: noticeText(event.about) };
+  if (event.type === "notice") {
+    const line = sanitizeLine(event.text);
+    return line === event.text ? event : { ...event, text: line };
+  }
   if (event.type === "message-state" && event.error !== undefined) return { ...event, failure: errorText(event.error) };
   if (event.type === "connection") return { ...event, status: connectionWithUiText(event.status) };
   return event;

@@ -6,6 +6,7 @@
 import type { PeerView } from "../../client/types.js";
 import { promptFor } from "../state/conversations.js";
 import type { Conversation, TuiState } from "../state/state.js";
+import { shownLine, shownName } from "./outside-text.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE } from "./style.js";
 
@@ -19,7 +20,8 @@ export function sendingBlocked(state: TuiState, conversation: Conversation): boo
 }
 
 function headerSegments(state: TuiState, conversation: Conversation): Segment[] {
-  const title = seg(conversation.title, STYLE.header);
+  // The title comes from a parsed conversation id, the topic and the members from peers: all drawn through the sanitiser.
+  const title = seg(shownLine(conversation.title), STYLE.header);
   switch (conversation.kind) {
     case "lobby": {
       const online = state.peers.filter((p) => p.online).length;
@@ -30,19 +32,19 @@ function headerSegments(state: TuiState, conversation: Conversation): Segment[] 
     case "room": {
       const members = state.rooms.find((r) => r.room === conversation.id)?.members;
       // The topic first (it says what the room is for); the first line of it only.
-      const topic = conversation.topic === undefined ? [] : [seg(` — ${conversation.topic.text.split("\n", 1)[0] ?? ""}`, STYLE.strong)];
+      const topic = conversation.topic === undefined ? [] : [seg(` — ${shownLine(conversation.topic.text.split("\n", 1)[0] ?? "")}`, STYLE.strong)];
       if (members === undefined) return [title, ...topic, seg(" — you are not in this room (/join to enter it)", STYLE.info)];
-      return [title, ...topic, seg(` — ${members.length} member${members.length === 1 ? "" : "s"}: ${members.join(", ")}`, STYLE.info)];
+      return [title, ...topic, seg(` — ${members.length} member${members.length === 1 ? "" : "s"}: ${members.map(shownName).join(", ")}`, STYLE.info)];
     }
     case "dm": {
-      const name = conversation.peer ?? conversation.title.slice(1);
+      const name = shownName(conversation.peer ?? conversation.title.slice(1));
       const peer = peerOf(state, conversation);
       if (peer === undefined) return [title, seg(` — ${name} is unknown here: messages fail until ${name} has connected once`, STYLE.warn)];
       const presence = peer.online ? seg(" ● online", STYLE.ok) : seg(" ○ offline (messages wait for them)", STYLE.info);
       switch (peer.trust) {
         case "key-changed":
           return [
-            seg(`${conversation.title} ⚠ KEY CHANGED — new key refused until you decide: /verify ${name}, compare with ${name}, then /trust (or /accept ${name})`, STYLE.alarm),
+            seg(`${shownLine(conversation.title)} ⚠ KEY CHANGED — new key refused until you decide: /verify ${name}, compare with ${name}, then /trust (or /accept ${name})`, STYLE.alarm),
           ];
         case "verified":
           return [title, seg(" ✓ verified", STYLE.ok), presence];

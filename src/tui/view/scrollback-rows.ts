@@ -1,11 +1,13 @@
 // Turns one scrollback entry into terminal rows for a given width: time, nick and wrapped text,
 // delivery marks, warnings; plus the rows drawn between entries (a day separator, the unread
-// ruler). Which entries are laid out at all is decided by scrollback-window.ts.
+// ruler). Which entries are laid out at all is decided by scrollback-window.ts. Every name, label
+// and text from outside (a peer, the relay, a notice of the client) goes through outside-text.ts.
 import type { ChatMessage, NoticeLevel, VerifyInfo } from "../../client/types.js";
 import { membershipText } from "../commands/membership-text.js";
 import { mentionPattern } from "../state/attention.js";
 import type { Entry } from "../state/state.js";
 import { padEndToWidth, stringWidth, wrapHanging, wrapText } from "./cell-width.js";
+import { shownLine, shownName, shownText } from "./outside-text.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle, type SegmentStyle } from "./style.js";
 import { formatClock, formatDay } from "./time.js";
@@ -111,40 +113,43 @@ function timeSeg(ms: number, ctx: ScrollbackContext): Segment {
 }
 
 function stateTail(m: ChatMessage, retried: boolean): Segment[] {
-  if (!m.own && m.notFor !== undefined && m.notFor.length > 0) return [seg(` (not sent to ${m.notFor.join(", ")})`, STYLE.pending)];
+  if (!m.own && m.notFor !== undefined && m.notFor.length > 0) return [seg(` (not sent to ${m.notFor.map(shownName).join(", ")})`, STYLE.pending)];
   if (!m.own || m.state === undefined) return [];
   // Mine, written on another of my devices (PROTOCOL.md §11): which one, instead of a delivery mark.
-  if (m.device !== undefined) return [seg(` · ${m.device}`, STYLE.time)];
+  if (m.device !== undefined) return [seg(` · ${shownName(m.device)}`, STYLE.time)];
   switch (m.state) {
     case "pending":
       return [seg(" …", STYLE.pending)];
     case "accepted":
       return m.queuedFor && m.queuedFor.length > 0
-        ? [seg(" ✓", STYLE.ok), seg(` queued for ${m.queuedFor.join(", ")}`, STYLE.pending)]
+        ? [seg(" ✓", STYLE.ok), seg(` queued for ${m.queuedFor.map(shownName).join(", ")}`, STYLE.pending)]
         : [seg(" ✓", STYLE.ok)];
     case "failed":
-      return [seg(` ✗ ${m.failure ?? "not sent"} ${retried ? "(sent again below)" : "(/retry to send again)"}`, STYLE.error)];
+      return [seg(` ✗ ${shownLine(m.failure ?? "not sent")} ${retried ? "(sent again below)" : "(/retry to send again)"}`, STYLE.error)];
   }
 }
 
 function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: ScrollbackContext): void {
+  // The client sanitised both (content layer, history); drawn through the sanitiser all the same.
+  const from = shownName(m.from);
+  const text = shownText(m.text);
   if (m.gap) {
-    b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${m.from} may be missing`, STYLE.warn);
+    b.block([timeSeg(m.sentAtMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${from} may be missing`, STYLE.warn);
   }
   if (m.kind === "topic") {
-    const who = m.own ? "you" : m.from;
-    b.block([timeSeg(m.sentAtMs, ctx), seg("-- ", STYLE.info)], `${who} set the topic: ${m.text}`, STYLE.strong, stateTail(m, retried));
+    const who = m.own ? "you" : from;
+    b.block([timeSeg(m.sentAtMs, ctx), seg("-- ", STYLE.info)], `${who} set the topic: ${text}`, STYLE.strong, stateTail(m, retried));
     return;
   }
   if (m.kind === "away") {
-    const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(m.from, ctx.nickWidth), nickStyle(m.from, ctx.me)), seg("  ")];
+    const lead = [timeSeg(m.sentAtMs, ctx), seg(padEndToWidth(from, ctx.nickWidth), nickStyle(m.from, ctx.me)), seg("  ")];
     const what = m.own ? "automatic reply (you are away): " : "is away (automatic reply): ";
-    b.block(lead, `${what}${m.text}`, STYLE.info, stateTail(m, retried));
+    b.block(lead, `${what}${text}`, STYLE.info, stateTail(m, retried));
     return;
   }
   // Someone else naming me (or a highlight word): their nick stands out and the words are marked.
   const pattern = m.own ? undefined : mentionPattern(ctx.me, ctx.highlights);
-  const mentioned = pattern !== undefined && pattern.test(m.text);
+  const mentioned = pattern !== undefined && pattern.test(text);
   const nick = mentioned ? STYLE.mentionNick : nickStyle(m.from, ctx.me);
   const decorate = mentioned && pattern ? (line: string) => markMentions(line, pattern) : undefined;
   // The relay's time where the sender's claimed time is off by more than a minute: "12:01 bob
@@ -153,11 +158,11 @@ function messageRows(b: RowBuilder, m: ChatMessage, retried: boolean, ctx: Scrol
   const time = timeSeg(skewed ? m.relayAtMs! : m.sentAtMs, ctx);
   const claimed = skewed ? [seg(`(sent ${(ctx.formatTime ?? formatClock)(m.sentAtMs)}) `, STYLE.time)] : [];
   if (m.kind === "action") {
-    b.block([time, ...claimed, seg("* "), seg(m.from, nick), seg(" ")], m.text, undefined, stateTail(m, retried), decorate);
+    b.block([time, ...claimed, seg("* "), seg(from, nick), seg(" ")], text, undefined, stateTail(m, retried), decorate);
     return;
   }
-  const lead = [time, seg(padEndToWidth(m.from, ctx.nickWidth), nick), seg("  "), ...claimed];
-  b.block(lead, m.text, undefined, stateTail(m, retried), decorate);
+  const lead = [time, seg(padEndToWidth(from, ctx.nickWidth), nick), seg("  "), ...claimed];
+  b.block(lead, text, undefined, stateTail(m, retried), decorate);
 }
 
 /** A wrapped line with every mention of my name marked (a name cut by wrapping stays plain). */
@@ -180,8 +185,10 @@ function markMentions(line: string, pattern: RegExp): Segment[] {
 
 function noticeRows(b: RowBuilder, atMs: number, level: NoticeLevel, text: string, ctx: ScrollbackContext): void {
   const { mark, style } = LEVEL_MARK[level];
-  // Notices are the app's own text: its indented lists wrap with hanging indents.
-  b.block([timeSeg(atMs, ctx), seg(`${mark} `, style)], text, style, undefined, undefined, wrapHanging);
+  // Notices are the app's own text: its indented lists wrap with hanging indents. They may name
+  // what a peer or the relay chose: no control character or escape is drawn (a session's notice
+  // comes as one line, error-text.ts withUiText, so it cannot draw a row of its own either).
+  b.block([timeSeg(atMs, ctx), seg(`${mark} `, style)], shownText(text), style, undefined, undefined, wrapHanging);
 }
 
 function safetyNumberRows(b: RowBuilder, number: string, indent: number): void {
@@ -194,7 +201,7 @@ function safetyNumberRows(b: RowBuilder, number: string, indent: number): void {
 }
 
 function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: ScrollbackContext): void {
-  const user = info.username;
+  const user = shownName(info.username);
   const indent = TIME_WIDTH + 1 + 3;
   const trustCommand = `/trust ${user} ${info.confirmGroups.join(" ")}`;
   if (info.trust === "key-changed" && info.pendingSafetyNumber !== undefined) {
@@ -219,7 +226,8 @@ function verifyRows(b: RowBuilder, atMs: number, info: VerifyInfo, ctx: Scrollba
 }
 
 function keyChangeRows(b: RowBuilder, entry: Extract<Entry, { kind: "key-change" }>, ctx: ScrollbackContext): void {
-  const { username: user, held } = entry;
+  const { held } = entry;
+  const user = shownName(entry.username);
   const lead = [timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.alarm)];
   const heldText = held === 0 ? "" : held === 1 ? ` 1 message from ${user} is held.` : ` ${held} messages from ${user} are held.`;
   const discarded = entry.discarded ?? 0;
@@ -253,16 +261,17 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
       noticeRows(b, entry.atMs, entry.level, entry.text, ctx);
       break;
     case "refused":
-      b.block([timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${entry.from} could not be verified and was dropped`, STYLE.warn);
+      b.block([timeSeg(entry.atMs, ctx), seg("⚠ ", STYLE.warn)], `a message from ${shownName(entry.from)} could not be verified and was dropped`, STYLE.warn);
       break;
     case "key-change":
       keyChangeRows(b, entry, ctx);
       break;
     case "room-event": {
       const mine = entry.username === ctx.me;
+      const room = shownName(entry.room);
       const text = mine && entry.change === "joined" && entry.members !== undefined
-        ? `you joined ${entry.room} — members: ${entry.members.join(", ")}`
-        : `${mine ? "you" : entry.username} ${entry.change} ${entry.room}`;
+        ? `you joined ${room} — members: ${entry.members.map(shownName).join(", ")}`
+        : `${mine ? "you" : shownName(entry.username)} ${entry.change} ${room}`;
       b.block([timeSeg(entry.atMs, ctx), seg("-- ", STYLE.info)], text, STYLE.info);
       break;
     }
@@ -275,7 +284,7 @@ export function entryRows(entry: Entry, ctx: ScrollbackContext): Row[] {
     }
     case "presence":
       b.block([timeSeg(entry.atMs, ctx), seg(entry.change === "online" ? "→ " : "← ", entry.change === "online" ? STYLE.ok : STYLE.info)],
-        `${entry.username} ${entry.change === "online" ? "came online" : "went offline"}`, STYLE.info);
+        `${shownName(entry.username)} ${entry.change === "online" ? "came online" : "went offline"}`, STYLE.info);
       break;
     case "verify":
       verifyRows(b, entry.atMs, entry.info, ctx);

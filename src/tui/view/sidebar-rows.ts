@@ -1,6 +1,7 @@
 // The users sidebar: online first, then known offline users; me marked "(you)"; verified peers
 // with a green ✓, a key change with a loud red ⚠.
 import type { PeerView } from "../../client/types.js";
+import { shownLine, shownName } from "./outside-text.js";
 import { fitSegments, rowWidth, seg, type Row, type Segment } from "./row.js";
 import { STYLE, nickStyle } from "./style.js";
 
@@ -16,7 +17,7 @@ export function sortPeers(peers: readonly PeerView[]): PeerView[] {
 export function peerSegments(p: PeerView, me: string, width = Number.POSITIVE_INFINITY): Segment[] {
   const out: Segment[] = [
     seg(p.online ? "● " : "○ ", p.online ? STYLE.ok : STYLE.info),
-    seg(p.username, p.online ? nickStyle(p.username, me) : STYLE.info),
+    seg(shownName(p.username), p.online ? nickStyle(p.username, me) : STYLE.info),
   ];
   if (p.you) out.push(seg(" (you)", STYLE.info));
   else if (p.trust === "verified") out.push(seg(" ✓", STYLE.ok));
@@ -37,7 +38,7 @@ export function sidebarRows(peers: readonly PeerView[], me: string, width: numbe
   if (height <= 0 || width <= 0) return [];
   const sorted = sortPeers(peers);
   const online = sorted.filter((p) => p.online).length;
-  const rows: Row[] = [{ key: "header", segments: fitSegments([seg(header ?? `users · ${online} online`, STYLE.strong)], width) }];
+  const rows: Row[] = [{ key: "header", segments: fitSegments([seg(header === undefined ? `users · ${online} online` : shownLine(header), STYLE.strong)], width) }];
   const room = height - 1;
   const fits = sorted.length <= room;
   const shown = fits ? sorted : sorted.slice(0, Math.max(0, room - 1));

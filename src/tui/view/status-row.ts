@@ -5,6 +5,7 @@
 import type { ConnectionStatus, PeerTrust } from "../../client/types.js";
 import type { Conversation, TuiState } from "../state/state.js";
 import { stringWidth } from "./cell-width.js";
+import { shownLine } from "./outside-text.js";
 import { fitSegments, seg, type Row, type Segment } from "./row.js";
 import { STYLE } from "./style.js";
 
@@ -18,10 +19,10 @@ export function connectionSegments(status: ConnectionStatus, nowMs: number): Seg
     case "reconnecting": {
       const seconds = Math.max(0, Math.ceil((status.retryAtMs - nowMs) / 1000));
       const when = seconds > 0 ? `reconnecting in ${seconds}s` : "reconnecting…";
-      return [seg(`↻ ${when}`, STYLE.warn), seg(` (${status.reason})`, STYLE.info)];
+      return [seg(`↻ ${when}`, STYLE.warn), seg(` (${shownLine(status.reason)})`, STYLE.info)];
     }
     case "failed":
-      return [seg(`✗ failed: ${status.reason}`, STYLE.alarm)];
+      return [seg(`✗ failed: ${shownLine(status.reason)}`, STYLE.alarm)];
     case "closed":
       return [seg("○ closed", STYLE.info)];
   }
@@ -46,7 +47,7 @@ export function countSegments(unread: number, highlights: number): Segment[] {
 }
 
 function barItem(c: Conversation, index: number, current: boolean, trust: PeerTrust | undefined): Segment[] {
-  const label = seg(`${index + 1}:${c.title}`, current ? STYLE.current : undefined);
+  const label = seg(`${index + 1}:${shownLine(c.title)}`, current ? STYLE.current : undefined);
   return [label, ...(c.kind === "dm" ? trustMark(trust) : []), ...countSegments(c.unread, c.highlights)];
 }
 

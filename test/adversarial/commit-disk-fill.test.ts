@@ -15,6 +15,7 @@ import { MAX_COMMIT_BYTES } from "../../src/server/limits.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { ask, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import type { RawSession } from "../helpers/raw-session.js";
+import { fakePrivateCommit } from "../helpers/mls-queues.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import { testStoreKind } from "../helpers/pg.js";
 
@@ -27,24 +28,6 @@ beforeAll(async () => {
 afterEach(async () => {
   await relay?.cleanup();
 });
-
-function vlen(n: number): Buffer {
-  if (n < 64) return Buffer.from([n]);
-  if (n < 16384) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE((n | 0x80000000) >>> 0);
-  return b;
-}
-
-/** A PrivateMessage with content type `commit` (3): to the relay, a clear header and opaque bytes. */
-function fakePrivateCommit(groupId: Uint8Array, epoch: number, ciphertextBytes: number): Buffer {
-  const e = Buffer.alloc(8);
-  e.writeBigUInt64BE(BigInt(epoch));
-  return Buffer.concat([
-    Buffer.from([0x00, 0x01, 0x00, 0x02]), vlen(groupId.length), Buffer.from(groupId), e, Buffer.from([3]),
-    vlen(0), vlen(16), Buffer.alloc(16, 7), vlen(ciphertextBytes), Buffer.alloc(ciphertextBytes, 0x5a),
-  ]);
-}
 
 /** The session still answers (a Ping): it was not ended. */
 async function stillServed(s: RawSession): Promise<void> {

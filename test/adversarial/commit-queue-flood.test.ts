@@ -14,6 +14,7 @@ import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
+import { fakePrivateCommit, fakePrivateMessage } from "../helpers/mls-queues.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import type { RawSession } from "../helpers/raw-session.js";
 
@@ -29,32 +30,8 @@ afterEach(async () => {
   await relay?.cleanup();
 });
 
-/** MLS <V> vector header (RFC 9420 §2.1.2) for a length below 2^30. */
-function vlen(n: number): Buffer {
-  if (n < 64) return Buffer.from([n]);
-  if (n < 16384) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE((n | 0x80000000) >>> 0);
-  return b;
-}
-
-/** A PrivateMessage with content type `commit` (3): to the relay, a clear header and opaque bytes. */
-function fakePrivateCommit(groupId: Uint8Array, epoch: number, ciphertextBytes: number): Buffer {
-  const e = Buffer.alloc(8);
-  e.writeBigUInt64BE(BigInt(epoch));
-  return Buffer.concat([
-    Buffer.from([0x00, 0x01, 0x00, 0x02]), vlen(groupId.length), Buffer.from(groupId), e, Buffer.from([3]),
-    vlen(0), vlen(16), Buffer.alloc(16, 7), vlen(ciphertextBytes), Buffer.alloc(ciphertextBytes, 0x5a),
-  ]);
-}
-
 /** An application PrivateMessage (content type 1): what an honest member's SendMls carries, as the relay sees it. */
-function fakePrivateApp(groupId: Uint8Array, epoch: number, tag: number): Buffer {
-  const e = Buffer.alloc(8);
-  e.writeBigUInt64BE(BigInt(epoch));
-  return Buffer.concat([Buffer.from([0x00, 0x01, 0x00, 0x02]), vlen(groupId.length), Buffer.from(groupId), e, Buffer.from([1]),
-    vlen(0), vlen(16), Buffer.alloc(16, tag), vlen(300), Buffer.alloc(300, tag)]);
-}
+const fakePrivateApp = (groupId: Uint8Array, epoch: number, tag: number): Buffer => fakePrivateMessage(groupId, epoch, 1, 300, tag);
 
 /** Any genuine Welcome of our suite and its tree (the relay only decodes the Welcome's framing). */
 async function someWelcome(): Promise<{ welcome: Uint8Array; tree: Uint8Array }> {

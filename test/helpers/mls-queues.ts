@@ -100,3 +100,29 @@ export function storedMlsRefs(relay: TestRelay): number[] {
     db.close();
   }
 }
+
+/** MLS <V> vector header (RFC 9420 §2.1.2) for a length below 2^30. */
+function vlen(n: number): Buffer {
+  if (n < 64) return Buffer.from([n]);
+  if (n < 16384) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE((n | 0x80000000) >>> 0);
+  return b;
+}
+
+/**
+ * A PrivateMessage of `contentType` (1 application, 3 commit) whose sender data and ciphertext
+ * are `bytes` of junk filled with `fill`: to the relay, a clear header and opaque bytes (what a
+ * hostile member sends to cost it storage, with no MLS work).
+ */
+export function fakePrivateMessage(groupId: Uint8Array, epoch: number, contentType: 1 | 3, bytes: number, fill = 0x5a): Buffer {
+  const e = Buffer.alloc(8);
+  e.writeBigUInt64BE(BigInt(epoch));
+  return Buffer.concat([
+    Buffer.from([0x00, 0x01, 0x00, 0x02]), vlen(groupId.length), Buffer.from(groupId), e, Buffer.from([contentType]),
+    vlen(0), vlen(16), Buffer.alloc(16, fill === 0x5a ? 7 : fill), vlen(bytes), Buffer.alloc(bytes, fill),
+  ]);
+}
+
+/** A commit (content type 3) of `ciphertextBytes` junk bytes: fakePrivateMessage. */
+export const fakePrivateCommit = (groupId: Uint8Array, epoch: number, ciphertextBytes: number): Buffer => fakePrivateMessage(groupId, epoch, 3, ciphertextBytes);

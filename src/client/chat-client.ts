@@ -35,7 +35,7 @@ import type { ClientStateStore } from "./state-store.js";
 import { TrustDecisions } from "./trust-decisions.js";
 import type { TrustStore } from "./trust-store.js";
 import type {
-  BacklogItem, ChatMessage, ChatSession, MessageKind, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, TrustResult, VerifyInfo,
+  BacklogItem, ChatMessage, ChatSession, MessageKind, MessageRef, Outcome, RoomListing, RoomView, SessionEvent, SessionSnapshot, TrustResult, VerifyInfo,
 } from "./types.js";
 
 export { backoffDelay, DEFAULT_RECONNECT, type ReconnectPolicy } from "./backoff.js";
@@ -383,8 +383,8 @@ export class ChatClient implements ChatSession {
     return this.decisions.acceptNewKeys(username);
   }
 
-  olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {
-    return this.history?.page(conversationId, beforeId, limit) ?? [];
+  olderHistory(conversationId: string, before: MessageRef | undefined, limit: number): readonly ChatMessage[] {
+    return this.history?.page(conversationId, before, limit) ?? [];
   }
 
   searchHistory(text: string): readonly ChatMessage[] {

@@ -11,7 +11,7 @@ import { sanitizeLine } from "../protocol/sanitize.js";
 import type { AtRestCipher } from "./at-rest.js";
 import { parseStoredError, type ClientError } from "./errors.js";
 import type { ClientStateStore, HistoryRow } from "./state-store.js";
-import type { BacklogItem, ChatMessage, MembershipEvent, MembershipLine, MessageState, SessionEvent } from "./types.js";
+import type { BacklogItem, ChatMessage, MembershipEvent, MembershipLine, MessageRef, MessageState, SessionEvent } from "./types.js";
 
 /** Messages kept per conversation (older ones are dropped every 1,000 kept messages and when the session closes). */
 export const BACKLOG_PER_CONVERSATION = 500;
@@ -175,14 +175,14 @@ export class MessageHistory {
 
   /**
    * Older kept messages of one conversation, oldest first: the `limit` kept just before message
-   * `beforeId` (the newest ones when it is undefined or not kept). Scrolling past the top of a
+   * `before` (its id and sender; the newest ones when it is undefined or not kept). Scrolling past the top of a
    * conversation, and reopening a closed one, read these pages. Unreadable rows are skipped; a
    * page has fewer than `limit` messages only when it reached the oldest kept one.
    */
-  page(conversationId: string, beforeId: string | undefined, limit: number): ChatMessage[] {
+  page(conversationId: string, from: MessageRef | undefined, limit: number): ChatMessage[] {
     if (!Number.isInteger(limit) || limit <= 0) throw new RangeError("history page size must be a positive integer");
-    if (beforeId !== undefined && !/^[0-9a-f]+$/.test(beforeId)) throw new TypeError("history page: message id must be hex");
-    let before: Uint8Array | undefined = beforeId === undefined ? undefined : Buffer.from(beforeId, "hex");
+    if (from !== undefined && !/^[0-9a-f]+$/.test(from.id)) throw new TypeError("history page: message id must be hex");
+    let before: { sender: string; messageId: Uint8Array } | undefined = from === undefined ? undefined : { sender: from.from, messageId: Buffer.from(from.id, "hex") };
     let out: ChatMessage[] = [];
     // Rows that do not open (sealed under another key) are skipped and the read goes on further
     // back, so a page is short only at the start of the kept history (which ends the paging).
@@ -191,7 +191,7 @@ export class MessageHistory {
       const rows = this.safely("history.read-failed", () => this.store.historyPage(conversationId, before, want)) ?? [];
       out = [...rows.flatMap((r) => this.openMessage(r) ?? []), ...out];
       if (rows.length < want || rows[0] === undefined) break;
-      before = rows[0].messageId;
+      before = { sender: rows[0].sender, messageId: rows[0].messageId };
     }
     return out;
   }

@@ -135,7 +135,7 @@ export class ClientStateStore {
       historyRecent: p("SELECT * FROM (SELECT * FROM history ORDER BY row_id DESC LIMIT ?) ORDER BY row_id"),
       historyForget: p("DELETE FROM history WHERE conversation_id = ?"),
       historyRemove: p("DELETE FROM history WHERE message_id = ? AND own = 1"),
-      historyRowId: p("SELECT row_id FROM history WHERE conversation_id = ? AND message_id = ? ORDER BY row_id DESC LIMIT 1"),
+      historyRowId: p("SELECT row_id FROM history WHERE conversation_id = ? AND sender = ? AND message_id = ? ORDER BY row_id DESC LIMIT 1"),
       historyBefore: p(`SELECT * FROM (SELECT * FROM history WHERE conversation_id = ? AND row_id < ?
         ORDER BY row_id DESC LIMIT ?) ORDER BY row_id`),
       historyAll: p("SELECT * FROM history ORDER BY row_id"),
@@ -266,12 +266,13 @@ export class ClientStateStore {
 
   /**
    * One page of a conversation's kept rows, oldest first: the `limit` rows kept just before the
-   * row of message `beforeId` (the newest ones when `beforeId` is undefined or not kept).
+   * row of message `before` (the newest ones when `before` is undefined or not kept). A message
+   * is its sender and its id: another sender's message may carry the same id (PROTOCOL.md §11.1).
    */
-  historyPage(conversationId: string, beforeId: Uint8Array | undefined, limit: number): HistoryRow[] {
-    const at = beforeId === undefined ? undefined : (this.q["historyRowId"]!.get(conversationId, beforeId) as { row_id: number } | undefined);
-    const before = at === undefined ? Number.MAX_SAFE_INTEGER : Number(at.row_id);
-    return (this.q["historyBefore"]!.all(conversationId, before, limit) as Record<string, unknown>[]).map(historyRow);
+  historyPage(conversationId: string, before: { readonly sender: string; readonly messageId: Uint8Array } | undefined, limit: number): HistoryRow[] {
+    const at = before === undefined ? undefined : (this.q["historyRowId"]!.get(conversationId, before.sender, before.messageId) as { row_id: number } | undefined);
+    const below = at === undefined ? Number.MAX_SAFE_INTEGER : Number(at.row_id);
+    return (this.q["historyBefore"]!.all(conversationId, below, limit) as Record<string, unknown>[]).map(historyRow);
   }
 
   /**

@@ -34,6 +34,12 @@ export type MessageState = "pending" | "accepted" | "failed";
 /** "topic": a room topic set with /topic; "away": an automatic reply while its sender is away. */
 export type MessageKind = "text" | "action" | "topic" | "away";
 
+/** A kept message named by its sender and its id (an id is unique per sender only, PROTOCOL.md §11.1). */
+export interface MessageRef {
+  readonly id: string;
+  readonly from: string;
+}
+
 export interface ChatMessage {
   /**
    * Hex of the 16-byte message id. Unique per sender in a conversation only (PROTOCOL.md §11.1:
@@ -279,8 +285,8 @@ export interface ChatSession {
   // Optional: a session without them (history off, a test double) simply lacks the feature.
   /** Connects now instead of after the backoff (/reconnect); says what it did. */
   reconnectNow?(): Outcome<ReconnectStart>;
-  /** Kept messages of a conversation just before message `beforeId` (the newest when undefined), oldest first. */
-  olderHistory?(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[];
+  /** Kept messages of a conversation just before message `before` (the newest when undefined), oldest first. */
+  olderHistory?(conversationId: string, before: MessageRef | undefined, limit: number): readonly ChatMessage[];
   /** Every kept message (all conversations) containing the text, oldest first. */
   searchHistory?(text: string): readonly ChatMessage[];
   /**

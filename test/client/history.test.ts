@@ -242,6 +242,21 @@ describe("message history", () => {
 });
 
 describe("older pages and search (issue 10 §4)", () => {
+  // An id is unique per sender only (PROTOCOL.md §11.1): mallory reusing carol's id later must
+  // not move where the page before carol's message starts.
+  it("a page before a message is found by its sender and id, not its id alone", () => {
+    const store = ClientStateStore.open(join(dir, "alice_state.db"));
+    const h = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
+    const early = message({ conversationId: "lobby", text: "early", from: "bob" });
+    const carol = message({ conversationId: "lobby", text: "meet at 5", from: "carol" });
+    const between = message({ conversationId: "lobby", text: "between", from: "bob" });
+    const mallory = { ...message({ conversationId: "lobby", text: "meet at 9", from: "mallory" }), id: carol.id };
+    for (const m of [early, carol, between, mallory]) h.record(m);
+    expect(h.page("lobby", carol, 10).map((m) => m.text)).toEqual(["early"]);
+    expect(h.page("lobby", mallory, 10).map((m) => m.text)).toEqual(["early", "meet at 5", "between"]);
+    store.close();
+  });
+
   it("reads a conversation page by page before a message, skips rows of another key, and searches every conversation", () => {
     const store = ClientStateStore.open(join(dir, "alice_state.db"));
     const h = new MessageHistory(store, new AtRestCipher(alice), nullLogger);
@@ -253,10 +268,10 @@ describe("older pages and search (issue 10 §4)", () => {
 
     // The newest row does not open: the page reads on, and is full.
     expect(h.page("lobby", undefined, 2).map((m) => m.text)).toEqual(["lobby 3", "lobby 4"]);
-    expect(h.page("lobby", lobby[4]!.id, 2).map((m) => m.text)).toEqual(["lobby 2", "lobby 3"]);
-    expect(h.page("lobby", lobby[0]!.id, 2)).toEqual([]);
+    expect(h.page("lobby", lobby[4]!, 2).map((m) => m.text)).toEqual(["lobby 2", "lobby 3"]);
+    expect(h.page("lobby", lobby[0]!, 2)).toEqual([]);
     // An id that is not kept reads from the newest.
-    expect(h.page("lobby", "ff".repeat(16), 10).map((m) => m.text)).toEqual(lobby.map((m) => m.text));
+    expect(h.page("lobby", { id: "ff".repeat(16), from: "bob" }, 10).map((m) => m.text)).toEqual(lobby.map((m) => m.text));
     expect(h.search("LOBBY").map((m) => [m.conversationId, m.kind, m.text])).toEqual([
       ...lobby.map((m) => ["lobby", "text", m.text]), ["#ops", "topic", "Lobby is elsewhere"],
     ]);

@@ -6,6 +6,7 @@
 import {
   dmIdFor,
   type ChatMessage,
+  type MessageRef,
   type ChatSession,
   type ConnectionStatus,
   type MessageKind,
@@ -32,7 +33,7 @@ export type FakeCall =
   | { readonly method: "trust"; readonly username: string; readonly groups: readonly string[] }
   | { readonly method: "forgetHistory"; readonly conversationId: string }
   | { readonly method: "reconnectNow" }
-  | { readonly method: "olderHistory"; readonly conversationId: string; readonly beforeId: string | undefined; readonly limit: number }
+  | { readonly method: "olderHistory"; readonly conversationId: string; readonly beforeId: string | undefined; readonly beforeFrom: string | undefined; readonly limit: number }
   | { readonly method: "searchHistory"; readonly text: string }
   | { readonly method: "setAway"; readonly text: string | undefined }
   | { readonly method: "saveSetting"; readonly name: string; readonly value: string };
@@ -311,11 +312,13 @@ export class FakeSession implements ChatSession {
     return this.connection.state === "connected" ? err({ kind: "already-connected" }) : ok("reconnecting-now");
   }
 
-  olderHistory(conversationId: string, beforeId: string | undefined, limit: number): readonly ChatMessage[] {
-    this.calls.push({ method: "olderHistory", conversationId, beforeId, limit });
+  olderHistory(conversationId: string, before: MessageRef | undefined, limit: number): readonly ChatMessage[] {
+    const beforeId = before?.id;
+    this.calls.push({ method: "olderHistory", conversationId, beforeId, beforeFrom: before?.from, limit });
     const mine = this.kept.filter((m) => m.conversationId === conversationId);
-    const end = beforeId === undefined ? mine.length : Math.max(0, mine.findIndex((m) => m.id === beforeId));
-    const stop = beforeId !== undefined && !mine.some((m) => m.id === beforeId) ? mine.length : end;
+    const at = (m: ChatMessage) => m.id === beforeId && m.from === before?.from;
+    const end = before === undefined ? mine.length : Math.max(0, mine.findIndex(at));
+    const stop = before !== undefined && !mine.some(at) ? mine.length : end;
     return mine.slice(Math.max(0, stop - limit), stop);
   }
 

@@ -137,10 +137,10 @@ describe("the kept history", () => {
 
     const newest = a.client.olderHistory("lobby", undefined, 3);
     expect(newest.map((m) => m.text)).toEqual(["lobby 4", "lobby 5 needle", "lobby 6"]);
-    const older = a.client.olderHistory("lobby", newest[0]!.id, 3);
+    const older = a.client.olderHistory("lobby", newest[0]!, 3);
     expect(older.map((m) => m.text)).toEqual(["lobby 1", "lobby 2", "lobby 3"]);
-    expect(a.client.olderHistory("lobby", older[0]!.id, 3).map((m) => m.text)).toEqual(["lobby 0"]);
-    expect(() => a.client.olderHistory("lobby", "not hex", 3)).toThrow(TypeError);
+    expect(a.client.olderHistory("lobby", older[0]!, 3).map((m) => m.text)).toEqual(["lobby 0"]);
+    expect(() => a.client.olderHistory("lobby", { id: "not hex", from: "bob" }, 3)).toThrow(TypeError);
     expect(() => a.client.olderHistory("lobby", undefined, 0)).toThrow(RangeError);
 
     expect(a.client.searchHistory("needle").map((m) => [m.conversationId, m.text])).toEqual([

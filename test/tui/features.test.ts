@@ -11,7 +11,7 @@ import { parseInput } from "../../src/tui/state/commands.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
 import { DEFAULT_SETTINGS, parseSettings, serializeSettings } from "../../src/tui/state/settings.js";
 import { currentConversation, type Entry, type TuiState } from "../../src/tui/state/state.js";
-import { wantsOlder, oldestMessageId } from "../../src/tui/hooks/useOlderHistory.js";
+import { wantsOlder, oldestMessage } from "../../src/tui/hooks/useOlderHistory.js";
 import { headerRow, promptOf } from "../../src/tui/view/header-row.js";
 import { inputView } from "../../src/tui/view/input-view.js";
 import { rowText } from "../../src/tui/view/row.js";
@@ -281,7 +281,7 @@ describe("older history and closed conversations (§4)", () => {
     expect(list[1]!.seq).toBeLessThan(list[2]!.seq);
     expect(list[1]!.seq).toBeLessThan(1);
     expect(s.conversations["#ops"]!.olderDone).toBeUndefined();
-    expect(oldestMessageId(s.conversations["#ops"]!)).toBe(older[0]!.id);
+    expect(oldestMessage(s.conversations["#ops"]!)).toEqual({ id: older[0]!.id, from: older[0]!.from });
     s = run(s, { type: "older-history", conversationId: "#ops", messages: [older[1]!], done: false });
     expect(s.conversations["#ops"]!.olderDone).toBe(true);
     expect(wantsOlder(s.conversations["#ops"]!, 30)).toBe(false);

@@ -3,7 +3,7 @@
 // after /close, or one with little kept), the next older page is read from the session's kept
 // history and put in front. Reading is synchronous (node:sqlite) and bounded by the page size.
 import { useEffect } from "react";
-import type { ChatMessage, ChatSession } from "../../client/types.js";
+import type { ChatMessage, ChatSession, MessageRef } from "../../client/types.js";
 import type { Logger } from "../../protocol/log.js";
 import { listGet } from "../state/chunked-list.js";
 import type { Action } from "../state/reducer.js";
@@ -12,11 +12,11 @@ import type { Conversation } from "../state/state.js";
 /** Messages read from disk per page. */
 export const HISTORY_PAGE = 100;
 
-/** The id of the oldest message shown in a conversation (older pages are read before it). */
-export function oldestMessageId(c: Conversation): string | undefined {
+/** The oldest message shown in a conversation, by sender and id (older pages are read before it). */
+export function oldestMessage(c: Conversation): MessageRef | undefined {
   for (let i = 0; i < c.entries.length; i++) {
     const e = listGet(c.entries, i);
-    if (e?.kind === "message") return e.message.id;
+    if (e?.kind === "message") return { id: e.message.id, from: e.message.from };
   }
   return undefined;
 }
@@ -38,17 +38,21 @@ export interface UseOlderHistoryOptions {
 
 export function useOlderHistory({ session, conversation, paneRows, dispatch, logger }: UseOlderHistoryOptions): void {
   const wanted = wantsOlder(conversation, paneRows);
-  const before = wanted ? oldestMessageId(conversation) : undefined;
+  const oldest = wanted ? oldestMessage(conversation) : undefined;
+  // Effect dependencies compare by value: the ref's two strings, not a new object each render.
+  const beforeId = oldest?.id;
+  const beforeFrom = oldest?.from;
   const id = conversation.id;
   useEffect(() => {
     // A session that keeps no history (or a test double without it) has nothing to read.
     if (!wanted || session.olderHistory === undefined) return;
     let messages: readonly ChatMessage[] = [];
     try {
+      const before = beforeId === undefined || beforeFrom === undefined ? undefined : { id: beforeId, from: beforeFrom };
       messages = session.olderHistory?.(id, before, HISTORY_PAGE) ?? [];
     } catch (e) {
       logger.warn("tui.history-page-failed", { reason: e instanceof Error ? e.message : String(e) });
     }
     dispatch({ type: "older-history", conversationId: id, messages, done: messages.length < HISTORY_PAGE });
-  }, [session, id, wanted, before, dispatch, logger]);
+  }, [session, id, wanted, beforeId, beforeFrom, dispatch, logger]);
 }

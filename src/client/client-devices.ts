@@ -205,7 +205,10 @@ export class ClientDevices {
       mlsSignatureKey: async () => (await store.loadOrCreateClient()).signaturePublicKey,
       deviceName: hostname().split(".")[0] ?? "primary",
       // My pins of contacts go to the new device (PROTOCOL.md §4.6): it starts with the same keys.
-      pins: () => [...this.trustStore.all()].filter(([, p]) => p.pending === undefined).map(([username, p]) => ({
+      // A contact with a key change I have not decided on goes with the key I pinned, not the
+      // pending one: the new device then sees the relay's new key as a change and warns, as here
+      // (leaving the pin out made it take the new key silently as a first contact).
+      pins: () => [...this.trustStore.all()].map(([username, p]) => ({
         username, sigSpki: p.identity.sigSpki, encSpki: p.identity.encSpki, encKeySig: p.identity.encKeySig, verified: p.verified, pinnedAtMs: p.pinnedAtMs,
       })),
       clock: this.clock,

@@ -70,7 +70,7 @@ async function relayList() {
 }
 
 describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
-  it("hands the primary's pins of contacts to the new device: same keys, verified marks kept, nothing pending", async () => {
+  it("hands the primary's pins of contacts to the new device: same keys, verified marks kept, a pending change as the key pinned", async () => {
     const bob = await fixtureIdentity("bob");
     const carol = await fixtureIdentity("carol");
     const dave = await fixtureIdentity("dave");
@@ -79,7 +79,8 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     pins.trust("bob");
     pins.observe(carol);
     pins.observe(dave);
-    pins.observe({ ...(await fixtureIdentity("mallory", "dave")) }); // a change of dave's key awaiting a decision: not handed over
+    const forged = await fixtureIdentity("mallory", "dave");
+    pins.observe(forged); // a change of dave's key awaiting a decision: dave goes with the key pinned, not this one
     const fresh = startNewDevice();
     const code = await fresh.code();
     const outcome = await primary.client.linkDevice(code, async () => {
@@ -88,12 +89,15 @@ describe("linking a device through a real relay (PROTOCOL.md §4.6)", () => {
     });
     expect(outcome).toMatchObject({ ok: true });
     const linked = await fresh.done;
-    expect(linked.pinned).toBe(2);
+    expect(linked.pinned).toBe(3);
     const theirs = await TrustStore.open(join(newDir, "alice_known_peers.json"));
     expect(theirs.get("bob")).toMatchObject({ verified: true });
     expect(theirs.get("bob")!.identity.sigSpki.equals(bob.sigSpki)).toBe(true);
     expect(theirs.get("carol")).toMatchObject({ verified: false });
-    expect(theirs.get("dave")).toBeUndefined();
+    // Dave with his pinned key and nothing pending: the relay's key for him is a change there too.
+    expect(theirs.get("dave")!.identity.sigSpki.equals(dave.sigSpki)).toBe(true);
+    expect(theirs.get("dave")!.pending).toBeUndefined();
+    expect(theirs.observe(forged)).toBe("key-changed");
     expect(statSync(join(newDir, "alice_known_peers.json")).mode & 0o777).toBe(0o600);
   });
 

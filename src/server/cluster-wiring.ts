@@ -212,11 +212,18 @@ export class ClusterWiring {
     this.safely("user", () => {
       const user = directory.reload(store.getUser(username), username);
       devices.forget(username);
+      // Released, or bound to another key (§8.2): this relay's sessions of the old key end, as the
+      // releasing relay's do at their next write (devices.ts checkStillBound).
+      const current = router.sessionsOf(username).filter((s) => {
+        if (user !== undefined && s.user.record.sigSpki.equals(user.record.sigSpki)) return true;
+        s.released();
+        return false;
+      });
       if (user === undefined) return;
       const routes = devices.of(username);
       user.deviceListVersion = routes.version;
       // Devices the new list dropped end here too (as on the relay that kept the list).
-      for (const s of router.sessionsOf(username)) {
+      for (const s of current) {
         if (!routes.addresses.includes(s.address)) s.unlinked();
         else s.user.deviceListVersion = routes.version;
       }

@@ -18,7 +18,7 @@ import { decodeKeyPackage } from "../protocol/mls/client.js";
 import type { Logger } from "../protocol/log.js";
 import { isValidUsername } from "../protocol/names.js";
 import type { Directory, DirectoryUser } from "./directory.js";
-import { Refusal } from "./errors.js";
+import { Refusal, sessionEnd } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import type { RelayLimits } from "./limits.js";
 import type { Router } from "./router.js";
@@ -204,6 +204,19 @@ export interface DeviceServiceDeps {
 const badList = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_DEVICE_LIST, detail);
 
 /**
+ * PROTOCOL.md §8.2 "Releasing a name": a session keeps the binding it proved at its handshake;
+ * the operator may have released the name since (another process, or another relay of a
+ * cluster), or it may be bound to another key now. Before a session stores anything bound to the
+ * name (a device list, KeyPackages), the binding is read again: a session whose key no longer
+ * owns the name ends (one read per such request: they are rare).
+ */
+export function checkStillBound(store: Pick<RelayStore, "getUser">, user: DirectoryUser): void {
+  const me = user.record.username;
+  const bound = store.getUser(me);
+  if (bound === undefined || !bound.sigSpki.equals(user.record.sigSpki)) throw sessionEnd.released(me);
+}
+
+/**
  * PublishDeviceList (PROTOCOL.md §4.5): from any session of the user. The list must name the
  * session's user, verify against the BOUND identity key (verifyDeviceList: body rules, primary =
  * identity key, signature) and be newer than the kept one; else BAD_DEVICE_LIST, one sentence.
@@ -213,6 +226,7 @@ const badList = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BA
  */
 export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req: PublishDeviceList): ResponseFrame {
   const me = user.record.username;
+  checkStillBound(d.store, user);
   if (req.list === undefined) throw badList("PublishDeviceList carries no list");
   if (req.list.username !== me) throw badList(`the list is for '${req.list.username.slice(0, 64)}', not for you (${me}); a session publishes only its own user's list`);
   let list: VerifiedDeviceList;

@@ -71,6 +71,9 @@ export const sessionEnd = {
   unlinked: (name: string) =>
     new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_DEVICE_UNKNOWN, `this device was unlinked by ${name}'s primary device`),
   replaced: () => new SessionEnd(GrpcStatus.ABORTED, ErrorCode.ERROR_CODE_SESSION_REPLACED, "replaced by a newer session"),
+  /** The operator released the name (chat-relay users release) while this key's session ran (PROTOCOL.md §8.2). */
+  released: (name: string) =>
+    new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_USERNAME_TAKEN, `the name '${name}' was released by this relay's operator: this key no longer owns it`, "released"),
   shuttingDown: () => new SessionEnd(GrpcStatus.UNAVAILABLE, ErrorCode.ERROR_CODE_SHUTTING_DOWN, "relay shutting down"),
   slowConsumer: (why: string) =>
     new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_SLOW_CONSUMER,

@@ -8,6 +8,7 @@ import { ErrorCode, type ClaimKeyPackages, type PublishKeyPackages } from "../ge
 import { MAX_DEVICES } from "../protocol/devices.js";
 import { checkUsername } from "../protocol/names.js";
 import { checkKeyPackage, decodeKeyPackage, isLastResort } from "../protocol/mls/client.js";
+import { checkStillBound } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
@@ -31,6 +32,8 @@ export const MAX_CLAIM_USERS = 100;
  */
 export function publishKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: PublishKeyPackages): ResponseFrame {
   const me = user.record.username;
+  // §8.2: the name may have been released (or bound to another key) since this session's handshake.
+  checkStillBound(d.store, user);
   if (req.oneTime.length === 0 && req.lastResort.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "PublishKeyPackages carries no KeyPackage");
   if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
     throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);

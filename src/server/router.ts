@@ -24,6 +24,8 @@ export interface RoutedSession {
   replaced(): void;
   /** The user's new device list dropped this device (PROTOCOL.md §4.5): tell the client, then end the stream. */
   unlinked(): void;
+  /** The name was released, or bound to another key, since this session proved its key (§8.2): tell the client, then end the stream. */
+  released(): void;
 }
 
 /** Least time between two directory updates while changes keep coming. */

@@ -159,6 +159,10 @@ class AuthenticatedSession implements RoutedSession {
     this.endWith(sessionEnd.unlinked(this.username));
   }
 
+  released(): void {
+    this.endWith(sessionEnd.released(this.username));
+  }
+
   private endWith(err: SessionEnd): void {
     void this.stream.send(encodeResponse({ $case: "error", value: { requestId: 0, code: err.code, detail: err.message } }));
     this.stream.end(statusOf(err));

@@ -60,7 +60,8 @@ export interface RelayStore {
   /**
    * Operator action: forgets the binding so a new key can claim the name, with the name's
    * queued envelopes and room memberships (all of which belong to the old key). A running
-   * relay sees the release at the name's next handshake.
+   * relay sees the release at the name's next handshake, and a live session of the old key at
+   * its next device-list or KeyPackage publish (devices.ts checkStillBound), which ends it.
    */
   releaseUser(username: string): boolean;
 

@@ -10,6 +10,7 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { identityFromPrivateKeys, type PrivateIdentity } from "../../src/protocol/keys.js";
+import { announceUserChange } from "../../src/server/cluster-store-open.js";
 import { PgRelays } from "../helpers/cluster-pg-relays.js";
 import { deviceListOf, makeLinkedDevice, openDevice, connectDevice, publishDeviceListOk } from "../helpers/device-session.js";
 import { fixtureIdentity, fixtureKeys } from "../helpers/identities.js";
@@ -199,6 +200,22 @@ describe("device lists and bindings changed through another relay", () => {
     expect([ended.code, ended.details]).toEqual([GrpcStatus.PERMISSION_DENIED, "this device was unlinked by alice's primary device"]);
     const again = await openDevice({ open: () => g.open(1) } as unknown as TestRelay, alice, desktop);
     expect([(await again.status()).code, (await again.status()).errorCode]).toEqual([GrpcStatus.PERMISSION_DENIED, "ERROR_CODE_DEVICE_UNKNOWN"]);
+  });
+
+  // §8.2, found by a red-team review: `chat-relay users release --store` reached the running
+  // relays, but the released key's live session on another relay went on writing under the name.
+  it("a name released through the store (chat-relay users release --store): the old key's session on relay B ends at once", { timeout: 60_000 }, async () => {
+    relays = await PgRelays.start(db.url, 2);
+    const g = relays;
+    const squatter = identityFromPrivateKeys("alice", generateKeyPairSync("ed25519").privateKey, fixtureKeys("alice")[1]!);
+    const m = await g.connect(1, squatter);
+    expect(g.members[0]!.store.releaseUser("alice")).toBe(true);
+    expect(await announceUserChange(db.url, "alice")).toBe(true);
+    const ended = await m.status();
+    expect([ended.code, ended.details]).toEqual([GrpcStatus.PERMISSION_DENIED, "the name 'alice' was released by this relay's operator: this key no longer owns it"]);
+    // The real alice binds the name through relay A and publishes her list.
+    const primary = await g.connect(0, alice);
+    await publishDeviceListOk(primary, deviceListOf(alice, await mlsPerson(alice), [], 1));
   });
 
   it("a name released and bound to a new key through relay A while relay B's listener was down: after B's resync, B serves the new key", { timeout: 60_000 }, async () => {

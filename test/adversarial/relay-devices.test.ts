@@ -2,6 +2,7 @@
 // sign, rolled back or for someone else, a primary that is not the identity key, devices that
 // are not listed or prove with the wrong key, an unlinked device (its live session, its queue,
 // its KeyPackages), a KeyPackage for another device's MLS key, and a device claiming a name.
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeviceList, ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import { sign } from "node:crypto";
@@ -97,6 +98,27 @@ describe("hostile device lists (PublishDeviceList)", () => {
     expect(Buffer.from(kept.lists[0]!.signature).equals(v2.signature)).toBe(true);
     // The sessions go on after each refusal (one sentence each, no disconnect).
     await a.barrier();
+  });
+
+  // §8.2 "Releasing a name", found by a red-team review: the released key's live session kept
+  // storing a device list (v1000) and KeyPackages under the name, so the new owner's lists were
+  // refused as "not newer" and claimers got the old key's KeyPackages.
+  it("a name released beside the live relay: the old key's session ends at its next write, and the new owner publishes her list", async () => {
+    relay = await TestRelay.start();
+    const squatter = await fixtureIdentity("mallory", "alice");
+    const pm = await mlsPerson(squatter);
+    const m = await connectV2(relay, squatter);
+    await publishDeviceListOk(m, deviceListOf(squatter, pm, [], 1, PRIMARY_ID));
+    expect(relay.releaseUser("alice")).toBe(true);
+    // Its next write: the session ends, nothing is stored.
+    m.write({ $case: "publishDeviceList", value: { requestId: 7, list: toWireDeviceList(deviceListOf(squatter, pm, [], 1000, PRIMARY_ID)) } });
+    const ended = await m.status();
+    expect([ended.code, ended.details]).toEqual([GrpcStatus.PERMISSION_DENIED, "the name 'alice' was released by this relay's operator: this key no longer owns it"]);
+    expect(relay.events("devices.published").filter((l) => l["user"] === "alice" && l["version"] === 1000)).toHaveLength(0);
+    // The real alice binds the name and keeps her first list.
+    const a = await connectV2(relay, alice);
+    const kept = await publishDeviceListOk(a, deviceListOf(alice, pa, [], 1, PRIMARY_ID));
+    expect(kept.lists.map((l) => [l.username, l.version])).toEqual([["alice", 1]]);
   });
 
   it("a list kept through another relay of the cluster that this one has not heard of yet: its resend is answered as kept, another list of that version refused", async () => {

@@ -66,6 +66,7 @@ function session(name: string, address = name): FakeSession {
       s.replacedCalls++;
     },
     unlinked() {},
+    released() {},
   };
   return s;
 }

@@ -67,6 +67,7 @@ function session(name: string, address = name): FakeSession {
       s.replacedCalls++;
     },
     unlinked() {},
+    released() {},
   };
   return s;
 }

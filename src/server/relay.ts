@@ -64,6 +64,8 @@ export interface StartRelayOptions {
   readonly maxPendingFrames?: number;
   /** Delivery bytes in flight relay-wide, and how long one write may hold them while others wait (write-budget.ts). */
   readonly writeBudget?: { readonly limitBytes: number; readonly stallMs: number };
+  /** How long an answer may wait unsent before its session ends as a slow consumer (default ANSWER_STALL_MS). */
+  readonly answerStallMs?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
   /**
@@ -247,6 +249,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     relayVersion: RELAY_VERSION,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
+    ...(options.answerStallMs === undefined ? {} : { answerStallMs: options.answerStallMs }),
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
     lobby,
     // §13.2: per device, across its sessions; room for every session and as many gone recently.

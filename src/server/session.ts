@@ -28,6 +28,7 @@ import type { DeviceRates } from "./rate-buckets.js";
 import { keyPackagePublishTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
+import type { RoomListing } from "./room-listing.js";
 import type { SendsInFlight } from "./resends.js";
 import { SendAnswers } from "./send-answers.js";
 import type { RoutedSession } from "./router.js";
@@ -47,6 +48,8 @@ export interface SessionDeps extends HandshakeDeps {
   readonly rates: DeviceRates;
   /** How long an answer may wait unsent before the session ends as a slow consumer (default ANSWER_STALL_MS). */
   readonly answerStallMs?: number;
+  /** ListRooms' relay-wide kept listing (room-listing.ts). */
+  readonly roomListing?: RoomListing;
 }
 
 /** Serves one stream from its first frame to its end. Never throws. */
@@ -125,6 +128,7 @@ class AuthenticatedSession implements RoutedSession {
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
       queueUsage: (a) => this.queueUsage(a),
+      ...(deps.roomListing === undefined ? {} : { roomListing: deps.roomListing }),
     });
     this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
       deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });

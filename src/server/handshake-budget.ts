@@ -23,6 +23,16 @@ export function sourceOf(peer: string): string {
   return `${ipv6Prefix64(host)}::/64`;
 }
 
+/**
+ * The network a source is in, for the per-network caps (linking, PROTOCOL.md §4.6; new names,
+ * §13.2): an IPv6 source (a /64, sourceOf) counts in its /48, since one rented host is often
+ * given a /56 or a /48 (256 or 65536 /64s); an IPv4 address is its own network.
+ */
+export function networkOf(source: string): string {
+  const m = /^([0-9a-f]{1,4}):([0-9a-f]{1,4}):([0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(source);
+  return m === null ? source : `${m[1]}:${m[2]}:${m[3]}::/48`;
+}
+
 /** The first four groups of an IPv6 address, expanded ("::" filled in), lower case. */
 function ipv6Prefix64(host: string): string {
   const [head, tail] = host.toLowerCase().split("::") as [string, string | undefined];

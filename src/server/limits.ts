@@ -135,6 +135,19 @@ export const DELIVERY_BUDGET_BYTES = 8 * 1024 * 1024;
  */
 export const DELIVERY_STALL_MS = 2_000;
 /**
+ * Answers to requests (session.ts reply) are written like deliveries: flushed, one at a time per
+ * session (the next request is read only once the answer before it was sent), and those bigger
+ * than this take their bytes from the relay-wide delivery budget; smaller ones (a Pong, an
+ * error, a GroupInfoResult) skip its queue, so a fan-out never delays them.
+ */
+export const ANSWER_UNBUDGETED_BYTES = 4 * 1024;
+/**
+ * How long one answer may wait unsent (its reader does not read) before the session is ended as
+ * a SLOW_CONSUMER (PROTOCOL.md §13.3): long enough for the largest answer (a frame) on a slow
+ * link, short enough that a session that never reads does not keep its answer for hours.
+ */
+export const ANSWER_STALL_MS = 30_000;
+/**
  * SendEnvelopes of one session waiting for their group commit (session.ts). Reaching either
  * bound, the session stops reading until their answers went out.
  */

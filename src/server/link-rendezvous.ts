@@ -17,7 +17,7 @@
 import { Metadata, status as GrpcStatus, type StatusObject } from "@grpc/grpc-js";
 import { LinkRequest, LinkResponse, LinkRole } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
-import { HandshakeBudget, sourceOf } from "./handshake-budget.js";
+import { HandshakeBudget, networkOf, sourceOf } from "./handshake-budget.js";
 import type { FrameStream } from "./stream.js";
 
 export const LINK_RENDEZVOUS_BYTES = 16;
@@ -47,16 +47,8 @@ export const DEFAULT_LINK_LIMITS: LinkLimits = {
   firstFrameMs: 10_000,
 };
 
-/**
- * The network a source is in, for the per-network cap (PROTOCOL.md §4.6): an IPv6 source (a /64,
- * handshake-budget.ts sourceOf) counts in its /48, since one rented host is often given a /56 or
- * a /48 (256 or 65536 /64s: enough to fill the relay-wide cap of rendezvous alone); an IPv4
- * address is its own network.
- */
-export function networkOf(source: string): string {
-  const m = /^([0-9a-f]{1,4}):([0-9a-f]{1,4}):([0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(source);
-  return m === null ? source : `${m[1]}:${m[2]}:${m[3]}::/48`;
-}
+// networkOf (a source's /48) lives with sourceOf; re-exported for this module's users.
+export { networkOf };
 
 const OK_STATUS = (): StatusObject => ({ code: GrpcStatus.OK, details: "", metadata: new Metadata() });
 

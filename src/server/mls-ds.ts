@@ -40,6 +40,7 @@ import { checkExternalCommit, groupContextOf } from "./mls-external.js";
 import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint } from "./store/mls.js";
+import type { RoomListing } from "./room-listing.js";
 
 export { MAX_CLAIM_USERS, MAX_KEY_PACKAGE_BYTES, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";
 /** Groups one user may create (each is durable state the user makes the relay keep). */
@@ -48,6 +49,12 @@ export const MAX_GROUPS_PER_USER = 1000;
 export const MAX_HINT_NAMES = 1000;
 /** Rooms one RoomList names at most (about 40 bytes each: well within one frame). */
 export const MAX_LISTED_ROOMS = 10_000;
+/**
+ * Rooms of one creator a RoomList names at most (its biggest): a few names, each with its 1,000
+ * groups, must not fill the list (PROTOCOL.md §8.2). The relay's member counts come from
+ * committers' hints, so counts alone could be inflated; this cap cannot.
+ */
+export const MAX_LISTED_ROOMS_PER_CREATOR = 32;
 /** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
 export const MAX_COMMITS_PER_FETCH = 64;
 
@@ -72,6 +79,8 @@ export interface MlsDsDeps {
   readonly devices: DeviceRoutes;
   /** The session's own device's queue address: never a recipient of what it sends; its KeyPackages. */
   readonly address: string;
+  /** The relay-wide kept listing of ListRooms (room-listing.ts); without it, each ListRooms queries. */
+  readonly roomListing?: RoomListing;
   /**
    * A queue address's usage, stored and waiting for the group commit (session.ts): a commit's
    * deliveries are held to the sender's share of each (§8.3). Absent: the stored usage.
@@ -174,6 +183,7 @@ export class MlsDeliveryService {
       if (outcome === "conversation-taken") {
         throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `${gi.conversationId} already has a group on this relay; join it (FetchGroupInfo) instead`);
       }
+      if (conv.kind === "room") this.d.roomListing?.changed();
       this.d.logger.info("mls.group.created", { user: me, conversation: conv.kind, epoch: gi.epoch });
       return this.groupInfoResult(req.requestId, gi.groupId);
     }
@@ -202,6 +212,7 @@ export class MlsDeliveryService {
     if (cur.creator !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${cur.creator}, who created the group of ${conv.id}, may re-create it`);
     const outcome = s.replaceGroup(cur.groupId, { groupId: gi.groupId, conversationId: gi.conversationId, creator: me, epoch: gi.epoch, groupInfo: Buffer.from(req.groupInfo), groupInfoEpoch: gi.epoch });
     if (outcome !== "created") throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `the group of ${conv.id} changed meanwhile; try again`);
+    this.d.roomListing?.changed();
     this.d.logger.info("mls.group.recreated", { user: me, epoch: gi.epoch, oldEpoch: cur.epoch });
     return this.groupInfoResult(req.requestId, gi.groupId);
   }
@@ -212,7 +223,13 @@ export class MlsDeliveryService {
    * never DMs or the lobby.
    */
   listRooms(user: DirectoryUser, req: ListRooms): ResponseFrame {
-    return { $case: "roomList", value: { requestId: req.requestId, joined: this.roomsOf(user.record.username), all: this.d.store.mls.roomSummaries(MAX_LISTED_ROOMS) } };
+    const kept = this.d.roomListing?.current() ?? this.d.store.mls.roomSummaries(MAX_LISTED_ROOMS, MAX_LISTED_ROOMS_PER_CREATOR);
+    const joined = this.roomsOf(user.record.username);
+    // The user's own rooms are always in `all` too, whatever the caps left out (§8.2), in its order.
+    const listed = new Set(kept.map((r) => r.room));
+    const missing = joined.filter((r) => !listed.has(r.room)).map((r) => ({ room: r.room, memberCount: r.members.length }));
+    const all = missing.length === 0 ? [...kept] : [...kept, ...missing].sort((a, b) => b.memberCount - a.memberCount || Buffer.compare(Buffer.from(a.room), Buffer.from(b.room)));
+    return { $case: "roomList", value: { requestId: req.requestId, joined, all } };
   }
 
   /** The rooms whose MLS group counts the user as a member by the relay's record, with their members (Welcome.rooms on a v2 session). */
@@ -361,6 +378,7 @@ export class MlsDeliveryService {
     const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries);
     switch (out.kind) {
       case "accepted": {
+        if (hint.added.length > 0 || hint.removed.length > 0 || hint.external) this.d.roomListing?.changed();
         const rows = rowsPerRecipient(out.queued ?? []);
         this.d.logger.info("mls.commit.accepted", { user: me, epoch, bytes: req.commit.length, welcomeBytes: welcome?.length ?? 0, treeBytes: tree.length, queued: rows.size });
         if (rows.size > 0) this.d.delivered(rows);

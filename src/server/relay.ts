@@ -17,6 +17,8 @@ import {
   DELIVERY_BUDGET_BYTES, DELIVERY_STALL_MS, DELIVERY_WINDOW, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_FRAMES, PRE_AUTH_MAX_FRAME_BYTES, resolveLimits, type RelayLimits,
 } from "./limits.js";
 import { RegistrationLimiter } from "./registrations.js";
+import { RoomListing } from "./room-listing.js";
+import { MAX_LISTED_ROOMS, MAX_LISTED_ROOMS_PER_CREATOR } from "./mls-ds.js";
 import { SendsInFlight } from "./resends.js";
 import { LobbyAudience } from "./lobby-audience.js";
 import { Rooms } from "./rooms.js";
@@ -64,6 +66,8 @@ export interface StartRelayOptions {
   readonly maxPendingFrames?: number;
   /** Delivery bytes in flight relay-wide, and how long one write may hold them while others wait (write-budget.ts). */
   readonly writeBudget?: { readonly limitBytes: number; readonly stallMs: number };
+  /** How long an answer may wait unsent before its session ends as a slow consumer (default ANSWER_STALL_MS). */
+  readonly answerStallMs?: number;
   /** How long shutdown waits for streams to close before forcing them. */
   readonly shutdownGraceMs?: number;
   /**
@@ -247,6 +251,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     relayVersion: RELAY_VERSION,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     deliveryWindow: options.deliveryWindow ?? DELIVERY_WINDOW,
+    ...(options.answerStallMs === undefined ? {} : { answerStallMs: options.answerStallMs }),
+    roomListing: new RoomListing(store, clock, MAX_LISTED_ROOMS, MAX_LISTED_ROOMS_PER_CREATOR),
     registrations: new RegistrationLimiter(limits.registrationBurst, limits.registrationsPerHour),
     lobby,
     // §13.2: per device, across its sessions; room for every session and as many gone recently.

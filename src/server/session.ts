@@ -1,8 +1,10 @@
 // One client stream, as a state machine: handshake (Hello -> Challenge -> Proof), binding,
 // Welcome, then requests until the stream ends. PROTOCOL.md §9 is the contract.
 //
-// Frames are handled one at a time, in order; each handler awaits its own reply's write, so a
-// client that stops reading also stops being read (no unbounded buffering either way). The one
+// Frames are handled one at a time, in order; each handler awaits its own reply until it was
+// sent (reply(): flushed, big ones paced by the relay-wide write budget, one stalled past
+// ANSWER_STALL_MS ends the session), so a client that stops reading also stops being read, and
+// the relay holds at most one answer for it (no unbounded buffering either way). The one
 // exception is a run of SendMls (PROTOCOL.md §8.3, answered by SendResults; a SendEnvelope,
 // protocol v1's send, is refused in the same pipeline): each is checked at once, in order, and handed to the
 // group commit, and the next frames are read while it waits for its transaction; the answers
@@ -21,11 +23,12 @@ import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
 import { isStorageFailure, logReasonOf, Refusal, requestStorageRefusalOf, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
-import { MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
+import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
 import { keyPackagePublishTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
+import type { RoomListing } from "./room-listing.js";
 import type { SendsInFlight } from "./resends.js";
 import { SendAnswers } from "./send-answers.js";
 import type { RoutedSession } from "./router.js";
@@ -43,6 +46,10 @@ export interface SessionDeps extends HandshakeDeps {
   readonly lobby: LobbyAudience;
   /** The token buckets of each device, kept across its sessions (PROTOCOL.md §13.2; rate-buckets.ts). */
   readonly rates: DeviceRates;
+  /** How long an answer may wait unsent before the session ends as a slow consumer (default ANSWER_STALL_MS). */
+  readonly answerStallMs?: number;
+  /** ListRooms' relay-wide kept listing (room-listing.ts). */
+  readonly roomListing?: RoomListing;
 }
 
 /** Serves one stream from its first frame to its end. Never throws. */
@@ -121,6 +128,7 @@ class AuthenticatedSession implements RoutedSession {
       inLobby: (a) => deps.lobby.includes(a),
       delivered: (rows) => deps.router.delivered(rows),
       queueUsage: (a) => this.queueUsage(a),
+      ...(deps.roomListing === undefined ? {} : { roomListing: deps.roomListing }),
     });
     this.answers = new SendAnswers((value) => stream.send(encodeSendResult(value)), (e) => {
       deps.logger.error("send.answer_failed", { user: this.username, reason: logReasonOf(e), error: e instanceof Error ? e.message : String(e) });
@@ -191,8 +199,28 @@ class AuthenticatedSession implements RoutedSession {
     await this.answers.all();
   }
 
+  /**
+   * Writes one answer and waits until it was sent (PROTOCOL.md §13.3): the session reads its next
+   * request only then, so a client that stops reading holds one answer in the relay, never a pile
+   * of them (grpc-js's buffer would take 16 frames: 16 MiB). An answer bigger than
+   * ANSWER_UNBUDGETED_BYTES first takes its bytes from the relay-wide write budget, like a
+   * delivery. An answer still unsent after the answer stall time ends the session as a slow
+   * consumer (its queue is untouched: nothing is lost).
+   */
   private async reply(frame: ResponseFrame): Promise<void> {
-    await this.stream.send(encodeResponse(frame));
+    const bytes = encodeResponse(frame);
+    const stallMs = this.deps.answerStallMs ?? ANSWER_STALL_MS;
+    const stalled = setTimeout(() => {
+      if (this.stream.closed) return;
+      this.deps.logger.warn("answer.slow_consumer", { user: this.username, bytes: bytes.byteLength, stallMs });
+      this.stream.end(statusOf(sessionEnd.slowConsumer(`an answer of ${bytes.byteLength} bytes waited unread for more than ${Math.round(stallMs / 1000)} seconds`)));
+    }, stallMs);
+    stalled.unref();
+    try {
+      await this.stream.sendFlushed(bytes, bytes.byteLength > ANSWER_UNBUDGETED_BYTES);
+    } finally {
+      clearTimeout(stalled);
+    }
   }
 
   private async handle(frame: Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>): Promise<void> {

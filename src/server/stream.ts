@@ -8,7 +8,8 @@
 //   - out: send() writes at once and, when write() reports a full buffer, resolves only after
 //     'drain'. Callers that must not wait (event broadcasts) ignore the promise; if a client
 //     stops reading, its buffer grows to MAX_PENDING_FRAMES and it is disconnected. Deliveries
-//     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget.
+//     (sendFlushed) wait until sent, and first take their bytes from the relay-wide write budget;
+//     so do answers to requests (session.ts reply), the small ones without the budget.
 import { status as GrpcStatus, type ServerDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { ERROR_CODE_TRAILER, sessionEnd, statusOf } from "./errors.js";
 import { receiveLimit, resetIfLeftOpen } from "./grpc-internals.js";
@@ -36,9 +37,10 @@ export interface FrameStream extends AsyncIterable<Buffer> {
    * writer that awaits this keeps at most one frame in the call's buffer, where send() lets
    * up to the buffer's high-water mark (16 frames) pile up; delivery batches use it, since
    * each may be up to max frame bytes. With a relay-wide write budget, the frame first waits
-   * for its share of it (write-budget.ts), given back once the frame was sent.
+   * for its share of it (write-budget.ts), given back once the frame was sent; unless
+   * `budgeted` is false (a small answer to a request, session.ts: it skips the budget's queue).
    */
-  sendFlushed(frame: Uint8Array): Promise<boolean>;
+  sendFlushed(frame: Uint8Array, budgeted?: boolean): Promise<boolean>;
   /** Ends the stream with this status (OK: a clean end). Later calls do nothing. */
   end(status: StatusObject): void;
   /** True after end() or once the client went away. */
@@ -244,9 +246,9 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
       if (write(frame)) return Promise.resolve(true);
       return waitForDrain();
     },
-    sendFlushed(frame: Uint8Array): Promise<boolean> {
+    sendFlushed(frame: Uint8Array, budgeted = true): Promise<boolean> {
       if (stream.closed) return Promise.resolve(false);
-      const budget = options.writeBudget;
+      const budget = budgeted ? options.writeBudget : undefined;
       if (budget === undefined) return flush(frame, undefined);
       // Room in the budget now (the common case): no wait, no promise for the lease.
       const lease = budget.tryAcquire(frame.byteLength);

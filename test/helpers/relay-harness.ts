@@ -37,6 +37,7 @@ export interface TestRelayOptions {
   readonly maxPendingFrames?: number;
   /** The relay-wide delivery write budget (write-budget.ts). */
   readonly writeBudget?: { readonly limitBytes: number; readonly stallMs: number };
+  readonly answerStallMs?: number;
   readonly logLevel?: LogLevel;
   /**
    * Serve TLS with this PEM certificate and key. Without it the relay serves TLS with its own
@@ -145,6 +146,7 @@ export class TestRelay {
       ...(this.options.deliveryWindow ? { deliveryWindow: this.options.deliveryWindow } : {}),
       ...(this.options.maxPendingFrames ? { maxPendingFrames: this.options.maxPendingFrames } : {}),
       ...(this.options.writeBudget ? { writeBudget: this.options.writeBudget } : {}),
+      ...(this.options.answerStallMs ? { answerStallMs: this.options.answerStallMs } : {}),
       ...(this.options.maxDatabaseBytes ? { maxDatabaseBytes: this.options.maxDatabaseBytes } : {}),
       ...(this.options.commitMode ? { commitMode: this.options.commitMode } : {}),
       ...(this.options.protocolVersions ? { protocolVersions: this.options.protocolVersions } : {}),

@@ -17,9 +17,9 @@ describe("/rooms on protocol v2", () => {
     await w.c.carol!.waitForMessage("a DM makes a group too", T);
 
     const atBob = await w.c.bob!.client.listRooms();
-    expect(atBob).toEqual({ ok: true, value: { joined: [{ room: "#ops", members: ["alice", "bob"] }], all: [{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }] } });
+    expect(atBob).toEqual({ ok: true, value: { joined: [{ room: "#ops", members: ["alice", "bob"] }], all: [{ room: "#ops", memberCount: 2 }, { room: "#dev", memberCount: 1 }] } });
     const atCarol = await w.c.carol!.client.listRooms();
-    expect(atCarol).toEqual({ ok: true, value: { joined: [{ room: "#dev", members: ["carol"] }], all: [{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }] } });
+    expect(atCarol).toEqual({ ok: true, value: { joined: [{ room: "#dev", members: ["carol"] }], all: [{ room: "#ops", memberCount: 2 }, { room: "#dev", memberCount: 1 }] } });
 
     // carol leaves #dev (its last member): the group stays on the relay with no member by its record.
     expect((await w.c.carol!.client.leaveRoom("#dev")).ok).toBe(true);
@@ -27,6 +27,6 @@ describe("/rooms on protocol v2", () => {
     expect(after.ok && after.value.joined).toEqual([]);
     // The last member leaves without a commit (nobody is left to commit her removal): the relay
     // still counts her (PROTOCOL.md §17).
-    expect(after.ok && after.value.all).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }]);
+    expect(after.ok && after.value.all).toEqual([{ room: "#ops", memberCount: 2 }, { room: "#dev", memberCount: 1 }]);
   });
 });

@@ -97,7 +97,8 @@ describe("relay rooms (protocol v2: rooms are MLS groups)", () => {
     expect(await listRooms(c)).toMatchObject({ joined: [], all: [{ room: "#ops", memberCount: 2 }] });
     expect((await listRooms(a)).joined).toEqual([{ room: "#ops", members: ["alice", "bob"] }]);
     await createAndAdd(c, pc, "#dev", []);
-    expect((await listRooms(b)).all).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }]);
+    // The biggest first, then by name (§8.2).
+    expect((await listRooms(b)).all).toEqual([{ room: "#ops", memberCount: 2 }, { room: "#dev", memberCount: 1 }]);
 
     // bob is removed (the creator's commit names him in the hint): the count follows the record.
     const rm = await ops.g.removeMembers(["bob"]);

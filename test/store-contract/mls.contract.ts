@@ -177,7 +177,8 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         s.createGroup(group(3, "#_", "alice"));
         expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c"), undefined, { external: false, added: ["Zed", "_x", "bob"], removed: [] }).kind).toBe("accepted");
         expect(s.groupMembers(gid(1))).toEqual(["Zed", "_x", "alice", "bob"]);
-        expect(s.roomSummaries(10).map((r) => r.room)).toEqual(["#B", "#_", "#b"]);
+        // Most members first (#b: 4), then by bytes.
+        expect(s.roomSummaries(10).map((r) => r.room)).toEqual(["#b", "#B", "#_"]);
         expect(s.roomsOfMember("alice", 10).map((r) => r.room)).toEqual(["#B", "#_", "#b"]);
         expect(s.roomsOfMember("alice", 10)[2]!.members).toEqual(["Zed", "_x", "alice", "bob"]);
       });
@@ -308,8 +309,8 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(s.createGroup(room(3, "lobby", "bob"))).toBe("created");
         expect(s.createGroup(room(4, "#dev", "carol"))).toBe("created");
         expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), undefined, { external: false, added: ["bob", "carol"], removed: [] })).toMatchObject({ kind: "accepted" });
-        expect(s.roomSummaries(100)).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 3 }]);
-        expect(s.roomSummaries(1)).toEqual([{ room: "#dev", memberCount: 1 }]);
+        expect(s.roomSummaries(100)).toEqual([{ room: "#ops", memberCount: 3 }, { room: "#dev", memberCount: 1 }]);
+        expect(s.roomSummaries(1)).toEqual([{ room: "#ops", memberCount: 3 }]);
         expect(s.roomsOfMember("carol", 100)).toEqual([{ room: "#dev", members: ["carol"] }, { room: "#ops", members: ["alice", "bob", "carol"] }]);
         expect(s.roomsOfMember("carol", 1)).toEqual([{ room: "#dev", members: ["carol"] }]);
         expect(s.roomsOfMember("bob", 100)).toEqual([{ room: "#ops", members: ["alice", "bob", "carol"] }]);
@@ -336,7 +337,23 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(s.groupOfConversation("#ops")!.groupId).toEqual(gid(5));
         expect(s.groupMembers(gid(5))).toEqual(["alice", "carol"]);
         expect(s.commitsFrom(gid(5), 0, 10).map((c) => c.epoch)).toEqual([0]);
-        expect(s.roomSummaries(100)).toEqual([{ room: "#dev", memberCount: 1 }, { room: "#ops", memberCount: 2 }]);
+        expect(s.roomSummaries(100)).toEqual([{ room: "#ops", memberCount: 2 }, { room: "#dev", memberCount: 1 }]);
+      });
+
+      it("lists the biggest rooms first, then by name, and at most perCreator rooms of one creator (its biggest)", () => {
+        // rt2 review: one creator's rooms named to sort first must not fill the list.
+        const s = t.store.mls;
+        for (let i = 0; i < 5; i++) s.createGroup(room(10 + i, `#0${i}`, "squat"));
+        s.createGroup(room(20, "#zz", "alice"));
+        s.createGroup(room(21, "#ops", "carol"));
+        s.createGroup(room(22, "#0big", "squat"));
+        expect(s.acceptCommit(gid(21), 0, "carol", Buffer.from("c0"), undefined, { external: false, added: ["alice", "bob"], removed: [] }).kind).toBe("accepted");
+        expect(s.acceptCommit(gid(22), 0, "squat", Buffer.from("c0"), undefined, { external: false, added: ["x1"], removed: [] }).kind).toBe("accepted");
+        expect(s.roomSummaries(100, 2)).toEqual([
+          { room: "#ops", memberCount: 3 }, { room: "#0big", memberCount: 2 }, { room: "#00", memberCount: 1 }, { room: "#zz", memberCount: 1 },
+        ]);
+        expect(s.roomSummaries(3, 2).map((r) => r.room)).toEqual(["#ops", "#0big", "#00"]);
+        expect(s.roomSummaries(100).map((r) => r.room)).toEqual(["#ops", "#0big", "#00", "#01", "#02", "#03", "#04", "#zz"]);
       });
     });
   });

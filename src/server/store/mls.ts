@@ -122,9 +122,13 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
     membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
     commitsDelete: p(`DELETE FROM mls_commits WHERE group_id = ?`),
-    roomSummaries: p(`SELECT g.conversation_id AS room, COUNT(m.username) AS n FROM mls_groups g
-                      LEFT JOIN mls_group_members m ON m.group_id = g.group_id
-                      WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id LIMIT ?`),
+    // Biggest rooms first, then by name (bytes, as PostgreSQL's COLLATE "C"); at most ? per creator.
+    roomSummaries: p(`SELECT room, n FROM (
+                        SELECT g.conversation_id AS room, COUNT(m.username) AS n,
+                          ROW_NUMBER() OVER (PARTITION BY g.creator ORDER BY COUNT(m.username) DESC, g.conversation_id) AS k
+                        FROM mls_groups g LEFT JOIN mls_group_members m ON m.group_id = g.group_id
+                        WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id)
+                      WHERE k <= ? ORDER BY n DESC, room LIMIT ?`),
     roomsOfMember: p(`SELECT g.group_id, g.conversation_id FROM mls_group_members m JOIN mls_groups g ON g.group_id = m.group_id
                       WHERE m.username = ? AND g.conversation_id LIKE '#%' ORDER BY g.conversation_id LIMIT ?`),
   };
@@ -337,9 +341,13 @@ export class MlsDeliveryStore {
     });
   }
 
-  /** Every room's group (never DMs or the lobby) with its member count by the hint, by name; at most `limit`. */
-  roomSummaries(limit: number): Array<{ readonly room: string; readonly memberCount: number }> {
-    return (this.s.roomSummaries.all(limit) as Row[]).map((r) => ({ room: str(r.room), memberCount: num(r.n) }));
+  /**
+   * Rooms' groups (never DMs or the lobby) with their member counts by the hint: most members
+   * first, then by name (bytes); at most `perCreator` of one creator's groups (its biggest), at
+   * most `limit` in all (PROTOCOL.md §8.2, ListRooms).
+   */
+  roomSummaries(limit: number, perCreator: number = limit): Array<{ readonly room: string; readonly memberCount: number }> {
+    return (this.s.roomSummaries.all(perCreator, limit) as Row[]).map((r) => ({ room: str(r.room), memberCount: num(r.n) }));
   }
 
   /** The rooms whose group counts the user as a member by the hint, with their members (sorted); at most `limit`. */

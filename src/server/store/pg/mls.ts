@@ -287,11 +287,18 @@ export class PgMlsStore implements MlsStore {
     }
   }
 
-  /** Every room's group (never DMs or the lobby) with its member count by the hint, by name; at most `limit`. */
-  roomSummaries(limit: number): Array<{ readonly room: string; readonly memberCount: number }> {
-    return this.db.query(`SELECT g.conversation_id AS room, count(m.username) AS n FROM mls_groups g
-        LEFT JOIN mls_group_members m ON m.group_id = g.group_id
-      WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id ORDER BY g.conversation_id COLLATE "C" LIMIT $1`, [limit])
+  /**
+   * Rooms' groups (never DMs or the lobby) with their member counts by the hint: most members
+   * first, then by name (bytes); at most `perCreator` of one creator's groups (its biggest), at
+   * most `limit` in all (PROTOCOL.md §8.2, ListRooms).
+   */
+  roomSummaries(limit: number, perCreator: number = limit): Array<{ readonly room: string; readonly memberCount: number }> {
+    return this.db.query(`SELECT room, n FROM (
+        SELECT g.conversation_id AS room, count(m.username) AS n,
+          row_number() OVER (PARTITION BY g.creator ORDER BY count(m.username) DESC, g.conversation_id COLLATE "C") AS k
+        FROM mls_groups g LEFT JOIN mls_group_members m ON m.group_id = g.group_id
+        WHERE g.conversation_id LIKE '#%' GROUP BY g.group_id) r
+      WHERE k <= $2 ORDER BY n DESC, room COLLATE "C" LIMIT $1`, [limit, perCreator])
       .map((r) => ({ room: str(r["room"]), memberCount: num(r["n"]) }));
   }
 

@@ -17,9 +17,9 @@
 // Without it the memory after a burst is a bound, not a leak (flat over three bursts: see
 // relay-scale); an operator who prefers the lower RSS can set the variable in the environment.
 import "./thread-pool.js"; // first: sizes libuv's pool before anything starts it
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { CERT_FILE } from "./tls-identity.js";
-import { processAlive, readPidFile } from "../common/pid-file.js";
+import { PID_FILE, processAlive, readPidFile, relayHolderState } from "../common/pid-file.js";
 import { DataDirLocked, lockDataDir } from "./pid-lock.js";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
@@ -31,6 +31,7 @@ import { isLogLevel, jsonLineLogger, type LogLevel } from "../protocol/log.js";
 import { DEFAULT_RELAY_LIMITS, HANDSHAKE_TIMEOUT_MS, type RelayLimits } from "./limits.js";
 import { defaultRelayDataDir } from "./paths.js";
 import { RelayStartError, startRelay } from "./relay.js";
+import { ensurePrivateDataDir } from "./startup.js";
 import { formatUserList, listBoundUsers, releaseUsername, type UsersTarget } from "./users-command.js";
 import type { SharedStore } from "./cluster-store-open.js";
 import { databaseHostOf, storeUrlOf, STORE_ENV } from "./cluster-url.js";
@@ -113,7 +114,8 @@ async function runRelay(args: RunArgs): Promise<number> {
     }
     const tls = readTls(a.tlsCert, a.tlsKey);
     // One relay per data dir (relay.pid); startRelay creates the dir, so make sure it exists first.
-    mkdirSync(a.dataDir, { recursive: true, mode: 0o700 });
+    // Private first: relay.pid in a directory others may write could be planted or swapped.
+    ensurePrivateDataDir(a.dataDir);
     lock = lockDataDir(a.dataDir);
     if (a.storeUrl !== undefined) shared = (await sharedStoreCode()).openSharedStore(a.storeUrl, logger);
     relay = await startRelay({
@@ -169,7 +171,11 @@ async function runRelay(args: RunArgs): Promise<number> {
 /** chat-relay stop: SIGTERM to the relay holding the data dir, then wait until it is gone. */
 async function stopRelay(dataDir: string): Promise<number> {
   const holder = readPidFile(dataDir);
-  if (holder === undefined || !processAlive(holder.pid)) return fail(`no relay is running on the data dir ${dataDir}`);
+  if (holder === undefined) return fail(`no relay is running on the data dir ${dataDir}`);
+  // Never signal a process not proven to be the relay: a stale relay.pid's pid may be anyone's now.
+  const held = relayHolderState(holder);
+  if (held.state === "stale") return fail(`no relay is running on the data dir ${dataDir} (its ${PID_FILE} is stale: ${held.why}); nothing was signalled`);
+  if (held.state === "unproven") return fail(`${held.why}, so it is not signalled; if it is the relay of ${dataDir}, stop it with: kill ${holder.pid}`);
   try {
     process.kill(holder.pid, "SIGTERM");
   } catch (e) {

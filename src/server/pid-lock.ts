@@ -2,10 +2,11 @@
 // is created with O_EXCL (two relays racing to start on the same dir: one wins, the other is told
 // who holds it), names the pid and, once the port is bound, the address, so that chat-tui's
 // zero-setup start finds the running relay and `chat-relay stop` knows whom to signal. A lock
-// whose process is gone (a crash, a reboot) is taken over.
+// whose process is gone (a crash, a reboot), or whose pid now names another process (another
+// user's, or one started at another time: relayHolderState), is taken over.
 import { closeSync, constants as fsConstants, openSync, renameSync, unlinkSync, writeSync, fsyncSync } from "node:fs";
 import { join } from "node:path";
-import { PID_FILE, processAlive, readPidFile, type PidFileContents } from "../common/pid-file.js";
+import { PID_FILE, processStart, readPidFile, relayHolderState, systemProbe, type PidFileContents, type ProcessProbe } from "../common/pid-file.js";
 
 export class DataDirLocked extends Error {
   constructor(readonly holder: PidFileContents, dataDir: string) {
@@ -25,9 +26,9 @@ export interface DataDirLock {
 }
 
 /** Takes the data dir's lock or throws DataDirLocked naming the live holder. */
-export function lockDataDir(dataDir: string, clock: () => number = Date.now): DataDirLock {
+export function lockDataDir(dataDir: string, clock: () => number = Date.now, probe: ProcessProbe = systemProbe): DataDirLock {
   const path = join(dataDir, PID_FILE);
-  const mine: PidFileContents = { pid: process.pid, startedAtMs: clock() };
+  const mine: PidFileContents = { pid: process.pid, startedAtMs: clock(), ...processStart("self", probe) };
   for (let attempt = 0; ; attempt++) {
     let fd: number;
     try {
@@ -35,13 +36,13 @@ export function lockDataDir(dataDir: string, clock: () => number = Date.now): Da
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 3) throw e;
       const holder = readPidFile(dataDir);
-      if (holder !== undefined && holder.pid !== process.pid && processAlive(holder.pid)) throw new DataDirLocked(holder, dataDir);
+      if (holder !== undefined && holder.pid !== process.pid && relayHolderState(holder, probe).state !== "stale") throw new DataDirLocked(holder, dataDir);
       if (holder === undefined && attempt === 0) {
         // Being written this very moment by a relay starting alongside: look again once.
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
         continue;
       }
-      unlinkSync(path); // stale: its relay is gone
+      unlinkSync(path); // stale: its relay is gone (the pid, if alive, is another process now)
       continue;
     }
     try {

@@ -1,7 +1,7 @@
 // What startRelay does before it serves, each turned into one sentence for the operator when it
 // fails (RelayStartError): the data directory and its database (with the disk budget), and the
 // bind of the listening address.
-import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync } from "node:fs";
+import { accessSync, chmodSync, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, openSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Server, ServerCredentials } from "@grpc/grpc-js";
 import { databaseBytes, defaultBudget, type DefaultBudget, type FsSpace } from "./disk-budget.js";
@@ -48,13 +48,50 @@ export interface OpenedDataDir {
   readonly budgetRule: string;
 }
 
-export function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined, space: (dir: string) => FsSpace): OpenedDataDir {
+/**
+ * Creates the data dir 0700, or checks an existing one is private: another user who may write in
+ * it could plant relay.pid (and keep the relay from starting) or swap relay.db and the TLS key for
+ * links to files of theirs. Refused when it belongs to another user or group/others may write it
+ * (one sentence with the chmod to run); tightened to 0700 when others may only read it.
+ */
+export function ensurePrivateDataDir(dataDir: string, uid: number | undefined = typeof process.geteuid === "function" ? process.geteuid() : undefined): void {
+  let st;
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    st = statSync(dataDir);
     accessSync(dataDir, fsConstants.W_OK | fsConstants.X_OK);
   } catch (e) {
     throw new RelayStartError(`cannot use data directory ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
+  if (!st.isDirectory()) throw new RelayStartError(`cannot use data directory ${dataDir}: it is not a directory`);
+  if (uid !== undefined && st.uid !== uid) {
+    throw new RelayStartError(`cannot use data directory ${dataDir}: it belongs to another user (uid ${st.uid}), who could replace the relay's files; use a directory of your own (--data-dir)`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new RelayStartError(`cannot use data directory ${dataDir}: other users may write in it (mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}) and could replace the relay's files; run: chmod 700 '${dataDir}'`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    try {
+      chmodSync(dataDir, 0o700);
+    } catch (e) {
+      throw new RelayStartError(`cannot make data directory ${dataDir} private (chmod 700): ${describeFsError(e)}`, { cause: e });
+    }
+  }
+}
+
+/** Refuses a symbolic link where the relay's database (or its -wal/-shm) is to be. */
+function refuseLink(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return; // absent: created by whoever opens it
+  }
+  if (st.isSymbolicLink()) throw new RelayStartError(`refusing to open ${path}: it is a symbolic link (remove it; the relay's files are plain files)`);
+}
+
+export function openDataDir(dataDir: string, clock: () => number, maxBytes: number | undefined, space: (dir: string) => FsSpace): OpenedDataDir {
+  ensurePrivateDataDir(dataDir);
   const dbPath = join(dataDir, "relay.db");
   let budget: DefaultBudget = { bytes: maxBytes ?? 0, rule: "--max-db-mb" };
   if (maxBytes === undefined) {
@@ -67,9 +104,18 @@ export function openDataDir(dataDir: string, clock: () => number, maxBytes: numb
   try {
     // Created 0600 before SQLite opens it (its -wal and -shm files copy these permissions):
     // the database holds who talks to whom, even if never what they say.
-    closeSync(openSync(dbPath, "a", 0o600));
+    // Not through a symbolic link (O_NOFOLLOW), and only a plain file.
+    for (const p of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) refuseLink(p);
+    const fd = openSync(dbPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o600);
+    try {
+      if (!fstatSync(fd).isFile()) throw new RelayStartError(`refusing to open ${dbPath}: it is not a plain file`);
+    } finally {
+      closeSync(fd);
+    }
     return { store: openStore(dbPath, { clock, maxBytes: budget.bytes }), budget: budget.bytes, budgetRule: budget.rule };
   } catch (e) {
+    if (e instanceof RelayStartError) throw e;
+    if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new RelayStartError(`refusing to open ${dbPath}: it is a symbolic link (remove it; the relay's files are plain files)`, { cause: e });
     throw new RelayStartError(`cannot open the relay database in ${dataDir}: ${describeFsError(e)}`, { cause: e });
   }
 }

@@ -253,6 +253,8 @@ async function main(): Promise<number> {
         }
       } catch (e) {
         logger.warn("local-relay.restart-failed", { reason: (e as Error).message });
+        // E.g. another user's program now holds the port: said, not just logged.
+        client?.announce("warn", (e as Error).message);
       }
     } } : {}),
   });

@@ -16,7 +16,8 @@ import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, ch
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { processAlive, readPidFile } from "../common/pid-file.js";
+import { readPidFile, relayHolderState } from "../common/pid-file.js";
+import { loopbackListenerUids } from "./port-owner.js";
 import { checkLogDirectory } from "./startup.js";
 
 export const LOCAL_RELAY_HOST = "127.0.0.1";
@@ -50,10 +51,13 @@ export interface LocalRelay {
   readonly started: boolean;
 }
 
-/** The relay running on this data dir, if one is up and listening. */
+/**
+ * The relay running on this data dir, if one is up and listening: its relay.pid names a live
+ * process of ours that started when the file says (relayHolderState), not just any live pid.
+ */
 export function runningLocalRelay(dir: string): { pid: number; port: number } | undefined {
   const p = readPidFile(dir);
-  return p !== undefined && p.port !== undefined && processAlive(p.pid) ? { pid: p.pid, port: p.port } : undefined;
+  return p !== undefined && p.port !== undefined && relayHolderState(p).state !== "stale" ? { pid: p.pid, port: p.port } : undefined;
 }
 
 /** The data dir: created 0700; refused when others may write it (they could swap the relay's files). */
@@ -72,6 +76,25 @@ export interface EnsureLocalRelayOptions {
   /** Whether something already accepts connections on the port (injected for tests). */
   readonly listens: (host: string, port: number) => Promise<boolean>;
   readonly relayBin?: string;
+  /** The uids listening where 127.0.0.1:port reaches, undefined where unknown (injected for tests). */
+  readonly portOwners?: (port: number) => number[] | undefined;
+  /** Our uid (injected for tests). */
+  readonly uid?: number;
+}
+
+/**
+ * Whether a listener on the local relay's port (not found through our relay.pid) may be used:
+ * only a program of this account. Throws the sentence for the user otherwise. Linux only (it
+ * reads /proc/net/tcp{,6}); elsewhere nobody can tell, and it is used as before.
+ */
+function checkListenerIsOurs(port: number, o: EnsureLocalRelayOptions): void {
+  const me = o.uid ?? (typeof process.geteuid === "function" ? process.geteuid() : undefined);
+  const owners = (o.portOwners ?? loopbackListenerUids)(port);
+  if (me === undefined || owners === undefined) return;
+  const advice = "set SECURECHAT_RELAY_PORT to another port, or name a relay with --server";
+  const other = owners.find((u) => u !== me);
+  if (other !== undefined) throw new Error(`${LOCAL_RELAY_HOST}:${port} is taken by a program of another user (uid ${other}): not using it; ${advice}`);
+  if (owners.length === 0) throw new Error(`${LOCAL_RELAY_HOST}:${port} is taken by a program this system does not name an owner for: not using it; ${advice}`);
 }
 
 /**
@@ -87,8 +110,12 @@ export async function ensureLocalRelay(o: EnsureLocalRelayOptions): Promise<Loca
 
   const running = runningLocalRelay(dir);
   if (running !== undefined && (await o.listens(LOCAL_RELAY_HOST, running.port))) return found(running, false);
-  // Someone else's relay (chat-relay run by hand, another data dir) already answers there: use it.
-  if (await o.listens(LOCAL_RELAY_HOST, port)) return { foreign: true, address: `${LOCAL_RELAY_HOST}:${port}` };
+  // A relay of ours not found through this data dir (chat-relay run by hand, another data dir)
+  // already answers there: use it. A program of another user: refused (it would be pinned).
+  if (await o.listens(LOCAL_RELAY_HOST, port)) {
+    checkListenerIsOurs(port, o);
+    return { foreign: true, address: `${LOCAL_RELAY_HOST}:${port}` };
+  }
 
   ensureDir(dir);
   checkLogDirectory(dir);

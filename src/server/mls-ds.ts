@@ -359,10 +359,14 @@ export class MlsDeliveryService {
           envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree, senderDevice }),
         });
       }
-      // §8.3, §13.2: within this sender's share of each recipient device's queue (a Refusal rolls the commit back).
+      // §8.3, §13.2: within this sender's share of each recipient device's queue (a Refusal rolls
+      // the commit back), except the queues of the users it removes: a member who never reads
+      // must not make itself impossible to remove (their removal is the one row they get).
+      const removedAddresses = new Set(hint.removed.length === 0 ? [] : this.addressesOf(hint.removed, lobby));
       const perAddress = new Map<string, { rows: number; bytes: number }>();
       for (const r of out) {
         for (const a of new Set(r.recipients)) {
+          if (removedAddresses.has(a)) continue;
           const n = perAddress.get(a) ?? { rows: 0, bytes: 0 };
           n.rows++;
           n.bytes += r.envelope.length;

@@ -98,4 +98,31 @@ describe("commits into a victim's queue are held to the sender's share", () => {
     // mallory's Welcome and commits (at most her share) plus alice's Welcome and message.
     expect(b1.welcome.queued).toBeLessThanOrEqual(1 + accepted + 1 + 2);
   });
+
+  // Found by a red-team review of the fix: a member who never reads (or one named by the hint
+  // only, never online) filled alice's share of its queue; then even alice's commit removing it
+  // was refused QUEUE_FULL, since the removal is queued to the removed member too.
+  it("a commit that removes a member who never reads is not held to the sender's share of that member's queue", { timeout: 120_000 }, async () => {
+    let now = Date.now();
+    relay = await TestRelay.start({ clock: () => now, logLevel: "warn", limits: { maxQueuePerSender: 20, maxQueuePerUser: 200 } });
+    (await relay.connect(bob)).close(); // bob: registered, never online again
+    const a = await relay.connect(alice);
+    const w = await someWelcome();
+    const ops = await MlsGroup.create((await mlsPerson(alice)).client, "#ops");
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await ops.groupInfo()) } }, "groupInfoResult");
+    expect(await sendCommit(a, fakePrivateCommit(ops.groupId, 0, 100), undefined, { added: ["bob"], welcome: w.welcome, ratchetTree: w.tree })).toMatchObject({ accepted: true });
+    let refused = false;
+    for (let i = 0; i < 40 && !refused; i++) {
+      now += 1000;
+      refused = (await sendMls(a, fakePrivateApp(ops.groupId, 1, i))).status !== SendStatus.SEND_STATUS_ACCEPTED;
+    }
+    expect(refused).toBe(true); // alice's share of bob's queue is full
+    now += 1000;
+    // An update still needs room in bob's queue; the commit removing bob does not.
+    expect(await sendCommit(a, fakePrivateCommit(ops.groupId, 1, 100))).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_QUEUE_FULL });
+    expect(await sendCommit(a, fakePrivateCommit(ops.groupId, 1, 101), undefined, { removed: ["bob"] })).toMatchObject({ accepted: true });
+    // bob gone from the room: alice talks on.
+    now += 1000;
+    expect((await sendMls(a, fakePrivateApp(ops.groupId, 2, 99))).status).toBe(SendStatus.SEND_STATUS_ACCEPTED);
+  });
 });

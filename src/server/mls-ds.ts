@@ -18,7 +18,6 @@
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
 import { createHash } from "node:crypto";
-import type { PublicMessage } from "ts-mls";
 import {
   ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type ListRooms, type PublishGroupInfo, type RecreateRoom,
   type PublishKeyPackages, type SendCommit,
@@ -27,7 +26,7 @@ import type { Logger } from "../protocol/log.js";
 import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
-import { dmPeer, isValidUsername, parseConversationId } from "../protocol/names.js";
+import { dmPeer, parseConversationId } from "../protocol/names.js";
 import { checkCommitShare, checkQueueCaps } from "./admission.js";
 import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
@@ -36,7 +35,8 @@ import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "
 import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
-import { checkExternalCommit, groupContextOf } from "./mls-external.js";
+import { checkExternal, checkGroupSize, checkHint, checkWelcome } from "./commit-checks.js";
+export { MAX_HINT_NAMES } from "./commit-checks.js";
 import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
 import type { MembershipHint } from "./store/mls.js";
@@ -45,8 +45,6 @@ import type { RoomListing } from "./room-listing.js";
 export { MAX_CLAIM_USERS, MAX_KEY_PACKAGE_BYTES, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";
 /** Groups one user may create (each is durable state the user makes the relay keep). */
 export const MAX_GROUPS_PER_USER = 1000;
-/** Usernames one commit's membership hint may name (added and removed together). */
-export const MAX_HINT_NAMES = 1000;
 /** Rooms one RoomList names at most (about 40 bytes each: well within one frame). */
 export const MAX_LISTED_ROOMS = 10_000;
 /**
@@ -321,17 +319,17 @@ export class MlsDeliveryService {
       groupId = Buffer.from(framing.groupId);
       epoch = epochNumber(framing.epoch, "the commit");
       const external = msg.wireformat === "mls_public_message" && msg.publicMessage.content.sender.senderType === "new_member_commit";
-      hint = this.checkHint(groupId, external, me, req.added, req.removed);
+      hint = checkHint(groupId, external, me, req.added, req.removed);
       conv = mls(() => conversationOfGroupId(groupId));
-      this.checkGroupSize(groupId, conv.id, me, hint);
-      welcome = this.checkWelcome(req, external);
+      checkGroupSize(this.d, groupId, conv.id, me, hint);
+      welcome = checkWelcome(req, external);
       if (req.groupInfo.length > 0) {
         const gi = this.parseGroupInfo(req.groupInfo);
         if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
         groupInfo = Buffer.from(req.groupInfo);
       }
       // Last, as the costliest (two Ed25519 verifications): an external join's signature and leaf (§8.2 "External commits").
-      if (msg.wireformat === "mls_public_message" && external) this.checkExternal(user, msg.publicMessage, groupId, epoch);
+      if (msg.wireformat === "mls_public_message" && external) checkExternal(this.d, user, msg.publicMessage, groupId, epoch);
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
@@ -433,103 +431,6 @@ export class MlsDeliveryService {
    * the Welcome an MLSMessage Welcome of our suite. Their size is bounded by the frame that
    * carried them (max_frame_bytes), so each stored delivery fits in one delivery frame.
    */
-  private checkWelcome(req: SendCommit, external: boolean): Buffer | undefined {
-    const wants = !external && req.added.length > 0;
-    if (req.welcome.length === 0) {
-      if (wants) throw bad(`the commit adds ${req.added.join(", ").slice(0, 200)} but carries no Welcome for them`);
-      if (req.ratchetTree.length > 0) throw bad("a ratchet tree is sent only beside a Welcome");
-      return undefined;
-    }
-    if (external) throw bad("an external join adds only its sender and carries no Welcome");
-    if (!wants) throw bad("the commit carries a Welcome but names no added user to deliver it to");
-    if (req.ratchetTree.length === 0) throw bad("the Welcome needs the new epoch's ratchet tree beside it");
-    const msg = mls(() => decodeMls(req.welcome, "the Welcome"));
-    if (msg.wireformat !== "mls_welcome") throw bad(`the Welcome is a ${msg.wireformat}`);
-    if (msg.welcome.cipherSuite !== MLS_SUITE) throw bad(`the Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
-    return Buffer.from(req.welcome);
-  }
-
-  /**
-   * The membership hint of a commit: valid, distinct usernames, at most MAX_HINT_NAMES, nobody
-   * both added and removed; in a DM group only its two users. Unsigned: it decides delivery and
-   * who may commit, never who can read (the tree does).
-   */
-  /**
-   * A commit that adds may not take the group past the relay's max_recipients (README "limits":
-   * the most one message reaches): each SendMls is stored once per member by the hint, so the
-   * limit bounds what one message costs the relay, as a v1 envelope's recipient list did.
-   * Commits that only remove are always taken (a limit lowered since must not freeze a group).
-   */
-  private checkGroupSize(groupId: Buffer, conversationId: string, me: string, hint: MembershipHint): void {
-    if (hint.added.length === 0 && !hint.external) return;
-    const members = new Set(this.d.store.mls.groupMembers(groupId));
-    const before = members.size;
-    for (const u of hint.added) members.add(u);
-    if (hint.external) members.add(me);
-    for (const u of hint.removed) members.delete(u);
-    const max = this.d.limits.maxRecipients;
-    if (members.size > before && members.size > max) {
-      throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${members.size} members; this relay allows at most ${max}, the most one message can reach`);
-    }
-    // Devices too (§4.5): every device of a member is a leaf and a queue row per message.
-    let devices = 0;
-    for (const u of members) devices += this.d.devices.addresses(u).length;
-    const maxDevices = this.d.limits.maxGroupDevices;
-    if (devices > maxDevices) {
-      throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${devices} devices (of ${members.size} members); this relay allows at most ${maxDevices} in one group`);
-    }
-  }
-
-  /**
-   * The membership hint (PROTOCOL.md §8.2): valid distinct usernames, at most MAX_HINT_NAMES;
-   * in a DM group only its two users, in `added` and `removed` alike. An external commit
-   * (§8.2 "External commits"): in a DM only by one of its two users; its hint names nobody but
-   * its joiner (RFC 9420 §12.4.3.2: an external commit adds only its sender, and removes only
-   * the joiner's own old leaves, a resync, which keeps the joiner a member). The joiner's own
-   * name in `removed` is therefore dropped: the joiner is a member by it.
-   */
-  private checkHint(groupId: Buffer, external: boolean, me: string, added: readonly string[], removed: readonly string[]): MembershipHint {
-    if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
-    const all = [...added, ...removed];
-    if (!all.every((u) => isValidUsername(u))) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit's added or removed names include an invalid username");
-    if (new Set(all).size !== all.length) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit names a user twice in added and removed");
-    const conv = mls(() => conversationOfGroupId(groupId));
-    if (conv.kind === "dm" && external && !conv.members.includes(me)) {
-      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `only ${conv.members.join(" and ")} may join the group of ${conv.id}`);
-    }
-    if (conv.kind === "dm" && !all.every((u) => conv.members.includes(u))) {
-      throw new Refusal(ErrorCode.ERROR_CODE_BAD_CONVERSATION, `a DM group holds only ${conv.members.join(" and ")}`);
-    }
-    if (external) {
-      const other = all.find((u) => u !== me);
-      if (other !== undefined) {
-        throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `an external join names only its joiner in added and removed, not ${other}: it adds nobody else and removes only your own old leaves`);
-      }
-      return { external, added, removed: [] };
-    }
-    return { external, added, removed };
-  }
-
-  /**
-   * An external commit into a known group at its current epoch is checked against the relay's
-   * GroupInfo of that epoch before it is ordered (PROTOCOL.md §8.2 "External commits";
-   * mls-external.ts). One for a past epoch changes nothing (the store answers EPOCH_TAKEN,
-   * naming the winner only to a member) and is not checked; one for the current epoch while
-   * the relay's GroupInfo is older cannot have been made from it, and is refused.
-   */
-  private checkExternal(user: DirectoryUser, pm: PublicMessage, groupId: Buffer, epoch: number): void {
-    const g = this.d.store.mls.group(groupId);
-    if (g === undefined || epoch !== g.epoch) return;
-    if (g.groupInfoEpoch !== g.epoch) {
-      throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the relay holds no GroupInfo of epoch ${g.epoch} of ${g.conversationId} yet, so no external join can be made for it; fetch the GroupInfo again later`);
-    }
-    const me = user.record.username;
-    const hasList = this.d.devices.version(me) > 0;
-    checkExternalCommit(pm, groupContextOf(g.groupInfo), {
-      username: me, identitySpki: user.record.sigSpki, hasList, device: hasList ? this.d.devices.deviceAt(this.d.address) : undefined,
-    });
-  }
-
   private groupInfoResult(requestId: number, groupId: Buffer): ResponseFrame {
     const g = this.d.store.mls.group(groupId)!;
     return { $case: "groupInfoResult", value: { requestId, groupId: g.groupId, groupInfo: g.groupInfo, groupInfoEpoch: g.groupInfoEpoch, currentEpoch: g.epoch } };

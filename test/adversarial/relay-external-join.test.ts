@@ -83,14 +83,20 @@ async function aliceAndBobDm(a: RawSession, b: RawSession, pa: MlsPerson, pb: Ml
   return { ga, gb };
 }
 
+/** A relay with alice, bob and mallory connected, and alice and bob's DM group made. */
+async function dmOfAliceAndBob() {
+  relay = await TestRelay.start();
+  const a = await relay.connect(alice);
+  const b = await relay.connect(bob);
+  const m = await relay.connect(mallory);
+  const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
+  const { ga, gb } = await aliceAndBobDm(a, b, pa, pb);
+  return { a, b, m, pa, pb, ga, gb };
+}
+
 describe("external commits at the relay (PROTOCOL.md §8.2)", () => {
   it("an outsider cannot read a DM's GroupInfo, nor join it, nor cut one of its users off", { timeout: 60_000 }, async () => {
-    relay = await TestRelay.start();
-    const a = await relay.connect(alice);
-    const b = await relay.connect(bob);
-    const m = await relay.connect(mallory);
-    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
-    const { ga, gb } = await aliceAndBobDm(a, b, pa, pb);
+    const { a, b, m, ga, gb } = await dmOfAliceAndBob();
 
     // (1) The DM's GroupInfo: refused to mallory by conversation id and by group id, and in the
     // same words as for a DM that has no group (whether it exists is not told either).
@@ -196,12 +202,7 @@ describe("external commits at the relay (PROTOCOL.md §8.2)", () => {
   });
 
   it("EPOCH_TAKEN names the winner only to a member: an outsider learns no committer", { timeout: 60_000 }, async () => {
-    relay = await TestRelay.start();
-    const a = await relay.connect(alice);
-    const b = await relay.connect(bob);
-    const m = await relay.connect(mallory);
-    const [pa, pb] = [await mlsPerson(alice), await mlsPerson(bob)];
-    const { ga, gb } = await aliceAndBobDm(a, b, pa, pb);
+    const { a, b, m, pa, pb, ga, gb } = await dmOfAliceAndBob();
     const ub = await gb.selfUpdate();
     expect(await sendCommit(b, ub.commit, ub.groupInfo)).toMatchObject({ accepted: true });
     gb.confirmCommit();

@@ -186,7 +186,9 @@ export class MlsDeliveryService {
       return this.groupInfoResult(req.requestId, gi.groupId);
     }
     if (gi.epoch !== known.epoch) throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the group is at epoch ${known.epoch}, not ${gi.epoch}`);
-    const author = known.epoch === 0 || s.commitSender(gi.groupId, known.epoch - 1) === undefined ? known.creator : s.commitSender(gi.groupId, known.epoch - 1);
+    // §8.2: whoever's commit made the current epoch (kept in the group's record: the commit itself
+    // may be gone by the per-user bound), or its creator if no commit was accepted since.
+    const author = s.epochCommitter(gi.groupId) ?? known.creator;
     if (author !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${author ?? "the committer"}, whose commit made epoch ${known.epoch}, may publish its GroupInfo`);
     s.setGroupInfo(gi.groupId, Buffer.from(req.groupInfo), gi.epoch);
     return this.groupInfoResult(req.requestId, gi.groupId);
@@ -374,10 +376,10 @@ export class MlsDeliveryService {
       checkCommitShare(perAddress, { queueUsage: this.d.queueUsage ?? ((a) => this.d.store.queueUsage(a, me)), limits: this.d.limits });
       return out;
     };
-    // §8.2: the sender's kept commits make room for this one first (their oldest go), so they stay
-    // within the per-user bound; before the accept, so a failure here refuses nothing accepted.
-    this.d.store.mls.trimCommitsOf(me, this.d.limits.maxKeptCommitsPerUser - 1, this.d.limits.maxKeptCommitBytesPerUser - commit.length);
-    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries);
+    // §8.2: once accepted, the sender's oldest kept commits go until it is within the per-user
+    // bound again, in the commit's transaction (a refused commit trims nothing).
+    const bound = { maxCommits: this.d.limits.maxKeptCommitsPerUser, maxBytes: this.d.limits.maxKeptCommitBytesPerUser };
+    const out = this.d.store.mls.acceptCommit(groupId, epoch, me, commit, groupInfo, hint, deliveries, bound);
     switch (out.kind) {
       case "accepted": {
         if (hint.added.length > 0 || hint.removed.length > 0 || hint.external) this.d.roomListing?.changed();

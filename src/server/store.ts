@@ -42,7 +42,7 @@ export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, 
 export type MlsStore = Pick<MlsDeliveryStore,
   | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
   | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
-  | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender"
+  | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender" | "epochCommitter"
   | "acceptCommit" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
 
 /** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */

@@ -88,6 +88,39 @@ describe("MLS Delivery Service abuse", () => {
     expect(await sendCommit(a, upd.commit)).toMatchObject({ accepted: true, epoch: 0 });
   });
 
+  it("a removed creator may not replace the GroupInfo once the per-user bound dropped the commit that made the epoch (§8.2)", async () => {
+    // alice keeps one commit: her next commit anywhere drops the one that removed mallory.
+    relay = await TestRelay.start({ limits: { maxKeptCommitsPerUser: 1 } });
+    const m = await relay.connect(mallory);
+    const a = await relay.connect(alice);
+    const [pm, pa] = [await mlsPerson(mallory), await mlsPerson(alice)];
+    await must(a, { $case: "publishKeyPackages", value: { requestId: 0, oneTime: [await makeKeyPackage(pa)], lastResort: Buffer.alloc(0) } }, "keyPackageStatus");
+    // mallory creates #ops and adds alice; alice removes mallory (epoch 2 is alice's).
+    const gm = await MlsGroup.create(pm.client, "#ops");
+    await must(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await gm.groupInfo()) } }, "groupInfoResult");
+    const kp = await must(m, { $case: "claimKeyPackages", value: { requestId: 0, usernames: ["alice"], deviceIds: [] } }, "keyPackageList");
+    const add = await gm.addMembers([kp.entries[0]!.keyPackage], { expectUsernames: ["alice"] });
+    expect(await sendCommit(m, add.commit, undefined, { added: ["alice"], welcome: add.welcome, ratchetTree: add.ratchetTree })).toMatchObject({ accepted: true, epoch: 0 });
+    gm.confirmCommit();
+    const ga = (await MlsGroup.joinFromWelcome(pa.client, add.welcome!, add.ratchetTree!, lookupOf(pa))).group;
+    const kick = await ga.removeMembers(["mallory"]);
+    expect(await sendCommit(a, kick.commit, undefined, { removed: ["mallory"] })).toMatchObject({ accepted: true, epoch: 1 });
+    ga.confirmCommit();
+    const present = Buffer.from(await ga.groupInfo());
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: present } }, "groupInfoResult");
+    // alice's commit in her own #dev is her one kept commit now: the one of #ops epoch 1 went.
+    const dev = await MlsGroup.create(pa.client, "#dev");
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: Buffer.from(await dev.groupInfo()) } }, "groupInfoResult");
+    expect(await sendCommit(a, (await dev.selfUpdate()).commit)).toMatchObject({ accepted: true, epoch: 0 });
+    const kept = await must(a, { $case: "fetchCommits", value: { requestId: 0, groupId: Buffer.from(ga.groupId), fromEpoch: 0 } }, "commitList");
+    expect(kept.commits.map((c) => c.epoch)).toEqual([0]);
+    // Any GroupInfo of epoch 2 (here alice's own) from mallory, the group's creator: not hers to publish.
+    const replaced = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: present } }, "groupInfoResult");
+    expect(replaced).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_FORGED_SENDER, detail: "only alice, whose commit made epoch 2, may publish its GroupInfo" } });
+    // alice still may.
+    await must(a, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: present } }, "groupInfoResult");
+  });
+
   it("a DM group's membership hint names only its two users; a removed member may no longer commit", async () => {
     relay = await TestRelay.start();
     const a = await relay.connect(alice);

@@ -64,6 +64,29 @@ describe("schema", () => {
     expect((await sql<{ v: Buffer }>("SELECT value AS v FROM meta WHERE key = 'schema_version'"))[0]!.v.toString()).toBe(String(PG_SCHEMA_VERSION + 1));
   });
 
+  it("migration 3: each group gains who made its current epoch, from its newest kept commit (PROTOCOL.md §8.2)", async () => {
+    const gid = (n: number) => Buffer.alloc(20, n);
+    const group = (n: number, room: string) => ({ groupId: gid(n), conversationId: room, creator: "alice", epoch: 0, groupInfo: Buffer.from("gi"), groupInfoEpoch: 0 });
+    const s = open();
+    s.mls.createGroup(group(1, "#ops"));
+    s.mls.createGroup(group(2, "#dev"));
+    expect(s.mls.acceptCommit(gid(1), 0, "alice", Buffer.from("a0"), undefined, { external: false, added: ["bob"], removed: [] }).kind).toBe("accepted");
+    expect(s.mls.acceptCommit(gid(1), 1, "bob", Buffer.from("b1")).kind).toBe("accepted");
+    expect(s.mls.acceptCommit(gid(2), 0, "carol", Buffer.from("c0"), undefined, { external: true, added: [], removed: [] }).kind).toBe("accepted");
+    s.close();
+    opened.splice(opened.indexOf(s), 1);
+    // The database as version 2 left it: no column; #dev's newest commit already trimmed.
+    await sql("ALTER TABLE mls_groups DROP COLUMN last_committer");
+    await sql("DELETE FROM mls_commits WHERE sender = 'carol'");
+    await sql("UPDATE meta SET value = $1 WHERE key = 'schema_version'", [Buffer.from("2")]);
+    const t = open();
+    expect(t.migrate).toEqual({ from: 2, to: PG_SCHEMA_VERSION });
+    expect(t.mls.epochCommitter(gid(1))).toBe("bob");
+    expect(t.mls.epochCommitter(gid(2))).toBeUndefined();
+    expect(t.mls.acceptCommit(gid(1), 2, "alice", Buffer.from("a2")).kind).toBe("accepted");
+    expect(t.mls.epochCommitter(gid(1))).toBe("alice");
+  });
+
   it("fails fast with an unreachable PgError when the database cannot be reached", () => {
     const t = performance.now();
     let caught: unknown;

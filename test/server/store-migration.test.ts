@@ -96,13 +96,13 @@ describe("schema version 1 → 2", () => {
       store = undefined;
 
       const db = new DatabaseSync(path, { readOnly: true });
-      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(3);
+      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
       expect((db.prepare("SELECT type FROM sqlite_master WHERE name = 'queue'").get() as { type: string }).type).toBe("view");
       // What is left, read through the view: carol's and the phone's rows, and bob's new one.
       expect((db.prepare("SELECT recipient FROM queue ORDER BY seq, recipient").all() as { recipient: string }[]).map((r) => r.recipient))
         .toEqual(["carol", "dave/phone", "bob"]);
       db.close();
-      // A second open finds version 3 and changes nothing.
+      // A second open finds version 4 and changes nothing.
       store = openStore(path, { clock: () => now });
       expect(shown(store, "carol")).toEqual([["second", "#ops", "envelope", 600]]);
       expect(shown(store, "bob").map(([e]) => e)).toEqual(["new"]);
@@ -124,9 +124,41 @@ describe("schema version 1 → 2", () => {
     store.close();
     store = undefined;
     const db = new DatabaseSync(path);
-    db.exec("PRAGMA user_version = 4");
+    db.exec("PRAGMA user_version = 5");
     db.close();
-    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 4 is not supported (expected 3)");
+    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 5 is not supported (expected 4)");
+    const after = new DatabaseSync(path, { readOnly: true });
+    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5);
+    after.close();
+  });
+});
+
+describe("schema version 3 → 4", () => {
+  it("each group gains who made its current epoch, from its newest kept commit (PROTOCOL.md §8.2)", () => {
+    const gid = (n: number) => Buffer.alloc(20, n);
+    const group = (n: number, room: string) => ({ groupId: gid(n), conversationId: room, creator: "alice", epoch: 0, groupInfo: Buffer.from("gi"), groupInfoEpoch: 0 });
+    store = openStore(path, { clock: () => now });
+    const m = store.mls;
+    m.createGroup(group(1, "#ops"));
+    m.createGroup(group(2, "#dev"));
+    m.createGroup(group(3, "#new"));
+    expect(m.acceptCommit(gid(1), 0, "alice", Buffer.from("a0"), undefined, { external: false, added: ["bob"], removed: [] }).kind).toBe("accepted");
+    expect(m.acceptCommit(gid(1), 1, "bob", Buffer.from("b1")).kind).toBe("accepted");
+    expect(m.acceptCommit(gid(2), 0, "carol", Buffer.from("c0"), undefined, { external: true, added: [], removed: [] }).kind).toBe("accepted");
+    store.close();
+    store = undefined;
+    // The file as a version-3 relay left it: no column; #dev's newest commit already trimmed.
+    const db = new DatabaseSync(path);
+    db.exec("ALTER TABLE mls_groups DROP COLUMN last_committer; DELETE FROM mls_commits WHERE sender = 'carol'; PRAGMA user_version = 3");
+    db.close();
+    expect(() => listBoundUsers(dir)).toThrow("schema version 3");
+    store = openStore(path, { clock: () => now });
+    expect(store.mls.epochCommitter(gid(1))).toBe("bob");
+    // Nothing kept says who made #dev's epoch 1: its creator's, as a version-3 relay decided.
+    expect(store.mls.epochCommitter(gid(2))).toBeUndefined();
+    expect(store.mls.epochCommitter(gid(3))).toBeUndefined();
+    expect(store.mls.acceptCommit(gid(1), 2, "alice", Buffer.from("a2")).kind).toBe("accepted");
+    expect(store.mls.epochCommitter(gid(1))).toBe("alice");
     const after = new DatabaseSync(path, { readOnly: true });
     expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
     after.close();

@@ -6,7 +6,7 @@
 import type { EnqueueOutcome, EnqueueRequest, QueuedItem, RelayStore } from "../../src/server/store.js";
 import { PgDeviceStore } from "../../src/server/store/pg/devices.js";
 import { PgMlsStore, type PgQueueWriter } from "../../src/server/store/pg/mls.js";
-import { MLS_DEVICE_DDL } from "../../src/server/store/pg/schema-mls.js";
+import { MLS_DEVICE_DDL, MLS_LAST_COMMITTER_DDL } from "../../src/server/store/pg/schema-mls.js";
 import { SyncPg } from "../../src/server/store/pg/sync-client.js";
 import { freshDatabase } from "../helpers/pg.js";
 import type { OpenContractStore } from "./mls.contract.js";
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS test_queue (
  * (SyncPg.query takes one statement: pg answers a multi-statement text with one result per statement).
  */
 export function createTestSchema(db: SyncPg): void {
-  const steps = `${MLS_DEVICE_DDL};${TEST_QUEUE_DDL}`.split(";").map((sql) => sql.trim()).filter((sql) => sql !== "").map((sql) => ({ sql }));
+  const steps = `${MLS_DEVICE_DDL};${MLS_LAST_COMMITTER_DDL};${TEST_QUEUE_DDL}`.split(";").map((sql) => sql.trim()).filter((sql) => sql !== "").map((sql) => ({ sql }));
   db.transaction(() => db.batch(steps));
 }
 

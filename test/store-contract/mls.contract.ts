@@ -235,6 +235,50 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(s.trimCommitsOf("alice", 1, 200)).toBe(1);
       });
 
+      it("trims an accepted commit's sender to the bound in its transaction, never that commit, and a refused one trims nothing (PROTOCOL.md §8.2)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops"));
+        s.createGroup(group(2, "#dev"));
+        const bound = { maxCommits: 2, maxBytes: 10_000 };
+        // One clock reading for every commit: the trim cannot tell the new commit by its time.
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.alloc(100, 0), undefined, { external: false, added: ["bob"], removed: [] }, undefined, bound).kind).toBe("accepted");
+        expect(s.acceptCommit(gid(1), 1, "alice", Buffer.alloc(100, 1), undefined, undefined, undefined, bound).kind).toBe("accepted");
+        expect(s.acceptCommit(gid(2), 0, "alice", Buffer.alloc(100, 2), undefined, undefined, undefined, bound).kind).toBe("accepted");
+        const kept = () => [...s.commitsFrom(gid(1), 0, 10), ...s.commitsFrom(gid(2), 0, 10)].map((c) => c.commit[0]);
+        expect(kept()).toEqual([1, 2]);
+        // Refused commits (a taken epoch, a non-member) trim nothing, whatever the bound.
+        const tight = { maxCommits: 0, maxBytes: 0 };
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.alloc(100, 9), undefined, undefined, undefined, tight).kind).toBe("epoch-taken");
+        expect(s.acceptCommit(gid(2), 1, "carol", Buffer.alloc(100, 9), undefined, undefined, undefined, tight).kind).toBe("not-a-member");
+        expect(kept()).toEqual([1, 2]);
+        // A bound smaller than the commit itself keeps the commit (it is the newest), and drops the rest.
+        expect(s.acceptCommit(gid(2), 1, "alice", Buffer.alloc(100, 3), undefined, undefined, undefined, tight).kind).toBe("accepted");
+        expect(kept()).toEqual([3]);
+        // bob's kept commits are not alice's to trim.
+        expect(s.acceptCommit(gid(1), 2, "bob", Buffer.alloc(100, 4), undefined, undefined, undefined, tight).kind).toBe("accepted");
+        expect(kept()).toEqual([4, 3]);
+      });
+
+      it("records who made each group's current epoch, even once that commit is trimmed (PROTOCOL.md §8.2)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops", "mallory"));
+        expect(s.epochCommitter(gid(1))).toBeUndefined();
+        expect(s.epochCommitter(gid(9))).toBeUndefined();
+        expect(s.acceptCommit(gid(1), 0, "mallory", Buffer.from("m0"), undefined, { external: false, added: ["alice", "bob"], removed: [] }).kind).toBe("accepted");
+        expect(s.epochCommitter(gid(1))).toBe("mallory");
+        expect(s.acceptCommit(gid(1), 1, "alice", Buffer.from("a1"), undefined, { external: false, added: [], removed: ["mallory"] }).kind).toBe("accepted");
+        expect(s.epochCommitter(gid(1))).toBe("alice");
+        // alice's commit goes by the per-user bound: she still made epoch 2.
+        expect(s.trimCommitsOf("alice", 0, 0)).toBe(1);
+        expect(s.commitsFrom(gid(1), 1, 10)).toEqual([]);
+        expect(s.epochCommitter(gid(1))).toBe("alice");
+        // A late commit for epoch 1 is told who won it (bob is a member), from the record.
+        expect(s.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "epoch-taken", current: 2, winner: "alice" });
+        // A re-created room's group starts with its creator's epoch.
+        expect(s.replaceGroup(gid(1), group(2, "#ops", "alice", 5))).toBe("created");
+        expect(s.epochCommitter(gid(2))).toBeUndefined();
+      });
+
       it("the retention purge drops commits past it but each group's newest, and every commit of a group nobody is in (PROTOCOL.md §8.2)", () => {
         const s = t.store.mls;
         s.createGroup(group(1, "#ops"));

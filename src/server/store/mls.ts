@@ -82,6 +82,15 @@ export interface MembershipHint {
 
 export type CreateGroupOutcome = "created" | "group-exists" | "conversation-taken";
 
+/**
+ * The per-user bound on kept commits (PROTOCOL.md §8.2): an accepted commit's sender keeps at
+ * most this many, of at most this many bytes in all; its oldest go, in the commit's transaction.
+ */
+export interface KeptCommitBound {
+  readonly maxCommits: number;
+  readonly maxBytes: number;
+}
+
 /** Commits kept per group (older ones are dropped as newer ones are accepted). */
 export const COMMITS_KEPT_PER_GROUP = 1000;
 
@@ -106,7 +115,8 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupCountBy: p(`SELECT COUNT(*) AS n FROM mls_groups WHERE creator = ?`),
     groupPut: p(`INSERT INTO mls_groups (group_id, conversation_id, creator, epoch, group_info, group_info_epoch, created_at_ms)
                  VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    groupSetEpoch: p(`UPDATE mls_groups SET epoch = ? WHERE group_id = ?`),
+    groupSetEpoch: p(`UPDATE mls_groups SET epoch = ?, last_committer = ? WHERE group_id = ?`),
+    groupLastCommitter: p(`SELECT last_committer FROM mls_groups WHERE group_id = ?`),
     groupSetInfo: p(`UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?`),
     memberPut: p(`INSERT INTO mls_group_members (group_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING`),
     memberDelete: p(`DELETE FROM mls_group_members WHERE group_id = ? AND username = ?`),
@@ -395,13 +405,27 @@ export class MlsDeliveryStore {
   }
 
   /**
+   * Who made the group's current epoch by a commit accepted here (PROTOCOL.md §8.2: only they
+   * may replace its GroupInfo), whether or not that commit is still kept; undefined when no
+   * commit was accepted since the group was registered (the epoch is its creator's) or there is
+   * no such group.
+   */
+  epochCommitter(groupId: Buffer): string | undefined {
+    const r = this.s.groupLastCommitter.get(groupId) as Row | undefined;
+    return r === undefined || r.last_committer === null ? undefined : str(r.last_committer);
+  }
+
+  /**
    * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet
    * (the primary key decides, in one transaction with the epoch's advance and the new
    * GroupInfo, when given, which must be for epoch + 1). Only a member by the hint may commit,
-   * unless the commit is an external join; the hint is updated with the commit.
+   * unless the commit is an external join; the hint is updated with the commit, and the group
+   * records its sender as the new epoch's committer. With `bound`, the sender's oldest kept
+   * commits go (never this one) until it keeps at most the bound, in the same transaction: only
+   * a commit that is accepted trims its sender's history.
    */
   acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
-    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
+    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries, bound?: KeptCommitBound): CommitOutcome {
     if (deliveries !== undefined && this.queues === undefined) throw new Error("this store has no queues to deliver commits through");
     const run = <T>(fn: () => T): T => (deliveries === undefined ? this.transaction(fn) : this.queues!.transactionQueuing(fn));
     return run((): CommitOutcome => {
@@ -416,7 +440,10 @@ export class MlsDeliveryStore {
       if (epoch > current) return { kind: "future-epoch", current };
       const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
       // Who won is told only to a member by the hint (PROTOCOL.md §8.2: as FetchCommits' sender).
-      if (!inserted) return { kind: "epoch-taken", current, winner: this.isGroupMember(groupId, sender) ? this.commitSender(groupId, epoch) : undefined };
+      if (!inserted) {
+        const winner = this.commitSender(groupId, epoch) ?? (epoch === current - 1 ? this.epochCommitter(groupId) : undefined);
+        return { kind: "epoch-taken", current, winner: this.isGroupMember(groupId, sender) ? winner : undefined };
+      }
       let queued: readonly EnqueueRequest[] | undefined;
       if (deliveries !== undefined) {
         queued = deliveries(this.groupMembers(groupId));
@@ -424,12 +451,13 @@ export class MlsDeliveryStore {
         queued = queued.filter((_, i) => outcomes[i] === "stored");
       }
       this.cache.drop(groupId);
-      this.s.groupSetEpoch.run(epoch + 1, groupId);
+      this.s.groupSetEpoch.run(epoch + 1, sender, groupId);
       if (hint.external) this.s.memberPut.run(groupId, sender);
       for (const u of hint.added) this.s.memberPut.run(groupId, u);
       for (const u of hint.removed) this.s.memberDelete.run(groupId, u);
       if (groupInfo !== undefined) this.s.groupSetInfo.run(groupInfo, epoch + 1, groupId);
       if (epoch + 1 > COMMITS_KEPT_PER_GROUP) this.s.commitsTrim.run(groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP);
+      if (bound !== undefined) this.trimInside(sender, bound.maxCommits, bound.maxBytes, { groupId, epoch });
       return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
     });
   }
@@ -453,32 +481,39 @@ export class MlsDeliveryStore {
 
   /**
    * PROTOCOL.md §8.2: the per-user bound on kept commits. Drops `sender`'s oldest kept commits
-   * until at most `maxCommits` of at most `maxBytes` in all are left (SendCommit calls it with
-   * room for the commit it is about to accept). Returns how many went. Costs one read of the
-   * sender's usage when nothing has to go.
+   * until at most `maxCommits` of at most `maxBytes` in all are left (acceptCommit does it for
+   * its sender, given the bound). Returns how many went. Costs one read of the sender's usage
+   * when nothing has to go.
    */
   trimCommitsOf(sender: string, maxCommits: number, maxBytes: number): number {
+    const u = this.kept.usage.get(sender) as Row | undefined;
+    if (u === undefined || (num(u.commits) <= maxCommits && num(u.bytes) <= maxBytes)) return 0;
+    return this.transaction(() => this.trimInside(sender, maxCommits, maxBytes));
+  }
+
+  /** trimCommitsOf's work, inside the caller's transaction; never drops `spare` (the commit just accepted). */
+  private trimInside(sender: string, maxCommits: number, maxBytes: number, spare?: { groupId: Buffer; epoch: number }): number {
     const k = this.kept;
     const u = k.usage.get(sender) as Row | undefined;
     if (u === undefined) return 0;
     let commits = num(u.commits);
     let bytes = num(u.bytes);
-    if (commits <= maxCommits && bytes <= maxBytes) return 0;
-    return this.transaction(() => {
-      let dropped = 0;
-      while (commits > Math.max(0, maxCommits) || bytes > Math.max(0, maxBytes)) {
-        const rows = k.oldest.all(sender, 64) as Row[];
-        if (rows.length === 0) break;
-        for (const r of rows) {
-          if (commits <= Math.max(0, maxCommits) && bytes <= Math.max(0, maxBytes)) break;
-          k.drop.run(buf(r.group_id), num(r.epoch));
-          commits--;
-          bytes -= num(r.b);
-          dropped++;
-        }
+    const keepCommits = Math.max(0, maxCommits);
+    const keepBytes = Math.max(0, maxBytes);
+    let dropped = 0;
+    while (commits > keepCommits || bytes > keepBytes) {
+      const rows = (k.oldest.all(sender, 65) as Row[])
+        .filter((r) => spare === undefined || num(r.epoch) !== spare.epoch || !buf(r.group_id).equals(spare.groupId));
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        if (commits <= keepCommits && bytes <= keepBytes) break;
+        k.drop.run(buf(r.group_id), num(r.epoch));
+        commits--;
+        bytes -= num(r.b);
+        dropped++;
       }
-      return dropped;
-    });
+    }
+    return dropped;
   }
 
   /**

@@ -28,9 +28,12 @@ export const SQLITE_FULL = 13;
 /**
  * 2: the queues as envelopes naming their recipients, cursors and acked rows (queue-schema.ts);
  * 1 is migrated at open. 3: the recent accepted ids in `accepted_recent` (accepted-ids.ts); a version-2
- * file only gains the table (an older relay would not look there: it refuses version 3).
+ * file only gains the table (an older relay would not look there: it refuses version 3). 4: who
+ * made each group's current epoch (`mls_groups.last_committer`, addLastCommitter); a version-3
+ * file gains the column, filled from the kept commits (an older relay would not keep it up to
+ * date: it refuses version 4).
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -101,7 +104,10 @@ CREATE TABLE IF NOT EXISTS mls_groups (
   epoch            INTEGER NOT NULL,
   group_info       BLOB NOT NULL,
   group_info_epoch INTEGER NOT NULL,
-  created_at_ms    INTEGER NOT NULL
+  created_at_ms    INTEGER NOT NULL,
+  -- Who sent the commit that made the current epoch (NULL: none since the group was registered, its
+  -- creator's epoch). Kept here, not read from mls_commits: the per-user bound may drop that commit.
+  last_committer   TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS mls_groups_by_creator ON mls_groups (creator);
 -- The membership hint: who may commit and fetch commits (never who can read: that is the tree).
@@ -148,6 +154,26 @@ CREATE TRIGGER IF NOT EXISTS mls_commits_usage_out AFTER DELETE ON mls_commits B
 END;
 INSERT OR REPLACE INTO mls_commit_usage (sender, commits, bytes)
   SELECT sender, COUNT(*), SUM(LENGTH(commit_msg)) FROM mls_commits GROUP BY sender;`);
+    db.exec("COMMIT");
+  } catch (e) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw e;
+  }
+}
+
+/**
+ * Who made each group's current epoch (PROTOCOL.md §8.2: only they may replace its GroupInfo),
+ * kept in `mls_groups` by every accepted commit (store/mls.ts acceptCommit). A file made before
+ * gains the column, filled from each group's newest kept commit; a group whose newest commit is
+ * no longer kept keeps NULL (its creator), as such a file's relay decided until now.
+ */
+function addLastCommitter(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(mls_groups)").all() as Row[];
+  if (columns.some((c) => c.name === "last_committer")) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec(`ALTER TABLE mls_groups ADD COLUMN last_committer TEXT;
+UPDATE mls_groups SET last_committer = (SELECT c.sender FROM mls_commits c WHERE c.group_id = mls_groups.group_id AND c.epoch = mls_groups.epoch - 1);`);
     db.exec("COMMIT");
   } catch (e) {
     if (db.isTransaction) db.exec("ROLLBACK");
@@ -314,6 +340,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
     addCommitUsage(db);
+    addLastCommitter(db);
     prepareQueueTables(db);
     db.exec(DEVICE_SCHEMA);
     addKeyPackageAddress(db);
@@ -331,8 +358,8 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
       db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.floor(checkpointAt / pageSize))}`);
       db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
-    // A new file is made at the current version; a version-1 file was migrated to 2 above, and
-    // 2 becomes 3 by the table SCHEMA made.
+    // A new file is made at the current version; a version-1 file was migrated to 2 above, 2
+    // becomes 3 by the table SCHEMA made, and 3 becomes 4 by addLastCommitter's column.
     if (version < SCHEMA_VERSION) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   } catch (e) {
     db.close();

@@ -13,7 +13,7 @@
 import type { MlsStore } from "../../store.js";
 import {
   COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
-  type CreateGroupOutcome, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
+  type CreateGroupOutcome, type KeptCommitBound, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
 } from "../mls.js";
 import type { EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
@@ -340,19 +340,27 @@ export class PgMlsStore implements MlsStore {
     return r === undefined ? undefined : str(r["sender"]);
   }
 
+  /** Who made the group's current epoch by a commit accepted here, kept or not (store/mls.ts epochCommitter). */
+  epochCommitter(groupId: Buffer): string | undefined {
+    const [r] = this.db.query("SELECT last_committer FROM mls_groups WHERE group_id = $1", [groupId]);
+    return r === undefined || r["last_committer"] === null ? undefined : str(r["last_committer"]);
+  }
+
   /**
    * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet:
    * the group row is locked first (commits into one group run one at a time, on every relay),
    * the primary key decides, and the epoch's advance, the hint's update, the new GroupInfo
-   * (for epoch + 1) and the deliveries (queues.enqueueInside) are in the same transaction.
+   * (for epoch + 1), the new epoch's committer, the deliveries (queues.enqueueInside) and, with
+   * `bound`, the sender's trim to its kept-commit bound (never this commit) are in the same
+   * transaction.
    */
   acceptCommit(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo?: Buffer,
-    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries): CommitOutcome {
+    hint: MembershipHint = { external: false, added: [], removed: [] }, deliveries?: CommitDeliveries, bound?: KeptCommitBound): CommitOutcome {
     let committed = false;
     try {
       // Run again when PostgreSQL aborts it as a deadlock victim: `deliveries` only builds
       // requests, enqueueInside only drops cached usage, and `settled` is called once, after.
-      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries), { rerun: true });
+      const out = this.db.transaction(() => this.acceptLocked(groupId, epoch, sender, commit, groupInfo, hint, deliveries, bound), { rerun: true });
       committed = true;
       return out;
     } finally {
@@ -361,10 +369,10 @@ export class PgMlsStore implements MlsStore {
   }
 
   private acceptLocked(groupId: Buffer, epoch: number, sender: string, commit: Buffer, groupInfo: Buffer | undefined,
-    hint: MembershipHint, deliveries: CommitDeliveries | undefined): CommitOutcome {
+    hint: MembershipHint, deliveries: CommitDeliveries | undefined, bound: KeptCommitBound | undefined): CommitOutcome {
     // One hop: the lock first, then (after it) the epoch's kept commit and the sender's membership.
     const [group, taken, member] = this.db.batch([
-      { sql: "SELECT epoch FROM mls_groups WHERE group_id = $1 FOR UPDATE", params: [groupId] },
+      { sql: "SELECT epoch, last_committer FROM mls_groups WHERE group_id = $1 FOR UPDATE", params: [groupId] },
       { sql: "SELECT sender, commit_msg FROM mls_commits WHERE group_id = $1 AND epoch = $2", params: [groupId, epoch] },
       { sql: "SELECT 1 AS hit FROM mls_group_members WHERE group_id = $1 AND username = $2", params: [groupId, sender] },
     ]);
@@ -381,7 +389,10 @@ export class PgMlsStore implements MlsStore {
       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, epoch) DO NOTHING RETURNING 1 AS hit`, [groupId, epoch, sender, commit, this.clock()]).length === 1;
     // The group row is locked, so the kept commit read above is still the epoch's.
     // Who won is told only to a member by the hint (PROTOCOL.md §8.2: as FetchCommits' sender).
-    if (!inserted) return { kind: "epoch-taken", current, winner: t === undefined || member!.length === 0 ? undefined : str(t["sender"]) };
+    if (!inserted) {
+      const winner = t !== undefined ? str(t["sender"]) : epoch === current - 1 && g["last_committer"] !== null ? str(g["last_committer"]) : undefined;
+      return { kind: "epoch-taken", current, winner: member!.length === 0 ? undefined : winner };
+    }
     let queued: readonly EnqueueRequest[] | undefined;
     if (deliveries !== undefined) {
       queued = deliveries(this.groupMembers(groupId));
@@ -389,7 +400,7 @@ export class PgMlsStore implements MlsStore {
       queued = queued.filter((_, i) => outcomes[i] === "stored");
     }
     const joined = hint.external ? [sender, ...hint.added] : [...hint.added];
-    const steps: SqlStep[] = [{ sql: "UPDATE mls_groups SET epoch = $1 WHERE group_id = $2", params: [epoch + 1, groupId] }];
+    const steps: SqlStep[] = [{ sql: "UPDATE mls_groups SET epoch = $1, last_committer = $2 WHERE group_id = $3", params: [epoch + 1, sender, groupId] }];
     if (joined.length > 0) {
       steps.push({ sql: "INSERT INTO mls_group_members (group_id, username) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", params: [groupId, joined] });
     }
@@ -403,6 +414,7 @@ export class PgMlsStore implements MlsStore {
       steps.push({ sql: "DELETE FROM mls_commits WHERE group_id = $1 AND epoch < $2", params: [groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP] });
     }
     this.db.batch(steps);
+    if (bound !== undefined) this.trimInside(sender, bound.maxCommits, bound.maxBytes, { groupId, epoch });
     return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
   }
 
@@ -411,24 +423,26 @@ export class PgMlsStore implements MlsStore {
    * until at most `maxCommits` of at most `maxBytes` in all are left. Returns how many went.
    */
   trimCommitsOf(sender: string, maxCommits: number, maxBytes: number): number {
-    const keepCommits = Math.max(0, maxCommits);
-    const keepBytes = Math.max(0, maxBytes);
     // Kept by triggers (pg/schema.ts, migration 2): one row, where summing the blobs would read them.
     const [u] = this.db.query("SELECT commits, bytes FROM mls_commit_usage WHERE sender = $1", [sender]);
-    if (u === undefined || (num(u["commits"]) <= keepCommits && num(u["bytes"]) <= keepBytes)) return 0;
-    // Oldest first, until within both bounds; run again when a deadlock with the purge aborts it.
-    return this.db.transaction(() => {
-      let dropped = 0;
-      for (;;) {
-        const [r] = this.db.query(`WITH o AS (SELECT group_id, epoch FROM mls_commits
-            WHERE sender = $1 AND EXISTS (SELECT 1 FROM mls_commit_usage WHERE sender = $1 AND (commits > $2 OR bytes > $3))
-            ORDER BY accepted_at_ms, group_id, epoch LIMIT 1 FOR UPDATE),
-          d AS (DELETE FROM mls_commits c USING o WHERE c.group_id = o.group_id AND c.epoch = o.epoch RETURNING 1)
-          SELECT count(*) AS n FROM d`, [sender, keepCommits, keepBytes]);
-        if (num(r!["n"]) === 0) return dropped;
-        dropped++;
-      }
-    }, { rerun: true });
+    if (u === undefined || (num(u["commits"]) <= Math.max(0, maxCommits) && num(u["bytes"]) <= Math.max(0, maxBytes))) return 0;
+    // Run again when a deadlock with the purge aborts it.
+    return this.db.transaction(() => this.trimInside(sender, maxCommits, maxBytes), { rerun: true });
+  }
+
+  /** trimCommitsOf's work, oldest first, inside the caller's transaction; never drops `spare` (the commit just accepted). */
+  private trimInside(sender: string, maxCommits: number, maxBytes: number, spare?: { groupId: Buffer; epoch: number }): number {
+    let dropped = 0;
+    for (;;) {
+      const [r] = this.db.query(`WITH o AS (SELECT group_id, epoch FROM mls_commits
+          WHERE sender = $1 AND EXISTS (SELECT 1 FROM mls_commit_usage WHERE sender = $1 AND (commits > $2 OR bytes > $3))
+            AND NOT (group_id = $4 AND epoch = $5)
+          ORDER BY accepted_at_ms, group_id, epoch LIMIT 1 FOR UPDATE),
+        d AS (DELETE FROM mls_commits c USING o WHERE c.group_id = o.group_id AND c.epoch = o.epoch RETURNING 1)
+        SELECT count(*) AS n FROM d`, [sender, Math.max(0, maxCommits), Math.max(0, maxBytes), spare?.groupId ?? Buffer.alloc(0), spare?.epoch ?? -1]);
+      if (num(r!["n"]) === 0) return dropped;
+      dropped++;
+    }
   }
 
   /**

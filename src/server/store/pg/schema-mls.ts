@@ -68,3 +68,12 @@ CREATE TABLE IF NOT EXISTS device_seen (
   PRIMARY KEY (username, device_id)
 );
 `;
+
+/**
+ * Migration 3 (pg/schema.ts): who made each group's current epoch (PROTOCOL.md §8.2; pg/mls.ts
+ * acceptCommit keeps it), filled from each group's newest kept commit (none kept: NULL, its
+ * creator's epoch, as the relay decided before).
+ */
+export const MLS_LAST_COMMITTER_DDL = `ALTER TABLE mls_groups ADD COLUMN IF NOT EXISTS last_committer text;
+UPDATE mls_groups g SET last_committer = c.sender FROM mls_commits c WHERE c.group_id = g.group_id AND c.epoch = g.epoch - 1;
+`;

@@ -11,7 +11,7 @@
 // linked-device addresses ('name/' .. 'name0') is exact.
 import { randomBytes } from "node:crypto";
 import { RELAY_ID_BYTES } from "../../../protocol/keys.js";
-import { MLS_DEVICE_DDL } from "./schema-mls.js";
+import { MLS_DEVICE_DDL, MLS_LAST_COMMITTER_DDL } from "./schema-mls.js";
 import type { SqlStep, SyncPg } from "./sync-client.js";
 
 /** What `envelopes.payload_kind` holds: a v1 Envelope or an MlsDelivery (as store/schema.ts). */
@@ -101,6 +101,10 @@ INSERT INTO mls_commit_usage (sender, commits, bytes)
   SELECT sender, count(*), sum(octet_length(commit_msg)) FROM mls_commits GROUP BY sender
   ON CONFLICT (sender) DO UPDATE SET commits = excluded.commits, bytes = excluded.bytes;
 `,
+  // 3: who made each group's current epoch (PROTOCOL.md §8.2: only they may replace its
+  // GroupInfo; pg/mls.ts acceptCommit keeps it), since the per-user bound may drop that commit
+  // from mls_commits. Filled from each group's newest kept commit (none kept: NULL, its creator).
+  MLS_LAST_COMMITTER_DDL,
 ];
 
 /** The schema version this code writes. */

@@ -77,15 +77,16 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     expect(healPlan(members, 1, "alice", list)).toEqual({ committer: false, add: [], remove: [] });
   });
 
-  it("a leave is committed by leaf order, the leaving leaf excluded (not every leaf of its user); the lobby janitor is one leaf", () => {
+  it("a leave is committed by leaf order, by no leaf of the leaving user (its /leave removes them all); the lobby janitor is one leaf", () => {
     expect(leaveCommitRank(members, 2, 2)).toBeUndefined();
     expect(leaveCommitRank(members, 2, 0)).toBe(0);
-    expect(leaveCommitRank(members, 2, 3)).toBe(2);
+    expect(leaveCommitRank(members, 2, 3)).toBeUndefined();
+    expect(leaveCommitRank([...members, { username: "carol", leafIndex: 4, signatureKey: k(8) }], 2, 4)).toBe(1);
     expect(lobbyJanitor(members.slice(1), () => true, 3)).toBe(1);
     expect(lobbyJanitor(members.slice(1), () => false, 3)).toBe(3);
   });
 
-  it("policy: a leaf put in must be listed (a user without a list is one device); own-user and unlisted leaves may be removed, others' listed ones not", () => {
+  it("policy: a leaf put in must be listed (a user without a list is one device); unlisted leaves may be removed, and my own stale ones, but no listed device by another (nor by my own other device while others are in)", () => {
     const fpr = (n: number): Buffer => Buffer.alloc(32, n);
     const m = (username: string, key: number, leafIndex = -1): MlsMember => ({ username, identitySpki: Buffer.alloc(0), identityFpr: fpr(username === "alice" ? 1 : 2), leafIndex, signatureKey: k(key) });
     const lists = (u: string) => (u === "alice" ? list : undefined);
@@ -94,7 +95,16 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     expect(unlistedLeaf(change(m("bob", 9, 0), [m("alice", 4)]), lists)?.username).toBe("alice");
     expect(unlistedLeaf(change(m("alice", 4), [], [], true), lists)?.username).toBe("alice"); // an unlinked device joining by external commit
     expect(unlistedLeaf(change(m("bob", 9, 0), [m("carol", 7)]), lists)).toBeUndefined(); // carol has no list: one device
-    expect(deviceRemovalAllowed(change(m("alice", 1, 3), []), m("alice", 2, 2), lists)).toBe(true); // my own other device
+    const inDm = [m("bob", 9, 0), m("alice", 2, 2), m("alice", 1, 3)];
+    // My own other LISTED device, with bob in the group: refused (a stolen device the relay still
+    // shows bob as listed must not cut alice's real devices out, §4.5); with nobody else in: allowed.
+    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [m("alice", 2, 2)]), m("alice", 2, 2), lists, inDm)).toBe(false);
+    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [m("alice", 2, 2)]), m("alice", 2, 2), lists, inDm.slice(1))).toBe(true);
+    // A second leaf of a key that stays (my lost state's old leaf): allowed.
+    const stale = m("alice", 1, 5);
+    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [stale]), stale, lists, [...inDm, stale])).toBe(true);
+    // A user without a list is one device: another leaf of theirs is stale.
+    expect(deviceRemovalAllowed(change(m("carol", 7, 6), [], [m("carol", 6, 7)]), m("carol", 6, 7), lists, [m("carol", 7, 6), m("carol", 6, 7), m("bob", 9, 0)])).toBe(true);
     expect(deviceRemovalAllowed(change(m("bob", 9, 0), []), m("alice", 4, 1), lists)).toBe(true); // not in alice's list
     expect(deviceRemovalAllowed(change(m("bob", 9, 0), []), m("alice", 2, 2), lists)).toBe(false); // alice's listed device, by a stranger
   });

@@ -2,11 +2,11 @@
 // commit ordering, serialisation, external joins. Security properties are in mls-security.test.ts.
 import { describe, expect, it } from "vitest";
 import {
-  isMlsProtocolError, MlsGroup, restoreMlsClient, serializeMlsClient, conversationOfGroupId, makeGroupId,
+  createMlsClient, isMlsProtocolError, MlsGroup, restoreMlsClient, type MembershipChange, serializeMlsClient, conversationOfGroupId, makeGroupId,
   type Incoming, type MlsErrorCode,
 } from "../../src/protocol/mls/index.js";
 import { deliver, groupOf, keyPackageOf, lookup, person, text } from "./mls-helpers.js";
-import { decodeMlsMessage, defaultCapabilities, defaultLifetime, encodeMlsMessage, generateKeyPackageWithKey, joinGroupExternal } from "ts-mls";
+import { createProposal, decodeMlsMessage, defaultCapabilities, defaultLifetime, encodeMlsMessage, generateKeyPackageWithKey, joinGroupExternal, type ClientState } from "ts-mls";
 import { MLS_SUITE } from "../../src/protocol/mls/index.js";
 import { suiteImpl } from "../../src/protocol/mls/suite.js";
 
@@ -152,6 +152,40 @@ describe("add, remove, leave", () => {
     expect(atAlice!.change.committer.username).toBe("bob");
     expect(atCarol!.removedMe).toBe(true);
     expect(app(await gb!.process(await ga!.encrypt(text("two of us now"))))).toEqual({ from: "alice", text: "two of us now" });
+  });
+
+  it("a user leaving from one of two devices: proposals for both leaves, committed only together (PROTOCOL.md §4.5 /leave)", async () => {
+    const [alice, bob, carol] = await Promise.all([person("alice"), person("bob"), person("carol")]);
+    // alice's second device: her identity key, its own MLS key.
+    const alice2 = { username: "alice", sigPrivate: alice.sigPrivate, client: await createMlsClient({ username: "alice", sigPrivate: alice.sigPrivate }), store: new Map() };
+    const [ga, gb, gc, ga2] = await groupOf("#ops", alice, [bob, carol, alice2]);
+    const rule = (g: MlsGroup) => (c: MembershipChange) => g.removalsAllowed(c);
+    // A device may propose the removal of its own user's leaves only: not bob's.
+    const state = (ga2 as unknown as { state: ClientState }).state;
+    const forged = await createProposal(state, false, { proposalType: "remove", remove: { removed: gb!.myLeafIndex } }, await suiteImpl());
+    expect(await code(gc!.process(encodeMlsMessage(forged.message)))).toBe("refused-change");
+    const proposals = await ga2!.proposeLeaveAll();
+    expect(proposals).toHaveLength(2);
+    const [first] = await deliver(proposals[0]!, [gb!, gc!, ga!]);
+    if (first!.kind !== "proposal") throw new Error("expected a proposal");
+    expect(first!.removes.map((m) => m.leafIndex)).toEqual([ga!.myLeafIndex]);
+    expect(gc!.pendingRemovals()).toEqual([ga!.myLeafIndex]);
+    // Committed alone, that one removal is a device cutting its user's other device out: refused.
+    const partial = await gb!.commitPendingProposals();
+    expect(await code(gc!.process(partial.commit, rule(gc!)))).toBe("refused-change");
+    gb!.discardCommit();
+    await deliver(proposals[1]!, [gb!, gc!, ga!]);
+    expect(gc!.pendingRemovals().sort()).toEqual([ga!.myLeafIndex, ga2!.myLeafIndex].sort());
+    const both = await gc!.commitPendingProposals();
+    gc!.confirmCommit();
+    const atBob = await gb!.process(both.commit, rule(gb!));
+    if (atBob.kind !== "commit") throw new Error("expected a commit");
+    expect(atBob.change.left.map((m) => m.leafIndex).sort()).toEqual([ga!.myLeafIndex, ga2!.myLeafIndex].sort());
+    for (const g of [ga!, ga2!]) {
+      const r = await g.process(both.commit);
+      expect(r.kind === "commit" && r.removedMe).toBe(true);
+    }
+    expect(gb!.members().map((m) => m.username)).toEqual(["bob", "carol"]);
   });
 
   it("removing myself or a non-member is refused with a sentence", async () => {

@@ -283,11 +283,13 @@ export class MlsConversations {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "leave" });
-      // /leave on one device takes all my devices out (PROTOCOL.md §4.5): first one commit removes
-      // my other devices' leaves (a member may remove its own user's leaves), then my own leaf
-      // proposes its leave as before (MLS does not let a member commit its own removal).
+      // /leave on one device takes all my devices out (PROTOCOL.md §4.5): my leaf proposes the
+      // removal of every leaf of mine, which another member commits together (MLS does not let a
+      // member commit its own removal; and no device of mine may commit my other listed devices
+      // out while others are in the group, policy.ts). Alone with my devices, I commit them out.
       const others = g.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== g.myLeafIndex);
-      if (others.length > 0) {
+      const onlyMine = g.members().every((m) => m.username === this.s.d.me);
+      if (others.length > 0 && onlyMine) {
         const out = await this.c.commitChange(room, (x) => x.changeOwnDevices(x.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex).map((m) => m.leafIndex), []),
           { added: [], removed: [] }, undefined, (x) => x.members().some((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex));
         if (!out.ok) return out;
@@ -295,11 +297,12 @@ export class MlsConversations {
       const cur = this.s.groups.get(room);
       if (cur === undefined || !cur.active) return fail({ kind: "not-a-member", room, action: "leave" });
       if (cur.members().length > 1) {
-        const proposal = await cur.proposeLeave();
-        const r = await this.s.d.ds.sendMls(proposal);
-        if (!r.ok) {
-          this.s.reload(room);
-          return fail(refusedError(r));
+        for (const proposal of await cur.proposeLeaveAll()) {
+          const r = await this.s.d.ds.sendMls(proposal);
+          if (!r.ok) {
+            this.s.reload(room);
+            return fail(refusedError(r));
+          }
         }
       }
       this.s.forget(room);

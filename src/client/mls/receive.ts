@@ -219,6 +219,15 @@ export class Receiver {
     }
     this.s.leavingOf(conv).add(inc.sender.username);
     this.s.d.store.saveGroup(g);
+    // A user leaving from one device proposes the removal of all its leaves (PROTOCOL.md §4.5):
+    // they are committed together once all are here, never some (that would be a device cutting
+    // its user's other devices out, which every member's policy refuses).
+    const pending = g.pendingRemovals();
+    const leaverLeaves = g.members().filter((m) => m.username === inc.sender.username && m.identityFpr.equals(inc.sender.identityFpr));
+    if (!leaverLeaves.every((m) => pending.includes(m.leafIndex))) {
+      this.s.d.logger.debug("mls.proposal.leave_partial", { conversation: conv, leaver: inc.sender.username, proposed: pending.length, leaves: leaverLeaves.length });
+      return;
+    }
     // One member commits a leave (policy.ts leaveCommitRank): the first in leaf order at once,
     // the others only if it is still uncommitted after their rank's delay (checkLeaves).
     const rank = leaveCommitRank(g.members(), inc.sender.leafIndex, g.myLeafIndex);

@@ -29,7 +29,7 @@ import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credentia
 import { MlsProtocolError, wrap } from "./errors.js";
 import { judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
-import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { describeCommit, leafAt, memberOf, membersOf, sameUser, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
 import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
@@ -294,6 +294,37 @@ export class MlsGroup {
     return encodeMlsMessage(res.message);
   }
 
+  /**
+   * Proposes the removal of every leaf of my user, my other devices' first and mine last
+   * (PROTOCOL.md §4.5 "/leave"): another member commits them together, and only together
+   * (membership.ts `left`). Returns the proposal messages to send to the group, in order.
+   */
+  async proposeLeaveAll(): Promise<Uint8Array[]> {
+    this.checkUsable();
+    if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is waiting for the relay's answer");
+    const me = this.members().find((m) => m.leafIndex === this.myLeafIndex)!;
+    const leaves = this.members().filter((m) => m.leafIndex !== me.leafIndex && m.username === me.username && m.identityFpr.equals(me.identityFpr)).map((m) => m.leafIndex);
+    const impl = await suiteImpl();
+    const out: Uint8Array[] = [];
+    for (const removed of [...leaves, me.leafIndex]) {
+      const res = await wrap(this.checker, "bad-argument", "the leave proposal could not be made", () =>
+        createProposal(this.state, false, { proposalType: "remove", remove: { removed } }, impl));
+      this.state = res.newState;
+      zero(res.consumed);
+      out.push(encodeMlsMessage(res.message));
+    }
+    return out;
+  }
+
+  /** The leaves that Remove proposals received this epoch (not yet committed) remove. */
+  pendingRemovals(): number[] {
+    const out: number[] = [];
+    for (const p of Object.values(this.state.unappliedProposals)) {
+      if (p.proposal.proposalType === "remove") out.push(p.proposal.remove.removed);
+    }
+    return out;
+  }
+
   /** The relay accepted my pending commit: move to its epoch and delete the old epoch's keys. */
   confirmCommit(): void {
     if (this.pending === undefined) throw new MlsProtocolError("no-pending-commit", "there is no commit to confirm");
@@ -367,12 +398,18 @@ export class MlsGroup {
     const before = this.state;
     let change: MembershipChange | undefined;
     let policyRefused = false;
+    let proposedRemoval: number | undefined;
     const callback: IncomingMessageCallback = (incoming) => {
       if (incoming.kind === "proposal") {
-        // Only self-removal (leave) proposals are used; anything else is refused.
+        // Only leaving is proposed: the removal of the sender's own leaf, or of another leaf of
+        // its user (PROTOCOL.md §4.5: /leave takes every device out; committed only once all of
+        // them are proposed, membership.ts `left`). Anything else is refused.
         const p = incoming.proposal.proposal;
-        const ok = p.proposalType === "remove" && p.remove.removed === incoming.proposal.senderLeafIndex;
+        const from = incoming.proposal.senderLeafIndex;
+        const ok = p.proposalType === "remove" && from !== undefined
+          && (p.remove.removed === from || (leafAt(before.ratchetTree, from) !== undefined && sameUser(leafAt(before.ratchetTree, p.remove.removed), memberOf(leafAt(before.ratchetTree, from)!, from))));
         if (!ok) policyRefused = true;
+        else proposedRemoval = p.remove.removed;
         return ok ? "accept" : "reject";
       }
       // The change is judged once applied (below), when an external joiner is known too:
@@ -397,7 +434,8 @@ export class MlsGroup {
       this.state = res.newState;
       zero(res.consumed);
       if (sender === undefined) throw new MlsProtocolError("malformed", "proposal without a sender");
-      return { kind: "proposal", sender, removes: [sender] };
+      const leaf = proposedRemoval === undefined ? undefined : leafAt(before.ratchetTree, proposedRemoval);
+      return { kind: "proposal", sender, removes: leaf === undefined ? [sender] : [memberOf(leaf, proposedRemoval!)] };
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");

@@ -1,0 +1,69 @@
+// A relay withholding, from a peer, the device list /unlink made (PROTOCOL.md §4.5, §7.6): bob
+// keeps being served alice's list from before the unlink (one he already holds: no rollback to
+// refuse), so the stolen desktop still looks LISTED to him. It must still not cut alice's real
+// laptop out of the DM: a device may not commit its user's other listed devices out while others
+// are in the group (policy.ts deviceRemovalAllowed). Found by review round 4.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Proposal } from "ts-mls";
+import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import type { MlsGroup, PendingCommit } from "../../src/protocol/mls/index.js";
+import { FakeDs } from "../helpers/fake-ds.js";
+import { DeviceWorld, hostileGroup as hostileGroupOf, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { waitUntil as waitFor } from "../helpers/wait.js";
+
+const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
+
+let root: string;
+let w: DeviceWorld;
+let ds: FakeDs;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "sc-withheld-list-"));
+  ds = new FakeDs();
+  w = new DeviceWorld(ds, root);
+});
+afterEach(() => {
+  w.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("a relay withholding the list made by /unlink from a peer", () => {
+  it("the unlinked (stolen) desktop cannot remove alice's laptop from the DM, nor speak in an epoch of its own", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    const before = await w.publish("alice", [laptop, desktop]);
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const dm = "dm:alice:bob";
+    sendLine(bob, dm, "hi");
+    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
+    await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");
+    await w.settle();
+    // The relay: bob is served alice's list from before the unlink, forever (a list bob already holds).
+    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
+    // alice unlinks the stolen desktop (v2) and goes offline before her heal runs (as in devices-redteam).
+    await laptop.engine.idle();
+    laptop.engine.close();
+    ds.disconnect("alice", laptop.entry.deviceId);
+    const after = await w.publish("alice", [laptop]);
+    await bob.directory.refresh(["alice"]); // bob asks: the relay answers v1
+    expect([bob.directory.known("alice")?.version, after.version]).toEqual([before.version, before.version + 1]);
+    // The thief: removes alice's laptop (a LISTED device of alice) from the DM.
+    const g: MlsGroup = await hostileGroupOf(ds, desktop, dm);
+    const leaf = g.members().find((m) => m.username === "alice" && Buffer.from(m.signatureKey).toString("hex") === keyOf(laptop))!.leafIndex;
+    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
+    await sendHostileCommitAs(ds, desktop, await hostile.commit([{ proposalType: "remove", remove: { removed: leaf } }], false));
+    await waitUntil(() => linesIn(bob, dm).some((l) => l.kind === "refused") || !leafKeys(bob, dm).includes(keyOf(laptop)), "bob judges the unlinked device's commit");
+    expect(leafKeys(bob, dm)).toContain(keyOf(laptop)); // alice's real device stays
+    expect(linesIn(bob, dm).some((l) => l.kind === "device-removed")).toBe(false);
+    // The thief writes to bob as alice in the epoch its commit would have made: bob never sees it.
+    g.confirmCommit();
+    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
+    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await bob.engine.idle();
+    expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
+  });
+});

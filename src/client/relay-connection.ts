@@ -6,7 +6,7 @@
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
 import { asLocalIdentity, type LocalIdentity } from "./local-identity.js";
-import { DEFAULT_LIMITS, keyPackagePublishTokens, type Limits } from "../protocol/limits.js";
+import { DEFAULT_LIMITS, writeTokens, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
 import { describeSessionEnd, refused, type ReconnectStart, type SessionEnd } from "./errors.js";
@@ -387,9 +387,10 @@ export class RelayConnection {
       };
       this.requests.add(requestId, answered, timer, room);
       // Room requests draw on the relay's send bucket (§9): they wait for a token like sends do.
-      // A PublishKeyPackages takes a token per 10 KeyPackages (§13.2; the pacer caps it at its bucket's size).
-      const tokens = frame.$case === "publishKeyPackages"
-        ? keyPackagePublishTokens(frame.value.oneTime.length + (frame.value.lastResort.length > 0 ? 1 : 0), Number.MAX_SAFE_INTEGER) : 1;
+      // A PublishKeyPackages takes a token per 10 KeyPackages, a SendCommit, PublishGroupInfo or
+      // RecreateRoom one per started 64 KiB of MLS bytes, as the relay counts them (§13.2,
+      // writeTokens; the pacer caps them at its bucket's size).
+      const tokens = writeTokens(frame, Number.MAX_SAFE_INTEGER);
       const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.o.pacer.acquire(() => this.stream === stream, tokens);
       turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: { kind: "connection-lost" } }));
     });

@@ -223,7 +223,7 @@ async function handshake(
 function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, deps: HandshakeDeps, source: string, open: OpenSession<S>): S {
   const { router, limits } = deps;
   if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
-  // §9.1 step 4.5: the proven key's open token, before any database read or write. The prover
+  // §9.1 step 4.4: the proven key's open token, before any database read or write. The prover
   // owns this key, so only its owner spends its bucket (whatever follows: every proven handshake
   // cost the relay a verification).
   const keyOpen = deps.opens.take([claim.openKey], deps.clock());
@@ -234,7 +234,7 @@ function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, d
   // A device replacing its own session takes no new slot; max_sessions counts sessions (devices).
   if (router.sessionAt(address) === undefined && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
   const user = linked?.user ?? bindName(claim, deps, source);
-  // §9.1 step 4.8: the address's open token, now that the prover is known to own the address
+  // §9.1 step 4.6-4.7: the address's open token, now that the prover is known to own the address
   // (its bound keys, or its listed device key), so a stranger never spends another's; before
   // the session is attached and its last-seen written.
   const addressOpen = deps.opens.take([addressBucket(address)], deps.clock());

@@ -26,6 +26,7 @@ export const POSTGRES_SUITES = [
   "test/adversarial/relay-mitm.test.ts",
   "test/adversarial/relay-mls-ds-abuse.test.ts",
   "test/adversarial/relay-mls-queues-abuse.test.ts",
+  "test/adversarial/relay-session-opens.test.ts",
   "test/adversarial/v2-key-change.test.ts",
   "test/adversarial/v2-trust-first-contact.test.ts",
   "test/system/faults.test.ts",

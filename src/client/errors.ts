@@ -72,6 +72,12 @@ export type SessionEnd =
   | { readonly kind: "cancelled" }
   /** Any other end of the stream, with its sanitised sentence. */
   | { readonly kind: "stream-error"; readonly detail: string }
+  /**
+   * The relay refused the attempt for a rate (RATE_LIMITED, PROTOCOL.md §9.3): this device opened
+   * sessions too often, or its address registered too many names. `detail` is its sentence;
+   * `retryAfterMs` its retry-after trailer, when sent (the client waits at least that). Retried.
+   */
+  | { readonly kind: "rate-limited"; readonly detail: string; readonly retryAfterMs?: number }
   /** The name is bound to another key (§8 step 4); the relay operator's command that releases it. Retried. */
   | { readonly kind: "name-taken"; readonly username: string; readonly operatorCommand: string }
   /** Another session of the same user took over (SESSION_REPLACED). Final. */
@@ -121,6 +127,7 @@ export function describeSessionEnd(e: SessionEnd): string {
     case "unreachable": return "relay unreachable";
     case "cancelled": return "connection cancelled";
     case "stream-error": return e.detail;
+    case "rate-limited": return e.detail.length > 0 ? e.detail : "the relay asks this client to wait before connecting again";
     case "name-taken":
       return `the name '${e.username}' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: ${e.operatorCommand} (retrying until then)`;
     case "replaced": return `another session of ${e.username} replaced this one`;

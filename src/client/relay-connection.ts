@@ -6,12 +6,12 @@
 import type { SessionRequest, SessionResponse, Welcome, DirectoryEntry } from "../gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../protocol/keys.js";
 import { asLocalIdentity, type LocalIdentity } from "./local-identity.js";
-import { DEFAULT_LIMITS, keyPackagePublishTokens, type Limits } from "../protocol/limits.js";
+import { DEFAULT_LIMITS, writeTokens, type Limits } from "../protocol/limits.js";
 import type { Logger } from "../protocol/log.js";
 import { backoffDelay, ReconnectBackoff, sleepUntil, type ReconnectPolicy } from "./backoff.js";
 import { describeSessionEnd, refused, type ReconnectStart, type SessionEnd } from "./errors.js";
 import type { SendPacer } from "./pacer.js";
-import { classifySessionError, FatalSessionError, NameTakenError, sessionEndOf } from "./session-end.js";
+import { classifySessionError, FatalSessionError, NameTakenError, RateLimitedError, sessionEndOf } from "./session-end.js";
 import { PendingRequests, type ResponseFrame, type RoomWait } from "./pending-requests.js";
 import type { RelayTransport } from "./relay-transport.js";
 import { authenticate, HANDSHAKE_TIMEOUT_MS, handshakeFailure, openRelayChannel } from "./relay-handshake.js";
@@ -211,6 +211,8 @@ export class RelayConnection {
   private fatal: FatalSessionError | undefined;
   /** The most telling end of the current round of the list (what the status shows when it waits). */
   private roundCause: SessionEnd | undefined;
+  /** The longest retry-after a relay of the current round asked for (0: none). */
+  private roundRetryAfterMs = 0;
 
   private async run(): Promise<void> {
     while (!this.closed) {
@@ -244,7 +246,9 @@ export class RelayConnection {
           const reason = describeSessionEnd(cause);
           this.o.log.info("session.ended", { reason, address: this.rotation.current });
           // Said once in the conversation too: the status line has little room for what to do.
-          if (e instanceof NameTakenError && this.lastEndReason !== reason) {
+          // A rate refusal (the relay's retry-after) is waited out before the next round.
+          if (e instanceof RateLimitedError && e.retryAfterMs !== undefined) this.roundRetryAfterMs = Math.max(this.roundRetryAfterMs, e.retryAfterMs);
+          if ((e instanceof NameTakenError || e instanceof RateLimitedError) && this.lastEndReason !== reason) {
             this.o.hooks.emit({ type: "notice", level: "error", text: e.message, about: { kind: "session-ended", cause } });
           }
           this.lastEndReason = reason;
@@ -270,7 +274,9 @@ export class RelayConnection {
       }
       // Counted in rounds from the last session that reached Welcome, however it ended (backoff.ts).
       const next = this.backoff.next();
-      const retryAtMs = this.o.clock() + next.delayMs;
+      // Not before the relay said it would take the attempt (PROTOCOL.md §9.3, retry-after).
+      const retryAtMs = this.o.clock() + Math.max(next.delayMs, this.roundRetryAfterMs);
+      this.roundRetryAfterMs = 0;
       // The round's most telling end: a relay's own answer (its storage is down, it is busy) says
       // more than an address of the list that did not answer at all (a relay that is gone).
       const round = this.roundCause;
@@ -307,6 +313,7 @@ export class RelayConnection {
       this.backoff.welcomed();
       this.rotation.welcomed();
       this.roundCause = undefined;
+      this.roundRetryAfterMs = 0;
       this.lastEndReason = undefined;
       // A move between relays of the list is one line, not an error: the session goes on.
       if (this.lastWelcomed !== undefined && this.lastWelcomed !== server) {
@@ -387,9 +394,10 @@ export class RelayConnection {
       };
       this.requests.add(requestId, answered, timer, room);
       // Room requests draw on the relay's send bucket (§9): they wait for a token like sends do.
-      // A PublishKeyPackages takes a token per 10 KeyPackages (§13.2; the pacer caps it at its bucket's size).
-      const tokens = frame.$case === "publishKeyPackages"
-        ? keyPackagePublishTokens(frame.value.oneTime.length + (frame.value.lastResort.length > 0 ? 1 : 0), Number.MAX_SAFE_INTEGER) : 1;
+      // A PublishKeyPackages takes a token per 10 KeyPackages, a SendCommit, PublishGroupInfo or
+      // RecreateRoom one per started 64 KiB of MLS bytes, as the relay counts them (§13.2,
+      // writeTokens; the pacer caps them at its bucket's size).
+      const tokens = writeTokens(frame, Number.MAX_SAFE_INTEGER);
       const turn = frame.$case === "lookupKeys" ? Promise.resolve() : this.o.pacer.acquire(() => this.stream === stream, tokens);
       turn.then(() => stream.send({ frame })).catch(() => finish({ ok: false, error: { kind: "connection-lost" } }));
     });

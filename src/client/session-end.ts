@@ -11,6 +11,10 @@ import { grpcStatus, isServiceError } from "./transport.js";
 
 /** The trailer naming the ErrorCode of a status the relay ended the stream with (its enum name). */
 export const ERROR_CODE_TRAILER = "securechat-error-code";
+/** The trailer of a rate refusal (PROTOCOL.md §9.3): milliseconds until the relay would take the attempt. */
+export const RETRY_AFTER_TRAILER = "securechat-retry-after-ms";
+/** The longest retry-after the client honours: a relay cannot park a client for longer than this. */
+export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
 
 /** A session-ending condition that retrying will not fix; `end` says which, as data. */
 export class FatalSessionError extends Error {
@@ -30,6 +34,29 @@ export class NameTakenError extends Error {
     super(describeSessionEnd(end));
     this.end = end;
   }
+}
+
+/**
+ * The relay refused the attempt for a rate (RATE_LIMITED before Welcome, PROTOCOL.md §9.3): retried
+ * with backoff, and not before its retry-after; said once in the conversation.
+ */
+export class RateLimitedError extends Error {
+  readonly end: SessionEnd;
+  constructor(detail: string, readonly retryAfterMs: number | undefined) {
+    const end: SessionEnd = { kind: "rate-limited", detail, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+    super(describeSessionEnd(end));
+    this.end = end;
+  }
+}
+
+/**
+ * The retry-after trailer of a status: whole milliseconds, at most MAX_RETRY_AFTER_MS; undefined
+ * when absent or not a plain decimal number.
+ */
+export function retryAfterOf(e: ServiceError): number | undefined {
+  const value = e.metadata?.get(RETRY_AFTER_TRAILER)[0];
+  if (typeof value !== "string" || !/^\d{1,12}$/.test(value)) return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Number(value));
 }
 
 /**
@@ -103,6 +130,7 @@ export function classifyHandshakeError(e: unknown, me: string): Error {
     }
     if (code === ErrorCode.ERROR_CODE_USERNAME_TAKEN) return new NameTakenError(me);
     if (code === ErrorCode.ERROR_CODE_SESSION_REPLACED) return replaced(me);
+    if (code === ErrorCode.ERROR_CODE_RATE_LIMITED) return new RateLimitedError(detailsOf(e), retryAfterOf(e));
     if (code !== undefined && FINAL.has(code)) return new FatalSessionError({ kind: "identity-refused", detail: detailsOf(e) });
     if (code !== undefined && PASSING.has(code)) return e;
     // No trailer, or one that does not decide (BAD_FRAME: a malformed frame, or too slow a handshake).
@@ -149,7 +177,7 @@ function replaced(me: string): FatalSessionError {
  * connection failed or dropped, a proxy answered) is "relay unreachable".
  */
 export function sessionEndOf(e: unknown): SessionEnd {
-  if (e instanceof NameTakenError || e instanceof FatalSessionError) return e.end;
+  if (e instanceof NameTakenError || e instanceof FatalSessionError || e instanceof RateLimitedError) return e.end;
   if (isServiceError(e)) {
     if (e.code === grpcStatus.UNAVAILABLE) {
       const detail = relayErrorCode(e) === undefined ? "" : detailsOf(e);

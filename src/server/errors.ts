@@ -14,10 +14,16 @@ import { PgError } from "./store/pg/sync-client.js";
 
 /** Trailer carrying the ErrorCode name (e.g. "ERROR_CODE_USERNAME_TAKEN") of a session-ending status. */
 export const ERROR_CODE_TRAILER = "securechat-error-code";
+/** Trailer of a rate refusal (PROTOCOL.md §9.3): milliseconds until the same attempt would be taken, decimal. */
+export const RETRY_AFTER_TRAILER = "securechat-retry-after-ms";
 
 /** Ends the session with a gRPC status. `message` is the sentence the client sees. */
 export class SessionEnd extends Error {
-  constructor(readonly grpcCode: GrpcStatus, readonly code: ErrorCode, message: string, readonly logReason?: string) {
+  /**
+   * @param retryAfterMs when the refusal is a rate (PROTOCOL.md §9.3): how long until the relay
+   *   would take the same attempt, sent in the `securechat-retry-after-ms` trailer.
+   */
+  constructor(readonly grpcCode: GrpcStatus, readonly code: ErrorCode, message: string, readonly logReason?: string, readonly retryAfterMs?: number) {
     super(message);
     this.name = "SessionEnd";
   }
@@ -63,7 +69,12 @@ export const sessionEnd = {
       `on this relay, and a key may own ${limit === 1 ? "only one" : `at most ${limit}`}; connect as ${owned.length === 1 ? `'${owned[0]}'` : "one of them"}, or make a new key for a new name`),
   registrationLimited: (retryAfterMs: number) =>
     new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_RATE_LIMITED,
-      `too many new usernames were registered from your address; try again in ${describeWait(retryAfterMs)}`, "registration-limited"),
+      `too many new usernames were registered from your address; try again in ${describeWait(retryAfterMs)}`, "registration-limited", retryAfterMs),
+  /** This device (its key or its address) opened sessions too often lately (PROTOCOL.md §9.1 step 4, §13.3). */
+  opensLimited: (retryAfterMs: number, burst: number, perMinute: number) =>
+    new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_RATE_LIMITED,
+      `this device opened too many sessions lately: this relay takes ${burst} at once, then ${perMinute} per minute; try again in ${describeWait(retryAfterMs)}`,
+      "opens-limited", retryAfterMs),
   relayFull: () => new SessionEnd(GrpcStatus.RESOURCE_EXHAUSTED, ErrorCode.ERROR_CODE_TOO_MANY_SESSIONS, "relay is full: too many sessions, try again later"),
   deviceUnknown: (name: string) =>
     new SessionEnd(GrpcStatus.PERMISSION_DENIED, ErrorCode.ERROR_CODE_DEVICE_UNKNOWN,
@@ -100,16 +111,17 @@ function describeWait(ms: number): string {
 
 /** The status a stream ends with, for any error thrown while serving it. */
 export function statusOf(err: unknown): StatusObject {
-  if (err instanceof SessionEnd) return statusFor(err.grpcCode, err.message, err.code);
+  if (err instanceof SessionEnd) return statusFor(err.grpcCode, err.message, err.code, err.retryAfterMs);
   // The database went away under a session (many relays on one database): not a relay bug, and
   // the client (or its next relay) should simply try again.
   if (isUnreachable(err)) return statusOf(sessionEnd.storageUnreachable());
   return statusFor(GrpcStatus.INTERNAL, "internal relay error");
 }
 
-export function statusFor(code: GrpcStatus, details: string, errorCode?: ErrorCode): StatusObject {
+export function statusFor(code: GrpcStatus, details: string, errorCode?: ErrorCode, retryAfterMs?: number): StatusObject {
   const metadata = new Metadata();
   if (errorCode !== undefined) metadata.set(ERROR_CODE_TRAILER, errorCodeToJSON(errorCode));
+  if (retryAfterMs !== undefined) metadata.set(RETRY_AFTER_TRAILER, String(Math.max(0, Math.ceil(retryAfterMs))));
   return { code, details, metadata };
 }
 

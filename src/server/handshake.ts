@@ -15,10 +15,11 @@ import { checkUsername } from "../protocol/names.js";
 import type { DeviceRoutes } from "./devices.js";
 import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
-import { handshakeEndOf, isStorageFailure, sessionEnd, statusOf } from "./errors.js";
+import { handshakeEndOf, isStorageFailure, sessionEnd, statusOf, type SessionEnd } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
 import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
+import { addressBucket, keyBucket, type SessionOpenRates } from "./open-rates.js";
 import { limitsToWire, MAX_ROOMS_PER_USER, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
 import type { RegistrationLimiter } from "./registrations.js";
 import type { Rooms } from "./rooms.js";
@@ -49,6 +50,8 @@ export interface HandshakeDeps {
   readonly handshakeTimeoutMs: number;
   /** New usernames per source address and time (§8). */
   readonly registrations: RegistrationLimiter;
+  /** Session opens per proven key and per device address, across sessions (PROTOCOL.md §9.1 step 4; open-rates.ts). */
+  readonly opens: SessionOpenRates;
   /**
    * What the client's proof must bind (PROTOCOL.md §9): SHA-256 of this relay's TLS certificate,
    * or empty when the relay serves plaintext.
@@ -136,6 +139,8 @@ interface Claim {
   readonly protocolVersion: number;
   /** Hello.device_spki (PROTOCOL.md §4.5): a linked device proving with its own key; undefined for the primary. */
   readonly deviceSpki: Buffer | undefined;
+  /** The open bucket (open-rates.ts) of the key the proof is made with: the device key of a linked device, else the identity key. */
+  readonly openKey: string;
 }
 
 /** The Hello's cheap checks (§8 step 4): version, username policy, the signing key's type. */
@@ -156,6 +161,7 @@ function claimOf(hello: Hello, onClaim: (name: string) => void, versions: readon
   return {
     username: hello.username, sigSpki: ownCopy(hello.sigSpki), encSpki: ownCopy(hello.encSpki), encKeySig: ownCopy(hello.encKeySig), sigKey,
     protocolVersion: hello.protocolVersion, deviceSpki: hello.deviceSpki.length > 0 ? ownCopy(hello.deviceSpki) : undefined,
+    openKey: keyBucket(fingerprint(hello.deviceSpki.length > 0 ? hello.deviceSpki : hello.sigSpki).toString("hex")),
   };
 }
 
@@ -178,6 +184,10 @@ async function handshake(
     const first = await handshakeFrame(stream, frames);
     if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
     const claim = claimOf(first.value, onClaim, deps.protocolVersions ?? ACCEPTED_PROTOCOL_VERSIONS);
+    // §9.1 step 4.3: a key (or a primary's address) that opened too many sessions lately is
+    // refused here, before the signature check. Only a look: nothing is taken before the proof.
+    const wait = deps.opens.wait(claim.deviceSpki === undefined ? [claim.openKey, addressBucket(claim.username)] : [claim.openKey], deps.clock());
+    if (wait > 0) throw opensLimited(wait, deps);
 
     const nonce = randomBytes(NONCE_BYTES);
     await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
@@ -213,12 +223,22 @@ async function handshake(
 function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, deps: HandshakeDeps, source: string, open: OpenSession<S>): S {
   const { router, limits } = deps;
   if (stream.closed) throw new StreamOver(); // e.g. the handshake timer fired during the proof check
+  // §9.1 step 4.4: the proven key's open token, before any database read or write. The prover
+  // owns this key, so only its owner spends its bucket (whatever follows: every proven handshake
+  // cost the relay a verification).
+  const keyOpen = deps.opens.take([claim.openKey], deps.clock());
+  if (!keyOpen.ok) throw opensLimited(keyOpen.retryAfterMs, deps);
   // A linked device: its user bound and its key listed (database reads, after the proof).
   const linked = claim.deviceSpki === undefined ? undefined : linkedDevice(claim, claim.deviceSpki, deps);
   const address = linked?.address ?? claim.username;
   // A device replacing its own session takes no new slot; max_sessions counts sessions (devices).
   if (router.sessionAt(address) === undefined && router.onlineCount >= limits.maxSessions) throw sessionEnd.relayFull();
   const user = linked?.user ?? bindName(claim, deps, source);
+  // §9.1 step 4.6-4.7: the address's open token, now that the prover is known to own the address
+  // (its bound keys, or its listed device key), so a stranger never spends another's; before
+  // the session is attached and its last-seen written.
+  const addressOpen = deps.opens.take([addressBucket(address)], deps.clock());
+  if (!addressOpen.ok) throw opensLimited(addressOpen.retryAfterMs, deps);
 
   const session = open(stream, user, claim.protocolVersion, address);
   router.attach(session);
@@ -234,6 +254,10 @@ function establish<S extends RoutedSession>(stream: FrameStream, claim: Claim, d
   }
   session.pump.start();
   return session;
+}
+
+function opensLimited(retryAfterMs: number, deps: HandshakeDeps): SessionEnd {
+  return sessionEnd.opensLimited(retryAfterMs, deps.limits.sessionOpenBurst, deps.limits.sessionOpensPerMinute);
 }
 
 /**

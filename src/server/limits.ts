@@ -33,6 +33,15 @@ export interface RelayLimits extends Limits {
   readonly registrationBurst: number;
   /** ...and per hour, sustained (the bucket's refill). */
   readonly registrationsPerHour: number;
+  /**
+   * Session opens one device may make at once (PROTOCOL.md §9.1 step 4, §13.3): the size of its
+   * open bucket, kept per proven key and per device address across its sessions (open-rates.ts).
+   * Each open costs a signature check and two last-seen writes; honest reconnects (a backoff from
+   * 1 s doubling to 30 s, reset by each Welcome) stay far below it...
+   */
+  readonly sessionOpenBurst: number;
+  /** ...and per minute, sustained (the bucket's refill). */
+  readonly sessionOpensPerMinute: number;
   /** Undelivered envelopes waiting for one recipient; beyond it senders get QUEUE_FULL. */
   readonly maxQueuePerUser: number;
   /** Bytes of undelivered envelopes waiting for one recipient (each counted whole, as downloaded). */
@@ -93,6 +102,11 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxNamesPerKey: 1,
   registrationBurst: 10,
   registrationsPerHour: 60,
+  // 20 at once covers a minute of a session dropped right after each Welcome (the client then
+  // comes back after 0.5-1 s) and any run of failed attempts (backoff up to 30 s: 2 a minute);
+  // then one every 10 s, which still lets a reconnect loop in, never a loop of verifies and writes.
+  sessionOpenBurst: 20,
+  sessionOpensPerMinute: 6,
   maxQueuePerUser: 10_000,
   maxQueueBytesPerUser: 256 * 1024 * 1024,
   // A tenth of the envelopes and an eighth of the bytes: at least ten senders to fill a mailbox.

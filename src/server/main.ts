@@ -299,6 +299,8 @@ async function main(): Promise<number> {
         .option("names-per-key", { type: "number", default: d.maxNamesPerKey, describe: "usernames one signing key may own (existing bindings are kept)" })
         .option("registration-burst", { type: "number", default: d.registrationBurst, describe: "new usernames one source address may register at once" })
         .option("registrations-per-hour", { type: "number", default: d.registrationsPerHour, describe: "new usernames per source address per hour, sustained" })
+        .option("session-open-burst", { type: "number", default: d.sessionOpenBurst, describe: "sessions one device (key or address) may open at once" })
+        .option("session-opens-per-minute", { type: "number", default: d.sessionOpensPerMinute, describe: "sessions one device may open per minute, sustained" })
         .option("max-queue", { type: "number", default: d.maxQueuePerUser, describe: "undelivered envelopes kept per user; beyond it senders are told the user's queue is full" })
         .option("max-queue-mb", { type: "number", default: d.maxQueueBytesPerUser / MIB, describe: "MiB of undelivered envelopes kept per user" })
         .option("max-queue-per-sender", {
@@ -349,6 +351,8 @@ async function main(): Promise<number> {
             maxNamesPerKey: argv.namesPerKey,
             registrationBurst: argv.registrationBurst,
             registrationsPerHour: argv.registrationsPerHour,
+            sessionOpenBurst: argv.sessionOpenBurst,
+            sessionOpensPerMinute: argv.sessionOpensPerMinute,
             maxQueuePerUser: argv.maxQueue,
             maxQueueBytesPerUser: Math.round(argv.maxQueueMb * MIB),
             maxQueuePerSender: argv.maxQueuePerSender,

@@ -25,6 +25,7 @@ import { Rooms } from "./rooms.js";
 import { Router } from "./router.js";
 import { DeviceRoutes } from "./devices.js";
 import { DeviceRates } from "./rate-buckets.js";
+import { SessionOpenRates } from "./open-rates.js";
 import { serveSession, type SessionDeps } from "./session.js";
 import { bind, loadQueues, openDataDir, RelayStartError } from "./startup.js";
 import { walAllowanceFor, type PurgeResult, type RelayStore } from "./store.js";
@@ -135,6 +136,8 @@ export interface RelayStats {
   readonly deviceRoutes: { readonly users: number; readonly bytes: number; readonly unbound: number };
   /** Devices whose token buckets are kept (rate-buckets.ts, PROTOCOL.md §13.2). */
   readonly rateBuckets: number;
+  /** Session-open buckets kept, of keys and of device addresses (open-rates.ts, PROTOCOL.md §9.1 step 4). */
+  readonly openBuckets: number;
 }
 
 export interface RunningRelay {
@@ -257,6 +260,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     lobby,
     // §13.2: per device, across its sessions; room for every session and as many gone recently.
     rates: new DeviceRates(limits.messagesPerSecond, limits.burst, 2 * limits.maxSessions, (a) => router.sessionAt(a) !== undefined),
+    // §9.1 step 4: a key's and an address's bucket per device, room for every session's and as many again.
+    opens: new SessionOpenRates(limits.sessionOpensPerMinute, limits.sessionOpenBurst, 4 * limits.maxSessions),
     channelBinding: tls === undefined ? PLAINTEXT_CHANNEL_BINDING : tlsChannelBinding(tls.certDer),
     ...(options.protocolVersions === undefined ? {} : { protocolVersions: options.protocolVersions }),
   };
@@ -455,6 +460,7 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     linkRendezvous: links.size,
     deviceRoutes: devices.cached,
     rateBuckets: deps.rates.size,
+    openBuckets: deps.opens.size,
   });
 
   return { port, relayId: Buffer.from(store.relayId), tls, limits, purgeExpired, stats, shutdown };

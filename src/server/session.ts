@@ -25,7 +25,7 @@ import { isStorageFailure, logReasonOf, Refusal, requestStorageRefusalOf, Sessio
 import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
-import { keyPackagePublishTokens } from "../protocol/limits.js";
+import { writeTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { RoomListing } from "./room-listing.js";
@@ -393,9 +393,10 @@ class AuthenticatedSession implements RoutedSession {
     const { deps } = this;
     const requestId = frame.value.requestId;
     const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
-    // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a verification).
-    const tokens = frame.$case === "publishKeyPackages"
-      ? keyPackagePublishTokens(frame.value.oneTime.length + (frame.value.lastResort.length > 0 ? 1 : 0), deps.limits.burst) : 1;
+    // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a
+    // verification); a SendCommit, PublishGroupInfo or RecreateRoom one per started 64 KiB of the
+    // MLS structures it carries (each byte is decoded). Taken before any decode.
+    const tokens = fetch ? 1 : writeTokens(frame, deps.limits.burst);
     try {
       if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock(), tokens)) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,

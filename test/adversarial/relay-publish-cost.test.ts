@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import { fixtureIdentity } from "../helpers/identities.js";
-import { ask, makeKeyPackage, mlsPerson, must } from "../helpers/mls-ds.js";
+import { ask, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 
 let relay: TestRelay | undefined;
@@ -64,5 +64,36 @@ describe("PublishKeyPackages: the cap before any verification", () => {
     const claim = { $case: "claimKeyPackages" as const, value: { requestId: 0, usernames: ["ghost"], deviceIds: [] } };
     for (let i = 0; i < 9; i++) expect((await ask(m, claim, "keyPackageList")).ok).toBe(true);
     expect(await ask(m, claim, "keyPackageList")).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_RATE_LIMITED } });
+  });
+});
+
+// Regression (relay resource gaps, "SendCommit / PublishGroupInfo decode large MLS structures for
+// one token"): PROTOCOL.md §13.2, these writes take one token per started 64 KiB of the MLS bytes
+// they carry (writeTokens), before any decode.
+describe("SendCommit, PublishGroupInfo, RecreateRoom: a token per started 64 KiB, before any decode", () => {
+  it("takes tokens by size, and refuses a write its tokens do not cover without decoding it (relay clock held still)", async () => {
+    const now = Date.now();
+    relay = await TestRelay.start({ logLevel: "warn", clock: () => now, limits: { messagesPerSecond: 1, burst: 20 } });
+    const m = await relay.connect(await fixtureIdentity("mallory"));
+    const KIB = 1024;
+    const junk = (bytes: number) => Buffer.alloc(bytes, 0x5a);
+    // 600 KiB over commit and Welcome: 10 tokens of 20; decoded, and refused as no MLS message.
+    const c = await sendCommit(m, junk(400 * KIB), undefined, { welcome: junk(200 * KIB) });
+    expect(c.accepted).toBe(false);
+    expect(c.code).not.toBe(ErrorCode.ERROR_CODE_RATE_LIMITED);
+    // A 400 KiB GroupInfo: 7 tokens; 3 left.
+    const info = await ask(m, { $case: "publishGroupInfo", value: { requestId: 0, groupInfo: junk(400 * KIB) } }, "groupInfoResult");
+    expect(info.ok).toBe(false);
+    expect(info.value).not.toMatchObject({ code: ErrorCode.ERROR_CODE_RATE_LIMITED });
+    // A 200 KiB re-creation would take 4: refused before its GroupInfo is decoded, taking none.
+    expect(await ask(m, { $case: "recreateRoom", value: { requestId: 0, groupInfo: junk(200 * KIB) } }, "groupInfoResult"))
+      .toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_RATE_LIMITED } });
+    // ... so the 3 tokens left are still there, and no more.
+    const claim = { $case: "claimKeyPackages" as const, value: { requestId: 0, usernames: ["ghost"], deviceIds: [] } };
+    for (let i = 0; i < 3; i++) expect((await ask(m, claim, "keyPackageList")).ok).toBe(true);
+    expect(await ask(m, claim, "keyPackageList")).toMatchObject({ ok: false, value: { code: ErrorCode.ERROR_CODE_RATE_LIMITED } });
+    // A SendCommit refused for its rate is answered by a CommitResult saying so.
+    expect(await sendCommit(m, junk(10)))
+      .toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_RATE_LIMITED });
   });
 });

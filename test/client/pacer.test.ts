@@ -5,7 +5,9 @@ import { describe, expect, it } from "vitest";
 import { backoffDelay } from "../../src/client/chat-client.js";
 import { ReconnectBackoff, sleepUntil } from "../../src/client/backoff.js";
 import { JITTER_MS, MAX_TOO_FAST_PAUSE_MS, paceFor, SendPacer } from "../../src/client/pacer.js";
-import { TokenBucket } from "../../src/server/limits.js";
+import { DEFAULT_LIMITS, mlsWriteTokens, writeTokens } from "../../src/protocol/limits.js";
+import type { RequestFrame } from "../../src/server/frames.js";
+import { MAX_COMMIT_BYTES, TokenBucket } from "../../src/server/limits.js";
 
 /** A seeded generator, so every run is the same. */
 function lcg(seed: number): () => number {
@@ -53,6 +55,37 @@ describe("SendPacer", () => {
       expect(now - 1_000_000).toBeLessThanOrEqual(Math.ceil((sends / pace.ratePerSecond) * 1000) + 1000);
     });
   }
+
+  it("at the defaults, sends mixed with SendCommits and GroupInfos of every size a frame holds are never refused (§13.2: a token per started 64 KiB)", () => {
+    let now = 1_000_000;
+    const pacer = new SendPacer(() => now);
+    pacer.reset(DEFAULT_LIMITS.messagesPerSecond, DEFAULT_LIMITS.burst);
+    const relay = new TokenBucket(DEFAULT_LIMITS.messagesPerSecond, DEFAULT_LIMITS.burst, now);
+    const random = lcg(64);
+    let refused = 0;
+    let lastArrival = 0;
+    let bigTokens = 0;
+    for (let i = 0; i < 600; i++) {
+      // Every third write is a commit (or a GroupInfo) of up to a whole frame; the others one token.
+      const bytes = i % 3 === 0 ? Math.floor(random() * DEFAULT_LIMITS.maxFrameBytes) : 0;
+      const frame: RequestFrame = bytes === 0 ? { $case: "sendMls", value: { mls: Buffer.alloc(100) } }
+        : i % 2 === 0 ? { $case: "publishGroupInfo", value: { requestId: 1, groupInfo: Buffer.alloc(bytes) } }
+        : { $case: "sendCommit", value: { requestId: 1, commit: Buffer.alloc(bytes >> 1), welcome: Buffer.alloc(bytes - (bytes >> 1)), groupInfo: Buffer.alloc(0), ratchetTree: Buffer.alloc(0), added: [], removed: [] } };
+      // As relay-connection.ts counts for the pacer, and as the relay's session.ts takes.
+      const client = writeTokens(frame, Number.MAX_SAFE_INTEGER);
+      const relayTokens = writeTokens(frame, DEFAULT_LIMITS.burst);
+      expect(client).toBe(relayTokens); // the pacer counts what the relay counts
+      bigTokens = Math.max(bigTokens, client);
+      now += pacer.delayMs(client);
+      const sentAt = pacer.take(client);
+      const arrival = Math.max(lastArrival, sentAt + 5 + random() * JITTER_MS);
+      lastArrival = arrival;
+      if (!relay.take(arrival, relayTokens)) refused++;
+    }
+    expect(refused).toBe(0);
+    expect(bigTokens).toBe(16); // the largest: 1 MiB, 16 tokens, within the pacer's bucket of 55
+    expect(mlsWriteTokens(MAX_COMMIT_BYTES + 64 * 1024, DEFAULT_LIMITS.burst)).toBeLessThanOrEqual(paceFor(DEFAULT_LIMITS.messagesPerSecond, DEFAULT_LIMITS.burst).burst);
+  });
 
   it("spends its burst at once after a first reset, then one token per 1/(0.9 rate); a new session continues the bucket", () => {
     let now = 0;

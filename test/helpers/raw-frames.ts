@@ -18,6 +18,8 @@ export interface EndStatus {
   readonly details: string;
   /** The relay's `securechat-error-code` trailer, when it sent one. */
   readonly errorCode: string | undefined;
+  /** The relay's `securechat-retry-after-ms` trailer (a rate refusal, PROTOCOL.md §9.3), when it sent one. */
+  readonly retryAfterMs?: number;
 }
 
 export const DEFAULT_WAIT_MS = 5000;

@@ -84,7 +84,11 @@ export class RawSession extends FrameInbox {
     this.call.on("data", (bytes: Buffer) => this.onRaw(bytes, performance.now()));
     this.call.on("status", (s: StatusObject) => {
       const code = s.metadata.get("securechat-error-code")[0];
-      this.markEnded({ code: s.code, details: s.details, errorCode: typeof code === "string" ? code : undefined });
+      const retryAfter = s.metadata.get("securechat-retry-after-ms")[0];
+      this.markEnded({
+        code: s.code, details: s.details, errorCode: typeof code === "string" ? code : undefined,
+        ...(typeof retryAfter === "string" ? { retryAfterMs: Number(retryAfter) } : {}),
+      });
     });
     // The status event carries the outcome; an 'error' without a listener would throw.
     this.call.on("error", () => {});

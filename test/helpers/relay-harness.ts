@@ -61,8 +61,14 @@ export interface TestRelayOptions {
   readonly onSyncFailed?: (error: unknown) => void;
 }
 
-/** Registrations per source address in tests: high enough that no suite meets it by accident. */
-export const TEST_REGISTRATION_LIMITS = { registrationBurst: 100_000, registrationsPerHour: 3_600_000 } as const;
+/**
+ * Registrations per source address, and session opens per device (suites connect one fixture
+ * identity again and again, faster than any client would), in tests: high enough that no suite
+ * meets them by accident. The tests of those limits set their own.
+ */
+export const TEST_REGISTRATION_LIMITS = {
+  registrationBurst: 100_000, registrationsPerHour: 3_600_000, sessionOpenBurst: 100_000, sessionOpensPerMinute: 6_000_000,
+} as const;
 
 export type LogLine = Readonly<Record<string, unknown>> & { readonly event: string };
 

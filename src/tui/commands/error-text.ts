@@ -84,6 +84,7 @@ export function sessionEndText(e: SessionEnd): string {
     case "unreachable":
     case "cancelled":
     case "stream-error":
+    case "rate-limited":
     case "name-taken":
     case "identity-refused":
       return describeSessionEnd(e);

@@ -254,7 +254,8 @@ export class OwnDevices {
     if (mine === undefined) return fail("no device list of yours is known yet: nothing to unlink");
     const byName = mine.devices.filter((d) => d.name === q);
     const byId = /^[0-9a-f]{4,16}$/.test(q) ? mine.devices.filter((d) => d.deviceId.startsWith(q)) : [];
-    const matches = byName.length > 0 ? byName : byId;
+    // A name that is also the start of another device's id names two devices: ask for more of the id.
+    const matches = [...new Set([...byName, ...byId])];
     const shown = sanitizeLine(q).slice(0, 40);
     if (matches.length === 0) return fail(`no device of yours is called '${shown}'`);
     if (matches.length > 1) return fail(`'${shown}' names ${matches.length} devices: say which by more of its id (${matches.map((d) => `${sanitizeLine(d.name)} ${d.deviceId}`).join(", ")})`);

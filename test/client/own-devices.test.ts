@@ -150,12 +150,16 @@ describe("own device list upkeep (PROTOCOL.md §4.5)", () => {
     };
     expect(await sentence("abcd")).toBe("'abcd' names 2 devices: say which by more of its id (desktop abcd000000000001, phone abcd000000000002)");
     expect(await sentence("tablet")).toBe("no device of yours is called 'tablet'");
+    // A device NAMED like the start of another's id names both: never the name's alone (review round 4).
+    expect((await t.own.addDevice(dev("bcde000000000004", "abcd0000"))).ok).toBe(true);
+    expect(await sentence("abcd0000")).toBe("'abcd0000' names 3 devices: say which by more of its id (abcd0000 bcde000000000004, desktop abcd000000000001, phone abcd000000000002)");
+    expect(await sentence("bcde")).toBe("ok");
     expect(await sentence("build-box")).toBe("this is this device (the primary): it cannot unlink itself");
     expect((await t.own.addDevice(dev("ffff000000000003", "phone"))).ok).toBe(false);
     const changes: string[] = [];
     t.directory.onChange((u, l, prev) => changes.push(`${u} v${prev?.version}->v${l.version}: ${l.devices.map((d) => d.name).join(",")}`));
     expect(await sentence("phone")).toBe("ok");
-    expect(changes).toEqual(["alice v3->v4: build-box,desktop"]);
-    expect(t.relay.kept?.version).toBe(4);
+    expect(changes).toEqual(["alice v5->v6: build-box,desktop"]);
+    expect(t.relay.kept?.version).toBe(6);
   });
 });

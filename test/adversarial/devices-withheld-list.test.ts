@@ -66,4 +66,33 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
   });
+
+  it("alice's own device says her list is newer than the relay serves: bob is told, once (§4.5 list claims)", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    const before = await w.publish("alice", [laptop, desktop]);
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const dm = "dm:alice:bob";
+    sendLine(bob, dm, "hi");
+    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
+    await w.settle();
+    const warned = () => bob.events.filter((e) => e.type === "notice" && /the relay may be hiding a change of alice's devices/.test(e.text));
+    expect(warned()).toEqual([]);
+    // The stolen desktop goes quiet; the relay keeps serving bob the list from before the unlink.
+    await hostileGroupOf(ds, desktop, dm);
+    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
+    await w.publish("alice", [laptop]);
+    // alice's laptop takes her new list and removes the desktop from the DM (the self-heal): its
+    // commit says version 2; bob, served version 1, refuses it (rule (f)) and is told why it may be.
+    await laptop.directory.refresh(["alice"]);
+    const notice = await waitUntil(() => warned()[0], "bob warned that alice's list is withheld");
+    expect(notice.type === "notice" ? notice.text : "").toBe(
+      "alice's own device says alice's device list is at version 2, but the relay serves version 1: the relay may be hiding a change of alice's devices (one unlinked), so a device alice no longer uses may still write as alice here");
+    expect(leafKeys(bob, dm)).toContain(keyOf(desktop)); // bob could not tell which device went
+    await w.settle();
+    expect(warned()).toHaveLength(1);
+  });
 });
+

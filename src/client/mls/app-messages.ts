@@ -70,6 +70,8 @@ export class ApplicationMessages {
       this.s.d.emit({ type: "refused", conversationId: conv, from });
       return;
     }
+    // §4.5: the version of its user's device list the sending device holds (list-claims.ts).
+    void this.s.listClaims?.heard(from, inc.authenticatedData, conv);
     // The content layer's rows and the history's (the "message" event) in one transaction of the
     // state db when the layer offers it: a crash cannot keep the id seen (a redelivery then
     // flagged duplicate, not shown) without the message kept; and one commit a message, not two.

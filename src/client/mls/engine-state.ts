@@ -5,7 +5,7 @@
 import { ErrorCode, errorCodeFromJSON } from "../../gen/securechat/v1/chat.js";
 import type { Logger } from "../../protocol/log.js";
 import { sanitizeLine } from "../../protocol/sanitize.js";
-import { MlsGroup, type AppKind, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
+import { MlsGroup, type AppKind, type GroupOptions, type IdentityKey, type MlsClient, type TrustHook } from "../../protocol/mls/index.js";
 import { describeClientError, type ClientError } from "../errors.js";
 import type { MlsKeyStore } from "../mls-store.js";
 import type { DeviceDirectory } from "../devices-api.js";
@@ -14,6 +14,7 @@ import type { ContentLayer, SealedContent } from "./content-api.js";
 import type { DsApi, DsRefused } from "./ds-api.js";
 import { HeldMessages, HOLD_MAX_MESSAGES, HOLD_MAX_MS } from "./held.js";
 import { KeyPackageKeeper } from "./key-packages.js";
+import { encodeListClaim, ListClaims } from "./list-claims.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
 import { creatorOf } from "./policy.js";
 
@@ -133,8 +134,14 @@ export class EngineState {
   /** Runs the self-heal of my devices' leaves in a conversation after the current operation (set by the engine: devices.ts). */
   healSoon: (conversationId: string) => void = () => {};
 
+  /** What other users' devices say of their device lists (list-claims.ts); none without a device directory. */
+  readonly listClaims: ListClaims | undefined;
+
   constructor(readonly d: ConversationDeps) {
     this.held = new HeldMessages(d.limits?.holdMessages ?? HOLD_MAX_MESSAGES, d.limits?.holdMs ?? HOLD_MAX_MS);
+    const devices = d.devices;
+    this.listClaims = devices === undefined ? undefined
+      : new ListClaims({ devices, clock: d.clock, logger: d.logger, warn: (text, conv) => this.notice("warn", text, conv) });
   }
 
   members(conversationId: string): readonly string[] | undefined {
@@ -231,8 +238,11 @@ export class EngineState {
     return this.client;
   }
 
-  groupOptions(): { trust?: TrustHook } {
-    return this.d.trust === undefined ? {} : { trust: this.d.trust };
+  groupOptions(): GroupOptions {
+    // §4.5: every message I make says which version of my own device list I hold (list-claims.ts).
+    const devices = this.d.devices;
+    const claim = devices === undefined ? {} : { authenticatedData: () => encodeListClaim(devices.known(this.d.me)?.version) };
+    return this.d.trust === undefined ? claim : { trust: this.d.trust, ...claim };
   }
 
   /** `fresh`: created or joined just now (messages of earlier epochs were never for me). */

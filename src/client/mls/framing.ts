@@ -12,6 +12,8 @@ export interface MlsFraming {
   readonly contentType: "application" | "proposal" | "commit";
   /** A PublicMessage from a new member (an external join). */
   readonly external: boolean;
+  /** Its authenticated_data: in clear, authentic only once the message was processed (list-claims.ts). */
+  readonly authenticatedData: Uint8Array;
 }
 
 /** Reads the framing of a group message; throws MlsProtocolError("malformed") for anything else. */
@@ -19,11 +21,11 @@ export function readFraming(bytes: Uint8Array): MlsFraming {
   const msg = decodeMls(bytes, "MLS message");
   if (msg.wireformat === "mls_private_message") {
     const pm = msg.privateMessage;
-    return { groupId: pm.groupId, epoch: Number(pm.epoch), contentType: pm.contentType as MlsFraming["contentType"], external: false };
+    return { groupId: pm.groupId, epoch: Number(pm.epoch), contentType: pm.contentType as MlsFraming["contentType"], external: false, authenticatedData: pm.authenticatedData };
   }
   if (msg.wireformat === "mls_public_message") {
     const c = msg.publicMessage.content;
-    return { groupId: c.groupId, epoch: Number(c.epoch), contentType: c.contentType as MlsFraming["contentType"], external: c.sender.senderType === "new_member_commit" };
+    return { groupId: c.groupId, epoch: Number(c.epoch), contentType: c.contentType as MlsFraming["contentType"], external: c.sender.senderType === "new_member_commit", authenticatedData: c.authenticatedData };
   }
   throw new MlsProtocolError("malformed", `expected a group message, got ${msg.wireformat}`);
 }

@@ -219,6 +219,7 @@ export class Receiver {
     }
     this.s.leavingOf(conv).add(inc.sender.username);
     this.s.d.store.saveGroup(g);
+    void this.s.listClaims?.heard(inc.sender.username, inc.authenticatedData, conv);
     // A user leaving from one device proposes the removal of all its leaves (PROTOCOL.md §4.5):
     // they are committed together once all are here, never some (that would be a device cutting
     // its user's other devices out, which every member's policy refuses).
@@ -314,6 +315,9 @@ export class Receiver {
           this.recovery.waitForLists(conv, refresh);
           return;
         }
+        // A commit judged and refused was processed whole (decrypted, its signature checked): what
+        // it says of its committer's device list is authentic (a withheld list, list-claims.ts).
+        if (verdict !== undefined) void this.s.listClaims?.heard(verdict.change.committer.username, readFraming(mls).authenticatedData, conv);
         this.refusedCommit(conv, g, verdict, relaySender, creator, e);
         return;
       }
@@ -324,6 +328,7 @@ export class Receiver {
       return;
     }
     this.recovery.resumed(conv);
+    void this.s.listClaims?.heard(inc.change.committer.username, inc.authenticatedData, conv);
     const atMs = this.s.d.clock();
     this.recovery.undecided.delete(conv);
     this.s.leaving.delete(conv);

@@ -98,3 +98,8 @@ function dmAllows(conversation: Conversation, change: MembershipChange): boolean
   const allowed = conversation.members;
   return change.added.every((m) => allowed.includes(m.username)) && allowed.includes(change.committer.username);
 }
+
+/** A group message's authenticated_data (RFC 9420 §6: in clear, covered by its signature and, for a PrivateMessage, the AEAD). */
+export function authenticatedDataOf(msg: GroupMessage): Uint8Array {
+  return msg.wireformat === "mls_private_message" ? msg.privateMessage.authenticatedData : msg.publicMessage.content.authenticatedData;
+}

@@ -29,7 +29,7 @@ export const STATE_VERSION = "1";
 /** What only MlsGroup can do, handed over by its statics (its constructor is private). */
 export interface GroupMaker {
   /** MlsGroup's constructor: reads the room's creator strictly ("bad-group-context"). */
-  construct(client: MlsClient, state: ClientState, checker: CredentialChecker, conversation: Conversation): MlsGroup;
+  construct(client: MlsClient, state: ClientState, checker: CredentialChecker, conversation: Conversation, aad: (() => Uint8Array) | undefined): MlsGroup;
   /** A joined group holds only a DM's two users, and nobody but the creator holds the creator's name. */
   checkJoined(group: MlsGroup): void;
 }
@@ -48,7 +48,7 @@ export async function createGroupFor(make: GroupMaker, client: MlsClient, conver
   const state = await wrap(checker, "bad-credential", "the group could not be created", () =>
     createGroup(groupId, publicPackage, privatePackage, extensions, impl, clientConfig(checker)));
   privatePackage.initPrivateKey.fill(0);
-  return make.construct(client, state, checker, conv);
+  return make.construct(client, state, checker, conv, options.authenticatedData);
 }
 
 /** MlsGroup.joinFromWelcome. */
@@ -95,7 +95,7 @@ export async function joinFromWelcome(make: GroupMaker, client: MlsClient, welco
   if (signer === undefined || signerLeaf === undefined) throw new MlsProtocolError("decrypt-failed", "the Welcome's GroupInfo names no signer in the tree");
   const addedBy = memberOf(signerLeaf, signer);
   const conv = conversationOfGroupId(state.groupContext.groupId);
-  const group = make.construct(client, state, checker, conv);
+  const group = make.construct(client, state, checker, conv, options.authenticatedData);
   make.checkJoined(group);
   if (!found.lastResort) destroyKeyPackage(found);
   return { group, usedKeyPackage: found.ref, lastResort: found.lastResort, addedBy };
@@ -120,9 +120,9 @@ export async function joinExternal(make: GroupMaker, client: MlsClient, groupInf
   const tree = ratchetTreeFromExtension(msg.groupInfo) ?? [];
   const resync = options.resync === true && tree.some((n) => n?.nodeType === "leaf" && config.keyPackageEqualityConfig.compareKeyPackageToLeafNode(publicPackage, n.leaf));
   const res = await wrap(checker, "bad-credential", "the GroupInfo could not be joined", () =>
-    joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, resync, impl, undefined, config));
+    joinGroupExternal(msg.groupInfo, publicPackage, privatePackage, resync, impl, undefined, config, options.authenticatedData?.()));
   privatePackage.initPrivateKey.fill(0);
-  const group = make.construct(client, res.newState, checker, conv);
+  const group = make.construct(client, res.newState, checker, conv, options.authenticatedData);
   make.checkJoined(group);
   return { group, commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage: res.publicMessage }) };
 }
@@ -159,7 +159,7 @@ export function restoreGroup(make: GroupMaker, client: MlsClient, bytes: Uint8Ar
   // The creator is read strictly here too (the constructor). The tree's names were checked
   // against it on join and at every commit; not again here (it would verify every credential).
   try {
-    return make.construct(client, state, checker, conversationOfGroupId(state.groupContext.groupId));
+    return make.construct(client, state, checker, conversationOfGroupId(state.groupContext.groupId), options.authenticatedData);
   } catch (e) {
     if (e instanceof MlsProtocolError && e.code !== "bad-state") throw new MlsProtocolError("bad-state", `MLS group state refused: ${e.message}`, { cause: e });
     throw e;

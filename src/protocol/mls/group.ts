@@ -27,7 +27,7 @@ import { checkKeyPackage, decodeKeyPackage, type MlsClient, type StoredKeyPackag
 import { checkCreatorName, isRoomCreator, readCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError, wrap } from "./errors.js";
-import { judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
+import { authenticatedDataOf, judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
 import { describeCommit, leafAt, memberOf, membersOf, sameUser, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
@@ -37,12 +37,18 @@ import { suiteImpl } from "./suite.js";
 export interface GroupOptions {
   /** Decides about each identity key a credential names (TOFU pins, PROTOCOL.md §6). */
   readonly trust?: TrustHook;
+  /**
+   * The authenticated_data every message I make carries (RFC 9420 §6.3: in clear, covered by the
+   * signature and the AEAD, so no relay can change it), read at each message: PROTOCOL.md §4.5
+   * "What my own devices say of my list".
+   */
+  readonly authenticatedData?: () => Uint8Array;
 }
 
 export type Incoming =
-  | { readonly kind: "application"; readonly sender: MlsMember; readonly plaintext: Buffer; readonly epoch: bigint }
-  | { readonly kind: "commit"; readonly change: MembershipChange; readonly epoch: bigint; readonly removedMe: boolean; readonly discardedPendingCommit: boolean }
-  | { readonly kind: "proposal"; readonly sender: MlsMember; readonly removes: readonly MlsMember[] };
+  | { readonly kind: "application"; readonly sender: MlsMember; readonly plaintext: Buffer; readonly epoch: bigint; readonly authenticatedData: Uint8Array }
+  | { readonly kind: "commit"; readonly change: MembershipChange; readonly epoch: bigint; readonly removedMe: boolean; readonly discardedPendingCommit: boolean; readonly authenticatedData: Uint8Array }
+  | { readonly kind: "proposal"; readonly sender: MlsMember; readonly removes: readonly MlsMember[]; readonly authenticatedData: Uint8Array };
 
 /** A commit waiting for the relay's answer (PROTOCOL.md §8.1). */
 export interface PendingCommit {
@@ -80,6 +86,7 @@ export class MlsGroup {
     state: ClientState,
     private readonly checker: CredentialChecker,
     readonly conversation: Conversation,
+    private readonly aad: (() => Uint8Array) | undefined,
   ) {
     this.state = state;
     this.roomCreator = readCreator(conversation, state.groupContext.extensions);
@@ -89,7 +96,7 @@ export class MlsGroup {
 
   /** What group-join.ts builds groups with: the private constructor and the checks of a joined group. */
   private static readonly maker: GroupMaker = {
-    construct: (client, state, checker, conversation) => new MlsGroup(client, state, checker, conversation),
+    construct: (client, state, checker, conversation, aad) => new MlsGroup(client, state, checker, conversation, aad),
     checkJoined: (group) => {
       group.checkDmMembers();
       group.checkCreatorName("bad-group-context");
@@ -288,7 +295,7 @@ export class MlsGroup {
     if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is waiting for the relay's answer");
     const impl = await suiteImpl();
     const res = await wrap(this.checker, "bad-argument", "the leave proposal could not be made", () =>
-      createProposal(this.state, false, { proposalType: "remove", remove: { removed: this.myLeafIndex } }, impl));
+      createProposal(this.state, false, { proposalType: "remove", remove: { removed: this.myLeafIndex } }, impl, this.authenticatedData()));
     this.state = res.newState;
     zero(res.consumed);
     return encodeMlsMessage(res.message);
@@ -308,7 +315,7 @@ export class MlsGroup {
     const out: Uint8Array[] = [];
     for (const removed of [...leaves, me.leafIndex]) {
       const res = await wrap(this.checker, "bad-argument", "the leave proposal could not be made", () =>
-        createProposal(this.state, false, { proposalType: "remove", remove: { removed } }, impl));
+        createProposal(this.state, false, { proposalType: "remove", remove: { removed } }, impl, this.authenticatedData()));
       this.state = res.newState;
       zero(res.consumed);
       out.push(encodeMlsMessage(res.message));
@@ -373,7 +380,7 @@ export class MlsGroup {
     if (!(plaintext instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "plaintext must be bytes");
     const impl = await suiteImpl();
     const res = await wrap(this.checker, "bad-argument", "the message could not be encrypted", () =>
-      createApplicationMessage(this.state, pad(plaintext), impl));
+      createApplicationMessage(this.state, pad(plaintext), impl, this.authenticatedData()));
     this.state = res.newState;
     zero(res.consumed);
     return encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: res.privateMessage });
@@ -428,14 +435,14 @@ export class MlsGroup {
       const plaintext = unpad(res.message);
       this.state = res.newState;
       zero(res.consumed);
-      return { kind: "application", sender, plaintext, epoch };
+      return { kind: "application", sender, plaintext, epoch, authenticatedData: authenticatedDataOf(msg) };
     }
     if (contentType === "proposal") {
       this.state = res.newState;
       zero(res.consumed);
       if (sender === undefined) throw new MlsProtocolError("malformed", "proposal without a sender");
       const leaf = proposedRemoval === undefined ? undefined : leafAt(before.ratchetTree, proposedRemoval);
-      return { kind: "proposal", sender, removes: leaf === undefined ? [sender] : [memberOf(leaf, proposedRemoval!)] };
+      return { kind: "proposal", sender, removes: leaf === undefined ? [sender] : [memberOf(leaf, proposedRemoval!)], authenticatedData: authenticatedDataOf(msg) };
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
@@ -448,7 +455,7 @@ export class MlsGroup {
     const removedMe = this.state.groupActiveState.kind === "removedFromGroup";
     // Removed (or my leave was committed): nothing of this group may be read again; overwrite its secrets.
     if (removedMe) this.destroy();
-    return { kind: "commit", change: finalChange, epoch: this.epoch, removedMe, discardedPendingCommit };
+    return { kind: "commit", change: finalChange, epoch: this.epoch, removedMe, discardedPendingCommit, authenticatedData: authenticatedDataOf(msg) };
   }
 
   /**
@@ -502,7 +509,7 @@ export class MlsGroup {
     if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is already waiting for the relay's answer (confirm or discard it first)");
     const impl = await suiteImpl();
     const res = await wrap(this.checker, "bad-key-package", "the commit could not be made", () =>
-      createCommit({ state: this.state, cipherSuite: impl }, { extraProposals: proposals, ratchetTreeExtension: false }));
+      createCommit({ state: this.state, cipherSuite: impl }, { extraProposals: proposals, ratchetTreeExtension: false, authenticatedData: this.authenticatedData() }));
     if (withWelcome && res.welcome === undefined) throw new MlsProtocolError("bad-argument", "the commit made no Welcome");
     const epoch = res.newState.groupContext.epoch;
     this.pending = { state: res.newState, consumed: res.consumed, epoch };
@@ -513,6 +520,12 @@ export class MlsGroup {
       groupInfo: await encodeGroupInfo(res.newState),
       epoch,
     };
+  }
+
+  /** What my next message carries as authenticated_data (GroupOptions.authenticatedData; empty without). */
+  private authenticatedData(): Uint8Array {
+    const a = this.aad?.();
+    return a instanceof Uint8Array ? a : new Uint8Array(0);
   }
 
   private checkDmMembers(): void {

@@ -1,0 +1,99 @@
+// What a user's own devices say of the user's device list (PROTOCOL.md §4.5 "What my own devices
+// say of my list"). The relay serves device lists and may withhold a newer one from me (keep
+// serving one I already hold: no rollback to refuse), so that a device its user unlinked since
+// still looks listed to me. It cannot change what a device of that user signs: every MLS message
+// a device sends carries, as its authenticated_data, the version of its user's newest list it
+// holds (a `list claim`). When a message of user U claims a version newer than the one I hold, I
+// fetch U's list; when the relay still serves an older one, I say so once per version: the relay
+// is hiding a change of U's devices, and what U's devices write should be read with that in mind.
+//
+// A claim only ever comes from a leaf of U (MLS authenticated it), so a claim too high is U's own
+// doing; the relay can drop messages, never forge a claim.
+import type { DeviceDirectory } from "../devices-api.js";
+import { DeviceListsUnanswered } from "../devices-api.js";
+import type { Logger } from "../../protocol/log.js";
+
+/** The first byte of a list claim (authenticated_data of anything else is ignored). */
+export const LIST_CLAIM_TAG = 0x01;
+const LIST_CLAIM_BYTES = 9;
+/** At most one fetch of a user's list for claims per this long (a relay that never answers is not asked on every message). */
+export const CLAIM_REFRESH_MS = 60_000;
+/** Users whose claims are tracked at once (the oldest is forgotten: at worst a fetch or a notice again). */
+export const CLAIMS_TRACKED = 1_024;
+
+/** The authenticated_data of my messages: my own list's version (none: empty, as before devices). */
+export function encodeListClaim(version: number | undefined): Uint8Array {
+  if (version === undefined || !Number.isSafeInteger(version) || version <= 0) return new Uint8Array(0);
+  const out = Buffer.alloc(LIST_CLAIM_BYTES);
+  out[0] = LIST_CLAIM_TAG;
+  out.writeBigUInt64BE(BigInt(version), 1);
+  return out;
+}
+
+/** The version a message's authenticated_data claims, or undefined (none, another format, out of range). */
+export function decodeListClaim(aad: Uint8Array): number | undefined {
+  if (!(aad instanceof Uint8Array) || aad.length !== LIST_CLAIM_BYTES || aad[0] !== LIST_CLAIM_TAG) return undefined;
+  const v = Buffer.from(aad.buffer, aad.byteOffset, aad.byteLength).readBigUInt64BE(1);
+  return v > 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
+}
+
+export interface ListClaimDeps {
+  readonly devices: DeviceDirectory;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  /** One warning line, in the conversation the claim came from. */
+  readonly warn: (text: string, conversationId: string) => void;
+}
+
+interface Tracked {
+  /** The highest version claimed so far. */
+  claimed: number;
+  /** When its list was last fetched for a claim. */
+  fetchedAt: number;
+  /** The highest claimed version already warned about. */
+  warned: number;
+  fetching: boolean;
+}
+
+export class ListClaims {
+  private readonly users = new Map<string, Tracked>();
+
+  constructor(private readonly d: ListClaimDeps) {}
+
+  /**
+   * A message of `username`'s (as MLS authenticated it) carried `aad`. Returns the fetch it
+   * started, if any (tests wait on it); never throws.
+   */
+  heard(username: string, aad: Uint8Array, conversationId: string): Promise<void> | undefined {
+    const claimed = decodeListClaim(aad);
+    if (claimed === undefined) return undefined;
+    const held = this.d.devices.known(username)?.version ?? 0;
+    if (claimed <= held) return undefined;
+    let t = this.users.get(username);
+    if (t === undefined) {
+      if (this.users.size >= CLAIMS_TRACKED) this.users.delete(this.users.keys().next().value as string);
+      t = { claimed, fetchedAt: Number.NEGATIVE_INFINITY, warned: 0, fetching: false };
+      this.users.set(username, t);
+    }
+    t.claimed = Math.max(t.claimed, claimed);
+    const now = this.d.clock();
+    if (t.fetching || (now >= t.fetchedAt && now - t.fetchedAt < CLAIM_REFRESH_MS)) return undefined;
+    t.fetching = true;
+    t.fetchedAt = now;
+    const tracked = t;
+    return this.d.devices.refresh([username], { mustAnswer: true }).then(() => {
+      const have = this.d.devices.known(username)?.version ?? 0;
+      if (have >= tracked.claimed || tracked.warned >= tracked.claimed) return;
+      tracked.warned = tracked.claimed;
+      this.d.logger.warn("mls.devices.list_withheld", { user: username, claimed: tracked.claimed, served: have });
+      this.d.warn(`${username}'s own device says ${username}'s device list is at version ${tracked.claimed}, but the relay serves version ${have}: `
+        + `the relay may be hiding a change of ${username}'s devices (one unlinked), so a device ${username} no longer uses may still write as ${username} here`, conversationId);
+    }, (e: unknown) => {
+      // Not answered (offline, a refusal): no ground for a warning; a later message asks again.
+      // (At most one fetch per CLAIM_REFRESH_MS still: a relay that never answers is not asked on every message.)
+      if (!(e instanceof DeviceListsUnanswered)) this.d.logger.warn("mls.devices.claim_refresh_failed", { user: username, reason: (e as Error).message });
+    }).finally(() => {
+      tracked.fetching = false;
+    });
+  }
+}

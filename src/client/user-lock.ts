@@ -1,5 +1,5 @@
-// One running client per user and key directory (PROTOCOL.md §4.5 "One client per key
-// directory"): `<username>.lock` beside the key file, taken before any of the user's files there
+// One running client per user and key directory (PROTOCOL.md §4.3): `<username>.lock` beside
+// the key file, taken before any of the user's files there
 // is read or written (the key file or device files, known_peers, known_relays, the state and MLS
 // databases) and held until the client exits. Two processes writing those files at once undo
 // each other's trust decisions (known_peers) and reuse each other's MLS ratchet state; the relay

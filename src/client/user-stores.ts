@@ -1,5 +1,5 @@
-// The user's files beside the key file, opened for a running client (PROTOCOL.md §4.5 "One client
-// per key directory", §6, §10.4): known_peers, known_relays, the state database and the MLS key
+// The user's files beside the key file, opened for a running client (PROTOCOL.md §4.3, §6,
+// §10.4): known_peers, known_relays, the state database and the MLS key
 // store. Opening takes the user's lock (user-lock.ts) as its first argument: no file here is
 // opened by a process that does not hold it.
 import type { Logger } from "../protocol/log.js";

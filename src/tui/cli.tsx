@@ -126,7 +126,7 @@ async function main(): Promise<number> {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
   const keyDir = argv.keyDir ?? defaultKeyDir();
-  // One chat-tui per user and key directory (PROTOCOL.md §4.5): the lock comes before any of the
+  // One chat-tui per user and key directory (PROTOCOL.md §4.3): the lock comes before any of the
   // user's files there is read or written, the first run's and a linking's included. A second
   // one says who holds it and leaves before any screen is drawn. Released at exit: a normal
   // quit, a signal (they end main as /quit does) and every early return go through process

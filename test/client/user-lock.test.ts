@@ -1,4 +1,4 @@
-// One running client per user and key directory (PROTOCOL.md §4.5; src/client/user-lock.ts,
+// One running client per user and key directory (PROTOCOL.md §4.3; src/client/user-lock.ts,
 // user-stores.ts): a second client of the same directory is refused before it reads or writes
 // known_peers, the state or the MLS database, whether the first runs in this process or in
 // another; once the first has closed (or died), the second opens.

@@ -1,4 +1,4 @@
-// One chat-tui per user and key directory (PROTOCOL.md §4.5), with the real binaries in real
+// One chat-tui per user and key directory (PROTOCOL.md §4.3), with the real binaries in real
 // terminals: alice runs in one terminal; a second `chat-tui alice` under the same HOME says in
 // one sentence that she is open already (naming the first's pid), draws no screen, exits
 // non-zero and leaves the first working; once the first quits, the next one starts.

@@ -208,14 +208,14 @@ export function takePidLock(path: string, o: PidLockOptions = {}): PidLock {
       if (released) return;
       released = true;
       heldHere.delete(key);
-      // Only our own lock: never remove one a later process took over.
-      let text: string | undefined;
+      // Only our own lock: never remove one a later process took over. Best effort, silently (it
+      // runs at exit, under a full-screen UI too): a lock left behind is stale once we are gone.
       try {
-        text = readLock(path);
+        const text = readLock(path);
+        if (text !== undefined && parsePidFile(text)?.nonce === nonce) unlinkQuiet(path);
       } catch {
-        return;
+        // the stale rule takes it over
       }
-      if (text !== undefined && parsePidFile(text)?.nonce === nonce) unlinkQuiet(path);
     },
   };
 }

@@ -21,9 +21,12 @@
 //   group it joined.
 // Tested by scanning every file of the directory (test/client/mls-store.test.ts).
 //
-// Concurrency: two chat-tui of one user share this file like the state db (state-store.ts):
-// writes wait up to 2 s for the other's lock; read-modify-writes run in BEGIN IMMEDIATE; a
-// save never rolls a group back to an older epoch of the same group.
+// Concurrency: one process per file. Only the client holding the user's lock opens it
+// (user-lock.ts, PROTOCOL.md §4.3): two processes saving here could not be made safe by the
+// checks below (a stale state saved over a newer one of the same epoch would reuse generations
+// and bring deleted keys back). What remains is belt and braces: writes wait up to 2 s for
+// SQLite's lock; read-modify-writes run in BEGIN IMMEDIATE; a save never rolls a group back to
+// an older epoch of the same group.
 import { touchPrivate } from "./atomic-file.js";
 import { hkdfSync, randomBytes } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
@@ -296,8 +299,8 @@ export class MlsKeyStore {
    * Keeps a group's state, replacing the one kept for its conversation (one row per
    * conversation, overwritten: the old epoch's secrets are not left on disk). Call after every
    * change of the group's state (a commit confirmed or processed, a message opened or sent,
-   * forgetPastEpochs). Refuses to go back to an older epoch of the same group (another process
-   * of this user moved it on).
+   * forgetPastEpochs). Refuses to go back to an older epoch of the same group (a check only: one
+   * process per file, user-lock.ts).
    */
   saveGroup(group: MlsGroup, options: { deleteKeyPackage?: Uint8Array | undefined } = {}): void {
     if (!(group instanceof MlsGroup)) throw new TypeError("an MlsGroup is needed");

@@ -76,8 +76,8 @@ export class ClientStateStore {
 
   private constructor(path: string) {
     if (path !== ":memory:") touchPrivate(path, "client state");
-    // A second chat-tui of the same user (which replaces the first's session) shares this file:
-    // a write waits briefly for the other's lock instead of failing with SQLITE_BUSY.
+    // One process per file (the user's lock, user-lock.ts); a write still waits briefly for
+    // SQLite's lock instead of failing with SQLITE_BUSY (a tool reading the file meanwhile).
     this.db = new DatabaseSync(path, { timeout: 2_000 });
     this.db.exec(`
       PRAGMA journal_mode = WAL;

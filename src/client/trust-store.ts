@@ -9,6 +9,11 @@
 // the number of peers; once the lines outnumber the peers twice over, the file is rewritten
 // with one line per peer (temp file, fsync, rename), which amortises to O(1) as well. Files of
 // the older format (one JSON document, version 1) are read and rewritten in the new one.
+//
+// One writer: only the client holding the user's lock opens this file (user-lock.ts, PROTOCOL.md
+// §4.3), so this process's pins are the file's, and a write never reads the file back. (Merging
+// what another process wrote cannot be made safe: a first contact decided from one process's
+// memory, or a pin written last, would undo the other's /trust or /accept.)
 import { constants } from "node:fs";
 import { lstat, open, readFile, type FileHandle } from "node:fs/promises";
 import { importPublicIdentity, type PublicIdentity } from "../protocol/keys.js";
@@ -75,11 +80,8 @@ export class TrustStore {
   /** Peers changed since the last write (written together by the next one). */
   private readonly dirty = new Set<string>();
   private writeScheduled = false;
-  /** Record lines in the file as far as this process knows (its own and others' appends). */
+  /** Record lines in the file. */
   private lines = 0;
-  /** The file this process last read or wrote (inode), and how far it has read it. */
-  private inode = -1;
-  private readUpTo = 0;
   /** The next write rewrites the whole file (no file yet, the older format, a failed write). */
   private rewrite = true;
 
@@ -93,7 +95,6 @@ export class TrustStore {
       const st = await lstat(path);
       checkPrivateFileMode(path, st);
       text = await readFile(path, "utf8");
-      store.inode = st.ino;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return store;
       if (e instanceof KeyStoreError) throw e;
@@ -102,7 +103,6 @@ export class TrustStore {
     const parsed = parsePins(path, text);
     for (const [username, pin] of parsed.pins) store.peers.set(username, pin);
     store.lines = parsed.lines;
-    store.readUpTo = parsed.readUpTo;
     store.rewrite = parsed.version === 1;
     return store;
   }
@@ -205,23 +205,16 @@ export class TrustStore {
     }
   }
 
-  /** Appends the changed peers' lines, after taking in what another process appended. */
+  /** Appends the changed peers' lines. */
   private async append(names: readonly string[]): Promise<void> {
     let fh: FileHandle;
     try {
-      fh = await open(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW);
+      fh = await open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return this.rewriteFile();
       throw e;
     }
     try {
-      const st = await fh.stat();
-      if (st.ino !== this.inode) {
-        // Another process rewrote the file: take its pins in, then write every peer of ours.
-        await this.closeFile(fh);
-        return await this.rewriteFile();
-      }
-      await this.adoptAppended(fh, st.size);
       const text = names.flatMap((n) => {
         const pin = this.peers.get(n);
         return pin ? [lineOf(n, pin)] : [];
@@ -237,7 +230,7 @@ export class TrustStore {
   /**
    * Best effort: by the time the file is closed its lines are synced (or the write already
    * failed, and that error is the one that matters); a failing close loses nothing, so it is
-   * only logged. Closing twice (after the rewrite branch) is a no-op.
+   * only logged.
    */
   private async closeFile(fh: FileHandle): Promise<void> {
     try {
@@ -247,54 +240,24 @@ export class TrustStore {
     }
   }
 
-  /**
-   * Another chat-tui of the same user (a second terminal) writes this file too: pins it added
-   * since this one last read are taken in before writing, so a write never drops a pin (a
-   * dropped pin would mean a silent trust-on-first-use again). For a peer both know, this
-   * process's view is kept. Reads only what was appended since the last read.
-   */
-  private async adoptAppended(fh: FileHandle, size: number): Promise<void> {
-    if (size <= this.readUpTo) return;
-    const buf = Buffer.alloc(size - this.readUpTo);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, this.readUpTo);
-    const chunk = buf.subarray(0, bytesRead);
-    const end = chunk.lastIndexOf(0x0a) + 1; // complete lines only
-    if (end === 0) return;
-    const parsed = parseLines(this.path, chunk.subarray(0, end).toString("utf8"), false, (u) => this.peers.has(u));
-    for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
-    this.lines += parsed.lines;
-    this.readUpTo += end;
-  }
-
-  /** Rewrites the file with one line per peer (after taking in pins only the file has). */
+  /** Rewrites the file with one line per peer, from this process's pins. */
   private async rewriteFile(): Promise<void> {
-    try {
-      // Only peers this process does not know are turned into keys: the rest is JSON to skip.
-      const parsed = parsePins(this.path, await readFile(this.path, "utf8"), (u) => this.peers.has(u));
-      for (const [username, pin] of parsed.pins) this.peers.set(username, pin);
-    } catch {
-      // No file yet, or one this process replaces with its own view.
-    }
     const text = FORMAT_LINE + [...this.peers].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, p]) => lineOf(n, p)).join("");
     await writeAtomicPrivate(this.path, text);
-    const st = await lstat(this.path);
-    this.inode = st.ino;
-    this.readUpTo = Buffer.byteLength(text);
     this.lines = this.peers.size;
     this.rewrite = false;
   }
 }
 
-interface ParsedPins { pins: Map<string, PinnedPeer>; lines: number; readUpTo: number; version: 1 | 2 }
+interface ParsedPins { pins: Map<string, PinnedPeer>; lines: number; version: 1 | 2 }
 
 /** The pins of a known_peers file (either format); throws a KeyStoreError naming what is wrong. */
-function parsePins(path: string, text: string, skip: (username: string) => boolean = () => false): ParsedPins {
+function parsePins(path: string, text: string): ParsedPins {
   if (text.startsWith(FORMAT_LINE.slice(0, 12))) {
     const firstEnd = text.indexOf("\n") + 1;
     // A last line without its newline is a write cut short by a crash: it was never complete.
     const end = text.endsWith("\n") ? text.length : text.lastIndexOf("\n") + 1;
-    const parsed = parseLines(path, text.slice(firstEnd, Math.max(firstEnd, end)), true, skip);
-    return { ...parsed, readUpTo: Buffer.byteLength(text.slice(0, Math.max(firstEnd, end))), version: 2 };
+    return { ...parseLines(path, text.slice(firstEnd, Math.max(firstEnd, end))), version: 2 };
   }
   let parsed: StoredFileV1;
   try {
@@ -304,15 +267,15 @@ function parsePins(path: string, text: string, skip: (username: string) => boole
     throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
   }
   const pins = new Map<string, PinnedPeer>();
-  for (const [username, p] of Object.entries(parsed.peers)) if (!skip(username)) pins.set(username, pinOf(path, username, p));
-  return { pins, lines: Object.keys(parsed.peers).length, readUpTo: Buffer.byteLength(text), version: 1 };
+  for (const [username, p] of Object.entries(parsed.peers)) pins.set(username, pinOf(path, username, p));
+  return { pins, lines: Object.keys(parsed.peers).length, version: 1 };
 }
 
 /**
- * Record lines: the last line of each user wins, and only that one is turned into keys (never
- * for users `skip` names: importing keys checks signatures, the costly part of reading).
+ * Record lines: the last line of each user wins, and only that one is turned into keys
+ * (importing keys checks signatures, the costly part of reading).
  */
-function parseLines(path: string, text: string, strict: boolean, skip: (username: string) => boolean = () => false): { pins: Map<string, PinnedPeer>; lines: number } {
+function parseLines(path: string, text: string): { pins: Map<string, PinnedPeer>; lines: number } {
   const last = new Map<string, StoredLine>();
   let lines = 0;
   for (const raw of text.split("\n")) {
@@ -322,14 +285,13 @@ function parseLines(path: string, text: string, strict: boolean, skip: (username
       line = JSON.parse(raw) as StoredLine;
       if (typeof line !== "object" || line === null || typeof line.user !== "string") throw new Error("a line without a user");
     } catch (e) {
-      if (!strict) continue; // another process's line read mid-way: taken in at the next rewrite
       throw new KeyStoreError(`'${path}' is damaged (${(e as Error).message}); move it away to start over (you will re-pin every peer)`, { cause: e });
     }
     lines++;
     last.set(line.user, line);
   }
   const pins = new Map<string, PinnedPeer>();
-  for (const [username, p] of last) if (!skip(username)) pins.set(username, pinOf(path, username, p));
+  for (const [username, p] of last) pins.set(username, pinOf(path, username, p));
   return { pins, lines };
 }
 

@@ -1,7 +1,8 @@
-// The relay's pid file (`relay.pid` in its data dir): its format and the test whether it still
-// names a running relay, shared by chat-relay, which holds it (src/server/pid-lock.ts), and
-// chat-tui's zero-setup start, which reads it to find the running relay (src/tui/local-relay.ts).
-// Neither may import the other.
+// Pid files: their format and the test whether one still names a running process. Two kinds:
+// the relay's (`relay.pid` in its data dir), held by chat-relay and read by chat-tui's zero-setup
+// start to find the running relay (src/tui/local-relay.ts), and a client's lock on its key files
+// (`<username>.lock` beside the key file, src/client/user-lock.ts). Both are taken by
+// src/common/pid-lock.ts. The relay and chat-tui may not import each other: this is shared.
 //
 // A pid alone proves nothing: after a crash or a reboot the pid may belong to any other process
 // (pid reuse), and one of another user is never our relay. So a pid file names a running relay
@@ -10,6 +11,7 @@
 // /proc; elsewhere: `ps -o uid=,etime=`, to the second). Anything else is stale.
 import { spawnSync } from "node:child_process";
 import { closeSync, constants as fsConstants, openSync, readFileSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 
 export const PID_FILE = "relay.pid";
@@ -23,6 +25,14 @@ export interface PidFileContents {
   /** Linux: /proc/sys/kernel/random/boot_id and /proc/self/stat's starttime when it started. */
   readonly bootId?: string;
   readonly startTicks?: number;
+  /**
+   * The host the holder runs on (os.hostname()), written by locks a directory shared between
+   * machines may hold (a client's key directory in an NFS home): a holder on another host can be
+   * proven neither alive nor dead from here. Absent in the relay's pid file.
+   */
+  readonly hostname?: string;
+  /** Random, one per taking of a lock: tells this taking's file from any later one. */
+  readonly nonce?: string;
 }
 
 /** True when a process with this pid exists (ours or not: EPERM still means it exists). */
@@ -58,6 +68,8 @@ export interface ProcessProbe {
   /** Non-Linux: `ps -o uid=,etime= -p pid`'s output, or undefined. */
   ps(pid: number): string | undefined;
   now(): number;
+  /** This host's name (os.hostname()); undefined: a pid file's hostname is not checked. */
+  readonly hostname?: string;
 }
 
 export const systemProbe: ProcessProbe = {
@@ -90,6 +102,7 @@ export const systemProbe: ProcessProbe = {
     return r.status === 0 ? r.stdout : undefined;
   },
   now: () => Date.now(),
+  hostname: hostname(),
 };
 
 /** /proc/<pid>/stat after the command name: field 3 is [0], field 22 (starttime) is [19]. */
@@ -125,14 +138,30 @@ function etimeSeconds(s: string): number | undefined {
   return ((Number(m[1] ?? 0) * 24 + Number(m[2] ?? 0)) * 60 + Number(m[3])) * 60 + Number(m[4]);
 }
 
+/** What a holder's state says: running; stale (gone, another user's, a reused pid); unproven; or on another host. */
+export type HolderState = "running" | "stale" | "unproven" | "elsewhere";
+
 /**
  * Whether a pid file names a relay running now: "running" (proven), "stale" (the process is gone,
  * another user's, or started at another time: a reused pid), or "unproven" (alive and ours as far
  * as kill(0) tells, but this system offers no way to read its start: treat as running, never
  * signal it). `why` says what made it stale or unproven, for the operator.
  */
-export function relayHolderState(c: PidFileContents, probe: ProcessProbe = systemProbe): { state: "running" | "stale" | "unproven"; why: string } {
+export function relayHolderState(c: PidFileContents, probe: ProcessProbe = systemProbe): { state: HolderState; why: string } {
+  return holderState(c, probe, { what: "the relay", file: PID_FILE });
+}
+
+/**
+ * The same rule for any pid file (`what` names its holder, `file` the file, in `why`). A file
+ * naming another host than this one (its `hostname`) is "elsewhere": nothing here can tell
+ * whether that process runs (a shared directory); the same host with another boot id is a reboot
+ * (stale).
+ */
+export function holderState(c: PidFileContents, probe: ProcessProbe, label: { readonly what: string; readonly file: string }): { state: HolderState; why: string } {
   const pid = c.pid;
+  if (c.hostname !== undefined && probe.hostname !== undefined && c.hostname !== probe.hostname) {
+    return { state: "elsewhere", why: `${label.file} was written on another host (${c.hostname}), whose processes this one cannot see` };
+  }
   if (!Number.isInteger(pid) || pid <= 0) return { state: "stale", why: "no valid pid" };
   const k = probe.kill0(pid);
   if (k === "ESRCH") return { state: "stale", why: `process ${pid} is gone` };
@@ -146,13 +175,13 @@ export function relayHolderState(c: PidFileContents, probe: ProcessProbe = syste
       const start = processStart(pid, probe);
       if (start !== undefined && c.bootId !== undefined && c.startTicks !== undefined) {
         return start.bootId === c.bootId && start.startTicks === c.startTicks
-          ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not the relay that wrote ${PID_FILE} (pid reused)` };
+          ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not ${label.what} that wrote ${label.file} (pid reused)` };
       }
       // A pid file of a relay that did not write its start in ticks: its startedAtMs, to the second.
       const btime = /^btime\s+(\d+)$/m.exec(probe.readFile("/proc/stat") ?? "");
       if (start !== undefined && btime !== null) {
         return startMatches(Number(btime[1]) * 1000 + (start.startTicks * 1000) / USER_HZ, c.startedAtMs)
-          ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not the relay that wrote ${PID_FILE} (pid reused)` };
+          ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not ${label.what} that wrote ${label.file} (pid reused)` };
       }
     }
   }
@@ -164,27 +193,48 @@ export function relayHolderState(c: PidFileContents, probe: ProcessProbe = syste
     if (secs !== undefined) {
       // etime is whole seconds: one more of slack.
       return startMatches(probe.now() - secs * 1000 - 1000, c.startedAtMs)
-        ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not the relay that wrote ${PID_FILE} (pid reused)` };
+        ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not ${label.what} that wrote ${label.file} (pid reused)` };
     }
   }
-  return { state: "unproven", why: `cannot tell whether process ${pid} is the relay (neither /proc nor ps says when it started)` };
+  return { state: "unproven", why: `cannot tell whether process ${pid} is ${label.what} (neither /proc nor ps says when it started)` };
 }
 
 /** The pid file of a data dir, or undefined when there is none (or it is unreadable garbage). */
 export function readPidFile(dataDir: string): PidFileContents | undefined {
+  return readPidFileAt(join(dataDir, PID_FILE));
+}
+
+/** A pid file by its path (never through a symlink), or undefined when there is none or it is garbage. */
+export function readPidFileAt(path: string): PidFileContents | undefined {
   try {
-    const fd = openSync(join(dataDir, PID_FILE), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-    try {
-      const v = JSON.parse(readFileSync(fd, "utf8")) as Partial<PidFileContents>;
-      if (typeof v.pid !== "number") return undefined;
-      return {
-        pid: v.pid, startedAtMs: Number(v.startedAtMs) || 0,
-        ...(typeof v.host === "string" ? { host: v.host } : {}), ...(typeof v.port === "number" ? { port: v.port } : {}),
-        ...(typeof v.bootId === "string" && typeof v.startTicks === "number" ? { bootId: v.bootId, startTicks: v.startTicks } : {}),
-      };
-    } finally {
-      closeSync(fd);
-    }
+    return parsePidFile(readPidFileText(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The raw text of a pid file, opened with O_NOFOLLOW (throws ENOENT, ELOOP for a symlink, ...). */
+export function readPidFileText(path: string): string {
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A pid file's contents from its text, or undefined when it is not one. */
+export function parsePidFile(text: string): PidFileContents | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<PidFileContents>;
+    if (typeof v !== "object" || v === null || typeof v.pid !== "number") return undefined;
+    return {
+      pid: v.pid, startedAtMs: Number(v.startedAtMs) || 0,
+      ...(typeof v.host === "string" ? { host: v.host } : {}), ...(typeof v.port === "number" ? { port: v.port } : {}),
+      ...(typeof v.bootId === "string" && typeof v.startTicks === "number" ? { bootId: v.bootId, startTicks: v.startTicks } : {}),
+      ...(typeof v.hostname === "string" ? { hostname: v.hostname } : {}),
+      ...(typeof v.nonce === "string" ? { nonce: v.nonce } : {}),
+    };
   } catch {
     return undefined;
   }

@@ -20,6 +20,7 @@ import "./thread-pool.js"; // first: sizes libuv's pool before anything starts i
 import { readFileSync } from "node:fs";
 import { CERT_FILE } from "./tls-identity.js";
 import { PID_FILE, processAlive, readPidFile, relayHolderState } from "../common/pid-file.js";
+import { PidLockPathUnsafe } from "../common/pid-lock.js";
 import { DataDirLocked, lockDataDir } from "./pid-lock.js";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
@@ -138,6 +139,7 @@ async function runRelay(args: RunArgs): Promise<number> {
     await shared?.close().catch(() => undefined);
     lock?.release();
     if (e instanceof DataDirLocked) return fail(e.message, 3);
+    if (e instanceof PidLockPathUnsafe) return fail(e.message);
     if (e instanceof RelayStartError || e instanceof RangeError) return fail(e.message);
     const dbFailure = await databaseSentence(a.storeUrl, e);
     if (dbFailure !== undefined) return fail(dbFailure);
@@ -175,7 +177,7 @@ async function stopRelay(dataDir: string): Promise<number> {
   // Never signal a process not proven to be the relay: a stale relay.pid's pid may be anyone's now.
   const held = relayHolderState(holder);
   if (held.state === "stale") return fail(`no relay is running on the data dir ${dataDir} (its ${PID_FILE} is stale: ${held.why}); nothing was signalled`);
-  if (held.state === "unproven") return fail(`${held.why}, so it is not signalled; if it is the relay of ${dataDir}, stop it with: kill ${holder.pid}`);
+  if (held.state === "unproven" || held.state === "elsewhere") return fail(`${held.why}, so it is not signalled; if it is the relay of ${dataDir}, stop it with: kill ${holder.pid}`);
   try {
     process.kill(holder.pid, "SIGTERM");
   } catch (e) {

@@ -8,13 +8,11 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ChatClient, CLIENT_VERSION } from "../client/chat-client.js";
 import { defaultKeyDir, ensureKeyDir, KeyStoreError, userFilePath } from "../client/key-store.js";
-import { mlsStoreOptions, storeKeyOf } from "../client/local-identity.js";
 import { KnownRelays } from "../client/known-relays.js";
 import { normalizeSha256, type RelayTransport } from "../client/relay-transport.js";
-import { MlsKeyStore } from "../client/mls-store.js";
 import { contentLayerOver } from "../client/mls/content.js";
-import { ClientStateStore } from "../client/state-store.js";
-import { TrustStore } from "../client/trust-store.js";
+import { lockUser, UserLocked, type UserLock } from "../client/user-lock.js";
+import { openUserStores } from "../client/user-stores.js";
 import { checkDeviceName } from "../protocol/devices.js";
 import type { Logger, LogLevel } from "../protocol/log.js";
 import { checkUsername } from "../protocol/names.js";
@@ -25,7 +23,7 @@ import { defaultDeviceName, runLinkMode } from "./link-mode.js";
 import { runTui } from "./run-tui.js";
 import { loadStartIdentity, startKeyPath, startKind } from "./start-identity.js";
 import type { StartupNotice } from "./state/reducer.js";
-import { defaultStateDir, fileLogger, LogFileError, parseServerOption, planPassphrase, promptHidden, somethingListens } from "./startup.js";
+import { defaultStateDir, fileLogger, LogFileError, parseServerOption, planPassphrase, promptHidden, somethingListens, userLockedText } from "./startup.js";
 
 function fail(message: string, code = 1): number {
   process.stderr.write(`chat-tui: ${message}\n`);
@@ -34,6 +32,8 @@ function fail(message: string, code = 1): number {
 
 /** Exit status of a bad invocation: one sentence naming the option, as chat-relay does. */
 const USAGE_ERROR = 2;
+/** Exit status when another chat-tui holds the user's key directory (chat-relay's for a held data dir). */
+const USER_LOCKED = 3;
 
 /** The notice that says where this machine's relay runs and how to stop it. */
 function localRelayNotice(r: LocalRelay): string {
@@ -126,6 +126,20 @@ async function main(): Promise<number> {
     return fail("needs an interactive terminal: run it directly in a terminal (stdin and stdout must be a TTY), not through a pipe or a file", 2);
   }
   const keyDir = argv.keyDir ?? defaultKeyDir();
+  // One chat-tui per user and key directory (PROTOCOL.md §4.3): the lock comes before any of the
+  // user's files there is read or written, the first run's and a linking's included. A second
+  // one says who holds it and leaves before any screen is drawn. Released at exit: a normal
+  // quit, a signal (they end main as /quit does) and every early return go through process
+  // exit; a crash leaves it to the stale rule (user-lock.ts).
+  let userLock: UserLock;
+  try {
+    userLock = await lockUser(keyDir, username);
+  } catch (e) {
+    if (e instanceof UserLocked) return fail(userLockedText(e), USER_LOCKED);
+    if (e instanceof KeyStoreError) return fail(e.message);
+    throw e;
+  }
+  process.once("exit", () => userLock.release());
   if (argv.deviceName !== undefined) {
     const named = checkDeviceName(argv.deviceName);
     if (!named.ok) return fail(`--device-name: ${named.reason}`, USAGE_ERROR);
@@ -170,16 +184,9 @@ async function main(): Promise<number> {
     throw e;
   }
 
-  let trust: TrustStore;
-  let state: ClientStateStore;
-  let knownRelays: KnownRelays;
-  let mlsStore: MlsKeyStore;
+  let trust, state, knownRelays, mlsStore;
   try {
-    trust = await TrustStore.open(userFilePath(keyDir, username, "_known_peers.json"), Date.now, logger);
-    knownRelays = await KnownRelays.open(userFilePath(keyDir, username, "_known_relays.json"));
-    state = ClientStateStore.open(userFilePath(keyDir, username, "_state.db"));
-    // The MLS key store beside the key file (PROTOCOL.md §10.4).
-    mlsStore = MlsKeyStore.open(userFilePath(keyDir, username, "_mls.db"), storeKeyOf(loaded.local), mlsStoreOptions(loaded.local));
+    ({ trust, state, knownRelays, mlsStore } = await openUserStores(userLock, loaded.local, logger));
   } catch (e) {
     return fail((e as Error).message);
   }
@@ -284,6 +291,7 @@ async function main(): Promise<number> {
     code = await runTui({ session: client, stdin, stdout, bell: argv.bell, mouse: argv.mouse, logger, notices, backlog, signal: leave.signal });
   } finally {
     await client.close();
+    userLock.release(); // the stores are closed: another chat-tui of this user may open them now
     logger.info("tui.stop", { user: username });
     await new Promise<void>((resolve) => logStream.end(resolve));
   }

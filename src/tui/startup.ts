@@ -6,6 +6,8 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { jsonLineLogger, type LogLevel, type Logger } from "../protocol/log.js";
 import { parseServerList, type ServerListError } from "../client/server-list.js";
+import type { UserLocked } from "../client/user-lock.js";
+import { sanitizeLine } from "../protocol/sanitize.js";
 
 export const DEFAULT_PORT = 50051;
 export const LOCAL_HOST = "127.0.0.1";
@@ -193,4 +195,30 @@ export async function planPassphrase(o: {
   if (first !== second) return { ok: false, error: "the two passphrases differ; nothing was created" };
   if (first.length === 0) return { ok: false, error: "an empty passphrase protects nothing; run without --passphrase for an unprotected key" };
   return { ok: true, plan: { newPassphrase: first, unlock } };
+}
+
+/**
+ * Why this chat-tui does not start: another one holds the user's key directory (UserLocked, from
+ * lockUser). One sentence with what to do; a holder this machine cannot see (another host sharing
+ * the directory, or a system that cannot tell) is said as such, with the lock file to remove
+ * once the user knows it is not running.
+ */
+export function userLockedText(e: UserLocked): string {
+  const who = e.username;
+  switch (e.state) {
+    case "running":
+      return `${who} is already open in another chat-tui on this machine (pid ${e.holder.pid}). Use that one, or quit it first.`;
+    case "this-process":
+      return `${who} is already open in this chat-tui.`;
+    case "unproven":
+      return `${who} seems to be open in another chat-tui on this machine (pid ${e.holder.pid} is alive, but this system cannot tell whether it is that chat-tui). ` +
+        `Use that one, or quit it first; if no chat-tui of ${who} runs, remove '${e.lockPath}' and start again.`;
+    case "elsewhere":
+      return `${who} is open in a chat-tui on another machine, ${sanitizeLine(e.holder.hostname ?? "unknown").slice(0, 64)} (pid ${e.holder.pid}), that shares the key directory ${e.keyDir}; this machine cannot tell whether it still runs. ` +
+        `Quit it there first; if it no longer runs (that machine crashed or was switched off), remove '${e.lockPath}' and start again.`;
+    default: {
+      const never: never = e.state;
+      return never;
+    }
+  }
 }

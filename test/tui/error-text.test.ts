@@ -121,7 +121,7 @@ const SESSION_ENDS: ReadonlyArray<readonly [SessionEnd, string]> = [
   [{ kind: "stream-error", detail: "the relay did not send a challenge" }, "the relay did not send a challenge"],
   [{ kind: "name-taken", username: "bob", operatorCommand: "chat-relay users release bob" },
     "the name 'bob' is taken on this relay by another key. Lost your key? Ask the relay's operator to run: chat-relay users release bob (retrying until then)"],
-  [{ kind: "replaced", username: "alice" }, "another session of alice replaced this one (did you start chat-tui alice twice?)"],
+  [{ kind: "replaced", username: "alice" }, "another session of alice replaced this one (is chat-tui alice running with these keys elsewhere: on another machine, or from a copy of this key directory?)"],
   [{ kind: "identity-refused", detail: "" }, "the relay refused this identity"],
   [{ kind: "identity-refused", detail: "bad proof" }, "bad proof"],
   [{ kind: "not-a-relay", address: "127.0.0.1:80", what: "an SSH server answers there: \"SSH-2.0\"" },
@@ -150,10 +150,10 @@ describe("sessionEndText", () => {
   it("the status line and the conversation get it: connection events, the snapshot's status, and notices", () => {
     const cause: SessionEnd = { kind: "replaced", username: "alice" };
     const status = { state: "failed", reason: describeSessionEnd(cause), cause } as const;
-    expect(connectionWithUiText(status)).toEqual({ ...status, reason: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+    expect(connectionWithUiText(status)).toEqual({ ...status, reason: "another session of alice replaced this one (is chat-tui alice running with these keys elsewhere: on another machine, or from a copy of this key directory?)" });
     expect(withUiText({ type: "connection", status })).toEqual({ type: "connection", status: connectionWithUiText(status) });
     expect(withUiText({ type: "notice", level: "error", text: describeSessionEnd(cause), about: { kind: "session-ended", cause } }))
-      .toMatchObject({ text: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+      .toMatchObject({ text: "another session of alice replaced this one (is chat-tui alice running with these keys elsewhere: on another machine, or from a copy of this key directory?)" });
     // A status without a cause (made up by a test double) keeps its reason.
     const bare = { state: "reconnecting", attempt: 1, retryAtMs: 0, reason: "connection refused" } as const;
     expect(connectionWithUiText(bare)).toBe(bare);

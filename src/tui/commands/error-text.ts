@@ -65,7 +65,9 @@ export function connectionWithUiText(status: ConnectionStatus): ConnectionStatus
 export function sessionEndText(e: SessionEnd): string {
   switch (e.kind) {
     case "replaced":
-      return `${describeSessionEnd(e)} (did you start chat-tui ${e.username} twice?)`;
+      // Not a second chat-tui of this key directory (its lock refuses that at start): the same
+      // key file in use elsewhere, another machine or a copy of the directory.
+      return `${describeSessionEnd(e)} (is chat-tui ${e.username} running with these keys elsewhere: on another machine, or from a copy of this key directory?)`;
     case "not-a-relay":
       return `${describeSessionEnd(e)}: check the address (--server host:port)`;
     case "not-tls":

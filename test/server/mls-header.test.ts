@@ -13,7 +13,9 @@ import { createMlsClient, generateKeyPackage } from "../../src/protocol/mls/inde
 import { decodeMls } from "../../src/protocol/mls/client.js";
 import { isMlsProtocolError } from "../../src/protocol/mls/errors.js";
 import { Refusal } from "../../src/server/errors.js";
+import { DEFAULT_RELAY_LIMITS } from "../../src/server/limits.js";
 import { privateMessageHeader, sendMlsFraming } from "../../src/server/mls-header.js";
+import { shapeBoundsFor } from "../../src/server/mls-shape.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { makeMlsRoom, type MlsRoom } from "../helpers/mls-room.js";
 
@@ -53,7 +55,7 @@ function before(bytes: Uint8Array): { code: ErrorCode; detail: string } | { grou
 
 function after(bytes: Uint8Array): ReturnType<typeof before> {
   try {
-    const f = sendMlsFraming(bytes);
+    const f = sendMlsFraming(bytes, shapeBoundsFor(DEFAULT_RELAY_LIMITS));
     return { groupId: f.groupId.toString("hex"), epoch: BigInt(f.epoch), contentType: f.contentType };
   } catch (e) {
     if (e instanceof Refusal) return { code: e.code, detail: e.message };

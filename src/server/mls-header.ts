@@ -20,7 +20,8 @@
 // trailing bytes) also takes as a PrivateMessage, with the same fields; anything else (another
 // wire format, a truncation, an unknown content type, an 8-byte length, trailing bytes) is
 // undefined, and the caller then runs the general decode, whose verdict and refusal sentence
-// stand. So the relay refuses exactly what it refused before, in the same words, and only the
+// stand. So the relay refuses exactly what it refused before, in the same words (but for a list
+// beyond the bounds of mls-shape.ts, refused before that decode, PROTOCOL.md §8.2), and only the
 // common case (a well-formed PrivateMessage) takes the short path. test/server/mls-header.test.ts
 // holds the two readers against each other on real and mutated messages.
 

@@ -4,7 +4,8 @@
 // (1-, 2- and 4-byte lengths, any epoch), and on their mutations (truncations, trailing bytes,
 // flipped bytes, 8-byte lengths, other versions, wire formats and content types). The reader
 // may say yes only where ts-mls decodes a PrivateMessage, with the same fields; and
-// sendMlsFraming refuses exactly what the general decode refused, in the same words.
+// sendMlsFraming refuses exactly what the general decode refused, in the same words (lists beyond
+// mls-shape.ts's bounds aside: none of these messages has one; test/adversarial/relay-mls-decode-*).
 import fc from "fast-check";
 import { encodeMlsMessage } from "ts-mls";
 import { beforeAll, describe, expect, it } from "vitest";

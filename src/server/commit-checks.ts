@@ -4,7 +4,6 @@
 // committer sees; mls-ds.ts sendCommit runs them, cheapest first.
 import type { PublicMessage } from "ts-mls";
 import { ErrorCode, type SendCommit } from "../gen/securechat/v1/chat.js";
-import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { isValidUsername } from "../protocol/names.js";
@@ -13,13 +12,18 @@ import { Refusal } from "./errors.js";
 import { bad, mls } from "./mls-checks.js";
 import { checkExternalCommit, groupContextOf } from "./mls-external.js";
 import type { MlsDsDeps } from "./mls-ds.js";
+import { decodeClientMls, type MlsShapeBounds } from "./mls-shape.js";
 import type { MembershipHint } from "./store/mls.js";
 
 /** Usernames one commit's membership hint may name (added and removed together). */
 export const MAX_HINT_NAMES = 1000;
 
-/** The Welcome beside a commit: present exactly when it adds users (not by an external join), of our suite, with its tree. */
-export function checkWelcome(req: SendCommit, external: boolean): Buffer | undefined {
+/**
+ * The Welcome beside a commit: present exactly when it adds users (not by an external join), of
+ * our suite, with its tree; at most one EncryptedGroupSecrets per device of a full group, walked
+ * before it is decoded (mls-shape.ts, §8.2).
+ */
+export function checkWelcome(req: SendCommit, external: boolean, shape: MlsShapeBounds): Buffer | undefined {
   const wants = !external && req.added.length > 0;
   if (req.welcome.length === 0) {
     if (wants) throw bad(`the commit adds ${req.added.join(", ").slice(0, 200)} but carries no Welcome for them`);
@@ -29,7 +33,7 @@ export function checkWelcome(req: SendCommit, external: boolean): Buffer | undef
   if (external) throw bad("an external join adds only its sender and carries no Welcome");
   if (!wants) throw bad("the commit carries a Welcome but names no added user to deliver it to");
   if (req.ratchetTree.length === 0) throw bad("the Welcome needs the new epoch's ratchet tree beside it");
-  const msg = mls(() => decodeMls(req.welcome, "the Welcome"));
+  const msg = decodeClientMls(req.welcome, "the Welcome", shape);
   if (msg.wireformat !== "mls_welcome") throw bad(`the Welcome is a ${msg.wireformat}`);
   if (msg.welcome.cipherSuite !== MLS_SUITE) throw bad(`the Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
   return Buffer.from(req.welcome);
@@ -98,7 +102,7 @@ export function checkHint(groupId: Buffer, external: boolean, me: string, added:
  * naming the winner only to a member) and is not checked; one for the current epoch while
  * the relay's GroupInfo is older cannot have been made from it, and is refused.
  */
-export function checkExternal(d: MlsDsDeps, user: DirectoryUser, pm: PublicMessage, groupId: Buffer, epoch: number): void {
+export function checkExternal(d: MlsDsDeps, user: DirectoryUser, pm: PublicMessage, groupId: Buffer, epoch: number, shape: MlsShapeBounds): void {
   const g = d.store.mls.group(groupId);
   if (g === undefined || epoch !== g.epoch) return;
   if (g.groupInfoEpoch !== g.epoch) {
@@ -106,7 +110,7 @@ export function checkExternal(d: MlsDsDeps, user: DirectoryUser, pm: PublicMessa
   }
   const me = user.record.username;
   const hasList = d.devices.version(me) > 0;
-  checkExternalCommit(pm, groupContextOf(g.groupInfo), {
+  checkExternalCommit(pm, groupContextOf(g.groupInfo, shape), {
     username: me, identitySpki: user.record.sigSpki, hasList, device: hasList ? d.devices.deviceAt(d.address) : undefined,
   });
 }

@@ -6,7 +6,8 @@
 // before it, the Welcome and tree to the added users), queued in the commit's own transaction.
 //
 // What the relay parses: MLS framing only, with the wrapper's strict decoder (decodeMls: size
-// cap, no trailing bytes, MLS 1.0). For a KeyPackage also its suite, lifetime, last_resort
+// cap, no trailing bytes, MLS 1.0), after a walk of the structure's lists that refuses one longer
+// than a client makes (mls-shape.ts: ts-mls builds an object per element, §8.2). For a KeyPackage also its suite, lifetime, last_resort
 // marker and credential (checkKeyPackage: one Ed25519 verification of the identity key's
 // signature over the leaf key), so that a KeyPackage published by alice's session names alice
 // and alice's bound identity key; the KeyPackage's own signature is verified by the adding
@@ -23,7 +24,6 @@ import {
   type PublishKeyPackages, type SendCommit,
 } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
-import { decodeMls } from "../protocol/mls/client.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, parseConversationId } from "../protocol/names.js";
@@ -34,6 +34,7 @@ import { Refusal } from "./errors.js";
 import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "./frames.js";
 import { bad, epochNumber, mls } from "./mls-checks.js";
 import { sendMlsFraming } from "./mls-header.js";
+import { decodeClientMls, shapeBoundsFor, type MlsShapeBounds } from "./mls-shape.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
 import { checkExternal, checkGroupSize, checkHint, checkWelcome } from "./commit-checks.js";
 export { MAX_HINT_NAMES } from "./commit-checks.js";
@@ -134,7 +135,12 @@ interface ParsedGroupInfo {
 }
 
 export class MlsDeliveryService {
-  constructor(private readonly d: MlsDsDeps) {}
+  /** The most elements of each list a client's MLS structure may have before it is decoded (mls-shape.ts, §8.2). */
+  private readonly shape: MlsShapeBounds;
+
+  constructor(private readonly d: MlsDsDeps) {
+    this.shape = shapeBoundsFor(d.limits);
+  }
 
   /**
    * The queue addresses of every device of these users except the sending device (PROTOCOL.md
@@ -266,7 +272,7 @@ export class MlsDeliveryService {
     const me = user.record.username;
     const max = maxSendMlsBytes(this.d.limits);
     if (mlsBytes.length > max) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the MLS message has ${mlsBytes.length} bytes; this relay takes at most ${max}`);
-    const framing = sendMlsFraming(mlsBytes);
+    const framing = sendMlsFraming(mlsBytes, this.shape);
     if (framing.contentType === "commit") throw bad("the message is a commit: send commits with SendCommit, not SendMls");
     const groupId = framing.groupId;
     const epoch = typeof framing.epoch === "bigint" ? epochNumber(framing.epoch, "the message") : framing.epoch;
@@ -314,7 +320,8 @@ export class MlsDeliveryService {
     try {
       // §8.2: a commit is at most MAX_COMMIT_BYTES (what an honest client's commit budget allows), before decoding.
       if (req.commit.length > MAX_COMMIT_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the commit has ${req.commit.length} bytes; this relay takes commits of at most ${MAX_COMMIT_BYTES}`);
-      const msg = mls(() => decodeMls(req.commit, "the commit"));
+      // §8.2: its lists walked and bounded before ts-mls builds them (mls-shape.ts).
+      const msg = decodeClientMls(req.commit, "the commit", this.shape);
       if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") throw bad(`the commit is a ${msg.wireformat}, not a group message`);
       const framing = msg.wireformat === "mls_private_message" ? msg.privateMessage : msg.publicMessage.content;
       if (framing.contentType !== "commit") throw bad(`the commit is a ${framing.contentType} message, not a commit`);
@@ -324,14 +331,14 @@ export class MlsDeliveryService {
       hint = checkHint(groupId, external, me, req.added, req.removed);
       conv = mls(() => conversationOfGroupId(groupId));
       checkGroupSize(this.d, groupId, conv.id, me, hint);
-      welcome = checkWelcome(req, external);
+      welcome = checkWelcome(req, external, this.shape);
       if (req.groupInfo.length > 0) {
         const gi = this.parseGroupInfo(req.groupInfo);
         if (!gi.groupId.equals(groupId) || gi.epoch !== epoch + 1) throw bad(`the GroupInfo sent with the commit is not for the epoch it makes (${epoch + 1}) of the same group`);
         groupInfo = Buffer.from(req.groupInfo);
       }
       // Last, as the costliest (two Ed25519 verifications): an external join's signature and leaf (§8.2 "External commits").
-      if (msg.wireformat === "mls_public_message" && external) checkExternal(this.d, user, msg.publicMessage, groupId, epoch);
+      if (msg.wireformat === "mls_public_message" && external) checkExternal(this.d, user, msg.publicMessage, groupId, epoch, this.shape);
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
@@ -439,7 +446,8 @@ export class MlsDeliveryService {
   }
 
   private parseGroupInfo(bytes: Uint8Array): ParsedGroupInfo {
-    const msg = mls(() => decodeMls(bytes, "the GroupInfo"));
+    // §8.2: its extension lists walked and bounded before ts-mls builds them (mls-shape.ts).
+    const msg = decodeClientMls(bytes, "the GroupInfo", this.shape);
     if (msg.wireformat !== "mls_group_info") throw bad(`the GroupInfo is a ${msg.wireformat}`);
     const ctx = msg.groupInfo.groupContext;
     if (ctx.cipherSuite !== MLS_SUITE) throw bad(`the GroupInfo uses ${ctx.cipherSuite}, not ${MLS_SUITE}`);

@@ -15,12 +15,12 @@ import { encode, composeBufferEncoders } from "ts-mls/codec/tlsEncoder.js";
 import { varLenDataEncoder } from "ts-mls/codec/variableLength.js";
 import { framedContentTBSEncoder, toTbs } from "ts-mls/framedContent.js";
 import { ErrorCode } from "../gen/securechat/v1/chat.js";
-import { decodeMls } from "../protocol/mls/client.js";
 import { MLS_SIGNATURE_KEY_BYTES, verifyCredential } from "../protocol/mls/credential.js";
 import { ed25519Verify } from "../protocol/primitives.js";
 import type { DeviceEntry } from "../protocol/devices.js";
 import { Refusal } from "./errors.js";
 import { bad, mls } from "./mls-checks.js";
+import { decodeClientMls, type MlsShapeBounds } from "./mls-shape.js";
 
 /** Who the session is: the user's name and bound identity key, and its device when the user has a list. */
 export interface ExternalJoiner {
@@ -31,9 +31,12 @@ export interface ExternalJoiner {
   readonly device: DeviceEntry | undefined;
 }
 
-/** The GroupContext of a kept GroupInfo (the relay stored it after decoding it, §8.2). */
-export function groupContextOf(groupInfo: Uint8Array): GroupContext {
-  const msg = mls(() => decodeMls(groupInfo, "the group's GroupInfo"));
+/**
+ * The GroupContext of a kept GroupInfo (the relay stored it after decoding it, §8.2; walked again:
+ * one kept by a relay before mls-shape.ts may hold any number of extensions).
+ */
+export function groupContextOf(groupInfo: Uint8Array, shape: MlsShapeBounds): GroupContext {
+  const msg = decodeClientMls(groupInfo, "the group's GroupInfo", shape);
   if (msg.wireformat !== "mls_group_info") throw bad("the group's kept GroupInfo is not a GroupInfo");
   return msg.groupInfo.groupContext;
 }

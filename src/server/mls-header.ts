@@ -20,7 +20,8 @@
 // trailing bytes) also takes as a PrivateMessage, with the same fields; anything else (another
 // wire format, a truncation, an unknown content type, an 8-byte length, trailing bytes) is
 // undefined, and the caller then runs the general decode, whose verdict and refusal sentence
-// stand. So the relay refuses exactly what it refused before, in the same words, and only the
+// stand. So the relay refuses exactly what it refused before, in the same words (but for a list
+// beyond the bounds of mls-shape.ts, refused before that decode, PROTOCOL.md §8.2), and only the
 // common case (a well-formed PrivateMessage) takes the short path. test/server/mls-header.test.ts
 // holds the two readers against each other on real and mutated messages.
 
@@ -28,6 +29,7 @@ import { ErrorCode } from "../gen/securechat/v1/chat.js";
 import { decodeMls } from "../protocol/mls/client.js";
 import { isMlsProtocolError } from "../protocol/mls/errors.js";
 import { Refusal } from "./errors.js";
+import { checkMlsShape, type MlsShapeBounds } from "./mls-shape.js";
 
 export type PrivateContentType = "application" | "proposal" | "commit";
 
@@ -111,14 +113,16 @@ function vectorLength(b: Uint8Array, at: number): number {
 
 /**
  * SendMls's framing (mls-ds.ts admitMls): the header read in place when the bytes are a
- * well-formed PrivateMessage; otherwise the general decode (decodeMls) and the refusals of
- * anything that is not an MLS 1.0 PrivateMessage, in the order and words the relay always gave
- * them (BAD_MLS_MESSAGE). A commit comes back as such: the caller refuses it.
+ * well-formed PrivateMessage; otherwise the general decode (decodeMls, after the bounded walk of
+ * mls-shape.ts: a PublicMessage commit, GroupInfo or Welcome sent here has lists too, PROTOCOL.md
+ * §8.2) and the refusals of anything that is not an MLS 1.0 PrivateMessage, in the order and words
+ * the relay always gave them (BAD_MLS_MESSAGE). A commit comes back as such: the caller refuses it.
  */
-export function sendMlsFraming(mlsBytes: Uint8Array): PrivateMessageHeader {
+export function sendMlsFraming(mlsBytes: Uint8Array, shape: MlsShapeBounds): PrivateMessageHeader {
   const header = privateMessageHeader(mlsBytes);
   if (header !== undefined) return header;
   const bad = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, detail);
+  checkMlsShape(mlsBytes, "the MLS message", shape);
   let msg: ReturnType<typeof decodeMls>;
   try {
     msg = decodeMls(mlsBytes, "the MLS message");

@@ -14,6 +14,7 @@ import { Refusal } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import { bad, mls, sha256 } from "./mls-checks.js";
 import type { MlsDsDeps } from "./mls-ds.js";
+import { checkMlsShape, shapeBoundsFor } from "./mls-shape.js";
 import type { StoredKeyPackageInput } from "./store/mls.js";
 
 /** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
@@ -66,8 +67,11 @@ export function publishKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: Publi
     throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT,
       `${hasList ? "this device keeps" : "you keep"} ${before.oneTime} one-time KeyPackages here; ${fresh.length} more would pass the limit of ${MAX_ONE_TIME_KEY_PACKAGES}`);
   }
+  const shape = shapeBoundsFor(d.limits);
   const check = (bytes: Uint8Array, lastResort: boolean, i: number): StoredKeyPackageInput => {
     const what = whatOf(lastResort, i);
+    // §8.2: its lists (capabilities, extensions) walked and bounded before ts-mls builds them (mls-shape.ts).
+    checkMlsShape(bytes, what, shape);
     const kp = mls(() => decodeKeyPackage(bytes));
     const id = mls(() => checkKeyPackage(kp, undefined, Math.floor(nowMs / 1000)));
     // PROTOCOL.md §8.2: a session publishes its own user's KeyPackages only.

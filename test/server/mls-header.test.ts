@@ -4,7 +4,8 @@
 // (1-, 2- and 4-byte lengths, any epoch), and on their mutations (truncations, trailing bytes,
 // flipped bytes, 8-byte lengths, other versions, wire formats and content types). The reader
 // may say yes only where ts-mls decodes a PrivateMessage, with the same fields; and
-// sendMlsFraming refuses exactly what the general decode refused, in the same words.
+// sendMlsFraming refuses exactly what the general decode refused, in the same words (lists beyond
+// mls-shape.ts's bounds aside: none of these messages has one; test/adversarial/relay-mls-decode-*).
 import fc from "fast-check";
 import { encodeMlsMessage } from "ts-mls";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,9 @@ import { createMlsClient, generateKeyPackage } from "../../src/protocol/mls/inde
 import { decodeMls } from "../../src/protocol/mls/client.js";
 import { isMlsProtocolError } from "../../src/protocol/mls/errors.js";
 import { Refusal } from "../../src/server/errors.js";
+import { DEFAULT_RELAY_LIMITS } from "../../src/server/limits.js";
 import { privateMessageHeader, sendMlsFraming } from "../../src/server/mls-header.js";
+import { shapeBoundsFor } from "../../src/server/mls-shape.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { makeMlsRoom, type MlsRoom } from "../helpers/mls-room.js";
 
@@ -53,7 +56,7 @@ function before(bytes: Uint8Array): { code: ErrorCode; detail: string } | { grou
 
 function after(bytes: Uint8Array): ReturnType<typeof before> {
   try {
-    const f = sendMlsFraming(bytes);
+    const f = sendMlsFraming(bytes, shapeBoundsFor(DEFAULT_RELAY_LIMITS));
     return { groupId: f.groupId.toString("hex"), epoch: BigInt(f.epoch), contentType: f.contentType };
   } catch (e) {
     if (e instanceof Refusal) return { code: e.code, detail: e.message };

@@ -16,6 +16,7 @@ import { defineConfig } from "vitest/config";
 //   - test/adversarial/relay-devices.test.ts: asserts the embedded store's envelope refcounts
 //     (storedMlsRefs reads relay.db's `refs` column; the PostgreSQL store keeps no refcount row).
 export const POSTGRES_SUITES = [
+  "test/adversarial/fetch-commits-reads.test.ts",
   "test/adversarial/hostile-kinds.test.ts",
   "test/adversarial/hostile-peer-trust.test.ts",
   "test/adversarial/hostile-peers.test.ts",

@@ -21,6 +21,8 @@ interface GrpcDecoder {
 interface Http2StreamLike {
   readonly closed: boolean;
   readonly destroyed: boolean;
+  /** Everything written was handed to the connection (absent: taken as true). */
+  readonly writableFinished?: boolean;
   close(code: number): void;
   once(event: "close", listener: () => void): unknown;
 }
@@ -88,6 +90,9 @@ export function receiveLimit(
  * never closes its side (a flooder) would keep every refused stream, with its memory and a slot
  * of the connection's max concurrent streams, for the connection's lifetime. RFC 9113 §8.1
  * allows the reset once the response is complete; honest clients close first and never see it.
+ * A response the client has not read (its flow-control window shut: writes still pending) is
+ * reset with CANCEL: node:http2 waits for pending writes before a NO_ERROR reset, forever for a
+ * client that does not read, and the unsent frames would stay in the relay's memory with it.
  */
 export function resetIfLeftOpen(call: RawDuplex, afterMs: number): void {
   const raw = (call as unknown as { call?: Partial<GrpcBaseCall> }).call?.stream;
@@ -97,7 +102,7 @@ export function resetIfLeftOpen(call: RawDuplex, afterMs: number): void {
   if (s.closed) return;
   const stream = s as Http2StreamLike;
   const timer = setTimeout(() => {
-    if (!stream.closed && !stream.destroyed) stream.close(http2.NGHTTP2_NO_ERROR);
+    if (!stream.closed && !stream.destroyed) stream.close(stream.writableFinished === false ? http2.NGHTTP2_CANCEL : http2.NGHTTP2_NO_ERROR);
   }, afterMs);
   timer.unref();
   stream.once("close", () => clearTimeout(timer));

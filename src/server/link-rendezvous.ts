@@ -10,7 +10,13 @@
 //     so at once. Open rendezvous (waiting or paired) are capped per source address (4), per
 //     network (16: an IPv6 source's /48, networkOf) and in all (256), each for at most 10 minutes;
 //   - per payload 64 KiB, per side 16 payloads; frames bigger than a payload are refused by
-//     grpc-js at their length prefix (never buffered).
+//     grpc-js at their length prefix (never buffered);
+//   - a payload is forwarded with a flushed write (stream.ts sendFlushed): a side's next frame is
+//     read only once its last one was sent to the other side, so a side that does not read holds
+//     up its sender, and the relay holds at most one payload unsent per direction (two per
+//     rendezvous), not all 16 (the relay-wide write budget pays for payloads, as for sessions'
+//     answers). One still unsent after stallMs ends the rendezvous: a side that stops reading
+//     cannot keep it (and its payload) for the rendezvous' 10 minutes.
 // A second stream of a role already present, or a third stream for a paired rendezvous, is
 // refused; so is a malformed frame. Every refusal is one sentence in LinkResponse.error, then the
 // stream ends; nothing a stream sends can throw out of this file.
@@ -18,6 +24,7 @@ import { Metadata, status as GrpcStatus, type StatusObject } from "@grpc/grpc-js
 import { LinkRequest, LinkResponse, LinkRole } from "../gen/securechat/v1/chat.js";
 import type { Logger } from "../protocol/log.js";
 import { HandshakeBudget, networkOf, sourceOf } from "./handshake-budget.js";
+import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES } from "./limits.js";
 import type { FrameStream } from "./stream.js";
 
 export const LINK_RENDEZVOUS_BYTES = 16;
@@ -35,6 +42,8 @@ export interface LinkLimits {
   readonly maxOpen: number;
   /** How long a stream may take to send its first frame (rendezvous and role). */
   readonly firstFrameMs: number;
+  /** How long a forwarded payload may wait unsent (the other side does not read) before the rendezvous ends. */
+  readonly stallMs: number;
 }
 
 export const DEFAULT_LINK_LIMITS: LinkLimits = {
@@ -45,6 +54,7 @@ export const DEFAULT_LINK_LIMITS: LinkLimits = {
   maxPerNetwork: 16,
   maxOpen: 256,
   firstFrameMs: 10_000,
+  stallMs: ANSWER_STALL_MS,
 };
 
 // networkOf (a source's /48) lives with sourceOf; re-exported for this module's users.
@@ -69,6 +79,8 @@ export const linkSay = {
   tooMany: (n: number) => `more than ${n} linking messages were sent: start the linking again`,
   expired: (min: number) => `the linking took longer than ${min} minutes: start it again on the new device`,
   otherLeft: "the other device left before the linking finished",
+  otherStalled: (s: number) => `the other device stopped reading the linking messages for ${s} seconds: start the linking again`,
+  stalled: (s: number) => `this device did not read the linking messages for ${s} seconds: start the linking again`,
   shuttingDown: "the relay is shutting down: try the linking again in a moment",
 } as const;
 
@@ -207,14 +219,37 @@ export class LinkRendezvous {
       const other = side === r.newSide ? r.existingSide : r.newSide;
       if (other === undefined) return this.refuseIn(r, side, linkSay.tooEarly);
       if (++side.payloads > this.limits.maxPayloadsPerSide) return this.refuseIn(r, side, linkSay.tooMany(this.limits.maxPayloadsPerSide));
-      // Forwarded as received: the relay never opens it.
-      void other.stream.send(encode({ payload: f.payload }));
+      // Forwarded as received: the relay never opens it. This side's next frame is read once it was sent.
+      if (!await this.forward(r, other, encode({ payload: f.payload }))) return;
     }
     // This side is done sending (half-closed); it may still read. Once both are done, both end
     // cleanly; a side that goes away instead ends the other with a sentence (the abort above).
     side.done = true;
     const other = side === r.newSide ? r.existingSide : r.newSide;
     if (other?.done === true) this.finish(r, undefined);
+  }
+
+  /**
+   * Writes one payload to `to` and resolves once it was sent (true) or the rendezvous is over
+   * (false). A payload bigger than a small answer first takes its bytes from the relay-wide write
+   * budget (as a session's answer, session.ts reply). One still unsent after stallMs ends the
+   * rendezvous: `to` is told it did not read, the other side that `to` stopped reading.
+   */
+  private async forward(r: Rendezvous, to: Side, frame: Buffer): Promise<boolean> {
+    const stallMs = this.limits.stallMs;
+    const stalled = setTimeout(() => {
+      if (r.over) return;
+      this.deps.logger.warn("link.stalled", { bytes: frame.byteLength, stallMs, open: this.open.size });
+      // The other side first: ending `to` first would tell it "the other device left".
+      this.finish(r, linkSay.otherStalled(Math.round(stallMs / 1000)), to);
+      this.fail(to.stream, linkSay.stalled(Math.round(stallMs / 1000)));
+    }, stallMs);
+    stalled.unref();
+    try {
+      return await to.stream.sendFlushed(frame, frame.byteLength > ANSWER_UNBUDGETED_BYTES) && !r.over;
+    } finally {
+      clearTimeout(stalled);
+    }
   }
 
   /** A frame as a LinkRequest; a malformed one ends the stream with one sentence. */

@@ -422,16 +422,10 @@ export class MlsDeliveryService {
       throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, "you are not a member of this group by the relay's record");
     }
     const from = req.fromEpoch > Number.MAX_SAFE_INTEGER ? Number.MAX_SAFE_INTEGER : req.fromEpoch;
-    const rows = this.d.store.mls.commitsFrom(groupId, from, MAX_COMMITS_PER_FETCH + 1);
-    const budget = Math.floor(this.d.limits.maxFrameBytes / 2);
-    const commits = [];
-    let bytes = 0;
-    for (const r of rows.slice(0, MAX_COMMITS_PER_FETCH)) {
-      if (commits.length > 0 && bytes + r.commit.length > budget) break;
-      bytes += r.commit.length;
-      commits.push({ epoch: r.epoch, commit: r.commit, sender: r.sender });
-    }
-    return { $case: "commitList", value: { requestId: req.requestId, groupId, commits, currentEpoch: g.epoch, more: commits.length < rows.length } };
+    // The store reads the sizes first and then only the commits that fit (PROTOCOL.md §8.2).
+    const page = this.d.store.mls.commitPage(groupId, from, MAX_COMMITS_PER_FETCH, Math.floor(this.d.limits.maxFrameBytes / 2));
+    const commits = page.commits.map((r) => ({ epoch: r.epoch, commit: r.commit, sender: r.sender }));
+    return { $case: "commitList", value: { requestId: req.requestId, groupId, commits, currentEpoch: g.epoch, more: page.more } };
   }
 
   /**

@@ -33,7 +33,7 @@ export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedIte
 export type { RoomSummaryRecord } from "./store/rooms.js";
 export type { KeptDeviceList } from "./store/devices.js";
 export type { SyncFile } from "./store/wal-sync.js";
-export type { ClaimedKeyPackage, CommitOutcome, CommitRecord, KeyPackageCounts, MlsGroupHead, MlsGroupRecord } from "./store/mls.js";
+export type { ClaimedKeyPackage, CommitOutcome, CommitPage, CommitRecord, KeyPackageCounts, MlsGroupHead, MlsGroupRecord } from "./store/mls.js";
 
 /**
  * The MLS Delivery Service's store as the relay uses it (PROTOCOL.md §8.2): what both the
@@ -43,7 +43,7 @@ export type MlsStore = Pick<MlsDeliveryStore,
   | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
   | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
   | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender" | "epochCommitter"
-  | "acceptCommit" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
+  | "acceptCommit" | "commitPage" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
 
 /** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */
 export type DeviceListStore = Pick<DeviceStore, "list" | "versions" | "noteSeen" | "lastSeen" | "flushSeen">;

@@ -2,15 +2,20 @@
 // too many payloads, hijack attempts on a waiting or paired rendezvous, malformed frames. Each
 // gets one sentence; the relay stays up and honest linkings still pair.
 import { randomBytes } from "node:crypto";
+import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
-import { LinkRequest } from "../../src/gen/securechat/v1/chat.js";
+import { ChatServiceService, LinkRequest } from "../../src/gen/securechat/v1/chat.js";
+import { LINK_MAX_FRAME_BYTES } from "../../src/server/link-rendezvous.js";
+import { grpcPrefix } from "../helpers/raw-http2.js";
 import { LinkRole, RawLink, startLinkRelay, type LinkTestRelay } from "../helpers/raw-link.js";
 import { waitUntil } from "../helpers/wait.js";
 
 let relay: LinkTestRelay | undefined;
 const links: RawLink[] = [];
+const h2: ClientHttp2Session[] = [];
 afterEach(async () => {
   for (const l of links.splice(0)) l.close();
+  for (const s of h2.splice(0)) s.destroy();
   await relay?.stop();
   relay = undefined;
 });
@@ -43,7 +48,80 @@ async function stillWorks(): Promise<void> {
   await waitUntil(() => old.payloads.length === 1, "forwarded");
 }
 
+/** A Link stream over node:http2 that is never read (no 'data' listener: its flow-control window shuts). */
+async function silentLink(first: Partial<LinkRequest>): Promise<ClientHttp2Stream> {
+  const s = h2connect(`http://${relay!.address}`);
+  s.on("error", () => {});
+  h2.push(s);
+  await new Promise<void>((res, rej) => { s.once("connect", () => res()); s.once("error", rej); });
+  const st = s.request({
+    [constants.HTTP2_HEADER_METHOD]: "POST", [constants.HTTP2_HEADER_PATH]: ChatServiceService.link.path,
+    [constants.HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", [constants.HTTP2_HEADER_TE]: "trailers",
+  });
+  st.on("error", () => {});
+  st.write(linkFrame(first));
+  return st;
+}
+
+function linkFrame(req: Partial<LinkRequest>): Buffer {
+  const body = LinkRequest.encode({ rendezvous: Buffer.alloc(0), role: LinkRole.LINK_ROLE_UNSPECIFIED, payload: Buffer.alloc(0), ...req }).finish();
+  return Buffer.concat([grpcPrefix(body.length), body]);
+}
+
+/** Polls the relay's unsent outgoing bytes until `done`; returns the most seen. */
+async function mostHeldUntil(done: () => boolean, what: string, timeoutMs: number): Promise<number> {
+  let most = 0;
+  await waitUntil(() => {
+    most = Math.max(most, relay!.relay.stats().outgoingBytes);
+    return done();
+  }, what, timeoutMs, 5);
+  return most;
+}
+
 describe("Link rendezvous against strangers (PROTOCOL.md §4.6)", () => {
+  it("a side that never reads holds up its sender: about one payload held, and the rendezvous ends after the stall bound", async () => {
+    relay = await startLinkRelay({ stallMs: 1_500 });
+    const rv = randomBytes(16);
+    await silentLink({ rendezvous: rv, role: LinkRole.LINK_ROLE_NEW_DEVICE });
+    await waitUntil(() => relay!.relay.stats().linkRendezvous === 1, "waiting");
+    const old = link();
+    old.send({ rendezvous: rv, role: LinkRole.LINK_ROLE_EXISTING_DEVICE });
+    await old.waitPaired();
+    // The 16 payloads of 64 KiB a side may send, all to a side that reads none of them.
+    for (let i = 0; i < 16; i++) old.send({ payload: randomBytes(64 * 1024 - 16) });
+    const most = await mostHeldUntil(() => old.ended !== undefined, "the rendezvous to end", 15_000);
+    expect(await old.waitEnd()).toBe("the other device stopped reading the linking messages for 2 seconds: start the linking again");
+    expect(relay.relay.stats().linkRendezvous).toBe(0);
+    // One payload frame (and the few bytes of "paired" and the closing sentence), not 16 of them (1 MiB).
+    expect(most).toBeLessThanOrEqual(LINK_MAX_FRAME_BYTES + 256);
+    await waitUntil(() => relay!.relay.stats().outgoingBytes === 0 || undefined, "the held payload released", 5_000);
+    expect(relay.logs.filter((l) => l["event"] === "link.stalled")).toHaveLength(1);
+    await stillWorks();
+  });
+
+  it("rendezvous whose two sides send everything and read nothing hold about a payload each way, and end after the stall bound", async () => {
+    relay = await startLinkRelay({ stallMs: 1_500 });
+    const payload = randomBytes(64 * 1024 - 16);
+    for (let r = 0; r < 4; r++) {
+      const rv = randomBytes(16);
+      const n = await silentLink({ rendezvous: rv, role: LinkRole.LINK_ROLE_NEW_DEVICE });
+      await waitUntil(() => relay!.relay.stats().linkRendezvous === r + 1, "waiting");
+      const e = await silentLink({ rendezvous: rv, role: LinkRole.LINK_ROLE_EXISTING_DEVICE });
+      await waitUntil(() => relay!.logs.filter((l) => l["event"] === "link.paired").length === r + 1, "paired");
+      for (let i = 0; i < 16; i++) {
+        n.write(linkFrame({ payload }));
+        e.write(linkFrame({ payload }));
+      }
+    }
+    const most = await mostHeldUntil(() => relay!.relay.stats().linkRendezvous === 0, "every rendezvous to end", 15_000);
+    console.log(`4 rendezvous, both sides silent: the relay held at most ${most} bytes unsent`);
+    // Before: all 2 x 16 payloads of each (8 MiB); now at most one each way.
+    expect(most).toBeLessThanOrEqual(4 * 2 * (LINK_MAX_FRAME_BYTES + 256));
+    expect(relay.logs.filter((l) => l["event"] === "link.stalled").length).toBeGreaterThanOrEqual(4);
+    await waitUntil(() => relay!.relay.stats().outgoingBytes === 0 || undefined, "the held payloads released", 5_000);
+    await stillWorks();
+  });
+
   it("caps waiting rendezvous per source address", async () => {
     relay = await startLinkRelay({ maxPerSource: 4, maxOpen: 256 });
     const four = [0, 1, 2, 3].map(() => waiting(randomBytes(16)));

@@ -192,6 +192,53 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(t.store.mls.acceptCommit(gid(1), 1, "bob", Buffer.from("b1"))).toEqual({ kind: "not-a-member" });
       });
 
+      it("answers FetchCommits by count and bytes, at least one, and says whether more follow (commitPage)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops"));
+        const sizes = [10, 20, 30, 100, 5, 5];
+        const senders = ["alice", "bob", "alice", "bob", "alice", "alice"];
+        for (let e = 0; e < sizes.length; e++) {
+          const hint = e === 0 ? { external: false, added: ["bob"], removed: [] } : undefined;
+          expect(s.acceptCommit(gid(1), e, senders[e]!, Buffer.alloc(sizes[e]!, e), undefined, hint).kind).toBe("accepted");
+        }
+        // bob's oldest goes: a hole at epoch 1 (kept: 0, 2, 3, 4, 5 of 10, 30, 100, 5, 5 bytes).
+        expect(s.trimCommitsOf("bob", 1, 1_000_000)).toBe(1);
+        const page = (from: number, count: number, bytes: number) => {
+          const p = s.commitPage(gid(1), from, count, bytes);
+          return [p.commits.map((c) => c.epoch), p.more];
+        };
+        expect(page(0, 64, 1000)).toEqual([[0, 2, 3, 4, 5], false]);
+        expect(page(0, 5, 1000)).toEqual([[0, 2, 3, 4, 5], false]);
+        expect(page(0, 2, 1000)).toEqual([[0, 2], true]);
+        expect(page(0, 64, 40)).toEqual([[0, 2], true]);
+        expect(page(0, 64, 39)).toEqual([[0], true]);
+        // The first whatever its size.
+        expect(page(3, 64, 50)).toEqual([[3], true]);
+        expect(page(0, 64, 0)).toEqual([[0], true]);
+        expect(page(4, 64, 50)).toEqual([[4, 5], false]);
+        expect(page(1, 64, 1000)).toEqual([[2, 3, 4, 5], false]);
+        expect(page(5, 64, 1000)).toEqual([[5], false]);
+        expect(page(6, 64, 1000)).toEqual([[], false]);
+        expect(s.commitPage(gid(9), 0, 64, 1000)).toEqual({ commits: [], more: false });
+        // The same records as commitsFrom's, and the same answers as a budget applied to them.
+        expect(s.commitPage(gid(1), 0, 64, 1000).commits).toEqual(s.commitsFrom(gid(1), 0, 64));
+        for (const from of [0, 1, 2, 3, 4, 5]) {
+          for (const count of [1, 2, 3, 64]) {
+            for (const bytes of [0, 9, 10, 40, 45, 135, 1000]) {
+              const all = s.commitsFrom(gid(1), from, count + 1);
+              const want = [];
+              let total = 0;
+              for (const c of all.slice(0, count)) {
+                if (want.length > 0 && total + c.commit.length > bytes) break;
+                total += c.commit.length;
+                want.push(c);
+              }
+              expect(s.commitPage(gid(1), from, count, bytes), `from ${from} count ${count} bytes ${bytes}`).toEqual({ commits: want, more: want.length < all.length });
+            }
+          }
+        }
+      });
+
       it(`keeps the last ${COMMITS_KEPT_PER_GROUP} commits of a group`, () => {
         const s = t.store.mls;
         s.createGroup(group(1, "#ops"));

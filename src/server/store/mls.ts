@@ -60,6 +60,15 @@ export interface CommitRecord {
   readonly commit: Buffer;
 }
 
+/**
+ * A FetchCommits answer as the store reads it (PROTOCOL.md §8.2): the commits it answers with, and
+ * whether a kept commit follows the last of them.
+ */
+export interface CommitPage {
+  readonly commits: readonly CommitRecord[];
+  readonly more: boolean;
+}
+
 export type CommitOutcome =
   /** `queued`: the deliveries stored with it (only when deliveries were asked for), for waking pumps. */
   | { readonly kind: "accepted"; readonly epoch: number; readonly queued?: readonly EnqueueRequest[] }
@@ -525,10 +534,36 @@ export class MlsDeliveryStore {
     return Number(this.kept.purge.run(cutoffMs).changes);
   }
 
-  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
-  commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
-    return (this.s.commitsFrom.all(groupId, fromEpoch, limit) as Row[]).map((r) => ({
-      epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(r.commit_msg)),
-    }));
+  /**
+   * FetchCommits' answer (PROTOCOL.md §8.2): the accepted commits from `fromEpoch` on, in epoch
+   * order, at most `maxCount` and at most `maxBytes` in all, but at least the first whatever its
+   * size; `more` when a kept commit follows the last one. The rows are stepped through one at a
+   * time and the statement stops at the first that does not fit: it reads the commits it answers
+   * with and one more, never every kept commit from `fromEpoch` on.
+   *
+   * (A seek into mls_commits, WITHOUT ROWID, compares the key with a few whole records, blobs
+   * included, when they spill onto overflow pages: a few commits are read to find the first.
+   * LENGTH(commit_msg) reads the blob too there, so sizes are not read first.)
+   */
+  commitPage(groupId: Buffer, fromEpoch: number, maxCount: number, maxBytes: number): CommitPage {
+    const commits: CommitRecord[] = [];
+    let bytes = 0;
+    // Leaving the loop early resets the statement: the rows after are never read.
+    for (const r of this.s.commitsFrom.iterate(groupId, fromEpoch, maxCount + 1) as Iterable<Row>) {
+      const c = commitOf(r);
+      if (commits.length >= maxCount || (commits.length > 0 && bytes + c.commit.length > maxBytes)) return { commits, more: true };
+      bytes += c.commit.length;
+      commits.push(c);
+    }
+    return { commits, more: false };
   }
+
+  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order (every blob: tests and tools; FetchCommits uses commitPage). */
+  commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
+    return (this.s.commitsFrom.all(groupId, fromEpoch, limit) as Row[]).map(commitOf);
+  }
+}
+
+function commitOf(r: Row): CommitRecord {
+  return { epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(r.commit_msg)) };
 }

@@ -12,7 +12,7 @@
 // Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts), as for the embedded store.
 import type { MlsStore } from "../../store.js";
 import {
-  COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitRecord,
+  COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitPage, type CommitRecord,
   type CreateGroupOutcome, type KeptCommitBound, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
 } from "../mls.js";
 import type { EnqueueRequest } from "../queues.js";
@@ -50,6 +50,19 @@ const INSERT_GROUP = `INSERT INTO mls_groups (group_id, conversation_id, creator
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
 const INSERT_KEY_PACKAGE = `INSERT INTO mls_key_packages (username, address, ref, key_package, last_resort, not_after_ms, created_at_ms)
   VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+
+/**
+ * FetchCommits' answer in one statement (one snapshot, one round trip): the sizes of up to $3 commits
+ * from epoch $2 on (octet_length reads a TOASTed value's size from its pointer, not the value),
+ * their running total, and the blobs of only those that fit: at most $4, at most $5 bytes in all,
+ * always the first. `found` (how many sizes were read) says whether more follow.
+ */
+export const COMMIT_PAGE_SQL = `WITH s AS (
+    SELECT epoch, octet_length(commit_msg) AS n FROM mls_commits WHERE group_id = $1 AND epoch >= $2 ORDER BY epoch LIMIT $3),
+  t AS (SELECT epoch, row_number() OVER (ORDER BY epoch) AS k, sum(n) OVER (ORDER BY epoch) AS total FROM s)
+  SELECT c.epoch, c.sender, c.commit_msg, (SELECT count(*) FROM s) AS found
+  FROM t JOIN mls_commits c ON c.group_id = $1 AND c.epoch = t.epoch
+  WHERE t.k <= $4 AND (t.k = 1 OR t.total <= $5) ORDER BY c.epoch`;
 
 /** What a read of a group found (no record: no such group), valid only while `calls` is SyncPg.callsMade, for a bounded time (PgMlsStore.keep). */
 interface GroupSnapshot {
@@ -459,7 +472,14 @@ export class PgMlsStore implements MlsStore {
     }, { rerun: true });
   }
 
-  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order. */
+  /** FetchCommits' answer: as the embedded store's commitPage (store/mls.ts), in one statement (COMMIT_PAGE_SQL). */
+  commitPage(groupId: Buffer, fromEpoch: number, maxCount: number, maxBytes: number): CommitPage {
+    const rows = this.db.query(COMMIT_PAGE_SQL, [groupId, fromEpoch, maxCount + 1, maxCount, maxBytes]);
+    const commits = rows.map((r) => ({ epoch: num(r["epoch"]), sender: str(r["sender"]), commit: bytes(r["commit_msg"]) }));
+    return { commits, more: rows.length > 0 && num(rows[0]!["found"]) > rows.length };
+  }
+
+  /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order (every blob: tests and tools; FetchCommits uses commitPage). */
   commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
     return this.db.query("SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = $1 AND epoch >= $2 ORDER BY epoch LIMIT $3", [groupId, fromEpoch, limit])
       .map((r) => ({ epoch: num(r["epoch"]), sender: str(r["sender"]), commit: bytes(r["commit_msg"]) }));

@@ -57,6 +57,8 @@ export function checkGroupSize(d: MlsDsDeps, groupId: Buffer, conversationId: st
     throw new Refusal(ErrorCode.ERROR_CODE_TOO_MANY_RECIPIENTS, `${conversationId} would have ${members.size} members; this relay allows at most ${max}, the most one message can reach`);
   }
   // Devices too (§4.5): every device of a member is a leaf and a queue row per message.
+  // (Users not in memory read together; a name nobody owns has no device.)
+  d.devices.prefetch(members);
   let devices = 0;
   for (const u of members) devices += d.devices.addresses(u).length;
   const maxDevices = d.limits.maxGroupDevices;

@@ -22,7 +22,8 @@ import { Refusal, sessionEnd } from "./errors.js";
 import type { ResponseFrame } from "./frames.js";
 import type { RelayLimits } from "./limits.js";
 import type { Router } from "./router.js";
-import type { RelayStore, UserRecord } from "./store.js";
+import type { KeptDeviceList, RelayStore, UserRecord } from "./store.js";
+import { UnboundNames } from "./unbound-names.js";
 
 /** The queue address of a device (PROTOCOL.md §4.5). */
 export function queueAddress(username: string, device: Pick<DeviceEntry, "deviceId" | "primary"> | undefined): string {
@@ -54,11 +55,11 @@ export interface UserDevices {
 export const MAX_CACHED_USERS = 100_000;
 export const MAX_CACHED_BYTES = 64 * 1024 * 1024;
 /**
- * Valid names found unbound, remembered so that a group's fan-out naming them (a commit's hint
- * may name anyone, §8.2) costs no database read per message: at most this many names of at most
- * 32 characters (under 1 MiB), oldest first out; a binding forgets the name (forget()).
+ * Valid names found unbound are remembered (unbound-names.ts: at most this many, for a short
+ * time), so that a group's fan-out naming them (a commit's hint may name anyone, §8.2) costs no
+ * database read per message; a binding forgets the name (forget()).
  */
-export const MAX_UNBOUND_NAMES = 10_000;
+export { MAX_UNBOUND_NAMES } from "./unbound-names.js";
 
 /** What a cached entry holds, roughly, in bytes (strings as UTF-16, buffers, object overheads). */
 function estimatedBytes(username: string, u: UserDevices): number {
@@ -68,13 +69,24 @@ function estimatedBytes(username: string, u: UserDevices): number {
   return n + (u.list?.signature.length ?? 0) + (u.list?.identitySpki.length ?? 0);
 }
 
-/** Users' device lists, verified, with their queue addresses: in memory, read once per bound user. */
+/** A name nobody owns (or no username at all): no device, no queue address (§8.3: nothing is queued for it). */
+const NOBODY: UserDevices = Object.freeze({ version: 0, list: undefined, addresses: Object.freeze([]) as readonly string[], primaryId: "" });
+
+/**
+ * Users' device lists, verified, with their queue addresses: in memory, read once per bound user.
+ * A request naming many users reads the ones not known yet together (prefetch: one store call,
+ * one statement on PostgreSQL), never one by one.
+ */
 export class DeviceRoutes {
   private readonly users = new Map<string, { readonly devices: UserDevices; readonly bytes: number }>();
   private bytes = 0;
-  private readonly unbound = new Set<string>();
 
-  constructor(private readonly store: RelayStore, private readonly bounds: { readonly maxUsers: number; readonly maxBytes: number } = { maxUsers: MAX_CACHED_USERS, maxBytes: MAX_CACHED_BYTES }) {}
+  constructor(
+    private readonly store: RelayStore,
+    private readonly bounds: { readonly maxUsers: number; readonly maxBytes: number } = { maxUsers: MAX_CACHED_USERS, maxBytes: MAX_CACHED_BYTES },
+    /** Names found unbound lately (shared with the Directory: relay.ts). */
+    private readonly unbound: UnboundNames = new UnboundNames(),
+  ) {}
 
   /** Users cached now, and their estimated bytes (tests, operators). */
   get cached(): { readonly users: number; readonly bytes: number; readonly unbound: number } {
@@ -83,21 +95,40 @@ export class DeviceRoutes {
 
   /**
    * The user's devices. A name that is not a valid username (§4.1) is never looked up, and one
-   * that is not bound is read from the store each time and never cached: names a request makes
-   * up (claims, fetches, a commit's hint) cannot fill the relay's memory.
+   * that is not bound is never cached (only remembered as unbound, bounded): names a request
+   * makes up (claims, fetches, a commit's hint) cannot fill the relay's memory. Either has no
+   * device and no queue address.
    */
   of(username: string): UserDevices {
     const cached = this.users.get(username);
     if (cached !== undefined) return cached.devices;
-    if (this.unbound.has(username) || !isValidUsername(username)) return devicesOf(username, undefined);
-    const bound = this.store.getUser(username);
-    const u = this.load(username, bound);
-    if (bound !== undefined) this.keep(username, u);
-    else {
-      if (this.unbound.size >= MAX_UNBOUND_NAMES) this.unbound.delete(this.unbound.values().next().value!);
-      this.unbound.add(username);
+    this.prefetch([username]);
+    return this.users.get(username)?.devices ?? NOBODY;
+  }
+
+  /**
+   * Reads the users among these names that are not known yet (neither cached nor remembered as
+   * unbound, and valid usernames) in ONE store call (RelayStore.findUsers), so that of() then
+   * answers each from memory: what a request naming many users costs the store.
+   */
+  prefetch(usernames: Iterable<string>): void {
+    let misses: Set<string> | undefined;
+    for (const n of usernames) {
+      if (this.users.has(n) || this.unbound.has(n) || !isValidUsername(n)) continue;
+      (misses ??= new Set()).add(n);
     }
-    return u;
+    if (misses === undefined) return;
+    const asked = [...misses];
+    for (const f of this.store.findUsers(asked)) {
+      misses.delete(f.record.username);
+      this.keep(f.record.username, this.load(f.record, f.deviceList));
+    }
+    for (const n of misses) this.unbound.add(n);
+  }
+
+  /** Whether the name is bound, as far as this relay knows (cached, or read now). */
+  isBound(username: string): boolean {
+    return this.of(username) !== NOBODY;
   }
 
   private keep(username: string, u: UserDevices): void {
@@ -120,7 +151,7 @@ export class DeviceRoutes {
     this.bytes -= e.bytes;
   }
 
-  /** Every queue address of the user (one, the bare username, without a list). */
+  /** Every queue address of the user (one, the bare username, without a list; none for a name nobody owns). */
   addresses(username: string): readonly string[] {
     return this.of(username).addresses;
   }
@@ -152,13 +183,14 @@ export class DeviceRoutes {
 
   /** A newer list was kept. */
   set(username: string, list: VerifiedDeviceList): void {
+    this.unbound.forget(username);
     this.keep(username, devicesOf(username, list));
   }
 
   /** A name was bound anew (after a release), or another relay kept a newer list: read again at next use. */
   forget(username: string): void {
     this.drop(username);
-    this.unbound.delete(username);
+    this.unbound.forget(username);
   }
 
   /** Another relay may have kept lists this relay did not hear of (its cluster events were lost): all are read again at next use. */
@@ -168,9 +200,8 @@ export class DeviceRoutes {
     this.bytes = 0;
   }
 
-  private load(username: string, bound: UserRecord | undefined): UserDevices {
-    if (bound === undefined) return devicesOf(username, undefined);
-    const kept = this.store.devices.list(username);
+  private load(bound: UserRecord, kept: KeptDeviceList | undefined): UserDevices {
+    const username = bound.username;
     if (kept === undefined) return devicesOf(username, undefined);
     try {
       // The kept bytes were verified at publish; verified again here (once per user and
@@ -307,21 +338,28 @@ function dropForeignKeyPackages(d: DeviceServiceDeps, address: string, mlsKey: B
 export function fetchDeviceLists(d: DeviceServiceDeps, req: FetchDeviceLists): ResponseFrame {
   const names = [...new Set(req.usernames)];
   if (names.length > d.limits.maxRecipients) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${d.limits.maxRecipients} users, not ${names.length}`);
+  // A name that cannot be bound (§4.1) is left out like an unknown one, without a lookup; the
+  // others not in memory are read together (one store call each for bindings, lists, last seen).
+  const bound = d.directory.getMany(names.filter((n) => isValidUsername(n)));
+  d.devices.prefetch(bound.keys());
+  const kept: Array<{ readonly username: string; readonly list: VerifiedDeviceList }> = [];
+  for (const n of names) {
+    if (!bound.has(n)) continue;
+    const list = d.devices.of(n).list;
+    if (list !== undefined) kept.push({ username: n, list });
+  }
+  const lastSeen = kept.length === 0 ? new Map<string, Map<string, number>>() : d.store.devices.lastSeenOf(kept.map((k) => k.username));
   const lists: wire.DeviceList[] = [];
   const seen: wire.DeviceSeen[] = [];
-  for (const n of names) {
-    // A name that cannot be bound (§4.1) is left out like an unknown one, without a lookup.
-    if (!isValidUsername(n) || d.directory.get(n) === undefined) continue;
-    const list = d.devices.of(n).list;
-    if (list === undefined) continue;
-    lists.push(toWireDeviceList(list));
-    seen.push(...seenOf(d, n, list));
+  for (const k of kept) {
+    lists.push(toWireDeviceList(k.list));
+    seen.push(...seenOf(d, k.username, k.list, lastSeen.get(k.username)));
   }
   return { $case: "deviceListResult", value: { requestId: req.requestId, lists, seen } };
 }
 
-function seenOf(d: DeviceServiceDeps, username: string, list: VerifiedDeviceList): wire.DeviceSeen[] {
-  const last = d.store.devices.lastSeen(username);
+function seenOf(d: DeviceServiceDeps, username: string, list: VerifiedDeviceList, known?: ReadonlyMap<string, number>): wire.DeviceSeen[] {
+  const last = known ?? d.store.devices.lastSeen(username);
   return list.devices.map((dev) => {
     const online = d.router.isAddressOnline(queueAddress(username, dev));
     return { username, deviceId: dev.deviceId, online, lastSeenMs: online ? d.clock() : last.get(dev.deviceId) ?? 0 };

@@ -5,7 +5,9 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as wire from "../gen/securechat/v1/chat.js";
 import { importSigningKey, keyTag } from "../protocol/keys.js";
+import { isValidUsername } from "../protocol/names.js";
 import type { RelayStore, UserRecord } from "./store.js";
+import { UnboundNames } from "./unbound-names.js";
 
 /**
  * A copy of b in an allocation of its own. Small Buffers are carved out of Node's shared pool
@@ -78,13 +80,17 @@ export class Directory {
   private readonly users = new Map<string, DirectoryUser>();
   /**
    * In a cluster, a name bound on another relay may be asked for before its `user` event
-   * arrives: a miss then reads the store (not cached when unbound). Unset for one relay.
+   * arrives: a miss then reads the store (not cached when unbound: only remembered as unbound
+   * for a short time, unbound-names.ts). Unset for one relay, which holds every bound user.
    */
   private readThrough: RelayStore | undefined;
+  /** Names found unbound lately (shared with DeviceRoutes: relay.ts). */
+  private unbound = new UnboundNames();
 
-  static load(store: RelayStore, options: { readonly readThrough?: boolean } = {}): Directory {
+  static load(store: RelayStore, options: { readonly readThrough?: boolean; readonly unbound?: UnboundNames } = {}): Directory {
     const d = new Directory();
     if (options.readThrough === true) d.readThrough = store;
+    if (options.unbound !== undefined) d.unbound = options.unbound;
     for (const u of store.listUsers()) d.users.set(u.username, new DirectoryUser(u));
     for (const [name, version] of store.devices.versions()) {
       const u = d.users.get(name);
@@ -96,16 +102,38 @@ export class Directory {
   get(username: string): DirectoryUser | undefined {
     const u = this.users.get(username);
     if (u !== undefined || this.readThrough === undefined) return u;
-    const record = this.readThrough.getUser(username);
-    if (record === undefined) return undefined;
-    const loaded = new DirectoryUser(record);
-    loaded.deviceListVersion = this.readThrough.devices.list(username)?.version ?? 0;
-    this.users.set(username, loaded);
-    return loaded;
+    return this.getMany([username]).get(username);
+  }
+
+  /**
+   * The bound users among these names (LookupKeys, FetchDeviceLists, Welcome): from memory, and
+   * in a cluster the misses in ONE store read (RelayStore.findUsers: one statement on
+   * PostgreSQL), never one per name. A name that is not a valid username (§4.1) is never looked
+   * up; one found unbound is remembered as such for a short time and not read again meanwhile.
+   */
+  getMany(usernames: Iterable<string>): Map<string, DirectoryUser> {
+    const out = new Map<string, DirectoryUser>();
+    let misses: Set<string> | undefined;
+    for (const n of usernames) {
+      const u = this.users.get(n);
+      if (u !== undefined) out.set(n, u);
+      else if (this.readThrough !== undefined && isValidUsername(n) && !this.unbound.has(n)) (misses ??= new Set()).add(n);
+    }
+    if (misses === undefined || this.readThrough === undefined) return out;
+    for (const f of this.readThrough.findUsers([...misses])) {
+      const loaded = new DirectoryUser(f.record);
+      loaded.deviceListVersion = f.deviceList?.version ?? 0;
+      this.users.set(loaded.username, loaded);
+      out.set(loaded.username, loaded);
+      misses.delete(loaded.username);
+    }
+    for (const n of misses) this.unbound.add(n);
+    return out;
   }
 
   /** Records a binding (new, or the same keys seen again); returns the cached entry. */
   put(record: UserRecord, sigKey: KeyObject): DirectoryUser {
+    this.unbound.forget(record.username);
     const current = this.users.get(record.username);
     if (current !== undefined && current.record.sigSpki.equals(record.sigSpki) && current.record.encSpki.equals(record.encSpki)) {
       return current;
@@ -120,6 +148,7 @@ export class Directory {
    * the cached entry follows the record. Returns the entry, undefined when the name is not bound.
    */
   reload(record: UserRecord | undefined, username: string): DirectoryUser | undefined {
+    this.unbound.forget(username);
     if (record === undefined) {
       this.users.delete(username);
       return undefined;

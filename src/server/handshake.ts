@@ -339,10 +339,11 @@ function welcomeFor(user: DirectoryUser, deps: HandshakeDeps, protocolVersion: n
   const names = new Set<string>(router.onlineNames());
   names.add(user.username);
   for (const r of rooms) for (const m of r.members) names.add(m);
+  const found = directory.getMany(names);
   return {
     username: user.username,
     directory: [...names].flatMap((n) => {
-      const u = directory.get(n);
+      const u = found.get(n);
       return u === undefined ? [] : [u.toLightWire(router.isOnline(n))];
     }),
     rooms,

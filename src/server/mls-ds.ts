@@ -147,6 +147,9 @@ export class MlsDeliveryService {
    * §4.5): my other devices get what I send. From the in-memory routes: no database read.
    */
   private addressesOf(usernames: readonly string[], lobby: boolean): string[] {
+    // Users not in memory (evicted, or names a hint made up) are read together, not one by one;
+    // a name nobody owns has no address: nothing is queued for it.
+    this.d.devices.prefetch(usernames);
     const out: string[] = [];
     for (const u of usernames) {
       for (const a of this.d.devices.addresses(u)) {
@@ -343,6 +346,8 @@ export class MlsDeliveryService {
       if (!(e instanceof Refusal)) throw e;
       return refuse(e);
     }
+    // The hint's users, read together before the commit's transaction (not inside it, one by one).
+    this.d.devices.prefetch([...hint.added, ...hint.removed]);
     const commit = Buffer.from(req.commit);
     const tree = Buffer.from(req.ratchetTree);
     const lobby = conv.kind === "lobby";

@@ -109,16 +109,23 @@ export function claimKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: ClaimKe
   if (names.includes(me) && d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
   if (req.deviceIds.length > MAX_DEVICES) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
   const onlyDevices = req.deviceIds.length === 0 ? undefined : new Set(req.deviceIds);
+  // The users not in memory are read together (one store call); a name nobody owns has no
+  // device, so nothing is claimed for it: it is missing.
+  d.devices.prefetch(names);
+  // One per device in the user's list (one-time first, else its last-resort one); a user
+  // without a list has one device at the bare username, as before devices.
+  const wanted = names.map((username) => ({
+    username,
+    addresses: d.devices.addresses(username).filter((a) => a !== d.address && (onlyDevices === undefined || onlyDevices.has(d.devices.deviceIdOf(a)))),
+  }));
+  // Every device's claim in one store call (one statement on PostgreSQL), each one-time one handed out once.
+  const claimed = d.store.mls.claimKeyPackages(wanted.flatMap((w) => w.addresses));
   const entries = [];
   const missing = [];
-  for (const username of names) {
-    // One per device in the user's list (one-time first, else its last-resort one); a user
-    // without a list has one device at the bare username, as before devices.
+  for (const { username, addresses } of wanted) {
     let found = 0;
-    for (const address of d.devices.addresses(username)) {
-      if (address === d.address) continue;
-      if (onlyDevices !== undefined && !onlyDevices.has(d.devices.deviceIdOf(address))) continue;
-      const kp = d.store.mls.claimKeyPackage(address);
+    for (const address of addresses) {
+      const kp = claimed.get(address);
       if (kp === undefined) continue;
       found++;
       entries.push({ username, keyPackage: kp.keyPackage, lastResort: kp.lastResort, deviceId: d.devices.deviceIdOf(address) });

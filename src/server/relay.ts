@@ -6,6 +6,7 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "../protocol/log.js";
 import { Directory } from "./directory.js";
+import { UnboundNames } from "./unbound-names.js";
 import { DiskReserve, fsSpace, reserveBytesFor, type FsSpace } from "./disk-budget.js";
 import { sessionEnd, statusOf } from "./errors.js";
 import { encodeResponse } from "./frames.js";
@@ -235,8 +236,10 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
   const writeBudget = new WriteBudget(options.writeBudget ?? { limitBytes: DELIVERY_BUDGET_BYTES, stallMs: DELIVERY_STALL_MS });
   const handshakes = new HandshakeBudget(limits.maxPendingHandshakes, limits.maxHandshakesPerAddress);
   const links = new LinkRendezvous({ logger, handshakes, ...(options.linkLimits === undefined ? {} : { limits: options.linkLimits }) });
-  const directory = Directory.load(store, { readThrough: cluster !== undefined });
-  const devices = new DeviceRoutes(store);
+  // Names found unbound lately, shared: whichever of the two reads a made-up name first spares the other its read.
+  const unbound = new UnboundNames();
+  const directory = Directory.load(store, { readThrough: cluster !== undefined, unbound });
+  const devices = new DeviceRoutes(store, undefined, unbound);
   // Per device (queue address): a lobby message is stored for the devices online (or just gone),
   // on any relay of the cluster.
   const lobby = new LobbyAudience(limits.lobbyGraceMs, clock, (a) => router.isAddressOnline(a), directory.size > 0);

@@ -269,8 +269,11 @@ class AuthenticatedSession implements RoutedSession {
     if (req.usernames.length > deps.limits.maxRecipients) {
       return fail(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${deps.limits.maxRecipients} users, not ${req.usernames.length}`);
     }
-    const entries = [...new Set(req.usernames)].flatMap((n) => {
-      const u = deps.directory.get(n);
+    // The names not in memory are read together (one store call), invalid ones never (§6).
+    const names = [...new Set(req.usernames)];
+    const found = deps.directory.getMany(names);
+    const entries = names.flatMap((n) => {
+      const u = found.get(n);
       return u === undefined ? [] : [u.toWire(deps.router.isOnline(n))];
     });
     deps.logger.debug("keys.lookup", { user: this.username, asked: req.usernames.length, found: entries.length });

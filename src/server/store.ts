@@ -20,7 +20,7 @@ import { Bindings, type BindOutcome, type UserRecord } from "./store/bindings.js
 import {
   Queues, RECENT_IDS_MAX, type AckRequest, type EnqueueOutcome, type RecentBudget, type EnqueueRequest, type PurgeResult, type QueuedItem, type QueueUsage,
 } from "./store/queues.js";
-import { DeviceStore } from "./store/devices.js";
+import { DeviceStore, type KeptDeviceList } from "./store/devices.js";
 import { DelegatingStore, replaceDeviceListIn } from "./store/facade.js";
 import { MlsDeliveryStore } from "./store/mls.js";
 import { Memberships, type RoomSummaryRecord } from "./store/rooms.js";
@@ -40,18 +40,30 @@ export type { ClaimedKeyPackage, CommitOutcome, CommitPage, CommitRecord, KeyPac
  * embedded store (store/mls.ts) and the PostgreSQL store (store/pg/) implement.
  */
 export type MlsStore = Pick<MlsDeliveryStore,
-  | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "keyPackagesOfAddress" | "dropKeyPackagesById"
+  | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "claimKeyPackages" | "keyPackagesOfAddress" | "dropKeyPackagesById"
   | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
   | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender" | "epochCommitter"
   | "acceptCommit" | "commitPage" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
 
 /** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */
-export type DeviceListStore = Pick<DeviceStore, "list" | "versions" | "noteSeen" | "lastSeen" | "flushSeen">;
+export type DeviceListStore = Pick<DeviceStore, "list" | "versions" | "noteSeen" | "lastSeen" | "lastSeenOf" | "flushSeen">;
 export { SQLITE_FULL, SQLITE_IOERR, sqliteErrorCode, walAllowanceFor } from "./store/schema.js";
+
+/** A bound user as findUsers reads it: the binding and the kept device list (if any). */
+export interface FoundUser {
+  readonly record: UserRecord;
+  readonly deviceList: KeptDeviceList | undefined;
+}
 
 export interface RelayStore {
   readonly relayId: Buffer;
   getUser(username: string): UserRecord | undefined;
+  /**
+   * The bound users among these names, each with its kept device list, in one read (on
+   * PostgreSQL one statement, `username = ANY($1)`, whatever the count): what a request naming
+   * many users costs the store (devices.ts, directory.ts). Names not bound are left out.
+   */
+  findUsers(usernames: readonly string[]): FoundUser[];
   listUsers(): UserRecord[];
   /** First key wins: binds a free name, or reports who owns it. Atomic. */
   bindUser(user: Omit<UserRecord, "createdAtMs">): BindOutcome;
@@ -230,6 +242,16 @@ class SqliteStore extends DelegatingStore implements RelayStore {
     this.mls = new MlsDeliveryStore(c, this.queues);
     this.devices = new DeviceStore(c);
     this.relayId = loadRelayId(db, this.transaction);
+  }
+
+  /** Local reads (no round trip): one lookup of the binding, and of the list of each bound one. */
+  findUsers(usernames: readonly string[]): FoundUser[] {
+    const out: FoundUser[] = [];
+    for (const n of usernames) {
+      const record = this.bindings.getUser(n);
+      if (record !== undefined) out.push({ record, deviceList: this.devices.list(n) });
+    }
+    return out;
   }
 
   releaseUser(username: string): boolean {

@@ -32,7 +32,7 @@ export function lookupOf(p: MlsPerson): (ref: Uint8Array) => StoredKeyPackage | 
 
 let nextRequestId = 1;
 
-type Answer = "keyPackageStatus" | "keyPackageList" | "groupInfoResult" | "commitList";
+type Answer = "keyPackageStatus" | "keyPackageList" | "groupInfoResult" | "commitList" | "keyList" | "deviceListResult";
 
 /** Writes one DS request; resolves with its answer, or with the RequestError for it. */
 export async function ask<C extends Answer>(

@@ -10,6 +10,10 @@
 //                                         batches of 1 to 4: {"stored":COUNT}
 //   ack URL ADDR:SEQ,ADDR:SEQ,…           one ackBatch, the acks in this order: {"acked":N}
 //   release URL NAME                      releaseUser: {"released":true|false}
+//   claim URL COUNT ADDRESSES             COUNT mls.claimKeyPackages of the comma-separated
+//                                         addresses: {"oneTime":[hex…],"lastResort":N}
+//   purge URL COUNT                       COUNT purgeOlderThan(0) (drops nothing old, only idle
+//                                         queue heads), one after the other: {"purged":COUNT}
 import { createInterface } from "node:readline";
 import { openPgStore } from "../../src/server/store/pg/pg-store.js";
 
@@ -82,6 +86,32 @@ function run(): unknown {
     const store = openPgStore(url);
     try {
       return { released: store.releaseUser(rest[0]!) };
+    } finally {
+      store.close();
+    }
+  }
+  if (op === "claim") {
+    const [count, addresses] = rest;
+    const store = openPgStore(url);
+    try {
+      const oneTime: string[] = [];
+      let lastResort = 0;
+      for (let i = 0; i < Number(count); i++) {
+        for (const kp of store.mls.claimKeyPackages(addresses!.split(",")).values()) {
+          if (kp.lastResort) lastResort++;
+          else oneTime.push(kp.keyPackage.toString("hex"));
+        }
+      }
+      return { oneTime, lastResort };
+    } finally {
+      store.close();
+    }
+  }
+  if (op === "purge") {
+    const store = openPgStore(url);
+    try {
+      for (let i = 0; i < Number(rest[0]); i++) store.purgeOlderThan(0);
+      return { purged: Number(rest[0]) };
     } finally {
       store.close();
     }

@@ -147,4 +147,59 @@ describe("PostgreSQL store, many relays at once", () => {
     expect(all).toHaveLength(600);
     expect(got).toEqual(all);
   });
+  it("two relays claiming the same devices' KeyPackages at once: each one-time one is handed out once, then the last-resort one", async () => {
+    const db = await database();
+    migratePg(db.url);
+    store = openPgStore(db.url);
+    const kp = (address: string, i: number) => ({ ref: Buffer.from(`${address}#${i}`.padEnd(32, ".")), keyPackage: Buffer.from(`${address}#${i}`), notAfterMs: Date.now() + 3_600_000 });
+    const published: string[] = [];
+    for (const address of ["bob", "bob/tablet"]) {
+      const oneTime = Array.from({ length: 20 }, (_, i) => kp(address, i));
+      store.mls.publishKeyPackages("bob", oneTime, kp(address, 99), address);
+      published.push(...oneTime.map((k) => k.keyPackage.toString("hex")));
+    }
+    // Made-up addresses beside them: nothing to claim there, and no effect on the others.
+    const addresses = ["bob", "bob/tablet", ...Array.from({ length: 50 }, (_, i) => `ghost${i}`)].join(",");
+    const claimers = await Promise.all([startStoreChild(["claim", db.url, "30", addresses]), startStoreChild(["claim", db.url, "30", addresses])]);
+    for (const c of claimers) c.go();
+    const results = await Promise.all(claimers.map((c) => c.result())) as Array<{ oneTime: string[]; lastResort: number }>;
+    const handed = results.flatMap((r) => r.oneTime);
+    expect(new Set(handed).size).toBe(handed.length);
+    expect([...handed].sort()).toEqual([...published].sort());
+    // 2 x 30 claims of each of the 2 devices: 40 one-time ones, every other answer the last-resort one.
+    expect(results.reduce((n, r) => n + r.lastResort, 0)).toBe(2 * 2 * 30 - 40);
+  });
+
+  it("enqueues, acks and the purge of idle queue heads at once: a reader following afterSeq gets every row, each once", async () => {
+    const db = await database();
+    migratePg(db.url);
+    const writers = await Promise.all([
+      startStoreChild(["flood", db.url, "alice", "300", "bob,carol"]),
+      startStoreChild(["flood", db.url, "dave", "300", "carol,bob"]),
+      // Deletes bob's and carol's heads whenever their queues are empty (the reader acks at once).
+      startStoreChild(["purge", db.url, "400"]),
+    ]);
+    store = openPgStore(db.url);
+    for (const w of writers) w.go();
+    const got: number[] = [];
+    let after = 0;
+    const poll = (): void => {
+      const page = store!.fetchQueue("bob", after, 1000, 1 << 24);
+      for (const q of page) {
+        got.push(q.seq);
+        after = q.seq;
+      }
+      store!.ack("bob", page.map((q) => q.seq));
+    };
+    while (!writers.every((w) => w.done)) {
+      poll();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    poll();
+    expect((await Promise.all(writers.map((w) => w.result()))).map((r) => r["stored"] ?? r["purged"])).toEqual([300, 300, 400]);
+    expect(got).toHaveLength(600);
+    expect(new Set(got).size).toBe(600);
+    expect(got).toEqual([...got].sort((a, b) => a - b));
+    expect(store.fetchQueue("bob", 0, 1000, 1 << 24)).toEqual([]);
+  });
 });

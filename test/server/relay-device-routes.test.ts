@@ -24,7 +24,8 @@ describe("DeviceRoutes", () => {
     expect(store.bindUser(user("alice", 1)).kind).toBe("bound");
     const routes = new DeviceRoutes(store);
     // A megabyte of junk, a name with upper case, a reserved name: not usernames (§4.1).
-    for (const n of ["x".repeat(1_000_000), "Alice", "nobody", ""]) expect(routes.addresses(n)).toEqual([n]);
+    // None has a queue address: nothing is ever queued for a name nobody owns (§8.3).
+    for (const n of ["x".repeat(1_000_000), "Alice", "nobody", ""]) expect(routes.addresses(n)).toEqual([]);
     expect(routes.cached).toEqual({ users: 0, bytes: 0, unbound: 0 });
     // Valid names nobody owns: remembered as unbound (bounded, small), never as entries.
     for (let i = 0; i < 50; i++) expect(routes.version(`ghost${i}`)).toBe(0);

@@ -96,6 +96,11 @@ export class DeviceStore {
     return this.pendingSeen.mergeInto(username, out);
   }
 
+  /** lastSeen of each of these users (FetchDeviceLists): local reads here; one statement on PostgreSQL. */
+  lastSeenOf(usernames: readonly string[]): Map<string, Map<string, number>> {
+    return new Map(usernames.map((u) => [u, this.lastSeen(u)]));
+  }
+
   /** Writes the pending last-seen notes (one transaction, no fsync wait). Never throws: a lost note is an older "last seen". */
   flushSeen(): void {
     this.pendingSeen.stopTimer();

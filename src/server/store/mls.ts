@@ -245,16 +245,35 @@ export class MlsDeliveryStore {
    * when the user has neither.
    */
   claimKeyPackage(address: string): ClaimedKeyPackage | undefined {
+    return this.transaction(() => this.claimKeyPackageLocked(address, this.clock()));
+  }
+
+  /**
+   * claimKeyPackage for each of these addresses (a ClaimKeyPackages' devices), in ONE
+   * transaction: what was found, by address (an address with neither kind is absent).
+   */
+  claimKeyPackages(addresses: readonly string[]): Map<string, ClaimedKeyPackage> {
+    const out = new Map<string, ClaimedKeyPackage>();
+    if (addresses.length === 0) return out;
     return this.transaction(() => {
       const now = this.clock();
-      const one = this.s.kpOldestOneTime.get(address, now) as Row | undefined;
-      if (one !== undefined) {
-        this.s.kpDelete.run(num(one.id));
-        return { keyPackage: Buffer.from(buf(one.key_package)), lastResort: false };
+      for (const a of addresses) {
+        if (out.has(a)) continue;
+        const kp = this.claimKeyPackageLocked(a, now);
+        if (kp !== undefined) out.set(a, kp);
       }
-      const last = this.s.kpGetLastResort.get(address, now) as Row | undefined;
-      return last === undefined ? undefined : { keyPackage: Buffer.from(buf(last.key_package)), lastResort: true };
+      return out;
     });
+  }
+
+  private claimKeyPackageLocked(address: string, now: number): ClaimedKeyPackage | undefined {
+    const one = this.s.kpOldestOneTime.get(address, now) as Row | undefined;
+    if (one !== undefined) {
+      this.s.kpDelete.run(num(one.id));
+      return { keyPackage: Buffer.from(buf(one.key_package)), lastResort: false };
+    }
+    const last = this.s.kpGetLastResort.get(address, now) as Row | undefined;
+    return last === undefined ? undefined : { keyPackage: Buffer.from(buf(last.key_package)), lastResort: true };
   }
 
   /** A device's KeyPackages (an unlinked device, PROTOCOL.md §4.5): callers inside a transaction. */

@@ -1,6 +1,7 @@
 // Username bindings in PostgreSQL (PROTOCOL.md §9): first key wins, forever, unless an operator
 // releases the name. Many relays bind concurrently: the insert itself decides
 // (INSERT … ON CONFLICT DO NOTHING RETURNING), so exactly one key wins a race for a name.
+import type { FoundUser } from "../../store.js";
 import type { BindOutcome, UserRecord } from "../bindings.js";
 import type { PgStoreContext } from "./context.js";
 import type { SyncPg } from "./sync-client.js";
@@ -37,6 +38,19 @@ export class PgBindings {
   getUser(username: string): UserRecord | undefined {
     const [r] = this.db.query(`SELECT ${COLUMNS} FROM users WHERE username = $1`, [username]);
     return r === undefined ? undefined : userFromRow(r);
+  }
+
+  /** The bound users among these names with their kept device lists: one statement whatever the count (RelayStore.findUsers). */
+  findUsers(usernames: readonly string[]): FoundUser[] {
+    if (usernames.length === 0) return [];
+    const rows = this.db.query(`SELECT ${COLUMNS.split(", ").map((c) => `u.${c}`).join(", ")}, d.version AS list_version, d.list
+      FROM users u LEFT JOIN device_lists d ON d.username = u.username WHERE u.username = ANY($1::text[])`, [[...usernames]]);
+    return rows.map((r) => {
+      const record = userFromRow(r);
+      const deviceList = r["list"] === null || r["list"] === undefined ? undefined
+        : { username: record.username, version: Number(r["list_version"]), list: Buffer.from(r["list"] as Uint8Array) };
+      return { record, deviceList };
+    });
   }
 
   listUsers(): UserRecord[] {

@@ -76,6 +76,17 @@ export class PgDeviceStore implements DeviceListStore {
     return this.pendingSeen.mergeInto(username, out);
   }
 
+  /** lastSeen of each of these users (FetchDeviceLists), in one statement whatever the count. */
+  lastSeenOf(usernames: readonly string[]): Map<string, Map<string, number>> {
+    const out = new Map<string, Map<string, number>>(usernames.map((u) => [u, new Map<string, number>()]));
+    if (usernames.length === 0) return out;
+    for (const r of this.db.query("SELECT username, device_id, last_seen_ms FROM device_seen WHERE username = ANY($1::text[])", [[...usernames]])) {
+      out.get(String(r["username"]))?.set(String(r["device_id"]), Number(r["last_seen_ms"]));
+    }
+    for (const [u, seen] of out) this.pendingSeen.mergeInto(u, seen);
+    return out;
+  }
+
   /** Writes the pending last-seen notes (one statement, no WAL flush wait). Never throws: a lost note is an older "last seen". */
   flushSeen(): void {
     this.pendingSeen.stopTimer();

@@ -73,6 +73,25 @@ interface GroupSnapshot {
 }
 
 /** Users whose last group is remembered (for reading it along with their next wasAccepted), at most. */
+// ClaimKeyPackages' devices in one statement: per address its oldest unexpired one-time
+// KeyPackage, locked and deleted (SKIP LOCKED: one a concurrent claim holds is skipped, as
+// claimKeyPackage's, so claimers never wait for each other), and for the addresses that got none
+// their last-resort one (never deleted). MATERIALIZED: the locking pick runs exactly once.
+const CLAIM_MANY = `
+WITH req AS (SELECT DISTINCT a AS address FROM unnest($1::text[]) AS a),
+pick AS MATERIALIZED (
+  SELECT k.id FROM req r CROSS JOIN LATERAL (
+    SELECT id FROM mls_key_packages m
+    WHERE m.address = r.address AND NOT m.last_resort AND m.not_after_ms >= $2
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+  ) k
+),
+d AS (DELETE FROM mls_key_packages m USING pick WHERE m.id = pick.id RETURNING m.address, m.key_package)
+SELECT address, key_package, false AS last_resort FROM d
+UNION ALL
+SELECT m.address, m.key_package, true FROM mls_key_packages m JOIN req ON req.address = m.address
+WHERE m.last_resort AND m.not_after_ms >= $2 AND NOT EXISTS (SELECT 1 FROM d WHERE d.address = m.address)`;
+
 const PREDICTED_MAX = 10_000;
 
 /** A snapshot's record as the caller's own (its Buffers copied): changing it changes no later read. */
@@ -147,6 +166,28 @@ export class PgMlsStore implements MlsStore {
     if (one !== undefined) return { keyPackage: bytes(one["key_package"]), lastResort: false };
     const lr = last![0];
     return lr === undefined ? undefined : { keyPackage: bytes(lr["key_package"]), lastResort: true };
+  }
+
+  /**
+   * claimKeyPackage for each of these addresses (a ClaimKeyPackages' devices) in ONE statement,
+   * so one round trip however many users and devices a claim names: per address its oldest
+   * unexpired one-time KeyPackage, deleted (FOR UPDATE SKIP LOCKED, as claimKeyPackage: racing
+   * claimers get different ones and never wait), else its last-resort one (kept). By address;
+   * an address with neither is absent.
+   */
+  claimKeyPackages(addresses: readonly string[]): Map<string, ClaimedKeyPackage> {
+    const out = new Map<string, ClaimedKeyPackage>();
+    const asked = [...new Set(addresses)];
+    if (asked.length === 0) return out;
+    const rows = this.db.query(CLAIM_MANY, [asked, this.clock()]);
+    for (const r of rows) {
+      const address = String(r["address"]);
+      const lastResort = r["last_resort"] === true;
+      // A one-time one beats the last-resort one (the statement leaves those out already).
+      if (out.has(address) && lastResort) continue;
+      out.set(address, { keyPackage: bytes(r["key_package"]), lastResort });
+    }
+    return out;
   }
 
   /** A device's KeyPackages (an unlinked device, PROTOCOL.md §4.5): callers inside a transaction. */

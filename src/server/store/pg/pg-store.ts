@@ -6,7 +6,7 @@
 // This file is the facade; the parts mirror the embedded store's: schema.ts (DDL, migrations,
 // relay_id), bindings.ts, queues.ts, rooms.ts, and pgmls's mls.ts and devices.ts. What spans them
 // (releasing a name, keeping a new device list) runs here, in ONE transaction.
-import type { DeviceListChange, RelayStore } from "../../store.js";
+import type { DeviceListChange, FoundUser, RelayStore } from "../../store.js";
 import { DelegatingStore, replaceDeviceListIn } from "../facade.js";
 import { PgBindings } from "./bindings.js";
 import type { PgStoreContext } from "./context.js";
@@ -99,6 +99,10 @@ class PgStore extends DelegatingStore implements PgRelayStore {
   override wasAccepted(sender: string, messageId: Buffer): boolean {
     const predicted = this.mls.predictedGroup(sender);
     return this.queues.wasAccepted(sender, messageId, predicted === undefined ? undefined : (s, id) => this.mls.askAcceptedReadingGroup(s, id, predicted));
+  }
+
+  findUsers(usernames: readonly string[]): FoundUser[] {
+    return this.bindings.findUsers(usernames);
   }
 
   // releaseUser and replaceDeviceList run again when PostgreSQL aborts them as a deadlock victim:

@@ -44,8 +44,13 @@ const USAGE_REFRESH_MAX = 1000;
 const USAGE_FORGET_MS = 60_000;
 
 // Locks the recipients' queue heads in address order (the insert makes missing ones; a new head
-// inserted by a concurrent transaction is waited for in the same order).
-const HEADS_INSERT = `INSERT INTO queue_heads (address) SELECT a FROM unnest($1::text[]) AS a ORDER BY a COLLATE "C" ON CONFLICT DO NOTHING`;
+// inserted by a concurrent transaction is waited for in the same order). An existing head is
+// locked by the insert itself (DO UPDATE … WHERE false locks the row and writes nothing): the
+// purge deletes heads with no queue rows left (purgeOlderThan), and with DO NOTHING a head seen
+// at the insert could be deleted before HEADS_LOCK, which would then lock nothing for it. A head
+// the purge deleted meanwhile is inserted again (the conflict is re-checked).
+const HEADS_INSERT = `INSERT INTO queue_heads (address) SELECT a FROM unnest($1::text[]) AS a ORDER BY a COLLATE "C"
+  ON CONFLICT (address) DO UPDATE SET address = excluded.address WHERE false`;
 const HEADS_LOCK = `SELECT address FROM queue_heads WHERE address = ANY($1::text[]) ORDER BY address FOR UPDATE`;
 
 // One statement for a batch: accepted ids (sorted: a fixed lock order), envelopes of the newly
@@ -108,6 +113,16 @@ x AS (
   RETURNING e.id
 )
 SELECT DISTINCT recipient, NULL::int8 AS dropped FROM d UNION ALL SELECT NULL, id FROM x`;
+
+// Heads of addresses without queue rows (names a commit's hint made up once, devices unlinked,
+// queues fully read), in address order, each one only if no enqueuer holds it.
+const PURGE_HEADS = `
+WITH idle AS (
+  SELECT h.address FROM queue_heads h WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.recipient = h.address)
+  ORDER BY h.address COLLATE "C" FOR UPDATE SKIP LOCKED
+),
+d AS (DELETE FROM queue_heads h USING idle WHERE h.address = idle.address RETURNING 1)
+SELECT count(*) AS n FROM d`;
 
 const key = (sender: string, messageId: Uint8Array): string => `${sender}\n${Buffer.from(messageId).toString("hex")}`;
 
@@ -394,6 +409,10 @@ export class PgQueues implements PgQueueWriter {
         params: [cutoffMs],
       },
       { sql: "WITH d AS (DELETE FROM accepted WHERE accepted_at_ms < $1 RETURNING 1) SELECT count(*) AS n FROM d", params: [cutoffMs] },
+      // Last (nothing is locked after it): the heads of addresses with no queue row left. A head
+      // an enqueuer holds is skipped (SKIP LOCKED: the purge never waits for a head, so it cannot
+      // deadlock with the enqueuers' lock order); an enqueuer after the delete inserts it again.
+      { sql: PURGE_HEADS },
     ]) as Array<Array<{ n: number }>>;
     const result: PurgeResult = { queueRows: q![0]!.n, envelopes: e![0]!.n, acceptedIds: a![0]!.n };
     if (result.queueRows > 0) this.depth.clear();

@@ -59,6 +59,10 @@ export function checkGroupSize(d: MlsDsDeps, groupId: Buffer, conversationId: st
   // Devices too (§4.5): every device of a member is a leaf and a queue row per message.
   // (Users not in memory read together; a name nobody owns has no device.)
   d.devices.prefetch(members);
+  // §8.2: an added user must be someone: an honest client adds only users whose KeyPackages it
+  // claimed here. A name nobody owns would only inflate the room's member count (ListRooms).
+  const nobody = hint.added.find((u) => d.devices.addresses(u).length === 0);
+  if (nobody !== undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT, `the commit adds ${nobody}, who has no account on this relay`);
   let devices = 0;
   for (const u of members) devices += d.devices.addresses(u).length;
   const maxDevices = d.limits.maxGroupDevices;

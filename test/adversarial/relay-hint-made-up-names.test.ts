@@ -1,9 +1,10 @@
-// Red team, relay (rt4): a commit's membership hint may name anyone (§8.2). A member alone in a
-// room of her own adds 497 made-up names with one commit (with any Welcome of our suite: the
-// relay checks only its framing) and removes them with the next. Nothing is queued for a name
-// nobody owns (§8.3): no queue row on either store, and on PostgreSQL no `queue_heads` row
-// either; and the retention purge deletes the heads of addresses with no queue row left, while
-// a queue that still holds rows keeps them and its head.
+// Red team, relay (rt4): a commit's membership hint names users (§8.2). A member alone in a room
+// of her own tries to add 497 made-up names with one commit (with any Welcome of our suite: the
+// relay checks only its framing): refused whole, UNKNOWN_RECIPIENT, so nothing is queued for
+// them nor counted as members (ListRooms); removing such names changes nothing. Nothing is queued
+// for a name nobody owns (§8.3): no queue row on either store, and on PostgreSQL no
+// `queue_heads` row either; and the retention purge deletes the heads of addresses with no queue
+// row left, while a queue that still holds rows keeps them and its head.
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
@@ -57,7 +58,15 @@ describe("made-up names in a commit's hint", () => {
     const heads = async (): Promise<string[]> => (await pgQuery(pg!, "SELECT address FROM queue_heads ORDER BY address")).rows.map((r) => r.address as string);
     const names = Array.from({ length: 497 }, () => `z${randomBytes(10).toString("hex")}`);
 
-    await commit({ added: [bob.username, carol.username, ...names] }); // a Welcome row each for bob and carol only
+    for (;;) {
+      const r = await sendCommit(m, fakePrivateCommit(room.groupId, epoch, 200), undefined, { added: [bob.username, ...names], welcome, ratchetTree: Buffer.from("t") });
+      if (r.code === ErrorCode.ERROR_CODE_RATE_LIMITED) { now += 1000; continue; }
+      expect(r).toMatchObject({ accepted: false, code: ErrorCode.ERROR_CODE_UNKNOWN_RECIPIENT });
+      expect(r.detail).toMatch(/^the commit adds z[0-9a-f]{20}, who has no account on this relay$/);
+      break;
+    }
+    expect(queuedRows(relay, bob.username)).toBe(0);
+    await commit({ added: [bob.username, carol.username] }); // a Welcome row each
     await commit({ removed: [carol.username, ...names] }); // the commit for bob and carol (members before it)
     for (const n of names.slice(0, 20)) expect(queuedRows(relay, n)).toBe(0);
     expect(queuedRows(relay, bob.username)).toBe(2);

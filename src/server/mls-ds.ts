@@ -199,7 +199,11 @@ export class MlsDeliveryService {
     // may be gone by the per-user bound), or its creator if no commit was accepted since.
     const author = s.epochCommitter(gi.groupId) ?? known.creator;
     if (author !== me) throw new Refusal(ErrorCode.ERROR_CODE_FORGED_SENDER, `only ${author ?? "the committer"}, whose commit made epoch ${known.epoch}, may publish its GroupInfo`);
-    s.setGroupInfo(gi.groupId, Buffer.from(req.groupInfo), gi.epoch);
+    // In one statement with the epoch check: a commit accepted meanwhile (on this relay or another
+    // of the cluster) must not have its newer GroupInfo replaced by this older one.
+    if (!s.replaceGroupInfo(gi.groupId, Buffer.from(req.groupInfo), gi.epoch)) {
+      throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the group moved past epoch ${gi.epoch} meanwhile`);
+    }
     return this.groupInfoResult(req.requestId, gi.groupId);
   }
 

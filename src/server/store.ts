@@ -42,7 +42,7 @@ export type { ClaimedKeyPackage, CommitOutcome, CommitPage, CommitRecord, KeyPac
 export type MlsStore = Pick<MlsDeliveryStore,
   | "keyPackageCounts" | "publishKeyPackages" | "claimKeyPackage" | "claimKeyPackages" | "keyPackagesOfAddress" | "dropKeyPackagesById"
   | "purgeExpiredKeyPackages" | "group" | "groupHead" | "groupOfConversation" | "groupsCreatedBy" | "createGroup" | "replaceGroup"
-  | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "commitSender" | "epochCommitter"
+  | "roomSummaries" | "roomsOfMember" | "isGroupMember" | "groupMembers" | "setGroupInfo" | "replaceGroupInfo" | "commitSender" | "epochCommitter"
   | "acceptCommit" | "commitPage" | "commitsFrom" | "trimCommitsOf" | "purgeCommits">;
 
 /** Kept device lists and last seen (PROTOCOL.md §4.5), as the relay uses them: both stores implement it. */

@@ -133,6 +133,18 @@ export function describeMlsStoreContract(name: string, open: OpenContractStore):
         expect(s.group(gid(1))).toMatchObject({ groupInfo: Buffer.from("newer"), groupInfoEpoch: 3, epoch: 0 });
       });
 
+      it("replaces a GroupInfo only while the group is at its epoch (a publish checked before a commit moved it on, §8.2)", () => {
+        const s = t.store.mls;
+        s.createGroup(group(1, "#ops"));
+        expect(s.replaceGroupInfo(gid(1), Buffer.from("gi@0 again"), 0)).toBe(true);
+        expect(s.group(gid(1))).toMatchObject({ groupInfo: Buffer.from("gi@0 again"), groupInfoEpoch: 0 });
+        expect(s.acceptCommit(gid(1), 0, "alice", Buffer.from("c0"), Buffer.from("gi@1")).kind).toBe("accepted");
+        // The publish for epoch 0 lands after the commit: the newer GroupInfo stays.
+        expect(s.replaceGroupInfo(gid(1), Buffer.from("gi@0 late"), 0)).toBe(false);
+        expect(s.group(gid(1))).toMatchObject({ groupInfo: Buffer.from("gi@1"), groupInfoEpoch: 1, epoch: 1 });
+        expect(s.replaceGroupInfo(gid(9), Buffer.from("none"), 0)).toBe(false);
+      });
+
       it("accepts the first commit for the current epoch only, from members by the hint, with its GroupInfo, and lists commits in order", () => {
         const s = t.store.mls;
         s.createGroup(group(1, "#ops"));

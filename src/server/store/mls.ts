@@ -127,6 +127,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     groupSetEpoch: p(`UPDATE mls_groups SET epoch = ?, last_committer = ? WHERE group_id = ?`),
     groupLastCommitter: p(`SELECT last_committer FROM mls_groups WHERE group_id = ?`),
     groupSetInfo: p(`UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?`),
+    groupReplaceInfo: p(`UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ? AND epoch = ?`),
     memberPut: p(`INSERT INTO mls_group_members (group_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING`),
     memberDelete: p(`DELETE FROM mls_group_members WHERE group_id = ? AND username = ?`),
     memberGet: p(`SELECT 1 AS hit FROM mls_group_members WHERE group_id = ? AND username = ?`),
@@ -424,6 +425,17 @@ export class MlsDeliveryStore {
   setGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): void {
     this.cache.drop(groupId);
     this.s.groupSetInfo.run(groupInfo, epoch, groupId);
+  }
+
+  /**
+   * PublishGroupInfo's write (PROTOCOL.md §8.2): the GroupInfo of `epoch` replaces the kept one
+   * only while the group is still at `epoch`, in the same statement, so that one checked against
+   * an epoch a commit (here or on another relay of the cluster) has since moved past is never
+   * put back over the newer one. False when the group is not at `epoch` (nothing changed).
+   */
+  replaceGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): boolean {
+    this.cache.drop(groupId);
+    return Number(this.s.groupReplaceInfo.run(groupInfo, epoch, groupId, epoch).changes) === 1;
   }
 
   /** Who sent the accepted commit for (group, epoch), if it is kept. */

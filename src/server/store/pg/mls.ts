@@ -388,6 +388,11 @@ export class PgMlsStore implements MlsStore {
     this.db.query("UPDATE mls_groups SET group_info = $1, group_info_epoch = $2 WHERE group_id = $3", [groupInfo, epoch, groupId]);
   }
 
+  /** PublishGroupInfo's write, only while the group is still at `epoch` (store/mls.ts replaceGroupInfo). */
+  replaceGroupInfo(groupId: Buffer, groupInfo: Buffer, epoch: number): boolean {
+    return this.db.query("UPDATE mls_groups SET group_info = $1, group_info_epoch = $2 WHERE group_id = $3 AND epoch = $2 RETURNING 1 AS hit", [groupInfo, epoch, groupId]).length === 1;
+  }
+
   /** Who sent the accepted commit for (group, epoch), if it is kept. */
   commitSender(groupId: Buffer, epoch: number): string | undefined {
     const [r] = this.db.query("SELECT sender FROM mls_commits WHERE group_id = $1 AND epoch = $2", [groupId, epoch]);

@@ -290,6 +290,8 @@ export async function startRelay(options: StartRelayOptions): Promise<RunningRel
     writeBudget,
     preAuthFrameBytes: PRE_AUTH_MAX_FRAME_BYTES,
     maxFrameBytes: limits.maxFrameBytes,
+    // An ended session's stream flushes at most as long as an answer may wait unread (§13.3).
+    ...(options.answerStallMs === undefined ? {} : { endedFlushMs: options.answerStallMs }),
     onReceiveLimitUnavailable: () => {
       if (warnedReceiveLimit) return;
       warnedReceiveLimit = true;

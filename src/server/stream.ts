@@ -20,6 +20,8 @@ import type { WriteBudget, WriteLease } from "./write-budget.js";
 const READ_HIGH_WATER = 4;
 /** How long a stream ended before authentication may stay open from the client's side before it is reset. */
 const RESET_ENDED_AFTER_MS = 2000;
+/** An authenticated session's ended stream: as long as an answer may wait unread (ANSWER_STALL_MS). */
+export const ENDED_SESSION_FLUSH_MS = 30_000;
 
 export interface FrameStream extends AsyncIterable<Buffer> {
   /** Aborted once the stream is over: the client went away, or end() was called. */
@@ -79,6 +81,13 @@ export interface AdaptStreamOptions {
   readonly maxFrameBytes?: number;
   /** Called once when grpc-js's internals for preAuthFrameBytes are missing (an upgrade moved them). */
   readonly onReceiveLimitUnavailable?: () => void;
+  /**
+   * How long an authenticated session's ended stream may go on flushing what was written before
+   * its status (a slow reader still reading) before it is reset, its unsent frames dropped
+   * (default ENDED_SESSION_FLUSH_MS). A client that stopped reading must not keep them in the
+   * relay's memory for as long as its connection lives (HTTP/2 pings keep it alive).
+   */
+  readonly endedFlushMs?: number;
 }
 
 export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): FrameStream {
@@ -277,8 +286,9 @@ export function adaptStream(call: RawDuplex, options: AdaptStreamOptions = {}): 
           call.emit("error", { code: status.code, details: status.details, metadata: status.metadata });
         }
         // A stranger's stream (refused, timed out) must not linger; an authenticated one may
-        // still be draining to a slow reader, whose status would be lost to a reset.
-        if (!authenticated) resetIfLeftOpen(call, RESET_ENDED_AFTER_MS);
+        // still be draining to a slow reader, whose status would be lost to a reset: it gets as
+        // long as an answer may wait unread, then it is reset too (its unsent frames dropped).
+        resetIfLeftOpen(call, authenticated ? options.endedFlushMs ?? ENDED_SESSION_FLUSH_MS : RESET_ENDED_AFTER_MS);
       }
     },
   };

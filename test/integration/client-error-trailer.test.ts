@@ -64,7 +64,7 @@ describe("the relay's error-code trailer decides, not the gRPC status", () => {
     (await relay.session()).end(status.UNAVAILABLE, "replaced by a newer session", "ERROR_CODE_SESSION_REPLACED");
     const failed = await waitUntil(() => statuses(a).find((s) => s.state === "failed"), "the session to fail for good");
     expect(failed).toEqual({ state: "failed", reason: "another session of alice replaced this one", cause: { kind: "replaced", username: "alice" } });
-    expect(connectionWithUiText(failed!)).toMatchObject({ reason: "another session of alice replaced this one (did you start chat-tui alice twice?)" });
+    expect(connectionWithUiText(failed!)).toMatchObject({ reason: "another session of alice replaced this one (is chat-tui alice running with these keys elsewhere: on another machine, or from a copy of this key directory?)" });
     expect(relay.sessions).toHaveLength(1);
   });
 

@@ -10,8 +10,11 @@
 // honest one of the relay's largest size costs. What the walk lets through is then decoded by
 // ts-mls (decodeMls), whose verdict on anything malformed stands as before.
 //
-// Walked: MLSMessage PublicMessage (a commit, a proposal), Welcome, GroupInfo, KeyPackage. Not
-// walked: a PrivateMessage (its decode reads six opaque fields and builds no list).
+// Walked: MLSMessage PublicMessage (only an external join's commit passes: anything else in clear
+// is refused, and so is any of its proposals that is not an ExternalInit or Remove by value,
+// since ts-mls reads a known proposal whose body fails again as a custom one and a walk cannot
+// follow that; see commit()), Welcome, GroupInfo, KeyPackage. Not walked: a PrivateMessage (its
+// decode reads six opaque fields and builds no list).
 //
 // The bounds (shapeBoundsFor), each above what our clients make (src/protocol/mls/**):
 //   - extensions in one list (GroupContext, GroupInfo, LeafNode, KeyPackage, ReInit,
@@ -22,8 +25,8 @@
 //   - entries in one Capabilities list: MAX_CAPABILITY_ENTRIES = 64 (ts-mls's 19 suites + 15
 //     GREASE values at most; ours name 1 suite).
 //   - certificates in an X.509 credential: 16 (ours are basic credentials, §4.4).
-//   - proposals in a commit: 2 × max_group_devices + 64 (adds and removes of a whole group;
-//     an external join has its ExternalInit and its resync's removes, at most 16, §4.5).
+//   - proposals in a commit: 2 × max_group_devices + 64 (an external join, the only commit in
+//     clear, has its ExternalInit and its resync's removes, at most 16, §4.5).
 //   - nodes of an UpdatePath: 32 (a tree of 2^32 leaves is 32 levels deep); HPKE ciphertexts
 //     in one node: 2 × max_group_devices (a copath node's resolution, unmerged leaves
 //     included, is at most every leaf twice).
@@ -207,38 +210,26 @@ class Walk {
     this.opaque(); // signature
   }
 
-  /** §8.4 PreSharedKeyID. */
-  pskId(): void {
-    const type = this.u8();
-    if (type === 1) this.opaque(); // external: psk_id
-    else if (type === 2) { this.skip(1); this.opaque(); this.skip(8); } // resumption: usage, group_id, epoch
-    else this.malformed();
-    this.opaque(); // psk_nonce
-  }
-
-  /** §12.1 Proposal; a type ts-mls does not know is custom: its data opaque<V>. */
-  proposal(): void {
-    const type = this.u16();
-    switch (type) {
-      case 1: this.keyPackage(); return; // add
-      case 2: this.leafNode(); return; // update
-      case 3: this.skip(4); return; // remove
-      case 4: this.pskId(); return; // psk
-      case 5: this.opaque(); this.skip(4); this.extensions("a ReInit"); return; // reinit: group_id, version, cipher_suite
-      case 6: this.opaque(); return; // external_init: kem_output
-      case 7: this.extensions("a GroupContextExtensions proposal"); return;
-      default: this.opaque(); return;
-    }
-  }
-
-  /** §12.4 Commit: proposals<V> of ProposalOrRef, optional<UpdatePath>. */
+  /**
+   * §12.4 Commit: proposals<V> of ProposalOrRef, optional<UpdatePath>. Only an external join's
+   * commit is ever in clear here (publicMessage): RFC 9420 §12.4.3.2, its proposals are by value,
+   * one ExternalInit and the Removes of a resync. Nothing else is walked as a proposal list: ts-mls
+   * reads a known proposal type whose body fails its decode again as a custom proposal (an opaque
+   * after the type) and goes on from there, so a walk that follows the known body can be told one
+   * list while ts-mls builds another (review round 5); ExternalInit and Remove bodies cannot fail
+   * that way (an opaque<V>, a u32) without the whole message failing.
+   */
   commit(): void {
+    let inits = 0;
     this.list("proposals", this.bounds.maxProposals, () => {
       const kind = this.u8();
-      if (kind === 1) this.proposal();
-      else if (kind === 2) this.opaque(); // reference
-      else this.malformed();
+      if (kind !== 1) throw bad(`${this.what} is an external join with a proposal by reference; an external commit carries its proposals by value (RFC 9420 §12.4.3.2)`);
+      const type = this.u16();
+      if (type === 6) { inits++; this.opaque(); } // external_init: kem_output
+      else if (type === 3) this.skip(4); // remove (a resync): removed
+      else throw bad(`${this.what} is an external join with a proposal of type ${type}; an external commit carries one ExternalInit and a resync's Removes (RFC 9420 §12.4.3.2)`);
     });
+    if (inits !== 1) throw bad(`${this.what} is an external join with ${inits} ExternalInit proposals, not one (RFC 9420 §12.4.3.2)`);
     const present = this.u8();
     if (present === 0) return;
     if (present !== 1) this.malformed();
@@ -249,22 +240,23 @@ class Walk {
     });
   }
 
-  /** §6.2 PublicMessage: FramedContent, FramedContentAuthData, membership_tag for a member. */
+  /**
+   * §6.2 PublicMessage: FramedContent, FramedContentAuthData. Our clients send every message of a
+   * member as a PrivateMessage (application data, proposals and commits alike); the one message
+   * in clear is an external join's commit (sender new_member_commit, §8.2 "External commits").
+   * Anything else in clear is refused here, before any decode (review round 5: see commit()).
+   */
   publicMessage(): void {
     this.opaque(); // group_id
     this.skip(8); // epoch
     const sender = this.u8();
-    if (sender === 1 || sender === 2) this.skip(4); // member: leaf_index; external: sender_index
-    else if (sender !== 3 && sender !== 4) this.malformed(); // new_member_proposal, new_member_commit
+    if (sender !== 4) throw bad(`${this.what} is a PublicMessage from a ${sender === 1 ? "member" : sender === 2 ? "external sender" : sender === 3 ? "new member's proposal" : "sender of an unknown kind"}: on this relay only an external join's commit is sent in clear (PROTOCOL.md §8.2)`);
     this.opaque(); // authenticated_data
     const content = this.u8();
-    if (content === 1) this.opaque(); // application_data
-    else if (content === 2) this.proposal();
-    else if (content === 3) this.commit();
-    else this.malformed();
+    if (content !== 3) throw bad(`${this.what} is a PublicMessage that is not a commit: on this relay only an external join's commit is sent in clear (PROTOCOL.md §8.2)`);
+    this.commit();
     this.opaque(); // signature
-    if (content === 3) this.opaque(); // confirmation_tag
-    if (sender === 1) this.opaque(); // membership_tag
+    this.opaque(); // confirmation_tag
   }
 
   /** §12.4.3 Welcome. */

@@ -13,7 +13,7 @@ import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { ask, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import {
-  commitWithProposals, emptyExtensions, emptyReferences, groupInfoWithExtensions, keyPackageWithProposalTypes, realExternalCommit, repeated, welcomeWithSecrets,
+  commitWithProposals, emptyExtensions, emptyReferences, groupInfoWithExtensions, smuggledUpdate, keyPackageWithProposalTypes, realExternalCommit, repeated, welcomeWithSecrets,
 } from "../helpers/mls-hostile-shapes.js";
 import { TestRelay } from "../helpers/relay-harness.js";
 import type { RawSession } from "../helpers/raw-session.js";
@@ -102,12 +102,36 @@ describe("client MLS structures with lists no client makes are refused before ts
     const badCommit = commitWithProposals(await realExternalCommit(alice), emptyReferences(485_000));
     expect(await sendCommit(a, badCommit, add.groupInfo, hint)).toMatchObject({
       accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE,
-      detail: "the commit has more than 2064 proposals; this relay takes at most 2064 (PROTOCOL.md §8.2)",
+      detail: "the commit is an external join with a proposal by reference; an external commit carries its proposals by value (RFC 9420 §12.4.3.2)",
     });
     expect(decodedAny(badInfo.length) || decodedAny(badWelcome.length) || decodedAny(badCommit.length)).toBe(false);
 
     await stillServes(a, 2);
     expect(await sendCommit(a, add.commit, add.groupInfo, hint)).toMatchObject({ accepted: true, epoch: 0, currentEpoch: 1 });
+  });
+
+  it("a proposal ts-mls would read again as a custom one, hiding a list the walk did not count, is refused undecoded (review round 5)", async () => {
+    relay = await TestRelay.start();
+    const a = await relay.connect(mallory);
+    decoded.length = 0;
+    // An Update whose leaf says `commit`: ts-mls's Update decode fails and it reads the bytes again
+    // as a custom proposal, then ~475,000 references from inside the credential. In a SendCommit,
+    // and (128 KiB) in a SendMls: both refused by the walk, never decoded.
+    const base = await realExternalCommit(mallory);
+    const smuggled = commitWithProposals(base, smuggledUpdate(emptyReferences(475_000)));
+    expect(await sendCommit(a, smuggled)).toMatchObject({
+      accepted: false, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE,
+      detail: "the commit is an external join with a proposal of type 2; an external commit carries one ExternalInit and a resync's Removes (RFC 9420 §12.4.3.2)",
+    });
+    const small = commitWithProposals(base, smuggledUpdate(emptyReferences(62_000)));
+    expect(small.length).toBeLessThanOrEqual(131_072);
+    a.write({ $case: "sendMls", value: { mls: small } });
+    expect(await a.next("sendResult", () => true)).toMatchObject({
+      status: SendStatus.SEND_STATUS_REFUSED, code: ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE,
+      detail: "the MLS message is an external join with a proposal of type 2; an external commit carries one ExternalInit and a resync's Removes (RFC 9420 §12.4.3.2)",
+    });
+    expect(decodedAny(smuggled.length) || decodedAny(small.length)).toBe(false);
+    await stillServes(a, 1);
   });
 
   it("SendMls's general path and PublishKeyPackages walk before decoding too", async () => {

@@ -14,7 +14,7 @@ import { ErrorCode } from "../../src/gen/securechat/v1/chat.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { makeKeyPackage, mlsPerson } from "../helpers/mls-ds.js";
 import {
-  commitWithProposals, emptyExtensions, emptyReferences, groupInfoWithExtensions, keyPackageWithProposalTypes, realExternalCommit, realWelcome,
+  commitWithProposals, emptyExtensions, emptyReferences, EXTERNAL_INIT, groupInfoWithExtensions, keyPackageWithProposalTypes, realExternalCommit, realWelcome, removes, smuggledUpdate,
   repeated, welcomeSecretBytes, welcomeWithSecrets,
 } from "../helpers/mls-hostile-shapes.js";
 
@@ -66,15 +66,28 @@ describe("the relay's decode of client MLS structures is bounded before ts-mls (
     report("GroupInfo", honest, hostile);
   });
 
-  it("a commit of 490,000 empty proposal references is refused by the walk; an honest external join passes", async () => {
+  it("a commit of 490,000 empty proposal references, or 140,000 removes, is refused by the walk; an honest external join passes", async () => {
     const honest = await realExternalCommit(await fixtureIdentity("mallory"));
     const hostile = commitWithProposals(honest, emptyReferences(490_000));
     expect(hostile.length).toBeGreaterThan(980_000);
     checkMlsShape(honest, "the commit", bounds);
+    // An external join carries its proposals by value: the first reference is refused.
     const r = refusal(() => checkMlsShape(hostile, "the commit", bounds));
-    expect(r.message).toBe(`the commit has more than ${bounds.maxProposals} proposals; this relay takes at most ${bounds.maxProposals} (PROTOCOL.md §8.2)`);
-    checkMlsShape(commitWithProposals(honest, emptyReferences(bounds.maxProposals)), "the commit", bounds);
+    expect(r.message).toBe("the commit is an external join with a proposal by reference; an external commit carries its proposals by value (RFC 9420 §12.4.3.2)");
+    const many = commitWithProposals(honest, Buffer.concat([EXTERNAL_INIT, removes(140_000)]));
+    expect(refusal(() => checkMlsShape(many, "the commit", bounds)).message).toBe(`the commit has more than ${bounds.maxProposals} proposals; this relay takes at most ${bounds.maxProposals} (PROTOCOL.md §8.2)`);
+    checkMlsShape(commitWithProposals(honest, Buffer.concat([EXTERNAL_INIT, removes(bounds.maxProposals - 1)])), "the commit", bounds);
     report("PublicMessage commit", honest, hostile);
+    report("PublicMessage commit of removes", honest, many);
+  });
+
+  it("a proposal ts-mls would read again as a custom one (an Update with a commit leaf) is refused by the walk (review round 5)", async () => {
+    const honest = await realExternalCommit(await fixtureIdentity("mallory"));
+    const hostile = commitWithProposals(honest, smuggledUpdate(emptyReferences(475_000)));
+    expect(hostile.length).toBeGreaterThan(940_000);
+    expect(refusal(() => checkMlsShape(hostile, "the commit", bounds)).message)
+      .toBe("the commit is an external join with a proposal of type 2; an external commit carries one ExternalInit and a resync's Removes (RFC 9420 §12.4.3.2)");
+    report("PublicMessage commit with a smuggled list", honest, hostile);
   });
 
   it("a Welcome of 330,000 empty secrets is refused by the walk; one of max_group_devices real-sized secrets passes", async () => {

@@ -76,6 +76,36 @@ export function emptyReferences(n: number): Buffer {
   return repeated(Buffer.from([2, 0]), n);
 }
 
+/** An ExternalInit by value with an empty kem_output: enough of one for the walk. */
+export const EXTERNAL_INIT = Buffer.from([1, 0, 6, 0]);
+
+/** `n` Removes by value (7 bytes each), as a resync's proposals are. */
+export function removes(n: number): Buffer {
+  return repeated(Buffer.from([1, 0, 3, 0, 0, 0, 0]), n);
+}
+
+/**
+ * A proposal the walk and ts-mls once read differently (review round 5): an Update whose
+ * LeafNode's source is `commit` fails ts-mls's Update decode, which then reads it again as a
+ * custom proposal of type 2 whose data is the empty encryption_key, and goes on reading
+ * ProposalOrRefs from the signature_key: `hidden`, inside the credential's identity, became
+ * ~475,000 references while the walk counted one proposal.
+ */
+export function smuggledUpdate(hidden: Buffer): Buffer {
+  const idHeader = Buffer.alloc(4);
+  idHeader.writeUInt32BE((hidden.length | 0x80000000) >>> 0);
+  return Buffer.concat([
+    Buffer.from([1, 0x00, 0x02]), // ProposalOrRef: proposal, type 2 (update)
+    Buffer.from([0x00]), // encryption_key<V> empty (ts-mls: the custom proposal's data)
+    Buffer.from([0x02, 0x07, 0x00]), // signature_key<V> of 2 bytes (ts-mls: a 7-byte reference)
+    Buffer.from([0x00, 0x01]), idHeader, // basic credential, identity<V> header
+    hidden, // identity bytes (ts-mls: more ProposalOrRefs)
+    Buffer.from([0, 0, 0, 0, 0]), // five empty capability lists
+    Buffer.from([0x03, 0x00]), // leaf_node_source commit, parent_hash
+    Buffer.from([0x00, 0x00]), // extensions, signature
+  ]);
+}
+
 /** A real Welcome (alice's room adding bob's KeyPackage), its ratchet tree, and the commit beside it. */
 export async function realWelcome(alice: PrivateIdentity, bob: PrivateIdentity, room = "#shape-welcome"): Promise<{ welcome: Uint8Array; ratchetTree: Uint8Array; commit: Uint8Array; groupInfo: Uint8Array }> {
   const pa = await mlsPerson(alice);

@@ -49,8 +49,13 @@ export class RefusedRequest {
   constructor(readonly frame: Extract<RequestFrame, { $case: RefusableCase }>, readonly refusal: Refusal, readonly tokens: number) {}
 }
 
-/** Fields an honest frame does not carry that the relay still takes (a newer client's, a duplicate): per frame. */
-export const STEP_SLACK = 64;
+/**
+ * Fields an honest frame does not carry that the relay still takes, per frame: a newer client's,
+ * a field repeated, a group (skipped by the decoder up to 100 deep: 99 nested groups are 198
+ * tags), a few KB of bytes that happen to parse as fields. At most ~1 ms of decoding (a known
+ * field repeated is one allocation each); 330,000 of them cost the decoder 5-15 ms.
+ */
+export const STEP_SLACK = 1024;
 
 // Slots: what the scan keeps of the request's fields (counts of repeated ones, the last value or
 // length of singular ones), reset when the message holding them starts (ts-proto replaces a
@@ -77,39 +82,43 @@ const enum Kind { Varint, Bytes, Message, Varints }
 
 type MaxOf = (b: Pick<RelayLimits, "maxRecipients">) => number;
 
+/** Every field has every property (one object shape: the scan's reads of them stay monomorphic). */
 interface Field {
   readonly kind: Kind;
   readonly repeated: boolean;
-  readonly message?: Message;
-  /** Where the scan keeps it (a count if repeated, else a value or length). */
-  readonly slot?: number;
+  readonly message: Message | null;
+  /** Where the scan keeps it (a count if repeated, else a value or length); -1: nowhere. */
+  readonly slot: number;
   /** Most elements in an honest request (repeated fields), from the bounds. */
-  readonly max?: MaxOf;
+  readonly max: MaxOf | null;
 }
 
 interface Message {
   readonly name: string;
-  /** By field number. */
-  readonly fields: ReadonlyArray<Field | undefined>;
+  /** By field number, null where the message has none. */
+  readonly fields: ReadonlyArray<Field | null>;
   /** The slots of this message and the messages under it (reset when one starts). */
   readonly slots: readonly number[];
 }
 
 function message(name: string, fields: Record<number, Field>): Message {
-  const byNumber: Array<Field | undefined> = [];
+  const numbers = Object.keys(fields).map(Number);
+  const byNumber: Array<Field | null> = Array.from({ length: Math.max(...numbers) + 1 }, () => null);
   const slots = new Set<number>();
-  for (const [no, f] of Object.entries(fields)) {
-    byNumber[Number(no)] = f;
-    if (f.slot !== undefined) slots.add(f.slot);
-    if (f.message !== undefined && !f.repeated) for (const s of f.message.slots) slots.add(s);
+  for (const no of numbers) {
+    const f = fields[no]!;
+    byNumber[no] = f;
+    if (f.slot >= 0) slots.add(f.slot);
+    if (f.message !== null && !f.repeated) for (const x of f.message.slots) slots.add(x);
   }
   return { name, fields: byNumber, slots: [...slots] };
 }
 
-const varint = (slot?: number): Field => (slot === undefined ? { kind: Kind.Varint, repeated: false } : { kind: Kind.Varint, repeated: false, slot });
-const bytes = (slot?: number): Field => (slot === undefined ? { kind: Kind.Bytes, repeated: false } : { kind: Kind.Bytes, repeated: false, slot });
-const sub = (m: Message): Field => ({ kind: Kind.Message, repeated: false, message: m });
-const list = (kind: Kind, slot: number, max: MaxOf, m?: Message): Field => (m === undefined ? { kind, repeated: true, slot, max } : { kind, repeated: true, slot, max, message: m });
+const field = (kind: Kind, repeated: boolean, slot: number, max: MaxOf | null, m: Message | null): Field => ({ kind, repeated, message: m, slot, max });
+const varint = (slot = -1): Field => field(Kind.Varint, false, slot, null, null);
+const bytes = (slot = -1): Field => field(Kind.Bytes, false, slot, null, null);
+const sub = (m: Message): Field => field(Kind.Message, false, -1, null, m);
+const list = (kind: Kind, slot: number, max: MaxOf, m: Message | null = null): Field => field(kind, true, slot, max, m);
 const maxRecipients = (b: Pick<RelayLimits, "maxRecipients">): number => b.maxRecipients;
 
 // chat.proto's request messages, as the generated decoder reads them (strings are bytes here).
@@ -155,7 +164,7 @@ const CASES: ReadonlyArray<Message | undefined> = [
   PUBLISH_KEY_PACKAGES, CLAIM_KEY_PACKAGES, GROUP_INFO_REQUEST, FETCH_GROUP_INFO, SEND_COMMIT, FETCH_COMMITS, SEND_MLS,
   GROUP_INFO_REQUEST, PUBLISH_DEVICE_LIST, FETCH_DEVICE_LISTS,
 ];
-const SESSION_REQUEST = message("SessionRequest", Object.fromEntries(CASES.flatMap((m, no) => (m === undefined ? [] : [[no, sub(m)]]))));
+const SESSION_REQUEST = message("SessionRequest", Object.fromEntries(CASES.flatMap((m, no) => (m === undefined ? [] : [[no, sub(m)]]))) as Record<number, Field>);
 
 /** What a relay with these limits lets a request frame hold (above). */
 export interface FrameScanBounds {
@@ -169,21 +178,28 @@ export interface FrameScanBounds {
 function honestSteps(m: Message, b: Pick<RelayLimits, "maxRecipients">): number {
   let steps = 0;
   for (const f of m.fields) {
-    if (f === undefined) continue;
-    const inner = 1 + (f.message === undefined ? 0 : honestSteps(f.message, b));
+    if (f === null) continue;
+    const inner = 1 + (f.message === null ? 0 : honestSteps(f.message, b));
     // Packed varints: one tag and an element each (unpacked: a tag each, fewer steps).
     steps += f.kind === Kind.Varints ? 1 + f.max!(b) : (f.repeated ? f.max!(b) : 1) * inner;
   }
   return steps;
 }
 
+const boundsByLimits = new WeakMap<object, FrameScanBounds>();
+
+/** The bounds of a relay with these limits (kept per limits object: each session and handshake asks). */
 export function frameScanBoundsFor(limits: Pick<RelayLimits, "maxRecipients" | "burst">): FrameScanBounds {
   // Argument checks first: a bound that is no positive integer would refuse everything, or nothing.
   for (const k of ["maxRecipients", "burst"] as const) {
     if (!Number.isSafeInteger(limits[k]) || limits[k] < 1) throw new RangeError(`limit ${k} must be a positive integer, not ${limits[k]}`);
   }
+  const kept = boundsByLimits.get(limits);
+  if (kept !== undefined && kept.maxRecipients === limits.maxRecipients && kept.burst === limits.burst) return kept;
   const maxSteps = CASES.map((m) => STEP_SLACK + (m === undefined ? 0 : 1 + honestSteps(m, limits)));
-  return { maxRecipients: limits.maxRecipients, burst: limits.burst, maxSteps };
+  const bounds = { maxRecipients: limits.maxRecipients, burst: limits.burst, maxSteps };
+  boundsByLimits.set(limits, bounds);
+  return bounds;
 }
 
 /** The generated decoder would throw here (it reads past the end, or an invalid varint or wire type): the scan stops. */
@@ -259,9 +275,10 @@ class Scan {
 
   /** BinaryReader.bytes()/string(): a length, then that many bytes. Returns the length. */
   lengthDelimited(): number {
-    const n = this.uint32();
+    const x = this.b[this.pos]!;
+    const n = x < 0x80 ? (this.pos++, x) : this.uint32(); // a one-byte length read inline (most are)
     this.pos += n;
-    this.bounds();
+    if (this.pos > this.len) throw STOP;
     return n;
   }
 
@@ -307,69 +324,99 @@ class Scan {
     this.bounds();
   }
 
-  /** One message's decode loop, from here to `end` (a length given by its parent; the frame's for the top). */
+  /**
+   * One message's decode loop (the generated decode), from here to `end` (its parent's length
+   * for it; the frame's end for the top): a known field with the wire type the decoder takes is
+   * read as it reads it; any other tag ends the message when it is zero or an end-group tag, and
+   * is skipped otherwise.
+   */
   message(m: Message, end: number, top: boolean): void {
-    for (const s of m.slots) this.slots[s] = 0;
+    const slots = this.slots;
+    for (const x of m.slots) slots[x] = 0;
     const fields = m.fields;
+    const b = this.b;
     while (this.pos < end) {
-      const tag = this.uint32();
+      const x = b[this.pos]!;
+      const tag = x < 0x80 ? (this.pos++, x) : this.uint32(); // a one-byte tag read inline (fields 1-15)
       this.steps++;
+      const wt = tag & 7;
       const no = tag >>> 3;
-      const f = no < fields.length ? fields[no] : undefined;
-      if (f !== undefined && this.field(f, tag & 7)) {
-        if (top) this.frameCase = no;
-        continue;
-      }
-      // Not a field of this message (or not with this wire type): the decoder stops at a zero
-      // tag or an end-group tag, and skips anything else.
-      if ((tag & 7) === 4 || tag === 0) return;
-      this.skip(tag & 7, undefined, SKIP_RECURSION_LIMIT);
-    }
-  }
-
-  /** A known field with wire type `wt`: read as the decoder reads it; false when the wire type is not the one it takes. */
-  private field(f: Field, wt: number): boolean {
-    switch (f.kind) {
-      case Kind.Varint: {
-        if (wt !== 0) return false;
-        if (f.slot === undefined) this.varint();
-        else this.slots[f.slot] = this.uint32();
-        return true;
-      }
-      case Kind.Bytes: {
-        if (wt !== 2) return false;
-        const n = this.lengthDelimited();
-        if (f.slot === undefined) return true;
-        if (f.repeated) {
-          this.slots[f.slot]!++;
-        } else {
-          this.slots[f.slot] = n;
-          if (f.slot === S_ENV_MESSAGE_ID) this.messageIdAt = this.pos - n;
+      const f = no < fields.length ? fields[no]! : null;
+      if (f !== null) {
+        const kind = f.kind;
+        if (kind === Kind.Bytes && wt === 2) {
+          const n = this.lengthDelimited();
+          if (f.slot >= 0) {
+            if (f.repeated) {
+              slots[f.slot]!++;
+              // The same one-byte tag (x < 0x80) again with a one-byte length (a run of names,
+              // KeyPackages…): the general path's reads, inline.
+              while (x < 0x80 && this.pos < end && b[this.pos] === x && b[this.pos + 1]! < 0x80) {
+                this.pos += 2 + b[this.pos + 1]!;
+                if (this.pos > this.len) throw STOP;
+                this.steps++;
+                slots[f.slot]!++;
+              }
+            } else {
+              slots[f.slot] = n;
+              if (f.slot === S_ENV_MESSAGE_ID) this.messageIdAt = this.pos - n;
+            }
+          }
+          if (top) this.frameCase = no;
+          continue;
         }
-        return true;
-      }
-      case Kind.Message: {
-        if (wt !== 2) return false;
-        const n = this.uint32();
-        this.message(f.message!, this.pos + n, false);
-        if (f.repeated) this.slots[f.slot!]!++;
-        return true;
-      }
-      case Kind.Varints: {
-        if (wt === 0) {
-          this.varint();
-          this.slots[f.slot!]!++;
-          return true;
+        if (kind === Kind.Varint && wt === 0) {
+          if (f.slot >= 0) slots[f.slot] = this.uint32();
+          else this.varint();
+          if (top) this.frameCase = no;
+          continue;
         }
-        if (wt !== 2) return false;
-        const end = this.uint32() + this.pos;
-        while (this.pos < end) {
-          this.varint();
-          this.steps++;
-          this.slots[f.slot!]!++;
+        if (kind === Kind.Message && wt === 2) {
+          const n = this.uint32();
+          // An empty message has nothing to walk (the decoder makes a default one); else walk it.
+          if (n > 0) this.message(f.message!, this.pos + n, false);
+          else if (this.pos > this.len) throw STOP;
+          if (f.repeated) {
+            slots[f.slot]!++;
+            // A run of empty ones with the same one-byte tag, inline.
+            while (x < 0x80 && this.pos < end && b[this.pos] === x && b[this.pos + 1] === 0) {
+              this.pos += 2;
+              if (this.pos > this.len) throw STOP;
+              this.steps++;
+              slots[f.slot]!++;
+            }
+          }
+          if (top) this.frameCase = no;
+          continue;
         }
-        return true;
+        if (kind === Kind.Varints && (wt === 0 || wt === 2)) {
+          if (wt === 0) {
+            this.varint();
+            slots[f.slot]!++;
+          } else {
+            // Packed: varints up to the run's end (as the decoder reads them, past it if the last one runs over).
+            const runEnd = this.uint32() + this.pos;
+            let n = 0;
+            try {
+              while (this.pos < runEnd) {
+                const v = b[this.pos]!;
+                if (v < 0x80) this.pos++;
+                else this.varint();
+                n++;
+              }
+              if (this.pos > this.len) throw STOP;
+            } finally {
+              // Counted even when the run breaks: the decoder built these before it would throw.
+              this.steps += n;
+              slots[f.slot]! += n;
+            }
+          }
+          if (top) this.frameCase = no;
+          continue;
+        }
       }
+      if (wt === 4 || tag === 0) return;
+      this.skip(wt, undefined, SKIP_RECURSION_LIMIT);
     }
   }
 }

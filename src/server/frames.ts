@@ -12,18 +12,7 @@ export { RefusedRequest, frameScanBoundsFor, type FrameScanBounds } from "./fram
 export type ResponseFrame = NonNullable<SessionResponse["frame"]>;
 
 /**
- * Decodes one client frame; a frame that does not parse or carries no known case ends the session.
- * Before the handshake only (frames of at most PRE_AUTH_MAX_FRAME_BYTES, whose decode is cheap
- * whatever they hold); a session's requests go through decodeSessionRequest.
- */
-export function decodeRequest(bytes: Uint8Array): RequestFrame {
-  const mls = sendMlsPayload(bytes);
-  if (mls !== undefined) return { $case: "sendMls", value: { mls } };
-  return decodeFrame(bytes);
-}
-
-/**
- * Decodes one request of an authenticated session (PROTOCOL.md §13.2, §13.3): the common SendMls
+ * Decodes one client frame (PROTOCOL.md §13.2, §13.3), a handshake's too: the common SendMls
  * read directly; anything else scanned first (frame-scan.ts: the elements of its repeated fields
  * and the fields it holds, counted on the wire), so a frame whose counts pass the relay's limits
  * is refused before ts-proto builds an object per element. A RefusedRequest is answered by the

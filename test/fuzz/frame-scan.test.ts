@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { SessionRequest } from "../../src/gen/securechat/v1/chat.js";
 import { countFrame, frameScanBoundsFor, scanRequest } from "../../src/server/frame-scan.js";
 import { DEFAULT_RELAY_LIMITS } from "../../src/server/limits.js";
-import { fuzzParams, fuzzSeed, mutationArb, applyMutations, describeMutation } from "../helpers/fuzz-protobuf.js";
+import { fuzzParams, fuzzSeed, mutationArb, applyMutations, describeMutation, writeVarint } from "../helpers/fuzz-protobuf.js";
 
 type RequestFrame = NonNullable<SessionRequest["frame"]>;
 
@@ -118,6 +118,17 @@ describe("frame pre-scan: counts equal the decoder's (PROTOCOL.md §13.3)", () =
     }), fuzzParams(SEED + 1, 1500));
     // Most mutants still decode: the property was tested, not skipped.
     expect(decodedOnes).toBeGreaterThan(300);
+  });
+
+  it("over-long tags and lengths (a field's bytes other than an encoder's) count the same", () => {
+    // LookupKeys: field 2 with a 2-byte tag, a 2-byte length, both, and runs of them mixed with 1-byte ones.
+    const shapes = [[0x92, 0x00, 0x00], [0x12, 0x80, 0x00], [0x92, 0x00, 0x80, 0x00], [0x12, 0x00], [0x12, 0x01, 0x61]];
+    fc.assert(fc.property(fc.array(fc.nat({ max: shapes.length - 1 }), { maxLength: 300 }), (picks) => {
+      const body = Buffer.from([0x08, 0x07, ...picks.flatMap((i) => shapes[i]!)]);
+      const bytes = Buffer.concat([Buffer.from([0x52]), Buffer.from(writeVarint(BigInt(body.length))), body]);
+      const decoded = SessionRequest.decode(bytes).frame!;
+      expect(countFrame(bytes).counts).toEqual(decodedCounts(decoded));
+    }), fuzzParams(SEED + 3, 300));
   });
 
   it("random bytes never make the scan throw anything but a refusal or the session's end", () => {

@@ -25,6 +25,7 @@ export const POSTGRES_SUITES = [
   "test/adversarial/relay-external-join.test.ts",
   "test/adversarial/relay-flood.test.ts",
   "test/adversarial/relay-hint-made-up-names.test.ts",
+  "test/adversarial/relay-frame-scan.test.ts",
   "test/adversarial/relay-mitm.test.ts",
   "test/adversarial/relay-mls-decode-bounds.test.ts",
   "test/adversarial/relay-mls-ds-abuse.test.ts",

@@ -4,15 +4,30 @@
 // INTERNAL "Error deserializing request".
 import { SessionRequest, SessionResponse, type SendResult } from "../gen/securechat/v1/chat.js";
 import { sessionEnd } from "./errors.js";
+import { RefusedRequest, scanRequest, type FrameScanBounds } from "./frame-scan.js";
 import type { QueuedItem } from "./store.js";
 
 export type RequestFrame = NonNullable<SessionRequest["frame"]>;
+export { RefusedRequest, frameScanBoundsFor, type FrameScanBounds } from "./frame-scan.js";
 export type ResponseFrame = NonNullable<SessionResponse["frame"]>;
 
-/** Decodes one client frame; a frame that does not parse or carries no known case ends the session. */
-export function decodeRequest(bytes: Uint8Array): RequestFrame {
+/**
+ * Decodes one client frame (PROTOCOL.md §13.2, §13.3), a handshake's too: the common SendMls
+ * read directly; anything else scanned first (frame-scan.ts: the elements of its repeated fields
+ * and the fields it holds, counted on the wire), so a frame whose counts pass the relay's limits
+ * is refused before ts-proto builds an object per element. A RefusedRequest is answered by the
+ * request's handler (the session goes on); an Ack over its limit, a frame of more fields than the
+ * largest honest one, or bytes that do not decode end the session.
+ */
+export function decodeSessionRequest(bytes: Uint8Array, bounds: FrameScanBounds): RequestFrame | RefusedRequest {
   const mls = sendMlsPayload(bytes);
   if (mls !== undefined) return { $case: "sendMls", value: { mls } };
+  const scanned = scanRequest(bytes, bounds);
+  if (scanned !== undefined) return scanned;
+  return decodeFrame(bytes);
+}
+
+function decodeFrame(bytes: Uint8Array): RequestFrame {
   let req: SessionRequest;
   try {
     req = SessionRequest.decode(bytes);

@@ -17,7 +17,7 @@ import { queueAddress } from "./devices.js";
 import { ownCopy, type Directory, type DirectoryUser } from "./directory.js";
 import { handshakeEndOf, isStorageFailure, sessionEnd, statusOf, type SessionEnd } from "./errors.js";
 import { isUnreachable } from "./cluster-store-guard.js";
-import { decodeRequest, encodeResponse, type RequestFrame } from "./frames.js";
+import { decodeSessionRequest, encodeResponse, frameScanBoundsFor, RefusedRequest, type RequestFrame } from "./frames.js";
 import type { HandshakeTicket } from "./handshake-budget.js";
 import { addressBucket, keyBucket, type SessionOpenRates } from "./open-rates.js";
 import { limitsToWire, MAX_ROOMS_PER_USER, PRE_AUTH_MAX_FRAME_BYTES, type RelayLimits } from "./limits.js";
@@ -82,11 +82,14 @@ export class StreamOver extends Error {
  * Frames before the proof are small (§8); grpc-js already refuses a bigger one at its length
  * prefix (stream.ts), this check stands should that ever not be in force.
  */
-async function handshakeFrame(stream: FrameStream, frames: FrameIterator): Promise<RequestFrame> {
+async function handshakeFrame(stream: FrameStream, frames: FrameIterator, limits: RelayLimits): Promise<RequestFrame> {
   const r = await frames.next();
   if (r.done !== true) {
     if (r.value.length > PRE_AUTH_MAX_FRAME_BYTES) throw sessionEnd.preAuthFrameTooLarge(r.value.length, PRE_AUTH_MAX_FRAME_BYTES);
-    return decodeRequest(r.value);
+    // Counted on the wire first, as a session's requests are (PROTOCOL.md §13.2): a request the
+    // scan refuses is out of order here anyway (its stand-in frame carries its case).
+    const frame = decodeSessionRequest(r.value, frameScanBoundsFor(limits));
+    return frame instanceof RefusedRequest ? frame.frame : frame;
   }
   if (stream.closed) throw new StreamOver();
   throw sessionEnd.outOfOrder("the client closed its side of the stream before the handshake completed");
@@ -181,7 +184,7 @@ async function handshake(
     stream.end(statusOf(timeout));
   }, deps.handshakeTimeoutMs);
   try {
-    const first = await handshakeFrame(stream, frames);
+    const first = await handshakeFrame(stream, frames, deps.limits);
     if (first.$case !== "hello") throw sessionEnd.outOfOrder("the first frame of a session must be Hello");
     const claim = claimOf(first.value, onClaim, deps.protocolVersions ?? ACCEPTED_PROTOCOL_VERSIONS);
     // §9.1 step 4.3: a key (or a primary's address) that opened too many sessions lately is
@@ -192,7 +195,7 @@ async function handshake(
     const nonce = randomBytes(NONCE_BYTES);
     await stream.send(encodeResponse({ $case: "challenge", value: { relayId: deps.store.relayId, nonce } }));
 
-    const second = await handshakeFrame(stream, frames);
+    const second = await handshakeFrame(stream, frames, deps.limits);
     if (second.$case !== "proof") throw sessionEnd.outOfOrder("the second frame of a session must be Proof");
     const proven = claim.deviceSpki === undefined
       ? verifyProof(claim, deps.store.relayId, nonce, deps.channelBinding, second.value.signature)

@@ -22,7 +22,7 @@ import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
 import { isStorageFailure, logReasonOf, Refusal, requestStorageRefusalOf, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
-import { decodeRequest, encodeResponse, encodeSendResult, type RequestFrame, type ResponseFrame } from "./frames.js";
+import { decodeSessionRequest, encodeResponse, encodeSendResult, frameScanBoundsFor, RefusedRequest, type FrameScanBounds, type RequestFrame, type ResponseFrame } from "./frames.js";
 import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
 import { writeTokens } from "../protocol/limits.js";
@@ -110,6 +110,8 @@ class AuthenticatedSession implements RoutedSession {
   private readonly sendContext: MlsSendContext;
   /** The MLS Delivery Service requests (mls-ds.ts). */
   private readonly mlsDs: MlsDeliveryService;
+  /** What one request frame may hold before it is decoded (frame-scan.ts, PROTOCOL.md §13.3). */
+  private readonly scanBounds: FrameScanBounds;
 
   /**
    * @param protocolVersion the Hello's: 2 speaks MLS (SendMls); 1 (only where a relay is told to
@@ -123,6 +125,7 @@ class AuthenticatedSession implements RoutedSession {
    */
   constructor(readonly stream: FrameStream, readonly user: DirectoryUser, private readonly deps: SessionDeps, readonly protocolVersion = 1, readonly address: string = user.username) {
     const { limits } = deps;
+    this.scanBounds = frameScanBoundsFor(limits);
     this.mlsDs = new MlsDeliveryService({
       store: deps.store, limits, clock: deps.clock, logger: deps.logger, devices: deps.devices, address,
       inLobby: (a) => deps.lobby.includes(a),
@@ -180,8 +183,13 @@ class AuthenticatedSession implements RoutedSession {
     for (;;) {
       const r = await frames.next();
       if (r.done === true) break;
-      const frame = decodeRequest(r.value);
-      if (frame.$case === "send" || frame.$case === "sendMls") {
+      const frame = decodeSessionRequest(r.value, this.scanBounds);
+      if (frame instanceof RefusedRequest) {
+        // Counted on the wire over a limit (frame-scan.ts): refused by the request's own handler,
+        // after its tokens (§13.2), without decoding it; answered in frame order like any request.
+        await this.answers.all();
+        await this.handle(frame.frame, frame);
+      } else if (frame.$case === "send" || frame.$case === "sendMls") {
         // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL.md §8.3).
         const answer = frame.$case === "send" ? this.send(frame.value, r.value.length) : this.sendMls(frame.value, r.value.length);
         this.answers.add(answer, r.value.length);
@@ -223,7 +231,8 @@ class AuthenticatedSession implements RoutedSession {
     }
   }
 
-  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>): Promise<void> {
+  /** One request; `refused`: its scan refused it (frame carries only its request id), answered as its handler refuses. */
+  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>, refused?: RefusedRequest): Promise<void> {
     switch (frame.$case) {
       case "hello":
       case "proof":
@@ -236,7 +245,7 @@ class AuthenticatedSession implements RoutedSession {
       case "listMembers":
         return this.roomRequest(frame);
       case "lookupKeys":
-        return this.lookupKeys(frame.value);
+        return this.lookupKeys(frame.value, refused);
       case "publishKeyPackages":
       case "claimKeyPackages":
       case "publishGroupInfo":
@@ -244,10 +253,10 @@ class AuthenticatedSession implements RoutedSession {
       case "sendCommit":
       case "fetchCommits":
       case "recreateRoom":
-        return this.mlsRequest(frame);
+        return this.mlsRequest(frame, refused);
       case "publishDeviceList":
       case "fetchDeviceLists":
-        return this.deviceRequest(frame);
+        return this.deviceRequest(frame, refused);
       default: {
         const unreachable: never = frame;
         throw new Error(`unhandled frame ${String(unreachable)}`);
@@ -260,12 +269,13 @@ class AuthenticatedSession implements RoutedSession {
    * Rate-limited by a bucket of its own (as fast as sends), so it cannot be used to make the
    * relay write keys without bound.
    */
-  private async lookupKeys(req: LookupKeys): Promise<void> {
+  private async lookupKeys(req: LookupKeys, refused?: RefusedRequest): Promise<void> {
     const { deps } = this;
     const fail = (code: ErrorCode, detail: string) => this.reply({ $case: "error", value: { requestId: req.requestId, code, detail } });
     if (!this.lookupBucket.take(deps.clock())) {
       return fail(ErrorCode.ERROR_CODE_RATE_LIMITED, `looking up keys too fast: this relay allows ${deps.limits.messagesPerSecond} requests per second; wait a moment`);
     }
+    if (refused !== undefined) return fail(refused.refusal.code, refused.refusal.message);
     if (req.usernames.length > deps.limits.maxRecipients) {
       return fail(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${deps.limits.maxRecipients} users, not ${req.usernames.length}`);
     }
@@ -392,19 +402,21 @@ class AuthenticatedSession implements RoutedSession {
    * bucket, fetches one of the lookup bucket, before any check. A refusal is a RequestError, except
    * for SendCommit, always answered by a CommitResult.
    */
-  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" | "recreateRoom" }>): Promise<void> {
+  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" | "recreateRoom" }>, refused?: RefusedRequest): Promise<void> {
     const { deps } = this;
     const requestId = frame.value.requestId;
     const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
     // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a
     // verification); a SendCommit, PublishGroupInfo or RecreateRoom one per started 64 KiB of the
     // MLS structures it carries (each byte is decoded). Taken before any decode.
-    const tokens = fetch ? 1 : writeTokens(frame, deps.limits.burst);
+    // A request its scan refused takes the tokens its decoded frame would have (frame-scan.ts).
+    const tokens = refused?.tokens ?? (fetch ? 1 : writeTokens(frame, deps.limits.burst));
     try {
       if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock(), tokens)) {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }
+      if (refused !== undefined) throw refused.refusal;
       switch (frame.$case) {
         case "publishKeyPackages":
           return await this.reply(this.mlsDs.publishKeyPackages(this.user, frame.value));
@@ -435,7 +447,7 @@ class AuthenticatedSession implements RoutedSession {
    * PublishDeviceList and FetchDeviceLists (PROTOCOL.md §4.5, devices.ts). A publish takes a token
    * of the sending bucket, a fetch one of the lookup bucket. A refusal is a RequestError.
    */
-  private async deviceRequest(frame: Extract<RequestFrame, { $case: "publishDeviceList" | "fetchDeviceLists" }>): Promise<void> {
+  private async deviceRequest(frame: Extract<RequestFrame, { $case: "publishDeviceList" | "fetchDeviceLists" }>, refused?: RefusedRequest): Promise<void> {
     const { deps } = this;
     const requestId = frame.value.requestId;
     try {
@@ -443,6 +455,7 @@ class AuthenticatedSession implements RoutedSession {
         throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
           `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
       }
+      if (refused !== undefined) throw refused.refusal;
       return await this.reply(frame.$case === "publishDeviceList" ? publishDeviceList(deps, this.user, frame.value) : fetchDeviceLists(deps, frame.value));
     } catch (thrown) {
       const e = refusalOf(thrown);

@@ -165,18 +165,19 @@ export function holderState(c: PidFileContents, probe: ProcessProbe, label: { re
   if (!Number.isInteger(pid) || pid <= 0) return { state: "stale", why: "no valid pid" };
   const k = probe.kill0(pid);
   if (k === "ESRCH") return { state: "stale", why: `process ${pid} is gone` };
-  if (k === "EPERM") return { state: "stale", why: `process ${pid} belongs to another user` };
   if (probe.platform === "linux") {
     const stat = probe.readFile(`/proc/${pid}/stat`);
     if (stat !== undefined) {
       if (statFields(stat)[0] === "Z") return { state: "stale", why: `process ${pid} has exited` };
-      const owner = probe.ownerUid(`/proc/${pid}`);
-      if (probe.uid !== undefined && owner !== undefined && owner !== probe.uid) return { state: "stale", why: `process ${pid} belongs to another user (uid ${owner})` };
+      // The very process that wrote the file (same boot, same start) holds it, whoever's it is: a
+      // chat-tui run as another user on this key directory (sudo keeping HOME) must not be taken
+      // over (review round 5). Otherwise another user's process under that pid is a reused pid.
       const start = processStart(pid, probe);
-      if (start !== undefined && c.bootId !== undefined && c.startTicks !== undefined) {
-        return start.bootId === c.bootId && start.startTicks === c.startTicks
-          ? { state: "running", why: "" } : { state: "stale", why: `process ${pid} is not ${label.what} that wrote ${label.file} (pid reused)` };
-      }
+      const proven = start !== undefined && c.bootId !== undefined && c.startTicks !== undefined;
+      if (proven && start.bootId === c.bootId && start.startTicks === c.startTicks) return { state: "running", why: "" };
+      const owner = probe.ownerUid(`/proc/${pid}`);
+      if (k === "EPERM" || (probe.uid !== undefined && owner !== undefined && owner !== probe.uid)) return { state: "stale", why: `process ${pid} belongs to another user${owner === undefined ? "" : ` (uid ${owner})`}` };
+      if (proven) return { state: "stale", why: `process ${pid} is not ${label.what} that wrote ${label.file} (pid reused)` };
       // A pid file of a relay that did not write its start in ticks: its startedAtMs, to the second.
       const btime = /^btime\s+(\d+)$/m.exec(probe.readFile("/proc/stat") ?? "");
       if (start !== undefined && btime !== null) {

@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Proposal } from "ts-mls";
+import { defaultKeyPackageEqualityConfig, type Proposal } from "ts-mls";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import type { MlsGroup, PendingCommit } from "../../src/protocol/mls/index.js";
+import { MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import { FakeDs } from "../helpers/fake-ds.js";
 import { DeviceWorld, hostileGroup as hostileGroupOf, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
@@ -94,5 +94,48 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     await w.settle();
     expect(warned()).toHaveLength(1);
   });
-});
 
+  it("nor by an external join whose resync Remove names the laptop's leaf instead of its own (review round 5)", { timeout: 240_000 }, async () => {
+    const laptop = await w.device("alice", "laptop");
+    const desktop = await w.device("alice", "desktop");
+    const bob = await w.device("bob", "bobpc");
+    const before = await w.publish("alice", [laptop, desktop]);
+    await w.publish("bob", [bob]);
+    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const dm = "dm:alice:bob";
+    sendLine(bob, dm, "hi");
+    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
+    await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");
+    await w.settle();
+    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
+    await laptop.engine.idle();
+    laptop.engine.close();
+    ds.disconnect("alice", laptop.entry.deviceId);
+    await w.publish("alice", [laptop]);
+    await bob.directory.refresh(["alice"]);
+    expect(bob.directory.known("alice")?.version).toBe(before.version);
+    // The thief: an external join whose "resync" Remove names the LAPTOP's leaf (its own matcher
+    // swapped in: ts-mls allows one Remove of any leaf in an external commit).
+    await hostileGroupOf(ds, desktop, dm);
+    const client = await desktop.store.loadOrCreateClient();
+    const laptopKey = Buffer.from(keyOf(laptop), "hex");
+    const cfg = defaultKeyPackageEqualityConfig as unknown as { compareKeyPackageToLeafNode: (kp: unknown, leaf: { signaturePublicKey: Uint8Array }) => boolean };
+    const orig = cfg.compareKeyPackageToLeafNode;
+    cfg.compareKeyPackageToLeafNode = (_kp, leaf) => Buffer.from(leaf.signaturePublicKey).equals(laptopKey);
+    let joined: { group: MlsGroup; commit: Uint8Array };
+    try {
+      joined = await MlsGroup.joinExternal(client, ds.groupOf(dm)!.groupInfo, { resync: true, expectConversation: dm });
+    } finally {
+      cfg.compareKeyPackageToLeafNode = orig;
+    }
+    const r = await ds.api("alice", desktop.entry.deviceId).sendCommit({ commit: joined.commit, groupInfo: await joined.group.groupInfo(), added: ["alice"], removed: [] });
+    expect(r.ok).toBe(true);
+    await waitUntil(() => linesIn(bob, dm).some((l) => l.kind === "refused"), "bob refuses the resync of another device's leaf");
+    expect(leafKeys(bob, dm)).toContain(keyOf(laptop));
+    // What the thief writes in the epoch its commit would have made never reaches bob's screen.
+    const app = new TextEncoder().encode(JSON.stringify({ id: "8".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
+    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(joined.group.groupId), sender: "alice", mls: Buffer.from(await joined.group.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(joined.group.epoch), senderDevice: desktop.entry.deviceId });
+    await bob.engine.idle();
+    expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
+  });
+});

@@ -2,7 +2,7 @@
 // the claim's bytes, and when a claim newer than the list the relay serves becomes one warning.
 import { describe, expect, it } from "vitest";
 import { DeviceListsUnanswered, type DeviceDirectory } from "../../src/client/devices-api.js";
-import { CLAIM_REFRESH_MS, decodeListClaim, encodeListClaim, ListClaims } from "../../src/client/mls/list-claims.js";
+import { CLAIM_REFRESH_MS, CLAIM_WARN_EVERY_MS, decodeListClaim, encodeListClaim, ListClaims } from "../../src/client/mls/list-claims.js";
 import type { VerifiedDeviceList } from "../../src/protocol/devices.js";
 import { nullLogger } from "../../src/protocol/log.js";
 
@@ -63,11 +63,32 @@ describe("list claims: a newer version than the relay serves", () => {
     await w.claims.heard("alice", encodeListClaim(2), "#ops");
     expect(w.fetched).toHaveLength(2);
     expect(w.warnings).toHaveLength(1);
-    // A newer claim still is warned about again.
+    // A newer claim is fetched, but warned about at most once a day per user (a user whose own
+    // messages claim v3, v4, … must not make readers blame the relay every minute).
     w.later(CLAIM_REFRESH_MS);
     await w.claims.heard("alice", encodeListClaim(3), "#ops");
+    expect(w.fetched).toHaveLength(3);
+    expect(w.warnings).toHaveLength(1);
+    w.later(CLAIM_WARN_EVERY_MS);
+    await w.claims.heard("alice", encodeListClaim(4), "#ops");
     expect(w.warnings).toHaveLength(2);
-    expect(w.warnings[1]).toMatch(/^#ops: .* at version 3, but the relay serves version 1/);
+    expect(w.warnings[1]).toMatch(/^#ops: .* at version 4, but the relay serves version 1/);
+  });
+
+  it("a relay that never answers the fetch a claim starts is told about after ten minutes (it cannot silence the warning)", async () => {
+    const w = world(1);
+    w.unanswered();
+    await w.claims.heard("alice", encodeListClaim(2), "dm:alice:bob");
+    expect(w.warnings).toEqual([]);
+    for (let i = 0; i < 9; i++) {
+      w.later(CLAIM_REFRESH_MS);
+      await w.claims.heard("alice", encodeListClaim(2), "dm:alice:bob");
+    }
+    expect(w.fetched).toHaveLength(10);
+    expect(w.warnings).toEqual([]);
+    w.later(CLAIM_REFRESH_MS);
+    await w.claims.heard("alice", encodeListClaim(2), "dm:alice:bob");
+    expect(w.warnings).toEqual(["dm:alice:bob: alice's own device says alice's device list is at version 2, but the relay has not answered for it for 10 minutes: it may be hiding a change of alice's devices (one unlinked)"]);
   });
 
   it("no warning when the fetch brings the newer list, nor when the relay did not answer", async () => {

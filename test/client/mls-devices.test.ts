@@ -77,11 +77,10 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     expect(healPlan(members, 1, "alice", list)).toEqual({ committer: false, add: [], remove: [] });
   });
 
-  it("a leave is committed by leaf order, by no leaf of the leaving user (its /leave removes them all); the lobby janitor is one leaf", () => {
+  it("a leave is committed by leaf order, the leaving leaf excluded (not every leaf of its user); the lobby janitor is one leaf", () => {
     expect(leaveCommitRank(members, 2, 2)).toBeUndefined();
     expect(leaveCommitRank(members, 2, 0)).toBe(0);
-    expect(leaveCommitRank(members, 2, 3)).toBeUndefined();
-    expect(leaveCommitRank([...members, { username: "carol", leafIndex: 4, signatureKey: k(8) }], 2, 4)).toBe(1);
+    expect(leaveCommitRank(members, 2, 3)).toBe(2);
     expect(lobbyJanitor(members.slice(1), () => true, 3)).toBe(1);
     expect(lobbyJanitor(members.slice(1), () => false, 3)).toBe(3);
   });
@@ -95,14 +94,16 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     expect(unlistedLeaf(change(m("bob", 9, 0), [m("alice", 4)]), lists)?.username).toBe("alice");
     expect(unlistedLeaf(change(m("alice", 4), [], [], true), lists)?.username).toBe("alice"); // an unlinked device joining by external commit
     expect(unlistedLeaf(change(m("bob", 9, 0), [m("carol", 7)]), lists)).toBeUndefined(); // carol has no list: one device
-    const inDm = [m("bob", 9, 0), m("alice", 2, 2), m("alice", 1, 3)];
-    // My own other LISTED device, with bob in the group: refused (a stolen device the relay still
-    // shows bob as listed must not cut alice's real devices out, §4.5); with nobody else in: allowed.
-    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [m("alice", 2, 2)]), m("alice", 2, 2), lists, inDm)).toBe(false);
-    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [m("alice", 2, 2)]), m("alice", 2, 2), lists, inDm.slice(1))).toBe(true);
+    const inDm = [m("bob", 9, 0), m("alice", 2, 2), m("alice", 1, 3), m("alice", 3, 4)];
+    // Another LISTED device of mine, by a LINKED device of mine (d2, d3), with bob in the group:
+    // refused (a stolen device the relay still shows bob as listed must not cut alice's real
+    // devices out, §4.5); with nobody else in: allowed; by my primary (d1): allowed (its /leave).
+    expect(deviceRemovalAllowed(change(m("alice", 2, 2), [], [m("alice", 3, 4)]), m("alice", 3, 4), lists, inDm)).toBe(false);
+    expect(deviceRemovalAllowed(change(m("alice", 2, 2), [], [m("alice", 3, 4)]), m("alice", 3, 4), lists, inDm.slice(1))).toBe(true);
+    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [m("alice", 2, 2)]), m("alice", 2, 2), lists, inDm)).toBe(true);
     // A second leaf of a key that stays (my lost state's old leaf): allowed.
-    const stale = m("alice", 1, 5);
-    expect(deviceRemovalAllowed(change(m("alice", 1, 3), [], [stale]), stale, lists, [...inDm, stale])).toBe(true);
+    const stale = m("alice", 2, 5);
+    expect(deviceRemovalAllowed(change(m("alice", 2, 2), [], [stale]), stale, lists, [...inDm, stale])).toBe(true);
     // A user without a list is one device: another leaf of theirs is stale.
     expect(deviceRemovalAllowed(change(m("carol", 7, 6), [], [m("carol", 6, 7)]), m("carol", 6, 7), lists, [m("carol", 7, 6), m("carol", 6, 7), m("bob", 9, 0)])).toBe(true);
     expect(deviceRemovalAllowed(change(m("bob", 9, 0), []), m("alice", 4, 1), lists)).toBe(true); // not in alice's list
@@ -130,7 +131,7 @@ describe("alice on two devices, bob on one", () => {
     await waitUntil(() => leafKeys(desktop, "#ops").length === 2, "desktop added to #ops by laptop's self-heal");
     expect((await bob.engine.joinRoom("#ops")).ok).toBe(true);
     await waitUntil(() => [laptop, desktop].every((d) => leafKeys(d, "#ops").length === 3), "bob in #ops on both of alice's devices");
-    expect(bob.engine.members("#ops")).toEqual(["alice", "bob"]); // users, not leaves
+    expect([...bob.engine.members("#ops") ?? []].sort()).toEqual(["alice", "bob"]); // users, not leaves
     send(bob, "#ops", "standup");
     await reads(laptop, "#ops", "bob: standup");
     await reads(desktop, "#ops", "bob: standup");
@@ -257,15 +258,36 @@ describe("alice on two devices, bob on one", () => {
     for (const d of [laptop, desktop, phone, bob]) await reads(d, "#ops", "carol: hello all");
   });
 
-  it("/leave on one device takes every device of mine out of the room", { timeout: 180_000 }, async () => {
+  it("/leave on my primary takes every device of mine out of the room; on a linked device only that device", { timeout: 180_000 }, async () => {
     const { laptop, desktop, bob } = await aliceTwoAndBob();
     expect((await bob.engine.joinRoom("#ops")).ok).toBe(true);
     expect((await laptop.engine.joinRoom("#ops")).ok).toBe(true);
     await waitUntil(() => leafKeys(bob, "#ops").length === 3, "both alice devices in #ops");
     await w.settle();
+    // The linked desktop: only itself (no linked device may commit my other listed devices out,
+    // §7.6 (f)); alice stays a member by her laptop, and the relay's hint keeps her.
     expect((await desktop.engine.leaveRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => leafKeys(bob, "#ops").length === 2, "the desktop's leaf gone for bob");
+    expect(leafKeys(bob, "#ops")).toEqual([keyOf(laptop), keyOf(bob)].sort());
+    expect([...bob.engine.members("#ops") ?? []].sort()).toEqual(["alice", "bob"]);
+    expect(desktop.events.some((e) => e.type === "notice" && /you left #ops on this device only/.test(e.text))).toBe(true);
+    send(laptop, "#ops", "still here");
+    await reads(bob, "#ops", "alice: still here");
+    await w.settle();
+    // The primary: every device of mine (here only itself is left) out.
+    expect((await laptop.engine.leaveRoom("#ops")).ok).toBe(true);
     await waitUntil(() => bob.engine.members("#ops")?.join() === "bob", "alice gone from #ops for bob");
-    await waitUntil(() => !laptop.engine.conversations().includes("#ops"), "laptop out of #ops");
     expect(linesIn(laptop, "#ops").some((l) => l.kind === "left")).toBe(true);
+  });
+
+  it("/leave on my primary takes my linked devices out with it", { timeout: 180_000 }, async () => {
+    const { laptop, desktop, bob } = await aliceTwoAndBob();
+    expect((await bob.engine.joinRoom("#ops")).ok).toBe(true);
+    expect((await laptop.engine.joinRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => leafKeys(bob, "#ops").length === 3, "both alice devices in #ops");
+    await w.settle();
+    expect((await laptop.engine.leaveRoom("#ops")).ok).toBe(true);
+    await waitUntil(() => bob.engine.members("#ops")?.join() === "bob", "alice gone from #ops for bob");
+    await waitUntil(() => !desktop.engine.conversations().includes("#ops"), "desktop out of #ops");
   });
 });

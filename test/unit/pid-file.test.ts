@@ -33,9 +33,13 @@ describe("relayHolderState (Linux)", () => {
     expect(relayHolderState(file({ bootId: "another-boot", startTicks: 5_000 }), linux({})).state).toBe("stale");
   });
 
-  it("a process of another user is stale: EPERM from kill(0), or /proc/<pid> owned by another uid (we are root)", () => {
-    expect(relayHolderState(file({ bootId: BOOT, startTicks: 5_000 }), linux({ kill: "EPERM" }))).toMatchObject({ state: "stale", why: expect.stringMatching(/another user/) });
-    expect(relayHolderState(file({ bootId: BOOT, startTicks: 5_000 }), linux({ uid: 0, owner: 65534 }))).toMatchObject({ state: "stale", why: "process 4242 belongs to another user (uid 65534)" });
+  it("a process of another user is stale (EPERM from kill(0), or /proc/<pid> owned by another uid), unless it is the very writer", () => {
+    expect(relayHolderState(file({ bootId: BOOT, startTicks: 4_000 }), linux({ kill: "EPERM" }))).toMatchObject({ state: "stale", why: expect.stringMatching(/another user/) });
+    expect(relayHolderState(file({ bootId: BOOT, startTicks: 4_000 }), linux({ uid: 0, owner: 65534 }))).toMatchObject({ state: "stale", why: "process 4242 belongs to another user (uid 65534)" });
+    // The same boot and start as the file says: the process that wrote it, whoever's it is (a
+    // chat-tui run by sudo on this key directory): held, never taken over (review round 5).
+    expect(relayHolderState(file({ bootId: BOOT, startTicks: 5_000 }), linux({ kill: "EPERM" })).state).toBe("running");
+    expect(relayHolderState(file({ bootId: BOOT, startTicks: 5_000 }), linux({ uid: 1000, owner: 0 })).state).toBe("running");
   });
 
   it("a gone or zombie process is stale", () => {
@@ -64,8 +68,8 @@ describe("relayHolderState (no /proc)", () => {
     expect(relayHolderState({ pid: 7, startedAtMs: 1 }, other("  501  1-02:03:04\n")).state).toBe("stale");
   });
 
-  it("without ps, a live pid is unproven (treated as held, never signalled); EPERM is stale", () => {
+  it("without ps, a live pid is unproven (treated as held, never signalled), another user's too", () => {
     expect(relayHolderState({ pid: 7, startedAtMs: 1 }, other(undefined)).state).toBe("unproven");
-    expect(relayHolderState({ pid: 7, startedAtMs: 1 }, { ...other(undefined), kill0: () => "EPERM" }).state).toBe("stale");
+    expect(relayHolderState({ pid: 7, startedAtMs: 1 }, { ...other(undefined), kill0: () => "EPERM" }).state).toBe("unproven");
   });
 });

@@ -283,30 +283,33 @@ export class MlsConversations {
     return this.s.run(async () => {
       const g = this.s.groups.get(room);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room, action: "leave" });
-      // /leave on one device takes all my devices out (PROTOCOL.md §4.5): my leaf proposes the
-      // removal of every leaf of mine, which another member commits together (MLS does not let a
-      // member commit its own removal; and no device of mine may commit my other listed devices
-      // out while others are in the group, policy.ts). Alone with my devices, I commit them out.
+      // /leave (PROTOCOL.md §4.5): on my primary (or alone with my devices) one commit removes
+      // my other devices' leaves first; then my leaf proposes its leave (MLS does not let a
+      // member commit its own removal). A linked device takes only itself out: no linked device
+      // may commit my other listed devices out while others are in the group (policy.ts: a
+      // stolen one the relay still shows as listed must not cut my real devices out).
       const others = g.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== g.myLeafIndex);
       const onlyMine = g.members().every((m) => m.username === this.s.d.me);
-      if (others.length > 0 && onlyMine) {
+      const primary = this.s.d.devices === undefined || this.s.d.devices.self.primary;
+      if (others.length > 0 && (primary || onlyMine)) {
         const out = await this.c.commitChange(room, (x) => x.changeOwnDevices(x.members().filter((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex).map((m) => m.leafIndex), []),
           { added: [], removed: [] }, undefined, (x) => x.members().some((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex));
         if (!out.ok) return out;
       }
       const cur = this.s.groups.get(room);
       if (cur === undefined || !cur.active) return fail({ kind: "not-a-member", room, action: "leave" });
+      const staying = cur.members().some((m) => m.username === this.s.d.me && m.leafIndex !== cur.myLeafIndex);
       if (cur.members().length > 1) {
-        for (const proposal of await cur.proposeLeaveAll()) {
-          const r = await this.s.d.ds.sendMls(proposal);
-          if (!r.ok) {
-            this.s.reload(room);
-            return fail(refusedError(r));
-          }
+        const proposal = await cur.proposeLeave();
+        const r = await this.s.d.ds.sendMls(proposal);
+        if (!r.ok) {
+          this.s.reload(room);
+          return fail(refusedError(r));
         }
       }
       this.s.forget(room);
       this.s.line(room, { kind: "left", by: this.s.d.me, users: [], atMs: this.s.d.clock() });
+      if (staying) this.s.notice("info", `you left ${room} on this device only: your other devices are still in it (leaving on your primary device takes them all out)`, room);
       return ok(undefined);
     });
   }

@@ -20,6 +20,10 @@ const LIST_CLAIM_BYTES = 9;
 export const CLAIM_REFRESH_MS = 60_000;
 /** Users whose claims are tracked at once (the oldest is forgotten: at worst a fetch or a notice again). */
 export const CLAIMS_TRACKED = 1_024;
+/** At most one warning per user per this long: a user whose own messages claim ever newer versions (their own doing) cannot make readers blame the relay every minute (review round 5). */
+export const CLAIM_WARN_EVERY_MS = 24 * 60 * 60_000;
+/** A relay that leaves every fetch for a claim unanswered this long is told about too (it must not silence the warning by refusing the fetch; review round 5). */
+export const CLAIM_UNANSWERED_MS = 10 * 60_000;
 
 /** The authenticated_data of my messages: my own list's version (none: empty, as before devices). */
 export function encodeListClaim(version: number | undefined): Uint8Array {
@@ -50,8 +54,11 @@ interface Tracked {
   claimed: number;
   /** When its list was last fetched for a claim. */
   fetchedAt: number;
-  /** The highest claimed version already warned about. */
+  /** The highest claimed version already warned about, and when. */
   warned: number;
+  warnedAt: number;
+  /** Since when fetches for the claim went unanswered (undefined: the last one was answered). */
+  unansweredSince: number | undefined;
   fetching: boolean;
 }
 
@@ -72,7 +79,7 @@ export class ListClaims {
     let t = this.users.get(username);
     if (t === undefined) {
       if (this.users.size >= CLAIMS_TRACKED) this.users.delete(this.users.keys().next().value as string);
-      t = { claimed, fetchedAt: Number.NEGATIVE_INFINITY, warned: 0, fetching: false };
+      t = { claimed, fetchedAt: Number.NEGATIVE_INFINITY, warned: 0, warnedAt: Number.NEGATIVE_INFINITY, unansweredSince: undefined, fetching: false };
       this.users.set(username, t);
     }
     t.claimed = Math.max(t.claimed, claimed);
@@ -81,17 +88,31 @@ export class ListClaims {
     t.fetching = true;
     t.fetchedAt = now;
     const tracked = t;
+    const mayWarn = (at: number): boolean => tracked.warned < tracked.claimed && at - tracked.warnedAt >= CLAIM_WARN_EVERY_MS;
     return this.d.devices.refresh([username], { mustAnswer: true }).then(() => {
+      tracked.unansweredSince = undefined;
       const have = this.d.devices.known(username)?.version ?? 0;
-      if (have >= tracked.claimed || tracked.warned >= tracked.claimed) return;
+      const at = this.d.clock();
+      if (have >= tracked.claimed || !mayWarn(at)) return;
       tracked.warned = tracked.claimed;
+      tracked.warnedAt = at;
       this.d.logger.warn("mls.devices.list_withheld", { user: username, claimed: tracked.claimed, served: have });
       this.d.warn(`${username}'s own device says ${username}'s device list is at version ${tracked.claimed}, but the relay serves version ${have}: `
         + `the relay may be hiding a change of ${username}'s devices (one unlinked), so a device ${username} no longer uses may still write as ${username} here`, conversationId);
     }, (e: unknown) => {
-      // Not answered (offline, a refusal): no ground for a warning; a later message asks again.
-      // (At most one fetch per CLAIM_REFRESH_MS still: a relay that never answers is not asked on every message.)
+      // Not answered (offline, a refusal): no ground for a warning yet; a later message asks again
+      // (at most one fetch per CLAIM_REFRESH_MS: a relay that never answers is not asked on every
+      // message). Unanswered for CLAIM_UNANSWERED_MS, it is said: a relay must not silence the
+      // warning by refusing the fetch.
       if (!(e instanceof DeviceListsUnanswered)) this.d.logger.warn("mls.devices.claim_refresh_failed", { user: username, reason: (e as Error).message });
+      const at = this.d.clock();
+      tracked.unansweredSince ??= at;
+      if (at - tracked.unansweredSince < CLAIM_UNANSWERED_MS || !mayWarn(at)) return;
+      tracked.warned = tracked.claimed;
+      tracked.warnedAt = at;
+      this.d.logger.warn("mls.devices.list_unanswered", { user: username, claimed: tracked.claimed });
+      this.d.warn(`${username}'s own device says ${username}'s device list is at version ${tracked.claimed}, but the relay has not answered for it `
+        + `for ${Math.round(CLAIM_UNANSWERED_MS / 60_000)} minutes: it may be hiding a change of ${username}'s devices (one unlinked)`, conversationId);
     }).finally(() => {
       tracked.fetching = false;
     });

@@ -18,10 +18,10 @@
 //   is one device, as before); anyone may remove a leaf whose key is not in its user's newest
 //   list (the self-heal after /unlink); a member may remove a leaf of its own user whose key
 //   another leaf that stays holds (a lost state's old leaf), and any of its own user's leaves
-//   when nobody else is in the group; but not its user's other LISTED devices: a device the
-//   relay still shows me as listed (unlinked and stolen, its new list withheld from me) must
-//   not cut my peer's real devices out. /leave takes all of a user's devices out by proposals
-//   another member commits together (membership.ts `left`); the relay's sender_device, when it names a listed device, must be the committer's leaf;
+//   when nobody else is in the group, and its user's primary (the device list's authority) any
+//   of them; but no linked device its user's other LISTED devices: a device the relay still
+//   shows me as listed (unlinked and stolen, its new list withheld from me) must not cut my
+//   peer's real devices out (so /leave on a linked device takes only itself out); the relay's sender_device, when it names a listed device, must be the committer's leaf;
 //   a committer whose own key its user's newest list does not name (an unlinked device) is refused;
 //   a user with no list has one leaf at most.
 // The creator is the one the room's GroupContext names (§7.4: username AND identity key), never
@@ -69,16 +69,20 @@ export function unlistedLeaf(change: MembershipChange, lists: ListsOf, present: 
 /**
  * A removal any member may make under the device rules (PROTOCOL.md §4.5, §7.6): a leaf whose
  * key its user's newest list no longer names; or a leaf of the committer's own user (username
- * and identity key) whose key another leaf that stays in the group holds (an old leaf of a
- * device that lost its state and joined again), or when, after the commit, nobody but that
- * user is in the group, or when that user has no list (one device: any other leaf is stale).
- * Not another listed device of the committer's user: see the header.
+ * and identity key) when that user has no list (one device: any other leaf is stale), when the
+ * committer is that user's primary by the list, when another leaf that stays in the group holds
+ * its key (an old leaf of a device that lost its state and joined again), or when, after the
+ * commit, nobody but that user is in the group. Not by a linked device another listed device
+ * of its user: see the header.
  */
 export function deviceRemovalAllowed(change: MembershipChange, removed: MlsMember, lists: ListsOf, present: readonly MlsMember[] = []): boolean {
   const l = lists(removed.username);
   if (l !== undefined && deviceBySignatureKey(l, removed.signatureKey) === undefined) return true;
   if (removed.username !== change.committer.username || !removed.identityFpr.equals(change.committer.identityFpr)) return false;
   if (l === undefined) return true;
+  // The committer is its user's primary (the device with the identity key, which lists and
+  // unlinks the others, §4.5): its word on its user's devices is the list's own (its /leave).
+  if (deviceBySignatureKey(l, change.committer.signatureKey)?.primary === true) return true;
   const stays = [...present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex)), ...incomingLeaves(change)];
   if (!stays.some((p) => p.leafIndex === change.committer.leafIndex)) stays.push(change.committer);
   if (stays.some((p) => p.leafIndex !== removed.leafIndex && Buffer.from(p.signatureKey).equals(Buffer.from(removed.signatureKey)))) return true;
@@ -161,10 +165,9 @@ export function lobbyJanitor(members: readonly Pick<MlsMember, "username" | "lea
  * am the leaver or not in the tree.
  */
 export function leaveCommitRank(members: readonly Pick<MlsMember, "username" | "leafIndex">[], leaverLeaf: number, myLeaf: number): number | undefined {
-  // By leaf (PROTOCOL.md §4.5): each device is its own member; no leaf of the leaving user
-  // commits (its /leave removes them all, and MLS forbids committing one's own removal).
-  const leaver = members.find((m) => m.leafIndex === leaverLeaf)?.username;
-  const order = members.filter((m) => m.leafIndex !== leaverLeaf && m.username !== leaver).sort((a, b) => a.leafIndex - b.leafIndex);
+  // By leaf (PROTOCOL.md §4.5): each device is its own member; the leaving leaf never commits its own leave.
+  if (myLeaf === leaverLeaf) return undefined;
+  const order = members.filter((m) => m.leafIndex !== leaverLeaf).sort((a, b) => a.leafIndex - b.leafIndex);
   const i = order.findIndex((m) => m.leafIndex === myLeaf);
   return i < 0 ? undefined : i;
 }

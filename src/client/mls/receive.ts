@@ -220,15 +220,6 @@ export class Receiver {
     this.s.leavingOf(conv).add(inc.sender.username);
     this.s.d.store.saveGroup(g);
     void this.s.listClaims?.heard(inc.sender.username, inc.authenticatedData, conv);
-    // A user leaving from one device proposes the removal of all its leaves (PROTOCOL.md §4.5):
-    // they are committed together once all are here, never some (that would be a device cutting
-    // its user's other devices out, which every member's policy refuses).
-    const pending = g.pendingRemovals();
-    const leaverLeaves = g.members().filter((m) => m.username === inc.sender.username && m.identityFpr.equals(inc.sender.identityFpr));
-    if (!leaverLeaves.every((m) => pending.includes(m.leafIndex))) {
-      this.s.d.logger.debug("mls.proposal.leave_partial", { conversation: conv, leaver: inc.sender.username, proposed: pending.length, leaves: leaverLeaves.length });
-      return;
-    }
     // One member commits a leave (policy.ts leaveCommitRank): the first in leaf order at once,
     // the others only if it is still uncommitted after their rank's delay (checkLeaves).
     const rank = leaveCommitRank(g.members(), inc.sender.leafIndex, g.myLeafIndex);
@@ -243,8 +234,12 @@ export class Receiver {
 
   private async commitLeave(conv: string, leaver: string): Promise<void> {
     this.leaves.delete(conv);
-    // Every leave proposed in this epoch rides in the commit: the hint names them all.
-    const removed = [...new Set([leaver, ...this.s.leavingOf(conv)])];
+    // Every leave proposed in this epoch rides in the commit; the hint names the users it takes
+    // out altogether (a linked device leaving alone leaves its user a member by its other leaves).
+    const g = this.s.groups.get(conv);
+    const going = new Set(g?.pendingRemovals() ?? []);
+    const removed = [...new Set([leaver, ...this.s.leavingOf(conv)])]
+      .filter((u) => g === undefined || !g.members().some((m) => m.username === u && !going.has(m.leafIndex)));
     const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed },
       { kind: "left", by: leaver, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
     if (!r.ok) this.s.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });

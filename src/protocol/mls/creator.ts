@@ -123,7 +123,9 @@ export function checkCreatorName(conv: Conversation, creator: RoomCreator | unde
 /**
  * The rule of PROTOCOL.md §7 for the removals a commit makes. A removal is allowed when it is
  * the member's own leave (its own Remove proposal, `change.left`), a resync (an external joiner
- * replacing its own old leaf: same username AND identity key), or, in a room, made by the
+ * replacing its own old leaf: same username AND identity key AND MLS signature key, the same
+ * device; review round 5: a resync naming another device's leaf of its user let a stolen device
+ * the relay still shows as listed cut its user's real device out), or, in a room, made by the
  * creator (username AND identity key, `isRoomCreator`). So nobody removes others in a DM or the
  * lobby, nor in a room whose creator is not a member. Adds are not judged here.
  */
@@ -132,6 +134,6 @@ export function removalsAllowed(conv: Conversation, creator: RoomCreator | undef
   const byCreator = conv.kind === "room" && isRoomCreator(creator, by);
   return change.removed.every((r) =>
     change.left.some((l) => l.leafIndex === r.leafIndex)
-    || (change.external && r.username === by.username && r.identityFpr.equals(by.identityFpr))
+    || (change.external && r.username === by.username && r.identityFpr.equals(by.identityFpr) && Buffer.from(r.signatureKey).equals(Buffer.from(by.signatureKey)))
     || byCreator);
 }

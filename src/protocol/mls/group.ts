@@ -29,7 +29,7 @@ import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credentia
 import { MlsProtocolError, wrap } from "./errors.js";
 import { authenticatedDataOf, judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
-import { describeCommit, leafAt, memberOf, membersOf, sameUser, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
+import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
 import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
 import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
@@ -301,28 +301,6 @@ export class MlsGroup {
     return encodeMlsMessage(res.message);
   }
 
-  /**
-   * Proposes the removal of every leaf of my user, my other devices' first and mine last
-   * (PROTOCOL.md §4.5 "/leave"): another member commits them together, and only together
-   * (membership.ts `left`). Returns the proposal messages to send to the group, in order.
-   */
-  async proposeLeaveAll(): Promise<Uint8Array[]> {
-    this.checkUsable();
-    if (this.pending !== undefined) throw new MlsProtocolError("pending-commit", "a commit is waiting for the relay's answer");
-    const me = this.members().find((m) => m.leafIndex === this.myLeafIndex)!;
-    const leaves = this.members().filter((m) => m.leafIndex !== me.leafIndex && m.username === me.username && m.identityFpr.equals(me.identityFpr)).map((m) => m.leafIndex);
-    const impl = await suiteImpl();
-    const out: Uint8Array[] = [];
-    for (const removed of [...leaves, me.leafIndex]) {
-      const res = await wrap(this.checker, "bad-argument", "the leave proposal could not be made", () =>
-        createProposal(this.state, false, { proposalType: "remove", remove: { removed } }, impl, this.authenticatedData()));
-      this.state = res.newState;
-      zero(res.consumed);
-      out.push(encodeMlsMessage(res.message));
-    }
-    return out;
-  }
-
   /** The leaves that Remove proposals received this epoch (not yet committed) remove. */
   pendingRemovals(): number[] {
     const out: number[] = [];
@@ -405,18 +383,15 @@ export class MlsGroup {
     const before = this.state;
     let change: MembershipChange | undefined;
     let policyRefused = false;
-    let proposedRemoval: number | undefined;
     const callback: IncomingMessageCallback = (incoming) => {
       if (incoming.kind === "proposal") {
-        // Only leaving is proposed: the removal of the sender's own leaf, or of another leaf of
-        // its user (PROTOCOL.md §4.5: /leave takes every device out; committed only once all of
-        // them are proposed, membership.ts `left`). Anything else is refused.
+        // Only self-removal (leave) proposals are used, one per leaf: anything else is refused, and
+        // so is a second Remove of a leaf one is pending for (two would make every later commit
+        // of the epoch invalid: RFC 9420 §12.2, one Remove per leaf).
         const p = incoming.proposal.proposal;
-        const from = incoming.proposal.senderLeafIndex;
-        const ok = p.proposalType === "remove" && from !== undefined
-          && (p.remove.removed === from || (leafAt(before.ratchetTree, from) !== undefined && sameUser(leafAt(before.ratchetTree, p.remove.removed), memberOf(leafAt(before.ratchetTree, from)!, from))));
+        const ok = p.proposalType === "remove" && p.remove.removed === incoming.proposal.senderLeafIndex
+          && !Object.values(before.unappliedProposals).some((q) => q.proposal.proposalType === "remove" && q.proposal.remove.removed === p.remove.removed);
         if (!ok) policyRefused = true;
-        else proposedRemoval = p.remove.removed;
         return ok ? "accept" : "reject";
       }
       // The change is judged once applied (below), when an external joiner is known too:
@@ -441,8 +416,7 @@ export class MlsGroup {
       this.state = res.newState;
       zero(res.consumed);
       if (sender === undefined) throw new MlsProtocolError("malformed", "proposal without a sender");
-      const leaf = proposedRemoval === undefined ? undefined : leafAt(before.ratchetTree, proposedRemoval);
-      return { kind: "proposal", sender, removes: leaf === undefined ? [sender] : [memberOf(leaf, proposedRemoval!)], authenticatedData: authenticatedDataOf(msg) };
+      return { kind: "proposal", sender, removes: [sender], authenticatedData: authenticatedDataOf(msg) };
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");

@@ -22,10 +22,7 @@ export interface MembershipChange {
   readonly removed: readonly MlsMember[];
   /**
    * The members of `removed` who left: removed by their own Remove proposal (MLS does not let a
-   * member commit its own removal, so another member commits it), or by a Remove proposal of
-   * another leaf of the same user (username and identity key) when the commit removes every
-   * leaf of that user: a user leaving from one of its devices takes all of them out (PROTOCOL.md
-   * §4.5 "/leave"). Always a subset of `removed`.
+   * member commit its own removal, so another member commits it). Always a subset of `removed`.
    */
   readonly left: readonly MlsMember[];
   /** The commit was an external join (PROTOCOL.md §7.5). */
@@ -56,13 +53,6 @@ export function memberOf(leaf: LeafNode, leafIndex: number): MlsMember {
   return { ...id, leafIndex, signatureKey: leaf.signaturePublicKey };
 }
 
-/** Whether `leaf` is a leaf of `who`'s user: the same username and identity key. */
-export function sameUser(leaf: LeafNode | undefined, who: Pick<MlsMember, "username" | "identityFpr">): boolean {
-  if (leaf === undefined) return false;
-  const m = memberOf(leaf, -1);
-  return m.username === who.username && m.identityFpr.equals(who.identityFpr);
-}
-
 export function membersOf(tree: RatchetTree): MlsMember[] {
   const out: MlsMember[] = [];
   for (let i = 0; i < tree.length; i += 2) {
@@ -90,8 +80,6 @@ export function describeCommit(tree: RatchetTree, committerLeaf: number | undefi
   const added: MlsMember[] = [];
   const removed: MlsMember[] = [];
   const left: MlsMember[] = [];
-  // Removals proposed by another leaf of the removed leaf's user: a leave only if all of its leaves go.
-  const bySibling: MlsMember[] = [];
   let external = false;
   for (const { proposal, senderLeafIndex } of proposals) {
     if (proposal.proposalType === "add") {
@@ -105,15 +93,10 @@ export function describeCommit(tree: RatchetTree, committerLeaf: number | undefi
         // A proposal by reference keeps its sender's leaf; one inside the commit has the
         // committer's, who cannot remove itself: so this is only ever a member's own leave.
         if (senderLeafIndex === proposal.remove.removed) left.push(m);
-        else if (senderLeafIndex !== undefined && sameUser(leafAt(tree, senderLeafIndex), m)) bySibling.push(m);
       }
     } else if (proposal.proposalType === "external_init") {
       external = true;
     }
-  }
-  for (const m of bySibling) {
-    const all = membersOf(tree).filter((x) => x.username === m.username && x.identityFpr.equals(m.identityFpr));
-    if (all.every((x) => removed.some((r) => r.leafIndex === x.leafIndex))) left.push(m);
   }
   let committer: MlsMember | undefined = committerLeaf !== undefined ? (() => {
     const leaf = leafAt(tree, committerLeaf);

@@ -4,7 +4,7 @@
 // every queued envelope intact, each queue in its order, and seqs above every seq version 1 gave
 // (a client may still ack one of those). A file of a newer version is refused, not changed. What
 // every store does is in test/store-contract/{core,mls}.contract.ts.
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -96,13 +96,13 @@ describe("schema version 1 → 2", () => {
       store = undefined;
 
       const db = new DatabaseSync(path, { readOnly: true });
-      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
+      expect((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5);
       expect((db.prepare("SELECT type FROM sqlite_master WHERE name = 'queue'").get() as { type: string }).type).toBe("view");
       // What is left, read through the view: carol's and the phone's rows, and bob's new one.
       expect((db.prepare("SELECT recipient FROM queue ORDER BY seq, recipient").all() as { recipient: string }[]).map((r) => r.recipient))
         .toEqual(["carol", "dave/phone", "bob"]);
       db.close();
-      // A second open finds version 4 and changes nothing.
+      // A second open finds version 5 and changes nothing.
       store = openStore(path, { clock: () => now });
       expect(shown(store, "carol")).toEqual([["second", "#ops", "envelope", 600]]);
       expect(shown(store, "bob").map(([e]) => e)).toEqual(["new"]);
@@ -124,11 +124,11 @@ describe("schema version 1 → 2", () => {
     store.close();
     store = undefined;
     const db = new DatabaseSync(path);
-    db.exec("PRAGMA user_version = 5");
+    db.exec("PRAGMA user_version = 6");
     db.close();
-    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 5 is not supported (expected 4)");
+    expect(() => openStore(path, { clock: () => now })).toThrow("database schema version 6 is not supported (expected 5)");
     const after = new DatabaseSync(path, { readOnly: true });
-    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5);
+    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(6);
     after.close();
   });
 });
@@ -160,8 +160,195 @@ describe("schema version 3 → 4", () => {
     expect(store.mls.acceptCommit(gid(1), 2, "alice", Buffer.from("a2")).kind).toBe("accepted");
     expect(store.mls.epochCommitter(gid(1))).toBe("alice");
     const after = new DatabaseSync(path, { readOnly: true });
-    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
+    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5);
     after.close();
+  });
+});
+
+/**
+ * The commits' table and its usage as version 4 made them (src/server/store/schema.ts before
+ * version 5): WITHOUT ROWID keyed by (group_id, epoch), the blob inside the key's B-tree, the
+ * usage kept by triggers that read LENGTH(commit_msg).
+ */
+const V4_COMMITS = `
+CREATE TABLE mls_commits_v4 (
+  group_id       BLOB NOT NULL,
+  epoch          INTEGER NOT NULL,
+  sender         TEXT NOT NULL,
+  commit_msg     BLOB NOT NULL,
+  accepted_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (group_id, epoch)
+) STRICT, WITHOUT ROWID;
+INSERT INTO mls_commits_v4 (group_id, epoch, sender, commit_msg, accepted_at_ms)
+  SELECT group_id, epoch, sender, commit_msg, accepted_at_ms FROM mls_commits;
+DROP TABLE mls_commits;
+ALTER TABLE mls_commits_v4 RENAME TO mls_commits;
+CREATE INDEX mls_commits_by_sender ON mls_commits (sender, accepted_at_ms);
+CREATE TRIGGER mls_commits_usage_in AFTER INSERT ON mls_commits BEGIN
+  INSERT INTO mls_commit_usage (sender, commits, bytes) VALUES (NEW.sender, 1, LENGTH(NEW.commit_msg))
+    ON CONFLICT (sender) DO UPDATE SET commits = commits + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER mls_commits_usage_out AFTER DELETE ON mls_commits BEGIN
+  UPDATE mls_commit_usage SET commits = commits - 1, bytes = bytes - LENGTH(OLD.commit_msg) WHERE sender = OLD.sender;
+  DELETE FROM mls_commit_usage WHERE sender = OLD.sender AND commits <= 0;
+END;
+PRAGMA user_version = 4;
+`;
+
+describe("schema version 4 → 5", () => {
+  const gid = (n: number) => Buffer.alloc(20, n);
+  const group = (n: number, room: string) => ({ groupId: gid(n), conversationId: room, creator: "alice", epoch: 0, groupInfo: Buffer.from("gi"), groupInfoEpoch: 0 });
+  /** A commit of `bytes` bytes, its content telling who sent it for which epoch of which group. */
+  const commit = (g: number, epoch: number, sender: string, bytes: number) => {
+    const b = Buffer.alloc(bytes, g * 16 + epoch);
+    b.write(`${sender}@${g}:${epoch}`);
+    return b;
+  };
+  const hint = (added: string[]) => ({ external: false, added, removed: [] });
+  type Raw = { group_id: Uint8Array; epoch: number; sender: string; commit_msg: Uint8Array; accepted_at_ms: number };
+  /** The commits, in key order, and the usage rows, as read from the file. */
+  const rows = () => {
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      return {
+        commits: (db.prepare("SELECT group_id, epoch, sender, commit_msg, accepted_at_ms FROM mls_commits ORDER BY group_id, epoch").all() as Raw[])
+          .map((r) => [Buffer.from(r.group_id).toString("hex"), r.epoch, r.sender, Buffer.from(r.commit_msg).toString("base64"), r.accepted_at_ms]),
+        usage: db.prepare("SELECT sender, commits, bytes FROM mls_commit_usage ORDER BY sender").all(),
+        counted: db.prepare("SELECT sender, COUNT(*) AS commits, SUM(LENGTH(commit_msg)) AS bytes FROM mls_commits GROUP BY sender ORDER BY sender").all(),
+        version: (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+        tables: (db.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'mls_commit%' ORDER BY name").all() as { name: string }[]).map((r) => r.name),
+      };
+    } finally {
+      db.close();
+    }
+  };
+  /** What a store answers about the commits: FetchCommits' pages under a few budgets, who sent each epoch. */
+  const answers = (s: RelayStore) => {
+    const out: unknown[] = [];
+    for (const g of [1, 2, 3]) {
+      for (const [count, bytes] of [[64, 1 << 20], [2, 1 << 20], [64, 4000], [64, 1]] as const) {
+        for (let from = 0; ;) {
+          const p = s.mls.commitPage(gid(g), from, count, bytes);
+          out.push([g, from, p.more, p.commits.map((c) => [c.epoch, c.sender, c.commit.toString("base64")])]);
+          if (!p.more) break;
+          from = p.commits.at(-1)!.epoch + 1;
+        }
+      }
+      for (let e = 0; e < 8; e++) out.push([g, e, s.mls.commitSender(gid(g), e)]);
+      out.push(s.mls.epochCommitter(gid(g)));
+    }
+    return out;
+  };
+
+  it("moves every commit into the new table with the same usage, answers the same, and the trims, the purge and the first-commit rule work after", () => {
+    let t = now;
+    store = openStore(path, { clock: () => t });
+    const m = store.mls;
+    m.createGroup(group(1, "#ops"));
+    m.createGroup(group(2, "#dev"));
+    m.createGroup(group(3, "#old"));
+    // Three senders over three groups; sizes from a few bytes to a few pages (overflow chains).
+    const plan: Array<[number, string, number]> = [
+      [1, "alice", 300], [1, "bob", 9_000], [2, "alice", 70_000], [1, "carol", 40], [2, "bob", 5_000], [1, "alice", 120_000],
+      [3, "alice", 2_000], [2, "carol", 33_000], [1, "bob", 700], [2, "alice", 12], [3, "alice", 4_500], [1, "carol", 250_000],
+    ];
+    const epochs = new Map<number, number>();
+    for (const [g, sender, bytes] of plan) {
+      const e = epochs.get(g) ?? 0;
+      t += 10;
+      expect(m.acceptCommit(gid(g), e, sender, commit(g, e, sender, bytes), undefined, hint(e === 0 ? ["bob", "carol"] : [])).kind).toBe("accepted");
+      epochs.set(g, e + 1);
+    }
+    // #old: nobody is a member by the hint any more (its commits are the purge's).
+    m.acceptCommit(gid(3), 2, "alice", commit(3, 2, "alice", 100), undefined, { external: false, added: [], removed: ["alice", "bob", "carol"] });
+    const before = rows();
+    const answered = answers(store);
+    expect(before.usage).toEqual(before.counted);
+    store.close();
+    store = undefined;
+
+    const db = new DatabaseSync(path);
+    db.exec(V4_COMMITS);
+    db.close();
+    const v4 = rows();
+    expect(v4.version).toBe(4);
+    expect(v4.commits).toEqual(before.commits);
+    expect(v4.usage).toEqual(before.usage);
+    // An operator command leaves a version-4 file as it is (a relay of that version may run on it).
+    expect(() => listBoundUsers(dir)).toThrow("the database was made by an earlier chat-relay (schema version 4)");
+    expect(rows()).toEqual(v4);
+
+    store = openStore(path, { clock: () => t });
+    const after = rows();
+    expect(after.version).toBe(5);
+    expect(after.tables).toEqual(["mls_commit_usage", "mls_commits", "mls_commits_by_epoch", "mls_commits_by_sender", "mls_commits_usage_in", "mls_commits_usage_out"]);
+    expect(after.commits).toEqual(before.commits);
+    // The same usage rows: none counted twice by the copy.
+    expect(after.usage).toEqual(before.usage);
+    expect(after.counted).toEqual(before.counted);
+    expect(answers(store)).toEqual(answered);
+    const file = new DatabaseSync(path, { readOnly: true });
+    expect((file.prepare("SELECT COUNT(*) AS n FROM pragma_table_xinfo('mls_commits') WHERE name IN ('id', 'bytes')").get() as { n: number }).n).toBe(2);
+    file.close();
+
+    // The first commit of an epoch still wins; its sender's resend is a duplicate, stored once.
+    const m5 = store.mls;
+    const e1 = epochs.get(1)!;
+    expect(m5.acceptCommit(gid(1), e1 - 1, "carol", commit(1, e1 - 1, "carol", 250_000))).toEqual({ kind: "duplicate", epoch: e1 - 1 });
+    expect(m5.acceptCommit(gid(1), e1 - 1, "carol", commit(1, e1 - 1, "carol", 250_001)).kind).toBe("epoch-taken");
+    expect(m5.acceptCommit(gid(1), e1 - 1, "bob", commit(1, e1 - 1, "bob", 10))).toEqual({ kind: "epoch-taken", current: e1, winner: "carol" });
+    expect(rows().usage).toEqual(before.usage);
+    t += 10;
+    expect(m5.acceptCommit(gid(1), e1, "bob", commit(1, e1, "bob", 1_000)).kind).toBe("accepted");
+    const bob = (before.usage as Array<{ sender: string; commits: number; bytes: number }>).find((u) => u.sender === "bob")!;
+    expect(rows().usage).toContainEqual({ sender: "bob", commits: bob.commits + 1, bytes: bob.bytes + 1_000 });
+    // The per-user trim: of alice's 7, her two oldest go (by accepted time: #ops epoch 0, then #dev epoch 0).
+    expect(m5.trimCommitsOf("alice", 5, 1 << 30)).toBe(2);
+    expect(m5.commitSender(gid(1), 0)).toBeUndefined();
+    expect(m5.commitSender(gid(2), 0)).toBeUndefined();
+    expect(m5.commitSender(gid(1), 1)).toBe("bob");
+    // The purge: #old's commits (nobody a member), then those past the retention but each group's newest.
+    expect(m5.purgeCommits(0)).toBe(3);
+    expect(m5.commitsFrom(gid(3), 0, 10)).toEqual([]);
+    const kept = rows().commits.length;
+    expect(m5.purgeCommits(t + 1)).toBe(kept - 2);
+    expect(rows().commits.map(([g, e]) => [g, e])).toEqual([[gid(1).toString("hex"), e1], [gid(2).toString("hex"), epochs.get(2)! - 1]]);
+    const end = rows();
+    expect(end.usage).toEqual(end.counted);
+    store.close();
+    // A second open finds version 5 and changes nothing.
+    store = openStore(path, { clock: () => t });
+    expect(rows()).toEqual(end);
+  });
+
+  it("moves commits of a few megabytes without growing the file by a copy of them", () => {
+    store = openStore(path, { clock: () => now });
+    const m = store.mls;
+    m.createGroup(group(1, "#ops"));
+    for (let e = 0; e < 24; e++) expect(m.acceptCommit(gid(1), e, "alice", commit(1, e, "alice", 400_000)).kind).toBe("accepted");
+    store.close();
+    store = undefined;
+    const db = new DatabaseSync(path);
+    db.exec(V4_COMMITS);
+    db.exec("VACUUM");
+    db.close();
+    const size = () => statSync(path).size + (existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0);
+    const v4 = size();
+    expect(v4).toBeGreaterThan(24 * 400_000);
+    store = openStore(path, { clock: () => now });
+    // The pages each batch freed held the next: about the commits once, plus a batch (~1 MiB).
+    console.log(`version-4 file ${v4} bytes, after the move ${size()} bytes`);
+    expect(size()).toBeLessThan(v4 + 2 * 1024 * 1024);
+    expect(store.mls.commitsFrom(gid(1), 0, 100).map((c) => c.commit.equals(commit(1, c.epoch, "alice", 400_000)))).toEqual(Array(24).fill(true));
+    expect(rows().usage).toEqual([{ sender: "alice", commits: 24, bytes: 24 * 400_000 }]);
+    // The per-group trim (COMMITS_KEPT_PER_GROUP): the group moved on by ~1,000 epochs (written
+    // here as if by as many commits), its next commit drops the kept ones more than 1,000 behind.
+    const raw = new DatabaseSync(path);
+    raw.prepare("UPDATE mls_groups SET epoch = 1010 WHERE group_id = ?").run(gid(1));
+    raw.close();
+    expect(store.mls.acceptCommit(gid(1), 1010, "alice", commit(1, 10, "alice", 1_000)).kind).toBe("accepted");
+    expect(store.mls.commitsFrom(gid(1), 0, 100).map((c) => c.epoch)).toEqual([...Array.from({ length: 13 }, (_, i) => 11 + i), 1010]);
+    expect(rows().usage).toEqual([{ sender: "alice", commits: 14, bytes: 13 * 400_000 + 1_000 }]);
   });
 });
 

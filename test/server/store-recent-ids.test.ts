@@ -210,7 +210,7 @@ describe("the store's recent ids: appended, exact in memory, the oldest moved pa
       upgraded.close();
     }
     const after = new DatabaseSync(path, { readOnly: true });
-    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4); // the current version
+    expect((after.prepare("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5); // the current version
     after.close();
     expect(tableKeys("accepted_recent")).toHaveLength(1);
   });

@@ -2,7 +2,7 @@
 // groups with their newest GroupInfo and current epoch (`mls_groups`), and the accepted commit of
 // each epoch (`mls_commits`). The database enforces the two rules that matter: a one-time
 // KeyPackage is deleted in the transaction that hands it out (so it is handed out once), and
-// (group_id, epoch) is the commits' primary key (so the first commit for an epoch wins).
+// (group_id, epoch) is a unique index of the commits (so the first commit for an epoch wins).
 // Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts); this file trusts them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
@@ -133,10 +133,14 @@ function prepareMlsStatements(db: DatabaseSync) {
     memberGet: p(`SELECT 1 AS hit FROM mls_group_members WHERE group_id = ? AND username = ?`),
     memberDropUser: p(`DELETE FROM mls_group_members WHERE username = ?`),
     membersOf: p(`SELECT username FROM mls_group_members WHERE group_id = ? ORDER BY username`),
-    commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, commit_msg, accepted_at_ms) VALUES (?, ?, ?, ?, ?)
+    commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, accepted_at_ms, commit_msg) VALUES (?, ?, ?, ?, ?)
                   ON CONFLICT (group_id, epoch) DO NOTHING`),
     commitGet: p(`SELECT sender FROM mls_commits WHERE group_id = ? AND epoch = ?`),
-    commitBytes: p(`SELECT sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+    // A commit's row without its blob (schema.ts COMMITS_TABLE: the columns before commit_msg are
+    // on the row's first page), then the blob by row id when it is wanted.
+    commitHead: p(`SELECT id, sender, bytes FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+    commitHeadsFrom: p(`SELECT id, epoch, sender, bytes FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
+    commitMsg: p(`SELECT commit_msg FROM mls_commits WHERE id = ?`),
     commitsFrom: p(`SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
     commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
@@ -457,7 +461,7 @@ export class MlsDeliveryStore {
 
   /**
    * Accepts a commit for `epoch` if it is the group's current epoch and no commit holds it yet
-   * (the primary key decides, in one transaction with the epoch's advance and the new
+   * (the unique index decides, in one transaction with the epoch's advance and the new
    * GroupInfo, when given, which must be for epoch + 1). Only a member by the hint may commit,
    * unless the commit is an external join; the hint is updated with the commit, and the group
    * records its sender as the new epoch's committer. With `bound`, the sender's oldest kept
@@ -473,12 +477,14 @@ export class MlsDeliveryStore {
       if (r === undefined) return { kind: "unknown-group" };
       // A resend of the accepted commit by its sender (its client lost the answer): accepted
       // again, nothing stored twice. Before the membership check: the answer it missed was yes.
-      const taken = this.s.commitBytes.get(groupId, epoch) as Row | undefined;
-      if (taken !== undefined && str(taken.sender) === sender && buf(taken.commit_msg).equals(commit)) return { kind: "duplicate", epoch };
+      // The kept commit's blob is read only when its sender and size are this one's.
+      const taken = this.s.commitHead.get(groupId, epoch) as Row | undefined;
+      if (taken !== undefined && str(taken.sender) === sender && num(taken.bytes) === commit.length
+        && buf((this.s.commitMsg.get(num(taken.id)) as Row).commit_msg).equals(commit)) return { kind: "duplicate", epoch };
       if (!hint.external && !this.isGroupMember(groupId, sender)) return { kind: "not-a-member" };
       const current = num(r.epoch);
       if (epoch > current) return { kind: "future-epoch", current };
-      const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, commit, this.clock()).changes === 1;
+      const inserted = epoch === current && this.s.commitPut.run(groupId, epoch, sender, this.clock(), commit).changes === 1;
       // Who won is told only to a member by the hint (PROTOCOL.md §8.2: as FetchCommits' sender).
       if (!inserted) {
         const winner = this.commitSender(groupId, epoch) ?? (epoch === current - 1 ? this.epochCommitter(groupId) : undefined);
@@ -506,10 +512,11 @@ export class MlsDeliveryStore {
 
   private get kept(): { usage: StatementSync; oldest: StatementSync; drop: StatementSync; purge: StatementSync } {
     this.keptStatements ??= {
-      // Kept by triggers (schema.ts addCommitUsage): one row, where summing the blobs would read them.
+      // Kept by triggers (schema.ts COMMIT_USAGE): one row, where counting the commits reads one row each.
       usage: this.db.prepare(`SELECT commits, bytes FROM mls_commit_usage WHERE sender = ?`),
-      oldest: this.db.prepare(`SELECT group_id, epoch, LENGTH(commit_msg) AS b FROM mls_commits WHERE sender = ? ORDER BY accepted_at_ms, group_id, epoch LIMIT ?`),
-      drop: this.db.prepare(`DELETE FROM mls_commits WHERE group_id = ? AND epoch = ?`),
+      // In mls_commits_by_sender's order; no blob is read (`bytes` is stored beside it).
+      oldest: this.db.prepare(`SELECT id, group_id, epoch, bytes FROM mls_commits WHERE sender = ? ORDER BY accepted_at_ms, group_id, epoch LIMIT ?`),
+      drop: this.db.prepare(`DELETE FROM mls_commits WHERE id = ?`),
       // Past the retention, except each group's newest (epoch = the group's epoch - 1); and every
       // commit of a group nobody is a member of by the hint (nobody may fetch them).
       purge: this.db.prepare(`DELETE FROM mls_commits WHERE
@@ -547,9 +554,9 @@ export class MlsDeliveryStore {
       if (rows.length === 0) break;
       for (const r of rows) {
         if (commits <= keepCommits && bytes <= keepBytes) break;
-        k.drop.run(buf(r.group_id), num(r.epoch));
+        k.drop.run(num(r.id));
         commits--;
-        bytes -= num(r.b);
+        bytes -= num(r.bytes);
         dropped++;
       }
     }
@@ -568,23 +575,22 @@ export class MlsDeliveryStore {
   /**
    * FetchCommits' answer (PROTOCOL.md §8.2): the accepted commits from `fromEpoch` on, in epoch
    * order, at most `maxCount` and at most `maxBytes` in all, but at least the first whatever its
-   * size; `more` when a kept commit follows the last one. The rows are stepped through one at a
-   * time and the statement stops at the first that does not fit: it reads the commits it answers
-   * with and one more, never every kept commit from `fromEpoch` on.
-   *
-   * (A seek into mls_commits, WITHOUT ROWID, compares the key with a few whole records, blobs
-   * included, when they spill onto overflow pages: a few commits are read to find the first.
-   * LENGTH(commit_msg) reads the blob too there, so sizes are not read first.)
+   * size; `more` when a kept commit follows the last one. The rows' sizes are stepped through one
+   * at a time (no blob read: schema.ts COMMITS_TABLE) and the blob of each that fits is read by its
+   * row id: it reads the blobs it answers with, and the first row that does not fit without its
+   * blob. The sizes' statement, open until the loop ends, holds one read transaction for both
+   * (another connection's commit in between, a trim, is not seen half).
    */
   commitPage(groupId: Buffer, fromEpoch: number, maxCount: number, maxBytes: number): CommitPage {
     const commits: CommitRecord[] = [];
     let bytes = 0;
     // Leaving the loop early resets the statement: the rows after are never read.
-    for (const r of this.s.commitsFrom.iterate(groupId, fromEpoch, maxCount + 1) as Iterable<Row>) {
-      const c = commitOf(r);
-      if (commits.length >= maxCount || (commits.length > 0 && bytes + c.commit.length > maxBytes)) return { commits, more: true };
-      bytes += c.commit.length;
-      commits.push(c);
+    for (const r of this.s.commitHeadsFrom.iterate(groupId, fromEpoch, maxCount + 1) as Iterable<Row>) {
+      const n = num(r.bytes);
+      if (commits.length >= maxCount || (commits.length > 0 && bytes + n > maxBytes)) return { commits, more: true };
+      const blob = this.s.commitMsg.get(num(r.id)) as Row;
+      bytes += n;
+      commits.push({ epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(blob.commit_msg)) });
     }
     return { commits, more: false };
   }

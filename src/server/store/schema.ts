@@ -31,9 +31,10 @@ export const SQLITE_FULL = 13;
  * file only gains the table (an older relay would not look there: it refuses version 3). 4: who
  * made each group's current epoch (`mls_groups.last_committer`, addLastCommitter); a version-3
  * file gains the column, filled from the kept commits (an older relay would not keep it up to
- * date: it refuses version 4).
+ * date: it refuses version 4). 5: the commits in a rowid table, their blobs out of the key's B-tree
+ * (`mls_commits`, moveCommitRows); an older relay would find its table changed: it refuses version 5.
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -116,49 +117,131 @@ CREATE TABLE IF NOT EXISTS mls_group_members (
   username TEXT NOT NULL,
   PRIMARY KEY (group_id, username)
 ) STRICT, WITHOUT ROWID;
--- The first commit for an epoch wins: the primary key refuses a second one.
+`;
+
+// The accepted commits (schema version 5; prepareCommitTables). An ordinary rowid table, the blob
+// its last column: a lookup by (group_id, epoch) goes through the index, whose entries are a few
+// dozen bytes, to one row, and reads the blob's overflow pages only when it asks for commit_msg;
+// the columns before it, `bytes` included, are on the row's first page. (Version 4 kept them WITHOUT
+// ROWID, keyed by (group_id, epoch): a seek there compared the key with whole records, blobs
+// included, ~5 MiB read to find one 1 MB commit.) `bytes` is stored, not asked of LENGTH() where
+// it is needed: a trigger's LENGTH(OLD.commit_msg) reads the whole blob of every row deleted.
+const COMMITS_TABLE = `
 CREATE TABLE IF NOT EXISTS mls_commits (
+  id             INTEGER PRIMARY KEY,
   group_id       BLOB NOT NULL,
   epoch          INTEGER NOT NULL,
   sender         TEXT NOT NULL,
-  commit_msg     BLOB NOT NULL,
   accepted_at_ms INTEGER NOT NULL,
-  PRIMARY KEY (group_id, epoch)
-) STRICT, WITHOUT ROWID;
--- A sender's kept commits, oldest first: the per-user bound drops from there (PROTOCOL.md §8.2).
-CREATE INDEX IF NOT EXISTS mls_commits_by_sender ON mls_commits (sender, accepted_at_ms);
+  bytes          INTEGER GENERATED ALWAYS AS (LENGTH(commit_msg)) STORED,
+  commit_msg     BLOB NOT NULL
+) STRICT;
+`;
+
+const COMMITS_INDEXES = `
+-- The first commit for an epoch wins: this index refuses a second one (ON CONFLICT DO NOTHING).
+CREATE UNIQUE INDEX IF NOT EXISTS mls_commits_by_epoch ON mls_commits (group_id, epoch);
+-- A sender's kept commits, oldest first (ties by group and epoch, as the index orders them): the
+-- per-user bound drops from there (PROTOCOL.md §8.2).
+CREATE INDEX IF NOT EXISTS mls_commits_by_sender ON mls_commits (sender, accepted_at_ms, group_id, epoch);
 `;
 
 /**
  * What each sender's kept commits weigh (PROTOCOL.md §8.2, the per-user bound: store/mls.ts
  * trimCommitsOf), kept by triggers on every insert and delete of `mls_commits`, whoever does it,
- * so reading it costs one row (summing the blobs' lengths reads them). A file made before gains
- * the table, filled from its commits, in the transaction that adds the triggers.
+ * so reading it costs one row. COMMIT_USAGE_FILL computes it from the kept commits.
  */
-function addCommitUsage(db: DatabaseSync): void {
-  if (db.prepare("SELECT 1 AS hit FROM sqlite_master WHERE type = 'table' AND name = 'mls_commit_usage'").get() !== undefined) return;
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    db.exec(`CREATE TABLE IF NOT EXISTS mls_commit_usage (
+const COMMIT_USAGE = `
+CREATE TABLE IF NOT EXISTS mls_commit_usage (
   sender  TEXT PRIMARY KEY,
   commits INTEGER NOT NULL,
   bytes   INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS mls_commits_usage_in AFTER INSERT ON mls_commits BEGIN
-  INSERT INTO mls_commit_usage (sender, commits, bytes) VALUES (NEW.sender, 1, LENGTH(NEW.commit_msg))
+  INSERT INTO mls_commit_usage (sender, commits, bytes) VALUES (NEW.sender, 1, NEW.bytes)
     ON CONFLICT (sender) DO UPDATE SET commits = commits + 1, bytes = bytes + excluded.bytes;
 END;
 CREATE TRIGGER IF NOT EXISTS mls_commits_usage_out AFTER DELETE ON mls_commits BEGIN
-  UPDATE mls_commit_usage SET commits = commits - 1, bytes = bytes - LENGTH(OLD.commit_msg) WHERE sender = OLD.sender;
+  UPDATE mls_commit_usage SET commits = commits - 1, bytes = bytes - OLD.bytes WHERE sender = OLD.sender;
   DELETE FROM mls_commit_usage WHERE sender = OLD.sender AND commits <= 0;
 END;
-INSERT OR REPLACE INTO mls_commit_usage (sender, commits, bytes)
-  SELECT sender, COUNT(*), SUM(LENGTH(commit_msg)) FROM mls_commits GROUP BY sender;`);
+`;
+
+const COMMIT_USAGE_FILL = `
+DELETE FROM mls_commit_usage;
+INSERT INTO mls_commit_usage (sender, commits, bytes) SELECT sender, COUNT(*), SUM(bytes) FROM mls_commits GROUP BY sender;
+`;
+
+/** Runs fn in one IMMEDIATE transaction at open (the migrations'). */
+function migrating(db: DatabaseSync, fn: () => void): void {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    fn();
     db.exec("COMMIT");
   } catch (e) {
     if (db.isTransaction) db.exec("ROLLBACK");
     throw e;
   }
+}
+
+/**
+ * The commits' table of version 5 and its usage (COMMIT_USAGE). A new file gets them as they are
+ * (a file made before the usage table gains it, filled from its commits, in the transaction
+ * that adds the triggers). A file of version 4 or before, whose commits are WITHOUT ROWID keyed by
+ * (group_id, epoch), has them moved into the new table in one transaction: see moveCommitRows.
+ */
+function prepareCommitTables(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(mls_commits)").all() as Row[];
+  if (columns.length > 0 && !columns.some((c) => c.name === "id")) {
+    moveCommitRows(db);
+    return;
+  }
+  db.exec(COMMITS_TABLE + COMMITS_INDEXES);
+  if (db.prepare("SELECT 1 AS hit FROM sqlite_master WHERE type = 'table' AND name = 'mls_commit_usage'").get() !== undefined) return;
+  migrating(db, () => db.exec(COMMIT_USAGE + COMMIT_USAGE_FILL));
+}
+
+/** How many commits, and about how many of their bytes, moveCommitRows moves at a time (one at a time in memory). */
+const MOVE_BATCH = 64;
+const MOVE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * Version 4 → 5, in one transaction: the old table is renamed and emptied from its first row on,
+ * a batch at a time, into the new one, so the pages each batch frees hold the next (the file does
+ * not grow by a copy of every commit; the WAL does, until the checkpoint after). Its triggers go
+ * first and the new table's come only after the copy, so no insert or delete of it is counted;
+ * the usage is then computed again from the commits moved (the same rows: the same usage). The
+ * first commit of each epoch is the one there was (the old primary key allowed no other).
+ */
+function moveCommitRows(db: DatabaseSync): void {
+  migrating(db, () => {
+    db.exec(`DROP TRIGGER IF EXISTS mls_commits_usage_in;
+DROP TRIGGER IF EXISTS mls_commits_usage_out;
+DROP INDEX IF EXISTS mls_commits_by_sender;
+ALTER TABLE mls_commits RENAME TO mls_commits_v4;`);
+    db.exec(COMMITS_TABLE);
+    // From the front: no seek into the old table (each would compare the key with whole records).
+    const first = db.prepare(`SELECT group_id, epoch, sender, accepted_at_ms, commit_msg FROM mls_commits_v4 ORDER BY group_id, epoch LIMIT ${MOVE_BATCH}`);
+    const put = db.prepare("INSERT INTO mls_commits (group_id, epoch, sender, accepted_at_ms, commit_msg) VALUES (?, ?, ?, ?, ?)");
+    const dropUpTo = db.prepare("DELETE FROM mls_commits_v4 WHERE (group_id, epoch) <= (?, ?)");
+    for (;;) {
+      let last: { readonly groupId: Buffer; readonly epoch: number } | undefined;
+      let bytes = 0;
+      for (const r of first.iterate() as Iterable<Row>) {
+        last = { groupId: buf(r.group_id), epoch: num(r.epoch) };
+        const blob = buf(r.commit_msg);
+        put.run(last.groupId, last.epoch, str(r.sender), num(r.accepted_at_ms), blob);
+        bytes += blob.length;
+        if (bytes >= MOVE_BATCH_BYTES) break;
+      }
+      if (last === undefined) break;
+      dropUpTo.run(last.groupId, last.epoch);
+    }
+    db.exec("DROP TABLE mls_commits_v4");
+    db.exec(COMMITS_INDEXES + COMMIT_USAGE + COMMIT_USAGE_FILL);
+  });
+  // The WAL holds every page moved: back to nothing now rather than at its next reset.
+  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 /**
@@ -339,7 +422,7 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
     }
     db.exec(SCHEMA);
     db.exec(MLS_SCHEMA);
-    addCommitUsage(db);
+    prepareCommitTables(db);
     addLastCommitter(db);
     prepareQueueTables(db);
     db.exec(DEVICE_SCHEMA);
@@ -359,7 +442,8 @@ export function openDatabase(path: string, options: { readonly busyTimeoutMs?: n
       db.exec(`PRAGMA journal_size_limit = ${checkpointAt}`);
     }
     // A new file is made at the current version; a version-1 file was migrated to 2 above, 2
-    // becomes 3 by the table SCHEMA made, and 3 becomes 4 by addLastCommitter's column.
+    // becomes 3 by the table SCHEMA made, 3 becomes 4 by addLastCommitter's column, and 4 becomes
+    // 5 by prepareCommitTables' new table.
     if (version < SCHEMA_VERSION) db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
   } catch (e) {
     db.close();

@@ -154,9 +154,14 @@ export class RawSession extends FrameInbox {
     }
   }
 
-  /** Whether any DirectoryUpdate so far showed `username` with this presence. */
-  sawPresence(username: string, online: boolean): boolean {
-    return this.presenceLog.some((e) => e.username === username && e.online === online);
+  /** Whether any DirectoryUpdate so far (from presenceMark()'s `since` on) showed `username` with this presence. */
+  sawPresence(username: string, online: boolean, since = 0): boolean {
+    return this.presenceLog.slice(since).some((e) => e.username === username && e.online === online);
+  }
+
+  /** Where the presence log stands now: sawPresence(…, mark) looks only at what came after. */
+  presenceMark(): number {
+    return this.presenceLog.length;
   }
 
   /** Asks for users' keys (LookupKeys) and returns the answer's entries. */

@@ -9,6 +9,7 @@ import { MlsKind } from "../../gen/securechat/v1/chat.js";
 import { conversationOfGroupId, isMlsProtocolError, MlsGroup, type MembershipChange, type MlsMember } from "../../protocol/mls/index.js";
 import { DeviceListsUnanswered } from "../devices-api.js";
 import { MlsStoreError } from "../mls-store.js";
+import type { MembershipLine } from "../types.js";
 import type { MlsQueued } from "./ds-api.js";
 import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
@@ -240,8 +241,15 @@ export class Receiver {
     const going = new Set(g?.pendingRemovals() ?? []);
     const removed = [...new Set([leaver, ...this.s.leavingOf(conv)])]
       .filter((u) => g === undefined || !g.members().some((m) => m.username === u && !going.has(m.leafIndex)));
-    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed },
-      { kind: "left", by: leaver, users: [], ...this.s.creatorField(conv), atMs: this.s.d.clock() }, () => false);
+    // My line for it: the user left, or (a linked device leaving alone) one device of theirs went.
+    const lines = (): MembershipLine[] => {
+      const atMs = this.s.d.clock();
+      const gone = g === undefined ? [] : g.members().filter((m) => going.has(m.leafIndex));
+      return [...new Set([leaver, ...gone.map((m) => m.username)])].flatMap((u): MembershipLine[] => removed.includes(u)
+        ? [{ kind: "left", by: u, users: [], ...this.s.creatorField(conv), atMs }]
+        : gone.filter((m) => m.username === u).map((m): MembershipLine => ({ kind: "device-removed", by: u, users: [u], device: deviceName(this.s.d.devices?.known(u), m.signatureKey, this.s.deviceNames), ...this.s.creatorField(conv), atMs })));
+    };
+    const r = await this.c.commitChange(conv, (x) => x.commitPendingProposals(), { added: [], removed }, lines, () => false);
     if (!r.ok) this.s.d.logger.info("mls.proposal.commit_not_made", { conversation: conv, error: JSON.stringify(r.error) });
   }
 

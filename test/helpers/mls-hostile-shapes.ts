@@ -143,3 +143,35 @@ export function keyPackageWithProposalTypes(keyPackage: Uint8Array, body: Buffer
   } as MLSMessage);
   return spliceList(marked, Buffer.from([0x13, 0x57, 0x24, 0x68, 0x13, 0x57, 0x24, 0x68]), body);
 }
+
+// --- What a hostile relay hands a client (PROTOCOL.md §10.1; src/protocol/mls/shape.ts) ---
+
+/** `groupInfo` (a real one) whose ratchet_tree extension's data is `tree` (a whole encoded tree, its own header included). */
+export function groupInfoWithTree(groupInfo: Uint8Array, tree: Buffer): Uint8Array {
+  const msg = decoded(groupInfo) as Extract<MLSMessage, { wireformat: "mls_group_info" }>;
+  if (!msg.groupInfo.extensions.some((e) => e.extensionType === "ratchet_tree")) throw new Error("the GroupInfo has no ratchet_tree extension");
+  const extensions = msg.groupInfo.extensions.map((e) => (e.extensionType === "ratchet_tree" ? { ...e, extensionData: tree } : e));
+  return encodeMlsMessage({ ...msg, groupInfo: { ...msg.groupInfo, extensions } });
+}
+
+/** `groupInfo` (a real one) whose GroupContext carries a required_capabilities extension of `n` extension types. */
+export function groupInfoWithRequiredCapabilities(groupInfo: Uint8Array, n: number): Uint8Array {
+  const msg = decoded(groupInfo) as Extract<MLSMessage, { wireformat: "mls_group_info" }>;
+  const ctx = msg.groupInfo.groupContext;
+  const types = repeated(Buffer.from([0x7a, 0x7a]), n);
+  const data = Buffer.concat([vectorHeader(types.length), types, Buffer.from([0, 0])]);
+  const extensions = [...ctx.extensions.filter((e) => e.extensionType !== "required_capabilities"), { extensionType: "required_capabilities" as const, extensionData: data }];
+  return encodeMlsMessage({ ...msg, groupInfo: { ...msg.groupInfo, groupContext: { ...ctx, extensions } } });
+}
+
+/** A ratchet tree (its encoding: nodes<V>) of `n` blank nodes (1 byte each) and then `last` (an encoded optional<Node>). */
+export function treeOfBlanks(n: number, last: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.alloc(n), last]);
+  return Buffer.concat([vectorHeader(body.length), body]);
+}
+
+/** The encoded optional<Node> of a parent node with these unmerged leaves (empty keys). */
+export function parentNode(unmerged: number[]): Buffer {
+  const leaves = Buffer.concat(unmerged.map((i) => { const b = Buffer.alloc(4); b.writeUInt32BE(i); return b; }));
+  return Buffer.concat([Buffer.from([1, 2, 0, 0]), vectorHeader(leaves.length), leaves]);
+}

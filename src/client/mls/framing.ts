@@ -2,7 +2,7 @@
 // §8.1, §10.1): group id, epoch and content type, in the clear in
 // both PrivateMessage and PublicMessage framing. Used to hold a message for a future epoch
 // and to tell a stale or replayed one from a current one.
-import { decodeMls } from "../../protocol/mls/client.js";
+import { decodeReceivedMls } from "../../protocol/mls/client.js";
 import { MlsProtocolError } from "../../protocol/mls/index.js";
 import { decodeTree } from "../../protocol/mls/membership.js";
 
@@ -18,7 +18,7 @@ export interface MlsFraming {
 
 /** Reads the framing of a group message; throws MlsProtocolError("malformed") for anything else. */
 export function readFraming(bytes: Uint8Array): MlsFraming {
-  const msg = decodeMls(bytes, "MLS message");
+  const msg = decodeReceivedMls(bytes, "MLS message");
   if (msg.wireformat === "mls_private_message") {
     const pm = msg.privateMessage;
     return { groupId: pm.groupId, epoch: Number(pm.epoch), contentType: pm.contentType as MlsFraming["contentType"], external: false, authenticatedData: pm.authenticatedData };
@@ -42,7 +42,7 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * node in the ratchet tree must be non-blank").
  */
 export function groupInfoLeavesOf(groupInfo: Uint8Array, signaturePublicKey: Uint8Array): { readonly mine: number; readonly others: number } {
-  const msg = decodeMls(groupInfo, "GroupInfo");
+  const msg = decodeReceivedMls(groupInfo, "GroupInfo");
   if (msg.wireformat !== "mls_group_info") return { mine: 0, others: 0 };
   const ext = msg.groupInfo.extensions.find((e) => e.extensionType === "ratchet_tree");
   if (ext === undefined) return { mine: 0, others: 0 };
@@ -67,7 +67,7 @@ export function groupInfoFactsOf(groupInfo: Uint8Array, leafIndex: number): {
   readonly signerKey: Uint8Array | undefined;
   readonly leaf: { readonly signatureKey: Uint8Array; readonly hpkeKey: Uint8Array } | undefined;
 } {
-  const msg = decodeMls(groupInfo, "GroupInfo");
+  const msg = decodeReceivedMls(groupInfo, "GroupInfo");
   if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
   const gi = msg.groupInfo;
   const ext = gi.extensions.find((e) => e.extensionType === "ratchet_tree");

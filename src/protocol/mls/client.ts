@@ -12,6 +12,7 @@ import { MlsProtocolError } from "./errors.js";
 import { ROOM_CREATOR_EXTENSION } from "./creator.js";
 import { makeCredential, MLS_SIGNATURE_KEY_BYTES, verifyCredential, type VerifiedIdentity } from "./credential.js";
 import { decodeFields } from "./fields.js";
+import { CLIENT_SHAPE_BOUNDS, walkMlsShape } from "./shape.js";
 import { KEY_PACKAGE_LIFETIME_S, KEY_PACKAGE_SKEW_S, LAST_RESORT_LIFETIME_S, MLS_MAX_MESSAGE_BYTES, MLS_SUITE, suiteImpl } from "./suite.js";
 
 /** The identity a client is made from: the username and the Ed25519 key of `<username>_key.pem`. */
@@ -187,7 +188,8 @@ export function destroyKeyPackage(kp: StoredKeyPackage): void {
 
 /** Decodes an MLSMessage holding a KeyPackage of our suite; throws MlsProtocolError("malformed"|"bad-key-package"). */
 export function decodeKeyPackage(bytes: Uint8Array): KeyPackage {
-  const msg = decodeMls(bytes, "KeyPackage");
+  // §10.1: a claimed KeyPackage is the relay's to choose; its lists are walked before the decode.
+  const msg = decodeReceivedMls(bytes, "KeyPackage");
   if (msg.wireformat !== "mls_key_package") throw new MlsProtocolError("malformed", `expected a KeyPackage, got ${msg.wireformat}`);
   if (msg.keyPackage.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("bad-key-package", `KeyPackage uses ${msg.keyPackage.cipherSuite}, not ${MLS_SUITE}`);
   return msg.keyPackage;
@@ -222,10 +224,31 @@ export function isLastResort(kp: KeyPackage): boolean {
   return kp.extensions.some((e) => e.extensionType === LAST_RESORT_EXTENSION);
 }
 
-/** Decodes any MLSMessage with the size limit; malformed input is one MlsProtocolError("malformed"). */
-export function decodeMls(bytes: Uint8Array, what: string): MLSMessage {
+/**
+ * Decodes an MLSMessage a relay or a peer handed us: its shape walked first (shape.ts, PROTOCOL.md
+ * §10.1: no list longer than a default relay's honest groups make, and no PublicMessage but an
+ * external join's commit), then decodeMls. Malformed input is one MlsProtocolError("malformed").
+ * Every MLS structure a client decodes from someone else comes through here (or decodeTree).
+ */
+export function decodeReceivedMls(bytes: Uint8Array, what: string): MLSMessage {
+  checkSize(bytes, what);
+  walkMlsShape(bytes, what, CLIENT_SHAPE_BOUNDS, "client");
+  return decodeMls(bytes, what);
+}
+
+function checkSize(bytes: Uint8Array, what: string): void {
   if (!(bytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", `${what} must be bytes`);
   if (bytes.length === 0 || bytes.length > MLS_MAX_MESSAGE_BYTES) throw new MlsProtocolError("malformed", `${what} is empty or larger than ${MLS_MAX_MESSAGE_BYTES} bytes`);
+}
+
+/**
+ * Decodes any MLSMessage with the size limit (ts-mls's decode, no trailing bytes, MLS 1.0);
+ * malformed input is one MlsProtocolError("malformed"). Its shape is not walked: for bytes the
+ * caller walked with its own bounds (the relay's decodeClientMls, src/server/mls-shape.ts) or
+ * wrote itself; what came from a relay or a peer goes through decodeReceivedMls.
+ */
+export function decodeMls(bytes: Uint8Array, what: string): MLSMessage {
+  checkSize(bytes, what);
   let decoded: ReturnType<typeof decodeMlsMessage>;
   try {
     decoded = decodeMlsMessage(bytes, 0);

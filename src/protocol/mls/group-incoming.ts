@@ -6,7 +6,7 @@
 import type { CiphersuiteImpl, ClientState, ContentTypeName, MLSMessage } from "ts-mls";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import type { Conversation } from "../names.js";
-import { decodeMls } from "./client.js";
+import { decodeReceivedMls } from "./client.js";
 import { checkCreatorName, type RoomCreator } from "./creator.js";
 import { MlsProtocolError } from "./errors.js";
 import { leafAt, memberOf, membersOf, renamedLeaf, resolveChange, type MembershipChange, type MlsMember } from "./membership.js";
@@ -21,7 +21,7 @@ export type GroupMessage = Extract<MLSMessage, { wireformat: "mls_private_messag
  * the current epoch; an application message, encrypted, for the current or a past one).
  */
 export function readGroupMessage(bytes: Uint8Array, groupIdOfMine: Uint8Array, current: bigint, conversationId: string): { msg: GroupMessage; epoch: bigint; contentType: ContentTypeName } {
-  const msg = decodeMls(bytes, "MLS message");
+  const msg = decodeReceivedMls(bytes, "MLS message");
   if (msg.wireformat !== "mls_private_message" && msg.wireformat !== "mls_public_message") {
     throw new MlsProtocolError("malformed", `expected a group message, got ${msg.wireformat}`);
   }

@@ -9,11 +9,13 @@ import {
   generateKeyPackageWithKey, joinGroup, joinGroupExternal,
   type ClientState,
 } from "ts-mls";
-import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
-import { decryptGroupInfo, decryptGroupSecrets } from "ts-mls/welcome.js";
+import type { CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
+import { decryptWithLabel } from "ts-mls/crypto/hpke.js";
+import { decodeGroupInfo, extractWelcomeSecret, ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
+import { welcomeKey, welcomeNonce, type Welcome } from "ts-mls/welcome.js";
 import { encodeFields } from "../encoding.js";
 import type { Conversation } from "../names.js";
-import { decodeMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
+import { decodeReceivedMls, destroyKeyPackage, LAST_RESORT_EXTENSION, type MlsClient, type StoredKeyPackage } from "./client.js";
 import { contextExtensionsFor, ROOM_CREATOR_EXTENSION } from "./creator.js";
 import { CredentialChecker } from "./credential.js";
 import { MlsProtocolError, wrap } from "./errors.js";
@@ -21,6 +23,7 @@ import { decodeFields } from "./fields.js";
 import type { GroupOptions, MlsGroup } from "./group.js";
 import { conversationOfGroupId, makeGroupId } from "./group-id.js";
 import { decodeTree, leafAt, memberOf, type MlsMember } from "./membership.js";
+import { CLIENT_SHAPE_BOUNDS, walkBareGroupInfo, walkGroupSecrets } from "./shape.js";
 import { clientConfig, MLS_SUITE, suiteImpl } from "./suite.js";
 
 export const STATE_LABEL = "securechat/v1/mls-group-state";
@@ -56,7 +59,7 @@ export async function joinFromWelcome(make: GroupMaker, client: MlsClient, welco
   checkClient(client);
   if (typeof lookup !== "function") throw new MlsProtocolError("bad-argument", "a KeyPackage lookup function is needed");
   const ratchetTree = decodeTree(ratchetTreeBytes);
-  const msg = decodeMls(welcomeBytes, "Welcome");
+  const msg = decodeReceivedMls(welcomeBytes, "Welcome");
   if (msg.wireformat !== "mls_welcome") throw new MlsProtocolError("malformed", `expected a Welcome, got ${msg.wireformat}`);
   if (msg.welcome.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `Welcome uses ${msg.welcome.cipherSuite}, not ${MLS_SUITE}`);
   let kp: StoredKeyPackage | undefined;
@@ -75,19 +78,17 @@ export async function joinFromWelcome(make: GroupMaker, client: MlsClient, welco
     hpkePrivateKey: new Uint8Array(found.privateKeys.hpkePrivateKey),
     signaturePrivateKey: client.signaturePrivateKey,
   };
-  const state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
-    joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
   // Who added me (PROTOCOL.md §12): the committer, whose leaf signed the GroupInfo inside the
-  // Welcome. ts-mls checked that signature against the signer's leaf of the (tree-hash-bound)
-  // tree but does not return the signer: open the GroupInfo again (same keys, same bytes) for it.
+  // Welcome. ts-mls checks that signature against the signer's leaf of the (tree-hash-bound)
+  // tree but does not return the signer: the Welcome is opened here first for it, and so that
+  // what it holds is walked before ts-mls decodes it (§10.1: anyone who holds my KeyPackage,
+  // the relay included, can encrypt any GroupSecrets and GroupInfo to it).
   let signer: number | undefined;
+  let state: ClientState;
   try {
-    const secrets = await decryptGroupSecrets(await impl.hpke.importPrivateKey(privateKeys.initPrivateKey), found.ref, msg.welcome, impl.hpke);
-    if (secrets !== undefined) {
-      const gi = await decryptGroupInfo(msg.welcome, secrets.joinerSecret, new Uint8Array(impl.kdf.size), impl);
-      secrets.joinerSecret.fill(0);
-      signer = gi?.signer;
-    }
+    signer = await openWelcome(msg.welcome, found.ref, privateKeys.initPrivateKey, impl);
+    state = await wrap(checker, "decrypt-failed", "the Welcome does not open with my KeyPackage", () =>
+      joinGroup(msg.welcome, found.keyPackage, privateKeys, emptyPskIndex, impl, ratchetTree, undefined, clientConfig(checker)));
   } finally {
     privateKeys.initPrivateKey.fill(0);
   }
@@ -101,10 +102,46 @@ export async function joinFromWelcome(make: GroupMaker, client: MlsClient, welco
   return { group, usedKeyPackage: found.ref, lastResort: found.lastResort, addedBy };
 }
 
+/**
+ * Opens my GroupSecrets and the GroupInfo of a Welcome (RFC 9420 §12.4.3.1) as ts-mls's joinGroup
+ * will, walking each before it is decoded (shape.ts, PROTOCOL.md §10.1): the GroupSecrets' PSK
+ * list, the GroupInfo's extension lists and the ratchet tree or required_capabilities inside them.
+ * A list past the bounds is MlsProtocolError("malformed"). Returns the GroupInfo's signer, or
+ * undefined when it does not open (joinGroup then gives its verdict) or has PSKs (ours use none,
+ * and joinGroup, given none, refuses it before opening the GroupInfo).
+ */
+async function openWelcome(welcome: Welcome, ref: Uint8Array, initPrivateKey: Uint8Array, impl: CiphersuiteImpl): Promise<number | undefined> {
+  const mine = welcome.secrets.find((s) => Buffer.from(s.newMember).equals(Buffer.from(ref)));
+  if (mine === undefined) return undefined;
+  let secrets: Uint8Array;
+  try {
+    const key = await impl.hpke.importPrivateKey(initPrivateKey);
+    secrets = await decryptWithLabel(key, "Welcome", welcome.encryptedGroupInfo, mine.encryptedGroupSecrets.kemOutput, mine.encryptedGroupSecrets.ciphertext, impl.hpke);
+  } catch {
+    return undefined;
+  }
+  try {
+    const { joinerSecret, psks } = walkGroupSecrets(secrets, "the Welcome's GroupSecrets", CLIENT_SHAPE_BOUNDS, "client");
+    if (psks !== 0) return undefined;
+    let groupInfo: Uint8Array;
+    try {
+      const welcomeSecret = await extractWelcomeSecret(joinerSecret, new Uint8Array(impl.kdf.size), impl.kdf);
+      groupInfo = await impl.hpke.decryptAead(await welcomeKey(welcomeSecret, impl), await welcomeNonce(welcomeSecret, impl), undefined, welcome.encryptedGroupInfo);
+      welcomeSecret.fill(0);
+    } catch {
+      return undefined;
+    }
+    walkBareGroupInfo(groupInfo, "the Welcome's GroupInfo", CLIENT_SHAPE_BOUNDS, "client");
+    return decodeGroupInfo(groupInfo, 0)?.[0].signer;
+  } finally {
+    secrets.fill(0);
+  }
+}
+
 /** MlsGroup.joinExternal. */
 export async function joinExternal(make: GroupMaker, client: MlsClient, groupInfoBytes: Uint8Array, options: GroupOptions & { resync?: boolean; expectConversation?: string }): Promise<{ group: MlsGroup; commit: Uint8Array }> {
   checkClient(client);
-  const msg = decodeMls(groupInfoBytes, "GroupInfo");
+  const msg = decodeReceivedMls(groupInfoBytes, "GroupInfo");
   if (msg.wireformat !== "mls_group_info") throw new MlsProtocolError("malformed", `expected a GroupInfo, got ${msg.wireformat}`);
   if (msg.groupInfo.groupContext.cipherSuite !== MLS_SUITE) throw new MlsProtocolError("malformed", `GroupInfo uses ${msg.groupInfo.groupContext.cipherSuite}, not ${MLS_SUITE}`);
   const conv = conversationOfGroupId(msg.groupInfo.groupContext.groupId);

@@ -3,6 +3,7 @@
 // changed (who committed, who was added or removed), as MlsGroup shows it in the conversation.
 import type { LeafNode, ProposalWithSender, RatchetTree } from "ts-mls";
 import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { CLIENT_SHAPE_BOUNDS, walkRatchetTree } from "./shape.js";
 import { verifyCredential, type VerifiedIdentity } from "./credential.js";
 import { MlsProtocolError } from "./errors.js";
 import { MLS_MAX_MESSAGE_BYTES } from "./suite.js";
@@ -62,10 +63,16 @@ export function membersOf(tree: RatchetTree): MlsMember[] {
   return out;
 }
 
-/** Decodes a ratchet tree sent beside a Welcome; its tree hash is checked by the join. */
+/**
+ * Decodes a ratchet tree sent beside a Welcome, or a GroupInfo's ratchet_tree extension; its tree
+ * hash is checked by the join. Its shape is walked first (shape.ts, PROTOCOL.md §10.1: at most
+ * 2 × a default relay's max_group_devices nodes, each leaf's lists bounded), since whoever wrote
+ * it (a relay, a peer) chooses how many objects ts-mls's decode builds.
+ */
 export function decodeTree(bytes: Uint8Array): RatchetTree {
   if (!(bytes instanceof Uint8Array)) throw new MlsProtocolError("bad-argument", "the ratchet tree must be bytes");
   if (bytes.length === 0 || bytes.length > MLS_MAX_MESSAGE_BYTES) throw new MlsProtocolError("malformed", `ratchet tree is empty or larger than ${MLS_MAX_MESSAGE_BYTES} bytes`);
+  walkRatchetTree(bytes, "the ratchet tree", CLIENT_SHAPE_BOUNDS, "client");
   let decoded: ReturnType<typeof decodeRatchetTree>;
   try {
     decoded = decodeRatchetTree(bytes, 0);

@@ -67,12 +67,18 @@ describe("healPlan, leaveCommitRank, lobbyJanitor (pure, by leaf)", () => {
     { username: "alice", leafIndex: 3, signatureKey: k(1) },
   ];
 
-  it("the lowest LISTED leaf of mine commits; listed devices without a leaf are added, my unlisted leaves removed", () => {
+  it("the lowest LISTED leaf of mine commits, the primary's when there are leaves to remove; listed devices without a leaf are added, my unlisted leaves removed", () => {
     const at2 = healPlan(members, 2, "alice", list);
-    expect(at2.committer).toBe(true);
     expect(at2.add.map((d) => d.name)).toEqual(["d3"]);
     expect(at2.remove).toEqual([1]);
-    expect(healPlan(members, 3, "alice", list).committer).toBe(false);
+    // An unlisted leaf to remove: the primary (d1, leaf 3) commits (§7.6 (f): a peer served an
+    // old list still takes its removal), not the lowest listed leaf.
+    expect(at2.committer).toBe(false);
+    expect(healPlan(members, 3, "alice", list).committer).toBe(true);
+    // Nothing to remove: the lowest listed leaf commits the adds.
+    const listedOnly = members.filter((m) => m.leafIndex !== 1);
+    expect(healPlan(listedOnly, 2, "alice", list)).toMatchObject({ committer: true, remove: [] });
+    expect(healPlan(listedOnly, 3, "alice", list).committer).toBe(false);
     // The unlinked device itself never commits (it is not in the list).
     expect(healPlan(members, 1, "alice", list)).toEqual({ committer: false, add: [], remove: [] });
   });

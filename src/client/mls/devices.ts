@@ -63,10 +63,15 @@ export function healPlan(members: readonly Pick<MlsMember, "username" | "leafInd
   const self = mine.find((m) => m.leafIndex === myLeaf);
   if (self === undefined || !listed(list, self.signatureKey)) return { committer: false, add: [], remove: [] };
   const lowest = Math.min(...mine.filter((m) => listed(list, m.signatureKey)).map((m) => m.leafIndex));
+  const remove = mine.filter((m) => !listed(list, m.signatureKey)).map((m) => m.leafIndex);
+  // Removals (after an /unlink, made on the primary) are committed by the primary's leaf when it
+  // has one: its commit takes my other devices out whatever list a peer holds (§7.6 (f)), where a
+  // linked device's would be refused by a peer the relay still serves the old list.
+  const primary = mine.find((m) => list.devices.some((d) => d.primary && keyEq(d.mlsSignatureKey, m.signatureKey)))?.leafIndex;
   return {
-    committer: lowest === myLeaf,
+    committer: remove.length > 0 && primary !== undefined ? primary === myLeaf : lowest === myLeaf,
     add: list.devices.filter((d) => !mine.some((m) => keyEq(m.signatureKey, d.mlsSignatureKey))),
-    remove: mine.filter((m) => !listed(list, m.signatureKey)).map((m) => m.leafIndex),
+    remove,
   };
 }
 

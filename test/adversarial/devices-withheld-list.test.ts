@@ -3,45 +3,39 @@
 // refuse), so the stolen desktop still looks LISTED to him. It must still not cut alice's real
 // laptop out of the DM: a device may not commit its user's other listed devices out while others
 // are in the group (policy.ts deviceRemovalAllowed). Found by review round 4.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { defaultKeyPackageEqualityConfig, type Proposal } from "ts-mls";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
-import { FakeDs } from "../helpers/fake-ds.js";
-import { DeviceWorld, hostileGroup as hostileGroupOf, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn } from "../helpers/mls-devices.js";
+import type { SignedDeviceList } from "../../src/protocol/devices.js";
+import { deviceWorldEachTest, hostileGroup as hostileGroupOf, type Device, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
 
-let root: string;
-let w: DeviceWorld;
-let ds: FakeDs;
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), "sc-withheld-list-"));
-  ds = new FakeDs();
-  w = new DeviceWorld(ds, root);
-});
-afterEach(() => {
-  w.close();
-  rmSync(root, { recursive: true, force: true });
-});
+const t = deviceWorldEachTest("sc-withheld-list-");
+const dm = "dm:alice:bob";
+
+/** alice on her laptop (primary) and desktop, bob on one device, a DM where both of alice's devices read bob. */
+async function dmOfAliceTwoAndBob(): Promise<{ laptop: Device; desktop: Device; bob: Device; before: SignedDeviceList }> {
+  const w = t.w;
+  const laptop = await w.device("alice", "laptop");
+  const desktop = await w.device("alice", "desktop");
+  const bob = await w.device("bob", "bobpc");
+  const before = await w.publish("alice", [laptop, desktop]);
+  await w.publish("bob", [bob]);
+  for (const d of [laptop, desktop, bob]) await w.start(d);
+  sendLine(bob, dm, "hi");
+  await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
+  await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");
+  await w.settle();
+  return { laptop, desktop, bob, before };
+}
 
 describe("a relay withholding the list made by /unlink from a peer", () => {
   it("the unlinked (stolen) desktop cannot remove alice's laptop from the DM, nor speak in an epoch of its own", { timeout: 240_000 }, async () => {
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
-    const dm = "dm:alice:bob";
-    sendLine(bob, dm, "hi");
-    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
-    await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");
-    await w.settle();
+    const { w, ds } = t;
+    const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
     // The relay: bob is served alice's list from before the unlink, forever (a list bob already holds).
     ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
     // alice unlinks the stolen desktop (v2) and goes offline before her heal runs (as in devices-redteam).
@@ -68,16 +62,8 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
   });
 
   it("alice's own device says her list is newer than the relay serves: bob is told, once (§4.5 list claims)", { timeout: 240_000 }, async () => {
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
-    const dm = "dm:alice:bob";
-    sendLine(bob, dm, "hi");
-    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
-    await w.settle();
+    const { w, ds } = t;
+    const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
     const warned = () => bob.events.filter((e) => e.type === "notice" && /the relay may be hiding a change of alice's devices/.test(e.text));
     expect(warned()).toEqual([]);
     // The stolen desktop goes quiet; the relay keeps serving bob the list from before the unlink.
@@ -98,17 +84,8 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
   });
 
   it("nor by an external join whose resync Remove names the laptop's leaf instead of its own (review round 5)", { timeout: 240_000 }, async () => {
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
-    const dm = "dm:alice:bob";
-    sendLine(bob, dm, "hi");
-    await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
-    await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");
-    await w.settle();
+    const { w, ds } = t;
+    const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
     ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
     await laptop.engine.idle();
     laptop.engine.close();

@@ -8,6 +8,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
 import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
 import { FileVersion } from "./file-version.js";
+import { KeptCommits } from "./kept-commits.js";
 import { buf, num, str, type Row, type StoreContext, type Transaction } from "./schema.js";
 
 /** How an accepted commit's deliveries are stored in the commit's own transaction (store/queues.ts). */
@@ -139,9 +140,6 @@ function prepareMlsStatements(db: DatabaseSync) {
     // A commit's row without its blob (schema.ts COMMITS_TABLE: the columns before commit_msg are
     // on the row's first page), then the blob by row id when it is wanted.
     commitHead: p(`SELECT id, sender, bytes FROM mls_commits WHERE group_id = ? AND epoch = ?`),
-    commitHeadsFrom: p(`SELECT id, epoch, sender, bytes FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
-    commitMsg: p(`SELECT commit_msg FROM mls_commits WHERE id = ?`),
-    commitsFrom: p(`SELECT epoch, sender, commit_msg FROM mls_commits WHERE group_id = ? AND epoch >= ? ORDER BY epoch LIMIT ?`),
     commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
     groupDelete: p(`DELETE FROM mls_groups WHERE group_id = ?`),
     membersDelete: p(`DELETE FROM mls_group_members WHERE group_id = ?`),
@@ -192,7 +190,11 @@ export class MlsDeliveryStore {
     this.version = c.version ?? new FileVersion(c.db, c.undo);
     this.s = prepareMlsStatements(c.db);
     this.cache = cache;
+    this.kept = new KeptCommits(c.db, c.transaction);
   }
+
+  /** The kept commits' reads, trims and purge (kept-commits.ts). */
+  private readonly kept: KeptCommits;
 
   /** SQLite's data_version when the cache was last checked against it (-1: never). */
   private seenVersion = -1;
@@ -480,7 +482,7 @@ export class MlsDeliveryStore {
       // The kept commit's blob is read only when its sender and size are this one's.
       const taken = this.s.commitHead.get(groupId, epoch) as Row | undefined;
       if (taken !== undefined && str(taken.sender) === sender && num(taken.bytes) === commit.length
-        && buf((this.s.commitMsg.get(num(taken.id)) as Row).commit_msg).equals(commit)) return { kind: "duplicate", epoch };
+        && this.kept.blobOf(num(taken.id)).equals(commit)) return { kind: "duplicate", epoch };
       if (!hint.external && !this.isGroupMember(groupId, sender)) return { kind: "not-a-member" };
       const current = num(r.epoch);
       if (epoch > current) return { kind: "future-epoch", current };
@@ -503,104 +505,28 @@ export class MlsDeliveryStore {
       for (const u of hint.removed) this.s.memberDelete.run(groupId, u);
       if (groupInfo !== undefined) this.s.groupSetInfo.run(groupInfo, epoch + 1, groupId);
       if (epoch + 1 > COMMITS_KEPT_PER_GROUP) this.s.commitsTrim.run(groupId, epoch + 1 - COMMITS_KEPT_PER_GROUP);
-      if (bound !== undefined) this.trimInside(sender, bound.maxCommits, bound.maxBytes, { groupId, epoch });
+      if (bound !== undefined) this.kept.trimInside(sender, bound.maxCommits, bound.maxBytes, { groupId, epoch });
       return queued === undefined ? { kind: "accepted", epoch } : { kind: "accepted", epoch, queued };
     });
   }
 
-  private keptStatements: { usage: StatementSync; oldest: StatementSync; drop: StatementSync; purge: StatementSync } | undefined;
-
-  private get kept(): { usage: StatementSync; oldest: StatementSync; drop: StatementSync; purge: StatementSync } {
-    this.keptStatements ??= {
-      // Kept by triggers (schema.ts COMMIT_USAGE): one row, where counting the commits reads one row each.
-      usage: this.db.prepare(`SELECT commits, bytes FROM mls_commit_usage WHERE sender = ?`),
-      // In mls_commits_by_sender's order; no blob is read (`bytes` is stored beside it).
-      oldest: this.db.prepare(`SELECT id, group_id, epoch, bytes FROM mls_commits WHERE sender = ? ORDER BY accepted_at_ms, group_id, epoch LIMIT ?`),
-      drop: this.db.prepare(`DELETE FROM mls_commits WHERE id = ?`),
-      // Past the retention, except each group's newest (epoch = the group's epoch - 1); and every
-      // commit of a group nobody is a member of by the hint (nobody may fetch them).
-      purge: this.db.prepare(`DELETE FROM mls_commits WHERE
-          NOT EXISTS (SELECT 1 FROM mls_group_members m WHERE m.group_id = mls_commits.group_id)
-          OR (accepted_at_ms < ? AND epoch + 1 <> COALESCE((SELECT g.epoch FROM mls_groups g WHERE g.group_id = mls_commits.group_id), -1))`),
-    };
-    return this.keptStatements;
-  }
-
-  /**
-   * PROTOCOL.md §8.2: the per-user bound on kept commits. Drops `sender`'s oldest kept commits
-   * until at most `maxCommits` of at most `maxBytes` in all are left (acceptCommit does it for
-   * its sender, given the bound). Returns how many went. Costs one read of the sender's usage
-   * when nothing has to go.
-   */
+  /** PROTOCOL.md §8.2: the per-user bound on kept commits (kept-commits.ts). */
   trimCommitsOf(sender: string, maxCommits: number, maxBytes: number): number {
-    const u = this.kept.usage.get(sender) as Row | undefined;
-    if (u === undefined || (num(u.commits) <= maxCommits && num(u.bytes) <= maxBytes)) return 0;
-    return this.transaction(() => this.trimInside(sender, maxCommits, maxBytes));
+    return this.kept.trim(sender, maxCommits, maxBytes);
   }
 
-  /** trimCommitsOf's work, inside the caller's transaction; never drops `spare` (the commit just accepted). */
-  private trimInside(sender: string, maxCommits: number, maxBytes: number, spare?: { groupId: Buffer; epoch: number }): number {
-    const k = this.kept;
-    const u = k.usage.get(sender) as Row | undefined;
-    if (u === undefined) return 0;
-    let commits = num(u.commits);
-    let bytes = num(u.bytes);
-    const keepCommits = Math.max(0, maxCommits);
-    const keepBytes = Math.max(0, maxBytes);
-    let dropped = 0;
-    while (commits > keepCommits || bytes > keepBytes) {
-      const rows = (k.oldest.all(sender, 65) as Row[])
-        .filter((r) => spare === undefined || num(r.epoch) !== spare.epoch || !buf(r.group_id).equals(spare.groupId));
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        if (commits <= keepCommits && bytes <= keepBytes) break;
-        k.drop.run(num(r.id));
-        commits--;
-        bytes -= num(r.bytes);
-        dropped++;
-      }
-    }
-    return dropped;
-  }
-
-  /**
-   * The retention purge of commits (PROTOCOL.md §8.2, §8.4): commits accepted before `cutoffMs`,
-   * except each group's newest (it says who made the current epoch, and answers a resend), and
-   * every commit of a group no member by the hint counts. Returns how many went.
-   */
+  /** The retention purge of commits (kept-commits.ts). */
   purgeCommits(cutoffMs: number): number {
-    return Number(this.kept.purge.run(cutoffMs).changes);
+    return this.kept.purge(cutoffMs);
   }
 
-  /**
-   * FetchCommits' answer (PROTOCOL.md §8.2): the accepted commits from `fromEpoch` on, in epoch
-   * order, at most `maxCount` and at most `maxBytes` in all, but at least the first whatever its
-   * size; `more` when a kept commit follows the last one. The rows' sizes are stepped through one
-   * at a time (no blob read: schema.ts COMMITS_TABLE) and the blob of each that fits is read by its
-   * row id: it reads the blobs it answers with, and the first row that does not fit without its
-   * blob. The sizes' statement, open until the loop ends, holds one read transaction for both
-   * (another connection's commit in between, a trim, is not seen half).
-   */
+  /** FetchCommits' answer (kept-commits.ts). */
   commitPage(groupId: Buffer, fromEpoch: number, maxCount: number, maxBytes: number): CommitPage {
-    const commits: CommitRecord[] = [];
-    let bytes = 0;
-    // Leaving the loop early resets the statement: the rows after are never read.
-    for (const r of this.s.commitHeadsFrom.iterate(groupId, fromEpoch, maxCount + 1) as Iterable<Row>) {
-      const n = num(r.bytes);
-      if (commits.length >= maxCount || (commits.length > 0 && bytes + n > maxBytes)) return { commits, more: true };
-      const blob = this.s.commitMsg.get(num(r.id)) as Row;
-      bytes += n;
-      commits.push({ epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(blob.commit_msg)) });
-    }
-    return { commits, more: false };
+    return this.kept.page(groupId, fromEpoch, maxCount, maxBytes);
   }
 
   /** Up to `limit` accepted commits from `fromEpoch` on, in epoch order (every blob: tests and tools; FetchCommits uses commitPage). */
   commitsFrom(groupId: Buffer, fromEpoch: number, limit: number): CommitRecord[] {
-    return (this.s.commitsFrom.all(groupId, fromEpoch, limit) as Row[]).map(commitOf);
+    return this.kept.from(groupId, fromEpoch, limit);
   }
-}
-
-function commitOf(r: Row): CommitRecord {
-  return { epoch: num(r.epoch), sender: str(r.sender), commit: Buffer.from(buf(r.commit_msg)) };
 }

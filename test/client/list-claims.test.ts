@@ -75,6 +75,18 @@ describe("list claims: a newer version than the relay serves", () => {
     expect(w.warnings[1]).toMatch(/^#ops: .* at version 4, but the relay serves version 1/);
   });
 
+  it("one absurd claim does not stand for good: a day later, a real newer version is warned about again (review round 6)", async () => {
+    const w = world(1);
+    await w.claims.heard("alice", encodeListClaim(Number.MAX_SAFE_INTEGER), "dm:alice:bob");
+    expect(w.warnings).toHaveLength(1);
+    for (let day = 1; day <= 2; day++) {
+      w.later(CLAIM_WARN_EVERY_MS);
+      await w.claims.heard("alice", encodeListClaim(2), "dm:alice:bob");
+      expect(w.warnings).toHaveLength(1 + day);
+      expect(w.warnings[day]).toMatch(/at version 2, but the relay serves version 1/);
+    }
+  });
+
   it("a relay that never answers the fetch a claim starts is told about after ten minutes (it cannot silence the warning)", async () => {
     const w = world(1);
     w.unanswered();

@@ -66,6 +66,12 @@ export class Committer {
     for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
       const g = this.s.groups.get(convId);
       if (g === undefined || !g.active) return fail({ kind: "not-a-member", room: convId, action: "send" });
+      // ts-mls puts every proposal received this epoch into any commit (a leave nobody committed
+      // yet rides along an invite or an update): the hint then names the users it takes out
+      // altogether too, or the relay would keep them members (review round 6).
+      const going = new Set(g.pendingRemovals());
+      const leavers = going.size === 0 ? [] : [...new Set(g.members().filter((m) => going.has(m.leafIndex)).map((m) => m.username))]
+        .filter((u) => !g.members().some((m) => m.username === u && !going.has(m.leafIndex)) && !hint.removed.includes(u) && !hint.added.includes(u));
       let p: PendingCommit;
       try {
         p = await make(g);
@@ -84,7 +90,7 @@ export class Committer {
       }
       const withInfo = core + p.groupInfo.length <= max;
       const c: DsCommit = {
-        commit: p.commit, groupInfo: withInfo ? p.groupInfo : new Uint8Array(0), added: hint.added, removed: hint.removed,
+        commit: p.commit, groupInfo: withInfo ? p.groupInfo : new Uint8Array(0), added: hint.added, removed: leavers.length === 0 ? hint.removed : [...hint.removed, ...leavers],
         ...(p.welcome !== undefined ? { welcome: p.welcome } : {}), ...(p.ratchetTree !== undefined ? { ratchetTree: p.ratchetTree } : {}),
       };
       // Known once made (a function reads what make() decided).

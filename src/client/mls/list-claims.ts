@@ -50,12 +50,11 @@ export interface ListClaimDeps {
 }
 
 interface Tracked {
-  /** The highest version claimed so far. */
+  /** The version the latest claim said (not the highest ever: one absurd claim must not stand for good, review round 6). */
   claimed: number;
   /** When its list was last fetched for a claim. */
   fetchedAt: number;
-  /** The highest claimed version already warned about, and when. */
-  warned: number;
+  /** When the last warning about this user was said. */
   warnedAt: number;
   /** Since when fetches for the claim went unanswered (undefined: the last one was answered). */
   unansweredSince: number | undefined;
@@ -79,22 +78,21 @@ export class ListClaims {
     let t = this.users.get(username);
     if (t === undefined) {
       if (this.users.size >= CLAIMS_TRACKED) this.users.delete(this.users.keys().next().value as string);
-      t = { claimed, fetchedAt: Number.NEGATIVE_INFINITY, warned: 0, warnedAt: Number.NEGATIVE_INFINITY, unansweredSince: undefined, fetching: false };
+      t = { claimed, fetchedAt: Number.NEGATIVE_INFINITY, warnedAt: Number.NEGATIVE_INFINITY, unansweredSince: undefined, fetching: false };
       this.users.set(username, t);
     }
-    t.claimed = Math.max(t.claimed, claimed);
+    t.claimed = claimed;
     const now = this.d.clock();
     if (t.fetching || (now >= t.fetchedAt && now - t.fetchedAt < CLAIM_REFRESH_MS)) return undefined;
     t.fetching = true;
     t.fetchedAt = now;
     const tracked = t;
-    const mayWarn = (at: number): boolean => tracked.warned < tracked.claimed && at - tracked.warnedAt >= CLAIM_WARN_EVERY_MS;
+    const mayWarn = (at: number): boolean => at - tracked.warnedAt >= CLAIM_WARN_EVERY_MS;
     return this.d.devices.refresh([username], { mustAnswer: true }).then(() => {
       tracked.unansweredSince = undefined;
       const have = this.d.devices.known(username)?.version ?? 0;
       const at = this.d.clock();
       if (have >= tracked.claimed || !mayWarn(at)) return;
-      tracked.warned = tracked.claimed;
       tracked.warnedAt = at;
       this.d.logger.warn("mls.devices.list_withheld", { user: username, claimed: tracked.claimed, served: have });
       this.d.warn(`${username}'s own device says ${username}'s device list is at version ${tracked.claimed}, but the relay serves version ${have}: `
@@ -108,7 +106,6 @@ export class ListClaims {
       const at = this.d.clock();
       tracked.unansweredSince ??= at;
       if (at - tracked.unansweredSince < CLAIM_UNANSWERED_MS || !mayWarn(at)) return;
-      tracked.warned = tracked.claimed;
       tracked.warnedAt = at;
       this.d.logger.warn("mls.devices.list_unanswered", { user: username, claimed: tracked.claimed });
       this.d.warn(`${username}'s own device says ${username}'s device list is at version ${tracked.claimed}, but the relay has not answered for it `

@@ -83,7 +83,10 @@ export function deviceRemovalAllowed(change: MembershipChange, removed: MlsMembe
   // The committer is its user's primary (the device with the identity key, which lists and
   // unlinks the others, §4.5): its word on its user's devices is the list's own (its /leave).
   if (deviceBySignatureKey(l, change.committer.signatureKey)?.primary === true) return true;
-  const stays = [...present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex)), ...incomingLeaves(change)];
+  // The leaves already in the group that stay (never the commit's own Adds: an Add of the
+  // removed device's key elsewhere in the tree would otherwise pass for a stale leaf, review
+  // round 6), and the committer.
+  const stays = present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex));
   if (!stays.some((p) => p.leafIndex === change.committer.leafIndex)) stays.push(change.committer);
   if (stays.some((p) => p.leafIndex !== removed.leafIndex && Buffer.from(p.signatureKey).equals(Buffer.from(removed.signatureKey)))) return true;
   return stays.every((p) => p.username === removed.username);
@@ -109,6 +112,14 @@ export function judgeCommit(group: MlsGroup, change: MembershipChange, ctx: { re
   const present = ctx.trusts === undefined ? [] : group.members();
   const members = lists === undefined && ctx.trusts === undefined ? [] : group.members();
   const rest = { ...change, removed: change.removed.filter((r) => !(ctx.trusts !== undefined && keyReplacementAllowed(change, r, ctx.trusts, present)) && !(lists !== undefined && deviceRemovalAllowed(change, r, lists, members))) };
+  // A leaf of the committer's own user that the device rules did not allow is refused whoever
+  // commits, the room's creator too (its linked device is vouched for by the creator's identity
+  // key, so the creator's exception would otherwise let a stolen one cut its primary out, review
+  // round 6); its own leave and a resync of its own leaf are §7.4's (a), (b).
+  const by = change.committer;
+  if (lists !== undefined && rest.removed.some((r) => r.username === by.username && r.identityFpr.equals(by.identityFpr)
+    && !change.left.some((x) => x.leafIndex === r.leafIndex)
+    && !(change.external && Buffer.from(r.signatureKey).equals(Buffer.from(by.signatureKey))))) return "policy";
   if (group.removalsAllowed(rest)) return undefined;
   return group.conversation.kind === "lobby" && lobbySweepAllowed(rest, ctx.isOnline) ? undefined : "policy";
 }
@@ -189,7 +200,8 @@ export function linesOf(change: MembershipChange, ctx: { readonly creator: strin
   const name = (m: MlsMember): string => ctx.deviceName?.(m.username, m.signatureKey) ?? `device ${Buffer.from(m.signatureKey).toString("hex").slice(0, 8)}`;
   const device = (kind: "device-added" | "device-removed", m: MlsMember): MembershipLine => ({ ...base(kind, by, [m.username]), device: name(m) });
   const deviceAdds = change.added.filter((m) => !(change.external && m.username === by) && keeps(m.username, true));
-  const deviceRemovals = change.removed.filter((r) => !change.added.some((a) => a.username === r.username && !a.identityFpr.equals(r.identityFpr)) && !ctx.leaving.has(r.username) && keeps(r.username, false)
+  // A leaving user who keeps another leaf (a linked device leaving alone) is a device line too.
+  const deviceRemovals = change.removed.filter((r) => !change.added.some((a) => a.username === r.username && !a.identityFpr.equals(r.identityFpr)) && keeps(r.username, false)
     && !(change.external && r.username === by && r.identityFpr.equals(change.committer.identityFpr) && Buffer.from(r.signatureKey).equals(Buffer.from(change.committer.signatureKey))));
   const resync = change.external && change.removed.some((r) => r.username === by);
   if (change.external && !resync) out.push(keeps(by, false) && after!.filter((m) => m.username === by).length > 1 ? device("device-added", change.committer) : base("joined", by, []));

@@ -117,4 +117,33 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
   });
+
+  it("the thief's commit that wins before the primary's self-heal: the laptop joins again and takes it out (review round 6)", { timeout: 240_000 }, async () => {
+    const { w, ds } = t;
+    const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
+    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
+    await laptop.engine.idle();
+    laptop.engine.close();
+    ds.disconnect("alice", laptop.entry.deviceId);
+    await w.publish("alice", [laptop]);
+    await bob.directory.refresh(["alice"]);
+    // The thief commits first (an empty commit: a new epoch); bob, served v1, follows it.
+    const g: MlsGroup = await hostileGroupOf(ds, desktop, dm);
+    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
+    await sendHostileCommitAs(ds, desktop, await hostile.commit([], false));
+    g.confirmCommit();
+    await bob.engine.idle();
+    // alice's laptop comes back with v2: it refuses its unlinked device's commit, joins again and heals.
+    laptop.engine = w.engine(laptop);
+    await w.start(laptop);
+    await waitUntil(() => !leafKeys(bob, dm).includes(keyOf(desktop)) && leafKeys(bob, dm).includes(keyOf(laptop)), "the desktop out of bob's DM, the laptop in");
+    expect(laptop.events.some((e) => e.type === "notice" && /a device you unlinked \(.*\) made a change in dm:alice:bob, which the relay carried: joined dm:alice:bob again to take it out/.test(e.text))).toBe(true);
+    sendLine(bob, dm, "are you there");
+    await waitUntil(() => textsIn(laptop, dm).includes("bob: are you there"), "the laptop reads bob again");
+    // What the thief writes in its epoch never reaches bob's screen.
+    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
+    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await bob.engine.idle();
+    expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
+  });
 });

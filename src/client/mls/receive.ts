@@ -15,6 +15,7 @@ import { mlsMessageId } from "./ds-transport.js";
 import { readFraming, sameBytes } from "./framing.js";
 import { incomingLeaves, judgeCommit, LEAVE_COMMIT_STEP_MS, leaveCommitRank, linesOf, refusedLine, unlistedLeaf, type Refusal } from "./policy.js";
 import { deviceName } from "./devices.js";
+import { deviceBySignatureKey } from "../../protocol/devices.js";
 import type { EngineState } from "./engine-state.js";
 import { ApplicationMessages, PROCESSED_IDS_KEPT } from "./app-messages.js";
 import type { Committer } from "./commit.js";
@@ -321,6 +322,17 @@ export class Receiver {
         // A commit judged and refused was processed whole (decrypted, its signature checked): what
         // it says of its committer's device list is authentic (a withheld list, list-claims.ts).
         if (verdict !== undefined) void this.s.listClaims?.heard(verdict.change.committer.username, readFraming(mls).authenticatedData, conv);
+        // My own device that my list no longer names (I unlinked it; the relay still carries it)
+        // won this epoch: holding it out would leave me out of the group for good while the
+        // others follow it. Join again from the present state; the self-heal then takes it out
+        // (review round 6; PROTOCOL.md §4.5).
+        const committer = verdict?.why === "device" ? verdict.change.committer : undefined;
+        const mine = this.s.d.devices?.known(this.s.d.me);
+        if (committer !== undefined && committer.username === this.s.d.me && mine !== undefined && deviceBySignatureKey(mine, committer.signatureKey) === undefined) {
+          this.s.d.logger.warn("mls.commit.own_unlinked_committer", { conversation: conv });
+          await this.recovery.rejoinPastOwnUnlinked(conv, deviceName(undefined, committer.signatureKey));
+          return;
+        }
         this.refusedCommit(conv, g, verdict, relaySender, creator, e);
         return;
       }

@@ -116,6 +116,28 @@ export class Recovery {
     }
   }
 
+  /**
+   * A device of mine that my list no longer names (unlinked; the relay still carries it) won an
+   * epoch of `conv` (PROTOCOL.md §4.5): I never follow it, and holding would leave me out for
+   * good while the others do. Join again by external commit from the relay's present state (my
+   * own unlisted leaves do not stop a re-join), then the self-heal takes the device out (my
+   * primary's removal is taken whatever list the others hold, §7.6 (f)).
+   */
+  async rejoinPastOwnUnlinked(conv: string, device: string): Promise<void> {
+    if (this.s.recovering.has(conv)) return;
+    this.s.recovering.add(conv);
+    try {
+      const dropped = this.s.held.drop(conv);
+      const r = await this.r.c.externalJoin(conv);
+      this.s.notice("warn", r.ok
+        ? `a device you unlinked (${device}) made a change in ${conv}, which the relay carried: joined ${conv} again to take it out${dropped > 0 ? `; ${dropped} message(s) sent meanwhile could not be read` : ""}`
+        : `a device you unlinked (${device}) made a change in ${conv}, which the relay carried; joining ${conv} again failed: ${describeClientError(r.error)}`, conv);
+      if (r.ok) this.s.healSoon(conv);
+    } finally {
+      this.s.recovering.delete(conv);
+    }
+  }
+
   /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
   async recover(conv: string): Promise<void> {
     if (this.s.recovering.has(conv)) return;

@@ -89,7 +89,9 @@ export function deviceRemovalAllowed(change: MembershipChange, removed: MlsMembe
   const stays = present.filter((p) => !change.removed.some((r) => r.leafIndex === p.leafIndex));
   if (!stays.some((p) => p.leafIndex === change.committer.leafIndex)) stays.push(change.committer);
   if (stays.some((p) => p.leafIndex !== removed.leafIndex && Buffer.from(p.signatureKey).equals(Buffer.from(removed.signatureKey)))) return true;
-  return stays.every((p) => p.username === removed.username);
+  // "Nobody else in the group" is judged on the group the commit makes: the others it adds back
+  // count (remove everyone, add them back, review round 7).
+  return [...stays, ...incomingLeaves(change)].every((p) => p.username === removed.username);
 }
 
 /**

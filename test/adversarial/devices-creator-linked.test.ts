@@ -1,10 +1,8 @@
 // Review round 6 (regression): a stolen LINKED device of a room's CREATOR, kept "listed" for bob by a relay withholding
 // alice's new list, cuts alice's real primary out of #ops (rule (f) bypassed through the creator rule).
 import { describe, expect, it } from "vitest";
-import type { Proposal } from "ts-mls";
-import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import type { MlsGroup, PendingCommit } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn } from "../helpers/mls-devices.js";
+import type { MlsGroup } from "../../src/protocol/mls/index.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -27,22 +25,15 @@ describe("the creator's stolen linked device, still listed for bob", () => {
     expect(bob.engine.creator(room)).toBe("alice");
     await w.settle();
     // The relay: bob is served alice's list from before the unlink.
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     expect(bob.directory.known("alice")?.version).toBe(before.version);
     // The thief removes alice's primary laptop.
     const g: MlsGroup = await hostileGroup(ds, desktop, room);
     const leaf = g.members().find((m) => Buffer.from(m.signatureKey).toString("hex") === keyOf(laptop))!.leafIndex;
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    await sendHostileCommit(ds, desktop, await hostile.commit([{ proposalType: "remove", remove: { removed: leaf } }], false));
+    await sendHostileCommit(ds, desktop, await hostileCommit(g, [{ proposalType: "remove", remove: { removed: leaf } }], false));
     await waitUntil(() => linesIn(bob, room).some((l) => l.kind === "refused") || !leafKeys(bob, room).includes(keyOf(laptop)), "bob judges the commit");
     g.confirmCommit();
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", room, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, room, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     // Expected under §7.6 (f): the laptop stays and the thief's line never shows.
     expect(leafKeys(bob, room)).toContain(keyOf(laptop));

@@ -3,9 +3,8 @@
 // the leaves already in the group, so alice's primary is cut out past rule (f).
 import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
-import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import { decodeKeyPackage, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn } from "../helpers/mls-devices.js";
+import { decodeKeyPackage, type MlsGroup } from "../../src/protocol/mls/index.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -26,20 +25,14 @@ describe("the creator's stolen linked device, removing everyone and adding the o
     expect((await bob.engine.joinRoom(room)).ok).toBe(true);
     await waitUntil(() => [laptop, desktop, bob].every((d) => leafKeys(d, room).length === 3), "three leaves everywhere");
     await w.settle();
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     expect(bob.directory.known("alice")?.version).toBe(before.version);
     const g: MlsGroup = await hostileGroup(ds, desktop, room);
     const leafOf = (k: string) => g.members().find((m) => Buffer.from(m.signatureKey).toString("hex") === k)!.leafIndex;
     const claimed = await ds.api("alice", desktop.entry.deviceId).claimKeyPackages(["bob"]);
     if (!claimed.ok) throw new Error("claim");
     const kp = decodeKeyPackage(claimed.entries[0]!.keyPackage);
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    const p = await hostile.commit([
+    const p = await hostileCommit(g, [
       { proposalType: "remove", remove: { removed: leafOf(keyOf(laptop)) } },
       { proposalType: "remove", remove: { removed: leafOf(keyOf(bob)) } },
       { proposalType: "add", add: { keyPackage: kp } },
@@ -47,8 +40,7 @@ describe("the creator's stolen linked device, removing everyone and adding the o
     await sendHostileCommit(ds, desktop, p, ["bob"]);
     g.confirmCommit();
     await waitUntil(async () => { await bob.engine.idle(); return leafKeys(bob, room).length > 0 && !leafKeys(bob, room).includes(keyOf(laptop)) ? true : linesIn(bob, room).some((l) => l.kind === "refused"); }, "bob judges", 60_000);
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", room, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, room, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     // Expected under §7.6 (f): the laptop stays, the thief's line never shows.
     expect(leafKeys(bob, room)).toContain(keyOf(laptop));

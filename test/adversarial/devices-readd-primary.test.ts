@@ -5,9 +5,8 @@
 import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
 import { decodeMlsMessage } from "ts-mls";
-import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import type { MlsGroup, PendingCommit } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
+import type { MlsGroup } from "../../src/protocol/mls/index.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -37,23 +36,16 @@ describe("re-adding the primary's key elsewhere to remove its leaf", () => {
     const claim = await ds.api("bob", bob.entry.deviceId).claimKeyPackages(["alice"], [laptop.entry.deviceId]);
     if (!claim.ok) throw new Error("claim");
     const kpBytes = claim.entries.find((e) => e.deviceId === laptop.entry.deviceId)!.keyPackage;
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     expect(bob.directory.known("alice")?.version).toBe(before.version);
     const g: MlsGroup = await hostileGroup(ds, desktop, room);
     const leaf = g.members().find((m) => Buffer.from(m.signatureKey).toString("hex") === keyOf(laptop))!.leafIndex;
     const msg = decodeMlsMessage(kpBytes, 0)![0] as unknown as { keyPackage: unknown };
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    const p = await hostile.commit([{ proposalType: "remove", remove: { removed: leaf } }, { proposalType: "add", add: { keyPackage: msg.keyPackage } } as Proposal], false);
+    const p = await hostileCommit(g, [{ proposalType: "remove", remove: { removed: leaf } }, { proposalType: "add", add: { keyPackage: msg.keyPackage } } as Proposal], false);
     await sendHostileCommit(ds, desktop, p); // no Welcome: withheld by the relay
     await waitUntil(() => linesIn(bob, room).some((l) => l.kind === "refused" || l.kind === "refused-device") || !bob.engine.memberIdentities(room)!.some((m) => m.leafIndex === leaf), "bob judges");
     g.confirmCommit();
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", room, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, room, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     expect(linesIn(bob, room).some((l) => l.kind === "refused")).toBe(true);
     expect(textsIn(bob, room).some((x) => x.includes("send the code"))).toBe(false);
@@ -75,23 +67,16 @@ describe("re-adding the primary's key elsewhere to remove its leaf", () => {
     const claim = await ds.api("bob", bob.entry.deviceId).claimKeyPackages(["alice"], [laptop.entry.deviceId]);
     if (!claim.ok) throw new Error("claim");
     const kpBytes = claim.entries.find((e) => e.deviceId === laptop.entry.deviceId)!.keyPackage;
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     expect(bob.directory.known("alice")?.version).toBe(before.version);
     const g: MlsGroup = await hostileGroup(ds, desktop, dm);
     const leaf = g.members().find((m) => Buffer.from(m.signatureKey).toString("hex") === keyOf(laptop))!.leafIndex;
     const msg = decodeMlsMessage(kpBytes, 0)![0] as unknown as { keyPackage: unknown };
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    const p = await hostile.commit([{ proposalType: "remove", remove: { removed: leaf } }, { proposalType: "add", add: { keyPackage: msg.keyPackage } } as Proposal], false);
+    const p = await hostileCommit(g, [{ proposalType: "remove", remove: { removed: leaf } }, { proposalType: "add", add: { keyPackage: msg.keyPackage } } as Proposal], false);
     await sendHostileCommit(ds, desktop, p); // no Welcome: withheld
     await waitUntil(() => linesIn(bob, dm).some((l) => l.kind === "refused" || l.kind === "refused-device") || bob.engine.memberIdentities(dm)!.every((m) => m.leafIndex !== leaf || Buffer.from(m.signatureKey).toString("hex") !== keyOf(laptop)), "bob judges");
     g.confirmCommit();
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, dm, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
   });

@@ -4,11 +4,10 @@
 // laptop out of the DM: a device may not commit its user's other listed devices out while others
 // are in the group (policy.ts deviceRemovalAllowed). Found by review round 4.
 import { describe, expect, it } from "vitest";
-import { defaultKeyPackageEqualityConfig, type Proposal } from "ts-mls";
-import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import { MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
+import { defaultKeyPackageEqualityConfig } from "ts-mls";
+import { MlsGroup } from "../../src/protocol/mls/index.js";
 import type { SignedDeviceList } from "../../src/protocol/devices.js";
-import { deviceWorldEachTest, hostileGroup as hostileGroupOf, type Device, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup as hostileGroupOf, type Device, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -37,26 +36,19 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     const { w, ds } = t;
     const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
     // The relay: bob is served alice's list from before the unlink, forever (a list bob already holds).
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
     // alice unlinks the stolen desktop (v2) and goes offline before her heal runs (as in devices-redteam).
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    const after = await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]); // bob asks: the relay answers v1
+    const after = await unlinkWhileWithheld(w, bob, laptop, before, [laptop]); // bob asks: the relay answers v1
     expect([bob.directory.known("alice")?.version, after.version]).toEqual([before.version, before.version + 1]);
     // The thief: removes alice's laptop (a LISTED device of alice) from the DM.
     const g: MlsGroup = await hostileGroupOf(ds, desktop, dm);
     const leaf = g.members().find((m) => m.username === "alice" && Buffer.from(m.signatureKey).toString("hex") === keyOf(laptop))!.leafIndex;
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    await sendHostileCommitAs(ds, desktop, await hostile.commit([{ proposalType: "remove", remove: { removed: leaf } }], false));
+    await sendHostileCommitAs(ds, desktop, await hostileCommit(g, [{ proposalType: "remove", remove: { removed: leaf } }], false));
     await waitUntil(() => linesIn(bob, dm).some((l) => l.kind === "refused") || !leafKeys(bob, dm).includes(keyOf(laptop)), "bob judges the unlinked device's commit");
     expect(leafKeys(bob, dm)).toContain(keyOf(laptop)); // alice's real device stays
     expect(linesIn(bob, dm).some((l) => l.kind === "device-removed")).toBe(false);
     // The thief writes to bob as alice in the epoch its commit would have made: bob never sees it.
     g.confirmCommit();
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, dm, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
   });
@@ -86,12 +78,7 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
   it("nor by an external join whose resync Remove names the laptop's leaf instead of its own (review round 5)", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
     const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     expect(bob.directory.known("alice")?.version).toBe(before.version);
     // The thief: an external join whose "resync" Remove names the LAPTOP's leaf (its own matcher
     // swapped in: ts-mls allows one Remove of any leaf in an external commit).
@@ -112,8 +99,7 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     await waitUntil(() => linesIn(bob, dm).some((l) => l.kind === "refused"), "bob refuses the resync of another device's leaf");
     expect(leafKeys(bob, dm)).toContain(keyOf(laptop));
     // What the thief writes in the epoch its commit would have made never reaches bob's screen.
-    const app = new TextEncoder().encode(JSON.stringify({ id: "8".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(joined.group.groupId), sender: "alice", mls: Buffer.from(await joined.group.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(joined.group.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, dm, joined.group, desktop, "new number, send the code here", "8");
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((t) => t.includes("send the code"))).toBe(false);
   });
@@ -121,16 +107,10 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
   it("the thief's commit that wins before the primary's self-heal: the laptop joins again and takes it out (review round 6)", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
     const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
-    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
-    await laptop.engine.idle();
-    laptop.engine.close();
-    ds.disconnect("alice", laptop.entry.deviceId);
-    await w.publish("alice", [laptop]);
-    await bob.directory.refresh(["alice"]);
+    await unlinkWhileWithheld(w, bob, laptop, before, [laptop]);
     // The thief commits first (an empty commit: a new epoch); bob, served v1, follows it.
     const g: MlsGroup = await hostileGroupOf(ds, desktop, dm);
-    const hostile = g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> };
-    await sendHostileCommitAs(ds, desktop, await hostile.commit([], false));
+    await sendHostileCommitAs(ds, desktop, await hostileCommit(g, [], false));
     g.confirmCommit();
     await bob.engine.idle();
     // alice's laptop comes back with v2: it refuses its unlinked device's commit, joins again and heals.
@@ -141,8 +121,7 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     sendLine(bob, dm, "are you there");
     await waitUntil(() => textsIn(laptop, dm).includes("bob: are you there"), "the laptop reads bob again");
     // What the thief writes in its epoch never reaches bob's screen.
-    const app = new TextEncoder().encode(JSON.stringify({ id: "7".padStart(32, "0"), kind: "text", text: "new number, send the code here", sentAt: w.now }));
-    ds.inject("bob", dm, { kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: "alice", mls: Buffer.from(await g.encrypt(app)), ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: desktop.entry.deviceId });
+    await injectLine(w, bob, dm, g, desktop, "new number, send the code here");
     await bob.engine.idle();
     expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
   });

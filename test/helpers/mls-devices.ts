@@ -17,6 +17,8 @@ import type { MembershipLine, SessionEvent } from "../../src/client/types.js";
 import { newDeviceId, signDeviceList, verifyDeviceList, type DeviceEntry, type SignedDeviceList, type VerifiedDeviceList } from "../../src/protocol/devices.js";
 import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
 import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
+import type { Proposal } from "ts-mls";
+import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { FakeDs } from "./fake-ds.js";
 import { TestContent } from "./mls-content-double.js";
 
@@ -252,4 +254,34 @@ export function deviceWorldEachTest(prefix: string): { readonly w: DeviceWorld; 
     return world;
   };
   return { get w() { return current(); }, get ds() { return current().ds; } };
+}
+
+/**
+ * A hostile relay keeps serving `viewer` the device list `before` of `primary`'s user while the
+ * primary, gone offline before its self-heal runs, unlinks every device but `keep` (its new list,
+ * version + 1). `viewer` asks, and is served `before`. Returns the new list.
+ */
+export async function unlinkWhileWithheld(w: DeviceWorld, viewer: Device, primary: Device, before: SignedDeviceList, keep: readonly Device[]): Promise<SignedDeviceList> {
+  const user = primary.user.name;
+  w.ds.serveList = (v: string, u: string) => (v === viewer.user.name && u === user ? before : undefined);
+  await primary.engine.idle();
+  primary.engine.close();
+  w.ds.disconnect(user, primary.entry.deviceId);
+  const after = await w.publish(user, keep);
+  await viewer.directory.refresh([user]);
+  return after;
+}
+
+/** A hostile client's commit of these proposals in `g` (MlsGroup.commit is private to honest code). */
+export function hostileCommit(g: MlsGroup, proposals: Proposal[], withWelcome = false): Promise<PendingCommit> {
+  return (g as unknown as { commit(p: Proposal[], withWelcome: boolean): Promise<PendingCommit> }).commit(proposals, withWelcome);
+}
+
+/** A line `text` sealed in `g`'s epoch by `thief`'s device, delivered to `to` in `conv` as its user's (the relay carries it). */
+export async function injectLine(w: DeviceWorld, to: Device, conv: string, g: MlsGroup, thief: Device, text: string, id = "7"): Promise<void> {
+  const app = new TextEncoder().encode(JSON.stringify({ id: id.padStart(32, "0"), kind: "text", text, sentAt: w.now }));
+  w.ds.inject(to.user.name, conv, {
+    kind: MlsKind.MLS_KIND_APPLICATION, groupId: Buffer.from(g.groupId), sender: thief.user.name, mls: Buffer.from(await g.encrypt(app)),
+    ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: thief.entry.deviceId,
+  });
 }

@@ -2,7 +2,7 @@
 // alice's new list, cuts alice's real primary out of #ops (rule (f) bypassed through the creator rule).
 import { describe, expect, it } from "vitest";
 import type { MlsGroup } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine, aliceTwoAndBob } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -12,12 +12,7 @@ const room = "#ops";
 describe("the creator's stolen linked device, still listed for bob", () => {
   it("cannot remove alice's primary laptop from #ops (the creator's exception is not for its own devices), nor speak alone as alice", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const { laptop, desktop, bob, before } = await aliceTwoAndBob(w);
     expect((await laptop.engine.joinRoom(room)).ok).toBe(true); // alice creates #ops
     await waitUntil(() => leafKeys(laptop, room).includes(keyOf(desktop)), "the self-heal adds the desktop");
     expect((await bob.engine.joinRoom(room)).ok).toBe(true);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
 import { decodeKeyPackage, type MlsGroup } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, textsIn, unlinkWhileWithheld, hostileCommit, injectLine, aliceTwoAndBob } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -14,12 +14,7 @@ const room = "#ops";
 describe("the creator's stolen linked device, removing everyone and adding the others back", () => {
   it("cannot cut alice's primary laptop out of #ops: bob, added back in the same commit, is someone else in the group", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const { laptop, desktop, bob, before } = await aliceTwoAndBob(w);
     expect((await laptop.engine.joinRoom(room)).ok).toBe(true);
     await waitUntil(() => leafKeys(laptop, room).includes(keyOf(desktop)), "the self-heal adds the desktop");
     expect((await bob.engine.joinRoom(room)).ok).toBe(true);

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
 import { decodeMlsMessage } from "ts-mls";
 import type { MlsGroup } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup, keyOf, leafKeys, linesIn, sendHostileCommit, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine, aliceTwoAndBob } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -53,12 +53,7 @@ describe("re-adding the primary's key elsewhere to remove its leaf", () => {
 
   it("in a DM: refused too, the laptop stays", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const laptop = await w.device("alice", "laptop");
-    const desktop = await w.device("alice", "desktop");
-    const bob = await w.device("bob", "bobpc");
-    const before = await w.publish("alice", [laptop, desktop]);
-    await w.publish("bob", [bob]);
-    for (const d of [laptop, desktop, bob]) await w.start(d);
+    const { laptop, desktop, bob, before } = await aliceTwoAndBob(w);
     sendLine(bob, dm, "hi");
     await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both read bob");
     await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves");

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { defaultKeyPackageEqualityConfig } from "ts-mls";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
 import type { SignedDeviceList } from "../../src/protocol/devices.js";
-import { deviceWorldEachTest, hostileGroup as hostileGroupOf, type Device, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, hostileGroup as hostileGroupOf, type Device, keyOf, leafKeys, linesIn, sendHostileCommit as sendHostileCommitAs, sendLine, textsIn, unlinkWhileWithheld, hostileCommit, injectLine, aliceTwoAndBob } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -18,12 +18,7 @@ const dm = "dm:alice:bob";
 /** alice on her laptop (primary) and desktop, bob on one device, a DM where both of alice's devices read bob. */
 async function dmOfAliceTwoAndBob(): Promise<{ laptop: Device; desktop: Device; bob: Device; before: SignedDeviceList }> {
   const w = t.w;
-  const laptop = await w.device("alice", "laptop");
-  const desktop = await w.device("alice", "desktop");
-  const bob = await w.device("bob", "bobpc");
-  const before = await w.publish("alice", [laptop, desktop]);
-  await w.publish("bob", [bob]);
-  for (const d of [laptop, desktop, bob]) await w.start(d);
+  const { laptop, desktop, bob, before } = await aliceTwoAndBob(w);
   sendLine(bob, dm, "hi");
   await waitUntil(() => textsIn(desktop, dm).includes("bob: hi") && textsIn(laptop, dm).includes("bob: hi"), "both of alice's devices read bob");
   await waitUntil(() => leafKeys(bob, dm).length === 3, "three leaves in the DM");

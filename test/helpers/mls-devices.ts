@@ -285,3 +285,14 @@ export async function injectLine(w: DeviceWorld, to: Device, conv: string, g: Ml
     ratchetTree: Buffer.alloc(0), epoch: Number(g.epoch), senderDevice: thief.entry.deviceId,
   });
 }
+
+/** alice on her laptop (primary) and desktop, bob on one device, lists published, all started; `before`: alice's list. */
+export async function aliceTwoAndBob(w: DeviceWorld): Promise<{ laptop: Device; desktop: Device; bob: Device; before: SignedDeviceList }> {
+  const laptop = await w.device("alice", "laptop");
+  const desktop = await w.device("alice", "desktop");
+  const bob = await w.device("bob", "bobpc");
+  const before = await w.publish("alice", [laptop, desktop]);
+  await w.publish("bob", [bob]);
+  for (const d of [laptop, desktop, bob]) await w.start(d);
+  return { laptop, desktop, bob, before };
+}

@@ -94,11 +94,15 @@ export class FakeDs {
 
   /**
    * The queue address of a device: the bare name for the primary (and for a user without a
-   * list, or a device not named), `user/device_id` for a linked device (PROTOCOL.md §8).
+   * list, or no device id), `user/device_id` for a linked device (PROTOCOL.md §8) and for a
+   * device its user's list does not name (an unlinked one a hostile relay still carries: never
+   * the primary's queue, whose messages it would otherwise take for its own).
    */
   address(user: string, deviceId = ""): string {
-    const d = this.lists.get(user)?.devices.find((x) => x.deviceId === deviceId);
-    return d === undefined || d.primary ? user : `${user}/${deviceId}`;
+    const l = this.lists.get(user);
+    const d = l?.devices.find((x) => x.deviceId === deviceId);
+    if (d !== undefined) return d.primary ? user : `${user}/${deviceId}`;
+    return l === undefined || deviceId === "" ? user : `${user}/${deviceId}`;
   }
 
   /** Every queue address of a user: one per device in the kept list, or the bare name. */

@@ -121,3 +121,49 @@ describe("a relay withholding the list made by /unlink from a peer", () => {
     expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
   });
 });
+
+describe("the unlinked device joining again after the primary's self-heal took it out (review round 7)", () => {
+  /** The thief joins the DM again by external commit from the relay's present GroupInfo, as alice's desktop. */
+  async function thiefJoins(desktop: Device): Promise<MlsGroup> {
+    const client = await desktop.store.loadOrCreateClient();
+    const joined = await MlsGroup.joinExternal(client, t.ds.groupOf(dm)!.groupInfo, { expectConversation: dm });
+    const r = await t.ds.api("alice", desktop.entry.deviceId).sendCommit({ commit: joined.commit, groupInfo: await joined.group.groupInfo(), added: ["alice"], removed: [] });
+    expect(r.ok).toBe(true);
+    return joined.group;
+  }
+  const notices = (d: Device, re: RegExp) => d.events.filter((e) => e.type === "notice" && re.test(e.text));
+
+  it("bob, still served alice's old list, refuses it and joins again once the laptop took it out; the laptop's re-joins back off", { timeout: 240_000 }, async () => {
+    const { w, ds } = t;
+    const { laptop, desktop, bob, before } = await dmOfAliceTwoAndBob();
+    await hostileGroupOf(ds, desktop, dm);
+    ds.serveList = (viewer: string, u: string) => (viewer === "bob" && u === "alice" ? before : undefined);
+    await w.publish("alice", [laptop]);
+    await laptop.directory.refresh(["alice"]);
+    await waitUntil(() => !leafKeys(bob, dm).includes(keyOf(desktop)), "the primary's self-heal takes the desktop out of bob's DM");
+    await w.settle();
+    expect(bob.directory.known("alice")?.version).toBe(before.version); // the desktop still looks listed to bob
+
+    for (let round = 1; round <= 3; round++) {
+      const g = await thiefJoins(desktop);
+      await waitUntil(() => linesIn(bob, dm).filter((l) => l.kind === "refused-device").length === round, `bob refuses the desktop's re-entry (${round})`);
+      expect(leafKeys(bob, dm)).not.toContain(keyOf(desktop));
+      // What the thief writes in its epoch never reaches bob's screen.
+      await injectLine(w, bob, dm, g, desktop, `new number, send the code here ${round}`, String(100 + round));
+      if (round > 1) {
+        // The laptop backs off: said, then done once its wait has passed (the engine's timer).
+        await waitUntil(() => notices(laptop, /keeps coming back into dm:alice:bob, which the relay carries: joining dm:alice:bob again to take it out in \d+ s/).length === round - 1, `the laptop says it waits (${round})`);
+        w.now += 30_000 * 2 ** (round - 2);
+        await laptop.engine.checkTimers();
+      }
+      await waitUntil(async () => { await w.settle(); return leafKeys(bob, dm).includes(keyOf(laptop)) && !leafKeys(bob, dm).includes(keyOf(desktop)) && leafKeys(laptop, dm).length === 2 && leafKeys(laptop, dm).join() === leafKeys(bob, dm).join(); }, `bob and the laptop alone in the DM again (${round})`);
+      sendLine(bob, dm, `are you there ${round}`);
+      await waitUntil(() => textsIn(laptop, dm).includes(`bob: are you there ${round}`), `the laptop reads bob (${round})`);
+      sendLine(laptop, dm, `yes ${round}`);
+      await waitUntil(() => textsIn(bob, dm).includes(`alice: yes ${round}`), `bob reads the laptop (${round})`);
+    }
+    expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
+    expect(notices(bob, /a device alice's own primary device took out of dm:alice:bob .* came back into it; it was refused/)).toHaveLength(3);
+    expect(notices(laptop, /a device you unlinked \(.*\) made a change in dm:alice:bob, which the relay carried: joined dm:alice:bob again to take it out/)).toHaveLength(3);
+  });
+});

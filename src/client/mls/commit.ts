@@ -371,9 +371,10 @@ export class Committer {
    * Joins by external commit from the relay's newest GroupInfo (§7, §12 recovery), with resync
    * when the tree holds a leaf of my MLS key: I hold no live state of it (else I would not join),
    * so its secrets are lost (missed commits, a state lost with a quit before an answer); a second
-   * leaf of the same key beside it would stay in the group for good, read to by nobody.
+   * leaf of the same key beside it would stay in the group for good, read to by nobody. `vouch`:
+   * the caller's own reason to refuse replacing the group held (recovery.ts).
    */
-  async externalJoin(convId: string): Promise<Outcome> {
+  async externalJoin(convId: string, o: { readonly vouch?: (held: MlsGroup, joined: MlsGroup) => string | undefined } = {}): Promise<Outcome> {
     const client = this.s.mustClient();
     let lastError: ClientError = sentence(`${convId} could not be joined`);
     for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
@@ -396,7 +397,7 @@ export class Committer {
       // that what I know of that group vouches for.
       const held = this.s.groups.get(convId);
       const unvouched = convId === "lobby" ? undefined
-        : (held?.active === true ? this.unvouched(convId, held, g, gi.groupInfo) : undefined) ?? await this.unlistedDeviceIn(convId, g);
+        : (held?.active === true ? this.unvouched(convId, held, g, gi.groupInfo) ?? o.vouch?.(held, g) : undefined) ?? await this.unlistedDeviceIn(convId, g);
       if (unvouched !== undefined) {
         g.destroy();
         this.s.d.logger.warn("mls.join.unvouched", { conversation: convId, why: unvouched });
@@ -482,7 +483,8 @@ export class Committer {
     if (dir === undefined) return undefined;
     const me = this.s.d.me;
     const unlisted = () => g.members().filter((m) => {
-      const list = m.username === me ? undefined : dir.known(m.username);
+      // Less the devices their user's primary took out under a newer list than mine (dropped-devices.ts).
+      const list = m.username === me ? undefined : this.s.dropped?.listOf(m.username);
       return list !== undefined && deviceBySignatureKey(list, m.signatureKey) === undefined;
     });
     let found = unlisted();

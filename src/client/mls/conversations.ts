@@ -235,12 +235,14 @@ export class MlsConversations {
   /**
    * Call every minute or so: fetches the missing commits of groups whose held messages passed
    * their bound, commits a leave the members before me did not, sweeps the lobby (its janitor),
-   * deletes past-epoch keys after an hour, and joins a DM whose Welcome never came.
+   * deletes past-epoch keys after an hour, joins a DM whose Welcome never came, and joins again
+   * past a device I unlinked once its back-off has passed.
    */
   checkTimers(): Promise<void> {
     return this.s.run(async () => {
       const now = this.s.d.clock();
       await this.r.recovery.retryUnanswered();
+      await this.r.recovery.retryOwnRejoins(now);
       for (const conv of this.s.held.overdue(now)) await this.r.recovery.recover(conv);
       await this.r.checkLeaves(now);
       await this.c.sweepLobby(now);

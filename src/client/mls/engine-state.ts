@@ -14,6 +14,7 @@ import type { ContentLayer, SealedContent } from "./content-api.js";
 import type { DsApi, DsRefused } from "./ds-api.js";
 import { HeldMessages, HOLD_MAX_MESSAGES, HOLD_MAX_MS } from "./held.js";
 import { KeyPackageKeeper } from "./key-packages.js";
+import { DroppedDevices } from "./dropped-devices.js";
 import { encodeListClaim, ListClaims } from "./list-claims.js";
 import type { MlsOutboxStore } from "./outbox-store.js";
 import { creatorOf } from "./policy.js";
@@ -136,12 +137,15 @@ export class EngineState {
 
   /** What other users' devices say of their device lists (list-claims.ts); none without a device directory. */
   readonly listClaims: ListClaims | undefined;
+  /** Devices a user's primary took out under a list newer than mine (dropped-devices.ts); none without a device directory. */
+  readonly dropped: DroppedDevices | undefined;
 
   constructor(readonly d: ConversationDeps) {
     this.held = new HeldMessages(d.limits?.holdMessages ?? HOLD_MAX_MESSAGES, d.limits?.holdMs ?? HOLD_MAX_MS);
     const devices = d.devices;
     this.listClaims = devices === undefined ? undefined
       : new ListClaims({ devices, clock: d.clock, logger: d.logger, warn: (text, conv) => this.notice("warn", text, conv) });
+    this.dropped = devices === undefined ? undefined : new DroppedDevices(devices, d.logger);
   }
 
   members(conversationId: string): readonly string[] | undefined {

@@ -120,6 +120,8 @@ export class Receiver {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
       if (full && !this.s.recovering.has(conv) && !this.recovery.undecided.has(conv) && !this.recovery.awaitingList.has(conv)) await this.recovery.recover(conv);
+      // Stopped at a dropped device's re-entry: a later commit may be the primary taking it out again.
+      else if (f.contentType === "commit" && this.recovery.rejoinable.has(conv)) await this.recovery.rejoinPastDropped(conv);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -276,7 +278,8 @@ export class Receiver {
     const creator = this.s.creators.get(conv);
     const leaving = this.s.leavingOf(conv);
     const dir = this.s.d.devices;
-    const lists = dir === undefined ? undefined : (u: string) => dir.known(u);
+    // The lists I hold, less the devices their user's primary took out under a newer one (dropped-devices.ts).
+    const lists = this.s.dropped?.lists;
     let verdict: { change: MembershipChange; why: Refusal } | undefined;
     // Devices (PROTOCOL.md §4.5): before a leaf is accepted from a user whose list I do not know,
     // or a change is refused under the lists I know, those users' lists are refreshed once and the
@@ -343,6 +346,7 @@ export class Receiver {
       return;
     }
     this.recovery.resumed(conv);
+    this.s.dropped?.noteCommit(inc.change, inc.authenticatedData);
     void this.s.listClaims?.heard(inc.change.committer.username, inc.authenticatedData, conv);
     const atMs = this.s.d.clock();
     this.recovery.undecided.delete(conv);
@@ -367,15 +371,23 @@ export class Receiver {
     {
       if (verdict?.why === "device") {
         // PROTOCOL.md §4.5: a leaf whose key its user's newest verified list does not name.
-        const dir = this.s.d.devices;
-        const leaf = unlistedLeaf(verdict.change, (u) => dir?.known(u), g.members());
+        const leaf = unlistedLeaf(verdict.change, (u) => this.s.dropped?.listOf(u), g.members());
         const who = leaf?.username ?? relaySender;
-        this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who });
+        // A device its user's primary took out under a list newer than mine (dropped-devices.ts):
+        // once a later commit comes, I try to join again from the relay's present state, taken
+        // only when it holds no device unlisted for me and the same users as mine (the primary
+        // took it out again, recovery.ts). Any refused device: a newer list of its user lets
+        // the refused commit through.
+        const dropped = leaf !== undefined && this.s.dropped?.isDropped(leaf.username, leaf.signatureKey) === true;
+        this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who, dropped });
         let waiting = this.recovery.awaitingList.get(conv);
         if (waiting === undefined) this.recovery.awaitingList.set(conv, (waiting = new Set()));
         waiting.add(who);
+        if (dropped) this.recovery.rejoinable.add(conv);
         this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
-        this.s.notice("warn", `the relay or a member added a device ${who} did not link into ${conv}; it was refused (you stay where you were in ${conv})`, conv);
+        this.s.notice("warn", dropped
+          ? `a device ${who}'s own primary device took out of ${conv} (by a newer device list of ${who}'s than the relay serves you) came back into it; it was refused (you stay where you were in ${conv} until ${who}'s device takes it out again)`
+          : `the relay or a member added a device ${who} did not link into ${conv}; it was refused (you stay where you were in ${conv})`, conv);
         this.recreator?.refused(conv, g, verdict.change.committer.username);
       } else if (verdict?.why === "policy") {
         this.s.d.logger.warn("mls.commit.refused_by_policy", { conversation: conv, by: verdict.change.committer.username });

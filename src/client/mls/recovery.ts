@@ -9,6 +9,13 @@ import { MlsStoreError } from "../mls-store.js";
 import { HOLD_MAX_MS } from "./held.js";
 import type { EngineState } from "./engine-state.js";
 import type { Receiver } from "./receive.js";
+import type { MlsGroup } from "../../protocol/mls/index.js";
+
+/** rejoinPastOwnUnlinked's back-off: the second re-join in a streak waits this long, each next one twice the last. */
+export const OWN_REJOIN_FIRST_MS = 30_000;
+export const OWN_REJOIN_MAX_MS = 30 * 60_000;
+/** A streak ends after this long without the unlinked device coming back. */
+export const OWN_REJOIN_QUIET_MS = 60 * 60_000;
 
 export class Recovery {
   /** Conversations stopped at a commit refused for a key my user has not decided on (key-change.ts). */
@@ -19,6 +26,20 @@ export class Recovery {
    * follows is held (never a re-join); a newer list of that user makes the engine try again (listChanged).
    */
   readonly awaitingList = new Map<string, Set<string>>();
+
+  /**
+   * Of those, the ones stopped at a device its user's primary took out under a list newer than
+   * mine coming back (dropped-devices.ts): joined again from the relay's present state once that
+   * state no longer holds it (the primary took it out again), rejoinPastDropped.
+   */
+  readonly rejoinable = new Set<string>();
+
+  /**
+   * A device I unlinked that keeps coming back (the relay carrying it): my re-joins to take it
+   * out, by conversation (rejoinPastOwnUnlinked backs off), and the ones put off until `dueMs`.
+   */
+  private readonly ownRejoins = new Map<string, { count: number; lastMs: number }>();
+  private readonly ownRejoinsDue = new Map<string, { dueMs: number; device: string }>();
 
   /**
    * Of those, the ones stopped because the relay did not answer for the lists the commit was
@@ -44,6 +65,7 @@ export class Recovery {
   /** `conv` no longer waits for anyone's list: a commit of it was accepted, or is about to be judged again. */
   resumed(conv: string): void {
     this.awaitingList.delete(conv);
+    this.rejoinable.delete(conv);
     this.unanswered.delete(conv);
     this.unansweredSince.delete(conv);
   }
@@ -124,7 +146,22 @@ export class Recovery {
    * primary's removal is taken whatever list the others hold, §7.6 (f)).
    */
   async rejoinPastOwnUnlinked(conv: string, device: string): Promise<void> {
-    if (this.s.recovering.has(conv)) return;
+    if (this.s.recovering.has(conv) || this.ownRejoinsDue.has(conv)) return;
+    // It may come back at once, as often as the relay carries it (review round 7): each time
+    // after the last, the next re-join waits twice as long (OWN_REJOIN_FIRST_MS up to
+    // OWN_REJOIN_MAX_MS; a quiet hour starts again), said once per wait.
+    const now = this.s.d.clock();
+    const past = this.ownRejoins.get(conv);
+    const streak = past === undefined || now - past.lastMs >= OWN_REJOIN_QUIET_MS ? 0 : past.count;
+    const wait = streak === 0 ? 0 : Math.min(OWN_REJOIN_FIRST_MS * 2 ** (streak - 1), OWN_REJOIN_MAX_MS);
+    if (past !== undefined && now - past.lastMs < wait) {
+      const dueMs = past.lastMs + wait;
+      this.ownRejoinsDue.set(conv, { dueMs, device });
+      this.s.d.logger.warn("mls.commit.own_unlinked_again", { conversation: conv, streak, waitMs: dueMs - now });
+      this.s.notice("warn", `a device you unlinked (${device}) keeps coming back into ${conv}, which the relay carries: joining ${conv} again to take it out in ${Math.ceil((dueMs - now) / 1000)} s`, conv);
+      return;
+    }
+    this.ownRejoins.set(conv, { count: streak + 1, lastMs: now });
     this.s.recovering.add(conv);
     try {
       const dropped = this.s.held.drop(conv);
@@ -136,6 +173,47 @@ export class Recovery {
     } finally {
       this.s.recovering.delete(conv);
     }
+  }
+
+  /** Re-joins put off by rejoinPastOwnUnlinked's back-off whose time has come (every timer tick). */
+  async retryOwnRejoins(nowMs: number): Promise<void> {
+    for (const [conv, due] of [...this.ownRejoinsDue]) {
+      if (nowMs < due.dueMs) continue;
+      this.ownRejoinsDue.delete(conv);
+      const g = this.s.groups.get(conv);
+      if (g === undefined || !g.active) continue;
+      await this.rejoinPastOwnUnlinked(conv, due.device);
+    }
+  }
+
+  /**
+   * `conv` stopped at a device its user's primary took out under a list newer than mine coming
+   * back (dropped-devices.ts). When the relay's present state no longer holds it (the primary
+   * took it out again; a later commit arrived), I join again from there; while it still does,
+   * the join is refused (commit.ts unlistedDeviceIn reads the same lists) and I wait for the next
+   * commit. Nothing from the device's epochs is read. The commits skipped are never judged, so
+   * the state must hold the same users as mine (sameUsers): a removal or an addition the
+   * device made meanwhile (none is its to make) keeps me where I am, as for any refused device.
+   */
+  async rejoinPastDropped(conv: string): Promise<void> {
+    if (this.s.recovering.has(conv) || !this.rejoinable.has(conv)) return;
+    this.s.recovering.add(conv);
+    try {
+      await this.rejoinPastDroppedNow(conv);
+    } finally {
+      this.s.recovering.delete(conv);
+    }
+  }
+
+  private async rejoinPastDroppedNow(conv: string): Promise<void> {
+    const held = this.s.held.count(conv);
+    const r = await this.r.c.externalJoin(conv, { vouch: (held, joined) => sameUsers(conv, held, joined) });
+    if (!r.ok) {
+      this.s.d.logger.info("mls.recover.dropped_rejoin_not_yet", { conversation: conv, error: describeClientError(r.error) });
+      return;
+    }
+    this.resumed(conv);
+    this.s.notice("warn", `joined ${conv} again past the device that was refused${held > 0 ? `; ${held} message(s) sent meanwhile could not be read` : ""}`, conv);
   }
 
   /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
@@ -156,6 +234,7 @@ export class Recovery {
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
     // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
+    if (this.rejoinable.has(conv)) { await this.rejoinPastDroppedNow(conv); return; }
     if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
     this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
     const dropped = this.s.held.drop(conv);
@@ -186,4 +265,14 @@ export class Recovery {
     }
     return true;
   }
+}
+
+/**
+ * Why a re-join past commits never judged may not replace `held` (undefined: it may): the joined
+ * state must hold the same users as mine (rejoinPastDropped), so that no addition or removal
+ * slips in unjudged.
+ */
+function sameUsers(conv: string, held: MlsGroup, joined: MlsGroup): string | undefined {
+  const users = (g: MlsGroup) => [...new Set(g.members().map((m) => m.username))].sort().join(",");
+  return users(held) === users(joined) ? undefined : `the relay offered a state of ${conv} with other members than yours, made by changes you refused; you stay where you are`;
 }

@@ -1,0 +1,97 @@
+// Devices a user's primary took out under a newer list than the one I hold (PROTOCOL.md §4.5
+// "What my own devices say of my list", §7.6 (f); review round 7).
+//
+// The relay may keep serving me U's list from before an /unlink (one I hold: no rollback to
+// refuse), so the unlinked (stolen) device still looks listed to me. U's primary's self-heal
+// removes it from our groups all the same (a primary may remove its user's devices whatever list
+// I hold), and its commit says which version of U's list it holds (its list claim). Without a
+// memory of that removal, the device could join again by external commit at once, still listed
+// as far as I can tell, and read and write as U until the primary removed it again: a loop at the
+// thief's pace.
+//
+// So: when U's primary removes U's other devices in a commit I accept, claiming a list of U newer
+// than the one I hold, those devices' keys count for me as NOT in U's list until I hold a list of
+// U at least that new (then that list decides: it names them again, or not). A primary's /leave,
+// or a removal under the list I hold, is not remembered (a linked device's later /join stays
+// welcome). The memory is this run's: after a restart the first re-entry is refused only once the
+// primary's next removal is seen again.
+import { deviceBySignatureKey, type DeviceListBody } from "../../protocol/devices.js";
+import type { MembershipChange } from "../../protocol/mls/index.js";
+import type { Logger } from "../../protocol/log.js";
+import type { DeviceDirectory } from "../devices-api.js";
+import { decodeListClaim } from "./list-claims.js";
+import type { ListsOf } from "./policy.js";
+
+/** Users whose dropped devices are remembered at once (the oldest is forgotten). */
+export const DROPPED_USERS_TRACKED = 1_024;
+/** Dropped keys remembered per user (the oldest is forgotten). */
+export const DROPPED_KEYS_PER_USER = 64;
+
+export class DroppedDevices {
+  /** By user: MLS signature key (hex) → the list version the primary's removal claimed. */
+  private readonly byUser = new Map<string, Map<string, number>>();
+
+  constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger) {}
+
+  /**
+   * A commit I accepted, with its authenticated_data: remembers the devices its committer, its
+   * user's primary by the list I hold, took out under a list claim newer than that list.
+   */
+  noteCommit(change: MembershipChange, authenticatedData: Uint8Array): void {
+    const by = change.committer;
+    const held = this.devices.known(by.username);
+    if (held === undefined) return;
+    const claimed = decodeListClaim(authenticatedData);
+    if (claimed === undefined || claimed <= held.version) return;
+    if (deviceBySignatureKey(held, by.signatureKey)?.primary !== true) return;
+    for (const r of change.removed) {
+      if (r.username !== by.username || !r.identityFpr.equals(by.identityFpr)) continue;
+      // A device leaving by its own proposal was not dropped; nor is the primary's own key.
+      if (change.left.some((l) => l.leafIndex === r.leafIndex)) continue;
+      const entry = deviceBySignatureKey(held, r.signatureKey);
+      if (entry === undefined || entry.primary) continue;
+      this.remember(by.username, Buffer.from(r.signatureKey).toString("hex"), claimed);
+    }
+  }
+
+  /** True when `key` of `username` counts as dropped (a primary's removal under a list newer than mine). */
+  isDropped(username: string, signatureKey: Uint8Array): boolean {
+    return this.droppedKeys(username)?.has(Buffer.from(signatureKey).toString("hex")) === true;
+  }
+
+  /** U's list as the device rules read it: the list I hold, less the devices dropped under a newer one. */
+  listOf(username: string): DeviceListBody | undefined {
+    const held = this.devices.known(username);
+    const dropped = this.droppedKeys(username);
+    if (held === undefined || dropped === undefined) return held;
+    return { ...held, devices: held.devices.filter((d) => !dropped.has(d.mlsSignatureKey.toString("hex"))) };
+  }
+
+  /** `listOf` as the policy's ListsOf. */
+  readonly lists: ListsOf = (u) => this.listOf(u);
+
+  /** The keys of `username` still dropped (entries a list as new as their claim has reached are forgotten). */
+  private droppedKeys(username: string): ReadonlySet<string> | undefined {
+    const keys = this.byUser.get(username);
+    if (keys === undefined) return undefined;
+    const version = this.devices.known(username)?.version ?? 0;
+    for (const [k, v] of keys) if (v <= version) keys.delete(k);
+    if (keys.size === 0) {
+      this.byUser.delete(username);
+      return undefined;
+    }
+    return new Set(keys.keys());
+  }
+
+  private remember(username: string, key: string, claimed: number): void {
+    let keys = this.byUser.get(username);
+    if (keys === undefined) {
+      if (this.byUser.size >= DROPPED_USERS_TRACKED) this.byUser.delete(this.byUser.keys().next().value as string);
+      this.byUser.set(username, (keys = new Map()));
+    }
+    keys.delete(key);
+    if (keys.size >= DROPPED_KEYS_PER_USER) keys.delete(keys.keys().next().value as string);
+    keys.set(key, Math.max(claimed, keys.get(key) ?? 0));
+    this.logger.info("mls.devices.dropped_by_primary", { user: username, claimed });
+  }
+}

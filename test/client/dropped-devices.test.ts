@@ -1,0 +1,68 @@
+// Devices a user's primary took out under a list newer than the one I hold (PROTOCOL.md §4.5,
+// src/client/mls/dropped-devices.ts): what is remembered, what is not (a /leave, a linked
+// device's removal, a device leaving by itself), and when a newer list ends the memory.
+import { describe, expect, it } from "vitest";
+import type { DeviceDirectory } from "../../src/client/devices-api.js";
+import { DROPPED_KEYS_PER_USER, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
+import { encodeListClaim } from "../../src/client/mls/list-claims.js";
+import type { DeviceEntry, VerifiedDeviceList } from "../../src/protocol/devices.js";
+import type { MembershipChange, MlsMember } from "../../src/protocol/mls/index.js";
+import { nullLogger } from "../../src/protocol/log.js";
+
+const aliceFpr = Buffer.alloc(32, 0xa1);
+const key = (n: number) => Buffer.alloc(32, n);
+const entry = (n: number, primary = false): DeviceEntry => ({ deviceId: n.toString(16).padStart(16, "0"), name: `d${n}`, authSpki: Buffer.alloc(44, n), mlsSignatureKey: key(n), addedAtMs: 0, primary });
+const leaf = (n: number, leafIndex: number, username = "alice", fpr = aliceFpr): MlsMember => ({ username, identitySpki: Buffer.alloc(44), identityFpr: fpr, signatureKey: key(n), leafIndex });
+const change = (committer: MlsMember, removed: MlsMember[], left: MlsMember[] = []): MembershipChange => ({ committer, added: [], removed, left, external: false });
+
+/** alice's list as I hold it: version `version`, her primary (key 1) and linked devices 2 and 3. */
+function world(version: number) {
+  let v = version;
+  const devices = {
+    known: (u: string) => (u === "alice" ? ({ username: "alice", version: v, issuedAtMs: 0, devices: [entry(1, true), entry(2), entry(3)] } as unknown as VerifiedDeviceList) : undefined),
+  } as unknown as DeviceDirectory;
+  return { d: new DroppedDevices(devices, nullLogger), setVersion: (n: number) => { v = n; } };
+}
+const keysOf = (d: DroppedDevices) => d.listOf("alice")?.devices.map((e) => e.mlsSignatureKey[0]);
+
+describe("devices dropped by their user's primary under a newer list", () => {
+  it("the primary's removal claiming a newer list: the device counts as unlisted until a list that new is held", () => {
+    const { d, setVersion } = world(1);
+    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(3));
+    expect(d.isDropped("alice", key(2))).toBe(true);
+    expect(keysOf(d)).toEqual([1, 3]);
+    expect(d.lists("alice")?.devices).toHaveLength(2);
+    setVersion(2);
+    expect(d.isDropped("alice", key(2))).toBe(true); // still older than the claim
+    setVersion(3);
+    expect(d.isDropped("alice", key(2))).toBe(false); // that list decides now
+    expect(keysOf(d)).toEqual([1, 2, 3]);
+  });
+
+  it("nothing is remembered for a removal under the list I hold (a primary's /leave), without a claim, or with an older one", () => {
+    const { d } = world(2);
+    d.noteCommit(change(leaf(1, 0), [leaf(2, 1), leaf(3, 2)]), encodeListClaim(2));
+    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), new Uint8Array(0));
+    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(1));
+    expect(keysOf(d)).toEqual([1, 2, 3]);
+  });
+
+  it("nor a linked device's removal, a device leaving by its own proposal, another user's leaf, or the primary's own", () => {
+    const { d } = world(1);
+    d.noteCommit(change(leaf(2, 1), [leaf(3, 2)]), encodeListClaim(5)); // a linked device is not the list's authority
+    d.noteCommit(change(leaf(1, 0), [leaf(3, 2)], [leaf(3, 2)]), encodeListClaim(5)); // device 3 left by itself
+    d.noteCommit(change(leaf(1, 0), [leaf(9, 3, "bob", Buffer.alloc(32, 0xb0))]), encodeListClaim(5));
+    d.noteCommit(change(leaf(1, 0), [leaf(2, 1, "alice", Buffer.alloc(32, 0xcc))]), encodeListClaim(5)); // another identity named alice
+    d.noteCommit(change(leaf(1, 0), [leaf(1, 4)]), encodeListClaim(5)); // the primary's key itself
+    expect(keysOf(d)).toEqual([1, 2, 3]);
+    expect(d.listOf("bob")).toBeUndefined();
+  });
+
+  it("a device its list does not name is not remembered (already unlisted); the memory per user is bounded", () => {
+    const { d } = world(1);
+    d.noteCommit(change(leaf(1, 0), [leaf(7, 1)]), encodeListClaim(2));
+    expect(d.isDropped("alice", key(7))).toBe(false);
+    for (let i = 0; i < DROPPED_KEYS_PER_USER; i++) d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2 + i));
+    expect(d.isDropped("alice", key(2))).toBe(true); // the same key again takes one place
+  });
+});

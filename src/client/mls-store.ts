@@ -43,7 +43,7 @@ import { AES_KEY_BYTES, aesGcmDecrypt, aesGcmEncrypt, GCM_IV_BYTES, GCM_TAG_BYTE
 const KDF_INFO = "securechat/v1/mls-store-key";
 const SCHEMA_VERSION = "1";
 
-type Row = "client" | "key-package" | "group" | "pending-commit";
+type Row = "client" | "key-package" | "group" | "pending-commit" | "value";
 
 /** Why a stored item could not be used; one sentence, names no secret. */
 export class MlsStoreError extends Error {
@@ -115,6 +115,7 @@ export class MlsKeyStore {
           epoch TEXT NOT NULL, sealed BLOB NOT NULL);
         CREATE TABLE IF NOT EXISTS pending_commits (conversation_id TEXT PRIMARY KEY, group_id BLOB NOT NULL,
           epoch TEXT NOT NULL, sealed BLOB NOT NULL);
+        CREATE TABLE IF NOT EXISTS sealed_values (name TEXT PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;
         INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', '${SCHEMA_VERSION}');
       `);
       const mode = this.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
@@ -156,6 +157,8 @@ export class MlsKeyStore {
       // Settled by a save past its epoch (accepted and confirmed, or another commit won it) or of another group.
       pendingSettled: p("DELETE FROM pending_commits WHERE conversation_id = ? AND (group_id <> ? OR CAST(epoch AS INTEGER) < CAST(? AS INTEGER))"),
       pendingAll: p("SELECT conversation_id FROM pending_commits ORDER BY conversation_id"),
+      valueGet: p("SELECT sealed FROM sealed_values WHERE name = ?"),
+      valuePut: p("INSERT OR REPLACE INTO sealed_values (name, sealed) VALUES (?, ?)"),
     };
   }
 
@@ -404,6 +407,17 @@ export class MlsKeyStore {
   /** The conversations a group state is kept for. */
   conversations(): string[] {
     return (this.q["groupAll"]!.all() as Record<string, unknown>[]).map((r) => String(r["conversation_id"]));
+  }
+
+  /** A small value of the engine's (dropped-devices.ts), sealed like the rest and bound to its name. */
+  putValue(name: string, bytes: Uint8Array): void {
+    this.q["valuePut"]!.run(name, this.seal("value", name, bytes));
+  }
+
+  /** The value kept under `name`, or undefined; MlsStoreError when it does not open. */
+  value(name: string): Buffer | undefined {
+    const row = this.q["valueGet"]!.get(name) as { sealed: Uint8Array } | undefined;
+    return row === undefined ? undefined : this.open("value", name, row.sealed);
   }
 
   close(): void {

@@ -165,5 +165,17 @@ describe("the unlinked device joining again after the primary's self-heal took i
     expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
     expect(notices(bob, /a device alice's own primary device took out of dm:alice:bob .* came back into it; it was refused/)).toHaveLength(3);
     expect(notices(laptop, /a device you unlinked \(.*\) made a change in dm:alice:bob, which the relay carried: joined dm:alice:bob again to take it out/)).toHaveLength(3);
+    // bob restarts: the memory is kept (sealed in his MLS store), so the next re-entry is refused too.
+    await bob.engine.idle();
+    bob.engine.close();
+    ds.disconnect("bob", bob.entry.deviceId);
+    bob.engine = w.engine(bob);
+    await w.start(bob);
+    const g = await thiefJoins(desktop);
+    await waitUntil(() => linesIn(bob, dm).filter((l) => l.kind === "refused-device").length === 4, "bob, restarted, refuses the desktop's re-entry");
+    await injectLine(w, bob, dm, g, desktop, "new number, send the code here 4", "104");
+    await bob.engine.idle();
+    expect(leafKeys(bob, dm)).not.toContain(keyOf(desktop));
+    expect(textsIn(bob, dm).some((x) => x.includes("send the code"))).toBe(false);
   });
 });

@@ -1,7 +1,12 @@
 // Devices a user's primary took out under a list newer than the one I hold (PROTOCOL.md §4.5,
 // src/client/mls/dropped-devices.ts): what is remembered, what is not (a /leave, a linked
 // device's removal, a device leaving by itself), and when a newer list ends the memory.
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { DeviceDirectory } from "../../src/client/devices-api.js";
 import { DROPPED_KEYS_PER_USER, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
 import { encodeListClaim } from "../../src/client/mls/list-claims.js";
@@ -64,5 +69,33 @@ describe("devices dropped by their user's primary under a newer list", () => {
     expect(d.isDropped("alice", key(7))).toBe(false);
     for (let i = 0; i < DROPPED_KEYS_PER_USER; i++) d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2 + i));
     expect(d.isDropped("alice", key(2))).toBe(true); // the same key again takes one place
+  });
+});
+
+describe("the memory across restarts", () => {
+  it("is kept sealed in the MLS store and read back by the next run; a damaged value is a log line, not a failure", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sc-dropped-"));
+    try {
+      const id = { username: "bob", sigPrivate: generateKeyPairSync("ed25519").privateKey };
+      const path = join(dir, "bob_mls.db");
+      const devices = { known: (u: string) => (u === "alice" ? ({ username: "alice", version: 1, issuedAtMs: 0, devices: [entry(1, true), entry(2), entry(3)] } as unknown as VerifiedDeviceList) : undefined) } as unknown as DeviceDirectory;
+      let store = MlsKeyStore.open(path, id);
+      new DroppedDevices(devices, nullLogger, store).noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2));
+      store.close();
+      store = MlsKeyStore.open(path, id);
+      expect(new DroppedDevices(devices, nullLogger, store).isDropped("alice", key(2))).toBe(true);
+      store.putValue("dropped-devices", Buffer.from("{not json"));
+      const warned: string[] = [];
+      const logger = { ...nullLogger, warn: (event: string) => void warned.push(event) };
+      expect(new DroppedDevices(devices, logger, store).isDropped("alice", key(2))).toBe(false);
+      expect(warned).toEqual(["mls.devices.dropped_unreadable"]);
+      store.close();
+      // Another key file cannot open it.
+      store = MlsKeyStore.open(path, { username: "bob", sigPrivate: generateKeyPairSync("ed25519").privateKey });
+      expect(() => store.value("dropped-devices")).toThrow(/does not open with this key file/);
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -13,8 +13,7 @@
 // than the one I hold, those devices' keys count for me as NOT in U's list until I hold a list of
 // U at least that new (then that list decides: it names them again, or not). A primary's /leave,
 // or a removal under the list I hold, is not remembered (a linked device's later /join stays
-// welcome). The memory is this run's: after a restart the first re-entry is refused only once the
-// primary's next removal is seen again.
+// welcome). The memory is kept in the MLS store (sealed like the groups), so a restart keeps it.
 import { deviceBySignatureKey, type DeviceListBody } from "../../protocol/devices.js";
 import type { MembershipChange } from "../../protocol/mls/index.js";
 import type { Logger } from "../../protocol/log.js";
@@ -27,11 +26,20 @@ export const DROPPED_USERS_TRACKED = 1_024;
 /** Dropped keys remembered per user (the oldest is forgotten). */
 export const DROPPED_KEYS_PER_USER = 64;
 
+/** Where the memory is kept between runs (MlsKeyStore's sealed values). */
+export interface DroppedDevicesKeep {
+  value(name: string): Uint8Array | undefined;
+  putValue(name: string, bytes: Uint8Array): void;
+}
+
+const KEPT_AS = "dropped-devices";
+
 export class DroppedDevices {
   /** By user: MLS signature key (hex) → the list version the primary's removal claimed. */
   private readonly byUser = new Map<string, Map<string, number>>();
+  private loaded = false;
 
-  constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger) {}
+  constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger, private readonly keep?: DroppedDevicesKeep) {}
 
   /**
    * A commit I accepted, with its authenticated_data: remembers the devices its committer, its
@@ -72,6 +80,7 @@ export class DroppedDevices {
 
   /** The keys of `username` still dropped (entries a list as new as their claim has reached are forgotten). */
   private droppedKeys(username: string): ReadonlySet<string> | undefined {
+    this.load();
     const keys = this.byUser.get(username);
     if (keys === undefined) return undefined;
     const version = this.devices.known(username)?.version ?? 0;
@@ -84,6 +93,7 @@ export class DroppedDevices {
   }
 
   private remember(username: string, key: string, claimed: number): void {
+    this.load();
     let keys = this.byUser.get(username);
     if (keys === undefined) {
       if (this.byUser.size >= DROPPED_USERS_TRACKED) this.byUser.delete(this.byUser.keys().next().value as string);
@@ -93,5 +103,35 @@ export class DroppedDevices {
     if (keys.size >= DROPPED_KEYS_PER_USER) keys.delete(keys.keys().next().value as string);
     keys.set(key, Math.max(claimed, keys.get(key) ?? 0));
     this.logger.info("mls.devices.dropped_by_primary", { user: username, claimed });
+    this.save();
+  }
+
+  /** The kept memory, read once (what does not read is dropped with a log line: a memory, not a right). */
+  private load(): void {
+    if (this.loaded) return;
+    this.loaded = true;
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = this.keep?.value(KEPT_AS);
+      if (bytes === undefined) return;
+      const rows = JSON.parse(Buffer.from(bytes).toString("utf8")) as unknown;
+      if (!Array.isArray(rows)) throw new Error("not a list");
+      for (const row of rows.slice(-DROPPED_USERS_TRACKED)) {
+        if (!Array.isArray(row) || typeof row[0] !== "string" || !Array.isArray(row[1])) continue;
+        const keys = new Map<string, number>();
+        for (const [k, v] of (row[1] as unknown[]).slice(-DROPPED_KEYS_PER_USER) as [unknown, unknown][]) {
+          if (typeof k === "string" && /^[0-9a-f]{2,256}$/.test(k) && Number.isSafeInteger(v) && (v as number) > 0) keys.set(k, v as number);
+        }
+        if (keys.size > 0) this.byUser.set(row[0], keys);
+      }
+    } catch (e) {
+      this.logger.warn("mls.devices.dropped_unreadable", { reason: (e as Error).message });
+    }
+  }
+
+  private save(): void {
+    if (this.keep === undefined) return;
+    const rows = [...this.byUser].map(([u, keys]) => [u, [...keys]]);
+    this.keep.putValue(KEPT_AS, Buffer.from(JSON.stringify(rows), "utf8"));
   }
 }

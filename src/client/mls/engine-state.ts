@@ -145,7 +145,7 @@ export class EngineState {
     const devices = d.devices;
     this.listClaims = devices === undefined ? undefined
       : new ListClaims({ devices, clock: d.clock, logger: d.logger, warn: (text, conv) => this.notice("warn", text, conv) });
-    this.dropped = devices === undefined ? undefined : new DroppedDevices(devices, d.logger);
+    this.dropped = devices === undefined ? undefined : new DroppedDevices(devices, d.logger, d.store);
   }
 
   members(conversationId: string): readonly string[] | undefined {

@@ -233,8 +233,11 @@ export class Recovery {
     const caught = await this.catchUp(conv);
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
-    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
+    // Past a device its user's primary dropped: only a re-join that the same users vouch for.
     if (this.rejoinable.has(conv)) { await this.rejoinPastDroppedNow(conv); return; }
+    // Past a device I unlinked, my re-join waits out its back-off (retryOwnRejoins).
+    if (this.ownRejoinsDue.has(conv)) { this.s.d.logger.info("mls.recover.backing_off", { conversation: conv, held: this.s.held.count(conv) }); return; }
+    // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
     if (this.undecided.has(conv) || this.awaitingList.has(conv)) { this.s.d.logger.info("mls.recover.undecided", { conversation: conv, held: this.s.held.count(conv) }); return; }
     this.s.d.logger.warn("mls.recover.rejoin", { conversation: conv, held: this.s.held.count(conv) });
     const dropped = this.s.held.drop(conv);

@@ -271,7 +271,7 @@ export class MlsDeliveryService {
    * SendMls (PROTOCOL.md §8.3), the checks after the rate limit, in frame order: size; strict
    * decode; a PrivateMessage whose content type is application or proposal (a commit must come
    * by SendCommit); a known group; the session's user a member by the hint; the framing's epoch
-   * the group's current one or the one before. Then who gets a queue row: every other member by
+   * the group's current one or the one before (a proposal: the current one only). Then who gets a queue row: every other member by
    * the hint (the lobby: only those in its audience now), each queue within its caps. Returns
    * what to hand to the group commit; throws Refusal.
    */
@@ -292,6 +292,12 @@ export class MlsDeliveryService {
       throw bad(`the message is for epoch ${epoch}, but the group of ${g.conversationId} is at epoch ${g.epoch}; only messages for epoch ${g.epoch}${g.epoch > 0 ? ` or ${g.epoch - 1}` : ""} are accepted`);
     }
     if (ctx.isResend(messageId)) return { kind: "duplicate" };
+    // (After the resend check: one accepted before is answered as such.) A proposal of the epoch
+    // before can never be committed (members drop it as stale): its sender (a /leave) must learn
+    // that the group moved on and propose again, or its leaf would stay in the group unread.
+    if (framing.contentType === "proposal" && epoch !== g.epoch) {
+      throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the group of ${g.conversationId} moved on to epoch ${g.epoch}; a proposal for epoch ${epoch} could no longer be committed`);
+    }
     // Every device of every member by the hint but the sending one (§4.5; the lobby: its audience now).
     const rows = this.addressesOf(s.groupMembers(groupId), conv.kind === "lobby");
     const kind = framing.contentType === "application" ? MlsKind.MLS_KIND_APPLICATION : MlsKind.MLS_KIND_PROPOSAL;

@@ -94,6 +94,24 @@ describe("SendMls abuse", () => {
     await stillServed(a, b);
   });
 
+  it("a proposal of the epoch before is refused EPOCH_TAKEN (it could never be committed); a message of that epoch is taken", async () => {
+    const { a, b, ga, gb } = await opsRoom();
+    const line = await ga.encrypt(text("still epoch 1"));
+    const leave = await ga.proposeLeave();
+    const u = await gb.selfUpdate();
+    expect(await sendCommit(b, u.commit)).toMatchObject({ accepted: true });
+    gb.confirmCommit();
+    refusedWith(await sendMls(a, leave), ErrorCode.ERROR_CODE_EPOCH_TAKEN,
+      /^the group of #ops moved on to epoch 2; a proposal for epoch 1 could no longer be committed$/);
+    await sendMlsAccepted(a, line);
+    expect((await takeMls(b, 1))[0]!.mls.kind).toBe(MlsKind.MLS_KIND_APPLICATION);
+    // Proposed again in the group's epoch, it is taken.
+    await ga.process((await takeMls(a, 1))[0]!.mls.mls);
+    await sendMlsAccepted(a, await ga.proposeLeave());
+    expect((await takeMls(b, 1))[0]!.mls.kind).toBe(MlsKind.MLS_KIND_PROPOSAL);
+    await stillServed(a, b);
+  });
+
   it("garbage, a commit, a Welcome or a message of an unknown group sent as SendMls: each refused with a sentence", async () => {
     const { a, b, ga, gb, pb } = await opsRoom();
     refusedWith(await sendMls(a, Buffer.from("garbage")), ErrorCode.ERROR_CODE_BAD_MLS_MESSAGE, /^the MLS message does not decode as an MLS message$/);

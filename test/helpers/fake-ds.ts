@@ -390,6 +390,8 @@ export class FakeDs {
     if (g === undefined) return refuse("UNKNOWN_GROUP", "no such group");
     if (!g.members.has(user)) return refuse("NOT_A_MEMBER", "not a member");
     if (f.epoch !== g.epoch && f.epoch !== g.epoch - 1) return refuse("BAD_MLS_MESSAGE", `the group is at epoch ${g.epoch}`);
+    // As the relay (§8.3): a proposal only for the current epoch (one of the epoch before can never be committed).
+    if (f.contentType === "proposal" && f.epoch !== g.epoch) return { ok: false, code: "EPOCH_TAKEN", detail: "the group moved on" };
     const kind = f.contentType === "proposal" ? MlsKind.MLS_KIND_PROPOSAL : MlsKind.MLS_KIND_APPLICATION;
     const queuedFor: string[] = [];
     const lobby = g.conv === "lobby";

@@ -35,6 +35,8 @@ export { LOBBY_MAX_MEMBERS, type ConversationDeps } from "./engine-state.js";
 
 /** Names per ClaimKeyPackages request (the relay's limit, §8.2). */
 const CLAIM_MAX = 100;
+/** /leave proposes again after a refusal for a past epoch (the group moved on) at most this often in all. */
+const LEAVE_ATTEMPTS = 3;
 
 export class MlsConversations {
   private readonly s: EngineState;
@@ -298,16 +300,22 @@ export class MlsConversations {
           { added: [], removed: [] }, undefined, (x) => x.members().some((m) => m.username === this.s.d.me && m.leafIndex !== x.myLeafIndex));
         if (!out.ok) return out;
       }
-      const cur = this.s.groups.get(room);
+      let cur = this.s.groups.get(room);
       if (cur === undefined || !cur.active) return fail({ kind: "not-a-member", room, action: "leave" });
-      const staying = cur.members().some((m) => m.username === this.s.d.me && m.leafIndex !== cur.myLeafIndex);
-      if (cur.members().length > 1) {
+      const staying = cur.members().some((m) => m.username === this.s.d.me && m.leafIndex !== cur!.myLeafIndex);
+      // A proposal is committed only in its own epoch: one the group moved past meanwhile is
+      // refused EPOCH_TAKEN by the relay (§8.3); the commits it missed are fetched and the leave
+      // proposed again, so that my leaf never stays behind unread.
+      for (let attempt = 0; cur.members().length > 1; attempt++) {
         const proposal = await cur.proposeLeave();
         const r = await this.s.d.ds.sendMls(proposal);
-        if (!r.ok) {
-          this.s.reload(room);
-          return fail(refusedError(r));
-        }
+        if (r.ok) break;
+        this.s.reload(room);
+        if (r.code !== "EPOCH_TAKEN" || attempt >= LEAVE_ATTEMPTS - 1) return fail(refusedError(r));
+        await this.r.recovery.catchUp(room);
+        const next = this.s.groups.get(room);
+        if (next === undefined || !next.active) return ok(undefined); // removed meanwhile: nothing left to leave
+        cur = next;
       }
       this.s.forget(room);
       this.s.line(room, { kind: "left", by: this.s.d.me, users: [], atMs: this.s.d.clock() });

@@ -19,7 +19,7 @@
 //
 // The bounds, each the limit of the check that follows the decode: frame-scan-tables.ts.
 // A refused request still takes its tokens first (§13.2 "Then the rate"): the session hands the
-// refusal to the request's own handler (session.ts), which takes them as for a decoded one.
+// refusal to the request's own handler (session-requests.ts), which takes them as for a decoded one.
 import { ErrorCode, SendEnvelope, type SessionRequest } from "../gen/securechat/v1/chat.js";
 import { MAX_DEVICES } from "../protocol/devices.js";
 import { keyPackagePublishTokens, mlsWriteTokens } from "../protocol/limits.js";
@@ -270,7 +270,7 @@ function refusalOf(s: Scan, b: FrameScanBounds): RefusedRequest | undefined {
   const n = (slot: number): number => s.slots[slot]!;
   const requestId = n(S_REQUEST_ID);
   switch (s.frameCase) {
-    case 10: // LookupKeys (session.ts lookupKeys)
+    case 10: // LookupKeys (session-requests.ts lookupKeys)
       if (n(S_LOOKUP_NAMES) > b.maxRecipients) {
         return new RefusedRequest({ $case: "lookupKeys", value: { requestId, usernames: [] } },
           new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${b.maxRecipients} users, not ${n(S_LOOKUP_NAMES)}`), 1);

@@ -20,17 +20,19 @@
 // The bounds, each the limit of the check that follows the decode: frame-scan-tables.ts.
 // A refused request still takes its tokens first (§13.2 "Then the rate"): the session hands the
 // refusal to the request's own handler (session-requests.ts), which takes them as for a decoded one.
-import { ErrorCode, SendEnvelope, type SessionRequest } from "../gen/securechat/v1/chat.js";
-import { MAX_DEVICES } from "../protocol/devices.js";
+import { SendEnvelope, type SessionRequest } from "../gen/securechat/v1/chat.js";
+import { MAX_DEVICES, TOO_MANY_DEVICES } from "../protocol/devices.js";
 import { keyPackagePublishTokens, mlsWriteTokens } from "../protocol/limits.js";
-import { MAX_HINT_NAMES } from "./commit-checks.js";
-import { Refusal, sessionEnd, type SessionEnd } from "./errors.js";
+import { MAX_HINT_NAMES, tooManyHintNames } from "./commit-checks.js";
+import { malformedList, tooManyFetchNames } from "./devices.js";
+import { sessionEnd, type Refusal, type SessionEnd } from "./errors.js";
 import {
   Kind, S_ACK_SEQS, S_CLAIM_DEVICES, S_CLAIM_NAMES, S_COMMIT_ADDED, S_COMMIT_BYTES, S_COMMIT_REMOVED, S_DL_DEVICES, S_ENV_MESSAGE_ID, S_ENV_RECIPIENTS,
   S_ENV_WRAPS, S_FETCH_DL_NAMES, S_KP_LAST_RESORT, S_KP_ONE_TIME, S_LOOKUP_NAMES, S_REQUEST_ID, SESSION_REQUEST, SLOTS, STEP_SLACK, type FrameScanBounds, type Message,
 } from "./frame-scan-tables.js";
 import { MAX_ACK_SEQS } from "./limits.js";
-import { MAX_CLAIM_USERS, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";
+import { MAX_CLAIM_USERS, MAX_ONE_TIME_KEY_PACKAGES, tooManyClaimDevices, tooManyClaimUsers, tooManyOneTime } from "./mls-key-packages.js";
+import { tooManyLookupNames } from "./session-requests.js";
 
 export { frameScanBoundsFor, STEP_SLACK, type FrameScanBounds } from "./frame-scan-tables.js";
 
@@ -265,31 +267,29 @@ class Scan {
   }
 }
 
-/** A count over its bound: the request's own refusal, as its check after the decode words it. */
+/** A count over its bound: the request's own refusal, made by the function its check after the decode throws (one sentence each). */
 function refusalOf(s: Scan, b: FrameScanBounds): RefusedRequest | undefined {
   const n = (slot: number): number => s.slots[slot]!;
   const requestId = n(S_REQUEST_ID);
   switch (s.frameCase) {
     case 10: // LookupKeys (session-requests.ts lookupKeys)
       if (n(S_LOOKUP_NAMES) > b.maxRecipients) {
-        return new RefusedRequest({ $case: "lookupKeys", value: { requestId, usernames: [] } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${b.maxRecipients} users, not ${n(S_LOOKUP_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "lookupKeys", value: { requestId, usernames: [] } }, tooManyLookupNames(b.maxRecipients, n(S_LOOKUP_NAMES)), 1);
       }
       return undefined;
     case 11: { // PublishKeyPackages (mls-key-packages.ts publishKeyPackages); its tokens: writeTokens
       const oneTime = n(S_KP_ONE_TIME);
       if (oneTime <= MAX_ONE_TIME_KEY_PACKAGES) return undefined;
       return new RefusedRequest({ $case: "publishKeyPackages", value: { requestId, oneTime: [], lastResort: Buffer.alloc(0) } },
-        new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${oneTime}`),
-        keyPackagePublishTokens(oneTime + (n(S_KP_LAST_RESORT) > 0 ? 1 : 0), b.burst));
+        tooManyOneTime(oneTime), keyPackagePublishTokens(oneTime + (n(S_KP_LAST_RESORT) > 0 ? 1 : 0), b.burst));
     }
     case 12: { // ClaimKeyPackages (mls-key-packages.ts claimKeyPackages)
       const value = { requestId, usernames: [], deviceIds: [] };
       if (n(S_CLAIM_NAMES) > MAX_CLAIM_USERS) {
-        return new RefusedRequest({ $case: "claimKeyPackages", value }, new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${n(S_CLAIM_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "claimKeyPackages", value }, tooManyClaimUsers(n(S_CLAIM_NAMES)), 1);
       }
       if (n(S_CLAIM_DEVICES) > MAX_DEVICES) {
-        return new RefusedRequest({ $case: "claimKeyPackages", value }, new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`), 1);
+        return new RefusedRequest({ $case: "claimKeyPackages", value }, tooManyClaimDevices(), 1);
       }
       return undefined;
     }
@@ -298,18 +298,16 @@ function refusalOf(s: Scan, b: FrameScanBounds): RefusedRequest | undefined {
       const mlsBytes = n(S_COMMIT_BYTES) + n(S_COMMIT_BYTES + 1) + n(S_COMMIT_BYTES + 2) + n(S_COMMIT_BYTES + 3);
       const empty = Buffer.alloc(0);
       return new RefusedRequest({ $case: "sendCommit", value: { requestId, commit: empty, groupInfo: empty, added: [], removed: [], welcome: empty, ratchetTree: empty } },
-        new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`), mlsWriteTokens(mlsBytes, b.burst));
+        tooManyHintNames(), mlsWriteTokens(mlsBytes, b.burst));
     }
-    case 19: // PublishDeviceList (devices.ts publishDeviceList: verifyDeviceList's "it lists more than 16 devices")
+    case 19: // PublishDeviceList (devices.ts publishDeviceList: verifyDeviceList's TOO_MANY_DEVICES)
       if (n(S_DL_DEVICES) > MAX_DEVICES) {
-        return new RefusedRequest({ $case: "publishDeviceList", value: { requestId, list: undefined } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_DEVICE_LIST, `malformed list: it lists more than ${MAX_DEVICES} devices`), 1);
+        return new RefusedRequest({ $case: "publishDeviceList", value: { requestId, list: undefined } }, malformedList(TOO_MANY_DEVICES), 1);
       }
       return undefined;
     case 20: // FetchDeviceLists (devices.ts fetchDeviceLists)
       if (n(S_FETCH_DL_NAMES) > b.maxRecipients) {
-        return new RefusedRequest({ $case: "fetchDeviceLists", value: { requestId, usernames: [] } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${b.maxRecipients} users, not ${n(S_FETCH_DL_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "fetchDeviceLists", value: { requestId, usernames: [] } }, tooManyFetchNames(b.maxRecipients, n(S_FETCH_DL_NAMES)), 1);
       }
       return undefined;
     default:

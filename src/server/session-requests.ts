@@ -16,6 +16,11 @@ import type { MlsDeliveryService } from "./mls-ds.js";
 /** A request answered here: any but the sends and acks, which session.ts takes in its pipeline. */
 export type HandledFrame = Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>;
 
+/** LookupKeys naming more than max_recipients users (the frame scan, frame-scan.ts, refuses the same count undecoded). */
+export function tooManyLookupNames(max: number, n: number): Refusal {
+  return new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${max} users, not ${n}`);
+}
+
 /** One session's request handlers (made by session.ts's AuthenticatedSession, which hands each request here). */
 export class SessionRequests {
   /**
@@ -78,7 +83,8 @@ export class SessionRequests {
     }
     if (refused !== undefined) return fail(refused.refusal.code, refused.refusal.message);
     if (req.usernames.length > deps.limits.maxRecipients) {
-      return fail(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${deps.limits.maxRecipients} users, not ${req.usernames.length}`);
+      const e = tooManyLookupNames(deps.limits.maxRecipients, req.usernames.length);
+      return fail(e.code, e.message);
     }
     // The names not in memory are read together (one store call), invalid ones never (§6).
     const names = [...new Set(req.usernames)];

@@ -13,7 +13,7 @@ import { bad, mls } from "./mls-checks.js";
 import { checkExternalCommit, groupContextOf } from "./mls-external.js";
 import type { MlsDsDeps } from "./mls-ds.js";
 import { decodeClientMls, type MlsShapeBounds } from "./mls-shape.js";
-import type { MembershipHint } from "./store/mls.js";
+import type { MembershipHint } from "./store/mls-types.js";
 
 /** Usernames one commit's membership hint may name (added and removed together). */
 export const MAX_HINT_NAMES = 1000;

@@ -15,7 +15,7 @@ import type { ResponseFrame } from "./frames.js";
 import { bad, mls, sha256 } from "./mls-checks.js";
 import type { MlsDsDeps } from "./mls-ds.js";
 import { checkMlsShape, shapeBoundsFor } from "./mls-shape.js";
-import type { StoredKeyPackageInput } from "./store/mls.js";
+import type { StoredKeyPackageInput } from "./store/mls-types.js";
 
 /** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
 export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;

@@ -28,6 +28,8 @@ export const DEVICE_PROOF_LABEL = "securechat/v1/device-proof";
 export const MAX_DEVICES = 16;
 export const DEVICE_NAME_MAX_CHARS = 32;
 export const MLS_SIGNATURE_KEY_BYTES = 32;
+/** Why a list of more than MAX_DEVICES is malformed (the relay's frame scan, frame-scan.ts, refuses one with it undecoded). */
+export const TOO_MANY_DEVICES = `it lists more than ${MAX_DEVICES} devices`;
 const ED25519_SIGNATURE_BYTES = 64;
 const DEVICE_ID_RE = /^[0-9a-f]{16}$/;
 
@@ -88,7 +90,7 @@ export function checkDeviceListBody(body: DeviceListBody, identitySpki: Uint8Arr
   if (!Number.isSafeInteger(body.version) || body.version < 1) throw bad("the version must be a whole number from 1");
   if (!Number.isSafeInteger(body.issuedAtMs) || body.issuedAtMs < 0) throw bad("issued_at_ms must be a whole number");
   if (!Array.isArray(body.devices) || body.devices.length === 0) throw bad("it lists no device");
-  if (body.devices.length > MAX_DEVICES) throw bad(`it lists more than ${MAX_DEVICES} devices`);
+  if (body.devices.length > MAX_DEVICES) throw bad(TOO_MANY_DEVICES);
   const ids = new Set<string>();
   const auth = new Set<string>();
   const mls = new Set<string>();

@@ -13,10 +13,13 @@ import { bad, mls } from "./mls-checks.js";
 import { checkExternalCommit, groupContextOf } from "./mls-external.js";
 import type { MlsDsDeps } from "./mls-ds.js";
 import { decodeClientMls, type MlsShapeBounds } from "./mls-shape.js";
-import type { MembershipHint } from "./store/mls.js";
+import type { MembershipHint } from "./store/mls-types.js";
 
 /** Usernames one commit's membership hint may name (added and removed together). */
 export const MAX_HINT_NAMES = 1000;
+
+/** A hint over MAX_HINT_NAMES (checkHint; the frame scan, frame-scan.ts, refuses the same count before the decode). */
+export const tooManyHintNames = (): Refusal => new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
 
 /**
  * The Welcome beside a commit: present exactly when it adds users (not by an external join), of
@@ -80,7 +83,7 @@ export function checkGroupSize(d: MlsDsDeps, groupId: Buffer, conversationId: st
  * name in `removed` is therefore dropped: the joiner is a member by it.
  */
 export function checkHint(groupId: Buffer, external: boolean, me: string, added: readonly string[], removed: readonly string[]): MembershipHint {
-  if (added.length + removed.length > MAX_HINT_NAMES) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`);
+  if (added.length + removed.length > MAX_HINT_NAMES) throw tooManyHintNames();
   const all = [...added, ...removed];
   if (!all.every((u) => isValidUsername(u))) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit's added or removed names include an invalid username");
   if (new Set(all).size !== all.length) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "a commit names a user twice in added and removed");

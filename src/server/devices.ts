@@ -234,6 +234,13 @@ export interface DeviceServiceDeps {
 
 const badList = (detail: string): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_DEVICE_LIST, detail);
 
+/** A published list that breaks the rules of §4.5 (`reason`: checkDeviceListBody's, e.g. TOO_MANY_DEVICES; also the frame scan's, frame-scan.ts). */
+export const malformedList = (reason: string): Refusal => badList(`malformed list: ${reason}`);
+
+/** FetchDeviceLists naming more than max_recipients users (the frame scan, frame-scan.ts, refuses the same count undecoded). */
+export const tooManyFetchNames = (max: number, n: number): Refusal =>
+  new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${max} users, not ${n}`);
+
 /**
  * PROTOCOL.md §8.2 "Releasing a name": a session keeps the binding it proved at its handshake;
  * the operator may have released the name since (another process, or another relay of a
@@ -265,7 +272,7 @@ export function publishDeviceList(d: DeviceServiceDeps, user: DirectoryUser, req
     list = verifyDeviceList(fromWireDeviceList(req.list), me, user.record.sigSpki);
   } catch (e) {
     if (isProtocolError(e, "bad-signature")) throw badList(`bad signature: the list is not signed by ${me}'s identity key`);
-    if (isProtocolError(e)) throw badList(`malformed list: ${e.message.replace(/^device list: /, "")}`);
+    if (isProtocolError(e)) throw malformedList(e.message.replace(/^device list: /, ""));
     throw e;
   }
   const before = d.devices.of(me);
@@ -337,7 +344,7 @@ function dropForeignKeyPackages(d: DeviceServiceDeps, address: string, mlsKey: B
 /** FetchDeviceLists: the kept lists of the names asked (unknown names and users without a list left out), with DeviceSeen. */
 export function fetchDeviceLists(d: DeviceServiceDeps, req: FetchDeviceLists): ResponseFrame {
   const names = [...new Set(req.usernames)];
-  if (names.length > d.limits.maxRecipients) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${d.limits.maxRecipients} users, not ${names.length}`);
+  if (names.length > d.limits.maxRecipients) throw tooManyFetchNames(d.limits.maxRecipients, names.length);
   // A name that cannot be bound (§4.1) is left out like an unknown one, without a lookup; the
   // others not in memory are read together (one store call each for bindings, lists, last seen).
   const bound = d.directory.getMany(names.filter((n) => isValidUsername(n)));

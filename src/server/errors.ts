@@ -211,3 +211,15 @@ export function envelopeRefusalOf(err: unknown): Refusal {
   if (isProtocolError(err)) return new Refusal(ErrorCode.ERROR_CODE_BAD_ENVELOPE, `malformed envelope: ${err.message}`);
   throw err;
 }
+
+/**
+ * A request's failure as a refusal: a Refusal as it is; a failure of the relay's storage (a
+ * shared database unreachable, a full disk or database budget, an I/O error: isStorageFailure)
+ * as STORAGE_UNAVAILABLE for this request only, the session going on (PROTOCOL.md §8.2 "No DS
+ * request ends the session", §13.2); anything else is a relay bug and is thrown (§9.3: INTERNAL).
+ */
+export function requestRefusalOf(e: unknown): Refusal {
+  if (e instanceof Refusal) return e;
+  if (isStorageFailure(e)) return requestStorageRefusalOf(e);
+  throw e;
+}

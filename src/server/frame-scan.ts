@@ -17,25 +17,24 @@
 // session as a malformed frame. What the scan lets through costs the decoder at most what the
 // relay's largest honest request costs, and the decoder's verdict on it stands as before.
 //
-// The bounds (frameScanBoundsFor), each the limit of the check that follows the decode:
-//   - Ack.seqs: MAX_ACK_SEQS (limits.ts), the session ends (sessionEnd.tooManyAcks), as before;
-//   - LookupKeys.usernames, FetchDeviceLists.usernames: max_recipients, BAD_FRAME;
-//   - PublishKeyPackages.one_time: MAX_ONE_TIME_KEY_PACKAGES, MLS_LIMIT;
-//   - ClaimKeyPackages.usernames: MAX_CLAIM_USERS, MLS_LIMIT; .device_ids: MAX_DEVICES, BAD_FRAME;
-//   - SendCommit.added + removed: MAX_HINT_NAMES, MLS_LIMIT (a CommitResult);
-//   - PublishDeviceList.list.devices: MAX_DEVICES, BAD_DEVICE_LIST;
-//   - SendEnvelope (protocol v1, refused on every session, §13.2): header.recipients and wraps,
-//     max_recipients each; past them the envelope is not decoded, and refused as every
-//     SendEnvelope is (BAD_FRAME, its message id read from the wire).
+// The bounds, each the limit of the check that follows the decode: frame-scan-tables.ts.
 // A refused request still takes its tokens first (§13.2 "Then the rate"): the session hands the
-// refusal to the request's own handler (session.ts), which takes them as for a decoded one.
-import { ErrorCode, SendEnvelope, type SessionRequest } from "../gen/securechat/v1/chat.js";
-import { MAX_DEVICES } from "../protocol/devices.js";
+// refusal to the request's own handler (session-requests.ts), which takes them as for a decoded one.
+import { SendEnvelope, type SessionRequest } from "../gen/securechat/v1/chat.js";
+import { MAX_DEVICES, TOO_MANY_DEVICES } from "../protocol/devices.js";
 import { keyPackagePublishTokens, mlsWriteTokens } from "../protocol/limits.js";
-import { MAX_HINT_NAMES } from "./commit-checks.js";
-import { Refusal, sessionEnd, type SessionEnd } from "./errors.js";
-import { MAX_ACK_SEQS, type RelayLimits } from "./limits.js";
-import { MAX_CLAIM_USERS, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";
+import { MAX_HINT_NAMES, tooManyHintNames } from "./commit-checks.js";
+import { malformedList, tooManyFetchNames } from "./devices.js";
+import { sessionEnd, type Refusal, type SessionEnd } from "./errors.js";
+import {
+  Kind, S_ACK_SEQS, S_CLAIM_DEVICES, S_CLAIM_NAMES, S_COMMIT_ADDED, S_COMMIT_BYTES, S_COMMIT_REMOVED, S_DL_DEVICES, S_ENV_MESSAGE_ID, S_ENV_RECIPIENTS,
+  S_ENV_WRAPS, S_FETCH_DL_NAMES, S_KP_LAST_RESORT, S_KP_ONE_TIME, S_LOOKUP_NAMES, S_REQUEST_ID, SESSION_REQUEST, SLOTS, STEP_SLACK, type FrameScanBounds, type Message,
+} from "./frame-scan-tables.js";
+import { MAX_ACK_SEQS } from "./limits.js";
+import { MAX_CLAIM_USERS, MAX_ONE_TIME_KEY_PACKAGES, tooManyClaimDevices, tooManyClaimUsers, tooManyOneTime } from "./mls-key-packages.js";
+import { tooManyLookupNames } from "./session-requests.js";
+
+export { frameScanBoundsFor, STEP_SLACK, type FrameScanBounds } from "./frame-scan-tables.js";
 
 type RequestFrame = NonNullable<SessionRequest["frame"]>;
 type RefusableCase = "lookupKeys" | "publishKeyPackages" | "claimKeyPackages" | "sendCommit" | "publishDeviceList" | "fetchDeviceLists";
@@ -47,159 +46,6 @@ type RefusableCase = "lookupKeys" | "publishKeyPackages" | "claimKeyPackages" | 
  */
 export class RefusedRequest {
   constructor(readonly frame: Extract<RequestFrame, { $case: RefusableCase }>, readonly refusal: Refusal, readonly tokens: number) {}
-}
-
-/**
- * Fields an honest frame does not carry that the relay still takes, per frame: a newer client's,
- * a field repeated, a group (skipped by the decoder up to 100 deep: 99 nested groups are 198
- * tags), a few KB of bytes that happen to parse as fields. At most ~1 ms of decoding (a known
- * field repeated is one allocation each); 330,000 of them cost the decoder 5-15 ms.
- */
-export const STEP_SLACK = 1024;
-
-// Slots: what the scan keeps of the request's fields (counts of repeated ones, the last value or
-// length of singular ones), reset when the message holding them starts (ts-proto replaces a
-// message field by its last occurrence).
-const S_REQUEST_ID = 0;
-const S_ACK_SEQS = 1;
-const S_LOOKUP_NAMES = 2;
-const S_KP_ONE_TIME = 3;
-const S_KP_LAST_RESORT = 4;
-const S_CLAIM_NAMES = 5;
-const S_CLAIM_DEVICES = 6;
-const S_COMMIT_ADDED = 7;
-const S_COMMIT_REMOVED = 8;
-const S_COMMIT_BYTES = 9; // commit, group_info, welcome, ratchet_tree: 4 slots
-const S_DL_DEVICES = 13;
-const S_FETCH_DL_NAMES = 14;
-const S_ENV_RECIPIENTS = 15;
-const S_ENV_WRAPS = 16;
-const S_ENV_MESSAGE_ID = 17; // its length; its offset in `at`
-const SLOTS = 18;
-
-/** How the generated decoder reads a field: a varint, length-delimited bytes/string, a message, or repeated varints (packed or not). */
-const enum Kind { Varint, Bytes, Message, Varints }
-
-type MaxOf = (b: Pick<RelayLimits, "maxRecipients">) => number;
-
-/** Every field has every property (one object shape: the scan's reads of them stay monomorphic). */
-interface Field {
-  readonly kind: Kind;
-  readonly repeated: boolean;
-  readonly message: Message | null;
-  /** Where the scan keeps it (a count if repeated, else a value or length); -1: nowhere. */
-  readonly slot: number;
-  /** Most elements in an honest request (repeated fields), from the bounds. */
-  readonly max: MaxOf | null;
-}
-
-interface Message {
-  readonly name: string;
-  /** By field number, null where the message has none. */
-  readonly fields: ReadonlyArray<Field | null>;
-  /** The slots of this message and the messages under it (reset when one starts). */
-  readonly slots: readonly number[];
-}
-
-function message(name: string, fields: Record<number, Field>): Message {
-  const numbers = Object.keys(fields).map(Number);
-  const byNumber: Array<Field | null> = Array.from({ length: Math.max(...numbers) + 1 }, () => null);
-  const slots = new Set<number>();
-  for (const no of numbers) {
-    const f = fields[no]!;
-    byNumber[no] = f;
-    if (f.slot >= 0) slots.add(f.slot);
-    if (f.message !== null && !f.repeated) for (const x of f.message.slots) slots.add(x);
-  }
-  return { name, fields: byNumber, slots: [...slots] };
-}
-
-const field = (kind: Kind, repeated: boolean, slot: number, max: MaxOf | null, m: Message | null): Field => ({ kind, repeated, message: m, slot, max });
-const varint = (slot = -1): Field => field(Kind.Varint, false, slot, null, null);
-const bytes = (slot = -1): Field => field(Kind.Bytes, false, slot, null, null);
-const sub = (m: Message): Field => field(Kind.Message, false, -1, null, m);
-const list = (kind: Kind, slot: number, max: MaxOf, m: Message | null = null): Field => field(kind, true, slot, max, m);
-const maxRecipients = (b: Pick<RelayLimits, "maxRecipients">): number => b.maxRecipients;
-
-// chat.proto's request messages, as the generated decoder reads them (strings are bytes here).
-const HELLO = message("Hello", { 1: bytes(), 2: bytes(), 3: bytes(), 4: bytes(), 5: bytes(), 6: varint(), 7: bytes() });
-const PROOF = message("Proof", { 1: bytes() });
-const RECIPIENT = message("Recipient", { 1: bytes(), 2: bytes() });
-const KEY_WRAP = message("KeyWrap", { 1: bytes(), 2: bytes() });
-const ENVELOPE_HEADER = message("EnvelopeHeader", {
-  1: bytes(), 2: bytes(), 3: bytes(S_ENV_MESSAGE_ID), 4: bytes(), 5: bytes(), 6: varint(), 7: bytes(), 8: bytes(),
-  9: list(Kind.Message, S_ENV_RECIPIENTS, maxRecipients, RECIPIENT), 10: bytes(),
-});
-const ENVELOPE = message("Envelope", { 1: sub(ENVELOPE_HEADER), 2: bytes(), 3: bytes(), 4: list(Kind.Message, S_ENV_WRAPS, maxRecipients, KEY_WRAP), 5: bytes() });
-const SEND_ENVELOPE = message("SendEnvelope", { 1: sub(ENVELOPE) });
-const ACK = message("Ack", { 1: list(Kind.Varints, S_ACK_SEQS, () => MAX_ACK_SEQS) });
-const ROOM_REQUEST = message("room request", { 1: varint(S_REQUEST_ID), 2: bytes() }); // JoinRoom, LeaveRoom, ListMembers
-const LIST_ROOMS = message("ListRooms", { 1: varint(S_REQUEST_ID) });
-const PING = message("Ping", { 1: varint() });
-const LOOKUP_KEYS = message("LookupKeys", { 1: varint(S_REQUEST_ID), 2: list(Kind.Bytes, S_LOOKUP_NAMES, maxRecipients) });
-const PUBLISH_KEY_PACKAGES = message("PublishKeyPackages", {
-  1: varint(S_REQUEST_ID), 2: list(Kind.Bytes, S_KP_ONE_TIME, () => MAX_ONE_TIME_KEY_PACKAGES), 3: bytes(S_KP_LAST_RESORT),
-});
-const CLAIM_KEY_PACKAGES = message("ClaimKeyPackages", {
-  1: varint(S_REQUEST_ID), 2: list(Kind.Bytes, S_CLAIM_NAMES, () => MAX_CLAIM_USERS), 3: list(Kind.Bytes, S_CLAIM_DEVICES, () => MAX_DEVICES),
-});
-const GROUP_INFO_REQUEST = message("PublishGroupInfo", { 1: varint(S_REQUEST_ID), 2: bytes() }); // and RecreateRoom
-const FETCH_GROUP_INFO = message("FetchGroupInfo", { 1: varint(S_REQUEST_ID), 2: bytes(), 3: bytes() });
-const SEND_COMMIT = message("SendCommit", {
-  1: varint(S_REQUEST_ID), 2: bytes(S_COMMIT_BYTES), 3: bytes(S_COMMIT_BYTES + 1),
-  // Added and removed together are at most MAX_HINT_NAMES (checked together below); each alone too.
-  4: list(Kind.Bytes, S_COMMIT_ADDED, () => MAX_HINT_NAMES), 5: list(Kind.Bytes, S_COMMIT_REMOVED, () => MAX_HINT_NAMES),
-  6: bytes(S_COMMIT_BYTES + 2), 7: bytes(S_COMMIT_BYTES + 3),
-});
-const FETCH_COMMITS = message("FetchCommits", { 1: varint(S_REQUEST_ID), 2: bytes(), 3: varint() });
-const SEND_MLS = message("SendMls", { 1: bytes() });
-const DEVICE = message("Device", { 1: bytes(), 2: bytes(), 3: bytes(), 4: bytes(), 5: varint(), 6: varint() });
-const DEVICE_LIST = message("DeviceList", { 1: bytes(), 2: varint(), 3: varint(), 4: list(Kind.Message, S_DL_DEVICES, () => MAX_DEVICES, DEVICE), 5: bytes() });
-const PUBLISH_DEVICE_LIST = message("PublishDeviceList", { 1: varint(S_REQUEST_ID), 2: sub(DEVICE_LIST) });
-const FETCH_DEVICE_LISTS = message("FetchDeviceLists", { 1: varint(S_REQUEST_ID), 2: list(Kind.Bytes, S_FETCH_DL_NAMES, maxRecipients) });
-
-/** SessionRequest's oneof cases by field number (chat.proto). */
-const CASES: ReadonlyArray<Message | undefined> = [
-  undefined, HELLO, PROOF, SEND_ENVELOPE, ACK, ROOM_REQUEST, ROOM_REQUEST, LIST_ROOMS, ROOM_REQUEST, PING, LOOKUP_KEYS,
-  PUBLISH_KEY_PACKAGES, CLAIM_KEY_PACKAGES, GROUP_INFO_REQUEST, FETCH_GROUP_INFO, SEND_COMMIT, FETCH_COMMITS, SEND_MLS,
-  GROUP_INFO_REQUEST, PUBLISH_DEVICE_LIST, FETCH_DEVICE_LISTS,
-];
-const SESSION_REQUEST = message("SessionRequest", Object.fromEntries(CASES.flatMap((m, no) => (m === undefined ? [] : [[no, sub(m)]]))) as Record<number, Field>);
-
-/** What a relay with these limits lets a request frame hold (above). */
-export interface FrameScanBounds {
-  readonly maxRecipients: number;
-  readonly burst: number;
-  /** Most steps (tags and packed elements at every depth) of a frame, by its case's field number; [0]: no known case. */
-  readonly maxSteps: readonly number[];
-}
-
-/** The steps of the largest honest `m`: every field once, each repeated one at its bound. */
-function honestSteps(m: Message, b: Pick<RelayLimits, "maxRecipients">): number {
-  let steps = 0;
-  for (const f of m.fields) {
-    if (f === null) continue;
-    const inner = 1 + (f.message === null ? 0 : honestSteps(f.message, b));
-    // Packed varints: one tag and an element each (unpacked: a tag each, fewer steps).
-    steps += f.kind === Kind.Varints ? 1 + f.max!(b) : (f.repeated ? f.max!(b) : 1) * inner;
-  }
-  return steps;
-}
-
-const boundsByLimits = new WeakMap<object, FrameScanBounds>();
-
-/** The bounds of a relay with these limits (kept per limits object: each session and handshake asks). */
-export function frameScanBoundsFor(limits: Pick<RelayLimits, "maxRecipients" | "burst">): FrameScanBounds {
-  // Argument checks first: a bound that is no positive integer would refuse everything, or nothing.
-  for (const k of ["maxRecipients", "burst"] as const) {
-    if (!Number.isSafeInteger(limits[k]) || limits[k] < 1) throw new RangeError(`limit ${k} must be a positive integer, not ${limits[k]}`);
-  }
-  const kept = boundsByLimits.get(limits);
-  if (kept !== undefined && kept.maxRecipients === limits.maxRecipients && kept.burst === limits.burst) return kept;
-  const maxSteps = CASES.map((m) => STEP_SLACK + (m === undefined ? 0 : 1 + honestSteps(m, limits)));
-  const bounds = { maxRecipients: limits.maxRecipients, burst: limits.burst, maxSteps };
-  boundsByLimits.set(limits, bounds);
-  return bounds;
 }
 
 /** The generated decoder would throw here (it reads past the end, or an invalid varint or wire type): the scan stops. */
@@ -421,31 +267,29 @@ class Scan {
   }
 }
 
-/** A count over its bound: the request's own refusal, as its check after the decode words it. */
+/** A count over its bound: the request's own refusal, made by the function its check after the decode throws (one sentence each). */
 function refusalOf(s: Scan, b: FrameScanBounds): RefusedRequest | undefined {
   const n = (slot: number): number => s.slots[slot]!;
   const requestId = n(S_REQUEST_ID);
   switch (s.frameCase) {
-    case 10: // LookupKeys (session.ts lookupKeys)
+    case 10: // LookupKeys (session-requests.ts lookupKeys)
       if (n(S_LOOKUP_NAMES) > b.maxRecipients) {
-        return new RefusedRequest({ $case: "lookupKeys", value: { requestId, usernames: [] } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${b.maxRecipients} users, not ${n(S_LOOKUP_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "lookupKeys", value: { requestId, usernames: [] } }, tooManyLookupNames(b.maxRecipients, n(S_LOOKUP_NAMES)), 1);
       }
       return undefined;
     case 11: { // PublishKeyPackages (mls-key-packages.ts publishKeyPackages); its tokens: writeTokens
       const oneTime = n(S_KP_ONE_TIME);
       if (oneTime <= MAX_ONE_TIME_KEY_PACKAGES) return undefined;
       return new RefusedRequest({ $case: "publishKeyPackages", value: { requestId, oneTime: [], lastResort: Buffer.alloc(0) } },
-        new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${oneTime}`),
-        keyPackagePublishTokens(oneTime + (n(S_KP_LAST_RESORT) > 0 ? 1 : 0), b.burst));
+        tooManyOneTime(oneTime), keyPackagePublishTokens(oneTime + (n(S_KP_LAST_RESORT) > 0 ? 1 : 0), b.burst));
     }
     case 12: { // ClaimKeyPackages (mls-key-packages.ts claimKeyPackages)
       const value = { requestId, usernames: [], deviceIds: [] };
       if (n(S_CLAIM_NAMES) > MAX_CLAIM_USERS) {
-        return new RefusedRequest({ $case: "claimKeyPackages", value }, new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${n(S_CLAIM_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "claimKeyPackages", value }, tooManyClaimUsers(n(S_CLAIM_NAMES)), 1);
       }
       if (n(S_CLAIM_DEVICES) > MAX_DEVICES) {
-        return new RefusedRequest({ $case: "claimKeyPackages", value }, new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`), 1);
+        return new RefusedRequest({ $case: "claimKeyPackages", value }, tooManyClaimDevices(), 1);
       }
       return undefined;
     }
@@ -454,18 +298,16 @@ function refusalOf(s: Scan, b: FrameScanBounds): RefusedRequest | undefined {
       const mlsBytes = n(S_COMMIT_BYTES) + n(S_COMMIT_BYTES + 1) + n(S_COMMIT_BYTES + 2) + n(S_COMMIT_BYTES + 3);
       const empty = Buffer.alloc(0);
       return new RefusedRequest({ $case: "sendCommit", value: { requestId, commit: empty, groupInfo: empty, added: [], removed: [], welcome: empty, ratchetTree: empty } },
-        new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `a commit may name at most ${MAX_HINT_NAMES} added and removed users`), mlsWriteTokens(mlsBytes, b.burst));
+        tooManyHintNames(), mlsWriteTokens(mlsBytes, b.burst));
     }
-    case 19: // PublishDeviceList (devices.ts publishDeviceList: verifyDeviceList's "it lists more than 16 devices")
+    case 19: // PublishDeviceList (devices.ts publishDeviceList: verifyDeviceList's TOO_MANY_DEVICES)
       if (n(S_DL_DEVICES) > MAX_DEVICES) {
-        return new RefusedRequest({ $case: "publishDeviceList", value: { requestId, list: undefined } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_DEVICE_LIST, `malformed list: it lists more than ${MAX_DEVICES} devices`), 1);
+        return new RefusedRequest({ $case: "publishDeviceList", value: { requestId, list: undefined } }, malformedList(TOO_MANY_DEVICES), 1);
       }
       return undefined;
     case 20: // FetchDeviceLists (devices.ts fetchDeviceLists)
       if (n(S_FETCH_DL_NAMES) > b.maxRecipients) {
-        return new RefusedRequest({ $case: "fetchDeviceLists", value: { requestId, usernames: [] } },
-          new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `a device list fetch may name at most ${b.maxRecipients} users, not ${n(S_FETCH_DL_NAMES)}`), 1);
+        return new RefusedRequest({ $case: "fetchDeviceLists", value: { requestId, usernames: [] } }, tooManyFetchNames(b.maxRecipients, n(S_FETCH_DL_NAMES)), 1);
       }
       return undefined;
     default:

@@ -40,7 +40,7 @@ import { checkExternal, checkGroupSize, checkHint, checkWelcome } from "./commit
 export { MAX_HINT_NAMES } from "./commit-checks.js";
 import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
 import type { EnqueueRequest, QueueUsage, RelayStore } from "./store.js";
-import type { MembershipHint } from "./store/mls.js";
+import type { MembershipHint } from "./store/mls-types.js";
 import type { RoomListing } from "./room-listing.js";
 
 export { MAX_CLAIM_USERS, MAX_KEY_PACKAGE_BYTES, MAX_ONE_TIME_KEY_PACKAGES } from "./mls-key-packages.js";

@@ -15,7 +15,7 @@ import type { ResponseFrame } from "./frames.js";
 import { bad, mls, sha256 } from "./mls-checks.js";
 import type { MlsDsDeps } from "./mls-ds.js";
 import { checkMlsShape, shapeBoundsFor } from "./mls-shape.js";
-import type { StoredKeyPackageInput } from "./store/mls.js";
+import type { StoredKeyPackageInput } from "./store/mls-types.js";
 
 /** Largest KeyPackage accepted (an X-Wing KeyPackage of ours is about 1.6 KiB). */
 export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
@@ -23,6 +23,14 @@ export const MAX_KEY_PACKAGE_BYTES = 8 * 1024;
 export const MAX_ONE_TIME_KEY_PACKAGES = 100;
 /** Users named in one ClaimKeyPackages. */
 export const MAX_CLAIM_USERS = 100;
+
+// The refusals of the counts over these bounds, worded once: the frame scan (frame-scan.ts)
+// refuses the same counts before the decode, as the checks below do after it.
+export const tooManyOneTime = (n: number): Refusal =>
+  new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${n}`);
+export const tooManyClaimUsers = (n: number): Refusal =>
+  new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${n}`);
+export const tooManyClaimDevices = (): Refusal => new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
 
 /**
  * PublishKeyPackages (PROTOCOL.md §8.2, §13.2). The cheap checks come first, for every KeyPackage:
@@ -36,9 +44,7 @@ export function publishKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: Publi
   // §8.2: the name may have been released (or bound to another key) since this session's handshake.
   checkStillBound(d.store, user);
   if (req.oneTime.length === 0 && req.lastResort.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "PublishKeyPackages carries no KeyPackage");
-  if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) {
-    throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `at most ${MAX_ONE_TIME_KEY_PACKAGES} one-time KeyPackages per request, not ${req.oneTime.length}`);
-  }
+  if (req.oneTime.length > MAX_ONE_TIME_KEY_PACKAGES) throw tooManyOneTime(req.oneTime.length);
   const whatOf = (lastResort: boolean, i: number): string => lastResort ? "the last-resort KeyPackage" : `one-time KeyPackage #${i + 1}`;
   const sizeOk = (bytes: Uint8Array, lastResort: boolean, i: number): void => {
     if (bytes.length > MAX_KEY_PACKAGE_BYTES) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `${whatOf(lastResort, i)} has ${bytes.length} bytes; the most is ${MAX_KEY_PACKAGE_BYTES}`);
@@ -98,7 +104,7 @@ export function claimKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: ClaimKe
   // PROTOCOL.md §8.2: the count, then every name against the username rules (§4.1), before any
   // lookup: a name that cannot be bound is refused, never looked up or remembered.
   if (req.usernames.length === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "ClaimKeyPackages names no user");
-  if (req.usernames.length > MAX_CLAIM_USERS) throw new Refusal(ErrorCode.ERROR_CODE_MLS_LIMIT, `one claim may name at most ${MAX_CLAIM_USERS} users, not ${req.usernames.length}`);
+  if (req.usernames.length > MAX_CLAIM_USERS) throw tooManyClaimUsers(req.usernames.length);
   for (const [i, name] of req.usernames.entries()) {
     const c = checkUsername(name);
     if (!c.ok) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages name #${i + 1} is not a valid username: ${c.reason}`);
@@ -107,7 +113,7 @@ export function claimKeyPackages(d: MlsDsDeps, user: DirectoryUser, req: ClaimKe
   const me = user.record.username;
   // My own user: only with a device list, for my OTHER devices (adding them to my groups, §4.5).
   if (names.includes(me) && d.devices.version(me) === 0) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, "you cannot claim your own KeyPackage");
-  if (req.deviceIds.length > MAX_DEVICES) throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `ClaimKeyPackages names more than ${MAX_DEVICES} devices`);
+  if (req.deviceIds.length > MAX_DEVICES) throw tooManyClaimDevices();
   const onlyDevices = req.deviceIds.length === 0 ? undefined : new Set(req.deviceIds);
   // The users not in memory are read together (one store call); a name nobody owns has no
   // device, so nothing is claimed for it: it is missing.

@@ -13,24 +13,24 @@
 // per envelope. Acks have no answer, so they are taken at once and never wait for the sends.
 // MAX_SENDS_IN_FLIGHT bounds what one session holds while commits are pending.
 //
-// The handshake (Hello, Challenge, Proof, binding, Welcome) is in handshake.ts.
+// The handshake (Hello, Challenge, Proof, binding, Welcome) is in handshake.ts; the requests other
+// than sends and acks (Ping, LookupKeys, the MLS and device requests, rooms) in session-requests.ts.
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { ErrorCode, SendStatus, type Ack, type LookupKeys, type SendEnvelope, type SendMls, type SendResult } from "../gen/securechat/v1/chat.js";
+import { ErrorCode, SendStatus, type Ack, type SendEnvelope, type SendMls, type SendResult } from "../gen/securechat/v1/chat.js";
 import { DeliveryPump } from "./delivery.js";
-import { fetchDeviceLists, publishDeviceList } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import type { GroupCommitter } from "./group-commit.js";
 import { authenticate, StreamOver, type FrameIterator, type HandshakeDeps, type StreamAdmission } from "./handshake.js";
-import { isStorageFailure, logReasonOf, Refusal, requestStorageRefusalOf, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
-import { decodeSessionRequest, encodeResponse, encodeSendResult, frameScanBoundsFor, RefusedRequest, type FrameScanBounds, type RequestFrame, type ResponseFrame } from "./frames.js";
+import { logReasonOf, Refusal, requestRefusalOf, SessionEnd, sessionEnd, statusFor, statusOf } from "./errors.js";
+import { decodeSessionRequest, encodeResponse, encodeSendResult, frameScanBoundsFor, RefusedRequest, type FrameScanBounds, type ResponseFrame } from "./frames.js";
 import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
-import { writeTokens } from "../protocol/limits.js";
 import type { LobbyAudience } from "./lobby-audience.js";
 import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
 import type { RoomListing } from "./room-listing.js";
 import type { SendsInFlight } from "./resends.js";
 import { SendAnswers } from "./send-answers.js";
+import { SessionRequests } from "./session-requests.js";
 import type { RoutedSession } from "./router.js";
 import type { FrameStream } from "./stream.js";
 import type { QueueUsage } from "./store.js";
@@ -100,8 +100,6 @@ class AuthenticatedSession implements RoutedSession {
   readonly pump: DeliveryPump;
   /** The device's sending bucket (§13.2): per queue address, continued across its sessions. */
   private readonly bucket: TokenBucket;
-  /** Key lookups have their own bucket: fetching keys must not eat into the sending allowance. */
-  private readonly lookupBucket: TokenBucket;
   wasReplaced = false;
   wasUnlinked = false;
   /** SendResults in frame order (send-answers.ts). */
@@ -112,6 +110,8 @@ class AuthenticatedSession implements RoutedSession {
   private readonly mlsDs: MlsDeliveryService;
   /** What one request frame may hold before it is decoded (frame-scan.ts, PROTOCOL.md §13.3). */
   private readonly scanBounds: FrameScanBounds;
+  /** The requests other than sends and acks, each answered in turn (session-requests.ts). */
+  private readonly requests: SessionRequests;
 
   /**
    * @param protocolVersion the Hello's: 2 speaks MLS (SendMls); 1 (only where a relay is told to
@@ -146,7 +146,7 @@ class AuthenticatedSession implements RoutedSession {
     // PROTOCOL.md §13.2: a reconnect continues the device's buckets; it never gets a fresh burst.
     const buckets = deps.rates.open(address, deps.clock());
     this.bucket = buckets.send;
-    this.lookupBucket = buckets.lookup;
+    this.requests = new SessionRequests(deps, user, protocolVersion, buckets.send, buckets.lookup, this.mlsDs, (frame) => this.reply(frame));
     this.pump = new DeliveryPump({
       username: address, store: deps.store, stream, logger: deps.logger, window: deps.deliveryWindow,
       // Keep a batch within what a client must accept anyway: one maximal frame.
@@ -188,7 +188,7 @@ class AuthenticatedSession implements RoutedSession {
         // Counted on the wire over a limit (frame-scan.ts): refused by the request's own handler,
         // after its tokens (§13.2), without decoding it; answered in frame order like any request.
         await this.answers.all();
-        await this.handle(frame.frame, frame);
+        await this.requests.handle(frame.frame, frame);
       } else if (frame.$case === "send" || frame.$case === "sendMls") {
         // SendMls is answered by a SendResult too, in the same pipeline (PROTOCOL.md §8.3).
         const answer = frame.$case === "send" ? this.send(frame.value, r.value.length) : this.sendMls(frame.value, r.value.length);
@@ -201,7 +201,7 @@ class AuthenticatedSession implements RoutedSession {
       } else {
         // Answered after the sends before it: e.g. a Pong follows their SendResults.
         await this.answers.all();
-        await this.handle(frame);
+        await this.requests.handle(frame);
       }
     }
     await this.answers.all();
@@ -229,65 +229,6 @@ class AuthenticatedSession implements RoutedSession {
     } finally {
       clearTimeout(stalled);
     }
-  }
-
-  /** One request; `refused`: its scan refused it (frame carries only its request id), answered as its handler refuses. */
-  private async handle(frame: Exclude<RequestFrame, { $case: "send" | "sendMls" | "ack" }>, refused?: RefusedRequest): Promise<void> {
-    switch (frame.$case) {
-      case "hello":
-      case "proof":
-        throw sessionEnd.outOfOrder(`${frame.$case === "hello" ? "Hello" : "Proof"} is only valid at the start of a session`);
-      case "ping":
-        return this.reply({ $case: "pong", value: { nonce: frame.value.nonce, serverTimeMs: this.deps.clock() } });
-      case "joinRoom":
-      case "leaveRoom":
-      case "listRooms":
-      case "listMembers":
-        return this.roomRequest(frame);
-      case "lookupKeys":
-        return this.lookupKeys(frame.value, refused);
-      case "publishKeyPackages":
-      case "claimKeyPackages":
-      case "publishGroupInfo":
-      case "fetchGroupInfo":
-      case "sendCommit":
-      case "fetchCommits":
-      case "recreateRoom":
-        return this.mlsRequest(frame, refused);
-      case "publishDeviceList":
-      case "fetchDeviceLists":
-        return this.deviceRequest(frame, refused);
-      default: {
-        const unreachable: never = frame;
-        throw new Error(`unhandled frame ${String(unreachable)}`);
-      }
-    }
-  }
-
-  /**
-   * LookupKeys: the full entries of the names asked for that are bound (others are left out).
-   * Rate-limited by a bucket of its own (as fast as sends), so it cannot be used to make the
-   * relay write keys without bound.
-   */
-  private async lookupKeys(req: LookupKeys, refused?: RefusedRequest): Promise<void> {
-    const { deps } = this;
-    const fail = (code: ErrorCode, detail: string) => this.reply({ $case: "error", value: { requestId: req.requestId, code, detail } });
-    if (!this.lookupBucket.take(deps.clock())) {
-      return fail(ErrorCode.ERROR_CODE_RATE_LIMITED, `looking up keys too fast: this relay allows ${deps.limits.messagesPerSecond} requests per second; wait a moment`);
-    }
-    if (refused !== undefined) return fail(refused.refusal.code, refused.refusal.message);
-    if (req.usernames.length > deps.limits.maxRecipients) {
-      return fail(ErrorCode.ERROR_CODE_BAD_FRAME, `a key lookup may name at most ${deps.limits.maxRecipients} users, not ${req.usernames.length}`);
-    }
-    // The names not in memory are read together (one store call), invalid ones never (§6).
-    const names = [...new Set(req.usernames)];
-    const found = deps.directory.getMany(names);
-    const entries = names.flatMap((n) => {
-      const u = found.get(n);
-      return u === undefined ? [] : [u.toWire(deps.router.isOnline(n))];
-    });
-    deps.logger.debug("keys.lookup", { user: this.username, asked: req.usernames.length, found: entries.length });
-    await this.reply({ $case: "keyList", value: { requestId: req.requestId, entries } });
   }
 
   /** A recipient's queue usage (all, and this session's user's share): stored plus waiting for the group commit. */
@@ -339,7 +280,7 @@ class AuthenticatedSession implements RoutedSession {
       stored = deps.store.wasAccepted(me, messageId);
     } catch (thrown) {
       // A storage failure refuses this send (§13.2); the session goes on.
-      const e = refusalOf(thrown);
+      const e = requestRefusalOf(thrown);
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
       return Promise.resolve({ messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] });
     }
@@ -380,7 +321,7 @@ class AuthenticatedSession implements RoutedSession {
       deps.logger.debug("send.accepted", { user: me, mls: admission.contentType, stored: admission.request.recipients.length, queued: admission.queuedFor.length, frameBytes });
       return acceptedResult(messageId, admission.queuedFor);
     } catch (thrown) {
-      const e = refusalOf(thrown);
+      const e = requestRefusalOf(thrown);
       deps.logger.info("send.refused", { user: me, code: logReasonOf(e), detail: e.message, frameBytes, mls: true });
       return { messageId, status: SendStatus.SEND_STATUS_REFUSED, code: e.code, detail: e.message, queuedFor: [] };
     }
@@ -396,116 +337,8 @@ class AuthenticatedSession implements RoutedSession {
     this.deps.logger.debug("ack", { user: this.address, seqs: req.seqs.length });
     this.pump.acked(req.seqs);
   }
-
-  /**
-   * The MLS Delivery Service requests (PROTOCOL.md §8.2). Writes take a token of the sending
-   * bucket, fetches one of the lookup bucket, before any check. A refusal is a RequestError, except
-   * for SendCommit, always answered by a CommitResult.
-   */
-  private async mlsRequest(frame: Extract<RequestFrame, { $case: "publishKeyPackages" | "claimKeyPackages" | "publishGroupInfo" | "fetchGroupInfo" | "sendCommit" | "fetchCommits" | "recreateRoom" }>, refused?: RefusedRequest): Promise<void> {
-    const { deps } = this;
-    const requestId = frame.value.requestId;
-    const fetch = frame.$case === "fetchGroupInfo" || frame.$case === "fetchCommits";
-    // §13.2: a PublishKeyPackages takes a token per 10 KeyPackages it carries (each may cost a
-    // verification); a SendCommit, PublishGroupInfo or RecreateRoom one per started 64 KiB of the
-    // MLS structures it carries (each byte is decoded). Taken before any decode.
-    // A request its scan refused takes the tokens its decoded frame would have (frame-scan.ts).
-    const tokens = refused?.tokens ?? (fetch ? 1 : writeTokens(frame, deps.limits.burst));
-    try {
-      if (!(fetch ? this.lookupBucket : this.bucket).take(deps.clock(), tokens)) {
-        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
-      }
-      if (refused !== undefined) throw refused.refusal;
-      switch (frame.$case) {
-        case "publishKeyPackages":
-          return await this.reply(this.mlsDs.publishKeyPackages(this.user, frame.value));
-        case "claimKeyPackages":
-          return await this.reply(this.mlsDs.claimKeyPackages(this.user, frame.value));
-        case "publishGroupInfo":
-          return await this.reply(this.mlsDs.publishGroupInfo(this.user, frame.value));
-        case "fetchGroupInfo":
-          return await this.reply(this.mlsDs.fetchGroupInfo(this.user, frame.value));
-        case "sendCommit":
-          return await this.reply({ $case: "commitResult", value: this.mlsDs.sendCommit(this.user, frame.value) });
-        case "fetchCommits":
-          return await this.reply(this.mlsDs.fetchCommits(this.user, frame.value));
-        case "recreateRoom":
-          return await this.reply(this.mlsDs.recreateRoom(this.user, frame.value));
-      }
-    } catch (thrown) {
-      const e = refusalOf(thrown);
-      deps.logger.info("mls.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
-      if (frame.$case === "sendCommit") {
-        return this.reply({ $case: "commitResult", value: { requestId, accepted: false, code: e.code, detail: e.message, groupId: Buffer.alloc(0), epoch: 0, currentEpoch: 0, winner: "" } });
-      }
-      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
-    }
-  }
-
-  /**
-   * PublishDeviceList and FetchDeviceLists (PROTOCOL.md §4.5, devices.ts). A publish takes a token
-   * of the sending bucket, a fetch one of the lookup bucket. A refusal is a RequestError.
-   */
-  private async deviceRequest(frame: Extract<RequestFrame, { $case: "publishDeviceList" | "fetchDeviceLists" }>, refused?: RefusedRequest): Promise<void> {
-    const { deps } = this;
-    const requestId = frame.value.requestId;
-    try {
-      if (!(frame.$case === "fetchDeviceLists" ? this.lookupBucket : this.bucket).take(deps.clock())) {
-        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `too many requests: this relay accepts ${deps.limits.messagesPerSecond} per second (bursts of ${deps.limits.burst}); wait a moment and try again`);
-      }
-      if (refused !== undefined) throw refused.refusal;
-      return await this.reply(frame.$case === "publishDeviceList" ? publishDeviceList(deps, this.user, frame.value) : fetchDeviceLists(deps, frame.value));
-    } catch (thrown) {
-      const e = refusalOf(thrown);
-      deps.logger.info("devices.refused", { user: this.username, request: frame.$case, code: logReasonOf(e), detail: e.message });
-      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
-    }
-  }
-
-  private async roomRequest(frame: Extract<RequestFrame, { $case: "joinRoom" | "leaveRoom" | "listRooms" | "listMembers" }>): Promise<void> {
-    const { rooms } = this.deps;
-    const requestId = frame.value.requestId;
-    try {
-      if (!this.bucket.take(this.deps.clock())) {
-        throw new Refusal(ErrorCode.ERROR_CODE_RATE_LIMITED,
-          `too many requests: this relay accepts ${this.deps.limits.messagesPerSecond} per second (bursts of ${this.deps.limits.burst}); wait a moment and try again`);
-      }
-      if (this.protocolVersion === 2) {
-        // PROTOCOL.md §8.2: rooms are MLS groups; the v1 room tables are not used.
-        if (frame.$case === "listRooms") return await this.reply(this.mlsDs.listRooms(this.user, frame.value));
-        throw new Refusal(ErrorCode.ERROR_CODE_BAD_FRAME, `this session speaks protocol v2: rooms are MLS groups, joined by external commit and left by a leave proposal, and their members are read from the group (${frame.$case === "joinRoom" ? "JoinRoom" : frame.$case === "leaveRoom" ? "LeaveRoom" : "ListMembers"} is protocol v1)`);
-      }
-      switch (frame.$case) {
-        case "joinRoom":
-          return rooms.join(this.username, frame.value);
-        case "leaveRoom":
-          return rooms.leave(this.username, frame.value);
-        case "listRooms":
-          return await this.reply(rooms.list(this.username, frame.value));
-        case "listMembers":
-          return await this.reply(rooms.members(this.username, frame.value));
-      }
-    } catch (thrown) {
-      const e = refusalOf(thrown);
-      return this.reply({ $case: "error", value: { requestId, code: e.code, detail: e.message } });
-    }
-  }
 }
 
 function acceptedResult(messageId: Buffer, queuedFor: string[]): SendResult {
   return { messageId, status: SendStatus.SEND_STATUS_ACCEPTED, code: ErrorCode.ERROR_CODE_UNSPECIFIED, detail: "", queuedFor };
-}
-
-/**
- * A request's failure as a refusal: a Refusal as it is; a failure of the relay's storage (a
- * shared database unreachable, a full disk or database budget, an I/O error: isStorageFailure)
- * as STORAGE_UNAVAILABLE for this request only, the session going on (PROTOCOL.md §8.2 "No DS
- * request ends the session", §13.2); anything else is a relay bug and is thrown (§9.3: INTERNAL).
- */
-function refusalOf(e: unknown): Refusal {
-  if (e instanceof Refusal) return e;
-  if (isStorageFailure(e)) return requestStorageRefusalOf(e);
-  throw e;
 }

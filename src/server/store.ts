@@ -33,7 +33,7 @@ export type { AckRequest, EnqueueOutcome, EnqueueRequest, PurgeResult, QueuedIte
 export type { RoomSummaryRecord } from "./store/rooms.js";
 export type { KeptDeviceList } from "./store/devices.js";
 export type { SyncFile } from "./store/wal-sync.js";
-export type { ClaimedKeyPackage, CommitOutcome, CommitPage, CommitRecord, KeyPackageCounts, MlsGroupHead, MlsGroupRecord } from "./store/mls.js";
+export type { ClaimedKeyPackage, CommitOutcome, CommitPage, CommitRecord, KeyPackageCounts, MlsGroupHead, MlsGroupRecord } from "./store/mls-types.js";
 
 /**
  * The MLS Delivery Service's store as the relay uses it (PROTOCOL.md §8.2): what both the

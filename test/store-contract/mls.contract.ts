@@ -7,7 +7,7 @@
 // SQLite file stays there).
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { EnqueueRequest, RelayStore } from "../../src/server/store.js";
-import { COMMITS_KEPT_PER_GROUP } from "../../src/server/store/mls.js";
+import { COMMITS_KEPT_PER_GROUP } from "../../src/server/store/mls-types.js";
 
 export interface ContractStore {
   readonly store: RelayStore;

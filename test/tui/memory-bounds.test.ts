@@ -6,7 +6,7 @@
 import { describe, expect, test } from "vitest";
 import type { ChatMessage, SessionEvent } from "../../src/client/types.js";
 import { listGet, listToArray } from "../../src/tui/state/chunked-list.js";
-import { ENTRIES_KEPT, OPEN_CONVERSATIONS_KEPT, TEXT_KEPT } from "../../src/tui/state/conversations-reducer.js";
+import { ENTRIES_KEPT, OPEN_CONVERSATIONS_KEPT, TEXT_KEPT } from "../../src/tui/state/memory-bounds.js";
 import { createInitialState, reducer, type Action } from "../../src/tui/state/reducer.js";
 import { rulerIndex } from "../../src/tui/state/scroll.js";
 import type { Conversation, TuiState } from "../../src/tui/state/state.js";

@@ -4,7 +4,7 @@
 // itself (schema.ts COMMITS_TABLE: rowid rows, the blob out of the key's B-tree, the usage
 // triggers) and acceptCommit's insert are store/mls.ts's; this is what reads and drops them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { CommitPage, CommitRecord } from "./mls.js";
+import type { CommitPage, CommitRecord } from "./mls-types.js";
 import { buf, num, str, type Row, type Transaction } from "./schema.js";
 
 interface Statements {

@@ -16,7 +16,7 @@
 //
 // Bounded by weight (an estimate of the bytes an entry holds: the GroupInfo, the names), least
 // recently used first out; an entry heavier than a quarter of the budget is not kept.
-import type { MlsGroupRecord } from "./mls.js";
+import type { MlsGroupRecord } from "./mls-types.js";
 
 /** The default budget of the cache, in estimated bytes. */
 export const MLS_GROUP_CACHE_BYTES = 8 * 1024 * 1024;

@@ -6,6 +6,10 @@
 // Argument checks and MLS decoding are the caller's (src/server/mls-ds.ts); this file trusts them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { MlsGroupCache, type CachedMembers } from "./mls-group-cache.js";
+import {
+  COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitPage, type CommitRecord, type CreateGroupOutcome,
+  type KeptCommitBound, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
+} from "./mls-types.js";
 import type { EnqueueOutcome, EnqueueRequest } from "./queues.js";
 import { FileVersion } from "./file-version.js";
 import { KeptCommits } from "./kept-commits.js";
@@ -16,93 +20,6 @@ export interface QueueWriter {
   transactionQueuing<T>(fn: () => T): T;
   enqueueInside(reqs: readonly EnqueueRequest[]): EnqueueOutcome[];
 }
-
-/**
- * The deliveries of an accepted commit (PROTOCOL.md §8.3), made inside its transaction from
- * the group's members by the hint as they were BEFORE the commit (sorted).
- */
-export type CommitDeliveries = (membersBefore: readonly string[]) => readonly EnqueueRequest[];
-
-export interface StoredKeyPackageInput {
-  readonly ref: Buffer;
-  readonly keyPackage: Buffer;
-  readonly notAfterMs: number;
-}
-
-export interface KeyPackageCounts {
-  readonly oneTime: number;
-  readonly lastResort: boolean;
-}
-
-export interface ClaimedKeyPackage {
-  readonly keyPackage: Buffer;
-  readonly lastResort: boolean;
-}
-
-export interface MlsGroupRecord {
-  readonly groupId: Buffer;
-  readonly conversationId: string;
-  readonly creator: string;
-  /** The group's current epoch: the next commit must be for this epoch. */
-  readonly epoch: number;
-  readonly groupInfo: Buffer;
-  readonly groupInfoEpoch: number;
-}
-
-/** A group's conversation and current epoch: what a SendMls is checked against (strings and numbers, nothing to copy). */
-export interface MlsGroupHead {
-  readonly conversationId: string;
-  readonly epoch: number;
-}
-
-export interface CommitRecord {
-  readonly epoch: number;
-  readonly sender: string;
-  readonly commit: Buffer;
-}
-
-/**
- * A FetchCommits answer as the store reads it (PROTOCOL.md §8.2): the commits it answers with, and
- * whether a kept commit follows the last of them.
- */
-export interface CommitPage {
-  readonly commits: readonly CommitRecord[];
-  readonly more: boolean;
-}
-
-export type CommitOutcome =
-  /** `queued`: the deliveries stored with it (only when deliveries were asked for), for waking pumps. */
-  | { readonly kind: "accepted"; readonly epoch: number; readonly queued?: readonly EnqueueRequest[] }
-  /** The same sender sent the same bytes for this epoch before, and they were accepted: nothing stored again. */
-  | { readonly kind: "duplicate"; readonly epoch: number }
-  | { readonly kind: "unknown-group" }
-  /** The sender is not a member by the relay's hint (and the commit is not an external join). */
-  | { readonly kind: "not-a-member" }
-  /** Another commit holds that epoch (`winner` sent it: named only when the sender is a member by the hint), or the group is past it. */
-  | { readonly kind: "epoch-taken"; readonly current: number; readonly winner: string | undefined }
-  | { readonly kind: "future-epoch"; readonly current: number };
-
-/** The membership hint a commit carries (PROTOCOL.md §8.1): unsigned, for delivery and who may commit. */
-export interface MembershipHint {
-  /** An external commit: its sender joins by it (and needs no membership before). */
-  readonly external: boolean;
-  readonly added: readonly string[];
-  readonly removed: readonly string[];
-}
-
-export type CreateGroupOutcome = "created" | "group-exists" | "conversation-taken";
-
-/**
- * The per-user bound on kept commits (PROTOCOL.md §8.2): an accepted commit's sender keeps at
- * most this many, of at most this many bytes in all; its oldest go, in the commit's transaction.
- */
-export interface KeptCommitBound {
-  readonly maxCommits: number;
-  readonly maxBytes: number;
-}
-
-/** Commits kept per group (older ones are dropped as newer ones are accepted). */
-export const COMMITS_KEPT_PER_GROUP = 1000;
 
 function prepareMlsStatements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);

@@ -1,18 +1,20 @@
 // The conversations slice of the reducer: the scrollback of each conversation (appending lines,
 // receiving messages, their delivery states, older history in front), unread counts and the
-// unread ruler, scrolling, and opening, switching, closing and clearing conversations. The other
-// slices append their lines through `append` and `receiveMessage` here. Pure, like the reducer.
+// unread ruler, scrolling and clearing; opening, switching and closing conversations are its
+// actions too, carried out by open-conversations.ts. What a conversation keeps in memory:
+// memory-bounds.ts. The other slices append their lines through `append` and `receiveMessage`
+// here. Pure, like the reducer.
 import type { ChatMessage, NoticeLevel, SessionEvent, VerifyInfo } from "../../client/types.js";
 import { assertNever } from "./assert-never.js";
 import { mentions } from "./attention.js";
 import { moveScroll, usernameColumnWidth, type ScrollLayout, type ScrollMove } from "./scroll.js";
 import {
-  LIST_CHUNK, emptyList, listAppend, listDropChunks, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList,
+  emptyList, listAppend, listFindLastIndex, listFrom, listGet, listLast, listSet, listToArray, type ChunkedList,
 } from "./chunked-list.js";
-import { LOBBY_ID, describeConversation } from "./conversations.js";
-import { EMPTY_INPUT } from "./input-buffer.js";
-import { notifyLevel, withClosed } from "./settings.js";
-import { emptyConversation, messageKey, sameMessage, type Conversation, type Entry, type TuiState } from "./state.js";
+import { bounded } from "./memory-bounds.js";
+import { close, cycle, ensureConversation, focus, nextActive, target, updateConversation } from "./open-conversations.js";
+import { notifyLevel } from "./settings.js";
+import { messageKey, sameMessage, type Conversation, type Entry, type TuiState } from "./state.js";
 
 /** The scrollback pane, as the screen last drew it (scrolling moves by its rows). */
 export interface Viewport {
@@ -43,153 +45,10 @@ export type ConversationAction =
   /** Older kept messages of a conversation, oldest first (scrolling past the top, reopening); `done`: none older. */
   | { readonly type: "older-history"; readonly conversationId: string; readonly messages: readonly ChatMessage[]; readonly done: boolean };
 
-// --- what is kept in memory --------------------------------------------------------------------
-// Everything here grows from what peers send, so each part is bounded: a lobby flooder at the
-// relay's rate (20 messages/s of 64 KiB, PROTOCOL.md §13.3) must not grow every reader's chat-tui
-// without end. The state db keeps the newest 500 of each conversation (§10.4); the screen keeps
-// more, for this session's scrolling back, and drops its oldest lines beyond these bounds.
-
-/**
- * Entries (messages and every other line) kept in memory per conversation. 4,096: weechat's
- * default for a buffer, eight times what the state db keeps, hours of a busy room; at ~100
- * characters a line, under half a megabyte. Dropped a chunk of the list (256) at a time, so a
- * conversation holds between 3,841 and 4,096 entries once it reached the bound.
- */
-export const ENTRIES_KEPT = 4_096;
-
-/**
- * Characters of text (messages and notices) kept in memory per conversation: 8 Mi UTF-16 code
- * units (8 to 16 MiB as V8 strings). Ordinary lines never reach it before ENTRIES_KEPT (4,096
- * lines of 2 KiB would). Checked each time a chunk of the list (256 entries) begins, and the
- * newest 256 entries always stay (a screenful and more, whatever their size): so a flood of the
- * largest messages (64 KiB, the relay's default) keeps 256 to 511 of them, at most 32 Mi
- * characters, instead of 4,096 (256 Mi).
- */
-export const TEXT_KEPT = 8 * 1024 * 1024;
-
-/**
- * Conversations open at once. Each stranger's DM and each room someone adds me to opens one, so
- * their number follows what peers do; beyond it, the quietest one (the one whose newest line is
- * oldest; never the lobby nor the one on screen) is closed as /close would: its history stays
- * kept, and its next message (or the user) opens it again. 256 is far more than anyone follows.
- */
-export const OPEN_CONVERSATIONS_KEPT = 256;
-
-/** Characters of text an entry holds (what TEXT_KEPT counts). */
-function textSize(e: Entry): number {
-  return e.kind === "message" ? e.message.text.length : e.kind === "notice" ? e.text.length : 0;
-}
-
-function chunkText(chunk: readonly Entry[]): number {
-  let n = 0;
-  for (const e of chunk) n += textSize(e);
-  return n;
-}
-
-/**
- * The conversation within ENTRIES_KEPT and TEXT_KEPT: its oldest chunks of entries dropped if
- * needed. What indexes entries follows: a scrolled view stays on the same entries (on the oldest
- * kept when its own were dropped) and counts what arrived since as before; the unread ruler is a
- * seq, so it stays after the same entry (and goes with it when that entry is dropped: everything
- * left is unread); and no older page is read from disk any more (what the screen dropped is older
- * than the kept history's start, and reading it again would bring back lines in the wrong place).
- * `always`: check the text now (after a page was put in front), not only when a chunk begins.
- */
-function bounded(c: Conversation, always = false): Conversation {
-  const { entries } = c;
-  const chunks = entries.chunks;
-  let drop = entries.length > ENTRIES_KEPT ? Math.ceil((entries.length - ENTRIES_KEPT) / LIST_CHUNK) : 0;
-  if (always || drop > 0 || entries.length % LIST_CHUNK === 1) {
-    let text = 0;
-    for (let k = drop; k < chunks.length; k++) text += chunkText(chunks[k]!);
-    // The newest LIST_CHUNK entries always stay, whatever their text.
-    while (text > TEXT_KEPT && entries.length - (drop + 1) * LIST_CHUNK >= LIST_CHUNK) text -= chunkText(chunks[drop++]!);
-  }
-  if (drop === 0) return c;
-  const kept = listDropChunks(entries, drop);
-  const dropped = entries.length - kept.length;
-  const { scroll: position, ...rest } = c;
-  const scroll = position === undefined
-    ? undefined
-    : position.top >= dropped
-      ? { top: position.top - dropped, skip: position.skip, seen: Math.max(0, position.seen - dropped) }
-      : { top: 0, skip: 0, seen: Math.max(0, position.seen - dropped) };
-  return { ...rest, entries: kept, olderDone: true, ...(scroll === undefined ? {} : { scroll }) };
-}
-
-// --- conversations -------------------------------------------------------------------------
-
-/**
- * Returns the state with conversation `id` open (created at the end of the bar if new). Beyond
- * OPEN_CONVERSATIONS_KEPT, the quietest other one is closed, with a line in the lobby saying so.
- */
-export function ensureConversation(state: TuiState, id: string): TuiState {
-  if (state.conversations[id] !== undefined) return state;
-  const ref = describeConversation(id, state.me);
-  if (ref === undefined) return state;
-  const opened: TuiState = {
-    ...state,
-    conversations: { ...state.conversations, [id]: emptyConversation(id, ref.kind, ref.title, ref.peer, usernameColumnWidth([state.me])) },
-    order: [...state.order, id],
-    // Open again (a new message, or the user): a restart shows it again too.
-    settings: withClosed(state.settings, id, false),
-  };
-  return opened.order.length > OPEN_CONVERSATIONS_KEPT ? closeQuietest(opened, id) : opened;
-}
-
-/**
- * The local time of the newest line anywhere (a message's arrival, not its sender's claim): the
- * reducer has no clock of its own, and a conversation is opened by a line arriving about now.
- */
-function newestTime(state: TuiState): number {
-  let newest = 0;
-  for (const id of state.order) {
-    const e = listLast(state.conversations[id]?.entries ?? emptyList<Entry>());
-    if (e !== undefined) newest = Math.max(newest, e.kind === "message" ? e.message.receivedAtMs : e.atMs);
-  }
-  return newest;
-}
-
-/** Closes the open conversation whose newest line is oldest, other than the lobby, the one on screen and `opening`. */
-function closeQuietest(state: TuiState, opening: string): TuiState {
-  let quietest: string | undefined;
-  let oldest = Number.POSITIVE_INFINITY;
-  for (const id of state.order) {
-    if (id === LOBBY_ID || id === state.current || id === opening) continue;
-    // Seqs grow with every line: the smallest newest seq is the longest quiet (an empty one first).
-    const last = listLast(state.conversations[id]!.entries)?.seq ?? Number.NEGATIVE_INFINITY;
-    if (last < oldest) {
-      oldest = last;
-      quietest = id;
-    }
-  }
-  if (quietest === undefined) return state;
-  const title = state.conversations[quietest]?.title ?? quietest;
-  const closed = close(state, quietest);
-  const text = `closed ${title}: more than ${OPEN_CONVERSATIONS_KEPT} conversations were open, and it was the quietest (its history is kept; a new message or /query, /join opens it again)`;
-  const seq = closed.nextSeq;
-  const next = updateConversation(closed, LOBBY_ID, (c) => bounded({ ...c, entries: listAppend(c.entries, { kind: "notice", seq, atMs: newestTime(state), level: "info", text }) }));
-  return { ...next, nextSeq: seq + 1 };
-}
-
 /** The nick column after `name` spoke in a conversation (it only grows, within 4..12 cells). */
 function widerNick(width: number, name: string): number {
   // Usernames are ASCII (one cell per character): most messages need no measuring at all.
   return name.length <= width ? width : Math.max(width, usernameColumnWidth([name]));
-}
-
-/** Where a line for `id` goes: that conversation if the id is valid, else the current one. */
-export function target(state: TuiState, id: string | undefined): { state: TuiState; id: string } {
-  if (id === undefined) return { state, id: state.current };
-  const opened = ensureConversation(state, id);
-  return opened.conversations[id] === undefined ? { state, id: state.current } : { state: opened, id };
-}
-
-export function updateConversation(state: TuiState, id: string, update: (c: Conversation) => Conversation): TuiState {
-  const conversation = state.conversations[id];
-  if (conversation === undefined) return state;
-  const updated = update(conversation);
-  return updated === conversation ? state : { ...state, conversations: { ...state.conversations, [id]: updated } };
 }
 
 /**
@@ -241,39 +100,6 @@ export function appendBefore(state: TuiState, id: string, before: number, build:
     ...(scroll === undefined ? {} : { scroll }),
   }));
   return { ...next, nextSeq: t.state.nextSeq + 1 };
-}
-
-export function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Readonly<Record<string, T>> {
-  if (!(key in record)) return record;
-  const { [key]: _gone, ...rest } = record;
-  return rest;
-}
-
-/** Arriving in `id`: its own half-typed line comes back, its unread counts go. */
-function arrive(state: TuiState, id: string): TuiState {
-  const { recall: _recall, completion: _completion, pendingPaste: _paste, draftRestored: _restored, ...rest } = state;
-  const draft = state.drafts[id];
-  const next: TuiState = {
-    ...rest, current: id, input: draft ?? EMPTY_INPUT, drafts: withoutKey(state.drafts, id),
-    ...(draft !== undefined && draft.text !== "" ? { draftRestored: true as const } : {}),
-  };
-  return updateConversation(next, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
-}
-
-/**
- * Makes `id` current. Leaving a conversation puts the unread ruler after its newest entry and
- * parks the half-typed line there; arriving restores that conversation's own half-typed line.
- */
-function focus(state: TuiState, id: string): TuiState {
-  if (state.conversations[id] === undefined) return state;
-  if (state.current === id) {
-    return updateConversation(state, id, (c) => (c.unread === 0 && c.highlights === 0 ? c : { ...c, unread: 0, highlights: 0 }));
-  }
-  const leaving = state.current;
-  const lastSeq = state.conversations[leaving] ? listLast(state.conversations[leaving].entries)?.seq : undefined;
-  const marked = lastSeq === undefined ? state : updateConversation(state, leaving, (c) => ({ ...c, readMarker: lastSeq }));
-  const drafts = state.input.text === "" ? withoutKey(state.drafts, leaving) : { ...state.drafts, [leaving]: state.input };
-  return arrive({ ...marked, drafts }, id);
 }
 
 /**
@@ -399,33 +225,6 @@ export function updateMessageState(state: TuiState, event: Extract<SessionEvent,
     });
     return entries === c.entries ? c : { ...c, entries };
   });
-}
-
-function cycle(state: TuiState, delta: 1 | -1): TuiState {
-  const i = state.order.indexOf(state.current);
-  const n = state.order.length;
-  const id = state.order[(((i + delta) % n) + n) % n];
-  return id === undefined ? state : focus(state, id);
-}
-
-/** The next conversation after the current one (wrapping) with highlights, else with unread messages. */
-function nextActive(state: TuiState): TuiState {
-  const start = state.order.indexOf(state.current);
-  const after = [...state.order.slice(start + 1), ...state.order.slice(0, Math.max(0, start))];
-  const pick = after.find((id) => (state.conversations[id]?.highlights ?? 0) > 0)
-    ?? after.find((id) => (state.conversations[id]?.unread ?? 0) > 0);
-  return pick === undefined ? state : focus(state, pick);
-}
-
-function close(state: TuiState, id: string): TuiState {
-  if (id === LOBBY_ID || state.conversations[id] === undefined) return state;
-  const i = state.order.indexOf(id);
-  const order = state.order.filter((x) => x !== id);
-  const { [id]: _closed, ...conversations } = state.conversations;
-  const next = { ...state, conversations, order, drafts: withoutKey(state.drafts, id), settings: withClosed(state.settings, id, true) };
-  if (state.current !== id) return next;
-  // The closed conversation's half-typed line goes with it.
-  return arrive(next, order[Math.max(0, i - 1)] ?? LOBBY_ID);
 }
 
 function clearConversation(state: TuiState, id: string): TuiState {

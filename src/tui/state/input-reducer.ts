@@ -5,7 +5,7 @@ import { assertNever } from "./assert-never.js";
 import { listGet } from "./chunked-list.js";
 import { COMMAND_NAMES } from "./commands.js";
 import { applyCompletion, findCompletions, type CompletionSources } from "./completion.js";
-import { updateConversation, withoutKey } from "./conversations-reducer.js";
+import { updateConversation, withoutKey } from "./open-conversations.js";
 import { pasteSize } from "./paste.js";
 import {
   EMPTY_INPUT, backspace, cleanInsert, deleteForward, insertText, kill, moveCursor, onEdgeLine,

@@ -6,15 +6,16 @@
 //
 // This file composes three slices, each the reducer for its own actions over the one TuiState:
 // input-reducer.ts (the edit line, its history, completion, paste), conversations-reducer.ts
-// (scrollback, unread counts and ruler, scrolling, switching) and session-reducer.ts
-// (connection, presence, users and trust, rooms, settings).
+// (scrollback, unread counts and ruler, scrolling, switching: open-conversations.ts) and
+// session-reducer.ts (connection, presence, users and trust, rooms, settings).
 import type { BacklogItem, NoticeLevel, SessionSnapshot } from "../../client/types.js";
 import { assertNever } from "./assert-never.js";
 import { listLast } from "./chunked-list.js";
 import { LOBBY_ID } from "./conversations.js";
-import { reduceConversations, receiveMessage, updateConversation, type ConversationAction } from "./conversations-reducer.js";
+import { reduceConversations, receiveMessage, type ConversationAction } from "./conversations-reducer.js";
 import { EMPTY_INPUT } from "./input-buffer.js";
 import { reduceInput, settleDraftMarks, type InputAction } from "./input-reducer.js";
+import { updateConversation } from "./open-conversations.js";
 import { usernameColumnWidth } from "./scroll.js";
 import { keptMembership, reduceSession, type SessionAction } from "./session-reducer.js";
 import { DEFAULT_SETTINGS, type UiSettings } from "./settings.js";

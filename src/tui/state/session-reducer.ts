@@ -7,9 +7,8 @@ import { isValidUsername } from "../../protocol/names.js";
 import { assertNever } from "./assert-never.js";
 import { inBatch, listFindLastIndex, listGet, listSet } from "./chunked-list.js";
 import { LOBBY_ID, describeConversation } from "./conversations.js";
-import {
-  STATE_SEARCH_LIMIT, append, appendBefore, ensureConversation, readElsewhere, receiveMessage, target, updateConversation, updateMessageState,
-} from "./conversations-reducer.js";
+import { STATE_SEARCH_LIMIT, append, appendBefore, readElsewhere, receiveMessage, updateMessageState } from "./conversations-reducer.js";
+import { ensureConversation, target, updateConversation } from "./open-conversations.js";
 import {
   SMART_WINDOW_MS, withFilter, withNotify,
   type NotifyLevel, type PresenceFilter, type UiSettings,

@@ -3,7 +3,7 @@
 // first, inside the accepting transaction or alone), the retention purge, and FetchCommits' page
 // (sizes first, the blobs of only what fits, one statement). The table and acceptCommit's insert
 // are pg/mls.ts's.
-import type { CommitPage, CommitRecord } from "../mls.js";
+import type { CommitPage, CommitRecord } from "../mls-types.js";
 import type { SyncPg } from "./sync-client.js";
 
 const num = (v: unknown): number => Number(v);

@@ -14,7 +14,7 @@ import type { MlsStore } from "../../store.js";
 import {
   COMMITS_KEPT_PER_GROUP, type ClaimedKeyPackage, type CommitDeliveries, type CommitOutcome, type CommitPage, type CommitRecord,
   type CreateGroupOutcome, type KeptCommitBound, type KeyPackageCounts, type MembershipHint, type MlsGroupHead, type MlsGroupRecord, type StoredKeyPackageInput,
-} from "../mls.js";
+} from "../mls-types.js";
 import type { EnqueueRequest } from "../queues.js";
 import type { PgStoreContext } from "./context.js";
 import { PgKeptCommits } from "./kept-commits.js";

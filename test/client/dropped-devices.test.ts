@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { DeviceDirectory } from "../../src/client/devices-api.js";
-import { DROPPED_KEYS_PER_USER, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
+import { DROPPED_KEYS_PER_USER, DROPPED_USERS_TRACKED, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
 import { encodeListClaim } from "../../src/client/mls/list-claims.js";
 import type { DeviceEntry, VerifiedDeviceList } from "../../src/protocol/devices.js";
 import type { MembershipChange, MlsMember } from "../../src/protocol/mls/index.js";
@@ -33,7 +33,7 @@ const keysOf = (d: DroppedDevices) => d.listOf("alice")?.devices.map((e) => e.ml
 describe("devices dropped by their user's primary under a newer list", () => {
   it("the primary's removal claiming a newer list: the device counts as unlisted until a list that new is held", () => {
     const { d, setVersion } = world(1);
-    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(3));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(3, true));
     expect(d.isDropped("alice", key(2))).toBe(true);
     expect(keysOf(d)).toEqual([1, 3]);
     expect(d.lists("alice")?.devices).toHaveLength(2);
@@ -44,31 +44,52 @@ describe("devices dropped by their user's primary under a newer list", () => {
     expect(keysOf(d)).toEqual([1, 2, 3]);
   });
 
-  it("nothing is remembered for a removal under the list I hold (a primary's /leave), without a claim, or with an older one", () => {
+  it("nothing is remembered for a removal without the self-heal's mark (a /leave), in the lobby, of a leaf whose key stays, under the list I hold, without a claim, or with an older one", () => {
+    const { d: fresh } = world(1);
+    fresh.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(5)); // a /leave: the plain claim
+    fresh.noteCommit("lobby", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(5, true));
+    fresh.noteCommit("#ops", change(leaf(1, 0), [leaf(3, 2)]), encodeListClaim(5, true), [leaf(1, 0), leaf(3, 5)]); // a stale leaf of device 3
+    expect(keysOf(fresh)).toEqual([1, 2, 3]);
     const { d } = world(2);
-    d.noteCommit(change(leaf(1, 0), [leaf(2, 1), leaf(3, 2)]), encodeListClaim(2));
-    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), new Uint8Array(0));
-    d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(1));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1), leaf(3, 2)]), encodeListClaim(2, true));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), new Uint8Array(0));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(1, true));
     expect(keysOf(d)).toEqual([1, 2, 3]);
   });
 
   it("nor a linked device's removal, a device leaving by its own proposal, another user's leaf, or the primary's own", () => {
     const { d } = world(1);
-    d.noteCommit(change(leaf(2, 1), [leaf(3, 2)]), encodeListClaim(5)); // a linked device is not the list's authority
-    d.noteCommit(change(leaf(1, 0), [leaf(3, 2)], [leaf(3, 2)]), encodeListClaim(5)); // device 3 left by itself
-    d.noteCommit(change(leaf(1, 0), [leaf(9, 3, "bob", Buffer.alloc(32, 0xb0))]), encodeListClaim(5));
-    d.noteCommit(change(leaf(1, 0), [leaf(2, 1, "alice", Buffer.alloc(32, 0xcc))]), encodeListClaim(5)); // another identity named alice
-    d.noteCommit(change(leaf(1, 0), [leaf(1, 4)]), encodeListClaim(5)); // the primary's key itself
+    d.noteCommit("#ops", change(leaf(2, 1), [leaf(3, 2)]), encodeListClaim(5, true)); // a linked device is not the list's authority
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(3, 2)], [leaf(3, 2)]), encodeListClaim(5, true)); // device 3 left by itself
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(9, 3, "bob", Buffer.alloc(32, 0xb0))]), encodeListClaim(5, true));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1, "alice", Buffer.alloc(32, 0xcc))]), encodeListClaim(5, true)); // another identity named alice
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(1, 4)]), encodeListClaim(5, true)); // the primary's key itself
     expect(keysOf(d)).toEqual([1, 2, 3]);
     expect(d.listOf("bob")).toBeUndefined();
   });
 
   it("a device its list does not name is not remembered (already unlisted); the memory per user is bounded", () => {
     const { d } = world(1);
-    d.noteCommit(change(leaf(1, 0), [leaf(7, 1)]), encodeListClaim(2));
+    d.noteCommit("#ops", change(leaf(1, 0), [leaf(7, 1)]), encodeListClaim(2, true));
     expect(d.isDropped("alice", key(7))).toBe(false);
-    for (let i = 0; i < DROPPED_KEYS_PER_USER; i++) d.noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2 + i));
+    for (let i = 0; i < DROPPED_KEYS_PER_USER; i++) d.noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2 + i, true));
     expect(d.isDropped("alice", key(2))).toBe(true); // the same key again takes one place
+  });
+});
+
+describe("the memory's bound", () => {
+  it("the user used longest ago is forgotten first: strangers' drops cannot push out an entry my conversations keep reading (review round 8)", () => {
+    const fpr = (u: string) => Buffer.alloc(32, u.length);
+    const devices = { known: (u: string) => ({ username: u, version: 1, issuedAtMs: 0, devices: [entry(1, true), entry(2)] } as unknown as VerifiedDeviceList) } as unknown as DeviceDirectory;
+    const d = new DroppedDevices(devices, nullLogger);
+    const drop = (u: string) => d.noteCommit(`dm:${u}:zz`, change(leaf(1, 0, u, fpr(u)), [leaf(2, 1, u, fpr(u))]), encodeListClaim(2, true));
+    drop("alice");
+    for (let i = 0; i < DROPPED_USERS_TRACKED - 1; i++) drop(`s${i}`);
+    expect(d.isDropped("alice", key(2))).toBe(true); // read: used last now
+    drop("mallory"); // one past the bound: s0, used longest ago, goes
+    expect(d.isDropped("alice", key(2))).toBe(true);
+    expect(d.isDropped("s0", key(2))).toBe(false);
+    expect(d.isDropped("s1", key(2))).toBe(true);
   });
 });
 
@@ -80,7 +101,7 @@ describe("the memory across restarts", () => {
       const path = join(dir, "bob_mls.db");
       const devices = { known: (u: string) => (u === "alice" ? ({ username: "alice", version: 1, issuedAtMs: 0, devices: [entry(1, true), entry(2), entry(3)] } as unknown as VerifiedDeviceList) : undefined) } as unknown as DeviceDirectory;
       let store = MlsKeyStore.open(path, id);
-      new DroppedDevices(devices, nullLogger, store).noteCommit(change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2));
+      new DroppedDevices(devices, nullLogger, store).noteCommit("#ops", change(leaf(1, 0), [leaf(2, 1)]), encodeListClaim(2, true));
       store.close();
       store = MlsKeyStore.open(path, id);
       expect(new DroppedDevices(devices, nullLogger, store).isDropped("alice", key(2))).toBe(true);

@@ -2,7 +2,7 @@
 // the claim's bytes, and when a claim newer than the list the relay serves becomes one warning.
 import { describe, expect, it } from "vitest";
 import { DeviceListsUnanswered, type DeviceDirectory } from "../../src/client/devices-api.js";
-import { CLAIM_REFRESH_MS, CLAIM_WARN_EVERY_MS, decodeListClaim, encodeListClaim, ListClaims } from "../../src/client/mls/list-claims.js";
+import { CLAIM_REFRESH_MS, CLAIM_WARN_EVERY_MS, claimsUnlinks, decodeListClaim, encodeListClaim, ListClaims } from "../../src/client/mls/list-claims.js";
 import type { VerifiedDeviceList } from "../../src/protocol/devices.js";
 import { nullLogger } from "../../src/protocol/log.js";
 
@@ -15,7 +15,11 @@ describe("list claims: bytes", () => {
     expect(decodeListClaim(new Uint8Array(0))).toBeUndefined();
     const c = Buffer.from(encodeListClaim(3));
     expect(decodeListClaim(Buffer.concat([c, Buffer.from([0])]))).toBeUndefined(); // too long
-    expect(decodeListClaim(Buffer.from([2, ...c.subarray(1)]))).toBeUndefined(); // another tag
+    expect(decodeListClaim(Buffer.from([3, ...c.subarray(1)]))).toBeUndefined(); // another tag
+    // A self-heal's commit: the same version, and the mark that it takes out unlinked devices.
+    const heal = encodeListClaim(3, true);
+    expect([heal[0], decodeListClaim(heal), claimsUnlinks(heal), claimsUnlinks(c)]).toEqual([2, 3, true, false]);
+    expect(claimsUnlinks(Buffer.from([2, 0, 0, 0, 0, 0, 0, 0, 0]))).toBe(false); // version 0: no claim at all
     const big = Buffer.alloc(9);
     big[0] = 1;
     big.writeBigUInt64BE(2n ** 63n, 1);

@@ -397,7 +397,7 @@ export class Committer {
       // that what I know of that group vouches for.
       const held = this.s.groups.get(convId);
       const unvouched = convId === "lobby" ? undefined
-        : (held?.active === true ? this.unvouched(convId, held, g, gi.groupInfo) ?? o.vouch?.(held, g) : undefined) ?? await this.unlistedDeviceIn(convId, g);
+        : (held?.active === true ? this.unvouched(convId, held, g, gi.groupInfo) ?? o.vouch?.(held, g) : undefined) ?? await this.unlistedDeviceIn(convId, g, `the relay offered a state of ${convId}`);
       if (unvouched !== undefined) {
         g.destroy();
         this.s.d.logger.warn("mls.join.unvouched", { conversation: convId, why: unvouched });
@@ -471,14 +471,15 @@ export class Committer {
   }
 
   /**
-   * A leaf of another user in the group joined from the relay's GroupInfo that the user's device
-   * list does not name (undefined: none), said as why the join is refused (§4.5, §7.6 (e)). An
+   * A leaf of another user in the group joined from the relay's GroupInfo (or a Welcome:
+   * receive.ts onWelcome) that the user's device list does not name (undefined: none), said as
+   * why the join is refused, after `offered` (§4.5, §7.6 (e)). An
    * old GroupInfo (from before a peer unlinked a stolen laptop, say) would otherwise let that
    * device read what I send next; a peer's own client removes an unlinked device's leaves, so the
    * relay's present GroupInfo names none for long. The lists of users with such a leaf are
    * fetched once (a device linked since I last looked) before refusing.
    */
-  private async unlistedDeviceIn(convId: string, g: MlsGroup): Promise<string | undefined> {
+  async unlistedDeviceIn(convId: string, g: MlsGroup, offered: string): Promise<string | undefined> {
     const dir = this.s.d.devices;
     if (dir === undefined) return undefined;
     const me = this.s.d.me;
@@ -496,7 +497,7 @@ export class Committer {
     }
     found = unlisted();
     if (found.length === 0) return undefined;
-    return `the relay offered a state of ${convId} holding a device of ${found[0]!.username} that is not in their device list (an unlinked device?); nothing was joined`;
+    return `${offered} holding a device of ${found[0]!.username} that is not in their device list (an unlinked device?); nothing was joined`;
   }
 
   /**

@@ -244,7 +244,7 @@ export class MlsConversations {
     return this.s.run(async () => {
       const now = this.s.d.clock();
       await this.r.recovery.retryUnanswered();
-      await this.r.recovery.retryOwnRejoins(now);
+      await this.r.recovery.retryRejoins(now);
       for (const conv of this.s.held.overdue(now)) await this.r.recovery.recover(conv);
       await this.r.checkLeaves(now);
       await this.c.sweepLobby(now);

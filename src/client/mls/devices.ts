@@ -226,11 +226,19 @@ export class DeviceHealer {
       ];
     };
     let shown: MembershipLine[] = linesFor(g, now);
-    const r = await this.c.commitChange(conv, (x) => {
-      const t = todo(x);
-      shown = linesFor(x, t);
-      return x.changeOwnDevices(t.remove, t.add.map((k) => k.keyPackage), { nowS: Math.floor(this.s.d.clock() / 1000) });
-    }, { added: now.add.length > 0 ? [me] : [], removed: [] }, () => shown, (x) => { const t = todo(x); return t.remove.length + t.add.length > 0; });
+    // Its claim says it takes out devices my list no longer names (peers remember them,
+    // dropped-devices.ts); a /leave's removals are not that.
+    this.s.healing = true;
+    let r: Awaited<ReturnType<Committer["commitChange"]>>;
+    try {
+      r = await this.c.commitChange(conv, (x) => {
+        const t = todo(x);
+        shown = linesFor(x, t);
+        return x.changeOwnDevices(t.remove, t.add.map((k) => k.keyPackage), { nowS: Math.floor(this.s.d.clock() / 1000) });
+      }, { added: now.add.length > 0 ? [me] : [], removed: [] }, () => shown, (x) => { const t = todo(x); return t.remove.length + t.add.length > 0; });
+    } finally {
+      this.s.healing = false;
+    }
     if (!r.ok) this.s.d.logger.warn("mls.devices.heal_failed", { conversation: conv, error: JSON.stringify(r.error) });
     else this.s.d.logger.info("mls.devices.healed", { conversation: conv, added: now.add.length, removed: now.remove.length });
   }

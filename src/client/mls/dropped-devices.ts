@@ -9,19 +9,19 @@
 // as far as I can tell, and read and write as U until the primary removed it again: a loop at the
 // thief's pace.
 //
-// So: when U's primary removes U's other devices in a commit I accept, claiming a list of U newer
-// than the one I hold, those devices' keys count for me as NOT in U's list until I hold a list of
+// So: when U's primary removes U's other devices in a self-heal commit I accept (its claim says
+// it takes out devices its list no longer names), claiming a list of U newer than the one I hold, those devices' keys count for me as NOT in U's list until I hold a list of
 // U at least that new (then that list decides: it names them again, or not). A primary's /leave,
 // or a removal under the list I hold, is not remembered (a linked device's later /join stays
 // welcome). The memory is kept in the MLS store (sealed like the groups), so a restart keeps it.
 import { deviceBySignatureKey, type DeviceListBody } from "../../protocol/devices.js";
-import type { MembershipChange } from "../../protocol/mls/index.js";
+import type { MembershipChange, MlsMember } from "../../protocol/mls/index.js";
 import type { Logger } from "../../protocol/log.js";
 import type { DeviceDirectory } from "../devices-api.js";
-import { decodeListClaim } from "./list-claims.js";
+import { claimsUnlinks, decodeListClaim } from "./list-claims.js";
 import type { ListsOf } from "./policy.js";
 
-/** Users whose dropped devices are remembered at once (the oldest is forgotten). */
+/** Users whose dropped devices are remembered at once (the one used longest ago is forgotten). */
 export const DROPPED_USERS_TRACKED = 1_024;
 /** Dropped keys remembered per user (the oldest is forgotten). */
 export const DROPPED_KEYS_PER_USER = 64;
@@ -42,13 +42,18 @@ export class DroppedDevices {
   constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger, private readonly keep?: DroppedDevicesKeep) {}
 
   /**
-   * A commit I accepted, with its authenticated_data: remembers the devices its committer, its
-   * user's primary by the list I hold, took out under a list claim newer than that list.
+   * A commit I accepted, with its authenticated_data and the group's leaves after it: remembers
+   * the devices its committer, its user's primary by the list I hold, took out in a self-heal
+   * (its claim says so: a /leave's removals are not remembered, review round 8) under a list
+   * claim newer than that list; not a leaf whose key another leaf still holds (a stale leaf of
+   * a device still in use).
    */
-  noteCommit(change: MembershipChange, authenticatedData: Uint8Array): void {
+  noteCommit(conv: string, change: MembershipChange, authenticatedData: Uint8Array, after: readonly MlsMember[] = []): void {
+    // Not the lobby: anyone is in it with me, and its commits must not feed (and so evict) the memory.
+    if (conv === "lobby") return;
     const by = change.committer;
     const held = this.devices.known(by.username);
-    if (held === undefined) return;
+    if (held === undefined || !claimsUnlinks(authenticatedData)) return;
     const claimed = decodeListClaim(authenticatedData);
     if (claimed === undefined || claimed <= held.version) return;
     if (deviceBySignatureKey(held, by.signatureKey)?.primary !== true) return;
@@ -58,6 +63,7 @@ export class DroppedDevices {
       if (change.left.some((l) => l.leafIndex === r.leafIndex)) continue;
       const entry = deviceBySignatureKey(held, r.signatureKey);
       if (entry === undefined || entry.primary) continue;
+      if (after.some((m) => Buffer.from(m.signatureKey).equals(Buffer.from(r.signatureKey)))) continue;
       this.remember(by.username, Buffer.from(r.signatureKey).toString("hex"), claimed);
     }
   }
@@ -85,10 +91,11 @@ export class DroppedDevices {
     if (keys === undefined) return undefined;
     const version = this.devices.known(username)?.version ?? 0;
     for (const [k, v] of keys) if (v <= version) keys.delete(k);
-    if (keys.size === 0) {
-      this.byUser.delete(username);
-      return undefined;
-    }
+    this.byUser.delete(username);
+    if (keys.size === 0) return undefined;
+    // Used last: forgotten last (a stranger's own drops, made to fill the memory, go before the
+    // entries my conversations keep reading, review round 8).
+    this.byUser.set(username, keys);
     return new Set(keys.keys());
   }
 
@@ -97,8 +104,10 @@ export class DroppedDevices {
     let keys = this.byUser.get(username);
     if (keys === undefined) {
       if (this.byUser.size >= DROPPED_USERS_TRACKED) this.byUser.delete(this.byUser.keys().next().value as string);
-      this.byUser.set(username, (keys = new Map()));
+      keys = new Map();
     }
+    this.byUser.delete(username);
+    this.byUser.set(username, keys);
     keys.delete(key);
     if (keys.size >= DROPPED_KEYS_PER_USER) keys.delete(keys.keys().next().value as string);
     keys.set(key, Math.max(claimed, keys.get(key) ?? 0));

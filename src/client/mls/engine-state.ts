@@ -135,6 +135,8 @@ export class EngineState {
   /** Runs the self-heal of my devices' leaves in a conversation after the current operation (set by the engine: devices.ts). */
   healSoon: (conversationId: string) => void = () => {};
 
+  /** A self-heal's commit taking out devices my list no longer names is being made: its claim says so (list-claims.ts). */
+  healing = false;
   /** What other users' devices say of their device lists (list-claims.ts); none without a device directory. */
   readonly listClaims: ListClaims | undefined;
   /** Devices a user's primary took out under a list newer than mine (dropped-devices.ts); none without a device directory. */
@@ -245,7 +247,7 @@ export class EngineState {
   groupOptions(): GroupOptions {
     // §4.5: every message I make says which version of my own device list I hold (list-claims.ts).
     const devices = this.d.devices;
-    const claim = devices === undefined ? {} : { authenticatedData: () => encodeListClaim(devices.known(this.d.me)?.version) };
+    const claim = devices === undefined ? {} : { authenticatedData: () => encodeListClaim(devices.known(this.d.me)?.version, this.healing) };
     return this.d.trust === undefined ? claim : { trust: this.d.trust, ...claim };
   }
 

@@ -15,6 +15,11 @@ import type { Logger } from "../../protocol/log.js";
 
 /** The first byte of a list claim (authenticated_data of anything else is ignored). */
 export const LIST_CLAIM_TAG = 0x01;
+/**
+ * The first byte of a list claim on a primary's self-heal commit: it also says that the devices
+ * it takes out are ones that list no longer names (unlinked), not a /leave (dropped-devices.ts).
+ */
+export const LIST_CLAIM_UNLINKS_TAG = 0x02;
 const LIST_CLAIM_BYTES = 9;
 /** At most one fetch of a user's list for claims per this long (a relay that never answers is not asked on every message). */
 export const CLAIM_REFRESH_MS = 60_000;
@@ -25,20 +30,25 @@ export const CLAIM_WARN_EVERY_MS = 24 * 60 * 60_000;
 /** A relay that leaves every fetch for a claim unanswered this long is told about too (it must not silence the warning by refusing the fetch; review round 5). */
 export const CLAIM_UNANSWERED_MS = 10 * 60_000;
 
-/** The authenticated_data of my messages: my own list's version (none: empty, as before devices). */
-export function encodeListClaim(version: number | undefined): Uint8Array {
+/** The authenticated_data of my messages: my own list's version (none: empty, as before devices); `unlinks` on a self-heal's commit. */
+export function encodeListClaim(version: number | undefined, unlinks = false): Uint8Array {
   if (version === undefined || !Number.isSafeInteger(version) || version <= 0) return new Uint8Array(0);
   const out = Buffer.alloc(LIST_CLAIM_BYTES);
-  out[0] = LIST_CLAIM_TAG;
+  out[0] = unlinks ? LIST_CLAIM_UNLINKS_TAG : LIST_CLAIM_TAG;
   out.writeBigUInt64BE(BigInt(version), 1);
   return out;
 }
 
 /** The version a message's authenticated_data claims, or undefined (none, another format, out of range). */
 export function decodeListClaim(aad: Uint8Array): number | undefined {
-  if (!(aad instanceof Uint8Array) || aad.length !== LIST_CLAIM_BYTES || aad[0] !== LIST_CLAIM_TAG) return undefined;
+  if (!(aad instanceof Uint8Array) || aad.length !== LIST_CLAIM_BYTES || (aad[0] !== LIST_CLAIM_TAG && aad[0] !== LIST_CLAIM_UNLINKS_TAG)) return undefined;
   const v = Buffer.from(aad.buffer, aad.byteOffset, aad.byteLength).readBigUInt64BE(1);
   return v > 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
+}
+
+/** True when `aad` is a list claim that also says its commit takes out devices the list no longer names. */
+export function claimsUnlinks(aad: Uint8Array): boolean {
+  return decodeListClaim(aad) !== undefined && aad[0] === LIST_CLAIM_UNLINKS_TAG;
 }
 
 export interface ListClaimDeps {

@@ -120,8 +120,8 @@ export class Receiver {
       const full = this.s.held.hold(conv, q, f.epoch, this.s.d.clock(), done);
       this.s.d.logger.info("mls.deliver.held", { conversation: conv, epoch: f.epoch, at: epoch, held: this.s.held.count(conv) });
       if (full && !this.s.recovering.has(conv) && !this.recovery.undecided.has(conv) && !this.recovery.awaitingList.has(conv)) await this.recovery.recover(conv);
-      // Stopped at a dropped device's re-entry: a later commit may be the primary taking it out again.
-      else if (f.contentType === "commit" && this.recovery.rejoinable.has(conv)) await this.recovery.rejoinPastDropped(conv);
+      // Stopped at a refused device: a later commit (not the device's own) may be one taking it out.
+      else if (f.contentType === "commit" && this.recovery.rejoinable.has(conv)) await this.recovery.rejoinPastRefused(conv, item.senderDevice);
       return false;
     }
     if (f.contentType !== "application" && f.epoch < epoch) {
@@ -171,12 +171,16 @@ export class Receiver {
     // Welcome (§12: a label naming the joiner is refused).
     const byOtherDevice = joined.addedBy.username === this.s.d.me && !sameBytes(joined.addedBy.signatureKey, client.signaturePublicKey);
     const fromMe = item.sender === this.s.d.me && (this.s.d.devices === undefined || !byOtherDevice);
-    if (conv !== q.conversationId || !names.includes(item.sender) || fromMe) {
-      this.s.d.logger.warn("mls.welcome.mismatch", { conversation: q.conversationId, group: conv, sender: item.sender });
+    // Refused: the group I held (if any) is kept as it was.
+    const refuse = (): void => {
       g.destroy();
       const kept = this.s.groups.get(conv);
       if (kept?.active === true) this.s.d.store.saveGroup(kept);
       else this.s.d.store.deleteGroup(conv);
+    };
+    if (conv !== q.conversationId || !names.includes(item.sender) || fromMe) {
+      this.s.d.logger.warn("mls.welcome.mismatch", { conversation: q.conversationId, group: conv, sender: item.sender });
+      refuse();
       this.s.notice("warn", `an invitation to ${q.conversationId} did not come from a member of it; nothing was joined`, q.conversationId);
       return;
     }
@@ -184,10 +188,23 @@ export class Receiver {
     // label (§12): a relay naming another member is logged, and the line names the signer.
     const by = joined.addedBy.username;
     if (by !== item.sender) this.s.d.logger.warn("mls.welcome.sender_mismatch", { conversation: conv, relay: item.sender, signer: by });
-    if (before?.active === true && conv.startsWith("#") && !sameBytes(before.groupId, g.groupId) && this.recreator?.followsRecreate(conv, before, g, joined.addedBy) !== true) {
-      // A new group for a room I am in: only its creator's re-creation is followed (recreate.ts).
+    // Every leaf of another user must be a device in its user's list (less the devices a primary
+    // dropped, dropped-devices.ts), as for a join by external commit (§4.5, §7.6 (e)): a device
+    // unlinked (stolen) must not make a group of its own for my DM with its user, or "re-create"
+    // its user's room, and have me take it for the conversation (review round 8).
+    const unlisted = conv === "lobby" ? undefined : await this.c.unlistedDeviceIn(conv, g, `an invitation to ${conv} from ${by}`);
+    const recreated = before?.active === true && conv.startsWith("#") && !sameBytes(before.groupId, g.groupId);
+    // A new group for a room I am in: only its creator's re-creation is followed (recreate.ts),
+    // and said as followed only when nothing else refuses it.
+    if (recreated && (unlisted === undefined || this.recreator?.mayRecreate(before, g, joined.addedBy) !== true) && this.recreator?.followsRecreate(conv, before, g, joined.addedBy) !== true) {
       g.destroy();
       this.s.d.store.saveGroup(before);
+      return;
+    }
+    if (unlisted !== undefined) {
+      this.s.d.logger.warn("mls.welcome.unlisted_device", { conversation: conv, sender: by });
+      refuse();
+      this.s.notice("warn", unlisted, conv);
       return;
     }
     if (before !== undefined && before !== g) { before.destroy(); this.s.held.drop(conv); }
@@ -336,7 +353,7 @@ export class Receiver {
           await this.recovery.rejoinPastOwnUnlinked(conv, deviceName(undefined, committer.signatureKey));
           return;
         }
-        this.refusedCommit(conv, g, verdict, relaySender, creator, e);
+        this.refusedCommit(conv, g, verdict, relaySender, relaySenderDevice, creator, e);
         return;
       }
     }
@@ -346,7 +363,7 @@ export class Receiver {
       return;
     }
     this.recovery.resumed(conv);
-    this.s.dropped?.noteCommit(inc.change, inc.authenticatedData);
+    this.s.dropped?.noteCommit(conv, inc.change, inc.authenticatedData, g.members());
     void this.s.listClaims?.heard(inc.change.committer.username, inc.authenticatedData, conv);
     const atMs = this.s.d.clock();
     this.recovery.undecided.delete(conv);
@@ -367,23 +384,25 @@ export class Receiver {
   }
 
   /** A commit processApply refused: the line or notice it shows, and what waits on it. */
-  private refusedCommit(conv: string, g: MlsGroup, verdict: { change: MembershipChange; why: Refusal } | undefined, relaySender: string, creator: string | undefined, e: unknown): void {
+  private refusedCommit(conv: string, g: MlsGroup, verdict: { change: MembershipChange; why: Refusal } | undefined, relaySender: string, relaySenderDevice: string | undefined, creator: string | undefined, e: unknown): void {
     {
       if (verdict?.why === "device") {
         // PROTOCOL.md §4.5: a leaf whose key its user's newest verified list does not name.
         const leaf = unlistedLeaf(verdict.change, (u) => this.s.dropped?.listOf(u), g.members());
         const who = leaf?.username ?? relaySender;
-        // A device its user's primary took out under a list newer than mine (dropped-devices.ts):
-        // once a later commit comes, I try to join again from the relay's present state, taken
-        // only when it holds no device unlisted for me and the same users as mine (the primary
-        // took it out again, recovery.ts). Any refused device: a newer list of its user lets
-        // the refused commit through.
+        // Once a later commit comes (not the device's own), I try to join again from the relay's
+        // present state, taken only when it holds no device unlisted for me and the same users as
+        // mine (someone took it out: for a device its user's primary dropped under a list newer
+        // than mine, dropped-devices.ts, that primary; recovery.ts). Meanwhile a newer list of its
+        // user lets the refused commit through (listChanged).
         const dropped = leaf !== undefined && this.s.dropped?.isDropped(leaf.username, leaf.signatureKey) === true;
         this.s.d.logger.warn("mls.commit.refused_device", { conversation: conv, by: verdict.change.committer.username, user: who, dropped });
         let waiting = this.recovery.awaitingList.get(conv);
         if (waiting === undefined) this.recovery.awaitingList.set(conv, (waiting = new Set()));
         waiting.add(who);
-        if (dropped) this.recovery.rejoinable.add(conv);
+        // The device whose own later commits never make me try: the refused committer's, as the relay names it.
+        const committed = leaf !== undefined && leaf.leafIndex === verdict.change.committer.leafIndex && sameBytes(leaf.signatureKey, verdict.change.committer.signatureKey);
+        this.recovery.refusedDevice(conv, committed ? relaySenderDevice ?? "" : "");
         this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
         this.s.notice("warn", dropped
           ? `a device ${who}'s own primary device took out of ${conv} (by a newer device list of ${who}'s than the relay serves you) came back into it; it was refused (you stay where you were in ${conv} until ${who}'s device takes it out again)`

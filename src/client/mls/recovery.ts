@@ -13,7 +13,10 @@ import type { MlsGroup } from "../../protocol/mls/index.js";
 
 /** rejoinPastOwnUnlinked's back-off: the second re-join in a streak waits this long, each next one twice the last. */
 export const OWN_REJOIN_FIRST_MS = 30_000;
-export const OWN_REJOIN_MAX_MS = 30 * 60_000;
+export const OWN_REJOIN_MAX_MS = 5 * 60_000;
+/** rejoinPastRefused tries at most REJOIN_PAST_TRIES times per this long per conversation (commits past that: one try at the next timer tick once it allows). */
+export const REJOIN_PAST_EVERY_MS = 10_000;
+export const REJOIN_PAST_TRIES = 3;
 /** A streak ends after this long without the unlinked device coming back. */
 export const OWN_REJOIN_QUIET_MS = 60 * 60_000;
 
@@ -28,11 +31,13 @@ export class Recovery {
   readonly awaitingList = new Map<string, Set<string>>();
 
   /**
-   * Of those, the ones stopped at a device its user's primary took out under a list newer than
-   * mine coming back (dropped-devices.ts): joined again from the relay's present state once that
-   * state no longer holds it (the primary took it out again), rejoinPastDropped.
+   * Of those, by conversation: joined again from the relay's present state once that state no
+   * longer holds the refused device (someone took it out), rejoinPastRefused; `device`: the
+   * refused committer's device id as the relay named it ("" for a device another put in), whose
+   * own commits never make me try; when I last tried (at most REJOIN_PAST_TRIES per
+   * REJOIN_PAST_EVERY_MS: a flood of commits is a few tries per 10 s), and whether a try waits.
    */
-  readonly rejoinable = new Set<string>();
+  readonly rejoinable = new Map<string, { readonly device: string; tries: number[]; pending: boolean }>();
 
   /**
    * A device I unlinked that keeps coming back (the relay carrying it): my re-joins to take it
@@ -175,8 +180,8 @@ export class Recovery {
     }
   }
 
-  /** Re-joins put off by rejoinPastOwnUnlinked's back-off whose time has come (every timer tick). */
-  async retryOwnRejoins(nowMs: number): Promise<void> {
+  /** Re-joins put off (rejoinPastOwnUnlinked's back-off, rejoinPastRefused's pace) whose time has come (every timer tick). */
+  async retryRejoins(nowMs: number): Promise<void> {
     for (const [conv, due] of [...this.ownRejoinsDue]) {
       if (nowMs < due.dueMs) continue;
       this.ownRejoinsDue.delete(conv);
@@ -184,28 +189,44 @@ export class Recovery {
       if (g === undefined || !g.active) continue;
       await this.rejoinPastOwnUnlinked(conv, due.device);
     }
+    for (const [conv, r] of [...this.rejoinable]) {
+      if (r.pending) await this.rejoinPastRefused(conv);
+    }
+  }
+
+  /** A commit of `conv` was refused for a device not in its user's list (`device`: the refused committer's device id, or ""). */
+  refusedDevice(conv: string, device: string): void {
+    if (!this.rejoinable.has(conv)) this.rejoinable.set(conv, { device, tries: [], pending: false });
   }
 
   /**
-   * `conv` stopped at a device its user's primary took out under a list newer than mine coming
-   * back (dropped-devices.ts). When the relay's present state no longer holds it (the primary
-   * took it out again; a later commit arrived), I join again from there; while it still does,
+   * `conv` stopped at a commit putting in a device not in its user's list (one unlinked, or one
+   * its user's primary took out under a list newer than mine coming back, dropped-devices.ts).
+   * When the relay's present state no longer holds it (someone took it out; a later commit, not
+   * the device's own, arrived: `senderDevice`), I join again from there; while it still does,
    * the join is refused (commit.ts unlistedDeviceIn reads the same lists) and I wait for the next
    * commit. Nothing from the device's epochs is read. The commits skipped are never judged, so
-   * the state must hold the same users as mine (sameUsers): a removal or an addition the
-   * device made meanwhile (none is its to make) keeps me where I am, as for any refused device.
+   * the state must hold the same users as mine (sameUsers): a removal or an addition made
+   * meanwhile keeps me where I am (review rounds 7, 8).
    */
-  async rejoinPastDropped(conv: string): Promise<void> {
-    if (this.s.recovering.has(conv) || !this.rejoinable.has(conv)) return;
+  async rejoinPastRefused(conv: string, senderDevice?: string): Promise<void> {
+    const r = this.rejoinable.get(conv);
+    if (this.s.recovering.has(conv) || r === undefined) return;
+    if (r.device !== "" && senderDevice === r.device) return;
+    const now = this.s.d.clock();
+    r.tries = r.tries.filter((at) => now - at < REJOIN_PAST_EVERY_MS);
+    if (r.tries.length >= REJOIN_PAST_TRIES) { r.pending = true; return; }
+    r.tries.push(now);
+    r.pending = false;
     this.s.recovering.add(conv);
     try {
-      await this.rejoinPastDroppedNow(conv);
+      await this.rejoinPastRefusedNow(conv);
     } finally {
       this.s.recovering.delete(conv);
     }
   }
 
-  private async rejoinPastDroppedNow(conv: string): Promise<void> {
+  private async rejoinPastRefusedNow(conv: string): Promise<void> {
     const held = this.s.held.count(conv);
     const r = await this.r.c.externalJoin(conv, { vouch: (held, joined) => sameUsers(conv, held, joined) });
     if (!r.ok) {
@@ -233,8 +254,8 @@ export class Recovery {
     const caught = await this.catchUp(conv);
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
-    // Past a device its user's primary dropped: only a re-join that the same users vouch for.
-    if (this.rejoinable.has(conv)) { await this.rejoinPastDroppedNow(conv); return; }
+    // Past a refused device: only a re-join that the same users vouch for.
+    if (this.rejoinable.has(conv)) { await this.rejoinPastRefusedNow(conv); return; }
     // Past a device I unlinked, my re-join waits out its back-off (retryOwnRejoins).
     if (this.ownRejoinsDue.has(conv)) { this.s.d.logger.info("mls.recover.backing_off", { conversation: conv, held: this.s.held.count(conv) }); return; }
     // Behind a key change my user has not decided on: keep holding (unacked), never re-join (key-change.ts).
@@ -272,7 +293,7 @@ export class Recovery {
 
 /**
  * Why a re-join past commits never judged may not replace `held` (undefined: it may): the joined
- * state must hold the same users as mine (rejoinPastDropped), so that no addition or removal
+ * state must hold the same users as mine (rejoinPastRefused), so that no addition or removal
  * slips in unjudged.
  */
 function sameUsers(conv: string, held: MlsGroup, joined: MlsGroup): string | undefined {

@@ -65,11 +65,18 @@ export class Recreator {
    * names the same creator (username and identity fingerprint) and the Welcome's signer is that
    * creator (name and identity key). Shows the line when it does; a notice when it does not.
    */
+  /** Whether `after` is a re-creation of `before` by its creator (what followsRecreate checks, without a word). */
+  mayRecreate(before: MlsGroup, after: MlsGroup, addedBy: MlsMember): boolean {
+    const old = before.creator();
+    const now = after.creator();
+    return old !== undefined && now !== undefined && old.username === now.username && old.identityFingerprint.equals(now.identityFingerprint) && after.isCreator(addedBy);
+  }
+
   followsRecreate(conv: string, before: MlsGroup, after: MlsGroup, addedBy: MlsMember): boolean {
     const old = before.creator();
     const now = after.creator();
     const sameCreator = old !== undefined && now !== undefined && old.username === now.username && old.identityFingerprint.equals(now.identityFingerprint);
-    if (!sameCreator || !after.isCreator(addedBy)) {
+    if (old === undefined || !this.mayRecreate(before, after, addedBy)) {
       this.s.d.logger.warn("mls.welcome.recreate_refused", { conversation: conv, signer: addedBy.username, creator: old?.username, named: now?.username, sameCreator });
       this.s.notice("warn", `${addedBy.username} invited you to another group for ${conv}, but only ${old?.username ?? "its creator"}, who created ${conv}, may re-create it; you stay in the current one`, conv);
       return false;

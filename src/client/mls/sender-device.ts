@@ -34,7 +34,8 @@ export class SenderDevices {
     const own = sender.username === this.s.d.me;
     if (dir === undefined) return own ? { ok: false, why: "another leaf of my user, and no device list to check it against" } : { ok: true };
     const find = () => {
-      const list = dir.known(sender.username);
+      // Less the devices their user's primary took out under a list newer than mine (dropped-devices.ts).
+      const list = this.s.dropped?.listOf(sender.username) ?? dir.known(sender.username);
       return { list, entry: list === undefined ? undefined : deviceBySignatureKey(list, sender.signatureKey) };
     };
     let { list, entry } = find();

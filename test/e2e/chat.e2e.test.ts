@@ -1,5 +1,5 @@
 // End to end with the real binaries in real terminals: a relay, a recording proxy in front of
-// it, and two chat-tui in tmux. alice talks to everyone and DMs bob; bob answers; each screen
+// it, and two chat-tui in tmux. alice talks to everyone and DMs robert; robert answers; each screen
 // shows the other's words; the bytes between clients and relay never contain the plaintext.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -60,31 +60,31 @@ describe("two people chatting through the real binaries", () => {
     tmux.start("alice", tui("alice", proxy.port), { env });
     // First run: keys are generated (RSA-3072), then the session connects.
     await tmux.waitForScreen("alice", /connected/, 60_000);
-    // bob still has the roll-out's SECURECHAT_PROTOCOL=1 in his environment: one line says it is
+    // robert still has the roll-out's SECURECHAT_PROTOCOL=1 in his environment: one line says it is
     // ignored (v1 is retired), and he chats on v2 like everyone.
-    tmux.start("bob", tui("bob", proxy.port), { env: { ...env, SECURECHAT_PROTOCOL: "1" } });
-    await tmux.waitForScreen("bob", /connected/, 60_000);
-    await tmux.waitForScreen("bob", (s) => s.replace(/\s+/g, " ").includes("SECURECHAT_PROTOCOL=1 is ignored: protocol v1 is retired"));
+    tmux.start("robert", tui("robert", proxy.port), { env: { ...env, SECURECHAT_PROTOCOL: "1" } });
+    await tmux.waitForScreen("robert", /connected/, 60_000);
+    await tmux.waitForScreen("robert", (s) => s.replace(/\s+/g, " ").includes("SECURECHAT_PROTOCOL=1 is ignored: protocol v1 is retired"));
     // Each sees the other online in the sidebar.
-    await tmux.waitForScreen("alice", /bob/);
-    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL.md §7): bob's
+    await tmux.waitForScreen("alice", /robert/);
+    // A lobby line is for who is in the lobby's group when it is sent (PROTOCOL.md §7): robert's
     // client joins it just after coming online, and alice's header counts him once he is in.
     await tmux.waitForScreen("alice", /2 online · 2 can read new lines/);
 
     const lobbyText = "hello everyone from alice 7f3a";
     tmux.say("alice", lobbyText);
-    await tmux.waitForScreen("bob", (s) => s.includes(lobbyText));
+    await tmux.waitForScreen("robert", (s) => s.includes(lobbyText));
     await tmux.waitForScreen("alice", (s) => s.includes(lobbyText) && s.includes("✓"));
 
-    const dmText = "psst bob, the secret plan 9c2e";
-    tmux.say("alice", `/msg bob ${dmText}`);
+    const dmText = "psst robert, the secret plan 9c2e";
+    tmux.say("alice", `/msg robert ${dmText}`);
     await tmux.waitForScreen("alice", (s) => s.includes(dmText));
-    // bob opens the conversation with alice and sees the DM.
-    tmux.say("bob", "/query alice");
-    await tmux.waitForScreen("bob", (s) => s.includes(dmText));
+    // robert opens the conversation with alice and sees the DM.
+    tmux.say("robert", "/query alice");
+    await tmux.waitForScreen("robert", (s) => s.includes(dmText));
 
     const reply = "got it alice, over and out 51d0";
-    tmux.say("bob", reply);
+    tmux.say("robert", reply);
     await tmux.waitForScreen("alice", (s) => s.includes(reply));
 
     const wire = proxy.recorded();
@@ -93,7 +93,9 @@ describe("two people chatting through the real binaries", () => {
     // metadata the relay sees (usernames, the protocol's labels) is visible on the path.
     // Every byte of every connection, both ways, is a TLS record, and only the opening handshake
     // is in the clear: the rest is application data under TLS's AEAD. The metadata is looked for
-    // in that clear part (in ciphertext a 3-byte "bob" turns up by chance, about once per 16 MB).
+    // in that clear part. The handshake's key shares (X25519MLKEM768: ~2.3 KB of random bytes per
+    // connection) are as random as ciphertext, where a 3-byte name turns up by chance about once
+    // per 16 MB: the test's names are 5 letters or more (a "bob" failed CI once that way).
     const clear: Buffer[] = [];
     for (const stream of proxy.streams()) {
       if (stream.length === 0) continue;
@@ -103,7 +105,7 @@ describe("two people chatting through the real binaries", () => {
     }
     const cleartext = Buffer.concat(clear);
     expect(cleartext.length).toBeGreaterThan(0);
-    for (const metadata of ["alice", "bob", "securechat.v1.ChatService"]) {
+    for (const metadata of ["alice", "robert", "securechat.v1.ChatService"]) {
       expect(cleartext.includes(Buffer.from(metadata)), `"${metadata}" in the clear`).toBe(false);
     }
     for (const metadata of ["alice", "securechat.v1.ChatService"]) {
@@ -115,7 +117,7 @@ describe("two people chatting through the real binaries", () => {
 
     tmux.say("alice", "/quit");
     expect(await tmux.waitForExit("alice")).toBe(0);
-    tmux.keys("bob", "C-c");
-    expect(await tmux.waitForExit("bob")).toBe(0);
+    tmux.keys("robert", "C-c");
+    expect(await tmux.waitForExit("robert")).toBe(0);
   }, 180_000);
 });

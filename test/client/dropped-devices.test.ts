@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MlsKeyStore } from "../../src/client/mls-store.js";
 import type { DeviceDirectory } from "../../src/client/devices-api.js";
-import { DROPPED_KEYS_PER_USER, DROPPED_USERS_TRACKED, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
+import { DROPPED_CONVERSATIONS, DROPPED_KEYS_PER_USER, DROPPED_USERS_PER_CONVERSATION, DroppedDevices } from "../../src/client/mls/dropped-devices.js";
 import { encodeListClaim } from "../../src/client/mls/list-claims.js";
 import type { DeviceEntry, VerifiedDeviceList } from "../../src/protocol/devices.js";
 import type { MembershipChange, MlsMember } from "../../src/protocol/mls/index.js";
@@ -78,18 +78,31 @@ describe("devices dropped by their user's primary under a newer list", () => {
 });
 
 describe("the memory's bound", () => {
-  it("the user used longest ago is forgotten first: strangers' drops cannot push out an entry my conversations keep reading (review round 8)", () => {
-    const fpr = (u: string) => Buffer.alloc(32, u.length);
-    const devices = { known: (u: string) => ({ username: u, version: 1, issuedAtMs: 0, devices: [entry(1, true), entry(2)] } as unknown as VerifiedDeviceList) } as unknown as DeviceDirectory;
-    const d = new DroppedDevices(devices, nullLogger);
-    const drop = (u: string) => d.noteCommit(`dm:${u}:zz`, change(leaf(1, 0, u, fpr(u)), [leaf(2, 1, u, fpr(u))]), encodeListClaim(2, true));
-    drop("alice");
-    for (let i = 0; i < DROPPED_USERS_TRACKED - 1; i++) drop(`s${i}`);
-    expect(d.isDropped("alice", key(2))).toBe(true); // read: used last now
-    drop("mallory"); // one past the bound: s0, used longest ago, goes
+  const fpr = (u: string) => Buffer.alloc(32, u.length);
+  const anyone = { known: (u: string) => ({ username: u, version: 1, issuedAtMs: 0, devices: [entry(1, true), entry(2)] } as unknown as VerifiedDeviceList) } as unknown as DeviceDirectory;
+  const dropIn = (d: DroppedDevices, conv: string, u: string) => d.noteCommit(conv, change(leaf(1, 0, u, fpr(u)), [leaf(2, 1, u, fpr(u))]), encodeListClaim(2, true));
+
+  it("is per conversation: strangers' drops in a room (any number) never push out what alice's primary did in her DM (review round 9)", () => {
+    const d = new DroppedDevices(anyone, nullLogger);
+    dropIn(d, "dm:alice:bob", "alice");
+    for (let i = 0; i < 1_100; i++) dropIn(d, "#party", `s${i}`);
+    for (let i = 0; i < 1_100; i++) dropIn(d, `dm:bob:t${i}`, `t${i}`);
     expect(d.isDropped("alice", key(2))).toBe(true);
-    expect(d.isDropped("s0", key(2))).toBe(false);
-    expect(d.isDropped("s1", key(2))).toBe(true);
+  });
+
+  it("within a conversation, the user used longest ago is forgotten first", () => {
+    const d = new DroppedDevices(anyone, nullLogger);
+    dropIn(d, "#party", "alice");
+    for (let i = 0; i < DROPPED_USERS_PER_CONVERSATION - 1; i++) dropIn(d, "#party", `s${i}`);
+    expect(d.isDropped("alice", key(2))).toBe(true); // read: used last now
+    dropIn(d, "#party", "mallory"); // one past the bound: s0, used longest ago, goes
+    expect([d.isDropped("alice", key(2)), d.isDropped("s0", key(2)), d.isDropped("s1", key(2))]).toEqual([true, false, true]);
+  });
+
+  it("a conversation past DROPPED_CONVERSATIONS forgets the one used longest ago, and its users' entries with it", () => {
+    const d = new DroppedDevices(anyone, nullLogger);
+    for (let i = 0; i < DROPPED_CONVERSATIONS + 1; i++) dropIn(d, `#r${i}`, `u${i}`);
+    expect([d.isDropped("u0", key(2)), d.isDropped("u1", key(2)), d.isDropped(`u${DROPPED_CONVERSATIONS}`, key(2))]).toEqual([false, true, true]);
   });
 });
 

@@ -439,8 +439,9 @@ export class Committer {
    * likes, so an old one of the same group (from before a member was removed: the removed
    * member, from her own old state, would read what I send next) or another group it made for
    * the conversation must not be taken for the group's present state.
-   * - The same group: the GroupInfo is of a later epoch than mine, and my leaf in it, if still
-   *   there, is my leaf as it is now (only my commits change it). (Who signed it is not
+   * - The same group: the GroupInfo is of a later epoch than mine, with the same fixed settings
+   *   (GroupContext extensions: the creator), and my leaf in it, if still there, is my leaf as it
+   *   is now (only my commits change it). (Who signed it is not
    *   checked: in a room anyone may have joined meanwhile, and the newest GroupInfo is often a
    *   newcomer's; the members new to me are said after the join, `sayWhoChanged`.)
    * - Another group (a re-created room, §7.3): it names the same creator (username and identity
@@ -451,6 +452,9 @@ export class Committer {
     const { epoch, signerKey, leaf } = groupInfoFactsOf(groupInfo, held.myLeafIndex);
     if (sameBytes(held.groupId, joined.groupId)) {
       if (epoch <= held.epoch) return `the relay offered ${convId} as it was at epoch ${epoch}, not later than yours (${held.epoch}); you stay where you are`;
+      // No commit of ours changes a group's fixed settings (its creator): a state that differs was
+      // made by one every member refuses (review round 9: a member making itself the creator).
+      if (!held.sameSettingsAs(joined)) return `the relay offered a state of ${convId} whose fixed settings (its creator) were changed by a commit every member refuses; you stay where you are`;
       // Only my own commits change my leaf: the same leaf of mine with another key is a state
       // from before my last change to the group (a fork made from an older state).
       const mine = leaf !== undefined && sameBytes(leaf.signatureKey, this.s.mustClient().signaturePublicKey);

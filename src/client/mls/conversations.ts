@@ -306,17 +306,23 @@ export class MlsConversations {
       // A proposal is committed only in its own epoch: one the group moved past meanwhile is
       // refused EPOCH_TAKEN by the relay (§8.3); the commits it missed are fetched and the leave
       // proposed again, so that my leaf never stays behind unread.
+      // Stopped at a change I refused, I cannot reach the relay's epoch: I leave on my side only
+      // (review round 9), and say so.
+      let stuck = false;
       for (let attempt = 0; cur.members().length > 1; attempt++) {
         const proposal = await cur.proposeLeave();
         const r = await this.s.d.ds.sendMls(proposal);
         if (r.ok) break;
         this.s.reload(room);
         if (r.code !== "EPOCH_TAKEN" || attempt >= LEAVE_ATTEMPTS - 1) return fail(refusedError(r));
+        const was = cur.epoch;
         await this.r.recovery.catchUp(room);
         const next = this.s.groups.get(room);
         if (next === undefined || !next.active) return ok(undefined); // removed meanwhile: nothing left to leave
+        if (next.epoch === was) { stuck = true; break; }
         cur = next;
       }
+      if (stuck) this.s.notice("warn", `${room} is stopped at a change you refused, so your leave could not reach its members: you left on this device, and your place in the group stays until its creator re-creates it`, room);
       this.s.forget(room);
       this.s.line(room, { kind: "left", by: this.s.d.me, users: [], atMs: this.s.d.clock() });
       if (staying) this.s.notice("info", `you left ${room} on this device only: your other devices are still in it (leaving on your primary device takes them all out)`, room);

@@ -21,9 +21,15 @@ import type { DeviceDirectory } from "../devices-api.js";
 import { claimsUnlinks, decodeListClaim } from "./list-claims.js";
 import type { ListsOf } from "./policy.js";
 
-/** Users whose dropped devices are remembered at once (the one used longest ago is forgotten). */
-export const DROPPED_USERS_TRACKED = 1_024;
-/** Dropped keys remembered per user (the oldest is forgotten). */
+/**
+ * The memory is kept per conversation, each with its own budget (review round 9): a stranger can
+ * fill only the budget of conversations it is in with me, never push out what a primary did in
+ * my DM with its user. Conversations remembered at once (the one used longest ago is forgotten):
+ */
+export const DROPPED_CONVERSATIONS = 4_096;
+/** Users per conversation whose dropped devices are remembered (the one used longest ago is forgotten). */
+export const DROPPED_USERS_PER_CONVERSATION = 64;
+/** Dropped keys remembered per user in a conversation (the oldest is forgotten). */
 export const DROPPED_KEYS_PER_USER = 64;
 
 /** Where the memory is kept between runs (MlsKeyStore's sealed values). */
@@ -34,9 +40,13 @@ export interface DroppedDevicesKeep {
 
 const KEPT_AS = "dropped-devices";
 
+type Keys = Map<string, number>;
+
 export class DroppedDevices {
-  /** By user: MLS signature key (hex) → the list version the primary's removal claimed. */
-  private readonly byUser = new Map<string, Map<string, number>>();
+  /** By conversation, then user: MLS signature key (hex) → the list version the primary's removal claimed. */
+  private readonly byConv = new Map<string, Map<string, Keys>>();
+  /** By user: the conversations holding an entry of theirs (a lookup reads only those). */
+  private readonly convsOf = new Map<string, Set<string>>();
   private loaded = false;
 
   constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger, private readonly keep?: DroppedDevicesKeep) {}
@@ -64,7 +74,7 @@ export class DroppedDevices {
       const entry = deviceBySignatureKey(held, r.signatureKey);
       if (entry === undefined || entry.primary) continue;
       if (after.some((m) => Buffer.from(m.signatureKey).equals(Buffer.from(r.signatureKey)))) continue;
-      this.remember(by.username, Buffer.from(r.signatureKey).toString("hex"), claimed);
+      this.remember(conv, by.username, Buffer.from(r.signatureKey).toString("hex"), claimed);
     }
   }
 
@@ -84,63 +94,108 @@ export class DroppedDevices {
   /** `listOf` as the policy's ListsOf. */
   readonly lists: ListsOf = (u) => this.listOf(u);
 
-  /** The keys of `username` still dropped (entries a list as new as their claim has reached are forgotten). */
+  /** The keys of `username` still dropped, over every conversation (entries a list as new as their claim has reached are forgotten). */
   private droppedKeys(username: string): ReadonlySet<string> | undefined {
     this.load();
-    const keys = this.byUser.get(username);
-    if (keys === undefined) return undefined;
+    const convs = this.convsOf.get(username);
+    if (convs === undefined) return undefined;
     const version = this.devices.known(username)?.version ?? 0;
-    for (const [k, v] of keys) if (v <= version) keys.delete(k);
-    this.byUser.delete(username);
-    if (keys.size === 0) return undefined;
-    // Used last: forgotten last (a stranger's own drops, made to fill the memory, go before the
-    // entries my conversations keep reading, review round 8).
-    this.byUser.set(username, keys);
-    return new Set(keys.keys());
+    const out = new Set<string>();
+    for (const conv of [...convs]) {
+      const users = this.byConv.get(conv);
+      const keys = users?.get(username);
+      if (users === undefined || keys === undefined) { convs.delete(conv); continue; }
+      for (const [k, v] of keys) if (v <= version) keys.delete(k);
+      users.delete(username);
+      if (keys.size === 0) { convs.delete(conv); continue; }
+      // Used last: forgotten last within the conversation.
+      users.set(username, keys);
+      for (const k of keys.keys()) out.add(k);
+    }
+    if (convs.size === 0) this.convsOf.delete(username);
+    return out.size === 0 ? undefined : out;
   }
 
-  private remember(username: string, key: string, claimed: number): void {
+  private remember(conv: string, username: string, key: string, claimed: number): void {
     this.load();
-    let keys = this.byUser.get(username);
+    let users = this.byConv.get(conv);
+    if (users === undefined) {
+      if (this.byConv.size >= DROPPED_CONVERSATIONS) this.forgetConversation(this.byConv.keys().next().value as string);
+      users = new Map();
+    }
+    this.byConv.delete(conv);
+    this.byConv.set(conv, users);
+    let keys = users.get(username);
     if (keys === undefined) {
-      if (this.byUser.size >= DROPPED_USERS_TRACKED) this.byUser.delete(this.byUser.keys().next().value as string);
+      if (users.size >= DROPPED_USERS_PER_CONVERSATION) this.forgetUser(conv, users, users.keys().next().value as string);
       keys = new Map();
     }
-    this.byUser.delete(username);
-    this.byUser.set(username, keys);
+    users.delete(username);
+    users.set(username, keys);
+    let convs = this.convsOf.get(username);
+    if (convs === undefined) this.convsOf.set(username, (convs = new Set()));
+    convs.add(conv);
     keys.delete(key);
     if (keys.size >= DROPPED_KEYS_PER_USER) keys.delete(keys.keys().next().value as string);
-    keys.set(key, Math.max(claimed, keys.get(key) ?? 0));
-    this.logger.info("mls.devices.dropped_by_primary", { user: username, claimed });
+    keys.set(key, claimed);
+    this.logger.info("mls.devices.dropped_by_primary", { conversation: conv, user: username, claimed });
     this.save();
+  }
+
+  private forgetUser(conv: string, users: Map<string, Keys>, username: string): void {
+    users.delete(username);
+    const convs = this.convsOf.get(username);
+    convs?.delete(conv);
+    if (convs?.size === 0) this.convsOf.delete(username);
+  }
+
+  private forgetConversation(conv: string): void {
+    const users = this.byConv.get(conv);
+    if (users !== undefined) for (const u of [...users.keys()]) this.forgetUser(conv, users, u);
+    this.byConv.delete(conv);
   }
 
   /** The kept memory, read once (what does not read is dropped with a log line: a memory, not a right). */
   private load(): void {
     if (this.loaded) return;
     this.loaded = true;
-    let bytes: Uint8Array | undefined;
     try {
-      bytes = this.keep?.value(KEPT_AS);
+      const bytes = this.keep?.value(KEPT_AS);
       if (bytes === undefined) return;
       const rows = JSON.parse(Buffer.from(bytes).toString("utf8")) as unknown;
       if (!Array.isArray(rows)) throw new Error("not a list");
-      for (const row of rows.slice(-DROPPED_USERS_TRACKED)) {
+      // [[conversation, [[user, [[key, version], …]], …]], …], oldest first.
+      for (const row of rows.slice(-DROPPED_CONVERSATIONS) as unknown[]) {
         if (!Array.isArray(row) || typeof row[0] !== "string" || !Array.isArray(row[1])) continue;
-        const keys = new Map<string, number>();
-        for (const [k, v] of (row[1] as unknown[]).slice(-DROPPED_KEYS_PER_USER) as [unknown, unknown][]) {
-          if (typeof k === "string" && /^[0-9a-f]{2,256}$/.test(k) && Number.isSafeInteger(v) && (v as number) > 0) keys.set(k, v as number);
+        for (const u of (row[1] as unknown[]).slice(-DROPPED_USERS_PER_CONVERSATION)) {
+          if (!Array.isArray(u) || typeof u[0] !== "string" || !Array.isArray(u[1])) continue;
+          for (const kv of (u[1] as unknown[]).slice(-DROPPED_KEYS_PER_USER)) {
+            if (!Array.isArray(kv)) continue;
+            const [k, v] = kv as [unknown, unknown];
+            if (typeof k === "string" && /^[0-9a-f]{2,256}$/.test(k) && Number.isSafeInteger(v) && (v as number) > 0) this.put(row[0], u[0], k, v as number);
+          }
         }
-        if (keys.size > 0) this.byUser.set(row[0], keys);
       }
     } catch (e) {
       this.logger.warn("mls.devices.dropped_unreadable", { reason: (e as Error).message });
     }
   }
 
+  /** An entry read back (no save, no log line). */
+  private put(conv: string, username: string, key: string, version: number): void {
+    let users = this.byConv.get(conv);
+    if (users === undefined) this.byConv.set(conv, (users = new Map()));
+    let keys = users.get(username);
+    if (keys === undefined) users.set(username, (keys = new Map()));
+    keys.set(key, version);
+    let convs = this.convsOf.get(username);
+    if (convs === undefined) this.convsOf.set(username, (convs = new Set()));
+    convs.add(conv);
+  }
+
   private save(): void {
     if (this.keep === undefined) return;
-    const rows = [...this.byUser].map(([u, keys]) => [u, [...keys]]);
+    const rows = [...this.byConv].map(([c, users]) => [c, [...users].map(([u, keys]) => [u, [...keys]])]);
     this.keep.putValue(KEPT_AS, Buffer.from(JSON.stringify(rows), "utf8"));
   }
 }

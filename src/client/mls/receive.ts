@@ -402,7 +402,7 @@ export class Receiver {
         waiting.add(who);
         // The device whose own later commits never make me try: the refused committer's, as the relay names it.
         const committed = leaf !== undefined && leaf.leafIndex === verdict.change.committer.leafIndex && sameBytes(leaf.signatureKey, verdict.change.committer.signatureKey);
-        this.recovery.refusedDevice(conv, committed ? relaySenderDevice ?? "" : "");
+        this.recovery.refusedChange(conv, committed ? relaySenderDevice ?? "" : "");
         this.s.line(conv, { kind: "refused-device", by: verdict.change.committer.username, users: [who], device: leaf === undefined ? "unknown" : deviceName(undefined, leaf.signatureKey), ...(creator !== undefined ? { creator } : {}), atMs: this.s.d.clock() });
         this.s.notice("warn", dropped
           ? `a device ${who}'s own primary device took out of ${conv} (by a newer device list of ${who}'s than the relay serves you) came back into it; it was refused (you stay where you were in ${conv} until ${who}'s device takes it out again)`
@@ -411,12 +411,15 @@ export class Receiver {
       } else if (verdict?.why === "policy") {
         this.s.d.logger.warn("mls.commit.refused_by_policy", { conversation: conv, by: verdict.change.committer.username });
         this.s.line(conv, refusedLine(verdict.change, creator, this.s.d.clock()));
+        this.recovery.refusedChange(conv, relaySenderDevice ?? "");
         this.recreator?.refused(conv, g, verdict.change.committer.username);
       } else {
         this.s.d.logger.warn("mls.commit.refused", { conversation: conv, sender: relaySender, why: verdict?.why ?? "mls", error: (e as Error).message });
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
         // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
         if (isMlsProtocolError(e, "untrusted-identity")) this.recovery.undecided.add(conv);
+        // A change of the fixed settings (the creator) or of names: never adopted by a re-join.
+        if (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change")) this.recovery.refusedChange(conv, relaySenderDevice ?? "");
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
     }

@@ -194,8 +194,12 @@ export class Recovery {
     }
   }
 
-  /** A commit of `conv` was refused for a device not in its user's list (`device`: the refused committer's device id, or ""). */
-  refusedDevice(conv: string, device: string): void {
+  /**
+   * A commit of `conv` was judged and refused (a device not in its user's list, the room policy,
+   * a change of fixed settings or names; `device`: the refused committer's device id, or ""):
+   * from here a re-join must be vouched for (rejoinPastRefused), never the plain one of recoverNow.
+   */
+  refusedChange(conv: string, device: string): void {
     if (!this.rejoinable.has(conv)) this.rejoinable.set(conv, { device, tries: [], pending: false });
   }
 
@@ -234,7 +238,7 @@ export class Recovery {
       return;
     }
     this.resumed(conv);
-    this.s.notice("warn", `joined ${conv} again past the device that was refused${held > 0 ? `; ${held} message(s) sent meanwhile could not be read` : ""}`, conv);
+    this.s.notice("warn", `joined ${conv} again past the change that was refused${held > 0 ? `; ${held} message(s) sent meanwhile could not be read` : ""}`, conv);
   }
 
   /** Held messages passed their bound: fetch the missing commits; failing that, re-join (§12). */
@@ -254,7 +258,8 @@ export class Recovery {
     const caught = await this.catchUp(conv);
     await this.releaseHeld(conv);
     if (caught && this.s.held.count(conv) === 0) return;
-    // Past a refused device: only a re-join that the same users vouch for.
+    // Past a refused change: only a re-join that the same users vouch for (review round 9: the
+    // plain re-join would adopt what was refused, a member making itself the room's creator).
     if (this.rejoinable.has(conv)) { await this.rejoinPastRefusedNow(conv); return; }
     // Past a device I unlinked, my re-join waits out its back-off (retryOwnRejoins).
     if (this.ownRejoinsDue.has(conv)) { this.s.d.logger.info("mls.recover.backing_off", { conversation: conv, held: this.s.held.count(conv) }); return; }

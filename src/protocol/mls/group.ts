@@ -30,7 +30,7 @@ import { MlsProtocolError, wrap } from "./errors.js";
 import { authenticatedDataOf, judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
 import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
-import { encodeGroupInfo, pad, secretTreeValues, unpad, zero } from "./group-parts.js";
+import { encodeGroupInfo, pad, sameExtensions, secretTreeValues, unpad, zero } from "./group-parts.js";
 import { addProposals, removalProposals, replacementProposals, staleLeafRemovals } from "./group-proposals.js";
 import { suiteImpl } from "./suite.js";
 
@@ -169,6 +169,15 @@ export class MlsGroup {
   creator(): { readonly username: string; readonly identityFingerprint: Buffer } | undefined {
     const c = this.roomCreator;
     return c === undefined ? undefined : { username: c.username, identityFingerprint: Buffer.from(c.identityFingerprint) };
+  }
+
+  /**
+   * Whether `other` has this group's fixed settings (the GroupContext extensions: a room's
+   * creator, §7.4): no secure-chat commit changes them, so a state of the same group that differs
+   * came from a commit every member refuses (a re-join must not adopt it, §12).
+   */
+  sameSettingsAs(other: MlsGroup): boolean {
+    return sameExtensions(this.state.groupContext.extensions, other.state.groupContext.extensions);
   }
 
   /** Whether this identity (a member, a committer) is the room's creator: same username AND same identity key. */

@@ -1,0 +1,49 @@
+// rt9: the same creator takeover without any device trick, through the held-message recovery
+// (recoverNow): a commit refused at the MLS level (context-changed: mallory makes herself the
+// room's creator) neither re-creates the room nor stops the conversation (not undecided, not
+// awaitingList), so once what mallory sends next has been held 10 minutes, bob re-joins from the
+// relay's present GroupInfo with no vouch at all (unvouched checks only "same group, later
+// epoch, my leaf unchanged") and adopts the refused change: mallory is #ops's creator for him.
+// Honest relay; mallory is an ordinary member. Pre-existing, but it is the baseline the round-8
+// rejoinPastRefused (sameUsers) is measured against, and it is worse: no check of users at all.
+import { describe, expect, it } from "vitest";
+import type { Proposal } from "ts-mls";
+import { createHash } from "node:crypto";
+import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
+import { deviceWorldEachTest, hostileCommit, hostileGroup, leafKeys, sendHostileCommit } from "../helpers/mls-devices.js";
+import { waitUntil as waitFor } from "../helpers/wait.js";
+
+const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> => waitFor(fn, what, ms);
+const t = deviceWorldEachTest("sc-rt9-creator-held-");
+const room = "#ops";
+
+describe("review round 9: a refused creator change, adopted by the held-message re-join", () => {
+  it("bob must keep alice as #ops's creator after 10 minutes of held messages", { timeout: 240_000 }, async () => {
+    const { w, ds } = t;
+    const alice = await w.device("alice", "alicepc");
+    const bob = await w.device("bob", "bobpc");
+    const mallory = await w.device("mallory", "mallorypc");
+    for (const d of [alice, bob, mallory]) await w.publish(d.user.name, [d]);
+    for (const d of [alice, bob, mallory]) await w.start(d);
+    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
+    for (const d of [bob, mallory]) expect((await d.engine.joinRoom(room)).ok).toBe(true);
+    await waitUntil(async () => { await w.settle(); return [alice, bob, mallory].every((d) => leafKeys(d, room).length === 3); }, "three leaves everywhere");
+    await w.settle();
+    const g = await hostileGroup(ds, mallory, room);
+    const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();
+    const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
+    const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: "mallory", identityFingerprint: fpr }) } : e);
+    await sendHostileCommit(ds, mallory, await hostileCommit(g, [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal], false));
+    g.confirmCommit();
+    await bob.engine.idle();
+    expect(bob.engine.creator(room)).toBe("alice"); // refused when judged
+    // Something of the next epoch for bob to hold (any message of mallory's).
+    const app = new TextEncoder().encode(JSON.stringify({ id: "1".padStart(32, "0"), kind: "text", text: "hello", sentAt: w.now }));
+    expect((await ds.api("mallory", mallory.entry.deviceId).sendMls(await g.encrypt(app))).ok).toBe(true);
+    await bob.engine.idle();
+    w.now += 11 * 60_000;
+    await bob.engine.checkTimers();
+    await bob.engine.idle();
+    expect(bob.engine.creator(room)).toBe("alice");
+  });
+});

@@ -5,7 +5,7 @@
 // the group for good with nobody reading for it.
 import { describe, expect, it } from "vitest";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import { deviceWorldEachTest, leafKeys } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, leafKeys } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 90_000): Promise<T> => waitFor(fn, what, ms);
@@ -15,17 +15,7 @@ const room = "#ops";
 describe("/leave racing a commit", () => {
   it("the leave proposed in the epoch a commit just ended is proposed again after it, and carol is out for everyone", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const bob = await w.device("bob", "b");
-    const carol = await w.device("carol", "c");
-    const dave = await w.device("dave", "d");
-    const erin = await w.device("erin", "e");
-    for (const [u, d] of [["bob", bob], ["carol", carol], ["dave", dave], ["erin", erin]] as const) await w.publish(u, [d]);
-    for (const d of [bob, carol, dave, erin]) await w.start(d);
-    expect((await bob.engine.joinRoom(room)).ok).toBe(true);
-    expect((await carol.engine.joinRoom(room)).ok).toBe(true);
-    expect((await dave.engine.joinRoom(room)).ok).toBe(true);
-    await waitUntil(() => [bob, carol, dave].every((d) => leafKeys(d, room).length === 3), "three in");
-    await w.settle();
+    const [bob, carol, dave, erin] = await oneDeviceEachInRoom(w, room, ["bob", "carol", "dave"], ["erin"]) as [Device, Device, Device, Device];
     // dave's invite of erin is accepted by the relay; carol does not have it yet when she leaves.
     let held = true;
     ds.intercept = (to, q) => (held && to === "carol" && q.item.kind === MlsKind.MLS_KIND_COMMIT ? undefined : q);

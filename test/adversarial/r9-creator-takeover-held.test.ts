@@ -10,24 +10,15 @@ import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
 import { createHash } from "node:crypto";
 import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, hostileCommit, hostileGroup, leafKeys, sendHostileCommit } from "../helpers/mls-devices.js";
-import { waitUntil as waitFor } from "../helpers/wait.js";
+import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit } from "../helpers/mls-devices.js";
 
-const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> => waitFor(fn, what, ms);
 const t = deviceWorldEachTest("sc-rt9-creator-held-");
 const room = "#ops";
 
 describe("review round 9: a refused creator change, adopted by the held-message re-join", () => {
   it("bob must keep alice as #ops's creator after 10 minutes of held messages", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const alice = await w.device("alice", "alicepc");
-    const bob = await w.device("bob", "bobpc");
-    const mallory = await w.device("mallory", "mallorypc");
-    for (const d of [alice, bob, mallory]) await w.publish(d.user.name, [d]);
-    for (const d of [alice, bob, mallory]) await w.start(d);
-    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
-    for (const d of [bob, mallory]) expect((await d.engine.joinRoom(room)).ok).toBe(true);
-    await waitUntil(async () => { await w.settle(); return [alice, bob, mallory].every((d) => leafKeys(d, room).length === 3); }, "three leaves everywhere");
+    const [, bob, mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "mallory"]) as [Device, Device, Device];
     await w.settle();
     const g = await hostileGroup(ds, mallory, room);
     const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();

@@ -11,7 +11,7 @@ import type { Proposal } from "ts-mls";
 import { createHash } from "node:crypto";
 import { decodeKeyPackage, generateKeyPackage, generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
 import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, hostileCommit, hostileGroup, leafKeys, linesIn, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, linesIn, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> => waitFor(fn, what, ms);
@@ -21,15 +21,7 @@ const room = "#ops";
 describe("review round 9: a member's refused unlisted device, then an unjudged creator change", () => {
   it("bob must keep alice as #ops's creator", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const alice = await w.device("alice", "alicepc");
-    const bob = await w.device("bob", "bobpc");
-    const carol = await w.device("carol", "carolpc");
-    const mallory = await w.device("mallory", "mallorypc");
-    for (const d of [alice, bob, carol, mallory]) await w.publish(d.user.name, [d]);
-    for (const d of [alice, bob, carol, mallory]) await w.start(d);
-    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
-    for (const d of [bob, carol, mallory]) expect((await d.engine.joinRoom(room)).ok).toBe(true);
-    await waitUntil(async () => { await w.settle(); return [alice, bob, carol, mallory].every((d) => leafKeys(d, room).length === 4); }, "four leaves everywhere");
+    const [alice, bob, , mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "carol", "mallory"]) as [Device, Device, Device, Device];
     expect(bob.engine.creator(room)).toBe("alice");
 
     // alice (the creator) is offline a while (asleep): nobody re-creates the room at once.

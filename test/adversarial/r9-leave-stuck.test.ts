@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
 import { decodeKeyPackage, generateKeyPackage, generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
-import { deviceWorldEachTest, hostileCommit, hostileGroup, leafKeys, linesIn, sendHostileCommit } from "../helpers/mls-devices.js";
+import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, linesIn, sendHostileCommit } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> => waitFor(fn, what, ms);
@@ -18,14 +18,7 @@ const room = "#ops";
 describe("review round 9: /leave from a room stopped at a refused commit", () => {
   it("bob can still leave #ops", { timeout: 240_000 }, async () => {
     const { w, ds } = t;
-    const alice = await w.device("alice", "alicepc");
-    const bob = await w.device("bob", "bobpc");
-    const mallory = await w.device("mallory", "mallorypc");
-    for (const d of [alice, bob, mallory]) await w.publish(d.user.name, [d]);
-    for (const d of [alice, bob, mallory]) await w.start(d);
-    expect((await alice.engine.joinRoom(room)).ok).toBe(true);
-    for (const d of [bob, mallory]) expect((await d.engine.joinRoom(room)).ok).toBe(true);
-    await waitUntil(async () => { await w.settle(); return [alice, bob, mallory].every((d) => leafKeys(d, room).length === 3); }, "three leaves everywhere");
+    const [alice, bob, mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "mallory"]) as [Device, Device, Device];
     await w.settle();
     ds.disconnect("alice", alice.entry.deviceId); // the creator is away
     const g = await hostileGroup(ds, mallory, room);

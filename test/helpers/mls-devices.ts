@@ -20,6 +20,7 @@ import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential, type 
 import type { Proposal } from "ts-mls";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
 import { FakeDs } from "./fake-ds.js";
+import { waitUntil } from "./wait.js";
 import { TestContent } from "./mls-content-double.js";
 
 /** A user: the identity key (on the primary) and the devices made so far. */
@@ -295,4 +296,24 @@ export async function aliceTwoAndBob(w: DeviceWorld): Promise<{ laptop: Device; 
   await w.publish("bob", [bob]);
   for (const d of [laptop, desktop, bob]) await w.start(d);
   return { laptop, desktop, bob, before };
+}
+
+/**
+ * One device per user, each list published, all started; the first user creates `room` and the
+ * others in `members` join it (all but `outside`, started and left out), until every member holds
+ * every member's leaf. Returns the devices by user, in the order given.
+ */
+export async function oneDeviceEachInRoom(w: DeviceWorld, room: string, members: readonly string[], outside: readonly string[] = []): Promise<Device[]> {
+  const devices: Device[] = [];
+  for (const u of [...members, ...outside]) devices.push(await w.device(u, `${u}pc`));
+  for (const d of devices) await w.publish(d.user.name, [d]);
+  for (const d of devices) await w.start(d);
+  const inRoom = devices.slice(0, members.length);
+  for (const d of inRoom) {
+    const r = await d.engine.joinRoom(room);
+    if (!r.ok) throw new Error(`${d.user.name} could not join ${room}: ${JSON.stringify(r.error)}`);
+  }
+  await waitUntil(async () => { await w.settle(); return inRoom.every((d) => leafKeys(d, room).length === inRoom.length); }, `${inRoom.length} leaves everywhere in ${room}`, 90_000);
+  await w.settle();
+  return devices;
 }

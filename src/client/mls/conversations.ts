@@ -319,7 +319,10 @@ export class MlsConversations {
         await this.r.recovery.catchUp(room);
         const next = this.s.groups.get(room);
         if (next === undefined || !next.active) return ok(undefined); // removed meanwhile: nothing left to leave
-        if (next.epoch === was) { stuck = true; break; }
+        // No progress: stopped at a change I refused (leave on my side), or a fetch not answered
+        // (try again; a blip must not make me forget a room my leaf stays in, review round 10).
+        const rec = this.r.recovery;
+        if (next.epoch === was && (rec.rejoinable.has(room) || rec.awaitingList.has(room) || rec.undecided.has(room))) { stuck = true; break; }
         cur = next;
       }
       if (stuck) this.s.notice("warn", `${room} is stopped at a change you refused, so your leave could not reach its members: you left on this device, and your place in the group stays until its creator re-creates it`, room);

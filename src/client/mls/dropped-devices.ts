@@ -23,14 +23,21 @@ import type { ListsOf } from "./policy.js";
 
 /**
  * The memory is kept per conversation, each with its own budget (review round 9): a stranger can
- * fill only the budget of conversations it is in with me, never push out what a primary did in
- * my DM with its user. Conversations remembered at once (the one used longest ago is forgotten):
+ * fill only the budget of conversations it is in with me, and push out what a primary did in my
+ * DM with its user only by filling the whole memory (DROPPED_ENTRIES_MAX: some 16 rooms of 64
+ * strangers each) while that DM is unused. Conversations remembered at once (the one used
+ * longest ago is forgotten):
  */
 export const DROPPED_CONVERSATIONS = 4_096;
 /** Users per conversation whose dropped devices are remembered (the one used longest ago is forgotten). */
 export const DROPPED_USERS_PER_CONVERSATION = 64;
-/** Dropped keys remembered per user in a conversation (the oldest is forgotten). */
-export const DROPPED_KEYS_PER_USER = 64;
+/** Dropped keys remembered per user in a conversation (the oldest is forgotten; a list names at most 16 devices). */
+export const DROPPED_KEYS_PER_USER = 16;
+/**
+ * Entries (keys) over all conversations: past it the conversation used longest ago is forgotten,
+ * so the sealed value stays small (~1.5 MB at most) and is written once per commit (review round 10).
+ */
+export const DROPPED_ENTRIES_MAX = 16_384;
 
 /** Where the memory is kept between runs (MlsKeyStore's sealed values). */
 export interface DroppedDevicesKeep {
@@ -47,6 +54,10 @@ export class DroppedDevices {
   private readonly byConv = new Map<string, Map<string, Keys>>();
   /** By user: the conversations holding an entry of theirs (a lookup reads only those). */
   private readonly convsOf = new Map<string, Set<string>>();
+  /** By user: the union of their dropped keys, as computed for the list version I held then (a lookup per message costs one Map read). */
+  private readonly union = new Map<string, { readonly version: number; readonly keys: ReadonlySet<string> | undefined }>();
+  /** Keys remembered over all conversations (DROPPED_ENTRIES_MAX). */
+  private entries = 0;
   private loaded = false;
 
   constructor(private readonly devices: Pick<DeviceDirectory, "known">, private readonly logger: Logger, private readonly keep?: DroppedDevicesKeep) {}
@@ -67,6 +78,7 @@ export class DroppedDevices {
     const claimed = decodeListClaim(authenticatedData);
     if (claimed === undefined || claimed <= held.version) return;
     if (deviceBySignatureKey(held, by.signatureKey)?.primary !== true) return;
+    let changed = false;
     for (const r of change.removed) {
       if (r.username !== by.username || !r.identityFpr.equals(by.identityFpr)) continue;
       // A device leaving by its own proposal was not dropped; nor is the primary's own key.
@@ -75,7 +87,9 @@ export class DroppedDevices {
       if (entry === undefined || entry.primary) continue;
       if (after.some((m) => Buffer.from(m.signatureKey).equals(Buffer.from(r.signatureKey)))) continue;
       this.remember(conv, by.username, Buffer.from(r.signatureKey).toString("hex"), claimed);
+      changed = true;
     }
+    if (changed) this.save(); // once per commit, not per key
   }
 
   /** True when `key` of `username` counts as dropped (a primary's removal under a list newer than mine). */
@@ -100,20 +114,30 @@ export class DroppedDevices {
     const convs = this.convsOf.get(username);
     if (convs === undefined) return undefined;
     const version = this.devices.known(username)?.version ?? 0;
+    const cached = this.union.get(username);
+    if (cached !== undefined && cached.version === version) {
+      // Used last: its conversations are forgotten last.
+      for (const c of convs) { const users = this.byConv.get(c); if (users !== undefined) { this.byConv.delete(c); this.byConv.set(c, users); } }
+      return cached.keys;
+    }
     const out = new Set<string>();
     for (const conv of [...convs]) {
       const users = this.byConv.get(conv);
       const keys = users?.get(username);
       if (users === undefined || keys === undefined) { convs.delete(conv); continue; }
-      for (const [k, v] of keys) if (v <= version) keys.delete(k);
+      for (const [k, v] of keys) if (v <= version) { keys.delete(k); this.entries--; }
       users.delete(username);
       if (keys.size === 0) { convs.delete(conv); continue; }
-      // Used last: forgotten last within the conversation.
+      // Used last: forgotten last (within the conversation, and the conversation among all).
       users.set(username, keys);
+      this.byConv.delete(conv);
+      this.byConv.set(conv, users);
       for (const k of keys.keys()) out.add(k);
     }
     if (convs.size === 0) this.convsOf.delete(username);
-    return out.size === 0 ? undefined : out;
+    const keys = out.size === 0 ? undefined : out;
+    this.union.set(username, { version, keys });
+    return keys;
   }
 
   private remember(conv: string, username: string, key: string, claimed: number): void {
@@ -135,14 +159,18 @@ export class DroppedDevices {
     let convs = this.convsOf.get(username);
     if (convs === undefined) this.convsOf.set(username, (convs = new Set()));
     convs.add(conv);
-    keys.delete(key);
-    if (keys.size >= DROPPED_KEYS_PER_USER) keys.delete(keys.keys().next().value as string);
+    if (keys.delete(key)) this.entries--;
+    if (keys.size >= DROPPED_KEYS_PER_USER) { keys.delete(keys.keys().next().value as string); this.entries--; }
     keys.set(key, claimed);
+    this.entries++;
+    this.union.delete(username);
+    while (this.entries > DROPPED_ENTRIES_MAX && this.byConv.size > 1) this.forgetConversation(this.byConv.keys().next().value as string);
     this.logger.info("mls.devices.dropped_by_primary", { conversation: conv, user: username, claimed });
-    this.save();
   }
 
   private forgetUser(conv: string, users: Map<string, Keys>, username: string): void {
+    this.entries -= users.get(username)?.size ?? 0;
+    this.union.delete(username);
     users.delete(username);
     const convs = this.convsOf.get(username);
     convs?.delete(conv);
@@ -176,6 +204,8 @@ export class DroppedDevices {
           }
         }
       }
+      // Past the bound (a value from an older client): the conversations read first, the oldest, go.
+      while (this.entries > DROPPED_ENTRIES_MAX && this.byConv.size > 1) this.forgetConversation(this.byConv.keys().next().value as string);
     } catch (e) {
       this.logger.warn("mls.devices.dropped_unreadable", { reason: (e as Error).message });
     }
@@ -187,6 +217,7 @@ export class DroppedDevices {
     if (users === undefined) this.byConv.set(conv, (users = new Map()));
     let keys = users.get(username);
     if (keys === undefined) users.set(username, (keys = new Map()));
+    if (!keys.has(key)) this.entries++;
     keys.set(key, version);
     let convs = this.convsOf.get(username);
     if (convs === undefined) this.convsOf.set(username, (convs = new Set()));

@@ -418,8 +418,16 @@ export class Receiver {
         this.s.d.emit({ type: "refused", conversationId: conv, from: relaySender });
         // A key change I have not decided on (key-change.ts): I stay on this epoch until I do.
         if (isMlsProtocolError(e, "untrusted-identity")) this.recovery.undecided.add(conv);
-        // A change of the fixed settings (the creator) or of names: never adopted by a re-join.
-        if (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change")) this.recovery.refusedChange(conv, relaySenderDevice ?? "");
+        // A change of the fixed settings (the creator) or of names that every member refuses
+        // (not a relay naming the wrong sender, verdict "sender": a later state may still be
+        // vouched for, review round 10): never adopted by a re-join; in a room its creator
+        // re-creates it without the committer, as after a policy refusal (else the room stopped
+        // for everyone for good, review round 10).
+        if (verdict === undefined && (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change"))) {
+          this.recovery.refusedChange(conv, relaySenderDevice ?? "");
+          if (!conv.startsWith("#")) this.s.notice("warn", `${relaySender} made a change to ${conv} that every member refuses (${(e as Error).message}); you stay where you were in ${conv}`, conv);
+          this.recreator?.refused(conv, g, relaySender); // a room: its creator re-creates it, and says so
+        }
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }
     }

@@ -200,6 +200,9 @@ export class Recovery {
    * from here a re-join must be vouched for (rejoinPastRefused), never the plain one of recoverNow.
    */
   refusedChange(conv: string, device: string): void {
+    // Not the lobby: it has no creator to keep and its members change all the time (the vouched
+    // re-join's same users would rarely hold); its refusals keep the plain re-join (review round 10).
+    if (conv === "lobby") return;
     if (!this.rejoinable.has(conv)) this.rejoinable.set(conv, { device, tries: [], pending: false });
   }
 

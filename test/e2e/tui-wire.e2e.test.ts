@@ -86,8 +86,10 @@ beforeAll(async () => {
   const env = { XDG_STATE_HOME: join(dir, "state") };
   tmux.start("alice", tui("alice"), { width: WIDTH, height: HEIGHT, env });
   tmux.start("bob", tui("bob"), { width: WIDTH, height: HEIGHT, env });
-  await tmux.waitForScreen("alice", /│ users · 2 online/, 60_000);
-  await tmux.waitForScreen("bob", /│ users · 2 online/, 60_000);
+  // A lobby line reaches who is in the lobby's MLS group when it is sent (PROTOCOL.md §7): being
+  // online is not enough. Lines bob sent before alice was in the group never reach her, and with
+  // too few lines on her screen the paging case has nothing to page through.
+  for (const name of ["alice", "bob"]) await tmux.waitForScreen(name, /2 online · 2 can read new lines/, 60_000);
 }, LONG);
 
 afterAll(async () => {

@@ -54,6 +54,11 @@ function styledScreen(name: string): string {
   return `${cells.join("\n")}\ncursor ${run(["display-message", "-p", "-t", name, "#{cursor_x},#{cursor_y}"])}`;
 }
 
+/** N of the "-- more below (N) --" marker; 0 without one. */
+function linesBelow(screen: string): number {
+  return Number(/-- more below \((\d+)\)/.exec(screen)?.[1] ?? 0);
+}
+
 /** Waits until the screen stops changing, and returns it. */
 async function steadyScreen(name: string): Promise<string> {
   let last = styledScreen(name);
@@ -115,8 +120,11 @@ describe("chat-tui sends only changes, and the terminal still shows the right sc
     await tmux.waitForScreen("alice", /-- more below/);
     tmux.keys("alice", "PPage");
     for (let i = 0; i < 3; i++) await say("bob", `while reading ${i}`);
-    await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/, 60_000);
+    const before = await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/, 60_000);
     tmux.keys("alice", "NPage");
+    // The page down drawn (fewer lines below, or none) before the screen counts as steady: a
+    // client slow to read the key would otherwise show the screen before it as "paged".
+    await tmux.waitForScreen("alice", (s) => linesBelow(s) < linesBelow(before), 30_000);
     const paged = await steadyScreen("alice");
     expect(await repainted("alice")).toBe(paged);
   }, LONG);

@@ -11,6 +11,7 @@ import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 import { ScreenModel } from "../../src/tui/terminal/screen-model.js";
+import { stringWidth } from "../../src/tui/view/cell-width.js";
 
 let dir: string;
 let relay: RelayProcess;
@@ -74,12 +75,22 @@ async function steadyScreen(name: string): Promise<string> {
   return last;
 }
 
+/**
+ * Whether the client has drawn its screen `width` cells wide: its status line (the conversation
+ * bar ends it at the right edge) reaches the last column. Right after a resize tmux shows the
+ * old frame, cut or padded, whose status line ends elsewhere.
+ */
+function drawnAt(width: number): (screen: string) => boolean {
+  return (screen) => stringWidth((screen.split("\n")[0] ?? "").trimEnd()) === width;
+}
+
 /** Forces a repaint of every cell (a resize and back), and returns the screen painted afresh. */
 async function repainted(name: string): Promise<string> {
   tmux.resize(name, WIDTH - 7, HEIGHT - 3);
+  await tmux.waitForScreen(name, drawnAt(WIDTH - 7), 30_000);
   await steadyScreen(name);
   tmux.resize(name, WIDTH, HEIGHT);
-  await tmux.waitForScreen(name, /│ users · 2 online/, 30_000);
+  await tmux.waitForScreen(name, (s) => drawnAt(WIDTH)(s) && /│ users · 2 online/.test(s), 30_000);
   return steadyScreen(name);
 }
 

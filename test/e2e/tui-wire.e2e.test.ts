@@ -11,6 +11,7 @@ import { installFixtureKey } from "../helpers/identities.js";
 import { startRelayProcess, TUI_BIN, type RelayProcess } from "../helpers/relay-process.js";
 import { Tmux, tmuxAvailable } from "../helpers/tmux.js";
 import { ScreenModel } from "../../src/tui/terminal/screen-model.js";
+import { stringWidth } from "../../src/tui/view/cell-width.js";
 
 let dir: string;
 let relay: RelayProcess;
@@ -54,6 +55,11 @@ function styledScreen(name: string): string {
   return `${cells.join("\n")}\ncursor ${run(["display-message", "-p", "-t", name, "#{cursor_x},#{cursor_y}"])}`;
 }
 
+/** N of the "-- more below (N) --" marker; 0 without one. */
+function linesBelow(screen: string): number {
+  return Number(/-- more below \((\d+)\)/.exec(screen)?.[1] ?? 0);
+}
+
 /** Waits until the screen stops changing, and returns it. */
 async function steadyScreen(name: string): Promise<string> {
   let last = styledScreen(name);
@@ -69,12 +75,22 @@ async function steadyScreen(name: string): Promise<string> {
   return last;
 }
 
+/**
+ * Whether the client has drawn its screen `width` cells wide: its status line (the conversation
+ * bar ends it at the right edge) reaches the last column. Right after a resize tmux shows the
+ * old frame, cut or padded, whose status line ends elsewhere.
+ */
+function drawnAt(width: number): (screen: string) => boolean {
+  return (screen) => stringWidth((screen.split("\n")[0] ?? "").trimEnd()) === width;
+}
+
 /** Forces a repaint of every cell (a resize and back), and returns the screen painted afresh. */
 async function repainted(name: string): Promise<string> {
   tmux.resize(name, WIDTH - 7, HEIGHT - 3);
+  await tmux.waitForScreen(name, drawnAt(WIDTH - 7), 30_000);
   await steadyScreen(name);
   tmux.resize(name, WIDTH, HEIGHT);
-  await tmux.waitForScreen(name, /│ users · 2 online/, 30_000);
+  await tmux.waitForScreen(name, (s) => drawnAt(WIDTH)(s) && /│ users · 2 online/.test(s), 30_000);
   return steadyScreen(name);
 }
 
@@ -86,8 +102,10 @@ beforeAll(async () => {
   const env = { XDG_STATE_HOME: join(dir, "state") };
   tmux.start("alice", tui("alice"), { width: WIDTH, height: HEIGHT, env });
   tmux.start("bob", tui("bob"), { width: WIDTH, height: HEIGHT, env });
-  await tmux.waitForScreen("alice", /│ users · 2 online/, 60_000);
-  await tmux.waitForScreen("bob", /│ users · 2 online/, 60_000);
+  // A lobby line reaches who is in the lobby's MLS group when it is sent (PROTOCOL.md §7): being
+  // online is not enough. Lines bob sent before alice was in the group never reach her, and with
+  // too few lines on her screen the paging case has nothing to page through.
+  for (const name of ["alice", "bob"]) await tmux.waitForScreen(name, /2 online · 2 can read new lines/, 60_000);
 }, LONG);
 
 afterAll(async () => {
@@ -113,8 +131,11 @@ describe("chat-tui sends only changes, and the terminal still shows the right sc
     await tmux.waitForScreen("alice", /-- more below/);
     tmux.keys("alice", "PPage");
     for (let i = 0; i < 3; i++) await say("bob", `while reading ${i}`);
-    await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/, 60_000);
+    const before = await tmux.waitForScreen("alice", /-- more below \(\d+\) -- 3 new/, 60_000);
     tmux.keys("alice", "NPage");
+    // The page down drawn (fewer lines below, or none) before the screen counts as steady: a
+    // client slow to read the key would otherwise show the screen before it as "paged".
+    await tmux.waitForScreen("alice", (s) => linesBelow(s) < linesBelow(before), 30_000);
     const paged = await steadyScreen("alice");
     expect(await repainted("alice")).toBe(paged);
   }, LONG);

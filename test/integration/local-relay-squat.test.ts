@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureLocalRelay, runningLocalRelay } from "../../src/tui/local-relay.js";
@@ -25,13 +26,29 @@ afterEach(() => {
   }
 });
 
-/** A TCP listener on 127.0.0.1:port run as ANOTHER unix user (nobody). */
-async function squat(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["-e", `require("net").createServer(s=>s.destroy()).listen(${port},"127.0.0.1",()=>console.log("up"))`],
+/**
+ * A TCP listener on 127.0.0.1 run as ANOTHER unix user (nobody), on a port the system picks (a
+ * port picked at random here could be any socket's ephemeral port: CI once hung on one taken),
+ * and that port; a squatter that fails to listen fails the test at once.
+ */
+async function squat(): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ["-e", `const s=require("net").createServer(c=>c.destroy());s.listen(0,"127.0.0.1",()=>console.log(String(s.address().port)))`],
     { uid: 65534, gid: 65534, stdio: ["ignore", "pipe", "inherit"] });
   kids.push(child);
-  await new Promise<void>((res) => child.stdout!.once("data", () => res()));
-  return child;
+  const port = await new Promise<number>((res, rej) => {
+    child.stdout!.once("data", (b: Buffer) => res(Number(b.toString().trim())));
+    child.once("exit", (code) => rej(new Error(`the squatter exited (${code}) before it listened`)));
+  });
+  return { child, port };
+}
+
+/** A port nothing listens on now (the system's pick, closed again at once). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((res) => srv.listen(0, "127.0.0.1", () => res()));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((res) => srv.close(() => res()));
+  return port;
 }
 
 function freshDir(): string {
@@ -41,21 +58,17 @@ function freshDir(): string {
   return d;
 }
 
-const randomPort = (base: number): number => base + Math.floor(Math.random() * 1000);
-
 describe("local relay port held by another user", () => {
   it.skipIf(!ROOT || !LINUX)("a listener of another uid is refused with a sentence, not used", async () => {
     assertBuilt();
-    const port = randomPort(52000);
-    await squat(port);
+    const { port } = await squat();
     await expect(ensureLocalRelay({ dir: freshDir(), port, relayBin: RELAY_BIN, listens: somethingListens }))
       .rejects.toThrow(`127.0.0.1:${port} is taken by a program of another user (uid 65534): not using it; set SECURECHAT_RELAY_PORT to another port, or name a relay with --server`);
   });
 
   it.skipIf(!ROOT || !LINUX)("a stale relay.pid naming the squatter's pid does not make it 'this machine's relay'", async () => {
     assertBuilt();
-    const port = randomPort(53000);
-    const s = await squat(port);
+    const { child: s, port } = await squat();
     const dir = freshDir();
     writeFileSync(join(dir, "relay.pid"), JSON.stringify({ pid: s.pid, host: "127.0.0.1", port, startedAtMs: 1 }) + "\n", { mode: 0o600 });
     expect(runningLocalRelay(dir)).toBeUndefined();
@@ -76,7 +89,7 @@ describe("local relay port held by another user", () => {
 describe("stale relay.pid", () => {
   it("one naming a reused pid (pid 1, started at boot) does not keep the relay from starting", async () => {
     assertBuilt();
-    const port = randomPort(54000);
+    const port = await freePort();
     const dir = freshDir();
     writeFileSync(join(dir, "relay.pid"), JSON.stringify({ pid: 1, host: "127.0.0.1", port, startedAtMs: 1 }) + "\n", { mode: 0o600 });
     const r = await ensureLocalRelay({ dir, port, relayBin: RELAY_BIN, listens: somethingListens });

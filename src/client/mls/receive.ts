@@ -423,10 +423,15 @@ export class Receiver {
         // vouched for, review round 10): never adopted by a re-join; in a room its creator
         // re-creates it without the committer, as after a policy refusal (else the room stopped
         // for everyone for good, review round 10).
-        if (verdict === undefined && (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change"))) {
-          this.recovery.refusedChange(conv, relaySenderDevice ?? "");
-          if (!conv.startsWith("#")) this.s.notice("warn", `${relaySender} made a change to ${conv} that every member refuses (${(e as Error).message}); you stay where you were in ${conv}`, conv);
-          this.recreator?.refused(conv, g, relaySender); // a room: its creator re-creates it, and says so
+        // Only a commit refused once authenticated (the error names its committer): a message
+        // refused before that (a relay's forgery) names nobody, and the relay's label is not
+        // evidence (review round 11: it would make the creator re-create the room without
+        // whoever the relay named).
+        const committer = isMlsProtocolError(e) ? e.committer : undefined;
+        if (verdict === undefined && committer !== undefined && (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change"))) {
+          this.recovery.refusedChange(conv, committer === relaySender ? relaySenderDevice ?? "" : "");
+          if (!conv.startsWith("#")) this.s.notice("warn", `${committer} made a change to ${conv} that every member refuses (${(e as Error).message}); you stay where you were in ${conv}`, conv);
+          this.recreator?.refused(conv, g, committer); // a room: its creator re-creates it, and says so
         }
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);
       }

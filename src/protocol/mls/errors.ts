@@ -24,10 +24,17 @@ export type MlsErrorCode =
 
 export class MlsProtocolError extends Error {
   readonly code: MlsErrorCode;
-  constructor(code: MlsErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * For a commit refused after it was processed (authenticated: its signature and, framed
+   * privately, its AEAD checked): its committer's username. Undefined for anything refused before
+   * that (a relay's forgery, a malformed message), whose sender nobody vouches for.
+   */
+  readonly committer: string | undefined;
+  constructor(code: MlsErrorCode, message: string, options?: { cause?: unknown; committer?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "MlsProtocolError";
     this.code = code;
+    this.committer = options?.committer;
   }
 }
 

@@ -26,7 +26,7 @@ import type { Conversation } from "../names.js";
 import { checkKeyPackage, decodeKeyPackage, type MlsClient, type StoredKeyPackage } from "./client.js";
 import { checkCreatorName, isRoomCreator, readCreator, removalsAllowed, type RoomCreator } from "./creator.js";
 import type { CredentialChecker, TrustHook, VerifiedIdentity } from "./credential.js";
-import { MlsProtocolError, wrap } from "./errors.js";
+import { isMlsProtocolError, MlsProtocolError, wrap } from "./errors.js";
 import { authenticatedDataOf, judgedCommit, readGroupMessage, senderOf } from "./group-incoming.js";
 import { createGroupFor, encodeState, joinExternal, joinFromWelcome, restoreGroup, type GroupMaker } from "./group-join.js";
 import { describeCommit, membersOf, type ChangePolicy, type MembershipChange, type MlsMember } from "./membership.js";
@@ -429,7 +429,15 @@ export class MlsGroup {
     }
     // A commit: it won this epoch at the relay, so my own pending commit (if any) lost.
     if (change === undefined) throw new MlsProtocolError("malformed", "commit was processed without being seen");
-    const finalChange = judgedCommit(change, before, res.newState, this.conversation, this.roomCreator);
+    let finalChange: MembershipChange;
+    try {
+      finalChange = judgedCommit(change, before, res.newState, this.conversation, this.roomCreator);
+    } catch (e) {
+      // Refused once authenticated: who committed it is known (the caller's re-creation leaves
+      // them out, never whoever the relay names, review round 11).
+      if (isMlsProtocolError(e)) throw new MlsProtocolError(e.code, e.message, { cause: e.cause, committer: change.committer.username });
+      throw e;
+    }
     if (policy !== undefined && !policy(finalChange)) throw new MlsProtocolError("refused-change", "the change was refused by this conversation's rules");
     const discardedPendingCommit = this.pending !== undefined;
     this.pending = undefined;

@@ -27,6 +27,8 @@ export class Receiver {
   private readonly processed = new Set<string>();
   /** Deliveries dropped as redeliveries of what was processed (not counted as shown on the caught-up line). */
   readonly redelivered = new WeakSet<MlsQueued>();
+  /** The epoch at which a DM's refused change was last told (refusedCommit: once per epoch). */
+  private readonly refusalsTold = new Map<string, bigint>();
   /** Leave proposals I commit only if nobody before me in leaf order did (policy.ts leaveCommitRank). */
   private readonly leaves = new Map<string, { leaver: string; epoch: bigint; dueMs: number }>();
   /** Set once both exist (a leave proposal is committed here; a commit race is settled there). */
@@ -430,7 +432,12 @@ export class Receiver {
         const committer = isMlsProtocolError(e) ? e.committer : undefined;
         if (verdict === undefined && committer !== undefined && (isMlsProtocolError(e, "context-changed") || isMlsProtocolError(e, "refused-change"))) {
           this.recovery.refusedChange(conv, committer === relaySender ? relaySenderDevice ?? "" : "");
-          if (!conv.startsWith("#")) this.s.notice("warn", `${committer} made a change to ${conv} that every member refuses (${(e as Error).message}); you stay where you were in ${conv}`, conv);
+          // Once per conversation and epoch: a relay replaying the refused commit repeats nothing.
+          const told = this.refusalsTold.get(conv);
+          if (!conv.startsWith("#") && told !== g.epoch) {
+            this.refusalsTold.set(conv, g.epoch);
+            this.s.notice("warn", `${committer} made a change to ${conv} that every member refuses (${(e as Error).message}); you stay where you were in ${conv}`, conv);
+          }
           this.recreator?.refused(conv, g, committer); // a room: its creator re-creates it, and says so
         }
         if (isMlsProtocolError(e, "untrusted-identity")) this.s.notice("warn", `${relaySender} put a key into ${conv} that you have not accepted (${(e as Error).message}); you stay where you were in ${conv} until you /trust or /accept it`, conv);

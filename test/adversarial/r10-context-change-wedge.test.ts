@@ -7,10 +7,7 @@
 // every member, creator included, for good (before round 9 the plain re-join adopted the change:
 // the takeover that round 9 closed; now it is a permanent room kill instead).
 import { describe, expect, it } from "vitest";
-import type { Proposal } from "ts-mls";
-import { createHash } from "node:crypto";
-import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { creatorChangeProposal, deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 const t = deviceWorldEachTest("sc-rt10-ctx-wedge-");
@@ -22,10 +19,7 @@ describe("review round 10: a refused creator change stops the room for everyone,
     const [alice, bob, mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "mallory"]) as [Device, Device, Device];
     await w.settle();
     const g = await hostileGroup(ds, mallory, room);
-    const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();
-    const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
-    const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: "mallory", identityFingerprint: fpr }) } : e);
-    await sendHostileCommit(ds, mallory, await hostileCommit(g, [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal], false));
+    await sendHostileCommit(ds, mallory, await hostileCommit(g, [creatorChangeProposal(g, mallory)], false));
     g.confirmCommit();
     // A second (empty) commit on her own line: messages of the epoch alice and bob hold are no longer taken.
     await sendHostileCommit(ds, mallory, await hostileCommit(g, [], false));

@@ -3,11 +3,8 @@
 // committer (round 10). The relay labels who sent it: relabelled as carol's, the re-creation must
 // still leave out mallory, the committer MLS authenticated (MlsProtocolError.committer), never carol.
 import { describe, expect, it } from "vitest";
-import type { Proposal } from "ts-mls";
-import { createHash } from "node:crypto";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
-import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { creatorChangeProposal, deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil } from "../helpers/wait.js";
 
 const t = deviceWorldEachTest("sc-r11-relabel-");
@@ -18,12 +15,9 @@ describe("review round 11: a refused change the relay labels as another member's
     const { w, ds } = t;
     const [alice, , carol, mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "carol", "mallory"]) as [Device, Device, Device, Device];
     const g = await hostileGroup(ds, mallory, room);
-    const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();
-    const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
-    const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: "mallory", identityFingerprint: fpr }) } : e);
     // The relay hands mallory's commit to everyone as carol's.
     ds.intercept = (_to, q) => (q.item.kind === MlsKind.MLS_KIND_COMMIT && q.item.sender === "mallory" ? { ...q, item: { ...q.item, sender: "carol", senderDevice: carol.entry.deviceId } } : q);
-    await sendHostileCommit(ds, mallory, await hostileCommit(g, [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal], false));
+    await sendHostileCommit(ds, mallory, await hostileCommit(g, [creatorChangeProposal(g, mallory)], false));
     ds.intercept = undefined;
     await waitUntil(async () => { await w.settle(); const m = alice.engine.members(room) ?? []; return !m.includes("mallory") && m.includes("carol"); }, "alice re-creates #ops without mallory", 60_000);
     expect(alice.engine.creator(room)).toBe("alice");

@@ -7,10 +7,7 @@
 // Honest relay; mallory is an ordinary member. Pre-existing, but it is the baseline the round-8
 // rejoinPastRefused (sameUsers) is measured against, and it is worse: no check of users at all.
 import { describe, expect, it } from "vitest";
-import type { Proposal } from "ts-mls";
-import { createHash } from "node:crypto";
-import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit } from "../helpers/mls-devices.js";
+import { creatorChangeProposal, deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, sendHostileCommit } from "../helpers/mls-devices.js";
 
 const t = deviceWorldEachTest("sc-rt9-creator-held-");
 const room = "#ops";
@@ -21,10 +18,7 @@ describe("review round 9: a refused creator change, adopted by the held-message 
     const [, bob, mallory] = await oneDeviceEachInRoom(w, room, ["alice", "bob", "mallory"]) as [Device, Device, Device];
     await w.settle();
     const g = await hostileGroup(ds, mallory, room);
-    const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();
-    const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
-    const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: "mallory", identityFingerprint: fpr }) } : e);
-    await sendHostileCommit(ds, mallory, await hostileCommit(g, [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal], false));
+    await sendHostileCommit(ds, mallory, await hostileCommit(g, [creatorChangeProposal(g, mallory)], false));
     g.confirmCommit();
     await bob.engine.idle();
     expect(bob.engine.creator(room)).toBe("alice"); // refused when judged

@@ -8,10 +8,8 @@
 // names mallory its creator: she may remove anyone, and alice's re-creation is refused by bob.
 import { describe, expect, it } from "vitest";
 import type { Proposal } from "ts-mls";
-import { createHash } from "node:crypto";
 import { decodeKeyPackage, generateKeyPackage, generateMlsSignatureKey, makeCredential, mlsClientFromCredential } from "../../src/protocol/mls/index.js";
-import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
-import { deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, linesIn, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
+import { creatorChangeProposal, deviceWorldEachTest, oneDeviceEachInRoom, type Device, hostileCommit, hostileGroup, linesIn, sendHostileCommit, sendLine, textsIn } from "../helpers/mls-devices.js";
 import { waitUntil as waitFor } from "../helpers/wait.js";
 
 const waitUntil = <T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> => waitFor(fn, what, ms);
@@ -40,10 +38,7 @@ describe("review round 9: a member's refused unlisted device, then an unjudged c
     await waitUntil(() => linesIn(bob, room).some((l) => l.kind === "refused-device"), "bob refuses mallory's unlisted device");
     // 2. Out with the ghost, and the room's creator is now mallory.
     const ghostLeaf = g.members().find((m) => Buffer.from(m.signatureKey).equals(Buffer.from(sig.publicKey)))!.leafIndex;
-    const fpr = createHash("sha256").update(mallory.user.identitySpki).digest();
-    const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
-    const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: "mallory", identityFingerprint: fpr }) } : e);
-    const gce = { proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal;
+    const gce = creatorChangeProposal(g, mallory);
     await sendHostileCommit(ds, mallory, await hostileCommit(g, [{ proposalType: "remove", remove: { removed: ghostLeaf } }, gce], false));
     g.confirmCommit();
     await bob.engine.idle();

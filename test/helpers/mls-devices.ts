@@ -4,7 +4,7 @@
 // identity key, store opened with linkedTo + putClient, as linking leaves it), signed versioned
 // device lists published through the primary, and a DeviceDirectory double that verifies and
 // pins lists per viewing device, as src/client/device-directory.ts does.
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,7 @@ import { jsonLineLogger, nullLogger } from "../../src/protocol/log.js";
 import { generateMlsSignatureKey, makeCredential, mlsClientFromCredential, type MlsGroup, type PendingCommit } from "../../src/protocol/mls/index.js";
 import type { Proposal } from "ts-mls";
 import { MlsKind } from "../../src/gen/securechat/v1/chat.js";
+import { encodeRoomCreator, ROOM_CREATOR_EXTENSION } from "../../src/protocol/mls/creator.js";
 import { FakeDs } from "./fake-ds.js";
 import { waitUntil } from "./wait.js";
 import { TestContent } from "./mls-content-double.js";
@@ -316,4 +317,15 @@ export async function oneDeviceEachInRoom(w: DeviceWorld, room: string, members:
   await waitUntil(async () => { await w.settle(); return inRoom.every((d) => leafKeys(d, room).length === inRoom.length); }, `${inRoom.length} leaves everywhere in ${room}`, 90_000);
   await w.settle();
   return devices;
+}
+
+/**
+ * A proposal a hostile member makes to name `d`'s user the creator of the room `g` is of (its
+ * GroupContext's creator extension rewritten): every member refuses a commit carrying it (§7.4).
+ */
+export function creatorChangeProposal(g: MlsGroup, d: Device): Proposal {
+  const fpr = createHash("sha256").update(d.user.identitySpki).digest();
+  const state = (g as unknown as { state: { groupContext: { extensions: { extensionType: unknown; extensionData: Uint8Array }[] } } }).state;
+  const extensions = state.groupContext.extensions.map((e) => e.extensionType === ROOM_CREATOR_EXTENSION ? { extensionType: e.extensionType, extensionData: encodeRoomCreator({ username: d.user.name, identityFingerprint: fpr }) } : e);
+  return { proposalType: "group_context_extensions", groupContextExtensions: { extensions } } as unknown as Proposal;
 }

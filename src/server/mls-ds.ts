@@ -1,9 +1,9 @@
 // The relay as MLS Delivery Service (PROTOCOL.md §8.1, §8.2; RFC 9420 §16): KeyPackages
 // (publish, claim: mls-key-packages.ts), GroupInfo (publish, fetch, for external joins) and the order of commits
 // (the first commit for an epoch wins). The relay never holds a group secret.
-// Protocol v2 through the queues (§8.3): SendMls's checks (admitMls; session.ts stores the
-// result with the group commit) and an accepted commit's deliveries (the commit to the members
-// before it, the Welcome and tree to the added users), queued in the commit's own transaction.
+// Protocol v2 through the queues (§8.3): SendMls's checks (admitMls, in mls-send.ts; session.ts
+// stores the result with the group commit) and an accepted commit's deliveries (the commit to the
+// members before it, the Welcome and tree to the added users), queued in the commit's own transaction.
 //
 // What the relay parses: MLS framing only, with the wrapper's strict decoder (decodeMls: size
 // cap, no trailing bytes, MLS 1.0), after a walk of the structure's lists that refuses one longer
@@ -18,7 +18,6 @@
 // mls-header.ts). For a Welcome: that it is one, of our suite.
 //
 // Every check comes before any store access; each refusal is one sentence (a Refusal).
-import { createHash } from "node:crypto";
 import {
   ErrorCode, MlsDelivery, MlsKind, type ClaimKeyPackages, type CommitResult, type FetchCommits, type FetchGroupInfo, type ListRooms, type PublishGroupInfo, type RecreateRoom,
   type PublishKeyPackages, type SendCommit,
@@ -27,15 +26,15 @@ import type { Logger } from "../protocol/log.js";
 import { conversationOfGroupId } from "../protocol/mls/group-id.js";
 import { MLS_SUITE } from "../protocol/mls/suite.js";
 import { dmPeer, parseConversationId } from "../protocol/names.js";
-import { checkCommitShare, checkQueueCaps } from "./admission.js";
-import { usernameOfAddress, type DeviceRoutes } from "./devices.js";
+import { checkCommitShare } from "./admission.js";
+import type { DeviceRoutes } from "./devices.js";
 import type { DirectoryUser } from "./directory.js";
 import { Refusal } from "./errors.js";
-import { encodeMlsDelivery as encodeMlsDeliveryOnce, type ResponseFrame } from "./frames.js";
+import type { ResponseFrame } from "./frames.js";
 import { bad, epochNumber, mls } from "./mls-checks.js";
-import { sendMlsFraming } from "./mls-header.js";
 import { decodeClientMls, shapeBoundsFor, type MlsShapeBounds } from "./mls-shape.js";
 import { claimKeyPackages, publishKeyPackages } from "./mls-key-packages.js";
+import { admitMls, mlsMessageId, queueAddresses, type MlsAdmission, type MlsSendContext } from "./mls-send.js";
 import { checkExternal, checkGroupSize, checkHint, checkWelcome } from "./commit-checks.js";
 export { MAX_HINT_NAMES } from "./commit-checks.js";
 import { MAX_COMMIT_BYTES, MAX_ROOMS_PER_USER, type RelayLimits } from "./limits.js";
@@ -57,14 +56,6 @@ export const MAX_LISTED_ROOMS_PER_CREATOR = 32;
 /** Commits returned by one FetchCommits at most (and at most half a frame of bytes). */
 export const MAX_COMMITS_PER_FETCH = 64;
 
-/** Bytes of MLS one SendMls may carry beyond the relay's text limit (the app data's header and acknowledgements, a proposal's KeyPackage). */
-export const MLS_MESSAGE_OVERHEAD_BYTES = 64 * 1024;
-
-/** The largest SendMls message this relay takes: its text limit plus MLS_MESSAGE_OVERHEAD_BYTES (128 KiB by default). */
-export function maxSendMlsBytes(limits: Pick<RelayLimits, "maxTextBytes">): number {
-  return limits.maxTextBytes + MLS_MESSAGE_OVERHEAD_BYTES;
-}
-
 export interface MlsDsDeps {
   readonly store: RelayStore;
   readonly limits: RelayLimits;
@@ -85,25 +76,6 @@ export interface MlsDsDeps {
    * deliveries are held to the sender's share of each (§8.3). Absent: the stored usage.
    */
   readonly queueUsage?: (address: string) => QueueUsage;
-}
-
-/** What SendMls needs of the session beyond the store: who is online, and queue usage with what waits for the group commit. */
-export interface MlsSendContext {
-  /** Whether any device of the user is online. */
-  readonly isOnline: (username: string) => boolean;
-  /** A queue address's usage (stored and waiting for the group commit). */
-  readonly queueUsage: (address: string) => QueueUsage;
-  /** The id was accepted before or waits for its commit. */
-  readonly isResend: (messageId: Buffer) => boolean;
-}
-
-export type MlsAdmission =
-  | { readonly kind: "duplicate" }
-  | { readonly kind: "accept"; readonly request: EnqueueRequest; readonly queuedFor: string[]; readonly contentType: string };
-
-/** The id of an MLS message on the relay (PROTOCOL.md §8.1): SHA-256 of its bytes, first 16 bytes. */
-export function mlsMessageId(mls: Uint8Array): Buffer {
-  return createHash("sha256").update(mls).digest().subarray(0, 16);
 }
 
 /** The conversation a group id names, or undefined when it names none (the lookup then finds nothing). */
@@ -140,23 +112,6 @@ export class MlsDeliveryService {
 
   constructor(private readonly d: MlsDsDeps) {
     this.shape = shapeBoundsFor(d.limits);
-  }
-
-  /**
-   * The queue addresses of every device of these users except the sending device (PROTOCOL.md
-   * §4.5): my other devices get what I send. From the in-memory routes: no database read.
-   */
-  private addressesOf(usernames: readonly string[], lobby: boolean): string[] {
-    // Users not in memory (evicted, or names a hint made up) are read together, not one by one;
-    // a name nobody owns has no address: nothing is queued for it.
-    this.d.devices.prefetch(usernames);
-    const out: string[] = [];
-    for (const u of usernames) {
-      for (const a of this.d.devices.addresses(u)) {
-        if (a !== this.d.address && (!lobby || this.d.inLobby(a))) out.push(a);
-      }
-    }
-    return out;
   }
 
   /** The sending session's device id (MlsDelivery.sender_device). */
@@ -266,54 +221,9 @@ export class MlsDeliveryService {
     if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, byId ? "this relay keeps no group with that id" : `this relay keeps no group for ${req.conversationId.slice(0, 80)}`);
     return this.groupInfoResult(req.requestId, g.groupId);
   }
-
-  /**
-   * SendMls (PROTOCOL.md §8.3), the checks after the rate limit, in frame order: size; strict
-   * decode; a PrivateMessage whose content type is application or proposal (a commit must come
-   * by SendCommit); a known group; the session's user a member by the hint; the framing's epoch
-   * the group's current one or the one before (a proposal: the current one only). Then who gets a queue row: every other member by
-   * the hint (the lobby: only those in its audience now), each queue within its caps. Returns
-   * what to hand to the group commit; throws Refusal.
-   */
+  /** SendMls's checks (mls-send.ts). */
   admitMls(user: DirectoryUser, mlsBytes: Uint8Array, ctx: MlsSendContext, messageId: Buffer = mlsMessageId(mlsBytes)): MlsAdmission {
-    const me = user.record.username;
-    const max = maxSendMlsBytes(this.d.limits);
-    if (mlsBytes.length > max) throw new Refusal(ErrorCode.ERROR_CODE_FRAME_TOO_LARGE, `the MLS message has ${mlsBytes.length} bytes; this relay takes at most ${max}`);
-    const framing = sendMlsFraming(mlsBytes, this.shape);
-    if (framing.contentType === "commit") throw bad("the message is a commit: send commits with SendCommit, not SendMls");
-    const groupId = framing.groupId;
-    const epoch = typeof framing.epoch === "bigint" ? epochNumber(framing.epoch, "the message") : framing.epoch;
-    const conv = mls(() => conversationOfGroupId(groupId));
-    const s = this.d.store.mls;
-    const g = s.groupHead(groupId);
-    if (g === undefined) throw new Refusal(ErrorCode.ERROR_CODE_UNKNOWN_GROUP, "this relay keeps no group with that id");
-    if (!s.isGroupMember(groupId, me)) throw new Refusal(ErrorCode.ERROR_CODE_NOT_A_MEMBER, `you are not a member of the group of ${g.conversationId} by the relay's record`);
-    if (epoch !== g.epoch && epoch + 1 !== g.epoch) {
-      throw bad(`the message is for epoch ${epoch}, but the group of ${g.conversationId} is at epoch ${g.epoch}; only messages for epoch ${g.epoch}${g.epoch > 0 ? ` or ${g.epoch - 1}` : ""} are accepted`);
-    }
-    if (ctx.isResend(messageId)) return { kind: "duplicate" };
-    // (After the resend check: one accepted before is answered as such.) A proposal of the epoch
-    // before can never be committed (members drop it as stale): its sender (a /leave) must learn
-    // that the group moved on and propose again, or its leaf would stay in the group unread.
-    if (framing.contentType === "proposal" && epoch !== g.epoch) {
-      throw new Refusal(ErrorCode.ERROR_CODE_EPOCH_TAKEN, `the group of ${g.conversationId} moved on to epoch ${g.epoch}; a proposal for epoch ${epoch} could no longer be committed`);
-    }
-    // Every device of every member by the hint but the sending one (§4.5; the lobby: its audience now).
-    const rows = this.addressesOf(s.groupMembers(groupId), conv.kind === "lobby");
-    const kind = framing.contentType === "application" ? MlsKind.MLS_KIND_APPLICATION : MlsKind.MLS_KIND_PROPOSAL;
-    const stored = encodeMlsDeliveryOnce({ kind, groupId, sender: me, mls: mlsBytes, senderDevice: this.senderDevice });
-    checkQueueCaps(rows, stored.length, { queueUsage: ctx.queueUsage, limits: this.d.limits });
-    // queued_for: the other users none of whose devices is online now.
-    const queuedFor = new Set<string>();
-    for (const a of rows) {
-      const u = usernameOfAddress(a);
-      if (u !== me && !ctx.isOnline(u)) queuedFor.add(u);
-    }
-    return {
-      kind: "accept", contentType: framing.contentType,
-      request: { sender: me, messageId, conversationId: g.conversationId, envelope: stored, payload: "mls", recipients: rows },
-      queuedFor: [...queuedFor],
-    };
+    return admitMls(this.d, this.shape, user, mlsBytes, ctx, messageId);
   }
 
   /**
@@ -369,13 +279,13 @@ export class MlsDeliveryService {
     // ignore it).
     const senderDevice = this.senderDevice;
     const deliveries = (before: readonly string[]): EnqueueRequest[] => {
-      const commitTo = this.addressesOf(before, lobby);
+      const commitTo = queueAddresses(this.d, before, lobby);
       const out: EnqueueRequest[] = [{
         sender: me, messageId: mlsMessageId(commit), conversationId: conv.id, payload: "mls", recipients: commitTo,
         envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_COMMIT, groupId, sender: me, mls: commit, epoch, senderDevice }),
       }];
       if (welcome !== undefined) {
-        const welcomeTo = this.addressesOf(hint.added, lobby);
+        const welcomeTo = queueAddresses(this.d, hint.added, lobby);
         out.push({
           sender: me, messageId: mlsMessageId(welcome), conversationId: conv.id, payload: "mls", recipients: welcomeTo,
           envelope: encodeMlsDelivery({ kind: MlsKind.MLS_KIND_WELCOME, groupId, sender: me, mls: welcome, ratchetTree: tree, senderDevice }),
@@ -384,7 +294,7 @@ export class MlsDeliveryService {
       // §8.3, §13.2: within this sender's share of each recipient device's queue (a Refusal rolls
       // the commit back), except the queues of the users it removes: a member who never reads
       // must not make itself impossible to remove (their removal is the one row they get).
-      const removedAddresses = new Set(hint.removed.length === 0 ? [] : this.addressesOf(hint.removed, lobby));
+      const removedAddresses = new Set(hint.removed.length === 0 ? [] : queueAddresses(this.d, hint.removed, lobby));
       const perAddress = new Map<string, { rows: number; bytes: number }>();
       for (const r of out) {
         for (const a of new Set(r.recipients)) {

@@ -26,7 +26,8 @@ import { decodeSessionRequest, encodeResponse, encodeSendResult, frameScanBounds
 import { ANSWER_STALL_MS, ANSWER_UNBUDGETED_BYTES, MAX_ACK_SEQS, MAX_SEND_BYTES_IN_FLIGHT, MAX_SENDS_IN_FLIGHT, type TokenBucket } from "./limits.js";
 import type { DeviceRates } from "./rate-buckets.js";
 import type { LobbyAudience } from "./lobby-audience.js";
-import { MlsDeliveryService, mlsMessageId, type MlsSendContext } from "./mls-ds.js";
+import { MlsDeliveryService } from "./mls-ds.js";
+import { mlsMessageId, type MlsSendContext } from "./mls-send.js";
 import type { RoomListing } from "./room-listing.js";
 import type { SendsInFlight } from "./resends.js";
 import { SendAnswers } from "./send-answers.js";

@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, MlsKind, SendStatus } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
-import { maxSendMlsBytes } from "../../src/server/mls-ds.js";
+import { maxSendMlsBytes } from "../../src/server/mls-send.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { lookupOf, makeKeyPackage, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";
 import { connectV2, expectNoDelivery, queuedRows, sendMls, sendMlsAccepted, takeMls } from "../helpers/mls-queues.js";

@@ -31,7 +31,7 @@ import { MlsGroup } from "../../src/protocol/mls/index.js";
 import { checkRoomName, checkUsername } from "../../src/protocol/names.js";
 import { MAX_ACK_SEQS, PRE_AUTH_MAX_FRAME_BYTES } from "../../src/server/limits.js";
 import { ACCEPTED_PROTOCOL_VERSIONS } from "../../src/server/handshake.js";
-import { maxSendMlsBytes } from "../../src/server/mls-ds.js";
+import { maxSendMlsBytes } from "../../src/server/mls-send.js";
 import {
   FuzzTally, fuzzParams, fuzzSeed, frameInputArb, oddString, realise, validRoomName, type FrameInput,
 } from "../helpers/fuzz-protobuf.js";

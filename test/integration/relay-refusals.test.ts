@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, SendStatus, SessionRequest, type SendResult } from "../../src/gen/securechat/v1/chat.js";
 import type { PrivateIdentity } from "../../src/protocol/keys.js";
 import { MlsGroup } from "../../src/protocol/mls/index.js";
-import { maxSendMlsBytes } from "../../src/server/mls-ds.js";
+import { maxSendMlsBytes } from "../../src/server/mls-send.js";
 import { fixtureIdentity } from "../helpers/identities.js";
 import { flip } from "../helpers/forge.js";
 import { ask, mlsPerson, must, sendCommit } from "../helpers/mls-ds.js";

@@ -1,7 +1,7 @@
 // Printing into one row of the screen model's grid (screen-grid.ts): the characters a text
 // prints, each with its width in cells (measured as the layout measures them: grapheme clusters,
 // src/tui/view/cell-width.ts), and writing or erasing cells so that a wide character is never
-// left half drawn. The cursor, autowrap and scrolling stay with the parser (screen-model.ts). Pure.
+// left half drawn. The cursor, autowrap and scrolling stay with the model (screen-state.ts). Pure.
 import { clusters } from "../view/cell-width.js";
 import { blankCell, type Line } from "./screen-grid.js";
 

@@ -1,6 +1,6 @@
 // The grid the screen model keeps twice (what the renderer drew, what the terminal shows): rows
-// of cells, each with its grapheme, its SGR style and its width. Shared by the parser that draws
-// into it (screen-model.ts) and the planner that compares two of them (screen-diff.ts). Pure.
+// of cells, each with its grapheme, its SGR style and its width. Shared by the model that draws
+// into it (screen-state.ts) and the planner that compares two of them (screen-diff.ts). Pure.
 
 /** One row of the grid: parallel arrays, one entry per cell. */
 export interface Line {

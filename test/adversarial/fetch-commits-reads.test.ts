@@ -78,7 +78,7 @@ describe("FetchCommits reads only the commits it answers with", () => {
 
     // What one fetch from epoch 0 reads: the answer the client takes in (~1 MB) and what the store
     // reads. PostgreSQL: the one commit it answers with (hex on the wire: ~2 MB). Embedded: that one
-    // and the next row's size, not its blob (store/mls.ts commitPage; schema.ts COMMITS_TABLE): ~2 MB
+    // and the next row's size, not its blob (store/mls.ts commitPage; mls-schema.ts COMMITS_TABLE): ~2 MB
     // in all (~9 MB while the blobs were in the key's B-tree, schema version 4). Reading every kept
     // commit: ~30 MB and more. The embedded bound is under what one more blob read would make.
     const read: number[] = [];

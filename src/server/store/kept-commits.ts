@@ -1,7 +1,7 @@
 // The commits the embedded store keeps (PROTOCOL.md §8.2 "kept commits"), read and bounded: the
 // per-user bound (trim: a sender's oldest first, inside the accepting transaction or alone), the
 // retention purge, and FetchCommits' page (sizes first, a blob only when it fits). The table
-// itself (schema.ts COMMITS_TABLE: rowid rows, the blob out of the key's B-tree, the usage
+// itself (mls-schema.ts COMMITS_TABLE: rowid rows, the blob out of the key's B-tree, the usage
 // triggers) and acceptCommit's insert are store/mls.ts's; this is what reads and drops them.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { CommitPage, CommitRecord } from "./mls-types.js";
@@ -24,7 +24,7 @@ export class KeptCommits {
 
   private get kept(): Statements {
     this.statements ??= {
-      // Kept by triggers (schema.ts COMMIT_USAGE): one row, where counting the commits reads one row each.
+      // Kept by triggers (mls-schema.ts COMMIT_USAGE): one row, where counting the commits reads one row each.
       usage: this.db.prepare(`SELECT commits, bytes FROM mls_commit_usage WHERE sender = ?`),
       // In mls_commits_by_sender's order; no blob is read (`bytes` is stored beside it).
       oldest: this.db.prepare(`SELECT id, group_id, epoch, bytes FROM mls_commits WHERE sender = ? ORDER BY accepted_at_ms, group_id, epoch LIMIT ?`),
@@ -91,7 +91,7 @@ export class KeptCommits {
    * FetchCommits' answer (PROTOCOL.md §8.2): the accepted commits from `fromEpoch` on, in epoch
    * order, at most `maxCount` and at most `maxBytes` in all, but at least the first whatever its
    * size; `more` when a kept commit follows the last one. The rows' sizes are stepped through one
-   * at a time (no blob read: schema.ts COMMITS_TABLE) and the blob of each that fits is read by its
+   * at a time (no blob read: mls-schema.ts COMMITS_TABLE) and the blob of each that fits is read by its
    * row id: it reads the blobs it answers with, and the first row that does not fit without its
    * blob. The sizes' statement, open until the loop ends, holds one read transaction for both
    * (another connection's commit in between, a trim, is not seen half).

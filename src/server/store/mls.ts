@@ -54,7 +54,7 @@ function prepareMlsStatements(db: DatabaseSync) {
     commitPut: p(`INSERT INTO mls_commits (group_id, epoch, sender, accepted_at_ms, commit_msg) VALUES (?, ?, ?, ?, ?)
                   ON CONFLICT (group_id, epoch) DO NOTHING`),
     commitGet: p(`SELECT sender FROM mls_commits WHERE group_id = ? AND epoch = ?`),
-    // A commit's row without its blob (schema.ts COMMITS_TABLE: the columns before commit_msg are
+    // A commit's row without its blob (mls-schema.ts COMMITS_TABLE: the columns before commit_msg are
     // on the row's first page), then the blob by row id when it is wanted.
     commitHead: p(`SELECT id, sender, bytes FROM mls_commits WHERE group_id = ? AND epoch = ?`),
     commitsTrim: p(`DELETE FROM mls_commits WHERE group_id = ? AND epoch < ?`),
